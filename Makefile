@@ -1,0 +1,32 @@
+# Quick start: `make demo` runs the embedded default, `make test` runs every test.
+# Each installs missing Debian packages (scripts/install-deps.sh) and builds in Release.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps build demo test test-unit bench clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	$(BUILD)/lofi demo
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-unit: build
+	cd $(BUILD) && ctest --output-on-failure -L unit -j $(JOBS)
+
+bench: build
+	@echo "bench/: no benchmarks yet"
+
+clean:
+	rm -rf $(BUILD)
