@@ -1,0 +1,112 @@
+#include "lofi/data/token_shards.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "lofi/error.h"
+#include "lofi/io/atomic_file.h"
+
+namespace lofi::data {
+namespace {
+
+constexpr int32_t kMagic = 20240520;
+constexpr size_t kHeaderBytes = 256 * sizeof(int32_t);
+
+}  // namespace
+
+TokenShards::TokenShards(const std::vector<std::string>& paths, int64_t vocab_size) {
+  if (paths.empty()) fail("no token data given (set data.train)");
+  for (const auto& path : paths) {
+    Shard s;
+    s.map = std::make_unique<io::MappedFile>(path);
+    const uint8_t* bytes = s.map->data();
+    size_t size = s.map->size();
+    if (size == 0) fail(path, ": token file is empty");
+    int32_t magic = 0;
+    if (size >= 4) std::memcpy(&magic, bytes, 4);
+    if (magic == kMagic) {
+      if (size < kHeaderBytes) fail(path, ": truncated llm.c header (", size, " of ", kHeaderBytes, " bytes)");
+      int32_t header[3];
+      std::memcpy(header, bytes, sizeof(header));
+      if (header[1] != 1 && header[1] != 2) fail(path, ": llm.c shard version ", header[1], ", expected 1 (uint16) or 2 (uint32)");
+      s.width = header[1] == 1 ? 2 : 4;
+      s.count = header[2];
+      if (s.count <= 0) fail(path, ": llm.c header says ", s.count, " tokens");
+      size_t need = kHeaderBytes + static_cast<size_t>(s.count) * static_cast<size_t>(s.width);
+      if (size < need) fail(path, ": truncated: header says ", s.count, " tokens (", need, " bytes), file has ", size, " bytes");
+      s.ids = bytes + kHeaderBytes;
+    } else {
+      if (size % 2 != 0) fail(path, ": raw uint16 token file has an odd size (", size, " bytes): truncated?");
+      s.width = 2;
+      s.count = static_cast<int64_t>(size / 2);
+      s.ids = bytes;
+    }
+    for (int64_t i = 0; i < s.count; ++i) {
+      uint32_t id = 0;
+      std::memcpy(&id, s.ids + i * s.width, static_cast<size_t>(s.width));
+      if (id >= vocab_size)
+        fail(path, ": token ", i, " has id ", id, ", not below model.vocab_size = ", vocab_size);
+    }
+    s.first = total_;
+    total_ += s.count;
+    shards_.push_back(std::move(s));
+  }
+}
+
+int64_t TokenShards::token(int64_t index) const {
+  int64_t out = 0;
+  copy(index, 1, &out);
+  return out;
+}
+
+void TokenShards::copy(int64_t start, int64_t count, int64_t* out) const {
+  if (start < 0 || count < 0 || start + count > total_)
+    fail("token range [", start, ", ", start + count, ") is outside the data (", total_, " tokens)");
+  // First shard whose range holds START.
+  auto it = std::upper_bound(shards_.begin(), shards_.end(), start,
+                             [](int64_t v, const Shard& s) { return v < s.first; }) - 1;
+  while (count > 0) {
+    int64_t local = start - it->first;
+    int64_t n = std::min(count, it->count - local);
+    for (int64_t i = 0; i < n; ++i) {
+      uint32_t id = 0;
+      std::memcpy(&id, it->ids + (local + i) * it->width, static_cast<size_t>(it->width));
+      out[i] = id;
+    }
+    out += n;
+    start += n;
+    count -= n;
+    ++it;
+  }
+}
+
+std::vector<std::string> split_paths(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    if (comma > start) out.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+void write_token_shard(const std::string& path, const std::vector<uint32_t>& ids) {
+  bool narrow = std::all_of(ids.begin(), ids.end(), [](uint32_t id) { return id <= 0xFFFF; });
+  int32_t header[256] = {};
+  header[0] = kMagic;
+  header[1] = narrow ? 1 : 2;
+  header[2] = static_cast<int32_t>(ids.size());
+  io::AtomicFile file(path);
+  file.write(header, sizeof(header));
+  if (narrow) {
+    std::vector<uint16_t> small(ids.begin(), ids.end());
+    file.write(small.data(), small.size() * 2);
+  } else {
+    file.write(ids.data(), ids.size() * 4);
+  }
+  file.commit();
+}
+
+}  // namespace lofi::data

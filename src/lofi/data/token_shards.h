@@ -1,0 +1,43 @@
+// Token shards: files of little-endian token ids, either raw uint16 or behind llm.c's header
+// (256 int32: magic 20240520, version 1 = uint16 ids / 2 = uint32 ids, token count). Files are
+// memory-mapped and read as one concatenated stream; every id is checked against the vocabulary
+// once, at open, so training never meets a bad id.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lofi/io/mapped_file.h"
+
+namespace lofi::data {
+
+class TokenShards {
+ public:
+  // PATHS in stream order; ids must be < VOCAB_SIZE. Throws naming the file.
+  TokenShards(const std::vector<std::string>& paths, int64_t vocab_size);
+
+  int64_t size() const { return total_; }  // tokens in all shards
+  int64_t token(int64_t index) const;
+  // Copies tokens [start, start + count) of the stream into OUT.
+  void copy(int64_t start, int64_t count, int64_t* out) const;
+
+ private:
+  struct Shard {
+    std::unique_ptr<io::MappedFile> map;
+    const uint8_t* ids = nullptr;
+    int width = 2;         // bytes per id
+    int64_t count = 0;     // tokens
+    int64_t first = 0;     // stream index of its first token
+  };
+  std::vector<Shard> shards_;
+  int64_t total_ = 0;
+};
+
+// Splits a comma-separated list of paths.
+std::vector<std::string> split_paths(const std::string& list);
+
+// Writes IDS as an llm.c shard (uint16 when every id fits, else uint32), atomically.
+void write_token_shard(const std::string& path, const std::vector<uint32_t>& ids);
+
+}  // namespace lofi::data

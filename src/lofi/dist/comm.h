@@ -1,0 +1,69 @@
+// The worker's collectives, through PyTorch's c10d: a TCPStore for rendezvous and one Gloo
+// process group per node (behind a PrefixStore "node-k"), so training traffic never leaves a
+// node. A second, world-wide group exists only where nodes must meet (dist.sync_every > 0).
+// Every collective counts the bytes this rank sends, split into within-node and between-node.
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lofi/dist/env.h"
+
+namespace c10d {
+class Store;
+class ProcessGroup;
+}  // namespace c10d
+
+namespace lofi::dist {
+
+// Where a worker sits among nodes.
+struct Topology {
+  int64_t nodes = 1;      // N
+  int64_t node = 0;       // this worker's node, 0..N-1
+  int64_t node_size = 1;  // G: workers per node
+  int64_t node_rank = 0;  // rank inside the node, 0..G-1
+  bool whole_job = true;  // all N nodes are in this job (false: a dist.node_id job)
+};
+
+// NODES nodes; NODE_ID >= 0 makes this job node NODE_ID alone. Throws when the world does not
+// split into equal nodes.
+Topology make_topology(const WorkerEnv& env, int64_t nodes, int64_t node_id);
+
+class Comm {
+ public:
+  // Rendezvous (when the world has more than one worker) and group creation; WORLD_GROUP also
+  // creates the world-wide group. Times out after TIMEOUT_S with a message naming the address.
+  Comm(const WorkerEnv& env, const Topology& topo, double timeout_s, bool world_group);
+  ~Comm();
+
+  const Topology& topology() const { return topo_; }
+  const WorkerEnv& env() const { return env_; }
+
+  // In-place mean over the node's workers of the tensors, sent as one flat fp32 buffer.
+  void node_mean(const std::vector<torch::Tensor>& tensors);
+  // In-place mean over every worker of the job (needs the world group).
+  void world_mean(const std::vector<torch::Tensor>& tensors);
+
+  // Announces that this node's final weights are written; node_rank 0 calls it.
+  void announce_node_done();
+  // Rank 0 of a whole job: waits until every node announced (TIMEOUT_S from the call).
+  void wait_all_nodes_done(double timeout_s);
+
+  int64_t bytes_within_node() const { return bytes_within_node_; }
+  int64_t bytes_between_nodes() const { return bytes_between_nodes_; }
+
+ private:
+  void mean(c10d::ProcessGroup& group, int64_t group_size, const std::vector<torch::Tensor>& tensors,
+            int64_t& byte_counter);
+
+  WorkerEnv env_;
+  Topology topo_;
+  double timeout_s_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::ProcessGroup> node_group_, world_group_;
+  int64_t bytes_within_node_ = 0, bytes_between_nodes_ = 0;
+};
+
+}  // namespace lofi::dist

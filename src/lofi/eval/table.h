@@ -1,0 +1,29 @@
+// A results table: rows of named cells, printed aligned for the terminal and written as
+// Markdown and JSON. Knows nothing of models; callers fill it.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace lofi::eval {
+
+class ResultsTable {
+ public:
+  explicit ResultsTable(std::vector<std::string> columns) : columns_(std::move(columns)) {}
+  // CELLS in column order; NUMBERS (same order, null where text) go to the JSON.
+  void add_row(std::vector<std::string> cells, nlohmann::json record);
+
+  std::string markdown() const;
+  std::string text() const;  // aligned, for the terminal
+  nlohmann::json json() const { return records_; }
+
+ private:
+  std::vector<std::string> columns_;
+  std::vector<std::vector<std::string>> rows_;
+  nlohmann::json records_ = nlohmann::json::array();
+};
+
+std::string format_fixed(double value, int decimals);
+std::string format_bytes(double bytes);  // "0 B", "12.3 MB", ...
+
+}  // namespace lofi::eval

@@ -1,0 +1,65 @@
+#include "lofi/io/atomic_file.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "lofi/error.h"
+
+namespace lofi::io {
+
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+  tmp_ = path_ + ".tmp-" + std::to_string(::getpid());
+  file_ = std::fopen(tmp_.c_str(), "wb");
+  if (!file_) fail(path_, ": cannot open for writing: ", std::strerror(errno));
+}
+
+AtomicFile::~AtomicFile() {
+  if (file_) {
+    std::fclose(file_);
+    std::remove(tmp_.c_str());
+  }
+}
+
+void AtomicFile::write(const void* data, size_t bytes) {
+  if (bytes && std::fwrite(data, 1, bytes, file_) != bytes)
+    fail(path_, ": write failed: ", std::strerror(errno));
+}
+
+void AtomicFile::commit() {
+  if (std::fflush(file_) != 0 || ::fsync(::fileno(file_)) != 0)
+    fail(path_, ": flush failed: ", std::strerror(errno));
+  std::fclose(file_);
+  file_ = nullptr;
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    int err = errno;
+    std::remove(tmp_.c_str());
+    fail(path_, ": cannot rename into place: ", std::strerror(err));
+  }
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  AtomicFile file(path);
+  file.write(text);
+  file.commit();
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, ": cannot open: ", std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void make_dirs(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) fail(dir, ": cannot create directory: ", ec.message());
+}
+
+}  // namespace lofi::io

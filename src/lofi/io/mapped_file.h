@@ -1,0 +1,28 @@
+// A read-only memory map of a whole file; token shards and safetensors are read through it so
+// that only the pages actually touched are loaded.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace lofi::io {
+
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path);  // throws lofi::Error naming PATH
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace lofi::io

@@ -1,0 +1,21 @@
+// Module weights to and from safetensors by parameter name. Names are the module's own
+// (Hugging Face / timm by construction), so this is a checked copy, not a renaming.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+
+#include "lofi/io/safetensors.h"
+
+namespace lofi::model {
+
+// Parameters then buffers, by name, detached (shares storage with the module).
+io::NamedTensors module_weights(const torch::nn::Module& module);
+
+// Copies every parameter of MODULE from FILE, converting dtype. A missing tensor, an extra one
+// (other than IGNORED names such as a tied "lm_head.weight") or a shape mismatch is an error
+// naming the tensor and the file.
+void load_module_weights(torch::nn::Module& module, const io::SafetensorsFile& file,
+                         const std::vector<std::string>& ignored = {});
+
+}  // namespace lofi::model

@@ -1,0 +1,196 @@
+#include "lofi/train/config.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "lofi/error.h"
+
+namespace lofi::train {
+
+std::vector<ConfigField> config_fields(Config& c) {
+  return {
+      {"run.dir", &c.run.dir},
+      {"model.n_layer", &c.model.n_layer},
+      {"model.n_head", &c.model.n_head},
+      {"model.d_model", &c.model.d_model},
+      {"model.d_ff", &c.model.d_ff},
+      {"model.vocab_size", &c.model.vocab_size},
+      {"model.max_seq_len", &c.model.max_seq_len},
+      {"model.activation", &c.model.activation},
+      {"model.dropout", &c.model.dropout},
+      {"model.init", &c.model.init},
+      {"data.train", &c.data.train},
+      {"data.val", &c.data.val},
+      {"data.seq_len", &c.data.seq_len},
+      {"data.split", &c.data.split},
+      {"train.steps", &c.train.steps},
+      {"train.batch_size", &c.train.batch_size},
+      {"train.grad_accum", &c.train.grad_accum},
+      {"train.lr", &c.train.lr},
+      {"train.min_lr", &c.train.min_lr},
+      {"train.warmup_steps", &c.train.warmup_steps},
+      {"train.weight_decay", &c.train.weight_decay},
+      {"train.beta1", &c.train.beta1},
+      {"train.beta2", &c.train.beta2},
+      {"train.eps", &c.train.eps},
+      {"train.grad_clip", &c.train.grad_clip},
+      {"train.seed", &c.train.seed},
+      {"train.log_every", &c.train.log_every},
+      {"train.ckpt_every", &c.train.ckpt_every},
+      {"train.eval_every", &c.train.eval_every},
+      {"train.eval_batches", &c.train.eval_batches},
+      {"train.threads", &c.train.threads},
+      {"dist.nodes", &c.dist.nodes},
+      {"dist.node_id", &c.dist.node_id},
+      {"dist.sync_every", &c.dist.sync_every},
+      {"dist.timeout_s", &c.dist.timeout_s},
+  };
+}
+
+namespace {
+
+ConfigField& find_field(std::vector<ConfigField>& fields, const std::string& key, const std::string& source) {
+  for (auto& f : fields)
+    if (f.key == key) return f;
+  std::string known;
+  for (const auto& f : fields) known += (known.empty() ? "" : ", ") + f.key;
+  fail(source, ": unknown config key '", key, "' (known keys: ", known, ")");
+}
+
+const char* type_name(const ConfigField& f) {
+  if (std::holds_alternative<int64_t*>(f.target)) return "an integer";
+  if (std::holds_alternative<double*>(f.target)) return "a number";
+  return "a string";
+}
+
+void apply_node(std::vector<ConfigField>& fields, const toml::node& node, const std::string& key,
+                const std::string& source) {
+  ConfigField& f = find_field(fields, key, source);
+  bool ok = false;
+  if (auto** p = std::get_if<int64_t*>(&f.target)) {
+    if (auto v = node.value_exact<int64_t>()) **p = *v, ok = true;
+  } else if (auto** d = std::get_if<double*>(&f.target)) {
+    if (auto v = node.value<double>(); v && (node.is_floating_point() || node.is_integer())) **d = *v, ok = true;
+  } else if (auto** s = std::get_if<std::string*>(&f.target)) {
+    if (auto v = node.value_exact<std::string>()) **s = *v, ok = true;
+  }
+  if (!ok) fail(source, ": key '", key, "' expects ", type_name(f), ", found ", node.type());
+}
+
+void apply_table(std::vector<ConfigField>& fields, const toml::table& table, const std::string& prefix,
+                 const std::string& source) {
+  for (const auto& [k, node] : table) {
+    std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const auto* sub = node.as_table())
+      apply_table(fields, *sub, key, source);
+    else
+      apply_node(fields, node, key, source);
+  }
+}
+
+}  // namespace
+
+void apply_toml_text(Config& config, const std::string& text, const std::string& source) {
+  toml::table table;
+  try {
+    table = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    fail(source, ":", e.source().begin.line, ": invalid TOML: ", e.description());
+  }
+  auto fields = config_fields(config);
+  apply_table(fields, table, "", source);
+}
+
+void apply_toml_file(Config& config, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail(path, ": cannot open config file");
+  std::stringstream text;
+  text << in.rdbuf();
+  apply_toml_text(config, text.str(), path);
+}
+
+void apply_override(Config& config, const std::string& assignment) {
+  auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) fail("--set '", assignment, "': expected section.key=value");
+  std::string key = assignment.substr(0, eq), value = assignment.substr(eq + 1);
+  auto fields = config_fields(config);
+  ConfigField& f = find_field(fields, key, "--set");
+  auto bad = [&] { fail("--set ", key, ": expects ", type_name(f), ", found '", value, "'"); };
+  errno = 0;
+  char* end = nullptr;
+  if (auto** p = std::get_if<int64_t*>(&f.target)) {
+    long long v = std::strtoll(value.c_str(), &end, 10);
+    if (value.empty() || *end || errno) bad();
+    **p = v;
+  } else if (auto** d = std::get_if<double*>(&f.target)) {
+    double v = std::strtod(value.c_str(), &end);
+    if (value.empty() || *end || errno) bad();
+    **d = v;
+  } else {
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+    *std::get<std::string*>(f.target) = value;
+  }
+}
+
+void validate(const Config& c) {
+  auto need = [](bool ok, const auto&... why) {
+    if (!ok) fail("config: ", why...);
+  };
+  need(c.model.n_layer >= 1, "model.n_layer must be >= 1, found ", c.model.n_layer);
+  need(c.model.n_head >= 1 && c.model.d_model % c.model.n_head == 0, "model.d_model (", c.model.d_model,
+       ") must be divisible by model.n_head (", c.model.n_head, ")");
+  need(c.model.d_ff >= 1, "model.d_ff must be >= 1");
+  need(c.model.vocab_size >= 2, "model.vocab_size must be >= 2");
+  need(c.model.activation == "relu" || c.model.activation == "gelu",
+       "model.activation must be \"relu\" or \"gelu\", found \"", c.model.activation, "\"");
+  need(c.model.dropout >= 0 && c.model.dropout < 1, "model.dropout must be in [0, 1)");
+  need(c.data.seq_len >= 1 && c.data.seq_len <= c.model.max_seq_len, "data.seq_len (", c.data.seq_len,
+       ") must be in [1, model.max_seq_len = ", c.model.max_seq_len, "]");
+  need(c.data.split == "shuffle" || c.data.split == "shard", "data.split must be \"shuffle\" or \"shard\", found \"",
+       c.data.split, "\"");
+  need(c.train.steps >= 1, "train.steps must be >= 1");
+  need(c.train.batch_size >= 1, "train.batch_size must be >= 1");
+  need(c.train.grad_accum >= 1, "train.grad_accum must be >= 1");
+  need(c.train.lr > 0 && c.train.min_lr >= 0 && c.train.min_lr <= c.train.lr, "need 0 <= train.min_lr <= train.lr, 0 < train.lr");
+  need(c.train.warmup_steps >= 0, "train.warmup_steps must be >= 0");
+  need(c.train.log_every >= 1, "train.log_every must be >= 1");
+  need(c.train.ckpt_every >= 0 && c.train.eval_every >= 0, "train.ckpt_every and train.eval_every must be >= 0");
+  need(c.train.threads >= 0, "train.threads must be >= 0");
+  need(c.dist.nodes >= 1, "dist.nodes must be >= 1, found ", c.dist.nodes);
+  need(c.dist.node_id >= -1 && c.dist.node_id < c.dist.nodes, "dist.node_id (", c.dist.node_id,
+       ") must be -1 or in [0, dist.nodes = ", c.dist.nodes, ")");
+  need(c.dist.sync_every >= 0, "dist.sync_every must be >= 0");
+  need(c.dist.node_id < 0 || c.dist.sync_every == 0,
+       "dist.sync_every needs all nodes in one job; a dist.node_id job cannot reach the others");
+  need(c.dist.timeout_s > 0, "dist.timeout_s must be > 0");
+  need(c.train.batch_size % c.dist.nodes == 0, "train.batch_size (", c.train.batch_size,
+       ") must be divisible by dist.nodes (", c.dist.nodes, "): each node uses batch_size / nodes");
+}
+
+std::string to_toml(const Config& config) {
+  Config copy = config;
+  toml::table root;
+  for (const auto& f : config_fields(copy)) {
+    auto dot = f.key.find('.');
+    std::string section = f.key.substr(0, dot), name = f.key.substr(dot + 1);
+    if (!root.contains(section)) root.insert(section, toml::table{});
+    toml::table& t = *root[section].as_table();
+    std::visit([&](auto* p) { t.insert(name, *p); }, f.target);
+  }
+  std::ostringstream out;
+  out << root << "\n";
+  return out.str();
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  Config config;
+  if (!path.empty()) apply_toml_file(config, path);
+  for (const auto& o : overrides) apply_override(config, o);
+  validate(config);
+  return config;
+}
+
+}  // namespace lofi::train

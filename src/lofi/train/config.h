@@ -1,0 +1,90 @@
+// The run configuration: plain structs with in-class defaults, read from TOML and overridden
+// with `--set section.key=value`. Every field is declared once, in config_fields(), and parsing,
+// overrides, validation messages and printing all use that one list. Unknown keys are errors.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace lofi::train {
+
+struct RunConfig {
+  std::string dir = "runs/lm";  // run directory: config.toml, node-k/, merged.safetensors
+};
+
+struct ModelConfig {
+  int64_t n_layer = 4;              // decoder blocks, e.g. 12 for OPT-125M
+  int64_t n_head = 4;               // attention heads, e.g. 12
+  int64_t d_model = 128;            // residual width, e.g. 768
+  int64_t d_ff = 512;               // MLP hidden width, e.g. 3072
+  int64_t vocab_size = 256;         // token ids must lie below this, e.g. 50272
+  int64_t max_seq_len = 128;        // learned positions, e.g. 2048
+  std::string activation = "relu";  // "relu" (OPT) or "gelu" (tanh approximation, GPT-2)
+  double dropout = 0.0;             // dropout on attention and residual branches, e.g. 0.1
+  std::string init;                 // safetensors to start from; empty: random init from train.seed
+};
+
+struct DataConfig {
+  std::string train;                // token shard path(s), comma-separated
+  std::string val;                  // held-out shard for periodic evaluation (optional)
+  int64_t seq_len = 64;             // tokens per training window, <= model.max_seq_len
+  std::string split = "shuffle";    // "shuffle": every node sees all data in its own order;
+                                    // "shard": node k samples only from its disjoint 1/N slice
+};
+
+struct TrainConfig {
+  int64_t steps = 100;              // optimizer steps, e.g. 5000
+  int64_t batch_size = 32;          // GLOBAL batch in sequences; each of N nodes uses batch_size/N
+  int64_t grad_accum = 1;           // micro-batches per step on each worker
+  double lr = 3e-4;                 // peak learning rate
+  double min_lr = 3e-5;             // cosine floor
+  int64_t warmup_steps = 10;        // linear warmup from 0
+  double weight_decay = 0.1;        // AdamW decoupled decay; never on biases or norms
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double grad_clip = 1.0;           // global-norm clipping; 0 disables
+  int64_t seed = 0;                 // every random stream derives from (seed, node, rank, step)
+  int64_t log_every = 10;           // metrics line every N steps (and at the last)
+  int64_t ckpt_every = 0;           // checkpoint every N steps for --resume; 0: only at the end
+  int64_t eval_every = 0;           // evaluate on data.val every N steps; 0: never
+  int64_t eval_batches = 8;         // batches per periodic evaluation
+  int64_t threads = 0;              // intra-op threads; 0: LOFI_THREADS, else cores / local workers
+};
+
+struct DistConfig {
+  int64_t nodes = 1;                // N: 1 is the data-parallel baseline, N > 1 is lo-fi
+  int64_t node_id = -1;             // >= 0: this job is node k of N by itself (no cross-node link)
+  int64_t sync_every = 0;           // 0: never average nodes during training (lo-fi); H: every H steps
+  double timeout_s = 300;           // rendezvous and collective timeout, seconds
+};
+
+struct Config {
+  RunConfig run;
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  DistConfig dist;
+};
+
+struct ConfigField {
+  std::string key;  // "section.name"
+  std::variant<int64_t*, double*, std::string*> target;
+};
+std::vector<ConfigField> config_fields(Config& config);
+
+// Applies a TOML file; SOURCE names it in errors.
+void apply_toml_file(Config& config, const std::string& path);
+void apply_toml_text(Config& config, const std::string& text, const std::string& source);
+// Applies one "section.key=value" override.
+void apply_override(Config& config, const std::string& assignment);
+// Checks ranges and combinations; throws naming the key.
+void validate(const Config& config);
+// The resolved config as TOML text, loadable by apply_toml_text.
+std::string to_toml(const Config& config);
+
+// Config file (may be empty) + overrides, validated.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides);
+
+}  // namespace lofi::train

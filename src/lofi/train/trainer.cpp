@@ -1,0 +1,233 @@
+#include "lofi/train/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "lofi/data/sampler.h"
+#include "lofi/data/token_shards.h"
+#include "lofi/dist/comm.h"
+#include "lofi/error.h"
+#include "lofi/eval/perplexity.h"
+#include "lofi/io/atomic_file.h"
+#include "lofi/io/safetensors.h"
+#include "lofi/merge/average.h"
+#include "lofi/model/weights.h"
+#include "lofi/train/checkpoint.h"
+#include "lofi/train/optimizer.h"
+#include "lofi/train/schedule.h"
+
+namespace lofi::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Metrics of one node, one JSON object per line; on resume, lines past the checkpoint go.
+class MetricsLog {
+ public:
+  MetricsLog(const std::string& path, int64_t resume_step) : path_(path) {
+    if (resume_step > 0) {
+      std::ifstream in(path);
+      std::string line, kept;
+      while (std::getline(in, line))
+        if (!line.empty() && nlohmann::json::parse(line, nullptr, false).value("step", int64_t{0}) <= resume_step)
+          kept += line + "\n";
+      io::write_file_atomic(path, kept);
+    }
+    out_.open(path, resume_step > 0 ? std::ios::app : std::ios::trunc);
+    if (!out_) fail(path, ": cannot open for writing");
+  }
+  void write(const nlohmann::json& record) { out_ << record.dump() << "\n" << std::flush; }
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+std::string format_duration(double seconds) {
+  int64_t s = static_cast<int64_t>(seconds + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
+                static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
+  return buf;
+}
+
+// Inputs and shifted targets for the windows starting at STARTS[first, first + count).
+std::pair<torch::Tensor, torch::Tensor> make_batch(const data::TokenShards& tokens, const std::vector<int64_t>& starts,
+                                                   int64_t first, int64_t count, int64_t seq_len) {
+  torch::Tensor window = torch::empty({count, seq_len + 1}, torch::kLong);  // (B, T + 1)
+  for (int64_t i = 0; i < count; ++i)
+    tokens.copy(starts[static_cast<size_t>(first + i)], seq_len + 1, window[i].data_ptr<int64_t>());
+  return {window.narrow(1, 0, seq_len), window.narrow(1, 1, seq_len)};  // (B, T), (B, T)
+}
+
+}  // namespace
+
+model::GptConfig gpt_config(const ModelConfig& c) {
+  return {c.n_layer, c.n_head, c.d_model, c.d_ff, c.vocab_size, c.max_seq_len, c.activation, c.dropout};
+}
+
+model::Gpt make_gpt(const ModelConfig& config, uint64_t seed) {
+  torch::manual_seed(seed);
+  model::Gpt gpt(gpt_config(config));
+  model::init_gpt_weights(gpt);
+  if (!config.init.empty()) {
+    io::SafetensorsFile init(config.init);
+    model::load_module_weights(*gpt, init, {"lm_head.weight"});
+  }
+  return gpt;
+}
+
+Config config_from_checkpoint(const std::string& path) {
+  io::SafetensorsFile file(path);
+  Config config;
+  auto it = file.metadata().find("lofi.config");
+  if (it == file.metadata().end())
+    fail(path, ": no lofi.config in its metadata; give the model's shape with --config or --set model.*");
+  apply_toml_text(config, it->second, path + " (lofi.config)");
+  config.model.init = path;
+  return config;
+}
+
+std::string node_dir(const std::string& run_dir, int64_t node) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "node-%02lld", static_cast<long long>(node));
+  return run_dir + "/" + name;
+}
+
+TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool resume) {
+  const auto& tc = config.train;
+  const dist::Topology topo = dist::make_topology(env, config.dist.nodes, config.dist.node_id);
+  // The paper's same-data rule: global batch B over N nodes, B / N per node, split over its workers.
+  const int64_t node_batch = tc.batch_size / topo.nodes;
+  if (node_batch % (topo.node_size * tc.grad_accum) != 0)
+    fail("config: the node batch (train.batch_size / dist.nodes = ", node_batch, ") must be divisible by ",
+         topo.node_size, " workers x train.grad_accum = ", tc.grad_accum);
+  const int64_t rank_batch = node_batch / topo.node_size, micro_batch = rank_batch / tc.grad_accum;
+  const int64_t seq_len = config.data.seq_len;
+
+  torch::set_num_threads(tc.threads > 0 ? static_cast<int>(tc.threads) : dist::default_threads(env));
+  data::TokenShards tokens(data::split_paths(config.data.train), config.model.vocab_size);
+  std::unique_ptr<data::TokenShards> val;
+  if (tc.eval_every > 0) {
+    if (config.data.val.empty()) fail("config: train.eval_every > 0 needs data.val");
+    val = std::make_unique<data::TokenShards>(data::split_paths(config.data.val), config.model.vocab_size);
+  }
+  data::WindowSampler sampler(data::node_token_range(tokens.size(), topo.nodes, topo.node, config.data.split),
+                              seq_len + 1, static_cast<uint64_t>(tc.seed), topo.node);
+
+  dist::Comm comm(env, topo, config.dist.timeout_s, config.dist.sync_every > 0);
+  const std::string run_dir = config.run.dir, my_dir = node_dir(run_dir, topo.node);
+  const bool node_leader = topo.node_rank == 0;
+  if (node_leader) {
+    io::make_dirs(my_dir);
+    // The whole job's config sits at the run root; a node_id job keeps its own beside its files.
+    io::write_file_atomic(topo.whole_job ? run_dir + "/config.toml" : my_dir + "/config.toml", to_toml(config));
+  }
+
+  // Every node starts from the same weights: the init depends on the seed alone.
+  model::Gpt gpt = make_gpt(config.model, data::mix_seed(static_cast<uint64_t>(tc.seed)));
+  gpt->train();
+  Optimizer optimizer(*gpt, tc);
+  int64_t start_step = 0;
+  if (resume) {
+    auto ckpt = latest_checkpoint(my_dir);
+    if (!ckpt) fail("--resume: no checkpoint in ", my_dir, "/ckpt");
+    start_step = load_checkpoint(*ckpt, *gpt, optimizer);
+  }
+  std::unique_ptr<MetricsLog> metrics;
+  if (node_leader) metrics = std::make_unique<MetricsLog>(my_dir + "/metrics.jsonl", start_step);
+
+  std::vector<torch::Tensor> params;
+  for (const auto& p : optimizer.params()) params.push_back(p.param);
+  const Schedule schedule{tc.lr, tc.min_lr, tc.warmup_steps, tc.steps};
+  const bool tty = node_leader && ::isatty(STDOUT_FILENO);
+  const auto t0 = Clock::now();
+  double last_loss = 0;
+  int64_t tokens_seen = start_step * node_batch * seq_len;
+
+  for (int64_t step = start_step; step < tc.steps; ++step) {
+    // ---- the training step -------------------------------------------------------------
+    const double lr = lr_at(schedule, step);
+    optimizer.set_lr(lr);
+    optimizer.zero_grad();
+    const std::vector<int64_t> starts = sampler.batch_starts(step, node_batch);
+    torch::Tensor loss_sum = torch::zeros({1});
+    for (int64_t micro = 0; micro < tc.grad_accum; ++micro) {
+      torch::manual_seed(data::mix_seed(static_cast<uint64_t>(tc.seed), static_cast<uint64_t>(topo.node),
+                                        static_cast<uint64_t>(env.rank * tc.grad_accum + micro), static_cast<uint64_t>(step)));
+      auto [x, y] = make_batch(tokens, starts, topo.node_rank * rank_batch + micro * micro_batch, micro_batch, seq_len);
+      torch::Tensor loss = gpt->loss(x, y) / static_cast<double>(tc.grad_accum);
+      loss.backward();
+      loss_sum += loss.detach();
+    }
+    std::vector<torch::Tensor> reduced;
+    for (auto& p : params) reduced.push_back(p.mutable_grad());
+    reduced.push_back(loss_sum);
+    comm.node_mean(reduced);  // gradients and the loss, inside this node only
+    if (tc.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, tc.grad_clip);
+    optimizer.step();
+    if (config.dist.sync_every > 0 && (step + 1) % config.dist.sync_every == 0) comm.world_mean(params);
+    // ---- end of the training step ------------------------------------------------------
+
+    last_loss = loss_sum.item<double>();
+    tokens_seen += node_batch * seq_len;
+    const int64_t done = step + 1;
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double tok_s = static_cast<double>(tokens_seen - start_step * node_batch * seq_len) / std::max(seconds, 1e-9);
+    const double eta = seconds / static_cast<double>(done - start_step) * static_cast<double>(tc.steps - done);
+    if (!node_leader) continue;
+    if (done % tc.log_every == 0 || done == tc.steps) {
+      nlohmann::json record{{"step", done}, {"loss", last_loss}, {"lr", lr}, {"tokens", tokens_seen},
+                            {"seconds", seconds}, {"tokens_per_s", tok_s},
+                            {"bytes_sent", comm.bytes_within_node() + comm.bytes_between_nodes()},
+                            {"bytes_within_node", comm.bytes_within_node()},
+                            {"bytes_between_nodes", comm.bytes_between_nodes()}};
+      if (val && done % tc.eval_every == 0) {
+        auto score = eval::evaluate_lm(gpt, *val, seq_len, micro_batch, tc.eval_batches * micro_batch);
+        record["val_loss"] = score.loss;
+      }
+      metrics->write(record);
+      if (!tty)
+        std::printf("node %lld step %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s\n", static_cast<long long>(topo.node),
+                    static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, lr, tok_s,
+                    format_duration(eta).c_str());
+    }
+    if (tty)
+      std::printf("\rnode %lld step %lld/%lld loss %.4f %.0f tok/s ETA %s   ", static_cast<long long>(topo.node),
+                  static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, tok_s,
+                  format_duration(eta).c_str());
+    std::fflush(stdout);
+    if (tc.ckpt_every > 0 && done % tc.ckpt_every == 0 && done < tc.steps) save_checkpoint(my_dir, done, *gpt, optimizer);
+  }
+  if (tty) std::printf("\n");
+
+  TrainSummary summary;
+  summary.node = topo.node;
+  summary.steps = tc.steps;
+  summary.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  summary.final_loss = last_loss;
+  summary.bytes_within_node = comm.bytes_within_node();
+  summary.bytes_between_nodes = comm.bytes_between_nodes();
+  if (node_leader) {
+    save_checkpoint(my_dir, tc.steps, *gpt, optimizer);
+    io::save_safetensors(my_dir + "/final.safetensors", model::module_weights(*gpt),
+                         {{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
+                          {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", to_toml(config)}});
+    comm.announce_node_done();
+  }
+  if (env.rank == 0 && topo.whole_job && topo.nodes > 1) {
+    comm.wait_all_nodes_done(config.dist.timeout_s + summary.seconds);
+    std::vector<std::string> finals;
+    for (int64_t k = 0; k < topo.nodes; ++k) finals.push_back(node_dir(run_dir, k) + "/final.safetensors");
+    merge::average_files(finals, {}, run_dir + "/merged.safetensors");
+    std::printf("merged %lld nodes into %s/merged.safetensors\n", static_cast<long long>(topo.nodes), run_dir.c_str());
+  }
+  return summary;
+}
+
+}  // namespace lofi::train
