@@ -1,0 +1,73 @@
+#include "lofi/train/config.h"
+
+#include <gtest/gtest.h>
+
+#include "lofi/error.h"
+
+namespace lofi::train {
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const lofi::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, TomlThenOverrides) {
+  Config c;
+  apply_toml_text(c, "[model]\nn_layer = 6\n[train]\nlr = 1e-3\nsteps = 7\n", "x.toml");
+  apply_override(c, "train.steps=9");
+  apply_override(c, "data.split=shard");
+  apply_override(c, "train.lr=2");  // integers are numbers too
+  EXPECT_EQ(c.model.n_layer, 6);
+  EXPECT_EQ(c.train.steps, 9);
+  EXPECT_DOUBLE_EQ(c.train.lr, 2.0);
+  EXPECT_EQ(c.data.split, "shard");
+}
+
+TEST(Config, PrintedConfigReadsBackEqual) {
+  Config c;
+  c.model.d_model = 96;
+  c.train.lr = 1.234e-4;
+  c.data.train = "a.bin,b.bin";
+  Config back;
+  apply_toml_text(back, to_toml(c), "printed");
+  EXPECT_EQ(to_toml(back), to_toml(c));
+  EXPECT_EQ(back.model.d_model, 96);
+  EXPECT_DOUBLE_EQ(back.train.lr, 1.234e-4);
+}
+
+TEST(Config, UnknownKeysAndWrongTypesAreErrors) {
+  Config c;
+  EXPECT_NE(error_of([&] { apply_toml_text(c, "[train]\nstepz = 3\n", "cfg.toml"); }).find("unknown config key 'train.stepz'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { apply_toml_text(c, "[train]\nsteps = \"3\"\n", "cfg.toml"); }).find("expects an integer"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { apply_override(c, "model.nope=1"); }).find("model.nope"), std::string::npos);
+  EXPECT_NE(error_of([&] { apply_override(c, "train.steps=1.5"); }).find("train.steps"), std::string::npos);
+  EXPECT_NE(error_of([&] { apply_override(c, "train.steps"); }).find("section.key=value"), std::string::npos);
+  EXPECT_NE(error_of([&] { apply_toml_text(c, "[train\n", "broken.toml"); }).find("broken.toml"), std::string::npos);
+}
+
+TEST(Config, ValidationNamesTheKey) {
+  Config c;
+  c.train.batch_size = 30;
+  c.dist.nodes = 4;
+  EXPECT_NE(error_of([&] { validate(c); }).find("train.batch_size (30) must be divisible by dist.nodes (4)"),
+            std::string::npos);
+  c = Config();
+  c.model.n_head = 3;
+  EXPECT_NE(error_of([&] { validate(c); }).find("model.n_head"), std::string::npos);
+  c = Config();
+  c.dist.node_id = 1;
+  c.dist.nodes = 2;
+  c.dist.sync_every = 5;
+  EXPECT_NE(error_of([&] { validate(c); }).find("sync_every"), std::string::npos);
+  EXPECT_NO_THROW(validate(Config()));
+}
+
+}  // namespace
+}  // namespace lofi::train

@@ -1,0 +1,130 @@
+// Multi-process tests: real worker processes rendezvous over loopback through `lofi launch`
+// (torchrun's contract) or as separate jobs, and the files they write are compared.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "lofi/dist/launcher.h"
+#include "lofi/io/safetensors.h"
+#include "test_util.h"
+
+namespace lofi {
+namespace {
+
+using test::run_lofi;
+
+// Max |a - b| over every tensor of two checkpoints with the same names.
+double max_abs_diff(const std::string& a, const std::string& b) {
+  io::SafetensorsFile fa(a), fb(b);
+  EXPECT_EQ(fa.entries().size(), fb.entries().size());
+  double worst = 0;
+  for (const auto& e : fa.entries())
+    worst = std::max(worst, (fa.load(e) - fb.load(e.name)).abs().max().item<double>());
+  return worst;
+}
+
+nlohmann::json last_metrics(const std::string& node_dir) {
+  std::ifstream in(node_dir + "/metrics.jsonl");
+  std::string line, last;
+  while (std::getline(in, line))
+    if (!line.empty()) last = line;
+  return nlohmann::json::parse(last);
+}
+
+std::string train_cmd(const std::string& data, const std::string& run, const std::string& extra = "") {
+  return "train " + test::tiny_train_flags(data, run) + " " + extra;
+}
+
+TEST(Dist, TwoWorkerBaselineEqualsOneWorker) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  auto one = run_lofi("launch --workers 1 -- " + train_cmd(data, dir + "/one"));
+  ASSERT_EQ(one.status, 0) << one.output;
+  auto two = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/two"));
+  ASSERT_EQ(two.status, 0) << two.output;
+  EXPECT_LE(max_abs_diff(dir + "/one/node-00/final.safetensors", dir + "/two/node-00/final.safetensors"), 1e-5);
+  EXPECT_GT(last_metrics(dir + "/two/node-00")["bytes_within_node"].get<int64_t>(), 0);
+  EXPECT_NE(two.output.find("[rank 1]"), std::string::npos);  // launch prefixes each worker's output
+}
+
+TEST(Dist, LofiNodesNeverTalkAndDiffer) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  // 4 workers as 2 nodes of 2: gradients are all-reduced inside each node, nothing between.
+  auto r = run_lofi("launch --workers 4 -- " + train_cmd(data, dir + "/run", "--set dist.nodes=2"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* node : {"node-00", "node-01"}) {
+    auto m = last_metrics(dir + "/run/" + node);
+    EXPECT_EQ(m["bytes_between_nodes"].get<int64_t>(), 0) << node;
+    EXPECT_GT(m["bytes_within_node"].get<int64_t>(), 0) << node;
+  }
+  std::string a = dir + "/run/node-00/final.safetensors", b = dir + "/run/node-01/final.safetensors";
+  EXPECT_GT(max_abs_diff(a, b), 1e-4);  // each node followed its own data order
+  // merged.safetensors is the uniform average of the two node finals.
+  io::SafetensorsFile fa(a), fb(b), merged(dir + "/run/merged.safetensors");
+  for (const auto& e : fa.entries())
+    EXPECT_TRUE(torch::allclose(merged.load(e.name), (fa.load(e) + fb.load(e.name)) / 2, 1e-6, 1e-7)) << e.name;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/run/config.toml"));
+}
+
+TEST(Dist, NodeIdJobsReproduceTheWholeJob) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  auto whole = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/whole", "--set dist.nodes=2"));
+  ASSERT_EQ(whole.status, 0) << whole.output;
+  for (int k = 0; k < 2; ++k) {
+    auto alone = run_lofi(train_cmd(data, dir + "/split", "--set dist.nodes=2 --set dist.node_id=" + std::to_string(k)));
+    ASSERT_EQ(alone.status, 0) << alone.output;
+    std::string node = "/node-0" + std::to_string(k) + "/final.safetensors";
+    EXPECT_EQ(max_abs_diff(dir + "/whole" + node, dir + "/split" + node), 0.0) << node;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir + "/split/merged.safetensors"));  // separate jobs merge with `lofi average`
+}
+
+TEST(Dist, ResumedRunEqualsUninterrupted) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  auto full = run_lofi(train_cmd(data, dir + "/full", "--set train.ckpt_every=3"));
+  ASSERT_EQ(full.status, 0) << full.output;
+  // An interrupted run: only the step-3 checkpoint survived.
+  auto part = run_lofi(train_cmd(data, dir + "/part", "--set train.ckpt_every=3"));
+  ASSERT_EQ(part.status, 0) << part.output;
+  std::filesystem::remove(dir + "/part/node-00/final.safetensors");
+  std::filesystem::remove(dir + "/part/node-00/ckpt/step-000006.safetensors");
+  std::filesystem::remove(dir + "/part/node-00/ckpt/step-000006.optim.safetensors");
+  auto resumed = run_lofi(train_cmd(data, dir + "/part", "--set train.ckpt_every=3 --resume"));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_EQ(max_abs_diff(dir + "/full/node-00/final.safetensors", dir + "/part/node-00/final.safetensors"), 0.0);
+  EXPECT_EQ(last_metrics(dir + "/part/node-00")["step"], 6);
+}
+
+TEST(Dist, SyncEveryAveragesNodes) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  auto r = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/run", "--set dist.nodes=2 --set dist.sync_every=3"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_GT(last_metrics(dir + "/run/node-00")["bytes_between_nodes"].get<int64_t>(), 0);
+  // The last step (6) is a sync step: both nodes end on the same weights.
+  EXPECT_LE(max_abs_diff(dir + "/run/node-00/final.safetensors", dir + "/run/node-01/final.safetensors"), 1e-6);
+}
+
+TEST(Dist, RendezvousTimesOutWithAMessage) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 5000);
+  std::string port = std::to_string(dist::find_free_port());
+  for (const char* rank : {"0", "1"}) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = run_lofi(train_cmd(data, dir + "/run", "--set dist.timeout_s=2"),
+                      std::string("RANK=") + rank + " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port);
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_NE(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("rendezvous"), std::string::npos) << r.output;
+    EXPECT_LT(seconds, 30) << "rank " << rank;
+  }
+}
+
+TEST(Dist, LaunchFailsWithTheFirstWorkerError) {
+  std::string dir = test::scratch_dir();
+  auto r = run_lofi("launch --workers 2 -- train --set data.train=" + dir + "/missing.bin --set run.dir=" + dir + "/run");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("missing.bin"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace lofi

@@ -1,0 +1,51 @@
+#include "test_util.h"
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+
+#include "lofi/data/synthetic_text.h"
+#include "lofi/data/token_shards.h"
+
+namespace lofi::test {
+
+std::string scratch_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = std::string(info->test_suite_name()) + "." + info->name();
+  for (char& c : name)
+    if (c == '/') c = '_';
+  auto dir = std::filesystem::temp_directory_path() / ("lofi-test-" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+CommandResult run_lofi(const std::string& args, const std::string& env) {
+  std::string command = env + " " + LOFI_BIN + " " + args + " 2>&1";
+  CommandResult result;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return result;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) result.output.append(buf.data(), n);
+  int status = ::pclose(pipe);
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+std::string write_corpus(const std::string& dir, const std::string& name, int64_t tokens, uint64_t seed) {
+  std::string path = dir + "/" + name + ".bin";
+  data::write_token_shard(path, data::synthetic_corpus(name, tokens, seed));
+  return path;
+}
+
+std::string tiny_train_flags(const std::string& data, const std::string& run_dir) {
+  return "--set data.train=" + data + " --set run.dir=" + run_dir +
+         " --set model.n_layer=2 --set model.n_head=2 --set model.d_model=32 --set model.d_ff=64"
+         " --set model.max_seq_len=16 --set data.seq_len=16 --set train.batch_size=8 --set train.steps=6"
+         " --set train.warmup_steps=2 --set train.log_every=2 --set train.threads=1 --set dist.timeout_s=60";
+}
+
+}  // namespace lofi::test

@@ -1,0 +1,28 @@
+// Helpers shared by the tests: scratch directories, small token files, and running the lofi
+// binary as a user would (real processes, real exit codes).
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lofi::test {
+
+// A fresh, empty directory under the system temp dir, named after the running test.
+std::string scratch_dir();
+
+struct CommandResult {
+  int status = -1;     // exit status
+  std::string output;  // stdout and stderr together
+};
+// Runs `lofi ARGS` (a shell-quoted string) with ENV prefixed, capturing output.
+CommandResult run_lofi(const std::string& args, const std::string& env = "");
+
+// Writes an llm.c shard of synthetic corpus NAME with about TOKENS tokens.
+std::string write_corpus(const std::string& dir, const std::string& name, int64_t tokens, uint64_t seed = 1);
+
+// A tiny model config for fast multi-process tests, as --set flags.
+std::string tiny_train_flags(const std::string& data, const std::string& run_dir);
+
+}  // namespace lofi::test
