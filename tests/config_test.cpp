@@ -20,12 +20,12 @@ TEST(Config, TomlThenOverrides) {
   Config c;
   apply_toml_text(c, "[model]\nn_layer = 6\n[train]\nlr = 1e-3\nsteps = 7\n", "x.toml");
   apply_override(c, "train.steps=9");
-  apply_override(c, "data.split=shard");
+  apply_override(c, "dist.data_split=shard");
   apply_override(c, "train.lr=2");  // integers are numbers too
   EXPECT_EQ(c.model.n_layer, 6);
   EXPECT_EQ(c.train.steps, 9);
   EXPECT_DOUBLE_EQ(c.train.lr, 2.0);
-  EXPECT_EQ(c.data.split, "shard");
+  EXPECT_EQ(c.dist.data_split, "shard");
 }
 
 TEST(Config, PrintedConfigReadsBackEqual) {

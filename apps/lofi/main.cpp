@@ -23,14 +23,15 @@ namespace {
 
 using namespace lofi;
 
-int cmd_train(const std::string& config_path, const std::vector<std::string>& sets, bool resume, bool print_only) {
+int cmd_train(const std::string& config_path, const std::vector<std::string>& sets, bool resume, bool print_only,
+              bool quiet) {
   train::Config config = train::load_config(config_path, sets);
   if (print_only) {
     std::cout << train::to_toml(config);
     return 0;
   }
   dist::WorkerEnv env = dist::worker_env_from_environment();
-  if (env.rank == 0) std::cout << "# resolved config\n" << train::to_toml(config) << std::flush;
+  if (env.rank == 0 && !quiet) std::cout << "# resolved config\n" << train::to_toml(config) << std::flush;
   train::TrainSummary s = train::run_training(config, env, resume);
   if (env.rank == 0)
     std::printf("done: node %lld, %lld steps in %.1f s, final loss %.4f, bytes sent %lld (between nodes %lld)\n",
@@ -95,11 +96,12 @@ int main(int argc, char** argv) {
   auto* train = app.add_subcommand("train", "Train or fine-tune (one worker; run it under `lofi launch`, torchrun or srun)");
   std::string config_path;
   std::vector<std::string> sets;
-  bool resume = false, print_config = false;
+  bool resume = false, print_config = false, quiet = false;
   train->add_option("--config,-c", config_path, "TOML config file")->check(CLI::ExistingFile);
   train->add_option("--set", sets, "override a config key: section.key=value (repeatable)");
   train->add_flag("--resume", resume, "continue from the newest checkpoint in each node's ckpt/");
   train->add_flag("--print-config", print_config, "print the resolved config and exit");
+  train->add_flag("--quiet", quiet, "do not echo the resolved config (it is still written to the run directory)");
 
   auto* launch = app.add_subcommand("launch", "Run K local workers with torchrun's environment: lofi launch --workers K -- train ...");
   dist::LaunchOptions launch_opt;
@@ -149,7 +151,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
-    if (*train) return cmd_train(config_path, sets, resume, print_config);
+    if (*train) return cmd_train(config_path, sets, resume, print_config, quiet);
     if (*launch) {
       launch_opt.args = launch_args;
       return dist::launch_workers(launch_opt);

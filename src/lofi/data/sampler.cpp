@@ -16,7 +16,7 @@ uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
 
 TokenRange node_token_range(int64_t total, int64_t nodes, int64_t node, const std::string& split) {
   if (split == "shuffle") return {0, total};
-  if (split != "shard") fail("data.split must be \"shuffle\" or \"shard\", found \"", split, "\"");
+  if (split != "shard") fail("dist.data_split must be \"shuffle\" or \"shard\", found \"", split, "\"");
   return {total * node / nodes, total * (node + 1) / nodes};
 }
 

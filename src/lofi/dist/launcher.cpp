@@ -161,6 +161,8 @@ int launch_workers(const LaunchOptions& opt) {
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         if (code != 0 && result == 0) {
           result = code;
+          std::cerr << "launch: rank " << (&w - workers.data()) << " exited with status " << code
+                    << (stopping ? "" : "; stopping the other workers") << std::endl;
           if (!stopping) {
             stopping = true;
             stop_all(SIGTERM);

@@ -25,7 +25,6 @@ std::vector<ConfigField> config_fields(Config& c) {
       {"data.train", &c.data.train},
       {"data.val", &c.data.val},
       {"data.seq_len", &c.data.seq_len},
-      {"data.split", &c.data.split},
       {"train.steps", &c.train.steps},
       {"train.batch_size", &c.train.batch_size},
       {"train.grad_accum", &c.train.grad_accum},
@@ -45,6 +44,7 @@ std::vector<ConfigField> config_fields(Config& c) {
       {"train.threads", &c.train.threads},
       {"dist.nodes", &c.dist.nodes},
       {"dist.node_id", &c.dist.node_id},
+      {"dist.data_split", &c.dist.data_split},
       {"dist.sync_every", &c.dist.sync_every},
       {"dist.timeout_s", &c.dist.timeout_s},
   };
@@ -149,8 +149,8 @@ void validate(const Config& c) {
   need(c.model.dropout >= 0 && c.model.dropout < 1, "model.dropout must be in [0, 1)");
   need(c.data.seq_len >= 1 && c.data.seq_len <= c.model.max_seq_len, "data.seq_len (", c.data.seq_len,
        ") must be in [1, model.max_seq_len = ", c.model.max_seq_len, "]");
-  need(c.data.split == "shuffle" || c.data.split == "shard", "data.split must be \"shuffle\" or \"shard\", found \"",
-       c.data.split, "\"");
+  need(c.dist.data_split == "shuffle" || c.dist.data_split == "shard",
+       "dist.data_split must be \"shuffle\" or \"shard\", found \"", c.dist.data_split, "\"");
   need(c.train.steps >= 1, "train.steps must be >= 1");
   need(c.train.batch_size >= 1, "train.batch_size must be >= 1");
   need(c.train.grad_accum >= 1, "train.grad_accum must be >= 1");

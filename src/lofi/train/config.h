@@ -29,8 +29,6 @@ struct DataConfig {
   std::string train;                // token shard path(s), comma-separated
   std::string val;                  // held-out shard for periodic evaluation (optional)
   int64_t seq_len = 64;             // tokens per training window, <= model.max_seq_len
-  std::string split = "shuffle";    // "shuffle": every node sees all data in its own order;
-                                    // "shard": node k samples only from its disjoint 1/N slice
 };
 
 struct TrainConfig {
@@ -56,6 +54,8 @@ struct TrainConfig {
 struct DistConfig {
   int64_t nodes = 1;                // N: 1 is the data-parallel baseline, N > 1 is lo-fi
   int64_t node_id = -1;             // >= 0: this job is node k of N by itself (no cross-node link)
+  std::string data_split = "shuffle";  // "shuffle": every node sees all data in its own order;
+                                       // "shard": node k samples only from its disjoint 1/N slice
   int64_t sync_every = 0;           // 0: never average nodes during training (lo-fi); H: every H steps
   double timeout_s = 300;           // rendezvous and collective timeout, seconds
 };

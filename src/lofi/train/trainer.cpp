@@ -117,7 +117,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
     if (config.data.val.empty()) fail("config: train.eval_every > 0 needs data.val");
     val = std::make_unique<data::TokenShards>(data::split_paths(config.data.val), config.model.vocab_size);
   }
-  data::WindowSampler sampler(data::node_token_range(tokens.size(), topo.nodes, topo.node, config.data.split),
+  data::WindowSampler sampler(data::node_token_range(tokens.size(), topo.nodes, topo.node, config.dist.data_split),
                               seq_len + 1, static_cast<uint64_t>(tc.seed), topo.node);
 
   dist::Comm comm(env, topo, config.dist.timeout_s, config.dist.sync_every > 0);
