@@ -3,18 +3,10 @@
 #include <gtest/gtest.h>
 
 #include "lofi/error.h"
+#include "test_util.h"
 
 namespace lofi::train {
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const lofi::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(Config, TomlThenOverrides) {
   Config c;
@@ -42,30 +34,30 @@ TEST(Config, PrintedConfigReadsBackEqual) {
 
 TEST(Config, UnknownKeysAndWrongTypesAreErrors) {
   Config c;
-  EXPECT_NE(error_of([&] { apply_toml_text(c, "[train]\nstepz = 3\n", "cfg.toml"); }).find("unknown config key 'train.stepz'"),
+  EXPECT_NE(test::error_of([&] { apply_toml_text(c, "[train]\nstepz = 3\n", "cfg.toml"); }).find("unknown config key 'train.stepz'"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { apply_toml_text(c, "[train]\nsteps = \"3\"\n", "cfg.toml"); }).find("expects an integer"),
+  EXPECT_NE(test::error_of([&] { apply_toml_text(c, "[train]\nsteps = \"3\"\n", "cfg.toml"); }).find("expects an integer"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { apply_override(c, "model.nope=1"); }).find("model.nope"), std::string::npos);
-  EXPECT_NE(error_of([&] { apply_override(c, "train.steps=1.5"); }).find("train.steps"), std::string::npos);
-  EXPECT_NE(error_of([&] { apply_override(c, "train.steps"); }).find("section.key=value"), std::string::npos);
-  EXPECT_NE(error_of([&] { apply_toml_text(c, "[train\n", "broken.toml"); }).find("broken.toml"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { apply_override(c, "model.nope=1"); }).find("model.nope"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { apply_override(c, "train.steps=1.5"); }).find("train.steps"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { apply_override(c, "train.steps"); }).find("section.key=value"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { apply_toml_text(c, "[train\n", "broken.toml"); }).find("broken.toml"), std::string::npos);
 }
 
 TEST(Config, ValidationNamesTheKey) {
   Config c;
   c.train.batch_size = 30;
   c.dist.nodes = 4;
-  EXPECT_NE(error_of([&] { validate(c); }).find("train.batch_size (30) must be divisible by dist.nodes (4)"),
+  EXPECT_NE(test::error_of([&] { validate(c); }).find("train.batch_size (30) must be divisible by dist.nodes (4)"),
             std::string::npos);
   c = Config();
   c.model.n_head = 3;
-  EXPECT_NE(error_of([&] { validate(c); }).find("model.n_head"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { validate(c); }).find("model.n_head"), std::string::npos);
   c = Config();
   c.dist.node_id = 1;
   c.dist.nodes = 2;
   c.dist.sync_every = 5;
-  EXPECT_NE(error_of([&] { validate(c); }).find("sync_every"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { validate(c); }).find("sync_every"), std::string::npos);
   EXPECT_NO_THROW(validate(Config()));
 }
 

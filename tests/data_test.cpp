@@ -13,15 +13,6 @@
 namespace lofi::data {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const lofi::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 TEST(TokenShards, ReadsLlmcAndRawFilesAsOneStream) {
   std::string dir = test::scratch_dir();
   write_token_shard(dir + "/a.bin", {1, 2, 3, 4});
@@ -44,16 +35,16 @@ TEST(TokenShards, WideIdsUseUint32) {
 
 TEST(TokenShards, BadFilesAreNamed) {
   std::string dir = test::scratch_dir();
-  EXPECT_NE(error_of([&] { TokenShards({dir + "/missing.bin"}, 10); }).find("missing.bin"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { TokenShards({dir + "/missing.bin"}, 10); }).find("missing.bin"), std::string::npos);
   std::ofstream(dir + "/empty.bin");
-  EXPECT_NE(error_of([&] { TokenShards({dir + "/empty.bin"}, 10); }).find("empty"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { TokenShards({dir + "/empty.bin"}, 10); }).find("empty"), std::string::npos);
   write_token_shard(dir + "/big.bin", {1, 2, 300});
-  EXPECT_NE(error_of([&] { TokenShards({dir + "/big.bin"}, 256); }).find("id 300"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { TokenShards({dir + "/big.bin"}, 256); }).find("id 300"), std::string::npos);
   write_token_shard(dir + "/cut.bin", std::vector<uint32_t>(100, 1));
   std::filesystem::resize_file(dir + "/cut.bin", 1024 + 50);
-  EXPECT_NE(error_of([&] { TokenShards({dir + "/cut.bin"}, 10); }).find("truncated"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { TokenShards({dir + "/cut.bin"}, 10); }).find("truncated"), std::string::npos);
   std::ofstream(dir + "/odd.raw") << "abc";
-  EXPECT_NE(error_of([&] { TokenShards({dir + "/odd.raw"}, 1000); }).find("odd size"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { TokenShards({dir + "/odd.raw"}, 1000); }).find("odd size"), std::string::npos);
 }
 
 TEST(Sampler, SameInputsSameWindows) {

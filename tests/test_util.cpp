@@ -8,8 +8,18 @@
 
 #include "lofi/data/synthetic_text.h"
 #include "lofi/data/token_shards.h"
+#include "lofi/error.h"
 
 namespace lofi::test {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const lofi::Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 std::string scratch_dir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();

@@ -4,10 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace lofi::test {
+
+// The message of the lofi::Error that F throws; empty when it throws none.
+std::string error_of(const std::function<void()>& f);
 
 // A fresh, empty directory under the system temp dir, named after the running test.
 std::string scratch_dir();
