@@ -48,6 +48,15 @@ TEST(Dist, TwoWorkerBaselineEqualsOneWorker) {
   EXPECT_NE(two.output.find("[rank 0] node 0 step 6/6"), std::string::npos) << two.output;  // prefixed by launch
 }
 
+TEST(Dist, GradientAccumulationEqualsTheFullBatch) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  auto full = run_lofi(train_cmd(data, dir + "/full"));
+  ASSERT_EQ(full.status, 0) << full.output;
+  auto accum = run_lofi(train_cmd(data, dir + "/accum", "--set train.grad_accum=4"));
+  ASSERT_EQ(accum.status, 0) << accum.output;
+  EXPECT_LE(max_abs_diff(dir + "/full/node-00/final.safetensors", dir + "/accum/node-00/final.safetensors"), 1e-5);
+}
+
 TEST(Dist, LofiNodesNeverTalkAndDiffer) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
   // 4 workers as 2 nodes of 2: gradients are all-reduced inside each node, nothing between.
