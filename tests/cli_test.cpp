@@ -99,8 +99,17 @@ TEST(Cli, AverageRefusesMismatchedInputs) {
 TEST(Cli, EvalAndInspectATrainedModel) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000),
               sums = test::write_corpus(dir, "sums", 5000);
-  auto t = run_lofi("train " + test::tiny_train_flags(data, dir + "/run"));
+  auto t = run_lofi("train " + test::tiny_train_flags(data, dir + "/run") + " --set data.val=" + sums +
+                    " --set train.eval_every=3 --set train.eval_batches=2");
   ASSERT_EQ(t.status, 0) << t.output;
+  // Periodic evaluation lands in the metrics at its own interval (3), off the log interval (2).
+  std::ifstream metrics(dir + "/run/node-00/metrics.jsonl");
+  std::vector<int64_t> evaluated;
+  for (std::string line; std::getline(metrics, line);) {
+    auto record = nlohmann::json::parse(line);
+    if (record.contains("val_loss")) evaluated.push_back(record["step"]);
+  }
+  EXPECT_EQ(evaluated, (std::vector<int64_t>{3, 6}));
   std::string model = dir + "/run/node-00/final.safetensors";
   auto e = run_lofi("eval --model " + model + " --data general=" + data + " --data sums=" + sums + " --max-windows 20 --json " +
                     dir + "/eval.json");

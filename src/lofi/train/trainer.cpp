@@ -123,11 +123,10 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
   dist::Comm comm(env, topo, config.dist.timeout_s, config.dist.sync_every > 0);
   const std::string run_dir = config.run.dir, my_dir = node_dir(run_dir, topo.node);
   const bool node_leader = topo.node_rank == 0;
-  if (node_leader) {
-    io::make_dirs(my_dir);
-    // The whole job's config sits at the run root; a node_id job keeps its own beside its files.
-    io::write_file_atomic(topo.whole_job ? run_dir + "/config.toml" : my_dir + "/config.toml", to_toml(config));
-  }
+  if (node_leader) io::make_dirs(my_dir);
+  // The whole job's config sits at the run root; a node_id job keeps its own beside its files.
+  if (topo.whole_job && env.rank == 0) io::write_file_atomic(run_dir + "/config.toml", to_toml(config));
+  if (!topo.whole_job && node_leader) io::write_file_atomic(my_dir + "/config.toml", to_toml(config));
 
   // Every node starts from the same weights: the init depends on the seed alone.
   model::Gpt gpt = make_gpt(config.model, data::mix_seed(static_cast<uint64_t>(tc.seed)));
@@ -181,13 +180,14 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
     const double tok_s = static_cast<double>(tokens_seen - start_step * node_batch * seq_len) / std::max(seconds, 1e-9);
     const double eta = seconds / static_cast<double>(done - start_step) * static_cast<double>(tc.steps - done);
     if (!node_leader) continue;
-    if (done % tc.log_every == 0 || done == tc.steps) {
+    const bool eval_now = val && done % tc.eval_every == 0;
+    if (done % tc.log_every == 0 || done == tc.steps || eval_now) {
       nlohmann::json record{{"step", done}, {"loss", last_loss}, {"lr", lr}, {"tokens", tokens_seen},
                             {"seconds", seconds}, {"tokens_per_s", tok_s},
                             {"bytes_sent", comm.bytes_within_node() + comm.bytes_between_nodes()},
                             {"bytes_within_node", comm.bytes_within_node()},
                             {"bytes_between_nodes", comm.bytes_between_nodes()}};
-      if (val && done % tc.eval_every == 0) {
+      if (eval_now) {
         auto score = eval::evaluate_lm(gpt, *val, seq_len, micro_batch, tc.eval_batches * micro_batch);
         record["val_loss"] = score.loss;
       }
