@@ -78,10 +78,12 @@ TEST(Dist, LofiNodesNeverTalkAndDiffer) {
 
 TEST(Dist, NodeIdJobsReproduceTheWholeJob) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
-  auto whole = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/whole", "--set dist.nodes=2"));
+  // Dropout on: its random stream must depend on the node, not on the job's rank numbering.
+  auto whole = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/whole", "--set dist.nodes=2 --set model.dropout=0.1"));
   ASSERT_EQ(whole.status, 0) << whole.output;
   for (int k = 0; k < 2; ++k) {
-    auto alone = run_lofi(train_cmd(data, dir + "/split", "--set dist.nodes=2 --set dist.node_id=" + std::to_string(k)));
+    auto alone = run_lofi(train_cmd(data, dir + "/split",
+                                    "--set dist.nodes=2 --set model.dropout=0.1 --set dist.node_id=" + std::to_string(k)));
     ASSERT_EQ(alone.status, 0) << alone.output;
     std::string node = "/node-0" + std::to_string(k) + "/final.safetensors";
     EXPECT_EQ(max_abs_diff(dir + "/whole" + node, dir + "/split" + node), 0.0) << node;
@@ -101,8 +103,36 @@ TEST(Dist, ResumedRunEqualsUninterrupted) {
   std::filesystem::remove(dir + "/part/node-00/ckpt/step-000006.optim.safetensors");
   auto resumed = run_lofi(train_cmd(data, dir + "/part", "--set train.ckpt_every=3 --resume"));
   ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_EQ(resumed.output.find("step 2/6"), std::string::npos) << "restarted from scratch: " << resumed.output;
+  EXPECT_NE(resumed.output.find("step 4/6"), std::string::npos) << resumed.output;
   EXPECT_EQ(max_abs_diff(dir + "/full/node-00/final.safetensors", dir + "/part/node-00/final.safetensors"), 0.0);
   EXPECT_EQ(last_metrics(dir + "/part/node-00")["step"], 6);
+}
+
+TEST(Dist, FreshRunForgetsAnOlderRunsCheckpoints) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  ASSERT_EQ(run_lofi(train_cmd(data, dir + "/run", "--set train.steps=8 --set train.ckpt_every=4")).status, 0);
+  ASSERT_EQ(run_lofi(train_cmd(data, dir + "/run")).status, 0);  // 6 steps, no checkpoint interval
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run/node-00/ckpt/step-000008.safetensors"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/run/node-00/ckpt/step-000006.safetensors"));
+}
+
+TEST(Dist, SyncedNodesResumeFromOneStep) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  std::string flags = "--set dist.nodes=2 --set dist.sync_every=2 --set train.ckpt_every=2";
+  auto full = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/full", flags));
+  ASSERT_EQ(full.status, 0) << full.output;
+  auto part = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/part", flags));
+  ASSERT_EQ(part.status, 0) << part.output;
+  // Node 1 lost its checkpoints after step 2; node 0 kept step 4. Both must restart from step 2.
+  for (const char* f : {"step-000004", "step-000006"})
+    for (const char* ext : {".safetensors", ".optim.safetensors"})
+      std::filesystem::remove(dir + "/part/node-01/ckpt/" + f + ext);
+  auto resumed = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/part", flags + " --resume"));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  for (const char* node : {"node-00", "node-01"})
+    EXPECT_EQ(max_abs_diff(dir + "/full/" + std::string(node) + "/final.safetensors",
+                           dir + "/part/" + std::string(node) + "/final.safetensors"), 0.0) << node;
 }
 
 TEST(Dist, SyncEveryAveragesNodes) {

@@ -100,7 +100,14 @@ TEST(Safetensors, NothingHalfWrittenOnFailure) {
   std::string dir = test::scratch_dir();
   std::string path = dir + "/out.safetensors";
   EXPECT_THROW(save_safetensors(path, {{"a", torch::ones({2})}, {"a", torch::ones({2})}}), lofi::Error);
+  {
+    SafetensorsWriter writer(path, {{"a", "F32", {2}, 0, 0}, {"b", "F32", {3}, 0, 0}}, {});
+    writer.write(torch::ones({2}));
+    EXPECT_FALSE(std::filesystem::is_empty(dir));  // the temporary exists while writing
+    EXPECT_THROW(writer.write(torch::ones({4})), lofi::Error);  // wrong shape: abandon the file
+  }
   EXPECT_TRUE(std::filesystem::is_empty(dir));
+  EXPECT_FALSE(std::filesystem::exists(path));
 }
 
 }  // namespace

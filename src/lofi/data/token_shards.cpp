@@ -1,6 +1,7 @@
 #include "lofi/data/token_shards.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include "lofi/error.h"
@@ -93,6 +94,8 @@ std::vector<std::string> split_paths(const std::string& list) {
 }
 
 void write_token_shard(const std::string& path, const std::vector<uint32_t>& ids) {
+  if (ids.size() > static_cast<size_t>(INT32_MAX))
+    fail(path, ": ", ids.size(), " tokens do not fit one llm.c shard (at most 2^31 - 1); write several");
   bool narrow = std::all_of(ids.begin(), ids.end(), [](uint32_t id) { return id <= 0xFFFF; });
   int32_t header[256] = {};
   header[0] = kMagic;

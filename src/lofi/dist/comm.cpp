@@ -109,6 +109,23 @@ void Comm::world_mean(const std::vector<torch::Tensor>& tensors) {
   mean(*world_group_, env_.world_size, tensors, bytes_between_nodes_);
 }
 
+int64_t Comm::agree_min(const std::string& key, int64_t value) {
+  if (!store_) return value;
+  std::string mine = std::to_string(value);
+  store_->set(cat(key, "/rank-", env_.rank), std::vector<uint8_t>(mine.begin(), mine.end()));
+  int64_t result = value;
+  try {
+    for (int r = 0; r < env_.world_size; ++r) {
+      std::vector<uint8_t> theirs = store_->get(cat(key, "/rank-", r));  // waits up to the store timeout
+      result = std::min<int64_t>(result, std::stoll(std::string(theirs.begin(), theirs.end())));
+    }
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    fail("workers did not agree on ", key, " within dist.timeout_s: ", what.substr(0, what.find('\n')));
+  }
+  return result;
+}
+
 void Comm::announce_node_done() {
   if (store_ && topo_.whole_job) store_->set(cat("done/node-", topo_.node), std::vector<uint8_t>{1});
 }

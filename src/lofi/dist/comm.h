@@ -51,7 +51,13 @@ class Comm {
   // Rank 0 of a whole job: waits until every node announced (TIMEOUT_S from the call).
   void wait_all_nodes_done(double timeout_s);
 
+  // The minimum of VALUE over every worker of the job, agreed through the rendezvous store
+  // under KEY (lone workers and dist.node_id jobs: over this job's workers).
+  int64_t agree_min(const std::string& key, int64_t value);
+
   int64_t bytes_within_node() const { return bytes_within_node_; }
+  // Bytes of world-wide all-reduces (dist.sync_every): an upper bound on cross-node traffic,
+  // since with several workers per node some ring hops stay inside a node.
   int64_t bytes_between_nodes() const { return bytes_between_nodes_; }
 
  private:

@@ -41,8 +41,7 @@ WorkerEnv worker_env_from_environment() {
     env.rank = get_int("SLURM_PROCID", 0);
     env.world_size = get_int("SLURM_NTASKS", 1, 1);
     env.local_rank = get_int("SLURM_LOCALID", 0);
-    // SLURM_TASKS_PER_NODE reads like "4(x2)": the leading count is this machine's.
-    if (const char* per_node = get("SLURM_TASKS_PER_NODE")) env.local_world_size = std::max(1, std::atoi(per_node));
+    env.local_world_size = get_int("SLURM_NTASKS_PER_NODE", 1, 1);
   } else if (get("OMPI_COMM_WORLD_RANK") && get("OMPI_COMM_WORLD_SIZE")) {
     env.source = "openmpi";
     env.rank = get_int("OMPI_COMM_WORLD_RANK", 0);

@@ -3,7 +3,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -79,19 +81,33 @@ int launch_workers(const LaunchOptions& opt) {
 
   struct sigaction sa {};
   sa.sa_handler = on_signal;
-  struct sigaction old_int {}, old_term {};
-  ::sigaction(SIGINT, &sa, &old_int);
-  ::sigaction(SIGTERM, &sa, &old_term);
+  const int forwarded[] = {SIGINT, SIGTERM, SIGHUP};
+  struct sigaction old[3] {};
+  for (int i = 0; i < 3; ++i) ::sigaction(forwarded[i], &sa, &old[i]);
+  auto restore_signals = [&] {
+    for (int i = 0; i < 3; ++i) ::sigaction(forwarded[i], &old[i], nullptr);
+  };
   g_signal = 0;
+  const pid_t launcher_pid = ::getpid();
 
   std::vector<Worker> workers(static_cast<size_t>(opt.workers));
+  // On a failed start, the workers already running are stopped and reaped before the error.
+  auto abort_start = [&](const std::string& what) {
+    for (auto& w : workers)
+      if (w.pid > 0) ::kill(w.pid, SIGKILL), ::waitpid(w.pid, nullptr, 0), ::close(w.out_fd);
+    restore_signals();
+    fail("launch: ", what, ": ", std::strerror(errno));
+  };
   for (int rank = 0; rank < opt.workers; ++rank) {
     int fds[2];
-    if (::pipe(fds) != 0) fail("launch: pipe failed: ", std::strerror(errno));
+    if (::pipe2(fds, O_CLOEXEC) != 0) abort_start("pipe failed");
     pid_t pid = ::fork();
-    if (pid < 0) fail("launch: fork failed: ", std::strerror(errno));
+    if (pid < 0) abort_start("fork failed");
     if (pid == 0) {
       ::setpgid(0, 0);  // own group: a terminal's Ctrl-C reaches the launcher, which forwards it
+      // If the launcher dies (even by SIGKILL), its workers go too instead of training on.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != launcher_pid) ::_exit(128 + SIGTERM);
       ::dup2(fds[1], STDOUT_FILENO);
       ::dup2(fds[1], STDERR_FILENO);
       ::close(fds[0]);
@@ -125,10 +141,15 @@ int launch_workers(const LaunchOptions& opt) {
   };
   size_t open_pipes = workers.size();
   while (open_pipes > 0 || std::any_of(workers.begin(), workers.end(), [](const Worker& w) { return w.running; })) {
-    if (g_signal && !stopping) {
-      stopping = true;
-      stop_all(g_signal);
-      if (result == 0) result = 128 + g_signal;
+    if (g_signal) {
+      if (!stopping) {
+        stopping = true;
+        stop_all(g_signal);
+        if (result == 0) result = 128 + g_signal;
+      } else {
+        stop_all(SIGKILL);  // a second signal: stop at once
+      }
+      g_signal = 0;
     }
     std::vector<pollfd> fds;
     for (auto& w : workers)
@@ -171,8 +192,7 @@ int launch_workers(const LaunchOptions& opt) {
       }
     }
   }
-  ::sigaction(SIGINT, &old_int, nullptr);
-  ::sigaction(SIGTERM, &old_term, nullptr);
+  restore_signals();
   return result;
 }
 

@@ -31,6 +31,12 @@ std::optional<CheckpointPaths> latest_checkpoint(const std::string& node_dir) {
   return best;
 }
 
+void remove_checkpoints(const std::string& node_dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(node_dir + "/ckpt", ec);
+  if (ec) fail(node_dir, "/ckpt: cannot remove old checkpoints: ", ec.message());
+}
+
 void save_checkpoint(const std::string& node_dir, int64_t step, const torch::nn::Module& module,
                      const Optimizer& optimizer) {
   io::make_dirs(node_dir + "/ckpt");

@@ -20,6 +20,9 @@ CheckpointPaths checkpoint_paths(const std::string& node_dir, int64_t step);
 // The newest complete checkpoint in NODE_DIR/ckpt, if any.
 std::optional<CheckpointPaths> latest_checkpoint(const std::string& node_dir);
 
+// Removes NODE_DIR/ckpt and everything in it.
+void remove_checkpoints(const std::string& node_dir);
+
 void save_checkpoint(const std::string& node_dir, int64_t step, const torch::nn::Module& module,
                      const Optimizer& optimizer);
 // Loads weights and optimizer state; returns the step to continue from.

@@ -159,6 +159,7 @@ void validate(const Config& c) {
   need(c.train.log_every >= 1, "train.log_every must be >= 1");
   need(c.train.ckpt_every >= 0 && c.train.eval_every >= 0, "train.ckpt_every and train.eval_every must be >= 0");
   need(c.train.threads >= 0, "train.threads must be >= 0");
+  need(c.train.eval_batches >= 1, "train.eval_batches must be >= 1, found ", c.train.eval_batches);
   need(c.dist.nodes >= 1, "dist.nodes must be >= 1, found ", c.dist.nodes);
   need(c.dist.node_id >= -1 && c.dist.node_id < c.dist.nodes, "dist.node_id (", c.dist.node_id,
        ") must be -1 or in [0, dist.nodes = ", c.dist.nodes, ")");

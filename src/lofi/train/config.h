@@ -57,7 +57,8 @@ struct DistConfig {
   std::string data_split = "shuffle";  // "shuffle": every node sees all data in its own order;
                                        // "shard": node k samples only from its disjoint 1/N slice
   int64_t sync_every = 0;           // 0: never average nodes during training (lo-fi); H: every H steps
-  double timeout_s = 300;           // rendezvous and collective timeout, seconds
+  double timeout_s = 300;           // rendezvous and collective timeout, seconds; must also cover
+                                    // a node leader's periodic evaluation and checkpoint writes
 };
 
 struct Config {

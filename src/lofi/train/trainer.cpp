@@ -34,8 +34,9 @@ class MetricsLog {
       std::ifstream in(path);
       std::string line, kept;
       while (std::getline(in, line))
-        if (!line.empty() && nlohmann::json::parse(line, nullptr, false).value("step", int64_t{0}) <= resume_step)
-          kept += line + "\n";
+        if (auto record = nlohmann::json::parse(line, nullptr, false);
+            record.is_object() && record.value("step", int64_t{0}) <= resume_step)
+          kept += line + "\n";  // a torn last line from a killed run is dropped
       io::write_file_atomic(path, kept);
     }
     out_.open(path, resume_step > 0 ? std::ios::app : std::ios::trunc);
@@ -136,7 +137,11 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
   if (resume) {
     auto ckpt = latest_checkpoint(my_dir);
     if (!ckpt) fail("--resume: no checkpoint in ", my_dir, "/ckpt");
+    // Nodes that meet during training (sync_every) must restart from one step: the oldest.
+    if (config.dist.sync_every > 0) ckpt = checkpoint_paths(my_dir, comm.agree_min("resume-step", ckpt->step));
     start_step = load_checkpoint(*ckpt, *gpt, optimizer);
+  } else if (node_leader) {
+    remove_checkpoints(my_dir);  // a fresh run: a later --resume must not find an older run's state
   }
   std::unique_ptr<MetricsLog> metrics;
   if (node_leader) metrics = std::make_unique<MetricsLog>(my_dir + "/metrics.jsonl", start_step);
@@ -158,7 +163,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
     torch::Tensor loss_sum = torch::zeros({1});
     for (int64_t micro = 0; micro < tc.grad_accum; ++micro) {
       torch::manual_seed(data::mix_seed(static_cast<uint64_t>(tc.seed), static_cast<uint64_t>(topo.node),
-                                        static_cast<uint64_t>(env.rank * tc.grad_accum + micro), static_cast<uint64_t>(step)));
+                                        static_cast<uint64_t>(topo.node_rank * tc.grad_accum + micro), static_cast<uint64_t>(step)));
       auto [x, y] = make_batch(tokens, starts, topo.node_rank * rank_batch + micro * micro_batch, micro_batch, seq_len);
       torch::Tensor loss = gpt->loss(x, y) / static_cast<double>(tc.grad_accum);
       loss.backward();
