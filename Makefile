@@ -26,7 +26,8 @@ test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit -j $(JOBS)
 
 bench: build
-	@echo "bench/: no benchmarks yet"
+	@bash scripts/install-deps.sh --bench
+	bash bench/run.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

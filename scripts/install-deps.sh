@@ -12,8 +12,15 @@ packages=(
   nlohmann-json3-dev      # JSON: safetensors headers, config.json, metrics
   libtomlplusplus-dev     # TOML configs
   libcli11-dev            # CLI
+  libxxhash-dev           # fast checksums of merge inputs (provenance)
+  libpng-dev              # PNG decoding (report screenshots in tests; images)
   libgtest-dev            # tests
+  chromium                # headless rendering of the HTML run report in tests
 )
+# `install-deps.sh --bench` adds what the benchmarks compare against.
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(python3-torch python3-numpy)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

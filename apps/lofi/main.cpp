@@ -111,13 +111,17 @@ int main(int argc, char** argv) {
   launch->add_option("--master-port", launch_opt.master_port, "rendezvous port on 127.0.0.1 (default: a free one)");
   launch->add_option("command", launch_args, "lofi subcommand and its arguments, after --")->required();
 
-  auto* average = app.add_subcommand("average", "Average checkpoints: lofi average A B ... --out OUT");
-  std::vector<std::string> avg_inputs;
-  std::vector<double> avg_weights;
-  std::string avg_out;
-  average->add_option("inputs", avg_inputs, "safetensors checkpoints")->required()->check(CLI::ExistingFile);
-  average->add_option("--out,-o", avg_out, "output safetensors")->required();
-  average->add_option("--weights", avg_weights, "weights w1,w2,... (normalised)")->delimiter(',');
+  auto* average = app.add_subcommand("average", "Average checkpoints or run directories: lofi average A B ... --out OUT");
+  merge::AverageOptions avg;
+  average->add_option("inputs", avg.inputs, "safetensors checkpoints, or run directories (their node-*/final.safetensors)")
+      ->required();
+  average->add_option("--out,-o", avg.out, "output .safetensors (a new directory with --shard-size)")->required();
+  average->add_option("--weights", avg.weights, "weights w1,w2,... (normalised)")->delimiter(',');
+  average->add_option("--dtype", avg.dtype, "output dtype: F32, F16, BF16 or F64 (default: as the inputs)");
+  average->add_option("--shard-size", avg.shard_bytes, "write Hugging Face shards of at most this many bytes");
+  average->add_option("--min-inputs", avg.min_inputs,
+                      "merge whichever inputs exist and verify, naming the others; fail under this many");
+  average->add_option("--threads", avg.threads, "threads (default: all cores)");
 
   auto* eval_cmd = app.add_subcommand("eval", "Loss and perplexity of a model on named token datasets");
   std::string eval_model, eval_config, eval_json;
@@ -157,8 +161,9 @@ int main(int argc, char** argv) {
       return dist::launch_workers(launch_opt);
     }
     if (*average) {
-      merge::average_files(avg_inputs, avg_weights, avg_out);
-      std::printf("averaged %zu checkpoints into %s\n", avg_inputs.size(), avg_out.c_str());
+      merge::AverageResult r = merge::average_checkpoints(avg);
+      for (const auto& s : r.skipped) std::fprintf(stderr, "lofi: warning: left out %s\n", s.c_str());
+      std::printf("averaged %zu checkpoints into %s\n", r.used.size(), avg.out.c_str());
       return 0;
     }
     if (*eval_cmd) return cmd_eval(eval_model, eval_data, eval_config, eval_sets, eval_seq, eval_batch, eval_windows, eval_json);

@@ -8,6 +8,7 @@
 
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
+#include "lofi/io/checksum.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
 
@@ -165,6 +166,15 @@ torch::Tensor SafetensorsFile::load(const TensorEntry& entry) const {
     std::memcpy(out.data_ptr(), map_.data() + data_start_ + entry.begin, entry.end - entry.begin);
   return out;
 }
+
+torch::Tensor SafetensorsFile::view(const TensorEntry& entry) const {
+  torch::Dtype dtype = dtype_from_safetensors(entry.dtype, path());
+  const uint8_t* p = map_.data() + data_start_ + entry.begin;
+  if (entry.end == entry.begin || reinterpret_cast<uintptr_t>(p) % c10::elementSize(dtype) != 0) return load(entry);
+  return torch::from_blob(const_cast<uint8_t*>(p), entry.shape, torch::TensorOptions().dtype(dtype));
+}
+
+std::string SafetensorsFile::checksum() const { return xxh3_hex(map_.data(), map_.size()); }
 
 NamedTensors SafetensorsFile::load_all() const {
   NamedTensors out;

@@ -42,6 +42,11 @@ class SafetensorsFile {
   torch::Tensor load(const std::string& name) const;
   torch::Tensor load(const TensorEntry& entry) const;
   NamedTensors load_all() const;
+  // A read-only tensor over the mapped bytes (no copy) when they are aligned for the dtype,
+  // else an owning copy. Valid while this file lives; never write to it.
+  torch::Tensor view(const TensorEntry& entry) const;
+  // The whole file's XXH3-64 checksum (see checksum.h).
+  std::string checksum() const;
 
  private:
   MappedFile map_;

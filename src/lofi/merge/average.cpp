@@ -1,60 +1,307 @@
 #include "lofi/merge/average.h"
 
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
+#include <thread>
+#include <toml++/toml.h>
+#include <unistd.h>
 
 #include "lofi/error.h"
+#include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 
 namespace lofi::merge {
+namespace fs = std::filesystem;
+namespace {
 
-void average_files(const std::vector<std::string>& inputs, const std::vector<double>& weights_in,
-                   const std::string& out) {
-  if (inputs.empty()) fail("average: no inputs");
-  std::vector<double> weights = weights_in.empty() ? std::vector<double>(inputs.size(), 1.0) : weights_in;
-  if (weights.size() != inputs.size())
-    fail("average: ", weights.size(), " weights for ", inputs.size(), " inputs");
-  for (double w : weights)
-    if (!(w >= 0)) fail("average: weights must be non-negative, found ", w);
-  const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
-  if (!(total > 0)) fail("average: weights sum to 0");
+std::string node_final(const fs::path& run, int64_t k) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "node-%02lld", static_cast<long long>(k));
+  return (run / name / "final.safetensors").string();
+}
 
-  std::vector<std::unique_ptr<io::SafetensorsFile>> files;
-  for (const auto& path : inputs) files.push_back(std::make_unique<io::SafetensorsFile>(path));
-  const auto& first = *files[0];
-  for (size_t i = 1; i < files.size(); ++i) {
-    const auto& other = *files[i];
-    for (const auto& e : first.entries()) {
-      const io::TensorEntry* o = other.find(e.name);
-      if (!o) fail("average: tensor '", e.name, "' is in ", first.path(), " but not in ", other.path());
-      if (o->shape != e.shape || o->dtype != e.dtype)
-        fail("average: tensor '", e.name, "' is ", e.dtype, " ", torch::IntArrayRef(e.shape), " in ", first.path(),
-             " but ", o->dtype, " ", torch::IntArrayRef(o->shape), " in ", other.path());
-    }
-    if (other.entries().size() != first.entries().size())
-      for (const auto& o : other.entries())
-        if (!first.find(o.name)) fail("average: tensor '", o.name, "' is in ", other.path(), " but not in ", first.path());
+// The dtype a float tensor is summed in: fp32 for half precision, fp64 otherwise.
+torch::Dtype accumulator_dtype(torch::Dtype input) {
+  return input == torch::kFloat16 || input == torch::kBFloat16 ? torch::kFloat32 : torch::kFloat64;
+}
+
+// Output tensors in layout order, produced by worker threads and consumed in order by the
+// writer; at most WINDOW are in flight, which bounds memory.
+class OrderedResults {
+ public:
+  OrderedResults(size_t count, size_t window) : results_(count), window_(window) {}
+  // Worker side: the next index to compute, or nullopt when done or stopped.
+  std::optional<size_t> claim() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return stopped_ || next_ >= results_.size() || next_ < consumed_ + window_; });
+    if (stopped_ || next_ >= results_.size()) return std::nullopt;
+    return next_++;
+  }
+  void put(size_t i, torch::Tensor t) {
+    std::lock_guard<std::mutex> lock(mu_);
+    results_[i] = std::move(t);
+    cv_.notify_all();
+  }
+  void put_error(std::exception_ptr e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!error_) error_ = e;
+    stopped_ = true;
+    cv_.notify_all();
+  }
+  // Writer side: waits for result I (rethrowing a worker's error) and releases it.
+  torch::Tensor take(size_t i) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return error_ || results_[i].defined(); });
+    if (error_) std::rethrow_exception(error_);
+    torch::Tensor t = std::move(results_[i]);
+    results_[i] = torch::Tensor();
+    consumed_ = i + 1;
+    cv_.notify_all();
+    return t;
+  }
+  void stop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+    cv_.notify_all();
   }
 
-  io::Metadata metadata{{"lofi.merge", "average"}};
-  if (auto it = first.metadata().find("lofi.config"); it != first.metadata().end()) metadata.insert(*it);
-  for (size_t i = 0; i < inputs.size(); ++i)
-    metadata["lofi.input." + std::to_string(i)] = inputs[i] + " weight=" + std::to_string(weights[i] / total);
-  io::SafetensorsWriter writer(out, first.entries(), metadata);
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<torch::Tensor> results_;
+  size_t window_, next_ = 0, consumed_ = 0;
+  bool stopped_ = false;
+  std::exception_ptr error_;
+};
+
+// Checks that OTHER holds exactly FIRST's tensors; returns an error or "".
+std::string layout_mismatch(const io::SafetensorsFile& first, const io::SafetensorsFile& other) {
   for (const auto& e : first.entries()) {
-    torch::Tensor base = first.load(e);
-    if (!base.is_floating_point()) {
-      for (size_t i = 1; i < files.size(); ++i)
-        if (!torch::equal(base, files[i]->load(e.name)))
-          fail("average: integer tensor '", e.name, "' differs between ", first.path(), " and ", files[i]->path());
-      writer.write(base);
+    const io::TensorEntry* o = other.find(e.name);
+    if (!o) return cat("tensor '", e.name, "' is in ", first.path(), " but not in ", other.path());
+    if (o->shape != e.shape || o->dtype != e.dtype)
+      return cat("tensor '", e.name, "' is ", e.dtype, " ", torch::IntArrayRef(e.shape), " in ", first.path(), " but ",
+                 o->dtype, " ", torch::IntArrayRef(o->shape), " in ", other.path());
+  }
+  for (const auto& o : other.entries())
+    if (!first.find(o.name)) return cat("tensor '", o.name, "' is in ", other.path(), " but not in ", first.path());
+  return "";
+}
+
+// Splits LAYOUT into shards of at most SHARD_BYTES (a larger tensor gets a shard of its own).
+std::vector<std::vector<io::TensorEntry>> plan_shards(const std::vector<io::TensorEntry>& layout, int64_t shard_bytes) {
+  std::vector<std::vector<io::TensorEntry>> shards(1);
+  int64_t size = 0;
+  for (const auto& e : layout) {
+    int64_t bytes = static_cast<int64_t>(e.end - e.begin);
+    if (!shards.back().empty() && shard_bytes > 0 && size + bytes > shard_bytes) shards.emplace_back(), size = 0;
+    shards.back().push_back(e);
+    size += bytes;
+  }
+  return shards;
+}
+
+}  // namespace
+
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
+  std::vector<std::string> out;
+  for (const auto& input : inputs) {
+    fs::path run(input);
+    if (!fs::is_directory(run)) {
+      out.push_back(input);
       continue;
     }
-    torch::Tensor sum = base.to(torch::kFloat64) * weights[0];
-    for (size_t i = 1; i < files.size(); ++i) sum.add_(files[i]->load(e.name).to(torch::kFloat64), weights[i]);
-    writer.write(sum.div_(total).to(base.scalar_type()));
+    int64_t nodes = 0;
+    if (fs::exists(run / "config.toml")) {
+      try {
+        nodes = toml::parse_file((run / "config.toml").string())["dist"]["nodes"].value_or(int64_t{0});
+      } catch (const toml::parse_error&) {
+      }
+    }
+    std::vector<int64_t> ids;
+    for (int64_t k = 0; k < nodes; ++k) ids.push_back(k);
+    for (const auto& entry : fs::directory_iterator(run)) {
+      std::string name = entry.path().filename().string();
+      if (entry.is_directory() && name.rfind("node-", 0) == 0 && name.size() > 5 &&
+          name.find_first_not_of("0123456789", 5) == std::string::npos)
+        ids.push_back(std::stoll(name.substr(5)));
+    }
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    if (ids.empty()) fail(input, ": a directory with no node-*/ subdirectories and no config.toml; not a run directory");
+    for (int64_t k : ids) out.push_back(node_final(run, k));
   }
-  writer.commit();
+  return out;
+}
+
+AverageResult average_checkpoints(const AverageOptions& opt) {
+  AverageResult result;
+  const std::vector<std::string> inputs = expand_inputs(opt.inputs);
+  if (inputs.empty()) fail("average: no inputs");
+  std::vector<double> weights = opt.weights.empty() ? std::vector<double>(inputs.size(), 1.0) : opt.weights;
+  if (weights.size() != inputs.size())
+    fail("average: ", weights.size(), " weights for ", inputs.size(), " inputs (run directories count one per node)");
+  for (double w : weights)
+    if (!(w >= 0)) fail("average: weights must be non-negative, found ", w);
+
+  // Open and check every input. Without --min-inputs any problem is fatal; with it, the input
+  // is named and left out.
+  std::vector<std::unique_ptr<io::SafetensorsFile>> files;
+  std::vector<double> used_weights;
+  auto reject = [&](const std::string& path, const std::string& why) {
+    if (opt.min_inputs <= 0) fail("average: ", why);
+    result.skipped.push_back(path + ": " + why);
+  };
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    std::unique_ptr<io::SafetensorsFile> file;
+    try {
+      file = std::make_unique<io::SafetensorsFile>(inputs[i]);
+    } catch (const lofi::Error& e) {
+      reject(inputs[i], e.what());
+      continue;
+    }
+    if (!files.empty()) {
+      if (std::string why = layout_mismatch(*files[0], *file); !why.empty()) {
+        reject(inputs[i], why);
+        continue;
+      }
+    }
+    files.push_back(std::move(file));
+    used_weights.push_back(weights[i]);
+    result.used.push_back(inputs[i]);
+  }
+  if (opt.min_inputs > 0 && static_cast<int64_t>(files.size()) < opt.min_inputs) {
+    std::string why;
+    for (const auto& s : result.skipped) why += "; " + s;
+    fail("average: only ", files.size(), " of ", inputs.size(), " inputs are usable, --min-inputs is ", opt.min_inputs, why);
+  }
+  const double total = std::accumulate(used_weights.begin(), used_weights.end(), 0.0);
+  if (!(total > 0)) fail("average: weights sum to 0");
+
+  const io::SafetensorsFile& first = *files[0];
+  std::vector<io::TensorEntry> layout = first.entries();
+  if (!opt.dtype.empty()) {
+    torch::Dtype out_dtype = io::dtype_from_safetensors(opt.dtype, "--dtype");
+    if (!torch::isFloatingType(out_dtype)) fail("--dtype must be a float type (F64, F32, F16, BF16), found ", opt.dtype);
+    for (auto& e : layout) {
+      torch::Dtype in = io::dtype_from_safetensors(e.dtype, first.path());
+      if (torch::isFloatingType(in)) {
+        e.end = e.begin + (e.end - e.begin) / c10::elementSize(in) * c10::elementSize(out_dtype);
+        e.dtype = opt.dtype;
+      }
+    }
+  }
+
+  io::Metadata metadata{{"lofi.merge", "average"}, {"lofi.merge.inputs", std::to_string(files.size())}};
+  if (auto it = first.metadata().find("lofi.config"); it != first.metadata().end()) metadata.insert(*it);
+  for (size_t i = 0; i < files.size(); ++i) {
+    char w[32];
+    std::snprintf(w, sizeof(w), "%.9g", used_weights[i] / total);
+    metadata["lofi.merge.input." + std::to_string(i)] =
+        nlohmann::json{{"path", files[i]->path()}, {"weight", w}, {"xxh3", files[i]->checksum()}}.dump();
+  }
+  for (size_t i = 0; i < result.skipped.size(); ++i) metadata["lofi.merge.skipped." + std::to_string(i)] = result.skipped[i];
+
+  // Each worker averages whole tensors; torch's own threads would oversubscribe the cores.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = std::max(1, std::min<int>(opt.threads > 0 ? opt.threads : cores, static_cast<int>(layout.size())));
+  const int torch_threads = torch::get_num_threads();
+  torch::set_num_threads(1);
+  OrderedResults results(layout.size(), static_cast<size_t>(2 * threads));
+  auto average_one = [&](size_t index) {
+    const io::TensorEntry& out_entry = layout[index];
+    const io::TensorEntry& in_entry = first.entries()[index];
+    torch::Dtype in_dtype = io::dtype_from_safetensors(in_entry.dtype, first.path());
+    torch::Dtype out_dtype = io::dtype_from_safetensors(out_entry.dtype, first.path());
+    if (!torch::isFloatingType(in_dtype)) {  // integer tensors (step counters, ids) must agree
+      torch::Tensor base = first.view(in_entry);
+      for (size_t i = 1; i < files.size(); ++i)
+        if (!torch::equal(base, files[i]->view(*files[i]->find(in_entry.name))))
+          fail("average: integer tensor '", in_entry.name, "' differs between ", first.path(), " and ", files[i]->path());
+      return base.clone();
+    }
+    // copy=true: the view maps a read-only file, and an fp64 input would otherwise be summed in place.
+    torch::Tensor sum = first.view(in_entry).to(accumulator_dtype(in_dtype), /*non_blocking=*/false, /*copy=*/true);
+    sum.mul_(used_weights[0]);
+    for (size_t i = 1; i < files.size(); ++i)
+      sum.add_(files[i]->view(*files[i]->find(in_entry.name)).to(sum.scalar_type()), used_weights[i]);
+    return sum.div_(total).to(out_dtype);
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&] {
+      try {
+        while (auto index = results.claim()) results.put(*index, average_one(*index));
+      } catch (...) {
+        results.put_error(std::current_exception());
+      }
+    });
+
+  auto finish_pool = [&] {
+    results.stop();
+    for (auto& t : pool) t.join();
+    torch::set_num_threads(torch_threads);
+  };
+  try {
+    size_t next = 0;
+    if (opt.shard_bytes <= 0) {
+      io::SafetensorsWriter writer(opt.out, layout, metadata);
+      for (; next < layout.size(); ++next) writer.write(results.take(next));
+      writer.commit();
+      result.outputs.push_back(opt.out);
+    } else {
+      // Hugging Face sharding: OUT/model-0000k-of-0000N.safetensors + model.safetensors.index.json,
+      // built in a temporary directory renamed into place at the end.
+      if (fs::exists(opt.out)) fail(opt.out, ": exists; a sharded output must be a new directory");
+      const std::string tmp = opt.out + ".tmp-" + std::to_string(::getpid());
+      io::make_dirs(tmp);
+      try {
+        auto shards = plan_shards(layout, opt.shard_bytes);
+        nlohmann::ordered_json index{{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::ordered_json::object()}};
+        uint64_t total_size = 0;
+        for (size_t s = 0; s < shards.size(); ++s) {
+          char name[64];
+          std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
+          io::SafetensorsWriter writer(tmp + "/" + name, shards[s], metadata);
+          for (const auto& e : shards[s]) {
+            writer.write(results.take(next++));
+            index["weight_map"][e.name] = name;
+            total_size += e.end - e.begin;
+          }
+          writer.commit();
+          result.outputs.push_back(opt.out + "/" + name);
+        }
+        index["metadata"]["total_size"] = total_size;
+        io::write_file_atomic(tmp + "/model.safetensors.index.json", index.dump(2) + "\n");
+        fs::rename(tmp, opt.out);
+      } catch (...) {
+        fs::remove_all(tmp);
+        throw;
+      }
+    }
+  } catch (...) {
+    finish_pool();
+    throw;
+  }
+  finish_pool();
+  return result;
+}
+
+void average_files(const std::vector<std::string>& inputs, const std::vector<double>& weights, const std::string& out) {
+  AverageOptions options;
+  options.inputs = inputs;
+  options.weights = weights;
+  options.out = out;
+  average_checkpoints(options);
 }
 
 }  // namespace lofi::merge

@@ -1,14 +1,38 @@
-// Weighted averages of checkpoints, streamed a tensor at a time from memory-mapped inputs, so
-// peak memory is a few tensors, not N models. Inputs must agree on every tensor's name, shape
-// and dtype; the output keeps the dtype and is written atomically.
+// Weighted averages of checkpoints — lo-fi's one synchronisation point. Inputs are
+// memory-mapped and averaged a tensor at a time on several threads, so peak memory is a few
+// tensors, not N models. Inputs must agree on every tensor's name, shape and dtype. Half
+// precision accumulates in fp32, fp32 in fp64 (so the average of identical inputs is exact).
+// Outputs are written under a temporary name and renamed: an interrupted merge leaves nothing.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
 namespace lofi::merge {
 
-// Averages INPUTS into OUT with WEIGHTS (empty: uniform), normalised to sum to 1.
-// Float tensors are accumulated in float64; integer tensors must be equal in every input.
+struct AverageOptions {
+  std::vector<std::string> inputs;  // safetensors files, or run directories (their node finals)
+  std::vector<double> weights;      // one per (expanded) input; empty: uniform; normalised
+  std::string out;                  // a .safetensors file, or a directory when shard_bytes > 0
+  std::string dtype;                // output dtype ("F32", "F16", "BF16", "F64"); empty: as input
+  int64_t shard_bytes = 0;          // > 0: Hugging Face shards of at most this size + index.json
+  int64_t min_inputs = 0;           // > 0: skip missing or corrupt inputs, fail under this many
+  int threads = 0;                  // worker threads; 0: all cores
+};
+
+struct AverageResult {
+  std::vector<std::string> used;     // inputs averaged, in order
+  std::vector<std::string> skipped;  // "PATH: reason" for each input left out
+  std::vector<std::string> outputs;  // files written
+};
+
+// Run directories expand to RUN/node-*/final.safetensors; with the run's config.toml the nodes
+// that should exist are known, so a missing one is named rather than silently absent.
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs);
+
+AverageResult average_checkpoints(const AverageOptions& options);
+
+// Uniform or weighted average of INPUTS into OUT with default options.
 void average_files(const std::vector<std::string>& inputs, const std::vector<double>& weights,
                    const std::string& out);
 
