@@ -25,7 +25,7 @@ void expect_error(const test::CommandResult& r, const std::string& needle) {
 TEST(Cli, HelpOnEverySubcommand) {
   EXPECT_EQ(run_lofi("--help").status, 0);
   EXPECT_NE(run_lofi("--version").output.find("lofi "), std::string::npos);
-  for (const char* sub : {"train", "launch", "average", "eval", "inspect", "demo"}) {
+  for (const char* sub : {"train", "launch", "average", "eval", "soup", "interpolate", "inspect", "demo"}) {
     auto r = run_lofi(std::string(sub) + " --help");
     EXPECT_EQ(r.status, 0) << sub;
     EXPECT_NE(r.output.find("Usage"), std::string::npos) << sub;
@@ -114,13 +114,26 @@ TEST(Cli, EvalAndInspectATrainedModel) {
   auto e = run_lofi("eval --model " + model + " --data general=" + data + " --data sums=" + sums + " --max-windows 20 --json " +
                     dir + "/eval.json");
   ASSERT_EQ(e.status, 0) << e.output;
-  EXPECT_NE(e.output.find("perplexity"), std::string::npos);
+  EXPECT_NE(e.output.find("general ppl"), std::string::npos) << e.output;
   auto json = nlohmann::json::parse(std::ifstream(dir + "/eval.json"));
-  ASSERT_EQ(json["results"].size(), 2u);
-  double ppl_general = json["results"][0]["perplexity"], ppl_sums = json["results"][1]["perplexity"];
+  ASSERT_EQ(json["results"].size(), 1u);
+  double ppl_general = json["results"][0]["datasets"]["general"]["perplexity"];
+  double ppl_sums = json["results"][0]["datasets"]["sums"]["perplexity"];
   EXPECT_GT(ppl_general, 1.0);
   EXPECT_LT(ppl_general, 256.0);                   // learned something of the training corpus
   EXPECT_GT(ppl_sums, ppl_general);                // a shifted corpus scores worse
+  auto line = run_lofi("interpolate " + model + " " + model + " --points 3 --data general=" + data +
+                      " --max-windows 8 --json " + dir + "/line.json");
+  ASSERT_EQ(line.status, 0) << line.output;
+  auto points = nlohmann::json::parse(std::ifstream(dir + "/line.json"));
+  EXPECT_EQ(points["points"].size(), 3u);
+  EXPECT_EQ(points["barrier"]["general"].get<double>(), 0.0);  // a model against itself
+  auto soup = run_lofi("soup " + model + " " + model + " --data general=" + data + " --max-windows 8 --out " + dir + "/soup.safetensors");
+  ASSERT_EQ(soup.status, 0) << soup.output;
+  EXPECT_NE(soup.output.find("greedy soup of 1 of 2"), std::string::npos) << soup.output;  // a copy adds nothing
+  auto ens = run_lofi("eval --ensemble " + model + " " + model + " --data general=" + data + " --max-windows 8");
+  ASSERT_EQ(ens.status, 0) << ens.output;
+  EXPECT_NE(ens.output.find("weight average of 2"), std::string::npos) << ens.output;
   auto i = run_lofi("inspect " + model);
   ASSERT_EQ(i.status, 0) << i.output;
   EXPECT_NE(i.output.find("model.decoder.layers.1.fc2.weight"), std::string::npos);

@@ -11,11 +11,14 @@
 #include "lofi/dist/env.h"
 #include "lofi/dist/launcher.h"
 #include "lofi/error.h"
+#include "lofi/eval/lm_evaluator.h"
 #include "lofi/eval/perplexity.h"
 #include "lofi/eval/table.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/merge/average.h"
+#include "lofi/merge/interpolate.h"
+#include "lofi/merge/soup.h"
 #include "lofi/train/config.h"
 #include "lofi/train/trainer.h"
 
@@ -41,27 +44,101 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& se
   return 0;
 }
 
-int cmd_eval(const std::string& model_path, const std::vector<std::string>& data_args, const std::string& config_path,
-             const std::vector<std::string>& sets, int64_t seq_len, int64_t batch, int64_t max_windows,
-             const std::string& json_path) {
-  train::Config config = config_path.empty() ? train::config_from_checkpoint(model_path) : train::load_config(config_path, {});
+// The model shape for evaluating CHECKPOINT: --config if given, else the checkpoint's own.
+train::Config eval_config(const std::string& checkpoint, const std::string& config_path, const std::vector<std::string>& sets) {
+  train::Config config = config_path.empty() ? train::config_from_checkpoint(checkpoint) : train::load_config(config_path, {});
   for (const auto& s : sets) train::apply_override(config, s);
-  config.model.init = model_path;
+  config.model.init = checkpoint;
   train::validate(config);
-  if (seq_len <= 0) seq_len = config.data.seq_len;
-  model::Gpt gpt = train::make_gpt(config.model, 0);
-  eval::ResultsTable table({"dataset", "tokens", "loss", "perplexity"});
-  for (const auto& arg : data_args) {
-    auto eq = arg.find('=');
-    if (eq == std::string::npos || eq == 0) fail("--data '", arg, "': expected NAME=PATH");
-    std::string name = arg.substr(0, eq), path = arg.substr(eq + 1);
-    data::TokenShards tokens(data::split_paths(path), config.model.vocab_size);
-    auto score = eval::evaluate_lm(gpt, tokens, seq_len, batch, max_windows);
-    table.add_row({name, std::to_string(score.tokens), eval::format_fixed(score.loss, 4), eval::format_fixed(score.perplexity, 3)},
-                  {{"dataset", name}, {"path", path}, {"tokens", score.tokens}, {"loss", score.loss}, {"perplexity", score.perplexity}});
+  return config;
+}
+
+struct EvalArgs {
+  std::string model, config, json;
+  std::vector<std::string> ensemble, data, sets;
+  eval::EvalSettings settings;
+};
+
+int cmd_eval(const EvalArgs& a) {
+  if (a.model.empty() && a.ensemble.empty()) fail("eval: give --model or --ensemble");
+  const std::string& reference = a.model.empty() ? a.ensemble[0] : a.model;
+  auto datasets = eval::parse_named_paths(a.data, "--data");
+  eval::LmEvaluator evaluator(eval_config(reference, a.config, a.sets), datasets, a.settings);
+
+  std::vector<std::string> columns{"model"};
+  for (const auto& d : datasets) columns.push_back(d.name + " loss"), columns.push_back(d.name + " ppl");
+  eval::ResultsTable table(columns);
+  auto add = [&](const std::string& name, const std::vector<eval::LmScore>& scores) {
+    std::vector<std::string> cells{name};
+    nlohmann::json record{{"model", name}};
+    for (size_t i = 0; i < scores.size(); ++i) {
+      cells.push_back(eval::format_fixed(scores[i].loss, 4));
+      cells.push_back(eval::format_fixed(scores[i].perplexity, 3));
+      record["datasets"][datasets[i].name] = {{"path", datasets[i].path}, {"tokens", scores[i].tokens},
+                                               {"loss", scores[i].loss}, {"perplexity", scores[i].perplexity}};
+    }
+    table.add_row(cells, record);
+  };
+  if (!a.model.empty()) add(a.model, evaluator.score_file(a.model));
+  if (!a.ensemble.empty()) {
+    std::vector<io::NamedTensors> members;
+    for (const auto& path : a.ensemble) {
+      add(path, evaluator.score_file(path));
+      members.push_back(io::SafetensorsFile(path).load_all());
+    }
+    std::vector<const io::NamedTensors*> ptrs;
+    for (const auto& m : members) ptrs.push_back(&m);
+    add("ensemble of " + std::to_string(members.size()) + " (mean probabilities)", evaluator.score_ensemble(a.ensemble));
+    add("weight average of " + std::to_string(members.size()),
+        evaluator.score(merge::weighted_average(ptrs, std::vector<double>(ptrs.size(), 1.0))));
   }
-  std::cout << "model: " << model_path << "\n" << table.text();
-  if (!json_path.empty()) io::write_file_atomic(json_path, nlohmann::json{{"model", model_path}, {"results", table.json()}}.dump(2) + "\n");
+  std::cout << table.text();
+  if (!a.json.empty()) io::write_file_atomic(a.json, nlohmann::json{{"results", table.json()}}.dump(2) + "\n");
+  return 0;
+}
+
+int cmd_soup(const std::vector<std::string>& candidates, const EvalArgs& a, const std::string& out) {
+  auto datasets = eval::parse_named_paths(a.data, "--data");
+  if (datasets.size() != 1) fail("soup: give exactly one held-out --data NAME=PATH");
+  eval::LmEvaluator evaluator(eval_config(candidates.at(0), a.config, a.sets), datasets, a.settings);
+  merge::SoupResult soup = merge::greedy_soup(candidates, [&](const io::NamedTensors& w) { return evaluator.score(w)[0].loss; });
+  eval::ResultsTable table({"candidate", "held-out loss alone", "soup loss with it", "kept"});
+  for (const auto& s : soup.steps)
+    table.add_row({s.candidate, eval::format_fixed(s.alone, 4), eval::format_fixed(s.with, 4), s.kept ? "yes" : "no"},
+                  {{"candidate", s.candidate}, {"alone", s.alone}, {"with", s.with}, {"kept", s.kept}});
+  std::cout << table.text() << "greedy soup of " << soup.chosen.size() << " of " << candidates.size()
+            << ": held-out loss " << eval::format_fixed(soup.score, 4) << "\n";
+  io::Metadata meta{{"lofi.merge", "greedy-soup"}};
+  if (auto cfg = io::SafetensorsFile(candidates[0]).metadata(); cfg.count("lofi.config")) meta["lofi.config"] = cfg["lofi.config"];
+  meta["lofi.soup.chosen"] = nlohmann::json(soup.chosen).dump();
+  if (!out.empty()) io::save_safetensors(out, soup.weights, meta), std::cout << "written: " << out << "\n";
+  if (!a.json.empty()) io::write_file_atomic(a.json, nlohmann::json{{"steps", table.json()}, {"chosen", soup.chosen}, {"loss", soup.score}}.dump(2) + "\n");
+  return 0;
+}
+
+int cmd_interpolate(const std::string& from, const std::string& to, int points, const EvalArgs& a) {
+  auto datasets = eval::parse_named_paths(a.data, "--data");
+  eval::LmEvaluator evaluator(eval_config(from, a.config, a.sets), datasets, a.settings);
+  io::NamedTensors wa = io::SafetensorsFile(from).load_all(), wb = io::SafetensorsFile(to).load_all();
+  auto line = merge::evaluate_line(wa, wb, points, [&](const io::NamedTensors& w) { return evaluator.losses(w); });
+  std::vector<std::string> columns{"alpha"};
+  for (const auto& d : datasets) columns.push_back(d.name + " loss");
+  eval::ResultsTable table(columns);
+  for (const auto& p : line) {
+    std::vector<std::string> cells{eval::format_fixed(p.alpha, 2)};
+    for (const auto& d : datasets) cells.push_back(eval::format_fixed(p.metrics.at("loss/" + d.name), 4));
+    table.add_row(cells, {{"alpha", p.alpha}, {"metrics", p.metrics}});
+  }
+  std::cout << "from " << from << " (alpha 0) to " << to << " (alpha 1)\n" << table.text();
+  nlohmann::json barriers;
+  for (const auto& d : datasets) {
+    double h = merge::barrier_height(line, "loss/" + d.name);
+    barriers[d.name] = h;
+    std::cout << "barrier height on " << d.name << ": " << eval::format_fixed(h, 4) << " nats"
+              << (h > 0.01 ? "  (averaging these two is not safe here)" : "") << "\n";
+  }
+  if (!a.json.empty())
+    io::write_file_atomic(a.json, nlohmann::json{{"from", from}, {"to", to}, {"points", table.json()}, {"barrier", barriers}}.dump(2) + "\n");
   return 0;
 }
 
@@ -123,18 +200,37 @@ int main(int argc, char** argv) {
                       "merge whichever inputs exist and verify, naming the others; fail under this many");
   average->add_option("--threads", avg.threads, "threads (default: all cores)");
 
-  auto* eval_cmd = app.add_subcommand("eval", "Loss and perplexity of a model on named token datasets");
-  std::string eval_model, eval_config, eval_json;
-  std::vector<std::string> eval_data, eval_sets;
-  int64_t eval_seq = 0, eval_batch = 16, eval_windows = 0;
-  eval_cmd->add_option("--model,-m", eval_model, "safetensors checkpoint")->required()->check(CLI::ExistingFile);
-  eval_cmd->add_option("--data,-d", eval_data, "NAME=PATH of token shards (repeatable)")->required();
-  eval_cmd->add_option("--config,-c", eval_config, "config giving the model's shape (default: the checkpoint's own)");
-  eval_cmd->add_option("--set", eval_sets, "override a config key: section.key=value");
-  eval_cmd->add_option("--seq-len", eval_seq, "window length (default: data.seq_len)");
-  eval_cmd->add_option("--batch", eval_batch, "windows per forward pass")->check(CLI::PositiveNumber);
-  eval_cmd->add_option("--max-windows", eval_windows, "score at most this many windows per dataset (0: all)");
-  eval_cmd->add_option("--json", eval_json, "also write the results as JSON here");
+  // Evaluation flags shared by eval, soup and interpolate.
+  EvalArgs ev;
+  auto add_eval_flags = [&](CLI::App* cmd) {
+    cmd->add_option("--data,-d", ev.data, "NAME=PATH of token shards (repeatable)")->required();
+    cmd->add_option("--config,-c", ev.config, "config giving the model's shape (default: the checkpoint's own)");
+    cmd->add_option("--set", ev.sets, "override a config key: section.key=value");
+    cmd->add_option("--seq-len", ev.settings.seq_len, "window length (default: data.seq_len)");
+    cmd->add_option("--batch", ev.settings.batch, "windows per forward pass")->check(CLI::PositiveNumber);
+    cmd->add_option("--max-windows", ev.settings.max_windows, "score at most this many windows per dataset (0: all)");
+    cmd->add_option("--json", ev.json, "also write the results as JSON here");
+  };
+  auto* eval_cmd = app.add_subcommand("eval", "Loss and perplexity on named datasets, of a model or an ensemble beside its average");
+  eval_cmd->add_option("--model,-m", ev.model, "safetensors checkpoint")->check(CLI::ExistingFile);
+  eval_cmd->add_option("--ensemble", ev.ensemble, "checkpoints to ensemble (mean of probabilities), shown beside their weight average")
+      ->check(CLI::ExistingFile);
+  add_eval_flags(eval_cmd);
+
+  auto* soup = app.add_subcommand("soup", "Greedy soup: add candidates by held-out score while the average improves");
+  std::vector<std::string> soup_candidates;
+  std::string soup_out;
+  soup->add_option("candidates", soup_candidates, "checkpoints")->required()->check(CLI::ExistingFile);
+  soup->add_option("--out,-o", soup_out, "write the soup here");
+  add_eval_flags(soup);
+
+  auto* interpolate = app.add_subcommand("interpolate", "Loss along the line between two checkpoints, and the barrier height");
+  std::string interp_a, interp_b;
+  int interp_points = 11;
+  interpolate->add_option("from", interp_a, "checkpoint at alpha = 0")->required()->check(CLI::ExistingFile);
+  interpolate->add_option("to", interp_b, "checkpoint at alpha = 1")->required()->check(CLI::ExistingFile);
+  interpolate->add_option("--points", interp_points, "evenly spaced points including both ends")->check(CLI::Range(2, 1001));
+  add_eval_flags(interpolate);
 
   auto* inspect = app.add_subcommand("inspect", "List a checkpoint's tensors, shapes, dtypes and metadata");
   std::string inspect_path;
@@ -166,7 +262,9 @@ int main(int argc, char** argv) {
       std::printf("averaged %zu checkpoints into %s\n", r.used.size(), avg.out.c_str());
       return 0;
     }
-    if (*eval_cmd) return cmd_eval(eval_model, eval_data, eval_config, eval_sets, eval_seq, eval_batch, eval_windows, eval_json);
+    if (*eval_cmd) return cmd_eval(ev);
+    if (*soup) return cmd_soup(soup_candidates, ev, soup_out);
+    if (*interpolate) return cmd_interpolate(interp_a, interp_b, interp_points, ev);
     if (*inspect) return cmd_inspect(inspect_path);
     if (*demo) return demo::run_demo(demo_opt);
   } catch (const std::exception& e) {

@@ -6,30 +6,66 @@
 #include "lofi/error.h"
 
 namespace lofi::eval {
+namespace {
 
-LmScore evaluate_lm(model::Gpt& gpt, const data::TokenShards& tokens, int64_t seq_len, int64_t batch,
-                    int64_t max_windows) {
+// Log-probabilities (B, T, V) of the next token given inputs (B, T).
+using LogProbs = std::function<torch::Tensor(const torch::Tensor&)>;
+
+LmScore score_windows(const data::TokenShards& tokens, int64_t seq_len, int64_t batch, int64_t max_windows,
+                      const LogProbs& log_probs) {
   int64_t windows = (tokens.size() - 1) / seq_len;
   if (windows < 1) fail("evaluation data has ", tokens.size(), " tokens, fewer than one window of ", seq_len + 1);
   if (max_windows > 0) windows = std::min(windows, max_windows);
   torch::NoGradGuard no_grad;
-  bool was_training = gpt->is_training();
-  gpt->eval();
-  double loss_sum = 0;
+  double nll_sum = 0;
   for (int64_t first = 0; first < windows; first += batch) {
     int64_t n = std::min(batch, windows - first);
     torch::Tensor window = torch::empty({n, seq_len + 1}, torch::kLong);  // (B, T + 1)
-    for (int64_t i = 0; i < n; ++i)
-      tokens.copy((first + i) * seq_len, seq_len + 1, window[i].data_ptr<int64_t>());
-    torch::Tensor x = window.narrow(1, 0, seq_len), y = window.narrow(1, 1, seq_len);
-    loss_sum += gpt->loss(x, y).item<double>() * static_cast<double>(n);
+    for (int64_t i = 0; i < n; ++i) tokens.copy((first + i) * seq_len, seq_len + 1, window[i].data_ptr<int64_t>());
+    torch::Tensor x = window.narrow(1, 0, seq_len), y = window.narrow(1, 1, seq_len);  // (B, T)
+    torch::Tensor lp = log_probs(x);                                                     // (B, T, V)
+    nll_sum -= lp.gather(2, y.unsqueeze(2)).sum().item<double>();                       // (B, T, 1) -> scalar
   }
-  gpt->train(was_training);
   LmScore score;
-  score.loss = loss_sum / static_cast<double>(windows);
-  score.perplexity = std::exp(score.loss);
   score.tokens = windows * seq_len;
+  score.loss = nll_sum / static_cast<double>(score.tokens);
+  score.perplexity = std::exp(score.loss);
   return score;
+}
+
+// Runs F with every model in eval mode, restoring their modes after.
+template <typename F>
+LmScore in_eval_mode(std::vector<model::Gpt*> models, F f) {
+  std::vector<bool> was_training;
+  for (auto* m : models) was_training.push_back((*m)->is_training()), (*m)->eval();
+  LmScore score = f();
+  for (size_t i = 0; i < models.size(); ++i) (*models[i])->train(was_training[i]);
+  return score;
+}
+
+}  // namespace
+
+LmScore evaluate_lm(model::Gpt& gpt, const data::TokenShards& tokens, int64_t seq_len, int64_t batch,
+                    int64_t max_windows) {
+  return in_eval_mode({&gpt}, [&] {
+    return score_windows(tokens, seq_len, batch, max_windows,
+                         [&](const torch::Tensor& x) { return torch::log_softmax(gpt->forward(x), -1); });
+  });
+}
+
+LmScore evaluate_lm_ensemble(std::vector<model::Gpt>& members, const data::TokenShards& tokens, int64_t seq_len,
+                             int64_t batch, int64_t max_windows) {
+  if (members.empty()) fail("ensemble: no members");
+  std::vector<model::Gpt*> models;
+  for (auto& m : members) models.push_back(&m);
+  return in_eval_mode(models, [&] {
+    return score_windows(tokens, seq_len, batch, max_windows, [&](const torch::Tensor& x) {
+      std::vector<torch::Tensor> lps;
+      for (auto& m : members) lps.push_back(torch::log_softmax(m->forward(x), -1));
+      // log mean_i p_i = logsumexp_i log p_i - log M, stacked on a new leading axis: (M, B, T, V)
+      return torch::logsumexp(torch::stack(lps), 0) - std::log(static_cast<double>(members.size()));
+    });
+  });
 }
 
 }  // namespace lofi::eval

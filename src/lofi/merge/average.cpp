@@ -296,6 +296,28 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
   return result;
 }
 
+io::NamedTensors weighted_average(const std::vector<const io::NamedTensors*>& models, const std::vector<double>& weights) {
+  if (models.empty() || models.size() != weights.size()) fail("weighted_average: ", models.size(), " models, ", weights.size(), " weights");
+  const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
+  if (!(total > 0)) fail("weighted_average: weights sum to 0");
+  io::NamedTensors out;
+  const io::NamedTensors& first = *models[0];
+  for (size_t t = 0; t < first.size(); ++t) {
+    const auto& [name, base] = first[t];
+    for (const auto* m : models)
+      if (m->size() != first.size() || (*m)[t].first != name || (*m)[t].second.sizes() != base.sizes())
+        fail("weighted_average: models differ at tensor '", name, "'");
+    if (!base.is_floating_point()) {
+      out.emplace_back(name, base.clone());
+      continue;
+    }
+    torch::Tensor sum = base.to(accumulator_dtype(base.scalar_type()), false, true).mul_(weights[0]);
+    for (size_t i = 1; i < models.size(); ++i) sum.add_((*models[i])[t].second.to(sum.scalar_type()), weights[i]);
+    out.emplace_back(name, sum.div_(total).to(base.scalar_type()));
+  }
+  return out;
+}
+
 void average_files(const std::vector<std::string>& inputs, const std::vector<double>& weights, const std::string& out) {
   AverageOptions options;
   options.inputs = inputs;

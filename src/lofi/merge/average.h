@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "lofi/io/safetensors.h"
+
 namespace lofi::merge {
 
 struct AverageOptions {
@@ -31,6 +33,10 @@ struct AverageResult {
 std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs);
 
 AverageResult average_checkpoints(const AverageOptions& options);
+
+// In memory: sum_i w_i MODELS[i] / sum_i w_i per float tensor (fp64 accumulation), integer tensors
+// from the first model. For soups and interpolation, where models are small enough to hold.
+io::NamedTensors weighted_average(const std::vector<const io::NamedTensors*>& models, const std::vector<double>& weights);
 
 // Uniform or weighted average of INPUTS into OUT with default options.
 void average_files(const std::vector<std::string>& inputs, const std::vector<double>& weights,

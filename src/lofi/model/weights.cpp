@@ -1,7 +1,7 @@
 #include "lofi/model/weights.h"
 
 #include <algorithm>
-#include <set>
+#include <map>
 
 #include "lofi/error.h"
 
@@ -14,22 +14,29 @@ io::NamedTensors module_weights(const torch::nn::Module& module) {
   return out;
 }
 
+void load_named_tensors(torch::nn::Module& module, const io::NamedTensors& tensors, const std::string& source,
+                        const std::vector<std::string>& ignored) {
+  torch::NoGradGuard no_grad;
+  std::map<std::string, const torch::Tensor*> by_name;
+  for (const auto& [name, t] : tensors) by_name[name] = &t;
+  for (auto& [name, target] : module_weights(module)) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) fail(source, ": missing tensor '", name, "' (shape ", target.sizes(), ")");
+    if (it->second->sizes() != target.sizes())
+      fail(source, ": tensor '", name, "' has shape ", it->second->sizes(), ", the model expects ", target.sizes());
+    target.copy_(*it->second);
+    by_name.erase(it);
+  }
+  for (const auto& [name, t] : by_name)
+    if (std::find(ignored.begin(), ignored.end(), name) == ignored.end())
+      fail(source, ": unexpected tensor '", name, "' (not a parameter of this model; wrong architecture or size?)");
+}
+
 void load_module_weights(torch::nn::Module& module, const io::SafetensorsFile& file,
                          const std::vector<std::string>& ignored) {
-  torch::NoGradGuard no_grad;
-  std::set<std::string> expected;
-  for (auto& [name, target] : module_weights(module)) {
-    expected.insert(name);
-    const io::TensorEntry* entry = file.find(name);
-    if (!entry) fail(file.path(), ": missing tensor '", name, "' (shape ", target.sizes(), ")");
-    if (torch::IntArrayRef(entry->shape) != target.sizes())
-      fail(file.path(), ": tensor '", name, "' has shape ", torch::IntArrayRef(entry->shape), ", the model expects ",
-           target.sizes());
-    target.copy_(file.load(*entry));
-  }
-  for (const auto& e : file.entries())
-    if (!expected.count(e.name) && std::find(ignored.begin(), ignored.end(), e.name) == ignored.end())
-      fail(file.path(), ": unexpected tensor '", e.name, "' (not a parameter of this model; wrong architecture or size?)");
+  io::NamedTensors views;
+  for (const auto& e : file.entries()) views.emplace_back(e.name, file.view(e));
+  load_named_tensors(module, views, file.path(), ignored);
 }
 
 }  // namespace lofi::model

@@ -12,6 +12,11 @@ namespace lofi::model {
 // Parameters then buffers, by name, detached (shares storage with the module).
 io::NamedTensors module_weights(const torch::nn::Module& module);
 
+// Copies every parameter of MODULE from TENSORS (SOURCE names them in errors), converting dtype;
+// checked as below.
+void load_named_tensors(torch::nn::Module& module, const io::NamedTensors& tensors, const std::string& source,
+                        const std::vector<std::string>& ignored = {});
+
 // Copies every parameter of MODULE from FILE, converting dtype. A missing tensor, an extra one
 // (other than IGNORED names such as a tied "lm_head.weight") or a shape mismatch is an error
 // naming the tensor and the file.

@@ -1,0 +1,68 @@
+#include "lofi/eval/lm_evaluator.h"
+
+#include "lofi/error.h"
+#include "lofi/model/weights.h"
+#include "lofi/train/trainer.h"
+
+namespace lofi::eval {
+
+std::vector<NamedPath> parse_named_paths(const std::vector<std::string>& args, const std::string& arg_name) {
+  std::vector<NamedPath> out;
+  for (const auto& arg : args) {
+    auto eq = arg.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == arg.size()) fail(arg_name, " '", arg, "': expected NAME=PATH");
+    out.push_back({arg.substr(0, eq), arg.substr(eq + 1)});
+  }
+  return out;
+}
+
+LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPath>& datasets, const EvalSettings& settings)
+    : config_(config), settings_(settings), names_(datasets) {
+  if (settings_.seq_len <= 0) settings_.seq_len = config.data.seq_len;
+  if (settings_.seq_len > config.model.max_seq_len)
+    fail("--seq-len ", settings_.seq_len, " is longer than the model's ", config.model.max_seq_len, " positions");
+  if (datasets.empty()) fail("no evaluation data given (--data NAME=PATH)");
+  for (const auto& d : datasets)
+    data_.push_back(std::make_unique<data::TokenShards>(data::split_paths(d.path), config.model.vocab_size));
+  train::ModelConfig shape = config.model;
+  shape.init.clear();
+  gpt_ = train::make_gpt(shape, 0);
+}
+
+std::vector<LmScore> LmEvaluator::score_model(model::Gpt& gpt) {
+  std::vector<LmScore> out;
+  for (const auto& d : data_) out.push_back(evaluate_lm(gpt, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
+  return out;
+}
+
+std::vector<LmScore> LmEvaluator::score(const io::NamedTensors& weights) {
+  model::load_named_tensors(*gpt_, weights, "weights", {"lm_head.weight"});
+  return score_model(gpt_);
+}
+
+std::vector<LmScore> LmEvaluator::score_file(const std::string& checkpoint) {
+  model::load_module_weights(*gpt_, io::SafetensorsFile(checkpoint), {"lm_head.weight"});
+  return score_model(gpt_);
+}
+
+std::vector<LmScore> LmEvaluator::score_ensemble(const std::vector<std::string>& checkpoints) {
+  std::vector<model::Gpt> members;
+  for (const auto& path : checkpoints) {
+    train::ModelConfig shape = config_.model;
+    shape.init = path;
+    members.push_back(train::make_gpt(shape, 0));
+  }
+  std::vector<LmScore> out;
+  for (const auto& d : data_)
+    out.push_back(evaluate_lm_ensemble(members, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
+  return out;
+}
+
+std::map<std::string, double> LmEvaluator::losses(const io::NamedTensors& weights) {
+  std::map<std::string, double> out;
+  auto scores = score(weights);
+  for (size_t i = 0; i < scores.size(); ++i) out["loss/" + names_[i].name] = scores[i].loss;
+  return out;
+}
+
+}  // namespace lofi::eval

@@ -1,0 +1,55 @@
+// Evaluates language-model weights on named token datasets: the scorer behind `eval`,
+// `soup` and `interpolate`. Holds one model of the checkpoint's shape and reloads its weights
+// for each evaluation, so sweeping many weight sets allocates nothing new.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lofi/data/token_shards.h"
+#include "lofi/eval/perplexity.h"
+#include "lofi/io/safetensors.h"
+#include "lofi/model/gpt.h"
+#include "lofi/train/config.h"
+
+namespace lofi::eval {
+
+struct NamedPath {
+  std::string name, path;
+};
+// "NAME=PATH" arguments; ARG_NAME (e.g. "--data") names the flag in errors.
+std::vector<NamedPath> parse_named_paths(const std::vector<std::string>& args, const std::string& arg_name);
+
+struct EvalSettings {
+  int64_t seq_len = 0;      // 0: the config's data.seq_len
+  int64_t batch = 16;       // windows per forward pass
+  int64_t max_windows = 0;  // per dataset; 0: all
+};
+
+class LmEvaluator {
+ public:
+  // CONFIG gives the model's shape (e.g. from train::config_from_checkpoint).
+  LmEvaluator(const train::Config& config, const std::vector<NamedPath>& datasets, const EvalSettings& settings);
+
+  const std::vector<NamedPath>& datasets() const { return names_; }
+  // Scores per dataset, in dataset order, of the given weights / of a checkpoint / of an
+  // output-space ensemble of checkpoints.
+  std::vector<LmScore> score(const io::NamedTensors& weights);
+  std::vector<LmScore> score_file(const std::string& checkpoint);
+  std::vector<LmScore> score_ensemble(const std::vector<std::string>& checkpoints);
+  // {"loss/NAME": loss} for merge::Evaluator.
+  std::map<std::string, double> losses(const io::NamedTensors& weights);
+
+ private:
+  std::vector<LmScore> score_model(model::Gpt& gpt);
+
+  train::Config config_;
+  EvalSettings settings_;
+  std::vector<NamedPath> names_;
+  std::vector<std::unique_ptr<data::TokenShards>> data_;
+  model::Gpt gpt_{nullptr};
+};
+
+}  // namespace lofi::eval
