@@ -13,6 +13,7 @@
 #include "lofi/error.h"
 #include "lofi/eval/lm_evaluator.h"
 #include "lofi/eval/perplexity.h"
+#include "lofi/eval/report.h"
 #include "lofi/eval/table.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
@@ -232,6 +233,11 @@ int main(int argc, char** argv) {
   interpolate->add_option("--points", interp_points, "evenly spaced points including both ends")->check(CLI::Range(2, 1001));
   add_eval_flags(interpolate);
 
+  auto* report = app.add_subcommand("report", "Write a self-contained HTML report of a run directory (or a directory of runs)");
+  std::string report_dir, report_out;
+  report->add_option("dir", report_dir, "run directory, e.g. runs/demo")->required()->check(CLI::ExistingDirectory);
+  report->add_option("--out,-o", report_out, "output HTML (default: DIR/report.html)");
+
   auto* inspect = app.add_subcommand("inspect", "List a checkpoint's tensors, shapes, dtypes and metadata");
   std::string inspect_path;
   inspect->add_option("file", inspect_path, "safetensors file")->required()->check(CLI::ExistingFile);
@@ -266,6 +272,7 @@ int main(int argc, char** argv) {
     if (*soup) return cmd_soup(soup_candidates, ev, soup_out);
     if (*interpolate) return cmd_interpolate(interp_a, interp_b, interp_points, ev);
     if (*inspect) return cmd_inspect(inspect_path);
+    if (*report) return std::printf("written: %s\n", eval::write_run_report(report_dir, report_out).c_str()) < 0;
     if (*demo) return demo::run_demo(demo_opt);
   } catch (const std::exception& e) {
     std::string what = e.what();

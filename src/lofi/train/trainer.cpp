@@ -191,7 +191,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
                             {"seconds", seconds}, {"tokens_per_s", tok_s},
                             {"bytes_sent", comm.bytes_within_node() + comm.bytes_between_nodes()},
                             {"bytes_within_node", comm.bytes_within_node()},
-                            {"bytes_between_nodes", comm.bytes_between_nodes()}};
+                            {"bytes_between_nodes", comm.bytes_between_nodes()}, {"node_workers", topo.node_size}};
       if (eval_now) {
         auto score = eval::evaluate_lm(gpt, *val, seq_len, micro_batch, tc.eval_batches * micro_batch);
         record["val_loss"] = score.loss;
