@@ -127,7 +127,7 @@ TEST(Cli, EvalAndInspectATrainedModel) {
   ASSERT_EQ(line.status, 0) << line.output;
   auto points = nlohmann::json::parse(std::ifstream(dir + "/line.json"));
   EXPECT_EQ(points["points"].size(), 3u);
-  EXPECT_EQ(points["barrier"]["general"].get<double>(), 0.0);  // a model against itself
+  EXPECT_EQ(points["barrier"]["loss/general"].get<double>(), 0.0);  // a model against itself
   auto soup = run_lofi("soup " + model + " " + model + " --data general=" + data + " --max-windows 8 --out " + dir + "/soup.safetensors");
   ASSERT_EQ(soup.status, 0) << soup.output;
   EXPECT_NE(soup.output.find("greedy soup of 1 of 2"), std::string::npos) << soup.output;  // a copy adds nothing

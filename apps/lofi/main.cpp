@@ -131,15 +131,13 @@ int cmd_interpolate(const std::string& from, const std::string& to, int points, 
     table.add_row(cells, {{"alpha", p.alpha}, {"metrics", p.metrics}});
   }
   std::cout << "from " << from << " (alpha 0) to " << to << " (alpha 1)\n" << table.text();
-  nlohmann::json barriers;
+  nlohmann::json result = merge::line_json(from, to, line);
   for (const auto& d : datasets) {
-    double h = merge::barrier_height(line, "loss/" + d.name);
-    barriers[d.name] = h;
+    double h = result["barrier"]["loss/" + d.name];
     std::cout << "barrier height on " << d.name << ": " << eval::format_fixed(h, 4) << " nats"
               << (h > 0.01 ? "  (averaging these two is not safe here)" : "") << "\n";
   }
-  if (!a.json.empty())
-    io::write_file_atomic(a.json, nlohmann::json{{"from", from}, {"to", to}, {"points", table.json()}, {"barrier", barriers}}.dump(2) + "\n");
+  if (!a.json.empty()) io::write_file_atomic(a.json, result.dump(2) + "\n");
   return 0;
 }
 

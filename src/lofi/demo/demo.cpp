@@ -11,7 +11,9 @@
 #include "lofi/data/token_shards.h"
 #include "lofi/dist/launcher.h"
 #include "lofi/error.h"
-#include "lofi/eval/perplexity.h"
+#include "lofi/eval/lm_evaluator.h"
+#include "lofi/eval/report.h"
+#include "lofi/merge/interpolate.h"
 #include "lofi/eval/table.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/train/trainer.h"
@@ -79,17 +81,18 @@ double launch_training(const train::Config& config, const std::string& out, cons
 struct Traffic {
   double total = 0, between_nodes = 0;
 };
-Traffic run_traffic(const std::string& run_dir, int64_t nodes, int64_t workers_per_node) {
+Traffic run_traffic(const std::string& run_dir) {
   Traffic t;
-  for (int64_t k = 0; k < nodes; ++k) {
+  for (int64_t k = 0; std::filesystem::exists(train::node_dir(run_dir, k)); ++k) {
     std::ifstream in(train::node_dir(run_dir, k) + "/metrics.jsonl");
     std::string line, last;
     while (std::getline(in, line))
       if (!line.empty()) last = line;
     if (last.empty()) fail(run_dir, ": node ", k, " wrote no metrics");
     auto record = nlohmann::json::parse(last);
-    t.total += record["bytes_sent"].get<double>() * static_cast<double>(workers_per_node);
-    t.between_nodes += record["bytes_between_nodes"].get<double>() * static_cast<double>(workers_per_node);
+    double workers = record.value("node_workers", 1.0);  // ring all-reduce: every worker sends alike
+    t.total += record["bytes_sent"].get<double>() * workers;
+    t.between_nodes += record["bytes_between_nodes"].get<double>() * workers;
   }
   return t;
 }
@@ -143,26 +146,30 @@ int run_demo(const DemoOptions& opt) {
               static_cast<long long>(ft.train.batch_size / K), static_cast<long long>(ft.train.steps));
   double lofi_seconds = launch_training(lofi, out, "lofi", K);
 
-  // 3. Evaluate every model in-distribution and on each shift.
-  std::vector<std::string> sets{kFinetuneSet};
-  for (const char* s : kShiftSets) sets.push_back(s);
-  std::vector<std::unique_ptr<data::TokenShards>> eval_data;
-  for (const auto& s : sets)
-    eval_data.push_back(std::make_unique<data::TokenShards>(std::vector<std::string>{data_path(out, s, "val")}, 256));
+  // 3. Evaluate every model in-distribution and on each shift, beside the output-space ensemble.
+  std::vector<eval::NamedPath> sets{{kFinetuneSet, data_path(out, kFinetuneSet, "val")}};
+  for (const char* s : kShiftSets) sets.push_back({s, data_path(out, s, "val")});
+  eval::EvalSettings settings;
+  settings.batch = 32;
+  settings.max_windows = opt.eval_windows;
+  eval::LmEvaluator evaluator(ft, sets, settings);
 
   struct Model {
-    std::string name, path;
+    std::string name;
+    std::vector<std::string> paths;  // one checkpoint, or an ensemble's members
     double seconds = -1;
-    Traffic traffic;
-    bool has_traffic = false;
+    const Traffic* traffic = nullptr;
   };
-  Traffic baseline_traffic = run_traffic(baseline.run.dir, 1, K), lofi_traffic = run_traffic(lofi.run.dir, K, 1);
-  std::vector<Model> models{{"pretrained", pretrained, -1, {}, false}};
-  models.push_back({"baseline (data-parallel)", train::node_dir(baseline.run.dir, 0) + "/final.safetensors",
-                    baseline_seconds, baseline_traffic, true});
-  for (int k = 0; k < K; ++k)
-    models.push_back({"lo-fi node " + std::to_string(k), train::node_dir(lofi.run.dir, k) + "/final.safetensors", -1, {}, false});
-  models.push_back({"lo-fi average", lofi.run.dir + "/merged.safetensors", lofi_seconds, lofi_traffic, true});
+  const Traffic baseline_traffic = run_traffic(baseline.run.dir), lofi_traffic = run_traffic(lofi.run.dir);
+  std::vector<std::string> node_finals;
+  for (int k = 0; k < K; ++k) node_finals.push_back(train::node_dir(lofi.run.dir, k) + "/final.safetensors");
+  const std::string baseline_final = train::node_dir(baseline.run.dir, 0) + "/final.safetensors";
+  const std::string lofi_average = lofi.run.dir + "/merged.safetensors";
+  std::vector<Model> models{{"pretrained", {pretrained}}};
+  models.push_back({"baseline (data-parallel)", {baseline_final}, baseline_seconds, &baseline_traffic});
+  for (int k = 0; k < K; ++k) models.push_back({"lo-fi node " + std::to_string(k), {node_finals[static_cast<size_t>(k)]}});
+  models.push_back({"lo-fi average", {lofi_average}, lofi_seconds, &lofi_traffic});
+  models.push_back({"lo-fi ensemble (not a single model)", node_finals});
 
   std::vector<std::string> columns{"model", "ppl " + std::string(kFinetuneSet) + " (in-dist)"};
   for (const char* s : kShiftSets) columns.push_back(std::string("ppl ") + s);
@@ -170,42 +177,61 @@ int run_demo(const DemoOptions& opt) {
   eval::ResultsTable table(columns);
   torch::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   for (const auto& m : models) {
-    train::Config mc = ft;
-    mc.model.init = m.path;
-    model::Gpt gpt = train::make_gpt(mc.model, 0);
+    auto scores = m.paths.size() == 1 ? evaluator.score_file(m.paths[0]) : evaluator.score_ensemble(m.paths);
     std::vector<std::string> cells{m.name};
-    nlohmann::json record{{"model", m.name}, {"path", m.path}};
-    double shift_sum = 0;
+    nlohmann::json record{{"model", m.name}};
+    double shift_loss = 0;
     for (size_t i = 0; i < sets.size(); ++i) {
-      auto score = eval::evaluate_lm(gpt, *eval_data[i], ft.data.seq_len, 32, opt.eval_windows);
-      cells.push_back(eval::format_fixed(score.perplexity, 3));
-      record["perplexity"][sets[i]] = score.perplexity;
-      if (i > 0) shift_sum += score.loss;
+      cells.push_back(eval::format_fixed(scores[i].perplexity, 3));
+      record["perplexity"][sets[i].name] = scores[i].perplexity;
+      if (i > 0) shift_loss += scores[i].loss;
     }
     // Averaged in log space (the geometric mean of perplexities), so one set cannot dominate.
-    double avg_shift = std::exp(shift_sum / static_cast<double>(sets.size() - 1));
+    double avg_shift = std::exp(shift_loss / static_cast<double>(sets.size() - 1));
     cells.push_back(eval::format_fixed(avg_shift, 3));
     record["avg_shift_perplexity"] = avg_shift;
     cells.push_back(m.seconds >= 0 ? eval::format_fixed(m.seconds, 1) + " s" : "");
-    cells.push_back(m.has_traffic ? eval::format_bytes(m.traffic.total) : "");
-    cells.push_back(m.has_traffic ? eval::format_bytes(m.traffic.between_nodes) : "");
+    cells.push_back(m.traffic ? eval::format_bytes(m.traffic->total) : "");
+    cells.push_back(m.traffic ? eval::format_bytes(m.traffic->between_nodes) : "");
     if (m.seconds >= 0) record["wall_seconds"] = m.seconds;
-    if (m.has_traffic) record["bytes_sent"] = m.traffic.total, record["bytes_between_nodes"] = m.traffic.between_nodes;
+    if (m.traffic) record["bytes_sent"] = m.traffic->total, record["bytes_between_nodes"] = m.traffic->between_nodes;
     table.add_row(cells, record);
   }
+
+  // 4. Is averaging safe here? Loss along the lines the average relies on.
+  eval::EvalSettings line_settings = settings;
+  line_settings.max_windows = std::max<int64_t>(8, opt.eval_windows / 4);
+  eval::LmEvaluator line_evaluator(ft, {sets[0], sets[1]}, line_settings);
+  auto line = [&](const std::string& from, const std::string& to, const std::string& name) {
+    io::NamedTensors a = io::SafetensorsFile(from).load_all(), b = io::SafetensorsFile(to).load_all();
+    auto points = merge::evaluate_line(a, b, 11, [&](const io::NamedTensors& w) { return line_evaluator.losses(w); });
+    nlohmann::json result = merge::line_json(from, to, points);
+    io::write_file_atomic(out + "/interpolation-" + name + ".json", result.dump(2) + "\n");
+    return result["barrier"];
+  };
+  nlohmann::json barriers{{"node0-node1", line(node_finals[0], node_finals[std::min<size_t>(1, node_finals.size() - 1)], "nodes")},
+                          {"pretrained-average", line(pretrained, lofi_average, "pretrained-to-average")},
+                          {"baseline-average", line(baseline_final, lofi_average, "baseline-to-average")}};
 
   std::string md = "# lofi demo: fine-tuning a " + std::to_string(ft.model.n_layer) +
                    "-layer decoder on `" + kFinetuneSet + "`, " + std::to_string(K) +
                    " workers\n\nPerplexity (lower is better) in-distribution and under three shifts; the baseline "
                    "all-reduces gradients every step, lo-fi nodes never communicate and are averaged once. "
-                   "The shift average is the geometric mean of the shifted perplexities.\n\n" +
+                   "The shift average is the geometric mean of the shifted perplexities. The ensemble averages the "
+                   "nodes' probabilities (4x the inference cost) and is shown for reference.\n\n" +
                    table.markdown();
   io::write_file_atomic(out + "/results.md", md);
   nlohmann::json results{{"workers", K}, {"finetune_steps", ft.train.steps}, {"global_batch", ft.train.batch_size},
                          {"seq_len", ft.data.seq_len}, {"in_distribution", kFinetuneSet},
-                         {"shifts", std::vector<std::string>(sets.begin() + 1, sets.end())}, {"rows", table.json()}};
+                         {"shifts", {kShiftSets[0], kShiftSets[1], kShiftSets[2]}}, {"rows", table.json()},
+                         {"barrier_heights", barriers}};
   io::write_file_atomic(out + "/results.json", results.dump(2) + "\n");
-  std::printf("\n%s\nwritten: %s/results.md, %s/results.json\n", table.text().c_str(), out.c_str(), out.c_str());
+  std::string report = eval::write_run_report(out);
+  std::printf("\n%s\nbarrier heights (nats, in-distribution): between two lo-fi nodes %.4f, pretrained to lo-fi average %.4f\n"
+              "written: %s/results.md, %s/results.json, %s\n",
+              table.text().c_str(), barriers["node0-node1"]["loss/" + std::string(kFinetuneSet)].get<double>(),
+              barriers["pretrained-average"]["loss/" + std::string(kFinetuneSet)].get<double>(), out.c_str(), out.c_str(),
+              report.c_str());
   return 0;
 }
 

@@ -27,4 +27,12 @@ double barrier_height(const std::vector<LinePoint>& line, const std::string& met
   return height;
 }
 
+nlohmann::json line_json(const std::string& from, const std::string& to, const std::vector<LinePoint>& line) {
+  nlohmann::json points = nlohmann::json::array(), barrier = nlohmann::json::object();
+  for (const auto& p : line) points.push_back({{"alpha", p.alpha}, {"metrics", p.metrics}});
+  if (!line.empty())
+    for (const auto& [metric, value] : line.front().metrics) barrier[metric] = barrier_height(line, metric);
+  return {{"from", from}, {"to", to}, {"points", points}, {"barrier", barrier}};
+}
+
 }  // namespace lofi::merge

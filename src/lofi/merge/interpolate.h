@@ -4,6 +4,7 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -25,5 +26,9 @@ std::vector<LinePoint> evaluate_line(const io::NamedTensors& a, const io::NamedT
 // max over points of metric(alpha) - ((1 - alpha) metric(0) + alpha metric(1)); 0 when convex.
 // Measured for a loss: the height of the bump the average would sit on.
 double barrier_height(const std::vector<LinePoint>& line, const std::string& metric);
+
+// {"from", "to", "points": [{"alpha", "metrics"}], "barrier": {metric: height}}: what
+// `lofi interpolate --json` writes and `lofi report` plots.
+nlohmann::json line_json(const std::string& from, const std::string& to, const std::vector<LinePoint>& line);
 
 }  // namespace lofi::merge
