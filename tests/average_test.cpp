@@ -21,6 +21,7 @@ io::NamedTensors random_weights(int seed, torch::Dtype dtype = torch::kFloat32) 
           {"layers.0.fc.weight", torch::randn({16, 16}).to(dtype)},
           {"layers.0.fc.bias", torch::randn({16}).to(dtype)},
           {"layers.1.fc.weight", torch::randn({16, 16}).to(dtype)},
+          {"big", torch::randn({3, 700001}).to(dtype)},  // spans several streaming chunks
           {"step", torch::tensor({7}, torch::kInt64)}};
 }
 

@@ -18,6 +18,9 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the pages wholly inside [BEGIN, BEGIN + BYTES) from this process (they stay in the page
+  // cache): streaming readers call it behind them so resident memory stays bounded.
+  void release(const uint8_t* begin, size_t bytes) const;
 
  private:
   std::string path_;

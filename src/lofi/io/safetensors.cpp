@@ -10,6 +10,8 @@
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/checksum.h"
 
+#include <xxhash.h>
+
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
 
 namespace lofi::io {
@@ -174,7 +176,38 @@ torch::Tensor SafetensorsFile::view(const TensorEntry& entry) const {
   return torch::from_blob(const_cast<uint8_t*>(p), entry.shape, torch::TensorOptions().dtype(dtype));
 }
 
-std::string SafetensorsFile::checksum() const { return xxh3_hex(map_.data(), map_.size()); }
+torch::Tensor SafetensorsFile::view_range(const TensorEntry& entry, int64_t first, int64_t count) const {
+  torch::Dtype dtype = dtype_from_safetensors(entry.dtype, path());
+  const size_t elem = c10::elementSize(dtype);
+  if (first < 0 || count < 0 || entry.begin + static_cast<size_t>(first + count) * elem > entry.end)
+    fail(path(), ": elements [", first, ", ", first + count, ") are outside tensor '", entry.name, "'");
+  const uint8_t* p = map_.data() + data_start_ + entry.begin + static_cast<size_t>(first) * elem;
+  if (count > 0 && reinterpret_cast<uintptr_t>(p) % elem == 0)
+    return torch::from_blob(const_cast<uint8_t*>(p), {count}, torch::TensorOptions().dtype(dtype));
+  torch::Tensor out = torch::empty({count}, dtype);
+  if (count > 0) std::memcpy(out.data_ptr(), p, static_cast<size_t>(count) * elem);
+  return out;
+}
+
+void SafetensorsFile::release_range(const TensorEntry& entry, int64_t first, int64_t count) const {
+  const size_t elem = c10::elementSize(dtype_from_safetensors(entry.dtype, path()));
+  map_.release(map_.data() + data_start_ + entry.begin + static_cast<size_t>(first) * elem, static_cast<size_t>(count) * elem);
+}
+
+std::string SafetensorsFile::checksum() const {
+  constexpr size_t kBlock = 64u << 20;
+  XXH3_state_t* state = XXH3_createState();
+  XXH3_64bits_reset(state);
+  for (size_t at = 0; at < map_.size(); at += kBlock) {
+    size_t n = std::min(kBlock, map_.size() - at);
+    XXH3_64bits_update(state, map_.data() + at, n);
+    map_.release(map_.data() + at, n);
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(XXH3_64bits_digest(state)));
+  XXH3_freeState(state);
+  return hex;
+}
 
 NamedTensors SafetensorsFile::load_all() const {
   NamedTensors out;
@@ -209,15 +242,27 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, const std::vector<
 
 void SafetensorsWriter::write(const torch::Tensor& tensor) {
   if (next_ >= layout_.size()) fail("safetensors writer: more tensors than the layout holds");
-  const TensorEntry& e = layout_[next_++];
+  const TensorEntry& e = layout_[next_];
   torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
-  if (dtype_to_safetensors(t.scalar_type()) != e.dtype || t.sizes() != torch::IntArrayRef(e.shape))
+  if (written_ != 0 || dtype_to_safetensors(t.scalar_type()) != e.dtype || t.sizes() != torch::IntArrayRef(e.shape))
     fail("safetensors writer: tensor '", e.name, "' is ", t.scalar_type(), " ", t.sizes(), ", the header says ", e.dtype,
          " ", torch::IntArrayRef(e.shape));
-  file_->write(t.data_ptr(), e.end - e.begin);
+  write_bytes(t.data_ptr(), e.end - e.begin);
+}
+
+void SafetensorsWriter::write_bytes(const void* data, size_t bytes) {
+  while (next_ < layout_.size() && layout_[next_].end == layout_[next_].begin) ++next_;  // empty tensors
+  if (next_ >= layout_.size()) fail("safetensors writer: more data than the layout holds");
+  const TensorEntry& e = layout_[next_];
+  if (written_ + bytes > e.end - e.begin)
+    fail("safetensors writer: ", written_ + bytes, " bytes for tensor '", e.name, "' of ", e.end - e.begin);
+  file_->write(data, bytes);
+  written_ += bytes;
+  if (written_ == e.end - e.begin) ++next_, written_ = 0;
 }
 
 void SafetensorsWriter::commit() {
+  while (next_ < layout_.size() && layout_[next_].end == layout_[next_].begin) ++next_;
   if (next_ != layout_.size()) fail("safetensors writer: ", layout_.size() - next_, " tensors were not written");
   file_->commit();
 }

@@ -45,7 +45,12 @@ class SafetensorsFile {
   // A read-only tensor over the mapped bytes (no copy) when they are aligned for the dtype,
   // else an owning copy. Valid while this file lives; never write to it.
   torch::Tensor view(const TensorEntry& entry) const;
-  // The whole file's XXH3-64 checksum (see checksum.h).
+  // Elements [FIRST, FIRST + COUNT) of ENTRY, flattened: a view of the mapped bytes when aligned,
+  // else a copy of just that range.
+  torch::Tensor view_range(const TensorEntry& entry, int64_t first, int64_t count) const;
+  // Lets go of the mapped pages of elements [FIRST, FIRST + COUNT) of ENTRY (see MappedFile::release).
+  void release_range(const TensorEntry& entry, int64_t first, int64_t count) const;
+  // The whole file's XXH3-64 checksum (see checksum.h), read in blocks released behind it.
   std::string checksum() const;
 
  private:
@@ -67,11 +72,14 @@ class SafetensorsWriter {
  public:
   SafetensorsWriter(const std::string& path, const std::vector<TensorEntry>& layout, const Metadata& metadata);
   void write(const torch::Tensor& tensor);  // the next tensor of the layout
+  // Raw little-endian bytes continuing the current tensor (a tensor may come in pieces).
+  void write_bytes(const void* data, size_t bytes);
   void commit();
 
  private:
   std::vector<TensorEntry> layout_;
-  size_t next_ = 0;
+  size_t next_ = 0;         // tensor being written
+  size_t written_ = 0;      // bytes of it written so far
   std::unique_ptr<AtomicFile> file_;
 };
 

@@ -203,48 +203,101 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
 
   io::Metadata metadata{{"lofi.merge", "average"}, {"lofi.merge.inputs", std::to_string(files.size())}};
   if (auto it = first.metadata().find("lofi.config"); it != first.metadata().end()) metadata.insert(*it);
+  std::vector<std::string> checksums(files.size());
+  {
+    std::vector<std::thread> hashers;
+    std::atomic<size_t> next_file{0};
+    for (unsigned t = 0; t < std::max(1u, std::thread::hardware_concurrency()); ++t)
+      hashers.emplace_back([&] {
+        for (size_t i; (i = next_file++) < files.size();) checksums[i] = files[i]->checksum();
+      });
+    for (auto& h : hashers) h.join();
+  }
   for (size_t i = 0; i < files.size(); ++i) {
     char w[32];
     std::snprintf(w, sizeof(w), "%.9g", used_weights[i] / total);
     metadata["lofi.merge.input." + std::to_string(i)] =
-        nlohmann::json{{"path", files[i]->path()}, {"weight", w}, {"xxh3", files[i]->checksum()}}.dump();
+        nlohmann::json{{"path", files[i]->path()}, {"weight", w}, {"xxh3", checksums[i]}}.dump();
   }
   for (size_t i = 0; i < result.skipped.size(); ++i) metadata["lofi.merge.skipped." + std::to_string(i)] = result.skipped[i];
 
-  // Each worker averages whole tensors; torch's own threads would oversubscribe the cores.
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int threads = std::max(1, std::min<int>(opt.threads > 0 ? opt.threads : cores, static_cast<int>(layout.size())));
-  const int torch_threads = torch::get_num_threads();
-  torch::set_num_threads(1);
-  OrderedResults results(layout.size(), static_cast<size_t>(2 * threads));
-  auto average_one = [&](size_t index) {
-    const io::TensorEntry& out_entry = layout[index];
-    const io::TensorEntry& in_entry = first.entries()[index];
-    torch::Dtype in_dtype = io::dtype_from_safetensors(in_entry.dtype, first.path());
-    torch::Dtype out_dtype = io::dtype_from_safetensors(out_entry.dtype, first.path());
-    if (!torch::isFloatingType(in_dtype)) {  // integer tensors (step counters, ids) must agree
-      torch::Tensor base = first.view(in_entry);
-      for (size_t i = 1; i < files.size(); ++i)
-        if (!torch::equal(base, files[i]->view(*files[i]->find(in_entry.name))))
-          fail("average: integer tensor '", in_entry.name, "' differs between ", first.path(), " and ", files[i]->path());
-      return base.clone();
+  // Work comes in chunks of at most kChunk elements, so a 400 MB embedding is not one unit:
+  // workers sum chunks into small reused buffers, the writer appends them in file order, and
+  // input pages are released behind the workers. Memory stays a few chunks per thread.
+  constexpr int64_t kChunk = 1 << 20;
+  struct Item {
+    size_t tensor;
+    int64_t first, count;  // elements; count -1: a whole integer tensor
+  };
+  std::vector<Item> items;
+  std::vector<size_t> items_per_tensor(layout.size(), 0);
+  for (size_t t = 0; t < layout.size(); ++t) {
+    const io::TensorEntry& e = first.entries()[t];
+    int64_t numel = 1;
+    for (int64_t d : e.shape) numel *= d;
+    if (!torch::isFloatingType(io::dtype_from_safetensors(e.dtype, first.path()))) {
+      items.push_back({t, 0, -1});
+    } else {
+      for (int64_t at = 0; at < numel; at += kChunk) items.push_back({t, at, std::min(kChunk, numel - at)});
     }
-    // copy=true: the view maps a read-only file, and an fp64 input would otherwise be summed in place.
-    torch::Tensor sum = first.view(in_entry).to(accumulator_dtype(in_dtype), /*non_blocking=*/false, /*copy=*/true);
-    sum.mul_(used_weights[0]);
-    for (size_t i = 1; i < files.size(); ++i)
-      sum.add_(files[i]->view(*files[i]->find(in_entry.name)).to(sum.scalar_type()), used_weights[i]);
-    return sum.div_(total).to(out_dtype);
+  }
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = std::max(1, std::min<int>(opt.threads > 0 ? opt.threads : cores, static_cast<int>(items.size())));
+  const int torch_threads = torch::get_num_threads();
+  torch::set_num_threads(1);  // parallel over chunks; torch's own threads would oversubscribe
+  OrderedResults results(items.size(), static_cast<size_t>(4 * threads));
+  auto compute = [&](const Item& item) -> torch::Tensor {
+    const io::TensorEntry& in_entry = first.entries()[item.tensor];
+    std::vector<const io::TensorEntry*> entries;
+    for (const auto& f : files) entries.push_back(f.get() == &first ? &in_entry : f->find(in_entry.name));
+    if (item.count < 0) {  // integer tensors (step counters, ids) must agree
+      torch::Tensor base = first.load(in_entry);
+      for (size_t i = 1; i < files.size(); ++i)
+        if (!torch::equal(base, files[i]->load(*entries[i])))
+          fail("average: integer tensor '", in_entry.name, "' differs between ", first.path(), " and ", files[i]->path());
+      return base;
+    }
+    torch::Dtype in_dtype = io::dtype_from_safetensors(in_entry.dtype, first.path());
+    torch::Tensor sum = torch::empty({item.count}, accumulator_dtype(in_dtype));
+    if (in_dtype == torch::kFloat32) {
+      // The common case by hand: LibTorch's mixed-dtype in-place add (fp64 += w * fp32) takes a
+      // generic casting path; this loop vectorises and measured ~2x faster on the merge bench.
+      double* acc = sum.data_ptr<double>();
+      for (size_t i = 0; i < files.size(); ++i) {
+        torch::Tensor in = files[i]->view_range(*entries[i], item.first, item.count);
+        const float* x = in.data_ptr<float>();
+        const double w = used_weights[i];
+        if (i == 0)
+          for (int64_t j = 0; j < item.count; ++j) acc[j] = w * static_cast<double>(x[j]);
+        else
+          for (int64_t j = 0; j < item.count; ++j) acc[j] += w * static_cast<double>(x[j]);
+        files[i]->release_range(*entries[i], item.first, item.count);
+      }
+      return sum.div_(total).to(io::dtype_from_safetensors(layout[item.tensor].dtype, first.path()));
+    }
+    sum.copy_(first.view_range(in_entry, item.first, item.count)).mul_(used_weights[0]);
+    for (size_t i = 1; i < files.size(); ++i) sum.add_(files[i]->view_range(*entries[i], item.first, item.count), used_weights[i]);
+    for (size_t i = 0; i < files.size(); ++i) files[i]->release_range(*entries[i], item.first, item.count);
+    return sum.div_(total).to(io::dtype_from_safetensors(layout[item.tensor].dtype, first.path()));
   };
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t)
     pool.emplace_back([&] {
       try {
-        while (auto index = results.claim()) results.put(*index, average_one(*index));
+        while (auto index = results.claim()) results.put(*index, compute(items[*index]));
       } catch (...) {
         results.put_error(std::current_exception());
       }
     });
+  // Appends the chunks of LAYOUT[T] (whose items start at NEXT) to WRITER.
+  size_t next = 0;
+  auto write_tensor = [&](io::SafetensorsWriter& writer) {
+    const size_t t = items[next].tensor;
+    while (next < items.size() && items[next].tensor == t) {
+      torch::Tensor chunk = results.take(next++);
+      writer.write_bytes(chunk.data_ptr(), static_cast<size_t>(chunk.numel()) * chunk.element_size());
+    }
+  };
 
   auto finish_pool = [&] {
     results.stop();
@@ -252,10 +305,9 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
     torch::set_num_threads(torch_threads);
   };
   try {
-    size_t next = 0;
     if (opt.shard_bytes <= 0) {
       io::SafetensorsWriter writer(opt.out, layout, metadata);
-      for (; next < layout.size(); ++next) writer.write(results.take(next));
+      while (next < items.size()) write_tensor(writer);
       writer.commit();
       result.outputs.push_back(opt.out);
     } else {
@@ -273,7 +325,7 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
           std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
           io::SafetensorsWriter writer(tmp + "/" + name, shards[s], metadata);
           for (const auto& e : shards[s]) {
-            writer.write(results.take(next++));
+            write_tensor(writer);
             index["weight_map"][e.name] = name;
             total_size += e.end - e.begin;
           }

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# make bench: side-by-side measurements, printed as one table of ratios. Never run by CI.
+#   merge: `lofi average` against the usual PyTorch merge (load all, average, save) on the same
+#          inputs, 2 / 4 / 8 checkpoints of about 1 GB: wall time, GB/s of input, peak memory.
+# BENCH_DIR (default /tmp/lofi-bench) holds the generated checkpoints; BENCH_GB sets their size.
+set -euo pipefail
+build=${1:-build}
+lofi=$(realpath "$build/lofi")
+dir=${BENCH_DIR:-/tmp/lofi-bench}
+gb=${BENCH_GB:-1.0}
+py=/usr/bin/python3   # Debian's python3-torch, the same LibTorch version lofi links
+here=$(dirname "$0")
+threads=$(nproc)
+
+echo "generating 8 checkpoints of ~${gb} GB in $dir (cached between runs)"
+$py "$here/make_checkpoints.py" "$dir" 8 "$gb"
+
+measure() {  # measure NAME CMD... -> "seconds peak_kb"
+  local log
+  log=$(mktemp)
+  /usr/bin/time -f "%e %M" -o "$log" "$@" > /dev/null
+  cat "$log"
+  rm -f "$log"
+}
+
+printf '\n%-28s %8s %10s %10s %12s %12s %8s %10s\n' "merge (fp32 inputs)" "inputs" "lofi s" "torch s" "lofi GB/s" "torch GB/s" "speed-up" "mem ratio"
+for n in 2 4 8; do
+  st=() pt=()
+  for ((i = 0; i < n; i++)); do st+=("$dir/in$i.safetensors"); pt+=("$dir/in$i.pt"); done
+  bytes=$(du -cb "${st[@]}" | tail -1 | cut -f1)
+  sync
+  read -r ls lm < <(measure "$lofi" average "${st[@]}" --out "$dir/out.safetensors" --threads "$threads")
+  read -r ts tm < <(THREADS=$threads measure $py "$here/average_torch.py" "$dir/out.pt" "${pt[@]}")
+  awk -v n="$n" -v b="$bytes" -v ls="$ls" -v ts="$ts" -v lm="$lm" -v tm="$tm" 'BEGIN {
+    printf "%-28s %8d %10.2f %10.2f %12.2f %12.2f %7.2fx %9.2fx   lofi peak %.2f GB, torch peak %.2f GB\n",
+      "average", n, ls, ts, b / ls / 1e9, b / ts / 1e9, ts / ls, tm / lm, lm / 1e6, tm / 1e6 }'
+  rm -f "$dir/out.safetensors" "$dir/out.pt"
+done
+echo "target: bounded memory (lofi peak ~ a few tensors) and >= 5x the PyTorch merge's speed"
