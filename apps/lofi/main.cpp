@@ -198,6 +198,7 @@ int main(int argc, char** argv) {
   average->add_option("--min-inputs", avg.min_inputs,
                       "merge whichever inputs exist and verify, naming the others; fail under this many");
   average->add_option("--threads", avg.threads, "threads (default: all cores)");
+  average->add_flag("--no-checksums{false}", avg.checksums, "skip the inputs' XXH3 checksums in the provenance (saves a read)");
 
   // Evaluation flags shared by eval, soup and interpolate.
   EvalArgs ev;

@@ -30,7 +30,18 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     }
     data_ = static_cast<const uint8_t*>(p);
   }
-  ::close(fd);
+  fd_ = fd;
+}
+
+void MappedFile::read(size_t offset, size_t bytes, void* dst) const {
+  if (offset + bytes > size_ || offset + bytes < offset) fail(path_, ": read of ", bytes, " bytes at ", offset, " is past the end");
+  auto* out = static_cast<uint8_t*>(dst);
+  while (bytes > 0) {
+    ssize_t n = ::pread(fd_, out, bytes, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail(path_, ": read failed at byte ", offset, ": ", n < 0 ? std::strerror(errno) : "unexpected end of file");
+    out += n, offset += static_cast<size_t>(n), bytes -= static_cast<size_t>(n);
+  }
 }
 
 void MappedFile::release(const uint8_t* begin, size_t bytes) const {
@@ -42,6 +53,7 @@ void MappedFile::release(const uint8_t* begin, size_t bytes) const {
 
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 }  // namespace lofi::io

@@ -189,19 +189,27 @@ torch::Tensor SafetensorsFile::view_range(const TensorEntry& entry, int64_t firs
   return out;
 }
 
+void SafetensorsFile::read_range(const TensorEntry& entry, int64_t first, int64_t count, void* dst) const {
+  const size_t elem = c10::elementSize(dtype_from_safetensors(entry.dtype, path()));
+  if (first < 0 || count < 0 || entry.begin + static_cast<size_t>(first + count) * elem > entry.end)
+    fail(path(), ": elements [", first, ", ", first + count, ") are outside tensor '", entry.name, "'");
+  map_.read(data_start_ + entry.begin + static_cast<size_t>(first) * elem, static_cast<size_t>(count) * elem, dst);
+}
+
 void SafetensorsFile::release_range(const TensorEntry& entry, int64_t first, int64_t count) const {
   const size_t elem = c10::elementSize(dtype_from_safetensors(entry.dtype, path()));
   map_.release(map_.data() + data_start_ + entry.begin + static_cast<size_t>(first) * elem, static_cast<size_t>(count) * elem);
 }
 
 std::string SafetensorsFile::checksum() const {
-  constexpr size_t kBlock = 64u << 20;
+  constexpr size_t kBlock = 8u << 20;
+  std::vector<uint8_t> block(kBlock);
   XXH3_state_t* state = XXH3_createState();
   XXH3_64bits_reset(state);
   for (size_t at = 0; at < map_.size(); at += kBlock) {
     size_t n = std::min(kBlock, map_.size() - at);
-    XXH3_64bits_update(state, map_.data() + at, n);
-    map_.release(map_.data() + at, n);
+    map_.read(at, n, block.data());
+    XXH3_64bits_update(state, block.data(), n);
   }
   char hex[17];
   std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(XXH3_64bits_digest(state)));

@@ -48,9 +48,11 @@ class SafetensorsFile {
   // Elements [FIRST, FIRST + COUNT) of ENTRY, flattened: a view of the mapped bytes when aligned,
   // else a copy of just that range.
   torch::Tensor view_range(const TensorEntry& entry, int64_t first, int64_t count) const;
+  // Copies elements [FIRST, FIRST + COUNT) of ENTRY into DST (raw stored bytes) with pread.
+  void read_range(const TensorEntry& entry, int64_t first, int64_t count, void* dst) const;
   // Lets go of the mapped pages of elements [FIRST, FIRST + COUNT) of ENTRY (see MappedFile::release).
   void release_range(const TensorEntry& entry, int64_t first, int64_t count) const;
-  // The whole file's XXH3-64 checksum (see checksum.h), read in blocks released behind it.
+  // The whole file's XXH3-64 checksum (see checksum.h), read in blocks.
   std::string checksum() const;
 
  private:

@@ -20,6 +20,7 @@ struct AverageOptions {
   int64_t shard_bytes = 0;          // > 0: Hugging Face shards of at most this size + index.json
   int64_t min_inputs = 0;           // > 0: skip missing or corrupt inputs, fail under this many
   int threads = 0;                  // worker threads; 0: all cores
+  bool checksums = true;            // XXH3 of every input in the provenance (one extra read)
 };
 
 struct AverageResult {
