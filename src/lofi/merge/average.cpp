@@ -286,7 +286,8 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
         sum.add_(in, used_weights[i]);
       }
     }
-    return sum.div_(total).to(io::dtype_from_safetensors(layout[item.tensor].dtype, first.path()));
+    // copy=true: SUM is this thread's reused buffer, and the writer may not have taken it yet.
+    return sum.div_(total).to(io::dtype_from_safetensors(layout[item.tensor].dtype, first.path()), false, true);
   };
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t)
