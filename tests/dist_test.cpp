@@ -46,6 +46,15 @@ TEST(Dist, TwoWorkerBaselineEqualsOneWorker) {
   EXPECT_LE(max_abs_diff(dir + "/one/node-00/final.safetensors", dir + "/two/node-00/final.safetensors"), 1e-5);
   EXPECT_GT(last_metrics(dir + "/two/node-00")["bytes_within_node"].get<int64_t>(), 0);
   EXPECT_NE(two.output.find("[rank 0] node 0 step 6/6"), std::string::npos) << two.output;  // prefixed by launch
+  // The same with the all-reduce after backward instead of overlapped buckets, and with two
+  // micro-batches per step (only the last backward synchronises).
+  auto flat = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/flat", "--set dist.overlap=false"));
+  ASSERT_EQ(flat.status, 0) << flat.output;
+  EXPECT_LE(max_abs_diff(dir + "/one/node-00/final.safetensors", dir + "/flat/node-00/final.safetensors"), 1e-5);
+  auto accum = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/accum", "--set train.grad_accum=2 --set dist.bucket_mb=0.01"));
+  ASSERT_EQ(accum.status, 0) << accum.output;
+  EXPECT_LE(max_abs_diff(dir + "/one/node-00/final.safetensors", dir + "/accum/node-00/final.safetensors"), 1e-5);
+  EXPECT_EQ(last_metrics(dir + "/accum/node-00")["bytes_within_node"], last_metrics(dir + "/two/node-00")["bytes_within_node"]);
 }
 
 TEST(Dist, GradientAccumulationEqualsTheFullBatch) {

@@ -11,6 +11,9 @@
 namespace lofi::dist {
 namespace {
 
+// A ring all-reduce sends 2 (n - 1) / n of the buffer from every rank.
+int64_t ring_bytes(int64_t bytes, int64_t n) { return 2 * (n - 1) * bytes / n; }
+
 std::chrono::milliseconds to_ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
 }
@@ -79,15 +82,9 @@ void Comm::mean(c10d::ProcessGroup& group, int64_t group_size, const std::vector
   std::vector<torch::Tensor> flat_parts;
   for (const auto& t : tensors) flat_parts.push_back(t.detach().to(torch::kFloat32).reshape({-1}));
   std::vector<torch::Tensor> buffer{torch::cat(flat_parts)};
-  try {
-    group.allreduce(buffer)->wait(to_ms(timeout_s_));
-  } catch (const std::exception& e) {
-    std::string what = e.what();
-    fail("all-reduce among ", group_size, " workers failed (rank ", env_.rank, "): ", what.substr(0, what.find('\n')));
-  }
+  wait(group.allreduce(buffer), cat("all-reduce among ", group_size, " workers"));
   buffer[0].div_(static_cast<double>(group_size));
-  // A ring all-reduce sends 2 (n - 1) / n of the buffer from every rank.
-  byte_counter += 2 * (group_size - 1) * buffer[0].numel() * 4 / group_size;
+  byte_counter += ring_bytes(buffer[0].numel() * 4, group_size);
   int64_t offset = 0;
   torch::NoGradGuard no_grad;
   for (const auto& t : tensors) {
@@ -95,6 +92,19 @@ void Comm::mean(c10d::ProcessGroup& group, int64_t group_size, const std::vector
     t.copy_(buffer[0].narrow(0, offset, n).view_as(t));
     offset += n;
   }
+}
+
+void Comm::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
+  try {
+    work->wait(to_ms(timeout_s_));
+  } catch (const std::exception& e) {
+    std::string message = e.what();
+    fail(what, " failed (rank ", env_.rank, "): ", message.substr(0, message.find('\n')));
+  }
+}
+
+void Comm::count_within_node(int64_t bytes) {
+  if (node_group_) bytes_within_node_ += ring_bytes(bytes, topo_.node_size);
 }
 
 void Comm::node_mean(const std::vector<torch::Tensor>& tensors) {

@@ -14,6 +14,7 @@
 namespace c10d {
 class Store;
 class ProcessGroup;
+class Work;
 }  // namespace c10d
 
 namespace lofi::dist {
@@ -54,6 +55,14 @@ class Comm {
   // The minimum of VALUE over every worker of the job, agreed through the rendezvous store
   // under KEY (lone workers and dist.node_id jobs: over this job's workers).
   int64_t agree_min(const std::string& key, int64_t value);
+
+  // The node's process group (null when the node is one worker), for c10d::Reducer.
+  c10::intrusive_ptr<c10d::ProcessGroup> node_group() const { return node_group_; }
+  // Adds what an all-reduce of BYTES inside the node sends from this rank, for collectives
+  // issued elsewhere (the reducer's buckets).
+  void count_within_node(int64_t bytes);
+  // Waits for WORK within dist.timeout_s; a failure names WHAT and this rank.
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what);
 
   int64_t bytes_within_node() const { return bytes_within_node_; }
   // Bytes of world-wide all-reduces (dist.sync_every): an upper bound on cross-node traffic,

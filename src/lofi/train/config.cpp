@@ -46,6 +46,8 @@ std::vector<ConfigField> config_fields(Config& c) {
       {"dist.node_id", &c.dist.node_id},
       {"dist.data_split", &c.dist.data_split},
       {"dist.sync_every", &c.dist.sync_every},
+      {"dist.overlap", &c.dist.overlap},
+      {"dist.bucket_mb", &c.dist.bucket_mb},
       {"dist.timeout_s", &c.dist.timeout_s},
   };
 }
@@ -63,6 +65,7 @@ ConfigField& find_field(std::vector<ConfigField>& fields, const std::string& key
 const char* type_name(const ConfigField& f) {
   if (std::holds_alternative<int64_t*>(f.target)) return "an integer";
   if (std::holds_alternative<double*>(f.target)) return "a number";
+  if (std::holds_alternative<bool*>(f.target)) return "true or false";
   return "a string";
 }
 
@@ -76,6 +79,8 @@ void apply_node(std::vector<ConfigField>& fields, const toml::node& node, const 
     if (auto v = node.value<double>(); v && (node.is_floating_point() || node.is_integer())) **d = *v, ok = true;
   } else if (auto** s = std::get_if<std::string*>(&f.target)) {
     if (auto v = node.value_exact<std::string>()) **s = *v, ok = true;
+  } else if (auto** b = std::get_if<bool*>(&f.target)) {
+    if (auto v = node.value_exact<bool>()) **b = *v, ok = true;
   }
   if (!ok) fail(source, ": key '", key, "' expects ", type_name(f), ", found ", node.type());
 }
@@ -129,6 +134,9 @@ void apply_override(Config& config, const std::string& assignment) {
     double v = std::strtod(value.c_str(), &end);
     if (value.empty() || *end || errno) bad();
     **d = v;
+  } else if (auto** b = std::get_if<bool*>(&f.target)) {
+    if (value != "true" && value != "false") bad();
+    **b = value == "true";
   } else {
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
     *std::get<std::string*>(f.target) = value;
@@ -167,6 +175,7 @@ void validate(const Config& c) {
   need(c.dist.node_id < 0 || c.dist.sync_every == 0,
        "dist.sync_every needs all nodes in one job; a dist.node_id job cannot reach the others");
   need(c.dist.timeout_s > 0, "dist.timeout_s must be > 0");
+  need(c.dist.bucket_mb > 0, "dist.bucket_mb must be > 0");
   need(c.train.batch_size % c.dist.nodes == 0, "train.batch_size (", c.train.batch_size,
        ") must be divisible by dist.nodes (", c.dist.nodes, "): each node uses batch_size / nodes");
 }

@@ -57,6 +57,8 @@ struct DistConfig {
   std::string data_split = "shuffle";  // "shuffle": every node sees all data in its own order;
                                        // "shard": node k samples only from its disjoint 1/N slice
   int64_t sync_every = 0;           // 0: never average nodes during training (lo-fi); H: every H steps
+  bool overlap = true;              // all-reduce gradient buckets during backward (c10d::Reducer)
+  double bucket_mb = 25;            // gradient bucket size for the overlapped all-reduce
   double timeout_s = 300;           // rendezvous and collective timeout, seconds; must also cover
                                     // a node leader's periodic evaluation and checkpoint writes
 };
@@ -71,7 +73,7 @@ struct Config {
 
 struct ConfigField {
   std::string key;  // "section.name"
-  std::variant<int64_t*, double*, std::string*> target;
+  std::variant<int64_t*, double*, std::string*, bool*> target;
 };
 std::vector<ConfigField> config_fields(Config& config);
 

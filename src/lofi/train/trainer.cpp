@@ -11,6 +11,7 @@
 #include "lofi/data/sampler.h"
 #include "lofi/data/token_shards.h"
 #include "lofi/dist/comm.h"
+#include "lofi/dist/grad_sync.h"
 #include "lofi/error.h"
 #include "lofi/eval/perplexity.h"
 #include "lofi/io/atomic_file.h"
@@ -147,7 +148,9 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
   if (node_leader) metrics = std::make_unique<MetricsLog>(my_dir + "/metrics.jsonl", start_step);
 
   std::vector<torch::Tensor> params;
-  for (const auto& p : optimizer.params()) params.push_back(p.param);
+  std::vector<std::string> names;
+  for (const auto& p : optimizer.params()) params.push_back(p.param), names.push_back(p.name);
+  dist::GradientSync grad_sync(comm, params, names, config.dist.overlap, config.dist.bucket_mb);
   const Schedule schedule{tc.lr, tc.min_lr, tc.warmup_steps, tc.steps};
   const bool tty = node_leader && ::isatty(STDOUT_FILENO);
   const auto t0 = Clock::now();
@@ -166,13 +169,12 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
                                         static_cast<uint64_t>(topo.node_rank * tc.grad_accum + micro), static_cast<uint64_t>(step)));
       auto [x, y] = make_batch(tokens, starts, topo.node_rank * rank_batch + micro * micro_batch, micro_batch, seq_len);
       torch::Tensor loss = gpt->loss(x, y) / static_cast<double>(tc.grad_accum);
+      grad_sync.before_backward(/*sync=*/micro == tc.grad_accum - 1);
       loss.backward();
       loss_sum += loss.detach();
     }
-    std::vector<torch::Tensor> reduced;
-    for (auto& p : params) reduced.push_back(p.mutable_grad());
-    reduced.push_back(loss_sum);
-    comm.node_mean(reduced);  // gradients and the loss, inside this node only
+    grad_sync.after_backward();  // gradients averaged inside this node only
+    comm.node_mean({loss_sum});  // the node's loss, for the log
     if (tc.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, tc.grad_clip);
     optimizer.step();
     if (config.dist.sync_every > 0 && (step + 1) % config.dist.sync_every == 0) comm.world_mean(params);
