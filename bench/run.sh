@@ -39,3 +39,5 @@ for n in 2 4 8; do
 done
 echo "-nc: --no-checksums (no XXH3 provenance pass). lofi times include the fsync of its output; torch.save does not sync."
 echo "target: bounded memory (lofi peak ~ a few tensors) and >= 5x the PyTorch merge's speed"
+
+bash "$here/train.sh" "$lofi"

@@ -5,6 +5,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
+#include <cstdlib>
 
 #include "lofi/error.h"
 
@@ -23,7 +24,10 @@ c10::intrusive_ptr<c10d::ProcessGroup> make_gloo_group(const c10::intrusive_ptr<
                                                        double timeout_s) {
   auto options = c10d::ProcessGroupGloo::Options::create();
   options->timeout = to_ms(timeout_s);
-  options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  // As torch.distributed: GLOO_SOCKET_IFNAME picks the interface, else the hostname's address.
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  options->devices.push_back(ifname && *ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
+                                               : c10d::ProcessGroupGloo::createDefaultDevice());
   auto scoped = c10::make_intrusive<c10d::PrefixStore>(prefix, store);
   return c10::make_intrusive<c10d::ProcessGroupGloo>(scoped, rank, size, options);
 }

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Training benchmarks (part of `make bench`): lofi against PyTorch eager, data-parallel scaling on
+# loopback, lo-fi against the baseline over a rate-limited link between network namespaces, and
+# peak memory. Each comparison is measured side by side in this one run.
+set -euo pipefail
+lofi=$1
+py=/usr/bin/python3
+here=$(dirname "$0")
+dir=${BENCH_DIR:-/tmp/lofi-bench}/train
+mkdir -p "$dir"
+cores=$(nproc)
+for v in 256 8192; do $py "$here/make_tokens.py" "$dir/tokens-$v.bin" 2000000 $v; done
+
+# name: layers heads d_model d_ff vocab seq batch steps
+sizes=("demo 4 4 128 512 256 64 32 30" "25M 8 8 512 2048 8192 128 8 5")
+warm=2
+flags() {  # flags L H D FF V T B STEPS RUN
+  echo "--set model.n_layer=$1 --set model.n_head=$2 --set model.d_model=$3 --set model.d_ff=$4 --set model.vocab_size=$5" \
+       "--set model.max_seq_len=$6 --set data.seq_len=$6 --set train.batch_size=$7 --set train.steps=$8" \
+       "--set train.log_every=1 --set train.warmup_steps=1 --set data.train=$dir/tokens-$5.bin --set run.dir=$9 --quiet"
+}
+rate() { $py "$here/metrics_rate.py" "$1" "$warm"; }
+peak() {
+  /usr/bin/time -f "%M" -o "$dir/time.txt" "$@" > "$dir/out.log" 2>&1 || { echo "failed: $* (see $dir/out.log)" >&2; exit 1; }
+  cat "$dir/time.txt"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+echo
+printf '%-44s %14s %14s %8s %8s\n' "training (tokens/s, $cores threads)" "lofi" "PyTorch" "ratio" "target"
+for s in "${sizes[@]}"; do
+  read -r name L H D FF V T B S <<< "$s"
+  lm=$(peak "$lofi" train $(flags $L $H $D $FF $V $T $B $S "$dir/run-$name") --set train.threads=$cores)
+  lr=$(rate "$dir/run-$name")
+  out=$($py "$here/train_torch.py" "{\"n_layer\":$L,\"n_head\":$H,\"d_model\":$D,\"d_ff\":$FF,\"vocab_size\":$V,\"seq_len\":$T,\"batch\":$B,\"steps\":$S,\"warmup\":$warm,\"threads\":$cores,\"data\":\"$dir/tokens-$V.bin\"}")
+  tr=$(echo "$out" | $py -c "import json,sys; print(json.load(sys.stdin)['tokens_per_s'])")
+  tm=$(echo "$out" | $py -c "import json,sys; print(json.load(sys.stdin)['peak_rss_kb'])")
+  params=$(echo "$out" | $py -c "import json,sys; print(json.load(sys.stdin)['params'])")
+  target=$([ "$name" = demo ] && echo ">= 1.10x" || echo ">= 1.00x")
+  printf '%-44s %14.0f %14.0f %7sx %8s\n' "eager step, $name ($params params)" "$lr" "$tr" "$(ratio "$lr" "$tr")" "$target"
+  printf '%-44s %12.0f MB %11.0f MB %7sx %8s\n' "  peak resident memory, $name" "$((lm / 1024))" "$((tm / 1024))" "$(ratio "$tm" "$lm")" ">= 1.00x"
+done
+
+# Data-parallel scaling on loopback at the 25M size: 1 worker with all cores against 2 workers
+# with half each, the same global batch; overlapped buckets against all-reduce after backward.
+read -r name L H D FF V T B S <<< "${sizes[1]}"
+echo
+printf '%-44s %14s %14s %8s %8s\n' "data-parallel scaling, 25M (tokens/s)" "2 workers" "1 worker" "effic." "target"
+"$lofi" train $(flags $L $H $D $FF $V $T $B $S "$dir/dp1") --set train.threads=$cores > /dev/null
+one=$(rate "$dir/dp1")
+for mode in true false; do
+  "$lofi" launch --workers 2 -- train $(flags $L $H $D $FF $V $T $B $S "$dir/dp2-$mode") --set dist.overlap=$mode > /dev/null
+  two=$(rate "$dir/dp2-$mode")
+  label=$([ $mode = true ] && echo "overlapped buckets" || echo "all-reduce after backward")
+  printf '%-44s %14.0f %14.0f %7s%% %8s\n' "  $label" "$two" "$one" "$(awk -v a="$two" -v b="$one" 'BEGIN { printf "%.0f", 100 * a / b }')" ">= 90%"
+done
+# Threads: `launch` gives each of K workers cores/K threads; all cores each oversubscribes.
+"$lofi" launch --workers 2 --threads $cores -- train $(flags $L $H $D $FF $V $T $B $S "$dir/dp2-over") > /dev/null
+over=$(rate "$dir/dp2-over")
+printf '%-44s %14.0f %14.0f %7s%%\n' "  2 workers x $cores threads (oversubscribed)" "$over" "$one" "$(awk -v a="$over" -v b="$one" 'BEGIN { printf "%.0f", 100 * a / b }')"
+
+bash "$here/slow_link.sh" "$lofi" "$dir" "$(flags $L $H $D $FF $V $T $B 4 RUN)"
