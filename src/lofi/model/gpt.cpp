@@ -9,6 +9,13 @@ namespace lofi::model {
 
 namespace nn = torch::nn;
 
+namespace {
+// Dropout only where it does something: the common fine-tuning setting is p = 0.
+torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
+  return p > 0 && training ? torch::dropout(x, p, true) : x;
+}
+}  // namespace
+
 OptAttentionImpl::OptAttentionImpl(const GptConfig& c)
     : n_head(c.n_head), head_dim(c.d_model / c.n_head), dropout(c.dropout) {
   k_proj = register_module("k_proj", nn::Linear(c.d_model, c.d_model));
@@ -28,7 +35,7 @@ torch::Tensor OptAttentionImpl::forward(const torch::Tensor& x) {
   torch::Tensor scores = torch::matmul(q, k.transpose(-2, -1));  // (B, H, T, T)
   torch::Tensor future = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool)).triu(1);
   scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
-  torch::Tensor probs = torch::dropout(torch::softmax(scores, -1), dropout, is_training());
+  torch::Tensor probs = maybe_dropout(torch::softmax(scores, -1), dropout, is_training());
   torch::Tensor y = torch::matmul(probs, v);                    // (B, H, T, D)
   y = y.transpose(1, 2).contiguous().view({B, T, C});           // (B, H, T, D) -> (B, T, C)
   return out_proj(y);
@@ -43,10 +50,10 @@ OptDecoderLayerImpl::OptDecoderLayerImpl(const GptConfig& c) : activation(c.acti
 }
 
 torch::Tensor OptDecoderLayerImpl::forward(torch::Tensor x) {
-  x = x + torch::dropout(self_attn(self_attn_layer_norm(x)), dropout, is_training());
+  x = x + maybe_dropout(self_attn(self_attn_layer_norm(x)), dropout, is_training());
   torch::Tensor h = fc1(final_layer_norm(x));
   h = activation == "relu" ? torch::relu(h) : torch::gelu(h, "tanh");
-  return x + torch::dropout(fc2(h), dropout, is_training());
+  return x + maybe_dropout(fc2(h), dropout, is_training());
 }
 
 OptDecoderImpl::OptDecoderImpl(const GptConfig& c) : dropout(c.dropout) {
@@ -63,7 +70,7 @@ torch::Tensor OptDecoderImpl::forward(const torch::Tensor& tokens) {
   if (T > max_positions) fail("sequence of ", T, " tokens is longer than the model's ", max_positions, " positions");
   torch::Tensor positions = torch::arange(kOptPositionOffset, T + kOptPositionOffset, torch::kLong);  // (T)
   torch::Tensor x = embed_tokens(tokens) + embed_positions(positions);  // (B, T, C)
-  x = torch::dropout(x, dropout, is_training());
+  x = maybe_dropout(x, dropout, is_training());
   for (const auto& layer : *layers) x = layer->as<OptDecoderLayer>()->forward(x);
   return final_layer_norm(x);
 }
