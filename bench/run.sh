@@ -18,7 +18,7 @@ $py "$here/make_checkpoints.py" "$dir" 8 "$gb"
 measure() {  # measure NAME CMD... -> "seconds peak_kb"
   local log
   log=$(mktemp)
-  /usr/bin/time -f "%e %M" -o "$log" "$@" > /dev/null
+  /usr/bin/time -f "%e %M" -o "$log" "$@" > /dev/null || { echo "bench: failed: $*" >&2; rm -f "$log"; exit 1; }
   cat "$log"
   rm -f "$log"
 }

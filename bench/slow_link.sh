@@ -47,7 +47,9 @@ for rate in 100mbit 1gbit; do
   # Pure compute: one worker alone, lo-fi's per-node batch (half the global batch), no network.
   batch=$(echo "$flags" | sed -n 's/.*train.batch_size=\([0-9]*\).*/\1/p')
   t0=$(date +%s.%N)
-  "$lofi" train ${flags//RUN/$dir/slow-compute} --set train.threads=1 --set train.batch_size=$((batch / 2)) > /dev/null 2>&1
+  if ! "$lofi" train ${flags//RUN/$dir/slow-compute} --set train.threads=1 --set train.batch_size=$((batch / 2)) > "$dir/slow-compute.log" 2>&1; then
+    echo "slow link: the pure-compute run failed, see $dir/slow-compute.log" >&2; exit 1
+  fi
   compute=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   awk -v r="$rate" -v b="$base" -v l="$lofi_s" -v c="$compute" 'BEGIN {
     printf "%-44s %10.1f %10.1f %10.1f %8.1fx %8.1f%%\n", "  " r ", 2 ms delay", b, l, c, b / l, 100 * (l - c) / c }'

@@ -21,6 +21,7 @@ io::NamedTensors random_weights(int seed, torch::Dtype dtype = torch::kFloat32) 
           {"layers.0.fc.weight", torch::randn({16, 16}).to(dtype)},
           {"layers.0.fc.bias", torch::randn({16}).to(dtype)},
           {"layers.1.fc.weight", torch::randn({16, 16}).to(dtype)},
+          {"empty", torch::zeros({0, 4}).to(dtype)},
           {"big", torch::randn({3, 700001}).to(dtype)},  // spans several streaming chunks
           {"step", torch::tensor({7}, torch::kInt64)}};
 }
@@ -130,7 +131,7 @@ TEST(Average, ShardedOutputEqualsTheSingleFile) {
   opt.inputs = paths;
   opt.out = dir + "/single.safetensors";
   average_checkpoints(opt);
-  opt.out = dir + "/sharded";
+  opt.out = dir + "/sharded/";  // a trailing slash names the same directory
   opt.shard_bytes = 2048;
   AverageResult r = average_checkpoints(opt);
   EXPECT_GT(r.outputs.size(), 2u);

@@ -85,6 +85,20 @@ TEST(Report, ChartsRenderInHeadlessChromium) {
   EXPECT_LT(count_color(shot, "#ffffff"), static_cast<int64_t>(shot.width) * shot.height);  // not blank
 }
 
+TEST(Report, SurvivesDivergedAndFlatRuns) {
+  std::string dir = test::scratch_dir();
+  std::filesystem::create_directories(dir + "/node-00");
+  std::ofstream out(dir + "/node-00/metrics.jsonl");
+  out << R"({"step":1,"loss":2.0})" << "\n" << R"({"step":2,"loss":null})" << "\n"  // NaN is logged as null
+      << R"({"step":3,"loss":"oops"})" << "\n" << R"({"step":4,"loss":2.0000000000000004})" << "\n";
+  out.close();
+  std::ofstream(dir + "/interpolation-bad.json") << R"({"points":[{"alpha":0},{"metrics":7}],"barrier":{"x":"<b>"}})";
+  std::string html;
+  ASSERT_NO_THROW(std::getline(std::ifstream(write_run_report(dir)), html, '\0'));
+  EXPECT_NE(html.find("training loss"), std::string::npos);
+  EXPECT_EQ(html.find("<b>"), std::string::npos);  // JSON text is escaped, never markup
+}
+
 TEST(Report, RefusesADirectoryWithoutRuns) {
   EXPECT_THROW(write_run_report(test::scratch_dir()), std::exception);
 }

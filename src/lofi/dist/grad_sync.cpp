@@ -31,10 +31,13 @@ GradientSync::GradientSync(Comm& comm, const std::vector<torch::Tensor>& params,
   }
   for (size_t b = 0; b < buckets_.size(); ++b) buckets_[b]->buffer = torch::zeros({sizes[b]});
   for (size_t k = 0; k < params.size(); ++k)
-    params_[k].register_hook([this, k](const torch::Tensor& grad) { on_gradient(k, grad); });
+    hooks_.push_back(params_[k].register_hook([this, k](const torch::Tensor& grad) { on_gradient(k, grad); }));
 }
 
-GradientSync::~GradientSync() = default;
+// The hooks capture this object: they go with it.
+GradientSync::~GradientSync() {
+  for (size_t k = 0; k < hooks_.size(); ++k) params_[k].remove_hook(hooks_[k]);
+}
 
 void GradientSync::before_backward(bool sync) { syncing_ = overlap_ && sync; }
 
@@ -64,7 +67,11 @@ void GradientSync::launch_ready_buckets() {
 void GradientSync::after_backward() {
   if (!overlap_) {
     std::vector<torch::Tensor> grads;
-    for (auto& p : params_) grads.push_back(p.mutable_grad());
+    for (size_t k = 0; k < params_.size(); ++k) {
+      if (!params_[k].grad().defined())
+        fail("gradient sync: parameter '", names_[k], "' got no gradient this step; every parameter must be used");
+      grads.push_back(params_[k].mutable_grad());
+    }
     comm_.node_mean(grads);
     return;
   }
@@ -72,8 +79,8 @@ void GradientSync::after_backward() {
   for (size_t b = 0; b < buckets_.size(); ++b) {
     Bucket& bucket = *buckets_[b];
     if (bucket.ready != bucket.params.size())
-      fail("gradient sync: parameter '", names_[bucket.params[bucket.ready > 0 ? bucket.ready - 1 : 0]],
-           "' (or another in its bucket) got no gradient this step; every parameter must be used");
+      fail("gradient sync: a parameter in the bucket of '", names_[bucket.params[0]],
+           "' got no gradient this step (every parameter must be used); the node's other workers will time out");
   }
   const double size = static_cast<double>(comm_.topology().node_size);
   torch::NoGradGuard no_grad;

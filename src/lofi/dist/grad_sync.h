@@ -40,6 +40,7 @@ class GradientSync {
   bool syncing_ = false;
   std::vector<std::unique_ptr<Bucket>> buckets_;
   std::vector<std::pair<size_t, int64_t>> slot_;  // param -> (bucket, offset in elements)
+  std::vector<unsigned> hooks_;                   // hook handles, one per parameter
   size_t next_launch_ = 0;
 };
 

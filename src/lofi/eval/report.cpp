@@ -1,6 +1,7 @@
 #include "lofi/eval/report.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +27,12 @@ struct Run {
   std::string name;            // path relative to the report's directory ("." for itself)
   std::vector<NodeLog> nodes;
 };
+
+// A JSON number, or NaN for anything else (a diverged run logs NaN as null).
+double number(const json& object, const std::string& key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_number() ? it->get<double>() : std::nan("");
+}
 
 std::vector<json> read_jsonl(const fs::path& path) {
   std::vector<json> out;
@@ -65,7 +72,7 @@ LineChart curve_chart(const std::vector<Run>& runs, const std::string& key, cons
       Series s{runs.size() > 1 ? run.name + " " + node.node : node.node,
                report_colors::kSeries[color++ % std::size(report_colors::kSeries)], {}, {}};
       for (const auto& r : node.records)
-        if (r.contains(key) && r.contains("step")) s.x.push_back(r["step"].get<double>()), s.y.push_back(r[key].get<double>());
+        if (r.contains(key) && std::isfinite(number(r, "step"))) s.x.push_back(number(r, "step")), s.y.push_back(number(r, key));
       if (!s.x.empty()) chart.series.push_back(std::move(s));
     }
   return chart;
@@ -148,21 +155,24 @@ std::string interpolation_section(const fs::path& dir) {
                         fs::path(line.value("to", "B")).parent_path().filename().string() + "/" +
                         fs::path(line.value("to", "B")).filename().string(),
                     "alpha", "loss", {}, false};
+    if (!line["points"].is_array()) continue;
     std::vector<std::string> metrics;
     for (const auto& p : line["points"])
-      for (auto it = p["metrics"].begin(); it != p["metrics"].end(); ++it)
-        if (std::find(metrics.begin(), metrics.end(), it.key()) == metrics.end()) metrics.push_back(it.key());
+      if (p.is_object() && p.contains("metrics") && p.at("metrics").is_object())
+        for (auto it = p.at("metrics").begin(); it != p.at("metrics").end(); ++it)
+          if (std::find(metrics.begin(), metrics.end(), it.key()) == metrics.end()) metrics.push_back(it.key());
     for (size_t m = 0; m < metrics.size(); ++m) {
       Series s{metrics[m], report_colors::kInterpolation[m % std::size(report_colors::kInterpolation)], {}, {}};
       for (const auto& p : line["points"])
-        if (p["metrics"].contains(metrics[m])) s.x.push_back(p["alpha"].get<double>()), s.y.push_back(p["metrics"][metrics[m]].get<double>());
+        if (p.is_object() && p.contains("metrics") && p.at("metrics").is_object() && p.at("metrics").contains(metrics[m]))
+          s.x.push_back(number(p, "alpha")), s.y.push_back(number(p.at("metrics"), metrics[m]));
       chart.series.push_back(std::move(s));
     }
     html += render_svg(chart);
-    if (line.contains("barrier")) {
+    if (line.contains("barrier") && line["barrier"].is_object()) {
       html += "<p class='note'>barrier height:";
       for (auto it = line["barrier"].begin(); it != line["barrier"].end(); ++it)
-        html += " " + html_escape(it.key()) + " " + format_cell("", it.value()) + " nats;";
+        html += " " + html_escape(it.key()) + " " + html_escape(format_cell("", it.value())) + " nats;";
       html += "</p>";
     }
   }
@@ -177,10 +187,14 @@ std::string bytes_section(const std::vector<Run>& runs) {
     for (const auto& node : run.nodes) {
       if (node.records.empty()) continue;
       const json& last = node.records.back();
-      double workers = last.value("node_workers", 1.0);
-      total += last.value("bytes_sent", 0.0) * workers;
-      between += last.value("bytes_between_nodes", 0.0) * workers;
-      seconds = std::max(seconds, last.value("seconds", 0.0));
+      auto or_zero = [&](const std::string& key, double fallback) {
+        double v = number(last, key);
+        return std::isfinite(v) ? v : fallback;
+      };
+      double workers = or_zero("node_workers", 1.0);
+      total += or_zero("bytes_sent", 0) * workers;
+      between += or_zero("bytes_between_nodes", 0) * workers;
+      seconds = std::max(seconds, or_zero("seconds", 0));
     }
     chart.bars.push_back({run.name, total, report_colors::kBytes});
     rows.push_back({run.name, std::to_string(run.nodes.size()), format_bytes(total), format_bytes(between),

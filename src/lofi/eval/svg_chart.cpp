@@ -35,11 +35,16 @@ double tick_step(const std::vector<double>& ticks) { return ticks.size() > 1 ? t
 
 // About N "nice" ticks (1, 2, 5 x 10^k steps) covering [lo, hi].
 std::vector<double> nice_ticks(double lo, double hi, int n) {
-  if (!(hi > lo)) return {lo};
+  if (!(hi - lo > 1e-9 * std::max(std::fabs(lo), std::fabs(hi)))) return {lo};  // (nearly) flat: one tick
   double raw = (hi - lo) / n, mag = std::pow(10.0, std::floor(std::log10(raw)));
   double step = mag * (raw / mag < 1.5 ? 1 : raw / mag < 3.5 ? 2 : raw / mag < 7.5 ? 5 : 10);
   std::vector<double> ticks;
-  for (double t = std::ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push_back(std::fabs(t) < step * 1e-9 ? 0 : t);
+  const double first = std::ceil(lo / step) * step;
+  for (int i = 0; i <= 4 * n; ++i) {  // bounded: never more than a few ticks per requested one
+    double t = first + i * step;
+    if (t > hi + step * 1e-9) break;
+    ticks.push_back(std::fabs(t) < step * 1e-9 ? 0 : t);
+  }
   return ticks;
 }
 
@@ -84,8 +89,8 @@ std::string render_svg(const LineChart& chart, int width, int height) {
   std::string svg = frame(chart.title, chart.y_label + (chart.log_y ? " (log)" : ""), width, height);
   const int pw = width - kLeft - kRight, ph = height - kTop - kBottom;
   if (!std::isfinite(x0)) return svg + "<text x='50%' y='50%' text-anchor='middle'>no data</text></svg>";
-  if (x1 == x0) x0 -= 0.5, x1 += 0.5;
-  if (y1 == y0) y0 -= 0.5, y1 += 0.5;
+  if (!(x1 - x0 > 1e-9 * std::max(std::fabs(x0), 1.0))) x0 -= 0.5, x1 += 0.5;
+  if (!(y1 - y0 > 1e-9 * std::max(std::fabs(y0), 1.0))) y0 -= 0.5, y1 += 0.5;
   const double pad = (y1 - y0) * 0.05;
   y0 -= pad, y1 += pad;
   auto px = [&](double x) { return kLeft + (x - x0) / (x1 - x0) * pw; };

@@ -207,11 +207,19 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
   {
     std::vector<std::thread> hashers;
     std::atomic<size_t> next_file{0};
+    std::mutex error_mu;
+    std::exception_ptr error;
     for (unsigned t = 0; t < std::max(1u, std::thread::hardware_concurrency()); ++t)
       hashers.emplace_back([&] {
-        for (size_t i; opt.checksums && (i = next_file++) < files.size();) checksums[i] = files[i]->checksum();
+        try {
+          for (size_t i; opt.checksums && (i = next_file++) < files.size();) checksums[i] = files[i]->checksum();
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(error_mu);
+          if (!error) error = std::current_exception();
+        }
       });
     for (auto& h : hashers) h.join();
+    if (error) std::rethrow_exception(error);
   }
   for (size_t i = 0; i < files.size(); ++i) {
     char w[32];
@@ -290,6 +298,13 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
     return sum.div_(total).to(io::dtype_from_safetensors(layout[item.tensor].dtype, first.path()), false, true);
   };
   std::vector<std::thread> pool;
+  auto finish_pool = [&] {
+    results.stop();
+    for (auto& t : pool)
+      if (t.joinable()) t.join();
+    torch::set_num_threads(torch_threads);
+  };
+  try {
   for (int t = 0; t < threads; ++t)
     pool.emplace_back([&] {
       try {
@@ -298,35 +313,37 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
         results.put_error(std::current_exception());
       }
     });
-  // Appends the chunks of LAYOUT[T] (whose items start at NEXT) to WRITER.
+  } catch (...) {
+    finish_pool();
+    throw;
+  }
+  // Appends the chunks of LAYOUT[T] (its items start at NEXT; an empty tensor has none) to WRITER.
   size_t next = 0;
-  auto write_tensor = [&](io::SafetensorsWriter& writer) {
-    const size_t t = items[next].tensor;
+  auto write_tensor = [&](io::SafetensorsWriter& writer, size_t t) {
     while (next < items.size() && items[next].tensor == t) {
       torch::Tensor chunk = results.take(next++);
       writer.write_bytes(chunk.data_ptr(), static_cast<size_t>(chunk.numel()) * chunk.element_size());
     }
   };
 
-  auto finish_pool = [&] {
-    results.stop();
-    for (auto& t : pool) t.join();
-    torch::set_num_threads(torch_threads);
-  };
   try {
     if (opt.shard_bytes <= 0) {
       io::SafetensorsWriter writer(opt.out, layout, metadata);
-      while (next < items.size()) write_tensor(writer);
+      for (size_t t = 0; t < layout.size(); ++t) write_tensor(writer, t);
       writer.commit();
       result.outputs.push_back(opt.out);
     } else {
       // Hugging Face sharding: OUT/model-0000k-of-0000N.safetensors + model.safetensors.index.json,
       // built in a temporary directory renamed into place at the end.
-      if (fs::exists(opt.out)) fail(opt.out, ": exists; a sharded output must be a new directory");
-      const std::string tmp = opt.out + ".tmp-" + std::to_string(::getpid());
+      std::string out_dir = fs::path(opt.out).lexically_normal().string();
+      while (out_dir.size() > 1 && out_dir.back() == '/') out_dir.pop_back();  // "merged/" -> "merged"
+      if (fs::exists(out_dir)) fail(out_dir, ": exists; a sharded output must be a new directory");
+      const std::string tmp = out_dir + ".tmp-" + std::to_string(::getpid());
       io::make_dirs(tmp);
       try {
         auto shards = plan_shards(layout, opt.shard_bytes);
+        std::vector<size_t> shard_first{0};  // layout index of each shard's first tensor
+        for (const auto& shard : shards) shard_first.push_back(shard_first.back() + shard.size());
         nlohmann::ordered_json index{{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::ordered_json::object()}};
         uint64_t total_size = 0;
         for (size_t s = 0; s < shards.size(); ++s) {
@@ -334,16 +351,16 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
           std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
           io::SafetensorsWriter writer(tmp + "/" + name, shards[s], metadata);
           for (const auto& e : shards[s]) {
-            write_tensor(writer);
+            write_tensor(writer, static_cast<size_t>(&e - shards[s].data()) + shard_first[s]);
             index["weight_map"][e.name] = name;
             total_size += e.end - e.begin;
           }
           writer.commit();
-          result.outputs.push_back(opt.out + "/" + name);
+          result.outputs.push_back(out_dir + "/" + name);
         }
         index["metadata"]["total_size"] = total_size;
         io::write_file_atomic(tmp + "/model.safetensors.index.json", index.dump(2) + "\n");
-        fs::rename(tmp, opt.out);
+        fs::rename(tmp, out_dir);
       } catch (...) {
         fs::remove_all(tmp);
         throw;

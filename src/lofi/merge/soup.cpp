@@ -1,6 +1,8 @@
 #include "lofi/merge/soup.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "lofi/error.h"
@@ -18,7 +20,10 @@ SoupResult greedy_soup(const std::vector<std::string>& candidates, const Scorer&
   }
   std::vector<size_t> order(candidates.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return alone[a] < alone[b]; });
+  // Non-finite scores (a diverged candidate) rank last, and never join the soup.
+  auto key = [&](size_t i) { return std::isfinite(alone[i]) ? alone[i] : std::numeric_limits<double>::infinity(); };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
+  if (!std::isfinite(alone[order[0]])) fail("soup: no candidate has a finite held-out score");
 
   SoupResult result;
   std::vector<const io::NamedTensors*> soup{&models[order[0]]};
@@ -31,7 +36,7 @@ SoupResult greedy_soup(const std::vector<std::string>& candidates, const Scorer&
     soup.push_back(&models[i]);
     io::NamedTensors trial = weighted_average(soup, std::vector<double>(soup.size(), 1.0));
     double s = score(trial);
-    bool keep = s < result.score;
+    bool keep = std::isfinite(alone[i]) && s < result.score;
     result.steps.push_back({candidates[i], alone[i], s, keep});
     if (keep) {
       result.score = s;
