@@ -46,6 +46,16 @@ def main():
     torch.set_num_threads(a["threads"])
     torch.manual_seed(0)
     model = Gpt(a["n_layer"], a["d_model"], a["n_head"], a["d_ff"], a["vocab_size"], a["seq_len"])
+    # lofi's (OPT's) initialisation, so both sides run the same numerics: PyTorch's defaults
+    # (N(0, 1) embeddings) drive this model into values that are far slower to compute with.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "layer_norm" in name:
+                p.fill_(1.0 if name.endswith("weight") else 0.0)
+            elif p.dim() == 1:
+                p.zero_()
+            else:
+                p.normal_(0.0, 0.02)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
