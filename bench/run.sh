@@ -34,7 +34,8 @@ for n in 2 4 8; do
   read -r ts tm < <(THREADS=$threads measure $py "$here/average_torch.py" "$dir/out.pt" "${pt[@]}")
   awk -v n="$n" -v b="$bytes" -v ls="$ls" -v ns="$ns" -v ts="$ts" -v lm="$lm" -v tm="$tm" 'BEGIN {
     printf "%-24s %6d %8.2f %9.2f %8.2f %10.2f %10.2f %8.2fx %9.2fx %9.1fx   peak: lofi %.2f GB, torch %.2f GB\n",
-      "average", n, ls, ns, ts, b / ls / 1e9, b / ts / 1e9, ts / ls, ts / ns, tm / lm, lm / 1e6, tm / 1e6 }'
+      "average", n, ls, ns, ts, b / ls / 1e9, b / ts / 1e9, ts / ls, ts / ns, tm / lm, lm / 1e6, tm / 1e6
+    print "    speed-up >= 5x: " (ts / ls >= 5 ? "met" : "MISSED") ", memory bounded: " (lm < 1e6 ? "met" : "MISSED") }'
   rm -f "$dir/out.safetensors" "$dir/out.pt"
 done
 echo "-nc: --no-checksums (no XXH3 provenance pass). lofi times include the fsync of its output; torch.save does not sync."

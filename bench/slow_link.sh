@@ -52,6 +52,9 @@ for rate in 100mbit 1gbit; do
   fi
   compute=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   awk -v r="$rate" -v b="$base" -v l="$lofi_s" -v c="$compute" 'BEGIN {
-    printf "%-44s %10.1f %10.1f %10.1f %8.1fx %8.1f%%\n", "  " r ", 2 ms delay", b, l, c, b / l, 100 * (l - c) / c }'
+    s = b / l; o = 100 * (l - c) / c
+    v = (o <= 3 ? "overhead met" : "overhead MISSED")
+    if (r == "100mbit") v = v (s >= 10 ? ", speed-up met" : ", speed-up MISSED")
+    printf "%-44s %10.1f %10.1f %10.1f %8.1fx %8.1f%%  %s\n", "  " r ", 2 ms delay", b, l, c, s, o, v }'
 done
 echo "targets: lo-fi within 3% of pure compute; >= 10x faster than the baseline at 100 Mbit/s"
