@@ -44,13 +44,6 @@ void MappedFile::read(size_t offset, size_t bytes, void* dst) const {
   }
 }
 
-void MappedFile::release(const uint8_t* begin, size_t bytes) const {
-  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  uintptr_t from = (reinterpret_cast<uintptr_t>(begin) + page - 1) / page * page;
-  uintptr_t to = (reinterpret_cast<uintptr_t>(begin) + bytes) / page * page;
-  if (to > from) ::madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED);
-}
-
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
   if (fd_ >= 0) ::close(fd_);

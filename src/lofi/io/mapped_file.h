@@ -18,9 +18,6 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
-  // Drops the pages wholly inside [BEGIN, BEGIN + BYTES) from this process (they stay in the page
-  // cache): streaming readers call it behind them so resident memory stays bounded.
-  void release(const uint8_t* begin, size_t bytes) const;
   // Copies BYTES at OFFSET into DST with pread: for streaming passes, which would otherwise pay
   // a page fault per 4 KB of a mapping they touch once.
   void read(size_t offset, size_t bytes, void* dst) const;

@@ -8,7 +8,6 @@
 
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
-#include "lofi/io/checksum.h"
 
 #include <xxhash.h>
 
@@ -176,29 +175,11 @@ torch::Tensor SafetensorsFile::view(const TensorEntry& entry) const {
   return torch::from_blob(const_cast<uint8_t*>(p), entry.shape, torch::TensorOptions().dtype(dtype));
 }
 
-torch::Tensor SafetensorsFile::view_range(const TensorEntry& entry, int64_t first, int64_t count) const {
-  torch::Dtype dtype = dtype_from_safetensors(entry.dtype, path());
-  const size_t elem = c10::elementSize(dtype);
-  if (first < 0 || count < 0 || entry.begin + static_cast<size_t>(first + count) * elem > entry.end)
-    fail(path(), ": elements [", first, ", ", first + count, ") are outside tensor '", entry.name, "'");
-  const uint8_t* p = map_.data() + data_start_ + entry.begin + static_cast<size_t>(first) * elem;
-  if (count > 0 && reinterpret_cast<uintptr_t>(p) % elem == 0)
-    return torch::from_blob(const_cast<uint8_t*>(p), {count}, torch::TensorOptions().dtype(dtype));
-  torch::Tensor out = torch::empty({count}, dtype);
-  if (count > 0) std::memcpy(out.data_ptr(), p, static_cast<size_t>(count) * elem);
-  return out;
-}
-
 void SafetensorsFile::read_range(const TensorEntry& entry, int64_t first, int64_t count, void* dst) const {
   const size_t elem = c10::elementSize(dtype_from_safetensors(entry.dtype, path()));
   if (first < 0 || count < 0 || entry.begin + static_cast<size_t>(first + count) * elem > entry.end)
     fail(path(), ": elements [", first, ", ", first + count, ") are outside tensor '", entry.name, "'");
   map_.read(data_start_ + entry.begin + static_cast<size_t>(first) * elem, static_cast<size_t>(count) * elem, dst);
-}
-
-void SafetensorsFile::release_range(const TensorEntry& entry, int64_t first, int64_t count) const {
-  const size_t elem = c10::elementSize(dtype_from_safetensors(entry.dtype, path()));
-  map_.release(map_.data() + data_start_ + entry.begin + static_cast<size_t>(first) * elem, static_cast<size_t>(count) * elem);
 }
 
 std::string SafetensorsFile::checksum() const {

@@ -45,14 +45,10 @@ class SafetensorsFile {
   // A read-only tensor over the mapped bytes (no copy) when they are aligned for the dtype,
   // else an owning copy. Valid while this file lives; never write to it.
   torch::Tensor view(const TensorEntry& entry) const;
-  // Elements [FIRST, FIRST + COUNT) of ENTRY, flattened: a view of the mapped bytes when aligned,
-  // else a copy of just that range.
-  torch::Tensor view_range(const TensorEntry& entry, int64_t first, int64_t count) const;
   // Copies elements [FIRST, FIRST + COUNT) of ENTRY into DST (raw stored bytes) with pread.
   void read_range(const TensorEntry& entry, int64_t first, int64_t count, void* dst) const;
-  // Lets go of the mapped pages of elements [FIRST, FIRST + COUNT) of ENTRY (see MappedFile::release).
-  void release_range(const TensorEntry& entry, int64_t first, int64_t count) const;
-  // The whole file's XXH3-64 checksum (see checksum.h), read in blocks.
+  // The whole file's XXH3-64 checksum as 16 hex digits (libxxhash; `xxhsum -H3 FILE` prints the
+  // same), read in blocks.
   std::string checksum() const;
 
  private:

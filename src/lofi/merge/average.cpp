@@ -230,8 +230,8 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
   for (size_t i = 0; i < result.skipped.size(); ++i) metadata["lofi.merge.skipped." + std::to_string(i)] = result.skipped[i];
 
   // Work comes in chunks of at most kChunk elements, so a 400 MB embedding is not one unit:
-  // workers sum chunks into small reused buffers, the writer appends them in file order, and
-  // input pages are released behind the workers. Memory stays a few chunks per thread.
+  // workers pread each input's chunk into small reused buffers and sum it, and the writer appends
+  // the results in file order. Memory stays a few chunks per thread.
   constexpr int64_t kChunk = 1 << 20;
   struct Item {
     size_t tensor;

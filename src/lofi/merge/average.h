@@ -1,6 +1,6 @@
-// Weighted averages of checkpoints — lo-fi's one synchronisation point. Inputs are
-// memory-mapped and averaged a tensor at a time on several threads, so peak memory is a few
-// tensors, not N models. Inputs must agree on every tensor's name, shape and dtype. Half
+// Weighted averages of checkpoints — lo-fi's one synchronisation point. Inputs are read in
+// chunks of about a million elements and averaged on several threads, so peak memory is a few
+// chunks, not N models. Inputs must agree on every tensor's name, shape and dtype. Half
 // precision accumulates in fp32, fp32 in fp64 (so the average of identical inputs is exact).
 // Outputs are written under a temporary name and renamed: an interrupted merge leaves nothing.
 #pragma once
