@@ -9,11 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "lofi/data/sampler.h"
-#include "lofi/data/token_shards.h"
 #include "lofi/dist/comm.h"
 #include "lofi/dist/grad_sync.h"
 #include "lofi/error.h"
-#include "lofi/eval/perplexity.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/merge/average.h"
@@ -21,6 +19,7 @@
 #include "lofi/train/checkpoint.h"
 #include "lofi/train/optimizer.h"
 #include "lofi/train/schedule.h"
+#include "lofi/train/task.h"
 
 namespace lofi::train {
 namespace {
@@ -56,15 +55,6 @@ std::string format_duration(double seconds) {
   std::snprintf(buf, sizeof(buf), "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
                 static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
   return buf;
-}
-
-// Inputs and shifted targets for the windows starting at STARTS[first, first + count).
-std::pair<torch::Tensor, torch::Tensor> make_batch(const data::TokenShards& tokens, const std::vector<int64_t>& starts,
-                                                   int64_t first, int64_t count, int64_t seq_len) {
-  torch::Tensor window = torch::empty({count, seq_len + 1}, torch::kLong);  // (B, T + 1)
-  for (int64_t i = 0; i < count; ++i)
-    tokens.copy(starts[static_cast<size_t>(first + i)], seq_len + 1, window[i].data_ptr<int64_t>());
-  return {window.narrow(1, 0, seq_len), window.narrow(1, 1, seq_len)};  // (B, T), (B, T)
 }
 
 }  // namespace
@@ -110,17 +100,13 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
     fail("config: the node batch (train.batch_size / dist.nodes = ", node_batch, ") must be divisible by ",
          topo.node_size, " workers x train.grad_accum = ", tc.grad_accum);
   const int64_t rank_batch = node_batch / topo.node_size, micro_batch = rank_batch / tc.grad_accum;
-  const int64_t seq_len = config.data.seq_len;
 
   torch::set_num_threads(tc.threads > 0 ? static_cast<int>(tc.threads) : dist::default_threads(env));
-  data::TokenShards tokens(data::split_paths(config.data.train), config.model.vocab_size);
-  std::unique_ptr<data::TokenShards> val;
-  if (tc.eval_every > 0) {
-    if (config.data.val.empty()) fail("config: train.eval_every > 0 needs data.val");
-    val = std::make_unique<data::TokenShards>(data::split_paths(config.data.val), config.model.vocab_size);
-  }
-  data::WindowSampler sampler(data::node_token_range(tokens.size(), topo.nodes, topo.node, config.dist.data_split),
-                              seq_len + 1, static_cast<uint64_t>(tc.seed), topo.node);
+  // Every node starts from the same weights: the init depends on the seed alone.
+  std::unique_ptr<Task> task = make_task(config, topo, data::mix_seed(static_cast<uint64_t>(tc.seed)));
+  torch::nn::Module& model = task->model();
+  const int64_t units_per_sample = task->units_per_sample();
+  const std::string unit = task->unit();
 
   dist::Comm comm(env, topo, config.dist.timeout_s, config.dist.sync_every > 0);
   const std::string run_dir = config.run.dir, my_dir = node_dir(run_dir, topo.node);
@@ -130,17 +116,15 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
   if (topo.whole_job && env.rank == 0) io::write_file_atomic(run_dir + "/config.toml", to_toml(config));
   if (!topo.whole_job && node_leader) io::write_file_atomic(my_dir + "/config.toml", to_toml(config));
 
-  // Every node starts from the same weights: the init depends on the seed alone.
-  model::Gpt gpt = make_gpt(config.model, data::mix_seed(static_cast<uint64_t>(tc.seed)));
-  gpt->train();
-  Optimizer optimizer(*gpt, tc);
+  model.train();
+  Optimizer optimizer(model, tc);
   int64_t start_step = 0;
   if (resume) {
     auto ckpt = latest_checkpoint(my_dir);
     if (!ckpt) fail("--resume: no checkpoint in ", my_dir, "/ckpt");
     // Nodes that meet during training (sync_every) must restart from one step: the oldest.
     if (config.dist.sync_every > 0) ckpt = checkpoint_paths(my_dir, comm.agree_min("resume-step", ckpt->step));
-    start_step = load_checkpoint(*ckpt, *gpt, optimizer);
+    start_step = load_checkpoint(*ckpt, model, optimizer);
   } else if (node_leader) {
     remove_checkpoints(my_dir);  // a fresh run: a later --resume must not find an older run's state
   }
@@ -155,20 +139,20 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
   const bool tty = node_leader && ::isatty(STDOUT_FILENO);
   const auto t0 = Clock::now();
   double last_loss = 0;
-  int64_t tokens_seen = start_step * node_batch * seq_len;
+  int64_t units_seen = start_step * node_batch * units_per_sample;
 
   for (int64_t step = start_step; step < tc.steps; ++step) {
     // ---- the training step -------------------------------------------------------------
     const double lr = lr_at(schedule, step);
     optimizer.set_lr(lr);
     optimizer.zero_grad();
-    const std::vector<int64_t> starts = sampler.batch_starts(step, node_batch);
+    task->begin_step(step, node_batch);
     torch::Tensor loss_sum = torch::zeros({1});
     for (int64_t micro = 0; micro < tc.grad_accum; ++micro) {
       torch::manual_seed(data::mix_seed(static_cast<uint64_t>(tc.seed), static_cast<uint64_t>(topo.node),
                                         static_cast<uint64_t>(topo.node_rank * tc.grad_accum + micro), static_cast<uint64_t>(step)));
-      auto [x, y] = make_batch(tokens, starts, topo.node_rank * rank_batch + micro * micro_batch, micro_batch, seq_len);
-      torch::Tensor loss = gpt->loss(x, y) / static_cast<double>(tc.grad_accum);
+      torch::Tensor loss = task->loss(topo.node_rank * rank_batch + micro * micro_batch, micro_batch) /
+                           static_cast<double>(tc.grad_accum);
       grad_sync.before_backward(/*sync=*/micro == tc.grad_accum - 1);
       loss.backward();
       loss_sum += loss.detach();
@@ -181,35 +165,32 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
     // ---- end of the training step ------------------------------------------------------
 
     last_loss = loss_sum.item<double>();
-    tokens_seen += node_batch * seq_len;
+    units_seen += node_batch * units_per_sample;
     const int64_t done = step + 1;
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    const double tok_s = static_cast<double>(tokens_seen - start_step * node_batch * seq_len) / std::max(seconds, 1e-9);
+    const double rate = static_cast<double>(units_seen - start_step * node_batch * units_per_sample) / std::max(seconds, 1e-9);
     const double eta = seconds / static_cast<double>(done - start_step) * static_cast<double>(tc.steps - done);
     if (!node_leader) continue;
-    const bool eval_now = val && done % tc.eval_every == 0;
+    const bool eval_now = task->has_validation() && done % tc.eval_every == 0;
     if (done % tc.log_every == 0 || done == tc.steps || eval_now) {
-      nlohmann::json record{{"step", done}, {"loss", last_loss}, {"lr", lr}, {"tokens", tokens_seen},
-                            {"seconds", seconds}, {"tokens_per_s", tok_s},
+      nlohmann::json record{{"step", done}, {"loss", last_loss}, {"lr", lr}, {unit, units_seen},
+                            {"seconds", seconds}, {unit + "_per_s", rate},
                             {"bytes_sent", comm.bytes_within_node() + comm.bytes_between_nodes()},
                             {"bytes_within_node", comm.bytes_within_node()},
                             {"bytes_between_nodes", comm.bytes_between_nodes()}, {"node_workers", topo.node_size}};
-      if (eval_now) {
-        auto score = eval::evaluate_lm(gpt, *val, seq_len, micro_batch, tc.eval_batches * micro_batch);
-        record["val_loss"] = score.loss;
-      }
+      if (eval_now) record.update(task->validate(micro_batch));
       metrics->write(record);
       if (!tty)
-        std::printf("node %lld step %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s\n", static_cast<long long>(topo.node),
-                    static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, lr, tok_s,
+        std::printf("node %lld step %lld/%lld loss %.4f lr %.2e %.0f %s/s ETA %s\n", static_cast<long long>(topo.node),
+                    static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, lr, rate, unit.c_str(),
                     format_duration(eta).c_str());
     }
     if (tty)
-      std::printf("\rnode %lld step %lld/%lld loss %.4f %.0f tok/s ETA %s   ", static_cast<long long>(topo.node),
-                  static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, tok_s,
+      std::printf("\rnode %lld step %lld/%lld loss %.4f %.0f %s/s ETA %s   ", static_cast<long long>(topo.node),
+                  static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, rate, unit.c_str(),
                   format_duration(eta).c_str());
     std::fflush(stdout);
-    if (tc.ckpt_every > 0 && done % tc.ckpt_every == 0 && done < tc.steps) save_checkpoint(my_dir, done, *gpt, optimizer);
+    if (tc.ckpt_every > 0 && done % tc.ckpt_every == 0 && done < tc.steps) save_checkpoint(my_dir, done, model, optimizer);
   }
   if (tty) std::printf("\n");
 
@@ -221,8 +202,8 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
   summary.bytes_within_node = comm.bytes_within_node();
   summary.bytes_between_nodes = comm.bytes_between_nodes();
   if (node_leader) {
-    save_checkpoint(my_dir, tc.steps, *gpt, optimizer);
-    io::save_safetensors(my_dir + "/final.safetensors", model::module_weights(*gpt),
+    save_checkpoint(my_dir, tc.steps, model, optimizer);
+    io::save_safetensors(my_dir + "/final.safetensors", model::module_weights(model),
                          {{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
                           {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", to_toml(config)}});
     comm.announce_node_done();

@@ -1,0 +1,39 @@
+// What differs between kinds of training — next-token prediction on token shards, image
+// classification on image folders — behind one interface, so the training loop in trainer.cpp
+// (batch, forward, loss, backward, reduce, clip, step, schedule) is written once for all of them.
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "lofi/dist/comm.h"
+#include "lofi/train/config.h"
+
+namespace lofi::train {
+
+class Task {
+ public:
+  virtual ~Task() = default;
+
+  // The replica this worker trains; every node builds it from the same init.
+  virtual torch::nn::Module& model() = 0;
+  // Fixes STEP's node batch of NODE_BATCH samples. The choice is a pure function of (seed, node,
+  // step), so every worker of a node agrees without talking, and a resumed run sees the same data.
+  virtual void begin_step(int64_t step, int64_t node_batch) = 0;
+  // Mean loss of samples [FIRST, FIRST + COUNT) of the current node batch (this worker's micro-batch).
+  virtual torch::Tensor loss(int64_t first, int64_t count) = 0;
+  // What the throughput counts: "tokens" per sequence for language models, 1 "images" per image.
+  virtual int64_t units_per_sample() const = 0;
+  virtual std::string unit() const = 0;
+  // Held-out metrics for the log line (e.g. {"val_loss": 2.1}); BATCH is the evaluation batch.
+  virtual bool has_validation() const = 0;
+  virtual nlohmann::json validate(int64_t batch) = 0;
+};
+
+// The task CONFIG describes, its model initialised from INIT_SEED (or model.init), sampling for
+// TOPO's node.
+std::unique_ptr<Task> make_task(const Config& config, const dist::Topology& topo, uint64_t init_seed);
+
+}  // namespace lofi::train
