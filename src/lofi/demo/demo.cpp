@@ -17,6 +17,7 @@
 #include "lofi/eval/table.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/train/trainer.h"
+#include "lofi/demo/runs.h"
 
 namespace lofi::demo {
 namespace {
@@ -62,39 +63,6 @@ void make_data(const std::string& out, bool fresh) {
       data::write_token_shard(path, data::synthetic_corpus(name, train ? kTrainTokens : kEvalTokens, seed * 2 + train));
     }
   }
-}
-
-// Writes CONFIG as OUT/NAME.toml and runs `lofi train` on it under K local workers.
-double launch_training(const train::Config& config, const std::string& out, const std::string& name, int workers) {
-  std::string path = out + "/" + name + ".toml";
-  io::write_file_atomic(path, train::to_toml(config));
-  dist::LaunchOptions launch;
-  launch.workers = workers;
-  launch.args = {"train", "--quiet", "--config", path};
-  auto t0 = Clock::now();
-  int status = dist::launch_workers(launch);
-  if (status != 0) fail("demo: the ", name, " run failed (exit status ", status, ")");
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-// Bytes sent by all workers of a run, from each node leader's last metrics line.
-struct Traffic {
-  double total = 0, between_nodes = 0;
-};
-Traffic run_traffic(const std::string& run_dir) {
-  Traffic t;
-  for (int64_t k = 0; std::filesystem::exists(train::node_dir(run_dir, k)); ++k) {
-    std::ifstream in(train::node_dir(run_dir, k) + "/metrics.jsonl");
-    std::string line, last;
-    while (std::getline(in, line))
-      if (!line.empty()) last = line;
-    if (last.empty()) fail(run_dir, ": node ", k, " wrote no metrics");
-    auto record = nlohmann::json::parse(last);
-    double workers = record.value("node_workers", 1.0);  // ring all-reduce: every worker sends alike
-    t.total += record["bytes_sent"].get<double>() * workers;
-    t.between_nodes += record["bytes_between_nodes"].get<double>() * workers;
-  }
-  return t;
 }
 
 }  // namespace

@@ -202,7 +202,8 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
   }
 
   io::Metadata metadata{{"lofi.merge", "average"}, {"lofi.merge.inputs", std::to_string(files.size())}};
-  if (auto it = first.metadata().find("lofi.config"); it != first.metadata().end()) metadata.insert(*it);
+  for (const char* carried : {"lofi.config", "lofi.classes"})  // what rebuilds and labels the model
+    if (auto it = first.metadata().find(carried); it != first.metadata().end()) metadata.insert(*it);
   std::vector<std::string> checksums(files.size());
   {
     std::vector<std::thread> hashers;

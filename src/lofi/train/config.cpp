@@ -13,6 +13,7 @@ namespace lofi::train {
 std::vector<ConfigField> config_fields(Config& c) {
   return {
       {"run.dir", &c.run.dir},
+      {"model.arch", &c.model.arch},
       {"model.n_layer", &c.model.n_layer},
       {"model.n_head", &c.model.n_head},
       {"model.d_model", &c.model.d_model},
@@ -22,9 +23,25 @@ std::vector<ConfigField> config_fields(Config& c) {
       {"model.activation", &c.model.activation},
       {"model.dropout", &c.model.dropout},
       {"model.init", &c.model.init},
+      {"model.preset", &c.model.preset},
+      {"model.image_size", &c.model.image_size},
+      {"model.num_classes", &c.model.num_classes},
+      {"model.drop_path", &c.model.drop_path},
       {"data.train", &c.data.train},
       {"data.val", &c.data.val},
       {"data.seq_len", &c.data.seq_len},
+      {"images.scale_min", &c.images.scale_min},
+      {"images.hflip", &c.images.hflip},
+      {"images.color_jitter", &c.images.color_jitter},
+      {"images.mixup", &c.images.mixup},
+      {"images.cutmix", &c.images.cutmix},
+      {"images.mix_prob", &c.images.mix_prob},
+      {"images.label_smoothing", &c.images.label_smoothing},
+      {"images.crop_pct", &c.images.crop_pct},
+      {"images.interpolation", &c.images.interpolation},
+      {"images.on_bad_image", &c.images.on_bad_image},
+      {"images.loader_threads", &c.images.loader_threads},
+      {"images.prefetch", &c.images.prefetch},
       {"train.steps", &c.train.steps},
       {"train.batch_size", &c.train.batch_size},
       {"train.grad_accum", &c.train.grad_accum},
@@ -147,6 +164,11 @@ void validate(const Config& c) {
   auto need = [](bool ok, const auto&... why) {
     if (!ok) fail("config: ", why...);
   };
+  need(c.model.arch == "opt" || c.model.arch == "vit", "model.arch must be \"opt\" or \"vit\", found \"",
+       c.model.arch, "\"");
+  need(c.model.image_size >= 0 && c.model.num_classes >= 0, "model.image_size and model.num_classes must be >= 0");
+  need(c.model.drop_path >= 0 && c.model.drop_path < 1, "model.drop_path must be in [0, 1), found ", c.model.drop_path);
+  need(c.images.loader_threads >= 1 && c.images.prefetch >= 1, "images.loader_threads and images.prefetch must be >= 1");
   need(c.model.n_layer >= 1, "model.n_layer must be >= 1, found ", c.model.n_layer);
   need(c.model.n_head >= 1 && c.model.d_model % c.model.n_head == 0, "model.d_model (", c.model.d_model,
        ") must be divisible by model.n_head (", c.model.n_head, ")");

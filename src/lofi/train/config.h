@@ -14,6 +14,7 @@ struct RunConfig {
 };
 
 struct ModelConfig {
+  std::string arch = "opt";         // "opt" (decoder LM), or "vit" (image classifier, timm layout)
   int64_t n_layer = 4;              // decoder blocks, e.g. 12 for OPT-125M
   int64_t n_head = 4;               // attention heads, e.g. 12
   int64_t d_model = 128;            // residual width, e.g. 768
@@ -23,12 +24,33 @@ struct ModelConfig {
   std::string activation = "relu";  // "relu" (OPT) or "gelu" (tanh approximation, GPT-2)
   double dropout = 0.0;             // dropout on attention and residual branches, e.g. 0.1
   std::string init;                 // safetensors to start from; empty: random init from train.seed
+  // Image classifiers (arch = "vit"); the language-model shape fields above do not apply.
+  std::string preset = "vit_demo_patch4_32";  // timm architecture, e.g. "deit_base_patch16_224"
+  int64_t image_size = 0;           // input side in pixels; 0: the preset's, e.g. 224
+  int64_t num_classes = 0;          // classifier outputs; 0: the classes of data.train's folder
+  double drop_path = 0.1;           // stochastic depth of the last block (DeiT fine-tuning: 0.1)
 };
 
 struct DataConfig {
-  std::string train;                // token shard path(s), comma-separated
-  std::string val;                  // held-out shard for periodic evaluation (optional)
+  std::string train;                // token shard path(s), comma-separated; for "vit" an image folder
+  std::string val;                  // held-out shard (or image folder) for periodic evaluation (optional)
   int64_t seq_len = 64;             // tokens per training window, <= model.max_seq_len
+};
+
+// Image input for arch = "vit": DeiT fine-tuning's augmentation and the loader (data/augment.h).
+struct ImagesConfig {
+  double scale_min = 0.08;          // RandomResizedCrop: smallest crop area / image area
+  double hflip = 0.5;               // horizontal flip probability
+  double color_jitter = 0.3;        // brightness/contrast/saturation strength; 0 disables
+  double mixup = 0.8;               // mixup Beta(a, a); 0 disables
+  double cutmix = 1.0;              // CutMix Beta(a, a); 0 disables
+  double mix_prob = 1.0;            // probability that a batch is mixed
+  double label_smoothing = 0.1;     // mass spread over all classes
+  double crop_pct = 0.875;          // evaluation: resize to image_size / crop_pct, centre crop
+  std::string interpolation = "bicubic";  // "bicubic" or "bilinear"
+  std::string on_bad_image = "skip";      // unreadable image: "skip" (warn, substitute) or "fail"
+  int64_t loader_threads = 1;       // decoding threads per worker, beside its compute threads
+  int64_t prefetch = 4;             // batches decoded ahead of the trainer
 };
 
 struct TrainConfig {
@@ -67,6 +89,7 @@ struct Config {
   RunConfig run;
   ModelConfig model;
   DataConfig data;
+  ImagesConfig images;
   TrainConfig train;
   DistConfig dist;
 };

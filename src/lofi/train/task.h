@@ -9,6 +9,7 @@
 #include <string>
 
 #include "lofi/dist/comm.h"
+#include "lofi/io/safetensors.h"
 #include "lofi/train/config.h"
 
 namespace lofi::train {
@@ -30,6 +31,8 @@ class Task {
   // Held-out metrics for the log line (e.g. {"val_loss": 2.1}); BATCH is the evaluation batch.
   virtual bool has_validation() const = 0;
   virtual nlohmann::json validate(int64_t batch) = 0;
+  // Extra metadata for the node's final weights (e.g. the class names of a classifier).
+  virtual io::Metadata metadata() const { return {}; }
 };
 
 // The task CONFIG describes, its model initialised from INIT_SEED (or model.init), sampling for

@@ -203,9 +203,10 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
   summary.bytes_between_nodes = comm.bytes_between_nodes();
   if (node_leader) {
     save_checkpoint(my_dir, tc.steps, model, optimizer);
-    io::save_safetensors(my_dir + "/final.safetensors", model::module_weights(model),
-                         {{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
-                          {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", to_toml(config)}});
+    io::Metadata meta = task->metadata();
+    meta.insert({{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
+                 {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", to_toml(config)}});
+    io::save_safetensors(my_dir + "/final.safetensors", model::module_weights(model), meta);
     comm.announce_node_done();
   }
   if (env.rank == 0 && topo.whole_job && topo.nodes > 1) {

@@ -1,0 +1,43 @@
+#include "lofi/demo/runs.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "lofi/dist/launcher.h"
+#include "lofi/error.h"
+#include "lofi/io/atomic_file.h"
+#include "lofi/train/trainer.h"
+
+namespace lofi::demo {
+
+double launch_training(const train::Config& config, const std::string& out, const std::string& name, int workers) {
+  std::string path = out + "/" + name + ".toml";
+  io::write_file_atomic(path, train::to_toml(config));
+  dist::LaunchOptions launch;
+  launch.workers = workers;
+  launch.args = {"train", "--quiet", "--config", path};
+  auto t0 = std::chrono::steady_clock::now();
+  int status = dist::launch_workers(launch);
+  if (status != 0) fail("demo: the ", name, " run failed (exit status ", status, ")");
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+Traffic run_traffic(const std::string& run_dir) {
+  Traffic t;
+  for (int64_t k = 0; std::filesystem::exists(train::node_dir(run_dir, k)); ++k) {
+    std::ifstream in(train::node_dir(run_dir, k) + "/metrics.jsonl");
+    std::string line, last;
+    while (std::getline(in, line))
+      if (!line.empty()) last = line;
+    if (last.empty()) fail(run_dir, ": node ", k, " wrote no metrics");
+    auto record = nlohmann::json::parse(last);
+    double workers = record.value("node_workers", 1.0);  // ring all-reduce: every worker sends alike
+    t.total += record["bytes_sent"].get<double>() * workers;
+    t.between_nodes += record["bytes_between_nodes"].get<double>() * workers;
+  }
+  return t;
+}
+
+}  // namespace lofi::demo
