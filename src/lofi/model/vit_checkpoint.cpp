@@ -3,6 +3,7 @@
 #include "lofi/model/vit_checkpoint.h"
 
 #include <cmath>
+#include <tuple>
 
 #include "lofi/error.h"
 #include "lofi/model/weights.h"
@@ -76,9 +77,17 @@ torch::Tensor resample_abs_pos_embed(const torch::Tensor& posemb, std::array<int
 std::vector<std::string> load_vit_checkpoint(Vit& model, const io::NamedTensors& tensors, const std::string& source) {
   std::vector<std::string> notices;
   io::NamedTensors fitted = strip_common_prefix(tensors);
+  const VitConfig& c = model->config;
+  // Prefix tokens decide pos_embed's layout: name the option that differs before any shape does.
+  for (auto [name, in_model, option] :
+       {std::tuple{"cls_token", c.class_token, "class_token"}, std::tuple{"dist_token", c.distilled, "distilled"}}) {
+    const bool in_checkpoint = find(fitted, name) != nullptr;
+    if (in_checkpoint != in_model)
+      fail(source, ": checkpoint ", in_checkpoint ? "has" : "lacks", " '", name, "' but the model has ", option,
+           " = ", in_model ? "true" : "false");
+  }
   if (torch::Tensor* posemb = find(fitted, "pos_embed")) *posemb = fit_pos_embed(model, *posemb, source, notices);
 
-  const VitConfig& c = model->config;
   const torch::Tensor* head_weight = find(fitted, "head.weight");
   if (head_weight && head_weight->dim() == 2 && head_weight->size(1) == c.embed_dim &&
       head_weight->size(0) != c.num_classes) {
