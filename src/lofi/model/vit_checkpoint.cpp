@@ -2,6 +2,7 @@
 // position grid and the classifier adapted, then the checked copy of weights.h does the rest.
 #include "lofi/model/vit_checkpoint.h"
 
+#include <algorithm>
 #include <cmath>
 #include <tuple>
 
