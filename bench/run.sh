@@ -2,6 +2,7 @@
 # make bench: side-by-side measurements, printed as one table of ratios. Never run by CI.
 #   merge: `lofi average` against the usual PyTorch merge (load all, average, save) on the same
 #          inputs, 2 / 4 / 8 checkpoints of about 1 GB: wall time, GB/s of input, peak memory.
+#   images: the image loader's images/s at 1 and 2 threads (decode + augmentation).
 # BENCH_DIR (default /tmp/lofi-bench) holds the generated checkpoints; BENCH_GB sets their size.
 set -euo pipefail
 build=${1:-build}
@@ -40,5 +41,10 @@ for n in 2 4 8; do
 done
 echo "-nc: --no-checksums (no XXH3 provenance pass). lofi times include the fsync of its output; torch.save does not sync."
 echo "target: bounded memory (lofi peak ~ a few tensors) and >= 5x the PyTorch merge's speed"
+
+echo
+echo "image loader: decode + DeiT augmentation throughput (generated images in $dir/images)"
+cmake --build "$build" --target lofi_bench_images > /dev/null
+"$build/lofi_bench_images" "$dir/images"
 
 bash "$here/train.sh" "$lofi"

@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include "lofi/data/image_decode.h"
