@@ -45,6 +45,14 @@ echo "target: bounded memory (lofi peak ~ a few tensors) and >= 5x the PyTorch m
 echo
 echo "image loader: decode + DeiT augmentation throughput (generated images in $dir/images)"
 cmake --build "$build" --target lofi_bench_images > /dev/null
-"$build/lofi_bench_images" "$dir/images"
+out=$("$build/lofi_bench_images" "$dir/images")
+echo "$out"
+# The same pipeline in PIL + torchvision, one process on one core, on the same files.
+for spec in "jpeg256 224 256px" "png64 32 64px"; do
+  read -r sub crop tag <<< "$spec"
+  ref=$($py "$here/image_loader_torch.py" "$dir/images/$sub" "$crop")
+  ours=$(echo "$out" | awk -v t="$tag" 'index($0, t) && /1 thread\(s\)/ { print $(NF-5) }')
+  awk -v r="$ref" -v o="$ours" -v t="$tag" 'BEGIN { printf "%-22s PIL + torchvision, 1 core: %8.0f images/s; lofi 1 thread / torchvision: %.2fx\n", t, r, o / r }'
+done
 
 bash "$here/train.sh" "$lofi"
