@@ -19,7 +19,7 @@ namespace lofi::data {
 namespace {
 namespace fs = std::filesystem;
 
-const fs::path kFixtures = fs::path(__FILE__).parent_path() / "fixtures" / "images";
+const fs::path kFixtures = fs::path(LOFI_FIXTURES) / "images";
 
 // Three classes of four images each (JPEG and PNG of several layouts); BAD adds a truncated file.
 std::string make_folder(bool bad) {

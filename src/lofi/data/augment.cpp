@@ -114,14 +114,14 @@ CropBox random_resized_crop_box(int64_t height, int64_t width, const AugmentConf
 torch::Tensor resize_image(const torch::Tensor& image, int64_t height, int64_t width, const std::string& interpolation) {
   namespace F = torch::nn::functional;
   auto x = image.permute({2, 0, 1}).to(torch::kFloat).div_(255.0).unsqueeze(0);  // (1, 3, H, W)
-  auto mode = interpolation == "bilinear" ? torch::kBilinear : torch::kBicubic;
-  if (interpolation != "bilinear" && interpolation != "bicubic")
+  auto options = F::InterpolateFuncOptions().size(std::vector<int64_t>{height, width}).align_corners(false).antialias(true);
+  if (interpolation == "bilinear") {
+    options.mode(torch::kBilinear);
+  } else if (interpolation == "bicubic") {
+    options.mode(torch::kBicubic);
+  } else {
     fail("augment.interpolation: expected \"bicubic\" or \"bilinear\", found \"", interpolation, "\"");
-  auto options = F::InterpolateFuncOptions()
-                     .size(std::vector<int64_t>{height, width})
-                     .mode(mode)
-                     .align_corners(false)
-                     .antialias(true);
+  }
   return F::interpolate(x, options).squeeze(0).clamp_(0.0, 1.0);  // (3, height, width)
 }
 

@@ -6,6 +6,7 @@
 #include <png.h>
 #include <turbojpeg.h>
 
+#include <cerrno>
 #include <csetjmp>
 #include <cstring>
 #include <fstream>

@@ -8,7 +8,7 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <iostream>
+#include <cstdio>
 
 #include "lofi/data/image_decode.h"
 #include "lofi/data/sampler.h"
@@ -39,9 +39,13 @@ constexpr int kSubstituteAttempts = 16;
 // initialise from. So: let LibTorch initialise this thread first (it would otherwise overwrite
 // our setting lazily), then limit this thread alone.
 void use_one_torch_thread() {
-  at::internal::lazy_init_num_threads();
+  at::internal::lazy_init_num_threads();  // the header's copy of the once-per-thread flag
+  (void)at::get_num_threads();            // and LibTorch's own, should the two not be shared
   omp_set_num_threads(1);
 }
+
+// One write per line, so that warnings from several workers do not interleave.
+void warn(const std::string& line) { std::fputs(line.c_str(), stderr); }
 
 }  // namespace
 
@@ -143,7 +147,7 @@ void ImageLoader::load_slot(Pending& batch, int64_t slot) {
       if (attempt == 0) batch.bad[u] = sample.path;
       if (!config_.train) {  // evaluation drops the image: a substitute would count twice
         batch.ok[u] = 0;
-        std::cerr << "lofi: warning: skipping unreadable image (" << e.what() << ")\n";
+        warn(cat("lofi: warning: skipping unreadable image (", e.what(), ")\n"));
         return;
       }
       if (attempt + 1 >= kSubstituteAttempts)
@@ -152,8 +156,8 @@ void ImageLoader::load_slot(Pending& batch, int64_t slot) {
       index = static_cast<int64_t>(mix_seed(config_.seed, static_cast<uint64_t>(batch.step), u,
                                             static_cast<uint64_t>(attempt) + 1) %
                                    static_cast<uint64_t>(size()));
-      std::cerr << "lofi: warning: skipping unreadable image (" << e.what() << "); using "
-                << samples_[static_cast<size_t>(index)].path << " in its place\n";
+      warn(cat("lofi: warning: skipping unreadable image (", e.what(), "); using ",
+               samples_[static_cast<size_t>(index)].path, " in its place\n"));
     }
   }
 }
