@@ -177,6 +177,22 @@ TEST(ImageLoader, WorkersRunTorchSingleThreadedWithoutChangingTheCaller) {
   EXPECT_EQ(in_new_thread, before);
 }
 
+TEST(ImageLoader, OneTorchThreadHoldsInThatThreadAlone) {
+  int before = at::get_num_threads();
+  int inside = -1, after_parallel_op = -1;
+  std::thread([&] {
+    use_one_torch_thread();
+    inside = at::get_num_threads();
+    // A large reduction goes through at::parallel_for, whose lazy per-thread initialisation
+    // must not undo the setting.
+    EXPECT_EQ(torch::ones({1 << 22}).sum().item<float>(), static_cast<float>(1 << 22));
+    after_parallel_op = at::get_num_threads();
+  }).join();
+  EXPECT_EQ(inside, 1);
+  EXPECT_EQ(after_parallel_op, 1);
+  EXPECT_EQ(at::get_num_threads(), before);
+}
+
 TEST(ImageLoader, BadSettingsAreNamed) {
   ImageFolder folder(make_folder(false));
   LoaderConfig config;

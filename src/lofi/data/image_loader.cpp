@@ -32,6 +32,11 @@ namespace {
 // How many other samples a "skip" tries in place of an unreadable one before giving up.
 constexpr int kSubstituteAttempts = 16;
 
+// One write per line, so that warnings from several workers do not interleave.
+void warn(const std::string& line) { std::fputs(line.c_str(), stderr); }
+
+}  // namespace
+
 // Called at the start of each worker. LibTorch's OpenMP backend sizes a parallel region from
 // the calling thread's own OpenMP setting, so without this every worker would fork a team of
 // all cores inside each resize and fight the trainer for them. at::set_num_threads(1) is not the
@@ -43,11 +48,6 @@ void use_one_torch_thread() {
   (void)at::get_num_threads();            // and LibTorch's own, should the two not be shared
   omp_set_num_threads(1);
 }
-
-// One write per line, so that warnings from several workers do not interleave.
-void warn(const std::string& line) { std::fputs(line.c_str(), stderr); }
-
-}  // namespace
 
 ImageLoader::ImageLoader(std::vector<ImageSample> samples, AugmentConfig augment, LoaderConfig config,
                          BatchIndices indices, int64_t first_step, int64_t num_steps)

@@ -78,6 +78,10 @@ class ImageLoader {
   std::vector<std::thread> workers_;
 };
 
+// Makes LibTorch run single-threaded in the calling thread only (each loader worker calls it);
+// the process-wide setting, and so the trainer's and autograd's threads, stay as they are.
+void use_one_torch_thread();
+
 // Evaluation: every sample of FOLDER once, in order, in batches of BATCH_SIZE (the last may be
 // smaller), with config.train forced to false.
 std::unique_ptr<ImageLoader> make_eval_loader(const ImageFolder& folder, AugmentConfig augment, LoaderConfig config,
