@@ -12,7 +12,9 @@
 
 namespace lofi::data {
 
-// Defaults are DeiT's fine-tuning recipe (deit/main.py, timm create_transform).
+// Defaults are DeiT's fine-tuning recipe (deit/main.py flags, timm create_transform). Not here:
+// DeiT's RandAugment (rand-m9-mstd0.5-inc1) and RandomErasing (p 0.25); with RandAugment on,
+// timm skips colour jitter, so color_jitter = 0 is the closer match to DeiT when adding it.
 struct AugmentConfig {
   int64_t image_size = 224;        // side S of the square model input, e.g. 224 (DeiT), 32 (demo)
   double scale_min = 0.08;         // RandomResizedCrop: smallest crop area / image area, e.g. 0.08
