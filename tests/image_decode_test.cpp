@@ -91,6 +91,22 @@ TEST(ImageDecode, EvalTransformMatchesTorchvision) {
   }
 }
 
+TEST(ImageDecode, ColourAdjustmentsMatchTorchvision) {
+  auto x = decode_image((kFixtures / "eval_small.png").string()).permute({2, 0, 1}).to(torch::kFloat) / 255.0;
+  struct Case {
+    const char* name;
+    torch::Tensor got;
+  };
+  for (const Case& c : {Case{"brightness_1.3", adjust_brightness(x, 1.3)}, Case{"contrast_0.6", adjust_contrast(x, 0.6)},
+                        Case{"saturation_1.5", adjust_saturation(x, 1.5)}, Case{"hue_0.2", adjust_hue(x, 0.2)},
+                        Case{"hue_-0.35", adjust_hue(x, -0.35)}}) {
+    auto want = read_raw<float>(kFixtures / (std::string("adjust_") + c.name + ".f32"), {3, 16, 11}, torch::kFloat);
+    double max_diff = (c.got - want).abs().max().item<double>();
+    EXPECT_LE(max_diff, 1e-6) << c.name;
+    std::printf("adjust %s: max |lofi - torchvision| = %.3g\n", c.name, max_diff);
+  }
+}
+
 void touch(const fs::path& path) {
   fs::create_directories(path.parent_path());
   fs::copy_file(kFixtures / "rgb.png", path);

@@ -125,6 +125,24 @@ torch::Tensor resize_image(const torch::Tensor& image, int64_t height, int64_t w
   return F::interpolate(x, options).squeeze(0).clamp_(0.0, 1.0);  // (3, height, width)
 }
 
+torch::Tensor adjust_brightness(const torch::Tensor& image, double factor) {
+  return blend(image, torch::zeros_like(image), factor);
+}
+
+torch::Tensor adjust_contrast(const torch::Tensor& image, double factor) {
+  return blend(image, grayscale(image).mean(), factor);
+}
+
+torch::Tensor adjust_saturation(const torch::Tensor& image, double factor) {
+  return blend(image, grayscale(image), factor);
+}
+
+torch::Tensor adjust_hue(const torch::Tensor& image, double shift) {
+  auto hsv = rgb_to_hsv(image);
+  hsv[0] = torch::remainder(hsv[0] + shift, 1.0);
+  return hsv_to_rgb(hsv);
+}
+
 torch::Tensor color_jitter(const torch::Tensor& image, const AugmentConfig& c, at::Generator& gen) {
   // Draw order as ColorJitter.get_params: permutation, then brightness, contrast, saturation, hue.
   auto order = torch::randperm(4, gen, torch::kLong);
@@ -136,14 +154,10 @@ torch::Tensor color_jitter(const torch::Tensor& image, const AugmentConfig& c, a
   auto x = image;
   for (int64_t k = 0; k < 4; ++k) {
     int64_t fn = order[k].item<int64_t>();
-    if (fn == 0 && s > 0) x = blend(x, torch::zeros_like(x), factors[0]);
-    if (fn == 1 && s > 0) x = blend(x, grayscale(x).mean(), factors[1]);
-    if (fn == 2 && s > 0) x = blend(x, grayscale(x), factors[2]);
-    if (fn == 3 && hue != 0.0) {
-      auto hsv = rgb_to_hsv(x);
-      hsv[0] = torch::remainder(hsv[0] + hue, 1.0);
-      x = hsv_to_rgb(hsv);
-    }
+    if (fn == 0 && s > 0) x = adjust_brightness(x, factors[0]);
+    if (fn == 1 && s > 0) x = adjust_contrast(x, factors[1]);
+    if (fn == 2 && s > 0) x = adjust_saturation(x, factors[2]);
+    if (fn == 3 && hue != 0.0) x = adjust_hue(x, hue);
   }
   return x;
 }

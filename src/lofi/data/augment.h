@@ -52,6 +52,12 @@ CropBox random_resized_crop_box(int64_t height, int64_t width, const AugmentConf
 // uint8 pipeline would be.
 torch::Tensor resize_image(const torch::Tensor& image, int64_t height, int64_t width, const std::string& interpolation);
 
+// torchvision's F.adjust_* on (3, H, W) float in [0, 1]; factor 1 (shift 0) is the identity.
+torch::Tensor adjust_brightness(const torch::Tensor& image, double factor);
+torch::Tensor adjust_contrast(const torch::Tensor& image, double factor);
+torch::Tensor adjust_saturation(const torch::Tensor& image, double factor);
+torch::Tensor adjust_hue(const torch::Tensor& image, double shift);  // shift in [-0.5, 0.5]
+
 // torchvision's ColorJitter on (3, H, W) float in [0, 1]: the four adjustments in random order.
 torch::Tensor color_jitter(const torch::Tensor& image, const AugmentConfig& config, at::Generator& gen);
 
