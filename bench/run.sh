@@ -2,6 +2,7 @@
 # make bench: side-by-side measurements, printed as one table of ratios. Never run by CI.
 #   merge: `lofi average` against the usual PyTorch merge (load all, average, save) on the same
 #          inputs, 2 / 4 / 8 checkpoints of about 1 GB: wall time, GB/s of input, peak memory.
+#   images: the image loader's images/s at 1 and 2 threads (decode + augmentation).
 # BENCH_DIR (default /tmp/lofi-bench) holds the generated checkpoints; BENCH_GB sets their size.
 set -euo pipefail
 build=${1:-build}
@@ -40,5 +41,19 @@ for n in 2 4 8; do
 done
 echo "-nc: --no-checksums (no XXH3 provenance pass). lofi times include the fsync of its output; torch.save does not sync."
 echo "target: bounded memory (lofi peak ~ a few tensors) and >= 5x the PyTorch merge's speed"
+
+echo
+echo "image loader: decode + DeiT augmentation throughput (generated images in $dir/images)"
+cmake --build "$build" --target lofi_bench_images > /dev/null
+out=$("$build/lofi_bench_images" "$dir/images")
+echo "$out"
+# The same pipeline in PIL + torchvision, one process on one core, on the same files.
+for spec in "jpeg256 224 256px" "png64 32 64px"; do
+  read -r sub crop tag <<< "$spec"
+  read -r ref ref_cpu < <($py "$here/image_loader_torch.py" "$dir/images/$sub" "$crop")
+  ours_cpu=$(echo "$out" | awk -v t="$tag" 'index($0, t) && /1 thread\(s\)/ { print $(NF-4) }')
+  awk -v r="$ref" -v rc="$ref_cpu" -v o="$ours_cpu" -v t="$tag" 'BEGIN {
+    printf "%-22s PIL + torchvision, 1 core: %8.0f images/s, %8.0f images per CPU second; lofi / torchvision per CPU second: %.2fx\n", t, r, rc, o / rc }'
+done
 
 bash "$here/train.sh" "$lofi"

@@ -14,12 +14,17 @@ packages=(
   libcli11-dev            # CLI
   libxxhash-dev           # fast checksums of merge inputs (provenance)
   libpng-dev              # PNG decoding (report screenshots in tests; images)
+  libturbojpeg0-dev       # JPEG decoding (TurboJPEG API: errors as return codes, no exit())
   libgtest-dev            # tests
   chromium                # headless rendering of the HTML run report in tests
 )
 # `install-deps.sh --bench` adds what the benchmarks compare against.
 if [ "${1:-}" = "--bench" ]; then
   packages+=(python3-torch python3-numpy)
+fi
+# `install-deps.sh --fixtures` adds what regenerates the image test fixtures (PIL, torchvision).
+if [ "${1:-}" = "--fixtures" ]; then
+  packages+=(python3-torch python3-torchvision python3-pil python3-numpy)
 fi
 
 missing=()
