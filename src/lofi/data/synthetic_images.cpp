@@ -241,7 +241,11 @@ Canvas rendition_scene(ShapeTask task, int64_t cls, const ShapePose& pose, int64
 Canvas sketch_scene(ShapeTask task, int64_t cls, const ShapePose& pose, int64_t n, Draws& d) {
   Canvas img(n);
   float paper = static_cast<float>(d.uniform(0.88, 1)), ink = static_cast<float>(d.uniform(0, 0.25));
-  img.each([&](float& v, int64_t, int64_t, int) { v = paper + static_cast<float>(0.02 * d.normal()); });
+  float grain = 0;  // grey paper: one noise value per pixel, shared by its channels
+  img.each([&](float& v, int64_t, int64_t, int c) {
+    if (c == 0) grain = static_cast<float>(0.02 * d.normal());
+    v = paper + grain;
+  });
   ShapeRaster shape = rasterize_shape(task, cls, pose, n, true);
   img.blend(shape.edge, [&](int64_t, int64_t) { return Rgb{ink, ink, ink}; }, static_cast<float>(d.uniform(0.75, 1)));
   if (d.coin()) img.blend(random_stroke(n, d, 0.25), [&](int64_t, int64_t) { return Rgb{ink, ink, ink}; });

@@ -134,7 +134,7 @@ ShapeRaster rasterize_shape(ShapeTask task, int64_t cls, const ShapePose& pose, 
       in[static_cast<size_t>(j * n + i)] = inside(shape, x, y);
     }
   }
-  // A sample is on the outline when a sample within half a pixel (k/2 samples) differs from it,
+  // A sample is on the outline when a sample within half a pixel (k/2 samples, Euclidean) differs from it,
   // which makes the outline about one pixel wide.
   std::vector<uint8_t> edge;
   if (with_edge) {
@@ -146,7 +146,7 @@ ShapeRaster rasterize_shape(ShapeTask task, int64_t cls, const ShapePose& pose, 
         bool differs = false;
         for (int64_t b = std::max<int64_t>(0, j - r); b <= std::min(n - 1, j + r) && !differs; ++b)
           for (int64_t a = std::max<int64_t>(0, i - r); a <= std::min(n - 1, i + r) && !differs; ++a)
-            differs = in[static_cast<size_t>(b * n + a)] != v;
+            differs = (a - i) * (a - i) + (b - j) * (b - j) <= r * r && in[static_cast<size_t>(b * n + a)] != v;
         edge[static_cast<size_t>(j * n + i)] = differs;
       }
   }
