@@ -104,12 +104,15 @@ class Canvas {
   std::vector<float> px_;
 };
 
-// Supersampled coverage of an arbitrary predicate, for clutter (4x4 samples per pixel).
+// Supersampled coverage of an arbitrary predicate, for clutter (4x4 samples per pixel), tested
+// only inside the pixel box [X0, X1] x [Y0, Y1] that bounds it.
 template <typename Inside>
-std::vector<float> coverage(int64_t n, Inside inside) {
+std::vector<float> coverage(int64_t n, double x0, double y0, double x1, double y1, Inside inside) {
   std::vector<float> cover(static_cast<size_t>(n * n));
-  for (int64_t y = 0; y < n; ++y)
-    for (int64_t x = 0; x < n; ++x) {
+  auto lo = [&](double v) { return std::clamp<int64_t>(static_cast<int64_t>(std::floor(v)), 0, n); };
+  auto hi = [&](double v) { return std::clamp<int64_t>(static_cast<int64_t>(std::floor(v)) + 1, 0, n); };
+  for (int64_t y = lo(y0); y < hi(y1); ++y)
+    for (int64_t x = lo(x0); x < hi(x1); ++x) {
       int count = 0;
       for (int b = 0; b < 4; ++b)
         for (int a = 0; a < 4; ++a) count += inside(static_cast<double>(x) + (a + 0.5) / 4, static_cast<double>(y) + (b + 0.5) / 4);
@@ -122,7 +125,9 @@ std::vector<float> coverage(int64_t n, Inside inside) {
 std::vector<float> random_stroke(int64_t n, Draws& d, double w2) {
   double x0 = d.uniform(0, static_cast<double>(n)), y0 = d.uniform(0, static_cast<double>(n));
   double len = d.uniform(4, 9), a = d.uniform(0, kPi), ux = std::cos(a), uy = std::sin(a);
-  return coverage(n, [&](double x, double y) {
+  double x1 = x0 + len * ux, y1 = y0 + len * uy, w = std::sqrt(w2);
+  return coverage(n, std::min(x0, x1) - w, std::min(y0, y1) - w, std::max(x0, x1) + w, std::max(y0, y1) + w,
+                  [&](double x, double y) {
     double t = std::clamp((x - x0) * ux + (y - y0) * uy, 0.0, len);
     double px = x0 + t * ux - x, py = y0 + t * uy - y;
     return px * px + py * py <= w2;
@@ -151,7 +156,8 @@ void paint_clutter(Canvas& img, Draws& d) {
     Rgb color = draw_color(d, {0, 1}, {0.2, 1}, {0.1, 1});
     if (d.coin()) {
       double x0 = d.uniform(0, n), y0 = d.uniform(0, n), r = d.uniform(1, 2.2);
-      img.blend(coverage(img.size(), [&](double x, double y) { return (x - x0) * (x - x0) + (y - y0) * (y - y0) <= r * r; }),
+      img.blend(coverage(img.size(), x0 - r, y0 - r, x0 + r, y0 + r,
+                         [&](double x, double y) { return (x - x0) * (x - x0) + (y - y0) * (y - y0) <= r * r; }),
                 [&](int64_t, int64_t) { return color; });
     } else {
       img.blend(random_stroke(img.size(), d, 0.36), [&](int64_t, int64_t) { return color; });
