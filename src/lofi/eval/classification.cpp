@@ -7,7 +7,7 @@
 namespace lofi::eval {
 namespace {
 
-const char* kShiftSuffix = " top-1";
+constexpr const char* kShiftSuffix = " top-1";
 
 void check_batch(const torch::Tensor& logits, const torch::Tensor& labels) {
   if (logits.dim() != 2 || logits.size(1) < 1)
