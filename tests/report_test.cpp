@@ -3,7 +3,6 @@
 #include "lofi/eval/report.h"
 
 #include <gtest/gtest.h>
-#include <png.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -15,26 +14,8 @@
 namespace lofi::eval {
 namespace {
 
-struct Image {
-  int width = 0, height = 0;
-  std::vector<uint8_t> rgb;  // (height, width, 3)
-};
-
-Image read_png(const std::string& path) {
-  png_image image{};
-  image.version = PNG_IMAGE_VERSION;
-  Image out;
-  if (!png_image_begin_read_from_file(&image, path.c_str())) return out;
-  image.format = PNG_FORMAT_RGB;
-  out.rgb.resize(PNG_IMAGE_SIZE(image));
-  if (!png_image_finish_read(&image, nullptr, out.rgb.data(), 0, nullptr)) return {};
-  out.width = static_cast<int>(image.width);
-  out.height = static_cast<int>(image.height);
-  return out;
-}
-
 // Pixels of exactly colour "#rrggbb".
-int64_t count_color(const Image& image, const std::string& hex) {
+int64_t count_color(const test::PngImage& image, const std::string& hex) {
   unsigned r = 0, g = 0, b = 0;
   std::sscanf(hex.c_str(), "#%02x%02x%02x", &r, &g, &b);
   int64_t n = 0;
@@ -75,7 +56,7 @@ TEST(Report, ChartsRenderInHeadlessChromium) {
                     "--user-data-dir=" + dir + "/chromium --window-size=1400,3000 --screenshot=" + png +
                     " file://" + html_path + " > " + dir + "/chromium.log 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << "chromium failed; see " << dir << "/chromium.log";
-  Image shot = read_png(png);
+  test::PngImage shot = test::read_png(png);
   ASSERT_GT(shot.width, 0) << "unreadable screenshot " << png;
   // Training loss and held-out loss: one coloured curve per node (three nodes over two runs).
   for (int s = 0; s < 3; ++s)

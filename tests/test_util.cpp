@@ -1,5 +1,6 @@
 #include "test_util.h"
 
+#include <png.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -56,6 +57,19 @@ std::string tiny_train_flags(const std::string& data, const std::string& run_dir
          " --set model.n_layer=2 --set model.n_head=2 --set model.d_model=32 --set model.d_ff=64"
          " --set model.max_seq_len=16 --set data.seq_len=16 --set train.batch_size=8 --set train.steps=6"
          " --set train.warmup_steps=2 --set train.log_every=2 --set train.threads=1 --set dist.timeout_s=60";
+}
+
+PngImage read_png(const std::string& path) {
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_file(&image, path.c_str())) return {};
+  image.format = PNG_FORMAT_RGB;
+  PngImage out;
+  out.rgb.resize(PNG_IMAGE_SIZE(image));
+  if (!png_image_finish_read(&image, nullptr, out.rgb.data(), 0, nullptr)) return {};
+  out.width = static_cast<int>(image.width);
+  out.height = static_cast<int>(image.height);
+  return out;
 }
 
 }  // namespace lofi::test

@@ -26,6 +26,13 @@ CommandResult run_lofi(const std::string& args, const std::string& env = "");
 // Writes an llm.c shard of synthetic corpus NAME with about TOKENS tokens.
 std::string write_corpus(const std::string& dir, const std::string& name, int64_t tokens, uint64_t seed = 1);
 
+// A PNG decoded to 8-bit RGB by libpng; empty (width 0) when PATH is missing or unreadable.
+struct PngImage {
+  int width = 0, height = 0;
+  std::vector<uint8_t> rgb;  // (height, width, 3)
+};
+PngImage read_png(const std::string& path);
+
 // A tiny model config for fast multi-process tests, as --set flags.
 std::string tiny_train_flags(const std::string& data, const std::string& run_dir);
 

@@ -1,24 +1,11 @@
 #include "lofi/data/synthetic_text.h"
 
+#include "lofi/data/draws.h"
 #include "lofi/data/sampler.h"
 #include "lofi/error.h"
 
 namespace lofi::data {
 namespace {
-
-// A counter-based generator: the n-th draw is mix_seed(seed, n), so output is identical on
-// every platform (std:: distributions are not).
-class Draws {
- public:
-  explicit Draws(uint64_t seed) : seed_(seed) {}
-  uint64_t next() { return mix_seed(seed_, counter_++); }
-  int64_t below(int64_t n) { return static_cast<int64_t>(next() % static_cast<uint64_t>(n)); }
-  template <size_t N>
-  const char* pick(const char* const (&words)[N]) { return words[below(N)]; }
-
- private:
-  uint64_t seed_, counter_ = 0;
-};
 
 const char* const kDeterminers[] = {"the", "a", "one", "every", "some", "that", "this", "my", "our", "her"};
 const char* const kAdjectives[] = {"small", "red", "quiet", "old", "bright", "heavy", "quick", "green", "cold",

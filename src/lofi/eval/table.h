@@ -13,6 +13,7 @@ class ResultsTable {
   // CELLS in column order; NUMBERS (same order, null where text) go to the JSON.
   void add_row(std::vector<std::string> cells, nlohmann::json record);
 
+  const std::vector<std::string>& columns() const { return columns_; }
   std::string markdown() const;
   std::string text() const;  // aligned, for the terminal
   nlohmann::json json() const { return records_; }
