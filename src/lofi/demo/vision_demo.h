@@ -1,0 +1,29 @@
+// The vision half of `lofi demo`: the paper's DeiT experiment in miniature. Generates a
+// procedural image dataset (no downloads), pretrains a small ViT on a source task (cached),
+// fine-tunes it on a different task both ways — the data-parallel baseline (one node of K
+// workers) and lo-fi (K nodes of one worker), same global batch and steps — and scores every
+// model in-distribution and on shifted test sets (renditions, sketches, corruptions, poses).
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace lofi::demo {
+
+struct VisionDemoOptions {
+  std::string out = "runs/demo/vision";  // images/, pretrain/, baseline/, lofi/, results
+  int workers = 4;                       // K: the baseline's workers, lo-fi's nodes
+  int64_t pretrain_steps = 300;          // cached in OUT/pretrained.safetensors
+  int64_t finetune_steps = 150;
+  bool fresh = false;                    // regenerate images and retrain the pretrained model
+};
+
+struct VisionDemoResult {
+  std::string table;     // the results as text
+  std::string markdown;  // a section for results.md
+  nlohmann::json json;   // rows and settings for results.json
+};
+
+VisionDemoResult run_vision_demo(const VisionDemoOptions& options);
+
+}  // namespace lofi::demo

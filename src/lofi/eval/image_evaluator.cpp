@@ -1,0 +1,122 @@
+#include "lofi/eval/image_evaluator.h"
+
+#include <nlohmann/json.hpp>
+
+#include "lofi/data/image_loader.h"
+#include "lofi/error.h"
+#include "lofi/model/weights.h"
+#include "lofi/train/image_task.h"
+
+namespace lofi::eval {
+
+struct ImageEvaluator::Set {
+  data::ImageFolder folder;
+  bool mapped = false;
+  ClassMap map;
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> cached;  // (images (B, 3, S, S), labels (B))
+};
+
+std::vector<std::string> checkpoint_classes(const std::string& path) {
+  io::SafetensorsFile file(path);
+  auto it = file.metadata().find("lofi.classes");
+  if (it == file.metadata().end()) fail(path, ": no lofi.classes in its metadata (not a lofi image classifier?)");
+  auto names = nlohmann::json::parse(it->second, nullptr, false);
+  if (!names.is_array() || names.empty()) fail(path, ": lofi.classes is not a non-empty JSON list of names");
+  return names.get<std::vector<std::string>>();
+}
+
+ImageEvaluator::ImageEvaluator(const train::Config& config, std::vector<std::string> classes,
+                               const std::vector<ImageTestSet>& sets, const ImageEvalSettings& settings)
+    : config_(config), classes_(std::move(classes)), sets_(sets), settings_(settings) {
+  if (sets.empty()) fail("no evaluation data given (--data NAME=FOLDER)");
+  train::ModelConfig shape = config.model;
+  shape.init.clear();
+  vit_ = train::make_vit(shape, static_cast<int64_t>(classes_.size()), 0);
+  augment_ = train::augment_config(config, vit_->config.image_size);
+  const int64_t image_bytes = 3 * augment_.image_size * augment_.image_size * static_cast<int64_t>(sizeof(float));
+  for (const auto& s : sets) {
+    ClassMap map;
+    const bool mapped = !s.class_map.empty();
+    if (mapped) map = read_class_map(s.class_map, static_cast<int64_t>(classes_.size()), classes_);
+    data::ImageFolder folder(s.folder, mapped ? map.names : classes_);
+    data_.push_back(std::make_unique<Set>(Set{std::move(folder), mapped, std::move(map), {}}));
+    Set* set = data_.back().get();
+    const int64_t images = settings_.max_images > 0 ? std::min(settings_.max_images, set->folder.size()) : set->folder.size();
+    if (images * image_bytes <= settings_.cache_bytes) {  // decode once, score many times
+      auto loader = data::make_eval_loader(set->folder, augment_, {settings_.threads, 4, config.images.on_bad_image, false, 0},
+                                           settings_.batch);
+      int64_t seen = 0;
+      while (seen < images) {
+        auto b = loader->next();
+        if (!b) break;
+        int64_t keep = std::min<int64_t>(b->images.size(0), images - seen);
+        set->cached.emplace_back(b->images.narrow(0, 0, keep), b->labels.narrow(0, 0, keep));
+        seen += keep;
+      }
+    }
+  }
+}
+
+ImageEvaluator::~ImageEvaluator() = default;
+
+std::vector<ClassificationScore> ImageEvaluator::run(const Predict& predict) {
+  torch::NoGradGuard no_grad;
+  std::vector<ClassificationScore> out;
+  for (const auto& set : data_) {
+    ClassificationMeter meter = set->mapped ? ClassificationMeter(set->map) : ClassificationMeter();
+    if (!set->cached.empty()) {
+      for (const auto& [images, labels] : set->cached) meter.add(predict(images), labels);
+    } else {
+      auto loader = data::make_eval_loader(set->folder, augment_, {settings_.threads, 4, config_.images.on_bad_image, false, 0},
+                                           settings_.batch);
+      int64_t seen = 0;
+      while (auto b = loader->next()) {
+        if (settings_.max_images > 0 && seen >= settings_.max_images) break;
+        meter.add(predict(b->images), b->labels);
+        seen += b->images.size(0);
+      }
+    }
+    out.push_back(meter.score());
+  }
+  return out;
+}
+
+std::vector<ClassificationScore> ImageEvaluator::score(const io::NamedTensors& weights) {
+  model::load_named_tensors(*vit_, weights, "weights");
+  vit_->eval();
+  return run([&](const torch::Tensor& x) { return torch::log_softmax(vit_->forward(x), -1); });
+}
+
+std::vector<ClassificationScore> ImageEvaluator::score_file(const std::string& checkpoint) {
+  model::load_module_weights(*vit_, io::SafetensorsFile(checkpoint));
+  vit_->eval();
+  return run([&](const torch::Tensor& x) { return torch::log_softmax(vit_->forward(x), -1); });
+}
+
+std::vector<ClassificationScore> ImageEvaluator::score_ensemble(const std::vector<std::string>& checkpoints) {
+  std::vector<model::Vit> members;
+  for (const auto& path : checkpoints) {
+    train::ModelConfig shape = config_.model;
+    shape.init.clear();
+    members.push_back(train::make_vit(shape, static_cast<int64_t>(classes_.size()), 0));
+    model::load_module_weights(*members.back(), io::SafetensorsFile(path));
+    members.back()->eval();
+  }
+  return run([&](const torch::Tensor& x) {
+    torch::Tensor probs = torch::zeros({x.size(0), static_cast<int64_t>(classes_.size())});  // (B, classes)
+    for (auto& m : members) probs += torch::softmax(m->forward(x), -1);
+    return torch::log(probs / static_cast<double>(members.size()));
+  });
+}
+
+std::map<std::string, double> ImageEvaluator::losses(const io::NamedTensors& weights) {
+  std::map<std::string, double> out;
+  auto scores = score(weights);
+  for (size_t i = 0; i < scores.size(); ++i) {
+    out["loss/" + sets_[i].name] = scores[i].loss;
+    out["top1/" + sets_[i].name] = scores[i].top1;
+  }
+  return out;
+}
+
+}  // namespace lofi::eval

@@ -1,0 +1,147 @@
+#include "lofi/train/image_task.h"
+
+#include <cstdio>
+
+#include "lofi/data/image_sampler.h"
+#include "lofi/data/mixup.h"
+#include "lofi/data/sampler.h"
+#include "lofi/error.h"
+#include "lofi/eval/classification.h"
+#include "lofi/model/vit_checkpoint.h"
+
+namespace lofi::train {
+
+model::VitConfig vit_config(const ModelConfig& config, int64_t num_classes) {
+  model::VitConfig c = model::vit_config_preset(config.preset);
+  if (config.image_size > 0) c.image_size = config.image_size;
+  c.num_classes = num_classes;
+  c.drop_path_rate = config.drop_path;
+  c.proj_drop_rate = c.attn_drop_rate = config.dropout;
+  return c;
+}
+
+model::Vit make_vit(const ModelConfig& config, int64_t num_classes, uint64_t seed, std::vector<std::string>* notices) {
+  torch::manual_seed(seed);
+  model::Vit vit(vit_config(config, num_classes));
+  if (!config.init.empty()) {
+    std::vector<std::string> adapted = model::load_vit_checkpoint(vit, io::SafetensorsFile(config.init));
+    if (notices) *notices = adapted;
+  }
+  return vit;
+}
+
+data::AugmentConfig augment_config(const Config& config, int64_t image_size) {
+  const ImagesConfig& im = config.images;
+  data::AugmentConfig a;
+  a.image_size = image_size;
+  a.scale_min = im.scale_min;
+  a.hflip = im.hflip;
+  a.color_jitter = im.color_jitter;
+  a.mixup_alpha = im.mixup;
+  a.cutmix_alpha = im.cutmix;
+  a.mix_prob = im.mix_prob;
+  a.label_smoothing = im.label_smoothing;
+  a.crop_pct = im.crop_pct;
+  a.interpolation = im.interpolation;
+  data::validate(a);
+  return a;
+}
+
+namespace {
+
+// Class names travel with the weights so that evaluation maps test folders onto them by name.
+std::vector<std::string> classes_or_count(const ModelConfig& config, const data::ImageFolder& folder) {
+  if (config.num_classes > 0 && config.num_classes != static_cast<int64_t>(folder.classes().size()))
+    fail("config: model.num_classes = ", config.num_classes, " but ", folder.root(), " has ", folder.classes().size(),
+         " classes");
+  return folder.classes();
+}
+
+}  // namespace
+
+ImageTask::ImageTask(const Config& config, const dist::Topology& topo, uint64_t init_seed)
+    : config_(config), topo_(topo), train_(config.data.train) {
+  const auto classes = classes_or_count(config.model, train_);
+  if (config.train.eval_every > 0) {
+    if (config.data.val.empty()) fail("config: train.eval_every > 0 needs data.val");
+    val_ = std::make_unique<data::ImageFolder>(config.data.val, classes);
+  }
+  std::vector<std::string> notices;
+  model_ = make_vit(config.model, static_cast<int64_t>(classes.size()), init_seed, &notices);
+  if (topo.node_rank == 0 && topo.node == 0)
+    for (const auto& n : notices) std::printf("%s\n", n.c_str());
+  augment_ = augment_config(config, model_->config.image_size);
+  const int64_t node_batch = config.train.batch_size / topo.nodes, rank_batch = node_batch / topo.node_size;
+  rank_first_ = topo.node_rank * rank_batch;
+}
+
+// This worker's images of each step: its slice of the node batch, which the image sampler draws
+// from a per-node shuffled order (or the node's shard with dist.data_split = "shard").
+void ImageTask::start_loader(int64_t first_step, int64_t node_batch) {
+  data::ImageSampler sampler(train_.size(), node_batch, static_cast<uint64_t>(config_.train.seed), topo_.node,
+                             topo_.nodes, config_.dist.data_split);
+  const int64_t first = rank_first_, count = node_batch / topo_.node_size;
+  auto indices = [sampler, first, count](int64_t step) {
+    std::vector<int64_t> node_batch_indices = sampler(step);
+    return std::vector<int64_t>(node_batch_indices.begin() + first, node_batch_indices.begin() + first + count);
+  };
+  data::LoaderConfig lc;
+  lc.threads = config_.images.loader_threads;
+  lc.prefetch = config_.images.prefetch;
+  lc.on_bad_image = config_.images.on_bad_image;
+  lc.train = true;
+  lc.seed = data::mix_seed(static_cast<uint64_t>(config_.train.seed), static_cast<uint64_t>(topo_.node),
+                           static_cast<uint64_t>(topo_.node_rank));
+  loader_ = std::make_unique<data::ImageLoader>(train_.samples(), augment_, lc, indices, first_step,
+                                                config_.train.steps - first_step);
+  loader_step_ = first_step;
+}
+
+void ImageTask::begin_step(int64_t step, int64_t node_batch) {
+  if (!loader_ || step != loader_step_) start_loader(step, node_batch);
+  std::optional<data::ImageBatch> batch = loader_->next();
+  if (!batch) fail("image loader ran out of batches at step ", step);
+  ++loader_step_;
+  batch_ = std::move(*batch);
+  for (const auto& path : batch_.bad_paths) std::fprintf(stderr, "warning: skipped unreadable image %s\n", path.c_str());
+  // One mixing draw per worker batch (timm's batch mode), from (seed, node, rank, step).
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(
+      data::mix_seed(data::mix_seed(static_cast<uint64_t>(config_.train.seed), static_cast<uint64_t>(topo_.node),
+                                    static_cast<uint64_t>(topo_.node_rank)),
+                     static_cast<uint64_t>(step), /*stream=*/2));
+  data::MixedBatch mixed = data::mix_batch(batch_.images, batch_.labels, model_->config.num_classes, augment_, gen);
+  images_ = mixed.images;
+  targets_ = mixed.targets;
+}
+
+torch::Tensor ImageTask::loss(int64_t first, int64_t count) {
+  const int64_t offset = first - rank_first_;
+  if (offset < 0 || offset + count > images_.size(0))
+    fail("image task: micro-batch [", first, ", ", first + count, ") is not this worker's");
+  torch::Tensor logits = model_->forward(images_.narrow(0, offset, count));  // (B, classes)
+  return data::soft_target_cross_entropy(logits, targets_.narrow(0, offset, count));
+}
+
+nlohmann::json ImageTask::validate(int64_t batch) {
+  data::LoaderConfig lc;
+  lc.threads = config_.images.loader_threads;
+  lc.prefetch = config_.images.prefetch;
+  lc.on_bad_image = config_.images.on_bad_image;
+  auto loader = data::make_eval_loader(*val_, augment_, lc, batch);
+  eval::ClassificationMeter meter;
+  torch::NoGradGuard no_grad;
+  const bool was_training = model_->is_training();
+  model_->eval();
+  int64_t batches = 0;
+  while (auto b = loader->next()) {
+    meter.add(model_->forward(b->images), b->labels);
+    if (++batches >= config_.train.eval_batches) break;
+  }
+  model_->train(was_training);
+  const eval::ClassificationScore s = meter.score();
+  return {{"val_loss", s.loss}, {"val_top1", s.top1}, {"val_top5", s.top5}};
+}
+
+io::Metadata ImageTask::metadata() const { return {{"lofi.classes", nlohmann::json(train_.classes()).dump()}}; }
+
+}  // namespace lofi::train

@@ -1,0 +1,54 @@
+// Image classification on an ImageFolder: a timm-layout ViT fine-tuned with DeiT's recipe
+// (augmentation, mixup/CutMix, label smoothing), batches decoded ahead of the trainer by the
+// threaded loader, and held-out top-1 on data.val.
+#pragma once
+#include <memory>
+
+#include "lofi/data/augment.h"
+#include "lofi/data/image_folder.h"
+#include "lofi/data/image_loader.h"
+#include "lofi/model/vit.h"
+#include "lofi/train/task.h"
+
+namespace lofi::train {
+
+// The ViT CONFIG describes for NUM_CLASSES outputs, initialised from SEED, then from model.init
+// when set (a timm checkpoint: the head is re-initialised when its classes differ, position
+// embeddings are resampled when the image size differs; NOTICES receives what was adapted).
+model::Vit make_vit(const ModelConfig& config, int64_t num_classes, uint64_t seed,
+                    std::vector<std::string>* notices = nullptr);
+model::VitConfig vit_config(const ModelConfig& config, int64_t num_classes);
+// The augmentation of CONFIG.images for a model of IMAGE_SIZE pixels.
+data::AugmentConfig augment_config(const Config& config, int64_t image_size);
+
+class ImageTask : public Task {
+ public:
+  ImageTask(const Config& config, const dist::Topology& topo, uint64_t init_seed);
+
+  torch::nn::Module& model() override { return *model_; }
+  void begin_step(int64_t step, int64_t node_batch) override;
+  torch::Tensor loss(int64_t first, int64_t count) override;
+  int64_t units_per_sample() const override { return 1; }
+  std::string unit() const override { return "images"; }
+  bool has_validation() const override { return val_ != nullptr; }
+  nlohmann::json validate(int64_t batch) override;
+  io::Metadata metadata() const override;
+
+ private:
+  void start_loader(int64_t first_step, int64_t node_batch);
+
+  const Config config_;
+  const dist::Topology topo_;
+  data::ImageFolder train_;
+  std::unique_ptr<data::ImageFolder> val_;
+  data::AugmentConfig augment_;
+  model::Vit model_{nullptr};
+  std::unique_ptr<data::ImageLoader> loader_;
+  int64_t rank_first_ = 0;      // this worker's first sample in the node batch
+  int64_t loader_step_ = -1;    // the step the loader hands out next
+  data::ImageBatch batch_;      // this worker's part of the current step's node batch
+  torch::Tensor targets_;       // (B, classes) mixed, smoothed targets of batch_
+  torch::Tensor images_;        // (B, 3, S, S) mixed images of batch_
+};
+
+}  // namespace lofi::train
