@@ -220,13 +220,15 @@ Canvas natural_scene(ShapeTask task, int64_t cls, const ShapePose& pose, int64_t
 // palettes and flat backgrounds; no clutter, no shading.
 Canvas rendition_scene(ShapeTask task, int64_t cls, const ShapePose& pose, int64_t n, Draws& d) {
   Canvas img(n);
+  // Both fill colours contrast with the background, so the silhouette survives the pattern.
   double hue = d.uniform();
-  Rgb bright = draw_color(d, {hue, hue}, {0.7, 1}, {1, 1});
-  Rgb dark = draw_color(d, {hue + 0.3, hue + 0.7}, {0.6, 1}, {0.25, 0.45});
-  Rgb bg = d.coin() ? draw_color(d, {0, 1}, {0, 0.3}, {0, 0.12}) : draw_color(d, {0, 1}, {0, 0.15}, {0.9, 1});
+  bool dark_bg = d.coin();
+  Rgb bright = draw_color(d, {hue, hue}, {0.7, 1}, dark_bg ? Range{0.95, 1} : Range{0.1, 0.25});
+  Rgb dark = draw_color(d, {hue + 0.3, hue + 0.7}, {0.6, 1}, dark_bg ? Range{0.55, 0.7} : Range{0.4, 0.55});
+  Rgb bg = dark_bg ? draw_color(d, {0, 1}, {0, 0.3}, {0, 0.12}) : draw_color(d, {0, 1}, {0, 0.15}, {0.9, 1});
   img.each([&](float& v, int64_t, int64_t, int c) { v = c == 0 ? bg.r : c == 1 ? bg.g : bg.b; });
   int64_t pattern = d.below(4);
-  double period = d.uniform(2.5, 4.5), angle = d.uniform(0, kPi), ca = std::cos(angle), sa = std::sin(angle);
+  double period = d.uniform(3.5, 5.5), angle = d.uniform(0, kPi), ca = std::cos(angle), sa = std::sin(angle);
   ShapeRaster shape = rasterize_shape(task, cls, pose, n, pattern == 3);
   img.blend(shape.fill, [&](int64_t x, int64_t y) {
     double u = (x + 0.5) * ca + (y + 0.5) * sa, w = -(x + 0.5) * sa + (y + 0.5) * ca;
@@ -258,17 +260,17 @@ Canvas sketch_scene(ShapeTask task, int64_t cls, const ShapePose& pose, int64_t 
   return img;
 }
 
-// ImageNet-C's spirit, one corruption per image at a heavy severity.
+// ImageNet-C's spirit, one corruption per image at a middling-to-heavy severity.
 void corrupt(Canvas& img, Draws& d) {
   int64_t n = img.size();
   switch (d.below(5)) {
     case 0: {  // Gaussian noise
-      double sigma = d.uniform(0.12, 0.22);
+      double sigma = d.uniform(0.08, 0.16);
       img.each([&](float& v, int64_t, int64_t, int) { v += static_cast<float>(sigma * d.normal()); });
       break;
     }
-    case 1: {  // blur: a 3x3 box filter, two or three passes (about a Gaussian of sigma 1.2)
-      for (int64_t pass = 2 + d.below(2); pass > 0; --pass) {
+    case 1: {  // blur: a 3x3 box filter, one or two passes (about a Gaussian of sigma 0.8-1.2)
+      for (int64_t pass = 1 + d.below(2); pass > 0; --pass) {
         Canvas src = img;
         img.each([&](float& v, int64_t y, int64_t x, int c) {
           float sum = 0;
@@ -281,18 +283,18 @@ void corrupt(Canvas& img, Draws& d) {
       break;
     }
     case 2: {  // low contrast around mid-grey
-      float k = static_cast<float>(d.uniform(0.2, 0.35));
+      float k = static_cast<float>(d.uniform(0.3, 0.45));
       img.each([&](float& v, int64_t, int64_t, int) { v = 0.5f + k * (v - 0.5f); });
       break;
     }
     case 3: {  // fog: blend towards a bright haze
-      float k = static_cast<float>(d.uniform(0.3, 0.45)), haze = static_cast<float>(d.uniform(0.6, 0.9));
+      float k = static_cast<float>(d.uniform(0.35, 0.5)), haze = static_cast<float>(d.uniform(0.6, 0.9));
       img.each([&](float& v, int64_t, int64_t, int) { v = k * v + (1 - k) * haze; });
       break;
     }
     default: {  // blockiness, JPEG-like: block means plus a coarsely quantised residual
       int64_t block = 2 + d.below(2);
-      float step = static_cast<float>(d.uniform(0.25, 0.4));
+      float step = static_cast<float>(d.uniform(0.2, 0.3));
       Canvas src = img;
       img.each([&](float& v, int64_t y, int64_t x, int c) {
         int64_t y0 = y / block * block, x0 = x / block * block;
