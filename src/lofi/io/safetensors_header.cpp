@@ -55,6 +55,10 @@ std::string printable(const json& value) { return printable(value.dump(-1, ' ', 
 
 // Parses TEXT into a DOM, rejecting duplicate keys in any object and nesting past kMaxDepth.
 json parse_strict(const std::string& text, const std::string& source) {
+  // nlohmann stops at a NUL as at the end of input and would ignore whatever follows it; JSON
+  // allows NUL nowhere (inside strings it must be escaped), and the reference rejects it.
+  if (size_t nul = text.find('\0'); nul != std::string::npos)
+    fail(source, ": safetensors header is not valid UTF-8 JSON (NUL byte at header offset ", nul, ")");
   std::vector<std::set<std::string>> open;  // keys seen, one set per open object or array
   json::parser_callback_t on_event = [&](int, json::parse_event_t event, json& parsed) {
     switch (event) {
