@@ -15,6 +15,7 @@ packages=(
   libxxhash-dev           # fast checksums of merge inputs (provenance)
   libpng-dev              # PNG decoding (report screenshots in tests; images)
   libgtest-dev            # tests
+  clang libclang-rt-14-dev  # libFuzzer, ASan, UBSan for fuzz/ (the fuzz test, make fuzz)
   chromium                # headless rendering of the HTML run report in tests
 )
 # `install-deps.sh --bench` adds what the benchmarks compare against.
