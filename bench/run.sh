@@ -2,6 +2,8 @@
 # make bench: side-by-side measurements, printed as one table of ratios. Never run by CI.
 #   merge: `lofi average` against the usual PyTorch merge (load all, average, save) on the same
 #          inputs, 2 / 4 / 8 checkpoints of about 1 GB: wall time, GB/s of input, peak memory.
+#   load:  a safetensors file of OPT-1.3B's size (2.6 GB fp16) loaded into the model, against
+#          sequential read, memcpy and fp16 -> fp32 conversion bandwidth (bench/load_bench.cpp).
 # BENCH_DIR (default /tmp/lofi-bench) holds the generated checkpoints; BENCH_GB sets their size.
 set -euo pipefail
 build=${1:-build}
@@ -40,5 +42,8 @@ for n in 2 4 8; do
 done
 echo "-nc: --no-checksums (no XXH3 provenance pass). lofi times include the fsync of its output; torch.save does not sync."
 echo "target: bounded memory (lofi peak ~ a few tensors) and >= 5x the PyTorch merge's speed"
+
+echo
+"$(dirname "$lofi")/lofi_load_bench" "$dir/opt-1.3b-f16.safetensors" F16
 
 bash "$here/train.sh" "$lofi"
