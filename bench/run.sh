@@ -44,6 +44,7 @@ echo "-nc: --no-checksums (no XXH3 provenance pass). lofi times include the fsyn
 echo "target: bounded memory (lofi peak ~ a few tensors) and >= 5x the PyTorch merge's speed"
 
 echo
-"$(dirname "$lofi")/lofi_load_bench" "$dir/opt-1.3b-f16.safetensors" F16
+cmake --build "$build" --target lofi_load_bench > /dev/null
+"$build/lofi_load_bench" "$dir/opt-1.3b-f16.safetensors" F16
 
 bash "$here/train.sh" "$lofi"
