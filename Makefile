@@ -3,7 +3,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build demo test test-unit bench clean
+.PHONY: all deps build demo test test-unit bench fuzz clean
 
 all: build
 
@@ -24,6 +24,13 @@ test: build
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit -j $(JOBS)
+
+# libFuzzer on the safetensors header parser under ASan/UBSan (FUZZ_SECONDS, default 60);
+# `make test` runs it for 10 s.
+FUZZ_SECONDS ?= 60
+fuzz: build
+	cmake --build $(BUILD) --target lofi_fuzz
+	bash fuzz/run.sh $(BUILD)/fuzz/safetensors_header_fuzz $(FUZZ_SECONDS)
 
 bench: build
 	@bash scripts/install-deps.sh --bench

@@ -3,6 +3,8 @@
 #   merge: `lofi average` against the usual PyTorch merge (load all, average, save) on the same
 #          inputs, 2 / 4 / 8 checkpoints of about 1 GB: wall time, GB/s of input, peak memory.
 #   images: the image loader's images/s at 1 and 2 threads (decode + augmentation).
+#   load:  a safetensors file of OPT-1.3B's size (2.6 GB fp16) loaded into the model, against
+#          sequential read, memcpy and fp16 -> fp32 conversion bandwidth (bench/load_bench.cpp).
 # BENCH_DIR (default /tmp/lofi-bench) holds the generated checkpoints; BENCH_GB sets their size.
 set -euo pipefail
 build=${1:-build}
@@ -55,5 +57,9 @@ for spec in "jpeg256 224 256px" "png64 32 64px"; do
   awk -v r="$ref" -v rc="$ref_cpu" -v o="$ours_cpu" -v t="$tag" 'BEGIN {
     printf "%-22s PIL + torchvision, 1 core: %8.0f images/s, %8.0f images per CPU second; lofi / torchvision per CPU second: %.2fx\n", t, r, rc, o / rc }'
 done
+
+echo
+cmake --build "$build" --target lofi_load_bench > /dev/null
+"$build/lofi_load_bench" "$dir/opt-1.3b-f16.safetensors" F16
 
 bash "$here/train.sh" "$lofi"

@@ -16,6 +16,7 @@ packages=(
   libpng-dev              # PNG decoding (report screenshots in tests; images)
   libturbojpeg0-dev       # JPEG decoding (TurboJPEG API: errors as return codes, no exit())
   libgtest-dev            # tests
+  clang libclang-rt-14-dev  # libFuzzer, ASan, UBSan for fuzz/ (the fuzz test, make fuzz)
   chromium                # headless rendering of the HTML run report in tests
 )
 # `install-deps.sh --bench` adds what the benchmarks compare against.

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -42,6 +43,13 @@ void MappedFile::read(size_t offset, size_t bytes, void* dst) const {
     if (n <= 0) fail(path_, ": read failed at byte ", offset, ": ", n < 0 ? std::strerror(errno) : "unexpected end of file");
     out += n, offset += static_cast<size_t>(n), bytes -= static_cast<size_t>(n);
   }
+}
+
+void MappedFile::prefetch(size_t offset, size_t bytes) const {
+  if (!data_ || offset >= size_) return;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t first = offset / page * page, last = std::min(size_, offset + std::min(bytes, size_ - offset));
+  ::madvise(const_cast<uint8_t*>(data_) + first, last - first, MADV_WILLNEED);  // advice only: failure is harmless
 }
 
 MappedFile::~MappedFile() {

@@ -21,6 +21,9 @@ class MappedFile {
   // Copies BYTES at OFFSET into DST with pread: for streaming passes, which would otherwise pay
   // a page fault per 4 KB of a mapping they touch once.
   void read(size_t offset, size_t bytes, void* dst) const;
+  // Asks the kernel to start reading BYTES at OFFSET into the page cache in the background
+  // (madvise WILLNEED), so that a caller about to touch them overlaps disk reads with its work.
+  void prefetch(size_t offset, size_t bytes) const;
 
  private:
   std::string path_;

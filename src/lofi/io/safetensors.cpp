@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -11,12 +10,8 @@
 
 #include <xxhash.h>
 
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
-
 namespace lofi::io {
 namespace {
-
-constexpr size_t kMaxHeaderBytes = 100u << 20;  // the reference implementation's bound
 
 struct DtypeInfo {
   const char* name;
@@ -28,17 +23,14 @@ constexpr DtypeInfo kDtypes[] = {
     {"I16", torch::kInt16}, {"I8", torch::kInt8}, {"U8", torch::kUInt8}, {"BOOL", torch::kBool},
 };
 
-uint64_t read_u64_le(const uint8_t* p) {
-  uint64_t v = 0;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-
 }  // namespace
 
 torch::Dtype dtype_from_safetensors(const std::string& name, const std::string& source) {
   for (const auto& d : kDtypes)
     if (name == d.name) return d.dtype;
+  if (safetensors_dtype_size(name) != 0)
+    fail(source, ": dtype ", name, " has no LibTorch 1.13 equivalent (lofi loads F64, F32, F16, BF16, I64, I32, I16, "
+         "I8, U8 and BOOL); convert the file, e.g. with PyTorch, first");
   fail(source, ": unsupported dtype '", name, "' (expected F64, F32, F16, BF16, I64, I32, I16, I8, U8 or BOOL)");
 }
 
@@ -48,109 +40,15 @@ std::string dtype_to_safetensors(torch::Dtype dtype) {
   fail("safetensors: cannot store dtype ", c10::toString(dtype));
 }
 
-std::vector<TensorEntry> parse_safetensors_header(const std::string& json_text, size_t data_bytes,
-                                                  Metadata* metadata, const std::string& source) {
-  // Duplicate names are legal JSON but ambiguous weights: catch them while parsing, since the
-  // parsed object keeps only the last.
-  std::set<std::string> seen;
-  std::string duplicate;
-  nlohmann::json::parser_callback_t on_event = [&](int depth, nlohmann::json::parse_event_t event,
-                                                   nlohmann::json& parsed) {
-    if (event == nlohmann::json::parse_event_t::key && depth == 1) {
-      std::string key = parsed.get<std::string>();
-      if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
-    }
-    return true;
-  };
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(json_text, on_event);
-  } catch (const nlohmann::json::exception& e) {
-    fail(source, ": safetensors header is not valid JSON (", e.what(), ")");
-  }
-  if (!duplicate.empty()) fail(source, ": tensor '", duplicate, "' appears twice in the header");
-  if (!header.is_object()) fail(source, ": safetensors header must be a JSON object");
+SafetensorsFile::SafetensorsFile(const std::string& path)
+    : map_(path), layout_(parse_safetensors_file(map_.data(), map_.size(), path)) {}
 
-  std::vector<TensorEntry> entries;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const auto& value = it.value();
-    if (name == "__metadata__") {
-      if (!value.is_object()) fail(source, ": __metadata__ must be an object of strings");
-      for (auto m = value.begin(); m != value.end(); ++m) {
-        if (!m.value().is_string()) fail(source, ": __metadata__ value '", m.key(), "' is not a string");
-        if (metadata) (*metadata)[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    auto where = [&] { return cat(source, ": tensor '", name, "'"); };
-    if (!value.is_object()) fail(where(), " must be an object");
-    for (const char* field : {"dtype", "shape", "data_offsets"})
-      if (!value.contains(field)) fail(where(), " has no '", field, "'");
-    if (!value["dtype"].is_string()) fail(where(), ": dtype is not a string");
-    TensorEntry entry;
-    entry.name = name;
-    entry.dtype = value["dtype"].get<std::string>();
-    torch::Dtype dtype = dtype_from_safetensors(entry.dtype, where());
-
-    const auto& shape = value["shape"];
-    if (!shape.is_array()) fail(where(), ": shape is not an array");
-    uint64_t numel = 1;
-    bool overflow = false;
-    for (const auto& dim : shape) {
-      if (!dim.is_number_unsigned()) fail(where(), ": shape holds ", dim.dump(), ", expected non-negative integers");
-      uint64_t d = dim.get<uint64_t>();
-      if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) overflow = true;
-      if (d != 0 && numel > std::numeric_limits<uint64_t>::max() / d) overflow = true;
-      numel *= d;
-      entry.shape.push_back(static_cast<int64_t>(d));
-    }
-    const auto& offsets = value["data_offsets"];
-    if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
-        !offsets[1].is_number_unsigned())
-      fail(where(), ": data_offsets must be two non-negative integers, found ", offsets.dump());
-    uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
-    if (begin > end) fail(where(), ": data_offsets [", begin, ", ", end, "] run backwards");
-    if (end > data_bytes)
-      fail(where(), ": data_offsets end ", end, " is past the data section (", data_bytes, " bytes); file truncated?");
-    uint64_t elem = c10::elementSize(dtype);
-    if (overflow || numel > std::numeric_limits<uint64_t>::max() / elem || numel * elem != end - begin)
-      fail(where(), ": shape ", shape.dump(), " x ", entry.dtype, " does not match its ", end - begin, " bytes");
-    entry.begin = begin;
-    entry.end = end;
-    entries.push_back(std::move(entry));
-  }
-
-  // The data section must be covered exactly once, in order: no gaps, no overlaps.
-  std::vector<const TensorEntry*> by_offset;
-  for (const auto& e : entries) by_offset.push_back(&e);
-  std::sort(by_offset.begin(), by_offset.end(), [](const TensorEntry* a, const TensorEntry* b) {
-    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
-  });
-  size_t cursor = 0;
-  for (const TensorEntry* e : by_offset) {
-    if (e->begin != cursor)
-      fail(source, ": tensor '", e->name, "' starts at byte ", e->begin, ", expected ", cursor,
-           e->begin < cursor ? " (overlaps the tensor before it)" : " (gap in the data section)");
-    cursor = e->end;
-  }
-  if (cursor != data_bytes)
-    fail(source, ": tensors cover ", cursor, " of ", data_bytes, " data bytes");
-  return entries;
-}
-
-SafetensorsFile::SafetensorsFile(const std::string& path) : map_(path) {
-  if (map_.size() < 8) fail(path, ": not a safetensors file (", map_.size(), " bytes, shorter than the 8-byte header length)");
-  uint64_t header_bytes = read_u64_le(map_.data());
-  if (header_bytes > kMaxHeaderBytes || header_bytes > map_.size() - 8)
-    fail(path, ": not a safetensors file or truncated (header length ", header_bytes, ", file size ", map_.size(), ")");
-  data_start_ = 8 + header_bytes;
-  std::string text(reinterpret_cast<const char*>(map_.data() + 8), header_bytes);
-  entries_ = parse_safetensors_header(text, map_.size() - data_start_, &metadata_, path);
+torch::Dtype SafetensorsFile::dtype_of(const TensorEntry& entry) const {
+  return dtype_from_safetensors(entry.dtype, cat(path(), ": tensor '", entry.name, "'"));
 }
 
 const TensorEntry* SafetensorsFile::find(const std::string& name) const {
-  for (const auto& e : entries_)
+  for (const auto& e : entries())
     if (e.name == name) return &e;
   return nullptr;
 }
@@ -162,24 +60,28 @@ torch::Tensor SafetensorsFile::load(const std::string& name) const {
 }
 
 torch::Tensor SafetensorsFile::load(const TensorEntry& entry) const {
-  torch::Tensor out = torch::empty(entry.shape, dtype_from_safetensors(entry.dtype, path()));
+  torch::Tensor out = torch::empty(entry.shape, dtype_of(entry));
   if (entry.end > entry.begin)
-    std::memcpy(out.data_ptr(), map_.data() + data_start_ + entry.begin, entry.end - entry.begin);
+    std::memcpy(out.data_ptr(), map_.data() + layout_.data_start + entry.begin, entry.end - entry.begin);
   return out;
 }
 
 torch::Tensor SafetensorsFile::view(const TensorEntry& entry) const {
-  torch::Dtype dtype = dtype_from_safetensors(entry.dtype, path());
-  const uint8_t* p = map_.data() + data_start_ + entry.begin;
+  torch::Dtype dtype = dtype_of(entry);
+  const uint8_t* p = map_.data() + layout_.data_start + entry.begin;
   if (entry.end == entry.begin || reinterpret_cast<uintptr_t>(p) % c10::elementSize(dtype) != 0) return load(entry);
+  // Views are made to be read: start reading now, so that loading many tensors overlaps the
+  // disk with the copies of the ones before (a cold 1.3B-parameter load: see bench/load_bench).
+  map_.prefetch(layout_.data_start + entry.begin, entry.end - entry.begin);
   return torch::from_blob(const_cast<uint8_t*>(p), entry.shape, torch::TensorOptions().dtype(dtype));
 }
 
 void SafetensorsFile::read_range(const TensorEntry& entry, int64_t first, int64_t count, void* dst) const {
-  const size_t elem = c10::elementSize(dtype_from_safetensors(entry.dtype, path()));
-  if (first < 0 || count < 0 || entry.begin + static_cast<size_t>(first + count) * elem > entry.end)
-    fail(path(), ": elements [", first, ", ", first + count, ") are outside tensor '", entry.name, "'");
-  map_.read(data_start_ + entry.begin + static_cast<size_t>(first) * elem, static_cast<size_t>(count) * elem, dst);
+  const size_t elem = c10::elementSize(dtype_of(entry));
+  const size_t numel = (entry.end - entry.begin) / elem;
+  if (first < 0 || count < 0 || static_cast<size_t>(first) > numel || static_cast<size_t>(count) > numel - first)
+    fail(path(), ": elements [", first, ", ", first, " + ", count, ") are outside tensor '", entry.name, "'");
+  map_.read(layout_.data_start + entry.begin + static_cast<size_t>(first) * elem, static_cast<size_t>(count) * elem, dst);
 }
 
 std::string SafetensorsFile::checksum() const {
@@ -200,7 +102,7 @@ std::string SafetensorsFile::checksum() const {
 
 NamedTensors SafetensorsFile::load_all() const {
   NamedTensors out;
-  for (const auto& e : entries_) out.emplace_back(e.name, load(e));
+  for (const auto& e : entries()) out.emplace_back(e.name, load(e));
   return out;
 }
 
@@ -213,16 +115,19 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, const std::vector<
   size_t offset = 0;
   for (auto& e : layout_) {
     if (!names.insert(e.name).second) fail(path, ": tensor '", e.name, "' given twice");
-    int64_t numel = 1;
-    for (int64_t d : e.shape) numel *= d;
-    size_t bytes = static_cast<size_t>(numel) * c10::elementSize(dtype_from_safetensors(e.dtype, path));
+    const size_t elem = safetensors_dtype_size(e.dtype);
+    if (elem == 0) fail(path, ": tensor '", e.name, "' has unknown dtype '", e.dtype, "'");
+    size_t bytes = elem;
+    for (int64_t d : e.shape)
+      if (d < 0 || __builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes))
+        fail(path, ": tensor '", e.name, "' has an invalid or oversized shape ", torch::IntArrayRef(e.shape));
     e.begin = offset;
     e.end = offset + bytes;
     header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {e.begin, e.end}}};
     offset += bytes;
   }
   std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');  // keep tensor data 8-byte aligned
+  text.append((8 - text.size() % 8) % 8, ' ');  // 8-byte aligned data, as the reference pads it
   uint64_t header_bytes = text.size();
   file_ = std::make_unique<AtomicFile>(path);
   file_->write(&header_bytes, 8);

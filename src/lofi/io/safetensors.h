@@ -2,7 +2,8 @@
 // little-endian header length, a JSON header of {name: {dtype, shape, data_offsets}} plus an
 // optional "__metadata__" string map, then the raw little-endian tensor bytes.
 // Hand-written because no maintained C++ safetensors library is packaged for Debian; the format
-// is small and fully specified, and every header field is validated before any byte is read.
+// is small and fully specified, and every header field is validated (safetensors_header.h) before
+// any byte is read.
 #pragma once
 #include <torch/torch.h>
 
@@ -14,29 +15,24 @@
 
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/mapped_file.h"
+#include "lofi/io/safetensors_header.h"
 
 namespace lofi::io {
 
 // Named tensors in file order.
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
-using Metadata = std::map<std::string, std::string>;
 
-struct TensorEntry {
-  std::string name;
-  std::string dtype;            // safetensors spelling, e.g. "F32"
-  std::vector<int64_t> shape;   // e.g. {768, 768}
-  size_t begin = 0, end = 0;    // byte offsets into the data section
-};
-
-// A parsed, memory-mapped safetensors file. Construction validates the whole header.
+// A parsed, memory-mapped safetensors file. Construction validates the whole header; entries()
+// lists the tensors in data order. A tensor whose dtype LibTorch 1.13 lacks (U16, U32, U64, F8_*,
+// C64) validates but fails to load, naming the tensor and its dtype.
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);
 
   const std::string& path() const { return map_.path(); }
-  const std::vector<TensorEntry>& entries() const { return entries_; }
-  const Metadata& metadata() const { return metadata_; }
-  size_t data_bytes() const { return map_.size() - data_start_; }
+  const std::vector<TensorEntry>& entries() const { return layout_.entries; }
+  const Metadata& metadata() const { return layout_.metadata; }
+  size_t data_bytes() const { return map_.size() - layout_.data_start; }
   const TensorEntry* find(const std::string& name) const;
   // An owning copy of tensor NAME in its stored dtype; throws naming the file if absent.
   torch::Tensor load(const std::string& name) const;
@@ -52,19 +48,15 @@ class SafetensorsFile {
   std::string checksum() const;
 
  private:
+  torch::Dtype dtype_of(const TensorEntry& entry) const;  // throws naming the file and tensor
+
   MappedFile map_;
-  size_t data_start_ = 0;
-  std::vector<TensorEntry> entries_;
-  Metadata metadata_;
+  SafetensorsLayout layout_;
 };
 
-// Parses and validates a header (the JSON text) against a data section of DATA_BYTES bytes.
-// SOURCE names the file in errors. Exposed for tests and fuzzing.
-std::vector<TensorEntry> parse_safetensors_header(const std::string& json_text, size_t data_bytes,
-                                                  Metadata* metadata, const std::string& source);
-
 // Writes a file tensor by tensor: the header is fixed up front from each tensor's name, dtype
-// and shape, then write() takes the tensors in that order. Nothing appears at PATH until
+// and shape (any dtype of the format), then write() takes the tensors in that order; the header is
+// padded with spaces to a multiple of 8 bytes, as the reference writes it. Nothing appears at PATH until
 // commit(); a writer destroyed before it leaves nothing behind.
 class SafetensorsWriter {
  public:
@@ -85,6 +77,7 @@ class SafetensorsWriter {
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
                       const Metadata& metadata = {});
 
+// The LibTorch dtype of a safetensors dtype name; SOURCE (file, tensor or flag) names it in errors.
 torch::Dtype dtype_from_safetensors(const std::string& name, const std::string& source);
 std::string dtype_to_safetensors(torch::Dtype dtype);
 
