@@ -18,6 +18,7 @@
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/io/safetensors_set.h"
 
 namespace lofi::merge {
 namespace fs = std::filesystem;
@@ -95,19 +96,6 @@ std::string layout_mismatch(const io::SafetensorsFile& first, const io::Safetens
   for (const auto& o : other.entries())
     if (!first.find(o.name)) return cat("tensor '", o.name, "' is in ", other.path(), " but not in ", first.path());
   return "";
-}
-
-// Splits LAYOUT into shards of at most SHARD_BYTES (a larger tensor gets a shard of its own).
-std::vector<std::vector<io::TensorEntry>> plan_shards(const std::vector<io::TensorEntry>& layout, int64_t shard_bytes) {
-  std::vector<std::vector<io::TensorEntry>> shards(1);
-  int64_t size = 0;
-  for (const auto& e : layout) {
-    int64_t bytes = static_cast<int64_t>(e.end - e.begin);
-    if (!shards.back().empty() && shard_bytes > 0 && size + bytes > shard_bytes) shards.emplace_back(), size = 0;
-    shards.back().push_back(e);
-    size += bytes;
-  }
-  return shards;
 }
 
 }  // namespace
@@ -335,36 +323,10 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
     } else {
       // Hugging Face sharding: OUT/model-0000k-of-0000N.safetensors + model.safetensors.index.json,
       // built in a temporary directory renamed into place at the end.
-      std::string out_dir = fs::path(opt.out).lexically_normal().string();
-      while (out_dir.size() > 1 && out_dir.back() == '/') out_dir.pop_back();  // "merged/" -> "merged"
-      if (fs::exists(out_dir)) fail(out_dir, ": exists; a sharded output must be a new directory");
-      const std::string tmp = out_dir + ".tmp-" + std::to_string(::getpid());
-      io::make_dirs(tmp);
-      try {
-        auto shards = plan_shards(layout, opt.shard_bytes);
-        std::vector<size_t> shard_first{0};  // layout index of each shard's first tensor
-        for (const auto& shard : shards) shard_first.push_back(shard_first.back() + shard.size());
-        nlohmann::ordered_json index{{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::ordered_json::object()}};
-        uint64_t total_size = 0;
-        for (size_t s = 0; s < shards.size(); ++s) {
-          char name[64];
-          std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
-          io::SafetensorsWriter writer(tmp + "/" + name, shards[s], metadata);
-          for (const auto& e : shards[s]) {
-            write_tensor(writer, static_cast<size_t>(&e - shards[s].data()) + shard_first[s]);
-            index["weight_map"][e.name] = name;
-            total_size += e.end - e.begin;
-          }
-          writer.commit();
-          result.outputs.push_back(out_dir + "/" + name);
-        }
-        index["metadata"]["total_size"] = total_size;
-        io::write_file_atomic(tmp + "/model.safetensors.index.json", index.dump(2) + "\n");
-        fs::rename(tmp, out_dir);
-      } catch (...) {
-        fs::remove_all(tmp);
-        throw;
-      }
+      io::StagedDir out_dir(opt.out);
+      for (const auto& name : io::write_safetensors_shards(out_dir.path(), layout, opt.shard_bytes, metadata, write_tensor))
+        result.outputs.push_back(out_dir.final_path() + "/" + name);
+      out_dir.commit();
     }
   } catch (...) {
     finish_pool();

@@ -17,6 +17,7 @@
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/merge/average.h"
+#include "lofi/model/hf.h"
 #include "lofi/model/weights.h"
 #include "lofi/train/checkpoint.h"
 #include "lofi/train/optimizer.h"
@@ -69,19 +70,19 @@ std::pair<torch::Tensor, torch::Tensor> make_batch(const data::TokenShards& toke
 
 }  // namespace
 
-model::GptConfig gpt_config(const ModelConfig& c) {
-  return {c.n_layer, c.n_head, c.d_model, c.d_ff, c.vocab_size, c.max_seq_len, c.activation, c.dropout};
-}
-
-model::Gpt make_gpt(const ModelConfig& config, uint64_t seed) {
+model::CausalLm make_model(const ModelConfig& config, uint64_t seed) {
+  ModelConfig resolved = config;
+  apply_hf_init(resolved);
   torch::manual_seed(seed);
-  model::Gpt gpt(gpt_config(config));
-  model::init_gpt_weights(gpt);
-  if (!config.init.empty()) {
-    io::SafetensorsFile init(config.init);
-    model::load_module_weights(*gpt, init, {"lm_head.weight"});
+  model::CausalLm lm = model::make_causal_lm(lm_config(resolved));
+  model::init_causal_lm_weights(*lm);
+  if (model::is_hf_model_dir(resolved.init)) {
+    model::load_hf_weights(*lm, resolved.init);
+  } else if (!resolved.init.empty()) {
+    io::SafetensorsFile init(resolved.init);
+    model::load_module_weights(*lm, init, {"lm_head.weight"});
   }
-  return gpt;
+  return lm;
 }
 
 Config config_from_checkpoint(const std::string& path) {
@@ -131,7 +132,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
   if (!topo.whole_job && node_leader) io::write_file_atomic(my_dir + "/config.toml", to_toml(config));
 
   // Every node starts from the same weights: the init depends on the seed alone.
-  model::Gpt gpt = make_gpt(config.model, data::mix_seed(static_cast<uint64_t>(tc.seed)));
+  model::CausalLm gpt = make_model(config.model, data::mix_seed(static_cast<uint64_t>(tc.seed)));
   gpt->train();
   Optimizer optimizer(*gpt, tc);
   int64_t start_step = 0;
@@ -195,7 +196,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
                             {"bytes_within_node", comm.bytes_within_node()},
                             {"bytes_between_nodes", comm.bytes_between_nodes()}, {"node_workers", topo.node_size}};
       if (eval_now) {
-        auto score = eval::evaluate_lm(gpt, *val, seq_len, micro_batch, tc.eval_batches * micro_batch);
+        auto score = eval::evaluate_lm(*gpt, *val, seq_len, micro_batch, tc.eval_batches * micro_batch);
         record["val_loss"] = score.loss;
       }
       metrics->write(record);

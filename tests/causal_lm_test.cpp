@@ -1,16 +1,18 @@
-#include "lofi/model/gpt.h"
+#include "lofi/model/causal_lm.h"
 
 #include <gtest/gtest.h>
 
 #include "lofi/io/safetensors.h"
+#include "lofi/model/opt.h"
 #include "lofi/model/weights.h"
 #include "test_util.h"
 
 namespace lofi::model {
 namespace {
 
-GptConfig tiny() {
-  GptConfig c;
+LmConfig tiny(const std::string& arch = "opt") {
+  LmConfig c;
+  c.arch = arch;
   c.n_layer = 2;
   c.n_head = 2;
   c.d_model = 16;
@@ -20,9 +22,9 @@ GptConfig tiny() {
   return c;
 }
 
-TEST(Gpt, ParameterNamesAreHuggingFaceOpt) {
+TEST(CausalLm, ParameterNamesAreHuggingFaceOpt) {
   torch::manual_seed(0);
-  Gpt gpt(tiny());
+  CausalLm gpt = make_causal_lm(tiny());
   auto params = gpt->named_parameters();
   for (const char* name : {"model.decoder.embed_tokens.weight", "model.decoder.embed_positions.weight",
                            "model.decoder.final_layer_norm.weight", "model.decoder.layers.1.self_attn.q_proj.weight",
@@ -34,19 +36,19 @@ TEST(Gpt, ParameterNamesAreHuggingFaceOpt) {
   EXPECT_EQ(params.find("lm_head.weight"), nullptr);  // tied to embed_tokens
 }
 
-TEST(Gpt, LogitShapes) {
+TEST(CausalLm, LogitShapes) {
   torch::manual_seed(0);
-  Gpt gpt(tiny());
-  init_gpt_weights(gpt);
+  CausalLm gpt = make_causal_lm(tiny());
+  init_causal_lm_weights(*gpt);
   torch::Tensor tokens = torch::randint(0, 50, {3, 7});
   EXPECT_EQ(gpt->forward(tokens).sizes(), torch::IntArrayRef({3, 7, 50}));
   EXPECT_THROW(gpt->forward(torch::randint(0, 50, {1, 13})), std::exception);  // longer than max_seq_len
 }
 
-TEST(Gpt, TokensNeverSeeTheFuture) {
+TEST(CausalLm, TokensNeverSeeTheFuture) {
   torch::manual_seed(0);
-  Gpt gpt(tiny());
-  init_gpt_weights(gpt);
+  CausalLm gpt = make_causal_lm(tiny());
+  init_causal_lm_weights(*gpt);
   gpt->eval();
   torch::Tensor a = torch::randint(0, 50, {1, 10});
   torch::Tensor b = a.clone();
@@ -56,10 +58,10 @@ TEST(Gpt, TokensNeverSeeTheFuture) {
   EXPECT_FALSE(torch::allclose(la.narrow(1, 6, 4), lb.narrow(1, 6, 4)));      // the changed future differs
 }
 
-TEST(Gpt, LossFallsWhenOverfittingOneBatch) {
+TEST(CausalLm, LossFallsWhenOverfittingOneBatch) {
   torch::manual_seed(0);
-  Gpt gpt(tiny());
-  init_gpt_weights(gpt);
+  CausalLm gpt = make_causal_lm(tiny());
+  init_causal_lm_weights(*gpt);
   torch::Tensor window = torch::randint(0, 50, {4, 11});
   torch::Tensor x = window.narrow(1, 0, 10), y = window.narrow(1, 1, 10);
   torch::optim::AdamW opt(gpt->parameters(), torch::optim::AdamWOptions(3e-3));
@@ -78,8 +80,8 @@ TEST(Gpt, LossFallsWhenOverfittingOneBatch) {
 TEST(Weights, RoundTripThroughSafetensors) {
   std::string path = test::scratch_dir() + "/w.safetensors";
   torch::manual_seed(1);
-  Gpt a(tiny()), b(tiny());
-  init_gpt_weights(a);
+  CausalLm a = make_causal_lm(tiny()), b = make_causal_lm(tiny());
+  init_causal_lm_weights(*a);
   io::save_safetensors(path, module_weights(*a));
   io::SafetensorsFile file(path);
   load_module_weights(*b, file);
@@ -89,9 +91,9 @@ TEST(Weights, RoundTripThroughSafetensors) {
 
 TEST(Weights, WrongShapeOrMissingTensorIsNamed) {
   std::string dir = test::scratch_dir();
-  GptConfig small = tiny(), wide = tiny();
+  LmConfig small = tiny(), wide = tiny();
   wide.d_model = 32;
-  Gpt a(small), b(wide);
+  CausalLm a = make_causal_lm(small), b = make_causal_lm(wide);
   io::save_safetensors(dir + "/a.safetensors", module_weights(*a));
   try {
     load_module_weights(*b, io::SafetensorsFile(dir + "/a.safetensors"));
