@@ -57,19 +57,20 @@ SafetensorsSet::SafetensorsSet(const std::string& path) {
   }
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
     fail(file, ": expected an object with a \"weight_map\" object of tensor -> shard file");
-  // Shards in the order the index first names them; each opened (and validated) once.
-  std::map<std::string, size_t> shard_of_name;
+  // Shards in name order (model-00001-of-... first); each opened, and validated, once.
   std::map<std::string, std::string> expected;  // tensor -> shard file name
+  std::map<std::string, std::string> first_tensor_of;  // shard file name -> a tensor it should hold
   for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
     if (!it.value().is_string()) fail(file, ": weight_map[\"", it.key(), "\"] is ", it.value().dump(), ", expected a file name");
     const std::string shard = it.value().get<std::string>();
     if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..")
       fail(file, ": weight_map[\"", it.key(), "\"] names \"", shard, "\"; shards must be plain file names beside the index");
     expected[it.key()] = shard;
-    if (shard_of_name.count(shard)) continue;
+    first_tensor_of.emplace(shard, it.key());
+  }
+  for (const auto& [shard, tensor] : first_tensor_of) {
     const fs::path shard_path = fs::path(file).parent_path() / shard;
-    if (!fs::exists(shard_path)) fail(file, ": shard \"", shard, "\" (holding tensor '", it.key(), "') does not exist");
-    shard_of_name[shard] = files_.size();
+    if (!fs::exists(shard_path)) fail(file, ": shard \"", shard, "\" (holding tensor '", tensor, "') does not exist");
     files_.push_back(std::make_unique<SafetensorsFile>(shard_path.string()));
   }
   if (expected.empty()) fail(file, ": weight_map is empty");

@@ -20,6 +20,7 @@
 #include "lofi/model/hf.h"
 #include "lofi/model/weights.h"
 #include "lofi/train/checkpoint.h"
+#include "lofi/train/export.h"
 #include "lofi/train/optimizer.h"
 #include "lofi/train/schedule.h"
 
@@ -226,6 +227,10 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
     io::save_safetensors(my_dir + "/final.safetensors", model::module_weights(*gpt),
                          {{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
                           {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", to_toml(config)}});
+    // A run from a Hugging Face directory hands its result back in that form: the merged model
+    // of a whole lo-fi job (below), else each node's final.
+    const bool merges = topo.whole_job && topo.nodes > 1;
+    if (!merges && model::is_hf_model_dir(config.model.init)) write_hf_output(my_dir + "/final.safetensors", my_dir + "/final-hf");
     comm.announce_node_done();
   }
   if (env.rank == 0 && topo.whole_job && topo.nodes > 1) {
@@ -233,6 +238,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
     std::vector<std::string> finals;
     for (int64_t k = 0; k < topo.nodes; ++k) finals.push_back(node_dir(run_dir, k) + "/final.safetensors");
     merge::average_files(finals, {}, run_dir + "/merged.safetensors");
+    if (model::is_hf_model_dir(config.model.init)) write_hf_output(run_dir + "/merged.safetensors", run_dir + "/merged-hf");
     std::printf("merged %lld nodes into %s/merged.safetensors\n", static_cast<long long>(topo.nodes), run_dir.c_str());
   }
   return summary;
