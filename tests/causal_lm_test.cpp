@@ -58,6 +58,71 @@ TEST(CausalLm, TokensNeverSeeTheFuture) {
   EXPECT_FALSE(torch::allclose(la.narrow(1, 6, 4), lb.narrow(1, 6, 4)));      // the changed future differs
 }
 
+// The other layouts: GPT-2, and OPT's post-LayerNorm variant with a narrower embedding.
+std::vector<LmConfig> variants() {
+  LmConfig gpt2 = tiny("gpt2"), post = tiny();
+  gpt2.activation = "gelu";
+  post.do_layer_norm_before = false;
+  post.word_embed_proj_dim = 8;
+  return {tiny(), gpt2, post};
+}
+
+TEST(CausalLm, EveryLayoutIsCausalAndTrains) {
+  for (const LmConfig& c : variants()) {
+    SCOPED_TRACE(c.arch + (c.do_layer_norm_before ? "" : " post-LN"));
+    torch::manual_seed(0);
+    CausalLm lm = make_causal_lm(c);
+    init_causal_lm_weights(*lm);
+    lm->eval();
+    torch::Tensor a = torch::randint(0, 50, {2, 12}), b = a.clone();
+    b.index_put_({torch::indexing::Slice(), torch::indexing::Slice(8)}, torch::randint(0, 50, {2, 4}));
+    torch::Tensor la = lm->forward(a), lb = lm->forward(b);
+    EXPECT_TRUE(torch::equal(la.narrow(1, 0, 8), lb.narrow(1, 0, 8)));
+    EXPECT_FALSE(torch::allclose(la.narrow(1, 8, 4), lb.narrow(1, 8, 4)));
+    lm->train();
+    torch::optim::AdamW opt(lm->parameters(), torch::optim::AdamWOptions(3e-3));
+    double first = 0, last = 0;
+    for (int i = 0; i < 100; ++i) {
+      opt.zero_grad();
+      torch::Tensor loss = lm->loss(a.narrow(1, 0, 11), a.narrow(1, 1, 11));
+      loss.backward();
+      opt.step();
+      (i == 0 ? first : last) = loss.item<double>();
+    }
+    EXPECT_LT(last, 0.5 * first);
+  }
+}
+
+TEST(CausalLm, Gpt2AndOptVariantNamesAreHuggingFaces) {
+  auto gpt2 = make_causal_lm(variants()[1])->named_parameters();
+  for (const char* name : {"transformer.wte.weight", "transformer.wpe.weight", "transformer.h.1.ln_1.weight",
+                           "transformer.h.0.attn.c_attn.bias", "transformer.h.0.attn.c_proj.weight",
+                           "transformer.h.0.mlp.c_fc.weight", "transformer.h.1.mlp.c_proj.bias", "transformer.ln_f.bias"})
+    EXPECT_NE(gpt2.find(name), nullptr) << name;
+  EXPECT_EQ(gpt2["transformer.h.0.attn.c_attn.weight"].sizes(), torch::IntArrayRef({16, 48}));  // Conv1D: (in, out)
+  EXPECT_EQ(gpt2["transformer.h.0.mlp.c_fc.weight"].sizes(), torch::IntArrayRef({16, 32}));
+  EXPECT_EQ(gpt2["transformer.wpe.weight"].size(0), 12);  // no position offset
+  EXPECT_EQ(gpt2.size(), 4u + 2 * 12u);
+  auto post = make_causal_lm(variants()[2])->named_parameters();
+  EXPECT_EQ(post["model.decoder.embed_tokens.weight"].sizes(), torch::IntArrayRef({50, 8}));
+  EXPECT_EQ(post["model.decoder.project_in.weight"].sizes(), torch::IntArrayRef({16, 8}));
+  EXPECT_EQ(post["model.decoder.project_out.weight"].sizes(), torch::IntArrayRef({8, 16}));
+  EXPECT_EQ(post.find("model.decoder.project_in.bias"), nullptr);
+  EXPECT_EQ(post.find("model.decoder.final_layer_norm.weight"), nullptr);  // post-LN has none
+}
+
+TEST(CausalLm, BadConfigIsNamed) {
+  LmConfig c = tiny();
+  c.arch = "llama";
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("arch must be \"opt\" or \"gpt2\""), std::string::npos);
+  c = tiny("gpt2");
+  c.do_layer_norm_before = false;
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("OPT variants"), std::string::npos);
+  c = tiny();
+  c.activation = "silu";
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("silu"), std::string::npos);
+}
+
 TEST(CausalLm, LossFallsWhenOverfittingOneBatch) {
   torch::manual_seed(0);
   CausalLm gpt = make_causal_lm(tiny());

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "lofi/data/token_shards.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/io/safetensors_set.h"
@@ -230,6 +231,41 @@ TEST(HfExport, CheckpointWithRunConfigCarriesTokenizer) {
   EXPECT_NE(test::error_of([&] { train::export_checkpoint(dir + "/final.safetensors", dir + "/out", {}); }).find("exists"),
             std::string::npos);
   for (const auto& e : fs::directory_iterator(dir)) EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos);
+}
+
+// A run from a Hugging Face directory: the config records the resolved model, the run hands its
+// result back as a directory transformers loads, and `lofi export` does the same for any checkpoint.
+TEST(CliHf, RunFromHfDirectoryWritesHfOutputs) {
+  const std::string dir = test::scratch_dir();
+  std::vector<uint32_t> ids;
+  for (uint32_t i = 0; i < 4000; ++i) ids.push_back((i * 7 + i / 13) % 64);  // below the fixtures' vocab of 64
+  data::write_token_shard(dir + "/tokens.bin", ids);
+  const std::string init = (kFixtures / "torch-ref" / "gpt2").string();
+  auto r = test::run_lofi("train --quiet --set model.init=" + init + " --set data.train=" + dir + "/tokens.bin --set run.dir=" +
+                          dir + "/run --set data.seq_len=16 --set train.batch_size=4 --set train.steps=2 --set train.threads=1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  train::Config as_run;
+  train::apply_toml_file(as_run, dir + "/run/config.toml");
+  EXPECT_EQ(as_run.model.arch, "gpt2");
+  EXPECT_EQ(as_run.model.d_model, 32);
+  EXPECT_DOUBLE_EQ(as_run.model.embedding_dropout, 0.1);
+  const std::string out = dir + "/run/node-00/final-hf";
+  EXPECT_EQ(read_json(out + "/config.json")["model_type"], "gpt2");
+  // The exported weights are the final ones.
+  io::SafetensorsFile final_file(dir + "/run/node-00/final.safetensors");
+  io::SafetensorsSet hf(out);
+  for (const auto& e : final_file.entries()) {
+    ASSERT_NE(hf.find(e.name), nullptr) << e.name;
+    EXPECT_TRUE(torch::equal(hf.find(e.name)->file->load(*hf.find(e.name)->entry), final_file.load(e))) << e.name;
+  }
+  r = test::run_lofi("export --format hf " + dir + "/run/node-00/final.safetensors " + dir + "/exported --dtype F16");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(read_json(dir + "/exported/config.json")["torch_dtype"], "float16");
+  io::save_safetensors(dir + "/bare.safetensors", {{"w", torch::ones({2})}});
+  r = test::run_lofi("export --format hf " + dir + "/bare.safetensors " + dir + "/bare");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("no lofi.config"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir + "/bare"));
 }
 
 }  // namespace
