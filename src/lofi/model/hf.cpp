@@ -155,7 +155,8 @@ nlohmann::ordered_json hf_config_json(const LmConfig& c, const std::string& torc
     if (!out.contains(key)) out[key] = value;
   };
   if (c.arch == "opt") {
-    if (c.embedding_dropout != 0) fail("export: OPT has no embedding dropout; model.embedding_dropout is ", c.embedding_dropout);
+    // OPT's config has no embedding dropout; it only shapes training, so the exported model
+    // computes the same and the rate is left out.
     if (c.layer_norm_eps != 1e-5) fail("export: OPT's LayerNorm epsilon is fixed at 1e-5; model.layer_norm_eps is ", c.layer_norm_eps);
     out["architectures"] = {"OPTForCausalLM"};
     out["model_type"] = "opt";
