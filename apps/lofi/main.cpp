@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
 
   auto* average = app.add_subcommand("average", "Average checkpoints or run directories: lofi average A B ... --out OUT");
   merge::AverageOptions avg;
-  average->add_option("inputs", avg.inputs, "safetensors checkpoints, or run directories (their node-*/final.safetensors)")
+  average->add_option("inputs", avg.inputs, "safetensors checkpoints, sharded sets (index.json or a Hugging Face directory), or run directories (their node-*/final.safetensors)")
       ->required();
   average->add_option("--out,-o", avg.out, "output .safetensors (a new directory with --shard-size)")->required();
   average->add_option("--weights", avg.weights, "weights w1,w2,... (normalised)")->delimiter(',');

@@ -46,6 +46,7 @@ SafetensorsSet::SafetensorsSet(const std::string& path) {
   if (!ends_with(file, ".json")) {
     files_.push_back(std::make_unique<SafetensorsFile>(file));
     for (const auto& e : files_[0]->entries()) tensors_.push_back({files_[0].get(), &e});
+    index_names();
     return;
   }
 
@@ -90,12 +91,22 @@ SafetensorsSet::SafetensorsSet(const std::string& path) {
   }
   for (const auto& [name, shard] : expected)
     if (!found.count(name)) fail(file, ": weight_map puts tensor '", name, "' in ", shard, ", which does not hold it");
+  index_names();
+}
+
+void SafetensorsSet::index_names() {
+  for (size_t i = 0; i < tensors_.size(); ++i) by_name_[tensors_[i].entry->name] = i;
 }
 
 const SafetensorsSet::Tensor* SafetensorsSet::find(const std::string& name) const {
-  for (const auto& t : tensors_)
-    if (t.entry->name == name) return &t;
-  return nullptr;
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : &tensors_[it->second];
+}
+
+std::string SafetensorsSet::checksum() const {
+  std::string out;
+  for (const auto& f : files_) out += (out.empty() ? "" : "+") + f->checksum();
+  return out;
 }
 
 NamedTensors SafetensorsSet::views() const {

@@ -4,6 +4,7 @@
 // The index is checked against the shards before any tensor is used.
 #pragma once
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,8 +30,15 @@ class SafetensorsSet {
   const Tensor* find(const std::string& name) const;
   // Read-only views (see SafetensorsFile::view) of every tensor; valid while the set lives.
   NamedTensors views() const;
+  // The first file's metadata (shards written together repeat it).
+  const Metadata& metadata() const { return files_[0]->metadata(); }
+  // The files' XXH3-64 checksums (see SafetensorsFile::checksum), joined by "+" in file order.
+  std::string checksum() const;
 
  private:
+  void index_names();
+
+  std::map<std::string, size_t> by_name_;  // name -> index into tensors_
   std::string source_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::vector<Tensor> tensors_;
