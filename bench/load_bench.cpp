@@ -18,7 +18,7 @@
 
 #include "lofi/error.h"
 #include "lofi/io/safetensors.h"
-#include "lofi/model/gpt.h"
+#include "lofi/model/causal_lm.h"
 #include "lofi/model/weights.h"
 
 namespace {
@@ -38,8 +38,8 @@ double best_of(int repeats, const std::function<void()>& f) {
   return best;
 }
 
-model::GptConfig opt_1_3b() {
-  model::GptConfig c;
+model::LmConfig opt_1_3b() {
+  model::LmConfig c;
   c.n_layer = 24, c.n_head = 32, c.d_model = 2048, c.d_ff = 8192, c.vocab_size = 50272, c.max_seq_len = 2048;
   return c;
 }
@@ -116,7 +116,7 @@ int main(int argc, char** argv) try {
   torch::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
 
-  model::Gpt gpt(opt_1_3b());  // fp32 parameters: where the load copies to
+  model::CausalLm gpt = model::make_causal_lm(opt_1_3b());  // fp32 parameters: where the load copies to
   io::NamedTensors weights = model::module_weights(*gpt);
   if (!layout_matches(path, weights, dtype)) {
     std::printf("writing %s (OPT-1.3B layout, %s) ...\n", path.c_str(), dtype.c_str());

@@ -51,7 +51,7 @@ class LmAnalysis : public ::testing::Test {
     config.model.max_seq_len = 16;
     config.data.seq_len = 16;
     for (int seed : {1, 2}) {
-      model::Gpt gpt = train::make_gpt(config.model, static_cast<uint64_t>(seed));
+      model::CausalLm gpt = train::make_model(config.model, static_cast<uint64_t>(seed));
       paths.push_back(dir + "/m" + std::to_string(seed) + ".safetensors");
       io::save_safetensors(paths.back(), model::module_weights(*gpt));
     }

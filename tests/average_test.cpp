@@ -146,6 +146,33 @@ TEST(Average, ShardedOutputEqualsTheSingleFile) {
   EXPECT_THROW(average_checkpoints(opt), lofi::Error);  // will not overwrite a directory
 }
 
+TEST(Average, ShardedInputsAverageLikeTheirSingleFiles) {
+  std::string dir = test::scratch_dir();
+  auto paths = write_inputs(dir, 2);
+  AverageOptions opt;
+  opt.inputs = paths;
+  opt.out = dir + "/single.safetensors";
+  average_checkpoints(opt);
+  // Each input resharded: one as a directory, one through its index.json.
+  for (size_t i = 0; i < 2; ++i) {
+    AverageOptions copy;
+    copy.inputs = {paths[i]};
+    copy.out = dir + "/in" + std::to_string(i);
+    copy.shard_bytes = 1024;
+    average_checkpoints(copy);
+  }
+  opt.inputs = {dir + "/in0", dir + "/in1/model.safetensors.index.json"};
+  opt.out = dir + "/from-shards.safetensors";
+  AverageResult r = average_checkpoints(opt);
+  ASSERT_EQ(r.used.size(), 2u);
+  io::SafetensorsFile single(dir + "/single.safetensors"), from_shards(dir + "/from-shards.safetensors");
+  for (const auto& e : single.entries()) EXPECT_TRUE(torch::equal(from_shards.load(e.name), single.load(e))) << e.name;
+  // The provenance names the index and each shard's checksum.
+  auto input1 = nlohmann::json::parse(from_shards.metadata().at("lofi.merge.input.1"));
+  EXPECT_NE(input1["path"].get<std::string>().find("model.safetensors.index.json"), std::string::npos);
+  EXPECT_NE(input1["xxh3"].get<std::string>().find('+'), std::string::npos);
+}
+
 TEST(Average, AFailedMergeLeavesNothing) {
   std::string dir = test::scratch_dir();
   auto paths = write_inputs(dir, 2);

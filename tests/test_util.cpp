@@ -2,6 +2,7 @@
 
 #include <png.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -27,7 +28,8 @@ std::string scratch_dir() {
   std::string name = std::string(info->test_suite_name()) + "." + info->name();
   for (char& c : name)
     if (c == '/') c = '_';
-  auto dir = std::filesystem::temp_directory_path() / ("lofi-test-" + name);
+  // The pid keeps test runs of several checkouts on one machine out of each other's way.
+  auto dir = std::filesystem::temp_directory_path() / ("lofi-test-" + name + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();

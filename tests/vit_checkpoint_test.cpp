@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 
 VitConfig tiny() { return vit_config_preset("vit_test_patch8_32"); }
 
-fs::path fixture_dir() { return fs::path(LOFI_TEST_FIXTURES) / "vit"; }
+fs::path fixture_dir() { return fs::path(LOFI_FIXTURES) / "vit"; }
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
 

@@ -21,6 +21,7 @@
 #include "lofi/merge/interpolate.h"
 #include "lofi/merge/soup.h"
 #include "lofi/train/config.h"
+#include "lofi/train/export.h"
 #include "lofi/train/trainer.h"
 
 namespace {
@@ -189,7 +190,7 @@ int main(int argc, char** argv) {
 
   auto* average = app.add_subcommand("average", "Average checkpoints or run directories: lofi average A B ... --out OUT");
   merge::AverageOptions avg;
-  average->add_option("inputs", avg.inputs, "safetensors checkpoints, or run directories (their node-*/final.safetensors)")
+  average->add_option("inputs", avg.inputs, "safetensors checkpoints, sharded sets (index.json or a Hugging Face directory), or run directories (their node-*/final.safetensors)")
       ->required();
   average->add_option("--out,-o", avg.out, "output .safetensors (a new directory with --shard-size)")->required();
   average->add_option("--weights", avg.weights, "weights w1,w2,... (normalised)")->delimiter(',');
@@ -237,6 +238,16 @@ int main(int argc, char** argv) {
   report->add_option("dir", report_dir, "run directory, e.g. runs/demo")->required()->check(CLI::ExistingDirectory);
   report->add_option("--out,-o", report_out, "output HTML (default: DIR/report.html)");
 
+  auto* export_cmd = app.add_subcommand("export", "Write a checkpoint as a Hugging Face model directory: lofi export --format hf IN OUT_DIR");
+  train::ExportOptions export_opt;
+  std::string export_in, export_out;
+  export_cmd->add_option("--format", export_opt.format, "output format: hf (config.json + model.safetensors)")->required();
+  export_cmd->add_option("in", export_in, "lofi checkpoint (.safetensors with lofi.config metadata) or run directory (its merged.safetensors)")
+      ->required()->check(CLI::ExistingPath);
+  export_cmd->add_option("out", export_out, "new output directory")->required();
+  export_cmd->add_option("--dtype", export_opt.dtype, "F32 (default), F16 or BF16");
+  export_cmd->add_option("--shard-size", export_opt.shard_bytes, "write shards of at most this many bytes + model.safetensors.index.json");
+
   auto* inspect = app.add_subcommand("inspect", "List a checkpoint's tensors, shapes, dtypes and metadata");
   std::string inspect_path;
   inspect->add_option("file", inspect_path, "safetensors file")->required()->check(CLI::ExistingFile);
@@ -271,6 +282,10 @@ int main(int argc, char** argv) {
     if (*soup) return cmd_soup(soup_candidates, ev, soup_out);
     if (*interpolate) return cmd_interpolate(interp_a, interp_b, interp_points, ev);
     if (*inspect) return cmd_inspect(inspect_path);
+    if (*export_cmd) {
+      for (const auto& f : train::export_checkpoint(export_in, export_out, export_opt)) std::printf("written: %s\n", f.c_str());
+      return 0;
+    }
     if (*report) return std::printf("written: %s\n", eval::write_run_report(report_dir, report_out).c_str()) < 0;
     if (*demo) return demo::run_demo(demo_opt);
   } catch (const std::exception& e) {

@@ -26,31 +26,31 @@ LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPat
     data_.push_back(std::make_unique<data::TokenShards>(data::split_paths(d.path), config.model.vocab_size));
   train::ModelConfig shape = config.model;
   shape.init.clear();
-  gpt_ = train::make_gpt(shape, 0);
+  lm_ = train::make_model(shape, 0);
 }
 
-std::vector<LmScore> LmEvaluator::score_model(model::Gpt& gpt) {
+std::vector<LmScore> LmEvaluator::score_model(model::CausalLmImpl& lm) {
   std::vector<LmScore> out;
-  for (const auto& d : data_) out.push_back(evaluate_lm(gpt, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
+  for (const auto& d : data_) out.push_back(evaluate_lm(lm, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
   return out;
 }
 
 std::vector<LmScore> LmEvaluator::score(const io::NamedTensors& weights) {
-  model::load_named_tensors(*gpt_, weights, "weights", {"lm_head.weight"});
-  return score_model(gpt_);
+  model::load_named_tensors(*lm_, weights, "weights", {"lm_head.weight"});
+  return score_model(*lm_);
 }
 
 std::vector<LmScore> LmEvaluator::score_file(const std::string& checkpoint) {
-  model::load_module_weights(*gpt_, io::SafetensorsFile(checkpoint), {"lm_head.weight"});
-  return score_model(gpt_);
+  model::load_module_weights(*lm_, io::SafetensorsFile(checkpoint), {"lm_head.weight"});
+  return score_model(*lm_);
 }
 
 std::vector<LmScore> LmEvaluator::score_ensemble(const std::vector<std::string>& checkpoints) {
-  std::vector<model::Gpt> members;
+  std::vector<model::CausalLm> members;
   for (const auto& path : checkpoints) {
     train::ModelConfig shape = config_.model;
     shape.init = path;
-    members.push_back(train::make_gpt(shape, 0));
+    members.push_back(train::make_model(shape, 0));
   }
   std::vector<LmScore> out;
   for (const auto& d : data_)

@@ -11,7 +11,7 @@
 #include "lofi/data/token_shards.h"
 #include "lofi/eval/perplexity.h"
 #include "lofi/io/safetensors.h"
-#include "lofi/model/gpt.h"
+#include "lofi/model/causal_lm.h"
 #include "lofi/train/config.h"
 
 namespace lofi::eval {
@@ -43,13 +43,13 @@ class LmEvaluator {
   std::map<std::string, double> losses(const io::NamedTensors& weights);
 
  private:
-  std::vector<LmScore> score_model(model::Gpt& gpt);
+  std::vector<LmScore> score_model(model::CausalLmImpl& lm);
 
   train::Config config_;
   EvalSettings settings_;
   std::vector<NamedPath> names_;
   std::vector<std::unique_ptr<data::TokenShards>> data_;
-  model::Gpt gpt_{nullptr};
+  model::CausalLm lm_;
 };
 
 }  // namespace lofi::eval

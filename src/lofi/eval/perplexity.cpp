@@ -35,29 +35,29 @@ LmScore score_windows(const data::TokenShards& tokens, int64_t seq_len, int64_t 
 
 // Runs F with every model in eval mode, restoring their modes after.
 template <typename F>
-LmScore in_eval_mode(std::vector<model::Gpt*> models, F f) {
+LmScore in_eval_mode(std::vector<model::CausalLmImpl*> models, F f) {
   std::vector<bool> was_training;
-  for (auto* m : models) was_training.push_back((*m)->is_training()), (*m)->eval();
+  for (auto* m : models) was_training.push_back(m->is_training()), m->eval();
   LmScore score = f();
-  for (size_t i = 0; i < models.size(); ++i) (*models[i])->train(was_training[i]);
+  for (size_t i = 0; i < models.size(); ++i) models[i]->train(was_training[i]);
   return score;
 }
 
 }  // namespace
 
-LmScore evaluate_lm(model::Gpt& gpt, const data::TokenShards& tokens, int64_t seq_len, int64_t batch,
+LmScore evaluate_lm(model::CausalLmImpl& lm, const data::TokenShards& tokens, int64_t seq_len, int64_t batch,
                     int64_t max_windows) {
-  return in_eval_mode({&gpt}, [&] {
+  return in_eval_mode({&lm}, [&] {
     return score_windows(tokens, seq_len, batch, max_windows,
-                         [&](const torch::Tensor& x) { return torch::log_softmax(gpt->forward(x), -1); });
+                         [&](const torch::Tensor& x) { return torch::log_softmax(lm.forward(x), -1); });
   });
 }
 
-LmScore evaluate_lm_ensemble(std::vector<model::Gpt>& members, const data::TokenShards& tokens, int64_t seq_len,
+LmScore evaluate_lm_ensemble(std::vector<model::CausalLm>& members, const data::TokenShards& tokens, int64_t seq_len,
                              int64_t batch, int64_t max_windows) {
   if (members.empty()) fail("ensemble: no members");
-  std::vector<model::Gpt*> models;
-  for (auto& m : members) models.push_back(&m);
+  std::vector<model::CausalLmImpl*> models;
+  for (auto& m : members) models.push_back(m.get());
   return in_eval_mode(models, [&] {
     return score_windows(tokens, seq_len, batch, max_windows, [&](const torch::Tensor& x) {
       std::vector<torch::Tensor> lps;

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "lofi/data/token_shards.h"
-#include "lofi/model/gpt.h"
+#include "lofi/model/causal_lm.h"
 
 namespace lofi::eval {
 
@@ -17,11 +17,11 @@ struct LmScore {
 };
 
 // Scores up to MAX_WINDOWS windows of SEQ_LEN (0: all) in batches of BATCH.
-LmScore evaluate_lm(model::Gpt& gpt, const data::TokenShards& tokens, int64_t seq_len, int64_t batch,
+LmScore evaluate_lm(model::CausalLmImpl& lm, const data::TokenShards& tokens, int64_t seq_len, int64_t batch,
                     int64_t max_windows = 0);
 
 // The ensemble's prediction is the mean of the members' probabilities.
-LmScore evaluate_lm_ensemble(std::vector<model::Gpt>& members, const data::TokenShards& tokens, int64_t seq_len,
+LmScore evaluate_lm_ensemble(std::vector<model::CausalLm>& members, const data::TokenShards& tokens, int64_t seq_len,
                              int64_t batch, int64_t max_windows = 0);
 
 }  // namespace lofi::eval

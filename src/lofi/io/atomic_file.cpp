@@ -42,6 +42,26 @@ void AtomicFile::commit() {
   }
 }
 
+StagedDir::StagedDir(const std::string& dir) : dir_(std::filesystem::path(dir).lexically_normal().string()) {
+  while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();  // "out/" -> "out"
+  if (std::filesystem::exists(dir_)) fail(dir_, ": exists; the output must be a new directory");
+  tmp_ = dir_ + ".tmp-" + std::to_string(::getpid());
+  std::filesystem::remove_all(tmp_);  // a leftover of a killed run with our pid
+  make_dirs(tmp_);
+}
+
+StagedDir::~StagedDir() {
+  std::error_code ec;
+  if (!committed_) std::filesystem::remove_all(tmp_, ec);
+}
+
+void StagedDir::commit() {
+  std::error_code ec;
+  std::filesystem::rename(tmp_, dir_, ec);
+  if (ec) fail(dir_, ": cannot rename ", tmp_, " into place: ", ec.message());
+  committed_ = true;
+}
+
 void write_file_atomic(const std::string& path, const std::string& text) {
   AtomicFile file(path);
   file.write(text);

@@ -22,6 +22,24 @@ class AtomicFile {
   std::FILE* file_ = nullptr;
 };
 
+// A directory that appears whole or not at all: filled under DIR.tmp-PID, renamed to DIR by
+// commit(); destroyed uncommitted, the temporary is removed. DIR must not exist yet.
+class StagedDir {
+ public:
+  explicit StagedDir(const std::string& dir);
+  ~StagedDir();
+  StagedDir(const StagedDir&) = delete;
+  StagedDir& operator=(const StagedDir&) = delete;
+
+  const std::string& path() const { return tmp_; }   // where to write now
+  const std::string& final_path() const { return dir_; }
+  void commit();
+
+ private:
+  std::string dir_, tmp_;
+  bool committed_ = false;
+};
+
 // Writes TEXT to PATH atomically.
 void write_file_atomic(const std::string& path, const std::string& text);
 std::string read_text_file(const std::string& path);

@@ -18,6 +18,7 @@
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/io/safetensors_set.h"
 
 namespace lofi::merge {
 namespace fs = std::filesystem;
@@ -84,30 +85,24 @@ class OrderedResults {
 };
 
 // Checks that OTHER holds exactly FIRST's tensors; returns an error or "".
-std::string layout_mismatch(const io::SafetensorsFile& first, const io::SafetensorsFile& other) {
-  for (const auto& e : first.entries()) {
-    const io::TensorEntry* o = other.find(e.name);
-    if (!o) return cat("tensor '", e.name, "' is in ", first.path(), " but not in ", other.path());
+std::string layout_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other) {
+  for (const auto& t : first.tensors()) {
+    const io::TensorEntry& e = *t.entry;
+    const auto* found = other.find(e.name);
+    if (!found) return cat("tensor '", e.name, "' is in ", first.source(), " but not in ", other.source());
+    const io::TensorEntry* o = found->entry;
     if (o->shape != e.shape || o->dtype != e.dtype)
-      return cat("tensor '", e.name, "' is ", e.dtype, " ", torch::IntArrayRef(e.shape), " in ", first.path(), " but ",
-                 o->dtype, " ", torch::IntArrayRef(o->shape), " in ", other.path());
+      return cat("tensor '", e.name, "' is ", e.dtype, " ", torch::IntArrayRef(e.shape), " in ", first.source(), " but ",
+                 o->dtype, " ", torch::IntArrayRef(o->shape), " in ", other.source());
   }
-  for (const auto& o : other.entries())
-    if (!first.find(o.name)) return cat("tensor '", o.name, "' is in ", other.path(), " but not in ", first.path());
+  for (const auto& o : other.tensors())
+    if (!first.find(o.entry->name)) return cat("tensor '", o.entry->name, "' is in ", other.source(), " but not in ", first.source());
   return "";
 }
 
-// Splits LAYOUT into shards of at most SHARD_BYTES (a larger tensor gets a shard of its own).
-std::vector<std::vector<io::TensorEntry>> plan_shards(const std::vector<io::TensorEntry>& layout, int64_t shard_bytes) {
-  std::vector<std::vector<io::TensorEntry>> shards(1);
-  int64_t size = 0;
-  for (const auto& e : layout) {
-    int64_t bytes = static_cast<int64_t>(e.end - e.begin);
-    if (!shards.back().empty() && shard_bytes > 0 && size + bytes > shard_bytes) shards.emplace_back(), size = 0;
-    shards.back().push_back(e);
-    size += bytes;
-  }
-  return shards;
+// A directory of Hugging Face weights (one file or shards), as opposed to a run directory.
+bool is_weights_dir(const fs::path& dir) {
+  return fs::exists(dir / "model.safetensors") || fs::exists(dir / "model.safetensors.index.json");
 }
 
 }  // namespace
@@ -116,7 +111,7 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
   std::vector<std::string> out;
   for (const auto& input : inputs) {
     fs::path run(input);
-    if (!fs::is_directory(run)) {
+    if (!fs::is_directory(run) || is_weights_dir(run)) {
       out.push_back(input);
       continue;
     }
@@ -155,16 +150,16 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
 
   // Open and check every input. Without --min-inputs any problem is fatal; with it, the input
   // is named and left out.
-  std::vector<std::unique_ptr<io::SafetensorsFile>> files;
+  std::vector<std::unique_ptr<io::SafetensorsSet>> files;
   std::vector<double> used_weights;
   auto reject = [&](const std::string& path, const std::string& why) {
     if (opt.min_inputs <= 0) fail("average: ", why);
     result.skipped.push_back(path + ": " + why);
   };
   for (size_t i = 0; i < inputs.size(); ++i) {
-    std::unique_ptr<io::SafetensorsFile> file;
+    std::unique_ptr<io::SafetensorsSet> file;
     try {
-      file = std::make_unique<io::SafetensorsFile>(inputs[i]);
+      file = std::make_unique<io::SafetensorsSet>(inputs[i]);
     } catch (const lofi::Error& e) {
       reject(inputs[i], e.what());
       continue;
@@ -187,13 +182,14 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
   const double total = std::accumulate(used_weights.begin(), used_weights.end(), 0.0);
   if (!(total > 0)) fail("average: weights sum to 0");
 
-  const io::SafetensorsFile& first = *files[0];
-  std::vector<io::TensorEntry> layout = first.entries();
+  const io::SafetensorsSet& first = *files[0];
+  std::vector<io::TensorEntry> layout;
+  for (const auto& t : first.tensors()) layout.push_back(*t.entry);
   if (!opt.dtype.empty()) {
     torch::Dtype out_dtype = io::dtype_from_safetensors(opt.dtype, "--dtype");
     if (!torch::isFloatingType(out_dtype)) fail("--dtype must be a float type (F64, F32, F16, BF16), found ", opt.dtype);
     for (auto& e : layout) {
-      torch::Dtype in = io::dtype_from_safetensors(e.dtype, first.path());
+      torch::Dtype in = io::dtype_from_safetensors(e.dtype, first.source());
       if (torch::isFloatingType(in)) {
         e.end = e.begin + (e.end - e.begin) / c10::elementSize(in) * c10::elementSize(out_dtype);
         e.dtype = opt.dtype;
@@ -226,7 +222,7 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
     char w[32];
     std::snprintf(w, sizeof(w), "%.9g", used_weights[i] / total);
     metadata["lofi.merge.input." + std::to_string(i)] =
-        nlohmann::json{{"path", files[i]->path()}, {"weight", w}, {"xxh3", opt.checksums ? checksums[i] : "not computed"}}.dump();
+        nlohmann::json{{"path", files[i]->source()}, {"weight", w}, {"xxh3", opt.checksums ? checksums[i] : "not computed"}}.dump();
   }
   for (size_t i = 0; i < result.skipped.size(); ++i) metadata["lofi.merge.skipped." + std::to_string(i)] = result.skipped[i];
 
@@ -241,10 +237,10 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
   std::vector<Item> items;
   std::vector<size_t> items_per_tensor(layout.size(), 0);
   for (size_t t = 0; t < layout.size(); ++t) {
-    const io::TensorEntry& e = first.entries()[t];
+    const io::TensorEntry& e = *first.tensors()[t].entry;
     int64_t numel = 1;
     for (int64_t d : e.shape) numel *= d;
-    if (!torch::isFloatingType(io::dtype_from_safetensors(e.dtype, first.path()))) {
+    if (!torch::isFloatingType(io::dtype_from_safetensors(e.dtype, first.source()))) {
       items.push_back({t, 0, -1});
     } else {
       for (int64_t at = 0; at < numel; at += kChunk) items.push_back({t, at, std::min(kChunk, numel - at)});
@@ -256,17 +252,17 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
   torch::set_num_threads(1);  // parallel over chunks; torch's own threads would oversubscribe
   OrderedResults results(items.size(), static_cast<size_t>(4 * threads));
   auto compute = [&](const Item& item) -> torch::Tensor {
-    const io::TensorEntry& in_entry = first.entries()[item.tensor];
-    std::vector<const io::TensorEntry*> entries;
-    for (const auto& f : files) entries.push_back(f.get() == &first ? &in_entry : f->find(in_entry.name));
+    const io::TensorEntry& in_entry = *first.tensors()[item.tensor].entry;
+    std::vector<const io::SafetensorsSet::Tensor*> entries;  // this tensor in each input
+    for (const auto& f : files) entries.push_back(f.get() == &first ? &first.tensors()[item.tensor] : f->find(in_entry.name));
     if (item.count < 0) {  // integer tensors (step counters, ids) must agree
-      torch::Tensor base = first.load(in_entry);
+      torch::Tensor base = entries[0]->file->load(in_entry);
       for (size_t i = 1; i < files.size(); ++i)
-        if (!torch::equal(base, files[i]->load(*entries[i])))
-          fail("average: integer tensor '", in_entry.name, "' differs between ", first.path(), " and ", files[i]->path());
+        if (!torch::equal(base, entries[i]->file->load(*entries[i]->entry)))
+          fail("average: integer tensor '", in_entry.name, "' differs between ", first.source(), " and ", files[i]->source());
       return base;
     }
-    torch::Dtype in_dtype = io::dtype_from_safetensors(in_entry.dtype, first.path());
+    torch::Dtype in_dtype = io::dtype_from_safetensors(in_entry.dtype, first.source());
     // Inputs are read with pread into buffers each thread reuses: each byte is touched once,
     // where a mapping, or a fresh allocation, would cost a page fault per 4 KB.
     thread_local std::map<torch::Dtype, torch::Tensor> buffers;
@@ -278,7 +274,7 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
     torch::Tensor sum = buffer(accumulator_dtype(in_dtype));
     torch::Tensor in = in_dtype == sum.scalar_type() ? torch::empty({item.count}, in_dtype) : buffer(in_dtype);
     for (size_t i = 0; i < files.size(); ++i) {
-      files[i]->read_range(*entries[i], item.first, item.count, in.data_ptr());
+      entries[i]->file->read_range(*entries[i]->entry, item.first, item.count, in.data_ptr());
       if (in_dtype == torch::kFloat32) {
         // By hand: LibTorch's mixed-dtype in-place add (fp64 += w * fp32) takes a generic
         // casting path; this loop vectorises.
@@ -296,7 +292,7 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
       }
     }
     // copy=true: SUM is this thread's reused buffer, and the writer may not have taken it yet.
-    return sum.div_(total).to(io::dtype_from_safetensors(layout[item.tensor].dtype, first.path()), false, true);
+    return sum.div_(total).to(io::dtype_from_safetensors(layout[item.tensor].dtype, first.source()), false, true);
   };
   std::vector<std::thread> pool;
   auto finish_pool = [&] {
@@ -336,36 +332,10 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
     } else {
       // Hugging Face sharding: OUT/model-0000k-of-0000N.safetensors + model.safetensors.index.json,
       // built in a temporary directory renamed into place at the end.
-      std::string out_dir = fs::path(opt.out).lexically_normal().string();
-      while (out_dir.size() > 1 && out_dir.back() == '/') out_dir.pop_back();  // "merged/" -> "merged"
-      if (fs::exists(out_dir)) fail(out_dir, ": exists; a sharded output must be a new directory");
-      const std::string tmp = out_dir + ".tmp-" + std::to_string(::getpid());
-      io::make_dirs(tmp);
-      try {
-        auto shards = plan_shards(layout, opt.shard_bytes);
-        std::vector<size_t> shard_first{0};  // layout index of each shard's first tensor
-        for (const auto& shard : shards) shard_first.push_back(shard_first.back() + shard.size());
-        nlohmann::ordered_json index{{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::ordered_json::object()}};
-        uint64_t total_size = 0;
-        for (size_t s = 0; s < shards.size(); ++s) {
-          char name[64];
-          std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
-          io::SafetensorsWriter writer(tmp + "/" + name, shards[s], metadata);
-          for (const auto& e : shards[s]) {
-            write_tensor(writer, static_cast<size_t>(&e - shards[s].data()) + shard_first[s]);
-            index["weight_map"][e.name] = name;
-            total_size += e.end - e.begin;
-          }
-          writer.commit();
-          result.outputs.push_back(out_dir + "/" + name);
-        }
-        index["metadata"]["total_size"] = total_size;
-        io::write_file_atomic(tmp + "/model.safetensors.index.json", index.dump(2) + "\n");
-        fs::rename(tmp, out_dir);
-      } catch (...) {
-        fs::remove_all(tmp);
-        throw;
-      }
+      io::StagedDir out_dir(opt.out);
+      for (const auto& name : io::write_safetensors_shards(out_dir.path(), layout, opt.shard_bytes, metadata, write_tensor))
+        result.outputs.push_back(out_dir.final_path() + "/" + name);
+      out_dir.commit();
     }
   } catch (...) {
     finish_pool();

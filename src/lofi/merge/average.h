@@ -13,7 +13,9 @@
 namespace lofi::merge {
 
 struct AverageOptions {
-  std::vector<std::string> inputs;  // safetensors files, or run directories (their node finals)
+  std::vector<std::string> inputs;  // safetensors files, sharded sets (an *.index.json, or a directory
+                                    // with model.safetensors[.index.json]), or run directories
+                                    // (their node finals)
   std::vector<double> weights;      // one per (expanded) input; empty: uniform; normalised
   std::string out;                  // a .safetensors file, or a directory when shard_bytes > 0
   std::string dtype;                // output dtype ("F32", "F16", "BF16", "F64"); empty: as input

@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "lofi/model/gpt.h"
+#include <torch/torch.h>
 #include "lofi/train/optimizer.h"
 
 namespace lofi::train {

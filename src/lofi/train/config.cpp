@@ -7,6 +7,8 @@
 #include <toml++/toml.h>
 
 #include "lofi/error.h"
+#include "lofi/model/causal_lm.h"
+#include "lofi/model/hf.h"
 
 namespace lofi::train {
 
@@ -22,6 +24,11 @@ std::vector<ConfigField> config_fields(Config& c) {
       {"model.max_seq_len", &c.model.max_seq_len},
       {"model.activation", &c.model.activation},
       {"model.dropout", &c.model.dropout},
+      {"model.attention_dropout", &c.model.attention_dropout},
+      {"model.embedding_dropout", &c.model.embedding_dropout},
+      {"model.layer_norm_eps", &c.model.layer_norm_eps},
+      {"model.do_layer_norm_before", &c.model.do_layer_norm_before},
+      {"model.word_embed_proj_dim", &c.model.word_embed_proj_dim},
       {"model.init", &c.model.init},
       {"model.preset", &c.model.preset},
       {"model.image_size", &c.model.image_size},
@@ -164,19 +171,20 @@ void validate(const Config& c) {
   auto need = [](bool ok, const auto&... why) {
     if (!ok) fail("config: ", why...);
   };
-  need(c.model.arch == "opt" || c.model.arch == "vit", "model.arch must be \"opt\" or \"vit\", found \"",
-       c.model.arch, "\"");
   need(c.model.image_size >= 0 && c.model.num_classes >= 0, "model.image_size and model.num_classes must be >= 0");
   need(c.model.drop_path >= 0 && c.model.drop_path < 1, "model.drop_path must be in [0, 1), found ", c.model.drop_path);
   need(c.images.loader_threads >= 1 && c.images.prefetch >= 1, "images.loader_threads and images.prefetch must be >= 1");
-  need(c.model.n_layer >= 1, "model.n_layer must be >= 1, found ", c.model.n_layer);
   need(c.model.n_head >= 1 && c.model.d_model % c.model.n_head == 0, "model.d_model (", c.model.d_model,
        ") must be divisible by model.n_head (", c.model.n_head, ")");
-  need(c.model.d_ff >= 1, "model.d_ff must be >= 1");
-  need(c.model.vocab_size >= 2, "model.vocab_size must be >= 2");
-  need(c.model.activation == "relu" || c.model.activation == "gelu",
-       "model.activation must be \"relu\" or \"gelu\", found \"", c.model.activation, "\"");
   need(c.model.dropout >= 0 && c.model.dropout < 1, "model.dropout must be in [0, 1)");
+  need(c.model.attention_dropout < 1 && c.model.embedding_dropout < 1,
+       "model.attention_dropout and model.embedding_dropout must be below 1");
+  if (c.model.arch == "vit") {
+    need(c.model.init.empty() || !model::is_hf_model_dir(c.model.init),
+         "model.init: a Hugging Face language-model directory cannot initialise a \"vit\"");
+  } else {
+    model::check_lm_config(lm_config(c.model), "config: model");
+  }
   need(c.data.seq_len >= 1 && c.data.seq_len <= c.model.max_seq_len, "data.seq_len (", c.data.seq_len,
        ") must be in [1, model.max_seq_len = ", c.model.max_seq_len, "]");
   need(c.dist.data_split == "shuffle" || c.dist.data_split == "shard",
@@ -202,6 +210,44 @@ void validate(const Config& c) {
        ") must be divisible by dist.nodes (", c.dist.nodes, "): each node uses batch_size / nodes");
 }
 
+model::LmConfig lm_config(const ModelConfig& c) {
+  model::LmConfig m;
+  m.arch = c.arch;
+  m.n_layer = c.n_layer;
+  m.n_head = c.n_head;
+  m.d_model = c.d_model;
+  m.d_ff = c.d_ff;
+  m.vocab_size = c.vocab_size;
+  m.max_seq_len = c.max_seq_len;
+  m.activation = c.activation;
+  m.dropout = c.dropout;
+  m.attention_dropout = c.attention_dropout < 0 ? c.dropout : c.attention_dropout;
+  m.embedding_dropout = c.embedding_dropout < 0 ? c.dropout : c.embedding_dropout;
+  m.layer_norm_eps = c.layer_norm_eps;
+  m.do_layer_norm_before = c.do_layer_norm_before;
+  m.word_embed_proj_dim = c.word_embed_proj_dim;
+  return m;
+}
+
+void apply_hf_init(ModelConfig& c) {
+  if (c.init.empty() || !model::is_hf_model_dir(c.init)) return;
+  model::LmConfig m = model::read_hf_config(c.init);
+  c.arch = m.arch;
+  c.n_layer = m.n_layer;
+  c.n_head = m.n_head;
+  c.d_model = m.d_model;
+  c.d_ff = m.d_ff;
+  c.vocab_size = m.vocab_size;
+  c.max_seq_len = m.max_seq_len;
+  c.activation = m.activation;
+  c.dropout = m.dropout;
+  c.attention_dropout = m.attention_dropout;
+  c.embedding_dropout = m.embedding_dropout;
+  c.layer_norm_eps = m.layer_norm_eps;
+  c.do_layer_norm_before = m.do_layer_norm_before;
+  c.word_embed_proj_dim = m.word_embed_proj_dim;
+}
+
 std::string to_toml(const Config& config) {
   Config copy = config;
   toml::table root;
@@ -221,6 +267,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   Config config;
   if (!path.empty()) apply_toml_file(config, path);
   for (const auto& o : overrides) apply_override(config, o);
+  apply_hf_init(config.model);
   validate(config);
   return config;
 }

@@ -7,6 +7,8 @@
 #include <variant>
 #include <vector>
 
+#include "lofi/model/lm_config.h"
+
 namespace lofi::train {
 
 struct RunConfig {
@@ -14,16 +16,25 @@ struct RunConfig {
 };
 
 struct ModelConfig {
-  std::string arch = "opt";         // "opt" (decoder LM), or "vit" (image classifier, timm layout)
+  std::string arch = "opt";         // "opt" (OPTForCausalLM layout), "gpt2" (GPT2LMHeadModel layout)
+                                    // or "vit" (image classifier, timm VisionTransformer layout)
   int64_t n_layer = 4;              // decoder blocks, e.g. 12 for OPT-125M
   int64_t n_head = 4;               // attention heads, e.g. 12
   int64_t d_model = 128;            // residual width, e.g. 768
   int64_t d_ff = 512;               // MLP hidden width, e.g. 3072
   int64_t vocab_size = 256;         // token ids must lie below this, e.g. 50272
   int64_t max_seq_len = 128;        // learned positions, e.g. 2048
-  std::string activation = "relu";  // "relu" (OPT) or "gelu" (tanh approximation, GPT-2)
-  double dropout = 0.0;             // dropout on attention and residual branches, e.g. 0.1
-  std::string init;                 // safetensors to start from; empty: random init from train.seed
+  std::string activation = "relu";  // "relu" (OPT), "gelu" (tanh approximation, GPT-2) or "gelu_erf"
+  double dropout = 0.0;             // dropout on residual branches, e.g. 0.1
+  double attention_dropout = -1;    // on attention probabilities; < 0: as model.dropout
+  double embedding_dropout = -1;    // on the summed embeddings; < 0: as model.dropout
+  double layer_norm_eps = 1e-5;     // LayerNorm epsilon (OPT 1e-5, GPT-2 layer_norm_epsilon)
+  bool do_layer_norm_before = true; // OPT: false is opt-350m's post-LayerNorm blocks (no final norm)
+  int64_t word_embed_proj_dim = 0;  // OPT: token embedding width with project_in/out (opt-350m: 512);
+                                    // 0: d_model
+  std::string init;                 // safetensors file, or a Hugging Face model directory (config.json
+                                    // + weights: it then sets every other model.* key); empty: random
+                                    // init from train.seed
   // Image classifiers (arch = "vit"); the language-model shape fields above do not apply.
   std::string preset = "vit_demo_patch4_32";  // timm architecture, e.g. "deit_base_patch16_224"
   int64_t image_size = 0;           // input side in pixels; 0: the preset's, e.g. 224
@@ -110,7 +121,13 @@ void validate(const Config& config);
 // The resolved config as TOML text, loadable by apply_toml_text.
 std::string to_toml(const Config& config);
 
-// Config file (may be empty) + overrides, validated.
+// The model's shape as the model library takes it (negative dropouts resolved).
+model::LmConfig lm_config(const ModelConfig& config);
+// When MODEL.init is a Hugging Face model directory, sets every other model.* key from its
+// config.json (so the resolved config records what was built); else does nothing.
+void apply_hf_init(ModelConfig& model);
+
+// Config file (may be empty) + overrides, then apply_hf_init, validated.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides);
 
 }  // namespace lofi::train

@@ -12,7 +12,7 @@ LmTask::LmTask(const Config& config, const dist::Topology& topo, uint64_t init_s
       tokens_(data::split_paths(config.data.train), config.model.vocab_size),
       sampler_(data::node_token_range(tokens_.size(), topo.nodes, topo.node, config.dist.data_split), seq_len_ + 1,
                static_cast<uint64_t>(config.train.seed), topo.node),
-      model_(make_gpt(config.model, init_seed)) {
+      model_(make_model(config.model, init_seed)) {
   if (config.train.eval_every > 0) {
     if (config.data.val.empty()) fail("config: train.eval_every > 0 needs data.val");
     val_ = std::make_unique<data::TokenShards>(data::split_paths(config.data.val), config.model.vocab_size);
@@ -29,7 +29,7 @@ torch::Tensor LmTask::loss(int64_t first, int64_t count) {
 }
 
 nlohmann::json LmTask::validate(int64_t batch) {
-  auto score = eval::evaluate_lm(model_, *val_, seq_len_, batch, eval_batches_ * batch);
+  auto score = eval::evaluate_lm(*model_, *val_, seq_len_, batch, eval_batches_ * batch);
   return {{"val_loss", score.loss}};
 }
 

@@ -5,7 +5,7 @@
 
 #include "lofi/data/sampler.h"
 #include "lofi/data/token_shards.h"
-#include "lofi/model/gpt.h"
+#include "lofi/model/causal_lm.h"
 #include "lofi/train/task.h"
 
 namespace lofi::train {
@@ -28,7 +28,7 @@ class LmTask : public Task {
   std::unique_ptr<data::TokenShards> val_;
   data::WindowSampler sampler_;
   std::vector<int64_t> starts_;  // window starts of the current node batch
-  model::Gpt model_{nullptr};
+  model::CausalLm model_;
 };
 
 }  // namespace lofi::train

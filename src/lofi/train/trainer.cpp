@@ -15,8 +15,10 @@
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/merge/average.h"
+#include "lofi/model/hf.h"
 #include "lofi/model/weights.h"
 #include "lofi/train/checkpoint.h"
+#include "lofi/train/export.h"
 #include "lofi/train/optimizer.h"
 #include "lofi/train/schedule.h"
 #include "lofi/train/task.h"
@@ -59,19 +61,19 @@ std::string format_duration(double seconds) {
 
 }  // namespace
 
-model::GptConfig gpt_config(const ModelConfig& c) {
-  return {c.n_layer, c.n_head, c.d_model, c.d_ff, c.vocab_size, c.max_seq_len, c.activation, c.dropout};
-}
-
-model::Gpt make_gpt(const ModelConfig& config, uint64_t seed) {
+model::CausalLm make_model(const ModelConfig& config, uint64_t seed) {
+  ModelConfig resolved = config;
+  apply_hf_init(resolved);
   torch::manual_seed(seed);
-  model::Gpt gpt(gpt_config(config));
-  model::init_gpt_weights(gpt);
-  if (!config.init.empty()) {
-    io::SafetensorsFile init(config.init);
-    model::load_module_weights(*gpt, init, {"lm_head.weight"});
+  model::CausalLm lm = model::make_causal_lm(lm_config(resolved));
+  model::init_causal_lm_weights(*lm);
+  if (model::is_hf_model_dir(resolved.init)) {
+    model::load_hf_weights(*lm, resolved.init);
+  } else if (!resolved.init.empty()) {
+    io::SafetensorsFile init(resolved.init);
+    model::load_module_weights(*lm, init, {"lm_head.weight"});
   }
-  return gpt;
+  return lm;
 }
 
 Config config_from_checkpoint(const std::string& path) {
@@ -207,6 +209,10 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
     meta.insert({{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
                  {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", to_toml(config)}});
     io::save_safetensors(my_dir + "/final.safetensors", model::module_weights(model), meta);
+    // A run from a Hugging Face directory hands its result back in that form: the merged model
+    // of a whole lo-fi job (below), else each node's final.
+    const bool merges = topo.whole_job && topo.nodes > 1;
+    if (!merges && model::is_hf_model_dir(config.model.init)) write_hf_output(my_dir + "/final.safetensors", my_dir + "/final-hf");
     comm.announce_node_done();
   }
   if (env.rank == 0 && topo.whole_job && topo.nodes > 1) {
@@ -214,6 +220,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
     std::vector<std::string> finals;
     for (int64_t k = 0; k < topo.nodes; ++k) finals.push_back(node_dir(run_dir, k) + "/final.safetensors");
     merge::average_files(finals, {}, run_dir + "/merged.safetensors");
+    if (model::is_hf_model_dir(config.model.init)) write_hf_output(run_dir + "/merged.safetensors", run_dir + "/merged-hf");
     std::printf("merged %lld nodes into %s/merged.safetensors\n", static_cast<long long>(topo.nodes), run_dir.c_str());
   }
   return summary;

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "lofi/dist/env.h"
-#include "lofi/model/gpt.h"
+#include "lofi/model/causal_lm.h"
 #include "lofi/train/config.h"
 
 namespace lofi::train {
@@ -19,12 +19,12 @@ struct TrainSummary {
   int64_t bytes_between_nodes = 0;
 };
 
-model::GptConfig gpt_config(const ModelConfig& config);
-// A model from CONFIG: MODEL.init's weights when set, else OPT init seeded by SEED.
-model::Gpt make_gpt(const ModelConfig& config, uint64_t seed);
+// A model of CONFIG.arch: MODEL.init's weights when set (a safetensors file, or a Hugging Face
+// directory whose config.json then gives the shape), else the usual init seeded by SEED.
+model::CausalLm make_model(const ModelConfig& config, uint64_t seed);
 
 // The config a lofi checkpoint was trained with (its "lofi.config" metadata), with model.init
-// pointing at PATH, so make_gpt() rebuilds the model.
+// pointing at PATH, so make_model() rebuilds the model.
 Config config_from_checkpoint(const std::string& path);
 
 std::string node_dir(const std::string& run_dir, int64_t node);

@@ -1,0 +1,33 @@
+// Pieces the causal-LM architectures share: dropout that costs nothing at p = 0, the activation
+// by name, the masked multi-head attention core, and GPT-2's Conv1D (a linear layer whose weight
+// is stored (in, out)). Each architecture file (opt.*, gpt2.*) builds its blocks from these.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+
+namespace lofi::model {
+
+// Dropout only where it does something: the common fine-tuning setting is p = 0.
+torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training);
+
+// "relu", "gelu" (tanh approximation: HF gelu_new) or "gelu_erf" (exact: HF gelu).
+torch::Tensor activate(const torch::Tensor& x, const std::string& activation);
+
+// Causal multi-head attention of already projected Q, K, V (B, T, C) with N_HEAD heads; Q comes
+// scaled by the caller (OPT scales the projection, GPT-2 the scores; the caller keeps its
+// reference's order). Returns the heads merged back: (B, T, C).
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t n_head,
+                               double dropout, bool training);
+
+// GPT-2's Conv1D: y = x @ weight + bias with weight (in, out), as Hugging Face stores it, so the
+// names and the layout of checkpoints match with no transposition.
+struct Conv1DImpl : torch::nn::Module {
+  Conv1DImpl(int64_t in, int64_t out);
+  torch::Tensor forward(const torch::Tensor& x);  // (..., in) -> (..., out)
+
+  torch::Tensor weight, bias;  // (in, out), (out)
+};
+TORCH_MODULE(Conv1D);
+
+}  // namespace lofi::model

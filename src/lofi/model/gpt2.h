@@ -1,0 +1,63 @@
+// GPT-2 (GPT2LMHeadModel): learned positions from 0, pre-LayerNorm blocks with a fused QKV
+// projection, Conv1D layers whose weights are stored (in, out), a final ln_f and an output head
+// tied to wte. Submodule names give Hugging Face's parameter names ("transformer.h.0.attn.c_attn.
+// weight", ...), and Conv1D keeps their layout, so checkpoints load with no renaming or transposing.
+// The causal-mask buffers old checkpoints carry (attn.bias, attn.masked_bias) are not parameters.
+#pragma once
+#include <torch/torch.h>
+
+#include "lofi/model/blocks.h"
+#include "lofi/model/causal_lm.h"
+
+namespace lofi::model {
+
+struct Gpt2AttentionImpl : torch::nn::Module {
+  explicit Gpt2AttentionImpl(const LmConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);  // (B, T, C) -> (B, T, C), causal
+
+  int64_t n_head, d_model;
+  double attn_dropout, resid_dropout;
+  Conv1D c_attn{nullptr}, c_proj{nullptr};  // (C, 3C), (C, C)
+};
+TORCH_MODULE(Gpt2Attention);
+
+struct Gpt2MlpImpl : torch::nn::Module {
+  explicit Gpt2MlpImpl(const LmConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);  // (B, T, C) -> (B, T, C)
+
+  std::string activation;
+  double dropout;
+  Conv1D c_fc{nullptr}, c_proj{nullptr};  // (C, F), (F, C)
+};
+TORCH_MODULE(Gpt2Mlp);
+
+struct Gpt2BlockImpl : torch::nn::Module {
+  explicit Gpt2BlockImpl(const LmConfig& c);
+  torch::Tensor forward(torch::Tensor x);  // (B, T, C) -> (B, T, C)
+
+  torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
+  Gpt2Attention attn{nullptr};
+  Gpt2Mlp mlp{nullptr};
+};
+TORCH_MODULE(Gpt2Block);
+
+struct Gpt2ModelImpl : torch::nn::Module {
+  explicit Gpt2ModelImpl(const LmConfig& c);
+  torch::Tensor forward(const torch::Tensor& tokens);  // (B, T) int64 -> hidden (B, T, C)
+
+  torch::nn::Embedding wte{nullptr}, wpe{nullptr};
+  torch::nn::ModuleList h{nullptr};
+  torch::nn::LayerNorm ln_f{nullptr};
+  double dropout;
+};
+TORCH_MODULE(Gpt2Model);
+
+struct Gpt2LMHeadModelImpl : CausalLmImpl {
+  explicit Gpt2LMHeadModelImpl(const LmConfig& c);
+  torch::Tensor forward(const torch::Tensor& tokens) override;  // (B, T) -> logits (B, T, V)
+  torch::Tensor tied_embedding() const override { return transformer->wte->weight; }
+
+  Gpt2Model transformer{nullptr};
+};
+
+}  // namespace lofi::model

@@ -1,0 +1,47 @@
+// Hugging Face model directories in and out: config.json <-> LmConfig for model_type "opt" and
+// "gpt2", weights read from model.safetensors or its shards with or without the base-model
+// prefix the hub files use, and a whole directory written that transformers' from_pretrained
+// loads unchanged. Settings lofi cannot honour are errors naming config.json, the key and value.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "lofi/model/causal_lm.h"
+
+namespace lofi::model {
+
+// PATH is a directory holding config.json.
+bool is_hf_model_dir(const std::string& path);
+
+// The model config.json describes; SOURCE names it in errors. Keys it lacks take transformers'
+// defaults for the model type.
+LmConfig lm_config_from_hf(const nlohmann::json& config, const std::string& source);
+LmConfig read_hf_config(const std::string& dir);  // DIR/config.json
+
+// config.json for CONFIG: the model type's own keys, architectures, torch_dtype and the tied
+// head. Keys of BASE (the config.json the model came from, if any: token ids, prefix, ...) are
+// kept where lofi does not set them.
+nlohmann::ordered_json hf_config_json(const LmConfig& config, const std::string& torch_dtype,
+                                      const nlohmann::json& base = nlohmann::json::object());
+
+// Copies the weights at PATH (a .safetensors file, an index.json or a directory; names with or
+// without "model." (OPT) / "transformer." (GPT-2)) into MODEL. A stored lm_head.weight must equal
+// the token embedding the head is tied to; GPT-2's attn.bias / attn.masked_bias mask buffers are
+// skipped. Anything else missing, extra or misshapen is an error naming the tensor.
+void load_hf_weights(CausalLmImpl& model, const std::string& path);
+
+struct HfExportOptions {
+  std::string dtype;          // "F32", "F16", "BF16"; empty: F32
+  int64_t shard_bytes = 0;    // > 0: shards of at most this size + model.safetensors.index.json
+  std::string source_dir;     // the Hugging Face directory the model came from: its config.json
+                              // keys and tokenizer files are carried over; empty: none
+};
+// Tokenizer files carried over from HfExportOptions::source_dir when present.
+const std::vector<std::string>& hf_tokenizer_files();
+
+// Writes MODEL as a new Hugging Face directory OUT_DIR (config.json, model.safetensors or shards,
+// tokenizer files), built under a temporary name and renamed into place. Returns the files written.
+std::vector<std::string> export_hf(const CausalLmImpl& model, const std::string& out_dir, const HfExportOptions& options);
+
+}  // namespace lofi::model

@@ -1,0 +1,88 @@
+#include "lofi/model/opt.h"
+
+#include <cmath>
+
+#include "lofi/error.h"
+#include "lofi/model/blocks.h"
+
+namespace lofi::model {
+
+namespace nn = torch::nn;
+
+namespace {
+nn::LayerNorm layer_norm(const LmConfig& c) {
+  return nn::LayerNorm(nn::LayerNormOptions({c.d_model}).eps(c.layer_norm_eps));
+}
+}  // namespace
+
+OptAttentionImpl::OptAttentionImpl(const LmConfig& c)
+    : n_head(c.n_head), head_dim(c.d_model / c.n_head), dropout(c.attention_dropout) {
+  k_proj = register_module("k_proj", nn::Linear(c.d_model, c.d_model));
+  v_proj = register_module("v_proj", nn::Linear(c.d_model, c.d_model));
+  q_proj = register_module("q_proj", nn::Linear(c.d_model, c.d_model));
+  out_proj = register_module("out_proj", nn::Linear(c.d_model, c.d_model));
+}
+
+torch::Tensor OptAttentionImpl::forward(const torch::Tensor& x) {
+  // OPT scales the query projection, not the scores (same order as the reference).
+  torch::Tensor q = q_proj(x) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
+  return out_proj(causal_attention(q, k_proj(x), v_proj(x), n_head, dropout, is_training()));
+}
+
+OptDecoderLayerImpl::OptDecoderLayerImpl(const LmConfig& c)
+    : activation(c.activation), dropout(c.dropout), norm_before(c.do_layer_norm_before) {
+  self_attn = register_module("self_attn", OptAttention(c));
+  self_attn_layer_norm = register_module("self_attn_layer_norm", layer_norm(c));
+  fc1 = register_module("fc1", nn::Linear(c.d_model, c.d_ff));
+  fc2 = register_module("fc2", nn::Linear(c.d_ff, c.d_model));
+  final_layer_norm = register_module("final_layer_norm", layer_norm(c));
+}
+
+torch::Tensor OptDecoderLayerImpl::forward(torch::Tensor x) {
+  // Pre-LayerNorm normalises each branch's input; post-LayerNorm (opt-350m) the sum after it.
+  torch::Tensor h = self_attn(norm_before ? self_attn_layer_norm(x) : x);
+  x = x + maybe_dropout(h, dropout, is_training());
+  if (!norm_before) x = self_attn_layer_norm(x);
+  h = activate(fc1(norm_before ? final_layer_norm(x) : x), activation);
+  x = x + maybe_dropout(fc2(h), dropout, is_training());
+  return norm_before ? x : final_layer_norm(x);
+}
+
+OptDecoderImpl::OptDecoderImpl(const LmConfig& c) : dropout(c.embedding_dropout) {
+  const int64_t E = c.word_embed_proj_dim > 0 ? c.word_embed_proj_dim : c.d_model;
+  embed_tokens = register_module("embed_tokens", nn::Embedding(c.vocab_size, E));
+  embed_positions = register_module("embed_positions", nn::Embedding(c.max_seq_len + kOptPositionOffset, c.d_model));
+  if (E != c.d_model) {
+    project_out = register_module("project_out", nn::Linear(nn::LinearOptions(c.d_model, E).bias(false)));
+    project_in = register_module("project_in", nn::Linear(nn::LinearOptions(E, c.d_model).bias(false)));
+  }
+  if (c.do_layer_norm_before) final_layer_norm = register_module("final_layer_norm", layer_norm(c));
+  layers = register_module("layers", nn::ModuleList());
+  for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(OptDecoderLayer(c));
+}
+
+torch::Tensor OptDecoderImpl::forward(const torch::Tensor& tokens) {
+  const int64_t T = tokens.size(1);
+  const int64_t max_positions = embed_positions->weight.size(0) - kOptPositionOffset;
+  if (T > max_positions) fail("sequence of ", T, " tokens is longer than the model's ", max_positions, " positions");
+  torch::Tensor positions = torch::arange(kOptPositionOffset, T + kOptPositionOffset, torch::kLong);  // (T)
+  torch::Tensor x = embed_tokens(tokens);                                  // (B, T, E)
+  if (project_in) x = project_in(x);                                       // (B, T, E) -> (B, T, C)
+  x = maybe_dropout(x + embed_positions(positions), dropout, is_training());  // (B, T, C)
+  for (const auto& layer : *layers) x = layer->as<OptDecoderLayer>()->forward(x);
+  if (final_layer_norm) x = final_layer_norm(x);
+  return project_out ? project_out(x) : x;  // (B, T, C) -> (B, T, E)
+}
+
+OptModelImpl::OptModelImpl(const LmConfig& c) { decoder = register_module("decoder", OptDecoder(c)); }
+
+OptForCausalLMImpl::OptForCausalLMImpl(const LmConfig& c) : CausalLmImpl(c) {
+  model = register_module("model", OptModel(c));
+}
+
+torch::Tensor OptForCausalLMImpl::forward(const torch::Tensor& tokens) {
+  torch::Tensor h = model->decoder->forward(tokens);                 // (B, T, E)
+  return torch::matmul(h, model->decoder->embed_tokens->weight.t());  // tied head: (B, T, V)
+}
+
+}  // namespace lofi::model

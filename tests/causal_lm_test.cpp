@@ -1,0 +1,176 @@
+#include "lofi/model/causal_lm.h"
+
+#include <gtest/gtest.h>
+
+#include "lofi/io/safetensors.h"
+#include "lofi/model/opt.h"
+#include "lofi/model/weights.h"
+#include "test_util.h"
+
+namespace lofi::model {
+namespace {
+
+LmConfig tiny(const std::string& arch = "opt") {
+  LmConfig c;
+  c.arch = arch;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.d_model = 16;
+  c.d_ff = 32;
+  c.vocab_size = 50;
+  c.max_seq_len = 12;
+  return c;
+}
+
+TEST(CausalLm, ParameterNamesAreHuggingFaceOpt) {
+  torch::manual_seed(0);
+  CausalLm gpt = make_causal_lm(tiny());
+  auto params = gpt->named_parameters();
+  for (const char* name : {"model.decoder.embed_tokens.weight", "model.decoder.embed_positions.weight",
+                           "model.decoder.final_layer_norm.weight", "model.decoder.layers.1.self_attn.q_proj.weight",
+                           "model.decoder.layers.0.self_attn.out_proj.bias", "model.decoder.layers.0.fc1.weight",
+                           "model.decoder.layers.1.self_attn_layer_norm.bias", "model.decoder.layers.1.final_layer_norm.weight"})
+    EXPECT_NE(params.find(name), nullptr) << name;
+  EXPECT_EQ(params["model.decoder.embed_positions.weight"].size(0), 12 + kOptPositionOffset);
+  EXPECT_EQ(params["model.decoder.layers.0.fc1.weight"].sizes(), torch::IntArrayRef({32, 16}));
+  EXPECT_EQ(params.find("lm_head.weight"), nullptr);  // tied to embed_tokens
+}
+
+TEST(CausalLm, LogitShapes) {
+  torch::manual_seed(0);
+  CausalLm gpt = make_causal_lm(tiny());
+  init_causal_lm_weights(*gpt);
+  torch::Tensor tokens = torch::randint(0, 50, {3, 7});
+  EXPECT_EQ(gpt->forward(tokens).sizes(), torch::IntArrayRef({3, 7, 50}));
+  EXPECT_THROW(gpt->forward(torch::randint(0, 50, {1, 13})), std::exception);  // longer than max_seq_len
+}
+
+TEST(CausalLm, TokensNeverSeeTheFuture) {
+  torch::manual_seed(0);
+  CausalLm gpt = make_causal_lm(tiny());
+  init_causal_lm_weights(*gpt);
+  gpt->eval();
+  torch::Tensor a = torch::randint(0, 50, {1, 10});
+  torch::Tensor b = a.clone();
+  b.index_put_({0, torch::indexing::Slice(6)}, torch::randint(0, 50, {4}));  // change positions 6..9
+  torch::Tensor la = gpt->forward(a), lb = gpt->forward(b);
+  EXPECT_TRUE(torch::allclose(la.narrow(1, 0, 6), lb.narrow(1, 0, 6), 0, 0));  // bit-identical past
+  EXPECT_FALSE(torch::allclose(la.narrow(1, 6, 4), lb.narrow(1, 6, 4)));      // the changed future differs
+}
+
+// The other layouts: GPT-2, and OPT's post-LayerNorm variant with a narrower embedding.
+std::vector<LmConfig> variants() {
+  LmConfig gpt2 = tiny("gpt2"), post = tiny();
+  gpt2.activation = "gelu";
+  post.do_layer_norm_before = false;
+  post.word_embed_proj_dim = 8;
+  return {tiny(), gpt2, post};
+}
+
+TEST(CausalLm, EveryLayoutIsCausalAndTrains) {
+  for (const LmConfig& c : variants()) {
+    SCOPED_TRACE(c.arch + (c.do_layer_norm_before ? "" : " post-LN"));
+    torch::manual_seed(0);
+    CausalLm lm = make_causal_lm(c);
+    init_causal_lm_weights(*lm);
+    lm->eval();
+    torch::Tensor a = torch::randint(0, 50, {2, 12}), b = a.clone();
+    b.index_put_({torch::indexing::Slice(), torch::indexing::Slice(8)}, torch::randint(0, 50, {2, 4}));
+    torch::Tensor la = lm->forward(a), lb = lm->forward(b);
+    EXPECT_TRUE(torch::equal(la.narrow(1, 0, 8), lb.narrow(1, 0, 8)));
+    EXPECT_FALSE(torch::allclose(la.narrow(1, 8, 4), lb.narrow(1, 8, 4)));
+    lm->train();
+    torch::optim::AdamW opt(lm->parameters(), torch::optim::AdamWOptions(3e-3));
+    double first = 0, last = 0;
+    for (int i = 0; i < 100; ++i) {
+      opt.zero_grad();
+      torch::Tensor loss = lm->loss(a.narrow(1, 0, 11), a.narrow(1, 1, 11));
+      loss.backward();
+      opt.step();
+      (i == 0 ? first : last) = loss.item<double>();
+    }
+    EXPECT_LT(last, 0.5 * first);
+  }
+}
+
+TEST(CausalLm, Gpt2AndOptVariantNamesAreHuggingFaces) {
+  auto gpt2 = make_causal_lm(variants()[1])->named_parameters();
+  for (const char* name : {"transformer.wte.weight", "transformer.wpe.weight", "transformer.h.1.ln_1.weight",
+                           "transformer.h.0.attn.c_attn.bias", "transformer.h.0.attn.c_proj.weight",
+                           "transformer.h.0.mlp.c_fc.weight", "transformer.h.1.mlp.c_proj.bias", "transformer.ln_f.bias"})
+    EXPECT_NE(gpt2.find(name), nullptr) << name;
+  EXPECT_EQ(gpt2["transformer.h.0.attn.c_attn.weight"].sizes(), torch::IntArrayRef({16, 48}));  // Conv1D: (in, out)
+  EXPECT_EQ(gpt2["transformer.h.0.mlp.c_fc.weight"].sizes(), torch::IntArrayRef({16, 32}));
+  EXPECT_EQ(gpt2["transformer.wpe.weight"].size(0), 12);  // no position offset
+  EXPECT_EQ(gpt2.size(), 4u + 2 * 12u);
+  auto post = make_causal_lm(variants()[2])->named_parameters();
+  EXPECT_EQ(post["model.decoder.embed_tokens.weight"].sizes(), torch::IntArrayRef({50, 8}));
+  EXPECT_EQ(post["model.decoder.project_in.weight"].sizes(), torch::IntArrayRef({16, 8}));
+  EXPECT_EQ(post["model.decoder.project_out.weight"].sizes(), torch::IntArrayRef({8, 16}));
+  EXPECT_EQ(post.find("model.decoder.project_in.bias"), nullptr);
+  EXPECT_EQ(post.find("model.decoder.final_layer_norm.weight"), nullptr);  // post-LN has none
+}
+
+TEST(CausalLm, BadConfigIsNamed) {
+  LmConfig c = tiny();
+  c.arch = "llama";
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("arch must be \"opt\" or \"gpt2\""), std::string::npos);
+  c = tiny("gpt2");
+  c.do_layer_norm_before = false;
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("OPT variants"), std::string::npos);
+  c = tiny();
+  c.activation = "silu";
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("silu"), std::string::npos);
+}
+
+TEST(CausalLm, LossFallsWhenOverfittingOneBatch) {
+  torch::manual_seed(0);
+  CausalLm gpt = make_causal_lm(tiny());
+  init_causal_lm_weights(*gpt);
+  torch::Tensor window = torch::randint(0, 50, {4, 11});
+  torch::Tensor x = window.narrow(1, 0, 10), y = window.narrow(1, 1, 10);
+  torch::optim::AdamW opt(gpt->parameters(), torch::optim::AdamWOptions(3e-3));
+  double first = 0, last = 0;
+  for (int i = 0; i < 60; ++i) {
+    opt.zero_grad();
+    torch::Tensor loss = gpt->loss(x, y);
+    loss.backward();
+    opt.step();
+    (i == 0 ? first : last) = loss.item<double>();
+  }
+  EXPECT_NEAR(first, std::log(50.0), 0.3);  // near-uniform at init
+  EXPECT_LT(last, 0.3 * first);
+}
+
+TEST(Weights, RoundTripThroughSafetensors) {
+  std::string path = test::scratch_dir() + "/w.safetensors";
+  torch::manual_seed(1);
+  CausalLm a = make_causal_lm(tiny()), b = make_causal_lm(tiny());
+  init_causal_lm_weights(*a);
+  io::save_safetensors(path, module_weights(*a));
+  io::SafetensorsFile file(path);
+  load_module_weights(*b, file);
+  auto pb = b->named_parameters();
+  for (const auto& item : a->named_parameters()) EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
+}
+
+TEST(Weights, WrongShapeOrMissingTensorIsNamed) {
+  std::string dir = test::scratch_dir();
+  LmConfig small = tiny(), wide = tiny();
+  wide.d_model = 32;
+  CausalLm a = make_causal_lm(small), b = make_causal_lm(wide);
+  io::save_safetensors(dir + "/a.safetensors", module_weights(*a));
+  try {
+    load_module_weights(*b, io::SafetensorsFile(dir + "/a.safetensors"));
+    FAIL();
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("model.decoder.embed_tokens.weight"), std::string::npos) << e.what();
+  }
+  auto weights = module_weights(*a);
+  weights.pop_back();
+  io::save_safetensors(dir + "/b.safetensors", weights);
+  EXPECT_THROW(load_module_weights(*a, io::SafetensorsFile(dir + "/b.safetensors")), std::exception);
+}
+
+}  // namespace
+}  // namespace lofi::model

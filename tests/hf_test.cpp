@@ -1,0 +1,272 @@
+// Hugging Face model directories: logits against models nobody here wrote (PyTorch building
+// blocks: fixtures/hf/make_torch_reference.py; transformers itself: make_hf_fixtures.py),
+// hub name variants, rejected settings, sharded sets and `lofi export`.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "lofi/data/token_shards.h"
+#include "lofi/io/atomic_file.h"
+#include "lofi/io/safetensors.h"
+#include "lofi/io/safetensors_set.h"
+#include "lofi/model/hf.h"
+#include "lofi/model/weights.h"
+#include "lofi/train/config.h"
+#include "lofi/train/export.h"
+#include "lofi/train/trainer.h"
+#include "test_util.h"
+
+namespace lofi {
+namespace {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+const fs::path kFixtures = fs::path(LOFI_FIXTURES) / "hf";
+
+model::CausalLm load(const std::string& dir) {
+  train::ModelConfig c;
+  c.init = dir;
+  model::CausalLm lm = train::make_model(c, 0);
+  lm->eval();
+  return lm;
+}
+
+// Max |lofi logits - reference logits| on the fixture's tokens.
+double logit_error(model::CausalLmImpl& lm, const fs::path& fixture) {
+  io::SafetensorsFile ref((fixture / "logits.safetensors").string());
+  torch::NoGradGuard no_grad;
+  torch::Tensor logits = lm.forward(ref.load("tokens"));
+  torch::Tensor expected = ref.load("logits");
+  EXPECT_EQ(logits.sizes(), expected.sizes());
+  return (logits - expected).abs().max().item<double>();
+}
+
+json read_json(const fs::path& path) { return json::parse(io::read_text_file(path.string())); }
+
+// Copies fixture NAME into a scratch directory, renaming or adding tensors with EDIT.
+std::string edited_copy(const std::string& name, const std::string& to,
+                        const std::function<void(io::NamedTensors&)>& edit) {
+  fs::create_directories(to);
+  fs::copy_file(kFixtures / "torch-ref" / name / "config.json", fs::path(to) / "config.json");
+  io::NamedTensors tensors = io::SafetensorsFile((kFixtures / "torch-ref" / name / "model.safetensors").string()).load_all();
+  edit(tensors);
+  io::save_safetensors(to + "/model.safetensors", tensors);
+  return to;
+}
+
+class TorchReference : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TorchReference, LogitsMatch) {
+  const fs::path dir = kFixtures / "torch-ref" / GetParam();
+  model::CausalLm lm = load(dir.string());
+  EXPECT_EQ(lm->config.arch, read_json(dir / "config.json")["model_type"]);
+  EXPECT_LE(logit_error(*lm, dir), 1e-4);
+}
+
+TEST_P(TorchReference, ExportReproducesTensorsAndConfig) {
+  const fs::path dir = kFixtures / "torch-ref" / GetParam();
+  const std::string out = test::scratch_dir() + "/hf";
+  model::CausalLm lm = load(dir.string());
+  model::export_hf(*lm, out, {});
+  io::SafetensorsSet original(dir.string()), exported(out);
+  ASSERT_EQ(exported.tensors().size(), original.tensors().size());
+  for (const auto& t : original.tensors()) {
+    const auto* e = exported.find(t.entry->name);
+    ASSERT_NE(e, nullptr) << t.entry->name;
+    EXPECT_TRUE(torch::equal(e->file->load(*e->entry), t.file->load(*t.entry))) << t.entry->name;
+  }
+  EXPECT_EQ(exported.files()[0]->metadata().at("format"), "pt");
+  json want = read_json(dir / "config.json"), got = read_json(fs::path(out) / "config.json");
+  for (auto it = want.begin(); it != want.end(); ++it) EXPECT_EQ(got[it.key()], it.value()) << it.key();
+  EXPECT_LE(logit_error(*load(out), dir), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Hf, TorchReference, ::testing::Values("opt-pre", "opt-post", "gpt2"));
+
+class Transformers : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Transformers, LogitsAndExportMatch) {
+  const fs::path dir = kFixtures / "transformers" / GetParam();
+  if (!fs::exists(dir / "config.json"))
+    GTEST_SKIP() << dir.string() << " is absent: run tests/fixtures/hf/make_hf_fixtures.py where transformers is installed";
+  model::CausalLm lm = load(dir.string());
+  EXPECT_LE(logit_error(*lm, dir), 1e-4);
+  const std::string out = test::scratch_dir() + "/hf";
+  model::export_hf(*lm, out, {});
+  io::SafetensorsSet original(dir.string()), exported(out);
+  for (const auto& t : original.tensors()) {
+    const auto* e = exported.find(t.entry->name);
+    ASSERT_NE(e, nullptr) << t.entry->name;
+    EXPECT_TRUE(torch::equal(e->file->load(*e->entry).to(torch::kFloat), t.file->load(*t.entry).to(torch::kFloat)))
+        << t.entry->name;
+  }
+  json want = read_json(dir / "config.json"), got = read_json(fs::path(out) / "config.json");
+  for (const char* key : {"model_type", "architectures", "vocab_size", "hidden_size", "ffn_dim", "num_hidden_layers",
+                          "num_attention_heads", "do_layer_norm_before", "word_embed_proj_dim", "n_embd", "n_layer",
+                          "n_head", "n_positions", "activation_function", "layer_norm_epsilon"})
+    if (want.contains(key)) {
+      EXPECT_EQ(got[key], want[key]) << key;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "opt-350m-like", "gpt2"));
+
+TEST(HfNames, HubPrefixesBuffersAndTiedHead) {
+  const std::string dir = test::scratch_dir();
+  // GPT-2 as the hub stores it: no "transformer." prefix, mask buffers, the tied head written out.
+  auto gpt2 = edited_copy("gpt2", dir + "/gpt2", [](io::NamedTensors& t) {
+    torch::Tensor wte;
+    for (auto& [name, tensor] : t) {
+      name = name.substr(std::string("transformer.").size());
+      if (name == "wte.weight") wte = tensor;
+    }
+    t.emplace_back("h.0.attn.bias", torch::ones({1, 1, 16, 16}).tril());
+    t.emplace_back("h.1.attn.masked_bias", torch::tensor(-1e4));
+    t.emplace_back("lm_head.weight", wte.clone());
+  });
+  EXPECT_LE(logit_error(*load(gpt2), kFixtures / "torch-ref" / "gpt2"), 1e-4);
+  // OPT without "model.".
+  auto opt = edited_copy("opt-post", dir + "/opt", [](io::NamedTensors& t) {
+    for (auto& [name, tensor] : t) name = name.substr(std::string("model.").size());
+  });
+  EXPECT_LE(logit_error(*load(opt), kFixtures / "torch-ref" / "opt-post"), 1e-4);
+  // An untied head is refused, not silently replaced by the embedding.
+  auto untied = edited_copy("opt-pre", dir + "/untied", [](io::NamedTensors& t) {
+    t.emplace_back("lm_head.weight", torch::zeros({64, 32}));
+  });
+  EXPECT_NE(test::error_of([&] { load(untied); }).find("lm_head.weight differs"), std::string::npos);
+  // A tensor of another model is named.
+  auto extra = edited_copy("opt-pre", dir + "/extra", [](io::NamedTensors& t) { t.emplace_back("score.weight", torch::zeros({2, 32})); });
+  EXPECT_NE(test::error_of([&] { load(extra); }).find("score.weight"), std::string::npos);
+}
+
+TEST(HfConfig, UnsupportedSettingsAreNamed) {
+  const json base = read_json(kFixtures / "torch-ref" / "gpt2" / "config.json");
+  const json opt = read_json(kFixtures / "torch-ref" / "opt-pre" / "config.json");
+  auto error = [](json j, const std::string& key, const json& value) {
+    j[key] = value;
+    return test::error_of([&] { model::lm_config_from_hf(j, "x/config.json"); });
+  };
+  for (const auto& [j, key, value] : std::vector<std::tuple<json, std::string, json>>{
+           {base, "scale_attn_by_inverse_layer_idx", true},
+           {base, "scale_attn_weights", false},
+           {base, "activation_function", "silu"},
+           {base, "tie_word_embeddings", false},
+           {opt, "enable_bias", false},
+           {opt, "layer_norm_elementwise_affine", false},
+           {opt, "layerdrop", 0.1},
+           {opt, "model_type", "llama"}}) {
+    std::string e = error(j, key, value);
+    EXPECT_NE(e.find("x/config.json: \"" + key + "\": " + value.dump()), std::string::npos) << e;
+  }
+  EXPECT_NE(error(base, "n_embd", "32").find("\"n_embd\" expects an integer"), std::string::npos);
+  // transformers' defaults fill absent keys: GPT-2's n_inner is 4 x n_embd.
+  json no_inner = base;
+  no_inner.erase("n_inner");
+  EXPECT_EQ(model::lm_config_from_hf(no_inner, "c").d_ff, 4 * 32);
+  // The resolved shape is what a run's config records.
+  train::Config c = train::load_config("", {"model.init=" + (kFixtures / "torch-ref" / "opt-post").string(),
+                                            "data.seq_len=16"});
+  EXPECT_EQ(c.model.arch, "opt");
+  EXPECT_FALSE(c.model.do_layer_norm_before);
+  EXPECT_EQ(c.model.word_embed_proj_dim, 16);
+  EXPECT_EQ(c.model.d_model, 32);
+  EXPECT_DOUBLE_EQ(c.model.embedding_dropout, 0.0);
+}
+
+TEST(HfShards, ShardedExportLoadsAndBadIndexesAreNamed) {
+  const std::string dir = test::scratch_dir();
+  const fs::path ref = kFixtures / "torch-ref" / "gpt2";
+  model::CausalLm lm = load(ref.string());
+  model::HfExportOptions options;
+  options.shard_bytes = 8000;
+  model::export_hf(*lm, dir + "/sharded", options);
+  io::SafetensorsSet set(dir + "/sharded");
+  EXPECT_GT(set.files().size(), 2u);
+  EXPECT_LE(logit_error(*load(dir + "/sharded"), ref), 1e-4);
+  const std::string first_shard = fs::path(set.files()[0]->path()).filename().string();
+  ASSERT_EQ(set.find("transformer.ln_f.bias")->file, set.files().back().get());
+
+  auto index_error = [&](const std::function<void(json&)>& edit) {  // the error of an edited copy
+    fs::remove_all(dir + "/bad");
+    fs::copy(dir + "/sharded", dir + "/bad");
+    json index = read_json(dir + "/bad/model.safetensors.index.json");
+    edit(index);
+    std::ofstream(dir + "/bad/model.safetensors.index.json") << index.dump();
+    return test::error_of([&] { io::SafetensorsSet s(dir + "/bad"); });
+  };
+  EXPECT_NE(index_error([](json& j) { j["weight_map"]["transformer.wte.weight"] = "model-00099-of-00099.safetensors"; })
+                .find("does not exist"), std::string::npos);
+  EXPECT_NE(index_error([&](json& j) { j["weight_map"]["transformer.ln_f.bias"] = first_shard; })
+                .find("transformer.ln_f.bias"), std::string::npos);
+  EXPECT_NE(index_error([&](json& j) { j["weight_map"]["ghost"] = first_shard; }).find("'ghost'"),
+            std::string::npos);
+  EXPECT_NE(index_error([](json& j) { j["weight_map"]["transformer.wte.weight"] = "../x"; }).find("plain file names"),
+            std::string::npos);
+}
+
+TEST(HfExport, CheckpointWithRunConfigCarriesTokenizer) {
+  const std::string dir = test::scratch_dir();
+  // A run's HF directory, with tokenizer files beside the model.
+  fs::copy(kFixtures / "torch-ref" / "opt-post", dir + "/base");
+  std::ofstream(dir + "/base/vocab.json") << "{\"a\": 0}\n";
+  std::ofstream(dir + "/base/merges.txt") << "#version: 0.2\n";
+  train::Config config = train::load_config("", {"model.init=" + dir + "/base", "data.seq_len=16"});
+  model::CausalLm lm = train::make_model(config.model, 0);
+  io::save_safetensors(dir + "/final.safetensors", model::module_weights(*lm), {{"lofi.config", train::to_toml(config)}});
+  train::ExportOptions options;
+  options.dtype = "BF16";
+  train::export_checkpoint(dir + "/final.safetensors", dir + "/out", options);
+  EXPECT_EQ(io::read_text_file(dir + "/out/vocab.json"), "{\"a\": 0}\n");
+  EXPECT_TRUE(fs::exists(dir + "/out/merges.txt"));
+  json got = read_json(dir + "/out/config.json");
+  EXPECT_EQ(got["torch_dtype"], "bfloat16");
+  EXPECT_EQ(got["word_embed_proj_dim"], 16);
+  EXPECT_EQ(got["pad_token_id"], 1);
+  io::SafetensorsSet out(dir + "/out");
+  EXPECT_EQ(out.tensors()[0].entry->dtype, "BF16");
+  // The output directory appears whole or not at all, and is never overwritten.
+  EXPECT_NE(test::error_of([&] { train::export_checkpoint(dir + "/final.safetensors", dir + "/out", {}); }).find("exists"),
+            std::string::npos);
+  for (const auto& e : fs::directory_iterator(dir)) EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos);
+}
+
+// A run from a Hugging Face directory: the config records the resolved model, the run hands its
+// result back as a directory transformers loads, and `lofi export` does the same for any checkpoint.
+TEST(CliHf, RunFromHfDirectoryWritesHfOutputs) {
+  const std::string dir = test::scratch_dir();
+  std::vector<uint32_t> ids;
+  for (uint32_t i = 0; i < 4000; ++i) ids.push_back((i * 7 + i / 13) % 64);  // below the fixtures' vocab of 64
+  data::write_token_shard(dir + "/tokens.bin", ids);
+  const std::string init = (kFixtures / "torch-ref" / "gpt2").string();
+  auto r = test::run_lofi("train --quiet --set model.init=" + init + " --set data.train=" + dir + "/tokens.bin --set run.dir=" +
+                          dir + "/run --set data.seq_len=16 --set train.batch_size=4 --set train.steps=2 --set train.threads=1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  train::Config as_run;
+  train::apply_toml_file(as_run, dir + "/run/config.toml");
+  EXPECT_EQ(as_run.model.arch, "gpt2");
+  EXPECT_EQ(as_run.model.d_model, 32);
+  EXPECT_DOUBLE_EQ(as_run.model.embedding_dropout, 0.1);
+  const std::string out = dir + "/run/node-00/final-hf";
+  EXPECT_EQ(read_json(out + "/config.json")["model_type"], "gpt2");
+  // The exported weights are the final ones.
+  io::SafetensorsFile final_file(dir + "/run/node-00/final.safetensors");
+  io::SafetensorsSet hf(out);
+  for (const auto& e : final_file.entries()) {
+    ASSERT_NE(hf.find(e.name), nullptr) << e.name;
+    EXPECT_TRUE(torch::equal(hf.find(e.name)->file->load(*hf.find(e.name)->entry), final_file.load(e))) << e.name;
+  }
+  r = test::run_lofi("export --format hf " + dir + "/run/node-00/final.safetensors " + dir + "/exported --dtype F16");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(read_json(dir + "/exported/config.json")["torch_dtype"], "float16");
+  io::save_safetensors(dir + "/bare.safetensors", {{"w", torch::ones({2})}});
+  r = test::run_lofi("export --format hf " + dir + "/bare.safetensors " + dir + "/bare");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("no lofi.config"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir + "/bare"));
+}
+
+}  // namespace
+}  // namespace lofi
