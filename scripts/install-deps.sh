@@ -13,6 +13,7 @@ packages=(
   libtomlplusplus-dev     # TOML configs
   libcli11-dev            # CLI
   libxxhash-dev           # fast checksums of merge inputs (provenance)
+  libpcre2-dev            # the tokenizer's pre-tokenisation regex (Unicode classes, lookahead, JIT)
   libpng-dev              # PNG decoding (report screenshots in tests; images)
   libgtest-dev            # tests
   chromium                # headless rendering of the HTML run report in tests
