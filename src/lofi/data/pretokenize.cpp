@@ -63,7 +63,7 @@ void RegexSplitter::split(std::string_view text, std::vector<std::string_view>& 
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
       if (rc <= PCRE2_ERROR_UTF8_ERR1 && rc >= PCRE2_ERROR_UTF8_ERR21)
-        fail("text is not valid UTF-8 at byte ", pcre2_get_ovector_pointer(state.data)[0], ": ", pcre2_message(rc));
+        fail("text is not valid UTF-8 at byte ", pcre2_get_startchar(state.data), ": ", pcre2_message(rc));
       fail("pre-tokenizer failed at byte ", pos, ": ", pcre2_message(rc));
     }
     options = PCRE2_NO_UTF_CHECK;
