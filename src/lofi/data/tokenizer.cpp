@@ -329,15 +329,15 @@ std::vector<uint32_t> Tokenizer::encode(std::string_view text, bool add_special_
   return ids;
 }
 
-void Tokenizer::encode_ordinary(std::string_view text, std::vector<uint32_t>& out) const {
-  encode_added(text, /*special_pass=*/false, out);
+void Tokenizer::encode_ordinary(std::string_view text, std::vector<uint32_t>& out, bool continues) const {
+  encode_added(text, /*special_pass=*/false, out, continues);
 }
 
-void Tokenizer::encode_added(std::string_view text, bool special_pass, std::vector<uint32_t>& out) const {
+void Tokenizer::encode_added(std::string_view text, bool special_pass, std::vector<uint32_t>& out, bool continues) const {
   auto plain = [&](std::string_view part) {
     if (part.empty()) return;
-    if (special_pass) encode_added(part, false, out);
-    else encode_plain(part, out);
+    if (special_pass) encode_added(part, false, out, continues);
+    else encode_plain(part, out, continues && part.data() == text.data());
   };
   // Hugging Face matches special tokens first, then the other added tokens in what is left.
   bool any = std::any_of(added_.begin(), added_.end(), [&](const AddedToken& a) { return a.special == special_pass; });
@@ -367,9 +367,9 @@ void Tokenizer::encode_added(std::string_view text, bool special_pass, std::vect
   plain(text.substr(done));
 }
 
-void Tokenizer::encode_plain(std::string_view text, std::vector<uint32_t>& out) const {
+void Tokenizer::encode_plain(std::string_view text, std::vector<uint32_t>& out, bool continues) const {
   std::string prefixed;
-  if (add_prefix_space_ && text[0] != ' ') {
+  if (add_prefix_space_ && !continues && text[0] != ' ') {
     prefixed = " " + std::string(text);
     text = prefixed;
   }

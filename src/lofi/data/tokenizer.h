@@ -39,8 +39,9 @@ class Tokenizer {
   // ADD_SPECIAL_TOKENS the post-processor's tokens are added (OPT: "</s>" first).
   std::vector<uint32_t> encode(std::string_view text, bool add_special_tokens = true) const;
   // Text as text: special tokens written in TEXT are encoded like any other characters and nothing
-  // is added (tiktoken's encode_ordinary; what data preparation wants). Appends to OUT.
-  void encode_ordinary(std::string_view text, std::vector<uint32_t>& out) const;
+  // is added (tiktoken's encode_ordinary; what data preparation wants). Appends to OUT. CONTINUES:
+  // TEXT goes on from an earlier part of the same document (no prefix space is added).
+  void encode_ordinary(std::string_view text, std::vector<uint32_t>& out, bool continues = false) const;
   // Ids back to text; unknown ids are an error.
   std::string decode(const std::vector<uint32_t>& ids, bool skip_special_tokens = false) const;
 
@@ -56,10 +57,10 @@ class Tokenizer {
  private:
   Tokenizer();
   // Encodes text that holds no added tokens: pre-tokenise, then BPE each piece.
-  void encode_plain(std::string_view text, std::vector<uint32_t>& out) const;
+  void encode_plain(std::string_view text, std::vector<uint32_t>& out, bool continues = false) const;
   // Splits TEXT on the added tokens with SPECIAL == SPECIAL_PASS; plain parts go to encode_plain,
   // or, on the special pass, through the non-special pass first.
-  void encode_added(std::string_view text, bool special_pass, std::vector<uint32_t>& out) const;
+  void encode_added(std::string_view text, bool special_pass, std::vector<uint32_t>& out, bool continues = false) const;
   void finish(const std::string& source);  // derived tables and checks, once everything is read
 
   std::string source_;  // the file it came from, for messages
