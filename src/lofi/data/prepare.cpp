@@ -216,7 +216,8 @@ PrepareSummary prepare_tokens(const PrepareOptions& o) {
   auto submit = [&](Batch& batch) {
     if (batch.units.empty()) return;
     while (pending.size() >= 2 * threads) write_front();
-    Batch next{batch.file};
+    Batch next;
+    next.file = batch.file;
     pending.push_back(std::async(std::launch::async,
                                  [&tok, eot, &o, b = std::move(batch)] { return tokenize_batch(b, tok, eot, o); }));
     batch = std::move(next);
@@ -226,7 +227,8 @@ PrepareSummary prepare_tokens(const PrepareOptions& o) {
   for (const auto& path : o.inputs) {
     std::ifstream in(path, std::ios::binary);
     if (!in) fail(path, ": cannot open for reading");
-    Batch batch{path};
+    Batch batch;
+    batch.file = path;
     auto add = [&](Unit u, size_t bytes) {
       batch.bytes += bytes;
       batch.units.push_back(std::move(u));
