@@ -42,3 +42,4 @@ echo "-nc: --no-checksums (no XXH3 provenance pass). lofi times include the fsyn
 echo "target: bounded memory (lofi peak ~ a few tensors) and >= 5x the PyTorch merge's speed"
 
 bash "$here/train.sh" "$lofi"
+bash "$here/tokenize.sh" "$lofi"
