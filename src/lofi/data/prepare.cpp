@@ -1,5 +1,5 @@
 // prepare: read documents in batches (reader: this thread), tokenize batches on worker threads,
-// write their ids in input order. At most a few batches per thread are in flight, so memory stays
+// write their ids in input order. At most one batch per thread is in flight, so memory stays
 // bounded whatever the corpus size.
 #include "lofi/data/prepare.h"
 
@@ -215,7 +215,7 @@ PrepareSummary prepare_tokens(const PrepareOptions& o) {
   };
   auto submit = [&](Batch& batch) {
     if (batch.units.empty()) return;
-    while (pending.size() >= 2 * threads) write_front();
+    while (pending.size() >= threads) write_front();  // at most THREADS batches tokenizing at once
     Batch next;
     next.file = batch.file;
     pending.push_back(std::async(std::launch::async,
