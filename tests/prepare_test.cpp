@@ -227,5 +227,18 @@ TEST(CliPrepare, EndToEndThroughTheBinary) {
   EXPECT_FALSE(fs::exists(dir + "/bad.train.bin"));
 }
 
+TEST(CliPrepare, TrainAndEvalReadUint32Shards) {
+  std::string dir = test::scratch_dir(), wide = wide_tokenizer(dir + "/wide");
+  write_jsonl(dir + "/docs.jsonl", generated_documents(200, 9));
+  auto r = test::run_lofi("prepare -t " + wide + " -o " + dir + "/data --quiet " + dir + "/docs.jsonl");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::string vocab = " --set model.vocab_size=" + std::to_string(Tokenizer::load(wide).vocab_size());
+  r = test::run_lofi("train --quiet " + test::tiny_train_flags(dir + "/data.train.bin", dir + "/run") + vocab);
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = test::run_lofi("eval --model " + dir + "/run/node-00/final.safetensors --data wide=" + dir + "/data.train.bin --max-windows 4");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("wide loss"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace lofi::data
