@@ -11,7 +11,9 @@ namespace lofi::data {
 struct PrepareOptions {
   std::string tokenizer;            // Hugging Face tokenizer directory, e.g. models/opt-125m
   std::string out;                  // output prefix: OUT.train.bin, OUT.val.bin
-  std::vector<std::string> inputs;  // .txt (one document per file) or JSONL (one {"text": ...} per line)
+  // .txt (one document per file; past 4 MB cut at "\n" between non-space characters, so a file with
+  // CRLF line ends is read whole) or JSONL (one {"text": ...} per line; .jsonl or detected)
+  std::vector<std::string> inputs;
   double val_fraction = 0;          // share of documents for validation, e.g. 0.01
   uint64_t seed = 0;                // picks which documents are validation
   int64_t shard_tokens = 0;         // > 0: OUT.train-00000.bin, ... of at most this many tokens each

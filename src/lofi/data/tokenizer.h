@@ -20,7 +20,7 @@ struct AddedToken {
   std::string content;  // e.g. "<|endoftext|>"
   uint32_t id = 0;
   bool special = true;  // special tokens are skipped by decode(skip_special_tokens) and by encode_ordinary
-  bool lstrip = false, rstrip = false;  // the match takes in whitespace on its left / right
+  bool lstrip = false, rstrip = false;  // the match takes in (ASCII) whitespace on its left / right
   bool single_word = false;             // matches only where not inside a word
 };
 
@@ -42,7 +42,8 @@ class Tokenizer {
   // is added (tiktoken's encode_ordinary; what data preparation wants). Appends to OUT. CONTINUES:
   // TEXT goes on from an earlier part of the same document (no prefix space is added).
   void encode_ordinary(std::string_view text, std::vector<uint32_t>& out, bool continues = false) const;
-  // Ids back to text; unknown ids are an error.
+  // Ids back to text; unknown ids are an error. Ids that end inside a UTF-8 character leave its
+  // bytes as they are (Hugging Face writes U+FFFD there).
   std::string decode(const std::vector<uint32_t>& ids, bool skip_special_tokens = false) const;
 
   uint32_t vocab_size() const { return vocab_size_; }  // largest id + 1
