@@ -19,7 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const std::string kFixtures = LOFI_TOKENIZER_FIXTURES;
+const std::string kFixtures = LOFI_TEST_FIXTURES "/tokenizer";
 
 std::vector<std::string> corpus_lines() { return json::parse(io::read_text_file(kFixtures + "/expected.json"))["corpus"]; }
 

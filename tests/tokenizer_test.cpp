@@ -18,7 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const std::string kFixtures = LOFI_TOKENIZER_FIXTURES;
+const std::string kFixtures = LOFI_TEST_FIXTURES "/tokenizer";
 
 const json& expected() {
   static const json j = json::parse(io::read_text_file(kFixtures + "/expected.json"));
