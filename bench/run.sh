@@ -63,3 +63,4 @@ cmake --build "$build" --target lofi_load_bench > /dev/null
 "$build/lofi_load_bench" "$dir/opt-1.3b-f16.safetensors" F16
 
 bash "$here/train.sh" "$lofi"
+bash "$here/tokenize.sh" "$lofi"

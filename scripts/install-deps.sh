@@ -13,6 +13,7 @@ packages=(
   libtomlplusplus-dev     # TOML configs
   libcli11-dev            # CLI
   libxxhash-dev           # fast checksums of merge inputs (provenance)
+  libpcre2-dev            # the tokenizer's pre-tokenisation regex (Unicode classes, lookahead, JIT)
   libpng-dev              # PNG decoding (report screenshots in tests; images)
   libturbojpeg0-dev       # JPEG decoding (TurboJPEG API: errors as return codes, no exit())
   libgtest-dev            # tests

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "lofi/data/prepare.h"
 #include "lofi/data/token_shards.h"
 #include "lofi/demo/demo.h"
 #include "lofi/dist/env.h"
@@ -142,6 +143,18 @@ int cmd_interpolate(const std::string& from, const std::string& to, int points, 
   return 0;
 }
 
+int cmd_prepare(const data::PrepareOptions& options) {
+  data::PrepareSummary s = data::prepare_tokens(options);
+  for (const auto* split : {&s.train, &s.val}) {
+    if (split->files.empty()) continue;
+    std::printf("%s: %lld documents, %lld tokens (uint%d) -> %s%s\n", split == &s.train ? "train" : "val",
+                static_cast<long long>(split->documents), static_cast<long long>(split->tokens), s.token_bytes * 8,
+                split->files.front().c_str(), split->files.size() > 1 ? (" ... (" + std::to_string(split->files.size()) + " files)").c_str() : "");
+  }
+  if (options.val_fraction > 0 && s.val.files.empty()) std::fprintf(stderr, "lofi: warning: no document fell in the validation split\n");
+  return 0;
+}
+
 int cmd_inspect(const std::string& path) {
   io::SafetensorsFile file(path);
   std::cout << path << "\n";
@@ -252,6 +265,23 @@ int main(int argc, char** argv) {
   std::string inspect_path;
   inspect->add_option("file", inspect_path, "safetensors file")->required()->check(CLI::ExistingFile);
 
+  auto* prepare = app.add_subcommand("prepare", "Tokenize text or JSONL files into llm.c token shards for train / eval");
+  data::PrepareOptions prep;
+  bool prep_quiet = false;
+  prepare->add_option("files", prep.inputs, "plain text (one document per file) or JSONL (one {\"text\": ...} per line; .jsonl or detected)")
+      ->required();
+  prepare->add_option("--tokenizer,-t", prep.tokenizer, "Hugging Face tokenizer directory: tokenizer.json, or vocab.json + merges.txt")
+      ->required();
+  prepare->add_option("--out,-o", prep.out, "output prefix: OUT.train.bin, and OUT.val.bin with --val-fraction")->required();
+  prepare->add_option("--val-fraction", prep.val_fraction, "share of documents for validation, picked by a hash of (seed, document index)")
+      ->check(CLI::Range(0.0, 0.999999));
+  prepare->add_option("--seed", prep.seed, "seed of the validation split");
+  prepare->add_option("--shard-tokens", prep.shard_tokens,
+                      "at most this many tokens per file: OUT.train-00000.bin, OUT.train-00001.bin, ... (0: one file per split)")
+      ->check(CLI::NonNegativeNumber);
+  prepare->add_option("--threads", prep.threads, "tokenizing threads (default: all cores)")->check(CLI::PositiveNumber);
+  prepare->add_flag("--quiet", prep_quiet, "no progress line");
+
   auto* demo = app.add_subcommand("demo", "The embedded default: baseline vs lo-fi on a small language model, with shifts");
   demo::DemoOptions demo_opt;
   demo->add_option("--out", demo_opt.out, "output directory");
@@ -286,6 +316,7 @@ int main(int argc, char** argv) {
       for (const auto& f : train::export_checkpoint(export_in, export_out, export_opt)) std::printf("written: %s\n", f.c_str());
       return 0;
     }
+    if (*prepare) return prep.progress = !prep_quiet, cmd_prepare(prep);
     if (*report) return std::printf("written: %s\n", eval::write_run_report(report_dir, report_out).c_str()) < 0;
     if (*demo) return demo::run_demo(demo_opt);
   } catch (const std::exception& e) {

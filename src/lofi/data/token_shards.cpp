@@ -94,22 +94,38 @@ std::vector<std::string> split_paths(const std::string& list) {
 }
 
 void write_token_shard(const std::string& path, const std::vector<uint32_t>& ids) {
-  if (ids.size() > static_cast<size_t>(INT32_MAX))
-    fail(path, ": ", ids.size(), " tokens do not fit one llm.c shard (at most 2^31 - 1); write several");
   bool narrow = std::all_of(ids.begin(), ids.end(), [](uint32_t id) { return id <= 0xFFFF; });
+  TokenShardWriter writer(path, narrow ? 2 : 4);
+  writer.append(ids.data(), ids.size());
+  writer.commit();
+}
+
+TokenShardWriter::TokenShardWriter(const std::string& path, int width) : path_(path), file_(path), width_(width) {
+  if (width != 2 && width != 4) fail(path, ": token width ", width, ", expected 2 or 4 bytes");
   int32_t header[256] = {};
-  header[0] = kMagic;
-  header[1] = narrow ? 1 : 2;
-  header[2] = static_cast<int32_t>(ids.size());
-  io::AtomicFile file(path);
-  file.write(header, sizeof(header));
-  if (narrow) {
-    std::vector<uint16_t> small(ids.begin(), ids.end());
-    file.write(small.data(), small.size() * 2);
+  file_.write(header, sizeof(header));  // rewritten by commit() once the count is known
+}
+
+void TokenShardWriter::append(const uint32_t* ids, size_t count) {
+  if (static_cast<uint64_t>(count_) + count > static_cast<uint64_t>(INT32_MAX))
+    fail(path_, ": more than 2^31 - 1 tokens do not fit one llm.c shard; write several");
+  if (width_ == 4) {
+    file_.write(ids, count * 4);
   } else {
-    file.write(ids.data(), ids.size() * 4);
+    narrow_.resize(count);
+    for (size_t i = 0; i < count; ++i) {
+      if (ids[i] > 0xFFFF) fail(path_, ": id ", ids[i], " does not fit a uint16 shard");
+      narrow_[i] = static_cast<uint16_t>(ids[i]);
+    }
+    file_.write(narrow_.data(), count * 2);
   }
-  file.commit();
+  count_ += static_cast<int64_t>(count);
+}
+
+void TokenShardWriter::commit() {
+  int32_t header[3] = {kMagic, width_ == 2 ? 1 : 2, static_cast<int32_t>(count_)};
+  file_.write_at(0, header, sizeof(header));
+  file_.commit();
 }
 
 }  // namespace lofi::data

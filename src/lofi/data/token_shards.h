@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "lofi/io/atomic_file.h"
 #include "lofi/io/mapped_file.h"
 
 namespace lofi::data {
@@ -39,5 +40,24 @@ std::vector<std::string> split_paths(const std::string& list);
 
 // Writes IDS as an llm.c shard (uint16 when every id fits, else uint32), atomically.
 void write_token_shard(const std::string& path, const std::vector<uint32_t>& ids);
+
+// Streams an llm.c shard of WIDTH-byte ids (2: version 1, 4: version 2) without holding them: ids
+// are appended as they come and the header's count is filled in by commit(), which renames the
+// file into place. Destroyed before commit(), it leaves nothing behind.
+class TokenShardWriter {
+ public:
+  TokenShardWriter(const std::string& path, int width);
+  void append(const uint32_t* ids, size_t count);  // throws on an id wider than WIDTH
+  int64_t size() const { return count_; }
+  const std::string& path() const { return path_; }
+  void commit();
+
+ private:
+  std::string path_;
+  io::AtomicFile file_;
+  int width_;
+  int64_t count_ = 0;
+  std::vector<uint16_t> narrow_;  // conversion buffer for uint16 shards
+};
 
 }  // namespace lofi::data

@@ -30,6 +30,12 @@ void AtomicFile::write(const void* data, size_t bytes) {
     fail(path_, ": write failed: ", std::strerror(errno));
 }
 
+void AtomicFile::write_at(size_t offset, const void* data, size_t bytes) {
+  if (std::fseek(file_, static_cast<long>(offset), SEEK_SET) != 0 || std::fwrite(data, 1, bytes, file_) != bytes ||
+      std::fseek(file_, 0, SEEK_END) != 0)
+    fail(path_, ": write failed: ", std::strerror(errno));
+}
+
 void AtomicFile::commit() {
   if (std::fflush(file_) != 0 || ::fsync(::fileno(file_)) != 0)
     fail(path_, ": flush failed: ", std::strerror(errno));

@@ -15,6 +15,9 @@ class AtomicFile {
 
   void write(const void* data, size_t bytes);
   void write(const std::string& text) { write(text.data(), text.size()); }
+  // Overwrites BYTES already written at OFFSET (e.g. a header whose counts are known only at the
+  // end); later writes still append.
+  void write_at(size_t offset, const void* data, size_t bytes);
   void commit();  // flush, fsync, rename to the final path
 
  private:

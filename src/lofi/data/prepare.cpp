@@ -1,0 +1,275 @@
+// prepare: read documents in batches (reader: this thread), tokenize batches on worker threads,
+// write their ids in input order. At most one batch per thread is in flight, so memory stays
+// bounded whatever the corpus size.
+#include "lofi/data/prepare.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "lofi/data/token_shards.h"
+#include "lofi/data/tokenizer.h"
+#include "lofi/error.h"
+
+namespace lofi::data {
+namespace {
+
+constexpr size_t kBatchBytes = 1 << 20;  // text per task: large enough to dwarf scheduling costs
+constexpr size_t kChunkBytes = 4 << 20;  // plain-text documents longer than this are cut at line breaks
+
+// A document or a part of one, with where it came from.
+struct Unit {
+  std::string text;  // raw text, or the JSONL line holding it
+  int64_t doc = 0;   // document index across all inputs
+  int64_t line = 0;  // JSONL line number; 0 for plain text
+  bool continues = false;  // a later part of a plain-text document cut at a line break
+};
+
+struct Batch {
+  std::string file;
+  std::vector<Unit> units;
+  size_t bytes = 0;
+};
+
+struct BatchIds {
+  std::vector<uint32_t> ids[2];  // train, val
+  int64_t docs[2] = {0, 0};
+  size_t bytes = 0;
+};
+
+bool unicode_space(uint32_t c) {
+  return (c >= 9 && c <= 13) || c == 32 || c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
+         c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+// The code point that starts at or ends just before AT (BACKWARD) in TEXT.
+uint32_t code_point(const std::string& text, size_t at, bool backward) {
+  size_t start = at;
+  if (backward)
+    do --start;
+    while (start > 0 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80);
+  auto lead = static_cast<unsigned char>(text[start]);
+  size_t n = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+  uint32_t cp = n == 1 ? lead : lead & (0x7F >> n);
+  for (size_t k = 1; k < n && start + k < text.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[start + k]) & 0x3F);
+  return cp;
+}
+
+// A place to cut TEXT at or after FROM that pre-tokenises the same whole or in parts: just after a
+// '\n' with no whitespace on either side of it, the '\n' is a piece of its own and no piece reaches
+// over it. npos when there is none yet.
+size_t safe_cut(const std::string& text, size_t from) {
+  for (size_t nl = text.find('\n', from); nl != std::string::npos; nl = text.find('\n', nl + 1)) {
+    if (nl == 0 || nl + 1 >= text.size()) continue;
+    if (!unicode_space(code_point(text, nl, true)) && !unicode_space(code_point(text, nl + 1, false))) return nl + 1;
+  }
+  return std::string::npos;
+}
+
+bool looks_like_jsonl(const std::string& path) {
+  auto ext = std::filesystem::path(path).extension().string();
+  if (ext == ".jsonl" || ext == ".ndjson") return true;
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  return j.is_object() && j.contains("text") && j["text"].is_string();
+}
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+BatchIds tokenize_batch(const Batch& batch, const Tokenizer& tok, uint32_t eot, const PrepareOptions& o) {
+  BatchIds r;
+  r.bytes = batch.bytes;
+  for (const auto& u : batch.units) {
+    int split = is_validation_document(o.seed, u.doc, o.val_fraction) ? 1 : 0;
+    std::string_view text = u.text;
+    std::string from_json;
+    if (u.line > 0) {
+      auto j = nlohmann::json::parse(u.text, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded()) fail(batch.file, ":", u.line, ": not valid JSON (expected one object per line)");
+      if (!j.is_object() || !j.contains("text") || !j["text"].is_string())
+        fail(batch.file, ":", u.line, ": expected an object with a string \"text\", found ", j.dump().substr(0, 60));
+      from_json = j["text"].get<std::string>();
+      text = from_json;
+    }
+    if (!u.continues) r.ids[split].push_back(eot), ++r.docs[split];
+    try {
+      tok.encode_ordinary(text, r.ids[split], u.continues);
+    } catch (const Error& e) {
+      fail(batch.file, u.line > 0 ? ":" + std::to_string(u.line) : std::string(), ": ", e.what());
+    }
+  }
+  return r;
+}
+
+// One split's output: shards of at most LIMIT tokens (one file when LIMIT is 0), committed together.
+class SplitWriter {
+ public:
+  SplitWriter(std::string out, std::string name, int width, int64_t limit)
+      : out_(std::move(out)), name_(std::move(name)), width_(width), limit_(limit) {}
+  void append(const std::vector<uint32_t>& ids) {
+    for (size_t done = 0; done < ids.size();) {
+      if (files_.empty() || (limit_ > 0 && files_.back()->size() >= limit_)) {
+        char suffix[32];
+        std::snprintf(suffix, sizeof(suffix), "-%05zu", files_.size());
+        files_.push_back(std::make_unique<TokenShardWriter>(out_ + "." + name_ + (limit_ > 0 ? suffix : "") + ".bin", width_));
+      }
+      size_t room = limit_ > 0 ? static_cast<size_t>(limit_ - files_.back()->size()) : ids.size() - done;
+      size_t n = std::min(room, ids.size() - done);
+      files_.back()->append(ids.data() + done, n);
+      done += n;
+    }
+  }
+  std::vector<std::string> commit() {
+    std::vector<std::string> paths;
+    for (auto& f : files_) f->commit(), paths.push_back(f->path());
+    return paths;
+  }
+
+ private:
+  std::string out_, name_;
+  int width_;
+  int64_t limit_;
+  std::vector<std::unique_ptr<TokenShardWriter>> files_;
+};
+
+std::string clock_text(double seconds) {
+  auto s = static_cast<long long>(seconds);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+  return buf;
+}
+
+}  // namespace
+
+bool is_validation_document(uint64_t seed, int64_t index, double fraction) {
+  if (fraction <= 0) return false;
+  uint64_t h = splitmix64(seed ^ splitmix64(static_cast<uint64_t>(index)));
+  return static_cast<double>(h >> 11) * 0x1.0p-53 < fraction;
+}
+
+PrepareSummary prepare_tokens(const PrepareOptions& o) {
+  if (o.inputs.empty()) fail("prepare: no input files given");
+  if (o.out.empty()) fail("prepare: no output prefix given (--out)");
+  if (!(o.val_fraction >= 0 && o.val_fraction < 1)) fail("prepare: --val-fraction ", o.val_fraction, ", expected 0 <= f < 1");
+  if (o.shard_tokens < 0) fail("prepare: --shard-tokens ", o.shard_tokens, ", expected >= 0");
+  PrepareSummary summary;
+  for (const auto& path : o.inputs) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path)) fail(path, ": is a directory, expected a text or JSONL file");
+    auto size = std::filesystem::file_size(path, ec);
+    if (ec) fail(path, ": cannot read: ", ec.message());
+    summary.input_bytes += static_cast<int64_t>(size);
+  }
+  Tokenizer tok = Tokenizer::load(o.tokenizer);
+  const uint32_t eot = tok.end_of_text();
+  summary.token_bytes = tok.vocab_size() <= 0x10000 ? 2 : 4;
+  SplitWriter writers[2] = {{o.out, "train", summary.token_bytes, o.shard_tokens},
+                            {o.out, "val", summary.token_bytes, o.shard_tokens}};
+  const size_t threads = o.threads > 0 ? static_cast<size_t>(o.threads) : std::max(1u, std::thread::hardware_concurrency());
+  const auto start = std::chrono::steady_clock::now();
+  const bool tty = ::isatty(STDERR_FILENO);
+  auto last_report = start;
+  int64_t bytes_done = 0;
+
+  auto report = [&](bool final) {
+    auto now = std::chrono::steady_clock::now();
+    double elapsed = std::chrono::duration<double>(now - start).count();
+    if (!o.progress || (!final && now - last_report < std::chrono::milliseconds(tty ? 250 : 10000))) return;
+    last_report = now;
+    double rate = bytes_done / std::max(elapsed, 1e-9);
+    double total = static_cast<double>(std::max<int64_t>(summary.input_bytes, 1));
+    std::fprintf(stderr, "%sprepare: %5.1f%% %.1f of %.1f MB, %.1f MB/s, %lld tokens, %s %s%s", tty ? "\r" : "",
+                 100.0 * bytes_done / total, bytes_done / 1e6, total / 1e6, rate / 1e6,
+                 static_cast<long long>(summary.train.tokens + summary.val.tokens), final ? "took" : "ETA",
+                 clock_text(final ? elapsed : (total - bytes_done) / std::max(rate, 1.0)).c_str(), tty && !final ? "   " : "\n");
+    std::fflush(stderr);
+  };
+
+  std::deque<std::future<BatchIds>> pending;
+  auto write_front = [&] {
+    BatchIds r = pending.front().get();
+    pending.pop_front();
+    PrepareSplit* splits[2] = {&summary.train, &summary.val};
+    for (int s = 0; s < 2; ++s) {
+      writers[s].append(r.ids[s]);
+      splits[s]->tokens += static_cast<int64_t>(r.ids[s].size());
+      splits[s]->documents += r.docs[s];
+    }
+    bytes_done += static_cast<int64_t>(r.bytes);
+    report(false);
+  };
+  auto submit = [&](Batch& batch) {
+    if (batch.units.empty()) return;
+    while (pending.size() >= threads) write_front();  // at most THREADS batches tokenizing at once
+    Batch next;
+    next.file = batch.file;
+    pending.push_back(std::async(std::launch::async,
+                                 [&tok, eot, &o, b = std::move(batch)] { return tokenize_batch(b, tok, eot, o); }));
+    batch = std::move(next);
+  };
+
+  int64_t doc = 0;
+  for (const auto& path : o.inputs) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(path, ": cannot open for reading");
+    Batch batch;
+    batch.file = path;
+    auto add = [&](Unit u, size_t bytes) {
+      batch.bytes += bytes;
+      batch.units.push_back(std::move(u));
+      if (batch.bytes >= kBatchBytes) submit(batch);
+    };
+    if (looks_like_jsonl(path)) {
+      std::string line;
+      for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
+        if (line.find_first_not_of(" \t\r") == std::string::npos) {  // blank lines separate nothing
+          batch.bytes += line.size() + 1;
+          continue;
+        }
+        size_t bytes = line.size() + 1;
+        add({std::move(line), doc++, line_no, false}, bytes);
+      }
+    } else {
+      // One document per file, cut into parts at safe line breaks when long.
+      std::string buf, block(1 << 20, '\0');
+      bool continues = false;
+      while (in.read(block.data(), static_cast<std::streamsize>(block.size())) || in.gcount() > 0) {
+        buf.append(block.data(), static_cast<size_t>(in.gcount()));
+        size_t cut;
+        while (buf.size() > kChunkBytes && (cut = safe_cut(buf, kChunkBytes)) != std::string::npos) {
+          add({buf.substr(0, cut), doc, 0, continues}, cut);
+          buf.erase(0, cut);
+          continues = true;
+        }
+      }
+      size_t bytes = buf.size();
+      add({std::move(buf), doc++, 0, continues}, bytes);
+    }
+    if (in.bad()) fail(path, ": read error");
+    submit(batch);
+  }
+  while (!pending.empty()) write_front();
+
+  summary.train.files = writers[0].commit();
+  summary.val.files = writers[1].commit();
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report(true);
+  return summary;
+}
+
+}  // namespace lofi::data

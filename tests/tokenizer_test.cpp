@@ -1,0 +1,140 @@
+// The tokenizer against Hugging Face's own implementation (fixtures/tokenizer/expected.json, written
+// by make_fixture.mjs), both file formats; special tokens; and bad tokenizer directories.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "lofi/data/bpe.h"
+#include "lofi/data/pretokenize.h"
+#include "lofi/data/tokenizer.h"
+#include "lofi/io/atomic_file.h"
+#include "test_util.h"
+
+namespace lofi::data {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const std::string kFixtures = LOFI_FIXTURES "/tokenizer";
+
+const json& expected() {
+  static const json j = json::parse(io::read_text_file(kFixtures + "/expected.json"));
+  return j;
+}
+
+// Every corpus line gives the reference's ids and decoding. ADDS_PREFIX: OPT's "</s>"; ROUND_TRIP:
+// decoding gives the text back (not so where added tokens strip whitespace).
+void expect_matches_reference(const std::string& variant, const Tokenizer& tok, bool adds_prefix, bool round_trip = true) {
+  const json& corpus = expected()["corpus"];
+  ASSERT_GE(corpus.size(), 20u);
+  for (size_t i = 0; i < corpus.size(); ++i) {
+    std::string text = corpus[i];
+    const json& want = expected()[variant][i];
+    auto ids = tok.encode(text);
+    EXPECT_EQ(ids, want["ids"].get<std::vector<uint32_t>>()) << variant << " line " << i << ": " << text;
+    EXPECT_EQ(tok.encode(text, false), want["ids_without_special"].get<std::vector<uint32_t>>()) << variant << " line " << i;
+    EXPECT_EQ(tok.decode(ids), want["decoded"].get<std::string>()) << variant << " line " << i;
+    if (!round_trip) continue;
+    EXPECT_EQ(tok.decode(ids), (adds_prefix ? "</s>" : "") + text) << variant << " line " << i;
+    EXPECT_EQ(tok.decode(tok.encode(text, false)), text) << variant << " line " << i;
+  }
+}
+
+TEST(Tokenizer, Gpt2MatchesHuggingFaceFromVocabAndMerges) {
+  expect_matches_reference("gpt2", Tokenizer::from_vocab_merges(kFixtures + "/gpt2"), false);
+}
+
+TEST(Tokenizer, Gpt2MatchesHuggingFaceFromTokenizerJson) {
+  expect_matches_reference("gpt2", Tokenizer::from_tokenizer_json(kFixtures + "/gpt2"), false);
+}
+
+TEST(Tokenizer, OptMatchesHuggingFaceFromVocabAndMerges) {
+  expect_matches_reference("opt", Tokenizer::from_vocab_merges(kFixtures + "/opt"), true);
+}
+
+TEST(Tokenizer, OptMatchesHuggingFaceFromTokenizerJson) {
+  expect_matches_reference("opt", Tokenizer::from_tokenizer_json(kFixtures + "/opt"), true);
+}
+
+TEST(Tokenizer, StrippingAddedTokensAndPrefixSpaceMatchHuggingFace) {
+  expect_matches_reference("added", Tokenizer::from_tokenizer_json(kFixtures + "/added"), false, false);
+}
+
+TEST(Tokenizer, SpecialTokensAndEndOfText) {
+  Tokenizer gpt2 = Tokenizer::load(kFixtures + "/gpt2"), opt = Tokenizer::load(kFixtures + "/opt");
+  uint32_t eot = *gpt2.token_id("<|endoftext|>");
+  EXPECT_EQ(gpt2.end_of_text(), eot);
+  EXPECT_EQ(opt.end_of_text(), 2u);
+  EXPECT_EQ(opt.prefix(), std::vector<uint32_t>{2});
+  EXPECT_TRUE(gpt2.prefix().empty());
+  EXPECT_EQ(gpt2.encode("<|endoftext|>"), std::vector<uint32_t>{eot});
+  // encode_ordinary reads special tokens as text, and adds nothing.
+  std::vector<uint32_t> ordinary;
+  opt.encode_ordinary("a</s>b", ordinary);
+  EXPECT_EQ(std::count(ordinary.begin(), ordinary.end(), 2u), 0);
+  EXPECT_EQ(opt.decode(ordinary), "a</s>b");
+  EXPECT_EQ(opt.decode(opt.encode("x</s>y"), /*skip_special_tokens=*/true), "xy");
+  EXPECT_EQ(gpt2.vocab_size(), eot + 1);
+  EXPECT_NE(test::error_of([&] { gpt2.decode({gpt2.vocab_size() + 5}); }).find("not in the vocabulary"), std::string::npos);
+}
+
+TEST(Tokenizer, PretokenizerPiecesCoverTheText) {
+  RegexSplitter split(kGpt2Pattern);
+  std::vector<std::string_view> pieces;
+  split.split("Hello  world's 123\n\n x", pieces);
+  std::vector<std::string> got(pieces.begin(), pieces.end());
+  EXPECT_EQ(got, (std::vector<std::string>{"Hello", " ", " world", "'s", " 123", "\n\n", " x"}));
+  pieces.clear();
+  std::string bad = test::error_of([&] { split.split("ok \xff bad", pieces); });
+  EXPECT_NE(bad.find("not valid UTF-8 at byte 3"), std::string::npos) << bad;
+}
+
+TEST(Tokenizer, LongWhitespaceAndRepeatsStayFast) {
+  Tokenizer tok = Tokenizer::load(kFixtures + "/gpt2");
+  std::string text = std::string(200000, ' ') + "x" + std::string(100000, 'a');
+  EXPECT_EQ(tok.decode(tok.encode(text)), text);
+}
+
+// Writes a tokenizer directory: the fixture's files with some replaced.
+std::string tokenizer_dir(const std::string& name, const std::map<std::string, std::string>& files) {
+  std::string dir = test::scratch_dir() + "/" + name;
+  fs::create_directories(dir);
+  for (const char* f : {"vocab.json", "merges.txt"}) fs::copy_file(kFixtures + "/gpt2/" + f, dir + "/" + f);
+  for (const auto& [f, text] : files) {
+    if (text.empty()) fs::remove(dir + "/" + f);
+    else std::ofstream(dir + "/" + f) << text;
+  }
+  return dir;
+}
+
+TEST(Tokenizer, BadDirectoriesAreNamed) {
+  auto error = [](const std::string& dir) { return test::error_of([&] { Tokenizer::load(dir); }); };
+  std::string base = test::scratch_dir();
+  EXPECT_NE(error(base + "/nope").find("not a tokenizer directory"), std::string::npos);
+  EXPECT_NE(error(base).find("no tokenizer.json"), std::string::npos);
+  EXPECT_NE(error(tokenizer_dir("nomerges", {{"merges.txt", ""}})).find("merges.txt: missing"), std::string::npos);
+  EXPECT_NE(error(tokenizer_dir("novocab", {{"vocab.json", ""}})).find("vocab.json: missing"), std::string::npos);
+  EXPECT_NE(error(tokenizer_dir("badjson", {{"vocab.json", "{\"a\": 1,"}})).find("vocab.json: not valid JSON"), std::string::npos);
+  EXPECT_NE(error(tokenizer_dir("badid", {{"vocab.json", "{\"a\": -1}"}})).find("token 'a' has id -1"), std::string::npos);
+  std::string merges = io::read_text_file(kFixtures + "/gpt2/merges.txt");
+  EXPECT_NE(error(tokenizer_dir("badline", {{"merges.txt", merges + "abc\n"}})).find("expected two tokens"), std::string::npos);
+  std::string unknown = error(tokenizer_dir("unknown", {{"merges.txt", "#version: 0.2\nĠ zzzz\n"}}));
+  EXPECT_NE(unknown.find("merges.txt:2: merge 'Ġ zzzz' needs 'zzzz'"), std::string::npos) << unknown;
+  std::string eos = error(tokenizer_dir("eos", {{"tokenizer_config.json", R"({"add_bos_token": true, "bos_token": "<nope>"})"}}));
+  EXPECT_NE(eos.find("'<nope>' is neither in vocab.json nor an added token"), std::string::npos) << eos;
+  std::string json_dir = tokenizer_dir("wordpiece", {{"tokenizer.json", R"({"model": {"type": "WordPiece", "vocab": {}}})"}});
+  EXPECT_NE(error(json_dir).find("model type 'WordPiece' is not supported"), std::string::npos);
+}
+
+TEST(Tokenizer, ByteLevelTableRoundTrips) {
+  std::string all;
+  for (int b = 0; b < 256; ++b) all += static_cast<char>(b);
+  EXPECT_EQ(byte_level_decode(byte_level_encode(all)), all);
+  EXPECT_EQ(byte_level_encode(" a\n"), "ĠaĊ");
+}
+
+}  // namespace
+}  // namespace lofi::data
