@@ -282,14 +282,18 @@ int main(int argc, char** argv) {
   prepare->add_option("--threads", prep.threads, "tokenizing threads (default: all cores)")->check(CLI::PositiveNumber);
   prepare->add_flag("--quiet", prep_quiet, "no progress line");
 
-  auto* demo = app.add_subcommand("demo", "The embedded default: baseline vs lo-fi on a small language model, with shifts");
+  auto* demo = app.add_subcommand("demo", "The embedded default: baseline vs lo-fi on a small language model and a small ViT, with shifts");
   demo::DemoOptions demo_opt;
   demo->add_option("--out", demo_opt.out, "output directory");
   demo->add_option("--workers", demo_opt.workers, "baseline workers = lo-fi nodes")->check(CLI::PositiveNumber);
   demo->add_option("--pretrain-steps", demo_opt.pretrain_steps, "pretraining steps (cached)");
   demo->add_option("--steps", demo_opt.finetune_steps, "fine-tuning steps");
   demo->add_option("--eval-windows", demo_opt.eval_windows, "windows per evaluation set");
-  demo->add_flag("--fresh", demo_opt.fresh, "regenerate data and retrain the pretrained model");
+  demo->add_flag("--fresh", demo_opt.fresh, "regenerate data and retrain the pretrained models");
+  demo->add_option("--only", demo_opt.only, "run one half: language or vision")
+      ->check(CLI::IsMember({"language", "vision"}));
+  demo->add_option("--vision-pretrain-steps", demo_opt.vision_pretrain_steps, "vision pretraining steps (cached)");
+  demo->add_option("--vision-steps", demo_opt.vision_steps, "vision fine-tuning steps");
 
   try {
     app.parse(argc, argv);

@@ -18,6 +18,7 @@
 #include "lofi/io/atomic_file.h"
 #include "lofi/train/trainer.h"
 #include "lofi/demo/runs.h"
+#include "lofi/demo/vision_demo.h"
 
 namespace lofi::demo {
 namespace {
@@ -67,11 +68,13 @@ void make_data(const std::string& out, bool fresh) {
 
 }  // namespace
 
-int run_demo(const DemoOptions& opt) {
+namespace {
+
+DemoSection run_language_demo(const DemoOptions& opt) {
   const std::string out = opt.out;
   const int K = opt.workers;
-  io::make_dirs(out);
-  std::printf("lofi demo: data, pretraining, then fine-tuning with %d workers both ways, in %s\n", K, out.c_str());
+  std::printf("lofi demo, language: data, pretraining, then fine-tuning with %d workers both ways, in %s\n", K,
+              out.c_str());
   make_data(out, opt.fresh);
 
   // 1. Pretrain on the general corpus (once; cached).
@@ -181,25 +184,54 @@ int run_demo(const DemoOptions& opt) {
                           {"pretrained-average", line(pretrained, lofi_average, "pretrained-to-average")},
                           {"baseline-average", line(baseline_final, lofi_average, "baseline-to-average")}};
 
-  std::string md = "# lofi demo: fine-tuning a " + std::to_string(ft.model.n_layer) +
-                   "-layer decoder on `" + kFinetuneSet + "`, " + std::to_string(K) +
-                   " workers\n\nPerplexity (lower is better) in-distribution and under three shifts; the baseline "
-                   "all-reduces gradients every step, lo-fi nodes never communicate and are averaged once. "
-                   "The shift average is the geometric mean of the shifted perplexities. The ensemble averages the "
-                   "nodes' probabilities (4x the inference cost) and is shown for reference.\n\n" +
-                   table.markdown();
-  io::write_file_atomic(out + "/results.md", md);
-  nlohmann::json results{{"workers", K}, {"finetune_steps", ft.train.steps}, {"global_batch", ft.train.batch_size},
-                         {"seq_len", ft.data.seq_len}, {"in_distribution", kFinetuneSet},
-                         {"shifts", {kShiftSets[0], kShiftSets[1], kShiftSets[2]}}, {"rows", table.json()},
-                         {"barrier_heights", barriers}};
-  io::write_file_atomic(out + "/results.json", results.dump(2) + "\n");
-  std::string report = eval::write_run_report(out);
-  std::printf("\n%s\nbarrier heights (nats, in-distribution): between two lo-fi nodes %.4f, pretrained to lo-fi average %.4f\n"
-              "written: %s/results.md, %s/results.json, %s\n",
-              table.text().c_str(), barriers["node0-node1"]["loss/" + std::string(kFinetuneSet)].get<double>(),
-              barriers["pretrained-average"]["loss/" + std::string(kFinetuneSet)].get<double>(), out.c_str(), out.c_str(),
-              report.c_str());
+  DemoSection section;
+  section.markdown = "## Language: fine-tuning a " + std::to_string(ft.model.n_layer) + "-layer decoder on `" +
+                     kFinetuneSet + "`, " + std::to_string(K) +
+                     " workers\n\nPerplexity (lower is better) in-distribution and under three shifts; the baseline "
+                     "all-reduces gradients every step, lo-fi nodes never communicate and are averaged once. "
+                     "The shift average is the geometric mean of the shifted perplexities. The ensemble averages the "
+                     "nodes' probabilities (4x the inference cost) and is shown for reference.\n\n" +
+                     table.markdown();
+  section.json = {{"workers", K}, {"finetune_steps", ft.train.steps}, {"global_batch", ft.train.batch_size},
+                  {"seq_len", ft.data.seq_len}, {"in_distribution", kFinetuneSet},
+                  {"shifts", {kShiftSets[0], kShiftSets[1], kShiftSets[2]}}, {"rows", table.json()},
+                  {"barrier_heights", barriers}};
+  char line_text[256];
+  std::snprintf(line_text, sizeof(line_text),
+                "barrier heights (nats, in-distribution): between two lo-fi nodes %.4f, pretrained to lo-fi average %.4f\n",
+                barriers["node0-node1"]["loss/" + std::string(kFinetuneSet)].get<double>(),
+                barriers["pretrained-average"]["loss/" + std::string(kFinetuneSet)].get<double>());
+  section.table = "language (perplexity, lower is better)\n" + table.text() + line_text;
+  return section;
+}
+
+}  // namespace
+
+int run_demo(const DemoOptions& opt) {
+  if (!opt.only.empty() && opt.only != "language" && opt.only != "vision")
+    fail("demo: --only must be \"language\" or \"vision\", found \"", opt.only, "\"");
+  io::make_dirs(opt.out);
+  std::vector<DemoSection> sections;
+  nlohmann::json results = nlohmann::json::object();
+  if (opt.only != "vision") {
+    sections.push_back(run_language_demo(opt));
+    results = sections.back().json;  // the language rows stay at the top level, where reports look
+  }
+  if (opt.only != "language") {
+    VisionDemoOptions vision{opt.out + "/vision", opt.workers, opt.vision_pretrain_steps, opt.vision_steps, opt.fresh};
+    sections.push_back(run_vision_demo(vision));
+    results["vision"] = sections.back().json;
+  }
+  std::string md = "# lofi demo: baseline (data-parallel) against lo-fi (no communication, averaged once)\n";
+  for (const auto& s : sections) md += "\n" + s.markdown;
+  io::write_file_atomic(opt.out + "/results.md", md);
+  io::write_file_atomic(opt.out + "/results.json", results.dump(2) + "\n");
+  std::printf("\n");
+  for (const auto& s : sections) std::printf("%s\n", s.table.c_str());
+  std::string reports;
+  if (opt.only != "vision") reports += eval::write_run_report(opt.out) + " ";
+  if (opt.only != "language") reports += eval::write_run_report(opt.out + "/vision");
+  std::printf("written: %s/results.md, %s/results.json, %s\n", opt.out.c_str(), opt.out.c_str(), reports.c_str());
   return 0;
 }
 

@@ -1,4 +1,5 @@
-// `lofi demo`: the paper's language-model experiment in miniature. Generates its data, pretrains
+// `lofi demo`: the paper's two experiments in miniature; this file holds the language half, the
+// vision half is vision_demo.h. Generates its data, pretrains
 // a small model on a general corpus (cached), fine-tunes it on an arithmetic task both ways —
 // the data-parallel baseline (one node of K workers) and lo-fi (K nodes of one worker), same
 // global batch and steps — and evaluates every model in-distribution and under shift.
@@ -15,6 +16,9 @@ struct DemoOptions {
   int64_t finetune_steps = 150;
   int64_t eval_windows = 256;      // windows of 64 tokens per evaluation set
   bool fresh = false;              // ignore cached data and pretrained weights
+  std::string only;                // "language" or "vision" runs that half alone; empty: both
+  int64_t vision_pretrain_steps = 300;  // the vision half's pretraining (cached)
+  int64_t vision_steps = 150;           // the vision half's fine-tuning steps
 };
 
 // Runs the demo; prints the table and writes OUT/results.{md,json}. Returns the exit status.

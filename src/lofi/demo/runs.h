@@ -1,6 +1,7 @@
 // What both halves of the demo do with a training run: launch it under local workers from a
 // config, and read back how many bytes its workers sent.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "lofi/train/config.h"
@@ -16,5 +17,12 @@ struct Traffic {
   double total = 0, between_nodes = 0;
 };
 Traffic run_traffic(const std::string& run_dir);
+
+// One half's results: the table as text, a section for results.md, rows for results.json.
+struct DemoSection {
+  std::string table;
+  std::string markdown;
+  nlohmann::json json;
+};
 
 }  // namespace lofi::demo

@@ -42,7 +42,7 @@ train::Config base_config(const std::string& images) {
 
 }  // namespace
 
-VisionDemoResult run_vision_demo(const VisionDemoOptions& opt) {
+DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   const std::string out = opt.out, images = out + "/images";
   const int K = opt.workers;
   io::make_dirs(out);
@@ -135,8 +135,8 @@ VisionDemoResult run_vision_demo(const VisionDemoOptions& opt) {
                                  extra);
   }
 
-  VisionDemoResult result;
-  result.table = table.text();
+  DemoSection result;
+  result.table = "vision (top-1 accuracy %, higher is better)\n" + table.text();
   result.markdown = "## Vision: fine-tuning a ViT on generated images, " + std::to_string(K) +
                     " workers\n\nTop-1 accuracy (%, higher is better) in-distribution and under four shifts "
                     "(renditions, sketches, corruptions, poses); the shift average is their unweighted mean, as "

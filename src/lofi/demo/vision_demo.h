@@ -5,8 +5,9 @@
 // model in-distribution and on shifted test sets (renditions, sketches, corruptions, poses).
 #pragma once
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <string>
+
+#include "lofi/demo/runs.h"
 
 namespace lofi::demo {
 
@@ -18,12 +19,6 @@ struct VisionDemoOptions {
   bool fresh = false;                    // regenerate images and retrain the pretrained model
 };
 
-struct VisionDemoResult {
-  std::string table;     // the results as text
-  std::string markdown;  // a section for results.md
-  nlohmann::json json;   // rows and settings for results.json
-};
-
-VisionDemoResult run_vision_demo(const VisionDemoOptions& options);
+DemoSection run_vision_demo(const VisionDemoOptions& options);
 
 }  // namespace lofi::demo
