@@ -15,6 +15,7 @@
 #include "lofi/eval/lm_evaluator.h"
 #include "lofi/eval/perplexity.h"
 #include "lofi/eval/report.h"
+#include "lofi/eval/scorer.h"
 #include "lofi/eval/table.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
@@ -58,15 +59,68 @@ train::Config eval_config(const std::string& checkpoint, const std::string& conf
 
 struct EvalArgs {
   std::string model, config, json;
-  std::vector<std::string> ensemble, data, sets;
+  std::vector<std::string> ensemble, data, sets, class_maps;
   eval::EvalSettings settings;
+  int64_t max_images = 0;
 };
+
+eval::ScorerInputs scorer_inputs(const EvalArgs& a) {
+  eval::ScorerInputs in;
+  in.data = eval::parse_named_paths(a.data, "--data");
+  in.class_maps = eval::parse_named_paths(a.class_maps, "--class-map");
+  in.lm = a.settings;
+  in.images.batch = a.settings.batch;
+  in.images.max_images = a.max_images;
+  return in;
+}
+
+// Image classifiers: top-1, top-5 and loss per test folder, of a model or of an ensemble beside
+// its weight average.
+int cmd_eval_images(const EvalArgs& a, const train::Config& config, const std::string& reference) {
+  eval::ScorerInputs in = scorer_inputs(a);
+  eval::ImageEvaluator evaluator(config, eval::checkpoint_classes(reference), eval::image_test_sets(in), in.images);
+  std::vector<std::string> columns{"model"};
+  for (const auto& s : evaluator.sets()) columns.insert(columns.end(), {s.name + " top-1", s.name + " top-5", s.name + " loss"});
+  eval::ResultsTable table(columns);
+  auto add = [&](const std::string& name, const std::vector<eval::ClassificationScore>& scores) {
+    std::vector<std::string> cells{name};
+    nlohmann::json record{{"model", name}};
+    for (size_t i = 0; i < scores.size(); ++i) {
+      cells.push_back(eval::format_fixed(100 * scores[i].top1, 2));
+      cells.push_back(eval::format_fixed(100 * scores[i].top5, 2));
+      cells.push_back(eval::format_fixed(scores[i].loss, 4));
+      const auto& set = evaluator.sets()[i];
+      record["datasets"][set.name] = {{"path", set.folder}, {"images", scores[i].count}, {"top1", scores[i].top1},
+                                      {"top5", scores[i].top5}, {"loss", scores[i].loss}};
+    }
+    table.add_row(cells, record);
+  };
+  if (!a.model.empty()) add(a.model, evaluator.score_file(a.model));
+  if (!a.ensemble.empty()) {
+    std::vector<io::NamedTensors> members;
+    for (const auto& path : a.ensemble) {
+      add(path, evaluator.score_file(path));
+      members.push_back(io::SafetensorsFile(path).load_all());
+    }
+    std::vector<const io::NamedTensors*> ptrs;
+    for (const auto& m : members) ptrs.push_back(&m);
+    add("ensemble of " + std::to_string(members.size()) + " (mean probabilities)", evaluator.score_ensemble(a.ensemble));
+    add("weight average of " + std::to_string(members.size()),
+        evaluator.score(merge::weighted_average(ptrs, std::vector<double>(ptrs.size(), 1.0))));
+  }
+  std::cout << table.text();
+  if (!a.json.empty()) io::write_file_atomic(a.json, nlohmann::json{{"results", table.json()}}.dump(2) + "\n");
+  return 0;
+}
 
 int cmd_eval(const EvalArgs& a) {
   if (a.model.empty() && a.ensemble.empty()) fail("eval: give --model or --ensemble");
   const std::string& reference = a.model.empty() ? a.ensemble[0] : a.model;
+  const train::Config config = eval_config(reference, a.config, a.sets);
+  if (config.model.arch == "vit") return cmd_eval_images(a, config, reference);
+  if (!a.class_maps.empty()) fail("eval: --class-map applies to image classifiers; ", reference, " is a language model");
   auto datasets = eval::parse_named_paths(a.data, "--data");
-  eval::LmEvaluator evaluator(eval_config(reference, a.config, a.sets), datasets, a.settings);
+  eval::LmEvaluator evaluator(config, datasets, a.settings);
 
   std::vector<std::string> columns{"model"};
   for (const auto& d : datasets) columns.push_back(d.name + " loss"), columns.push_back(d.name + " ppl");
@@ -101,10 +155,11 @@ int cmd_eval(const EvalArgs& a) {
 }
 
 int cmd_soup(const std::vector<std::string>& candidates, const EvalArgs& a, const std::string& out) {
-  auto datasets = eval::parse_named_paths(a.data, "--data");
-  if (datasets.size() != 1) fail("soup: give exactly one held-out --data NAME=PATH");
-  eval::LmEvaluator evaluator(eval_config(candidates.at(0), a.config, a.sets), datasets, a.settings);
-  merge::SoupResult soup = merge::greedy_soup(candidates, [&](const io::NamedTensors& w) { return evaluator.score(w)[0].loss; });
+  const eval::ScorerInputs in = scorer_inputs(a);
+  if (in.data.size() != 1) fail("soup: give exactly one held-out --data NAME=PATH");
+  eval::WeightsScorer scorer = eval::make_weights_scorer(eval_config(candidates.at(0), a.config, a.sets), candidates.at(0), in);
+  const std::string metric = "loss/" + in.data[0].name;
+  merge::SoupResult soup = merge::greedy_soup(candidates, [&](const io::NamedTensors& w) { return scorer(w).at(metric); });
   eval::ResultsTable table({"candidate", "held-out loss alone", "soup loss with it", "kept"});
   for (const auto& s : soup.steps)
     table.add_row({s.candidate, eval::format_fixed(s.alone, 4), eval::format_fixed(s.with, 4), s.kept ? "yes" : "no"},
@@ -120,10 +175,11 @@ int cmd_soup(const std::vector<std::string>& candidates, const EvalArgs& a, cons
 }
 
 int cmd_interpolate(const std::string& from, const std::string& to, int points, const EvalArgs& a) {
-  auto datasets = eval::parse_named_paths(a.data, "--data");
-  eval::LmEvaluator evaluator(eval_config(from, a.config, a.sets), datasets, a.settings);
+  const eval::ScorerInputs in = scorer_inputs(a);
+  const auto& datasets = in.data;
+  eval::WeightsScorer scorer = eval::make_weights_scorer(eval_config(from, a.config, a.sets), from, in);
   io::NamedTensors wa = io::SafetensorsFile(from).load_all(), wb = io::SafetensorsFile(to).load_all();
-  auto line = merge::evaluate_line(wa, wb, points, [&](const io::NamedTensors& w) { return evaluator.losses(w); });
+  auto line = merge::evaluate_line(wa, wb, points, scorer);
   std::vector<std::string> columns{"alpha"};
   for (const auto& d : datasets) columns.push_back(d.name + " loss");
   eval::ResultsTable table(columns);
@@ -217,7 +273,11 @@ int main(int argc, char** argv) {
   // Evaluation flags shared by eval, soup and interpolate.
   EvalArgs ev;
   auto add_eval_flags = [&](CLI::App* cmd) {
-    cmd->add_option("--data,-d", ev.data, "NAME=PATH of token shards (repeatable)")->required();
+    cmd->add_option("--data,-d", ev.data, "NAME=PATH of token shards, or of an image folder for a classifier (repeatable)")
+        ->required();
+    cmd->add_option("--class-map", ev.class_maps,
+                    "NAME=FILE: score image set NAME through a class map (subset or many-to-one; repeatable)");
+    cmd->add_option("--max-images", ev.max_images, "classifiers: score at most this many images per set (0: all)");
     cmd->add_option("--config,-c", ev.config, "config giving the model's shape (default: the checkpoint's own)");
     cmd->add_option("--set", ev.sets, "override a config key: section.key=value");
     cmd->add_option("--seq-len", ev.settings.seq_len, "window length (default: data.seq_len)");
@@ -225,7 +285,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--max-windows", ev.settings.max_windows, "score at most this many windows per dataset (0: all)");
     cmd->add_option("--json", ev.json, "also write the results as JSON here");
   };
-  auto* eval_cmd = app.add_subcommand("eval", "Loss and perplexity on named datasets, of a model or an ensemble beside its average");
+  auto* eval_cmd = app.add_subcommand("eval", "Loss and perplexity (language models) or top-1/top-5 (classifiers) on named datasets, of a model or an ensemble beside its average");
   eval_cmd->add_option("--model,-m", ev.model, "safetensors checkpoint")->check(CLI::ExistingFile);
   eval_cmd->add_option("--ensemble", ev.ensemble, "checkpoints to ensemble (mean of probabilities), shown beside their weight average")
       ->check(CLI::ExistingFile);
