@@ -13,25 +13,9 @@
 namespace lofi {
 namespace {
 
+using test::last_metrics;
+using test::max_abs_diff;
 using test::run_lofi;
-
-// Max |a - b| over every tensor of two checkpoints with the same names.
-double max_abs_diff(const std::string& a, const std::string& b) {
-  io::SafetensorsFile fa(a), fb(b);
-  EXPECT_EQ(fa.entries().size(), fb.entries().size());
-  double worst = 0;
-  for (const auto& e : fa.entries())
-    worst = std::max(worst, (fa.load(e) - fb.load(e.name)).abs().max().item<double>());
-  return worst;
-}
-
-nlohmann::json last_metrics(const std::string& node_dir) {
-  std::ifstream in(node_dir + "/metrics.jsonl");
-  std::string line, last;
-  while (std::getline(in, line))
-    if (!line.empty()) last = line;
-  return nlohmann::json::parse(last);
-}
 
 std::string train_cmd(const std::string& data, const std::string& run, const std::string& extra = "") {
   return "train " + test::tiny_train_flags(data, run) + " " + extra;

@@ -7,10 +7,12 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include "lofi/data/synthetic_text.h"
 #include "lofi/data/token_shards.h"
 #include "lofi/error.h"
+#include "lofi/io/safetensors.h"
 
 namespace lofi::test {
 
@@ -72,6 +74,23 @@ PngImage read_png(const std::string& path) {
   out.width = static_cast<int>(image.width);
   out.height = static_cast<int>(image.height);
   return out;
+}
+
+double max_abs_diff(const std::string& a, const std::string& b) {
+  io::SafetensorsFile fa(a), fb(b);
+  EXPECT_EQ(fa.entries().size(), fb.entries().size());
+  double worst = 0;
+  for (const auto& e : fa.entries())
+    worst = std::max(worst, (fa.load(e) - fb.load(e.name)).abs().max().item<double>());
+  return worst;
+}
+
+nlohmann::json last_metrics(const std::string& node_dir) {
+  std::ifstream in(node_dir + "/metrics.jsonl");
+  std::string line, last;
+  while (std::getline(in, line))
+    if (!line.empty()) last = line;
+  return nlohmann::json::parse(last);
 }
 
 }  // namespace lofi::test

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,12 @@ struct PngImage {
   std::vector<uint8_t> rgb;  // (height, width, 3)
 };
 PngImage read_png(const std::string& path);
+
+// Max |a - b| over every tensor of two checkpoints with the same names.
+double max_abs_diff(const std::string& a, const std::string& b);
+
+// The last line of NODE_DIR/metrics.jsonl.
+nlohmann::json last_metrics(const std::string& node_dir);
 
 // A tiny model config for fast multi-process tests, as --set flags.
 std::string tiny_train_flags(const std::string& data, const std::string& run_dir);
