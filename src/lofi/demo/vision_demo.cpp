@@ -7,6 +7,7 @@
 #include "lofi/error.h"
 #include "lofi/eval/image_evaluator.h"
 #include "lofi/io/atomic_file.h"
+#include "lofi/io/safetensors.h"
 #include "lofi/train/trainer.h"
 
 namespace lofi::demo {
@@ -54,7 +55,11 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
 
   // 1. Pretrain on the source task (once; cached).
   const std::string pretrained = out + "/pretrained.safetensors";
-  if (opt.fresh || !fs::exists(pretrained)) {
+  // The cache holds only what these options would train.
+  const bool cached = !opt.fresh && fs::exists(pretrained) &&
+                      io::SafetensorsFile(pretrained).metadata().count("lofi.step") &&
+                      io::SafetensorsFile(pretrained).metadata().at("lofi.step") == std::to_string(opt.pretrain_steps);
+  if (!cached) {
     train::Config c = base_config(images);
     c.run.dir = out + "/pretrain";
     c.data.train = images + "/pretrain-train";
@@ -72,7 +77,7 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   train::Config ft = base_config(images);
   ft.model.init = pretrained;
   ft.train.steps = opt.finetune_steps;
-  ft.train.lr = 1e-3;
+  ft.train.lr = 1.5e-3;
   ft.train.min_lr = 1e-5;
   ft.train.warmup_steps = std::min<int64_t>(10, opt.finetune_steps / 5);
   ft.train.batch_size = 16 * K;
