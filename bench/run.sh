@@ -57,6 +57,15 @@ for spec in "jpeg256 224 256px" "png64 32 64px"; do
   awk -v r="$ref" -v rc="$ref_cpu" -v o="$ours_cpu" -v t="$tag" 'BEGIN {
     printf "%-22s PIL + torchvision, 1 core: %8.0f images/s, %8.0f images per CPU second; lofi / torchvision per CPU second: %.2fx\n", t, r, rc, o / rc }'
 done
+# Beside it, what the model consumes: the demo ViT's training images/s on all cores (32px crops of
+# the 64px PNGs), so the loader's images per CPU second above can be read as its share of a core.
+vit_run="$dir/vit-rate"
+rm -rf "$vit_run"
+"$lofi" train --quiet --set model.arch=vit --set model.preset=vit_demo_patch4_32 --set data.train="$dir/images/png64" \
+  --set run.dir="$vit_run" --set train.steps=20 --set train.batch_size=64 --set train.log_every=1 \
+  --set images.mixup=0 --set images.cutmix=0 > /dev/null
+vit_rate=$($py "$here/metrics_rate.py" "$vit_run" 5)
+echo "$out" | awk -v m="$vit_rate" '/64px/ && /1 thread\(s\)/ { printf "demo ViT training: %.0f images/s on all cores; the loader needs %.1f%% of one core to feed it (target < 25%%: %s)\n", m, 100 * m / $(NF-4), (100 * m / $(NF-4) < 25 ? "met" : "MISSED") }'
 
 echo
 cmake --build "$build" --target lofi_load_bench > /dev/null

@@ -74,6 +74,24 @@ eval::ScorerInputs scorer_inputs(const EvalArgs& a) {
   return in;
 }
 
+// Rows for --model, or for each --ensemble member, then the members' output-space ensemble and
+// their weight average; ADD(name, scores) writes one row, whichever kind of evaluator scores.
+template <typename Evaluator, typename Add>
+void add_model_rows(const EvalArgs& a, Evaluator& evaluator, const Add& add) {
+  if (!a.model.empty()) add(a.model, evaluator.score_file(a.model));
+  if (a.ensemble.empty()) return;
+  std::vector<io::NamedTensors> members;
+  for (const auto& path : a.ensemble) {
+    add(path, evaluator.score_file(path));
+    members.push_back(io::SafetensorsFile(path).load_all());
+  }
+  std::vector<const io::NamedTensors*> ptrs;
+  for (const auto& m : members) ptrs.push_back(&m);
+  add("ensemble of " + std::to_string(members.size()) + " (mean probabilities)", evaluator.score_ensemble(a.ensemble));
+  add("weight average of " + std::to_string(members.size()),
+      evaluator.score(merge::weighted_average(ptrs, std::vector<double>(ptrs.size(), 1.0))));
+}
+
 // Image classifiers: top-1, top-5 and loss per test folder, of a model or of an ensemble beside
 // its weight average.
 int cmd_eval_images(const EvalArgs& a, const train::Config& config, const std::string& reference) {
@@ -95,19 +113,7 @@ int cmd_eval_images(const EvalArgs& a, const train::Config& config, const std::s
     }
     table.add_row(cells, record);
   };
-  if (!a.model.empty()) add(a.model, evaluator.score_file(a.model));
-  if (!a.ensemble.empty()) {
-    std::vector<io::NamedTensors> members;
-    for (const auto& path : a.ensemble) {
-      add(path, evaluator.score_file(path));
-      members.push_back(io::SafetensorsFile(path).load_all());
-    }
-    std::vector<const io::NamedTensors*> ptrs;
-    for (const auto& m : members) ptrs.push_back(&m);
-    add("ensemble of " + std::to_string(members.size()) + " (mean probabilities)", evaluator.score_ensemble(a.ensemble));
-    add("weight average of " + std::to_string(members.size()),
-        evaluator.score(merge::weighted_average(ptrs, std::vector<double>(ptrs.size(), 1.0))));
-  }
+  add_model_rows(a, evaluator, add);
   std::cout << table.text();
   if (!a.json.empty()) io::write_file_atomic(a.json, nlohmann::json{{"results", table.json()}}.dump(2) + "\n");
   return 0;
@@ -136,19 +142,7 @@ int cmd_eval(const EvalArgs& a) {
     }
     table.add_row(cells, record);
   };
-  if (!a.model.empty()) add(a.model, evaluator.score_file(a.model));
-  if (!a.ensemble.empty()) {
-    std::vector<io::NamedTensors> members;
-    for (const auto& path : a.ensemble) {
-      add(path, evaluator.score_file(path));
-      members.push_back(io::SafetensorsFile(path).load_all());
-    }
-    std::vector<const io::NamedTensors*> ptrs;
-    for (const auto& m : members) ptrs.push_back(&m);
-    add("ensemble of " + std::to_string(members.size()) + " (mean probabilities)", evaluator.score_ensemble(a.ensemble));
-    add("weight average of " + std::to_string(members.size()),
-        evaluator.score(merge::weighted_average(ptrs, std::vector<double>(ptrs.size(), 1.0))));
-  }
+  add_model_rows(a, evaluator, add);
   std::cout << table.text();
   if (!a.json.empty()) io::write_file_atomic(a.json, nlohmann::json{{"results", table.json()}}.dump(2) + "\n");
   return 0;

@@ -23,8 +23,8 @@ train::Config base_config(const std::string& images) {
   c.model.arch = "vit";
   c.model.preset = "vit_demo_patch4_32";
   c.model.drop_path = 0.1;
-  c.images.scale_min = 0.35;     // small images lose their object under DeiT's 0.08
-  c.images.color_jitter = 0.3;
+  c.images.scale_min = 0.5;      // small images lose their object under DeiT's 0.08
+  c.images.color_jitter = 0.1;
   c.images.mixup = 0.0;          // mixing slows a short run more than it regularises it
   c.images.cutmix = 0.0;
   c.images.label_smoothing = 0.1;
@@ -64,8 +64,13 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
     c.run.dir = out + "/pretrain";
     c.data.train = images + "/pretrain-train";
     c.train.steps = opt.pretrain_steps;
-    c.train.lr = 2e-3;
+    c.train.lr = 1e-3;
     c.train.min_lr = 1e-4;
+    // A ViT learns a source task from scratch slowly: lighter augmentation than fine-tuning.
+    c.model.drop_path = 0.0;
+    c.images.scale_min = 0.6;
+    c.images.color_jitter = 0.0;
+    c.images.label_smoothing = 0.0;
     c.train.warmup_steps = std::min<int64_t>(20, opt.pretrain_steps / 5);
     std::printf("vision: pretraining a ViT %lld steps on the source task (cached in %s)\n",
                 static_cast<long long>(c.train.steps), pretrained.c_str());
@@ -77,7 +82,7 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   train::Config ft = base_config(images);
   ft.model.init = pretrained;
   ft.train.steps = opt.finetune_steps;
-  ft.train.lr = 1.5e-3;
+  ft.train.lr = 1e-3;
   ft.train.min_lr = 1e-5;
   ft.train.warmup_steps = std::min<int64_t>(10, opt.finetune_steps / 5);
   ft.train.batch_size = 16 * K;

@@ -6,6 +6,10 @@
 
 namespace lofi::model {
 
+torch::nn::LayerNorm lm_layer_norm(const LmConfig& c) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model}).eps(c.layer_norm_eps));
+}
+
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
   return p > 0 && training ? torch::dropout(x, p, true) : x;
 }

@@ -6,9 +6,14 @@
 
 #include <string>
 
+#include "lofi/model/lm_config.h"
+
 namespace lofi::model {
 
 // Dropout only where it does something: the common fine-tuning setting is p = 0.
+// A LayerNorm over the residual width with the config's epsilon.
+torch::nn::LayerNorm lm_layer_norm(const LmConfig& c);
+
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training);
 
 // "relu", "gelu" (tanh approximation: HF gelu_new) or "gelu_erf" (exact: HF gelu).

@@ -3,16 +3,11 @@
 #include <cmath>
 
 #include "lofi/error.h"
+#include "lofi/model/blocks.h"
 
 namespace lofi::model {
 
 namespace nn = torch::nn;
-
-namespace {
-nn::LayerNorm layer_norm(const LmConfig& c) {
-  return nn::LayerNorm(nn::LayerNormOptions({c.d_model}).eps(c.layer_norm_eps));
-}
-}  // namespace
 
 Gpt2AttentionImpl::Gpt2AttentionImpl(const LmConfig& c)
     : n_head(c.n_head), d_model(c.d_model), attn_dropout(c.attention_dropout), resid_dropout(c.dropout) {
@@ -39,9 +34,9 @@ torch::Tensor Gpt2MlpImpl::forward(const torch::Tensor& x) {
 }
 
 Gpt2BlockImpl::Gpt2BlockImpl(const LmConfig& c) {
-  ln_1 = register_module("ln_1", layer_norm(c));
+  ln_1 = register_module("ln_1", lm_layer_norm(c));
   attn = register_module("attn", Gpt2Attention(c));
-  ln_2 = register_module("ln_2", layer_norm(c));
+  ln_2 = register_module("ln_2", lm_layer_norm(c));
   mlp = register_module("mlp", Gpt2Mlp(c));
 }
 
@@ -55,7 +50,7 @@ Gpt2ModelImpl::Gpt2ModelImpl(const LmConfig& c) : dropout(c.embedding_dropout) {
   wpe = register_module("wpe", nn::Embedding(c.max_seq_len, c.d_model));
   h = register_module("h", nn::ModuleList());
   for (int64_t i = 0; i < c.n_layer; ++i) h->push_back(Gpt2Block(c));
-  ln_f = register_module("ln_f", layer_norm(c));
+  ln_f = register_module("ln_f", lm_layer_norm(c));
 }
 
 torch::Tensor Gpt2ModelImpl::forward(const torch::Tensor& tokens) {

@@ -9,12 +9,6 @@ namespace lofi::model {
 
 namespace nn = torch::nn;
 
-namespace {
-nn::LayerNorm layer_norm(const LmConfig& c) {
-  return nn::LayerNorm(nn::LayerNormOptions({c.d_model}).eps(c.layer_norm_eps));
-}
-}  // namespace
-
 OptAttentionImpl::OptAttentionImpl(const LmConfig& c)
     : n_head(c.n_head), head_dim(c.d_model / c.n_head), dropout(c.attention_dropout) {
   k_proj = register_module("k_proj", nn::Linear(c.d_model, c.d_model));
@@ -32,10 +26,10 @@ torch::Tensor OptAttentionImpl::forward(const torch::Tensor& x) {
 OptDecoderLayerImpl::OptDecoderLayerImpl(const LmConfig& c)
     : activation(c.activation), dropout(c.dropout), norm_before(c.do_layer_norm_before) {
   self_attn = register_module("self_attn", OptAttention(c));
-  self_attn_layer_norm = register_module("self_attn_layer_norm", layer_norm(c));
+  self_attn_layer_norm = register_module("self_attn_layer_norm", lm_layer_norm(c));
   fc1 = register_module("fc1", nn::Linear(c.d_model, c.d_ff));
   fc2 = register_module("fc2", nn::Linear(c.d_ff, c.d_model));
-  final_layer_norm = register_module("final_layer_norm", layer_norm(c));
+  final_layer_norm = register_module("final_layer_norm", lm_layer_norm(c));
 }
 
 torch::Tensor OptDecoderLayerImpl::forward(torch::Tensor x) {
@@ -56,7 +50,7 @@ OptDecoderImpl::OptDecoderImpl(const LmConfig& c) : dropout(c.embedding_dropout)
     project_out = register_module("project_out", nn::Linear(nn::LinearOptions(c.d_model, E).bias(false)));
     project_in = register_module("project_in", nn::Linear(nn::LinearOptions(E, c.d_model).bias(false)));
   }
-  if (c.do_layer_norm_before) final_layer_norm = register_module("final_layer_norm", layer_norm(c));
+  if (c.do_layer_norm_before) final_layer_norm = register_module("final_layer_norm", lm_layer_norm(c));
   layers = register_module("layers", nn::ModuleList());
   for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(OptDecoderLayer(c));
 }
