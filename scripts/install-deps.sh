@@ -22,7 +22,7 @@ packages=(
 )
 # `install-deps.sh --bench` adds what the benchmarks compare against.
 if [ "${1:-}" = "--bench" ]; then
-  packages+=(python3-torch python3-numpy)
+  packages+=(python3-torch python3-torchvision python3-pil python3-numpy)
 fi
 # `install-deps.sh --fixtures` adds what regenerates the image test fixtures (PIL, torchvision).
 if [ "${1:-}" = "--fixtures" ]; then
