@@ -25,7 +25,7 @@ void expect_error(const test::CommandResult& r, const std::string& needle) {
 TEST(Cli, HelpOnEverySubcommand) {
   EXPECT_EQ(run_lofi("--help").status, 0);
   EXPECT_NE(run_lofi("--version").output.find("lofi "), std::string::npos);
-  for (const char* sub : {"train", "launch", "average", "eval", "soup", "interpolate", "report", "inspect", "export", "demo"}) {
+  for (const char* sub : {"train", "launch", "average", "eval", "soup", "interpolate", "report", "inspect", "export", "prepare", "demo"}) {
     auto r = run_lofi(std::string(sub) + " --help");
     EXPECT_EQ(r.status, 0) << sub;
     EXPECT_NE(r.output.find("Usage"), std::string::npos) << sub;

@@ -103,19 +103,7 @@ DemoSection run_language_demo(const DemoOptions& opt) {
   ft.train.warmup_steps = std::min<int64_t>(10, opt.finetune_steps / 5);
   ft.train.batch_size = 8 * K;
 
-  train::Config baseline = ft;
-  baseline.run.dir = out + "/baseline";
-  baseline.dist.nodes = 1;
-  std::printf("baseline: 1 node of %d workers, global batch %lld, %lld steps\n", K,
-              static_cast<long long>(ft.train.batch_size), static_cast<long long>(ft.train.steps));
-  double baseline_seconds = launch_training(baseline, out, "baseline", K);
-
-  train::Config lofi = ft;
-  lofi.run.dir = out + "/lofi";
-  lofi.dist.nodes = K;
-  std::printf("lo-fi: %d nodes of 1 worker, batch %lld each, %lld steps, no communication\n", K,
-              static_cast<long long>(ft.train.batch_size / K), static_cast<long long>(ft.train.steps));
-  double lofi_seconds = launch_training(lofi, out, "lofi", K);
+  const Comparison runs = run_baseline_and_lofi(ft, out, K, "");
 
   // 3. Evaluate every model in-distribution and on each shift, beside the output-space ensemble.
   std::vector<eval::NamedPath> sets{{kFinetuneSet, data_path(out, kFinetuneSet, "val")}};
@@ -131,15 +119,12 @@ DemoSection run_language_demo(const DemoOptions& opt) {
     double seconds = -1;
     const Traffic* traffic = nullptr;
   };
-  const Traffic baseline_traffic = run_traffic(baseline.run.dir), lofi_traffic = run_traffic(lofi.run.dir);
-  std::vector<std::string> node_finals;
-  for (int k = 0; k < K; ++k) node_finals.push_back(train::node_dir(lofi.run.dir, k) + "/final.safetensors");
-  const std::string baseline_final = train::node_dir(baseline.run.dir, 0) + "/final.safetensors";
-  const std::string lofi_average = lofi.run.dir + "/merged.safetensors";
+  const std::vector<std::string>& node_finals = runs.node_finals;
+  const std::string &baseline_final = runs.baseline_final, &lofi_average = runs.lofi_average;
   std::vector<Model> models{{"pretrained", {pretrained}}};
-  models.push_back({"baseline (data-parallel)", {baseline_final}, baseline_seconds, &baseline_traffic});
+  models.push_back({"baseline (data-parallel)", {baseline_final}, runs.baseline_seconds, &runs.baseline_traffic});
   for (int k = 0; k < K; ++k) models.push_back({"lo-fi node " + std::to_string(k), {node_finals[static_cast<size_t>(k)]}});
-  models.push_back({"lo-fi average", {lofi_average}, lofi_seconds, &lofi_traffic});
+  models.push_back({"lo-fi average", {lofi_average}, runs.lofi_seconds, &runs.lofi_traffic});
   models.push_back({"lo-fi ensemble (not a single model)", node_finals});
 
   std::vector<std::string> columns{"model", "ppl " + std::string(kFinetuneSet) + " (in-dist)"};

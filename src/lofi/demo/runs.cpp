@@ -40,4 +40,26 @@ Traffic run_traffic(const std::string& run_dir) {
   return t;
 }
 
+Comparison run_baseline_and_lofi(const train::Config& ft, const std::string& out, int workers, const std::string& label) {
+  Comparison c;
+  train::Config baseline = ft;
+  baseline.run.dir = out + "/baseline";
+  baseline.dist.nodes = 1;
+  std::printf("%sbaseline: 1 node of %d workers, global batch %lld, %lld steps\n", label.c_str(), workers,
+              static_cast<long long>(ft.train.batch_size), static_cast<long long>(ft.train.steps));
+  c.baseline_seconds = launch_training(baseline, out, "baseline", workers);
+  train::Config lofi = ft;
+  lofi.run.dir = out + "/lofi";
+  lofi.dist.nodes = workers;
+  std::printf("%slo-fi: %d nodes of 1 worker, batch %lld each, %lld steps, no communication\n", label.c_str(), workers,
+              static_cast<long long>(ft.train.batch_size / workers), static_cast<long long>(ft.train.steps));
+  c.lofi_seconds = launch_training(lofi, out, "lofi", workers);
+  c.baseline_traffic = run_traffic(baseline.run.dir);
+  c.lofi_traffic = run_traffic(lofi.run.dir);
+  c.baseline_final = train::node_dir(baseline.run.dir, 0) + "/final.safetensors";
+  for (int k = 0; k < workers; ++k) c.node_finals.push_back(train::node_dir(lofi.run.dir, k) + "/final.safetensors");
+  c.lofi_average = lofi.run.dir + "/merged.safetensors";
+  return c;
+}
+
 }  // namespace lofi::demo

@@ -56,9 +56,11 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   // 1. Pretrain on the source task (once; cached).
   const std::string pretrained = out + "/pretrained.safetensors";
   // The cache holds only what these options would train.
-  const bool cached = !opt.fresh && fs::exists(pretrained) &&
-                      io::SafetensorsFile(pretrained).metadata().count("lofi.step") &&
-                      io::SafetensorsFile(pretrained).metadata().at("lofi.step") == std::to_string(opt.pretrain_steps);
+  bool cached = false;
+  if (!opt.fresh && fs::exists(pretrained)) {
+    const io::Metadata meta = io::SafetensorsFile(pretrained).metadata();
+    cached = meta.count("lofi.step") && meta.at("lofi.step") == std::to_string(opt.pretrain_steps);
+  }
   if (!cached) {
     train::Config c = base_config(images);
     c.run.dir = out + "/pretrain";
@@ -87,18 +89,7 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   ft.train.warmup_steps = std::min<int64_t>(10, opt.finetune_steps / 5);
   ft.train.batch_size = 16 * K;
 
-  train::Config baseline = ft;
-  baseline.run.dir = out + "/baseline";
-  baseline.dist.nodes = 1;
-  std::printf("vision baseline: 1 node of %d workers, global batch %lld, %lld steps\n", K,
-              static_cast<long long>(ft.train.batch_size), static_cast<long long>(ft.train.steps));
-  const double baseline_seconds = launch_training(baseline, out, "baseline", K);
-  train::Config lofi = ft;
-  lofi.run.dir = out + "/lofi";
-  lofi.dist.nodes = K;
-  std::printf("vision lo-fi: %d nodes of 1 worker, batch %lld each, %lld steps, no communication\n", K,
-              static_cast<long long>(ft.train.batch_size / K), static_cast<long long>(ft.train.steps));
-  const double lofi_seconds = launch_training(lofi, out, "lofi", K);
+  const Comparison runs = run_baseline_and_lofi(ft, out, K, "vision ");
 
   // 3. Score every model in-distribution and under each shift.
   std::vector<eval::ImageTestSet> sets{{"in-dist", images + "/finetune-val", ""}};
@@ -108,14 +99,12 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
     sets.push_back({name, images + "/" + s, ""});
     shift_names.push_back(name);
   }
-  const std::string baseline_final = train::node_dir(baseline.run.dir, 0) + "/final.safetensors";
+  const std::string& baseline_final = runs.baseline_final;
   eval::ImageEvalSettings settings;
   settings.threads = 2;
   eval::ImageEvaluator evaluator(train::config_from_checkpoint(baseline_final), eval::checkpoint_classes(baseline_final),
                                  sets, settings);
-  const Traffic baseline_traffic = run_traffic(baseline.run.dir), lofi_traffic = run_traffic(lofi.run.dir);
-  std::vector<std::string> node_finals;
-  for (int k = 0; k < K; ++k) node_finals.push_back(train::node_dir(lofi.run.dir, k) + "/final.safetensors");
+  const std::vector<std::string>& node_finals = runs.node_finals;
 
   struct Model {
     std::string name;
@@ -123,9 +112,9 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
     double seconds = -1;
     const Traffic* traffic = nullptr;
   };
-  std::vector<Model> models{{"baseline (data-parallel)", {baseline_final}, baseline_seconds, &baseline_traffic}};
+  std::vector<Model> models{{"baseline (data-parallel)", {baseline_final}, runs.baseline_seconds, &runs.baseline_traffic}};
   for (int k = 0; k < K; ++k) models.push_back({"lo-fi node " + std::to_string(k), {node_finals[static_cast<size_t>(k)]}});
-  models.push_back({"lo-fi average", {lofi.run.dir + "/merged.safetensors"}, lofi_seconds, &lofi_traffic});
+  models.push_back({"lo-fi average", {runs.lofi_average}, runs.lofi_seconds, &runs.lofi_traffic});
   models.push_back({"lo-fi ensemble (not a single model)", node_finals});
 
   eval::ResultsTable table(eval::classification_columns(shift_names, {"wall time", "bytes sent", "bytes between nodes"}));
