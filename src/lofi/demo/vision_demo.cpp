@@ -84,7 +84,7 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   train::Config ft = base_config(images);
   ft.model.init = pretrained;
   ft.train.steps = opt.finetune_steps;
-  ft.train.lr = 1e-3;
+  ft.train.lr = 4e-4;
   ft.train.min_lr = 1e-5;
   ft.train.warmup_steps = std::min<int64_t>(10, opt.finetune_steps / 5);
   ft.train.batch_size = 16 * K;
