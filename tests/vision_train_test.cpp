@@ -9,6 +9,7 @@
 
 #include "lofi/data/synthetic_images.h"
 #include "lofi/eval/image_evaluator.h"
+#include "lofi/train/trainer.h"
 #include "test_util.h"
 
 namespace lofi {
@@ -52,6 +53,23 @@ TEST(DistVision, LofiNodesTrainMergeAndEvaluate) {
   ASSERT_TRUE(std::filesystem::exists(merged));
   auto classes = eval::checkpoint_classes(merged);  // carried through the merge
   ASSERT_EQ(classes.size(), 10u);
+
+  // Sets decoded once and kept score as sets streamed through the loader each time, and
+  // max_images cuts both at the same image.
+  {
+    eval::ImageEvalSettings cached, streamed;
+    cached.batch = streamed.batch = 8;
+    cached.max_images = streamed.max_images = 13;
+    streamed.cache_bytes = 0;
+    const std::vector<eval::ImageTestSet> sets{{"in", images + "/finetune-val", ""}};
+    const train::Config config = train::config_from_checkpoint(merged);
+    auto a = eval::ImageEvaluator(config, classes, sets, cached).score_file(merged);
+    auto b = eval::ImageEvaluator(config, classes, sets, streamed).score_file(merged);
+    EXPECT_EQ(a[0].count, 13);
+    EXPECT_EQ(b[0].count, 13);
+    EXPECT_EQ(a[0].top1, b[0].top1);
+    EXPECT_DOUBLE_EQ(a[0].loss, b[0].loss);
+  }
 
   // Top-1 per folder; a sketch set of 3 of the 10 classes (as ImageNet-R holds 200 of 1000), seen
   // through a subset class map.

@@ -1,5 +1,6 @@
 #include "lofi/eval/image_evaluator.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "lofi/data/image_loader.h"
@@ -13,7 +14,8 @@ struct ImageEvaluator::Set {
   data::ImageFolder folder;
   bool mapped = false;
   ClassMap map;
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> cached;  // (images (B, 3, S, S), labels (B))
+  bool cached = false;
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> batches;  // when cached: (images (B, 3, S, S), labels (B))
 };
 
 std::vector<std::string> checkpoint_classes(const std::string& path) {
@@ -39,21 +41,28 @@ ImageEvaluator::ImageEvaluator(const train::Config& config, std::vector<std::str
     const bool mapped = !s.class_map.empty();
     if (mapped) map = read_class_map(s.class_map, static_cast<int64_t>(classes_.size()), classes_);
     data::ImageFolder folder(s.folder, mapped ? map.names : classes_);
-    data_.push_back(std::make_unique<Set>(Set{std::move(folder), mapped, std::move(map), {}}));
-    Set* set = data_.back().get();
-    const int64_t images = settings_.max_images > 0 ? std::min(settings_.max_images, set->folder.size()) : set->folder.size();
-    if (images * image_bytes <= settings_.cache_bytes) {  // decode once, score many times
-      auto loader = data::make_eval_loader(set->folder, augment_, {settings_.threads, 4, config.images.on_bad_image, false, 0},
-                                           settings_.batch);
-      int64_t seen = 0;
-      while (seen < images) {
-        auto b = loader->next();
-        if (!b) break;
-        int64_t keep = std::min<int64_t>(b->images.size(0), images - seen);
-        set->cached.emplace_back(b->images.narrow(0, 0, keep), b->labels.narrow(0, 0, keep));
-        seen += keep;
-      }
-    }
+    data_.push_back(std::make_unique<Set>(Set{std::move(folder), mapped, std::move(map), false, {}}));
+    Set& set = *data_.back();
+    const int64_t images = settings_.max_images > 0 ? std::min(settings_.max_images, set.folder.size()) : set.folder.size();
+    set.cached = images * image_bytes <= settings_.cache_bytes;  // decode once, score many times
+    if (set.cached)
+      for_each_batch(set, [&](const torch::Tensor& x, const torch::Tensor& y) { set.batches.emplace_back(x, y); });
+  }
+}
+
+template <typename F>
+void ImageEvaluator::for_each_batch(const Set& set, const F& f) const {
+  data::LoaderConfig lc;
+  lc.threads = settings_.threads;
+  lc.on_bad_image = config_.images.on_bad_image;
+  auto loader = data::make_eval_loader(set.folder, augment_, lc, settings_.batch);
+  const int64_t limit = settings_.max_images > 0 ? settings_.max_images : set.folder.size();
+  for (int64_t seen = 0; seen < limit;) {
+    auto b = loader->next();
+    if (!b) break;
+    const int64_t keep = std::min<int64_t>(b->images.size(0), limit - seen);
+    f(b->images.narrow(0, 0, keep), b->labels.narrow(0, 0, keep));
+    seen += keep;
   }
 }
 
@@ -64,17 +73,11 @@ std::vector<ClassificationScore> ImageEvaluator::run(const Predict& predict) {
   std::vector<ClassificationScore> out;
   for (const auto& set : data_) {
     ClassificationMeter meter = set->mapped ? ClassificationMeter(set->map) : ClassificationMeter();
-    if (!set->cached.empty()) {
-      for (const auto& [images, labels] : set->cached) meter.add(predict(images), labels);
+    auto add = [&](const torch::Tensor& x, const torch::Tensor& y) { meter.add(predict(x), y); };
+    if (set->cached) {
+      for (const auto& [images, labels] : set->batches) add(images, labels);
     } else {
-      auto loader = data::make_eval_loader(set->folder, augment_, {settings_.threads, 4, config_.images.on_bad_image, false, 0},
-                                           settings_.batch);
-      int64_t seen = 0;
-      while (auto b = loader->next()) {
-        if (settings_.max_images > 0 && seen >= settings_.max_images) break;
-        meter.add(predict(b->images), b->labels);
-        seen += b->images.size(0);
-      }
+      for_each_batch(*set, add);
     }
     out.push_back(meter.score());
   }

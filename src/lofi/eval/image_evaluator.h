@@ -53,6 +53,9 @@ class ImageEvaluator {
   // Log-probabilities (B, model classes) of a batch of images.
   using Predict = std::function<torch::Tensor(const torch::Tensor&)>;
   std::vector<ClassificationScore> run(const Predict& predict);
+  // Calls F(images (B, 3, S, S), labels (B)) for SET's batches, max_images images at most.
+  template <typename F>
+  void for_each_batch(const Set& set, const F& f) const;
 
   train::Config config_;
   std::vector<std::string> classes_;

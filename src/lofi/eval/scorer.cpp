@@ -1,5 +1,6 @@
 #include "lofi/eval/scorer.h"
 
+#include <algorithm>
 #include <memory>
 
 #include "lofi/error.h"

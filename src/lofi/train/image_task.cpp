@@ -57,6 +57,14 @@ std::vector<std::string> classes_or_count(const ModelConfig& config, const data:
   return folder.classes();
 }
 
+data::LoaderConfig loader_config(const ImagesConfig& images) {
+  data::LoaderConfig lc;
+  lc.threads = images.loader_threads;
+  lc.prefetch = images.prefetch;
+  lc.on_bad_image = images.on_bad_image;
+  return lc;
+}
+
 }  // namespace
 
 ImageTask::ImageTask(const Config& config, const dist::Topology& topo, uint64_t init_seed)
@@ -85,10 +93,7 @@ void ImageTask::start_loader(int64_t first_step, int64_t node_batch) {
     std::vector<int64_t> node_batch_indices = sampler(step);
     return std::vector<int64_t>(node_batch_indices.begin() + first, node_batch_indices.begin() + first + count);
   };
-  data::LoaderConfig lc;
-  lc.threads = config_.images.loader_threads;
-  lc.prefetch = config_.images.prefetch;
-  lc.on_bad_image = config_.images.on_bad_image;
+  data::LoaderConfig lc = loader_config(config_.images);
   lc.train = true;
   lc.seed = data::mix_seed(static_cast<uint64_t>(config_.train.seed), static_cast<uint64_t>(topo_.node),
                            static_cast<uint64_t>(topo_.node_rank));
@@ -102,14 +107,13 @@ void ImageTask::begin_step(int64_t step, int64_t node_batch) {
   std::optional<data::ImageBatch> batch = loader_->next();
   if (!batch) fail("image loader ran out of batches at step ", step);
   ++loader_step_;
-  batch_ = std::move(*batch);
-  for (const auto& path : batch_.bad_paths) std::fprintf(stderr, "warning: skipped unreadable image %s\n", path.c_str());
+  // (The loader has already warned about any unreadable image it substituted.)
   // One mixing draw per worker batch (timm's batch mode), from (seed, node, rank, step).
   auto gen = at::make_generator<at::CPUGeneratorImpl>(
       data::mix_seed(data::mix_seed(static_cast<uint64_t>(config_.train.seed), static_cast<uint64_t>(topo_.node),
                                     static_cast<uint64_t>(topo_.node_rank)),
                      static_cast<uint64_t>(step), /*stream=*/2));
-  data::MixedBatch mixed = data::mix_batch(batch_.images, batch_.labels, model_->config.num_classes, augment_, gen);
+  data::MixedBatch mixed = data::mix_batch(batch->images, batch->labels, model_->config.num_classes, augment_, gen);
   images_ = mixed.images;
   targets_ = mixed.targets;
 }
@@ -123,11 +127,7 @@ torch::Tensor ImageTask::loss(int64_t first, int64_t count) {
 }
 
 nlohmann::json ImageTask::validate(int64_t batch) {
-  data::LoaderConfig lc;
-  lc.threads = config_.images.loader_threads;
-  lc.prefetch = config_.images.prefetch;
-  lc.on_bad_image = config_.images.on_bad_image;
-  auto loader = data::make_eval_loader(*val_, augment_, lc, batch);
+  auto loader = data::make_eval_loader(*val_, augment_, loader_config(config_.images), batch);
   eval::ClassificationMeter meter;
   torch::NoGradGuard no_grad;
   const bool was_training = model_->is_training();

@@ -46,9 +46,8 @@ class ImageTask : public Task {
   std::unique_ptr<data::ImageLoader> loader_;
   int64_t rank_first_ = 0;      // this worker's first sample in the node batch
   int64_t loader_step_ = -1;    // the step the loader hands out next
-  data::ImageBatch batch_;      // this worker's part of the current step's node batch
-  torch::Tensor targets_;       // (B, classes) mixed, smoothed targets of batch_
-  torch::Tensor images_;        // (B, 3, S, S) mixed images of batch_
+  torch::Tensor images_;        // (B, 3, S, S) this worker's part of the step's node batch, mixed
+  torch::Tensor targets_;       // (B, classes) their mixed, smoothed targets
 };
 
 }  // namespace lofi::train
