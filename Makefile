@@ -1,7 +1,12 @@
 # Quick start: `make demo` runs the embedded default, `make test` runs every test.
-# Each installs missing Debian packages (scripts/install-deps.sh) and builds in Release.
+# Each installs what is missing (scripts/install-deps.sh: Debian packages, and the project's Python
+# environment with PyTorch, whose LibTorch lofi builds on) and builds in Release.
+# TORCH_DIR=/path/to/share/cmake/Torch builds against another LibTorch instead.
 BUILD ?= build
 JOBS ?= $(shell nproc)
+PYTHON_ENV := $(shell bash scripts/python-env.sh)
+TORCH_DIR ?=
+CMAKE_TORCH := $(if $(TORCH_DIR),-DTorch_DIR=$(TORCH_DIR),-DLOFI_PYTHON=$(PYTHON_ENV)/bin/python)
 
 .PHONY: all deps build demo test test-unit bench fuzz clean
 
@@ -11,7 +16,7 @@ deps:
 	@bash scripts/install-deps.sh
 
 $(BUILD)/build.ninja:
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_TORCH) -DLOFI_TEST_PYTHON=$(PYTHON_ENV)/bin/python
 
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)

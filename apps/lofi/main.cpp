@@ -9,6 +9,7 @@
 #include "lofi/data/prepare.h"
 #include "lofi/data/token_shards.h"
 #include "lofi/demo/demo.h"
+#include "lofi/dist/device.h"
 #include "lofi/dist/env.h"
 #include "lofi/dist/launcher.h"
 #include "lofi/error.h"
@@ -29,6 +30,18 @@
 namespace {
 
 using namespace lofi;
+
+// lofi's version, the engine's, and whether CUDA and NCCL are compiled in and usable here.
+std::string version_text() {
+  const dist::BuildInfo b = dist::build_info();
+  auto yes_no = [](bool v) { return v ? "yes" : "no"; };
+  std::string out = cat("lofi ", LOFI_VERSION, "\nLibTorch ", b.libtorch, "\nCUDA: compiled in ", yes_no(b.cuda_compiled));
+  if (b.cuda_compiled) out += cat(" (runtime ", b.cuda_version, ")");
+  out += cat(", available ", yes_no(b.cuda_available()), " (", b.gpus, " GPU(s) visible)");
+  out += cat("\nNCCL: compiled in ", yes_no(b.nccl_compiled), ", available ", yes_no(b.cuda_available()));
+  if (!b.nccl_version.empty()) out += cat(" (", b.nccl_version, ")");
+  return out;
+}
 
 int cmd_train(const std::string& config_path, const std::vector<std::string>& sets, bool resume, bool print_only,
               bool quiet) {
@@ -230,7 +243,7 @@ int cmd_inspect(const std::string& path) {
 
 int main(int argc, char** argv) {
   CLI::App app{"lofi: fine-tune across nodes without communicating gradients, then average the weights"};
-  app.set_version_flag("--version", std::string("lofi ") + LOFI_VERSION);
+  app.set_version_flag("--version", [] { return version_text(); });
   app.require_subcommand(1);
 
   auto* train = app.add_subcommand("train", "Train or fine-tune (one worker; run it under `lofi launch`, torchrun or srun)");

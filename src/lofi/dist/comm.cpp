@@ -1,12 +1,11 @@
 #include "lofi/dist/comm.h"
 
-#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
 #include <cstdlib>
 
+#include "lofi/dist/process_groups.h"
 #include "lofi/error.h"
 
 namespace lofi::dist {
@@ -17,19 +16,6 @@ int64_t ring_bytes(int64_t bytes, int64_t n) { return 2 * (n - 1) * bytes / n; }
 
 std::chrono::milliseconds to_ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
-}
-
-c10::intrusive_ptr<c10d::ProcessGroup> make_gloo_group(const c10::intrusive_ptr<c10d::Store>& store,
-                                                       const std::string& prefix, int rank, int size,
-                                                       double timeout_s) {
-  auto options = c10d::ProcessGroupGloo::Options::create();
-  options->timeout = to_ms(timeout_s);
-  // As torch.distributed: GLOO_SOCKET_IFNAME picks the interface, else the hostname's address.
-  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
-  options->devices.push_back(ifname && *ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
-                                               : c10d::ProcessGroupGloo::createDefaultDevice());
-  auto scoped = c10::make_intrusive<c10d::PrefixStore>(prefix, store);
-  return c10::make_intrusive<c10d::ProcessGroupGloo>(scoped, rank, size, options);
 }
 
 }  // namespace
@@ -52,8 +38,8 @@ Topology make_topology(const WorkerEnv& env, int64_t nodes, int64_t node_id) {
   return t;
 }
 
-Comm::Comm(const WorkerEnv& env, const Topology& topo, double timeout_s, bool world_group)
-    : env_(env), topo_(topo), timeout_s_(timeout_s) {
+Comm::Comm(const WorkerEnv& env, const Topology& topo, double timeout_s, bool world_group, const torch::Device& device)
+    : env_(env), topo_(topo), timeout_s_(timeout_s), device_(device) {
   if (env.world_size == 1) return;
   const std::string where = cat(env.master_addr, ":", env.master_port);
   try {
@@ -65,9 +51,11 @@ Comm::Comm(const WorkerEnv& env, const Topology& topo, double timeout_s, bool wo
     options.timeout = to_ms(timeout_s);
     store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
     // Every node's group lives behind its own prefix: no key, and no connection, is shared.
+    const std::string node_prefix = cat("node-", topo.node);
+    const int node_rank = static_cast<int>(topo.node_rank), node_size = static_cast<int>(topo.node_size);
     if (topo.node_size > 1)
-      node_group_ = make_gloo_group(store_, cat("node-", topo.node), static_cast<int>(topo.node_rank),
-                                    static_cast<int>(topo.node_size), timeout_s);
+      node_group_ = device.is_cuda() ? make_nccl_group(store_, node_prefix, node_rank, node_size, timeout_s, device.index())
+                                     : make_gloo_group(store_, node_prefix, node_rank, node_size, timeout_s);
     if (world_group && topo.whole_job)
       world_group_ = make_gloo_group(store_, "world", env.rank, env.world_size, timeout_s);
   } catch (const std::exception& e) {
@@ -80,11 +68,13 @@ Comm::Comm(const WorkerEnv& env, const Topology& topo, double timeout_s, bool wo
 
 Comm::~Comm() = default;
 
-void Comm::mean(c10d::ProcessGroup& group, int64_t group_size, const std::vector<torch::Tensor>& tensors,
+void Comm::mean(c10d::Backend& group, int64_t group_size, const std::vector<torch::Tensor>& tensors,
                 int64_t& byte_counter) {
   if (group_size == 1 || tensors.empty()) return;
+  // The world group is Gloo: it reduces host copies; a node group reduces on the node's device.
+  const torch::Device where = &group == node_group_.get() ? device_ : torch::Device(torch::kCPU);
   std::vector<torch::Tensor> flat_parts;
-  for (const auto& t : tensors) flat_parts.push_back(t.detach().to(torch::kFloat32).reshape({-1}));
+  for (const auto& t : tensors) flat_parts.push_back(t.detach().to(where, torch::kFloat32).reshape({-1}));
   std::vector<torch::Tensor> buffer{torch::cat(flat_parts)};
   wait(group.allreduce(buffer), cat("all-reduce among ", group_size, " workers"));
   buffer[0].div_(static_cast<double>(group_size));

@@ -1,6 +1,8 @@
-// The worker's collectives, through PyTorch's c10d: a TCPStore for rendezvous and one Gloo
-// process group per node (behind a PrefixStore "node-k"), so training traffic never leaves a
-// node. A second, world-wide group exists only where nodes must meet (dist.sync_every > 0).
+// The worker's collectives, through PyTorch's c10d: a TCPStore for rendezvous and one process
+// group per node (behind a PrefixStore "node-k"): NCCL when the workers compute on CUDA, Gloo on
+// CPU, so training traffic never leaves a node. A second, world-wide group exists only where
+// nodes must meet (dist.sync_every > 0); it is Gloo on host copies, so lo-fi nodes that share a
+// GPU can still meet.
 // Every collective counts the bytes this rank sends, split into within-node and between-node.
 #pragma once
 #include <torch/torch.h>
@@ -13,7 +15,7 @@
 
 namespace c10d {
 class Store;
-class ProcessGroup;
+class Backend;
 class Work;
 }  // namespace c10d
 
@@ -35,8 +37,10 @@ Topology make_topology(const WorkerEnv& env, int64_t nodes, int64_t node_id);
 class Comm {
  public:
   // Rendezvous (when the world has more than one worker) and group creation; WORLD_GROUP also
-  // creates the world-wide group. Times out after TIMEOUT_S with a message naming the address.
-  Comm(const WorkerEnv& env, const Topology& topo, double timeout_s, bool world_group);
+  // creates the world-wide group. DEVICE is where this worker's tensors live. Times out after
+  // TIMEOUT_S with a message naming the address.
+  Comm(const WorkerEnv& env, const Topology& topo, double timeout_s, bool world_group,
+       const torch::Device& device = torch::kCPU);
   ~Comm();
 
   const Topology& topology() const { return topo_; }
@@ -56,8 +60,9 @@ class Comm {
   // under KEY (lone workers and dist.node_id jobs: over this job's workers).
   int64_t agree_min(const std::string& key, int64_t value);
 
-  // The node's process group (null when the node is one worker), for c10d::Reducer.
-  c10::intrusive_ptr<c10d::ProcessGroup> node_group() const { return node_group_; }
+  // The node's process group (null when the node is one worker), for the gradient buckets.
+  c10::intrusive_ptr<c10d::Backend> node_group() const { return node_group_; }
+  const torch::Device& device() const { return device_; }
   // Adds what an all-reduce of BYTES inside the node sends from this rank, for collectives
   // issued elsewhere (the reducer's buckets).
   void count_within_node(int64_t bytes);
@@ -70,14 +75,15 @@ class Comm {
   int64_t bytes_between_nodes() const { return bytes_between_nodes_; }
 
  private:
-  void mean(c10d::ProcessGroup& group, int64_t group_size, const std::vector<torch::Tensor>& tensors,
+  void mean(c10d::Backend& group, int64_t group_size, const std::vector<torch::Tensor>& tensors,
             int64_t& byte_counter);
 
   WorkerEnv env_;
   Topology topo_;
   double timeout_s_;
+  torch::Device device_;
   c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroup> node_group_, world_group_;
+  c10::intrusive_ptr<c10d::Backend> node_group_, world_group_;
   int64_t bytes_within_node_ = 0, bytes_between_nodes_ = 0;
 };
 

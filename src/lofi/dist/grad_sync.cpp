@@ -1,6 +1,6 @@
 #include "lofi/dist/grad_sync.h"
 
-#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
 
 #include "lofi/error.h"
 
@@ -29,7 +29,8 @@ GradientSync::GradientSync(Comm& comm, const std::vector<torch::Tensor>& params,
     buckets_.back()->params.push_back(k);
     sizes.back() += params[k].numel();
   }
-  for (size_t b = 0; b < buckets_.size(); ++b) buckets_[b]->buffer = torch::zeros({sizes[b]});
+  for (size_t b = 0; b < buckets_.size(); ++b)
+    buckets_[b]->buffer = torch::zeros({sizes[b]}, torch::TensorOptions().device(comm.device()));
   for (size_t k = 0; k < params.size(); ++k)
     hooks_.push_back(params_[k].register_hook([this, k](const torch::Tensor& grad) { on_gradient(k, grad); }));
 }

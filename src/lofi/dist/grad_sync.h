@@ -1,9 +1,9 @@
 // Gradient averaging inside a node, overlapped with backward: gradients are packed into ~25 MB
 // buckets (in reverse registration order, the order backward produces them) by autograd hooks,
 // and each full bucket's all-reduce starts while backward is still running.
-// Why not c10d::Reducer, the engine under PyTorch's DistributedDataParallel: Debian's
-// libtorch-dev ships reducer.hpp without the distributed-autograd headers it includes, so it
-// cannot be compiled against; these hooks do the same job on the same ProcessGroupGloo.
+// These hooks do the job of c10d::Reducer (the engine under PyTorch's DistributedDataParallel) on
+// the node's process group (NCCL on GPU, Gloo on CPU), with lofi's byte counting and its errors
+// naming the parameter that got no gradient; the buckets live on the worker's device.
 // With gradient accumulation only the last micro-batch's backward synchronises (DDP's no_sync).
 #pragma once
 #include <torch/torch.h>

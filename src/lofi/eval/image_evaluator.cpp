@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lofi/data/image_loader.h"
+#include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/model/weights.h"
 #include "lofi/train/image_task.h"
@@ -29,11 +30,17 @@ std::vector<std::string> checkpoint_classes(const std::string& path) {
 
 ImageEvaluator::ImageEvaluator(const train::Config& config, std::vector<std::string> classes,
                                const std::vector<ImageTestSet>& sets, const ImageEvalSettings& settings)
-    : config_(config), classes_(std::move(classes)), sets_(sets), settings_(settings) {
+    : config_(config),
+      classes_(std::move(classes)),
+      sets_(sets),
+      settings_(settings),
+      device_(dist::resolve_device(config.train.device, 0, "train.device")) {
+  dist::check_precision(config.train.precision, device_, "train.precision");
   if (sets.empty()) fail("no evaluation data given (--data NAME=FOLDER)");
   train::ModelConfig shape = config.model;
   shape.init.clear();
   vit_ = train::make_vit(shape, static_cast<int64_t>(classes_.size()), 0);
+  vit_->to(device_);
   augment_ = train::augment_config(config, vit_->config.image_size);
   const int64_t image_bytes = 3 * augment_.image_size * augment_.image_size * static_cast<int64_t>(sizeof(float));
   for (const auto& s : sets) {
@@ -70,10 +77,11 @@ ImageEvaluator::~ImageEvaluator() = default;
 
 std::vector<ClassificationScore> ImageEvaluator::run(const Predict& predict) {
   torch::NoGradGuard no_grad;
+  dist::PrecisionGuard precision(device_, config_.train.precision);
   std::vector<ClassificationScore> out;
   for (const auto& set : data_) {
     ClassificationMeter meter = set->mapped ? ClassificationMeter(set->map) : ClassificationMeter();
-    auto add = [&](const torch::Tensor& x, const torch::Tensor& y) { meter.add(predict(x), y); };
+    auto add = [&](const torch::Tensor& x, const torch::Tensor& y) { meter.add(predict(dist::to_device(x, device_)), y); };
     if (set->cached) {
       for (const auto& [images, labels] : set->batches) add(images, labels);
     } else {
@@ -102,11 +110,12 @@ std::vector<ClassificationScore> ImageEvaluator::score_ensemble(const std::vecto
     train::ModelConfig shape = config_.model;
     shape.init.clear();
     members.push_back(train::make_vit(shape, static_cast<int64_t>(classes_.size()), 0));
+    members.back()->to(device_);
     model::load_module_weights(*members.back(), io::SafetensorsFile(path));
     members.back()->eval();
   }
   return run([&](const torch::Tensor& x) {
-    torch::Tensor probs = torch::zeros({x.size(0), static_cast<int64_t>(classes_.size())});  // (B, classes)
+    torch::Tensor probs = torch::zeros({x.size(0), static_cast<int64_t>(classes_.size())}, x.options());  // (B, classes)
     for (auto& m : members) probs += torch::softmax(m->forward(x), -1);
     return torch::log(probs / static_cast<double>(members.size()));
   });

@@ -61,6 +61,7 @@ class ImageEvaluator {
   std::vector<std::string> classes_;
   std::vector<ImageTestSet> sets_;
   ImageEvalSettings settings_;
+  torch::Device device_;  // config.train.device, for the model and each batch
   data::AugmentConfig augment_;
   std::vector<std::unique_ptr<Set>> data_;
   model::Vit vit_{nullptr};

@@ -1,5 +1,6 @@
 #include "lofi/eval/lm_evaluator.h"
 
+#include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/model/weights.h"
 #include "lofi/train/trainer.h"
@@ -17,7 +18,11 @@ std::vector<NamedPath> parse_named_paths(const std::vector<std::string>& args, c
 }
 
 LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPath>& datasets, const EvalSettings& settings)
-    : config_(config), settings_(settings), names_(datasets) {
+    : config_(config),
+      settings_(settings),
+      device_(dist::resolve_device(config.train.device, 0, "train.device")),
+      names_(datasets) {
+  dist::check_precision(config.train.precision, device_, "train.precision");
   if (settings_.seq_len <= 0) settings_.seq_len = config.data.seq_len;
   if (settings_.seq_len > config.model.max_seq_len)
     fail("--seq-len ", settings_.seq_len, " is longer than the model's ", config.model.max_seq_len, " positions");
@@ -27,10 +32,12 @@ LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPat
   train::ModelConfig shape = config.model;
   shape.init.clear();
   lm_ = train::make_model(shape, 0);
+  lm_->to(device_);
 }
 
 std::vector<LmScore> LmEvaluator::score_model(model::CausalLmImpl& lm) {
   std::vector<LmScore> out;
+  dist::PrecisionGuard precision(device_, config_.train.precision);
   for (const auto& d : data_) out.push_back(evaluate_lm(lm, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
   return out;
 }
@@ -51,8 +58,10 @@ std::vector<LmScore> LmEvaluator::score_ensemble(const std::vector<std::string>&
     train::ModelConfig shape = config_.model;
     shape.init = path;
     members.push_back(train::make_model(shape, 0));
+    members.back()->to(device_);
   }
   std::vector<LmScore> out;
+  dist::PrecisionGuard precision(device_, config_.train.precision);
   for (const auto& d : data_)
     out.push_back(evaluate_lm_ensemble(members, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
   return out;

@@ -47,6 +47,7 @@ class LmEvaluator {
 
   train::Config config_;
   EvalSettings settings_;
+  torch::Device device_;  // config.train.device, for the models (the windows follow them)
   std::vector<NamedPath> names_;
   std::vector<std::unique_ptr<data::TokenShards>> data_;
   model::CausalLm lm_;

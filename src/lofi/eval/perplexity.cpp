@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "lofi/dist/device.h"
 #include "lofi/error.h"
 
 namespace lofi::eval {
@@ -12,7 +13,7 @@ namespace {
 using LogProbs = std::function<torch::Tensor(const torch::Tensor&)>;
 
 LmScore score_windows(const data::TokenShards& tokens, int64_t seq_len, int64_t batch, int64_t max_windows,
-                      const LogProbs& log_probs) {
+                      const torch::Device& device, const LogProbs& log_probs) {
   int64_t windows = (tokens.size() - 1) / seq_len;
   if (windows < 1) fail("evaluation data has ", tokens.size(), " tokens, fewer than one window of ", seq_len + 1);
   if (max_windows > 0) windows = std::min(windows, max_windows);
@@ -22,6 +23,7 @@ LmScore score_windows(const data::TokenShards& tokens, int64_t seq_len, int64_t 
     int64_t n = std::min(batch, windows - first);
     torch::Tensor window = torch::empty({n, seq_len + 1}, torch::kLong);  // (B, T + 1)
     for (int64_t i = 0; i < n; ++i) tokens.copy((first + i) * seq_len, seq_len + 1, window[i].data_ptr<int64_t>());
+    window = dist::to_device(window, device);
     torch::Tensor x = window.narrow(1, 0, seq_len), y = window.narrow(1, 1, seq_len);  // (B, T)
     torch::Tensor lp = log_probs(x);                                                     // (B, T, V)
     nll_sum -= lp.gather(2, y.unsqueeze(2)).sum().item<double>();                       // (B, T, 1) -> scalar
@@ -48,8 +50,8 @@ LmScore in_eval_mode(std::vector<model::CausalLmImpl*> models, F f) {
 LmScore evaluate_lm(model::CausalLmImpl& lm, const data::TokenShards& tokens, int64_t seq_len, int64_t batch,
                     int64_t max_windows) {
   return in_eval_mode({&lm}, [&] {
-    return score_windows(tokens, seq_len, batch, max_windows,
-                         [&](const torch::Tensor& x) { return torch::log_softmax(lm.forward(x), -1); });
+    return score_windows(tokens, seq_len, batch, max_windows, dist::module_device(lm),
+                         [&](const torch::Tensor& x) { return torch::log_softmax(lm.forward(x).to(torch::kFloat32), -1); });
   });
 }
 
@@ -59,9 +61,9 @@ LmScore evaluate_lm_ensemble(std::vector<model::CausalLm>& members, const data::
   std::vector<model::CausalLmImpl*> models;
   for (auto& m : members) models.push_back(m.get());
   return in_eval_mode(models, [&] {
-    return score_windows(tokens, seq_len, batch, max_windows, [&](const torch::Tensor& x) {
+    return score_windows(tokens, seq_len, batch, max_windows, dist::module_device(*members[0]), [&](const torch::Tensor& x) {
       std::vector<torch::Tensor> lps;
-      for (auto& m : members) lps.push_back(torch::log_softmax(m->forward(x), -1));
+      for (auto& m : members) lps.push_back(torch::log_softmax(m->forward(x).to(torch::kFloat32), -1));
       // log mean_i p_i = logsumexp_i log p_i - log M, stacked on a new leading axis: (M, B, T, V)
       return torch::logsumexp(torch::stack(lps), 0) - std::log(static_cast<double>(members.size()));
     });

@@ -1,7 +1,5 @@
 #include "lofi/model/blocks.h"
 
-#include <limits>
-
 #include "lofi/error.h"
 
 namespace lofi::model {
@@ -27,12 +25,12 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   auto heads = [&](const torch::Tensor& t) {
     return t.view({B, T, n_head, D}).transpose(1, 2);  // (B, T, C) -> (B, H, T, D)
   };
-  torch::Tensor scores = torch::matmul(heads(q), heads(k).transpose(-2, -1));  // (B, H, T, T)
-  torch::Tensor future = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool)).triu(1);
-  scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
-  torch::Tensor probs = maybe_dropout(torch::softmax(scores, -1), dropout, training);
-  torch::Tensor y = torch::matmul(probs, heads(v));       // (B, H, T, D)
-  return y.transpose(1, 2).contiguous().view({B, T, C});  // (B, H, T, D) -> (B, T, C)
+  // LibTorch's fused kernel (flash / memory-efficient on GPU, the fused CPU kernel on CPU): a
+  // causal mask, dropout on the attention probabilities, and no scaling of its own (scale 1).
+  torch::Tensor y = torch::scaled_dot_product_attention(heads(q), heads(k), heads(v), /*attn_mask=*/{},
+                                                        /*dropout_p=*/training ? dropout : 0.0, /*is_causal=*/true,
+                                                        /*scale=*/1.0);  // (B, H, T, D)
+  return y.transpose(1, 2).contiguous().view({B, T, C});                  // (B, H, T, D) -> (B, T, C)
 }
 
 Conv1DImpl::Conv1DImpl(int64_t in, int64_t out) {

@@ -177,11 +177,11 @@ VitAttentionImpl::VitAttentionImpl(const VitConfig& c)
 torch::Tensor VitAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
   torch::Tensor qkv_heads = qkv(x).reshape({B, T, 3, num_heads, head_dim}).permute({2, 0, 3, 1, 4});  // (3, B, H, T, D)
-  torch::Tensor q = qkv_heads[0] * (1.0 / std::sqrt(static_cast<double>(head_dim)));  // (B, H, T, D)
-  torch::Tensor k = qkv_heads[1], v = qkv_heads[2];
-  torch::Tensor probs = torch::softmax(torch::matmul(q, k.transpose(-2, -1)), -1);  // (B, H, T, T)
-  probs = torch::dropout(probs, attn_drop, is_training());
-  torch::Tensor y = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, C});  // (B, H, T, D) -> (B, T, C)
+  // LibTorch's fused attention, as timm's fused_attn path: softmax(q k^T / sqrt(D)) v, dropout on
+  // the probabilities while training.
+  torch::Tensor y = torch::scaled_dot_product_attention(qkv_heads[0], qkv_heads[1], qkv_heads[2], /*attn_mask=*/{},
+                                                        /*dropout_p=*/is_training() ? attn_drop : 0.0);  // (B, H, T, D)
+  y = y.transpose(1, 2).reshape({B, T, C});  // (B, H, T, D) -> (B, T, C)
   return torch::dropout(proj(y), proj_drop, is_training());
 }
 

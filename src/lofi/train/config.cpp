@@ -66,6 +66,8 @@ std::vector<ConfigField> config_fields(Config& c) {
       {"train.eval_every", &c.train.eval_every},
       {"train.eval_batches", &c.train.eval_batches},
       {"train.threads", &c.train.threads},
+      {"train.device", &c.train.device},
+      {"train.precision", &c.train.precision},
       {"dist.nodes", &c.dist.nodes},
       {"dist.node_id", &c.dist.node_id},
       {"dist.data_split", &c.dist.data_split},
@@ -197,6 +199,10 @@ void validate(const Config& c) {
   need(c.train.log_every >= 1, "train.log_every must be >= 1");
   need(c.train.ckpt_every >= 0 && c.train.eval_every >= 0, "train.ckpt_every and train.eval_every must be >= 0");
   need(c.train.threads >= 0, "train.threads must be >= 0");
+  need(c.train.device == "auto" || c.train.device == "cpu" || c.train.device == "cuda" || c.train.device.rfind("cuda:", 0) == 0,
+       "train.device must be \"auto\", \"cpu\", \"cuda\" or \"cuda:K\", found \"", c.train.device, "\"");
+  need(c.train.precision == "fp32" || c.train.precision == "bf16", "train.precision must be \"fp32\" or \"bf16\", found \"",
+       c.train.precision, "\"");
   need(c.train.eval_batches >= 1, "train.eval_batches must be >= 1, found ", c.train.eval_batches);
   need(c.dist.nodes >= 1, "dist.nodes must be >= 1, found ", c.dist.nodes);
   need(c.dist.node_id >= -1 && c.dist.node_id < c.dist.nodes, "dist.node_id (", c.dist.node_id,

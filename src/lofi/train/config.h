@@ -82,6 +82,10 @@ struct TrainConfig {
   int64_t eval_every = 0;           // evaluate on data.val every N steps; 0: never
   int64_t eval_batches = 8;         // batches per periodic evaluation
   int64_t threads = 0;              // intra-op threads; 0: LOFI_THREADS, else cores / local workers
+  std::string device = "auto";      // "auto" (CUDA when a GPU is visible), "cpu", "cuda" (cuda:LOCAL_RANK)
+                                    // or "cuda:K" (every worker on GPU K: lo-fi nodes sharing a GPU)
+  std::string precision = "fp32";   // "fp32" or "bf16" (autocast matmuls and attention to bf16; fp32
+                                    // master weights, optimizer state and checkpoints)
 };
 
 struct DistConfig {

@@ -5,6 +5,7 @@
 #include "lofi/data/image_sampler.h"
 #include "lofi/data/mixup.h"
 #include "lofi/data/sampler.h"
+#include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/eval/classification.h"
 #include "lofi/model/vit_checkpoint.h"
@@ -114,8 +115,8 @@ void ImageTask::begin_step(int64_t step, int64_t node_batch) {
                                     static_cast<uint64_t>(topo_.node_rank)),
                      static_cast<uint64_t>(step), /*stream=*/2));
   data::MixedBatch mixed = data::mix_batch(batch->images, batch->labels, model_->config.num_classes, augment_, gen);
-  images_ = mixed.images;
-  targets_ = mixed.targets;
+  images_ = dist::to_device(mixed.images, device());
+  targets_ = dist::to_device(mixed.targets, device());
 }
 
 torch::Tensor ImageTask::loss(int64_t first, int64_t count) {
@@ -134,7 +135,7 @@ nlohmann::json ImageTask::validate(int64_t batch) {
   model_->eval();
   int64_t batches = 0;
   while (auto b = loader->next()) {
-    meter.add(model_->forward(b->images), b->labels);
+    meter.add(model_->forward(dist::to_device(b->images, device())), b->labels);
     if (++batches >= config_.train.eval_batches) break;
   }
   model_->train(was_training);

@@ -1,5 +1,6 @@
 #include "lofi/train/lm_task.h"
 
+#include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/eval/perplexity.h"
 #include "lofi/train/trainer.h"
@@ -9,6 +10,7 @@ namespace lofi::train {
 LmTask::LmTask(const Config& config, const dist::Topology& topo, uint64_t init_seed)
     : seq_len_(config.data.seq_len),
       eval_batches_(config.train.eval_batches),
+      precision_(config.train.precision),
       tokens_(data::split_paths(config.data.train), config.model.vocab_size),
       sampler_(data::node_token_range(tokens_.size(), topo.nodes, topo.node, config.dist.data_split), seq_len_ + 1,
                static_cast<uint64_t>(config.train.seed), topo.node),
@@ -22,13 +24,16 @@ LmTask::LmTask(const Config& config, const dist::Topology& topo, uint64_t init_s
 void LmTask::begin_step(int64_t step, int64_t node_batch) { starts_ = sampler_.batch_starts(step, node_batch); }
 
 torch::Tensor LmTask::loss(int64_t first, int64_t count) {
-  torch::Tensor window = torch::empty({count, seq_len_ + 1}, torch::kLong);  // (B, T + 1)
+  const bool pin = device().is_cuda();
+  torch::Tensor window = torch::empty({count, seq_len_ + 1}, torch::TensorOptions(torch::kLong).pinned_memory(pin));  // (B, T + 1)
   for (int64_t i = 0; i < count; ++i)
     tokens_.copy(starts_[static_cast<size_t>(first + i)], seq_len_ + 1, window[i].data_ptr<int64_t>());
+  window = dist::to_device(window, device());
   return model_->loss(window.narrow(1, 0, seq_len_), window.narrow(1, 1, seq_len_));  // inputs, targets: (B, T)
 }
 
 nlohmann::json LmTask::validate(int64_t batch) {
+  dist::PrecisionGuard precision(device(), precision_);
   auto score = eval::evaluate_lm(*model_, *val_, seq_len_, batch, eval_batches_ * batch);
   return {{"val_loss", score.loss}};
 }

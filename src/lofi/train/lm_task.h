@@ -24,6 +24,7 @@ class LmTask : public Task {
 
  private:
   int64_t seq_len_, eval_batches_;
+  std::string precision_;
   data::TokenShards tokens_;
   std::unique_ptr<data::TokenShards> val_;
   data::WindowSampler sampler_;

@@ -3,62 +3,72 @@
 #include "lofi/error.h"
 
 namespace lofi::train {
-namespace {
 
-// LibTorch keys optimizer state by the parameter's TensorImpl address, as a string.
-std::string state_key(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
-
-}  // namespace
-
-Optimizer::Optimizer(const torch::nn::Module& module, const TrainConfig& c) {
-  std::vector<torch::Tensor> decay, no_decay;
+Optimizer::Optimizer(const torch::nn::Module& module, const TrainConfig& c) : config_(c), lr_(c.lr) {
   for (const auto& item : module.named_parameters()) {
     params_.push_back({item.key(), item.value()});
-    (item.value().dim() >= 2 ? decay : no_decay).push_back(item.value());
+    slots_.push_back({});
+    slots_.back().decay = item.value().dim() >= 2;
   }
-  auto options = [&](double wd) {
-    return std::make_unique<torch::optim::AdamWOptions>(
-        torch::optim::AdamWOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(wd));
-  };
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, options(c.weight_decay));
-  groups.emplace_back(no_decay, options(0.0));
-  adamw_ = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(c.lr));
 }
 
-void Optimizer::set_lr(double lr) {
-  for (auto& group : adamw_->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+void Optimizer::zero_grad() {
+  for (auto& p : params_) p.param.mutable_grad().reset();
+}
+
+void Optimizer::step() {
+  torch::NoGradGuard no_grad;
+  // The kernel takes lists of one dtype and device: weight-decayed and plain groups apart.
+  for (bool decay : {true, false}) {
+    std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs, steps;
+    for (size_t k = 0; k < params_.size(); ++k) {
+      const torch::Tensor& p = params_[k].param;
+      if (slots_[k].decay != decay || !p.grad().defined()) continue;
+      Slot& s = slots_[k];
+      if (!s.step.defined()) {
+        s.exp_avg = torch::zeros_like(p, torch::MemoryFormat::Preserve);
+        s.exp_avg_sq = torch::zeros_like(p, torch::MemoryFormat::Preserve);
+        s.step = torch::zeros({}, p.options().dtype(torch::kFloat32));
+      }
+      params.push_back(p), grads.push_back(p.grad()), exp_avgs.push_back(s.exp_avg);
+      exp_avg_sqs.push_back(s.exp_avg_sq), steps.push_back(s.step);
+    }
+    if (params.empty()) continue;
+    torch::_foreach_add_(steps, 1);  // the kernel reads the step after this update's increment
+    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr_, config_.beta1,
+                      config_.beta2, decay ? config_.weight_decay : 0.0, config_.eps, /*amsgrad=*/false,
+                      /*maximize=*/false);
+  }
 }
 
 io::NamedTensors Optimizer::state(io::Metadata& metadata) const {
   io::NamedTensors out;
-  auto& states = adamw_->state();
-  for (const auto& [name, p] : params_) {
-    auto it = states.find(state_key(p));
-    if (it == states.end()) continue;  // never stepped
-    const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
-    out.emplace_back(name + ".exp_avg", s.exp_avg());
-    out.emplace_back(name + ".exp_avg_sq", s.exp_avg_sq());
-    metadata[name + ".step"] = std::to_string(s.step());
+  for (size_t k = 0; k < params_.size(); ++k) {
+    const Slot& s = slots_[k];
+    if (!s.step.defined()) continue;  // never stepped
+    out.emplace_back(params_[k].name + ".exp_avg", s.exp_avg);
+    out.emplace_back(params_[k].name + ".exp_avg_sq", s.exp_avg_sq);
+    metadata[params_[k].name + ".step"] = std::to_string(static_cast<int64_t>(s.step.item<float>()));
   }
   return out;
 }
 
 void Optimizer::load_state(const io::SafetensorsFile& file) {
-  auto& states = adamw_->state();
-  states.clear();
-  for (const auto& [name, p] : params_) {
+  for (size_t k = 0; k < params_.size(); ++k) {
+    const auto& [name, p] = params_[k];
     auto step = file.metadata().find(name + ".step");
     if (step == file.metadata().end()) fail(file.path(), ": no optimizer state for parameter '", name, "'");
-    auto s = std::make_unique<torch::optim::AdamWParamState>();
-    s->step(std::stoll(step->second));
+    Slot& s = slots_[k];
     for (const char* part : {".exp_avg", ".exp_avg_sq"}) {
       torch::Tensor t = file.load(name + part);
       if (t.sizes() != p.sizes())
         fail(file.path(), ": optimizer tensor '", name, part, "' has shape ", t.sizes(), ", expected ", p.sizes());
-      (std::string(part) == ".exp_avg" ? s->exp_avg(t) : s->exp_avg_sq(t));
+      if (t.scalar_type() != p.scalar_type())
+        fail(file.path(), ": optimizer tensor '", name, part, "' is ", t.scalar_type(), ", expected ", p.scalar_type(),
+             " like its parameter");
+      (std::string(part) == ".exp_avg" ? s.exp_avg : s.exp_avg_sq) = t.to(p.device()).contiguous();
     }
-    states[state_key(p)] = std::move(s);
+    s.step = torch::full({}, static_cast<double>(std::stoll(step->second)), p.options().dtype(torch::kFloat32));
   }
 }
 

@@ -1,5 +1,7 @@
-// AdamW with decoupled weight decay on matrices only (never on biases, norms or 1-d tensors),
-// and its state to and from named tensors so a checkpoint can be resumed exactly.
+// AdamW with decoupled weight decay on matrices only (never on biases, norms or 1-d tensors), run
+// by LibTorch's fused kernel (at::_fused_adamw_, on CPU and CUDA: what torch.optim.AdamW(fused=True)
+// calls), and its state to and from named tensors so a checkpoint resumes exactly on any device.
+// The state lives on the parameters' device; master weights and moments stay fp32 under bf16.
 #pragma once
 #include <torch/torch.h>
 
@@ -20,9 +22,11 @@ class Optimizer {
  public:
   Optimizer(const torch::nn::Module& module, const TrainConfig& config);
 
-  void set_lr(double lr);
-  void step() { adamw_->step(); }
-  void zero_grad() { adamw_->zero_grad(); }
+  void set_lr(double lr) { lr_ = lr; }
+  // One AdamW update of every parameter that has a gradient.
+  void step();
+  // Drops the gradients (as LibTorch's set_to_none), so the next backward writes fresh ones.
+  void zero_grad();
   const std::vector<NamedParam>& params() const { return params_; }
 
   // State as "NAME.exp_avg" / "NAME.exp_avg_sq" tensors plus each parameter's step in metadata.
@@ -30,8 +34,14 @@ class Optimizer {
   void load_state(const io::SafetensorsFile& file);
 
  private:
+  struct Slot {
+    torch::Tensor exp_avg, exp_avg_sq, step;  // like the parameter; step: () fp32, as PyTorch's fused path
+    bool decay = false;
+  };
   std::vector<NamedParam> params_;
-  std::unique_ptr<torch::optim::AdamW> adamw_;
+  std::vector<Slot> slots_;  // one per parameter; undefined tensors until its first step
+  TrainConfig config_;
+  double lr_;
 };
 
 }  // namespace lofi::train

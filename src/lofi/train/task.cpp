@@ -5,9 +5,16 @@
 
 namespace lofi::train {
 
-std::unique_ptr<Task> make_task(const Config& config, const dist::Topology& topo, uint64_t init_seed) {
-  if (config.model.arch == "vit") return std::make_unique<ImageTask>(config, topo, init_seed);
-  return std::make_unique<LmTask>(config, topo, init_seed);
+std::unique_ptr<Task> make_task(const Config& config, const dist::Topology& topo, uint64_t init_seed,
+                                const torch::Device& device) {
+  std::unique_ptr<Task> task;
+  if (config.model.arch == "vit")
+    task = std::make_unique<ImageTask>(config, topo, init_seed);
+  else
+    task = std::make_unique<LmTask>(config, topo, init_seed);
+  task->model().to(device);
+  task->set_device(device);
+  return task;
 }
 
 }  // namespace lofi::train

@@ -31,12 +31,19 @@ class Task {
   // Held-out metrics for the log line (e.g. {"val_loss": 2.1}); BATCH is the evaluation batch.
   virtual bool has_validation() const = 0;
   virtual nlohmann::json validate(int64_t batch) = 0;
+  // Where the model lives: batches are copied there (pinned, non-blocking on CUDA).
+  void set_device(const torch::Device& device) { device_ = device; }
+  const torch::Device& device() const { return device_; }
   // Extra metadata for the node's final weights (e.g. the class names of a classifier).
   virtual io::Metadata metadata() const { return {}; }
+
+ private:
+  torch::Device device_ = torch::kCPU;
 };
 
-// The task CONFIG describes, its model initialised from INIT_SEED (or model.init), sampling for
-// TOPO's node.
-std::unique_ptr<Task> make_task(const Config& config, const dist::Topology& topo, uint64_t init_seed);
+// The task CONFIG describes, its model initialised from INIT_SEED (or model.init) and placed on
+// DEVICE, sampling for TOPO's node; its batches go to DEVICE too.
+std::unique_ptr<Task> make_task(const Config& config, const dist::Topology& topo, uint64_t init_seed,
+                                const torch::Device& device);
 
 }  // namespace lofi::train

@@ -10,6 +10,7 @@
 
 #include "lofi/data/sampler.h"
 #include "lofi/dist/comm.h"
+#include "lofi/dist/device.h"
 #include "lofi/dist/grad_sync.h"
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
@@ -104,13 +105,18 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
   const int64_t rank_batch = node_batch / topo.node_size, micro_batch = rank_batch / tc.grad_accum;
 
   torch::set_num_threads(tc.threads > 0 ? static_cast<int>(tc.threads) : dist::default_threads(env));
+  const torch::Device device = dist::resolve_device(tc.device, env.local_rank, "train.device");
+  dist::check_precision(tc.precision, device, "train.precision");
+  if (device.is_cuda() && topo.node_size > 1 && tc.device != "cuda")
+    fail("train.device = \"", tc.device, "\" puts the ", topo.node_size, " workers of a node on one GPU, which NCCL refuses; ",
+         "use \"cuda\" (one GPU per worker, cuda:LOCAL_RANK)");
   // Every node starts from the same weights: the init depends on the seed alone.
-  std::unique_ptr<Task> task = make_task(config, topo, data::mix_seed(static_cast<uint64_t>(tc.seed)));
+  std::unique_ptr<Task> task = make_task(config, topo, data::mix_seed(static_cast<uint64_t>(tc.seed)), device);
   torch::nn::Module& model = task->model();
   const int64_t units_per_sample = task->units_per_sample();
   const std::string unit = task->unit();
 
-  dist::Comm comm(env, topo, config.dist.timeout_s, config.dist.sync_every > 0);
+  dist::Comm comm(env, topo, config.dist.timeout_s, config.dist.sync_every > 0, device);
   const std::string run_dir = config.run.dir, my_dir = node_dir(run_dir, topo.node);
   const bool node_leader = topo.node_rank == 0;
   if (node_leader) io::make_dirs(my_dir);
@@ -149,12 +155,15 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
     optimizer.set_lr(lr);
     optimizer.zero_grad();
     task->begin_step(step, node_batch);
-    torch::Tensor loss_sum = torch::zeros({1});
+    torch::Tensor loss_sum = torch::zeros({1}, torch::TensorOptions().device(device));
     for (int64_t micro = 0; micro < tc.grad_accum; ++micro) {
       torch::manual_seed(data::mix_seed(static_cast<uint64_t>(tc.seed), static_cast<uint64_t>(topo.node),
                                         static_cast<uint64_t>(topo.node_rank * tc.grad_accum + micro), static_cast<uint64_t>(step)));
-      torch::Tensor loss = task->loss(topo.node_rank * rank_batch + micro * micro_batch, micro_batch) /
-                           static_cast<double>(tc.grad_accum);
+      torch::Tensor loss;
+      {
+        dist::PrecisionGuard precision(device, tc.precision);  // bf16 forward, fp32 backward into fp32 weights
+        loss = task->loss(topo.node_rank * rank_batch + micro * micro_batch, micro_batch) / static_cast<double>(tc.grad_accum);
+      }
       grad_sync.before_backward(/*sync=*/micro == tc.grad_accum - 1);
       loss.backward();
       loss_sum += loss.detach();

@@ -1,0 +1,52 @@
+// Everything of lofi that includes CUDA's or NCCL's headers: the NCCL process group and the
+// device facts behind dist/device.h. One file, compiled outside the precompiled header, so the
+// rest of the library builds the same against a LibTorch with or without CUDA.
+#include "lofi/dist/device.h"
+#include "lofi/dist/process_groups.h"
+#include "lofi/error.h"
+
+#if LOFI_WITH_CUDA
+#include <ATen/cuda/CUDAContextLight.h>
+#include <cuda_runtime_api.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+namespace lofi::dist {
+
+#if LOFI_WITH_CUDA
+
+int cuda_capability_major(int index) { return at::cuda::getDeviceProperties(static_cast<c10::DeviceIndex>(index))->major; }
+
+std::string cuda_runtime_version() { return cat(CUDART_VERSION / 1000, ".", CUDART_VERSION % 1000 / 10); }
+
+std::string nccl_runtime_version() { return c10d::getNcclVersion(); }  // the NCCL LibTorch loaded
+
+c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d::Store>& store,
+                                                  const std::string& prefix, int rank, int size, double timeout_s,
+                                                  int device_index) {
+  auto options = c10d::ProcessGroupNCCL::Options::create();
+  options->timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  auto scoped = c10::make_intrusive<c10d::PrefixStore>(prefix, store);
+  auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(scoped, rank, size, options);
+  // Binding the device creates the communicator now (inside the rendezvous timeout) rather than
+  // at the first gradient bucket.
+  group->setBoundDeviceId(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index)));
+  group->eagerConnectSingleDevice(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index)));
+  return group;
+}
+
+#else
+
+int cuda_capability_major(int) { return 0; }
+std::string cuda_runtime_version() { return ""; }
+std::string nccl_runtime_version() { return ""; }
+
+c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d::Store>&, const std::string&, int,
+                                                  int, double, int) {
+  fail("NCCL: this lofi was built against a LibTorch without CUDA; CUDA workers of one node cannot all-reduce");
+}
+
+#endif
+
+}  // namespace lofi::dist
