@@ -89,8 +89,8 @@ class Transformers : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Transformers, LogitsAndExportMatch) {
   const fs::path dir = kFixtures / "transformers" / GetParam();
-  if (!fs::exists(dir / "config.json"))
-    GTEST_SKIP() << dir.string() << " is absent: run tests/fixtures/hf/make_hf_fixtures.py where transformers is installed";
+  ASSERT_TRUE(fs::exists(dir / "config.json"))
+      << dir.string() << " is absent: run tests/fixtures/hf/make_hf_fixtures.py (scripts/install-deps.sh installs transformers)";
   model::CausalLm lm = load(dir.string());
   EXPECT_LE(logit_error(*lm, dir), 1e-4);
   const std::string out = test::scratch_dir() + "/hf";
@@ -109,6 +109,10 @@ TEST_P(Transformers, LogitsAndExportMatch) {
     if (want.contains(key)) {
       EXPECT_EQ(got[key], want[key]) << key;
     }
+  // transformers itself reads the export back: from_pretrained gives the fixture's logits.
+  test::CommandResult hf = test::run_python("hf/check_hf_export.py", out + " " + (dir / "logits.safetensors").string());
+  std::cout << hf.output;
+  EXPECT_EQ(hf.status, 0) << hf.output;
 }
 
 INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "opt-350m-like", "gpt2"));

@@ -37,8 +37,9 @@ std::string scratch_dir() {
   return dir.string();
 }
 
-CommandResult run_lofi(const std::string& args, const std::string& env) {
-  std::string command = env + " " + LOFI_BIN + " " + args + " 2>&1";
+namespace {
+
+CommandResult run_command(const std::string& command) {
   CommandResult result;
   FILE* pipe = ::popen(command.c_str(), "r");
   if (!pipe) return result;
@@ -48,6 +49,16 @@ CommandResult run_lofi(const std::string& args, const std::string& env) {
   int status = ::pclose(pipe);
   result.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;
+}
+
+}  // namespace
+
+CommandResult run_lofi(const std::string& args, const std::string& env) {
+  return run_command(env + " " + LOFI_BIN + " " + args + " 2>&1");
+}
+
+CommandResult run_python(const std::string& script, const std::string& args) {
+  return run_command(std::string(LOFI_TEST_PYTHON) + " " + LOFI_FIXTURES + "/" + script + " " + args + " 2>&1");
 }
 
 std::string write_corpus(const std::string& dir, const std::string& name, int64_t tokens, uint64_t seed) {

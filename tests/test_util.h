@@ -24,6 +24,10 @@ struct CommandResult {
 // Runs `lofi ARGS` (a shell-quoted string) with ENV prefixed, capturing output.
 CommandResult run_lofi(const std::string& args, const std::string& env = "");
 
+// Runs the project environment's Python (transformers, timm, tokenizers, safetensors) on
+// fixtures/SCRIPT with ARGS (shell-quoted), capturing output: the golden checks against libraries
+// nobody here wrote.
+CommandResult run_python(const std::string& script, const std::string& args);
 // Writes an llm.c shard of synthetic corpus NAME with about TOKENS tokens.
 std::string write_corpus(const std::string& dir, const std::string& name, int64_t tokens, uint64_t seed = 1);
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <iostream>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -134,6 +135,20 @@ TEST(Tokenizer, ByteLevelTableRoundTrips) {
   for (int b = 0; b < 256; ++b) all += static_cast<char>(b);
   EXPECT_EQ(byte_level_decode(byte_level_encode(all)), all);
   EXPECT_EQ(byte_level_encode(" a\n"), "ĠaĊ");
+}
+
+}  // namespace
+}  // namespace lofi::data
+
+namespace lofi::data {
+namespace {
+
+// expected.json (which the tests above hold lofi to) is also what Hugging Face's Rust `tokenizers`
+// gives, id for id, for every variant and corpus line.
+TEST(TokenizerGolden, ExpectedIdsAreHuggingFaceTokenizers) {
+  test::CommandResult check = test::run_python("tokenizer/check_with_tokenizers.py", "");
+  std::cout << check.output;
+  EXPECT_EQ(check.status, 0) << check.output;
 }
 
 }  // namespace

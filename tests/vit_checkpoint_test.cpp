@@ -152,11 +152,12 @@ TEST(VitGolden, ResampleMatchesPyTorchInterpolate) {
   }
 }
 
-// timm itself (make_timm_fixtures.py, run where timm is installed): same tiny sizes.
+// timm itself (make_timm_fixtures.py wrote the fixtures): same tiny sizes. Then the other way:
+// the weights lofi holds load into timm.create_model (strictly) and give timm's logits.
 void expect_matches_timm(const std::string& dir, VitConfig c) {
   fs::path path = fixture_dir() / dir;
-  if (!fs::exists(path / "model.safetensors"))
-    GTEST_SKIP() << path.string() << " absent: run tests/fixtures/vit/make_timm_fixtures.py where timm is installed";
+  ASSERT_TRUE(fs::exists(path / "model.safetensors"))
+      << path.string() << " absent: run tests/fixtures/vit/make_timm_fixtures.py (scripts/install-deps.sh installs timm)";
   Vit vit(c);
   EXPECT_TRUE(load_vit_checkpoint(vit, io::SafetensorsFile((path / "model.safetensors").string())).empty());
   vit->eval();
@@ -165,7 +166,13 @@ void expect_matches_timm(const std::string& dir, VitConfig c) {
   double diff = max_abs_diff(vit->forward(io.load("images")), io.load("logits"));
   std::cout << "ViT vs timm " << dir << ": max |logit diff| = " << diff << "\n";
   EXPECT_LE(diff, 1e-5);
+  const std::string written = save(dir + ".safetensors", module_weights(*vit));
+  test::CommandResult timm = test::run_python("vit/check_timm_weights.py", dir + " " + written);
+  std::cout << timm.output;
+  EXPECT_EQ(timm.status, 0) << timm.output;
 }
+
+TEST(VitGolden, MatchesTimmDeit) { expect_matches_timm("timm_deit", tiny()); }
 
 TEST(VitGolden, MatchesTimmDeitDistilled) {
   VitConfig c = tiny();

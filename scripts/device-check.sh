@@ -1,0 +1,652 @@
+#!/usr/bin/env bash
+# One-shot check of lofi on a GPU machine (one NVIDIA H200, PyTorch 2.11.0+cu130 in
+# /opt/torch/.venv, nvcc, CMake, ninja; no network, no apt, no pip), run from the repository root
+# with $OUT an empty folder whose contents come back:
+#   a. the machine (nvidia-smi, cores, Python and torch versions)
+#   b. a build of lofi against the machine's own PyTorch, in build-gpu/
+#   c. the CUDA-labelled tests (and, last, the unit tests: see "Order" below)
+#   d. lo-fi (4 single-worker nodes sharing cuda:0) against the 1-node baseline, both evaluated on
+#      the GPU; a bf16 run resumed from a checkpoint equals the uninterrupted one bit for bit; a
+#      checkpoint moves between CUDA and CPU (both ways) and training continues
+#   e. tokens/s and MFU of an OPT-125M-shaped model in bf16: lofi against PyTorch eager and
+#      torch.compile (bench/gpu_train_torch.py)
+# Everything goes to $OUT/device-check.log (each command's own output also to $OUT/logs/NAME.log);
+# $OUT/summary.txt has one line per check: PASS / FAIL / SKIP with its numbers. The exit status
+# is 0 whatever the checks found (the summary says FAIL), and 1 only when lofi does not build.
+#
+# Modes:
+#   scripts/device-check.sh               the check above (on the GPU machine)
+#   scripts/device-check.sh --fetch-debs  on the BUILD machine (Debian 12, apt): downloads the
+#                                         Debian -dev packages lofi builds with, and the library
+#                                         packages they depend on, into .device-debs/
+#   scripts/device-check.sh --prefix-only unpacks .device-debs/ into .device-prefix/, checks that
+#                                         pkg-config and CMake's search paths find them, builds nothing
+# The GPU machine may lack the -dev headers and cannot fetch them: when .device-debs/ exists in the
+# repository root, its packages are unpacked with `dpkg-deb -x` into .device-prefix/ (never into /)
+# and CMake, the compiler and pkg-config are pointed at that prefix.
+# .device-debs/, .device-prefix/ and build-gpu/ are local artefacts and must not be committed: the
+# caller adds them to .gitignore (this script does not edit it). Once .device-debs/ is ignored it no
+# longer travels with the working tree by itself: name it in the device run's carry list.
+#
+# Budget (seconds; each is also an environment variable). Every long command runs under `timeout`,
+# capped by what is left of its step's budget and of the whole TOTAL_BUDGET_S, so the script ends
+# within about TOTAL_BUDGET_S + 15 s whatever hangs:
+#   BUILD_BUDGET_S=240 (configure at most 90 of it), CUDA_TEST_BUDGET_S=30, RUNS_BUDGET_S=110,
+#   BENCH_BUDGET_S=140, UNIT_TEST_BUDGET_S=60, TOTAL_BUDGET_S=470.
+# Order: the GPU-only checks (c: CUDA tests, d, e) run before the unit tests, because the unit
+# suite is mostly CPU work the build machine runs anyway, and a slow one must not starve them.
+set -u -o pipefail
+
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+
+# ---- the packages lofi builds with (scripts/install-deps.sh lists the same -dev packages) ----------
+DEV_PACKAGES=(nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libxxhash-dev libpcre2-dev libpng-dev
+              libturbojpeg0-dev libgtest-dev libgloo-dev)
+# Needed beside them: zlib's headers (CMake's FindPNG requires ZLIB) and pkg-config itself, which a
+# bare machine with CMake may not have.
+EXTRA_PACKAGES=(zlib1g-dev pkgconf pkgconf-bin libpkgconf3)
+# Direct dependencies never fetched: the C and C++ runtimes and zlib belong to the machine (a Debian 12
+# copy of them ahead of its own would risk breaking its programs), googletest is gtest's sources.
+SKIP_DEPS=" libc6 libc6-dev libgcc-s1 libstdc++6 zlib1g googletest "
+# -dev dependencies are fetched only when lofi builds against them (libgloo-dev's libhiredis-dev and
+# libibverbs-dev are not needed: lofi includes only Gloo's core headers).
+DEV_DEPS_WANTED=" zlib1g-dev "
+
+DEBS_DIR=$ROOT/.device-debs
+PREFIX=$ROOT/.device-prefix
+MULTIARCH=x86_64-linux-gnu
+
+fetch_debs() {
+  command -v apt-get > /dev/null || { echo "--fetch-debs needs apt-get (run it on the Debian 12 build machine)" >&2; exit 1; }
+  local p deps d wanted=() skipped=()
+  for p in "${DEV_PACKAGES[@]}" "${EXTRA_PACKAGES[@]}"; do wanted+=("$p"); done
+  for p in "${DEV_PACKAGES[@]}"; do
+    # "  Depends: libfoo1" and " |Depends: libbar" (alternatives); "<virtual>" names are not packages.
+    deps=$(apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \
+             --no-enhances "$p" | sed -E 's/^ *\|/ /' | awk '$1 == "Depends:" && $2 !~ /^</ { print $2 }') ||
+      { echo "apt-cache depends $p failed (run apt-get update?)" >&2; exit 1; }
+    for d in $deps; do
+      if [[ $SKIP_DEPS == *" $d "* ]] || { [[ $d == *-dev ]] && [[ $DEV_DEPS_WANTED != *" $d "* ]]; }; then
+        skipped+=("$p -> $d")
+      elif [[ " ${wanted[*]} " != *" $d "* ]]; then
+        wanted+=("$d")
+      fi
+    done
+  done
+  echo "fetch-debs: not fetched (the machine's own, or not built against): ${skipped[*]:-none}"
+  echo "fetch-debs: downloading ${#wanted[@]} packages into $DEBS_DIR: ${wanted[*]}"
+  mkdir -p "$DEBS_DIR"
+  rm -f "$DEBS_DIR"/*.deb
+  (cd "$DEBS_DIR" && apt-get download "${wanted[@]}") ||
+    { echo "apt-get download failed (stale package lists? sudo apt-get update)" >&2; exit 1; }
+  (cd "$DEBS_DIR" && for f in *.deb; do dpkg-deb -f "$f" Package Version | paste -sd' '; done) > "$DEBS_DIR/MANIFEST"
+  echo "fetch-debs: $(find "$DEBS_DIR" -name '*.deb' | wc -l) packages, $(du -sh "$DEBS_DIR" | cut -f1) in $DEBS_DIR (MANIFEST lists them)"
+  echo "fetch-debs: carry .device-debs to the GPU machine (it is untracked; add it to .gitignore and the run's carry list)"
+}
+
+# ---- the prefix of unpacked .debs -------------------------------------------------------------------
+CMAKE_EXTRA=()
+RUN_ENV=(env)   # what lofi and the tests run under: LD_LIBRARY_PATH with the prefix's libraries
+
+unpack_deb() {  # unpack_deb FILE DEST: dpkg-deb where it exists, else ar + tar (binutils has ar)
+  if command -v dpkg-deb > /dev/null; then dpkg-deb -x "$1" "$2"; return; fi
+  local member z=()
+  member=$(ar t "$1" | grep '^data\.tar') || return 1
+  case $member in *.xz) z=(-J) ;; *.zst) z=(--zstd) ;; *.gz) z=(-z) ;; *.bz2) z=(-j) ;; esac
+  ar p "$1" "$member" | tar -x "${z[@]}" -C "$2"
+}
+
+setup_prefix() {
+  if [ ! -d "$DEBS_DIR" ]; then
+    say "  no .device-debs/: building with the machine's own headers and libraries"
+    return 0
+  fi
+  local debs=("$DEBS_DIR"/*.deb) stamp deb link target base soname d lib
+  [ -e "${debs[0]}" ] || { say "  .device-debs/ holds no .deb files"; return 1; }
+  # Unpack once per set of packages (names carry versions): a re-run on a warm machine keeps the
+  # headers' timestamps, so ninja does not rebuild.
+  stamp=$(printf '%s\n' "${debs[@]##*/}" | sort | sha256sum | cut -c1-16)
+  if [ "$(cat "$PREFIX/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$PREFIX"
+    mkdir -p "$PREFIX"
+    for deb in "${debs[@]}"; do
+      unpack_deb "$deb" "$PREFIX" || { say "  cannot unpack $deb"; return 1; }
+    done
+    # .pc files name /usr: point them at the prefix (regular files only; symlinked .pc files
+    # follow their targets).
+    find "$PREFIX" -type f -name '*.pc' -print0 |
+      xargs -0 -r sed -i -E "s#^([A-Za-z_]+)=/usr(/|\$)#\\1=$PREFIX/usr\\2#"
+    # Development symlinks whose library package was left to the machine (libz.so -> libz.so.1.2.13)
+    # dangle: point them at the machine's library of the same soname. Absolute links go into the prefix.
+    while IFS= read -r -d '' link; do
+      target=$(readlink "$link")
+      if [[ $target == /* ]] && [ -e "$PREFIX$target" ]; then ln -sfn "$PREFIX$target" "$link"; continue; fi
+      base=${target##*/}
+      soname=$(sed -E 's/(\.so\.[0-9]+).*/\1/' <<< "$base")
+      for d in /lib/$MULTIARCH /usr/lib/$MULTIARCH /lib64 /usr/lib64 /usr/lib; do
+        if [ -e "$d/$soname" ]; then ln -sfn "$d/$soname" "$link"; say "  relinked ${link#"$PREFIX"} -> $d/$soname"; break; fi
+      done
+    done < <(find "$PREFIX" -xtype l -print0)
+    echo "$stamp" > "$PREFIX/.stamp"
+    say "  unpacked ${#debs[@]} packages into $PREFIX"
+  else
+    say "  reusing $PREFIX (same packages)"
+  fi
+  lib=$PREFIX/usr/lib/$MULTIARCH
+  # The compiler: CPATH for headers found without CMake (png.h, zlib.h), LIBRARY_PATH for -l lookups.
+  export CPATH="$PREFIX/usr/include${CPATH:+:$CPATH}"
+  export CMAKE_INCLUDE_PATH="$PREFIX/usr/include${CMAKE_INCLUDE_PATH:+:$CMAKE_INCLUDE_PATH}"
+  export LIBRARY_PATH="$lib${LIBRARY_PATH:+:$LIBRARY_PATH}"
+  export PKG_CONFIG_PATH="$lib/pkgconfig:$PREFIX/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  # LD_LIBRARY_PATH only for lofi, ctest and what they start, not for this script's own grep, sed and
+  # git, which would otherwise load Debian 12's pcre2 and friends ahead of the machine's. (The build
+  # tree's RUNPATH names the prefix too; this is the belt to those braces.)
+  RUN_ENV=(env "LD_LIBRARY_PATH=$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+  CMAKE_EXTRA+=("-DCMAKE_PREFIX_PATH=$PREFIX/usr")
+  # Config packages under lib/<multiarch>/cmake are found through CMAKE_PREFIX_PATH only where
+  # CMake knows the multiarch name; name them outright.
+  [ -d "$lib/cmake/GTest" ] && CMAKE_EXTRA+=("-DGTest_DIR=$lib/cmake/GTest")
+  [ -d "$PREFIX/usr/share/cmake/nlohmann_json" ] && CMAKE_EXTRA+=("-Dnlohmann_json_DIR=$PREFIX/usr/share/cmake/nlohmann_json")
+  [ -d "$PREFIX/usr/share/cmake/CLI11" ] && CMAKE_EXTRA+=("-DCLI11_DIR=$PREFIX/usr/share/cmake/CLI11")
+  # pkg-config: the machine's if it has one, else the prefix's pkgconf behind a wrapper that finds
+  # its libpkgconf.
+  if ! command -v pkg-config > /dev/null && [ -x "$PREFIX/usr/bin/pkgconf" ]; then
+    printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$lib" "$PREFIX/usr/bin/pkgconf" > "$PREFIX/pkg-config"
+    chmod +x "$PREFIX/pkg-config"
+    export PATH="$PATH:$PREFIX"
+    CMAKE_EXTRA+=("-DPKG_CONFIG_EXECUTABLE=$PREFIX/pkg-config")
+    say "  pkg-config: the prefix's pkgconf"
+  fi
+  local m out
+  for m in tomlplusplus libxxhash libturbojpeg libpcre2-8 libpng; do
+    out=$(pkg-config --cflags --libs "$m" 2>&1) || { say "  pkg-config $m: $out"; continue; }
+    say "  pkg-config $m: $out"
+  done
+  return 0
+}
+
+# ---- logging, budgets and results -------------------------------------------------------------------
+say() { echo "$*" | tee -a "$LOG"; }
+section() { say ""; say "==== $* ($(( SECONDS - T0 )) s elapsed, $(( TOTAL_BUDGET_S - (SECONDS - T0) )) s left)"; }
+result() {  # result PASS|FAIL|SKIP NAME DETAILS...
+  local status=$1 name=$2; shift 2
+  printf '%-4s  %-22s %s\n' "$status" "$name" "$*" | tee -a "$SUMMARY" "$LOG"
+}
+begin_step() { STEP_END=$(( SECONDS + $1 )); }
+cap() {  # cap WANT: WANT seconds, or less where the step's or the whole budget ends sooner (10 s kept for the summary)
+  local want=$1 step_left=$(( STEP_END - SECONDS )) total_left=$(( TOTAL_BUDGET_S - (SECONDS - T0) - 10 ))
+  (( step_left < want )) && want=$step_left
+  (( total_left < want )) && want=$total_left
+  echo "$want"
+}
+# bounded NAME SECONDS CMD...: runs CMD under timeout (capped as above), its output in
+# $OUT/logs/NAME.log and in the main log; on failure the last lines are shown. Returns CMD's status,
+# 124/137 on timeout, 125 when no time was left to start it.
+bounded() {
+  local name=$1 limit start rc
+  limit=$(cap "$2"); shift 2
+  if (( limit < 3 )); then
+    say "  [$name] not started: the time budget is spent"
+    echo "not started: the time budget is spent" > "$LOGS/$name.log"
+    return 125
+  fi
+  say "  [$name] \$ $* (limit ${limit} s)"
+  start=$SECONDS
+  timeout -k 5 "$limit" "$@" > "$LOGS/$name.log" 2>&1
+  rc=$?
+  { echo "---- [$name] rc $rc after $(( SECONDS - start )) s"; cat "$LOGS/$name.log"; echo "---- [$name] end"; } >> "$LOG"
+  if (( rc == 124 || rc == 137 )); then
+    say "  [$name] TIMEOUT after ${limit} s"
+  elif (( rc != 0 )); then
+    say "  [$name] exit status $rc; last lines:"
+    tail -n 25 "$LOGS/$name.log" | sed 's/^/    /' | tee -a "$LOG"
+  fi
+  return $rc
+}
+why() {  # why RC: a word for a failed command's status
+  case $1 in 124|137) echo "timeout" ;; 125) echo "no time left" ;; *) echo "exit $1" ;; esac
+}
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+# Small Python helpers (the machine's Python; torch only where needed).
+py() { "$PY" -c "$@"; }
+# Last metrics record of each node of a run: "NODES LAST_STEP MEAN_LOSS MEAN_VAL_LOSS BYTES_BETWEEN BYTES_WITHIN"
+RUN_STATS='
+import glob, json, sys
+recs = []
+for f in sorted(glob.glob(sys.argv[1] + "/node-*/metrics.jsonl")):
+    lines = [json.loads(l) for l in open(f) if l.strip()]
+    if lines: recs.append(lines[-1])
+if not recs: print("0 0 nan nan 0 0"); sys.exit()
+val = [r["val_loss"] for r in recs if "val_loss" in r]
+mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
+print(len(recs), min(r["step"] for r in recs), "%.4f" % mean([r["loss"] for r in recs]), "%.4f" % mean(val),
+      sum(r["bytes_between_nodes"] for r in recs), sum(r["bytes_within_node"] for r in recs))
+'
+# Bit-for-bit comparison of two safetensors files: exit 0 when every tensor's bytes are equal.
+COMPARE='
+import sys, torch
+from safetensors.torch import load_file
+a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
+if a.keys() != b.keys():
+    print("different tensor names"); sys.exit(2)
+same = all(x.dtype == b[k].dtype and x.shape == b[k].shape and
+           torch.equal(x.contiguous().view(torch.uint8), b[k].contiguous().view(torch.uint8)) for k, x in a.items())
+diff = max((x.double() - b[k].double()).abs().max().item() for k, x in a.items())
+print(("identical" if same else "differ"), "max_abs_diff=%.3g" % diff, "tensors=%d" % len(a))
+sys.exit(0 if same else 1)
+'
+# Eval JSON -> the first result row's loss on dataset "val".
+EVAL_LOSS='
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]["datasets"]["val"]
+print("%.4f %.3f" % (r["loss"], r["perplexity"]))
+'
+
+# ---- a. the machine ---------------------------------------------------------------------------------
+HAVE_GPU=0
+step_machine() {
+  section "a. machine"
+  { timeout 20 nvidia-smi; timeout 10 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv; } 2>&1 | tee -a "$LOG"
+  say "nproc: $(nproc); memory: $(free -g 2>/dev/null | awk '/^Mem:/ { print $2 " GiB" }'); disk free here: $(df -h . | awk 'NR == 2 { print $4 }')"
+  say "os: $(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-?}"); $(g++ --version 2>/dev/null | head -1 || echo 'no g++')"
+  say "cmake: $(cmake --version 2>/dev/null | head -1); ninja: $(ninja --version 2>/dev/null || echo none); nvcc: $(nvcc --version 2>/dev/null | tail -1 || echo 'not on PATH')"
+  say "ccache: $(command -v ccache || echo none); pkg-config: $(command -v pkg-config || echo none); dpkg-deb: $(command -v dpkg-deb || echo none)"
+  local info
+  info=$(timeout 60 "$PY" -c '
+import sys, torch
+ok = torch.cuda.is_available()
+print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda,
+      "available", ok, "gpus", torch.cuda.device_count(), "|", torch.cuda.get_device_name(0) if ok else "-")
+for m in ("numpy", "safetensors", "transformers", "timm", "tokenizers"):
+    try: print(" ", m, __import__(m).__version__)
+    except Exception as e: print(" ", m, "MISSING", e)
+' 2>&1)
+  say "$info"
+  if grep -q "available True" <<< "$info"; then
+    HAVE_GPU=1
+    result PASS machine "$(head -1 <<< "$info"), $(nproc) cores"
+  else
+    result FAIL machine "torch sees no GPU: $(head -1 <<< "$info")"
+  fi
+}
+
+# ---- b. build -------------------------------------------------------------------------------------
+LOFI=()
+step_build() {
+  section "b. build ($BUILD, budget ${BUILD_BUDGET_S} s)"
+  begin_step "$BUILD_BUDGET_S"
+  setup_prefix || { result FAIL build "could not unpack .device-debs/ into .device-prefix/"; return 1; }
+  [ "$MODE" = prefix-only ] && return 0
+  if ! command -v nvcc > /dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH="$PATH:/usr/local/cuda/bin"; fi
+  local rc t
+  t=$(now)
+  bounded configure 90 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DLOFI_PYTHON="$PY" -DLOFI_TEST_PYTHON="$PY" "${CMAKE_EXTRA[@]}"
+  rc=$?
+  if (( rc != 0 )); then result FAIL build "configure: $(why $rc) (logs/configure.log)"; return 1; fi
+  local engine
+  engine=$(grep -o 'lofi: LibTorch.*' "$LOGS/configure.log" | head -1)
+  say "  $engine"
+  bounded build "$BUILD_BUDGET_S" cmake --build "$BUILD" -j "${BUILD_JOBS:-16}"
+  rc=$?
+  if (( rc != 0 )) || [ ! -x "$BUILD/lofi" ]; then
+    result FAIL build "cmake --build: $(why $rc) after $(elapsed "$t" "$(now)") s (logs/build.log)"
+    return 1
+  fi
+  LOFI=("${RUN_ENV[@]}" "$ROOT/$BUILD/lofi")
+  local version
+  version=$(timeout 30 "${LOFI[@]}" --version 2>&1 | tr '\n' ';')
+  say "  $version"
+  result PASS build "$(elapsed "$t" "$(now)") s; ${engine#lofi: }"
+  if grep -q "available yes" <<< "$version"; then
+    result PASS lofi-version "$version"
+  else
+    result FAIL lofi-version "lofi does not see a GPU: $version"
+  fi
+}
+
+# ---- c. tests ---------------------------------------------------------------------------------------
+ctest_label() {  # ctest_label NAME LABEL BUDGET CTEST_ARGS...
+  local name=$1 label=$2 budget=$3 rc line failed total skipped; shift 3
+  begin_step "$budget"
+  bounded "$name" "$budget" "${RUN_ENV[@]}" ctest --test-dir "$BUILD" -L "$label" --output-on-failure --timeout 60 "$@"
+  rc=$?
+  if grep -q "No tests were found" "$LOGS/$name.log"; then
+    result SKIP "$name" "no tests labelled $label"
+    return
+  fi
+  line=$(grep -Eo '[0-9]+ tests failed out of [0-9]+' "$LOGS/$name.log" | tail -1)
+  failed=$(awk '{ print $1 }' <<< "$line"); total=$(awk '{ print $NF }' <<< "$line")
+  skipped=$(grep -c '(Skipped)' "$LOGS/$name.log")
+  if [ -z "$line" ]; then
+    result FAIL "$name" "ctest -L $label: $(why $rc), no result line (logs/$name.log)"
+  elif (( rc == 0 && failed == 0 )); then
+    result PASS "$name" "$(( total - skipped )) of $total passed, $skipped skipped"
+  else
+    result FAIL "$name" "$failed of $total failed, $skipped skipped ($(why $rc); logs/$name.log)"
+  fi
+}
+
+# ---- d. lo-fi against the baseline, evaluation, resume, device moves -------------------------------
+DATA= RUNS=
+make_lm_data() {  # train/val shards of a learnable stream: a repeating 31-token pattern with 10% noise, vocab 256
+  py '
+import sys, numpy as np
+def shard(path, n, seed):
+    pattern = np.random.default_rng(1234).integers(0, 256, 31)
+    rng = np.random.default_rng(seed)
+    ids = np.tile(pattern, n // 31 + 1)[:n]
+    noise = rng.random(n) < 0.1
+    ids[noise] = rng.integers(0, 256, int(noise.sum()))
+    header = np.zeros(256, np.int32); header[:3] = (20240520, 1, n)  # llm.c: magic, version 1 = uint16, count
+    with open(path, "wb") as f:
+        f.write(header.tobytes()); f.write(ids.astype(np.uint16).tobytes())
+shard(sys.argv[1] + "/train.bin", 2_000_000, 1)
+shard(sys.argv[1] + "/val.bin", 200_000, 2)
+' "$DATA"
+}
+
+keep_run_files() {  # the small files of a run directory come back under $OUT/runs (weights stay behind)
+  local run=$1 f
+  (cd "$RUNS" && find "$run" \( -name metrics.jsonl -o -name config.toml \) -print0 2>/dev/null) |
+    while IFS= read -r -d '' f; do mkdir -p "$OUT/runs/$(dirname "$f")"; cp "$RUNS/$f" "$OUT/runs/$f"; done
+}
+
+step_runs() {
+  section "d. lo-fi vs baseline, eval, bf16 resume, device moves (budget ${RUNS_BUDGET_S} s)"
+  begin_step "$RUNS_BUDGET_S"
+  DATA=$WORK/data RUNS=$WORK/runs
+  mkdir -p "$DATA" "$RUNS"
+  if ! make_lm_data >> "$LOG" 2>&1; then result FAIL lm-data "could not write the token shards"; return; fi
+  # examples/lm-tiny.toml's model and schedule (4 layers, d 128, seq 64, global batch 32, eval every 50,
+  # checkpoint every 50), from a random init (its model.init is the demo's, absent here) on our data.
+  local tiny=(--config examples/lm-tiny.toml --set model.init= --set "data.train=$DATA/train.bin"
+              --set "data.val=$DATA/val.bin" --quiet)
+  local rc t wall_lofi wall_base stats n step loss val between within
+
+  # Lo-fi: 4 single-worker nodes, all on GPU 0 (cuda:0), batch 32 / 4 each, averaged at the end.
+  t=$(now)
+  bounded run-lofi 45 "${LOFI[@]}" launch --workers 4 -- train "${tiny[@]}" --set train.device=cuda:0 \
+    --set dist.nodes=4 --set train.steps=100 --set "run.dir=$RUNS/lofi"
+  rc=$?
+  wall_lofi=$(elapsed "$t" "$(now)")
+  read -r n step loss val between within <<< "$(py "$RUN_STATS" "$RUNS/lofi")"
+  if (( rc == 0 )) && [ "$n" = 4 ] && [ "$step" = 100 ] && [ -f "$RUNS/lofi/merged.safetensors" ] && [ "$between" = 0 ]; then
+    result PASS run-lofi "4 nodes on cuda:0, 100 steps in $wall_lofi s wall, final train loss (node mean) $loss, val $val, bytes between nodes 0"
+  else
+    result FAIL run-lofi "$(why $rc), $n nodes at step $step, loss $loss, bytes between nodes $between, merged: $([ -f "$RUNS/lofi/merged.safetensors" ] && echo yes || echo no)"
+  fi
+  keep_run_files lofi
+
+  # Baseline: one node, one worker on the GPU, the same global batch of 32.
+  t=$(now)
+  bounded run-baseline 35 "${LOFI[@]}" train "${tiny[@]}" --set train.device=cuda --set dist.nodes=1 \
+    --set train.steps=100 --set "run.dir=$RUNS/baseline"
+  rc=$?
+  wall_base=$(elapsed "$t" "$(now)")
+  read -r n step loss val between within <<< "$(py "$RUN_STATS" "$RUNS/baseline")"
+  if (( rc == 0 )) && [ "$step" = 100 ] && [ -f "$RUNS/baseline/node-00/final.safetensors" ]; then
+    result PASS run-baseline "1 node on cuda, 100 steps in $wall_base s wall, final train loss $loss, val $val ($(grep -o 'final loss [0-9.]*' "$LOGS/run-baseline.log" | tail -1))"
+  else
+    result FAIL run-baseline "$(why $rc), step $step, loss $loss"
+  fi
+  keep_run_files baseline
+
+  # Both evaluated on the GPU on the same held-out windows.
+  local which model el_lofi="" el_base=""
+  for which in lofi baseline; do
+    model=$RUNS/lofi/merged.safetensors
+    [ "$which" = baseline ] && model=$RUNS/baseline/node-00/final.safetensors
+    if [ ! -f "$model" ]; then result SKIP "eval-$which" "no $model"; continue; fi
+    bounded "eval-$which" 25 "${LOFI[@]}" eval --model "$model" --data "val=$DATA/val.bin" --set train.device=cuda \
+      --max-windows 512 --json "$OUT/eval-$which.json"
+    rc=$?
+    if (( rc == 0 )) && read -r loss val <<< "$(py "$EVAL_LOSS" "$OUT/eval-$which.json" 2>> "$LOG")" && [ -n "$loss" ]; then
+      # Better than uniform over 256 ids (ln 256 = 5.545): the model learned on the GPU.
+      if awk -v l="$loss" 'BEGIN { exit !(l < 5.545) }'; then
+        result PASS "eval-$which" "on cuda: val loss $loss, ppl $val (512 windows of 64)"
+      else
+        result FAIL "eval-$which" "on cuda: val loss $loss (no better than uniform, 5.545)"
+      fi
+      if [ "$which" = lofi ]; then el_lofi=$loss; else el_base=$loss; fi
+    else
+      result FAIL "eval-$which" "$(why $rc) (logs/eval-$which.log)"
+    fi
+  done
+  [ -n "$el_lofi" ] && [ -n "$el_base" ] &&
+    say "  lo-fi merged vs baseline: val loss $el_lofi vs $el_base; wall $wall_lofi s vs $wall_base s"
+
+  # bf16 and --resume: an uninterrupted 40-step run, and a second run whose newest checkpoint is
+  # step 20 (its step-40 state deleted, as after a crash) resumed to 40; the finals must be equal bit
+  # for bit. The two runs' step-20 checkpoints tell run-to-run determinism apart from resume.
+  local bf=(--set train.device=cuda --set train.precision=bf16 --set train.steps=40 --set train.ckpt_every=20
+            --set train.log_every=5 --set train.eval_every=0)
+  bounded bf16-full 25 "${LOFI[@]}" train "${tiny[@]}" "${bf[@]}" --set "run.dir=$RUNS/bf16-full" &&
+    bounded bf16-part 25 "${LOFI[@]}" train "${tiny[@]}" "${bf[@]}" --set "run.dir=$RUNS/bf16-part"
+  rc=$?
+  if (( rc == 0 )); then
+    rm -f "$RUNS/bf16-part/node-00/final.safetensors" "$RUNS/bf16-part/node-00/ckpt/step-000040."*
+    bounded bf16-resume 25 "${LOFI[@]}" train "${tiny[@]}" "${bf[@]}" --set "run.dir=$RUNS/bf16-part" --resume
+    rc=$?
+  fi
+  if (( rc != 0 )); then
+    result FAIL bf16-resume "a run failed: $(why $rc) (logs/bf16-*.log)"
+  elif grep -q 'step 5/40' "$LOGS/bf16-resume.log" || ! grep -q 'step 25/40' "$LOGS/bf16-resume.log"; then
+    result FAIL bf16-resume "the resumed run did not continue from step 20 (logs/bf16-resume.log)"
+  else
+    local at20 at40
+    at20=$(py "$COMPARE" "$RUNS/bf16-full/node-00/ckpt/step-000020.safetensors" "$RUNS/bf16-part/node-00/ckpt/step-000020.safetensors" 2>&1 | tail -1)
+    at40=$(py "$COMPARE" "$RUNS/bf16-full/node-00/final.safetensors" "$RUNS/bf16-part/node-00/final.safetensors" 2>&1 | tail -1)
+    if [[ $at40 == identical* ]]; then
+      result PASS bf16-resume "resumed final equals uninterrupted bit for bit ($at40); step 20: $at20"
+    else
+      result FAIL bf16-resume "final after resume: $at40; step-20 checkpoints of the two runs: $at20"
+    fi
+  fi
+  keep_run_files bf16-full; keep_run_files bf16-part
+
+  # A checkpoint moves between devices: 20 steps (checkpoint every 10) on one device; a copy without
+  # its step-20 state resumes from step 10 on the other and finishes. Distance to the uninterrupted
+  # final is shown for information (CPU and CUDA kernels differ).
+  local mv=(--set train.steps=20 --set train.ckpt_every=10 --set train.log_every=5 --set train.eval_every=0)
+  local from to
+  for from in cuda cpu; do
+    to=$([ "$from" = cuda ] && echo cpu || echo cuda)
+    bounded "move-$from-train" 25 "${LOFI[@]}" train "${tiny[@]}" "${mv[@]}" --set "train.device=$from" \
+      --set "run.dir=$RUNS/move-$from"
+    rc=$?
+    if (( rc != 0 )); then result FAIL "move-$from-to-$to" "training on $from failed: $(why $rc)"; continue; fi
+    rm -rf "$RUNS/move-$from-to-$to"
+    cp -a "$RUNS/move-$from" "$RUNS/move-$from-to-$to"
+    rm -f "$RUNS/move-$from-to-$to/node-00/final.safetensors" "$RUNS/move-$from-to-$to/node-00/ckpt/step-000020."*
+    bounded "move-$from-to-$to" 25 "${LOFI[@]}" train "${tiny[@]}" "${mv[@]}" --set "train.device=$to" \
+      --set "run.dir=$RUNS/move-$from-to-$to" --resume
+    rc=$?
+    read -r n step loss val between within <<< "$(py "$RUN_STATS" "$RUNS/move-$from-to-$to")"
+    if (( rc == 0 )) && [ "$step" = 20 ] && [ -f "$RUNS/move-$from-to-$to/node-00/final.safetensors" ] &&
+       ! grep -q 'step 5/20' "$LOGS/move-$from-to-$to.log"; then
+      local d
+      d=$(py "$COMPARE" "$RUNS/move-$from/node-00/final.safetensors" "$RUNS/move-$from-to-$to/node-00/final.safetensors" 2>&1 | tail -1)
+      result PASS "move-$from-to-$to" "step-10 checkpoint from $from resumed on $to to step 20, loss $loss; vs all on $from: $d"
+    else
+      result FAIL "move-$from-to-$to" "resume on $to: $(why $rc), step $step (logs/move-$from-to-$to.log)"
+    fi
+    keep_run_files "move-$from-to-$to"
+  done
+}
+
+# ---- e. benchmark: OPT-125M shape, bf16 -------------------------------------------------------------
+PEAK_FLOPS=989e12   # H200 (as H100 SXM) dense bf16 tensor-core peak, FLOP/s
+MEM_PID=
+gpu_mem_sampler_start() {  # samples used GPU memory (MiB) every 250 ms into FILE, in the background (MEM_PID)
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 250 > "$1" 2> /dev/null &
+  MEM_PID=$!
+}
+gpu_mem_sampler_stop() {  # gpu_mem_sampler_stop FILE: stops the sampler, prints the peak in MiB
+  if [ -n "$MEM_PID" ]; then kill "$MEM_PID" 2> /dev/null; wait "$MEM_PID" 2> /dev/null; fi
+  MEM_PID=
+  sort -n "$1" 2> /dev/null | tail -1
+}
+mfu_of() { awk -v n="$N_PARAMS" -v t="$1" -v p="$PEAK_FLOPS" 'BEGIN { printf "%.1f", 100 * 6 * n * t / p }'; }
+ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+step_bench() {
+  section "e. benchmark: OPT-125M shape, bf16 (budget ${BENCH_BUDGET_S} s)"
+  begin_step "$BENCH_BUDGET_S"
+  local L=12 H=12 D=768 FF=3072 V=50272 MAXT=2048 T=$BENCH_SEQ B=$BENCH_BATCH S=$BENCH_STEPS W=10
+  # N: parameters without the position embedding, the tied head counted once.
+  N_PARAMS=$(awk -v L=$L -v D=$D -v F=$FF -v V=$V 'BEGIN { printf "%.0f", V*D + L*(4*(D*D+D) + (D*F+F) + (F*D+D) + 4*D) + 2*D }')
+  local tok=$WORK/bench-tokens-$V.bin rc mem lofi_tps="" eager_tps="" compile_tps="" lofi_mem="" eager_mem="" compile_mem=""
+  # 4M random ids below 50272: uint16 fits, so llm.c version 1 (bench/make_tokens.py).
+  if ! timeout 60 "$PY" bench/make_tokens.py "$tok" 4000000 "$V" >> "$LOG" 2>&1; then
+    result FAIL bench "could not write $tok"; return
+  fi
+  # (i) lofi. log_every 5: the rate is taken between the records of step W and the last (bench/metrics_rate.py).
+  gpu_mem_sampler_start "$WORK/mem-lofi.txt"
+  bounded bench-lofi 50 "${LOFI[@]}" train --set model.n_layer=$L --set model.n_head=$H --set model.d_model=$D \
+    --set model.d_ff=$FF --set model.vocab_size=$V --set model.max_seq_len=$MAXT --set data.seq_len=$T \
+    --set train.batch_size=$B --set train.steps=$S --set train.log_every=5 --set train.warmup_steps=5 \
+    --set train.device=cuda --set train.precision=bf16 --set "data.train=$tok" --set "run.dir=$WORK/bench-lofi" --quiet
+  rc=$?
+  lofi_mem=$(gpu_mem_sampler_stop "$WORK/mem-lofi.txt")
+  if (( rc == 0 )); then lofi_tps=$("$PY" bench/metrics_rate.py "$WORK/bench-lofi" "$W" 2>> "$LOG"); fi
+  mkdir -p "$OUT/runs/bench-lofi/node-00"
+  cp "$WORK/bench-lofi/node-00/metrics.jsonl" "$OUT/runs/bench-lofi/node-00/" 2> /dev/null
+  # (ii) eager and (iii) torch.compile: the same model, batch, sequence length and token file.
+  local mode args
+  for mode in eager compile; do
+    args=$(printf '{"n_layer":%d,"n_head":%d,"d_model":%d,"d_ff":%d,"vocab_size":%d,"max_seq_len":%d,"seq_len":%d,"batch":%d,"steps":%d,"warmup":%d,"compile":%s,"device":"cuda","precision":"bf16","data":"%s"}' \
+      $L $H $D $FF $V $MAXT "$T" "$B" "$S" $W "$([ $mode = compile ] && echo true || echo false)" "$tok")
+    gpu_mem_sampler_start "$WORK/mem-$mode.txt"
+    bounded "bench-torch-$mode" "$([ $mode = compile ] && echo 90 || echo 45)" "$PY" bench/gpu_train_torch.py "$args"
+    rc=$?
+    mem=$(gpu_mem_sampler_stop "$WORK/mem-$mode.txt")
+    if (( rc == 0 )); then
+      grep '^{' "$LOGS/bench-torch-$mode.log" | tail -1 > "$OUT/bench-torch-$mode.json"
+      local tps
+      tps=$(py 'import json,sys; print(json.load(open(sys.argv[1]))["tokens_per_s"])' "$OUT/bench-torch-$mode.json" 2>> "$LOG")
+      if [ $mode = eager ]; then eager_tps=$tps eager_mem=$mem; else compile_tps=$tps compile_mem=$mem; fi
+    else
+      result FAIL "bench-torch-$mode" "$(why $rc) (logs/bench-torch-$mode.log)"
+    fi
+  done
+  # The table, the MFU and the aims. N: parameters without the position embedding (the tied head
+  # counted once); MFU = 6 N tokens/s / peak (no attention FLOPs).
+  py '
+import sys
+L, D, FF, V, T, B, peak = (float(x) for x in sys.argv[1:8])
+rows = dict(zip(("lofi", "eager", "compile"), sys.argv[8:11]))
+mems = dict(zip(("lofi", "eager", "compile"), sys.argv[11:14]))
+N = V * D + L * (4 * (D * D + D) + (D * FF + FF) + (FF * D + D) + 4 * D) + 2 * D
+tps = {k: float(v) for k, v in rows.items() if v}
+mfu = {k: 6 * N * v / peak for k, v in tps.items()}
+print("OPT-125M shape: %d layers, d %d, d_ff %d, vocab %d; seq %d x batch %d; bf16" % (L, D, FF, V, T, B))
+print("N = %.2fM parameters without position embeddings; MFU = 6 N tokens/s / %.0f TFLOP/s (H200 dense bf16)" % (N / 1e6, peak / 1e12))
+print("%-22s %12s %7s %9s %12s" % ("", "tokens/s", "MFU", "GPU mem", "lofi / this"))
+for k, label in (("lofi", "lofi train"), ("eager", "PyTorch eager"), ("compile", "torch.compile")):
+    if k not in tps:
+        print("%-22s %12s" % (label, "failed"))
+        continue
+    ratio = "%.2fx" % (tps["lofi"] / tps[k]) if "lofi" in tps else "-"
+    mem = "%.1f GiB" % (int(mems[k]) / 1024) if mems[k] else "-"
+    print("%-22s %12.0f %6.1f%% %9s %12s" % (label, tps[k], 100 * mfu[k], mem, ratio))
+' "$L" "$D" "$FF" "$V" "$T" "$B" "$PEAK_FLOPS" "$lofi_tps" "$eager_tps" "$compile_tps" "$lofi_mem" "$eager_mem" "$compile_mem" \
+    2>&1 | tee "$OUT/bench.txt" | tee -a "$LOG"
+  local mfu
+  local shape="seq $T x batch $B, bf16, MFU vs ${PEAK_FLOPS/e12/} TFLOP/s, N=$N_PARAMS (no positions)"
+  if [ -n "$lofi_tps" ]; then
+    mfu=$(mfu_of "$lofi_tps")
+    result PASS bench-lofi "$(printf '%.0f' "$lofi_tps") tokens/s, MFU $mfu% ($shape), peak GPU mem ${lofi_mem:-?} MiB"
+    if awk -v m="$mfu" 'BEGIN { exit !(m >= 40) }'; then result PASS bench-aim-mfu "lofi MFU $mfu% >= 40%"
+    else result FAIL bench-aim-mfu "lofi MFU $mfu% < 40%"; fi
+  else
+    result FAIL bench-lofi "no tokens/s (logs/bench-lofi.log)"
+    result SKIP bench-aim-mfu "no lofi measurement"
+  fi
+  local mode_tps
+  for mode in eager compile; do
+    mode_tps=$eager_tps; [ $mode = compile ] && mode_tps=$compile_tps
+    [ -z "$mode_tps" ] && continue
+    mem=$eager_mem; [ $mode = compile ] && mem=$compile_mem
+    result PASS "bench-torch-$mode" "$(printf '%.0f' "$mode_tps") tokens/s, MFU $(mfu_of "$mode_tps")%, peak GPU mem ${mem:-?} MiB$([ -n "$lofi_tps" ] && echo ", lofi / $mode $(ratio_of "$lofi_tps" "$mode_tps")x")"
+  done
+  if [ -n "$lofi_tps" ] && [ -n "$eager_tps" ]; then
+    local r
+    r=$(ratio_of "$lofi_tps" "$eager_tps")
+    if awk -v r="$r" 'BEGIN { exit !(r >= 1.0) }'; then result PASS bench-aim-vs-eager "lofi / eager ${r}x >= 1.0x"
+    else result FAIL bench-aim-vs-eager "lofi / eager ${r}x < 1.0x"; fi
+  else
+    result SKIP bench-aim-vs-eager "lofi or eager not measured"
+  fi
+}
+
+# ---- main -------------------------------------------------------------------------------------------
+MODE=check
+case "${1:-}" in
+  --fetch-debs) fetch_debs; exit $? ;;
+  --prefix-only) MODE=prefix-only ;;
+  "") ;;
+  -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 0 ;;
+  *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
+esac
+
+T0=$SECONDS
+TOTAL_BUDGET_S=${TOTAL_BUDGET_S:-470}
+BUILD_BUDGET_S=${BUILD_BUDGET_S:-240}
+CUDA_TEST_BUDGET_S=${CUDA_TEST_BUDGET_S:-30}
+RUNS_BUDGET_S=${RUNS_BUDGET_S:-110}
+BENCH_BUDGET_S=${BENCH_BUDGET_S:-140}
+UNIT_TEST_BUDGET_S=${UNIT_TEST_BUDGET_S:-60}
+BENCH_SEQ=${BENCH_SEQ:-2048} BENCH_BATCH=${BENCH_BATCH:-8} BENCH_STEPS=${BENCH_STEPS:-30}
+PY=${LOFI_DEVICE_PYTHON:-/opt/torch/.venv/bin/python}
+BUILD=${BUILD_DIR:-build-gpu}
+if [ -z "${OUT:-}" ]; then
+  # --prefix-only is a local check: its log goes to a temporary folder, not into the checkout.
+  if [ "$MODE" = prefix-only ]; then OUT=$(mktemp -d "${TMPDIR:-/tmp}/lofi-prefix-check.XXXXXX"); else OUT=$ROOT/device-check-out; fi
+  echo "OUT is not set: writing to $OUT"
+fi
+mkdir -p "$OUT/logs"
+LOG=$OUT/device-check.log LOGS=$OUT/logs SUMMARY=$OUT/summary.txt
+: > "$SUMMARY"
+STEP_END=$(( SECONDS + TOTAL_BUDGET_S ))
+say "lofi device check ($MODE), $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), total budget $TOTAL_BUDGET_S s"
+
+if [ "$MODE" = prefix-only ]; then
+  step_build
+  say "CMake would get: ${CMAKE_EXTRA[*]:-nothing extra}; lofi and ctest would run under: ${RUN_ENV[*]}"
+  exit 0
+fi
+
+# Run directories and the benchmark's checkpoints (GBs) stay outside $OUT; only small files come back.
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/lofi-device-check.XXXXXX")
+cleanup() {
+  if [ -n "$MEM_PID" ]; then kill "$MEM_PID" 2> /dev/null; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+step_machine
+build_ok=1
+step_build || build_ok=0
+if (( build_ok )); then
+  ctest_label cuda-tests cuda "$CUDA_TEST_BUDGET_S"
+  if (( HAVE_GPU )); then
+    step_runs
+    step_bench
+  else
+    for c in runs bench; do result SKIP "$c" "no GPU visible to torch"; done
+  fi
+  section "c'. unit tests (budget ${UNIT_TEST_BUDGET_S} s)"
+  ctest_label unit-tests unit "$UNIT_TEST_BUDGET_S" -j 8
+else
+  for c in cuda-tests runs bench unit-tests; do result SKIP "$c" "the build failed"; done
+fi
+
+section "summary ($OUT/summary.txt)"
+cat "$SUMMARY"
+say "total $(( SECONDS - T0 )) s; $(grep -c '^PASS' "$SUMMARY") PASS, $(grep -c '^FAIL' "$SUMMARY") FAIL, $(grep -c '^SKIP' "$SUMMARY") SKIP"
+(( build_ok )) || exit 1
+exit 0

@@ -1,0 +1,150 @@
+// The engine's newer parts against the code they replaced or LibTorch's own: fused attention
+// against the hand-written masked softmax it replaced, fused AdamW against torch::optim::AdamW,
+// bf16 autocast, and the device settings.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "lofi/dist/device.h"
+#include "lofi/model/blocks.h"
+#include "lofi/train/optimizer.h"
+#include "test_util.h"
+
+namespace lofi {
+namespace {
+
+// The attention lofi ran before scaled_dot_product_attention: explicit scores, a -inf mask above
+// the diagonal, softmax, dropout on the probabilities. Q comes scaled, as the callers pass it.
+torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t n_head) {
+  const int64_t B = q.size(0), T = q.size(1), C = q.size(2), D = C / n_head;
+  auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_head, D}).transpose(1, 2); };  // (B, H, T, D)
+  torch::Tensor scores = torch::matmul(heads(q), heads(k).transpose(-2, -1));                    // (B, H, T, T)
+  torch::Tensor future = torch::ones({T, T}, torch::kBool).triu(1);
+  scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+  return torch::matmul(torch::softmax(scores, -1), heads(v)).transpose(1, 2).contiguous().view({B, T, C});
+}
+
+TEST(Attention, FusedKernelMatchesTheMaskedSoftmaxItReplaced) {
+  torch::manual_seed(0);
+  for (auto [T, C, H] : {std::tuple{1, 8, 2}, std::tuple{7, 32, 4}, std::tuple{33, 48, 3}}) {
+    torch::Tensor q = torch::randn({2, T, C}) / std::sqrt(C / H), k = torch::randn({2, T, C}), v = torch::randn({2, T, C});
+    for (bool training : {false, true}) {  // dropout 0: training changes nothing
+      torch::Tensor got = model::causal_attention(q, k, v, H, /*dropout=*/0.0, training);
+      EXPECT_LE((got - reference_attention(q, k, v, H)).abs().max().item<double>(), 1e-5) << "T=" << T;
+    }
+    // Causal: a change to the last position's key and value leaves every earlier output alone.
+    torch::Tensor k2 = k.clone(), v2 = v.clone();
+    k2.select(1, T - 1).add_(1.0), v2.select(1, T - 1).add_(1.0);
+    torch::Tensor a = model::causal_attention(q, k, v, H, 0.0, false), b = model::causal_attention(q, k2, v2, H, 0.0, false);
+    if (T > 1) EXPECT_TRUE(torch::allclose(a.narrow(1, 0, T - 1), b.narrow(1, 0, T - 1)));
+    EXPECT_FALSE(torch::allclose(a.narrow(1, T - 1, 1), b.narrow(1, T - 1, 1)));
+  }
+}
+
+// Dropout acts on the attention probabilities, scaled by 1 / (1 - p) while training (so the mean
+// over draws is the undropped output) and not at all in eval mode.
+TEST(Attention, DropoutOnProbabilitiesIsUnbiasedAndOffInEval) {
+  torch::manual_seed(1);
+  torch::Tensor q = torch::randn({1, 6, 8}) / 2, k = torch::randn({1, 6, 8}), v = torch::randn({1, 6, 8});
+  torch::Tensor clean = reference_attention(q, k, v, 2);
+  EXPECT_LE((model::causal_attention(q, k, v, 2, 0.5, /*training=*/false) - clean).abs().max().item<double>(), 1e-5);
+  torch::Tensor one = model::causal_attention(q, k, v, 2, 0.5, true);
+  EXPECT_GT((one - clean).abs().max().item<double>(), 0.1);  // it does drop
+  torch::Tensor mean = torch::zeros_like(clean);
+  const int draws = 4000;
+  for (int i = 0; i < draws; ++i) mean += model::causal_attention(q, k, v, 2, 0.5, true);
+  mean /= draws;
+  EXPECT_LE((mean - clean).abs().max().item<double>(), 0.08);
+  // The first position attends to itself alone: kept (scaled by 2) or dropped, nothing between.
+  torch::Tensor first = one.select(1, 0), v0 = v.select(1, 0);  // (1, C)
+  for (int64_t c = 0; c < 8; ++c) {
+    const double x = first[0][c].item<double>(), want = v0[0][c].item<double>();
+    EXPECT_TRUE(std::abs(x) < 1e-6 || std::abs(x - 2 * want) < 1e-5) << x << " vs " << want;
+  }
+}
+
+// lofi's AdamW (the fused kernel, decay on matrices only) against LibTorch's torch::optim::AdamW
+// with the same two parameter groups, over steps with changing learning rates.
+TEST(Optimizer, FusedAdamWMatchesLibTorchAdamW) {
+  torch::manual_seed(2);
+  torch::nn::Linear mine(torch::nn::LinearOptions(5, 3)), theirs(torch::nn::LinearOptions(5, 3));
+  {
+    torch::NoGradGuard no_grad;
+    theirs->weight.copy_(mine->weight), theirs->bias.copy_(mine->bias);
+  }
+  train::TrainConfig c;
+  c.lr = 1e-2, c.weight_decay = 0.1, c.beta1 = 0.9, c.beta2 = 0.95, c.eps = 1e-8;
+  train::Optimizer fused(*mine, c);
+  auto options = [&](double wd) {
+    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(wd));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::vector<torch::Tensor>{theirs->weight}, options(c.weight_decay));
+  groups.emplace_back(std::vector<torch::Tensor>{theirs->bias}, options(0.0));
+  torch::optim::AdamW reference(groups, torch::optim::AdamWOptions(c.lr));
+  for (int step = 0; step < 6; ++step) {
+    const double lr = 1e-2 * (1.0 + step) / 6;
+    torch::Tensor x = torch::randn({4, 5});
+    fused.set_lr(lr);
+    for (auto& g : reference.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    fused.zero_grad(), reference.zero_grad();
+    mine(x).pow(2).sum().backward();
+    theirs(x).pow(2).sum().backward();
+    fused.step(), reference.step();
+  }
+  EXPECT_LE((mine->weight - theirs->weight).abs().max().item<double>(), 1e-6);
+  EXPECT_LE((mine->bias - theirs->bias).abs().max().item<double>(), 1e-6);
+  // Decay reached the matrix and not the bias: without decay the matrix would differ.
+  io::Metadata meta;
+  io::NamedTensors state = fused.state(meta);
+  EXPECT_EQ(state.size(), 4u);
+  EXPECT_EQ(meta.at("weight.step"), "6");
+}
+
+// bf16 autocast reaches matmuls inside the guard only, and leaving it drops autocast's cache of
+// cast weights, so a weight updated between steps is used as updated.
+TEST(Precision, Bf16GuardAutocastsInsideAndForgetsCastWeights) {
+  torch::nn::Linear linear(4, 4);
+  torch::Tensor x = torch::randn({2, 4});
+  torch::Tensor before;
+  {
+    dist::PrecisionGuard guard(torch::kCPU, "bf16");
+    before = linear(x);
+    EXPECT_EQ(before.scalar_type(), torch::kBFloat16);
+  }
+  EXPECT_EQ(linear(x).scalar_type(), torch::kFloat32);
+  {
+    torch::NoGradGuard no_grad;
+    linear->weight.add_(1.0);
+  }
+  {
+    dist::PrecisionGuard guard(torch::kCPU, "bf16");
+    EXPECT_GT((linear(x).to(torch::kFloat32) - before.to(torch::kFloat32)).abs().max().item<double>(), 0.5);
+  }
+  { dist::PrecisionGuard fp32(torch::kCPU, "fp32"); EXPECT_EQ(linear(x).scalar_type(), torch::kFloat32); }
+}
+
+TEST(Device, SettingsResolveOrNameWhatIsMissing) {
+  EXPECT_EQ(dist::resolve_device("cpu", 3, "train.device"), torch::Device(torch::kCPU));
+  const dist::BuildInfo info = dist::build_info();
+  EXPECT_EQ(info.libtorch.substr(0, 2), "2.");
+  if (info.gpus == 0) {
+    EXPECT_EQ(dist::resolve_device("auto", 0, "train.device"), torch::Device(torch::kCPU));
+    EXPECT_NE(test::error_of([] { dist::resolve_device("cuda", 0, "train.device"); }).find("no CUDA GPU is visible"),
+              std::string::npos);
+  } else {
+    EXPECT_EQ(dist::resolve_device("auto", 0, "train.device"), torch::Device(torch::kCUDA, 0));
+    EXPECT_EQ(dist::resolve_device("cuda", 0, "train.device"), torch::Device(torch::kCUDA, 0));
+    const std::string past = test::error_of([&] { dist::resolve_device("cuda", info.gpus, "train.device"); });
+    EXPECT_NE(past.find("GPU(s) are visible"), std::string::npos) << past;
+    EXPECT_NE(past.find("\"cuda:0\""), std::string::npos) << past;
+  }
+  EXPECT_NE(test::error_of([] { dist::resolve_device("cuda:", 0, "eval.device"); }).find("eval.device"), std::string::npos);
+  EXPECT_NE(test::error_of([] { dist::check_precision("fp16", torch::kCPU, "train.precision"); }).find("train.precision"),
+            std::string::npos);
+  EXPECT_TRUE(test::error_of([] { dist::check_precision("bf16", torch::kCPU, "train.precision"); }).empty());
+}
+
+}  // namespace
+}  // namespace lofi
