@@ -37,8 +37,8 @@ fuzz: build
 	cmake --build $(BUILD) --target lofi_fuzz
 	bash fuzz/run.sh $(BUILD)/fuzz/safetensors_header_fuzz $(FUZZ_SECONDS)
 
+# The references it compares against (PyTorch eager, torchvision, PIL) are in the project environment.
 bench: build
-	@bash scripts/install-deps.sh --bench
 	bash bench/run.sh $(BUILD)
 
 clean:

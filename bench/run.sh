@@ -11,7 +11,8 @@ build=${1:-build}
 lofi=$(realpath "$build/lofi")
 dir=${BENCH_DIR:-/tmp/lofi-bench}
 gb=${BENCH_GB:-1.0}
-py=/usr/bin/python3   # Debian's python3-torch, the same LibTorch version lofi links
+# The project environment's PyTorch: the same LibTorch lofi links (scripts/python-env.sh).
+py=${LOFI_BENCH_PYTHON:-$(bash "$(dirname "$0")/../scripts/python-env.sh")/bin/python}
 here=$(dirname "$0")
 threads=$(nproc)
 

@@ -6,7 +6,7 @@
 # cannot be made (no root, no CAP_NET_ADMIN).
 set -uo pipefail
 lofi=$1 dir=$2 flags=$3
-py=/usr/bin/python3
+py=${LOFI_BENCH_PYTHON:-$(bash "$(dirname "$0")/../scripts/python-env.sh")/bin/python}  # the PyTorch of the LibTorch lofi links
 here=$(dirname "$0")
 a=lofi-bench-a b=lofi-bench-b
 cleanup() { ip netns del $a 2>/dev/null; ip netns del $b 2>/dev/null; true; }

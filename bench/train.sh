@@ -4,7 +4,7 @@
 # peak memory. Each comparison is measured side by side in this one run.
 set -euo pipefail
 lofi=$1
-py=/usr/bin/python3
+py=${LOFI_BENCH_PYTHON:-$(bash "$(dirname "$0")/../scripts/python-env.sh")/bin/python}  # the PyTorch of the LibTorch lofi links
 here=$(dirname "$0")
 dir=${BENCH_DIR:-/tmp/lofi-bench}/train
 mkdir -p "$dir"

@@ -31,8 +31,11 @@
 # Budget (seconds; each is also an environment variable). Every long command runs under `timeout`,
 # capped by what is left of its step's budget and of the whole TOTAL_BUDGET_S, so the script ends
 # within about TOTAL_BUDGET_S + 15 s whatever hangs:
-#   BUILD_BUDGET_S=240 (configure at most 90 of it), CUDA_TEST_BUDGET_S=30, RUNS_BUDGET_S=110,
-#   BENCH_BUDGET_S=140, UNIT_TEST_BUDGET_S=60, TOTAL_BUDGET_S=470.
+#   BUILD_BUDGET_S=240 (configure at most 90 of it), CUDA_TEST_BUDGET_S=45, RUNS_BUDGET_S=120,
+#   BENCH_BUDGET_S=130, UNIT_TEST_BUDGET_S=60, and TOTAL_BUDGET_S=470 over all of them (the steps'
+#   budgets add up to more: what the build does not use goes to the later steps, and the last
+#   step gets what is left). Each command also has its own limit (e.g. a training run 25-45 s).
+# Benchmark shape: BENCH_SEQ=2048, BENCH_BATCH=8, BENCH_STEPS=30 (rates over steps 10-30).
 # Order: the GPU-only checks (c: CUDA tests, d, e) run before the unit tests, because the unit
 # suite is mostly CPU work the build machine runs anyway, and a slow one must not starve them.
 set -u -o pipefail
@@ -143,15 +146,20 @@ setup_prefix() {
   # git, which would otherwise load Debian 12's pcre2 and friends ahead of the machine's. (The build
   # tree's RUNPATH names the prefix too; this is the belt to those braces.)
   RUN_ENV=(env "LD_LIBRARY_PATH=$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
-  CMAKE_EXTRA+=("-DCMAKE_PREFIX_PATH=$PREFIX/usr")
+  # CMAKE_LIBRARY_PATH: pkgconf leaves out -L for LIBRARY_PATH's directories, so CMake's
+  # pkg_check_modules looks the libraries up itself, also where it does not know the multiarch name.
+  CMAKE_EXTRA+=("-DCMAKE_PREFIX_PATH=$PREFIX/usr" "-DCMAKE_LIBRARY_PATH=$lib")
   # Config packages under lib/<multiarch>/cmake are found through CMAKE_PREFIX_PATH only where
   # CMake knows the multiarch name; name them outright.
   [ -d "$lib/cmake/GTest" ] && CMAKE_EXTRA+=("-DGTest_DIR=$lib/cmake/GTest")
   [ -d "$PREFIX/usr/share/cmake/nlohmann_json" ] && CMAKE_EXTRA+=("-Dnlohmann_json_DIR=$PREFIX/usr/share/cmake/nlohmann_json")
   [ -d "$PREFIX/usr/share/cmake/CLI11" ] && CMAKE_EXTRA+=("-DCLI11_DIR=$PREFIX/usr/share/cmake/CLI11")
   # pkg-config: the machine's if it has one, else the prefix's pkgconf behind a wrapper that finds
-  # its libpkgconf.
-  if ! command -v pkg-config > /dev/null && [ -x "$PREFIX/usr/bin/pkgconf" ]; then
+  # its libpkgconf. Named outright either way: CMake would otherwise find the prefix's usr/bin/pkg-config
+  # first (through CMAKE_PREFIX_PATH), which cannot load its library without LD_LIBRARY_PATH.
+  if command -v pkg-config > /dev/null; then
+    CMAKE_EXTRA+=("-DPKG_CONFIG_EXECUTABLE=$(command -v pkg-config)")
+  elif [ -x "$PREFIX/usr/bin/pkgconf" ]; then
     printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$lib" "$PREFIX/usr/bin/pkgconf" > "$PREFIX/pkg-config"
     chmod +x "$PREFIX/pkg-config"
     export PATH="$PATH:$PREFIX"
@@ -207,6 +215,9 @@ bounded() {
 why() {  # why RC: a word for a failed command's status
   case $1 in 124|137) echo "timeout" ;; 125) echo "no time left" ;; *) echo "exit $1" ;; esac
 }
+verdict() {  # verdict RC: FAIL, or SKIP when the command was never started for want of time
+  if (( $1 == 125 )); then echo SKIP; else echo FAIL; fi
+}
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
@@ -251,6 +262,7 @@ step_machine() {
   section "a. machine"
   { timeout 20 nvidia-smi; timeout 10 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv; } 2>&1 | tee -a "$LOG"
   say "nproc: $(nproc); memory: $(free -g 2>/dev/null | awk '/^Mem:/ { print $2 " GiB" }'); disk free here: $(df -h . | awk 'NR == 2 { print $4 }')"
+  # shellcheck disable=SC1091
   say "os: $(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-?}"); $(g++ --version 2>/dev/null | head -1 || echo 'no g++')"
   say "cmake: $(cmake --version 2>/dev/null | head -1); ninja: $(ninja --version 2>/dev/null || echo none); nvcc: $(nvcc --version 2>/dev/null | tail -1 || echo 'not on PATH')"
   say "ccache: $(command -v ccache || echo none); pkg-config: $(command -v pkg-config || echo none); dpkg-deb: $(command -v dpkg-deb || echo none)"
@@ -298,7 +310,7 @@ step_build() {
   fi
   LOFI=("${RUN_ENV[@]}" "$ROOT/$BUILD/lofi")
   local version
-  version=$(timeout 30 "${LOFI[@]}" --version 2>&1 | tr '\n' ';')
+  version=$(timeout 30 "${LOFI[@]}" --version 2>&1 | paste -sd';')
   say "  $version"
   result PASS build "$(elapsed "$t" "$(now)") s; ${engine#lofi: }"
   if grep -q "available yes" <<< "$version"; then
@@ -331,7 +343,7 @@ ctest_label() {  # ctest_label NAME LABEL BUDGET CTEST_ARGS...
 }
 
 # ---- d. lo-fi against the baseline, evaluation, resume, device moves -------------------------------
-DATA= RUNS=
+DATA='' RUNS=''
 make_lm_data() {  # train/val shards of a learnable stream: a repeating 31-token pattern with 10% noise, vocab 256
   py '
 import sys, numpy as np
@@ -365,7 +377,7 @@ step_runs() {
   # checkpoint every 50), from a random init (its model.init is the demo's, absent here) on our data.
   local tiny=(--config examples/lm-tiny.toml --set model.init= --set "data.train=$DATA/train.bin"
               --set "data.val=$DATA/val.bin" --quiet)
-  local rc t wall_lofi wall_base stats n step loss val between within
+  local rc t wall_lofi wall_base n step loss val between
 
   # Lo-fi: 4 single-worker nodes, all on GPU 0 (cuda:0), batch 32 / 4 each, averaged at the end.
   t=$(now)
@@ -373,11 +385,11 @@ step_runs() {
     --set dist.nodes=4 --set train.steps=100 --set "run.dir=$RUNS/lofi"
   rc=$?
   wall_lofi=$(elapsed "$t" "$(now)")
-  read -r n step loss val between within <<< "$(py "$RUN_STATS" "$RUNS/lofi")"
+  read -r n step loss val between _ <<< "$(py "$RUN_STATS" "$RUNS/lofi")"
   if (( rc == 0 )) && [ "$n" = 4 ] && [ "$step" = 100 ] && [ -f "$RUNS/lofi/merged.safetensors" ] && [ "$between" = 0 ]; then
     result PASS run-lofi "4 nodes on cuda:0, 100 steps in $wall_lofi s wall, final train loss (node mean) $loss, val $val, bytes between nodes 0"
   else
-    result FAIL run-lofi "$(why $rc), $n nodes at step $step, loss $loss, bytes between nodes $between, merged: $([ -f "$RUNS/lofi/merged.safetensors" ] && echo yes || echo no)"
+    result "$(verdict $rc)" run-lofi "$(why $rc), $n nodes at step $step, loss $loss, bytes between nodes $between, merged: $([ -f "$RUNS/lofi/merged.safetensors" ] && echo yes || echo no)"
   fi
   keep_run_files lofi
 
@@ -387,11 +399,11 @@ step_runs() {
     --set train.steps=100 --set "run.dir=$RUNS/baseline"
   rc=$?
   wall_base=$(elapsed "$t" "$(now)")
-  read -r n step loss val between within <<< "$(py "$RUN_STATS" "$RUNS/baseline")"
+  read -r n step loss val between _ <<< "$(py "$RUN_STATS" "$RUNS/baseline")"
   if (( rc == 0 )) && [ "$step" = 100 ] && [ -f "$RUNS/baseline/node-00/final.safetensors" ]; then
     result PASS run-baseline "1 node on cuda, 100 steps in $wall_base s wall, final train loss $loss, val $val ($(grep -o 'final loss [0-9.]*' "$LOGS/run-baseline.log" | tail -1))"
   else
-    result FAIL run-baseline "$(why $rc), step $step, loss $loss"
+    result "$(verdict $rc)" run-baseline "$(why $rc), step $step, loss $loss"
   fi
   keep_run_files baseline
 
@@ -413,7 +425,7 @@ step_runs() {
       fi
       if [ "$which" = lofi ]; then el_lofi=$loss; else el_base=$loss; fi
     else
-      result FAIL "eval-$which" "$(why $rc) (logs/eval-$which.log)"
+      result "$(verdict $rc)" "eval-$which" "$(why $rc) (logs/eval-$which.log)"
     fi
   done
   [ -n "$el_lofi" ] && [ -n "$el_base" ] &&
@@ -433,7 +445,7 @@ step_runs() {
     rc=$?
   fi
   if (( rc != 0 )); then
-    result FAIL bf16-resume "a run failed: $(why $rc) (logs/bf16-*.log)"
+    result "$(verdict $rc)" bf16-resume "a run failed: $(why $rc) (logs/bf16-*.log)"
   elif grep -q 'step 5/40' "$LOGS/bf16-resume.log" || ! grep -q 'step 25/40' "$LOGS/bf16-resume.log"; then
     result FAIL bf16-resume "the resumed run did not continue from step 20 (logs/bf16-resume.log)"
   else
@@ -458,21 +470,21 @@ step_runs() {
     bounded "move-$from-train" 25 "${LOFI[@]}" train "${tiny[@]}" "${mv[@]}" --set "train.device=$from" \
       --set "run.dir=$RUNS/move-$from"
     rc=$?
-    if (( rc != 0 )); then result FAIL "move-$from-to-$to" "training on $from failed: $(why $rc)"; continue; fi
+    if (( rc != 0 )); then result "$(verdict $rc)" "move-$from-to-$to" "training on $from: $(why $rc)"; continue; fi
     rm -rf "$RUNS/move-$from-to-$to"
     cp -a "$RUNS/move-$from" "$RUNS/move-$from-to-$to"
     rm -f "$RUNS/move-$from-to-$to/node-00/final.safetensors" "$RUNS/move-$from-to-$to/node-00/ckpt/step-000020."*
     bounded "move-$from-to-$to" 25 "${LOFI[@]}" train "${tiny[@]}" "${mv[@]}" --set "train.device=$to" \
       --set "run.dir=$RUNS/move-$from-to-$to" --resume
     rc=$?
-    read -r n step loss val between within <<< "$(py "$RUN_STATS" "$RUNS/move-$from-to-$to")"
+    read -r n step loss _ _ _ <<< "$(py "$RUN_STATS" "$RUNS/move-$from-to-$to")"
     if (( rc == 0 )) && [ "$step" = 20 ] && [ -f "$RUNS/move-$from-to-$to/node-00/final.safetensors" ] &&
        ! grep -q 'step 5/20' "$LOGS/move-$from-to-$to.log"; then
       local d
       d=$(py "$COMPARE" "$RUNS/move-$from/node-00/final.safetensors" "$RUNS/move-$from-to-$to/node-00/final.safetensors" 2>&1 | tail -1)
       result PASS "move-$from-to-$to" "step-10 checkpoint from $from resumed on $to to step 20, loss $loss; vs all on $from: $d"
     else
-      result FAIL "move-$from-to-$to" "resume on $to: $(why $rc), step $step (logs/move-$from-to-$to.log)"
+      result "$(verdict $rc)" "move-$from-to-$to" "resume on $to: $(why $rc), step $step (logs/move-$from-to-$to.log)"
     fi
     keep_run_files "move-$from-to-$to"
   done
@@ -507,12 +519,12 @@ step_bench() {
   # (i) lofi. log_every 5: the rate is taken between the records of step W and the last (bench/metrics_rate.py).
   gpu_mem_sampler_start "$WORK/mem-lofi.txt"
   bounded bench-lofi 50 "${LOFI[@]}" train --set model.n_layer=$L --set model.n_head=$H --set model.d_model=$D \
-    --set model.d_ff=$FF --set model.vocab_size=$V --set model.max_seq_len=$MAXT --set data.seq_len=$T \
-    --set train.batch_size=$B --set train.steps=$S --set train.log_every=5 --set train.warmup_steps=5 \
+    --set model.d_ff=$FF --set model.vocab_size=$V --set model.max_seq_len=$MAXT --set "data.seq_len=$T" \
+    --set "train.batch_size=$B" --set "train.steps=$S" --set train.log_every=5 --set train.warmup_steps=5 \
     --set train.device=cuda --set train.precision=bf16 --set "data.train=$tok" --set "run.dir=$WORK/bench-lofi" --quiet
-  rc=$?
+  local lofi_rc=$?
   lofi_mem=$(gpu_mem_sampler_stop "$WORK/mem-lofi.txt")
-  if (( rc == 0 )); then lofi_tps=$("$PY" bench/metrics_rate.py "$WORK/bench-lofi" "$W" 2>> "$LOG"); fi
+  if (( lofi_rc == 0 )); then lofi_tps=$("$PY" bench/metrics_rate.py "$WORK/bench-lofi" "$W" 2>> "$LOG"); fi
   mkdir -p "$OUT/runs/bench-lofi/node-00"
   cp "$WORK/bench-lofi/node-00/metrics.jsonl" "$OUT/runs/bench-lofi/node-00/" 2> /dev/null
   # (ii) eager and (iii) torch.compile: the same model, batch, sequence length and token file.
@@ -530,7 +542,7 @@ step_bench() {
       tps=$(py 'import json,sys; print(json.load(open(sys.argv[1]))["tokens_per_s"])' "$OUT/bench-torch-$mode.json" 2>> "$LOG")
       if [ $mode = eager ]; then eager_tps=$tps eager_mem=$mem; else compile_tps=$tps compile_mem=$mem; fi
     else
-      result FAIL "bench-torch-$mode" "$(why $rc) (logs/bench-torch-$mode.log)"
+      result "$(verdict $rc)" "bench-torch-$mode" "$(why $rc) (logs/bench-torch-$mode.log)"
     fi
   done
   # The table, the MFU and the aims. N: parameters without the position embedding (the tied head
@@ -551,7 +563,7 @@ for k, label in (("lofi", "lofi train"), ("eager", "PyTorch eager"), ("compile",
         print("%-22s %12s" % (label, "failed"))
         continue
     ratio = "%.2fx" % (tps["lofi"] / tps[k]) if "lofi" in tps else "-"
-    mem = "%.1f GiB" % (int(mems[k]) / 1024) if mems[k] else "-"
+    mem = "%.1f GiB" % (int(mems[k]) / 1024) if mems[k].isdigit() else "-"
     print("%-22s %12.0f %6.1f%% %9s %12s" % (label, tps[k], 100 * mfu[k], mem, ratio))
 ' "$L" "$D" "$FF" "$V" "$T" "$B" "$PEAK_FLOPS" "$lofi_tps" "$eager_tps" "$compile_tps" "$lofi_mem" "$eager_mem" "$compile_mem" \
     2>&1 | tee "$OUT/bench.txt" | tee -a "$LOG"
@@ -563,7 +575,7 @@ for k, label in (("lofi", "lofi train"), ("eager", "PyTorch eager"), ("compile",
     if awk -v m="$mfu" 'BEGIN { exit !(m >= 40) }'; then result PASS bench-aim-mfu "lofi MFU $mfu% >= 40%"
     else result FAIL bench-aim-mfu "lofi MFU $mfu% < 40%"; fi
   else
-    result FAIL bench-lofi "no tokens/s (logs/bench-lofi.log)"
+    result "$(verdict $lofi_rc)" bench-lofi "no tokens/s: $(why $lofi_rc) (logs/bench-lofi.log)"
     result SKIP bench-aim-mfu "no lofi measurement"
   fi
   local mode_tps
@@ -596,9 +608,9 @@ esac
 T0=$SECONDS
 TOTAL_BUDGET_S=${TOTAL_BUDGET_S:-470}
 BUILD_BUDGET_S=${BUILD_BUDGET_S:-240}
-CUDA_TEST_BUDGET_S=${CUDA_TEST_BUDGET_S:-30}
-RUNS_BUDGET_S=${RUNS_BUDGET_S:-110}
-BENCH_BUDGET_S=${BENCH_BUDGET_S:-140}
+CUDA_TEST_BUDGET_S=${CUDA_TEST_BUDGET_S:-45}
+RUNS_BUDGET_S=${RUNS_BUDGET_S:-120}
+BENCH_BUDGET_S=${BENCH_BUDGET_S:-130}
 UNIT_TEST_BUDGET_S=${UNIT_TEST_BUDGET_S:-60}
 BENCH_SEQ=${BENCH_SEQ:-2048} BENCH_BATCH=${BENCH_BATCH:-8} BENCH_STEPS=${BENCH_STEPS:-30}
 PY=${LOFI_DEVICE_PYTHON:-/opt/torch/.venv/bin/python}
@@ -622,6 +634,7 @@ fi
 
 # Run directories and the benchmark's checkpoints (GBs) stay outside $OUT; only small files come back.
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lofi-device-check.XXXXXX")
+# shellcheck disable=SC2317  # called by the trap
 cleanup() {
   if [ -n "$MEM_PID" ]; then kill "$MEM_PID" 2> /dev/null; fi
   rm -rf "$WORK"
@@ -632,7 +645,10 @@ step_machine
 build_ok=1
 step_build || build_ok=0
 if (( build_ok )); then
-  ctest_label cuda-tests cuda "$CUDA_TEST_BUDGET_S"
+  section "c. CUDA tests (budget ${CUDA_TEST_BUDGET_S} s)"
+  # Three tests of about six small lofi runs each (tests/dist_test.cpp, CudaDist.*): side by side,
+  # as they are small beside the GPU.
+  ctest_label cuda-tests cuda "$CUDA_TEST_BUDGET_S" -j 3
   if (( HAVE_GPU )); then
     step_runs
     step_bench

@@ -21,6 +21,9 @@ constexpr DtypeInfo kDtypes[] = {
     {"F64", torch::kFloat64}, {"F32", torch::kFloat32}, {"F16", torch::kFloat16},
     {"BF16", torch::kBFloat16}, {"I64", torch::kInt64}, {"I32", torch::kInt32},
     {"I16", torch::kInt16}, {"I8", torch::kInt8}, {"U8", torch::kUInt8}, {"BOOL", torch::kBool},
+    {"U16", torch::kUInt16}, {"U32", torch::kUInt32}, {"U64", torch::kUInt64},
+    {"F8_E4M3", torch::kFloat8_e4m3fn}, {"F8_E5M2", torch::kFloat8_e5m2}, {"F8_E8M0", torch::kFloat8_e8m0fnu},
+    {"C64", torch::kComplexFloat},
 };
 
 }  // namespace
@@ -29,9 +32,8 @@ torch::Dtype dtype_from_safetensors(const std::string& name, const std::string& 
   for (const auto& d : kDtypes)
     if (name == d.name) return d.dtype;
   if (safetensors_dtype_size(name) != 0)
-    fail(source, ": dtype ", name, " has no LibTorch 1.13 equivalent (lofi loads F64, F32, F16, BF16, I64, I32, I16, "
-         "I8, U8 and BOOL); convert the file, e.g. with PyTorch, first");
-  fail(source, ": unsupported dtype '", name, "' (expected F64, F32, F16, BF16, I64, I32, I16, I8, U8 or BOOL)");
+    fail(source, ": dtype ", name, " has no LibTorch equivalent; convert the file, e.g. with PyTorch, first");
+  fail(source, ": unsupported dtype '", name, "' (expected one of safetensors' dtypes, e.g. F32, BF16, F16, I64, U8)");
 }
 
 std::string dtype_to_safetensors(torch::Dtype dtype) {

@@ -23,8 +23,8 @@ namespace lofi::io {
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 // A parsed, memory-mapped safetensors file. Construction validates the whole header; entries()
-// lists the tensors in data order. A tensor whose dtype LibTorch 1.13 lacks (U16, U32, U64, F8_*,
-// C64) validates but fails to load, naming the tensor and its dtype.
+// lists the tensors in data order. Every dtype of the format loads
+// (LibTorch 2.x has them all, F8_* and unsigned included).
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);

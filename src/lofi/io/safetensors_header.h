@@ -23,8 +23,7 @@ struct TensorEntry {
 constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
 
 // Bytes per element of DTYPE as the format spells it ("BF16" -> 2); 0 when the format has no
-// such dtype. Knows every byte-sized dtype of the format, also those LibTorch 1.13 cannot hold
-// (U16, U32, U64, F8_*, C64), so their files validate and fail only when such a tensor is loaded.
+// such dtype. Knows every byte-sized dtype of the format (U16, U32, U64, F8_*, C64 included).
 size_t safetensors_dtype_size(const std::string& dtype);
 
 // Parses and validates a header (the JSON text after the length) against a data section of
