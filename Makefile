@@ -8,7 +8,7 @@ PYTHON_ENV := $(shell bash scripts/python-env.sh)
 TORCH_DIR ?=
 CMAKE_TORCH := $(if $(TORCH_DIR),-DTorch_DIR=$(TORCH_DIR),-DLOFI_PYTHON=$(PYTHON_ENV)/bin/python)
 
-.PHONY: all deps build demo test test-unit bench fuzz clean
+.PHONY: all deps build demo test test-unit bench fuzz mutants clean
 
 all: build
 
@@ -40,6 +40,10 @@ fuzz: build
 # The references it compares against (PyTorch eager, torchvision, PIL) are in the project environment.
 bench: build
 	bash bench/run.sh $(BUILD)
+
+# Semantic mutants (tests/mutants.txt) against the tests that should catch them; not in CI.
+mutants: deps
+	bash scripts/mutants.sh
 
 clean:
 	rm -rf $(BUILD)

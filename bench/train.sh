@@ -33,7 +33,7 @@ for s in "${sizes[@]}"; do
   read -r name L H D FF V T B S <<< "$s"
   lm=$(peak "$lofi" train $(flags $L $H $D $FF $V $T $B $S "$dir/run-$name") --set train.threads=$cores)
   lr=$(rate "$dir/run-$name")
-  out=$($py "$here/train_torch.py" "{\"n_layer\":$L,\"n_head\":$H,\"d_model\":$D,\"d_ff\":$FF,\"vocab_size\":$V,\"seq_len\":$T,\"batch\":$B,\"steps\":$S,\"warmup\":$warm,\"threads\":$cores,\"data\":\"$dir/tokens-$V.bin\"}")
+  out=$($py "$here/train_torch.py" "{\"n_layer\":$L,\"n_head\":$H,\"d_model\":$D,\"d_ff\":$FF,\"vocab_size\":$V,\"seq_len\":$T,\"batch\":$B,\"steps\":$S,\"warmup\":$warm,\"threads\":$cores,\"device\":\"cpu\",\"precision\":\"fp32\",\"compile\":false,\"data\":\"$dir/tokens-$V.bin\"}")
   tr=$(echo "$out" | $py -c "import json,sys; print(json.load(sys.stdin)['tokens_per_s'])")
   tm=$(echo "$out" | $py -c "import json,sys; print(json.load(sys.stdin)['peak_rss_kb'])")
   params=$(echo "$out" | $py -c "import json,sys; print(json.load(sys.stdin)['params'])")

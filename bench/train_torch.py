@@ -1,53 +1,95 @@
-"""PyTorch eager reference for the training benchmark: the same OPT-layout decoder as lofi's
-(learned positions offset by 2, pre-LayerNorm, ReLU MLP, tied head), the same AdamW groups,
-clipping and batch, on the same token file. Prints one JSON line: tokens/s after warm-up steps,
-and peak resident memory."""
-import json, math, resource, sys, time
+"""PyTorch reference for the training benchmarks (bench/train.sh on CPU, scripts/device-check.sh on
+GPU): the OPT-layout decoder lofi trains (token embedding, learned positions with OPT's offset of 2,
+pre-LayerNorm blocks with biased q/k/v/out projections and F.scaled_dot_product_attention
+(is_causal=True), a ReLU MLP, a final LayerNorm and an output head tied to the embedding), under
+bf16 autocast with fused AdamW (the same decay / no-decay groups as lofi), global-norm clipping at
+1.0 and cross-entropy, eager or under torch.compile.
+
+Arguments are one JSON object on argv[1]:
+  n_layer, n_head, d_model, d_ff, vocab_size, seq_len, batch, steps, warmup, compile (bool), device
+  optional: max_seq_len (default seq_len), precision ("bf16" default, or "fp32"), data (an llm.c
+  token shard, as lofi reads it; without it batches are drawn on the device), threads (CPU),
+  compile_mode (torch.compile's mode), seed.
+Prints one JSON line: tokens_per_s over the steps after WARMUP (timed between two
+torch.cuda.synchronize() calls), params (each tensor once: the tied head is the embedding),
+params_no_pos (without the position embedding, for MFU), peak_mem_gb (torch.cuda.max_memory_allocated;
+peak resident memory on CPU), and a few details.
+
+CPU smoke test (seconds):
+  python bench/train_torch.py '{"n_layer":2,"n_head":2,"d_model":32,"d_ff":64,"vocab_size":128,
+      "seq_len":16,"batch":2,"steps":4,"warmup":1,"compile":false,"device":"cpu"}'
+"""
+import json
+import resource
+import sys
+import time
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+LLMC_MAGIC = 20240520
+
 
 class Attention(nn.Module):
     def __init__(s, d, h):
         super().__init__()
         s.h = h
         s.k_proj, s.v_proj, s.q_proj, s.out_proj = (nn.Linear(d, d) for _ in range(4))
+
     def forward(s, x):
         B, T, C = x.shape
         heads = lambda t: t.view(B, T, s.h, C // s.h).transpose(1, 2)
-        q = heads(s.q_proj(x) * (C // s.h) ** -0.5); k = heads(s.k_proj(x)); v = heads(s.v_proj(x))
-        att = q @ k.transpose(-2, -1)
-        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
-        return s.out_proj((att @ v).transpose(1, 2).contiguous().view(B, T, C))
+        # SDPA's default scale is head_dim ** -0.5, OPT's scaling of q.
+        y = F.scaled_dot_product_attention(heads(s.q_proj(x)), heads(s.k_proj(x)), heads(s.v_proj(x)), is_causal=True)
+        return s.out_proj(y.transpose(1, 2).reshape(B, T, C))
+
 
 class Layer(nn.Module):
     def __init__(s, d, h, ff):
         super().__init__()
-        s.self_attn = Attention(d, h); s.self_attn_layer_norm = nn.LayerNorm(d)
-        s.fc1 = nn.Linear(d, ff); s.fc2 = nn.Linear(ff, d); s.final_layer_norm = nn.LayerNorm(d)
+        s.self_attn_layer_norm = nn.LayerNorm(d)
+        s.self_attn = Attention(d, h)
+        s.final_layer_norm = nn.LayerNorm(d)
+        s.fc1 = nn.Linear(d, ff)
+        s.fc2 = nn.Linear(ff, d)
+
     def forward(s, x):
         x = x + s.self_attn(s.self_attn_layer_norm(x))
         return x + s.fc2(F.relu(s.fc1(s.final_layer_norm(x))))
 
-class Gpt(nn.Module):
-    def __init__(s, L, d, h, ff, V, T):
+
+class Decoder(nn.Module):
+    def __init__(s, L, d, h, ff, V, max_T):
         super().__init__()
-        s.embed_tokens = nn.Embedding(V, d); s.embed_positions = nn.Embedding(T + 2, d)
-        s.layers = nn.ModuleList(Layer(d, h, ff) for _ in range(L)); s.final_layer_norm = nn.LayerNorm(d)
+        s.embed_tokens = nn.Embedding(V, d)
+        s.embed_positions = nn.Embedding(max_T + 2, d)  # OPT: position i is row i + 2
+        s.layers = nn.ModuleList(Layer(d, h, ff) for _ in range(L))
+        s.final_layer_norm = nn.LayerNorm(d)
+
     def forward(s, x):
-        h = s.embed_tokens(x) + s.embed_positions(torch.arange(2, x.shape[1] + 2))
+        pos = torch.arange(2, x.shape[1] + 2, device=x.device)
+        h = s.embed_tokens(x) + s.embed_positions(pos)
         for layer in s.layers:
             h = layer(h)
-        return s.final_layer_norm(h) @ s.embed_tokens.weight.t()
+        return s.final_layer_norm(h) @ s.embed_tokens.weight.t()  # tied head
 
-def main():
-    a = json.loads(sys.argv[1])
-    torch.set_num_threads(a["threads"])
-    torch.manual_seed(0)
-    model = Gpt(a["n_layer"], a["d_model"], a["n_head"], a["d_ff"], a["vocab_size"], a["seq_len"])
-    # lofi's (OPT's) initialisation, so both sides run the same numerics: PyTorch's defaults
-    # (N(0, 1) embeddings) drive this model into values that are far slower to compute with.
+
+class WithLoss(nn.Module):
+    """Forward and loss in one module, so torch.compile sees (and fuses) both."""
+
+    def __init__(s, model):
+        super().__init__()
+        s.model = model
+
+    def forward(s, x, y):
+        logits = s.model(x)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+def opt_init_(model):
+    # lofi's (OPT's) initialisation, so both sides compute on the same kind of values.
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "layer_norm" in name:
@@ -56,29 +98,110 @@ def main():
                 p.zero_()
             else:
                 p.normal_(0.0, 0.02)
+
+
+def token_source(a, device, B, T):
+    """Returns next_batch() -> (inputs, targets) of shape (B, T) on DEVICE."""
+    V = a["vocab_size"]
+    path = a.get("data")
+    if not path:
+        def on_device():
+            w = torch.randint(0, V, (B, T + 1), device=device)
+            return w[:, :-1], w[:, 1:]
+        return on_device
+    header = np.fromfile(path, dtype=np.int32, count=256)
+    if header.size >= 3 and header[0] == LLMC_MAGIC:
+        dtype = np.uint16 if header[1] == 1 else np.uint32
+        tokens = np.memmap(path, dtype=dtype, mode="r", offset=1024, shape=(int(header[2]),))
+    else:  # raw uint16, as lofi also reads
+        tokens = np.memmap(path, dtype=np.uint16, mode="r")
+    if len(tokens) < T + 2:
+        sys.exit(f"{path}: {len(tokens)} tokens, need at least {T + 2}")
+    rng = np.random.default_rng(a.get("seed", 0))
+    pin = device.type == "cuda"
+
+    def from_file():
+        starts = rng.integers(0, len(tokens) - T - 1, B)
+        w = torch.from_numpy(np.stack([tokens[s:s + T + 1] for s in starts]).astype(np.int64))
+        if pin:  # as lofi: pinned host memory, non-blocking copy
+            w = w.pin_memory()
+        w = w.to(device, non_blocking=pin)
+        return w[:, :-1], w[:, 1:]
+    return from_file
+
+
+def main():
+    a = json.loads(sys.argv[1])
+    device = torch.device(a.get("device", "cuda"))
+    if device.type == "cpu" and a.get("threads"):
+        torch.set_num_threads(int(a["threads"]))
+    torch.manual_seed(a.get("seed", 0))
+    B, T = a["batch"], a["seq_len"]
+    max_T = a.get("max_seq_len", T)
+    bf16 = a.get("precision", "bf16") == "bf16"
+    model = Decoder(a["n_layer"], a["d_model"], a["n_head"], a["d_ff"], a["vocab_size"], max_T)
+    opt_init_(model)
+    model.to(device)
+    params = sum(p.numel() for p in model.parameters())  # parameters() yields the tied weight once
+    params_no_pos = params - model.embed_positions.weight.numel()
+
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=3e-4, betas=(0.9, 0.95), eps=1e-8)
-    tokens = np.memmap(a["data"], dtype=np.uint16, mode="r", offset=1024)
-    B, T = a["batch"], a["seq_len"]
-    rng = np.random.default_rng(0)
-    times = []
-    for step in range(a["steps"]):
-        t0 = time.perf_counter()
-        starts = rng.integers(0, len(tokens) - T - 1, B)
-        w = torch.from_numpy(np.stack([tokens[s:s + T + 1].astype(np.int64) for s in starts]))
-        opt.zero_grad()
-        logits = model(w[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), w[:, 1:].reshape(-1))
-        loss.backward()
+    groups = [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=3e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
+
+    step_fn = WithLoss(model)
+    if a.get("compile", False):
+        step_fn = torch.compile(step_fn, mode=a.get("compile_mode"))
+    next_batch = token_source(a, device, B, T)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def train_step():
+        x, y = next_batch()
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = step_fn(x, y)
+        loss.backward()  # outside autocast, as torch.autocast recommends (and as lofi does)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        times.append(time.perf_counter() - t0)
-    timed = times[a["warmup"]:]
-    print(json.dumps({"tokens_per_s": B * T * len(timed) / sum(timed),
-                      "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      "params": sum(p.numel() for p in model.parameters())}))
+        return loss
+
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    warmup, steps = a["warmup"], a["steps"]
+    if steps <= warmup:
+        sys.exit(f"steps ({steps}) must exceed warmup ({warmup})")
+    t_start = time.perf_counter()
+    for _ in range(warmup):  # includes torch.compile's compilation and cuDNN / cuBLAS autotuning
+        loss = train_step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps - warmup):
+        loss = train_step()
+    sync()
+    t1 = time.perf_counter()
+    timed = steps - warmup
+    if cuda:
+        peak_gb = torch.cuda.max_memory_allocated(device) / 1e9
+    else:
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    print(json.dumps({
+        "tokens_per_s": B * T * timed / (t1 - t0),
+        "params": params,
+        "params_no_pos": params_no_pos,
+        "peak_mem_gb": round(peak_gb, 3),
+        "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "step_ms": round(1000 * (t1 - t0) / timed, 3),
+        "warmup_s": round(t0 - t_start, 2),
+        "timed_steps": timed,
+        "final_loss": float(loss.item()),
+        "compile": bool(a.get("compile", False)),
+        "precision": "bf16" if bf16 else "fp32",
+        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
+        "torch": torch.__version__,
+    }))
+
 
 if __name__ == "__main__":
     main()

@@ -9,7 +9,7 @@
 #      the GPU; a bf16 run resumed from a checkpoint equals the uninterrupted one bit for bit; a
 #      checkpoint moves between CUDA and CPU (both ways) and training continues
 #   e. tokens/s and MFU of an OPT-125M-shaped model in bf16: lofi against PyTorch eager and
-#      torch.compile (bench/gpu_train_torch.py)
+#      torch.compile (bench/train_torch.py)
 # Everything goes to $OUT/device-check.log (each command's own output also to $OUT/logs/NAME.log);
 # $OUT/summary.txt has one line per check: PASS / FAIL / SKIP with its numbers. The exit status
 # is 0 whatever the checks found (the summary says FAIL), and 1 only when lofi does not build.
@@ -533,7 +533,7 @@ step_bench() {
     args=$(printf '{"n_layer":%d,"n_head":%d,"d_model":%d,"d_ff":%d,"vocab_size":%d,"max_seq_len":%d,"seq_len":%d,"batch":%d,"steps":%d,"warmup":%d,"compile":%s,"device":"cuda","precision":"bf16","data":"%s"}' \
       $L $H $D $FF $V $MAXT "$T" "$B" "$S" $W "$([ $mode = compile ] && echo true || echo false)" "$tok")
     gpu_mem_sampler_start "$WORK/mem-$mode.txt"
-    bounded "bench-torch-$mode" "$([ $mode = compile ] && echo 90 || echo 45)" "$PY" bench/gpu_train_torch.py "$args"
+    bounded "bench-torch-$mode" "$([ $mode = compile ] && echo 90 || echo 45)" "$PY" bench/train_torch.py "$args"
     rc=$?
     mem=$(gpu_mem_sampler_stop "$WORK/mem-$mode.txt")
     if (( rc == 0 )); then

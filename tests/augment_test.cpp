@@ -95,7 +95,12 @@ TEST(AugmentTransform, JitterAdjustmentsFollowTorchvisionsFormulas) {
   EXPECT_GE(y.min().item<float>(), 0.0f);
   EXPECT_LE(y.max().item<float>(), 1.0f);
   EXPECT_FALSE(y.equal(x));
-  // A pure hue shift of a full turn is the identity (up to the HSV round trip).
+  // Hue shifts add up on the colour wheel: two half turns are a full turn, the identity (up to the
+  // HSV round trip), and a quarter turn is undone by its opposite; a half turn alone is not.
+  EXPECT_TRUE(adjust_hue(adjust_hue(x, 0.5), 0.5).allclose(x, 1e-4, 1e-4));
+  EXPECT_TRUE(adjust_hue(adjust_hue(x, 0.25), -0.25).allclose(x, 1e-4, 1e-4));
+  EXPECT_TRUE(adjust_hue(x, 0.0).allclose(x, 1e-5, 1e-5));
+  EXPECT_FALSE(adjust_hue(x, 0.5).allclose(x, 1e-2, 1e-2));
   AugmentConfig hue_only;
   hue_only.color_jitter = 0;
   hue_only.color_jitter_hue = 0.5;
@@ -129,6 +134,7 @@ struct MixFixture {
 
 TEST(AugmentMixup, TargetsAreConvexMixesOfSmoothedLabels) {
   MixFixture f;
+  const torch::Tensor original = f.images.clone();
   AugmentConfig config;  // DeiT: mixup 0.8, CutMix 1.0, switch 0.5, smoothing 0.1
   int cutmix = 0, mixup = 0;
   for (uint64_t seed = 0; seed < 40; ++seed) {
@@ -150,7 +156,7 @@ TEST(AugmentMixup, TargetsAreConvexMixesOfSmoothedLabels) {
   }
   EXPECT_GT(cutmix, 5);  // switch_prob 0.5 over 40 batches
   EXPECT_GT(mixup, 5);
-  EXPECT_TRUE(f.images.equal(f.images.clone()));
+  EXPECT_TRUE(f.images.equal(original));  // mixing never writes into its input batch
 }
 
 TEST(AugmentMixup, OffEqualsPlainCrossEntropy) {

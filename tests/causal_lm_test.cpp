@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "lofi/io/safetensors.h"
+#include "lofi/model/blocks.h"
 #include "lofi/model/opt.h"
 #include "lofi/model/weights.h"
 #include "test_util.h"
@@ -170,6 +171,25 @@ TEST(Weights, WrongShapeOrMissingTensorIsNamed) {
   weights.pop_back();
   io::save_safetensors(dir + "/b.safetensors", weights);
   EXPECT_THROW(load_module_weights(*a, io::SafetensorsFile(dir + "/b.safetensors")), std::exception);
+}
+
+}  // namespace
+}  // namespace lofi::model
+
+namespace lofi::model {
+namespace {
+
+// The norms use the config's epsilon (GPT-2 checkpoints and OPT variants set their own): at a
+// large epsilon the difference from LibTorch's default is far above rounding.
+TEST(Blocks, LayerNormTakesTheConfiguredEpsilon) {
+  LmConfig c;
+  c.d_model = 8;
+  c.layer_norm_eps = 0.5;
+  torch::nn::LayerNorm norm = lm_layer_norm(c);
+  torch::Tensor x = torch::randn({3, 8}) * 0.3;
+  torch::Tensor want = torch::layer_norm(x, {8}, norm->weight, norm->bias, 0.5);
+  EXPECT_LE((norm(x) - want).abs().max().item<double>(), 1e-6);
+  EXPECT_GT((norm(x) - torch::layer_norm(x, {8}, norm->weight, norm->bias, 1e-5)).abs().max().item<double>(), 0.1);
 }
 
 }  // namespace

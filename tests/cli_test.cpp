@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -122,18 +123,42 @@ TEST(Cli, EvalAndInspectATrainedModel) {
   EXPECT_GT(ppl_general, 1.0);
   EXPECT_LT(ppl_general, 256.0);                   // learned something of the training corpus
   EXPECT_GT(ppl_sums, ppl_general);                // a shifted corpus scores worse
-  auto line = run_lofi("interpolate " + model + " " + model + " --points 3 --data general=" + data +
+  // A second model from another seed: the line between two different models, the soup and the
+  // ensemble of the two, checked against separate evaluations of each.
+  ASSERT_EQ(run_lofi("train " + test::tiny_train_flags(data, dir + "/other") + " --set train.seed=7").status, 0);
+  const std::string other = dir + "/other/node-00/final.safetensors";
+  auto loss_of = [&](const std::string& m) {
+    auto r = run_lofi("eval --model " + m + " --data general=" + data + " --max-windows 8 --json " + dir + "/one.json");
+    EXPECT_EQ(r.status, 0) << r.output;
+    return nlohmann::json::parse(std::ifstream(dir + "/one.json"))["results"][0]["datasets"]["general"]["loss"].get<double>();
+  };
+  const double loss_a = loss_of(model), loss_b = loss_of(other);
+  ASSERT_GT(std::abs(loss_a - loss_b), 1e-6);
+  auto line = run_lofi("interpolate " + model + " " + other + " --points 3 --data general=" + data +
                       " --max-windows 8 --json " + dir + "/line.json");
   ASSERT_EQ(line.status, 0) << line.output;
-  auto points = nlohmann::json::parse(std::ifstream(dir + "/line.json"));
-  EXPECT_EQ(points["points"].size(), 3u);
-  EXPECT_EQ(points["barrier"]["loss/general"].get<double>(), 0.0);  // a model against itself
-  auto soup = run_lofi("soup " + model + " " + model + " --data general=" + data + " --max-windows 8 --out " + dir + "/soup.safetensors");
+  auto points = nlohmann::json::parse(std::ifstream(dir + "/line.json"))["points"];
+  ASSERT_EQ(points.size(), 3u);
+  EXPECT_DOUBLE_EQ(points[0]["alpha"].get<double>(), 0.0);
+  EXPECT_NEAR(points[0]["metrics"]["loss/general"].get<double>(), loss_a, 1e-6);  // the endpoints are the models
+  EXPECT_NEAR(points[2]["metrics"]["loss/general"].get<double>(), loss_b, 1e-6);
+  auto barrier = nlohmann::json::parse(std::ifstream(dir + "/line.json"))["barrier"]["loss/general"].get<double>();
+  EXPECT_NEAR(barrier, std::max(0.0, points[1]["metrics"]["loss/general"].get<double>() - (loss_a + loss_b) / 2), 1e-9);
+  auto soup = run_lofi("soup " + model + " " + other + " --data general=" + data + " --max-windows 8 --out " + dir + "/soup.safetensors");
   ASSERT_EQ(soup.status, 0) << soup.output;
-  EXPECT_NE(soup.output.find("greedy soup of 1 of 2"), std::string::npos) << soup.output;  // a copy adds nothing
-  auto ens = run_lofi("eval --ensemble " + model + " " + model + " --data general=" + data + " --max-windows 8");
+  EXPECT_NE(soup.output.find("greedy soup of"), std::string::npos) << soup.output;
+  // The soup starts from the better model and never ends worse than it.
+  EXPECT_LE(loss_of(dir + "/soup.safetensors"), std::min(loss_a, loss_b) + 1e-9);
+  auto ens = run_lofi("eval --ensemble " + model + " " + other + " --data general=" + data + " --max-windows 8 --json " +
+                      dir + "/ens.json");
   ASSERT_EQ(ens.status, 0) << ens.output;
   EXPECT_NE(ens.output.find("weight average of 2"), std::string::npos) << ens.output;
+  auto rows = nlohmann::json::parse(std::ifstream(dir + "/ens.json"))["results"];
+  ASSERT_EQ(rows.size(), 4u);  // each member, their ensemble, their weight average
+  EXPECT_NEAR(rows[0]["datasets"]["general"]["loss"].get<double>(), loss_a, 1e-6);
+  EXPECT_NEAR(rows[1]["datasets"]["general"]["loss"].get<double>(), loss_b, 1e-6);
+  // Mean probabilities: by Jensen the ensemble's loss is at most the members' mean loss.
+  EXPECT_LE(rows[2]["datasets"]["general"]["loss"].get<double>(), (loss_a + loss_b) / 2 + 1e-9);
   auto i = run_lofi("inspect " + model);
   ASSERT_EQ(i.status, 0) << i.output;
   EXPECT_NE(i.output.find("model.decoder.layers.1.fc2.weight"), std::string::npos);

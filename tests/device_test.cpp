@@ -37,7 +37,9 @@ TEST(Attention, FusedKernelMatchesTheMaskedSoftmaxItReplaced) {
     torch::Tensor k2 = k.clone(), v2 = v.clone();
     k2.select(1, T - 1).add_(1.0), v2.select(1, T - 1).add_(1.0);
     torch::Tensor a = model::causal_attention(q, k, v, H, 0.0, false), b = model::causal_attention(q, k2, v2, H, 0.0, false);
-    if (T > 1) EXPECT_TRUE(torch::allclose(a.narrow(1, 0, T - 1), b.narrow(1, 0, T - 1)));
+    if (T > 1) {
+      EXPECT_TRUE(torch::allclose(a.narrow(1, 0, T - 1), b.narrow(1, 0, T - 1)));
+    }
     EXPECT_FALSE(torch::allclose(a.narrow(1, T - 1, 1), b.narrow(1, T - 1, 1)));
   }
 }
@@ -102,11 +104,31 @@ TEST(Optimizer, FusedAdamWMatchesLibTorchAdamW) {
   EXPECT_EQ(meta.at("weight.step"), "6");
 }
 
+// Clipping to a global norm, against LibTorch's own clip_grad_norm_: scaled when above, untouched below.
+TEST(Optimizer, ForeachClippingMatchesLibTorchClipGradNorm) {
+  torch::manual_seed(3);
+  for (double max_norm : {0.5, 1e3}) {
+    std::vector<torch::Tensor> mine, theirs;
+    for (auto shape : {std::vector<int64_t>{3, 4}, std::vector<int64_t>{7}, std::vector<int64_t>{2, 2, 2}}) {
+      torch::Tensor g = torch::randn(shape);
+      mine.push_back(torch::zeros(shape, torch::requires_grad()));
+      theirs.push_back(torch::zeros(shape, torch::requires_grad()));
+      mine.back().mutable_grad() = g.clone();
+      theirs.back().mutable_grad() = g.clone();
+    }
+    train::clip_grad_norm(mine, max_norm);
+    torch::nn::utils::clip_grad_norm_(theirs, max_norm);
+    for (size_t i = 0; i < mine.size(); ++i)
+      EXPECT_LE((mine[i].grad() - theirs[i].grad()).abs().max().item<double>(), 1e-6) << max_norm;
+  }
+}
+
 // bf16 autocast reaches matmuls inside the guard only, and leaving it drops autocast's cache of
 // cast weights, so a weight updated between steps is used as updated.
 TEST(Precision, Bf16GuardAutocastsInsideAndForgetsCastWeights) {
+  torch::manual_seed(4);
   torch::nn::Linear linear(4, 4);
-  torch::Tensor x = torch::randn({2, 4});
+  torch::Tensor x = torch::ones({2, 4});  // a weight change of +1 moves each output by 4
   torch::Tensor before;
   {
     dist::PrecisionGuard guard(torch::kCPU, "bf16");

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "lofi/error.h"
@@ -344,6 +345,58 @@ TEST(Safetensors, RejectsForeignAndMissingFiles) {
   std::ofstream(dir + "/text.safetensors") << "hello, I am not a checkpoint";
   expect_open_fails(dir + "/text.safetensors", "header length");
   expect_open_fails(dir + "/missing.safetensors", "cannot open");
+}
+
+}  // namespace
+}  // namespace lofi::io
+
+namespace lofi::io {
+namespace {
+
+// The tensors of fixtures/safetensors/interop.py's expected(), built the same way here.
+NamedTensors interop_tensors() {
+  const std::vector<std::tuple<std::string, torch::Dtype, std::vector<int64_t>>> specs = {
+      {"f32", torch::kFloat32, {3, 5}}, {"f16", torch::kFloat16, {2, 3, 2}}, {"bf16", torch::kBFloat16, {7}},
+      {"f64", torch::kFloat64, {2, 2}}, {"i64", torch::kInt64, {4}},         {"i32", torch::kInt32, {2, 3}},
+      {"i16", torch::kInt16, {5}},      {"i8", torch::kInt8, {6}},           {"u8", torch::kUInt8, {9}},
+      {"bool", torch::kBool, {4}}};
+  NamedTensors out;
+  for (const auto& [name, dtype, shape] : specs) {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    torch::Tensor t;
+    if (torch::isFloatingType(dtype)) t = torch::arange(n, torch::kFloat64) * 0.25 - 3;
+    else if (dtype == torch::kBool) t = torch::arange(n).remainder(2);
+    else if (dtype == torch::kUInt8) t = torch::arange(n);
+    else t = torch::arange(n) - 2;
+    out.emplace_back(name, t.reshape(shape).to(dtype));
+  }
+  out.emplace_back("empty", torch::zeros({0, 3}));
+  return out;
+}
+
+const Metadata kInteropMetadata{{"format", "pt"}, {"lofi.test", "\xc3\xbc \xe2\x9c\x93 = 1; \"quoted\""}};
+
+// PyPI's safetensors (the reference implementation) writes, lofi reads: every dtype, value and
+// metadata entry; and lofi writes, safetensors reads them back identical.
+TEST(SafetensorsInterop, ReferenceLibraryReadsAndWritesWhatLofiDoes) {
+  const std::string dir = test::scratch_dir();
+  test::CommandResult wrote = test::run_python("safetensors/interop.py", "write " + dir + "/theirs.safetensors");
+  ASSERT_EQ(wrote.status, 0) << wrote.output;
+  SafetensorsFile theirs(dir + "/theirs.safetensors");
+  EXPECT_EQ(theirs.metadata(), kInteropMetadata);
+  const NamedTensors want = interop_tensors();
+  EXPECT_EQ(theirs.entries().size(), want.size());
+  for (const auto& [name, t] : want) {
+    torch::Tensor got = theirs.load(name);
+    EXPECT_EQ(got.scalar_type(), t.scalar_type()) << name;
+    EXPECT_EQ(got.sizes(), t.sizes()) << name;
+    EXPECT_TRUE(torch::equal(got, t)) << name;
+  }
+  save_safetensors(dir + "/ours.safetensors", want, kInteropMetadata);
+  test::CommandResult read = test::run_python("safetensors/interop.py", "read " + dir + "/ours.safetensors");
+  std::cout << read.output;
+  EXPECT_EQ(read.status, 0) << read.output;
 }
 
 }  // namespace

@@ -148,6 +148,7 @@ void SafetensorsWriter::write(const torch::Tensor& tensor) {
 
 void SafetensorsWriter::write_bytes(const void* data, size_t bytes) {
   while (next_ < layout_.size() && layout_[next_].end == layout_[next_].begin) ++next_;  // empty tensors
+  if (bytes == 0) return;  // an empty tensor, also as the last one
   if (next_ >= layout_.size()) fail("safetensors writer: more data than the layout holds");
   const TensorEntry& e = layout_[next_];
   if (written_ + bytes > e.end - e.begin)

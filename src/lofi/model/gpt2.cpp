@@ -56,7 +56,7 @@ Gpt2ModelImpl::Gpt2ModelImpl(const LmConfig& c) : dropout(c.embedding_dropout) {
 torch::Tensor Gpt2ModelImpl::forward(const torch::Tensor& tokens) {
   const int64_t T = tokens.size(1);
   if (T > wpe->weight.size(0)) fail("sequence of ", T, " tokens is longer than the model's ", wpe->weight.size(0), " positions");
-  torch::Tensor x = wte(tokens) + wpe(torch::arange(T, torch::kLong));  // (B, T, C) + (T, C)
+  torch::Tensor x = wte(tokens) + wpe(torch::arange(T, tokens.options().dtype(torch::kLong)));  // (B, T, C) + (T, C)
   x = maybe_dropout(x, dropout, is_training());
   for (const auto& block : *h) x = block->as<Gpt2Block>()->forward(x);
   return ln_f(x);

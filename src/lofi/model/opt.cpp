@@ -59,7 +59,7 @@ torch::Tensor OptDecoderImpl::forward(const torch::Tensor& tokens) {
   const int64_t T = tokens.size(1);
   const int64_t max_positions = embed_positions->weight.size(0) - kOptPositionOffset;
   if (T > max_positions) fail("sequence of ", T, " tokens is longer than the model's ", max_positions, " positions");
-  torch::Tensor positions = torch::arange(kOptPositionOffset, T + kOptPositionOffset, torch::kLong);  // (T)
+  torch::Tensor positions = torch::arange(kOptPositionOffset, T + kOptPositionOffset, tokens.options().dtype(torch::kLong));  // (T)
   torch::Tensor x = embed_tokens(tokens);                                  // (B, T, E)
   if (project_in) x = project_in(x);                                       // (B, T, E) -> (B, T, C)
   x = maybe_dropout(x + embed_positions(positions), dropout, is_training());  // (B, T, C)

@@ -12,6 +12,17 @@ Optimizer::Optimizer(const torch::nn::Module& module, const TrainConfig& c) : co
   }
 }
 
+void clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty()) return;
+  torch::Tensor total = torch::linalg_vector_norm(torch::stack(torch::_foreach_norm(grads, 2)), 2);  // ()
+  torch::Tensor coef = torch::clamp(max_norm / (total + 1e-6), /*min=*/c10::nullopt, /*max=*/1.0);
+  torch::_foreach_mul_(grads, coef);
+}
+
 void Optimizer::zero_grad() {
   for (auto& p : params_) p.param.mutable_grad().reset();
 }

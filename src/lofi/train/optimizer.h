@@ -18,6 +18,11 @@ struct NamedParam {
   torch::Tensor param;
 };
 
+// Scales the gradients of PARAMS so their global L2 norm is at most MAX_NORM, as PyTorch's
+// clip_grad_norm_(foreach=True): a few multi-tensor kernels and no device-to-host sync (LibTorch's
+// C++ clip_grad_norm_ walks the tensors one by one and reads the norm back every step).
+void clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
+
 class Optimizer {
  public:
   Optimizer(const torch::nn::Module& module, const TrainConfig& config);

@@ -107,9 +107,12 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
   torch::set_num_threads(tc.threads > 0 ? static_cast<int>(tc.threads) : dist::default_threads(env));
   const torch::Device device = dist::resolve_device(tc.device, env.local_rank, "train.device");
   dist::check_precision(tc.precision, device, "train.precision");
-  if (device.is_cuda() && topo.node_size > 1 && tc.device != "cuda")
-    fail("train.device = \"", tc.device, "\" puts the ", topo.node_size, " workers of a node on one GPU, which NCCL refuses; ",
-         "use \"cuda\" (one GPU per worker, cuda:LOCAL_RANK)");
+  // NCCL refuses two ranks of one group on one GPU: a node of several workers needs a GPU each.
+  const bool shares_gpu = tc.device.rfind("cuda:", 0) == 0 || env.local_world_size > dist::build_info().gpus;
+  if (device.is_cuda() && topo.node_size > 1 && shares_gpu)
+    fail("train.device = \"", tc.device, "\" puts the ", topo.node_size, " workers of node ", topo.node,
+         " on shared GPUs, which NCCL refuses; give each worker its own GPU (\"cuda\": cuda:LOCAL_RANK, at most one ",
+         "worker per GPU) or use \"cpu\"");
   // Every node starts from the same weights: the init depends on the seed alone.
   std::unique_ptr<Task> task = make_task(config, topo, data::mix_seed(static_cast<uint64_t>(tc.seed)), device);
   torch::nn::Module& model = task->model();
@@ -170,7 +173,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
     }
     grad_sync.after_backward();  // gradients averaged inside this node only
     comm.node_mean({loss_sum});  // the node's loss, for the log
-    if (tc.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, tc.grad_clip);
+    if (tc.grad_clip > 0) clip_grad_norm(params, tc.grad_clip);
     optimizer.step();
     if (config.dist.sync_every > 0 && (step + 1) % config.dist.sync_every == 0) comm.world_mean(params);
     // ---- end of the training step ------------------------------------------------------
