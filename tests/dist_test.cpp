@@ -2,8 +2,9 @@
 // (torchrun's contract) or as separate jobs, and the files they write are compared.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -233,16 +234,44 @@ TEST(Dist, SyncEveryAveragesNodes) {
 
 TEST(Dist, RendezvousTimesOutWithAMessage) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 5000);
-  std::string port = std::to_string(dist::find_free_port());
+  // The store is hosted here, as torchrun's agent hosts it (port 0: no bind-close-reuse race).
+  auto store = dist::host_rendezvous_store(0);
+  const std::string port = std::to_string(dist::store_port(store));
   for (const char* rank : {"0", "1"}) {
     auto t0 = std::chrono::steady_clock::now();
     auto r = run_lofi(train_cmd(data, dir + "/run", "--set dist.timeout_s=2"),
-                      std::string("RANK=") + rank + " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port);
+                      std::string("RANK=") + rank + " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 TORCHELASTIC_USE_AGENT_STORE=True MASTER_PORT=" + port);
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_NE(r.status, 0) << r.output;
     EXPECT_NE(r.output.find("rendezvous"), std::string::npos) << r.output;
     EXPECT_LT(seconds, 30) << "rank " << rank;
   }
+}
+
+// Without a launcher: rank 0 hosts the store itself at MASTER_PORT and the other rank joins it;
+// a 2-worker baseline started by hand as two processes trains like the launched one.
+TEST(Dist, WorkersStartedByHandMeetAtRankZerosStore) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  auto launched = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/launched"));
+  ASSERT_EQ(launched.status, 0) << launched.output;
+  for (int attempt = 0; attempt < 3; ++attempt) {  // a port taken between the probe and rank 0's bind: retry
+    int port = 0;
+    {
+      auto probe = dist::host_rendezvous_store(0);
+      port = dist::store_port(probe);
+    }
+    const std::string env = " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) + " LOFI_THREADS=1";
+    std::string cmd = std::string(LOFI_BIN) + " " + train_cmd(data, dir + "/by-hand") + " > " + dir + "/rank1.log 2>&1";
+    FILE* rank1 = ::popen(("RANK=1" + env + " " + cmd).c_str(), "r");
+    auto rank0 = run_lofi(train_cmd(data, dir + "/by-hand"), "RANK=0" + env);
+    const int status1 = ::pclose(rank1);
+    if (rank0.output.find("errno 98") != std::string::npos) continue;
+    ASSERT_EQ(rank0.status, 0) << rank0.output;
+    ASSERT_EQ(status1, 0);
+    EXPECT_EQ(max_abs_diff(dir + "/launched/node-00/final.safetensors", dir + "/by-hand/node-00/final.safetensors"), 0.0);
+    return;
+  }
+  FAIL() << "port taken three times in a row";
 }
 
 TEST(Dist, LaunchFailsWithTheFirstWorkerError) {

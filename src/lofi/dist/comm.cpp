@@ -45,9 +45,10 @@ Comm::Comm(const WorkerEnv& env, const Topology& topo, double timeout_s, bool wo
   try {
     c10d::TCPStoreOptions options;
     options.port = static_cast<uint16_t>(env.master_port);
-    options.isServer = env.rank == 0;
+    // Rank 0 hosts the store unless the launcher does (lofi launch, torchrun's agent).
+    options.isServer = env.rank == 0 && !env.agent_store;
     options.numWorkers = env.world_size;
-    options.waitWorkers = true;
+    options.waitWorkers = true;  // every client checks in; a hosting rank 0 waits for all of them
     options.timeout = to_ms(timeout_s);
     store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
     // Every node's group lives behind its own prefix: no key, and no connection, is shared.

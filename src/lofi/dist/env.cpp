@@ -53,6 +53,12 @@ WorkerEnv worker_env_from_environment() {
     fail("worker rank ", env.rank, " is not below the world size ", env.world_size, " (from ", env.source, "'s environment)");
   if (const char* addr = get("MASTER_ADDR")) env.master_addr = addr;
   env.master_port = get_int("MASTER_PORT", env.master_port, 1);
+  if (const char* agent = get("TORCHELASTIC_USE_AGENT_STORE")) {
+    const std::string v = agent;
+    if (v != "True" && v != "true" && v != "1" && v != "False" && v != "false" && v != "0")
+      fail("environment variable TORCHELASTIC_USE_AGENT_STORE='", v, "': expected True or False");
+    env.agent_store = v == "True" || v == "true" || v == "1";
+  }
   if (env.master_port > 65535) fail("environment variable MASTER_PORT=", env.master_port, ": expected a port below 65536");
   return env;
 }

@@ -15,6 +15,8 @@ struct WorkerEnv {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   std::string source = "none"; // "torchrun", "slurm", "openmpi" or "none"
+  bool agent_store = false;    // TORCHELASTIC_USE_AGENT_STORE: the launcher (torchrun's agent, lofi
+                               // launch) hosts the store at MASTER_ADDR:MASTER_PORT; rank 0 joins it
 };
 
 // Reads the environment; a malformed variable is an error naming it.

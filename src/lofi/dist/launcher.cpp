@@ -1,12 +1,9 @@
 #include "lofi/dist/launcher.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,7 +13,11 @@
 #include <iostream>
 #include <thread>
 
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
 #include "lofi/error.h"
+
+extern char** environ;
 
 namespace lofi::dist {
 namespace {
@@ -55,27 +56,30 @@ void flush_lines(Worker& w, int rank, bool prefix, bool final) {
 
 }  // namespace
 
-int find_free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) fail("launch: cannot open a socket: ", std::strerror(errno));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    fail("launch: cannot find a free port: ", std::strerror(errno));
+c10::intrusive_ptr<c10d::Store> host_rendezvous_store(int port) {
+  c10d::TCPStoreOptions options;
+  options.port = static_cast<uint16_t>(port);  // 0: the kernel picks a free one, no race with others
+  options.isServer = true;
+  options.waitWorkers = false;  // the workers' process groups wait for each other
+  try {
+    return c10::make_intrusive<c10d::TCPStore>("127.0.0.1", options);
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    fail("launch: cannot host the rendezvous store on 127.0.0.1:", port, ": ", what.substr(0, what.find('\n')));
   }
-  ::close(fd);
-  return ntohs(addr.sin_port);
+}
+
+int store_port(const c10::intrusive_ptr<c10d::Store>& store) {
+  return static_cast<c10d::TCPStore&>(*store).getPort();
 }
 
 int launch_workers(const LaunchOptions& opt) {
   if (opt.workers < 1) fail("launch: --workers must be >= 1, found ", opt.workers);
   const std::string program = opt.program.empty() ? self_exe() : opt.program;
-  const int port = opt.master_port > 0 ? opt.master_port : find_free_port();
+  // The launcher hosts the rendezvous store, as torchrun's agent does (TORCHELASTIC_USE_AGENT_STORE):
+  // it binds before any worker starts, and outlives every worker, rank 0 included.
+  c10::intrusive_ptr<c10d::Store> store = host_rendezvous_store(opt.master_port);
+  const int port = store_port(store);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = opt.threads > 0 ? opt.threads : std::max(1, cores / opt.workers);
 
@@ -89,6 +93,37 @@ int launch_workers(const LaunchOptions& opt) {
   };
   g_signal = 0;
   const pid_t launcher_pid = ::getpid();
+
+  // Each child's argv and environment are built here: the store's server thread runs, so a child
+  // may only make async-signal-safe calls between fork and exec (no malloc, no setenv).
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(program.c_str()));
+  for (const auto& a : opt.args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const std::vector<std::pair<std::string, std::string>> common = {
+      {"WORLD_SIZE", std::to_string(opt.workers)}, {"LOCAL_WORLD_SIZE", std::to_string(opt.workers)},
+      {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)}, {"TORCHELASTIC_USE_AGENT_STORE", "True"},
+      {"LOFI_THREADS", std::to_string(threads)}, {"OMP_NUM_THREADS", std::to_string(threads)}};
+  std::vector<std::vector<std::string>> environments;
+  for (int rank = 0; rank < opt.workers; ++rank) {
+    auto vars = common;
+    vars.emplace_back("RANK", std::to_string(rank));
+    vars.emplace_back("LOCAL_RANK", std::to_string(rank));
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) {
+      const std::string entry = *e, name = entry.substr(0, entry.find('='));
+      if (std::none_of(vars.begin(), vars.end(), [&](const auto& v) { return v.first == name; })) env.push_back(entry);
+    }
+    for (const auto& [name, value] : vars) env.push_back(name + "=" + value);
+    environments.push_back(std::move(env));
+  }
+  std::vector<std::vector<char*>> envps;
+  for (auto& env : environments) {
+    envps.emplace_back();
+    for (auto& entry : env) envps.back().push_back(entry.data());
+    envps.back().push_back(nullptr);
+  }
+  const std::string exec_failed = "launch: cannot run " + program + "\n";
 
   std::vector<Worker> workers(static_cast<size_t>(opt.workers));
   // On a failed start, the workers already running are stopped and reaped before the error.
@@ -112,20 +147,9 @@ int launch_workers(const LaunchOptions& opt) {
       ::dup2(fds[1], STDERR_FILENO);
       ::close(fds[0]);
       ::close(fds[1]);
-      ::setenv("RANK", std::to_string(rank).c_str(), 1);
-      ::setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
-      ::setenv("WORLD_SIZE", std::to_string(opt.workers).c_str(), 1);
-      ::setenv("LOCAL_WORLD_SIZE", std::to_string(opt.workers).c_str(), 1);
-      ::setenv("MASTER_ADDR", "127.0.0.1", 1);
-      ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-      ::setenv("LOFI_THREADS", std::to_string(threads).c_str(), 1);
-      ::setenv("OMP_NUM_THREADS", std::to_string(threads).c_str(), 1);
-      std::vector<char*> argv;
-      argv.push_back(const_cast<char*>(program.c_str()));
-      for (const auto& a : opt.args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(program.c_str(), argv.data());
-      std::fprintf(stderr, "launch: cannot run %s: %s\n", program.c_str(), std::strerror(errno));
+      ::execve(program.c_str(), argv.data(), envps[static_cast<size_t>(rank)].data());
+      ssize_t ignored = ::write(STDERR_FILENO, exec_failed.data(), exec_failed.size());
+      (void)ignored;
       ::_exit(127);
     }
     ::close(fds[1]);
