@@ -16,6 +16,8 @@ list="$root/tests/mutants.txt"
 mkdir -p "$ws/tree"
 # (timestamps kept, so the scratch build only recompiles what changed since the last run)
 (cd "$root" && git ls-files -z | xargs -0 cp -p --parents -t "$ws/tree/")
+# The unmutated files are restored from this snapshot, so editing the checkout during a run is safe.
+rm -rf "$ws/orig" && cp -a "$ws/tree" "$ws/orig"
 venv="$(bash "$root/scripts/python-env.sh")"
 if [ ! -f "$ws/build/build.ninja" ]; then
   cmake -S "$ws/tree" -B "$ws/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLOFI_PYTHON="$venv/bin/python" \
@@ -32,7 +34,7 @@ while IFS='|' read -r id file from to tests; do
   if [ -n "${MUTANTS_ONLY:-}" ] && ! [[ "$id" =~ $MUTANTS_ONLY ]]; then continue; fi
   from="${from# }"; from="${from% }"; to="${to# }"; to="${to% }"
   target="$ws/tree/$file"
-  cp "$root/$file" "$target"
+  cp "$ws/orig/$file" "$target"
   if ! python3 - "$target" "$from" "$to" <<'PY'
 import sys
 path, old, new = sys.argv[1:4]
@@ -54,7 +56,7 @@ PY
     result=killed; killed=$((killed + 1))
   fi
   printf '%-30s %-10s %6d  %s\n' "$id" "$result" $(( $(date +%s) - start )) "$tests"
-  cp "$root/$file" "$target"  # back to the original before the next mutant
+  cp "$ws/orig/$file" "$target"  # back to the original (a new mtime: ninja rebuilds it)
 done < "$list"
 cmake --build "$ws/build" -j "$jobs" > /dev/null 2>&1  # leave the scratch build unmutated
 echo "mutants: $killed killed, $survived survived, $broken did not build or matched no test (logs in $ws)"

@@ -189,3 +189,39 @@ TEST(AugmentMixup, BadLabelsAreErrors) {
 
 }  // namespace
 }  // namespace lofi::data
+
+namespace lofi::data {
+namespace {
+
+// CutMix pastes one axis-aligned box of the batch's mirror image (batch order flipped, as timm):
+// inside it every pixel is the partner's, outside it every pixel is the image's own.
+TEST(AugmentMixup, CutMixPastesOneBoxOfThePartner) {
+  MixFixture f;
+  AugmentConfig config;
+  config.mixup_alpha = 0;  // CutMix only
+  int boxes = 0;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    auto gen = seeded(seed);
+    MixedBatch m = mix_batch(f.images, f.labels, 5, config, gen);
+    ASSERT_TRUE(m.cutmix);
+    const torch::Tensor partner = f.images.flip({0});
+    torch::Tensor pasted = (m.images == partner).all(1) & (m.images != f.images).any(1);  // (B, H, W)
+    torch::Tensor own = (m.images == f.images).all(1);
+    EXPECT_TRUE((pasted | own).all().item<bool>()) << "a pixel is neither its own nor the partner's";
+    torch::Tensor box = pasted[0];  // the box is the same for the whole batch
+    if (!box.any().item<bool>()) continue;
+    ++boxes;
+    torch::Tensor rows = box.any(1).nonzero().flatten(), cols = box.any(0).nonzero().flatten();
+    const int64_t r0 = rows.min().item<int64_t>(), r1 = rows.max().item<int64_t>();
+    const int64_t c0 = cols.min().item<int64_t>(), c1 = cols.max().item<int64_t>();
+    // Everything inside the bounding rectangle comes from the partner: the pasted region is a box.
+    using torch::indexing::Slice;
+    torch::Tensor inside = m.images.index({Slice(), Slice(), Slice(r0, r1 + 1), Slice(c0, c1 + 1)});
+    EXPECT_TRUE(inside.equal(partner.index({Slice(), Slice(), Slice(r0, r1 + 1), Slice(c0, c1 + 1)}))) << seed;
+    EXPECT_NEAR(1.0 - static_cast<double>((r1 - r0 + 1) * (c1 - c0 + 1)) / 64.0, m.lambda, 1e-9) << seed;
+  }
+  EXPECT_GT(boxes, 10);
+}
+
+}  // namespace
+}  // namespace lofi::data

@@ -170,3 +170,64 @@ TEST(Device, SettingsResolveOrNameWhatIsMissing) {
 
 }  // namespace
 }  // namespace lofi
+
+namespace lofi {
+namespace {
+
+// Weight decay reaches matrices only: with zero gradients, AdamW leaves biases and norm weights
+// exactly as they are and shrinks each matrix by (1 - lr * weight_decay).
+TEST(Optimizer, DecayOnMatricesOnlyNeverOnBiasesOrNorms) {
+  torch::nn::Sequential net(torch::nn::Linear(4, 3), torch::nn::LayerNorm(torch::nn::LayerNormOptions({3})));
+  train::TrainConfig c;
+  c.lr = 0.1, c.weight_decay = 0.5;
+  train::Optimizer opt(*net, c);
+  std::vector<torch::Tensor> before;
+  for (const auto& p : net->parameters()) {
+    before.push_back(p.detach().clone());
+    p.mutable_grad() = torch::zeros_like(p);
+  }
+  opt.step();
+  size_t k = 0;
+  for (const auto& item : net->named_parameters()) {
+    const torch::Tensor& was = before[k++];
+    if (item.value().dim() >= 2)
+      EXPECT_TRUE(item.value().allclose(was * (1 - 0.1 * 0.5), 1e-6, 1e-7)) << item.key();
+    else
+      EXPECT_TRUE(item.value().equal(was)) << item.key();
+  }
+}
+
+// Loading optimizer state names the file and the parameter that is missing or does not fit.
+TEST(Optimizer, StateThatDoesNotFitIsNamed) {
+  const std::string dir = test::scratch_dir();
+  torch::nn::Linear net(4, 3);
+  train::TrainConfig c;
+  train::Optimizer opt(*net, c);
+  for (const auto& p : net->parameters()) p.mutable_grad() = torch::ones_like(p);
+  opt.step();
+  io::Metadata meta;
+  io::NamedTensors state = opt.state(meta);
+  io::save_safetensors(dir + "/good.safetensors", state, meta);
+  train::Optimizer other(*net, c);
+  other.load_state(io::SafetensorsFile(dir + "/good.safetensors"));  // fits
+  io::Metadata no_step = meta;
+  no_step.erase("bias.step");
+  io::save_safetensors(dir + "/missing.safetensors", state, no_step);
+  std::string e = test::error_of([&] { other.load_state(io::SafetensorsFile(dir + "/missing.safetensors")); });
+  EXPECT_NE(e.find("missing.safetensors"), std::string::npos) << e;
+  EXPECT_NE(e.find("'bias'"), std::string::npos) << e;
+  io::NamedTensors wrong = state;
+  for (auto& [name, t] : wrong)
+    if (name == "weight.exp_avg") t = torch::zeros({3, 5});
+  io::save_safetensors(dir + "/shape.safetensors", wrong, meta);
+  e = test::error_of([&] { other.load_state(io::SafetensorsFile(dir + "/shape.safetensors")); });
+  EXPECT_NE(e.find("'weight.exp_avg' has shape [3, 5], expected [3, 4]"), std::string::npos) << e;
+  for (auto& [name, t] : wrong)
+    if (name == "weight.exp_avg") t = torch::zeros({3, 4}, torch::kFloat64);
+  io::save_safetensors(dir + "/dtype.safetensors", wrong, meta);
+  e = test::error_of([&] { other.load_state(io::SafetensorsFile(dir + "/dtype.safetensors")); });
+  EXPECT_NE(e.find("expected Float"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace lofi

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "lofi/data/token_shards.h"
@@ -270,6 +271,25 @@ TEST(CliHf, RunFromHfDirectoryWritesHfOutputs) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("no lofi.config"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir + "/bare"));
+}
+
+// A lo-fi job from a Hugging Face directory merges its nodes into merged-hf/, which transformers
+// loads with exactly the merged weights.
+TEST(CliHf, LofiRunFromHfDirectoryWritesMergedHf) {
+  const std::string dir = test::scratch_dir();
+  std::vector<uint32_t> ids;
+  for (uint32_t i = 0; i < 4000; ++i) ids.push_back((i * 7 + i / 13) % 64);
+  data::write_token_shard(dir + "/tokens.bin", ids);
+  const std::string init = (kFixtures / "transformers" / "opt-125m-like").string();
+  auto r = test::run_lofi("launch --workers 2 -- train --quiet --set model.init=" + init + " --set data.train=" + dir +
+                          "/tokens.bin --set run.dir=" + dir + "/run --set data.seq_len=16 --set train.batch_size=4"
+                          " --set train.steps=2 --set dist.nodes=2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_FALSE(fs::exists(dir + "/run/node-00/final-hf"));  // a merging job hands back the merge
+  EXPECT_EQ(read_json(dir + "/run/merged-hf/config.json")["model_type"], "opt");
+  test::CommandResult hf = test::run_python("hf/check_same_weights.py", dir + "/run/merged-hf " + dir + "/run/merged.safetensors");
+  std::cout << hf.output;
+  EXPECT_EQ(hf.status, 0) << hf.output;
 }
 
 }  // namespace
