@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdio>
+#include <vector>
 #include <filesystem>
 #include <fstream>
 
@@ -25,6 +26,39 @@ std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
+namespace {
+
+// Scratch directories of passed tests are removed when the test ends; a failed test's stay, named
+// in its output, for a look at what it left.
+class ScratchCleanup : public ::testing::EmptyTestEventListener {
+ public:
+  static ScratchCleanup& instance() {
+    static ScratchCleanup* listener = [] {
+      auto* l = new ScratchCleanup;
+      ::testing::UnitTest::GetInstance()->listeners().Append(l);  // gtest owns it from here
+      return l;
+    }();
+    return *listener;
+  }
+  void add(const std::filesystem::path& dir) { dirs_.push_back(dir); }
+  void OnTestEnd(const ::testing::TestInfo& info) override {
+    for (const auto& dir : dirs_) {
+      if (info.result()->Passed()) {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+      } else {
+        std::printf("test scratch kept: %s\n", dir.c_str());
+      }
+    }
+    dirs_.clear();
+  }
+
+ private:
+  std::vector<std::filesystem::path> dirs_;
+};
+
+}  // namespace
+
 std::string scratch_dir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string name = std::string(info->test_suite_name()) + "." + info->name();
@@ -34,6 +68,7 @@ std::string scratch_dir() {
   auto dir = std::filesystem::temp_directory_path() / ("lofi-test-" + name + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
+  ScratchCleanup::instance().add(dir);
   return dir.string();
 }
 

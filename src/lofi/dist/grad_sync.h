@@ -27,6 +27,8 @@ class GradientSync {
   void before_backward(bool sync);
   // Call after the last backward: waits for every bucket and writes the averages into .grad.
   void after_backward();
+  // Buckets whose all-reduce has started in the current backward (tests observe the overlap).
+  size_t buckets_launched() const { return next_launch_; }
 
  private:
   struct Bucket;
