@@ -274,6 +274,28 @@ TEST(Dist, WorkersStartedByHandMeetAtRankZerosStore) {
   FAIL() << "port taken three times in a row";
 }
 
+// The real torchrun of the project's PyTorch: its agent hosts the store (TORCHELASTIC_USE_AGENT_STORE)
+// and lofi joins it; the baseline equals `lofi launch`'s bit for bit, and lo-fi nodes merge.
+TEST(Dist, RealTorchrunRunsTheBaselineAndLofi) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  const std::string python = LOFI_TEST_PYTHON;
+  const std::string torchrun = python.substr(0, python.rfind('/') + 1) + "torchrun";
+  ASSERT_TRUE(std::filesystem::exists(torchrun)) << torchrun;
+  auto launched = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/launched"));
+  ASSERT_EQ(launched.status, 0) << launched.output;
+  auto run_torchrun = [&](const std::string& run, const std::string& extra) {
+    return test::run_shell(torchrun + " --standalone --nproc-per-node 2 --no-python " + LOFI_BIN + " " +
+                           train_cmd(data, run, extra) + " 2>&1");
+  };
+  auto base = run_torchrun(dir + "/torchrun", "");
+  ASSERT_EQ(base.status, 0) << base.output;
+  EXPECT_EQ(max_abs_diff(dir + "/launched/node-00/final.safetensors", dir + "/torchrun/node-00/final.safetensors"), 0.0);
+  auto lofi = run_torchrun(dir + "/lofi", "--set dist.nodes=2");
+  ASSERT_EQ(lofi.status, 0) << lofi.output;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/lofi/merged.safetensors"));
+  EXPECT_EQ(last_metrics(dir + "/lofi/node-01")["bytes_between_nodes"].get<int64_t>(), 0);
+}
+
 TEST(Dist, LaunchFailsWithTheFirstWorkerError) {
   std::string dir = test::scratch_dir();
   auto r = run_lofi("launch --workers 2 -- train --set data.train=" + dir + "/missing.bin --set run.dir=" + dir + "/run");

@@ -88,6 +88,8 @@ CommandResult run_command(const std::string& command) {
 
 }  // namespace
 
+CommandResult run_shell(const std::string& command) { return run_command(command); }
+
 CommandResult run_lofi(const std::string& args, const std::string& env) {
   return run_command(env + " " + LOFI_BIN + " " + args + " 2>&1");
 }

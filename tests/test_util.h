@@ -24,6 +24,8 @@ struct CommandResult {
 // Runs `lofi ARGS` (a shell-quoted string) with ENV prefixed, capturing output.
 CommandResult run_lofi(const std::string& args, const std::string& env = "");
 
+// Runs the shell COMMAND, capturing its stdout (redirect stderr in COMMAND to capture it too).
+CommandResult run_shell(const std::string& command);
 // Runs the project environment's Python (transformers, timm, tokenizers, safetensors) on
 // fixtures/SCRIPT with ARGS (shell-quoted), capturing output: the golden checks against libraries
 // nobody here wrote.
