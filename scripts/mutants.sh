@@ -14,8 +14,11 @@ list="$root/tests/mutants.txt"
 
 # A copy of the tracked tree (what a clean clone holds), refreshed from the checkout each run.
 mkdir -p "$ws/tree"
-# (timestamps kept, so the scratch build only recompiles what changed since the last run)
-(cd "$root" && git ls-files -z | xargs -0 cp -p --parents -t "$ws/tree/")
+# Only files whose content differs are copied (with a new mtime), so the scratch build recompiles
+# exactly what changed since the last run.
+(cd "$root" && git ls-files -z | while IFS= read -r -d '' f; do
+  if ! cmp -s "$f" "$ws/tree/$f"; then mkdir -p "$ws/tree/$(dirname "$f")" && cp "$f" "$ws/tree/$f"; fi
+done)
 # The unmutated files are restored from this snapshot, so editing the checkout during a run is safe.
 rm -rf "$ws/orig" && cp -a "$ws/tree" "$ws/orig"
 venv="$(bash "$root/scripts/python-env.sh")"
