@@ -113,7 +113,7 @@ def token_source(a, device, B, T):
     if header.size >= 3 and header[0] == LLMC_MAGIC:
         dtype = np.uint16 if header[1] == 1 else np.uint32
         tokens = np.memmap(path, dtype=dtype, mode="r", offset=1024, shape=(int(header[2]),))
-    else:  # raw uint16, as lofi also reads
+    else:  # raw uint16, as lofi reads with data.format = "raw-u16"
         tokens = np.memmap(path, dtype=np.uint16, mode="r")
     if len(tokens) < T + 2:
         sys.exit(f"{path}: {len(tokens)} tokens, need at least {T + 2}")

@@ -17,12 +17,40 @@ TEST(TokenShards, ReadsLlmcAndRawFilesAsOneStream) {
   std::string dir = test::scratch_dir();
   write_token_shard(dir + "/a.bin", {1, 2, 3, 4});
   std::vector<uint16_t> raw{5, 6, 7};
-  std::ofstream(dir + "/b.raw", std::ios::binary).write(reinterpret_cast<const char*>(raw.data()), 6);
-  TokenShards shards({dir + "/a.bin", dir + "/b.raw"}, 10);
+  std::ofstream(dir + "/b.u16", std::ios::binary).write(reinterpret_cast<const char*>(raw.data()), 6);
+  TokenShards shards({dir + "/a.bin", dir + "/b.u16"}, 10);  // *.u16: raw by its name
   ASSERT_EQ(shards.size(), 7);
   std::vector<int64_t> out(5);
   shards.copy(2, 5, out.data());  // crosses the file boundary
   EXPECT_EQ(out, (std::vector<int64_t>{3, 4, 5, 6, 7}));
+}
+
+// Headerless ids are read only where the user says so: by data.format or the *.u16 name.
+TEST(TokenShards, RawIdsOnlyWhenDeclared) {
+  std::string dir = test::scratch_dir();
+  std::vector<uint16_t> raw{5, 6, 7, 8};
+  std::ofstream(dir + "/ids.bin", std::ios::binary).write(reinterpret_cast<const char*>(raw.data()), 8);
+  const std::string refused = test::error_of([&] { TokenShards({dir + "/ids.bin"}, 10); });
+  EXPECT_NE(refused.find("ids.bin: not an llm.c token file"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("data.format = \"raw-u16\""), std::string::npos) << refused;
+  EXPECT_NE(refused.find("lofi prepare"), std::string::npos) << refused;
+  EXPECT_NE(test::error_of([&] { TokenShards({dir + "/ids.bin"}, 10, "llm.c"); }).find("not an llm.c token file"), std::string::npos);
+  TokenShards declared({dir + "/ids.bin"}, 10, "raw-u16");
+  EXPECT_EQ(declared.size(), 4);
+  EXPECT_EQ(declared.token(3), 8);
+  // Declared raw, but it has llm.c's header: the declaration is wrong, not the file.
+  write_token_shard(dir + "/real.bin", {1, 2});
+  EXPECT_NE(test::error_of([&] { TokenShards({dir + "/real.bin"}, 10, "raw-u16"); }).find("starts with llm.c's header"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { TokenShards({dir + "/real.bin"}, 10, "bin"); }).find("data.format"), std::string::npos);
+}
+
+// Bytes past the count the header declares are a torn or concatenated file, not ignored.
+TEST(TokenShards, TrailingBytesAreAnError) {
+  std::string dir = test::scratch_dir();
+  write_token_shard(dir + "/a.bin", {1, 2, 3});
+  std::ofstream(dir + "/a.bin", std::ios::binary | std::ios::app) << "xy";
+  const std::string error = test::error_of([&] { TokenShards({dir + "/a.bin"}, 10); });
+  EXPECT_NE(error.find("a.bin: 2 bytes after the 3 tokens its header declares"), std::string::npos) << error;
 }
 
 TEST(TokenShards, WideIdsUseUint32) {
@@ -43,8 +71,8 @@ TEST(TokenShards, BadFilesAreNamed) {
   write_token_shard(dir + "/cut.bin", std::vector<uint32_t>(100, 1));
   std::filesystem::resize_file(dir + "/cut.bin", 1024 + 50);
   EXPECT_NE(test::error_of([&] { TokenShards({dir + "/cut.bin"}, 10); }).find("truncated"), std::string::npos);
-  std::ofstream(dir + "/odd.raw") << "abc";
-  EXPECT_NE(test::error_of([&] { TokenShards({dir + "/odd.raw"}, 1000); }).find("odd size"), std::string::npos);
+  std::ofstream(dir + "/odd.u16") << "abc";
+  EXPECT_NE(test::error_of([&] { TokenShards({dir + "/odd.u16"}, 1000); }).find("odd size"), std::string::npos);
 }
 
 TEST(Sampler, SameInputsSameWindows) {

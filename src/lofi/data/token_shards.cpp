@@ -15,8 +15,10 @@ constexpr size_t kHeaderBytes = 256 * sizeof(int32_t);
 
 }  // namespace
 
-TokenShards::TokenShards(const std::vector<std::string>& paths, int64_t vocab_size) {
+TokenShards::TokenShards(const std::vector<std::string>& paths, int64_t vocab_size, const std::string& format) {
   if (paths.empty()) fail("no token data given (set data.train)");
+  if (format != "auto" && format != "llm.c" && format != "raw-u16")
+    fail("data.format must be \"auto\", \"llm.c\" or \"raw-u16\", found \"", format, "\"");
   for (const auto& path : paths) {
     Shard s;
     s.map = std::make_unique<io::MappedFile>(path);
@@ -25,7 +27,12 @@ TokenShards::TokenShards(const std::vector<std::string>& paths, int64_t vocab_si
     if (size == 0) fail(path, ": token file is empty");
     int32_t magic = 0;
     if (size >= 4) std::memcpy(&magic, bytes, 4);
-    if (magic == kMagic) {
+    const std::string ext = kRawTokenExtension;
+    const bool raw_name = path.size() > ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0;
+    const bool raw = format == "raw-u16" || (format == "auto" && raw_name && magic != kMagic);
+    if (raw && magic == kMagic)
+      fail(path, ": data.format = \"raw-u16\", but the file starts with llm.c's header; set data.format = \"llm.c\" (or \"auto\")");
+    if (!raw && magic == kMagic) {
       if (size < kHeaderBytes) fail(path, ": truncated llm.c header (", size, " of ", kHeaderBytes, " bytes)");
       int32_t header[3];
       std::memcpy(header, bytes, sizeof(header));
@@ -35,12 +42,18 @@ TokenShards::TokenShards(const std::vector<std::string>& paths, int64_t vocab_si
       if (s.count <= 0) fail(path, ": llm.c header says ", s.count, " tokens");
       size_t need = kHeaderBytes + static_cast<size_t>(s.count) * static_cast<size_t>(s.width);
       if (size < need) fail(path, ": truncated: header says ", s.count, " tokens (", need, " bytes), file has ", size, " bytes");
+      if (size > need)
+        fail(path, ": ", size - need, " bytes after the ", s.count, " tokens its header declares (", need,
+             " bytes): a torn or concatenated file; write it again with `lofi prepare`");
       s.ids = bytes + kHeaderBytes;
-    } else {
+    } else if (raw) {
       if (size % 2 != 0) fail(path, ": raw uint16 token file has an odd size (", size, " bytes): truncated?");
       s.width = 2;
       s.count = static_cast<int64_t>(size / 2);
       s.ids = bytes;
+    } else {
+      fail(path, ": not an llm.c token file (no header with magic ", kMagic, "); if it holds headerless uint16 ids, ",
+           "set data.format = \"raw-u16\" or name it *", kRawTokenExtension, "; to tokenize text, use `lofi prepare`");
     }
     for (int64_t i = 0; i < s.count; ++i) {
       uint32_t id = 0;

@@ -1,5 +1,6 @@
-// Token shards: files of little-endian token ids, either raw uint16 or behind llm.c's header
-// (256 int32: magic 20240520, version 1 = uint16 ids / 2 = uint32 ids, token count). Files are
+// Token shards: files of little-endian token ids behind llm.c's header (256 int32: magic 20240520,
+// version 1 = uint16 ids / 2 = uint32 ids, token count), or headerless uint16 ids where the user
+// says so (data.format = "raw-u16", or a name ending in kRawTokenExtension). Files are
 // memory-mapped and read as one concatenated stream; every id is checked against the vocabulary
 // once, at open, so training never meets a bad id.
 #pragma once
@@ -13,10 +14,14 @@
 
 namespace lofi::data {
 
+// Files named *.u16 are headerless uint16 ids under data.format = "auto".
+inline constexpr const char* kRawTokenExtension = ".u16";
+
 class TokenShards {
  public:
-  // PATHS in stream order; ids must be < VOCAB_SIZE. Throws naming the file.
-  TokenShards(const std::vector<std::string>& paths, int64_t vocab_size);
+  // PATHS in stream order; ids must be < VOCAB_SIZE. FORMAT: "auto" (llm.c, or raw for *.u16),
+  // "llm.c" or "raw-u16". Throws naming the file.
+  TokenShards(const std::vector<std::string>& paths, int64_t vocab_size, const std::string& format = "auto");
 
   int64_t size() const { return total_; }  // tokens in all shards
   int64_t token(int64_t index) const;

@@ -28,7 +28,7 @@ LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPat
     fail("--seq-len ", settings_.seq_len, " is longer than the model's ", config.model.max_seq_len, " positions");
   if (datasets.empty()) fail("no evaluation data given (--data NAME=PATH)");
   for (const auto& d : datasets)
-    data_.push_back(std::make_unique<data::TokenShards>(data::split_paths(d.path), config.model.vocab_size));
+    data_.push_back(std::make_unique<data::TokenShards>(data::split_paths(d.path), config.model.vocab_size, config.data.format));
   train::ModelConfig shape = config.model;
   shape.init.clear();
   lm_ = train::make_model(shape, 0);

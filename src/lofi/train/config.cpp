@@ -37,6 +37,7 @@ std::vector<ConfigField> config_fields(Config& c) {
       {"data.train", &c.data.train},
       {"data.val", &c.data.val},
       {"data.seq_len", &c.data.seq_len},
+      {"data.format", &c.data.format},
       {"images.scale_min", &c.images.scale_min},
       {"images.hflip", &c.images.hflip},
       {"images.color_jitter", &c.images.color_jitter},
@@ -68,6 +69,8 @@ std::vector<ConfigField> config_fields(Config& c) {
       {"train.threads", &c.train.threads},
       {"train.device", &c.train.device},
       {"train.precision", &c.train.precision},
+      {"train.skip_nonfinite", &c.train.skip_nonfinite},
+      {"train.keep_checkpoints", &c.train.keep_checkpoints},
       {"dist.nodes", &c.dist.nodes},
       {"dist.node_id", &c.dist.node_id},
       {"dist.data_split", &c.dist.data_split},
@@ -75,6 +78,8 @@ std::vector<ConfigField> config_fields(Config& c) {
       {"dist.overlap", &c.dist.overlap},
       {"dist.bucket_mb", &c.dist.bucket_mb},
       {"dist.timeout_s", &c.dist.timeout_s},
+      {"dist.min_nodes", &c.dist.min_nodes},
+      {"dist.bind", &c.dist.bind},
   };
 }
 
@@ -211,6 +216,12 @@ void validate(const Config& c) {
   need(c.dist.node_id < 0 || c.dist.sync_every == 0,
        "dist.sync_every needs all nodes in one job; a dist.node_id job cannot reach the others");
   need(c.dist.timeout_s > 0, "dist.timeout_s must be > 0");
+  need(c.dist.min_nodes >= 0 && c.dist.min_nodes <= c.dist.nodes, "dist.min_nodes must be in [0, dist.nodes = ",
+       c.dist.nodes, "], found ", c.dist.min_nodes);
+  need(c.train.skip_nonfinite >= 0 && c.train.keep_checkpoints >= 0,
+       "train.skip_nonfinite and train.keep_checkpoints must be >= 0");
+  need(c.data.format == "auto" || c.data.format == "llm.c" || c.data.format == "raw-u16",
+       "data.format must be \"auto\", \"llm.c\" or \"raw-u16\", found \"", c.data.format, "\"");
   need(c.dist.bucket_mb > 0, "dist.bucket_mb must be > 0");
   need(c.train.batch_size % c.dist.nodes == 0, "train.batch_size (", c.train.batch_size,
        ") must be divisible by dist.nodes (", c.dist.nodes, "): each node uses batch_size / nodes");

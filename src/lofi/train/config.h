@@ -46,6 +46,8 @@ struct DataConfig {
   std::string train;                // token shard path(s), comma-separated; for "vit" an image folder
   std::string val;                  // held-out shard (or image folder) for periodic evaluation (optional)
   int64_t seq_len = 64;             // tokens per training window, <= model.max_seq_len
+  std::string format = "auto";      // token files: "auto" (llm.c header required, except raw files
+                                    // named *.u16), "llm.c", or "raw-u16" (headerless uint16 ids)
 };
 
 // Image input for arch = "vit": DeiT fine-tuning's augmentation and the loader (data/augment.h).
@@ -86,6 +88,9 @@ struct TrainConfig {
                                     // or "cuda:K" (every worker on GPU K: lo-fi nodes sharing a GPU)
   std::string precision = "fp32";   // "fp32" or "bf16" (autocast matmuls and attention to bf16; fp32
                                     // master weights, optimizer state and checkpoints)
+  int64_t skip_nonfinite = 0;       // a non-finite loss or gradient norm stops the node; up to N such
+                                    // steps are skipped first (no update) when N > 0
+  int64_t keep_checkpoints = 0;     // keep the newest K periodic checkpoints; 0: keep all
 };
 
 struct DistConfig {
@@ -97,7 +102,12 @@ struct DistConfig {
   bool overlap = true;              // all-reduce gradient buckets during backward (c10d::Reducer)
   double bucket_mb = 25;            // gradient bucket size for the overlapped all-reduce
   double timeout_s = 300;           // rendezvous and collective timeout, seconds; must also cover
-                                    // a node leader's periodic evaluation and checkpoint writes
+                                    // a node leader's periodic evaluation and checkpoint writes;
+                                    // a lo-fi node silent for this long is counted as failed
+  int64_t min_nodes = 0;            // a lo-fi job's merge needs this many finished nodes; 0: all
+  std::string bind = "";            // the rendezvous store's listening address (rank 0 hosting it):
+                                    // empty: MASTER_ADDR's interface; "0.0.0.0": every interface.
+                                    // The store has no authentication: expose it to trusted networks only
 };
 
 struct Config {

@@ -11,13 +11,13 @@ LmTask::LmTask(const Config& config, const dist::Topology& topo, uint64_t init_s
     : seq_len_(config.data.seq_len),
       eval_batches_(config.train.eval_batches),
       precision_(config.train.precision),
-      tokens_(data::split_paths(config.data.train), config.model.vocab_size),
+      tokens_(data::split_paths(config.data.train), config.model.vocab_size, config.data.format),
       sampler_(data::node_token_range(tokens_.size(), topo.nodes, topo.node, config.dist.data_split), seq_len_ + 1,
                static_cast<uint64_t>(config.train.seed), topo.node),
       model_(make_model(config.model, init_seed)) {
   if (config.train.eval_every > 0) {
     if (config.data.val.empty()) fail("config: train.eval_every > 0 needs data.val");
-    val_ = std::make_unique<data::TokenShards>(data::split_paths(config.data.val), config.model.vocab_size);
+    val_ = std::make_unique<data::TokenShards>(data::split_paths(config.data.val), config.model.vocab_size, config.data.format);
   }
 }
 
