@@ -7,20 +7,22 @@
 
 #include <thread>
 
-#include "lofi/dist/launcher.h"
+#include "lofi/dist/store.h"
 
 namespace lofi::dist {
 namespace {
 
 TEST(DistGradSync, BucketsLaunchDuringBackwardAndHoldTheMean) {
-  auto store = host_rendezvous_store(0);
+  auto store = host_store("127.0.0.1", 0, 30, "test");
   const int port = store_port(store);
   std::vector<torch::Tensor> grads[2];
   size_t launched_before_last_gradient[2] = {0, 0}, buckets[2] = {0, 0};
   auto worker = [&](int rank) {
     WorkerEnv env;
     env.rank = rank, env.world_size = 2, env.master_port = port, env.agent_store = true;
-    Comm comm(env, make_topology(env, 1, -1), 30, false);
+    CommOptions options;
+    options.timeout_s = 30;
+    Comm comm(env, make_topology(env, 1, -1), options);
     torch::manual_seed(0);  // the same replica on both workers
     torch::nn::Sequential net(torch::nn::Linear(8, 8), torch::nn::Linear(8, 8), torch::nn::Linear(8, 1));
     std::vector<torch::Tensor> params;

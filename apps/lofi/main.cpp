@@ -43,8 +43,8 @@ std::string version_text() {
   return out;
 }
 
-int cmd_train(const std::string& config_path, const std::vector<std::string>& sets, bool resume, bool print_only,
-              bool quiet) {
+int cmd_train(const std::string& config_path, const std::vector<std::string>& sets, const train::StartOptions& start,
+              bool print_only, bool quiet) {
   train::Config config = train::load_config(config_path, sets);
   if (print_only) {
     std::cout << train::to_toml(config);
@@ -52,7 +52,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& se
   }
   dist::WorkerEnv env = dist::worker_env_from_environment();
   if (env.rank == 0 && !quiet) std::cout << "# resolved config\n" << train::to_toml(config) << std::flush;
-  train::TrainSummary s = train::run_training(config, env, resume);
+  train::TrainSummary s = train::run_training(config, env, start);
   if (env.rank == 0)
     std::printf("done: node %lld, %lld steps in %.1f s, final loss %.4f, bytes sent %lld (between nodes %lld)\n",
                 static_cast<long long>(s.node), static_cast<long long>(s.steps), s.seconds, s.final_loss,
@@ -161,12 +161,13 @@ int cmd_eval(const EvalArgs& a) {
   return 0;
 }
 
-int cmd_soup(const std::vector<std::string>& candidates, const EvalArgs& a, const std::string& out) {
+int cmd_soup(const std::vector<std::string>& candidates, const EvalArgs& a, const std::string& out, bool allow_nonfinite) {
   const eval::ScorerInputs in = scorer_inputs(a);
   if (in.data.size() != 1) fail("soup: give exactly one held-out --data NAME=PATH");
   eval::WeightsScorer scorer = eval::make_weights_scorer(eval_config(candidates.at(0), a.config, a.sets), candidates.at(0), in);
   const std::string metric = "loss/" + in.data[0].name;
-  merge::SoupResult soup = merge::greedy_soup(candidates, [&](const io::NamedTensors& w) { return scorer(w).at(metric); });
+  merge::SoupResult soup =
+      merge::greedy_soup(candidates, [&](const io::NamedTensors& w) { return scorer(w).at(metric); }, allow_nonfinite);
   eval::ResultsTable table({"candidate", "held-out loss alone", "soup loss with it", "kept"});
   for (const auto& s : soup.steps)
     table.add_row({s.candidate, eval::format_fixed(s.alone, 4), eval::format_fixed(s.with, 4), s.kept ? "yes" : "no"},
@@ -249,10 +250,15 @@ int main(int argc, char** argv) {
   auto* train = app.add_subcommand("train", "Train or fine-tune (one worker; run it under `lofi launch`, torchrun or srun)");
   std::string config_path;
   std::vector<std::string> sets;
-  bool resume = false, print_config = false, quiet = false;
+  bool resume = false, resume_changed = false, overwrite = false, print_config = false, quiet = false;
   train->add_option("--config,-c", config_path, "TOML config file")->check(CLI::ExistingFile);
   train->add_option("--set", sets, "override a config key: section.key=value (repeatable)");
-  train->add_flag("--resume", resume, "continue from the newest checkpoint in each node's ckpt/");
+  auto* resume_flag = train->add_flag("--resume", resume, "continue from the newest checkpoint that verifies in each node's ckpt/");
+  auto* changed_flag = train->add_flag("--resume-changed", resume_changed,
+                                       "resume although settings that change the trajectory differ from the checkpoint's");
+  train->add_flag("--overwrite", overwrite, "start over in a run directory that holds a run (deletes its checkpoints and finals)")
+      ->excludes(resume_flag)
+      ->excludes(changed_flag);
   train->add_flag("--print-config", print_config, "print the resolved config and exit");
   train->add_flag("--quiet", quiet, "do not echo the resolved config (it is still written to the run directory)");
 
@@ -276,6 +282,7 @@ int main(int argc, char** argv) {
                       "merge whichever inputs exist and verify, naming the others; fail under this many");
   average->add_option("--threads", avg.threads, "threads (default: all cores)");
   average->add_flag("--no-checksums{false}", avg.checksums, "skip the inputs' XXH3 checksums in the provenance (saves a read)");
+  average->add_flag("--allow-nonfinite", avg.allow_nonfinite, "average inputs holding NaN or Inf (refused by default)");
 
   // Evaluation flags shared by eval, soup and interpolate.
   EvalArgs ev;
@@ -303,6 +310,8 @@ int main(int argc, char** argv) {
   std::string soup_out;
   soup->add_option("candidates", soup_candidates, "checkpoints")->required()->check(CLI::ExistingFile);
   soup->add_option("--out,-o", soup_out, "write the soup here");
+  bool soup_allow_nonfinite = false;
+  soup->add_flag("--allow-nonfinite", soup_allow_nonfinite, "consider candidates holding NaN or Inf (refused by default)");
   add_eval_flags(soup);
 
   auto* interpolate = app.add_subcommand("interpolate", "Loss along the line between two checkpoints, and the barrier height");
@@ -327,6 +336,7 @@ int main(int argc, char** argv) {
   export_cmd->add_option("out", export_out, "new output directory")->required();
   export_cmd->add_option("--dtype", export_opt.dtype, "F32 (default), F16 or BF16");
   export_cmd->add_option("--shard-size", export_opt.shard_bytes, "write shards of at most this many bytes + model.safetensors.index.json");
+  export_cmd->add_flag("--allow-nonfinite", export_opt.allow_nonfinite, "export weights holding NaN or Inf (refused by default)");
 
   auto* inspect = app.add_subcommand("inspect", "List a checkpoint's tensors, shapes, dtypes and metadata");
   std::string inspect_path;
@@ -368,7 +378,14 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
-    if (*train) return cmd_train(config_path, sets, resume, print_config, quiet);
+    if (*train) {
+      train::StartOptions start;
+      start.mode = resume || resume_changed ? train::StartMode::resume
+                   : overwrite             ? train::StartMode::overwrite
+                                           : train::StartMode::fresh;
+      start.allow_changed = resume_changed;
+      return cmd_train(config_path, sets, start, print_config, quiet);
+    }
     if (*launch) {
       launch_opt.args = launch_args;
       return dist::launch_workers(launch_opt);
@@ -380,7 +397,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*eval_cmd) return cmd_eval(ev);
-    if (*soup) return cmd_soup(soup_candidates, ev, soup_out);
+    if (*soup) return cmd_soup(soup_candidates, ev, soup_out, soup_allow_nonfinite);
     if (*interpolate) return cmd_interpolate(interp_a, interp_b, interp_points, ev);
     if (*inspect) return cmd_inspect(inspect_path);
     if (*export_cmd) {

@@ -17,7 +17,7 @@ double launch_training(const train::Config& config, const std::string& out, cons
   io::write_file_atomic(path, train::to_toml(config));
   dist::LaunchOptions launch;
   launch.workers = workers;
-  launch.args = {"train", "--quiet", "--config", path};
+  launch.args = {"train", "--quiet", "--overwrite", "--config", path};  // the demo owns its runs
   auto t0 = std::chrono::steady_clock::now();
   int status = dist::launch_workers(launch);
   if (status != 0) fail("demo: the ", name, " run failed (exit status ", status, ")");

@@ -2,10 +2,15 @@
 
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 
+#include "lofi/dist/check_in.h"
 #include "lofi/dist/process_groups.h"
+#include "lofi/dist/store.h"
 #include "lofi/error.h"
 
 namespace lofi::dist {
@@ -13,6 +18,25 @@ namespace {
 
 // A ring all-reduce sends 2 (n - 1) / n of the buffer from every rank.
 int64_t ring_bytes(int64_t bytes, int64_t n) { return 2 * (n - 1) * bytes / n; }
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string format_seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f s", s);
+  return buf;
+}
+
+std::vector<uint8_t> to_bytes(const std::string& s) { return {s.begin(), s.end()}; }
+std::string from_bytes(const std::vector<uint8_t>& b) { return {b.begin(), b.end()}; }
+
+std::string join(const std::vector<std::string>& parts, const std::string& sep) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : sep) + p;
+  return out;
+}
 
 std::chrono::milliseconds to_ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
@@ -38,32 +62,79 @@ Topology make_topology(const WorkerEnv& env, int64_t nodes, int64_t node_id) {
   return t;
 }
 
-Comm::Comm(const WorkerEnv& env, const Topology& topo, double timeout_s, bool world_group, const torch::Device& device)
-    : env_(env), topo_(topo), timeout_s_(timeout_s), device_(device) {
+Comm::Comm(const WorkerEnv& env, const Topology& topo, const CommOptions& options)
+    : env_(env), topo_(topo), timeout_s_(options.timeout_s), device_(options.device) {
+  attempt_ = cat(host_name(), "-", ::getpid(), "-", std::chrono::system_clock::now().time_since_epoch().count());
   if (env.world_size == 1) return;
+  const double timeout_s = options.timeout_s;
   const std::string where = cat(env.master_addr, ":", env.master_port);
+  const auto t0 = std::chrono::steady_clock::now();
+  // Rank 0 hosts the store unless the launcher does (lofi launch, torchrun's agent).
+  if (env.rank == 0 && !env.agent_store) {
+    store_ = host_store(options.bind.empty() ? env.master_addr : options.bind, env.master_port, timeout_s,
+                        options.bind.empty() ? "rank 0 (MASTER_ADDR)" : "dist.bind");
+  } else {
+    try {
+      store_ = join_store(env.master_addr, env.master_port, timeout_s);
+    } catch (const std::exception&) {
+      fail("rendezvous: rank ", env.rank, " found no store at ", where, " after ", format_seconds(since(t0)),
+           " (dist.timeout_s = ", timeout_s, "): ", env.agent_store ? "the launcher" : "rank 0",
+           " that hosts it never came up; start it, or check MASTER_ADDR and MASTER_PORT");
+    }
+  }
+  check_in(options);
   try {
-    c10d::TCPStoreOptions options;
-    options.port = static_cast<uint16_t>(env.master_port);
-    // Rank 0 hosts the store unless the launcher does (lofi launch, torchrun's agent).
-    options.isServer = env.rank == 0 && !env.agent_store;
-    options.numWorkers = env.world_size;
-    options.waitWorkers = true;  // every client checks in; a hosting rank 0 waits for all of them
-    options.timeout = to_ms(timeout_s);
-    store_ = c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
     // Every node's group lives behind its own prefix: no key, and no connection, is shared.
     const std::string node_prefix = cat("node-", topo.node);
     const int node_rank = static_cast<int>(topo.node_rank), node_size = static_cast<int>(topo.node_size);
     if (topo.node_size > 1)
-      node_group_ = device.is_cuda() ? make_nccl_group(store_, node_prefix, node_rank, node_size, timeout_s, device.index())
-                                     : make_gloo_group(store_, node_prefix, node_rank, node_size, timeout_s);
-    if (world_group && topo.whole_job)
+      node_group_ = device_.is_cuda() ? make_nccl_group(store_, node_prefix, node_rank, node_size, timeout_s, device_.index())
+                                      : make_gloo_group(store_, node_prefix, node_rank, node_size, timeout_s);
+    if (options.world_group && topo.whole_job)
       world_group_ = make_gloo_group(store_, "world", env.rank, env.world_size, timeout_s);
   } catch (const std::exception& e) {
     std::string what = e.what();
     what = what.substr(0, what.find('\n'));
     fail("rendezvous of ", env.world_size, " workers at ", where, " failed within dist.timeout_s = ", timeout_s,
          " s (rank ", env.rank, "): ", what);
+  }
+}
+
+void Comm::check_in(const CommOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  CheckIn me;
+  me.rank = env_.rank;
+  me.node = topo_.node;
+  me.nodes = topo_.nodes;
+  me.node_size = topo_.node_size;
+  me.independent = topo_.whole_job && topo_.nodes > 1 && !options.world_group;
+  me.node_dir = options.node_dir;
+  me.timeout_s = options.timeout_s;
+  me.pid = ::getpid();
+  me.host = host_name();
+  std::vector<std::string> keys;
+  for (int r = 0; r < env_.world_size; ++r) keys.push_back(check_in_key(r));
+  const std::string where = cat(env_.master_addr, ":", env_.master_port);
+  try {
+    if (env_.rank == 0) store_->set("lofi/attempt", to_bytes(attempt_));
+    write_check_in(*store_, me);
+    store_->wait(keys, to_ms(timeout_s_));
+    attempt_ = from_bytes(store_->get("lofi/attempt"));
+  } catch (const std::exception& e) {
+    std::vector<std::string> missing;
+    try {
+      for (int r = 0; r < env_.world_size; ++r)
+        if (!store_->check({check_in_key(r)})) missing.push_back(std::to_string(r));
+    } catch (const std::exception&) {
+      fail("rendezvous: the store at ", where, " went away while rank ", env_.rank, " waited for the others");
+    }
+    if (missing.empty()) {
+      std::string what = e.what();
+      fail("rendezvous at ", where, " failed (rank ", env_.rank, "): ", what.substr(0, what.find('\n')));
+    }
+    fail("rendezvous: rank", missing.size() > 1 ? "s " : " ", join(missing, ", "), " of ", env_.world_size,
+         " never joined the store at ", where, "; rank ", env_.rank, " waited ", format_seconds(since(t0)),
+         " (dist.timeout_s = ", timeout_s_, "); start every worker, or check WORLD_SIZE");
   }
 }
 
@@ -129,22 +200,6 @@ int64_t Comm::agree_min(const std::string& key, int64_t value) {
     fail("workers did not agree on ", key, " within dist.timeout_s: ", what.substr(0, what.find('\n')));
   }
   return result;
-}
-
-void Comm::announce_node_done() {
-  if (store_ && topo_.whole_job) store_->set(cat("done/node-", topo_.node), std::vector<uint8_t>{1});
-}
-
-void Comm::wait_all_nodes_done(double timeout_s) {
-  if (!store_ || !topo_.whole_job) return;
-  std::vector<std::string> keys;
-  for (int64_t k = 0; k < topo_.nodes; ++k) keys.push_back(cat("done/node-", k));
-  try {
-    store_->wait(keys, to_ms(timeout_s));
-  } catch (const std::exception& e) {
-    fail("waited ", timeout_s, " s for every node to write its final weights; some did not (", 
-         std::string(e.what()).substr(0, std::string(e.what()).find('\n')), ")");
-  }
 }
 
 }  // namespace lofi::dist

@@ -34,14 +34,27 @@ struct Topology {
 // split into equal nodes.
 Topology make_topology(const WorkerEnv& env, int64_t nodes, int64_t node_id);
 
+struct CommOptions {
+  double timeout_s = 300;            // rendezvous and collectives (dist.timeout_s)
+  bool world_group = false;          // nodes meet during training (dist.sync_every > 0)
+  torch::Device device = torch::kCPU;  // where this worker's tensors live
+  std::string bind;                  // where a hosting rank 0 listens (dist.bind); empty: MASTER_ADDR
+  std::string node_dir;              // this node's directory, told to the launcher with the node
+};
+
 class Comm {
  public:
-  // Rendezvous (when the world has more than one worker) and group creation; WORLD_GROUP also
-  // creates the world-wide group. DEVICE is where this worker's tensors live. Times out after
-  // TIMEOUT_S with a message naming the address.
-  Comm(const WorkerEnv& env, const Topology& topo, double timeout_s, bool world_group,
-       const torch::Device& device = torch::kCPU);
+  // Rendezvous (when the world has more than one worker): every rank checks in to the store, and
+  // all wait until every rank has, or fail after dist.timeout_s naming the ranks that never came.
+  // Then the node's group (and the world group, if asked). Each rank's check-in says its node,
+  // whether nodes are independent (lo-fi without sync) and its node directory, for a launcher
+  // hosting the store (it ends a failed node alone; dist/launcher.h).
+  Comm(const WorkerEnv& env, const Topology& topo, const CommOptions& options);
   ~Comm();
+
+  // One id shared by every worker of this start of the job (from rank 0), so files of an earlier
+  // attempt in the run directory are told apart from this one's.
+  const std::string& attempt() const { return attempt_; }
 
   const Topology& topology() const { return topo_; }
   const WorkerEnv& env() const { return env_; }
@@ -50,11 +63,6 @@ class Comm {
   void node_mean(const std::vector<torch::Tensor>& tensors);
   // In-place mean over every worker of the job (needs the world group).
   void world_mean(const std::vector<torch::Tensor>& tensors);
-
-  // Announces that this node's final weights are written; node_rank 0 calls it.
-  void announce_node_done();
-  // Rank 0 of a whole job: waits until every node announced (TIMEOUT_S from the call).
-  void wait_all_nodes_done(double timeout_s);
 
   // The minimum of VALUE over every worker of the job, agreed through the rendezvous store
   // under KEY (lone workers and dist.node_id jobs: over this job's workers).
@@ -78,10 +86,13 @@ class Comm {
   void mean(c10d::Backend& group, int64_t group_size, const std::vector<torch::Tensor>& tensors,
             int64_t& byte_counter);
 
+  void check_in(const CommOptions& options);
+
   WorkerEnv env_;
   Topology topo_;
   double timeout_s_;
   torch::Device device_;
+  std::string attempt_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::Backend> node_group_, world_group_;
   int64_t bytes_within_node_ = 0, bytes_between_nodes_ = 0;

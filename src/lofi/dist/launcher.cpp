@@ -9,13 +9,19 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <thread>
 
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
-
+#include "lofi/dist/check_in.h"
+#include "lofi/dist/node_status.h"
+#include "lofi/dist/store.h"
 #include "lofi/error.h"
+#include "lofi/io/safetensors.h"
 
 extern char** environ;
 
@@ -54,31 +60,45 @@ void flush_lines(Worker& w, int rank, bool prefix, bool final) {
   std::cout.flush();
 }
 
-}  // namespace
+struct NodeFailure {
+  int64_t node;
+  int rank;             // the worker whose end ended the node
+  std::string how;      // "was killed by signal 9", ...
+  std::string node_dir;
+};
 
-c10::intrusive_ptr<c10d::Store> host_rendezvous_store(int port) {
-  c10d::TCPStoreOptions options;
-  options.port = static_cast<uint16_t>(port);  // 0: the kernel picks a free one, no race with others
-  options.isServer = true;
-  options.waitWorkers = false;  // the workers' process groups wait for each other
-  try {
-    return c10::make_intrusive<c10d::TCPStore>("127.0.0.1", options);
-  } catch (const std::exception& e) {
-    std::string what = e.what();
-    fail("launch: cannot host the rendezvous store on 127.0.0.1:", port, ": ", what.substr(0, what.find('\n')));
+// The launcher's last line after nodes failed: which, at which step, and the survivors' merge
+// (RUN/merged.safetensors written during this launch, with the nodes its metadata names).
+std::string failure_summary(const std::vector<NodeFailure>& failures, std::filesystem::file_time_type began) {
+  std::string out = "launch: ";
+  std::vector<int64_t> nodes;
+  for (const auto& f : failures) {
+    const auto s = read_node_status(f.node_dir);
+    out += cat(nodes.empty() ? "" : "; ", "node ", f.node, " failed (rank ", f.rank, " ", f.how,
+               s ? cat(", last step ", s->step, "/", s->steps) : std::string(), ")");
+    nodes.push_back(f.node);
   }
+  const std::string merged = (std::filesystem::path(failures.front().node_dir).parent_path() / "merged.safetensors").string();
+  std::error_code ec;
+  if (std::filesystem::exists(merged, ec) && std::filesystem::last_write_time(merged, ec) >= began) {
+    const io::SafetensorsFile file(merged);
+    auto it = file.metadata().find("lofi.merged_nodes");
+    out += cat("; the surviving nodes", it != file.metadata().end() ? " (" + it->second + ")" : std::string(),
+               " are merged in ", merged);
+  } else {
+    out += "; no merge of the surviving nodes was written (see the messages above)";
+  }
+  return out;
 }
 
-int store_port(const c10::intrusive_ptr<c10d::Store>& store) {
-  return static_cast<c10d::TCPStore&>(*store).getPort();
-}
+}  // namespace
 
 int launch_workers(const LaunchOptions& opt) {
   if (opt.workers < 1) fail("launch: --workers must be >= 1, found ", opt.workers);
   const std::string program = opt.program.empty() ? self_exe() : opt.program;
   // The launcher hosts the rendezvous store, as torchrun's agent does (TORCHELASTIC_USE_AGENT_STORE):
   // it binds before any worker starts, and outlives every worker, rank 0 included.
-  c10::intrusive_ptr<c10d::Store> store = host_rendezvous_store(opt.master_port);
+  c10::intrusive_ptr<c10d::Store> store = host_store("127.0.0.1", opt.master_port, 3600, "launch --master-port");
   const int port = store_port(store);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = opt.threads > 0 ? opt.threads : std::max(1, cores / opt.workers);
@@ -93,6 +113,7 @@ int launch_workers(const LaunchOptions& opt) {
   };
   g_signal = 0;
   const pid_t launcher_pid = ::getpid();
+  const auto launch_began = std::filesystem::file_time_type::clock::now();
 
   // Each child's argv and environment are built here: the store's server thread runs, so a child
   // may only make async-signal-safe calls between fork and exec (no malloc, no setenv).
@@ -159,10 +180,35 @@ int launch_workers(const LaunchOptions& opt) {
 
   int result = 0;
   bool stopping = false;
+  auto signal_worker = [](Worker& w, int sig) {
+    ::kill(w.pid, sig);
+    if (sig != SIGKILL) ::kill(w.pid, SIGCONT);  // a stopped worker must run to take the signal
+  };
   auto stop_all = [&](int sig) {
     for (auto& w : workers)
-      if (w.running) ::kill(w.pid, sig);
+      if (w.running) signal_worker(w, sig);
   };
+  // Nodes that failed alone, in the order they failed; their workers' later exits are theirs.
+  std::vector<NodeFailure> failures;
+  std::map<int64_t, std::chrono::steady_clock::time_point> kill_after;  // node -> SIGKILL deadline
+  auto failed_node = [&](int64_t node) {
+    return std::any_of(failures.begin(), failures.end(), [&](const NodeFailure& f) { return f.node == node; });
+  };
+  std::vector<std::optional<CheckIn>> check_ins(workers.size());
+  auto check_in_of = [&](size_t rank) -> const std::optional<CheckIn>& {
+    if (!check_ins[rank]) check_ins[rank] = read_check_in(*store, static_cast<int>(rank));
+    return check_ins[rank];
+  };
+  // Ends node NODE's workers alone: SIGTERM now, SIGKILL for any still there after a grace period.
+  auto end_node = [&](const CheckIn& c, int rank, const std::string& how) {
+    failures.push_back({c.node, rank, how, c.node_dir});
+    std::cerr << "launch: node " << c.node << " failed: rank " << rank << " " << how
+              << "; stopping node " << c.node << "'s workers, the other nodes train on" << std::endl;
+    for (int64_t r = c.node * c.node_size; r < (c.node + 1) * c.node_size; ++r)
+      if (workers[static_cast<size_t>(r)].running) signal_worker(workers[static_cast<size_t>(r)], SIGTERM);
+    kill_after[c.node] = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  };
+  auto last_watch = std::chrono::steady_clock::now();
   size_t open_pipes = workers.size();
   while (open_pipes > 0 || std::any_of(workers.begin(), workers.end(), [](const Worker& w) { return w.running; })) {
     if (g_signal) {
@@ -198,23 +244,47 @@ int launch_workers(const LaunchOptions& opt) {
         }
       }
     }
-    for (auto& w : workers) {
+    for (size_t rank = 0; rank < workers.size(); ++rank) {
+      Worker& w = workers[rank];
       if (!w.running) continue;
       int status = 0;
-      if (::waitpid(w.pid, &status, WNOHANG) == w.pid) {
-        w.running = false;
-        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        if (code != 0 && result == 0) {
-          result = code;
-          std::cerr << "launch: rank " << (&w - workers.data()) << " exited with status " << code
-                    << (stopping ? "" : "; stopping the other workers") << std::endl;
-          if (!stopping) {
-            stopping = true;
-            stop_all(SIGTERM);
-          }
-        }
+      if (::waitpid(w.pid, &status, WNOHANG) != w.pid) continue;
+      w.running = false;
+      const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      if (code == 0 || stopping) continue;
+      const std::optional<CheckIn>& c = check_in_of(rank);
+      if (c && failed_node(c->node)) continue;  // a worker of a node already ended
+      const std::string how = WIFEXITED(status) ? cat("exited with status ", code) : cat("was killed by signal ", WTERMSIG(status));
+      if (c && c->independent) {
+        end_node(*c, static_cast<int>(rank), how);
+        continue;
+      }
+      result = code;
+      stopping = true;
+      std::cerr << "launch: rank " << rank << " " << how << "; stopping the other workers" << std::endl;
+      stop_all(SIGTERM);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& [node, deadline] : kill_after)
+      if (now > deadline)
+        for (size_t rank = 0; rank < workers.size(); ++rank)
+          if (workers[rank].running && check_in_of(rank) && check_in_of(rank)->node == node) signal_worker(workers[rank], SIGKILL);
+    // A node of an independent job whose heartbeat stopped (a hung worker) is ended like a dead one.
+    if (!stopping && now - last_watch > std::chrono::seconds(1)) {
+      last_watch = now;
+      for (size_t rank = 0; rank < workers.size(); ++rank) {
+        const std::optional<CheckIn>& c = workers[rank].running ? check_in_of(rank) : std::nullopt;
+        if (!c || !c->independent || failed_node(c->node) || c->rank != c->node * c->node_size) continue;
+        const auto s = read_node_status(c->node_dir);
+        if (!s || s->state != "training" || wall_seconds() - s->updated <= c->timeout_s) continue;
+        end_node(*c, static_cast<int>(rank), cat("sent no heartbeat for ", static_cast<int64_t>(wall_seconds() - s->updated),
+                                                 " s (dist.timeout_s = ", c->timeout_s, ")"));
       }
     }
+  }
+  if (!failures.empty()) {
+    if (result == 0) result = 1;
+    std::cerr << failure_summary(failures, launch_began) << std::endl;
   }
   restore_signals();
   return result;

@@ -1,11 +1,13 @@
 // `lofi launch`: starts K local workers with torchrun's environment contract (RANK, WORLD_SIZE,
 // LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT, and, as torchrun's agent, a rendezvous
-// store it hosts itself: TORCHELASTIC_USE_AGENT_STORE) plus LOFI_THREADS = cores / K, prefixes
-// each worker's output with its rank, forwards SIGINT/SIGTERM, and fails with the first non-zero
-// exit (stopping the others). Hand-written: it is process supervision, which no library here does.
+// store it hosts itself on 127.0.0.1: TORCHELASTIC_USE_AGENT_STORE) plus LOFI_THREADS = cores / K,
+// prefixes each worker's output with its rank, and forwards SIGINT/SIGTERM.
+// The failure domain is the node: in a lo-fi job whose nodes never meet (their check-ins say so,
+// dist/check_in.h), a worker that exits non-zero, or a node silent past dist.timeout_s, ends that
+// node's workers only; the other nodes train on and merge. Anything else (the baseline, nodes that
+// sync, a worker that fails before checking in) stops every worker at the first failure.
+// Hand-written: it is process supervision, which no library here does.
 #pragma once
-#include <torch/csrc/distributed/c10d/Store.hpp>
-
 #include <string>
 #include <vector>
 
@@ -20,13 +22,9 @@ struct LaunchOptions {
   bool prefix_output = true;     // "[rank k] " before each line
 };
 
-// Runs the workers to completion; returns 0, or the first non-zero exit status.
+// Runs the workers to completion; returns 0, or the first failure's exit status (a node's failure
+// included, after the surviving nodes finished), ending with a line naming the failed nodes and
+// the survivors' merge.
 int launch_workers(const LaunchOptions& options);
-
-// A TCPStore server on 127.0.0.1:PORT (0: a free port the kernel picks), as torchrun's agent hosts
-// one for its workers (they join it with TORCHELASTIC_USE_AGENT_STORE=True); store_port() tells
-// which port it got.
-c10::intrusive_ptr<c10d::Store> host_rendezvous_store(int port);
-int store_port(const c10::intrusive_ptr<c10d::Store>& store);
 
 }  // namespace lofi::dist

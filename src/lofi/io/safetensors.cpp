@@ -86,20 +86,42 @@ void SafetensorsFile::read_range(const TensorEntry& entry, int64_t first, int64_
   map_.read(layout_.data_start + entry.begin + static_cast<size_t>(first) * elem, static_cast<size_t>(count) * elem, dst);
 }
 
-std::string SafetensorsFile::checksum() const {
+namespace {
+
+std::string hex64(uint64_t h) {
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
+}  // namespace
+
+std::string SafetensorsFile::checksum() const { return hash_range(0); }
+
+std::string SafetensorsFile::data_checksum() const { return hash_range(layout_.data_start); }
+
+void SafetensorsFile::verify_data_checksum() const {
+  auto it = metadata().find(kDataChecksumKey);
+  if (it == metadata().end()) return;
+  const std::string actual = data_checksum();
+  if (actual != it->second)
+    fail(path(), ": its data hashes to ", actual, " but its header recorded ", it->second,
+         " (", kDataChecksumKey, "): the file is damaged");
+}
+
+std::string SafetensorsFile::hash_range(size_t begin) const {
   constexpr size_t kBlock = 8u << 20;
   std::vector<uint8_t> block(kBlock);
   XXH3_state_t* state = XXH3_createState();
   XXH3_64bits_reset(state);
-  for (size_t at = 0; at < map_.size(); at += kBlock) {
+  for (size_t at = begin; at < map_.size(); at += kBlock) {
     size_t n = std::min(kBlock, map_.size() - at);
     map_.read(at, n, block.data());
     XXH3_64bits_update(state, block.data(), n);
   }
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(XXH3_64bits_digest(state)));
+  const uint64_t digest = XXH3_64bits_digest(state);
   XXH3_freeState(state);
-  return hex;
+  return hex64(digest);
 }
 
 NamedTensors SafetensorsFile::load_all() const {
@@ -164,12 +186,23 @@ void SafetensorsWriter::commit() {
   file_->commit();
 }
 
-void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata) {
+void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata, bool checksum) {
   std::vector<TensorEntry> layout;
-  for (const auto& [name, t] : tensors)
+  std::vector<torch::Tensor> host;  // contiguous CPU copies, hashed and written
+  for (const auto& [name, t] : tensors) {
     layout.push_back({name, dtype_to_safetensors(t.scalar_type()), t.sizes().vec(), 0, 0});
-  SafetensorsWriter writer(path, layout, metadata);
-  for (const auto& [name, t] : tensors) writer.write(t);
+    host.push_back(t.detach().to(torch::kCPU).contiguous());
+  }
+  Metadata meta = metadata;
+  if (checksum) {
+    XXH3_state_t* state = XXH3_createState();
+    XXH3_64bits_reset(state);
+    for (const auto& t : host) XXH3_64bits_update(state, t.data_ptr(), t.numel() * t.element_size());
+    meta[kDataChecksumKey] = hex64(XXH3_64bits_digest(state));
+    XXH3_freeState(state);
+  }
+  SafetensorsWriter writer(path, layout, meta);
+  for (const auto& t : host) writer.write(t);
   writer.commit();
 }
 

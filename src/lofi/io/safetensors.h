@@ -46,8 +46,13 @@ class SafetensorsFile {
   // The whole file's XXH3-64 checksum as 16 hex digits (libxxhash; `xxhsum -H3 FILE` prints the
   // same), read in blocks.
   std::string checksum() const;
+  // The XXH3-64 of the data section alone (the bytes after the header), as 16 hex digits.
+  std::string data_checksum() const;
+  // When the metadata carries kDataChecksumKey, throws naming the file unless the data matches it.
+  void verify_data_checksum() const;
 
  private:
+  std::string hash_range(size_t begin) const;
   torch::Dtype dtype_of(const TensorEntry& entry) const;  // throws naming the file and tensor
 
   MappedFile map_;
@@ -73,9 +78,13 @@ class SafetensorsWriter {
   std::unique_ptr<AtomicFile> file_;
 };
 
-// Writes TENSORS (contiguous copies are made as needed) atomically to PATH.
+// The metadata key of a file's data checksum (SafetensorsFile::data_checksum()).
+inline constexpr const char* kDataChecksumKey = "lofi.data_xxh3";
+
+// Writes TENSORS (contiguous copies are made as needed) atomically to PATH; CHECKSUM adds the
+// data's XXH3 to the metadata (kDataChecksumKey), so a reader can tell a damaged file.
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const Metadata& metadata = {});
+                      const Metadata& metadata = {}, bool checksum = false);
 
 // The LibTorch dtype of a safetensors dtype name; SOURCE (file, tensor or flag) names it in errors.
 torch::Dtype dtype_from_safetensors(const std::string& name, const std::string& source);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "lofi/error.h"
+#include "lofi/merge/nonfinite.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/io/safetensors_set.h"
@@ -225,6 +226,7 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
         nlohmann::json{{"path", files[i]->source()}, {"weight", w}, {"xxh3", opt.checksums ? checksums[i] : "not computed"}}.dump();
   }
   for (size_t i = 0; i < result.skipped.size(); ++i) metadata["lofi.merge.skipped." + std::to_string(i)] = result.skipped[i];
+  for (const auto& [key, value] : opt.metadata) metadata[key] = value;
 
   // Work comes in chunks of at most kChunk elements, so a 400 MB embedding is not one unit:
   // workers pread each input's chunk into small reused buffers and sum it, and the writer appends
@@ -275,6 +277,7 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
     torch::Tensor in = in_dtype == sum.scalar_type() ? torch::empty({item.count}, in_dtype) : buffer(in_dtype);
     for (size_t i = 0; i < files.size(); ++i) {
       entries[i]->file->read_range(*entries[i]->entry, item.first, item.count, in.data_ptr());
+      if (!opt.allow_nonfinite) refuse_nonfinite(in, files[i]->source(), in_entry.name, item.first, "--allow-nonfinite");
       if (in_dtype == torch::kFloat32) {
         // By hand: LibTorch's mixed-dtype in-place add (fp64 += w * fp32) takes a generic
         // casting path; this loop vectorises.

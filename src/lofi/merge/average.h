@@ -23,6 +23,8 @@ struct AverageOptions {
   int64_t min_inputs = 0;           // > 0: skip missing or corrupt inputs, fail under this many
   int threads = 0;                  // worker threads; 0: all cores
   bool checksums = true;            // XXH3 of every input in the provenance (one extra read)
+  bool allow_nonfinite = false;     // average inputs holding NaN or Inf (else refused, naming them)
+  io::Metadata metadata;            // added to the output's metadata
 };
 
 struct AverageResult {

@@ -7,15 +7,17 @@
 
 #include "lofi/error.h"
 #include "lofi/merge/average.h"
+#include "lofi/merge/nonfinite.h"
 
 namespace lofi::merge {
 
-SoupResult greedy_soup(const std::vector<std::string>& candidates, const Scorer& score) {
+SoupResult greedy_soup(const std::vector<std::string>& candidates, const Scorer& score, bool allow_nonfinite) {
   if (candidates.empty()) fail("soup: no candidates");
   std::vector<io::NamedTensors> models;
   std::vector<double> alone;
   for (const auto& path : candidates) {
     models.push_back(io::SafetensorsFile(path).load_all());
+    if (!allow_nonfinite) refuse_nonfinite(models.back(), path, "--allow-nonfinite");
     alone.push_back(score(models.back()));
   }
   std::vector<size_t> order(candidates.size());

@@ -27,6 +27,7 @@ struct SoupResult {
   io::NamedTensors weights;          // the final soup
 };
 
-SoupResult greedy_soup(const std::vector<std::string>& candidates, const Scorer& score);
+// Candidates holding NaN or Inf are refused unless ALLOW_NONFINITE (then they rank last).
+SoupResult greedy_soup(const std::vector<std::string>& candidates, const Scorer& score, bool allow_nonfinite = false);
 
 }  // namespace lofi::merge

@@ -1,5 +1,6 @@
 #include "lofi/train/config.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
@@ -225,6 +226,34 @@ void validate(const Config& c) {
   need(c.dist.bucket_mb > 0, "dist.bucket_mb must be > 0");
   need(c.train.batch_size % c.dist.nodes == 0, "train.batch_size (", c.train.batch_size,
        ") must be divisible by dist.nodes (", c.dist.nodes, "): each node uses batch_size / nodes");
+}
+
+std::vector<std::string> trajectory_changes(const Config& was, const Config& now) {
+  // Keys that leave the trajectory as it is: where files go, how often the run reports, saves and
+  // evaluates, which device and precision compute it (resuming across them is supported), how the
+  // workers talk, and model.init (a resumed run's weights come from its checkpoint).
+  static const std::vector<std::string> kFree = {
+      "run.dir", "model.init", "data.val", "data.format", "images.on_bad_image", "images.loader_threads",
+      "images.prefetch", "train.log_every", "train.ckpt_every", "train.eval_every", "train.eval_batches",
+      "train.threads", "train.device", "train.precision", "train.skip_nonfinite", "train.keep_checkpoints",
+      "dist.node_id", "dist.overlap", "dist.bucket_mb", "dist.timeout_s", "dist.min_nodes", "dist.bind"};
+  Config a = was, b = now;
+  auto fa = config_fields(a), fb = config_fields(b);
+  auto text = [](const ConfigField& f) {
+    return std::visit([](auto* p) {
+      std::ostringstream out;
+      if constexpr (std::is_same_v<std::remove_pointer_t<decltype(p)>, std::string>) out << '"' << *p << '"';
+      else out << std::boolalpha << *p;
+      return out.str();
+    }, f.target);
+  };
+  std::vector<std::string> changes;
+  for (size_t i = 0; i < fa.size(); ++i) {
+    if (std::find(kFree.begin(), kFree.end(), fa[i].key) != kFree.end()) continue;
+    const std::string x = text(fa[i]), y = text(fb[i]);
+    if (x != y) changes.push_back(fa[i].key + " = " + x + " -> " + y);
+  }
+  return changes;
 }
 
 model::LmConfig lm_config(const ModelConfig& c) {

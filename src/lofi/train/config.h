@@ -135,6 +135,11 @@ void validate(const Config& config);
 // The resolved config as TOML text, loadable by apply_toml_text.
 std::string to_toml(const Config& config);
 
+// The settings that differ between WAS and NOW and change what training computes (the model, the
+// data, the batch, the seed, the schedule, the optimizer, the nodes), as "key = old -> new";
+// where the run writes, how it logs, checkpoints and evaluates, and what it runs on are left out.
+std::vector<std::string> trajectory_changes(const Config& was, const Config& now);
+
 // The model's shape as the model library takes it (negative dropouts resolved).
 model::LmConfig lm_config(const ModelConfig& config);
 // When MODEL.init is a Hugging Face model directory, sets every other model.* key from its

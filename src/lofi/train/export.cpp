@@ -4,7 +4,9 @@
 
 #include "lofi/error.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/merge/nonfinite.h"
 #include "lofi/model/hf.h"
+#include "lofi/model/weights.h"
 #include "lofi/train/config.h"
 #include "lofi/train/trainer.h"
 
@@ -28,6 +30,7 @@ std::vector<std::string> export_checkpoint(const std::string& in, const std::str
   hf.shard_bytes = options.shard_bytes;
   if (model::is_hf_model_dir(as_run.model.init)) hf.source_dir = as_run.model.init;
   model::CausalLm lm = make_model(config.model, 0);
+  if (!options.allow_nonfinite) merge::refuse_nonfinite(model::module_weights(*lm), path, "--allow-nonfinite");
   return model::export_hf(*lm, out_dir, hf);
 }
 

@@ -12,6 +12,7 @@ struct ExportOptions {
   std::string format = "hf";  // the one format so far: a Hugging Face directory
   std::string dtype;          // "F32", "F16", "BF16"; empty: F32
   int64_t shard_bytes = 0;    // > 0: shards of at most this size + model.safetensors.index.json
+  bool allow_nonfinite = false;  // export weights holding NaN or Inf (else refused, naming the tensor)
 };
 
 // IN: a lofi .safetensors checkpoint, or a run directory (its merged.safetensors). OUT_DIR must

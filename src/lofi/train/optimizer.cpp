@@ -12,15 +12,35 @@ Optimizer::Optimizer(const torch::nn::Module& module, const TrainConfig& c) : co
   }
 }
 
-void clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
-  torch::NoGradGuard no_grad;
+namespace {
+
+std::vector<torch::Tensor> defined_grads(const std::vector<torch::Tensor>& params) {
   std::vector<torch::Tensor> grads;
   for (const auto& p : params)
     if (p.grad().defined()) grads.push_back(p.grad());
-  if (grads.empty()) return;
-  torch::Tensor total = torch::linalg_vector_norm(torch::stack(torch::_foreach_norm(grads, 2)), 2);  // ()
+  return grads;
+}
+
+torch::Tensor total_norm(const std::vector<torch::Tensor>& grads) {
+  return torch::linalg_vector_norm(torch::stack(torch::_foreach_norm(grads, 2)), 2);  // ()
+}
+
+}  // namespace
+
+torch::Tensor grad_norm(const std::vector<torch::Tensor>& params) {
+  torch::NoGradGuard no_grad;
+  const std::vector<torch::Tensor> grads = defined_grads(params);
+  return grads.empty() ? torch::zeros({}) : total_norm(grads);
+}
+
+torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads = defined_grads(params);
+  if (grads.empty()) return torch::zeros({});
+  torch::Tensor total = total_norm(grads);
   torch::Tensor coef = torch::clamp(max_norm / (total + 1e-6), /*min=*/c10::nullopt, /*max=*/1.0);
   torch::_foreach_mul_(grads, coef);
+  return total;
 }
 
 void Optimizer::zero_grad() {

@@ -21,7 +21,10 @@ struct NamedParam {
 // Scales the gradients of PARAMS so their global L2 norm is at most MAX_NORM, as PyTorch's
 // clip_grad_norm_(foreach=True): a few multi-tensor kernels and no device-to-host sync (LibTorch's
 // C++ clip_grad_norm_ walks the tensors one by one and reads the norm back every step).
-void clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
+// Returns the global norm before clipping (a 0-dim tensor on the gradients' device).
+torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
+// The global L2 norm of the gradients, without clipping.
+torch::Tensor grad_norm(const std::vector<torch::Tensor>& params);
 
 class Optimizer {
  public:

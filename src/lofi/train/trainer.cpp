@@ -2,24 +2,30 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <ctime>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "lofi/data/sampler.h"
+#include "lofi/dist/node_status.h"
 #include "lofi/dist/comm.h"
 #include "lofi/dist/device.h"
 #include "lofi/dist/grad_sync.h"
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
-#include "lofi/merge/average.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/weights.h"
 #include "lofi/train/checkpoint.h"
 #include "lofi/train/export.h"
+#include "lofi/train/job_merge.h"
 #include "lofi/train/optimizer.h"
 #include "lofi/train/schedule.h"
 #include "lofi/train/task.h"
@@ -88,13 +94,59 @@ Config config_from_checkpoint(const std::string& path) {
   return config;
 }
 
-std::string node_dir(const std::string& run_dir, int64_t node) {
-  char name[32];
-  std::snprintf(name, sizeof(name), "node-%02lld", static_cast<long long>(node));
-  return run_dir + "/" + name;
+namespace {
+
+// The config.toml of a run: the config this start runs with, then one comment line per start of
+// the run (kept from the file before), saying where it began and what it changed.
+void write_run_config(const std::string& path, const Config& config, const StartOptions& start, int64_t start_step,
+                      const std::vector<std::string>& changes) {
+  std::string history;
+  if (start.mode == StartMode::resume && std::filesystem::exists(path)) {
+    std::istringstream old(io::read_text_file(path));
+    for (std::string line; std::getline(old, line);)
+      if (line.rfind("# segment ", 0) == 0) history += line + "\n";
+  }
+  const int64_t segment = std::count(history.begin(), history.end(), '\n') + 1;
+  const std::time_t now = std::time(nullptr);
+  char when[32];
+  std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  history += cat("# segment ", segment, ": steps ", start_step, "-", config.train.steps, ", started ", when,
+                 start_step > 0 ? " (resumed)" : "");
+  for (size_t i = 0; i < changes.size(); ++i) history += cat(i == 0 ? "; changed " : ", ", changes[i]);
+  io::write_file_atomic(path, to_toml(config) + "\n# What each start of this run ran with (lofi appends a line per start):\n" +
+                                  history + "\n");
 }
 
-TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool resume) {
+// --resume: the newest checkpoint that verifies (nodes that meet agree on one step), refused when
+// its config differs in a way that changes the trajectory unless ALLOW_CHANGED.
+CheckpointPaths resume_point(const Config& config, const std::string& my_dir, bool verbose, dist::Comm& comm,
+                             bool allow_changed, std::vector<std::string>& changes) {
+  auto ckpt = newest_valid_checkpoint(my_dir, verbose);
+  if (!ckpt) fail("--resume: no checkpoint in ", my_dir, "/ckpt; start without --resume (or with --overwrite)");
+  // Nodes that meet during training (sync_every) must restart from one step: the oldest.
+  if (config.dist.sync_every > 0) {
+    ckpt = checkpoint_paths(my_dir, comm.agree_min("resume-step", ckpt->step));
+    verify_checkpoint(*ckpt);
+  }
+  if (const std::string text = checkpoint_config(*ckpt); !text.empty()) {
+    Config was;
+    apply_toml_text(was, text, ckpt->weights + " (lofi.config)");
+    changes = trajectory_changes(was, config);
+  }
+  if (!changes.empty() && !allow_changed) {
+    std::string list;
+    for (const auto& c : changes) list += (list.empty() ? "" : ", ") + c;
+    fail("--resume: ", ckpt->weights, " was trained with other settings (", list, "), which change what the run computes; ",
+         "restore them, or pass --resume-changed if the change is meant");
+  }
+  return *ckpt;
+}
+
+std::string nonfinite_text(double v) { return std::isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf"; }
+
+}  // namespace
+
+TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, const StartOptions& start) {
   const auto& tc = config.train;
   const dist::Topology topo = dist::make_topology(env, config.dist.nodes, config.dist.node_id);
   // The paper's same-data rule: global batch B over N nodes, B / N per node, split over its workers.
@@ -113,128 +165,168 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool
     fail("train.device = \"", tc.device, "\" puts the ", topo.node_size, " workers of node ", topo.node,
          " on shared GPUs, which NCCL refuses; give each worker its own GPU (\"cuda\": cuda:LOCAL_RANK, at most one ",
          "worker per GPU) or use \"cpu\"");
+
+  // The run directory belongs to this run, and a start says what it does with an older one; all
+  // refused before the rendezvous, so a refusal stops the whole job.
+  const std::string run_dir = config.run.dir, my_dir = node_dir(run_dir, topo.node);
+  const bool node_leader = topo.node_rank == 0;
+  std::unique_ptr<NodeDirLock> lock;
+  if (node_leader) {
+    lock = std::make_unique<NodeDirLock>(my_dir);
+    prepare_node_dir(my_dir, start.mode);
+    if (start.mode == StartMode::resume && !latest_checkpoint(my_dir))
+      fail("--resume: no checkpoint in ", my_dir, "/ckpt; start without --resume (or with --overwrite)");
+  }
+  if (topo.whole_job && env.rank == 0) prepare_run_root(run_dir, start.mode);
+
   // Every node starts from the same weights: the init depends on the seed alone.
   std::unique_ptr<Task> task = make_task(config, topo, data::mix_seed(static_cast<uint64_t>(tc.seed)), device);
   torch::nn::Module& model = task->model();
   const int64_t units_per_sample = task->units_per_sample();
   const std::string unit = task->unit();
 
-  dist::Comm comm(env, topo, config.dist.timeout_s, config.dist.sync_every > 0, device);
-  const std::string run_dir = config.run.dir, my_dir = node_dir(run_dir, topo.node);
-  const bool node_leader = topo.node_rank == 0;
-  if (node_leader) io::make_dirs(my_dir);
-  // The whole job's config sits at the run root; a node_id job keeps its own beside its files.
-  if (topo.whole_job && env.rank == 0) io::write_file_atomic(run_dir + "/config.toml", to_toml(config));
-  if (!topo.whole_job && node_leader) io::write_file_atomic(my_dir + "/config.toml", to_toml(config));
+  dist::CommOptions comm_options;
+  comm_options.timeout_s = config.dist.timeout_s;
+  comm_options.world_group = config.dist.sync_every > 0;
+  comm_options.device = device;
+  comm_options.bind = config.dist.bind;
+  comm_options.node_dir = my_dir;
+  dist::Comm comm(env, topo, comm_options);
+  const std::string config_toml = to_toml(config);
 
   model.train();
   Optimizer optimizer(model, tc);
   int64_t start_step = 0;
-  if (resume) {
-    auto ckpt = latest_checkpoint(my_dir);
-    if (!ckpt) fail("--resume: no checkpoint in ", my_dir, "/ckpt");
-    // Nodes that meet during training (sync_every) must restart from one step: the oldest.
-    if (config.dist.sync_every > 0) ckpt = checkpoint_paths(my_dir, comm.agree_min("resume-step", ckpt->step));
-    start_step = load_checkpoint(*ckpt, model, optimizer);
-  } else if (node_leader) {
-    remove_checkpoints(my_dir);  // a fresh run: a later --resume must not find an older run's state
-  }
+  std::vector<std::string> changes;
+  if (start.mode == StartMode::resume)
+    start_step = load_checkpoint(resume_point(config, my_dir, node_leader, comm, start.allow_changed, changes), model, optimizer);
+  // The whole job's config sits at the run root; a node_id job keeps its own beside its files.
+  if (topo.whole_job && env.rank == 0) write_run_config(run_dir + "/config.toml", config, start, start_step, changes);
+  if (!topo.whole_job && node_leader) write_run_config(my_dir + "/config.toml", config, start, start_step, changes);
   std::unique_ptr<MetricsLog> metrics;
-  if (node_leader) metrics = std::make_unique<MetricsLog>(my_dir + "/metrics.jsonl", start_step);
-
-  std::vector<torch::Tensor> params;
-  std::vector<std::string> names;
-  for (const auto& p : optimizer.params()) params.push_back(p.param), names.push_back(p.name);
-  dist::GradientSync grad_sync(comm, params, names, config.dist.overlap, config.dist.bucket_mb);
-  const Schedule schedule{tc.lr, tc.min_lr, tc.warmup_steps, tc.steps};
-  const bool tty = node_leader && ::isatty(STDOUT_FILENO);
-  const auto t0 = Clock::now();
-  double last_loss = 0;
-  int64_t units_seen = start_step * node_batch * units_per_sample;
-
-  for (int64_t step = start_step; step < tc.steps; ++step) {
-    // ---- the training step -------------------------------------------------------------
-    const double lr = lr_at(schedule, step);
-    optimizer.set_lr(lr);
-    optimizer.zero_grad();
-    task->begin_step(step, node_batch);
-    torch::Tensor loss_sum = torch::zeros({1}, torch::TensorOptions().device(device));
-    for (int64_t micro = 0; micro < tc.grad_accum; ++micro) {
-      torch::manual_seed(data::mix_seed(static_cast<uint64_t>(tc.seed), static_cast<uint64_t>(topo.node),
-                                        static_cast<uint64_t>(topo.node_rank * tc.grad_accum + micro), static_cast<uint64_t>(step)));
-      torch::Tensor loss;
-      {
-        dist::PrecisionGuard precision(device, tc.precision);  // bf16 forward, fp32 backward into fp32 weights
-        loss = task->loss(topo.node_rank * rank_batch + micro * micro_batch, micro_batch) / static_cast<double>(tc.grad_accum);
-      }
-      grad_sync.before_backward(/*sync=*/micro == tc.grad_accum - 1);
-      loss.backward();
-      loss_sum += loss.detach();
-    }
-    grad_sync.after_backward();  // gradients averaged inside this node only
-    comm.node_mean({loss_sum});  // the node's loss, for the log
-    if (tc.grad_clip > 0) clip_grad_norm(params, tc.grad_clip);
-    optimizer.step();
-    if (config.dist.sync_every > 0 && (step + 1) % config.dist.sync_every == 0) comm.world_mean(params);
-    // ---- end of the training step ------------------------------------------------------
-
-    last_loss = loss_sum.item<double>();
-    units_seen += node_batch * units_per_sample;
-    const int64_t done = step + 1;
-    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    const double rate = static_cast<double>(units_seen - start_step * node_batch * units_per_sample) / std::max(seconds, 1e-9);
-    const double eta = seconds / static_cast<double>(done - start_step) * static_cast<double>(tc.steps - done);
-    if (!node_leader) continue;
-    const bool eval_now = task->has_validation() && done % tc.eval_every == 0;
-    if (done % tc.log_every == 0 || done == tc.steps || eval_now) {
-      nlohmann::json record{{"step", done}, {"loss", last_loss}, {"lr", lr}, {unit, units_seen},
-                            {"seconds", seconds}, {unit + "_per_s", rate},
-                            {"bytes_sent", comm.bytes_within_node() + comm.bytes_between_nodes()},
-                            {"bytes_within_node", comm.bytes_within_node()},
-                            {"bytes_between_nodes", comm.bytes_between_nodes()}, {"node_workers", topo.node_size}};
-      if (eval_now) record.update(task->validate(micro_batch));
-      metrics->write(record);
-      if (!tty)
-        std::printf("node %lld step %lld/%lld loss %.4f lr %.2e %.0f %s/s ETA %s\n", static_cast<long long>(topo.node),
-                    static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, lr, rate, unit.c_str(),
-                    format_duration(eta).c_str());
-    }
-    if (tty)
-      std::printf("\rnode %lld step %lld/%lld loss %.4f %.0f %s/s ETA %s   ", static_cast<long long>(topo.node),
-                  static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, rate, unit.c_str(),
-                  format_duration(eta).c_str());
-    std::fflush(stdout);
-    if (tc.ckpt_every > 0 && done % tc.ckpt_every == 0 && done < tc.steps) save_checkpoint(my_dir, done, model, optimizer);
+  std::unique_ptr<dist::NodeHeartbeat> heartbeat;
+  if (node_leader) {
+    metrics = std::make_unique<MetricsLog>(my_dir + "/metrics.jsonl", start_step);
+    heartbeat = std::make_unique<dist::NodeHeartbeat>(my_dir, comm.attempt(), start_step, tc.steps);
   }
-  if (tty) std::printf("\n");
 
   TrainSummary summary;
   summary.node = topo.node;
   summary.steps = tc.steps;
-  summary.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  summary.final_loss = last_loss;
-  summary.bytes_within_node = comm.bytes_within_node();
-  summary.bytes_between_nodes = comm.bytes_between_nodes();
-  if (node_leader) {
-    save_checkpoint(my_dir, tc.steps, model, optimizer);
-    io::Metadata meta = task->metadata();
-    meta.insert({{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
-                 {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", to_toml(config)}});
-    io::save_safetensors(my_dir + "/final.safetensors", model::module_weights(model), meta);
-    // A run from a Hugging Face directory hands its result back in that form: the merged model
-    // of a whole lo-fi job (below), else each node's final.
-    const bool merges = topo.whole_job && topo.nodes > 1;
-    if (!merges && model::is_hf_model_dir(config.model.init)) write_hf_output(my_dir + "/final.safetensors", my_dir + "/final-hf");
-    comm.announce_node_done();
+  try {
+    std::vector<torch::Tensor> params;
+    std::vector<std::string> names;
+    for (const auto& p : optimizer.params()) params.push_back(p.param), names.push_back(p.name);
+    dist::GradientSync grad_sync(comm, params, names, config.dist.overlap, config.dist.bucket_mb);
+    const Schedule schedule{tc.lr, tc.min_lr, tc.warmup_steps, tc.steps};
+    const bool tty = node_leader && ::isatty(STDOUT_FILENO);
+    const auto t0 = Clock::now();
+    double last_loss = 0;
+    int64_t units_seen = start_step * node_batch * units_per_sample, skipped = 0;
+
+    for (int64_t step = start_step; step < tc.steps; ++step) {
+      // ---- the training step -------------------------------------------------------------
+      const double lr = lr_at(schedule, step);
+      optimizer.set_lr(lr);
+      optimizer.zero_grad();
+      task->begin_step(step, node_batch);
+      torch::Tensor loss_sum = torch::zeros({1}, torch::TensorOptions().device(device));
+      for (int64_t micro = 0; micro < tc.grad_accum; ++micro) {
+        torch::manual_seed(data::mix_seed(static_cast<uint64_t>(tc.seed), static_cast<uint64_t>(topo.node),
+                                          static_cast<uint64_t>(topo.node_rank * tc.grad_accum + micro), static_cast<uint64_t>(step)));
+        torch::Tensor loss;
+        {
+          dist::PrecisionGuard precision(device, tc.precision);  // bf16 forward, fp32 backward into fp32 weights
+          loss = task->loss(topo.node_rank * rank_batch + micro * micro_batch, micro_batch) / static_cast<double>(tc.grad_accum);
+        }
+        grad_sync.before_backward(/*sync=*/micro == tc.grad_accum - 1);
+        loss.backward();
+        loss_sum += loss.detach();
+      }
+      grad_sync.after_backward();  // gradients averaged inside this node only
+      comm.node_mean({loss_sum});  // the node's loss, for the log
+      const torch::Tensor norm = tc.grad_clip > 0 ? clip_grad_norm(params, tc.grad_clip) : grad_norm(params);
+      // Loss and gradient norm are the node's own (averaged over its workers), so every worker
+      // of the node decides alike; one device-to-host read for both.
+      const torch::Tensor host = torch::stack({loss_sum.reshape({}), norm.to(loss_sum.dtype()).reshape({})}).cpu();
+      last_loss = host[0].item<double>();
+      const double gnorm = host[1].item<double>();
+      const bool finite = std::isfinite(last_loss) && std::isfinite(gnorm);
+      if (!finite && skipped >= tc.skip_nonfinite)
+        fail("node ", topo.node, " diverged at step ", step + 1, ": loss ",
+             std::isfinite(last_loss) ? std::to_string(last_loss) : nonfinite_text(last_loss), ", gradient norm ",
+             std::isfinite(gnorm) ? std::to_string(gnorm) : nonfinite_text(gnorm),
+             skipped > 0 ? cat(" (", skipped, " such steps skipped already)") : std::string(),
+             "; no final is written. Lower train.lr or raise train.warmup_steps, resume from a checkpoint with --resume, ",
+             "or let train.skip_nonfinite = N skip up to N such steps");
+      if (finite) {
+        optimizer.step();
+      } else {
+        ++skipped;  // no update; the gradients are dropped at the next zero_grad
+        if (node_leader)
+          std::printf("node %lld step %lld: loss %s, gradient norm %s: step skipped (%lld of train.skip_nonfinite = %lld)\n",
+                      static_cast<long long>(topo.node), static_cast<long long>(step + 1), std::to_string(last_loss).c_str(),
+                      std::to_string(gnorm).c_str(), static_cast<long long>(skipped), static_cast<long long>(tc.skip_nonfinite));
+      }
+      if (config.dist.sync_every > 0 && (step + 1) % config.dist.sync_every == 0) comm.world_mean(params);
+      // ---- end of the training step ------------------------------------------------------
+
+      units_seen += node_batch * units_per_sample;
+      const int64_t done = step + 1;
+      const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+      const double rate = static_cast<double>(units_seen - start_step * node_batch * units_per_sample) / std::max(seconds, 1e-9);
+      const double eta = seconds / static_cast<double>(done - start_step) * static_cast<double>(tc.steps - done);
+      if (!node_leader) continue;
+      heartbeat->beat(done);
+      const bool eval_now = task->has_validation() && done % tc.eval_every == 0;
+      if (done % tc.log_every == 0 || done == tc.steps || eval_now || !finite) {
+        nlohmann::json record{{"step", done}, {"loss", last_loss}, {"grad_norm", gnorm}, {"lr", lr}, {unit, units_seen},
+                              {"seconds", seconds}, {unit + "_per_s", rate},
+                              {"bytes_sent", comm.bytes_within_node() + comm.bytes_between_nodes()},
+                              {"bytes_within_node", comm.bytes_within_node()},
+                              {"bytes_between_nodes", comm.bytes_between_nodes()}, {"node_workers", topo.node_size}};
+        if (skipped > 0) record["skipped_nonfinite"] = skipped;
+        if (eval_now) record.update(task->validate(micro_batch));
+        metrics->write(record);
+        if (!tty)
+          std::printf("node %lld step %lld/%lld loss %.4f lr %.2e %.0f %s/s ETA %s\n", static_cast<long long>(topo.node),
+                      static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, lr, rate, unit.c_str(),
+                      format_duration(eta).c_str());
+      }
+      if (tty)
+        std::printf("\rnode %lld step %lld/%lld loss %.4f %.0f %s/s ETA %s   ", static_cast<long long>(topo.node),
+                    static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, rate, unit.c_str(),
+                    format_duration(eta).c_str());
+      std::fflush(stdout);
+      if (tc.ckpt_every > 0 && done % tc.ckpt_every == 0 && done < tc.steps) {
+        save_checkpoint(my_dir, done, model, optimizer, config_toml);
+        prune_checkpoints(my_dir, tc.keep_checkpoints);
+      }
+    }
+    if (tty) std::printf("\n");
+
+    summary.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    summary.final_loss = last_loss;
+    summary.bytes_within_node = comm.bytes_within_node();
+    summary.bytes_between_nodes = comm.bytes_between_nodes();
+    if (node_leader) {
+      save_checkpoint(my_dir, tc.steps, model, optimizer, config_toml);
+      io::Metadata meta = task->metadata();
+      meta.insert({{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
+                   {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", config_toml}});
+      io::save_safetensors(my_dir + "/final.safetensors", model::module_weights(model), meta);
+      // A run from a Hugging Face directory hands its result back in that form: the merged model
+      // of a whole lo-fi job (below), else each node's final.
+      const bool merges = topo.whole_job && topo.nodes > 1;
+      if (!merges && model::is_hf_model_dir(config.model.init)) write_hf_output(my_dir + "/final.safetensors", my_dir + "/final-hf");
+      heartbeat->done(tc.steps);
+    }
+  } catch (const std::exception& e) {
+    if (heartbeat) heartbeat->failed(e.what());
+    throw;
   }
-  if (env.rank == 0 && topo.whole_job && topo.nodes > 1) {
-    comm.wait_all_nodes_done(config.dist.timeout_s + summary.seconds);
-    std::vector<std::string> finals;
-    for (int64_t k = 0; k < topo.nodes; ++k) finals.push_back(node_dir(run_dir, k) + "/final.safetensors");
-    merge::average_files(finals, {}, run_dir + "/merged.safetensors");
-    if (model::is_hf_model_dir(config.model.init)) write_hf_output(run_dir + "/merged.safetensors", run_dir + "/merged-hf");
-    std::printf("merged %lld nodes into %s/merged.safetensors\n", static_cast<long long>(topo.nodes), run_dir.c_str());
-  }
+  // Nodes that never meet end apart: the merge reads the finals from disk (job_merge.h).
+  if (node_leader && topo.whole_job && topo.nodes > 1) merge_finished_nodes(config, topo.node, comm.attempt());
   return summary;
 }
 

@@ -1,12 +1,14 @@
 // The training job of one worker: places itself among nodes, trains its node's replica
 // (all-reducing gradients inside the node only), writes metrics, checkpoints and the node's
-// final weights, and, as rank 0 of a whole lo-fi job, the merged average.
+// final weights, and, at the end of a whole lo-fi job, the merged average of the nodes that
+// finished (train/job_merge.h). A non-finite loss or gradient norm stops the node.
 #pragma once
 #include <string>
 
 #include "lofi/dist/env.h"
 #include "lofi/model/causal_lm.h"
 #include "lofi/train/config.h"
+#include "lofi/train/run_dir.h"
 
 namespace lofi::train {
 
@@ -27,9 +29,12 @@ model::CausalLm make_model(const ModelConfig& config, uint64_t seed);
 // pointing at PATH, so make_model() rebuilds the model.
 Config config_from_checkpoint(const std::string& path);
 
-std::string node_dir(const std::string& run_dir, int64_t node);
+struct StartOptions {
+  StartMode mode = StartMode::fresh;  // resume: from the newest checkpoint that verifies
+  bool allow_changed = false;         // resume with settings that change the trajectory (--resume-changed)
+};
 
-// Runs this worker's part of the job. RESUME continues from the newest checkpoint.
-TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, bool resume);
+// Runs this worker's part of the job.
+TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, const StartOptions& start = {});
 
 }  // namespace lofi::train

@@ -1,0 +1,121 @@
+#include "lofi/dist/node_status.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "lofi/dist/check_in.h"
+#include "lofi/error.h"
+#include "lofi/io/atomic_file.h"
+
+namespace lofi::dist {
+namespace {
+
+std::string status_path(const std::string& node_dir) { return node_dir + "/status.json"; }
+
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.0f s", s);
+  return buf;
+}
+
+}  // namespace
+
+double wall_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::optional<NodeStatus> read_node_status(const std::string& node_dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(status_path(node_dir), ec)) return std::nullopt;
+  try {
+    const auto j = nlohmann::json::parse(io::read_text_file(status_path(node_dir)));
+    NodeStatus s;
+    s.state = j.at("state");
+    s.step = j.at("step");
+    s.steps = j.at("steps");
+    s.attempt = j.at("attempt");
+    s.pid = j.at("pid");
+    s.host = j.at("host");
+    s.updated = j.at("updated");
+    s.message = j.value("message", "");
+    return s;
+  } catch (const std::exception&) {
+    return std::nullopt;  // written atomically, so only a foreign file gets here: as if absent
+  }
+}
+
+void write_node_status(const std::string& node_dir, const NodeStatus& s) {
+  const nlohmann::json j{{"state", s.state}, {"step", s.step}, {"steps", s.steps}, {"attempt", s.attempt},
+                         {"pid", s.pid}, {"host", s.host}, {"updated", s.updated}, {"message", s.message}};
+  io::write_file_atomic(status_path(node_dir), j.dump() + "\n");
+}
+
+NodeHeartbeat::NodeHeartbeat(std::string node_dir, std::string attempt, int64_t step, int64_t steps)
+    : node_dir_(std::move(node_dir)) {
+  status_.step = step;
+  status_.steps = steps;
+  status_.attempt = std::move(attempt);
+  status_.pid = ::getpid();
+  status_.host = host_name();
+  write("training", "");
+}
+
+void NodeHeartbeat::beat(int64_t step) {
+  status_.step = step;
+  if (wall_seconds() - last_write_ >= 1.0) write("training", "");
+}
+
+void NodeHeartbeat::done(int64_t step) {
+  status_.step = step;
+  write("done", "");
+}
+
+void NodeHeartbeat::failed(const std::string& message) {
+  try {
+    write("failed", message);
+  } catch (const std::exception&) {
+    // already failing (a full disk, say): the silence marks the node failed instead
+  }
+}
+
+void NodeHeartbeat::write(const std::string& state, const std::string& message) {
+  status_.state = state;
+  status_.message = message;
+  status_.updated = last_write_ = wall_seconds();
+  write_node_status(node_dir_, status_);
+}
+
+NodeVerdict judge_node(const std::optional<NodeStatus>& status, const std::string& attempt, double now,
+                       double timeout_s, double waited_s) {
+  NodeVerdict v;
+  if (!status || status->attempt != attempt) {
+    if (waited_s > timeout_s) {
+      v.state = NodeVerdict::failed;
+      v.why = cat("never reported in this job (no status.json of this start after ", seconds_text(waited_s), ")");
+    }
+    return v;
+  }
+  v.step = status->step;
+  const std::string at = cat(" at step ", status->step, "/", status->steps);
+  if (status->state == "done") {
+    v.state = NodeVerdict::done;
+  } else if (status->state == "failed") {
+    v.state = NodeVerdict::failed;
+    v.why = cat("failed", at, ": ", status->message);
+  } else if (status->host == host_name() && ::kill(static_cast<pid_t>(status->pid), 0) != 0 && errno == ESRCH) {
+    v.state = NodeVerdict::failed;
+    v.why = cat("its worker (pid ", status->pid, ") died", at);
+  } else if (now - status->updated > timeout_s) {
+    v.state = NodeVerdict::failed;
+    v.why = cat("silent for ", seconds_text(now - status->updated), " (dist.timeout_s = ", timeout_s, ")", at);
+  }
+  return v;
+}
+
+}  // namespace lofi::dist

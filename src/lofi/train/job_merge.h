@@ -1,0 +1,17 @@
+// The end of a whole lo-fi job (dist.nodes > 1, nodes never meeting): each node leader, its final
+// written, waits until every other node has finished or failed (dist/node_status.h: from the run
+// directory, not the rendezvous store, which may have died with rank 0), and the lowest-numbered
+// finished node averages the finished nodes into RUN/merged.safetensors, naming the failed ones
+// in its metadata. Fewer than dist.min_nodes finished (default: all) is an error that leaves every
+// survivor's final on disk.
+#pragma once
+#include <string>
+
+#include "lofi/train/config.h"
+
+namespace lofi::train {
+
+// Called by node ME's leader after its final is written; ATTEMPT is this job start's id.
+void merge_finished_nodes(const Config& config, int64_t me, const std::string& attempt);
+
+}  // namespace lofi::train
