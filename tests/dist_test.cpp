@@ -202,12 +202,28 @@ TEST(CliDevice, MissingCudaAndBadSettingsAreOneLine) {
   EXPECT_NE(version.output.find("NCCL: compiled in"), std::string::npos) << version.output;
 }
 
-TEST(Dist, FreshRunForgetsAnOlderRunsCheckpoints) {
+// A run directory belongs to one run: a second start must say whether it continues (--resume)
+// or replaces (--overwrite) what is there; a refusal deletes nothing.
+TEST(RunDir, AnotherStartMustSayResumeOrOverwrite) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
   ASSERT_EQ(run_lofi(train_cmd(data, dir + "/run", "--set train.steps=8 --set train.ckpt_every=4")).status, 0);
-  ASSERT_EQ(run_lofi(train_cmd(data, dir + "/run")).status, 0);  // 6 steps, no checkpoint interval
+  auto again = run_lofi(train_cmd(data, dir + "/run"));
+  EXPECT_NE(again.status, 0);
+  EXPECT_NE(again.output.find(dir + "/run/node-00 already holds a run (final.safetensors, ckpt, metrics.jsonl"), std::string::npos)
+      << again.output;
+  EXPECT_NE(again.output.find("--resume"), std::string::npos) << again.output;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/run/node-00/ckpt/step-000008.safetensors"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/run/node-00/final.safetensors"));
+  auto both = run_lofi(train_cmd(data, dir + "/run", "--resume --overwrite"));
+  EXPECT_NE(both.status, 0);
+  EXPECT_NE(both.output.find("excludes"), std::string::npos) << both.output;
+  auto over = run_lofi(train_cmd(data, dir + "/run", "--overwrite"));  // 6 steps, no checkpoint interval
+  ASSERT_EQ(over.status, 0) << over.output;
+  EXPECT_NE(over.output.find("--overwrite: removing the previous run's"), std::string::npos) << over.output;
   EXPECT_FALSE(std::filesystem::exists(dir + "/run/node-00/ckpt/step-000008.safetensors"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run/node-00/ckpt/step-000004.safetensors"));
   EXPECT_TRUE(std::filesystem::exists(dir + "/run/node-00/ckpt/step-000006.safetensors"));
+  EXPECT_EQ(last_metrics(dir + "/run/node-00")["step"], 6);
 }
 
 TEST(Dist, SyncedNodesResumeFromOneStep) {

@@ -311,6 +311,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
     summary.bytes_between_nodes = comm.bytes_between_nodes();
     if (node_leader) {
       save_checkpoint(my_dir, tc.steps, model, optimizer, config_toml);
+      prune_checkpoints(my_dir, tc.keep_checkpoints);
       io::Metadata meta = task->metadata();
       meta.insert({{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
                    {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", config_toml}});
