@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
 #include <thread>
 
 #include "lofi/dist/store.h"
@@ -17,14 +18,19 @@ TEST(DistGradSync, BucketsLaunchDuringBackwardAndHoldTheMean) {
   const int port = store_port(store);
   std::vector<torch::Tensor> grads[2];
   size_t launched_before_last_gradient[2] = {0, 0}, buckets[2] = {0, 0};
+  std::mutex rng_mutex;
   auto worker = [&](int rank) {
     WorkerEnv env;
     env.rank = rank, env.world_size = 2, env.master_port = port, env.agent_store = true;
     CommOptions options;
     options.timeout_s = 30;
     Comm comm(env, make_topology(env, 1, -1), options);
+    // The global generator is shared by the two threads: seeding and drawing are done one
+    // thread at a time, so each draws what it would alone.
+    std::unique_lock<std::mutex> draw(rng_mutex);
     torch::manual_seed(0);  // the same replica on both workers
     torch::nn::Sequential net(torch::nn::Linear(8, 8), torch::nn::Linear(8, 8), torch::nn::Linear(8, 1));
+    draw.unlock();
     std::vector<torch::Tensor> params;
     std::vector<std::string> names;
     for (const auto& p : net->named_parameters()) params.push_back(p.value()), names.push_back(p.key());
@@ -37,8 +43,11 @@ TEST(DistGradSync, BucketsLaunchDuringBackwardAndHoldTheMean) {
     });
     GradientSync sync(comm, params, names, /*overlap=*/true, /*bucket_mb=*/1e-6);  // a bucket per tensor
     sync_ptr = &sync;
+    draw.lock();
     torch::manual_seed(100 + rank);  // each worker its own batch
-    torch::Tensor loss = net->forward(torch::randn({4, 8})).pow(2).mean();
+    torch::Tensor batch = torch::randn({4, 8});
+    draw.unlock();
+    torch::Tensor loss = net->forward(batch).pow(2).mean();
     sync.before_backward(true);
     loss.backward();
     sync.after_backward();

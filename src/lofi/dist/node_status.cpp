@@ -14,6 +14,9 @@
 #include "lofi/io/atomic_file.h"
 
 namespace lofi::dist {
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(NodeStatus, state, step, steps, attempt, pid, host, updated, message)
+
 namespace {
 
 std::string status_path(const std::string& node_dir) { return node_dir + "/status.json"; }
@@ -34,26 +37,14 @@ std::optional<NodeStatus> read_node_status(const std::string& node_dir) {
   std::error_code ec;
   if (!std::filesystem::exists(status_path(node_dir), ec)) return std::nullopt;
   try {
-    const auto j = nlohmann::json::parse(io::read_text_file(status_path(node_dir)));
-    NodeStatus s;
-    s.state = j.at("state");
-    s.step = j.at("step");
-    s.steps = j.at("steps");
-    s.attempt = j.at("attempt");
-    s.pid = j.at("pid");
-    s.host = j.at("host");
-    s.updated = j.at("updated");
-    s.message = j.value("message", "");
-    return s;
+    return nlohmann::json::parse(io::read_text_file(status_path(node_dir))).get<NodeStatus>();
   } catch (const std::exception&) {
     return std::nullopt;  // written atomically, so only a foreign file gets here: as if absent
   }
 }
 
 void write_node_status(const std::string& node_dir, const NodeStatus& s) {
-  const nlohmann::json j{{"state", s.state}, {"step", s.step}, {"steps", s.steps}, {"attempt", s.attempt},
-                         {"pid", s.pid}, {"host", s.host}, {"updated", s.updated}, {"message", s.message}};
-  io::write_file_atomic(status_path(node_dir), j.dump() + "\n");
+  io::write_file_atomic(status_path(node_dir), nlohmann::json(s).dump() + "\n");
 }
 
 NodeHeartbeat::NodeHeartbeat(std::string node_dir, std::string attempt, int64_t step, int64_t steps)
