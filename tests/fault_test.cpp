@@ -166,7 +166,7 @@ TEST(DistFault, DeadRankZeroTakesNoOtherNodeDown) {
   EXPECT_EQ(merged.metadata().at("lofi.merged_nodes"), "1, 2");
   EXPECT_EQ(merged.metadata().at("lofi.failed_nodes"), "0");
   EXPECT_LE(diff_from_mean(run, {1, 2}, run + "/merged.safetensors"), 1e-6);
-  EXPECT_NE(log1.find("node 0 its worker (pid "), std::string::npos) << log1;
+  EXPECT_NE(log1.find("node 0: its worker (pid "), std::string::npos) << log1;
   EXPECT_NE(log1.find("merged the 2 finished nodes (1, 2) of 3"), std::string::npos) << log1;
 }
 

@@ -64,7 +64,7 @@ void merge_finished_nodes(const Config& config, int64_t me, const std::string& a
       finished.push_back(k);
     } else {
       failed.push_back(k);
-      failures += cat(failures.empty() ? "" : "; ", "node ", k, " ", v.why);
+      failures += cat(failures.empty() ? "" : "; ", "node ", k, ": ", v.why);
     }
   }
   if (finished.front() != me) {
@@ -72,7 +72,7 @@ void merge_finished_nodes(const Config& config, int64_t me, const std::string& a
     return;
   }
   for (int64_t k : failed)
-    std::fprintf(stderr, "node %lld %s\n", static_cast<long long>(k), verdicts[static_cast<size_t>(k)].why.c_str());
+    std::fprintf(stderr, "node %lld: %s\n", static_cast<long long>(k), verdicts[static_cast<size_t>(k)].why.c_str());
   const int64_t needed = config.dist.min_nodes > 0 ? config.dist.min_nodes : nodes;
   if (static_cast<int64_t>(finished.size()) < needed)
     fail("merge: ", finished.size(), " of ", nodes, " nodes finished (", failures, "); dist.min_nodes = ", needed,
