@@ -114,6 +114,7 @@ int launch_workers(const LaunchOptions& opt) {
   g_signal = 0;
   const pid_t launcher_pid = ::getpid();
   const auto launch_began = std::filesystem::file_time_type::clock::now();
+  const double launch_began_s = wall_seconds();  // a status.json older than this is an earlier run's
 
   // Each child's argv and environment are built here: the store's server thread runs, so a child
   // may only make async-signal-safe calls between fork and exec (no malloc, no setenv).
@@ -276,7 +277,8 @@ int launch_workers(const LaunchOptions& opt) {
         const std::optional<CheckIn>& c = workers[rank].running ? check_in_of(rank) : std::nullopt;
         if (!c || !c->independent || failed_node(c->node) || c->rank != c->node * c->node_size) continue;
         const auto s = read_node_status(c->node_dir);
-        if (!s || s->state != "training" || wall_seconds() - s->updated <= c->timeout_s) continue;
+        if (!s || s->state != "training" || s->updated < launch_began_s || wall_seconds() - s->updated <= c->timeout_s)
+          continue;
         end_node(*c, static_cast<int>(rank), cat("sent no heartbeat for ", static_cast<int64_t>(wall_seconds() - s->updated),
                                                  " s (dist.timeout_s = ", c->timeout_s, ")"));
       }
