@@ -87,6 +87,16 @@ int64_t wait_for_step(const std::string& node_dir, int64_t step, const Backgroun
   return -1;
 }
 
+// The worker processes of a `lofi launch` job, in rank order (the launcher forks them in order;
+// pids may wrap, which a test's few processes do not meet).
+std::vector<pid_t> workers_of(const Background& launcher) {
+  std::istringstream in(test::run_shell("pgrep -P " + std::to_string(launcher.pid)).output);
+  std::vector<pid_t> children;
+  for (pid_t p; in >> p;) children.push_back(p);
+  std::sort(children.begin(), children.end());
+  return children;
+}
+
 // The element-wise mean of the finals of NODES, against MERGED.
 double diff_from_mean(const std::string& run, const std::vector<int>& nodes, const std::string& merged) {
   std::vector<io::NamedTensors> finals;
@@ -177,13 +187,9 @@ TEST(DistFault, DeadWorkerInsideANodeEndsThatNode) {
   Background job = start(std::string(LOFI_BIN) + " launch --workers 4 -- " + train_cmd(data, run, kLong + " --set dist.nodes=2"),
                          dir + "/launch.log");
   ASSERT_GT(wait_for_step(run + "/node-00", 20, job), 0) << read_log(job);
-  // Rank 1 is node 0's second worker; its pid is the launcher's child of that rank.
-  const auto pids = test::run_shell("pgrep -P " + std::to_string(job.pid));
-  std::vector<pid_t> children;
-  std::istringstream in(pids.output);
-  for (pid_t p; in >> p;) children.push_back(p);
-  ASSERT_EQ(children.size(), 4u) << pids.output;
-  std::sort(children.begin(), children.end());  // forked in rank order
+  // Rank 1 is node 0's second worker.
+  const std::vector<pid_t> children = workers_of(job);
+  ASSERT_EQ(children.size(), 4u);
   ::kill(children[1], SIGKILL);
   const int status = finish(job, 300);
   const std::string log = read_log(job);
@@ -205,12 +211,8 @@ TEST(DistFault, BaselineStillFailsFast) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000), run = dir + "/run";
   Background job = start(std::string(LOFI_BIN) + " launch --workers 2 -- " + train_cmd(data, run, kLong), dir + "/launch.log");
   ASSERT_GT(wait_for_step(run + "/node-00", 10, job), 0) << read_log(job);
-  const auto pids = test::run_shell("pgrep -P " + std::to_string(job.pid));
-  std::istringstream in(pids.output);
-  std::vector<pid_t> children;
-  for (pid_t p; in >> p;) children.push_back(p);
+  const std::vector<pid_t> children = workers_of(job);
   ASSERT_EQ(children.size(), 2u);
-  std::sort(children.begin(), children.end());
   const auto t0 = Clock::now();
   ::kill(children[1], SIGKILL);
   const int status = finish(job, 120);
