@@ -191,5 +191,29 @@ TEST(Average, AFailedMergeLeavesNothing) {
   EXPECT_EQ(left.size(), 2u) << "left behind: " << (left.size() > 2 ? left[2] : "");
 }
 
+// Merges check what they merge: a 6-step model and a 4-step one, or a baseline and a lo-fi node,
+// are named and refused unless --force.
+TEST(CliAverage, InputsTrainedApartAreRefused) {
+  const std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  auto train = [&](const std::string& run, const std::string& extra) {
+    return test::run_lofi("train " + test::tiny_train_flags(data, dir + "/" + run) + " " + extra);
+  };
+  ASSERT_EQ(train("six", "").status, 0);
+  ASSERT_EQ(train("four", "--set train.steps=4").status, 0);
+  const std::string six = dir + "/six/node-00/final.safetensors", four = dir + "/four/node-00/final.safetensors";
+  auto refused = test::run_lofi("average " + six + " " + four + " --out " + dir + "/avg.safetensors");
+  EXPECT_NE(refused.status, 0);
+  EXPECT_NE(refused.output.find(six + " has lofi.step = 6 but " + four + " has 4"), std::string::npos) << refused.output;
+  EXPECT_NE(refused.output.find("--force"), std::string::npos) << refused.output;
+  EXPECT_FALSE(fs::exists(dir + "/avg.safetensors"));
+  EXPECT_EQ(test::run_lofi("average " + six + " " + four + " --force --out " + dir + "/avg.safetensors").status, 0);
+  // A dist.node_id job wrote node 0 of 2 only: the run's node count comes from that node's config.
+  ASSERT_EQ(train("split", "--set dist.nodes=2 --set dist.node_id=0").status, 0);
+  auto partial = test::run_lofi("average " + dir + "/split --out " + dir + "/split.safetensors");
+  EXPECT_NE(partial.status, 0);
+  EXPECT_NE(partial.output.find("node-01/final.safetensors"), std::string::npos) << partial.output;
+  EXPECT_EQ(test::run_lofi("average " + dir + "/split --min-inputs 1 --out " + dir + "/split.safetensors").status, 0);
+}
+
 }  // namespace
 }  // namespace lofi::merge

@@ -29,13 +29,29 @@ TEST(Config, PrintedConfigReadsBackEqual) {
   apply_toml_text(back, to_toml(c), "printed");
   EXPECT_EQ(to_toml(back), to_toml(c));
   EXPECT_EQ(back.model.d_model, 96);
-  EXPECT_DOUBLE_EQ(back.train.lr, 1.234e-4);
+  EXPECT_EQ(back.train.lr, 1.234e-4);  // bit for bit
+  // Floats as the shortest text that reads back, and strings that need escapes.
+  c.train.lr = 6e-4;
+  c.train.min_lr = 3;
+  c.data.train = "dir with \"quotes\"\\and\ttab.bin";
+  const std::string text = to_toml(c);
+  EXPECT_NE(text.find("\nlr = 0.0006\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nmin_lr = 3.0\n"), std::string::npos) << text;
+  apply_toml_text(back, text, "printed");
+  EXPECT_EQ(back.train.lr, 6e-4);
+  EXPECT_EQ(back.train.min_lr, 3.0);
+  EXPECT_EQ(back.data.train, c.data.train);
+  EXPECT_EQ(shortest_double(0.1 + 0.2), "0.30000000000000004");
+  EXPECT_EQ(shortest_double(1e30), "1e+30");
 }
 
 TEST(Config, UnknownKeysAndWrongTypesAreErrors) {
   Config c;
-  EXPECT_NE(test::error_of([&] { apply_toml_text(c, "[train]\nstepz = 3\n", "cfg.toml"); }).find("unknown config key 'train.stepz'"),
+  EXPECT_NE(test::error_of([&] { apply_toml_text(c, "[train]\nstepz = 3\n", "cfg.toml"); })
+                .find("cfg.toml: unknown config key 'train.stepz'; did you mean 'train.steps'?"),
             std::string::npos);
+  // Nothing near: the known keys are listed instead.
+  EXPECT_NE(test::error_of([&] { apply_override(c, "zzz.qqqqqq=1"); }).find("known keys: run.dir"), std::string::npos);
   EXPECT_NE(test::error_of([&] { apply_toml_text(c, "[train]\nsteps = \"3\"\n", "cfg.toml"); }).find("expects an integer"),
             std::string::npos);
   EXPECT_NE(test::error_of([&] { apply_override(c, "model.nope=1"); }).find("model.nope"), std::string::npos);

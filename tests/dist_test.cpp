@@ -315,6 +315,18 @@ TEST(Dist, RealTorchrunRunsTheBaselineAndLofi) {
   ASSERT_EQ(lofi.status, 0) << lofi.output;
   EXPECT_TRUE(std::filesystem::exists(dir + "/lofi/merged.safetensors"));
   EXPECT_EQ(last_metrics(dir + "/lofi/node-01")["bytes_between_nodes"].get<int64_t>(), 0);
+  // As multi-machine jobs start it: c10d rendezvous at an endpoint, --nnodes and --node_rank
+  // (one machine here), underscores in the flags; the same lo-fi result.
+  int port = 0;
+  {
+    auto probe = dist::host_store("127.0.0.1", 0, 30, "test");
+    port = dist::store_port(probe);
+  }
+  auto rdzv = test::run_shell(torchrun + " --nnodes 1 --node_rank 0 --nproc_per_node 2 --rdzv_backend c10d --rdzv_endpoint 127.0.0.1:" +
+                              std::to_string(port) + " --no-python " + LOFI_BIN + " " +
+                              train_cmd(data, dir + "/rdzv", "--set dist.nodes=2") + " 2>&1");
+  ASSERT_EQ(rdzv.status, 0) << rdzv.output;
+  EXPECT_EQ(max_abs_diff(dir + "/lofi/merged.safetensors", dir + "/rdzv/merged.safetensors"), 0.0);
 }
 
 TEST(Dist, LaunchFailsWithTheFirstWorkerError) {

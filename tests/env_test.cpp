@@ -19,7 +19,8 @@ void set_only(const std::vector<std::pair<const char*, const char*>>& vars) {
   for (const char* name : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                            "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE",
                            "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
-                           "OMPI_COMM_WORLD_LOCAL_SIZE", "TORCHELASTIC_USE_AGENT_STORE"})
+                           "OMPI_COMM_WORLD_LOCAL_SIZE", "TORCHELASTIC_USE_AGENT_STORE", "SLURM_JOB_NODELIST", "SLURM_JOB_ID",
+                           "SLURM_TASKS_PER_NODE"})
     ::unsetenv(name);
   for (const auto& [name, value] : vars) ::setenv(name, value, 1);
 }
@@ -51,6 +52,29 @@ TEST(WorkerEnv, SlurmsVariables) {
   EXPECT_EQ(env.local_rank, 1);
   EXPECT_EQ(env.local_world_size, 2);
   EXPECT_FALSE(env.agent_store);
+  EXPECT_EQ(env.master_addr, "127.0.0.1");  // no node list: a lone host
+}
+
+// sbatch + srun as Slurm sets them: the store at the job's first host, on a port of the job's own.
+TEST(WorkerEnv, SlurmsNodeListGivesTheStoresAddress) {
+  set_only({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"}, {"SLURM_TASKS_PER_NODE", "4(x2)"},
+            {"SLURM_JOB_NODELIST", "gpu[007-008]"}, {"SLURM_JOB_ID", "123456"}});
+  WorkerEnv env = worker_env_from_environment();
+  EXPECT_EQ(env.master_addr, "gpu007");
+  EXPECT_EQ(env.master_port, 20000 + 123456 % 20000);
+  EXPECT_EQ(env.local_world_size, 4);
+  EXPECT_EQ(env.local_rank, 1);
+  // MASTER_ADDR / MASTER_PORT, when given, win.
+  ::setenv("MASTER_ADDR", "10.0.0.9", 1);
+  ::setenv("MASTER_PORT", "29600", 1);
+  env = worker_env_from_environment();
+  EXPECT_EQ(env.master_addr, "10.0.0.9");
+  EXPECT_EQ(env.master_port, 29600);
+  EXPECT_EQ(first_slurm_host("node01"), "node01");
+  EXPECT_EQ(first_slurm_host("a1,a2"), "a1");
+  EXPECT_EQ(first_slurm_host("rack[3,5-6]-n[1-2],b7"), "rack3-n1");
+  EXPECT_EQ(first_slurm_host("cn[0010-0012,0020],gpu1"), "cn0010");
+  EXPECT_NE(test::error_of([] { first_slurm_host("cn[01-02"); }).find("SLURM_JOB_NODELIST"), std::string::npos);
 }
 
 TEST(WorkerEnv, OpenMpisVariables) {

@@ -136,6 +136,22 @@ TEST(ImageFolder, GivenClassesMapATestSetByName) {
   EXPECT_NE(error.find("\"ant\""), std::string::npos) << error;
 }
 
+// --max-images: a share of every class, spread through each class, not its first files.
+TEST(ImageFolder, BalancedSubsetTakesEveryClass) {
+  std::string root = test::scratch_dir();
+  for (int i = 0; i < 6; ++i) touch(fs::path(root) / ("a/" + std::to_string(i) + ".png"));
+  touch(fs::path(root) / "b/0.png");
+  for (int i = 0; i < 3; ++i) touch(fs::path(root) / ("c/" + std::to_string(i) + ".png"));
+  ImageFolder folder(root);
+  std::vector<std::string> got;
+  for (int64_t i : balanced_subset(folder, 5)) got.push_back(fs::relative(folder.samples()[i].path, root).string());
+  // Shares 2, 1, 2 (b has one image only); within a class, evenly spaced.
+  EXPECT_EQ(got, (std::vector<std::string>{"a/0.png", "a/3.png", "b/0.png", "c/0.png", "c/1.png"}));
+  EXPECT_EQ(balanced_subset(folder, 3).size(), 3u);
+  EXPECT_EQ(balanced_subset(folder, 100).size(), 10u);  // everything, once
+  EXPECT_EQ(balanced_subset(folder, 5), balanced_subset(folder, 5));
+}
+
 TEST(ImageFolder, EmptyOrMissingRootsAreErrors) {
   std::string root = test::scratch_dir();
   EXPECT_NE(test::error_of([&] { ImageFolder(root + "/nope"); }).find("no directory"), std::string::npos);

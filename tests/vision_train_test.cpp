@@ -69,8 +69,9 @@ TEST(DistVision, LofiNodesTrainMergeAndEvaluate) {
     EXPECT_DOUBLE_EQ(a[0].loss, b[0].loss);
   }
 
-  // The validation logged at the last step is the node's final model scored on the first
-  // eval_batches x micro-batch (2 x 4) validation images: the same numbers lofi eval gives.
+  // The validation logged at the last step is the node's final model scored on eval_batches x
+  // micro-batch (2 x 4) validation images, an even share of the classes: the same numbers lofi
+  // eval --max-images 8 gives.
   for (const char* node : {"/node-00", "/node-01"}) {
     auto m = test::last_metrics(run + node);
     const std::string path = run + node + "/final.safetensors";

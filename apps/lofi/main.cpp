@@ -13,6 +13,8 @@
 #include "lofi/dist/env.h"
 #include "lofi/dist/launcher.h"
 #include "lofi/error.h"
+#include "lofi/data/tokenizer.h"
+#include "lofi/eval/generate.h"
 #include "lofi/eval/lm_evaluator.h"
 #include "lofi/eval/perplexity.h"
 #include "lofi/eval/report.h"
@@ -23,6 +25,7 @@
 #include "lofi/merge/average.h"
 #include "lofi/merge/interpolate.h"
 #include "lofi/merge/soup.h"
+#include "lofi/model/hf.h"
 #include "lofi/train/config.h"
 #include "lofi/train/export.h"
 #include "lofi/train/trainer.h"
@@ -182,6 +185,49 @@ int cmd_soup(const std::vector<std::string>& candidates, const EvalArgs& a, cons
   return 0;
 }
 
+// Text from a language model: a lofi checkpoint or a Hugging Face directory, with the tokenizer of
+// --tokenizer, the model directory, or the directory its run started from.
+int cmd_generate(const std::string& model_path, const std::string& prompt, std::string tokenizer_dir,
+                 const eval::GenerateOptions& options, const std::vector<std::string>& sets) {
+  train::Config config;
+  if (model::is_hf_model_dir(model_path)) {
+    config.model.init = model_path;
+    train::apply_hf_init(config.model);
+    if (tokenizer_dir.empty()) tokenizer_dir = model_path;
+  } else {
+    config = train::config_from_checkpoint(model_path);
+    if (const std::string source = train::pretrained_source(model_path); tokenizer_dir.empty() && model::is_hf_model_dir(source))
+      tokenizer_dir = source;
+  }
+  for (const auto& s : sets) train::apply_override(config, s);
+  if (config.model.arch == "vit") fail("generate: ", model_path, " is an image classifier; generate needs a language model");
+  if (tokenizer_dir.empty())
+    fail("generate: no tokenizer for ", model_path, ": give --tokenizer DIR (a Hugging Face tokenizer directory), or ",
+         "--tokenizer bytes for a byte-level model such as the demo's");
+  const bool bytes = tokenizer_dir == "bytes";
+  std::optional<data::Tokenizer> tokenizer;
+  if (!bytes) tokenizer.emplace(data::Tokenizer::load(tokenizer_dir));
+  std::vector<int64_t> ids;
+  if (bytes) {
+    for (unsigned char c : prompt) ids.push_back(c);
+  } else {
+    for (uint32_t id : tokenizer->encode(prompt)) ids.push_back(id);
+  }
+  eval::GenerateOptions o = options;
+  if (!bytes) o.stop_id = tokenizer->end_of_text();
+  model::CausalLm lm = train::make_model(config.model, 0);
+  lm->to(dist::resolve_device(config.train.device, 0, "train.device"));
+  const std::vector<int64_t> out = eval::generate(*lm, ids, o);
+  std::string text;
+  if (bytes) {
+    for (int64_t id : out) text += static_cast<char>(id);
+  } else {
+    text = tokenizer->decode(std::vector<uint32_t>(out.begin(), out.end()), /*skip_special_tokens=*/true);
+  }
+  std::cout << text << "\n";
+  return 0;
+}
+
 int cmd_interpolate(const std::string& from, const std::string& to, int points, const EvalArgs& a) {
   const eval::ScorerInputs in = scorer_inputs(a);
   const auto& datasets = in.data;
@@ -245,6 +291,7 @@ int cmd_inspect(const std::string& path) {
 int main(int argc, char** argv) {
   CLI::App app{"lofi: fine-tune across nodes without communicating gradients, then average the weights"};
   app.set_version_flag("--version", [] { return version_text(); });
+  app.option_defaults()->always_capture_default();  // --help shows each option's default
   app.require_subcommand(1);
 
   auto* train = app.add_subcommand("train", "Train or fine-tune (one worker; run it under `lofi launch`, torchrun or srun)");
@@ -283,6 +330,7 @@ int main(int argc, char** argv) {
   average->add_option("--threads", avg.threads, "threads (default: all cores)");
   average->add_flag("--no-checksums{false}", avg.checksums, "skip the inputs' XXH3 checksums in the provenance (saves a read)");
   average->add_flag("--allow-nonfinite", avg.allow_nonfinite, "average inputs holding NaN or Inf (refused by default)");
+  average->add_flag("--force", avg.force, "average inputs trained apart (another pretrained start, step or node count)");
 
   // Evaluation flags shared by eval, soup and interpolate.
   EvalArgs ev;
@@ -291,7 +339,7 @@ int main(int argc, char** argv) {
         ->required();
     cmd->add_option("--class-map", ev.class_maps,
                     "NAME=FILE: score image set NAME through a class map (subset or many-to-one; repeatable)");
-    cmd->add_option("--max-images", ev.max_images, "classifiers: score at most this many images per set (0: all)");
+    cmd->add_option("--max-images", ev.max_images, "classifiers: score this many images per set, an even share of every class (0: all)");
     cmd->add_option("--config,-c", ev.config, "config giving the model's shape (default: the checkpoint's own)");
     cmd->add_option("--set", ev.sets, "override a config key: section.key=value");
     cmd->add_option("--seq-len", ev.settings.seq_len, "window length (default: data.seq_len)");
@@ -326,6 +374,21 @@ int main(int argc, char** argv) {
   std::string report_dir, report_out;
   report->add_option("dir", report_dir, "run directory, e.g. runs/demo")->required()->check(CLI::ExistingDirectory);
   report->add_option("--out,-o", report_out, "output HTML (default: DIR/report.html)");
+
+  auto* generate = app.add_subcommand("generate", "Text from a language model: lofi generate --model M --prompt TEXT");
+  std::string gen_model, gen_prompt, gen_tokenizer;
+  std::vector<std::string> gen_sets;
+  eval::GenerateOptions gen;
+  generate->add_option("--model,-m", gen_model, "lofi checkpoint or Hugging Face model directory")->required()->check(CLI::ExistingPath);
+  generate->add_option("--prompt,-p", gen_prompt, "text to continue")->required();
+  generate->add_option("--tokenizer", gen_tokenizer,
+                       "Hugging Face tokenizer directory (default: the model's, or its run's pretrained directory); bytes: ids are bytes");
+  generate->add_option("--max-new-tokens", gen.max_new_tokens, "tokens to add")->check(CLI::NonNegativeNumber);
+  generate->add_option("--temperature", gen.temperature, "0: greedy; > 0: sample softmax(logits / temperature)")
+      ->check(CLI::NonNegativeNumber);
+  generate->add_option("--top-k", gen.top_k, "sample among the K most likely tokens (0: all)")->check(CLI::NonNegativeNumber);
+  generate->add_option("--seed", gen.seed, "sampling seed");
+  generate->add_option("--set", gen_sets, "override a config key (e.g. train.device=cuda)");
 
   auto* export_cmd = app.add_subcommand("export", "Write a checkpoint as a Hugging Face model directory: lofi export --format hf IN OUT_DIR");
   train::ExportOptions export_opt;
@@ -399,6 +462,7 @@ int main(int argc, char** argv) {
     if (*eval_cmd) return cmd_eval(ev);
     if (*soup) return cmd_soup(soup_candidates, ev, soup_out, soup_allow_nonfinite);
     if (*interpolate) return cmd_interpolate(interp_a, interp_b, interp_points, ev);
+    if (*generate) return cmd_generate(gen_model, gen_prompt, gen_tokenizer, gen, gen_sets);
     if (*inspect) return cmd_inspect(inspect_path);
     if (*export_cmd) {
       for (const auto& f : train::export_checkpoint(export_in, export_out, export_opt)) std::printf("written: %s\n", f.c_str());

@@ -64,4 +64,23 @@ ImageFolder::ImageFolder(const std::string& root, std::vector<std::string> class
   if (samples_.empty()) fail(root, ": expected .jpg, .jpeg or .png images under the class directories, found none");
 }
 
+std::vector<int64_t> balanced_subset(const ImageFolder& folder, int64_t count) {
+  std::vector<std::vector<int64_t>> by_class(folder.classes().size());
+  for (int64_t i = 0; i < folder.size(); ++i)
+    by_class[static_cast<size_t>(folder.samples()[static_cast<size_t>(i)].label)].push_back(i);
+  // Shares by rounds: each round gives one more sample to every class that has one left.
+  std::vector<int64_t> share(by_class.size(), 0);
+  for (int64_t taken = 0, progress = 1; taken < count && progress;) {
+    progress = 0;
+    for (size_t c = 0; c < by_class.size() && taken < count; ++c)
+      if (share[c] < static_cast<int64_t>(by_class[c].size())) ++share[c], ++taken, progress = 1;
+  }
+  std::vector<int64_t> out;
+  for (size_t c = 0; c < by_class.size(); ++c) {
+    const auto n = static_cast<int64_t>(by_class[c].size());
+    for (int64_t k = 0; k < share[c]; ++k) out.push_back(by_class[c][static_cast<size_t>(k * n / share[c])]);
+  }
+  return out;
+}
+
 }  // namespace lofi::data

@@ -33,4 +33,8 @@ class ImageFolder {
   std::vector<ImageSample> samples_;
 };
 
+// COUNT samples of FOLDER spread evenly over its classes (as equal a share per class as their sizes
+// allow), evenly spaced within each class; deterministic. All samples when COUNT >= size().
+std::vector<int64_t> balanced_subset(const ImageFolder& folder, int64_t count);
+
 }  // namespace lofi::data

@@ -194,13 +194,14 @@ std::optional<ImageBatch> ImageLoader::next() {
 }
 
 std::unique_ptr<ImageLoader> make_eval_loader(const ImageFolder& folder, AugmentConfig augment, LoaderConfig config,
-                                              int64_t batch_size) {
+                                              int64_t batch_size, const std::vector<int64_t>& subset) {
   if (batch_size < 1) fail("eval batch size: expected >= 1, found ", batch_size);
-  int64_t n = folder.size();
+  const int64_t n = subset.empty() ? folder.size() : static_cast<int64_t>(subset.size());
   config.train = false;
-  auto indices = [n, batch_size](int64_t step) {
+  auto indices = [n, batch_size, subset](int64_t step) {
     std::vector<int64_t> out;
-    for (int64_t i = step * batch_size; i < std::min(n, (step + 1) * batch_size); ++i) out.push_back(i);
+    for (int64_t i = step * batch_size; i < std::min(n, (step + 1) * batch_size); ++i)
+      out.push_back(subset.empty() ? i : subset[static_cast<size_t>(i)]);
     return out;
   };
   return std::make_unique<ImageLoader>(folder.samples(), std::move(augment), std::move(config), indices, 0,

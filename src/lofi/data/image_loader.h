@@ -82,9 +82,9 @@ class ImageLoader {
 // the process-wide setting, and so the trainer's and autograd's threads, stay as they are.
 void use_one_torch_thread();
 
-// Evaluation: every sample of FOLDER once, in order, in batches of BATCH_SIZE (the last may be
-// smaller), with config.train forced to false.
+// Evaluation: every sample of FOLDER once, in order (or the samples SUBSET indexes, in its order),
+// in batches of BATCH_SIZE (the last may be smaller), with config.train forced to false.
 std::unique_ptr<ImageLoader> make_eval_loader(const ImageFolder& folder, AugmentConfig augment, LoaderConfig config,
-                                              int64_t batch_size);
+                                              int64_t batch_size, const std::vector<int64_t>& subset = {});
 
 }  // namespace lofi::data

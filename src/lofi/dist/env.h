@@ -1,6 +1,7 @@
 // Where this worker stands: read from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK,
-// LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), else Slurm's, else Open MPI's; with none of them
-// the worker runs alone. `lofi launch` sets torchrun's variables.
+// LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), else Slurm's (SLURM_PROCID, SLURM_NTASKS,
+// SLURM_LOCALID, SLURM_NTASKS_PER_NODE, SLURM_JOB_NODELIST, SLURM_JOB_ID), else Open MPI's; with
+// none of them the worker runs alone. `lofi launch` sets torchrun's variables.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -19,8 +20,12 @@ struct WorkerEnv {
                                // launch) hosts the store at MASTER_ADDR:MASTER_PORT; rank 0 joins it
 };
 
-// Reads the environment; a malformed variable is an error naming it.
+// Reads the environment; a malformed variable is an error naming it. Under Slurm without
+// MASTER_ADDR / MASTER_PORT: the first host of SLURM_JOB_NODELIST, port 20000 + SLURM_JOB_ID % 20000.
 WorkerEnv worker_env_from_environment();
+
+// The first host of a Slurm host list: "node[003-004,007],gpu1" -> "node003".
+std::string first_slurm_host(const std::string& nodelist);
 
 // Intra-op threads for this worker: LOFI_THREADS if set, else cores / local workers (at least 1).
 int default_threads(const WorkerEnv& env);

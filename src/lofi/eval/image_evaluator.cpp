@@ -62,15 +62,12 @@ void ImageEvaluator::for_each_batch(const Set& set, const F& f) const {
   data::LoaderConfig lc;
   lc.threads = settings_.threads;
   lc.on_bad_image = config_.images.on_bad_image;
-  auto loader = data::make_eval_loader(set.folder, augment_, lc, settings_.batch);
-  const int64_t limit = settings_.max_images > 0 ? settings_.max_images : set.folder.size();
-  for (int64_t seen = 0; seen < limit;) {
-    auto b = loader->next();
-    if (!b) break;
-    const int64_t keep = std::min<int64_t>(b->images.size(0), limit - seen);
-    f(b->images.narrow(0, 0, keep), b->labels.narrow(0, 0, keep));
-    seen += keep;
-  }
+  // --max-images: a share of every class, not the first classes' files.
+  const std::vector<int64_t> subset = settings_.max_images > 0 && settings_.max_images < set.folder.size()
+                                          ? data::balanced_subset(set.folder, settings_.max_images)
+                                          : std::vector<int64_t>{};
+  auto loader = data::make_eval_loader(set.folder, augment_, lc, settings_.batch, subset);
+  while (auto b = loader->next()) f(b->images, b->labels);
 }
 
 ImageEvaluator::~ImageEvaluator() = default;

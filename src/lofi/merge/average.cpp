@@ -101,6 +101,17 @@ std::string layout_mismatch(const io::SafetensorsSet& first, const io::Safetenso
   return "";
 }
 
+// Checks that OTHER was trained like FIRST as far as both say: the same pretrained start, steps
+// and node count (lofi's metadata); returns what differs, or "".
+std::string provenance_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other) {
+  for (const char* key : {"lofi.init_xxh3", "lofi.step", "lofi.nodes"}) {
+    auto a = first.metadata().find(key), b = other.metadata().find(key);
+    if (a != first.metadata().end() && b != other.metadata().end() && a->second != b->second)
+      return cat(first.source(), " has ", key, " = ", a->second, " but ", other.source(), " has ", b->second);
+  }
+  return "";
+}
+
 // A directory of Hugging Face weights (one file or shards), as opposed to a run directory.
 bool is_weights_dir(const fs::path& dir) {
   return fs::exists(dir / "model.safetensors") || fs::exists(dir / "model.safetensors.index.json");
@@ -116,10 +127,15 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
       out.push_back(input);
       continue;
     }
+    // How many nodes the run has: its config.toml, or the one a dist.node_id job wrote in its node.
     int64_t nodes = 0;
-    if (fs::exists(run / "config.toml")) {
+    std::vector<fs::path> configs{run / "config.toml"};
+    for (const auto& entry : fs::directory_iterator(run))
+      if (entry.is_directory()) configs.push_back(entry.path() / "config.toml");
+    for (const auto& config : configs) {
+      if (nodes > 0 || !fs::exists(config)) continue;
       try {
-        nodes = toml::parse_file((run / "config.toml").string())["dist"]["nodes"].value_or(int64_t{0});
+        nodes = toml::parse_file(config.string())["dist"]["nodes"].value_or(int64_t{0});
       } catch (const toml::parse_error&) {
       }
     }
@@ -170,6 +186,8 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
         reject(inputs[i], why);
         continue;
       }
+      if (std::string why = provenance_mismatch(*files[0], *file); !why.empty() && !opt.force)
+        fail("average: ", why, "; these were not trained alike. Pass --force to average them anyway");
     }
     files.push_back(std::move(file));
     used_weights.push_back(weights[i]);
@@ -199,7 +217,7 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
   }
 
   io::Metadata metadata{{"lofi.merge", "average"}, {"lofi.merge.inputs", std::to_string(files.size())}};
-  for (const char* carried : {"lofi.config", "lofi.classes"})  // what rebuilds and labels the model
+  for (const char* carried : {"lofi.config", "lofi.classes", "lofi.init_xxh3", "lofi.step"})  // what rebuilds, labels and places the model
     if (auto it = first.metadata().find(carried); it != first.metadata().end()) metadata.insert(*it);
   std::vector<std::string> checksums(files.size());
   {

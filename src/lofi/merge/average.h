@@ -24,6 +24,8 @@ struct AverageOptions {
   int threads = 0;                  // worker threads; 0: all cores
   bool checksums = true;            // XXH3 of every input in the provenance (one extra read)
   bool allow_nonfinite = false;     // average inputs holding NaN or Inf (else refused, naming them)
+  bool force = false;               // average inputs whose metadata says they were trained apart
+                                    // (another pretrained start, step count or node count)
   io::Metadata metadata;            // added to the output's metadata
 };
 

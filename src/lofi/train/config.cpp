@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -89,6 +92,26 @@ namespace {
 ConfigField& find_field(std::vector<ConfigField>& fields, const std::string& key, const std::string& source) {
   for (auto& f : fields)
     if (f.key == key) return f;
+  // The nearest key by edit distance, when it is near enough to be a slip.
+  auto distance = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      size_t diagonal = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j) {
+        const size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        diagonal = up;
+      }
+    }
+    return row[b.size()];
+  };
+  const ConfigField* nearest = nullptr;
+  size_t best = 4;  // at most 3 edits
+  for (const auto& f : fields)
+    if (size_t d = distance(key, f.key); d < best) best = d, nearest = &f;
+  if (nearest) fail(source, ": unknown config key '", key, "'; did you mean '", nearest->key, "'?");
   std::string known;
   for (const auto& f : fields) known += (known.empty() ? "" : ", ") + f.key;
   fail(source, ": unknown config key '", key, "' (known keys: ", known, ")");
@@ -241,8 +264,10 @@ std::vector<std::string> trajectory_changes(const Config& was, const Config& now
   auto fa = config_fields(a), fb = config_fields(b);
   auto text = [](const ConfigField& f) {
     return std::visit([](auto* p) {
+      using T = std::remove_pointer_t<decltype(p)>;
       std::ostringstream out;
-      if constexpr (std::is_same_v<std::remove_pointer_t<decltype(p)>, std::string>) out << '"' << *p << '"';
+      if constexpr (std::is_same_v<T, std::string>) out << '"' << *p << '"';
+      else if constexpr (std::is_same_v<T, double>) out << shortest_double(*p);
       else out << std::boolalpha << *p;
       return out.str();
     }, f.target);
@@ -294,19 +319,68 @@ void apply_hf_init(ModelConfig& c) {
   c.word_embed_proj_dim = m.word_embed_proj_dim;
 }
 
-std::string to_toml(const Config& config) {
-  Config copy = config;
-  toml::table root;
-  for (const auto& f : config_fields(copy)) {
-    auto dot = f.key.find('.');
-    std::string section = f.key.substr(0, dot), name = f.key.substr(dot + 1);
-    if (!root.contains(section)) root.insert(section, toml::table{});
-    toml::table& t = *root[section].as_table();
-    std::visit([&](auto* p) { t.insert(name, *p); }, f.target);
+std::string shortest_double(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  // The shortest digits that read back to V, laid out as Python's repr lays them out: positional
+  // for exponents in [-4, 16), scientific beyond (6e-4 -> "0.0006", 1e30 -> "1e+30").
+  char buf[400];
+  const std::string scientific(buf, std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific).ptr);
+  const int exponent = std::stoi(scientific.substr(scientific.find('e') + 1));
+  std::string text = exponent >= -4 && exponent < 16
+                         ? std::string(buf, std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::fixed).ptr)
+                         : scientific;
+  if (exponent < -4 || exponent >= 16) {  // "1e+30" rather than "1.e+30" or "1e+030"
+    const size_t e = text.find('e');
+    std::string mantissa = text.substr(0, e), power = text.substr(e + 1);
+    const char sign = power[0];
+    power = power.substr(1);
+    while (power.size() > 1 && power[0] == '0') power.erase(0, 1);
+    text = mantissa + "e" + sign + power;
   }
-  std::ostringstream out;
-  out << root << "\n";
-  return out.str();
+  if (text.find_first_of(".e") == std::string::npos) text += ".0";  // stays a float in TOML
+  return text;
+}
+
+namespace {
+
+// A TOML basic string.
+std::string toml_string(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') out += '\\', out += static_cast<char>(c);
+    else if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c < 0x20 || c == 0x7f) {
+      char esc[8];
+      std::snprintf(esc, sizeof(esc), "\\u%04x", c);
+      out += esc;
+    } else out += static_cast<char>(c);
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string to_toml(const Config& config) {
+  // Written here rather than by toml++'s printer, which spells 6e-4 as 0.00059999999999999995:
+  // sections and keys in config_fields() order, floats as the shortest text that reads back.
+  Config copy = config;
+  std::string out, section;
+  for (const auto& f : config_fields(copy)) {
+    const auto dot = f.key.find('.');
+    if (f.key.substr(0, dot) != section) {
+      section = f.key.substr(0, dot);
+      out += (out.empty() ? "[" : "\n[") + section + "]\n";
+    }
+    out += f.key.substr(dot + 1) + " = ";
+    if (auto* i = std::get_if<int64_t*>(&f.target)) out += std::to_string(**i);
+    else if (auto* d = std::get_if<double*>(&f.target)) out += shortest_double(**d);
+    else if (auto* b = std::get_if<bool*>(&f.target)) out += **b ? "true" : "false";
+    else out += toml_string(*std::get<std::string*>(f.target));
+    out += "\n";
+  }
+  return out;
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {

@@ -132,8 +132,10 @@ void apply_toml_text(Config& config, const std::string& text, const std::string&
 void apply_override(Config& config, const std::string& assignment);
 // Checks ranges and combinations; throws naming the key.
 void validate(const Config& config);
-// The resolved config as TOML text, loadable by apply_toml_text.
+// The resolved config as TOML text, loadable by apply_toml_text; floats as shortest_double().
 std::string to_toml(const Config& config);
+// The shortest text that reads back to V (6e-4 -> "0.0006"), with ".0" on whole numbers.
+std::string shortest_double(double v);
 
 // The settings that differ between WAS and NOW and change what training computes (the model, the
 // data, the batch, the seed, the schedule, the optimizer, the nodes), as "key = old -> new";

@@ -22,13 +22,11 @@ std::vector<std::string> export_checkpoint(const std::string& in, const std::str
   }
   Config config = config_from_checkpoint(path);  // model.init now points at PATH
   // Where the run itself started: a Hugging Face directory lends its config.json and tokenizer.
-  Config as_run;
-  const auto meta = io::SafetensorsFile(path).metadata();
-  apply_toml_text(as_run, meta.at("lofi.config"), path + " (lofi.config)");
+  const std::string source = pretrained_source(path);
   model::HfExportOptions hf;
   hf.dtype = options.dtype;
   hf.shard_bytes = options.shard_bytes;
-  if (model::is_hf_model_dir(as_run.model.init)) hf.source_dir = as_run.model.init;
+  if (model::is_hf_model_dir(source)) hf.source_dir = source;
   model::CausalLm lm = make_model(config.model, 0);
   if (!options.allow_nonfinite) merge::refuse_nonfinite(model::module_weights(*lm), path, "--allow-nonfinite");
   return model::export_hf(*lm, out_dir, hf);

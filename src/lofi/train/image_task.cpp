@@ -128,16 +128,15 @@ torch::Tensor ImageTask::loss(int64_t first, int64_t count) {
 }
 
 nlohmann::json ImageTask::validate(int64_t batch) {
-  auto loader = data::make_eval_loader(*val_, augment_, loader_config(config_.images), batch);
+  // eval_batches x BATCH images, an even share of every class (as `lofi eval --max-images`).
+  const int64_t count = config_.train.eval_batches * batch;
+  const std::vector<int64_t> subset = count < val_->size() ? data::balanced_subset(*val_, count) : std::vector<int64_t>{};
+  auto loader = data::make_eval_loader(*val_, augment_, loader_config(config_.images), batch, subset);
   eval::ClassificationMeter meter;
   torch::NoGradGuard no_grad;
   const bool was_training = model_->is_training();
   model_->eval();
-  int64_t batches = 0;
-  while (auto b = loader->next()) {
-    meter.add(model_->forward(dist::to_device(b->images, device())), b->labels);
-    if (++batches >= config_.train.eval_batches) break;
-  }
+  while (auto b = loader->next()) meter.add(model_->forward(dist::to_device(b->images, device())), b->labels);
   model_->train(was_training);
   const eval::ClassificationScore s = meter.score();
   return {{"val_loss", s.loss}, {"val_top1", s.top1}, {"val_top5", s.top5}};

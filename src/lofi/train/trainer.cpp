@@ -21,6 +21,7 @@
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/io/safetensors_set.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/weights.h"
 #include "lofi/train/checkpoint.h"
@@ -58,6 +59,12 @@ class MetricsLog {
   std::ofstream out_;
 };
 
+std::string format_metric(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.4f", v);
+  return buf;
+}
+
 std::string format_duration(double seconds) {
   int64_t s = static_cast<int64_t>(seconds + 0.5);
   char buf[32];
@@ -81,6 +88,15 @@ model::CausalLm make_model(const ModelConfig& config, uint64_t seed) {
     model::load_module_weights(*lm, init, {"lm_head.weight"});
   }
   return lm;
+}
+
+std::string pretrained_source(const std::string& checkpoint) {
+  io::SafetensorsFile file(checkpoint);
+  auto it = file.metadata().find("lofi.config");
+  if (it == file.metadata().end()) return "";
+  Config as_run;
+  apply_toml_text(as_run, it->second, checkpoint + " (lofi.config)");
+  return as_run.model.init;
 }
 
 Config config_from_checkpoint(const std::string& path) {
@@ -140,6 +156,13 @@ CheckpointPaths resume_point(const Config& config, const std::string& my_dir, bo
          "restore them, or pass --resume-changed if the change is meant");
   }
   return *ckpt;
+}
+
+// The XXH3 of the pretrained start (a safetensors file, or a Hugging Face directory's weights), so
+// merges can tell models fine-tuned from different starts; empty for a random init.
+std::string init_checksum(const std::string& init) {
+  if (init.empty()) return "";
+  return io::SafetensorsSet(init).checksum();
 }
 
 std::string nonfinite_text(double v) { return std::isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf"; }
@@ -210,6 +233,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
     heartbeat = std::make_unique<dist::NodeHeartbeat>(my_dir, comm.attempt(), start_step, tc.steps);
   }
 
+  const std::string init_xxh3 = node_leader ? init_checksum(config.model.init) : "";
   TrainSummary summary;
   summary.node = topo.node;
   summary.steps = tc.steps;
@@ -288,10 +312,16 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
         if (skipped > 0) record["skipped_nonfinite"] = skipped;
         if (eval_now) record.update(task->validate(micro_batch));
         metrics->write(record);
+        std::string validation;  // the periodic evaluation's numbers, on the same line
+        for (const auto& [key, value] : record.items())
+          if (key.rfind("val_", 0) == 0 && value.is_number()) validation += cat(" ", key, " ", format_metric(value.get<double>()));
         if (!tty)
-          std::printf("node %lld step %lld/%lld loss %.4f lr %.2e %.0f %s/s ETA %s\n", static_cast<long long>(topo.node),
-                      static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, lr, rate, unit.c_str(),
-                      format_duration(eta).c_str());
+          std::printf("node %lld step %lld/%lld loss %.4f%s lr %.2e %.0f %s/s ETA %s\n", static_cast<long long>(topo.node),
+                      static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, validation.c_str(), lr, rate,
+                      unit.c_str(), format_duration(eta).c_str());
+        else if (!validation.empty())
+          std::printf("\rnode %lld step %lld/%lld%s\n", static_cast<long long>(topo.node), static_cast<long long>(done),
+                      static_cast<long long>(tc.steps), validation.c_str());
       }
       if (tty)
         std::printf("\rnode %lld step %lld/%lld loss %.4f %.0f %s/s ETA %s   ", static_cast<long long>(topo.node),
@@ -315,6 +345,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
       io::Metadata meta = task->metadata();
       meta.insert({{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
                    {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", config_toml}});
+      if (!init_xxh3.empty()) meta["lofi.init_xxh3"] = init_xxh3;
       io::save_safetensors(my_dir + "/final.safetensors", model::module_weights(model), meta);
       // A run from a Hugging Face directory hands its result back in that form: the merged model
       // of a whole lo-fi job (below), else each node's final.

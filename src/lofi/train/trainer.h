@@ -28,6 +28,9 @@ model::CausalLm make_model(const ModelConfig& config, uint64_t seed);
 // The config a lofi checkpoint was trained with (its "lofi.config" metadata), with model.init
 // pointing at PATH, so make_model() rebuilds the model.
 Config config_from_checkpoint(const std::string& path);
+// The model.init the checkpoint's run started from, as its "lofi.config" records it (a Hugging
+// Face directory there lends its config.json keys and tokenizer); empty when there is none.
+std::string pretrained_source(const std::string& checkpoint);
 
 struct StartOptions {
   StartMode mode = StartMode::fresh;  // resume: from the newest checkpoint that verifies

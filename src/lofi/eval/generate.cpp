@@ -1,0 +1,42 @@
+#include "lofi/eval/generate.h"
+
+#include "lofi/error.h"
+
+namespace lofi::eval {
+
+std::vector<int64_t> generate(model::CausalLmImpl& lm, const std::vector<int64_t>& prompt, const GenerateOptions& o) {
+  if (prompt.empty()) fail("generate: the prompt encodes to no tokens");
+  if (o.temperature < 0) fail("generate: --temperature must be >= 0, found ", o.temperature);
+  if (o.top_k < 0) fail("generate: --top-k must be >= 0, found ", o.top_k);
+  for (int64_t id : prompt)
+    if (id < 0 || id >= lm.config.vocab_size)
+      fail("generate: prompt token id ", id, " is not below model.vocab_size = ", lm.config.vocab_size);
+  torch::NoGradGuard no_grad;
+  lm.eval();
+  const torch::Device device = lm.parameters().empty() ? torch::Device(torch::kCPU) : lm.parameters()[0].device();
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  std::vector<int64_t> tokens = prompt;
+  for (int64_t n = 0; n < o.max_new_tokens; ++n) {
+    const int64_t window = std::min<int64_t>(static_cast<int64_t>(tokens.size()), lm.config.max_seq_len);
+    torch::Tensor input = torch::tensor(std::vector<int64_t>(tokens.end() - window, tokens.end()), torch::kInt64)
+                              .unsqueeze(0)
+                              .to(device);                                   // (1, T)
+    torch::Tensor logits = lm.forward(input)[0][window - 1].to(torch::kCPU, torch::kFloat32);  // (V)
+    int64_t next = 0;
+    if (o.temperature == 0) {
+      next = logits.argmax().item<int64_t>();
+    } else {
+      logits = logits / o.temperature;
+      if (o.top_k > 0 && o.top_k < logits.size(0)) {
+        const double kth = std::get<0>(logits.topk(o.top_k))[o.top_k - 1].item<double>();
+        logits = logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
+      }
+      next = torch::multinomial(torch::softmax(logits, 0), 1, false, generator).item<int64_t>();
+    }
+    tokens.push_back(next);
+    if (o.stop_id && next == *o.stop_id) break;
+  }
+  return tokens;
+}
+
+}  // namespace lofi::eval

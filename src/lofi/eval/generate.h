@@ -1,0 +1,24 @@
+// Text from a causal language model, token by token: greedy, or sampled with a temperature and
+// top-k, as Hugging Face's generate() does without a cache (each step re-reads the window of the
+// last model.max_seq_len tokens), so users can see what fine-tuning did.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "lofi/model/causal_lm.h"
+
+namespace lofi::eval {
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 32;
+  double temperature = 0;          // 0: greedy (argmax); > 0: sample softmax(logits / temperature)
+  int64_t top_k = 0;               // > 0: sample among the K most likely tokens only
+  uint64_t seed = 0;               // the sampling generator's seed
+  std::optional<int64_t> stop_id;  // end early after this token (the end-of-text token)
+};
+
+// PROMPT followed by the new tokens. Throws on an empty prompt or an id outside the vocabulary.
+std::vector<int64_t> generate(model::CausalLmImpl& lm, const std::vector<int64_t>& prompt, const GenerateOptions& options);
+
+}  // namespace lofi::eval
