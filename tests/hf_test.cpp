@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lofi/data/token_shards.h"
+#include "lofi/eval/perplexity.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/io/safetensors_set.h"
@@ -271,6 +272,25 @@ TEST(CliHf, RunFromHfDirectoryWritesHfOutputs) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("no lofi.config"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir + "/bare"));
+}
+
+// The pretrained model before fine-tuning: `lofi eval --model DIR` takes a Hugging Face directory
+// as published and scores what the library scores for the model that directory makes.
+TEST(CliHf, EvalTakesAHuggingFaceDirectory) {
+  const std::string dir = test::scratch_dir();
+  std::vector<uint32_t> ids;
+  for (uint32_t i = 0; i < 3000; ++i) ids.push_back((i * 11 + i / 7) % 64);
+  data::write_token_shard(dir + "/val.bin", ids);
+  const std::string init = (kFixtures / "transformers" / "opt-125m-like").string();
+  auto r = test::run_lofi("eval --model " + init + " --data val=" + dir + "/val.bin --seq-len 16 --batch 8 --json " + dir + "/eval.json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const double cli = read_json(dir + "/eval.json")["results"][0]["datasets"]["val"]["loss"];
+  train::ModelConfig m;
+  m.init = init;
+  model::CausalLm lm = train::make_model(m, 0);
+  const double library = eval::evaluate_lm(*lm, data::TokenShards({dir + "/val.bin"}, 64), 16, 8, 0).loss;
+  EXPECT_EQ(cli, library);
+  EXPECT_GT(cli, 0.0);
 }
 
 // A lo-fi job from a Hugging Face directory merges its nodes into merged-hf/, which transformers

@@ -1,6 +1,7 @@
 // lofi: distributed fine-tuning without communication. Subcommands only: each parses its flags
 // and calls the library; errors are printed on one line with a non-zero exit.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -66,7 +67,14 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& se
 
 // The model shape for evaluating CHECKPOINT: --config if given, else the checkpoint's own.
 train::Config eval_config(const std::string& checkpoint, const std::string& config_path, const std::vector<std::string>& sets) {
-  train::Config config = config_path.empty() ? train::config_from_checkpoint(checkpoint) : train::load_config(config_path, {});
+  train::Config config;
+  if (model::is_hf_model_dir(checkpoint)) {  // a pretrained model as published: its config.json gives the shape
+    config.model.init = checkpoint;
+    train::apply_hf_init(config.model);
+    config.data.seq_len = std::min(config.data.seq_len, config.model.max_seq_len);  // no run chose one: fit the model
+  } else {
+    config = config_path.empty() ? train::config_from_checkpoint(checkpoint) : train::load_config(config_path, {});
+  }
   for (const auto& s : sets) train::apply_override(config, s);
   config.model.init = checkpoint;
   train::validate(config);
@@ -348,7 +356,8 @@ int main(int argc, char** argv) {
     cmd->add_option("--json", ev.json, "also write the results as JSON here");
   };
   auto* eval_cmd = app.add_subcommand("eval", "Loss and perplexity (language models) or top-1/top-5 (classifiers) on named datasets, of a model or an ensemble beside its average");
-  eval_cmd->add_option("--model,-m", ev.model, "safetensors checkpoint")->check(CLI::ExistingFile);
+  eval_cmd->add_option("--model,-m", ev.model, "safetensors checkpoint, or a Hugging Face model directory (the pretrained model)")
+      ->check(CLI::ExistingPath);
   eval_cmd->add_option("--ensemble", ev.ensemble, "checkpoints to ensemble (mean of probabilities), shown beside their weight average")
       ->check(CLI::ExistingFile);
   add_eval_flags(eval_cmd);

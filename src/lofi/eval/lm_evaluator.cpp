@@ -2,6 +2,7 @@
 
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
+#include "lofi/model/hf.h"
 #include "lofi/model/weights.h"
 #include "lofi/train/trainer.h"
 
@@ -48,7 +49,8 @@ std::vector<LmScore> LmEvaluator::score(const io::NamedTensors& weights) {
 }
 
 std::vector<LmScore> LmEvaluator::score_file(const std::string& checkpoint) {
-  model::load_module_weights(*lm_, io::SafetensorsFile(checkpoint), {"lm_head.weight"});
+  if (model::is_hf_model_dir(checkpoint)) model::load_hf_weights(*lm_, checkpoint);
+  else model::load_module_weights(*lm_, io::SafetensorsFile(checkpoint), {"lm_head.weight"});
   return score_model(*lm_);
 }
 
