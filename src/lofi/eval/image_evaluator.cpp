@@ -6,6 +6,7 @@
 #include "lofi/data/image_loader.h"
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
+#include "lofi/eval/progress.h"
 #include "lofi/model/weights.h"
 #include "lofi/train/image_task.h"
 
@@ -78,7 +79,13 @@ std::vector<ClassificationScore> ImageEvaluator::run(const Predict& predict) {
   std::vector<ClassificationScore> out;
   for (const auto& set : data_) {
     ClassificationMeter meter = set->mapped ? ClassificationMeter(set->map) : ClassificationMeter();
-    auto add = [&](const torch::Tensor& x, const torch::Tensor& y) { meter.add(predict(dist::to_device(x, device_)), y); };
+    const int64_t images = settings_.max_images > 0 ? std::min(settings_.max_images, set->folder.size()) : set->folder.size();
+    Progress progress("scoring " + set->folder.root(), images, "images");
+    int64_t seen = 0;
+    auto add = [&](const torch::Tensor& x, const torch::Tensor& y) {
+      meter.add(predict(dist::to_device(x, device_)), y);
+      progress.update(seen += y.size(0));
+    };
     if (set->cached) {
       for (const auto& [images, labels] : set->batches) add(images, labels);
     } else {

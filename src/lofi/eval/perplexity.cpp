@@ -5,6 +5,7 @@
 
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
+#include "lofi/eval/progress.h"
 
 namespace lofi::eval {
 namespace {
@@ -19,7 +20,9 @@ LmScore score_windows(const data::TokenShards& tokens, int64_t seq_len, int64_t 
   if (max_windows > 0) windows = std::min(windows, max_windows);
   torch::NoGradGuard no_grad;
   double nll_sum = 0;
+  Progress progress("scoring", windows, "windows");
   for (int64_t first = 0; first < windows; first += batch) {
+    progress.update(first);
     int64_t n = std::min(batch, windows - first);
     torch::Tensor window = torch::empty({n, seq_len + 1}, torch::kLong);  // (B, T + 1)
     for (int64_t i = 0; i < n; ++i) tokens.copy((first + i) * seq_len, seq_len + 1, window[i].data_ptr<int64_t>());
