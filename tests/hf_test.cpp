@@ -293,6 +293,36 @@ TEST(CliHf, EvalTakesAHuggingFaceDirectory) {
   EXPECT_GT(cli, 0.0);
 }
 
+// An average of Hugging Face model directories is one too (weights, config.json, tokenizer files),
+// which eval takes as it is; directories with different tokenizers are refused unless --force.
+TEST(CliHf, AveragingModelDirectoriesWritesOne) {
+  const std::string dir = test::scratch_dir();
+  const fs::path fixture = kFixtures / "transformers" / "opt-125m-like";
+  for (const char* copy : {"a", "b"}) {
+    fs::copy(fixture, fs::path(dir) / copy);
+    std::ofstream(fs::path(dir) / copy / "tokenizer.json") << R"({"model": {"type": "BPE"}})";
+  }
+  auto r = test::run_lofi("average " + dir + "/a " + dir + "/b --out " + dir + "/avg");
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* f : {"model.safetensors", "config.json", "tokenizer.json", "generation_config.json"})
+    EXPECT_TRUE(fs::exists(fs::path(dir) / "avg" / f)) << f;
+  std::vector<uint32_t> ids;
+  for (uint32_t i = 0; i < 2000; ++i) ids.push_back((i * 5 + i / 3) % 64);
+  data::write_token_shard(dir + "/val.bin", ids);
+  auto scored = [&](const std::string& model) {
+    auto e = test::run_lofi("eval --model " + model + " --data val=" + dir + "/val.bin --seq-len 16 --json " + dir + "/e.json");
+    EXPECT_EQ(e.status, 0) << e.output;
+    return read_json(dir + "/e.json")["results"][0]["datasets"]["val"]["loss"].get<double>();
+  };
+  EXPECT_EQ(scored(dir + "/avg"), scored(fixture.string()));  // the mean of two equal models is that model
+  std::ofstream(fs::path(dir) / "b" / "tokenizer.json") << R"({"model": {"type": "Unigram"}})";
+  auto refused = test::run_lofi("average " + dir + "/a " + dir + "/b --out " + dir + "/avg2");
+  EXPECT_NE(refused.status, 0);
+  EXPECT_NE(refused.output.find("tokenizer.json differs between " + dir + "/a and " + dir + "/b"), std::string::npos) << refused.output;
+  EXPECT_FALSE(fs::exists(dir + "/avg2"));
+  EXPECT_EQ(test::run_lofi("average " + dir + "/a " + dir + "/b --force --out " + dir + "/avg2").status, 0);
+}
+
 // A lo-fi job from a Hugging Face directory merges its nodes into merged-hf/, which transformers
 // loads with exactly the merged weights.
 TEST(CliHf, LofiRunFromHfDirectoryWritesMergedHf) {

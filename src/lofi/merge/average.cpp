@@ -117,6 +117,25 @@ bool is_weights_dir(const fs::path& dir) {
   return fs::exists(dir / "model.safetensors") || fs::exists(dir / "model.safetensors.index.json");
 }
 
+// What a Hugging Face model directory holds beside its weights: the model's config and its tokenizer.
+const std::vector<std::string> kModelFiles = {"config.json", "generation_config.json", "tokenizer.json",
+                                              "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+                                              "merges.txt", "added_tokens.json"};
+
+bool is_model_dir(const std::string& path) { return fs::is_directory(path) && is_weights_dir(path) && fs::exists(fs::path(path) / "config.json"); }
+
+// Inputs that are all Hugging Face model directories must share their tokenizer; returns what
+// differs, or "".
+std::string tokenizer_mismatch(const std::vector<std::string>& inputs) {
+  for (const char* name : {"tokenizer.json", "vocab.json", "merges.txt", "added_tokens.json", "special_tokens_map.json"})
+    for (size_t i = 1; i < inputs.size(); ++i) {
+      const fs::path a = fs::path(inputs[0]) / name, b = fs::path(inputs[i]) / name;
+      if (fs::exists(a) != fs::exists(b) || (fs::exists(a) && io::read_text_file(a.string()) != io::read_text_file(b.string())))
+        return cat(name, " differs between ", inputs[0], " and ", inputs[i], ": the models do not share a tokenizer");
+    }
+  return "";
+}
+
 }  // namespace
 
 std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
@@ -164,6 +183,11 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
     fail("average: ", weights.size(), " weights for ", inputs.size(), " inputs (run directories count one per node)");
   for (double w : weights)
     if (!(w >= 0)) fail("average: weights must be non-negative, found ", w);
+  // Averages of Hugging Face model directories are one too, unless OUT names a .safetensors file.
+  const bool model_dirs = std::all_of(inputs.begin(), inputs.end(), is_model_dir);
+  const bool dir_out = model_dirs && fs::path(opt.out).extension() != ".safetensors";
+  if (model_dirs && !opt.force)
+    if (std::string why = tokenizer_mismatch(inputs); !why.empty()) fail("average: ", why, "; pass --force to average them anyway");
 
   // Open and check every input. Without --min-inputs any problem is fatal; with it, the input
   // is named and left out.
@@ -345,7 +369,27 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
   };
 
   try {
-    if (opt.shard_bytes <= 0) {
+    if (dir_out) {
+      // A Hugging Face directory: the weights (sharded with --shard-size) beside the first input's
+      // config and tokenizer files, so eval, export and from_pretrained take it as it is.
+      io::StagedDir out_dir(opt.out);
+      if (opt.shard_bytes > 0) {
+        for (const auto& name : io::write_safetensors_shards(out_dir.path(), layout, opt.shard_bytes, metadata, write_tensor))
+          result.outputs.push_back(out_dir.final_path() + "/" + name);
+      } else {
+        io::SafetensorsWriter writer(out_dir.path() + "/model.safetensors", layout, metadata);
+        for (size_t t = 0; t < layout.size(); ++t) write_tensor(writer, t);
+        writer.commit();
+        result.outputs.push_back(out_dir.final_path() + "/model.safetensors");
+      }
+      const fs::path source = result.used.front();
+      for (const auto& name : kModelFiles)
+        if (fs::exists(source / name)) {
+          fs::copy_file(source / name, fs::path(out_dir.path()) / name);
+          result.outputs.push_back(out_dir.final_path() + "/" + name);
+        }
+      out_dir.commit();
+    } else if (opt.shard_bytes <= 0) {
       io::SafetensorsWriter writer(opt.out, layout, metadata);
       for (size_t t = 0; t < layout.size(); ++t) write_tensor(writer, t);
       writer.commit();

@@ -17,7 +17,9 @@ struct AverageOptions {
                                     // with model.safetensors[.index.json]), or run directories
                                     // (their node finals)
   std::vector<double> weights;      // one per (expanded) input; empty: uniform; normalised
-  std::string out;                  // a .safetensors file, or a directory when shard_bytes > 0
+  std::string out;                  // a .safetensors file, or a directory when shard_bytes > 0 or when
+                                    // every input is a Hugging Face model directory (then one too:
+                                    // weights + the first input's config.json and tokenizer files)
   std::string dtype;                // output dtype ("F32", "F16", "BF16", "F64"); empty: as input
   int64_t shard_bytes = 0;          // > 0: Hugging Face shards of at most this size + index.json
   int64_t min_inputs = 0;           // > 0: skip missing or corrupt inputs, fail under this many
