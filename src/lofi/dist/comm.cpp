@@ -1,7 +1,5 @@
 #include "lofi/dist/comm.h"
 
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
-
 #include <unistd.h>
 
 #include <chrono>

@@ -13,7 +13,6 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
-#include <map>
 #include <optional>
 #include <thread>
 
@@ -65,6 +64,8 @@ struct NodeFailure {
   int rank;             // the worker whose end ended the node
   std::string how;      // "was killed by signal 9", ...
   std::string node_dir;
+  int64_t first_rank, size;  // the node's workers
+  std::optional<std::chrono::steady_clock::time_point> kill_at;  // SIGKILL for any still there, once
 };
 
 // The launcher's last line after nodes failed: which, at which step, and the survivors' merge
@@ -191,7 +192,6 @@ int launch_workers(const LaunchOptions& opt) {
   };
   // Nodes that failed alone, in the order they failed; their workers' later exits are theirs.
   std::vector<NodeFailure> failures;
-  std::map<int64_t, std::chrono::steady_clock::time_point> kill_after;  // node -> SIGKILL deadline
   auto failed_node = [&](int64_t node) {
     return std::any_of(failures.begin(), failures.end(), [&](const NodeFailure& f) { return f.node == node; });
   };
@@ -201,13 +201,16 @@ int launch_workers(const LaunchOptions& opt) {
     return check_ins[rank];
   };
   // Ends node NODE's workers alone: SIGTERM now, SIGKILL for any still there after a grace period.
+  auto signal_node = [&](const NodeFailure& f, int sig) {
+    for (int64_t r = f.first_rank; r < f.first_rank + f.size; ++r)
+      if (workers[static_cast<size_t>(r)].running) signal_worker(workers[static_cast<size_t>(r)], sig);
+  };
   auto end_node = [&](const CheckIn& c, int rank, const std::string& how) {
-    failures.push_back({c.node, rank, how, c.node_dir});
+    failures.push_back({c.node, rank, how, c.node_dir, c.node * c.node_size, c.node_size,
+                        std::chrono::steady_clock::now() + std::chrono::seconds(10)});
     std::cerr << "launch: node " << c.node << " failed: rank " << rank << " " << how
               << "; stopping node " << c.node << "'s workers, the other nodes train on" << std::endl;
-    for (int64_t r = c.node * c.node_size; r < (c.node + 1) * c.node_size; ++r)
-      if (workers[static_cast<size_t>(r)].running) signal_worker(workers[static_cast<size_t>(r)], SIGTERM);
-    kill_after[c.node] = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    signal_node(failures.back(), SIGTERM);
   };
   auto last_watch = std::chrono::steady_clock::now();
   size_t open_pipes = workers.size();
@@ -266,10 +269,8 @@ int launch_workers(const LaunchOptions& opt) {
       stop_all(SIGTERM);
     }
     const auto now = std::chrono::steady_clock::now();
-    for (const auto& [node, deadline] : kill_after)
-      if (now > deadline)
-        for (size_t rank = 0; rank < workers.size(); ++rank)
-          if (workers[rank].running && check_in_of(rank) && check_in_of(rank)->node == node) signal_worker(workers[rank], SIGKILL);
+    for (auto& f : failures)
+      if (f.kill_at && now > *f.kill_at) signal_node(f, SIGKILL), f.kill_at.reset();
     // A node of an independent job whose heartbeat stopped (a hung worker) is ended like a dead one.
     if (!stopping && now - last_watch > std::chrono::seconds(1)) {
       last_watch = now;

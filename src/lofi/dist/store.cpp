@@ -28,7 +28,7 @@ int listen_on(const std::string& bind, int port, const std::string& who) {
   const std::string service = std::to_string(port);
   if (int rc = ::getaddrinfo(bind.c_str(), service.c_str(), &hints, &found); rc != 0)
     fail(who, " = \"", bind, "\": cannot resolve the address to listen on: ", ::gai_strerror(rc));
-  std::string why = "no address";
+  int error = 0;  // of the last address tried
   for (addrinfo* a = found; a; a = a->ai_next) {
     int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
     if (fd < 0) continue;
@@ -38,12 +38,12 @@ int listen_on(const std::string& bind, int port, const std::string& who) {
       ::freeaddrinfo(found);
       return fd;
     }
-    why = std::strerror(errno);
+    error = errno;
     ::close(fd);
   }
   ::freeaddrinfo(found);
-  fail(who, ": cannot listen on ", bind, ":", port, ": ", why,
-       port != 0 && why == std::strerror(EADDRINUSE) ? "; another job holds the port: choose another MASTER_PORT" : "");
+  fail(who, ": cannot listen on ", bind, ":", port, ": ", error ? std::strerror(error) : "no address to bind",
+       error == EADDRINUSE ? "; another job holds the port: choose another MASTER_PORT" : "");
 }
 
 }  // namespace
