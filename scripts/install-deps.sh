@@ -21,6 +21,8 @@ packages=(
   libtomlplusplus-dev     # TOML configs
   libcli11-dev            # CLI
   libxxhash-dev           # fast checksums of merge inputs (provenance)
+  protobuf-compiler libprotobuf-dev  # TensorBoard event files (Event messages, lite runtime)
+  libisal-dev             # CRC-32C of the event files' records (Intel ISA-L)
   libpcre2-dev            # the tokenizer's pre-tokenisation regex (Unicode classes, lookahead, JIT)
   libpng-dev              # PNG decoding (report screenshots in tests; images)
   libturbojpeg0-dev       # JPEG decoding (TurboJPEG API: errors as return codes, no exit())
@@ -30,7 +32,7 @@ packages=(
 )
 
 # Top-level pins; requirements.lock holds them with every dependency resolved.
-top_level=(torch==2.11.0 torchvision==0.26.0 transformers timm tokenizers safetensors numpy pillow)
+top_level=(torch==2.11.0 torchvision==0.26.0 transformers timm tokenizers safetensors numpy pillow tensorboard)
 
 missing=()
 for p in "${packages[@]}"; do

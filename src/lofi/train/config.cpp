@@ -67,6 +67,7 @@ std::vector<ConfigField> config_fields(Config& c) {
       {"train.grad_clip", &c.train.grad_clip},
       {"train.seed", &c.train.seed},
       {"train.log_every", &c.train.log_every},
+      {"train.tensorboard", &c.train.tensorboard},
       {"train.ckpt_every", &c.train.ckpt_every},
       {"train.eval_every", &c.train.eval_every},
       {"train.eval_batches", &c.train.eval_batches},

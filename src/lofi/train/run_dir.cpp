@@ -84,7 +84,11 @@ NodeDirLock::~NodeDirLock() {
 void prepare_node_dir(const std::string& node_dir, StartMode mode) {
   remove_litter(node_dir);
   remove_litter(node_dir + "/ckpt");
-  settle(node_dir, {"final.safetensors", "final-hf", "ckpt", "metrics.jsonl", "status.json"}, mode);
+  std::vector<std::string> names{"final.safetensors", "final-hf", "ckpt", "metrics.jsonl", "status.json"};
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(node_dir, ec))  // TensorBoard's, one per attempt
+    if (entry.path().filename().string().rfind("events.out.tfevents.", 0) == 0) names.push_back(entry.path().filename());
+  settle(node_dir, names, mode);
 }
 
 void prepare_run_root(const std::string& run_dir, StartMode mode) {

@@ -1,5 +1,6 @@
 // The run directory and what it holds: RUN/config.toml, RUN/merged.safetensors (a lo-fi job's
-// merge) and RUN/node-KK/ per node: status.json, metrics.jsonl, ckpt/, final.safetensors, lock.
+// merge) and RUN/node-KK/ per node: status.json, metrics.jsonl, events.out.tfevents.*
+// (TensorBoard), ckpt/, final.safetensors, lock.
 // A run directory belongs to one run: each node's leader holds an advisory lock (flock) on its
 // node directory while it trains, and a new run into a directory that holds one must say whether
 // it continues it (--resume) or replaces it (--overwrite). Nothing is deleted silently.

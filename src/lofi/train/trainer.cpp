@@ -27,6 +27,7 @@
 #include "lofi/train/checkpoint.h"
 #include "lofi/train/export.h"
 #include "lofi/train/job_merge.h"
+#include "lofi/train/metrics_log.h"
 #include "lofi/train/optimizer.h"
 #include "lofi/train/schedule.h"
 #include "lofi/train/task.h"
@@ -35,29 +36,6 @@ namespace lofi::train {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Metrics of one node, one JSON object per line; on resume, lines past the checkpoint go.
-class MetricsLog {
- public:
-  MetricsLog(const std::string& path, int64_t resume_step) : path_(path) {
-    if (resume_step > 0) {
-      std::ifstream in(path);
-      std::string line, kept;
-      while (std::getline(in, line))
-        if (auto record = nlohmann::json::parse(line, nullptr, false);
-            record.is_object() && record.value("step", int64_t{0}) <= resume_step)
-          kept += line + "\n";  // a torn last line from a killed run is dropped
-      io::write_file_atomic(path, kept);
-    }
-    out_.open(path, resume_step > 0 ? std::ios::app : std::ios::trunc);
-    if (!out_) fail(path, ": cannot open for writing");
-  }
-  void write(const nlohmann::json& record) { out_ << record.dump() << "\n" << std::flush; }
-
- private:
-  std::string path_;
-  std::ofstream out_;
-};
 
 std::string format_metric(double v) {
   char buf[32];
@@ -229,7 +207,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
   std::unique_ptr<MetricsLog> metrics;
   std::unique_ptr<dist::NodeHeartbeat> heartbeat;
   if (node_leader) {
-    metrics = std::make_unique<MetricsLog>(my_dir + "/metrics.jsonl", start_step);
+    metrics = std::make_unique<MetricsLog>(my_dir, start_step, tc.tensorboard);
     heartbeat = std::make_unique<dist::NodeHeartbeat>(my_dir, comm.attempt(), start_step, tc.steps);
   }
 
