@@ -80,6 +80,85 @@ TEST(Report, SurvivesDivergedAndFlatRuns) {
   EXPECT_EQ(html.find("<b>"), std::string::npos);  // JSON text is escaped, never markup
 }
 
+std::string read_all(const std::string& path) {
+  std::string text;
+  std::getline(std::ifstream(path), text, '\0');
+  return text;
+}
+
+void write_run(const std::string& run_dir, const std::string& init) {
+  write_metrics(run_dir + "/node-00", 1.0, 0);
+  std::ofstream(run_dir + "/config.toml") << "[model]\ninit = \"" << init << "\"\n";
+}
+
+// The demo's shape: language runs at the top, vision runs in vision/, claims in results.json.
+TEST(Report, OnePageForBothHalvesWithTheVerdictsFirst) {
+  const std::string dir = test::scratch_dir();
+  write_run(dir + "/pretrain", "");
+  write_run(dir + "/baseline", dir + "/pretrained.safetensors");
+  write_run(dir + "/lofi", dir + "/pretrained.safetensors");
+  write_run(dir + "/vision/pretrain", "");
+  write_run(dir + "/vision/lofi", dir + "/vision/pretrained.safetensors");
+  const nlohmann::json claim{{"half", "vision"}, {"claim", "the lo-fi average matches the baseline in-distribution"},
+                             {"metric", "top-1 %"}, {"baseline", 33.0}, {"lofi", 26.4}, {"against", "the baseline"},
+                             {"rule", "a match is within 1 point of the baseline"}, {"holds", false}};
+  std::ofstream(dir + "/results.json") << nlohmann::json{
+      {"title", "Language: fine-tuning"}, {"note", "Perplexity, lower is better."},
+      {"table", {{"columns", {"model", "ppl sums (in-dist)", "bytes sent"}}, {"cells", {{"lo-fi average", "4.973", "0 B"}}}}},
+      {"rows", {{{"model", "lo-fi average"}, {"perplexity", {{"sums", 4.97312}}}}}},
+      {"claims", {claim}}}.dump();
+  std::ofstream(dir + "/vision/results.json") << nlohmann::json{
+      {"title", "Vision: fine-tuning a ViT"},
+      {"table", {{"columns", {"model", "in-dist top-1"}}, {"cells", nlohmann::json::array({nlohmann::json::array({"baseline (data-parallel)", "33.0"})})}}}}.dump();
+  std::ofstream(dir + "/interpolation-nodes.json") << nlohmann::json{
+      {"from", dir + "/lofi/node-00/final.safetensors"}, {"to", dir + "/baseline/node-00/final.safetensors"},
+      {"points", {{{"alpha", 0}, {"metrics", {{"loss/sums", 2.0}}}}, {{"alpha", 1}, {"metrics", {{"loss/sums", 2.1}}}}}}}.dump();
+
+  const std::string html = read_all(write_run_report(dir));
+  const size_t verdicts = html.find("Verdicts"), language = html.find("<h2>Language: fine-tuning</h2>"),
+               vision = html.find("<h2>Vision: fine-tuning a ViT</h2>");
+  ASSERT_NE(verdicts, std::string::npos);
+  ASSERT_NE(language, std::string::npos);
+  ASSERT_NE(vision, std::string::npos);
+  EXPECT_LT(verdicts, language);
+  EXPECT_LT(language, vision);
+  EXPECT_NE(html.find("vision: the lo-fi average matches the baseline in-distribution: does not hold (top-1 % 26.4 for "
+                      "lo-fi, 33 for the baseline; a match is within 1 point of the baseline)"),
+            std::string::npos);
+  // Each half's table as printed (its column names and cells), not its raw keys.
+  EXPECT_NE(html.find("<th>ppl sums (in-dist)</th>"), std::string::npos);
+  EXPECT_EQ(html.find("perplexity.sums"), std::string::npos);
+  EXPECT_NE(html.find("<td>33.0</td>"), std::string::npos);
+  // Pretraining apart from fine-tuning, in both halves.
+  EXPECT_NE(html.find("fine-tuning: training loss, every node of baseline, lofi<"), std::string::npos) << html;
+  EXPECT_NE(html.find("pretraining: training loss, every node of pretrain<"), std::string::npos);
+  EXPECT_NE(html.find("fine-tuning: training loss, every node of lofi<"), std::string::npos);
+  // The interpolation plot names its models by their place in the run directory.
+  EXPECT_NE(html.find("A = lofi/node-00/final.safetensors,  B = baseline/node-00/final.safetensors"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/vision/report.html"));  // one page
+}
+
+// results.json without a table: its rows with readable names, one unit per metric, in the order
+// in-distribution, each shift, their average, bytes, time.
+TEST(Report, ReadableColumnsFromRows) {
+  const std::string dir = test::scratch_dir();
+  write_metrics(dir + "/node-00", 1.0, 0);
+  std::ofstream(dir + "/results.json") << R"({"rows":[{"wall_seconds":32.3,"bytes_sent":1654426800,"model":"baseline",
+    "shift_average_top1":0.209,"shifts":{"sketch":{"top1":0.088}},"in_distribution":{"top1":0.33,"count":500}}]})";
+  const std::string html = read_all(write_run_report(dir));
+  const std::vector<std::string> order{"<th>model</th>", "<th>in-dist top-1 %</th>", "<th>sketch top-1 %</th>",
+                                       "<th>avg shifts top-1 %</th>", "<th>bytes sent</th>", "<th>wall time</th>"};
+  size_t at = 0;
+  for (const auto& th : order) {
+    const size_t found = html.find(th);
+    ASSERT_NE(found, std::string::npos) << th;
+    EXPECT_GT(found, at) << th << " out of order";
+    at = found;
+  }
+  for (const char* cell : {"<td>33.0</td>", "<td>8.8</td>", "<td>20.9</td>", "<td>1.7 GB</td>", "<td>32.3 s</td>", "<td>500</td>"})
+    EXPECT_NE(html.find(cell), std::string::npos) << cell;
+}
+
 TEST(Report, RefusesADirectoryWithoutRuns) {
   EXPECT_THROW(write_run_report(test::scratch_dir()), std::exception);
 }

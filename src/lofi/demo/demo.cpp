@@ -15,8 +15,10 @@
 #include "lofi/eval/report.h"
 #include "lofi/merge/interpolate.h"
 #include "lofi/eval/table.h"
+#include "lofi/eval/verdict.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/train/trainer.h"
+#include "lofi/demo/claims.h"
 #include "lofi/demo/runs.h"
 #include "lofi/demo/vision_demo.h"
 
@@ -129,7 +131,7 @@ DemoSection run_language_demo(const DemoOptions& opt) {
 
   std::vector<std::string> columns{"model", "ppl " + std::string(kFinetuneSet) + " (in-dist)"};
   for (const char* s : kShiftSets) columns.push_back(std::string("ppl ") + s);
-  columns.insert(columns.end(), {"avg shift ppl", "wall time", "bytes sent", "bytes between nodes"});
+  columns.insert(columns.end(), {"avg shift ppl", "bytes sent", "bytes between nodes", "wall time"});
   eval::ResultsTable table(columns);
   torch::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   for (const auto& m : models) {
@@ -146,9 +148,9 @@ DemoSection run_language_demo(const DemoOptions& opt) {
     double avg_shift = std::exp(shift_loss / static_cast<double>(sets.size() - 1));
     cells.push_back(eval::format_fixed(avg_shift, 3));
     record["avg_shift_perplexity"] = avg_shift;
-    cells.push_back(m.seconds >= 0 ? eval::format_fixed(m.seconds, 1) + " s" : "");
     cells.push_back(m.traffic ? eval::format_bytes(m.traffic->total) : "");
     cells.push_back(m.traffic ? eval::format_bytes(m.traffic->between_nodes) : "");
+    cells.push_back(m.seconds >= 0 ? eval::format_fixed(m.seconds, 1) + " s" : "");
     if (m.seconds >= 0) record["wall_seconds"] = m.seconds;
     if (m.traffic) record["bytes_sent"] = m.traffic->total, record["bytes_between_nodes"] = m.traffic->between_nodes;
     table.add_row(cells, record);
@@ -169,18 +171,30 @@ DemoSection run_language_demo(const DemoOptions& opt) {
                           {"pretrained-average", line(pretrained, lofi_average, "pretrained-to-average")},
                           {"baseline-average", line(baseline_final, lofi_average, "baseline-to-average")}};
 
+  // 5. What the paper claims, checked against these numbers.
+  const nlohmann::json rows = table.json();
+  HalfScores scores;
+  scores.half = "language", scores.metric = "perplexity", scores.shift_metric = "avg shift perplexity", scores.higher_is_better = false;
+  auto ppl = [&](size_t row) { return rows[row]["perplexity"][kFinetuneSet].get<double>(); };
+  const size_t baseline_row = 1, average_row = static_cast<size_t>(K) + 2;
+  scores.baseline_in = ppl(baseline_row), scores.lofi_in = ppl(average_row);
+  scores.baseline_shift = rows[baseline_row]["avg_shift_perplexity"], scores.lofi_shift = rows[average_row]["avg_shift_perplexity"];
+  for (int k = 0; k < K; ++k) scores.nodes_in.push_back(ppl(static_cast<size_t>(k) + 2));
+  scores.baseline_bytes_sent = runs.baseline_traffic.total, scores.lofi_bytes_between_nodes = runs.lofi_traffic.between_nodes;
+
   DemoSection section;
-  section.markdown = "## Language: fine-tuning a " + std::to_string(ft.model.n_layer) + "-layer decoder on `" +
-                     kFinetuneSet + "`, " + std::to_string(K) +
-                     " workers\n\nPerplexity (lower is better) in-distribution and under three shifts; the baseline "
-                     "all-reduces gradients every step, lo-fi nodes never communicate and are averaged once. "
-                     "The shift average is the geometric mean of the shifted perplexities. The ensemble averages the "
-                     "nodes' probabilities (4x the inference cost) and is shown for reference.\n\n" +
-                     table.markdown();
-  section.json = {{"workers", K}, {"finetune_steps", ft.train.steps}, {"global_batch", ft.train.batch_size},
-                  {"seq_len", ft.data.seq_len}, {"in_distribution", kFinetuneSet},
-                  {"shifts", {kShiftSets[0], kShiftSets[1], kShiftSets[2]}}, {"rows", table.json()},
-                  {"barrier_heights", barriers}};
+  section.title = "Language: fine-tuning a " + std::to_string(ft.model.n_layer) + "-layer decoder on " +
+                  kFinetuneSet + ", " + std::to_string(K) + " workers";
+  const std::string note =
+      "Perplexity (lower is better) in-distribution and under three shifts; the baseline all-reduces gradients every "
+      "step, lo-fi nodes never communicate and are averaged once. The shift average is the geometric mean of the "
+      "shifted perplexities. The ensemble averages the nodes' probabilities (" + std::to_string(K) +
+      "x the inference cost) and is shown for reference.";
+  section.markdown = "## " + section.title + "\n\n" + note + "\n\n" + table.markdown();
+  section.json = {{"title", section.title}, {"note", note}, {"workers", K}, {"finetune_steps", ft.train.steps},
+                  {"global_batch", ft.train.batch_size}, {"seq_len", ft.data.seq_len}, {"in_distribution", kFinetuneSet},
+                  {"shifts", {kShiftSets[0], kShiftSets[1], kShiftSets[2]}}, {"rows", rows},
+                  {"table", table.display()}, {"barrier_heights", barriers}, {"claims", make_claims(scores)}};
   char line_text[256];
   std::snprintf(line_text, sizeof(line_text),
                 "barrier heights (nats, in-distribution): between two lo-fi nodes %.4f, pretrained to lo-fi average %.4f\n",
@@ -209,14 +223,22 @@ int run_demo(const DemoOptions& opt) {
   }
   std::string md = "# lofi demo: baseline (data-parallel) against lo-fi (no communication, averaged once)\n";
   for (const auto& s : sections) md += "\n" + s.markdown;
+  // Every half's claims, in one list at the top, worded at the end of the table and the report.
+  nlohmann::json claims = nlohmann::json::array();
+  for (const auto& s : sections)
+    for (const auto& c : s.json["claims"]) claims.push_back(c);
+  results["claims"] = claims;
+  std::string verdicts = "\nverdicts:\n";
+  for (const auto& c : claims) verdicts += "  " + eval::verdict_sentence(c) + "\n";
+  md += "\n## Verdicts\n\n";
+  for (const auto& c : claims) md += "- " + eval::verdict_sentence(c) + "\n";
   io::write_file_atomic(opt.out + "/results.md", md);
   io::write_file_atomic(opt.out + "/results.json", results.dump(2) + "\n");
   std::printf("\n");
   for (const auto& s : sections) std::printf("%s\n", s.table.c_str());
-  std::string reports;
-  if (opt.only != "vision") reports += eval::write_run_report(opt.out) + " ";
-  if (opt.only != "language") reports += eval::write_run_report(opt.out + "/vision");
-  std::printf("written: %s/results.md, %s/results.json, %s\n", opt.out.c_str(), opt.out.c_str(), reports.c_str());
+  std::printf("%s", verdicts.c_str());
+  const std::string report = eval::write_run_report(opt.out);  // both halves on one page
+  std::printf("written: %s/results.md, %s/results.json, %s\n", opt.out.c_str(), opt.out.c_str(), report.c_str());
   return 0;
 }
 

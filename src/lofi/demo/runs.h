@@ -33,6 +33,7 @@ Comparison run_baseline_and_lofi(const train::Config& ft, const std::string& out
 
 // One half's results: the table as text, a section for results.md, rows for results.json.
 struct DemoSection {
+  std::string title;
   std::string table;
   std::string markdown;
   nlohmann::json json;

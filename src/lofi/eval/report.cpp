@@ -6,10 +6,12 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <toml++/toml.h>
 
 #include "lofi/error.h"
 #include "lofi/eval/svg_chart.h"
 #include "lofi/eval/table.h"
+#include "lofi/eval/verdict.h"
 #include "lofi/io/atomic_file.h"
 
 namespace lofi::eval {
@@ -24,8 +26,19 @@ struct NodeLog {
 };
 
 struct Run {
-  std::string name;            // path relative to the report's directory ("." for itself)
+  std::string name;            // the run's directory name
+  bool pretraining = false;    // trained from scratch (its config.toml has no model.init)
   std::vector<NodeLog> nodes;
+};
+
+// A part of the page: a directory with its runs (one level down) and its results.json. The
+// report's own directory is one; so is each subdirectory that holds runs of its own (the demo's
+// vision/).
+struct Section {
+  fs::path dir;
+  std::string title;
+  json results;                // results.json, or null
+  std::vector<Run> runs;
 };
 
 // A JSON number, or NaN for anything else (a diverged run logs NaN as null).
@@ -44,6 +57,32 @@ std::vector<json> read_jsonl(const fs::path& path) {
   return out;
 }
 
+json read_json(const fs::path& path) {
+  if (!fs::exists(path)) return nullptr;
+  json value = json::parse(std::ifstream(path), nullptr, false);
+  return value.is_discarded() ? json(nullptr) : value;
+}
+
+bool from_scratch(const fs::path& run_dir) {
+  const fs::path config = run_dir / "config.toml";
+  if (!fs::exists(config)) return false;
+  try {
+    const toml::table t = toml::parse_file(config.string());
+    return t["model"]["init"].value_or(std::string()).empty();
+  } catch (const toml::parse_error&) {
+    return false;  // a config the report cannot read is not worth failing the page for
+  }
+}
+
+std::vector<fs::path> node_dirs(const fs::path& run_dir) {
+  std::vector<fs::path> nodes;
+  for (const auto& e : fs::directory_iterator(run_dir))
+    if (e.is_directory() && e.path().filename().string().rfind("node-", 0) == 0 && fs::exists(e.path() / "metrics.jsonl"))
+      nodes.push_back(e.path());
+  std::sort(nodes.begin(), nodes.end());
+  return nodes;
+}
+
 std::vector<Run> find_runs(const fs::path& dir) {
   std::vector<fs::path> candidates{dir};
   for (const auto& e : fs::directory_iterator(dir))
@@ -53,51 +92,41 @@ std::vector<Run> find_runs(const fs::path& dir) {
   for (const auto& c : candidates) {
     Run run;
     run.name = c == dir ? dir.filename().string() : c.filename().string();
-    std::vector<fs::path> nodes;
-    for (const auto& e : fs::directory_iterator(c))
-      if (e.is_directory() && e.path().filename().string().rfind("node-", 0) == 0 && fs::exists(e.path() / "metrics.jsonl"))
-        nodes.push_back(e.path());
-    std::sort(nodes.begin(), nodes.end());
-    for (const auto& n : nodes) run.nodes.push_back({n.filename().string(), read_jsonl(n / "metrics.jsonl")});
+    run.pretraining = from_scratch(c);
+    for (const auto& n : node_dirs(c)) run.nodes.push_back({n.filename().string(), read_jsonl(n / "metrics.jsonl")});
     if (!run.nodes.empty()) runs.push_back(std::move(run));
   }
   return runs;
 }
 
-LineChart curve_chart(const std::vector<Run>& runs, const std::string& key, const std::string& title) {
-  LineChart chart{title, "step", key, {}, false};
+std::vector<Section> find_sections(const fs::path& dir) {
+  std::vector<Section> sections;
+  auto add = [&](const fs::path& d, const std::string& fallback_title) {
+    Section s{d, fallback_title, read_json(d / "results.json"), find_runs(d)};
+    if (s.results.is_object() && s.results.contains("title") && s.results["title"].is_string()) s.title = s.results["title"];
+    if (!s.runs.empty() || s.results.is_object()) sections.push_back(std::move(s));
+  };
+  add(dir, "");
+  std::vector<fs::path> subdirs;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_directory() && node_dirs(e.path()).empty() && !find_runs(e.path()).empty()) subdirs.push_back(e.path());
+  std::sort(subdirs.begin(), subdirs.end());
+  for (const auto& d : subdirs) add(d, d.filename().string());
+  return sections;
+}
+
+LineChart curve_chart(const std::vector<const Run*>& runs, const std::string& key, const std::string& title,
+                      const std::string& y_label) {
+  LineChart chart{title, "step", y_label, {}, false};
   size_t color = 0;
-  for (const auto& run : runs)
-    for (const auto& node : run.nodes) {
-      Series s{runs.size() > 1 ? run.name + " " + node.node : node.node,
-               report_colors::kSeries[color++ % std::size(report_colors::kSeries)], {}, {}};
+  for (const Run* run : runs)
+    for (const auto& node : run->nodes) {
+      Series s{run->name + " " + node.node, report_colors::kSeries[color++ % std::size(report_colors::kSeries)], {}, {}};
       for (const auto& r : node.records)
         if (r.contains(key) && std::isfinite(number(r, "step"))) s.x.push_back(number(r, "step")), s.y.push_back(number(r, key));
       if (!s.x.empty()) chart.series.push_back(std::move(s));
     }
   return chart;
-}
-
-// Nested objects become dotted columns: {"perplexity": {"sums": 4.8}} -> "perplexity.sums".
-void flatten(const json& value, const std::string& prefix, std::vector<std::pair<std::string, json>>& out) {
-  if (value.is_object()) {
-    for (auto it = value.begin(); it != value.end(); ++it)
-      if (it.key() != "path") flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
-  } else {
-    out.emplace_back(prefix, value);
-  }
-}
-
-std::string format_cell(const std::string& column, const json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number()) {
-    double d = v.get<double>();
-    if (column.find("bytes") != std::string::npos) return format_bytes(d);
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%.4g", d);
-    return buf;
-  }
-  return v.dump();
 }
 
 std::string html_table(const std::vector<std::string>& columns, const std::vector<std::vector<std::string>>& rows) {
@@ -112,32 +141,151 @@ std::string html_table(const std::vector<std::string>& columns, const std::vecto
   return html + "</table>";
 }
 
-std::string results_section(const fs::path& dir) {
-  fs::path path = dir / "results.json";
-  if (!fs::exists(path)) return "";
-  json results = json::parse(std::ifstream(path), nullptr, false);
-  const json* rows = results.contains("rows") ? &results["rows"] : results.contains("results") ? &results["results"] : nullptr;
-  if (!rows || !rows->is_array()) return "";
-  std::vector<std::string> columns;
-  std::vector<std::vector<std::pair<std::string, json>>> flat;
-  for (const auto& r : *rows) {
-    flat.emplace_back();
-    flatten(r, "", flat.back());
-    for (const auto& [k, v] : flat.back())
-      if (std::find(columns.begin(), columns.end(), k) == columns.end()) columns.push_back(k);
+// ---- results.json without a "table": its rows, with readable columns in a meaningful order ----
+
+// Nested objects become paths: {"perplexity": {"sums": 4.8}} -> {"perplexity", "sums"}.
+void flatten(const json& value, std::vector<std::string>& path, std::vector<std::pair<std::vector<std::string>, json>>& out) {
+  if (value.is_object()) {
+    for (auto it = value.begin(); it != value.end(); ++it) {
+      if (it.key() == "path") continue;
+      path.push_back(it.key());
+      flatten(it.value(), path, out);
+      path.pop_back();
+    }
+  } else {
+    out.emplace_back(path, value);
   }
-  if (auto model = std::find(columns.begin(), columns.end(), "model"); model != columns.end())
-    std::rotate(columns.begin(), model, model + 1);  // the row's name first
+}
+
+std::string metric_name(const std::string& key) {
+  if (key == "top1") return "top-1 %";
+  if (key == "top5") return "top-5 %";
+  if (key == "count") return "examples";
+  std::string name = key;
+  std::replace(name.begin(), name.end(), '_', ' ');
+  return name;
+}
+
+// "in_distribution/top1" -> "in-dist top-1 %", "shifts/sketch/top1" -> "sketch top-1 %",
+// "perplexity/sums" -> "perplexity sums", "wall_seconds" -> "wall time".
+std::string column_name(const std::vector<std::string>& path) {
+  if (path.size() == 1) {
+    if (path[0] == "wall_seconds") return "wall time";
+    if (path[0] == "shift_average_top1") return "avg shifts top-1 %";
+    if (path[0] == "avg_shift_perplexity") return "avg shift perplexity";
+    return metric_name(path[0]);
+  }
+  if (path[0] == "in_distribution") return "in-dist " + metric_name(path.back());
+  if (path[0] == "shifts" && path.size() == 3) return path[1] + " " + metric_name(path[2]);
+  std::string name = metric_name(path[0]);
+  for (size_t i = 1; i < path.size(); ++i) name += " " + path[i];
+  return name;
+}
+
+// The model first, then in-distribution, each shift, their average, bytes, time; the rest last.
+int column_rank(const std::vector<std::string>& path) {
+  const std::string& head = path[0];
+  if (head == "model") return 0;
+  if (head == "in_distribution") return 1;
+  if (head == "perplexity") return 2;
+  if (head == "shifts") return 3;
+  if (head.find("avg") != std::string::npos || head.find("average") != std::string::npos) return 4;
+  if (head.find("bytes") != std::string::npos) return 5;
+  if (head.find("seconds") != std::string::npos) return 6;
+  return 7;
+}
+
+std::string format_cell(const std::vector<std::string>& path, const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (!v.is_number()) return v.dump();
+  const double d = v.get<double>();
+  const std::string& last = path.back();
+  if (last.find("bytes") != std::string::npos) return format_bytes(d);
+  if (last.find("seconds") != std::string::npos) return format_fixed(d, 1) + " s";
+  if (last.find("top1") != std::string::npos || last.find("top5") != std::string::npos) return format_fixed(100 * d, 1);
+  if (last == "count") return format_fixed(d, 0);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.4g", d);
+  return buf;
+}
+
+std::string rows_table(const json& rows) {
+  std::vector<std::vector<std::string>> columns;  // paths, in first-seen order
+  std::vector<std::vector<std::pair<std::vector<std::string>, json>>> flat;
+  for (const auto& r : rows) {
+    flat.emplace_back();
+    std::vector<std::string> path;
+    flatten(r, path, flat.back());
+    for (const auto& [p, v] : flat.back())
+      if (std::find(columns.begin(), columns.end(), p) == columns.end()) columns.push_back(p);
+  }
+  std::stable_sort(columns.begin(), columns.end(),
+                   [](const auto& a, const auto& b) { return column_rank(a) < column_rank(b); });
+  std::vector<std::string> names;
+  for (const auto& c : columns) names.push_back(column_name(c));
   std::vector<std::vector<std::string>> cells;
   for (const auto& f : flat) {
     std::vector<std::string> row(columns.size());
-    for (const auto& [k, v] : f) row[static_cast<size_t>(std::find(columns.begin(), columns.end(), k) - columns.begin())] = format_cell(k, v);
+    for (const auto& [p, v] : f) row[static_cast<size_t>(std::find(columns.begin(), columns.end(), p) - columns.begin())] = format_cell(p, v);
     cells.push_back(row);
   }
-  return "<h2>Results</h2>" + html_table(columns, cells);
+  return html_table(names, cells);
 }
 
-std::string interpolation_section(const fs::path& dir) {
+std::string results_html(const json& results) {
+  if (!results.is_object()) return "";
+  std::string html;
+  if (results.contains("note") && results["note"].is_string())
+    html += "<p class='note'>" + html_escape(results["note"].get<std::string>()) + "</p>";
+  // The table as the run printed it, when it says so; else its rows, made readable.
+  const json& table = results.contains("table") ? results["table"] : json();
+  if (table.is_object() && table.contains("columns") && table["columns"].is_array() && table.contains("cells") &&
+      table["cells"].is_array()) {
+    std::vector<std::string> columns;
+    for (const auto& c : table["columns"]) columns.push_back(c.is_string() ? c.get<std::string>() : c.dump());
+    std::vector<std::vector<std::string>> cells;
+    for (const auto& row : table["cells"]) {
+      cells.emplace_back();
+      if (row.is_array())
+        for (const auto& c : row) cells.back().push_back(c.is_string() ? c.get<std::string>() : c.dump());
+    }
+    return html + html_table(columns, cells);
+  }
+  const json* rows = results.contains("rows") ? &results["rows"] : results.contains("results") ? &results["results"] : nullptr;
+  if (!rows || !rows->is_array()) return html;
+  return html + rows_table(*rows);
+}
+
+// ---- the other parts of a section ----
+
+std::string training_html(const std::vector<Run>& runs) {
+  std::vector<const Run*> finetune, pretrain;
+  for (const auto& r : runs) (r.pretraining ? pretrain : finetune).push_back(&r);
+  std::string html;
+  auto charts = [&](const std::vector<const Run*>& group, const std::string& what) {
+    if (group.empty()) return;
+    std::string names;
+    for (const Run* r : group) names += (names.empty() ? "" : ", ") + r->name;
+    html += render_svg(curve_chart(group, "loss", what + ": training loss, every node of " + names, "loss"));
+    LineChart val = curve_chart(group, "val_loss", what + ": held-out loss, every node of " + names, "held-out loss");
+    if (!val.series.empty()) html += render_svg(val);
+  };
+  charts(finetune, "fine-tuning");
+  charts(pretrain, "pretraining");
+  return html;
+}
+
+// "runs/demo/lofi/merged.safetensors" -> "lofi/merged.safetensors": the path below the report's
+// directory, so a node of the baseline and a node of lo-fi are told apart.
+std::string model_label(const std::string& path, const fs::path& dir) {
+  const fs::path p(path);
+  std::error_code ec;
+  const fs::path rel = fs::relative(fs::absolute(p, ec), fs::absolute(dir, ec), ec);
+  if (!ec && !rel.empty() && rel.native().rfind("..", 0) != 0) return rel.string();
+  return (p.parent_path().filename() / p.filename()).string();
+}
+
+std::string interpolation_html(const fs::path& dir) {
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir)) {
     std::string name = e.path().filename().string();
@@ -145,17 +293,13 @@ std::string interpolation_section(const fs::path& dir) {
   }
   std::sort(files.begin(), files.end());
   if (files.empty()) return "";
-  std::string html = "<h2>Interpolation</h2><p>Loss along (1 - alpha) A + alpha B. A bump above the straight "
-                     "line between the ends (the barrier) means averaging A and B is not safe.</p>";
+  std::string html = "<h3>Interpolation</h3><p class='note'>Loss along (1 - alpha) A + alpha B. A bump above the "
+                     "straight line between the ends (the barrier) means averaging A and B is not safe.</p>";
   for (const auto& f : files) {
     json line = json::parse(std::ifstream(f), nullptr, false);
-    if (!line.is_object() || !line.contains("points")) continue;
-    LineChart chart{fs::path(line.value("from", "A")).parent_path().filename().string() + "/" +
-                        fs::path(line.value("from", "A")).filename().string() + "  ->  " +
-                        fs::path(line.value("to", "B")).parent_path().filename().string() + "/" +
-                        fs::path(line.value("to", "B")).filename().string(),
-                    "alpha", "loss", {}, false};
-    if (!line["points"].is_array()) continue;
+    if (!line.is_object() || !line.contains("points") || !line["points"].is_array()) continue;
+    const std::string from = line.value("from", std::string("A")), to = line.value("to", std::string("B"));
+    LineChart chart{"A = " + model_label(from, dir) + ",  B = " + model_label(to, dir), "alpha", "loss", {}, false};
     std::vector<std::string> metrics;
     for (const auto& p : line["points"])
       if (p.is_object() && p.contains("metrics") && p.at("metrics").is_object())
@@ -172,15 +316,15 @@ std::string interpolation_section(const fs::path& dir) {
     if (line.contains("barrier") && line["barrier"].is_object()) {
       html += "<p class='note'>barrier height:";
       for (auto it = line["barrier"].begin(); it != line["barrier"].end(); ++it)
-        html += " " + html_escape(it.key()) + " " + html_escape(format_cell("", it.value())) + " nats;";
+        html += " " + html_escape(it.key()) + " " + html_escape(format_cell({"barrier"}, it.value())) + " nats;";
       html += "</p>";
     }
   }
   return html;
 }
 
-std::string bytes_section(const std::vector<Run>& runs) {
-  BarChart chart{"bytes sent in collectives, all workers", "bytes", {}, true};
+std::string communication_html(const std::vector<Run>& runs) {
+  BarChart chart{"bytes sent in collectives, all workers of each run", "bytes", {}, true};
   std::vector<std::vector<std::string>> rows;
   for (const auto& run : runs) {
     double total = 0, between = 0, seconds = 0;
@@ -197,11 +341,31 @@ std::string bytes_section(const std::vector<Run>& runs) {
       seconds = std::max(seconds, or_zero("seconds", 0));
     }
     chart.bars.push_back({run.name, total, report_colors::kBytes});
-    rows.push_back({run.name, std::to_string(run.nodes.size()), format_bytes(total), format_bytes(between),
-                    format_cell("", seconds) + " s"});
+    rows.push_back({run.name + (run.pretraining ? " (pretraining)" : ""), std::to_string(run.nodes.size()),
+                    format_bytes(total), format_bytes(between), format_fixed(seconds, 1) + " s"});
   }
-  return "<h2>Communication</h2>" + render_svg(chart) +
+  return "<h3>Communication</h3>" + render_svg(chart) +
          html_table({"run", "nodes", "bytes sent", "bytes between nodes", "training time"}, rows);
+}
+
+// The claims at the top of the page: the report directory's own list, else each section's.
+std::string verdicts_html(const std::vector<Section>& sections) {
+  json claims = json::array();
+  if (!sections.empty() && sections[0].results.is_object() && sections[0].results.contains("claims") &&
+      sections[0].results["claims"].is_array()) {
+    claims = sections[0].results["claims"];
+  } else {
+    for (const auto& s : sections)
+      if (s.results.is_object() && s.results.contains("claims") && s.results["claims"].is_array())
+        for (const auto& c : s.results["claims"]) claims.push_back(c);
+  }
+  if (claims.empty()) return "";
+  std::string html = "<div class='verdicts'><h2>Verdicts</h2><ul>";
+  for (const auto& c : claims)
+    if (c.is_object())
+      html += std::string("<li class='") + (c.value("holds", false) ? "holds" : "fails") + "'>" +
+              html_escape(verdict_sentence(c)) + "</li>";
+  return html + "</ul></div>";
 }
 
 }  // namespace
@@ -209,20 +373,30 @@ std::string bytes_section(const std::vector<Run>& runs) {
 std::string write_run_report(const std::string& dir_arg, const std::string& out_arg) {
   fs::path dir(dir_arg);
   if (!fs::is_directory(dir)) fail(dir_arg, ": not a directory");
-  std::vector<Run> runs = find_runs(dir);
-  if (runs.empty()) fail(dir_arg, ": no run found (no node-*/metrics.jsonl here or one directory down)");
+  std::vector<Section> sections = find_sections(dir);
+  size_t runs = 0;
+  for (const auto& s : sections) runs += s.runs.size();
+  if (runs == 0) fail(dir_arg, ": no run found (no node-*/metrics.jsonl here, one directory down, or in a subdirectory's runs)");
   std::string html =
       "<!DOCTYPE html><html><head><meta charset='utf-8'><title>lofi report: " + html_escape(dir_arg) +
       "</title><style>body{font-family:sans-serif;margin:24px;max-width:1400px}svg.chart{margin:8px;border:1px solid #ddd}"
       "table{border-collapse:collapse;margin:8px 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-      "td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:13px}</style></head><body>";
+      "td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:13px}"
+      ".verdicts li{margin:4px 0}.holds{color:#1b7a3a}.fails{color:#b3261e}</style></head><body>";
   html += "<h1>lofi report: " + html_escape(dir_arg) + "</h1><p class='note'>";
-  for (const auto& run : runs) html += html_escape(run.name) + ": " + std::to_string(run.nodes.size()) + " node(s). ";
-  html += "</p><h2>Training</h2>";
-  html += render_svg(curve_chart(runs, "loss", "training loss, every node"));
-  LineChart val = curve_chart(runs, "val_loss", "held-out loss, every node");
-  if (!val.series.empty()) html += render_svg(val);
-  html += results_section(dir) + interpolation_section(dir) + bytes_section(runs) + "</body></html>\n";
+  for (const auto& s : sections)
+    for (const auto& run : s.runs)
+      html += html_escape(run.name) + ": " + std::to_string(run.nodes.size()) + " node(s)" +
+              (run.pretraining ? ", pretraining" : "") + ". ";
+  html += "</p>" + verdicts_html(sections);
+  for (const auto& s : sections) {
+    html += "<h2>" + html_escape(s.title.empty() ? "Runs" : s.title) + "</h2>";
+    html += results_html(s.results);
+    if (!s.runs.empty()) html += "<h3>Training</h3>" + training_html(s.runs);
+    html += interpolation_html(s.dir);
+    if (!s.runs.empty()) html += communication_html(s.runs);
+  }
+  html += "</body></html>\n";
   std::string out = out_arg.empty() ? (dir / "report.html").string() : out_arg;
   io::write_file_atomic(out, html);
   return out;

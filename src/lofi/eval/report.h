@@ -1,7 +1,11 @@
 // `lofi report`: one self-contained HTML page for a run directory (or a directory of runs,
-// such as runs/demo): training curves of every node of every run, the results table
-// (results.json), interpolation plots (interpolation*.json from `lofi interpolate --json`),
-// and the bytes each run communicated. Charts are inline SVG: no scripts, no network.
+// such as runs/demo). At the top, the verdicts of results.json's claims; then a section for the
+// directory and one for each subdirectory holding runs of its own (the demo's vision/): its
+// results table (results.json's "table" as printed, else its rows with readable columns: in-
+// distribution, each shift, their average, bytes, time), training curves of every node with
+// pretraining (runs whose config has no model.init) apart from fine-tuning, interpolation plots
+// (interpolation*.json from `lofi interpolate --json`), and the bytes each run communicated.
+// Charts are inline SVG: no scripts, no network.
 #pragma once
 #include <string>
 

@@ -17,6 +17,8 @@ class ResultsTable {
   std::string markdown() const;
   std::string text() const;  // aligned, for the terminal
   nlohmann::json json() const { return records_; }
+  // The table as shown: {"columns": [...], "cells": [[...], ...]}, for the HTML report.
+  nlohmann::json display() const { return {{"columns", columns_}, {"cells", rows_}}; }
 
  private:
   std::vector<std::string> columns_;
