@@ -213,6 +213,17 @@ TEST(CliAverage, InputsTrainedApartAreRefused) {
   EXPECT_NE(partial.status, 0);
   EXPECT_NE(partial.output.find("node-01/final.safetensors"), std::string::npos) << partial.output;
   EXPECT_EQ(test::run_lofi("average " + dir + "/split --min-inputs 1 --out " + dir + "/split.safetensors").status, 0);
+  // Same steps and nodes, another learning rate and seed: the settings that differ are named.
+  ASSERT_EQ(train("hot", "--set train.lr=0.001 --set train.seed=3").status, 0);
+  const std::string hot = dir + "/hot/node-00/final.safetensors";
+  auto other = test::run_lofi("average " + six + " " + hot + " --out " + dir + "/hot.safetensors");
+  EXPECT_NE(other.status, 0);
+  EXPECT_NE(other.output.find(hot + " was trained with other settings than " + six + ": train.lr = 0.0003 -> 0.001, "
+                              "train.seed = 0 -> 3"), std::string::npos) << other.output;
+  EXPECT_EQ(test::run_lofi("average " + six + " " + hot + " --force --out " + dir + "/hot.safetensors").status, 0);
+  // Logging, devices and where the run went are not training settings.
+  ASSERT_EQ(train("chatty", "--set train.log_every=1 --set train.threads=2").status, 0);
+  EXPECT_EQ(test::run_lofi("average " + six + " " + dir + "/chatty/node-00/final.safetensors --out " + dir + "/c.safetensors").status, 0);
 }
 
 }  // namespace

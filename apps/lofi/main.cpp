@@ -338,7 +338,7 @@ int main(int argc, char** argv) {
   average->add_option("--threads", avg.threads, "threads (default: all cores)");
   average->add_flag("--no-checksums{false}", avg.checksums, "skip the inputs' XXH3 checksums in the provenance (saves a read)");
   average->add_flag("--allow-nonfinite", avg.allow_nonfinite, "average inputs holding NaN or Inf (refused by default)");
-  average->add_flag("--force", avg.force, "average inputs trained apart (another pretrained start, step or node count)");
+  average->add_flag("--force", avg.force, "average inputs trained apart (another pretrained start, step count, node count or settings)");
 
   // Evaluation flags shared by eval, soup and interpolate.
   EvalArgs ev;
@@ -463,6 +463,9 @@ int main(int argc, char** argv) {
       return dist::launch_workers(launch_opt);
     }
     if (*average) {
+      avg.config_changes = [](const std::string& a, const std::string& b) {
+        return train::trajectory_changes(a, b, "average");
+      };
       merge::AverageResult r = merge::average_checkpoints(avg);
       for (const auto& s : r.skipped) std::fprintf(stderr, "lofi: warning: left out %s\n", s.c_str());
       std::printf("averaged %zu checkpoints into %s\n", r.used.size(), avg.out.c_str());

@@ -112,6 +112,20 @@ std::string provenance_mismatch(const io::SafetensorsSet& first, const io::Safet
   return "";
 }
 
+// Checks that OTHER was trained with FIRST's settings (their lofi.config, compared by CHANGES);
+// returns what differs, or "".
+std::string settings_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other,
+                              const std::function<std::vector<std::string>(const std::string&, const std::string&)>& changes) {
+  if (!changes) return "";
+  auto a = first.metadata().find("lofi.config"), b = other.metadata().find("lofi.config");
+  if (a == first.metadata().end() || b == other.metadata().end()) return "";
+  const std::vector<std::string> differ = changes(a->second, b->second);
+  if (differ.empty()) return "";
+  std::string list;
+  for (const auto& d : differ) list += (list.empty() ? "" : ", ") + d;
+  return cat(other.source(), " was trained with other settings than ", first.source(), ": ", list);
+}
+
 // A directory of Hugging Face weights (one file or shards), as opposed to a run directory.
 bool is_weights_dir(const fs::path& dir) {
   return fs::exists(dir / "model.safetensors") || fs::exists(dir / "model.safetensors.index.json");
@@ -211,6 +225,8 @@ AverageResult average_checkpoints(const AverageOptions& opt) {
         continue;
       }
       if (std::string why = provenance_mismatch(*files[0], *file); !why.empty() && !opt.force)
+        fail("average: ", why, "; these were not trained alike. Pass --force to average them anyway");
+      if (std::string why = settings_mismatch(*files[0], *file, opt.config_changes); !why.empty() && !opt.force)
         fail("average: ", why, "; these were not trained alike. Pass --force to average them anyway");
     }
     files.push_back(std::move(file));

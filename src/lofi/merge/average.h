@@ -5,6 +5,7 @@
 // Outputs are written under a temporary name and renamed: an interrupted merge leaves nothing.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,7 +28,10 @@ struct AverageOptions {
   bool checksums = true;            // XXH3 of every input in the provenance (one extra read)
   bool allow_nonfinite = false;     // average inputs holding NaN or Inf (else refused, naming them)
   bool force = false;               // average inputs whose metadata says they were trained apart
-                                    // (another pretrained start, step count or node count)
+                                    // (another pretrained start, step count, node count or settings)
+  // The training settings that differ between two inputs' lofi.config texts ("key = a -> b"),
+  // given by the layer that knows the config (train/); unset: settings are not compared.
+  std::function<std::vector<std::string>(const std::string&, const std::string&)> config_changes;
   io::Metadata metadata;            // added to the output's metadata
 };
 

@@ -282,6 +282,14 @@ std::vector<std::string> trajectory_changes(const Config& was, const Config& now
   return changes;
 }
 
+std::vector<std::string> trajectory_changes(const std::string& was_toml, const std::string& now_toml,
+                                            const std::string& source) {
+  Config was, now;
+  apply_toml_text(was, was_toml, source + " (lofi.config)");
+  apply_toml_text(now, now_toml, source + " (lofi.config)");
+  return trajectory_changes(was, now);
+}
+
 model::LmConfig lm_config(const ModelConfig& c) {
   model::LmConfig m;
   m.arch = c.arch;

@@ -142,6 +142,10 @@ std::string shortest_double(double v);
 // data, the batch, the seed, the schedule, the optimizer, the nodes), as "key = old -> new";
 // where the run writes, how it logs, checkpoints and evaluates, and what it runs on are left out.
 std::vector<std::string> trajectory_changes(const Config& was, const Config& now);
+// The same between two resolved configs as TOML text (checkpoints' lofi.config), for merges:
+// what would make two models trained apart rather than nodes of one run. SOURCE names them.
+std::vector<std::string> trajectory_changes(const std::string& was_toml, const std::string& now_toml,
+                                            const std::string& source);
 
 // The model's shape as the model library takes it (negative dropouts resolved).
 model::LmConfig lm_config(const ModelConfig& config);
