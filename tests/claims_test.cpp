@@ -51,8 +51,8 @@ TEST(DemoClaims, PerplexityLowerIsBetter) {
   EXPECT_TRUE(holds(make_claims(s), "the lo-fi average matches"));
   EXPECT_TRUE(holds(make_claims(s), "the lo-fi average beats every node"));
   EXPECT_EQ(eval::verdict_sentence(make_claims(s)[2]),
-            "language: the lo-fi average beats every node in-distribution: holds (perplexity 4.92 for lo-fi, 4.95 for "
-            "the best node; better than the best node)");
+            "language: the lo-fi average beats every node in-distribution: holds (perplexity: lo-fi 4.92, the best "
+            "node 4.95; better than the best node)");
 }
 
 }  // namespace

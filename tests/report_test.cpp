@@ -122,8 +122,8 @@ TEST(Report, OnePageForBothHalvesWithTheVerdictsFirst) {
   ASSERT_NE(vision, std::string::npos);
   EXPECT_LT(verdicts, language);
   EXPECT_LT(language, vision);
-  EXPECT_NE(html.find("vision: the lo-fi average matches the baseline in-distribution: does not hold (top-1 % 26.4 for "
-                      "lo-fi, 33 for the baseline; a match is within 1 point of the baseline)"),
+  EXPECT_NE(html.find("vision: the lo-fi average matches the baseline in-distribution: does not hold (top-1 %: lo-fi 26.4, "
+                      "the baseline 33; a match is within 1 point of the baseline)"),
             std::string::npos);
   // Each half's table as printed (its column names and cells), not its raw keys.
   EXPECT_NE(html.find("<th>ppl sums (in-dist)</th>"), std::string::npos);

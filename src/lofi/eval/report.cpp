@@ -383,12 +383,7 @@ std::string write_run_report(const std::string& dir_arg, const std::string& out_
       "table{border-collapse:collapse;margin:8px 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
       "td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:13px}"
       ".verdicts li{margin:4px 0}.holds{color:#1b7a3a}.fails{color:#b3261e}</style></head><body>";
-  html += "<h1>lofi report: " + html_escape(dir_arg) + "</h1><p class='note'>";
-  for (const auto& s : sections)
-    for (const auto& run : s.runs)
-      html += html_escape(run.name) + ": " + std::to_string(run.nodes.size()) + " node(s)" +
-              (run.pretraining ? ", pretraining" : "") + ". ";
-  html += "</p>" + verdicts_html(sections);
+  html += "<h1>lofi report: " + html_escape(dir_arg) + "</h1>" + verdicts_html(sections);
   for (const auto& s : sections) {
     html += "<h2>" + html_escape(s.title.empty() ? "Runs" : s.title) + "</h2>";
     html += results_html(s.results);

@@ -21,9 +21,9 @@ std::string number_text(const nlohmann::json& claim, const std::string& key) {
 
 std::string verdict_sentence(const nlohmann::json& claim) {
   std::string s = claim.value("half", "") + ": " + claim.value("claim", "") + ": " +
-                  (claim.value("holds", false) ? "holds" : "does not hold") + " (" + claim.value("metric", "") + " " +
-                  number_text(claim, "lofi") + " for lo-fi, " + number_text(claim, "baseline") + " for " +
-                  claim.value("against", std::string("the baseline"));
+                  (claim.value("holds", false) ? "holds" : "does not hold") + " (" + claim.value("metric", "") +
+                  ": lo-fi " + number_text(claim, "lofi") + ", " + claim.value("against", std::string("the baseline")) +
+                  " " + number_text(claim, "baseline");
   if (claim.contains("rule")) s += "; " + claim.value("rule", "");
   return s + ")";
 }

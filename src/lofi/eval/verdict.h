@@ -7,8 +7,8 @@
 
 namespace lofi::eval {
 
-// "vision: the lo-fi average matches the baseline in-distribution: does not hold (top-1 % 26.4
-// against the baseline's 33.0; rule: within 1 point)".
+// "vision: the lo-fi average matches the baseline in-distribution: does not hold (top-1 %: lo-fi
+// 26.4, the baseline 33; a match is within 1 point of the baseline)".
 std::string verdict_sentence(const nlohmann::json& claim);
 
 }  // namespace lofi::eval
