@@ -177,6 +177,11 @@ PrepareSummary prepare_tokens(const PrepareOptions& o) {
   }
   Tokenizer tok = Tokenizer::load(o.tokenizer);
   const uint32_t eot = tok.end_of_text();
+  if (const auto parent = std::filesystem::path(o.out).parent_path(); !parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);  // --out data/web makes data/
+    if (ec) fail(o.out, ": cannot create the directory ", parent.string(), ": ", ec.message());
+  }
   summary.token_bytes = tok.vocab_size() <= 0x10000 ? 2 : 4;
   SplitWriter writers[2] = {{o.out, "train", summary.token_bytes, o.shard_tokens},
                             {o.out, "val", summary.token_bytes, o.shard_tokens}};
