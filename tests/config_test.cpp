@@ -77,5 +77,27 @@ TEST(Config, ValidationNamesTheKey) {
   EXPECT_NO_THROW(validate(Config()));
 }
 
+TEST(Config, OuterOptimizerNeedsNodesASyncAndAPositiveRate) {
+  Config c;
+  c.dist.nodes = 2, c.dist.sync_every = 10, c.dist.outer_optimizer = "nesterov";
+  EXPECT_NO_THROW(validate(c));
+  Config alone = c;
+  alone.dist.nodes = 1;
+  EXPECT_NE(test::error_of([&] { validate(alone); }).find("dist.outer_optimizer = \"nesterov\" with dist.nodes = 1"),
+            std::string::npos);
+  Config never = c;
+  never.dist.sync_every = 0;
+  EXPECT_NE(test::error_of([&] { validate(never); }).find("set dist.sync_every"), std::string::npos);
+  Config stalled = c;
+  stalled.dist.outer_lr = 0;
+  EXPECT_NE(test::error_of([&] { validate(stalled); }).find("dist.outer_lr must be > 0, found 0"), std::string::npos);
+  Config runaway = c;
+  runaway.dist.outer_momentum = 1.0;
+  EXPECT_NE(test::error_of([&] { validate(runaway); }).find("dist.outer_momentum must be in [0, 1)"), std::string::npos);
+  Config unknown = c;
+  unknown.dist.outer_optimizer = "adam";
+  EXPECT_NE(test::error_of([&] { validate(unknown); }).find("found \"adam\""), std::string::npos);
+}
+
 }  // namespace
 }  // namespace lofi::train

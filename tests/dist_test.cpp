@@ -244,6 +244,34 @@ TEST(Dist, SyncedNodesResumeFromOneStep) {
                            dir + "/part/" + std::string(node) + "/final.safetensors"), 0.0) << node;
 }
 
+// DiLoCo: an outer Nesterov step at every sync; its state resumes exactly, and it differs from
+// plain averaging (local SGD) on the same schedule.
+TEST(Dist, DilocoOuterStepsResumeExactly) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  const std::string sync = "--set dist.nodes=2 --set dist.sync_every=2 --set train.ckpt_every=2";
+  const std::string flags = sync + " --set dist.outer_optimizer=nesterov";
+  auto full = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/full", flags));
+  ASSERT_EQ(full.status, 0) << full.output;
+  auto local_sgd = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/local", sync));
+  ASSERT_EQ(local_sgd.status, 0) << local_sgd.output;
+  auto part = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/part", flags));
+  ASSERT_EQ(part.status, 0) << part.output;
+  for (const char* node : {"node-00", "node-01"})
+    for (const char* f : {"step-000004", "step-000006"})
+      for (const char* ext : {".safetensors", ".optim.safetensors"})
+        std::filesystem::remove(dir + "/part/" + node + "/ckpt/" + f + ext);
+  auto resumed = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/part", flags + " --resume"));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  for (const char* node : {"/node-00", "/node-01"})
+    EXPECT_EQ(max_abs_diff(dir + "/full" + node + "/final.safetensors", dir + "/part" + node + "/final.safetensors"), 0.0)
+        << node;
+  // Step 6 is a sync: both nodes hold the outer optimizer's new weights.
+  EXPECT_EQ(max_abs_diff(dir + "/full/node-00/final.safetensors", dir + "/full/node-01/final.safetensors"), 0.0);
+  EXPECT_GT(max_abs_diff(dir + "/full/node-00/final.safetensors", dir + "/local/node-00/final.safetensors"), 1e-4);
+  io::SafetensorsFile state(dir + "/full/node-00/ckpt/step-000006.optim.safetensors");
+  EXPECT_NE(state.find("outer.momentum.model.decoder.embed_tokens.weight"), nullptr);
+}
+
 TEST(Dist, SyncEveryAveragesNodes) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
   auto r = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/run", "--set dist.nodes=2 --set dist.sync_every=3"));

@@ -114,7 +114,13 @@ TEST(Report, OnePageForBothHalvesWithTheVerdictsFirst) {
       {"from", dir + "/lofi/node-00/final.safetensors"}, {"to", dir + "/baseline/node-00/final.safetensors"},
       {"points", {{{"alpha", 0}, {"metrics", {{"loss/sums", 2.0}}}}, {{"alpha", 1}, {"metrics", {{"loss/sums", 2.1}}}}}}}.dump();
 
+  std::ofstream(dir + "/lofi/averaging-check.json")
+      << R"({"metric":"loss","average":1.25,"best_node":1.2,"beats_every_node":false,"nodes":{"0":1.2}})";
   const std::string html = read_all(write_run_report(dir));
+  EXPECT_NE(html.find("lofi: the average beats every node on data.val: does not hold (validation loss: lo-fi 1.25, the "
+                      "best node 1.2; the job&#39;s averaging check)"),
+            std::string::npos)
+      << html.substr(0, 3000);
   const size_t verdicts = html.find("Verdicts"), language = html.find("<h2>Language: fine-tuning</h2>"),
                vision = html.find("<h2>Vision: fine-tuning a ViT</h2>");
   ASSERT_NE(verdicts, std::string::npos);

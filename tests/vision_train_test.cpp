@@ -9,6 +9,7 @@
 
 #include "lofi/data/synthetic_images.h"
 #include "lofi/eval/image_evaluator.h"
+#include "lofi/train/image_task.h"
 #include "lofi/train/trainer.h"
 #include "test_util.h"
 
@@ -34,6 +35,61 @@ std::string vit_flags(const std::string& images, const std::string& run) {
          "/finetune-train --set data.val=" + images + "/finetune-val --set run.dir=" + run +
          " --set train.steps=6 --set train.batch_size=8 --set train.log_every=1 --set train.eval_every=3"
          " --set train.eval_batches=2 --set train.warmup_steps=1 --set images.loader_threads=2 --quiet";
+}
+
+// LP-FT: the linear probe fits the new head alone, and every node fits the same one, so lo-fi's
+// nodes still start fine-tuning from one point.
+TEST(DistVision, LinearProbeFitsTheSameNewHeadOnEveryNode) {
+  const std::string dir = test::scratch_dir(), images = write_images(dir);
+  // A pretrained ViT with the source task's 16 classes; the target task has 10.
+  auto pre = run_lofi("train --set model.arch=vit --set model.preset=vit_test_patch8_32 --set data.train=" + images +
+                      "/pretrain-train --set run.dir=" + dir + "/pre --set train.steps=2 --set train.batch_size=8 --quiet");
+  ASSERT_EQ(pre.status, 0) << pre.output;
+  train::Config c;
+  c.model.arch = "vit", c.model.preset = "vit_test_patch8_32", c.model.init = dir + "/pre/node-00/final.safetensors";
+  c.data.train = images + "/finetune-train";
+  c.images.loader_threads = 1;
+  c.train.head_init = "lp";
+  auto weights = [](train::Task& t) {
+    std::map<std::string, torch::Tensor> w;
+    for (const auto& p : t.model().named_parameters()) w[p.key()] = p.value().detach().clone();
+    return w;
+  };
+  dist::Topology node0, node1;
+  node0.nodes = node1.nodes = 2, node1.node = 1;
+  train::ImageTask a(c, node0, 11), b(c, node1, 11);
+  const auto before = weights(a);
+  const std::string said = a.probe_head(5, 1e-2, 8);
+  b.probe_head(5, 1e-2, 8);
+  EXPECT_NE(said.find("5 steps of the new head"), std::string::npos) << said;
+  const auto after_a = weights(a), after_b = weights(b);
+  for (const auto& [name, w] : before) {
+    EXPECT_TRUE(torch::equal(after_a.at(name), after_b.at(name))) << name << " differs between nodes";
+    if (name.rfind("head.", 0) == 0)
+      EXPECT_FALSE(torch::equal(after_a.at(name), w)) << name << " was not fitted";
+    else
+      EXPECT_TRUE(torch::equal(after_a.at(name), w)) << name << " moved: the backbone must stay frozen";
+  }
+  for (const auto& p : a.model().parameters()) EXPECT_TRUE(p.requires_grad());  // unfrozen for fine-tuning
+
+  // A head that came with the checkpoint, or no pretrained model at all, is refused by name.
+  train::Config same = c;
+  same.data.train = images + "/pretrain-train";  // the checkpoint's own 16 classes
+  train::ImageTask kept(same, node0, 11);
+  const std::string kept_error = test::error_of([&] { kept.probe_head(1, 1e-2, 8); });
+  EXPECT_NE(kept_error.find("has a head for these 16 classes"), std::string::npos) << kept_error;
+  train::Config scratch = c;
+  scratch.model.init.clear();
+  train::ImageTask random(scratch, node0, 11);
+  EXPECT_NE(test::error_of([&] { random.probe_head(1, 1e-2, 8); }).find("model.init is empty"), std::string::npos);
+  // Through the CLI: two lo-fi nodes probe, then fine-tune.
+  auto lp = run_lofi("launch --workers 2 -- train " + vit_flags(images, dir + "/lp") + " --set dist.nodes=2 --set model.init=" +
+                     c.model.init + " --set train.head_init=lp --set train.lp_steps=3 --set train.steps=2");
+  ASSERT_EQ(lp.status, 0) << lp.output;
+  EXPECT_NE(lp.output.find("linear probe (train.head_init = \"lp\"): 3 steps"), std::string::npos) << lp.output;
+  train::Config lm;
+  lm.train.head_init = "lp";
+  EXPECT_NE(test::error_of([&] { train::validate(lm); }).find("model.arch = \"opt\" has none"), std::string::npos);
 }
 
 TEST(DistVision, LofiNodesTrainMergeAndEvaluate) {

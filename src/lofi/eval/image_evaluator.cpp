@@ -79,8 +79,8 @@ std::vector<ClassificationScore> ImageEvaluator::run(const Predict& predict) {
   std::vector<ClassificationScore> out;
   for (const auto& set : data_) {
     ClassificationMeter meter = set->mapped ? ClassificationMeter(set->map) : ClassificationMeter();
-    const int64_t images = settings_.max_images > 0 ? std::min(settings_.max_images, set->folder.size()) : set->folder.size();
-    Progress progress("scoring " + set->folder.root(), images, "images");
+    const int64_t total = settings_.max_images > 0 ? std::min(settings_.max_images, set->folder.size()) : set->folder.size();
+    Progress progress("scoring " + set->folder.root(), total, "images");
     int64_t seen = 0;
     auto add = [&](const torch::Tensor& x, const torch::Tensor& y) {
       meter.add(predict(dist::to_device(x, device_)), y);

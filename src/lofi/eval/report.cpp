@@ -29,6 +29,7 @@ struct Run {
   std::string name;            // the run's directory name
   bool pretraining = false;    // trained from scratch (its config.toml has no model.init)
   std::vector<NodeLog> nodes;
+  nlohmann::json averaging_check;  // RUN/averaging-check.json (a lo-fi job's end), or null
 };
 
 // A part of the page: a directory with its runs (one level down) and its results.json. The
@@ -93,6 +94,7 @@ std::vector<Run> find_runs(const fs::path& dir) {
     Run run;
     run.name = c == dir ? dir.filename().string() : c.filename().string();
     run.pretraining = from_scratch(c);
+    run.averaging_check = read_json(c / "averaging-check.json");
     for (const auto& n : node_dirs(c)) run.nodes.push_back({n.filename().string(), read_jsonl(n / "metrics.jsonl")});
     if (!run.nodes.empty()) runs.push_back(std::move(run));
   }
@@ -359,6 +361,19 @@ std::string verdicts_html(const std::vector<Section>& sections) {
       if (s.results.is_object() && s.results.contains("claims") && s.results["claims"].is_array())
         for (const auto& c : s.results["claims"]) claims.push_back(c);
   }
+  // Each lo-fi job's own check at its end: did the average beat every node on data.val?
+  for (const auto& s : sections)
+    for (const auto& run : s.runs) {
+      const json& c = run.averaging_check;
+      if (!c.is_object() || !c.contains("average") || !c.contains("best_node")) continue;
+      const bool top1 = c.value("metric", "") == "top-1";
+      const double scale = top1 ? 100 : 1;
+      claims.push_back({{"half", run.name}, {"claim", "the average beats every node on data.val"},
+                        {"metric", top1 ? "validation top-1 %" : "validation loss"},
+                        {"lofi", scale * c.value("average", 0.0)}, {"baseline", scale * c.value("best_node", 0.0)},
+                        {"against", "the best node"}, {"rule", "the job's averaging check"},
+                        {"holds", c.value("beats_every_node", false)}});
+    }
   if (claims.empty()) return "";
   std::string html = "<div class='verdicts'><h2>Verdicts</h2><ul>";
   for (const auto& c : claims)

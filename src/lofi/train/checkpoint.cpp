@@ -86,21 +86,25 @@ void prune_checkpoints(const std::string& node_dir, int64_t keep) {
 }
 
 void save_checkpoint(const std::string& node_dir, int64_t step, const torch::nn::Module& module,
-                     const Optimizer& optimizer, const std::string& config_toml) {
+                     const Optimizer& optimizer, const std::string& config_toml, const OuterOptimizer* outer) {
   io::make_dirs(node_dir + "/ckpt");
   CheckpointPaths paths = checkpoint_paths(node_dir, step);
   io::Metadata optim_meta{{"step", std::to_string(step)}};
   io::NamedTensors state = optimizer.state(optim_meta);
+  if (outer)
+    for (auto& t : outer->state()) state.push_back(std::move(t));
   io::save_safetensors(paths.optimizer, state, optim_meta, /*checksum=*/true);
   io::save_safetensors(paths.weights, model::module_weights(module),
                        {{"step", std::to_string(step)}, {"lofi.config", config_toml}}, /*checksum=*/true);
 }
 
-int64_t load_checkpoint(const CheckpointPaths& paths, torch::nn::Module& module, Optimizer& optimizer) {
+int64_t load_checkpoint(const CheckpointPaths& paths, torch::nn::Module& module, Optimizer& optimizer,
+                        OuterOptimizer* outer) {
   io::SafetensorsFile weights(paths.weights);
   model::load_module_weights(module, weights);
   io::SafetensorsFile optim(paths.optimizer);
   optimizer.load_state(optim);
+  if (outer) outer->load_state(optim);
   return paths.step;
 }
 

@@ -10,6 +10,7 @@
 
 #include <torch/torch.h>
 #include "lofi/train/optimizer.h"
+#include "lofi/train/outer_optimizer.h"
 
 namespace lofi::train {
 
@@ -36,10 +37,12 @@ void remove_checkpoints(const std::string& node_dir);
 // Keeps the newest KEEP checkpoints (0: all).
 void prune_checkpoints(const std::string& node_dir, int64_t keep);
 
-// CONFIG_TOML (the run's resolved config) goes into the weights file's metadata.
+// CONFIG_TOML (the run's resolved config) goes into the weights file's metadata; OUTER's state
+// (DiLoCo's, when the run has one) into the optimizer file beside AdamW's.
 void save_checkpoint(const std::string& node_dir, int64_t step, const torch::nn::Module& module,
-                     const Optimizer& optimizer, const std::string& config_toml);
-// Loads weights and optimizer state; returns the step to continue from.
-int64_t load_checkpoint(const CheckpointPaths& paths, torch::nn::Module& module, Optimizer& optimizer);
+                     const Optimizer& optimizer, const std::string& config_toml, const OuterOptimizer* outer = nullptr);
+// Loads weights and optimizer state (and OUTER's, when given); returns the step to continue from.
+int64_t load_checkpoint(const CheckpointPaths& paths, torch::nn::Module& module, Optimizer& optimizer,
+                        OuterOptimizer* outer = nullptr);
 
 }  // namespace lofi::train

@@ -76,10 +76,16 @@ std::vector<ConfigField> config_fields(Config& c) {
       {"train.precision", &c.train.precision},
       {"train.skip_nonfinite", &c.train.skip_nonfinite},
       {"train.keep_checkpoints", &c.train.keep_checkpoints},
+      {"train.head_init", &c.train.head_init},
+      {"train.lp_steps", &c.train.lp_steps},
+      {"train.lp_lr", &c.train.lp_lr},
       {"dist.nodes", &c.dist.nodes},
       {"dist.node_id", &c.dist.node_id},
       {"dist.data_split", &c.dist.data_split},
       {"dist.sync_every", &c.dist.sync_every},
+      {"dist.outer_optimizer", &c.dist.outer_optimizer},
+      {"dist.outer_lr", &c.dist.outer_lr},
+      {"dist.outer_momentum", &c.dist.outer_momentum},
       {"dist.overlap", &c.dist.overlap},
       {"dist.bucket_mb", &c.dist.bucket_mb},
       {"dist.timeout_s", &c.dist.timeout_s},
@@ -234,12 +240,28 @@ void validate(const Config& c) {
   need(c.train.precision == "fp32" || c.train.precision == "bf16", "train.precision must be \"fp32\" or \"bf16\", found \"",
        c.train.precision, "\"");
   need(c.train.eval_batches >= 1, "train.eval_batches must be >= 1, found ", c.train.eval_batches);
+  need(c.train.head_init == "random" || c.train.head_init == "lp", "train.head_init must be \"random\" or \"lp\", found \"",
+       c.train.head_init, "\"");
+  need(c.train.head_init != "lp" || (c.train.lp_steps >= 1 && c.train.lp_lr > 0),
+       "train.head_init = \"lp\" needs train.lp_steps >= 1 and train.lp_lr > 0");
+  need(c.train.head_init != "lp" || c.model.arch == "vit",
+       "train.head_init = \"lp\" probes a re-initialised classification head; model.arch = \"", c.model.arch,
+       "\" has none (a language model's head is its token embedding). Use train.head_init = \"random\"");
   need(c.dist.nodes >= 1, "dist.nodes must be >= 1, found ", c.dist.nodes);
   need(c.dist.node_id >= -1 && c.dist.node_id < c.dist.nodes, "dist.node_id (", c.dist.node_id,
        ") must be -1 or in [0, dist.nodes = ", c.dist.nodes, ")");
   need(c.dist.sync_every >= 0, "dist.sync_every must be >= 0");
   need(c.dist.node_id < 0 || c.dist.sync_every == 0,
        "dist.sync_every needs all nodes in one job; a dist.node_id job cannot reach the others");
+  need(c.dist.outer_optimizer == "average" || c.dist.outer_optimizer == "nesterov",
+       "dist.outer_optimizer must be \"average\" or \"nesterov\", found \"", c.dist.outer_optimizer, "\"");
+  if (c.dist.outer_optimizer == "nesterov") {
+    need(c.dist.sync_every > 0, "dist.outer_optimizer = \"nesterov\" steps at each sync of the nodes; set dist.sync_every = H > 0");
+    need(c.dist.nodes > 1, "dist.outer_optimizer = \"nesterov\" with dist.nodes = 1: there are no nodes to average; set dist.nodes > 1");
+    need(c.dist.outer_lr > 0, "dist.outer_lr must be > 0, found ", c.dist.outer_lr);
+    need(c.dist.outer_momentum >= 0 && c.dist.outer_momentum < 1, "dist.outer_momentum must be in [0, 1), found ",
+         c.dist.outer_momentum);
+  }
   need(c.dist.timeout_s > 0, "dist.timeout_s must be > 0");
   need(c.dist.min_nodes >= 0 && c.dist.min_nodes <= c.dist.nodes, "dist.min_nodes must be in [0, dist.nodes = ",
        c.dist.nodes, "], found ", c.dist.min_nodes);

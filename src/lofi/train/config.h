@@ -92,6 +92,11 @@ struct TrainConfig {
   int64_t skip_nonfinite = 0;       // a non-finite loss or gradient norm stops the node; up to N such
                                     // steps are skipped first (no update) when N > 0
   int64_t keep_checkpoints = 0;     // keep the newest K periodic checkpoints; 0: keep all
+  std::string head_init = "random"; // a re-initialised classification head: "random" (timm's init) or
+                                    // "lp" (LP-FT: a linear probe on frozen features first, the same
+                                    // on every node, then full fine-tuning from it)
+  int64_t lp_steps = 100;           // the linear probe's steps (train.batch_size images each)
+  double lp_lr = 1e-3;              // the linear probe's AdamW learning rate (no weight decay)
 };
 
 struct DistConfig {
@@ -100,6 +105,11 @@ struct DistConfig {
   std::string data_split = "shuffle";  // "shuffle": every node sees all data in its own order;
                                        // "shard": node k samples only from its disjoint 1/N slice
   int64_t sync_every = 0;           // 0: never average nodes during training (lo-fi); H: every H steps
+  std::string outer_optimizer = "average";  // at each sync: "average" (local SGD: continue from the
+                                    // nodes' mean) or "nesterov" (DiLoCo: SGD with Nesterov momentum
+                                    // on the pseudo-gradient, last synced weights - mean)
+  double outer_lr = 0.7;            // DiLoCo's outer learning rate
+  double outer_momentum = 0.9;      // DiLoCo's outer Nesterov momentum
   bool overlap = true;              // all-reduce gradient buckets during backward (c10d::Reducer)
   double bucket_mb = 25;            // gradient bucket size for the overlapped all-reduce
   double timeout_s = 300;           // rendezvous and collective timeout, seconds; must also cover

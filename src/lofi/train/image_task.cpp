@@ -8,6 +8,7 @@
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/eval/classification.h"
+#include "lofi/io/safetensors.h"
 #include "lofi/model/vit_checkpoint.h"
 
 namespace lofi::train {
@@ -71,12 +72,18 @@ data::LoaderConfig loader_config(const ImagesConfig& images) {
 ImageTask::ImageTask(const Config& config, const dist::Topology& topo, uint64_t init_seed)
     : config_(config), topo_(topo), train_(config.data.train) {
   const auto classes = classes_or_count(config.model, train_);
-  if (config.train.eval_every > 0) {
-    if (config.data.val.empty()) fail("config: train.eval_every > 0 needs data.val");
+  // data.val serves the periodic evaluation (train.eval_every) and a lo-fi job's averaging check.
+  if (config.train.eval_every > 0 && config.data.val.empty()) fail("config: train.eval_every > 0 needs data.val");
+  if (!config.data.val.empty()) {
     val_ = std::make_unique<data::ImageFolder>(config.data.val, classes);
   }
   std::vector<std::string> notices;
   model_ = make_vit(config.model, static_cast<int64_t>(classes.size()), init_seed, &notices);
+  if (!config.model.init.empty()) {  // timm's name for the head; a checkpoint without one is a backbone
+    const io::SafetensorsFile init(config.model.init);
+    const io::TensorEntry* head = init.find("head.weight");
+    head_is_new_ = !head || head->shape.empty() || head->shape[0] != static_cast<int64_t>(classes.size());
+  }
   if (topo.node_rank == 0 && topo.node == 0)
     for (const auto& n : notices) std::printf("%s\n", n.c_str());
   augment_ = augment_config(config, model_->config.image_size);
@@ -140,6 +147,48 @@ nlohmann::json ImageTask::validate(int64_t batch) {
   model_->train(was_training);
   const eval::ClassificationScore s = meter.score();
   return {{"val_loss", s.loss}, {"val_top1", s.top1}, {"val_top5", s.top5}};
+}
+
+std::string ImageTask::probe_head(int64_t steps, double lr, int64_t batch) {
+  if (config_.model.init.empty())
+    fail("config: train.head_init = \"lp\" needs pretrained features; model.init is empty, so the whole model is "
+         "random. Set model.init, or use train.head_init = \"random\"");
+  if (!head_is_new_)
+    fail("config: train.head_init = \"lp\" probes a new head, but ", config_.model.init, " has a head for these ",
+         model_->config.num_classes, " classes and it was loaded. Use train.head_init = \"random\" (keeps it)");
+  // The same images in the same order on every node (node 0 of 1's stream), evaluation transforms:
+  // every node leaves with the same head, so the nodes still start from one point.
+  data::ImageSampler sampler(train_.size(), batch, static_cast<uint64_t>(config_.train.seed), 0, 1, "shuffle");
+  data::LoaderConfig lc = loader_config(config_.images);
+  lc.train = false;
+  data::ImageLoader loader(train_.samples(), augment_, lc, [sampler](int64_t step) { return sampler(step); }, 0, steps);
+  std::vector<torch::Tensor> head;
+  for (auto& p : model_->named_parameters()) {
+    const bool is_head = p.key().rfind("head.", 0) == 0 || p.key().rfind("head_dist.", 0) == 0;
+    p.value().set_requires_grad(is_head);
+    if (is_head) head.push_back(p.value());
+  }
+  torch::optim::AdamW probe(head, torch::optim::AdamWOptions(lr).weight_decay(0.0));
+  const bool was_training = model_->is_training();
+  model_->eval();  // frozen features: no dropout or drop-path in the backbone
+  double first = 0, last = 0;
+  for (int64_t s = 0; s < steps; ++s) {
+    std::optional<data::ImageBatch> b = loader.next();
+    if (!b) fail("linear probe: the image loader ran out of batches at step ", s);
+    probe.zero_grad();
+    torch::Tensor logits = model_->forward(dist::to_device(b->images, device()));  // (B, classes)
+    torch::Tensor loss = torch::nn::functional::cross_entropy(logits, dist::to_device(b->labels, device()));
+    loss.backward();
+    probe.step();
+    last = loss.item<double>();
+    if (s == 0) first = last;
+  }
+  model_->train(was_training);
+  for (auto& p : model_->parameters()) p.set_requires_grad(true);
+  char line[200];
+  std::snprintf(line, sizeof(line), "linear probe (train.head_init = \"lp\"): %lld steps of the new head on frozen "
+                "features, the same on every node; loss %.4f -> %.4f", static_cast<long long>(steps), first, last);
+  return line;
 }
 
 io::Metadata ImageTask::metadata() const { return {{"lofi.classes", nlohmann::json(train_.classes()).dump()}}; }

@@ -33,6 +33,7 @@ class ImageTask : public Task {
   bool has_validation() const override { return val_ != nullptr; }
   nlohmann::json validate(int64_t batch) override;
   io::Metadata metadata() const override;
+  std::string probe_head(int64_t steps, double lr, int64_t batch) override;
 
  private:
   void start_loader(int64_t first_step, int64_t node_batch);
@@ -44,6 +45,7 @@ class ImageTask : public Task {
   data::AugmentConfig augment_;
   model::Vit model_{nullptr};
   std::unique_ptr<data::ImageLoader> loader_;
+  bool head_is_new_ = false;    // model.init gave no head for these classes: it was re-initialised
   int64_t rank_first_ = 0;      // this worker's first sample in the node batch
   int64_t loader_step_ = -1;    // the step the loader hands out next
   torch::Tensor images_;        // (B, 3, S, S) this worker's part of the step's node batch, mixed

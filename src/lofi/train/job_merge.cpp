@@ -9,6 +9,8 @@
 #include "lofi/error.h"
 #include "lofi/merge/average.h"
 #include "lofi/model/hf.h"
+#include "lofi/io/atomic_file.h"
+#include "lofi/train/averaging_check.h"
 #include "lofi/train/export.h"
 #include "lofi/train/run_dir.h"
 
@@ -23,7 +25,8 @@ std::string node_list(const std::vector<int64_t>& nodes) {
 
 }  // namespace
 
-void merge_finished_nodes(const Config& config, int64_t me, const std::string& attempt) {
+nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std::string& attempt,
+                                    const std::function<nlohmann::json(const std::string&)>& validate) {
   const int64_t nodes = config.dist.nodes;
   const std::string& run = config.run.dir;
   using Clock = std::chrono::steady_clock;
@@ -69,7 +72,7 @@ void merge_finished_nodes(const Config& config, int64_t me, const std::string& a
   }
   if (finished.front() != me) {
     std::printf("node %lld: finished; node %lld merges\n", static_cast<long long>(me), static_cast<long long>(finished.front()));
-    return;
+    return nullptr;
   }
   for (int64_t k : failed)
     std::fprintf(stderr, "node %lld: %s\n", static_cast<long long>(k), verdicts[static_cast<size_t>(k)].why.c_str());
@@ -93,6 +96,20 @@ void merge_finished_nodes(const Config& config, int64_t me, const std::string& a
     std::printf("merged the %zu finished nodes (%s) of %lld into %s; failed: node %s\n", finished.size(),
                 node_list(finished).c_str(), static_cast<long long>(nodes), options.out.c_str(), node_list(failed).c_str());
   std::fflush(stdout);
+
+  // Nodes that met at the last step hold one model: there is nothing to compare.
+  if (config.dist.sync_every > 0 && config.train.steps % config.dist.sync_every == 0) return nullptr;
+  if (!validate) {
+    std::printf("averaging check: no data.val, so the average was not compared with the nodes; set data.val to check it\n");
+    return nullptr;
+  }
+  std::vector<NodeFinal> finals;
+  for (int64_t k : finished) finals.push_back({k, node_dir(run, k) + "/final.safetensors"});
+  nlohmann::json check = check_averaging(finals, options.out, validate, config.train.eval_batches);
+  io::write_file_atomic(run + "/averaging-check.json", check.dump(2) + "\n");
+  std::printf("%s\n", averaging_check_text(check).c_str());
+  std::fflush(stdout);
+  return check;
 }
 
 }  // namespace lofi::train

@@ -15,8 +15,9 @@ LmTask::LmTask(const Config& config, const dist::Topology& topo, uint64_t init_s
       sampler_(data::node_token_range(tokens_.size(), topo.nodes, topo.node, config.dist.data_split), seq_len_ + 1,
                static_cast<uint64_t>(config.train.seed), topo.node),
       model_(make_model(config.model, init_seed)) {
-  if (config.train.eval_every > 0) {
-    if (config.data.val.empty()) fail("config: train.eval_every > 0 needs data.val");
+  // data.val serves the periodic evaluation (train.eval_every) and a lo-fi job's averaging check.
+  if (config.train.eval_every > 0 && config.data.val.empty()) fail("config: train.eval_every > 0 needs data.val");
+  if (!config.data.val.empty()) {
     val_ = std::make_unique<data::TokenShards>(data::split_paths(config.data.val), config.model.vocab_size, config.data.format);
   }
 }

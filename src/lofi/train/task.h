@@ -36,6 +36,10 @@ class Task {
   const torch::Device& device() const { return device_; }
   // Extra metadata for the node's final weights (e.g. the class names of a classifier).
   virtual io::Metadata metadata() const { return {}; }
+  // LP-FT's first half (train.head_init = "lp"): fits a re-initialised classification head on the
+  // frozen pretrained features, identically on every node, before fine-tuning starts. Returns a
+  // line saying what it did. Tasks without such a head refuse.
+  virtual std::string probe_head(int64_t steps, double lr, int64_t batch);
 
  private:
   torch::Device device_ = torch::kCPU;

@@ -9,6 +9,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -199,8 +200,19 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
   Optimizer optimizer(model, tc);
   int64_t start_step = 0;
   std::vector<std::string> changes;
+  // LP-FT: the new head fitted on frozen features before fine-tuning's first step, with the global
+  // batch on every worker whatever the topology (a resumed run has its head in the checkpoint).
+  if (tc.head_init == "lp" && start.mode != StartMode::resume) {
+    const std::string done = task->probe_head(tc.lp_steps, tc.lp_lr, tc.batch_size);
+    if (node_leader && topo.node == 0) std::printf("%s\n", done.c_str());
+  }
+  // DiLoCo's outer optimizer, from the weights every node starts from (or its checkpointed state).
+  std::unique_ptr<OuterOptimizer> outer;
+  if (config.dist.outer_optimizer == "nesterov")
+    outer = std::make_unique<OuterOptimizer>(optimizer.params(), config.dist.outer_lr, config.dist.outer_momentum);
   if (start.mode == StartMode::resume)
-    start_step = load_checkpoint(resume_point(config, my_dir, node_leader, comm, start.allow_changed, changes), model, optimizer);
+    start_step = load_checkpoint(resume_point(config, my_dir, node_leader, comm, start.allow_changed, changes), model,
+                                 optimizer, outer.get());
   // The whole job's config sits at the run root; a node_id job keeps its own beside its files.
   if (topo.whole_job && env.rank == 0) write_run_config(run_dir + "/config.toml", config, start, start_step, changes);
   if (!topo.whole_job && node_leader) write_run_config(my_dir + "/config.toml", config, start, start_step, changes);
@@ -270,7 +282,10 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
                       static_cast<long long>(topo.node), static_cast<long long>(step + 1), std::to_string(last_loss).c_str(),
                       std::to_string(gnorm).c_str(), static_cast<long long>(skipped), static_cast<long long>(tc.skip_nonfinite));
       }
-      if (config.dist.sync_every > 0 && (step + 1) % config.dist.sync_every == 0) comm.world_mean(params);
+      if (config.dist.sync_every > 0 && (step + 1) % config.dist.sync_every == 0) {
+        comm.world_mean(params);                   // local SGD: continue from the nodes' mean
+        if (outer) outer->step(optimizer.params());  // DiLoCo: an outer Nesterov step towards it
+      }
       // ---- end of the training step ------------------------------------------------------
 
       units_seen += node_batch * units_per_sample;
@@ -280,7 +295,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
       const double eta = seconds / static_cast<double>(done - start_step) * static_cast<double>(tc.steps - done);
       if (!node_leader) continue;
       heartbeat->beat(done);
-      const bool eval_now = task->has_validation() && done % tc.eval_every == 0;
+      const bool eval_now = tc.eval_every > 0 && task->has_validation() && done % tc.eval_every == 0;
       if (done % tc.log_every == 0 || done == tc.steps || eval_now || !finite) {
         nlohmann::json record{{"step", done}, {"loss", last_loss}, {"grad_norm", gnorm}, {"lr", lr}, {unit, units_seen},
                               {"seconds", seconds}, {unit + "_per_s", rate},
@@ -307,7 +322,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
                     format_duration(eta).c_str());
       std::fflush(stdout);
       if (tc.ckpt_every > 0 && done % tc.ckpt_every == 0 && done < tc.steps) {
-        save_checkpoint(my_dir, done, model, optimizer, config_toml);
+        save_checkpoint(my_dir, done, model, optimizer, config_toml, outer.get());
         prune_checkpoints(my_dir, tc.keep_checkpoints);
       }
     }
@@ -318,7 +333,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
     summary.bytes_within_node = comm.bytes_within_node();
     summary.bytes_between_nodes = comm.bytes_between_nodes();
     if (node_leader) {
-      save_checkpoint(my_dir, tc.steps, model, optimizer, config_toml);
+      save_checkpoint(my_dir, tc.steps, model, optimizer, config_toml, outer.get());
       prune_checkpoints(my_dir, tc.keep_checkpoints);
       io::Metadata meta = task->metadata();
       meta.insert({{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
@@ -336,7 +351,15 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
     throw;
   }
   // Nodes that never meet end apart: the merge reads the finals from disk (job_merge.h).
-  if (node_leader && topo.whole_job && topo.nodes > 1) merge_finished_nodes(config, topo.node, comm.attempt());
+  if (node_leader && topo.whole_job && topo.nodes > 1) {
+    std::function<nlohmann::json(const std::string&)> validate;
+    if (task->has_validation())
+      validate = [&](const std::string& weights) {  // this node's model is free now: its final is on disk
+        model::load_module_weights(model, io::SafetensorsFile(weights));
+        return task->validate(micro_batch);
+      };
+    merge_finished_nodes(config, topo.node, comm.attempt(), validate);  // and RUN/averaging-check.json
+  }
   return summary;
 }
 

@@ -1,0 +1,68 @@
+#include "lofi/train/averaging_check.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "lofi/error.h"
+
+namespace lofi::train {
+
+nlohmann::json check_averaging(const std::vector<NodeFinal>& finals, const std::string& average,
+                               const std::function<nlohmann::json(const std::string&)>& validate, int64_t eval_batches) {
+  if (finals.empty()) fail("check_averaging: no node finals");
+  const nlohmann::json avg_record = validate(average);
+  const bool top1 = avg_record.contains("val_top1");
+  const std::string key = top1 ? "val_top1" : "val_loss";
+  if (!avg_record.contains(key)) fail("check_averaging: the validation of ", average, " gave no ", key);
+  const bool up = top1;
+  auto better = [up](double a, double b) { return up ? a > b : a < b; };
+  nlohmann::json check{{"metric", top1 ? "top-1" : "loss"}, {"higher_is_better", up}, {"eval_batches", eval_batches},
+                       {"average", avg_record[key]}};
+  double best = 0, sum = 0;
+  for (size_t i = 0; i < finals.size(); ++i) {
+    const double v = validate(finals[i].path).at(key).get<double>();
+    check["nodes"][std::to_string(finals[i].node)] = v;
+    if (i == 0 || better(v, best)) best = v;
+    sum += v;
+  }
+  const double mean = sum / static_cast<double>(finals.size()), a = avg_record[key].get<double>();
+  check["best_node"] = best;
+  check["mean_node"] = mean;
+  check["beats_every_node"] = better(a, best);
+  check["beats_mean_node"] = better(a, mean);
+  check["margin_over_best"] = up ? a - best : best - a;  // > 0: the average is better
+  check["margin_over_mean"] = up ? a - mean : mean - a;
+  return check;
+}
+
+std::string averaging_check_text(const nlohmann::json& c) {
+  const bool top1 = c.value("metric", "") == "top-1";
+  const double scale = top1 ? 100.0 : 1.0;  // top-1 in percent, as the tables show it
+  auto v = [&](const char* key) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), top1 ? "%.2f" : "%.4f", scale * c.value(key, 0.0));
+    return std::string(buf);
+  };
+  const std::string metric = top1 ? "validation top-1 %" : "validation loss";
+  std::string nodes;
+  for (const auto& [k, value] : c["nodes"].items()) {
+    char buf[48];
+    std::snprintf(buf, sizeof(buf), top1 ? "%s%s %.2f" : "%s%s %.4f", nodes.empty() ? "" : ", ", k.c_str(),
+                  scale * value.get<double>());
+    nodes += buf;
+  }
+  std::string text = "averaging check (" + metric + ", " + std::to_string(c.value("eval_batches", 0)) +
+                     " batches of data.val): average " + v("average") + "; nodes " + nodes + " (best " + v("best_node") +
+                     ", mean " + v("mean_node") + "): ";
+  if (c.value("beats_every_node", false))
+    return text + "the average beats every node, by " + v("margin_over_best") + " over the best and " +
+           v("margin_over_mean") + " over the mean node";
+  text += "the average does NOT beat every node";
+  text += c.value("beats_mean_node", false) ? " (it beats the mean node by " + v("margin_over_mean") + ")"
+                                            : ", nor the mean node";
+  return text + "\nthe nodes left the basin they started in, and averaging them is not safe here. Try a lower "
+                "train.lr, fewer train.steps, train.head_init = \"lp\" for a new classification head, or "
+                "dist.sync_every = H to average during training";
+}
+
+}  // namespace lofi::train
