@@ -49,6 +49,12 @@ TEST(Report, ChartsRenderInHeadlessChromium) {
   std::getline(std::ifstream(html_path), html, '\0');
   EXPECT_NE(html.find("lo-fi average"), std::string::npos);
   EXPECT_EQ(html.find("<script"), std::string::npos);  // self-contained, static
+  // The baseline's one worker sent 500 MB in 10 s: + 8 x 5e8 / link speed when it is a machine.
+  const size_t baseline_row = html.find("<td>baseline</td>");
+  ASSERT_NE(baseline_row, std::string::npos);
+  EXPECT_NE(html.find("<td>10.0 s</td><td>50.0 s</td><td>14.0 s</td><td>10.4 s</td>", baseline_row), std::string::npos)
+      << html.substr(baseline_row, 400);
+  EXPECT_NE(html.find("held-out loss against bytes each worker sends between machines"), std::string::npos);
 
   std::string png = dir + "/shot.png";
   std::string cmd = "timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "

@@ -443,6 +443,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"language", "vision"}));
   demo->add_option("--vision-pretrain-steps", demo_opt.vision_pretrain_steps, "vision pretraining steps (cached)");
   demo->add_option("--vision-steps", demo_opt.vision_steps, "vision fine-tuning steps");
+  demo->add_option("--sync-every", demo_opt.sync_every, "local SGD and DiLoCo average every N steps (0: leave them out)");
 
   try {
     app.parse(argc, argv);

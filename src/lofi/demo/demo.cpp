@@ -68,6 +68,18 @@ void make_data(const std::string& out, bool fresh) {
   }
 }
 
+// The perplexity of VAL under byte frequencies counted in TRAIN (add-one): what a model that
+// learned nothing but unigram statistics scores.
+double unigram_perplexity(const std::string& train, const std::string& val, int64_t vocab_size) {
+  const data::TokenShards counted({train}, vocab_size), scored({val}, vocab_size);
+  std::vector<double> counts(static_cast<size_t>(vocab_size), 1.0);
+  for (int64_t i = 0; i < counted.size(); ++i) counts[static_cast<size_t>(counted.token(i))] += 1;
+  const double total = static_cast<double>(counted.size() + vocab_size);
+  double nll = 0;
+  for (int64_t i = 0; i < scored.size(); ++i) nll -= std::log(counts[static_cast<size_t>(scored.token(i))] / total);
+  return std::exp(nll / static_cast<double>(std::max<int64_t>(1, scored.size())));
+}
+
 }  // namespace
 
 namespace {
@@ -106,6 +118,7 @@ DemoSection run_language_demo(const DemoOptions& opt) {
   ft.train.batch_size = 8 * K;
 
   const Comparison runs = run_baseline_and_lofi(ft, out, K, "");
+  const std::vector<SyncedArm> arms = opt.sync_every > 0 ? run_synced_arms(ft, out, K, "", opt.sync_every) : std::vector<SyncedArm>{};
 
   // 3. Evaluate every model in-distribution and on each shift, beside the output-space ensemble.
   std::vector<eval::NamedPath> sets{{kFinetuneSet, data_path(out, kFinetuneSet, "val")}};
@@ -128,6 +141,9 @@ DemoSection run_language_demo(const DemoOptions& opt) {
   for (int k = 0; k < K; ++k) models.push_back({"lo-fi node " + std::to_string(k), {node_finals[static_cast<size_t>(k)]}});
   models.push_back({"lo-fi average", {lofi_average}, runs.lofi_seconds, &runs.lofi_traffic});
   models.push_back({"lo-fi ensemble (not a single model)", node_finals});
+  for (const auto& arm : arms)
+    models.push_back({arm.method + " (averaged every " + std::to_string(arm.sync_every) + " steps)", {arm.model}, arm.seconds,
+                      &arm.traffic});
 
   std::vector<std::string> columns{"model", "ppl " + std::string(kFinetuneSet) + " (in-dist)"};
   for (const char* s : kShiftSets) columns.push_back(std::string("ppl ") + s);
@@ -171,6 +187,16 @@ DemoSection run_language_demo(const DemoOptions& opt) {
                           {"pretrained-average", line(pretrained, lofi_average, "pretrained-to-average")},
                           {"baseline-average", line(baseline_final, lofi_average, "baseline-to-average")}};
 
+  // How strong the start is: the pretrained model on held-out text of its own corpus, beside what
+  // byte frequencies alone give (a unigram model with add-one counts from the training text).
+  const double source_ppl = eval::LmEvaluator(ft, {{"general", data_path(out, "general", "val")}}, settings)
+                                .score_file(pretrained)[0]
+                                .perplexity;
+  const double unigram_ppl =
+      unigram_perplexity(data_path(out, "general", "train"), data_path(out, "general", "val"), ft.model.vocab_size);
+  const nlohmann::json pretrained_source{{"metric", "perplexity"}, {"set", "general (held-out)"}, {"value", source_ppl},
+                                         {"unigram_perplexity", unigram_ppl}};
+
   // 5. What the paper claims, checked against these numbers.
   const nlohmann::json rows = table.json();
   HalfScores scores;
@@ -182,6 +208,20 @@ DemoSection run_language_demo(const DemoOptions& opt) {
   for (int k = 0; k < K; ++k) scores.nodes_in.push_back(ppl(static_cast<size_t>(k) + 2));
   scores.baseline_bytes_sent = runs.baseline_traffic.total, scores.lofi_bytes_between_nodes = runs.lofi_traffic.between_nodes;
 
+  // 6. The spectrum: what each way of training scored and what it sent between machines.
+  std::vector<SpectrumRow> spectrum{{"baseline (data-parallel)", "every step", ppl(baseline_row),
+                                     rows[baseline_row]["avg_shift_perplexity"], runs.baseline_traffic.total / K,
+                                     runs.baseline_seconds}};
+  for (size_t a = 0; a < arms.size(); ++a) {
+    const size_t row = static_cast<size_t>(K) + 4 + a;
+    spectrum.push_back({arms[a].method, "every " + std::to_string(arms[a].sync_every) + " steps", ppl(row),
+                        rows[row]["avg_shift_perplexity"], arms[a].traffic.between_nodes / K, arms[a].seconds});
+  }
+  spectrum.push_back({"lo-fi (average)", "never", ppl(average_row), rows[average_row]["avg_shift_perplexity"],
+                      runs.lofi_traffic.between_nodes / K, runs.lofi_seconds});
+  const eval::ResultsTable spectrum_table =
+      demo::spectrum_table(spectrum, "ppl " + std::string(kFinetuneSet) + " (in-dist)", "avg shift ppl", 3);
+
   DemoSection section;
   section.title = "Language: fine-tuning a " + std::to_string(ft.model.n_layer) + "-layer decoder on " +
                   kFinetuneSet + ", " + std::to_string(K) + " workers";
@@ -190,17 +230,27 @@ DemoSection run_language_demo(const DemoOptions& opt) {
       "step, lo-fi nodes never communicate and are averaged once. The shift average is the geometric mean of the "
       "shifted perplexities. The ensemble averages the nodes' probabilities (" + std::to_string(K) +
       "x the inference cost) and is shown for reference.";
-  section.markdown = "## " + section.title + "\n\n" + note + "\n\n" + table.markdown();
+  const std::string spectrum_note = kSpectrumNote;
+  section.markdown = "## " + section.title + "\n\n" + note + "\n\n" + table.markdown() + "\n" + spectrum_note + "\n\n" +
+                     spectrum_table.markdown();
   section.json = {{"title", section.title}, {"note", note}, {"workers", K}, {"finetune_steps", ft.train.steps},
                   {"global_batch", ft.train.batch_size}, {"seq_len", ft.data.seq_len}, {"in_distribution", kFinetuneSet},
                   {"shifts", {kShiftSets[0], kShiftSets[1], kShiftSets[2]}}, {"rows", rows},
-                  {"table", table.display()}, {"barrier_heights", barriers}, {"claims", make_claims(scores)}};
+                  {"table", table.display()}, {"barrier_heights", barriers}, {"claims", make_claims(scores)},
+                  {"spectrum", spectrum_table.json()}, {"spectrum_table", spectrum_table.display()},
+                  {"spectrum_note", spectrum_note}, {"pretrained_source", pretrained_source}};
   char line_text[256];
   std::snprintf(line_text, sizeof(line_text),
                 "barrier heights (nats, in-distribution): between two lo-fi nodes %.4f, pretrained to lo-fi average %.4f\n",
                 barriers["node0-node1"]["loss/" + std::string(kFinetuneSet)].get<double>(),
                 barriers["pretrained-average"]["loss/" + std::string(kFinetuneSet)].get<double>());
-  section.table = "language (perplexity, lower is better)\n" + table.text() + line_text;
+  char source_text[200];
+  std::snprintf(source_text, sizeof(source_text),
+                "the pretrained model on held-out text of its own corpus: perplexity %.3f (byte frequencies alone: %.3f)\n",
+                source_ppl, unigram_ppl);
+  section.markdown += std::string("\n") + source_text;
+  section.table = "language (perplexity, lower is better)\n" + table.text() + line_text + source_text +
+                  "\nlanguage: the communication spectrum (wall time projected across machines)\n" + spectrum_table.text();
   return section;
 }
 
@@ -217,7 +267,8 @@ int run_demo(const DemoOptions& opt) {
     results = sections.back().json;  // the language rows stay at the top level, where reports look
   }
   if (opt.only != "language") {
-    VisionDemoOptions vision{opt.out + "/vision", opt.workers, opt.vision_pretrain_steps, opt.vision_steps, opt.fresh};
+    VisionDemoOptions vision{opt.out + "/vision", opt.workers, opt.vision_pretrain_steps, opt.vision_steps, opt.fresh,
+                             opt.sync_every};
     sections.push_back(run_vision_demo(vision));
     results["vision"] = sections.back().json;
   }

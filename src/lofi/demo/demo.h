@@ -19,6 +19,7 @@ struct DemoOptions {
   std::string only;                // "language" or "vision" runs that half alone; empty: both
   int64_t vision_pretrain_steps = 500;  // the vision half's pretraining (cached)
   int64_t vision_steps = 150;           // the vision half's fine-tuning steps
+  int64_t sync_every = 50;              // local SGD and DiLoCo average every this many steps; 0: skip them
 };
 
 // Runs the demo; prints the table and writes OUT/results.{md,json}. Returns the exit status.

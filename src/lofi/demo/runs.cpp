@@ -3,10 +3,12 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "lofi/dist/launcher.h"
 #include "lofi/error.h"
+#include "lofi/eval/projection.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/train/trainer.h"
 
@@ -60,6 +62,47 @@ Comparison run_baseline_and_lofi(const train::Config& ft, const std::string& out
   for (int k = 0; k < workers; ++k) c.node_finals.push_back(train::node_dir(lofi.run.dir, k) + "/final.safetensors");
   c.lofi_average = lofi.run.dir + "/merged.safetensors";
   return c;
+}
+
+std::vector<SyncedArm> run_synced_arms(const train::Config& ft, const std::string& out, int workers,
+                                       const std::string& label, int64_t sync_every) {
+  std::vector<SyncedArm> arms;
+  for (const auto& [method, dir, outer] : {std::tuple<std::string, std::string, std::string>{"local SGD", "local-sgd", "average"},
+                                           {"DiLoCo", "diloco", "nesterov"}}) {
+    train::Config c = ft;
+    c.run.dir = out + "/" + dir;
+    c.dist.nodes = workers;
+    c.dist.sync_every = sync_every;
+    c.dist.outer_optimizer = outer;
+    std::printf("%s%s: %d nodes of 1 worker averaged every %lld steps%s\n", label.c_str(), method.c_str(), workers,
+                static_cast<long long>(sync_every), outer == "nesterov" ? " through Nesterov outer steps" : "");
+    SyncedArm arm{method, sync_every, launch_training(c, out, dir, workers), {}, c.run.dir + "/merged.safetensors"};
+    arm.traffic = run_traffic(c.run.dir);
+    arms.push_back(arm);
+  }
+  return arms;
+}
+
+eval::ResultsTable spectrum_table(const std::vector<SpectrumRow>& rows, const std::string& id_label,
+                                  const std::string& shift_label, int decimals) {
+  std::vector<std::string> columns{"method", "sync", id_label, shift_label, "bytes per worker between machines", "wall time"};
+  for (const auto& link : eval::projection_links()) columns.push_back("projected at " + link.name);
+  eval::ResultsTable table(columns);
+  for (const auto& r : rows) {
+    std::vector<std::string> cells{r.method, r.sync, eval::format_fixed(r.in_distribution, decimals),
+                                   eval::format_fixed(r.shift, decimals), eval::format_bytes(r.bytes_per_worker),
+                                   eval::format_fixed(r.seconds, 1) + " s"};
+    nlohmann::json projected = nlohmann::json::object();
+    for (const auto& link : eval::projection_links()) {
+      const double t = eval::projected_seconds(r.seconds, r.bytes_per_worker, link);
+      cells.push_back(eval::format_fixed(t, 1) + " s");
+      projected[link.name] = t;
+    }
+    table.add_row(cells, {{"method", r.method}, {"sync", r.sync}, {"in_distribution", r.in_distribution},
+                          {"shift_average", r.shift}, {"bytes_per_worker_between_machines", r.bytes_per_worker},
+                          {"wall_seconds", r.seconds}, {"projected_seconds", projected}});
+  }
+  return table;
 }
 
 }  // namespace lofi::demo

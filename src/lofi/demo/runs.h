@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "lofi/eval/table.h"
 #include "lofi/train/config.h"
 
 namespace lofi::demo {
@@ -30,6 +31,39 @@ struct Comparison {
   std::string lofi_average;              // OUT/lofi/merged.safetensors
 };
 Comparison run_baseline_and_lofi(const train::Config& ft, const std::string& out, int workers, const std::string& label);
+
+// The middle of the spectrum, on the same data budget: FT as WORKERS nodes of one worker that
+// average every SYNC_EVERY steps, plainly (local SGD, OUT/local-sgd) and through DiLoCo's outer
+// optimizer (OUT/diloco).
+struct SyncedArm {
+  std::string method;  // "local SGD", "DiLoCo"
+  int64_t sync_every = 0;
+  double seconds = 0;
+  Traffic traffic;
+  std::string model;   // RUN/merged.safetensors
+};
+std::vector<SyncedArm> run_synced_arms(const train::Config& ft, const std::string& out, int workers,
+                                       const std::string& label, int64_t sync_every);
+
+// One row of a half's spectrum table: a way to train, what it scored, what it cost.
+struct SpectrumRow {
+  std::string method;         // "baseline (data-parallel)", "local SGD", "DiLoCo", "lo-fi"
+  std::string sync;           // "every step", "every 50 steps", "never"
+  double in_distribution = 0, shift = 0;  // the half's metric, as its main table shows it
+  double bytes_per_worker = 0;            // what each worker sends between machines
+  double seconds = 0;                     // measured wall time
+};
+// What the spectrum table shows, for results.md and the report.
+inline constexpr const char* kSpectrumNote =
+    "The communication spectrum, on one data budget: the baseline all-reduces gradients every step, local SGD and "
+    "DiLoCo average the nodes' weights every few steps (DiLoCo through Nesterov outer steps), lo-fi never. Wall times "
+    "are measured here, on one machine; the projected ones put every worker on a machine of its own: measured time + "
+    "8 x bytes per worker between machines / link speed (a projection, not a measurement).";
+
+// Columns: method, sync, ID_LABEL, SHIFT_LABEL, bytes per worker between machines, wall time, and
+// the wall time projected for each link of eval::projection_links(); JSON rows beside.
+eval::ResultsTable spectrum_table(const std::vector<SpectrumRow>& rows, const std::string& id_label,
+                                  const std::string& shift_label, int decimals);
 
 // One half's results: the table as text, a section for results.md, rows for results.json.
 struct DemoSection {

@@ -17,6 +17,7 @@ struct VisionDemoOptions {
   int64_t pretrain_steps = 500;          // cached in OUT/pretrained.safetensors
   int64_t finetune_steps = 150;
   bool fresh = false;                    // regenerate images and retrain the pretrained model
+  int64_t sync_every = 50;               // local SGD and DiLoCo average every this many steps; 0: skip them
 };
 
 DemoSection run_vision_demo(const VisionDemoOptions& options);

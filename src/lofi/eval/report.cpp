@@ -10,6 +10,7 @@
 
 #include "lofi/error.h"
 #include "lofi/eval/svg_chart.h"
+#include "lofi/eval/projection.h"
 #include "lofi/eval/table.h"
 #include "lofi/eval/verdict.h"
 #include "lofi/io/atomic_file.h"
@@ -234,6 +235,21 @@ std::string rows_table(const json& rows) {
   return html_table(names, cells);
 }
 
+// A table as its run printed it: {"columns": [...], "cells": [[...], ...]}.
+std::string display_table(const json& table) {
+  std::vector<std::string> columns;
+  if (table["columns"].is_array())
+    for (const auto& c : table["columns"]) columns.push_back(c.is_string() ? c.get<std::string>() : c.dump());
+  std::vector<std::vector<std::string>> cells;
+  if (table["cells"].is_array())
+    for (const auto& row : table["cells"]) {
+      cells.emplace_back();
+      if (row.is_array())
+        for (const auto& c : row) cells.back().push_back(c.is_string() ? c.get<std::string>() : c.dump());
+    }
+  return html_table(columns, cells);
+}
+
 std::string results_html(const json& results) {
   if (!results.is_object()) return "";
   std::string html;
@@ -243,15 +259,16 @@ std::string results_html(const json& results) {
   const json& table = results.contains("table") ? results["table"] : json();
   if (table.is_object() && table.contains("columns") && table["columns"].is_array() && table.contains("cells") &&
       table["cells"].is_array()) {
-    std::vector<std::string> columns;
-    for (const auto& c : table["columns"]) columns.push_back(c.is_string() ? c.get<std::string>() : c.dump());
-    std::vector<std::vector<std::string>> cells;
-    for (const auto& row : table["cells"]) {
-      cells.emplace_back();
-      if (row.is_array())
-        for (const auto& c : row) cells.back().push_back(c.is_string() ? c.get<std::string>() : c.dump());
+    html += display_table(table);
+    // The demo's second table: the communication spectrum.
+    const json& spectrum = results.contains("spectrum_table") ? results["spectrum_table"] : json();
+    if (spectrum.is_object() && spectrum.contains("columns") && spectrum.contains("cells")) {
+      html += "<h3>The communication spectrum</h3>";
+      if (results.contains("spectrum_note") && results["spectrum_note"].is_string())
+        html += "<p class='note'>" + html_escape(results["spectrum_note"].get<std::string>()) + "</p>";
+      html += display_table(spectrum);
     }
-    return html + html_table(columns, cells);
+    return html;
   }
   const json* rows = results.contains("rows") ? &results["rows"] : results.contains("results") ? &results["results"] : nullptr;
   if (!rows || !rows->is_array()) return html;
@@ -325,29 +342,74 @@ std::string interpolation_html(const fs::path& dir) {
   return html;
 }
 
+// What each run's workers sent, how long it took, and that time projected across machines
+// (eval/projection.h).
+struct RunCost {
+  double bytes_sent = 0, bytes_between = 0;  // all workers
+  double per_worker_across = 0;              // bytes each worker sends between machines
+  double seconds = 0;                        // the slowest node's training time
+  double quality = std::nan("");             // final held-out loss: the merge's, else the nodes' mean
+};
+
+RunCost run_cost(const Run& run) {
+  RunCost c;
+  double workers_total = 0, val_sum = 0;
+  int val_nodes = 0;
+  for (const auto& node : run.nodes) {
+    // The last line that has them (a run's final lines may be of another kind).
+    auto last_with = [&](const std::string& key) {
+      for (auto it = node.records.rbegin(); it != node.records.rend(); ++it) {
+        double v = number(*it, key);
+        if (std::isfinite(v)) return v;
+      }
+      return std::nan("");
+    };
+    auto or_zero = [](double v, double fallback) { return std::isfinite(v) ? v : fallback; };
+    const double workers = or_zero(last_with("node_workers"), 1.0);
+    workers_total += workers;
+    c.bytes_sent += or_zero(last_with("bytes_sent"), 0) * workers;
+    c.bytes_between += or_zero(last_with("bytes_between_nodes"), 0) * workers;
+    c.seconds = std::max(c.seconds, or_zero(last_with("seconds"), 0));
+    if (double v = last_with("val_loss"); std::isfinite(v)) val_sum += v, ++val_nodes;
+  }
+  const double across = run.nodes.size() == 1 ? c.bytes_sent : c.bytes_between;
+  c.per_worker_across = workers_total > 0 ? across / workers_total : 0;
+  const json& check = run.averaging_check;
+  if (check.is_object() && check.contains("average_scores") && check["average_scores"].is_object())
+    c.quality = number(check["average_scores"], "val_loss");
+  if (!std::isfinite(c.quality) && val_nodes > 0) c.quality = val_sum / val_nodes;
+  return c;
+}
+
 std::string communication_html(const std::vector<Run>& runs) {
   BarChart chart{"bytes sent in collectives, all workers of each run", "bytes", {}, true};
+  LineChart quality{"held-out loss against bytes each worker sends between machines", "bytes per worker between machines",
+                    "final held-out loss", {}, false};
   std::vector<std::vector<std::string>> rows;
+  size_t color = 0;
   for (const auto& run : runs) {
-    double total = 0, between = 0, seconds = 0;
-    for (const auto& node : run.nodes) {
-      if (node.records.empty()) continue;
-      const json& last = node.records.back();
-      auto or_zero = [&](const std::string& key, double fallback) {
-        double v = number(last, key);
-        return std::isfinite(v) ? v : fallback;
-      };
-      double workers = or_zero("node_workers", 1.0);
-      total += or_zero("bytes_sent", 0) * workers;
-      between += or_zero("bytes_between_nodes", 0) * workers;
-      seconds = std::max(seconds, or_zero("seconds", 0));
-    }
-    chart.bars.push_back({run.name, total, report_colors::kBytes});
-    rows.push_back({run.name + (run.pretraining ? " (pretraining)" : ""), std::to_string(run.nodes.size()),
-                    format_bytes(total), format_bytes(between), format_fixed(seconds, 1) + " s"});
+    const RunCost c = run_cost(run);
+    chart.bars.push_back({run.name, c.bytes_sent, report_colors::kBytes});
+    std::vector<std::string> row{run.name + (run.pretraining ? " (pretraining)" : ""), std::to_string(run.nodes.size()),
+                                 format_bytes(c.bytes_sent), format_bytes(c.bytes_between), format_bytes(c.per_worker_across),
+                                 format_fixed(c.seconds, 1) + " s"};
+    for (const Link& link : projection_links())
+      row.push_back(format_fixed(projected_seconds(c.seconds, c.per_worker_across, link), 1) + " s");
+    rows.push_back(row);
+    if (!run.pretraining && std::isfinite(c.quality))
+      quality.series.push_back({run.name, report_colors::kSeries[color++ % std::size(report_colors::kSeries)],
+                                {c.per_worker_across}, {c.quality}});
   }
-  return "<h3>Communication</h3>" + render_svg(chart) +
-         html_table({"run", "nodes", "bytes sent", "bytes between nodes", "training time"}, rows);
+  std::string html = "<h3>Communication</h3>" + render_svg(chart);
+  if (!quality.series.empty()) html += render_svg(quality);
+  std::vector<std::string> columns{"run", "nodes", "bytes sent", "bytes between nodes", "per worker between machines",
+                                   "training time"};
+  for (const Link& link : projection_links()) columns.push_back("projected at " + link.name);
+  html += html_table(columns, rows);
+  return html + "<p class='note'>Projected: measured time + 8 x (bytes each worker sends between machines) / link "
+                "speed, with every worker on a machine of its own (a one-node run's all-reduce crosses machines; "
+                "a run of several nodes sends only its between-node traffic across). A projection from measured "
+                "numbers, not a measurement.</p>";
 }
 
 // The claims at the top of the page: the report directory's own list, else each section's.

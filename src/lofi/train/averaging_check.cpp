@@ -17,7 +17,7 @@ nlohmann::json check_averaging(const std::vector<NodeFinal>& finals, const std::
   const bool up = top1;
   auto better = [up](double a, double b) { return up ? a > b : a < b; };
   nlohmann::json check{{"metric", top1 ? "top-1" : "loss"}, {"higher_is_better", up}, {"eval_batches", eval_batches},
-                       {"average", avg_record[key]}};
+                       {"average", avg_record[key]}, {"average_scores", avg_record}};
   double best = 0, sum = 0;
   for (size_t i = 0; i < finals.size(); ++i) {
     const double v = validate(finals[i].path).at(key).get<double>();
