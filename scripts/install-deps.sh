@@ -29,6 +29,7 @@ packages=(
   libgtest-dev            # tests
   clang libclang-rt-14-dev  # libFuzzer, ASan, UBSan for fuzz/ (the fuzz test, make fuzz)
   chromium                # headless rendering of the HTML run report in tests
+  fortunes                # real text for the demo's language half (Debian's fortune files)
 )
 
 # Top-level pins; requirements.lock holds them with every dependency resolved.

@@ -1,6 +1,7 @@
 // The README's shell blocks, run as written: in order, one bash script per block, in a folder that
 // holds tiny versions of everything they name — the examples' configs with their sizes shrunk (the
-// keys below, each of which must exist), byte-level demo data and a pretrained checkpoint, a
+// keys below, each of which must exist), byte-level data where the demo writes its own (generated
+// here, not the fortunes) and a pretrained checkpoint, a
 // Hugging Face OPT made by transformers with an OPT-style tokenizer, generated text and images, and
 // a ViT checkpoint. Lines that need a Slurm cluster, a second machine or a GPU are left out, each
 // named with its reason; every other line must exit 0.
@@ -102,9 +103,10 @@ TEST(CliReadme, ShellBlocksRunAsWritten) {
          with({{"preset", "\"vit_test_patch8_32\""}, {"eval_batches", "1"}, {"loader_threads", "1"}}));
 
   // The demo's data and a pretrained model of lm-tiny's (shrunk) shape.
-  fs::create_directories(sandbox + "/runs/demo/data");
+  fs::create_directories(sandbox + "/runs/demo/data/fortunes");
   for (const char* split : {"train", "val"})
-    data::write_token_shard(sandbox + "/runs/demo/data/sums." + split + ".bin", data::synthetic_corpus("sums", 20000, 7));
+    data::write_token_shard(sandbox + "/runs/demo/data/fortunes/computers." + split + ".bin",
+                            data::synthetic_corpus("general", 20000, 7));
   run_in(sandbox, "build/lofi train --config examples/lm-tiny.toml --set model.init= --set run.dir=pre --quiet && "
                   "cp pre/node-00/final.safetensors runs/demo/pretrained.safetensors");
 

@@ -89,6 +89,7 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   ft.train.min_lr = 1e-5;
   ft.train.warmup_steps = std::min<int64_t>(10, opt.finetune_steps / 5);
   ft.train.batch_size = 16 * K;
+  ft.data.val = images + "/finetune-val";  // for each lo-fi job's averaging check
 
   const Comparison runs = run_baseline_and_lofi(ft, out, K, "vision ");
   const std::vector<SyncedArm> arms =
