@@ -226,18 +226,27 @@ TEST(RunDir, AnotherStartMustSayResumeOrOverwrite) {
   EXPECT_EQ(last_metrics(dir + "/run/node-00")["step"], 6);
 }
 
+// Two workers training RUN with FLAGS.
+test::CommandResult launch_two(const std::string& data, const std::string& run, const std::string& flags) {
+  return run_lofi("launch --workers 2 -- " + train_cmd(data, run, flags));
+}
+
+// Removes NODE_DIR's checkpoints of steps 4 and 6, as a node that died after step 2 would leave it.
+void lose_checkpoints_after_step_2(const std::string& node_dir) {
+  for (const char* f : {"step-000004", "step-000006"})
+    for (const char* ext : {".safetensors", ".optim.safetensors"}) std::filesystem::remove(node_dir + "/ckpt/" + f + ext);
+}
+
 TEST(Dist, SyncedNodesResumeFromOneStep) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
   std::string flags = "--set dist.nodes=2 --set dist.sync_every=2 --set train.ckpt_every=2";
-  auto full = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/full", flags));
+  auto full = launch_two(data, dir + "/full", flags);
   ASSERT_EQ(full.status, 0) << full.output;
-  auto part = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/part", flags));
+  auto part = launch_two(data, dir + "/part", flags);
   ASSERT_EQ(part.status, 0) << part.output;
   // Node 1 lost its checkpoints after step 2; node 0 kept step 4. Both must restart from step 2.
-  for (const char* f : {"step-000004", "step-000006"})
-    for (const char* ext : {".safetensors", ".optim.safetensors"})
-      std::filesystem::remove(dir + "/part/node-01/ckpt/" + f + ext);
-  auto resumed = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/part", flags + " --resume"));
+  lose_checkpoints_after_step_2(dir + "/part/node-01");
+  auto resumed = launch_two(data, dir + "/part", flags + " --resume");
   ASSERT_EQ(resumed.status, 0) << resumed.output;
   for (const char* node : {"node-00", "node-01"})
     EXPECT_EQ(max_abs_diff(dir + "/full/" + std::string(node) + "/final.safetensors",
@@ -250,17 +259,14 @@ TEST(Dist, DilocoOuterStepsResumeExactly) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
   const std::string sync = "--set dist.nodes=2 --set dist.sync_every=2 --set train.ckpt_every=2";
   const std::string flags = sync + " --set dist.outer_optimizer=nesterov";
-  auto full = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/full", flags));
+  auto full = launch_two(data, dir + "/full", flags);
   ASSERT_EQ(full.status, 0) << full.output;
-  auto local_sgd = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/local", sync));
+  auto local_sgd = launch_two(data, dir + "/local", sync);
   ASSERT_EQ(local_sgd.status, 0) << local_sgd.output;
-  auto part = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/part", flags));
+  auto part = launch_two(data, dir + "/part", flags);
   ASSERT_EQ(part.status, 0) << part.output;
-  for (const char* node : {"node-00", "node-01"})
-    for (const char* f : {"step-000004", "step-000006"})
-      for (const char* ext : {".safetensors", ".optim.safetensors"})
-        std::filesystem::remove(dir + "/part/" + node + "/ckpt/" + f + ext);
-  auto resumed = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/part", flags + " --resume"));
+  for (const char* node : {"/node-00", "/node-01"}) lose_checkpoints_after_step_2(dir + "/part" + node);
+  auto resumed = launch_two(data, dir + "/part", flags + " --resume");
   ASSERT_EQ(resumed.status, 0) << resumed.output;
   for (const char* node : {"/node-00", "/node-01"})
     EXPECT_EQ(max_abs_diff(dir + "/full" + node + "/final.safetensors", dir + "/part" + node + "/final.safetensors"), 0.0)

@@ -94,6 +94,15 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   const Comparison runs = run_baseline_and_lofi(ft, out, K, "vision ");
   const std::vector<SyncedArm> arms =
       opt.sync_every > 0 ? run_synced_arms(ft, out, K, "vision ", opt.sync_every) : std::vector<SyncedArm>{};
+  // LP-FT: lo-fi again, its new head first fitted on frozen features (the same on every node).
+  train::Config lpft = ft;
+  lpft.run.dir = out + "/lofi-lpft";
+  lpft.dist.nodes = K;
+  lpft.train.head_init = "lp";
+  std::printf("vision lo-fi with LP-FT: a %lld-step linear probe of the new head, then %d nodes as above\n",
+              static_cast<long long>(lpft.train.lp_steps), K);
+  const double lpft_seconds = launch_training(lpft, out, "lofi-lpft", K);
+  const Traffic lpft_traffic = run_traffic(lpft.run.dir);
 
   // 3. Score every model in-distribution and under each shift.
   std::vector<eval::ImageTestSet> sets{{"in-dist", images + "/finetune-val", ""}};
@@ -123,6 +132,8 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   for (const auto& arm : arms)
     models.push_back({arm.method + " (averaged every " + std::to_string(arm.sync_every) + " steps)", {arm.model}, arm.seconds,
                       &arm.traffic});
+  models.push_back({"lo-fi average, LP-FT head (train.head_init = lp)", {lpft.run.dir + "/merged.safetensors"}, lpft_seconds,
+                    &lpft_traffic});
 
   eval::ResultsTable table(eval::classification_columns(shift_names, {"bytes sent", "bytes between nodes", "wall time"}));
   for (const auto& m : models) {
