@@ -61,6 +61,11 @@ TEST(CliAveragingCheck, ALofiJobChecksItsAverage) {
   const double a = check["average"], n0 = check["nodes"]["0"], n1 = check["nodes"]["1"];
   EXPECT_NE(n0, n1);  // two nodes trained apart
   EXPECT_EQ(check["beats_every_node"].get<bool>(), a < std::min(n0, n1));
+  // The same run directory started over without data.val keeps no verdict of the earlier run.
+  auto again = test::run_lofi("launch --workers 2 -- train " + test::tiny_train_flags(data, dir + "/run") +
+                              " --set dist.nodes=2 --overwrite");
+  ASSERT_EQ(again.status, 0) << again.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run/averaging-check.json"));
   // Without data.val the job says it did not check.
   auto unchecked = test::run_lofi("launch --workers 2 -- train " + test::tiny_train_flags(data, dir + "/bare") + " --set dist.nodes=2");
   ASSERT_EQ(unchecked.status, 0) << unchecked.output;

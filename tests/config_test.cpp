@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "lofi/error.h"
 #include "test_util.h"
 
@@ -75,6 +77,23 @@ TEST(Config, ValidationNamesTheKey) {
   c.dist.sync_every = 5;
   EXPECT_NE(test::error_of([&] { validate(c); }).find("sync_every"), std::string::npos);
   EXPECT_NO_THROW(validate(Config()));
+}
+
+TEST(Config, OnlySettingsThatTakeEffectChangeTheTrajectory) {
+  Config a, b;
+  b.train.tensorboard = false;         // logging
+  b.train.lp_lr = 0.5;                 // LP-FT is off in both
+  b.dist.outer_momentum = 0.5;         // the outer optimizer is plain averaging in both
+  EXPECT_TRUE(trajectory_changes(a, b).empty());
+  b.train.head_init = "lp";
+  b.dist.outer_optimizer = "nesterov";
+  const auto changes = trajectory_changes(a, b);
+  auto has = [&](const std::string& key) {
+    return std::any_of(changes.begin(), changes.end(), [&](const std::string& c) { return c.rfind(key + " =", 0) == 0; });
+  };
+  EXPECT_TRUE(has("train.lp_lr"));
+  EXPECT_TRUE(has("dist.outer_momentum"));
+  EXPECT_TRUE(has("train.head_init"));
 }
 
 TEST(Config, OuterOptimizerNeedsNodesASyncAndAPositiveRate) {

@@ -184,7 +184,7 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   }
   spectrum.push_back({"lo-fi (average)", "never", top1(average_row), shift(average_row), runs.lofi_traffic.between_nodes / K,
                       runs.lofi_seconds});
-  const eval::ResultsTable spectrum_table = demo::spectrum_table(spectrum, "in-dist top-1", "avg shifts top-1", 1);
+  const eval::ResultsTable spectrum_table = demo::spectrum_table(spectrum, "in-dist top-1 %", "avg shifts top-1 %", 1);
 
   DemoSection result;
   result.title = "Vision: fine-tuning a ViT on generated images, " + std::to_string(K) + " workers";

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include "lofi/error.h"
 #include "lofi/tensorboard/event.pb.h"
@@ -44,8 +45,10 @@ uint32_t masked_crc(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xa282e
 
 EventWriter::EventWriter(const std::string& dir, int64_t resume_step) {
   const double now = wall_time();
+  static std::atomic<int> opened{0};  // a second writer of this process in the same second gets its own file
+  const int n = opened++;
   path_ = dir + "/events.out.tfevents." + std::to_string(static_cast<int64_t>(now)) + "." + host() + "." +
-          std::to_string(::getpid()) + ".lofi";
+          std::to_string(::getpid()) + (n > 0 ? "." + std::to_string(n) : "") + ".lofi";
   out_.open(path_, std::ios::binary | std::ios::trunc);
   if (!out_) fail(path_, ": cannot open the TensorBoard event file for writing");
   proto::Event version;

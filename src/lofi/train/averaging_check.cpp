@@ -45,10 +45,12 @@ std::string averaging_check_text(const nlohmann::json& c) {
   };
   const std::string metric = top1 ? "validation top-1 %" : "validation loss";
   std::string nodes;
-  for (const auto& [k, value] : c["nodes"].items()) {
+  std::vector<std::pair<long, double>> by_node;  // JSON keys sort as text: "10" before "2"
+  for (const auto& [k, value] : c["nodes"].items()) by_node.emplace_back(std::stol(k), value.get<double>());
+  std::sort(by_node.begin(), by_node.end());
+  for (const auto& [k, value] : by_node) {
     char buf[48];
-    std::snprintf(buf, sizeof(buf), top1 ? "%s%s %.2f" : "%s%s %.4f", nodes.empty() ? "" : ", ", k.c_str(),
-                  scale * value.get<double>());
+    std::snprintf(buf, sizeof(buf), top1 ? "%s%ld %.2f" : "%s%ld %.4f", nodes.empty() ? "" : ", ", k, scale * value);
     nodes += buf;
   }
   std::string text = "averaging check (" + metric + ", " + std::to_string(c.value("eval_batches", 0)) +
@@ -61,8 +63,9 @@ std::string averaging_check_text(const nlohmann::json& c) {
   text += c.value("beats_mean_node", false) ? " (it beats the mean node by " + v("margin_over_mean") + ")"
                                             : ", nor the mean node";
   return text + "\nthe nodes left the basin they started in, and averaging them is not safe here. Try a lower "
-                "train.lr, fewer train.steps, train.head_init = \"lp\" for a new classification head, or "
-                "dist.sync_every = H to average during training";
+                "train.lr, fewer train.steps, " +
+         std::string(top1 ? "train.head_init = \"lp\" for a new classification head, " : "") +
+         "or dist.sync_every = H to average during training";
 }
 
 }  // namespace lofi::train

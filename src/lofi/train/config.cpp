@@ -280,10 +280,14 @@ std::vector<std::string> trajectory_changes(const Config& was, const Config& now
   // workers talk, and model.init (a resumed run's weights come from its checkpoint).
   static const std::vector<std::string> kFree = {
       "run.dir", "model.init", "data.val", "data.format", "images.on_bad_image", "images.loader_threads",
-      "images.prefetch", "train.log_every", "train.ckpt_every", "train.eval_every", "train.eval_batches",
+      "images.prefetch", "train.log_every", "train.tensorboard", "train.ckpt_every", "train.eval_every", "train.eval_batches",
       "train.threads", "train.device", "train.precision", "train.skip_nonfinite", "train.keep_checkpoints",
       "dist.node_id", "dist.overlap", "dist.bucket_mb", "dist.timeout_s", "dist.min_nodes", "dist.bind"};
   Config a = was, b = now;
+  // Settings of a mode that is off in both runs had no effect on either.
+  if (a.train.head_init != "lp" && b.train.head_init != "lp") b.train.lp_steps = a.train.lp_steps, b.train.lp_lr = a.train.lp_lr;
+  if (a.dist.outer_optimizer != "nesterov" && b.dist.outer_optimizer != "nesterov")
+    b.dist.outer_lr = a.dist.outer_lr, b.dist.outer_momentum = a.dist.outer_momentum;
   auto fa = config_fields(a), fb = config_fields(b);
   auto text = [](const ConfigField& f) {
     return std::visit([](auto* p) {

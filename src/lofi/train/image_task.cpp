@@ -82,6 +82,8 @@ ImageTask::ImageTask(const Config& config, const dist::Topology& topo, uint64_t 
   if (!config.model.init.empty()) {  // timm's name for the head; a checkpoint without one is a backbone
     const io::SafetensorsFile init(config.model.init);
     const io::TensorEntry* head = init.find("head.weight");
+    for (const char* prefixed : {"module.head.weight", "model.head.weight"})  // as load_vit_checkpoint strips them
+      if (!head) head = init.find(prefixed);
     head_is_new_ = !head || head->shape.empty() || head->shape[0] != static_cast<int64_t>(classes.size());
   }
   if (topo.node_rank == 0 && topo.node == 0)
@@ -171,16 +173,27 @@ std::string ImageTask::probe_head(int64_t steps, double lr, int64_t batch) {
   torch::optim::AdamW probe(head, torch::optim::AdamWOptions(lr).weight_decay(0.0));
   const bool was_training = model_->is_training();
   model_->eval();  // frozen features: no dropout or drop-path in the backbone
+  // Forward passes of at most a training micro-batch, so the probe fits wherever training does;
+  // gradients of the mean loss accumulate over them.
+  const int64_t micro = std::max<int64_t>(1, batch / std::max<int64_t>(1, config_.train.grad_accum * topo_.nodes * topo_.node_size));
   double first = 0, last = 0;
   for (int64_t s = 0; s < steps; ++s) {
     std::optional<data::ImageBatch> b = loader.next();
     if (!b) fail("linear probe: the image loader ran out of batches at step ", s);
     probe.zero_grad();
-    torch::Tensor logits = model_->forward(dist::to_device(b->images, device()));  // (B, classes)
-    torch::Tensor loss = torch::nn::functional::cross_entropy(logits, dist::to_device(b->labels, device()));
-    loss.backward();
+    const int64_t n = b->images.size(0);
+    double loss_sum = 0;
+    for (int64_t at = 0; at < n; at += micro) {
+      const int64_t count = std::min(micro, n - at);
+      torch::Tensor logits = model_->forward(dist::to_device(b->images.narrow(0, at, count), device()));  // (B, classes)
+      torch::Tensor loss = torch::nn::functional::cross_entropy(logits, dist::to_device(b->labels.narrow(0, at, count), device()),
+                                                                torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)) /
+                           static_cast<double>(n);
+      loss.backward();
+      loss_sum += loss.item<double>();
+    }
     probe.step();
-    last = loss.item<double>();
+    last = loss_sum;
     if (s == 0) first = last;
   }
   model_->train(was_training);

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 #include <vector>
 
@@ -97,6 +98,9 @@ nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std:
                 node_list(finished).c_str(), static_cast<long long>(nodes), options.out.c_str(), node_list(failed).c_str());
   std::fflush(stdout);
 
+  // This merge's verdict, or none: never an earlier attempt's (a resumed run's, say).
+  std::error_code ec;
+  std::filesystem::remove(run + "/averaging-check.json", ec);
   // Nodes that met at the last step hold one model: there is nothing to compare.
   if (config.dist.sync_every > 0 && config.train.steps % config.dist.sync_every == 0) return nullptr;
   if (!validate) {

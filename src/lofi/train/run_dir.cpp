@@ -94,7 +94,7 @@ void prepare_node_dir(const std::string& node_dir, StartMode mode) {
 void prepare_run_root(const std::string& run_dir, StartMode mode) {
   io::make_dirs(run_dir);
   remove_litter(run_dir);
-  settle(run_dir, {"merged.safetensors", "merged-hf"}, mode);
+  settle(run_dir, {"merged.safetensors", "merged-hf", "averaging-check.json"}, mode);
 }
 
 void remove_litter(const std::string& dir) {
