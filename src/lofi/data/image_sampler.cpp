@@ -29,7 +29,7 @@ ImageSampler::ImageSampler(int64_t size, int64_t batch, uint64_t seed, int64_t n
     for (int64_t i = 0; i < size; ++i) pool_[static_cast<size_t>(i)] = i;
   } else if (split == "shard") {
     if (size < nodes) fail("image sampler: ", size, " images cannot be sharded over ", nodes, " nodes");
-    auto all = permutation(size, mix_seed(seed, 0x5EA7D));  // one order shared by every node
+    auto all = permutation(size, seed::shared_order(seed));  // one order shared by every node
     int64_t begin = size * node / nodes, end = size * (node + 1) / nodes;
     pool_.assign(all.begin() + begin, all.begin() + end);
   } else {
@@ -41,7 +41,7 @@ const std::vector<int64_t>& ImageSampler::epoch_order(int64_t epoch) const {
   Cache& c = *cache_;
   if (epoch != c.epoch) {
     auto n = static_cast<int64_t>(pool_.size());
-    auto perm = permutation(n, mix_seed(seed_, static_cast<uint64_t>(node_) + 1, static_cast<uint64_t>(epoch)));
+    auto perm = permutation(n, seed::data_order(seed_, node_, epoch));
     c.order.resize(pool_.size());
     for (size_t i = 0; i < pool_.size(); ++i) c.order[i] = pool_[static_cast<size_t>(perm[i])];
     c.epoch = epoch;

@@ -4,16 +4,6 @@
 
 namespace lofi::data {
 
-uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
-  auto splitmix = [](uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-  };
-  return splitmix(splitmix(splitmix(splitmix(a) ^ b) ^ c) ^ d);
-}
-
 TokenRange node_token_range(int64_t total, int64_t nodes, int64_t node, const std::string& split) {
   if (split == "shuffle") return {0, total};
   if (split != "shard") fail("dist.data_split must be \"shuffle\" or \"shard\", found \"", split, "\"");
@@ -31,7 +21,7 @@ std::vector<int64_t> WindowSampler::batch_starts(int64_t step, int64_t count) co
   const uint64_t span = static_cast<uint64_t>(range_.end - range_.begin - window_ + 1);
   std::vector<int64_t> starts(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) {
-    uint64_t h = mix_seed(seed_, static_cast<uint64_t>(node_) + 1, static_cast<uint64_t>(step), static_cast<uint64_t>(i));
+    uint64_t h = seed::window(seed_, node_, step, i);
     starts[static_cast<size_t>(i)] = range_.begin + static_cast<int64_t>(h % span);
   }
   return starts;

@@ -2,6 +2,7 @@
 // of (seed, node, step, index), so any worker can compute any batch: resuming needs no sampler
 // state, and a node's batch is the same however many workers split it.
 #pragma once
+#include "lofi/seed.h"  // mix_seed and the named streams
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -28,8 +29,5 @@ class WindowSampler {
   uint64_t seed_;
   int64_t node_;
 };
-
-// splitmix64 of a combined key: the project's one hash for deriving random streams.
-uint64_t mix_seed(uint64_t a, uint64_t b = 0, uint64_t c = 0, uint64_t d = 0);
 
 }  // namespace lofi::data

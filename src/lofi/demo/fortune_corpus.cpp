@@ -10,6 +10,7 @@
 
 #include "lofi/data/sampler.h"
 #include "lofi/error.h"
+#include "lofi/seed.h"
 
 namespace lofi::demo {
 
@@ -42,13 +43,13 @@ FortuneTokens fortune_tokens(const std::vector<std::string>& categories, double 
     if (!in)
       fail(path, ": cannot read; install Debian's fortunes package (scripts/install-deps.sh does), or point LOFI_FORTUNES ",
            "at a directory of fortune files");
-    const uint64_t category_seed = data::mix_seed(seed, XXH3_64bits(category.data(), category.size()));
+    const uint64_t category_seed = mix_seed(seed, XXH3_64bits(category.data(), category.size()));
     std::string line, fortune;
     int64_t index = 0;
     auto flush = [&] {
       if (fortune.empty()) return;
       fortune += "%\n";
-      const uint64_t draw = data::mix_seed(category_seed, static_cast<uint64_t>(index++));
+      const uint64_t draw = mix_seed(category_seed, static_cast<uint64_t>(index++));
       auto& dest = static_cast<double>(draw >> 11) * 0x1.0p-53 < val_fraction ? out.val : out.train;
       for (unsigned char c : fortune) dest.push_back(c);
       fortune.clear();

@@ -7,6 +7,7 @@
 #include "lofi/data/sampler.h"
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
+#include "lofi/seed.h"
 #include "lofi/eval/classification.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/model/vit_checkpoint.h"
@@ -105,8 +106,7 @@ void ImageTask::start_loader(int64_t first_step, int64_t node_batch) {
   };
   data::LoaderConfig lc = loader_config(config_.images);
   lc.train = true;
-  lc.seed = data::mix_seed(static_cast<uint64_t>(config_.train.seed), static_cast<uint64_t>(topo_.node),
-                           static_cast<uint64_t>(topo_.node_rank));
+  lc.seed = seed::augmentation(static_cast<uint64_t>(config_.train.seed), topo_.node, topo_.node_rank);
   loader_ = std::make_unique<data::ImageLoader>(train_.samples(), augment_, lc, indices, first_step,
                                                 config_.train.steps - first_step);
   loader_step_ = first_step;
@@ -120,9 +120,7 @@ void ImageTask::begin_step(int64_t step, int64_t node_batch) {
   // (The loader has already warned about any unreadable image it substituted.)
   // One mixing draw per worker batch (timm's batch mode), from (seed, node, rank, step).
   auto gen = at::make_generator<at::CPUGeneratorImpl>(
-      data::mix_seed(data::mix_seed(static_cast<uint64_t>(config_.train.seed), static_cast<uint64_t>(topo_.node),
-                                    static_cast<uint64_t>(topo_.node_rank)),
-                     static_cast<uint64_t>(step), /*stream=*/2));
+      seed::mixup(static_cast<uint64_t>(config_.train.seed), topo_.node, topo_.node_rank, step));
   data::MixedBatch mixed = data::mix_batch(batch->images, batch->labels, model_->config.num_classes, augment_, gen);
   images_ = dist::to_device(mixed.images, device());
   targets_ = dist::to_device(mixed.targets, device());

@@ -20,6 +20,7 @@
 #include "lofi/dist/device.h"
 #include "lofi/dist/grad_sync.h"
 #include "lofi/error.h"
+#include "lofi/seed.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/io/safetensors_set.h"
@@ -182,7 +183,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
   if (topo.whole_job && env.rank == 0) prepare_run_root(run_dir, start.mode);
 
   // Every node starts from the same weights: the init depends on the seed alone.
-  std::unique_ptr<Task> task = make_task(config, topo, data::mix_seed(static_cast<uint64_t>(tc.seed)), device);
+  std::unique_ptr<Task> task = make_task(config, topo, seed::init(static_cast<uint64_t>(tc.seed)), device);
   torch::nn::Module& model = task->model();
   const int64_t units_per_sample = task->units_per_sample();
   const std::string unit = task->unit();
@@ -246,8 +247,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
       task->begin_step(step, node_batch);
       torch::Tensor loss_sum = torch::zeros({1}, torch::TensorOptions().device(device));
       for (int64_t micro = 0; micro < tc.grad_accum; ++micro) {
-        torch::manual_seed(data::mix_seed(static_cast<uint64_t>(tc.seed), static_cast<uint64_t>(topo.node),
-                                          static_cast<uint64_t>(topo.node_rank * tc.grad_accum + micro), static_cast<uint64_t>(step)));
+        torch::manual_seed(seed::dropout(static_cast<uint64_t>(tc.seed), topo.node, topo.node_rank * tc.grad_accum + micro, step));
         torch::Tensor loss;
         {
           dist::PrecisionGuard precision(device, tc.precision);  // bf16 forward, fp32 backward into fp32 weights
