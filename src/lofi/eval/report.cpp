@@ -104,17 +104,18 @@ std::vector<Run> find_runs(const fs::path& dir) {
 
 std::vector<Section> find_sections(const fs::path& dir) {
   std::vector<Section> sections;
-  auto add = [&](const fs::path& d, const std::string& fallback_title) {
-    Section s{d, fallback_title, read_json(d / "results.json"), find_runs(d)};
+  auto add = [&](const fs::path& d, const std::string& fallback_title, std::vector<Run> runs) {
+    Section s{d, fallback_title, read_json(d / "results.json"), std::move(runs)};
     if (s.results.is_object() && s.results.contains("title") && s.results["title"].is_string()) s.title = s.results["title"];
     if (!s.runs.empty() || s.results.is_object()) sections.push_back(std::move(s));
   };
-  add(dir, "");
-  std::vector<fs::path> subdirs;
+  add(dir, "", find_runs(dir));
+  std::vector<fs::path> subdirs;  // not runs themselves
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_directory() && node_dirs(e.path()).empty() && !find_runs(e.path()).empty()) subdirs.push_back(e.path());
+    if (e.is_directory() && node_dirs(e.path()).empty()) subdirs.push_back(e.path());
   std::sort(subdirs.begin(), subdirs.end());
-  for (const auto& d : subdirs) add(d, d.filename().string());
+  for (const auto& d : subdirs)
+    if (std::vector<Run> runs = find_runs(d); !runs.empty()) add(d, d.filename().string(), std::move(runs));
   return sections;
 }
 

@@ -75,7 +75,8 @@ torch::Tensor resample_abs_pos_embed(const torch::Tensor& posemb, std::array<int
   return torch::cat({prefix, grid}, 1);  // (1, P + h*w, C)
 }
 
-std::vector<std::string> load_vit_checkpoint(Vit& model, const io::NamedTensors& tensors, const std::string& source) {
+std::vector<std::string> load_vit_checkpoint(Vit& model, const io::NamedTensors& tensors, const std::string& source,
+                                             bool* head_reinitialised) {
   std::vector<std::string> notices;
   io::NamedTensors fitted = strip_common_prefix(tensors);
   const VitConfig& c = model->config;
@@ -90,8 +91,10 @@ std::vector<std::string> load_vit_checkpoint(Vit& model, const io::NamedTensors&
   if (torch::Tensor* posemb = find(fitted, "pos_embed")) *posemb = fit_pos_embed(model, *posemb, source, notices);
 
   const torch::Tensor* head_weight = find(fitted, "head.weight");
-  if (head_weight && head_weight->dim() == 2 && head_weight->size(1) == c.embed_dim &&
-      head_weight->size(0) != c.num_classes) {
+  const bool new_head = head_weight && head_weight->dim() == 2 && head_weight->size(1) == c.embed_dim &&
+                        head_weight->size(0) != c.num_classes;
+  if (head_reinitialised) *head_reinitialised = new_head;
+  if (new_head) {
     notices.push_back(cat(source, ": checkpoint head has ", head_weight->size(0), " classes, the model ",
                           c.num_classes, ": ", c.distilled ? "head and head_dist" : "head", " re-initialised"));
     model->reset_classifier();
@@ -106,10 +109,10 @@ std::vector<std::string> load_vit_checkpoint(Vit& model, const io::NamedTensors&
   return notices;
 }
 
-std::vector<std::string> load_vit_checkpoint(Vit& model, const io::SafetensorsFile& file) {
+std::vector<std::string> load_vit_checkpoint(Vit& model, const io::SafetensorsFile& file, bool* head_reinitialised) {
   io::NamedTensors views;
   for (const auto& e : file.entries()) views.emplace_back(e.name, file.view(e));
-  return load_vit_checkpoint(model, views, file.path());
+  return load_vit_checkpoint(model, views, file.path(), head_reinitialised);
 }
 
 }  // namespace lofi::model

@@ -24,8 +24,10 @@ torch::Tensor resample_abs_pos_embed(const torch::Tensor& posemb, std::array<int
 //  - head / head_dist with another class count are not loaded: the model's head is re-initialised;
 //  - pos_embed of another square grid is resampled to the model's grid (resample_abs_pos_embed);
 //  - any other missing tensor, shape mismatch or tensor that is not a parameter is an error naming it.
-// Returns one-line notices of what was adapted (empty when the checkpoint fitted as is).
-std::vector<std::string> load_vit_checkpoint(Vit& model, const io::NamedTensors& tensors, const std::string& source);
-std::vector<std::string> load_vit_checkpoint(Vit& model, const io::SafetensorsFile& file);
+// Returns one-line notices of what was adapted (empty when the checkpoint fitted as is);
+// HEAD_REINITIALISED, when given, says whether the head was re-initialised rather than loaded.
+std::vector<std::string> load_vit_checkpoint(Vit& model, const io::NamedTensors& tensors, const std::string& source,
+                                             bool* head_reinitialised = nullptr);
+std::vector<std::string> load_vit_checkpoint(Vit& model, const io::SafetensorsFile& file, bool* head_reinitialised = nullptr);
 
 }  // namespace lofi::model

@@ -23,11 +23,13 @@ model::VitConfig vit_config(const ModelConfig& config, int64_t num_classes) {
   return c;
 }
 
-model::Vit make_vit(const ModelConfig& config, int64_t num_classes, uint64_t seed, std::vector<std::string>* notices) {
+model::Vit make_vit(const ModelConfig& config, int64_t num_classes, uint64_t seed, std::vector<std::string>* notices,
+                    bool* head_reinitialised) {
   torch::manual_seed(seed);
   model::Vit vit(vit_config(config, num_classes));
+  if (head_reinitialised) *head_reinitialised = false;
   if (!config.init.empty()) {
-    std::vector<std::string> adapted = model::load_vit_checkpoint(vit, io::SafetensorsFile(config.init));
+    std::vector<std::string> adapted = model::load_vit_checkpoint(vit, io::SafetensorsFile(config.init), head_reinitialised);
     if (notices) *notices = adapted;
   }
   return vit;
@@ -79,14 +81,7 @@ ImageTask::ImageTask(const Config& config, const dist::Topology& topo, uint64_t 
     val_ = std::make_unique<data::ImageFolder>(config.data.val, classes);
   }
   std::vector<std::string> notices;
-  model_ = make_vit(config.model, static_cast<int64_t>(classes.size()), init_seed, &notices);
-  if (!config.model.init.empty()) {  // timm's name for the head; a checkpoint without one is a backbone
-    const io::SafetensorsFile init(config.model.init);
-    const io::TensorEntry* head = init.find("head.weight");
-    for (const char* prefixed : {"module.head.weight", "model.head.weight"})  // as load_vit_checkpoint strips them
-      if (!head) head = init.find(prefixed);
-    head_is_new_ = !head || head->shape.empty() || head->shape[0] != static_cast<int64_t>(classes.size());
-  }
+  model_ = make_vit(config.model, static_cast<int64_t>(classes.size()), init_seed, &notices, &head_is_new_);
   if (topo.node_rank == 0 && topo.node == 0)
     for (const auto& n : notices) std::printf("%s\n", n.c_str());
   augment_ = augment_config(config, model_->config.image_size);

@@ -14,9 +14,10 @@ namespace lofi::train {
 
 // The ViT CONFIG describes for NUM_CLASSES outputs, initialised from SEED, then from model.init
 // when set (a timm checkpoint: the head is re-initialised when its classes differ, position
-// embeddings are resampled when the image size differs; NOTICES receives what was adapted).
+// embeddings are resampled when the image size differs; NOTICES receives what was adapted, and
+// HEAD_REINITIALISED whether the head is new rather than model.init's).
 model::Vit make_vit(const ModelConfig& config, int64_t num_classes, uint64_t seed,
-                    std::vector<std::string>* notices = nullptr);
+                    std::vector<std::string>* notices = nullptr, bool* head_reinitialised = nullptr);
 model::VitConfig vit_config(const ModelConfig& config, int64_t num_classes);
 // The augmentation of CONFIG.images for a model of IMAGE_SIZE pixels.
 data::AugmentConfig augment_config(const Config& config, int64_t image_size);
@@ -45,7 +46,7 @@ class ImageTask : public Task {
   data::AugmentConfig augment_;
   model::Vit model_{nullptr};
   std::unique_ptr<data::ImageLoader> loader_;
-  bool head_is_new_ = false;    // model.init gave no head for these classes: it was re-initialised
+  bool head_is_new_ = false;    // model.init's head had other classes: it was re-initialised
   int64_t rank_first_ = 0;      // this worker's first sample in the node batch
   int64_t loader_step_ = -1;    // the step the loader hands out next
   torch::Tensor images_;        // (B, 3, S, S) this worker's part of the step's node batch, mixed
