@@ -4,7 +4,7 @@
 #    checksums, tests and the fuzzer.
 #  - The project's Python environment (scripts/python-env.sh prints its path): PyTorch's wheel,
 #    whose LibTorch, CUDA and NCCL libraries are lofi's engine, and the golden tests' references
-#    (transformers, timm, tokenizers, safetensors), pinned in scripts/requirements.lock. It lives in
+#    (transformers, timm, tokenizers, safetensors, mergekit), pinned in scripts/requirements.lock. It lives in
 #    a cache outside the checkout (LOFI_CACHE, default ~/.cache/lofi), keyed by the pins, so every
 #    clone on a machine shares one copy of the ~5 GB of wheels.
 # Nothing is downloaded at build or run time: everything here comes from Debian's archive and PyPI.
@@ -33,7 +33,7 @@ packages=(
 )
 
 # Top-level pins; requirements.lock holds them with every dependency resolved.
-top_level=(torch==2.11.0 torchvision==0.26.0 transformers timm tokenizers safetensors numpy pillow tensorboard)
+top_level=(torch==2.11.0 torchvision==0.26.0 transformers timm tokenizers safetensors numpy pillow tensorboard mergekit==0.1.5)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -325,20 +325,36 @@ int main(int argc, char** argv) {
   launch->add_option("--master-port", launch_opt.master_port, "rendezvous port on 127.0.0.1 (default: a free one)");
   launch->add_option("command", launch_args, "lofi subcommand and its arguments, after --")->required();
 
-  auto* average = app.add_subcommand("average", "Average checkpoints or run directories: lofi average A B ... --out OUT");
+  // Flags shared by average and merge: inputs, output and the engine's checks.
+  auto add_merge_flags = [](CLI::App* cmd, merge::MergeOptions& opt, const std::string& verb) {
+    cmd->add_option("inputs", opt.inputs, "safetensors checkpoints, sharded sets (index.json or a Hugging Face directory), or run directories (their node-*/final.safetensors)")
+        ->required();
+    cmd->add_option("--out,-o", opt.out, "output .safetensors (a new directory with --shard-size, or when the inputs are Hugging Face model directories)")->required();
+    cmd->add_option("--dtype", opt.dtype, "output dtype: F32, F16, BF16 or F64 (default: as the inputs)");
+    cmd->add_option("--shard-size", opt.shard_bytes, "write Hugging Face shards of at most this many bytes");
+    cmd->add_option("--min-inputs", opt.min_inputs, "merge whichever inputs exist and verify, naming the others; fail under this many");
+    cmd->add_option("--threads", opt.threads, "threads (default: all cores)");
+    cmd->add_flag("--no-checksums{false}", opt.checksums, "skip the inputs' XXH3 checksums in the provenance (saves a read)");
+    cmd->add_flag("--allow-nonfinite", opt.allow_nonfinite, verb + " inputs holding NaN or Inf (refused by default)");
+    cmd->add_flag("--force", opt.force, verb + " inputs trained apart (another pretrained start, step count, node count or settings)");
+  };
+  auto* average = app.add_subcommand("average", "Average checkpoints or run directories: lofi average A B ... --out OUT (lofi merge --method average)");
   merge::AverageOptions avg;
-  average->add_option("inputs", avg.inputs, "safetensors checkpoints, sharded sets (index.json or a Hugging Face directory), or run directories (their node-*/final.safetensors)")
-      ->required();
-  average->add_option("--out,-o", avg.out, "output .safetensors (a new directory with --shard-size)")->required();
-  average->add_option("--weights", avg.weights, "weights w1,w2,... (normalised)")->delimiter(',');
-  average->add_option("--dtype", avg.dtype, "output dtype: F32, F16, BF16 or F64 (default: as the inputs)");
-  average->add_option("--shard-size", avg.shard_bytes, "write Hugging Face shards of at most this many bytes");
-  average->add_option("--min-inputs", avg.min_inputs,
-                      "merge whichever inputs exist and verify, naming the others; fail under this many");
-  average->add_option("--threads", avg.threads, "threads (default: all cores)");
-  average->add_flag("--no-checksums{false}", avg.checksums, "skip the inputs' XXH3 checksums in the provenance (saves a read)");
-  average->add_flag("--allow-nonfinite", avg.allow_nonfinite, "average inputs holding NaN or Inf (refused by default)");
-  average->add_flag("--force", avg.force, "average inputs trained apart (another pretrained start, step count, node count or settings)");
+  add_merge_flags(average, avg, "average");
+  average->add_option("--weights", avg.weights, "weights w1,w2,... (normalised)")->delimiter(',')->allow_extra_args(false);
+
+  std::string method_help = "merge method:";
+  for (const auto& name : merge::method_names()) method_help += "\n  " + name + ": " + merge::find_method(name).summary();
+  auto* merge_cmd = app.add_subcommand("merge", "Merge checkpoints with a method mergekit users know: lofi merge --method ties A B ... --base PRETRAINED --out OUT");
+  merge::MergeOptions mrg;
+  add_merge_flags(merge_cmd, mrg, "merge");
+  merge_cmd->add_option("--method", mrg.method, method_help)->capture_default_str();
+  merge_cmd->add_option("--base", mrg.base, "the model the inputs were fine-tuned from (task-arithmetic, ties, dare)");
+  merge_cmd->add_option("--weights", mrg.weights, "weights w1,w2,... (average: normalised; others: as given, may be negative)")->delimiter(',')->allow_extra_args(false);
+  merge_cmd->add_option("--lambda", mrg.params.lambda, "task-arithmetic, ties, dare: scale of the merged difference")->capture_default_str();
+  merge_cmd->add_option("--density", mrg.params.density, "ties, dare: fraction of each difference kept, in (0, 1]")->capture_default_str();
+  merge_cmd->add_option("--t", mrg.params.t, "slerp: 0 gives the first input, 1 the second")->capture_default_str();
+  merge_cmd->add_option("--seed", mrg.params.seed, "dare: seed of the drop masks")->capture_default_str();
 
   // Evaluation flags shared by eval, soup and interpolate.
   EvalArgs ev;
@@ -470,6 +486,13 @@ int main(int argc, char** argv) {
       merge::AverageResult r = merge::average_checkpoints(avg);
       for (const auto& s : r.skipped) std::fprintf(stderr, "lofi: warning: left out %s\n", s.c_str());
       std::printf("averaged %zu checkpoints into %s\n", r.used.size(), avg.out.c_str());
+      return 0;
+    }
+    if (*merge_cmd) {
+      mrg.config_changes = [](const std::string& a, const std::string& b) { return train::trajectory_changes(a, b, "merge"); };
+      merge::MergeResult r = merge::merge_checkpoints(mrg);
+      for (const auto& s : r.skipped) std::fprintf(stderr, "lofi: warning: left out %s\n", s.c_str());
+      std::printf("merged %zu checkpoints (%s) into %s\n", r.used.size(), mrg.method.c_str(), mrg.out.c_str());
       return 0;
     }
     if (*eval_cmd) return cmd_eval(ev);

@@ -9,6 +9,7 @@
 //   shared_order   one image order every node shares (dist.data_split = "shard" cuts it in slices)
 //   augmentation   a worker's image augmentation (the loader draws per step and image from it)
 //   mixup          a worker batch's mixup/CutMix draw: per node, rank and step
+//   merge_mask     a merge's random drop masks (lofi merge --method dare): per tensor
 // Changing any of these changes every run's numbers: add a stream rather than edit one.
 #include <cstdint>
 
@@ -43,6 +44,9 @@ inline uint64_t augmentation(uint64_t run_seed, int64_t node, int64_t node_rank)
 inline uint64_t mixup(uint64_t run_seed, int64_t node, int64_t node_rank, int64_t step) {
   return mix_seed(augmentation(run_seed, node, node_rank), static_cast<uint64_t>(step), /*stream=*/2);
 }
+
+// The drop masks of the tensor whose name hashes (XXH3-64) to NAME_HASH in a merge seeded SEED.
+inline uint64_t merge_mask(uint64_t seed, uint64_t name_hash) { return mix_seed(seed, name_hash, /*stream=*/3); }
 
 }  // namespace seed
 }  // namespace lofi

@@ -1,0 +1,119 @@
+#include "lofi/merge/inputs.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <toml++/toml.h>
+
+#include "lofi/error.h"
+#include "lofi/io/safetensors.h"
+
+namespace lofi::merge {
+namespace fs = std::filesystem;
+namespace {
+
+std::string node_final(const fs::path& run, int64_t k) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "node-%02lld", static_cast<long long>(k));
+  return (run / name / "final.safetensors").string();
+}
+
+// A directory of Hugging Face weights (one file or shards), as opposed to a run directory.
+bool is_weights_dir(const fs::path& dir) {
+  return fs::exists(dir / "model.safetensors") || fs::exists(dir / "model.safetensors.index.json");
+}
+
+}  // namespace
+
+std::string layout_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other) {
+  for (const auto& t : first.tensors()) {
+    const io::TensorEntry& e = *t.entry;
+    const auto* found = other.find(e.name);
+    if (!found) return cat("tensor '", e.name, "' is in ", first.source(), " but not in ", other.source());
+    const io::TensorEntry* o = found->entry;
+    if (o->shape != e.shape || o->dtype != e.dtype)
+      return cat("tensor '", e.name, "' is ", e.dtype, " ", torch::IntArrayRef(e.shape), " in ", first.source(), " but ",
+                 o->dtype, " ", torch::IntArrayRef(o->shape), " in ", other.source());
+  }
+  for (const auto& o : other.tensors())
+    if (!first.find(o.entry->name)) return cat("tensor '", o.entry->name, "' is in ", other.source(), " but not in ", first.source());
+  return "";
+}
+
+std::string provenance_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other) {
+  for (const char* key : {"lofi.init_xxh3", "lofi.step", "lofi.nodes"}) {
+    auto a = first.metadata().find(key), b = other.metadata().find(key);
+    if (a != first.metadata().end() && b != other.metadata().end() && a->second != b->second)
+      return cat(first.source(), " has ", key, " = ", a->second, " but ", other.source(), " has ", b->second);
+  }
+  return "";
+}
+
+std::string settings_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other,
+                              const ConfigChanges& changes) {
+  if (!changes) return "";
+  auto a = first.metadata().find("lofi.config"), b = other.metadata().find("lofi.config");
+  if (a == first.metadata().end() || b == other.metadata().end()) return "";
+  const std::vector<std::string> differ = changes(a->second, b->second);
+  if (differ.empty()) return "";
+  std::string list;
+  for (const auto& d : differ) list += (list.empty() ? "" : ", ") + d;
+  return cat(other.source(), " was trained with other settings than ", first.source(), ": ", list);
+}
+
+const std::vector<std::string>& model_dir_files() {
+  static const std::vector<std::string> files = {"config.json", "generation_config.json", "tokenizer.json",
+                                                 "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+                                                 "merges.txt", "added_tokens.json"};
+  return files;
+}
+
+bool is_model_dir(const std::string& path) { return fs::is_directory(path) && is_weights_dir(path) && fs::exists(fs::path(path) / "config.json"); }
+
+std::string tokenizer_mismatch(const std::vector<std::string>& inputs) {
+  for (const char* name : {"tokenizer.json", "vocab.json", "merges.txt", "added_tokens.json", "special_tokens_map.json"})
+    for (size_t i = 1; i < inputs.size(); ++i) {
+      const fs::path a = fs::path(inputs[0]) / name, b = fs::path(inputs[i]) / name;
+      if (fs::exists(a) != fs::exists(b) || (fs::exists(a) && io::read_text_file(a.string()) != io::read_text_file(b.string())))
+        return cat(name, " differs between ", inputs[0], " and ", inputs[i], ": the models do not share a tokenizer");
+    }
+  return "";
+}
+
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
+  std::vector<std::string> out;
+  for (const auto& input : inputs) {
+    fs::path run(input);
+    if (!fs::is_directory(run) || is_weights_dir(run)) {
+      out.push_back(input);
+      continue;
+    }
+    // How many nodes the run has: its config.toml, or the one a dist.node_id job wrote in its node.
+    int64_t nodes = 0;
+    std::vector<fs::path> configs{run / "config.toml"};
+    for (const auto& entry : fs::directory_iterator(run))
+      if (entry.is_directory()) configs.push_back(entry.path() / "config.toml");
+    for (const auto& config : configs) {
+      if (nodes > 0 || !fs::exists(config)) continue;
+      try {
+        nodes = toml::parse_file(config.string())["dist"]["nodes"].value_or(int64_t{0});
+      } catch (const toml::parse_error&) {
+      }
+    }
+    std::vector<int64_t> ids;
+    for (int64_t k = 0; k < nodes; ++k) ids.push_back(k);
+    for (const auto& entry : fs::directory_iterator(run)) {
+      std::string name = entry.path().filename().string();
+      if (entry.is_directory() && name.rfind("node-", 0) == 0 && name.size() > 5 &&
+          name.find_first_not_of("0123456789", 5) == std::string::npos)
+        ids.push_back(std::stoll(name.substr(5)));
+    }
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    if (ids.empty()) fail(input, ": a directory with no node-*/ subdirectories and no config.toml; not a run directory");
+    for (int64_t k : ids) out.push_back(node_final(run, k));
+  }
+  return out;
+}
+
+}  // namespace lofi::merge

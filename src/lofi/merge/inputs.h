@@ -1,0 +1,34 @@
+// What a merge reads: expanding run directories into their node finals, recognising Hugging Face
+// model directories, and the checks that inputs can be merged at all (the same tensors, trained
+// alike, one tokenizer).
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "lofi/io/safetensors_set.h"
+
+namespace lofi::merge {
+
+// Run directories expand to RUN/node-*/final.safetensors; with the run's config.toml the nodes
+// that should exist are known, so a missing one is named rather than silently absent. Files and
+// weight directories stay as they are.
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs);
+
+// A Hugging Face model directory: weights (one file or shards) beside a config.json.
+bool is_model_dir(const std::string& path);
+// What such a directory holds beside its weights: the model's config and its tokenizer.
+const std::vector<std::string>& model_dir_files();
+
+// Each returns what is wrong, or "".
+// OTHER holds exactly FIRST's tensors (names, shapes, dtypes).
+std::string layout_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other);
+// OTHER was trained like FIRST as far as both say: the same pretrained start, steps and node count.
+std::string provenance_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other);
+// OTHER was trained with FIRST's settings (their lofi.config, compared by CHANGES; unset: not compared).
+using ConfigChanges = std::function<std::vector<std::string>(const std::string&, const std::string&)>;
+std::string settings_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other, const ConfigChanges& changes);
+// Model directories share their tokenizer files.
+std::string tokenizer_mismatch(const std::vector<std::string>& model_dirs);
+
+}  // namespace lofi::merge
