@@ -2,6 +2,8 @@
 # make bench: side-by-side measurements, printed as one table of ratios. Never run by CI.
 #   merge: `lofi average` against the usual PyTorch merge (load all, average, save) on the same
 #          inputs, 2 / 4 / 8 checkpoints of about 1 GB: wall time, GB/s of input, peak memory.
+#   merge methods: `lofi merge` (average, ties) against mergekit-yaml on 4 GPT-2 directories of
+#          about 1 GB, fp32 and bf16: wall time and peak memory, beside the page-cache read floor.
 #   images: the image loader's images/s at 1 and 2 threads (decode + augmentation).
 #   load:  a safetensors file of OPT-1.3B's size (2.6 GB fp16) loaded into the model, against
 #          sequential read, memcpy and fp16 -> fp32 conversion bandwidth (bench/load_bench.cpp).
@@ -44,6 +46,8 @@ for n in 2 4 8; do
 done
 echo "-nc: --no-checksums (no XXH3 provenance pass). lofi times include the fsync of its output; torch.save does not sync."
 echo "target: bounded memory (lofi peak ~ a few tensors) and >= 5x the PyTorch merge's speed"
+
+bash "$here/merge_mergekit.sh" "$lofi" "$py" "$dir"
 
 echo
 echo "image loader: decode + DeiT augmentation throughput (generated images in $dir/images)"

@@ -266,7 +266,7 @@ MergeResult merge_checkpoints(const MergeOptions& opt) {
     for (size_t i = 0; i < files.size(); ++i) piece.inputs.push_back(read(i, *entries[i], files[i]->source()));
     if (base) piece.base = read(files.size(), *base->find(in_entry.name), base->source());
     // copy=true: the result may be the method's reused buffer, and the writer may not have taken it yet.
-    return method.merge(piece, opt.params).to(io::dtype_from_safetensors(layout[item.tensor].dtype, first.source()), false, true);
+    return method.merge(std::move(piece), opt.params).to(io::dtype_from_safetensors(layout[item.tensor].dtype, first.source()), false, true);
   };
   std::vector<std::thread> pool;
   auto finish_pool = [&] {
@@ -364,7 +364,7 @@ io::NamedTensors merge_in_memory(const Method& method, const std::vector<const i
     piece.weights = weights;
     for (const auto* m : models) piece.inputs.push_back((*m)[t].second.contiguous().view(-1));  // (numel,)
     if (base) piece.base = (*base)[t].second.contiguous().view(-1);
-    out.emplace_back(name, method.merge(piece, params).to(tensor.scalar_type(), false, true).view(tensor.sizes()));
+    out.emplace_back(name, method.merge(std::move(piece), params).to(tensor.scalar_type(), false, true).view(tensor.sizes()));
   }
   return out;
 }

@@ -42,8 +42,10 @@ class Method {
   // Refuses an input count or parameters the method cannot honour, naming the flag.
   virtual void check(size_t /*inputs*/, const MethodParams& /*params*/) const {}
   // The merged values of PIECE: 1-D, float32 or float64, as long as PIECE's inputs. The result may
-  // be a buffer the method reuses on this thread: callers copy it before the next call.
-  virtual torch::Tensor merge(const Piece& piece, const MethodParams& params) const = 0;
+  // be a buffer the method reuses on this thread: callers copy it before the next call. PIECE's
+  // tensors may be views of a caller's models: a method drops its handles to free memory early,
+  // but never writes into them.
+  virtual torch::Tensor merge(Piece piece, const MethodParams& params) const = 0;
   // The parameters it used, for the output's provenance.
   virtual nlohmann::json describe(const MethodParams& /*params*/) const { return nlohmann::json::object(); }
   // One line for --help.

@@ -12,7 +12,7 @@ class Average : public Method {
   bool normalises_weights() const override { return true; }
   std::string summary() const override { return "weighted mean of the inputs (lo-fi's merge; mergekit's linear)"; }
 
-  torch::Tensor merge(const Piece& piece, const MethodParams&) const override {
+  torch::Tensor merge(Piece piece, const MethodParams&) const override {
     const std::vector<double>& w = piece.weights;
     const double total = std::accumulate(w.begin(), w.end(), 0.0);
     const torch::Dtype in_dtype = piece.inputs[0].scalar_type();

@@ -37,13 +37,14 @@ class Dare : public Method {
     return {{"density", p.density}, {"lambda", p.lambda}, {"seed", p.seed}};
   }
 
-  torch::Tensor merge(const Piece& piece, const MethodParams& p) const override {
+  torch::Tensor merge(Piece piece, const MethodParams& p) const override {
     const torch::Dtype dtype = compute_dtype(piece.base.scalar_type());
     const torch::Tensor base = piece.base.to(dtype);
     auto generator = at::detail::createCPUGenerator(seed::merge_mask(p.seed, XXH3_64bits(piece.name.data(), piece.name.size())));
     torch::Tensor mixed = torch::zeros_like(base);
     for (size_t i = 0; i < piece.inputs.size(); ++i) {
       torch::Tensor delta = piece.inputs[i].to(dtype) - base;
+      piece.inputs[i] = torch::Tensor();  // the difference is all that is needed of it
       if (p.density < 1.0) {
         // Drawn as mergekit draws it: Bernoulli of a float32 tensor of probabilities.
         const torch::Tensor keep = torch::bernoulli(torch::full_like(delta, p.density, torch::kFloat32), generator);

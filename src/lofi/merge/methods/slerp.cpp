@@ -19,7 +19,7 @@ class Slerp : public Method {
   }
   nlohmann::json describe(const MethodParams& p) const override { return {{"t", p.t}}; }
 
-  torch::Tensor merge(const Piece& piece, const MethodParams& p) const override {
+  torch::Tensor merge(Piece piece, const MethodParams& p) const override {
     const torch::Dtype dtype = compute_dtype(piece.inputs[0].scalar_type());
     const torch::Tensor a = piece.inputs[0].to(dtype), b = piece.inputs[1].to(dtype);
     const double t = p.t;

@@ -13,7 +13,7 @@ class TaskArithmetic : public Method {
   std::string summary() const override { return "base + lambda * sum of w_i * (input_i - base)"; }
   nlohmann::json describe(const MethodParams& p) const override { return {{"lambda", p.lambda}}; }
 
-  torch::Tensor merge(const Piece& piece, const MethodParams& p) const override {
+  torch::Tensor merge(Piece piece, const MethodParams& p) const override {
     const torch::Dtype dtype = compute_dtype(piece.base.scalar_type());
     torch::Tensor base = piece.base.to(dtype);
     torch::Tensor mixed = torch::zeros_like(base);

@@ -9,13 +9,23 @@
 namespace lofi::merge {
 namespace {
 
-// DELTA with all but its K largest magnitudes zeroed (mergekit's `magnitude` sparsification).
-torch::Tensor keep_largest(const torch::Tensor& delta, double density) {
-  if (density >= 1.0 || delta.numel() == 0) return delta;
-  const int64_t k = std::max<int64_t>(1, static_cast<int64_t>(density * static_cast<double>(delta.numel())));
-  torch::Tensor keep = torch::zeros_like(delta);
-  keep.index_fill_(0, std::get<1>(delta.abs().topk(k, 0, /*largest=*/true, /*sorted=*/false)), 1);
-  return delta * keep;
+// DELTA with all but its K = max(1, density * numel) largest magnitudes zeroed, in place (mergekit's
+// `magnitude` sparsification). The K-th largest magnitude is found by selection, O(numel), where a
+// sort would take minutes on an embedding; of magnitudes equal to it, the first by index are kept,
+// so exactly K survive (mergekit's sort breaks such ties arbitrarily).
+torch::Tensor keep_largest(torch::Tensor delta, double density) {
+  const int64_t n = delta.numel();
+  if (density >= 1.0 || n == 0) return delta;
+  const int64_t k = std::max<int64_t>(1, static_cast<int64_t>(density * static_cast<double>(n)));
+  const torch::Tensor magnitude = delta.abs();
+  const torch::Tensor threshold = std::get<0>(magnitude.kthvalue(n - k + 1));  // the k-th largest
+  torch::Tensor keep = magnitude > threshold;
+  const int64_t missing = k - keep.sum().item<int64_t>();
+  if (missing > 0) {
+    const torch::Tensor tied = magnitude == threshold;
+    keep.logical_or_(tied.logical_and(tied.cumsum(0) <= missing));
+  }
+  return delta.mul_(keep);
 }
 
 class Ties : public Method {
@@ -30,12 +40,14 @@ class Ties : public Method {
   }
   nlohmann::json describe(const MethodParams& p) const override { return {{"density", p.density}, {"lambda", p.lambda}}; }
 
-  torch::Tensor merge(const Piece& piece, const MethodParams& p) const override {
+  torch::Tensor merge(Piece piece, const MethodParams& p) const override {
     const torch::Dtype dtype = compute_dtype(piece.base.scalar_type());
     const torch::Tensor base = piece.base.to(dtype);
     std::vector<torch::Tensor> deltas;  // weighted, trimmed differences
-    for (size_t i = 0; i < piece.inputs.size(); ++i)
+    for (size_t i = 0; i < piece.inputs.size(); ++i) {
       deltas.push_back(keep_largest(piece.inputs[i].to(dtype) - base, p.density).mul_(piece.weights[i]));
+      piece.inputs[i] = torch::Tensor();  // the difference is all that is needed of it
+    }
     torch::Tensor sum = torch::zeros_like(base);
     for (const auto& d : deltas) sum.add_(d);
     const torch::Tensor majority = torch::where(sum >= 0, 1.0, -1.0).to(dtype);  // ties go to +
