@@ -2,7 +2,8 @@
 # lofi merge against mergekit's own CLI (mergekit-yaml, pinned in scripts/requirements.lock) on the
 # same inputs: 4 Hugging Face GPT-2 directories of about BENCH_GB (default 1) GB each and their base,
 # in fp32 and bf16, methods average (mergekit: linear) and ties. Wall time and peak RSS of each, and
-# beside them the floor: reading every input once from the page cache (cat > /dev/null).
+# beside them the floor: reading every input once from the page cache into memory (dd, 4 MB reads;
+# cat to /dev/null would not read at all).
 # usage: merge_mergekit.sh LOFI PYTHON DIR
 set -euo pipefail
 lofi=$1 py=$2 dir=$3
@@ -27,7 +28,7 @@ for dtype in float32 bfloat16; do
   inputs=("$d/in0" "$d/in1" "$d/in2" "$d/in3")
   files=("${inputs[@]/%//model.safetensors}")
   cat "${files[@]}" "$d/base/model.safetensors" > /dev/null  # into the page cache
-  read -r floor _ < <(measure cat "${files[@]}")
+  read -r floor _ < <(measure bash -c 'for f; do dd if="$f" of=/dev/null bs=4M status=none; done' _ "${files[@]}")
   for method in average ties; do
     flags=() yaml=""
     if [ "$method" = average ]; then
@@ -56,4 +57,4 @@ models:"
       printf "\n" }'
   done
 done
-echo "floor: cat of the 4 inputs from the page cache. lofi's time includes its XXH3 provenance pass and the fsync of its output."
+echo "floor: dd of the 4 inputs from the page cache, one after another. lofi's time includes its XXH3 provenance pass (one more read of every input), writing its output and the fsync."

@@ -242,19 +242,15 @@ MergeResult merge_checkpoints(const MergeOptions& opt) {
       return integers;
     }
     const torch::Dtype in_dtype = io::dtype_from_safetensors(in_entry.dtype, first.source());
-    // Inputs are read with pread into buffers each thread reuses (chunks) or fresh ones (whole
-    // tensors): each byte is touched once, where a mapping would cost a page fault per 4 KB.
+    // Inputs are read with pread into buffers each thread reuses (a chunk, or the largest whole
+    // tensor so far): each byte is touched once, where a mapping or a fresh allocation would cost
+    // a page fault per 4 KB.
     thread_local std::vector<torch::Tensor> buffers;
     auto read = [&](size_t slot, const io::SafetensorsSet::Tensor& tensor, const std::string& source) {
-      torch::Tensor values;
-      if (method.whole_tensors()) {
-        values = torch::empty({item.count}, in_dtype);
-      } else {
-        if (buffers.size() <= slot) buffers.resize(slot + 1);
-        torch::Tensor& b = buffers[slot];
-        if (!b.defined() || b.scalar_type() != in_dtype) b = torch::empty({kChunk}, in_dtype);
-        values = b.narrow(0, 0, item.count);
-      }
+      if (buffers.size() <= slot) buffers.resize(slot + 1);
+      torch::Tensor& b = buffers[slot];
+      if (!b.defined() || b.scalar_type() != in_dtype || b.numel() < item.count) b = torch::empty({std::max(kChunk, item.count)}, in_dtype);
+      torch::Tensor values = b.narrow(0, 0, item.count);
       tensor.file->read_range(*tensor.entry, item.first, item.count, values.data_ptr());
       if (!opt.allow_nonfinite) refuse_nonfinite(values, source, in_entry.name, item.first, "--allow-nonfinite");
       return values;
