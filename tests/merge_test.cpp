@@ -110,6 +110,28 @@ TEST(MergeEngine, StreamingEqualsInMemoryForEveryMethod) {
   }
 }
 
+// With one input, TIES is the base plus the input's trimmed difference: exactly k = density * n
+// survive, the largest by magnitude, and of equal magnitudes the first by index.
+TEST(MergeEngine, TiesKeepsExactlyTheLargestDifferences) {
+  const Method& ties = find_method("ties");
+  MethodParams params;
+  params.density = 0.3;
+  torch::manual_seed(3);
+  const io::NamedTensors base{{"w", torch::randn({1000})}};
+  const torch::Tensor delta = torch::randn({1000});
+  const io::NamedTensors tuned{{"w", base[0].second + delta}};
+  const torch::Tensor kept = merge_in_memory(ties, {&tuned}, {1.0}, params, &base)[0].second - base[0].second;
+  const torch::Tensor expected = std::get<1>((tuned[0].second - base[0].second).abs().topk(300));
+  EXPECT_EQ(kept.ne(0).sum().item<int64_t>(), 300);
+  EXPECT_TRUE(kept.index({expected}).ne(0).all().item<bool>());
+  // Every difference of the same magnitude (+-0.5, exact in fp32): the first 300 by index survive.
+  const torch::Tensor signs = torch::where(torch::rand({1000}) < 0.5, 0.5, -0.5).to(torch::kFloat32);
+  const io::NamedTensors zero{{"w", torch::zeros({1000})}}, flat{{"w", signs}};
+  const torch::Tensor trimmed = merge_in_memory(ties, {&flat}, {1.0}, params, &zero)[0].second;
+  EXPECT_TRUE(torch::equal(trimmed.narrow(0, 0, 300), signs.narrow(0, 0, 300)));
+  EXPECT_EQ(trimmed.narrow(0, 300, 700).ne(0).sum().item<int64_t>(), 0);
+}
+
 TEST(MergeEngine, DareIsTheSameOnAnyThreadCountAndDependsOnItsSeed) {
   const std::string dir = test::scratch_dir();
   auto paths = write_models(dir, 2);
