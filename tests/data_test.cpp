@@ -5,7 +5,7 @@
 #include <set>
 
 #include "lofi/data/sampler.h"
-#include "lofi/data/synthetic_text.h"
+#include "lofi/demo/synthetic_text.h"
 #include "lofi/data/token_shards.h"
 #include "lofi/error.h"
 #include "test_util.h"
@@ -115,18 +115,18 @@ TEST(Sampler, ShardSplitIsDisjointAndCovering) {
 }
 
 TEST(SyntheticText, DeterministicAndDistinct) {
-  auto a = synthetic_corpus("sums", 2000, 5), b = synthetic_corpus("sums", 2000, 5);
+  auto a = demo::synthetic_corpus("sums", 2000, 5), b = demo::synthetic_corpus("sums", 2000, 5);
   EXPECT_EQ(a, b);
-  EXPECT_NE(a, synthetic_corpus("sums", 2000, 6));
+  EXPECT_NE(a, demo::synthetic_corpus("sums", 2000, 6));
   std::string text(a.begin(), a.begin() + 40);
   EXPECT_NE(text.find('+'), std::string::npos);
   EXPECT_NE(text.find('='), std::string::npos);
   std::set<std::string> heads;
-  for (const auto& name : synthetic_corpus_names()) {
-    auto ids = synthetic_corpus(name, 100, 1);
+  for (const auto& name : demo::synthetic_corpus_names()) {
+    auto ids = demo::synthetic_corpus(name, 100, 1);
     heads.insert(std::string(ids.begin(), ids.begin() + 30));
   }
-  EXPECT_EQ(heads.size(), synthetic_corpus_names().size());
+  EXPECT_EQ(heads.size(), demo::synthetic_corpus_names().size());
 }
 
 }  // namespace

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "lofi/data/synthetic_text.h"
+#include "lofi/demo/synthetic_text.h"
 #include "lofi/data/token_shards.h"
 #include "lofi/io/safetensors.h"
 #include "test_util.h"
@@ -85,7 +85,7 @@ TEST(DistInvariants, SyncHoldsTheMeanOfTheNodes) {
 // second half arithmetic, each node ends better on its own half than the other node does.
 TEST(DistInvariants, ShardSplitGivesEachNodeItsOwnSlice) {
   std::string dir = test::scratch_dir();
-  std::vector<uint32_t> ids = data::synthetic_corpus("general", 20000, 1), sums = data::synthetic_corpus("sums", 20000, 1);
+  std::vector<uint32_t> ids = demo::synthetic_corpus("general", 20000, 1), sums = demo::synthetic_corpus("sums", 20000, 1);
   const size_t half = ids.size();
   ids.insert(ids.end(), sums.begin(), sums.end());
   data::write_token_shard(dir + "/both.bin", ids);

@@ -1,6 +1,6 @@
 // PNG writing: what lofi writes, libpng reads back byte for byte; bad input is refused with a
 // message, and a failed write leaves no file.
-#include "lofi/io/png_write.h"
+#include "lofi/demo/png_write.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 
 #include "test_util.h"
 
-namespace lofi::io {
+namespace lofi::demo {
 namespace {
 
 TEST(PngWrite, RoundTripsThroughLibpng) {
@@ -55,4 +55,4 @@ TEST(PngWrite, ReportsAnUnwritableDirectory) {
 }
 
 }  // namespace
-}  // namespace lofi::io
+}  // namespace lofi::demo

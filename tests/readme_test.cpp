@@ -12,8 +12,8 @@
 #include <regex>
 #include <sstream>
 
-#include "lofi/data/synthetic_images.h"
-#include "lofi/data/synthetic_text.h"
+#include "lofi/demo/synthetic_images.h"
+#include "lofi/demo/synthetic_text.h"
 #include "lofi/data/token_shards.h"
 #include "test_util.h"
 
@@ -106,7 +106,7 @@ TEST(CliReadme, ShellBlocksRunAsWritten) {
   fs::create_directories(sandbox + "/runs/demo/data/fortunes");
   for (const char* split : {"train", "val"})
     data::write_token_shard(sandbox + "/runs/demo/data/fortunes/computers." + split + ".bin",
-                            data::synthetic_corpus("general", 20000, 7));
+                            demo::synthetic_corpus("general", 20000, 7));
   run_in(sandbox, "build/lofi train --config examples/lm-tiny.toml --set model.init= --set run.dir=pre --quiet && "
                   "cp pre/node-00/final.safetensors runs/demo/pretrained.safetensors");
 
@@ -128,17 +128,17 @@ TEST(CliReadme, ShellBlocksRunAsWritten) {
   }
 
   // An ImageFolder with a rendition set and its class map, and a ViT pretrained on another task.
-  data::SyntheticImageConfig images;
+  demo::SyntheticImageConfig images;
   images.pretrain_train_per_class = 2, images.pretrain_val_per_class = 1, images.finetune_train_per_class = 4;
   images.eval_per_class = 2, images.threads = 2;
-  data::write_synthetic_images(images, sandbox + "/images");
+  demo::write_synthetic_images(images, sandbox + "/images");
   fs::create_directories(sandbox + "/imagenet");
   fs::create_directory_symlink(sandbox + "/images/finetune-train", sandbox + "/imagenet/train");
   fs::create_directory_symlink(sandbox + "/images/finetune-val", sandbox + "/imagenet/val");
   fs::create_directory_symlink(sandbox + "/images/shift-rendition", sandbox + "/imagenet-r");
   {
     std::ofstream map(sandbox + "/imagenet-r.map");
-    for (const auto& name : data::synthetic_image_classes("shift-rendition")) map << name << " " << name << "\n";
+    for (const auto& name : demo::synthetic_image_classes("shift-rendition")) map << name << " " << name << "\n";
   }
   run_in(sandbox, "build/lofi train --config examples/vit-deit.toml --set model.init= --set data.train=images/pretrain-train "
                   "--set data.val=images/pretrain-val --set run.dir=vit-pre --quiet && mkdir -p checkpoints && "

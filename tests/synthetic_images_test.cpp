@@ -1,7 +1,7 @@
 // The generated image dataset: images are a pure function of (seed, split, index), the shifted
 // styles look like what they claim, shapes cover the area their geometry says, and the ImageFolder
 // tree is complete, identical for any thread count, cached by its manifest, and written whole.
-#include "lofi/data/synthetic_images.h"
+#include "lofi/demo/synthetic_images.h"
 
 #include <gtest/gtest.h>
 
@@ -12,11 +12,11 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
-#include "lofi/data/synthetic_shapes.h"
+#include "lofi/demo/synthetic_shapes.h"
 #include "lofi/io/atomic_file.h"
 #include "test_util.h"
 
-namespace lofi::data {
+namespace lofi::demo {
 namespace {
 
 namespace fs = std::filesystem;
@@ -214,4 +214,4 @@ TEST(SyntheticImageTree, RefusesToOverwriteOtherData) {
 }
 
 }  // namespace
-}  // namespace lofi::data
+}  // namespace lofi::demo

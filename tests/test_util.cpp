@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "lofi/data/synthetic_text.h"
+#include "lofi/demo/synthetic_text.h"
 #include "lofi/data/token_shards.h"
 #include "lofi/error.h"
 #include "lofi/io/safetensors.h"
@@ -100,7 +100,7 @@ CommandResult run_python(const std::string& script, const std::string& args) {
 
 std::string write_corpus(const std::string& dir, const std::string& name, int64_t tokens, uint64_t seed) {
   std::string path = dir + "/" + name + ".bin";
-  data::write_token_shard(path, data::synthetic_corpus(name, tokens, seed));
+  data::write_token_shard(path, demo::synthetic_corpus(name, tokens, seed));
   return path;
 }
 

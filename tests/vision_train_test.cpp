@@ -7,7 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "lofi/data/synthetic_images.h"
+#include "lofi/demo/synthetic_images.h"
 #include "lofi/eval/image_evaluator.h"
 #include "lofi/train/image_task.h"
 #include "lofi/train/trainer.h"
@@ -20,13 +20,13 @@ using test::run_lofi;
 
 // A small generated image tree (10 fine-tuning classes) in DIR/images.
 std::string write_images(const std::string& dir) {
-  data::SyntheticImageConfig c;
+  demo::SyntheticImageConfig c;
   c.pretrain_train_per_class = 1;
   c.pretrain_val_per_class = 1;
   c.finetune_train_per_class = 4;
   c.eval_per_class = 2;
   c.threads = 2;
-  data::write_synthetic_images(c, dir + "/images");
+  demo::write_synthetic_images(c, dir + "/images");
   return dir + "/images";
 }
 
@@ -187,7 +187,7 @@ TEST(DistVision, ResumedRunEqualsUninterrupted) {
 
 TEST(DistVision, UnreadableImagesAreSkippedOrFatal) {
   const std::string dir = test::scratch_dir(), images = write_images(dir);
-  const std::string bad = images + "/finetune-train/" + data::synthetic_image_classes("finetune-train")[0] + "/00000.png";
+  const std::string bad = images + "/finetune-train/" + demo::synthetic_image_classes("finetune-train")[0] + "/00000.png";
   std::ofstream(bad, std::ios::trunc) << "not a png";
   auto skipped = run_lofi("train " + vit_flags(images, dir + "/skip"));
   ASSERT_EQ(skipped.status, 0) << skipped.output;

@@ -2,7 +2,7 @@
 
 #include <filesystem>
 
-#include "lofi/data/synthetic_images.h"
+#include "lofi/demo/synthetic_images.h"
 #include "lofi/demo/claims.h"
 #include "lofi/demo/runs.h"
 #include "lofi/error.h"
@@ -48,9 +48,9 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   const std::string out = opt.out, images = out + "/images";
   const int K = opt.workers;
   io::make_dirs(out);
-  data::SyntheticImageConfig gen;
+  demo::SyntheticImageConfig gen;
   if (opt.fresh && fs::exists(images)) fs::remove_all(images);
-  auto tree = data::write_synthetic_images(gen, images);
+  auto tree = demo::write_synthetic_images(gen, images);
   std::printf("vision: %lld generated images in %s%s\n", static_cast<long long>(tree.images), images.c_str(),
               tree.generated ? "" : " (cached)");
 

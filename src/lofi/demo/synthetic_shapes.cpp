@@ -1,13 +1,13 @@
 // Inside-tests are exact per sample (even-odd rule for polygons), so a pixel's coverage depends
 // only on the pose: no accumulated drawing state, no order dependence, same bits on any thread.
-#include "lofi/data/synthetic_shapes.h"
+#include "lofi/demo/synthetic_shapes.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "lofi/error.h"
 
-namespace lofi::data {
+namespace lofi::demo {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
@@ -171,4 +171,4 @@ ShapeRaster rasterize_shape(ShapeTask task, int64_t cls, const ShapePose& pose, 
   return out;
 }
 
-}  // namespace lofi::data
+}  // namespace lofi::demo

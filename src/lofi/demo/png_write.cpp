@@ -1,13 +1,13 @@
 // libpng's simplified API writes to memory in one call, which keeps the error handling in one
 // place (no setjmp); the caller decides where the bytes go.
-#include "lofi/io/png_write.h"
+#include "lofi/demo/png_write.h"
 
 #include <png.h>
 
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
 
-namespace lofi::io {
+namespace lofi::demo {
 
 std::string encode_png(const uint8_t* rgb, int64_t height, int64_t width) {
   if (height <= 0 || width <= 0 || height > (1 << 20) || width > (1 << 20))
@@ -43,7 +43,7 @@ void write_png(const std::string& path, const torch::Tensor& image) {
   } catch (const Error& e) {
     fail(path, ": ", e.what());
   }
-  write_file_atomic(path, bytes);
+  io::write_file_atomic(path, bytes);
 }
 
-}  // namespace lofi::io
+}  // namespace lofi::demo

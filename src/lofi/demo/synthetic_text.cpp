@@ -1,10 +1,10 @@
-#include "lofi/data/synthetic_text.h"
+#include "lofi/demo/synthetic_text.h"
 
-#include "lofi/data/draws.h"
+#include "lofi/demo/draws.h"
 #include "lofi/data/sampler.h"
 #include "lofi/error.h"
 
-namespace lofi::data {
+namespace lofi::demo {
 namespace {
 
 const char* const kDeterminers[] = {"the", "a", "one", "every", "some", "that", "this", "my", "our", "her"};
@@ -67,4 +67,4 @@ std::vector<uint32_t> synthetic_corpus(const std::string& name, int64_t tokens, 
   return ids;
 }
 
-}  // namespace lofi::data
+}  // namespace lofi::demo

@@ -1,16 +1,16 @@
 // Scenes for each split. Drawing is plain loops over a float (H, W, 3) buffer rather than tensor
 // ops: images are 32x32, each step touches every pixel once, loops read as the recipe they are,
 // and they stay bit-identical however many threads LibTorch has.
-#include "lofi/data/synthetic_images.h"
+#include "lofi/demo/synthetic_images.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "lofi/data/draws.h"
-#include "lofi/data/synthetic_shapes.h"
+#include "lofi/demo/draws.h"
+#include "lofi/demo/synthetic_shapes.h"
 #include "lofi/error.h"
 
-namespace lofi::data {
+namespace lofi::demo {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
@@ -355,4 +355,4 @@ torch::Tensor synthetic_image(const SyntheticImageConfig& config, const std::str
   fail("synthetic images: unhandled style");
 }
 
-}  // namespace lofi::data
+}  // namespace lofi::demo

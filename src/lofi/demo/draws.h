@@ -5,9 +5,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "lofi/data/sampler.h"
+#include "lofi/seed.h"
 
-namespace lofi::data {
+namespace lofi::demo {
 
 class Draws {
  public:
@@ -30,4 +30,4 @@ class Draws {
   uint64_t seed_, counter_ = 0;
 };
 
-}  // namespace lofi::data
+}  // namespace lofi::demo

@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
-namespace lofi::data {
+namespace lofi::demo {
 
 // Known corpus names: "general", "sums", "sums-spaced", "sums-long", "sums-qa".
 std::vector<std::string> synthetic_corpus_names();
 // About TOKENS bytes of corpus NAME, as token ids, from SEED.
 std::vector<uint32_t> synthetic_corpus(const std::string& name, int64_t tokens, uint64_t seed);
 
-}  // namespace lofi::data
+}  // namespace lofi::demo

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace lofi::data {
+namespace lofi::demo {
 
 struct SyntheticImageConfig {
   uint64_t seed = 1;                       // every image derives from (seed, split, index)
@@ -47,4 +47,4 @@ struct SyntheticImageTree {
 // another synthetic manifest is replaced, and anything else there is an error.
 SyntheticImageTree write_synthetic_images(const SyntheticImageConfig& config, const std::string& dir);
 
-}  // namespace lofi::data
+}  // namespace lofi::demo

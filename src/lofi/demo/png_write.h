@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-namespace lofi::io {
+namespace lofi::demo {
 
 // The PNG bytes of an image of HEIGHT x WIDTH pixels, RGB interleaved (HEIGHT * WIDTH * 3 bytes).
 std::string encode_png(const uint8_t* rgb, int64_t height, int64_t width);
@@ -15,4 +15,4 @@ std::string encode_png(const torch::Tensor& image);
 // Writes IMAGE to PATH as a PNG, atomically (temporary name, then rename).
 void write_png(const std::string& path, const torch::Tensor& image);
 
-}  // namespace lofi::io
+}  // namespace lofi::demo

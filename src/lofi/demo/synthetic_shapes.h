@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace lofi::data {
+namespace lofi::demo {
 
 // Pretraining classes (16 simple shapes) and fine-tuning classes (10 different, mostly composite
 // ones), so that pretrained features (edges, corners, curvature) help but the head is new.
@@ -34,4 +34,4 @@ struct ShapeRaster {
 ShapeRaster rasterize_shape(ShapeTask task, int64_t cls, const ShapePose& pose, int64_t size, bool with_edge,
                             int supersample = 4);
 
-}  // namespace lofi::data
+}  // namespace lofi::demo

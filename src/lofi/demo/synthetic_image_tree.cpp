@@ -16,12 +16,12 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "lofi/data/synthetic_images.h"
+#include "lofi/demo/synthetic_images.h"
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
-#include "lofi/io/png_write.h"
+#include "lofi/demo/png_write.h"
 
-namespace lofi::data {
+namespace lofi::demo {
 namespace {
 
 namespace fs = std::filesystem;
@@ -92,7 +92,7 @@ void generate_into(const SyntheticImageConfig& config, const std::string& tmp, i
         const auto& classes = synthetic_image_classes(split);
         int64_t cls = synthetic_image_label(split, index), number = index / static_cast<int64_t>(classes.size());
         write_whole(tmp + "/" + split + "/" + classes[static_cast<size_t>(cls)] + "/" + file_name(number),
-                    io::encode_png(synthetic_image(config, split, index)));
+                    encode_png(synthetic_image(config, split, index)));
       }
     } catch (...) {
       std::lock_guard<std::mutex> lock(error_mutex);
@@ -168,4 +168,4 @@ SyntheticImageTree write_synthetic_images(const SyntheticImageConfig& config, co
   return result;
 }
 
-}  // namespace lofi::data
+}  // namespace lofi::demo
