@@ -75,6 +75,16 @@ TEST(MergeEngine, TaskArithmeticAtOneOverNIsTheAverage) {
   arithmetic.out = dir + "/arithmetic.safetensors";
   merge_checkpoints(arithmetic);
   EXPECT_LE(test::max_abs_diff(average.out, arithmetic.out), 1e-5);
+  // A base in half precision (as pretrained models are published) under fp32 fine-tunes: the same.
+  io::NamedTensors half = model(0);
+  for (auto& [name, t] : half)
+    if (t.is_floating_point()) t = t.to(torch::kFloat16);
+  io::save_safetensors(dir + "/base-f16.safetensors", half);
+  MergeOptions from_half = arithmetic;
+  from_half.base = dir + "/base-f16.safetensors";
+  from_half.out = dir + "/from-half.safetensors";
+  merge_checkpoints(from_half);
+  EXPECT_LE(test::max_abs_diff(average.out, from_half.out), 1e-5);
   io::SafetensorsFile out(arithmetic.out);
   EXPECT_EQ(out.metadata().at("lofi.merge"), "task-arithmetic");
   EXPECT_EQ(nlohmann::json::parse(out.metadata().at("lofi.merge.base"))["path"], paths[0]);

@@ -165,7 +165,7 @@ MergeResult merge_checkpoints(const MergeOptions& opt) {
   std::unique_ptr<io::SafetensorsSet> base;
   if (!opt.base.empty()) {
     base = std::make_unique<io::SafetensorsSet>(opt.base);
-    if (std::string why = layout_mismatch(*files[0], *base); !why.empty())
+    if (std::string why = layout_mismatch(*files[0], *base, /*same_dtypes=*/false); !why.empty())
       fail(what, ": --base ", opt.base, " is not the inputs' model: ", why);
   }
 
@@ -241,15 +241,15 @@ MergeResult merge_checkpoints(const MergeOptions& opt) {
           fail(what, ": integer tensor '", in_entry.name, "' differs between ", first.source(), " and ", files[i]->source());
       return integers;
     }
-    const torch::Dtype in_dtype = io::dtype_from_safetensors(in_entry.dtype, first.source());
     // Inputs are read with pread into buffers each thread reuses (a chunk, or the largest whole
     // tensor so far): each byte is touched once, where a mapping or a fresh allocation would cost
     // a page fault per 4 KB.
     thread_local std::vector<torch::Tensor> buffers;
     auto read = [&](size_t slot, const io::SafetensorsSet::Tensor& tensor, const std::string& source) {
+      const torch::Dtype dtype = io::dtype_from_safetensors(tensor.entry->dtype, source);  // the base's may differ
       if (buffers.size() <= slot) buffers.resize(slot + 1);
       torch::Tensor& b = buffers[slot];
-      if (!b.defined() || b.scalar_type() != in_dtype || b.numel() < item.count) b = torch::empty({std::max(kChunk, item.count)}, in_dtype);
+      if (!b.defined() || b.scalar_type() != dtype || b.numel() < item.count) b = torch::empty({std::max(kChunk, item.count)}, dtype);
       torch::Tensor values = b.narrow(0, 0, item.count);
       tensor.file->read_range(*tensor.entry, item.first, item.count, values.data_ptr());
       if (!opt.allow_nonfinite) refuse_nonfinite(values, source, in_entry.name, item.first, "--allow-nonfinite");

@@ -25,13 +25,15 @@ bool is_weights_dir(const fs::path& dir) {
 
 }  // namespace
 
-std::string layout_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other) {
+std::string layout_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other, bool same_dtypes) {
   for (const auto& t : first.tensors()) {
     const io::TensorEntry& e = *t.entry;
     const auto* found = other.find(e.name);
     if (!found) return cat("tensor '", e.name, "' is in ", first.source(), " but not in ", other.source());
     const io::TensorEntry* o = found->entry;
-    if (o->shape != e.shape || o->dtype != e.dtype)
+    const bool both_float = torch::isFloatingType(io::dtype_from_safetensors(e.dtype, first.source())) &&
+                            torch::isFloatingType(io::dtype_from_safetensors(o->dtype, other.source()));
+    if (o->shape != e.shape || (o->dtype != e.dtype && (same_dtypes || !both_float)))
       return cat("tensor '", e.name, "' is ", e.dtype, " ", torch::IntArrayRef(e.shape), " in ", first.source(), " but ",
                  o->dtype, " ", torch::IntArrayRef(o->shape), " in ", other.source());
   }

@@ -21,8 +21,9 @@ bool is_model_dir(const std::string& path);
 const std::vector<std::string>& model_dir_files();
 
 // Each returns what is wrong, or "".
-// OTHER holds exactly FIRST's tensors (names, shapes, dtypes).
-std::string layout_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other);
+// OTHER holds exactly FIRST's tensors (names, shapes and, with SAME_DTYPES, dtypes; float tensors
+// may otherwise differ in precision, as a half-precision pretrained model and fp32 fine-tunes do).
+std::string layout_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other, bool same_dtypes = true);
 // OTHER was trained like FIRST as far as both say: the same pretrained start, steps and node count.
 std::string provenance_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other);
 // OTHER was trained with FIRST's settings (their lofi.config, compared by CHANGES; unset: not compared).

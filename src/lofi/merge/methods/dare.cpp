@@ -38,7 +38,7 @@ class Dare : public Method {
   }
 
   torch::Tensor merge(Piece piece, const MethodParams& p) const override {
-    const torch::Dtype dtype = compute_dtype(piece.base.scalar_type());
+    const torch::Dtype dtype = compute_dtype(piece.inputs[0].scalar_type());
     const torch::Tensor base = piece.base.to(dtype);
     auto generator = at::detail::createCPUGenerator(seed::merge_mask(p.seed, XXH3_64bits(piece.name.data(), piece.name.size())));
     torch::Tensor mixed = torch::zeros_like(base);

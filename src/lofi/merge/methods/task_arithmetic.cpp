@@ -14,7 +14,7 @@ class TaskArithmetic : public Method {
   nlohmann::json describe(const MethodParams& p) const override { return {{"lambda", p.lambda}}; }
 
   torch::Tensor merge(Piece piece, const MethodParams& p) const override {
-    const torch::Dtype dtype = compute_dtype(piece.base.scalar_type());
+    const torch::Dtype dtype = compute_dtype(piece.inputs[0].scalar_type());
     torch::Tensor base = piece.base.to(dtype);
     torch::Tensor mixed = torch::zeros_like(base);
     for (size_t i = 0; i < piece.inputs.size(); ++i) mixed.add_(piece.inputs[i].to(dtype) - base, piece.weights[i]);

@@ -138,7 +138,7 @@ class Ties : public Method {
   nlohmann::json describe(const MethodParams& p) const override { return {{"density", p.density}, {"lambda", p.lambda}}; }
 
   torch::Tensor merge(Piece piece, const MethodParams& p) const override {
-    const torch::Dtype dtype = compute_dtype(piece.base.scalar_type());
+    const torch::Dtype dtype = compute_dtype(piece.inputs[0].scalar_type());
     return dtype == torch::kFloat64 ? run<double>(piece, p) : run<float>(piece, p);
   }
 
