@@ -247,10 +247,7 @@ MergeResult merge_checkpoints(const MergeOptions& opt) {
     thread_local std::vector<torch::Tensor> buffers;
     auto read = [&](size_t slot, const io::SafetensorsSet::Tensor& tensor, const std::string& source) {
       const torch::Dtype dtype = io::dtype_from_safetensors(tensor.entry->dtype, source);  // the base's may differ
-      if (buffers.size() <= slot) buffers.resize(slot + 1);
-      torch::Tensor& b = buffers[slot];
-      if (!b.defined() || b.scalar_type() != dtype || b.numel() < item.count) b = torch::empty({std::max(kChunk, item.count)}, dtype);
-      torch::Tensor values = b.narrow(0, 0, item.count);
+      torch::Tensor values = reused_buffer(buffers, slot, std::max(kChunk, item.count), dtype).narrow(0, 0, item.count);
       tensor.file->read_range(*tensor.entry, item.first, item.count, values.data_ptr());
       if (!opt.allow_nonfinite) refuse_nonfinite(values, source, in_entry.name, item.first, "--allow-nonfinite");
       return values;

@@ -49,4 +49,11 @@ std::vector<std::string> method_names() { return registry().names(); }
 
 torch::Dtype compute_dtype(torch::Dtype input) { return input == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32; }
 
+torch::Tensor reused_buffer(std::vector<torch::Tensor>& buffers, size_t slot, int64_t n, torch::Dtype dtype) {
+  if (buffers.size() <= slot) buffers.resize(slot + 1);
+  torch::Tensor& b = buffers[slot];
+  if (!b.defined() || b.scalar_type() != dtype || b.numel() < n) b = torch::empty({n}, dtype);
+  return b.narrow(0, 0, n);
+}
+
 }  // namespace lofi::merge

@@ -59,6 +59,11 @@ std::vector<std::string> method_names();  // sorted
 // The dtype a method computes in for inputs of dtype INPUT: float64 for float64, else float32.
 torch::Dtype compute_dtype(torch::Dtype input);
 
+// The first N elements of BUFFERS[SLOT], grown (or re-typed) to hold them: for per-thread buffers
+// (thread_local BUFFERS) that the engine and the methods reuse across calls, as a fresh large
+// allocation per chunk or tensor costs a page fault per 4 KB.
+torch::Tensor reused_buffer(std::vector<torch::Tensor>& buffers, size_t slot, int64_t n, torch::Dtype dtype);
+
 class MethodRegistry {
  public:
   void add(const std::string& name, std::unique_ptr<Method> method);

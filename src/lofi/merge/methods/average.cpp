@@ -18,11 +18,10 @@ class Average : public Method {
     const torch::Dtype in_dtype = piece.inputs[0].scalar_type();
     const int64_t n = piece.inputs[0].numel();
     // Reused per thread: a fresh buffer per chunk would cost a page fault per 4 KB.
-    thread_local torch::Tensor buffer;
+    thread_local std::vector<torch::Tensor> buffers;
     const torch::Dtype acc_dtype = in_dtype == torch::kFloat16 || in_dtype == torch::kBFloat16 ? torch::kFloat32 : torch::kFloat64;
     const bool cpu = piece.inputs[0].is_cpu();
-    if (cpu && (!buffer.defined() || buffer.scalar_type() != acc_dtype || buffer.numel() < n)) buffer = torch::empty({n}, acc_dtype);
-    torch::Tensor sum = cpu ? buffer.narrow(0, 0, n) : torch::empty({n}, piece.inputs[0].options().dtype(acc_dtype));
+    torch::Tensor sum = cpu ? reused_buffer(buffers, 0, n, acc_dtype) : torch::empty({n}, piece.inputs[0].options().dtype(acc_dtype));
     for (size_t i = 0; i < piece.inputs.size(); ++i) {
       const torch::Tensor& in = piece.inputs[i];
       if (in_dtype == torch::kFloat32 && cpu) {

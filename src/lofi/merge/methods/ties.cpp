@@ -116,15 +116,6 @@ void ties_pass(const std::vector<const T*>& x, const T* base, const std::vector<
   }
 }
 
-// Buffer SLOT of this thread, of N elements: reused, as a fresh one per tensor costs a page fault
-// per 4 KB.
-torch::Tensor reused(size_t slot, int64_t n, torch::Dtype dtype) {
-  thread_local std::vector<torch::Tensor> buffers(2);
-  torch::Tensor& b = buffers[slot];
-  if (!b.defined() || b.scalar_type() != dtype || b.numel() < n) b = torch::empty({n}, dtype);
-  return b.narrow(0, 0, n);
-}
-
 class Ties : public Method {
  public:
   bool needs_base() const override { return true; }
@@ -156,10 +147,12 @@ class Ties : public Method {
     std::vector<Trim<T>> trims(x.size());
     if (trim) {
       const int64_t k = std::max<int64_t>(1, static_cast<int64_t>(p.density * static_cast<double>(n)));
-      torch::Tensor scratch = reused(0, n, dtype);
+      thread_local std::vector<torch::Tensor> buffers;
+      torch::Tensor scratch = reused_buffer(buffers, 0, n, dtype);
       for (size_t i = 0; i < x.size(); ++i) trims[i] = trim_for(x[i], base.data_ptr<T>(), n, k, scratch.data_ptr<T>());
     }
-    torch::Tensor out = reused(1, n, dtype);
+    thread_local std::vector<torch::Tensor> out_buffers;
+    torch::Tensor out = reused_buffer(out_buffers, 0, n, dtype);
     ties_pass(x, base.data_ptr<T>(), piece.weights, trims, trim, p.lambda, n, out.data_ptr<T>());
     return out;
   }
