@@ -2,7 +2,8 @@
 #include <gtest/gtest.h>
 
 #include "lofi/data/token_shards.h"
-#include "lofi/eval/lm_evaluator.h"
+#include "lofi/family/lm_evaluator.h"
+#include "lofi/family/lm_model.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/merge/interpolate.h"
 #include "lofi/merge/soup.h"
@@ -51,7 +52,7 @@ class LmAnalysis : public ::testing::Test {
     config.model.max_seq_len = 16;
     config.data.seq_len = 16;
     for (int seed : {1, 2}) {
-      model::CausalLm gpt = train::make_model(config.model, static_cast<uint64_t>(seed));
+      model::CausalLm gpt = family::make_lm(config.model, static_cast<uint64_t>(seed));
       paths.push_back(dir + "/m" + std::to_string(seed) + ".safetensors");
       io::save_safetensors(paths.back(), model::module_weights(*gpt));
     }
@@ -62,7 +63,7 @@ class LmAnalysis : public ::testing::Test {
 };
 
 TEST_F(LmAnalysis, InterpolationEndpointsEqualTheirOwnEvaluation) {
-  eval::LmEvaluator evaluator(config, {{"general", data}}, {});
+  family::LmEvaluator evaluator(config, {{"general", data}}, {});
   io::NamedTensors a = io::SafetensorsFile(paths[0]).load_all(), b = io::SafetensorsFile(paths[1]).load_all();
   auto line = merge::evaluate_line(a, b, 5, [&](const io::NamedTensors& w) { return evaluator.losses(w); });
   ASSERT_EQ(line.size(), 5u);
@@ -73,7 +74,7 @@ TEST_F(LmAnalysis, InterpolationEndpointsEqualTheirOwnEvaluation) {
 }
 
 TEST_F(LmAnalysis, EnsembleIsTheMeanOfProbabilities) {
-  eval::LmEvaluator evaluator(config, {{"general", data}}, {});
+  family::LmEvaluator evaluator(config, {{"general", data}}, {});
   double alone = evaluator.score_file(paths[0])[0].loss, other = evaluator.score_file(paths[1])[0].loss;
   // An ensemble of one model, twice, is that model.
   EXPECT_NEAR(evaluator.score_ensemble({paths[0], paths[0]})[0].loss, alone, 1e-6);

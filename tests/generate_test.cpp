@@ -1,6 +1,7 @@
 // `lofi generate`: greedy continuations equal transformers' generate() on the same Hugging Face
 // directories; sampling is seeded and stays among the top-k tokens.
 #include "lofi/eval/generate.h"
+#include "lofi/family/lm_model.h"
 
 #include <gtest/gtest.h>
 
@@ -16,7 +17,7 @@ namespace {
 model::CausalLm load(const std::string& dir) {
   train::ModelConfig m;
   m.init = dir;
-  return train::make_model(m, 0);
+  return family::make_lm(m, 0);
 }
 
 TEST(Generate, GreedyEqualsTransformers) {

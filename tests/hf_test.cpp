@@ -10,13 +10,14 @@
 
 #include "lofi/data/token_shards.h"
 #include "lofi/eval/perplexity.h"
+#include "lofi/family/export.h"
+#include "lofi/family/lm_model.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/io/safetensors_set.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/weights.h"
 #include "lofi/train/config.h"
-#include "lofi/train/export.h"
 #include "lofi/train/trainer.h"
 #include "test_util.h"
 
@@ -30,7 +31,7 @@ const fs::path kFixtures = fs::path(LOFI_FIXTURES) / "hf";
 model::CausalLm load(const std::string& dir) {
   train::ModelConfig c;
   c.init = dir;
-  model::CausalLm lm = train::make_model(c, 0);
+  model::CausalLm lm = family::make_lm(c, 0);
   lm->eval();
   return lm;
 }
@@ -220,11 +221,11 @@ TEST(HfExport, CheckpointWithRunConfigCarriesTokenizer) {
   std::ofstream(dir + "/base/vocab.json") << "{\"a\": 0}\n";
   std::ofstream(dir + "/base/merges.txt") << "#version: 0.2\n";
   train::Config config = train::load_config("", {"model.init=" + dir + "/base", "data.seq_len=16"});
-  model::CausalLm lm = train::make_model(config.model, 0);
+  model::CausalLm lm = family::make_lm(config.model, 0);
   io::save_safetensors(dir + "/final.safetensors", model::module_weights(*lm), {{"lofi.config", train::to_toml(config)}});
-  train::ExportOptions options;
+  family::ExportOptions options;
   options.dtype = "BF16";
-  train::export_checkpoint(dir + "/final.safetensors", dir + "/out", options);
+  family::export_checkpoint(dir + "/final.safetensors", dir + "/out", options);
   EXPECT_EQ(io::read_text_file(dir + "/out/vocab.json"), "{\"a\": 0}\n");
   EXPECT_TRUE(fs::exists(dir + "/out/merges.txt"));
   json got = read_json(dir + "/out/config.json");
@@ -234,7 +235,7 @@ TEST(HfExport, CheckpointWithRunConfigCarriesTokenizer) {
   io::SafetensorsSet out(dir + "/out");
   EXPECT_EQ(out.tensors()[0].entry->dtype, "BF16");
   // The output directory appears whole or not at all, and is never overwritten.
-  EXPECT_NE(test::error_of([&] { train::export_checkpoint(dir + "/final.safetensors", dir + "/out", {}); }).find("exists"),
+  EXPECT_NE(test::error_of([&] { family::export_checkpoint(dir + "/final.safetensors", dir + "/out", {}); }).find("exists"),
             std::string::npos);
   for (const auto& e : fs::directory_iterator(dir)) EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos);
 }
@@ -287,7 +288,7 @@ TEST(CliHf, EvalTakesAHuggingFaceDirectory) {
   const double cli = read_json(dir + "/eval.json")["results"][0]["datasets"]["val"]["loss"];
   train::ModelConfig m;
   m.init = init;
-  model::CausalLm lm = train::make_model(m, 0);
+  model::CausalLm lm = family::make_lm(m, 0);
   const double library = eval::evaluate_lm(*lm, data::TokenShards({dir + "/val.bin"}, 64), 16, 8, 0).loss;
   EXPECT_EQ(cli, library);
   EXPECT_GT(cli, 0.0);

@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "lofi/demo/synthetic_images.h"
-#include "lofi/eval/image_evaluator.h"
-#include "lofi/train/image_task.h"
+#include "lofi/family/image_evaluator.h"
+#include "lofi/family/image_task.h"
 #include "lofi/train/trainer.h"
 #include "test_util.h"
 
@@ -57,7 +57,7 @@ TEST(DistVision, LinearProbeFitsTheSameNewHeadOnEveryNode) {
   };
   dist::Topology node0, node1;
   node0.nodes = node1.nodes = 2, node1.node = 1;
-  train::ImageTask a(c, node0, 11), b(c, node1, 11);
+  family::ImageTask a(c, node0, 11), b(c, node1, 11);
   const auto before = weights(a);
   const std::string said = a.probe_head(5, 1e-2, 8);
   b.probe_head(5, 1e-2, 8);
@@ -75,12 +75,12 @@ TEST(DistVision, LinearProbeFitsTheSameNewHeadOnEveryNode) {
   // A head that came with the checkpoint, or no pretrained model at all, is refused by name.
   train::Config same = c;
   same.data.train = images + "/pretrain-train";  // the checkpoint's own 16 classes
-  train::ImageTask kept(same, node0, 11);
+  family::ImageTask kept(same, node0, 11);
   const std::string kept_error = test::error_of([&] { kept.probe_head(1, 1e-2, 8); });
   EXPECT_NE(kept_error.find("has a head for these 16 classes"), std::string::npos) << kept_error;
   train::Config scratch = c;
   scratch.model.init.clear();
-  train::ImageTask random(scratch, node0, 11);
+  family::ImageTask random(scratch, node0, 11);
   EXPECT_NE(test::error_of([&] { random.probe_head(1, 1e-2, 8); }).find("model.init is empty"), std::string::npos);
   // Through the CLI: two lo-fi nodes probe, then fine-tune.
   auto lp = run_lofi("launch --workers 2 -- train " + vit_flags(images, dir + "/lp") + " --set dist.nodes=2 --set model.init=" +
@@ -105,20 +105,20 @@ TEST(DistVision, LofiNodesTrainMergeAndEvaluate) {
   EXPECT_GT(test::max_abs_diff(run + "/node-00/final.safetensors", run + "/node-01/final.safetensors"), 1e-4);
   const std::string merged = run + "/merged.safetensors";
   ASSERT_TRUE(std::filesystem::exists(merged));
-  auto classes = eval::checkpoint_classes(merged);  // carried through the merge
+  auto classes = family::checkpoint_classes(merged);  // carried through the merge
   ASSERT_EQ(classes.size(), 10u);
 
   // Sets decoded once and kept score as sets streamed through the loader each time, and
   // max_images cuts both at the same image.
   {
-    eval::ImageEvalSettings cached, streamed;
+    family::ImageEvalSettings cached, streamed;
     cached.batch = streamed.batch = 8;
     cached.max_images = streamed.max_images = 13;
     streamed.cache_bytes = 0;
-    const std::vector<eval::ImageTestSet> sets{{"in", images + "/finetune-val", ""}};
+    const std::vector<family::ImageTestSet> sets{{"in", images + "/finetune-val", ""}};
     const train::Config config = train::config_from_checkpoint(merged);
-    auto a = eval::ImageEvaluator(config, classes, sets, cached).score_file(merged);
-    auto b = eval::ImageEvaluator(config, classes, sets, streamed).score_file(merged);
+    auto a = family::ImageEvaluator(config, classes, sets, cached).score_file(merged);
+    auto b = family::ImageEvaluator(config, classes, sets, streamed).score_file(merged);
     EXPECT_EQ(a[0].count, 13);
     EXPECT_EQ(b[0].count, 13);
     EXPECT_EQ(a[0].top1, b[0].top1);
@@ -131,11 +131,11 @@ TEST(DistVision, LofiNodesTrainMergeAndEvaluate) {
   for (const char* node : {"/node-00", "/node-01"}) {
     auto m = test::last_metrics(run + node);
     const std::string path = run + node + "/final.safetensors";
-    eval::ImageEvalSettings first8;
+    family::ImageEvalSettings first8;
     first8.batch = 4;
     first8.max_images = 8;
-    const std::vector<eval::ImageTestSet> val{{"val", images + "/finetune-val", ""}};
-    auto s = eval::ImageEvaluator(train::config_from_checkpoint(path), classes, val, first8).score_file(path);
+    const std::vector<family::ImageTestSet> val{{"val", images + "/finetune-val", ""}};
+    auto s = family::ImageEvaluator(train::config_from_checkpoint(path), classes, val, first8).score_file(path);
     EXPECT_EQ(s[0].count, 8);
     EXPECT_NEAR(m["val_top1"].get<double>(), s[0].top1, 1e-9) << node;
     EXPECT_NEAR(m["val_loss"].get<double>(), s[0].loss, 1e-5) << node;

@@ -9,18 +9,21 @@
 
 #include "lofi/data/prepare.h"
 #include "lofi/data/token_shards.h"
+#include "lofi/data/tokenizer.h"
 #include "lofi/demo/demo.h"
 #include "lofi/dist/device.h"
 #include "lofi/dist/env.h"
 #include "lofi/dist/launcher.h"
 #include "lofi/error.h"
-#include "lofi/data/tokenizer.h"
 #include "lofi/eval/generate.h"
-#include "lofi/eval/lm_evaluator.h"
 #include "lofi/eval/perplexity.h"
 #include "lofi/eval/report.h"
-#include "lofi/eval/scorer.h"
 #include "lofi/eval/table.h"
+#include "lofi/family/export.h"
+#include "lofi/family/family.h"
+#include "lofi/family/lm_evaluator.h"
+#include "lofi/family/lm_model.h"
+#include "lofi/family/scorer.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/merge/average.h"
@@ -28,7 +31,7 @@
 #include "lofi/merge/soup.h"
 #include "lofi/model/hf.h"
 #include "lofi/train/config.h"
-#include "lofi/train/export.h"
+#include "lofi/train/job_end.h"
 #include "lofi/train/trainer.h"
 
 namespace {
@@ -56,7 +59,9 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& se
   }
   dist::WorkerEnv env = dist::worker_env_from_environment();
   if (env.rank == 0 && !quiet) std::cout << "# resolved config\n" << train::to_toml(config) << std::flush;
-  train::TrainSummary s = train::run_training(config, env, start);
+  train::TrainedWorker worker = train::run_training(config, env, family::make_task, start);
+  train::finish_job(config, worker);  // the node's Hugging Face output, or a lo-fi job's merge
+  const train::TrainSummary& s = worker.summary;
   if (env.rank == 0)
     std::printf("done: node %lld, %lld steps in %.1f s, final loss %.4f, bytes sent %lld (between nodes %lld)\n",
                 static_cast<long long>(s.node), static_cast<long long>(s.steps), s.seconds, s.final_loss,
@@ -84,14 +89,14 @@ train::Config eval_config(const std::string& checkpoint, const std::string& conf
 struct EvalArgs {
   std::string model, config, json;
   std::vector<std::string> ensemble, data, sets, class_maps;
-  eval::EvalSettings settings;
+  family::EvalSettings settings;
   int64_t max_images = 0;
 };
 
-eval::ScorerInputs scorer_inputs(const EvalArgs& a) {
-  eval::ScorerInputs in;
-  in.data = eval::parse_named_paths(a.data, "--data");
-  in.class_maps = eval::parse_named_paths(a.class_maps, "--class-map");
+family::ScorerInputs scorer_inputs(const EvalArgs& a) {
+  family::ScorerInputs in;
+  in.data = family::parse_named_paths(a.data, "--data");
+  in.class_maps = family::parse_named_paths(a.class_maps, "--class-map");
   in.lm = a.settings;
   in.images.batch = a.settings.batch;
   in.images.max_images = a.max_images;
@@ -119,8 +124,8 @@ void add_model_rows(const EvalArgs& a, Evaluator& evaluator, const Add& add) {
 // Image classifiers: top-1, top-5 and loss per test folder, of a model or of an ensemble beside
 // its weight average.
 int cmd_eval_images(const EvalArgs& a, const train::Config& config, const std::string& reference) {
-  eval::ScorerInputs in = scorer_inputs(a);
-  eval::ImageEvaluator evaluator(config, eval::checkpoint_classes(reference), eval::image_test_sets(in), in.images);
+  family::ScorerInputs in = scorer_inputs(a);
+  family::ImageEvaluator evaluator(config, family::checkpoint_classes(reference), family::image_test_sets(in), in.images);
   std::vector<std::string> columns{"model"};
   for (const auto& s : evaluator.sets()) columns.insert(columns.end(), {s.name + " top-1", s.name + " top-5", s.name + " loss"});
   eval::ResultsTable table(columns);
@@ -147,10 +152,10 @@ int cmd_eval(const EvalArgs& a) {
   if (a.model.empty() && a.ensemble.empty()) fail("eval: give --model or --ensemble");
   const std::string& reference = a.model.empty() ? a.ensemble[0] : a.model;
   const train::Config config = eval_config(reference, a.config, a.sets);
-  if (config.model.arch == "vit") return cmd_eval_images(a, config, reference);
+  if (family::family_of(config.model.arch).kind() == family::Kind::image_classifier) return cmd_eval_images(a, config, reference);
   if (!a.class_maps.empty()) fail("eval: --class-map applies to image classifiers; ", reference, " is a language model");
-  auto datasets = eval::parse_named_paths(a.data, "--data");
-  eval::LmEvaluator evaluator(config, datasets, a.settings);
+  auto datasets = family::parse_named_paths(a.data, "--data");
+  family::LmEvaluator evaluator(config, datasets, a.settings);
 
   std::vector<std::string> columns{"model"};
   for (const auto& d : datasets) columns.push_back(d.name + " loss"), columns.push_back(d.name + " ppl");
@@ -173,9 +178,9 @@ int cmd_eval(const EvalArgs& a) {
 }
 
 int cmd_soup(const std::vector<std::string>& candidates, const EvalArgs& a, const std::string& out, bool allow_nonfinite) {
-  const eval::ScorerInputs in = scorer_inputs(a);
+  const family::ScorerInputs in = scorer_inputs(a);
   if (in.data.size() != 1) fail("soup: give exactly one held-out --data NAME=PATH");
-  eval::WeightsScorer scorer = eval::make_weights_scorer(eval_config(candidates.at(0), a.config, a.sets), candidates.at(0), in);
+  family::WeightsScorer scorer = family::make_weights_scorer(eval_config(candidates.at(0), a.config, a.sets), candidates.at(0), in);
   const std::string metric = "loss/" + in.data[0].name;
   merge::SoupResult soup =
       merge::greedy_soup(candidates, [&](const io::NamedTensors& w) { return scorer(w).at(metric); }, allow_nonfinite);
@@ -208,7 +213,8 @@ int cmd_generate(const std::string& model_path, const std::string& prompt, std::
       tokenizer_dir = source;
   }
   for (const auto& s : sets) train::apply_override(config, s);
-  if (config.model.arch == "vit") fail("generate: ", model_path, " is an image classifier; generate needs a language model");
+  if (family::family_of(config.model.arch).kind() != family::Kind::language_model)
+    fail("generate: ", model_path, " is an image classifier; generate needs a language model");
   if (tokenizer_dir.empty())
     fail("generate: no tokenizer for ", model_path, ": give --tokenizer DIR (a Hugging Face tokenizer directory), or ",
          "--tokenizer bytes for a byte-level model such as the demo's");
@@ -223,7 +229,7 @@ int cmd_generate(const std::string& model_path, const std::string& prompt, std::
   }
   eval::GenerateOptions o = options;
   if (!bytes) o.stop_id = tokenizer->end_of_text();
-  model::CausalLm lm = train::make_model(config.model, 0);
+  model::CausalLm lm = family::make_lm(config.model, 0);
   lm->to(dist::resolve_device(config.train.device, 0, "train.device"));
   const std::vector<int64_t> out = eval::generate(*lm, ids, o);
   std::string text;
@@ -237,9 +243,9 @@ int cmd_generate(const std::string& model_path, const std::string& prompt, std::
 }
 
 int cmd_interpolate(const std::string& from, const std::string& to, int points, const EvalArgs& a) {
-  const eval::ScorerInputs in = scorer_inputs(a);
+  const family::ScorerInputs in = scorer_inputs(a);
   const auto& datasets = in.data;
-  eval::WeightsScorer scorer = eval::make_weights_scorer(eval_config(from, a.config, a.sets), from, in);
+  family::WeightsScorer scorer = family::make_weights_scorer(eval_config(from, a.config, a.sets), from, in);
   io::NamedTensors wa = io::SafetensorsFile(from).load_all(), wb = io::SafetensorsFile(to).load_all();
   auto line = merge::evaluate_line(wa, wb, points, scorer);
   std::vector<std::string> columns{"alpha"};
@@ -416,7 +422,7 @@ int main(int argc, char** argv) {
   generate->add_option("--set", gen_sets, "override a config key (e.g. train.device=cuda)");
 
   auto* export_cmd = app.add_subcommand("export", "Write a checkpoint as a Hugging Face model directory: lofi export --format hf IN OUT_DIR");
-  train::ExportOptions export_opt;
+  family::ExportOptions export_opt;
   std::string export_in, export_out;
   export_cmd->add_option("--format", export_opt.format, "output format: hf (config.json + model.safetensors)")->required();
   export_cmd->add_option("in", export_in, "lofi checkpoint (.safetensors with lofi.config metadata) or run directory (its merged.safetensors)")
@@ -469,9 +475,9 @@ int main(int argc, char** argv) {
   try {
     if (*train) {
       train::StartOptions start;
-      start.mode = resume || resume_changed ? train::StartMode::resume
-                   : overwrite             ? train::StartMode::overwrite
-                                           : train::StartMode::fresh;
+      start.mode = resume || resume_changed ? run::StartMode::resume
+                   : overwrite             ? run::StartMode::overwrite
+                                           : run::StartMode::fresh;
       start.allow_changed = resume_changed;
       return cmd_train(config_path, sets, start, print_config, quiet);
     }
@@ -501,7 +507,7 @@ int main(int argc, char** argv) {
     if (*generate) return cmd_generate(gen_model, gen_prompt, gen_tokenizer, gen, gen_sets);
     if (*inspect) return cmd_inspect(inspect_path);
     if (*export_cmd) {
-      for (const auto& f : train::export_checkpoint(export_in, export_out, export_opt)) std::printf("written: %s\n", f.c_str());
+      for (const auto& f : family::export_checkpoint(export_in, export_out, export_opt)) std::printf("written: %s\n", f.c_str());
       return 0;
     }
     if (*prepare) return prep.progress = !prep_quiet, cmd_prepare(prep);

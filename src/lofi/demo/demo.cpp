@@ -8,19 +8,20 @@
 #include <nlohmann/json.hpp>
 
 #include "lofi/data/token_shards.h"
-#include "lofi/dist/launcher.h"
-#include "lofi/error.h"
-#include "lofi/eval/lm_evaluator.h"
-#include "lofi/eval/report.h"
-#include "lofi/merge/interpolate.h"
-#include "lofi/eval/table.h"
-#include "lofi/eval/verdict.h"
-#include "lofi/io/atomic_file.h"
-#include "lofi/train/trainer.h"
 #include "lofi/demo/claims.h"
 #include "lofi/demo/fortune_corpus.h"
 #include "lofi/demo/runs.h"
 #include "lofi/demo/vision_demo.h"
+#include "lofi/dist/launcher.h"
+#include "lofi/error.h"
+#include "lofi/eval/report.h"
+#include "lofi/eval/table.h"
+#include "lofi/eval/verdict.h"
+#include "lofi/family/lm_evaluator.h"
+#include "lofi/io/atomic_file.h"
+#include "lofi/merge/interpolate.h"
+#include "lofi/run/run_dir.h"
+#include "lofi/train/trainer.h"
 
 namespace lofi::demo {
 namespace {
@@ -116,7 +117,7 @@ DemoSection run_language_demo(const DemoOptions& opt) {
     std::printf("pretraining %lld steps on the general corpus (cached in %s)\n",
                 static_cast<long long>(c.train.steps), pretrained.c_str());
     launch_training(c, out, "pretrain", 1);
-    fs::copy_file(train::node_dir(c.run.dir, 0) + "/final.safetensors", pretrained,
+    fs::copy_file(run::RunDir(c.run.dir).node(0).final_weights(), pretrained,
                   fs::copy_options::overwrite_existing);
   }
 
@@ -135,12 +136,12 @@ DemoSection run_language_demo(const DemoOptions& opt) {
   const std::vector<SyncedArm> arms = opt.sync_every > 0 ? run_synced_arms(ft, out, K, "", opt.sync_every) : std::vector<SyncedArm>{};
 
   // 3. Evaluate every model in-distribution and on each shift, beside the output-space ensemble.
-  std::vector<eval::NamedPath> sets{{kFinetuneSet, data_path(out, kFinetuneSet, "val")}};
+  std::vector<family::NamedPath> sets{{kFinetuneSet, data_path(out, kFinetuneSet, "val")}};
   for (const char* s : kShiftSets) sets.push_back({s, data_path(out, s, "val")});
-  eval::EvalSettings settings;
+  family::EvalSettings settings;
   settings.batch = 32;
   settings.max_windows = opt.eval_windows;
-  eval::LmEvaluator evaluator(ft, sets, settings);
+  family::LmEvaluator evaluator(ft, sets, settings);
 
   struct Model {
     std::string name;
@@ -187,9 +188,9 @@ DemoSection run_language_demo(const DemoOptions& opt) {
   }
 
   // 4. Is averaging safe here? Loss along the lines the average relies on.
-  eval::EvalSettings line_settings = settings;
+  family::EvalSettings line_settings = settings;
   line_settings.max_windows = std::max<int64_t>(8, opt.eval_windows / 4);
-  eval::LmEvaluator line_evaluator(ft, {sets[0], sets[1]}, line_settings);
+  family::LmEvaluator line_evaluator(ft, {sets[0], sets[1]}, line_settings);
   auto line = [&](const std::string& from, const std::string& to, const std::string& name) {
     io::NamedTensors a = io::SafetensorsFile(from).load_all(), b = io::SafetensorsFile(to).load_all();
     auto points = merge::evaluate_line(a, b, 11, [&](const io::NamedTensors& w) { return line_evaluator.losses(w); });
@@ -203,7 +204,7 @@ DemoSection run_language_demo(const DemoOptions& opt) {
 
   // How strong the start is: the pretrained model on held-out text of its own corpus, beside what
   // byte frequencies alone give (a unigram model with add-one counts from the training text).
-  const double source_ppl = eval::LmEvaluator(ft, {{"general", data_path(out, "general", "val")}}, settings)
+  const double source_ppl = family::LmEvaluator(ft, {{"general", data_path(out, "general", "val")}}, settings)
                                 .score_file(pretrained)[0]
                                 .perplexity;
   const double unigram_ppl =

@@ -10,7 +10,8 @@
 #include "lofi/error.h"
 #include "lofi/eval/projection.h"
 #include "lofi/io/atomic_file.h"
-#include "lofi/train/trainer.h"
+#include "lofi/run/run_dir.h"
+#include "lofi/train/config.h"
 
 namespace lofi::demo {
 
@@ -28,8 +29,8 @@ double launch_training(const train::Config& config, const std::string& out, cons
 
 Traffic run_traffic(const std::string& run_dir) {
   Traffic t;
-  for (int64_t k = 0; std::filesystem::exists(train::node_dir(run_dir, k)); ++k) {
-    std::ifstream in(train::node_dir(run_dir, k) + "/metrics.jsonl");
+  for (int64_t k = 0; std::filesystem::exists(run::RunDir(run_dir).node(k).path()); ++k) {
+    std::ifstream in(run::RunDir(run_dir).node(k).metrics());
     std::string line, last;
     while (std::getline(in, line))
       if (!line.empty()) last = line;
@@ -58,9 +59,9 @@ Comparison run_baseline_and_lofi(const train::Config& ft, const std::string& out
   c.lofi_seconds = launch_training(lofi, out, "lofi", workers);
   c.baseline_traffic = run_traffic(baseline.run.dir);
   c.lofi_traffic = run_traffic(lofi.run.dir);
-  c.baseline_final = train::node_dir(baseline.run.dir, 0) + "/final.safetensors";
-  for (int k = 0; k < workers; ++k) c.node_finals.push_back(train::node_dir(lofi.run.dir, k) + "/final.safetensors");
-  c.lofi_average = lofi.run.dir + "/merged.safetensors";
+  c.baseline_final = run::RunDir(baseline.run.dir).node(0).final_weights();
+  for (int k = 0; k < workers; ++k) c.node_finals.push_back(run::RunDir(lofi.run.dir).node(k).final_weights());
+  c.lofi_average = run::RunDir(lofi.run.dir).merged();
   return c;
 }
 
@@ -76,7 +77,7 @@ std::vector<SyncedArm> run_synced_arms(const train::Config& ft, const std::strin
     c.dist.outer_optimizer = outer;
     std::printf("%s%s: %d nodes of 1 worker averaged every %lld steps%s\n", label.c_str(), method.c_str(), workers,
                 static_cast<long long>(sync_every), outer == "nesterov" ? " through Nesterov outer steps" : "");
-    SyncedArm arm{method, sync_every, launch_training(c, out, dir, workers), {}, c.run.dir + "/merged.safetensors"};
+    SyncedArm arm{method, sync_every, launch_training(c, out, dir, workers), {}, run::RunDir(c.run.dir).merged()};
     arm.traffic = run_traffic(c.run.dir);
     arms.push_back(arm);
   }

@@ -2,13 +2,14 @@
 
 #include <filesystem>
 
-#include "lofi/demo/synthetic_images.h"
 #include "lofi/demo/claims.h"
 #include "lofi/demo/runs.h"
+#include "lofi/demo/synthetic_images.h"
 #include "lofi/error.h"
-#include "lofi/eval/image_evaluator.h"
+#include "lofi/family/image_evaluator.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/run/run_dir.h"
 #include "lofi/train/trainer.h"
 
 namespace lofi::demo {
@@ -78,7 +79,7 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
     std::printf("vision: pretraining a ViT %lld steps on the source task (cached in %s)\n",
                 static_cast<long long>(c.train.steps), pretrained.c_str());
     launch_training(c, out, "pretrain", 1);
-    fs::copy_file(train::node_dir(c.run.dir, 0) + "/final.safetensors", pretrained, fs::copy_options::overwrite_existing);
+    fs::copy_file(run::RunDir(c.run.dir).node(0).final_weights(), pretrained, fs::copy_options::overwrite_existing);
   }
 
   // 2. Fine-tune on the target task: a new head, the baseline then lo-fi, one data budget.
@@ -105,7 +106,7 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   const Traffic lpft_traffic = run_traffic(lpft.run.dir);
 
   // 3. Score every model in-distribution and under each shift.
-  std::vector<eval::ImageTestSet> sets{{"in-dist", images + "/finetune-val", ""}};
+  std::vector<family::ImageTestSet> sets{{"in-dist", images + "/finetune-val", ""}};
   std::vector<std::string> shift_names;
   for (const char* s : kShifts) {
     std::string name = std::string(s).substr(6);  // "shift-sketch" -> "sketch"
@@ -113,9 +114,9 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
     shift_names.push_back(name);
   }
   const std::string& baseline_final = runs.baseline_final;
-  eval::ImageEvalSettings settings;
+  family::ImageEvalSettings settings;
   settings.threads = 2;
-  eval::ImageEvaluator evaluator(train::config_from_checkpoint(baseline_final), eval::checkpoint_classes(baseline_final),
+  family::ImageEvaluator evaluator(train::config_from_checkpoint(baseline_final), family::checkpoint_classes(baseline_final),
                                  sets, settings);
   const std::vector<std::string>& node_finals = runs.node_finals;
 
@@ -132,7 +133,7 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   for (const auto& arm : arms)
     models.push_back({arm.method + " (averaged every " + std::to_string(arm.sync_every) + " steps)", {arm.model}, arm.seconds,
                       &arm.traffic});
-  models.push_back({"lo-fi average, LP-FT head (train.head_init = lp)", {lpft.run.dir + "/merged.safetensors"}, lpft_seconds,
+  models.push_back({"lo-fi average, LP-FT head (train.head_init = lp)", {run::RunDir(lpft.run.dir).merged()}, lpft_seconds,
                     &lpft_traffic});
 
   eval::ResultsTable table(eval::classification_columns(shift_names, {"bytes sent", "bytes between nodes", "wall time"}));
@@ -153,7 +154,7 @@ DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   }
 
   // How strong the start is: the pretrained model on held-out images of its own source task.
-  const double source_top1 = eval::ImageEvaluator(train::config_from_checkpoint(pretrained), eval::checkpoint_classes(pretrained),
+  const double source_top1 = family::ImageEvaluator(train::config_from_checkpoint(pretrained), family::checkpoint_classes(pretrained),
                                                   {{"source", images + "/pretrain-val", ""}}, settings)
                                  .score_file(pretrained)[0]
                                  .top1;

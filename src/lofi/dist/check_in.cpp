@@ -1,7 +1,5 @@
 #include "lofi/dist/check_in.h"
 
-#include <unistd.h>
-
 #include <nlohmann/json.hpp>
 
 namespace lofi::dist {
@@ -25,10 +23,5 @@ std::optional<CheckIn> read_check_in(c10d::Store& store, int rank) {
   }
 }
 
-std::string host_name() {
-  char name[256] = {};
-  if (::gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
-  return name;
-}
 
 }  // namespace lofi::dist

@@ -25,7 +25,4 @@ void write_check_in(c10d::Store& store, const CheckIn& check_in);
 // RANK's check-in, if it has checked in (and the store still answers).
 std::optional<CheckIn> read_check_in(c10d::Store& store, int rank);
 
-// This machine's host name.
-std::string host_name();
-
 }  // namespace lofi::dist

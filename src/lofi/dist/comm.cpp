@@ -10,6 +10,7 @@
 #include "lofi/dist/process_groups.h"
 #include "lofi/dist/store.h"
 #include "lofi/error.h"
+#include "lofi/io/process.h"
 
 namespace lofi::dist {
 namespace {
@@ -62,7 +63,7 @@ Topology make_topology(const WorkerEnv& env, int64_t nodes, int64_t node_id) {
 
 Comm::Comm(const WorkerEnv& env, const Topology& topo, const CommOptions& options)
     : env_(env), topo_(topo), timeout_s_(options.timeout_s), device_(options.device) {
-  attempt_ = cat(host_name(), "-", ::getpid(), "-", std::chrono::system_clock::now().time_since_epoch().count());
+  attempt_ = cat(io::host_name(), "-", ::getpid(), "-", std::chrono::system_clock::now().time_since_epoch().count());
   if (env.world_size == 1) return;
   const double timeout_s = options.timeout_s;
   const std::string where = cat(env.master_addr, ":", env.master_port);
@@ -109,7 +110,7 @@ void Comm::check_in(const CommOptions& options) {
   me.node_dir = options.node_dir;
   me.timeout_s = options.timeout_s;
   me.pid = ::getpid();
-  me.host = host_name();
+  me.host = io::host_name();
   std::vector<std::string> keys;
   for (int r = 0; r < env_.world_size; ++r) keys.push_back(check_in_key(r));
   const std::string where = cat(env_.master_addr, ":", env_.master_port);

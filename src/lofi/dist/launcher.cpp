@@ -21,6 +21,7 @@
 #include "lofi/dist/store.h"
 #include "lofi/error.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/run/run_dir.h"
 
 extern char** environ;
 
@@ -79,7 +80,7 @@ std::string failure_summary(const std::vector<NodeFailure>& failures, std::files
                s ? cat(", last step ", s->step, "/", s->steps) : std::string(), ")");
     nodes.push_back(f.node);
   }
-  const std::string merged = (std::filesystem::path(failures.front().node_dir).parent_path() / "merged.safetensors").string();
+  const std::string merged = run::RunDir(std::filesystem::path(failures.front().node_dir).parent_path().string()).merged();
   std::error_code ec;
   if (std::filesystem::exists(merged, ec) && std::filesystem::last_write_time(merged, ec) >= began) {
     const io::SafetensorsFile file(merged);

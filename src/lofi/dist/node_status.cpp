@@ -1,17 +1,16 @@
 #include "lofi/dist/node_status.h"
 
-#include <signal.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "lofi/dist/check_in.h"
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
+#include "lofi/io/process.h"
+#include "lofi/run/run_dir.h"
 
 namespace lofi::dist {
 
@@ -19,7 +18,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(NodeStatus, state, step, steps, attempt, pid,
 
 namespace {
 
-std::string status_path(const std::string& node_dir) { return node_dir + "/status.json"; }
+std::string status_path(const std::string& node_dir) { return run::NodeDir(node_dir).status(); }
 
 std::string seconds_text(double s) {
   char buf[32];
@@ -53,7 +52,7 @@ NodeHeartbeat::NodeHeartbeat(std::string node_dir, std::string attempt, int64_t 
   status_.steps = steps;
   status_.attempt = std::move(attempt);
   status_.pid = ::getpid();
-  status_.host = host_name();
+  status_.host = io::host_name();
   write("training", "");
 }
 
@@ -99,7 +98,7 @@ NodeVerdict judge_node(const std::optional<NodeStatus>& status, const std::strin
   } else if (status->state == "failed") {
     v.state = NodeVerdict::failed;
     v.why = cat("failed", at, ": ", status->message);
-  } else if (status->host == host_name() && ::kill(static_cast<pid_t>(status->pid), 0) != 0 && errno == ESRCH) {
+  } else if (status->host == io::host_name() && !io::process_alive(static_cast<long>(status->pid))) {
     v.state = NodeVerdict::failed;
     v.why = cat("its worker (pid ", status->pid, ") died", at);
   } else if (now - status->updated > timeout_s) {

@@ -6,14 +6,14 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <toml++/toml.h>
 
 #include "lofi/error.h"
-#include "lofi/eval/svg_chart.h"
 #include "lofi/eval/projection.h"
+#include "lofi/eval/svg_chart.h"
 #include "lofi/eval/table.h"
 #include "lofi/eval/verdict.h"
 #include "lofi/io/atomic_file.h"
+#include "lofi/run/run_dir.h"
 
 namespace lofi::eval {
 namespace {
@@ -65,23 +65,19 @@ json read_json(const fs::path& path) {
   return value.is_discarded() ? json(nullptr) : value;
 }
 
-bool from_scratch(const fs::path& run_dir) {
-  const fs::path config = run_dir / "config.toml";
-  if (!fs::exists(config)) return false;
-  try {
-    const toml::table t = toml::parse_file(config.string());
-    return t["model"]["init"].value_or(std::string()).empty();
-  } catch (const toml::parse_error&) {
-    return false;  // a config the report cannot read is not worth failing the page for
-  }
+// Pretraining: the run's config has no model.init (a config the report cannot read is not worth
+// failing the page for: it counts as fine-tuning).
+bool from_scratch(const run::RunDir& run) {
+  const std::optional<std::string> init = run.config_value("model.init");
+  return init && init->empty();
 }
 
-std::vector<fs::path> node_dirs(const fs::path& run_dir) {
-  std::vector<fs::path> nodes;
-  for (const auto& e : fs::directory_iterator(run_dir))
-    if (e.is_directory() && e.path().filename().string().rfind("node-", 0) == 0 && fs::exists(e.path() / "metrics.jsonl"))
-      nodes.push_back(e.path());
-  std::sort(nodes.begin(), nodes.end());
+// The nodes of RUN that have logged.
+std::vector<run::NodeDir> logged_nodes(const run::RunDir& run) {
+  std::vector<run::NodeDir> nodes;
+  std::error_code ec;
+  for (int64_t k : run.node_ids())
+    if (fs::exists(run.node(k).metrics(), ec)) nodes.push_back(run.node(k));
   return nodes;
 }
 
@@ -94,9 +90,10 @@ std::vector<Run> find_runs(const fs::path& dir) {
   for (const auto& c : candidates) {
     Run run;
     run.name = c == dir ? dir.filename().string() : c.filename().string();
-    run.pretraining = from_scratch(c);
-    run.averaging_check = read_json(c / "averaging-check.json");
-    for (const auto& n : node_dirs(c)) run.nodes.push_back({n.filename().string(), read_jsonl(n / "metrics.jsonl")});
+    const run::RunDir dir_of_run(c.string());
+    run.pretraining = from_scratch(dir_of_run);
+    run.averaging_check = read_json(dir_of_run.averaging_check());
+    for (const auto& n : logged_nodes(dir_of_run)) run.nodes.push_back({n.name(), read_jsonl(n.metrics())});
     if (!run.nodes.empty()) runs.push_back(std::move(run));
   }
   return runs;
@@ -112,7 +109,7 @@ std::vector<Section> find_sections(const fs::path& dir) {
   add(dir, "", find_runs(dir));
   std::vector<fs::path> subdirs;  // not runs themselves
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_directory() && node_dirs(e.path()).empty()) subdirs.push_back(e.path());
+    if (e.is_directory() && logged_nodes(run::RunDir(e.path().string())).empty()) subdirs.push_back(e.path());
   std::sort(subdirs.begin(), subdirs.end());
   for (const auto& d : subdirs)
     if (std::vector<Run> runs = find_runs(d); !runs.empty()) add(d, d.filename().string(), std::move(runs));

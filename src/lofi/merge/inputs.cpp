@@ -1,22 +1,14 @@
 #include "lofi/merge/inputs.h"
 
-#include <algorithm>
-#include <cstdio>
 #include <filesystem>
-#include <toml++/toml.h>
 
 #include "lofi/error.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/run/run_dir.h"
 
 namespace lofi::merge {
 namespace fs = std::filesystem;
 namespace {
-
-std::string node_final(const fs::path& run, int64_t k) {
-  char name[32];
-  std::snprintf(name, sizeof(name), "node-%02lld", static_cast<long long>(k));
-  return (run / name / "final.safetensors").string();
-}
 
 // A directory of Hugging Face weights (one file or shards), as opposed to a run directory.
 bool is_weights_dir(const fs::path& dir) {
@@ -85,35 +77,15 @@ std::string tokenizer_mismatch(const std::vector<std::string>& inputs) {
 std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
   std::vector<std::string> out;
   for (const auto& input : inputs) {
-    fs::path run(input);
-    if (!fs::is_directory(run) || is_weights_dir(run)) {
+    if (!fs::is_directory(input) || is_weights_dir(input)) {
       out.push_back(input);
       continue;
     }
-    // How many nodes the run has: its config.toml, or the one a dist.node_id job wrote in its node.
-    int64_t nodes = 0;
-    std::vector<fs::path> configs{run / "config.toml"};
-    for (const auto& entry : fs::directory_iterator(run))
-      if (entry.is_directory()) configs.push_back(entry.path() / "config.toml");
-    for (const auto& config : configs) {
-      if (nodes > 0 || !fs::exists(config)) continue;
-      try {
-        nodes = toml::parse_file(config.string())["dist"]["nodes"].value_or(int64_t{0});
-      } catch (const toml::parse_error&) {
-      }
-    }
-    std::vector<int64_t> ids;
-    for (int64_t k = 0; k < nodes; ++k) ids.push_back(k);
-    for (const auto& entry : fs::directory_iterator(run)) {
-      std::string name = entry.path().filename().string();
-      if (entry.is_directory() && name.rfind("node-", 0) == 0 && name.size() > 5 &&
-          name.find_first_not_of("0123456789", 5) == std::string::npos)
-        ids.push_back(std::stoll(name.substr(5)));
-    }
-    std::sort(ids.begin(), ids.end());
-    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    // A run's nodes: those it has, and those its config says it has (a failed one is named missing).
+    const run::RunDir run(input);
+    const std::vector<int64_t> ids = run.expected_node_ids();
     if (ids.empty()) fail(input, ": a directory with no node-*/ subdirectories and no config.toml; not a run directory");
-    for (int64_t k : ids) out.push_back(node_final(run, k));
+    for (int64_t k : ids) out.push_back(run.node(k).final_weights());
   }
   return out;
 }

@@ -1,9 +1,7 @@
 #include "lofi/train/checkpoint.h"
 
-#include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <regex>
 
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
@@ -12,41 +10,15 @@
 
 namespace lofi::train {
 
-CheckpointPaths checkpoint_paths(const std::string& node_dir, int64_t step) {
-  char name[32];
-  std::snprintf(name, sizeof(name), "step-%06lld", static_cast<long long>(step));
-  std::string base = node_dir + "/ckpt/" + name;
-  return {step, base + ".safetensors", base + ".optim.safetensors"};
-}
-
-std::vector<CheckpointPaths> list_checkpoints(const std::string& node_dir) {
-  std::vector<CheckpointPaths> found;
-  std::error_code ec;
-  const std::regex pattern("step-([0-9]+)\\.safetensors");
-  for (const auto& entry : std::filesystem::directory_iterator(node_dir + "/ckpt", ec)) {
-    std::smatch m;
-    std::string name = entry.path().filename().string();
-    if (std::regex_match(name, m, pattern)) found.push_back(checkpoint_paths(node_dir, std::stoll(m[1].str())));
-  }
-  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
-  return found;
-}
-
-std::optional<CheckpointPaths> latest_checkpoint(const std::string& node_dir) {
-  auto all = list_checkpoints(node_dir);
-  if (all.empty()) return std::nullopt;
-  return all.back();
-}
-
-void verify_checkpoint(const CheckpointPaths& paths) {
+void verify_checkpoint(const run::Checkpoint& paths) {
   for (const auto& path : {paths.optimizer, paths.weights}) {
     io::SafetensorsFile file(path);  // throws on a missing, truncated or malformed file
     file.verify_data_checksum();
   }
 }
 
-std::optional<CheckpointPaths> newest_valid_checkpoint(const std::string& node_dir, bool verbose) {
-  auto all = list_checkpoints(node_dir);
+std::optional<run::Checkpoint> newest_valid_checkpoint(const run::NodeDir& node, bool verbose) {
+  auto all = node.checkpoints();
   std::string damaged;
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     try {
@@ -59,25 +31,19 @@ std::optional<CheckpointPaths> newest_valid_checkpoint(const std::string& node_d
       damaged += std::string(damaged.empty() ? "" : "; ") + e.what();
     }
   }
-  if (!all.empty()) fail("--resume: no checkpoint in ", node_dir, "/ckpt verifies (", damaged, "); start over with --overwrite");
+  if (!all.empty()) fail("--resume: no checkpoint in ", node.checkpoint_dir(), " verifies (", damaged, "); start over with --overwrite");
   return std::nullopt;
 }
 
-std::string checkpoint_config(const CheckpointPaths& paths) {
+std::string checkpoint_config(const run::Checkpoint& paths) {
   io::SafetensorsFile weights(paths.weights);
   auto it = weights.metadata().find("lofi.config");
   return it == weights.metadata().end() ? "" : it->second;
 }
 
-void remove_checkpoints(const std::string& node_dir) {
-  std::error_code ec;
-  std::filesystem::remove_all(node_dir + "/ckpt", ec);
-  if (ec) fail(node_dir, "/ckpt: cannot remove old checkpoints: ", ec.message());
-}
-
-void prune_checkpoints(const std::string& node_dir, int64_t keep) {
+void prune_checkpoints(const run::NodeDir& node, int64_t keep) {
   if (keep <= 0) return;
-  auto all = list_checkpoints(node_dir);
+  auto all = node.checkpoints();
   for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) {
     std::error_code ec;
     std::filesystem::remove(all[i].weights, ec);  // the weights first: what remains is incomplete, never listed
@@ -85,10 +51,10 @@ void prune_checkpoints(const std::string& node_dir, int64_t keep) {
   }
 }
 
-void save_checkpoint(const std::string& node_dir, int64_t step, const torch::nn::Module& module,
+void save_checkpoint(const run::NodeDir& node, int64_t step, const torch::nn::Module& module,
                      const Optimizer& optimizer, const std::string& config_toml, const OuterOptimizer* outer) {
-  io::make_dirs(node_dir + "/ckpt");
-  CheckpointPaths paths = checkpoint_paths(node_dir, step);
+  io::make_dirs(node.checkpoint_dir());
+  const run::Checkpoint paths = node.checkpoint(step);
   io::Metadata optim_meta{{"step", std::to_string(step)}};
   io::NamedTensors state = optimizer.state(optim_meta);
   if (outer)
@@ -98,7 +64,7 @@ void save_checkpoint(const std::string& node_dir, int64_t step, const torch::nn:
                        {{"step", std::to_string(step)}, {"lofi.config", config_toml}}, /*checksum=*/true);
 }
 
-int64_t load_checkpoint(const CheckpointPaths& paths, torch::nn::Module& module, Optimizer& optimizer,
+int64_t load_checkpoint(const run::Checkpoint& paths, torch::nn::Module& module, Optimizer& optimizer,
                         OuterOptimizer* outer) {
   io::SafetensorsFile weights(paths.weights);
   model::load_module_weights(module, weights);

@@ -11,6 +11,7 @@
 #include <toml++/toml.h>
 
 #include "lofi/error.h"
+#include "lofi/io/safetensors.h"
 #include "lofi/model/causal_lm.h"
 #include "lofi/model/hf.h"
 
@@ -424,6 +425,26 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   for (const auto& o : overrides) apply_override(config, o);
   apply_hf_init(config.model);
   validate(config);
+  return config;
+}
+
+std::string pretrained_source(const std::string& checkpoint) {
+  io::SafetensorsFile file(checkpoint);
+  auto it = file.metadata().find("lofi.config");
+  if (it == file.metadata().end()) return "";
+  Config as_run;
+  apply_toml_text(as_run, it->second, checkpoint + " (lofi.config)");
+  return as_run.model.init;
+}
+
+Config config_from_checkpoint(const std::string& path) {
+  io::SafetensorsFile file(path);
+  Config config;
+  auto it = file.metadata().find("lofi.config");
+  if (it == file.metadata().end())
+    fail(path, ": no lofi.config in its metadata; give the model's shape with --config or --set model.*");
+  apply_toml_text(config, it->second, path + " (lofi.config)");
+  config.model.init = path;
   return config;
 }
 

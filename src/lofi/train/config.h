@@ -166,4 +166,11 @@ void apply_hf_init(ModelConfig& model);
 // Config file (may be empty) + overrides, then apply_hf_init, validated.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides);
 
+// The config a lofi checkpoint was trained with (its "lofi.config" metadata), with model.init
+// pointing at PATH, so the model family rebuilds the model from it.
+Config config_from_checkpoint(const std::string& path);
+// The model.init the checkpoint's run started from, as its "lofi.config" records it (a Hugging
+// Face directory there lends its config.json keys and tokenizer); empty when there is none.
+std::string pretrained_source(const std::string& checkpoint);
+
 }  // namespace lofi::train

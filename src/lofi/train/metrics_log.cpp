@@ -12,8 +12,7 @@ std::string tensorboard_tag(const std::string& key) {
   return "train/" + key;
 }
 
-MetricsLog::MetricsLog(const std::string& node_dir, int64_t resume_step, bool tensorboard)
-    : path_(node_dir + "/metrics.jsonl") {
+MetricsLog::MetricsLog(const run::NodeDir& node, int64_t resume_step, bool tensorboard) : path_(node.metrics()) {
   if (resume_step > 0) {
     std::ifstream in(path_);
     std::string line, kept;
@@ -25,7 +24,7 @@ MetricsLog::MetricsLog(const std::string& node_dir, int64_t resume_step, bool te
   }
   out_.open(path_, resume_step > 0 ? std::ios::app : std::ios::trunc);
   if (!out_) fail(path_, ": cannot open for writing");
-  if (tensorboard) events_ = std::make_unique<tensorboard::EventWriter>(node_dir, resume_step);
+  if (tensorboard) events_ = std::make_unique<tensorboard::EventWriter>(node.path(), resume_step);
 }
 
 MetricsLog::~MetricsLog() = default;

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "lofi/run/run_dir.h"
+
 namespace lofi::tensorboard {
 class EventWriter;
 }
@@ -23,7 +25,7 @@ class MetricsLog {
  public:
   // On resume (resume_step > 0) the lines past the checkpoint go, and TensorBoard is told to drop
   // its scalars past it.
-  MetricsLog(const std::string& node_dir, int64_t resume_step, bool tensorboard);
+  MetricsLog(const run::NodeDir& node, int64_t resume_step, bool tensorboard);
   ~MetricsLog();
   void write(const nlohmann::json& record);  // needs "step"; every other number is a scalar
 

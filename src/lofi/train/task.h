@@ -4,6 +4,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -40,14 +41,18 @@ class Task {
   // frozen pretrained features, identically on every node, before fine-tuning starts. Returns a
   // line saying what it did. Tasks without such a head refuse.
   virtual std::string probe_head(int64_t steps, double lr, int64_t batch);
+  // A run whose model.init is a Hugging Face directory hands its result back in that form: writes
+  // OUT_DIR (replacing an older one) from the lofi weights file WEIGHTS and returns true; false
+  // when this run has no such form.
+  virtual bool write_hf_output(const std::string& weights, const std::string& out_dir) const;
 
  private:
   torch::Device device_ = torch::kCPU;
 };
 
-// The task CONFIG describes, its model initialised from INIT_SEED (or model.init) and placed on
-// DEVICE, sampling for TOPO's node; its batches go to DEVICE too.
-std::unique_ptr<Task> make_task(const Config& config, const dist::Topology& topo, uint64_t init_seed,
-                                const torch::Device& device);
+// Builds the task CONFIG describes, its model initialised from INIT_SEED (or model.init), sampling
+// for TOPO's node; the trainer then places it on the device. Model families provide one
+// (family/family.h).
+using TaskFactory = std::function<std::unique_ptr<Task>(const Config& config, const dist::Topology& topo, uint64_t init_seed)>;
 
 }  // namespace lofi::train

@@ -15,20 +15,18 @@
 #include <nlohmann/json.hpp>
 
 #include "lofi/data/sampler.h"
-#include "lofi/dist/node_status.h"
 #include "lofi/dist/comm.h"
 #include "lofi/dist/device.h"
 #include "lofi/dist/grad_sync.h"
+#include "lofi/dist/node_status.h"
 #include "lofi/error.h"
-#include "lofi/seed.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/io/safetensors_set.h"
-#include "lofi/model/hf.h"
 #include "lofi/model/weights.h"
+#include "lofi/run/run_dir.h"
+#include "lofi/seed.h"
 #include "lofi/train/checkpoint.h"
-#include "lofi/train/export.h"
-#include "lofi/train/job_merge.h"
 #include "lofi/train/metrics_log.h"
 #include "lofi/train/optimizer.h"
 #include "lofi/train/schedule.h"
@@ -55,41 +53,6 @@ std::string format_duration(double seconds) {
 
 }  // namespace
 
-model::CausalLm make_model(const ModelConfig& config, uint64_t seed) {
-  ModelConfig resolved = config;
-  apply_hf_init(resolved);
-  torch::manual_seed(seed);
-  model::CausalLm lm = model::make_causal_lm(lm_config(resolved));
-  model::init_causal_lm_weights(*lm);
-  if (model::is_hf_model_dir(resolved.init)) {
-    model::load_hf_weights(*lm, resolved.init);
-  } else if (!resolved.init.empty()) {
-    io::SafetensorsFile init(resolved.init);
-    model::load_module_weights(*lm, init, {"lm_head.weight"});
-  }
-  return lm;
-}
-
-std::string pretrained_source(const std::string& checkpoint) {
-  io::SafetensorsFile file(checkpoint);
-  auto it = file.metadata().find("lofi.config");
-  if (it == file.metadata().end()) return "";
-  Config as_run;
-  apply_toml_text(as_run, it->second, checkpoint + " (lofi.config)");
-  return as_run.model.init;
-}
-
-Config config_from_checkpoint(const std::string& path) {
-  io::SafetensorsFile file(path);
-  Config config;
-  auto it = file.metadata().find("lofi.config");
-  if (it == file.metadata().end())
-    fail(path, ": no lofi.config in its metadata; give the model's shape with --config or --set model.*");
-  apply_toml_text(config, it->second, path + " (lofi.config)");
-  config.model.init = path;
-  return config;
-}
-
 namespace {
 
 // The config.toml of a run: the config this start runs with, then one comment line per start of
@@ -97,7 +60,7 @@ namespace {
 void write_run_config(const std::string& path, const Config& config, const StartOptions& start, int64_t start_step,
                       const std::vector<std::string>& changes) {
   std::string history;
-  if (start.mode == StartMode::resume && std::filesystem::exists(path)) {
+  if (start.mode == run::StartMode::resume && std::filesystem::exists(path)) {
     std::istringstream old(io::read_text_file(path));
     for (std::string line; std::getline(old, line);)
       if (line.rfind("# segment ", 0) == 0) history += line + "\n";
@@ -115,13 +78,13 @@ void write_run_config(const std::string& path, const Config& config, const Start
 
 // --resume: the newest checkpoint that verifies (nodes that meet agree on one step), refused when
 // its config differs in a way that changes the trajectory unless ALLOW_CHANGED.
-CheckpointPaths resume_point(const Config& config, const std::string& my_dir, bool verbose, dist::Comm& comm,
+run::Checkpoint resume_point(const Config& config, const run::NodeDir& node, bool verbose, dist::Comm& comm,
                              bool allow_changed, std::vector<std::string>& changes) {
-  auto ckpt = newest_valid_checkpoint(my_dir, verbose);
-  if (!ckpt) fail("--resume: no checkpoint in ", my_dir, "/ckpt; start without --resume (or with --overwrite)");
+  auto ckpt = newest_valid_checkpoint(node, verbose);
+  if (!ckpt) fail("--resume: no checkpoint in ", node.checkpoint_dir(), "; start without --resume (or with --overwrite)");
   // Nodes that meet during training (sync_every) must restart from one step: the oldest.
   if (config.dist.sync_every > 0) {
-    ckpt = checkpoint_paths(my_dir, comm.agree_min("resume-step", ckpt->step));
+    ckpt = node.checkpoint(comm.agree_min("resume-step", ckpt->step));
     verify_checkpoint(*ckpt);
   }
   if (const std::string text = checkpoint_config(*ckpt); !text.empty()) {
@@ -149,7 +112,8 @@ std::string nonfinite_text(double v) { return std::isnan(v) ? "NaN" : v > 0 ? "+
 
 }  // namespace
 
-TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, const StartOptions& start) {
+TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, const TaskFactory& make_task,
+                           const StartOptions& start) {
   const auto& tc = config.train;
   const dist::Topology topo = dist::make_topology(env, config.dist.nodes, config.dist.node_id);
   // The paper's same-data rule: global batch B over N nodes, B / N per node, split over its workers.
@@ -171,19 +135,22 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
 
   // The run directory belongs to this run, and a start says what it does with an older one; all
   // refused before the rendezvous, so a refusal stops the whole job.
-  const std::string run_dir = config.run.dir, my_dir = node_dir(run_dir, topo.node);
+  const run::RunDir run_dir(config.run.dir);
+  const run::NodeDir my_dir = run_dir.node(topo.node);
   const bool node_leader = topo.node_rank == 0;
-  std::unique_ptr<NodeDirLock> lock;
+  std::unique_ptr<run::NodeDirLock> lock;
   if (node_leader) {
-    lock = std::make_unique<NodeDirLock>(my_dir);
-    prepare_node_dir(my_dir, start.mode);
-    if (start.mode == StartMode::resume && !latest_checkpoint(my_dir))
-      fail("--resume: no checkpoint in ", my_dir, "/ckpt; start without --resume (or with --overwrite)");
+    lock = std::make_unique<run::NodeDirLock>(my_dir);
+    run::prepare_node_dir(my_dir, start.mode);
+    if (start.mode == run::StartMode::resume && !my_dir.latest_checkpoint())
+      fail("--resume: no checkpoint in ", my_dir.checkpoint_dir(), "; start without --resume (or with --overwrite)");
   }
-  if (topo.whole_job && env.rank == 0) prepare_run_root(run_dir, start.mode);
+  if (topo.whole_job && env.rank == 0) run::prepare_run_root(run_dir, start.mode);
 
   // Every node starts from the same weights: the init depends on the seed alone.
-  std::unique_ptr<Task> task = make_task(config, topo, seed::init(static_cast<uint64_t>(tc.seed)), device);
+  std::unique_ptr<Task> task = make_task(config, topo, seed::init(static_cast<uint64_t>(tc.seed)));
+  task->model().to(device);
+  task->set_device(device);
   torch::nn::Module& model = task->model();
   const int64_t units_per_sample = task->units_per_sample();
   const std::string unit = task->unit();
@@ -193,7 +160,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
   comm_options.world_group = config.dist.sync_every > 0;
   comm_options.device = device;
   comm_options.bind = config.dist.bind;
-  comm_options.node_dir = my_dir;
+  comm_options.node_dir = my_dir.path();
   dist::Comm comm(env, topo, comm_options);
   const std::string config_toml = to_toml(config);
 
@@ -203,7 +170,7 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
   std::vector<std::string> changes;
   // LP-FT: the new head fitted on frozen features before fine-tuning's first step, with the global
   // batch on every worker whatever the topology (a resumed run has its head in the checkpoint).
-  if (tc.head_init == "lp" && start.mode != StartMode::resume) {
+  if (tc.head_init == "lp" && start.mode != run::StartMode::resume) {
     const std::string done = task->probe_head(tc.lp_steps, tc.lp_lr, tc.batch_size);
     if (node_leader && topo.node == 0) std::printf("%s\n", done.c_str());
   }
@@ -211,21 +178,22 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
   std::unique_ptr<OuterOptimizer> outer;
   if (config.dist.outer_optimizer == "nesterov")
     outer = std::make_unique<OuterOptimizer>(optimizer.params(), config.dist.outer_lr, config.dist.outer_momentum);
-  if (start.mode == StartMode::resume)
+  if (start.mode == run::StartMode::resume)
     start_step = load_checkpoint(resume_point(config, my_dir, node_leader, comm, start.allow_changed, changes), model,
                                  optimizer, outer.get());
   // The whole job's config sits at the run root; a node_id job keeps its own beside its files.
-  if (topo.whole_job && env.rank == 0) write_run_config(run_dir + "/config.toml", config, start, start_step, changes);
-  if (!topo.whole_job && node_leader) write_run_config(my_dir + "/config.toml", config, start, start_step, changes);
+  if (topo.whole_job && env.rank == 0) write_run_config(run_dir.config(), config, start, start_step, changes);
+  if (!topo.whole_job && node_leader) write_run_config(my_dir.config(), config, start, start_step, changes);
   std::unique_ptr<MetricsLog> metrics;
   std::unique_ptr<dist::NodeHeartbeat> heartbeat;
   if (node_leader) {
     metrics = std::make_unique<MetricsLog>(my_dir, start_step, tc.tensorboard);
-    heartbeat = std::make_unique<dist::NodeHeartbeat>(my_dir, comm.attempt(), start_step, tc.steps);
+    heartbeat = std::make_unique<dist::NodeHeartbeat>(my_dir.path(), comm.attempt(), start_step, tc.steps);
   }
 
   const std::string init_xxh3 = node_leader ? init_checksum(config.model.init) : "";
-  TrainSummary summary;
+  TrainedWorker worker;
+  TrainSummary& summary = worker.summary;
   summary.node = topo.node;
   summary.steps = tc.steps;
   try {
@@ -339,28 +307,19 @@ TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, cons
       meta.insert({{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
                    {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", config_toml}});
       if (!init_xxh3.empty()) meta["lofi.init_xxh3"] = init_xxh3;
-      io::save_safetensors(my_dir + "/final.safetensors", model::module_weights(model), meta);
-      // A run from a Hugging Face directory hands its result back in that form: the merged model
-      // of a whole lo-fi job (below), else each node's final.
-      const bool merges = topo.whole_job && topo.nodes > 1;
-      if (!merges && model::is_hf_model_dir(config.model.init)) write_hf_output(my_dir + "/final.safetensors", my_dir + "/final-hf");
+      io::save_safetensors(my_dir.final_weights(), model::module_weights(model), meta);
       heartbeat->done(tc.steps);
     }
   } catch (const std::exception& e) {
     if (heartbeat) heartbeat->failed(e.what());
     throw;
   }
-  // Nodes that never meet end apart: the merge reads the finals from disk (job_merge.h).
-  if (node_leader && topo.whole_job && topo.nodes > 1) {
-    std::function<nlohmann::json(const std::string&)> validate;
-    if (task->has_validation())
-      validate = [&](const std::string& weights) {  // this node's model is free now: its final is on disk
-        model::load_module_weights(model, io::SafetensorsFile(weights));
-        return task->validate(micro_batch);
-      };
-    merge_finished_nodes(config, topo.node, comm.attempt(), validate);  // and RUN/averaging-check.json
-  }
-  return summary;
+  worker.topo = topo;
+  worker.attempt = comm.attempt();
+  worker.eval_batch = micro_batch;
+  worker.task = std::move(task);
+  worker.lock = std::move(lock);
+  return worker;
 }
 
 }  // namespace lofi::train

@@ -1,14 +1,14 @@
-// The training job of one worker: places itself among nodes, trains its node's replica
-// (all-reducing gradients inside the node only), writes metrics, checkpoints and the node's
-// final weights, and, at the end of a whole lo-fi job, the merged average of the nodes that
-// finished (train/job_merge.h). A non-finite loss or gradient norm stops the node.
+// The training of one worker: places itself among nodes, trains its node's replica (all-reducing
+// gradients inside the node only), writes metrics, checkpoints and the node's final weights, and
+// returns. What follows, the end of the job (the merge of the node finals, the Hugging Face
+// export), is train/job_end.h. A non-finite loss or gradient norm stops the node.
 #pragma once
 #include <string>
 
 #include "lofi/dist/env.h"
-#include "lofi/model/causal_lm.h"
+#include "lofi/run/run_dir.h"
 #include "lofi/train/config.h"
-#include "lofi/train/run_dir.h"
+#include "lofi/train/task.h"
 
 namespace lofi::train {
 
@@ -21,23 +21,23 @@ struct TrainSummary {
   int64_t bytes_between_nodes = 0;
 };
 
-// A model of CONFIG.arch: MODEL.init's weights when set (a safetensors file, or a Hugging Face
-// directory whose config.json then gives the shape), else the usual init seeded by SEED.
-model::CausalLm make_model(const ModelConfig& config, uint64_t seed);
-
-// The config a lofi checkpoint was trained with (its "lofi.config" metadata), with model.init
-// pointing at PATH, so make_model() rebuilds the model.
-Config config_from_checkpoint(const std::string& path);
-// The model.init the checkpoint's run started from, as its "lofi.config" records it (a Hugging
-// Face directory there lends its config.json keys and tokenizer); empty when there is none.
-std::string pretrained_source(const std::string& checkpoint);
-
 struct StartOptions {
-  StartMode mode = StartMode::fresh;  // resume: from the newest checkpoint that verifies
+  run::StartMode mode = run::StartMode::fresh;  // resume: from the newest checkpoint that verifies
   bool allow_changed = false;         // resume with settings that change the trajectory (--resume-changed)
 };
 
-// Runs this worker's part of the job.
-TrainSummary run_training(const Config& config, const dist::WorkerEnv& env, const StartOptions& start = {});
+// A worker whose training is done: what the end of the job (train/job_end.h) needs of it.
+struct TrainedWorker {
+  TrainSummary summary;
+  dist::Topology topo;
+  std::string attempt;         // this job start's id (dist::Comm::attempt())
+  int64_t eval_batch = 0;      // the evaluation batch the task validates with
+  std::unique_ptr<Task> task;  // its model holds the node's final, which is on disk
+  std::unique_ptr<run::NodeDirLock> lock;  // a node leader's, held to the end of the job
+};
+
+// Trains this worker's part of the job with the task MAKE_TASK builds (a model family's).
+TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, const TaskFactory& make_task,
+                           const StartOptions& start = {});
 
 }  // namespace lofi::train

@@ -1,12 +1,12 @@
-#include "lofi/eval/lm_evaluator.h"
+#include "lofi/family/lm_evaluator.h"
 
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
+#include "lofi/family/lm_model.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/weights.h"
-#include "lofi/train/trainer.h"
 
-namespace lofi::eval {
+namespace lofi::family {
 
 std::vector<NamedPath> parse_named_paths(const std::vector<std::string>& args, const std::string& arg_name) {
   std::vector<NamedPath> out;
@@ -32,40 +32,40 @@ LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPat
     data_.push_back(std::make_unique<data::TokenShards>(data::split_paths(d.path), config.model.vocab_size, config.data.format));
   train::ModelConfig shape = config.model;
   shape.init.clear();
-  lm_ = train::make_model(shape, 0);
+  lm_ = make_lm(shape, 0);
   lm_->to(device_);
 }
 
-std::vector<LmScore> LmEvaluator::score_model(model::CausalLmImpl& lm) {
-  std::vector<LmScore> out;
+std::vector<eval::LmScore> LmEvaluator::score_model(model::CausalLmImpl& lm) {
+  std::vector<eval::LmScore> out;
   dist::PrecisionGuard precision(device_, config_.train.precision);
-  for (const auto& d : data_) out.push_back(evaluate_lm(lm, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
+  for (const auto& d : data_) out.push_back(eval::evaluate_lm(lm, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
   return out;
 }
 
-std::vector<LmScore> LmEvaluator::score(const io::NamedTensors& weights) {
+std::vector<eval::LmScore> LmEvaluator::score(const io::NamedTensors& weights) {
   model::load_named_tensors(*lm_, weights, "weights", {"lm_head.weight"});
   return score_model(*lm_);
 }
 
-std::vector<LmScore> LmEvaluator::score_file(const std::string& checkpoint) {
+std::vector<eval::LmScore> LmEvaluator::score_file(const std::string& checkpoint) {
   if (model::is_hf_model_dir(checkpoint)) model::load_hf_weights(*lm_, checkpoint);
   else model::load_module_weights(*lm_, io::SafetensorsFile(checkpoint), {"lm_head.weight"});
   return score_model(*lm_);
 }
 
-std::vector<LmScore> LmEvaluator::score_ensemble(const std::vector<std::string>& checkpoints) {
+std::vector<eval::LmScore> LmEvaluator::score_ensemble(const std::vector<std::string>& checkpoints) {
   std::vector<model::CausalLm> members;
   for (const auto& path : checkpoints) {
     train::ModelConfig shape = config_.model;
     shape.init = path;
-    members.push_back(train::make_model(shape, 0));
+    members.push_back(make_lm(shape, 0));
     members.back()->to(device_);
   }
-  std::vector<LmScore> out;
+  std::vector<eval::LmScore> out;
   dist::PrecisionGuard precision(device_, config_.train.precision);
   for (const auto& d : data_)
-    out.push_back(evaluate_lm_ensemble(members, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
+    out.push_back(eval::evaluate_lm_ensemble(members, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
   return out;
 }
 
@@ -76,4 +76,4 @@ std::map<std::string, double> LmEvaluator::losses(const io::NamedTensors& weight
   return out;
 }
 
-}  // namespace lofi::eval
+}  // namespace lofi::family

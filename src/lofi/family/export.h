@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace lofi::train {
+namespace lofi::family {
 
 struct ExportOptions {
   std::string format = "hf";  // the one format so far: a Hugging Face directory
@@ -23,4 +23,4 @@ std::vector<std::string> export_checkpoint(const std::string& in, const std::str
 // one) from the checkpoint IN, in F32.
 void write_hf_output(const std::string& in, const std::string& out_dir);
 
-}  // namespace lofi::train
+}  // namespace lofi::family

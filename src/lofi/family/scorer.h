@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "lofi/eval/image_evaluator.h"
-#include "lofi/eval/lm_evaluator.h"
+#include "lofi/family/image_evaluator.h"
+#include "lofi/family/lm_evaluator.h"
 
-namespace lofi::eval {
+namespace lofi::family {
 
 using WeightsScorer = std::function<std::map<std::string, double>(const io::NamedTensors&)>;
 
@@ -24,8 +24,8 @@ struct ScorerInputs {
 // The test sets of INPUTS for a classifier, each with its class map; fails on a map naming no set.
 std::vector<ImageTestSet> image_test_sets(const ScorerInputs& inputs);
 
-// A scorer for models shaped as CONFIG; REFERENCE is a checkpoint of that model (a classifier's
-// class names come from it).
+// A scorer for models shaped as CONFIG, by its model family (family/family.h); REFERENCE is a
+// checkpoint of that model (a classifier's class names come from it).
 WeightsScorer make_weights_scorer(const train::Config& config, const std::string& reference, const ScorerInputs& inputs);
 
-}  // namespace lofi::eval
+}  // namespace lofi::family

@@ -17,7 +17,7 @@
 #include "lofi/model/vit.h"
 #include "lofi/train/config.h"
 
-namespace lofi::eval {
+namespace lofi::family {
 
 struct ImageTestSet {
   std::string name;       // e.g. "sketch"
@@ -41,10 +41,10 @@ class ImageEvaluator {
   ~ImageEvaluator();
 
   const std::vector<ImageTestSet>& sets() const { return sets_; }
-  std::vector<ClassificationScore> score(const io::NamedTensors& weights);
-  std::vector<ClassificationScore> score_file(const std::string& checkpoint);
+  std::vector<eval::ClassificationScore> score(const io::NamedTensors& weights);
+  std::vector<eval::ClassificationScore> score_file(const std::string& checkpoint);
   // The ensemble predicts the mean of its members' probabilities.
-  std::vector<ClassificationScore> score_ensemble(const std::vector<std::string>& checkpoints);
+  std::vector<eval::ClassificationScore> score_ensemble(const std::vector<std::string>& checkpoints);
   // {"loss/NAME": loss, "top1/NAME": accuracy} for merge::Evaluator.
   std::map<std::string, double> losses(const io::NamedTensors& weights);
 
@@ -52,7 +52,7 @@ class ImageEvaluator {
   struct Set;
   // Log-probabilities (B, model classes) of a batch of images.
   using Predict = std::function<torch::Tensor(const torch::Tensor&)>;
-  std::vector<ClassificationScore> run(const Predict& predict);
+  std::vector<eval::ClassificationScore> run(const Predict& predict);
   // Calls F(images (B, 3, S, S), labels (B)) for SET's batches, max_images images at most.
   template <typename F>
   void for_each_batch(const Set& set, const F& f) const;
@@ -70,4 +70,4 @@ class ImageEvaluator {
 // The class names stored with a classifier's weights ("lofi.classes"); throws naming PATH.
 std::vector<std::string> checkpoint_classes(const std::string& path);
 
-}  // namespace lofi::eval
+}  // namespace lofi::family

@@ -1,4 +1,4 @@
-#include "lofi/train/image_task.h"
+#include "lofi/family/image_task.h"
 
 #include <cstdio>
 
@@ -7,14 +7,14 @@
 #include "lofi/data/sampler.h"
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
-#include "lofi/seed.h"
 #include "lofi/eval/classification.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/model/vit_checkpoint.h"
+#include "lofi/seed.h"
 
-namespace lofi::train {
+namespace lofi::family {
 
-model::VitConfig vit_config(const ModelConfig& config, int64_t num_classes) {
+model::VitConfig vit_config(const train::ModelConfig& config, int64_t num_classes) {
   model::VitConfig c = model::vit_config_preset(config.preset);
   if (config.image_size > 0) c.image_size = config.image_size;
   c.num_classes = num_classes;
@@ -23,7 +23,7 @@ model::VitConfig vit_config(const ModelConfig& config, int64_t num_classes) {
   return c;
 }
 
-model::Vit make_vit(const ModelConfig& config, int64_t num_classes, uint64_t seed, std::vector<std::string>* notices,
+model::Vit make_vit(const train::ModelConfig& config, int64_t num_classes, uint64_t seed, std::vector<std::string>* notices,
                     bool* head_reinitialised) {
   torch::manual_seed(seed);
   model::Vit vit(vit_config(config, num_classes));
@@ -35,8 +35,8 @@ model::Vit make_vit(const ModelConfig& config, int64_t num_classes, uint64_t see
   return vit;
 }
 
-data::AugmentConfig augment_config(const Config& config, int64_t image_size) {
-  const ImagesConfig& im = config.images;
+data::AugmentConfig augment_config(const train::Config& config, int64_t image_size) {
+  const train::ImagesConfig& im = config.images;
   data::AugmentConfig a;
   a.image_size = image_size;
   a.scale_min = im.scale_min;
@@ -55,14 +55,14 @@ data::AugmentConfig augment_config(const Config& config, int64_t image_size) {
 namespace {
 
 // Class names travel with the weights so that evaluation maps test folders onto them by name.
-std::vector<std::string> classes_or_count(const ModelConfig& config, const data::ImageFolder& folder) {
+std::vector<std::string> classes_or_count(const train::ModelConfig& config, const data::ImageFolder& folder) {
   if (config.num_classes > 0 && config.num_classes != static_cast<int64_t>(folder.classes().size()))
     fail("config: model.num_classes = ", config.num_classes, " but ", folder.root(), " has ", folder.classes().size(),
          " classes");
   return folder.classes();
 }
 
-data::LoaderConfig loader_config(const ImagesConfig& images) {
+data::LoaderConfig loader_config(const train::ImagesConfig& images) {
   data::LoaderConfig lc;
   lc.threads = images.loader_threads;
   lc.prefetch = images.prefetch;
@@ -72,7 +72,7 @@ data::LoaderConfig loader_config(const ImagesConfig& images) {
 
 }  // namespace
 
-ImageTask::ImageTask(const Config& config, const dist::Topology& topo, uint64_t init_seed)
+ImageTask::ImageTask(const train::Config& config, const dist::Topology& topo, uint64_t init_seed)
     : config_(config), topo_(topo), train_(config.data.train) {
   const auto classes = classes_or_count(config.model, train_);
   // data.val serves the periodic evaluation (train.eval_every) and a lo-fi job's averaging check.
@@ -199,4 +199,4 @@ std::string ImageTask::probe_head(int64_t steps, double lr, int64_t batch) {
 
 io::Metadata ImageTask::metadata() const { return {{"lofi.classes", nlohmann::json(train_.classes()).dump()}}; }
 
-}  // namespace lofi::train
+}  // namespace lofi::family

@@ -8,11 +8,11 @@
 #include "lofi/model/causal_lm.h"
 #include "lofi/train/task.h"
 
-namespace lofi::train {
+namespace lofi::family {
 
-class LmTask : public Task {
+class LmTask : public train::Task {
  public:
-  LmTask(const Config& config, const dist::Topology& topo, uint64_t init_seed);
+  LmTask(const train::Config& config, const dist::Topology& topo, uint64_t init_seed);
 
   torch::nn::Module& model() override { return *model_; }
   void begin_step(int64_t step, int64_t node_batch) override;
@@ -21,10 +21,12 @@ class LmTask : public Task {
   std::string unit() const override { return "tokens"; }
   bool has_validation() const override { return val_ != nullptr; }
   nlohmann::json validate(int64_t batch) override;
+  bool write_hf_output(const std::string& weights, const std::string& out_dir) const override;
 
  private:
   int64_t seq_len_, eval_batches_;
   std::string precision_;
+  std::string init_;  // model.init
   data::TokenShards tokens_;
   std::unique_ptr<data::TokenShards> val_;
   data::WindowSampler sampler_;
@@ -32,4 +34,4 @@ class LmTask : public Task {
   model::CausalLm model_;
 };
 
-}  // namespace lofi::train
+}  // namespace lofi::family

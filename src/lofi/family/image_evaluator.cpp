@@ -1,4 +1,4 @@
-#include "lofi/eval/image_evaluator.h"
+#include "lofi/family/image_evaluator.h"
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
@@ -7,15 +7,15 @@
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/eval/progress.h"
+#include "lofi/family/image_task.h"
 #include "lofi/model/weights.h"
-#include "lofi/train/image_task.h"
 
-namespace lofi::eval {
+namespace lofi::family {
 
 struct ImageEvaluator::Set {
   data::ImageFolder folder;
   bool mapped = false;
-  ClassMap map;
+  eval::ClassMap map;
   bool cached = false;
   std::vector<std::pair<torch::Tensor, torch::Tensor>> batches;  // when cached: (images (B, 3, S, S), labels (B))
 };
@@ -40,14 +40,14 @@ ImageEvaluator::ImageEvaluator(const train::Config& config, std::vector<std::str
   if (sets.empty()) fail("no evaluation data given (--data NAME=FOLDER)");
   train::ModelConfig shape = config.model;
   shape.init.clear();
-  vit_ = train::make_vit(shape, static_cast<int64_t>(classes_.size()), 0);
+  vit_ = make_vit(shape, static_cast<int64_t>(classes_.size()), 0);
   vit_->to(device_);
-  augment_ = train::augment_config(config, vit_->config.image_size);
+  augment_ = augment_config(config, vit_->config.image_size);
   const int64_t image_bytes = 3 * augment_.image_size * augment_.image_size * static_cast<int64_t>(sizeof(float));
   for (const auto& s : sets) {
-    ClassMap map;
+    eval::ClassMap map;
     const bool mapped = !s.class_map.empty();
-    if (mapped) map = read_class_map(s.class_map, static_cast<int64_t>(classes_.size()), classes_);
+    if (mapped) map = eval::read_class_map(s.class_map, static_cast<int64_t>(classes_.size()), classes_);
     data::ImageFolder folder(s.folder, mapped ? map.names : classes_);
     data_.push_back(std::make_unique<Set>(Set{std::move(folder), mapped, std::move(map), false, {}}));
     Set& set = *data_.back();
@@ -73,14 +73,14 @@ void ImageEvaluator::for_each_batch(const Set& set, const F& f) const {
 
 ImageEvaluator::~ImageEvaluator() = default;
 
-std::vector<ClassificationScore> ImageEvaluator::run(const Predict& predict) {
+std::vector<eval::ClassificationScore> ImageEvaluator::run(const Predict& predict) {
   torch::NoGradGuard no_grad;
   dist::PrecisionGuard precision(device_, config_.train.precision);
-  std::vector<ClassificationScore> out;
+  std::vector<eval::ClassificationScore> out;
   for (const auto& set : data_) {
-    ClassificationMeter meter = set->mapped ? ClassificationMeter(set->map) : ClassificationMeter();
+    eval::ClassificationMeter meter = set->mapped ? eval::ClassificationMeter(set->map) : eval::ClassificationMeter();
     const int64_t total = settings_.max_images > 0 ? std::min(settings_.max_images, set->folder.size()) : set->folder.size();
-    Progress progress("scoring " + set->folder.root(), total, "images");
+    eval::Progress progress("scoring " + set->folder.root(), total, "images");
     int64_t seen = 0;
     auto add = [&](const torch::Tensor& x, const torch::Tensor& y) {
       meter.add(predict(dist::to_device(x, device_)), y);
@@ -96,24 +96,24 @@ std::vector<ClassificationScore> ImageEvaluator::run(const Predict& predict) {
   return out;
 }
 
-std::vector<ClassificationScore> ImageEvaluator::score(const io::NamedTensors& weights) {
+std::vector<eval::ClassificationScore> ImageEvaluator::score(const io::NamedTensors& weights) {
   model::load_named_tensors(*vit_, weights, "weights");
   vit_->eval();
   return run([&](const torch::Tensor& x) { return torch::log_softmax(vit_->forward(x), -1); });
 }
 
-std::vector<ClassificationScore> ImageEvaluator::score_file(const std::string& checkpoint) {
+std::vector<eval::ClassificationScore> ImageEvaluator::score_file(const std::string& checkpoint) {
   model::load_module_weights(*vit_, io::SafetensorsFile(checkpoint));
   vit_->eval();
   return run([&](const torch::Tensor& x) { return torch::log_softmax(vit_->forward(x), -1); });
 }
 
-std::vector<ClassificationScore> ImageEvaluator::score_ensemble(const std::vector<std::string>& checkpoints) {
+std::vector<eval::ClassificationScore> ImageEvaluator::score_ensemble(const std::vector<std::string>& checkpoints) {
   std::vector<model::Vit> members;
   for (const auto& path : checkpoints) {
     train::ModelConfig shape = config_.model;
     shape.init.clear();
-    members.push_back(train::make_vit(shape, static_cast<int64_t>(classes_.size()), 0));
+    members.push_back(make_vit(shape, static_cast<int64_t>(classes_.size()), 0));
     members.back()->to(device_);
     model::load_module_weights(*members.back(), io::SafetensorsFile(path));
     members.back()->eval();
@@ -135,4 +135,4 @@ std::map<std::string, double> ImageEvaluator::losses(const io::NamedTensors& wei
   return out;
 }
 
-}  // namespace lofi::eval
+}  // namespace lofi::family

@@ -10,21 +10,21 @@
 #include "lofi/model/vit.h"
 #include "lofi/train/task.h"
 
-namespace lofi::train {
+namespace lofi::family {
 
 // The ViT CONFIG describes for NUM_CLASSES outputs, initialised from SEED, then from model.init
 // when set (a timm checkpoint: the head is re-initialised when its classes differ, position
 // embeddings are resampled when the image size differs; NOTICES receives what was adapted, and
 // HEAD_REINITIALISED whether the head is new rather than model.init's).
-model::Vit make_vit(const ModelConfig& config, int64_t num_classes, uint64_t seed,
+model::Vit make_vit(const train::ModelConfig& config, int64_t num_classes, uint64_t seed,
                     std::vector<std::string>* notices = nullptr, bool* head_reinitialised = nullptr);
-model::VitConfig vit_config(const ModelConfig& config, int64_t num_classes);
+model::VitConfig vit_config(const train::ModelConfig& config, int64_t num_classes);
 // The augmentation of CONFIG.images for a model of IMAGE_SIZE pixels.
-data::AugmentConfig augment_config(const Config& config, int64_t image_size);
+data::AugmentConfig augment_config(const train::Config& config, int64_t image_size);
 
-class ImageTask : public Task {
+class ImageTask : public train::Task {
  public:
-  ImageTask(const Config& config, const dist::Topology& topo, uint64_t init_seed);
+  ImageTask(const train::Config& config, const dist::Topology& topo, uint64_t init_seed);
 
   torch::nn::Module& model() override { return *model_; }
   void begin_step(int64_t step, int64_t node_batch) override;
@@ -39,7 +39,7 @@ class ImageTask : public Task {
  private:
   void start_loader(int64_t first_step, int64_t node_batch);
 
-  const Config config_;
+  const train::Config config_;
   const dist::Topology topo_;
   data::ImageFolder train_;
   std::unique_ptr<data::ImageFolder> val_;
@@ -53,4 +53,4 @@ class ImageTask : public Task {
   torch::Tensor targets_;       // (B, classes) their mixed, smoothed targets
 };
 
-}  // namespace lofi::train
+}  // namespace lofi::family

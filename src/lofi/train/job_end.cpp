@@ -1,4 +1,4 @@
-#include "lofi/train/job_merge.h"
+#include "lofi/train/job_end.h"
 
 #include <chrono>
 #include <cstdio>
@@ -8,12 +8,12 @@
 
 #include "lofi/dist/node_status.h"
 #include "lofi/error.h"
-#include "lofi/merge/average.h"
-#include "lofi/model/hf.h"
 #include "lofi/io/atomic_file.h"
+#include "lofi/io/safetensors.h"
+#include "lofi/merge/average.h"
+#include "lofi/model/weights.h"
+#include "lofi/run/run_dir.h"
 #include "lofi/train/averaging_check.h"
-#include "lofi/train/export.h"
-#include "lofi/train/run_dir.h"
 
 namespace lofi::train {
 namespace {
@@ -24,12 +24,11 @@ std::string node_list(const std::vector<int64_t>& nodes) {
   return out;
 }
 
-}  // namespace
-
-nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std::string& attempt,
-                                    const std::function<nlohmann::json(const std::string&)>& validate) {
+// The merge of a whole lo-fi job's finished nodes, by node ME's leader.
+nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std::string& attempt, Task& task,
+                                    int64_t eval_batch) {
   const int64_t nodes = config.dist.nodes;
-  const std::string& run = config.run.dir;
+  const run::RunDir run(config.run.dir);
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   auto last_note = t0;
@@ -43,7 +42,7 @@ nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std:
         v.state = dist::NodeVerdict::done;
         continue;
       }
-      auto status = dist::read_node_status(node_dir(run, k));
+      auto status = dist::read_node_status(run.node(k).path());
       v = dist::judge_node(status, attempt, dist::wall_seconds(), config.dist.timeout_s, waited);
       if (v.state == dist::NodeVerdict::training)
         waiting.push_back(status && status->attempt == attempt ? cat(k, " (step ", status->step, "/", status->steps, ")")
@@ -78,19 +77,21 @@ nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std:
   for (int64_t k : failed)
     std::fprintf(stderr, "node %lld: %s\n", static_cast<long long>(k), verdicts[static_cast<size_t>(k)].why.c_str());
   const int64_t needed = config.dist.min_nodes > 0 ? config.dist.min_nodes : nodes;
+  std::string final_files;
+  for (int64_t k : finished) final_files += (final_files.empty() ? "" : ", ") + run.node(k).final_weights();
   if (static_cast<int64_t>(finished.size()) < needed)
     fail("merge: ", finished.size(), " of ", nodes, " nodes finished (", failures, "); dist.min_nodes = ", needed,
-         ", so no merge is written. The finished nodes' weights are ", run, "/node-*/final.safetensors of nodes ",
-         node_list(finished), "; average them with `lofi average ", run, " --min-inputs ", finished.size(),
+         ", so no merge is written. The finished nodes' weights are ", final_files, "; average them with `lofi average ", run.path(),
+         " --min-inputs ", finished.size(),
          " --out OUT`, or rerun with dist.min_nodes = ", finished.size());
 
   merge::AverageOptions options;
-  for (int64_t k : finished) options.inputs.push_back(node_dir(run, k) + "/final.safetensors");
-  options.out = run + "/merged.safetensors";
+  for (int64_t k : finished) options.inputs.push_back(run.node(k).final_weights());
+  options.out = run.merged();
   options.metadata = {{"lofi.merged_nodes", node_list(finished)}, {"lofi.failed_nodes", node_list(failed)},
                       {"lofi.nodes", std::to_string(nodes)}};
   merge::average_checkpoints(options);
-  if (model::is_hf_model_dir(config.model.init)) write_hf_output(options.out, run + "/merged-hf");
+  task.write_hf_output(options.out, run.merged_hf());
   if (failed.empty())
     std::printf("merged %lld nodes into %s\n", static_cast<long long>(nodes), options.out.c_str());
   else
@@ -100,20 +101,38 @@ nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std:
 
   // This merge's verdict, or none: never an earlier attempt's (a resumed run's, say).
   std::error_code ec;
-  std::filesystem::remove(run + "/averaging-check.json", ec);
+  std::filesystem::remove(run.averaging_check(), ec);
   // Nodes that met at the last step hold one model: there is nothing to compare.
   if (config.dist.sync_every > 0 && config.train.steps % config.dist.sync_every == 0) return nullptr;
-  if (!validate) {
+  if (!task.has_validation()) {
     std::printf("averaging check: no data.val, so the average was not compared with the nodes; set data.val to check it\n");
     return nullptr;
   }
   std::vector<NodeFinal> finals;
-  for (int64_t k : finished) finals.push_back({k, node_dir(run, k) + "/final.safetensors"});
+  for (int64_t k : finished) finals.push_back({k, run.node(k).final_weights()});
+  auto validate = [&](const std::string& weights) {  // the task's model is free now: its final is on disk
+    model::load_module_weights(task.model(), io::SafetensorsFile(weights));
+    return task.validate(eval_batch);
+  };
   nlohmann::json check = check_averaging(finals, options.out, validate, config.train.eval_batches);
-  io::write_file_atomic(run + "/averaging-check.json", check.dump(2) + "\n");
+  io::write_file_atomic(run.averaging_check(), check.dump(2) + "\n");
   std::printf("%s\n", averaging_check_text(check).c_str());
   std::fflush(stdout);
   return check;
+}
+
+}  // namespace
+
+nlohmann::json finish_job(const Config& config, TrainedWorker& worker) {
+  const dist::Topology& topo = worker.topo;
+  if (topo.node_rank != 0) return nullptr;
+  if (!(topo.whole_job && topo.nodes > 1)) {
+    worker.task->write_hf_output(run::RunDir(config.run.dir).node(topo.node).final_weights(),
+                                 run::RunDir(config.run.dir).node(topo.node).final_hf());
+    return nullptr;
+  }
+  // Nodes that never meet end apart: the merge reads the finals from disk.
+  return merge_finished_nodes(config, topo.node, worker.attempt, *worker.task, worker.eval_batch);
 }
 
 }  // namespace lofi::train

@@ -1,20 +1,23 @@
-#include "lofi/train/lm_task.h"
+#include "lofi/family/lm_task.h"
 
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/eval/perplexity.h"
-#include "lofi/train/trainer.h"
+#include "lofi/family/export.h"
+#include "lofi/family/lm_model.h"
+#include "lofi/model/hf.h"
 
-namespace lofi::train {
+namespace lofi::family {
 
-LmTask::LmTask(const Config& config, const dist::Topology& topo, uint64_t init_seed)
+LmTask::LmTask(const train::Config& config, const dist::Topology& topo, uint64_t init_seed)
     : seq_len_(config.data.seq_len),
       eval_batches_(config.train.eval_batches),
       precision_(config.train.precision),
+      init_(config.model.init),
       tokens_(data::split_paths(config.data.train), config.model.vocab_size, config.data.format),
       sampler_(data::node_token_range(tokens_.size(), topo.nodes, topo.node, config.dist.data_split), seq_len_ + 1,
                static_cast<uint64_t>(config.train.seed), topo.node),
-      model_(make_model(config.model, init_seed)) {
+      model_(make_lm(config.model, init_seed)) {
   // data.val serves the periodic evaluation (train.eval_every) and a lo-fi job's averaging check.
   if (config.train.eval_every > 0 && config.data.val.empty()) fail("config: train.eval_every > 0 needs data.val");
   if (!config.data.val.empty()) {
@@ -39,4 +42,10 @@ nlohmann::json LmTask::validate(int64_t batch) {
   return {{"val_loss", score.loss}};
 }
 
-}  // namespace lofi::train
+bool LmTask::write_hf_output(const std::string& weights, const std::string& out_dir) const {
+  if (!model::is_hf_model_dir(init_)) return false;
+  family::write_hf_output(weights, out_dir);
+  return true;
+}
+
+}  // namespace lofi::family

@@ -14,7 +14,7 @@
 #include "lofi/model/causal_lm.h"
 #include "lofi/train/config.h"
 
-namespace lofi::eval {
+namespace lofi::family {
 
 struct NamedPath {
   std::string name, path;
@@ -36,14 +36,14 @@ class LmEvaluator {
   const std::vector<NamedPath>& datasets() const { return names_; }
   // Scores per dataset, in dataset order, of the given weights / of a checkpoint / of an
   // output-space ensemble of checkpoints.
-  std::vector<LmScore> score(const io::NamedTensors& weights);
-  std::vector<LmScore> score_file(const std::string& checkpoint);
-  std::vector<LmScore> score_ensemble(const std::vector<std::string>& checkpoints);
+  std::vector<eval::LmScore> score(const io::NamedTensors& weights);
+  std::vector<eval::LmScore> score_file(const std::string& checkpoint);
+  std::vector<eval::LmScore> score_ensemble(const std::vector<std::string>& checkpoints);
   // {"loss/NAME": loss} for merge::Evaluator.
   std::map<std::string, double> losses(const io::NamedTensors& weights);
 
  private:
-  std::vector<LmScore> score_model(model::CausalLmImpl& lm);
+  std::vector<eval::LmScore> score_model(model::CausalLmImpl& lm);
 
   train::Config config_;
   EvalSettings settings_;
@@ -53,4 +53,4 @@ class LmEvaluator {
   model::CausalLm lm_;
 };
 
-}  // namespace lofi::eval
+}  // namespace lofi::family

@@ -1,0 +1,30 @@
+// Decoder-only language models (OPT, GPT-2): next-token prediction on token shards, scored by
+// loss and perplexity per dataset.
+#include "lofi/error.h"
+#include "lofi/family/family.h"
+#include "lofi/family/lm_evaluator.h"
+#include "lofi/family/lm_task.h"
+
+namespace lofi::family {
+namespace {
+
+class CausalLmFamily : public Family {
+ public:
+  std::string name() const override { return "causal-lm"; }
+  std::vector<std::string> archs() const override { return {"gpt2", "opt"}; }
+  Kind kind() const override { return Kind::language_model; }
+  std::unique_ptr<train::Task> make_task(const train::Config& config, const dist::Topology& topo,
+                                         uint64_t init_seed) const override {
+    return std::make_unique<LmTask>(config, topo, init_seed);
+  }
+  WeightsScorer make_scorer(const train::Config& config, const std::string&, const ScorerInputs& inputs) const override {
+    if (!inputs.class_maps.empty()) fail("--class-map applies to image classifiers; this is a language model");
+    auto evaluator = std::make_shared<LmEvaluator>(config, inputs.data, inputs.lm);
+    return [evaluator](const io::NamedTensors& w) { return evaluator->losses(w); };
+  }
+};
+
+}  // namespace
+}  // namespace lofi::family
+
+LOFI_MODEL_FAMILY(causal_lm, lofi::family::CausalLmFamily)
