@@ -24,6 +24,7 @@ packages=(
   protobuf-compiler libprotobuf-dev  # TensorBoard event files (Event messages, lite runtime)
   libisal-dev             # CRC-32C of the event files' records (Intel ISA-L)
   libpcre2-dev            # the tokenizer's pre-tokenisation regex (Unicode classes, lookahead, JIT)
+  libicu-dev              # the tokenizer's NFC normalizer (Qwen2's tokenizer.json)
   libpng-dev              # PNG decoding (report screenshots in tests; images)
   libturbojpeg0-dev       # JPEG decoding (TurboJPEG API: errors as return codes, no exit())
   libgtest-dev            # tests

@@ -127,7 +127,7 @@ TEST(Tokenizer, BadDirectoriesAreNamed) {
   std::string eos = error(tokenizer_dir("eos", {{"tokenizer_config.json", R"({"add_bos_token": true, "bos_token": "<nope>"})"}}));
   EXPECT_NE(eos.find("'<nope>' is neither in vocab.json nor an added token"), std::string::npos) << eos;
   std::string json_dir = tokenizer_dir("wordpiece", {{"tokenizer.json", R"({"model": {"type": "WordPiece", "vocab": {}}})"}});
-  EXPECT_NE(error(json_dir).find("model type 'WordPiece' is not supported"), std::string::npos);
+  EXPECT_NE(error(json_dir).find("model.type = \"WordPiece\" is not supported: lofi reads byte-level BPE tokenizers"), std::string::npos);
 }
 
 TEST(Tokenizer, ByteLevelTableRoundTrips) {
@@ -149,6 +149,95 @@ TEST(TokenizerGolden, ExpectedIdsAreHuggingFaceTokenizers) {
   test::CommandResult check = test::run_python("tokenizer/check_with_tokenizers.py", "");
   std::cout << check.output;
   EXPECT_EQ(check.status, 0) << check.output;
+}
+
+}  // namespace
+}  // namespace lofi::data
+
+namespace lofi::data {
+namespace {
+
+// The tokenizers of today's decoders, as their tokenizer.json lays them out (Split with the
+// family's regex, then ByteLevel; Llama 3's <|begin_of_text|> first; Qwen2's NFC normalizer), made
+// by make_llama3_qwen2.py: lofi's ids equal Hugging Face `tokenizers`' on the corpus and on text
+// that needs composing, long numbers and special tokens.
+void expect_matches_tokenizers(const std::string& variant, const std::vector<std::string>& extra) {
+  std::vector<std::string> texts = expected()["corpus"].get<std::vector<std::string>>();
+  texts.insert(texts.end(), extra.begin(), extra.end());
+  const std::string dir = test::scratch_dir(), texts_path = dir + "/texts.json";
+  io::write_file_atomic(texts_path, json(texts).dump());
+  const test::CommandResult reference =
+      test::run_python("tokenizer/encode_with_tokenizers.py", kFixtures + "/" + variant + " " + texts_path);
+  ASSERT_EQ(reference.status, 0) << reference.output;
+  const json want = json::parse(reference.output);
+  ASSERT_EQ(want.size(), texts.size());
+  const Tokenizer tok = Tokenizer::load(kFixtures + "/" + variant);
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const auto ids = tok.encode(texts[i]);
+    EXPECT_EQ(ids, want[i]["ids"].get<std::vector<uint32_t>>()) << variant << " text " << i << ": " << texts[i];
+    EXPECT_EQ(tok.encode(texts[i], false), want[i]["ids_without_special"].get<std::vector<uint32_t>>())
+        << variant << " text " << i << ": " << texts[i];
+    EXPECT_EQ(tok.decode(ids), want[i]["decoded"].get<std::string>()) << variant << " text " << i;
+  }
+}
+
+const std::vector<std::string> kHardTexts = {
+    "Cafe\xcc\x81 e\xcc\x81te\xcc\x81 \xe1\x84\x80\xe1\x85\xa1",  // decomposed: NFC composes e + U+0301, jamo
+    "numbers 1234567890 12 345 6789 3.14159265358979",
+    "digits\xef\xbc\x91\xef\xbc\x92\xef\xbc\x93 \xd9\xa1\xd9\xa2\xd9\xa3",  // fullwidth and Arabic-Indic digits
+    "\xe2\x84\xab \xef\xac\x81 \xe2\x84\xa6",  // Angstrom sign, fi ligature, Ohm sign: NFC maps two of them
+    "I'M HERE, you're there; THEY'LL see \r\n\r\n  twice\n",
+};
+
+TEST(TokenizerGolden, Llama3MatchesTokenizers) {
+  std::vector<std::string> extra = kHardTexts;
+  extra.push_back("<|begin_of_text|>system<|eot_id|>hello<|end_of_text|> <|eot_id|>");
+  expect_matches_tokenizers("llama3", extra);
+  const Tokenizer tok = Tokenizer::load(kFixtures + "/llama3");
+  EXPECT_EQ(tok.encode("hi").front(), *tok.token_id("<|begin_of_text|>"));
+  EXPECT_EQ(tok.end_of_text(), *tok.token_id("<|end_of_text|>"));  // tokenizer_config.json's eos_token: prepare's separator
+}
+
+TEST(TokenizerGolden, Qwen2MatchesTokenizers) {
+  std::vector<std::string> extra = kHardTexts;
+  extra.push_back("<|im_start|>user\nCafe\xcc\x81?<|im_end|>\n<|im_start|>assistant\n<|endoftext|>");
+  expect_matches_tokenizers("qwen2", extra);
+  // NFC composes before BPE: the decomposed and the composed spelling give the same ids.
+  const Tokenizer tok = Tokenizer::load(kFixtures + "/qwen2");
+  EXPECT_EQ(tok.encode("Cafe\xcc\x81"), tok.encode("Caf\xc3\xa9"));
+  EXPECT_EQ(tok.end_of_text(), *tok.token_id("<|endoftext|>"));
+}
+
+TEST(Tokenizer, RefusesANormalizerByName) {
+  const std::string dir = test::scratch_dir();
+  json j = json::parse(io::read_text_file(kFixtures + "/qwen2/tokenizer.json"));
+  j["normalizer"] = {{"type", "NFKD"}};
+  io::write_file_atomic(dir + "/tokenizer.json", j.dump());
+  const std::string why = test::error_of([&] { Tokenizer::load(dir); });
+  EXPECT_NE(why.find("normalizer NFKD is not supported (lofi honours NFC, as Qwen2's tokenizers use, or none)"),
+            std::string::npos)
+      << why;
+}
+
+}  // namespace
+}  // namespace lofi::data
+
+namespace lofi::data {
+namespace {
+
+TEST(Tokenizer, RefusesSentencePieceStyleByName) {
+  const std::string dir = test::scratch_dir();
+  json j = json::parse(io::read_text_file(kFixtures + "/llama3/tokenizer.json"));
+  j["model"]["byte_fallback"] = true;  // Llama 2's, Mistral v0.1's
+  io::write_file_atomic(dir + "/tokenizer.json", j.dump());
+  std::string why = test::error_of([&] { Tokenizer::load(dir); });
+  EXPECT_NE(why.find("tokenizer.json: model.byte_fallback = true is a SentencePiece-style BPE (Llama 2, Mistral v0.1)"),
+            std::string::npos)
+      << why;
+  j["model"] = {{"type", "Unigram"}, {"vocab", json::array()}};
+  io::write_file_atomic(dir + "/tokenizer.json", j.dump());
+  why = test::error_of([&] { Tokenizer::load(dir); });
+  EXPECT_NE(why.find("model.type = \"Unigram\" is not supported"), std::string::npos) << why;
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lofi/data/bpe.h"
+#include "lofi/data/normalize.h"
 #include "lofi/data/pretokenize.h"
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
@@ -195,11 +196,15 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& dir) {
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) fail(path, ": expected an object with a 'model'");
   const json& model = j["model"];
   std::string type = model.value("type", "BPE");
-  if (type != "BPE") fail(path, ": model type '", type, "' is not supported (expected BPE)");
+  if (type != "BPE")
+    fail(path, ": model.type = \"", type, "\" is not supported: lofi reads byte-level BPE tokenizers (GPT-2, OPT, Llama 3, ",
+         "Qwen2), not SentencePiece-style ones");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
     if (model.contains(key) && !model[key].is_null() && model[key] != "")
       fail(path, ": model.", key, " = ", model[key].dump(), " is not supported (expected null or \"\")");
-  if (model.value("byte_fallback", false)) fail(path, ": model.byte_fallback is not supported by a byte-level BPE");
+  if (model.value("byte_fallback", false))
+    fail(path, ": model.byte_fallback = true is a SentencePiece-style BPE (Llama 2, Mistral v0.1), which lofi does not read; ",
+         "it reads byte-level BPE tokenizers (GPT-2, OPT, Llama 3, Qwen2)");
   if (!model.contains("vocab")) fail(path, ": model.vocab is missing");
   auto vocab = read_vocab(model["vocab"], path + ": model.vocab");
   if (!model.contains("merges") || !model["merges"].is_array()) fail(path, ": model.merges: expected an array");
@@ -226,8 +231,11 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& dir) {
       t.added_.push_back(added_from_json(a, a["id"].get<uint32_t>(), path));
     }
   }
-  if (j.contains("normalizer") && !j["normalizer"].is_null())
-    fail(path, ": normalizer ", j["normalizer"].value("type", "?"), " is not supported (byte-level BPE expects none)");
+  if (j.contains("normalizer") && !j["normalizer"].is_null()) {
+    const std::string kind = j["normalizer"].is_object() ? j["normalizer"].value("type", "?") : "?";
+    if (kind != "NFC") fail(path, ": normalizer ", kind, " is not supported (lofi honours NFC, as Qwen2's tokenizers use, or none)");
+    t.nfc_ = true;
+  }
 
   // Pre-tokenizer: ByteLevel (GPT-2's pattern unless use_regex is false), optionally after a
   // Split with its own pattern (the Llama 3 / GPT-4 layout).
@@ -330,14 +338,21 @@ std::vector<uint32_t> Tokenizer::encode(std::string_view text, bool add_special_
 }
 
 void Tokenizer::encode_ordinary(std::string_view text, std::vector<uint32_t>& out, bool continues) const {
+  if (nfc_) {
+    const std::string normalised = nfc(text);
+    return encode_added(normalised, /*special_pass=*/false, out, continues);
+  }
   encode_added(text, /*special_pass=*/false, out, continues);
 }
 
 void Tokenizer::encode_added(std::string_view text, bool special_pass, std::vector<uint32_t>& out, bool continues) const {
   auto plain = [&](std::string_view part) {
     if (part.empty()) return;
-    if (special_pass) encode_added(part, false, out, continues);
-    else encode_plain(part, out, continues && part.data() == text.data());
+    if (!special_pass) return encode_plain(part, out, continues && part.data() == text.data());
+    // Between special tokens: normalised, then the other added tokens are matched in it.
+    if (!nfc_) return encode_added(part, false, out, continues);
+    const std::string normalised = nfc(part);
+    encode_added(normalised, false, out, continues);
   };
   // Hugging Face matches special tokens first, then the other added tokens in what is left.
   bool any = std::any_of(added_.begin(), added_.end(), [&](const AddedToken& a) { return a.special == special_pass; });

@@ -1,8 +1,11 @@
-// A GPT-2 / OPT style byte-level BPE tokenizer read from a Hugging Face tokenizer directory:
-// tokenizer.json (model BPE, ByteLevel pre-tokenizer), or vocab.json + merges.txt with the optional
-// tokenizer_config.json / special_tokens_map.json / added_tokens.json beside them. Encodes as Hugging
-// Face does: added tokens first, then pre-tokenisation (pretokenize.h), then BPE (bpe.h), then the
-// post-processor's prefix (OPT's </s>); decodes ids back to text.
+// A byte-level BPE tokenizer read from a Hugging Face tokenizer directory: tokenizer.json (model
+// BPE, ByteLevel pre-tokenizer, optionally after a Split with the family's own regex: GPT-2, OPT,
+// Llama 3, Qwen2), or vocab.json + merges.txt with the optional tokenizer_config.json /
+// special_tokens_map.json / added_tokens.json beside them. Encodes as Hugging Face does: special
+// tokens first, then the normalizer (none, or NFC as Qwen2's) on what lies between them, then the
+// other added tokens, pre-tokenisation (pretokenize.h), BPE (bpe.h), and the post-processor's
+// tokens (OPT's </s>, Llama 3's <|begin_of_text|>); decodes ids back to text. SentencePiece-style
+// tokenizers (Unigram, or BPE with byte_fallback: Llama 2, Mistral v0.1) are refused by name.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -68,6 +71,7 @@ class Tokenizer {
   std::unique_ptr<BytePairEncoder> bpe_;
   std::unique_ptr<RegexSplitter> splitter_;
   bool add_prefix_space_ = false;
+  bool nfc_ = false;  // normalizer NFC (Qwen2)
   std::vector<AddedToken> added_;
   std::vector<uint32_t> prefix_, suffix_;
   std::string eos_token_;  // as the directory names it; empty when it does not
