@@ -127,8 +127,8 @@ nlohmann::json finish_job(const Config& config, TrainedWorker& worker) {
   const dist::Topology& topo = worker.topo;
   if (topo.node_rank != 0) return nullptr;
   if (!(topo.whole_job && topo.nodes > 1)) {
-    worker.task->write_hf_output(run::RunDir(config.run.dir).node(topo.node).final_weights(),
-                                 run::RunDir(config.run.dir).node(topo.node).final_hf());
+    const run::NodeDir node = run::RunDir(config.run.dir).node(topo.node);
+    worker.task->write_hf_output(node.final_weights(), node.final_hf());
     return nullptr;
   }
   // Nodes that never meet end apart: the merge reads the finals from disk.
