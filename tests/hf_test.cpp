@@ -345,3 +345,48 @@ TEST(CliHf, LofiRunFromHfDirectoryWritesMergedHf) {
 
 }  // namespace
 }  // namespace lofi
+
+namespace lofi {
+namespace {
+
+// The pretrained model beside its fine-tune, as users compare them: `eval --ensemble`, `soup` and
+// `interpolate` take a Hugging Face directory as one of their models. The weight average in eval
+// and the midpoint of the line are one computation by two paths, and the line's ends are the
+// models eval scores on their own.
+TEST(CliHf, SoupInterpolateAndEnsembleTakeAHuggingFaceDirectory) {
+  const std::string dir = test::scratch_dir();
+  std::vector<uint32_t> ids;
+  for (uint32_t i = 0; i < 4000; ++i) ids.push_back((i * 7 + i / 13) % 64);
+  data::write_token_shard(dir + "/tokens.bin", ids);
+  const std::string init = (kFixtures / "torch-ref" / "gpt2").string(), data = " --data val=" + dir + "/tokens.bin";
+  auto r = test::run_lofi("train --quiet --set model.init=" + init + " --set data.train=" + dir + "/tokens.bin --set run.dir=" +
+                          dir + "/run --set data.seq_len=16 --set train.batch_size=4 --set train.steps=3 --set train.lr=0.01" +
+                          " --set train.threads=1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string tuned = dir + "/run/node-00/final.safetensors", flags = data + " --seq-len 16 --batch 4 --max-windows 16";
+
+  r = test::run_lofi("eval --ensemble " + init + " " + tuned + flags + " --json " + dir + "/eval.json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const json rows = read_json(dir + "/eval.json")["results"];
+  ASSERT_EQ(rows.size(), 4u);  // each member, their ensemble, their weight average
+  auto loss = [](const json& row) { return row["datasets"]["val"]["loss"].get<double>(); };
+  EXPECT_NE(loss(rows[0]), loss(rows[1]));  // fine-tuning changed the model
+
+  r = test::run_lofi("interpolate " + init + " " + tuned + " --points 3" + flags + " --json " + dir + "/line.json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const json points = read_json(dir + "/line.json")["points"];
+  ASSERT_EQ(points.size(), 3u);
+  EXPECT_NEAR(points[0]["metrics"]["loss/val"].get<double>(), loss(rows[0]), 1e-6);  // the directory itself
+  EXPECT_NEAR(points[2]["metrics"]["loss/val"].get<double>(), loss(rows[1]), 1e-6);
+  EXPECT_NEAR(points[1]["metrics"]["loss/val"].get<double>(), loss(rows[3]), 1e-6);  // midpoint = the weight average
+
+  r = test::run_lofi("soup " + init + " " + tuned + flags + " --out " + dir + "/soup.safetensors");
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = test::run_lofi("eval --model " + dir + "/soup.safetensors" + flags + " --json " + dir + "/soup.json");
+  ASSERT_EQ(r.status, 0) << r.output;  // the soup carries the shape the directory gave
+  const double soup_loss = read_json(dir + "/soup.json")["results"][0]["datasets"]["val"]["loss"];
+  EXPECT_LE(soup_loss, std::min(loss(rows[0]), loss(rows[1])) + 1e-6);  // greedy: never worse than its best start
+}
+
+}  // namespace
+}  // namespace lofi

@@ -106,13 +106,13 @@ family::ScorerInputs scorer_inputs(const EvalArgs& a) {
 // Rows for --model, or for each --ensemble member, then the members' output-space ensemble and
 // their weight average; ADD(name, scores) writes one row, whichever kind of evaluator scores.
 template <typename Evaluator, typename Add>
-void add_model_rows(const EvalArgs& a, Evaluator& evaluator, const Add& add) {
+void add_model_rows(const EvalArgs& a, const train::Config& config, Evaluator& evaluator, const Add& add) {
   if (!a.model.empty()) add(a.model, evaluator.score_file(a.model));
   if (a.ensemble.empty()) return;
   std::vector<io::NamedTensors> members;
   for (const auto& path : a.ensemble) {
     add(path, evaluator.score_file(path));
-    members.push_back(io::SafetensorsFile(path).load_all());
+    members.push_back(family::load_weights(config, path));  // a Hugging Face directory too
   }
   std::vector<const io::NamedTensors*> ptrs;
   for (const auto& m : members) ptrs.push_back(&m);
@@ -142,7 +142,7 @@ int cmd_eval_images(const EvalArgs& a, const train::Config& config, const std::s
     }
     table.add_row(cells, record);
   };
-  add_model_rows(a, evaluator, add);
+  add_model_rows(a, config, evaluator, add);
   std::cout << table.text();
   if (!a.json.empty()) io::write_file_atomic(a.json, nlohmann::json{{"results", table.json()}}.dump(2) + "\n");
   return 0;
@@ -171,7 +171,7 @@ int cmd_eval(const EvalArgs& a) {
     }
     table.add_row(cells, record);
   };
-  add_model_rows(a, evaluator, add);
+  add_model_rows(a, config, evaluator, add);
   std::cout << table.text();
   if (!a.json.empty()) io::write_file_atomic(a.json, nlohmann::json{{"results", table.json()}}.dump(2) + "\n");
   return 0;
@@ -180,10 +180,12 @@ int cmd_eval(const EvalArgs& a) {
 int cmd_soup(const std::vector<std::string>& candidates, const EvalArgs& a, const std::string& out, bool allow_nonfinite) {
   const family::ScorerInputs in = scorer_inputs(a);
   if (in.data.size() != 1) fail("soup: give exactly one held-out --data NAME=PATH");
-  family::WeightsScorer scorer = family::make_weights_scorer(eval_config(candidates.at(0), a.config, a.sets), candidates.at(0), in);
+  const train::Config config = eval_config(candidates.at(0), a.config, a.sets);
+  family::WeightsScorer scorer = family::make_weights_scorer(config, candidates.at(0), in);
   const std::string metric = "loss/" + in.data[0].name;
-  merge::SoupResult soup =
-      merge::greedy_soup(candidates, [&](const io::NamedTensors& w) { return scorer(w).at(metric); }, allow_nonfinite);
+  merge::SoupResult soup = merge::greedy_soup(
+      candidates, [&](const io::NamedTensors& w) { return scorer(w).at(metric); }, allow_nonfinite,
+      [&](const std::string& path) { return family::load_weights(config, path); });
   eval::ResultsTable table({"candidate", "held-out loss alone", "soup loss with it", "kept"});
   for (const auto& s : soup.steps)
     table.add_row({s.candidate, eval::format_fixed(s.alone, 4), eval::format_fixed(s.with, 4), s.kept ? "yes" : "no"},
@@ -191,7 +193,11 @@ int cmd_soup(const std::vector<std::string>& candidates, const EvalArgs& a, cons
   std::cout << table.text() << "greedy soup of " << soup.chosen.size() << " of " << candidates.size()
             << ": held-out loss " << eval::format_fixed(soup.score, 4) << "\n";
   io::Metadata meta{{"lofi.merge", "greedy-soup"}};
-  if (auto cfg = io::SafetensorsFile(candidates[0]).metadata(); cfg.count("lofi.config")) meta["lofi.config"] = cfg["lofi.config"];
+  if (model::is_hf_model_dir(candidates[0])) {
+    meta["lofi.config"] = train::to_toml(config);  // the shape its config.json gave, for eval and export
+  } else if (auto cfg = io::SafetensorsFile(candidates[0]).metadata(); cfg.count("lofi.config")) {
+    meta["lofi.config"] = cfg["lofi.config"];
+  }
   meta["lofi.soup.chosen"] = nlohmann::json(soup.chosen).dump();
   if (!out.empty()) io::save_safetensors(out, soup.weights, meta), std::cout << "written: " << out << "\n";
   if (!a.json.empty()) io::write_file_atomic(a.json, nlohmann::json{{"steps", table.json()}, {"chosen", soup.chosen}, {"loss", soup.score}}.dump(2) + "\n");
@@ -245,8 +251,9 @@ int cmd_generate(const std::string& model_path, const std::string& prompt, std::
 int cmd_interpolate(const std::string& from, const std::string& to, int points, const EvalArgs& a) {
   const family::ScorerInputs in = scorer_inputs(a);
   const auto& datasets = in.data;
-  family::WeightsScorer scorer = family::make_weights_scorer(eval_config(from, a.config, a.sets), from, in);
-  io::NamedTensors wa = io::SafetensorsFile(from).load_all(), wb = io::SafetensorsFile(to).load_all();
+  const train::Config config = eval_config(from, a.config, a.sets);
+  family::WeightsScorer scorer = family::make_weights_scorer(config, from, in);
+  io::NamedTensors wa = family::load_weights(config, from), wb = family::load_weights(config, to);
   auto line = merge::evaluate_line(wa, wb, points, scorer);
   std::vector<std::string> columns{"alpha"};
   for (const auto& d : datasets) columns.push_back(d.name + " loss");
@@ -380,14 +387,15 @@ int main(int argc, char** argv) {
   auto* eval_cmd = app.add_subcommand("eval", "Loss and perplexity (language models) or top-1/top-5 (classifiers) on named datasets, of a model or an ensemble beside its average");
   eval_cmd->add_option("--model,-m", ev.model, "safetensors checkpoint, or a Hugging Face model directory (the pretrained model)")
       ->check(CLI::ExistingPath);
-  eval_cmd->add_option("--ensemble", ev.ensemble, "checkpoints to ensemble (mean of probabilities), shown beside their weight average")
-      ->check(CLI::ExistingFile);
+  eval_cmd->add_option("--ensemble", ev.ensemble,
+                       "checkpoints or Hugging Face model directories to ensemble (mean of probabilities), shown beside their weight average")
+      ->check(CLI::ExistingPath);
   add_eval_flags(eval_cmd);
 
   auto* soup = app.add_subcommand("soup", "Greedy soup: add candidates by held-out score while the average improves");
   std::vector<std::string> soup_candidates;
   std::string soup_out;
-  soup->add_option("candidates", soup_candidates, "checkpoints")->required()->check(CLI::ExistingFile);
+  soup->add_option("candidates", soup_candidates, "checkpoints, or Hugging Face model directories")->required()->check(CLI::ExistingPath);
   soup->add_option("--out,-o", soup_out, "write the soup here");
   bool soup_allow_nonfinite = false;
   soup->add_flag("--allow-nonfinite", soup_allow_nonfinite, "consider candidates holding NaN or Inf (refused by default)");
@@ -396,8 +404,8 @@ int main(int argc, char** argv) {
   auto* interpolate = app.add_subcommand("interpolate", "Loss along the line between two checkpoints, and the barrier height");
   std::string interp_a, interp_b;
   int interp_points = 11;
-  interpolate->add_option("from", interp_a, "checkpoint at alpha = 0")->required()->check(CLI::ExistingFile);
-  interpolate->add_option("to", interp_b, "checkpoint at alpha = 1")->required()->check(CLI::ExistingFile);
+  interpolate->add_option("from", interp_a, "checkpoint (or Hugging Face model directory) at alpha = 0")->required()->check(CLI::ExistingPath);
+  interpolate->add_option("to", interp_b, "checkpoint (or Hugging Face model directory) at alpha = 1")->required()->check(CLI::ExistingPath);
   interpolate->add_option("--points", interp_points, "evenly spaced points including both ends")->check(CLI::Range(2, 1001));
   add_eval_flags(interpolate);
 

@@ -52,6 +52,14 @@ const Family& family_of(const std::string& arch) {
 
 std::vector<std::string> known_archs() { return registry().archs(); }
 
+io::NamedTensors Family::load_weights(const train::Config&, const std::string& path) const {
+  return io::SafetensorsFile(path).load_all();
+}
+
+io::NamedTensors load_weights(const train::Config& config, const std::string& path) {
+  return family_of(config.model.arch).load_weights(config, path);
+}
+
 std::unique_ptr<train::Task> make_task(const train::Config& config, const dist::Topology& topo, uint64_t init_seed) {
   return family_of(config.model.arch).make_task(config, topo, init_seed);
 }

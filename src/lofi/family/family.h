@@ -10,6 +10,7 @@
 
 #include "lofi/dist/comm.h"
 #include "lofi/family/scorer.h"
+#include "lofi/io/safetensors.h"
 #include "lofi/train/config.h"
 #include "lofi/train/task.h"
 
@@ -30,12 +31,18 @@ class Family {
   // A scorer of weights shaped as CONFIG on INPUTS; REFERENCE is a checkpoint of that model.
   virtual WeightsScorer make_scorer(const train::Config& config, const std::string& reference,
                                     const ScorerInputs& inputs) const = 0;
+  // The weights at PATH in lofi's names, as a model shaped as CONFIG holds them: a lofi
+  // checkpoint as it is; a family may also read its published form (a Hugging Face directory).
+  virtual io::NamedTensors load_weights(const train::Config& config, const std::string& path) const;
 };
 
 // The family that builds model.arch = ARCH; fails naming the value and the known ones.
 const Family& family_of(const std::string& arch);
 // Every model.arch a family builds, sorted.
 std::vector<std::string> known_archs();
+
+// CONFIG's family's load_weights: what soups, interpolation and weight averages in `eval` read.
+io::NamedTensors load_weights(const train::Config& config, const std::string& path);
 
 // The trainer's task factory: CONFIG's family's task.
 std::unique_ptr<train::Task> make_task(const train::Config& config, const dist::Topology& topo, uint64_t init_seed);

@@ -11,12 +11,13 @@
 
 namespace lofi::merge {
 
-SoupResult greedy_soup(const std::vector<std::string>& candidates, const Scorer& score, bool allow_nonfinite) {
+SoupResult greedy_soup(const std::vector<std::string>& candidates, const Scorer& score, bool allow_nonfinite,
+                       const WeightsLoader& load) {
   if (candidates.empty()) fail("soup: no candidates");
   std::vector<io::NamedTensors> models;
   std::vector<double> alone;
   for (const auto& path : candidates) {
-    models.push_back(io::SafetensorsFile(path).load_all());
+    models.push_back(load ? load(path) : io::SafetensorsFile(path).load_all());
     if (!allow_nonfinite) refuse_nonfinite(models.back(), path, "--allow-nonfinite");
     alone.push_back(score(models.back()));
   }

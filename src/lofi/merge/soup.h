@@ -27,7 +27,12 @@ struct SoupResult {
   io::NamedTensors weights;          // the final soup
 };
 
-// Candidates holding NaN or Inf are refused unless ALLOW_NONFINITE (then they rank last).
-SoupResult greedy_soup(const std::vector<std::string>& candidates, const Scorer& score, bool allow_nonfinite = false);
+// A candidate's weights; the default reads a safetensors file as it is.
+using WeightsLoader = std::function<io::NamedTensors(const std::string& path)>;
+
+// Candidates holding NaN or Inf are refused unless ALLOW_NONFINITE (then they rank last). LOAD
+// reads a candidate (a model family's reader, say, for published model directories).
+SoupResult greedy_soup(const std::vector<std::string>& candidates, const Scorer& score, bool allow_nonfinite = false,
+                       const WeightsLoader& load = {});
 
 }  // namespace lofi::merge

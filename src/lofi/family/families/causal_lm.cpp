@@ -3,7 +3,10 @@
 #include "lofi/error.h"
 #include "lofi/family/family.h"
 #include "lofi/family/lm_evaluator.h"
+#include "lofi/family/lm_model.h"
 #include "lofi/family/lm_task.h"
+#include "lofi/model/hf.h"
+#include "lofi/model/weights.h"
 
 namespace lofi::family {
 namespace {
@@ -21,6 +24,12 @@ class CausalLmFamily : public Family {
     if (!inputs.class_maps.empty()) fail("--class-map applies to image classifiers; this is a language model");
     auto evaluator = std::make_shared<LmEvaluator>(config, inputs.data, inputs.lm);
     return [evaluator](const io::NamedTensors& w) { return evaluator->losses(w); };
+  }
+  io::NamedTensors load_weights(const train::Config& config, const std::string& path) const override {
+    if (!model::is_hf_model_dir(path)) return Family::load_weights(config, path);
+    train::ModelConfig shape = config.model;  // the directory's config.json gives the shape
+    shape.init = path;
+    return model::module_weights(*make_lm(shape, 0));
   }
 };
 
