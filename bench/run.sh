@@ -7,6 +7,8 @@
 #   images: the image loader's images/s at 1 and 2 threads (decode + augmentation).
 #   load:  a safetensors file of OPT-1.3B's size (2.6 GB fp16) loaded into the model, against
 #          sequential read, memcpy and fp16 -> fp32 conversion bandwidth (bench/load_bench.cpp).
+#   hf load memory: a Hugging Face directory of 1.2B parameters (Llama 3.2 1B's shape, bf16, 2
+#          shards) loaded into the fp32 model: peak memory beside transformers' from_pretrained.
 # BENCH_DIR (default /tmp/lofi-bench) holds the generated checkpoints; BENCH_GB sets their size.
 set -euo pipefail
 build=${1:-build}
@@ -75,6 +77,8 @@ echo "$out" | awk -v m="$vit_rate" '/64px/ && /1 thread\(s\)/ { printf "demo ViT
 echo
 cmake --build "$build" --target lofi_load_bench > /dev/null
 "$build/lofi_load_bench" "$dir/opt-1.3b-f16.safetensors" F16
+
+bash "$here/hf_load_memory.sh" "$build" "$py" "$dir"
 
 bash "$here/train.sh" "$lofi"
 bash "$here/tokenize.sh" "$lofi"

@@ -59,13 +59,24 @@ TEST(CausalLm, TokensNeverSeeTheFuture) {
   EXPECT_FALSE(torch::allclose(la.narrow(1, 6, 4), lb.narrow(1, 6, 4)));      // the changed future differs
 }
 
-// The other layouts: GPT-2, and OPT's post-LayerNorm variant with a narrower embedding.
+// The other layouts: GPT-2, OPT's post-LayerNorm variant with a narrower embedding, and the
+// Llama class: grouped-query attention with an untied head, Qwen2's q/k/v biases with
+// Llama 3.1 rope scaling, Mistral's sliding window shorter than the sequence.
 std::vector<LmConfig> variants() {
-  LmConfig gpt2 = tiny("gpt2"), post = tiny();
+  LmConfig gpt2 = tiny("gpt2"), post = tiny(), llama = tiny("llama"), qwen2 = tiny("qwen2"), mistral = tiny("mistral");
   gpt2.activation = "gelu";
   post.do_layer_norm_before = false;
   post.word_embed_proj_dim = 8;
-  return {tiny(), gpt2, post};
+  for (LmConfig* c : {&llama, &qwen2, &mistral}) c->activation = "silu";
+  llama.n_kv_head = 1;
+  llama.tie_word_embeddings = false;
+  qwen2.attention_bias = true;
+  qwen2.rope_scaling = "llama3";
+  qwen2.rope_factor = 4;
+  qwen2.rope_original_max_positions = 8;
+  mistral.sliding_window = 4;
+  mistral.tie_word_embeddings = false;
+  return {tiny(), gpt2, post, llama, qwen2, mistral};
 }
 
 TEST(CausalLm, EveryLayoutIsCausalAndTrains) {
@@ -114,14 +125,40 @@ TEST(CausalLm, Gpt2AndOptVariantNamesAreHuggingFaces) {
 
 TEST(CausalLm, BadConfigIsNamed) {
   LmConfig c = tiny();
-  c.arch = "llama";
-  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("arch must be \"opt\" or \"gpt2\""), std::string::npos);
+  c.arch = "bert";
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("\"bert\" is not an architecture lofi builds (it builds \"gpt2\", \"llama\""),
+            std::string::npos);
   c = tiny("gpt2");
   c.do_layer_norm_before = false;
-  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("OPT variants"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("do_layer_norm_before = false does not apply to arch \"gpt2\""),
+            std::string::npos);
   c = tiny();
-  c.activation = "silu";
-  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("silu"), std::string::npos);
+  c.activation = "tanh";
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("\"tanh\""), std::string::npos);
+  c = tiny("llama");
+  c.n_kv_head = 3;
+  c.n_head = 4;
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("n_head (4) must be a multiple of n_kv_head (3)"), std::string::npos);
+  c = tiny("qwen2");
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("arch \"qwen2\" has biases on q/k/v_proj only"), std::string::npos);
+}
+
+// The Llama class names its parameters as transformers does, with the head its own when untied.
+TEST(CausalLm, LlamaNamesAndShapesAreHuggingFaces) {
+  auto llama = make_causal_lm(variants()[3])->named_parameters();
+  for (const char* name : {"model.embed_tokens.weight", "model.layers.1.self_attn.q_proj.weight", "model.layers.0.self_attn.o_proj.weight",
+                           "model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
+                           "model.layers.0.input_layernorm.weight", "model.layers.1.post_attention_layernorm.weight",
+                           "model.norm.weight", "lm_head.weight"})
+    EXPECT_NE(llama.find(name), nullptr) << name;
+  EXPECT_EQ(llama["model.layers.0.self_attn.k_proj.weight"].sizes(), torch::IntArrayRef({8, 16}));  // 1 kv head of 8
+  EXPECT_EQ(llama["model.layers.0.self_attn.q_proj.weight"].sizes(), torch::IntArrayRef({16, 16}));
+  EXPECT_EQ(llama.find("model.layers.0.self_attn.q_proj.bias"), nullptr);
+  EXPECT_EQ(llama.size(), 3u + 2 * 9u);
+  auto qwen2 = make_causal_lm(variants()[4])->named_parameters();
+  EXPECT_NE(qwen2.find("model.layers.0.self_attn.v_proj.bias"), nullptr);
+  EXPECT_EQ(qwen2.find("model.layers.0.self_attn.o_proj.bias"), nullptr);
+  EXPECT_EQ(qwen2.find("lm_head.weight"), nullptr);  // tied
 }
 
 TEST(CausalLm, LossFallsWhenOverfittingOneBatch) {

@@ -3,6 +3,7 @@
 // hub name variants, rejected settings, sharded sets and `lofi export`.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -108,7 +109,9 @@ TEST_P(Transformers, LogitsAndExportMatch) {
   json want = read_json(dir / "config.json"), got = read_json(fs::path(out) / "config.json");
   for (const char* key : {"model_type", "architectures", "vocab_size", "hidden_size", "ffn_dim", "num_hidden_layers",
                           "num_attention_heads", "do_layer_norm_before", "word_embed_proj_dim", "n_embd", "n_layer",
-                          "n_head", "n_positions", "activation_function", "layer_norm_epsilon"})
+                          "n_head", "n_positions", "activation_function", "layer_norm_epsilon", "intermediate_size",
+                          "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_parameters",
+                          "attention_bias", "mlp_bias", "sliding_window", "tie_word_embeddings", "max_position_embeddings"})
     if (want.contains(key)) {
       EXPECT_EQ(got[key], want[key]) << key;
     }
@@ -118,7 +121,10 @@ TEST_P(Transformers, LogitsAndExportMatch) {
   EXPECT_EQ(hf.status, 0) << hf.output;
 }
 
-INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "opt-350m-like", "gpt2"));
+// Llama-class fixtures: make_llama_fixtures.py (GQA, llama3 / linear rope scaling, head_dim,
+// biases, tied and untied heads, a sliding window shorter than the sequence, a sharded set).
+INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "opt-350m-like", "gpt2", "llama-gqa",
+                                                             "llama-bias", "qwen2", "mistral-window"));
 
 TEST(HfNames, HubPrefixesBuffersAndTiedHead) {
   const std::string dir = test::scratch_dir();
@@ -139,7 +145,7 @@ TEST(HfNames, HubPrefixesBuffersAndTiedHead) {
     for (auto& [name, tensor] : t) name = name.substr(std::string("model.").size());
   });
   EXPECT_LE(logit_error(*load(opt), kFixtures / "torch-ref" / "opt-post"), 1e-4);
-  // An untied head is refused, not silently replaced by the embedding.
+  // A head that config.json ties but the file stores otherwise is refused, not silently replaced.
   auto untied = edited_copy("opt-pre", dir + "/untied", [](io::NamedTensors& t) {
     t.emplace_back("lm_head.weight", torch::zeros({64, 32}));
   });
@@ -159,14 +165,13 @@ TEST(HfConfig, UnsupportedSettingsAreNamed) {
   for (const auto& [j, key, value] : std::vector<std::tuple<json, std::string, json>>{
            {base, "scale_attn_by_inverse_layer_idx", true},
            {base, "scale_attn_weights", false},
-           {base, "activation_function", "silu"},
-           {base, "tie_word_embeddings", false},
+           {base, "activation_function", "gelu_fast"},
            {opt, "enable_bias", false},
            {opt, "layer_norm_elementwise_affine", false},
            {opt, "layerdrop", 0.1},
-           {opt, "model_type", "llama"}}) {
+           {opt, "model_type", "gemma"}}) {
     std::string e = error(j, key, value);
-    EXPECT_NE(e.find("x/config.json: \"" + key + "\": " + value.dump()), std::string::npos) << e;
+    EXPECT_NE(e.find("x/config.json: \"" + key + "\": " + value.dump()), std::string::npos) << key << ": " << e;
   }
   EXPECT_NE(error(base, "n_embd", "32").find("\"n_embd\" expects an integer"), std::string::npos);
   // transformers' defaults fill absent keys: GPT-2's n_inner is 4 x n_embd.
@@ -181,6 +186,100 @@ TEST(HfConfig, UnsupportedSettingsAreNamed) {
   EXPECT_EQ(c.model.word_embed_proj_dim, 16);
   EXPECT_EQ(c.model.d_model, 32);
   EXPECT_DOUBLE_EQ(c.model.embedding_dropout, 0.0);
+}
+
+// Llama-class config.json as hub checkpoints spell it (transformers 4: rope_theta beside a
+// rope_scaling object whose type may be "type") and as transformers 5 writes it (rope_parameters)
+// give one model; what lofi cannot build is refused by file, key and value.
+TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
+  const json v5 = read_json(kFixtures / "transformers" / "llama-gqa" / "config.json");
+  json v4 = v5;
+  v4.erase("rope_parameters");
+  v4["rope_theta"] = 500000.0;
+  v4["rope_scaling"] = {{"type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+                        {"original_max_position_embeddings", 16}};
+  const model::LmConfig a = model::lm_config_from_hf(v5, "v5"), b = model::lm_config_from_hf(v4, "v4");
+  EXPECT_EQ(a.arch, "llama");
+  EXPECT_EQ(a.kv_heads(), 2);
+  EXPECT_EQ(a.rope_scaling, "llama3");
+  EXPECT_EQ(a.rope_original_max_positions, 16);
+  EXPECT_FALSE(a.tie_word_embeddings);
+  train::Config ca, cb;
+  static_cast<model::LmConfig&>(ca.model) = a;
+  static_cast<model::LmConfig&>(cb.model) = b;
+  EXPECT_EQ(train::to_toml(ca), train::to_toml(cb));
+  // The export writes both spellings; each reads back to the same config.
+  const nlohmann::ordered_json written = model::hf_config_json(a, "float32");
+  json only_v5 = json::parse(written.dump()), only_v4 = only_v5;
+  only_v5.erase("rope_scaling");
+  only_v5.erase("rope_theta");
+  only_v4.erase("rope_parameters");
+  for (const json& j : {only_v5, only_v4}) {
+    train::Config c;
+    static_cast<model::LmConfig&>(c.model) = model::lm_config_from_hf(j, "written");
+    EXPECT_EQ(train::to_toml(c), train::to_toml(ca));
+  }
+
+  auto error = [](json j, const std::string& key, const json& value) {
+    j[key] = value;
+    return test::error_of([&] { model::lm_config_from_hf(j, "x/config.json"); });
+  };
+  const json qwen2 = read_json(kFixtures / "transformers" / "qwen2" / "config.json");
+  for (const auto& [j, key, value] : std::vector<std::tuple<json, std::string, json>>{
+           {v5, "hidden_act", "gelu_fast"},
+           {v5, "partial_rotary_factor", 0.5},
+           {v5, "pretraining_tp", 2},
+           {qwen2, "use_sliding_window", true}}) {
+    std::string e = error(j, key, value);
+    EXPECT_NE(e.find("x/config.json: \"" + key + "\": " + value.dump() + " is not supported"), std::string::npos) << e;
+  }
+  std::string e = error(v5, "rope_parameters", {{"rope_type", "yarn"}, {"factor", 4.0}});
+  EXPECT_NE(e.find("x/config.json: \"rope_parameters.rope_type\": \"yarn\" is not supported (lofi has \"default\", "
+                   "\"linear\" and \"llama3\")"),
+            std::string::npos)
+      << e;
+  e = error(v4, "rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}});
+  EXPECT_NE(e.find("\"rope_scaling.type\": \"dynamic\" is not supported"), std::string::npos) << e;
+  e = error(v5, "num_key_value_heads", 3);
+  EXPECT_NE(e.find("x/config.json: \"num_key_value_heads\": 3 is not supported (it must divide num_attention_heads = 4"),
+            std::string::npos)
+      << e;
+  e = error(v5, "model_type", "gemma");
+  EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gpt2\", \"llama\", \"mistral\", \"opt\", \"qwen2\")"),
+            std::string::npos)
+      << e;
+  // Mistral's window: absent is transformers' default of 4096, null is none.
+  json mistral = read_json(kFixtures / "transformers" / "mistral-window" / "config.json");
+  EXPECT_EQ(model::lm_config_from_hf(mistral, "m").sliding_window, 6);
+  mistral["sliding_window"] = nullptr;
+  EXPECT_EQ(model::lm_config_from_hf(mistral, "m").sliding_window, 0);
+  mistral.erase("sliding_window");
+  EXPECT_EQ(model::lm_config_from_hf(mistral, "m").sliding_window, 4096);
+  // Settings of one architecture given to another are named.
+  e = test::error_of([] { train::load_config("", {"model.arch=gpt2", "model.n_kv_head=2"}); });
+  EXPECT_NE(e.find("n_kv_head = 2 does not apply to arch \"gpt2\""), std::string::npos) << e;
+  e = test::error_of([] { train::load_config("", {"model.arch=llama", "model.dropout=0.1"}); });
+  EXPECT_NE(e.find("arch \"llama\" has no residual or embedding dropout"), std::string::npos) << e;
+}
+
+// Untied heads: a checkpoint of an untied model without its lm_head.weight is refused by name;
+// with it, the head is the model's own and not the embedding.
+TEST(HfNames, UntiedHeadIsLoadedAndRequired) {
+  const fs::path fixture = kFixtures / "transformers" / "llama-gqa";
+  model::CausalLm lm = load(fixture.string());
+  ASSERT_TRUE(lm->lm_head);
+  EXPECT_FALSE(torch::equal(lm->lm_head->weight, lm->token_embedding()));
+  EXPECT_EQ(io::SafetensorsFile((fixture / "model.safetensors").string()).load("lm_head.weight").equal(lm->lm_head->weight),
+            true);
+  const std::string dir = test::scratch_dir() + "/headless";
+  fs::create_directories(dir);
+  fs::copy_file(fixture / "config.json", dir + "/config.json");
+  io::NamedTensors tensors = io::SafetensorsFile((fixture / "model.safetensors").string()).load_all();
+  tensors.erase(std::remove_if(tensors.begin(), tensors.end(), [](const auto& t) { return t.first == "lm_head.weight"; }),
+                tensors.end());
+  io::save_safetensors(dir + "/model.safetensors", tensors);
+  const std::string e = test::error_of([&] { load(dir); });
+  EXPECT_NE(e.find("missing tensor 'lm_head.weight'"), std::string::npos) << e;
 }
 
 TEST(HfShards, ShardedExportLoadsAndBadIndexesAreNamed) {
@@ -326,22 +425,28 @@ TEST(CliHf, AveragingModelDirectoriesWritesOne) {
 
 // A lo-fi job from a Hugging Face directory merges its nodes into merged-hf/, which transformers
 // loads with exactly the merged weights.
-TEST(CliHf, LofiRunFromHfDirectoryWritesMergedHf) {
+class LofiRunFromHf : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LofiRunFromHf, WritesMergedHf) {
   const std::string dir = test::scratch_dir();
   std::vector<uint32_t> ids;
   for (uint32_t i = 0; i < 4000; ++i) ids.push_back((i * 7 + i / 13) % 64);
   data::write_token_shard(dir + "/tokens.bin", ids);
-  const std::string init = (kFixtures / "transformers" / "opt-125m-like").string();
+  const std::string init = (kFixtures / "transformers" / GetParam()).string();
   auto r = test::run_lofi("launch --workers 2 -- train --quiet --set model.init=" + init + " --set data.train=" + dir +
                           "/tokens.bin --set run.dir=" + dir + "/run --set data.seq_len=16 --set train.batch_size=4"
                           " --set train.steps=2 --set dist.nodes=2");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_FALSE(fs::exists(dir + "/run/node-00/final-hf"));  // a merging job hands back the merge
-  EXPECT_EQ(read_json(dir + "/run/merged-hf/config.json")["model_type"], "opt");
+  EXPECT_EQ(read_json(dir + "/run/merged-hf/config.json")["model_type"], read_json(init + "/config.json")["model_type"]);
   test::CommandResult hf = test::run_python("hf/check_same_weights.py", dir + "/run/merged-hf " + dir + "/run/merged.safetensors");
   std::cout << hf.output;
   EXPECT_EQ(hf.status, 0) << hf.output;
 }
+
+// OPT (tied head) and Llama with grouped-query attention and an untied head (its lm_head.weight
+// trained, merged and handed back like every other tensor).
+INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa"));
 
 }  // namespace
 }  // namespace lofi
@@ -353,12 +458,14 @@ namespace {
 // `interpolate` take a Hugging Face directory as one of their models. The weight average in eval
 // and the midpoint of the line are one computation by two paths, and the line's ends are the
 // models eval scores on their own.
-TEST(CliHf, SoupInterpolateAndEnsembleTakeAHuggingFaceDirectory) {
+class PretrainedBeside : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PretrainedBeside, SoupInterpolateAndEnsembleTakeAHuggingFaceDirectory) {
   const std::string dir = test::scratch_dir();
   std::vector<uint32_t> ids;
   for (uint32_t i = 0; i < 4000; ++i) ids.push_back((i * 7 + i / 13) % 64);
   data::write_token_shard(dir + "/tokens.bin", ids);
-  const std::string init = (kFixtures / "torch-ref" / "gpt2").string(), data = " --data val=" + dir + "/tokens.bin";
+  const std::string init = (kFixtures / GetParam()).string(), data = " --data val=" + dir + "/tokens.bin";
   auto r = test::run_lofi("train --quiet --set model.init=" + init + " --set data.train=" + dir + "/tokens.bin --set run.dir=" +
                           dir + "/run --set data.seq_len=16 --set train.batch_size=4 --set train.steps=3 --set train.lr=0.01" +
                           " --set train.threads=1");
@@ -387,6 +494,9 @@ TEST(CliHf, SoupInterpolateAndEnsembleTakeAHuggingFaceDirectory) {
   const double soup_loss = read_json(dir + "/soup.json")["results"][0]["datasets"]["val"]["loss"];
   EXPECT_LE(soup_loss, std::min(loss(rows[0]), loss(rows[1])) + 1e-6);  // greedy: never worse than its best start
 }
+
+// GPT-2 (tied head), and Mistral with an untied head and a sliding window, published in shards.
+INSTANTIATE_TEST_SUITE_P(CliHf, PretrainedBeside, ::testing::Values("torch-ref/gpt2", "transformers/mistral-window"));
 
 }  // namespace
 }  // namespace lofi

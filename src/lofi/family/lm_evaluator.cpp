@@ -44,13 +44,13 @@ std::vector<eval::LmScore> LmEvaluator::score_model(model::CausalLmImpl& lm) {
 }
 
 std::vector<eval::LmScore> LmEvaluator::score(const io::NamedTensors& weights) {
-  model::load_named_tensors(*lm_, weights, "weights", {"lm_head.weight"});
+  model::load_named_tensors(*lm_, weights, "weights", model::tied_copies(*lm_));
   return score_model(*lm_);
 }
 
 std::vector<eval::LmScore> LmEvaluator::score_file(const std::string& checkpoint) {
   if (model::is_hf_model_dir(checkpoint)) model::load_hf_weights(*lm_, checkpoint);
-  else model::load_module_weights(*lm_, io::SafetensorsFile(checkpoint), {"lm_head.weight"});
+  else model::load_module_weights(*lm_, io::SafetensorsFile(checkpoint), model::tied_copies(*lm_));
   return score_model(*lm_);
 }
 

@@ -11,12 +11,15 @@ model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed) {
   train::apply_hf_init(resolved);
   torch::manual_seed(seed);
   model::CausalLm lm = model::make_causal_lm(train::lm_config(resolved));
-  model::init_causal_lm_weights(*lm);
-  if (model::is_hf_model_dir(resolved.init)) {
+  // Every weight is loaded (a missing one is an error), so initialising them first would only
+  // cost time: a second for each ~100M parameters.
+  if (resolved.init.empty()) {
+    model::init_causal_lm_weights(*lm);
+  } else if (model::is_hf_model_dir(resolved.init)) {
     model::load_hf_weights(*lm, resolved.init);
-  } else if (!resolved.init.empty()) {
+  } else {
     io::SafetensorsFile init(resolved.init);
-    model::load_module_weights(*lm, init, {"lm_head.weight"});
+    model::load_module_weights(*lm, init, model::tied_copies(*lm));
   }
   return lm;
 }

@@ -1,4 +1,4 @@
-// The language models (model.arch = "opt", "gpt2") built from a config: the shape its model.*
+// The language models (model.arch = any of model/archs/) built from a config: the shape its model.*
 // keys give, the weights its model.init names.
 #pragma once
 #include <cstdint>

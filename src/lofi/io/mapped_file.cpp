@@ -52,6 +52,13 @@ void MappedFile::prefetch(size_t offset, size_t bytes) const {
   ::madvise(const_cast<uint8_t*>(data_) + first, last - first, MADV_WILLNEED);  // advice only: failure is harmless
 }
 
+void MappedFile::release(size_t offset, size_t bytes) const {
+  if (!data_ || offset >= size_) return;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t first = (offset + page - 1) / page * page, last = std::min(size_, offset + std::min(bytes, size_ - offset)) / page * page;
+  if (last > first) ::madvise(const_cast<uint8_t*>(data_) + first, last - first, MADV_DONTNEED);  // advice: failure is harmless
+}
+
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
   if (fd_ >= 0) ::close(fd_);

@@ -24,6 +24,10 @@ class MappedFile {
   // Asks the kernel to start reading BYTES at OFFSET into the page cache in the background
   // (madvise WILLNEED), so that a caller about to touch them overlaps disk reads with its work.
   void prefetch(size_t offset, size_t bytes) const;
+  // Drops the whole pages inside BYTES at OFFSET from this process's memory (madvise DONTNEED):
+  // a loader that has copied them out keeps one copy, not two. They read back from the file
+  // (the page cache) if touched again.
+  void release(size_t offset, size_t bytes) const;
 
  private:
   std::string path_;

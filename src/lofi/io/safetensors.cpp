@@ -78,6 +78,10 @@ torch::Tensor SafetensorsFile::view(const TensorEntry& entry) const {
   return torch::from_blob(const_cast<uint8_t*>(p), entry.shape, torch::TensorOptions().dtype(dtype));
 }
 
+void SafetensorsFile::release(const TensorEntry& entry) const {
+  map_.release(layout_.data_start + entry.begin, entry.end - entry.begin);
+}
+
 void SafetensorsFile::read_range(const TensorEntry& entry, int64_t first, int64_t count, void* dst) const {
   const size_t elem = c10::elementSize(dtype_of(entry));
   const size_t numel = (entry.end - entry.begin) / elem;

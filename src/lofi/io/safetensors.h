@@ -41,6 +41,9 @@ class SafetensorsFile {
   // A read-only tensor over the mapped bytes (no copy) when they are aligned for the dtype,
   // else an owning copy. Valid while this file lives; never write to it.
   torch::Tensor view(const TensorEntry& entry) const;
+  // Lets go of ENTRY's mapped pages once a caller has copied them out (MappedFile::release);
+  // views of it stay valid (they read back from the file).
+  void release(const TensorEntry& entry) const;
   // Copies elements [FIRST, FIRST + COUNT) of ENTRY into DST (raw stored bytes) with pread.
   void read_range(const TensorEntry& entry, int64_t first, int64_t count, void* dst) const;
   // The whole file's XXH3-64 checksum as 16 hex digits (libxxhash; `xxhsum -H3 FILE` prints the

@@ -115,6 +115,10 @@ NamedTensors SafetensorsSet::views() const {
   return out;
 }
 
+void SafetensorsSet::release(const std::string& name) const {
+  if (const Tensor* t = find(name)) t->file->release(*t->entry);
+}
+
 std::vector<std::string> write_safetensors_shards(const std::string& dir, const std::vector<TensorEntry>& layout,
                                                   int64_t shard_bytes, const Metadata& metadata,
                                                   const TensorWriteFn& write_tensor) {

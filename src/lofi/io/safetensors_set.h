@@ -30,6 +30,8 @@ class SafetensorsSet {
   const Tensor* find(const std::string& name) const;
   // Read-only views (see SafetensorsFile::view) of every tensor; valid while the set lives.
   NamedTensors views() const;
+  // SafetensorsFile::release of tensor NAME, if the set has it.
+  void release(const std::string& name) const;
   // The first file's metadata (shards written together repeat it).
   const Metadata& metadata() const { return files_[0]->metadata(); }
   // The files' XXH3-64 checksums (see SafetensorsFile::checksum), joined by "+" in file order.

@@ -16,7 +16,14 @@ torch::Tensor activate(const torch::Tensor& x, const std::string& activation) {
   if (activation == "relu") return torch::relu(x);
   if (activation == "gelu") return torch::gelu(x, "tanh");
   if (activation == "gelu_erf") return torch::gelu(x);
-  fail("unknown activation \"", activation, "\" (expected relu, gelu or gelu_erf)");
+  if (activation == "silu") return torch::silu(x);
+  fail("unknown activation \"", activation, "\" (expected ", activation_list(), ")");
+}
+
+bool is_activation(const std::string& a) { return a == "relu" || a == "gelu" || a == "gelu_erf" || a == "silu"; }
+
+std::string activation_list() {
+  return "\"relu\", \"gelu\" (tanh approximation), \"gelu_erf\" (exact) or \"silu\"";
 }
 
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t n_head,
@@ -31,6 +38,30 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
                                                         /*dropout_p=*/training ? dropout : 0.0, /*is_causal=*/true,
                                                         /*scale=*/1.0);  // (B, H, T, D)
   return y.transpose(1, 2).contiguous().view({B, T, C});                  // (B, H, T, D) -> (B, T, C)
+}
+
+torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
+                                     int64_t window, double dropout, bool training) {
+  const int64_t T = q.size(2);
+  const bool grouped = k.size(1) != q.size(1);
+  const double p = training ? dropout : 0.0;
+  if (window <= 0 || window >= T)
+    return torch::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, p, /*is_causal=*/true, scale, grouped);
+  // Query i sees keys j with i - window < j <= i.
+  torch::Tensor i = torch::arange(T, q.options().dtype(torch::kLong)).unsqueeze(1);  // (T, 1)
+  torch::Tensor j = torch::arange(T, q.options().dtype(torch::kLong)).unsqueeze(0);  // (1, T)
+  torch::Tensor allowed = (j <= i).logical_and(j > i - window);                       // (T, T)
+  return torch::scaled_dot_product_attention(q, k, v, allowed, p, /*is_causal=*/false, scale, grouped);
+}
+
+RmsNormImpl::RmsNormImpl(int64_t width, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({width}));
+}
+
+torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
+  torch::Tensor h = x.to(torch::kFloat);
+  h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * h.to(x.scalar_type());
 }
 
 Conv1DImpl::Conv1DImpl(int64_t in, int64_t out) {

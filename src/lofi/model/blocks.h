@@ -1,6 +1,7 @@
 // Pieces the causal-LM architectures share: dropout that costs nothing at p = 0, the activation
-// by name, the masked multi-head attention core, and GPT-2's Conv1D (a linear layer whose weight
-// is stored (in, out)). Each architecture file (opt.*, gpt2.*) builds its blocks from these.
+// by name, the masked multi-head attention core (grouped-query and sliding-window included),
+// RMSNorm, and GPT-2's Conv1D (a linear layer whose weight is stored (in, out)). Each
+// architecture's modules (opt.*, gpt2.*, llama.*) are built from these.
 #pragma once
 #include <torch/torch.h>
 
@@ -16,14 +17,34 @@ torch::nn::LayerNorm lm_layer_norm(const LmConfig& c);
 
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training);
 
-// "relu", "gelu" (tanh approximation: HF gelu_new) or "gelu_erf" (exact: HF gelu).
+// "relu", "gelu" (tanh approximation: HF gelu_new), "gelu_erf" (exact: HF gelu) or "silu".
 torch::Tensor activate(const torch::Tensor& x, const std::string& activation);
+bool is_activation(const std::string& activation);
+std::string activation_list();  // for messages
 
 // Causal multi-head attention of already projected Q, K, V (B, T, C) with N_HEAD heads; Q comes
 // scaled by the caller (OPT scales the projection, GPT-2 the scores; the caller keeps its
 // reference's order). Returns the heads merged back: (B, T, C).
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t n_head,
                                double dropout, bool training);
+
+// The same on heads already split: Q (B, H, T, D), K and V (B, H_kv, T, D) with H a multiple of
+// H_kv (grouped-query attention: each key/value head serves H / H_kv query heads, consecutive, as
+// transformers' repeat_kv lays them out). WINDOW > 0: each position attends to the WINDOW
+// positions ending at itself (Mistral's sliding window). Scores scaled by SCALE. -> (B, H, T, D).
+torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
+                                     int64_t window, double dropout, bool training);
+
+// Root-mean-square normalisation with a learned scale, computed in fp32 and scaled in the input's
+// dtype, as transformers' LlamaRMSNorm: weight * (x / sqrt(mean(x^2) + eps)).
+struct RmsNormImpl : torch::nn::Module {
+  RmsNormImpl(int64_t width, double eps);
+  torch::Tensor forward(const torch::Tensor& x);  // (..., width) -> (..., width)
+
+  torch::Tensor weight;  // (width)
+  double eps;
+};
+TORCH_MODULE(RmsNorm);
 
 // GPT-2's Conv1D: y = x @ weight + bias with weight (in, out), as Hugging Face stores it, so the
 // names and the layout of checkpoints match with no transposition.

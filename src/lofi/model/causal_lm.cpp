@@ -3,8 +3,8 @@
 #include <set>
 
 #include "lofi/error.h"
-#include "lofi/model/gpt2.h"
-#include "lofi/model/opt.h"
+#include "lofi/model/arch.h"
+#include "lofi/model/blocks.h"
 
 namespace lofi::model {
 
@@ -14,28 +14,44 @@ torch::Tensor CausalLmImpl::loss(const torch::Tensor& tokens, const torch::Tenso
                                               targets.reshape({-1}));               // (B*T)
 }
 
+torch::Tensor CausalLmImpl::head(const torch::Tensor& h) const {
+  if (lm_head) return torch::linear(h, lm_head->weight);  // (B, T, E) -> (B, T, V)
+  return torch::matmul(h, token_embedding().t());     // tied: (B, T, E) @ (E, V)
+}
+
+void CausalLmImpl::register_head(int64_t embedding_width) {
+  if (config.tie_word_embeddings) return;
+  lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(embedding_width, config.vocab_size).bias(false)));
+}
+
+std::vector<std::string> tied_copies(const CausalLmImpl& model) {
+  if (model.lm_head) return {};
+  return {"lm_head.weight"};
+}
+
 void check_lm_config(const LmConfig& c, const std::string& source) {
   auto need = [&](bool ok, const auto&... why) {
     if (!ok) fail(source, ": ", why...);
   };
-  need(c.arch == "opt" || c.arch == "gpt2", "arch must be \"opt\" or \"gpt2\", found \"", c.arch, "\"");
+  const LmArch& arch = lm_arch(c.arch, source + ".arch");
   need(c.n_layer >= 1, "n_layer must be >= 1, found ", c.n_layer);
-  need(c.n_head >= 1 && c.d_model % c.n_head == 0, "d_model (", c.d_model, ") must be divisible by n_head (", c.n_head, ")");
+  need(c.n_head >= 1 && (c.head_dim > 0 || c.d_model % c.n_head == 0), "d_model (", c.d_model,
+       ") must be divisible by n_head (", c.n_head, ")");
   need(c.d_ff >= 1 && c.vocab_size >= 2 && c.max_seq_len >= 1, "d_ff, vocab_size and max_seq_len must be positive");
-  need(c.activation == "relu" || c.activation == "gelu" || c.activation == "gelu_erf",
-       "activation must be \"relu\", \"gelu\" (tanh approximation) or \"gelu_erf\", found \"", c.activation, "\"");
+  need(is_activation(c.activation), "activation must be ", activation_list(), ", found \"", c.activation, "\"");
   for (double p : {c.dropout, c.attention_dropout, c.embedding_dropout})
     need(p >= 0 && p < 1, "dropout rates must be in [0, 1), found ", p);
   need(c.layer_norm_eps > 0, "layer_norm_eps must be > 0");
   need(c.word_embed_proj_dim >= 0, "word_embed_proj_dim must be >= 0 (0: d_model)");
-  need(c.arch == "opt" || (c.do_layer_norm_before && c.word_embed_proj_dim == 0),
-       "do_layer_norm_before = false and word_embed_proj_dim are OPT variants; arch is \"", c.arch, "\"");
+  need(c.n_kv_head >= 0 && c.head_dim >= 0 && c.sliding_window >= 0, "n_kv_head, head_dim and sliding_window must be >= 0");
+  need(c.n_head % c.kv_heads() == 0, "n_head (", c.n_head, ") must be a multiple of n_kv_head (", c.kv_heads(),
+       "): each key/value head serves n_head / n_kv_head query heads");
+  arch.check(c, source);
 }
 
 CausalLm make_causal_lm(const LmConfig& config) {
   check_lm_config(config, "model");
-  if (config.arch == "gpt2") return std::make_shared<Gpt2LMHeadModelImpl>(config);
-  return std::make_shared<OptForCausalLMImpl>(config);
+  return lm_arch(config.arch).make(config);
 }
 
 void init_causal_lm_weights(CausalLmImpl& model) {
@@ -45,6 +61,8 @@ void init_causal_lm_weights(CausalLmImpl& model) {
     if (auto* ln = m->as<torch::nn::LayerNorm>()) {
       if (ln->weight.defined()) norm_weights.insert(ln->weight.unsafeGetTensorImpl());
       if (ln->bias.defined()) norm_biases.insert(ln->bias.unsafeGetTensorImpl());
+    } else if (auto* rms = m->as<RmsNorm>()) {
+      norm_weights.insert(rms->weight.unsafeGetTensorImpl());
     }
   // In parameter order, so one seed gives one model.
   for (auto& p : model.parameters()) {

@@ -1,6 +1,8 @@
 // The causal language model as training, evaluation and merging see it: tokens (B, T) in,
-// next-token logits (B, T, V) out, whatever the architecture. make_causal_lm() picks the
-// architecture (opt.h, gpt2.h) from LmConfig::arch; each names its parameters as Hugging Face does.
+// next-token logits (B, T, V) out, whatever the architecture. make_causal_lm() builds the
+// architecture LmConfig::arch names (arch.h, archs/); each names its parameters as Hugging Face
+// does. The output head is the token embedding (tied) or a top-level lm_head (untied), as in
+// transformers.
 #pragma once
 #include <torch/torch.h>
 
@@ -17,21 +19,34 @@ struct CausalLmImpl : torch::nn::Module {
   virtual torch::Tensor forward(const torch::Tensor& tokens) = 0;  // (B, T) int64 -> logits (B, T, V)
   // Mean next-token cross-entropy of TARGETS (B, T) given TOKENS (B, T).
   torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);
-  // The token embedding the output head is tied to: (V, E).
-  virtual torch::Tensor tied_embedding() const = 0;
+  // The token embedding: (V, E). The output head when config.tie_word_embeddings.
+  virtual torch::Tensor token_embedding() const = 0;
+  // Next-token logits of the final hidden states H (B, T, E): (B, T, V).
+  torch::Tensor head(const torch::Tensor& h) const;
 
   LmConfig config;
+  torch::nn::Linear lm_head{nullptr};  // (V, E) without bias; only when the head is untied
+
+ protected:
+  // Registers lm_head (E -> V) when the config unties the head; architectures call it last, so
+  // parameters come in Hugging Face's order.
+  void register_head(int64_t embedding_width);
 };
 using CausalLm = std::shared_ptr<CausalLmImpl>;
 
 // A model of CONFIG.arch, with unset (not yet initialised) weights.
 CausalLm make_causal_lm(const LmConfig& config);
 
-// The usual initialisation of both families: normal(0, 0.02) for linear, Conv1D and embedding
-// weights, zero biases, LayerNorms at identity. Draws from torch's global generator.
+// The usual initialisation of these models: normal(0, 0.02) for linear, Conv1D and embedding
+// weights, zero biases, LayerNorm / RMSNorm scales at one. Draws from torch's global generator.
 void init_causal_lm_weights(CausalLmImpl& model);
 
-// Checks CONFIG (architecture, activation, divisibility); throws naming SOURCE and the field.
+// Checks CONFIG (architecture, activation, divisibility, then the architecture's own checks);
+// throws naming SOURCE and the field.
 void check_lm_config(const LmConfig& config, const std::string& source);
+
+// Tensors a checkpoint of MODEL may carry that are not its parameters: "lm_head.weight" when the
+// head is tied (some writers store the tied copy).
+std::vector<std::string> tied_copies(const CausalLmImpl& model);
 
 }  // namespace lofi::model

@@ -64,11 +64,11 @@ torch::Tensor Gpt2ModelImpl::forward(const torch::Tensor& tokens) {
 
 Gpt2LMHeadModelImpl::Gpt2LMHeadModelImpl(const LmConfig& c) : CausalLmImpl(c) {
   transformer = register_module("transformer", Gpt2Model(c));
+  register_head(c.d_model);
 }
 
 torch::Tensor Gpt2LMHeadModelImpl::forward(const torch::Tensor& tokens) {
-  torch::Tensor h = transformer->forward(tokens);          // (B, T, C)
-  return torch::matmul(h, transformer->wte->weight.t());  // tied head: (B, T, V)
+  return head(transformer->forward(tokens));  // (B, T, C) -> (B, T, V)
 }
 
 }  // namespace lofi::model

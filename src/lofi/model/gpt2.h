@@ -1,6 +1,6 @@
 // GPT-2 (GPT2LMHeadModel): learned positions from 0, pre-LayerNorm blocks with a fused QKV
 // projection, Conv1D layers whose weights are stored (in, out), a final ln_f and an output head
-// tied to wte. Submodule names give Hugging Face's parameter names ("transformer.h.0.attn.c_attn.
+// tied to wte (or a separate lm_head). Submodule names give Hugging Face's parameter names ("transformer.h.0.attn.c_attn.
 // weight", ...), and Conv1D keeps their layout, so checkpoints load with no renaming or transposing.
 // The causal-mask buffers old checkpoints carry (attn.bias, attn.masked_bias) are not parameters.
 #pragma once
@@ -55,7 +55,7 @@ TORCH_MODULE(Gpt2Model);
 struct Gpt2LMHeadModelImpl : CausalLmImpl {
   explicit Gpt2LMHeadModelImpl(const LmConfig& c);
   torch::Tensor forward(const torch::Tensor& tokens) override;  // (B, T) -> logits (B, T, V)
-  torch::Tensor tied_embedding() const override { return transformer->wte->weight; }
+  torch::Tensor token_embedding() const override { return transformer->wte->weight; }
 
   Gpt2Model transformer{nullptr};
 };

@@ -1,7 +1,8 @@
-// Hugging Face model directories in and out: config.json <-> LmConfig for model_type "opt" and
-// "gpt2", weights read from model.safetensors or its shards with or without the base-model
-// prefix the hub files use, and a whole directory written that transformers' from_pretrained
-// loads unchanged. Settings lofi cannot honour are errors naming config.json, the key and value.
+// Hugging Face model directories in and out: config.json <-> LmConfig for every architecture
+// (model_type = arch name; the keys each one maps are in its archs/ file), weights read from
+// model.safetensors or its shards with or without the base-model prefix the hub files use, and a
+// whole directory written that transformers' from_pretrained loads unchanged. Settings lofi
+// cannot honour are errors naming config.json, the key and the value.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -26,9 +27,10 @@ nlohmann::ordered_json hf_config_json(const LmConfig& config, const std::string&
                                       const nlohmann::json& base = nlohmann::json::object());
 
 // Copies the weights at PATH (a .safetensors file, an index.json or a directory; names with or
-// without "model." (OPT) / "transformer." (GPT-2)) into MODEL. A stored lm_head.weight must equal
-// the token embedding the head is tied to; GPT-2's attn.bias / attn.masked_bias mask buffers are
-// skipped. Anything else missing, extra or misshapen is an error naming the tensor.
+// without the architecture's base prefix, "model." / "transformer.") into MODEL. An untied head
+// loads lm_head.weight; a tied one checks that a stored lm_head.weight equals the token
+// embedding. Tensors the architecture skips (GPT-2's mask buffers) are skipped. Anything else
+// missing, extra or misshapen is an error naming the tensor.
 void load_hf_weights(CausalLmImpl& model, const std::string& path);
 
 struct HfExportOptions {

@@ -72,11 +72,11 @@ OptModelImpl::OptModelImpl(const LmConfig& c) { decoder = register_module("decod
 
 OptForCausalLMImpl::OptForCausalLMImpl(const LmConfig& c) : CausalLmImpl(c) {
   model = register_module("model", OptModel(c));
+  register_head(c.word_embed_proj_dim > 0 ? c.word_embed_proj_dim : c.d_model);
 }
 
 torch::Tensor OptForCausalLMImpl::forward(const torch::Tensor& tokens) {
-  torch::Tensor h = model->decoder->forward(tokens);                 // (B, T, E)
-  return torch::matmul(h, model->decoder->embed_tokens->weight.t());  // tied head: (B, T, V)
+  return head(model->decoder->forward(tokens));  // (B, T, E) -> (B, T, V)
 }
 
 }  // namespace lofi::model

@@ -1,7 +1,7 @@
 // OPT (OPTForCausalLM): learned positions stored with two extra leading rows (looked up at
 // position + 2), pre-LayerNorm blocks or opt-350m's post-LayerNorm ones (then no final norm),
 // optional project_in/out when the token embedding is narrower than the residual stream, and an
-// output head tied to the token embedding. Submodule names give Hugging Face's parameter names
+// output head tied to the token embedding (or a separate lm_head). Submodule names give Hugging Face's parameter names
 // ("model.decoder.layers.0.self_attn.q_proj.weight", ...): checkpoints need no renaming table.
 #pragma once
 #include <torch/torch.h>
@@ -58,7 +58,7 @@ TORCH_MODULE(OptModel);
 struct OptForCausalLMImpl : CausalLmImpl {
   explicit OptForCausalLMImpl(const LmConfig& c);
   torch::Tensor forward(const torch::Tensor& tokens) override;  // (B, T) -> logits (B, T, V)
-  torch::Tensor tied_embedding() const override { return model->decoder->embed_tokens->weight; }
+  torch::Tensor token_embedding() const override { return model->decoder->embed_tokens->weight; }
 
   OptModel model{nullptr};
 };

@@ -15,7 +15,7 @@ io::NamedTensors module_weights(const torch::nn::Module& module) {
 }
 
 void load_named_tensors(torch::nn::Module& module, const io::NamedTensors& tensors, const std::string& source,
-                        const std::vector<std::string>& ignored) {
+                        const std::vector<std::string>& ignored, const std::function<void(const std::string&)>& copied) {
   torch::NoGradGuard no_grad;
   std::map<std::string, const torch::Tensor*> by_name;
   for (const auto& [name, t] : tensors) by_name[name] = &t;
@@ -25,6 +25,7 @@ void load_named_tensors(torch::nn::Module& module, const io::NamedTensors& tenso
     if (it->second->sizes() != target.sizes())
       fail(source, ": tensor '", name, "' has shape ", it->second->sizes(), ", the model expects ", target.sizes());
     target.copy_(*it->second);
+    if (copied) copied(name);
     by_name.erase(it);
   }
   for (const auto& [name, t] : by_name)
@@ -36,7 +37,9 @@ void load_module_weights(torch::nn::Module& module, const io::SafetensorsFile& f
                          const std::vector<std::string>& ignored) {
   io::NamedTensors views;
   for (const auto& e : file.entries()) views.emplace_back(e.name, file.view(e));
-  load_named_tensors(module, views, file.path(), ignored);
+  load_named_tensors(module, views, file.path(), ignored, [&](const std::string& name) {
+    if (const io::TensorEntry* e = file.find(name)) file.release(*e);
+  });
 }
 
 }  // namespace lofi::model

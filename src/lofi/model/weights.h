@@ -3,6 +3,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 
 #include "lofi/io/safetensors.h"
@@ -13,9 +14,11 @@ namespace lofi::model {
 io::NamedTensors module_weights(const torch::nn::Module& module);
 
 // Copies every parameter of MODULE from TENSORS (SOURCE names them in errors), converting dtype;
-// checked as below.
+// checked as below. COPIED, when given, is called with each tensor's name once it has been copied
+// (a loader of mapped files lets its pages go there).
 void load_named_tensors(torch::nn::Module& module, const io::NamedTensors& tensors, const std::string& source,
-                        const std::vector<std::string>& ignored = {});
+                        const std::vector<std::string>& ignored = {},
+                        const std::function<void(const std::string&)>& copied = {});
 
 // Copies every parameter of MODULE from FILE, converting dtype. A missing tensor, an extra one
 // (other than IGNORED names such as a tied "lm_head.weight") or a shape mismatch is an error

@@ -12,28 +12,18 @@
 
 #include "lofi/error.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/model/arch.h"
 #include "lofi/model/causal_lm.h"
 #include "lofi/model/hf.h"
 
 namespace lofi::train {
 
 std::vector<ConfigField> config_fields(Config& c) {
-  return {
-      {"run.dir", &c.run.dir},
-      {"model.arch", &c.model.arch},
-      {"model.n_layer", &c.model.n_layer},
-      {"model.n_head", &c.model.n_head},
-      {"model.d_model", &c.model.d_model},
-      {"model.d_ff", &c.model.d_ff},
-      {"model.vocab_size", &c.model.vocab_size},
-      {"model.max_seq_len", &c.model.max_seq_len},
-      {"model.activation", &c.model.activation},
-      {"model.dropout", &c.model.dropout},
-      {"model.attention_dropout", &c.model.attention_dropout},
-      {"model.embedding_dropout", &c.model.embedding_dropout},
-      {"model.layer_norm_eps", &c.model.layer_norm_eps},
-      {"model.do_layer_norm_before", &c.model.do_layer_norm_before},
-      {"model.word_embed_proj_dim", &c.model.word_embed_proj_dim},
+  std::vector<ConfigField> fields{{"run.dir", &c.run.dir}};
+  model::LmConfig& lm = c.model;
+  for (const auto& k : model::lm_config_keys())
+    std::visit([&](auto member) { fields.push_back({std::string("model.") + k.key, &(lm.*member)}); }, k.field);
+  std::vector<ConfigField> rest{
       {"model.init", &c.model.init},
       {"model.preset", &c.model.preset},
       {"model.image_size", &c.model.image_size},
@@ -93,6 +83,8 @@ std::vector<ConfigField> config_fields(Config& c) {
       {"dist.min_nodes", &c.dist.min_nodes},
       {"dist.bind", &c.dist.bind},
   };
+  fields.insert(fields.end(), rest.begin(), rest.end());
+  return fields;
 }
 
 namespace {
@@ -213,16 +205,16 @@ void validate(const Config& c) {
   need(c.model.image_size >= 0 && c.model.num_classes >= 0, "model.image_size and model.num_classes must be >= 0");
   need(c.model.drop_path >= 0 && c.model.drop_path < 1, "model.drop_path must be in [0, 1), found ", c.model.drop_path);
   need(c.images.loader_threads >= 1 && c.images.prefetch >= 1, "images.loader_threads and images.prefetch must be >= 1");
-  need(c.model.n_head >= 1 && c.model.d_model % c.model.n_head == 0, "model.d_model (", c.model.d_model,
-       ") must be divisible by model.n_head (", c.model.n_head, ")");
   need(c.model.dropout >= 0 && c.model.dropout < 1, "model.dropout must be in [0, 1)");
   need(c.model.attention_dropout < 1 && c.model.embedding_dropout < 1,
        "model.attention_dropout and model.embedding_dropout must be below 1");
-  if (c.model.arch == "vit") {
-    need(c.model.init.empty() || !model::is_hf_model_dir(c.model.init),
-         "model.init: a Hugging Face language-model directory cannot initialise a \"vit\"");
-  } else {
+  if (model::is_lm_arch(c.model.arch)) {
+    need(c.model.n_head >= 1 && (c.model.head_dim > 0 || c.model.d_model % c.model.n_head == 0), "model.d_model (",
+         c.model.d_model, ") must be divisible by model.n_head (", c.model.n_head, "), or model.head_dim set");
     model::check_lm_config(lm_config(c.model), "config: model");
+  } else {
+    need(c.model.init.empty() || !model::is_hf_model_dir(c.model.init), "model.init: a Hugging Face language-model directory cannot initialise a \"",
+         c.model.arch, "\"");
   }
   need(c.data.seq_len >= 1 && c.data.seq_len <= c.model.max_seq_len, "data.seq_len (", c.data.seq_len,
        ") must be in [1, model.max_seq_len = ", c.model.max_seq_len, "]");
@@ -245,7 +237,7 @@ void validate(const Config& c) {
        c.train.head_init, "\"");
   need(c.train.head_init != "lp" || (c.train.lp_steps >= 1 && c.train.lp_lr > 0),
        "train.head_init = \"lp\" needs train.lp_steps >= 1 and train.lp_lr > 0");
-  need(c.train.head_init != "lp" || c.model.arch == "vit",
+  need(c.train.head_init != "lp" || !model::is_lm_arch(c.model.arch),
        "train.head_init = \"lp\" probes a re-initialised classification head; model.arch = \"", c.model.arch,
        "\" has none (a language model's head is its token embedding). Use train.head_init = \"random\"");
   need(c.dist.nodes >= 1, "dist.nodes must be >= 1, found ", c.dist.nodes);
@@ -318,41 +310,15 @@ std::vector<std::string> trajectory_changes(const std::string& was_toml, const s
 }
 
 model::LmConfig lm_config(const ModelConfig& c) {
-  model::LmConfig m;
-  m.arch = c.arch;
-  m.n_layer = c.n_layer;
-  m.n_head = c.n_head;
-  m.d_model = c.d_model;
-  m.d_ff = c.d_ff;
-  m.vocab_size = c.vocab_size;
-  m.max_seq_len = c.max_seq_len;
-  m.activation = c.activation;
-  m.dropout = c.dropout;
-  m.attention_dropout = c.attention_dropout < 0 ? c.dropout : c.attention_dropout;
-  m.embedding_dropout = c.embedding_dropout < 0 ? c.dropout : c.embedding_dropout;
-  m.layer_norm_eps = c.layer_norm_eps;
-  m.do_layer_norm_before = c.do_layer_norm_before;
-  m.word_embed_proj_dim = c.word_embed_proj_dim;
+  model::LmConfig m = c;
+  if (m.attention_dropout < 0) m.attention_dropout = c.dropout;
+  if (m.embedding_dropout < 0) m.embedding_dropout = c.dropout;
   return m;
 }
 
 void apply_hf_init(ModelConfig& c) {
   if (c.init.empty() || !model::is_hf_model_dir(c.init)) return;
-  model::LmConfig m = model::read_hf_config(c.init);
-  c.arch = m.arch;
-  c.n_layer = m.n_layer;
-  c.n_head = m.n_head;
-  c.d_model = m.d_model;
-  c.d_ff = m.d_ff;
-  c.vocab_size = m.vocab_size;
-  c.max_seq_len = m.max_seq_len;
-  c.activation = m.activation;
-  c.dropout = m.dropout;
-  c.attention_dropout = m.attention_dropout;
-  c.embedding_dropout = m.embedding_dropout;
-  c.layer_norm_eps = m.layer_norm_eps;
-  c.do_layer_norm_before = m.do_layer_norm_before;
-  c.word_embed_proj_dim = m.word_embed_proj_dim;
+  static_cast<model::LmConfig&>(c) = model::read_hf_config(c.init);
 }
 
 std::string shortest_double(double v) {

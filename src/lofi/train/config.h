@@ -15,23 +15,13 @@ struct RunConfig {
   std::string dir = "runs/lm";  // run directory: config.toml, node-k/, merged.safetensors
 };
 
-struct ModelConfig {
-  std::string arch = "opt";         // "opt" (OPTForCausalLM layout), "gpt2" (GPT2LMHeadModel layout)
-                                    // or "vit" (image classifier, timm VisionTransformer layout)
-  int64_t n_layer = 4;              // decoder blocks, e.g. 12 for OPT-125M
-  int64_t n_head = 4;               // attention heads, e.g. 12
-  int64_t d_model = 128;            // residual width, e.g. 768
-  int64_t d_ff = 512;               // MLP hidden width, e.g. 3072
-  int64_t vocab_size = 256;         // token ids must lie below this, e.g. 50272
-  int64_t max_seq_len = 128;        // learned positions, e.g. 2048
-  std::string activation = "relu";  // "relu" (OPT), "gelu" (tanh approximation, GPT-2) or "gelu_erf"
-  double dropout = 0.0;             // dropout on residual branches, e.g. 0.1
-  double attention_dropout = -1;    // on attention probabilities; < 0: as model.dropout
-  double embedding_dropout = -1;    // on the summed embeddings; < 0: as model.dropout
-  double layer_norm_eps = 1e-5;     // LayerNorm epsilon (OPT 1e-5, GPT-2 layer_norm_epsilon)
-  bool do_layer_norm_before = true; // OPT: false is opt-350m's post-LayerNorm blocks (no final norm)
-  int64_t word_embed_proj_dim = 0;  // OPT: token embedding width with project_in/out (opt-350m: 512);
-                                    // 0: d_model
+// The model: a language model's shape is model::LmConfig's fields (lm_config.h: "model.n_layer",
+// "model.rope_theta", ...), declared there once; the keys below are the run's own.
+struct ModelConfig : model::LmConfig {
+  ModelConfig() {
+    attention_dropout = -1;  // < 0: as model.dropout
+    embedding_dropout = -1;  // < 0: as model.dropout
+  }
   std::string init;                 // safetensors file, or a Hugging Face model directory (config.json
                                     // + weights: it then sets every other model.* key); empty: random
                                     // init from train.seed

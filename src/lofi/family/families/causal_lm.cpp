@@ -1,10 +1,11 @@
-// Decoder-only language models (OPT, GPT-2): next-token prediction on token shards, scored by
-// loss and perplexity per dataset.
+// Decoder-only language models (every architecture of model/archs/: OPT, GPT-2, Llama, Qwen2,
+// Mistral): next-token prediction on token shards, scored by loss and perplexity per dataset.
 #include "lofi/error.h"
 #include "lofi/family/family.h"
 #include "lofi/family/lm_evaluator.h"
 #include "lofi/family/lm_model.h"
 #include "lofi/family/lm_task.h"
+#include "lofi/model/arch.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/weights.h"
 
@@ -14,7 +15,7 @@ namespace {
 class CausalLmFamily : public Family {
  public:
   std::string name() const override { return "causal-lm"; }
-  std::vector<std::string> archs() const override { return {"gpt2", "opt"}; }
+  std::vector<std::string> archs() const override { return model::lm_arch_names(); }
   Kind kind() const override { return Kind::language_model; }
   std::unique_ptr<train::Task> make_task(const train::Config& config, const dist::Topology& topo,
                                          uint64_t init_seed) const override {

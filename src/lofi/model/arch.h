@@ -1,0 +1,76 @@
+// Causal-LM architectures: everything that differs between OPT, GPT-2, Llama, Qwen2, Mistral, ...
+// in one place per architecture. Each is one file under archs/ with a LOFI_LM_ARCH line; the build
+// registers every file there, so adding an architecture adds its files (its modules, if no
+// existing ones fit, and its archs/ file) and edits none of the code that trains, merges,
+// evaluates or exports it.
+#pragma once
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "lofi/model/causal_lm.h"
+#include "lofi/model/hf_keys.h"
+
+namespace lofi::model {
+
+class LmArch {
+ public:
+  virtual ~LmArch() = default;
+  // model.arch, and config.json's model_type: "llama".
+  virtual std::string name() const = 0;
+  // config.json's architectures entry: "LlamaForCausalLM".
+  virtual std::string hf_class() const = 0;
+  // The modules, with unset (not yet initialised) weights; C is checked.
+  virtual CausalLm make(const LmConfig& c) const = 0;
+
+  // config.json keys that map one to one onto LmConfig fields, with transformers' defaults.
+  virtual std::vector<HfKey> hf_keys() const = 0;
+  // What hf_keys cannot say: derived values, renamed activations, settings lofi refuses by name.
+  // Runs after the table has been read.
+  virtual void read_hf(const HfKeys&, LmConfig&) const {}
+  // The other half: keys written beside the table's (token ids defaults, fixed settings).
+  virtual void write_hf(const LmConfig&, nlohmann::ordered_json&) const {}
+  // Settings of C this architecture cannot build, beyond the common checks; fails naming SOURCE.
+  virtual void check(const LmConfig&, const std::string&) const {}
+
+  // The prefix of the base model inside the LM-head model ("model.", "transformer."): hub files
+  // of the base model omit it.
+  virtual std::string base_prefix() const = 0;
+  // Tensors some checkpoints carry that are not weights (GPT-2's causal-mask buffers).
+  virtual bool skipped_tensor(const std::string&) const { return false; }
+};
+
+class LmArchRegistry {
+ public:
+  void add(std::unique_ptr<LmArch> arch);  // fails when its name is taken
+  const LmArch* find(const std::string& name) const;
+  std::vector<std::string> names() const;  // sorted
+
+ private:
+  std::vector<std::unique_ptr<LmArch>> archs_;
+};
+
+// Fails, naming SOURCE, the key and ARCH, when one of the LmConfig fields called KEYS (as in
+// lm_config_keys()) is not at its default: settings that do not apply to this architecture.
+void require_defaults(const LmConfig& c, const std::string& source, const std::vector<std::string>& keys);
+
+// The architecture called NAME; fails naming SOURCE, the value and the known ones.
+const LmArch& lm_arch(const std::string& name, const std::string& source = "model.arch");
+// Whether an architecture is called NAME.
+bool is_lm_arch(const std::string& name);
+// Every architecture's name, sorted.
+std::vector<std::string> lm_arch_names();
+// The names as a list for messages: "gpt2", "llama", ...
+std::string lm_arch_list();
+
+}  // namespace lofi::model
+
+// In archs/STEM.cpp: LOFI_LM_ARCH(STEM, Class). The build generates the call of every
+// archs/*.cpp's register function (see family/family.h for why not a static registrar).
+#define LOFI_LM_ARCH(stem, Class)                   \
+  namespace lofi::model::archs {                    \
+  void register_##stem(LmArchRegistry& registry) {  \
+    registry.add(std::make_unique<Class>());        \
+  }                                                 \
+  }

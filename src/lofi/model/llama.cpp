@@ -1,0 +1,111 @@
+#include "lofi/model/llama.h"
+
+#include <cmath>
+
+#include "lofi/error.h"
+
+namespace lofi::model {
+
+namespace nn = torch::nn;
+
+torch::Tensor rope_inv_freq(const LmConfig& c) {
+  const int64_t D = c.head_width();
+  // 1 / theta^(2i / D), i = 0 .. D/2 - 1, in fp32 as transformers' default rope.
+  torch::Tensor inv_freq =
+      1.0 / torch::pow(c.rope_theta, torch::arange(0, D, 2, torch::kLong).to(torch::kFloat) / static_cast<double>(D));
+  if (c.rope_scaling == "default") return inv_freq;
+  if (c.rope_scaling == "linear") return inv_freq / c.rope_factor;
+  if (c.rope_scaling == "llama3") {
+    // Llama 3.1: long wavelengths slowed by FACTOR, short ones kept, the band between blended.
+    const double old_context = static_cast<double>(c.rope_original_max_positions);
+    const double low_freq_wavelen = old_context / c.rope_low_freq_factor;
+    const double high_freq_wavelen = old_context / c.rope_high_freq_factor;
+    torch::Tensor wavelen = 2 * M_PI / inv_freq;
+    torch::Tensor scaled = torch::where(wavelen > low_freq_wavelen, inv_freq / c.rope_factor, inv_freq);
+    torch::Tensor smooth = (old_context / wavelen - c.rope_low_freq_factor) / (c.rope_high_freq_factor - c.rope_low_freq_factor);
+    torch::Tensor smoothed = (1 - smooth) * scaled / c.rope_factor + smooth * scaled;
+    torch::Tensor medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+    return torch::where(medium, smoothed, scaled);
+  }
+  fail("model.rope_scaling = \"", c.rope_scaling, "\" is not supported (lofi has \"default\", \"linear\" and \"llama3\")");
+}
+
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  torch::Tensor rotated = torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);  // rotate_half: (B, H, T, D)
+  return x * cos + rotated * sin;                                                           // (T, D) broadcast
+}
+
+LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c)
+    : n_head(c.n_head), n_kv_head(c.kv_heads()), head_dim(c.head_width()), window(c.sliding_window),
+      dropout(c.attention_dropout) {
+  auto linear = [](int64_t in, int64_t out, bool bias) { return nn::Linear(nn::LinearOptions(in, out).bias(bias)); };
+  q_proj = register_module("q_proj", linear(c.d_model, n_head * head_dim, c.attention_bias));
+  k_proj = register_module("k_proj", linear(c.d_model, n_kv_head * head_dim, c.attention_bias));
+  v_proj = register_module("v_proj", linear(c.d_model, n_kv_head * head_dim, c.attention_bias));
+  o_proj = register_module("o_proj", linear(n_head * head_dim, c.d_model, c.attention_out_bias));
+}
+
+torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t B = x.size(0), T = x.size(1);
+  auto heads = [&](const torch::Tensor& t, int64_t h) {
+    return t.view({B, T, h, head_dim}).transpose(1, 2);  // (B, T, h*D) -> (B, h, T, D)
+  };
+  torch::Tensor q = apply_rope(heads(q_proj(x), n_head), cos, sin);
+  torch::Tensor k = apply_rope(heads(k_proj(x), n_kv_head), cos, sin);
+  torch::Tensor y = causal_attention_heads(q, k, heads(v_proj(x), n_kv_head), 1.0 / std::sqrt(static_cast<double>(head_dim)),
+                                           window, dropout, is_training());  // (B, H, T, D)
+  return o_proj(y.transpose(1, 2).reshape({B, T, n_head * head_dim}));      // (B, H, T, D) -> (B, T, H*D) -> (B, T, C)
+}
+
+LlamaMlpImpl::LlamaMlpImpl(const LmConfig& c) : activation(c.activation) {
+  auto linear = [&](int64_t in, int64_t out) { return nn::Linear(nn::LinearOptions(in, out).bias(c.mlp_bias)); };
+  gate_proj = register_module("gate_proj", linear(c.d_model, c.d_ff));
+  up_proj = register_module("up_proj", linear(c.d_model, c.d_ff));
+  down_proj = register_module("down_proj", linear(c.d_ff, c.d_model));
+}
+
+torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x) {
+  return down_proj(activate(gate_proj(x), activation) * up_proj(x));
+}
+
+LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LmConfig& c) {
+  self_attn = register_module("self_attn", LlamaAttention(c));
+  mlp = register_module("mlp", LlamaMlp(c));
+  input_layernorm = register_module("input_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
+  post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
+}
+
+torch::Tensor LlamaDecoderLayerImpl::forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  x = x + self_attn(input_layernorm(x), cos, sin);
+  return x + mlp(post_attention_layernorm(x));
+}
+
+LlamaModelImpl::LlamaModelImpl(const LmConfig& c) : inv_freq(rope_inv_freq(c)) {
+  embed_tokens = register_module("embed_tokens", nn::Embedding(c.vocab_size, c.d_model));
+  layers = register_module("layers", nn::ModuleList());
+  for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(LlamaDecoderLayer(c));
+  norm = register_module("norm", RmsNorm(c.d_model, c.layer_norm_eps));
+}
+
+torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens) {
+  const int64_t T = tokens.size(1);
+  torch::Tensor x = embed_tokens(tokens);  // (B, T, C)
+  // Angles in fp32 (an outer product as elementwise products, which autocast leaves in fp32),
+  // then in the activations' dtype, as transformers computes them.
+  torch::Tensor positions = torch::arange(T, torch::TensorOptions(torch::kFloat).device(x.device()));  // (T)
+  torch::Tensor freqs = positions.unsqueeze(1) * inv_freq.to(x.device()).unsqueeze(0);                  // (T, D/2)
+  torch::Tensor angles = torch::cat({freqs, freqs}, -1);                                                // (T, D)
+  const torch::Tensor cos = angles.cos().to(x.scalar_type()), sin = angles.sin().to(x.scalar_type());
+  for (const auto& layer : *layers) x = layer->as<LlamaDecoderLayer>()->forward(x, cos, sin);
+  return norm(x);
+}
+
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LmConfig& c) : CausalLmImpl(c) {
+  model = register_module("model", LlamaModel(c));
+  register_head(c.d_model);
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& tokens) { return head(model->forward(tokens)); }
+
+}  // namespace lofi::model

@@ -1,0 +1,71 @@
+// Llama-class decoders (LlamaForCausalLM, and Qwen2 and Mistral, which share its modules): no
+// learned positions but rotary embeddings on queries and keys (Hugging Face's rotate-half
+// layout, rope_theta, linear or Llama 3.1 frequency scaling), grouped-query attention,
+// pre-RMSNorm blocks, a SwiGLU MLP, a final RMSNorm and a tied or separate lm_head. Submodule
+// names give Hugging Face's parameter names ("model.layers.0.self_attn.q_proj.weight", ...).
+#pragma once
+#include <torch/torch.h>
+
+#include "lofi/model/blocks.h"
+#include "lofi/model/causal_lm.h"
+
+namespace lofi::model {
+
+// The rotary embedding's inverse frequencies (head_dim / 2), fp32, as transformers computes them
+// for C.rope_scaling ("default", "linear" or "llama3").
+torch::Tensor rope_inv_freq(const LmConfig& c);
+
+// X (B, H, T, D) rotated by positions 0..T-1: x * cos + rotate_half(x) * sin, with cos and sin
+// (T, D) of INV_FREQ repeated over both halves.
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+
+struct LlamaAttentionImpl : torch::nn::Module {
+  explicit LlamaAttentionImpl(const LmConfig& c);
+  // X (B, T, C), COS and SIN (T, D) -> (B, T, C), causal.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+
+  int64_t n_head, n_kv_head, head_dim, window;
+  double dropout;
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};  // (C, H*D), (C, Hkv*D) x 2, (H*D, C)
+};
+TORCH_MODULE(LlamaAttention);
+
+struct LlamaMlpImpl : torch::nn::Module {
+  explicit LlamaMlpImpl(const LmConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);  // down(act(gate(x)) * up(x)): (B, T, C) -> (B, T, C)
+
+  std::string activation;
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};  // (C, F), (C, F), (F, C)
+};
+TORCH_MODULE(LlamaMlp);
+
+struct LlamaDecoderLayerImpl : torch::nn::Module {
+  explicit LlamaDecoderLayerImpl(const LmConfig& c);
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin);  // (B, T, C) -> (B, T, C)
+
+  LlamaAttention self_attn{nullptr};
+  LlamaMlp mlp{nullptr};
+  RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(LlamaDecoderLayer);
+
+struct LlamaModelImpl : torch::nn::Module {
+  explicit LlamaModelImpl(const LmConfig& c);
+  torch::Tensor forward(const torch::Tensor& tokens);  // (B, T) int64 -> hidden (B, T, C)
+
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RmsNorm norm{nullptr};
+  torch::Tensor inv_freq;  // (D / 2), fp32; derived from the config, not a weight
+};
+TORCH_MODULE(LlamaModel);
+
+struct LlamaForCausalLMImpl : CausalLmImpl {
+  explicit LlamaForCausalLMImpl(const LmConfig& c);
+  torch::Tensor forward(const torch::Tensor& tokens) override;  // (B, T) -> logits (B, T, V)
+  torch::Tensor token_embedding() const override { return model->embed_tokens->weight; }
+
+  LlamaModel model{nullptr};
+};
+
+}  // namespace lofi::model

@@ -1,0 +1,101 @@
+#include "lofi/model/llama_arch.h"
+
+#include "lofi/error.h"
+#include "lofi/model/llama.h"
+
+namespace lofi::model {
+
+CausalLm LlamaClassArch::make(const LmConfig& c) const { return std::make_shared<LlamaForCausalLMImpl>(c); }
+
+std::vector<HfKey> LlamaClassArch::hf_keys() const {
+  return {{"vocab_size", &LmConfig::vocab_size, default_vocab_size()},
+          {"hidden_size", &LmConfig::d_model, 4096},
+          {"intermediate_size", &LmConfig::d_ff, default_d_ff()},
+          {"num_hidden_layers", &LmConfig::n_layer, 32},
+          {"num_attention_heads", &LmConfig::n_head, 32},
+          {"max_position_embeddings", &LmConfig::max_seq_len, default_max_positions()},
+          {"rms_norm_eps", &LmConfig::layer_norm_eps, 1e-6},
+          {"attention_dropout", &LmConfig::attention_dropout, 0.0},
+          {"tie_word_embeddings", &LmConfig::tie_word_embeddings, false}};
+}
+
+void LlamaClassArch::read_hf(const HfKeys& keys, LmConfig& c) const {
+  c.activation = activation_from_hf(keys, "hidden_act", "silu");
+  c.dropout = c.embedding_dropout = 0.0;  // these models have no residual or embedding dropout
+  c.n_kv_head = keys.integer("num_key_value_heads", default_kv_heads() > 0 ? default_kv_heads() : c.n_head);
+  if (c.n_kv_head <= 0 || c.n_head % c.n_kv_head != 0)
+    keys.unsupported("num_key_value_heads", "it must divide num_attention_heads = " + std::to_string(c.n_head) +
+                                                ": each key/value head serves the same number of query heads");
+  if (c.n_kv_head == c.n_head) c.n_kv_head = 0;
+  c.head_dim = keys.integer("head_dim", 0);
+  if (c.n_head > 0 && c.head_dim * c.n_head == c.d_model) c.head_dim = 0;
+  if (keys.has("partial_rotary_factor") && keys.number("partial_rotary_factor", 1.0) != 1.0)
+    keys.unsupported("partial_rotary_factor", "lofi rotates the whole head");
+  if (keys.integer("pretraining_tp", 1) != 1)
+    keys.unsupported("pretraining_tp", "lofi computes each projection whole; the model is the same with pretraining_tp = 1");
+  // Rotary settings: rope_scaling (hub checkpoints) wins over rope_parameters (transformers 5),
+  // as transformers reads them; rope_theta inside the object wins over the top-level key.
+  const std::string rope_key = keys.has("rope_scaling") ? "rope_scaling" : "rope_parameters";
+  const HfKeys rope = keys.nested(rope_key);
+  c.rope_theta = rope.number("rope_theta", keys.number("rope_theta", 10000.0));
+  c.rope_scaling = rope.string("rope_type", rope.string("type", "default"));
+  if (c.rope_scaling == "linear") {
+    c.rope_factor = rope.number("factor", 1.0);
+  } else if (c.rope_scaling == "llama3") {
+    c.rope_factor = rope.number("factor", 8.0);
+    c.rope_low_freq_factor = rope.number("low_freq_factor", 1.0);
+    c.rope_high_freq_factor = rope.number("high_freq_factor", 4.0);
+    c.rope_original_max_positions = rope.integer("original_max_position_embeddings", c.max_seq_len);
+  } else if (c.rope_scaling != "default") {
+    rope.unsupported(rope.has("rope_type") ? "rope_type" : "type", "lofi has \"default\", \"linear\" and \"llama3\"");
+  }
+  if (rope.has("partial_rotary_factor") && rope.number("partial_rotary_factor", 1.0) != 1.0)
+    rope.unsupported("partial_rotary_factor", "lofi rotates the whole head");
+  read_variant(keys, c);
+}
+
+void LlamaClassArch::write_hf(const LmConfig& c, nlohmann::ordered_json& out) const {
+  out["num_key_value_heads"] = c.kv_heads();
+  out["head_dim"] = c.head_width();
+  out["hidden_act"] = activation_to_hf(c.activation);
+  nlohmann::ordered_json rope{{"rope_type", c.rope_scaling}, {"rope_theta", c.rope_theta}};
+  if (c.rope_scaling == "linear") rope["factor"] = c.rope_factor;
+  if (c.rope_scaling == "llama3") {
+    rope["factor"] = c.rope_factor;
+    rope["low_freq_factor"] = c.rope_low_freq_factor;
+    rope["high_freq_factor"] = c.rope_high_freq_factor;
+    rope["original_max_position_embeddings"] = c.rope_original_max_positions;
+  }
+  // Both spellings, so transformers 4 (rope_theta, rope_scaling) and 5 (rope_parameters) read it.
+  out["rope_parameters"] = rope;
+  out["rope_theta"] = c.rope_theta;
+  if (c.rope_scaling == "default") {
+    out["rope_scaling"] = nullptr;
+  } else {
+    nlohmann::ordered_json scaling = rope;
+    scaling.erase("rope_theta");
+    out["rope_scaling"] = scaling;
+  }
+  out["pretraining_tp"] = 1;
+  write_variant(c, out);
+}
+
+void LlamaClassArch::check(const LmConfig& c, const std::string& source) const {
+  auto need = [&](bool ok, const auto&... why) {
+    if (!ok) fail(source, ": ", why...);
+  };
+  require_defaults(c, source, {"do_layer_norm_before", "word_embed_proj_dim"});
+  need(c.dropout == 0 && c.embedding_dropout == 0, "arch \"", c.arch,
+       "\" has no residual or embedding dropout; set dropout = 0 (attention_dropout applies)");
+  need(c.head_width() % 2 == 0, "head_dim (", c.head_width(), ") must be even: rotary embeddings turn pairs of features");
+  need(c.rope_theta > 0, "rope_theta must be > 0, found ", c.rope_theta);
+  need(c.rope_scaling == "default" || c.rope_scaling == "linear" || c.rope_scaling == "llama3", "rope_scaling = \"",
+       c.rope_scaling, "\" is not supported (lofi has \"default\", \"linear\" and \"llama3\")");
+  need(c.rope_factor > 0, "rope_factor must be > 0, found ", c.rope_factor);
+  need(c.rope_scaling != "llama3" || (c.rope_high_freq_factor > c.rope_low_freq_factor && c.rope_low_freq_factor > 0 &&
+                                      c.rope_original_max_positions > 0),
+       "rope_scaling = \"llama3\" needs 0 < rope_low_freq_factor < rope_high_freq_factor and rope_original_max_positions > 0");
+  check_variant(c, source);
+}
+
+}  // namespace lofi::model

@@ -1,0 +1,32 @@
+// What Llama, Qwen2 and Mistral share as architectures (archs/llama.cpp, qwen2.cpp, mistral.cpp):
+// the modules of llama.h, the config.json keys of transformers' LlamaConfig family, the rotary
+// settings in both of transformers' spellings (rope_theta + rope_scaling, as hub checkpoints
+// carry them, and rope_parameters, as transformers 5 writes them), and their checks. Each
+// architecture says what differs: its name, class, defaults, biases and sliding window.
+#pragma once
+#include "lofi/model/arch.h"
+
+namespace lofi::model {
+
+class LlamaClassArch : public LmArch {
+ public:
+  CausalLm make(const LmConfig& c) const override;
+  std::string base_prefix() const override { return "model."; }
+  std::vector<HfKey> hf_keys() const override;
+  void read_hf(const HfKeys& keys, LmConfig& c) const override;
+  void write_hf(const LmConfig& c, nlohmann::ordered_json& out) const override;
+  void check(const LmConfig& c, const std::string& source) const override;
+
+ protected:
+  // transformers' defaults for this model type.
+  virtual int64_t default_vocab_size() const = 0;
+  virtual int64_t default_d_ff() const = 0;
+  virtual int64_t default_kv_heads() const = 0;  // 0: num_attention_heads
+  virtual int64_t default_max_positions() const = 0;
+  // Biases and window beyond the shared keys: read, written, checked.
+  virtual void read_variant(const HfKeys& keys, LmConfig& c) const = 0;
+  virtual void write_variant(const LmConfig& c, nlohmann::ordered_json& out) const = 0;
+  virtual void check_variant(const LmConfig& c, const std::string& source) const = 0;
+};
+
+}  // namespace lofi::model
