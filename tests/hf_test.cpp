@@ -96,7 +96,9 @@ TEST_P(Transformers, LogitsAndExportMatch) {
   ASSERT_TRUE(fs::exists(dir / "config.json"))
       << dir.string() << " is absent: run tests/fixtures/hf/make_hf_fixtures.py (scripts/install-deps.sh installs transformers)";
   model::CausalLm lm = load(dir.string());
-  EXPECT_LE(logit_error(*lm, dir), 1e-4);
+  const double error = logit_error(*lm, dir);
+  std::cout << GetParam() << ": lofi's max |logit diff| from transformers = " << error << "\n";
+  EXPECT_LE(error, 1e-4);
   const std::string out = test::scratch_dir() + "/hf";
   model::export_hf(*lm, out, {});
   io::SafetensorsSet original(dir.string()), exported(out);
