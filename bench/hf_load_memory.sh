@@ -21,7 +21,7 @@ measure() {  # CMD... -> "its stdout" "peak_kb"
   rm -f "$log"
 }
 read -r ls lp _ lk < <(measure "$build/lofi_bench_hf_load" load "$model")
-read -r ts tp tk < <(measure "$py" "$here/hf_load_transformers.py" "$model")
+read -r ts tp tk < <(TQDM_DISABLE=1 measure "$py" "$here/hf_load_transformers.py" "$model")
 awk -v c="$ckpt" -v ls="$ls" -v lp="$lp" -v lk="$lk" -v ts="$ts" -v tp="$tp" -v tk="$tk" 'BEGIN {
   m = lp * 4
   printf "  checkpoint %.2f GB (bf16), model %.2f GB (%.3fB fp32 parameters)\n", c / 1e9, m / 1e9, lp / 1e9
