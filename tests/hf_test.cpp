@@ -271,8 +271,7 @@ TEST(HfNames, UntiedHeadIsLoadedAndRequired) {
   model::CausalLm lm = load(fixture.string());
   ASSERT_TRUE(lm->lm_head);
   EXPECT_FALSE(torch::equal(lm->lm_head->weight, lm->token_embedding()));
-  EXPECT_EQ(io::SafetensorsFile((fixture / "model.safetensors").string()).load("lm_head.weight").equal(lm->lm_head->weight),
-            true);
+  EXPECT_TRUE(io::SafetensorsFile((fixture / "model.safetensors").string()).load("lm_head.weight").equal(lm->lm_head->weight));
   const std::string dir = test::scratch_dir() + "/headless";
   fs::create_directories(dir);
   fs::copy_file(fixture / "config.json", dir + "/config.json");

@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 // Lower layers first; a layer may include from any layer of a lower rank, not from its own rank.
 const std::map<std::string, int>& layer_ranks() {
   static const std::map<std::string, int> ranks = {
-      {"", 0},                                             // error.h, seed.h: used everywhere
+      {"", 0},                                             // error.h, seed.h, strings.h: used everywhere
       {"io", 1},          {"tensorboard", 1},              // files and formats
       {"run", 2},                                          // the run directory's layout
       {"data", 3},        {"model", 3},    {"dist", 3},    {"merge", 3},

@@ -12,7 +12,7 @@ model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed) {
   torch::manual_seed(seed);
   model::CausalLm lm = model::make_causal_lm(train::lm_config(resolved));
   // Every weight is loaded (a missing one is an error), so initialising them first would only
-  // cost time: a second for each ~100M parameters.
+  // cost time.
   if (resolved.init.empty()) {
     model::init_causal_lm_weights(*lm);
   } else if (model::is_hf_model_dir(resolved.init)) {

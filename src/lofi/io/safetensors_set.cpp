@@ -7,6 +7,7 @@
 
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
+#include "lofi/strings.h"
 
 namespace lofi::io {
 namespace fs = std::filesystem;
@@ -15,10 +16,6 @@ namespace {
 
 constexpr const char* kIndexName = "model.safetensors.index.json";
 constexpr const char* kSingleName = "model.safetensors";
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // Splits LAYOUT into shards of at most SHARD_BYTES (a larger tensor gets a shard of its own).
 std::vector<std::vector<size_t>> plan_shards(const std::vector<TensorEntry>& layout, int64_t shard_bytes) {

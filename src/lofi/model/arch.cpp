@@ -56,6 +56,19 @@ void require_defaults(const LmConfig& c, const std::string& source, const std::v
   }
 }
 
+const std::vector<std::string>& llama_class_keys() {
+  static const std::vector<std::string> keys{"n_kv_head",          "head_dim",          "rope_theta",
+                                             "rope_scaling",       "rope_factor",       "rope_low_freq_factor",
+                                             "rope_high_freq_factor", "rope_original_max_positions", "attention_bias",
+                                             "attention_out_bias", "mlp_bias",          "sliding_window"};
+  return keys;
+}
+
+const std::vector<std::string>& opt_variant_keys() {
+  static const std::vector<std::string> keys{"do_layer_norm_before", "word_embed_proj_dim"};
+  return keys;
+}
+
 const LmArch& lm_arch(const std::string& name, const std::string& source) {
   if (const LmArch* a = registry().find(name)) return *a;
   fail(source, ": \"", name, "\" is not an architecture lofi builds (it builds ", lm_arch_list(), ")");

@@ -54,6 +54,10 @@ class LmArchRegistry {
 // Fails, naming SOURCE, the key and ARCH, when one of the LmConfig fields called KEYS (as in
 // lm_config_keys()) is not at its default: settings that do not apply to this architecture.
 void require_defaults(const LmConfig& c, const std::string& source, const std::vector<std::string>& keys);
+// The LmConfig keys only the Llama class reads (grouped-query heads, rotary settings, biases,
+// window) and the ones only OPT reads: what the other architectures pass to require_defaults.
+const std::vector<std::string>& llama_class_keys();
+const std::vector<std::string>& opt_variant_keys();
 
 // The architecture called NAME; fails naming SOURCE, the value and the known ones.
 const LmArch& lm_arch(const std::string& name, const std::string& source = "model.arch");

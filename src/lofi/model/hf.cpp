@@ -9,14 +9,13 @@
 #include "lofi/model/arch.h"
 #include "lofi/model/hf_keys.h"
 #include "lofi/model/weights.h"
+#include "lofi/strings.h"
 
 namespace lofi::model {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
-
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
 std::string torch_dtype_name(const std::string& dtype) {
   if (dtype == "F32") return "float32";

@@ -94,7 +94,9 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens) {
   // Angles in fp32 (an outer product as elementwise products, which autocast leaves in fp32),
   // then in the activations' dtype, as transformers computes them.
   torch::Tensor positions = torch::arange(T, torch::TensorOptions(torch::kFloat).device(x.device()));  // (T)
-  torch::Tensor freqs = positions.unsqueeze(1) * inv_freq.to(x.device()).unsqueeze(0);                  // (T, D/2)
+  // Moved once per device, not per forward: a copy from host memory would wait for the GPU.
+  if (inv_freq.device() != x.device()) inv_freq = inv_freq.to(x.device());
+  torch::Tensor freqs = positions.unsqueeze(1) * inv_freq.unsqueeze(0);                                  // (T, D/2)
   torch::Tensor angles = torch::cat({freqs, freqs}, -1);                                                // (T, D)
   const torch::Tensor cos = angles.cos().to(x.scalar_type()), sin = angles.sin().to(x.scalar_type());
   for (const auto& layer : *layers) x = layer->as<LlamaDecoderLayer>()->forward(x, cos, sin);

@@ -84,7 +84,7 @@ void LlamaClassArch::check(const LmConfig& c, const std::string& source) const {
   auto need = [&](bool ok, const auto&... why) {
     if (!ok) fail(source, ": ", why...);
   };
-  require_defaults(c, source, {"do_layer_norm_before", "word_embed_proj_dim"});
+  require_defaults(c, source, opt_variant_keys());
   need(c.dropout == 0 && c.embedding_dropout == 0, "arch \"", c.arch,
        "\" has no residual or embedding dropout; set dropout = 0 (attention_dropout applies)");
   need(c.head_width() % 2 == 0, "head_dim (", c.head_width(), ") must be even: rotary embeddings turn pairs of features");

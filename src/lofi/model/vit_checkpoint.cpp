@@ -8,12 +8,11 @@
 
 #include "lofi/error.h"
 #include "lofi/model/weights.h"
+#include "lofi/strings.h"
 
 namespace lofi::model {
 
 namespace {
-
-bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
 // DataParallel ("module.") and some training scripts ("model.") prefix every name.
 io::NamedTensors strip_common_prefix(io::NamedTensors tensors) {

@@ -1,13 +1,10 @@
 // GPT-2 (GPT2LMHeadModel, model_type "gpt2"): modules in model/gpt2.h.
 #include "lofi/model/arch.h"
 #include "lofi/model/gpt2.h"
+#include "lofi/strings.h"
 
 namespace lofi::model {
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 class Gpt2Arch : public LmArch {
  public:
@@ -54,10 +51,8 @@ class Gpt2Arch : public LmArch {
   }
 
   void check(const LmConfig& c, const std::string& source) const override {
-    require_defaults(c, source, {"do_layer_norm_before", "word_embed_proj_dim", "n_kv_head", "head_dim", "rope_theta",
-                                 "rope_scaling", "rope_factor", "rope_low_freq_factor", "rope_high_freq_factor",
-                                 "rope_original_max_positions", "attention_bias", "attention_out_bias", "mlp_bias",
-                                 "sliding_window"});
+    require_defaults(c, source, opt_variant_keys());
+    require_defaults(c, source, llama_class_keys());
   }
 };
 

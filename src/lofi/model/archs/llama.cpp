@@ -28,7 +28,7 @@ class LlamaArch : public LlamaClassArch {
   void check_variant(const LmConfig& c, const std::string& source) const override {
     if (c.attention_bias != c.attention_out_bias)
       fail(source, ": arch \"llama\" has biases on all attention projections or none (attention_bias); attention_bias = ",
-           c.attention_bias, " and attention_out_bias = ", c.attention_out_bias, " differ");
+           c.attention_bias ? "true" : "false", " and attention_out_bias = ", c.attention_out_bias ? "true" : "false", " differ");
     require_defaults(c, source, {"sliding_window"});
   }
 };

@@ -53,9 +53,7 @@ class OptArch : public LmArch {
   }
 
   void check(const LmConfig& c, const std::string& source) const override {
-    require_defaults(c, source, {"n_kv_head", "head_dim", "rope_theta", "rope_scaling", "rope_factor", "rope_low_freq_factor",
-                                 "rope_high_freq_factor", "rope_original_max_positions", "attention_bias",
-                                 "attention_out_bias", "mlp_bias", "sliding_window"});
+    require_defaults(c, source, llama_class_keys());
   }
 };
 
