@@ -17,7 +17,7 @@ struct DemoOptions {
   int64_t eval_windows = 256;      // windows of 64 tokens per evaluation set
   bool fresh = false;              // ignore cached data and pretrained weights
   std::string only;                // "language" or "vision" runs that half alone; empty: both
-  int64_t vision_pretrain_steps = 500;  // the vision half's pretraining (cached)
+  int64_t vision_pretrain_steps = 8000; // the vision half's pretraining (cached; 8000 is shipped)
   int64_t vision_steps = 150;           // the vision half's fine-tuning steps
   int64_t sync_every = 50;              // local SGD and DiLoCo average every this many steps; 0: skip them
 };

@@ -16,7 +16,7 @@ namespace lofi::demo {
 struct SyntheticImageConfig {
   uint64_t seed = 1;                       // every image derives from (seed, split, index)
   int64_t image_size = 32;                 // square images, pixels per side, e.g. 32
-  int64_t pretrain_train_per_class = 500;  // pretrain-train: 16 classes x 500 = 8000 images
+  int64_t pretrain_train_per_class = 2000; // pretrain-train: 16 classes x 2000 = 32000 images
   int64_t pretrain_val_per_class = 50;     // pretrain-val
   int64_t finetune_train_per_class = 200;  // finetune-train: 10 classes x 200 = 2000 images
   int64_t eval_per_class = 50;             // finetune-val and each shift-*: 500 images each

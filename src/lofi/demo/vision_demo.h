@@ -14,7 +14,7 @@ namespace lofi::demo {
 struct VisionDemoOptions {
   std::string out = "runs/demo/vision";  // images/, pretrain/, baseline/, lofi/, results
   int workers = 4;                       // K: the baseline's workers, lo-fi's nodes
-  int64_t pretrain_steps = 500;          // cached in OUT/pretrained.safetensors
+  int64_t pretrain_steps = 8000;         // cached in OUT/pretrained.safetensors; 8000 is shipped
   int64_t finetune_steps = 150;
   bool fresh = false;                    // regenerate images and retrain the pretrained model
   int64_t sync_every = 50;               // local SGD and DiLoCo average every this many steps; 0: skip them
