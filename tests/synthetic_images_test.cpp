@@ -70,7 +70,7 @@ TEST(SyntheticImages, AnImageIsAPureFunctionOfSeedSplitAndIndex) {
 
 TEST(SyntheticImages, LabelsCycleThroughTheClasses) {
   SyntheticImageConfig c;
-  EXPECT_EQ(synthetic_image_count(c, "pretrain-train"), 16 * 500);
+  EXPECT_EQ(synthetic_image_count(c, "pretrain-train"), 16 * 2000);
   EXPECT_EQ(synthetic_image_count(c, "shift-corrupt"), 10 * 50);
   EXPECT_EQ(synthetic_image_label("pretrain-val", 17), 1);
   EXPECT_EQ(synthetic_image_label("shift-pose", 29), 9);
