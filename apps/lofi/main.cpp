@@ -468,10 +468,10 @@ int main(int argc, char** argv) {
   demo->add_option("--pretrain-steps", demo_opt.pretrain_steps, "pretraining steps (cached)");
   demo->add_option("--steps", demo_opt.finetune_steps, "fine-tuning steps");
   demo->add_option("--eval-windows", demo_opt.eval_windows, "windows per evaluation set");
-  demo->add_flag("--fresh", demo_opt.fresh, "regenerate data and retrain the pretrained models (the vision one takes the better part of an hour on 2 cores)");
+  demo->add_flag("--fresh", demo_opt.fresh, "regenerate data and retrain the pretrained models (the vision one took 90 minutes on 2 cores)");
   demo->add_option("--only", demo_opt.only, "run one half: language or vision")
       ->check(CLI::IsMember({"language", "vision"}));
-  demo->add_option("--vision-pretrain-steps", demo_opt.vision_pretrain_steps, "vision pretraining steps (cached; the default's model is shipped in the binary, other counts train anew: about 6 minutes per 1000 steps on 2 cores)");
+  demo->add_option("--vision-pretrain-steps", demo_opt.vision_pretrain_steps, "vision pretraining steps (cached; the default's model is shipped in the binary, other counts train anew: about 11 minutes per 1000 steps on 2 cores)");
   demo->add_option("--vision-steps", demo_opt.vision_steps, "vision fine-tuning steps");
   demo->add_option("--sync-every", demo_opt.sync_every, "local SGD and DiLoCo average every N steps (0: leave them out)");
 

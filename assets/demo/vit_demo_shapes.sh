@@ -3,7 +3,7 @@
 # build embeds in lofi. It is the demo's own pretraining run with nothing cached (vit_demo_patch4_32,
 # 8000 steps of 128 generated source-task images, AdamW at 2e-3 with cosine decay; the recipe is in
 # src/lofi/demo/vision_demo.cpp), so after any change to the image generator, the ViT or that
-# recipe, run this and rebuild. About 50 minutes on 2 cores; the vision demo's fine-tuning runs
+# recipe, run this and rebuild. About 90 minutes on 2 cores (measured: ~190 images/s); the vision demo's fine-tuning runs
 # after it, and its results.json holds the new model's score on held-out source images
 # (vision.pretrained_source), which tests/shipped_vit_test.cpp checks too.
 #
