@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what lofi builds, runs and tests with; does nothing when all of it is present.
-#  - Debian packages: the compiler, CMake, and the libraries for JSON, TOML, CLI, images, regex,
-#    checksums, tests and the fuzzer.
+#  - Debian packages (scripts/packages.txt, each with its reason): the compiler, CMake, and the
+#    libraries for JSON, TOML, CLI, images, regex, checksums, tests and the fuzzer.
 #  - The project's Python environment (scripts/python-env.sh prints its path): PyTorch's wheel,
 #    whose LibTorch, CUDA and NCCL libraries are lofi's engine, and the golden tests' references
 #    (transformers, timm, tokenizers, safetensors, mergekit), pinned in scripts/requirements.lock. It lives in
@@ -12,26 +12,9 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-packages=(
-  build-essential cmake ninja-build ccache pkg-config
-  python3 python3-venv    # the project environment (PyTorch's wheel)
-  libgloo-dev             # Gloo's headers, which PyTorch's wheel does not ship (dist/gloo_group.cpp)
-  libopenblas0-openmp     # BLAS for the Python references' numpy (torch brings its own MKL)
-  nlohmann-json3-dev      # JSON: safetensors headers, config.json, metrics
-  libtomlplusplus-dev     # TOML configs
-  libcli11-dev            # CLI
-  libxxhash-dev           # fast checksums of merge inputs (provenance)
-  protobuf-compiler libprotobuf-dev  # TensorBoard event files (Event messages, lite runtime)
-  libisal-dev             # CRC-32C of the event files' records (Intel ISA-L)
-  libpcre2-dev            # the tokenizer's pre-tokenisation regex (Unicode classes, lookahead, JIT)
-  libicu-dev              # the tokenizer's NFC normalizer (Qwen2's tokenizer.json)
-  libpng-dev              # PNG decoding (report screenshots in tests; images)
-  libturbojpeg0-dev       # JPEG decoding (TurboJPEG API: errors as return codes, no exit())
-  libgtest-dev            # tests
-  clang libclang-rt-14-dev  # libFuzzer, ASan, UBSan for fuzz/ (the fuzz test, make fuzz)
-  chromium                # headless rendering of the HTML run report in tests
-  fortunes                # real text for the demo's language half (Debian's fortune files)
-)
+# The Debian packages: scripts/packages.txt, one a line (NAME ROLE # why); device-check.sh reads it too.
+mapfile -t packages < <(sed -e 's/#.*//' "$here/packages.txt" | awk 'NF { print $1 }')
+if [ ${#packages[@]} -eq 0 ]; then echo "install-deps: no packages read from $here/packages.txt" >&2; exit 1; fi
 
 # Top-level pins; requirements.lock holds them with every dependency resolved.
 top_level=(torch==2.11.0 torchvision==0.26.0 transformers timm tokenizers safetensors numpy pillow tensorboard mergekit==0.1.5)
