@@ -1,23 +1,34 @@
 """PyTorch reference for the training benchmarks (bench/train.sh on CPU, scripts/device-check.sh on
-GPU): the OPT-layout decoder lofi trains (token embedding, learned positions with OPT's offset of 2,
-pre-LayerNorm blocks with biased q/k/v/out projections and F.scaled_dot_product_attention
-(is_causal=True), a ReLU MLP, a final LayerNorm and an output head tied to the embedding), under
-bf16 autocast with fused AdamW (the same decay / no-decay groups as lofi), global-norm clipping at
-1.0 and cross-entropy, eager or under torch.compile.
+GPU): the decoders lofi trains, written in plain PyTorch, under bf16 autocast with fused AdamW (the
+same decay / no-decay groups as lofi), global-norm clipping at 1.0 and cross-entropy, eager or under
+torch.compile.
+  arch "opt" (default): token embedding, learned positions with OPT's offset of 2, pre-LayerNorm
+    blocks with biased q/k/v/out projections and F.scaled_dot_product_attention (is_causal=True), a
+    ReLU MLP, a final LayerNorm and an output head tied to the embedding.
+  arch "llama": token embedding, pre-RMSNorm blocks with bias-free q/k/v/o projections, rotate-half
+    RoPE (rope_theta), grouped-query attention (n_kv_head key/value heads, SDPA with enable_gqa), a
+    SwiGLU MLP (gate, up, down), a final RMSNorm and a head tied to the embedding (tie_word_embeddings
+    true, as Llama-3.2-1B) or its own.
 
 Arguments are one JSON object on argv[1]:
   n_layer, n_head, d_model, d_ff, vocab_size, seq_len, batch, steps, warmup, compile (bool), device
-  optional: max_seq_len (default seq_len), precision ("bf16" default, or "fp32"), data (an llm.c
-  token shard, as lofi reads it; without it batches are drawn on the device), threads (CPU),
-  compile_mode (torch.compile's mode), seed.
+  optional: arch ("opt" or "llama"), max_seq_len (default seq_len), precision ("bf16" default, or
+  "fp32"), data (an llm.c token shard, uint16 or uint32, as lofi reads it; without it batches are
+  drawn on the device), threads (CPU), compile_mode (torch.compile's mode), seed; for llama also
+  n_kv_head (default n_head), rope_theta (default 10000), rms_norm_eps (default 1e-5),
+  tie_word_embeddings (default true).
 Prints one JSON line: tokens_per_s over the steps after WARMUP (timed between two
-torch.cuda.synchronize() calls), params (each tensor once: the tied head is the embedding),
-params_no_pos (without the position embedding, for MFU), peak_mem_gb (torch.cuda.max_memory_allocated;
-peak resident memory on CPU), and a few details.
+torch.cuda.synchronize() calls), params (each tensor once: a tied head is the embedding),
+params_no_pos (without the position embedding, for MFU), peak_mem_bytes and peak_mem_gb
+(torch.cuda.max_memory_allocated: the caching allocator's peak; peak resident memory on CPU), and a
+few details.
 
-CPU smoke test (seconds):
+CPU smoke tests (seconds):
   python bench/train_torch.py '{"n_layer":2,"n_head":2,"d_model":32,"d_ff":64,"vocab_size":128,
       "seq_len":16,"batch":2,"steps":4,"warmup":1,"compile":false,"device":"cpu"}'
+  python bench/train_torch.py '{"arch":"llama","n_layer":2,"n_head":4,"n_kv_head":2,"d_model":64,
+      "d_ff":128,"vocab_size":128,"seq_len":16,"batch":2,"steps":4,"warmup":1,"compile":false,
+      "device":"cpu","precision":"fp32"}'
 """
 import json
 import resource
@@ -74,6 +85,82 @@ class Decoder(nn.Module):
         for layer in s.layers:
             h = layer(h)
         return s.final_layer_norm(h) @ s.embed_tokens.weight.t()  # tied head
+
+
+# ---- Llama -----------------------------------------------------------------------------------------
+def rotate_half(x):
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat((-b, a), dim=-1)
+
+
+class LlamaAttention(nn.Module):
+    def __init__(s, d, h, kv):
+        super().__init__()
+        s.h, s.kv, s.hd = h, kv, d // h
+        s.q_proj = nn.Linear(d, h * s.hd, bias=False)
+        s.k_proj = nn.Linear(d, kv * s.hd, bias=False)
+        s.v_proj = nn.Linear(d, kv * s.hd, bias=False)
+        s.o_proj = nn.Linear(h * s.hd, d, bias=False)
+
+    def forward(s, x, cos, sin):
+        B, T, _ = x.shape
+        q = s.q_proj(x).view(B, T, s.h, s.hd).transpose(1, 2)
+        k = s.k_proj(x).view(B, T, s.kv, s.hd).transpose(1, 2)
+        v = s.v_proj(x).view(B, T, s.kv, s.hd).transpose(1, 2)
+        cos, sin = cos.to(q.dtype), sin.to(q.dtype)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=s.kv != s.h)
+        return s.o_proj(y.transpose(1, 2).reshape(B, T, s.h * s.hd))
+
+
+class LlamaLayer(nn.Module):
+    def __init__(s, d, h, kv, ff, eps):
+        super().__init__()
+        s.input_layernorm = nn.RMSNorm(d, eps=eps)
+        s.self_attn = LlamaAttention(d, h, kv)
+        s.post_attention_layernorm = nn.RMSNorm(d, eps=eps)
+        s.gate_proj = nn.Linear(d, ff, bias=False)
+        s.up_proj = nn.Linear(d, ff, bias=False)
+        s.down_proj = nn.Linear(ff, d, bias=False)
+
+    def forward(s, x, cos, sin):
+        x = x + s.self_attn(s.input_layernorm(x), cos, sin)
+        h = s.post_attention_layernorm(x)
+        return x + s.down_proj(F.silu(s.gate_proj(h)) * s.up_proj(h))
+
+
+class LlamaDecoder(nn.Module):
+    def __init__(s, L, d, h, kv, ff, V, max_T, theta, eps, tie):
+        super().__init__()
+        s.embed_tokens = nn.Embedding(V, d)
+        s.layers = nn.ModuleList(LlamaLayer(d, h, kv, ff, eps) for _ in range(L))
+        s.norm = nn.RMSNorm(d, eps=eps)
+        s.lm_head = None if tie else nn.Linear(d, V, bias=False)
+        hd = d // h
+        inv_freq = 1.0 / theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd)
+        freqs = torch.outer(torch.arange(max_T, dtype=torch.float32), inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        s.register_buffer("cos", emb.cos(), persistent=False)
+        s.register_buffer("sin", emb.sin(), persistent=False)
+
+    def forward(s, x):
+        T = x.shape[1]
+        cos, sin = s.cos[:T], s.sin[:T]
+        h = s.embed_tokens(x)
+        for layer in s.layers:
+            h = layer(h, cos, sin)
+        h = s.norm(h)
+        return h @ s.embed_tokens.weight.t() if s.lm_head is None else s.lm_head(h)
+
+
+def llama_init_(model):
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.fill_(1.0)  # RMSNorm weights
+            else:
+                p.normal_(0.0, 0.02)
 
 
 class WithLoss(nn.Module):
@@ -139,11 +226,20 @@ def main():
     B, T = a["batch"], a["seq_len"]
     max_T = a.get("max_seq_len", T)
     bf16 = a.get("precision", "bf16") == "bf16"
-    model = Decoder(a["n_layer"], a["d_model"], a["n_head"], a["d_ff"], a["vocab_size"], max_T)
-    opt_init_(model)
+    arch = a.get("arch", "opt")
+    if arch == "opt":
+        model = Decoder(a["n_layer"], a["d_model"], a["n_head"], a["d_ff"], a["vocab_size"], max_T)
+        opt_init_(model)
+    elif arch == "llama":
+        model = LlamaDecoder(a["n_layer"], a["d_model"], a["n_head"], a.get("n_kv_head", a["n_head"]), a["d_ff"],
+                             a["vocab_size"], max_T, float(a.get("rope_theta", 10000.0)), float(a.get("rms_norm_eps", 1e-5)),
+                             bool(a.get("tie_word_embeddings", True)))
+        llama_init_(model)
+    else:
+        sys.exit(f"arch must be \"opt\" or \"llama\", not {arch!r}")
     model.to(device)
     params = sum(p.numel() for p in model.parameters())  # parameters() yields the tied weight once
-    params_no_pos = params - model.embed_positions.weight.numel()
+    params_no_pos = params - (model.embed_positions.weight.numel() if arch == "opt" else 0)
 
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -183,14 +279,17 @@ def main():
     t1 = time.perf_counter()
     timed = steps - warmup
     if cuda:
-        peak_gb = torch.cuda.max_memory_allocated(device) / 1e9
+        peak_bytes = torch.cuda.max_memory_allocated(device)
     else:
-        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+        peak_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({
         "tokens_per_s": B * T * timed / (t1 - t0),
+        "arch": arch,
         "params": params,
         "params_no_pos": params_no_pos,
-        "peak_mem_gb": round(peak_gb, 3),
+        "peak_mem_bytes": peak_bytes,
+        "peak_mem_gb": round(peak_bytes / 1e9, 3),
+        "peak_mem_kind": "torch.cuda.max_memory_allocated" if cuda else "ru_maxrss",
         "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "step_ms": round(1000 * (t1 - t0) / timed, 3),
         "warmup_s": round(t0 - t_start, 2),
