@@ -20,6 +20,7 @@ const std::map<std::string, int>& layer_ranks() {
       {"", 0},                                             // error.h, seed.h, strings.h: used everywhere
       {"io", 1},          {"tensorboard", 1},              // files and formats
       {"run", 2},                                          // the run directory's layout
+      {"kernels", 2},                                      // fused ops over LibTorch (model/, train/ call them)
       {"data", 3},        {"model", 3},    {"dist", 3},    {"merge", 3},
       {"eval", 4},                                         // metrics, tables, the report
       {"train", 4},                                        // the loop, optimizer, schedule, checkpoints

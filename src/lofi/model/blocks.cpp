@@ -59,6 +59,15 @@ RmsNormImpl::RmsNormImpl(int64_t width, double eps_) : eps(eps_) {
 }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
+  // fp32 input (the residual stream, also under autocast): LibTorch's rms_norm, one fused kernel
+  // each way on CUDA, the same arithmetic as below. Other dtypes keep transformers' order (scale
+  // after casting back), which a fused kernel would round differently.
+  if (x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat)
+    return torch::rms_norm(x, {weight.size(0)}, weight, eps);
+  return rms_norm_reference(x, weight, eps);
+}
+
+torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
   torch::Tensor h = x.to(torch::kFloat);
   h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * h.to(x.scalar_type());

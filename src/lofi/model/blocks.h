@@ -45,6 +45,8 @@ struct RmsNormImpl : torch::nn::Module {
   double eps;
 };
 TORCH_MODULE(RmsNorm);
+// transformers' LlamaRMSNorm as plain ops, for inputs that are not fp32 and as the tests' reference.
+torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 
 // GPT-2's Conv1D: y = x @ weight + bias with weight (in, out), as Hugging Face stores it, so the
 // names and the layout of checkpoints match with no transposition.

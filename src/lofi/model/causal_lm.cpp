@@ -3,20 +3,20 @@
 #include <set>
 
 #include "lofi/error.h"
+#include "lofi/kernels/cross_entropy.h"
 #include "lofi/model/arch.h"
 #include "lofi/model/blocks.h"
 
 namespace lofi::model {
 
 torch::Tensor CausalLmImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets) {
-  torch::Tensor logits = forward(tokens);
-  return torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}),  // (B*T, V)
-                                              targets.reshape({-1}));               // (B*T)
+  const torch::Tensor h = hidden(tokens);
+  return kernels::linear_cross_entropy(h.reshape({-1, h.size(-1)}), head_weight(),  // (B*T, E), (V, E)
+                                       targets.reshape({-1}));                     // (B*T)
 }
 
 torch::Tensor CausalLmImpl::head(const torch::Tensor& h) const {
-  if (lm_head) return torch::linear(h, lm_head->weight);  // (B, T, E) -> (B, T, V)
-  return torch::matmul(h, token_embedding().t());     // tied: (B, T, E) @ (E, V)
+  return torch::linear(h, head_weight());  // (B, T, E) -> (B, T, V)
 }
 
 void CausalLmImpl::register_head(int64_t embedding_width) {

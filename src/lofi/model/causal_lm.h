@@ -16,11 +16,17 @@ namespace lofi::model {
 
 struct CausalLmImpl : torch::nn::Module {
   explicit CausalLmImpl(const LmConfig& c) : config(c) {}
-  virtual torch::Tensor forward(const torch::Tensor& tokens) = 0;  // (B, T) int64 -> logits (B, T, V)
-  // Mean next-token cross-entropy of TARGETS (B, T) given TOKENS (B, T).
+  // The final hidden states, before the output head: (B, T) int64 -> (B, T, E).
+  virtual torch::Tensor hidden(const torch::Tensor& tokens) = 0;
+  torch::Tensor forward(const torch::Tensor& tokens) { return head(hidden(tokens)); }  // (B, T) -> logits (B, T, V)
+  // Mean next-token cross-entropy of TARGETS (B, T) given TOKENS (B, T), through the chunked
+  // kernel (kernels/cross_entropy.h): the (B, T, V) logits are never held whole. Targets of -100
+  // are left out.
   torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);
   // The token embedding: (V, E). The output head when config.tie_word_embeddings.
   virtual torch::Tensor token_embedding() const = 0;
+  // The output head's weight (V, E): lm_head's, or the token embedding when tied.
+  torch::Tensor head_weight() const { return lm_head ? lm_head->weight : token_embedding(); }
   // Next-token logits of the final hidden states H (B, T, E): (B, T, V).
   torch::Tensor head(const torch::Tensor& h) const;
 

@@ -67,8 +67,6 @@ Gpt2LMHeadModelImpl::Gpt2LMHeadModelImpl(const LmConfig& c) : CausalLmImpl(c) {
   register_head(c.d_model);
 }
 
-torch::Tensor Gpt2LMHeadModelImpl::forward(const torch::Tensor& tokens) {
-  return head(transformer->forward(tokens));  // (B, T, C) -> (B, T, V)
-}
+torch::Tensor Gpt2LMHeadModelImpl::hidden(const torch::Tensor& tokens) { return transformer->forward(tokens); }
 
 }  // namespace lofi::model

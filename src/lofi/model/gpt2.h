@@ -54,7 +54,7 @@ TORCH_MODULE(Gpt2Model);
 
 struct Gpt2LMHeadModelImpl : CausalLmImpl {
   explicit Gpt2LMHeadModelImpl(const LmConfig& c);
-  torch::Tensor forward(const torch::Tensor& tokens) override;  // (B, T) -> logits (B, T, V)
+  torch::Tensor hidden(const torch::Tensor& tokens) override;  // (B, T) -> final hidden states (B, T, E)
   torch::Tensor token_embedding() const override { return transformer->wte->weight; }
 
   Gpt2Model transformer{nullptr};

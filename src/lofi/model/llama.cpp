@@ -108,6 +108,6 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LmConfig& c) : CausalLmImpl(c) 
   register_head(c.d_model);
 }
 
-torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& tokens) { return head(model->forward(tokens)); }
+torch::Tensor LlamaForCausalLMImpl::hidden(const torch::Tensor& tokens) { return model->forward(tokens); }
 
 }  // namespace lofi::model

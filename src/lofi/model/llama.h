@@ -62,7 +62,7 @@ TORCH_MODULE(LlamaModel);
 
 struct LlamaForCausalLMImpl : CausalLmImpl {
   explicit LlamaForCausalLMImpl(const LmConfig& c);
-  torch::Tensor forward(const torch::Tensor& tokens) override;  // (B, T) -> logits (B, T, V)
+  torch::Tensor hidden(const torch::Tensor& tokens) override;  // (B, T) -> final hidden states (B, T, E)
   torch::Tensor token_embedding() const override { return model->embed_tokens->weight; }
 
   LlamaModel model{nullptr};

@@ -75,8 +75,6 @@ OptForCausalLMImpl::OptForCausalLMImpl(const LmConfig& c) : CausalLmImpl(c) {
   register_head(c.word_embed_proj_dim > 0 ? c.word_embed_proj_dim : c.d_model);
 }
 
-torch::Tensor OptForCausalLMImpl::forward(const torch::Tensor& tokens) {
-  return head(model->decoder->forward(tokens));  // (B, T, E) -> (B, T, V)
-}
+torch::Tensor OptForCausalLMImpl::hidden(const torch::Tensor& tokens) { return model->decoder->forward(tokens); }
 
 }  // namespace lofi::model

@@ -57,7 +57,7 @@ TORCH_MODULE(OptModel);
 
 struct OptForCausalLMImpl : CausalLmImpl {
   explicit OptForCausalLMImpl(const LmConfig& c);
-  torch::Tensor forward(const torch::Tensor& tokens) override;  // (B, T) -> logits (B, T, V)
+  torch::Tensor hidden(const torch::Tensor& tokens) override;  // (B, T) -> final hidden states (B, T, E)
   torch::Tensor token_embedding() const override { return model->decoder->embed_tokens->weight; }
 
   OptModel model{nullptr};

@@ -1,0 +1,112 @@
+#include "lofi/kernels/cross_entropy.h"
+
+#include <ATen/autocast_mode.h>
+
+#include <algorithm>
+
+#include "lofi/error.h"
+
+namespace lofi::kernels {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The dtype the head's matmuls run in: autocast's where it is on for H's device (as
+// torch.autocast would run linear), else H's own.
+c10::ScalarType matmul_dtype(const torch::Tensor& h) {
+  const c10::DeviceType type = h.device().type();
+  if (at::autocast::is_autocast_enabled(type)) return at::autocast::get_autocast_dtype(type);
+  return h.scalar_type();
+}
+
+// Tokens per chunk: a chunk's fp32 logits stay near 256 MB (about 520 tokens at Llama 3's 128,256
+// words, 1,300 at OPT's 50,272), few enough chunks that the head's weight is read a few dozen times.
+int64_t chunk_tokens(int64_t requested, int64_t tokens, int64_t vocab) {
+  if (requested > 0) return std::min(requested, std::max<int64_t>(tokens, 1));
+  constexpr int64_t kLogitsPerChunk = int64_t{64} << 20;
+  return std::clamp<int64_t>(kLogitsPerChunk / vocab, 1, std::max<int64_t>(tokens, 1));
+}
+
+struct Result {
+  torch::Tensor loss;            // () fp32: the mean over kept tokens
+  torch::Tensor grad_h, grad_w;  // d loss / d H (N, E), d loss / d WEIGHT (V, E); undefined unless asked
+};
+
+// One pass over the chunks: the loss, and when WANT_GRAD the gradients of the mean loss.
+Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const torch::Tensor& targets, int64_t chunk,
+                  bool want_grad_h, bool want_grad_w) {
+  const int64_t N = h.size(0), V = weight.size(0);
+  const c10::ScalarType dtype = matmul_dtype(h);
+  const torch::Tensor w = weight.to(dtype);                                              // (V, E), cast once
+  const torch::Tensor kept = targets.ne(kIgnoreIndex);                                   // (N)
+  const torch::Tensor count = kept.sum().clamp_min(1).to(torch::kFloat);                 // () on the device: no sync
+  const torch::Tensor safe_targets = torch::where(kept, targets, torch::zeros_like(targets));  // (N), ignored -> 0
+  Result r;
+  torch::Tensor total = torch::zeros({}, h.options().dtype(torch::kFloat));
+  if (want_grad_h) r.grad_h = torch::empty_like(h, torch::MemoryFormat::Contiguous);
+  if (want_grad_w) r.grad_w = torch::zeros_like(weight, torch::MemoryFormat::Contiguous);
+  const int64_t step = chunk_tokens(chunk, N, V);
+  for (int64_t start = 0; start < N; start += step) {
+    const int64_t n = std::min(step, N - start);
+    const torch::Tensor hc = h.narrow(0, start, n).to(dtype);                           // (n, E)
+    const torch::Tensor tc = safe_targets.narrow(0, start, n).unsqueeze(1);              // (n, 1)
+    const torch::Tensor kc = kept.narrow(0, start, n).to(torch::kFloat);                 // (n)
+    torch::Tensor logits = torch::mm(hc, w.t()).to(torch::kFloat);                       // (n, V) fp32
+    const torch::Tensor lse = torch::logsumexp(logits, 1);                               // (n)
+    total += ((lse - logits.gather(1, tc).squeeze(1)) * kc).sum();
+    if (!want_grad_h && !want_grad_w) continue;
+    // d mean / d logits = (softmax - one_hot(target)) / count on kept rows, 0 on ignored ones,
+    // built in place of the logits.
+    logits.sub_(lse.unsqueeze(1)).exp_();
+    logits.scatter_add_(1, tc, torch::full({n, 1}, -1.0, logits.options()));
+    logits.mul_((kc / count).unsqueeze(1));
+    const torch::Tensor g = logits.to(dtype);                                            // (n, V)
+    if (want_grad_h) r.grad_h.narrow(0, start, n).copy_(torch::mm(g, w));                // (n, V) @ (V, E) -> (n, E)
+    if (want_grad_w) r.grad_w.add_(torch::mm(g.t(), hc));                                // (V, n) @ (n, E) -> (V, E)
+  }
+  r.loss = total / count;
+  return r;
+}
+
+struct LinearCrossEntropyFunction : torch::autograd::Function<LinearCrossEntropyFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& h, const torch::Tensor& weight,
+                               const torch::Tensor& targets, int64_t chunk) {
+    Result r = run_chunks(h, weight, targets, chunk, h.requires_grad(), weight.requires_grad());
+    ctx->save_for_backward({r.grad_h, r.grad_w});
+    return r.loss;
+  }
+
+  // The gradients were computed in forward; the chain rule only scales them by d out / d loss.
+  static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
+    const variable_list saved = ctx->get_saved_variables();
+    const torch::Tensor& scale = grad_out[0];  // ()
+    auto scaled = [&](const torch::Tensor& g) { return g.defined() ? g * scale.to(g.scalar_type()) : torch::Tensor(); };
+    return {scaled(saved[0]), scaled(saved[1]), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+void check_shapes(const torch::Tensor& h, const torch::Tensor& weight, const torch::Tensor& targets) {
+  if (h.dim() != 2 || weight.dim() != 2 || targets.dim() != 1 || h.size(1) != weight.size(1) || targets.size(0) != h.size(0))
+    fail("linear_cross_entropy: expected hidden states (N, E), a head weight (V, E) and targets (N), found ", h.sizes(),
+         ", ", weight.sizes(), " and ", targets.sizes());
+}
+
+}  // namespace
+
+torch::Tensor linear_cross_entropy(const torch::Tensor& h, const torch::Tensor& weight, const torch::Tensor& targets,
+                                   int64_t chunk) {
+  check_shapes(h, weight, targets);
+  const bool grads = torch::GradMode::is_enabled() && (h.requires_grad() || weight.requires_grad());
+  if (!grads) return run_chunks(h, weight, targets, chunk, false, false).loss;
+  return LinearCrossEntropyFunction::apply(h, weight, targets, chunk);
+}
+
+torch::Tensor linear_cross_entropy_reference(const torch::Tensor& h, const torch::Tensor& weight,
+                                             const torch::Tensor& targets) {
+  check_shapes(h, weight, targets);
+  return torch::nn::functional::cross_entropy(torch::linear(h, weight), targets,  // (N, V), (N)
+                                              torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex));
+}
+
+}  // namespace lofi::kernels

@@ -1,0 +1,28 @@
+// Next-token cross-entropy through the output head without holding the (N, V) logits: the tokens
+// are taken in chunks, and each chunk's logits live only while its loss and its gradients (with
+// respect to the hidden states and the head's weight) are computed, in the forward pass, as
+// Liger Kernel's fused linear cross-entropy does. LibTorch has no such op: its cross_entropy
+// needs the full logits, and with autocast they exist twice (bf16 from the matmul, fp32 for the
+// softmax), 8 GB at Llama 3's vocabulary, sequence 2048 x batch 8. The backward pass only scales
+// the stored gradients. Same result as
+//   cross_entropy(linear(h, weight), targets, ignore_index = -100)   (mean over kept tokens)
+// under fp32 or bf16 autocast (the matmuls run in the autocast dtype, the softmax in fp32).
+#pragma once
+#include <torch/torch.h>
+
+namespace lofi::kernels {
+
+// Tokens whose target is this are left out of the loss and of the mean, as PyTorch's default.
+constexpr int64_t kIgnoreIndex = -100;
+
+// Mean cross-entropy of TARGETS (N) int64 given hidden states H (N, E) and the head's WEIGHT
+// (V, E): a 0-dim fp32 tensor, differentiable in H and WEIGHT. CHUNK tokens per step (0: chosen
+// so a chunk's logits stay near 256 MB in fp32).
+torch::Tensor linear_cross_entropy(const torch::Tensor& h, const torch::Tensor& weight, const torch::Tensor& targets,
+                                   int64_t chunk = 0);
+
+// The plain composite it replaces (the full logits, then cross_entropy): the tests' reference.
+torch::Tensor linear_cross_entropy_reference(const torch::Tensor& h, const torch::Tensor& weight,
+                                             const torch::Tensor& targets);
+
+}  // namespace lofi::kernels

@@ -1,0 +1,166 @@
+// Fused ops (src/lofi/kernels/) against the plain composite LibTorch ops they replace: losses and
+// gradients to 1e-5 in fp32 on CPU, the same under bf16 autocast, and on a GPU (Cuda*, skipped
+// where none is visible) the memory they exist to save.
+#include <gtest/gtest.h>
+
+#include <tuple>
+
+#include "lofi/dist/device.h"
+#include "lofi/kernels/cross_entropy.h"
+#include "lofi/model/blocks.h"
+
+namespace lofi {
+namespace {
+
+struct Grads {
+  torch::Tensor loss, h, w;
+};
+
+// Loss and gradients of LOSS_FN(h, w, targets) scaled by SCALE, with W also used elsewhere (a tied
+// embedding: its gradient must add to the other use's).
+template <typename F>
+Grads loss_and_grads(F loss_fn, const torch::Tensor& h0, const torch::Tensor& w0, const torch::Tensor& targets, double scale) {
+  torch::Tensor h = h0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true);
+  torch::Tensor loss = loss_fn(h, w, targets);
+  (loss * scale + w.sum() * 0.25).backward();
+  return {loss.detach(), h.grad(), w.grad()};
+}
+
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a.to(torch::kFloat) - b.to(torch::kFloat)).abs().max().item<double>(); }
+
+auto chunked(int64_t chunk) {
+  return [chunk](const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& t) {
+    return kernels::linear_cross_entropy(h, w, t, chunk);
+  };
+}
+auto reference = [](const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& t) {
+  return kernels::linear_cross_entropy_reference(h, w, t);
+};
+
+TEST(LinearCrossEntropy, EqualsTheFullLogitsInFp32) {
+  torch::manual_seed(0);
+  // (tokens, width, vocab, chunk): one chunk, chunks that divide the tokens and that do not, one
+  // token per chunk, the default.
+  for (auto [N, E, V, chunk] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{12, 16, 50, 64}, {12, 16, 50, 4},
+                                {13, 8, 97, 5}, {7, 32, 33, 1}, {40, 24, 300, 0}}) {
+    torch::Tensor h = torch::randn({N, E}), w = torch::randn({V, E}) * 0.3;
+    torch::Tensor targets = torch::randint(V, {N}, torch::kLong);
+    targets[N / 2] = kernels::kIgnoreIndex;  // left out of the loss and of the mean
+    const Grads want = loss_and_grads(reference, h, w, targets, 0.5);
+    const Grads got = loss_and_grads(chunked(chunk), h, w, targets, 0.5);
+    const std::string at = "N=" + std::to_string(N) + " V=" + std::to_string(V) + " chunk=" + std::to_string(chunk);
+    EXPECT_LE(max_diff(got.loss, want.loss), 1e-5) << at;
+    EXPECT_LE(max_diff(got.h, want.h), 1e-5) << at;
+    EXPECT_LE(max_diff(got.w, want.w), 1e-5) << at;
+    EXPECT_EQ(got.loss.dim(), 0);
+    EXPECT_EQ(got.h.scalar_type(), torch::kFloat);
+  }
+}
+
+// Changing an ignored token's target changes nothing; changing a kept one does.
+TEST(LinearCrossEntropy, IgnoredTargetsAreLeftOut) {
+  torch::manual_seed(1);
+  torch::Tensor h = torch::randn({6, 8}), w = torch::randn({11, 8});
+  torch::Tensor t = torch::randint(11, {6}, torch::kLong);
+  t[2] = kernels::kIgnoreIndex;
+  const Grads a = loss_and_grads(chunked(4), h, w, t, 1.0);
+  torch::Tensor kept_only = kernels::linear_cross_entropy_reference(
+      torch::cat({h.narrow(0, 0, 2), h.narrow(0, 3, 3)}), w, torch::cat({t.narrow(0, 0, 2), t.narrow(0, 3, 3)}));
+  EXPECT_LE(max_diff(a.loss, kept_only), 1e-6);
+  EXPECT_LE(a.h[2].abs().max().item<double>(), 0.0);  // no gradient reaches an ignored token
+  torch::Tensor t2 = t.clone();
+  t2[3] = (t[3].item<int64_t>() + 1) % 11;
+  EXPECT_GT(max_diff(loss_and_grads(chunked(4), h, w, t2, 1.0).loss, a.loss), 1e-4);
+}
+
+// Without gradients (evaluation) only the loss is computed, and it is the same.
+TEST(LinearCrossEntropy, NoGradGivesTheSameLoss) {
+  torch::manual_seed(2);
+  torch::Tensor h = torch::randn({9, 8}), w = torch::randn({20, 8}), t = torch::randint(20, {9}, torch::kLong);
+  torch::NoGradGuard no_grad;
+  EXPECT_LE(max_diff(kernels::linear_cross_entropy(h, w, t, 2), kernels::linear_cross_entropy_reference(h, w, t)), 1e-6);
+}
+
+// Under bf16 autocast the head's matmuls run in bf16 and the softmax in fp32, as autocast runs
+// linear + cross_entropy: the same numbers up to the order of bf16 products.
+TEST(LinearCrossEntropy, FollowsBf16AutocastLikeTheComposite) {
+  torch::manual_seed(3);
+  torch::Tensor h = torch::randn({32, 64}), w = torch::randn({500, 64}) * 0.1, t = torch::randint(500, {32}, torch::kLong);
+  auto under_autocast = [&](auto fn) {
+    dist::PrecisionGuard bf16(torch::kCPU, "bf16");
+    return loss_and_grads(fn, h, w, t, 1.0);
+  };
+  const Grads want = under_autocast(reference), got = under_autocast(chunked(8));
+  const Grads fp32 = loss_and_grads(reference, h, w, t, 1.0);
+  EXPECT_GT(max_diff(want.loss, fp32.loss), 1e-5);  // autocast did act on the reference
+  EXPECT_LE(max_diff(got.loss, want.loss), 1e-4);
+  EXPECT_LE(max_diff(got.h, want.h), 2e-3 * want.h.abs().max().item<double>());
+  EXPECT_LE(max_diff(got.w, want.w), 2e-3 * want.w.abs().max().item<double>());
+}
+
+TEST(LinearCrossEntropy, RefusesMismatchedShapes) {
+  EXPECT_THROW(kernels::linear_cross_entropy(torch::randn({4, 8}), torch::randn({10, 6}), torch::zeros({4}, torch::kLong)),
+               std::exception);
+}
+
+// RMSNorm through LibTorch's rms_norm (fused on CUDA) against transformers' composite, forward and
+// backward, on DEVICE.
+void expect_rms_norm_matches(const torch::Device& device) {
+  torch::manual_seed(5);
+  // A large epsilon, so leaving it out anywhere shows.
+  model::RmsNorm norm(64, 0.5);
+  norm->to(device);
+  {
+    torch::NoGradGuard no_grad;
+    norm->weight.uniform_(0.5, 1.5);
+  }
+  torch::Tensor x0 = torch::randn({3, 17, 64}, device) * 0.7;
+  torch::Tensor x = x0.clone().requires_grad_(true), xr = x0.clone().requires_grad_(true);
+  torch::Tensor up = torch::randn({3, 17, 64}, device);
+  torch::Tensor y = norm(x);
+  (y * up).sum().backward();
+  const torch::Tensor gw = norm->weight.grad().clone();
+  norm->weight.mutable_grad().reset();
+  torch::Tensor yr = model::rms_norm_reference(xr, norm->weight, 0.5);
+  (yr * up).sum().backward();
+  EXPECT_LE(max_diff(y, yr), 1e-5);
+  EXPECT_LE(max_diff(x.grad(), xr.grad()), 1e-5);
+  EXPECT_LE(max_diff(gw, norm->weight.grad()), 1e-4 * gw.abs().max().item<double>());
+}
+
+TEST(FusedRmsNorm, EqualsTheComposite) { expect_rms_norm_matches(torch::kCPU); }
+
+TEST(CudaKernels, FusedRmsNormEqualsTheComposite) {
+  if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  expect_rms_norm_matches(torch::Device(torch::kCUDA, 0));
+}
+
+// On a GPU: the same numbers, and a peak of allocated memory far below the full logits' (the
+// reason the kernel exists).
+TEST(CudaKernels, LinearCrossEntropyMatchesAndSavesMemory) {
+  if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  torch::manual_seed(4);
+  const torch::Device gpu(torch::kCUDA, 0);
+  const int64_t N = 4096, E = 256, V = 32000;
+  torch::Tensor h = torch::randn({N, E}, gpu), w = torch::randn({V, E}, gpu) * 0.05;
+  torch::Tensor t = torch::randint(V, {N}, torch::TensorOptions(torch::kLong).device(gpu));
+  auto peak_of = [&](auto fn) {
+    torch::cuda::synchronize();
+    dist::cuda_reset_peak(0);
+    const int64_t before = dist::cuda_peak_allocated(0);
+    Grads g = loss_and_grads(fn, h, w, t, 1.0);
+    torch::cuda::synchronize();
+    return std::pair{g, dist::cuda_peak_allocated(0) - before};
+  };
+  const auto [want, want_peak] = peak_of(reference);
+  const auto [got, got_peak] = peak_of(chunked(512));
+  EXPECT_LE(max_diff(got.loss, want.loss), 1e-5);
+  EXPECT_LE(max_diff(got.h, want.h), 1e-5);
+  EXPECT_LE(max_diff(got.w, want.w), 1e-5);
+  const int64_t logits_bytes = N * V * 4;  // 524 MB of fp32 logits
+  EXPECT_GT(want_peak, logits_bytes);
+  EXPECT_LT(got_peak, logits_bytes / 2) << "chunked peak " << got_peak << " B against the composite's " << want_peak << " B";
+}
+
+}  // namespace
+}  // namespace lofi
