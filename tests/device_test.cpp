@@ -104,6 +104,35 @@ TEST(Optimizer, FusedAdamWMatchesLibTorchAdamW) {
   EXPECT_EQ(meta.at("weight.step"), "6");
 }
 
+// found_inf = 1 skips the update on the device: weights, moments and step counts stay; 0 steps as
+// usual, and the next step is the second the counts know of.
+TEST(Optimizer, FoundInfSkipsTheUpdate) {
+  torch::manual_seed(4);
+  torch::nn::Linear layer(torch::nn::LinearOptions(5, 3));
+  train::TrainConfig c;
+  c.lr = 1e-2, c.weight_decay = 0.1;
+  train::Optimizer adamw(*layer, c);
+  auto step = [&](float found_inf) {
+    adamw.zero_grad();
+    layer(torch::randn({4, 5})).pow(2).sum().backward();
+    adamw.step(torch::full({}, found_inf));
+  };
+  step(0);
+  const torch::Tensor weight = layer->weight.detach().clone();
+  io::Metadata before, after;
+  const io::NamedTensors state = adamw.state(before);
+  const torch::Tensor moment = state[0].second.clone();
+  step(1);
+  EXPECT_TRUE(torch::equal(layer->weight, weight));
+  EXPECT_TRUE(torch::equal(adamw.state(after)[0].second, moment));
+  EXPECT_EQ(after.at("weight.step"), "1");
+  step(0);
+  EXPECT_FALSE(torch::equal(layer->weight, weight));
+  io::Metadata last;
+  adamw.state(last);
+  EXPECT_EQ(last.at("weight.step"), "2");
+}
+
 // Clipping to a global norm, against LibTorch's own clip_grad_norm_: scaled when above, untouched below.
 TEST(Optimizer, ForeachClippingMatchesLibTorchClipGradNorm) {
   torch::manual_seed(3);
@@ -228,6 +257,70 @@ TEST(Optimizer, StateThatDoesNotFitIsNamed) {
   io::save_safetensors(dir + "/dtype.safetensors", wrong, meta);
   e = test::error_of([&] { other.load_state(io::SafetensorsFile(dir + "/dtype.safetensors")); });
   EXPECT_NE(e.find("expected Float"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace lofi
+
+namespace lofi {
+namespace {
+
+// The device plan on simulated machines: which GPU each worker gets and whether its node's
+// workers can all-reduce through NCCL (a GPU each) or must use Gloo (two of them on one GPU).
+struct Placement {
+  std::vector<int> gpu;  // per local rank; -1 for CPU
+  std::vector<std::string> backend;
+};
+Placement place(const std::string& setting, int workers, int64_t node_size, int gpus) {
+  Placement p;
+  for (int r = 0; r < workers; ++r) {
+    const dist::DevicePlan plan = dist::plan_device(setting, r, workers, r % node_size, node_size, gpus, true, "train.device");
+    p.gpu.push_back(plan.device.is_cuda() ? plan.device.index() : -1);
+    p.backend.push_back(plan.node_backend);
+    EXPECT_EQ(plan.shares_gpu, plan.node_backend == "gloo" && plan.device.is_cuda());
+  }
+  return p;
+}
+
+TEST(DevicePlan, EveryMachineShapeGetsAPlanThatWorks) {
+  using V = std::vector<int>;
+  using S = std::vector<std::string>;
+  // No GPU: CPU and Gloo, whatever the setting "auto" meets.
+  EXPECT_EQ(place("auto", 4, 4, 0).gpu, V(4, -1));
+  EXPECT_EQ(place("auto", 4, 4, 0).backend, S(4, "gloo"));
+  EXPECT_EQ(place("cpu", 2, 2, 8).gpu, V(2, -1));
+  // One GPU: the baseline's 4-worker node shares it through Gloo; lo-fi's 4 one-worker nodes
+  // share it with no node group at all.
+  EXPECT_EQ(place("auto", 4, 4, 1).gpu, V(4, 0));
+  EXPECT_EQ(place("auto", 4, 4, 1).backend, S(4, "gloo"));
+  EXPECT_EQ(place("auto", 4, 1, 1).backend, S(4, "nccl"));
+  // A GPU per worker: NCCL.
+  EXPECT_EQ(place("auto", 8, 8, 8).gpu, (V{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(place("auto", 8, 8, 8).backend, S(8, "nccl"));
+  EXPECT_EQ(place("cuda", 8, 4, 8).backend, S(8, "nccl"));
+  // Two nodes of 4 on 4 GPUs: each node has a GPU per worker; one node of 8 on 4 GPUs does not.
+  EXPECT_EQ(place("auto", 8, 4, 4).gpu, (V{0, 1, 2, 3, 0, 1, 2, 3}));
+  EXPECT_EQ(place("auto", 8, 4, 4).backend, S(8, "nccl"));
+  EXPECT_EQ(place("auto", 8, 8, 4).backend, S(8, "gloo"));
+  // Everyone pinned to one GPU: nodes of several workers share it.
+  EXPECT_EQ(place("cuda:0", 4, 2, 2).gpu, V(4, 0));
+  EXPECT_EQ(place("cuda:0", 4, 2, 2).backend, S(4, "gloo"));
+  EXPECT_EQ(place("cuda:1", 2, 1, 2).gpu, V(2, 1));
+  // A node spanning two hosts of 8 GPUs: worker 3 of the second host is rank 11 of the node.
+  EXPECT_EQ(dist::plan_device("auto", 3, 8, 11, 16, 8, true, "train.device").node_backend, "nccl");
+  // A build without CUDA runs "auto" on the CPU and names the missing CUDA for "cuda".
+  EXPECT_FALSE(dist::plan_device("auto", 0, 1, 0, 1, 2, false, "train.device").device.is_cuda());
+  EXPECT_NE(test::error_of([] { dist::plan_device("cuda", 0, 1, 0, 1, 2, false, "train.device"); }).find("without CUDA"),
+            std::string::npos);
+  // "cuda" past the GPUs, a GPU index past them, and garbage: one line naming the key.
+  const std::string past = test::error_of([] { dist::plan_device("cuda", 2, 4, 2, 4, 2, true, "train.device"); });
+  EXPECT_NE(past.find("train.device = \"cuda\" asks for GPU 2 (LOCAL_RANK) but 2 GPU(s) are visible"), std::string::npos) << past;
+  EXPECT_NE(test::error_of([] { dist::plan_device("cuda:5", 0, 1, 0, 1, 2, true, "eval.device"); }).find("eval.device"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([] { dist::plan_device("cuda:99999999999", 0, 1, 0, 1, 2, true, "train.device"); }).find("GPU index"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([] { dist::plan_device("gpu", 0, 1, 0, 1, 2, true, "train.device"); }).find("expected"),
+            std::string::npos);
 }
 
 }  // namespace

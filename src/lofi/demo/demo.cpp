@@ -12,6 +12,7 @@
 #include "lofi/demo/fortune_corpus.h"
 #include "lofi/demo/runs.h"
 #include "lofi/demo/vision_demo.h"
+#include "lofi/dist/device.h"
 #include "lofi/dist/launcher.h"
 #include "lofi/error.h"
 #include "lofi/eval/report.h"
@@ -289,7 +290,13 @@ int run_demo(const DemoOptions& opt) {
     sections.push_back(run_vision_demo(vision));
     results["vision"] = sections.back().json;
   }
-  std::string md = "# lofi demo: baseline (data-parallel) against lo-fi (no communication, averaged once)\n";
+  // Where the runs computed (train.device = "auto"): the baseline's node of every worker, lo-fi's
+  // single-worker nodes.
+  const std::string device = cat("baseline: ", dist::describe_placement("auto", opt.workers, opt.workers),
+                                 "; lo-fi: ", dist::describe_placement("auto", opt.workers, 1));
+  results["device"] = device;
+  std::string md = "# lofi demo: baseline (data-parallel) against lo-fi (no communication, averaged once)\n\nRan on " +
+                   device + ".\n";
   for (const auto& s : sections) md += "\n" + s.markdown;
   // Every half's claims, in one list at the top, worded at the end of the table and the report.
   nlohmann::json claims = nlohmann::json::array();
@@ -305,6 +312,7 @@ int run_demo(const DemoOptions& opt) {
   std::printf("\n");
   for (const auto& s : sections) std::printf("%s\n", s.table.c_str());
   std::printf("%s", verdicts.c_str());
+  std::printf("ran on %s\n", device.c_str());
   const std::string report = eval::write_run_report(opt.out);  // both halves on one page
   std::printf("written: %s/results.md, %s/results.json, %s\n", opt.out.c_str(), opt.out.c_str(), report.c_str());
   return 0;

@@ -87,7 +87,7 @@ Comm::Comm(const WorkerEnv& env, const Topology& topo, const CommOptions& option
     const std::string node_prefix = cat("node-", topo.node);
     const int node_rank = static_cast<int>(topo.node_rank), node_size = static_cast<int>(topo.node_size);
     if (topo.node_size > 1)
-      node_group_ = device_.is_cuda() ? make_nccl_group(store_, node_prefix, node_rank, node_size, timeout_s, device_.index())
+      node_group_ = options.node_backend == "nccl" ? make_nccl_group(store_, node_prefix, node_rank, node_size, timeout_s, device_.index())
                                       : make_gloo_group(store_, node_prefix, node_rank, node_size, timeout_s);
     if (options.world_group && topo.whole_job)
       world_group_ = make_gloo_group(store_, "world", env.rank, env.world_size, timeout_s);

@@ -1,6 +1,7 @@
 // The worker's collectives, through PyTorch's c10d: a TCPStore for rendezvous and one process
-// group per node (behind a PrefixStore "node-k"): NCCL when the workers compute on CUDA, Gloo on
-// CPU, so training traffic never leaves a node. A second, world-wide group exists only where
+// group per node (behind a PrefixStore "node-k"): NCCL when the workers compute on CUDA with a
+// GPU each, Gloo on CPU and where workers of a node share a GPU, so training traffic never leaves
+// a node. A second, world-wide group exists only where
 // nodes must meet (dist.sync_every > 0); it is Gloo on host copies, so lo-fi nodes that share a
 // GPU can still meet.
 // Every collective counts the bytes this rank sends, split into within-node and between-node.
@@ -38,6 +39,9 @@ struct CommOptions {
   double timeout_s = 300;            // rendezvous and collectives (dist.timeout_s)
   bool world_group = false;          // nodes meet during training (dist.sync_every > 0)
   torch::Device device = torch::kCPU;  // where this worker's tensors live
+  // The node group's backend: "nccl" (CUDA workers with a GPU each) or "gloo" (CPU, or CUDA
+  // workers of one node sharing a GPU: Gloo stages their tensors in host memory). DevicePlan says.
+  std::string node_backend = "gloo";
   std::string bind;                  // where a hosting rank 0 listens (dist.bind); empty: MASTER_ADDR
   std::string node_dir;              // this node's directory, told to the launcher with the node
 };

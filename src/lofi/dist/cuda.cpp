@@ -7,6 +7,7 @@
 
 #if LOFI_WITH_CUDA
 #include <ATen/cuda/CUDAContextLight.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <cuda_runtime_api.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
@@ -21,6 +22,16 @@ int cuda_capability_major(int index) { return at::cuda::getDeviceProperties(stat
 std::string cuda_runtime_version() { return cat(CUDART_VERSION / 1000, ".", CUDART_VERSION % 1000 / 10); }
 
 std::string nccl_runtime_version() { return c10d::getNcclVersion(); }  // the NCCL LibTorch loaded
+
+std::string cuda_device_name(int index) { return at::cuda::getDeviceProperties(static_cast<c10::DeviceIndex>(index))->name; }
+
+int64_t cuda_peak_allocated(int index) {
+  using c10::CachingDeviceAllocator::StatType;
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
+  return stats.allocated_bytes[static_cast<size_t>(StatType::AGGREGATE)].peak;
+}
+
+void cuda_reset_peak(int index) { c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(index)); }
 
 c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d::Store>& store,
                                                   const std::string& prefix, int rank, int size, double timeout_s,
@@ -41,6 +52,9 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d:
 int cuda_capability_major(int) { return 0; }
 std::string cuda_runtime_version() { return ""; }
 std::string nccl_runtime_version() { return ""; }
+std::string cuda_device_name(int) { return ""; }
+int64_t cuda_peak_allocated(int) { return 0; }
+void cuda_reset_peak(int) {}
 
 c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d::Store>&, const std::string&, int,
                                                   int, double, int) {

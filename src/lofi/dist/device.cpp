@@ -3,6 +3,9 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "lofi/error.h"
 
 namespace lofi::dist {
@@ -17,33 +20,70 @@ BuildInfo build_info() {
   return info;
 }
 
-torch::Device resolve_device(const std::string& setting, int local_rank, const std::string& key) {
-  const BuildInfo info = build_info();
-  if (setting == "cpu") return torch::kCPU;
-  if (setting == "auto") {
-    if (!info.cuda_available()) return torch::kCPU;
-    return {torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % info.gpus)};
-  }
+namespace {
+
+// The GPU index SETTING gives the worker of LOCAL_RANK; throws naming KEY where there is none.
+int gpu_index(const std::string& setting, int local_rank, int gpus, bool cuda_compiled, const std::string& key) {
+  if (setting == "auto") return local_rank % gpus;
   int index = local_rank;
   if (setting.rfind("cuda:", 0) == 0) {
     const std::string digits = setting.substr(5);
-    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos)
+    if (digits.empty() || digits.size() > 4 || digits.find_first_not_of("0123456789") != std::string::npos)
       fail(key, " = \"", setting, "\": expected \"auto\", \"cpu\", \"cuda\" or \"cuda:K\" with K a GPU index");
     index = std::stoi(digits);
   } else if (setting != "cuda") {
     fail(key, " = \"", setting, "\": expected \"auto\", \"cpu\", \"cuda\" or \"cuda:K\"");
   }
-  if (!info.cuda_compiled)
-    fail(key, " = \"", setting, "\" but this lofi was built without CUDA (LibTorch ", info.libtorch,
+  if (!cuda_compiled)
+    fail(key, " = \"", setting, "\" but this lofi was built without CUDA (LibTorch ", TORCH_VERSION,
          "); build against a CUDA PyTorch, or use \"cpu\"");
-  if (!info.cuda_available())
+  if (gpus == 0)
     fail(key, " = \"", setting, "\" but no CUDA GPU is visible here (CUDA_VISIBLE_DEVICES = \"",
          std::getenv("CUDA_VISIBLE_DEVICES") ? std::getenv("CUDA_VISIBLE_DEVICES") : "", "\"); use \"cpu\" or \"auto\"");
-  if (index >= info.gpus)
-    fail(key, " = \"", setting, "\" asks for GPU ", index, setting == "cuda" ? " (LOCAL_RANK)" : "", " but ", info.gpus,
-         " GPU(s) are visible; start at most ", info.gpus,
-         " workers per machine, or share one GPU among single-worker lo-fi nodes with \"cuda:0\"");
-  return {torch::kCUDA, static_cast<c10::DeviceIndex>(index)};
+  if (index >= gpus)
+    fail(key, " = \"", setting, "\" asks for GPU ", index, setting == "cuda" ? " (LOCAL_RANK)" : "", " but ", gpus,
+         " GPU(s) are visible; start at most ", gpus, " workers per machine, or let workers share GPUs with \"auto\" ",
+         "(spread over them) or \"cuda:0\" (all on GPU 0)");
+  return index;
+}
+
+}  // namespace
+
+DevicePlan plan_device(const std::string& setting, int local_rank, int local_world_size, int64_t node_rank,
+                       int64_t node_size, int gpus, bool cuda_compiled, const std::string& key) {
+  DevicePlan plan;
+  if (setting == "cpu" || (setting == "auto" && (gpus == 0 || !cuda_compiled))) return plan;
+  const int mine = gpu_index(setting, local_rank, gpus, cuda_compiled, key);
+  plan.device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(mine));
+  // The node's workers on this machine: consecutive local ranks around this one.
+  const int64_t first = std::max<int64_t>(0, local_rank - node_rank);
+  const int64_t last = std::min<int64_t>(local_world_size, first + node_size);
+  for (int64_t other = first; other < last; ++other)
+    if (other != local_rank && gpu_index(setting, static_cast<int>(other), gpus, cuda_compiled, key) == mine)
+      plan.shares_gpu = true;
+  plan.node_backend = plan.shares_gpu ? "gloo" : "nccl";
+  return plan;
+}
+
+std::string DevicePlan::describe() const {
+  if (!device.is_cuda()) return "cpu";
+  return cat("cuda:", static_cast<int>(device.index()),
+             shares_gpu ? " (shared with other workers of its node: they all-reduce through Gloo, over host memory)" : "");
+}
+
+torch::Device resolve_device(const std::string& setting, int local_rank, const std::string& key) {
+  const BuildInfo info = build_info();
+  return plan_device(setting, local_rank, local_rank + 1, 0, 1, info.gpus, info.cuda_compiled, key).device;
+}
+
+std::string describe_placement(const std::string& setting, int workers, int64_t node_size) {
+  const BuildInfo info = build_info();
+  const DevicePlan first = plan_device(setting, 0, workers, 0, node_size, info.gpus, info.cuda_compiled, "train.device");
+  if (!first.device.is_cuda()) return cat("cpu (", std::max(1u, std::thread::hardware_concurrency()), " cores)");
+  std::string text = cat(info.gpus, info.gpus == 1 ? " GPU (" : " GPUs (", cuda_device_name(0), ")");
+  if (node_size == 1) return text + cat(", ", workers, " single-worker nodes placed over ", info.gpus == 1 ? "it" : "them");
+  return text + (first.shares_gpu ? cat(", shared by the ", node_size, " workers of each node: they all-reduce through Gloo")
+                                  : cat(", one per worker of each node: they all-reduce through NCCL"));
 }
 
 void check_precision(const std::string& precision, const torch::Device& device, const std::string& key) {

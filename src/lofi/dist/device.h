@@ -19,9 +19,28 @@ struct BuildInfo {
 };
 BuildInfo build_info();
 
-// SETTING for the worker of LOCAL_RANK: "auto" is CUDA when a GPU is visible, else CPU; "cuda" is
-// cuda:LOCAL_RANK (one GPU per worker of a machine, as torchrun); "cuda:K" pins every worker to GPU
-// K (single-worker lo-fi nodes sharing one GPU). Throws, naming KEY, where the device is absent.
+// Where a worker computes, and how the workers of its node all-reduce.
+struct DevicePlan {
+  torch::Device device = torch::kCPU;
+  // Another worker of this node computes on the same GPU. NCCL refuses two ranks of one group on
+  // one GPU, so such a node all-reduces through Gloo, which stages CUDA tensors in host memory.
+  bool shares_gpu = false;
+  std::string node_backend = "gloo";  // "nccl" (a GPU per worker of the node) or "gloo"
+  std::string describe() const;       // e.g. "cuda:0, 4 workers of the node sharing it (Gloo)"
+};
+
+// The plan for the worker of LOCAL_RANK among LOCAL_WORLD_SIZE workers of this machine, rank
+// NODE_RANK of a node of NODE_SIZE workers (consecutive ranks, as every launcher places them), with GPUS visible and
+// CUDA_COMPILED telling whether this build has CUDA. A pure function, so tests can simulate any
+// machine. SETTING: "auto" is CUDA when a GPU is visible (workers spread over the GPUs, LOCAL_RANK
+// mod GPUS), else CPU; "cuda" is cuda:LOCAL_RANK (one GPU per worker of a machine, as torchrun);
+// "cuda:K" pins every worker to GPU K; "cpu". Throws, naming KEY, where the device is absent.
+// Hosts of one node are assumed to see the same number of GPUs.
+DevicePlan plan_device(const std::string& setting, int local_rank, int local_world_size, int64_t node_rank,
+                       int64_t node_size, int gpus, bool cuda_compiled, const std::string& key);
+
+// The device of SETTING for the worker of LOCAL_RANK on this machine (plan_device's device, with
+// the GPUs LibTorch sees).
 torch::Device resolve_device(const std::string& setting, int local_rank, const std::string& key);
 
 // Throws, naming KEY, when PRECISION ("fp32" or "bf16") cannot run on DEVICE.
@@ -57,5 +76,15 @@ torch::Device module_device(const torch::nn::Module& module);
 int cuda_capability_major(int index);
 std::string cuda_runtime_version();
 std::string nccl_runtime_version();
+// GPU INDEX's name, e.g. "NVIDIA H200"; "" without CUDA.
+std::string cuda_device_name(int index);
+// What the workers of a job of WORKERS workers per machine in nodes of NODE_SIZE run on with
+// train.device = SETTING, on this machine, in words: "cpu (2 cores)", or "1 GPU (NVIDIA H200),
+// shared by the 4 workers of each node: they all-reduce through Gloo".
+std::string describe_placement(const std::string& setting, int workers, int64_t node_size);
+// The CUDA caching allocator's peak of allocated bytes on GPU INDEX since the start or the last
+// reset (what torch.cuda.max_memory_allocated reports); 0 without CUDA.
+int64_t cuda_peak_allocated(int index);
+void cuda_reset_peak(int index);
 
 }  // namespace lofi::dist
