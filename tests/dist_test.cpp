@@ -147,6 +147,20 @@ TEST(CudaDist, ResumedBf16RunEqualsUninterrupted) {
   expect_resume_equals_uninterrupted("--set train.device=cuda --set train.precision=bf16", "", 0.0);
 }
 
+// The workers of one node on one GPU (a one-GPU machine's baseline): NCCL refuses that, so the
+// node all-reduces through Gloo, and lands where one worker with the whole batch does.
+TEST(CudaDist, NodeOfWorkersSharingOneGpuEqualsOneWorker) {
+  if (!has_gpu()) GTEST_SKIP() << "no CUDA GPU visible";
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  auto one = run_lofi(train_cmd(data, dir + "/one", "--set train.device=cuda:0"));
+  ASSERT_EQ(one.status, 0) << one.output;
+  auto two = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/two", "--set train.device=cuda:0"));
+  ASSERT_EQ(two.status, 0) << two.output;
+  EXPECT_NE(two.output.find("all-reduce through Gloo"), std::string::npos) << two.output;
+  EXPECT_GT(last_metrics(dir + "/two/node-00")["bytes_within_node"].get<int64_t>(), 0);
+  EXPECT_LE(max_abs_diff(dir + "/one/node-00/final.safetensors", dir + "/two/node-00/final.safetensors"), 1e-4);
+}
+
 // The same job on the GPU and on the CPU ends at the same weights (to float rounding), and
 // evaluation on either device agrees.
 TEST(CudaDist, GpuTrainsAndEvaluatesLikeCpu) {

@@ -1,5 +1,7 @@
 #include "lofi/train/optimizer.h"
 
+#include <optional>
+
 #include "lofi/error.h"
 
 namespace lofi::train {
@@ -47,7 +49,7 @@ void Optimizer::zero_grad() {
   for (auto& p : params_) p.param.mutable_grad().reset();
 }
 
-void Optimizer::step() {
+void Optimizer::step(const torch::Tensor& found_inf) {
   torch::NoGradGuard no_grad;
   // The kernel takes lists of one dtype and device: weight-decayed and plain groups apart.
   for (bool decay : {true, false}) {
@@ -66,9 +68,12 @@ void Optimizer::step() {
     }
     if (params.empty()) continue;
     torch::_foreach_add_(steps, 1);  // the kernel reads the step after this update's increment
+    const std::optional<torch::Tensor> skip = found_inf.defined() ? std::optional<torch::Tensor>(found_inf) : std::nullopt;
     at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr_, config_.beta1,
                       config_.beta2, decay ? config_.weight_decay : 0.0, config_.eps, /*amsgrad=*/false,
-                      /*maximize=*/false);
+                      /*maximize=*/false, /*grad_scale=*/std::nullopt, skip);
+    // A skipped update leaves the step counts where they were, as PyTorch's _fused_adamw does.
+    if (skip) torch::_foreach_sub_(steps, std::vector<torch::Tensor>(steps.size(), found_inf));
   }
 }
 

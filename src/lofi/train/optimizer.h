@@ -31,8 +31,10 @@ class Optimizer {
   Optimizer(const torch::nn::Module& module, const TrainConfig& config);
 
   void set_lr(double lr) { lr_ = lr; }
-  // One AdamW update of every parameter that has a gradient.
-  void step();
+  // One AdamW update of every parameter that has a gradient. FOUND_INF (a () fp32 tensor on the
+  // parameters' device, optional): where it holds 1 the update is skipped on the device, state and
+  // step counts unchanged (as torch.optim.AdamW(fused=True) under a GradScaler), with no host sync.
+  void step(const torch::Tensor& found_inf = {});
   // Drops the gradients (as LibTorch's set_to_none), so the next backward writes fresh ones.
   void zero_grad();
   const std::vector<NamedParam>& params() const { return params_; }

@@ -30,6 +30,7 @@
 #include "lofi/train/metrics_log.h"
 #include "lofi/train/optimizer.h"
 #include "lofi/train/schedule.h"
+#include "lofi/train/step_health.h"
 #include "lofi/train/task.h"
 
 namespace lofi::train {
@@ -108,7 +109,33 @@ std::string init_checksum(const std::string& init) {
   return io::SafetensorsSet(init).checksum();
 }
 
-std::string nonfinite_text(double v) { return std::isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf"; }
+std::string number_text(double v) {
+  if (std::isfinite(v)) return std::to_string(v);
+  return std::isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf";
+}
+
+// The step's metrics record (metrics.jsonl) from a reading of the device-side state.
+nlohmann::json step_record(int64_t done, const StepHealth::Reading& r, double lr, const std::string& unit, int64_t units_seen,
+                           double seconds, double rate, const dist::Comm& comm, const dist::Topology& topo) {
+  nlohmann::json record{{"step", done}, {"loss", r.loss}, {"grad_norm", r.grad_norm}, {"lr", lr}, {unit, units_seen},
+                        {"seconds", seconds}, {unit + "_per_s", rate},
+                        {"bytes_sent", comm.bytes_within_node() + comm.bytes_between_nodes()},
+                        {"bytes_within_node", comm.bytes_within_node()},
+                        {"bytes_between_nodes", comm.bytes_between_nodes()}, {"node_workers", topo.node_size}};
+  if (r.skipped > 0) record["skipped_nonfinite"] = r.skipped;
+  if (r.diverged_at > 0) record["diverged_at_step"] = r.diverged_at;
+  return record;
+}
+
+// One line per read that found newly skipped steps.
+void report_skips(int64_t node, int64_t done, const StepHealth::Reading& r, int64_t allowed) {
+  if (r.new_skips == 0) return;
+  std::printf("node %lld by step %lld: %lld step%s with a non-finite loss or gradient norm, the first at step %lld: "
+              "step%s skipped (%lld of train.skip_nonfinite = %lld)\n",
+              static_cast<long long>(node), static_cast<long long>(done), static_cast<long long>(r.new_skips),
+              r.new_skips > 1 ? "s" : "", static_cast<long long>(r.first_new_skip), r.new_skips > 1 ? "s" : "",
+              static_cast<long long>(r.skipped), static_cast<long long>(allowed));
+}
 
 }  // namespace
 
@@ -124,14 +151,11 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   const int64_t rank_batch = node_batch / topo.node_size, micro_batch = rank_batch / tc.grad_accum;
 
   torch::set_num_threads(tc.threads > 0 ? static_cast<int>(tc.threads) : dist::default_threads(env));
-  const torch::Device device = dist::resolve_device(tc.device, env.local_rank, "train.device");
+  const dist::BuildInfo build = dist::build_info();
+  const dist::DevicePlan plan = dist::plan_device(tc.device, env.local_rank, env.local_world_size, topo.node_rank,
+                                                  topo.node_size, build.gpus, build.cuda_compiled, "train.device");
+  const torch::Device device = plan.device;
   dist::check_precision(tc.precision, device, "train.precision");
-  // NCCL refuses two ranks of one group on one GPU: a node of several workers needs a GPU each.
-  const bool shares_gpu = tc.device.rfind("cuda:", 0) == 0 || env.local_world_size > dist::build_info().gpus;
-  if (device.is_cuda() && topo.node_size > 1 && shares_gpu)
-    fail("train.device = \"", tc.device, "\" puts the ", topo.node_size, " workers of node ", topo.node,
-         " on shared GPUs, which NCCL refuses; give each worker its own GPU (\"cuda\": cuda:LOCAL_RANK, at most one ",
-         "worker per GPU) or use \"cpu\"");
 
   // The run directory belongs to this run, and a start says what it does with an older one; all
   // refused before the rendezvous, so a refusal stops the whole job.
@@ -159,6 +183,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   comm_options.timeout_s = config.dist.timeout_s;
   comm_options.world_group = config.dist.sync_every > 0;
   comm_options.device = device;
+  comm_options.node_backend = plan.node_backend;
   comm_options.bind = config.dist.bind;
   comm_options.node_dir = my_dir.path();
   dist::Comm comm(env, topo, comm_options);
@@ -205,10 +230,14 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
     const bool tty = node_leader && ::isatty(STDOUT_FILENO);
     const auto t0 = Clock::now();
     double last_loss = 0;
-    int64_t units_seen = start_step * node_batch * units_per_sample, skipped = 0;
+    int64_t units_seen = start_step * node_batch * units_per_sample;
+    StepHealth health(device, tc.skip_nonfinite);
+    if (node_leader && plan.shares_gpu && topo.node == 0)
+      std::printf("train.device: the %lld workers of each node share %s\n", static_cast<long long>(topo.node_size),
+                  plan.describe().c_str());
 
     for (int64_t step = start_step; step < tc.steps; ++step) {
-      // ---- the training step -------------------------------------------------------------
+      // ---- the training step: no host synchronisation (the loss and norm stay on the device) ----
       const double lr = lr_at(schedule, step);
       optimizer.set_lr(lr);
       optimizer.zero_grad();
@@ -226,30 +255,11 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
         loss_sum += loss.detach();
       }
       grad_sync.after_backward();  // gradients averaged inside this node only
-      comm.node_mean({loss_sum});  // the node's loss, for the log
+      comm.node_mean({loss_sum});  // the node's loss, so every worker of the node decides alike
       const torch::Tensor norm = tc.grad_clip > 0 ? clip_grad_norm(params, tc.grad_clip) : grad_norm(params);
-      // Loss and gradient norm are the node's own (averaged over its workers), so every worker
-      // of the node decides alike; one device-to-host read for both.
-      const torch::Tensor host = torch::stack({loss_sum.reshape({}), norm.to(loss_sum.dtype()).reshape({})}).cpu();
-      last_loss = host[0].item<double>();
-      const double gnorm = host[1].item<double>();
-      const bool finite = std::isfinite(last_loss) && std::isfinite(gnorm);
-      if (!finite && skipped >= tc.skip_nonfinite)
-        fail("node ", topo.node, " diverged at step ", step + 1, ": loss ",
-             std::isfinite(last_loss) ? std::to_string(last_loss) : nonfinite_text(last_loss), ", gradient norm ",
-             std::isfinite(gnorm) ? std::to_string(gnorm) : nonfinite_text(gnorm),
-             skipped > 0 ? cat(" (", skipped, " such steps skipped already)") : std::string(),
-             "; no final is written. Lower train.lr or raise train.warmup_steps, resume from a checkpoint with --resume, ",
-             "or let train.skip_nonfinite = N skip up to N such steps");
-      if (finite) {
-        optimizer.step();
-      } else {
-        ++skipped;  // no update; the gradients are dropped at the next zero_grad
-        if (node_leader)
-          std::printf("node %lld step %lld: loss %s, gradient norm %s: step skipped (%lld of train.skip_nonfinite = %lld)\n",
-                      static_cast<long long>(topo.node), static_cast<long long>(step + 1), std::to_string(last_loss).c_str(),
-                      std::to_string(gnorm).c_str(), static_cast<long long>(skipped), static_cast<long long>(tc.skip_nonfinite));
-      }
+      // A non-finite loss or gradient norm skips this step's update on the device (AdamW's
+      // found_inf); the host learns of it at the next read.
+      optimizer.step(health.record(step, loss_sum, norm));
       if (config.dist.sync_every > 0 && (step + 1) % config.dist.sync_every == 0) {
         comm.world_mean(params);                   // local SGD: continue from the nodes' mean
         if (outer) outer->step(optimizer.params());  // DiLoCo: an outer Nesterov step towards it
@@ -258,19 +268,32 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
 
       units_seen += node_batch * units_per_sample;
       const int64_t done = step + 1;
+      const bool eval_now = tc.eval_every > 0 && task->has_validation() && done % tc.eval_every == 0;
+      const bool ckpt_now = tc.ckpt_every > 0 && done % tc.ckpt_every == 0 && done < tc.steps;
+      const bool log_now = done % tc.log_every == 0 || done == tc.steps || eval_now || ckpt_now;
+      // Every worker of the node reads at the same steps, so all of them stop together; after
+      // the read the clock measures work done, not work queued.
+      if (log_now) last_loss = health.read().loss;
       const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
       const double rate = static_cast<double>(units_seen - start_step * node_batch * units_per_sample) / std::max(seconds, 1e-9);
       const double eta = seconds / static_cast<double>(done - start_step) * static_cast<double>(tc.steps - done);
+      if (log_now) {
+        const StepHealth::Reading& r = health.last();
+        if (node_leader) report_skips(topo.node, done, r, tc.skip_nonfinite);
+        if (r.diverged_at > 0) {
+          if (node_leader) metrics->write(step_record(done, r, lr, unit, units_seen, seconds, rate, comm, topo));
+          fail("node ", topo.node, " diverged at step ", r.diverged_at, ": loss ", number_text(r.diverged_loss),
+               ", gradient norm ", number_text(r.diverged_norm),
+               r.skipped > 0 ? cat(" (", r.skipped, " such steps skipped already)") : std::string(),
+               "; no final is written. Lower train.lr or raise train.warmup_steps, resume from a checkpoint with --resume, ",
+               "or let train.skip_nonfinite = N skip up to N such steps");
+        }
+      }
       if (!node_leader) continue;
       heartbeat->beat(done);
-      const bool eval_now = tc.eval_every > 0 && task->has_validation() && done % tc.eval_every == 0;
-      if (done % tc.log_every == 0 || done == tc.steps || eval_now || !finite) {
-        nlohmann::json record{{"step", done}, {"loss", last_loss}, {"grad_norm", gnorm}, {"lr", lr}, {unit, units_seen},
-                              {"seconds", seconds}, {unit + "_per_s", rate},
-                              {"bytes_sent", comm.bytes_within_node() + comm.bytes_between_nodes()},
-                              {"bytes_within_node", comm.bytes_within_node()},
-                              {"bytes_between_nodes", comm.bytes_between_nodes()}, {"node_workers", topo.node_size}};
-        if (skipped > 0) record["skipped_nonfinite"] = skipped;
+      if (log_now) {
+        nlohmann::json record = step_record(done, health.last(), lr, unit, units_seen, seconds, rate, comm, topo);
+        if (device.is_cuda()) record["peak_memory_bytes"] = dist::cuda_peak_allocated(device.index());
         if (eval_now) record.update(task->validate(micro_batch));
         metrics->write(record);
         std::string validation;  // the periodic evaluation's numbers, on the same line
@@ -284,12 +307,12 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
           std::printf("\rnode %lld step %lld/%lld%s\n", static_cast<long long>(topo.node), static_cast<long long>(done),
                       static_cast<long long>(tc.steps), validation.c_str());
       }
-      if (tty)
+      if (tty)  // every step: the loss of the last read, the rate and ETA of now
         std::printf("\rnode %lld step %lld/%lld loss %.4f %.0f %s/s ETA %s   ", static_cast<long long>(topo.node),
                     static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, rate, unit.c_str(),
                     format_duration(eta).c_str());
       std::fflush(stdout);
-      if (tc.ckpt_every > 0 && done % tc.ckpt_every == 0 && done < tc.steps) {
+      if (ckpt_now) {
         save_checkpoint(my_dir, done, model, optimizer, config_toml, outer.get());
         prune_checkpoints(my_dir, tc.keep_checkpoints);
       }
