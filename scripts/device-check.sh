@@ -17,8 +17,9 @@
 # Modes:
 #   scripts/device-check.sh               the check above (on the GPU machine)
 #   scripts/device-check.sh --fetch-debs  on the BUILD machine (Debian 12, apt): downloads the
-#                                         Debian -dev packages lofi builds with, and the library
-#                                         packages they depend on, into .device-debs/
+#                                         packages scripts/packages.txt marks "lib" (what lofi
+#                                         compiles against: ICU, protobuf and ISA-L too), and the
+#                                         library packages they depend on, into .device-debs/
 #   scripts/device-check.sh --prefix-only unpacks .device-debs/ into .device-prefix/, checks that
 #                                         pkg-config and CMake's search paths find them, builds nothing
 # The GPU machine may lack the -dev headers and cannot fetch them: when .device-debs/ exists in the
@@ -43,9 +44,8 @@ set -u -o pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 
-# ---- the packages lofi builds with (scripts/install-deps.sh lists the same -dev packages) ----------
-DEV_PACKAGES=(nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libxxhash-dev libpcre2-dev libpng-dev
-              libturbojpeg0-dev libgtest-dev libgloo-dev)
+# ---- the packages lofi builds with: scripts/packages.txt's "lib" lines (install-deps.sh reads it too) ---
+mapfile -t DEV_PACKAGES < <(sed -e 's/#.*//' "$ROOT/scripts/packages.txt" | awk '$2 == "lib" { print $1 }')
 # Needed beside them: zlib's headers (CMake's FindPNG requires ZLIB) and pkg-config itself, which a
 # bare machine with CMake may not have.
 EXTRA_PACKAGES=(zlib1g-dev pkgconf pkgconf-bin libpkgconf3)
@@ -166,8 +166,16 @@ setup_prefix() {
     CMAKE_EXTRA+=("-DPKG_CONFIG_EXECUTABLE=$PREFIX/pkg-config")
     say "  pkg-config: the prefix's pkgconf"
   fi
+  # protoc: the prefix's when it has one (its generated code must match the prefix's protobuf headers),
+  # behind a wrapper that finds its libprotoc; the build runs it, so it needs no LD_LIBRARY_PATH.
+  if [ -x "$PREFIX/usr/bin/protoc" ]; then
+    printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$lib" "$PREFIX/usr/bin/protoc" > "$PREFIX/protoc"
+    chmod +x "$PREFIX/protoc"
+    CMAKE_EXTRA+=("-DLOFI_PROTOC=$PREFIX/protoc")
+    say "  protoc: the prefix's ($("$PREFIX/protoc" --version 2>&1))"
+  fi
   local m out
-  for m in tomlplusplus libxxhash libturbojpeg libpcre2-8 libpng; do
+  for m in tomlplusplus libxxhash libturbojpeg libpcre2-8 libpng icu-uc protobuf-lite libisal; do
     out=$(pkg-config --cflags --libs "$m" 2>&1) || { say "  pkg-config $m: $out"; continue; }
     say "  pkg-config $m: $out"
   done
