@@ -1,44 +1,71 @@
 #!/usr/bin/env bash
-# One-shot check of lofi on a GPU machine (one NVIDIA H200, PyTorch 2.11.0+cu130 in
-# /opt/torch/.venv, nvcc, CMake, ninja; no network, no apt, no pip), run from the repository root
-# with $OUT an empty folder whose contents come back:
-#   a. the machine (nvidia-smi, cores, Python and torch versions)
-#   b. a build of lofi against the machine's own PyTorch, in build-gpu/
-#   c. the CUDA-labelled tests (and, last, the unit tests: see "Order" below)
-#   d. lo-fi (4 single-worker nodes sharing cuda:0) against the 1-node baseline, both evaluated on
-#      the GPU; a bf16 run resumed from a checkpoint equals the uninterrupted one bit for bit; a
-#      checkpoint moves between CUDA and CPU (both ways) and training continues
-#   e. tokens/s and MFU of an OPT-125M-shaped model in bf16: lofi against PyTorch eager and
-#      torch.compile (bench/train_torch.py)
-# Everything goes to $OUT/device-check.log (each command's own output also to $OUT/logs/NAME.log);
-# $OUT/summary.txt has one line per check: PASS / FAIL / SKIP with its numbers. The exit status
-# is 0 whatever the checks found (the summary says FAIL), and 1 only when lofi does not build.
+# lofi on a GPU machine (one NVIDIA H200, PyTorch 2.11.0+cu130 in /opt/torch/.venv, 16 cores; no
+# network, no apt, no pip), run from the repository root with $OUT a folder whose files come back.
 #
 # Modes:
-#   scripts/device-check.sh               the check above (on the GPU machine)
+#   scripts/device-check.sh --pack        on the BUILD machine, after a build: writes
+#       .devrun/lofi-prebuilt.tar.xz (ignored; name .devrun in the device run's carry list): build/lofi
+#       and build/tests/lofi_tests (stripped), every shared library they load that is neither
+#       LibTorch's / CUDA's (the Python environment's) nor the base system's (libc, libstdc++, zlib),
+#       found by ldd; Debian's fortune files (the demo's text); and devrun.env with BUILT_AT (this
+#       checkout) and VENV_AT (scripts/python-env.sh), the absolute paths built into the test binary.
+#       It then unpacks the pack into a temporary folder and starts its lofi as --prebuilt will.
+#   scripts/device-check.sh --prebuilt    on the GPU machine: unpacks the pack into .devrun/unpacked/,
+#       links BUILT_AT to it (beside links to this checkout's tests/, bench/, ...) and VENV_AT to the
+#       machine's Python environment, and runs lofi with LD_LIBRARY_PATH = <torch>/lib:<the pack's
+#       libraries>. `lofi --version` first (it stops there, saying why, if lofi does not start); then
+#       CHECKS, a list of:
+#         tests   the CUDA-labelled tests (lofi_tests --gtest_filter='Cuda*', in shards side by side)
+#         llama   Llama-3.2-1B shape (16 layers, d 2048, 32 heads / 8 kv, ff 8192, vocab 128256, tied,
+#                 rope_theta 500000)
+#         opt     OPT-125M shape (12 layers, 12 heads, d 768, ff 3072, vocab 50272)
+#                 each at seq 2048 x batch 8, bf16 autocast, fp32 master weights, fused AdamW, on one
+#                 token file, by BENCH_IMPLS or those named (llama:lofi,hf-eager): lofi (lofi train),
+#                 torch-compile / torch-eager (the same model in plain PyTorch: bench/train_torch.py),
+#                 hf-compile / hf-eager (transformers' own model: bench/train_hf.py); tokens/s, MFU,
+#                 the CUDA caching allocator's peak, lofi / each
+#         demo    lofi demo --only language on the GPU (train.device "auto"): wall time, its table
+#       By default the tests; Llama's lofi, torch.compile, eager and transformers eager; the demo;
+#       the same four for OPT; then transformers compiled, Llama's and OPT's (the longest warm-ups).
+#       A check with less than half its budget left is not started and says SKIP. $OUT gets summary.txt (one table, printed last), device-check.log
+#       (every command's output), cuda-tests.log, bench.jsonl, lofi-*-metrics.jsonl, demo-results.md.
+#       The exit status is 0 whatever the checks found: the table says PASS / FAIL / SKIP, and a
+#       FAIL shows its log's last lines, never a number.
+#   scripts/device-check.sh               the fallback: builds lofi on the GPU machine itself, then
+#       a. the machine  b. a build against its own PyTorch, in build-gpu/  c. the CUDA-labelled tests
+#       (and, last, the unit tests)  d. lo-fi (4 single-worker nodes sharing cuda:0) against the
+#       1-node baseline, evaluated on the GPU; bf16 resume bit for bit; checkpoints moving between
+#       CUDA and CPU  e. OPT-125M-shaped tokens/s and MFU: lofi against PyTorch eager and
+#       torch.compile. Logs in $OUT/device-check.log and $OUT/logs/; $OUT/summary.txt one line per
+#       check; exit 1 only when lofi does not build.
 #   scripts/device-check.sh --fetch-debs  on the BUILD machine (Debian 12, apt): downloads the
-#                                         packages scripts/packages.txt marks "lib" (what lofi
-#                                         compiles against: ICU, protobuf and ISA-L too), and the
-#                                         library packages they depend on, into .device-debs/
+#       packages scripts/packages.txt marks "lib" (what lofi compiles against), and the library
+#       packages they depend on, into .device-debs/, for the fallback
 #   scripts/device-check.sh --prefix-only unpacks .device-debs/ into .device-prefix/, checks that
-#                                         pkg-config and CMake's search paths find them, builds nothing
-# The GPU machine may lack the -dev headers and cannot fetch them: when .device-debs/ exists in the
-# repository root, its packages are unpacked with `dpkg-deb -x` into .device-prefix/ (never into /)
-# and CMake, the compiler and pkg-config are pointed at that prefix.
-# .device-debs/, .device-prefix/ and build-gpu/ are local artefacts and must not be committed: the
-# caller adds them to .gitignore (this script does not edit it). Once .device-debs/ is ignored it no
-# longer travels with the working tree by itself: name it in the device run's carry list.
+#       pkg-config and CMake's search paths find them, builds nothing
+# The fallback on a machine without the -dev headers: when .device-debs/ exists in the repository
+# root, its packages are unpacked with `dpkg-deb -x` into .device-prefix/ (never into /) and CMake,
+# the compiler, protoc and pkg-config are pointed at that prefix. .devrun/, .device-debs/,
+# .device-prefix/ and build-gpu/ are ignored local artefacts: name the first two in the device run's
+# carry list when they are needed there.
 #
-# Budget (seconds; each is also an environment variable). Every long command runs under `timeout`,
-# capped by what is left of its step's budget and of the whole TOTAL_BUDGET_S, so the script ends
-# within about TOTAL_BUDGET_S + 15 s whatever hangs:
-#   BUILD_BUDGET_S=240 (configure at most 90 of it), CUDA_TEST_BUDGET_S=45, RUNS_BUDGET_S=120,
-#   BENCH_BUDGET_S=130, UNIT_TEST_BUDGET_S=60, and TOTAL_BUDGET_S=470 over all of them (the steps'
-#   budgets add up to more: what the build does not use goes to the later steps, and the last
-#   step gets what is left). Each command also has its own limit (e.g. a training run 25-45 s).
-# Benchmark shape: BENCH_SEQ=2048, BENCH_BATCH=8, BENCH_STEPS=30 (rates over steps 10-30).
-# Order: the GPU-only checks (c: CUDA tests, d, e) run before the unit tests, because the unit
-# suite is mostly CPU work the build machine runs anyway, and a slow one must not starve them.
+# Budgets (seconds; each is an environment variable). Every long command runs under `timeout`,
+# capped by what is left of its step's budget and of the whole TOTAL_BUDGET_S (470; 455 for
+# --prebuilt; 10 s kept for the summary), so the script ends within about TOTAL_BUDGET_S + 15 s
+# whatever hangs.
+#   --prebuilt: CUDA_TEST_S=90 (in CUDA_TEST_SHARDS=6 processes), LOFI_S=90 (one lofi train),
+#     EAGER_S=75 and COMPILE_S=150 (one Python reference, compile warm-up included), DEMO_S=180,
+#     TOTAL_BUDGET_S=455 (it ends within 8 minutes); CHECKS="tests llama demo opt";
+#     BENCH_IMPLS="lofi torch-compile torch-eager hf-eager hf-compile"; BENCH_SEQ=2048,
+#     BENCH_BATCH=8, BENCH_STEPS=20, BENCH_WARMUP=10 (rates over steps 10-20; multiples of 5, lofi
+#     logs every 5), BENCH_DEVICE=cuda, BENCH_PRECISION=bf16, PEAK_FLOPS=989e12 (H200 dense bf16);
+#     BENCH_TINY=1 shrinks both shapes (with BENCH_DEVICE=cpu BENCH_PRECISION=fp32: a CPU smoke test).
+#   fallback: BUILD_BUDGET_S=240 (configure at most 90 of it), CUDA_TEST_BUDGET_S=45,
+#     RUNS_BUDGET_S=120, BENCH_BUDGET_S=130, UNIT_TEST_BUDGET_S=60 (what the build does not use goes
+#     to the later steps); BENCH_SEQ=2048, BENCH_BATCH=8, BENCH_STEPS=30 (rates over steps 10-30).
+#     The GPU-only checks (c, d, e) run before the unit tests, which are mostly CPU work the build
+#     machine runs anyway.
+# LOFI_DEVICE_PYTHON: the machine's Python with torch (default /opt/torch/.venv/bin/python).
 set -u -o pipefail
 
 cd "$(dirname "$0")/.." || exit 1
@@ -603,10 +630,461 @@ for k, label in (("lofi", "lofi train"), ("eager", "PyTorch eager"), ("compile",
   fi
 }
 
+# ---- --pack (build machine): the binaries and the libraries they need, for a GPU machine ------------
+DEVRUN=$ROOT/.devrun
+PACK=$DEVRUN/lofi-prebuilt.tar.xz
+UNPACKED=$DEVRUN/unpacked
+# Not packed: what every machine that runs PyTorch has (the C and C++ runtimes, zlib), and whatever
+# lives in the Python environment (LibTorch, CUDA, NCCL): the GPU machine's own torch 2.11.0 has it.
+BASE_LIB_RE='^(linux-vdso|ld-linux-x86-64|libc|libm|libdl|libpthread|librt|libresolv|libutil|libstdc\+\+|libgcc_s|libz)\.so'
+FORTUNES_DIR=/usr/share/games/fortunes
+
+# shared_libs VENV BINARY...: "SONAME PATH" for each library the binaries load (ldd: all of them,
+# transitively) that is neither the base system's nor the Python environment's; "MISSING SONAME" for
+# one ldd cannot find.
+shared_libs() {
+  local venv=$1 real name arrow path rest
+  shift
+  real=$(realpath -m "$venv")
+  ldd "$@" | while read -r name arrow path rest; do
+    [ "$arrow" = "=>" ] || continue
+    if [ "$path" = not ]; then echo "MISSING $name"; continue; fi
+    [[ $path == /* ]] || continue
+    case $path in "$venv"/* | "$real"/* | */site-packages/*) continue ;; esac
+    [[ $name =~ $BASE_LIB_RE ]] && continue
+    echo "$name $path"
+  done | sort -u
+}
+
+torch_lib_of() { "$1" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))'; }
+
+pack() {
+  local bin=$ROOT/build/lofi tests=$ROOT/build/tests/lofi_tests venv libs stage name path f dirty travel
+  for f in "$bin" "$tests"; do
+    [ -x "$f" ] || { echo "pack: $f is missing: build first (make, or cmake --build build)" >&2; return 1; }
+  done
+  venv=$(bash "$ROOT/scripts/python-env.sh")
+  [ -x "$venv/bin/python" ] || { echo "pack: no Python environment at $venv (scripts/install-deps.sh makes it)" >&2; return 1; }
+  libs=$(shared_libs "$venv" "$bin" "$tests")
+  if grep -q '^MISSING' <<< "$libs"; then
+    echo "pack: ldd cannot find $(awk '$1 == "MISSING" { print $2 }' <<< "$libs" | paste -sd' ')" >&2
+    return 1
+  fi
+  stage=$(mktemp -d "${TMPDIR:-/tmp}/lofi-pack.XXXXXX")
+  mkdir -p "$stage/tree/build/tests" "$stage/lib" "$stage/fortunes"
+  if ! strip --strip-unneeded -o "$stage/tree/build/lofi" "$bin" ||
+     ! strip --strip-unneeded -o "$stage/tree/build/tests/lofi_tests" "$tests"; then
+    echo "pack: strip failed" >&2; rm -rf "$stage"; return 1
+  fi
+  while read -r name path; do cp -L "$path" "$stage/lib/$name"; done <<< "$libs"
+  # The demo's text (Debian's fortunes), for a GPU machine without the package: the category files.
+  if [ -d "$FORTUNES_DIR" ]; then
+    find "$FORTUNES_DIR" -mindepth 1 -maxdepth 1 ! -name '*.*' \( -type f -o -type l \) -exec cp -L {} "$stage/fortunes/" \;
+  else
+    echo "pack: no $FORTUNES_DIR (Debian's fortunes): the demo will need the GPU machine's own" >&2
+  fi
+  dirty=$(git -C "$ROOT" status --porcelain --untracked-files=no 2> /dev/null | wc -l)
+  # The test binary has this checkout's and this Python environment's absolute paths built in
+  # (fixtures, its Python, the lofi binary): --prebuilt recreates them as links.
+  {
+    echo "BUILT_AT=$ROOT"
+    echo "VENV_AT=$venv"
+    echo "COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2> /dev/null)$( ((dirty)) && echo " with $dirty changed tracked files")"
+    echo "PACKED=$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "LOFI_BUILT=$(date -u -r "$bin" '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "TORCH=$("$venv/bin/python" -c 'import torch; print(torch.__version__)' 2> /dev/null)"
+    echo "LIBS=$(cut -d' ' -f1 <<< "$libs" | paste -sd' ')"
+  } > "$stage/devrun.env"
+  # .devrun travels whole: only the pack goes in it (a local --prebuilt's unpacked copy and output go).
+  rm -rf "$UNPACKED" "$DEVRUN/out"
+  mkdir -p "$DEVRUN"
+  if ! tar -C "$stage" -cf - . | xz -T0 -6 > "$PACK.part"; then
+    echo "pack: tar | xz failed" >&2; rm -rf "$stage" "$PACK.part"; return 1
+  fi
+  mv "$PACK.part" "$PACK"
+  rm -rf "$stage"
+  echo "pack: $PACK, $(du -h "$PACK" | cut -f1): lofi and lofi_tests (stripped), $(wc -l <<< "$libs") libraries, $(find "$FORTUNES_DIR" -mindepth 1 -maxdepth 1 ! -name '*.*' 2> /dev/null | wc -l) fortune files"
+  echo "pack:   ${libs//$'\n'/$'\n'pack:   }"
+  # What a device run carries: tracked and untracked-but-not-ignored files, and the carried .devrun.
+  travel=$(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -c %s -- 2> /dev/null |
+           awk -v p="$(du -sb "$DEVRUN" | cut -f1)" '{ s += $1 } END { printf "%.1f", (s + p) / 1048576 }')
+  echo "pack: the working tree and .devrun come to $travel MiB (a device run carries at most 64)"
+  awk -v t="$travel" 'BEGIN { exit !(t > 60) }' && echo "pack: WARNING: that is close to or over the 64 MiB a device run carries" >&2
+  pack_selfcheck "$venv"
+}
+
+# pack_selfcheck VENV: unpacks the pack into a temporary folder and starts its lofi the way
+# --prebuilt does (LD_LIBRARY_PATH = torch's lib, then the pack's): every library must come from one
+# of those two or the base system, and `lofi --version` must run.
+pack_selfcheck() {
+  local venv=$1 torch_lib tmp stray v rc
+  torch_lib=$(torch_lib_of "$venv/bin/python") || { echo "pack: cannot import torch from $venv" >&2; return 1; }
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/lofi-pack-check.XXXXXX")
+  tar -xJf "$PACK" -C "$tmp" || { echo "pack: cannot unpack $PACK" >&2; rm -rf "$tmp"; return 1; }
+  stray=$(env LD_LIBRARY_PATH="$torch_lib:$tmp/lib" ldd "$tmp/tree/build/lofi" "$tmp/tree/build/tests/lofi_tests" |
+          BASE="$BASE_LIB_RE" awk -v pk="$tmp/lib/" '$2 == "=>" && index($3, pk) != 1 && $3 !~ /site-packages/ && $1 !~ ENVIRON["BASE"] { print $1 " => " $3 }' | sort -u)
+  v=$(env LD_LIBRARY_PATH="$torch_lib:$tmp/lib" timeout 120 "$tmp/tree/build/lofi" --version 2>&1)
+  rc=$?
+  local listed
+  listed=$(env LD_LIBRARY_PATH="$torch_lib:$tmp/lib" timeout 120 "$tmp/tree/build/tests/lofi_tests" --gtest_filter='Cuda*' \
+             --gtest_list_tests 2>&1) || { rc=1; v+=$'\n'"lofi_tests --gtest_list_tests failed: $listed"; }
+  rm -rf "$tmp"
+  if [ -n "$stray" ]; then
+    echo "pack: self-check FAILED: these would not come from torch, the pack or the base system:" >&2
+    echo "pack:   ${stray//$'\n'/$'\n'pack:   }" >&2
+    return 1
+  fi
+  if (( rc != 0 )); then
+    echo "pack: self-check FAILED: the unpacked lofi --version exits $rc: $v" >&2
+    return 1
+  fi
+  echo "pack: self-check: the unpacked lofi starts with torch's lib and the pack's: $(paste -sd';' <<< "$v")"
+  echo "pack: self-check: the unpacked lofi_tests lists $(grep -c '^  ' <<< "$listed") CUDA tests"
+}
+
+# ---- --prebuilt (GPU machine): the pack's binaries, tested and measured -----------------------------
+ROWS='' SHAPES='' TAILS='' LOFI_LD='' CREATED_LINKS=()
+row() {  # row NAME STATUS SHAPE TOKENS_PER_S PEAK_BYTES PEAK_SOURCE NOTE: one line of the summary table
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" >> "$ROWS"
+  say "  => $2 $1${4:+ $4 tokens/s}${5:+ peak $5 B ($6)} $7"
+}
+check_row() { row "$1" "$2" - "" "" "" "$3"; }
+# tail_of NAME: the last lines of a failed command's log go to the summary.
+tail_of() {
+  { echo "[$1] last lines of its log:"; tail -n "${2:-6}" "$LOGS/$1.log" 2> /dev/null | cut -c1-200 | sed 's/^/    /'; } >> "$TAILS"
+}
+info_value() { sed -n "s/^$1=//p" "$UNPACKED/devrun.env"; }
+
+prebuilt_machine() {
+  section "a. machine"
+  local gpu tv
+  gpu=$(timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)
+  tv=$(timeout 60 "$PY" -c 'import torch, transformers
+print("torch", torch.__version__, "CUDA", torch.version.cuda, "GPU visible", torch.cuda.is_available(), "transformers", transformers.__version__)' 2>&1 | tail -1)
+  MACHINE="$gpu; $tv; $(nproc) cores"
+  say "  $MACHINE"
+  if [[ $tv == *"GPU visible True"* ]]; then check_row machine PASS "$MACHINE"
+  else check_row machine FAIL "torch sees no GPU: $MACHINE"; fi
+}
+
+# Unpacks .devrun/lofi-prebuilt.tar.xz into .devrun/unpacked/ and recreates the build machine's paths:
+# BUILT_AT -> .devrun/unpacked/tree (build/lofi, build/tests/lofi_tests, and links to this checkout's
+# tests/, bench/, ...), VENV_AT -> this machine's Python environment.
+prebuilt_unpack() {
+  section "unpack $PACK"
+  if [ ! -f "$PACK" ]; then
+    check_row lofi-start FAIL "no $PACK: run scripts/device-check.sh --pack on the build machine and carry .devrun"
+    return 1
+  fi
+  rm -rf "$UNPACKED"
+  mkdir -p "$UNPACKED"
+  if ! timeout 120 tar -xJf "$PACK" -C "$UNPACKED" >> "$LOG" 2>&1; then
+    check_row lofi-start FAIL "cannot unpack $PACK (device-check.log)"
+    return 1
+  fi
+  local f name py_venv
+  for f in "$ROOT"/* "$ROOT"/.[!.]*; do
+    name=${f##*/}
+    case $name in build | .devrun | .git | "*" | ".[!.]*") continue ;; esac
+    [ -e "$UNPACKED/tree/$name" ] || ln -s "$f" "$UNPACKED/tree/$name"
+  done
+  BUILT_AT=$(info_value BUILT_AT) VENV_AT=$(info_value VENV_AT)
+  say "  packed $(info_value PACKED) from $(info_value COMMIT) (lofi built $(info_value LOFI_BUILT), torch $(info_value TORCH))"
+  say "  libraries: $(info_value LIBS)"
+  if [ -z "$BUILT_AT" ] || [ -z "$VENV_AT" ]; then
+    check_row lofi-start FAIL "the pack's devrun.env lacks BUILT_AT or VENV_AT"
+    return 1
+  fi
+  if [ "$(realpath -m "$BUILT_AT")" = "$ROOT" ]; then
+    say "  BUILT_AT $BUILT_AT is this checkout: the test binary uses its build/"
+  elif [ -L "$BUILT_AT" ] || [ ! -e "$BUILT_AT" ]; then
+    mkdir -p "$(dirname "$BUILT_AT")" && ln -sfn "$UNPACKED/tree" "$BUILT_AT" && CREATED_LINKS+=("$BUILT_AT")
+    say "  $BUILT_AT -> $UNPACKED/tree"
+  else
+    say "  $BUILT_AT exists here and is not a link: the test binary will use what is there"
+  fi
+  py_venv=$(dirname "$(dirname "$PY")")
+  if [ -x "$VENV_AT/bin/python" ]; then
+    say "  $VENV_AT/bin/python exists"
+  elif [ -L "$VENV_AT" ] || [ ! -e "$VENV_AT" ]; then
+    mkdir -p "$(dirname "$VENV_AT")" && ln -sfn "$py_venv" "$VENV_AT" && CREATED_LINKS+=("$VENV_AT")
+    say "  $VENV_AT -> $py_venv"
+  fi
+  TORCH_LIB=$(torch_lib_of "$PY" 2>> "$LOG") || { check_row lofi-start FAIL "$PY cannot import torch"; return 1; }
+  LOFI_LD="$TORCH_LIB:$UNPACKED/lib"
+  # Only lofi and the tests run under it, not this script's grep, sed and Python (a Debian 12 pcre2
+  # ahead of the machine's own could break them).
+  LOFI=(env "LD_LIBRARY_PATH=$LOFI_LD" "$UNPACKED/tree/build/lofi")
+  # The demo's text: the machine's fortunes, else the pack's.
+  if [ ! -f "$FORTUNES_DIR/computers" ] && [ -f "$UNPACKED/fortunes/computers" ]; then
+    export LOFI_FORTUNES=$UNPACKED/fortunes
+    say "  LOFI_FORTUNES=$LOFI_FORTUNES (this machine has no $FORTUNES_DIR)"
+  fi
+  say "  LD_LIBRARY_PATH for lofi: $LOFI_LD"
+}
+
+prebuilt_version() {
+  local v rc missing
+  v=$(timeout 120 "${LOFI[@]}" --version 2>&1)
+  rc=$?
+  say "  lofi --version (exit $rc): $(paste -sd';' <<< "$v")"
+  if (( rc != 0 )); then
+    missing=$(env LD_LIBRARY_PATH="$LOFI_LD" ldd "$UNPACKED/tree/build/lofi" 2>&1 | grep 'not found' | awk '{ print $1 }' | paste -sd' ')
+    check_row lofi-start FAIL "the prebuilt lofi does not start here (exit $rc${missing:+; not found: $missing}): $(tail -2 <<< "$v" | paste -sd' ' | cut -c1-300)"
+    return 1
+  fi
+  if grep -q 'available yes' <<< "$v"; then check_row lofi-version PASS "$(paste -sd';' <<< "$v")"
+  else check_row lofi-version FAIL "lofi starts but sees no GPU: $(paste -sd';' <<< "$v")"; fi
+}
+
+# b. the CUDA-labelled tests (Cuda*), as ctest runs them (working directory build/tests, no
+# environment of their own), in CUDA_TEST_SHARDS gtest shards side by side, as `ctest -j` would:
+# they are small beside the GPU.
+prebuilt_tests() {
+  section "b. CUDA tests (budget ${CUDA_TEST_S} s)"
+  begin_step "$CUDA_TEST_S"
+  local limit i rc=0 r pids=() passed failed skipped wd names bin=$BUILT_AT/build/tests/lofi_tests
+  [ -x "$bin" ] || bin=$UNPACKED/tree/build/tests/lofi_tests
+  wd=$(dirname "$bin")
+  limit=$(cap "$CUDA_TEST_S")
+  if (( limit < 3 )); then check_row cuda-tests SKIP "no time left"; return; fi
+  say "  \$ $bin --gtest_filter='Cuda*' in $CUDA_TEST_SHARDS shards (limit $limit s), in $wd"
+  for (( i = 0; i < CUDA_TEST_SHARDS; i++ )); do
+    (cd "$wd" && GTEST_TOTAL_SHARDS=$CUDA_TEST_SHARDS GTEST_SHARD_INDEX=$i timeout -k 5 "$limit" \
+       env LD_LIBRARY_PATH="$LOFI_LD" "$bin" --gtest_filter='Cuda*' > "$LOGS/cuda-tests-$i.log" 2>&1) &
+    pids+=($!)
+  done
+  for (( i = 0; i < CUDA_TEST_SHARDS; i++ )); do
+    wait "${pids[$i]}"; r=$?
+    (( r != 0 )) && rc=$r
+  done
+  for (( i = 0; i < CUDA_TEST_SHARDS; i++ )); do echo "---- shard $i"; cat "$LOGS/cuda-tests-$i.log"; done > "$LOGS/cuda-tests.log"
+  cp "$LOGS/cuda-tests.log" "$OUT/cuda-tests.log"
+  cat "$LOGS/cuda-tests.log" >> "$LOG"
+  passed=$(grep -Eho '^\[  PASSED  \] [0-9]+' "$LOGS/cuda-tests.log" | awk '{ s += $NF } END { print s + 0 }')
+  failed=$(grep -Eho '^\[  FAILED  \] [0-9]+ tests?, listed below' "$LOGS/cuda-tests.log" | awk '{ s += $4 } END { print s + 0 }')
+  skipped=$(grep -Eho '^\[  SKIPPED \] [0-9]+ tests?, listed below' "$LOGS/cuda-tests.log" | awk '{ s += $4 } END { print s + 0 }')
+  local counts="$passed passed, $failed failed, $skipped skipped"
+  if (( rc == 0 && failed == 0 && skipped == 0 && passed > 0 )); then
+    names=$(grep -Eo '^\[       OK \] Cuda[^ ]+ \([0-9]+ ms\)' "$LOGS/cuda-tests.log" | sed 's/^\[       OK \] //' | paste -sd' ')
+    check_row cuda-tests PASS "$counts: $names"
+  else
+    local why=""
+    (( rc == 124 || rc == 137 )) && why="timeout after $limit s; "
+    (( skipped > 0 )) && why+="skipped: lofi sees no GPU; "
+    names=$(grep -Eho '^\[  FAILED  \] Cuda[^ ]+' "$LOGS/cuda-tests.log" | sed 's/^\[  FAILED  \] //' | sort -u | paste -sd' ')
+    check_row cuda-tests FAIL "${why}exit $rc; $counts${names:+: $names} (cuda-tests.log)"
+    { echo "[cuda-tests] failures:"; grep -E 'Failure|error:|Expected|Which is|Value of|TIMEOUT' "$LOGS/cuda-tests.log" | head -12 | cut -c1-200 | sed 's/^/    /'; } >> "$TAILS"
+  fi
+}
+
+# c. the benchmark shapes. N: parameters that do a matmul per token (the tied head counted once,
+# OPT's position embedding left out); attention: 12 L d T per token (PaLM's count, the full T x T).
+shape_of() {  # shape_of opt|llama: sets SL SH SKV SD SFF SV STHETA SLABEL
+  SKV='' STHETA=''
+  if [ "$1" = llama ]; then SL=16 SH=32 SKV=8 SD=2048 SFF=8192 SV=128256 STHETA=500000 SLABEL="Llama-3.2-1B shape"
+  else SL=12 SH=12 SD=768 SFF=3072 SV=50272 SLABEL="OPT-125M shape"; fi
+  if [ -n "${BENCH_TINY:-}" ]; then SL=2 SH=4 SD=64 SFF=128 SV=512 SLABEL="$SLABEL (tiny: BENCH_TINY)"; [ -n "$SKV" ] && SKV=2; fi
+}
+n_params() {  # n_params opt|llama (after shape_of)
+  if [ "$1" = llama ]; then
+    awk -v L="$SL" -v D="$SD" -v H="$SH" -v K="$SKV" -v F="$SFF" -v V="$SV" \
+      'BEGIN { kv = D / H * K; printf "%.0f", V*D + L*(2*D*D + 2*D*kv + 3*D*F + 2*D) + D }'
+  else
+    awk -v L="$SL" -v D="$SD" -v F="$SFF" -v V="$SV" 'BEGIN { printf "%.0f", V*D + L*(4*(D*D+D) + (D*F+F) + (F*D+D) + 4*D) + 2*D }'
+  fi
+}
+write_tokens() {  # write_tokens FILE VOCAB: 4M random ids (bench/make_tokens.py for uint16; uint32, llm.c version 2, above)
+  if (( $2 <= 65536 )); then timeout 60 "$PY" bench/make_tokens.py "$1" 4000000 "$2"; return; fi
+  timeout 60 "$PY" - "$1" "$2" << 'PYEOF'
+import sys, numpy as np
+h = np.zeros(256, np.int32); h[:3] = (20240520, 2, 4000000)
+with open(sys.argv[1], "wb") as f:
+    f.write(h.tobytes()); f.write(np.random.default_rng(0).integers(0, int(sys.argv[2]), 4000000, dtype=np.uint32).tobytes())
+PYEOF
+}
+
+# time_for NAME BUDGET: true when at least half of BUDGET is left; else NAME's row says SKIP (a run
+# started with less would most likely time out and say FAIL for want of time, not of lofi).
+time_for() {
+  local left
+  left=$(cap "$2")
+  if (( left * 2 < $2 )); then
+    row "$1" SKIP "${3:--}" "" "" "" "not started: $left s left of the budget, it needs up to $2 s"
+    return 1
+  fi
+}
+
+bench_shape() {  # bench_shape opt|llama IMPL...
+  local shape=$1 tok rc n n_ref line tps peak src smi flags=() impl script compile limit args json
+  shape_of "$shape"
+  section "c. benchmark: $SLABEL, seq $BENCH_SEQ x batch $BENCH_BATCH, $BENCH_PRECISION on $BENCH_DEVICE"
+  n=$(n_params "$shape")
+  grep -q "^$shape"$'\t' "$SHAPES" ||
+    printf '%s\t%s\t%s\t%s\n' "$shape" "$n" "$(( 12 * SL * SD * BENCH_SEQ ))" "$SLABEL" >> "$SHAPES"
+  tok=$WORK/tokens-$SV.bin
+  if [ ! -f "$tok" ] && ! write_tokens "$tok" "$SV" >> "$LOG" 2>&1; then
+    row "$shape lofi" FAIL "$shape" "" "" "" "could not write the token file $tok"; return
+  fi
+  flags=(--set "model.n_layer=$SL" --set "model.n_head=$SH" --set "model.d_model=$SD" --set "model.d_ff=$SFF"
+         --set "model.vocab_size=$SV" --set "model.max_seq_len=$BENCH_SEQ" --set "data.seq_len=$BENCH_SEQ"
+         --set "train.batch_size=$BENCH_BATCH" --set "train.steps=$BENCH_STEPS" --set train.log_every=5
+         --set train.warmup_steps=5 --set "train.device=$BENCH_DEVICE" --set "train.precision=$BENCH_PRECISION"
+         --set "data.train=$tok" --set train.ckpt_every=0 --set "run.dir=$WORK/$shape-lofi" --quiet)
+  [ "$shape" = llama ] && flags+=(--set model.arch=llama --set "model.n_kv_head=$SKV" --set "model.rope_theta=$STHETA"
+                                  --set model.tie_word_embeddings=true)
+  shift
+  for impl in "$@"; do
+    if [ "$impl" = lofi ]; then
+      begin_step "$LOFI_S"
+      time_for "$shape lofi" "$LOFI_S" "$shape" || continue
+      gpu_mem_sampler_start "$WORK/mem-$shape-lofi.txt"
+      bounded "$shape-lofi" "$LOFI_S" "${LOFI[@]}" train "${flags[@]}"
+      rc=$?
+      smi=$(gpu_mem_sampler_stop "$WORK/mem-$shape-lofi.txt")
+      if (( rc == 0 )) && json=$("$PY" bench/metrics_rate.py "$WORK/$shape-lofi" "$BENCH_WARMUP" --json 2>> "$LOG"); then
+        read -r tps peak <<< "$(py 'import json, sys; d = json.loads(sys.argv[1]); print(d["rate"], d["peak_memory_bytes"] or "")' "$json")"
+        src=allocator
+        if [ -z "$peak" ] && [ -n "$smi" ]; then peak=$(( smi * 1048576 )) src=nvidia-smi; fi
+        [ -z "$peak" ] && src="no peak: metrics.jsonl has no peak_memory_bytes and nvidia-smi sampled nothing"
+        cp "$WORK/$shape-lofi/node-00/metrics.jsonl" "$OUT/lofi-$shape-metrics.jsonl" 2> /dev/null
+        echo "{\"shape\": \"$shape\", \"impl\": \"lofi\", \"lofi_rate\": $json, \"nvidia_smi_peak_mib\": ${smi:-null}}" >> "$OUT/bench.jsonl"
+        row "$shape lofi" PASS "$shape" "$tps" "$peak" "$src" "lofi train, rate over steps $BENCH_WARMUP-$BENCH_STEPS$([ -z "$peak" ] && echo "; $src")"
+      else
+        row "$shape lofi" "$(verdict $rc)" "$shape" "" "" "" "$(why $rc)"; tail_of "$shape-lofi"
+      fi
+      continue
+    fi
+    case $impl in
+      torch-*) script=bench/train_torch.py ;;
+      hf-*) script=bench/train_hf.py ;;
+      *) say "  unknown BENCH_IMPLS entry $impl"; continue ;;
+    esac
+    compile=false limit=$EAGER_S
+    if [[ $impl == *-compile ]]; then compile=true limit=$COMPILE_S; fi
+    args=$(printf '{"arch":"%s","n_layer":%d,"n_head":%d,"d_model":%d,"d_ff":%d,"vocab_size":%d,"max_seq_len":%d,"seq_len":%d,"batch":%d,"steps":%d,"warmup":%d,"compile":%s,"device":"%s","precision":"%s","data":"%s"%s}' \
+      "$shape" "$SL" "$SH" "$SD" "$SFF" "$SV" "$BENCH_SEQ" "$BENCH_SEQ" "$BENCH_BATCH" "$BENCH_STEPS" "$BENCH_WARMUP" \
+      "$compile" "$BENCH_DEVICE" "$BENCH_PRECISION" "$tok" \
+      "$([ "$shape" = llama ] && echo ",\"n_kv_head\":$SKV,\"rope_theta\":$STHETA,\"tie_word_embeddings\":true")")
+    begin_step "$limit"
+    time_for "$shape $impl" "$limit" "$shape" || continue
+    bounded "$shape-$impl" "$limit" env HF_HUB_OFFLINE=1 "$PY" "$script" "$args"
+    rc=$?
+    line=$(grep '^{' "$LOGS/$shape-$impl.log" | tail -1)
+    if (( rc == 0 )) && [ -n "$line" ]; then
+      read -r tps peak n_ref src <<< "$(py 'import json, sys; d = json.loads(sys.argv[1])
+print(d["tokens_per_s"], d["peak_mem_bytes"], d["params_no_pos"], "allocator" if d["peak_mem_kind"].startswith("torch.cuda") else "rss")' "$line")"
+      echo "{\"shape\": \"$shape\", \"impl\": \"$impl\", \"result\": $line}" >> "$OUT/bench.jsonl"
+      local note
+      note="$script compile=$compile, warm-up $(py 'import json, sys; print(json.loads(sys.argv[1])["warmup_s"])' "$line") s"
+      [ "$n_ref" != "$n" ] && note+="; its N $n_ref differs from the table's $n"
+      row "$shape $impl" PASS "$shape" "$tps" "$peak" "$src" "$note"
+    else
+      row "$shape $impl" "$(verdict $rc)" "$shape" "" "" "" "$(why $rc)"; tail_of "$shape-$impl"
+    fi
+  done
+}
+
+# d. the demo's language half on the GPU (train.device = "auto").
+prebuilt_demo() {
+  section "d. lofi demo --only language (budget ${DEMO_S} s)"
+  begin_step "$DEMO_S"
+  time_for demo "$DEMO_S" || return
+  local dir=$WORK/demo t rc claims
+  t=$SECONDS
+  bounded demo "$DEMO_S" "${LOFI[@]}" demo --only language --out "$dir"
+  rc=$?
+  [ -f "$dir/results.md" ] && cp "$dir/results.md" "$OUT/demo-results.md"
+  # The printed results: from the language table to the verdicts, where it ran and what it wrote.
+  sed -n '/^language (perplexity/,/^written: /p' "$LOGS/demo.log" > "$WORK/demo-table.txt" 2> /dev/null
+  if (( rc == 0 )); then
+    claims=$(py '
+import json, sys
+cs = json.load(open(sys.argv[1])).get("claims") or []
+print("%d of %d claims hold" % (sum(bool(c.get("holds")) for c in cs), len(cs)) if cs else "no claims in results.json")
+' "$dir/results.json" 2>> "$LOG")
+    check_row demo PASS "language half in $(( SECONDS - t )) s wall; ${claims:-results.json unreadable}; $(grep -m1 '^ran on ' "$LOGS/demo.log" | cut -c1-160)"
+  else
+    check_row demo "$(verdict $rc)" "$(why $rc) after $(( SECONDS - t )) s"; tail_of demo 8
+  fi
+}
+
+prebuilt_summary() {
+  local total=$(( SECONDS - T0 ))
+  {
+    echo "lofi device check --prebuilt, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $total s; pack from $(info_value COMMIT 2> /dev/null)"
+    echo "machine: ${MACHINE:-?}"
+    echo "benchmark: seq $BENCH_SEQ x batch $BENCH_BATCH, $([ "$BENCH_PRECISION" = bf16 ] && echo "bf16 autocast" || echo "$BENCH_PRECISION"), fp32 master weights, fused AdamW, clip 1.0, on $BENCH_DEVICE;"
+    echo "  tokens/s over steps $BENCH_WARMUP-$BENCH_STEPS; MFU = 6 N tokens/s / $(awk -v p="$PEAK_FLOPS" 'BEGIN { print p / 1e12 }') TFLOP/s (H200 dense bf16 peak);"
+    echo "  MFU+attn adds 12 L d T FLOPs per token (attention scores and values, PaLM's count) for every row alike;"
+    echo "  peak mem = the CUDA caching allocator's peak allocated bytes (torch.cuda.max_memory_allocated; lofi's"
+    echo "  metrics.jsonl peak_memory_bytes), GiB; '*' = nvidia-smi's used memory instead (lofi logged no peak),"
+    echo "  'r' = peak resident memory (a CPU run). lofi/this = lofi's tokens/s over this row's (above 1: lofi is faster)."
+    local shape n attn label
+    while IFS=$'\t' read -r shape n attn label; do
+      echo "  $shape: $label, N = $(awk -v n="$n" 'BEGIN { printf "%.1fM", n / 1e6 }'), attention $(awk -v a="$attn" 'BEGIN { printf "%.0fM", a / 1e6 }') FLOPs/token"
+    done < "$SHAPES"
+    if [ -s "$WORK/demo-table.txt" ]; then echo "demo (lofi demo --only language) printed:"; sed 's/^/  /' "$WORK/demo-table.txt"; fi
+    if [ -s "$TAILS" ]; then echo "failed checks:"; cat "$TAILS"; fi
+    echo
+    awk -F'\t' -v shapes="$SHAPES" -v peakf="$PEAK_FLOPS" '
+      BEGIN {
+        while ((getline l < shapes) > 0) { split(l, f, "\t"); N[f[1]] = f[2]; A[f[1]] = f[3]; order[++ns] = f[1] }
+        printf "%-20s %-6s %10s %6s %8s %9s %9s  %s\n", "check", "status", "tokens/s", "MFU", "MFU+attn", "peak mem", "lofi/this", "notes"
+      }
+      { name[NR] = $1; st[NR] = $2; sh[NR] = $3; tps[NR] = $4; pk[NR] = $5; src[NR] = $6; note[NR] = $7
+        if ($1 == $3 " lofi" && $4 != "") lofi[$3] = $4 }
+      # The checks in the order they ran, then the rows of each shape together.
+      function line(i,   t, m, ma, p, r) {
+          t = "-"; m = "-"; ma = "-"; p = "-"; r = "-"
+          if (tps[i] != "") {
+            t = sprintf("%.0f", tps[i])
+            m = sprintf("%.1f%%", 100 * 6 * N[sh[i]] * tps[i] / peakf)
+            ma = sprintf("%.1f%%", 100 * (6 * N[sh[i]] + A[sh[i]]) * tps[i] / peakf)
+            if (name[i] != sh[i] " lofi" && (sh[i] in lofi)) r = sprintf("%.2fx", lofi[sh[i]] / tps[i])
+          }
+          if (pk[i] != "") p = sprintf("%.1f%s", pk[i] / 2^30, src[i] == "nvidia-smi" ? "*" : src[i] == "rss" ? "r" : "")
+          printf "%-20s %-6s %10s %6s %8s %9s %9s  %s\n", name[i], st[i], t, m, ma, p, r, note[i]
+      }
+      END {
+        for (i = 1; i <= NR; i++) if (!(sh[i] in N)) line(i)
+        for (k = 1; k <= ns; k++) for (i = 1; i <= NR; i++) if (sh[i] == order[k]) line(i)
+      }' "$ROWS"
+    echo
+    echo "$(grep -c $'\tPASS\t' "$ROWS") PASS, $(grep -c $'\tFAIL\t' "$ROWS") FAIL, $(grep -c $'\tSKIP\t' "$ROWS") SKIP in $total s (logs: device-check.log, cuda-tests.log, bench.jsonl)"
+  } > "$SUMMARY"
+  cat "$SUMMARY" >> "$LOG"
+  # What comes back is at most 16 MB a file.
+  if (( $(stat -c %s "$LOG") > 15000000 )); then tail -c 15000000 "$LOG" > "$LOG.tail" && mv "$LOG.tail" "$LOG"; fi
+  echo
+  cat "$SUMMARY"
+}
+
+prebuilt() {
+  ROWS=$WORK/rows.tsv SHAPES=$WORK/shapes.tsv TAILS=$WORK/tails.txt
+  : > "$ROWS"; : > "$SHAPES"; : > "$TAILS"
+  prebuilt_machine
+  if prebuilt_unpack && prebuilt_version; then
+    local c impls
+    for c in $CHECKS; do
+      case $c in
+        tests) prebuilt_tests ;;
+        llama | opt) read -ra impls <<< "$BENCH_IMPLS"; bench_shape "$c" "${impls[@]}" ;;
+        llama:* | opt:*) IFS=, read -ra impls <<< "${c#*:}"; bench_shape "${c%%:*}" "${impls[@]}" ;;
+        demo) prebuilt_demo ;;
+        *) say "unknown CHECKS entry $c (tests, llama, opt, demo)" ;;
+      esac
+    done
+  fi
+  prebuilt_summary
+}
+
 # ---- main -------------------------------------------------------------------------------------------
 MODE=check
 case "${1:-}" in
   --fetch-debs) fetch_debs; exit $? ;;
+  --pack) pack; exit $? ;;
+  --prebuilt) MODE=prebuilt ;;
   --prefix-only) MODE=prefix-only ;;
   "") ;;
   -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 0 ;;
@@ -614,22 +1092,51 @@ case "${1:-}" in
 esac
 
 T0=$SECONDS
-TOTAL_BUDGET_S=${TOTAL_BUDGET_S:-470}
+# --prebuilt ends within 8 minutes: 455 s, the summary and the last command's kill grace.
+if [ "$MODE" = prebuilt ]; then TOTAL_BUDGET_S=${TOTAL_BUDGET_S:-455}; else TOTAL_BUDGET_S=${TOTAL_BUDGET_S:-470}; fi
 BUILD_BUDGET_S=${BUILD_BUDGET_S:-240}
 CUDA_TEST_BUDGET_S=${CUDA_TEST_BUDGET_S:-45}
 RUNS_BUDGET_S=${RUNS_BUDGET_S:-120}
 BENCH_BUDGET_S=${BENCH_BUDGET_S:-130}
 UNIT_TEST_BUDGET_S=${UNIT_TEST_BUDGET_S:-60}
-BENCH_SEQ=${BENCH_SEQ:-2048} BENCH_BATCH=${BENCH_BATCH:-8} BENCH_STEPS=${BENCH_STEPS:-30}
+BENCH_SEQ=${BENCH_SEQ:-2048} BENCH_BATCH=${BENCH_BATCH:-8}
 PY=${LOFI_DEVICE_PYTHON:-/opt/torch/.venv/bin/python}
 BUILD=${BUILD_DIR:-build-gpu}
+if [ "$MODE" = prebuilt ]; then
+  BENCH_STEPS=${BENCH_STEPS:-20} BENCH_WARMUP=${BENCH_WARMUP:-10}
+  # CHECKS="" checks that lofi starts, nothing more.
+  CHECKS=${CHECKS-tests llama:lofi,torch-compile,torch-eager,hf-eager demo opt:lofi,torch-compile,torch-eager,hf-eager llama:hf-compile opt:hf-compile}
+  BENCH_IMPLS=${BENCH_IMPLS:-lofi torch-compile torch-eager hf-eager hf-compile}
+  BENCH_DEVICE=${BENCH_DEVICE:-cuda} BENCH_PRECISION=${BENCH_PRECISION:-bf16}
+  CUDA_TEST_S=${CUDA_TEST_S:-90} CUDA_TEST_SHARDS=${CUDA_TEST_SHARDS:-6} LOFI_S=${LOFI_S:-90} EAGER_S=${EAGER_S:-75} COMPILE_S=${COMPILE_S:-150}
+  DEMO_S=${DEMO_S:-180}
+  PEAK_FLOPS=${PEAK_FLOPS:-989e12}
+  if [ ! -x "$PY" ]; then
+    if [ -x "$(dirname "$PY")/python3" ]; then PY=$(dirname "$PY")/python3; else PY=$(command -v python3); fi
+  fi
+else
+  BENCH_STEPS=${BENCH_STEPS:-30}
+fi
 if [ -z "${OUT:-}" ]; then
   # --prefix-only is a local check: its log goes to a temporary folder, not into the checkout.
-  if [ "$MODE" = prefix-only ]; then OUT=$(mktemp -d "${TMPDIR:-/tmp}/lofi-prefix-check.XXXXXX"); else OUT=$ROOT/device-check-out; fi
+  case $MODE in
+    prefix-only) OUT=$(mktemp -d "${TMPDIR:-/tmp}/lofi-prefix-check.XXXXXX") ;;
+    prebuilt) OUT=$DEVRUN/out ;;
+    *) OUT=$ROOT/device-check-out ;;
+  esac
   echo "OUT is not set: writing to $OUT"
 fi
-mkdir -p "$OUT/logs"
 LOG=$OUT/device-check.log LOGS=$OUT/logs SUMMARY=$OUT/summary.txt
+if [ "$MODE" = prebuilt ]; then
+  # What comes back from a device run is a few files: the commands' own logs stay here (each is also
+  # copied into device-check.log).
+  mkdir -p "$OUT"
+  LOGS=$(mktemp -d "${TMPDIR:-/tmp}/lofi-device-logs.XXXXXX")
+  rm -f "$OUT/bench.jsonl"
+else
+  mkdir -p "$LOGS"
+fi
+: > "$LOG"
 : > "$SUMMARY"
 STEP_END=$(( SECONDS + TOTAL_BUDGET_S ))
 say "lofi device check ($MODE), $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), total budget $TOTAL_BUDGET_S s"
@@ -646,8 +1153,16 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/lofi-device-check.XXXXXX")
 cleanup() {
   if [ -n "$MEM_PID" ]; then kill "$MEM_PID" 2> /dev/null; fi
   rm -rf "$WORK"
+  [ "$MODE" = prebuilt ] && rm -rf "$LOGS"
+  local link
+  for link in "${CREATED_LINKS[@]}"; do [ -L "$link" ] && rm -f "$link"; done
 }
 trap cleanup EXIT
+
+if [ "$MODE" = prebuilt ]; then
+  prebuilt
+  exit 0
+fi
 
 step_machine
 build_ok=1
