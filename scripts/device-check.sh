@@ -796,7 +796,16 @@ prebuilt_unpack() {
     return 1
   fi
   if [ "$(realpath -m "$BUILT_AT")" = "$ROOT" ]; then
-    say "  BUILT_AT $BUILT_AT is this checkout: the test binary uses its build/"
+    # The checkout sits where it was built (build/ does not travel): the tests find lofi at
+    # build/lofi, so the pack's binaries are linked there.
+    local bin
+    for bin in lofi tests/lofi_tests; do
+      if [ ! -e "$ROOT/build/$bin" ] || [ -L "$ROOT/build/$bin" ]; then
+        mkdir -p "$(dirname "$ROOT/build/$bin")" && ln -sfn "$UNPACKED/tree/build/$bin" "$ROOT/build/$bin" &&
+          CREATED_LINKS+=("$ROOT/build/$bin")
+      fi
+    done
+    say "  BUILT_AT $BUILT_AT is this checkout: build/lofi and build/tests/lofi_tests link to the pack's"
   elif [ -L "$BUILT_AT" ] || [ ! -e "$BUILT_AT" ]; then
     mkdir -p "$(dirname "$BUILT_AT")" && ln -sfn "$UNPACKED/tree" "$BUILT_AT" && CREATED_LINKS+=("$BUILT_AT")
     say "  $BUILT_AT -> $UNPACKED/tree"

@@ -157,6 +157,13 @@ TEST(CudaKernels, LinearCrossEntropyMatchesAndSavesMemory) {
   EXPECT_LE(max_diff(got.loss, want.loss), 1e-5);
   EXPECT_LE(max_diff(got.h, want.h), 1e-5);
   EXPECT_LE(max_diff(got.w, want.w), 1e-5);
+  {  // under bf16 autocast too, as the training step runs it
+    dist::PrecisionGuard bf16(gpu, "bf16");
+    const Grads want16 = loss_and_grads(reference, h, w, t, 1.0), got16 = loss_and_grads(chunked(512), h, w, t, 1.0);
+    EXPECT_LE(max_diff(got16.loss, want16.loss), 1e-3);
+    EXPECT_LE(max_diff(got16.h, want16.h), 2e-3 * want16.h.abs().max().item<double>());
+    EXPECT_LE(max_diff(got16.w, want16.w), 2e-3 * want16.w.abs().max().item<double>());
+  }
   const int64_t logits_bytes = N * V * 4;  // 524 MB of fp32 logits
   EXPECT_GT(want_peak, logits_bytes);
   EXPECT_LT(got_peak, logits_bytes / 2) << "chunked peak " << got_peak << " B against the composite's " << want_peak << " B";

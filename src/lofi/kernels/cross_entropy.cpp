@@ -52,16 +52,16 @@ Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const tor
     const torch::Tensor hc = h.narrow(0, start, n).to(dtype);                           // (n, E)
     const torch::Tensor tc = safe_targets.narrow(0, start, n).unsqueeze(1);              // (n, 1)
     const torch::Tensor kc = kept.narrow(0, start, n).to(torch::kFloat);                 // (n)
-    torch::Tensor logits = torch::mm(hc, w.t()).to(torch::kFloat);                       // (n, V) fp32
-    const torch::Tensor lse = torch::logsumexp(logits, 1);                               // (n)
-    total += ((lse - logits.gather(1, tc).squeeze(1)) * kc).sum();
+    // log-probabilities in fp32 from logits in the matmul's dtype (rounded there, as autocast's are)
+    torch::Tensor logp = torch::log_softmax(torch::mm(hc, w.t()), 1, torch::kFloat);    // (n, V) fp32
+    total -= (logp.gather(1, tc).squeeze(1) * kc).sum();
     if (!want_grad_h && !want_grad_w) continue;
-    // d mean / d logits = (softmax - one_hot(target)) / count on kept rows, 0 on ignored ones,
-    // built in place of the logits.
-    logits.sub_(lse.unsqueeze(1)).exp_();
-    logits.scatter_add_(1, tc, torch::full({n, 1}, -1.0, logits.options()));
-    logits.mul_((kc / count).unsqueeze(1));
-    const torch::Tensor g = logits.to(dtype);                                            // (n, V)
+    // d mean / d logits = (softmax - one_hot(target)) / count on kept rows, 0 on ignored ones:
+    // built in place of the log-probabilities, scaled and cast in one pass.
+    logp.exp_();
+    logp.scatter_add_(1, tc, torch::full({n, 1}, -1.0, logp.options()));
+    torch::Tensor g = torch::empty({n, V}, logp.options().dtype(dtype));                // (n, V)
+    torch::mul_out(g, logp, (kc / count).unsqueeze(1));
     if (want_grad_h) r.grad_h.narrow(0, start, n).copy_(torch::mm(g, w));                // (n, V) @ (V, E) -> (n, E)
     if (want_grad_w) r.grad_w.add_(torch::mm(g.t(), hc));                                // (V, n) @ (n, E) -> (V, E)
   }
