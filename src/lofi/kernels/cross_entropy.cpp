@@ -20,12 +20,22 @@ c10::ScalarType matmul_dtype(const torch::Tensor& h) {
   return h.scalar_type();
 }
 
-// Tokens per chunk: a chunk's fp32 logits stay near 256 MB (about 520 tokens at Llama 3's 128,256
-// words, 1,300 at OPT's 50,272), few enough chunks that the head's weight is read a few dozen times.
-int64_t chunk_tokens(int64_t requested, int64_t tokens, int64_t vocab) {
-  if (requested > 0) return std::min(requested, std::max<int64_t>(tokens, 1));
+// Tokens per softmax chunk: its fp32 log-probabilities stay near 256 MB (about 520 tokens at Llama
+// 3's 128,256 words, 1,300 at OPT's 50,272).
+int64_t softmax_tokens(int64_t requested, int64_t tokens, int64_t vocab) {
+  if (requested > 0) return std::clamp<int64_t>(requested, 1, std::max<int64_t>(tokens, 1));
   constexpr int64_t kLogitsPerChunk = int64_t{64} << 20;
   return std::clamp<int64_t>(kLogitsPerChunk / vocab, 1, std::max<int64_t>(tokens, 1));
+}
+
+// Tokens per weight-gradient group: every group adds a (V, E) product into the fp32 gradient of
+// the head (a pass over 12 bytes per weight), so groups are a few softmax chunks long: their
+// gradient logits in the matmul's dtype stay near 512 MB (about 2,100 tokens at Llama 3's
+// vocabulary, where 520-token groups would spend 100 GB of memory traffic a step on that sum).
+int64_t group_tokens(int64_t requested, int64_t chunk, int64_t tokens, int64_t vocab) {
+  const int64_t want = requested > 0 ? requested : (int64_t{256} << 20) / vocab;
+  const int64_t chunks = std::max<int64_t>(1, want / chunk);  // a whole number of softmax chunks
+  return std::clamp<int64_t>(chunks * chunk, 1, std::max<int64_t>(tokens, 1));
 }
 
 struct Result {
@@ -33,37 +43,46 @@ struct Result {
   torch::Tensor grad_h, grad_w;  // d loss / d H (N, E), d loss / d WEIGHT (V, E); undefined unless asked
 };
 
-// One pass over the chunks: the loss, and when WANT_GRAD the gradients of the mean loss.
+// One pass over the tokens: the loss, and when asked the gradients of the mean loss. Groups of
+// GROUP tokens, each in softmax chunks of CHUNK tokens.
 Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const torch::Tensor& targets, int64_t chunk,
-                  bool want_grad_h, bool want_grad_w) {
+                  int64_t group, bool want_grad_h, bool want_grad_w) {
   const int64_t N = h.size(0), V = weight.size(0);
   const c10::ScalarType dtype = matmul_dtype(h);
   const torch::Tensor w = weight.to(dtype);                                              // (V, E), cast once
   const torch::Tensor kept = targets.ne(kIgnoreIndex);                                   // (N)
   const torch::Tensor count = kept.sum().clamp_min(1).to(torch::kFloat);                 // () on the device: no sync
   const torch::Tensor safe_targets = torch::where(kept, targets, torch::zeros_like(targets));  // (N), ignored -> 0
+  const bool want_grad = want_grad_h || want_grad_w;
   Result r;
   torch::Tensor total = torch::zeros({}, h.options().dtype(torch::kFloat));
   if (want_grad_h) r.grad_h = torch::empty_like(h, torch::MemoryFormat::Contiguous);
   if (want_grad_w) r.grad_w = torch::zeros_like(weight, torch::MemoryFormat::Contiguous);
-  const int64_t step = chunk_tokens(chunk, N, V);
-  for (int64_t start = 0; start < N; start += step) {
-    const int64_t n = std::min(step, N - start);
-    const torch::Tensor hc = h.narrow(0, start, n).to(dtype);                           // (n, E)
-    const torch::Tensor tc = safe_targets.narrow(0, start, n).unsqueeze(1);              // (n, 1)
-    const torch::Tensor kc = kept.narrow(0, start, n).to(torch::kFloat);                 // (n)
-    // log-probabilities in fp32 from logits in the matmul's dtype (rounded there, as autocast's are)
-    torch::Tensor logp = torch::log_softmax(torch::mm(hc, w.t()), 1, torch::kFloat);    // (n, V) fp32
-    total -= (logp.gather(1, tc).squeeze(1) * kc).sum();
-    if (!want_grad_h && !want_grad_w) continue;
-    // d mean / d logits = (softmax - one_hot(target)) / count on kept rows, 0 on ignored ones:
-    // built in place of the log-probabilities, scaled and cast in one pass.
-    logp.exp_();
-    logp.scatter_add_(1, tc, torch::full({n, 1}, -1.0, logp.options()));
-    torch::Tensor g = torch::empty({n, V}, logp.options().dtype(dtype));                // (n, V)
-    torch::mul_out(g, logp, (kc / count).unsqueeze(1));
-    if (want_grad_h) r.grad_h.narrow(0, start, n).copy_(torch::mm(g, w));                // (n, V) @ (V, E) -> (n, E)
-    if (want_grad_w) r.grad_w.add_(torch::mm(g.t(), hc));                                // (V, n) @ (n, E) -> (V, E)
+  const int64_t step = softmax_tokens(chunk, N, V), span = group_tokens(group, step, N, V);
+  torch::Tensor g_buffer;  // (span, V) in the matmul's dtype: the group's gradient logits
+  if (want_grad) g_buffer = torch::empty({span, V}, h.options().dtype(dtype));
+  for (int64_t first = 0; first < N; first += span) {
+    const int64_t m = std::min(span, N - first);
+    const torch::Tensor hg = h.narrow(0, first, m).to(dtype);                           // (m, E)
+    for (int64_t start = 0; start < m; start += step) {
+      const int64_t n = std::min(step, m - start);
+      const torch::Tensor tc = safe_targets.narrow(0, first + start, n).unsqueeze(1);    // (n, 1)
+      const torch::Tensor kc = kept.narrow(0, first + start, n).to(torch::kFloat);       // (n)
+      // log-probabilities in fp32 from logits in the matmul's dtype (rounded there, as autocast's are)
+      torch::Tensor logp = torch::log_softmax(torch::mm(hg.narrow(0, start, n), w.t()), 1, torch::kFloat);  // (n, V)
+      total -= (logp.gather(1, tc).squeeze(1) * kc).sum();
+      if (!want_grad) continue;
+      // d mean / d logits = (softmax - one_hot(target)) / count on kept rows, 0 on ignored ones:
+      // built in place of the log-probabilities, scaled and cast in one pass.
+      logp.exp_();
+      logp.scatter_add_(1, tc, torch::full({n, 1}, -1.0, logp.options()));
+      torch::Tensor g = g_buffer.narrow(0, start, n);                                    // (n, V)
+      torch::mul_out(g, logp, (kc / count).unsqueeze(1));
+    }
+    if (!want_grad) continue;
+    const torch::Tensor g = g_buffer.narrow(0, 0, m);                                    // (m, V)
+    if (want_grad_h) r.grad_h.narrow(0, first, m).copy_(torch::mm(g, w));                // (m, V) @ (V, E) -> (m, E)
+    if (want_grad_w) r.grad_w.add_(torch::mm(g.t(), hg));                                // (V, m) @ (m, E) -> (V, E)
   }
   r.loss = total / count;
   return r;
@@ -71,8 +90,8 @@ Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const tor
 
 struct LinearCrossEntropyFunction : torch::autograd::Function<LinearCrossEntropyFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& h, const torch::Tensor& weight,
-                               const torch::Tensor& targets, int64_t chunk) {
-    Result r = run_chunks(h, weight, targets, chunk, h.requires_grad(), weight.requires_grad());
+                               const torch::Tensor& targets, int64_t chunk, int64_t group) {
+    Result r = run_chunks(h, weight, targets, chunk, group, h.requires_grad(), weight.requires_grad());
     ctx->save_for_backward({r.grad_h, r.grad_w});
     return r.loss;
   }
@@ -82,7 +101,7 @@ struct LinearCrossEntropyFunction : torch::autograd::Function<LinearCrossEntropy
     const variable_list saved = ctx->get_saved_variables();
     const torch::Tensor& scale = grad_out[0];  // ()
     auto scaled = [&](const torch::Tensor& g) { return g.defined() ? g * scale.to(g.scalar_type()) : torch::Tensor(); };
-    return {scaled(saved[0]), scaled(saved[1]), torch::Tensor(), torch::Tensor()};
+    return {scaled(saved[0]), scaled(saved[1]), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -95,11 +114,11 @@ void check_shapes(const torch::Tensor& h, const torch::Tensor& weight, const tor
 }  // namespace
 
 torch::Tensor linear_cross_entropy(const torch::Tensor& h, const torch::Tensor& weight, const torch::Tensor& targets,
-                                   int64_t chunk) {
+                                   int64_t chunk, int64_t group) {
   check_shapes(h, weight, targets);
   const bool grads = torch::GradMode::is_enabled() && (h.requires_grad() || weight.requires_grad());
-  if (!grads) return run_chunks(h, weight, targets, chunk, false, false).loss;
-  return LinearCrossEntropyFunction::apply(h, weight, targets, chunk);
+  if (!grads) return run_chunks(h, weight, targets, chunk, group, false, false).loss;
+  return LinearCrossEntropyFunction::apply(h, weight, targets, chunk, group);
 }
 
 torch::Tensor linear_cross_entropy_reference(const torch::Tensor& h, const torch::Tensor& weight,

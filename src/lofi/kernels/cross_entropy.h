@@ -16,10 +16,11 @@ namespace lofi::kernels {
 constexpr int64_t kIgnoreIndex = -100;
 
 // Mean cross-entropy of TARGETS (N) int64 given hidden states H (N, E) and the head's WEIGHT
-// (V, E): a 0-dim fp32 tensor, differentiable in H and WEIGHT. CHUNK tokens per step (0: chosen
-// so a chunk's logits stay near 256 MB in fp32).
+// (V, E): a 0-dim fp32 tensor, differentiable in H and WEIGHT. CHUNK tokens per softmax chunk (0:
+// its fp32 logits near 256 MB); GROUP tokens per product into the head's weight gradient, a whole
+// number of chunks (0: their gradient logits near 512 MB in the matmul's dtype).
 torch::Tensor linear_cross_entropy(const torch::Tensor& h, const torch::Tensor& weight, const torch::Tensor& targets,
-                                   int64_t chunk = 0);
+                                   int64_t chunk = 0, int64_t group = 0);
 
 // The plain composite it replaces (the full logits, then cross_entropy): the tests' reference.
 torch::Tensor linear_cross_entropy_reference(const torch::Tensor& h, const torch::Tensor& weight,
