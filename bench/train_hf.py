@@ -22,14 +22,11 @@ CPU smoke test (seconds):
       "precision":"fp32"}'
 """
 import json
-import resource
 import sys
-import time
 
-import numpy as np
 import torch
 
-LLMC_MAGIC = 20240520
+from train_common import adamw, print_result, settings, timed_run, token_windows
 
 
 def build(a, max_T):
@@ -60,38 +57,9 @@ def build(a, max_T):
     return model, cfg, theta, transformers.__version__
 
 
-def token_source(a, device, B, T):
-    """Returns next_batch() -> input ids of shape (B, T) on DEVICE (the labels are the same ids)."""
-    path = a.get("data")
-    if not path:
-        return lambda: torch.randint(0, a["vocab_size"], (B, T), device=device)
-    header = np.fromfile(path, dtype=np.int32, count=256)
-    if header.size < 3 or header[0] != LLMC_MAGIC:
-        sys.exit(f"{path}: not an llm.c token shard (magic {LLMC_MAGIC})")
-    dtype = np.uint16 if header[1] == 1 else np.uint32
-    tokens = np.memmap(path, dtype=dtype, mode="r", offset=1024, shape=(int(header[2]),))
-    if len(tokens) < T + 2:
-        sys.exit(f"{path}: {len(tokens)} tokens, need at least {T + 2}")
-    rng = np.random.default_rng(a.get("seed", 0))
-    pin = device.type == "cuda"
-
-    def from_file():
-        starts = rng.integers(0, len(tokens) - T - 1, B)
-        w = torch.from_numpy(np.stack([tokens[s:s + T] for s in starts]).astype(np.int64))
-        if pin:
-            w = w.pin_memory()
-        return w.to(device, non_blocking=pin)
-    return from_file
-
-
 def main():
     a = json.loads(sys.argv[1])
-    device = torch.device(a.get("device", "cuda"))
-    if device.type == "cpu" and a.get("threads"):
-        torch.set_num_threads(int(a["threads"]))
-    torch.manual_seed(a.get("seed", 0))
-    B, T = a["batch"], a["seq_len"]
-    bf16 = a.get("precision", "bf16") == "bf16"
+    device, B, T, bf16 = settings(a)
     with device:  # initialised where it trains, in fp32 (the master weights)
         model, cfg, theta, tf_version = build(a, a.get("max_seq_len", T))
     model.train()
@@ -102,20 +70,14 @@ def main():
     pos = getattr(getattr(getattr(model, "model", None), "decoder", None), "embed_positions", None)
     params_no_pos = params - (pos.weight.numel() if pos is not None else 0)
 
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=3e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    opt = adamw(model)
     step_fn = model
     if a.get("compile", False):
         step_fn = torch.compile(model, mode=a.get("compile_mode"))
-    next_batch = token_source(a, device, B, T)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
+    next_batch = token_windows(a, device, B, T)
 
     def train_step():
-        x = next_batch()
+        x = next_batch()[:, :T]  # transformers shifts the labels inside the model
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = step_fn(input_ids=x, labels=x).loss
@@ -124,41 +86,10 @@ def main():
         opt.step()
         return loss
 
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    warmup, steps = a["warmup"], a["steps"]
-    if steps <= warmup:
-        sys.exit(f"steps ({steps}) must exceed warmup ({warmup})")
-    t_start = time.perf_counter()
-    for _ in range(warmup):  # includes torch.compile's compilation and cuBLAS autotuning
-        loss = train_step()
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps - warmup):
-        loss = train_step()
-    sync()
-    t1 = time.perf_counter()
-    timed = steps - warmup
-    peak = torch.cuda.max_memory_allocated(device) if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({
-        "tokens_per_s": B * T * timed / (t1 - t0),
-        "arch": a.get("arch", "llama"),
-        "params": params,
-        "params_no_pos": params_no_pos,
-        "peak_mem_bytes": peak,
-        "peak_mem_gb": round(peak / 1e9, 3),
-        "peak_mem_kind": "torch.cuda.max_memory_allocated" if cuda else "ru_maxrss",
-        "step_ms": round(1000 * (t1 - t0) / timed, 3),
-        "warmup_s": round(t0 - t_start, 2),
-        "timed_steps": timed,
-        "final_loss": float(loss.item()),
-        "compile": bool(a.get("compile", False)),
-        "precision": "bf16" if bf16 else "fp32",
-        "attn_implementation": cfg._attn_implementation,
-        "rope_theta": theta,
-        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
-        "torch": torch.__version__,
-        "transformers": tf_version,
-    }))
+    result = timed_run(a, device, B, T, train_step)
+    print_result({**result, "arch": a.get("arch", "llama"), "params": params, "params_no_pos": params_no_pos,
+                  "precision": "bf16" if bf16 else "fp32", "attn_implementation": cfg._attn_implementation,
+                  "rope_theta": theta, "transformers": tf_version})
 
 
 if __name__ == "__main__":

@@ -31,16 +31,13 @@ CPU smoke tests (seconds):
       "device":"cpu","precision":"fp32"}'
 """
 import json
-import resource
 import sys
-import time
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-LLMC_MAGIC = 20240520
+from train_common import adamw, print_result, settings, timed_run, token_windows
 
 
 class Attention(nn.Module):
@@ -187,45 +184,10 @@ def opt_init_(model):
                 p.normal_(0.0, 0.02)
 
 
-def token_source(a, device, B, T):
-    """Returns next_batch() -> (inputs, targets) of shape (B, T) on DEVICE."""
-    V = a["vocab_size"]
-    path = a.get("data")
-    if not path:
-        def on_device():
-            w = torch.randint(0, V, (B, T + 1), device=device)
-            return w[:, :-1], w[:, 1:]
-        return on_device
-    header = np.fromfile(path, dtype=np.int32, count=256)
-    if header.size >= 3 and header[0] == LLMC_MAGIC:
-        dtype = np.uint16 if header[1] == 1 else np.uint32
-        tokens = np.memmap(path, dtype=dtype, mode="r", offset=1024, shape=(int(header[2]),))
-    else:  # raw uint16, as lofi reads with data.format = "raw-u16"
-        tokens = np.memmap(path, dtype=np.uint16, mode="r")
-    if len(tokens) < T + 2:
-        sys.exit(f"{path}: {len(tokens)} tokens, need at least {T + 2}")
-    rng = np.random.default_rng(a.get("seed", 0))
-    pin = device.type == "cuda"
-
-    def from_file():
-        starts = rng.integers(0, len(tokens) - T - 1, B)
-        w = torch.from_numpy(np.stack([tokens[s:s + T + 1] for s in starts]).astype(np.int64))
-        if pin:  # as lofi: pinned host memory, non-blocking copy
-            w = w.pin_memory()
-        w = w.to(device, non_blocking=pin)
-        return w[:, :-1], w[:, 1:]
-    return from_file
-
-
 def main():
     a = json.loads(sys.argv[1])
-    device = torch.device(a.get("device", "cuda"))
-    if device.type == "cpu" and a.get("threads"):
-        torch.set_num_threads(int(a["threads"]))
-    torch.manual_seed(a.get("seed", 0))
-    B, T = a["batch"], a["seq_len"]
+    device, B, T, bf16 = settings(a)
     max_T = a.get("max_seq_len", T)
-    bf16 = a.get("precision", "bf16") == "bf16"
     arch = a.get("arch", "opt")
     if arch == "opt":
         model = Decoder(a["n_layer"], a["d_model"], a["n_head"], a["d_ff"], a["vocab_size"], max_T)
@@ -241,65 +203,25 @@ def main():
     params = sum(p.numel() for p in model.parameters())  # parameters() yields the tied weight once
     params_no_pos = params - (model.embed_positions.weight.numel() if arch == "opt" else 0)
 
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=3e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
-
+    opt = adamw(model)
     step_fn = WithLoss(model)
     if a.get("compile", False):
         step_fn = torch.compile(step_fn, mode=a.get("compile_mode"))
-    next_batch = token_source(a, device, B, T)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
+    next_batch = token_windows(a, device, B, T)
 
     def train_step():
-        x, y = next_batch()
+        w = next_batch()
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = step_fn(x, y)
+            loss = step_fn(w[:, :-1], w[:, 1:])
         loss.backward()  # outside autocast, as torch.autocast recommends (and as lofi does)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         return loss
 
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    warmup, steps = a["warmup"], a["steps"]
-    if steps <= warmup:
-        sys.exit(f"steps ({steps}) must exceed warmup ({warmup})")
-    t_start = time.perf_counter()
-    for _ in range(warmup):  # includes torch.compile's compilation and cuDNN / cuBLAS autotuning
-        loss = train_step()
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps - warmup):
-        loss = train_step()
-    sync()
-    t1 = time.perf_counter()
-    timed = steps - warmup
-    if cuda:
-        peak_bytes = torch.cuda.max_memory_allocated(device)
-    else:
-        peak_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({
-        "tokens_per_s": B * T * timed / (t1 - t0),
-        "arch": arch,
-        "params": params,
-        "params_no_pos": params_no_pos,
-        "peak_mem_bytes": peak_bytes,
-        "peak_mem_gb": round(peak_bytes / 1e9, 3),
-        "peak_mem_kind": "torch.cuda.max_memory_allocated" if cuda else "ru_maxrss",
-        "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        "step_ms": round(1000 * (t1 - t0) / timed, 3),
-        "warmup_s": round(t0 - t_start, 2),
-        "timed_steps": timed,
-        "final_loss": float(loss.item()),
-        "compile": bool(a.get("compile", False)),
-        "precision": "bf16" if bf16 else "fp32",
-        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
-        "torch": torch.__version__,
-    }))
+    result = timed_run(a, device, B, T, train_step)
+    print_result({**result, "arch": arch, "params": params, "params_no_pos": params_no_pos,
+                  "precision": "bf16" if bf16 else "fp32"})
 
 
 if __name__ == "__main__":
