@@ -306,8 +306,23 @@ TEST(DevicePlan, EveryMachineShapeGetsAPlanThatWorks) {
   EXPECT_EQ(place("cuda:0", 4, 2, 2).gpu, V(4, 0));
   EXPECT_EQ(place("cuda:0", 4, 2, 2).backend, S(4, "gloo"));
   EXPECT_EQ(place("cuda:1", 2, 1, 2).gpu, V(2, 1));
+  // Workers that do not divide evenly over the GPUs: every worker of the node gets one answer.
+  EXPECT_EQ(place("auto", 3, 3, 2).backend, S(3, "gloo"));
+  EXPECT_EQ(place("auto", 6, 6, 4).backend, S(6, "gloo"));
   // A node spanning two hosts of 8 GPUs: worker 3 of the second host is rank 11 of the node.
   EXPECT_EQ(dist::plan_device("auto", 3, 8, 11, 16, 8, true, "train.device").node_backend, "nccl");
+  // Nodes of 3 over two hosts of 4 workers and 2 GPUs. The first host holds node 0 (ranks 0-2 on
+  // GPUs 0, 1, 0: Gloo) and rank 3 of node 1. On the second host node 1 has ranks 4 and 5 (local
+  // 0, 1 on GPUs 0, 1) and node 2 ranks 6 and 7 (local 2, 3 on GPUs 0, 1): NCCL for both.
+  auto backend = [](int local_rank, int64_t node_rank) {
+    return dist::plan_device("auto", local_rank, 4, node_rank, 3, 2, true, "train.device").node_backend;
+  };
+  EXPECT_EQ(backend(0, 0), "gloo");  // rank 0
+  EXPECT_EQ(backend(1, 1), "gloo");  // rank 1
+  EXPECT_EQ(backend(3, 0), "nccl");  // rank 3
+  EXPECT_EQ(backend(0, 1), "nccl");  // rank 4
+  EXPECT_EQ(backend(1, 2), "nccl");  // rank 5
+  EXPECT_EQ(backend(2, 0), "nccl");  // rank 6
   // A build without CUDA runs "auto" on the CPU and names the missing CUDA for "cuda".
   EXPECT_FALSE(dist::plan_device("auto", 0, 1, 0, 1, 2, false, "train.device").device.is_cuda());
   EXPECT_NE(test::error_of([] { dist::plan_device("cuda", 0, 1, 0, 1, 2, false, "train.device"); }).find("without CUDA"),

@@ -3,6 +3,8 @@
 // where none is visible) the memory they exist to save.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <tuple>
 
 #include "lofi/dist/device.h"
@@ -75,6 +77,32 @@ TEST(LinearCrossEntropy, IgnoredTargetsAreLeftOut) {
   EXPECT_GT(max_diff(loss_and_grads(chunked(4), h, w, t2, 1.0).loss, a.loss), 1e-4);
 }
 
+// Every target ignored: 0 and no gradient (PyTorch's mean over no tokens is NaN). A non-finite
+// logit on an ignored row stays out of the loss.
+TEST(LinearCrossEntropy, AllIgnoredIsZeroAndIgnoredRowsStayOut) {
+  torch::manual_seed(6);
+  torch::Tensor h = torch::randn({5, 8}), w = torch::randn({11, 8});
+  const Grads none = loss_and_grads(chunked(2), h, w, torch::full({5}, kernels::kIgnoreIndex, torch::kLong), 1.0);
+  EXPECT_EQ(none.loss.item<double>(), 0.0);
+  EXPECT_EQ(none.h.abs().max().item<double>(), 0.0);
+  torch::Tensor t = torch::randint(11, {5}, torch::kLong);
+  t[1] = kernels::kIgnoreIndex;
+  torch::Tensor bad = h.clone();
+  bad[1].fill_(std::numeric_limits<float>::infinity());
+  torch::NoGradGuard no_grad;
+  const torch::Tensor loss = kernels::linear_cross_entropy(bad, w, t, 2);
+  EXPECT_TRUE(std::isfinite(loss.item<double>()));
+  EXPECT_LE(max_diff(loss, kernels::linear_cross_entropy_reference(h, w, t)), 1e-6);
+}
+
+// A second backward through the same graph is refused, not silently scaled twice.
+TEST(LinearCrossEntropy, SecondBackwardIsRefused) {
+  torch::Tensor h = torch::randn({4, 8}, torch::requires_grad()), w = torch::randn({10, 8}, torch::requires_grad());
+  torch::Tensor loss = kernels::linear_cross_entropy(h, w, torch::randint(10, {4}, torch::kLong), 2);
+  loss.backward({}, /*retain_graph=*/true);
+  EXPECT_THROW(loss.backward(), std::exception);
+}
+
 // Without gradients (evaluation) only the loss is computed, and it is the same.
 TEST(LinearCrossEntropy, NoGradGivesTheSameLoss) {
   torch::manual_seed(2);
@@ -95,6 +123,8 @@ TEST(LinearCrossEntropy, FollowsBf16AutocastLikeTheComposite) {
   const Grads want = under_autocast(reference), got = under_autocast(chunked(8, 16));
   const Grads fp32 = loss_and_grads(reference, h, w, t, 1.0);
   EXPECT_GT(max_diff(want.loss, fp32.loss), 1e-5);  // autocast did act on the reference
+  // ... and on the kernel: its matmuls ran in bf16, so it is as far from fp32 as the reference.
+  EXPECT_GT(max_diff(got.loss, fp32.loss), 0.5 * max_diff(want.loss, fp32.loss));
   EXPECT_LE(max_diff(got.loss, want.loss), 1e-4);
   EXPECT_LE(max_diff(got.h, want.h), 2e-3 * want.h.abs().max().item<double>());
   EXPECT_LE(max_diff(got.w, want.w), 2e-3 * want.w.abs().max().item<double>());

@@ -87,7 +87,7 @@ Comm::Comm(const WorkerEnv& env, const Topology& topo, const CommOptions& option
     const std::string node_prefix = cat("node-", topo.node);
     const int node_rank = static_cast<int>(topo.node_rank), node_size = static_cast<int>(topo.node_size);
     if (topo.node_size > 1)
-      node_group_ = options.node_backend == "nccl" ? make_nccl_group(store_, node_prefix, node_rank, node_size, timeout_s, device_.index())
+      node_group_ = node_backend(options.node_backend) == "nccl" ? make_nccl_group(store_, node_prefix, node_rank, node_size, timeout_s, device_.index())
                                       : make_gloo_group(store_, node_prefix, node_rank, node_size, timeout_s);
     if (options.world_group && topo.whole_job)
       world_group_ = make_gloo_group(store_, "world", env.rank, env.world_size, timeout_s);
@@ -135,6 +135,15 @@ void Comm::check_in(const CommOptions& options) {
          " never joined the store at ", where, "; rank ", env_.rank, " waited ", format_seconds(since(t0)),
          " (dist.timeout_s = ", timeout_s_, "); start every worker, or check WORLD_SIZE");
   }
+}
+
+std::string Comm::node_backend(const std::string& mine) {
+  // Each host judged its own workers; a node spanning hosts uses Gloo if any of them must.
+  const std::string prefix = cat("lofi/", attempt_, "/node-", topo_.node, "/backend/");
+  store_->set(prefix + std::to_string(topo_.node_rank), to_bytes(mine));
+  for (int64_t r = 0; r < topo_.node_size; ++r)
+    if (from_bytes(store_->get(prefix + std::to_string(r))) == "gloo") return "gloo";
+  return mine;
 }
 
 Comm::~Comm() = default;

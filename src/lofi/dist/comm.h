@@ -91,6 +91,9 @@ class Comm {
             int64_t& byte_counter);
 
   void check_in(const CommOptions& options);
+  // The node group's backend every worker of the node agrees on: "gloo" if any of them planned
+  // it (their hosts' GPUs are shared), else MINE.
+  std::string node_backend(const std::string& mine);
 
   WorkerEnv env_;
   Topology topo_;

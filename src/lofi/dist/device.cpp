@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <thread>
+#include <vector>
 
 #include "lofi/error.h"
 
@@ -55,12 +56,18 @@ DevicePlan plan_device(const std::string& setting, int local_rank, int local_wor
   if (setting == "cpu" || (setting == "auto" && (gpus == 0 || !cuda_compiled))) return plan;
   const int mine = gpu_index(setting, local_rank, gpus, cuda_compiled, key);
   plan.device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(mine));
-  // The node's workers on this machine: consecutive local ranks around this one.
-  const int64_t first = std::max<int64_t>(0, local_rank - node_rank);
-  const int64_t last = std::min<int64_t>(local_world_size, first + node_size);
-  for (int64_t other = first; other < last; ++other)
-    if (other != local_rank && gpu_index(setting, static_cast<int>(other), gpus, cuda_compiled, key) == mine)
-      plan.shares_gpu = true;
+  // The node's workers on this machine: the consecutive local ranks around this one. The node
+  // shares a GPU when any two of them do (one answer for every worker of the node on this host;
+  // Comm agrees on it across hosts through the store).
+  const int64_t node_start = local_rank - node_rank;
+  const int64_t first = std::max<int64_t>(0, node_start);
+  const int64_t last = std::min<int64_t>(local_world_size, node_start + node_size);
+  std::vector<bool> taken(static_cast<size_t>(gpus), false);
+  for (int64_t member = first; member < last; ++member) {
+    const int gpu = gpu_index(setting, static_cast<int>(member), gpus, cuda_compiled, key);
+    if (taken[static_cast<size_t>(gpu)]) plan.shares_gpu = true;
+    taken[static_cast<size_t>(gpu)] = true;
+  }
   plan.node_backend = plan.shares_gpu ? "gloo" : "nccl";
   return plan;
 }
@@ -68,7 +75,7 @@ DevicePlan plan_device(const std::string& setting, int local_rank, int local_wor
 std::string DevicePlan::describe() const {
   if (!device.is_cuda()) return "cpu";
   return cat("cuda:", static_cast<int>(device.index()),
-             shares_gpu ? " (shared with other workers of its node: they all-reduce through Gloo, over host memory)" : "");
+             shares_gpu ? " (workers of its node share GPUs: they all-reduce through Gloo, over host memory)" : "");
 }
 
 torch::Device resolve_device(const std::string& setting, int local_rank, const std::string& key) {

@@ -22,8 +22,9 @@ BuildInfo build_info();
 // Where a worker computes, and how the workers of its node all-reduce.
 struct DevicePlan {
   torch::Device device = torch::kCPU;
-  // Another worker of this node computes on the same GPU. NCCL refuses two ranks of one group on
-  // one GPU, so such a node all-reduces through Gloo, which stages CUDA tensors in host memory.
+  // Two workers of this node compute on one GPU. NCCL refuses two ranks of one group on one GPU,
+  // so such a node all-reduces through Gloo, which stages CUDA tensors in host memory. The same
+  // answer for every worker of the node.
   bool shares_gpu = false;
   std::string node_backend = "gloo";  // "nccl" (a GPU per worker of the node) or "gloo"
   std::string describe() const;       // e.g. "cuda:0, 4 workers of the node sharing it (Gloo)"

@@ -70,7 +70,8 @@ Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const tor
       const torch::Tensor kc = kept.narrow(0, first + start, n).to(torch::kFloat);       // (n)
       // log-probabilities in fp32 from logits in the matmul's dtype (rounded there, as autocast's are)
       torch::Tensor logp = torch::log_softmax(torch::mm(hg.narrow(0, start, n), w.t()), 1, torch::kFloat);  // (n, V)
-      total -= (logp.gather(1, tc).squeeze(1) * kc).sum();
+      // Ignored rows are left out (not multiplied by 0, which would carry a NaN of theirs along).
+      total -= torch::where(kc > 0, logp.gather(1, tc).squeeze(1), 0.0).sum();
       if (!want_grad) continue;
       // d mean / d logits = (softmax - one_hot(target)) / count on kept rows, 0 on ignored ones:
       // built in place of the log-probabilities, scaled and cast in one pass.
@@ -96,11 +97,13 @@ struct LinearCrossEntropyFunction : torch::autograd::Function<LinearCrossEntropy
     return r.loss;
   }
 
-  // The gradients were computed in forward; the chain rule only scales them by d out / d loss.
+  // The gradients were computed in forward; the chain rule only scales them by d out / d loss,
+  // in place: no second (V, E) copy of the head's gradient (a second backward through the same
+  // graph is refused by autograd's version check on the saved tensors).
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
-    const variable_list saved = ctx->get_saved_variables();
+    variable_list saved = ctx->get_saved_variables();
     const torch::Tensor& scale = grad_out[0];  // ()
-    auto scaled = [&](const torch::Tensor& g) { return g.defined() ? g * scale.to(g.scalar_type()) : torch::Tensor(); };
+    auto scaled = [&](torch::Tensor& g) { return g.defined() ? g.mul_(scale.to(g.scalar_type())) : torch::Tensor(); };
     return {scaled(saved[0]), scaled(saved[1]), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
