@@ -15,12 +15,12 @@ namespace lofi::kernels {
 // Tokens whose target is this are left out of the loss and of the mean, as PyTorch's default.
 constexpr int64_t kIgnoreIndex = -100;
 
-// One difference: when every target is ignored the loss is 0 with zero gradients (PyTorch's mean
-// over no tokens is NaN, which would stop a run for a batch of prompts alone).
 // Mean cross-entropy of TARGETS (N) int64 given hidden states H (N, E) and the head's WEIGHT
 // (V, E): a 0-dim fp32 tensor, differentiable in H and WEIGHT. CHUNK tokens per softmax chunk (0:
 // its fp32 logits near 256 MB); GROUP tokens per product into the head's weight gradient, a whole
 // number of chunks (0: their gradient logits near 512 MB in the matmul's dtype).
+// One difference from PyTorch: when every target is ignored the loss is 0 with zero gradients (PyTorch's mean
+// over no tokens is NaN, which would stop a run for a batch of prompts alone).
 torch::Tensor linear_cross_entropy(const torch::Tensor& h, const torch::Tensor& weight, const torch::Tensor& targets,
                                    int64_t chunk = 0, int64_t group = 0);
 
