@@ -35,6 +35,8 @@ class NodeDir {
   std::string final_hf() const { return path_ + "/final-hf"; }
   std::string config() const { return path_ + "/config.toml"; }
   std::string metrics() const { return path_ + "/metrics.jsonl"; }
+  std::string profile_trace() const { return path_ + "/profile/trace.json"; }  // train.profile_steps
+  std::string profile_table() const { return path_ + "/profile/table.txt"; }
   std::string status() const { return path_ + "/status.json"; }
   std::string lock() const { return path_ + "/lock"; }
   std::string checkpoint_dir() const { return path_ + "/ckpt"; }

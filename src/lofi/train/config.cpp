@@ -59,6 +59,7 @@ std::vector<ConfigField> config_fields(Config& c) {
       {"train.seed", &c.train.seed},
       {"train.log_every", &c.train.log_every},
       {"train.tensorboard", &c.train.tensorboard},
+      {"train.profile_steps", &c.train.profile_steps},
       {"train.ckpt_every", &c.train.ckpt_every},
       {"train.eval_every", &c.train.eval_every},
       {"train.eval_batches", &c.train.eval_batches},
@@ -226,6 +227,7 @@ void validate(const Config& c) {
   need(c.train.lr > 0 && c.train.min_lr >= 0 && c.train.min_lr <= c.train.lr, "need 0 <= train.min_lr <= train.lr, 0 < train.lr");
   need(c.train.warmup_steps >= 0, "train.warmup_steps must be >= 0");
   need(c.train.log_every >= 1, "train.log_every must be >= 1");
+  need(c.train.profile_steps >= 0, "train.profile_steps must be >= 0, found ", c.train.profile_steps);
   need(c.train.ckpt_every >= 0 && c.train.eval_every >= 0, "train.ckpt_every and train.eval_every must be >= 0");
   need(c.train.threads >= 0, "train.threads must be >= 0");
   need(c.train.device == "auto" || c.train.device == "cpu" || c.train.device == "cuda" || c.train.device.rfind("cuda:", 0) == 0,
@@ -273,7 +275,7 @@ std::vector<std::string> trajectory_changes(const Config& was, const Config& now
   // workers talk, and model.init (a resumed run's weights come from its checkpoint).
   static const std::vector<std::string> kFree = {
       "run.dir", "model.init", "data.val", "data.format", "images.on_bad_image", "images.loader_threads",
-      "images.prefetch", "train.log_every", "train.tensorboard", "train.ckpt_every", "train.eval_every", "train.eval_batches",
+      "images.prefetch", "train.log_every", "train.tensorboard", "train.profile_steps", "train.ckpt_every", "train.eval_every", "train.eval_batches",
       "train.threads", "train.device", "train.precision", "train.skip_nonfinite", "train.keep_checkpoints",
       "dist.node_id", "dist.overlap", "dist.bucket_mb", "dist.timeout_s", "dist.min_nodes", "dist.bind"};
   Config a = was, b = now;

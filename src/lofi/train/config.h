@@ -71,6 +71,8 @@ struct TrainConfig {
   int64_t seed = 0;                 // every random stream derives from (seed, node, rank, step)
   int64_t log_every = 10;           // metrics line every N steps (and at the last)
   bool tensorboard = true;          // also write the metrics as TensorBoard event files per node
+  int64_t profile_steps = 0;        // profile N steps after 3 warm-up steps: node-k/profile/trace.json
+                                    // (Chrome trace) and a table of where the time went; 0: off
   int64_t ckpt_every = 0;           // checkpoint every N steps for --resume; 0: only at the end
   int64_t eval_every = 0;           // evaluate on data.val every N steps; 0: never
   int64_t eval_batches = 8;         // batches per periodic evaluation

@@ -31,6 +31,7 @@
 #include "lofi/train/optimizer.h"
 #include "lofi/train/schedule.h"
 #include "lofi/train/step_health.h"
+#include "lofi/train/step_profiler.h"
 #include "lofi/train/task.h"
 
 namespace lofi::train {
@@ -232,12 +233,20 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
     double last_loss = 0;
     int64_t units_seen = start_step * node_batch * units_per_sample;
     StepHealth health(device, tc.skip_nonfinite);
+    // train.profile_steps: after 3 warm-up steps (allocator, cuBLAS heuristics, autotuning), on the
+    // node leader of node 0 only, so one trace describes the job.
+    const int64_t profile_from = start_step + std::min<int64_t>(3, std::max<int64_t>(0, tc.steps - start_step - tc.profile_steps));
+    std::unique_ptr<StepProfiler> profiler;
+    if (tc.profile_steps > 0 && node_leader && topo.node == 0)
+      profiler = std::make_unique<StepProfiler>(device, profile_from, std::min(tc.profile_steps, tc.steps - profile_from),
+                                                my_dir.profile_trace());
     if (node_leader && plan.shares_gpu && topo.node == 0)
       std::printf("train.device: the %lld workers of each node share %s\n", static_cast<long long>(topo.node_size),
                   plan.describe().c_str());
 
     for (int64_t step = start_step; step < tc.steps; ++step) {
       // ---- the training step: no host synchronisation (the loss and norm stay on the device) ----
+      if (profiler) profiler->before_step(step);
       const double lr = lr_at(schedule, step);
       optimizer.set_lr(lr);
       optimizer.zero_grad();
@@ -265,6 +274,15 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
         if (outer) outer->step(optimizer.params());  // DiLoCo: an outer Nesterov step towards it
       }
       // ---- end of the training step ------------------------------------------------------
+      if (profiler) {
+        profiler->after_step(step);
+        if (profiler->done()) {
+          const std::string table = format_profile(profiler->summary());
+          io::write_file_atomic(my_dir.profile_table(), table);
+          std::printf("%s%s  trace: %s\n", tty ? "\n" : "", table.c_str(), my_dir.profile_trace().c_str());
+          profiler.reset();
+        }
+      }
 
       units_seen += node_batch * units_per_sample;
       const int64_t done = step + 1;
