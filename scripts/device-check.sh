@@ -59,6 +59,8 @@
 #     BENCH_IMPLS="lofi torch-compile torch-eager hf-eager hf-compile"; BENCH_SEQ=2048,
 #     BENCH_BATCH=8, BENCH_STEPS=20, BENCH_WARMUP=10 (rates over steps 10-20; multiples of 5, lofi
 #     logs every 5), BENCH_DEVICE=cuda, BENCH_PRECISION=bf16, PEAK_FLOPS=989e12 (H200 dense bf16);
+#     BENCH_PROFILE_STEPS=N profiles N of lofi's steps (train.profile_steps: before the measured
+#     ones) and prints each shape's table under the summary (lofi-SHAPE-profile.txt);
 #     BENCH_TINY=1 shrinks both shapes (with BENCH_DEVICE=cpu BENCH_PRECISION=fp32: a CPU smoke test).
 #   fallback: BUILD_BUDGET_S=240 (configure at most 90 of it), CUDA_TEST_BUDGET_S=45,
 #     RUNS_BUDGET_S=120, BENCH_BUDGET_S=130, UNIT_TEST_BUDGET_S=60 (what the build does not use goes
@@ -743,7 +745,7 @@ pack_selfcheck() {
 }
 
 # ---- --prebuilt (GPU machine): the pack's binaries, tested and measured -----------------------------
-ROWS='' SHAPES='' TAILS='' LOFI_LD='' CREATED_LINKS=()
+ROWS='' SHAPES='' TAILS='' PROFILES='' LOFI_LD='' CREATED_LINKS=()
 row() {  # row NAME STATUS SHAPE TOKENS_PER_S PEAK_BYTES PEAK_SOURCE NOTE: one line of the summary table
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" >> "$ROWS"
   say "  => $2 $1${4:+ $4 tokens/s}${5:+ peak $5 B ($6)} $7"
@@ -940,6 +942,8 @@ bench_shape() {  # bench_shape opt|llama IMPL...
          --set "train.batch_size=$BENCH_BATCH" --set "train.steps=$BENCH_STEPS" --set train.log_every=5
          --set train.warmup_steps=5 --set "train.device=$BENCH_DEVICE" --set "train.precision=$BENCH_PRECISION"
          --set "data.train=$tok" --set train.ckpt_every=0 --set "run.dir=$WORK/$shape-lofi" --quiet)
+  # Profiled steps (3 after a 3-step warm-up) end before the measured ones begin.
+  (( ${BENCH_PROFILE_STEPS:-0} > 0 )) && flags+=(--set "train.profile_steps=$BENCH_PROFILE_STEPS")
   [ "$shape" = llama ] && flags+=(--set model.arch=llama --set "model.n_kv_head=$SKV" --set "model.rope_theta=$STHETA"
                                   --set model.tie_word_embeddings=true)
   shift
@@ -957,6 +961,10 @@ bench_shape() {  # bench_shape opt|llama IMPL...
         if [ -z "$peak" ] && [ -n "$smi" ]; then peak=$(( smi * 1048576 )) src=nvidia-smi; fi
         [ -z "$peak" ] && src="no peak: metrics.jsonl has no peak_memory_bytes and nvidia-smi sampled nothing"
         cp "$WORK/$shape-lofi/node-00/metrics.jsonl" "$OUT/lofi-$shape-metrics.jsonl" 2> /dev/null
+        if [ -f "$WORK/$shape-lofi/node-00/profile/table.txt" ]; then
+          cp "$WORK/$shape-lofi/node-00/profile/table.txt" "$OUT/lofi-$shape-profile.txt"
+          { echo "[$shape lofi] $(head -c 3000 "$OUT/lofi-$shape-profile.txt")"; } >> "$PROFILES"
+        fi
         echo "{\"shape\": \"$shape\", \"impl\": \"lofi\", \"lofi_rate\": $json, \"nvidia_smi_peak_mib\": ${smi:-null}}" >> "$OUT/bench.jsonl"
         row "$shape lofi" PASS "$shape" "$tps" "$peak" "$src" "lofi train, rate over steps $BENCH_WARMUP-$BENCH_STEPS$([ -z "$peak" ] && echo "; $src")"
       else
@@ -1034,6 +1042,7 @@ prebuilt_summary() {
       echo "  $shape: $label, N = $(awk -v n="$n" 'BEGIN { printf "%.1fM", n / 1e6 }'), attention $(awk -v a="$attn" 'BEGIN { printf "%.0fM", a / 1e6 }') FLOPs/token"
     done < "$SHAPES"
     if [ -s "$WORK/demo-table.txt" ]; then echo "demo (lofi demo --only language) printed:"; sed 's/^/  /' "$WORK/demo-table.txt"; fi
+    if [ -s "$PROFILES" ]; then echo "where lofi's steps spend their time (train.profile_steps):"; cat "$PROFILES"; fi
     if [ -s "$TAILS" ]; then echo "failed checks:"; cat "$TAILS"; fi
     echo
     awk -F'\t' -v shapes="$SHAPES" -v peakf="$PEAK_FLOPS" '
@@ -1070,8 +1079,8 @@ prebuilt_summary() {
 }
 
 prebuilt() {
-  ROWS=$WORK/rows.tsv SHAPES=$WORK/shapes.tsv TAILS=$WORK/tails.txt
-  : > "$ROWS"; : > "$SHAPES"; : > "$TAILS"
+  ROWS=$WORK/rows.tsv SHAPES=$WORK/shapes.tsv TAILS=$WORK/tails.txt PROFILES=$WORK/profiles.txt
+  : > "$ROWS"; : > "$SHAPES"; : > "$TAILS"; : > "$PROFILES"
   prebuilt_machine
   if prebuilt_unpack && prebuilt_version; then
     local c impls
