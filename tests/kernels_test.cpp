@@ -9,7 +9,10 @@
 
 #include "lofi/dist/device.h"
 #include "lofi/kernels/cross_entropy.h"
+#include "lofi/kernels/rotary.h"
+#include "lofi/kernels/swiglu.h"
 #include "lofi/model/blocks.h"
+#include "test_util.h"
 
 namespace lofi {
 namespace {
@@ -204,6 +207,92 @@ TEST(CudaKernels, LinearCrossEntropyMatchesAndSavesMemory) {
   const int64_t logits_bytes = N * V * 4;  // 524 MB of fp32 logits
   EXPECT_GT(want_peak, logits_bytes);
   EXPECT_LT(got_peak, logits_bytes) << "chunked peak " << got_peak << " B against the composite's " << want_peak << " B";
+}
+
+
+// Output and gradient of F(x...) against REF(x...), through a random weighting of the output.
+// fp32: to 1e-5; bf16 (one rounding of an fp32 result apart): to 1% of the largest value.
+template <typename F, typename R>
+void expect_same_with_grads(F fused, R ref, std::vector<torch::Tensor> inputs, const std::string& what) {
+  std::vector<torch::Tensor> a, b;
+  for (const auto& t : inputs) a.push_back(t.detach().clone().requires_grad_(true)), b.push_back(t.detach().clone().requires_grad_(true));
+  const torch::Tensor y = fused(a), yr = ref(b);
+  ASSERT_EQ(y.sizes(), yr.sizes()) << what;
+  ASSERT_EQ(y.scalar_type(), yr.scalar_type()) << what;
+  const bool fp32 = y.scalar_type() == torch::kFloat;
+  auto tol = [&](const torch::Tensor& want) { return fp32 ? 1e-5 : 1e-2 * want.abs().max().item<double>(); };
+  EXPECT_LE(max_diff(y, yr), tol(yr)) << what << ": output";
+  const torch::Tensor up = torch::randn(y.sizes(), y.options().dtype(torch::kFloat));
+  (y.to(torch::kFloat) * up).sum().backward();
+  (yr.to(torch::kFloat) * up).sum().backward();
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_TRUE(a[i].grad().defined()) << what << ": input " << i;
+    EXPECT_EQ(a[i].grad().scalar_type(), b[i].grad().scalar_type()) << what << ": input " << i;
+    EXPECT_LE(max_diff(a[i].grad(), b[i].grad()), tol(b[i].grad())) << what << ": gradient of input " << i;
+  }
+}
+
+void expect_rotary_matches(const torch::Device& device) {
+  torch::manual_seed(6);
+  const int64_t B = 2, H = 3, T = 5, D = 8;
+  // Angles whose two halves differ, so a kernel that read one half's cosine for the other shows.
+  const torch::Tensor angles = torch::randn({T, D}, device) * 3;
+  const torch::Tensor cos = angles.cos(), sin = angles.sin();
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    // As attention makes them: (B, T, H, D) viewed as (B, H, T, D), not contiguous.
+    const torch::Tensor x = torch::randn({B, T, H, D}, torch::TensorOptions(device).dtype(dtype)).transpose(1, 2);
+    expect_same_with_grads([&](auto& in) { return kernels::rotary(in[0], cos, sin); },
+                           [&](auto& in) { return kernels::rotary_reference(in[0], cos, sin); }, {x},
+                           std::string("rotary ") + c10::toString(dtype));
+    const torch::Tensor y = kernels::rotary(x, cos, sin);
+    EXPECT_EQ(y.strides(), x.strides()) << "the output keeps the input's layout";
+  }
+  // A contiguous (B, H, T, D) input, and a wrong shape refused by name.
+  const torch::Tensor xc = torch::randn({B, H, T, D}, device);
+  EXPECT_LE(max_diff(kernels::rotary(xc, cos, sin), kernels::rotary_reference(xc, cos, sin)), 1e-5);
+  const std::string e = test::error_of([&] { kernels::rotary(torch::randn({B, H, T, D + 1}, device), cos, sin); });
+  EXPECT_NE(e.find("rotary: expected x (B, H, T, D) with D even"), std::string::npos) << e;
+}
+
+void expect_swiglu_matches(const torch::Device& device) {
+  torch::manual_seed(7);
+  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    const auto options = torch::TensorOptions(device).dtype(dtype);
+    // Gates well into both tails of the sigmoid, and zero.
+    torch::Tensor gate = torch::randn({4, 7, 33}, options) * 4, up = torch::randn({4, 7, 33}, options);
+    gate.view({-1})[0] = 0;
+    expect_same_with_grads([](auto& in) { return kernels::swiglu(in[0], in[1]); },
+                           [](auto& in) { return kernels::swiglu_reference(in[0], in[1]); }, {gate, up},
+                           std::string("swiglu ") + c10::toString(dtype));
+  }
+  const std::string e = test::error_of([&] { kernels::swiglu(torch::randn({2, 3}, device), torch::randn({3, 2}, device)); });
+  EXPECT_NE(e.find("swiglu: gate and up must match"), std::string::npos) << e;
+}
+
+TEST(FusedRotary, EqualsTheComposite) { expect_rotary_matches(torch::kCPU); }
+TEST(FusedSwiglu, EqualsTheComposite) { expect_swiglu_matches(torch::kCPU); }
+
+TEST(CudaKernels, FusedRotaryEqualsTheComposite) {
+  if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  expect_rotary_matches(torch::Device(torch::kCUDA, 0));
+}
+
+TEST(CudaKernels, FusedSwigluEqualsTheCompositeAndHoldsLess) {
+  if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  const torch::Device gpu(torch::kCUDA, 0);
+  expect_swiglu_matches(gpu);
+  // What the forward pass leaves allocated for the backward: the composite keeps silu(gate) beside
+  // its output; the fused kernel its output alone (gate and up are the caller's either way).
+  const torch::Tensor gate = torch::randn({4096, 4096}, gpu).requires_grad_(true), up = torch::randn({4096, 4096}, gpu);
+  const int64_t one = 4096 * 4096 * 4;
+  int64_t before = dist::cuda_allocated(0);
+  torch::Tensor yr = kernels::swiglu_reference(gate, up);
+  const int64_t composite = dist::cuda_allocated(0) - before;
+  before = dist::cuda_allocated(0);
+  torch::Tensor yf = kernels::swiglu(gate, up);
+  const int64_t fused = dist::cuda_allocated(0) - before;
+  EXPECT_GE(composite, 2 * one) << "silu(gate) and the output";
+  EXPECT_LE(fused, one) << "the output alone";
 }
 
 }  // namespace

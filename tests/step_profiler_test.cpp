@@ -18,6 +18,8 @@ TEST(StepProfiler, ShortKernelNamesDropTemplatesAndArguments) {
             "at::native::vectorized_elementwise_kernel");
   EXPECT_EQ(train::short_kernel_name("nvjet_sm90_tst_128x256_64x4_2x1_v_bz_coopB_NNT"), "nvjet_sm90_tst_128x256_64x4_2x1_v_bz_coopB_NNT");
   EXPECT_EQ(train::short_kernel_name(std::string(100, 'k')).size(), 60u);
+  EXPECT_EQ(train::short_kernel_name("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<float>(int)"),
+            "at::native::multi_tensor_apply_kernel");
 }
 
 TEST(StepProfiler, ProfilesTheChosenStepsAndAttributesSelfTime) {

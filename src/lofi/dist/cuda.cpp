@@ -31,6 +31,12 @@ int64_t cuda_peak_allocated(int index) {
   return stats.allocated_bytes[static_cast<size_t>(StatType::AGGREGATE)].peak;
 }
 
+int64_t cuda_allocated(int index) {
+  using c10::CachingDeviceAllocator::StatType;
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(index));
+  return stats.allocated_bytes[static_cast<size_t>(StatType::AGGREGATE)].current;
+}
+
 void cuda_reset_peak(int index) { c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(index)); }
 
 c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d::Store>& store,
@@ -54,6 +60,7 @@ std::string cuda_runtime_version() { return ""; }
 std::string nccl_runtime_version() { return ""; }
 std::string cuda_device_name(int) { return ""; }
 int64_t cuda_peak_allocated(int) { return 0; }
+int64_t cuda_allocated(int) { return 0; }
 void cuda_reset_peak(int) {}
 
 c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d::Store>&, const std::string&, int,

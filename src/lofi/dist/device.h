@@ -86,6 +86,8 @@ std::string describe_placement(const std::string& setting, int workers, int64_t 
 // The CUDA caching allocator's peak of allocated bytes on GPU INDEX since the start or the last
 // reset (what torch.cuda.max_memory_allocated reports); 0 without CUDA.
 int64_t cuda_peak_allocated(int index);
+// Bytes the caching allocator holds allocated on GPU INDEX now.
+int64_t cuda_allocated(int index);
 void cuda_reset_peak(int index);
 
 }  // namespace lofi::dist

@@ -3,6 +3,8 @@
 #include <cmath>
 
 #include "lofi/error.h"
+#include "lofi/kernels/rotary.h"
+#include "lofi/kernels/swiglu.h"
 
 namespace lofi::model {
 
@@ -31,9 +33,7 @@ torch::Tensor rope_inv_freq(const LmConfig& c) {
 }
 
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
-  const int64_t half = x.size(-1) / 2;
-  torch::Tensor rotated = torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);  // rotate_half: (B, H, T, D)
-  return x * cos + rotated * sin;                                                           // (T, D) broadcast
+  return kernels::rotary(x, cos, sin);  // one fused pass each way (kernels/rotary.h), in x's dtype
 }
 
 LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c)
@@ -66,6 +66,8 @@ LlamaMlpImpl::LlamaMlpImpl(const LmConfig& c) : activation(c.activation) {
 }
 
 torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x) {
+  // SiLU, the gated MLP of Llama, Qwen2 and Mistral: one fused pass each way (kernels/swiglu.h).
+  if (activation == "silu") return down_proj(kernels::swiglu(gate_proj(x), up_proj(x)));
   return down_proj(activate(gate_proj(x), activation) * up_proj(x));
 }
 

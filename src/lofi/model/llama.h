@@ -16,7 +16,7 @@ namespace lofi::model {
 torch::Tensor rope_inv_freq(const LmConfig& c);
 
 // X (B, H, T, D) rotated by positions 0..T-1: x * cos + rotate_half(x) * sin, with cos and sin
-// (T, D) of INV_FREQ repeated over both halves.
+// (T, D) of INV_FREQ repeated over both halves; computed in fp32, returned in x's dtype.
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
 
 struct LlamaAttentionImpl : torch::nn::Module {

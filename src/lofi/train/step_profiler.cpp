@@ -91,6 +91,7 @@ std::string short_kernel_name(const std::string& name) {
   // "void at::native::vectorized_elementwise_kernel<4, ...>(int, ...)" -> "at::native::vectorized_elementwise_kernel"
   std::string s = name;
   if (s.rfind("void ", 0) == 0) s = s.substr(5);
+  for (size_t at; (at = s.find("(anonymous namespace)::")) != std::string::npos;) s.erase(at, 23);
   const size_t cut = s.find_first_of("<(");
   if (cut != std::string::npos && cut > 0) s = s.substr(0, cut);
   if (s.size() > 60) s = s.substr(0, 57) + "...";

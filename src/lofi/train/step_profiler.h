@@ -49,7 +49,7 @@ class StepProfiler {
   ProfileSummary summary_;
 };
 
-// The table as printed: the top ROWS rows, widths fitted.
+// The table as printed: the top ROWS rows, widths fitted (node-k/profile/table.txt has them all).
 std::string format_profile(const ProfileSummary& s, size_t rows = 15);
 
 // A kernel's name made readable: template arguments and argument lists dropped, at most 60 chars.

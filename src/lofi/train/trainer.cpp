@@ -278,7 +278,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
         profiler->after_step(step);
         if (profiler->done()) {
           const std::string table = format_profile(profiler->summary());
-          io::write_file_atomic(my_dir.profile_table(), table);
+          io::write_file_atomic(my_dir.profile_table(), format_profile(profiler->summary(), /*rows=*/SIZE_MAX));
           std::printf("%s%s  trace: %s\n", tty ? "\n" : "", table.c_str(), my_dir.profile_trace().c_str());
           profiler.reset();
         }

@@ -1,0 +1,34 @@
+#include "lofi/kernels/device_launch.h"
+
+#include "lofi/error.h"
+
+#if LOFI_FUSED_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace lofi::kernels {
+
+bool fused_cuda_built() { return LOFI_FUSED_CUDA != 0; }
+
+cuda::Dtype cuda_dtype(const torch::Tensor& t, const char* what) {
+  switch (t.scalar_type()) {
+    case torch::kFloat: return cuda::Dtype::f32;
+    case torch::kBFloat16: return cuda::Dtype::bf16;
+    case torch::kHalf: return cuda::Dtype::f16;
+    default: fail(what, ": the fused kernel takes fp32, bf16 or fp16 tensors, found ", t.scalar_type());
+  }
+}
+
+void* cuda_stream(const torch::Tensor& t) {
+#if LOFI_FUSED_CUDA
+  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
+#else
+  fail("kernels: lofi was built without its CUDA kernels (no nvcc at configure time); cannot run one on ", t.device());
+#endif
+}
+
+void check_launch(const char* error, const char* what) {
+  if (error) fail(what, ": the CUDA kernel failed to launch: ", error);
+}
+
+}  // namespace lofi::kernels

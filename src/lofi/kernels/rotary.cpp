@@ -1,0 +1,82 @@
+#include "lofi/kernels/rotary.h"
+
+#include <ATen/Parallel.h>
+
+#include "lofi/error.h"
+#include "lofi/kernels/device_launch.h"
+#include "lofi/kernels/fused_math.h"
+
+namespace lofi::kernels {
+namespace {
+
+// Y = rotary(X) (or its gradient map), Y allocated in X's layout. COS, SIN: (T, D) fp32 contiguous.
+torch::Tensor rotary_pass(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin, bool backward) {
+  if (x.stride(-1) != 1) x = x.contiguous();
+  torch::Tensor y = torch::empty_like(x, torch::MemoryFormat::Preserve);
+  if (y.stride(-1) != 1) y = torch::empty(x.sizes(), x.options());
+  cuda::RotaryShape s{x.size(0), x.size(1), x.size(2), x.size(3), {x.stride(0), x.stride(1), x.stride(2)},
+                      {y.stride(0), y.stride(1), y.stride(2)}};
+  if (x.is_cuda()) {
+    check_launch(cuda::rotary(cuda_dtype(x, "rotary"), x.data_ptr(), y.data_ptr(), s, cos.data_ptr<float>(),
+                              sin.data_ptr<float>(), backward, cuda_stream(x)),
+                 "rotary");
+    return y;
+  }
+  const int64_t half = s.D / 2, rows = s.B * s.H * s.T;
+  const float* c = cos.data_ptr<float>();
+  const float* sn = sin.data_ptr<float>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(torch::kBFloat16, torch::kHalf, x.scalar_type(), "rotary", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* yp = y.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(half, 1)), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t t = r % s.T, h = r / s.T % s.H, b = r / s.T / s.H;
+        const scalar_t* xr = xp + b * s.x_stride[0] + h * s.x_stride[1] + t * s.x_stride[2];
+        scalar_t* yr = yp + b * s.y_stride[0] + h * s.y_stride[1] + t * s.y_stride[2];
+        const float* cr = c + t * s.D;
+        const float* sr = sn + t * s.D;
+        for (int64_t d = 0; d < half; ++d) {
+          float y1, y2;
+          math::rotary_pair(static_cast<float>(xr[d]), static_cast<float>(xr[d + half]), cr[d], sr[d], cr[d + half],
+                            sr[d + half], backward, y1, y2);
+          yr[d] = static_cast<scalar_t>(y1);
+          yr[d + half] = static_cast<scalar_t>(y2);
+        }
+      }
+    });
+  });
+  return y;
+}
+
+struct RotaryFunction : torch::autograd::Function<RotaryFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin) {
+    ctx->save_for_backward({cos, sin});
+    return rotary_pass(x, cos, sin, /*backward=*/false);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    return {rotary_pass(grad[0], saved[0], saved[1], /*backward=*/true), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  if (x.dim() != 4 || x.size(3) % 2 != 0 || cos.sizes() != sin.sizes() || cos.dim() != 2 || cos.size(0) != x.size(2) ||
+      cos.size(1) != x.size(3))
+    fail("rotary: expected x (B, H, T, D) with D even and cos, sin (T, D); found x ", x.sizes(), ", cos ", cos.sizes(),
+         ", sin ", sin.sizes());
+  if (cos.requires_grad() || sin.requires_grad()) fail("rotary: the angles' cos and sin are constants; found them requiring a gradient");
+  if (x.is_cuda() && !fused_cuda_built()) return rotary_reference(x, cos, sin);
+  auto angles = [&](const torch::Tensor& t) { return t.to(x.device(), torch::kFloat).contiguous(); };
+  return RotaryFunction::apply(x, angles(cos), angles(sin));
+}
+
+torch::Tensor rotary_reference(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  torch::Tensor rotated = torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);  // rotate_half: (B, H, T, D)
+  return (x * cos + rotated * sin).to(x.scalar_type());                                    // (T, D) broadcast
+}
+
+}  // namespace lofi::kernels

@@ -1,0 +1,89 @@
+#include "lofi/kernels/swiglu.h"
+
+#include <ATen/Parallel.h>
+
+#include "lofi/error.h"
+#include "lofi/kernels/device_launch.h"
+#include "lofi/kernels/fused_math.h"
+
+namespace lofi::kernels {
+namespace {
+
+constexpr int64_t kGrain = 16384;  // elements per CPU task
+
+torch::Tensor swiglu_forward(const torch::Tensor& gate, const torch::Tensor& up) {
+  torch::Tensor out = torch::empty_like(gate, torch::MemoryFormat::Contiguous);
+  const int64_t n = gate.numel();
+  if (gate.is_cuda()) {
+    check_launch(cuda::swiglu_forward(cuda_dtype(gate, "swiglu"), gate.data_ptr(), up.data_ptr(), out.data_ptr(), n,
+                                      cuda_stream(gate)),
+                 "swiglu");
+    return out;
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(torch::kBFloat16, torch::kHalf, gate.scalar_type(), "swiglu", [&] {
+    const scalar_t* g = gate.const_data_ptr<scalar_t>();
+    const scalar_t* u = up.const_data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        o[i] = static_cast<scalar_t>(math::swiglu(static_cast<float>(g[i]), static_cast<float>(u[i])));
+    });
+  });
+  return out;
+}
+
+std::pair<torch::Tensor, torch::Tensor> swiglu_backward(const torch::Tensor& grad, const torch::Tensor& gate,
+                                                        const torch::Tensor& up) {
+  torch::Tensor dgate = torch::empty_like(gate, torch::MemoryFormat::Contiguous);
+  torch::Tensor dup = torch::empty_like(up, torch::MemoryFormat::Contiguous);
+  const int64_t n = gate.numel();
+  if (gate.is_cuda()) {
+    check_launch(cuda::swiglu_backward(cuda_dtype(gate, "swiglu"), grad.data_ptr(), gate.data_ptr(), up.data_ptr(),
+                                       dgate.data_ptr(), dup.data_ptr(), n, cuda_stream(gate)),
+                 "swiglu backward");
+    return {dgate, dup};
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(torch::kBFloat16, torch::kHalf, gate.scalar_type(), "swiglu_backward", [&] {
+    const scalar_t* dy = grad.const_data_ptr<scalar_t>();
+    const scalar_t* g = gate.const_data_ptr<scalar_t>();
+    const scalar_t* u = up.const_data_ptr<scalar_t>();
+    scalar_t* dg = dgate.data_ptr<scalar_t>();
+    scalar_t* du = dup.data_ptr<scalar_t>();
+    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        float a, b;
+        math::swiglu_backward(static_cast<float>(dy[i]), static_cast<float>(g[i]), static_cast<float>(u[i]), a, b);
+        dg[i] = static_cast<scalar_t>(a);
+        du[i] = static_cast<scalar_t>(b);
+      }
+    });
+  });
+  return {dgate, dup};
+}
+
+struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& gate, const torch::Tensor& up) {
+    const torch::Tensor g = gate.contiguous(), u = up.contiguous();
+    ctx->save_for_backward({g, u});
+    return swiglu_forward(g, u);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    auto [dgate, dup] = swiglu_backward(grad[0].to(saved[0].scalar_type()).contiguous(), saved[0], saved[1]);
+    return {dgate, dup};
+  }
+};
+
+}  // namespace
+
+torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up) {
+  if (gate.sizes() != up.sizes() || gate.scalar_type() != up.scalar_type() || gate.device() != up.device())
+    fail("swiglu: gate and up must match in shape, dtype and device; found ", gate.sizes(), " ", gate.scalar_type(), " ",
+         gate.device(), " and ", up.sizes(), " ", up.scalar_type(), " ", up.device());
+  if (gate.is_cuda() && !fused_cuda_built()) return swiglu_reference(gate, up);
+  return SwigluFunction::apply(gate, up);
+}
+
+torch::Tensor swiglu_reference(const torch::Tensor& gate, const torch::Tensor& up) { return torch::silu(gate) * up; }
+
+}  // namespace lofi::kernels
