@@ -823,6 +823,11 @@ prebuilt_unpack() {
   fi
   TORCH_LIB=$(torch_lib_of "$PY" 2>> "$LOG") || { check_row lofi-start FAIL "$PY cannot import torch"; return 1; }
   LOFI_LD="$TORCH_LIB:$UNPACKED/lib"
+  # lofi's own CUDA kernels link the CUDA runtime (libcudart.so.13): the one torch loads, from the
+  # wheel's nvidia/ packages, not whatever toolkit the machine may have.
+  local cudart
+  cudart=$(find "$(dirname "$TORCH_LIB")/../nvidia" -name 'libcudart.so.*' -print -quit 2> /dev/null)
+  [ -n "$cudart" ] && LOFI_LD="$LOFI_LD:$(dirname "$cudart")"
   # Only lofi and the tests run under it, not this script's grep, sed and Python (a Debian 12 pcre2
   # ahead of the machine's own could break them).
   LOFI=(env "LD_LIBRARY_PATH=$LOFI_LD" "$UNPACKED/tree/build/lofi")
