@@ -949,8 +949,10 @@ bench_shape() {  # bench_shape opt|llama IMPL...
          --set "data.train=$tok" --set train.ckpt_every=0 --set "run.dir=$WORK/$shape-lofi" --quiet)
   # Profiled steps (3 after a 3-step warm-up) end before the measured ones begin.
   (( ${BENCH_PROFILE_STEPS:-0} > 0 )) && flags+=(--set "train.profile_steps=$BENCH_PROFILE_STEPS")
+  # Llama's MLP is SwiGLU (silu), as bench/train_torch.py's and transformers' are; lofi's
+  # model.activation default (relu) is OPT's.
   [ "$shape" = llama ] && flags+=(--set model.arch=llama --set "model.n_kv_head=$SKV" --set "model.rope_theta=$STHETA"
-                                  --set model.tie_word_embeddings=true)
+                                  --set model.tie_word_embeddings=true --set model.activation=silu)
   shift
   for impl in "$@"; do
     if [ "$impl" = lofi ]; then

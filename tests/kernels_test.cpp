@@ -283,7 +283,10 @@ TEST(CudaKernels, FusedSwigluEqualsTheCompositeAndHoldsLess) {
   expect_swiglu_matches(gpu);
   // What the forward pass leaves allocated for the backward: the composite keeps silu(gate) beside
   // its output; the fused kernel its output alone (gate and up are the caller's either way).
-  const torch::Tensor gate = torch::randn({4096, 4096}, gpu).requires_grad_(true), up = torch::randn({4096, 4096}, gpu);
+  // Both inputs trainable, as the MLP's two projections are (the composite then keeps silu(gate)
+  // for up's gradient).
+  const torch::Tensor gate = torch::randn({4096, 4096}, gpu).requires_grad_(true);
+  const torch::Tensor up = torch::randn({4096, 4096}, gpu).requires_grad_(true);
   const int64_t one = 4096 * 4096 * 4;
   int64_t before = dist::cuda_allocated(0);
   torch::Tensor yr = kernels::swiglu_reference(gate, up);
