@@ -258,12 +258,22 @@ void expect_swiglu_matches(const torch::Device& device) {
   torch::manual_seed(7);
   for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
     const auto options = torch::TensorOptions(device).dtype(dtype);
-    // Gates well into both tails of the sigmoid, and zero.
-    torch::Tensor gate = torch::randn({4, 7, 33}, options) * 4, up = torch::randn({4, 7, 33}, options);
-    gate.view({-1})[0] = 0;
-    expect_same_with_grads([](auto& in) { return kernels::swiglu(in[0], in[1]); },
-                           [](auto& in) { return kernels::swiglu_reference(in[0], in[1]); }, {gate, up},
-                           std::string("swiglu ") + c10::toString(dtype));
+    // 924 elements: whole 16-byte packs and a tail on a GPU; and the same moved one element into
+    // a buffer (differentiably), which no pack fits: every element one at a time.
+    for (int64_t offset : {0, 1}) {
+      auto place = [offset](const torch::Tensor& t) {
+        if (offset == 0) return t;
+        torch::Tensor buffer = torch::cat({torch::zeros({offset}, t.options()), t.flatten()});  // (offset + n)
+        return buffer.narrow(0, offset, t.numel()).view(t.sizes());                            // storage offset 1
+      };
+      // Gates well into both tails of the sigmoid, and zero.
+      torch::Tensor gate = torch::randn({4, 7, 33}, options) * 4, up = torch::randn({4, 7, 33}, options);
+      gate.view({-1})[0] = 0;
+      expect_same_with_grads([&](auto& in) { return kernels::swiglu(place(in[0]), place(in[1])); },
+                             [&](auto& in) { return kernels::swiglu_reference(place(in[0]), place(in[1])); }, {gate, up},
+                             std::string("swiglu ") + c10::toString(dtype) + " at offset " + std::to_string(offset));
+      EXPECT_EQ(place(gate).storage_offset(), offset);
+    }
   }
   const std::string e = test::error_of([&] { kernels::swiglu(torch::randn({2, 3}, device), torch::randn({3, 2}, device)); });
   EXPECT_NE(e.find("swiglu: gate and up must match"), std::string::npos) << e;

@@ -6,6 +6,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 
 #include "lofi/kernels/cuda/fused.h"
@@ -41,20 +43,65 @@ __global__ void rotary_kernel(const T* x, T* y, RotaryShape s, const float* cos,
   }
 }
 
+// SwiGLU streams three (or five) tensors through memory: each thread moves 16 bytes of each at a
+// time (8 bf16 or 4 fp32 elements), the widest load a thread has, where one element a thread
+// reached 1.6 TB/s on an H200. PACKS is the number of whole 16-byte packs; the last N mod P
+// elements go one at a time.
 template <typename T>
-__global__ void swiglu_forward_kernel(const T* gate, const T* up, T* out, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    store(out, i, math::swiglu(load(gate, i), load(up, i)));
+struct alignas(16) Pack {
+  static constexpr int kSize = 16 / sizeof(T);
+  T v[kSize];
+};
+
+template <typename T>
+__global__ void swiglu_forward_kernel(const T* gate, const T* up, T* out, int64_t n, int64_t packs) {
+  constexpr int P = Pack<T>::kSize;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  for (int64_t i = first; i < packs; i += stride) {
+    const Pack<T> g = reinterpret_cast<const Pack<T>*>(gate)[i], u = reinterpret_cast<const Pack<T>*>(up)[i];
+    Pack<T> o;
+#pragma unroll
+    for (int j = 0; j < P; ++j) store(o.v, j, math::swiglu(load(g.v, j), load(u.v, j)));
+    reinterpret_cast<Pack<T>*>(out)[i] = o;
+  }
+  for (int64_t i = packs * P + first; i < n; i += stride) store(out, i, math::swiglu(load(gate, i), load(up, i)));
 }
 
 template <typename T>
-__global__ void swiglu_backward_kernel(const T* grad, const T* gate, const T* up, T* dgate, T* dup, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float dg, du;
-    math::swiglu_backward(load(grad, i), load(gate, i), load(up, i), dg, du);
-    store(dgate, i, dg);
-    store(dup, i, du);
+__global__ void swiglu_backward_kernel(const T* grad, const T* gate, const T* up, T* dgate, T* dup, int64_t n, int64_t packs) {
+  constexpr int P = Pack<T>::kSize;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  for (int64_t i = first; i < packs; i += stride) {
+    const Pack<T> dy = reinterpret_cast<const Pack<T>*>(grad)[i], g = reinterpret_cast<const Pack<T>*>(gate)[i],
+                  u = reinterpret_cast<const Pack<T>*>(up)[i];
+    Pack<T> dg, du;
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+      float a, b;
+      math::swiglu_backward(load(dy.v, j), load(g.v, j), load(u.v, j), a, b);
+      store(dg.v, j, a);
+      store(du.v, j, b);
+    }
+    reinterpret_cast<Pack<T>*>(dgate)[i] = dg;
+    reinterpret_cast<Pack<T>*>(dup)[i] = du;
   }
+  for (int64_t i = packs * P + first; i < n; i += stride) {
+    float a, b;
+    math::swiglu_backward(load(grad, i), load(gate, i), load(up, i), a, b);
+    store(dgate, i, a);
+    store(dup, i, b);
+  }
+}
+
+// Whole 16-byte packs of N elements of T when every pointer is 16-byte aligned (tensors fresh
+// from the caching allocator are), else 0: every element then goes one at a time.
+template <typename T>
+int64_t packs_of(int64_t n, std::initializer_list<const void*> pointers) {
+  for (const void* p : pointers)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return 0;
+  return n / Pack<T>::kSize;
 }
 
 unsigned blocks_for(int64_t n) {
@@ -95,8 +142,9 @@ const char* swiglu_forward(Dtype dtype, const void* gate, const void* up, void* 
   if (n == 0) return nullptr;
   return with_type(dtype, [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
-    swiglu_forward_kernel<T><<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-        static_cast<const T*>(gate), static_cast<const T*>(up), static_cast<T*>(out), n);
+    const int64_t packs = packs_of<T>(n, {gate, up, out});
+    swiglu_forward_kernel<T><<<blocks_for(packs > 0 ? packs : n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+        static_cast<const T*>(gate), static_cast<const T*>(up), static_cast<T*>(out), n, packs);
   });
 }
 
@@ -105,9 +153,10 @@ const char* swiglu_backward(Dtype dtype, const void* grad, const void* gate, con
   if (n == 0) return nullptr;
   return with_type(dtype, [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
-    swiglu_backward_kernel<T><<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+    const int64_t packs = packs_of<T>(n, {grad, gate, up, dgate, dup});
+    swiglu_backward_kernel<T><<<blocks_for(packs > 0 ? packs : n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         static_cast<const T*>(grad), static_cast<const T*>(gate), static_cast<const T*>(up), static_cast<T*>(dgate),
-        static_cast<T*>(dup), n);
+        static_cast<T*>(dup), n, packs);
   });
 }
 
