@@ -4,6 +4,8 @@
 # tree, rebuilt incrementally, and run against the tests that should catch it. Prints one row per
 # mutant (killed / SURVIVED / no-build, seconds) and exits non-zero if any survived or failed to
 # build. Not part of CI: a full build of the scratch copy once, then about a minute per mutant.
+# CI checks the list itself (Mutants.ListParsesAndEveryMutantApplies): every block well formed and
+# every mutant's text found exactly once in its file.
 #   MUTANTS_DIR   scratch folder (default /tmp/lofi-mutants; the build there is reused by later runs)
 #   MUTANTS_ONLY  a regex: run only the mutants whose ID matches
 set -uo pipefail
@@ -31,11 +33,13 @@ cmake --build "$ws/build" -j "$jobs" > "$ws/build.log" 2>&1 || { tail -30 "$ws/b
 
 printf '%-30s %-10s %6s  %s\n' mutant result s "tests (ctest -R)"
 killed=0 survived=0 broken=0
-while IFS='|' read -r id file from to tests; do
-  id=$(echo "$id" | xargs); file=$(echo "$file" | xargs); tests=$(echo "$tests" | xargs)
-  case "$id" in ''|'#'*) continue ;; esac
+# The list's blocks as five NUL-terminated fields each (scripts/mutants_list.py; a malformed list
+# stops here, naming its line).
+records="$ws/mutants.records"
+python3 "$root/scripts/mutants_list.py" "$list" "$root" > "$records" || exit 1
+while IFS= read -r -d '' id && IFS= read -r -d '' file && IFS= read -r -d '' from && IFS= read -r -d '' to &&
+      IFS= read -r -d '' tests; do
   if [ -n "${MUTANTS_ONLY:-}" ] && ! [[ "$id" =~ $MUTANTS_ONLY ]]; then continue; fi
-  from="${from# }"; from="${from% }"; to="${to# }"; to="${to% }"
   target="$ws/tree/$file"
   cp "$ws/orig/$file" "$target"
   if ! python3 - "$target" "$from" "$to" <<'PY'
@@ -60,7 +64,7 @@ PY
   fi
   printf '%-30s %-10s %6d  %s\n' "$id" "$result" $(( $(date +%s) - start )) "$tests"
   cp "$ws/orig/$file" "$target"  # back to the original (a new mtime: ninja rebuilds it)
-done < "$list"
+done < "$records"
 cmake --build "$ws/build" -j "$jobs" > /dev/null 2>&1  # leave the scratch build unmutated
 echo "mutants: $killed killed, $survived survived, $broken did not build or matched no test (logs in $ws)"
 [ "$survived" -eq 0 ] && [ "$broken" -eq 0 ]

@@ -206,6 +206,28 @@ TEST(DistFault, DeadWorkerInsideANodeEndsThatNode) {
   EXPECT_NE(last_line.find("no merge of the surviving nodes was written"), std::string::npos) << log;
 }
 
+// dist.min_nodes set explicitly to every node: one dies, so no merge is written (not a merge of
+// the lone survivor), the message names the setting, and the survivor's final stays.
+TEST(DistFault, MinNodesIsHeldWhenANodeDies) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000), run = dir + "/run";
+  Background job = start(std::string(LOFI_BIN) + " launch --workers 2 -- " +
+                             train_cmd(data, run, kLong + " --set dist.nodes=2 --set dist.min_nodes=2"),
+                         dir + "/launch.log");
+  const int64_t pid = wait_for_step(run + "/node-01", 20, job);
+  ASSERT_GT(pid, 0) << read_log(job);
+  ::kill(static_cast<pid_t>(pid), SIGKILL);
+  const int status = finish(job, 300);
+  const std::string log = read_log(job);
+  EXPECT_NE(status, 0) << log;
+  ASSERT_NE(status, -1) << "timed out: " << log;
+  EXPECT_TRUE(fs::exists(run + "/node-00/final.safetensors")) << log;
+  EXPECT_FALSE(fs::exists(run + "/node-01/final.safetensors"));
+  EXPECT_FALSE(fs::exists(run + "/merged.safetensors")) << log;
+  EXPECT_NE(log.find("merge: 1 of 2 nodes finished"), std::string::npos) << log;
+  EXPECT_NE(log.find("dist.min_nodes = 2, so no merge is written"), std::string::npos) << log;
+  EXPECT_NE(log.find("lofi average " + run + " --min-inputs 1"), std::string::npos) << log;
+}
+
 // The baseline is one node: a dead worker still stops the job at once, naming the failure.
 TEST(DistFault, BaselineStillFailsFast) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000), run = dir + "/run";
