@@ -2,9 +2,13 @@
 // and calls the library; errors are printed on one line with a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <limits>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "lofi/data/prepare.h"
@@ -100,6 +104,7 @@ family::ScorerInputs scorer_inputs(const EvalArgs& a) {
   in.lm = a.settings;
   in.images.batch = a.settings.batch;
   in.images.max_images = a.max_images;
+  in.images.allow_nonfinite = a.settings.allow_nonfinite;
   return in;
 }
 
@@ -207,7 +212,7 @@ int cmd_soup(const std::vector<std::string>& candidates, const EvalArgs& a, cons
 // Text from a language model: a lofi checkpoint or a Hugging Face directory, with the tokenizer of
 // --tokenizer, the model directory, or the directory its run started from.
 int cmd_generate(const std::string& model_path, const std::string& prompt, std::string tokenizer_dir,
-                 const eval::GenerateOptions& options, const std::vector<std::string>& sets) {
+                 const eval::GenerateOptions& options, const std::vector<std::string>& sets, bool allow_nonfinite) {
   train::Config config;
   if (model::is_hf_model_dir(model_path)) {
     config.model.init = model_path;
@@ -236,6 +241,9 @@ int cmd_generate(const std::string& model_path, const std::string& prompt, std::
   eval::GenerateOptions o = options;
   if (!bytes) o.stop_id = tokenizer->end_of_text();
   model::CausalLm lm = family::make_lm(config.model, 0);
+  family::EvalSettings finite;
+  finite.allow_nonfinite = allow_nonfinite;
+  family::refuse_nonfinite_model(*lm, model_path, finite);  // else NaN logits decode as token 0, NUL bytes
   lm->to(dist::resolve_device(config.train.device, 0, "train.device"));
   const std::vector<int64_t> out = eval::generate(*lm, ids, o);
   std::string text;
@@ -309,6 +317,25 @@ int cmd_inspect(const std::string& path) {
 
 }  // namespace
 
+// Numbers on the command line, each refused in one line naming what was expected: a finite
+// number within fp32's range (what weights and merge factors become), optionally at least MIN.
+// CLI11's own number checks let "inf", "nan" and 1e39 through, and print DBL_MAX's 309 digits as
+// the upper end of their range.
+CLI::Validator number_check(std::optional<double> min = std::nullopt) {
+  return CLI::Validator(
+      [min](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end != '\0') return "expected a number, found \"" + text + "\"";
+        if (!std::isfinite(v) || std::abs(v) > std::numeric_limits<float>::max())
+          return "expected a finite number within fp32's range (|x| <= 3.4e38), found " + text;
+        if (min && v < *min) return "expected a number >= " + eval::format_fixed(*min, *min == std::floor(*min) ? 0 : 3) + ", found " + text;
+        return "";
+      },
+      min ? "NUMBER>=" + std::to_string(static_cast<int64_t>(*min)) : "NUMBER");
+}
+const CLI::Validator kFinite = number_check(), kNonNegative = number_check(0.0), kPositive = number_check(1.0);
+
 int main(int argc, char** argv) {
   CLI::App app{"lofi: fine-tune across nodes without communicating gradients, then average the weights"};
   app.set_version_flag("--version", [] { return version_text(); });
@@ -333,9 +360,10 @@ int main(int argc, char** argv) {
   auto* launch = app.add_subcommand("launch", "Run K local workers with torchrun's environment: lofi launch --workers K -- train ...");
   dist::LaunchOptions launch_opt;
   std::vector<std::string> launch_args;
-  launch->add_option("--workers,-k", launch_opt.workers, "number of worker processes")->check(CLI::PositiveNumber);
+  launch->add_option("--workers,-k", launch_opt.workers, "number of worker processes")->check(kPositive);
   launch->add_option("--threads", launch_opt.threads, "intra-op threads per worker (default: cores / workers)");
-  launch->add_option("--master-port", launch_opt.master_port, "rendezvous port on 127.0.0.1 (default: a free one)");
+  launch->add_option("--master-port", launch_opt.master_port, "rendezvous port on 127.0.0.1 (default: a free one)")
+      ->check(CLI::Range(0, 65535));
   launch->add_option("command", launch_args, "lofi subcommand and its arguments, after --")->required();
 
   // Flags shared by average and merge: inputs, output and the engine's checks.
@@ -354,7 +382,7 @@ int main(int argc, char** argv) {
   auto* average = app.add_subcommand("average", "Average checkpoints or run directories: lofi average A B ... --out OUT (lofi merge --method average)");
   merge::AverageOptions avg;
   add_merge_flags(average, avg, "average");
-  average->add_option("--weights", avg.weights, "weights w1,w2,... (normalised)")->delimiter(',')->allow_extra_args(false);
+  average->add_option("--weights", avg.weights, "weights w1,w2,... (normalised)")->delimiter(',')->allow_extra_args(false)->check(kFinite);
 
   std::string method_help = "merge method:";
   for (const auto& name : merge::method_names()) method_help += "\n  " + name + ": " + merge::find_method(name).summary();
@@ -363,10 +391,10 @@ int main(int argc, char** argv) {
   add_merge_flags(merge_cmd, mrg, "merge");
   merge_cmd->add_option("--method", mrg.method, method_help)->capture_default_str();
   merge_cmd->add_option("--base", mrg.base, "the model the inputs were fine-tuned from (task-arithmetic, ties, dare)");
-  merge_cmd->add_option("--weights", mrg.weights, "weights w1,w2,... (average: normalised; others: as given, may be negative)")->delimiter(',')->allow_extra_args(false);
-  merge_cmd->add_option("--lambda", mrg.params.lambda, "task-arithmetic, ties, dare: scale of the merged difference")->capture_default_str();
-  merge_cmd->add_option("--density", mrg.params.density, "ties, dare: fraction of each difference kept, in (0, 1]")->capture_default_str();
-  merge_cmd->add_option("--t", mrg.params.t, "slerp: 0 gives the first input, 1 the second")->capture_default_str();
+  merge_cmd->add_option("--weights", mrg.weights, "weights w1,w2,... (average: normalised; others: as given, may be negative)")->delimiter(',')->allow_extra_args(false)->check(kFinite);
+  merge_cmd->add_option("--lambda", mrg.params.lambda, "task-arithmetic, ties, dare: scale of the merged difference")->capture_default_str()->check(kFinite);
+  merge_cmd->add_option("--density", mrg.params.density, "ties, dare: fraction of each difference kept, in (0, 1]")->capture_default_str()->check(kFinite);
+  merge_cmd->add_option("--t", mrg.params.t, "slerp: 0 gives the first input, 1 the second")->capture_default_str()->check(kFinite);
   merge_cmd->add_option("--seed", mrg.params.seed, "dare: seed of the drop masks")->capture_default_str();
 
   // Evaluation flags shared by eval, soup and interpolate.
@@ -380,7 +408,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--config,-c", ev.config, "config giving the model's shape (default: the checkpoint's own)");
     cmd->add_option("--set", ev.sets, "override a config key: section.key=value");
     cmd->add_option("--seq-len", ev.settings.seq_len, "window length (default: data.seq_len)");
-    cmd->add_option("--batch", ev.settings.batch, "windows per forward pass")->check(CLI::PositiveNumber);
+    cmd->add_option("--batch", ev.settings.batch, "windows per forward pass")->check(kPositive);
     cmd->add_option("--max-windows", ev.settings.max_windows, "score at most this many windows per dataset (0: all)");
     cmd->add_option("--json", ev.json, "also write the results as JSON here");
   };
@@ -391,6 +419,7 @@ int main(int argc, char** argv) {
                        "checkpoints or Hugging Face model directories to ensemble (mean of probabilities), shown beside their weight average")
       ->check(CLI::ExistingPath);
   add_eval_flags(eval_cmd);
+  eval_cmd->add_flag("--allow-nonfinite", ev.settings.allow_nonfinite, "score weights holding NaN or Inf (refused by default)");
 
   auto* soup = app.add_subcommand("soup", "Greedy soup: add candidates by held-out score while the average improves");
   std::vector<std::string> soup_candidates;
@@ -422,12 +451,14 @@ int main(int argc, char** argv) {
   generate->add_option("--prompt,-p", gen_prompt, "text to continue")->required();
   generate->add_option("--tokenizer", gen_tokenizer,
                        "Hugging Face tokenizer directory (default: the model's, or its run's pretrained directory); bytes: ids are bytes");
-  generate->add_option("--max-new-tokens", gen.max_new_tokens, "tokens to add")->check(CLI::NonNegativeNumber);
+  generate->add_option("--max-new-tokens", gen.max_new_tokens, "tokens to add")->check(kNonNegative);
   generate->add_option("--temperature", gen.temperature, "0: greedy; > 0: sample softmax(logits / temperature)")
-      ->check(CLI::NonNegativeNumber);
-  generate->add_option("--top-k", gen.top_k, "sample among the K most likely tokens (0: all)")->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
+  generate->add_option("--top-k", gen.top_k, "sample among the K most likely tokens (0: all)")->check(kNonNegative);
   generate->add_option("--seed", gen.seed, "sampling seed");
   generate->add_option("--set", gen_sets, "override a config key (e.g. train.device=cuda)");
+  bool gen_allow_nonfinite = false;
+  generate->add_flag("--allow-nonfinite", gen_allow_nonfinite, "generate from weights holding NaN or Inf (refused by default)");
 
   auto* export_cmd = app.add_subcommand("export", "Write a checkpoint as a Hugging Face model directory: lofi export --format hf IN OUT_DIR");
   family::ExportOptions export_opt;
@@ -457,14 +488,14 @@ int main(int argc, char** argv) {
   prepare->add_option("--seed", prep.seed, "seed of the validation split");
   prepare->add_option("--shard-tokens", prep.shard_tokens,
                       "at most this many tokens per file: OUT.train-00000.bin, OUT.train-00001.bin, ... (0: one file per split)")
-      ->check(CLI::NonNegativeNumber);
-  prepare->add_option("--threads", prep.threads, "tokenizing threads (default: all cores)")->check(CLI::PositiveNumber);
+      ->check(kNonNegative);
+  prepare->add_option("--threads", prep.threads, "tokenizing threads (default: all cores)")->check(kPositive);
   prepare->add_flag("--quiet", prep_quiet, "no progress line");
 
   auto* demo = app.add_subcommand("demo", "The embedded default: baseline vs lo-fi on a small language model and a small ViT, with shifts");
   demo::DemoOptions demo_opt;
   demo->add_option("--out", demo_opt.out, "output directory");
-  demo->add_option("--workers", demo_opt.workers, "baseline workers = lo-fi nodes")->check(CLI::PositiveNumber);
+  demo->add_option("--workers", demo_opt.workers, "baseline workers = lo-fi nodes")->check(kPositive);
   demo->add_option("--pretrain-steps", demo_opt.pretrain_steps, "pretraining steps (cached)");
   demo->add_option("--steps", demo_opt.finetune_steps, "fine-tuning steps");
   demo->add_option("--eval-windows", demo_opt.eval_windows, "windows per evaluation set");
@@ -512,7 +543,7 @@ int main(int argc, char** argv) {
     if (*eval_cmd) return cmd_eval(ev);
     if (*soup) return cmd_soup(soup_candidates, ev, soup_out, soup_allow_nonfinite);
     if (*interpolate) return cmd_interpolate(interp_a, interp_b, interp_points, ev);
-    if (*generate) return cmd_generate(gen_model, gen_prompt, gen_tokenizer, gen, gen_sets);
+    if (*generate) return cmd_generate(gen_model, gen_prompt, gen_tokenizer, gen, gen_sets, gen_allow_nonfinite);
     if (*inspect) return cmd_inspect(inspect_path);
     if (*export_cmd) {
       for (const auto& f : family::export_checkpoint(export_in, export_out, export_opt)) std::printf("written: %s\n", f.c_str());

@@ -8,9 +8,20 @@
 #include "lofi/error.h"
 #include "lofi/eval/progress.h"
 #include "lofi/family/image_task.h"
+#include "lofi/merge/nonfinite.h"
 #include "lofi/model/weights.h"
 
 namespace lofi::family {
+
+namespace {
+
+void refuse_nonfinite_vit(const torch::nn::Module& vit, const std::string& source, const ImageEvalSettings& settings) {
+  if (settings.allow_nonfinite) return;
+  merge::refuse_nonfinite_weights(model::module_weights(vit), source,
+                                  "the weights of a diverged run; leave it out, or pass --allow-nonfinite to use it anyway");
+}
+
+}  // namespace
 
 struct ImageEvaluator::Set {
   data::ImageFolder folder;
@@ -104,6 +115,7 @@ std::vector<eval::ClassificationScore> ImageEvaluator::score(const io::NamedTens
 
 std::vector<eval::ClassificationScore> ImageEvaluator::score_file(const std::string& checkpoint) {
   model::load_module_weights(*vit_, io::SafetensorsFile(checkpoint));
+  refuse_nonfinite_vit(*vit_, checkpoint, settings_);
   vit_->eval();
   return run([&](const torch::Tensor& x) { return torch::log_softmax(vit_->forward(x), -1); });
 }
@@ -116,6 +128,7 @@ std::vector<eval::ClassificationScore> ImageEvaluator::score_ensemble(const std:
     members.push_back(make_vit(shape, static_cast<int64_t>(classes_.size()), 0));
     members.back()->to(device_);
     model::load_module_weights(*members.back(), io::SafetensorsFile(path));
+    refuse_nonfinite_vit(*members.back(), path, settings_);
     members.back()->eval();
   }
   return run([&](const torch::Tensor& x) {

@@ -30,6 +30,7 @@ struct ImageEvalSettings {
   int64_t max_images = 0;             // per set; 0: all
   int64_t threads = 2;                // decoding threads
   int64_t cache_bytes = 1LL << 29;    // keep decoded sets up to this size in memory
+  bool allow_nonfinite = false;       // score weights holding NaN or Inf (else refused, naming the tensor)
 };
 
 class ImageEvaluator {

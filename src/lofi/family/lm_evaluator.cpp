@@ -3,6 +3,7 @@
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/family/lm_model.h"
+#include "lofi/merge/nonfinite.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/weights.h"
 
@@ -48,9 +49,16 @@ std::vector<eval::LmScore> LmEvaluator::score(const io::NamedTensors& weights) {
   return score_model(*lm_);
 }
 
+void refuse_nonfinite_model(const torch::nn::Module& model, const std::string& source, const EvalSettings& settings) {
+  if (settings.allow_nonfinite) return;
+  merge::refuse_nonfinite_weights(model::module_weights(model), source,
+                                  "the weights of a diverged run; leave it out, or pass --allow-nonfinite to use it anyway");
+}
+
 std::vector<eval::LmScore> LmEvaluator::score_file(const std::string& checkpoint) {
   if (model::is_hf_model_dir(checkpoint)) model::load_hf_weights(*lm_, checkpoint);
   else model::load_module_weights(*lm_, io::SafetensorsFile(checkpoint), model::tied_copies(*lm_));
+  refuse_nonfinite_model(*lm_, checkpoint, settings_);
   return score_model(*lm_);
 }
 
@@ -60,6 +68,7 @@ std::vector<eval::LmScore> LmEvaluator::score_ensemble(const std::vector<std::st
     train::ModelConfig shape = config_.model;
     shape.init = path;
     members.push_back(make_lm(shape, 0));
+    refuse_nonfinite_model(*members.back(), path, settings_);
     members.back()->to(device_);
   }
   std::vector<eval::LmScore> out;

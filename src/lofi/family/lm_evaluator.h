@@ -26,7 +26,12 @@ struct EvalSettings {
   int64_t seq_len = 0;      // 0: the config's data.seq_len
   int64_t batch = 16;       // windows per forward pass
   int64_t max_windows = 0;  // per dataset; 0: all
+  bool allow_nonfinite = false;  // score weights holding NaN or Inf (else refused, naming the tensor)
 };
+
+// Refuses a model whose weights hold NaN or Inf (scoring it would print NaN as if it were a
+// result), naming SOURCE and the tensor, unless SETTINGS allow it.
+void refuse_nonfinite_model(const torch::nn::Module& model, const std::string& source, const EvalSettings& settings);
 
 class LmEvaluator {
  public:

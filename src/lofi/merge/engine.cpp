@@ -12,6 +12,7 @@
 #include <numeric>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
@@ -110,10 +111,9 @@ MergeResult merge_checkpoints(const MergeOptions& opt) {
   std::vector<double> weights = opt.weights.empty() ? std::vector<double>(inputs.size(), 1.0) : opt.weights;
   if (weights.size() != inputs.size())
     fail(what, ": ", weights.size(), " weights for ", inputs.size(), " inputs (run directories count one per node)");
-  for (double w : weights) {
-    if (!std::isfinite(w)) fail(what, ": weights must be finite, found ", w);
+  check_numbers(opt.params, weights, what);
+  for (double w : weights)
     if (method.normalises_weights() && w < 0) fail(what, ": weights must be non-negative, found ", w);
-  }
   if (method.needs_base() && opt.base.empty())
     fail(what, ": needs --base, the model the inputs were fine-tuned from (their differences from it are merged)");
   if (!method.needs_base() && !opt.base.empty())
@@ -259,7 +259,12 @@ MergeResult merge_checkpoints(const MergeOptions& opt) {
     for (size_t i = 0; i < files.size(); ++i) piece.inputs.push_back(read(i, *entries[i], files[i]->source()));
     if (base) piece.base = read(files.size(), *base->find(in_entry.name), base->source());
     // copy=true: the result may be the method's reused buffer, and the writer may not have taken it yet.
-    return method.merge(std::move(piece), opt.params).to(io::dtype_from_safetensors(layout[item.tensor].dtype, first.source()), false, true);
+    torch::Tensor merged =
+        method.merge(std::move(piece), opt.params).to(io::dtype_from_safetensors(layout[item.tensor].dtype, first.source()), false, true);
+    // Finite inputs can still merge to Inf (a large --lambda or weight, or an output dtype too
+    // narrow): checked as it streams, so nothing is written.
+    if (!opt.allow_nonfinite) refuse_nonfinite_output(merged, what, in_entry.name, item.first);
+    return merged;
   };
   std::vector<std::thread> pool;
   auto finish_pool = [&] {
@@ -336,28 +341,47 @@ io::NamedTensors merge_in_memory(const Method& method, const std::vector<const i
                                  const std::vector<double>& weights, const MethodParams& params, const io::NamedTensors* base) {
   if (models.empty() || models.size() != weights.size()) fail("merge: ", models.size(), " models, ", weights.size(), " weights");
   if (method.needs_base() != (base != nullptr)) fail("merge: the method ", method.needs_base() ? "needs" : "takes no", " base model");
+  check_numbers(params, weights, "merge");
   if (method.normalises_weights() && !(std::accumulate(weights.begin(), weights.end(), 0.0) > 0)) fail("merge: weights sum to 0");
   method.check(models.size(), params);
-  io::NamedTensors out;
   const io::NamedTensors& first = *models[0];
-  for (size_t t = 0; t < first.size(); ++t) {
-    const auto& [name, tensor] = first[t];
-    auto same = [&](const io::NamedTensors& m) {
-      return m.size() == first.size() && m[t].first == name && m[t].second.sizes() == tensor.sizes();
-    };
-    for (const auto* m : models)
-      if (!same(*m)) fail("merge: models differ at tensor '", name, "'");
-    if (base && !same(*base)) fail("merge: the base model differs from the inputs at tensor '", name, "'");
+  // Tensors pair by name, whatever order each file stores them in (a file re-saved by another
+  // tool may list them otherwise); the sets must be equal.
+  auto by_name = [&](const io::NamedTensors& m, const std::string& which) {
+    std::unordered_map<std::string, const torch::Tensor*> index;
+    for (const auto& [name, tensor] : m) index[name] = &tensor;
+    if (index.size() != first.size() || m.size() != first.size())
+      fail("merge: models differ: ", which, " has ", m.size(), " tensors, the first model ", first.size());
+    for (const auto& [name, tensor] : first) {
+      auto it = index.find(name);
+      if (it == index.end()) fail("merge: models differ at tensor '", name, "': ", which, " has no such tensor");
+      if (it->second->sizes() != tensor.sizes())
+        fail("merge: models differ at tensor '", name, "': shape ", it->second->sizes(), " in ", which, ", ", tensor.sizes(),
+             " in the first model");
+    }
+    return index;
+  };
+  std::vector<std::unordered_map<std::string, const torch::Tensor*>> indexes;
+  for (size_t i = 0; i < models.size(); ++i) indexes.push_back(by_name(*models[i], cat("model ", i + 1)));
+  std::unordered_map<std::string, const torch::Tensor*> base_index;
+  if (base) base_index = by_name(*base, "the base model");
+  io::NamedTensors out;
+  for (const auto& [name, tensor] : first) {
     if (!tensor.is_floating_point()) {
+      for (size_t i = 1; i < models.size(); ++i)
+        if (!torch::equal(tensor, *indexes[i].at(name)))
+          fail("merge: integer tensor '", name, "' differs between the first model and model ", i + 1);
       out.emplace_back(name, tensor.clone());
       continue;
     }
     Piece piece;
     piece.name = name;
     piece.weights = weights;
-    for (const auto* m : models) piece.inputs.push_back((*m)[t].second.contiguous().view(-1));  // (numel,)
-    if (base) piece.base = (*base)[t].second.contiguous().view(-1);
-    out.emplace_back(name, method.merge(std::move(piece), params).to(tensor.scalar_type(), false, true).view(tensor.sizes()));
+    for (const auto& index : indexes) piece.inputs.push_back(index.at(name)->contiguous().view(-1));  // (numel,)
+    if (base) piece.base = base_index.at(name)->contiguous().view(-1);
+    torch::Tensor merged = method.merge(std::move(piece), params).to(tensor.scalar_type(), false, true);
+    refuse_nonfinite_output(merged, "merge", name, 0);
+    out.emplace_back(name, merged.view(tensor.sizes()));
   }
   return out;
 }

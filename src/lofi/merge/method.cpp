@@ -1,6 +1,8 @@
 #include "lofi/merge/method.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "lofi/error.h"
 
@@ -36,6 +38,17 @@ std::vector<std::string> MethodRegistry::names() const {
   for (const auto& entry : methods_) out.push_back(entry.first);
   std::sort(out.begin(), out.end());
   return out;
+}
+
+void check_numbers(const MethodParams& params, const std::vector<double>& weights, const std::string& what) {
+  const double fp32_max = std::numeric_limits<float>::max();
+  auto in_range = [&](double v) { return std::isfinite(v) && std::abs(v) <= fp32_max; };
+  if (!in_range(params.lambda))
+    fail(what, ": --lambda must be a finite number within fp32's range (|lambda| <= 3.4e38), found ", params.lambda);
+  if (!in_range(params.t)) fail(what, ": --t must be a finite number, found ", params.t);
+  if (!std::isfinite(params.density)) fail(what, ": --density must be a finite number in (0, 1], found ", params.density);
+  for (double w : weights)
+    if (!in_range(w)) fail(what, ": weights must be finite numbers within fp32's range (|w| <= 3.4e38), found ", w);
 }
 
 const Method& find_method(const std::string& name) {

@@ -54,6 +54,10 @@ class Method {
 
 // The method registered as NAME ("average", "ties", ...); an unknown name is refused, listing the known.
 const Method& find_method(const std::string& name);
+
+// Refuses, naming WHAT, a --lambda, --t or --density that is not a finite number, and weights that
+// are not finite numbers within fp32's range (merges compute in the inputs' dtype: 1e39 is Inf).
+void check_numbers(const MethodParams& params, const std::vector<double>& weights, const std::string& what);
 std::vector<std::string> method_names();  // sorted
 
 // The dtype a method computes in for inputs of dtype INPUT: float64 for float64, else float32.

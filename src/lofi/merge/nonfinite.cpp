@@ -34,15 +34,35 @@ bool all_finite(const torch::Tensor& values) {
 
 }  // namespace
 
+std::optional<std::pair<int64_t, double>> first_nonfinite(const torch::Tensor& values) {
+  if (!values.is_floating_point() || values.numel() == 0 || all_finite(values)) return std::nullopt;
+  torch::Tensor finite = torch::isfinite(values).reshape({-1});
+  if (finite.all().item<bool>()) return std::nullopt;
+  const int64_t index = (~finite).nonzero()[0][0].item<int64_t>();
+  return std::pair{index, values.reshape({-1})[index].item<double>()};
+}
+
 void refuse_nonfinite(const torch::Tensor& values, const std::string& source, const std::string& name, int64_t offset,
                       const std::string& flag) {
-  if (!values.is_floating_point() || values.numel() == 0 || all_finite(values)) return;
-  torch::Tensor finite = torch::isfinite(values).reshape({-1});
-  if (finite.all().item<bool>()) return;
-  const int64_t index = (~finite).nonzero()[0][0].item<int64_t>();
-  const double bad = values.reshape({-1})[index].item<double>();
-  fail(source, ": tensor '", name, "' holds ", std::isnan(bad) ? "NaN" : "Inf", " (element ", offset + index,
+  const auto bad = first_nonfinite(values);
+  if (!bad) return;
+  fail(source, ": tensor '", name, "' holds ", std::isnan(bad->second) ? "NaN" : "Inf", " (element ", offset + bad->first,
        "): the weights of a diverged run; leave the file out, or pass ", flag, " to use it anyway");
+}
+
+void refuse_nonfinite_output(const torch::Tensor& values, const std::string& what, const std::string& name, int64_t offset) {
+  const auto bad = first_nonfinite(values);
+  if (!bad) return;
+  fail(what, ": the merged tensor '", name, "' holds ", std::isnan(bad->second) ? "NaN" : "Inf", " (element ", offset + bad->first,
+       ") although every input is finite: the merge overflows its output dtype; use smaller --lambda or --weights. "
+       "Nothing was written");
+}
+
+void refuse_nonfinite_weights(const io::NamedTensors& tensors, const std::string& source, const std::string& remedy) {
+  for (const auto& [name, t] : tensors)
+    if (const auto bad = first_nonfinite(t))
+      fail(source, ": tensor '", name, "' holds ", std::isnan(bad->second) ? "NaN" : "Inf", " (element ", bad->first, "): ",
+           remedy);
 }
 
 void refuse_nonfinite(const io::NamedTensors& tensors, const std::string& source, const std::string& flag) {

@@ -203,6 +203,13 @@ void validate(const Config& c) {
   auto need = [](bool ok, const auto&... why) {
     if (!ok) fail("config: ", why...);
   };
+  // Every number finite: inf and nan pass the range checks below (inf > 0) and would only show as
+  // a diverged or endless run.
+  Config fields_of = c;  // config_fields hands out pointers into a config it may change
+  for (const auto& field : config_fields(fields_of))
+    if (const auto* v = std::get_if<double*>(&field.target); v && !std::isfinite(**v))
+      fail("config: ", field.key, " must be a finite number, found ", **v);
+  need(!c.run.dir.empty(), "run.dir must name a directory, found an empty value");
   need(c.model.image_size >= 0 && c.model.num_classes >= 0, "model.image_size and model.num_classes must be >= 0");
   need(c.model.drop_path >= 0 && c.model.drop_path < 1, "model.drop_path must be in [0, 1), found ", c.model.drop_path);
   need(c.images.loader_threads >= 1 && c.images.prefetch >= 1, "images.loader_threads and images.prefetch must be >= 1");

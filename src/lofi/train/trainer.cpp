@@ -23,6 +23,7 @@
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/io/safetensors_set.h"
+#include "lofi/merge/nonfinite.h"
 #include "lofi/model/weights.h"
 #include "lofi/run/run_dir.h"
 #include "lofi/seed.h"
@@ -174,6 +175,10 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
 
   // Every node starts from the same weights: the init depends on the seed alone.
   std::unique_ptr<Task> task = make_task(config, topo, seed::init(static_cast<uint64_t>(tc.seed)));
+  // A pretrained start holding NaN or Inf would only surface as a "divergence" at step 1.
+  if (!config.model.init.empty() && start.mode != run::StartMode::resume)
+    merge::refuse_nonfinite_weights(model::module_weights(task->model()), "model.init " + config.model.init,
+                                    "the weights of a diverged run cannot be fine-tuned; give another model.init");
   task->model().to(device);
   task->set_device(device);
   torch::nn::Module& model = task->model();

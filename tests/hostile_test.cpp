@@ -1,0 +1,155 @@
+// Hostile input through the CLI, one table: each case runs a lofi command on bad input (made by
+// fixtures/hostile/make_inputs.py from a model trained here) and asserts the exit status, the
+// words of its one-line message, and that nothing was left where the output would have been.
+// Cases that must be accepted (tensors stored in another order) assert exit 0. Add a row per new
+// hostile case.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace lofi {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct HostileCase {
+  std::string name;
+  std::string command;                // lofi arguments; {good}, {nan}, ... are replaced (see inputs())
+  bool fails;                         // exit status non-zero (else 0)
+  std::vector<std::string> words;     // in the output (the error line when it fails)
+  std::vector<std::string> absent;    // paths that must not exist afterwards ({out}, {json}, {run})
+};
+
+void PrintTo(const HostileCase& c, std::ostream* os) { *os << c.name; }
+
+const std::vector<HostileCase>& cases() {
+  static const std::vector<HostileCase> all = {
+      // Numbers: non-finite flags never reach the arithmetic.
+      {"merge-lambda-inf", "merge --method task-arithmetic --base {good} {shifted} --lambda inf --out {out}", true,
+       {"--lambda", "finite"}, {"{out}"}},
+      {"merge-lambda-nan", "merge --method task-arithmetic --base {good} {shifted} --lambda nan --out {out}", true,
+       {"--lambda", "finite"}, {"{out}"}},
+      {"merge-lambda-1e39", "merge --method task-arithmetic --base {good} {shifted} --lambda 1e39 --out {out}", true,
+       {"--lambda", "fp32's range"}, {"{out}"}},
+      {"average-weight-inf", "average {good} {shifted} --weights inf,1 --out {out}", true, {"--weights", "finite"}, {"{out}"}},
+      {"generate-temperature-inf", "generate --model {good} --prompt hi --tokenizer bytes --temperature inf", true,
+       {"--temperature", "finite"}, {}},
+      {"train-lr-inf", "train {tiny} --set train.lr=inf", true, {"train.lr must be a finite number"}, {"{run}"}},
+      {"train-run-dir-empty", "train {tiny} --set run.dir=", true, {"run.dir must name a directory"}, {}},
+      {"launch-port-too-high", "launch --master-port 70000 --workers 1 -- train {tiny}", true, {"--master-port", "70000", "65535"},
+       {"{run}"}},
+      {"launch-port-negative", "launch --master-port -5 --workers 1 -- train {tiny}", true, {"--master-port", "-5"}, {"{run}"}},
+      {"launch-no-workers", "launch --workers 0 -- train {tiny}", true, {"--workers", "expected a number >= 1, found 0"}, {"{run}"}},
+      // Finite inputs that merge to Inf: checked as the output streams, nothing written.
+      {"merge-overflows", "merge --method task-arithmetic --base {good} {shifted} {shifted} --weights 3e38,3e38 --out {out}", true,
+       {"holds Inf", "overflows", "Nothing was written"}, {"{out}"}},
+      // Weights holding NaN or Inf: refused by name wherever they would be used.
+      {"eval-nan", "eval --model {nan} --data d={data} --max-windows 2 --json {json}", true,
+       {"nan.safetensors", "holds NaN", "--allow-nonfinite"}, {"{json}"}},
+      {"eval-nan-allowed", "eval --model {nan} --data d={data} --max-windows 2 --allow-nonfinite", false, {"d ppl"}, {}},
+      {"eval-ensemble-inf", "eval --ensemble {good} {inf} --data d={data} --max-windows 2 --json {json}", true,
+       {"inf.safetensors", "holds Inf"}, {"{json}"}},
+      {"generate-nan", "generate --model {nan} --prompt hi --tokenizer bytes", true, {"nan.safetensors", "holds NaN"}, {}},
+      {"train-init-nan", "train {tiny} --set model.init={nan}", true, {"model.init", "holds NaN", "give another model.init"},
+       {"{run}/node-00/final.safetensors"}},
+      {"average-input-nan", "average {good} {nan} --out {out}", true, {"nan.safetensors", "holds NaN"}, {"{out}"}},
+      // Tensors stored in another order pair by name: accepted.
+      {"average-reordered", "average {good} {reordered} --out {out}", false, {"averaged 2 checkpoints"}, {}},
+      {"interpolate-reordered", "interpolate {good} {reordered} --points 3 --data d={data} --max-windows 2", false, {"alpha"}, {}},
+      {"soup-reordered", "soup {good} {reordered} --data d={data} --max-windows 2", false, {"soup"}, {}},
+      {"ensemble-reordered", "eval --ensemble {good} {reordered} --data d={data} --max-windows 2", false, {"ensemble"}, {}},
+  };
+  return all;
+}
+
+class CliHostile : public ::testing::TestWithParam<HostileCase> {
+ protected:
+  // One trained model and its hostile variants for every case.
+  static void SetUpTestSuite() {
+    // (scratch_dir() names a directory after the running test; there is none yet.)
+    dir_ = new std::string((fs::temp_directory_path() / ("lofi-test-CliHostile-" + std::to_string(::getpid()))).string());
+    fs::remove_all(*dir_);
+    fs::create_directories(*dir_);
+    data_ = new std::string(test::write_corpus(*dir_, "general", 20000));
+    auto t = test::run_lofi("train " + test::tiny_train_flags(*data_, *dir_ + "/trained"));
+    ASSERT_EQ(t.status, 0) << t.output;
+    auto made = test::run_python("hostile/make_inputs.py", *dir_ + "/trained/node-00/final.safetensors " + *dir_);
+    ASSERT_EQ(made.status, 0) << made.output;
+  }
+  static void TearDownTestSuite() {
+    if (!::testing::UnitTest::GetInstance()->failed_test_count()) fs::remove_all(*dir_);
+    delete dir_;
+    delete data_;
+  }
+  static std::string* dir_;
+  static std::string* data_;
+};
+std::string* CliHostile::dir_ = nullptr;
+std::string* CliHostile::data_ = nullptr;
+
+std::string expand(std::string text, const std::map<std::string, std::string>& values) {
+  for (const auto& [key, value] : values)
+    for (size_t at; (at = text.find(key)) != std::string::npos;) text.replace(at, key.size(), value);
+  return text;
+}
+
+TEST_P(CliHostile, EndsAsItShould) {
+  const HostileCase& c = GetParam();
+  ASSERT_NE(dir_, nullptr);
+  const std::string here = *dir_ + "/" + c.name;
+  fs::create_directories(here);
+  const std::map<std::string, std::string> values = {
+      {"{good}", *dir_ + "/trained/node-00/final.safetensors"}, {"{nan}", *dir_ + "/nan.safetensors"},
+      {"{inf}", *dir_ + "/inf.safetensors"},                   {"{reordered}", *dir_ + "/reordered.safetensors"},
+      {"{shifted}", *dir_ + "/shifted.safetensors"},           {"{data}", *data_},
+      {"{out}", here + "/out.safetensors"},                    {"{json}", here + "/out.json"},
+      {"{tiny}", test::tiny_train_flags(*data_, here + "/run")}, {"{run}", here + "/run"}};
+  const auto r = test::run_lofi(expand(c.command, values));
+  if (c.fails) {
+    EXPECT_NE(r.status, 0) << r.output;
+    // The error's line: lofi's, or the command line parser's (which starts with the flag).
+    EXPECT_TRUE(r.output.find("lofi: error: ") != std::string::npos || r.output.rfind("--", 0) == 0) << r.output;
+  } else {
+    EXPECT_EQ(r.status, 0) << r.output;
+  }
+  for (const auto& word : c.words) EXPECT_NE(r.output.find(word), std::string::npos) << "missing \"" << word << "\" in: " << r.output;
+  for (const auto& path : c.absent) EXPECT_FALSE(fs::exists(expand(path, values))) << expand(path, values) << " was left";
+  // No temporary files next to the outputs either.
+  for (const auto& entry : fs::directory_iterator(here))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path() << " was left";
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, CliHostile, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<HostileCase>& info) {
+                           std::string name = info.param.name;
+                           for (char& ch : name)
+                             if (ch == '-') ch = '_';
+                           return name;
+                         });
+
+// Tensors stored in another order are the same model: the ensemble's weight average of a model
+// and its reordered copy scores exactly as the model does.
+TEST(CliHostileOrder, ReorderedCopyAveragesToTheSameModel) {
+  const std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  ASSERT_EQ(test::run_lofi("train " + test::tiny_train_flags(data, dir + "/run")).status, 0);
+  const std::string good = dir + "/run/node-00/final.safetensors";
+  ASSERT_EQ(test::run_python("hostile/make_inputs.py", good + " " + dir).status, 0);
+  auto r = test::run_lofi("eval --ensemble " + good + " " + dir + "/reordered.safetensors --data d=" + data +
+                          " --max-windows 4 --json " + dir + "/e.json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto results = nlohmann::json::parse(std::ifstream(dir + "/e.json"))["results"];
+  std::map<std::string, double> loss;
+  for (const auto& row : results) loss[row["model"].get<std::string>()] = row["datasets"]["d"]["loss"].get<double>();
+  ASSERT_EQ(loss.size(), 4u) << results.dump();
+  const double model_loss = loss.at(good);
+  for (const auto& [name, value] : loss) EXPECT_NEAR(value, model_loss, 1e-6) << name;
+}
+
+}  // namespace
+}  // namespace lofi
