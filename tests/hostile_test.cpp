@@ -24,6 +24,8 @@ struct HostileCase {
   bool fails;                         // exit status non-zero (else 0)
   std::vector<std::string> words;     // in the output (the error line when it fails)
   std::vector<std::string> absent;    // paths that must not exist afterwards ({out}, {json}, {run})
+  std::string setup;                  // lofi arguments run first (must succeed), e.g. a run to resume
+  std::vector<std::string> not_words = {};  // must not be in the output
 };
 
 void PrintTo(const HostileCase& c, std::ostream* os) { *os << c.name; }
@@ -59,6 +61,13 @@ const std::vector<HostileCase>& cases() {
       {"train-init-nan", "train {tiny} --set model.init={nan}", true, {"model.init", "holds NaN", "give another model.init"},
        {"{run}/node-00/final.safetensors"}},
       {"average-input-nan", "average {good} {nan} --out {out}", true, {"nan.safetensors", "holds NaN"}, {"{out}"}},
+      // Clear paths, not circles.
+      {"eval-data-name-twice", "eval --model {good} --data d={data} --data d={shifted} --json {json}", true,
+       {"--data d is given twice"}, {"{json}"}},
+      {"generate-prompt-too-long", "generate --model {good} --prompt 0123456789abcdefghijklmnopqrstuvwxyz --tokenizer bytes "
+       "--max-new-tokens 2", false, {"the prompt's 36 tokens are more than the model's 16 positions"}, {}},
+      {"resume-nothing-left", "train {tiny} --resume", false, {"no steps left (its checkpoint is at step 6 of 6)"}, {},
+       "train {tiny}", {"final loss 0.0000"}},
       // Tensors stored in another order pair by name: accepted.
       {"average-reordered", "average {good} {reordered} --out {out}", false, {"averaged 2 checkpoints"}, {}},
       {"interpolate-reordered", "interpolate {good} {reordered} --points 3 --data d={data} --max-windows 2", false, {"alpha"}, {}},
@@ -110,7 +119,12 @@ TEST_P(CliHostile, EndsAsItShould) {
       {"{shifted}", *dir_ + "/shifted.safetensors"},           {"{data}", *data_},
       {"{out}", here + "/out.safetensors"},                    {"{json}", here + "/out.json"},
       {"{tiny}", test::tiny_train_flags(*data_, here + "/run")}, {"{run}", here + "/run"}};
+  if (!c.setup.empty()) {
+    const auto s = test::run_lofi(expand(c.setup, values));
+    ASSERT_EQ(s.status, 0) << s.output;
+  }
   const auto r = test::run_lofi(expand(c.command, values));
+  for (const auto& word : c.not_words) EXPECT_EQ(r.output.find(word), std::string::npos) << "\"" << word << "\" in: " << r.output;
   if (c.fails) {
     EXPECT_NE(r.status, 0) << r.output;
     // The error's line: lofi's, or the command line parser's (which starts with the flag).

@@ -66,7 +66,10 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& se
   train::TrainedWorker worker = train::run_training(config, env, family::make_task, start);
   train::finish_job(config, worker);  // the node's Hugging Face output, or a lo-fi job's merge
   const train::TrainSummary& s = worker.summary;
-  if (env.rank == 0)
+  if (env.rank == 0 && s.steps_run == 0)  // resumed at its last step: no loss of this start to report
+    std::printf("done: node %lld, no steps left (its checkpoint is at step %lld of %lld)\n", static_cast<long long>(s.node),
+                static_cast<long long>(s.steps), static_cast<long long>(s.steps));
+  else if (env.rank == 0)
     std::printf("done: node %lld, %lld steps in %.1f s, final loss %.4f, bytes sent %lld (between nodes %lld)\n",
                 static_cast<long long>(s.node), static_cast<long long>(s.steps), s.seconds, s.final_loss,
                 static_cast<long long>(s.bytes_within_node + s.bytes_between_nodes),

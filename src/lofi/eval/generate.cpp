@@ -1,5 +1,7 @@
 #include "lofi/eval/generate.h"
 
+#include <cstdio>
+
 #include "lofi/error.h"
 
 namespace lofi::eval {
@@ -16,6 +18,9 @@ std::vector<int64_t> generate(model::CausalLmImpl& lm, const std::vector<int64_t
   const torch::Device device = lm.parameters().empty() ? torch::Device(torch::kCPU) : lm.parameters()[0].device();
   auto generator = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   std::vector<int64_t> tokens = prompt;
+  if (static_cast<int64_t>(prompt.size()) > lm.config.max_seq_len)
+    std::fprintf(stderr, "generate: the prompt's %zu tokens are more than the model's %lld positions: it sees the last %lld\n",
+                 prompt.size(), static_cast<long long>(lm.config.max_seq_len), static_cast<long long>(lm.config.max_seq_len));
   for (int64_t n = 0; n < o.max_new_tokens; ++n) {
     const int64_t window = std::min<int64_t>(static_cast<int64_t>(tokens.size()), lm.config.max_seq_len);
     torch::Tensor input = torch::tensor(std::vector<int64_t>(tokens.end() - window, tokens.end()), torch::kInt64)

@@ -14,7 +14,12 @@ std::vector<NamedPath> parse_named_paths(const std::vector<std::string>& args, c
   for (const auto& arg : args) {
     auto eq = arg.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == arg.size()) fail(arg_name, " '", arg, "': expected NAME=PATH");
-    out.push_back({arg.substr(0, eq), arg.substr(eq + 1)});
+    const std::string name = arg.substr(0, eq);
+    // Results are keyed by name: a repeated one would keep one result of two, silently.
+    for (const auto& earlier : out)
+      if (earlier.name == name)
+        fail(arg_name, " ", name, " is given twice (", earlier.path, " and ", arg.substr(eq + 1), "); give each a name of its own");
+    out.push_back({name, arg.substr(eq + 1)});
   }
   return out;
 }

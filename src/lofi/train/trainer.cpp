@@ -344,6 +344,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
 
     summary.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     summary.final_loss = last_loss;
+    summary.steps_run = tc.steps - start_step;
     summary.bytes_within_node = comm.bytes_within_node();
     summary.bytes_between_nodes = comm.bytes_between_nodes();
     if (node_leader) {

@@ -16,7 +16,8 @@ struct TrainSummary {
   int64_t node = 0;
   int64_t steps = 0;
   double seconds = 0;
-  double final_loss = 0;
+  int64_t steps_run = 0;  // by this start (0: a resumed run that had none left)
+  double final_loss = 0;  // of the last step this start ran; meaningless when steps_run is 0
   int64_t bytes_within_node = 0;
   int64_t bytes_between_nodes = 0;
 };
