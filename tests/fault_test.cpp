@@ -228,6 +228,38 @@ TEST(DistFault, MinNodesIsHeldWhenANodeDies) {
   EXPECT_NE(log.find("lofi average " + run + " --min-inputs 1"), std::string::npos) << log;
 }
 
+// A finished 2-node run resumed with more steps, one node killed: the first attempt's merge,
+// averaging check and finals are retired (moved to retired/), so no stale merge stays beside the
+// failure, and the recovery command the job prints averages this attempt's final alone.
+TEST(DistFault, ResumedRunRetiresTheResultsOfTheAttemptBefore) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000), run = dir + "/run";
+  auto first = run_lofi("launch --workers 2 -- " + train_cmd(data, run, "--set dist.nodes=2"));
+  ASSERT_EQ(first.status, 0) << first.output;
+  ASSERT_TRUE(fs::exists(run + "/merged.safetensors"));
+  Background job = start(std::string(LOFI_BIN) + " launch --workers 2 -- " +
+                             train_cmd(data, run, kLong + " --set dist.nodes=2 --resume --resume-changed"),
+                         dir + "/launch.log");
+  const int64_t pid = wait_for_step(run + "/node-01", 20, job);
+  ASSERT_GT(pid, 0) << read_log(job);
+  ::kill(static_cast<pid_t>(pid), SIGKILL);
+  const int status = finish(job, 300);
+  const std::string log = read_log(job);
+  EXPECT_NE(status, 0) << log;
+  ASSERT_NE(status, -1) << "timed out: " << log;
+  EXPECT_NE(log.find("--resume: moved the previous attempt's merged.safetensors"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(run + "/merged.safetensors")) << log;
+  EXPECT_FALSE(fs::exists(run + "/averaging-check.json")) << log;
+  EXPECT_TRUE(fs::exists(run + "/retired/merged.safetensors"));
+  EXPECT_FALSE(fs::exists(run + "/node-01/final.safetensors"));  // the dead node's step-6 final is retired
+  EXPECT_TRUE(fs::exists(run + "/node-01/retired/final.safetensors"));
+  ASSERT_TRUE(fs::exists(run + "/node-00/final.safetensors"));
+  EXPECT_EQ(io::SafetensorsFile(run + "/node-00/final.safetensors").metadata().at("lofi.step"), "1000");
+  // The command the job suggests works: this attempt's final alone.
+  auto recovered = run_lofi("average " + run + " --min-inputs 1 --out " + dir + "/recovered.safetensors");
+  ASSERT_EQ(recovered.status, 0) << recovered.output;
+  EXPECT_EQ(max_abs_diff(dir + "/recovered.safetensors", run + "/node-00/final.safetensors"), 0.0);
+}
+
 // The baseline is one node: a dead worker still stops the job at once, naming the failure.
 TEST(DistFault, BaselineStillFailsFast) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000), run = dir + "/run";

@@ -107,13 +107,27 @@ TEST(RunDir, FreshStartRefusesARunAndOverwriteRemovesIt) {
   touch(node.checkpoint(10).weights);
   const std::string why = test::error_of([&] { prepare_node_dir(node, StartMode::fresh); });
   EXPECT_NE(why.find("already holds a run (final.safetensors, ckpt)"), std::string::npos) << why;
-  prepare_node_dir(node, StartMode::resume);  // kept
-  EXPECT_TRUE(fs::exists(node.final_weights()));
+  prepare_node_dir(node, StartMode::resume);  // the checkpoints kept; the final retired
+  EXPECT_TRUE(fs::exists(node.checkpoint(10).weights));
+  EXPECT_FALSE(fs::exists(node.final_weights()));
+  EXPECT_TRUE(fs::exists(node.path() + "/retired/final.safetensors"));
+  touch(node.final_weights());
   prepare_node_dir(node, StartMode::overwrite);
   EXPECT_FALSE(fs::exists(node.final_weights()));
   EXPECT_FALSE(fs::exists(node.checkpoint_dir()));
   touch(run.merged());
   EXPECT_NE(test::error_of([&] { prepare_run_root(run, StartMode::fresh); }).find("merged.safetensors"), std::string::npos);
+  // --resume: the merge and the averaging check of the attempt before move aside, replacing
+  // those an older resume moved.
+  touch(run.averaging_check());
+  fs::create_directories(dir + "/retired");
+  std::ofstream(dir + "/retired/merged.safetensors") << "older";
+  prepare_run_root(run, StartMode::resume);
+  EXPECT_FALSE(fs::exists(run.merged()));
+  EXPECT_FALSE(fs::exists(run.averaging_check()));
+  EXPECT_TRUE(fs::exists(dir + "/retired/averaging-check.json"));
+  EXPECT_EQ(fs::file_size(dir + "/retired/merged.safetensors"), 1u);  // this resume's ("x"), not the older one
+  prepare_run_root(run, StartMode::resume);  // nothing left to retire: fine
 }
 
 }  // namespace

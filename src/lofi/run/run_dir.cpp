@@ -48,6 +48,27 @@ void settle(const std::string& dir, const std::vector<std::string>& names, Start
   }
 }
 
+// --resume: the results of the attempt before (a final, a merge, an averaging check) describe
+// weights this attempt will replace. They move to DIR/retired/ (replacing what an older resume put
+// there), said in one line, so nothing mixes them with this attempt's: not a merge, not a report,
+// not `lofi average RUN`.
+void retire(const std::string& dir, const std::vector<std::string>& results) {
+  const std::vector<std::string> found = run_files(dir, results);
+  if (found.empty()) return;
+  const fs::path retired = fs::path(dir) / "retired";
+  std::error_code ec;
+  fs::create_directories(retired, ec);
+  if (ec) fail(retired.string(), ": cannot create: ", ec.message());
+  std::string list;
+  for (const auto& f : found) {
+    fs::remove_all(retired / f, ec);
+    fs::rename(fs::path(dir) / f, retired / f, ec);
+    if (ec) fail(dir, "/", f, ": cannot move it to ", retired.string(), ": ", ec.message());
+    list += (list.empty() ? "" : ", ") + f;
+  }
+  std::printf("--resume: moved the previous attempt's %s to %s (this attempt writes its own)\n", list.c_str(), retired.c_str());
+}
+
 }  // namespace
 
 std::string NodeDir::name() const { return fs::path(path_).filename().string(); }
@@ -169,6 +190,8 @@ void prepare_node_dir(const NodeDir& node, StartMode mode) {
   for (const auto& entry : fs::directory_iterator(node_dir, ec))  // TensorBoard's, one per attempt
     if (entry.path().filename().string().rfind("events.out.tfevents.", 0) == 0) names.push_back(entry.path().filename());
   settle(node_dir, names, mode);
+  if (mode == StartMode::resume)
+    retire(node_dir, {fs::path(node.final_weights()).filename().string(), fs::path(node.final_hf()).filename().string()});
 }
 
 void prepare_run_root(const RunDir& run, StartMode mode) {
@@ -177,6 +200,7 @@ void prepare_run_root(const RunDir& run, StartMode mode) {
   std::vector<std::string> names;
   for (const auto& path : {run.merged(), run.merged_hf(), run.averaging_check()}) names.push_back(fs::path(path).filename().string());
   settle(run.path(), names, mode);
+  if (mode == StartMode::resume) retire(run.path(), names);
 }
 
 void remove_litter(const std::string& dir) {

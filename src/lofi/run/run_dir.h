@@ -94,9 +94,11 @@ class NodeDirLock {
 };
 
 // A node leader's start, under its lock: refuses a fresh start into NODE when it holds a run;
-// --overwrite removes that run's files (saying which); removes temporaries of killed writers.
+// --overwrite removes that run's files (saying which); --resume moves the previous attempt's final
+// (and final-hf) to NODE/retired/; removes temporaries of killed writers.
 void prepare_node_dir(const NodeDir& node, StartMode mode);
-// The same for RUN's own files (the merge), by rank 0 of a whole job.
+// The same for RUN's own files (the merge, merged-hf, the averaging check; --resume moves them to
+// RUN/retired/), by rank 0 of a whole job.
 void prepare_run_root(const RunDir& run, StartMode mode);
 // Removes DIR/*.tmp-PID (files and staged directories) left by writers that died: PID is not a
 // live process here, and not this one.
