@@ -24,7 +24,7 @@ struct HostileCase {
   bool fails;                         // exit status non-zero (else 0)
   std::vector<std::string> words;     // in the output (the error line when it fails)
   std::vector<std::string> absent;    // paths that must not exist afterwards ({out}, {json}, {run})
-  std::string setup;                  // lofi arguments run first (must succeed), e.g. a run to resume
+  std::string setup;                  // a shell command run first (must succeed), e.g. {lofi} train a run to resume
   std::vector<std::string> not_words = {};  // must not be in the output
 };
 
@@ -67,7 +67,13 @@ const std::vector<HostileCase>& cases() {
       {"generate-prompt-too-long", "generate --model {good} --prompt 0123456789abcdefghijklmnopqrstuvwxyz --tokenizer bytes "
        "--max-new-tokens 2", false, {"the prompt's 36 tokens are more than the model's 16 positions"}, {}},
       {"resume-nothing-left", "train {tiny} --resume", false, {"no steps left (its checkpoint is at step 6 of 6)"}, {},
-       "train {tiny}", {"final loss 0.0000"}},
+       "{lofi} train {tiny}", {"final loss 0.0000"}},
+      {"resume-node-count-changed", "launch --workers 4 -- train {tiny} --set dist.nodes=4 --resume", true,
+       {"was trained with dist.nodes = 2, this start has dist.nodes = 4"}, {"{run}/node-02", "{run}/node-03"},
+       "{lofi} launch --workers 2 -- train {tiny} --set dist.nodes=2", {"no checkpoint"}},
+      {"train-garbage-tokenizer", "train {tiny} --set model.init={here}/hf", true,
+       {"model.init", "its tokenizer", "does not load", "tokenizer.json"}, {"{run}/node-00/final-hf", "{run}/node-00/final.safetensors"},
+       "{lofi} export --format hf {good} {here}/hf > /dev/null && echo 'not json' > {here}/hf/tokenizer.json"},
       // Tensors stored in another order pair by name: accepted.
       {"average-reordered", "average {good} {reordered} --out {out}", false, {"averaged 2 checkpoints"}, {}},
       {"interpolate-reordered", "interpolate {good} {reordered} --points 3 --data d={data} --max-windows 2", false, {"alpha"}, {}},
@@ -118,9 +124,10 @@ TEST_P(CliHostile, EndsAsItShould) {
       {"{inf}", *dir_ + "/inf.safetensors"},                   {"{reordered}", *dir_ + "/reordered.safetensors"},
       {"{shifted}", *dir_ + "/shifted.safetensors"},           {"{data}", *data_},
       {"{out}", here + "/out.safetensors"},                    {"{json}", here + "/out.json"},
-      {"{tiny}", test::tiny_train_flags(*data_, here + "/run")}, {"{run}", here + "/run"}};
+      {"{tiny}", test::tiny_train_flags(*data_, here + "/run")}, {"{run}", here + "/run"},
+      {"{lofi}", LOFI_BIN},                                     {"{here}", here}};
   if (!c.setup.empty()) {
-    const auto s = test::run_lofi(expand(c.setup, values));
+    const auto s = test::run_shell(expand(c.setup, values) + " 2>&1");
     ASSERT_EQ(s.status, 0) << s.output;
   }
   const auto r = test::run_lofi(expand(c.command, values));

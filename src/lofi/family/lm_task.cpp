@@ -1,5 +1,8 @@
 #include "lofi/family/lm_task.h"
 
+#include <filesystem>
+
+#include "lofi/data/tokenizer.h"
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/eval/perplexity.h"
@@ -20,6 +23,19 @@ LmTask::LmTask(const train::Config& config, const dist::Topology& topo, uint64_t
       model_(make_lm(config.model, init_seed)) {
   // data.val serves the periodic evaluation (train.eval_every) and a lo-fi job's averaging check.
   if (config.train.eval_every > 0 && config.data.val.empty()) fail("config: train.eval_every > 0 needs data.val");
+  // A pretrained directory's tokenizer is copied into final-hf and merged-hf: one that does not
+  // load is refused now, not found broken by whoever loads the fine-tuned model.
+  if (model::is_hf_model_dir(init_)) {
+    bool has_tokenizer = false;
+    for (const auto& f : model::hf_tokenizer_files()) has_tokenizer |= std::filesystem::exists(init_ + "/" + f);
+    if (has_tokenizer) {
+      try {
+        data::Tokenizer::load(init_);
+      } catch (const std::exception& e) {
+        fail("model.init ", init_, ": its tokenizer (copied into the run's Hugging Face outputs) does not load: ", e.what());
+      }
+    }
+  }
   if (!config.data.val.empty()) {
     val_ = std::make_unique<data::TokenShards>(data::split_paths(config.data.val), config.model.vocab_size, config.data.format);
   }

@@ -164,6 +164,13 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   const run::RunDir run_dir(config.run.dir);
   const run::NodeDir my_dir = run_dir.node(topo.node);
   const bool node_leader = topo.node_rank == 0;
+  // --resume with another node count: every node's data share would change, and the new nodes
+  // have no checkpoint. Said by name before any node directory is made.
+  if (start.mode == run::StartMode::resume && topo.whole_job)
+    if (const auto was = run_dir.config_value("dist.nodes"); was && !was->empty() && *was != std::to_string(config.dist.nodes))
+      fail("--resume: ", config.run.dir, " was trained with dist.nodes = ", *was, ", this start has dist.nodes = ",
+           config.dist.nodes, "; a run resumes with its own node count (each node's data and checkpoints depend on it): ",
+           "set dist.nodes = ", *was, ", or start another run.dir");
   std::unique_ptr<run::NodeDirLock> lock;
   if (node_leader) {
     lock = std::make_unique<run::NodeDirLock>(my_dir);
