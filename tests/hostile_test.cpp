@@ -74,6 +74,14 @@ const std::vector<HostileCase>& cases() {
       {"train-garbage-tokenizer", "train {tiny} --set model.init={here}/hf", true,
        {"model.init", "its tokenizer", "does not load", "tokenizer.json"}, {"{run}/node-00/final-hf", "{run}/node-00/final.safetensors"},
        "{lofi} export --format hf {good} {here}/hf > /dev/null && echo 'not json' > {here}/hf/tokenizer.json"},
+      {"average-hf-config-not-json", "average {here}/a {here}/b --out {here}/m", true, {"b/config.json", "not a JSON object"},
+       {"{here}/m"},
+       "{lofi} export --format hf {good} {here}/a > /dev/null && {lofi} export --format hf {good} {here}/b > /dev/null && "
+       "echo '{broken' > {here}/b/config.json"},
+      {"average-hf-config-differs", "average {here}/a {here}/b --out {here}/m", true,
+       {"config.json differs", "\"vocab_size\" (256 and 257)", "--force"}, {"{here}/m"},
+       "{lofi} export --format hf {good} {here}/a > /dev/null && {lofi} export --format hf {good} {here}/b > /dev/null && "
+       "sed -E -i 's/\"vocab_size\": [0-9]+/\"vocab_size\": 257/' {here}/b/config.json"},
       // Tensors stored in another order pair by name: accepted.
       {"average-reordered", "average {good} {reordered} --out {out}", false, {"averaged 2 checkpoints"}, {}},
       {"interpolate-reordered", "interpolate {good} {reordered} --points 3 --data d={data} --max-windows 2", false, {"alpha"}, {}},

@@ -123,6 +123,9 @@ MergeResult merge_checkpoints(const MergeOptions& opt) {
   const bool dir_out = model_dirs && fs::path(opt.out).extension() != ".safetensors";
   if (model_dirs && !opt.force)
     if (std::string why = tokenizer_mismatch(inputs); !why.empty()) fail(what, ": ", why, "; pass --force to merge them anyway");
+  if (model_dirs)
+    if (std::string why = config_mismatch(inputs); !why.empty() && !opt.force)
+      fail(what, ": ", why, "; pass --force to merge them anyway");
 
   // Open and check every input. Without --min-inputs any problem is fatal; with it, the input
   // is named and left out.

@@ -1,6 +1,7 @@
 #include "lofi/merge/inputs.h"
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "lofi/error.h"
 #include "lofi/io/safetensors.h"
@@ -71,6 +72,31 @@ std::string tokenizer_mismatch(const std::vector<std::string>& inputs) {
       if (fs::exists(a) != fs::exists(b) || (fs::exists(a) && io::read_text_file(a.string()) != io::read_text_file(b.string())))
         return cat(name, " differs between ", inputs[0], " and ", inputs[i], ": the models do not share a tokenizer");
     }
+  return "";
+}
+
+std::string config_mismatch(const std::vector<std::string>& inputs) {
+  static const std::vector<std::string> provenance = {"_name_or_path", "transformers_version", "torch_dtype", "dtype"};
+  auto read = [](const std::string& dir) {
+    const std::string path = (fs::path(dir) / "config.json").string();
+    nlohmann::json config = nlohmann::json::parse(io::read_text_file(path), nullptr, /*allow_exceptions=*/false);
+    if (!config.is_object()) fail(path, ": not a JSON object; a model directory's config.json describes its model");
+    for (const auto& key : provenance) config.erase(key);
+    return config;
+  };
+  const nlohmann::json first = read(inputs[0]);
+  for (size_t i = 1; i < inputs.size(); ++i) {
+    const nlohmann::json other = read(inputs[i]);
+    if (other == first) continue;
+    for (const auto& [key, value] : first.items())
+      if (!other.contains(key) || other[key] != value)
+        return cat("config.json differs between ", inputs[0], " and ", inputs[i], " at \"", key, "\" (", value.dump(), " and ",
+                   other.contains(key) ? other[key].dump() : std::string("absent"), "): they are not the same model");
+    for (const auto& [key, value] : other.items())
+      if (!first.contains(key))
+        return cat("config.json differs between ", inputs[0], " and ", inputs[i], " at \"", key, "\" (absent and ",
+                   value.dump(), "): they are not the same model");
+  }
   return "";
 }
 

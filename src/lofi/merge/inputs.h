@@ -32,4 +32,10 @@ std::string settings_mismatch(const io::SafetensorsSet& first, const io::Safeten
 // Model directories share their tokenizer files.
 std::string tokenizer_mismatch(const std::vector<std::string>& model_dirs);
 
+// Reads every model directory's config.json (failing, naming the file, on one that is not a JSON
+// object) and returns why they differ as models (a key other than provenance: _name_or_path,
+// transformers_version, torch_dtype, dtype), or "" when they agree. The merge's directory carries
+// the first one's config: it must describe every input.
+std::string config_mismatch(const std::vector<std::string>& model_dirs);
+
 }  // namespace lofi::merge
