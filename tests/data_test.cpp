@@ -53,6 +53,31 @@ TEST(TokenShards, TrailingBytesAreAnError) {
   EXPECT_NE(error.find("a.bin: 2 bytes after the 3 tokens its header declares"), std::string::npos) << error;
 }
 
+// A file truncated or rewritten while a run reads it: one clear error naming it, never SIGBUS
+// (reads go through pread, not the mapping) and never an id past the vocabulary.
+TEST(TokenShards, AFileChangedUnderTheReaderIsOneClearError) {
+  std::string dir = test::scratch_dir();
+  std::vector<uint32_t> ids(100000, 3);
+  write_token_shard(dir + "/a.bin", ids);
+  TokenShards shards({dir + "/a.bin"}, 10);
+  std::vector<int64_t> out(16);
+  shards.copy(99000, 16, out.data());
+  EXPECT_EQ(out[0], 3);
+  std::filesystem::resize_file(dir + "/a.bin", 1024 + 2 * 50000);  // half the tokens gone
+  std::string error = test::error_of([&] { shards.copy(99000, 16, out.data()); });
+  EXPECT_NE(error.find("a.bin: the file ends before byte"), std::string::npos) << error;
+  EXPECT_NE(error.find("truncated or rewritten while in use"), std::string::npos) << error;
+  // Rewritten in place with ids the vocabulary does not have.
+  {
+    std::fstream f(dir + "/a.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(1024 + 2 * 100);
+    const uint16_t bad = 9999;
+    f.write(reinterpret_cast<const char*>(&bad), 2);
+  }
+  error = test::error_of([&] { shards.copy(100, 4, out.data()); });
+  EXPECT_NE(error.find("a.bin: token 100 has id 9999 now"), std::string::npos) << error;
+}
+
 TEST(TokenShards, WideIdsUseUint32) {
   std::string dir = test::scratch_dir();
   write_token_shard(dir + "/w.bin", {70000, 1});

@@ -4,6 +4,8 @@
 // Cases that must be accepted (tensors stored in another order) assert exit 0. Add a row per new
 // hostile case.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -22,9 +24,9 @@ struct HostileCase {
   std::string name;
   std::string command;                // lofi arguments; {good}, {nan}, ... are replaced (see inputs())
   bool fails;                         // exit status non-zero (else 0)
-  std::vector<std::string> words;     // in the output (the error line when it fails)
+  std::vector<std::string> words;     // in the output (the error line when it fails); placeholders too
   std::vector<std::string> absent;    // paths that must not exist afterwards ({out}, {json}, {run})
-  std::string setup;                  // a shell command run first (must succeed), e.g. {lofi} train a run to resume
+  std::string setup = {};             // a shell command run first (must succeed), e.g. {lofi} train a run to resume
   std::vector<std::string> not_words = {};  // must not be in the output
 };
 
@@ -82,6 +84,35 @@ const std::vector<HostileCase>& cases() {
        {"config.json differs", "\"vocab_size\" (256 and 257)", "--force"}, {"{here}/m"},
        "{lofi} export --format hf {good} {here}/a > /dev/null && {lofi} export --format hf {good} {here}/b > /dev/null && "
        "sed -E -i 's/\"vocab_size\": [0-9]+/\"vocab_size\": 257/' {here}/b/config.json"},
+      // Sizes: range-checked by file and key, and against memory, before anything is allocated.
+      {"hf-layers-2e40", "eval --model {here}/hf --data d={data}", true,
+       {"hf/config.json", "num_hidden_layers = 1099511627776 is not a size"}, {},
+       "{lofi} export --format hf {good} {here}/hf > /dev/null && "
+       "sed -E -i 's/\"num_hidden_layers\": [0-9]+/\"num_hidden_layers\": 1099511627776/' {here}/hf/config.json"},
+      {"hf-hidden-negative", "eval --model {here}/hf --data d={data}", true, {"hf/config.json", "hidden_size = -32 is not a size"},
+       {}, "{lofi} export --format hf {good} {here}/hf > /dev/null && "
+       "sed -E -i 's/\"hidden_size\": [0-9]+/\"hidden_size\": -32/' {here}/hf/config.json"},
+      {"hf-larger-than-memory", "eval --model {here}/hf --data d={data}", true,
+       {"model: this shape has up to", "GB this host has available", "vocab_size 2000000000"}, {},
+       "{lofi} export --format hf {good} {here}/hf > /dev/null && "
+       "sed -E -i 's/\"vocab_size\": [0-9]+/\"vocab_size\": 2000000000/' {here}/hf/config.json"},
+      {"train-larger-than-memory", "train {tiny} --set model.n_layer=100000 --set model.d_model=4096 --set model.d_ff=16384",
+       true, {"model: this shape has up to", "n_layer 100000"}, {"{run}/node-00/final.safetensors"}},
+      // Leftovers: a temporary of a writer killed with -9 is removed by the next write, saying so.
+      {"average-after-killed-writer", "average {good} {shifted} --out {out}", false,
+       {"removed " + std::string("{out}") + ".tmp-", "left by a writer that died"}, {},
+       "sh -c 'exit 0' & p=$!; wait $p; head -c 1000 /dev/zero > {out}.tmp-$p"},
+      // Data that changes under a run: resume refuses it by file (unless --resume-changed).
+      {"resume-data-changed", "train {tiny_local} --resume", true,
+       {"data.train changed: ", "d.bin (same size, other content)", "--resume-changed"}, {},
+       "cp {data} {here}/d.bin && {lofi} train {tiny_local} > /dev/null && "
+       "printf '\\005\\000' | dd of={here}/d.bin bs=1 seek=3000 conv=notrunc 2> /dev/null"},
+      {"resume-data-changed-allowed", "train {tiny_local} --resume --resume-changed", false, {"done: node 0"}, {},
+       "cp {data} {here}/d.bin && {lofi} train {tiny_local} > /dev/null && "
+       "printf '\\005\\000' | dd of={here}/d.bin bs=1 seek=3000 conv=notrunc 2> /dev/null"},
+      {"resume-data-copied", "train {tiny_local} --resume", false, {"no steps left"}, {},
+       "cp {data} {here}/d.bin && {lofi} train {tiny_local} > /dev/null && cp {here}/d.bin {here}/e.bin && "
+       "sleep 0.01 && mv {here}/e.bin {here}/d.bin"},
       // Tensors stored in another order pair by name: accepted.
       {"average-reordered", "average {good} {reordered} --out {out}", false, {"averaged 2 checkpoints"}, {}},
       {"interpolate-reordered", "interpolate {good} {reordered} --points 3 --data d={data} --max-windows 2", false, {"alpha"}, {}},
@@ -133,7 +164,8 @@ TEST_P(CliHostile, EndsAsItShould) {
       {"{shifted}", *dir_ + "/shifted.safetensors"},           {"{data}", *data_},
       {"{out}", here + "/out.safetensors"},                    {"{json}", here + "/out.json"},
       {"{tiny}", test::tiny_train_flags(*data_, here + "/run")}, {"{run}", here + "/run"},
-      {"{lofi}", LOFI_BIN},                                     {"{here}", here}};
+      {"{lofi}", LOFI_BIN},                                     {"{here}", here},
+      {"{tiny_local}", test::tiny_train_flags(here + "/d.bin", here + "/run")}};
   if (!c.setup.empty()) {
     const auto s = test::run_shell(expand(c.setup, values) + " 2>&1");
     ASSERT_EQ(s.status, 0) << s.output;
@@ -147,7 +179,10 @@ TEST_P(CliHostile, EndsAsItShould) {
   } else {
     EXPECT_EQ(r.status, 0) << r.output;
   }
-  for (const auto& word : c.words) EXPECT_NE(r.output.find(word), std::string::npos) << "missing \"" << word << "\" in: " << r.output;
+  for (const auto& w : c.words) {
+    const std::string word = expand(w, values);
+    EXPECT_NE(r.output.find(word), std::string::npos) << "missing \"" << word << "\" in: " << r.output;
+  }
   for (const auto& path : c.absent) EXPECT_FALSE(fs::exists(expand(path, values))) << expand(path, values) << " was left";
   // No temporary files next to the outputs either.
   for (const auto& entry : fs::directory_iterator(here))
@@ -155,12 +190,44 @@ TEST_P(CliHostile, EndsAsItShould) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, CliHostile, ::testing::ValuesIn(cases()),
-                         [](const ::testing::TestParamInfo<HostileCase>& info) {
-                           std::string name = info.param.name;
+                         [](const ::testing::TestParamInfo<HostileCase>& param) {
+                           std::string name = param.param.name;
                            for (char& ch : name)
                              if (ch == '-') ch = '_';
                            return name;
                          });
+
+// SIGTERM (and SIGINT, SIGHUP) to a merge mid-write: it ends by the signal and leaves no
+// temporary and no output.
+TEST(CliHostileSignals, TerminatedMergeLeavesNothing) {
+  const std::string dir = test::scratch_dir();
+  // Two 64 MB inputs: a merge long enough to be caught writing.
+  auto made = test::run_shell(std::string(LOFI_TEST_PYTHON) + " -c \"import torch, safetensors.torch as s; "
+                              "[s.save_file({'w': torch.randn(16 << 20)}, '" + dir + "/' + n) for n in ('a.safetensors', 'b.safetensors')]\" 2>&1");
+  ASSERT_EQ(made.status, 0) << made.output;
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    const std::string out = dir + "/m" + std::to_string(sig) + ".safetensors";
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::execl(LOFI_BIN, LOFI_BIN, "average", (dir + "/a.safetensors").c_str(), (dir + "/b.safetensors").c_str(), "--out",
+              out.c_str(), "--threads", "1", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    const std::string tmp = out + ".tmp-" + std::to_string(pid);
+    bool seen = false;
+    for (int i = 0; i < 20000 && !seen; ++i) {
+      seen = fs::exists(tmp);
+      if (!seen) ::usleep(500);
+    }
+    ::kill(pid, sig);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(seen) << "the merge ended before its temporary " << tmp << " was seen";
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sig) << "status " << status;
+    EXPECT_FALSE(fs::exists(tmp)) << tmp << " was left";
+    EXPECT_FALSE(fs::exists(out));
+  }
+}
 
 // Tensors stored in another order are the same model: the ensemble's weight average of a model
 // and its reordered copy scores exactly as the model does.

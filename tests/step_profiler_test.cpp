@@ -25,7 +25,7 @@ TEST(StepProfiler, ShortKernelNamesDropTemplatesAndArguments) {
 TEST(StepProfiler, ProfilesTheChosenStepsAndAttributesSelfTime) {
   const std::string dir = test::scratch_dir();
   train::StepProfiler profiler(torch::kCPU, /*first=*/1, /*steps=*/2, dir + "/profile/trace.json");
-  torch::Tensor a = torch::randn({256, 256}), w = torch::randn({256, 256}), b = torch::randn({256});
+  torch::Tensor a = torch::randn({512, 512}), w = torch::randn({512, 512}), b = torch::randn({512});
   for (int64_t step = 0; step < 4; ++step) {
     profiler.before_step(step);
     // Per step: 3 matrix products, 2 of them addmm (linear with a bias), then relu (which calls clamp_min).

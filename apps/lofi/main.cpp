@@ -19,6 +19,7 @@
 #include "lofi/dist/env.h"
 #include "lofi/dist/launcher.h"
 #include "lofi/error.h"
+#include "lofi/io/temporaries.h"
 #include "lofi/eval/generate.h"
 #include "lofi/eval/perplexity.h"
 #include "lofi/eval/report.h"
@@ -340,6 +341,9 @@ CLI::Validator number_check(std::optional<double> min = std::nullopt) {
 const CLI::Validator kFinite = number_check(), kNonNegative = number_check(0.0), kPositive = number_check(1.0);
 
 int main(int argc, char** argv) {
+  // Ctrl-C, SIGTERM or SIGHUP mid-write leave no OUT.tmp-PID behind (lofi launch forwards them to
+  // its workers with its own handlers while it runs).
+  io::remove_temporaries_on_signals();
   CLI::App app{"lofi: fine-tune across nodes without communicating gradients, then average the weights"};
   app.set_version_flag("--version", [] { return version_text(); });
   app.option_defaults()->always_capture_default();  // --help shows each option's default

@@ -62,6 +62,7 @@ TokenShards::TokenShards(const std::vector<std::string>& paths, int64_t vocab_si
         fail(path, ": token ", i, " has id ", id, ", not below model.vocab_size = ", vocab_size);
     }
     s.first = total_;
+    vocab_size_ = vocab_size;
     total_ += s.count;
     shards_.push_back(std::move(s));
   }
@@ -79,12 +80,22 @@ void TokenShards::copy(int64_t start, int64_t count, int64_t* out) const {
   // First shard whose range holds START.
   auto it = std::upper_bound(shards_.begin(), shards_.end(), start,
                              [](int64_t v, const Shard& s) { return v < s.first; }) - 1;
+  // Read with pread, not through the mapping: a file truncated or rewritten while the run reads it
+  // then ends in one clear error, where a read of a mapping past the file's new end is SIGBUS (a
+  // silent death of the worker).
+  thread_local std::vector<uint8_t> bytes;
   while (count > 0) {
     int64_t local = start - it->first;
     int64_t n = std::min(count, it->count - local);
+    bytes.resize(static_cast<size_t>(n * it->width));
+    it->map->read(static_cast<size_t>(it->ids - it->map->data()) + static_cast<size_t>(local * it->width), bytes.size(),
+                  bytes.data());
     for (int64_t i = 0; i < n; ++i) {
       uint32_t id = 0;
-      std::memcpy(&id, it->ids + (local + i) * it->width, static_cast<size_t>(it->width));
+      std::memcpy(&id, bytes.data() + i * it->width, static_cast<size_t>(it->width));
+      if (id >= vocab_size_)
+        fail(it->map->path(), ": token ", local + i, " has id ", id, " now, not below model.vocab_size = ", vocab_size_,
+             ": the file changed while the run reads it");
       out[i] = id;
     }
     out += n;

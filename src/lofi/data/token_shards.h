@@ -1,8 +1,9 @@
 // Token shards: files of little-endian token ids behind llm.c's header (256 int32: magic 20240520,
 // version 1 = uint16 ids / 2 = uint32 ids, token count), or headerless uint16 ids where the user
 // says so (data.format = "raw-u16", or a name ending in kRawTokenExtension). Files are
-// memory-mapped and read as one concatenated stream; every id is checked against the vocabulary
-// once, at open, so training never meets a bad id.
+// memory-mapped at open, where every id is checked against the vocabulary, and then read with
+// pread as one concatenated stream: a file changed while a run reads it is one clear error (a
+// truncated mapping would be SIGBUS), and ids are checked again as they are read.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -38,6 +39,7 @@ class TokenShards {
   };
   std::vector<Shard> shards_;
   int64_t total_ = 0;
+  int64_t vocab_size_ = 0;
 };
 
 // Splits a comma-separated list of paths.

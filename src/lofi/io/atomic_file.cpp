@@ -9,19 +9,23 @@
 #include <sstream>
 
 #include "lofi/error.h"
+#include "lofi/io/temporaries.h"
 
 namespace lofi::io {
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+  remove_dead_writers_temporaries(path_);
   tmp_ = path_ + ".tmp-" + std::to_string(::getpid());
   file_ = std::fopen(tmp_.c_str(), "wb");
   if (!file_) fail(path_, ": cannot open for writing: ", std::strerror(errno));
+  register_temporary(tmp_, /*directory=*/false);
 }
 
 AtomicFile::~AtomicFile() {
   if (file_) {
     std::fclose(file_);
     std::remove(tmp_.c_str());
+    unregister_temporary(tmp_);
   }
 }
 
@@ -41,24 +45,27 @@ void AtomicFile::commit() {
     fail(path_, ": flush failed: ", std::strerror(errno));
   std::fclose(file_);
   file_ = nullptr;
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    int err = errno;
-    std::remove(tmp_.c_str());
-    fail(path_, ": cannot rename into place: ", std::strerror(err));
-  }
+  const int renamed = std::rename(tmp_.c_str(), path_.c_str());
+  const int err = errno;
+  if (renamed != 0) std::remove(tmp_.c_str());
+  unregister_temporary(tmp_);
+  if (renamed != 0) fail(path_, ": cannot rename into place: ", std::strerror(err));
 }
 
 StagedDir::StagedDir(const std::string& dir) : dir_(std::filesystem::path(dir).lexically_normal().string()) {
   while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();  // "out/" -> "out"
   if (std::filesystem::exists(dir_)) fail(dir_, ": exists; the output must be a new directory");
+  remove_dead_writers_temporaries(dir_);
   tmp_ = dir_ + ".tmp-" + std::to_string(::getpid());
   std::filesystem::remove_all(tmp_);  // a leftover of a killed run with our pid
   make_dirs(tmp_);
+  register_temporary(tmp_, /*directory=*/true);
 }
 
 StagedDir::~StagedDir() {
   std::error_code ec;
   if (!committed_) std::filesystem::remove_all(tmp_, ec);
+  unregister_temporary(tmp_);
 }
 
 void StagedDir::commit() {
@@ -66,6 +73,7 @@ void StagedDir::commit() {
   std::filesystem::rename(tmp_, dir_, ec);
   if (ec) fail(dir_, ": cannot rename ", tmp_, " into place: ", ec.message());
   committed_ = true;
+  unregister_temporary(tmp_);
 }
 
 void write_file_atomic(const std::string& path, const std::string& text) {

@@ -40,7 +40,10 @@ void MappedFile::read(size_t offset, size_t bytes, void* dst) const {
   while (bytes > 0) {
     ssize_t n = ::pread(fd_, out, bytes, static_cast<off_t>(offset));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail(path_, ": read failed at byte ", offset, ": ", n < 0 ? std::strerror(errno) : "unexpected end of file");
+    if (n < 0) fail(path_, ": read failed at byte ", offset, ": ", std::strerror(errno));
+    if (n == 0)
+      fail(path_, ": the file ends before byte ", offset + bytes, " of the ", size_,
+           " it had when opened: it was truncated or rewritten while in use");
     out += n, offset += static_cast<size_t>(n), bytes -= static_cast<size_t>(n);
   }
 }

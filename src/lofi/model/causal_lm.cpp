@@ -1,8 +1,10 @@
 #include "lofi/model/causal_lm.h"
 
+#include <cstdio>
 #include <set>
 
 #include "lofi/error.h"
+#include "lofi/io/process.h"
 #include "lofi/kernels/cross_entropy.h"
 #include "lofi/model/arch.h"
 #include "lofi/model/blocks.h"
@@ -49,8 +51,25 @@ void check_lm_config(const LmConfig& c, const std::string& source) {
   arch.check(c, source);
 }
 
+namespace {
+std::string three_digits(double v) {  // 1.24e+09, 42.2
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.3g", v);
+  return text;
+}
+}  // namespace
+
 CausalLm make_causal_lm(const LmConfig& config) {
   check_lm_config(config, "model");
+  // Before a byte is allocated: a shape whose fp32 weights alone exceed this host's memory (a
+  // damaged config.json, a typo in a size) is refused by its sizes, not found by the allocator.
+  const double bytes = 4 * config.parameter_bound();
+  const int64_t available = io::available_memory_bytes();
+  if (available > 0 && bytes > static_cast<double>(available))
+    fail("model: this shape has up to ", three_digits(config.parameter_bound()), " parameters, ", three_digits(bytes / 1e9),
+         " GB in fp32, more than the ", three_digits(static_cast<double>(available) / 1e9), " GB this host has available (n_layer ",
+         config.n_layer, ", d_model ", config.d_model, ", d_ff ", config.d_ff, ", vocab_size ", config.vocab_size,
+         "); check those sizes");
   return lm_arch(config.arch).make(config);
 }
 

@@ -11,6 +11,13 @@ int64_t HfKeys::integer(const std::string& key, int64_t fallback) const {
   return j_[key].get<int64_t>();
 }
 
+int64_t HfKeys::size(const std::string& key, int64_t fallback) const {
+  const int64_t v = integer(key, fallback);
+  if (v < 0 || v > kMaxSize)
+    fail(source_, ": ", prefix_, key, " = ", v, " is not a size lofi can build (expected 0 to ", kMaxSize, "); is this config.json damaged?");
+  return v;
+}
+
 double HfKeys::number(const std::string& key, double fallback) const {
   if (!has(key)) return fallback;
   if (!j_[key].is_number()) wrong(key, "a number");
@@ -54,7 +61,7 @@ void read_hf_keys(const std::vector<HfKey>& keys, const HfKeys& j, LmConfig& c) 
     std::visit(
         [&](auto member) {
           using T = std::remove_reference_t<decltype(c.*member)>;
-          if constexpr (std::is_same_v<T, int64_t>) c.*member = j.integer(k.name, k.fallback.template get<int64_t>());
+          if constexpr (std::is_same_v<T, int64_t>) c.*member = j.size(k.name, k.fallback.template get<int64_t>());
           else if constexpr (std::is_same_v<T, double>) c.*member = j.number(k.name, k.fallback.template get<double>());
           else if constexpr (std::is_same_v<T, bool>) c.*member = j.boolean(k.name, k.fallback.template get<bool>());
           else c.*member = j.string(k.name, k.fallback.template get<std::string>());

@@ -16,6 +16,9 @@ class HfKeys {
  public:
   HfKeys(const nlohmann::json& j, std::string source) : j_(j), source_(std::move(source)) {}
   int64_t integer(const std::string& key, int64_t fallback) const;
+  // A count or width: an integer in [0, kMaxSize], refused by file and key otherwise.
+  int64_t size(const std::string& key, int64_t fallback) const;
+  static constexpr int64_t kMaxSize = (int64_t{1} << 31) - 1;
   double number(const std::string& key, double fallback) const;
   bool boolean(const std::string& key, bool fallback) const;
   std::string string(const std::string& key, const std::string& fallback) const;

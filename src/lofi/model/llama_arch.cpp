@@ -22,12 +22,12 @@ std::vector<HfKey> LlamaClassArch::hf_keys() const {
 void LlamaClassArch::read_hf(const HfKeys& keys, LmConfig& c) const {
   c.activation = activation_from_hf(keys, "hidden_act", "silu");
   c.dropout = c.embedding_dropout = 0.0;  // these models have no residual or embedding dropout
-  c.n_kv_head = keys.integer("num_key_value_heads", default_kv_heads() > 0 ? default_kv_heads() : c.n_head);
+  c.n_kv_head = keys.size("num_key_value_heads", default_kv_heads() > 0 ? default_kv_heads() : c.n_head);
   if (c.n_kv_head <= 0 || c.n_head % c.n_kv_head != 0)
     keys.unsupported("num_key_value_heads", "it must divide num_attention_heads = " + std::to_string(c.n_head) +
                                                 ": each key/value head serves the same number of query heads");
   if (c.n_kv_head == c.n_head) c.n_kv_head = 0;
-  c.head_dim = keys.integer("head_dim", 0);
+  c.head_dim = keys.size("head_dim", 0);
   if (c.n_head > 0 && c.head_dim * c.n_head == c.d_model) c.head_dim = 0;
   if (keys.has("partial_rotary_factor") && keys.number("partial_rotary_factor", 1.0) != 1.0)
     keys.unsupported("partial_rotary_factor", "lofi rotates the whole head");

@@ -44,6 +44,10 @@ struct LmConfig {
   int64_t sliding_window = 0;        // Mistral: each token attends to at most this many; 0: all before it
 
   int64_t kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
+  // About how many parameters this shape has (every architecture's blocks as the largest of them
+  // would be: attention with its projections, a gated MLP, an untied head, learned positions),
+  // never fewer than it has; in double, so absurd sizes do not overflow.
+  double parameter_bound() const;
   int64_t head_width() const { return head_dim > 0 ? head_dim : d_model / n_head; }
 };
 

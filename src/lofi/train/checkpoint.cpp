@@ -41,6 +41,12 @@ std::string checkpoint_config(const run::Checkpoint& paths) {
   return it == weights.metadata().end() ? "" : it->second;
 }
 
+std::string checkpoint_data(const run::Checkpoint& paths) {
+  io::SafetensorsFile weights(paths.weights);
+  auto it = weights.metadata().find("lofi.data");
+  return it == weights.metadata().end() ? "" : it->second;
+}
+
 void prune_checkpoints(const run::NodeDir& node, int64_t keep) {
   if (keep <= 0) return;
   auto all = node.checkpoints();
@@ -52,7 +58,8 @@ void prune_checkpoints(const run::NodeDir& node, int64_t keep) {
 }
 
 void save_checkpoint(const run::NodeDir& node, int64_t step, const torch::nn::Module& module,
-                     const Optimizer& optimizer, const std::string& config_toml, const OuterOptimizer* outer) {
+                     const Optimizer& optimizer, const std::string& config_toml, const std::string& data,
+                     const OuterOptimizer* outer) {
   io::make_dirs(node.checkpoint_dir());
   const run::Checkpoint paths = node.checkpoint(step);
   io::Metadata optim_meta{{"step", std::to_string(step)}};
@@ -61,7 +68,7 @@ void save_checkpoint(const run::NodeDir& node, int64_t step, const torch::nn::Mo
     for (auto& t : outer->state()) state.push_back(std::move(t));
   io::save_safetensors(paths.optimizer, state, optim_meta, /*checksum=*/true);
   io::save_safetensors(paths.weights, model::module_weights(module),
-                       {{"step", std::to_string(step)}, {"lofi.config", config_toml}}, /*checksum=*/true);
+                       {{"step", std::to_string(step)}, {"lofi.config", config_toml}, {"lofi.data", data}}, /*checksum=*/true);
 }
 
 int64_t load_checkpoint(const run::Checkpoint& paths, torch::nn::Module& module, Optimizer& optimizer,

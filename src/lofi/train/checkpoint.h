@@ -22,14 +22,19 @@ void verify_checkpoint(const run::Checkpoint& paths);
 std::optional<run::Checkpoint> newest_valid_checkpoint(const run::NodeDir& node, bool verbose);
 // The config text the checkpoint was trained with ("lofi.config"; empty for older checkpoints).
 std::string checkpoint_config(const run::Checkpoint& paths);
+// The fingerprints of the data it was trained on ("lofi.data", data/fingerprint.h; empty for older
+// checkpoints).
+std::string checkpoint_data(const run::Checkpoint& paths);
 
 // Keeps the newest KEEP checkpoints (0: all).
 void prune_checkpoints(const run::NodeDir& node, int64_t keep);
 
-// CONFIG_TOML (the run's resolved config) goes into the weights file's metadata; OUTER's state
-// (DiLoCo's, when the run has one) into the optimizer file beside AdamW's.
+// CONFIG_TOML (the run's resolved config) and DATA (its data's fingerprints, as JSON) go into the
+// weights file's metadata; OUTER's state (DiLoCo's, when the run has one) into the optimizer file
+// beside AdamW's.
 void save_checkpoint(const run::NodeDir& node, int64_t step, const torch::nn::Module& module,
-                     const Optimizer& optimizer, const std::string& config_toml, const OuterOptimizer* outer = nullptr);
+                     const Optimizer& optimizer, const std::string& config_toml, const std::string& data,
+                     const OuterOptimizer* outer = nullptr);
 // Loads weights and optimizer state (and OUTER's, when given); returns the step to continue from.
 int64_t load_checkpoint(const run::Checkpoint& paths, torch::nn::Module& module, Optimizer& optimizer,
                         OuterOptimizer* outer = nullptr);

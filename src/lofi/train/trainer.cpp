@@ -14,7 +14,9 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "lofi/data/fingerprint.h"
 #include "lofi/data/sampler.h"
+#include "lofi/data/token_shards.h"
 #include "lofi/dist/comm.h"
 #include "lofi/dist/device.h"
 #include "lofi/dist/grad_sync.h"
@@ -95,6 +97,10 @@ run::Checkpoint resume_point(const Config& config, const run::NodeDir& node, boo
     apply_toml_text(was, text, ckpt->weights + " (lofi.config)");
     changes = trajectory_changes(was, config);
   }
+  // The data itself: the same paths may hold other tokens now.
+  if (const auto was = data::fingerprints_from_json(checkpoint_data(*ckpt)); !was.empty())
+    for (const auto& file : data::changed_files(was, data::fingerprint_files(data::split_paths(config.data.train))))
+      changes.push_back("data.train changed: " + file);
   if (!changes.empty() && !allow_changed) {
     std::string list;
     for (const auto& c : changes) list += (list.empty() ? "" : ", ") + c;
@@ -201,6 +207,8 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   comm_options.node_dir = my_dir.path();
   dist::Comm comm(env, topo, comm_options);
   const std::string config_toml = to_toml(config);
+  // What the checkpoints record of the data, so --resume can tell when it changed.
+  const std::string data_prints = data::fingerprints_json(data::fingerprint_files(data::split_paths(config.data.train)));
 
   model.train();
   Optimizer optimizer(model, tc);
@@ -343,7 +351,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
                     format_duration(eta).c_str());
       std::fflush(stdout);
       if (ckpt_now) {
-        save_checkpoint(my_dir, done, model, optimizer, config_toml, outer.get());
+        save_checkpoint(my_dir, done, model, optimizer, config_toml, data_prints, outer.get());
         prune_checkpoints(my_dir, tc.keep_checkpoints);
       }
     }
@@ -355,7 +363,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
     summary.bytes_within_node = comm.bytes_within_node();
     summary.bytes_between_nodes = comm.bytes_between_nodes();
     if (node_leader) {
-      save_checkpoint(my_dir, tc.steps, model, optimizer, config_toml, outer.get());
+      save_checkpoint(my_dir, tc.steps, model, optimizer, config_toml, data_prints, outer.get());
       prune_checkpoints(my_dir, tc.keep_checkpoints);
       io::Metadata meta = task->metadata();
       meta.insert({{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},

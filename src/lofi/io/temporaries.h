@@ -1,0 +1,21 @@
+// The temporaries of writers in progress (AtomicFile's PATH.tmp-PID, StagedDir's DIR.tmp-PID):
+// registered while they exist, so a signal that ends the process removes them first, and found by
+// the next writer of the same output when their writer died without a chance to (kill -9).
+#pragma once
+#include <string>
+
+namespace lofi::io {
+
+// PATH (a file, or with DIRECTORY a directory of files) is a temporary until unregistered.
+void register_temporary(const std::string& path, bool directory);
+void unregister_temporary(const std::string& path);
+
+// From now on SIGINT, SIGTERM and SIGHUP remove every registered temporary, then end the process
+// as the signal would have (its exit status says which).
+void remove_temporaries_on_signals();
+
+// Removes OUTPUT.tmp-PID beside OUTPUT for each PID that is no live process here (a writer
+// killed before it could clean up), saying so in one line each.
+void remove_dead_writers_temporaries(const std::string& output);
+
+}  // namespace lofi::io
