@@ -260,6 +260,42 @@ TEST(DistFault, ResumedRunRetiresTheResultsOfTheAttemptBefore) {
   EXPECT_EQ(max_abs_diff(dir + "/recovered.safetensors", run + "/node-00/final.safetensors"), 0.0);
 }
 
+// SIGTERM to `lofi launch` (a scheduler's preemption, Ctrl-C): forwarded; each worker stops at its
+// next read, its node's leader saves a checkpoint there and writes "stopped by signal 15 ... at
+// step N" as the node's status; the launcher prints a line per node and exits 128 + 15; nothing
+// temporary is left.
+TEST(DistFault, SigtermStopsEveryNodeAtACheckpoint) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000), run = dir + "/run";
+  Background job = start(std::string(LOFI_BIN) + " launch --workers 2 -- " + train_cmd(data, run, kLong + " --set dist.nodes=2"),
+                         dir + "/launch.log");
+  ASSERT_GT(wait_for_step(run + "/node-01", 20, job), 0) << read_log(job);
+  ::kill(job.pid, SIGTERM);
+  const int status = finish(job, 120);
+  const std::string log = read_log(job);
+  EXPECT_EQ(status, 128 + SIGTERM) << log;
+  for (int k : {0, 1}) {
+    const std::string node = run + "/node-0" + std::to_string(k);
+    const auto s = dist::read_node_status(node);
+    ASSERT_TRUE(s.has_value()) << node;
+    EXPECT_EQ(s->state, "failed");
+    EXPECT_NE(s->message.find("stopped by signal 15"), std::string::npos) << s->message;
+    const size_t at = s->message.find(" at step ");
+    ASSERT_NE(at, std::string::npos) << s->message;
+    const int64_t step = std::stoll(s->message.substr(at + 9));
+    EXPECT_GE(step, 20);
+    EXPECT_LT(step, 1000);
+    char name[40];
+    std::snprintf(name, sizeof(name), "/ckpt/step-%06lld.safetensors", static_cast<long long>(step));
+    EXPECT_TRUE(fs::exists(node + name)) << node + name << "\n" << log;
+    EXPECT_NE(log.find("launch: node " + std::to_string(k) + ": node " + std::to_string(k) + " stopped by signal 15"),
+              std::string::npos) << log;
+    EXPECT_FALSE(fs::exists(node + "/final.safetensors"));
+  }
+  EXPECT_FALSE(fs::exists(run + "/merged.safetensors"));
+  for (const auto& entry : fs::recursive_directory_iterator(run))
+    EXPECT_EQ(entry.path().string().find(".tmp-"), std::string::npos) << entry.path() << " was left";
+}
+
 // The baseline is one node: a dead worker still stops the job at once, naming the failure.
 TEST(DistFault, BaselineStillFailsFast) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000), run = dir + "/run";

@@ -525,6 +525,7 @@ int main(int argc, char** argv) {
                    : overwrite             ? run::StartMode::overwrite
                                            : run::StartMode::fresh;
       start.allow_changed = resume_changed;
+      io::stop_gracefully_on_signals();  // a first signal checkpoints and stops at the next read
       return cmd_train(config_path, sets, start, print_config, quiet);
     }
     if (*launch) {

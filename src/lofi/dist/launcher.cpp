@@ -183,6 +183,8 @@ int launch_workers(const LaunchOptions& opt) {
 
   int result = 0;
   bool stopping = false;
+  int stopped_by = 0;  // the signal the launcher forwarded
+  std::optional<std::chrono::steady_clock::time_point> kill_after_signal;
   auto signal_worker = [](Worker& w, int sig) {
     ::kill(w.pid, sig);
     if (sig != SIGKILL) ::kill(w.pid, SIGCONT);  // a stopped worker must run to take the signal
@@ -219,8 +221,12 @@ int launch_workers(const LaunchOptions& opt) {
     if (g_signal) {
       if (!stopping) {
         stopping = true;
+        stopped_by = g_signal;
         stop_all(g_signal);
         if (result == 0) result = 128 + g_signal;
+        // Workers checkpoint and stop at their next read; one stuck in a collective whose peer
+        // already stopped would wait for its timeout: ended after a grace period.
+        kill_after_signal = std::chrono::steady_clock::now() + std::chrono::seconds(60);
       } else {
         stop_all(SIGKILL);  // a second signal: stop at once
       }
@@ -270,6 +276,11 @@ int launch_workers(const LaunchOptions& opt) {
       stop_all(SIGTERM);
     }
     const auto now = std::chrono::steady_clock::now();
+    if (kill_after_signal && now > *kill_after_signal) {
+      std::cerr << "launch: workers still running 60 s after the signal; ending them" << std::endl;
+      stop_all(SIGKILL);
+      kill_after_signal.reset();
+    }
     for (auto& f : failures)
       if (f.kill_at && now > *f.kill_at) signal_node(f, SIGKILL), f.kill_at.reset();
     // A node of an independent job whose heartbeat stopped (a hung worker) is ended like a dead one.
@@ -290,6 +301,18 @@ int launch_workers(const LaunchOptions& opt) {
     if (result == 0) result = 1;
     std::cerr << failure_summary(failures, launch_began) << std::endl;
   }
+  // Stopped by a signal: where each node stopped, from its status (its leader writes it).
+  if (stopped_by)
+    for (size_t rank = 0; rank < workers.size(); ++rank) {
+      const std::optional<CheckIn>& c = check_in_of(rank);
+      if (!c || c->rank != c->node * c->node_size) continue;
+      const auto s = read_node_status(c->node_dir);
+      std::cerr << "launch: node " << c->node << ": "
+                << (!s ? std::string("no status written")
+                       : s->state == "failed" ? s->message
+                                              : cat(s->state, " at step ", s->step, " of ", s->steps))
+                << std::endl;
+    }
   restore_signals();
   return result;
 }

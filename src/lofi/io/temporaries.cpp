@@ -41,6 +41,15 @@ void remove_flat_directory(const char* dir) {
   ::rmdir(dir);
 }
 
+std::atomic<int> g_stop_signal{0};
+
+void on_fatal_signal(int sig);
+
+void on_first_signal(int sig) {
+  if (g_stop_signal.load() != 0) return on_fatal_signal(sig);
+  g_stop_signal.store(sig);
+}
+
 void on_fatal_signal(int sig) {
   for (auto& slot : g_slots) {
     if (slot.state.load() != 2) continue;
@@ -82,6 +91,15 @@ void remove_temporaries_on_signals() {
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
 }
+
+void stop_gracefully_on_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_first_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+}
+
+int stop_requested() { return g_stop_signal.load(); }
 
 void remove_dead_writers_temporaries(const std::string& output) {
   namespace fs = std::filesystem;

@@ -14,6 +14,12 @@ void unregister_temporary(const std::string& path);
 // as the signal would have (its exit status says which).
 void remove_temporaries_on_signals();
 
+// For a long job (train): the first SIGINT, SIGTERM or SIGHUP only asks it to stop (stop_requested()
+// turns non-zero: the signal), so it can checkpoint and say where it stopped; a second one ends
+// it at once as remove_temporaries_on_signals() does.
+void stop_gracefully_on_signals();
+int stop_requested();
+
 // Removes OUTPUT.tmp-PID beside OUTPUT for each PID that is no live process here (a writer
 // killed before it could clean up), saying so in one line each.
 void remove_dead_writers_temporaries(const std::string& output);

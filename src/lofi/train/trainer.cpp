@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +26,7 @@
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/io/safetensors_set.h"
+#include "lofi/io/temporaries.h"
 #include "lofi/merge/nonfinite.h"
 #include "lofi/model/weights.h"
 #include "lofi/run/run_dir.h"
@@ -253,6 +255,11 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
     double last_loss = 0;
     int64_t units_seen = start_step * node_batch * units_per_sample;
     StepHealth health(device, tc.skip_nonfinite);
+    // A stop asked by a signal (SIGTERM from a scheduler or the launcher, Ctrl-C): marked on the
+    // device and averaged with the step's loss inside the node, then acted on at the next read, so
+    // every worker of a node stops at the same step, without a host synchronisation in the step.
+    torch::Tensor stop = torch::zeros({1}, torch::TensorOptions().device(device));
+    bool stop_marked = false;
     // train.profile_steps: after 3 warm-up steps (allocator, cuBLAS heuristics, autotuning), on the
     // node leader of node 0 only, so one trace describes the job.
     const int64_t profile_from = start_step + std::min<int64_t>(3, std::max<int64_t>(0, tc.steps - start_step - tc.profile_steps));
@@ -284,7 +291,8 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
         loss_sum += loss.detach();
       }
       grad_sync.after_backward();  // gradients averaged inside this node only
-      comm.node_mean({loss_sum});  // the node's loss, so every worker of the node decides alike
+      if (!stop_marked && io::stop_requested()) stop.fill_(1.0), stop_marked = true;
+      comm.node_mean({loss_sum, stop});  // the node's loss (and stop), so every worker of the node decides alike
       const torch::Tensor norm = tc.grad_clip > 0 ? clip_grad_norm(params, tc.grad_clip) : grad_norm(params);
       // A non-finite loss or gradient norm skips this step's update on the device (AdamW's
       // found_inf); the host learns of it at the next read.
@@ -312,6 +320,12 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
       // Every worker of the node reads at the same steps, so all of them stop together; after
       // the read the clock measures work done, not work queued.
       if (log_now) last_loss = health.read().loss;
+      if (log_now && done < tc.steps && stop.item<float>() > 0) {
+        if (node_leader) save_checkpoint(my_dir, done, model, optimizer, config_toml, data_prints, outer.get());
+        const int sig = io::stop_requested();
+        fail("node ", topo.node, " stopped by ", sig ? cat("signal ", sig, " (", ::strsignal(sig), ")") : std::string("a signal to another of its workers"),
+             " at step ", done, " of ", tc.steps, "; its checkpoint of step ", done, " is saved: continue with --resume");
+      }
       const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
       const double rate = static_cast<double>(units_seen - start_step * node_batch * units_per_sample) / std::max(seconds, 1e-9);
       const double eta = seconds / static_cast<double>(done - start_step) * static_cast<double>(tc.steps - done);
