@@ -31,4 +31,17 @@ void check_launch(const char* error, const char* what) {
   if (error) fail(what, ": the CUDA kernel failed to launch: ", error);
 }
 
+#if !LOFI_FUSED_CUDA
+// Built without nvcc: the launchers exist so the library links; rotary() and swiglu() never call
+// them (they run LibTorch's composite on a GPU when fused_cuda_built() is false).
+namespace cuda {
+namespace {
+const char* kNotBuilt = "lofi was built without its CUDA kernels (no nvcc at configure time)";
+}
+const char* rotary(Dtype, const void*, void*, const RotaryShape&, const float*, const float*, bool, void*) { return kNotBuilt; }
+const char* swiglu_forward(Dtype, const void*, const void*, void*, int64_t, void*) { return kNotBuilt; }
+const char* swiglu_backward(Dtype, const void*, const void*, const void*, void*, void*, int64_t, void*) { return kNotBuilt; }
+}  // namespace cuda
+#endif
+
 }  // namespace lofi::kernels
