@@ -32,12 +32,13 @@ TEST(Dist, TwoWorkerBaselineEqualsOneWorker) {
   auto two = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/two"));
   ASSERT_EQ(two.status, 0) << two.output;
   EXPECT_LE(max_abs_diff(dir + "/one/node-00/final.safetensors", dir + "/two/node-00/final.safetensors"), 1e-5);
-  // Bytes as counted: each of the 6 steps all-reduces every fp32 gradient and the loss once; a ring
-  // all-reduce of n bytes between 2 workers sends n from each.
+  // Bytes as counted: each of the 6 steps all-reduces every fp32 gradient once, and the loss with
+  // the stop flag (a signal's stop request, trainer.cpp) once; a ring all-reduce of n bytes
+  // between 2 workers sends n from each.
   int64_t params = 0;
   const io::SafetensorsFile two_final(dir + "/two/node-00/final.safetensors");
   for (const auto& e : two_final.entries()) params += static_cast<int64_t>((e.end - e.begin) / 4);
-  EXPECT_EQ(last_metrics(dir + "/two/node-00")["bytes_within_node"].get<int64_t>(), 6 * (4 * params + 4));
+  EXPECT_EQ(last_metrics(dir + "/two/node-00")["bytes_within_node"].get<int64_t>(), 6 * (4 * params + 4 + 4));
   EXPECT_NE(two.output.find("[rank 0] node 0 step 6/6"), std::string::npos) << two.output;  // prefixed by launch
   // The same with the all-reduce after backward instead of overlapped buckets, and with two
   // micro-batches per step (only the last backward synchronises).
