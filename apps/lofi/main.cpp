@@ -59,7 +59,7 @@ int cmd_train(const std::string& config_path, const std::vector<std::string>& se
               bool print_only, bool quiet) {
   train::Config config = train::load_config(config_path, sets);
   if (print_only) {
-    std::cout << train::to_toml(config);
+    std::cout << train::to_toml(config, /*help=*/true);
     return 0;
   }
   dist::WorkerEnv env = dist::worker_env_from_environment();

@@ -1,7 +1,6 @@
 #include "lofi/model/arch.h"
 
 #include <algorithm>
-#include <sstream>
 
 #include "lofi/error.h"
 
@@ -40,19 +39,15 @@ std::vector<std::string> LmArchRegistry::names() const {
 }
 
 void require_defaults(const LmConfig& c, const std::string& source, const std::vector<std::string>& keys) {
-  static const LmConfig defaults;
-  for (const auto& k : lm_config_keys()) {
-    if (std::find(keys.begin(), keys.end(), k.key) == keys.end()) continue;
-    std::visit(
-        [&](auto member) {
-          if (c.*member == defaults.*member) return;
-          std::ostringstream value, fallback;
-          value << std::boolalpha << c.*member;
-          fallback << std::boolalpha << defaults.*member;
-          fail(source, ": ", k.key, " = ", value.str(), " does not apply to arch \"", c.arch, "\" (leave it at ",
-               fallback.str(), ")");
-        },
-        k.field);
+  LmConfig values = c, defaults;
+  Settings now, before;
+  values.declare(now);
+  defaults.declare(before);
+  for (size_t i = 0; i < now.all().size(); ++i) {
+    const Setting& s = now.all()[i];
+    if (std::find(keys.begin(), keys.end(), s.key()) == keys.end() || s.text() == before.all()[i].text()) continue;
+    fail(source, ": ", s.key(), " = ", s.text(), " does not apply to arch \"", c.arch, "\" (leave it at ",
+         before.all()[i].text(), ")");
   }
 }
 

@@ -51,8 +51,8 @@ class LmArchRegistry {
   std::vector<std::unique_ptr<LmArch>> archs_;
 };
 
-// Fails, naming SOURCE, the key and ARCH, when one of the LmConfig fields called KEYS (as in
-// lm_config_keys()) is not at its default: settings that do not apply to this architecture.
+// Fails, naming SOURCE, the key and ARCH, when one of the LmConfig fields called KEYS (as
+// LmConfig::declare names them) is not at its default: settings that do not apply to this architecture.
 void require_defaults(const LmConfig& c, const std::string& source, const std::vector<std::string>& keys);
 // The LmConfig keys only the Llama class reads (grouped-query heads, rotary settings, biases,
 // window) and the ones only OPT reads: what the other architectures pass to require_defaults.

@@ -1,47 +1,77 @@
 // The shape of a causal language model, whichever architecture builds it. Plain values with
 // Hugging Face meanings; each architecture (archs/*.cpp) maps its config.json keys onto these
-// fields, and lm_config_keys() names them for the run config's [model] section, so a field is
-// declared here once and read, written and overridden everywhere by that one declaration.
+// fields, and declare() names them for the run config's [model] section, so a field is declared
+// here once and read, written and overridden everywhere by that one declaration.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <variant>
-#include <vector>
+
+#include "lofi/settings.h"
 
 namespace lofi::model {
 
 struct LmConfig {
-  std::string arch = "opt";          // the architecture (model/archs/): "opt", "gpt2", "llama", "qwen2",
-                                     // "mistral"; a run config's model.arch may also name an image
-                                     // classifier ("vit"), which ignores these fields
-  int64_t n_layer = 4;               // decoder blocks, e.g. 12 for OPT-125M
-  int64_t n_head = 4;                // attention heads, e.g. 12
-  int64_t d_model = 128;             // residual width, e.g. 768
-  int64_t d_ff = 512;                // MLP hidden width, e.g. 3072
-  int64_t vocab_size = 256;          // token ids must lie below this, e.g. 50272
-  int64_t max_seq_len = 128;         // positions the model is trained for, e.g. 2048
-  std::string activation = "relu";   // "relu", "gelu" (tanh approximation), "gelu_erf" (exact) or "silu"
-  double dropout = 0.0;              // on residual branches (OPT dropout, GPT-2 resid_pdrop)
-  double attention_dropout = 0.0;    // on attention probabilities (attention_dropout, attn_pdrop)
-  double embedding_dropout = 0.0;    // on token + position embeddings (GPT-2 embd_pdrop; OPT has none)
-  double layer_norm_eps = 1e-5;      // LayerNorm / RMSNorm epsilon (GPT-2 layer_norm_epsilon, Llama rms_norm_eps)
-  bool do_layer_norm_before = true;  // OPT: false is opt-350m's post-LayerNorm (no final norm)
-  int64_t word_embed_proj_dim = 0;   // OPT: token embedding width when it differs from d_model
-                                     // (opt-350m: 512, with project_in/out); 0: d_model
-  bool tie_word_embeddings = true;   // the output head is the token embedding; false: its own lm_head.weight
+  std::string arch = "opt";
+  int64_t n_layer = 4;
+  int64_t n_head = 4;
+  int64_t d_model = 128;
+  int64_t d_ff = 512;
+  int64_t vocab_size = 256;
+  int64_t max_seq_len = 128;
+  std::string activation = "relu";
+  double dropout = 0.0;
+  double attention_dropout = 0.0;
+  double embedding_dropout = 0.0;
+  double layer_norm_eps = 1e-5;
+  bool do_layer_norm_before = true;
+  int64_t word_embed_proj_dim = 0;
+  bool tie_word_embeddings = true;
   // Llama-class decoders (llama, qwen2, mistral).
-  int64_t n_kv_head = 0;             // grouped-query attention's key/value heads (num_key_value_heads); 0: n_head
-  int64_t head_dim = 0;              // width of one head; 0: d_model / n_head
-  double rope_theta = 10000.0;       // rotary embedding base
-  std::string rope_scaling = "default";  // "default" (none), "linear" or "llama3" (Llama 3.1's)
-  double rope_factor = 1.0;          // linear / llama3: how much longer the context is than trained
-  double rope_low_freq_factor = 1.0;   // llama3
-  double rope_high_freq_factor = 4.0;  // llama3
-  int64_t rope_original_max_positions = 8192;  // llama3: the pretraining context
-  bool attention_bias = false;       // biases on the q/k/v projections (Qwen2: true)
-  bool attention_out_bias = false;   // a bias on the output projection (Llama's attention_bias sets both)
-  bool mlp_bias = false;             // biases in the SwiGLU MLP
-  int64_t sliding_window = 0;        // Mistral: each token attends to at most this many; 0: all before it
+  int64_t n_kv_head = 0;
+  int64_t head_dim = 0;
+  double rope_theta = 10000.0;
+  std::string rope_scaling = "default";
+  double rope_factor = 1.0;
+  double rope_low_freq_factor = 1.0;
+  double rope_high_freq_factor = 4.0;
+  int64_t rope_original_max_positions = 8192;
+  bool attention_bias = false;
+  bool attention_out_bias = false;
+  bool mlp_bias = false;
+  int64_t sliding_window = 0;
+
+  void declare(Settings& s) {
+    s(arch, "arch", "the architecture (model/archs/): \"opt\", \"gpt2\", \"llama\", \"qwen2\", \"mistral\"; or an\n"
+                    "image classifier (\"vit\"), which ignores the language-model shape keys");
+    s(n_layer, "n_layer", "decoder blocks, e.g. 12 for OPT-125M");
+    s(n_head, "n_head", "attention heads, e.g. 12");
+    s(d_model, "d_model", "residual width, e.g. 768");
+    s(d_ff, "d_ff", "MLP hidden width, e.g. 3072");
+    s(vocab_size, "vocab_size", "token ids must lie below this, e.g. 50272");
+    s(max_seq_len, "max_seq_len", "positions the model is trained for, e.g. 2048");
+    s(activation, "activation", "\"relu\", \"gelu\" (tanh approximation), \"gelu_erf\" (exact) or \"silu\"");
+    s(dropout, "dropout", "on residual branches (OPT dropout, GPT-2 resid_pdrop)").in(0, 1);
+    s(attention_dropout, "attention_dropout", "on attention probabilities (attention_dropout, attn_pdrop)").below(1);
+    s(embedding_dropout, "embedding_dropout", "on token + position embeddings (GPT-2 embd_pdrop; OPT has none)").below(1);
+    s(layer_norm_eps, "layer_norm_eps", "LayerNorm / RMSNorm epsilon (GPT-2 layer_norm_epsilon, Llama rms_norm_eps)");
+    s(do_layer_norm_before, "do_layer_norm_before", "OPT: false is opt-350m's post-LayerNorm (no final norm)");
+    s(word_embed_proj_dim, "word_embed_proj_dim",
+      "OPT: token embedding width when it differs from d_model (opt-350m: 512, with project_in/out); 0: d_model");
+    s(tie_word_embeddings, "tie_word_embeddings", "the output head is the token embedding; false: its own lm_head.weight");
+    s(n_kv_head, "n_kv_head", "grouped-query attention's key/value heads (num_key_value_heads); 0: n_head");
+    s(head_dim, "head_dim", "width of one head; 0: d_model / n_head");
+    s(rope_theta, "rope_theta", "rotary embedding base");
+    s(rope_scaling, "rope_scaling", "\"default\" (none), \"linear\" or \"llama3\" (Llama 3.1's)");
+    s(rope_factor, "rope_factor", "linear / llama3: how much longer the context is than trained");
+    s(rope_low_freq_factor, "rope_low_freq_factor", "llama3");
+    s(rope_high_freq_factor, "rope_high_freq_factor", "llama3");
+    s(rope_original_max_positions, "rope_original_max_positions", "llama3: the pretraining context");
+    s(attention_bias, "attention_bias", "biases on the q/k/v projections (Qwen2: true)");
+    s(attention_out_bias, "attention_out_bias", "a bias on the output projection (Llama's attention_bias sets both)");
+    s(mlp_bias, "mlp_bias", "biases in the SwiGLU MLP");
+    s(sliding_window, "sliding_window", "Mistral: each token attends to at most this many; 0: all before it");
+  }
 
   int64_t kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
   // About how many parameters this shape has (every architecture's blocks as the largest of them
@@ -51,14 +81,7 @@ struct LmConfig {
   int64_t head_width() const { return head_dim > 0 ? head_dim : d_model / n_head; }
 };
 
-// A field of LmConfig by member pointer, typed.
+// A field of LmConfig by member pointer, typed (the architectures' config.json tables use it).
 using LmField = std::variant<int64_t LmConfig::*, double LmConfig::*, bool LmConfig::*, std::string LmConfig::*>;
-
-struct LmConfigKey {
-  const char* key;  // its name under the run config's [model] section, e.g. "n_layer"
-  LmField field;
-};
-// Every LmConfig field, in declaration order.
-const std::vector<LmConfigKey>& lm_config_keys();
 
 }  // namespace lofi::model

@@ -1,116 +1,161 @@
-// The run configuration: plain structs with in-class defaults, read from TOML and overridden
-// with `--set section.key=value`. Every field is declared once, in config_fields(), and parsing,
-// overrides, validation messages and printing all use that one list. Unknown keys are errors.
+// The run configuration: one struct per section, each declaring its keys once in its declare()
+// (settings.h): the language model's shape in model/lm_config.h, the image classifier's in
+// model/vit_settings.h, the [images] section in data/images_config.h, the rest here. Parsing,
+// overrides, validation, --help, printing and the resume comparison all read those declarations.
+// Unknown keys are errors.
 #pragma once
 #include <cstdint>
 #include <string>
-#include <variant>
 #include <vector>
 
+#include "lofi/data/images_config.h"
 #include "lofi/model/lm_config.h"
+#include "lofi/model/vit_settings.h"
+#include "lofi/settings.h"
 
 namespace lofi::train {
 
 struct RunConfig {
-  std::string dir = "runs/lm";  // run directory: config.toml, node-k/, merged.safetensors
+  std::string dir = "runs/lm";
+
+  void declare(Settings& s) { s(dir, "dir", "run directory: config.toml, node-k/, merged.safetensors").free(); }
 };
 
-// The model: a language model's shape is model::LmConfig's fields (lm_config.h: "model.n_layer",
-// "model.rope_theta", ...), declared there once; the keys below are the run's own.
-struct ModelConfig : model::LmConfig {
+// The model: a language model's shape (model::LmConfig), an image classifier's choice
+// (model::VitSettings), and where the weights start.
+struct ModelConfig : model::LmConfig, model::VitSettings {
   ModelConfig() {
     attention_dropout = -1;  // < 0: as model.dropout
     embedding_dropout = -1;  // < 0: as model.dropout
   }
-  std::string init;                 // safetensors file, or a Hugging Face model directory (config.json
-                                    // + weights: it then sets every other model.* key); empty: random
-                                    // init from train.seed
-  // Image classifiers (arch = "vit"); the language-model shape fields above do not apply.
-  std::string preset = "vit_demo_patch4_32";  // timm architecture, e.g. "deit_base_patch16_224"
-  int64_t image_size = 0;           // input side in pixels; 0: the preset's, e.g. 224
-  int64_t num_classes = 0;          // classifier outputs; 0: the classes of data.train's folder
-  double drop_path = 0.1;           // stochastic depth of the last block (DeiT fine-tuning: 0.1)
+  std::string init;
+
+  void declare(Settings& s) {
+    LmConfig::declare(s);
+    s(init, "init", "safetensors file, or a Hugging Face model directory (config.json + weights: it then sets\n"
+                    "every other model.* key); empty: random init from train.seed").free();
+    VitSettings::declare(s);
+  }
 };
 
 struct DataConfig {
-  std::string train;                // token shard path(s), comma-separated; for "vit" an image folder
-  std::string val;                  // held-out shard (or image folder) for periodic evaluation (optional)
-  int64_t seq_len = 64;             // tokens per training window, <= model.max_seq_len
-  std::string format = "auto";      // token files: "auto" (llm.c header required, except raw files
-                                    // named *.u16), "llm.c", or "raw-u16" (headerless uint16 ids)
+  std::string train;
+  std::string val;
+  int64_t seq_len = 64;
+  std::string format = "auto";
+
+  void declare(Settings& s) {
+    s(train, "train", "token shard path(s), comma-separated; for \"vit\" an image folder");
+    s(val, "val", "held-out shard (or image folder) for periodic evaluation (optional)").free();
+    s(seq_len, "seq_len", "tokens per training window, <= model.max_seq_len");
+    s(format, "format", "token files: \"auto\" (llm.c header required, except raw files named *.u16), \"llm.c\",\n"
+                        "or \"raw-u16\" (headerless uint16 ids)").one_of({"auto", "llm.c", "raw-u16"}).free();
+  }
 };
 
-// Image input for arch = "vit": DeiT fine-tuning's augmentation and the loader (data/augment.h).
-struct ImagesConfig {
-  double scale_min = 0.08;          // RandomResizedCrop: smallest crop area / image area
-  double hflip = 0.5;               // horizontal flip probability
-  double color_jitter = 0.3;        // brightness/contrast/saturation strength; 0 disables
-  double mixup = 0.8;               // mixup Beta(a, a); 0 disables
-  double cutmix = 1.0;              // CutMix Beta(a, a); 0 disables
-  double mix_prob = 1.0;            // probability that a batch is mixed
-  double label_smoothing = 0.1;     // mass spread over all classes
-  double crop_pct = 0.875;          // evaluation: resize to image_size / crop_pct, centre crop
-  std::string interpolation = "bicubic";  // "bicubic" or "bilinear"
-  std::string on_bad_image = "skip";      // unreadable image: "skip" (warn, substitute) or "fail"
-  int64_t loader_threads = 1;       // decoding threads per worker, beside its compute threads
-  int64_t prefetch = 4;             // batches decoded ahead of the trainer
-};
+using ImagesConfig = data::ImagesConfig;
 
 struct TrainConfig {
-  int64_t steps = 100;              // optimizer steps, e.g. 5000
-  int64_t batch_size = 32;          // GLOBAL batch in sequences; each of N nodes uses batch_size/N
-  int64_t grad_accum = 1;           // micro-batches per step on each worker
-  double lr = 3e-4;                 // peak learning rate
-  double min_lr = 3e-5;             // cosine floor
-  int64_t warmup_steps = 10;        // linear warmup from 0
-  double weight_decay = 0.1;        // AdamW decoupled decay; never on biases or norms
+  int64_t steps = 100;
+  int64_t batch_size = 32;
+  int64_t grad_accum = 1;
+  double lr = 3e-4;
+  double min_lr = 3e-5;
+  int64_t warmup_steps = 10;
+  double weight_decay = 0.1;
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;
-  double grad_clip = 1.0;           // global-norm clipping; 0 disables
-  int64_t seed = 0;                 // every random stream derives from (seed, node, rank, step)
-  int64_t log_every = 10;           // metrics line every N steps (and at the last)
-  bool tensorboard = true;          // also write the metrics as TensorBoard event files per node
-  int64_t profile_steps = 0;        // profile N steps after 3 warm-up steps: node-k/profile/trace.json
-                                    // (Chrome trace) and a table of where the time went; 0: off
-  int64_t ckpt_every = 0;           // checkpoint every N steps for --resume; 0: only at the end
-  int64_t eval_every = 0;           // evaluate on data.val every N steps; 0: never
-  int64_t eval_batches = 8;         // batches per periodic evaluation
-  int64_t threads = 0;              // intra-op threads; 0: LOFI_THREADS, else cores / local workers
-  std::string device = "auto";      // "auto" (CUDA when a GPU is visible), "cpu", "cuda" (cuda:LOCAL_RANK)
-                                    // or "cuda:K" (every worker on GPU K: lo-fi nodes sharing a GPU)
-  std::string precision = "fp32";   // "fp32" or "bf16" (autocast matmuls and attention to bf16; fp32
-                                    // master weights, optimizer state and checkpoints)
-  int64_t skip_nonfinite = 0;       // a non-finite loss or gradient norm stops the node; up to N such
-                                    // steps are skipped first (no update) when N > 0
-  int64_t keep_checkpoints = 0;     // keep the newest K periodic checkpoints; 0: keep all
-  std::string head_init = "random"; // a re-initialised classification head: "random" (timm's init) or
-                                    // "lp" (LP-FT: a linear probe on frozen features first, the same
-                                    // on every node, then full fine-tuning from it)
-  int64_t lp_steps = 100;           // the linear probe's steps (train.batch_size images each)
-  double lp_lr = 1e-3;              // the linear probe's AdamW learning rate (no weight decay)
+  double grad_clip = 1.0;
+  int64_t seed = 0;
+  int64_t log_every = 10;
+  bool tensorboard = true;
+  int64_t profile_steps = 0;
+  int64_t ckpt_every = 0;
+  int64_t eval_every = 0;
+  int64_t eval_batches = 8;
+  int64_t threads = 0;
+  std::string device = "auto";
+  std::string precision = "fp32";
+  int64_t skip_nonfinite = 0;
+  int64_t keep_checkpoints = 0;
+  std::string head_init = "random";
+  int64_t lp_steps = 100;
+  double lp_lr = 1e-3;
+
+  void declare(Settings& s) {
+    s(steps, "steps", "optimizer steps, e.g. 5000").at_least(1);
+    s(batch_size, "batch_size", "GLOBAL batch in sequences; each of N nodes uses batch_size/N").at_least(1);
+    s(grad_accum, "grad_accum", "micro-batches per step on each worker").at_least(1);
+    s(lr, "lr", "peak learning rate").above(0);
+    s(min_lr, "min_lr", "cosine floor").at_least(0);
+    s(warmup_steps, "warmup_steps", "linear warmup from 0").at_least(0);
+    s(weight_decay, "weight_decay", "AdamW decoupled decay; never on biases or norms");
+    s(beta1, "beta1", "AdamW's first-moment decay");
+    s(beta2, "beta2", "AdamW's second-moment decay");
+    s(eps, "eps", "AdamW's denominator epsilon");
+    s(grad_clip, "grad_clip", "global-norm clipping; 0 disables");
+    s(seed, "seed", "every random stream derives from (seed, node, rank, step)");
+    s(log_every, "log_every", "metrics line every N steps (and at the last)").at_least(1).free();
+    s(tensorboard, "tensorboard", "also write the metrics as TensorBoard event files per node").free();
+    s(profile_steps, "profile_steps", "profile N steps after 3 warm-up steps: node-k/profile/trace.json (Chrome\n"
+                                      "trace) and a table of where the time went; 0: off").at_least(0).free();
+    s(ckpt_every, "ckpt_every", "checkpoint every N steps for --resume; 0: only at the end").at_least(0).free();
+    s(eval_every, "eval_every", "evaluate on data.val every N steps; 0: never").at_least(0).free();
+    s(eval_batches, "eval_batches", "batches per periodic evaluation").at_least(1).free();
+    s(threads, "threads", "intra-op threads; 0: LOFI_THREADS, else cores / local workers").at_least(0).free();
+    s(device, "device", "\"auto\" (CUDA when a GPU is visible), \"cpu\", \"cuda\" (cuda:LOCAL_RANK) or \"cuda:K\"\n"
+                        "(every worker on GPU K: lo-fi nodes sharing a GPU)").free();
+    s(precision, "precision", "\"fp32\" or \"bf16\" (autocast matmuls and attention to bf16; fp32 master weights,\n"
+                              "optimizer state and checkpoints)").one_of({"fp32", "bf16"}).free();
+    s(skip_nonfinite, "skip_nonfinite", "a non-finite loss or gradient norm stops the node; up to N such steps are\n"
+                                        "skipped first (no update) when N > 0").at_least(0).free();
+    s(keep_checkpoints, "keep_checkpoints", "keep the newest K periodic checkpoints; 0: keep all").at_least(0).free();
+    s(head_init, "head_init", "a re-initialised classification head: \"random\" (timm's init) or \"lp\" (LP-FT: a\n"
+                              "linear probe on frozen features first, the same on every node, then full fine-tuning)")
+        .one_of({"random", "lp"});
+    const bool probe = head_init == "lp";
+    s(lp_steps, "lp_steps", "the linear probe's steps (train.batch_size images each)").at_least(1).applies(probe);
+    s(lp_lr, "lp_lr", "the linear probe's AdamW learning rate (no weight decay)").above(0).applies(probe);
+  }
 };
 
 struct DistConfig {
-  int64_t nodes = 1;                // N: 1 is the data-parallel baseline, N > 1 is lo-fi
-  int64_t node_id = -1;             // >= 0: this job is node k of N by itself (no cross-node link)
-  std::string data_split = "shuffle";  // "shuffle": every node sees all data in its own order;
-                                       // "shard": node k samples only from its disjoint 1/N slice
-  int64_t sync_every = 0;           // 0: never average nodes during training (lo-fi); H: every H steps
-  std::string outer_optimizer = "average";  // at each sync: "average" (local SGD: continue from the
-                                    // nodes' mean) or "nesterov" (DiLoCo: SGD with Nesterov momentum
-                                    // on the pseudo-gradient, last synced weights - mean)
-  double outer_lr = 0.7;            // DiLoCo's outer learning rate
-  double outer_momentum = 0.9;      // DiLoCo's outer Nesterov momentum
-  bool overlap = true;              // all-reduce gradient buckets during backward (c10d::Reducer)
-  double bucket_mb = 25;            // gradient bucket size for the overlapped all-reduce
-  double timeout_s = 300;           // rendezvous and collective timeout, seconds; must also cover
-                                    // a node leader's periodic evaluation and checkpoint writes;
-                                    // a lo-fi node silent for this long is counted as failed
-  int64_t min_nodes = 0;            // a lo-fi job's merge needs this many finished nodes; 0: all
-  std::string bind = "";            // the rendezvous store's listening address (rank 0 hosting it):
-                                    // empty: MASTER_ADDR's interface; "0.0.0.0": every interface.
-                                    // The store has no authentication: expose it to trusted networks only
+  int64_t nodes = 1;
+  int64_t node_id = -1;
+  std::string data_split = "shuffle";
+  int64_t sync_every = 0;
+  std::string outer_optimizer = "average";
+  double outer_lr = 0.7;
+  double outer_momentum = 0.9;
+  bool overlap = true;
+  double bucket_mb = 25;
+  double timeout_s = 300;
+  int64_t min_nodes = 0;
+  std::string bind = "";
+
+  void declare(Settings& s) {
+    s(nodes, "nodes", "N: 1 is the data-parallel baseline, N > 1 is lo-fi").at_least(1);
+    s(node_id, "node_id", ">= 0: this job is node k of N by itself (no cross-node link)").free();
+    s(data_split, "data_split", "\"shuffle\": every node sees all data in its own order; \"shard\": node k samples\n"
+                                "only from its disjoint 1/N slice").one_of({"shuffle", "shard"});
+    s(sync_every, "sync_every", "0: never average nodes during training (lo-fi); H: every H steps").at_least(0);
+    s(outer_optimizer, "outer_optimizer", "at each sync: \"average\" (local SGD: continue from the nodes' mean) or\n"
+                                          "\"nesterov\" (DiLoCo: SGD with Nesterov momentum on the pseudo-gradient,\n"
+                                          "last synced weights - mean)").one_of({"average", "nesterov"});
+    const bool diloco = outer_optimizer == "nesterov";
+    s(outer_lr, "outer_lr", "DiLoCo's outer learning rate").above(0).applies(diloco);
+    s(outer_momentum, "outer_momentum", "DiLoCo's outer Nesterov momentum").in(0, 1).applies(diloco);
+    s(overlap, "overlap", "all-reduce gradient buckets during backward (c10d::Reducer)").free();
+    s(bucket_mb, "bucket_mb", "gradient bucket size for the overlapped all-reduce").above(0).free();
+    s(timeout_s, "timeout_s", "rendezvous and collective timeout, seconds; must also cover a node leader's\n"
+                              "periodic evaluation and checkpoint writes; a lo-fi node silent for this long is\n"
+                              "counted as failed").above(0).free();
+    s(min_nodes, "min_nodes", "a lo-fi job's merge needs this many finished nodes; 0: all").free();
+    s(bind, "bind", "the rendezvous store's listening address (rank 0 hosting it): empty: MASTER_ADDR's\n"
+                    "interface; \"0.0.0.0\": every interface. The store has no authentication: expose it to\n"
+                    "trusted networks only").free();
+  }
 };
 
 struct Config {
@@ -122,11 +167,9 @@ struct Config {
   DistConfig dist;
 };
 
-struct ConfigField {
-  std::string key;  // "section.name"
-  std::variant<int64_t*, double*, std::string*, bool*> target;
-};
-std::vector<ConfigField> config_fields(Config& config);
+// Every key of CONFIG, section by section, pointing into it.
+Settings settings_of(Config& config);
+using lofi::shortest_double;
 
 // Applies a TOML file; SOURCE names it in errors.
 void apply_toml_file(Config& config, const std::string& path);
@@ -136,9 +179,10 @@ void apply_override(Config& config, const std::string& assignment);
 // Checks ranges and combinations; throws naming the key.
 void validate(const Config& config);
 // The resolved config as TOML text, loadable by apply_toml_text; floats as shortest_double().
-std::string to_toml(const Config& config);
-// The shortest text that reads back to V (6e-4 -> "0.0006"), with ".0" on whole numbers.
-std::string shortest_double(double v);
+// With HELP, each key is preceded by its help as a comment.
+std::string to_toml(const Config& config, bool help = false);
+// `lofi train --help`'s list of every key with its default and help.
+std::string config_reference();
 
 // The settings that differ between WAS and NOW and change what training computes (the model, the
 // data, the batch, the seed, the schedule, the optimizer, the nodes), as "key = old -> new";
