@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <cmath>
 #include <fstream>
+#include <sstream>
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "lofi/io/safetensors.h"
@@ -15,15 +17,37 @@ namespace {
 
 using test::run_lofi;
 
+// The subcommands `lofi --help` lists: the lines under "Subcommands:".
+std::vector<std::string> listed_subcommands() {
+  const std::string help = run_lofi("--help").output;
+  std::vector<std::string> names;
+  std::istringstream lines(help.substr(help.find("Subcommands:")));
+  std::string line;
+  std::getline(lines, line);
+  while (std::getline(lines, line) && line.rfind("  ", 0) == 0) names.push_back(line.substr(2, line.find(' ', 2) - 2));
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 TEST(Cli, HelpOnEverySubcommand) {
   EXPECT_EQ(run_lofi("--help").status, 0);
   EXPECT_NE(run_lofi("--version").output.find("lofi "), std::string::npos);
-  for (const char* sub : {"train", "launch", "average", "merge", "eval", "soup", "interpolate", "report", "inspect", "export",
-                          "prepare", "generate", "demo"}) {
-    auto r = run_lofi(std::string(sub) + " --help");
+  // Every file of apps/lofi/commands/ is a registered subcommand, and --help lists them all.
+  std::vector<std::string> files;
+  for (const auto& f : std::filesystem::directory_iterator(std::string(LOFI_FIXTURES) + "/../../apps/lofi/commands"))
+    if (f.path().extension() == ".cpp") files.push_back(f.path().stem().string());
+  std::sort(files.begin(), files.end());
+  EXPECT_GE(files.size(), 13u);
+  EXPECT_EQ(listed_subcommands(), files);
+  for (const auto& sub : files) {
+    auto r = run_lofi(sub + " --help");
     EXPECT_EQ(r.status, 0) << sub;
     EXPECT_NE(r.output.find("Usage"), std::string::npos) << sub;
   }
+  // train's help lists every config key with its default.
+  const std::string train_help = run_lofi("train --help").output;
+  for (const char* key : {"train.lr = 0.0003", "dist.nodes = 1", "images.hflip = 0.5", "model.rope_theta = 10000.0"})
+    EXPECT_NE(train_help.find(key), std::string::npos) << key;
 }
 
 TEST(Cli, AverageOfIdenticalFilesIsExact) {

@@ -31,6 +31,9 @@ class Stub : public Family {
   Kind kind() const override { return Kind::language_model; }
   std::unique_ptr<train::Task> make_task(const train::Config&, const dist::Topology&, uint64_t) const override { return nullptr; }
   WeightsScorer make_scorer(const train::Config&, const std::string&, const ScorerInputs&) const override { return {}; }
+  std::unique_ptr<TableScorer> make_table_scorer(const train::Config&, const std::string&, const ScorerInputs&) const override {
+    return nullptr;
+  }
 
  private:
   std::vector<std::string> archs_;

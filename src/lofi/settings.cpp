@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "lofi/error.h"
+#include "lofi/text.h"
 
 namespace lofi {
 
@@ -49,11 +50,7 @@ std::string toml_string(const std::string& s) {
 }
 
 // A rule's bound as people write it: 1, 0.5, 1e-08.
-std::string bound_text(double v) {
-  std::ostringstream out;
-  out << v;
-  return out.str();
-}
+std::string bound_text(double v) { return format_general(v, 6); }
 
 }  // namespace
 

@@ -18,6 +18,7 @@
 #include "lofi/data/token_shards.h"
 #include "lofi/data/tokenizer.h"
 #include "lofi/error.h"
+#include "lofi/text.h"
 
 namespace lofi::data {
 namespace {
@@ -147,13 +148,6 @@ class SplitWriter {
   std::vector<std::unique_ptr<TokenShardWriter>> files_;
 };
 
-std::string clock_text(double seconds) {
-  auto s = static_cast<long long>(seconds);
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
-  return buf;
-}
-
 }  // namespace
 
 bool is_validation_document(uint64_t seed, int64_t index, double fraction) {
@@ -201,7 +195,7 @@ PrepareSummary prepare_tokens(const PrepareOptions& o) {
     std::fprintf(stderr, "%sprepare: %5.1f%% %.1f of %.1f MB, %.1f MB/s, %lld tokens, %s %s%s", tty ? "\r" : "",
                  100.0 * bytes_done / total, bytes_done / 1e6, total / 1e6, rate / 1e6,
                  static_cast<long long>(summary.train.tokens + summary.val.tokens), final ? "took" : "ETA",
-                 clock_text(final ? elapsed : (total - bytes_done) / std::max(rate, 1.0)).c_str(), tty && !final ? "   " : "\n");
+                 format_clock(final ? elapsed : (total - bytes_done) / std::max(rate, 1.0)).c_str(), tty && !final ? "   " : "\n");
     std::fflush(stderr);
   };
 

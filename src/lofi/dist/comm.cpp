@@ -11,6 +11,7 @@
 #include "lofi/dist/store.h"
 #include "lofi/error.h"
 #include "lofi/io/process.h"
+#include "lofi/text.h"
 
 namespace lofi::dist {
 namespace {
@@ -20,12 +21,6 @@ int64_t ring_bytes(int64_t bytes, int64_t n) { return 2 * (n - 1) * bytes / n; }
 
 double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-std::string format_seconds(double s) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.1f s", s);
-  return buf;
 }
 
 std::vector<uint8_t> to_bytes(const std::string& s) { return {s.begin(), s.end()}; }
@@ -76,7 +71,7 @@ Comm::Comm(const WorkerEnv& env, const Topology& topo, const CommOptions& option
     try {
       store_ = join_store(env.master_addr, env.master_port, timeout_s);
     } catch (const std::exception&) {
-      fail("rendezvous: rank ", env.rank, " found no store at ", where, " after ", format_seconds(since(t0)),
+      fail("rendezvous: rank ", env.rank, " found no store at ", where, " after ", format_seconds(since(t0), 1),
            " (dist.timeout_s = ", timeout_s, "): ", env.agent_store ? "the launcher" : "rank 0",
            " that hosts it never came up; start it, or check MASTER_ADDR and MASTER_PORT");
     }
@@ -132,7 +127,7 @@ void Comm::check_in(const CommOptions& options) {
       fail("rendezvous at ", where, " failed (rank ", env_.rank, "): ", what.substr(0, what.find('\n')));
     }
     fail("rendezvous: rank", missing.size() > 1 ? "s " : " ", join(missing, ", "), " of ", env_.world_size,
-         " never joined the store at ", where, "; rank ", env_.rank, " waited ", format_seconds(since(t0)),
+         " never joined the store at ", where, "; rank ", env_.rank, " waited ", format_seconds(since(t0), 1),
          " (dist.timeout_s = ", timeout_s_, "); start every worker, or check WORLD_SIZE");
   }
 }

@@ -11,6 +11,7 @@
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/process.h"
 #include "lofi/run/run_dir.h"
+#include "lofi/text.h"
 
 namespace lofi::dist {
 
@@ -19,12 +20,6 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(NodeStatus, state, step, steps, attempt, pid,
 namespace {
 
 std::string status_path(const std::string& node_dir) { return run::NodeDir(node_dir).status(); }
-
-std::string seconds_text(double s) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.0f s", s);
-  return buf;
-}
 
 }  // namespace
 
@@ -87,7 +82,7 @@ NodeVerdict judge_node(const std::optional<NodeStatus>& status, const std::strin
   if (!status || status->attempt != attempt) {
     if (waited_s > timeout_s) {
       v.state = NodeVerdict::failed;
-      v.why = cat("never reported in this job (no status.json of this start after ", seconds_text(waited_s), ")");
+      v.why = cat("never reported in this job (no status.json of this start after ", format_seconds(waited_s, 0), ")");
     }
     return v;
   }
@@ -103,7 +98,7 @@ NodeVerdict judge_node(const std::optional<NodeStatus>& status, const std::strin
     v.why = cat("its worker (pid ", status->pid, ") died", at);
   } else if (now - status->updated > timeout_s) {
     v.state = NodeVerdict::failed;
-    v.why = cat("silent for ", seconds_text(now - status->updated), " (dist.timeout_s = ", timeout_s, ")", at);
+    v.why = cat("silent for ", format_seconds(now - status->updated, 0), " (dist.timeout_s = ", timeout_s, ")", at);
   }
   return v;
 }

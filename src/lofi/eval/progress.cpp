@@ -1,4 +1,5 @@
 #include "lofi/eval/progress.h"
+#include "lofi/text.h"
 
 #include <unistd.h>
 
@@ -22,10 +23,9 @@ void Progress::update(int64_t done) {
   const double since = std::chrono::duration<double>(now - last_).count();
   if (elapsed < quiet_s_ || done <= 0 || since < every_s_) return;
   last_ = now;
-  const auto eta = static_cast<long long>(elapsed / static_cast<double>(done) * static_cast<double>(total_ - done) + 0.5);
-  std::fprintf(stderr, "%s%s: %lld/%lld %s, ETA %lld:%02lld:%02lld%s", tty_ ? "\r" : "", what_.c_str(),
-               static_cast<long long>(done), static_cast<long long>(total_), unit_.c_str(), eta / 3600, eta / 60 % 60,
-               eta % 60, tty_ ? "\033[K" : "\n");
+  const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total_ - done);
+  std::fprintf(stderr, "%s%s: %lld/%lld %s, ETA %s%s", tty_ ? "\r" : "", what_.c_str(), static_cast<long long>(done),
+               static_cast<long long>(total_), unit_.c_str(), format_clock(eta).c_str(), tty_ ? "\033[K" : "\n");
   std::fflush(stderr);
   drawn_ = true;
 }

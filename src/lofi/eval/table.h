@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "lofi/text.h"
+
 namespace lofi::eval {
 
 class ResultsTable {
@@ -26,7 +28,7 @@ class ResultsTable {
   nlohmann::json records_ = nlohmann::json::array();
 };
 
-std::string format_fixed(double value, int decimals);
-std::string format_bytes(double bytes);  // "0 B", "12.3 MB", ...
+using lofi::format_bytes;  // lofi/text.h: the one place numbers are formatted
+using lofi::format_fixed;
 
 }  // namespace lofi::eval

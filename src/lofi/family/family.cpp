@@ -10,44 +10,20 @@ namespace lofi::family {
 void register_all_families(FamilyRegistry& registry);
 
 namespace {
-const FamilyRegistry& registry() {
-  static const FamilyRegistry families = [] {
-    FamilyRegistry r;
-    register_all_families(r);
-    return r;
-  }();
-  return families;
-}
+const FamilyRegistry& registry() { return filled_registry(register_all_families, FamilyRegistry()); }
 }  // namespace
 
 void FamilyRegistry::add(std::unique_ptr<Family> family) {
-  for (const auto& arch : family->archs())
+  std::shared_ptr<Family> shared = std::move(family);
+  for (const auto& arch : shared->archs())
     if (const Family* other = find(arch))
-      fail("model.arch \"", arch, "\" is claimed by two model families: ", other->name(), " and ", family->name());
-  families_.push_back(std::move(family));
-}
-
-const Family* FamilyRegistry::find(const std::string& arch) const {
-  for (const auto& f : families_) {
-    const std::vector<std::string> archs = f->archs();
-    if (std::find(archs.begin(), archs.end(), arch) != archs.end()) return f.get();
-  }
-  return nullptr;
-}
-
-std::vector<std::string> FamilyRegistry::archs() const {
-  std::vector<std::string> out;
-  for (const auto& f : families_)
-    for (const auto& a : f->archs()) out.push_back(a);
-  std::sort(out.begin(), out.end());
-  return out;
+      fail("model.arch \"", arch, "\" is claimed by two model families: ", other->name(), " and ", shared->name());
+  for (const auto& arch : shared->archs()) Registry::add(arch, shared);
 }
 
 const Family& family_of(const std::string& arch) {
   if (const Family* f = registry().find(arch)) return *f;
-  std::string known;
-  for (const auto& a : registry().archs()) known += (known.empty() ? "\"" : ", \"") + a + "\"";
-  fail("model.arch = \"", arch, "\": no model family builds it; lofi builds ", known);
+  fail("model.arch = \"", arch, "\": no model family builds it; lofi builds ", registry().list());
 }
 
 std::vector<std::string> known_archs() { return registry().archs(); }

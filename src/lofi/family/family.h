@@ -11,6 +11,7 @@
 #include "lofi/dist/comm.h"
 #include "lofi/family/scorer.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/registry.h"
 #include "lofi/train/config.h"
 #include "lofi/train/task.h"
 
@@ -31,6 +32,9 @@ class Family {
   // A scorer of weights shaped as CONFIG on INPUTS; REFERENCE is a checkpoint of that model.
   virtual WeightsScorer make_scorer(const train::Config& config, const std::string& reference,
                                     const ScorerInputs& inputs) const = 0;
+  // `lofi eval`'s columns and rows for models shaped as CONFIG on INPUTS (REFERENCE as above).
+  virtual std::unique_ptr<TableScorer> make_table_scorer(const train::Config& config, const std::string& reference,
+                                                         const ScorerInputs& inputs) const = 0;
   // The weights at PATH in lofi's names, as a model shaped as CONFIG holds them: a lofi
   // checkpoint as it is; a family may also read its published form (a Hugging Face directory).
   virtual io::NamedTensors load_weights(const train::Config& config, const std::string& path) const;
@@ -47,14 +51,12 @@ io::NamedTensors load_weights(const train::Config& config, const std::string& pa
 // The trainer's task factory: CONFIG's family's task.
 std::unique_ptr<train::Task> make_task(const train::Config& config, const dist::Topology& topo, uint64_t init_seed);
 
-class FamilyRegistry {
+// A family is registered under each model.arch it builds.
+class FamilyRegistry : public Registry<Family> {
  public:
+  FamilyRegistry() : Registry("model family") {}
   void add(std::unique_ptr<Family> family);  // fails when one of its archs is taken
-  const Family* find(const std::string& arch) const;
-  std::vector<std::string> archs() const;
-
- private:
-  std::vector<std::unique_ptr<Family>> families_;
+  std::vector<std::string> archs() const { return names(); }
 };
 
 }  // namespace lofi::family

@@ -4,6 +4,8 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,45 @@ struct ScorerInputs {
   std::vector<NamedPath> class_maps;  // NAME=FILE: a class map for image set NAME (classifiers only)
   EvalSettings lm;
   ImageEvalSettings images;
+};
+
+// One row of `lofi eval`'s table: the cells after the model's name, and the JSON record of its
+// scores per dataset ({"NAME": {"path": ..., "loss": ...}}).
+struct ScoreRow {
+  std::vector<std::string> cells;
+  nlohmann::json datasets;
+};
+
+// What `lofi eval` shows of a model, whichever family scores it: the family names the columns
+// and formats its scores (perplexity for language models, top-1/top-5 for classifiers).
+class TableScorer {
+ public:
+  virtual ~TableScorer() = default;
+  virtual std::vector<std::string> columns() const = 0;  // after "model", e.g. "general loss", "general ppl"
+  virtual ScoreRow score_file(const std::string& path) = 0;
+  // The members' output-space ensemble (the mean of their probabilities).
+  virtual ScoreRow score_ensemble(const std::vector<std::string>& paths) = 0;
+  virtual ScoreRow score(const io::NamedTensors& weights) = 0;
+};
+
+// A TableScorer over an evaluator (LmEvaluator, ImageEvaluator) and a family's FORMAT of its scores.
+template <typename Evaluator, typename Score>
+class EvaluatorTable : public TableScorer {
+ public:
+  using Format = std::function<ScoreRow(const std::vector<Score>&)>;
+  EvaluatorTable(std::shared_ptr<Evaluator> evaluator, std::vector<std::string> columns, Format format)
+      : evaluator_(std::move(evaluator)), columns_(std::move(columns)), format_(std::move(format)) {}
+  std::vector<std::string> columns() const override { return columns_; }
+  ScoreRow score_file(const std::string& path) override { return format_(evaluator_->score_file(path)); }
+  ScoreRow score_ensemble(const std::vector<std::string>& paths) override {
+    return format_(evaluator_->score_ensemble(paths));
+  }
+  ScoreRow score(const io::NamedTensors& weights) override { return format_(evaluator_->score(weights)); }
+
+ private:
+  std::shared_ptr<Evaluator> evaluator_;
+  std::vector<std::string> columns_;
+  Format format_;
 };
 
 // The test sets of INPUTS for a classifier, each with its class map; fails on a map naming no set.

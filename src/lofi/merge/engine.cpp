@@ -19,6 +19,7 @@
 #include "lofi/io/safetensors.h"
 #include "lofi/io/safetensors_set.h"
 #include "lofi/merge/nonfinite.h"
+#include "lofi/text.h"
 
 namespace lofi::merge {
 namespace fs = std::filesystem;
@@ -92,12 +93,6 @@ std::vector<std::string> checksums_of(const std::vector<const io::SafetensorsSet
   for (auto& h : hashers) h.join();
   if (error) std::rethrow_exception(error);
   return checksums;
-}
-
-std::string weight_text(double w) {
-  char text[32];
-  std::snprintf(text, sizeof(text), "%.9g", w);
-  return text;
 }
 
 }  // namespace
@@ -199,7 +194,7 @@ MergeResult merge_checkpoints(const MergeOptions& opt) {
   for (size_t i = 0; i < files.size(); ++i)
     metadata["lofi.merge.input." + std::to_string(i)] =
         nlohmann::json{{"path", files[i]->source()},
-                       {"weight", weight_text(method.normalises_weights() ? used_weights[i] / total : used_weights[i])},
+                       {"weight", format_general(method.normalises_weights() ? used_weights[i] / total : used_weights[i], 9)},
                        {"xxh3", checksums[i]}}.dump();
   if (base) metadata["lofi.merge.base"] = nlohmann::json{{"path", base->source()}, {"xxh3", checksums.back()}}.dump();
   for (size_t i = 0; i < result.skipped.size(); ++i) metadata["lofi.merge.skipped." + std::to_string(i)] = result.skipped[i];

@@ -12,33 +12,8 @@ namespace lofi::merge {
 void register_all_methods(MethodRegistry& registry);
 
 namespace {
-const MethodRegistry& registry() {
-  static const MethodRegistry methods = [] {
-    MethodRegistry r;
-    register_all_methods(r);
-    return r;
-  }();
-  return methods;
-}
+const MethodRegistry& registry() { return filled_registry(register_all_methods, MethodRegistry("merge method")); }
 }  // namespace
-
-void MethodRegistry::add(const std::string& name, std::unique_ptr<Method> method) {
-  if (find(name)) fail("merge method '", name, "' is registered twice");
-  methods_.emplace_back(name, std::move(method));
-}
-
-const Method* MethodRegistry::find(const std::string& name) const {
-  for (const auto& [n, m] : methods_)
-    if (n == name) return m.get();
-  return nullptr;
-}
-
-std::vector<std::string> MethodRegistry::names() const {
-  std::vector<std::string> out;
-  for (const auto& entry : methods_) out.push_back(entry.first);
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 void check_numbers(const MethodParams& params, const std::vector<double>& weights, const std::string& what) {
   const double fp32_max = std::numeric_limits<float>::max();
@@ -53,9 +28,7 @@ void check_numbers(const MethodParams& params, const std::vector<double>& weight
 
 const Method& find_method(const std::string& name) {
   if (const Method* m = registry().find(name)) return *m;
-  std::string known;
-  for (const auto& n : registry().names()) known += (known.empty() ? "" : ", ") + n;
-  fail("--method: no merge method '", name, "'; lofi has ", known);
+  fail("--method: no merge method '", name, "'; lofi has ", registry().list("", ", "));
 }
 
 std::vector<std::string> method_names() { return registry().names(); }

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "lofi/registry.h"
+
 namespace lofi::merge {
 
 // The knobs of the methods, as mergekit names them; each method reads the ones it uses.
@@ -68,15 +70,7 @@ torch::Dtype compute_dtype(torch::Dtype input);
 // allocation per chunk or tensor costs a page fault per 4 KB.
 torch::Tensor reused_buffer(std::vector<torch::Tensor>& buffers, size_t slot, int64_t n, torch::Dtype dtype);
 
-class MethodRegistry {
- public:
-  void add(const std::string& name, std::unique_ptr<Method> method);
-  const Method* find(const std::string& name) const;
-  std::vector<std::string> names() const;
-
- private:
-  std::vector<std::pair<std::string, std::unique_ptr<Method>>> methods_;
-};
+using MethodRegistry = Registry<Method>;
 
 }  // namespace lofi::merge
 
@@ -86,6 +80,6 @@ class MethodRegistry {
 #define LOFI_MERGE_METHOD(stem, name, Class)                                 \
   namespace lofi::merge::methods {                                           \
   void register_##stem(MethodRegistry& registry) {                           \
-    registry.add(name, std::make_unique<Class>());                           \
+    registry.add(name, std::make_shared<Class>());                           \
   }                                                                          \
   }

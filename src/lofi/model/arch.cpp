@@ -10,33 +10,8 @@ namespace lofi::model {
 void register_all_archs(LmArchRegistry& registry);
 
 namespace {
-const LmArchRegistry& registry() {
-  static const LmArchRegistry archs = [] {
-    LmArchRegistry r;
-    register_all_archs(r);
-    return r;
-  }();
-  return archs;
-}
+const LmArchRegistry& registry() { return filled_registry(register_all_archs, LmArchRegistry("architecture")); }
 }  // namespace
-
-void LmArchRegistry::add(std::unique_ptr<LmArch> arch) {
-  if (find(arch->name())) fail("two architectures are called \"", arch->name(), "\"");
-  archs_.push_back(std::move(arch));
-}
-
-const LmArch* LmArchRegistry::find(const std::string& name) const {
-  for (const auto& a : archs_)
-    if (a->name() == name) return a.get();
-  return nullptr;
-}
-
-std::vector<std::string> LmArchRegistry::names() const {
-  std::vector<std::string> out;
-  for (const auto& a : archs_) out.push_back(a->name());
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 void require_defaults(const LmConfig& c, const std::string& source, const std::vector<std::string>& keys) {
   LmConfig values = c, defaults;
@@ -73,10 +48,6 @@ bool is_lm_arch(const std::string& name) { return registry().find(name) != nullp
 
 std::vector<std::string> lm_arch_names() { return registry().names(); }
 
-std::string lm_arch_list() {
-  std::string out;
-  for (const auto& n : lm_arch_names()) out += (out.empty() ? "\"" : ", \"") + n + "\"";
-  return out;
-}
+std::string lm_arch_list() { return registry().list(); }
 
 }  // namespace lofi::model

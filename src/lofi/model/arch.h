@@ -11,6 +11,7 @@
 
 #include "lofi/model/causal_lm.h"
 #include "lofi/model/hf_keys.h"
+#include "lofi/registry.h"
 
 namespace lofi::model {
 
@@ -41,15 +42,7 @@ class LmArch {
   virtual bool skipped_tensor(const std::string&) const { return false; }
 };
 
-class LmArchRegistry {
- public:
-  void add(std::unique_ptr<LmArch> arch);  // fails when its name is taken
-  const LmArch* find(const std::string& name) const;
-  std::vector<std::string> names() const;  // sorted
-
- private:
-  std::vector<std::unique_ptr<LmArch>> archs_;
-};
+using LmArchRegistry = Registry<LmArch>;
 
 // Fails, naming SOURCE, the key and ARCH, when one of the LmConfig fields called KEYS (as
 // LmConfig::declare names them) is not at its default: settings that do not apply to this architecture.
@@ -75,6 +68,7 @@ std::string lm_arch_list();
 #define LOFI_LM_ARCH(stem, Class)                   \
   namespace lofi::model::archs {                    \
   void register_##stem(LmArchRegistry& registry) {  \
-    registry.add(std::make_unique<Class>());        \
+    auto arch = std::make_shared<Class>();          \
+    registry.add(arch->name(), arch);               \
   }                                                 \
   }

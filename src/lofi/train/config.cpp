@@ -199,4 +199,19 @@ Config config_from_checkpoint(const std::string& path) {
   return config;
 }
 
+Config config_for_model(const std::string& path, const std::string& config_path, const std::vector<std::string>& sets) {
+  Config config;
+  if (model::is_hf_model_dir(path)) {  // a pretrained model as published: its config.json gives the shape
+    config.model.init = path;
+    apply_hf_init(config.model);
+    config.data.seq_len = std::min(config.data.seq_len, config.model.max_seq_len);  // no run chose one: fit the model
+  } else {
+    config = config_path.empty() ? config_from_checkpoint(path) : load_config(config_path, {});
+  }
+  for (const auto& s : sets) apply_override(config, s);
+  config.model.init = path;
+  validate(config);
+  return config;
+}
+
 }  // namespace lofi::train

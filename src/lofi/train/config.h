@@ -205,6 +205,10 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 // The config a lofi checkpoint was trained with (its "lofi.config" metadata), with model.init
 // pointing at PATH, so the model family rebuilds the model from it.
 Config config_from_checkpoint(const std::string& path);
+// The config of the model at PATH, for evaluating or generating from it: a Hugging Face model
+// directory's config.json gives the shape (with data.seq_len fitted to it); a lofi checkpoint's
+// own lofi.config gives it, or CONFIG_PATH when given; then SETS apply, model.init = PATH, validated.
+Config config_for_model(const std::string& path, const std::string& config_path, const std::vector<std::string>& sets);
 // The model.init the checkpoint's run started from, as its "lofi.config" records it (a Hugging
 // Face directory there lends its config.json keys and tokenizer); empty when there is none.
 std::string pretrained_source(const std::string& checkpoint);

@@ -38,25 +38,12 @@
 #include "lofi/train/step_health.h"
 #include "lofi/train/step_profiler.h"
 #include "lofi/train/task.h"
+#include "lofi/text.h"
 
 namespace lofi::train {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string format_metric(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.4f", v);
-  return buf;
-}
-
-std::string format_duration(double seconds) {
-  int64_t s = static_cast<int64_t>(seconds + 0.5);
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-                static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
-  return buf;
-}
 
 }  // namespace
 
@@ -350,11 +337,11 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
         metrics->write(record);
         std::string validation;  // the periodic evaluation's numbers, on the same line
         for (const auto& [key, value] : record.items())
-          if (key.rfind("val_", 0) == 0 && value.is_number()) validation += cat(" ", key, " ", format_metric(value.get<double>()));
+          if (key.rfind("val_", 0) == 0 && value.is_number()) validation += cat(" ", key, " ", format_fixed(value.get<double>(), 4));
         if (!tty)
           std::printf("node %lld step %lld/%lld loss %.4f%s lr %.2e %.0f %s/s ETA %s\n", static_cast<long long>(topo.node),
                       static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, validation.c_str(), lr, rate,
-                      unit.c_str(), format_duration(eta).c_str());
+                      unit.c_str(), format_clock(eta).c_str());
         else if (!validation.empty())
           std::printf("\rnode %lld step %lld/%lld%s\n", static_cast<long long>(topo.node), static_cast<long long>(done),
                       static_cast<long long>(tc.steps), validation.c_str());
@@ -362,7 +349,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
       if (tty)  // every step: the loss of the last read, the rate and ETA of now
         std::printf("\rnode %lld step %lld/%lld loss %.4f %.0f %s/s ETA %s   ", static_cast<long long>(topo.node),
                     static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, rate, unit.c_str(),
-                    format_duration(eta).c_str());
+                    format_clock(eta).c_str());
       std::fflush(stdout);
       if (ckpt_now) {
         save_checkpoint(my_dir, done, model, optimizer, config_toml, data_prints, outer.get());

@@ -1,6 +1,7 @@
 // Decoder-only language models (every architecture of model/archs/: OPT, GPT-2, Llama, Qwen2,
 // Mistral): next-token prediction on token shards, scored by loss and perplexity per dataset.
 #include "lofi/error.h"
+#include "lofi/eval/table.h"
 #include "lofi/family/family.h"
 #include "lofi/family/lm_evaluator.h"
 #include "lofi/family/lm_model.h"
@@ -25,6 +26,24 @@ class CausalLmFamily : public Family {
     if (!inputs.class_maps.empty()) fail("--class-map applies to image classifiers; this is a language model");
     auto evaluator = std::make_shared<LmEvaluator>(config, inputs.data, inputs.lm);
     return [evaluator](const io::NamedTensors& w) { return evaluator->losses(w); };
+  }
+  std::unique_ptr<TableScorer> make_table_scorer(const train::Config& config, const std::string& reference,
+                                                 const ScorerInputs& inputs) const override {
+    if (!inputs.class_maps.empty()) fail("eval: --class-map applies to image classifiers; ", reference, " is a language model");
+    auto evaluator = std::make_shared<LmEvaluator>(config, inputs.data, inputs.lm);
+    std::vector<std::string> columns;
+    for (const auto& d : inputs.data) columns.push_back(d.name + " loss"), columns.push_back(d.name + " ppl");
+    auto format = [datasets = inputs.data](const std::vector<eval::LmScore>& scores) {
+      ScoreRow row;
+      for (size_t i = 0; i < scores.size(); ++i) {
+        row.cells.push_back(eval::format_fixed(scores[i].loss, 4));
+        row.cells.push_back(eval::format_fixed(scores[i].perplexity, 3));
+        row.datasets[datasets[i].name] = {{"path", datasets[i].path}, {"tokens", scores[i].tokens},
+                                          {"loss", scores[i].loss}, {"perplexity", scores[i].perplexity}};
+      }
+      return row;
+    };
+    return std::make_unique<EvaluatorTable<LmEvaluator, eval::LmScore>>(evaluator, columns, format);
   }
   io::NamedTensors load_weights(const train::Config& config, const std::string& path) const override {
     if (!model::is_hf_model_dir(path)) return Family::load_weights(config, path);

@@ -1,0 +1,37 @@
+// lofi average: the uniform (or weighted) average of checkpoints or of a run's node finals.
+#include <cstdio>
+
+#include "../command.h"
+#include "../options.h"
+#include "lofi/merge/average.h"
+#include "lofi/train/config.h"
+
+namespace lofi::cli {
+namespace {
+
+class Average : public Command {
+ public:
+  std::string name() const override { return "average"; }
+  std::string summary() const override {
+    return "Average checkpoints or run directories: lofi average A B ... --out OUT (lofi merge --method average)";
+  }
+  void add_options(CLI::App& cmd) override {
+    add_merge_flags(cmd, options_, "average");
+    cmd.add_option("--weights", options_.weights, "weights w1,w2,... (normalised)")->delimiter(',')->allow_extra_args(false)->check(kFinite);
+  }
+  int run() override {
+    options_.config_changes = [](const std::string& a, const std::string& b) { return train::trajectory_changes(a, b, "average"); };
+    const merge::AverageResult r = merge::average_checkpoints(options_);
+    for (const auto& s : r.skipped) std::fprintf(stderr, "lofi: warning: left out %s\n", s.c_str());
+    std::printf("averaged %zu checkpoints into %s\n", r.used.size(), options_.out.c_str());
+    return 0;
+  }
+
+ private:
+  merge::AverageOptions options_;
+};
+
+}  // namespace
+}  // namespace lofi::cli
+
+LOFI_COMMAND(average, lofi::cli::Average)

@@ -1,0 +1,71 @@
+#include "options.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+
+#include "lofi/eval/table.h"
+#include "lofi/io/atomic_file.h"
+
+namespace lofi::cli {
+
+CLI::Validator number_check(std::optional<double> min) {
+  return CLI::Validator(
+      [min](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end != '\0') return "expected a number, found \"" + text + "\"";
+        if (!std::isfinite(v) || std::abs(v) > std::numeric_limits<float>::max())
+          return "expected a finite number within fp32's range (|x| <= 3.4e38), found " + text;
+        if (min && v < *min) return "expected a number >= " + eval::format_fixed(*min, *min == std::floor(*min) ? 0 : 3) + ", found " + text;
+        return "";
+      },
+      min ? "NUMBER>=" + std::to_string(static_cast<int64_t>(*min)) : "NUMBER");
+}
+const CLI::Validator kFinite = number_check(), kNonNegative = number_check(0.0), kPositive = number_check(1.0);
+
+void add_merge_flags(CLI::App& cmd, merge::MergeOptions& opt, const std::string& verb) {
+  cmd.add_option("inputs", opt.inputs, "safetensors checkpoints, sharded sets (index.json or a Hugging Face directory), or run directories (their node-*/final.safetensors)")
+      ->required();
+  cmd.add_option("--out,-o", opt.out, "output .safetensors (a new directory with --shard-size, or when the inputs are Hugging Face model directories)")->required();
+  cmd.add_option("--dtype", opt.dtype, "output dtype: F32, F16, BF16 or F64 (default: as the inputs)");
+  cmd.add_option("--shard-size", opt.shard_bytes, "write Hugging Face shards of at most this many bytes");
+  cmd.add_option("--min-inputs", opt.min_inputs, "merge whichever inputs exist and verify, naming the others; fail under this many");
+  cmd.add_option("--threads", opt.threads, "threads (default: all cores)");
+  cmd.add_flag("--no-checksums{false}", opt.checksums, "skip the inputs' XXH3 checksums in the provenance (saves a read)");
+  cmd.add_flag("--allow-nonfinite", opt.allow_nonfinite, verb + " inputs holding NaN or Inf (refused by default)");
+  cmd.add_flag("--force", opt.force, verb + " inputs trained apart (another pretrained start, step count, node count or settings)");
+}
+
+void EvalFlags::add_to(CLI::App& cmd) {
+  cmd.add_option("--data,-d", data, "NAME=PATH of token shards, or of an image folder for a classifier (repeatable)")->required();
+  cmd.add_option("--class-map", class_maps, "NAME=FILE: score image set NAME through a class map (subset or many-to-one; repeatable)");
+  cmd.add_option("--max-images", max_images, "classifiers: score this many images per set, an even share of every class (0: all)");
+  cmd.add_option("--config,-c", config, "config giving the model's shape (default: the checkpoint's own)");
+  cmd.add_option("--set", sets, "override a config key: section.key=value");
+  cmd.add_option("--seq-len", settings.seq_len, "window length (default: data.seq_len)");
+  cmd.add_option("--batch", settings.batch, "windows per forward pass")->check(kPositive);
+  cmd.add_option("--max-windows", settings.max_windows, "score at most this many windows per dataset (0: all)");
+  cmd.add_option("--json", json, "also write the results as JSON here");
+}
+
+family::EvalRequest EvalFlags::request() const {
+  family::EvalRequest r;
+  r.model = model;
+  r.ensemble = ensemble;
+  r.config = config;
+  r.sets = sets;
+  r.inputs.data = family::parse_named_paths(data, "--data");
+  r.inputs.class_maps = family::parse_named_paths(class_maps, "--class-map");
+  r.inputs.lm = settings;
+  r.inputs.images.batch = settings.batch;
+  r.inputs.images.max_images = max_images;
+  r.inputs.images.allow_nonfinite = settings.allow_nonfinite;
+  return r;
+}
+
+void EvalFlags::write_json(const std::string& text) const {
+  if (!json.empty()) io::write_file_atomic(json, text);
+}
+
+}  // namespace lofi::cli

@@ -1,0 +1,100 @@
+#include "lofi/family/sweeps.h"
+
+#include "lofi/error.h"
+#include "lofi/family/family.h"
+#include "lofi/io/safetensors.h"
+#include "lofi/merge/average.h"
+#include "lofi/merge/interpolate.h"
+#include "lofi/merge/soup.h"
+#include "lofi/model/hf.h"
+#include "lofi/train/config.h"
+
+namespace lofi::family {
+
+namespace {
+
+train::Config config_of(const std::string& path, const EvalRequest& request) {
+  return train::config_for_model(path, request.config, request.sets);
+}
+
+}  // namespace
+
+eval::ResultsTable eval_table(const EvalRequest& r) {
+  if (r.model.empty() && r.ensemble.empty()) fail("eval: give --model or --ensemble");
+  const std::string& reference = r.model.empty() ? r.ensemble[0] : r.model;
+  const train::Config config = config_of(reference, r);
+  std::unique_ptr<TableScorer> scorer = family_of(config.model.arch).make_table_scorer(config, reference, r.inputs);
+  std::vector<std::string> columns{"model"};
+  for (const auto& c : scorer->columns()) columns.push_back(c);
+  eval::ResultsTable table(columns);
+  auto add = [&](const std::string& name, ScoreRow row) {
+    row.cells.insert(row.cells.begin(), name);
+    table.add_row(row.cells, {{"model", name}, {"datasets", row.datasets}});
+  };
+  if (!r.model.empty()) add(r.model, scorer->score_file(r.model));
+  if (r.ensemble.empty()) return table;
+  std::vector<io::NamedTensors> members;
+  for (const auto& path : r.ensemble) {
+    add(path, scorer->score_file(path));
+    members.push_back(load_weights(config, path));  // a Hugging Face directory too
+  }
+  std::vector<const io::NamedTensors*> ptrs;
+  for (const auto& m : members) ptrs.push_back(&m);
+  add("ensemble of " + std::to_string(members.size()) + " (mean probabilities)", scorer->score_ensemble(r.ensemble));
+  add("weight average of " + std::to_string(members.size()),
+      scorer->score(merge::weighted_average(ptrs, std::vector<double>(ptrs.size(), 1.0))));
+  return table;
+}
+
+SoupReport greedy_soup(const std::vector<std::string>& candidates, const EvalRequest& r, const std::string& out,
+                       bool allow_nonfinite) {
+  if (r.inputs.data.size() != 1) fail("soup: give exactly one held-out --data NAME=PATH");
+  const train::Config config = config_of(candidates.at(0), r);
+  WeightsScorer scorer = make_weights_scorer(config, candidates.at(0), r.inputs);
+  const std::string metric = "loss/" + r.inputs.data[0].name;
+  merge::SoupResult soup = merge::greedy_soup(
+      candidates, [&](const io::NamedTensors& w) { return scorer(w).at(metric); }, allow_nonfinite,
+      [&](const std::string& path) { return load_weights(config, path); });
+  SoupReport report;
+  for (const auto& s : soup.steps)
+    report.steps.add_row({s.candidate, eval::format_fixed(s.alone, 4), eval::format_fixed(s.with, 4), s.kept ? "yes" : "no"},
+                         {{"candidate", s.candidate}, {"alone", s.alone}, {"with", s.with}, {"kept", s.kept}});
+  report.chosen = soup.chosen;
+  report.loss = soup.score;
+  if (out.empty()) return report;
+  io::Metadata meta{{"lofi.merge", "greedy-soup"}};
+  if (model::is_hf_model_dir(candidates[0])) {
+    meta["lofi.config"] = train::to_toml(config);  // the shape its config.json gave, for eval and export
+  } else if (auto cfg = io::SafetensorsFile(candidates[0]).metadata(); cfg.count("lofi.config")) {
+    meta["lofi.config"] = cfg["lofi.config"];
+  }
+  meta["lofi.soup.chosen"] = nlohmann::json(soup.chosen).dump();
+  io::save_safetensors(out, soup.weights, meta);
+  return report;
+}
+
+LineReport interpolate(const std::string& from, const std::string& to, int points, const EvalRequest& r) {
+  const auto& datasets = r.inputs.data;
+  const train::Config config = config_of(from, r);
+  WeightsScorer scorer = make_weights_scorer(config, from, r.inputs);
+  io::NamedTensors wa = load_weights(config, from), wb = load_weights(config, to);
+  const auto line = merge::evaluate_line(wa, wb, points, scorer);
+  LineReport report;
+  std::vector<std::string> columns{"alpha"};
+  for (const auto& d : datasets) columns.push_back(d.name + " loss");
+  report.table = eval::ResultsTable(columns);
+  for (const auto& p : line) {
+    std::vector<std::string> cells{eval::format_fixed(p.alpha, 2)};
+    for (const auto& d : datasets) cells.push_back(eval::format_fixed(p.metrics.at("loss/" + d.name), 4));
+    report.table.add_row(cells, {{"alpha", p.alpha}, {"metrics", p.metrics}});
+  }
+  report.json = merge::line_json(from, to, line);
+  for (const auto& d : datasets) {
+    const double h = report.json["barrier"]["loss/" + d.name];
+    report.barriers.push_back("barrier height on " + d.name + ": " + eval::format_fixed(h, 4) + " nats" +
+                              (h > 0.01 ? "  (averaging these two is not safe here)" : ""));
+  }
+  return report;
+}
+
+}  // namespace lofi::family
