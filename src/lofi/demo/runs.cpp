@@ -27,22 +27,6 @@ double launch_training(const train::Config& config, const std::string& out, cons
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-Traffic run_traffic(const std::string& run_dir) {
-  Traffic t;
-  for (int64_t k = 0; std::filesystem::exists(run::RunDir(run_dir).node(k).path()); ++k) {
-    std::ifstream in(run::RunDir(run_dir).node(k).metrics());
-    std::string line, last;
-    while (std::getline(in, line))
-      if (!line.empty()) last = line;
-    if (last.empty()) fail(run_dir, ": node ", k, " wrote no metrics");
-    auto record = nlohmann::json::parse(last);
-    double workers = record.value("node_workers", 1.0);  // ring all-reduce: every worker sends alike
-    t.total += record["bytes_sent"].get<double>() * workers;
-    t.between_nodes += record["bytes_between_nodes"].get<double>() * workers;
-  }
-  return t;
-}
-
 Comparison run_baseline_and_lofi(const train::Config& ft, const std::string& out, int workers, const std::string& label) {
   Comparison c;
   train::Config baseline = ft;
@@ -57,8 +41,8 @@ Comparison run_baseline_and_lofi(const train::Config& ft, const std::string& out
   std::printf("%slo-fi: %d nodes of 1 worker, batch %lld each, %lld steps, no communication\n", label.c_str(), workers,
               static_cast<long long>(ft.train.batch_size / workers), static_cast<long long>(ft.train.steps));
   c.lofi_seconds = launch_training(lofi, out, "lofi", workers);
-  c.baseline_traffic = run_traffic(baseline.run.dir);
-  c.lofi_traffic = run_traffic(lofi.run.dir);
+  c.baseline_traffic = run::run_traffic(run::RunDir(baseline.run.dir));
+  c.lofi_traffic = run::run_traffic(run::RunDir(lofi.run.dir));
   c.baseline_final = run::RunDir(baseline.run.dir).node(0).final_weights();
   for (int k = 0; k < workers; ++k) c.node_finals.push_back(run::RunDir(lofi.run.dir).node(k).final_weights());
   c.lofi_average = run::RunDir(lofi.run.dir).merged();
@@ -78,7 +62,7 @@ std::vector<SyncedArm> run_synced_arms(const train::Config& ft, const std::strin
     std::printf("%s%s: %d nodes of 1 worker averaged every %lld steps%s\n", label.c_str(), method.c_str(), workers,
                 static_cast<long long>(sync_every), outer == "nesterov" ? " through Nesterov outer steps" : "");
     SyncedArm arm{method, sync_every, launch_training(c, out, dir, workers), {}, run::RunDir(c.run.dir).merged()};
-    arm.traffic = run_traffic(c.run.dir);
+    arm.traffic = run::run_traffic(run::RunDir(c.run.dir));
     arms.push_back(arm);
   }
   return arms;

@@ -5,7 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "lofi/eval/results_file.h"
 #include "lofi/eval/table.h"
+#include "lofi/run/metrics_record.h"
 #include "lofi/train/config.h"
 
 namespace lofi::demo {
@@ -14,11 +16,8 @@ namespace lofi::demo {
 // returns the wall time in seconds. Throws naming the run when it fails.
 double launch_training(const train::Config& config, const std::string& out, const std::string& name, int workers);
 
-// Bytes sent by all workers of a run, from each node leader's last metrics line.
-struct Traffic {
-  double total = 0, between_nodes = 0;
-};
-Traffic run_traffic(const std::string& run_dir);
+// Bytes sent by all workers of a run (run/metrics_record.h).
+using Traffic = run::RunTraffic;
 
 // The comparison at the heart of both halves: FT run as the baseline (one node of WORKERS workers,
 // in OUT/baseline) and as lo-fi (WORKERS nodes of one worker, in OUT/lofi), with one global batch
@@ -70,7 +69,7 @@ struct DemoSection {
   std::string title;
   std::string table;
   std::string markdown;
-  nlohmann::json json;
+  eval::ResultsFile results;
 };
 
 }  // namespace lofi::demo

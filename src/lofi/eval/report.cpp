@@ -9,10 +9,12 @@
 
 #include "lofi/error.h"
 #include "lofi/eval/projection.h"
+#include "lofi/eval/results_file.h"
 #include "lofi/eval/svg_chart.h"
 #include "lofi/eval/table.h"
 #include "lofi/eval/verdict.h"
 #include "lofi/io/atomic_file.h"
+#include "lofi/run/metrics_record.h"
 #include "lofi/run/run_dir.h"
 
 namespace lofi::eval {
@@ -39,7 +41,7 @@ struct Run {
 struct Section {
   fs::path dir;
   std::string title;
-  json results;                // results.json, or null
+  std::optional<ResultsFile> results;  // its results.json
   std::vector<Run> runs;
 };
 
@@ -47,16 +49,6 @@ struct Section {
 double number(const json& object, const std::string& key) {
   auto it = object.find(key);
   return it != object.end() && it->is_number() ? it->get<double>() : std::nan("");
-}
-
-std::vector<json> read_jsonl(const fs::path& path) {
-  std::vector<json> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    json record = json::parse(line, nullptr, false);
-    if (record.is_object()) out.push_back(std::move(record));
-  }
-  return out;
 }
 
 json read_json(const fs::path& path) {
@@ -93,7 +85,7 @@ std::vector<Run> find_runs(const fs::path& dir) {
     const run::RunDir dir_of_run(c.string());
     run.pretraining = from_scratch(dir_of_run);
     run.averaging_check = read_json(dir_of_run.averaging_check());
-    for (const auto& n : logged_nodes(dir_of_run)) run.nodes.push_back({n.name(), read_jsonl(n.metrics())});
+    for (const auto& n : logged_nodes(dir_of_run)) run.nodes.push_back({n.name(), run::read_metrics(n.metrics())});
     if (!run.nodes.empty()) runs.push_back(std::move(run));
   }
   return runs;
@@ -102,9 +94,9 @@ std::vector<Run> find_runs(const fs::path& dir) {
 std::vector<Section> find_sections(const fs::path& dir) {
   std::vector<Section> sections;
   auto add = [&](const fs::path& d, const std::string& fallback_title, std::vector<Run> runs) {
-    Section s{d, fallback_title, read_json(d / "results.json"), std::move(runs)};
-    if (s.results.is_object() && s.results.contains("title") && s.results["title"].is_string()) s.title = s.results["title"];
-    if (!s.runs.empty() || s.results.is_object()) sections.push_back(std::move(s));
+    Section s{d, fallback_title, ResultsFile::from_json(read_json(d / "results.json")), std::move(runs)};
+    if (s.results && !s.results->title.empty()) s.title = s.results->title;
+    if (!s.runs.empty() || s.results) sections.push_back(std::move(s));
   };
   add(dir, "", find_runs(dir));
   std::vector<fs::path> subdirs;  // not runs themselves
@@ -248,29 +240,19 @@ std::string display_table(const json& table) {
   return html_table(columns, cells);
 }
 
-std::string results_html(const json& results) {
-  if (!results.is_object()) return "";
+std::string results_html(const std::optional<ResultsFile>& results) {
+  if (!results) return "";
   std::string html;
-  if (results.contains("note") && results["note"].is_string())
-    html += "<p class='note'>" + html_escape(results["note"].get<std::string>()) + "</p>";
+  if (!results->note.empty()) html += "<p class='note'>" + html_escape(results->note) + "</p>";
   // The table as the run printed it, when it says so; else its rows, made readable.
-  const json& table = results.contains("table") ? results["table"] : json();
-  if (table.is_object() && table.contains("columns") && table["columns"].is_array() && table.contains("cells") &&
-      table["cells"].is_array()) {
-    html += display_table(table);
-    // The demo's second table: the communication spectrum.
-    const json& spectrum = results.contains("spectrum_table") ? results["spectrum_table"] : json();
-    if (spectrum.is_object() && spectrum.contains("columns") && spectrum.contains("cells")) {
-      html += "<h3>The communication spectrum</h3>";
-      if (results.contains("spectrum_note") && results["spectrum_note"].is_string())
-        html += "<p class='note'>" + html_escape(results["spectrum_note"].get<std::string>()) + "</p>";
-      html += display_table(spectrum);
-    }
-    return html;
+  if (results->table.is_null()) return html + (results->rows.empty() ? "" : rows_table(results->rows));
+  html += display_table(results->table);
+  if (!results->spectrum_table.is_null()) {  // the demo's second table: the communication spectrum
+    html += "<h3>The communication spectrum</h3>";
+    if (!results->spectrum_note.empty()) html += "<p class='note'>" + html_escape(results->spectrum_note) + "</p>";
+    html += display_table(results->spectrum_table);
   }
-  const json* rows = results.contains("rows") ? &results["rows"] : results.contains("results") ? &results["results"] : nullptr;
-  if (!rows || !rows->is_array()) return html;
-  return html + rows_table(*rows);
+  return html;
 }
 
 // ---- the other parts of a section ----
@@ -351,27 +333,21 @@ struct RunCost {
 
 RunCost run_cost(const Run& run) {
   RunCost c;
-  double workers_total = 0, val_sum = 0;
+  std::vector<std::vector<json>> records;
+  double val_sum = 0;
   int val_nodes = 0;
   for (const auto& node : run.nodes) {
-    // The last line that has them (a run's final lines may be of another kind).
-    auto last_with = [&](const std::string& key) {
-      for (auto it = node.records.rbegin(); it != node.records.rend(); ++it) {
-        double v = number(*it, key);
-        if (std::isfinite(v)) return v;
+    records.push_back(node.records);
+    for (auto it = node.records.rbegin(); it != node.records.rend(); ++it)  // the last held-out loss
+      if (double v = number(*it, "val_loss"); std::isfinite(v)) {
+        val_sum += v, ++val_nodes;
+        break;
       }
-      return std::nan("");
-    };
-    auto or_zero = [](double v, double fallback) { return std::isfinite(v) ? v : fallback; };
-    const double workers = or_zero(last_with("node_workers"), 1.0);
-    workers_total += workers;
-    c.bytes_sent += or_zero(last_with("bytes_sent"), 0) * workers;
-    c.bytes_between += or_zero(last_with("bytes_between_nodes"), 0) * workers;
-    c.seconds = std::max(c.seconds, or_zero(last_with("seconds"), 0));
-    if (double v = last_with("val_loss"); std::isfinite(v)) val_sum += v, ++val_nodes;
   }
+  const run::RunTraffic traffic = run::run_traffic(records);
+  c.bytes_sent = traffic.total, c.bytes_between = traffic.between_nodes, c.seconds = traffic.seconds;
   const double across = run.nodes.size() == 1 ? c.bytes_sent : c.bytes_between;
-  c.per_worker_across = workers_total > 0 ? across / workers_total : 0;
+  c.per_worker_across = traffic.workers > 0 ? across / traffic.workers : 0;
   const json& check = run.averaging_check;
   if (check.is_object() && check.contains("average_scores") && check["average_scores"].is_object())
     c.quality = number(check["average_scores"], "val_loss");
@@ -413,13 +389,12 @@ std::string communication_html(const std::vector<Run>& runs) {
 // The claims at the top of the page: the report directory's own list, else each section's.
 std::string verdicts_html(const std::vector<Section>& sections) {
   json claims = json::array();
-  if (!sections.empty() && sections[0].results.is_object() && sections[0].results.contains("claims") &&
-      sections[0].results["claims"].is_array()) {
-    claims = sections[0].results["claims"];
+  if (!sections.empty() && sections[0].results && !sections[0].results->claims.empty()) {
+    claims = sections[0].results->claims;
   } else {
     for (const auto& s : sections)
-      if (s.results.is_object() && s.results.contains("claims") && s.results["claims"].is_array())
-        for (const auto& c : s.results["claims"]) claims.push_back(c);
+      if (s.results)
+        for (const auto& c : s.results->claims) claims.push_back(c);
   }
   // Each lo-fi job's own check at its end: did the average beat every node on data.val?
   for (const auto& s : sections)

@@ -37,6 +37,7 @@
 #include "lofi/train/schedule.h"
 #include "lofi/train/step_health.h"
 #include "lofi/train/step_profiler.h"
+#include "lofi/run/metrics_record.h"
 #include "lofi/train/task.h"
 #include "lofi/text.h"
 
@@ -112,16 +113,15 @@ std::string number_text(double v) {
 }
 
 // The step's metrics record (metrics.jsonl) from a reading of the device-side state.
-nlohmann::json step_record(int64_t done, const StepHealth::Reading& r, double lr, const std::string& unit, int64_t units_seen,
-                           double seconds, double rate, const dist::Comm& comm, const dist::Topology& topo) {
-  nlohmann::json record{{"step", done}, {"loss", r.loss}, {"grad_norm", r.grad_norm}, {"lr", lr}, {unit, units_seen},
-                        {"seconds", seconds}, {unit + "_per_s", rate},
-                        {"bytes_sent", comm.bytes_within_node() + comm.bytes_between_nodes()},
-                        {"bytes_within_node", comm.bytes_within_node()},
-                        {"bytes_between_nodes", comm.bytes_between_nodes()}, {"node_workers", topo.node_size}};
-  if (r.skipped > 0) record["skipped_nonfinite"] = r.skipped;
-  if (r.diverged_at > 0) record["diverged_at_step"] = r.diverged_at;
-  return record;
+run::StepMetrics step_record(int64_t done, const StepHealth::Reading& r, double lr, const std::string& unit, int64_t units_seen,
+                             double seconds, double rate, const dist::Comm& comm, const dist::Topology& topo) {
+  run::StepMetrics m;
+  m.step = done, m.loss = r.loss, m.grad_norm = r.grad_norm, m.lr = lr;
+  m.unit = unit, m.units_seen = units_seen, m.seconds = seconds, m.units_per_s = rate;
+  m.bytes_within_node = comm.bytes_within_node(), m.bytes_between_nodes = comm.bytes_between_nodes();
+  m.node_workers = topo.node_size;
+  m.skipped_nonfinite = r.skipped, m.diverged_at_step = r.diverged_at;
+  return m;
 }
 
 // One line per read that found newly skipped steps.
@@ -134,31 +134,26 @@ void report_skips(int64_t node, int64_t done, const StepHealth::Reading& r, int6
               static_cast<long long>(r.skipped), static_cast<long long>(allowed));
 }
 
-}  // namespace
+// The paper's same-data rule: global batch B over N nodes, B / N per node, split over its workers.
+struct Batches {
+  int64_t node = 0, rank = 0, micro = 0;  // sequences (or images) per node, per worker, per micro-batch
+};
 
-TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, const TaskFactory& make_task,
-                           const StartOptions& start) {
-  const auto& tc = config.train;
-  const dist::Topology topo = dist::make_topology(env, config.dist.nodes, config.dist.node_id);
-  // The paper's same-data rule: global batch B over N nodes, B / N per node, split over its workers.
+Batches batches_of(const TrainConfig& tc, const dist::Topology& topo) {
   const int64_t node_batch = tc.batch_size / topo.nodes;
   if (node_batch % (topo.node_size * tc.grad_accum) != 0)
     fail("config: the node batch (train.batch_size / dist.nodes = ", node_batch, ") must be divisible by ",
          topo.node_size, " workers x train.grad_accum = ", tc.grad_accum);
-  const int64_t rank_batch = node_batch / topo.node_size, micro_batch = rank_batch / tc.grad_accum;
+  const int64_t rank_batch = node_batch / topo.node_size;
+  return {node_batch, rank_batch, rank_batch / tc.grad_accum};
+}
 
-  torch::set_num_threads(tc.threads > 0 ? static_cast<int>(tc.threads) : dist::default_threads(env));
-  const dist::BuildInfo build = dist::build_info();
-  const dist::DevicePlan plan = dist::plan_device(tc.device, env.local_rank, env.local_world_size, topo.node_rank,
-                                                  topo.node_size, build.gpus, build.cuda_compiled, "train.device");
-  const torch::Device device = plan.device;
-  dist::check_precision(tc.precision, device, "train.precision");
-
-  // The run directory belongs to this run, and a start says what it does with an older one; all
-  // refused before the rendezvous, so a refusal stops the whole job.
+// The run directory belongs to this run, and a start says what it does with an older one; all
+// refused before the rendezvous, so a refusal stops the whole job. Returns the node leader's lock.
+std::unique_ptr<run::NodeDirLock> claim_run_dir(const Config& config, const dist::Topology& topo, int64_t rank,
+                                                const StartOptions& start) {
   const run::RunDir run_dir(config.run.dir);
   const run::NodeDir my_dir = run_dir.node(topo.node);
-  const bool node_leader = topo.node_rank == 0;
   // --resume with another node count: every node's data share would change, and the new nodes
   // have no checkpoint. Said by name before any node directory is made.
   if (start.mode == run::StartMode::resume && topo.whole_job)
@@ -167,42 +162,267 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
            config.dist.nodes, "; a run resumes with its own node count (each node's data and checkpoints depend on it): ",
            "set dist.nodes = ", *was, ", or start another run.dir");
   std::unique_ptr<run::NodeDirLock> lock;
-  if (node_leader) {
+  if (topo.node_rank == 0) {
     lock = std::make_unique<run::NodeDirLock>(my_dir);
     run::prepare_node_dir(my_dir, start.mode);
     if (start.mode == run::StartMode::resume && !my_dir.latest_checkpoint())
       fail("--resume: no checkpoint in ", my_dir.checkpoint_dir(), "; start without --resume (or with --overwrite)");
   }
-  if (topo.whole_job && env.rank == 0) run::prepare_run_root(run_dir, start.mode);
+  if (topo.whole_job && rank == 0) run::prepare_run_root(run_dir, start.mode);
+  return lock;
+}
 
-  // Every node starts from the same weights: the init depends on the seed alone.
-  std::unique_ptr<Task> task = make_task(config, topo, seed::init(static_cast<uint64_t>(tc.seed)));
+// The task, on DEVICE. Every node starts from the same weights: the init depends on the seed alone.
+std::unique_ptr<Task> start_task(const Config& config, const dist::Topology& topo, const TaskFactory& make_task,
+                                 const StartOptions& start, const torch::Device& device) {
+  std::unique_ptr<Task> task = make_task(config, topo, seed::init(static_cast<uint64_t>(config.train.seed)));
   // A pretrained start holding NaN or Inf would only surface as a "divergence" at step 1.
   if (!config.model.init.empty() && start.mode != run::StartMode::resume)
     merge::refuse_nonfinite_weights(model::module_weights(task->model()), "model.init " + config.model.init,
                                     "the weights of a diverged run cannot be fine-tuned; give another model.init");
   task->model().to(device);
   task->set_device(device);
-  torch::nn::Module& model = task->model();
-  const int64_t units_per_sample = task->units_per_sample();
-  const std::string unit = task->unit();
+  return task;
+}
 
-  dist::CommOptions comm_options;
-  comm_options.timeout_s = config.dist.timeout_s;
-  comm_options.world_group = config.dist.sync_every > 0;
-  comm_options.device = device;
-  comm_options.node_backend = plan.node_backend;
-  comm_options.bind = config.dist.bind;
-  comm_options.node_dir = my_dir.path();
-  dist::Comm comm(env, topo, comm_options);
-  const std::string config_toml = to_toml(config);
-  // What the checkpoints record of the data, so --resume can tell when it changed.
-  const std::string data_prints = data::fingerprints_json(data::fingerprint_files(data::split_paths(config.data.train)));
+dist::CommOptions comm_options(const Config& config, const dist::DevicePlan& plan, const run::NodeDir& node) {
+  dist::CommOptions o;
+  o.timeout_s = config.dist.timeout_s;
+  o.world_group = config.dist.sync_every > 0;
+  o.device = plan.device;
+  o.node_backend = plan.node_backend;
+  o.bind = config.dist.bind;
+  o.node_dir = node.path();
+  return o;
+}
 
-  model.train();
-  Optimizer optimizer(model, tc);
+// What the steps need that setup made: the worker's place, its task, optimizers and collectives.
+struct StepContext {
+  const Config& config;
+  const dist::Topology& topo;
+  Batches batches;
+  torch::Device device;
+  Task& task;
+  Optimizer& optimizer;
+  OuterOptimizer* outer;  // DiLoCo's, or none
+  dist::Comm& comm;
+  run::NodeDir dir;       // this node's
   int64_t start_step = 0;
-  std::vector<std::string> changes;
+  std::string config_toml, data_prints;  // what checkpoints record
+  MetricsLog* metrics = nullptr;          // the node leader's
+  dist::NodeHeartbeat* heartbeat = nullptr;
+};
+
+// One worker's steps: the training step, the reads of its device-side state every log_every
+// steps (stop requests, divergence), and the node leader's reports and checkpoints.
+class TrainingLoop {
+ public:
+  explicit TrainingLoop(StepContext c);
+  // Runs the steps left; the node leader then saves the last checkpoint. Fills S's times and bytes.
+  void run(TrainSummary& s);
+
+ private:
+  void train_step(int64_t step, double lr);
+  void after_profiled_step(int64_t step);
+  // A read of the device-side state: the loss, and a stop asked by a signal (checkpointed first).
+  void read(int64_t done);
+  // After a read: a diverged run stops, naming the step it began at.
+  void check_divergence(int64_t done, double lr, double seconds, double rate);
+  // The node leader's metrics record and progress line.
+  void report(int64_t done, bool log_now, bool eval_now, double lr, double seconds, double rate, double eta);
+  void save(int64_t done);
+  run::StepMetrics record(int64_t done, double lr, double seconds, double rate) const {
+    return step_record(done, health_.last(), lr, c_.task.unit(), units_seen_, seconds, rate, c_.comm, c_.topo);
+  }
+
+  StepContext c_;
+  const TrainConfig& tc_;
+  const bool leader_;  // of the node
+  const bool tty_;
+  std::vector<torch::Tensor> params_;
+  std::unique_ptr<dist::GradientSync> grad_sync_;
+  const Schedule schedule_;
+  StepHealth health_;
+  // A stop asked by a signal (SIGTERM from a scheduler or the launcher, Ctrl-C): marked on the
+  // device and averaged with the step's loss inside the node, then acted on at the next read, so
+  // every worker of a node stops at the same step, without a host synchronisation in the step.
+  torch::Tensor stop_;
+  bool stop_marked_ = false;
+  std::unique_ptr<StepProfiler> profiler_;
+  int64_t units_seen_ = 0;
+  double last_loss_ = 0;
+};
+
+TrainingLoop::TrainingLoop(StepContext c)
+    : c_(std::move(c)),
+      tc_(c_.config.train),
+      leader_(c_.topo.node_rank == 0),
+      tty_(leader_ && ::isatty(STDOUT_FILENO)),
+      schedule_{tc_.lr, tc_.min_lr, tc_.warmup_steps, tc_.steps},
+      health_(c_.device, tc_.skip_nonfinite),
+      stop_(torch::zeros({1}, torch::TensorOptions().device(c_.device))),
+      units_seen_(c_.start_step * c_.batches.node * c_.task.units_per_sample()) {
+  std::vector<std::string> names;
+  for (const auto& p : c_.optimizer.params()) params_.push_back(p.param), names.push_back(p.name);
+  grad_sync_ = std::make_unique<dist::GradientSync>(c_.comm, params_, names, c_.config.dist.overlap, c_.config.dist.bucket_mb);
+  // train.profile_steps: after 3 warm-up steps (allocator, cuBLAS heuristics, autotuning), on the
+  // node leader of node 0 only, so one trace describes the job.
+  const int64_t start_step = c_.start_step;
+  const int64_t profile_from = start_step + std::min<int64_t>(3, std::max<int64_t>(0, tc_.steps - start_step - tc_.profile_steps));
+  if (tc_.profile_steps > 0 && leader_ && c_.topo.node == 0)
+    profiler_ = std::make_unique<StepProfiler>(c_.device, profile_from, std::min(tc_.profile_steps, tc_.steps - profile_from),
+                                               c_.dir.profile_trace());
+}
+
+// The training step: no host synchronisation (the loss and norm stay on the device).
+void TrainingLoop::train_step(int64_t step, double lr) {
+  const Batches& b = c_.batches;
+  c_.optimizer.set_lr(lr);
+  c_.optimizer.zero_grad();
+  c_.task.begin_step(step, b.node);
+  torch::Tensor loss_sum = torch::zeros({1}, torch::TensorOptions().device(c_.device));
+  for (int64_t micro = 0; micro < tc_.grad_accum; ++micro) {
+    torch::manual_seed(seed::dropout(static_cast<uint64_t>(tc_.seed), c_.topo.node, c_.topo.node_rank * tc_.grad_accum + micro, step));
+    torch::Tensor loss;
+    {
+      dist::PrecisionGuard precision(c_.device, tc_.precision);  // bf16 forward, fp32 backward into fp32 weights
+      loss = c_.task.loss(c_.topo.node_rank * b.rank + micro * b.micro, b.micro) / static_cast<double>(tc_.grad_accum);
+    }
+    grad_sync_->before_backward(/*sync=*/micro == tc_.grad_accum - 1);
+    loss.backward();
+    loss_sum += loss.detach();
+  }
+  grad_sync_->after_backward();  // gradients averaged inside this node only
+  if (!stop_marked_ && io::stop_requested()) stop_.fill_(1.0), stop_marked_ = true;
+  c_.comm.node_mean({loss_sum, stop_});  // the node's loss (and stop), so every worker of the node decides alike
+  const torch::Tensor norm = tc_.grad_clip > 0 ? clip_grad_norm(params_, tc_.grad_clip) : grad_norm(params_);
+  // A non-finite loss or gradient norm skips this step's update on the device (AdamW's
+  // found_inf); the host learns of it at the next read.
+  c_.optimizer.step(health_.record(step, loss_sum, norm));
+  if (c_.config.dist.sync_every > 0 && (step + 1) % c_.config.dist.sync_every == 0) {
+    c_.comm.world_mean(params_);                     // local SGD: continue from the nodes' mean
+    if (c_.outer) c_.outer->step(c_.optimizer.params());  // DiLoCo: an outer Nesterov step towards it
+  }
+}
+
+void TrainingLoop::after_profiled_step(int64_t step) {
+  if (!profiler_) return;
+  profiler_->after_step(step);
+  if (!profiler_->done()) return;
+  const std::string table = format_profile(profiler_->summary());
+  io::write_file_atomic(c_.dir.profile_table(), format_profile(profiler_->summary(), /*rows=*/SIZE_MAX));
+  std::printf("%s%s  trace: %s\n", tty_ ? "\n" : "", table.c_str(), c_.dir.profile_trace().c_str());
+  profiler_.reset();
+}
+
+void TrainingLoop::read(int64_t done) {
+  last_loss_ = health_.read().loss;
+  if (done == tc_.steps || stop_.item<float>() == 0) return;
+  if (leader_) save(done);
+  const int sig = io::stop_requested();
+  fail("node ", c_.topo.node, " stopped by ", sig ? cat("signal ", sig, " (", ::strsignal(sig), ")") : std::string("a signal to another of its workers"),
+       " at step ", done, " of ", tc_.steps, "; its checkpoint of step ", done, " is saved: continue with --resume");
+}
+
+void TrainingLoop::check_divergence(int64_t done, double lr, double seconds, double rate) {
+  const StepHealth::Reading& r = health_.last();
+  if (leader_) report_skips(c_.topo.node, done, r, tc_.skip_nonfinite);
+  if (r.diverged_at == 0) return;
+  if (leader_) c_.metrics->write(record(done, lr, seconds, rate).to_json());
+  fail("node ", c_.topo.node, " diverged at step ", r.diverged_at, ": loss ", number_text(r.diverged_loss),
+       ", gradient norm ", number_text(r.diverged_norm),
+       r.skipped > 0 ? cat(" (", r.skipped, " such steps skipped already)") : std::string(),
+       "; no final is written. Lower train.lr or raise train.warmup_steps, resume from a checkpoint with --resume, ",
+       "or let train.skip_nonfinite = N skip up to N such steps");
+}
+
+void TrainingLoop::report(int64_t done, bool log_now, bool eval_now, double lr, double seconds, double rate, double eta) {
+  const long long node = c_.topo.node, steps = tc_.steps;
+  const std::string& unit = c_.task.unit();
+  if (log_now) {
+    run::StepMetrics m = record(done, lr, seconds, rate);
+    if (c_.device.is_cuda()) m.peak_memory_bytes = dist::cuda_peak_allocated(c_.device.index());
+    if (eval_now) m.validation = c_.task.validate(c_.batches.micro).get<std::map<std::string, double>>();
+    c_.metrics->write(m.to_json());
+    std::string validation;  // the periodic evaluation's numbers, on the same line
+    for (const auto& [key, value] : m.validation) validation += cat(" ", key, " ", format_fixed(value, 4));
+    if (!tty_)
+      std::printf("node %lld step %lld/%lld loss %.4f%s lr %.2e %.0f %s/s ETA %s\n", node, static_cast<long long>(done), steps,
+                  last_loss_, validation.c_str(), lr, rate, unit.c_str(), format_clock(eta).c_str());
+    else if (!validation.empty())
+      std::printf("\rnode %lld step %lld/%lld%s\n", node, static_cast<long long>(done), steps, validation.c_str());
+  }
+  if (tty_)  // every step: the loss of the last read, the rate and ETA of now
+    std::printf("\rnode %lld step %lld/%lld loss %.4f %.0f %s/s ETA %s   ", node, static_cast<long long>(done), steps, last_loss_,
+                rate, unit.c_str(), format_clock(eta).c_str());
+  std::fflush(stdout);
+}
+
+void TrainingLoop::save(int64_t done) {
+  save_checkpoint(c_.dir, done, c_.task.model(), c_.optimizer, c_.config_toml, c_.data_prints, c_.outer);
+}
+
+void TrainingLoop::run(TrainSummary& summary) {
+  const int64_t start_step = c_.start_step, node_units = c_.batches.node * c_.task.units_per_sample();
+  const auto t0 = Clock::now();
+  for (int64_t step = start_step; step < tc_.steps; ++step) {
+    if (profiler_) profiler_->before_step(step);
+    const double lr = lr_at(schedule_, step);
+    train_step(step, lr);
+    after_profiled_step(step);
+
+    units_seen_ += node_units;
+    const int64_t done = step + 1;
+    const bool eval_now = tc_.eval_every > 0 && c_.task.has_validation() && done % tc_.eval_every == 0;
+    const bool ckpt_now = tc_.ckpt_every > 0 && done % tc_.ckpt_every == 0 && done < tc_.steps;
+    const bool log_now = done % tc_.log_every == 0 || done == tc_.steps || eval_now || ckpt_now;
+    // Every worker of the node reads at the same steps, so all of them stop together; after the
+    // read the clock measures work done, not work queued.
+    if (log_now) read(done);
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double rate = static_cast<double>(units_seen_ - start_step * node_units) / std::max(seconds, 1e-9);
+    const double eta = seconds / static_cast<double>(done - start_step) * static_cast<double>(tc_.steps - done);
+    if (log_now) check_divergence(done, lr, seconds, rate);
+    if (!leader_) continue;
+    c_.heartbeat->beat(done);
+    report(done, log_now, eval_now, lr, seconds, rate, eta);
+    if (ckpt_now) {
+      save(done);
+      prune_checkpoints(c_.dir, tc_.keep_checkpoints);
+    }
+  }
+  if (tty_) std::printf("\n");
+  summary.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  summary.final_loss = last_loss_;
+  summary.steps_run = tc_.steps - start_step;
+  summary.bytes_within_node = c_.comm.bytes_within_node();
+  summary.bytes_between_nodes = c_.comm.bytes_between_nodes();
+  if (!leader_) return;
+  save(tc_.steps);
+  prune_checkpoints(c_.dir, tc_.keep_checkpoints);
+}
+
+}  // namespace
+
+TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, const TaskFactory& make_task,
+                           const StartOptions& start) {
+  const auto& tc = config.train;
+  const dist::Topology topo = dist::make_topology(env, config.dist.nodes, config.dist.node_id);
+  const Batches batches = batches_of(tc, topo);
+  torch::set_num_threads(tc.threads > 0 ? static_cast<int>(tc.threads) : dist::default_threads(env));
+  const dist::BuildInfo build = dist::build_info();
+  const dist::DevicePlan plan = dist::plan_device(tc.device, env.local_rank, env.local_world_size, topo.node_rank,
+                                                  topo.node_size, build.gpus, build.cuda_compiled, "train.device");
+  dist::check_precision(tc.precision, plan.device, "train.precision");
+  std::unique_ptr<run::NodeDirLock> lock = claim_run_dir(config, topo, env.rank, start);
+  const run::RunDir run_dir(config.run.dir);
+  const run::NodeDir my_dir = run_dir.node(topo.node);
+  const bool node_leader = topo.node_rank == 0;
+
+  std::unique_ptr<Task> task = start_task(config, topo, make_task, start, plan.device);
+  dist::Comm comm(env, topo, comm_options(config, plan, my_dir));
+  task->model().train();
+  Optimizer optimizer(task->model(), tc);
   // LP-FT: the new head fitted on frozen features before fine-tuning's first step, with the global
   // batch on every worker whatever the topology (a resumed run has its head in the checkpoint).
   if (tc.head_init == "lp" && start.mode != run::StartMode::resume) {
@@ -213,164 +433,40 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   std::unique_ptr<OuterOptimizer> outer;
   if (config.dist.outer_optimizer == "nesterov")
     outer = std::make_unique<OuterOptimizer>(optimizer.params(), config.dist.outer_lr, config.dist.outer_momentum);
+  int64_t start_step = 0;
+  std::vector<std::string> changes;
   if (start.mode == run::StartMode::resume)
-    start_step = load_checkpoint(resume_point(config, my_dir, node_leader, comm, start.allow_changed, changes), model,
+    start_step = load_checkpoint(resume_point(config, my_dir, node_leader, comm, start.allow_changed, changes), task->model(),
                                  optimizer, outer.get());
   // The whole job's config sits at the run root; a node_id job keeps its own beside its files.
   if (topo.whole_job && env.rank == 0) write_run_config(run_dir.config(), config, start, start_step, changes);
   if (!topo.whole_job && node_leader) write_run_config(my_dir.config(), config, start, start_step, changes);
+  if (node_leader && plan.shares_gpu && topo.node == 0)
+    std::printf("train.device: the %lld workers of each node share %s\n", static_cast<long long>(topo.node_size),
+                plan.describe().c_str());
+
+  // What the checkpoints record of the data, so --resume can tell when it changed.
+  const std::string data_prints = data::fingerprints_json(data::fingerprint_files(data::split_paths(config.data.train)));
   std::unique_ptr<MetricsLog> metrics;
   std::unique_ptr<dist::NodeHeartbeat> heartbeat;
   if (node_leader) {
     metrics = std::make_unique<MetricsLog>(my_dir, start_step, tc.tensorboard);
     heartbeat = std::make_unique<dist::NodeHeartbeat>(my_dir.path(), comm.attempt(), start_step, tc.steps);
   }
-
   const std::string init_xxh3 = node_leader ? init_checksum(config.model.init) : "";
   TrainedWorker worker;
-  TrainSummary& summary = worker.summary;
-  summary.node = topo.node;
-  summary.steps = tc.steps;
+  worker.summary.node = topo.node;
+  worker.summary.steps = tc.steps;
   try {
-    std::vector<torch::Tensor> params;
-    std::vector<std::string> names;
-    for (const auto& p : optimizer.params()) params.push_back(p.param), names.push_back(p.name);
-    dist::GradientSync grad_sync(comm, params, names, config.dist.overlap, config.dist.bucket_mb);
-    const Schedule schedule{tc.lr, tc.min_lr, tc.warmup_steps, tc.steps};
-    const bool tty = node_leader && ::isatty(STDOUT_FILENO);
-    const auto t0 = Clock::now();
-    double last_loss = 0;
-    int64_t units_seen = start_step * node_batch * units_per_sample;
-    StepHealth health(device, tc.skip_nonfinite);
-    // A stop asked by a signal (SIGTERM from a scheduler or the launcher, Ctrl-C): marked on the
-    // device and averaged with the step's loss inside the node, then acted on at the next read, so
-    // every worker of a node stops at the same step, without a host synchronisation in the step.
-    torch::Tensor stop = torch::zeros({1}, torch::TensorOptions().device(device));
-    bool stop_marked = false;
-    // train.profile_steps: after 3 warm-up steps (allocator, cuBLAS heuristics, autotuning), on the
-    // node leader of node 0 only, so one trace describes the job.
-    const int64_t profile_from = start_step + std::min<int64_t>(3, std::max<int64_t>(0, tc.steps - start_step - tc.profile_steps));
-    std::unique_ptr<StepProfiler> profiler;
-    if (tc.profile_steps > 0 && node_leader && topo.node == 0)
-      profiler = std::make_unique<StepProfiler>(device, profile_from, std::min(tc.profile_steps, tc.steps - profile_from),
-                                                my_dir.profile_trace());
-    if (node_leader && plan.shares_gpu && topo.node == 0)
-      std::printf("train.device: the %lld workers of each node share %s\n", static_cast<long long>(topo.node_size),
-                  plan.describe().c_str());
-
-    for (int64_t step = start_step; step < tc.steps; ++step) {
-      // ---- the training step: no host synchronisation (the loss and norm stay on the device) ----
-      if (profiler) profiler->before_step(step);
-      const double lr = lr_at(schedule, step);
-      optimizer.set_lr(lr);
-      optimizer.zero_grad();
-      task->begin_step(step, node_batch);
-      torch::Tensor loss_sum = torch::zeros({1}, torch::TensorOptions().device(device));
-      for (int64_t micro = 0; micro < tc.grad_accum; ++micro) {
-        torch::manual_seed(seed::dropout(static_cast<uint64_t>(tc.seed), topo.node, topo.node_rank * tc.grad_accum + micro, step));
-        torch::Tensor loss;
-        {
-          dist::PrecisionGuard precision(device, tc.precision);  // bf16 forward, fp32 backward into fp32 weights
-          loss = task->loss(topo.node_rank * rank_batch + micro * micro_batch, micro_batch) / static_cast<double>(tc.grad_accum);
-        }
-        grad_sync.before_backward(/*sync=*/micro == tc.grad_accum - 1);
-        loss.backward();
-        loss_sum += loss.detach();
-      }
-      grad_sync.after_backward();  // gradients averaged inside this node only
-      if (!stop_marked && io::stop_requested()) stop.fill_(1.0), stop_marked = true;
-      comm.node_mean({loss_sum, stop});  // the node's loss (and stop), so every worker of the node decides alike
-      const torch::Tensor norm = tc.grad_clip > 0 ? clip_grad_norm(params, tc.grad_clip) : grad_norm(params);
-      // A non-finite loss or gradient norm skips this step's update on the device (AdamW's
-      // found_inf); the host learns of it at the next read.
-      optimizer.step(health.record(step, loss_sum, norm));
-      if (config.dist.sync_every > 0 && (step + 1) % config.dist.sync_every == 0) {
-        comm.world_mean(params);                   // local SGD: continue from the nodes' mean
-        if (outer) outer->step(optimizer.params());  // DiLoCo: an outer Nesterov step towards it
-      }
-      // ---- end of the training step ------------------------------------------------------
-      if (profiler) {
-        profiler->after_step(step);
-        if (profiler->done()) {
-          const std::string table = format_profile(profiler->summary());
-          io::write_file_atomic(my_dir.profile_table(), format_profile(profiler->summary(), /*rows=*/SIZE_MAX));
-          std::printf("%s%s  trace: %s\n", tty ? "\n" : "", table.c_str(), my_dir.profile_trace().c_str());
-          profiler.reset();
-        }
-      }
-
-      units_seen += node_batch * units_per_sample;
-      const int64_t done = step + 1;
-      const bool eval_now = tc.eval_every > 0 && task->has_validation() && done % tc.eval_every == 0;
-      const bool ckpt_now = tc.ckpt_every > 0 && done % tc.ckpt_every == 0 && done < tc.steps;
-      const bool log_now = done % tc.log_every == 0 || done == tc.steps || eval_now || ckpt_now;
-      // Every worker of the node reads at the same steps, so all of them stop together; after
-      // the read the clock measures work done, not work queued.
-      if (log_now) last_loss = health.read().loss;
-      if (log_now && done < tc.steps && stop.item<float>() > 0) {
-        if (node_leader) save_checkpoint(my_dir, done, model, optimizer, config_toml, data_prints, outer.get());
-        const int sig = io::stop_requested();
-        fail("node ", topo.node, " stopped by ", sig ? cat("signal ", sig, " (", ::strsignal(sig), ")") : std::string("a signal to another of its workers"),
-             " at step ", done, " of ", tc.steps, "; its checkpoint of step ", done, " is saved: continue with --resume");
-      }
-      const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-      const double rate = static_cast<double>(units_seen - start_step * node_batch * units_per_sample) / std::max(seconds, 1e-9);
-      const double eta = seconds / static_cast<double>(done - start_step) * static_cast<double>(tc.steps - done);
-      if (log_now) {
-        const StepHealth::Reading& r = health.last();
-        if (node_leader) report_skips(topo.node, done, r, tc.skip_nonfinite);
-        if (r.diverged_at > 0) {
-          if (node_leader) metrics->write(step_record(done, r, lr, unit, units_seen, seconds, rate, comm, topo));
-          fail("node ", topo.node, " diverged at step ", r.diverged_at, ": loss ", number_text(r.diverged_loss),
-               ", gradient norm ", number_text(r.diverged_norm),
-               r.skipped > 0 ? cat(" (", r.skipped, " such steps skipped already)") : std::string(),
-               "; no final is written. Lower train.lr or raise train.warmup_steps, resume from a checkpoint with --resume, ",
-               "or let train.skip_nonfinite = N skip up to N such steps");
-        }
-      }
-      if (!node_leader) continue;
-      heartbeat->beat(done);
-      if (log_now) {
-        nlohmann::json record = step_record(done, health.last(), lr, unit, units_seen, seconds, rate, comm, topo);
-        if (device.is_cuda()) record["peak_memory_bytes"] = dist::cuda_peak_allocated(device.index());
-        if (eval_now) record.update(task->validate(micro_batch));
-        metrics->write(record);
-        std::string validation;  // the periodic evaluation's numbers, on the same line
-        for (const auto& [key, value] : record.items())
-          if (key.rfind("val_", 0) == 0 && value.is_number()) validation += cat(" ", key, " ", format_fixed(value.get<double>(), 4));
-        if (!tty)
-          std::printf("node %lld step %lld/%lld loss %.4f%s lr %.2e %.0f %s/s ETA %s\n", static_cast<long long>(topo.node),
-                      static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, validation.c_str(), lr, rate,
-                      unit.c_str(), format_clock(eta).c_str());
-        else if (!validation.empty())
-          std::printf("\rnode %lld step %lld/%lld%s\n", static_cast<long long>(topo.node), static_cast<long long>(done),
-                      static_cast<long long>(tc.steps), validation.c_str());
-      }
-      if (tty)  // every step: the loss of the last read, the rate and ETA of now
-        std::printf("\rnode %lld step %lld/%lld loss %.4f %.0f %s/s ETA %s   ", static_cast<long long>(topo.node),
-                    static_cast<long long>(done), static_cast<long long>(tc.steps), last_loss, rate, unit.c_str(),
-                    format_clock(eta).c_str());
-      std::fflush(stdout);
-      if (ckpt_now) {
-        save_checkpoint(my_dir, done, model, optimizer, config_toml, data_prints, outer.get());
-        prune_checkpoints(my_dir, tc.keep_checkpoints);
-      }
-    }
-    if (tty) std::printf("\n");
-
-    summary.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    summary.final_loss = last_loss;
-    summary.steps_run = tc.steps - start_step;
-    summary.bytes_within_node = comm.bytes_within_node();
-    summary.bytes_between_nodes = comm.bytes_between_nodes();
+    TrainingLoop loop(StepContext{config, topo, batches, plan.device, *task, optimizer, outer.get(), comm, my_dir, start_step,
+                                  to_toml(config), data_prints, metrics.get(), heartbeat.get()});
+    loop.run(worker.summary);
     if (node_leader) {
-      save_checkpoint(my_dir, tc.steps, model, optimizer, config_toml, data_prints, outer.get());
-      prune_checkpoints(my_dir, tc.keep_checkpoints);
       io::Metadata meta = task->metadata();
       meta.insert({{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
-                   {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", config_toml}});
+                   {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", to_toml(config)}});
       if (!init_xxh3.empty()) meta["lofi.init_xxh3"] = init_xxh3;
-      io::save_safetensors(my_dir.final_weights(), model::module_weights(model), meta);
+      io::save_safetensors(my_dir.final_weights(), model::module_weights(task->model()), meta);
       heartbeat->done(tc.steps);
     }
   } catch (const std::exception& e) {
@@ -379,7 +475,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   }
   worker.topo = topo;
   worker.attempt = comm.attempt();
-  worker.eval_batch = micro_batch;
+  worker.eval_batch = batches.micro;
   worker.task = std::move(task);
   worker.lock = std::move(lock);
   return worker;
