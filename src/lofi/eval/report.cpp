@@ -25,7 +25,7 @@ using json = nlohmann::json;
 
 struct NodeLog {
   std::string node;            // "node-00"
-  std::vector<json> records;   // metrics.jsonl lines
+  std::vector<run::StepMetrics> records;  // its metrics.jsonl
 };
 
 struct Run {
@@ -108,6 +108,13 @@ std::vector<Section> find_sections(const fs::path& dir) {
   return sections;
 }
 
+// The training loss ("loss") or a held-out number ("val_loss") of a record, when it has one.
+std::optional<double> value_of(const run::StepMetrics& r, const std::string& key) {
+  if (key == "loss") return r.loss;
+  const auto it = r.validation.find(key);
+  return it == r.validation.end() ? std::nullopt : std::optional<double>(it->second);
+}
+
 LineChart curve_chart(const std::vector<const Run*>& runs, const std::string& key, const std::string& title,
                       const std::string& y_label) {
   LineChart chart{title, "step", y_label, {}, false};
@@ -116,7 +123,7 @@ LineChart curve_chart(const std::vector<const Run*>& runs, const std::string& ke
     for (const auto& node : run->nodes) {
       Series s{run->name + " " + node.node, report_colors::kSeries[color++ % std::size(report_colors::kSeries)], {}, {}};
       for (const auto& r : node.records)
-        if (r.contains(key) && std::isfinite(number(r, "step"))) s.x.push_back(number(r, "step")), s.y.push_back(number(r, key));
+        if (const std::optional<double> y = value_of(r, key)) s.x.push_back(static_cast<double>(r.step)), s.y.push_back(*y);
       if (!s.x.empty()) chart.series.push_back(std::move(s));
     }
   return chart;
@@ -333,14 +340,14 @@ struct RunCost {
 
 RunCost run_cost(const Run& run) {
   RunCost c;
-  std::vector<std::vector<json>> records;
+  std::vector<std::vector<run::StepMetrics>> records;
   double val_sum = 0;
   int val_nodes = 0;
   for (const auto& node : run.nodes) {
     records.push_back(node.records);
     for (auto it = node.records.rbegin(); it != node.records.rend(); ++it)  // the last held-out loss
-      if (double v = number(*it, "val_loss"); std::isfinite(v)) {
-        val_sum += v, ++val_nodes;
+      if (const auto v = value_of(*it, "val_loss"); v && std::isfinite(*v)) {
+        val_sum += *v, ++val_nodes;
         break;
       }
   }

@@ -16,9 +16,14 @@ namespace lofi::io {
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   remove_dead_writers_temporaries(path_);
   tmp_ = path_ + ".tmp-" + std::to_string(::getpid());
-  file_ = std::fopen(tmp_.c_str(), "wb");
-  if (!file_) fail(path_, ": cannot open for writing: ", std::strerror(errno));
+  // Registered before it exists: a signal the moment after it is created still removes it.
   register_temporary(tmp_, /*directory=*/false);
+  file_ = std::fopen(tmp_.c_str(), "wb");
+  if (!file_) {
+    const int error = errno;
+    unregister_temporary(tmp_);
+    fail(path_, ": cannot open for writing: ", std::strerror(error));
+  }
 }
 
 AtomicFile::~AtomicFile() {
@@ -58,8 +63,13 @@ StagedDir::StagedDir(const std::string& dir) : dir_(std::filesystem::path(dir).l
   remove_dead_writers_temporaries(dir_);
   tmp_ = dir_ + ".tmp-" + std::to_string(::getpid());
   std::filesystem::remove_all(tmp_);  // a leftover of a killed run with our pid
-  make_dirs(tmp_);
-  register_temporary(tmp_, /*directory=*/true);
+  register_temporary(tmp_, /*directory=*/true);  // before it exists, as AtomicFile's
+  try {
+    make_dirs(tmp_);
+  } catch (...) {
+    unregister_temporary(tmp_);
+    throw;
+  }
 }
 
 StagedDir::~StagedDir() {

@@ -21,26 +21,57 @@ nlohmann::json StepMetrics::to_json() const {
   return record;
 }
 
-RunTraffic run_traffic(const std::vector<std::vector<nlohmann::json>>& node_records) {
+namespace {
+
+double number_or(const nlohmann::json& j, const std::string& key, double fallback) {
+  const auto it = j.find(key);
+  if (it == j.end()) return fallback;
+  return it->is_number() ? it->get<double>() : std::nan("");  // null: a NaN the writer could not spell
+}
+
+int64_t integer_or(const nlohmann::json& j, const std::string& key, int64_t fallback) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<int64_t>() : fallback;
+}
+
+}  // namespace
+
+std::optional<StepMetrics> StepMetrics::from_json(const nlohmann::json& j) {
+  if (!j.is_object() || !j.contains("step") || !j["step"].is_number()) return std::nullopt;
+  StepMetrics m;
+  m.step = j["step"].get<int64_t>();
+  m.loss = number_or(j, "loss", std::nan("")), m.grad_norm = number_or(j, "grad_norm", std::nan(""));
+  m.lr = number_or(j, "lr", std::nan(""));
+  for (const char* unit : {"tokens", "images"})
+    if (j.contains(unit)) m.unit = unit;
+  m.units_seen = integer_or(j, m.unit, 0);
+  m.seconds = number_or(j, "seconds", 0), m.units_per_s = number_or(j, m.unit + "_per_s", 0);
+  m.bytes_between_nodes = integer_or(j, "bytes_between_nodes", 0);
+  m.bytes_within_node = integer_or(j, "bytes_within_node", integer_or(j, "bytes_sent", 0) - m.bytes_between_nodes);
+  m.node_workers = integer_or(j, "node_workers", 1);
+  m.skipped_nonfinite = integer_or(j, "skipped_nonfinite", 0), m.diverged_at_step = integer_or(j, "diverged_at_step", 0);
+  if (j.contains("peak_memory_bytes")) m.peak_memory_bytes = integer_or(j, "peak_memory_bytes", 0);
+  for (const auto& [key, value] : j.items())
+    if (key.rfind("val_", 0) == 0) m.validation[key] = value.is_number() ? value.get<double>() : std::nan("");
+  return m;
+}
+
+RunTraffic run_traffic(const std::vector<std::vector<StepMetrics>>& node_records) {
   RunTraffic t;
   for (const auto& records : node_records) {
-    // The last record that has KEY (a run's final lines may be of another kind); FALLBACK if none.
-    auto last = [&](const char* key, double fallback) {
-      for (auto it = records.rbegin(); it != records.rend(); ++it)
-        if (auto v = it->find(key); v != it->end() && v->is_number() && std::isfinite(v->get<double>())) return v->get<double>();
-      return fallback;
-    };
-    const double workers = last("node_workers", 1.0);
+    if (records.empty()) continue;
+    const StepMetrics& last = records.back();
+    const double workers = static_cast<double>(last.node_workers);
     t.workers += workers;
-    t.total += last("bytes_sent", 0) * workers;
-    t.between_nodes += last("bytes_between_nodes", 0) * workers;
-    t.seconds = std::max(t.seconds, last("seconds", 0));
+    t.total += static_cast<double>(last.bytes_within_node + last.bytes_between_nodes) * workers;
+    t.between_nodes += static_cast<double>(last.bytes_between_nodes) * workers;
+    t.seconds = std::max(t.seconds, last.seconds);
   }
   return t;
 }
 
 RunTraffic run_traffic(const RunDir& run) {
-  std::vector<std::vector<nlohmann::json>> nodes;
+  std::vector<std::vector<StepMetrics>> nodes;
   for (int64_t k = 0; std::filesystem::exists(run.node(k).path()); ++k) {
     nodes.push_back(read_metrics(run.node(k).metrics()));
     if (nodes.back().empty()) fail(run.path(), ": node ", k, " wrote no metrics");
@@ -48,13 +79,12 @@ RunTraffic run_traffic(const RunDir& run) {
   return run_traffic(nodes);
 }
 
-std::vector<nlohmann::json> read_metrics(const std::string& path) {
-  std::vector<nlohmann::json> records;
+std::vector<StepMetrics> read_metrics(const std::string& path) {
+  std::vector<StepMetrics> records;
   std::ifstream in(path);
   for (std::string line; std::getline(in, line);) {
     if (line.empty()) continue;
-    auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (record.is_object()) records.push_back(std::move(record));
+    if (auto m = StepMetrics::from_json(nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false))) records.push_back(*m);
   }
   return records;
 }

@@ -27,21 +27,24 @@ struct StepMetrics {
   std::map<std::string, double> validation;  // the periodic evaluation's "val_*" numbers
 
   nlohmann::json to_json() const;
+  // A record as to_json writes it (null numbers, as a diverged run logs NaN, read as NaN); nothing
+  // when J has no step.
+  static std::optional<StepMetrics> from_json(const nlohmann::json& j);
 };
 
 // What all workers of a run sent and how long its slowest node took, from each node's last record
-// that says so (ring all-reduce: every worker of a node sends alike).
+// (ring all-reduce: every worker of a node sends alike).
 struct RunTraffic {
   double total = 0;          // bytes, all workers
   double between_nodes = 0;  // bytes, all workers
   double workers = 0;        // all nodes' workers
   double seconds = 0;        // the slowest node's training time
 };
-RunTraffic run_traffic(const std::vector<std::vector<nlohmann::json>>& node_records);
+RunTraffic run_traffic(const std::vector<std::vector<StepMetrics>>& node_records);
 // The same from RUN's node-*/metrics.jsonl; a node without a record is refused by name.
 RunTraffic run_traffic(const RunDir& run);
 
-// The records of a metrics.jsonl, in order; unreadable lines are skipped.
-std::vector<nlohmann::json> read_metrics(const std::string& path);
+// The records of a metrics.jsonl, in order; lines that are not records are skipped.
+std::vector<StepMetrics> read_metrics(const std::string& path);
 
 }  // namespace lofi::run
