@@ -3,11 +3,13 @@
 // errors are printed on one line with a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "command.h"
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
+#include "lofi/family/train_worker.h"
 #include "lofi/io/temporaries.h"
 
 namespace {
@@ -26,12 +28,24 @@ std::string version_text() {
   return out;
 }
 
+// Errors are one line, and a non-zero exit.
+int report_error(const std::exception& e) {
+  const std::string what = e.what();
+  std::fprintf(stderr, "lofi: error: %s\n", what.substr(0, what.find('\n')).c_str());
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   // Ctrl-C, SIGTERM or SIGHUP mid-write leave no OUT.tmp-PID behind (lofi launch forwards them to
   // its workers with its own handlers while it runs).
   io::remove_temporaries_on_signals();
+  try {  // a worker the library launched (family/train_worker.h) runs its job, not the command line
+    if (const std::optional<int> status = family::run_launched_worker()) return *status;
+  } catch (const std::exception& e) {
+    return report_error(e);
+  }
   CLI::App app{"lofi: fine-tune across nodes without communicating gradients, then average the weights"};
   app.set_version_flag("--version", [] { return version_text(); });
   app.option_defaults()->always_capture_default();  // --help shows each option's default
@@ -54,9 +68,7 @@ int main(int argc, char** argv) {
     for (const auto& [parser, command] : parsers)
       if (parser->parsed()) return command->run();
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    std::fprintf(stderr, "lofi: error: %s\n", what.substr(0, what.find('\n')).c_str());
-    return 1;
+    return report_error(e);
   }
   return 0;
 }

@@ -1,14 +1,9 @@
 // lofi train: one worker of a run (under `lofi launch`, torchrun or srun), then the end of its job.
-#include <cstdio>
 #include <iostream>
 
 #include "../command.h"
-#include "lofi/dist/env.h"
-#include "lofi/family/family.h"
-#include "lofi/io/temporaries.h"
+#include "lofi/family/train_worker.h"
 #include "lofi/train/config.h"
-#include "lofi/train/job_end.h"
-#include "lofi/train/trainer.h"
 
 namespace lofi::cli {
 namespace {
@@ -42,25 +37,11 @@ class Train : public Command {
       std::cout << train::to_toml(config, /*help=*/true);
       return 0;
     }
-    io::stop_gracefully_on_signals();  // a first signal checkpoints and stops at the next read
-    const dist::WorkerEnv env = dist::worker_env_from_environment();
-    if (env.rank == 0 && !quiet_) std::cout << "# resolved config\n" << train::to_toml(config) << std::flush;
-    train::TrainedWorker worker = train::run_training(config, env, family::make_task, start);
-    train::finish_job(config, worker);  // the node's Hugging Face output, or a lo-fi job's merge
-    if (env.rank == 0) std::printf("%s\n", done_line(worker.summary).c_str());
+    family::train_worker(config, start, quiet_);
     return 0;
   }
 
  private:
-  static std::string done_line(const train::TrainSummary& s) {
-    if (s.steps_run == 0)  // resumed at its last step: no loss of this start to report
-      return cat("done: node ", s.node, ", no steps left (its checkpoint is at step ", s.steps, " of ", s.steps, ")");
-    char loss[32];
-    std::snprintf(loss, sizeof(loss), "%.1f s, final loss %.4f", s.seconds, s.final_loss);
-    return cat("done: node ", s.node, ", ", s.steps, " steps in ", loss, ", bytes sent ",
-               s.bytes_within_node + s.bytes_between_nodes, " (between nodes ", s.bytes_between_nodes, ")");
-  }
-
   std::string config_path_;
   std::vector<std::string> sets_;
   bool resume_ = false, resume_changed_ = false, overwrite_ = false, print_config_ = false, quiet_ = false;

@@ -8,6 +8,7 @@
 
 #include "lofi/dist/launcher.h"
 #include "lofi/error.h"
+#include "lofi/family/train_worker.h"
 #include "lofi/eval/projection.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/run/run_dir.h"
@@ -20,7 +21,7 @@ double launch_training(const train::Config& config, const std::string& out, cons
   io::write_file_atomic(path, train::to_toml(config));
   dist::LaunchOptions launch;
   launch.workers = workers;
-  launch.args = {"train", "--quiet", "--overwrite", "--config", path};  // the demo owns its runs
+  launch.env = family::worker_job(path);  // each worker runs family::train_worker on it (the demo owns its runs)
   auto t0 = std::chrono::steady_clock::now();
   int status = dist::launch_workers(launch);
   if (status != 0) fail("demo: the ", name, " run failed (exit status ", status, ")");

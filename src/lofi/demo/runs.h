@@ -12,7 +12,7 @@
 
 namespace lofi::demo {
 
-// Writes CONFIG as OUT/NAME.toml and runs `lofi train` on it under WORKERS local workers;
+// Writes CONFIG as OUT/NAME.toml and runs it under WORKERS local workers (family::train_worker);
 // returns the wall time in seconds. Throws naming the run when it fails.
 double launch_training(const train::Config& config, const std::string& out, const std::string& name, int workers);
 

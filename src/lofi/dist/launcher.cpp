@@ -92,11 +92,13 @@ void flush_lines(Worker& w, int rank, bool prefix, bool final) {
 }
 
 // Each rank's environment: the launcher's own with torchrun's variables, and the thread counts, set.
-std::vector<std::vector<std::string>> worker_environments(int workers, int port, int threads) {
-  const std::vector<std::pair<std::string, std::string>> common = {
+std::vector<std::vector<std::string>> worker_environments(int workers, int port, int threads,
+                                                          const std::vector<std::pair<std::string, std::string>>& extra) {
+  std::vector<std::pair<std::string, std::string>> common = {
       {"WORLD_SIZE", std::to_string(workers)}, {"LOCAL_WORLD_SIZE", std::to_string(workers)},
       {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)}, {"TORCHELASTIC_USE_AGENT_STORE", "True"},
       {"LOFI_THREADS", std::to_string(threads)}, {"OMP_NUM_THREADS", std::to_string(threads)}};
+  common.insert(common.end(), extra.begin(), extra.end());
   std::vector<std::vector<std::string>> environments;
   for (int rank = 0; rank < workers; ++rank) {
     auto vars = common;
@@ -465,7 +467,7 @@ int launch_workers(const LaunchOptions& opt) {
   const int threads = opt.threads > 0 ? opt.threads : std::max(1, cores / opt.workers);
   CaughtSignals signals;
   const LaunchStart began;  // before any worker starts
-  WorkerProcesses workers(program, opt.args, worker_environments(opt.workers, port, threads));
+  WorkerProcesses workers(program, opt.args, worker_environments(opt.workers, port, threads, opt.env));
   Supervisor supervisor(workers, *store, began);
   return supervisor.run(signals, opt.prefix_output);
 }

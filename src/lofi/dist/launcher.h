@@ -9,6 +9,7 @@
 // Hand-written: it is process supervision, which no library here does.
 #pragma once
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace lofi::dist {
@@ -19,6 +20,7 @@ struct LaunchOptions {
   int master_port = 0;           // 0: a free port
   std::string program;           // executable; empty: this executable
   std::vector<std::string> args; // arguments for every worker
+  std::vector<std::pair<std::string, std::string>> env;  // more variables for every worker
   bool prefix_output = true;     // "[rank k] " before each line
 };
 
