@@ -25,7 +25,14 @@ void set_only(const std::vector<std::pair<const char*, const char*>>& vars) {
   for (const auto& [name, value] : vars) ::setenv(name, value, 1);
 }
 
+// Clears the variables when a test ends, so tests run after it in the same process (workers it
+// starts, say) see no rank that was set here.
+struct ClearedAfter {
+  ~ClearedAfter() { set_only({}); }
+};
+
 TEST(WorkerEnv, TorchrunsVariablesAndItsAgentStore) {
+  const ClearedAfter cleared;
   set_only({{"RANK", "5"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "4"}, {"MASTER_ADDR", "10.1.2.3"},
             {"MASTER_PORT", "29400"}, {"TORCHELASTIC_USE_AGENT_STORE", "True"}});
   WorkerEnv env = worker_env_from_environment();
@@ -44,6 +51,7 @@ TEST(WorkerEnv, TorchrunsVariablesAndItsAgentStore) {
 }
 
 TEST(WorkerEnv, SlurmsVariables) {
+  const ClearedAfter cleared;
   set_only({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "1"}, {"SLURM_NTASKS_PER_NODE", "2"}});
   WorkerEnv env = worker_env_from_environment();
   EXPECT_EQ(env.source, "slurm");
@@ -57,6 +65,7 @@ TEST(WorkerEnv, SlurmsVariables) {
 
 // sbatch + srun as Slurm sets them: the store at the job's first host, on a port of the job's own.
 TEST(WorkerEnv, SlurmsNodeListGivesTheStoresAddress) {
+  const ClearedAfter cleared;
   set_only({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"}, {"SLURM_TASKS_PER_NODE", "4(x2)"},
             {"SLURM_JOB_NODELIST", "gpu[007-008]"}, {"SLURM_JOB_ID", "123456"}});
   WorkerEnv env = worker_env_from_environment();
@@ -78,6 +87,7 @@ TEST(WorkerEnv, SlurmsNodeListGivesTheStoresAddress) {
 }
 
 TEST(WorkerEnv, OpenMpisVariables) {
+  const ClearedAfter cleared;
   set_only({{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "3"}, {"OMPI_COMM_WORLD_LOCAL_RANK", "0"},
             {"OMPI_COMM_WORLD_LOCAL_SIZE", "1"}});
   WorkerEnv env = worker_env_from_environment();
@@ -88,6 +98,7 @@ TEST(WorkerEnv, OpenMpisVariables) {
 }
 
 TEST(WorkerEnv, NoneIsALoneWorkerAndBadValuesAreNamed) {
+  const ClearedAfter cleared;
   set_only({});
   WorkerEnv env = worker_env_from_environment();
   EXPECT_EQ(env.source, "none");
