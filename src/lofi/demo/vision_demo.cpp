@@ -1,6 +1,7 @@
 #include "lofi/demo/vision_demo.h"
 
 #include <filesystem>
+#include <tuple>
 
 #include "lofi/demo/half.h"
 #include "lofi/demo/runs.h"
@@ -110,12 +111,9 @@ class VisionHalf : public DemoHalf {
     row.model = m.name;
     row.in_distribution = scores[0];
     for (size_t i = 1; i < scores.size(); ++i) row.shifts.emplace_back(shift_names_[i - 1], scores[i]);
-    eval::ResultsTable one(eval::classification_columns(shift_names_));
-    eval::add_classification_row(one, row);
     ModelScore out;
-    out.cells = one.display()["cells"][0].get<std::vector<std::string>>();
+    std::tie(out.cells, out.record) = eval::classification_cells(row);
     out.cells.erase(out.cells.begin());  // the model's name: the skeleton writes it
-    out.record = one.json()[0];
     out.in_distribution = 100 * row.in_distribution.top1;  // as the table shows it, in percent
     out.shift = 100 * row.shift_average_top1();
     return out;

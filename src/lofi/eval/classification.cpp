@@ -77,6 +77,20 @@ std::vector<std::string> classification_columns(const std::vector<std::string>& 
   return columns;
 }
 
+std::pair<std::vector<std::string>, nlohmann::json> classification_cells(const ClassificationRow& row) {
+  std::vector<std::string> cells = {row.model, percent(row.in_distribution.top1)};
+  nlohmann::json record = {{"model", row.model}, {"in_distribution", score_json(row.in_distribution)}};
+  nlohmann::json shifts = nlohmann::json::object();
+  for (const auto& [name, score] : row.shifts) {
+    cells.push_back(percent(score.top1));
+    shifts[name] = score_json(score);
+  }
+  cells.push_back(percent(row.shift_average_top1()));
+  record["shifts"] = shifts;
+  record["shift_average_top1"] = row.shift_average_top1();
+  return {cells, record};
+}
+
 void add_classification_row(ResultsTable& table, const ClassificationRow& row,
                             const std::vector<std::string>& extra_cells, const nlohmann::json& extra_record) {
   const auto& columns = table.columns();
@@ -89,17 +103,8 @@ void add_classification_row(ResultsTable& table, const ClassificationRow& row,
     fail("add_classification_row: \"", row.model, "\" has shifts [", found, "] and ", extra_cells.size(),
          " extra cells, which do not match the table's columns");
   }
-  std::vector<std::string> cells = {row.model, percent(row.in_distribution.top1)};
-  nlohmann::json record = {{"model", row.model}, {"in_distribution", score_json(row.in_distribution)}};
-  nlohmann::json shifts = nlohmann::json::object();
-  for (const auto& [name, score] : row.shifts) {
-    cells.push_back(percent(score.top1));
-    shifts[name] = score_json(score);
-  }
-  cells.push_back(percent(row.shift_average_top1()));
+  auto [cells, record] = classification_cells(row);
   cells.insert(cells.end(), extra_cells.begin(), extra_cells.end());
-  record["shifts"] = shifts;
-  record["shift_average_top1"] = row.shift_average_top1();
   if (extra_record.is_object()) record.update(extra_record);
   table.add_row(std::move(cells), std::move(record));
 }

@@ -53,6 +53,9 @@ struct ClassificationRow {
 // Columns: "model", "in-dist top-1", one "NAME top-1" per shift, "avg shifts", then EXTRA.
 std::vector<std::string> classification_columns(const std::vector<std::string>& shift_names,
                                                 const std::vector<std::string>& extra = {});
+// ROW's cells (its name, then top-1 as percent, one decimal) and its JSON record: what
+// add_classification_row adds before the extras.
+std::pair<std::vector<std::string>, nlohmann::json> classification_cells(const ClassificationRow& row);
 // Adds ROW (top-1 as percent, one decimal) followed by EXTRA_CELLS; the JSON record holds every
 // score (top-1, top-5, loss, count per set, the shift average) merged with EXTRA_RECORD. Fails when
 // the row's shifts do not match the table's (by count and name).

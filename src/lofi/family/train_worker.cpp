@@ -7,6 +7,7 @@
 #include "lofi/dist/env.h"
 #include "lofi/family/family.h"
 #include "lofi/io/temporaries.h"
+#include "lofi/text.h"
 #include "lofi/train/job_end.h"
 
 namespace lofi::family {
@@ -17,9 +18,8 @@ constexpr const char* kConfigVariable = "LOFI_WORKER_CONFIG";  // the config fil
 std::string done_line(const train::TrainSummary& s) {
   if (s.steps_run == 0)  // resumed at its last step: no loss of this start to report
     return cat("done: node ", s.node, ", no steps left (its checkpoint is at step ", s.steps, " of ", s.steps, ")");
-  char numbers[64];
-  std::snprintf(numbers, sizeof(numbers), "%.1f s, final loss %.4f", s.seconds, s.final_loss);
-  return cat("done: node ", s.node, ", ", s.steps, " steps in ", numbers, ", bytes sent ",
+  return cat("done: node ", s.node, ", ", s.steps, " steps in ", format_seconds(s.seconds, 1), ", final loss ",
+             format_fixed(s.final_loss, 4), ", bytes sent ",
              s.bytes_within_node + s.bytes_between_nodes, " (between nodes ", s.bytes_between_nodes, ")");
 }
 

@@ -52,8 +52,8 @@ struct LmConfig {
     s(max_seq_len, "max_seq_len", "positions the model is trained for, e.g. 2048");
     s(activation, "activation", "\"relu\", \"gelu\" (tanh approximation), \"gelu_erf\" (exact) or \"silu\"");
     s(dropout, "dropout", "on residual branches (OPT dropout, GPT-2 resid_pdrop)").in(0, 1);
-    s(attention_dropout, "attention_dropout", "on attention probabilities (attention_dropout, attn_pdrop)").below(1);
-    s(embedding_dropout, "embedding_dropout", "on token + position embeddings (GPT-2 embd_pdrop; OPT has none)").below(1);
+    s(attention_dropout, "attention_dropout", "on attention probabilities (attention_dropout, attn_pdrop); in a run config < 0: as dropout").below(1);
+    s(embedding_dropout, "embedding_dropout", "on token + position embeddings (GPT-2 embd_pdrop; OPT has none); in a run config < 0: as dropout").below(1);
     s(layer_norm_eps, "layer_norm_eps", "LayerNorm / RMSNorm epsilon (GPT-2 layer_norm_epsilon, Llama rms_norm_eps)");
     s(do_layer_norm_before, "do_layer_norm_before", "OPT: false is opt-350m's post-LayerNorm (no final norm)");
     s(word_embed_proj_dim, "word_embed_proj_dim",

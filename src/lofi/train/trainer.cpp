@@ -454,17 +454,18 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
     heartbeat = std::make_unique<dist::NodeHeartbeat>(my_dir.path(), comm.attempt(), start_step, tc.steps);
   }
   const std::string init_xxh3 = node_leader ? init_checksum(config.model.init) : "";
+  const std::string config_toml = to_toml(config);  // what the checkpoints and the final record
   TrainedWorker worker;
   worker.summary.node = topo.node;
   worker.summary.steps = tc.steps;
   try {
     TrainingLoop loop(StepContext{config, topo, batches, plan.device, *task, optimizer, outer.get(), comm, my_dir, start_step,
-                                  to_toml(config), data_prints, metrics.get(), heartbeat.get()});
+                                  config_toml, data_prints, metrics.get(), heartbeat.get()});
     loop.run(worker.summary);
     if (node_leader) {
       io::Metadata meta = task->metadata();
       meta.insert({{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
-                   {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", to_toml(config)}});
+                   {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", config_toml}});
       if (!init_xxh3.empty()) meta["lofi.init_xxh3"] = init_xxh3;
       io::save_safetensors(my_dir.final_weights(), model::module_weights(task->model()), meta);
       heartbeat->done(tc.steps);
