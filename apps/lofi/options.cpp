@@ -1,5 +1,12 @@
 #include "options.h"
 
+#include <cstdio>
+
+#include "lofi/error.h"
+#include "lofi/family/adapters.h"
+#include "lofi/io/lora_adapter.h"
+#include "lofi/merge/inputs.h"
+
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -35,6 +42,45 @@ void add_merge_flags(CLI::App& cmd, merge::MergeOptions& opt, const std::string&
   cmd.add_flag("--no-checksums{false}", opt.checksums, "skip the inputs' XXH3 checksums in the provenance (saves a read)");
   cmd.add_flag("--allow-nonfinite", opt.allow_nonfinite, verb + " inputs holding NaN or Inf (refused by default)");
   cmd.add_flag("--force", opt.force, verb + " inputs trained apart (another pretrained start, step count, node count or settings)");
+}
+
+void AdapterMergeFlags::add_to(CLI::App& cmd) {
+  cmd.add_option("--adapter-merge", mode,
+                 "LoRA adapters: \"concat\" (default: the exact average, rank N r), \"dense\" (folded into the base: a\n"
+                 "Hugging Face directory), \"svd R\" (the exact average at rank R, reporting the error), \"factors\"\n"
+                 "(A and B averaged apart, as federated LoRA: not the average; reports its error)")
+      ->expected(1, 2)->capture_default_str();
+}
+
+bool AdapterMergeFlags::merge_if_adapters(const merge::MergeOptions& options) const {
+  const std::vector<std::string> inputs = merge::expand_inputs(options.inputs);
+  if (inputs.empty() || !io::is_lora_adapter(inputs.front())) {
+    if (mode != std::vector<std::string>{"concat"})
+      fail("--adapter-merge applies to LoRA adapters; ", inputs.empty() ? "no input" : inputs.front(), " is not one");
+    return false;
+  }
+  if (options.method != "average")
+    fail("lofi merge --method ", options.method, " on LoRA adapters: the methods other than the average run on dense ",
+         "weights; fold each adapter into its base first (lofi average ADAPTER --adapter-merge dense --out DIR), then merge the DIRs");
+  family::AdapterMerge how;
+  how.mode = mode.front();
+  how.force = options.force;
+  if (how.mode == "svd") {
+    if (mode.size() != 2) fail("--adapter-merge svd needs the rank: --adapter-merge svd R");
+    try {
+      how.rank = std::stoll(mode[1]);
+    } catch (const std::exception&) {
+      fail("--adapter-merge svd R: R must be an integer, found \"", mode[1], "\"");
+    }
+    if (how.rank <= 0) fail("--adapter-merge svd R: R must be >= 1, found ", how.rank);
+  } else if (mode.size() != 1) {
+    fail("--adapter-merge ", how.mode, " takes no rank (only svd does)");
+  }
+  if (how.mode != "concat" && how.mode != "dense" && how.mode != "svd" && how.mode != "factors")
+    fail("--adapter-merge \"", how.mode, "\": expected concat, dense, svd R or factors");
+  family::merge_adapter_files(inputs, options.out, how);
+  std::printf("merged %zu adapters (%s) into %s\n", inputs.size(), how.mode.c_str(), options.out.c_str());
+  return true;
 }
 
 void EvalFlags::add_to(CLI::App& cmd) {

@@ -20,6 +20,16 @@ extern const CLI::Validator kFinite, kNonNegative, kPositive;
 // Inputs, output and the engine's checks, shared by `average` and `merge`; VERB names the command in help.
 void add_merge_flags(CLI::App& cmd, merge::MergeOptions& options, const std::string& verb);
 
+// --adapter-merge, for `average` and `merge` over LoRA adapters (family/adapters.h).
+struct AdapterMergeFlags {
+  std::vector<std::string> mode{"concat"};  // "concat", "dense", "factors", or "svd" R
+
+  void add_to(CLI::App& cmd);
+  // When OPTIONS' inputs are LoRA adapters, merges them as --adapter-merge says and returns true;
+  // false for full checkpoints (the caller's merge runs).
+  bool merge_if_adapters(const merge::MergeOptions& options) const;
+};
+
 // The evaluation flags of `eval`, `soup` and `interpolate`.
 struct EvalFlags {
   std::string model, config, json;

@@ -10,6 +10,7 @@
 //   augmentation   a worker's image augmentation (the loader draws per step and image from it)
 //   mixup          a worker batch's mixup/CutMix draw: per node, rank and step
 //   merge_mask     a merge's random drop masks (lofi merge --method dare): per tensor
+//   lora           a LoRA run's initial A factors: the same on every node
 // Changing any of these changes every run's numbers: add a stream rather than edit one.
 #include <cstdint>
 
@@ -47,6 +48,9 @@ inline uint64_t mixup(uint64_t run_seed, int64_t node, int64_t node_rank, int64_
 
 // The drop masks of the tensor whose name hashes (XXH3-64) to NAME_HASH in a merge seeded SEED.
 inline uint64_t merge_mask(uint64_t seed, uint64_t name_hash) { return mix_seed(seed, name_hash, /*stream=*/3); }
+
+// The initial LoRA A factors of a run: one stream every node shares, apart from the base's init.
+inline uint64_t lora(uint64_t run_seed) { return mix_seed(run_seed, 0x10FA, /*stream=*/4); }
 
 }  // namespace seed
 }  // namespace lofi

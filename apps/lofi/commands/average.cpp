@@ -17,9 +17,11 @@ class Average : public Command {
   }
   void add_options(CLI::App& cmd) override {
     add_merge_flags(cmd, options_, "average");
+    adapter_flags_.add_to(cmd);
     cmd.add_option("--weights", options_.weights, "weights w1,w2,... (normalised)")->delimiter(',')->allow_extra_args(false)->check(kFinite);
   }
   int run() override {
+    if (adapter_flags_.merge_if_adapters(options_)) return 0;
     options_.config_changes = [](const std::string& a, const std::string& b) { return train::trajectory_changes(a, b, "average"); };
     const merge::AverageResult r = merge::average_checkpoints(options_);
     for (const auto& s : r.skipped) std::fprintf(stderr, "lofi: warning: left out %s\n", s.c_str());
@@ -29,6 +31,7 @@ class Average : public Command {
 
  private:
   merge::AverageOptions options_;
+  AdapterMergeFlags adapter_flags_;
 };
 
 }  // namespace

@@ -18,6 +18,7 @@ class Merge : public Command {
   }
   void add_options(CLI::App& cmd) override {
     add_merge_flags(cmd, options_, "merge");
+    adapter_flags_.add_to(cmd);
     std::string method_help = "merge method:";
     for (const auto& name : merge::method_names()) method_help += "\n  " + name + ": " + merge::find_method(name).summary();
     cmd.add_option("--method", options_.method, method_help)->capture_default_str();
@@ -32,6 +33,7 @@ class Merge : public Command {
     cmd.add_option("--seed", options_.params.seed, "dare: seed of the drop masks")->capture_default_str();
   }
   int run() override {
+    if (adapter_flags_.merge_if_adapters(options_)) return 0;
     options_.config_changes = [](const std::string& a, const std::string& b) { return train::trajectory_changes(a, b, "merge"); };
     const merge::MergeResult r = merge::merge_checkpoints(options_);
     for (const auto& s : r.skipped) std::fprintf(stderr, "lofi: warning: left out %s\n", s.c_str());
@@ -41,6 +43,7 @@ class Merge : public Command {
 
  private:
   merge::MergeOptions options_;
+  AdapterMergeFlags adapter_flags_;
 };
 
 }  // namespace

@@ -82,6 +82,9 @@ ImageTask::ImageTask(const train::Config& config, const dist::Topology& topo, ui
   }
   std::vector<std::string> notices;
   model_ = make_vit(config.model, static_cast<int64_t>(classes.size()), init_seed, &notices, &head_is_new_);
+  std::string lora_line;
+  lora_ = attach_lora(*model_, config, &lora_line);
+  if (!lora_line.empty()) notices.push_back(lora_line);
   if (topo.node_rank == 0 && topo.node == 0)
     for (const auto& n : notices) std::printf("%s\n", n.c_str());
   augment_ = augment_config(config, model_->config.image_size);
@@ -158,6 +161,8 @@ std::string ImageTask::probe_head(int64_t steps, double lr, int64_t batch) {
   lc.train = false;
   data::ImageLoader loader(train_.samples(), augment_, lc, [sampler](int64_t step) { return sampler(step); }, 0, steps);
   std::vector<torch::Tensor> head;
+  std::vector<bool> trained;  // restored after the probe: a LoRA run's base stays frozen
+  for (auto& p : model_->parameters()) trained.push_back(p.requires_grad());
   for (auto& p : model_->named_parameters()) {
     const bool is_head = p.key().rfind("head.", 0) == 0 || p.key().rfind("head_dist.", 0) == 0;
     p.value().set_requires_grad(is_head);
@@ -190,13 +195,24 @@ std::string ImageTask::probe_head(int64_t steps, double lr, int64_t batch) {
     if (s == 0) first = last;
   }
   model_->train(was_training);
-  for (auto& p : model_->parameters()) p.set_requires_grad(true);
+  size_t k = 0;
+  for (auto& p : model_->parameters()) p.set_requires_grad(trained[k++]);
   char line[200];
   std::snprintf(line, sizeof(line), "linear probe (train.head_init = \"lp\"): %lld steps of the new head on frozen "
                 "features, the same on every node; loss %.4f -> %.4f", static_cast<long long>(steps), first, last);
   return line;
 }
 
-io::Metadata ImageTask::metadata() const { return {{"lofi.classes", nlohmann::json(train_.classes()).dump()}}; }
+bool ImageTask::write_hf_output(const std::string& weights, const std::string& out_dir) const {
+  if (!lora_.enabled()) return false;
+  write_peft_output(weights, out_dir);
+  return true;
+}
+
+io::Metadata ImageTask::metadata() const {
+  io::Metadata meta = lora_.metadata();
+  meta["lofi.classes"] = nlohmann::json(train_.classes()).dump();
+  return meta;
+}
 
 }  // namespace lofi::family

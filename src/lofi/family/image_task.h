@@ -8,6 +8,7 @@
 #include "lofi/data/image_folder.h"
 #include "lofi/data/image_loader.h"
 #include "lofi/model/vit.h"
+#include "lofi/family/adapters.h"
 #include "lofi/train/task.h"
 
 namespace lofi::family {
@@ -34,6 +35,8 @@ class ImageTask : public train::Task {
   bool has_validation() const override { return val_ != nullptr; }
   nlohmann::json validate(int64_t batch) override;
   io::Metadata metadata() const override;
+  // A LoRA run's outputs are PEFT adapter directories (timm names); a full fine-tune has none.
+  bool write_hf_output(const std::string& weights, const std::string& out_dir) const override;
   std::string probe_head(int64_t steps, double lr, int64_t batch) override;
 
  private:
@@ -45,6 +48,7 @@ class ImageTask : public train::Task {
   std::unique_ptr<data::ImageFolder> val_;
   data::AugmentConfig augment_;
   model::Vit model_{nullptr};
+  LoraRun lora_;
   std::unique_ptr<data::ImageLoader> loader_;
   bool head_is_new_ = false;    // model.init's head had other classes: it was re-initialised
   int64_t rank_first_ = 0;      // this worker's first sample in the node batch

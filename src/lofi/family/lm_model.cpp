@@ -1,12 +1,26 @@
 #include "lofi/family/lm_model.h"
 
+#include "lofi/family/adapters.h"
+#include "lofi/io/lora_adapter.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/model/lora.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/weights.h"
 
 namespace lofi::family {
 
 model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed) {
+  // A LoRA adapter (lofi's file or PEFT's directory): its base, then the adapter attached.
+  if (!config.init.empty() && io::is_lora_adapter(config.init)) {
+    const io::LoraAdapter adapter = io::read_lora_adapter(config.init);
+    train::ModelConfig base = config;
+    base.init = adapter_base(adapter);
+    model::CausalLm lm = make_lm(base, seed);
+    check_adapter_base(adapter, model::module_weights(*lm));
+    model::load_lora_adapter(*lm, adapter);
+    if (config.dtype == "bf16") model::cast_frozen_weights(*lm, torch::kBFloat16);
+    return lm;
+  }
   train::ModelConfig resolved = config;
   train::apply_hf_init(resolved);
   torch::manual_seed(seed);

@@ -1,5 +1,6 @@
 #include "lofi/family/lm_task.h"
 
+#include <cstdio>
 #include <filesystem>
 
 #include "lofi/data/tokenizer.h"
@@ -36,6 +37,9 @@ LmTask::LmTask(const train::Config& config, const dist::Topology& topo, uint64_t
       }
     }
   }
+  std::string lora_line;
+  lora_ = attach_lora(*model_, config, &lora_line);
+  if (!lora_line.empty() && topo.node == 0 && topo.node_rank == 0) std::printf("%s\n", lora_line.c_str());
   if (!config.data.val.empty()) {
     val_ = std::make_unique<data::TokenShards>(data::split_paths(config.data.val), config.model.vocab_size, config.data.format);
   }
@@ -59,6 +63,10 @@ nlohmann::json LmTask::validate(int64_t batch) {
 }
 
 bool LmTask::write_hf_output(const std::string& weights, const std::string& out_dir) const {
+  if (lora_.enabled()) {
+    write_peft_output(weights, out_dir);
+    return true;
+  }
   if (!model::is_hf_model_dir(init_)) return false;
   family::write_hf_output(weights, out_dir);
   return true;

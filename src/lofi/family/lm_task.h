@@ -5,6 +5,7 @@
 
 #include "lofi/data/sampler.h"
 #include "lofi/data/token_shards.h"
+#include "lofi/family/adapters.h"
 #include "lofi/model/causal_lm.h"
 #include "lofi/train/task.h"
 
@@ -21,7 +22,10 @@ class LmTask : public train::Task {
   std::string unit() const override { return "tokens"; }
   bool has_validation() const override { return val_ != nullptr; }
   nlohmann::json validate(int64_t batch) override;
+  // A LoRA run's outputs are PEFT adapter directories; a full fine-tune from a Hugging Face
+  // directory's, that directory's form.
   bool write_hf_output(const std::string& weights, const std::string& out_dir) const override;
+  io::Metadata metadata() const override { return lora_.metadata(); }
 
  private:
   int64_t seq_len_, eval_batches_;
@@ -32,6 +36,7 @@ class LmTask : public train::Task {
   data::WindowSampler sampler_;
   std::vector<int64_t> starts_;  // window starts of the current node batch
   model::CausalLm model_;
+  LoraRun lora_;
 };
 
 }  // namespace lofi::family

@@ -73,16 +73,4 @@ torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& we
   return weight * h.to(x.scalar_type());
 }
 
-Conv1DImpl::Conv1DImpl(int64_t in, int64_t out) {
-  weight = register_parameter("weight", torch::empty({in, out}));
-  bias = register_parameter("bias", torch::zeros({out}));
-}
-
-torch::Tensor Conv1DImpl::forward(const torch::Tensor& x) {
-  std::vector<int64_t> shape = x.sizes().vec();
-  shape.back() = weight.size(1);
-  torch::Tensor y = torch::addmm(bias, x.reshape({-1, weight.size(0)}), weight);  // (N, in) @ (in, out) -> (N, out)
-  return y.view(shape);                                                          // (N, out) -> (..., out)
-}
-
 }  // namespace lofi::model

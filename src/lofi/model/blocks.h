@@ -1,12 +1,13 @@
 // Pieces the causal-LM architectures share: dropout that costs nothing at p = 0, the activation
 // by name, the masked multi-head attention core (grouped-query and sliding-window included),
-// RMSNorm, and GPT-2's Conv1D (a linear layer whose weight is stored (in, out)). Each
+// RMSNorm; the linear layers (Linear, GPT-2's Conv1D) are in linear.h. Each
 // architecture's modules (opt.*, gpt2.*, llama.*) are built from these.
 #pragma once
 #include <torch/torch.h>
 
 #include <string>
 
+#include "lofi/model/linear.h"
 #include "lofi/model/lm_config.h"
 
 namespace lofi::model {
@@ -48,14 +49,5 @@ TORCH_MODULE(RmsNorm);
 // transformers' LlamaRMSNorm as plain ops, for inputs that are not fp32 and as the tests' reference.
 torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 
-// GPT-2's Conv1D: y = x @ weight + bias with weight (in, out), as Hugging Face stores it, so the
-// names and the layout of checkpoints match with no transposition.
-struct Conv1DImpl : torch::nn::Module {
-  Conv1DImpl(int64_t in, int64_t out);
-  torch::Tensor forward(const torch::Tensor& x);  // (..., in) -> (..., out)
-
-  torch::Tensor weight, bias;  // (in, out), (out)
-};
-TORCH_MODULE(Conv1D);
 
 }  // namespace lofi::model

@@ -8,6 +8,7 @@
 #include "lofi/io/safetensors_set.h"
 #include "lofi/model/arch.h"
 #include "lofi/model/hf_keys.h"
+#include "lofi/model/lora.h"
 #include "lofi/model/weights.h"
 #include "lofi/strings.h"
 
@@ -113,7 +114,8 @@ std::vector<std::string> export_hf(const CausalLmImpl& model, const std::string&
     base = json::parse(io::read_text_file((fs::path(options.source_dir) / "config.json").string()), nullptr, false);
   const nlohmann::ordered_json config = hf_config_json(model.config, torch_dtype, base);
 
-  const io::NamedTensors weights = module_weights(model);
+  // A model carrying LoRA adapters is written dense (each folded into its layer), as PEFT's merge_and_unload.
+  const io::NamedTensors weights = merged_lora_weights(model);
   const torch::Dtype out_dtype = io::dtype_from_safetensors(dtype, "--dtype");
   std::vector<io::TensorEntry> layout;
   for (const auto& [name, t] : weights) {

@@ -39,7 +39,7 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
 LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c)
     : n_head(c.n_head), n_kv_head(c.kv_heads()), head_dim(c.head_width()), window(c.sliding_window),
       dropout(c.attention_dropout) {
-  auto linear = [](int64_t in, int64_t out, bool bias) { return nn::Linear(nn::LinearOptions(in, out).bias(bias)); };
+  auto linear = [](int64_t in, int64_t out, bool bias) { return Linear(in, out, bias); };
   q_proj = register_module("q_proj", linear(c.d_model, n_head * head_dim, c.attention_bias));
   k_proj = register_module("k_proj", linear(c.d_model, n_kv_head * head_dim, c.attention_bias));
   v_proj = register_module("v_proj", linear(c.d_model, n_kv_head * head_dim, c.attention_bias));
@@ -59,7 +59,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::T
 }
 
 LlamaMlpImpl::LlamaMlpImpl(const LmConfig& c) : activation(c.activation) {
-  auto linear = [&](int64_t in, int64_t out) { return nn::Linear(nn::LinearOptions(in, out).bias(c.mlp_bias)); };
+  auto linear = [&](int64_t in, int64_t out) { return Linear(in, out, c.mlp_bias); };
   gate_proj = register_module("gate_proj", linear(c.d_model, c.d_ff));
   up_proj = register_module("up_proj", linear(c.d_model, c.d_ff));
   down_proj = register_module("down_proj", linear(c.d_ff, c.d_model));

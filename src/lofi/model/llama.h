@@ -26,7 +26,7 @@ struct LlamaAttentionImpl : torch::nn::Module {
 
   int64_t n_head, n_kv_head, head_dim, window;
   double dropout;
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};  // (C, H*D), (C, Hkv*D) x 2, (H*D, C)
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};  // (C, H*D), (C, Hkv*D) x 2, (H*D, C)
 };
 TORCH_MODULE(LlamaAttention);
 
@@ -35,7 +35,7 @@ struct LlamaMlpImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);  // down(act(gate(x)) * up(x)): (B, T, C) -> (B, T, C)
 
   std::string activation;
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};  // (C, F), (C, F), (F, C)
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};  // (C, F), (C, F), (F, C)
 };
 TORCH_MODULE(LlamaMlp);
 

@@ -11,10 +11,10 @@ namespace nn = torch::nn;
 
 OptAttentionImpl::OptAttentionImpl(const LmConfig& c)
     : n_head(c.n_head), head_dim(c.d_model / c.n_head), dropout(c.attention_dropout) {
-  k_proj = register_module("k_proj", nn::Linear(c.d_model, c.d_model));
-  v_proj = register_module("v_proj", nn::Linear(c.d_model, c.d_model));
-  q_proj = register_module("q_proj", nn::Linear(c.d_model, c.d_model));
-  out_proj = register_module("out_proj", nn::Linear(c.d_model, c.d_model));
+  k_proj = register_module("k_proj", Linear(c.d_model, c.d_model));
+  v_proj = register_module("v_proj", Linear(c.d_model, c.d_model));
+  q_proj = register_module("q_proj", Linear(c.d_model, c.d_model));
+  out_proj = register_module("out_proj", Linear(c.d_model, c.d_model));
 }
 
 torch::Tensor OptAttentionImpl::forward(const torch::Tensor& x) {
@@ -27,8 +27,8 @@ OptDecoderLayerImpl::OptDecoderLayerImpl(const LmConfig& c)
     : activation(c.activation), dropout(c.dropout), norm_before(c.do_layer_norm_before) {
   self_attn = register_module("self_attn", OptAttention(c));
   self_attn_layer_norm = register_module("self_attn_layer_norm", lm_layer_norm(c));
-  fc1 = register_module("fc1", nn::Linear(c.d_model, c.d_ff));
-  fc2 = register_module("fc2", nn::Linear(c.d_ff, c.d_model));
+  fc1 = register_module("fc1", Linear(c.d_model, c.d_ff));
+  fc2 = register_module("fc2", Linear(c.d_ff, c.d_model));
   final_layer_norm = register_module("final_layer_norm", lm_layer_norm(c));
 }
 
@@ -47,8 +47,8 @@ OptDecoderImpl::OptDecoderImpl(const LmConfig& c) : dropout(c.embedding_dropout)
   embed_tokens = register_module("embed_tokens", nn::Embedding(c.vocab_size, E));
   embed_positions = register_module("embed_positions", nn::Embedding(c.max_seq_len + kOptPositionOffset, c.d_model));
   if (E != c.d_model) {
-    project_out = register_module("project_out", nn::Linear(nn::LinearOptions(c.d_model, E).bias(false)));
-    project_in = register_module("project_in", nn::Linear(nn::LinearOptions(E, c.d_model).bias(false)));
+    project_out = register_module("project_out", Linear(c.d_model, E, false));
+    project_in = register_module("project_in", Linear(E, c.d_model, false));
   }
   if (c.do_layer_norm_before) final_layer_norm = register_module("final_layer_norm", lm_layer_norm(c));
   layers = register_module("layers", nn::ModuleList());

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "lofi/model/causal_lm.h"
+#include "lofi/model/linear.h"
 
 namespace lofi::model {
 
@@ -19,7 +20,7 @@ struct OptAttentionImpl : torch::nn::Module {
 
   int64_t n_head, head_dim;
   double dropout;
-  torch::nn::Linear k_proj{nullptr}, v_proj{nullptr}, q_proj{nullptr}, out_proj{nullptr};
+  Linear k_proj{nullptr}, v_proj{nullptr}, q_proj{nullptr}, out_proj{nullptr};
 };
 TORCH_MODULE(OptAttention);
 
@@ -32,7 +33,7 @@ struct OptDecoderLayerImpl : torch::nn::Module {
   bool norm_before;
   OptAttention self_attn{nullptr};
   torch::nn::LayerNorm self_attn_layer_norm{nullptr};
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  Linear fc1{nullptr}, fc2{nullptr};
   torch::nn::LayerNorm final_layer_norm{nullptr};
 };
 TORCH_MODULE(OptDecoderLayer);
@@ -42,7 +43,7 @@ struct OptDecoderImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& tokens);  // (B, T) int64 -> hidden (B, T, E)
 
   torch::nn::Embedding embed_tokens{nullptr}, embed_positions{nullptr};
-  torch::nn::Linear project_in{nullptr}, project_out{nullptr};  // only when E != C
+  Linear project_in{nullptr}, project_out{nullptr};  // only when E != C
   torch::nn::ModuleList layers{nullptr};
   torch::nn::LayerNorm final_layer_norm{nullptr};                // only with pre-LayerNorm
   double dropout;

@@ -17,11 +17,12 @@ constexpr double kLayerNormEps = 1e-6;  // timm's ViT LayerNorm (PyTorch's defau
 
 nn::LayerNorm layer_norm(int64_t dim) { return nn::LayerNorm(nn::LayerNormOptions({dim}).eps(kLayerNormEps)); }
 
-void init_linear(nn::LinearImpl& linear) {
+void init_linear(torch::Tensor& weight, torch::Tensor& bias) {
   torch::NoGradGuard no_grad;
-  trunc_normal_(linear.weight, 0.02);
-  if (linear.bias.defined()) linear.bias.zero_();
+  trunc_normal_(weight, 0.02);
+  if (bias.defined()) bias.zero_();
 }
+void init_linear(nn::LinearImpl& linear) { init_linear(linear.weight, linear.bias); }
 
 // register_module the first time, replace_module after (reset_classifier on a built model).
 template <typename Holder>
@@ -170,8 +171,8 @@ VitAttentionImpl::VitAttentionImpl(const VitConfig& c)
       head_dim(c.embed_dim / c.num_heads),
       attn_drop(c.attn_drop_rate),
       proj_drop(c.proj_drop_rate) {
-  qkv = register_module("qkv", nn::Linear(nn::LinearOptions(c.embed_dim, 3 * c.embed_dim).bias(c.qkv_bias)));
-  proj = register_module("proj", nn::Linear(c.embed_dim, c.embed_dim));
+  qkv = register_module("qkv", Linear(c.embed_dim, 3 * c.embed_dim, c.qkv_bias));
+  proj = register_module("proj", Linear(c.embed_dim, c.embed_dim));
 }
 
 torch::Tensor VitAttentionImpl::forward(const torch::Tensor& x) {
@@ -187,8 +188,8 @@ torch::Tensor VitAttentionImpl::forward(const torch::Tensor& x) {
 
 VitMlpImpl::VitMlpImpl(const VitConfig& c) : drop(c.proj_drop_rate) {
   const auto hidden = static_cast<int64_t>(static_cast<double>(c.embed_dim) * c.mlp_ratio);  // int() as timm
-  fc1 = register_module("fc1", nn::Linear(c.embed_dim, hidden));
-  fc2 = register_module("fc2", nn::Linear(hidden, c.embed_dim));
+  fc1 = register_module("fc1", Linear(c.embed_dim, hidden));
+  fc2 = register_module("fc2", Linear(hidden, c.embed_dim));
 }
 
 torch::Tensor VitMlpImpl::forward(const torch::Tensor& x) {
@@ -249,6 +250,7 @@ void VitImpl::init_weights() {
   if (dist_token.defined()) trunc_normal_(dist_token, 0.02);
   for (auto& module : modules(/*include_self=*/false)) {
     if (auto* linear = module->as<nn::Linear>()) init_linear(*linear);
+    else if (auto* block_linear = module->as<Linear>()) init_linear(block_linear->weight, block_linear->bias);
     else if (auto* ls = module->as<LayerScale>()) ls->gamma.fill_(config.init_values);
     else if (auto* ln = module->as<nn::LayerNorm>()) ln->reset_parameters();
   }

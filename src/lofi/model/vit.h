@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "lofi/model/linear.h"
+
 namespace lofi::model {
 
 struct VitConfig {
@@ -87,7 +89,7 @@ struct VitAttentionImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);  // (B, T, C) -> (B, T, C), bidirectional
   int64_t num_heads, head_dim;
   double attn_drop, proj_drop;
-  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+  Linear qkv{nullptr}, proj{nullptr};
 };
 TORCH_MODULE(VitAttention);
 
@@ -95,7 +97,7 @@ struct VitMlpImpl : torch::nn::Module {
   explicit VitMlpImpl(const VitConfig& c);
   torch::Tensor forward(const torch::Tensor& x);  // (B, T, C) -> (B, T, C), exact-erf GELU
   double drop;
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  Linear fc1{nullptr}, fc2{nullptr};
 };
 TORCH_MODULE(VitMlp);
 

@@ -6,6 +6,7 @@
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/model/lora.h"
 #include "lofi/model/weights.h"
 
 namespace lofi::train {
@@ -47,6 +48,15 @@ std::string checkpoint_data(const run::Checkpoint& paths) {
   return it == weights.metadata().end() ? "" : it->second;
 }
 
+io::NamedTensors checkpoint_weights(const torch::nn::Module& module) {
+  return model::has_frozen_weights(module) ? model::trainable_weights(module) : model::module_weights(module);
+}
+
+void load_checkpoint_weights(torch::nn::Module& module, const io::SafetensorsFile& file) {
+  if (model::has_frozen_weights(module)) model::load_trainable_weights(module, file);
+  else model::load_module_weights(module, file);
+}
+
 void prune_checkpoints(const run::NodeDir& node, int64_t keep) {
   if (keep <= 0) return;
   auto all = node.checkpoints();
@@ -67,14 +77,14 @@ void save_checkpoint(const run::NodeDir& node, int64_t step, const torch::nn::Mo
   if (outer)
     for (auto& t : outer->state()) state.push_back(std::move(t));
   io::save_safetensors(paths.optimizer, state, optim_meta, /*checksum=*/true);
-  io::save_safetensors(paths.weights, model::module_weights(module),
+  io::save_safetensors(paths.weights, checkpoint_weights(module),
                        {{"step", std::to_string(step)}, {"lofi.config", config_toml}, {"lofi.data", data}}, /*checksum=*/true);
 }
 
 int64_t load_checkpoint(const run::Checkpoint& paths, torch::nn::Module& module, Optimizer& optimizer,
                         OuterOptimizer* outer) {
   io::SafetensorsFile weights(paths.weights);
-  model::load_module_weights(module, weights);
+  load_checkpoint_weights(module, weights);
   io::SafetensorsFile optim(paths.optimizer);
   optimizer.load_state(optim);
   if (outer) outer->load_state(optim);

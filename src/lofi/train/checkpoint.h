@@ -26,6 +26,12 @@ std::string checkpoint_config(const run::Checkpoint& paths);
 // checkpoints).
 std::string checkpoint_data(const run::Checkpoint& paths);
 
+// What a checkpoint and a node's final hold of MODULE: every weight, or, when some are frozen (a
+// LoRA run's base), only those that train (the adapters and saved modules).
+io::NamedTensors checkpoint_weights(const torch::nn::Module& module);
+// The other way: FILE's tensors into MODULE, every weight or only the trained ones as above.
+void load_checkpoint_weights(torch::nn::Module& module, const io::SafetensorsFile& file);
+
 // Keeps the newest KEEP checkpoints (0: all).
 void prune_checkpoints(const run::NodeDir& node, int64_t keep);
 

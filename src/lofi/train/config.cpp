@@ -17,7 +17,7 @@ namespace lofi::train {
 Settings settings_of(Config& c) {
   Settings s;
   s.section("run", c.run).section("model", c.model).section("data", c.data).section("images", c.images);
-  s.section("train", c.train).section("dist", c.dist);
+  s.section("train", c.train).section("dist", c.dist).section("lora", c.lora);
   return s;
 }
 
@@ -37,6 +37,12 @@ void apply_node(Settings& settings, const toml::node& node, const std::string& k
     if (auto v = node.value<double>(); v && (node.is_floating_point() || node.is_integer())) **d = *v, ok = true;
   } else if (auto* t = std::get_if<std::string*>(&f.target())) {
     if (auto v = node.value_exact<std::string>()) **t = *v, ok = true;
+    // A list of names (lora.target = ["q_proj", "v_proj"]) is kept as "q_proj,v_proj".
+    if (const auto* list = node.as_array(); list && !list->empty() && list->is_homogeneous<std::string>()) {
+      std::string joined;
+      for (const auto& item : *list) joined += (joined.empty() ? "" : ",") + *item.value<std::string>();
+      **t = joined, ok = true;
+    }
   } else if (auto* b = std::get_if<bool*>(&f.target())) {
     if (auto v = node.value_exact<bool>()) **b = *v, ok = true;
   }
@@ -107,6 +113,19 @@ void validate(const Config& c) {
   settings_of(values).check();
   need(!c.run.dir.empty(), "run.dir must name a directory, found an empty value");
   check_model(c.model);
+  if (!c.lora.enabled()) {
+    const model::LoraConfig off;
+    for (const auto& [set, key] : std::vector<std::pair<bool, const char*>>{
+             {c.lora.alpha != off.alpha, "alpha"}, {c.lora.dropout != off.dropout, "dropout"}, {c.lora.target != off.target, "target"},
+             {c.lora.rslora != off.rslora, "rslora"}, {c.lora.modules_to_save != off.modules_to_save, "modules_to_save"}})
+      need(!set, "lora.", key, " is set but lora.rank = 0 (no adapters: a full fine-tune); set lora.rank (e.g. 16) to train LoRA adapters");
+    need(c.model.dtype == "fp32", "model.dtype = \"", c.model.dtype, "\" is the frozen base's dtype, and a full fine-tune (lora.rank = 0) ",
+         "freezes nothing; set lora.rank, or model.dtype = \"fp32\"");
+  } else {
+    need(c.dist.sync_every == 0, "lora.rank > 0 with dist.sync_every = ", c.dist.sync_every, ": a periodic sync averages the ",
+         "factors A and B apart, which is not the average of the adapters; LoRA nodes are merged once at the end, exactly ",
+         "(set dist.sync_every = 0)");
+  }
   need(c.data.seq_len >= 1 && c.data.seq_len <= c.model.max_seq_len, "data.seq_len (", c.data.seq_len,
        ") must be in [1, model.max_seq_len = ", c.model.max_seq_len, "]");
   need(c.train.min_lr <= c.train.lr, "need 0 <= train.min_lr <= train.lr, 0 < train.lr");

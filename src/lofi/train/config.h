@@ -10,6 +10,7 @@
 
 #include "lofi/data/images_config.h"
 #include "lofi/model/lm_config.h"
+#include "lofi/model/lora.h"
 #include "lofi/model/vit_settings.h"
 #include "lofi/settings.h"
 
@@ -29,11 +30,14 @@ struct ModelConfig : model::LmConfig, model::VitSettings {
     embedding_dropout = -1;  // < 0: as model.dropout
   }
   std::string init;
+  std::string dtype = "fp32";
 
   void declare(Settings& s) {
     LmConfig::declare(s);
     s(init, "init", "safetensors file, or a Hugging Face model directory (config.json + weights: it then sets\n"
                     "every other model.* key); empty: random init from train.seed").free();
+    s(dtype, "dtype", "the frozen weights' dtype (a LoRA run's base): \"fp32\" or \"bf16\"; what trains stays fp32")
+        .one_of({"fp32", "bf16"});
     VitSettings::declare(s);
   }
 };
@@ -165,6 +169,7 @@ struct Config {
   ImagesConfig images;
   TrainConfig train;
   DistConfig dist;
+  model::LoraConfig lora;
 };
 
 // Every key of CONFIG, section by section, pointing into it.

@@ -10,7 +10,10 @@
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/io/lora_adapter.h"
+#include "lofi/merge/adapters.h"
 #include "lofi/merge/average.h"
+#include "lofi/model/lora.h"
 #include "lofi/model/weights.h"
 #include "lofi/run/run_dir.h"
 #include "lofi/train/averaging_check.h"
@@ -90,7 +93,18 @@ nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std:
   options.out = run.merged();
   options.metadata = {{"lofi.merged_nodes", node_list(finished)}, {"lofi.failed_nodes", node_list(failed)},
                       {"lofi.nodes", std::to_string(nodes)}};
-  merge::average_checkpoints(options);
+  const bool adapters = io::is_lora_adapter(options.inputs.front());
+  if (adapters) {
+    // LoRA nodes: the exact average, one adapter of rank N r (merge/adapters.h), not the average
+    // of the factors that averaging the files tensor by tensor would give.
+    std::vector<io::LoraAdapter> finals;
+    for (const auto& path : options.inputs) finals.push_back(io::read_lora_adapter(path));
+    merge::AdapterMergeResult merged = merge::merge_adapters(finals, {});
+    for (const auto& [k, v] : options.metadata) merged.adapter.metadata[k] = v;
+    io::write_lora_file(options.out, merged.adapter);
+  } else {
+    merge::average_checkpoints(options);
+  }
   task.write_hf_output(options.out, run.merged_hf());
   if (failed.empty())
     std::printf("merged %lld nodes into %s\n", static_cast<long long>(nodes), options.out.c_str());
@@ -111,7 +125,8 @@ nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std:
   std::vector<NodeFinal> finals;
   for (int64_t k : finished) finals.push_back({k, run.node(k).final_weights()});
   auto validate = [&](const std::string& weights) {  // the task's model is free now: its final is on disk
-    model::load_module_weights(task.model(), io::SafetensorsFile(weights));
+    if (adapters) model::load_lora_adapter(task.model(), io::read_lora_adapter(weights));  // its rank, r or N r
+    else model::load_module_weights(task.model(), io::SafetensorsFile(weights));
     return task.validate(eval_batch);
   };
   nlohmann::json check = check_averaging(finals, options.out, validate, config.train.eval_batches);

@@ -8,6 +8,7 @@ namespace lofi::train {
 
 Optimizer::Optimizer(const torch::nn::Module& module, const TrainConfig& c) : config_(c), lr_(c.lr) {
   for (const auto& item : module.named_parameters()) {
+    if (!item.value().requires_grad()) continue;  // frozen (a LoRA run's base): no state, no update
     params_.push_back({item.key(), item.value()});
     slots_.push_back({});
     slots_.back().decay = item.value().dim() >= 2;

@@ -467,7 +467,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
       meta.insert({{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
                    {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", config_toml}});
       if (!init_xxh3.empty()) meta["lofi.init_xxh3"] = init_xxh3;
-      io::save_safetensors(my_dir.final_weights(), model::module_weights(task->model()), meta);
+      io::save_safetensors(my_dir.final_weights(), checkpoint_weights(task->model()), meta);
       heartbeat->done(tc.steps);
     }
   } catch (const std::exception& e) {

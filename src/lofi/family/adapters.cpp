@@ -1,0 +1,132 @@
+#include "lofi/family/adapters.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "lofi/error.h"
+#include "lofi/family/lm_model.h"
+#include "lofi/merge/inputs.h"
+#include "lofi/model/hf.h"
+#include "lofi/model/lora.h"
+#include "lofi/model/weights.h"
+#include "lofi/seed.h"
+#include "lofi/strings.h"
+#include "lofi/text.h"
+
+namespace lofi::family {
+
+namespace fs = std::filesystem;
+
+io::Metadata LoraRun::metadata() const {
+  if (!enabled()) return {};
+  return {{io::kLoraSpecKey, spec.to_json().dump()}, {io::kLoraBaseChecksumKey, base_checksum}};
+}
+
+LoraRun attach_lora(torch::nn::Module& model, const train::Config& config, std::string* line) {
+  LoraRun run;
+  if (!config.lora.enabled()) return run;
+  if (io::is_lora_adapter(config.model.init))
+    fail("model.init ", config.model.init, " is a LoRA adapter, and lora.rank > 0 would train new adapters over it; ",
+         "fold it into its base first (lofi export ", config.model.init, " --out DIR) and start from DIR");
+  // PEFT's base_model_name_or_path: an absolute path, so the adapter loads from anywhere.
+  run.spec = config.lora.spec(config.model.init.empty() ? "" : fs::absolute(config.model.init).lexically_normal().string());
+  if (config.model.arch != "vit") run.spec.task_type = "CAUSAL_LM";
+  run.base_checksum = io::weights_checksum(model::module_weights(model));
+  const std::vector<std::string> adapted = model::apply_lora(model, run.spec, seed::lora(static_cast<uint64_t>(config.train.seed)));
+  if (config.model.dtype == "bf16") model::cast_frozen_weights(model, torch::kBFloat16);
+  if (line) {
+    int64_t trained = 0, total = 0;
+    for (const auto& p : model.parameters()) {
+      total += p.numel();
+      if (p.requires_grad()) trained += p.numel();
+    }
+    *line = cat("lora: rank ", run.spec.r, " adapters on ", adapted.size(), " layers; ", trained, " of ", total,
+                " parameters train (", format_fixed(100.0 * static_cast<double>(trained) / std::max<double>(1, total), 2),
+                "%), the base frozen in ", config.model.dtype);
+  }
+  return run;
+}
+
+std::string adapter_base(const io::LoraAdapter& adapter) {
+  if (adapter.metadata.count("lofi.config")) {
+    train::Config as_run;
+    train::apply_toml_text(as_run, adapter.metadata.at("lofi.config"), adapter.source + " (lofi.config)");
+    if (!as_run.model.init.empty()) return as_run.model.init;
+  }
+  const std::string& base = adapter.spec.base_model;
+  if (base.empty())
+    fail(adapter.source, ": the adapter names no base model (base_model_name_or_path is empty); lofi needs the base's ",
+         "local directory there");
+  if (!fs::exists(base))
+    fail(adapter.source, ": its base model \"", base, "\" (base_model_name_or_path) is not a local path; lofi downloads ",
+         "nothing: put the base's directory there, or copy the adapter beside a local base and edit adapter_config.json");
+  return base;
+}
+
+void check_adapter_base(const io::LoraAdapter& adapter, const io::NamedTensors& base_weights) {
+  auto it = adapter.metadata.find(io::kLoraBaseChecksumKey);
+  if (it == adapter.metadata.end() || it->second.empty()) return;
+  const std::string have = io::weights_checksum(base_weights);
+  if (have != it->second)
+    fail(adapter.source, ": an adapter of another base: it was trained on weights whose XXH3 is ", it->second,
+         ", the base given has ", have, " (", adapter_base(adapter), ")");
+}
+
+namespace {
+
+// The model config of ADAPTER's base, its init the base itself.
+train::ModelConfig base_model_config(const io::LoraAdapter& adapter) {
+  const std::string base = adapter_base(adapter);
+  train::Config config;
+  if (adapter.metadata.count("lofi.config"))
+    train::apply_toml_text(config, adapter.metadata.at("lofi.config"), adapter.source + " (lofi.config)");
+  config.model.init = base;
+  train::apply_hf_init(config.model);
+  return config.model;
+}
+
+}  // namespace
+
+nlohmann::json merge_adapter_files(const std::vector<std::string>& inputs, const std::string& out, const AdapterMerge& how,
+                                   const io::Metadata& extra) {
+  std::vector<io::LoraAdapter> adapters;
+  for (const auto& path : merge::expand_inputs(inputs)) {
+    if (!io::is_lora_adapter(path))
+      fail(path, ": not a LoRA adapter (a lofi adapter file or a PEFT directory), and adapters merge only with adapters");
+    adapters.push_back(io::read_lora_adapter(path));
+  }
+  const bool dense = how.mode == "dense";
+  merge::AdapterMergeOptions options;
+  options.mode = dense ? merge::AdapterMergeMode::concat : merge::adapter_merge_mode(how.mode, "--adapter-merge");
+  options.svd_rank = how.rank;
+  options.force = how.force;
+  merge::AdapterMergeResult result = merge::merge_adapters(adapters, options);
+  for (const auto& [k, v] : extra) result.adapter.metadata[k] = v;
+  result.adapter.source = out;
+  if (dense) {
+    const train::ModelConfig base = base_model_config(adapters.front());
+    if (base.arch == "vit") fail("--adapter-merge dense: folding a ViT's adapters is not supported yet; merge with concat");
+    model::CausalLm lm = make_lm(base, 0);
+    check_adapter_base(adapters.front(), model::module_weights(*lm));
+    model::load_lora_adapter(*lm, result.adapter);
+    model::HfExportOptions hf;
+    if (model::is_hf_model_dir(base.init)) hf.source_dir = base.init;
+    std::error_code ec;
+    fs::remove_all(out, ec);
+    model::export_hf(*lm, out, hf);
+  } else if (ends_with(out, ".safetensors")) {
+    io::write_lora_file(out, result.adapter);
+  } else {
+    io::write_peft_adapter(out, result.adapter);
+  }
+  if (!result.error.is_null())
+    std::printf("adapter merge %s: relative error against the exact average, largest over %zu layers: %s\n", how.mode.c_str(),
+                result.error["layers"].size(), shortest_double(result.error["max"].get<double>()).c_str());
+  return result.error;
+}
+
+void write_peft_output(const std::string& adapter, const std::string& out_dir) {
+  io::write_peft_adapter(out_dir, io::read_lora_adapter(adapter));
+}
+
+}  // namespace lofi::family

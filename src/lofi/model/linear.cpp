@@ -1,0 +1,82 @@
+#include "lofi/model/linear.h"
+
+#include <ATen/autocast_mode.h>
+
+#include <cmath>
+
+#include "lofi/error.h"
+
+namespace lofi::model {
+
+namespace {
+
+// X in the weight's dtype for the base product, outside autocast (under autocast the matmul picks
+// its own dtype); the result back in X's dtype, so a bf16 base leaves an fp32 stream fp32.
+bool needs_cast(const torch::Tensor& x, const torch::Tensor& w) {
+  return x.scalar_type() != w.scalar_type() && !at::autocast::is_autocast_enabled(x.device().type());
+}
+
+}  // namespace
+
+torch::Tensor AdaptableLinearImpl::forward(const torch::Tensor& x) {
+  torch::Tensor y = needs_cast(x, weight) ? base(x.to(weight.scalar_type())).to(x.scalar_type()) : base(x);
+  if (!has_lora()) return y;
+  // PEFT's order: dropout on the input, A, B, then the scaling; in the adapter's dtype.
+  const torch::Tensor& a = lora_A->weight;
+  torch::Tensor h = x.scalar_type() == a.scalar_type() || at::autocast::is_autocast_enabled(x.device().type())
+                        ? x
+                        : x.to(a.scalar_type());
+  h = lora_dropout > 0 && is_training() ? torch::dropout(h, lora_dropout, true) : h;
+  torch::Tensor delta = lora_B(lora_A(h)) * lora_scaling;
+  return y + delta.to(y.scalar_type());
+}
+
+void AdaptableLinearImpl::attach_lora(int64_t rank, double scaling, double dropout) {
+  if (rank <= 0) fail("a LoRA adapter needs rank >= 1, found ", rank);
+  auto linear = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
+  if (has_lora()) {
+    lora_A = replace_module("lora_A", linear(in_features(), rank));
+    lora_B = replace_module("lora_B", linear(rank, out_features()));
+  } else {
+    lora_A = register_module("lora_A", linear(in_features(), rank));
+    lora_B = register_module("lora_B", linear(rank, out_features()));
+  }
+  lora_A->to(weight.device());
+  lora_B->to(weight.device());
+  lora_scaling = scaling;
+  lora_dropout = dropout;
+}
+
+torch::Tensor AdaptableLinearImpl::lora_delta() const {
+  if (!has_lora()) fail("lora_delta: the layer has no adapter");
+  torch::NoGradGuard no_grad;
+  return torch::matmul(lora_B->weight.to(torch::kFloat), lora_A->weight.to(torch::kFloat)) * lora_scaling;  // (out, r) @ (r, in)
+}
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
+  weight = register_parameter("weight", torch::empty({out, in}));
+  if (with_bias) bias = register_parameter("bias", torch::zeros({out}));
+  // torch::nn::Linear's reset_parameters: Kaiming-uniform weight, uniform bias of 1/sqrt(in).
+  torch::NoGradGuard no_grad;
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (with_bias) {
+    const double bound = in > 0 ? 1.0 / std::sqrt(static_cast<double>(in)) : 0.0;
+    torch::nn::init::uniform_(bias, -bound, bound);
+  }
+}
+
+torch::Tensor LinearImpl::base(const torch::Tensor& x) const { return torch::linear(x, weight, bias); }
+
+Conv1DImpl::Conv1DImpl(int64_t in, int64_t out) {
+  weight = register_parameter("weight", torch::empty({in, out}));
+  bias = register_parameter("bias", torch::zeros({out}));
+}
+
+torch::Tensor Conv1DImpl::base(const torch::Tensor& x) const {
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = weight.size(1);
+  torch::Tensor y = torch::addmm(bias, x.reshape({-1, weight.size(0)}), weight);  // (N, in) @ (in, out) -> (N, out)
+  return y.view(shape);                                                          // (N, out) -> (..., out)
+}
+
+}  // namespace lofi::model
