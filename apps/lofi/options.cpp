@@ -53,7 +53,8 @@ void AdapterMergeFlags::add_to(CLI::App& cmd) {
 }
 
 bool AdapterMergeFlags::merge_if_adapters(const merge::MergeOptions& options) const {
-  const std::vector<std::string> inputs = merge::expand_inputs(options.inputs);
+  const std::string& first = options.inputs.empty() ? std::string() : options.inputs.front();
+  const std::vector<std::string> inputs = !first.empty() && io::is_lora_adapter(first) ? options.inputs : merge::expand_inputs(options.inputs);
   if (inputs.empty() || !io::is_lora_adapter(inputs.front())) {
     if (mode != std::vector<std::string>{"concat"})
       fail("--adapter-merge applies to LoRA adapters; ", inputs.empty() ? "no input" : inputs.front(), " is not one");

@@ -33,6 +33,7 @@ LoraRun attach_lora(torch::nn::Module& model, const train::Config& config, std::
   if (config.model.arch != "vit") run.spec.task_type = "CAUSAL_LM";
   run.base_checksum = io::weights_checksum(model::module_weights(model));
   const std::vector<std::string> adapted = model::apply_lora(model, run.spec, seed::lora(static_cast<uint64_t>(config.train.seed)));
+  run.spec.fan_in_fan_out = model::lora_fan_in_fan_out(model);
   if (config.model.dtype == "bf16") model::cast_frozen_weights(model, torch::kBFloat16);
   if (line) {
     int64_t trained = 0, total = 0;
@@ -90,7 +91,11 @@ train::ModelConfig base_model_config(const io::LoraAdapter& adapter) {
 nlohmann::json merge_adapter_files(const std::vector<std::string>& inputs, const std::string& out, const AdapterMerge& how,
                                    const io::Metadata& extra) {
   std::vector<io::LoraAdapter> adapters;
-  for (const auto& path : merge::expand_inputs(inputs)) {
+  std::vector<std::string> paths;  // PEFT directories stay as they are; run directories give their node finals
+  for (const auto& input : inputs)
+    if (io::is_lora_adapter(input)) paths.push_back(input);
+    else for (const auto& p : merge::expand_inputs({input})) paths.push_back(p);
+  for (const auto& path : paths) {
     if (!io::is_lora_adapter(path))
       fail(path, ": not a LoRA adapter (a lofi adapter file or a PEFT directory), and adapters merge only with adapters");
     adapters.push_back(io::read_lora_adapter(path));

@@ -3,6 +3,7 @@
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/family/lm_model.h"
+#include "lofi/io/lora_adapter.h"
 #include "lofi/merge/nonfinite.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/weights.h"
@@ -61,6 +62,14 @@ void refuse_nonfinite_model(const torch::nn::Module& model, const std::string& s
 }
 
 std::vector<eval::LmScore> LmEvaluator::score_file(const std::string& checkpoint) {
+  if (io::is_lora_adapter(checkpoint)) {  // an adapter (lofi's or PEFT's): on its own base
+    train::ModelConfig shape = config_.model;
+    shape.init = checkpoint;
+    model::CausalLm adapted = make_lm(shape, 0);
+    adapted->to(device_);
+    refuse_nonfinite_model(*adapted, checkpoint, settings_);
+    return score_model(*adapted);
+  }
   if (model::is_hf_model_dir(checkpoint)) model::load_hf_weights(*lm_, checkpoint);
   else model::load_module_weights(*lm_, io::SafetensorsFile(checkpoint), model::tied_copies(*lm_));
   refuse_nonfinite_model(*lm_, checkpoint, settings_);

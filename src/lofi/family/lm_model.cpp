@@ -17,8 +17,8 @@ model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed) {
     base.init = adapter_base(adapter);
     model::CausalLm lm = make_lm(base, seed);
     check_adapter_base(adapter, model::module_weights(*lm));
+    if (config.dtype == "bf16") lm->to(torch::kBFloat16);  // the base only: the adapter comes next, in fp32
     model::load_lora_adapter(*lm, adapter);
-    if (config.dtype == "bf16") model::cast_frozen_weights(*lm, torch::kBFloat16);
     return lm;
   }
   train::ModelConfig resolved = config;

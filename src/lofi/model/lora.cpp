@@ -103,6 +103,13 @@ std::vector<std::string> apply_lora(torch::nn::Module& module, const io::LoraSpe
   return adapted;
 }
 
+bool lora_fan_in_fan_out(const torch::nn::Module& module) {
+  for (const auto& item : module.named_modules("", /*include_self=*/false))
+    if (auto* layer = dynamic_cast<AdaptableLinearImpl*>(item.value().get()); layer && layer->has_lora() && layer->fan_in_fan_out())
+      return true;
+  return false;
+}
+
 void load_lora_adapter(torch::nn::Module& module, const io::LoraAdapter& adapter) {
   torch::NoGradGuard no_grad;
   std::map<std::string, torch::Tensor> params;

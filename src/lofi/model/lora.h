@@ -48,6 +48,9 @@ std::vector<std::string> linear_layer_names(const torch::nn::Module& module);
 // listing the model's linear layers.
 std::vector<std::string> apply_lora(torch::nn::Module& module, const io::LoraSpec& spec, uint64_t seed);
 
+// Whether MODULE's adapted layers store their weights (in, out) (GPT-2's Conv1D): PEFT's fan_in_fan_out.
+bool lora_fan_in_fan_out(const torch::nn::Module& module);
+
 // Loads ADAPTER into MODULE (the base it was trained on): attaches adapters of the adapter's rank
 // and scaling to its layers, copies them and the saved modules. A tensor that names no layer of
 // MODULE, or a shape that differs, is an error naming the tensor and the adapter.

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <toml++/toml.h>
 
 #include "lofi/error.h"
+#include "lofi/io/lora_adapter.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/model/arch.h"
 #include "lofi/model/causal_lm.h"
@@ -224,6 +226,14 @@ Config config_for_model(const std::string& path, const std::string& config_path,
     config.model.init = path;
     apply_hf_init(config.model);
     config.data.seq_len = std::min(config.data.seq_len, config.model.max_seq_len);  // no run chose one: fit the model
+  } else if (std::filesystem::is_directory(path) && io::is_lora_adapter(path)) {  // PEFT's: its base gives the shape
+    const std::string base = io::read_lora_adapter(path).spec.base_model;
+    if (!model::is_hf_model_dir(base))
+      fail(path, ": its base model \"", base, "\" (base_model_name_or_path in adapter_config.json) is not a local Hugging ",
+           "Face directory; lofi downloads nothing: write the base's local path there");
+    config.model.init = base;
+    apply_hf_init(config.model);
+    config.data.seq_len = std::min(config.data.seq_len, config.model.max_seq_len);
   } else {
     config = config_path.empty() ? config_from_checkpoint(path) : load_config(config_path, {});
   }

@@ -1,0 +1,299 @@
+// LoRA: lofi's adapters against PEFT itself (fixtures/lora/make_lora_fixtures.py made PEFT's
+// adapters and logits; check_with_peft.py has PEFT read what lofi writes), the adapter merges
+// against the dense average they stand for, and LoRA runs (only what trains is stored; lo-fi nodes
+// merged exactly).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "lofi/data/token_shards.h"
+#include "lofi/family/adapters.h"
+#include "lofi/family/lm_model.h"
+#include "lofi/io/atomic_file.h"
+#include "lofi/io/lora_adapter.h"
+#include "lofi/merge/adapters.h"
+#include "lofi/model/linear.h"
+#include "lofi/model/lora.h"
+#include "lofi/model/weights.h"
+#include "lofi/run/run_dir.h"
+#include "lofi/train/config.h"
+#include "test_util.h"
+
+namespace lofi {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+const fs::path kFixtures = fs::path(LOFI_FIXTURES);
+const fs::path kBases = kFixtures / "hf" / "transformers";
+
+model::CausalLm load_base(const std::string& name) {
+  train::Config c = train::config_for_model((kBases / name).string(), "", {});
+  return family::make_lm(c.model, 0);
+}
+
+torch::Tensor logits_of(model::CausalLmImpl& lm, const torch::Tensor& tokens) {
+  torch::NoGradGuard no_grad;
+  lm.eval();
+  return lm.forward(tokens);
+}
+
+// A PEFT fixture copied to a scratch directory with its base's absolute path in adapter_config.json.
+std::string placed_fixture(const std::string& name) {
+  const std::string dir = test::scratch_dir() + "/" + name;
+  fs::copy(kFixtures / "lora" / name, dir, fs::copy_options::recursive);
+  json config = json::parse(io::read_text_file(dir + "/adapter_config.json"));
+  config["base_model_name_or_path"] = (kFixtures / config["base_model_name_or_path"].get<std::string>()).string();
+  io::write_file_atomic(dir + "/adapter_config.json", config.dump(2));
+  return dir;
+}
+
+// Random adapters of SPEC on MODEL: A as PEFT draws it from SEED, B random too (a trained adapter's
+// B is not zero, and a zero B would hide a wrong B).
+io::LoraAdapter random_adapter(model::CausalLmImpl& lm, const io::LoraSpec& spec, uint64_t seed) {
+  model::apply_lora(lm, spec, seed);
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(static_cast<int64_t>(seed));
+  for (auto& [name, t] : model::trainable_weights(lm))
+    if (name.find("lora_B") != std::string::npos) t.normal_(0.0, 0.2);
+  io::LoraAdapter a;
+  a.spec = spec;
+  a.spec.fan_in_fan_out = model::lora_fan_in_fan_out(lm);
+  a.tensors = model::trainable_weights(lm);
+  for (auto& [name, t] : a.tensors) t = t.clone();
+  a.source = "random adapter " + std::to_string(seed);
+  return a;
+}
+
+io::LoraSpec spec_of(int64_t r, double alpha, std::vector<std::string> targets, const std::string& base) {
+  io::LoraSpec s;
+  s.r = r;
+  s.alpha = alpha;
+  s.target_modules = std::move(targets);
+  s.base_model = base;
+  s.task_type = "CAUSAL_LM";
+  return s;
+}
+
+// Each adapted layer's dense change (out, in) once ADAPTER is loaded on a fresh BASE.
+std::map<std::string, torch::Tensor> deltas(const std::string& base, const io::LoraAdapter& adapter) {
+  model::CausalLm lm = load_base(base);
+  model::load_lora_adapter(*lm, adapter);
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& item : lm->named_modules("", false))
+    if (auto* layer = dynamic_cast<model::AdaptableLinearImpl*>(item.value().get()); layer && layer->has_lora())
+      out[item.key()] = layer->lora_delta();
+  return out;
+}
+
+double max_diff(const std::map<std::string, torch::Tensor>& a, const std::map<std::string, torch::Tensor>& b) {
+  double worst = 0;
+  for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
+  return worst;
+}
+
+class PeftFixture : public ::testing::TestWithParam<std::pair<const char*, const char*>> {};
+
+TEST_P(PeftFixture, LofiGivesPeftsLogits) {
+  const auto [name, base] = GetParam();
+  model::CausalLm lm = load_base(base);
+  const io::LoraAdapter adapter = io::read_lora_adapter((kFixtures / "lora" / name).string());
+  model::load_lora_adapter(*lm, adapter);
+  io::SafetensorsFile ref((kFixtures / "lora" / name / "logits.safetensors").string());
+  const double diff = (logits_of(*lm, ref.load("tokens")) - ref.load("logits")).abs().max().item<double>();
+  std::cout << name << ": max |lofi - PEFT logits| = " << diff << "\n";
+  EXPECT_LE(diff, 1e-5);
+  // The adapter changes the model: the base alone is far from PEFT's logits.
+  model::CausalLm plain = load_base(base);
+  EXPECT_GT((logits_of(*plain, ref.load("tokens")) - ref.load("logits")).abs().max().item<double>(), 1e-3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Lora, PeftFixture,
+                         ::testing::Values(std::make_pair("opt", "opt-125m-like"), std::make_pair("gpt2", "gpt2"),
+                                           std::make_pair("llama-gqa", "llama-gqa"), std::make_pair("qwen2", "qwen2"),
+                                           std::make_pair("mistral", "mistral-window")));
+
+TEST(Lora, APeftDirectoryIsAModelForEvalAndGenerate) {
+  const std::string dir = placed_fixture("llama-gqa");
+  train::Config c = train::config_for_model(dir, "", {});  // the base's config.json gives the shape
+  model::CausalLm lm = family::make_lm(c.model, 0);
+  io::SafetensorsFile ref((kFixtures / "lora" / "llama-gqa" / "logits.safetensors").string());
+  EXPECT_LE((logits_of(*lm, ref.load("tokens")) - ref.load("logits")).abs().max().item<double>(), 1e-5);
+}
+
+TEST(Lora, PeftReadsLofisAdaptersAndMergesThemAsLofiDoes) {
+  for (const char* base : {"llama-gqa", "gpt2"}) {
+    SCOPED_TRACE(base);
+    const std::string dir = test::scratch_dir() + "/" + base;
+    model::CausalLm lm = load_base(base);
+    const io::LoraAdapter adapter =
+        random_adapter(*lm, spec_of(4, 8, {"all-linear"}, (kBases / base).string()), 11);
+    io::write_peft_adapter(dir + "/adapter", adapter);
+    torch::Tensor tokens = torch::randint(0, 64, {2, 16}, torch::kLong);
+    io::save_safetensors(dir + "/logits.safetensors", {{"tokens", tokens}, {"logits", logits_of(*lm, tokens)}});
+    test::CommandResult read = test::run_python("lora/check_with_peft.py",
+                                                "logits " + (kBases / base).string() + " " + dir + "/adapter " + dir + "/logits.safetensors");
+    std::cout << read.output;
+    EXPECT_EQ(read.status, 0) << read.output;
+    // The dense merge: the adapter folded into the base, as PEFT's merge_and_unload.
+    family::merge_adapter_files({dir + "/adapter"}, dir + "/dense", {"dense", 0, false});
+    test::CommandResult dense = test::run_python("lora/check_with_peft.py",
+                                                 "dense " + (kBases / base).string() + " " + dir + "/adapter " + dir + "/dense");
+    std::cout << dense.output;
+    EXPECT_EQ(dense.status, 0) << dense.output;
+  }
+}
+
+TEST(Lora, AdapterMergesAgainstTheDenseAverageAndPeft) {
+  const std::string dir = test::scratch_dir(), base = "llama-gqa", base_dir = (kBases / base).string();
+  std::vector<std::string> paths;
+  std::vector<io::LoraAdapter> adapters;
+  for (uint64_t seed : {1, 2, 3}) {
+    model::CausalLm lm = load_base(base);
+    adapters.push_back(random_adapter(*lm, spec_of(2, 4, {"q_proj", "v_proj", "down_proj"}, base_dir), seed));
+    paths.push_back(dir + "/a" + std::to_string(seed));
+    io::write_peft_adapter(paths.back(), adapters.back());
+  }
+  // The exact average of the dense changes, formed densely here (the merge never does).
+  std::map<std::string, torch::Tensor> mean;
+  for (const auto& a : adapters)
+    for (const auto& [layer, d] : deltas(base, a)) mean[layer] = mean.count(layer) ? mean[layer] + d / 3.0 : d / 3.0;
+
+  merge::AdapterMergeResult concat = merge::merge_adapters(adapters, {});
+  EXPECT_EQ(concat.adapter.spec.r, 6);
+  EXPECT_LE(max_diff(mean, deltas(base, concat.adapter)), 1e-6);
+
+  merge::AdapterMergeResult full = merge::merge_adapters(adapters, {merge::AdapterMergeMode::svd, 6, false});
+  EXPECT_LE(max_diff(mean, deltas(base, full.adapter)), 1e-6);  // svd at full rank is the exact average
+  EXPECT_LE(full.error["max"].get<double>(), 1e-6);
+
+  merge::AdapterMergeResult low = merge::merge_adapters(adapters, {merge::AdapterMergeMode::svd, 1, false});
+  EXPECT_EQ(low.adapter.spec.r, 1);
+  const auto low_deltas = deltas(base, low.adapter);
+  for (const auto& [layer, exact] : mean) {  // the error it reports is the error it made
+    const double actual = (low_deltas.at(layer) - exact).norm().item<double>() / exact.norm().item<double>();
+    EXPECT_NEAR(low.error["layers"][layer].get<double>(), actual, 1e-4) << layer;
+    EXPECT_GT(actual, 0.01) << layer;  // rank 1 of a rank-6 change loses something
+  }
+
+  merge::AdapterMergeResult factors = merge::merge_adapters(adapters, {merge::AdapterMergeMode::factors, 0, false});
+  EXPECT_EQ(factors.adapter.spec.r, 2);
+  const auto factor_deltas = deltas(base, factors.adapter);
+  for (const auto& [layer, exact] : mean) {
+    const double actual = (factor_deltas.at(layer) - exact).norm().item<double>() / exact.norm().item<double>();
+    EXPECT_NEAR(factors.error["layers"][layer].get<double>(), actual, 1e-4) << layer;
+    EXPECT_GT(actual, 0.01) << layer;  // the per-factor mean is not the average
+  }
+
+  // PEFT's own combinations agree: cat with weights 1/N, linear with 1/N^2.
+  family::merge_adapter_files(paths, dir + "/concat", {"concat", 0, false});
+  family::merge_adapter_files(paths, dir + "/factors", {"factors", 0, false});
+  std::string args = "combine " + base_dir + " " + dir + "/concat " + dir + "/factors";
+  for (const auto& p : paths) args += " " + p;
+  test::CommandResult peft = test::run_python("lora/check_with_peft.py", args);
+  std::cout << peft.output;
+  EXPECT_EQ(peft.status, 0) << peft.output;
+}
+
+TEST(Lora, MergesRefuseAdaptersThatDifferUnlessForced) {
+  model::CausalLm lm = load_base("llama-gqa");
+  io::LoraAdapter a = random_adapter(*lm, spec_of(2, 4, {"q_proj"}, ""), 1);
+  model::CausalLm lm2 = load_base("llama-gqa");
+  io::LoraAdapter b = random_adapter(*lm2, spec_of(4, 4, {"q_proj"}, ""), 2);
+  b.source = "b";
+  const std::string why = test::error_of([&] { merge::merge_adapters({a, b}, {}); });
+  EXPECT_NE(why.find("ranks 4 and 2"), std::string::npos) << why;
+  EXPECT_NE(why.find("--force"), std::string::npos) << why;
+  merge::AdapterMergeOptions forced;
+  forced.force = true;
+  EXPECT_EQ(merge::merge_adapters({a, b}, forced).adapter.spec.r, 6);
+  a.metadata[io::kLoraBaseChecksumKey] = "0000000000000001";
+  io::LoraAdapter a2 = a;
+  a2.metadata[io::kLoraBaseChecksumKey] = "0000000000000002";
+  EXPECT_NE(test::error_of([&] { merge::merge_adapters({a, a2}, {}); }).find("different bases"), std::string::npos);
+}
+
+TEST(Lora, BadAdaptersAndSettingsAreRefusedByName) {
+  model::CausalLm lm = load_base("llama-gqa");
+  std::string why = test::error_of([&] { model::apply_lora(*lm, spec_of(2, 4, {"query"}, ""), 1); });
+  EXPECT_NE(why.find("\"query\" matches no linear layer"), std::string::npos) << why;
+  EXPECT_NE(why.find("q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"), std::string::npos) << why;
+  EXPECT_NE(test::error_of([&] { train::Config c; c.lora.target = "q_proj"; train::validate(c); }).find("lora.rank = 0"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { train::Config c; c.lora.rank = -1; train::validate(c); }).find("lora.rank"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { train::Config c; c.lora.rank = 4; c.dist.sync_every = 5; train::validate(c); }).find("sync_every"),
+            std::string::npos);
+  for (const auto& [key, value, says] : std::vector<std::tuple<std::string, json, std::string>>{
+           {"use_dora", true, "DoRA"}, {"peft_type", "LOHA", "LoHa"}, {"rank_pattern", json{{"q_proj", 2}}, "rank_pattern"}}) {
+    const std::string dir = placed_fixture("llama-gqa");
+    json config = json::parse(io::read_text_file(dir + "/adapter_config.json"));
+    config[key] = value;
+    io::write_file_atomic(dir + "/adapter_config.json", config.dump());
+    why = test::error_of([&] { io::read_lora_adapter(dir); });
+    EXPECT_NE(why.find(says), std::string::npos) << why;
+    EXPECT_NE(why.find("adapter_config.json"), std::string::npos) << why;
+  }
+  // An adapter of another base: the shapes say so, by tensor.
+  model::CausalLm gpt2 = load_base("gpt2");
+  why = test::error_of([&] { model::load_lora_adapter(*gpt2, io::read_lora_adapter((kFixtures / "lora" / "llama-gqa").string())); });
+  EXPECT_NE(why.find("another base"), std::string::npos) << why;
+}
+
+// Token ids below the fixtures' vocabulary of 64.
+std::string small_vocab_corpus(const std::string& dir, const std::string& name, uint32_t n) {
+  std::vector<uint32_t> ids;
+  for (uint32_t i = 0; i < n; ++i) ids.push_back((i * 7 + i / 13 + (i % 5) * 3) % 64);
+  const std::string path = dir + "/" + name + ".bin";
+  data::write_token_shard(path, ids);
+  return path;
+}
+
+TEST(DistLora, NodesStoreOnlyTheAdaptersAndMergeExactly) {
+  const std::string dir = test::scratch_dir(), data = small_vocab_corpus(dir, "train", 8000),
+                    val = small_vocab_corpus(dir, "val", 2000), run_dir = dir + "/run";
+  test::CommandResult r = test::run_lofi(
+      "launch --workers 2 -- train --set model.init=" + (kBases / "gpt2").string() + " --set data.train=" + data +
+      " --set data.val=" + val + " --set data.seq_len=16 --set train.batch_size=8 --set train.steps=6 --set train.lr=1e-2"
+      " --set train.warmup_steps=1 --set train.log_every=2 --set train.ckpt_every=3 --set train.threads=1 --set dist.nodes=2"
+      " --set dist.timeout_s=60 --set run.dir=" + run_dir + " --set lora.rank=4 --set lora.alpha=8 --set lora.target=c_attn,c_fc"
+      " --set model.dtype=bf16");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("the base frozen in bf16"), std::string::npos) << r.output;
+  const run::RunDir run(run_dir);
+  std::vector<io::LoraAdapter> finals;
+  for (int node : {0, 1}) {
+    io::LoraAdapter a = io::read_lora_adapter(run.node(node).final_weights());
+    EXPECT_EQ(a.tensors.size(), 8u);  // 2 layers x (c_attn, c_fc) x (A, B): nothing of the base
+    for (const auto& [name, t] : a.tensors) {
+      EXPECT_TRUE(name.find(".lora_A.weight") != std::string::npos || name.find(".lora_B.weight") != std::string::npos) << name;
+      EXPECT_EQ(t.scalar_type(), torch::kFloat) << name;  // what trains stays fp32 over a bf16 base
+    }
+    EXPECT_TRUE(a.spec.fan_in_fan_out);
+    EXPECT_FALSE(a.metadata.at(io::kLoraBaseChecksumKey).empty());
+    // The checkpoint too: the adapters, and optimizer state for them alone.
+    const auto ckpt = run.node(node).latest_checkpoint();
+    ASSERT_TRUE(ckpt.has_value());
+    EXPECT_EQ(io::SafetensorsFile(ckpt->weights).entries().size(), 8u);
+    for (const auto& e : io::SafetensorsFile(ckpt->optimizer).entries())
+      EXPECT_NE(e.name.find("lora_"), std::string::npos) << e.name;
+    finals.push_back(std::move(a));
+  }
+  // Every node started from the same A (one seed stream), and the nodes then trained apart.
+  EXPECT_FALSE(torch::equal(finals[0].tensors[0].second, finals[1].tensors[0].second));
+  // The job's merge is the exact one: rank 2 r, equal to merging the finals here.
+  const io::LoraAdapter merged = io::read_lora_adapter(run.merged());
+  EXPECT_EQ(merged.spec.r, 8);
+  const io::LoraAdapter again = merge::merge_adapters(finals, {}).adapter;
+  for (size_t i = 0; i < merged.tensors.size(); ++i)
+    EXPECT_TRUE(torch::equal(merged.tensors[i].second, again.tensors[i].second)) << merged.tensors[i].first;
+  EXPECT_TRUE(fs::exists(run.merged_hf() + "/adapter_config.json"));
+  EXPECT_TRUE(fs::exists(run.averaging_check()));
+  // lofi eval reads the merged adapter on its base.
+  test::CommandResult ev = test::run_lofi("eval --model " + run.merged() + " --data val=" + val + " --max-windows 4");
+  EXPECT_EQ(ev.status, 0) << ev.output;
+}
+
+}  // namespace
+}  // namespace lofi
