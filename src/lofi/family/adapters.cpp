@@ -28,6 +28,7 @@ LoraRun attach_lora(torch::nn::Module& model, const train::Config& config, std::
   if (io::is_lora_adapter(config.model.init))
     fail("model.init ", config.model.init, " is a LoRA adapter, and lora.rank > 0 would train new adapters over it; ",
          "fold it into its base first (lofi export ", config.model.init, " --out DIR) and start from DIR");
+  run.active = true;
   // PEFT's base_model_name_or_path: an absolute path, so the adapter loads from anywhere.
   run.spec = config.lora.spec(config.model.init.empty() ? "" : fs::absolute(config.model.init).lexically_normal().string());
   if (config.model.arch != "vit") run.spec.task_type = "CAUSAL_LM";

@@ -16,9 +16,10 @@ namespace lofi::family {
 
 // What a LoRA run's adapter files record: the spec, and the checksum of the base it adapts.
 struct LoraRun {
+  bool active = false;  // lora.rank > 0
   io::LoraSpec spec;
   std::string base_checksum;
-  bool enabled() const { return spec.r > 0; }
+  bool enabled() const { return active; }
   // kLoraSpecKey and kLoraBaseChecksumKey, for the node finals and checkpoints; empty when off.
   io::Metadata metadata() const;
 };
