@@ -33,7 +33,7 @@ TEST(MergeGolden, EveryMethodMatchesMergekit) {
   while (std::getline(lines, line))
     if (!line.empty() && line[0] == '{') last = line;
   const nlohmann::json cases = nlohmann::json::parse(last);
-  ASSERT_EQ(cases.size(), 5u);
+  ASSERT_EQ(cases.size(), 6u);
   for (const auto& [name, flags] : cases.items()) {
     const std::string out = dir + "/lofi-" + name;
     test::CommandResult merged = test::run_lofi("merge" + quoted(flags.get<std::vector<std::string>>()) + " --out " + out);
