@@ -14,6 +14,7 @@
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/lora_adapter.h"
 #include "lofi/merge/adapters.h"
+#include "lofi/merge/agreement.h"
 #include "lofi/model/linear.h"
 #include "lofi/model/lora.h"
 #include "lofi/model/weights.h"
@@ -197,6 +198,65 @@ TEST(Lora, AdapterMergesAgainstTheDenseAverageAndPeft) {
   EXPECT_EQ(peft.status, 0) << peft.output;
 }
 
+TEST(Lora, OtherMergeMethodsRunOnTheAdaptersDenseChanges) {
+  const std::string dir = test::scratch_dir(), base_dir = (kBases / "llama-gqa").string();
+  std::vector<std::string> paths;
+  for (uint64_t seed : {4, 5, 6}) {
+    model::CausalLm lm = load_base("llama-gqa");
+    paths.push_back(dir + "/a" + std::to_string(seed));
+    io::write_peft_adapter(paths.back(), random_adapter(*lm, spec_of(2, 4, {"q_proj", "up_proj"}, base_dir), seed));
+  }
+  const std::string two = " " + paths[0] + " " + paths[1];
+  // Task arithmetic with weights 1/2 and lambda 1 is base + the mean change: the exact average, folded.
+  test::CommandResult ta = test::run_lofi("merge --method task-arithmetic --weights 0.5,0.5" + two + " --out " + dir + "/ta");
+  ASSERT_EQ(ta.status, 0) << ta.output;
+  test::CommandResult dense = test::run_lofi("average" + two + " --adapter-merge dense --out " + dir + "/dense");
+  ASSERT_EQ(dense.status, 0) << dense.output;
+  EXPECT_LE(test::max_abs_diff(dir + "/ta/model.safetensors", dir + "/dense/model.safetensors"), 1e-6);
+  EXPECT_GT(test::max_abs_diff(dir + "/ta/model.safetensors", base_dir + "/model.safetensors"), 1e-3);
+  EXPECT_FALSE(fs::exists(dir + "/ta.folded-inputs"));  // the folded inputs are gone
+  // Model Stock over three adapters runs, against their base by default.
+  test::CommandResult stock =
+      test::run_lofi("merge --method model-stock" + two + " " + paths[2] + " --out " + dir + "/stock");
+  ASSERT_EQ(stock.status, 0) << stock.output;
+  EXPECT_NE(stock.output.find("base " + base_dir), std::string::npos) << stock.output;
+}
+
+TEST(Lora, NodeAgreementIsTheMeanCosineOfTheirChanges) {
+  const std::string dir = test::scratch_dir();
+  torch::manual_seed(3);
+  const torch::Tensor w0 = torch::randn({6, 5}), d = torch::randn({6, 5}), e = torch::randn({6, 5});
+  const torch::Tensor ortho = e - (e * d).sum() / (d * d).sum() * d;  // orthogonal to d
+  io::save_safetensors(dir + "/base.safetensors", {{"w", w0}});
+  auto final_with = [&](const std::string& name, const torch::Tensor& change) {
+    io::save_safetensors(dir + "/" + name + ".safetensors", {{"w", w0 + change}});
+    return dir + "/" + name + ".safetensors";
+  };
+  const std::string same = final_with("same", d), twice = final_with("twice", 2 * d), opposite = final_with("opposite", -d),
+                    across = final_with("across", ortho);
+  auto mean = [&](std::vector<std::string> finals) {
+    return merge::delta_agreement(finals, dir + "/base.safetensors")["mean"].get<double>();
+  };
+  EXPECT_NEAR(mean({same, twice}), 1.0, 1e-6);  // direction, not length (the files hold fp32)
+  EXPECT_NEAR(mean({same, opposite}), -1.0, 1e-6);
+  EXPECT_NEAR(mean({same, across}), 0.0, 1e-6);
+  EXPECT_NEAR(mean({same, twice, across}), (1.0 + 0.0 + 0.0) / 3, 1e-6);  // over every pair
+  // For adapters through the factors: equal to the cosine of the dense changes.
+  std::vector<io::LoraAdapter> adapters;
+  std::vector<std::map<std::string, torch::Tensor>> dense;
+  for (uint64_t seed : {7, 8}) {
+    model::CausalLm lm = load_base("llama-gqa");
+    adapters.push_back(random_adapter(*lm, spec_of(2, 4, {"q_proj"}, ""), seed));
+    dense.push_back(deltas("llama-gqa", adapters.back()));
+  }
+  const json agreement = merge::adapter_agreement(adapters);
+  for (const auto& [layer, da] : dense[0]) {
+    const torch::Tensor db = dense[1].at(layer);
+    const double want = ((da * db).sum() / (da.norm() * db.norm())).item<double>();
+    EXPECT_NEAR(agreement["tensors"][layer].get<double>(), want, 1e-5) << layer;
+  }
+}
+
 TEST(Lora, MergesRefuseAdaptersThatDifferUnlessForced) {
   model::CausalLm lm = load_base("llama-gqa");
   io::LoraAdapter a = random_adapter(*lm, spec_of(2, 4, {"q_proj"}, ""), 1);
@@ -290,6 +350,10 @@ TEST(DistLora, NodesStoreOnlyTheAdaptersAndMergeExactly) {
     EXPECT_TRUE(torch::equal(merged.tensors[i].second, again.tensors[i].second)) << merged.tensors[i].first;
   EXPECT_TRUE(fs::exists(run.merged_hf() + "/adapter_config.json"));
   EXPECT_TRUE(fs::exists(run.averaging_check()));
+  const json check = json::parse(io::read_text_file(run.averaging_check()));
+  ASSERT_TRUE(check.contains("agreement")) << check.dump();
+  EXPECT_EQ(check["agreement"]["tensors"].size(), 4u);  // one cosine per adapted layer
+  EXPECT_NE(r.output.find("nodes' changes agree: mean cosine"), std::string::npos) << r.output;
   // lofi eval reads the merged adapter on its base.
   test::CommandResult ev = test::run_lofi("eval --model " + run.merged() + " --data val=" + val + " --max-windows 4");
   EXPECT_EQ(ev.status, 0) << ev.output;

@@ -1,6 +1,7 @@
 #include "options.h"
 
 #include <cstdio>
+#include <filesystem>
 
 #include "lofi/error.h"
 #include "lofi/family/adapters.h"
@@ -60,9 +61,28 @@ bool AdapterMergeFlags::merge_if_adapters(const merge::MergeOptions& options) co
       fail("--adapter-merge applies to LoRA adapters; ", inputs.empty() ? "no input" : inputs.front(), " is not one");
     return false;
   }
-  if (options.method != "average")
-    fail("lofi merge --method ", options.method, " on LoRA adapters: the methods other than the average run on dense ",
-         "weights; fold each adapter into its base first (lofi average ADAPTER --adapter-merge dense --out DIR), then merge the DIRs");
+  if (options.method != "average") {
+    // Task arithmetic, TIES, Model Stock, ...: on the adapters' dense changes, each adapter folded
+    // into the base beside the output, merged by the engine against that base, then removed.
+    if (mode != std::vector<std::string>{"concat"})
+      fail("--adapter-merge is how adapters are averaged; --method ", options.method, " merges their dense changes instead");
+    merge::MergeOptions dense = options;
+    std::string base;
+    const std::string scratch = options.out + ".folded-inputs";
+    struct Removed {  // the folded inputs go, whether the merge succeeds or not
+      std::string dir;
+      ~Removed() {
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+      }
+    } removed{scratch};
+    dense.inputs = family::fold_adapters(inputs, scratch, base);
+    if (dense.base.empty()) dense.base = base;
+    const merge::MergeResult r = merge::merge_checkpoints(dense);
+    std::printf("merged %zu adapters' dense changes (%s, base %s) into %s\n", r.used.size(), options.method.c_str(),
+                dense.base.c_str(), options.out.c_str());
+    return true;
+  }
   family::AdapterMerge how;
   how.mode = mode.front();
   how.force = options.force;

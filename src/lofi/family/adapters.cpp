@@ -5,6 +5,7 @@
 
 #include "lofi/error.h"
 #include "lofi/family/lm_model.h"
+#include "lofi/io/atomic_file.h"
 #include "lofi/merge/inputs.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/lora.h"
@@ -129,6 +130,36 @@ nlohmann::json merge_adapter_files(const std::vector<std::string>& inputs, const
     std::printf("adapter merge %s: relative error against the exact average, largest over %zu layers: %s\n", how.mode.c_str(),
                 result.error["layers"].size(), shortest_double(result.error["max"].get<double>()).c_str());
   return result.error;
+}
+
+std::vector<std::string> fold_adapters(const std::vector<std::string>& inputs, const std::string& dir, std::string& base) {
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  io::make_dirs(dir);
+  std::vector<std::string> out;
+  base.clear();
+  for (const auto& path : inputs) {
+    const io::LoraAdapter adapter = io::read_lora_adapter(path);
+    const train::ModelConfig config = base_model_config(adapter);
+    if (config.arch == "vit") fail(path, ": folding a ViT's adapters is not supported yet; merge ViT adapters with --method average");
+    if (base.empty()) base = config.init;
+    else if (fs::absolute(base).lexically_normal() != fs::absolute(config.init).lexically_normal())
+      fail(path, ": its base is ", config.init, ", the first adapter's is ", base, "; adapters merge over one base");
+    model::CausalLm lm = make_lm(config, 0);
+    check_adapter_base(adapter, model::module_weights(*lm));
+    model::load_lora_adapter(*lm, adapter);
+    const std::string name = dir + "/" + std::to_string(out.size());
+    if (model::is_hf_model_dir(config.init)) {
+      model::HfExportOptions hf;
+      hf.source_dir = config.init;
+      model::export_hf(*lm, name, hf);
+      out.push_back(name);
+    } else {
+      io::save_safetensors(name + ".safetensors", model::merged_lora_weights(*lm));
+      out.push_back(name + ".safetensors");
+    }
+  }
+  return out;
 }
 
 void write_peft_output(const std::string& adapter, const std::string& out_dir) {

@@ -49,6 +49,12 @@ struct AdapterMerge {
 nlohmann::json merge_adapter_files(const std::vector<std::string>& inputs, const std::string& out, const AdapterMerge& how,
                                    const io::Metadata& extra = {});
 
+// Each adapter of INPUTS folded into its base, written under DIR (made anew) in its base's form (a
+// Hugging Face directory for a directory base, a safetensors file for a file base): what merge
+// methods other than the average work on. Returns the written paths, in order, and sets BASE to
+// the adapters' base (all must share it).
+std::vector<std::string> fold_adapters(const std::vector<std::string>& inputs, const std::string& dir, std::string& base);
+
 // Writes the lofi adapter file ADAPTER as a PEFT directory OUT_DIR (replacing an older one).
 void write_peft_output(const std::string& adapter, const std::string& out_dir);
 

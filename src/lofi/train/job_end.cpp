@@ -12,6 +12,7 @@
 #include "lofi/io/safetensors.h"
 #include "lofi/io/lora_adapter.h"
 #include "lofi/merge/adapters.h"
+#include "lofi/merge/agreement.h"
 #include "lofi/merge/average.h"
 #include "lofi/model/lora.h"
 #include "lofi/model/weights.h"
@@ -94,6 +95,7 @@ nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std:
   options.metadata = {{"lofi.merged_nodes", node_list(finished)}, {"lofi.failed_nodes", node_list(failed)},
                       {"lofi.nodes", std::to_string(nodes)}};
   const bool adapters = io::is_lora_adapter(options.inputs.front());
+  nlohmann::json agreement;  // how far the nodes' changes agreed (merge/agreement.h)
   if (adapters) {
     // LoRA nodes: the exact average, one adapter of rank N r (merge/adapters.h), not the average
     // of the factors that averaging the files tensor by tensor would give.
@@ -102,8 +104,10 @@ nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std:
     merge::AdapterMergeResult merged = merge::merge_adapters(finals, {});
     for (const auto& [k, v] : options.metadata) merged.adapter.metadata[k] = v;
     io::write_lora_file(options.out, merged.adapter);
+    agreement = merge::adapter_agreement(finals);
   } else {
     merge::average_checkpoints(options);
+    if (!config.model.init.empty()) agreement = merge::delta_agreement(options.inputs, config.model.init);
   }
   task.write_hf_output(options.out, run.merged_hf());
   if (failed.empty())
@@ -113,6 +117,7 @@ nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std:
                 node_list(finished).c_str(), static_cast<long long>(nodes), options.out.c_str(), node_list(failed).c_str());
   std::fflush(stdout);
 
+  if (!agreement.is_null()) std::printf("%s\n", merge::agreement_text(agreement).c_str());
   // This merge's verdict, or none: never an earlier attempt's (a resumed run's, say).
   std::error_code ec;
   std::filesystem::remove(run.averaging_check(), ec);
@@ -130,6 +135,7 @@ nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std:
     return task.validate(eval_batch);
   };
   nlohmann::json check = check_averaging(finals, options.out, validate, config.train.eval_batches);
+  if (!agreement.is_null()) check["agreement"] = agreement;
   io::write_file_atomic(run.averaging_check(), check.dump(2) + "\n");
   std::printf("%s\n", averaging_check_text(check).c_str());
   std::fflush(stdout);
