@@ -7,6 +7,8 @@
 #   images: the image loader's images/s at 1 and 2 threads (decode + augmentation).
 #   load:  a safetensors file of OPT-1.3B's size (2.6 GB fp16) loaded into the model, against
 #          sequential read, memcpy and fp16 -> fp32 conversion bandwidth (bench/load_bench.cpp).
+#   lora:  a small Llama shape with rank-16 adapters on every linear layer: lofi against PEFT +
+#          transformers, fp32 and bf16 bases, tokens/s and peak memory (bench/lora.sh).
 #   hf load memory: a Hugging Face directory of 1.2B parameters (Llama 3.2 1B's shape, bf16, 2
 #          shards) loaded into the fp32 model: peak memory beside transformers' from_pretrained.
 # BENCH_DIR (default /tmp/lofi-bench) holds the generated checkpoints; BENCH_GB sets their size.
@@ -81,4 +83,5 @@ cmake --build "$build" --target lofi_load_bench > /dev/null
 bash "$here/hf_load_memory.sh" "$build" "$py" "$dir"
 
 bash "$here/train.sh" "$lofi"
+bash "$here/lora.sh" "$lofi"
 bash "$here/tokenize.sh" "$lofi"

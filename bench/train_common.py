@@ -49,9 +49,11 @@ def token_windows(a, device, B, T):
 
 
 def adamw(model):
-    """Fused AdamW with weight decay on matrices only, lofi's groups and betas."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    """Fused AdamW with weight decay on matrices only, lofi's groups and betas; frozen parameters
+    (a LoRA base) have no state."""
+    trained = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trained if p.dim() >= 2]
+    no_decay = [p for p in trained if p.dim() < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                              lr=3e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
 

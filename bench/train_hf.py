@@ -10,7 +10,10 @@ Arguments are one JSON object on argv[1], as bench/train_torch.py takes them:
   optional: compile (bool), compile_mode, device ("cuda" default), precision ("bf16" default, or
   "fp32"), max_seq_len (default seq_len), data (an llm.c token shard, uint16 or uint32; without it
   batches are drawn on the device), threads (CPU), seed; for llama also n_kv_head (default n_head),
-  rope_theta (default 10000), rms_norm_eps (default 1e-5), tie_word_embeddings (default true).
+  rope_theta (default 10000), rms_norm_eps (default 1e-5), tie_word_embeddings (default true);
+  LoRA through PEFT: lora_rank (0: full fine-tuning), lora_alpha (default 2 x rank), lora_target
+  (default "all-linear"), base_dtype ("fp32" default, or "bf16": the frozen base's dtype; PEFT keeps
+  the adapters in fp32).
 Prints one JSON line: tokens_per_s over the steps after WARMUP (batch x seq_len tokens a step, timed
 between two torch.cuda.synchronize() calls), params (each tensor once), params_no_pos (without OPT's
 position embedding), peak_mem_bytes (torch.cuda.max_memory_allocated: the caching allocator's peak;
@@ -62,11 +65,19 @@ def main():
     device, B, T, bf16 = settings(a)
     with device:  # initialised where it trains, in fp32 (the master weights)
         model, cfg, theta, tf_version = build(a, a.get("max_seq_len", T))
-    model.train()
-    dtypes = {p.dtype for p in model.parameters()}
-    if dtypes != {torch.float32}:
-        sys.exit(f"expected fp32 master weights, the model has {dtypes}")
     params = sum(p.numel() for p in model.parameters())  # a tied head is counted once
+    lora = int(a.get("lora_rank", 0))
+    if lora > 0:
+        import peft
+        if a.get("base_dtype", "fp32") == "bf16":
+            model.to(torch.bfloat16)
+        model = peft.get_peft_model(model, peft.LoraConfig(r=lora, lora_alpha=a.get("lora_alpha", 2 * lora),
+                                                           target_modules=a.get("lora_target", "all-linear"),
+                                                           lora_dropout=0.0))
+    model.train()
+    dtypes = {p.dtype for p in model.parameters() if p.requires_grad}
+    if dtypes != {torch.float32}:
+        sys.exit(f"expected fp32 trained weights, the model has {dtypes}")
     pos = getattr(getattr(getattr(model, "model", None), "decoder", None), "embed_positions", None)
     params_no_pos = params - (pos.weight.numel() if pos is not None else 0)
 
@@ -82,12 +93,14 @@ def main():
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = step_fn(input_ids=x, labels=x).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         opt.step()
         return loss
 
     result = timed_run(a, device, B, T, train_step)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print_result({**result, "arch": a.get("arch", "llama"), "params": params, "params_no_pos": params_no_pos,
+                  "trained_params": trained, "lora_rank": lora,
                   "precision": "bf16" if bf16 else "fp32", "attn_implementation": cfg._attn_implementation,
                   "rope_theta": theta, "transformers": tf_version})
 

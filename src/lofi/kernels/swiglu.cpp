@@ -81,6 +81,10 @@ torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up) {
     fail("swiglu: gate and up must match in shape, dtype and device; found ", gate.sizes(), " ", gate.scalar_type(), " ",
          gate.device(), " and ", up.sizes(), " ", up.scalar_type(), " ", up.device());
   if (gate.is_cuda() && !fused_cuda_built()) return swiglu_reference(gate, up);
+  // Half precision on the CPU: ATen's vectorised silu and product beat this scalar loop, which
+  // converts every element to fp32 and back (measured by bench/lora.sh on a bf16 base).
+  if (!gate.is_cuda() && gate.scalar_type() != torch::kFloat && gate.scalar_type() != torch::kDouble)
+    return swiglu_reference(gate, up);
   return SwigluFunction::apply(gate, up);
 }
 
