@@ -359,5 +359,29 @@ TEST(DistLora, NodesStoreOnlyTheAdaptersAndMergeExactly) {
   EXPECT_EQ(ev.status, 0) << ev.output;
 }
 
+TEST(DistLora, APeftAdapterTrainsFurther) {
+  const std::string dir = test::scratch_dir(), adapter = placed_fixture("llama-gqa"),
+                    data = small_vocab_corpus(dir, "train", 4000), run_dir = dir + "/run";
+  const std::string flags = " --set model.init=" + adapter + " --set data.train=" + data +
+                            " --set data.seq_len=16 --set train.batch_size=4 --set train.steps=3 --set train.lr=1e-2"
+                            " --set train.warmup_steps=1 --set train.threads=1 --set run.dir=" + run_dir;
+  test::CommandResult wrong = test::run_lofi("train" + flags + " --set lora.rank=4");
+  EXPECT_NE(wrong.status, 0);
+  EXPECT_NE(wrong.output.find("rank 8, and lora.rank = 4"), std::string::npos) << wrong.output;
+  test::CommandResult r = test::run_lofi("train" + flags + " --set lora.rank=8");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const io::LoraAdapter start = io::read_lora_adapter(adapter);
+  const io::LoraAdapter trained = io::read_lora_adapter(run::RunDir(run_dir).node(0).final_weights());
+  EXPECT_EQ(trained.spec.r, 8);
+  EXPECT_EQ(trained.spec.target_modules, start.spec.target_modules);
+  ASSERT_EQ(trained.tensors.size(), start.tensors.size());
+  std::map<std::string, torch::Tensor> before(start.tensors.begin(), start.tensors.end());
+  double moved = 0;
+  for (const auto& [name, t] : trained.tensors) moved = std::max(moved, (t - before.at(name)).abs().max().item<double>());
+  EXPECT_GT(moved, 1e-4);  // it trained from the adapter's values, not from a fresh start
+  EXPECT_LT(moved, 1.0);
+  EXPECT_TRUE(fs::exists(run::RunDir(run_dir).node(0).final_hf() + "/adapter_config.json"));
+}
+
 }  // namespace
 }  // namespace lofi

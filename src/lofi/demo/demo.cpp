@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "lofi/data/token_shards.h"
@@ -19,6 +20,7 @@
 #include "lofi/eval/report.h"
 #include "lofi/eval/table.h"
 #include "lofi/eval/verdict.h"
+#include "lofi/family/adapters.h"
 #include "lofi/family/lm_evaluator.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/merge/interpolate.h"
@@ -124,6 +126,29 @@ class LanguageHalf : public DemoHalf {
 
   std::vector<DemoModel> leading_models() override { return {DemoModel("pretrained", {pretrained()})}; }
 
+  // LoRA nodes: the same lo-fi job with rank-8 adapters on every linear layer (the base frozen),
+  // merged exactly (concat, the job's own merge) and, for comparison, by averaging the factors
+  // apart as federated LoRA does.
+  std::vector<DemoModel> own_arms(const train::Config& ft) override {
+    train::Config lora = ft;
+    lora.run.dir = out_ + "/lofi-lora";
+    lora.dist.nodes = opt_.workers;
+    lora.lora.rank = kLoraRank;
+    lora.lora.alpha = 2.0 * kLoraRank;
+    lora.train.lr = 4 * ft.train.lr;  // adapters start at zero change and take larger steps, as LoRA recipes set them
+    lora.train.min_lr = 4 * ft.train.min_lr;
+    std::printf("lo-fi with LoRA: %d nodes, rank-%lld adapters on every linear layer, the base frozen\n", opt_.workers,
+                static_cast<long long>(kLoraRank));
+    const double seconds = launch_training(lora, out_, "lofi-lora", opt_.workers);
+    const run::RunDir run(lora.run.dir);
+    const std::string factors = lora.run.dir + "/merged-factors.safetensors";
+    family::merge_adapter_files({lora.run.dir}, factors, {"factors", 0, false});
+    const Traffic traffic = run::run_traffic(run);
+    const std::string name = "lo-fi LoRA r=" + std::to_string(kLoraRank);
+    return {DemoModel(name + ", exact merge (concat)", {run.merged()}, Arm::lora_exact).cost(seconds, traffic),
+            DemoModel(name + ", factors averaged (naive)", {factors}, Arm::lora_factors).cost(seconds, traffic)};
+  }
+
   std::vector<std::string> score_columns() const override {
     std::vector<std::string> columns{"ppl " + std::string(kFinetuneSet) + " (in-dist)"};
     for (const char* s : kShiftSets) columns.push_back(std::string("ppl ") + s);
@@ -147,6 +172,7 @@ class LanguageHalf : public DemoHalf {
     // Averaged in log space (the geometric mean of perplexities), so one set cannot dominate.
     out.shift = std::exp(shift_loss / static_cast<double>(sets_.size() - 1));
     out.in_distribution = scores[0].perplexity;
+    scored_[m.arm] = out.in_distribution;
     out.cells.push_back(eval::format_fixed(out.shift, 3));
     out.record["avg_shift_perplexity"] = out.shift;
     return out;
@@ -192,8 +218,17 @@ class LanguageHalf : public DemoHalf {
     const std::string source_text = "the pretrained model on held-out text of its own corpus: perplexity " +
                                     eval::format_fixed(source_ppl, 3) + " (byte frequencies alone: " +
                                     eval::format_fixed(unigram_ppl, 3) + ")\n";
-    section.table += barrier_text + source_text;
-    section.markdown += source_text;
+    // LoRA nodes merged exactly against their factors averaged apart.
+    std::string lora_text;
+    if (scored_.count(Arm::lora_exact) && scored_.count(Arm::lora_factors)) {
+      const double exact = scored_[Arm::lora_exact], naive = scored_[Arm::lora_factors];
+      lora_text = "LoRA nodes (rank " + std::to_string(kLoraRank) + "): the exact merge scores perplexity " + eval::format_fixed(exact, 3) +
+                  " in-distribution, averaging the factors apart " + eval::format_fixed(naive, 3) + " (" +
+                  (naive > exact ? "worse by " + eval::format_fixed(naive - exact, 3) : "not worse here") + ")\n";
+      section.results.more["lora"] = {{"rank", kLoraRank}, {"exact_perplexity", exact}, {"factors_perplexity", naive}};
+    }
+    section.table += barrier_text + source_text + lora_text;
+    section.markdown += source_text + lora_text;
     section.results.more["seq_len"] = ft_.data.seq_len;
     section.results.more["in_distribution"] = kFinetuneSet;
     section.results.more["shifts"] = {kShiftSets[0], kShiftSets[1], kShiftSets[2]};
@@ -245,6 +280,8 @@ class LanguageHalf : public DemoHalf {
   std::vector<family::NamedPath> sets_;
   family::EvalSettings settings_;
   std::unique_ptr<family::LmEvaluator> evaluator_, line_evaluator_;
+  std::map<Arm, double> scored_;  // in-distribution perplexity of the arms the findings compare
+  static constexpr int64_t kLoraRank = 8;
 };
 
 }  // namespace

@@ -15,7 +15,7 @@
 namespace lofi::demo {
 
 // The arms the claims and the spectrum read, by name rather than by row.
-enum class Arm { none, baseline, lofi_node, lofi_average, synced };
+enum class Arm { none, baseline, lofi_node, lofi_average, synced, lora_exact, lora_factors };
 
 // A row of the half's table: a model (or an ensemble's members) and what its training cost.
 struct DemoModel {

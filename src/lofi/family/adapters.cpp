@@ -26,10 +26,24 @@ io::Metadata LoraRun::metadata() const {
 LoraRun attach_lora(torch::nn::Module& model, const train::Config& config, std::string* line) {
   LoraRun run;
   if (!config.lora.enabled()) return run;
-  if (io::is_lora_adapter(config.model.init))
-    fail("model.init ", config.model.init, " is a LoRA adapter, and lora.rank > 0 would train new adapters over it; ",
-         "fold it into its base first (lofi export ", config.model.init, " --out DIR) and start from DIR");
   run.active = true;
+  if (io::is_lora_adapter(config.model.init)) {
+    // An adapter to train further (make_lm loaded it on its base): its own rank, scaling, targets.
+    const io::LoraAdapter adapter = io::read_lora_adapter(config.model.init);
+    if (config.lora.rank != adapter.spec.r)
+      fail("model.init ", config.model.init, " is a LoRA adapter of rank ", adapter.spec.r, ", and lora.rank = ", config.lora.rank,
+           ": training an adapter further keeps its rank; set lora.rank = ", adapter.spec.r,
+           " (or fold it into its base with lofi export and start new adapters from that)");
+    run.spec = adapter.spec;
+    run.spec.dropout = config.lora.dropout;
+    run.base_checksum = io::weights_checksum(model::base_weights(model));
+    model::train_loaded_lora(model, run.spec);
+    if (config.model.dtype == "bf16") model::cast_frozen_weights(model, torch::kBFloat16);
+    if (line)
+      *line = cat("lora: training the rank-", run.spec.r, " adapter ", config.model.init, " further, the base frozen in ",
+                  config.model.dtype);
+    return run;
+  }
   // PEFT's base_model_name_or_path: an absolute path, so the adapter loads from anywhere.
   run.spec = config.lora.spec(config.model.init.empty() ? "" : fs::absolute(config.model.init).lexically_normal().string());
   if (config.model.arch != "vit") run.spec.task_type = "CAUSAL_LM";

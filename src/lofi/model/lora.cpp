@@ -54,6 +54,23 @@ AdaptableLinearImpl* layer_named(torch::nn::Module& module, const std::string& n
   return nullptr;
 }
 
+bool is_adapter_tensor(const std::string& name) {
+  return ends_with(name, ".lora_A.weight") || ends_with(name, ".lora_B.weight");
+}
+
+void unfreeze_saved_modules(torch::nn::Module& module, const std::vector<std::string>& names, const char* source) {
+  for (const auto& m : names) {
+    bool hit = false;
+    for (const auto& item : module.named_modules("", /*include_self=*/false))
+      if (matches(item.key(), m)) {
+        hit = true;
+        for (auto& p : item.value()->parameters()) p.set_requires_grad(true);
+      }
+    if (!hit) fail(source, " \"", m, "\" names no module of this model (e.g. \"head\" of a ViT, \"lm_head\" of an untied decoder)");
+  }
+}
+
+
 }  // namespace
 
 std::vector<std::string> linear_layer_names(const torch::nn::Module& module) {
@@ -91,15 +108,7 @@ std::vector<std::string> apply_lora(torch::nn::Module& module, const io::LoraSpe
     if (!used.count(t))
       fail("lora.target \"", t, "\" matches no linear layer of this model; its linear layers are ", layer_list(module),
            " (or give \"all-linear\")");
-  for (const auto& m : spec.modules_to_save) {
-    bool hit = false;
-    for (const auto& item : module.named_modules("", /*include_self=*/false))
-      if (matches(item.key(), m)) {
-        hit = true;
-        for (auto& p : item.value()->parameters()) p.set_requires_grad(true);
-      }
-    if (!hit) fail("lora.modules_to_save \"", m, "\" names no module of this model (e.g. \"head\" of a ViT, \"lm_head\" of an untied decoder)");
-  }
+  unfreeze_saved_modules(module, spec.modules_to_save, "lora.modules_to_save");
   return adapted;
 }
 
@@ -108,6 +117,28 @@ bool lora_fan_in_fan_out(const torch::nn::Module& module) {
     if (auto* layer = dynamic_cast<AdaptableLinearImpl*>(item.value().get()); layer && layer->has_lora() && layer->fan_in_fan_out())
       return true;
   return false;
+}
+
+void train_loaded_lora(torch::nn::Module& module, const io::LoraSpec& spec) {
+  bool any = false;
+  for (const auto& item : module.named_parameters()) {
+    const bool adapter = is_adapter_tensor(item.key());
+    item.value().set_requires_grad(adapter);
+    any |= adapter;
+  }
+  if (!any) fail("the model carries no LoRA adapters to train further");
+  for (const auto& item : module.named_modules("", /*include_self=*/false))
+    if (auto* layer = dynamic_cast<AdaptableLinearImpl*>(item.value().get()); layer && layer->has_lora())
+      layer->lora_dropout = spec.dropout;
+  unfreeze_saved_modules(module, spec.modules_to_save, "the adapter's modules_to_save");
+}
+
+io::NamedTensors base_weights(const torch::nn::Module& module) {
+  io::NamedTensors out;
+  for (const auto& item : module.named_parameters())
+    if (!is_adapter_tensor(item.key())) out.emplace_back(item.key(), item.value().detach());
+  for (const auto& item : module.named_buffers()) out.emplace_back(item.key(), item.value().detach());
+  return out;
 }
 
 void load_lora_adapter(torch::nn::Module& module, const io::LoraAdapter& adapter) {

@@ -51,6 +51,12 @@ std::vector<std::string> apply_lora(torch::nn::Module& module, const io::LoraSpe
 // Whether MODULE's adapted layers store their weights (in, out) (GPT-2's Conv1D): PEFT's fan_in_fan_out.
 bool lora_fan_in_fan_out(const torch::nn::Module& module);
 
+// Trains the adapters MODULE already carries (loaded by load_lora_adapter) further: every other
+// parameter frozen, except those of SPEC.modules_to_save; the adapters' dropout set to SPEC's.
+void train_loaded_lora(torch::nn::Module& module, const io::LoraSpec& spec);
+// MODULE's weights without its adapters' own tensors (the base an adapter's checksum describes).
+io::NamedTensors base_weights(const torch::nn::Module& module);
+
 // Loads ADAPTER into MODULE (the base it was trained on): attaches adapters of the adapter's rank
 // and scaling to its layers, copies them and the saved modules. A tensor that names no layer of
 // MODULE, or a shape that differs, is an error naming the tensor and the adapter.

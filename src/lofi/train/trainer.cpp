@@ -25,6 +25,7 @@
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/io/lora_adapter.h"
 #include "lofi/io/safetensors_set.h"
 #include "lofi/io/temporaries.h"
 #include "lofi/merge/nonfinite.h"
@@ -104,6 +105,8 @@ run::Checkpoint resume_point(const Config& config, const run::NodeDir& node, boo
 // merges can tell models fine-tuned from different starts; empty for a random init.
 std::string init_checksum(const std::string& init) {
   if (init.empty()) return "";
+  if (std::filesystem::is_directory(init) && io::is_lora_adapter(init))  // a PEFT directory: its weights file
+    return io::SafetensorsFile(init + "/adapter_model.safetensors").checksum();
   return io::SafetensorsSet(init).checksum();
 }
 
