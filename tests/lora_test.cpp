@@ -7,8 +7,10 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "lofi/data/token_shards.h"
+#include "lofi/demo/synthetic_images.h"
 #include "lofi/family/adapters.h"
 #include "lofi/family/lm_model.h"
 #include "lofi/io/atomic_file.h"
@@ -17,6 +19,8 @@
 #include "lofi/merge/agreement.h"
 #include "lofi/model/linear.h"
 #include "lofi/model/lora.h"
+#include "lofi/model/vit.h"
+#include "lofi/model/vit_checkpoint.h"
 #include "lofi/model/weights.h"
 #include "lofi/run/run_dir.h"
 #include "lofi/train/config.h"
@@ -115,6 +119,21 @@ INSTANTIATE_TEST_SUITE_P(Lora, PeftFixture,
                          ::testing::Values(std::make_pair("opt", "opt-125m-like"), std::make_pair("gpt2", "gpt2"),
                                            std::make_pair("llama-gqa", "llama-gqa"), std::make_pair("qwen2", "qwen2"),
                                            std::make_pair("mistral", "mistral-window")));
+
+// timm's DeiT with a PEFT adapter on qkv and fc2 and a saved, changed head.
+TEST(Lora, LofiGivesPeftsLogitsOnTimmsVit) {
+  model::Vit vit(model::vit_config_preset("vit_test_patch8_32"));
+  model::load_vit_checkpoint(vit, io::SafetensorsFile((kFixtures / "vit" / "timm_deit" / "model.safetensors").string()));
+  vit->eval();
+  io::SafetensorsFile ref((kFixtures / "lora" / "vit" / "io.safetensors").string());
+  torch::NoGradGuard no_grad;
+  // The adapter and the changed head matter: the base alone is far from PEFT's logits.
+  EXPECT_GT((vit->forward(ref.load("images")) - ref.load("logits")).abs().max().item<double>(), 1e-3);
+  model::load_lora_adapter(*vit, io::read_lora_adapter((kFixtures / "lora" / "vit").string()));
+  const double diff = (vit->forward(ref.load("images")) - ref.load("logits")).abs().max().item<double>();
+  std::cout << "vit: max |lofi - PEFT logits| = " << diff << "\n";
+  EXPECT_LE(diff, 1e-5);
+}
 
 TEST(Lora, APeftDirectoryIsAModelForEvalAndGenerate) {
   const std::string dir = placed_fixture("llama-gqa");
@@ -357,6 +376,39 @@ TEST(DistLora, NodesStoreOnlyTheAdaptersAndMergeExactly) {
   // lofi eval reads the merged adapter on its base.
   test::CommandResult ev = test::run_lofi("eval --model " + run.merged() + " --data val=" + val + " --max-windows 4");
   EXPECT_EQ(ev.status, 0) << ev.output;
+}
+
+// ViT nodes with adapters on qkv and fc1 and a new head trained whole (modules_to_save), merged
+// exactly, and scored as a classifier through the adapter file.
+TEST(DistLora, VitNodesWithANewHeadMergeAndEvaluate) {
+  const std::string dir = test::scratch_dir(), run_dir = dir + "/run";
+  demo::SyntheticImageConfig c;
+  c.pretrain_train_per_class = 1, c.pretrain_val_per_class = 1, c.finetune_train_per_class = 4, c.eval_per_class = 2, c.threads = 2;
+  demo::write_synthetic_images(c, dir + "/images");
+  test::CommandResult r = test::run_lofi(
+      "launch --workers 2 -- train --set model.arch=vit --set model.preset=vit_test_patch8_32 --set model.init=" +
+      (kFixtures / "vit" / "timm_deit" / "model.safetensors").string() + " --set data.train=" + dir + "/images/finetune-train" +
+      " --set data.val=" + dir + "/images/finetune-val --set run.dir=" + run_dir +
+      " --set train.steps=4 --set train.batch_size=8 --set train.warmup_steps=1 --set train.eval_batches=2"
+      " --set images.loader_threads=1 --set dist.nodes=2 --set dist.timeout_s=60"
+      " --set lora.rank=4 --set lora.target=qkv,fc1 --set lora.modules_to_save=head");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const run::RunDir run(run_dir);
+  const io::LoraAdapter node = io::read_lora_adapter(run.node(0).final_weights());
+  std::set<std::string> names;
+  for (const auto& [name, t] : node.tensors) names.insert(name);
+  EXPECT_EQ(names.size(), 2u * 2 * 2 + 2);  // 2 blocks x (qkv, fc1) x (A, B), and the head's weight and bias
+  EXPECT_TRUE(names.count("head.weight") && names.count("head.bias"));
+  const io::LoraAdapter merged = io::read_lora_adapter(run.merged());
+  EXPECT_EQ(merged.spec.r, 8);
+  // The head is averaged as it is: the mean of the nodes' heads.
+  const io::LoraAdapter other = io::read_lora_adapter(run.node(1).final_weights());
+  std::map<std::string, torch::Tensor> a(node.tensors.begin(), node.tensors.end()), b(other.tensors.begin(), other.tensors.end()),
+      m(merged.tensors.begin(), merged.tensors.end());
+  EXPECT_TRUE(torch::allclose(m.at("head.weight"), (a.at("head.weight") + b.at("head.weight")) / 2, 1e-6, 1e-7));
+  test::CommandResult ev = test::run_lofi("eval --model " + run.merged() + " --data val=" + dir + "/images/finetune-val");
+  ASSERT_EQ(ev.status, 0) << ev.output;
+  EXPECT_NE(ev.output.find("val"), std::string::npos) << ev.output;
 }
 
 TEST(DistLora, APeftAdapterTrainsFurther) {

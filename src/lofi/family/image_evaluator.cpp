@@ -8,6 +8,7 @@
 #include "lofi/error.h"
 #include "lofi/eval/progress.h"
 #include "lofi/family/image_task.h"
+#include "lofi/io/lora_adapter.h"
 #include "lofi/merge/nonfinite.h"
 #include "lofi/model/weights.h"
 
@@ -114,6 +115,7 @@ std::vector<eval::ClassificationScore> ImageEvaluator::score(const io::NamedTens
 }
 
 std::vector<eval::ClassificationScore> ImageEvaluator::score_file(const std::string& checkpoint) {
+  if (io::is_lora_adapter(checkpoint)) return score_ensemble({checkpoint});  // its own model: base + adapter
   model::load_module_weights(*vit_, io::SafetensorsFile(checkpoint));
   refuse_nonfinite_vit(*vit_, checkpoint, settings_);
   vit_->eval();
@@ -124,10 +126,11 @@ std::vector<eval::ClassificationScore> ImageEvaluator::score_ensemble(const std:
   std::vector<model::Vit> members;
   for (const auto& path : checkpoints) {
     train::ModelConfig shape = config_.model;
-    shape.init.clear();
+    const bool adapter = io::is_lora_adapter(path);  // built on its base by make_vit
+    shape.init = adapter ? path : "";
     members.push_back(make_vit(shape, static_cast<int64_t>(classes_.size()), 0));
     members.back()->to(device_);
-    model::load_module_weights(*members.back(), io::SafetensorsFile(path));
+    if (!adapter) model::load_module_weights(*members.back(), io::SafetensorsFile(path));
     refuse_nonfinite_vit(*members.back(), path, settings_);
     members.back()->eval();
   }

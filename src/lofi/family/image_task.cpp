@@ -1,5 +1,6 @@
 #include "lofi/family/image_task.h"
 
+
 #include <cstdio>
 
 #include "lofi/data/image_sampler.h"
@@ -8,7 +9,9 @@
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/eval/classification.h"
+#include "lofi/io/lora_adapter.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/model/lora.h"
 #include "lofi/model/vit_checkpoint.h"
 #include "lofi/seed.h"
 
@@ -25,6 +28,17 @@ model::VitConfig vit_config(const train::ModelConfig& config, int64_t num_classe
 
 model::Vit make_vit(const train::ModelConfig& config, int64_t num_classes, uint64_t seed, std::vector<std::string>* notices,
                     bool* head_reinitialised) {
+  // A LoRA adapter: its base, then the adapter (and its saved modules, the head) attached.
+  if (!config.init.empty() && io::is_lora_adapter(config.init)) {
+    const io::LoraAdapter adapter = io::read_lora_adapter(config.init);
+    train::ModelConfig base = config;
+    base.init = adapter_base(adapter);
+    model::Vit vit = make_vit(base, num_classes, seed, notices, head_reinitialised);
+    check_adapter_base(adapter, model::base_weights(*vit));
+    if (config.dtype == "bf16") vit->to(torch::kBFloat16);  // the base only: the adapter comes next, in fp32
+    model::load_lora_adapter(*vit, adapter);
+    return vit;
+  }
   torch::manual_seed(seed);
   model::Vit vit(vit_config(config, num_classes));
   if (head_reinitialised) *head_reinitialised = false;
