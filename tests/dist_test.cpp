@@ -118,6 +118,12 @@ void expect_resume_equals_uninterrupted(const std::string& flags, const std::str
 
 TEST(Dist, ResumedRunEqualsUninterrupted) { expect_resume_equals_uninterrupted("", "", 0.0); }
 
+// A LoRA run's checkpoints hold only the adapters and their optimizer state: the base is rebuilt
+// (here from the seed, held in bf16) and the resumed run ends where the uninterrupted one does.
+TEST(Dist, ResumedLoraRunEqualsUninterrupted) {
+  expect_resume_equals_uninterrupted("--set lora.rank=4 --set lora.alpha=8 --set model.dtype=bf16", "", 0.0);
+}
+
 // bf16 autocast (on CPU here): fp32 master weights and optimizer state resume exactly too, and it
 // trains like fp32 (the same loss to within bf16's rounding).
 TEST(Dist, ResumedBf16RunEqualsUninterrupted) {
