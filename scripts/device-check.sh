@@ -24,9 +24,13 @@
 #                 torch-compile / torch-eager (the same model in plain PyTorch: bench/train_torch.py),
 #                 hf-compile / hf-eager (transformers' own model: bench/train_hf.py); tokens/s, MFU,
 #                 the CUDA caching allocator's peak, lofi / each
+#         llama8b-lora  Llama-3-8B shape (32 layers, d 4096, 32 heads / 8 kv, ff 14336, vocab 128256),
+#                 random weights, rank-16 LoRA on every linear layer over a bf16 base: lofi's [lora]
+#                 against PEFT + transformers (hf-eager), tokens/s and peak memory
 #         demo    lofi demo --only language on the GPU (train.device "auto"): wall time, its table
 #       By default the tests; Llama's lofi, torch.compile, eager and transformers eager; the demo;
-#       the same four for OPT; then transformers compiled, Llama's and OPT's (the longest warm-ups).
+#       the same four for OPT; then transformers compiled, Llama's and OPT's (the longest warm-ups);
+#       then the 8B LoRA shape, lofi and PEFT, when time is left.
 #       A check with less than half its budget left is not started and says SKIP. $OUT gets summary.txt (one table, printed last), device-check.log
 #       (every command's output), cuda-tests.log, bench.jsonl, lofi-*-metrics.jsonl, demo-results.md.
 #       The exit status is 0 whatever the checks found: the table says PASS / FAIL / SKIP, and a
@@ -55,7 +59,8 @@
 # whatever hangs.
 #   --prebuilt: CUDA_TEST_S=90 (in CUDA_TEST_SHARDS=6 processes), LOFI_S=90 (one lofi train),
 #     EAGER_S=75 and COMPILE_S=150 (one Python reference, compile warm-up included), DEMO_S=180,
-#     TOTAL_BUDGET_S=455 (it ends within 8 minutes); CHECKS="tests llama demo opt";
+#     TOTAL_BUDGET_S=455 (it ends within 8 minutes); CHECKS="tests llama demo opt llama8b-lora:lofi,hf-eager"
+#     (the last: Llama-3-8B's shape with rank-16 LoRA on a bf16 base, lofi against PEFT, when time is left);
 #     BENCH_IMPLS="lofi torch-compile torch-eager hf-eager hf-compile"; BENCH_SEQ=2048,
 #     BENCH_BATCH=8, BENCH_STEPS=20, BENCH_WARMUP=10 (rates over steps 10-20; multiples of 5, lofi
 #     logs every 5), BENCH_DEVICE=cuda, BENCH_PRECISION=bf16, PEAK_FLOPS=989e12 (H200 dense bf16);
@@ -896,14 +901,20 @@ prebuilt_tests() {
 
 # c. the benchmark shapes. N: parameters that do a matmul per token (the tied head counted once,
 # OPT's position embedding left out); attention: 12 L d T per token (PaLM's count, the full T x T).
-shape_of() {  # shape_of opt|llama: sets SL SH SKV SD SFF SV STHETA SLABEL
-  SKV='' STHETA=''
+shape_of() {  # shape_of opt|llama|llama8b-lora: sets SL SH SKV SD SFF SV STHETA SLABEL SARCH SLORA
+  SKV='' STHETA='' SARCH=$1 SLORA=''
   if [ "$1" = llama ]; then SL=16 SH=32 SKV=8 SD=2048 SFF=8192 SV=128256 STHETA=500000 SLABEL="Llama-3.2-1B shape"
+  elif [ "$1" = llama8b-lora ]; then
+    # Llama-3-8B's shape (random weights), rank-16 adapters on every linear layer, the base frozen in
+    # bf16: lofi's [lora] against PEFT + transformers (bench/train_hf.py lora_rank). MFU counts 6 N
+    # FLOPs a token as for the others, though a frozen base skips the weight gradients (about 4 N).
+    SL=32 SH=32 SKV=8 SD=4096 SFF=14336 SV=128256 STHETA=500000 SARCH=llama SLORA=16
+    SLABEL="Llama-3-8B shape, LoRA r=16 all-linear, bf16 base"
   else SL=12 SH=12 SD=768 SFF=3072 SV=50272 SLABEL="OPT-125M shape"; fi
   if [ -n "${BENCH_TINY:-}" ]; then SL=2 SH=4 SD=64 SFF=128 SV=512 SLABEL="$SLABEL (tiny: BENCH_TINY)"; [ -n "$SKV" ] && SKV=2; fi
 }
-n_params() {  # n_params opt|llama (after shape_of)
-  if [ "$1" = llama ]; then
+n_params() {  # n_params opt|llama|llama8b-lora (after shape_of)
+  if [ "$SARCH" = llama ]; then
     awk -v L="$SL" -v D="$SD" -v H="$SH" -v K="$SKV" -v F="$SFF" -v V="$SV" \
       'BEGIN { kv = D / H * K; printf "%.0f", V*D + L*(2*D*D + 2*D*kv + 3*D*F + 2*D) + D }'
   else
@@ -951,8 +962,10 @@ bench_shape() {  # bench_shape opt|llama IMPL...
   (( ${BENCH_PROFILE_STEPS:-0} > 0 )) && flags+=(--set "train.profile_steps=$BENCH_PROFILE_STEPS")
   # Llama's MLP is SwiGLU (silu), as bench/train_torch.py's and transformers' are; lofi's
   # model.activation default (relu) is OPT's.
-  [ "$shape" = llama ] && flags+=(--set model.arch=llama --set "model.n_kv_head=$SKV" --set "model.rope_theta=$STHETA"
+  [ "$SARCH" = llama ] && flags+=(--set model.arch=llama --set "model.n_kv_head=$SKV" --set "model.rope_theta=$STHETA"
                                   --set model.tie_word_embeddings=true --set model.activation=silu)
+  [ -n "$SLORA" ] && flags+=(--set "lora.rank=$SLORA" --set "lora.alpha=$(( 2 * SLORA ))" --set lora.target=all-linear
+                             --set model.dtype=bf16)
   shift
   for impl in "$@"; do
     if [ "$impl" = lofi ]; then
@@ -987,9 +1000,9 @@ bench_shape() {  # bench_shape opt|llama IMPL...
     compile=false limit=$EAGER_S
     if [[ $impl == *-compile ]]; then compile=true limit=$COMPILE_S; fi
     args=$(printf '{"arch":"%s","n_layer":%d,"n_head":%d,"d_model":%d,"d_ff":%d,"vocab_size":%d,"max_seq_len":%d,"seq_len":%d,"batch":%d,"steps":%d,"warmup":%d,"compile":%s,"device":"%s","precision":"%s","data":"%s"%s}' \
-      "$shape" "$SL" "$SH" "$SD" "$SFF" "$SV" "$BENCH_SEQ" "$BENCH_SEQ" "$BENCH_BATCH" "$BENCH_STEPS" "$BENCH_WARMUP" \
+      "$SARCH" "$SL" "$SH" "$SD" "$SFF" "$SV" "$BENCH_SEQ" "$BENCH_SEQ" "$BENCH_BATCH" "$BENCH_STEPS" "$BENCH_WARMUP" \
       "$compile" "$BENCH_DEVICE" "$BENCH_PRECISION" "$tok" \
-      "$([ "$shape" = llama ] && echo ",\"n_kv_head\":$SKV,\"rope_theta\":$STHETA,\"tie_word_embeddings\":true")")
+      "$([ "$SARCH" = llama ] && echo ",\"n_kv_head\":$SKV,\"rope_theta\":$STHETA,\"tie_word_embeddings\":true")$([ -n "$SLORA" ] && echo ",\"lora_rank\":$SLORA,\"lora_alpha\":$(( 2 * SLORA )),\"base_dtype\":\"bf16\"")")
     begin_step "$limit"
     time_for "$shape $impl" "$limit" "$shape" || continue
     bounded "$shape-$impl" "$limit" env HF_HUB_OFFLINE=1 "$PY" "$script" "$args"
@@ -1095,9 +1108,9 @@ prebuilt() {
       case $c in
         tests) prebuilt_tests ;;
         llama | opt) read -ra impls <<< "$BENCH_IMPLS"; bench_shape "$c" "${impls[@]}" ;;
-        llama:* | opt:*) IFS=, read -ra impls <<< "${c#*:}"; bench_shape "${c%%:*}" "${impls[@]}" ;;
+        llama:* | opt:* | llama8b-lora:*) IFS=, read -ra impls <<< "${c#*:}"; bench_shape "${c%%:*}" "${impls[@]}" ;;
         demo) prebuilt_demo ;;
-        *) say "unknown CHECKS entry $c (tests, llama, opt, demo)" ;;
+        *) say "unknown CHECKS entry $c (tests, llama, opt, llama8b-lora:IMPLS, demo)" ;;
       esac
     done
   fi
@@ -1130,7 +1143,7 @@ BUILD=${BUILD_DIR:-build-gpu}
 if [ "$MODE" = prebuilt ]; then
   BENCH_STEPS=${BENCH_STEPS:-20} BENCH_WARMUP=${BENCH_WARMUP:-10}
   # CHECKS="" checks that lofi starts, nothing more.
-  CHECKS=${CHECKS-tests llama:lofi,torch-compile,torch-eager,hf-eager demo opt:lofi,torch-compile,torch-eager,hf-eager llama:hf-compile opt:hf-compile}
+  CHECKS=${CHECKS-tests llama:lofi,torch-compile,torch-eager,hf-eager demo opt:lofi,torch-compile,torch-eager,hf-eager llama:hf-compile opt:hf-compile llama8b-lora:lofi,hf-eager}
   BENCH_IMPLS=${BENCH_IMPLS:-lofi torch-compile torch-eager hf-eager hf-compile}
   BENCH_DEVICE=${BENCH_DEVICE:-cuda} BENCH_PRECISION=${BENCH_PRECISION:-bf16}
   CUDA_TEST_S=${CUDA_TEST_S:-90} CUDA_TEST_SHARDS=${CUDA_TEST_SHARDS:-6} LOFI_S=${LOFI_S:-90} EAGER_S=${EAGER_S:-75} COMPILE_S=${COMPILE_S:-150}
