@@ -135,6 +135,29 @@ TEST(Lora, LofiGivesPeftsLogitsOnTimmsVit) {
   EXPECT_LE(diff, 1e-5);
 }
 
+// model.dtype = "bf16": the base is made in bf16 and the checkpoint loaded straight into it, equal
+// to loading in fp32 and casting; what then trains (a saved module) is fp32.
+TEST(Lora, ABf16BaseIsMadeInBf16) {
+  train::Config c = train::config_for_model((kBases / "llama-gqa").string(), "", {});
+  c.model.dtype = "bf16";
+  model::CausalLm bf16 = family::make_lm(c.model, 0);
+  model::CausalLm fp32 = load_base("llama-gqa");
+  EXPECT_EQ(torch::get_default_dtype(), caffe2::TypeMeta::Make<float>());  // restored after
+  std::map<std::string, torch::Tensor> wide;
+  for (const auto& item : fp32->named_parameters()) wide[item.key()] = item.value();
+  for (const auto& item : bf16->named_parameters()) {
+    EXPECT_EQ(item.value().scalar_type(), torch::kBFloat16) << item.key();
+    EXPECT_TRUE(torch::equal(item.value(), wide.at(item.key()).to(torch::kBFloat16))) << item.key();
+  }
+  c.lora.rank = 2;
+  c.lora.target = "q_proj";
+  c.lora.modules_to_save = "lm_head";
+  family::attach_lora(*bf16, c);
+  for (const auto& item : bf16->named_parameters())
+    EXPECT_EQ(item.value().scalar_type(), item.value().requires_grad() ? torch::kFloat : torch::kBFloat16) << item.key();
+  EXPECT_TRUE(bf16->lm_head->weight.requires_grad());
+}
+
 TEST(Lora, APeftDirectoryIsAModelForEvalAndGenerate) {
   const std::string dir = placed_fixture("llama-gqa");
   train::Config c = train::config_for_model(dir, "", {});  // the base's config.json gives the shape

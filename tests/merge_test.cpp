@@ -185,7 +185,9 @@ TEST(MergeEngine, WhatAMethodCannotDoIsNamed) {
   EXPECT_NE(error("dare", two, paths[0], [](MethodParams& p) { p.density = 1.5; }).find("--density must be in (0, 1]"), std::string::npos);
   EXPECT_NE(error("slerp", three, "", none).find("slerp interpolates two inputs, found 3"), std::string::npos);
   EXPECT_NE(error("slerp", two, "", [](MethodParams& p) { p.t = 2; }).find("--t must be in [0, 1]"), std::string::npos);
-  EXPECT_NE(error("mean", two, "", none).find("no merge method 'mean'; lofi has average, dare, slerp, task-arithmetic, ties"),
+  EXPECT_NE(error("model-stock", {paths[1]}, paths[0], none).find("model-stock needs at least 2 fine-tuned inputs"),
+            std::string::npos);
+  EXPECT_NE(error("mean", two, "", none).find("no merge method 'mean'; lofi has average, dare, model-stock, slerp, task-arithmetic, ties"),
             std::string::npos);
   // A base of another model is named.
   io::save_safetensors(dir + "/other.safetensors", {{"w", torch::zeros({16, 8})}});

@@ -39,6 +39,7 @@ LoraRun attach_lora(torch::nn::Module& model, const train::Config& config, std::
     run.base_checksum = io::weights_checksum(model::base_weights(model));
     model::train_loaded_lora(model, run.spec);
     if (config.model.dtype == "bf16") model::cast_frozen_weights(model, torch::kBFloat16);
+    model::widen_trained_weights(model);
     if (line)
       *line = cat("lora: training the rank-", run.spec.r, " adapter ", config.model.init, " further, the base frozen in ",
                   config.model.dtype);
@@ -51,6 +52,7 @@ LoraRun attach_lora(torch::nn::Module& model, const train::Config& config, std::
   const std::vector<std::string> adapted = model::apply_lora(model, run.spec, seed::lora(static_cast<uint64_t>(config.train.seed)));
   run.spec.fan_in_fan_out = model::lora_fan_in_fan_out(model);
   if (config.model.dtype == "bf16") model::cast_frozen_weights(model, torch::kBFloat16);
+  model::widen_trained_weights(model);  // modules_to_save of a base made in bf16 train in fp32
   if (line) {
     int64_t trained = 0, total = 0;
     for (const auto& p : model.parameters()) {

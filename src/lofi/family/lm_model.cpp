@@ -1,5 +1,7 @@
 #include "lofi/family/lm_model.h"
 
+#include <optional>
+
 #include "lofi/family/adapters.h"
 #include "lofi/io/lora_adapter.h"
 #include "lofi/io/safetensors.h"
@@ -8,6 +10,24 @@
 #include "lofi/model/weights.h"
 
 namespace lofi::family {
+
+namespace {
+
+// torch's default dtype set for a scope: what the modules' constructors allocate their weights in.
+class DefaultDtype {
+ public:
+  explicit DefaultDtype(torch::Dtype dtype) : was_(torch::get_default_dtype()) {
+    torch::set_default_dtype(caffe2::TypeMeta::fromScalarType(dtype));
+  }
+  ~DefaultDtype() { torch::set_default_dtype(was_); }
+  DefaultDtype(const DefaultDtype&) = delete;
+  DefaultDtype& operator=(const DefaultDtype&) = delete;
+
+ private:
+  caffe2::TypeMeta was_;
+};
+
+}  // namespace
 
 model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed) {
   // A LoRA adapter (lofi's file or PEFT's directory): its base, then the adapter attached.
@@ -24,6 +44,10 @@ model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed) {
   train::ModelConfig resolved = config;
   train::apply_hf_init(resolved);
   torch::manual_seed(seed);
+  // A bf16 base (model.dtype, a LoRA run's frozen weights) is made in bf16 and loaded into it: a
+  // bf16 checkpoint is never widened to an fp32 copy on the way.
+  std::optional<DefaultDtype> dtype;
+  if (config.dtype == "bf16") dtype.emplace(torch::kBFloat16);
   model::CausalLm lm = model::make_causal_lm(train::lm_config(resolved));
   // Every weight is loaded (a missing one is an error), so initialising them first would only
   // cost time.

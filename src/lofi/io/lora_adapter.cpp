@@ -169,7 +169,7 @@ std::string weights_checksum(const NamedTensors& weights) {
   XXH3_64bits_reset(state);
   for (const auto& [name, t] : weights) {
     XXH3_64bits_update(state, name.data(), name.size() + 1);  // the terminating NUL separates names
-    const torch::Tensor f = t.detach().to(torch::kCPU).to(torch::kFloat).contiguous();
+    const torch::Tensor f = t.detach().to(torch::kCPU).to(torch::kBFloat16).to(torch::kFloat).contiguous();
     XXH3_64bits_update(state, f.data_ptr(), static_cast<size_t>(f.numel()) * sizeof(float));
   }
   const unsigned long long h = XXH3_64bits_digest(state);

@@ -58,7 +58,8 @@ void write_peft_adapter(const std::string& dir, const LoraAdapter& adapter);
 void write_lora_file(const std::string& path, const LoraAdapter& adapter);
 
 // The XXH3-64 (16 hex digits) of a base model's weights as an adapter records it: each tensor's
-// name and its values as fp32, in the given order, so a bf16 and an fp32 copy of one base agree.
+// name and its values rounded to bf16 (then widened to fp32), in the given order, so a base held in
+// bf16 and the same base held in fp32 agree.
 std::string weights_checksum(const NamedTensors& weights);
 
 // Comma-separated names ("q_proj, v_proj") as a list; empty text is an empty list.

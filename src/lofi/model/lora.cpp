@@ -218,6 +218,12 @@ void cast_frozen_weights(torch::nn::Module& module, torch::Dtype dtype) {
     if (!p.requires_grad() && p.scalar_type() != dtype) p.set_data(p.to(dtype));
 }
 
+void widen_trained_weights(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters())
+    if (p.requires_grad() && p.scalar_type() != torch::kFloat) p.set_data(p.to(torch::kFloat));
+}
+
 io::NamedTensors merged_lora_weights(const torch::nn::Module& module) {
   torch::NoGradGuard no_grad;
   std::map<std::string, torch::Tensor> folded;  // "<layer>.weight" -> W + delta

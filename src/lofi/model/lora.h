@@ -71,6 +71,8 @@ void load_trainable_weights(torch::nn::Module& module, const io::SafetensorsFile
 bool has_frozen_weights(const torch::nn::Module& module);
 // The frozen parameters of MODULE converted to DTYPE (a bf16 base under fp32 adapters).
 void cast_frozen_weights(torch::nn::Module& module, torch::Dtype dtype);
+// The trainable parameters of MODULE in fp32 (what AdamW updates), whatever they were made in.
+void widen_trained_weights(torch::nn::Module& module);
 
 // MODULE's weights with every adapter folded into its layer (W + scaling B A, in W's dtype) and
 // the adapters' own tensors left out: the dense model, as PEFT's merge_and_unload gives it.
