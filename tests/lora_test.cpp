@@ -158,6 +158,27 @@ TEST(Lora, ABf16BaseIsMadeInBf16) {
   EXPECT_TRUE(bf16->lm_head->weight.requires_grad());
 }
 
+// Every node starts from the same adapters: A from the run's LoRA stream (train.seed alone, no node
+// in it), B zero; another seed draws another A.
+TEST(Lora, LoraInitIsTheRunsNotTheNodes) {
+  train::Config c = train::config_for_model((kBases / "llama-gqa").string(), "", {});
+  c.lora.rank = 4;
+  auto first_a = [&](int64_t seed) {
+    c.train.seed = seed;
+    model::CausalLm lm = load_base("llama-gqa");
+    family::attach_lora(*lm, c);
+    auto* q = dynamic_cast<model::AdaptableLinearImpl*>(lm->named_modules()["model.layers.0.self_attn.q_proj"].get());
+    EXPECT_TRUE(q->lora_B->weight.eq(0).all().item<bool>());
+    return q->lora_A->weight.clone();
+  };
+  const torch::Tensor a = first_a(3), again = first_a(3), other = first_a(4);
+  EXPECT_TRUE(torch::equal(a, again));
+  EXPECT_FALSE(torch::equal(a, other));
+  // PEFT's Kaiming-uniform bound, 1 / sqrt(in).
+  EXPECT_LE(a.abs().max().item<double>(), 1.0 / std::sqrt(32.0));
+  EXPECT_GT(a.abs().max().item<double>(), 0.5 / std::sqrt(32.0));
+}
+
 TEST(Lora, APeftDirectoryIsAModelForEvalAndGenerate) {
   const std::string dir = placed_fixture("llama-gqa");
   train::Config c = train::config_for_model(dir, "", {});  // the base's config.json gives the shape
@@ -382,7 +403,7 @@ TEST(DistLora, NodesStoreOnlyTheAdaptersAndMergeExactly) {
       EXPECT_NE(e.name.find("lora_"), std::string::npos) << e.name;
     finals.push_back(std::move(a));
   }
-  // Every node started from the same A (one seed stream), and the nodes then trained apart.
+  // The nodes trained apart (that they started from one A is LoraInitIsTheRunsNotTheNodes').
   EXPECT_FALSE(torch::equal(finals[0].tensors[0].second, finals[1].tensors[0].second));
   // The job's merge is the exact one: rank 2 r, equal to merging the finals here.
   const io::LoraAdapter merged = io::read_lora_adapter(run.merged());
