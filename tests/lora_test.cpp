@@ -12,6 +12,7 @@
 #include "lofi/data/token_shards.h"
 #include "lofi/demo/synthetic_images.h"
 #include "lofi/family/adapters.h"
+#include "lofi/family/image_task.h"
 #include "lofi/family/lm_model.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/lora_adapter.h"
@@ -453,6 +454,21 @@ TEST(DistLora, VitNodesWithANewHeadMergeAndEvaluate) {
   test::CommandResult ev = test::run_lofi("eval --model " + run.merged() + " --data val=" + dir + "/images/finetune-val");
   ASSERT_EQ(ev.status, 0) << ev.output;
   EXPECT_NE(ev.output.find("val"), std::string::npos) << ev.output;
+  // Folded into the base (dense): one timm-named file that classifies as the adapter does.
+  test::CommandResult dense = test::run_lofi("average " + run_dir + " --adapter-merge dense --out " + dir + "/dense.safetensors");
+  ASSERT_EQ(dense.status, 0) << dense.output;
+  auto classifier = [&](const std::string& path) {
+    train::Config c = train::config_from_checkpoint(path);
+    model::Vit vit = family::make_vit(c.model, 10, 0);
+    vit->eval();
+    return vit;
+  };
+  model::Vit adapted = classifier(run.merged()), folded = classifier(dir + "/dense.safetensors");
+  EXPECT_EQ(folded->named_parameters().find("blocks.0.attn.qkv.lora_A.weight"), nullptr);  // no adapter left
+  EXPECT_NE(adapted->named_parameters().find("blocks.0.attn.qkv.lora_A.weight"), nullptr);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor images = torch::randn({3, 3, 32, 32});
+  EXPECT_LE((adapted->forward(images) - folded->forward(images)).abs().max().item<double>(), 1e-5);
 }
 
 TEST(DistLora, APeftAdapterTrainsFurther) {

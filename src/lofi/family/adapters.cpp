@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "lofi/error.h"
+#include "lofi/family/image_task.h"
 #include "lofi/family/lm_model.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/merge/inputs.h"
@@ -104,6 +105,41 @@ train::ModelConfig base_model_config(const io::LoraAdapter& adapter) {
   return config.model;
 }
 
+// A ViT adapter's class count: the classes its run recorded, else its saved head's rows.
+int64_t vit_classes(const io::LoraAdapter& adapter, const train::ModelConfig& config) {
+  if (auto it = adapter.metadata.find("lofi.classes"); it != adapter.metadata.end())
+    return static_cast<int64_t>(nlohmann::json::parse(it->second).size());
+  for (const auto& [name, t] : adapter.tensors)
+    if (name == "head.weight") return t.size(0);
+  return config.num_classes;
+}
+
+// ADAPTER folded into its base: the base's weights with every adapter's change added, under the
+// base's names. For a language model, the model too (its export writes a Hugging Face directory).
+io::NamedTensors folded_weights(const io::LoraAdapter& adapter, const train::ModelConfig& base, model::CausalLm* lm_out) {
+  if (base.arch == "vit") {
+    model::Vit vit = make_vit(base, vit_classes(adapter, base), 0);
+    check_adapter_base(adapter, model::base_weights(*vit));
+    model::load_lora_adapter(*vit, adapter);
+    return model::merged_lora_weights(*vit);
+  }
+  model::CausalLm lm = make_lm(base, 0);
+  check_adapter_base(adapter, model::module_weights(*lm));
+  model::load_lora_adapter(*lm, adapter);
+  io::NamedTensors out = model::merged_lora_weights(*lm);
+  if (lm_out) *lm_out = lm;
+  return out;
+}
+
+// The metadata a folded model keeps of its adapter's: the run's config and classes, not the
+// adapter's own keys.
+io::Metadata folded_metadata(const io::LoraAdapter& adapter) {
+  io::Metadata meta;
+  for (const char* key : {"lofi.config", "lofi.classes"})
+    if (auto it = adapter.metadata.find(key); it != adapter.metadata.end()) meta[key] = it->second;
+  return meta;
+}
+
 }  // namespace
 
 nlohmann::json merge_adapter_files(const std::vector<std::string>& inputs, const std::string& out, const AdapterMerge& how,
@@ -128,15 +164,17 @@ nlohmann::json merge_adapter_files(const std::vector<std::string>& inputs, const
   result.adapter.source = out;
   if (dense) {
     const train::ModelConfig base = base_model_config(adapters.front());
-    if (base.arch == "vit") fail("--adapter-merge dense: folding a ViT's adapters is not supported yet; merge with concat");
-    model::CausalLm lm = make_lm(base, 0);
-    check_adapter_base(adapters.front(), model::module_weights(*lm));
-    model::load_lora_adapter(*lm, result.adapter);
-    model::HfExportOptions hf;
-    if (model::is_hf_model_dir(base.init)) hf.source_dir = base.init;
+    model::CausalLm lm;
+    const io::NamedTensors weights = folded_weights(result.adapter, base, &lm);
     std::error_code ec;
-    fs::remove_all(out, ec);
-    model::export_hf(*lm, out, hf);
+    if (lm && !ends_with(out, ".safetensors")) {  // a language model: a Hugging Face directory
+      model::HfExportOptions hf;
+      if (model::is_hf_model_dir(base.init)) hf.source_dir = base.init;
+      fs::remove_all(out, ec);
+      model::export_hf(*lm, out, hf);
+    } else {  // a ViT (timm's names), or a .safetensors asked for: one file, as lofi's checkpoints
+      io::save_safetensors(out, weights, folded_metadata(adapters.front()));
+    }
   } else if (ends_with(out, ".safetensors")) {
     io::write_lora_file(out, result.adapter);
   } else {
@@ -157,21 +195,19 @@ std::vector<std::string> fold_adapters(const std::vector<std::string>& inputs, c
   for (const auto& path : inputs) {
     const io::LoraAdapter adapter = io::read_lora_adapter(path);
     const train::ModelConfig config = base_model_config(adapter);
-    if (config.arch == "vit") fail(path, ": folding a ViT's adapters is not supported yet; merge ViT adapters with --method average");
     if (base.empty()) base = config.init;
     else if (fs::absolute(base).lexically_normal() != fs::absolute(config.init).lexically_normal())
       fail(path, ": its base is ", config.init, ", the first adapter's is ", base, "; adapters merge over one base");
-    model::CausalLm lm = make_lm(config, 0);
-    check_adapter_base(adapter, model::module_weights(*lm));
-    model::load_lora_adapter(*lm, adapter);
+    model::CausalLm lm;
+    const io::NamedTensors weights = folded_weights(adapter, config, &lm);
     const std::string name = dir + "/" + std::to_string(out.size());
-    if (model::is_hf_model_dir(config.init)) {
+    if (lm && model::is_hf_model_dir(config.init)) {
       model::HfExportOptions hf;
       hf.source_dir = config.init;
       model::export_hf(*lm, name, hf);
       out.push_back(name);
     } else {
-      io::save_safetensors(name + ".safetensors", model::merged_lora_weights(*lm));
+      io::save_safetensors(name + ".safetensors", weights, folded_metadata(adapter));
       out.push_back(name + ".safetensors");
     }
   }
