@@ -1,7 +1,6 @@
 #include "options.h"
 
 #include <cstdio>
-#include <filesystem>
 
 #include "lofi/error.h"
 #include "lofi/family/adapters.h"
@@ -62,25 +61,12 @@ bool AdapterMergeFlags::merge_if_adapters(const merge::MergeOptions& options) co
     return false;
   }
   if (options.method != "average") {
-    // Task arithmetic, TIES, Model Stock, ...: on the adapters' dense changes, each adapter folded
-    // into the base beside the output, merged by the engine against that base, then removed.
     if (mode != std::vector<std::string>{"concat"})
       fail("--adapter-merge is how adapters are averaged; --method ", options.method, " merges their dense changes instead");
     merge::MergeOptions dense = options;
-    std::string base;
-    const std::string scratch = options.out + ".folded-inputs";
-    struct Removed {  // the folded inputs go, whether the merge succeeds or not
-      std::string dir;
-      ~Removed() {
-        std::error_code ec;
-        std::filesystem::remove_all(dir, ec);
-      }
-    } removed{scratch};
-    dense.inputs = family::fold_adapters(inputs, scratch, base);
-    if (dense.base.empty()) dense.base = base;
-    const merge::MergeResult r = merge::merge_checkpoints(dense);
-    std::printf("merged %zu adapters' dense changes (%s, base %s) into %s\n", r.used.size(), options.method.c_str(),
-                dense.base.c_str(), options.out.c_str());
+    dense.inputs = inputs;
+    const merge::MergeResult r = family::merge_folded_adapters(dense);
+    std::printf("merged %zu adapters' dense changes (%s) into %s\n", r.used.size(), options.method.c_str(), options.out.c_str());
     return true;
   }
   family::AdapterMerge how;

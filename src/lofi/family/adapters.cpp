@@ -214,6 +214,21 @@ std::vector<std::string> fold_adapters(const std::vector<std::string>& inputs, c
   return out;
 }
 
+merge::MergeResult merge_folded_adapters(merge::MergeOptions options) {
+  const std::string scratch = options.out + ".folded-inputs";
+  struct Removed {  // the folded inputs go, whether the merge succeeds or not
+    std::string dir;
+    ~Removed() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } removed{scratch};
+  std::string base;
+  options.inputs = fold_adapters(options.inputs, scratch, base);
+  if (options.base.empty()) options.base = base;
+  return merge::merge_checkpoints(options);
+}
+
 void write_peft_output(const std::string& adapter, const std::string& out_dir) {
   io::write_peft_adapter(out_dir, io::read_lora_adapter(adapter));
 }

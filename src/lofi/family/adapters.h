@@ -10,6 +10,7 @@
 
 #include "lofi/io/lora_adapter.h"
 #include "lofi/merge/adapters.h"
+#include "lofi/merge/engine.h"
 #include "lofi/train/config.h"
 
 namespace lofi::family {
@@ -54,6 +55,12 @@ nlohmann::json merge_adapter_files(const std::vector<std::string>& inputs, const
 // methods other than the average work on. Returns the written paths, in order, and sets BASE to
 // the adapters' base (all must share it).
 std::vector<std::string> fold_adapters(const std::vector<std::string>& inputs, const std::string& dir, std::string& base);
+
+// A merge method other than the average (task arithmetic, TIES, Model Stock, ...) over the LoRA
+// adapters OPTIONS.inputs: each folded into its base beside the output (fold_adapters, in
+// OPTIONS.out + ".folded-inputs", removed whether the merge succeeds or not), then merged by the
+// engine against OPTIONS.base, or the adapters' base when none is given.
+merge::MergeResult merge_folded_adapters(merge::MergeOptions options);
 
 // Writes the lofi adapter file ADAPTER as a PEFT directory OUT_DIR (replacing an older one).
 void write_peft_output(const std::string& adapter, const std::string& out_dir);
