@@ -121,12 +121,15 @@ TEST(Report, OnePageForBothHalvesWithTheVerdictsFirst) {
       {"points", {{{"alpha", 0}, {"metrics", {{"loss/sums", 2.0}}}}, {{"alpha", 1}, {"metrics", {{"loss/sums", 2.1}}}}}}}.dump();
 
   std::ofstream(dir + "/lofi/averaging-check.json")
-      << R"({"metric":"loss","average":1.25,"best_node":1.2,"beats_every_node":false,"nodes":{"0":1.2}})";
+      << R"({"metric":"loss","average":1.25,"best_node":1.2,"beats_every_node":false,"nodes":{"0":1.2},)"
+         R"("agreement":{"mean":0.5,"lowest":{"tensor":"w","cosine":0.25},"tensors":{"w":0.25,"v":0.75}}})";
   const std::string html = read_all(write_run_report(dir));
   EXPECT_NE(html.find("lofi: the average beats every node on data.val: does not hold (validation loss: lo-fi 1.25, the "
                       "best node 1.2; the job&#39;s averaging check)"),
             std::string::npos)
       << html.substr(0, 3000);
+  // And how far its nodes agreed.
+  EXPECT_NE(html.find("lofi: nodes&#39; changes agree: mean cosine 0.500 over 2 tensors (lowest 0.250, w)"), std::string::npos);
   const size_t verdicts = html.find("Verdicts"), language = html.find("<h2>Language: fine-tuning</h2>"),
                vision = html.find("<h2>Vision: fine-tuning a ViT</h2>");
   ASSERT_NE(verdicts, std::string::npos);

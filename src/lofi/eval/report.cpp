@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lofi/error.h"
+#include "lofi/merge/agreement.h"
 #include "lofi/eval/projection.h"
 #include "lofi/eval/results_file.h"
 #include "lofi/eval/svg_chart.h"
@@ -417,13 +418,24 @@ std::string verdicts_html(const std::vector<Section>& sections) {
                         {"against", "the best node"}, {"rule", "the job's averaging check"},
                         {"holds", c.value("beats_every_node", false)}});
     }
-  if (claims.empty()) return "";
+  // How far each job's nodes agreed (merge/agreement.h): information beside the verdicts.
+  std::vector<std::string> agreements;
+  for (const auto& s : sections)
+    for (const auto& run : s.runs) {
+      const json& c = run.averaging_check;
+      if (!c.is_object() || !c.contains("agreement") || !c["agreement"].is_object()) continue;
+      const std::string where = s.dir == sections[0].dir ? run.name : s.dir.filename().string() + "/" + run.name;
+      agreements.push_back(where + ": " + merge::agreement_text(c["agreement"]));
+    }
+  if (claims.empty() && agreements.empty()) return "";
   std::string html = "<div class='verdicts'><h2>Verdicts</h2><ul>";
   for (const auto& c : claims)
     if (c.is_object())
       html += std::string("<li class='") + (c.value("holds", false) ? "holds" : "fails") + "'>" +
               html_escape(verdict_sentence(c)) + "</li>";
-  return html + "</ul></div>";
+  html += "</ul>";
+  for (const auto& a : agreements) html += "<p>" + html_escape(a) + "</p>";
+  return html + "</div>";
 }
 
 }  // namespace

@@ -41,8 +41,8 @@ void AdaptableLinearImpl::attach_lora(int64_t rank, double scaling, double dropo
     lora_A = register_module("lora_A", linear(in_features(), rank));
     lora_B = register_module("lora_B", linear(rank, out_features()));
   }
-  lora_A->to(weight.device());
-  lora_B->to(weight.device());
+  lora_A->to(weight.device(), torch::kFloat);  // adapters are fp32 whatever the base's dtype
+  lora_B->to(weight.device(), torch::kFloat);
   lora_scaling = scaling;
   lora_dropout = dropout;
 }
