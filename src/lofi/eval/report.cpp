@@ -8,13 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include "lofi/error.h"
-#include "lofi/merge/agreement.h"
 #include "lofi/eval/projection.h"
 #include "lofi/eval/results_file.h"
 #include "lofi/eval/svg_chart.h"
 #include "lofi/eval/table.h"
 #include "lofi/eval/verdict.h"
 #include "lofi/io/atomic_file.h"
+#include "lofi/merge/agreement.h"
 #include "lofi/run/metrics_record.h"
 #include "lofi/run/run_dir.h"
 
