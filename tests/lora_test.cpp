@@ -321,6 +321,35 @@ TEST(Lora, NodeAgreementIsTheMeanCosineOfTheirChanges) {
   }
 }
 
+TEST(Lora, AdapterMergeFlagsAreCheckedByName) {
+  const std::string dir = test::scratch_dir(), base_dir = (kBases / "llama-gqa").string();
+  std::string two;
+  for (uint64_t seed : {1, 2}) {
+    model::CausalLm lm = load_base("llama-gqa");
+    const std::string path = dir + "/a" + std::to_string(seed);
+    io::write_peft_adapter(path, random_adapter(*lm, spec_of(2, 4, {"q_proj"}, base_dir), seed));
+    two += " " + path;
+  }
+  auto refused = [&](const std::string& args, const std::string& says) {
+    test::CommandResult r = test::run_lofi(args);
+    EXPECT_NE(r.status, 0) << args;
+    EXPECT_NE(r.output.find(says), std::string::npos) << args << "\n" << r.output;
+    EXPECT_FALSE(fs::exists(dir + "/out")) << args;  // nothing half-written
+  };
+  refused("average" + two + " --adapter-merge svd --out " + dir + "/out", "svd needs the rank");
+  refused("average" + two + " --adapter-merge svd 0 --out " + dir + "/out", "R must be >= 1, found 0");
+  refused("average" + two + " --adapter-merge median --out " + dir + "/out", "expected concat, dense, svd R or factors");
+  refused("merge --method ties" + two + " --adapter-merge factors --out " + dir + "/out", "merges their dense changes instead");
+  refused("average " + (kBases / "llama-gqa").string() + " " + (kBases / "llama-gqa").string() +
+              " --adapter-merge factors --out " + dir + "/out",
+          "applies to LoRA adapters");
+  // svd 1 says what it lost.
+  test::CommandResult svd = test::run_lofi("average" + two + " --adapter-merge svd 1 --out " + dir + "/svd1");
+  ASSERT_EQ(svd.status, 0) << svd.output;
+  EXPECT_NE(svd.output.find("relative error against the exact average"), std::string::npos) << svd.output;
+  EXPECT_EQ(io::read_lora_adapter(dir + "/svd1").spec.r, 1);
+}
+
 TEST(Lora, MergesRefuseAdaptersThatDifferUnlessForced) {
   model::CausalLm lm = load_base("llama-gqa");
   io::LoraAdapter a = random_adapter(*lm, spec_of(2, 4, {"q_proj"}, ""), 1);
