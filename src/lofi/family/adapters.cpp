@@ -7,6 +7,7 @@
 #include "lofi/family/image_task.h"
 #include "lofi/family/lm_model.h"
 #include "lofi/io/atomic_file.h"
+#include "lofi/io/temporaries.h"
 #include "lofi/merge/inputs.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/lora.h"
@@ -21,10 +22,12 @@ namespace fs = std::filesystem;
 
 io::Metadata LoraRun::metadata() const {
   if (!enabled()) return {};
-  return {{io::kLoraSpecKey, spec.to_json().dump()}, {io::kLoraBaseChecksumKey, base_checksum}};
+  io::Metadata meta{{io::kLoraSpecKey, spec.to_json().dump()}};
+  if (!base_checksum.empty()) meta[io::kLoraBaseChecksumKey] = base_checksum;
+  return meta;
 }
 
-LoraRun attach_lora(torch::nn::Module& model, const train::Config& config, std::string* line) {
+LoraRun attach_lora(torch::nn::Module& model, const train::Config& config, bool record_checksum, std::string* line) {
   LoraRun run;
   if (!config.lora.enabled()) return run;
   run.active = true;
@@ -37,7 +40,7 @@ LoraRun attach_lora(torch::nn::Module& model, const train::Config& config, std::
            " (or fold it into its base with lofi export and start new adapters from that)");
     run.spec = adapter.spec;
     run.spec.dropout = config.lora.dropout;
-    run.base_checksum = io::weights_checksum(model::base_weights(model));
+    if (record_checksum) run.base_checksum = io::weights_checksum(model::base_weights(model));
     model::train_loaded_lora(model, run.spec);
     if (config.model.dtype == "bf16") model::cast_frozen_weights(model, torch::kBFloat16);
     model::widen_trained_weights(model);
@@ -48,8 +51,8 @@ LoraRun attach_lora(torch::nn::Module& model, const train::Config& config, std::
   }
   // PEFT's base_model_name_or_path: an absolute path, so the adapter loads from anywhere.
   run.spec = config.lora.spec(config.model.init.empty() ? "" : fs::absolute(config.model.init).lexically_normal().string());
+  if (record_checksum) run.base_checksum = io::weights_checksum(model::module_weights(model));
   if (config.model.arch != "vit") run.spec.task_type = "CAUSAL_LM";
-  run.base_checksum = io::weights_checksum(model::module_weights(model));
   const std::vector<std::string> adapted = model::apply_lora(model, run.spec, seed::lora(static_cast<uint64_t>(config.train.seed)));
   run.spec.fan_in_fan_out = model::lora_fan_in_fan_out(model);
   if (config.model.dtype == "bf16") model::cast_frozen_weights(model, torch::kBFloat16);
@@ -83,13 +86,13 @@ std::string adapter_base(const io::LoraAdapter& adapter) {
   return base;
 }
 
-void check_adapter_base(const io::LoraAdapter& adapter, const io::NamedTensors& base_weights) {
-  auto it = adapter.metadata.find(io::kLoraBaseChecksumKey);
-  if (it == adapter.metadata.end() || it->second.empty()) return;
-  const std::string have = io::weights_checksum(base_weights);
-  if (have != it->second)
-    fail(adapter.source, ": an adapter of another base: it was trained on weights whose XXH3 is ", it->second,
-         ", the base given has ", have, " (", adapter_base(adapter), ")");
+void attach_adapter(torch::nn::Module& base, const io::LoraAdapter& adapter, const std::string& dtype) {
+  if (auto it = adapter.metadata.find(io::kLoraBaseChecksumKey); it != adapter.metadata.end() && !it->second.empty())
+    if (const std::string have = io::weights_checksum(model::base_weights(base)); have != it->second)
+      fail(adapter.source, ": an adapter of another base: it was trained on weights whose XXH3 is ", it->second,
+           ", the base given has ", have, " (", adapter_base(adapter), ")");
+  if (dtype == "bf16") base.to(torch::kBFloat16);  // the base only: the adapter comes next, in fp32
+  model::load_lora_adapter(base, adapter);
 }
 
 namespace {
@@ -119,13 +122,11 @@ int64_t vit_classes(const io::LoraAdapter& adapter, const train::ModelConfig& co
 io::NamedTensors folded_weights(const io::LoraAdapter& adapter, const train::ModelConfig& base, model::CausalLm* lm_out) {
   if (base.arch == "vit") {
     model::Vit vit = make_vit(base, vit_classes(adapter, base), 0);
-    check_adapter_base(adapter, model::base_weights(*vit));
-    model::load_lora_adapter(*vit, adapter);
+    attach_adapter(*vit, adapter, "fp32");
     return model::merged_lora_weights(*vit);
   }
   model::CausalLm lm = make_lm(base, 0);
-  check_adapter_base(adapter, model::module_weights(*lm));
-  model::load_lora_adapter(*lm, adapter);
+  attach_adapter(*lm, adapter, "fp32");
   io::NamedTensors out = model::merged_lora_weights(*lm);
   if (lm_out) *lm_out = lm;
   return out;
@@ -186,45 +187,63 @@ nlohmann::json merge_adapter_files(const std::vector<std::string>& inputs, const
   return result.error;
 }
 
-std::vector<std::string> fold_adapters(const std::vector<std::string>& inputs, const std::string& dir, std::string& base) {
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  io::make_dirs(dir);
-  std::vector<std::string> out;
-  base.clear();
-  for (const auto& path : inputs) {
-    const io::LoraAdapter adapter = io::read_lora_adapter(path);
-    const train::ModelConfig config = base_model_config(adapter);
-    if (base.empty()) base = config.init;
-    else if (fs::absolute(base).lexically_normal() != fs::absolute(config.init).lexically_normal())
-      fail(path, ": its base is ", config.init, ", the first adapter's is ", base, "; adapters merge over one base");
-    model::CausalLm lm;
-    const io::NamedTensors weights = folded_weights(adapter, config, &lm);
-    const std::string name = dir + "/" + std::to_string(out.size());
-    if (lm && model::is_hf_model_dir(config.init)) {
-      model::HfExportOptions hf;
-      hf.source_dir = config.init;
-      model::export_hf(*lm, name, hf);
-      out.push_back(name);
-    } else {
-      io::save_safetensors(name + ".safetensors", weights, folded_metadata(adapter));
-      out.push_back(name + ".safetensors");
+namespace {
+
+// Adapters folded into their base, written beside a merge's output as OUT.folded-K (a Hugging Face
+// directory, or a .safetensors file), each registered as a temporary before it is made, so a
+// signal removes them too; removed, and unregistered, when this goes out of scope.
+class FoldedInputs {
+ public:
+  explicit FoldedInputs(std::string out) : out_(std::move(out)) {}
+  ~FoldedInputs() {
+    for (const auto& p : paths_) {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+      io::unregister_temporary(p);
     }
   }
-  return out;
-}
+  FoldedInputs(const FoldedInputs&) = delete;
+  FoldedInputs& operator=(const FoldedInputs&) = delete;
+
+  // Each of INPUTS folded; BASE becomes their one base.
+  std::vector<std::string> fold(const std::vector<std::string>& inputs, std::string& base) {
+    base.clear();
+    for (const auto& path : inputs) {
+      const io::LoraAdapter adapter = io::read_lora_adapter(path);
+      const train::ModelConfig config = base_model_config(adapter);
+      if (base.empty()) base = config.init;
+      else if (fs::absolute(base).lexically_normal() != fs::absolute(config.init).lexically_normal())
+        fail(path, ": its base is ", config.init, ", the first adapter's is ", base, "; adapters merge over one base");
+      model::CausalLm lm;
+      const io::NamedTensors weights = folded_weights(adapter, config, &lm);
+      const bool hf_dir = lm && model::is_hf_model_dir(config.init);
+      const std::string name = out_ + ".folded-" + std::to_string(paths_.size()) + (hf_dir ? "" : ".safetensors");
+      std::error_code ec;
+      fs::remove_all(name, ec);
+      io::register_temporary(name, /*directory=*/hf_dir);
+      paths_.push_back(name);
+      if (hf_dir) {
+        model::HfExportOptions hf;
+        hf.source_dir = config.init;
+        model::export_hf(*lm, name, hf);
+      } else {
+        io::save_safetensors(name, weights, folded_metadata(adapter));
+      }
+    }
+    return paths_;
+  }
+
+ private:
+  std::string out_;
+  std::vector<std::string> paths_;
+};
+
+}  // namespace
 
 merge::MergeResult merge_folded_adapters(merge::MergeOptions options) {
-  const std::string scratch = options.out + ".folded-inputs";
-  struct Removed {  // the folded inputs go, whether the merge succeeds or not
-    std::string dir;
-    ~Removed() {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  } removed{scratch};
+  FoldedInputs folded(options.out);
   std::string base;
-  options.inputs = fold_adapters(options.inputs, scratch, base);
+  options.inputs = folded.fold(options.inputs, base);
   if (options.base.empty()) options.base = base;
   return merge::merge_checkpoints(options);
 }

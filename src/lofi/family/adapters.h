@@ -15,7 +15,8 @@
 
 namespace lofi::family {
 
-// What a LoRA run's adapter files record: the spec, and the checksum of the base it adapts.
+// What a LoRA run's adapter files record: the spec, and the checksum of the base it adapts (empty
+// where not computed: then the metadata leaves it out).
 struct LoraRun {
   bool active = false;  // lora.rank > 0
   io::LoraSpec spec;
@@ -25,16 +26,18 @@ struct LoraRun {
   io::Metadata metadata() const;
 };
 
-// Applies CONFIG's [lora] section to MODEL (nothing when lora.rank = 0): records the base's
-// checksum, attaches the adapters (A from the run's LoRA seed stream), freezes the rest and casts
-// it to model.dtype. LINE, when given, receives a line saying what trains.
-LoraRun attach_lora(torch::nn::Module& model, const train::Config& config, std::string* line = nullptr);
+// Applies CONFIG's [lora] section to MODEL (nothing when lora.rank = 0): attaches the adapters (A
+// from the run's LoRA seed stream), freezes the rest and casts it to model.dtype. RECORD_CHECKSUM:
+// the base's checksum goes into the run's files (the worker that writes them: hashing an 8B base
+// takes seconds). LINE, when given, receives a line saying what trains.
+LoraRun attach_lora(torch::nn::Module& model, const train::Config& config, bool record_checksum, std::string* line = nullptr);
 
 // The base model of an adapter: a lofi adapter file's run started from it (lofi.config's
 // model.init), a PEFT directory names it (base_model_name_or_path, which must be a local path).
 std::string adapter_base(const io::LoraAdapter& adapter);
-// Fails naming the adapter when it records a base checksum and BASE_WEIGHTS' differs.
-void check_adapter_base(const io::LoraAdapter& adapter, const io::NamedTensors& base_weights);
+// ADAPTER onto BASE, the model it was trained on: refused, naming the adapter, when it records a
+// base checksum and BASE's differs; BASE cast to DTYPE ("bf16" or "fp32") first, the adapter fp32.
+void attach_adapter(torch::nn::Module& base, const io::LoraAdapter& adapter, const std::string& dtype);
 
 // --adapter-merge: concat, dense, svd (with a rank) or factors.
 struct AdapterMerge {
@@ -50,15 +53,9 @@ struct AdapterMerge {
 nlohmann::json merge_adapter_files(const std::vector<std::string>& inputs, const std::string& out, const AdapterMerge& how,
                                    const io::Metadata& extra = {});
 
-// Each adapter of INPUTS folded into its base, written under DIR (made anew) in its base's form (a
-// Hugging Face directory for a directory base, a safetensors file for a file base): what merge
-// methods other than the average work on. Returns the written paths, in order, and sets BASE to
-// the adapters' base (all must share it).
-std::vector<std::string> fold_adapters(const std::vector<std::string>& inputs, const std::string& dir, std::string& base);
-
 // A merge method other than the average (task arithmetic, TIES, Model Stock, ...) over the LoRA
-// adapters OPTIONS.inputs: each folded into its base beside the output (fold_adapters, in
-// OPTIONS.out + ".folded-inputs", removed whether the merge succeeds or not), then merged by the
+// adapters OPTIONS.inputs: each folded into its base beside the output (OPTIONS.out + ".folded-K",
+// temporaries removed whether the merge succeeds or not, and on a signal), then merged by the
 // engine against OPTIONS.base, or the adapters' base when none is given.
 merge::MergeResult merge_folded_adapters(merge::MergeOptions options);
 

@@ -34,9 +34,7 @@ model::Vit make_vit(const train::ModelConfig& config, int64_t num_classes, uint6
     train::ModelConfig base = config;
     base.init = adapter_base(adapter);
     model::Vit vit = make_vit(base, num_classes, seed, notices, head_reinitialised);
-    check_adapter_base(adapter, model::base_weights(*vit));
-    if (config.dtype == "bf16") vit->to(torch::kBFloat16);  // the base only: the adapter comes next, in fp32
-    model::load_lora_adapter(*vit, adapter);
+    attach_adapter(*vit, adapter, config.dtype);
     return vit;
   }
   torch::manual_seed(seed);
@@ -97,7 +95,7 @@ ImageTask::ImageTask(const train::Config& config, const dist::Topology& topo, ui
   std::vector<std::string> notices;
   model_ = make_vit(config.model, static_cast<int64_t>(classes.size()), init_seed, &notices, &head_is_new_);
   std::string lora_line;
-  lora_ = attach_lora(*model_, config, &lora_line);
+  lora_ = attach_lora(*model_, config, /*record_checksum=*/topo.node_rank == 0, &lora_line);
   if (!lora_line.empty()) notices.push_back(lora_line);
   if (topo.node_rank == 0 && topo.node == 0)
     for (const auto& n : notices) std::printf("%s\n", n.c_str());

@@ -36,9 +36,7 @@ model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed) {
     train::ModelConfig base = config;
     base.init = adapter_base(adapter);
     model::CausalLm lm = make_lm(base, seed);
-    check_adapter_base(adapter, model::module_weights(*lm));
-    if (config.dtype == "bf16") lm->to(torch::kBFloat16);  // the base only: the adapter comes next, in fp32
-    model::load_lora_adapter(*lm, adapter);
+    attach_adapter(*lm, adapter, config.dtype);
     return lm;
   }
   train::ModelConfig resolved = config;

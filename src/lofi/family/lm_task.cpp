@@ -38,7 +38,7 @@ LmTask::LmTask(const train::Config& config, const dist::Topology& topo, uint64_t
     }
   }
   std::string lora_line;
-  lora_ = attach_lora(*model_, config, &lora_line);
+  lora_ = attach_lora(*model_, config, /*record_checksum=*/topo.node_rank == 0, &lora_line);
   if (!lora_line.empty() && topo.node == 0 && topo.node_rank == 0) std::printf("%s\n", lora_line.c_str());
   if (!config.data.val.empty()) {
     val_ = std::make_unique<data::TokenShards>(data::split_paths(config.data.val), config.model.vocab_size, config.data.format);

@@ -91,6 +91,16 @@ LoraSpec LoraSpec::from_json(const nlohmann::json& j, const std::string& source)
   return s;
 }
 
+bool is_lora_factor(const std::string& name) { return ends_with(name, kLoraASuffix) || ends_with(name, kLoraBSuffix); }
+
+std::vector<std::string> adapted_layers(const LoraAdapter& adapter) {
+  const size_t n = std::string(kLoraASuffix).size();
+  std::vector<std::string> layers;
+  for (const auto& [name, t] : adapter.tensors)
+    if (ends_with(name, kLoraASuffix)) layers.push_back(name.substr(0, name.size() - n));
+  return layers;
+}
+
 bool is_lora_adapter(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) return fs::exists(fs::path(path) / "adapter_config.json", ec);

@@ -39,6 +39,9 @@ struct LoraSpec {
 // The metadata keys of lofi's adapter files.
 inline constexpr const char* kLoraSpecKey = "lofi.lora";
 inline constexpr const char* kLoraBaseChecksumKey = "lofi.lora_base_xxh3";  // of the base's weights
+// The suffixes of a layer's adapter factors: "<layer>.lora_A.weight" (r, in), "<layer>.lora_B.weight" (out, r).
+inline constexpr const char* kLoraASuffix = ".lora_A.weight";
+inline constexpr const char* kLoraBSuffix = ".lora_B.weight";
 // PEFT's prefix of the tensor names in adapter_model.safetensors.
 inline constexpr const char* kPeftPrefix = "base_model.model.";
 
@@ -48,6 +51,11 @@ struct LoraAdapter {
   Metadata metadata;     // of lofi's file (empty for a PEFT directory)
   std::string source;    // the path read
 };
+
+// Whether NAME is an adapter factor's (lora_A or lora_B), not a saved module's.
+bool is_lora_factor(const std::string& name);
+// The layers ADAPTER adapts ("model.layers.0.self_attn.q_proj"), in file order.
+std::vector<std::string> adapted_layers(const LoraAdapter& adapter);
 
 // PATH is a PEFT adapter directory, or a safetensors file carrying kLoraSpecKey.
 bool is_lora_adapter(const std::string& path);

@@ -4,26 +4,19 @@
 #include <map>
 
 #include "lofi/error.h"
+#include "lofi/merge/nonfinite.h"
 #include "lofi/strings.h"
 
 namespace lofi::merge {
 
 namespace {
 
-const std::string kA = ".lora_A.weight", kB = ".lora_B.weight";
+const std::string kA = io::kLoraASuffix, kB = io::kLoraBSuffix;
 
 std::string names(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
   return out;
-}
-
-// The layers an adapter adapts, in file order.
-std::vector<std::string> adapted_layers(const io::LoraAdapter& a) {
-  std::vector<std::string> layers;
-  for (const auto& [name, t] : a.tensors)
-    if (ends_with(name, kA)) layers.push_back(name.substr(0, name.size() - kA.size()));
-  return layers;
 }
 
 std::map<std::string, torch::Tensor> by_name(const io::LoraAdapter& a) { return {a.tensors.begin(), a.tensors.end()}; }
@@ -91,6 +84,10 @@ AdapterMergeResult merge_adapters(const std::vector<io::LoraAdapter>& adapters, 
            "each with its own scaling, at the first one's rank and targets)");
   if (options.mode == AdapterMergeMode::svd && options.svd_rank <= 0)
     fail("--adapter-merge svd: the rank R must be >= 1, found ", options.svd_rank);
+  // An adapter holding NaN or Inf would make every merge of it NaN or Inf: refused by name, as the
+  // merge engine refuses such weights.
+  for (const auto& a : adapters)
+    refuse_nonfinite_weights(a.tensors, a.source, "the adapter of a diverged run; leave it out");
   torch::NoGradGuard no_grad;
   const double n = static_cast<double>(adapters.size());
   const io::LoraAdapter& first = adapters.front();
@@ -106,7 +103,7 @@ AdapterMergeResult merge_adapters(const std::vector<io::LoraAdapter>& adapters, 
   double max_error = 0;
   nlohmann::json layer_errors = nlohmann::json::object();
   std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> merged;  // layer -> (A, B)
-  for (const std::string& layer : adapted_layers(first)) {
+  for (const std::string& layer : io::adapted_layers(first)) {
     // Stacked, each node's scaling applied to its B and 1/N: the exact average is Bcat @ Acat.
     std::vector<torch::Tensor> as, bs;
     for (size_t i = 0; i < adapters.size(); ++i) {

@@ -6,7 +6,6 @@
 #include <map>
 
 #include "lofi/io/safetensors_set.h"
-#include "lofi/strings.h"
 
 namespace lofi::merge {
 
@@ -76,13 +75,11 @@ nlohmann::json delta_agreement(const std::vector<std::string>& finals, const std
 nlohmann::json adapter_agreement(const std::vector<io::LoraAdapter>& adapters) {
   if (adapters.size() < 2) return nullptr;
   torch::NoGradGuard no_grad;
-  const std::string kA = ".lora_A.weight", kB = ".lora_B.weight";
+  const std::string kA = io::kLoraASuffix, kB = io::kLoraBSuffix;
   std::vector<std::map<std::string, torch::Tensor>> all;
   for (const auto& a : adapters) all.emplace_back(a.tensors.begin(), a.tensors.end());
   std::map<std::string, double> cosines;
-  for (const auto& [name, unused] : adapters[0].tensors) {
-    if (!ends_with(name, kA)) continue;
-    const std::string layer = name.substr(0, name.size() - kA.size());
+  for (const std::string& layer : io::adapted_layers(adapters[0])) {
     std::vector<torch::Tensor> as, bs;
     for (size_t i = 0; i < adapters.size(); ++i) {
       as.push_back(all[i].at(layer + kA).to(torch::kDouble));

@@ -5,6 +5,7 @@
 
 #include "lofi/error.h"
 #include "lofi/model/linear.h"
+#include "lofi/model/weights.h"
 #include "lofi/strings.h"
 
 namespace lofi::model {
@@ -52,10 +53,6 @@ AdaptableLinearImpl* layer_named(torch::nn::Module& module, const std::string& n
   for (const auto& item : module.named_modules(/*name_prefix=*/"", /*include_self=*/false))
     if (item.key() == name) return dynamic_cast<AdaptableLinearImpl*>(item.value().get());
   return nullptr;
-}
-
-bool is_adapter_tensor(const std::string& name) {
-  return ends_with(name, ".lora_A.weight") || ends_with(name, ".lora_B.weight");
 }
 
 void unfreeze_saved_modules(torch::nn::Module& module, const std::vector<std::string>& names, const char* source) {
@@ -122,7 +119,7 @@ bool lora_fan_in_fan_out(const torch::nn::Module& module) {
 void train_loaded_lora(torch::nn::Module& module, const io::LoraSpec& spec) {
   bool any = false;
   for (const auto& item : module.named_parameters()) {
-    const bool adapter = is_adapter_tensor(item.key());
+    const bool adapter = io::is_lora_factor(item.key());
     item.value().set_requires_grad(adapter);
     any |= adapter;
   }
@@ -136,7 +133,7 @@ void train_loaded_lora(torch::nn::Module& module, const io::LoraSpec& spec) {
 io::NamedTensors base_weights(const torch::nn::Module& module) {
   io::NamedTensors out;
   for (const auto& item : module.named_parameters())
-    if (!is_adapter_tensor(item.key())) out.emplace_back(item.key(), item.value().detach());
+    if (!io::is_lora_factor(item.key())) out.emplace_back(item.key(), item.value().detach());
   for (const auto& item : module.named_buffers()) out.emplace_back(item.key(), item.value().detach());
   return out;
 }
@@ -147,7 +144,7 @@ void load_lora_adapter(torch::nn::Module& module, const io::LoraAdapter& adapter
   for (const auto& item : module.named_parameters()) params[item.key()] = item.value();
   // The adapters first: lora_A names the layer and gives the rank.
   std::set<std::string> done;
-  const std::string suffix_a = ".lora_A.weight", suffix_b = ".lora_B.weight";
+  const std::string suffix_a = io::kLoraASuffix, suffix_b = io::kLoraBSuffix;
   std::map<std::string, torch::Tensor> by_name(adapter.tensors.begin(), adapter.tensors.end());
   for (const auto& [name, a] : adapter.tensors) {
     if (!ends_with(name, suffix_a)) continue;
@@ -190,20 +187,9 @@ io::NamedTensors trainable_weights(const torch::nn::Module& module) {
 }
 
 void load_trainable_weights(torch::nn::Module& module, const io::SafetensorsFile& file) {
-  torch::NoGradGuard no_grad;
-  std::set<std::string> wanted;
-  for (auto& [name, target] : trainable_weights(module)) {
-    const io::TensorEntry* e = file.find(name);
-    if (!e) fail(file.path(), ": missing tensor '", name, "' (shape ", target.sizes(), ")");
-    torch::Tensor t = file.view(*e);
-    if (t.sizes() != target.sizes())
-      fail(file.path(), ": tensor '", name, "' has shape ", t.sizes(), ", the model expects ", target.sizes());
-    target.copy_(t);
-    wanted.insert(name);
-  }
-  for (const auto& e : file.entries())
-    if (!wanted.count(e.name))
-      fail(file.path(), ": unexpected tensor '", e.name, "' (not a trained parameter of this model; another run's file?)");
+  io::NamedTensors views;
+  for (const auto& e : file.entries()) views.emplace_back(e.name, file.view(e));
+  copy_named_tensors(trainable_weights(module), views, file.path());
 }
 
 bool has_frozen_weights(const torch::nn::Module& module) {
@@ -234,8 +220,8 @@ io::NamedTensors merged_lora_weights(const torch::nn::Module& module) {
     const torch::Tensor& w = layer->weight;
     folded[item.key() + ".weight"] =
         (w.to(torch::kFloat) + layer->to_storage_layout(layer->lora_delta().to(w.device()))).to(w.scalar_type());
-    adapter_tensors.insert(item.key() + ".lora_A.weight");
-    adapter_tensors.insert(item.key() + ".lora_B.weight");
+    adapter_tensors.insert(item.key() + io::kLoraASuffix);
+    adapter_tensors.insert(item.key() + io::kLoraBSuffix);
   }
   io::NamedTensors out;
   for (const auto& item : module.named_parameters()) {

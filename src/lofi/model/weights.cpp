@@ -16,10 +16,15 @@ io::NamedTensors module_weights(const torch::nn::Module& module) {
 
 void load_named_tensors(torch::nn::Module& module, const io::NamedTensors& tensors, const std::string& source,
                         const std::vector<std::string>& ignored, const std::function<void(const std::string&)>& copied) {
+  copy_named_tensors(module_weights(module), tensors, source, ignored, copied);
+}
+
+void copy_named_tensors(const io::NamedTensors& targets, const io::NamedTensors& tensors, const std::string& source,
+                        const std::vector<std::string>& ignored, const std::function<void(const std::string&)>& copied) {
   torch::NoGradGuard no_grad;
   std::map<std::string, const torch::Tensor*> by_name;
   for (const auto& [name, t] : tensors) by_name[name] = &t;
-  for (auto& [name, target] : module_weights(module)) {
+  for (auto [name, target] : targets) {
     auto it = by_name.find(name);
     if (it == by_name.end()) fail(source, ": missing tensor '", name, "' (shape ", target.sizes(), ")");
     if (it->second->sizes() != target.sizes())

@@ -13,6 +13,13 @@ namespace lofi::model {
 // Parameters then buffers, by name, detached (shares storage with the module).
 io::NamedTensors module_weights(const torch::nn::Module& module);
 
+// Copies TENSORS into TARGETS (views of a module's own tensors, by name), converting dtype, checked
+// as load_module_weights below. What load_named_tensors does for every weight, and a LoRA run's
+// checkpoint for the trained ones alone.
+void copy_named_tensors(const io::NamedTensors& targets, const io::NamedTensors& tensors, const std::string& source,
+                        const std::vector<std::string>& ignored = {},
+                        const std::function<void(const std::string&)>& copied = {});
+
 // Copies every parameter of MODULE from TENSORS (SOURCE names them in errors), converting dtype;
 // checked as below. COPIED, when given, is called with each tensor's name once it has been copied
 // (a loader of mapped files lets its pages go there).

@@ -222,18 +222,18 @@ Config config_from_checkpoint(const std::string& path) {
 
 Config config_for_model(const std::string& path, const std::string& config_path, const std::vector<std::string>& sets) {
   Config config;
-  if (model::is_hf_model_dir(path)) {  // a pretrained model as published: its config.json gives the shape
-    config.model.init = path;
+  // A pretrained model as published, or PEFT's adapter of one: the config.json gives the shape.
+  std::string hf_dir = path;
+  if (std::filesystem::is_directory(path) && io::is_lora_adapter(path)) {
+    hf_dir = io::read_lora_adapter(path).spec.base_model;
+    if (!model::is_hf_model_dir(hf_dir))
+      fail(path, ": its base model \"", hf_dir, "\" (base_model_name_or_path in adapter_config.json) is not a local Hugging ",
+           "Face directory; lofi downloads nothing: write the base's local path there");
+  }
+  if (model::is_hf_model_dir(hf_dir)) {
+    config.model.init = hf_dir;
     apply_hf_init(config.model);
     config.data.seq_len = std::min(config.data.seq_len, config.model.max_seq_len);  // no run chose one: fit the model
-  } else if (std::filesystem::is_directory(path) && io::is_lora_adapter(path)) {  // PEFT's: its base gives the shape
-    const std::string base = io::read_lora_adapter(path).spec.base_model;
-    if (!model::is_hf_model_dir(base))
-      fail(path, ": its base model \"", base, "\" (base_model_name_or_path in adapter_config.json) is not a local Hugging ",
-           "Face directory; lofi downloads nothing: write the base's local path there");
-    config.model.init = base;
-    apply_hf_init(config.model);
-    config.data.seq_len = std::min(config.data.seq_len, config.model.max_seq_len);
   } else {
     config = config_path.empty() ? config_from_checkpoint(path) : load_config(config_path, {});
   }
