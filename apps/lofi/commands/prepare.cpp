@@ -1,9 +1,12 @@
 // lofi prepare: text or JSONL tokenised into llm.c token shards.
+#include <algorithm>
 #include <cstdio>
 
 #include "../command.h"
 #include "../options.h"
+#include "lofi/data/chat_prepare.h"
 #include "lofi/data/prepare.h"
+#include "lofi/error.h"
 
 namespace lofi::cli {
 namespace {
@@ -11,7 +14,9 @@ namespace {
 class Prepare : public Command {
  public:
   std::string name() const override { return "prepare"; }
-  std::string summary() const override { return "Tokenize text or JSONL files into llm.c token shards for train / eval"; }
+  std::string summary() const override {
+    return "Tokenize text or JSONL files into llm.c token shards, or chat data (--chat) into chat sample files, for train / eval";
+  }
   void add_options(CLI::App& cmd) override {
     cmd.add_option("files", options_.inputs, "plain text (one document per file) or JSONL (one {\"text\": ...} per line; .jsonl or detected)")
         ->required();
@@ -26,8 +31,15 @@ class Prepare : public Command {
         ->check(kNonNegative);
     cmd.add_option("--threads", options_.threads, "tokenizing threads (default: all cores)")->check(kPositive);
     cmd.add_flag("--quiet", quiet_, "no progress line");
+    cmd.add_flag("--chat", chat_,
+                 "the files are chat or instruction JSONL ({\"messages\": [...]}, {\"prompt\", \"completion\"} or Alpaca's "
+                 "{\"instruction\", \"input\", \"output\"}), rendered with the tokenizer directory's chat template: "
+                 "writes OUT.train.chat (and OUT.val.chat) with a loss flag per token");
+    cmd.add_flag("--train-on-prompt", train_on_prompt_, "with --chat: every token is a training target, not only the assistant's");
   }
   int run() override {
+    if (train_on_prompt_ && !chat_) fail("prepare: --train-on-prompt goes with --chat");
+    if (chat_) return run_chat();
     options_.progress = !quiet_;
     const data::PrepareSummary s = data::prepare_tokens(options_);
     for (const auto* split : {&s.train, &s.val}) {
@@ -42,8 +54,28 @@ class Prepare : public Command {
   }
 
  private:
+  int run_chat() {
+    data::ChatPrepareOptions o;
+    o.tokenizer = options_.tokenizer;
+    o.out = options_.out;
+    o.inputs = options_.inputs;
+    o.train_on_prompt = train_on_prompt_;
+    o.val_fraction = options_.val_fraction;
+    o.seed = options_.seed;
+    const data::ChatPrepareSummary s = data::prepare_chat(o);
+    for (const auto* split : {&s.train, &s.val}) {
+      if (split->file.empty()) continue;
+      std::printf("%s: %lld samples, %lld tokens, %lld of them trained (%.1f%%), longest %lld -> %s\n",
+                  split == &s.train ? "train" : "val", static_cast<long long>(split->samples), static_cast<long long>(split->tokens),
+                  static_cast<long long>(split->trained), 100.0 * static_cast<double>(split->trained) / static_cast<double>(std::max<int64_t>(1, split->tokens)),
+                  static_cast<long long>(split->longest), split->file.c_str());
+    }
+    if (o.val_fraction > 0 && s.val.file.empty()) std::fprintf(stderr, "lofi: warning: no sample fell in the validation split\n");
+    return 0;
+  }
+
   data::PrepareOptions options_;
-  bool quiet_ = false;
+  bool quiet_ = false, chat_ = false, train_on_prompt_ = false;
 };
 
 }  // namespace

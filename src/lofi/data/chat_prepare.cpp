@@ -1,0 +1,136 @@
+#include "lofi/data/chat_prepare.h"
+
+#include <algorithm>
+#include <fstream>
+
+#include "lofi/data/chat_template.h"
+#include "lofi/data/prepare.h"
+#include "lofi/data/tokenizer.h"
+#include "lofi/error.h"
+
+namespace lofi::data {
+namespace {
+
+using nlohmann::json;
+
+json turn(const char* role, const json& content) { return json{{"role", role}, {"content", content}}; }
+
+// A prompt or completion: a string is one turn of ROLE, a list is messages as they are.
+void append_turns(json& messages, const json& value, const char* role, const std::string& where, const char* key) {
+  if (value.is_string()) messages.push_back(turn(role, value));
+  else if (value.is_array()) for (const auto& m : value) messages.push_back(m);
+  else fail(where, ": \"", key, "\" must be a string or a list of messages, found ", value.type_name());
+}
+
+}  // namespace
+
+json chat_messages(const json& sample, const std::string& where) {
+  if (!sample.is_object()) fail(where, ": expected a JSON object per line, found ", sample.type_name());
+  json messages = json::array();
+  if (sample.contains("messages")) {
+    messages = sample["messages"];
+    if (!messages.is_array()) fail(where, ": \"messages\" must be a list of {\"role\", \"content\"}, found ", messages.type_name());
+  } else if (sample.contains("prompt") && sample.contains("completion")) {
+    append_turns(messages, sample["prompt"], "user", where, "prompt");
+    append_turns(messages, sample["completion"], "assistant", where, "completion");
+  } else if (sample.contains("instruction") && sample.contains("output")) {
+    for (const char* key : {"instruction", "output"})
+      if (!sample[key].is_string()) fail(where, ": \"", key, "\" must be a string, found ", sample[key].type_name());
+    std::string user = sample["instruction"].get<std::string>();
+    if (sample.contains("input")) {
+      if (!sample["input"].is_string()) fail(where, ": \"input\" must be a string, found ", sample["input"].type_name());
+      if (!sample["input"].get<std::string>().empty()) user += "\n\n" + sample["input"].get<std::string>();
+    }
+    messages.push_back(turn("user", user));
+    messages.push_back(turn("assistant", sample["output"]));
+  } else {
+    fail(where, ": expected {\"messages\": [...]}, {\"prompt\", \"completion\"} or {\"instruction\", \"input\", \"output\"}; found keys ",
+         [&] {
+           std::string keys;
+           for (const auto& [k, v] : sample.items()) keys += (keys.empty() ? "" : ", ") + k;
+           return keys.empty() ? std::string("none") : keys;
+         }());
+  }
+  if (messages.empty()) fail(where, ": the conversation has no messages");
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const json& m = messages[i];
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content"))
+      fail(where, ": message ", i + 1, " must be an object with a string \"role\" and a \"content\"");
+    if (!m["content"].is_string()) fail(where, ": message ", i + 1, "'s \"content\" must be a string, found ", m["content"].type_name());
+  }
+  return messages;
+}
+
+ChatSample tokenize_chat(const Tokenizer& tokenizer, const std::vector<ChatSegment>& segments, const std::string& where) {
+  std::string text;
+  std::vector<uint8_t> trained_byte;  // per byte of TEXT: inside a trained segment
+  for (const auto& s : segments) {
+    text += s.text;
+    trained_byte.insert(trained_byte.end(), s.text.size(), s.trained);
+  }
+  ChatSample sample;
+  sample.ids = tokenizer.encode(text, /*add_special_tokens=*/false);
+  // Byte-level BPE: each id stands for fixed bytes, so the ids' lengths place them in TEXT.
+  size_t at = 0;
+  for (uint32_t id : sample.ids) {
+    const size_t length = tokenizer.decode({id}).size();
+    bool trained = false;
+    for (size_t b = at; b < std::min(at + length, text.size()); ++b) trained |= trained_byte[b] != 0;
+    sample.mask.push_back(trained);
+    at += length;
+  }
+  if (at != text.size())
+    fail(where, ": the tokenizer's normalizer changed the rendered text (", text.size(), " bytes became ", at,
+         "), so its tokens cannot be matched to turns; write the sample in NFC");
+  return sample;
+}
+
+ChatPrepareSummary prepare_chat(const ChatPrepareOptions& o) {
+  if (o.inputs.empty()) fail("prepare --chat: no JSONL file given");
+  const Tokenizer tokenizer = Tokenizer::load(o.tokenizer);
+  std::vector<json> conversations;
+  std::vector<std::string> where;
+  for (const auto& path : o.inputs) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) fail(path, ": cannot open");
+    std::string line;
+    for (int64_t n = 1; std::getline(f, line); ++n) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const std::string at = cat(path, ":", n);
+      json sample;
+      try {
+        sample = json::parse(line);
+      } catch (const json::parse_error& e) {
+        fail(at, ": not JSON (", e.what(), "); expected one sample object per line");
+      }
+      conversations.push_back(chat_messages(sample, at));
+      where.push_back(at);
+    }
+  }
+  if (conversations.empty()) fail("prepare --chat: no samples in ", o.inputs.front());
+  const std::vector<ChatRender> renders = render_chats(o.tokenizer, conversations, o.train_on_prompt);
+  std::vector<ChatSample> split[2];
+  ChatPrepareSummary summary;
+  for (size_t i = 0; i < renders.size(); ++i) {
+    if (!renders[i].error.empty()) fail(where[i], ": the chat template refused this sample: ", renders[i].error);
+    ChatSample s = tokenize_chat(tokenizer, renders[i].segments, where[i]);
+    const bool val = is_validation_document(o.seed, static_cast<int64_t>(i), o.val_fraction);
+    auto& part = val ? summary.val : summary.train;
+    part.samples += 1;
+    part.tokens += static_cast<int64_t>(s.ids.size());
+    part.trained += std::count(s.mask.begin(), s.mask.end(), 1);
+    part.longest = std::max<int64_t>(part.longest, static_cast<int64_t>(s.ids.size()));
+    split[val].push_back(std::move(s));
+  }
+  if (summary.train.trained == 0)
+    fail("prepare --chat: no token of ", o.inputs.front(), " is a training target (no assistant turn); add assistant turns or use --train-on-prompt");
+  summary.train.file = o.out + ".train" + kChatExtension;
+  write_chat_samples(summary.train.file, split[0]);
+  if (!split[1].empty()) {
+    summary.val.file = o.out + ".val" + kChatExtension;
+    write_chat_samples(summary.val.file, split[1]);
+  }
+  return summary;
+}
+
+}  // namespace lofi::data

@@ -1,0 +1,37 @@
+// Rendering conversations with a model's chat template (the Jinja `chat_template` of its
+// tokenizer_config.json, or its chat_template.jinja) exactly as transformers' apply_chat_template
+// does, and telling the assistant's text from the rest. No C++ Jinja engine is in Debian's
+// registry (the templates use Python's string methods, namespace(), loop controls and
+// raise_exception, which only jinja2 runs as transformers does), so rendering runs jinja2 in a
+// Python process for the data step: chat_render.py, embedded in lofi. The Python is LOFI_PYTHON
+// when set, else the one lofi was built with (its PyTorch wheel brings jinja2), else python3.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace lofi::data {
+
+// A run of rendered text and whether its tokens are training targets.
+struct ChatSegment {
+  std::string text;
+  bool trained = false;
+};
+
+struct ChatRender {
+  std::vector<ChatSegment> segments;  // empty when ERROR says why the template refused the sample
+  std::string error;
+};
+
+// Renders each of CONVERSATIONS (each a JSON array of messages: {"role", "content", ...}) with
+// TOKENIZER_DIR's chat template. TRAIN_ON_PROMPT: every segment trained; else the assistant
+// turns' text (through their end-of-turn tokens). ADD_GENERATION_PROMPT: ends with the opening
+// of an assistant turn (for generation). Throws when the template cannot be read or compiled
+// (naming the file and what the engine lacks); a sample the template refuses gets its own ERROR.
+std::vector<ChatRender> render_chats(const std::string& tokenizer_dir, const std::vector<nlohmann::json>& conversations,
+                                     bool train_on_prompt, bool add_generation_prompt = false);
+
+// The Python that renders (see above), for messages.
+std::string chat_python();
+
+}  // namespace lofi::data
