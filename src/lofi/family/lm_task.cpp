@@ -13,14 +13,11 @@
 
 namespace lofi::family {
 
-LmTask::LmTask(const train::Config& config, const dist::Topology& topo, uint64_t init_seed)
+LmTaskBase::LmTaskBase(const train::Config& config, const dist::Topology& topo, uint64_t init_seed)
     : seq_len_(config.data.seq_len),
       eval_batches_(config.train.eval_batches),
       precision_(config.train.precision),
       init_(config.model.init),
-      tokens_(data::split_paths(config.data.train), config.model.vocab_size, config.data.format),
-      sampler_(data::node_token_range(tokens_.size(), topo.nodes, topo.node, config.dist.data_split), seq_len_ + 1,
-               static_cast<uint64_t>(config.train.seed), topo.node),
       model_(make_lm(config.model, init_seed)) {
   // data.val serves the periodic evaluation (train.eval_every) and a lo-fi job's averaging check.
   if (config.train.eval_every > 0 && config.data.val.empty()) fail("config: train.eval_every > 0 needs data.val");
@@ -40,6 +37,23 @@ LmTask::LmTask(const train::Config& config, const dist::Topology& topo, uint64_t
   std::string lora_line;
   lora_ = attach_lora(*model_, config, /*record_checksum=*/topo.node_rank == 0, &lora_line);
   if (!lora_line.empty() && topo.node == 0 && topo.node_rank == 0) std::printf("%s\n", lora_line.c_str());
+}
+
+bool LmTaskBase::write_hf_output(const std::string& weights, const std::string& out_dir) const {
+  if (lora_.enabled()) {
+    write_peft_output(weights, out_dir);
+    return true;
+  }
+  if (!model::is_hf_model_dir(init_)) return false;
+  family::write_hf_output(weights, out_dir);
+  return true;
+}
+
+LmTask::LmTask(const train::Config& config, const dist::Topology& topo, uint64_t init_seed)
+    : LmTaskBase(config, topo, init_seed),
+      tokens_(data::split_paths(config.data.train), config.model.vocab_size, config.data.format),
+      sampler_(data::node_token_range(tokens_.size(), topo.nodes, topo.node, config.dist.data_split), seq_len_ + 1,
+               static_cast<uint64_t>(config.train.seed), topo.node) {
   if (!config.data.val.empty()) {
     val_ = std::make_unique<data::TokenShards>(data::split_paths(config.data.val), config.model.vocab_size, config.data.format);
   }
@@ -60,16 +74,6 @@ nlohmann::json LmTask::validate(int64_t batch) {
   dist::PrecisionGuard precision(device(), precision_);
   auto score = eval::evaluate_lm(*model_, *val_, seq_len_, batch, eval_batches_ * batch);
   return {{"val_loss", score.loss}};
-}
-
-bool LmTask::write_hf_output(const std::string& weights, const std::string& out_dir) const {
-  if (lora_.enabled()) {
-    write_peft_output(weights, out_dir);
-    return true;
-  }
-  if (!model::is_hf_model_dir(init_)) return false;
-  family::write_hf_output(weights, out_dir);
-  return true;
 }
 
 }  // namespace lofi::family

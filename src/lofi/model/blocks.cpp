@@ -26,31 +26,51 @@ std::string activation_list() {
   return "\"relu\", \"gelu\" (tanh approximation), \"gelu_erf\" (exact) or \"silu\"";
 }
 
+Packing pack_rows(const torch::Tensor& segments) {
+  const int64_t T = segments.size(1);
+  torch::Tensor t = torch::arange(T, segments.options()).expand_as(segments);                  // (B, T)
+  torch::Tensor starts = torch::ones_like(segments, torch::kBool);                             // (B, T)
+  if (T > 1) starts.narrow(1, 1, T - 1).copy_(segments.narrow(1, 1, T - 1) != segments.narrow(1, 0, T - 1));
+  // The latest sample start at or before each token: a running maximum of the starts' indices.
+  torch::Tensor first = std::get<0>(torch::cummax(torch::where(starts, t, torch::zeros_like(t)), 1));  // (B, T)
+  torch::Tensor same = segments.unsqueeze(2) == segments.unsqueeze(1);                          // (B, T, T): query, key
+  torch::Tensor causal = torch::ones({T, T}, segments.options().dtype(torch::kBool)).tril();    // (T, T)
+  return {t - first, same.logical_and(causal).unsqueeze(1)};                                    // (B, T), (B, 1, T, T)
+}
+
+namespace {
+// sdpa's optional mask: an undefined tensor is no mask.
+std::optional<torch::Tensor> optional_mask(const torch::Tensor& mask) {
+  return mask.defined() ? std::optional<torch::Tensor>(mask) : std::nullopt;
+}
+}  // namespace
+
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t n_head,
-                               double dropout, bool training) {
+                               double dropout, bool training, const torch::Tensor& mask) {
   const int64_t B = q.size(0), T = q.size(1), C = q.size(2), D = C / n_head;
   auto heads = [&](const torch::Tensor& t) {
     return t.view({B, T, n_head, D}).transpose(1, 2);  // (B, T, C) -> (B, H, T, D)
   };
   // LibTorch's fused kernel (flash / memory-efficient on GPU, the fused CPU kernel on CPU): a
   // causal mask, dropout on the attention probabilities, and no scaling of its own (scale 1).
-  torch::Tensor y = torch::scaled_dot_product_attention(heads(q), heads(k), heads(v), /*attn_mask=*/{},
-                                                        /*dropout_p=*/training ? dropout : 0.0, /*is_causal=*/true,
+  torch::Tensor y = torch::scaled_dot_product_attention(heads(q), heads(k), heads(v), /*attn_mask=*/optional_mask(mask),
+                                                        /*dropout_p=*/training ? dropout : 0.0, /*is_causal=*/!mask.defined(),
                                                         /*scale=*/1.0);  // (B, H, T, D)
   return y.transpose(1, 2).contiguous().view({B, T, C});                  // (B, H, T, D) -> (B, T, C)
 }
 
 torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
-                                     int64_t window, double dropout, bool training) {
+                                     int64_t window, double dropout, bool training, const torch::Tensor& mask) {
   const int64_t T = q.size(2);
   const bool grouped = k.size(1) != q.size(1);
   const double p = training ? dropout : 0.0;
   if (window <= 0 || window >= T)
-    return torch::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, p, /*is_causal=*/true, scale, grouped);
+    return torch::scaled_dot_product_attention(q, k, v, /*attn_mask=*/optional_mask(mask), p, /*is_causal=*/!mask.defined(), scale, grouped);
   // Query i sees keys j with i - window < j <= i.
   torch::Tensor i = torch::arange(T, q.options().dtype(torch::kLong)).unsqueeze(1);  // (T, 1)
   torch::Tensor j = torch::arange(T, q.options().dtype(torch::kLong)).unsqueeze(0);  // (1, T)
   torch::Tensor allowed = (j <= i).logical_and(j > i - window);                       // (T, T)
+  if (mask.defined()) allowed = allowed.logical_and(mask);                            // (B, 1, T, T)
   return torch::scaled_dot_product_attention(q, k, v, allowed, p, /*is_causal=*/false, scale, grouped);
 }
 

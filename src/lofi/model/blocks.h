@@ -23,18 +23,33 @@ torch::Tensor activate(const torch::Tensor& x, const std::string& activation);
 bool is_activation(const std::string& activation);
 std::string activation_list();  // for messages
 
+// Several samples packed into each row of tokens (chat fine-tuning data): each token's position
+// within its own sample, and which keys each query may see (its own sample's, up to itself), so
+// no sample attends to another. Empty (undefined tensors): one sequence per row, positions
+// 0..T-1, plain causal attention.
+struct Packing {
+  torch::Tensor positions;  // (B, T) int64
+  torch::Tensor mask;       // (B, 1, T, T) bool: query t may attend to key s
+  bool empty() const { return !positions.defined(); }
+};
+// From each token's sample number SEGMENTS (B, T) int64, equal along a sample (padding: a sample
+// of its own): positions restart at 0 where the number changes; the mask is causal and
+// block-diagonal.
+Packing pack_rows(const torch::Tensor& segments);
+
 // Causal multi-head attention of already projected Q, K, V (B, T, C) with N_HEAD heads; Q comes
 // scaled by the caller (OPT scales the projection, GPT-2 the scores; the caller keeps its
 // reference's order). Returns the heads merged back: (B, T, C).
+// MASK (B, 1, T, T) bool, when defined, replaces the causal mask (Packing::mask).
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t n_head,
-                               double dropout, bool training);
+                               double dropout, bool training, const torch::Tensor& mask = {});
 
 // The same on heads already split: Q (B, H, T, D), K and V (B, H_kv, T, D) with H a multiple of
 // H_kv (grouped-query attention: each key/value head serves H / H_kv query heads, consecutive, as
 // transformers' repeat_kv lays them out). WINDOW > 0: each position attends to the WINDOW
 // positions ending at itself (Mistral's sliding window). Scores scaled by SCALE. -> (B, H, T, D).
 torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
-                                     int64_t window, double dropout, bool training);
+                                     int64_t window, double dropout, bool training, const torch::Tensor& mask = {});
 
 // Root-mean-square normalisation with a learned scale, computed in fp32 and scaled in the input's
 // dtype, as transformers' LlamaRMSNorm: weight * (x / sqrt(mean(x^2) + eps)).

@@ -11,8 +11,8 @@
 
 namespace lofi::model {
 
-torch::Tensor CausalLmImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets) {
-  const torch::Tensor h = hidden(tokens);
+torch::Tensor CausalLmImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets, const Packing& packing) {
+  const torch::Tensor h = hidden(tokens, packing);
   return kernels::linear_cross_entropy(h.reshape({-1, h.size(-1)}), head_weight(),  // (B*T, E), (V, E)
                                        targets.reshape({-1}));                     // (B*T)
 }

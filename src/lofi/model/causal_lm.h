@@ -10,19 +10,21 @@
 #include <string>
 #include <vector>
 
+#include "lofi/model/blocks.h"
 #include "lofi/model/lm_config.h"
 
 namespace lofi::model {
 
 struct CausalLmImpl : torch::nn::Module {
   explicit CausalLmImpl(const LmConfig& c) : config(c) {}
-  // The final hidden states, before the output head: (B, T) int64 -> (B, T, E).
-  virtual torch::Tensor hidden(const torch::Tensor& tokens) = 0;
+  // The final hidden states, before the output head: (B, T) int64 -> (B, T, E). PACKING: several
+  // samples per row (blocks.h); empty: one sequence per row.
+  virtual torch::Tensor hidden(const torch::Tensor& tokens, const Packing& packing = {}) = 0;
   torch::Tensor forward(const torch::Tensor& tokens) { return head(hidden(tokens)); }  // (B, T) -> logits (B, T, V)
   // Mean next-token cross-entropy of TARGETS (B, T) given TOKENS (B, T), through the chunked
   // kernel (kernels/cross_entropy.h): the (B, T, V) logits are never held whole. Targets of -100
   // are left out.
-  torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);
+  torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets, const Packing& packing = {});
   // The token embedding: (V, E). The output head when config.tie_word_embeddings.
   virtual torch::Tensor token_embedding() const = 0;
   // The output head's weight (V, E): lm_head's, or the token embedding when tied.

@@ -15,12 +15,12 @@ Gpt2AttentionImpl::Gpt2AttentionImpl(const LmConfig& c)
   c_proj = register_module("c_proj", Conv1D(c.d_model, c.d_model));
 }
 
-torch::Tensor Gpt2AttentionImpl::forward(const torch::Tensor& x) {
+torch::Tensor Gpt2AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
   std::vector<torch::Tensor> qkv = c_attn(x).split(d_model, /*dim=*/2);  // (B, T, 3C) -> 3 x (B, T, C)
   // GPT-2 divides the scores by sqrt(head_dim) (scale_attn_weights); scaling q first is the
   // same product.
   torch::Tensor q = qkv[0] * (1.0 / std::sqrt(static_cast<double>(d_model / n_head)));
-  torch::Tensor y = causal_attention(q, qkv[1], qkv[2], n_head, attn_dropout, is_training());
+  torch::Tensor y = causal_attention(q, qkv[1], qkv[2], n_head, attn_dropout, is_training(), mask);
   return maybe_dropout(c_proj(y), resid_dropout, is_training());
 }
 
@@ -40,8 +40,8 @@ Gpt2BlockImpl::Gpt2BlockImpl(const LmConfig& c) {
   mlp = register_module("mlp", Gpt2Mlp(c));
 }
 
-torch::Tensor Gpt2BlockImpl::forward(torch::Tensor x) {
-  x = x + attn(ln_1(x));
+torch::Tensor Gpt2BlockImpl::forward(torch::Tensor x, const torch::Tensor& mask) {
+  x = x + attn(ln_1(x), mask);
   return x + mlp(ln_2(x));
 }
 
@@ -53,12 +53,13 @@ Gpt2ModelImpl::Gpt2ModelImpl(const LmConfig& c) : dropout(c.embedding_dropout) {
   ln_f = register_module("ln_f", lm_layer_norm(c));
 }
 
-torch::Tensor Gpt2ModelImpl::forward(const torch::Tensor& tokens) {
+torch::Tensor Gpt2ModelImpl::forward(const torch::Tensor& tokens, const Packing& packing) {
   const int64_t T = tokens.size(1);
   if (T > wpe->weight.size(0)) fail("sequence of ", T, " tokens is longer than the model's ", wpe->weight.size(0), " positions");
-  torch::Tensor x = wte(tokens) + wpe(torch::arange(T, tokens.options().dtype(torch::kLong)));  // (B, T, C) + (T, C)
+  torch::Tensor positions = packing.empty() ? torch::arange(T, tokens.options().dtype(torch::kLong)) : packing.positions;  // (T) or (B, T)
+  torch::Tensor x = wte(tokens) + wpe(positions);  // (B, T, C) + (T, C) or (B, T, C)
   x = maybe_dropout(x, dropout, is_training());
-  for (const auto& block : *h) x = block->as<Gpt2Block>()->forward(x);
+  for (const auto& block : *h) x = block->as<Gpt2Block>()->forward(x, packing.mask);
   return ln_f(x);
 }
 
@@ -67,6 +68,8 @@ Gpt2LMHeadModelImpl::Gpt2LMHeadModelImpl(const LmConfig& c) : CausalLmImpl(c) {
   register_head(c.d_model);
 }
 
-torch::Tensor Gpt2LMHeadModelImpl::hidden(const torch::Tensor& tokens) { return transformer->forward(tokens); }
+torch::Tensor Gpt2LMHeadModelImpl::hidden(const torch::Tensor& tokens, const Packing& packing) {
+  return transformer->forward(tokens, packing);
+}
 
 }  // namespace lofi::model

@@ -13,7 +13,7 @@ namespace lofi::model {
 
 struct Gpt2AttentionImpl : torch::nn::Module {
   explicit Gpt2AttentionImpl(const LmConfig& c);
-  torch::Tensor forward(const torch::Tensor& x);  // (B, T, C) -> (B, T, C), causal
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask = {});  // (B, T, C) -> (B, T, C), causal
 
   int64_t n_head, d_model;
   double attn_dropout, resid_dropout;
@@ -33,7 +33,7 @@ TORCH_MODULE(Gpt2Mlp);
 
 struct Gpt2BlockImpl : torch::nn::Module {
   explicit Gpt2BlockImpl(const LmConfig& c);
-  torch::Tensor forward(torch::Tensor x);  // (B, T, C) -> (B, T, C)
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& mask = {});  // (B, T, C) -> (B, T, C)
 
   torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
   Gpt2Attention attn{nullptr};
@@ -43,7 +43,7 @@ TORCH_MODULE(Gpt2Block);
 
 struct Gpt2ModelImpl : torch::nn::Module {
   explicit Gpt2ModelImpl(const LmConfig& c);
-  torch::Tensor forward(const torch::Tensor& tokens);  // (B, T) int64 -> hidden (B, T, C)
+  torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {});  // (B, T) int64 -> hidden (B, T, C)
 
   torch::nn::Embedding wte{nullptr}, wpe{nullptr};
   torch::nn::ModuleList h{nullptr};
@@ -54,7 +54,7 @@ TORCH_MODULE(Gpt2Model);
 
 struct Gpt2LMHeadModelImpl : CausalLmImpl {
   explicit Gpt2LMHeadModelImpl(const LmConfig& c);
-  torch::Tensor hidden(const torch::Tensor& tokens) override;  // (B, T) -> final hidden states (B, T, E)
+  torch::Tensor hidden(const torch::Tensor& tokens, const Packing& packing) override;  // (B, T) -> final hidden states (B, T, E)
   torch::Tensor token_embedding() const override { return transformer->wte->weight; }
 
   Gpt2Model transformer{nullptr};

@@ -33,6 +33,9 @@ torch::Tensor rope_inv_freq(const LmConfig& c) {
 }
 
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  // Packed rows have angles per row, (B, 1, T, D), which the fused kernel (one (T, D) table) does
+  // not take: the composite computes the same.
+  if (cos.dim() == 4) return kernels::rotary_reference(x, cos, sin);
   return kernels::rotary(x, cos, sin);  // one fused pass each way (kernels/rotary.h), in x's dtype
 }
 
@@ -46,7 +49,8 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c)
   o_proj = register_module("o_proj", linear(n_head * head_dim, c.d_model, c.attention_out_bias));
 }
 
-torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                          const torch::Tensor& mask) {
   const int64_t B = x.size(0), T = x.size(1);
   auto heads = [&](const torch::Tensor& t, int64_t h) {
     return t.view({B, T, h, head_dim}).transpose(1, 2);  // (B, T, h*D) -> (B, h, T, D)
@@ -54,7 +58,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::T
   torch::Tensor q = apply_rope(heads(q_proj(x), n_head), cos, sin);
   torch::Tensor k = apply_rope(heads(k_proj(x), n_kv_head), cos, sin);
   torch::Tensor y = causal_attention_heads(q, k, heads(v_proj(x), n_kv_head), 1.0 / std::sqrt(static_cast<double>(head_dim)),
-                                           window, dropout, is_training());  // (B, H, T, D)
+                                           window, dropout, is_training(), mask);  // (B, H, T, D)
   return o_proj(y.transpose(1, 2).reshape({B, T, n_head * head_dim}));      // (B, H, T, D) -> (B, T, H*D) -> (B, T, C)
 }
 
@@ -78,8 +82,9 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LmConfig& c) {
   post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
 }
 
-torch::Tensor LlamaDecoderLayerImpl::forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin) {
-  x = x + self_attn(input_layernorm(x), cos, sin);
+torch::Tensor LlamaDecoderLayerImpl::forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                             const torch::Tensor& mask) {
+  x = x + self_attn(input_layernorm(x), cos, sin, mask);
   return x + mlp(post_attention_layernorm(x));
 }
 
@@ -90,18 +95,19 @@ LlamaModelImpl::LlamaModelImpl(const LmConfig& c) : inv_freq(rope_inv_freq(c)) {
   norm = register_module("norm", RmsNorm(c.d_model, c.layer_norm_eps));
 }
 
-torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens) {
+torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing& packing) {
   const int64_t T = tokens.size(1);
   torch::Tensor x = embed_tokens(tokens);  // (B, T, C)
   // Angles in fp32 (an outer product as elementwise products, which autocast leaves in fp32),
   // then in the activations' dtype, as transformers computes them.
-  torch::Tensor positions = torch::arange(T, torch::TensorOptions(torch::kFloat).device(x.device()));  // (T)
+  torch::Tensor positions = packing.empty() ? torch::arange(T, torch::TensorOptions(torch::kFloat).device(x.device()))  // (T)
+                                            : packing.positions.to(torch::kFloat).unsqueeze(1);                         // (B, 1, T)
   // Moved once per device, not per forward: a copy from host memory would wait for the GPU.
   if (inv_freq.device() != x.device()) inv_freq = inv_freq.to(x.device());
-  torch::Tensor freqs = positions.unsqueeze(1) * inv_freq.unsqueeze(0);                                  // (T, D/2)
-  torch::Tensor angles = torch::cat({freqs, freqs}, -1);                                                // (T, D)
+  torch::Tensor freqs = positions.unsqueeze(-1) * inv_freq;  // (T, D/2), or (B, 1, T, D/2) packed
+  torch::Tensor angles = torch::cat({freqs, freqs}, -1);     // (T, D), or (B, 1, T, D)
   const torch::Tensor cos = angles.cos().to(x.scalar_type()), sin = angles.sin().to(x.scalar_type());
-  for (const auto& layer : *layers) x = layer->as<LlamaDecoderLayer>()->forward(x, cos, sin);
+  for (const auto& layer : *layers) x = layer->as<LlamaDecoderLayer>()->forward(x, cos, sin, packing.mask);
   return norm(x);
 }
 
@@ -110,6 +116,8 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LmConfig& c) : CausalLmImpl(c) 
   register_head(c.d_model);
 }
 
-torch::Tensor LlamaForCausalLMImpl::hidden(const torch::Tensor& tokens) { return model->forward(tokens); }
+torch::Tensor LlamaForCausalLMImpl::hidden(const torch::Tensor& tokens, const Packing& packing) {
+  return model->forward(tokens, packing);
+}
 
 }  // namespace lofi::model

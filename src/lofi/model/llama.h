@@ -22,7 +22,8 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
 struct LlamaAttentionImpl : torch::nn::Module {
   explicit LlamaAttentionImpl(const LmConfig& c);
   // X (B, T, C), COS and SIN (T, D) -> (B, T, C), causal.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+  // COS and SIN (T, D), or (B, 1, T, D) for packed rows; MASK (B, 1, T, T) for packed rows.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, const torch::Tensor& mask = {});
 
   int64_t n_head, n_kv_head, head_dim, window;
   double dropout;
@@ -41,7 +42,8 @@ TORCH_MODULE(LlamaMlp);
 
 struct LlamaDecoderLayerImpl : torch::nn::Module {
   explicit LlamaDecoderLayerImpl(const LmConfig& c);
-  torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin);  // (B, T, C) -> (B, T, C)
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask = {});  // (B, T, C) -> (B, T, C)
 
   LlamaAttention self_attn{nullptr};
   LlamaMlp mlp{nullptr};
@@ -51,7 +53,7 @@ TORCH_MODULE(LlamaDecoderLayer);
 
 struct LlamaModelImpl : torch::nn::Module {
   explicit LlamaModelImpl(const LmConfig& c);
-  torch::Tensor forward(const torch::Tensor& tokens);  // (B, T) int64 -> hidden (B, T, C)
+  torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {});  // (B, T) int64 -> hidden (B, T, C)
 
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
@@ -62,7 +64,7 @@ TORCH_MODULE(LlamaModel);
 
 struct LlamaForCausalLMImpl : CausalLmImpl {
   explicit LlamaForCausalLMImpl(const LmConfig& c);
-  torch::Tensor hidden(const torch::Tensor& tokens) override;  // (B, T) -> final hidden states (B, T, E)
+  torch::Tensor hidden(const torch::Tensor& tokens, const Packing& packing) override;  // (B, T) -> final hidden states (B, T, E)
   torch::Tensor token_embedding() const override { return model->embed_tokens->weight; }
 
   LlamaModel model{nullptr};

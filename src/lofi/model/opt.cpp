@@ -17,10 +17,10 @@ OptAttentionImpl::OptAttentionImpl(const LmConfig& c)
   out_proj = register_module("out_proj", Linear(c.d_model, c.d_model));
 }
 
-torch::Tensor OptAttentionImpl::forward(const torch::Tensor& x) {
+torch::Tensor OptAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
   // OPT scales the query projection, not the scores (same order as the reference).
   torch::Tensor q = q_proj(x) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
-  return out_proj(causal_attention(q, k_proj(x), v_proj(x), n_head, dropout, is_training()));
+  return out_proj(causal_attention(q, k_proj(x), v_proj(x), n_head, dropout, is_training(), mask));
 }
 
 OptDecoderLayerImpl::OptDecoderLayerImpl(const LmConfig& c)
@@ -32,9 +32,9 @@ OptDecoderLayerImpl::OptDecoderLayerImpl(const LmConfig& c)
   final_layer_norm = register_module("final_layer_norm", lm_layer_norm(c));
 }
 
-torch::Tensor OptDecoderLayerImpl::forward(torch::Tensor x) {
+torch::Tensor OptDecoderLayerImpl::forward(torch::Tensor x, const torch::Tensor& mask) {
   // Pre-LayerNorm normalises each branch's input; post-LayerNorm (opt-350m) the sum after it.
-  torch::Tensor h = self_attn(norm_before ? self_attn_layer_norm(x) : x);
+  torch::Tensor h = self_attn(norm_before ? self_attn_layer_norm(x) : x, mask);
   x = x + maybe_dropout(h, dropout, is_training());
   if (!norm_before) x = self_attn_layer_norm(x);
   h = activate(fc1(norm_before ? final_layer_norm(x) : x), activation);
@@ -55,15 +55,16 @@ OptDecoderImpl::OptDecoderImpl(const LmConfig& c) : dropout(c.embedding_dropout)
   for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(OptDecoderLayer(c));
 }
 
-torch::Tensor OptDecoderImpl::forward(const torch::Tensor& tokens) {
+torch::Tensor OptDecoderImpl::forward(const torch::Tensor& tokens, const Packing& packing) {
   const int64_t T = tokens.size(1);
   const int64_t max_positions = embed_positions->weight.size(0) - kOptPositionOffset;
   if (T > max_positions) fail("sequence of ", T, " tokens is longer than the model's ", max_positions, " positions");
-  torch::Tensor positions = torch::arange(kOptPositionOffset, T + kOptPositionOffset, tokens.options().dtype(torch::kLong));  // (T)
+  torch::Tensor positions = packing.empty() ? torch::arange(kOptPositionOffset, T + kOptPositionOffset, tokens.options().dtype(torch::kLong))  // (T)
+                                            : packing.positions + kOptPositionOffset;                                                  // (B, T)
   torch::Tensor x = embed_tokens(tokens);                                  // (B, T, E)
   if (project_in) x = project_in(x);                                       // (B, T, E) -> (B, T, C)
   x = maybe_dropout(x + embed_positions(positions), dropout, is_training());  // (B, T, C)
-  for (const auto& layer : *layers) x = layer->as<OptDecoderLayer>()->forward(x);
+  for (const auto& layer : *layers) x = layer->as<OptDecoderLayer>()->forward(x, packing.mask);
   if (final_layer_norm) x = final_layer_norm(x);
   return project_out ? project_out(x) : x;  // (B, T, C) -> (B, T, E)
 }
@@ -75,6 +76,8 @@ OptForCausalLMImpl::OptForCausalLMImpl(const LmConfig& c) : CausalLmImpl(c) {
   register_head(c.word_embed_proj_dim > 0 ? c.word_embed_proj_dim : c.d_model);
 }
 
-torch::Tensor OptForCausalLMImpl::hidden(const torch::Tensor& tokens) { return model->decoder->forward(tokens); }
+torch::Tensor OptForCausalLMImpl::hidden(const torch::Tensor& tokens, const Packing& packing) {
+  return model->decoder->forward(tokens, packing);
+}
 
 }  // namespace lofi::model

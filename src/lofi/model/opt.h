@@ -16,7 +16,7 @@ constexpr int64_t kOptPositionOffset = 2;
 
 struct OptAttentionImpl : torch::nn::Module {
   explicit OptAttentionImpl(const LmConfig& c);
-  torch::Tensor forward(const torch::Tensor& x);  // (B, T, C) -> (B, T, C), causal
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask = {});  // (B, T, C) -> (B, T, C), causal
 
   int64_t n_head, head_dim;
   double dropout;
@@ -26,7 +26,7 @@ TORCH_MODULE(OptAttention);
 
 struct OptDecoderLayerImpl : torch::nn::Module {
   explicit OptDecoderLayerImpl(const LmConfig& c);
-  torch::Tensor forward(torch::Tensor x);  // (B, T, C) -> (B, T, C)
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& mask = {});  // (B, T, C) -> (B, T, C)
 
   std::string activation;
   double dropout;
@@ -40,7 +40,7 @@ TORCH_MODULE(OptDecoderLayer);
 
 struct OptDecoderImpl : torch::nn::Module {
   explicit OptDecoderImpl(const LmConfig& c);
-  torch::Tensor forward(const torch::Tensor& tokens);  // (B, T) int64 -> hidden (B, T, E)
+  torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {});  // (B, T) int64 -> hidden (B, T, E)
 
   torch::nn::Embedding embed_tokens{nullptr}, embed_positions{nullptr};
   Linear project_in{nullptr}, project_out{nullptr};  // only when E != C
@@ -58,7 +58,7 @@ TORCH_MODULE(OptModel);
 
 struct OptForCausalLMImpl : CausalLmImpl {
   explicit OptForCausalLMImpl(const LmConfig& c);
-  torch::Tensor hidden(const torch::Tensor& tokens) override;  // (B, T) -> final hidden states (B, T, E)
+  torch::Tensor hidden(const torch::Tensor& tokens, const Packing& packing) override;  // (B, T) -> final hidden states (B, T, E)
   torch::Tensor token_embedding() const override { return model->decoder->embed_tokens->weight; }
 
   OptModel model{nullptr};

@@ -47,13 +47,20 @@ struct DataConfig {
   std::string val;
   int64_t seq_len = 64;
   std::string format = "auto";
+  bool packing = true;
+  std::string overlong = "truncate";
 
   void declare(Settings& s) {
-    s(train, "train", "token shard path(s), comma-separated; for \"vit\" an image folder");
+    s(train, "train", "token shard path(s), comma-separated, or chat sample files (lofi prepare --chat); for \"vit\" an\n"
+                      "image folder");
     s(val, "val", "held-out shard (or image folder) for periodic evaluation (optional)").free();
     s(seq_len, "seq_len", "tokens per training window, <= model.max_seq_len");
     s(format, "format", "token files: \"auto\" (llm.c header required, except raw files named *.u16), \"llm.c\",\n"
                         "or \"raw-u16\" (headerless uint16 ids)").one_of({"auto", "llm.c", "raw-u16"}).free();
+    s(packing, "packing", "chat data (lofi prepare --chat): pack samples first-fit into data.seq_len rows, attention kept\n"
+                          "inside each sample; false: one sample per row, padded");
+    s(overlong, "overlong", "chat data: a sample longer than data.seq_len is \"truncate\"d to it or \"drop\"ped (counted at start)")
+        .one_of({"truncate", "drop"});
   }
 };
 

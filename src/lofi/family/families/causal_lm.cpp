@@ -1,7 +1,10 @@
 // Decoder-only language models (every architecture of model/archs/: OPT, GPT-2, Llama, Qwen2,
 // Mistral): next-token prediction on token shards, scored by loss and perplexity per dataset.
+#include "lofi/data/chat_samples.h"
+#include "lofi/data/token_shards.h"
 #include "lofi/error.h"
 #include "lofi/eval/table.h"
+#include "lofi/family/chat_task.h"
 #include "lofi/family/family.h"
 #include "lofi/family/lm_evaluator.h"
 #include "lofi/family/lm_model.h"
@@ -20,6 +23,8 @@ class CausalLmFamily : public Family {
   Kind kind() const override { return Kind::language_model; }
   std::unique_ptr<train::Task> make_task(const train::Config& config, const dist::Topology& topo,
                                          uint64_t init_seed) const override {
+    const std::vector<std::string> train = data::split_paths(config.data.train);
+    if (!train.empty() && data::is_chat_sample_file(train.front())) return std::make_unique<ChatTask>(config, topo, init_seed);
     return std::make_unique<LmTask>(config, topo, init_seed);
   }
   WeightsScorer make_scorer(const train::Config& config, const std::string&, const ScorerInputs& inputs) const override {
