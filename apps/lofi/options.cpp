@@ -91,7 +91,13 @@ bool AdapterMergeFlags::merge_if_adapters(const merge::MergeOptions& options) co
 }
 
 void EvalFlags::add_to(CLI::App& cmd) {
-  cmd.add_option("--data,-d", data, "NAME=PATH of token shards, or of an image folder for a classifier (repeatable)")->required();
+  cmd.add_option("--data,-d", data, "NAME=PATH of token shards, or of an image folder for a classifier (repeatable)");
+  cmd.add_option("--task", tasks,
+                 "NAME=FILE: accuracy of a language model on a JSONL task, as lm-evaluation-harness scores it: multiple choice\n"
+                 "{\"context\", \"choices\": [...], \"answer\": K} (acc, acc_norm) or short answer {\"context\", \"answer\": \"...\"}\n"
+                 "(exact_match after greedy generation); repeatable");
+  cmd.add_option("--tokenizer", settings.tokenizer, "--task: the tokenizer directory (default: the model's, or its run's pretrained directory)");
+  cmd.add_option("--max-new-tokens", settings.max_new_tokens, "--task: a short answer's longest generation")->check(kPositive);
   cmd.add_option("--class-map", class_maps, "NAME=FILE: score image set NAME through a class map (subset or many-to-one; repeatable)");
   cmd.add_option("--max-images", max_images, "classifiers: score this many images per set, an even share of every class (0: all)");
   cmd.add_option("--config,-c", config, "config giving the model's shape (default: the checkpoint's own)");
@@ -110,6 +116,7 @@ family::EvalRequest EvalFlags::request() const {
   r.sets = sets;
   r.inputs.data = family::parse_named_paths(data, "--data");
   r.inputs.class_maps = family::parse_named_paths(class_maps, "--class-map");
+  r.inputs.tasks = family::parse_named_paths(tasks, "--task");
   r.inputs.lm = settings;
   r.inputs.images.batch = settings.batch;
   r.inputs.images.max_images = max_images;

@@ -33,7 +33,7 @@ struct AdapterMergeFlags {
 // The evaluation flags of `eval`, `soup` and `interpolate`.
 struct EvalFlags {
   std::string model, config, json;
-  std::vector<std::string> ensemble, data, class_maps, sets;
+  std::vector<std::string> ensemble, data, class_maps, sets, tasks;
   family::EvalSettings settings;
   int64_t max_images = 0;
 

@@ -1,12 +1,12 @@
 #include "lofi/data/chat_prepare.h"
 
 #include <algorithm>
-#include <fstream>
 
 #include "lofi/data/chat_template.h"
 #include "lofi/data/prepare.h"
 #include "lofi/data/tokenizer.h"
 #include "lofi/error.h"
+#include "lofi/io/jsonl.h"
 
 namespace lofi::data {
 namespace {
@@ -90,23 +90,11 @@ ChatPrepareSummary prepare_chat(const ChatPrepareOptions& o) {
   const Tokenizer tokenizer = Tokenizer::load(o.tokenizer);
   std::vector<json> conversations;
   std::vector<std::string> where;
-  for (const auto& path : o.inputs) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) fail(path, ": cannot open");
-    std::string line;
-    for (int64_t n = 1; std::getline(f, line); ++n) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      const std::string at = cat(path, ":", n);
-      json sample;
-      try {
-        sample = json::parse(line);
-      } catch (const json::parse_error& e) {
-        fail(at, ": not JSON (", e.what(), "); expected one sample object per line");
-      }
+  for (const auto& path : o.inputs)
+    io::for_each_jsonl_line(path, "one sample object", [&](const json& sample, const std::string& at) {
       conversations.push_back(chat_messages(sample, at));
       where.push_back(at);
-    }
-  }
+    });
   if (conversations.empty()) fail("prepare --chat: no samples in ", o.inputs.front());
   const std::vector<ChatRender> renders = render_chats(o.tokenizer, conversations, o.train_on_prompt);
   std::vector<ChatSample> split[2];

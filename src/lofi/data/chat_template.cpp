@@ -5,12 +5,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
+#include "lofi/data/tokenizer.h"
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
 
@@ -39,6 +41,31 @@ std::string chat_python() {
   const std::string built = LOFI_BUILD_PYTHON;
   if (!built.empty() && fs::exists(built)) return built;
   return "python3";
+}
+
+std::vector<int64_t> stop_token_ids(const Tokenizer& tokenizer, const std::string& model_dir) {
+  std::vector<int64_t> ids{tokenizer.end_of_text()};
+  auto add = [&](int64_t id) {
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  };
+  for (const char* name : {"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "</s>", "<|endoftext|>", "<|end_of_text|>"})
+    for (const AddedToken& t : tokenizer.added_tokens())
+      if (t.special && t.content == name) add(t.id);
+  const std::string config = model_dir + "/generation_config.json";
+  if (!model_dir.empty() && fs::exists(config)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(io::read_text_file(config));
+    } catch (const nlohmann::json::exception& e) {
+      fail(config, ": not JSON (", e.what(), ")");
+    }
+    const nlohmann::json eos = j.value("eos_token_id", nlohmann::json());
+    if (eos.is_number_integer()) add(eos.get<int64_t>());
+    if (eos.is_array())
+      for (const auto& id : eos)
+        if (id.is_number_integer()) add(id.get<int64_t>());
+  }
+  return ids;
 }
 
 std::vector<ChatRender> render_chats(const std::string& tokenizer_dir, const std::vector<nlohmann::json>& conversations,

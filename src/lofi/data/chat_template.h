@@ -6,6 +6,7 @@
 // Python process for the data step: chat_render.py, embedded in lofi. The Python is LOFI_PYTHON
 // when set, else the one lofi was built with (its PyTorch wheel brings jinja2), else python3.
 #pragma once
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -33,5 +34,12 @@ std::vector<ChatRender> render_chats(const std::string& tokenizer_dir, const std
 
 // The Python that renders (see above), for messages.
 std::string chat_python();
+
+class Tokenizer;
+// The tokens that end a generated turn: the tokenizer's end-of-text token, the special tokens
+// the common chat templates end turns with where the tokenizer has them (<|eot_id|>, <|eom_id|>,
+// <|im_end|>, <|end|>, <end_of_turn>, </s>, <|endoftext|>, <|end_of_text|>), and the eos_token_id
+// (one or a list) of MODEL_DIR's generation_config.json when it has one.
+std::vector<int64_t> stop_token_ids(const Tokenizer& tokenizer, const std::string& model_dir);
 
 }  // namespace lofi::data

@@ -162,6 +162,7 @@ Tokenizer Tokenizer::from_vocab_merges(const std::string& dir) {
     } else if (std::string c = token_content(value); !c.empty()) {
       specials.push_back(c);
       if (key == "eos_token") t.eos_token_ = c;
+      if (key == "bos_token") t.bos_token_ = c;
     }
   }
   for (const auto& s : specials) {
@@ -291,6 +292,7 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& dir) {
 
   json config = read_json_if_present(dir + "/tokenizer_config.json");
   if (config.is_object() && config.contains("eos_token")) t.eos_token_ = token_content(config["eos_token"]);
+  if (config.is_object() && config.contains("bos_token")) t.bos_token_ = token_content(config["bos_token"]);
 
   auto where = [&](size_t i) { return path + ": model.merges[" + std::to_string(i) + "]"; };
   t.bpe_ = std::make_unique<BytePairEncoder>(std::move(vocab), merges, where, unk, model.value("ignore_merges", false));
@@ -317,6 +319,11 @@ std::optional<uint32_t> Tokenizer::token_id(const std::string& token) const {
   auto it = bpe_->vocab().find(token);
   if (it == bpe_->vocab().end()) return std::nullopt;
   return it->second;
+}
+
+std::optional<uint32_t> Tokenizer::beginning_of_text() const {
+  if (bos_token_.empty()) return std::nullopt;
+  return token_id(bos_token_);
 }
 
 uint32_t Tokenizer::end_of_text() const {

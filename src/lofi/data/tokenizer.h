@@ -54,6 +54,8 @@ class Tokenizer {
   // The token that ends a document: eos_token where the directory names one, else <|endoftext|>,
   // else </s>. Throws when the vocabulary has none of them.
   uint32_t end_of_text() const;
+  // The bos_token the directory names, when it names one that is in the vocabulary.
+  std::optional<uint32_t> beginning_of_text() const;
   const std::vector<AddedToken>& added_tokens() const { return added_; }
   const std::vector<uint32_t>& prefix() const { return prefix_; }  // ids the post-processor puts first
   const std::vector<uint32_t>& suffix() const { return suffix_; }  // and last
@@ -75,6 +77,7 @@ class Tokenizer {
   std::vector<AddedToken> added_;
   std::vector<uint32_t> prefix_, suffix_;
   std::string eos_token_;  // as the directory names it; empty when it does not
+  std::string bos_token_;
   uint32_t vocab_size_ = 0;
   bool first_byte_[256] = {};  // bytes that start some added token: the scan skips all others
 };

@@ -10,9 +10,6 @@
 namespace lofi::eval {
 namespace {
 
-// Log-probabilities (B, T, V) of the next token given inputs (B, T).
-using LogProbs = std::function<torch::Tensor(const torch::Tensor&)>;
-
 LmScore score_windows(const data::TokenShards& tokens, int64_t seq_len, int64_t batch, int64_t max_windows,
                       const torch::Device& device, const LogProbs& log_probs) {
   int64_t windows = (tokens.size() - 1) / seq_len;
@@ -38,38 +35,36 @@ LmScore score_windows(const data::TokenShards& tokens, int64_t seq_len, int64_t 
   return score;
 }
 
-// Runs F with every model in eval mode, restoring their modes after.
-template <typename F>
-LmScore in_eval_mode(std::vector<model::CausalLmImpl*> models, F f) {
-  std::vector<bool> was_training;
-  for (auto* m : models) was_training.push_back(m->is_training()), m->eval();
-  LmScore score = f();
-  for (size_t i = 0; i < models.size(); ++i) models[i]->train(was_training[i]);
-  return score;
+}  // namespace
+
+LogProbs model_log_probs(model::CausalLmImpl& lm) {
+  return [&lm](const torch::Tensor& x) { return torch::log_softmax(lm.forward(x).to(torch::kFloat32), -1); };
 }
 
-}  // namespace
+LogProbs ensemble_log_probs(std::vector<model::CausalLm>& members) {
+  if (members.empty()) fail("ensemble: no members");
+  return [&members](const torch::Tensor& x) {
+    std::vector<torch::Tensor> lps;
+    for (auto& m : members) lps.push_back(torch::log_softmax(m->forward(x).to(torch::kFloat32), -1));
+    // log mean_i p_i = logsumexp_i log p_i - log M, stacked on a new leading axis: (M, B, T, V)
+    return torch::logsumexp(torch::stack(lps), 0) - std::log(static_cast<double>(members.size()));
+  };
+}
 
 LmScore evaluate_lm(model::CausalLmImpl& lm, const data::TokenShards& tokens, int64_t seq_len, int64_t batch,
                     int64_t max_windows) {
   return in_eval_mode({&lm}, [&] {
-    return score_windows(tokens, seq_len, batch, max_windows, dist::module_device(lm),
-                         [&](const torch::Tensor& x) { return torch::log_softmax(lm.forward(x).to(torch::kFloat32), -1); });
+    return score_windows(tokens, seq_len, batch, max_windows, dist::module_device(lm), model_log_probs(lm));
   });
 }
 
 LmScore evaluate_lm_ensemble(std::vector<model::CausalLm>& members, const data::TokenShards& tokens, int64_t seq_len,
                              int64_t batch, int64_t max_windows) {
-  if (members.empty()) fail("ensemble: no members");
+  const LogProbs log_probs = ensemble_log_probs(members);
   std::vector<model::CausalLmImpl*> models;
   for (auto& m : members) models.push_back(m.get());
   return in_eval_mode(models, [&] {
-    return score_windows(tokens, seq_len, batch, max_windows, dist::module_device(*members[0]), [&](const torch::Tensor& x) {
-      std::vector<torch::Tensor> lps;
-      for (auto& m : members) lps.push_back(torch::log_softmax(m->forward(x).to(torch::kFloat32), -1));
-      // log mean_i p_i = logsumexp_i log p_i - log M, stacked on a new leading axis: (M, B, T, V)
-      return torch::logsumexp(torch::stack(lps), 0) - std::log(static_cast<double>(members.size()));
-    });
+    return score_windows(tokens, seq_len, batch, max_windows, dist::module_device(*members[0]), log_probs);
   });
 }
 

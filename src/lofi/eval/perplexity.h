@@ -16,6 +16,28 @@ struct LmScore {
   int64_t tokens = 0;     // tokens scored
 };
 
+// Log-probabilities (B, T, V), fp32, of the next token given inputs (B, T): what every score here
+// reads, of one model or of an ensemble (the log of the members' mean probability).
+using LogProbs = std::function<torch::Tensor(const torch::Tensor&)>;
+LogProbs model_log_probs(model::CausalLmImpl& lm);
+LogProbs ensemble_log_probs(std::vector<model::CausalLm>& members);
+
+// Runs F with every model in eval mode (and no gradients), restoring their modes after.
+template <typename F>
+auto in_eval_mode(const std::vector<model::CausalLmImpl*>& models, F f) {
+  torch::NoGradGuard no_grad;
+  std::vector<bool> was_training;
+  for (auto* m : models) was_training.push_back(m->is_training()), m->eval();
+  struct Restore {
+    const std::vector<model::CausalLmImpl*>& models;
+    const std::vector<bool>& was;
+    ~Restore() {
+      for (size_t i = 0; i < models.size(); ++i) models[i]->train(was[i]);
+    }
+  } restore{models, was_training};
+  return f();
+}
+
 // Scores up to MAX_WINDOWS windows of SEQ_LEN (0: all) in batches of BATCH.
 LmScore evaluate_lm(model::CausalLmImpl& lm, const data::TokenShards& tokens, int64_t seq_len, int64_t batch,
                     int64_t max_windows = 0);

@@ -15,16 +15,9 @@ namespace lofi::family {
 
 std::string generate_text(const GenerateRequest& r) {
   const train::Config config = train::config_for_model(r.model, "", r.sets);
-  std::string tokenizer_dir = r.tokenizer;
-  if (tokenizer_dir.empty() && model::is_hf_model_dir(r.model)) tokenizer_dir = r.model;
-  if (const std::string source = model::is_hf_model_dir(r.model) ? "" : train::pretrained_source(r.model);
-      tokenizer_dir.empty() && model::is_hf_model_dir(source))
-    tokenizer_dir = source;
   if (family_of(config.model.arch).kind() != Kind::language_model)
     fail("generate: ", r.model, " is an image classifier; generate needs a language model");
-  if (tokenizer_dir.empty())
-    fail("generate: no tokenizer for ", r.model, ": give --tokenizer DIR (a Hugging Face tokenizer directory), or ",
-         "--tokenizer bytes for a byte-level model such as the demo's");
+  const std::string tokenizer_dir = find_tokenizer_dir_or_fail(r.model, r.tokenizer, "generate");
   const bool bytes = tokenizer_dir == "bytes";
   std::optional<data::Tokenizer> tokenizer;
   if (!bytes) tokenizer.emplace(data::Tokenizer::load(tokenizer_dir));

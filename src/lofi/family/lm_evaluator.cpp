@@ -1,5 +1,6 @@
 #include "lofi/family/lm_evaluator.h"
 
+#include "lofi/data/chat_template.h"
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/family/lm_model.h"
@@ -25,7 +26,8 @@ std::vector<NamedPath> parse_named_paths(const std::vector<std::string>& args, c
   return out;
 }
 
-LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPath>& datasets, const EvalSettings& settings)
+LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPath>& datasets, const EvalSettings& settings,
+                         const std::vector<NamedPath>& tasks, const std::string& tokenizer_model)
     : config_(config),
       settings_(settings),
       device_(dist::resolve_device(config.train.device, 0, "train.device")),
@@ -34,7 +36,15 @@ LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPat
   if (settings_.seq_len <= 0) settings_.seq_len = config.data.seq_len;
   if (settings_.seq_len > config.model.max_seq_len)
     fail("--seq-len ", settings_.seq_len, " is longer than the model's ", config.model.max_seq_len, " positions");
-  if (datasets.empty()) fail("no evaluation data given (--data NAME=PATH)");
+  if (datasets.empty() && tasks.empty()) fail("no evaluation data given (--data NAME=PATH, or --task NAME=FILE)");
+  if (!tasks.empty()) {
+    const std::string dir = find_tokenizer_dir_or_fail(tokenizer_model, settings.tokenizer, "--task");
+    tokenizer_ = std::make_unique<data::Tokenizer>(data::Tokenizer::load(dir));
+    const std::vector<int64_t> stops = data::stop_token_ids(*tokenizer_, dir);
+    for (const auto& t : tasks)
+      tasks_.emplace_back(eval::read_task(t.name, t.path), *tokenizer_, stops, config.model.max_seq_len,
+                          eval::TaskOptions{settings.batch, settings.max_new_tokens});
+  }
   for (const auto& d : datasets)
     data_.push_back(std::make_unique<data::TokenShards>(data::split_paths(d.path), config.model.vocab_size, config.data.format));
   train::ModelConfig shape = config.model;
@@ -43,14 +53,16 @@ LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPat
   lm_->to(device_);
 }
 
-std::vector<eval::LmScore> LmEvaluator::score_model(model::CausalLmImpl& lm) {
-  std::vector<eval::LmScore> out;
+LmScores LmEvaluator::score_model(model::CausalLmImpl& lm) {
+  LmScores out;
   dist::PrecisionGuard precision(device_, config_.train.precision);
-  for (const auto& d : data_) out.push_back(eval::evaluate_lm(lm, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
+  for (const auto& d : data_) out.data.push_back(eval::evaluate_lm(lm, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
+  for (const auto& t : tasks_)
+    out.tasks.push_back(eval::in_eval_mode({&lm}, [&] { return t.score(eval::model_log_probs(lm), device_); }));
   return out;
 }
 
-std::vector<eval::LmScore> LmEvaluator::score(const io::NamedTensors& weights) {
+LmScores LmEvaluator::score(const io::NamedTensors& weights) {
   model::load_named_tensors(*lm_, weights, "weights", model::tied_copies(*lm_));
   return score_model(*lm_);
 }
@@ -61,7 +73,7 @@ void refuse_nonfinite_model(const torch::nn::Module& model, const std::string& s
                                   "the weights of a diverged run; leave it out, or pass --allow-nonfinite to use it anyway");
 }
 
-std::vector<eval::LmScore> LmEvaluator::score_file(const std::string& checkpoint) {
+LmScores LmEvaluator::score_file(const std::string& checkpoint) {
   if (io::is_lora_adapter(checkpoint)) {  // an adapter (lofi's or PEFT's): on its own base
     train::ModelConfig shape = config_.model;
     shape.init = checkpoint;
@@ -76,7 +88,7 @@ std::vector<eval::LmScore> LmEvaluator::score_file(const std::string& checkpoint
   return score_model(*lm_);
 }
 
-std::vector<eval::LmScore> LmEvaluator::score_ensemble(const std::vector<std::string>& checkpoints) {
+LmScores LmEvaluator::score_ensemble(const std::vector<std::string>& checkpoints) {
   std::vector<model::CausalLm> members;
   for (const auto& path : checkpoints) {
     train::ModelConfig shape = config_.model;
@@ -85,16 +97,20 @@ std::vector<eval::LmScore> LmEvaluator::score_ensemble(const std::vector<std::st
     refuse_nonfinite_model(*members.back(), path, settings_);
     members.back()->to(device_);
   }
-  std::vector<eval::LmScore> out;
+  LmScores out;
   dist::PrecisionGuard precision(device_, config_.train.precision);
   for (const auto& d : data_)
-    out.push_back(eval::evaluate_lm_ensemble(members, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
+    out.data.push_back(eval::evaluate_lm_ensemble(members, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
+  std::vector<model::CausalLmImpl*> models;
+  for (auto& m : members) models.push_back(m.get());
+  for (const auto& t : tasks_)
+    out.tasks.push_back(eval::in_eval_mode(models, [&] { return t.score(eval::ensemble_log_probs(members), device_); }));
   return out;
 }
 
 std::map<std::string, double> LmEvaluator::losses(const io::NamedTensors& weights) {
   std::map<std::string, double> out;
-  auto scores = score(weights);
+  const LmScores scores = score(weights);
   for (size_t i = 0; i < scores.size(); ++i) out["loss/" + names_[i].name] = scores[i].loss;
   return out;
 }

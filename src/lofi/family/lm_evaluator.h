@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "lofi/data/token_shards.h"
+#include "lofi/data/tokenizer.h"
 #include "lofi/eval/perplexity.h"
+#include "lofi/eval/task_accuracy.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/model/causal_lm.h"
 #include "lofi/train/config.h"
@@ -27,6 +29,16 @@ struct EvalSettings {
   int64_t batch = 16;       // windows per forward pass
   int64_t max_windows = 0;  // per dataset; 0: all
   bool allow_nonfinite = false;  // score weights holding NaN or Inf (else refused, naming the tensor)
+  std::string tokenizer;         // tasks: the tokenizer directory (else found from the model: find_tokenizer_dir)
+  int64_t max_new_tokens = 32;   // tasks: a short answer's longest generation
+};
+
+// A model's scores: loss and perplexity per dataset (indexing gives these), accuracy per task.
+struct LmScores {
+  std::vector<eval::LmScore> data;
+  std::vector<eval::TaskScore> tasks;
+  const eval::LmScore& operator[](size_t i) const { return data.at(i); }
+  size_t size() const { return data.size(); }
 };
 
 // Refuses a model whose weights hold NaN or Inf (scoring it would print NaN as if it were a
@@ -35,20 +47,24 @@ void refuse_nonfinite_model(const torch::nn::Module& model, const std::string& s
 
 class LmEvaluator {
  public:
-  // CONFIG gives the model's shape (e.g. from train::config_from_checkpoint).
-  LmEvaluator(const train::Config& config, const std::vector<NamedPath>& datasets, const EvalSettings& settings);
+  // CONFIG gives the model's shape (e.g. from train::config_from_checkpoint). TASKS: NAME=FILE task
+  // files (eval/task_accuracy.h), read with SETTINGS.tokenizer; TOKENIZER_MODEL: the model whose
+  // tokenizer (and generation_config.json) serves when SETTINGS.tokenizer is empty.
+  LmEvaluator(const train::Config& config, const std::vector<NamedPath>& datasets, const EvalSettings& settings,
+              const std::vector<NamedPath>& tasks = {}, const std::string& tokenizer_model = "");
+  const std::vector<eval::TaskScorer>& tasks() const { return tasks_; }
 
   const std::vector<NamedPath>& datasets() const { return names_; }
   // Scores per dataset, in dataset order, of the given weights / of a checkpoint / of an
   // output-space ensemble of checkpoints.
-  std::vector<eval::LmScore> score(const io::NamedTensors& weights);
-  std::vector<eval::LmScore> score_file(const std::string& checkpoint);
-  std::vector<eval::LmScore> score_ensemble(const std::vector<std::string>& checkpoints);
+  LmScores score(const io::NamedTensors& weights);
+  LmScores score_file(const std::string& checkpoint);
+  LmScores score_ensemble(const std::vector<std::string>& checkpoints);
   // {"loss/NAME": loss} for merge::Evaluator.
   std::map<std::string, double> losses(const io::NamedTensors& weights);
 
  private:
-  std::vector<eval::LmScore> score_model(model::CausalLmImpl& lm);
+  LmScores score_model(model::CausalLmImpl& lm);
 
   train::Config config_;
   EvalSettings settings_;
@@ -56,6 +72,8 @@ class LmEvaluator {
   std::vector<NamedPath> names_;
   std::vector<std::unique_ptr<data::TokenShards>> data_;
   model::CausalLm lm_;
+  std::unique_ptr<data::Tokenizer> tokenizer_;  // tasks only; the scorers refer to it
+  std::vector<eval::TaskScorer> tasks_;
 };
 
 }  // namespace lofi::family

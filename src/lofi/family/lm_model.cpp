@@ -2,6 +2,7 @@
 
 #include <optional>
 
+#include "lofi/error.h"
 #include "lofi/family/adapters.h"
 #include "lofi/io/lora_adapter.h"
 #include "lofi/io/safetensors.h"
@@ -58,6 +59,21 @@ model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed) {
     model::load_module_weights(*lm, init, model::tied_copies(*lm));
   }
   return lm;
+}
+
+std::string find_tokenizer_dir(const std::string& model, const std::string& given) {
+  if (!given.empty()) return given;
+  if (model::is_hf_model_dir(model)) return model;
+  if (const std::string source = train::pretrained_source(model); model::is_hf_model_dir(source)) return source;
+  return {};
+}
+
+std::string find_tokenizer_dir_or_fail(const std::string& model, const std::string& given, const std::string& what) {
+  const std::string dir = find_tokenizer_dir(model, given);
+  if (dir.empty())
+    fail(what, ": no tokenizer for ", model, ": give --tokenizer DIR (a Hugging Face tokenizer directory), or ",
+         "--tokenizer bytes for a byte-level model such as the demo's");
+  return dir;
 }
 
 }  // namespace lofi::family

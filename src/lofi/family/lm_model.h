@@ -2,6 +2,7 @@
 // keys give, the weights its model.init names.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "lofi/model/causal_lm.h"
 #include "lofi/train/config.h"
@@ -11,5 +12,12 @@ namespace lofi::family {
 // A model of CONFIG.arch: MODEL.init's weights when set (a safetensors file, or a Hugging Face
 // directory whose config.json then gives the shape), else the usual init seeded by SEED.
 model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed);
+
+// The tokenizer directory of MODEL (a checkpoint, adapter or Hugging Face directory): GIVEN when
+// set; else the model's own directory; else the Hugging Face directory its run started from.
+// Empty when there is none. WHAT (e.g. "generate") and FLAG name the command in the error of
+// find_tokenizer_dir_or_fail.
+std::string find_tokenizer_dir(const std::string& model, const std::string& given);
+std::string find_tokenizer_dir_or_fail(const std::string& model, const std::string& given, const std::string& what);
 
 }  // namespace lofi::family

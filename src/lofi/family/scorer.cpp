@@ -8,6 +8,7 @@
 namespace lofi::family {
 
 std::vector<ImageTestSet> image_test_sets(const ScorerInputs& inputs) {
+  if (!inputs.tasks.empty()) fail("--task scores language models; an image classifier is scored on --data image folders");
   std::vector<ImageTestSet> sets;
   for (const auto& d : inputs.data) sets.push_back({d.name, d.path, ""});
   for (const auto& m : inputs.class_maps) {

@@ -19,6 +19,7 @@ using WeightsScorer = std::function<std::map<std::string, double>(const io::Name
 struct ScorerInputs {
   std::vector<NamedPath> data;        // NAME=PATH: token shards, or image folders for classifiers
   std::vector<NamedPath> class_maps;  // NAME=FILE: a class map for image set NAME (classifiers only)
+  std::vector<NamedPath> tasks;       // NAME=FILE: accuracy tasks (language models only; eval/task_accuracy.h)
   EvalSettings lm;
   ImageEvalSettings images;
 };
@@ -43,10 +44,11 @@ class TableScorer {
 };
 
 // A TableScorer over an evaluator (LmEvaluator, ImageEvaluator) and a family's FORMAT of its scores.
-template <typename Evaluator, typename Score>
+// SCORES: what the evaluator's score functions return.
+template <typename Evaluator, typename Scores>
 class EvaluatorTable : public TableScorer {
  public:
-  using Format = std::function<ScoreRow(const std::vector<Score>&)>;
+  using Format = std::function<ScoreRow(const Scores&)>;
   EvaluatorTable(std::shared_ptr<Evaluator> evaluator, std::vector<std::string> columns, Format format)
       : evaluator_(std::move(evaluator)), columns_(std::move(columns)), format_(std::move(format)) {}
   std::vector<std::string> columns() const override { return columns_; }

@@ -29,16 +29,21 @@ class CausalLmFamily : public Family {
   }
   WeightsScorer make_scorer(const train::Config& config, const std::string&, const ScorerInputs& inputs) const override {
     if (!inputs.class_maps.empty()) fail("--class-map applies to image classifiers; this is a language model");
+    if (!inputs.tasks.empty()) fail("--task is scored by `lofi eval`; soups and interpolations are judged by held-out loss (--data)");
     auto evaluator = std::make_shared<LmEvaluator>(config, inputs.data, inputs.lm);
     return [evaluator](const io::NamedTensors& w) { return evaluator->losses(w); };
   }
   std::unique_ptr<TableScorer> make_table_scorer(const train::Config& config, const std::string& reference,
                                                  const ScorerInputs& inputs) const override {
     if (!inputs.class_maps.empty()) fail("eval: --class-map applies to image classifiers; ", reference, " is a language model");
-    auto evaluator = std::make_shared<LmEvaluator>(config, inputs.data, inputs.lm);
+    auto evaluator = std::make_shared<LmEvaluator>(config, inputs.data, inputs.lm, inputs.tasks, reference);
     std::vector<std::string> columns;
     for (const auto& d : inputs.data) columns.push_back(d.name + " loss"), columns.push_back(d.name + " ppl");
-    auto format = [datasets = inputs.data](const std::vector<eval::LmScore>& scores) {
+    for (const auto& t : evaluator->tasks()) {
+      if (t.task().multiple_choice) columns.push_back(t.task().name + " acc"), columns.push_back(t.task().name + " acc_norm");
+      else columns.push_back(t.task().name + " exact_match");
+    }
+    auto format = [datasets = inputs.data](const LmScores& scores) {
       ScoreRow row;
       for (size_t i = 0; i < scores.size(); ++i) {
         row.cells.push_back(eval::format_fixed(scores[i].loss, 4));
@@ -46,9 +51,15 @@ class CausalLmFamily : public Family {
         row.datasets[datasets[i].name] = {{"path", datasets[i].path}, {"tokens", scores[i].tokens},
                                           {"loss", scores[i].loss}, {"perplexity", scores[i].perplexity}};
       }
+      auto with_error = [](double value, double stderr_) { return eval::format_fixed(value, 4) + " ± " + eval::format_fixed(stderr_, 4); };
+      for (const auto& t : scores.tasks) {
+        if (t.multiple_choice) row.cells.push_back(with_error(t.acc, t.acc_stderr)), row.cells.push_back(with_error(t.acc_norm, t.acc_norm_stderr));
+        else row.cells.push_back(with_error(t.exact_match, t.exact_match_stderr));
+        row.datasets[t.name] = t.to_json();
+      }
       return row;
     };
-    return std::make_unique<EvaluatorTable<LmEvaluator, eval::LmScore>>(evaluator, columns, format);
+    return std::make_unique<EvaluatorTable<LmEvaluator, LmScores>>(evaluator, columns, format);
   }
   io::NamedTensors load_weights(const train::Config& config, const std::string& path) const override {
     if (!model::is_hf_model_dir(path)) return Family::load_weights(config, path);

@@ -40,7 +40,7 @@ class VitFamily : public Family {
       }
       return row;
     };
-    return std::make_unique<EvaluatorTable<ImageEvaluator, eval::ClassificationScore>>(evaluator, columns, format);
+    return std::make_unique<EvaluatorTable<ImageEvaluator, std::vector<eval::ClassificationScore>>>(evaluator, columns, format);
   }
 };
 

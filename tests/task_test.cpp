@@ -1,0 +1,116 @@
+// Task accuracy as lm-evaluation-harness scores it: per-choice log-likelihoods equal transformers'
+// (fixtures/chat/make_task_fixtures.py) for a model and an ensemble, short answers generated
+// greedily as transformers' generate(), acc / acc_norm / exact_match with standard errors in the
+// table and the JSON; bad task files named by line.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "lofi/data/tokenizer.h"
+#include "lofi/family/lm_evaluator.h"
+#include "lofi/io/atomic_file.h"
+#include "lofi/train/config.h"
+#include "test_util.h"
+
+namespace lofi::family {
+namespace {
+
+using nlohmann::json;
+
+const std::string kChat = LOFI_FIXTURES "/chat";
+const std::string kModel = kChat + "/tiny-llama";
+
+json expected() { return json::parse(io::read_text_file(kChat + "/expected_tasks.json")); }
+
+LmScores score_tasks(const std::vector<NamedPath>& tasks, bool ensemble = false) {
+  EvalSettings settings;
+  settings.batch = 3;  // batches that cut across items
+  settings.max_new_tokens = 12;
+  LmEvaluator evaluator(train::config_for_model(kModel, "", {}), {}, settings, tasks, kModel);
+  return ensemble ? evaluator.score_ensemble({kModel, kModel}) : evaluator.score_file(kModel);
+}
+
+TEST(TaskAccuracy, LogLikelihoodsEqualTransformersForAModelAndAnEnsemble) {
+  const json want = expected()["loglikelihoods"];
+  for (bool ensemble : {false, true}) {
+    const eval::TaskScore s = score_tasks({{"mc", kChat + "/mc.jsonl"}}, ensemble).tasks.at(0);
+    ASSERT_EQ(s.log_likelihoods.size(), want.size());
+    double right = 0, right_norm = 0;
+    const std::vector<std::vector<std::string>> choices = {{" Paris", " Rome", " Berlin"},
+                                                           {"Red, yellow and blue.", "Green only.", "おはようございます"},
+                                                           {" 1, 2, 3, 4, 5", " five", " café au lait"},
+                                                           {"A lamp with a transparent case.", "A lantern"}};
+    const std::vector<size_t> answers = {1, 0, 1, 1};
+    for (size_t i = 0; i < want.size(); ++i) {
+      size_t best = 0, best_norm = 0;
+      for (size_t c = 0; c < want[i].size(); ++c) {
+        EXPECT_NEAR(s.log_likelihoods[i][c], want[i][c].get<double>(), 1e-4) << "item " << i << " choice " << c;
+        const double ll = want[i][c].get<double>(), bytes = static_cast<double>(choices[i][c].size());
+        if (ll > want[i][best].get<double>()) best = c;
+        if (ll / bytes > want[i][best_norm].get<double>() / static_cast<double>(choices[i][best_norm].size())) best_norm = c;
+      }
+      right += best == answers[i], right_norm += best_norm == answers[i];
+    }
+    EXPECT_DOUBLE_EQ(s.acc, right / 4);
+    EXPECT_DOUBLE_EQ(s.acc_norm, right_norm / 4);
+    EXPECT_NE(s.acc, s.acc_norm);  // the fixture's choices differ in length enough to tell them apart
+    EXPECT_DOUBLE_EQ(s.acc_stderr, std::sqrt(s.acc * (1 - s.acc) / 3));
+  }
+}
+
+TEST(TaskAccuracy, ShortAnswersAreGreedyGenerationsAsTransformers) {
+  const json want = expected()["short"];
+  const eval::TaskScore s = score_tasks({{"short", kChat + "/short.jsonl"}}).tasks.at(0);
+  const data::Tokenizer tokenizer = data::Tokenizer::load(kModel);
+  ASSERT_EQ(s.generations.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    std::string text = tokenizer.decode(want[i].get<std::vector<uint32_t>>(), /*skip_special_tokens=*/true);
+    // lofi stops at a line break after some text (transformers ran on).
+    for (size_t nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', nl + 1))
+      if (text.substr(0, nl).find_first_not_of(" \t\r\n") != std::string::npos) {
+        text.resize(nl);
+        break;
+      }
+    EXPECT_EQ(s.generations[i], text) << "item " << i;
+  }
+  EXPECT_EQ(s.exact_match, 0);  // a random model
+}
+
+TEST(TaskAccuracy, BadTaskFilesAreNamedByLine) {
+  const std::string dir = test::scratch_dir();
+  auto refusal = [&](const std::string& lines) {
+    io::write_file_atomic(dir + "/t.jsonl", lines);
+    return test::error_of([&] { eval::read_task("t", dir + "/t.jsonl"); });
+  };
+  const std::string mc = R"({"context": "a", "choices": ["x", "y"], "answer": 1})" "\n";
+  EXPECT_NE(refusal(mc + R"({"context": "a", "choices": ["x", "y"], "answer": 2})").find("t.jsonl:2: answer 2 is not among its 2 choices"),
+            std::string::npos);
+  EXPECT_NE(refusal(mc + R"({"context": "a", "answer": "x"})").find("t.jsonl:2: a short-answer line in a multiple-choice task"),
+            std::string::npos);
+  EXPECT_NE(refusal(mc + "{oops\n").find("t.jsonl:2: not JSON"), std::string::npos);
+  EXPECT_NE(refusal(R"({"question": "a"})").find("t.jsonl:1: expected {\"context\""), std::string::npos);
+  EXPECT_NE(refusal(R"({"context": "a", "choices": ["x"], "answer": 0})").find("at least two"), std::string::npos);
+  EXPECT_NE(refusal("\n").find("holds no items"), std::string::npos);
+}
+
+TEST(CliTask, EvalPrintsAccuracyWithStandardErrorsAndWritesJson) {
+  const std::string dir = test::scratch_dir();
+  const auto r = test::run_lofi("eval --model " + kModel + " --task mc=" + kChat + "/mc.jsonl --task short=" + kChat +
+                                "/short.jsonl --max-new-tokens 12 --json " + dir + "/r.json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("mc acc"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("mc acc_norm"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("short exact_match"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" ± "), std::string::npos) << r.output;
+  const json j = json::parse(io::read_text_file(dir + "/r.json"));
+  const json& mc = j["results"][0]["datasets"]["mc"];
+  for (const char* key : {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "samples"}) EXPECT_TRUE(mc.contains(key)) << j.dump();
+  EXPECT_EQ(mc["samples"], 4);
+  EXPECT_TRUE(j["results"][0]["datasets"]["short"].contains("exact_match_stderr")) << j.dump();
+  const auto refused = test::run_lofi("eval --model " + kModel + " --task mc=" + dir + "/missing.jsonl");
+  EXPECT_NE(refused.status, 0);
+  EXPECT_NE(refused.output.find("cannot open"), std::string::npos) << refused.output;
+}
+
+}  // namespace
+}  // namespace lofi::family
