@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lofi/data/tokenizer.h"
+#include "lofi/family/generate_text.h"
 #include "lofi/family/lm_evaluator.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/train/config.h"
@@ -110,6 +111,47 @@ TEST(CliTask, EvalPrintsAccuracyWithStandardErrorsAndWritesJson) {
   const auto refused = test::run_lofi("eval --model " + kModel + " --task mc=" + dir + "/missing.jsonl");
   EXPECT_NE(refused.status, 0);
   EXPECT_NE(refused.output.find("cannot open"), std::string::npos) << refused.output;
+}
+
+}  // namespace
+}  // namespace lofi::family
+
+namespace lofi::family {
+namespace {
+
+GenerateRequest chat_request() {
+  GenerateRequest r;
+  r.model = kModel;
+  r.prompt = expected()["chat"]["prompt"];
+  r.chat = true;
+  r.options.max_new_tokens = 20;
+  return r;
+}
+
+TEST(GenerateChat, GreedyReplyEqualsTransformersGenerate) {
+  const json want = expected()["chat"];
+  const data::Tokenizer tokenizer = data::Tokenizer::load(kModel);
+  EXPECT_EQ(generate_text(chat_request()), tokenizer.decode(want["ids"].get<std::vector<uint32_t>>(), /*skip_special_tokens=*/true));
+}
+
+TEST(GenerateChat, SamplingIsSeededAndNarrowsToGreedy) {
+  const std::string greedy = generate_text(chat_request());
+  GenerateRequest r = chat_request();
+  r.options.temperature = 1.5;
+  r.options.seed = 4;
+  const std::string sampled = generate_text(r);
+  EXPECT_EQ(generate_text(r), sampled);  // the same seed, the same text
+  EXPECT_NE(sampled, greedy);
+  r.options.top_k = 1;  // only the most likely token is left to sample
+  EXPECT_EQ(generate_text(r), greedy);
+  r.options.top_k = 0;
+  r.options.top_p = 1e-6;  // the nucleus holds the most likely token alone
+  EXPECT_EQ(generate_text(r), greedy);
+  r.options.top_p = 0.9;
+  EXPECT_NE(generate_text(r), greedy);
+  r.system = "You are terse.";
+  r.options.top_p = 1e-6;
+  EXPECT_NE(generate_text(r), greedy);  // a system turn changes the prompt
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "lofi/eval/generate.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "lofi/error.h"
@@ -10,6 +11,7 @@ std::vector<int64_t> generate(model::CausalLmImpl& lm, const std::vector<int64_t
   if (prompt.empty()) fail("generate: the prompt encodes to no tokens");
   if (o.temperature < 0) fail("generate: --temperature must be >= 0, found ", o.temperature);
   if (o.top_k < 0) fail("generate: --top-k must be >= 0, found ", o.top_k);
+  if (!(o.top_p > 0 && o.top_p <= 1)) fail("generate: --top-p must be in (0, 1], found ", o.top_p);
   for (int64_t id : prompt)
     if (id < 0 || id >= lm.config.vocab_size)
       fail("generate: prompt token id ", id, " is not below model.vocab_size = ", lm.config.vocab_size);
@@ -36,10 +38,18 @@ std::vector<int64_t> generate(model::CausalLmImpl& lm, const std::vector<int64_t
         const double kth = std::get<0>(logits.topk(o.top_k))[o.top_k - 1].item<double>();
         logits = logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
       }
+      if (o.top_p < 1) {
+        // transformers' TopPLogitsWarper: in ascending order, drop the tokens whose cumulative
+        // probability stays within 1 - top_p, keeping at least the most likely one.
+        auto [sorted, order] = logits.sort(/*dim=*/0, /*descending=*/false);  // (V), (V)
+        torch::Tensor drop = torch::softmax(sorted, 0).cumsum(0) <= (1 - o.top_p);
+        drop[-1] = false;
+        logits = logits.masked_fill(torch::zeros_like(drop).scatter(0, order, drop), -std::numeric_limits<float>::infinity());
+      }
       next = torch::multinomial(torch::softmax(logits, 0), 1, false, generator).item<int64_t>();
     }
     tokens.push_back(next);
-    if (o.stop_id && next == *o.stop_id) break;
+    if (std::find(o.stop_ids.begin(), o.stop_ids.end(), next) != o.stop_ids.end()) break;
   }
   return tokens;
 }

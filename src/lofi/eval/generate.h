@@ -1,5 +1,5 @@
-// Text from a causal language model, token by token: greedy, or sampled with a temperature and
-// top-k, as Hugging Face's generate() does without a cache (each step re-reads the window of the
+// Text from a causal language model, token by token: greedy, or sampled with a temperature,
+// top-k and top-p (nucleus), in that order, as Hugging Face's generate() does without a cache (each step re-reads the window of the
 // last model.max_seq_len tokens), so users can see what fine-tuning did.
 #pragma once
 #include <cstdint>
@@ -14,8 +14,9 @@ struct GenerateOptions {
   int64_t max_new_tokens = 32;
   double temperature = 0;          // 0: greedy (argmax); > 0: sample softmax(logits / temperature)
   int64_t top_k = 0;               // > 0: sample among the K most likely tokens only
+  double top_p = 1;                // < 1: sample among the most likely tokens whose probabilities add up to P
   uint64_t seed = 0;               // the sampling generator's seed
-  std::optional<int64_t> stop_id;  // end early after this token (the end-of-text token)
+  std::vector<int64_t> stop_ids;   // end early after any of these (end-of-text, end-of-turn)
 };
 
 // PROMPT followed by the new tokens. Throws on an empty prompt or an id outside the vocabulary.

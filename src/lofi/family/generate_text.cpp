@@ -2,6 +2,7 @@
 
 #include <optional>
 
+#include "lofi/data/chat_template.h"
 #include "lofi/data/tokenizer.h"
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
@@ -21,20 +22,32 @@ std::string generate_text(const GenerateRequest& r) {
   const bool bytes = tokenizer_dir == "bytes";
   std::optional<data::Tokenizer> tokenizer;
   if (!bytes) tokenizer.emplace(data::Tokenizer::load(tokenizer_dir));
+  if (r.chat && bytes) fail("generate --chat needs a tokenizer directory with a chat template, not --tokenizer bytes");
   std::vector<int64_t> ids;
   if (bytes) {
     for (unsigned char c : r.prompt) ids.push_back(c);
+  } else if (r.chat) {
+    nlohmann::json messages = nlohmann::json::array();
+    if (!r.system.empty()) messages.push_back({{"role", "system"}, {"content", r.system}});
+    messages.push_back({{"role", "user"}, {"content", r.prompt}});
+    const data::ChatRender render =
+        data::render_chats(tokenizer_dir, {messages}, /*train_on_prompt=*/true, /*add_generation_prompt=*/true).at(0);
+    if (!render.error.empty()) fail("generate --chat: the chat template of ", tokenizer_dir, " refused the prompt: ", render.error);
+    std::string text;
+    for (const auto& s : render.segments) text += s.text;
+    for (uint32_t id : tokenizer->encode(text, /*add_special_tokens=*/false)) ids.push_back(id);  // as apply_chat_template
   } else {
     for (uint32_t id : tokenizer->encode(r.prompt)) ids.push_back(id);
   }
   eval::GenerateOptions o = r.options;
-  if (!bytes) o.stop_id = tokenizer->end_of_text();
+  if (!bytes) o.stop_ids = data::stop_token_ids(*tokenizer, tokenizer_dir);
   model::CausalLm lm = make_lm(config.model, 0);
   EvalSettings finite;
   finite.allow_nonfinite = r.allow_nonfinite;
   refuse_nonfinite_model(*lm, r.model, finite);  // else NaN logits decode as token 0, NUL bytes
   lm->to(dist::resolve_device(config.train.device, 0, "train.device"));
-  const std::vector<int64_t> out = eval::generate(*lm, ids, o);
+  std::vector<int64_t> out = eval::generate(*lm, ids, o);
+  if (r.chat) out.erase(out.begin(), out.begin() + static_cast<int64_t>(ids.size()));  // the reply alone
   if (!bytes) return tokenizer->decode(std::vector<uint32_t>(out.begin(), out.end()), /*skip_special_tokens=*/true);
   std::string text;
   for (int64_t id : out) text += static_cast<char>(id);

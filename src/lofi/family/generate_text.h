@@ -15,9 +15,12 @@ struct GenerateRequest {
   eval::GenerateOptions options;
   std::vector<std::string> sets;    // config overrides, e.g. train.device=cuda
   bool allow_nonfinite = false;     // generate from weights holding NaN or Inf (refused by default)
+  bool chat = false;                // PROMPT is a user turn: rendered with the chat template, the reply generated
+  std::string system;               // chat: a system turn before it (when not empty)
 };
 
-// The prompt and its continuation, decoded.
+// The prompt and its continuation, decoded; with CHAT, the assistant's reply alone, generated
+// until an end-of-turn token (data::stop_token_ids).
 std::string generate_text(const GenerateRequest& request);
 
 }  // namespace lofi::family
