@@ -9,6 +9,7 @@
 #include "lofi/data/chat_samples.h"
 #include "lofi/data/packed_chat.h"
 #include "lofi/family/chat_task.h"
+#include "lofi/io/atomic_file.h"
 #include "lofi/model/causal_lm.h"
 #include "test_util.h"
 
@@ -138,6 +139,51 @@ TEST(ChatTrain, OverlongSamplesAreTruncatedOrDroppedAndCounted) {
   EXPECT_EQ(b.targets_kept, 2);
   EXPECT_NE(test::error_of([&] { data::PackedChat(file, 2, true, "drop", "s.chat"); }).find("s.chat: no sample is left to train on"),
             std::string::npos);
+}
+
+}  // namespace
+}  // namespace lofi::family
+
+namespace lofi::family {
+namespace {
+
+// The whole instruction-tuning path as a user runs it: prepare --chat with the model's template,
+// a two-node LoRA lo-fi job judged on a task, then eval of the nodes, their ensemble and their
+// exact average on the chat data's trained tokens and on the task.
+TEST(CliChat, LofiLoraJobOnChatDataJudgedOnATask) {
+  const std::string dir = test::scratch_dir();
+  const std::string chat = LOFI_FIXTURES "/chat", model = chat + "/tiny-llama";
+  auto r = test::run_lofi("prepare --chat " + chat + "/conversations.jsonl " + chat + "/system.jsonl -t " + model + " -o " + dir + "/c");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("train: 7 samples, 358 tokens, 126 of them trained"), std::string::npos) << r.output;
+  r = test::run_lofi("prepare --train-on-prompt " + chat + "/conversations.jsonl -t " + model + " -o " + dir + "/x");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--train-on-prompt goes with --chat"), std::string::npos) << r.output;
+
+  r = test::run_lofi("launch --workers 2 -- train --quiet --set dist.nodes=2 --set data.train=" + dir + "/c.train.chat" +
+                     " --set data.val_task=" + chat + "/mc.jsonl --set run.dir=" + dir + "/run --set model.init=" + model +
+                     " --set lora.rank=4 --set data.seq_len=128 --set train.batch_size=4 --set train.steps=4" +
+                     " --set train.warmup_steps=1 --set train.log_every=2 --set train.eval_every=2 --set train.threads=1" +
+                     " --set dist.timeout_s=60");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("data: 7 samples packed into 3 rows of 128 tokens (93% filled)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("val_acc"), std::string::npos) << r.output;
+  const nlohmann::json check = nlohmann::json::parse(io::read_text_file(dir + "/run/averaging-check.json"));
+  EXPECT_EQ(check["metric"], "accuracy");
+  EXPECT_TRUE(check["average_scores"].contains("val_acc")) << check.dump();
+  EXPECT_TRUE(test::last_metrics(dir + "/run/node-00").contains("val_acc"));
+
+  const std::string n0 = dir + "/run/node-00/final.safetensors", n1 = dir + "/run/node-01/final.safetensors";
+  r = test::run_lofi("eval --model " + dir + "/run/merged-hf --ensemble " + n0 + " " + n1 + " --data chat=" + dir +
+                     "/c.train.chat --seq-len 128 --task mc=" + chat + "/mc.jsonl --json " + dir + "/e.json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const nlohmann::json rows = nlohmann::json::parse(io::read_text_file(dir + "/e.json"))["results"];
+  ASSERT_EQ(rows.size(), 5u);
+  EXPECT_EQ(rows[4]["model"], "weight average of 2 (adapters: exact, concat)");
+  // The job's PEFT output is the exact average of its nodes.
+  EXPECT_NEAR(rows[4]["datasets"]["chat"]["loss"].get<double>(), rows[0]["datasets"]["chat"]["loss"].get<double>(), 1e-5);
+  EXPECT_EQ(rows[0]["datasets"]["chat"]["tokens"], 126);  // every trained token (no sample starts with one)
+  EXPECT_TRUE(rows[3]["datasets"]["mc"].contains("acc_norm"));
 }
 
 }  // namespace

@@ -8,9 +8,7 @@
 #include "lofi/eval/progress.h"
 
 namespace lofi::eval {
-namespace {
-
-LmScore score_windows(const data::TokenShards& tokens, int64_t seq_len, int64_t batch, int64_t max_windows,
+LmScore evaluate_windows(const data::TokenShards& tokens, int64_t seq_len, int64_t batch, int64_t max_windows,
                       const torch::Device& device, const LogProbs& log_probs) {
   int64_t windows = (tokens.size() - 1) / seq_len;
   if (windows < 1) fail("evaluation data has ", tokens.size(), " tokens, fewer than one window of ", seq_len + 1);
@@ -35,7 +33,31 @@ LmScore score_windows(const data::TokenShards& tokens, int64_t seq_len, int64_t 
   return score;
 }
 
-}  // namespace
+LmScore evaluate_chat(const data::PackedChat& rows, int64_t batch, int64_t max_rows, const torch::Device& device,
+                      const LogProbs& log_probs) {
+  if (rows.packed()) fail("evaluate_chat: rows must hold one sample each");
+  const int64_t n = max_rows > 0 ? std::min(max_rows, rows.rows()) : rows.rows();
+  torch::NoGradGuard no_grad;
+  double nll_sum = 0;
+  int64_t kept = 0;
+  Progress progress("scoring", n, "samples");
+  for (int64_t first = 0; first < n; first += batch) {
+    progress.update(first);
+    std::vector<int64_t> chunk;
+    for (int64_t r = first; r < std::min(n, first + batch); ++r) chunk.push_back(r);
+    const data::ChatBatch b = rows.batch(chunk);
+    const torch::Tensor lp = log_probs(dist::to_device(b.tokens, device));                 // (B, T, V)
+    const torch::Tensor targets = dist::to_device(b.targets, device), keep = targets != -100;  // (B, T)
+    const torch::Tensor picked = lp.gather(2, targets.clamp_min(0).unsqueeze(2)).squeeze(2);   // (B, T)
+    nll_sum -= picked.masked_select(keep).sum().item<double>();
+    kept += b.targets_kept;
+  }
+  LmScore score;
+  score.tokens = kept;
+  score.loss = kept > 0 ? nll_sum / static_cast<double>(kept) : 0.0;
+  score.perplexity = std::exp(score.loss);
+  return score;
+}
 
 LogProbs model_log_probs(model::CausalLmImpl& lm) {
   return [&lm](const torch::Tensor& x) { return torch::log_softmax(lm.forward(x).to(torch::kFloat32), -1); };
@@ -54,7 +76,7 @@ LogProbs ensemble_log_probs(std::vector<model::CausalLm>& members) {
 LmScore evaluate_lm(model::CausalLmImpl& lm, const data::TokenShards& tokens, int64_t seq_len, int64_t batch,
                     int64_t max_windows) {
   return in_eval_mode({&lm}, [&] {
-    return score_windows(tokens, seq_len, batch, max_windows, dist::module_device(lm), model_log_probs(lm));
+    return evaluate_windows(tokens, seq_len, batch, max_windows, dist::module_device(lm), model_log_probs(lm));
   });
 }
 
@@ -64,7 +86,7 @@ LmScore evaluate_lm_ensemble(std::vector<model::CausalLm>& members, const data::
   std::vector<model::CausalLmImpl*> models;
   for (auto& m : members) models.push_back(m.get());
   return in_eval_mode(models, [&] {
-    return score_windows(tokens, seq_len, batch, max_windows, dist::module_device(*members[0]), log_probs);
+    return evaluate_windows(tokens, seq_len, batch, max_windows, dist::module_device(*members[0]), log_probs);
   });
 }
 

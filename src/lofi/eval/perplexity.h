@@ -5,6 +5,7 @@
 #include <functional>
 #include <vector>
 
+#include "lofi/data/packed_chat.h"
 #include "lofi/data/token_shards.h"
 #include "lofi/model/causal_lm.h"
 
@@ -37,6 +38,16 @@ auto in_eval_mode(const std::vector<model::CausalLmImpl*>& models, F f) {
   } restore{models, was_training};
   return f();
 }
+
+// Mean loss over the trained tokens of chat samples laid out one per row (data::PackedChat without
+// packing: no row needs a mask), up to MAX_ROWS rows (0: all) in batches of BATCH.
+LmScore evaluate_chat(const data::PackedChat& rows, int64_t batch, int64_t max_rows, const torch::Device& device,
+                      const LogProbs& log_probs);
+
+// Scores up to MAX_WINDOWS windows of SEQ_LEN (0: all) in batches of BATCH, by LOG_PROBS (a model's
+// or an ensemble's; the caller puts the models in eval mode).
+LmScore evaluate_windows(const data::TokenShards& tokens, int64_t seq_len, int64_t batch, int64_t max_windows,
+                         const torch::Device& device, const LogProbs& log_probs);
 
 // Scores up to MAX_WINDOWS windows of SEQ_LEN (0: all) in batches of BATCH.
 LmScore evaluate_lm(model::CausalLmImpl& lm, const data::TokenShards& tokens, int64_t seq_len, int64_t batch,

@@ -409,11 +409,11 @@ std::string verdicts_html(const std::vector<Section>& sections) {
     for (const auto& run : s.runs) {
       const json& c = run.averaging_check;
       if (!c.is_object() || !c.contains("average") || !c.contains("best_node")) continue;
-      const bool top1 = c.value("metric", "") == "top-1";
-      const double scale = top1 ? 100 : 1;
+      const bool top1 = c.value("metric", "") == "top-1";  // checks written before "label" and "scale"
+      const double scale = c.value("scale", top1 ? 100.0 : 1.0);
       const std::string where = s.dir == sections[0].dir ? run.name : s.dir.filename().string() + "/" + run.name;
       claims.push_back({{"half", where}, {"claim", "the average beats every node on data.val"},
-                        {"metric", top1 ? "validation top-1 %" : "validation loss"},
+                        {"metric", c.value("label", top1 ? "validation top-1 %" : "validation loss")},
                         {"lofi", scale * c.value("average", 0.0)}, {"baseline", scale * c.value("best_node", 0.0)},
                         {"against", "the best node"}, {"rule", "the job's averaging check"},
                         {"holds", c.value("beats_every_node", false)}});

@@ -58,7 +58,7 @@ torch::Tensor ChatTask::loss(int64_t first, int64_t count) {
   return mean * scale;
 }
 
-nlohmann::json ChatTask::validate(int64_t batch) {
+double ChatTask::val_loss(int64_t batch) {
   dist::PrecisionGuard precision(device(), precision_);
   torch::NoGradGuard no_grad;
   const bool training = model_->is_training();
@@ -74,7 +74,7 @@ nlohmann::json ChatTask::validate(int64_t batch) {
     kept_all += kept;
   }
   model_->train(training);
-  return {{"val_loss", kept_all > 0 ? sum / static_cast<double>(kept_all) : 0.0}};
+  return kept_all > 0 ? sum / static_cast<double>(kept_all) : 0.0;
 }
 
 }  // namespace lofi::family

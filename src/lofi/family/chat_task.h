@@ -18,15 +18,15 @@ class ChatTask : public LmTaskBase {
  public:
   ChatTask(const train::Config& config, const dist::Topology& topo, uint64_t init_seed);
 
-  bool has_validation() const override { return val_rows_ != nullptr; }
-  // {"val_loss": mean over the trained tokens of the first train.eval_batches x BATCH rows}
-  nlohmann::json validate(int64_t batch) override;
   // The node batch's rows, and how many trained tokens they hold in all.
   void begin_step(int64_t step, int64_t node_batch) override;
   // The micro-batch's share of the node batch's token mean (see above).
   torch::Tensor loss(int64_t first, int64_t count) override;
 
  private:
+  bool has_val_data() const override { return val_rows_ != nullptr; }
+  // The mean over the trained tokens of data.val's first train.eval_batches x BATCH rows.
+  double val_loss(int64_t batch) override;
   // Mean loss of ROWS' trained tokens and how many there are.
   std::pair<torch::Tensor, int64_t> rows_loss(const data::PackedChat& chat, const std::vector<int64_t>& rows);
 

@@ -45,8 +45,17 @@ LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPat
       tasks_.emplace_back(eval::read_task(t.name, t.path), *tokenizer_, stops, config.model.max_seq_len,
                           eval::TaskOptions{settings.batch, settings.max_new_tokens});
   }
-  for (const auto& d : datasets)
-    data_.push_back(std::make_unique<data::TokenShards>(data::split_paths(d.path), config.model.vocab_size, config.data.format));
+  for (const auto& d : datasets) {
+    const std::vector<std::string> paths = data::split_paths(d.path);
+    EvalSet set;
+    if (!paths.empty() && data::is_chat_sample_file(paths.front())) {
+      set.chat = std::make_unique<data::ChatSamples>(paths, config.model.vocab_size);
+      set.rows = std::make_unique<data::PackedChat>(*set.chat, settings_.seq_len, /*packing=*/false, config.data.overlong, d.path);
+    } else {
+      set.tokens = std::make_unique<data::TokenShards>(paths, config.model.vocab_size, config.data.format);
+    }
+    data_.push_back(std::move(set));
+  }
   train::ModelConfig shape = config.model;
   shape.init.clear();
   lm_ = make_lm(shape, 0);
@@ -56,10 +65,16 @@ LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPat
 LmScores LmEvaluator::score_model(model::CausalLmImpl& lm) {
   LmScores out;
   dist::PrecisionGuard precision(device_, config_.train.precision);
-  for (const auto& d : data_) out.data.push_back(eval::evaluate_lm(lm, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
+  for (const auto& d : data_)
+    out.data.push_back(eval::in_eval_mode({&lm}, [&] { return score_set(d, eval::model_log_probs(lm)); }));
   for (const auto& t : tasks_)
     out.tasks.push_back(eval::in_eval_mode({&lm}, [&] { return t.score(eval::model_log_probs(lm), device_); }));
   return out;
+}
+
+eval::LmScore LmEvaluator::score_set(const EvalSet& set, const eval::LogProbs& log_probs) {
+  if (set.rows) return eval::evaluate_chat(*set.rows, settings_.batch, settings_.max_windows, device_, log_probs);
+  return eval::evaluate_windows(*set.tokens, settings_.seq_len, settings_.batch, settings_.max_windows, device_, log_probs);
 }
 
 LmScores LmEvaluator::score(const io::NamedTensors& weights) {
@@ -99,10 +114,10 @@ LmScores LmEvaluator::score_ensemble(const std::vector<std::string>& checkpoints
   }
   LmScores out;
   dist::PrecisionGuard precision(device_, config_.train.precision);
-  for (const auto& d : data_)
-    out.data.push_back(eval::evaluate_lm_ensemble(members, *d, settings_.seq_len, settings_.batch, settings_.max_windows));
   std::vector<model::CausalLmImpl*> models;
   for (auto& m : members) models.push_back(m.get());
+  for (const auto& d : data_)
+    out.data.push_back(eval::in_eval_mode(models, [&] { return score_set(d, eval::ensemble_log_probs(members)); }));
   for (const auto& t : tasks_)
     out.tasks.push_back(eval::in_eval_mode(models, [&] { return t.score(eval::ensemble_log_probs(members), device_); }));
   return out;

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "lofi/data/chat_samples.h"
+#include "lofi/data/packed_chat.h"
 #include "lofi/data/token_shards.h"
 #include "lofi/data/tokenizer.h"
 #include "lofi/eval/perplexity.h"
@@ -70,7 +72,14 @@ class LmEvaluator {
   EvalSettings settings_;
   torch::Device device_;  // config.train.device, for the models (the windows follow them)
   std::vector<NamedPath> names_;
-  std::vector<std::unique_ptr<data::TokenShards>> data_;
+  // A dataset: token shards, or chat samples (lofi prepare --chat) scored on their trained tokens.
+  struct EvalSet {
+    std::unique_ptr<data::TokenShards> tokens;
+    std::unique_ptr<data::ChatSamples> chat;
+    std::unique_ptr<data::PackedChat> rows;
+  };
+  eval::LmScore score_set(const EvalSet& set, const eval::LogProbs& log_probs);
+  std::vector<EvalSet> data_;
   model::CausalLm lm_;
   std::unique_ptr<data::Tokenizer> tokenizer_;  // tasks only; the scorers refer to it
   std::vector<eval::TaskScorer> tasks_;

@@ -1,5 +1,6 @@
 #include "lofi/family/lm_model.h"
 
+#include <filesystem>
 #include <optional>
 
 #include "lofi/error.h"
@@ -64,6 +65,8 @@ model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed) {
 std::string find_tokenizer_dir(const std::string& model, const std::string& given) {
   if (!given.empty()) return given;
   if (model::is_hf_model_dir(model)) return model;
+  if (io::is_lora_adapter(model)) return find_tokenizer_dir(adapter_base(io::read_lora_adapter(model)), "");  // its base's
+  if (!std::filesystem::is_regular_file(model)) return {};
   if (const std::string source = train::pretrained_source(model); model::is_hf_model_dir(source)) return source;
   return {};
 }

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "lofi/data/chat_template.h"
 #include "lofi/data/tokenizer.h"
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
@@ -20,7 +21,8 @@ LmTaskBase::LmTaskBase(const train::Config& config, const dist::Topology& topo, 
       init_(config.model.init),
       model_(make_lm(config.model, init_seed)) {
   // data.val serves the periodic evaluation (train.eval_every) and a lo-fi job's averaging check.
-  if (config.train.eval_every > 0 && config.data.val.empty()) fail("config: train.eval_every > 0 needs data.val");
+  if (config.train.eval_every > 0 && config.data.val.empty() && config.data.val_task.empty())
+    fail("config: train.eval_every > 0 needs data.val or data.val_task");
   // A pretrained directory's tokenizer is copied into final-hf and merged-hf: one that does not
   // load is refused now, not found broken by whoever loads the fine-tuned model.
   if (model::is_hf_model_dir(init_)) {
@@ -33,6 +35,16 @@ LmTaskBase::LmTaskBase(const train::Config& config, const dist::Topology& topo, 
         fail("model.init ", init_, ": its tokenizer (copied into the run's Hugging Face outputs) does not load: ", e.what());
       }
     }
+  }
+  if (!config.data.val_task.empty()) {
+    const std::string dir = find_tokenizer_dir(init_, "");
+    if (dir.empty())
+      fail("data.val_task needs the model's tokenizer: model.init must be a Hugging Face directory (or a run's weights made "
+           "from one); found \"", init_, "\"");
+    task_tokenizer_ = std::make_unique<data::Tokenizer>(data::Tokenizer::load(dir));
+    val_task_ = std::make_unique<eval::TaskScorer>(eval::read_task("data.val_task", config.data.val_task), *task_tokenizer_,
+                                                   data::stop_token_ids(*task_tokenizer_, dir), config.model.max_seq_len,
+                                                   eval::TaskOptions{});
   }
   std::string lora_line;
   lora_ = attach_lora(*model_, config, /*record_checksum=*/topo.node_rank == 0, &lora_line);
@@ -47,6 +59,18 @@ bool LmTaskBase::write_hf_output(const std::string& weights, const std::string& 
   if (!model::is_hf_model_dir(init_)) return false;
   family::write_hf_output(weights, out_dir);
   return true;
+}
+
+nlohmann::json LmTaskBase::validate(int64_t batch) {
+  nlohmann::json record = nlohmann::json::object();
+  if (has_val_data()) record["val_loss"] = val_loss(batch);
+  if (val_task_) {
+    dist::PrecisionGuard precision(device(), precision_);
+    record["val_acc"] = eval::in_eval_mode({model_.get()}, [&] {
+                          return val_task_->score(eval::model_log_probs(*model_), device());
+                        }).headline();
+  }
+  return record;
 }
 
 LmTask::LmTask(const train::Config& config, const dist::Topology& topo, uint64_t init_seed)
@@ -70,10 +94,9 @@ torch::Tensor LmTask::loss(int64_t first, int64_t count) {
   return model_->loss(window.narrow(1, 0, seq_len_), window.narrow(1, 1, seq_len_));  // inputs, targets: (B, T)
 }
 
-nlohmann::json LmTask::validate(int64_t batch) {
+double LmTask::val_loss(int64_t batch) {
   dist::PrecisionGuard precision(device(), precision_);
-  auto score = eval::evaluate_lm(*model_, *val_, seq_len_, batch, eval_batches_ * batch);
-  return {{"val_loss", score.loss}};
+  return eval::evaluate_lm(*model_, *val_, seq_len_, batch, eval_batches_ * batch).loss;
 }
 
 }  // namespace lofi::family

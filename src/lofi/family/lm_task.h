@@ -6,6 +6,8 @@
 
 #include "lofi/data/sampler.h"
 #include "lofi/data/token_shards.h"
+#include "lofi/data/tokenizer.h"
+#include "lofi/eval/task_accuracy.h"
 #include "lofi/family/adapters.h"
 #include "lofi/model/causal_lm.h"
 #include "lofi/train/task.h"
@@ -25,13 +27,23 @@ class LmTaskBase : public train::Task {
   // directory's, that directory's form.
   bool write_hf_output(const std::string& weights, const std::string& out_dir) const override;
   io::Metadata metadata() const override { return lora_.metadata(); }
+  bool has_validation() const override { return has_val_data() || val_task_ != nullptr; }
+  // {"val_loss": held-out loss on data.val, "val_acc": accuracy on data.val_task}, those given.
+  nlohmann::json validate(int64_t batch) override;
 
  protected:
+  virtual bool has_val_data() const = 0;
+  virtual double val_loss(int64_t batch) = 0;
+
   int64_t seq_len_, eval_batches_;
   std::string precision_;
   std::string init_;  // model.init
   model::CausalLm model_;
   LoraRun lora_;
+
+ private:
+  std::unique_ptr<data::Tokenizer> task_tokenizer_;  // the scorer refers to it
+  std::unique_ptr<eval::TaskScorer> val_task_;
 };
 
 // Next-token prediction on token shards.
@@ -41,10 +53,11 @@ class LmTask : public LmTaskBase {
 
   void begin_step(int64_t step, int64_t node_batch) override;
   torch::Tensor loss(int64_t first, int64_t count) override;
-  bool has_validation() const override { return val_ != nullptr; }
-  nlohmann::json validate(int64_t batch) override;
 
  private:
+  bool has_val_data() const override { return val_ != nullptr; }
+  double val_loss(int64_t batch) override;
+
   data::TokenShards tokens_;
   std::unique_ptr<data::TokenShards> val_;
   data::WindowSampler sampler_;

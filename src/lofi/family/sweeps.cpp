@@ -1,8 +1,15 @@
 #include "lofi/family/sweeps.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+
 #include "lofi/error.h"
+#include "lofi/family/adapters.h"
 #include "lofi/family/family.h"
+#include "lofi/io/lora_adapter.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/io/temporaries.h"
 #include "lofi/merge/average.h"
 #include "lofi/merge/interpolate.h"
 #include "lofi/merge/soup.h"
@@ -33,6 +40,25 @@ eval::ResultsTable eval_table(const EvalRequest& r) {
   };
   if (!r.model.empty()) add(r.model, scorer->score_file(r.model));
   if (r.ensemble.empty()) return table;
+  if (io::is_lora_adapter(r.ensemble.front())) {
+    // Adapters average exactly as one adapter of rank N r (family/adapters.h): written to a
+    // temporary file, scored, removed.
+    for (const auto& path : r.ensemble) add(path, scorer->score_file(path));
+    add("ensemble of " + std::to_string(r.ensemble.size()) + " (mean probabilities)", scorer->score_ensemble(r.ensemble));
+    const std::string merged = (std::filesystem::temp_directory_path() / ("lofi-eval-average-" + std::to_string(::getpid()) + ".safetensors")).string();
+    io::register_temporary(merged, /*directory=*/false);
+    struct Remove {
+      std::string path;
+      ~Remove() {
+        std::error_code ec;
+        std::filesystem::remove(path, ec);
+        io::unregister_temporary(path);
+      }
+    } remove{merged};
+    merge_adapter_files(r.ensemble, merged, AdapterMerge{});
+    add("weight average of " + std::to_string(r.ensemble.size()) + " (adapters: exact, concat)", scorer->score_file(merged));
+    return table;
+  }
   std::vector<io::NamedTensors> members;
   for (const auto& path : r.ensemble) {
     add(path, scorer->score_file(path));

@@ -6,18 +6,36 @@
 #include "lofi/error.h"
 
 namespace lofi::train {
+namespace {
+
+// What a verdict is judged on: the first of these the validation record holds.
+struct Metric {
+  const char* key;    // in the validation record
+  const char* name;   // the check's "metric"
+  const char* label;  // as tables and lines show it
+  bool higher_is_better;
+  double scale;       // shown as scale x value (fractions in percent)
+};
+constexpr Metric kMetrics[] = {{"val_top1", "top-1", "validation top-1 %", true, 100},
+                               {"val_acc", "accuracy", "data.val_task accuracy %", true, 100},
+                               {"val_loss", "loss", "validation loss", false, 1}};
+
+}  // namespace
 
 nlohmann::json check_averaging(const std::vector<NodeFinal>& finals, const std::string& average,
                                const std::function<nlohmann::json(const std::string&)>& validate, int64_t eval_batches) {
   if (finals.empty()) fail("check_averaging: no node finals");
   const nlohmann::json avg_record = validate(average);
-  const bool top1 = avg_record.contains("val_top1");
-  const std::string key = top1 ? "val_top1" : "val_loss";
-  if (!avg_record.contains(key)) fail("check_averaging: the validation of ", average, " gave no ", key);
-  const bool up = top1;
+  const Metric* metric = nullptr;
+  for (const Metric& m : kMetrics)
+    if (!metric && avg_record.contains(m.key)) metric = &m;
+  if (!metric) fail("check_averaging: the validation of ", average, " gave no val_top1, val_acc or val_loss");
+  const std::string key = metric->key;
+  const bool up = metric->higher_is_better;
   auto better = [up](double a, double b) { return up ? a > b : a < b; };
-  nlohmann::json check{{"metric", top1 ? "top-1" : "loss"}, {"higher_is_better", up}, {"eval_batches", eval_batches},
-                       {"average", avg_record[key]}, {"average_scores", avg_record}};
+  nlohmann::json check{{"metric", metric->name},  {"label", metric->label},        {"scale", metric->scale},
+                       {"higher_is_better", up},  {"eval_batches", eval_batches}, {"average", avg_record[key]},
+                       {"average_scores", avg_record}};
   double best = 0, sum = 0;
   for (size_t i = 0; i < finals.size(); ++i) {
     const double v = validate(finals[i].path).at(key).get<double>();
@@ -37,24 +55,25 @@ nlohmann::json check_averaging(const std::vector<NodeFinal>& finals, const std::
 
 std::string averaging_check_text(const nlohmann::json& c) {
   const bool top1 = c.value("metric", "") == "top-1";
-  const double scale = top1 ? 100.0 : 1.0;  // top-1 in percent, as the tables show it
+  const double scale = c.value("scale", top1 ? 100.0 : 1.0);  // fractions in percent, as the tables show them
+  const bool percent = scale != 1.0;
   auto v = [&](const char* key) {
     char buf[32];
-    std::snprintf(buf, sizeof(buf), top1 ? "%.2f" : "%.4f", scale * c.value(key, 0.0));
+    std::snprintf(buf, sizeof(buf), percent ? "%.2f" : "%.4f", scale * c.value(key, 0.0));
     return std::string(buf);
   };
-  const std::string metric = top1 ? "validation top-1 %" : "validation loss";
+  const std::string metric = c.value("label", top1 ? "validation top-1 %" : "validation loss");
   std::string nodes;
   std::vector<std::pair<long, double>> by_node;  // JSON keys sort as text: "10" before "2"
   for (const auto& [k, value] : c["nodes"].items()) by_node.emplace_back(std::stol(k), value.get<double>());
   std::sort(by_node.begin(), by_node.end());
   for (const auto& [k, value] : by_node) {
     char buf[48];
-    std::snprintf(buf, sizeof(buf), top1 ? "%s%ld %.2f" : "%s%ld %.4f", nodes.empty() ? "" : ", ", k, scale * value);
+    std::snprintf(buf, sizeof(buf), percent ? "%s%ld %.2f" : "%s%ld %.4f", nodes.empty() ? "" : ", ", k, scale * value);
     nodes += buf;
   }
-  std::string text = "averaging check (" + metric + ", " + std::to_string(c.value("eval_batches", 0)) +
-                     " batches of data.val): average " + v("average") + "; nodes " + nodes + " (best " + v("best_node") +
+  const std::string over = c.value("metric", "") == "accuracy" ? "" : ", " + std::to_string(c.value("eval_batches", 0)) + " batches of data.val";
+  std::string text = "averaging check (" + metric + over + "): average " + v("average") + "; nodes " + nodes + " (best " + v("best_node") +
                      ", mean " + v("mean_node") + "): ";
   if (c.value("beats_every_node", false))
     return text + "the average beats every node, by " + v("margin_over_best") + " over the best and " +

@@ -17,9 +17,10 @@ struct NodeFinal {
   std::string path;
 };
 
-// VALIDATE scores one weights file: the task's validation record (val_loss, and val_top1 for
-// classifiers). The verdict is judged on top-1 when there is one, else on loss:
-// {"metric", "higher_is_better", "average", "nodes": {"0": v, ...}, "best_node", "mean_node",
+// VALIDATE scores one weights file: the task's validation record (val_loss, val_top1 for
+// classifiers, val_acc for a language model with data.val_task). The verdict is judged on top-1,
+// else task accuracy, else loss:
+// {"metric", "label", "scale" (shown as scale x value), "higher_is_better", "average", "nodes": {"0": v, ...}, "best_node", "mean_node",
 //  "beats_every_node", "beats_mean_node", "margin_over_best", "margin_over_mean", "eval_batches",
 //  "average_scores": the average's whole validation record}.
 nlohmann::json check_averaging(const std::vector<NodeFinal>& finals, const std::string& average,

@@ -47,6 +47,7 @@ struct DataConfig {
   std::string val;
   int64_t seq_len = 64;
   std::string format = "auto";
+  std::string val_task;
   bool packing = true;
   std::string overlong = "truncate";
 
@@ -57,6 +58,8 @@ struct DataConfig {
     s(seq_len, "seq_len", "tokens per training window, <= model.max_seq_len");
     s(format, "format", "token files: \"auto\" (llm.c header required, except raw files named *.u16), \"llm.c\",\n"
                         "or \"raw-u16\" (headerless uint16 ids)").one_of({"auto", "llm.c", "raw-u16"}).free();
+    s(val_task, "val_task", "a task file (lofi eval --task's JSONL) scored as val_acc by the periodic evaluation and the\n"
+                            "averaging check, which then judges on it; needs model.init's tokenizer").free();
     s(packing, "packing", "chat data (lofi prepare --chat): pack samples first-fit into data.seq_len rows, attention kept\n"
                           "inside each sample; false: one sample per row, padded");
     s(overlong, "overlong", "chat data: a sample longer than data.seq_len is \"truncate\"d to it or \"drop\"ped (counted at start)")
