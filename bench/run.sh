@@ -9,6 +9,8 @@
 #          sequential read, memcpy and fp16 -> fp32 conversion bandwidth (bench/load_bench.cpp).
 #   lora:  a small Llama shape with rank-16 adapters on every linear layer: lofi against PEFT +
 #          transformers, fp32 and bf16 bases, tokens/s and peak memory (bench/lora.sh).
+#   chat:  prepare --chat against transformers' apply_chat_template with assistant masks, and
+#          packed against padded rows in training: trained tokens/s (bench/chat.sh).
 #   hf load memory: a Hugging Face directory of 1.2B parameters (Llama 3.2 1B's shape, bf16, 2
 #          shards) loaded into the fp32 model: peak memory beside transformers' from_pretrained.
 # BENCH_DIR (default /tmp/lofi-bench) holds the generated checkpoints; BENCH_GB sets their size.
@@ -84,4 +86,5 @@ bash "$here/hf_load_memory.sh" "$build" "$py" "$dir"
 
 bash "$here/train.sh" "$lofi"
 bash "$here/lora.sh" "$lofi"
+bash "$here/chat.sh" "$lofi"
 bash "$here/tokenize.sh" "$lofi"

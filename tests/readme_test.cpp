@@ -2,7 +2,8 @@
 // holds tiny versions of everything they name — the examples' configs with their sizes shrunk (the
 // keys below, each of which must exist), byte-level data where the demo writes its own (generated
 // here, not the fortunes) and a pretrained checkpoint, a
-// Hugging Face OPT made by transformers with an OPT-style tokenizer, generated text and images, and
+// Hugging Face OPT made by transformers with an OPT-style tokenizer, a tiny instruction-tuned Llama
+// (the chat fixtures'), generated text and images, and
 // a ViT checkpoint. Lines that need a Slurm cluster, a second machine or a GPU are left out, each
 // named with its reason; every other line must exit 0.
 #include <gtest/gtest.h>
@@ -101,6 +102,16 @@ TEST(CliReadme, ShellBlocksRunAsWritten) {
   shrink(repo + "/examples/opt-125m.toml", sandbox + "/examples/opt-125m.toml", with({{"seq_len", "32"}, {"eval_batches", "1"}}));
   shrink(repo + "/examples/vit-deit.toml", sandbox + "/examples/vit-deit.toml",
          with({{"preset", "\"vit_test_patch8_32\""}, {"eval_batches", "1"}, {"loader_threads", "1"}}));
+
+  // "A local copy of meta-llama/Llama-3.2-1B-Instruct": the chat fixtures' tiny Llama with a Llama 3
+  // chat template; the instruction-tuning example with its config shrunk.
+  fs::create_directories(sandbox + "/models");
+  fs::copy(std::string(LOFI_FIXTURES) + "/chat/tiny-llama", sandbox + "/models/Llama-3.2-1B-Instruct", fs::copy_options::recursive);
+  fs::create_directories(sandbox + "/examples/wordnet-instruct");
+  fs::copy_file(repo + "/examples/wordnet-instruct/make_wordnet_tasks.py", sandbox + "/examples/wordnet-instruct/make_wordnet_tasks.py");
+  shrink(repo + "/examples/wordnet-instruct/lora.toml", sandbox + "/examples/wordnet-instruct/lora.toml",
+         {{"seq_len", "128"}, {"steps", "4"}, {"batch_size", "8"}, {"warmup_steps", "1"}, {"log_every", "1"}, {"eval_every", "2"},
+          {"eval_batches", "1"}});
 
   // The demo's data and a pretrained model of lm-tiny's (shrunk) shape.
   fs::create_directories(sandbox + "/runs/demo/data/fortunes");

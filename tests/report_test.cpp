@@ -180,3 +180,29 @@ TEST(Report, RefusesADirectoryWithoutRuns) {
 
 }  // namespace
 }  // namespace lofi::eval
+
+namespace lofi::eval {
+namespace {
+
+TEST(Report, TaskAccuracyHasItsCurveAndTheCheckItsLabel) {
+  const std::string dir = test::scratch_dir();
+  for (int node = 0; node < 2; ++node) {
+    std::filesystem::create_directories(dir + "/lofi/node-0" + std::to_string(node));
+    std::ofstream out(dir + "/lofi/node-0" + std::to_string(node) + "/metrics.jsonl");
+    for (int step = 10; step <= 30; step += 10)
+      out << nlohmann::json{{"step", step}, {"loss", 2.0 / step}, {"val_acc", 0.5 + step / 100.0 + node / 50.0}, {"seconds", step * 0.1}}.dump()
+          << "\n";
+  }
+  std::ofstream(dir + "/lofi/averaging-check.json")
+      << R"({"metric": "accuracy", "label": "data.val_task accuracy %", "scale": 100, "average": 0.84, "best_node": 0.82,)"
+         R"( "beats_every_node": true, "nodes": {"0": 0.8, "1": 0.82}})";
+  std::string html;
+  std::getline(std::ifstream(write_run_report(dir)), html, '\0');
+  EXPECT_NE(html.find("task accuracy (data.val_task), every node of lofi"), std::string::npos);
+  EXPECT_NE(html.find("data.val_task accuracy %"), std::string::npos);
+  EXPECT_NE(html.find("the average beats every node on data.val_task: holds (data.val_task accuracy %: lo-fi 84, the best node 82"),
+            std::string::npos);  // in percent
+}
+
+}  // namespace
+}  // namespace lofi::eval

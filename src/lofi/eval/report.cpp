@@ -276,6 +276,8 @@ std::string training_html(const std::vector<Run>& runs) {
     html += render_svg(curve_chart(group, "loss", what + ": training loss, every node of " + names, "loss"));
     LineChart val = curve_chart(group, "val_loss", what + ": held-out loss, every node of " + names, "held-out loss");
     if (!val.series.empty()) html += render_svg(val);
+    LineChart acc = curve_chart(group, "val_acc", what + ": task accuracy (data.val_task), every node of " + names, "accuracy");
+    if (!acc.series.empty()) html += render_svg(acc);
   };
   charts(finetune, "fine-tuning");
   charts(pretrain, "pretraining");
@@ -412,7 +414,8 @@ std::string verdicts_html(const std::vector<Section>& sections) {
       const bool top1 = c.value("metric", "") == "top-1";  // checks written before "label" and "scale"
       const double scale = c.value("scale", top1 ? 100.0 : 1.0);
       const std::string where = s.dir == sections[0].dir ? run.name : s.dir.filename().string() + "/" + run.name;
-      claims.push_back({{"half", where}, {"claim", "the average beats every node on data.val"},
+      const std::string on = c.value("metric", "") == "accuracy" ? "data.val_task" : "data.val";
+      claims.push_back({{"half", where}, {"claim", "the average beats every node on " + on},
                         {"metric", c.value("label", top1 ? "validation top-1 %" : "validation loss")},
                         {"lofi", scale * c.value("average", 0.0)}, {"baseline", scale * c.value("best_node", 0.0)},
                         {"against", "the best node"}, {"rule", "the job's averaging check"},
