@@ -56,6 +56,21 @@ TEST(ChatPrepare, IdsAndAssistantMasksEqualTransformers) {
   EXPECT_EQ(compared, 6 * 3 + 2);  // six samples under each template, the system prompt under two
 }
 
+TEST(ChatPrepare, OutIsAPrefixOrADirectory) {
+  const std::string dir = test::scratch_dir();
+  ChatPrepareOptions o;
+  o.tokenizer = kChat + "/llama3";
+  o.inputs = {kChat + "/conversations.jsonl"};
+  o.val_fraction = 0.5;
+  o.out = dir + "/data/";
+  const ChatPrepareSummary into = prepare_chat(o);
+  EXPECT_EQ(into.train.file, dir + "/data/train.chat");
+  EXPECT_EQ(into.val.file, dir + "/data/val.chat");
+  o.out = dir + "/data/chat";
+  EXPECT_EQ(prepare_chat(o).train.file, dir + "/data/chat.train.chat");
+  EXPECT_TRUE(is_chat_sample_file(dir + "/data/train.chat"));
+}
+
 TEST(ChatPrepare, TrainOnPromptFlagsEveryToken) {
   const std::string dir = test::scratch_dir();
   const ChatSamples all = prepared("qwen2", "conversations.jsonl", dir + "/all", /*train_on_prompt=*/true);

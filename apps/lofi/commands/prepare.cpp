@@ -34,7 +34,8 @@ class Prepare : public Command {
     cmd.add_flag("--chat", chat_,
                  "the files are chat or instruction JSONL ({\"messages\": [...]}, {\"prompt\", \"completion\"} or Alpaca's "
                  "{\"instruction\", \"input\", \"output\"}), rendered with the tokenizer directory's chat template: "
-                 "writes OUT.train.chat (and OUT.val.chat) with a loss flag per token");
+                 "writes OUT.train.chat (and OUT.val.chat; OUT/train.chat where OUT is a directory or ends in /) with a loss "
+                 "flag per token");
     cmd.add_flag("--train-on-prompt", train_on_prompt_, "with --chat: every token is a training target, not only the assistant's");
   }
   int run() override {

@@ -1,6 +1,9 @@
 #include "lofi/data/chat_prepare.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <future>
+#include <thread>
 
 #include "lofi/data/chat_template.h"
 #include "lofi/data/prepare.h"
@@ -61,7 +64,25 @@ json chat_messages(const json& sample, const std::string& where) {
   return messages;
 }
 
-ChatSample tokenize_chat(const Tokenizer& tokenizer, const std::vector<ChatSegment>& segments, const std::string& where) {
+namespace {
+
+// The bytes each id decodes to, looked up once per id (decoding every token anew costs more than
+// tokenizing).
+class TokenLengths {
+ public:
+  explicit TokenLengths(const Tokenizer& tokenizer) : tokenizer_(tokenizer), lengths_(tokenizer.vocab_size(), -1) {}
+  size_t operator()(uint32_t id) {
+    if (lengths_.at(id) < 0) lengths_[id] = static_cast<int64_t>(tokenizer_.decode({id}).size());
+    return static_cast<size_t>(lengths_[id]);
+  }
+
+ private:
+  const Tokenizer& tokenizer_;
+  std::vector<int64_t> lengths_;
+};
+
+ChatSample tokenize_chat(const Tokenizer& tokenizer, TokenLengths& lengths, const std::vector<ChatSegment>& segments,
+                         const std::string& where) {
   std::string text;
   std::vector<uint8_t> trained_byte;  // per byte of TEXT: inside a trained segment
   for (const auto& s : segments) {
@@ -73,7 +94,7 @@ ChatSample tokenize_chat(const Tokenizer& tokenizer, const std::vector<ChatSegme
   // Byte-level BPE: each id stands for fixed bytes, so the ids' lengths place them in TEXT.
   size_t at = 0;
   for (uint32_t id : sample.ids) {
-    const size_t length = tokenizer.decode({id}).size();
+    const size_t length = lengths(id);
     bool trained = false;
     for (size_t b = at; b < std::min(at + length, text.size()); ++b) trained |= trained_byte[b] != 0;
     sample.mask.push_back(trained);
@@ -83,6 +104,13 @@ ChatSample tokenize_chat(const Tokenizer& tokenizer, const std::vector<ChatSegme
     fail(where, ": the tokenizer's normalizer changed the rendered text (", text.size(), " bytes became ", at,
          "), so its tokens cannot be matched to turns; write the sample in NFC");
   return sample;
+}
+
+}  // namespace
+
+ChatSample tokenize_chat(const Tokenizer& tokenizer, const std::vector<ChatSegment>& segments, const std::string& where) {
+  TokenLengths lengths(tokenizer);
+  return tokenize_chat(tokenizer, lengths, segments, where);
 }
 
 ChatPrepareSummary prepare_chat(const ChatPrepareOptions& o) {
@@ -97,11 +125,22 @@ ChatPrepareSummary prepare_chat(const ChatPrepareOptions& o) {
     });
   if (conversations.empty()) fail("prepare --chat: no samples in ", o.inputs.front());
   const std::vector<ChatRender> renders = render_chats(o.tokenizer, conversations, o.train_on_prompt);
+  // Tokenized on every core, in contiguous slices (each thread with its own length table).
+  std::vector<ChatSample> tokenized(renders.size());
+  const size_t threads = std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), renders.size() / 256 + 1));
+  std::vector<std::future<void>> work;
+  for (size_t t = 0; t < threads; ++t)
+    work.push_back(std::async(std::launch::async, [&, t] {
+      TokenLengths lengths(tokenizer);
+      for (size_t i = renders.size() * t / threads; i < renders.size() * (t + 1) / threads; ++i)
+        if (renders[i].error.empty()) tokenized[i] = tokenize_chat(tokenizer, lengths, renders[i].segments, where[i]);
+    }));
+  for (auto& w : work) w.get();  // rethrows a thread's error
   std::vector<ChatSample> split[2];
   ChatPrepareSummary summary;
   for (size_t i = 0; i < renders.size(); ++i) {
     if (!renders[i].error.empty()) fail(where[i], ": the chat template refused this sample: ", renders[i].error);
-    ChatSample s = tokenize_chat(tokenizer, renders[i].segments, where[i]);
+    ChatSample& s = tokenized[i];
     const bool val = is_validation_document(o.seed, static_cast<int64_t>(i), o.val_fraction);
     auto& part = val ? summary.val : summary.train;
     part.samples += 1;
@@ -112,10 +151,14 @@ ChatPrepareSummary prepare_chat(const ChatPrepareOptions& o) {
   }
   if (summary.train.trained == 0)
     fail("prepare --chat: no token of ", o.inputs.front(), " is a training target (no assistant turn); add assistant turns or use --train-on-prompt");
-  summary.train.file = o.out + ".train" + kChatExtension;
+  // OUT is a prefix (OUT.train.chat), or a directory when it is one or ends in '/' (OUT/train.chat).
+  const bool into_dir = !o.out.empty() && (o.out.back() == '/' || std::filesystem::is_directory(o.out));
+  const std::string prefix = into_dir ? (std::filesystem::path(o.out) / "").string() : o.out + ".";
+  if (into_dir) std::filesystem::create_directories(o.out);
+  summary.train.file = prefix + "train" + kChatExtension;
   write_chat_samples(summary.train.file, split[0]);
   if (!split[1].empty()) {
-    summary.val.file = o.out + ".val" + kChatExtension;
+    summary.val.file = prefix + "val" + kChatExtension;
     write_chat_samples(summary.val.file, split[1]);
   }
   return summary;

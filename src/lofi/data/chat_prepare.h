@@ -22,7 +22,7 @@ class Tokenizer;
 
 struct ChatPrepareOptions {
   std::string tokenizer;             // Hugging Face directory with the tokenizer and its chat template
-  std::string out;                   // output prefix: OUT.train.chat, OUT.val.chat
+  std::string out;                   // output prefix (OUT.train.chat, OUT.val.chat), or a directory (OUT/train.chat)
   std::vector<std::string> inputs;   // JSONL files
   bool train_on_prompt = false;      // every token a target, not only the assistant's
   double val_fraction = 0;
