@@ -46,6 +46,14 @@ LmTaskBase::LmTaskBase(const train::Config& config, const dist::Topology& topo, 
                                                    data::stop_token_ids(*task_tokenizer_, dir), config.model.max_seq_len,
                                                    eval::TaskOptions{});
   }
+  if (config.train.activation_checkpointing > 0) {
+    const model::LmConfig& c = model_->config;
+    for (double p : {c.dropout, c.attention_dropout, c.embedding_dropout})
+      if (p > 0)
+        fail("train.activation_checkpointing recomputes blocks in backward, which would draw other dropout masks; the model has ",
+             "dropout ", p, " (model.dropout, attention_dropout, embedding_dropout): set them to 0, or checkpointing to 0");
+    model_->checkpoint_every = config.train.activation_checkpointing;
+  }
   std::string lora_line;
   lora_ = attach_lora(*model_, config, /*record_checksum=*/topo.node_rank == 0, &lora_line);
   if (!lora_line.empty() && topo.node == 0 && topo.node_rank == 0) std::printf("%s\n", lora_line.c_str());

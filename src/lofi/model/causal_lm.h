@@ -34,6 +34,8 @@ struct CausalLmImpl : torch::nn::Module {
 
   LmConfig config;
   torch::nn::Linear lm_head{nullptr};  // (V, E) without bias; only when the head is untied
+  // Activation checkpointing (checkpointing.h) of every K-th decoder block while training; 0: none.
+  int64_t checkpoint_every = 0;
 
  protected:
   // Registers lm_head (E -> V) when the config unties the head; architectures call it last, so

@@ -4,6 +4,7 @@
 
 #include "lofi/error.h"
 #include "lofi/model/blocks.h"
+#include "lofi/model/checkpointing.h"
 
 namespace lofi::model {
 
@@ -53,13 +54,18 @@ Gpt2ModelImpl::Gpt2ModelImpl(const LmConfig& c) : dropout(c.embedding_dropout) {
   ln_f = register_module("ln_f", lm_layer_norm(c));
 }
 
-torch::Tensor Gpt2ModelImpl::forward(const torch::Tensor& tokens, const Packing& packing) {
+torch::Tensor Gpt2ModelImpl::forward(const torch::Tensor& tokens, const Packing& packing, int64_t checkpoint_every) {
   const int64_t T = tokens.size(1);
   if (T > wpe->weight.size(0)) fail("sequence of ", T, " tokens is longer than the model's ", wpe->weight.size(0), " positions");
   torch::Tensor positions = packing.empty() ? torch::arange(T, tokens.options().dtype(torch::kLong)) : packing.positions;  // (T) or (B, T)
   torch::Tensor x = wte(tokens) + wpe(positions);  // (B, T, C) + (T, C) or (B, T, C)
   x = maybe_dropout(x, dropout, is_training());
-  for (const auto& block : *h) x = block->as<Gpt2Block>()->forward(x, packing.mask);
+  for (size_t i = 0; i < h->size(); ++i) {
+    Gpt2Block block = h->ptr<Gpt2BlockImpl>(i);
+    x = checkpoints_block(checkpoint_every, static_cast<int64_t>(i))
+            ? checkpointed([block, mask = packing.mask](const torch::Tensor& y) mutable { return block->forward(y, mask); }, x)
+            : block->forward(x, packing.mask);
+  }
   return ln_f(x);
 }
 
@@ -69,7 +75,7 @@ Gpt2LMHeadModelImpl::Gpt2LMHeadModelImpl(const LmConfig& c) : CausalLmImpl(c) {
 }
 
 torch::Tensor Gpt2LMHeadModelImpl::hidden(const torch::Tensor& tokens, const Packing& packing) {
-  return transformer->forward(tokens, packing);
+  return transformer->forward(tokens, packing, checkpoint_every);
 }
 
 }  // namespace lofi::model

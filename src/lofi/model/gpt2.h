@@ -43,7 +43,9 @@ TORCH_MODULE(Gpt2Block);
 
 struct Gpt2ModelImpl : torch::nn::Module {
   explicit Gpt2ModelImpl(const LmConfig& c);
-  torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {});  // (B, T) int64 -> hidden (B, T, C)
+  // CHECKPOINT_EVERY: activation checkpointing of every K-th block (checkpointing.h).
+  torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {},
+                        int64_t checkpoint_every = 0);  // (B, T) int64 -> hidden (B, T, C)
 
   torch::nn::Embedding wte{nullptr}, wpe{nullptr};
   torch::nn::ModuleList h{nullptr};

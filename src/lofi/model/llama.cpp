@@ -4,6 +4,7 @@
 
 #include "lofi/error.h"
 #include "lofi/kernels/rotary.h"
+#include "lofi/model/checkpointing.h"
 #include "lofi/kernels/swiglu.h"
 
 namespace lofi::model {
@@ -95,7 +96,7 @@ LlamaModelImpl::LlamaModelImpl(const LmConfig& c) : inv_freq(rope_inv_freq(c)) {
   norm = register_module("norm", RmsNorm(c.d_model, c.layer_norm_eps));
 }
 
-torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing& packing) {
+torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing& packing, int64_t checkpoint_every) {
   const int64_t T = tokens.size(1);
   torch::Tensor x = embed_tokens(tokens);  // (B, T, C)
   // Angles in fp32 (an outer product as elementwise products, which autocast leaves in fp32),
@@ -107,7 +108,12 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing
   torch::Tensor freqs = positions.unsqueeze(-1) * inv_freq;  // (T, D/2), or (B, 1, T, D/2) packed
   torch::Tensor angles = torch::cat({freqs, freqs}, -1);     // (T, D), or (B, 1, T, D)
   const torch::Tensor cos = angles.cos().to(x.scalar_type()), sin = angles.sin().to(x.scalar_type());
-  for (const auto& layer : *layers) x = layer->as<LlamaDecoderLayer>()->forward(x, cos, sin, packing.mask);
+  for (size_t i = 0; i < layers->size(); ++i) {
+    LlamaDecoderLayer layer = layers->ptr<LlamaDecoderLayerImpl>(i);
+    x = checkpoints_block(checkpoint_every, static_cast<int64_t>(i))
+            ? checkpointed([layer, cos, sin, mask = packing.mask](const torch::Tensor& h) mutable { return layer->forward(h, cos, sin, mask); }, x)
+            : layer->forward(x, cos, sin, packing.mask);
+  }
   return norm(x);
 }
 
@@ -117,7 +123,7 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LmConfig& c) : CausalLmImpl(c) 
 }
 
 torch::Tensor LlamaForCausalLMImpl::hidden(const torch::Tensor& tokens, const Packing& packing) {
-  return model->forward(tokens, packing);
+  return model->forward(tokens, packing, checkpoint_every);
 }
 
 }  // namespace lofi::model

@@ -53,7 +53,9 @@ TORCH_MODULE(LlamaDecoderLayer);
 
 struct LlamaModelImpl : torch::nn::Module {
   explicit LlamaModelImpl(const LmConfig& c);
-  torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {});  // (B, T) int64 -> hidden (B, T, C)
+  // CHECKPOINT_EVERY: activation checkpointing of every K-th layer (checkpointing.h).
+  torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {},
+                        int64_t checkpoint_every = 0);  // (B, T) int64 -> hidden (B, T, C)
 
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};

@@ -4,6 +4,7 @@
 
 #include "lofi/error.h"
 #include "lofi/model/blocks.h"
+#include "lofi/model/checkpointing.h"
 
 namespace lofi::model {
 
@@ -55,7 +56,7 @@ OptDecoderImpl::OptDecoderImpl(const LmConfig& c) : dropout(c.embedding_dropout)
   for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(OptDecoderLayer(c));
 }
 
-torch::Tensor OptDecoderImpl::forward(const torch::Tensor& tokens, const Packing& packing) {
+torch::Tensor OptDecoderImpl::forward(const torch::Tensor& tokens, const Packing& packing, int64_t checkpoint_every) {
   const int64_t T = tokens.size(1);
   const int64_t max_positions = embed_positions->weight.size(0) - kOptPositionOffset;
   if (T > max_positions) fail("sequence of ", T, " tokens is longer than the model's ", max_positions, " positions");
@@ -64,7 +65,12 @@ torch::Tensor OptDecoderImpl::forward(const torch::Tensor& tokens, const Packing
   torch::Tensor x = embed_tokens(tokens);                                  // (B, T, E)
   if (project_in) x = project_in(x);                                       // (B, T, E) -> (B, T, C)
   x = maybe_dropout(x + embed_positions(positions), dropout, is_training());  // (B, T, C)
-  for (const auto& layer : *layers) x = layer->as<OptDecoderLayer>()->forward(x, packing.mask);
+  for (size_t i = 0; i < layers->size(); ++i) {
+    OptDecoderLayer layer = layers->ptr<OptDecoderLayerImpl>(i);
+    x = checkpoints_block(checkpoint_every, static_cast<int64_t>(i))
+            ? checkpointed([layer, mask = packing.mask](const torch::Tensor& h) mutable { return layer->forward(h, mask); }, x)
+            : layer->forward(x, packing.mask);
+  }
   if (final_layer_norm) x = final_layer_norm(x);
   return project_out ? project_out(x) : x;  // (B, T, C) -> (B, T, E)
 }
@@ -77,7 +83,7 @@ OptForCausalLMImpl::OptForCausalLMImpl(const LmConfig& c) : CausalLmImpl(c) {
 }
 
 torch::Tensor OptForCausalLMImpl::hidden(const torch::Tensor& tokens, const Packing& packing) {
-  return model->decoder->forward(tokens, packing);
+  return model->decoder->forward(tokens, packing, checkpoint_every);
 }
 
 }  // namespace lofi::model

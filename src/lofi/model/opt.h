@@ -40,7 +40,9 @@ TORCH_MODULE(OptDecoderLayer);
 
 struct OptDecoderImpl : torch::nn::Module {
   explicit OptDecoderImpl(const LmConfig& c);
-  torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {});  // (B, T) int64 -> hidden (B, T, E)
+  // CHECKPOINT_EVERY: activation checkpointing of every K-th layer (checkpointing.h).
+  torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {},
+                        int64_t checkpoint_every = 0);  // (B, T) int64 -> hidden (B, T, E)
 
   torch::nn::Embedding embed_tokens{nullptr}, embed_positions{nullptr};
   Linear project_in{nullptr}, project_out{nullptr};  // only when E != C

@@ -128,6 +128,8 @@ void validate(const Config& c) {
          "factors A and B apart, which is not the average of the adapters; LoRA nodes are merged once at the end, exactly ",
          "(set dist.sync_every = 0)");
   }
+  need(c.train.activation_checkpointing == 0 || model::is_lm_arch(c.model.arch),
+       "train.activation_checkpointing applies to language models; model.arch = \"", c.model.arch, "\" is not one");
   need(c.data.seq_len >= 1 && c.data.seq_len <= c.model.max_seq_len, "data.seq_len (", c.data.seq_len,
        ") must be in [1, model.max_seq_len = ", c.model.max_seq_len, "]");
   need(c.train.min_lr <= c.train.lr, "need 0 <= train.min_lr <= train.lr, 0 < train.lr");

@@ -88,6 +88,7 @@ struct TrainConfig {
   int64_t ckpt_every = 0;
   int64_t eval_every = 0;
   int64_t eval_batches = 8;
+  int64_t activation_checkpointing = 0;
   int64_t threads = 0;
   std::string device = "auto";
   std::string precision = "fp32";
@@ -117,6 +118,10 @@ struct TrainConfig {
     s(ckpt_every, "ckpt_every", "checkpoint every N steps for --resume; 0: only at the end").at_least(0).free();
     s(eval_every, "eval_every", "evaluate on data.val every N steps; 0: never").at_least(0).free();
     s(eval_batches, "eval_batches", "batches per periodic evaluation").at_least(1).free();
+    s(activation_checkpointing, "activation_checkpointing",
+      "language models: keep only every K-th decoder block's input for backward and recompute its activations\n"
+      "(1: every block, 2: every other, ...; 0: off): less memory for one more forward per block; needs dropout 0")
+        .at_least(0).free();
     s(threads, "threads", "intra-op threads; 0: LOFI_THREADS, else cores / local workers").at_least(0).free();
     s(device, "device", "\"auto\" (CUDA when a GPU is visible), \"cpu\", \"cuda\" (cuda:LOCAL_RANK) or \"cuda:K\"\n"
                         "(every worker on GPU K: lo-fi nodes sharing a GPU)").free();
