@@ -118,6 +118,10 @@ TEST(ChatPrepare, RefusalsAreNamedAndWriteNothing) {
   io::write_file_atomic(broken + "/chat_template.jinja", "{% for m in messages %}{{ m.content }}{% endfro %}");
   e = refusal(broken, good);
   EXPECT_NE(e.find("chat_template.jinja: the chat template uses what jinja2"), std::string::npos) << e;
+  // Any error the template raises on a sample names the sample.
+  io::write_file_atomic(broken + "/chat_template.jinja", "{{ 1 // (messages|length - 2) }}");
+  e = refusal(broken, good);
+  EXPECT_NE(e.find("in.jsonl:1: the chat template refused this sample: ZeroDivisionError"), std::string::npos) << e;
 }
 
 TEST(ChatSamples, DamagedFilesAreRefusedByName) {

@@ -127,14 +127,16 @@ TEST(ChatTrain, OverlongSamplesAreTruncatedOrDroppedAndCounted) {
   const std::string dir = test::scratch_dir();
   data::write_chat_samples(dir + "/s.chat", {data::ChatSample{{1, 2, 3, 4, 5, 6}, {0, 0, 1, 1, 1, 1}},
                                              data::ChatSample{{1, 2, 3}, {0, 1, 1}},
-                                             data::ChatSample{{1, 2, 3, 4, 5}, {0, 0, 0, 0, 1}}});
+                                             data::ChatSample{{1, 2, 3, 4, 5}, {0, 0, 0, 0, 1}},
+                                             data::ChatSample{{7}, {1}}});  // one token: nothing to predict
   data::ChatSamples file({dir + "/s.chat"}, 10);
   const data::PackedChat truncated(file, 4, true, "truncate", "s.chat");
   // The first keeps 4 tokens (targets 3 and 4); the third loses its only trained token.
   EXPECT_EQ(truncated.summary(), "2 samples packed into 2 rows of 4 tokens (88% filled); 2 longer than 4 tokens truncated "
-                                 "(data.overlong); 1 without a trained token within 4 tokens left out");
+                                 "(data.overlong); 2 without a trained token within 4 tokens left out");
   const data::PackedChat dropped(file, 4, true, "drop", "s.chat");
-  EXPECT_EQ(dropped.summary(), "1 samples packed into 1 rows of 4 tokens (75% filled); 2 longer than 4 tokens dropped (data.overlong)");
+  EXPECT_EQ(dropped.summary(), "1 samples packed into 1 rows of 4 tokens (75% filled); 2 longer than 4 tokens dropped (data.overlong); "
+                               "1 without a trained token within 4 tokens left out");
   const data::ChatBatch b = truncated.batch({0});
   EXPECT_EQ(b.targets_kept, 2);
   EXPECT_NE(test::error_of([&] { data::PackedChat(file, 2, true, "drop", "s.chat"); }).find("s.chat: no sample is left to train on"),

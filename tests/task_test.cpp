@@ -4,6 +4,7 @@
 // table and the JSON; bad task files named by line.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "lofi/data/tokenizer.h"
@@ -32,31 +33,66 @@ LmScores score_tasks(const std::vector<NamedPath>& tasks, bool ensemble = false)
 }
 
 TEST(TaskAccuracy, LogLikelihoodsEqualTransformersForAModelAndAnEnsemble) {
-  const json want = expected()["loglikelihoods"];
+  const json want = expected();
   for (bool ensemble : {false, true}) {
     const eval::TaskScore s = score_tasks({{"mc", kChat + "/mc.jsonl"}}, ensemble).tasks.at(0);
-    ASSERT_EQ(s.log_likelihoods.size(), want.size());
-    double right = 0, right_norm = 0;
-    const std::vector<std::vector<std::string>> choices = {{" Paris", " Rome", " Berlin"},
-                                                           {"Red, yellow and blue.", "Green only.", "おはようございます"},
-                                                           {" 1, 2, 3, 4, 5", " five", " café au lait"},
-                                                           {"A lamp with a transparent case.", "A lantern"}};
-    const std::vector<size_t> answers = {1, 0, 1, 1};
-    for (size_t i = 0; i < want.size(); ++i) {
-      size_t best = 0, best_norm = 0;
-      for (size_t c = 0; c < want[i].size(); ++c) {
-        EXPECT_NEAR(s.log_likelihoods[i][c], want[i][c].get<double>(), 1e-4) << "item " << i << " choice " << c;
-        const double ll = want[i][c].get<double>(), bytes = static_cast<double>(choices[i][c].size());
-        if (ll > want[i][best].get<double>()) best = c;
-        if (ll / bytes > want[i][best_norm].get<double>() / static_cast<double>(choices[i][best_norm].size())) best_norm = c;
-      }
-      right += best == answers[i], right_norm += best_norm == answers[i];
-    }
-    EXPECT_DOUBLE_EQ(s.acc, right / 4);
-    EXPECT_DOUBLE_EQ(s.acc_norm, right_norm / 4);
-    EXPECT_NE(s.acc, s.acc_norm);  // the fixture's choices differ in length enough to tell them apart
+    ASSERT_EQ(s.log_likelihoods.size(), want["loglikelihoods"].size());
+    for (size_t i = 0; i < s.log_likelihoods.size(); ++i)
+      for (size_t c = 0; c < s.log_likelihoods[i].size(); ++c)
+        EXPECT_NEAR(s.log_likelihoods[i][c], want["loglikelihoods"][i][c].get<double>(), 1e-4) << "item " << i << " choice " << c;
+    // The accuracies as the fixture script computes them from transformers' log-likelihoods.
+    EXPECT_DOUBLE_EQ(s.acc, want["acc"].get<double>());
+    EXPECT_DOUBLE_EQ(s.acc_norm, want["acc_norm"].get<double>());
+    EXPECT_DOUBLE_EQ(s.acc_bytes, want["acc_bytes"].get<double>());
     EXPECT_DOUBLE_EQ(s.acc_stderr, std::sqrt(s.acc * (1 - s.acc) / 3));
   }
+}
+
+// A stand-in model for scoring rules: every token equally likely, or a scripted generation.
+eval::LogProbs uniform_log_probs(int64_t vocab) {
+  return [vocab](const torch::Tensor& x) { return torch::full({x.size(0), x.size(1), vocab}, -std::log(static_cast<double>(vocab))); };
+}
+
+TEST(TaskAccuracy, AccNormDividesByCharactersAccBytesByBytes) {
+  const std::string dir = test::scratch_dir();
+  const data::Tokenizer tokenizer = data::Tokenizer::load(kModel);
+  // Under equal token probabilities a choice's log-likelihood is -(its tokens) log V. " xyz" is 3
+  // tokens over 4 characters and 4 bytes; " 日本" 5 tokens over 3 characters and 7 bytes: per
+  // character " xyz" wins (-0.75 against -1.67 log V), per byte " 日本" (-0.71 against -0.75).
+  auto tokens = [&](const std::string& choice) {
+    return tokenizer.encode("Q:" + choice, false).size() - tokenizer.encode("Q:", false).size();
+  };
+  ASSERT_EQ(tokens(" xyz"), 3u);
+  ASSERT_EQ(tokens(" 日本"), 5u);
+  io::write_file_atomic(dir + "/t.jsonl", R"({"context": "Q:", "choices": [" xyz", " 日本"], "answer": 1})" "\n");
+  const eval::TaskScorer scorer(eval::read_task("t", dir + "/t.jsonl"), tokenizer, {}, 128, {});
+  const eval::TaskScore s = scorer.score(uniform_log_probs(tokenizer.vocab_size()), torch::kCPU);
+  EXPECT_EQ(s.acc, 0);        // " xyz" has fewer tokens
+  EXPECT_EQ(s.acc_norm, 0);   // and wins per character
+  EXPECT_EQ(s.acc_bytes, 1);  // " 日本" wins per byte
+}
+
+TEST(TaskAccuracy, AnAnswerEndsAtALineBreakAfterText) {
+  const std::string dir = test::scratch_dir();
+  const data::Tokenizer tokenizer = data::Tokenizer::load(kModel);
+  const std::string context = "Question: What is the capital of Italy?\nAnswer:";
+  const int64_t context_tokens = static_cast<int64_t>(tokenizer.encode(context, false).size());
+  std::vector<int64_t> script;  // a model that says this, a token a step
+  for (uint32_t id : tokenizer.encode("\n Rome.\nQuestion: and of France?", false)) script.push_back(id);
+  const int64_t vocab = tokenizer.vocab_size();
+  eval::LogProbs scripted = [&](const torch::Tensor& x) {
+    torch::Tensor lp = torch::full({1, x.size(1), vocab}, -30.0);
+    lp[0][x.size(1) - 1][script.at(static_cast<size_t>(x.size(1) - context_tokens))] = 0.0;
+    return lp;
+  };
+  io::write_file_atomic(dir + "/t.jsonl", nlohmann::json{{"context", context}, {"answer", "Rome."}}.dump() + "\n" +
+                                              nlohmann::json{{"context", context}, {"answer", "Rome"}}.dump() + "\n");
+  const eval::TaskScorer scorer(eval::read_task("t", dir + "/t.jsonl"), tokenizer, {}, 128, {});
+  const eval::TaskScore s = scorer.score(scripted, torch::kCPU);
+  ASSERT_EQ(s.generations.size(), 2u);
+  EXPECT_EQ(s.generations[0], "\n Rome.");  // the leading line break does not end it; the next does
+  EXPECT_EQ(s.exact_match, 0.5);            // "Rome." matches, "Rome" does not
+  EXPECT_DOUBLE_EQ(s.exact_match_stderr, 0.5);
 }
 
 TEST(TaskAccuracy, ShortAnswersAreGreedyGenerationsAsTransformers) {
@@ -92,6 +128,11 @@ TEST(TaskAccuracy, BadTaskFilesAreNamedByLine) {
   EXPECT_NE(refusal(R"({"question": "a"})").find("t.jsonl:1: expected {\"context\""), std::string::npos);
   EXPECT_NE(refusal(R"({"context": "a", "choices": ["x"], "answer": 0})").find("at least two"), std::string::npos);
   EXPECT_NE(refusal("\n").find("holds no items"), std::string::npos);
+  // A choice longer than the model's positions, named by line.
+  io::write_file_atomic(dir + "/long.jsonl", R"({"context": "Q:", "choices": [" a", " abcdefgh"], "answer": 0})" "\n");
+  const data::Tokenizer tokenizer = data::Tokenizer::load(kModel);
+  const std::string e = test::error_of([&] { eval::TaskScorer(eval::read_task("t", dir + "/long.jsonl"), tokenizer, {}, 4, {}); });
+  EXPECT_NE(e.find("long.jsonl:1: choice \" abcdefgh\" is 7 tokens, more than the model's 4 positions hold"), std::string::npos) << e;
 }
 
 TEST(CliTask, EvalPrintsAccuracyWithStandardErrorsAndWritesJson) {

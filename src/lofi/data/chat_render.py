@@ -173,9 +173,9 @@ def main():
             try:
                 result = {"segments": segments(template, variables, sample["messages"],
                                                sample.get("add_generation_prompt", False), train_on_prompt)}
-            except (jinja2.exceptions.TemplateError, ValueError, TypeError, KeyError) as e:
-                result = {"error": f"{type(e).__name__}: {e}" if not isinstance(e, (jinja2.exceptions.TemplateError, ValueError))
-                          else str(e)}
+            except Exception as e:  # the template's own error (raise_exception, a type error, ...): this sample's
+                result = {"error": str(e) if isinstance(e, (jinja2.exceptions.TemplateError, ValueError))
+                          else f"{type(e).__name__}: {e}"}
             out.write(json.dumps(result, ensure_ascii=False) + "\n")
 
 

@@ -15,6 +15,7 @@
 #include "lofi/data/tokenizer.h"
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
+#include "lofi/io/temporaries.h"
 
 // chat_render.py's text goes into read-only data with the assembler's .incbin (as shipped_vit.cpp
 // embeds its file), so the binary renders templates wherever it is copied. LOFI_CHAT_RENDER is the
@@ -81,6 +82,11 @@ std::vector<ChatRender> render_chats(const std::string& tokenizer_dir, const std
       fs::remove_all(dir, ec);
     }
   } cleanup{tmp_template};
+  io::register_temporary(tmp_template, /*directory=*/true);  // a signal removes it too
+  struct Unregister {
+    std::string dir;
+    ~Unregister() { io::unregister_temporary(dir); }
+  } unregister{tmp_template};
   const std::string in = tmp_template + "/in.jsonl", out = tmp_template + "/out.jsonl";
   {
     std::ofstream f(in, std::ios::binary);
@@ -92,7 +98,9 @@ std::vector<ChatRender> render_chats(const std::string& tokenizer_dir, const std
   }
   const std::string script(lofi_chat_render_begin, static_cast<size_t>(lofi_chat_render_end - lofi_chat_render_begin));
   const std::string python = chat_python();
-  std::vector<std::string> args{python, "-c", script, tokenizer_dir, in, out, train_on_prompt ? "1" : "0"};
+  // -I: isolated, so that a json.py or jinja2/ in the working directory or on PYTHONPATH cannot
+  // stand in for the real modules.
+  std::vector<std::string> args{python, "-I", "-c", script, tokenizer_dir, in, out, train_on_prompt ? "1" : "0"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -108,8 +116,10 @@ std::vector<ChatRender> render_chats(const std::string& tokenizer_dir, const std
     fail("chat templates are rendered by jinja2 in Python, and ", python, " could not be started (", std::strerror(spawned),
          "); set LOFI_PYTHON to a Python with jinja2 >= 3.1.6");
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  pid_t waited = 0;
+  while ((waited = ::waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
   }
+  if (waited != pid) fail("chat template: could not wait for ", python, " (", std::strerror(errno), ")");
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::string why = fs::exists(err) ? io::read_text_file(err) : std::string();
     while (!why.empty() && (why.back() == '\n' || why.back() == '\r')) why.pop_back();

@@ -44,6 +44,10 @@ PackedChat::PackedChat(const ChatSamples& samples, int64_t seq_len, bool packing
   std::vector<int64_t> sample_targets(static_cast<size_t>(n), 0);
   for (int64_t s = 0; s < n; ++s) {
     const int64_t length = samples.length(s);
+    if (length < 2) {  // nothing to predict
+      ++untrained_;
+      continue;
+    }
     if (length > seq_len) {
       ++overlong_;
       if (overlong == "drop") continue;

@@ -13,6 +13,11 @@ namespace {
 
 using nlohmann::json;
 
+// Code points of UTF-8 TEXT: the length the harness's acc_norm divides by (len of a Python str).
+double characters(const std::string& text) {
+  return static_cast<double>(std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
 std::string strip(const std::string& s) {
   const size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
   return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
@@ -37,6 +42,7 @@ TaskData read_task(const std::string& name, const std::string& path) {
       fail(at, ": expected {\"context\": \"...\", \"choices\": [...], \"answer\": K} (multiple choice) or ",
            "{\"context\": \"...\", \"answer\": \"...\"} (short answer)");
     TaskItem item;
+    item.where = at;
     item.context = j["context"].get<std::string>();
     const bool choice = j.contains("choices");
     if (task.items.empty()) task.multiple_choice = choice;
@@ -90,7 +96,10 @@ TaskScorer::TaskScorer(TaskData task, const data::Tokenizer& tokenizer, std::vec
         r.context = encode(tokenizer, context);
         r.continuation.assign(whole.begin() + static_cast<int64_t>(std::min(r.context.size(), whole.size())), whole.end());
       }
-      if (r.continuation.empty()) fail(task_.path, ": choice \"", choice, "\" adds no token to its context");
+      if (r.continuation.empty()) fail(item.where, ": choice \"", choice, "\" adds no token to its context");
+      if (static_cast<int64_t>(r.continuation.size()) > max_seq_len)
+        fail(item.where, ": choice \"", choice, "\" is ", r.continuation.size(), " tokens, more than the model's ", max_seq_len,
+             " positions hold");
       requests.push_back(std::move(r));
     }
     requests_.push_back(std::move(requests));
@@ -128,30 +137,38 @@ TaskScore TaskScorer::score(const LogProbs& log_probs, const torch::Device& devi
       torch::Tensor x = torch::zeros({static_cast<int64_t>(n), static_cast<int64_t>(longest)}, torch::kLong);  // (B, T)
       for (size_t k = 0; k < n; ++k)
         std::copy(inputs[k].begin(), inputs[k].end(), x[static_cast<int64_t>(k)].data_ptr<int64_t>());
-      const torch::Tensor lp = log_probs(dist::to_device(x, device)).to(torch::kCPU);  // (B, T, V)
+      // Each sequence's continuation tokens, gathered on the device: only (B, T) comes back.
+      torch::Tensor targets = torch::zeros({static_cast<int64_t>(n), static_cast<int64_t>(longest)}, torch::kLong);  // (B, T)
+      torch::Tensor counted = torch::zeros({static_cast<int64_t>(n), static_cast<int64_t>(longest)}, torch::kBool);  // (B, T)
       for (size_t k = 0; k < n; ++k) {
-        const auto [i, c] = order[first + k];
-        const std::vector<int64_t>& cont = requests_[i][c].continuation;
+        const std::vector<int64_t>& cont = requests_[order[first + k].first][order[first + k].second].continuation;
         const int64_t length = static_cast<int64_t>(inputs[k].size()), m = static_cast<int64_t>(cont.size());
-        const torch::Tensor rows = lp[static_cast<int64_t>(k)].narrow(0, length - m, m);               // (m, V)
-        const torch::Tensor picked = rows.gather(1, torch::tensor(cont, torch::kLong).unsqueeze(1));  // (m, 1)
-        s.log_likelihoods[i][c] = picked.sum().item<double>();
+        targets[static_cast<int64_t>(k)].narrow(0, length - m, m).copy_(torch::tensor(cont, torch::kLong));
+        counted[static_cast<int64_t>(k)].narrow(0, length - m, m).fill_(true);
       }
+      const torch::Tensor lp = log_probs(dist::to_device(x, device));                                       // (B, T, V)
+      const torch::Tensor picked = lp.gather(2, dist::to_device(targets, device).unsqueeze(2)).squeeze(2);  // (B, T)
+      const torch::Tensor sums = picked.where(dist::to_device(counted, device), 0.0).sum(1).to(torch::kCPU, torch::kDouble);  // (B)
+      for (size_t k = 0; k < n; ++k) s.log_likelihoods[order[first + k].first][order[first + k].second] = sums[static_cast<int64_t>(k)].item<double>();
     }
-    double right = 0, right_norm = 0;
+    double right = 0, right_norm = 0, right_bytes = 0;
     for (size_t i = 0; i < task_.items.size(); ++i) {
       const auto& ll = s.log_likelihoods[i];
       const auto& choices = task_.items[i].choices;
-      size_t best = 0, best_norm = 0;
+      size_t best = 0, best_norm = 0, best_bytes = 0;
+      auto per = [&](size_t c, double length) { return ll[c] / length; };
       for (size_t c = 1; c < ll.size(); ++c) {
         if (ll[c] > ll[best]) best = c;
-        if (ll[c] / static_cast<double>(choices[c].size()) > ll[best_norm] / static_cast<double>(choices[best_norm].size())) best_norm = c;
+        if (per(c, characters(choices[c])) > per(best_norm, characters(choices[best_norm]))) best_norm = c;
+        if (per(c, static_cast<double>(choices[c].size())) > per(best_bytes, static_cast<double>(choices[best_bytes].size()))) best_bytes = c;
       }
       right += static_cast<int64_t>(best) == task_.items[i].answer;
       right_norm += static_cast<int64_t>(best_norm) == task_.items[i].answer;
+      right_bytes += static_cast<int64_t>(best_bytes) == task_.items[i].answer;
     }
     s.acc = right / static_cast<double>(s.samples), s.acc_stderr = binary_stderr(s.acc, s.samples);
     s.acc_norm = right_norm / static_cast<double>(s.samples), s.acc_norm_stderr = binary_stderr(s.acc_norm, s.samples);
+    s.acc_bytes = right_bytes / static_cast<double>(s.samples), s.acc_bytes_stderr = binary_stderr(s.acc_bytes, s.samples);
   } else {
     double right = 0;
     for (size_t i = 0; i < requests_.size(); ++i) {
@@ -167,10 +184,12 @@ TaskScore TaskScorer::score(const LogProbs& log_probs, const torch::Device& devi
         tokens.push_back(next);
         generated.push_back(static_cast<uint32_t>(next));
         text = tokenizer_.decode(generated, /*skip_special_tokens=*/true);
-        if (const size_t nl = text.find('\n'); nl != std::string::npos && !strip(text.substr(0, nl)).empty()) {
-          text.resize(nl);
-          break;
-        }
+        // A line break after some text ends the answer (line breaks before it do not).
+        if (const size_t b = text.find_first_not_of(" \t\r\n"); b != std::string::npos)
+          if (const size_t nl = text.find('\n', b); nl != std::string::npos) {
+            text.resize(nl);
+            break;
+          }
       }
       s.generations.push_back(text);
       right += strip(text) == strip(task_.items[i].target);
@@ -184,6 +203,7 @@ json TaskScore::to_json() const {
   json j{{"path", path}, {"samples", samples}};
   if (multiple_choice) {
     j["acc"] = acc, j["acc_stderr"] = acc_stderr, j["acc_norm"] = acc_norm, j["acc_norm_stderr"] = acc_norm_stderr;
+    j["acc_bytes"] = acc_bytes, j["acc_bytes_stderr"] = acc_bytes_stderr;
   } else {
     j["exact_match"] = exact_match, j["exact_match_stderr"] = exact_match_stderr;
   }

@@ -5,10 +5,11 @@
 // Multiple choice: each choice's log-likelihood given the context, its tokens being those of
 // tokenize(context + choice) after tokenize(context)'s (whitespace that ends the context moves to
 // the choice first; no special tokens added; an empty context is the BOS token, else the
-// end-of-text token, as the harness's prefix_token_id); acc: the
-// most likely choice is the answer; acc_norm: the most likely per UTF-8 byte of the choice.
+// end-of-text token, as the harness's prefix_token_id); acc: the most likely choice is the
+// answer; acc_norm: the most likely per character of the choice (the harness's len of a str);
+// acc_bytes: per UTF-8 byte (the harness's acc_bytes).
 // Short answer: greedy generation after the context until an end-of-text or end-of-turn token, a
-// line break or max_new_tokens; exact_match: the generation equals the answer, both stripped of
+// line break after some text, or max_new_tokens; exact_match: the generation equals the answer, both stripped of
 // surrounding whitespace. Standard errors as the harness's: sqrt(p (1 - p) / (n - 1)).
 // Everything reads a LogProbs (perplexity.h), so a model and an ensemble score alike.
 #pragma once
@@ -27,6 +28,7 @@ struct TaskItem {
   std::vector<std::string> choices;  // multiple choice
   int64_t answer = -1;               // multiple choice: the right choice's index
   std::string target;                // short answer
+  std::string where;                 // FILE:LINE, for messages
 };
 
 struct TaskData {
@@ -43,10 +45,11 @@ struct TaskScore {
   bool multiple_choice = true;
   int64_t samples = 0;
   double acc = 0, acc_stderr = 0, acc_norm = 0, acc_norm_stderr = 0;  // multiple choice
+  double acc_bytes = 0, acc_bytes_stderr = 0;
   double exact_match = 0, exact_match_stderr = 0;                     // short answer
   std::vector<std::vector<double>> log_likelihoods;                   // per item, per choice
   std::vector<std::string> generations;                               // per item (short answer)
-  // {"path", "samples", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr"} or {..., "exact_match", ...}
+  // {"path", "samples", "acc", "acc_norm", "acc_bytes" (each with "..._stderr")} or {..., "exact_match", ...}
   nlohmann::json to_json() const;
   // The headline number: acc, or exact_match.
   double headline() const { return multiple_choice ? acc : exact_match; }

@@ -40,7 +40,10 @@ std::string generate_text(const GenerateRequest& r) {
     for (uint32_t id : tokenizer->encode(r.prompt)) ids.push_back(id);
   }
   eval::GenerateOptions o = r.options;
-  if (!bytes) o.stop_ids = data::stop_token_ids(*tokenizer, tokenizer_dir);
+  if (!bytes) {  // generation_config.json from the model's own directory (or its base's) where it has one
+    const std::string model_dir = find_tokenizer_dir(r.model, "");
+    o.stop_ids = data::stop_token_ids(*tokenizer, model_dir.empty() ? tokenizer_dir : model_dir);
+  }
   model::CausalLm lm = make_lm(config.model, 0);
   EvalSettings finite;
   finite.allow_nonfinite = r.allow_nonfinite;

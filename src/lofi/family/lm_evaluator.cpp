@@ -40,7 +40,8 @@ LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPat
   if (!tasks.empty()) {
     const std::string dir = find_tokenizer_dir_or_fail(tokenizer_model, settings.tokenizer, "--task");
     tokenizer_ = std::make_unique<data::Tokenizer>(data::Tokenizer::load(dir));
-    const std::vector<int64_t> stops = data::stop_token_ids(*tokenizer_, dir);
+    const std::string model_dir = find_tokenizer_dir(tokenizer_model, "");  // its generation_config.json
+    const std::vector<int64_t> stops = data::stop_token_ids(*tokenizer_, model_dir.empty() ? dir : model_dir);
     for (const auto& t : tasks)
       tasks_.emplace_back(eval::read_task(t.name, t.path), *tokenizer_, stops, config.model.max_seq_len,
                           eval::TaskOptions{settings.batch, settings.max_new_tokens});
