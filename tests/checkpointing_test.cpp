@@ -68,8 +68,15 @@ TEST(ActivationCheckpointing, WhichBlocks) {
   EXPECT_FALSE(checkpoints_block(2, 3));
 }
 
-// The peak resident memory of `lofi ARGS` run as a child process, in KB.
+// The peak resident memory of `lofi ARGS` run as a child process, in KB. glibc's malloc keeps
+// freed memory of a size it learnt to reuse (its threshold for mmap grows with what is freed), which
+// hides what was live; a fixed threshold hands large tensors back when freed, so the peak follows them.
 long peak_kb(const std::vector<std::string>& args) {
+  std::vector<std::string> env_s{"MALLOC_MMAP_THRESHOLD_=131072"};
+  for (char** e = environ; *e; ++e) env_s.push_back(*e);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
   std::vector<std::string> argv_s{LOFI_BIN};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -79,7 +86,7 @@ long peak_kb(const std::vector<std::string>& args) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
   pid_t pid = 0;
-  EXPECT_EQ(posix_spawn(&pid, LOFI_BIN, &actions, nullptr, argv.data(), environ), 0);
+  EXPECT_EQ(posix_spawn(&pid, LOFI_BIN, &actions, nullptr, argv.data(), envp.data()), 0);
   posix_spawn_file_actions_destroy(&actions);
   int status = 0;
   struct rusage usage {};

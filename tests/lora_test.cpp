@@ -443,8 +443,8 @@ TEST(DistLora, NodesStoreOnlyTheAdaptersAndMergeExactly) {
     const auto ckpt = run.node(node).latest_checkpoint();
     ASSERT_TRUE(ckpt.has_value());
     EXPECT_EQ(io::SafetensorsFile(ckpt->weights).entries().size(), 8u);
-    for (const auto& e : io::SafetensorsFile(ckpt->optimizer).entries())
-      EXPECT_NE(e.name.find("lora_"), std::string::npos) << e.name;
+    const io::SafetensorsFile optimizer(ckpt->optimizer);  // named: a temporary's entries() would dangle in the loop
+    for (const auto& e : optimizer.entries()) EXPECT_NE(e.name.find("lora_"), std::string::npos) << e.name;
     finals.push_back(std::move(a));
   }
   // The nodes trained apart (that they started from one A is LoraInitIsTheRunsNotTheNodes').

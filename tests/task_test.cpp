@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lofi/data/tokenizer.h"
+#include "lofi/eval/generate.h"
 #include "lofi/family/generate_text.h"
 #include "lofi/family/lm_evaluator.h"
 #include "lofi/io/atomic_file.h"
@@ -173,6 +174,19 @@ TEST(GenerateChat, GreedyReplyEqualsTransformersGenerate) {
   const json want = expected()["chat"];
   const data::Tokenizer tokenizer = data::Tokenizer::load(kModel);
   EXPECT_EQ(generate_text(chat_request()), tokenizer.decode(want["ids"].get<std::vector<uint32_t>>(), /*skip_special_tokens=*/true));
+}
+
+TEST(GenerateChat, SamplingFiltersKeepWhatTransformersKeeps) {
+  const json cases = expected()["filters"];
+  ASSERT_EQ(cases.size(), 6u);
+  for (const auto& f : cases) {
+    const torch::Tensor logits = torch::tensor(f["logits"].get<std::vector<float>>());  // (V)
+    const torch::Tensor kept = torch::isfinite(eval::filter_logits(logits, f["top_k"].get<int64_t>(), f["top_p"].get<double>()));
+    const std::vector<bool> want = f["kept"].get<std::vector<bool>>();
+    ASSERT_EQ(kept.size(0), static_cast<int64_t>(want.size()));
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_EQ(kept[static_cast<int64_t>(i)].item<bool>(), want[i]) << "top_k " << f["top_k"] << " top_p " << f["top_p"] << " token " << i;
+  }
 }
 
 TEST(GenerateChat, SamplingIsSeededAndNarrowsToGreedy) {

@@ -7,6 +7,22 @@
 
 namespace lofi::eval {
 
+torch::Tensor filter_logits(torch::Tensor logits, int64_t top_k, double top_p) {
+  if (top_k > 0 && top_k < logits.size(0)) {
+    const double kth = std::get<0>(logits.topk(top_k))[top_k - 1].item<double>();
+    logits = logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
+  }
+  if (top_p < 1) {
+    // In ascending order, drop the tokens whose cumulative probability stays within 1 - top_p,
+    // keeping at least the most likely one.
+    auto [sorted, order] = logits.sort(/*dim=*/0, /*descending=*/false);  // (V), (V)
+    torch::Tensor drop = torch::softmax(sorted, 0).cumsum(0) <= (1 - top_p);
+    drop[-1] = false;
+    logits = logits.masked_fill(torch::zeros_like(drop).scatter(0, order, drop), -std::numeric_limits<float>::infinity());
+  }
+  return logits;
+}
+
 std::vector<int64_t> generate(model::CausalLmImpl& lm, const std::vector<int64_t>& prompt, const GenerateOptions& o) {
   if (prompt.empty()) fail("generate: the prompt encodes to no tokens");
   if (o.temperature < 0) fail("generate: --temperature must be >= 0, found ", o.temperature);
@@ -33,19 +49,7 @@ std::vector<int64_t> generate(model::CausalLmImpl& lm, const std::vector<int64_t
     if (o.temperature == 0) {
       next = logits.argmax().item<int64_t>();
     } else {
-      logits = logits / o.temperature;
-      if (o.top_k > 0 && o.top_k < logits.size(0)) {
-        const double kth = std::get<0>(logits.topk(o.top_k))[o.top_k - 1].item<double>();
-        logits = logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
-      }
-      if (o.top_p < 1) {
-        // transformers' TopPLogitsWarper: in ascending order, drop the tokens whose cumulative
-        // probability stays within 1 - top_p, keeping at least the most likely one.
-        auto [sorted, order] = logits.sort(/*dim=*/0, /*descending=*/false);  // (V), (V)
-        torch::Tensor drop = torch::softmax(sorted, 0).cumsum(0) <= (1 - o.top_p);
-        drop[-1] = false;
-        logits = logits.masked_fill(torch::zeros_like(drop).scatter(0, order, drop), -std::numeric_limits<float>::infinity());
-      }
+      logits = filter_logits(logits / o.temperature, o.top_k, o.top_p);
       next = torch::multinomial(torch::softmax(logits, 0), 1, false, generator).item<int64_t>();
     }
     tokens.push_back(next);

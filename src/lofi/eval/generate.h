@@ -19,6 +19,11 @@ struct GenerateOptions {
   std::vector<int64_t> stop_ids;   // end early after any of these (end-of-text, end-of-turn)
 };
 
+// transformers' sampling filters on LOGITS (V), already divided by the temperature: the TOP_K most
+// likely kept (TopKLogitsWarper; 0: all), then the fewest most likely whose probabilities add up
+// to TOP_P (TopPLogitsWarper; 1: all, the most likely always kept); the others set to -inf.
+torch::Tensor filter_logits(torch::Tensor logits, int64_t top_k, double top_p);
+
 // PROMPT followed by the new tokens. Throws on an empty prompt or an id outside the vocabulary.
 std::vector<int64_t> generate(model::CausalLmImpl& lm, const std::vector<int64_t>& prompt, const GenerateOptions& options);
 
