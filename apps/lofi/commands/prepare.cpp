@@ -40,6 +40,7 @@ class Prepare : public Command {
   }
   int run() override {
     if (train_on_prompt_ && !chat_) fail("prepare: --train-on-prompt goes with --chat");
+    if (chat_ && options_.shard_tokens > 0) fail("prepare: --shard-tokens cuts token shards; --chat writes one sample file per split");
     if (chat_) return run_chat();
     options_.progress = !quiet_;
     const data::PrepareSummary s = data::prepare_tokens(options_);
@@ -63,6 +64,7 @@ class Prepare : public Command {
     o.train_on_prompt = train_on_prompt_;
     o.val_fraction = options_.val_fraction;
     o.seed = options_.seed;
+    o.threads = options_.threads;
     const data::ChatPrepareSummary s = data::prepare_chat(o);
     for (const auto* split : {&s.train, &s.val}) {
       if (split->file.empty()) continue;

@@ -127,7 +127,8 @@ ChatPrepareSummary prepare_chat(const ChatPrepareOptions& o) {
   const std::vector<ChatRender> renders = render_chats(o.tokenizer, conversations, o.train_on_prompt);
   // Tokenized on every core, in contiguous slices (each thread with its own length table).
   std::vector<ChatSample> tokenized(renders.size());
-  const size_t threads = std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), renders.size() / 256 + 1));
+  const size_t cores = o.threads > 0 ? static_cast<size_t>(o.threads) : std::thread::hardware_concurrency();
+  const size_t threads = std::max<size_t>(1, std::min<size_t>(cores, renders.size() / 256 + 1));
   std::vector<std::future<void>> work;
   for (size_t t = 0; t < threads; ++t)
     work.push_back(std::async(std::launch::async, [&, t] {

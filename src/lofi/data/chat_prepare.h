@@ -27,6 +27,7 @@ struct ChatPrepareOptions {
   bool train_on_prompt = false;      // every token a target, not only the assistant's
   double val_fraction = 0;
   uint64_t seed = 0;
+  int threads = 0;                   // tokenizing threads; 0: all cores
 };
 
 struct ChatPrepareSummary {
