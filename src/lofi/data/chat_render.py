@@ -21,11 +21,12 @@ try:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 except ImportError as e:
     sys.stderr.write(f"chat templates need the jinja2 package in this Python ({sys.executable}): {e}; "
-                     "install it (pip install jinja2) or point LOFI_PYTHON at a Python that has it\n")
+                     "point LOFI_PYTHON at a Python that has it (the project environment's: scripts/python-env.sh)\n")
     sys.exit(2)
 if tuple(int(p) for p in jinja2.__version__.split(".")[:3] if p.isdigit()) < (3, 1, 6):
     sys.stderr.write(f"chat templates need jinja2 >= 3.1.6 (older versions have known sandbox escapes); "
-                     f"{sys.executable} has {jinja2.__version__}: pip install -U jinja2\n")
+                     f"{sys.executable} has {jinja2.__version__}; point LOFI_PYTHON at the project environment's Python "
+                     "(scripts/python-env.sh), whose jinja2 is pinned in scripts/requirements.lock\n")
     sys.exit(2)
 
 
