@@ -50,7 +50,7 @@ TEST(DistGradSync, BucketsLaunchDuringBackwardAndHoldTheMean) {
     torch::Tensor loss = net->forward(batch).pow(2).mean();
     sync.before_backward(true);
     loss.backward();
-    sync.after_backward();
+    sync.after_backward(true);
     buckets[rank] = params.size();
     for (const auto& p : params) grads[rank].push_back(p.grad().clone());
   };

@@ -16,8 +16,9 @@
 namespace lofi::dist {
 namespace {
 
-// A ring all-reduce sends 2 (n - 1) / n of the buffer from every rank.
-int64_t ring_bytes(int64_t bytes, int64_t n) { return 2 * (n - 1) * bytes / n; }
+// A ring all-reduce sends 2 (n - 1) / n of the buffer from every rank (PASSES 2); a reduce-scatter
+// or an all-gather half that (PASSES 1).
+int64_t ring_bytes(int64_t bytes, int64_t n, int64_t passes = 2) { return passes * (n - 1) * bytes / n; }
 
 double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -172,8 +173,8 @@ void Comm::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& w
   }
 }
 
-void Comm::count_within_node(int64_t bytes) {
-  if (node_group_) bytes_within_node_ += ring_bytes(bytes, topo_.node_size);
+void Comm::count_within_node(int64_t bytes, int64_t ring_passes) {
+  if (node_group_) bytes_within_node_ += ring_bytes(bytes, topo_.node_size, ring_passes);
 }
 
 void Comm::node_mean(const std::vector<torch::Tensor>& tensors) {

@@ -75,9 +75,10 @@ class Comm {
   // The node's process group (null when the node is one worker), for the gradient buckets.
   c10::intrusive_ptr<c10d::Backend> node_group() const { return node_group_; }
   const torch::Device& device() const { return device_; }
-  // Adds what an all-reduce of BYTES inside the node sends from this rank, for collectives
-  // issued elsewhere (the reducer's buckets).
-  void count_within_node(int64_t bytes);
+  // Adds what a ring collective over BYTES inside the node sends from this rank, for collectives
+  // issued elsewhere (the gradient buckets): RING_PASSES 2 for an all-reduce, 1 for a
+  // reduce-scatter or an all-gather (each sends (n - 1) / n of the buffer per pass).
+  void count_within_node(int64_t bytes, int64_t ring_passes = 2);
   // Waits for WORK within dist.timeout_s; a failure names WHAT and this rank.
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what);
 

@@ -1,5 +1,7 @@
 #include "lofi/dist/grad_sync.h"
 
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 
 #include "lofi/error.h"
@@ -7,66 +9,107 @@
 namespace lofi::dist {
 
 struct GradientSync::Bucket {
-  std::vector<size_t> params;  // indices into params_
-  torch::Tensor buffer;        // (sum of numels,) fp32
+  torch::Tensor buffer;  // (padded,) fp32: kept (none, optimizer), or one backward's (gradients)
+  torch::Tensor part;    // (padded / workers,) this worker's reduce-scattered share, in flight (gradients)
+  torch::Tensor summed;  // (padded / workers,) its mean, accumulated over the step's micro-batches (gradients)
   size_t ready = 0;
   c10::intrusive_ptr<c10d::Work> work;
 };
 
+// ZeRO-2's hook: runs after autograd has accumulated a parameter's gradient into .grad, hands it
+// to its bucket and frees it.
+struct GradientSync::AccumulatedHook : torch::autograd::PostAccumulateGradHook {
+  AccumulatedHook(GradientSync* sync, size_t param) : sync(sync), param(param) {}
+  void operator()(const torch::autograd::Variable& p) override { sync->on_gradient(param, p.grad()); }
+  GradientSync* sync;
+  size_t param;
+};
+
 GradientSync::GradientSync(Comm& comm, const std::vector<torch::Tensor>& params, const std::vector<std::string>& names,
-                           bool overlap, double bucket_mb)
-    : comm_(comm), params_(params), names_(names), overlap_(overlap && comm.node_group()) {
+                           bool overlap, double bucket_mb, ShardMode mode)
+    : comm_(comm), params_(params), names_(names), overlap_(overlap && comm.node_group()), mode_(mode) {
+  if (mode_ != ShardMode::none && !overlap_)
+    fail("internal: dist.shard = \"", shard_mode_name(mode_), "\" needs a node of several workers and dist.overlap");
   if (!overlap_) return;
-  const int64_t cap = static_cast<int64_t>(bucket_mb * 1024 * 1024 / 4);  // elements
-  slot_.resize(params.size());
-  std::vector<int64_t> sizes;
-  for (size_t k = params.size(); k-- > 0;) {  // reverse order: the last layers' gradients come first
-    if (buckets_.empty() || (sizes.back() > 0 && sizes.back() + params[k].numel() > cap)) {
-      buckets_.push_back(std::make_unique<Bucket>());
-      sizes.push_back(0);
-    }
-    slot_[k] = {buckets_.size() - 1, sizes.back()};
-    buckets_.back()->params.push_back(k);
-    sizes.back() += params[k].numel();
+  const int64_t workers = mode_ == ShardMode::none ? 1 : comm.topology().node_size;
+  std::vector<int64_t> numels;
+  for (const auto& p : params) numels.push_back(p.numel());
+  layout_ = plan_shards(numels, static_cast<int64_t>(bucket_mb * 1024 * 1024 / 4), workers,
+                        mode_ == ShardMode::none ? 0 : comm.topology().node_rank);
+  if (mode_ != ShardMode::none) pieces_ = layout_.pieces();
+  host_staged_ = mode_ != ShardMode::none && comm.device().is_cuda() && comm.node_group()->getBackendName() == "gloo";
+  for (const BucketLayout& b : layout_.buckets) {
+    buckets_.push_back(std::make_unique<Bucket>());
+    if (mode_ != ShardMode::gradients)
+      buckets_.back()->buffer = torch::zeros({b.padded}, torch::TensorOptions().device(comm.device()));
   }
-  for (size_t b = 0; b < buckets_.size(); ++b)
-    buckets_[b]->buffer = torch::zeros({sizes[b]}, torch::TensorOptions().device(comm.device()));
-  for (size_t k = 0; k < params.size(); ++k)
-    hooks_.push_back(params_[k].register_hook([this, k](const torch::Tensor& grad) { on_gradient(k, grad); }));
+  for (size_t k = 0; k < params.size(); ++k) {
+    if (mode_ == ShardMode::gradients)
+      torch::autograd::impl::set_post_acc_grad_hooks(params_[k], std::make_unique<AccumulatedHook>(this, k));
+    else
+      hooks_.push_back(params_[k].register_hook([this, k](const torch::Tensor& grad) { on_gradient(k, grad); }));
+  }
 }
 
 // The hooks capture this object: they go with it.
 GradientSync::~GradientSync() {
   for (size_t k = 0; k < hooks_.size(); ++k) params_[k].remove_hook(hooks_[k]);
+  if (mode_ == ShardMode::gradients)
+    for (auto& p : params_) torch::autograd::impl::post_acc_grad_hooks(p).reset();
 }
 
-void GradientSync::before_backward(bool sync) { syncing_ = overlap_ && sync; }
+torch::Device GradientSync::buffer_device() const { return host_staged_ ? torch::Device(torch::kCPU) : comm_.device(); }
 
-// Runs on the autograd thread as each parameter's gradient arrives, before it is accumulated.
+void GradientSync::before_backward(bool sync) {
+  if (step_done_) micros_ = 0, step_done_ = false;
+  syncing_ = overlap_ && (sync || mode_ == ShardMode::gradients);
+}
+
+torch::Tensor GradientSync::bucket_slice(Bucket& bucket, size_t k) {
+  return bucket.buffer.narrow(0, layout_.slot[k].second, params_[k].numel()).view_as(params_[k]);
+}
+
+// Runs on the autograd thread as each parameter's gradient arrives: before it is accumulated
+// (none, optimizer: earlier micro-batches' share is added here), or after (gradients: it is the
+// micro-batch's own, and is freed once copied).
 void GradientSync::on_gradient(size_t k, const torch::Tensor& grad) {
   if (!syncing_) return;
-  auto [b, offset] = slot_[k];
+  const size_t b = layout_.slot[k].first;
   Bucket& bucket = *buckets_[b];
   torch::NoGradGuard no_grad;
-  torch::Tensor slice = bucket.buffer.narrow(0, offset, params_[k].numel()).view_as(params_[k]);
+  if (!bucket.buffer.defined())  // zeros: the padding past the last parameter stays 0
+    bucket.buffer = torch::zeros({layout_.buckets[b].padded}, torch::TensorOptions().device(buffer_device()));
+  torch::Tensor slice = bucket_slice(bucket, k);
   slice.copy_(grad);
-  const torch::Tensor& accumulated = params_[k].grad();  // earlier micro-batches' share
-  if (accumulated.defined()) slice.add_(accumulated);
-  if (++bucket.ready == bucket.params.size()) launch_ready_buckets();
+  if (mode_ == ShardMode::gradients) {
+    params_[k].mutable_grad().reset();
+  } else if (const torch::Tensor& accumulated = params_[k].grad(); accumulated.defined()) {
+    slice.add_(accumulated);
+  }
+  if (++bucket.ready == layout_.buckets[b].params.size()) launch_ready_buckets();
 }
 
 // Buckets are launched strictly in order so every rank issues the same collective sequence.
 void GradientSync::launch_ready_buckets() {
-  while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready == buckets_[next_launch_]->params.size()) {
-    Bucket& bucket = *buckets_[next_launch_++];
-    std::vector<torch::Tensor> tensors{bucket.buffer};
-    bucket.work = comm_.node_group()->allreduce(tensors);
-    comm_.count_within_node(bucket.buffer.numel() * 4);
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready == layout_.buckets[next_launch_].params.size()) {
+    const size_t b = next_launch_++;
+    Bucket& bucket = *buckets_[b];
+    const int64_t bytes = bucket.buffer.numel() * 4;
+    if (mode_ == ShardMode::gradients) {
+      bucket.part = torch::empty({layout_.part_numel(b)}, bucket.buffer.options());
+      bucket.work = comm_.node_group()->_reduce_scatter_base(bucket.part, bucket.buffer);
+      comm_.count_within_node(bytes, /*ring_passes=*/1);
+    } else {
+      std::vector<torch::Tensor> tensors{bucket.buffer};
+      bucket.work = comm_.node_group()->allreduce(tensors);
+      comm_.count_within_node(bytes, /*ring_passes=*/2);
+    }
   }
 }
 
-void GradientSync::after_backward() {
+void GradientSync::after_backward(bool sync) {
   if (!overlap_) {
+    if (!sync) return;
     std::vector<torch::Tensor> grads;
     for (size_t k = 0; k < params_.size(); ++k) {
       if (!params_[k].grad().defined())
@@ -76,25 +119,92 @@ void GradientSync::after_backward() {
     comm_.node_mean(grads);
     return;
   }
+  if (!syncing_) return;
   syncing_ = false;
   for (size_t b = 0; b < buckets_.size(); ++b) {
-    Bucket& bucket = *buckets_[b];
-    if (bucket.ready != bucket.params.size())
-      fail("gradient sync: a parameter in the bucket of '", names_[bucket.params[0]],
+    if (buckets_[b]->ready != layout_.buckets[b].params.size())
+      fail("gradient sync: a parameter in the bucket of '", names_[layout_.buckets[b].params[0]],
            "' got no gradient this step (every parameter must be used); the node's other workers will time out");
   }
   const double size = static_cast<double>(comm_.topology().node_size);
   torch::NoGradGuard no_grad;
-  for (auto& bucket_ptr : buckets_) {
-    Bucket& bucket = *bucket_ptr;
-    comm_.wait(bucket.work, "gradient bucket all-reduce");
-    bucket.buffer.div_(size);
-    for (size_t k : bucket.params)
-      params_[k].mutable_grad().copy_(bucket.buffer.narrow(0, slot_[k].second, params_[k].numel()).view_as(params_[k]));
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    Bucket& bucket = *buckets_[b];
+    if (mode_ == ShardMode::gradients) {
+      comm_.wait(bucket.work, "gradient bucket reduce-scatter");
+      torch::Tensor mean = bucket.part.to(comm_.device()).div_(size);
+      if (micros_ == 0) bucket.summed = mean;
+      else bucket.summed.add_(mean);
+      bucket.buffer.reset(), bucket.part.reset();
+    } else {
+      comm_.wait(bucket.work, "gradient bucket all-reduce");
+      bucket.buffer.div_(size);
+      for (size_t k : layout_.buckets[b].params) params_[k].mutable_grad().copy_(bucket_slice(bucket, k));
+    }
     bucket.ready = 0;
     bucket.work.reset();
   }
   next_launch_ = 0;
+  ++micros_;
+  if (sync) step_done_ = true;
+}
+
+std::vector<torch::Tensor> GradientSync::piece_grads() const {
+  std::vector<torch::Tensor> out;
+  for (const Piece& piece : pieces_) {
+    if (mode_ == ShardMode::gradients)
+      out.push_back(buckets_[piece.bucket]->summed.narrow(0, piece.shard_offset, piece.numel()));
+    else
+      out.push_back(params_[piece.param].grad().view({-1}).narrow(0, piece.begin, piece.numel()));
+  }
+  return out;
+}
+
+void GradientSync::gather(const std::vector<torch::Tensor>& piece_values,
+                          const std::function<void(size_t, const torch::Tensor&)>& sink) {
+  torch::NoGradGuard no_grad;
+  std::vector<std::vector<size_t>> of_bucket(buckets_.size());  // piece indices by bucket
+  for (size_t i = 0; i < pieces_.size(); ++i) of_bucket[pieces_[i].bucket].push_back(i);
+  struct InFlight {
+    torch::Tensor full;  // (padded,)
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  auto launch = [&](size_t b) {
+    const auto options = torch::TensorOptions().device(buffer_device());
+    torch::Tensor part = torch::zeros({layout_.part_numel(b)}, options);
+    for (size_t i : of_bucket[b])
+      part.narrow(0, pieces_[i].shard_offset, pieces_[i].numel()).copy_(piece_values[i].reshape({-1}));
+    InFlight f{torch::empty({layout_.buckets[b].padded}, options), {}};
+    f.work = comm_.node_group()->_allgather_base(f.full, part);
+    comm_.count_within_node(f.full.numel() * 4, /*ring_passes=*/1);
+    return f;
+  };
+  // Two buckets in flight at most: the next one's gather runs while this one is written out.
+  InFlight current = launch(0);
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    InFlight next = b + 1 < buckets_.size() ? launch(b + 1) : InFlight{};
+    comm_.wait(current.work, "all-gather of the node's shards");
+    const BucketLayout& bucket = layout_.buckets[b];
+    for (size_t i = 0; i < bucket.params.size(); ++i)
+      sink(bucket.params[i], current.full.narrow(0, bucket.offsets[i], params_[bucket.params[i]].numel()));
+    current = std::move(next);
+  }
+}
+
+void GradientSync::gather_params() {
+  std::vector<torch::Tensor> values;
+  for (const Piece& piece : pieces_) values.push_back(params_[piece.param].detach().view({-1}).narrow(0, piece.begin, piece.numel()));
+  gather(values, [this](size_t k, const torch::Tensor& flat) { params_[k].detach().view({-1}).copy_(flat); });
+}
+
+int64_t GradientSync::gradient_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& p : params_)
+    if (p.grad().defined()) bytes += static_cast<int64_t>(p.grad().nbytes());
+  for (const auto& bucket : buckets_)
+    for (const torch::Tensor* t : {&bucket->buffer, &bucket->part, &bucket->summed})
+      if (t->defined()) bytes += static_cast<int64_t>(t->nbytes());
+  return bytes;
 }
 
 }  // namespace lofi::dist

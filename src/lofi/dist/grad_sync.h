@@ -1,48 +1,84 @@
 // Gradient averaging inside a node, overlapped with backward: gradients are packed into ~25 MB
-// buckets (in reverse registration order, the order backward produces them) by autograd hooks,
-// and each full bucket's all-reduce starts while backward is still running.
+// buckets (dist/shard_layout.h: in reverse registration order, the order backward produces them)
+// and each full bucket's collective starts while backward is still running.
 // These hooks do the job of c10d::Reducer (the engine under PyTorch's DistributedDataParallel) on
 // the node's process group (NCCL on GPU, Gloo on CPU), with lofi's byte counting and its errors
 // naming the parameter that got no gradient; the buckets live on the worker's device.
-// With gradient accumulation only the last micro-batch's backward synchronises (DDP's no_sync).
+//
+// dist.shard (ZeRO) changes what each worker keeps:
+// - none: every bucket is all-reduced and each worker holds every averaged gradient. With gradient
+//   accumulation only the last micro-batch's backward synchronises (DDP's no_sync).
+// - optimizer (ZeRO-1): the same all-reduce; each worker then updates only its pieces
+//   (pieces(), piece_grads()) and gather_params() all-gathers the updated weights.
+// - gradients (ZeRO-2): each micro-batch's gradients are reduce-scattered, so a worker receives
+//   only its part of each bucket's sum and accumulates it there; a parameter's full gradient lives
+//   from autograd's accumulation until its bucket takes it (a post-accumulate hook frees it, as
+//   FSDP2 does), and a bucket's buffer only until its reduce-scatter is done.
+// Where a node's workers share a GPU (Gloo on CUDA tensors), the sharded collectives run on host
+// copies, as Gloo needs.
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "lofi/dist/comm.h"
+#include "lofi/dist/shard_layout.h"
 
 namespace lofi::dist {
 
 class GradientSync {
  public:
-  // OVERLAP false: one flat all-reduce after backward instead (the simple reference path).
+  // OVERLAP false: one flat all-reduce after backward instead (the simple reference path; only
+  // with ShardMode::none). A node of one worker has nothing to shard: MODE must be none there.
   GradientSync(Comm& comm, const std::vector<torch::Tensor>& params, const std::vector<std::string>& names,
-               bool overlap, double bucket_mb);
+               bool overlap, double bucket_mb, ShardMode mode = ShardMode::none);
   ~GradientSync();
 
-  // Call before each micro-batch's backward; SYNC marks the last one, whose gradients are averaged.
+  // Call before and after each micro-batch's backward; SYNC marks the last one of the step. After
+  // the last, none and optimizer hold the averages in .grad, gradients in piece_grads().
   void before_backward(bool sync);
-  // Call after the last backward: waits for every bucket and writes the averages into .grad.
-  void after_backward();
-  // Buckets whose all-reduce has started in the current backward (tests observe the overlap).
+  void after_backward(bool sync);
+  // Buckets whose collective has started in the current backward (tests observe the overlap).
   size_t buckets_launched() const { return next_launch_; }
+
+  ShardMode mode() const { return mode_; }
+  const ShardLayout& layout() const { return layout_; }
+  // This worker's pieces (sharded modes) and their averaged gradients after the last backward:
+  // views of .grad (optimizer) or of this worker's accumulated parts (gradients).
+  const std::vector<Piece>& pieces() const { return pieces_; }
+  std::vector<torch::Tensor> piece_grads() const;
+  // Every worker's PIECE_VALUES (one per piece, as pieces()) all-gathered bucket by bucket; SINK
+  // gets each parameter's full flat fp32 values, in packing order. Every worker must call it.
+  void gather(const std::vector<torch::Tensor>& piece_values,
+              const std::function<void(size_t param, const torch::Tensor& flat)>& sink);
+  // After the update of this worker's pieces: every worker's updated pieces into every replica.
+  void gather_params();
+  // Bytes of gradients this worker holds between steps (.grad, buckets, accumulated parts).
+  int64_t gradient_bytes() const;
 
  private:
   struct Bucket;
+  struct AccumulatedHook;
   void on_gradient(size_t param, const torch::Tensor& grad);
   void launch_ready_buckets();
+  torch::Tensor bucket_slice(Bucket& bucket, size_t param);
+  torch::Device buffer_device() const;
 
   Comm& comm_;
   std::vector<torch::Tensor> params_;
   std::vector<std::string> names_;
   bool overlap_;
-  bool syncing_ = false;
+  ShardMode mode_;
+  bool host_staged_ = false;  // sharded collectives on host copies (Gloo over CUDA tensors)
+  bool syncing_ = false, step_done_ = false;
+  int64_t micros_ = 0;  // micro-batches accumulated this step (gradients)
+  ShardLayout layout_;
+  std::vector<Piece> pieces_;
   std::vector<std::unique_ptr<Bucket>> buckets_;
-  std::vector<std::pair<size_t, int64_t>> slot_;  // param -> (bucket, offset in elements)
-  std::vector<unsigned> hooks_;                   // hook handles, one per parameter
+  std::vector<unsigned> hooks_;  // pre-accumulation hook handles, one per parameter (none, optimizer)
   size_t next_launch_ = 0;
 };
 

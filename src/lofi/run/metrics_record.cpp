@@ -17,6 +17,8 @@ nlohmann::json StepMetrics::to_json() const {
   if (skipped_nonfinite > 0) record["skipped_nonfinite"] = skipped_nonfinite;
   if (diverged_at_step > 0) record["diverged_at_step"] = diverged_at_step;
   if (peak_memory_bytes) record["peak_memory_bytes"] = *peak_memory_bytes;
+  if (optimizer_state_bytes) record["optimizer_state_bytes"] = *optimizer_state_bytes;
+  if (gradient_bytes) record["gradient_bytes"] = *gradient_bytes;
   for (const auto& [key, value] : validation) record[key] = value;
   return record;
 }
@@ -51,6 +53,8 @@ std::optional<StepMetrics> StepMetrics::from_json(const nlohmann::json& j) {
   m.node_workers = integer_or(j, "node_workers", 1);
   m.skipped_nonfinite = integer_or(j, "skipped_nonfinite", 0), m.diverged_at_step = integer_or(j, "diverged_at_step", 0);
   if (j.contains("peak_memory_bytes")) m.peak_memory_bytes = integer_or(j, "peak_memory_bytes", 0);
+  if (j.contains("optimizer_state_bytes")) m.optimizer_state_bytes = integer_or(j, "optimizer_state_bytes", 0);
+  if (j.contains("gradient_bytes")) m.gradient_bytes = integer_or(j, "gradient_bytes", 0);
   for (const auto& [key, value] : j.items())
     if (key.rfind("val_", 0) == 0) m.validation[key] = value.is_number() ? value.get<double>() : std::nan("");
   return m;

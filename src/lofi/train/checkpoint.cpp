@@ -67,13 +67,32 @@ void prune_checkpoints(const run::NodeDir& node, int64_t keep) {
   }
 }
 
+OptimizerState optimizer_state(const Optimizer& optimizer, dist::GradientSync& sync, bool keep) {
+  OptimizerState state;
+  if (!optimizer.sharded()) {
+    if (keep) state.tensors = optimizer.state(state.metadata);
+    return state;
+  }
+  const auto& params = optimizer.params();
+  for (const std::string which : {"exp_avg", "exp_avg_sq"})
+    sync.gather(optimizer.piece_state(which), [&](size_t k, const torch::Tensor& flat) {
+      if (keep) state.tensors.emplace_back(params[k].name + "." + which, flat.reshape(params[k].param.sizes()).clone());
+    });
+  if (!keep) return state;
+  // Every piece of a sharded node is updated at every step: one count for all.
+  const std::string steps = std::to_string(optimizer.steps_taken());
+  for (const auto& p : params) state.metadata[p.name + ".step"] = steps;
+  return state;
+}
+
 void save_checkpoint(const run::NodeDir& node, int64_t step, const torch::nn::Module& module,
-                     const Optimizer& optimizer, const std::string& config_toml, const std::string& data,
+                     OptimizerState optimizer, const std::string& config_toml, const std::string& data,
                      const OuterOptimizer* outer) {
   io::make_dirs(node.checkpoint_dir());
   const run::Checkpoint paths = node.checkpoint(step);
-  io::Metadata optim_meta{{"step", std::to_string(step)}};
-  io::NamedTensors state = optimizer.state(optim_meta);
+  io::Metadata optim_meta = std::move(optimizer.metadata);
+  optim_meta["step"] = std::to_string(step);
+  io::NamedTensors state = std::move(optimizer.tensors);
   if (outer)
     for (auto& t : outer->state()) state.push_back(std::move(t));
   io::save_safetensors(paths.optimizer, state, optim_meta, /*checksum=*/true);

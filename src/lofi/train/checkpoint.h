@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <torch/torch.h>
+#include "lofi/dist/grad_sync.h"
 #include "lofi/run/run_dir.h"
 #include "lofi/train/optimizer.h"
 #include "lofi/train/outer_optimizer.h"
@@ -35,11 +36,21 @@ void load_checkpoint_weights(torch::nn::Module& module, const io::SafetensorsFil
 // Keeps the newest KEEP checkpoints (0: all).
 void prune_checkpoints(const run::NodeDir& node, int64_t keep);
 
+// AdamW's whole state as a checkpoint holds it (whatever the node's sharding, so a run resumes
+// with any dist.shard and worker count).
+struct OptimizerState {
+  io::NamedTensors tensors;
+  io::Metadata metadata;
+};
+// OPTIMIZER's state; a sharded one's pieces are all-gathered from the node's workers through SYNC,
+// bucket by bucket (every worker of the node must call it). Only where KEEP is it returned.
+OptimizerState optimizer_state(const Optimizer& optimizer, dist::GradientSync& sync, bool keep);
+
 // CONFIG_TOML (the run's resolved config) and DATA (its data's fingerprints, as JSON) go into the
 // weights file's metadata; OUTER's state (DiLoCo's, when the run has one) into the optimizer file
 // beside AdamW's.
 void save_checkpoint(const run::NodeDir& node, int64_t step, const torch::nn::Module& module,
-                     const Optimizer& optimizer, const std::string& config_toml, const std::string& data,
+                     OptimizerState optimizer, const std::string& config_toml, const std::string& data,
                      const OuterOptimizer* outer = nullptr);
 // Loads weights and optimizer state (and OUTER's, when given); returns the step to continue from.
 int64_t load_checkpoint(const run::Checkpoint& paths, torch::nn::Module& module, Optimizer& optimizer,

@@ -146,6 +146,8 @@ void validate(const Config& c) {
     need(c.dist.sync_every > 0, "dist.outer_optimizer = \"nesterov\" steps at each sync of the nodes; set dist.sync_every = H > 0");
     need(c.dist.nodes > 1, "dist.outer_optimizer = \"nesterov\" with dist.nodes = 1: there are no nodes to average; set dist.nodes > 1");
   }
+  need(c.dist.shard == "none" || c.dist.overlap, "dist.shard = \"", c.dist.shard, "\" runs its collectives bucket by bucket ",
+       "during backward; dist.overlap = false (one all-reduce after backward) works with dist.shard = \"none\" only");
   need(c.dist.min_nodes >= 0 && c.dist.min_nodes <= c.dist.nodes, "dist.min_nodes must be in [0, dist.nodes = ",
        c.dist.nodes, "], found ", c.dist.min_nodes);
   need(c.train.batch_size % c.dist.nodes == 0, "train.batch_size (", c.train.batch_size,

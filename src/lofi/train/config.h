@@ -149,6 +149,7 @@ struct DistConfig {
   double outer_momentum = 0.9;
   bool overlap = true;
   double bucket_mb = 25;
+  std::string shard = "none";
   double timeout_s = 300;
   int64_t min_nodes = 0;
   std::string bind = "";
@@ -167,6 +168,10 @@ struct DistConfig {
     s(outer_momentum, "outer_momentum", "DiLoCo's outer Nesterov momentum").in(0, 1).applies(diloco);
     s(overlap, "overlap", "all-reduce gradient buckets during backward (c10d::Reducer)").free();
     s(bucket_mb, "bucket_mb", "gradient bucket size for the overlapped all-reduce").above(0).free();
+    s(shard, "shard", "inside a node, what each worker keeps 1/G of (ZeRO): \"none\" (every worker holds\n"
+                      "everything), \"optimizer\" (AdamW state: ZeRO-1), \"gradients\" (AdamW state and\n"
+                      "gradients, reduce-scattered: ZeRO-2); nothing crosses nodes")
+        .one_of({"none", "optimizer", "gradients"}).free();
     s(timeout_s, "timeout_s", "rendezvous and collective timeout, seconds; must also cover a node leader's\n"
                               "periodic evaluation and checkpoint writes; a lo-fi node silent for this long is\n"
                               "counted as failed").above(0).free();

@@ -209,6 +209,7 @@ struct StepContext {
   Optimizer& optimizer;
   OuterOptimizer* outer;  // DiLoCo's, or none
   dist::Comm& comm;
+  dist::GradientSync& grad_sync;
   run::NodeDir dir;       // this node's
   int64_t start_step = 0;
   std::string config_toml, data_prints;  // what checkpoints record
@@ -243,7 +244,7 @@ class TrainingLoop {
   const bool leader_;  // of the node
   const bool tty_;
   std::vector<torch::Tensor> params_;
-  std::unique_ptr<dist::GradientSync> grad_sync_;
+  dist::GradientSync& grad_sync_;
   const Schedule schedule_;
   StepHealth health_;
   // A stop asked by a signal (SIGTERM from a scheduler or the launcher, Ctrl-C): marked on the
@@ -261,13 +262,12 @@ TrainingLoop::TrainingLoop(StepContext c)
       tc_(c_.config.train),
       leader_(c_.topo.node_rank == 0),
       tty_(leader_ && ::isatty(STDOUT_FILENO)),
+      grad_sync_(c_.grad_sync),
       schedule_{tc_.lr, tc_.min_lr, tc_.warmup_steps, tc_.steps},
       health_(c_.device, tc_.skip_nonfinite),
       stop_(torch::zeros({1}, torch::TensorOptions().device(c_.device))),
       units_seen_(c_.start_step * c_.batches.node * c_.task.units_per_sample()) {
-  std::vector<std::string> names;
-  for (const auto& p : c_.optimizer.params()) params_.push_back(p.param), names.push_back(p.name);
-  grad_sync_ = std::make_unique<dist::GradientSync>(c_.comm, params_, names, c_.config.dist.overlap, c_.config.dist.bucket_mb);
+  for (const auto& p : c_.optimizer.params()) params_.push_back(p.param);
   // train.profile_steps: after 3 warm-up steps (allocator, cuBLAS heuristics, autotuning), on the
   // node leader of node 0 only, so one trace describes the job.
   const int64_t start_step = c_.start_step;
@@ -291,17 +291,24 @@ void TrainingLoop::train_step(int64_t step, double lr) {
       dist::PrecisionGuard precision(c_.device, tc_.precision);  // bf16 forward, fp32 backward into fp32 weights
       loss = c_.task.loss(c_.topo.node_rank * b.rank + micro * b.micro, b.micro) / static_cast<double>(tc_.grad_accum);
     }
-    grad_sync_->before_backward(/*sync=*/micro == tc_.grad_accum - 1);
+    const bool last = micro == tc_.grad_accum - 1;
+    grad_sync_.before_backward(last);
     loss.backward();
+    grad_sync_.after_backward(last);  // gradients averaged inside this node only
     loss_sum += loss.detach();
   }
-  grad_sync_->after_backward();  // gradients averaged inside this node only
   if (!stop_marked_ && io::stop_requested()) stop_.fill_(1.0), stop_marked_ = true;
   c_.comm.node_mean({loss_sum, stop_});  // the node's loss (and stop), so every worker of the node decides alike
-  const torch::Tensor norm = tc_.grad_clip > 0 ? clip_grad_norm(params_, tc_.grad_clip) : grad_norm(params_);
+  // ZeRO-2: each worker holds its part of the gradients; their norm is summed over the node.
+  const bool parts_only = grad_sync_.mode() == dist::ShardMode::gradients;
+  const std::vector<torch::Tensor> piece_grads = c_.optimizer.sharded() ? grad_sync_.piece_grads() : std::vector<torch::Tensor>{};
+  const torch::Tensor norm = parts_only          ? clip_sharded_grad_norm(piece_grads, c_.comm, tc_.grad_clip)
+                             : tc_.grad_clip > 0 ? clip_grad_norm(params_, tc_.grad_clip)
+                                                 : grad_norm(params_);
   // A non-finite loss or gradient norm skips this step's update on the device (AdamW's
   // found_inf); the host learns of it at the next read.
-  c_.optimizer.step(health_.record(step, loss_sum, norm));
+  c_.optimizer.step(health_.record(step, loss_sum, norm), piece_grads);
+  if (c_.optimizer.sharded()) grad_sync_.gather_params();  // every worker's updated pieces, into every replica
   if (c_.config.dist.sync_every > 0 && (step + 1) % c_.config.dist.sync_every == 0) {
     c_.comm.world_mean(params_);                     // local SGD: continue from the nodes' mean
     if (c_.outer) c_.outer->step(c_.optimizer.params());  // DiLoCo: an outer Nesterov step towards it
@@ -321,7 +328,7 @@ void TrainingLoop::after_profiled_step(int64_t step) {
 void TrainingLoop::read(int64_t done) {
   last_loss_ = health_.read().loss;
   if (done == tc_.steps || stop_.item<float>() == 0) return;
-  if (leader_) save(done);
+  save(done);
   const int sig = io::stop_requested();
   fail("node ", c_.topo.node, " stopped by ", sig ? cat("signal ", sig, " (", ::strsignal(sig), ")") : std::string("a signal to another of its workers"),
        " at step ", done, " of ", tc_.steps, "; its checkpoint of step ", done, " is saved: continue with --resume");
@@ -345,6 +352,8 @@ void TrainingLoop::report(int64_t done, bool log_now, bool eval_now, double lr, 
   if (log_now) {
     run::StepMetrics m = record(done, lr, seconds, rate);
     if (c_.device.is_cuda()) m.peak_memory_bytes = dist::cuda_peak_allocated(c_.device.index());
+    m.optimizer_state_bytes = c_.optimizer.state_bytes();
+    m.gradient_bytes = grad_sync_.gradient_bytes();
     if (eval_now) m.validation = c_.task.validate(c_.batches.micro).get<std::map<std::string, double>>();
     c_.metrics->write(m.to_json());
     std::string validation;  // the periodic evaluation's numbers, on the same line
@@ -361,8 +370,10 @@ void TrainingLoop::report(int64_t done, bool log_now, bool eval_now, double lr, 
   std::fflush(stdout);
 }
 
+// Every worker calls it at the same steps: a sharded node gathers its optimizer state first.
 void TrainingLoop::save(int64_t done) {
-  save_checkpoint(c_.dir, done, c_.task.model(), c_.optimizer, c_.config_toml, c_.data_prints, c_.outer);
+  OptimizerState state = optimizer_state(c_.optimizer, grad_sync_, /*keep=*/leader_);
+  if (leader_) save_checkpoint(c_.dir, done, c_.task.model(), std::move(state), c_.config_toml, c_.data_prints, c_.outer);
 }
 
 void TrainingLoop::run(TrainSummary& summary) {
@@ -386,12 +397,13 @@ void TrainingLoop::run(TrainSummary& summary) {
     const double rate = static_cast<double>(units_seen_ - start_step * node_units) / std::max(seconds, 1e-9);
     const double eta = seconds / static_cast<double>(done - start_step) * static_cast<double>(tc_.steps - done);
     if (log_now) check_divergence(done, lr, seconds, rate);
-    if (!leader_) continue;
-    c_.heartbeat->beat(done);
-    report(done, log_now, eval_now, lr, seconds, rate, eta);
+    if (leader_) {
+      c_.heartbeat->beat(done);
+      report(done, log_now, eval_now, lr, seconds, rate, eta);
+    }
     if (ckpt_now) {
       save(done);
-      prune_checkpoints(c_.dir, tc_.keep_checkpoints);
+      if (leader_) prune_checkpoints(c_.dir, tc_.keep_checkpoints);
     }
   }
   if (tty_) std::printf("\n");
@@ -400,9 +412,8 @@ void TrainingLoop::run(TrainSummary& summary) {
   summary.steps_run = tc_.steps - start_step;
   summary.bytes_within_node = c_.comm.bytes_within_node();
   summary.bytes_between_nodes = c_.comm.bytes_between_nodes();
-  if (!leader_) return;
   save(tc_.steps);
-  prune_checkpoints(c_.dir, tc_.keep_checkpoints);
+  if (leader_) prune_checkpoints(c_.dir, tc_.keep_checkpoints);
 }
 
 }  // namespace
@@ -431,6 +442,28 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   if (tc.head_init == "lp" && start.mode != run::StartMode::resume) {
     const std::string done = task->probe_head(tc.lp_steps, tc.lp_lr, tc.batch_size);
     if (node_leader && topo.node == 0) std::printf("%s\n", done.c_str());
+  }
+  // The node's gradient collectives; sharded (dist.shard), each worker updates its pieces alone.
+  dist::ShardMode shard = dist::shard_mode(config.dist.shard);
+  if (shard != dist::ShardMode::none && topo.node_size == 1) {
+    if (node_leader && topo.node == 0)
+      std::printf("dist.shard = \"%s\" does nothing in a node of one worker: it holds everything\n", config.dist.shard.c_str());
+    shard = dist::ShardMode::none;
+  }
+  std::vector<torch::Tensor> params;
+  std::vector<std::string> names;
+  for (const auto& p : optimizer.params()) params.push_back(p.param), names.push_back(p.name);
+  dist::GradientSync grad_sync(comm, params, names, config.dist.overlap, config.dist.bucket_mb, shard);
+  if (shard != dist::ShardMode::none) {
+    optimizer.shard(grad_sync.pieces());
+    if (node_leader && topo.node == 0) {
+      int64_t total = 0;
+      for (const auto& p : params) total += p.numel();
+      std::printf("dist.shard = \"%s\": each of a node's %lld workers updates %lld of the %lld trainable parameters and keeps "
+                  "their AdamW state%s\n", config.dist.shard.c_str(), static_cast<long long>(topo.node_size),
+                  static_cast<long long>(grad_sync.layout().owned_numel()), static_cast<long long>(total),
+                  shard == dist::ShardMode::gradients ? " and gradients" : "");
+    }
   }
   // DiLoCo's outer optimizer, from the weights every node starts from (or its checkpointed state).
   std::unique_ptr<OuterOptimizer> outer;
@@ -462,7 +495,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   worker.summary.node = topo.node;
   worker.summary.steps = tc.steps;
   try {
-    TrainingLoop loop(StepContext{config, topo, batches, plan.device, *task, optimizer, outer.get(), comm, my_dir, start_step,
+    TrainingLoop loop(StepContext{config, topo, batches, plan.device, *task, optimizer, outer.get(), comm, grad_sync, my_dir, start_step,
                                   config_toml, data_prints, metrics.get(), heartbeat.get()});
     loop.run(worker.summary);
     if (node_leader) {

@@ -1,0 +1,151 @@
+// dist.shard (ZeRO-1 and ZeRO-2 inside a node): the layout that splits a node's buckets among its
+// workers, and real worker processes over loopback whose sharded nodes train to the unsharded
+// node's weights, hold 1/G of the optimizer state, send the bytes the mode predicts, and write
+// checkpoints that resume under another sharding.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <regex>
+
+#include "lofi/dist/shard_layout.h"
+#include "lofi/io/safetensors.h"
+#include "test_util.h"
+
+namespace lofi {
+namespace {
+
+using test::last_metrics;
+using test::max_abs_diff;
+using test::run_lofi;
+
+TEST(ShardLayout, EveryElementHasExactlyOneOwnerAndPartsAreEqual) {
+  const std::vector<int64_t> numels{7, 130, 3, 64, 1, 250};
+  for (int64_t workers : {1, 2, 3, 4}) {
+    std::vector<std::vector<int>> owners;  // per parameter, per element: how many workers update it
+    for (int64_t n : numels) owners.emplace_back(n, 0);
+    int64_t owned = -1;
+    for (int64_t rank = 0; rank < workers; ++rank) {
+      const dist::ShardLayout layout = dist::plan_shards(numels, /*cap=*/100, workers, rank);
+      // Buckets hold whole parameters, last registered first; a bigger one than the cap is alone.
+      ASSERT_EQ(layout.buckets.front().params.front(), numels.size() - 1);
+      for (const auto& b : layout.buckets) {
+        EXPECT_EQ(b.padded % workers, 0);
+        EXPECT_LT(b.padded - b.numel, workers);
+      }
+      if (owned < 0) owned = layout.owned_numel();
+      EXPECT_EQ(layout.owned_numel(), owned) << "every worker's parts are alike";
+      for (const dist::Piece& p : layout.pieces()) {
+        ASSERT_LT(p.begin, p.end);
+        ASSERT_LE(p.end, numels[p.param]);
+        EXPECT_LE(p.shard_offset + p.numel(), layout.part_numel(p.bucket));
+        // The piece sits in the bucket where its parameter does, at this worker's part.
+        EXPECT_EQ(layout.slot[p.param].first, p.bucket);
+        EXPECT_EQ(layout.slot[p.param].second + p.begin, rank * layout.part_numel(p.bucket) + p.shard_offset);
+        for (int64_t e = p.begin; e < p.end; ++e) ++owners[p.param][e];
+      }
+    }
+    for (size_t k = 0; k < numels.size(); ++k)
+      for (int64_t e = 0; e < numels[k]; ++e) ASSERT_EQ(owners[k][e], 1) << workers << " workers, parameter " << k << " element " << e;
+  }
+}
+
+std::string train_cmd(const std::string& data, const std::string& run, const std::string& extra) {
+  // Small buckets: several of them, parameters cut between workers.
+  return "train " + test::tiny_train_flags(data, run) + " --set dist.bucket_mb=0.05 " + extra;
+}
+
+// A ring collective over BYTES among N workers sends PASSES (N - 1) / N of them from each.
+int64_t ring(int64_t bytes, int64_t n, int64_t passes) { return passes * (n - 1) * bytes / n; }
+
+// The elements each worker of the sharded node updates, as its start line says.
+int64_t owned_elements(const std::string& output) {
+  std::smatch m;
+  if (!std::regex_search(output, m, std::regex("workers updates ([0-9]+) of the ([0-9]+) trainable"))) return -1;
+  return std::stoll(m[1]);
+}
+
+TEST(DistShard, ShardedNodesTrainLikeTheUnshardedNode) {
+  const std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  int64_t params = 0;
+  for (int64_t workers : {2, 4}) {
+    const std::string launch = "launch --workers " + std::to_string(workers) + " -- ";
+    const std::string base = dir + "/none" + std::to_string(workers);
+    auto none = run_lofi(launch + train_cmd(data, base, ""));
+    ASSERT_EQ(none.status, 0) << none.output;
+    if (params == 0) {
+      const io::SafetensorsFile final_weights(base + "/node-00/final.safetensors");
+      for (const auto& e : final_weights.entries()) params += static_cast<int64_t>((e.end - e.begin) / 4);
+    }
+    const auto unsharded = last_metrics(base + "/node-00");
+    for (const std::string mode : {"optimizer", "gradients"}) {
+      for (int64_t accum : {1, 2}) {
+        const std::string run = dir + "/" + mode + std::to_string(workers) + "-" + std::to_string(accum);
+        auto r = run_lofi(launch + train_cmd(data, run, "--set dist.shard=" + mode + " --set train.grad_accum=" + std::to_string(accum)));
+        ASSERT_EQ(r.status, 0) << r.output;
+        SCOPED_TRACE(mode + ", " + std::to_string(workers) + " workers, grad_accum " + std::to_string(accum));
+        EXPECT_LE(max_abs_diff(base + "/node-00/final.safetensors", run + "/node-00/final.safetensors"), 1e-6);
+        const int64_t owned = owned_elements(r.output);
+        ASSERT_GT(owned, 0) << r.output;
+        EXPECT_GE(owned * workers, params);  // padding: fewer than G elements a bucket
+        EXPECT_LT(owned * workers, params + 64 * workers);
+        // Each worker's AdamW state is its 1/G: two fp32 moments of its elements (and a step count
+        // per piece), against the unsharded node's of every parameter.
+        const auto m = last_metrics(run + "/node-00");
+        EXPECT_NEAR(m["grad_norm"].get<double>(), unsharded["grad_norm"].get<double>(), 1e-5 * unsharded["grad_norm"].get<double>());
+        const int64_t state = m["optimizer_state_bytes"].get<int64_t>(), full = unsharded["optimizer_state_bytes"].get<int64_t>();
+        EXPECT_GE(state, 8 * owned);
+        EXPECT_LE(state, 8 * owned + 4 * 64);
+        EXPECT_NEAR(static_cast<double>(state) / static_cast<double>(full), 1.0 / static_cast<double>(workers), 0.01);
+        // Bytes within the node, per step: the gradients all-reduced (optimizer) or
+        // reduce-scattered at every micro-batch (gradients), the updated weights all-gathered,
+        // the loss with the stop flag all-reduced, and (gradients) the squared norm's sum.
+        const int64_t padded = 4 * owned * workers;  // bytes of every bucket, padded
+        const int64_t per_step = mode == "optimizer"
+                                     ? ring(padded, workers, 2) + ring(padded, workers, 1) + ring(8, workers, 2)
+                                     : accum * ring(padded, workers, 1) + ring(padded, workers, 1) + ring(8, workers, 2) + ring(4, workers, 2);
+        EXPECT_EQ(m["bytes_within_node"].get<int64_t>(), 6 * per_step);
+        if (mode == "gradients") {
+          // Between steps a worker holds its parts of the gradients only.
+          EXPECT_EQ(m["gradient_bytes"].get<int64_t>(), 4 * owned);
+          EXPECT_EQ(unsharded["gradient_bytes"].get<int64_t>(), 2 * 4 * params);  // .grad and the buckets
+        }
+      }
+    }
+  }
+  EXPECT_EQ(last_metrics(dir + "/none2/node-00")["bytes_within_node"].get<int64_t>(), 6 * (ring(4 * params, 2, 2) + ring(8, 2, 2)));
+}
+
+TEST(DistShard, ShardedCheckpointsResumeUnderAnotherSharding) {
+  const std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  const std::string launch = "launch --workers 2 -- ", flags = "--set train.ckpt_every=3 ";
+  auto full = run_lofi(launch + train_cmd(data, dir + "/full", flags));
+  ASSERT_EQ(full.status, 0) << full.output;
+  auto part = run_lofi(launch + train_cmd(data, dir + "/part", flags + "--set dist.shard=gradients"));
+  ASSERT_EQ(part.status, 0) << part.output;
+  // The gathered optimizer state is the unsharded node's, tensor by tensor.
+  EXPECT_LE(max_abs_diff(dir + "/full/node-00/ckpt/step-000003.optim.safetensors", dir + "/part/node-00/ckpt/step-000003.optim.safetensors"), 1e-6);
+  EXPECT_EQ(io::SafetensorsFile(dir + "/part/node-00/ckpt/step-000003.optim.safetensors").metadata().at("model.decoder.embed_tokens.weight.step"), "3");
+  std::filesystem::remove(dir + "/part/node-00/final.safetensors");
+  std::filesystem::remove(dir + "/part/node-00/ckpt/step-000006.safetensors");
+  std::filesystem::remove(dir + "/part/node-00/ckpt/step-000006.optim.safetensors");
+  auto resumed = run_lofi(launch + train_cmd(data, dir + "/part", flags + "--resume --set dist.shard=optimizer"));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("step 4/6"), std::string::npos) << resumed.output;
+  EXPECT_LE(max_abs_diff(dir + "/full/node-00/final.safetensors", dir + "/part/node-00/final.safetensors"), 1e-6);
+}
+
+TEST(DistShard, OneWorkerSaysItDoesNothingAndBadSettingsAreOneLine) {
+  const std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  auto one = run_lofi(train_cmd(data, dir + "/one", "--set dist.shard=optimizer"));
+  ASSERT_EQ(one.status, 0) << one.output;
+  EXPECT_NE(one.output.find("does nothing in a node of one worker"), std::string::npos) << one.output;
+  auto flat = run_lofi(train_cmd(data, dir + "/flat", "--set dist.shard=gradients --set dist.overlap=false"));
+  EXPECT_NE(flat.status, 0);
+  EXPECT_NE(flat.output.find("dist.overlap = false"), std::string::npos) << flat.output;
+  auto full = run_lofi(train_cmd(data, dir + "/full", "--set dist.shard=everything"));
+  EXPECT_NE(full.status, 0);
+  EXPECT_NE(full.output.find("dist.shard"), std::string::npos) << full.output;
+}
+
+}  // namespace
+}  // namespace lofi
