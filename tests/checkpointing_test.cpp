@@ -2,15 +2,11 @@
 // with packed rows, every block or every other, with a frozen embedding (LoRA's case: no input
 // of a block requires a gradient); and a run's peak memory measured lower.
 #include <gtest/gtest.h>
-#include <spawn.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 
 #include "lofi/model/causal_lm.h"
 #include "lofi/model/checkpointing.h"
 #include "test_util.h"
 
-extern char** environ;
 
 namespace lofi::model {
 namespace {
@@ -68,38 +64,11 @@ TEST(ActivationCheckpointing, WhichBlocks) {
   EXPECT_FALSE(checkpoints_block(2, 3));
 }
 
-// The peak resident memory of `lofi ARGS` run as a child process, in KB. glibc's malloc keeps
-// freed memory of a size it learnt to reuse (its threshold for mmap grows with what is freed), which
-// hides what was live; a fixed threshold hands large tensors back when freed, so the peak follows them.
-long peak_kb(const std::vector<std::string>& args) {
-  std::vector<std::string> env_s{"MALLOC_MMAP_THRESHOLD_=131072"};
-  for (char** e = environ; *e; ++e) env_s.push_back(*e);
-  std::vector<char*> envp;
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> argv_s{LOFI_BIN};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  EXPECT_EQ(posix_spawn(&pid, LOFI_BIN, &actions, nullptr, argv.data(), envp.data()), 0);
-  posix_spawn_file_actions_destroy(&actions);
-  int status = 0;
-  struct rusage usage {};
-  EXPECT_EQ(::wait4(pid, &status, 0, &usage), pid);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "lofi exited with status " << status;
-  return usage.ru_maxrss;
-}
-
 TEST(CliActivationCheckpointing, PeakMemoryIsLower) {
   const std::string dir = test::scratch_dir();
   const std::string data = test::write_corpus(dir, "general", 60000);
   auto run = [&](int64_t every) {
-    return peak_kb({"train", "--quiet", "--set", "data.train=" + data, "--set", "run.dir=" + dir + "/run-" + std::to_string(every),
+    return test::peak_rss_kb({"train", "--quiet", "--set", "data.train=" + data, "--set", "run.dir=" + dir + "/run-" + std::to_string(every),
                     "--set", "model.arch=llama", "--set", "model.activation=silu", "--set", "model.n_layer=8", "--set",
                     "model.n_head=4", "--set", "model.d_model=128", "--set", "model.d_ff=512", "--set", "model.max_seq_len=512",
                     "--set", "data.seq_len=512", "--set", "train.batch_size=8", "--set", "train.steps=2", "--set",

@@ -141,4 +141,21 @@ nlohmann::json last_metrics(const std::string& node_dir) {
   return nlohmann::json::parse(last);
 }
 
+long peak_rss_kb(const std::vector<std::string>& args) {
+  // A child started from this process takes this process's peak as its own starting point (Linux
+  // carries the peak across fork and exec), so a small Python process starts lofi and reports
+  // lofi's own peak, from wait4.
+  std::string command = "MALLOC_MMAP_THRESHOLD_=131072 " + std::string(LOFI_TEST_PYTHON) +
+                        " -c 'import os, subprocess, sys\n"
+                        "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+                        "_, status, usage = os.wait4(p.pid, 0)\n"
+                        "print(usage.ru_maxrss if status == 0 else -1)' " LOFI_BIN;
+  for (const auto& a : args) command += " '" + a + "'";
+  const CommandResult r = run_command(command);
+  EXPECT_EQ(r.status, 0) << r.output;
+  const long kb = std::atol(r.output.c_str());
+  EXPECT_GT(kb, 0) << "lofi failed: " << command;
+  return kb;
+}
+
 }  // namespace lofi::test

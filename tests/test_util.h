@@ -46,6 +46,12 @@ double max_abs_diff(const std::string& a, const std::string& b);
 // The last line of NODE_DIR/metrics.jsonl.
 nlohmann::json last_metrics(const std::string& node_dir);
 
+// The peak resident memory of `lofi ARGS` (which must exit 0), in KB. glibc's malloc keeps freed
+// memory of a size it learnt to reuse (its threshold for mmap grows with what is freed), which
+// hides what was live; lofi runs with a fixed threshold, so large tensors go back when freed and
+// the peak follows them.
+long peak_rss_kb(const std::vector<std::string>& args);
+
 // A tiny model config for fast multi-process tests, as --set flags.
 std::string tiny_train_flags(const std::string& data, const std::string& run_dir);
 

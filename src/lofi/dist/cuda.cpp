@@ -39,6 +39,10 @@ int64_t cuda_allocated(int index) {
 
 void cuda_reset_peak(int index) { c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(index)); }
 
+int64_t cuda_total_memory(int index) {
+  return static_cast<int64_t>(at::cuda::getDeviceProperties(static_cast<c10::DeviceIndex>(index))->totalGlobalMem);
+}
+
 c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d::Store>& store,
                                                   const std::string& prefix, int rank, int size, double timeout_s,
                                                   int device_index) {
@@ -62,6 +66,7 @@ std::string cuda_device_name(int) { return ""; }
 int64_t cuda_peak_allocated(int) { return 0; }
 int64_t cuda_allocated(int) { return 0; }
 void cuda_reset_peak(int) {}
+int64_t cuda_total_memory(int) { return 0; }
 
 c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d::Store>&, const std::string&, int,
                                                   int, double, int) {

@@ -89,5 +89,7 @@ int64_t cuda_peak_allocated(int index);
 // Bytes the caching allocator holds allocated on GPU INDEX now.
 int64_t cuda_allocated(int index);
 void cuda_reset_peak(int index);
+// GPU INDEX's memory in bytes; 0 without CUDA.
+int64_t cuda_total_memory(int index);
 
 }  // namespace lofi::dist

@@ -19,7 +19,7 @@ struct GradientSync::Bucket {
 // ZeRO-2's hook: runs after autograd has accumulated a parameter's gradient into .grad, hands it
 // to its bucket and frees it.
 struct GradientSync::AccumulatedHook : torch::autograd::PostAccumulateGradHook {
-  AccumulatedHook(GradientSync* sync, size_t param) : sync(sync), param(param) {}
+  AccumulatedHook(GradientSync* owner, size_t index) : sync(owner), param(index) {}
   void operator()(const torch::autograd::Variable& p) override { sync->on_gradient(param, p.grad()); }
   GradientSync* sync;
   size_t param;
@@ -90,7 +90,10 @@ void GradientSync::on_gradient(size_t k, const torch::Tensor& grad) {
 }
 
 // Buckets are launched strictly in order so every rank issues the same collective sequence.
+// ZeRO-2 keeps at most kInFlight buckets' buffers: launching one settles the one that many before
+// it, so a backward never holds the whole gradient at once.
 void GradientSync::launch_ready_buckets() {
+  constexpr size_t kInFlight = 2;
   while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready == layout_.buckets[next_launch_].params.size()) {
     const size_t b = next_launch_++;
     Bucket& bucket = *buckets_[b];
@@ -99,12 +102,26 @@ void GradientSync::launch_ready_buckets() {
       bucket.part = torch::empty({layout_.part_numel(b)}, bucket.buffer.options());
       bucket.work = comm_.node_group()->_reduce_scatter_base(bucket.part, bucket.buffer);
       comm_.count_within_node(bytes, /*ring_passes=*/1);
+      if (b >= kInFlight) settle(b - kInFlight);
     } else {
       std::vector<torch::Tensor> tensors{bucket.buffer};
       bucket.work = comm_.node_group()->allreduce(tensors);
       comm_.count_within_node(bytes, /*ring_passes=*/2);
     }
   }
+}
+
+// ZeRO-2: waits for bucket B's reduce-scatter, adds this worker's mean part to the step's sum and
+// frees the bucket's buffers.
+void GradientSync::settle(size_t b) {
+  Bucket& bucket = *buckets_[b];
+  if (!bucket.work) return;  // settled already
+  comm_.wait(bucket.work, "gradient bucket reduce-scatter");
+  torch::NoGradGuard no_grad;
+  torch::Tensor mean = bucket.part.to(comm_.device()).div_(static_cast<double>(comm_.topology().node_size));
+  if (micros_ == 0) bucket.summed = mean;
+  else bucket.summed.add_(mean);
+  bucket.buffer.reset(), bucket.part.reset(), bucket.work.reset();
 }
 
 void GradientSync::after_backward(bool sync) {
@@ -131,11 +148,7 @@ void GradientSync::after_backward(bool sync) {
   for (size_t b = 0; b < buckets_.size(); ++b) {
     Bucket& bucket = *buckets_[b];
     if (mode_ == ShardMode::gradients) {
-      comm_.wait(bucket.work, "gradient bucket reduce-scatter");
-      torch::Tensor mean = bucket.part.to(comm_.device()).div_(size);
-      if (micros_ == 0) bucket.summed = mean;
-      else bucket.summed.add_(mean);
-      bucket.buffer.reset(), bucket.part.reset();
+      settle(b);
     } else {
       comm_.wait(bucket.work, "gradient bucket all-reduce");
       bucket.buffer.div_(size);

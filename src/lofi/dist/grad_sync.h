@@ -13,7 +13,7 @@
 // - gradients (ZeRO-2): each micro-batch's gradients are reduce-scattered, so a worker receives
 //   only its part of each bucket's sum and accumulates it there; a parameter's full gradient lives
 //   from autograd's accumulation until its bucket takes it (a post-accumulate hook frees it, as
-//   FSDP2 does), and a bucket's buffer only until its reduce-scatter is done.
+//   FSDP2 does), and a bucket's buffer only until its reduce-scatter is done (two in flight).
 // Where a node's workers share a GPU (Gloo on CUDA tensors), the sharded collectives run on host
 // copies, as Gloo needs.
 #pragma once
@@ -64,6 +64,7 @@ class GradientSync {
   struct AccumulatedHook;
   void on_gradient(size_t param, const torch::Tensor& grad);
   void launch_ready_buckets();
+  void settle(size_t bucket);
   torch::Tensor bucket_slice(Bucket& bucket, size_t param);
   torch::Device buffer_device() const;
 

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 
+#include "lofi/dist/device.h"
 #include "lofi/error.h"
+#include "lofi/io/process.h"
+#include "lofi/text.h"
 
 namespace lofi::family {
 
@@ -34,6 +37,40 @@ io::NamedTensors Family::load_weights(const train::Config&, const std::string& p
 
 io::NamedTensors load_weights(const train::Config& config, const std::string& path) {
   return family_of(config.model.arch).load_weights(config, path);
+}
+
+std::optional<train::MemoryPlan> memory_plan(const train::Config& config, int64_t node_workers, int64_t local_workers,
+                                             int64_t local_rank) {
+  const Family& family = family_of(config.model.arch);
+  const std::optional<train::ModelFootprint> footprint = family.footprint(config, train::micro_batch(config, node_workers));
+  if (!footprint) return std::nullopt;
+  const dist::BuildInfo build = dist::build_info();
+  const auto local = static_cast<int>(local_workers);
+  auto device_of = [&](int rank) {
+    return dist::plan_device(config.train.device, rank, local, rank % node_workers, node_workers, build.gpus, build.cuda_compiled,
+                             "train.device")
+        .device;
+  };
+  const torch::Device mine = device_of(static_cast<int>(local_rank));
+  train::PlanPlace place;
+  place.node_workers = node_workers;
+  int sharing = 0;  // this machine's workers on this worker's device
+  for (int r = 0; r < local; ++r) sharing += device_of(r) == mine;
+  const double share = static_cast<double>(std::max(1, sharing));
+  if (mine.is_cuda()) {
+    place.available = static_cast<double>(dist::cuda_total_memory(mine.index())) / share;
+    place.runtime_bytes = 0.6e9;
+    place.device = cat(mine.str(), " (", dist::cuda_device_name(mine.index()), ")");
+  } else {
+    const int64_t available = io::available_memory_bytes();
+    place.available = available > 0 ? static_cast<double>(available) / share : 0;
+    place.device = "cpu (the host's available memory)";
+  }
+  if (sharing > 1) place.device += cat(", shared by ", sharing, " workers");
+  // The config's own footprint is the one made above; the knobs' configs are planned anew.
+  return train::plan_memory(config, place, [&](const train::Config& c, int64_t micro) {
+    return &c == &config ? *footprint : *family.footprint(c, micro);
+  });
 }
 
 std::unique_ptr<train::Task> make_task(const train::Config& config, const dist::Topology& topo, uint64_t init_seed) {

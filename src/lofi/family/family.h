@@ -5,6 +5,7 @@
 // LOFI_MODEL_FAMILY line; the build registers every file there, so adding a family adds files.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "lofi/io/safetensors.h"
 #include "lofi/registry.h"
 #include "lofi/train/config.h"
+#include "lofi/train/memory_plan.h"
 #include "lofi/train/task.h"
 
 namespace lofi::family {
@@ -38,6 +40,11 @@ class Family {
   // The weights at PATH in lofi's names, as a model shaped as CONFIG holds them: a lofi
   // checkpoint as it is; a family may also read its published form (a Hugging Face directory).
   virtual io::NamedTensors load_weights(const train::Config& config, const std::string& path) const;
+  // The model's memory footprint under CONFIG at MICRO_BATCH samples per micro-batch, for the
+  // memory plan (train/memory_plan.h); nothing where the family does not model it.
+  virtual std::optional<train::ModelFootprint> footprint(const train::Config&, int64_t /*micro_batch*/) const {
+    return std::nullopt;
+  }
 };
 
 // The family that builds model.arch = ARCH; fails naming the value and the known ones.
@@ -47,6 +54,12 @@ std::vector<std::string> known_archs();
 
 // CONFIG's family's load_weights: what soups, interpolation and weight averages in `eval` read.
 io::NamedTensors load_weights(const train::Config& config, const std::string& path);
+
+// The memory plan of CONFIG for one worker of a node of NODE_WORKERS workers, LOCAL_WORKERS of
+// them on this machine (this one LOCAL_RANK), on the device train.device gives it here, against
+// that device's memory; nothing when CONFIG's family has no footprint.
+std::optional<train::MemoryPlan> memory_plan(const train::Config& config, int64_t node_workers, int64_t local_workers,
+                                             int64_t local_rank);
 
 // The trainer's task factory: CONFIG's family's task.
 std::unique_ptr<train::Task> make_task(const train::Config& config, const dist::Topology& topo, uint64_t init_seed);

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "lofi/dist/comm.h"
 #include "lofi/dist/env.h"
 #include "lofi/family/family.h"
 #include "lofi/io/temporaries.h"
@@ -29,6 +30,14 @@ void train_worker(const train::Config& config, const train::StartOptions& start,
   io::stop_gracefully_on_signals();  // a first signal checkpoints and stops at the next read
   const dist::WorkerEnv env = dist::worker_env_from_environment();
   if (env.rank == 0 && !quiet) std::cout << "# resolved config\n" << train::to_toml(config) << std::flush;
+  // The memory plan, before anything is loaded: a run that will not fit stops here.
+  const dist::Topology topo = dist::make_topology(env, config.dist.nodes, config.dist.node_id);
+  if (const auto plan = memory_plan(config, topo.node_size, env.local_world_size, env.local_rank)) {
+    if (env.rank == 0) std::printf("%s\n", train::memory_plan_line(*plan).c_str());
+    if (config.train.memory_check) train::refuse_unless_fits(*plan);
+    else if (!plan->fits() && env.rank == 0)
+      std::printf("memory plan: it does not fit (train.memory_check = false: starting anyway)\n");
+  }
   train::TrainedWorker worker = train::run_training(config, env, make_task, start);
   train::finish_job(config, worker);  // the node's Hugging Face output, or a lo-fi job's merge
   if (env.rank == 0) std::printf("%s\n", done_line(worker.summary).c_str());

@@ -89,6 +89,7 @@ struct TrainConfig {
   int64_t eval_every = 0;
   int64_t eval_batches = 8;
   int64_t activation_checkpointing = 0;
+  bool memory_check = true;
   int64_t threads = 0;
   std::string device = "auto";
   std::string precision = "fp32";
@@ -122,6 +123,8 @@ struct TrainConfig {
       "language models: keep only every K-th decoder block's input for backward and recompute its activations\n"
       "(1: every block, 2: every other, ...; 0: off): less memory for one more forward per block; needs dropout 0")
         .at_least(0).free();
+    s(memory_check, "memory_check", "refuse, before loading anything, a run whose memory plan (lofi plan) exceeds what\n"
+                                    "its device gives each worker; false: print the plan's line and start anyway").free();
     s(threads, "threads", "intra-op threads; 0: LOFI_THREADS, else cores / local workers").at_least(0).free();
     s(device, "device", "\"auto\" (CUDA when a GPU is visible), \"cpu\", \"cuda\" (cuda:LOCAL_RANK) or \"cuda:K\"\n"
                         "(every worker on GPU K: lo-fi nodes sharing a GPU)").free();

@@ -4,6 +4,7 @@
 #include "lofi/data/token_shards.h"
 #include "lofi/error.h"
 #include "lofi/eval/table.h"
+#include "lofi/family/lm_footprint.h"
 #include "lofi/family/chat_task.h"
 #include "lofi/family/family.h"
 #include "lofi/family/lm_evaluator.h"
@@ -26,6 +27,9 @@ class CausalLmFamily : public Family {
     const std::vector<std::string> train = data::split_paths(config.data.train);
     if (!train.empty() && data::is_chat_sample_file(train.front())) return std::make_unique<ChatTask>(config, topo, init_seed);
     return std::make_unique<LmTask>(config, topo, init_seed);
+  }
+  std::optional<train::ModelFootprint> footprint(const train::Config& config, int64_t micro_batch) const override {
+    return lm_footprint(config, micro_batch);
   }
   WeightsScorer make_scorer(const train::Config& config, const std::string&, const ScorerInputs& inputs) const override {
     if (!inputs.class_maps.empty()) fail("--class-map applies to image classifiers; this is a language model");

@@ -1,0 +1,86 @@
+#include "lofi/family/lm_footprint.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "lofi/error.h"
+#include "lofi/io/lora_adapter.h"
+#include "lofi/model/causal_lm.h"
+#include "lofi/model/lora.h"
+#include "lofi/text.h"
+
+namespace lofi::family {
+namespace {
+
+struct Counts {
+  int64_t trainable = 0, frozen = 0, largest = 0;
+  bool gated = false;  // the Llama class's gate_proj
+};
+
+// The parameters of C's model (with SPEC's adapters when given) on a one-block, small-vocabulary
+// build, scaled to C's blocks and vocabulary.
+Counts count_parameters(const model::LmConfig& c, const io::LoraSpec* spec) {
+  model::LmConfig probe = c;
+  probe.n_layer = 1;
+  // A vocabulary size no other dimension has, so its tensors are told apart by their shape.
+  probe.vocab_size = 3 + std::max({c.d_model, c.d_ff, c.word_embed_proj_dim, c.max_seq_len + 2, c.n_head * c.head_width(),
+                                   c.kv_heads() * c.head_width(), int64_t{2}});
+  model::CausalLm lm = model::make_causal_lm(probe);
+  if (spec) model::apply_lora(*lm, *spec, /*seed=*/0);
+  Counts counts;
+  for (const auto& item : lm->named_parameters()) {
+    const torch::Tensor& p = item.value();
+    double one = static_cast<double>(p.numel());  // this tensor at the real vocabulary
+    for (int64_t d = 0; d < p.dim(); ++d)
+      if (p.size(d) == probe.vocab_size) one = one / static_cast<double>(probe.vocab_size) * static_cast<double>(c.vocab_size);
+    const bool in_block = item.key().find(".0.") != std::string::npos;  // the block's: one in each block
+    const auto all = static_cast<int64_t>(in_block ? one * static_cast<double>(c.n_layer) : one);
+    (p.requires_grad() ? counts.trainable : counts.frozen) += all;
+    if (p.requires_grad()) counts.largest = std::max(counts.largest, static_cast<int64_t>(one));
+    counts.gated |= item.key().find("gate_proj") != std::string::npos;
+  }
+  return counts;
+}
+
+}  // namespace
+
+train::ModelFootprint lm_footprint(const train::Config& config, int64_t micro_batch) {
+  const model::LmConfig c = train::lm_config(config.model);
+  // The adapters the run trains: lora.*, or a PEFT adapter it continues (model.init).
+  std::optional<io::LoraSpec> spec;
+  if (!config.model.init.empty() && io::is_lora_adapter(config.model.init)) spec = io::read_lora_adapter(config.model.init).spec;
+  else if (config.lora.enabled()) spec = config.lora.spec();
+  const Counts counts = count_parameters(c, spec ? &*spec : nullptr);
+
+  train::ModelFootprint f;
+  f.shape = cat(c.arch, ", ", c.n_layer, " layers, d_model ", c.d_model, ", d_ff ", c.d_ff, ", vocabulary ", c.vocab_size,
+                spec ? cat(", LoRA rank ", spec->r) : "");
+  f.trainable = counts.trainable, f.frozen = counts.frozen, f.largest_param = counts.largest;
+  f.frozen_bytes = config.model.dtype == "bf16" ? 2 : 4;
+
+  const double N = static_cast<double>(micro_batch * config.data.seq_len), T = static_cast<double>(config.data.seq_len);
+  const double d = static_cast<double>(c.d_model), ff = static_cast<double>(c.d_ff), V = static_cast<double>(c.vocab_size);
+  const double hd = static_cast<double>(c.head_width()), H = static_cast<double>(c.n_head), kv = static_cast<double>(c.kv_heads());
+  const double e = config.train.precision == "bf16" ? 2 : 4;
+  const bool relu = c.activation == "relu";
+  const double B = static_cast<double>(micro_batch);
+  double block = 2 * (4 * N * d + e * N * d);                // two norms: fp32 input, matmul's saved output
+  block += e * N * hd * (H + 2 * kv) + e * N * H * hd;       // q, k, v, attention output
+  block += 4 * B * H * T;                                    // its log-sum-exp
+  if (!counts.gated) block += e * N * d;                     // OPT / GPT-2: the output's contiguous copy
+  block += counts.gated ? 3 * e * N * ff : (relu ? 1 : 2) * e * N * ff;
+  // Attention dropout takes the unfused path: scores, probabilities and the dropped ones, fp32.
+  if (c.attention_dropout > 0) block += 12 * B * H * T * T;
+  // Dropout elsewhere keeps its scaled fp32 mask: OPT and GPT-2 after attention and after the MLP.
+  if (c.dropout > 0 && !counts.gated) block += 2 * 4 * N * d;
+  const int64_t every = config.train.activation_checkpointing;
+  const double checkpointed = every > 0 ? std::ceil(static_cast<double>(c.n_layer) / static_cast<double>(every)) : 0;
+  f.block_activations = block;
+  f.activations = (static_cast<double>(c.n_layer) - checkpointed) * block + checkpointed * 4 * N * d + 4 * N * d + e * N * d +
+                  (c.embedding_dropout > 0 ? 4 * N * d : 0);  // final norm, embedding dropout's mask
+  f.loss_head = 4 * N * d + 4 * V * d + 2 * std::min(4 * N * V, 256e6) + std::min(e * N * V, 512e6);
+  f.weight_copies = config.train.precision == "bf16" ? 2 * static_cast<double>(f.trainable) : 0;
+  return f;
+}
+
+}  // namespace lofi::family

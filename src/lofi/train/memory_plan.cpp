@@ -1,0 +1,151 @@
+#include "lofi/train/memory_plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "lofi/error.h"
+#include "lofi/text.h"
+
+namespace lofi::train {
+namespace {
+
+struct Moments {
+  double runtime = 0, weights = 0, optimizer = 0, grads_between = 0, grads_peak = 0, activations = 0, block = 0, loss_head = 0,
+         copies = 0;
+  double forward_end() const { return runtime + weights + optimizer + grads_between + activations + loss_head + copies; }
+  double backward_end() const { return runtime + weights + optimizer + grads_peak + block + copies; }
+  double peak() const { return std::max(forward_end(), backward_end()); }
+};
+
+Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place) {
+  const int64_t workers = place.node_workers;
+  const std::string mode = workers > 1 ? c.dist.shard : "none";
+  const double P = static_cast<double>(f.trainable), G = static_cast<double>(workers);
+  Moments m;
+  m.runtime = place.runtime_bytes;
+  m.weights = 4 * P + static_cast<double>(f.frozen) * static_cast<double>(f.frozen_bytes);
+  m.optimizer = mode == "none" ? 8 * P : 8 * std::ceil(P / G);
+  const double buckets = workers > 1 ? 4 * P : 0;  // none, optimizer: the all-reduce's buckets, kept
+  if (mode == "gradients") {
+    // Its parts of the gradients; in backward, two buckets in flight and one parameter's .grad.
+    m.grads_between = 4 * std::ceil(P / G);
+    m.grads_peak = m.grads_between + 2 * std::min(4 * P, c.dist.bucket_mb * 1024 * 1024) + 4 * static_cast<double>(f.largest_param);
+  } else {
+    m.grads_between = buckets;
+    m.grads_peak = buckets + 4 * P;  // and every .grad
+  }
+  m.activations = f.activations, m.block = f.block_activations, m.loss_head = f.loss_head, m.copies = f.weight_copies;
+  return m;
+}
+
+std::string layout_of(const Config& c, int64_t workers) {
+  return cat(c.dist.nodes, c.dist.nodes == 1 ? " node" : " nodes", " x ", workers, workers == 1 ? " worker" : " workers",
+             ", dist.shard = \"", c.dist.shard, "\", micro-batch ", micro_batch(c, workers), " x ", c.data.seq_len,
+             c.train.activation_checkpointing > 0 ? cat(", activation checkpointing every ", c.train.activation_checkpointing) : "",
+             ", train.precision = ", c.train.precision);
+}
+
+std::string count_text(double n) {  // 8.03 B, 41.9 M, 5120
+  return n >= 1e9 ? format_general(n / 1e9, 3) + " B" : n >= 1e6 ? format_general(n / 1e6, 3) + " M" : format_general(n, 6);
+}
+
+std::string row(const std::string& what, double bytes, const std::string& note) {
+  char text[64];
+  std::snprintf(text, sizeof(text), "    %-20s%10s  ", what.c_str(), format_bytes(bytes).c_str());
+  return text + note + "\n";
+}
+
+}  // namespace
+
+int64_t micro_batch(const Config& c, int64_t node_workers) {
+  const int64_t per = c.train.batch_size / std::max<int64_t>(1, c.dist.nodes) / std::max<int64_t>(1, node_workers * c.train.grad_accum);
+  return std::max<int64_t>(1, per);
+}
+
+MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const FootprintOf& footprint_of) {
+  const ModelFootprint f = footprint_of(config, micro_batch(config, place.node_workers));
+  const Moments m = moments(config, f, place);
+  MemoryPlan plan;
+  plan.shape = f.shape;
+  plan.layout = layout_of(config, place.node_workers);
+  plan.available = place.available;
+  plan.device = place.device;
+  const std::string sharded = place.node_workers > 1 && config.dist.shard != "none" ? cat(", 1/", place.node_workers, " of it") : "";
+  plan.lines = {
+      {"weights", m.weights,
+       f.frozen > 0 ? cat(count_text(static_cast<double>(f.trainable)), " trainable in fp32, ", count_text(static_cast<double>(f.frozen)),
+                          " frozen at ", f.frozen_bytes, " bytes")
+                    : cat(count_text(static_cast<double>(f.trainable)), " parameters in fp32")},
+      {"gradients", m.grads_peak,
+       config.dist.shard == "gradients" && place.node_workers > 1 ? cat("its 1/", place.node_workers, " part, two buckets in flight")
+       : place.node_workers > 1                                   ? "fp32, and the all-reduce's buckets"
+                                                                  : "fp32"},
+      {"AdamW state", m.optimizer, "two fp32 moments" + (config.dist.shard != "none" && place.node_workers > 1 ? sharded : "")},
+      {"activations", m.activations, cat("micro-batch ", micro_batch(config, place.node_workers), " x ", config.data.seq_len,
+                                         config.train.activation_checkpointing > 0 ? ", checkpointed" : "")},
+      {"loss head", m.loss_head, "the chunked cross-entropy's buffers"},
+  };
+  if (m.copies > 0) plan.lines.push_back({"bf16 weight copies", m.copies, "autocast's casts, kept for the pass"});
+  plan.lines.push_back({"runtime", m.runtime, place.device.rfind("cuda", 0) == 0 ? "CUDA context, cuBLAS workspaces" : "LibTorch, threads, allocator"});
+  plan.peak = m.peak();
+  if (plan.fits()) return plan;
+
+  // The knobs: each setting alone, then all of them together.
+  std::vector<std::vector<std::string>> candidates;  // --set assignments
+  if (place.node_workers > 1 && config.dist.shard != "gradients") candidates.push_back({"dist.shard=gradients"});
+  if (config.train.activation_checkpointing == 0 && config.model.dropout <= 0) candidates.push_back({"train.activation_checkpointing=1"});
+  if (micro_batch(config, place.node_workers) >= 2) candidates.push_back({cat("train.grad_accum=", 2 * config.train.grad_accum)});
+  if (!config.lora.enabled()) candidates.push_back({"lora.rank=16", "model.dtype=bf16"});
+  if (candidates.size() > 1) {
+    std::vector<std::string> all;
+    for (const auto& sets : candidates) all.insert(all.end(), sets.begin(), sets.end());
+    candidates.push_back(all);
+  }
+  for (const auto& sets : candidates) {
+    Config changed = config;
+    std::string text;
+    for (const auto& s : sets) {
+      apply_override(changed, s);
+      text += (text.empty() ? "--set " : " --set ") + s;
+    }
+    plan.knobs.push_back({text, moments(changed, footprint_of(changed, micro_batch(changed, place.node_workers)), place).peak()});
+  }
+  std::sort(plan.knobs.begin(), plan.knobs.end(), [](const auto& a, const auto& b) { return a.peak < b.peak; });
+  return plan;
+}
+
+std::string format_memory_plan(const MemoryPlan& plan) {
+  std::string out = cat("memory plan: ", plan.shape, "\n  ", plan.layout, "\n  per worker:\n");
+  for (const auto& line : plan.lines) out += row(line.what, line.bytes, line.note);
+  out += row("peak", plan.peak, "the larger of the forward pass's end (activations) and the backward pass's (gradients)");
+  out += cat("  device: ", plan.device, plan.available > 0 ? cat(", ", format_bytes(plan.available), " per worker") : ", memory unknown",
+             ": ", plan.fits() ? "fits" : "does NOT fit", "\n");
+  for (const auto& knob : plan.knobs)
+    out += cat("    ", knob.setting, ": ", format_bytes(knob.peak), knob.peak <= plan.available ? " (fits)" : "", "\n");
+  return out;
+}
+
+std::string memory_plan_line(const MemoryPlan& plan) {
+  return cat("memory plan: ", format_bytes(plan.peak), " per worker at the peak",
+             plan.available > 0 ? cat(", of ", format_bytes(plan.available), " on ", plan.device) : cat(" (", plan.device, ")"),
+             " (lofi plan prints the table)");
+}
+
+void refuse_unless_fits(const MemoryPlan& plan) {
+  if (plan.fits()) return;
+  std::string parts;
+  for (const auto& line : plan.lines) parts += cat(parts.empty() ? "" : ", ", line.what, " ", format_bytes(line.bytes));
+  std::string knobs;
+  for (const auto& knob : plan.knobs)
+    if (knob.peak <= plan.available) knobs += cat(knobs.empty() ? "" : "; or ", knob.setting, " (", format_bytes(knob.peak), ")");
+  fail("memory plan: this run needs about ", format_bytes(plan.peak), " per worker at its peak (", parts, ") and ", plan.device,
+       " gives each worker ", format_bytes(plan.available), "; ",
+       knobs.empty() ? cat("no single setting lofi knows makes it fit (the lowest: ",
+                           plan.knobs.empty() ? std::string("none") : cat(plan.knobs.front().setting, ", ", format_bytes(plan.knobs.front().peak)),
+                           "): use more workers per node with dist.shard, or a bigger device")
+                     : cat("it fits with ", knobs),
+       ". lofi plan shows the table; train.memory_check = false starts it anyway");
+}
+
+}  // namespace lofi::train

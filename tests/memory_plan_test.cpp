@@ -1,0 +1,150 @@
+// The memory plan (train/memory_plan.h, family/lm_footprint.h): its parameter counts against the
+// modules lofi builds, its peak against the peak resident memory of real runs on this CPU, and a
+// run that will not fit refused before it loads anything.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "lofi/family/family.h"
+#include "lofi/family/lm_footprint.h"
+#include "lofi/model/causal_lm.h"
+#include "lofi/model/lora.h"
+#include "lofi/text.h"
+#include "lofi/train/config.h"
+#include "test_util.h"
+
+namespace lofi {
+namespace {
+
+std::vector<std::string> split_sets(const std::string& flags) {
+  std::vector<std::string> sets;
+  std::istringstream in(flags);
+  for (std::string word; in >> word;)
+    if (word != "--set") sets.push_back(word);
+  return sets;
+}
+
+// Counted on the one-block probe, scaled; against the whole model built.
+TEST(MemoryPlan, ParameterCountsEqualTheBuiltModels) {
+  for (const std::string shape : {"--set model.arch=opt --set model.n_layer=3",
+                                  "--set model.arch=gpt2 --set model.n_layer=3 --set model.activation=gelu",
+                                  "--set model.arch=llama --set model.n_layer=3 --set model.activation=silu --set model.n_kv_head=2",
+                                  "--set model.arch=llama --set model.n_layer=3 --set model.activation=silu --set model.tie_word_embeddings=false",
+                                  "--set model.arch=qwen2 --set model.n_layer=2 --set model.activation=silu --set model.attention_bias=true --set model.attention_out_bias=false --set model.mlp_bias=false"}) {
+    for (const std::string lora : {"", " --set lora.rank=4 --set lora.target=all-linear", " --set lora.rank=2 --set lora.target=q_proj,v_proj"}) {
+      if (lora.find("q_proj") != std::string::npos && shape.find("llama") == std::string::npos) continue;
+      SCOPED_TRACE(shape + lora);
+      const train::Config config = train::load_config(
+          "", split_sets(shape + lora + " --set model.n_head=4 --set model.d_model=32 --set model.d_ff=48 --set model.vocab_size=300"
+                                        " --set model.max_seq_len=40 --set data.seq_len=40"));
+      const train::ModelFootprint f = family::lm_footprint(config, 2);
+      model::CausalLm lm = model::make_causal_lm(train::lm_config(config.model));
+      if (config.lora.enabled()) model::apply_lora(*lm, config.lora.spec(), 0);
+      int64_t trainable = 0, frozen = 0, largest = 0;
+      for (const auto& p : lm->parameters()) {
+        (p.requires_grad() ? trainable : frozen) += p.numel();
+        if (p.requires_grad()) largest = std::max(largest, p.numel());
+      }
+      EXPECT_EQ(f.trainable, trainable);
+      EXPECT_EQ(f.frozen, frozen);
+      EXPECT_EQ(f.largest_param, largest);
+    }
+  }
+}
+
+// The plan's peak against the peak resident memory of the same run, within 15%.
+TEST(CliMemoryPlan, PeakIsWithinFifteenPercentOfMeasured) {
+  const std::string dir = test::scratch_dir();
+  const std::string data = test::write_corpus(dir, "general", 60000);
+  const std::string base = "--set data.train=" + data + " --set train.steps=2 --set train.warmup_steps=1 --set train.threads=1"
+                           " --set model.max_seq_len=256 --set data.seq_len=256 --set train.batch_size=8";
+  int k = 0;
+  for (const std::string shape :
+       {"--set model.arch=opt --set model.n_layer=4 --set model.n_head=4 --set model.d_model=256 --set model.d_ff=1024",
+        "--set model.arch=opt --set model.n_layer=4 --set model.n_head=4 --set model.d_model=256 --set model.d_ff=1024"
+        " --set model.dropout=0.1",
+        "--set model.arch=gpt2 --set model.activation=gelu --set model.n_layer=4 --set model.n_head=4 --set model.d_model=256"
+        " --set model.d_ff=1024 --set train.batch_size=16",
+        "--set model.arch=llama --set model.activation=silu --set model.n_layer=6 --set model.n_head=4 --set model.d_model=256"
+        " --set model.d_ff=768 --set model.vocab_size=8192",
+        "--set model.arch=llama --set model.activation=silu --set model.n_layer=6 --set model.n_head=4 --set model.d_model=256"
+        " --set model.d_ff=768 --set model.vocab_size=8192 --set train.activation_checkpointing=1",
+        "--set model.arch=llama --set model.activation=silu --set model.n_layer=6 --set model.n_head=4 --set model.d_model=256"
+        " --set model.d_ff=768 --set model.vocab_size=8192 --set lora.rank=8 --set lora.target=all-linear"}) {
+    SCOPED_TRACE(shape);
+    const std::string flags = base + " " + shape + " --set run.dir=" + dir + "/run" + std::to_string(k++);
+    const train::Config config = train::load_config("", split_sets(flags));
+    const auto plan = family::memory_plan(config, 1, 1, 0);
+    ASSERT_TRUE(plan.has_value());
+    std::vector<std::string> args{"train", "--quiet"};
+    for (const auto& s : split_sets(flags)) args.push_back("--set"), args.push_back(s);
+    const double measured = static_cast<double>(test::peak_rss_kb(args)) * 1024;
+    std::cout << "plan " << format_bytes(plan->peak) << ", measured peak " << format_bytes(measured) << ": " << shape << "\n";
+    EXPECT_NEAR(plan->peak / measured, 1.0, 0.15);
+  }
+}
+
+}  // namespace
+}  // namespace lofi
+
+namespace lofi {
+namespace {
+
+const char* kLlama8b =
+    " --set model.arch=llama --set model.activation=silu --set model.n_layer=32 --set model.d_model=4096 --set model.n_head=32"
+    " --set model.n_kv_head=8 --set model.d_ff=14336 --set model.vocab_size=128256 --set model.max_seq_len=8192"
+    " --set model.tie_word_embeddings=false --set data.seq_len=2048 --set train.batch_size=8";
+
+// A Llama-3-8B-shaped full fine-tune does not fit this machine: refused by the plan before a byte
+// of the model is made (no run directory), naming what would make it fit.
+TEST(CliMemoryPlan, ARunThatCannotFitIsRefusedBeforeItStarts) {
+  const std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  auto r = test::run_lofi("train --set data.train=" + data + " --set run.dir=" + dir + "/run" + kLlama8b);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("memory plan: this run needs about"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("AdamW state 64.2 GB"), std::string::npos) << r.output;  // 8.03 B x 8 bytes
+  EXPECT_NE(r.output.find("train.memory_check = false"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run")) << "nothing is made before the plan";
+  // lofi plan prints the table, the knobs, and exits 1.
+  auto plan = test::run_lofi(std::string("plan") + kLlama8b);
+  EXPECT_EQ(plan.status, 1) << plan.output;
+  EXPECT_NE(plan.output.find("8.03 B parameters in fp32"), std::string::npos) << plan.output;
+  EXPECT_NE(plan.output.find("--set lora.rank=16 --set model.dtype=bf16"), std::string::npos) << plan.output;
+  EXPECT_NE(plan.output.find("does NOT fit"), std::string::npos) << plan.output;
+}
+
+// Sharding within a node divides the AdamW state (and, for "gradients", the gradients) by the
+// node's workers; LoRA leaves them to the adapters.
+TEST(MemoryPlan, ShardingAndLoraShrinkWhatTheyShould) {
+  auto line = [](const train::MemoryPlan& plan, const std::string& what) {
+    for (const auto& l : plan.lines)
+      if (l.what == what) return l.bytes;
+    ADD_FAILURE() << "no line " << what;
+    return 0.0;
+  };
+  auto plan_of = [&](const std::string& sets, int64_t workers, double available = 1e15) {
+    const train::Config config = train::load_config("", split_sets(std::string(kLlama8b) + sets));
+    train::PlanPlace place;
+    place.node_workers = workers;
+    place.device = "cuda:0";
+    place.available = available;
+    return train::plan_memory(config, place, family::lm_footprint);
+  };
+  const auto one = plan_of("", 1, 141e9), none = plan_of("", 4), zero1 = plan_of(" --set dist.shard=optimizer", 4),
+             zero2 = plan_of(" --set dist.shard=gradients", 4), lora = plan_of(" --set lora.rank=16 --set model.dtype=bf16 --set train.precision=bf16", 1, 141e9);
+  const double P = 8030261248.0;  // Llama-3-8B's parameters
+  EXPECT_NEAR(line(one, "AdamW state"), 8 * P, 1e6);
+  EXPECT_NEAR(line(zero1, "AdamW state"), 2 * P, 1e6);
+  EXPECT_NEAR(line(none, "gradients"), 8 * P, 1e6);   // .grad and the all-reduce's buckets
+  EXPECT_LT(line(zero2, "gradients"), 1.3 * P);       // 1/4 of 4 bytes each, two buckets and the embedding's .grad in flight
+  EXPECT_NEAR(line(lora, "weights"), 2 * P, 0.03 * P);  // the frozen base in bf16, the adapters in fp32
+  EXPECT_LT(zero2.peak, zero1.peak);
+  EXPECT_LT(zero1.peak, none.peak);
+  EXPECT_TRUE(lora.fits());
+  EXPECT_FALSE(one.fits());
+  EXPECT_FALSE(one.knobs.empty());
+}
+
+}  // namespace
+}  // namespace lofi
