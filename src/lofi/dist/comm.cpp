@@ -177,6 +177,10 @@ void Comm::count_within_node(int64_t bytes, int64_t ring_passes) {
   if (node_group_) bytes_within_node_ += ring_bytes(bytes, topo_.node_size, ring_passes);
 }
 
+void Comm::count_between_nodes(int64_t bytes, int64_t ring_passes) {
+  if (world_group_) bytes_between_nodes_ += ring_bytes(bytes, env_.world_size, ring_passes);
+}
+
 void Comm::node_mean(const std::vector<torch::Tensor>& tensors) {
   if (node_group_) mean(*node_group_, topo_.node_size, tensors, bytes_within_node_);
 }

@@ -37,7 +37,7 @@ Topology make_topology(const WorkerEnv& env, int64_t nodes, int64_t node_id);
 
 struct CommOptions {
   double timeout_s = 300;            // rendezvous and collectives (dist.timeout_s)
-  bool world_group = false;          // nodes meet during training (dist.sync_every > 0)
+  bool world_group = false;          // nodes meet during training (dist.sync_every > 0, dist.warm_start_steps > 0)
   torch::Device device = torch::kCPU;  // where this worker's tensors live
   // The node group's backend: "nccl" (CUDA workers with a GPU each) or "gloo" (CPU, or CUDA
   // workers of one node sharing a GPU: Gloo stages their tensors in host memory). DevicePlan says.
@@ -79,6 +79,10 @@ class Comm {
   // issued elsewhere (the gradient buckets): RING_PASSES 2 for an all-reduce, 1 for a
   // reduce-scatter or an all-gather (each sends (n - 1) / n of the buffer per pass).
   void count_within_node(int64_t bytes, int64_t ring_passes = 2);
+  // The same for collectives over the world group (a shared warm start's gradients).
+  void count_between_nodes(int64_t bytes, int64_t ring_passes = 2);
+  // The world-wide group (null unless CommOptions::world_group and the job is whole).
+  c10::intrusive_ptr<c10d::Backend> world_group() const { return world_group_; }
   // Waits for WORK within dist.timeout_s; a failure names WHAT and this rank.
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what);
 

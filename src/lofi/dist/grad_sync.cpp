@@ -26,18 +26,25 @@ struct GradientSync::AccumulatedHook : torch::autograd::PostAccumulateGradHook {
 };
 
 GradientSync::GradientSync(Comm& comm, const std::vector<torch::Tensor>& params, const std::vector<std::string>& names,
-                           bool overlap, double bucket_mb, ShardMode mode)
-    : comm_(comm), params_(params), names_(names), overlap_(overlap && comm.node_group()), mode_(mode) {
-  if (mode_ != ShardMode::none && !overlap_)
+                           bool overlap, double bucket_mb, ShardMode mode, bool world)
+    : comm_(comm),
+      params_(params),
+      names_(names),
+      group_(world ? comm.world_group() : comm.node_group()),
+      group_size_(world ? comm.env().world_size : comm.topology().node_size),
+      world_(world),
+      overlap_(overlap && group_),
+      mode_(mode) {
+  if (mode_ != ShardMode::none && (!overlap_ || world_))
     fail("internal: dist.shard = \"", shard_mode_name(mode_), "\" needs a node of several workers and dist.overlap");
   if (!overlap_) return;
-  const int64_t workers = mode_ == ShardMode::none ? 1 : comm.topology().node_size;
+  const int64_t workers = mode_ == ShardMode::none ? 1 : group_size_;
   std::vector<int64_t> numels;
   for (const auto& p : params) numels.push_back(p.numel());
   layout_ = plan_shards(numels, static_cast<int64_t>(bucket_mb * 1024 * 1024 / 4), workers,
                         mode_ == ShardMode::none ? 0 : comm.topology().node_rank);
   if (mode_ != ShardMode::none) pieces_ = layout_.pieces();
-  host_staged_ = mode_ != ShardMode::none && comm.device().is_cuda() && comm.node_group()->getBackendName() == "gloo";
+  host_staged_ = mode_ != ShardMode::none && comm.device().is_cuda() && group_->getBackendName() == "gloo";
   for (const BucketLayout& b : layout_.buckets) {
     buckets_.push_back(std::make_unique<Bucket>());
     if (mode_ != ShardMode::gradients)
@@ -56,6 +63,11 @@ GradientSync::~GradientSync() {
   for (size_t k = 0; k < hooks_.size(); ++k) params_[k].remove_hook(hooks_[k]);
   if (mode_ == ShardMode::gradients)
     for (auto& p : params_) torch::autograd::impl::post_acc_grad_hooks(p).reset();
+}
+
+void GradientSync::count(int64_t bytes, int64_t ring_passes) {
+  if (world_) comm_.count_between_nodes(bytes, ring_passes);
+  else comm_.count_within_node(bytes, ring_passes);
 }
 
 torch::Device GradientSync::buffer_device() const { return host_staged_ ? torch::Device(torch::kCPU) : comm_.device(); }
@@ -100,13 +112,13 @@ void GradientSync::launch_ready_buckets() {
     const int64_t bytes = bucket.buffer.numel() * 4;
     if (mode_ == ShardMode::gradients) {
       bucket.part = torch::empty({layout_.part_numel(b)}, bucket.buffer.options());
-      bucket.work = comm_.node_group()->_reduce_scatter_base(bucket.part, bucket.buffer);
-      comm_.count_within_node(bytes, /*ring_passes=*/1);
+      bucket.work = group_->_reduce_scatter_base(bucket.part, bucket.buffer);
+      count(bytes, /*ring_passes=*/1);
       if (b >= kInFlight) settle(b - kInFlight);
     } else {
       std::vector<torch::Tensor> tensors{bucket.buffer};
-      bucket.work = comm_.node_group()->allreduce(tensors);
-      comm_.count_within_node(bytes, /*ring_passes=*/2);
+      bucket.work = group_->allreduce(tensors);
+      count(bytes, /*ring_passes=*/2);
     }
   }
 }
@@ -118,7 +130,7 @@ void GradientSync::settle(size_t b) {
   if (!bucket.work) return;  // settled already
   comm_.wait(bucket.work, "gradient bucket reduce-scatter");
   torch::NoGradGuard no_grad;
-  torch::Tensor mean = bucket.part.to(comm_.device()).div_(static_cast<double>(comm_.topology().node_size));
+  torch::Tensor mean = bucket.part.to(comm_.device()).div_(static_cast<double>(group_size_));
   if (micros_ == 0) bucket.summed = mean;
   else bucket.summed.add_(mean);
   bucket.buffer.reset(), bucket.part.reset(), bucket.work.reset();
@@ -133,7 +145,8 @@ void GradientSync::after_backward(bool sync) {
         fail("gradient sync: parameter '", names_[k], "' got no gradient this step; every parameter must be used");
       grads.push_back(params_[k].mutable_grad());
     }
-    comm_.node_mean(grads);
+    if (world_) comm_.world_mean(grads);
+    else comm_.node_mean(grads);
     return;
   }
   if (!syncing_) return;
@@ -143,7 +156,7 @@ void GradientSync::after_backward(bool sync) {
       fail("gradient sync: a parameter in the bucket of '", names_[layout_.buckets[b].params[0]],
            "' got no gradient this step (every parameter must be used); the node's other workers will time out");
   }
-  const double size = static_cast<double>(comm_.topology().node_size);
+  const double size = static_cast<double>(group_size_);
   torch::NoGradGuard no_grad;
   for (size_t b = 0; b < buckets_.size(); ++b) {
     Bucket& bucket = *buckets_[b];
@@ -188,8 +201,8 @@ void GradientSync::gather(const std::vector<torch::Tensor>& piece_values,
     for (size_t i : of_bucket[b])
       part.narrow(0, pieces_[i].shard_offset, pieces_[i].numel()).copy_(piece_values[i].reshape({-1}));
     InFlight f{torch::empty({layout_.buckets[b].padded}, options), {}};
-    f.work = comm_.node_group()->_allgather_base(f.full, part);
-    comm_.count_within_node(f.full.numel() * 4, /*ring_passes=*/1);
+    f.work = group_->_allgather_base(f.full, part);
+    count(f.full.numel() * 4, /*ring_passes=*/1);
     return f;
   };
   // Two buckets in flight at most: the next one's gather runs while this one is written out.

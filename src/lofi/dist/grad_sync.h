@@ -33,8 +33,11 @@ class GradientSync {
  public:
   // OVERLAP false: one flat all-reduce after backward instead (the simple reference path; only
   // with ShardMode::none). A node of one worker has nothing to shard: MODE must be none there.
+  // WORLD: over every worker of the job instead of the node's (a shared warm start,
+  // dist.warm_start_steps: all nodes as one data-parallel node; ShardMode::none only), its bytes
+  // counted as between nodes.
   GradientSync(Comm& comm, const std::vector<torch::Tensor>& params, const std::vector<std::string>& names,
-               bool overlap, double bucket_mb, ShardMode mode = ShardMode::none);
+               bool overlap, double bucket_mb, ShardMode mode = ShardMode::none, bool world = false);
   ~GradientSync();
 
   // Call before and after each micro-batch's backward; SYNC marks the last one of the step. After
@@ -67,10 +70,14 @@ class GradientSync {
   void settle(size_t bucket);
   torch::Tensor bucket_slice(Bucket& bucket, size_t param);
   torch::Device buffer_device() const;
+  void count(int64_t bytes, int64_t ring_passes);
 
   Comm& comm_;
   std::vector<torch::Tensor> params_;
   std::vector<std::string> names_;
+  c10::intrusive_ptr<c10d::Backend> group_;  // the node's, or the world's
+  int64_t group_size_ = 1;
+  bool world_;
   bool overlap_;
   ShardMode mode_;
   bool host_staged_ = false;  // sharded collectives on host copies (Gloo over CUDA tensors)

@@ -146,6 +146,18 @@ void validate(const Config& c) {
     need(c.dist.sync_every > 0, "dist.outer_optimizer = \"nesterov\" steps at each sync of the nodes; set dist.sync_every = H > 0");
     need(c.dist.nodes > 1, "dist.outer_optimizer = \"nesterov\" with dist.nodes = 1: there are no nodes to average; set dist.nodes > 1");
   }
+  if (c.dist.warm_start_steps > 0) {
+    const int64_t k = c.dist.warm_start_steps;
+    need(c.dist.nodes > 1, "dist.warm_start_steps = ", k, " with dist.nodes = 1: the run is one data-parallel node throughout; ",
+         "set dist.nodes > 1 (or dist.warm_start_steps = 0)");
+    need(c.dist.node_id < 0, "dist.warm_start_steps needs all nodes in one job; a dist.node_id job cannot reach the others");
+    need(k < c.train.steps, "dist.warm_start_steps (", k, ") must be below train.steps (", c.train.steps,
+         "): the nodes split after it");
+    need(c.dist.shard == "none", "dist.warm_start_steps with dist.shard = \"", c.dist.shard, "\" is not built yet; ",
+         "use dist.shard = \"none\"");
+    need(c.dist.outer_optimizer != "nesterov", "dist.warm_start_steps with dist.outer_optimizer = \"nesterov\" is not built ",
+         "yet (DiLoCo's outer step would count the shared start as the nodes' progress)");
+  }
   need(c.dist.shard == "none" || c.dist.overlap, "dist.shard = \"", c.dist.shard, "\" runs its collectives bucket by bucket ",
        "during backward; dist.overlap = false (one all-reduce after backward) works with dist.shard = \"none\" only");
   need(c.dist.min_nodes >= 0 && c.dist.min_nodes <= c.dist.nodes, "dist.min_nodes must be in [0, dist.nodes = ",

@@ -153,6 +153,7 @@ struct DistConfig {
   bool overlap = true;
   double bucket_mb = 25;
   std::string shard = "none";
+  int64_t warm_start_steps = 0;
   double timeout_s = 300;
   int64_t min_nodes = 0;
   std::string bind = "";
@@ -163,6 +164,9 @@ struct DistConfig {
     s(data_split, "data_split", "\"shuffle\": every node sees all data in its own order; \"shard\": node k samples\n"
                                 "only from its disjoint 1/N slice").one_of({"shuffle", "shard"});
     s(sync_every, "sync_every", "0: never average nodes during training (lo-fi); H: every H steps").at_least(0);
+    s(warm_start_steps, "warm_start_steps", "K > 0: the nodes first train as one data-parallel node for K steps (gradients\n"
+                                            "averaged over every worker of the job, each node on its own data), then\n"
+                                            "split into lo-fi nodes from that shared state (checkpointed at step K)").at_least(0);
     s(outer_optimizer, "outer_optimizer", "at each sync: \"average\" (local SGD: continue from the nodes' mean) or\n"
                                           "\"nesterov\" (DiLoCo: SGD with Nesterov momentum on the pseudo-gradient,\n"
                                           "last synced weights - mean)").one_of({"average", "nesterov"});

@@ -78,10 +78,14 @@ run::Checkpoint resume_point(const Config& config, const run::NodeDir& node, boo
                              bool allow_changed, std::vector<std::string>& changes) {
   auto ckpt = newest_valid_checkpoint(node, verbose);
   if (!ckpt) fail("--resume: no checkpoint in ", node.checkpoint_dir(), "; start without --resume (or with --overwrite)");
-  // Nodes that meet during training (sync_every) must restart from one step: the oldest.
-  if (config.dist.sync_every > 0) {
-    ckpt = node.checkpoint(comm.agree_min("resume-step", ckpt->step));
-    verify_checkpoint(*ckpt);
+  // Nodes that meet during training (sync_every, or a shared warm start not yet over) must restart
+  // from one step: the oldest.
+  if (config.dist.sync_every > 0 || config.dist.warm_start_steps > 0) {
+    const int64_t agreed = comm.agree_min("resume-step", ckpt->step);
+    if (config.dist.sync_every > 0 || agreed < config.dist.warm_start_steps) {
+      ckpt = node.checkpoint(agreed);
+      verify_checkpoint(*ckpt);
+    }
   }
   if (const std::string text = checkpoint_config(*ckpt); !text.empty()) {
     Config was;
@@ -191,7 +195,7 @@ std::unique_ptr<Task> start_task(const Config& config, const dist::Topology& top
 dist::CommOptions comm_options(const Config& config, const dist::DevicePlan& plan, const run::NodeDir& node) {
   dist::CommOptions o;
   o.timeout_s = config.dist.timeout_s;
-  o.world_group = config.dist.sync_every > 0;
+  o.world_group = config.dist.sync_every > 0 || config.dist.warm_start_steps > 0;
   o.device = plan.device;
   o.node_backend = plan.node_backend;
   o.bind = config.dist.bind;
@@ -210,6 +214,7 @@ struct StepContext {
   OuterOptimizer* outer;  // DiLoCo's, or none
   dist::Comm& comm;
   dist::GradientSync& grad_sync;
+  std::unique_ptr<dist::GradientSync> warm_sync;  // the job's, for a shared warm start's steps
   run::NodeDir dir;       // this node's
   int64_t start_step = 0;
   std::string config_toml, data_prints;  // what checkpoints record
@@ -280,6 +285,10 @@ TrainingLoop::TrainingLoop(StepContext c)
 // The training step: no host synchronisation (the loss and norm stay on the device).
 void TrainingLoop::train_step(int64_t step, double lr) {
   const Batches& b = c_.batches;
+  // A shared warm start: every worker of the job as one data-parallel node, each node on its data.
+  const bool warm = step < c_.config.dist.warm_start_steps;
+  if (!warm) c_.warm_sync.reset();  // its buckets go
+  dist::GradientSync& sync = warm ? *c_.warm_sync : grad_sync_;
   c_.optimizer.set_lr(lr);
   c_.optimizer.zero_grad();
   c_.task.begin_step(step, b.node);
@@ -292,13 +301,15 @@ void TrainingLoop::train_step(int64_t step, double lr) {
       loss = c_.task.loss(c_.topo.node_rank * b.rank + micro * b.micro, b.micro) / static_cast<double>(tc_.grad_accum);
     }
     const bool last = micro == tc_.grad_accum - 1;
-    grad_sync_.before_backward(last);
+    sync.before_backward(last);
     loss.backward();
-    grad_sync_.after_backward(last);  // gradients averaged inside this node only
+    sync.after_backward(last);  // gradients averaged inside this node only (or the job, warm)
     loss_sum += loss.detach();
   }
   if (!stop_marked_ && io::stop_requested()) stop_.fill_(1.0), stop_marked_ = true;
-  c_.comm.node_mean({loss_sum, stop_});  // the node's loss (and stop), so every worker of the node decides alike
+  // The node's loss (and stop), so every worker of the node decides alike; while warm, the job's.
+  if (warm) c_.comm.world_mean({loss_sum, stop_});
+  else c_.comm.node_mean({loss_sum, stop_});
   // ZeRO-2: each worker holds its part of the gradients; their norm is summed over the node.
   const bool parts_only = grad_sync_.mode() == dist::ShardMode::gradients;
   const std::vector<torch::Tensor> piece_grads = c_.optimizer.sharded() ? grad_sync_.piece_grads() : std::vector<torch::Tensor>{};
@@ -388,7 +399,9 @@ void TrainingLoop::run(TrainSummary& summary) {
     units_seen_ += node_units;
     const int64_t done = step + 1;
     const bool eval_now = tc_.eval_every > 0 && c_.task.has_validation() && done % tc_.eval_every == 0;
-    const bool ckpt_now = tc_.ckpt_every > 0 && done % tc_.ckpt_every == 0 && done < tc_.steps;
+    // The end of a shared warm start is checkpointed: the state every node leaves from.
+    const bool ckpt_now = ((tc_.ckpt_every > 0 && done % tc_.ckpt_every == 0) || done == c_.config.dist.warm_start_steps) &&
+                          done < tc_.steps;
     const bool log_now = done % tc_.log_every == 0 || done == tc_.steps || eval_now || ckpt_now;
     // Every worker of the node reads at the same steps, so all of them stop together; after the
     // read the clock measures work done, not work queued.
@@ -477,6 +490,15 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   // The whole job's config sits at the run root; a node_id job keeps its own beside its files.
   if (topo.whole_job && env.rank == 0) write_run_config(run_dir.config(), config, start, start_step, changes);
   if (!topo.whole_job && node_leader) write_run_config(my_dir.config(), config, start, start_step, changes);
+  std::unique_ptr<dist::GradientSync> warm_sync;
+  if (config.dist.warm_start_steps > start_step) {
+    warm_sync = std::make_unique<dist::GradientSync>(comm, params, names, config.dist.overlap, config.dist.bucket_mb,
+                                                     dist::ShardMode::none, /*world=*/true);
+    if (env.rank == 0)
+      std::printf("dist.warm_start_steps = %lld: the %lld nodes train as one data-parallel node of %lld workers until step %lld, "
+                  "then split\n", static_cast<long long>(config.dist.warm_start_steps), static_cast<long long>(topo.nodes),
+                  static_cast<long long>(env.world_size), static_cast<long long>(config.dist.warm_start_steps));
+  }
   if (node_leader && plan.shares_gpu && topo.node == 0)
     std::printf("train.device: the %lld workers of each node share %s\n", static_cast<long long>(topo.node_size),
                 plan.describe().c_str());
@@ -495,7 +517,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   worker.summary.node = topo.node;
   worker.summary.steps = tc.steps;
   try {
-    TrainingLoop loop(StepContext{config, topo, batches, plan.device, *task, optimizer, outer.get(), comm, grad_sync, my_dir, start_step,
+    TrainingLoop loop(StepContext{config, topo, batches, plan.device, *task, optimizer, outer.get(), comm, grad_sync, std::move(warm_sync), my_dir, start_step,
                                   config_toml, data_prints, metrics.get(), heartbeat.get()});
     loop.run(worker.summary);
     if (node_leader) {
