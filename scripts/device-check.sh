@@ -943,7 +943,7 @@ time_for() {
 }
 
 bench_shape() {  # bench_shape opt|llama IMPL...
-  local shape=$1 tok rc n n_ref line tps peak src smi flags=() impl script compile limit args json
+  local shape=$1 tok rc n n_ref line tps peak src smi flags=() impl script compile limit args json plan_peak plan_flags f
   shape_of "$shape"
   section "c. benchmark: $SLABEL, seq $BENCH_SEQ x batch $BENCH_BATCH, $BENCH_PRECISION on $BENCH_DEVICE"
   n=$(n_params "$shape")
@@ -986,7 +986,11 @@ bench_shape() {  # bench_shape opt|llama IMPL...
           { echo "[$shape lofi] $(head -c 3000 "$OUT/lofi-$shape-profile.txt")"; } >> "$PROFILES"
         fi
         echo "{\"shape\": \"$shape\", \"impl\": \"lofi\", \"lofi_rate\": $json, \"nvidia_smi_peak_mib\": ${smi:-null}}" >> "$OUT/bench.jsonl"
-        row "$shape lofi" PASS "$shape" "$tps" "$peak" "$src" "lofi train, rate over steps $BENCH_WARMUP-$BENCH_STEPS$([ -z "$peak" ] && echo "; $src")"
+        # The memory plan's peak for the same run (lofi plan), beside the measured one.
+        plan_flags=()
+        for f in "${flags[@]}"; do [ "$f" = --quiet ] || plan_flags+=("$f"); done
+        plan_peak=$("${LOFI[@]}" plan "${plan_flags[@]}" 2>> "$LOG" | awk '$1 == "peak" { print $2 " " $3 }')
+        row "$shape lofi" PASS "$shape" "$tps" "$peak" "$src" "lofi train, rate over steps $BENCH_WARMUP-$BENCH_STEPS, memory plan's peak ${plan_peak:-?}$([ -z "$peak" ] && echo "; $src")"
       else
         row "$shape lofi" "$(verdict $rc)" "$shape" "" "" "" "$(why $rc)"; tail_of "$shape-lofi"
       fi

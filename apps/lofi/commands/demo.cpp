@@ -25,6 +25,9 @@ class Demo : public Command {
                    "about 11 minutes per 1000 steps on 2 cores)");
     cmd.add_option("--vision-steps", options_.vision_steps, "vision fine-tuning steps");
     cmd.add_option("--sync-every", options_.sync_every, "local SGD and DiLoCo average every N steps (0: leave them out)");
+    cmd.add_option("--warm-start-steps", options_.warm_start_steps,
+                   "the lo-fi arm with a shared warm start trains as one data-parallel node for its first N steps (at most "
+                   "half the run; 0: leave it out)");
   }
   int run() override { return demo::run_demo(options_); }
 

@@ -294,12 +294,12 @@ int run_demo(const DemoOptions& opt) {
   eval::ResultsFile results;
   if (opt.only != "vision") {
     LanguageHalf language(opt);
-    sections.push_back(run_half(language, {opt.out, "", opt.workers, opt.sync_every}));
+    sections.push_back(run_half(language, {opt.out, "", opt.workers, opt.sync_every, opt.warm_start_steps}));
     results = sections.back().results;  // the language rows stay at the top level, where reports look
   }
   if (opt.only != "language") {
     VisionDemoOptions vision{opt.out + "/vision", opt.workers, opt.vision_pretrain_steps, opt.vision_steps, opt.fresh,
-                             opt.sync_every};
+                             opt.sync_every, opt.warm_start_steps};
     sections.push_back(run_vision_demo(vision));
     results.more["vision"] = sections.back().results.to_json();
   }

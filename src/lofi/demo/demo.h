@@ -20,6 +20,7 @@ struct DemoOptions {
   int64_t vision_pretrain_steps = 8000; // the vision half's pretraining (cached; 8000 is shipped)
   int64_t vision_steps = 150;           // the vision half's fine-tuning steps
   int64_t sync_every = 50;              // local SGD and DiLoCo average every this many steps; 0: skip them
+  int64_t warm_start_steps = 20;        // lo-fi's shared warm start arm (data-parallel first steps); 0: skip it
 };
 
 // Runs the demo; prints the table and writes OUT/results.{md,json}. Returns the exit status.

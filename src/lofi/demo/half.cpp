@@ -18,9 +18,9 @@ std::vector<DemoModel> models_of(DemoHalf& half, const train::Config& ft, const 
   models.push_back(DemoModel("lo-fi average", {runs.lofi_average}, Arm::lofi_average).cost(runs.lofi_seconds, runs.lofi_traffic));
   models.push_back(DemoModel("lo-fi ensemble (not a single model)", runs.node_finals));
   for (const auto& a : synced) {
-    DemoModel m(a.method + " (averaged every " + std::to_string(a.sync_every) + " steps)", {a.model}, Arm::synced);
+    DemoModel m(a.method + " (" + a.how + ")", {a.model}, Arm::synced);
     m.cost(a.seconds, a.traffic);
-    m.sync = "every " + std::to_string(a.sync_every) + " steps", m.method = a.method;
+    m.sync = a.sync, m.method = a.method;
     models.push_back(m);
   }
   for (auto& m : half.own_arms(ft)) models.push_back(std::move(m));
@@ -69,8 +69,7 @@ eval::ResultsTable spectrum_of(const HalfMetric& metric, const std::vector<DemoM
 DemoSection run_half(DemoHalf& half, const HalfRun& run) {
   const train::Config ft = half.prepare();
   const Comparison runs = run_baseline_and_lofi(ft, run.out, run.workers, run.label);
-  const std::vector<SyncedArm> synced =
-      run.sync_every > 0 ? run_synced_arms(ft, run.out, run.workers, run.label, run.sync_every) : std::vector<SyncedArm>{};
+  const std::vector<SyncedArm> synced = run_synced_arms(ft, run.out, run.workers, run.label, run.sync_every, run.warm_start_steps);
   const std::vector<DemoModel> models = models_of(half, ft, runs, synced, run.workers);
 
   std::vector<std::string> columns{"model"};

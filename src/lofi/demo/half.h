@@ -78,6 +78,7 @@ struct HalfRun {
   std::string label;        // prefix of its progress lines: "" or "vision "
   int workers = 4;          // the baseline's workers, lo-fi's nodes
   int64_t sync_every = 50;  // local SGD and DiLoCo; 0: leave them out
+  int64_t warm_start_steps = 20;  // lo-fi with a shared warm start (at most half the steps); 0: leave it out
 };
 
 DemoSection run_half(DemoHalf& half, const HalfRun& run);

@@ -51,10 +51,17 @@ Comparison run_baseline_and_lofi(const train::Config& ft, const std::string& out
 }
 
 std::vector<SyncedArm> run_synced_arms(const train::Config& ft, const std::string& out, int workers,
-                                       const std::string& label, int64_t sync_every) {
+                                       const std::string& label, int64_t sync_every, int64_t warm_start_steps) {
   std::vector<SyncedArm> arms;
+  auto finish = [&](SyncedArm arm, const train::Config& c, const std::string& dir) {
+    arm.seconds = launch_training(c, out, dir, workers);
+    arm.traffic = run::run_traffic(run::RunDir(c.run.dir));
+    arm.model = run::RunDir(c.run.dir).merged();
+    arms.push_back(arm);
+  };
   for (const auto& [method, dir, outer] : {std::tuple<std::string, std::string, std::string>{"local SGD", "local-sgd", "average"},
                                            {"DiLoCo", "diloco", "nesterov"}}) {
+    if (sync_every <= 0) break;
     train::Config c = ft;
     c.run.dir = out + "/" + dir;
     c.dist.nodes = workers;
@@ -62,9 +69,18 @@ std::vector<SyncedArm> run_synced_arms(const train::Config& ft, const std::strin
     c.dist.outer_optimizer = outer;
     std::printf("%s%s: %d nodes of 1 worker averaged every %lld steps%s\n", label.c_str(), method.c_str(), workers,
                 static_cast<long long>(sync_every), outer == "nesterov" ? " through Nesterov outer steps" : "");
-    SyncedArm arm{method, sync_every, launch_training(c, out, dir, workers), {}, run::RunDir(c.run.dir).merged()};
-    arm.traffic = run::run_traffic(run::RunDir(c.run.dir));
-    arms.push_back(arm);
+    finish({method, cat("every ", sync_every, " steps"), cat("averaged every ", sync_every, " steps")}, c, dir);
+  }
+  // A shared warm start: data-parallel for its first steps, then lo-fi (at most half the run).
+  if (const int64_t k = std::min(warm_start_steps, ft.train.steps / 2); k > 0) {
+    train::Config c = ft;
+    c.run.dir = out + "/lofi-warm";
+    c.dist.nodes = workers;
+    c.dist.warm_start_steps = k;
+    std::printf("%slo-fi with a shared warm start: %d nodes of 1 worker, one data-parallel node for the first %lld steps\n",
+                label.c_str(), workers, static_cast<long long>(k));
+    finish({"lo-fi, shared warm start", cat("the first ", k, " steps"), cat("data-parallel for the first ", k, " steps")}, c,
+           "lofi-warm");
   }
   return arms;
 }

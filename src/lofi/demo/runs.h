@@ -33,16 +33,18 @@ Comparison run_baseline_and_lofi(const train::Config& ft, const std::string& out
 
 // The middle of the spectrum, on the same data budget: FT as WORKERS nodes of one worker that
 // average every SYNC_EVERY steps, plainly (local SGD, OUT/local-sgd) and through DiLoCo's outer
-// optimizer (OUT/diloco).
+// optimizer (OUT/diloco) (none when 0); and lo-fi nodes that leave a shared warm start of
+// WARM_START_STEPS data-parallel steps (OUT/lofi-warm; none when 0, at most half the steps).
 struct SyncedArm {
-  std::string method;  // "local SGD", "DiLoCo"
-  int64_t sync_every = 0;
+  std::string method;  // "local SGD", "DiLoCo", "lo-fi, shared warm start"
+  std::string sync;    // when its nodes met: "every 50 steps", "the first 20 steps"
+  std::string how;     // the model's name's parenthesis: "averaged every 50 steps"
   double seconds = 0;
   Traffic traffic;
   std::string model;   // RUN/merged.safetensors
 };
 std::vector<SyncedArm> run_synced_arms(const train::Config& ft, const std::string& out, int workers,
-                                       const std::string& label, int64_t sync_every);
+                                       const std::string& label, int64_t sync_every, int64_t warm_start_steps);
 
 // One row of a half's spectrum table: a way to train, what it scored, what it cost.
 struct SpectrumRow {

@@ -205,7 +205,7 @@ class VisionHalf : public DemoHalf {
 
 DemoSection run_vision_demo(const VisionDemoOptions& opt) {
   VisionHalf half(opt);
-  DemoSection result = run_half(half, {opt.out, "vision ", opt.workers, opt.sync_every});
+  DemoSection result = run_half(half, {opt.out, "vision ", opt.workers, opt.sync_every, opt.warm_start_steps});
   io::write_file_atomic(opt.out + "/results.json", result.results.to_json().dump(2) + "\n");
   return result;
 }

@@ -18,6 +18,7 @@ struct VisionDemoOptions {
   int64_t finetune_steps = 150;
   bool fresh = false;                    // regenerate images and retrain the pretrained model
   int64_t sync_every = 50;               // local SGD and DiLoCo average every this many steps; 0: skip them
+  int64_t warm_start_steps = 20;         // lo-fi's shared warm start arm; 0: skip it
 };
 
 DemoSection run_vision_demo(const VisionDemoOptions& options);
