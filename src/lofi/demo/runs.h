@@ -57,7 +57,8 @@ struct SpectrumRow {
 // What the spectrum table shows, for results.md and the report.
 inline constexpr const char* kSpectrumNote =
     "The communication spectrum, on one data budget: the baseline all-reduces gradients every step, local SGD and "
-    "DiLoCo average the nodes' weights every few steps (DiLoCo through Nesterov outer steps), lo-fi never. Wall times "
+    "DiLoCo average the nodes' weights every few steps (DiLoCo through Nesterov outer steps), lo-fi with a shared warm "
+    "start all-reduces only in its first steps (one data-parallel node, then apart), lo-fi never. Wall times "
     "are measured here, on one machine; the projected ones put every worker on a machine of its own: measured time + "
     "8 x bytes per worker between machines / link speed (a projection, not a measurement).";
 
