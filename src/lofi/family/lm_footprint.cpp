@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "lofi/error.h"
+#include "lofi/family/adapters.h"
 #include "lofi/io/lora_adapter.h"
 #include "lofi/model/causal_lm.h"
 #include "lofi/model/lora.h"
@@ -45,11 +46,21 @@ Counts count_parameters(const model::LmConfig& c, const io::LoraSpec* spec) {
 }  // namespace
 
 train::ModelFootprint lm_footprint(const train::Config& config, int64_t micro_batch) {
-  const model::LmConfig c = train::lm_config(config.model);
-  // The adapters the run trains: lora.*, or a PEFT adapter it continues (model.init).
+  // The adapters the run trains: lora.*, or an adapter it continues (model.init), on that
+  // adapter's base (as make_lm builds it). The probe has one block, so an adapter's targets are
+  // taken by their own names (q_proj of every block: a bound where it adapts some blocks only).
+  train::ModelConfig shape = config.model;
   std::optional<io::LoraSpec> spec;
-  if (!config.model.init.empty() && io::is_lora_adapter(config.model.init)) spec = io::read_lora_adapter(config.model.init).spec;
-  else if (config.lora.enabled()) spec = config.lora.spec();
+  if (!config.model.init.empty() && io::is_lora_adapter(config.model.init)) {
+    const io::LoraAdapter adapter = io::read_lora_adapter(config.model.init);
+    spec = adapter.spec;
+    for (auto& t : spec->target_modules) t = t.substr(t.find_last_of('.') + 1);
+    shape.init = adapter_base(adapter);
+    train::apply_hf_init(shape);
+  } else if (config.lora.enabled()) {
+    spec = config.lora.spec();
+  }
+  const model::LmConfig c = train::lm_config(shape);
   const Counts counts = count_parameters(c, spec ? &*spec : nullptr);
 
   train::ModelFootprint f;

@@ -139,7 +139,7 @@ void refuse_unless_fits(const MemoryPlan& plan) {
   std::string knobs;
   for (const auto& knob : plan.knobs)
     if (knob.peak <= plan.available) knobs += cat(knobs.empty() ? "" : "; or ", knob.setting, " (", format_bytes(knob.peak), ")");
-  fail("memory plan: this run needs about ", format_bytes(plan.peak), " per worker at its peak (", parts, ") and ", plan.device,
+  fail("memory plan: this run (", plan.shape, ") needs about ", format_bytes(plan.peak), " per worker at its peak (", parts, ") and ", plan.device,
        " gives each worker ", format_bytes(plan.available), "; ",
        knobs.empty() ? cat("no single setting lofi knows makes it fit (the lowest: ",
                            plan.knobs.empty() ? std::string("none") : cat(plan.knobs.front().setting, ", ", format_bytes(plan.knobs.front().peak)),
