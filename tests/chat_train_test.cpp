@@ -106,7 +106,9 @@ TEST(ChatTrain, GradientIsTheNodeBatchTokenMeanWhateverTheLayout) {
     ChatTask task(config, topo, 11);  // the same initial weights
     data::ChatSamples file({config.data.train}, 61);
     const int64_t rows = data::PackedChat(file, 24, packing, "truncate", "test").rows();
-    if (packing) EXPECT_LT(rows, 7);
+    if (packing) {
+      EXPECT_LT(rows, 7);
+    }
     // Two epochs of rows in one node batch: every sample twice, the same mean. Layouts of it:
     // (workers, micro-batches per worker, rows per micro-batch).
     const int64_t node_batch = 2 * rows;

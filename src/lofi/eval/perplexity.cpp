@@ -80,14 +80,4 @@ LmScore evaluate_lm(model::CausalLmImpl& lm, const data::TokenShards& tokens, in
   });
 }
 
-LmScore evaluate_lm_ensemble(std::vector<model::CausalLm>& members, const data::TokenShards& tokens, int64_t seq_len,
-                             int64_t batch, int64_t max_windows) {
-  const LogProbs log_probs = ensemble_log_probs(members);
-  std::vector<model::CausalLmImpl*> models;
-  for (auto& m : members) models.push_back(m.get());
-  return in_eval_mode(models, [&] {
-    return evaluate_windows(tokens, seq_len, batch, max_windows, dist::module_device(*members[0]), log_probs);
-  });
-}
-
 }  // namespace lofi::eval

@@ -53,8 +53,4 @@ LmScore evaluate_windows(const data::TokenShards& tokens, int64_t seq_len, int64
 LmScore evaluate_lm(model::CausalLmImpl& lm, const data::TokenShards& tokens, int64_t seq_len, int64_t batch,
                     int64_t max_windows = 0);
 
-// The ensemble's prediction is the mean of the members' probabilities.
-LmScore evaluate_lm_ensemble(std::vector<model::CausalLm>& members, const data::TokenShards& tokens, int64_t seq_len,
-                             int64_t batch, int64_t max_windows = 0);
-
 }  // namespace lofi::eval

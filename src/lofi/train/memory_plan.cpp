@@ -81,7 +81,7 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
        config.dist.shard == "gradients" && place.node_workers > 1 ? cat("its 1/", place.node_workers, " part, two buckets in flight")
        : place.node_workers > 1                                   ? "fp32, and the all-reduce's buckets"
                                                                   : "fp32"},
-      {"AdamW state", m.optimizer, "two fp32 moments" + (config.dist.shard != "none" && place.node_workers > 1 ? sharded : "")},
+      {"AdamW state", m.optimizer, "two fp32 moments" + sharded},
       {"activations", m.activations, cat("micro-batch ", micro_batch(config, place.node_workers), " x ", config.data.seq_len,
                                          config.train.activation_checkpointing > 0 ? ", checkpointed" : "")},
       {"loss head", m.loss_head, "the chunked cross-entropy's buffers"},
