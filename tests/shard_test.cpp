@@ -1,10 +1,12 @@
-// dist.shard (ZeRO-1 and ZeRO-2 inside a node): the layout that splits a node's buckets among its
+// dist.shard (ZeRO-1, -2 and -3 inside a node): the layout that splits a node's buckets among its
 // workers, and real worker processes over loopback whose sharded nodes train to the unsharded
-// node's weights, hold 1/G of the optimizer state, send the bytes the mode predicts, and write
-// checkpoints that resume under another sharding.
+// node's weights, hold 1/G of the optimizer state (and, fully sharded, of the decoder blocks'
+// parameters), send the bytes the mode predicts, and write checkpoints that resume under another
+// sharding.
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <regex>
 
 #include "lofi/dist/shard_layout.h"
@@ -49,6 +51,19 @@ TEST(ShardLayout, EveryElementHasExactlyOneOwnerAndPartsAreEqual) {
   }
 }
 
+TEST(ShardLayout, FullShardingGivesEachBlockOneBucket) {
+  // Parameters 0 and 5 outside the blocks (embedding, head), 1-2 block 0, 3-4 block 1.
+  const std::vector<int64_t> numels{300, 40, 90, 40, 90, 300}, units{-1, 0, 0, 1, 1, -1};
+  const dist::ShardLayout layout = dist::plan_shards(numels, /*cap=*/100, /*workers=*/4, /*rank=*/1, units);
+  std::vector<int64_t> bucket_units;
+  for (const auto& b : layout.buckets) bucket_units.push_back(b.unit);
+  // Reverse order; a block's 130 elements stay together past the cap of 100.
+  EXPECT_EQ(bucket_units, (std::vector<int64_t>{-1, 1, 0, -1}));
+  EXPECT_EQ(layout.buckets[1].numel, 130);
+  EXPECT_EQ(layout.buckets[1].padded, 132);
+  EXPECT_EQ(layout.buckets[1].params, (std::vector<size_t>{4, 3}));
+}
+
 std::string train_cmd(const std::string& data, const std::string& run, const std::string& extra) {
   // Small buckets: several of them, parameters cut between workers.
   return "train " + test::tiny_train_flags(data, run) + " --set dist.bucket_mb=0.05 " + extra;
@@ -56,6 +71,24 @@ std::string train_cmd(const std::string& data, const std::string& run, const std
 
 // A ring collective over BYTES among N workers sends PASSES (N - 1) / N of them from each.
 int64_t ring(int64_t bytes, int64_t n, int64_t passes) { return passes * (n - 1) * bytes / n; }
+
+// Bytes of the decoder blocks' parameters in a final weights file: as they are, and with each
+// block's bucket padded to a multiple of WORKERS elements.
+struct BlockBytes {
+  int64_t bytes = 0, padded = 0;
+};
+BlockBytes block_bytes(const std::string& weights, int64_t workers) {
+  std::map<std::string, int64_t> blocks;  // "layers.N." -> elements
+  const std::regex block_name(".*(layers\\.[0-9]+\\.).*");
+  const io::SafetensorsFile file(weights);
+  for (const auto& e : file.entries()) {
+    std::smatch m;
+    if (std::regex_match(e.name, m, block_name)) blocks[m[1]] += static_cast<int64_t>((e.end - e.begin) / 4);
+  }
+  BlockBytes out;
+  for (const auto& [name, n] : blocks) out.bytes += 4 * n, out.padded += 4 * ((n + workers - 1) / workers * workers);
+  return out;
+}
 
 // The elements each worker of the sharded node updates, as its start line says.
 int64_t owned_elements(const std::string& output) {
@@ -77,10 +110,13 @@ TEST(DistShard, ShardedNodesTrainLikeTheUnshardedNode) {
       for (const auto& e : final_weights.entries()) params += static_cast<int64_t>((e.end - e.begin) / 4);
     }
     const auto unsharded = last_metrics(base + "/node-00");
-    for (const std::string mode : {"optimizer", "gradients"}) {
+    for (const std::string mode : {"optimizer", "gradients", "full"}) {
       for (int64_t accum : {1, 2}) {
+        // Fully sharded, the blocks' parameters are gathered again for a recomputation: checkpointed.
+        const bool recompute = mode == "full" && accum == 2;
         const std::string run = dir + "/" + mode + std::to_string(workers) + "-" + std::to_string(accum);
-        auto r = run_lofi(launch + train_cmd(data, run, "--set dist.shard=" + mode + " --set train.grad_accum=" + std::to_string(accum)));
+        auto r = run_lofi(launch + train_cmd(data, run, "--set dist.shard=" + mode + " --set train.grad_accum=" + std::to_string(accum) +
+                                                            (recompute ? " --set train.activation_checkpointing=1" : "")));
         ASSERT_EQ(r.status, 0) << r.output;
         SCOPED_TRACE(mode + ", " + std::to_string(workers) + " workers, grad_accum " + std::to_string(accum));
         EXPECT_LE(max_abs_diff(base + "/node-00/final.safetensors", run + "/node-00/final.safetensors"), 1e-6);
@@ -100,11 +136,19 @@ TEST(DistShard, ShardedNodesTrainLikeTheUnshardedNode) {
         // reduce-scattered at every micro-batch (gradients), the updated weights all-gathered,
         // the loss with the stop flag all-reduced, and (gradients) the squared norm's sum.
         const int64_t padded = 4 * owned * workers;  // bytes of every bucket, padded
-        const int64_t per_step = mode == "optimizer"
-                                     ? ring(padded, workers, 2) + ring(padded, workers, 1) + ring(8, workers, 2)
-                                     : accum * ring(padded, workers, 1) + ring(padded, workers, 1) + ring(8, workers, 2) + ring(4, workers, 2);
+        // Fully sharded, each block's bucket is gathered before its forward and its backward, at
+        // every micro-batch; after the step only the parameters outside the blocks are gathered.
+        const BlockBytes blocks = block_bytes(base + "/node-00/final.safetensors", workers);
+        const int64_t per_step = mode == "optimizer"   ? ring(padded, workers, 2) + ring(padded, workers, 1) + ring(8, workers, 2)
+                                 : mode == "gradients" ? accum * ring(padded, workers, 1) + ring(padded, workers, 1) + ring(8, workers, 2) + ring(4, workers, 2)
+                                                       : accum * (2 * ring(blocks.padded, workers, 1) + ring(padded, workers, 1)) +
+                                                             ring(padded - blocks.padded, workers, 1) + ring(8, workers, 2) + ring(4, workers, 2);
         EXPECT_EQ(m["bytes_within_node"].get<int64_t>(), 6 * per_step);
-        if (mode == "gradients") {
+        // Between steps a worker holds every parameter whole, or (full) its 1/G of the blocks'.
+        EXPECT_EQ(unsharded["parameter_bytes"].get<int64_t>(), 4 * params);
+        EXPECT_EQ(m["parameter_bytes"].get<int64_t>(),
+                  mode == "full" ? 4 * params - blocks.bytes + blocks.padded / workers : 4 * params);
+        if (mode != "optimizer") {
           // Between steps a worker holds its parts of the gradients only.
           EXPECT_EQ(m["gradient_bytes"].get<int64_t>(), 4 * owned);
           EXPECT_EQ(unsharded["gradient_bytes"].get<int64_t>(), 2 * 4 * params);  // .grad and the buckets
@@ -118,20 +162,25 @@ TEST(DistShard, ShardedNodesTrainLikeTheUnshardedNode) {
 TEST(DistShard, ShardedCheckpointsResumeUnderAnotherSharding) {
   const std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
   const std::string launch = "launch --workers 2 -- ", flags = "--set train.ckpt_every=3 ";
-  auto full = run_lofi(launch + train_cmd(data, dir + "/full", flags));
-  ASSERT_EQ(full.status, 0) << full.output;
-  auto part = run_lofi(launch + train_cmd(data, dir + "/part", flags + "--set dist.shard=gradients"));
-  ASSERT_EQ(part.status, 0) << part.output;
-  // The gathered optimizer state is the unsharded node's, tensor by tensor.
-  EXPECT_LE(max_abs_diff(dir + "/full/node-00/ckpt/step-000003.optim.safetensors", dir + "/part/node-00/ckpt/step-000003.optim.safetensors"), 1e-6);
-  EXPECT_EQ(io::SafetensorsFile(dir + "/part/node-00/ckpt/step-000003.optim.safetensors").metadata().at("model.decoder.embed_tokens.weight.step"), "3");
-  std::filesystem::remove(dir + "/part/node-00/final.safetensors");
-  std::filesystem::remove(dir + "/part/node-00/ckpt/step-000006.safetensors");
-  std::filesystem::remove(dir + "/part/node-00/ckpt/step-000006.optim.safetensors");
-  auto resumed = run_lofi(launch + train_cmd(data, dir + "/part", flags + "--resume --set dist.shard=optimizer"));
-  ASSERT_EQ(resumed.status, 0) << resumed.output;
-  EXPECT_NE(resumed.output.find("step 4/6"), std::string::npos) << resumed.output;
-  EXPECT_LE(max_abs_diff(dir + "/full/node-00/final.safetensors", dir + "/part/node-00/final.safetensors"), 1e-6);
+  auto whole = run_lofi(launch + train_cmd(data, dir + "/whole", flags));
+  ASSERT_EQ(whole.status, 0) << whole.output;
+  for (const auto& [first, then] : {std::pair<std::string, std::string>{"gradients", "optimizer"}, {"full", "none"}, {"none", "full"}}) {
+    SCOPED_TRACE(first + ", resumed " + then);
+    const std::string run = dir + "/" + first + "-" + then;
+    auto part = run_lofi(launch + train_cmd(data, run, flags + "--set dist.shard=" + first));
+    ASSERT_EQ(part.status, 0) << part.output;
+    // The gathered optimizer state is the unsharded node's, tensor by tensor.
+    EXPECT_LE(max_abs_diff(dir + "/whole/node-00/ckpt/step-000003.optim.safetensors", run + "/node-00/ckpt/step-000003.optim.safetensors"), 1e-6);
+    EXPECT_LE(max_abs_diff(dir + "/whole/node-00/ckpt/step-000003.safetensors", run + "/node-00/ckpt/step-000003.safetensors"), 1e-6);
+    EXPECT_EQ(io::SafetensorsFile(run + "/node-00/ckpt/step-000003.optim.safetensors").metadata().at("model.decoder.embed_tokens.weight.step"), "3");
+    std::filesystem::remove(run + "/node-00/final.safetensors");
+    std::filesystem::remove(run + "/node-00/ckpt/step-000006.safetensors");
+    std::filesystem::remove(run + "/node-00/ckpt/step-000006.optim.safetensors");
+    auto resumed = run_lofi(launch + train_cmd(data, run, flags + "--resume --set dist.shard=" + then));
+    ASSERT_EQ(resumed.status, 0) << resumed.output;
+    EXPECT_NE(resumed.output.find("step 4/6"), std::string::npos) << resumed.output;
+    EXPECT_LE(max_abs_diff(dir + "/whole/node-00/final.safetensors", run + "/node-00/final.safetensors"), 1e-6);
+  }
 }
 
 TEST(DistShard, OneWorkerSaysItDoesNothingAndBadSettingsAreOneLine) {
@@ -145,6 +194,10 @@ TEST(DistShard, OneWorkerSaysItDoesNothingAndBadSettingsAreOneLine) {
   auto full = run_lofi(train_cmd(data, dir + "/full", "--set dist.shard=everything"));
   EXPECT_NE(full.status, 0);
   EXPECT_NE(full.output.find("dist.shard"), std::string::npos) << full.output;
+  auto lora = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/lora", "--set dist.shard=full --set lora.rank=4"));
+  EXPECT_NE(lora.status, 0);
+  EXPECT_NE(lora.output.find("dist.shard = \"full\" shards a full fine-tune"), std::string::npos) << lora.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/lora/node-00")) << "refused before anything is written";
 }
 
 }  // namespace

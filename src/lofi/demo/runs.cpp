@@ -69,7 +69,7 @@ std::vector<SyncedArm> run_synced_arms(const train::Config& ft, const std::strin
     c.dist.outer_optimizer = outer;
     std::printf("%s%s: %d nodes of 1 worker averaged every %lld steps%s\n", label.c_str(), method.c_str(), workers,
                 static_cast<long long>(sync_every), outer == "nesterov" ? " through Nesterov outer steps" : "");
-    finish({method, cat("every ", sync_every, " steps"), cat("averaged every ", sync_every, " steps")}, c, dir);
+    finish({method, cat("every ", sync_every, " steps"), cat("averaged every ", sync_every, " steps"), 0, {}, {}}, c, dir);
   }
   // A shared warm start: data-parallel for its first steps, then lo-fi (at most half the run).
   if (const int64_t k = std::min(warm_start_steps, ft.train.steps / 2); k > 0) {
@@ -79,7 +79,7 @@ std::vector<SyncedArm> run_synced_arms(const train::Config& ft, const std::strin
     c.dist.warm_start_steps = k;
     std::printf("%slo-fi with a shared warm start: %d nodes of 1 worker, one data-parallel node for the first %lld steps\n",
                 label.c_str(), workers, static_cast<long long>(k));
-    finish({"lo-fi, shared warm start", cat("the first ", k, " steps"), cat("data-parallel for the first ", k, " steps")}, c,
+    finish({"lo-fi, shared warm start", cat("the first ", k, " steps"), cat("data-parallel for the first ", k, " steps"), 0, {}, {}}, c,
            "lofi-warm");
   }
   return arms;

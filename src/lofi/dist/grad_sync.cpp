@@ -14,7 +14,33 @@ struct GradientSync::Bucket {
   torch::Tensor summed;  // (padded / workers,) its mean, accumulated over the step's micro-batches (gradients)
   size_t ready = 0;
   c10::intrusive_ptr<c10d::Work> work;
+  // full, a block's bucket: its parameters packed (padded,), their storage freed between uses;
+  // this worker's part of them (padded / workers,) fp32, which the optimizer updates; the gather in
+  // flight.
+  torch::Tensor whole, master;
+  c10::intrusive_ptr<c10d::Work> gathering;
+  bool is_whole = false;
 };
+
+namespace {
+
+// T's storage freed, or given fresh memory, its sizes kept. The parameters are views of it and
+// autograd's saved tensors refer to the same storage, so they see what a later gather writes
+// (FSDP frees and refills its unsharded buffers by resizing their storage the same way).
+void free_storage(const torch::Tensor& t) {
+  c10::StorageImpl* storage = t.storage().unsafeGetStorageImpl();
+  storage->set_data_ptr_noswap(at::DataPtr(nullptr, storage->device()));
+  storage->set_nbytes(0);
+}
+
+void allocate_storage(const torch::Tensor& t) {
+  c10::StorageImpl* storage = t.storage().unsafeGetStorageImpl();
+  const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
+  storage->set_data_ptr_noswap(storage->allocator()->allocate(bytes));
+  storage->set_nbytes(bytes);
+}
+
+}  // namespace
 
 // ZeRO-2's hook: runs after autograd has accumulated a parameter's gradient into .grad, hands it
 // to its bucket and frees it.
@@ -26,7 +52,7 @@ struct GradientSync::AccumulatedHook : torch::autograd::PostAccumulateGradHook {
 };
 
 GradientSync::GradientSync(Comm& comm, const std::vector<torch::Tensor>& params, const std::vector<std::string>& names,
-                           bool overlap, double bucket_mb, ShardMode mode, bool world)
+                           bool overlap, double bucket_mb, ShardMode mode, bool world, const std::vector<int64_t>& units)
     : comm_(comm),
       params_(params),
       names_(names),
@@ -41,17 +67,31 @@ GradientSync::GradientSync(Comm& comm, const std::vector<torch::Tensor>& params,
   const int64_t workers = mode_ == ShardMode::none ? 1 : group_size_;
   std::vector<int64_t> numels;
   for (const auto& p : params) numels.push_back(p.numel());
+  if ((mode_ == ShardMode::full) != !units.empty()) fail("internal: decoder blocks are given with dist.shard = \"full\" only");
   layout_ = plan_shards(numels, static_cast<int64_t>(bucket_mb * 1024 * 1024 / 4), workers,
-                        mode_ == ShardMode::none ? 0 : comm.topology().node_rank);
+                        mode_ == ShardMode::none ? 0 : comm.topology().node_rank, units);
   if (mode_ != ShardMode::none) pieces_ = layout_.pieces();
   host_staged_ = mode_ != ShardMode::none && comm.device().is_cuda() && group_->getBackendName() == "gloo";
-  for (const BucketLayout& b : layout_.buckets) {
+  if (mode_ == ShardMode::full && host_staged_)
+    fail("dist.shard = \"full\" needs a GPU per worker (NCCL): this node's workers share one GPU through Gloo; ",
+         "use dist.shard = \"gradients\" there");
+  const bool parts_only = mode_ == ShardMode::gradients || mode_ == ShardMode::full;
+  for (size_t b = 0; b < layout_.buckets.size(); ++b) {
+    const BucketLayout& layout = layout_.buckets[b];
     buckets_.push_back(std::make_unique<Bucket>());
-    if (mode_ != ShardMode::gradients)
-      buckets_.back()->buffer = torch::zeros({b.padded}, torch::TensorOptions().device(comm.device()));
+    if (!parts_only) buckets_.back()->buffer = torch::zeros({layout.padded}, torch::TensorOptions().device(comm.device()));
+    if (layout.unit < 0) continue;
+    const size_t unit = static_cast<size_t>(layout.unit);
+    if (unit >= block_bucket_.size()) block_bucket_.resize(unit + 1, SIZE_MAX);
+    if (block_bucket_[unit] != SIZE_MAX)
+      fail("internal: decoder block ", unit, "'s parameters are not one run in registration order");
+    block_bucket_[unit] = b;
+    buckets_.back()->master = torch::zeros({layout_.part_numel(b)}, torch::TensorOptions().device(comm.device()));
   }
+  for (size_t i = 0; i < block_bucket_.size(); ++i)
+    if (block_bucket_[i] == SIZE_MAX) fail("internal: decoder block ", i, " has no trainable parameters");
   for (size_t k = 0; k < params.size(); ++k) {
-    if (mode_ == ShardMode::gradients)
+    if (parts_only)
       torch::autograd::impl::set_post_acc_grad_hooks(params_[k], std::make_unique<AccumulatedHook>(this, k));
     else
       hooks_.push_back(params_[k].register_hook([this, k](const torch::Tensor& grad) { on_gradient(k, grad); }));
@@ -61,7 +101,7 @@ GradientSync::GradientSync(Comm& comm, const std::vector<torch::Tensor>& params,
 // The hooks capture this object: they go with it.
 GradientSync::~GradientSync() {
   for (size_t k = 0; k < hooks_.size(); ++k) params_[k].remove_hook(hooks_[k]);
-  if (mode_ == ShardMode::gradients)
+  if (mode_ == ShardMode::gradients || mode_ == ShardMode::full)
     for (auto& p : params_) torch::autograd::impl::post_acc_grad_hooks(p).reset();
 }
 
@@ -74,7 +114,7 @@ torch::Device GradientSync::buffer_device() const { return host_staged_ ? torch:
 
 void GradientSync::before_backward(bool sync) {
   if (step_done_) micros_ = 0, step_done_ = false;
-  syncing_ = overlap_ && (sync || mode_ == ShardMode::gradients);
+  syncing_ = overlap_ && (sync || mode_ == ShardMode::gradients || mode_ == ShardMode::full);
 }
 
 torch::Tensor GradientSync::bucket_slice(Bucket& bucket, size_t k) {
@@ -93,7 +133,7 @@ void GradientSync::on_gradient(size_t k, const torch::Tensor& grad) {
     bucket.buffer = torch::zeros({layout_.buckets[b].padded}, torch::TensorOptions().device(buffer_device()));
   torch::Tensor slice = bucket_slice(bucket, k);
   slice.copy_(grad);
-  if (mode_ == ShardMode::gradients) {
+  if (mode_ == ShardMode::gradients || mode_ == ShardMode::full) {
     params_[k].mutable_grad().reset();
   } else if (const torch::Tensor& accumulated = params_[k].grad(); accumulated.defined()) {
     slice.add_(accumulated);
@@ -110,10 +150,12 @@ void GradientSync::launch_ready_buckets() {
     const size_t b = next_launch_++;
     Bucket& bucket = *buckets_[b];
     const int64_t bytes = bucket.buffer.numel() * 4;
-    if (mode_ == ShardMode::gradients) {
+    if (mode_ == ShardMode::gradients || mode_ == ShardMode::full) {
       bucket.part = torch::empty({layout_.part_numel(b)}, bucket.buffer.options());
       bucket.work = group_->_reduce_scatter_base(bucket.part, bucket.buffer);
       count(bytes, /*ring_passes=*/1);
+      // Every gradient of a block is in: autograd has run every node that saved its parameters.
+      if (layout_.buckets[b].unit >= 0 && sharded_params_) release(b);
       if (b >= kInFlight) settle(b - kInFlight);
     } else {
       std::vector<torch::Tensor> tensors{bucket.buffer};
@@ -160,7 +202,7 @@ void GradientSync::after_backward(bool sync) {
   torch::NoGradGuard no_grad;
   for (size_t b = 0; b < buckets_.size(); ++b) {
     Bucket& bucket = *buckets_[b];
-    if (mode_ == ShardMode::gradients) {
+    if (mode_ == ShardMode::gradients || mode_ == ShardMode::full) {
       settle(b);
     } else {
       comm_.wait(bucket.work, "gradient bucket all-reduce");
@@ -178,7 +220,7 @@ void GradientSync::after_backward(bool sync) {
 std::vector<torch::Tensor> GradientSync::piece_grads() const {
   std::vector<torch::Tensor> out;
   for (const Piece& piece : pieces_) {
-    if (mode_ == ShardMode::gradients)
+    if (mode_ == ShardMode::gradients || mode_ == ShardMode::full)
       out.push_back(buckets_[piece.bucket]->summed.narrow(0, piece.shard_offset, piece.numel()));
     else
       out.push_back(params_[piece.param].grad().view({-1}).narrow(0, piece.begin, piece.numel()));
@@ -188,6 +230,14 @@ std::vector<torch::Tensor> GradientSync::piece_grads() const {
 
 void GradientSync::gather(const std::vector<torch::Tensor>& piece_values,
                           const std::function<void(size_t, const torch::Tensor&)>& sink) {
+  std::vector<size_t> all(buckets_.size());
+  for (size_t b = 0; b < all.size(); ++b) all[b] = b;
+  gather_buckets(piece_values, all, sink);
+}
+
+void GradientSync::gather_buckets(const std::vector<torch::Tensor>& piece_values, const std::vector<size_t>& buckets,
+                                  const std::function<void(size_t, const torch::Tensor&)>& sink) {
+  if (buckets.empty()) return;
   torch::NoGradGuard no_grad;
   std::vector<std::vector<size_t>> of_bucket(buckets_.size());  // piece indices by bucket
   for (size_t i = 0; i < pieces_.size(); ++i) of_bucket[pieces_[i].bucket].push_back(i);
@@ -206,9 +256,10 @@ void GradientSync::gather(const std::vector<torch::Tensor>& piece_values,
     return f;
   };
   // Two buckets in flight at most: the next one's gather runs while this one is written out.
-  InFlight current = launch(0);
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    InFlight next = b + 1 < buckets_.size() ? launch(b + 1) : InFlight{};
+  InFlight current = launch(buckets[0]);
+  for (size_t n = 0; n < buckets.size(); ++n) {
+    const size_t b = buckets[n];
+    InFlight next = n + 1 < buckets.size() ? launch(buckets[n + 1]) : InFlight{};
     comm_.wait(current.work, "all-gather of the node's shards");
     const BucketLayout& bucket = layout_.buckets[b];
     for (size_t i = 0; i < bucket.params.size(); ++i)
@@ -218,9 +269,112 @@ void GradientSync::gather(const std::vector<torch::Tensor>& piece_values,
 }
 
 void GradientSync::gather_params() {
+  std::vector<size_t> buckets;  // full: those outside the blocks
+  for (size_t b = 0; b < buckets_.size(); ++b)
+    if (layout_.buckets[b].unit < 0) buckets.push_back(b);
   std::vector<torch::Tensor> values;
-  for (const Piece& piece : pieces_) values.push_back(params_[piece.param].detach().view({-1}).narrow(0, piece.begin, piece.numel()));
-  gather(values, [this](size_t k, const torch::Tensor& flat) { params_[k].detach().view({-1}).copy_(flat); });
+  for (const Piece& piece : pieces_)
+    values.push_back(layout_.buckets[piece.bucket].unit >= 0
+                         ? torch::Tensor()  // not gathered here
+                         : params_[piece.param].detach().view({-1}).narrow(0, piece.begin, piece.numel()));
+  gather_buckets(values, buckets, [this](size_t k, const torch::Tensor& flat) { params_[k].detach().view({-1}).copy_(flat); });
+}
+
+void GradientSync::shard_params() {
+  if (mode_ != ShardMode::full) return;
+  torch::NoGradGuard no_grad;
+  for (size_t b : block_bucket_) {
+    Bucket& bucket = *buckets_[b];
+    const BucketLayout& layout = layout_.buckets[b];
+    bucket.whole = torch::zeros({layout.padded}, bucket.master.options());  // zeros: the padding
+    for (size_t i = 0; i < layout.params.size(); ++i) {
+      torch::Tensor& p = params_[layout.params[i]];
+      torch::Tensor view = bucket.whole.narrow(0, layout.offsets[i], p.numel());  // (numel,)
+      view.copy_(p.detach().reshape({-1}));
+      p.set_data(view.view(p.sizes()));  // the parameter's own storage goes
+    }
+    const int64_t part = layout_.part_numel(b);
+    bucket.master.copy_(bucket.whole.narrow(0, layout_.rank * part, part));
+    free_storage(bucket.whole);
+  }
+  sharded_params_ = true;
+}
+
+std::vector<torch::Tensor> GradientSync::piece_values() const {
+  std::vector<torch::Tensor> out;
+  for (const Piece& piece : pieces_) {
+    const Bucket& bucket = *buckets_[piece.bucket];
+    out.push_back(bucket.master.defined() ? bucket.master.narrow(0, piece.shard_offset, piece.numel()) : torch::Tensor());
+  }
+  return out;
+}
+
+void GradientSync::prefetch(size_t b) {
+  Bucket& bucket = *buckets_[b];
+  if (bucket.is_whole || bucket.gathering) return;
+  allocate_storage(bucket.whole);
+  bucket.gathering = group_->_allgather_base(bucket.whole, bucket.master);
+  count(bucket.whole.numel() * 4, /*ring_passes=*/1);
+}
+
+void GradientSync::make_whole(size_t b) {
+  Bucket& bucket = *buckets_[b];
+  if (bucket.is_whole) return;
+  prefetch(b);
+  comm_.wait(bucket.gathering, "all-gather of a decoder block's parameters");
+  bucket.gathering.reset();
+  bucket.is_whole = true;
+}
+
+void GradientSync::release(size_t b) {
+  Bucket& bucket = *buckets_[b];
+  if (bucket.gathering) comm_.wait(bucket.gathering, "all-gather of a decoder block's parameters");
+  bucket.gathering.reset();
+  if (bucket.whole.storage().nbytes() > 0) free_storage(bucket.whole);
+  bucket.is_whole = false;
+}
+
+void GradientSync::before_block(int64_t index) {
+  if (!sharded_params_) return;
+  make_whole(block_bucket_.at(static_cast<size_t>(index)));
+  if (static_cast<size_t>(index) + 1 < block_bucket_.size()) prefetch(block_bucket_[static_cast<size_t>(index) + 1]);
+}
+
+torch::Tensor GradientSync::after_block(int64_t index, const torch::Tensor& out) {
+  if (!sharded_params_) return out;
+  const size_t i = static_cast<size_t>(index);
+  if (torch::GradMode::is_enabled() && out.requires_grad()) {
+    // Runs when the gradient of the block's output is in, before any of the block's backward.
+    out.register_hook([this, i](const torch::Tensor&) {
+      make_whole(block_bucket_[i]);
+      if (i > 0) prefetch(block_bucket_[i - 1]);
+    });
+  }
+  release(block_bucket_[i]);
+  return out;
+}
+
+void GradientSync::unshard() {
+  for (size_t i = 0; i < block_bucket_.size() && sharded_params_; ++i) {
+    if (i + 1 < block_bucket_.size()) prefetch(block_bucket_[i + 1]);
+    make_whole(block_bucket_[i]);
+  }
+}
+
+void GradientSync::reshard() {
+  if (!sharded_params_) return;
+  for (size_t b : block_bucket_) release(b);
+}
+
+int64_t GradientSync::parameter_bytes() const {
+  int64_t bytes = 0;
+  for (size_t k = 0; k < params_.size(); ++k)
+    if (!sharded_params_ || layout_.buckets[layout_.slot[k].first].unit < 0) bytes += static_cast<int64_t>(params_[k].nbytes());
+  for (const auto& bucket : buckets_) {
+    if (bucket->master.defined()) bytes += static_cast<int64_t>(bucket->master.nbytes());
+    if (bucket->whole.defined()) bytes += static_cast<int64_t>(bucket->whole.storage().nbytes());
+  }
+  return bytes;
 }
 
 int64_t GradientSync::gradient_bytes() const {

@@ -14,8 +14,15 @@
 //   only its part of each bucket's sum and accumulates it there; a parameter's full gradient lives
 //   from autograd's accumulation until its bucket takes it (a post-accumulate hook frees it, as
 //   FSDP2 does), and a bucket's buffer only until its reduce-scatter is done (two in flight).
+// - full (ZeRO-3): as gradients, and each decoder block's parameters live whole only while the
+//   block runs: a worker keeps its fp32 part of the block's bucket (the master the optimizer
+//   updates), and the block's hooks (model/block_runner.h) all-gather the bucket before its forward
+//   and again before its backward (a hook on the block's output gradient), the next block's gather
+//   launched while this one runs, and free it after (the backward's free comes when the bucket's
+//   reduce-scatter starts), as FSDP does. Parameters outside the blocks (embeddings, final norm,
+//   head) stay whole, as FSDP's root module does; their updates are all-gathered after the step.
 // Where a node's workers share a GPU (Gloo on CUDA tensors), the sharded collectives run on host
-// copies, as Gloo needs.
+// copies, as Gloo needs (full refuses that).
 #pragma once
 #include <torch/torch.h>
 
@@ -36,8 +43,11 @@ class GradientSync {
   // WORLD: over every worker of the job instead of the node's (a shared warm start,
   // dist.warm_start_steps: all nodes as one data-parallel node; ShardMode::none only), its bytes
   // counted as between nodes.
+  // UNITS (full only): each parameter's decoder block (-1: outside the blocks), every block's
+  // parameters consecutive.
   GradientSync(Comm& comm, const std::vector<torch::Tensor>& params, const std::vector<std::string>& names,
-               bool overlap, double bucket_mb, ShardMode mode = ShardMode::none, bool world = false);
+               bool overlap, double bucket_mb, ShardMode mode = ShardMode::none, bool world = false,
+               const std::vector<int64_t>& units = {});
   ~GradientSync();
 
   // Call before and after each micro-batch's backward; SYNC marks the last one of the step. After
@@ -57,8 +67,28 @@ class GradientSync {
   // gets each parameter's full flat fp32 values, in packing order. Every worker must call it.
   void gather(const std::vector<torch::Tensor>& piece_values,
               const std::function<void(size_t param, const torch::Tensor& flat)>& sink);
-  // After the update of this worker's pieces: every worker's updated pieces into every replica.
+  // After the update of this worker's pieces: every worker's updated pieces into every replica
+  // (full: the parameters outside the blocks; the blocks' are gathered when they run).
   void gather_params();
+
+  // full: call once the weights are loaded. Keeps this worker's part of each block's parameters
+  // and frees the rest; from then on the parameters are views of their block's buffer, whole only
+  // between before_block and the bucket's reduce-scatter (or after_block, without a backward).
+  void shard_params();
+  // full: what the optimizer updates for each piece: a view of this worker's part of a block's
+  // bucket, or undefined (the parameter itself, outside the blocks).
+  std::vector<torch::Tensor> piece_values() const;
+  // full: block INDEX's hooks (model::BlockHooks): its parameters whole before its forward, the
+  // next block's gather started; after, a hook on OUT's gradient that gathers them again (and the
+  // block before) for the backward, and the block's buffer freed.
+  void before_block(int64_t index);
+  torch::Tensor after_block(int64_t index, const torch::Tensor& out);
+  // full: every block's parameters whole (every worker calls it: to save them), or freed again.
+  void unshard();
+  void reshard();
+  // Bytes of parameters this worker holds between steps (full: its parts of the blocks' and the
+  // whole parameters outside them).
+  int64_t parameter_bytes() const;
   // Bytes of gradients this worker holds between steps (.grad, buckets, accumulated parts).
   int64_t gradient_bytes() const;
 
@@ -71,6 +101,12 @@ class GradientSync {
   torch::Tensor bucket_slice(Bucket& bucket, size_t param);
   torch::Device buffer_device() const;
   void count(int64_t bytes, int64_t ring_passes);
+  void gather_buckets(const std::vector<torch::Tensor>& piece_values, const std::vector<size_t>& buckets,
+                      const std::function<void(size_t param, const torch::Tensor& flat)>& sink);
+  // full: block bucket B's all-gather started (prefetch), waited for (make_whole), its buffer freed.
+  void prefetch(size_t b);
+  void make_whole(size_t b);
+  void release(size_t b);
 
   Comm& comm_;
   std::vector<torch::Tensor> params_;
@@ -88,6 +124,8 @@ class GradientSync {
   std::vector<std::unique_ptr<Bucket>> buckets_;
   std::vector<unsigned> hooks_;  // pre-accumulation hook handles, one per parameter (none, optimizer)
   size_t next_launch_ = 0;
+  std::vector<size_t> block_bucket_;  // full: decoder block -> its bucket
+  bool sharded_params_ = false;       // full, after shard_params()
 };
 
 }  // namespace lofi::dist

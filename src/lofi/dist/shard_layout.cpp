@@ -10,7 +10,8 @@ ShardMode shard_mode(const std::string& name) {
   if (name == "none") return ShardMode::none;
   if (name == "optimizer") return ShardMode::optimizer;
   if (name == "gradients") return ShardMode::gradients;
-  fail("dist.shard: expected \"none\", \"optimizer\" or \"gradients\", found \"", name, "\"");
+  if (name == "full") return ShardMode::full;
+  fail("dist.shard: expected \"none\", \"optimizer\", \"gradients\" or \"full\", found \"", name, "\"");
 }
 
 const char* shard_mode_name(ShardMode mode) {
@@ -18,18 +19,23 @@ const char* shard_mode_name(ShardMode mode) {
     case ShardMode::none: return "none";
     case ShardMode::optimizer: return "optimizer";
     case ShardMode::gradients: return "gradients";
+    case ShardMode::full: return "full";
   }
   return "?";
 }
 
-ShardLayout plan_shards(const std::vector<int64_t>& numels, int64_t cap, int64_t workers, int64_t rank) {
+ShardLayout plan_shards(const std::vector<int64_t>& numels, int64_t cap, int64_t workers, int64_t rank,
+                        const std::vector<int64_t>& units) {
   if (workers < 1 || rank < 0 || rank >= workers) fail("internal: shard rank ", rank, " of ", workers, " workers");
+  if (!units.empty() && units.size() != numels.size()) fail("internal: ", units.size(), " block indices for ", numels.size(), " parameters");
   ShardLayout layout;
   layout.workers = workers, layout.rank = rank;
   layout.slot.resize(numels.size());
   for (size_t k = numels.size(); k-- > 0;) {  // reverse order: the last layers' gradients come first
-    if (layout.buckets.empty() || (layout.buckets.back().numel > 0 && layout.buckets.back().numel + numels[k] > cap))
-      layout.buckets.emplace_back();
+    const int64_t unit = units.empty() ? -1 : units[k];
+    const bool fresh = layout.buckets.empty() || layout.buckets.back().unit != unit ||
+                       (unit < 0 && layout.buckets.back().numel > 0 && layout.buckets.back().numel + numels[k] > cap);
+    if (fresh) layout.buckets.emplace_back().unit = unit;
     BucketLayout& b = layout.buckets.back();
     layout.slot[k] = {layout.buckets.size() - 1, b.numel};
     b.params.push_back(k);

@@ -17,8 +17,9 @@ enum class ShardMode {
   none,       // every worker holds everything (data parallel, gradients all-reduced)
   optimizer,  // ZeRO-1: optimizer state; gradients all-reduced, updated weights all-gathered
   gradients,  // ZeRO-2: optimizer state and gradients, reduce-scattered
+  full,       // ZeRO-3: and each decoder block's parameters, whole only while the block runs
 };
-ShardMode shard_mode(const std::string& name);  // "none" | "optimizer" | "gradients"
+ShardMode shard_mode(const std::string& name);  // "none" | "optimizer" | "gradients" | "full"
 const char* shard_mode_name(ShardMode mode);
 
 struct BucketLayout {
@@ -26,6 +27,7 @@ struct BucketLayout {
   std::vector<int64_t> offsets;  // each one's first element in the bucket
   int64_t numel = 0;             // elements packed
   int64_t padded = 0;            // numel rounded up to a multiple of the workers: every part alike
+  int64_t unit = -1;             // the decoder block its parameters belong to; -1: outside the blocks
 };
 
 // The part of one parameter a worker owns: elements [begin, end) of the flattened parameter,
@@ -53,6 +55,10 @@ struct ShardLayout {
 
 // NUMELS: each parameter's element count, in registration order; CAP: a bucket's elements (a
 // parameter larger than it gets a bucket of its own); WORKERS: the node's, RANK: this worker's.
-ShardLayout plan_shards(const std::vector<int64_t>& numels, int64_t cap, int64_t workers, int64_t rank);
+// UNITS (dist.shard = "full"; empty otherwise): each parameter's decoder block, -1 outside the
+// blocks. A block's parameters then fill one bucket of their own, whatever CAP, so one collective
+// gathers the block; the parameters outside the blocks are bucketed by CAP.
+ShardLayout plan_shards(const std::vector<int64_t>& numels, int64_t cap, int64_t workers, int64_t rank,
+                        const std::vector<int64_t>& units = {});
 
 }  // namespace lofi::dist

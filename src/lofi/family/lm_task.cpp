@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <unordered_map>
 
 #include "lofi/data/chat_template.h"
 #include "lofi/data/tokenizer.h"
@@ -57,6 +58,19 @@ LmTaskBase::LmTaskBase(const train::Config& config, const dist::Topology& topo, 
   std::string lora_line;
   lora_ = attach_lora(*model_, config, /*record_checksum=*/topo.node_rank == 0, &lora_line);
   if (!lora_line.empty() && topo.node == 0 && topo.node_rank == 0) std::printf("%s\n", lora_line.c_str());
+}
+
+std::vector<int64_t> LmTaskBase::blocks_of(const std::vector<torch::Tensor>& params) const {
+  std::unordered_map<const void*, int64_t> block;  // a parameter's TensorImpl -> its block
+  torch::nn::ModuleList blocks = model_->decoder_blocks();
+  for (size_t i = 0; i < blocks->size(); ++i)
+    for (const auto& p : blocks[i]->parameters()) block[p.unsafeGetTensorImpl()] = static_cast<int64_t>(i);
+  std::vector<int64_t> out;
+  for (const auto& p : params) {
+    const auto it = block.find(p.unsafeGetTensorImpl());
+    out.push_back(it == block.end() ? -1 : it->second);
+  }
+  return out;
 }
 
 bool LmTaskBase::write_hf_output(const std::string& weights, const std::string& out_dir) const {

@@ -30,6 +30,8 @@ class LmTaskBase : public train::Task {
   bool has_validation() const override { return has_val_data() || val_task_ != nullptr; }
   // {"val_loss": held-out loss on data.val, "val_acc": accuracy on data.val_task}, those given.
   nlohmann::json validate(int64_t batch) override;
+  std::vector<int64_t> blocks_of(const std::vector<torch::Tensor>& params) const override;
+  void set_block_hooks(model::BlockHooks hooks) override { model_->block_hooks = std::move(hooks); }
 
  protected:
   virtual bool has_val_data() const = 0;

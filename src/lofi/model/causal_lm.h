@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "lofi/model/block_runner.h"
 #include "lofi/model/blocks.h"
 #include "lofi/model/lm_config.h"
 
@@ -34,8 +35,13 @@ struct CausalLmImpl : torch::nn::Module {
 
   LmConfig config;
   torch::nn::Linear lm_head{nullptr};  // (V, E) without bias; only when the head is untied
+  // The decoder's repeated blocks, in order (a node that shards its parameters gathers one at a time).
+  virtual torch::nn::ModuleList decoder_blocks() const = 0;
   // Activation checkpointing (checkpointing.h) of every K-th decoder block while training; 0: none.
   int64_t checkpoint_every = 0;
+  // Around each block's forward (block_runner.h); unset: none.
+  BlockHooks block_hooks;
+  BlockRunner block_runner() const { return {checkpoint_every, block_hooks.before ? &block_hooks : nullptr}; }
 
  protected:
   // Registers lm_head (E -> V) when the config unties the head; architectures call it last, so

@@ -4,7 +4,7 @@
 
 #include "lofi/error.h"
 #include "lofi/model/blocks.h"
-#include "lofi/model/checkpointing.h"
+#include "lofi/model/block_runner.h"
 
 namespace lofi::model {
 
@@ -54,7 +54,7 @@ Gpt2ModelImpl::Gpt2ModelImpl(const LmConfig& c) : dropout(c.embedding_dropout) {
   ln_f = register_module("ln_f", lm_layer_norm(c));
 }
 
-torch::Tensor Gpt2ModelImpl::forward(const torch::Tensor& tokens, const Packing& packing, int64_t checkpoint_every) {
+torch::Tensor Gpt2ModelImpl::forward(const torch::Tensor& tokens, const Packing& packing, const BlockRunner& run_block) {
   const int64_t T = tokens.size(1);
   if (T > wpe->weight.size(0)) fail("sequence of ", T, " tokens is longer than the model's ", wpe->weight.size(0), " positions");
   torch::Tensor positions = packing.empty() ? torch::arange(T, tokens.options().dtype(torch::kLong)) : packing.positions;  // (T) or (B, T)
@@ -62,9 +62,7 @@ torch::Tensor Gpt2ModelImpl::forward(const torch::Tensor& tokens, const Packing&
   x = maybe_dropout(x, dropout, is_training());
   for (size_t i = 0; i < h->size(); ++i) {
     Gpt2Block block = h->ptr<Gpt2BlockImpl>(i);
-    x = checkpoints_block(checkpoint_every, static_cast<int64_t>(i))
-            ? checkpointed([block, mask = packing.mask](const torch::Tensor& y) mutable { return block->forward(y, mask); }, x)
-            : block->forward(x, packing.mask);
+    x = run_block(static_cast<int64_t>(i), [block, mask = packing.mask](const torch::Tensor& y) mutable { return block->forward(y, mask); }, x);
   }
   return ln_f(x);
 }
@@ -75,7 +73,7 @@ Gpt2LMHeadModelImpl::Gpt2LMHeadModelImpl(const LmConfig& c) : CausalLmImpl(c) {
 }
 
 torch::Tensor Gpt2LMHeadModelImpl::hidden(const torch::Tensor& tokens, const Packing& packing) {
-  return transformer->forward(tokens, packing, checkpoint_every);
+  return transformer->forward(tokens, packing, block_runner());
 }
 
 }  // namespace lofi::model

@@ -6,6 +6,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "lofi/model/block_runner.h"
 #include "lofi/model/blocks.h"
 #include "lofi/model/causal_lm.h"
 
@@ -43,9 +44,9 @@ TORCH_MODULE(Gpt2Block);
 
 struct Gpt2ModelImpl : torch::nn::Module {
   explicit Gpt2ModelImpl(const LmConfig& c);
-  // CHECKPOINT_EVERY: activation checkpointing of every K-th block (checkpointing.h).
+  // RUN_BLOCK runs each block: activation checkpointing, sharded parameters (block_runner.h).
   torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {},
-                        int64_t checkpoint_every = 0);  // (B, T) int64 -> hidden (B, T, C)
+                        const BlockRunner& run_block = {});  // (B, T) int64 -> hidden (B, T, C)
 
   torch::nn::Embedding wte{nullptr}, wpe{nullptr};
   torch::nn::ModuleList h{nullptr};
@@ -57,6 +58,7 @@ TORCH_MODULE(Gpt2Model);
 struct Gpt2LMHeadModelImpl : CausalLmImpl {
   explicit Gpt2LMHeadModelImpl(const LmConfig& c);
   torch::Tensor hidden(const torch::Tensor& tokens, const Packing& packing) override;  // (B, T) -> final hidden states (B, T, E)
+  torch::nn::ModuleList decoder_blocks() const override { return transformer->h; }
   torch::Tensor token_embedding() const override { return transformer->wte->weight; }
 
   Gpt2Model transformer{nullptr};

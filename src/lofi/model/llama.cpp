@@ -4,7 +4,7 @@
 
 #include "lofi/error.h"
 #include "lofi/kernels/rotary.h"
-#include "lofi/model/checkpointing.h"
+#include "lofi/model/block_runner.h"
 #include "lofi/kernels/swiglu.h"
 
 namespace lofi::model {
@@ -96,7 +96,7 @@ LlamaModelImpl::LlamaModelImpl(const LmConfig& c) : inv_freq(rope_inv_freq(c)) {
   norm = register_module("norm", RmsNorm(c.d_model, c.layer_norm_eps));
 }
 
-torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing& packing, int64_t checkpoint_every) {
+torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing& packing, const BlockRunner& run_block) {
   const int64_t T = tokens.size(1);
   torch::Tensor x = embed_tokens(tokens);  // (B, T, C)
   // Angles in fp32 (an outer product as elementwise products, which autocast leaves in fp32),
@@ -110,9 +110,7 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing
   const torch::Tensor cos = angles.cos().to(x.scalar_type()), sin = angles.sin().to(x.scalar_type());
   for (size_t i = 0; i < layers->size(); ++i) {
     LlamaDecoderLayer layer = layers->ptr<LlamaDecoderLayerImpl>(i);
-    x = checkpoints_block(checkpoint_every, static_cast<int64_t>(i))
-            ? checkpointed([layer, cos, sin, mask = packing.mask](const torch::Tensor& h) mutable { return layer->forward(h, cos, sin, mask); }, x)
-            : layer->forward(x, cos, sin, packing.mask);
+    x = run_block(static_cast<int64_t>(i), [layer, cos, sin, mask = packing.mask](const torch::Tensor& h) mutable { return layer->forward(h, cos, sin, mask); }, x);
   }
   return norm(x);
 }
@@ -123,7 +121,7 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LmConfig& c) : CausalLmImpl(c) 
 }
 
 torch::Tensor LlamaForCausalLMImpl::hidden(const torch::Tensor& tokens, const Packing& packing) {
-  return model->forward(tokens, packing, checkpoint_every);
+  return model->forward(tokens, packing, block_runner());
 }
 
 }  // namespace lofi::model

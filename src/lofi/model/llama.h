@@ -6,6 +6,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "lofi/model/block_runner.h"
 #include "lofi/model/blocks.h"
 #include "lofi/model/causal_lm.h"
 
@@ -53,9 +54,9 @@ TORCH_MODULE(LlamaDecoderLayer);
 
 struct LlamaModelImpl : torch::nn::Module {
   explicit LlamaModelImpl(const LmConfig& c);
-  // CHECKPOINT_EVERY: activation checkpointing of every K-th layer (checkpointing.h).
+  // RUN_BLOCK runs each block: activation checkpointing, sharded parameters (block_runner.h).
   torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {},
-                        int64_t checkpoint_every = 0);  // (B, T) int64 -> hidden (B, T, C)
+                        const BlockRunner& run_block = {});  // (B, T) int64 -> hidden (B, T, C)
 
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
@@ -67,6 +68,7 @@ TORCH_MODULE(LlamaModel);
 struct LlamaForCausalLMImpl : CausalLmImpl {
   explicit LlamaForCausalLMImpl(const LmConfig& c);
   torch::Tensor hidden(const torch::Tensor& tokens, const Packing& packing) override;  // (B, T) -> final hidden states (B, T, E)
+  torch::nn::ModuleList decoder_blocks() const override { return model->layers; }
   torch::Tensor token_embedding() const override { return model->embed_tokens->weight; }
 
   LlamaModel model{nullptr};

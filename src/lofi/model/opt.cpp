@@ -4,7 +4,7 @@
 
 #include "lofi/error.h"
 #include "lofi/model/blocks.h"
-#include "lofi/model/checkpointing.h"
+#include "lofi/model/block_runner.h"
 
 namespace lofi::model {
 
@@ -56,7 +56,7 @@ OptDecoderImpl::OptDecoderImpl(const LmConfig& c) : dropout(c.embedding_dropout)
   for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(OptDecoderLayer(c));
 }
 
-torch::Tensor OptDecoderImpl::forward(const torch::Tensor& tokens, const Packing& packing, int64_t checkpoint_every) {
+torch::Tensor OptDecoderImpl::forward(const torch::Tensor& tokens, const Packing& packing, const BlockRunner& run_block) {
   const int64_t T = tokens.size(1);
   const int64_t max_positions = embed_positions->weight.size(0) - kOptPositionOffset;
   if (T > max_positions) fail("sequence of ", T, " tokens is longer than the model's ", max_positions, " positions");
@@ -67,9 +67,7 @@ torch::Tensor OptDecoderImpl::forward(const torch::Tensor& tokens, const Packing
   x = maybe_dropout(x + embed_positions(positions), dropout, is_training());  // (B, T, C)
   for (size_t i = 0; i < layers->size(); ++i) {
     OptDecoderLayer layer = layers->ptr<OptDecoderLayerImpl>(i);
-    x = checkpoints_block(checkpoint_every, static_cast<int64_t>(i))
-            ? checkpointed([layer, mask = packing.mask](const torch::Tensor& h) mutable { return layer->forward(h, mask); }, x)
-            : layer->forward(x, packing.mask);
+    x = run_block(static_cast<int64_t>(i), [layer, mask = packing.mask](const torch::Tensor& h) mutable { return layer->forward(h, mask); }, x);
   }
   if (final_layer_norm) x = final_layer_norm(x);
   return project_out ? project_out(x) : x;  // (B, T, C) -> (B, T, E)
@@ -83,7 +81,7 @@ OptForCausalLMImpl::OptForCausalLMImpl(const LmConfig& c) : CausalLmImpl(c) {
 }
 
 torch::Tensor OptForCausalLMImpl::hidden(const torch::Tensor& tokens, const Packing& packing) {
-  return model->decoder->forward(tokens, packing, checkpoint_every);
+  return model->decoder->forward(tokens, packing, block_runner());
 }
 
 }  // namespace lofi::model

@@ -40,9 +40,9 @@ TORCH_MODULE(OptDecoderLayer);
 
 struct OptDecoderImpl : torch::nn::Module {
   explicit OptDecoderImpl(const LmConfig& c);
-  // CHECKPOINT_EVERY: activation checkpointing of every K-th layer (checkpointing.h).
+  // RUN_BLOCK runs each block: activation checkpointing, sharded parameters (block_runner.h).
   torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {},
-                        int64_t checkpoint_every = 0);  // (B, T) int64 -> hidden (B, T, E)
+                        const BlockRunner& run_block = {});  // (B, T) int64 -> hidden (B, T, E)
 
   torch::nn::Embedding embed_tokens{nullptr}, embed_positions{nullptr};
   Linear project_in{nullptr}, project_out{nullptr};  // only when E != C
@@ -61,6 +61,7 @@ TORCH_MODULE(OptModel);
 struct OptForCausalLMImpl : CausalLmImpl {
   explicit OptForCausalLMImpl(const LmConfig& c);
   torch::Tensor hidden(const torch::Tensor& tokens, const Packing& packing) override;  // (B, T) -> final hidden states (B, T, E)
+  torch::nn::ModuleList decoder_blocks() const override { return model->decoder->layers; }
   torch::Tensor token_embedding() const override { return model->decoder->embed_tokens->weight; }
 
   OptModel model{nullptr};

@@ -19,6 +19,7 @@ nlohmann::json StepMetrics::to_json() const {
   if (peak_memory_bytes) record["peak_memory_bytes"] = *peak_memory_bytes;
   if (optimizer_state_bytes) record["optimizer_state_bytes"] = *optimizer_state_bytes;
   if (gradient_bytes) record["gradient_bytes"] = *gradient_bytes;
+  if (parameter_bytes) record["parameter_bytes"] = *parameter_bytes;
   for (const auto& [key, value] : validation) record[key] = value;
   return record;
 }
@@ -55,6 +56,7 @@ std::optional<StepMetrics> StepMetrics::from_json(const nlohmann::json& j) {
   if (j.contains("peak_memory_bytes")) m.peak_memory_bytes = integer_or(j, "peak_memory_bytes", 0);
   if (j.contains("optimizer_state_bytes")) m.optimizer_state_bytes = integer_or(j, "optimizer_state_bytes", 0);
   if (j.contains("gradient_bytes")) m.gradient_bytes = integer_or(j, "gradient_bytes", 0);
+  if (j.contains("parameter_bytes")) m.parameter_bytes = integer_or(j, "parameter_bytes", 0);
   for (const auto& [key, value] : j.items())
     if (key.rfind("val_", 0) == 0) m.validation[key] = value.is_number() ? value.get<double>() : std::nan("");
   return m;

@@ -16,11 +16,14 @@ Optimizer::Optimizer(const torch::nn::Module& module, const TrainConfig& c) : co
   }
 }
 
-void Optimizer::shard(const std::vector<dist::Piece>& pieces) {
+void Optimizer::shard(const std::vector<dist::Piece>& pieces, const std::vector<torch::Tensor>& values) {
+  if (!values.empty() && values.size() != pieces.size()) fail("internal: ", values.size(), " values for ", pieces.size(), " pieces");
   std::vector<Slot> slots;
-  for (const dist::Piece& piece : pieces) {
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const dist::Piece& piece = pieces[i];
     Slot s;
     s.param = piece.param, s.begin = piece.begin, s.end = piece.end;
+    if (!values.empty()) s.master = values[i];
     s.decay = slots_.at(piece.param).decay;  // decided by the whole parameter's shape
     slots.push_back(std::move(s));
   }
@@ -29,6 +32,7 @@ void Optimizer::shard(const std::vector<dist::Piece>& pieces) {
 }
 
 torch::Tensor Optimizer::values(const Slot& slot) const {
+  if (slot.master.defined()) return slot.master;
   const torch::Tensor& p = params_[slot.param].param;
   if (slot.end < 0) return p;
   return p.detach().view({-1}).narrow(0, slot.begin, slot.end - slot.begin);  // (end - begin,)

@@ -40,8 +40,9 @@ class Optimizer {
   Optimizer(const torch::nn::Module& module, const TrainConfig& config);
 
   // From now on update only PIECES of params() (each piece indexes params()); call before the
-  // first step or load_state.
-  void shard(const std::vector<dist::Piece>& pieces);
+  // first step or load_state. VALUES (optional, one per piece): where a piece's values live when
+  // not in its parameter (dist.shard = "full": this worker's part of a block's bucket).
+  void shard(const std::vector<dist::Piece>& pieces, const std::vector<torch::Tensor>& values = {});
   bool sharded() const { return sharded_; }
 
   void set_lr(double lr) { lr_ = lr; }
@@ -72,6 +73,7 @@ class Optimizer {
     size_t param = 0;
     int64_t begin = 0, end = -1;  // the piece's flat elements; end -1: the whole parameter
     torch::Tensor exp_avg, exp_avg_sq, step;  // like the piece; step: () fp32, as PyTorch's fused path
+    torch::Tensor master;  // the piece's values when they live outside the parameter (flat)
     bool decay = false;
   };
   // The parameter elements SLOT updates: the parameter itself, or a flat view of its piece.

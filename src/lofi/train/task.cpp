@@ -11,4 +11,8 @@ std::string Task::probe_head(int64_t, double, int64_t) {
 
 bool Task::write_hf_output(const std::string&, const std::string&) const { return false; }
 
+std::vector<int64_t> Task::blocks_of(const std::vector<torch::Tensor>&) const { return {}; }
+
+void Task::set_block_hooks(model::BlockHooks) {}
+
 }  // namespace lofi::train

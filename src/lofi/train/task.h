@@ -11,6 +11,7 @@
 
 #include "lofi/dist/comm.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/model/block_runner.h"
 #include "lofi/train/config.h"
 
 namespace lofi::train {
@@ -32,6 +33,11 @@ class Task {
   // Held-out metrics for the log line (e.g. {"val_loss": 2.1}); BATCH is the evaluation batch.
   virtual bool has_validation() const = 0;
   virtual nlohmann::json validate(int64_t batch) = 0;
+  // For dist.shard = "full", which keeps one decoder block's parameters whole at a time: the block
+  // each of PARAMS belongs to (-1: outside the blocks), or empty where the model has no decoder
+  // blocks (then "full" is refused); and the hooks around each block's forward (unset: none).
+  virtual std::vector<int64_t> blocks_of(const std::vector<torch::Tensor>& params) const;
+  virtual void set_block_hooks(model::BlockHooks hooks);
   // Where the model lives: batches are copied there (pinned, non-blocking on CUDA).
   void set_device(const torch::Device& device) { device_ = device; }
   const torch::Device& device() const { return device_; }

@@ -1,5 +1,7 @@
 #include "lofi/train/trainer.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -310,8 +312,8 @@ void TrainingLoop::train_step(int64_t step, double lr) {
   // The node's loss (and stop), so every worker of the node decides alike; while warm, the job's.
   if (warm) c_.comm.world_mean({loss_sum, stop_});
   else c_.comm.node_mean({loss_sum, stop_});
-  // ZeRO-2: each worker holds its part of the gradients; their norm is summed over the node.
-  const bool parts_only = grad_sync_.mode() == dist::ShardMode::gradients;
+  // ZeRO-2 and -3: each worker holds its part of the gradients; their norm is summed over the node.
+  const bool parts_only = grad_sync_.mode() == dist::ShardMode::gradients || grad_sync_.mode() == dist::ShardMode::full;
   const std::vector<torch::Tensor> piece_grads = c_.optimizer.sharded() ? grad_sync_.piece_grads() : std::vector<torch::Tensor>{};
   const torch::Tensor norm = parts_only          ? clip_sharded_grad_norm(piece_grads, c_.comm, tc_.grad_clip)
                              : tc_.grad_clip > 0 ? clip_grad_norm(params_, tc_.grad_clip)
@@ -365,6 +367,7 @@ void TrainingLoop::report(int64_t done, bool log_now, bool eval_now, double lr, 
     if (c_.device.is_cuda()) m.peak_memory_bytes = dist::cuda_peak_allocated(c_.device.index());
     m.optimizer_state_bytes = c_.optimizer.state_bytes();
     m.gradient_bytes = grad_sync_.gradient_bytes();
+    m.parameter_bytes = grad_sync_.parameter_bytes();
     if (eval_now) m.validation = c_.task.validate(c_.batches.micro).get<std::map<std::string, double>>();
     c_.metrics->write(m.to_json());
     std::string validation;  // the periodic evaluation's numbers, on the same line
@@ -381,10 +384,13 @@ void TrainingLoop::report(int64_t done, bool log_now, bool eval_now, double lr, 
   std::fflush(stdout);
 }
 
-// Every worker calls it at the same steps: a sharded node gathers its optimizer state first.
+// Every worker calls it at the same steps: a sharded node gathers its optimizer state first (and,
+// sharding its parameters, their blocks).
 void TrainingLoop::save(int64_t done) {
   OptimizerState state = optimizer_state(c_.optimizer, grad_sync_, /*keep=*/leader_);
+  grad_sync_.unshard();
   if (leader_) save_checkpoint(c_.dir, done, c_.task.model(), std::move(state), c_.config_toml, c_.data_prints, c_.outer);
+  grad_sync_.reshard();
 }
 
 void TrainingLoop::run(TrainSummary& summary) {
@@ -466,16 +472,24 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   std::vector<torch::Tensor> params;
   std::vector<std::string> names;
   for (const auto& p : optimizer.params()) params.push_back(p.param), names.push_back(p.name);
-  dist::GradientSync grad_sync(comm, params, names, config.dist.overlap, config.dist.bucket_mb, shard);
+  std::vector<int64_t> blocks;  // dist.shard = "full": each parameter's decoder block (-1: outside them)
+  if (shard == dist::ShardMode::full) {
+    blocks = task->blocks_of(params);
+    if (std::none_of(blocks.begin(), blocks.end(), [](int64_t b) { return b >= 0; }))
+      fail("dist.shard = \"full\": this model has no decoder blocks to gather one at a time; use dist.shard = \"gradients\"");
+  }
+  dist::GradientSync grad_sync(comm, params, names, config.dist.overlap, config.dist.bucket_mb, shard, /*world=*/false, blocks);
   if (shard != dist::ShardMode::none) {
-    optimizer.shard(grad_sync.pieces());
+    optimizer.shard(grad_sync.pieces(), grad_sync.piece_values());
     if (node_leader && topo.node == 0) {
       int64_t total = 0;
       for (const auto& p : params) total += p.numel();
       std::printf("dist.shard = \"%s\": each of a node's %lld workers updates %lld of the %lld trainable parameters and keeps "
                   "their AdamW state%s\n", config.dist.shard.c_str(), static_cast<long long>(topo.node_size),
                   static_cast<long long>(grad_sync.layout().owned_numel()), static_cast<long long>(total),
-                  shard == dist::ShardMode::gradients ? " and gradients" : "");
+                  shard == dist::ShardMode::gradients ? " and gradients"
+                  : shard == dist::ShardMode::full    ? ", gradients and part of each decoder block's parameters"
+                                                      : "");
     }
   }
   // DiLoCo's outer optimizer, from the weights every node starts from (or its checkpointed state).
@@ -487,6 +501,18 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   if (start.mode == run::StartMode::resume)
     start_step = load_checkpoint(resume_point(config, my_dir, node_leader, comm, start.allow_changed, changes), task->model(),
                                  optimizer, outer.get());
+  // dist.shard = "full": from here on each decoder block's parameters are whole only while it runs.
+  grad_sync.shard_params();
+  struct BlockHooksOff {  // the hooks refer to grad_sync: they go before it does
+    Task& task;
+    ~BlockHooksOff() { task.set_block_hooks({}); }
+  } hooks_off{*task};
+  if (shard == dist::ShardMode::full) {
+    task->set_block_hooks({[&grad_sync](int64_t i) { grad_sync.before_block(i); },
+                           [&grad_sync](int64_t i, const torch::Tensor& out) { return grad_sync.after_block(i, out); }});
+    // Autocast's cache would keep a bf16 copy of every block's weights for the whole forward.
+    at::autocast::set_autocast_cache_enabled(false);
+  }
   // The whole job's config sits at the run root; a node_id job keeps its own beside its files.
   if (topo.whole_job && env.rank == 0) write_run_config(run_dir.config(), config, start, start_step, changes);
   if (!topo.whole_job && node_leader) write_run_config(my_dir.config(), config, start, start_step, changes);
@@ -520,6 +546,8 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
     TrainingLoop loop(StepContext{config, topo, batches, plan.device, *task, optimizer, outer.get(), comm, grad_sync, std::move(warm_sync), my_dir, start_step,
                                   config_toml, data_prints, metrics.get(), heartbeat.get()});
     loop.run(worker.summary);
+    grad_sync.unshard();  // full: the whole weights, for the final file and what runs after training
+    task->set_block_hooks({});
     if (node_leader) {
       io::Metadata meta = task->metadata();
       meta.insert({{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
