@@ -83,6 +83,23 @@ TEST(CliMemoryPlan, PeakIsWithinFifteenPercentOfMeasured) {
     std::cout << "plan " << format_bytes(plan->peak) << ", measured peak " << format_bytes(measured) << ": " << shape << "\n";
     EXPECT_NEAR(plan->peak / measured, 1.0, 0.15);
   }
+  // A node of two workers, fully sharded and not: the larger worker's peak (the launcher waits for
+  // both, so its children's peak is theirs). Weights, gradients and AdamW state dominate here.
+  for (const std::string shard : {"none", "full"}) {
+    SCOPED_TRACE(shard);
+    const std::string flags = base + " --set model.arch=llama --set model.activation=silu --set model.n_layer=8 --set model.n_head=8"
+                                     " --set model.d_model=512 --set model.d_ff=2048 --set model.vocab_size=8192 --set train.batch_size=4"
+                                     " --set model.max_seq_len=64 --set data.seq_len=64 --set dist.shard=" + shard +
+                              " --set run.dir=" + dir + "/run-" + shard;
+    const train::Config config = train::load_config("", split_sets(flags));
+    const auto plan = family::memory_plan(config, 2, 2, 0);
+    ASSERT_TRUE(plan.has_value());
+    std::vector<std::string> args{"launch", "--workers", "2", "--", "train", "--quiet"};
+    for (const auto& s : split_sets(flags)) args.push_back("--set"), args.push_back(s);
+    const double measured = static_cast<double>(test::peak_rss_kb(args)) * 1024;
+    std::cout << "plan " << format_bytes(plan->peak) << ", measured peak " << format_bytes(measured) << ": 2 workers, dist.shard = " << shard << "\n";
+    EXPECT_NEAR(plan->peak / measured, 1.0, 0.15);
+  }
 }
 
 }  // namespace
@@ -139,6 +156,18 @@ TEST(MemoryPlan, ShardingAndLoraShrinkWhatTheyShould) {
   EXPECT_NEAR(line(none, "gradients"), 8 * P, 1e6);   // .grad and the all-reduce's buckets
   EXPECT_LT(line(zero2, "gradients"), 1.3 * P);       // 1/4 of 4 bytes each, two buckets and the embedding's .grad in flight
   EXPECT_NEAR(line(lora, "weights"), 2 * P, 0.03 * P);  // the frozen base in bf16, the adapters in fp32
+  // Fully sharded over 8 workers: the embedding and head whole, 1/8 of the 32 blocks, two blocks gathered.
+  const double block = 218112000.0, outside = P - 32 * block;  // one block's parameters; the embedding, head and final norm
+  const auto zero3 = plan_of(" --set dist.shard=full", 8);
+  EXPECT_NEAR(line(zero3, "weights"), 4 * outside + 4 * (32 * block / 8) + 2 * 4 * block, 1e6);
+  EXPECT_NEAR(line(zero3, "AdamW state"), P, 1e6);
+  EXPECT_LT(zero3.peak, plan_of(" --set dist.shard=gradients", 8).peak);
+  EXPECT_TRUE(plan_of(" --set dist.shard=full --set train.activation_checkpointing=1", 8, 141e9).fits());
+  const auto tight = plan_of(" --set dist.shard=gradients", 8, 40e9);
+  ASSERT_FALSE(tight.fits());
+  bool full_offered = false;
+  for (const auto& knob : tight.knobs) full_offered |= knob.setting.find("--set dist.shard=full") != std::string::npos;
+  EXPECT_TRUE(full_offered);
   EXPECT_LT(zero2.peak, zero1.peak);
   EXPECT_LT(zero1.peak, none.peak);
   EXPECT_TRUE(lora.fits());

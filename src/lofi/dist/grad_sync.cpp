@@ -309,6 +309,13 @@ std::vector<torch::Tensor> GradientSync::piece_values() const {
   return out;
 }
 
+std::vector<torch::Tensor> GradientSync::current_piece_values() const {
+  std::vector<torch::Tensor> out = piece_values();
+  for (size_t i = 0; i < pieces_.size(); ++i)
+    if (!out[i].defined()) out[i] = params_[pieces_[i].param].detach().view({-1}).narrow(0, pieces_[i].begin, pieces_[i].numel());
+  return out;
+}
+
 void GradientSync::prefetch(size_t b) {
   Bucket& bucket = *buckets_[b];
   if (bucket.is_whole || bucket.gathering) return;
@@ -359,11 +366,6 @@ void GradientSync::unshard() {
     if (i + 1 < block_bucket_.size()) prefetch(block_bucket_[i + 1]);
     make_whole(block_bucket_[i]);
   }
-}
-
-void GradientSync::reshard() {
-  if (!sharded_params_) return;
-  for (size_t b : block_bucket_) release(b);
 }
 
 int64_t GradientSync::parameter_bytes() const {

@@ -78,14 +78,17 @@ class GradientSync {
   // full: what the optimizer updates for each piece: a view of this worker's part of a block's
   // bucket, or undefined (the parameter itself, outside the blocks).
   std::vector<torch::Tensor> piece_values() const;
+  // Whether the parameters are sharded (full, after shard_params()); and every piece's current
+  // values (its part of a block's bucket, or a view of its parameter), for gather().
+  bool shards_params() const { return sharded_params_; }
+  std::vector<torch::Tensor> current_piece_values() const;
   // full: block INDEX's hooks (model::BlockHooks): its parameters whole before its forward, the
   // next block's gather started; after, a hook on OUT's gradient that gathers them again (and the
   // block before) for the backward, and the block's buffer freed.
   void before_block(int64_t index);
   torch::Tensor after_block(int64_t index, const torch::Tensor& out);
-  // full: every block's parameters whole (every worker calls it: to save them), or freed again.
+  // full: every block's parameters whole from now on (every worker calls it; training is over).
   void unshard();
-  void reshard();
   // Bytes of parameters this worker holds between steps (full: its parts of the blocks' and the
   // whole parameters outside them).
   int64_t parameter_bytes() const;

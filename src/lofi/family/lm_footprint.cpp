@@ -15,6 +15,7 @@ namespace {
 
 struct Counts {
   int64_t trainable = 0, frozen = 0, largest = 0;
+  int64_t block_trainable = 0;  // one block's
   bool gated = false;  // the Llama class's gate_proj
 };
 
@@ -37,6 +38,7 @@ Counts count_parameters(const model::LmConfig& c, const io::LoraSpec* spec) {
     const bool in_block = item.key().find(".0.") != std::string::npos;  // the block's: one in each block
     const auto all = static_cast<int64_t>(in_block ? one * static_cast<double>(c.n_layer) : one);
     (p.requires_grad() ? counts.trainable : counts.frozen) += all;
+    if (in_block && p.requires_grad()) counts.block_trainable += static_cast<int64_t>(one);
     if (p.requires_grad()) counts.largest = std::max(counts.largest, static_cast<int64_t>(one));
     counts.gated |= item.key().find("gate_proj") != std::string::npos;
   }
@@ -67,6 +69,7 @@ train::ModelFootprint lm_footprint(const train::Config& config, int64_t micro_ba
   f.shape = cat(c.arch, ", ", c.n_layer, " layers, d_model ", c.d_model, ", d_ff ", c.d_ff, ", vocabulary ", c.vocab_size,
                 spec ? cat(", LoRA rank ", spec->r) : "");
   f.trainable = counts.trainable, f.frozen = counts.frozen, f.largest_param = counts.largest;
+  f.blocks = c.n_layer, f.block_trainable = counts.block_trainable;
   f.frozen_bytes = config.model.dtype == "bf16" ? 2 : 4;
 
   const double N = static_cast<double>(micro_batch * config.data.seq_len), T = static_cast<double>(config.data.seq_len);

@@ -76,7 +76,7 @@ OptimizerState optimizer_state(const Optimizer& optimizer, dist::GradientSync& s
   const auto& params = optimizer.params();
   for (const std::string which : {"exp_avg", "exp_avg_sq"})
     sync.gather(optimizer.piece_state(which), [&](size_t k, const torch::Tensor& flat) {
-      if (keep) state.tensors.emplace_back(params[k].name + "." + which, flat.reshape(params[k].param.sizes()).clone());
+      if (keep) state.tensors.emplace_back(params[k].name + "." + which, flat.reshape(params[k].param.sizes()).to(torch::kCPU, false, true));
     });
   if (!keep) return state;
   // Every piece of a sharded node is updated at every step: one count for all.
@@ -85,7 +85,22 @@ OptimizerState optimizer_state(const Optimizer& optimizer, dist::GradientSync& s
   return state;
 }
 
-void save_checkpoint(const run::NodeDir& node, int64_t step, const torch::nn::Module& module,
+io::NamedTensors gathered_weights(const torch::nn::Module& module, const Optimizer& optimizer, dist::GradientSync& sync,
+                                  bool keep) {
+  if (!sync.shards_params()) return keep ? checkpoint_weights(module) : io::NamedTensors{};
+  const auto& params = optimizer.params();
+  std::map<std::string, torch::Tensor> gathered;  // parameter name -> its whole values, on the host
+  sync.gather(sync.current_piece_values(), [&](size_t k, const torch::Tensor& flat) {
+    if (keep) gathered[params[k].name] = flat.reshape(params[k].param.sizes()).to(torch::kCPU, false, true);
+  });
+  if (!keep) return {};
+  io::NamedTensors out = checkpoint_weights(module);  // the blocks' parameters are freed: not read
+  for (auto& [name, tensor] : out)
+    if (auto it = gathered.find(name); it != gathered.end()) tensor = std::move(it->second);
+  return out;
+}
+
+void save_checkpoint(const run::NodeDir& node, int64_t step, const io::NamedTensors& weights,
                      OptimizerState optimizer, const std::string& config_toml, const std::string& data,
                      const OuterOptimizer* outer) {
   io::make_dirs(node.checkpoint_dir());
@@ -96,7 +111,7 @@ void save_checkpoint(const run::NodeDir& node, int64_t step, const torch::nn::Mo
   if (outer)
     for (auto& t : outer->state()) state.push_back(std::move(t));
   io::save_safetensors(paths.optimizer, state, optim_meta, /*checksum=*/true);
-  io::save_safetensors(paths.weights, checkpoint_weights(module),
+  io::save_safetensors(paths.weights, weights,
                        {{"step", std::to_string(step)}, {"lofi.config", config_toml}, {"lofi.data", data}}, /*checksum=*/true);
 }
 

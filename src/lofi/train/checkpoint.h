@@ -43,13 +43,20 @@ struct OptimizerState {
   io::Metadata metadata;
 };
 // OPTIMIZER's state; a sharded one's pieces are all-gathered from the node's workers through SYNC,
-// bucket by bucket (every worker of the node must call it). Only where KEEP is it returned.
+// bucket by bucket (every worker of the node must call it), into host memory. Only where KEEP is
+// it returned.
 OptimizerState optimizer_state(const Optimizer& optimizer, dist::GradientSync& sync, bool keep);
+// The weights a checkpoint of MODULE holds (checkpoint_weights); where the node shards its
+// parameters (dist.shard = "full"), gathered bucket by bucket through SYNC into host memory, the
+// device never holding more than two buckets of them (every worker of the node must call it; only
+// where KEEP are they returned).
+io::NamedTensors gathered_weights(const torch::nn::Module& module, const Optimizer& optimizer, dist::GradientSync& sync,
+                                  bool keep);
 
-// CONFIG_TOML (the run's resolved config) and DATA (its data's fingerprints, as JSON) go into the
-// weights file's metadata; OUTER's state (DiLoCo's, when the run has one) into the optimizer file
-// beside AdamW's.
-void save_checkpoint(const run::NodeDir& node, int64_t step, const torch::nn::Module& module,
+// WEIGHTS: checkpoint_weights' or gathered_weights'. CONFIG_TOML (the run's resolved config) and
+// DATA (its data's fingerprints, as JSON) go into the weights file's metadata; OUTER's state
+// (DiLoCo's, when the run has one) into the optimizer file beside AdamW's.
+void save_checkpoint(const run::NodeDir& node, int64_t step, const io::NamedTensors& weights,
                      OptimizerState optimizer, const std::string& config_toml, const std::string& data,
                      const OuterOptimizer* outer = nullptr);
 // Loads weights and optimizer state (and OUTER's, when given); returns the step to continue from.

@@ -13,9 +13,13 @@ namespace {
 struct Moments {
   double runtime = 0, weights = 0, optimizer = 0, grads_between = 0, grads_peak = 0, activations = 0, block = 0, loss_head = 0,
          copies = 0;
+  double gathered = 0;  // a checkpoint's whole copies on the node leader, where they land in the same memory (CPU)
+  double whole = 0;     // full: the blocks' parameters gathered whole after the last step
   double forward_end() const { return runtime + weights + optimizer + grads_between + activations + loss_head + copies; }
   double backward_end() const { return runtime + weights + optimizer + grads_peak + block + copies; }
-  double peak() const { return std::max(forward_end(), backward_end()); }
+  double checkpoint() const { return runtime + weights + optimizer + grads_between + gathered; }
+  double training_end() const { return runtime + weights + optimizer + grads_between + whole; }
+  double peak() const { return std::max({forward_end(), backward_end(), checkpoint(), training_end()}); }
 };
 
 Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place) {
@@ -27,15 +31,35 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
   m.weights = 4 * P + static_cast<double>(f.frozen) * static_cast<double>(f.frozen_bytes);
   m.optimizer = mode == "none" ? 8 * P : 8 * std::ceil(P / G);
   const double buckets = workers > 1 ? 4 * P : 0;  // none, optimizer: the all-reduce's buckets, kept
-  if (mode == "gradients") {
-    // Its parts of the gradients; in backward, two buckets in flight and one parameter's .grad.
+  const double block = static_cast<double>(f.block_trainable), in_blocks = block * static_cast<double>(f.blocks);
+  const double bucket_bytes = std::min(4 * P, c.dist.bucket_mb * 1024 * 1024);
+  m.copies = f.weight_copies;
+  // A sharded node's checkpoint gathers the AdamW state (full: and the blocks' parameters) into
+  // host memory on its leader: the same memory on a CPU.
+  const bool on_host = place.device.rfind("cuda", 0) != 0;
+  if (on_host && mode != "none") m.gathered = 8 * P + (mode == "full" ? 4 * P : 0);
+  if (mode == "full") {
+    // The parameters outside the blocks whole, 1/G of the blocks', two blocks gathered; after the
+    // last step every block whole, for the final weights and what runs after training.
+    m.weights += -4 * in_blocks + 4 * std::ceil(in_blocks / G) + 2 * 4 * block;
+    m.whole = 4 * in_blocks - 2 * 4 * block;
+    // bf16 casts are not cached (the trainer turns autocast's cache off): those autograd saves for
+    // the backward of blocks that are not checkpointed stay, and the running ones'.
+    const double every = static_cast<double>(c.train.activation_checkpointing), L = static_cast<double>(f.blocks);
+    const double saved = every > 0 ? L - std::ceil(L / every) : L;
+    if (m.copies > 0) m.copies = 2 * (P - in_blocks) + 2 * block * (saved + 2);
+  }
+  if (mode == "gradients" || mode == "full") {
+    // Its parts of the gradients; in backward, two buckets in flight (full: a block's each) and
+    // one parameter's .grad.
     m.grads_between = 4 * std::ceil(P / G);
-    m.grads_peak = m.grads_between + 2 * std::min(4 * P, c.dist.bucket_mb * 1024 * 1024) + 4 * static_cast<double>(f.largest_param);
+    m.grads_peak = m.grads_between + 2 * std::max(bucket_bytes, mode == "full" ? 4 * block : 0.0) +
+                   4 * static_cast<double>(f.largest_param);
   } else {
     m.grads_between = buckets;
     m.grads_peak = buckets + 4 * P;  // and every .grad
   }
-  m.activations = f.activations, m.block = f.block_activations, m.loss_head = f.loss_head, m.copies = f.weight_copies;
+  m.activations = f.activations, m.block = f.block_activations, m.loss_head = f.loss_head;
   return m;
 }
 
@@ -72,13 +96,16 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
   plan.available = place.available;
   plan.device = place.device;
   const std::string sharded = place.node_workers > 1 && config.dist.shard != "none" ? cat(", 1/", place.node_workers, " of it") : "";
+  const bool full = place.node_workers > 1 && config.dist.shard == "full";
   plan.lines = {
       {"weights", m.weights,
        f.frozen > 0 ? cat(count_text(static_cast<double>(f.trainable)), " trainable in fp32, ", count_text(static_cast<double>(f.frozen)),
                           " frozen at ", f.frozen_bytes, " bytes")
-                    : cat(count_text(static_cast<double>(f.trainable)), " parameters in fp32")},
+                    : cat(count_text(static_cast<double>(f.trainable)), " parameters in fp32",
+                          full ? cat("; the blocks' 1/", place.node_workers, ", two blocks gathered") : "")},
       {"gradients", m.grads_peak,
-       config.dist.shard == "gradients" && place.node_workers > 1 ? cat("its 1/", place.node_workers, " part, two buckets in flight")
+       config.dist.shard != "none" && config.dist.shard != "optimizer" && place.node_workers > 1
+           ? cat("its 1/", place.node_workers, " part, two buckets in flight")
        : place.node_workers > 1                                   ? "fp32, and the all-reduce's buckets"
                                                                   : "fp32"},
       {"AdamW state", m.optimizer, "two fp32 moments" + sharded},
@@ -86,7 +113,10 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
                                          config.train.activation_checkpointing > 0 ? ", checkpointed" : "")},
       {"loss head", m.loss_head, "the chunked cross-entropy's buffers"},
   };
-  if (m.copies > 0) plan.lines.push_back({"bf16 weight copies", m.copies, "autocast's casts, kept for the pass"});
+  if (m.copies > 0)
+    plan.lines.push_back({"bf16 weight copies", m.copies, full ? "autocast's casts that backward keeps" : "autocast's casts, kept for the pass"});
+  if (m.gathered > 0) plan.lines.push_back({"checkpoint copies", m.gathered, "the node leader gathers the whole state to save it"});
+  if (m.whole > 0) plan.lines.push_back({"blocks gathered", m.whole, "every block whole after the last step"});
   plan.lines.push_back({"runtime", m.runtime, place.device.rfind("cuda", 0) == 0 ? "CUDA context, cuBLAS workspaces" : "LibTorch, threads, allocator"});
   plan.peak = m.peak();
   if (plan.fits()) return plan;
@@ -101,6 +131,12 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
     std::vector<std::string> all;
     for (const auto& sets : candidates) all.insert(all.end(), sets.begin(), sets.end());
     candidates.push_back(all);
+  }
+  // Full sharding (a full fine-tune of a decoder), alone and with every block checkpointed.
+  if (place.node_workers > 1 && config.dist.shard != "full" && f.blocks > 0 && !config.lora.enabled()) {
+    candidates.push_back({"dist.shard=full"});
+    if (config.train.activation_checkpointing != 1 && config.model.dropout <= 0)
+      candidates.push_back({"dist.shard=full", "train.activation_checkpointing=1"});
   }
   for (const auto& sets : candidates) {
     Config changed = config;
@@ -118,7 +154,7 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
 std::string format_memory_plan(const MemoryPlan& plan) {
   std::string out = cat("memory plan: ", plan.shape, "\n  ", plan.layout, "\n  per worker:\n");
   for (const auto& line : plan.lines) out += row(line.what, line.bytes, line.note);
-  out += row("peak", plan.peak, "the larger of the forward pass's end (activations) and the backward pass's (gradients)");
+  out += row("peak", plan.peak, "the largest of the moments: a forward pass's end (activations), a backward pass's (gradients), a checkpoint's");
   out += cat("  device: ", plan.device, plan.available > 0 ? cat(", ", format_bytes(plan.available), " per worker") : ", memory unknown",
              ": ", plan.fits() ? "fits" : "does NOT fit", "\n");
   for (const auto& knob : plan.knobs)

@@ -4,11 +4,15 @@
 // gives it. A run that will not fit is refused before it starts, naming the knobs that make it fit
 // and what each would bring the peak to. `lofi plan` prints the same table.
 //
-// The peak is the larger of the two moments that bound a step: the end of the forward pass (every
+// The peak is the largest of the moments that bound a run: the end of the forward pass (every
 // saved activation and the loss head's buffers live) and the end of the backward pass (every
-// gradient written, one block's activations left). Each worker holds the weights (trainable in
+// gradient written, one block's activations left); and, where they are larger, a checkpoint (a
+// sharded node's leader gathers the whole state; on a CPU into the same memory) and the end of a
+// fully sharded run (every block gathered whole). Each worker holds the weights (trainable in
 // fp32; a LoRA run's frozen base in model.dtype), AdamW's two fp32 moments for what it updates,
-// and the gradient buffers its dist.shard mode keeps (dist/grad_sync.h).
+// and the gradient buffers its dist.shard mode keeps (dist/grad_sync.h). Fully sharded (dist.shard =
+// "full"), a worker holds the parameters outside the blocks whole, its 1/G of the blocks' and two
+// blocks gathered at once (the one running and the next one's prefetch).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -26,6 +30,8 @@ struct ModelFootprint {
   int64_t frozen = 0;             // a LoRA run's frozen base parameters
   int64_t frozen_bytes = 4;       // bytes of each frozen parameter (model.dtype)
   int64_t largest_param = 0;      // elements of the largest trainable tensor
+  int64_t blocks = 0;             // decoder blocks (dist.shard = "full" gathers one at a time); 0: none
+  int64_t block_trainable = 0;    // trainable parameters of one block
   double activations = 0;         // bytes one micro-batch's forward keeps for backward (as checkpointed)
   double block_activations = 0;   // bytes one block keeps (what a backward or a recompute holds at once)
   double loss_head = 0;           // bytes the loss head holds at the end of the forward pass

@@ -385,12 +385,11 @@ void TrainingLoop::report(int64_t done, bool log_now, bool eval_now, double lr, 
 }
 
 // Every worker calls it at the same steps: a sharded node gathers its optimizer state first (and,
-// sharding its parameters, their blocks).
+// sharding its parameters, them).
 void TrainingLoop::save(int64_t done) {
   OptimizerState state = optimizer_state(c_.optimizer, grad_sync_, /*keep=*/leader_);
-  grad_sync_.unshard();
-  if (leader_) save_checkpoint(c_.dir, done, c_.task.model(), std::move(state), c_.config_toml, c_.data_prints, c_.outer);
-  grad_sync_.reshard();
+  const io::NamedTensors weights = gathered_weights(c_.task.model(), c_.optimizer, grad_sync_, /*keep=*/leader_);
+  if (leader_) save_checkpoint(c_.dir, done, weights, std::move(state), c_.config_toml, c_.data_prints, c_.outer);
 }
 
 void TrainingLoop::run(TrainSummary& summary) {
