@@ -362,10 +362,13 @@ torch::Tensor GradientSync::after_block(int64_t index, const torch::Tensor& out)
 }
 
 void GradientSync::unshard() {
-  for (size_t i = 0; i < block_bucket_.size() && sharded_params_; ++i) {
+  if (!sharded_params_) return;
+  for (size_t i = 0; i < block_bucket_.size(); ++i) {
     if (i + 1 < block_bucket_.size()) prefetch(block_bucket_[i + 1]);
     make_whole(block_bucket_[i]);
   }
+  for (auto& bucket : buckets_) bucket->master.reset(), bucket->summed.reset();
+  sharded_params_ = false;  // the hooks do nothing now
 }
 
 int64_t GradientSync::parameter_bytes() const {

@@ -87,7 +87,8 @@ class GradientSync {
   // block before) for the backward, and the block's buffer freed.
   void before_block(int64_t index);
   torch::Tensor after_block(int64_t index, const torch::Tensor& out);
-  // full: every block's parameters whole from now on (every worker calls it; training is over).
+  // full: every block's parameters whole from now on, this worker's parts and gradients freed
+  // (every worker calls it; training is over: the optimizer has released its views of the parts).
   void unshard();
   // Bytes of parameters this worker holds between steps (full: its parts of the blocks' and the
   // whole parameters outside them).

@@ -14,11 +14,11 @@ struct Moments {
   double runtime = 0, weights = 0, optimizer = 0, grads_between = 0, grads_peak = 0, activations = 0, block = 0, loss_head = 0,
          copies = 0;
   double gathered = 0;  // a checkpoint's whole copies on the node leader, where they land in the same memory (CPU)
-  double whole = 0;     // full: the blocks' parameters gathered whole after the last step
+  double end = 0;       // full: what a worker holds after the last step (the weights, whole)
   double forward_end() const { return runtime + weights + optimizer + grads_between + activations + loss_head + copies; }
   double backward_end() const { return runtime + weights + optimizer + grads_peak + block + copies; }
   double checkpoint() const { return runtime + weights + optimizer + grads_between + gathered; }
-  double training_end() const { return runtime + weights + optimizer + grads_between + whole; }
+  double training_end() const { return runtime + end; }
   double peak() const { return std::max({forward_end(), backward_end(), checkpoint(), training_end()}); }
 };
 
@@ -40,9 +40,10 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
   if (on_host && mode != "none") m.gathered = 8 * P + (mode == "full" ? 4 * P : 0);
   if (mode == "full") {
     // The parameters outside the blocks whole, 1/G of the blocks', two blocks gathered; after the
-    // last step every block whole, for the final weights and what runs after training.
+    // last step (AdamW's state and the parts freed) every block whole, for the final weights and
+    // what runs after training.
+    m.end = m.weights;
     m.weights += -4 * in_blocks + 4 * std::ceil(in_blocks / G) + 2 * 4 * block;
-    m.whole = 4 * in_blocks - 2 * 4 * block;
     // bf16 casts are not cached (the trainer turns autocast's cache off): those autograd saves for
     // the backward of blocks that are not checkpointed stay, and the running ones'.
     const double every = static_cast<double>(c.train.activation_checkpointing), L = static_cast<double>(f.blocks);
@@ -116,7 +117,8 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
   if (m.copies > 0)
     plan.lines.push_back({"bf16 weight copies", m.copies, full ? "autocast's casts that backward keeps" : "autocast's casts, kept for the pass"});
   if (m.gathered > 0) plan.lines.push_back({"checkpoint copies", m.gathered, "the node leader gathers the whole state to save it"});
-  if (m.whole > 0) plan.lines.push_back({"blocks gathered", m.whole, "every block whole after the last step"});
+  if (m.end > 0 && m.training_end() >= std::max(m.forward_end(), m.backward_end()))
+    plan.lines.push_back({"after training", m.end, "the weights whole again (AdamW's state freed)"});
   plan.lines.push_back({"runtime", m.runtime, place.device.rfind("cuda", 0) == 0 ? "CUDA context, cuBLAS workspaces" : "LibTorch, threads, allocator"});
   plan.peak = m.peak();
   if (plan.fits()) return plan;

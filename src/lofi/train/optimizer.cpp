@@ -179,4 +179,8 @@ int64_t Optimizer::state_bytes() const {
   return bytes;
 }
 
+void Optimizer::release() {
+  for (Slot& s : slots_) s.exp_avg.reset(), s.exp_avg_sq.reset(), s.step.reset(), s.master.reset();
+}
+
 }  // namespace lofi::train

@@ -67,6 +67,8 @@ class Optimizer {
   int64_t steps_taken() const;
   // Bytes of optimizer state this worker holds.
   int64_t state_bytes() const;
+  // Training is over: the state and the pieces' own values go (no step may follow).
+  void release();
 
  private:
   struct Slot {

@@ -545,7 +545,10 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
     TrainingLoop loop(StepContext{config, topo, batches, plan.device, *task, optimizer, outer.get(), comm, grad_sync, std::move(warm_sync), my_dir, start_step,
                                   config_toml, data_prints, metrics.get(), heartbeat.get()});
     loop.run(worker.summary);
-    grad_sync.unshard();  // full: the whole weights, for the final file and what runs after training
+    if (grad_sync.shards_params()) {  // full: the whole weights, for the final file and what runs after training
+      optimizer.release();
+      grad_sync.unshard();
+    }
     task->set_block_hooks({});
     if (node_leader) {
       io::Metadata meta = task->metadata();
