@@ -7,6 +7,8 @@
 #   images: the image loader's images/s at 1 and 2 threads (decode + augmentation).
 #   load:  a safetensors file of OPT-1.3B's size (2.6 GB fp16) loaded into the model, against
 #          sequential read, memcpy and fp16 -> fp32 conversion bandwidth (bench/load_bench.cpp).
+#   shard: nodes of 1, 2 and 4 workers in each dist.shard mode against PyTorch's FSDP2 on the same
+#          model: tokens/s, the largest worker's peak memory, what a worker holds (bench/shard.sh).
 #   lora:  a small Llama shape with rank-16 adapters on every linear layer: lofi against PEFT +
 #          transformers, fp32 and bf16 bases, tokens/s and peak memory (bench/lora.sh).
 #   chat:  prepare --chat against transformers' apply_chat_template with assistant masks, and
@@ -85,6 +87,7 @@ cmake --build "$build" --target lofi_load_bench > /dev/null
 bash "$here/hf_load_memory.sh" "$build" "$py" "$dir"
 
 bash "$here/train.sh" "$lofi"
+bash "$here/shard.sh" "$lofi"
 bash "$here/lora.sh" "$lofi"
 bash "$here/chat.sh" "$lofi"
 bash "$here/tokenize.sh" "$lofi"

@@ -48,14 +48,14 @@ def token_windows(a, device, B, T):
     return from_file
 
 
-def adamw(model):
-    """Fused AdamW with weight decay on matrices only, lofi's groups and betas; frozen parameters
-    (a LoRA base) have no state."""
+def adamw(model, fused=True):
+    """Fused AdamW (FUSED; else the foreach kernels) with weight decay on matrices only, lofi's
+    groups and betas; frozen parameters (a LoRA base) have no state."""
     trained = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in trained if p.dim() >= 2]
     no_decay = [p for p in trained if p.dim() < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                             lr=3e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
+                             lr=3e-4, betas=(0.9, 0.95), eps=1e-8, fused=fused)
 
 
 def timed_run(a, device, B, T, train_step):

@@ -16,7 +16,10 @@ Arguments are one JSON object on argv[1]:
   "fp32"), data (an llm.c token shard, uint16 or uint32, as lofi reads it; without it batches are
   drawn on the device), threads (CPU), compile_mode (torch.compile's mode), seed; for llama also
   n_kv_head (default n_head), rope_theta (default 10000), rms_norm_eps (default 1e-5),
-  tie_word_embeddings (default true).
+  tie_word_embeddings (default true); fsdp (bool: PyTorch's FSDP2, fully_shard on each decoder
+  layer and then the root, as its docs shard a transformer; run under torchrun, each of the
+  WORLD_SIZE processes on batch / WORLD_SIZE rows of the same global batch, Gloo on CPU and NCCL on
+  GPU; rank 0 prints the line, its peak memory the largest of the ranks').
 Prints one JSON line: tokens_per_s over the steps after WARMUP (timed between two
 torch.cuda.synchronize() calls), params (each tensor once: a tied head is the embedding),
 params_no_pos (without the position embedding, for MFU), peak_mem_bytes and peak_mem_gb
@@ -199,11 +202,29 @@ def main():
         llama_init_(model)
     else:
         sys.exit(f"arch must be \"opt\" or \"llama\", not {arch!r}")
-    model.to(device)
     params = sum(p.numel() for p in model.parameters())  # parameters() yields the tied weight once
     params_no_pos = params - (model.embed_positions.weight.numel() if arch == "opt" else 0)
+    fsdp = bool(a.get("fsdp", False))
+    if fsdp:
+        import torch.distributed as dist
+        from torch.distributed.fsdp import fully_shard
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        world, rank = dist.get_world_size(), dist.get_rank()
+        if device.type == "cuda":
+            device = torch.device("cuda", int(__import__("os").environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+        if B % world:
+            sys.exit(f"batch {B} does not split into {world} processes")
+        B //= world
+        torch.manual_seed(a.get("seed", 0) + rank)  # each rank its own rows
+        model.to(device)
+        for layer in model.layers:
+            fully_shard(layer)
+        fully_shard(model)
+    else:
+        model.to(device)
 
-    opt = adamw(model)
+    opt = adamw(model, fused=not fsdp)  # the fused CPU kernel takes plain tensors, not FSDP2's DTensors
     step_fn = WithLoss(model)
     if a.get("compile", False):
         step_fn = torch.compile(step_fn, mode=a.get("compile_mode"))
@@ -220,6 +241,16 @@ def main():
         return loss
 
     result = timed_run(a, device, B, T, train_step)
+    if fsdp:  # the global batch's tokens; the largest rank's peak
+        result["tokens_per_s"] *= world
+        peak = torch.tensor([result["peak_mem_bytes"], result["peak_rss_kb"]], dtype=torch.float64, device=device)
+        dist.all_reduce(peak, op=dist.ReduceOp.MAX)
+        result["peak_mem_bytes"], result["peak_rss_kb"] = int(peak[0]), int(peak[1])
+        result["peak_mem_gb"] = round(result["peak_mem_bytes"] / 1e9, 3)
+        result["fsdp_world"] = world
+        dist.destroy_process_group()
+        if rank != 0:
+            return
     print_result({**result, "arch": arch, "params": params, "params_no_pos": params_no_pos,
                   "precision": "bf16" if bf16 else "fp32"})
 

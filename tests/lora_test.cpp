@@ -501,8 +501,8 @@ TEST(DistLora, VitNodesWithANewHeadMergeAndEvaluate) {
   test::CommandResult dense = test::run_lofi("average " + run_dir + " --adapter-merge dense --out " + dir + "/dense.safetensors");
   ASSERT_EQ(dense.status, 0) << dense.output;
   auto classifier = [&](const std::string& path) {
-    train::Config c = train::config_from_checkpoint(path);
-    model::Vit vit = family::make_vit(c.model, 10, 0);
+    train::Config saved = train::config_from_checkpoint(path);
+    model::Vit vit = family::make_vit(saved.model, 10, 0);
     vit->eval();
     return vit;
   };

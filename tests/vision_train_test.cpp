@@ -37,6 +37,20 @@ std::string vit_flags(const std::string& images, const std::string& run) {
          " --set train.eval_batches=2 --set train.warmup_steps=1 --set images.loader_threads=2 --quiet";
 }
 
+// dist.shard = "full" on a ViT: its blocks gathered one at a time (with the periodic evaluation's
+// forward passes on every worker of the node), trained to the unsharded node's weights.
+TEST(DistVision, FullyShardedNodeTrainsLikeTheUnshardedNode) {
+  const std::string dir = test::scratch_dir(), images = write_images(dir);
+  auto whole = run_lofi("launch --workers 2 -- train " + vit_flags(images, dir + "/none"));
+  ASSERT_EQ(whole.status, 0) << whole.output;
+  auto full = run_lofi("launch --workers 2 -- train " + vit_flags(images, dir + "/full") + " --set dist.shard=full");
+  ASSERT_EQ(full.status, 0) << full.output;
+  EXPECT_LE(test::max_abs_diff(dir + "/none/node-00/final.safetensors", dir + "/full/node-00/final.safetensors"), 1e-6);
+  const auto a = test::last_metrics(dir + "/none/node-00"), b = test::last_metrics(dir + "/full/node-00");
+  EXPECT_NEAR(a["val_loss"].get<double>(), b["val_loss"].get<double>(), 1e-5);
+  EXPECT_LT(b["parameter_bytes"].get<int64_t>(), a["parameter_bytes"].get<int64_t>());
+}
+
 // LP-FT: the linear probe fits the new head alone, and every node fits the same one, so lo-fi's
 // nodes still start fine-tuning from one point.
 TEST(DistVision, LinearProbeFitsTheSameNewHeadOnEveryNode) {

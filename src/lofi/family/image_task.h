@@ -7,8 +7,8 @@
 #include "lofi/data/augment.h"
 #include "lofi/data/image_folder.h"
 #include "lofi/data/image_loader.h"
-#include "lofi/model/vit.h"
 #include "lofi/family/adapters.h"
+#include "lofi/model/vit.h"
 #include "lofi/train/task.h"
 
 namespace lofi::family {
@@ -38,6 +38,10 @@ class ImageTask : public train::Task {
   // A LoRA run's outputs are PEFT adapter directories (timm names); a full fine-tune has none.
   bool write_hf_output(const std::string& weights, const std::string& out_dir) const override;
   std::string probe_head(int64_t steps, double lr, int64_t batch) override;
+  std::vector<int64_t> blocks_of(const std::vector<torch::Tensor>& params) const override {
+    return model::blocks_of(model_->blocks, params);
+  }
+  void set_block_hooks(model::BlockHooks hooks) override { model_->block_hooks = std::move(hooks); }
 
  private:
   void start_loader(int64_t first_step, int64_t node_batch);

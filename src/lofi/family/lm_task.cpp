@@ -2,7 +2,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <unordered_map>
 
 #include "lofi/data/chat_template.h"
 #include "lofi/data/tokenizer.h"
@@ -61,16 +60,7 @@ LmTaskBase::LmTaskBase(const train::Config& config, const dist::Topology& topo, 
 }
 
 std::vector<int64_t> LmTaskBase::blocks_of(const std::vector<torch::Tensor>& params) const {
-  std::unordered_map<const void*, int64_t> block;  // a parameter's TensorImpl -> its block
-  torch::nn::ModuleList blocks = model_->decoder_blocks();
-  for (size_t i = 0; i < blocks->size(); ++i)
-    for (const auto& p : blocks[i]->parameters()) block[p.unsafeGetTensorImpl()] = static_cast<int64_t>(i);
-  std::vector<int64_t> out;
-  for (const auto& p : params) {
-    const auto it = block.find(p.unsafeGetTensorImpl());
-    out.push_back(it == block.end() ? -1 : it->second);
-  }
-  return out;
+  return model::blocks_of(model_->decoder_blocks(), params);
 }
 
 bool LmTaskBase::write_hf_output(const std::string& weights, const std::string& out_dir) const {

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <vector>
 
 namespace lofi::model {
 
@@ -26,5 +27,8 @@ struct BlockRunner {
   // again in backward, after the caller's frame is gone).
   torch::Tensor operator()(int64_t index, std::function<torch::Tensor(const torch::Tensor&)> block, const torch::Tensor& x) const;
 };
+
+// The block of BLOCKS each of PARAMS belongs to (-1: outside the blocks), for the sharding hooks.
+std::vector<int64_t> blocks_of(torch::nn::ModuleList blocks, const std::vector<torch::Tensor>& params);
 
 }  // namespace lofi::model

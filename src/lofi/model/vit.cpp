@@ -271,7 +271,11 @@ torch::Tensor VitImpl::forward_features(const torch::Tensor& images) {
   // DeiT-III adds positions to the patches only; timm's original layout also embeds the prefix.
   x = config.no_embed_class ? with_prefix(x + pos_embed) : with_prefix(x) + pos_embed;
   x = torch::dropout(x, config.pos_drop_rate, is_training());
-  for (const auto& block : *blocks) x = block->as<VitBlock>()->forward(x);
+  const BlockRunner run_block{0, block_hooks.before ? &block_hooks : nullptr};
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    VitBlock block = blocks->ptr<VitBlockImpl>(i);
+    x = run_block(static_cast<int64_t>(i), [block](const torch::Tensor& h) mutable { return block->forward(h); }, x);
+  }
   return norm ? norm(x) : x;
 }
 

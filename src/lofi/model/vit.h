@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "lofi/model/block_runner.h"
 #include "lofi/model/linear.h"
 
 namespace lofi::model {
@@ -138,6 +139,8 @@ struct VitImpl : torch::nn::Module {
   torch::nn::LayerNorm norm{nullptr};     // after the blocks (global_pool "token")
   torch::nn::LayerNorm fc_norm{nullptr};  // after pooling instead (global_pool "avg")
   torch::nn::Linear head{nullptr}, head_dist{nullptr};
+  // Around each block's forward (block_runner.h: dist.shard = "full"); unset: none.
+  BlockHooks block_hooks;
 };
 TORCH_MODULE(Vit);
 

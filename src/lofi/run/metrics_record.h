@@ -24,6 +24,7 @@ struct StepMetrics {
   int64_t skipped_nonfinite = 0;  // steps skipped so far (written when > 0)
   int64_t diverged_at_step = 0;   // the step a run diverged at (written when > 0)
   std::optional<int64_t> peak_memory_bytes;  // on a GPU
+  std::optional<int64_t> peak_rss_bytes;     // on a CPU: the worker's peak resident memory so far
   // What this worker holds of AdamW's state, the gradients and the trainable parameters between
   // steps (dist.shard splits them).
   std::optional<int64_t> optimizer_state_bytes, gradient_bytes, parameter_bytes;

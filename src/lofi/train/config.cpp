@@ -161,8 +161,6 @@ void validate(const Config& c) {
   need(c.dist.shard == "none" || c.dist.overlap, "dist.shard = \"", c.dist.shard, "\" runs its collectives bucket by bucket ",
        "during backward; dist.overlap = false (one all-reduce after backward) works with dist.shard = \"none\" only");
   if (c.dist.shard == "full") {
-    need(model::is_lm_arch(c.model.arch), "dist.shard = \"full\" gathers a decoder's blocks one at a time; model.arch = \"",
-         c.model.arch, "\" is not a language model: use dist.shard = \"gradients\"");
     need(!c.lora.enabled(), "dist.shard = \"full\" shards a full fine-tune's parameters; a LoRA run (lora.rank = ", c.lora.rank,
          ") trains small adapters on a frozen base it does not shard: use dist.shard = \"optimizer\" or \"none\"");
     need(c.dist.sync_every == 0, "dist.shard = \"full\" with dist.sync_every = ", c.dist.sync_every, " is not built yet (the ",

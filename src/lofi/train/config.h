@@ -177,8 +177,8 @@ struct DistConfig {
     s(bucket_mb, "bucket_mb", "gradient bucket size for the overlapped all-reduce").above(0).free();
     s(shard, "shard", "inside a node, what each worker keeps 1/G of (ZeRO): \"none\" (every worker holds\n"
                       "everything), \"optimizer\" (AdamW state: ZeRO-1), \"gradients\" (AdamW state and\n"
-                      "gradients, reduce-scattered: ZeRO-2), \"full\" (and each decoder block's\n"
-                      "parameters, gathered only while the block runs: ZeRO-3 / FSDP); nothing crosses nodes")
+                      "gradients, reduce-scattered: ZeRO-2), \"full\" (and each block's parameters,\n"
+                      "gathered only while the block runs: ZeRO-3 / FSDP); nothing crosses nodes")
         .one_of({"none", "optimizer", "gradients", "full"}).free();
     s(timeout_s, "timeout_s", "rendezvous and collective timeout, seconds; must also cover a node leader's\n"
                               "periodic evaluation and checkpoint writes; a lo-fi node silent for this long is\n"

@@ -2,6 +2,7 @@
 
 #include <ATen/autocast_mode.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -240,7 +241,9 @@ class TrainingLoop {
   // After a read: a diverged run stops, naming the step it began at.
   void check_divergence(int64_t done, double lr, double seconds, double rate);
   // The node leader's metrics record and progress line.
-  void report(int64_t done, bool log_now, bool eval_now, double lr, double seconds, double rate, double eta);
+  // VALIDATION: the periodic evaluation's numbers, when it ran at this step.
+  void report(int64_t done, bool log_now, const std::map<std::string, double>& validation, double lr, double seconds,
+              double rate, double eta);
   void save(int64_t done);
   run::StepMetrics record(int64_t done, double lr, double seconds, double rate) const {
     return step_record(done, health_.last(), lr, c_.task.unit(), units_seen_, seconds, rate, c_.comm, c_.topo);
@@ -282,6 +285,13 @@ TrainingLoop::TrainingLoop(StepContext c)
   if (tc_.profile_steps > 0 && leader_ && c_.topo.node == 0)
     profiler_ = std::make_unique<StepProfiler>(c_.device, profile_from, std::min(tc_.profile_steps, tc_.steps - profile_from),
                                                c_.dir.profile_trace());
+}
+
+// This process's peak resident memory so far (Linux reports kilobytes).
+int64_t peak_resident_bytes() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
 }
 
 // The training step: no host synchronisation (the loss and norm stay on the device).
@@ -359,16 +369,18 @@ void TrainingLoop::check_divergence(int64_t done, double lr, double seconds, dou
        "or let train.skip_nonfinite = N skip up to N such steps");
 }
 
-void TrainingLoop::report(int64_t done, bool log_now, bool eval_now, double lr, double seconds, double rate, double eta) {
+void TrainingLoop::report(int64_t done, bool log_now, const std::map<std::string, double>& validation_metrics, double lr,
+                          double seconds, double rate, double eta) {
   const long long node = c_.topo.node, steps = tc_.steps;
   const std::string& unit = c_.task.unit();
   if (log_now) {
     run::StepMetrics m = record(done, lr, seconds, rate);
     if (c_.device.is_cuda()) m.peak_memory_bytes = dist::cuda_peak_allocated(c_.device.index());
+    else m.peak_rss_bytes = peak_resident_bytes();
     m.optimizer_state_bytes = c_.optimizer.state_bytes();
     m.gradient_bytes = grad_sync_.gradient_bytes();
     m.parameter_bytes = grad_sync_.parameter_bytes();
-    if (eval_now) m.validation = c_.task.validate(c_.batches.micro).get<std::map<std::string, double>>();
+    m.validation = validation_metrics;
     c_.metrics->write(m.to_json());
     std::string validation;  // the periodic evaluation's numbers, on the same line
     for (const auto& [key, value] : m.validation) validation += cat(" ", key, " ", format_fixed(value, 4));
@@ -415,9 +427,14 @@ void TrainingLoop::run(TrainSummary& summary) {
     const double rate = static_cast<double>(units_seen_ - start_step * node_units) / std::max(seconds, 1e-9);
     const double eta = seconds / static_cast<double>(done - start_step) * static_cast<double>(tc_.steps - done);
     if (log_now) check_divergence(done, lr, seconds, rate);
+    // The node leader evaluates; where the node shards its parameters every worker runs the same
+    // evaluation, since each block's forward gathers it from all of them.
+    std::map<std::string, double> validation;
+    if (eval_now && (leader_ || grad_sync_.shards_params()))
+      validation = c_.task.validate(c_.batches.micro).get<std::map<std::string, double>>();
     if (leader_) {
       c_.heartbeat->beat(done);
-      report(done, log_now, eval_now, lr, seconds, rate, eta);
+      report(done, log_now, validation, lr, seconds, rate, eta);
     }
     if (ckpt_now) {
       save(done);

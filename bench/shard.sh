@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Sharding inside a node (part of `make bench`): per-worker peak memory and step time of nodes of
+# 1, 2 and 4 workers in each dist.shard mode, against the unsharded node and against PyTorch's own
+# FSDP2 (fully_shard on each decoder layer and the root, Gloo, torchrun) on the same model, global
+# batch and data, measured side by side in this run on this CPU. Peak memory is the largest
+# worker's resident peak at the last training step (lofi: metrics.jsonl's peak_rss_bytes, before
+# the final checkpoint is gathered; FSDP2: ru_maxrss at the end of its timed loop, the largest
+# rank's); "held" is what a lofi worker keeps of parameters, gradients and AdamW state between
+# steps (metrics.jsonl). fp32 on both sides.
+set -euo pipefail
+lofi=$1
+py=${LOFI_BENCH_PYTHON:-$(bash "$(dirname "$0")/../scripts/python-env.sh")/bin/python}
+here=$(realpath "$(dirname "$0")")
+dir=${BENCH_DIR:-/tmp/lofi-bench}/shard
+mkdir -p "$dir"
+cores=$(nproc)
+V=8192 L=8 H=8 D=512 FF=2048 T=128 B=8 S=6 warm=2
+$py "$here/make_tokens.py" "$dir/tokens.bin" 2000000 $V
+flags="--set model.n_layer=$L --set model.n_head=$H --set model.d_model=$D --set model.d_ff=$FF --set model.vocab_size=$V
+       --set model.max_seq_len=$T --set data.seq_len=$T --set train.batch_size=$B --set train.steps=$S --set train.log_every=1
+       --set train.warmup_steps=1 --set data.train=$dir/tokens.bin --quiet"
+field() {  # field RUN KEY: KEY of the last metrics record of RUN's node 0
+  $py -c "import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1]).get(sys.argv[2], 0))" "$1/node-00/metrics.jsonl" "$2"
+}
+
+echo
+echo "sharding inside a node: OPT-shaped, $L layers, d_model $D, vocabulary $V, global batch $B x $T, fp32, $cores cores"
+printf '%-9s %-10s %12s %10s %14s %12s %12s\n' "workers" "dist.shard" "tokens/s" "step ms" "peak (worker)" "held" "vs FSDP2"
+for G in 1 2 4; do
+  modes=(none)
+  [ "$G" -gt 1 ] && modes=(none optimizer gradients full)
+  json="{\"n_layer\":$L,\"n_head\":$H,\"d_model\":$D,\"d_ff\":$FF,\"vocab_size\":$V,\"seq_len\":$T,\"batch\":$B,\"steps\":$S,\"warmup\":$warm,\"threads\":$(( cores / G > 0 ? cores / G : 1 )),\"device\":\"cpu\",\"precision\":\"fp32\",\"compile\":false,\"data\":\"$dir/tokens.bin\",\"fsdp\":true}"
+  ref=$(cd "$here" && OMP_NUM_THREADS=$(( cores / G > 0 ? cores / G : 1 )) $py -m torch.distributed.run --standalone --nproc-per-node "$G" train_torch.py "$json" 2> "$dir/fsdp-$G.log" | tail -1)
+  ref_rate=$(echo "$ref" | $py -c "import json,sys; print(json.load(sys.stdin)['tokens_per_s'])")
+  ref_peak=$(echo "$ref" | $py -c "import json,sys; print(json.load(sys.stdin)['peak_rss_kb'] * 1024)")
+  for mode in "${modes[@]}"; do
+    run="$dir/run-$G-$mode"
+    rm -rf "$run"
+    "$lofi" launch --workers "$G" -- train $flags --set run.dir="$run" --set dist.shard=$mode > "$dir/lofi.log" 2>&1 ||
+      { echo "failed: lofi $G workers, $mode (see $dir/lofi.log)" >&2; exit 1; }
+    rate=$($py "$here/metrics_rate.py" "$run" "$warm")
+    peak=$(field "$run" peak_rss_bytes)
+    held=$(( $(field "$run" parameter_bytes) + $(field "$run" gradient_bytes) + $(field "$run" optimizer_state_bytes) ))
+    awk -v g="$G" -v m="$mode" -v r="$rate" -v p="$peak" -v h="$held" -v fr="$ref_rate" -v fp="$ref_peak" -v b="$B" -v t="$T" 'BEGIN {
+      printf "%-9d %-10s %12.0f %10.1f %11.0f MB %9.0f MB   speed %.2fx, memory %.2fx\n", g, m, r, 1000 * b * t / r, p / 1e6, h / 1e6, r / fr, fp / p }'
+  done
+  awk -v g="$G" -v r="$ref_rate" -v p="$ref_peak" -v b="$B" -v t="$T" 'BEGIN {
+    printf "%-9d %-10s %12.0f %10.1f %11.0f MB\n", g, "FSDP2", r, 1000 * b * t / r, p / 1e6 }'
+done
+echo "speed: lofi tokens/s over FSDP2's; memory: FSDP2's peak over lofi's (above 1: lofi holds less). FSDP2 shards every"
+echo "layer's and the root's parameters; lofi's \"full\" keeps the embedding and final norm whole, like FSDP2's"
+echo "root would between its forward and backward."
