@@ -47,6 +47,18 @@ for G in 1 2 4; do
   awk -v g="$G" -v r="$ref_rate" -v p="$ref_peak" -v b="$B" -v t="$T" 'BEGIN {
     printf "%-9d %-10s %12.0f %10.1f %11.0f MB\n", g, "FSDP2", r, 1000 * b * t / r, p / 1e6 }'
 done
+# glibc keeps freed buffers resident (its mmap threshold grows to the largest freed block), so a
+# worker's resident peak hides what sharding frees; with a fixed threshold large blocks are
+# returned at once (and faulted in again when reused).
+for mode in none full; do
+  run="$dir/run-4-$mode-mmap"
+  rm -rf "$run"
+  MALLOC_MMAP_THRESHOLD_=1048576 "$lofi" launch --workers 4 -- train $flags --set run.dir="$run" --set dist.shard=$mode > "$dir/lofi.log" 2>&1 ||
+    { echo "failed: lofi 4 workers, $mode, MALLOC_MMAP_THRESHOLD_ (see $dir/lofi.log)" >&2; exit 1; }
+  rate=$($py "$here/metrics_rate.py" "$run" "$warm")
+  awk -v m="$mode" -v r="$rate" -v p="$(field "$run" peak_rss_bytes)" -v b="$B" -v t="$T" 'BEGIN {
+    printf "%-9d %-10s %12.0f %10.1f %11.0f MB   with MALLOC_MMAP_THRESHOLD_=1048576\n", 4, m, r, 1000 * b * t / r, p / 1e6 }'
+done
 echo "speed: lofi tokens/s over FSDP2's; memory: FSDP2's peak over lofi's (above 1: lofi holds less). FSDP2 shards every"
 echo "layer's and the root's parameters; lofi's \"full\" keeps the embedding and final norm whole, like FSDP2's"
 echo "root would between its forward and backward."
