@@ -75,11 +75,10 @@ GradientSync::GradientSync(Comm& comm, const std::vector<torch::Tensor>& params,
   if (mode_ == ShardMode::full && host_staged_)
     fail("dist.shard = \"full\" needs a GPU per worker (NCCL): this node's workers share one GPU through Gloo; ",
          "use dist.shard = \"gradients\" there");
-  const bool parts_only = mode_ == ShardMode::gradients || mode_ == ShardMode::full;
   for (size_t b = 0; b < layout_.buckets.size(); ++b) {
     const BucketLayout& layout = layout_.buckets[b];
     buckets_.push_back(std::make_unique<Bucket>());
-    if (!parts_only) buckets_.back()->buffer = torch::zeros({layout.padded}, torch::TensorOptions().device(comm.device()));
+    if (!holds_parts()) buckets_.back()->buffer = torch::zeros({layout.padded}, torch::TensorOptions().device(comm.device()));
     if (layout.unit < 0) continue;
     const size_t unit = static_cast<size_t>(layout.unit);
     if (unit >= block_bucket_.size()) block_bucket_.resize(unit + 1, SIZE_MAX);
@@ -91,7 +90,7 @@ GradientSync::GradientSync(Comm& comm, const std::vector<torch::Tensor>& params,
   for (size_t i = 0; i < block_bucket_.size(); ++i)
     if (block_bucket_[i] == SIZE_MAX) fail("internal: decoder block ", i, " has no trainable parameters");
   for (size_t k = 0; k < params.size(); ++k) {
-    if (parts_only)
+    if (holds_parts())
       torch::autograd::impl::set_post_acc_grad_hooks(params_[k], std::make_unique<AccumulatedHook>(this, k));
     else
       hooks_.push_back(params_[k].register_hook([this, k](const torch::Tensor& grad) { on_gradient(k, grad); }));
@@ -101,7 +100,7 @@ GradientSync::GradientSync(Comm& comm, const std::vector<torch::Tensor>& params,
 // The hooks capture this object: they go with it.
 GradientSync::~GradientSync() {
   for (size_t k = 0; k < hooks_.size(); ++k) params_[k].remove_hook(hooks_[k]);
-  if (mode_ == ShardMode::gradients || mode_ == ShardMode::full)
+  if (holds_parts())
     for (auto& p : params_) torch::autograd::impl::post_acc_grad_hooks(p).reset();
 }
 
@@ -114,7 +113,7 @@ torch::Device GradientSync::buffer_device() const { return host_staged_ ? torch:
 
 void GradientSync::before_backward(bool sync) {
   if (step_done_) micros_ = 0, step_done_ = false;
-  syncing_ = overlap_ && (sync || mode_ == ShardMode::gradients || mode_ == ShardMode::full);
+  syncing_ = overlap_ && (sync || holds_parts());
 }
 
 torch::Tensor GradientSync::bucket_slice(Bucket& bucket, size_t k) {
@@ -133,7 +132,7 @@ void GradientSync::on_gradient(size_t k, const torch::Tensor& grad) {
     bucket.buffer = torch::zeros({layout_.buckets[b].padded}, torch::TensorOptions().device(buffer_device()));
   torch::Tensor slice = bucket_slice(bucket, k);
   slice.copy_(grad);
-  if (mode_ == ShardMode::gradients || mode_ == ShardMode::full) {
+  if (holds_parts()) {
     params_[k].mutable_grad().reset();
   } else if (const torch::Tensor& accumulated = params_[k].grad(); accumulated.defined()) {
     slice.add_(accumulated);
@@ -150,7 +149,7 @@ void GradientSync::launch_ready_buckets() {
     const size_t b = next_launch_++;
     Bucket& bucket = *buckets_[b];
     const int64_t bytes = bucket.buffer.numel() * 4;
-    if (mode_ == ShardMode::gradients || mode_ == ShardMode::full) {
+    if (holds_parts()) {
       bucket.part = torch::empty({layout_.part_numel(b)}, bucket.buffer.options());
       bucket.work = group_->_reduce_scatter_base(bucket.part, bucket.buffer);
       count(bytes, /*ring_passes=*/1);
@@ -202,7 +201,7 @@ void GradientSync::after_backward(bool sync) {
   torch::NoGradGuard no_grad;
   for (size_t b = 0; b < buckets_.size(); ++b) {
     Bucket& bucket = *buckets_[b];
-    if (mode_ == ShardMode::gradients || mode_ == ShardMode::full) {
+    if (holds_parts()) {
       settle(b);
     } else {
       comm_.wait(bucket.work, "gradient bucket all-reduce");
@@ -220,7 +219,7 @@ void GradientSync::after_backward(bool sync) {
 std::vector<torch::Tensor> GradientSync::piece_grads() const {
   std::vector<torch::Tensor> out;
   for (const Piece& piece : pieces_) {
-    if (mode_ == ShardMode::gradients || mode_ == ShardMode::full)
+    if (holds_parts())
       out.push_back(buckets_[piece.bucket]->summed.narrow(0, piece.shard_offset, piece.numel()));
     else
       out.push_back(params_[piece.param].grad().view({-1}).narrow(0, piece.begin, piece.numel()));

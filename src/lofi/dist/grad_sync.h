@@ -58,6 +58,8 @@ class GradientSync {
   size_t buckets_launched() const { return next_launch_; }
 
   ShardMode mode() const { return mode_; }
+  // Whether a worker keeps only its parts of the gradients (gradients, full).
+  bool holds_parts() const { return mode_ == ShardMode::gradients || mode_ == ShardMode::full; }
   const ShardLayout& layout() const { return layout_; }
   // This worker's pieces (sharded modes) and their averaged gradients after the last backward:
   // views of .grad (optimizer) or of this worker's accumulated parts (gradients).

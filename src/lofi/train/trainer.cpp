@@ -323,7 +323,7 @@ void TrainingLoop::train_step(int64_t step, double lr) {
   if (warm) c_.comm.world_mean({loss_sum, stop_});
   else c_.comm.node_mean({loss_sum, stop_});
   // ZeRO-2 and -3: each worker holds its part of the gradients; their norm is summed over the node.
-  const bool parts_only = grad_sync_.mode() == dist::ShardMode::gradients || grad_sync_.mode() == dist::ShardMode::full;
+  const bool parts_only = grad_sync_.holds_parts();
   const std::vector<torch::Tensor> piece_grads = c_.optimizer.sharded() ? grad_sync_.piece_grads() : std::vector<torch::Tensor>{};
   const torch::Tensor norm = parts_only          ? clip_sharded_grad_norm(piece_grads, c_.comm, tc_.grad_clip)
                              : tc_.grad_clip > 0 ? clip_grad_norm(params_, tc_.grad_clip)
