@@ -41,7 +41,9 @@ TEST(DistGradSync, BucketsLaunchDuringBackwardAndHoldTheMean) {
       launched_before_last_gradient[rank] = sync_ptr->buckets_launched();
       return g;
     });
-    GradientSync sync(comm, params, names, /*overlap=*/true, /*bucket_mb=*/1e-6);  // a bucket per tensor
+    GradientSync::Options sync_options;
+    sync_options.bucket_mb = 1e-6;  // a bucket per tensor
+    GradientSync sync(comm, params, names, sync_options);
     sync_ptr = &sync;
     draw.lock();
     torch::manual_seed(100 + rank);  // each worker its own batch

@@ -154,6 +154,7 @@ TEST(MemoryPlan, ShardingAndLoraShrinkWhatTheyShould) {
   EXPECT_NEAR(line(one, "AdamW state"), 8 * P, 1e6);
   EXPECT_NEAR(line(zero1, "AdamW state"), 2 * P, 1e6);
   EXPECT_NEAR(line(none, "gradients"), 8 * P, 1e6);   // .grad and the all-reduce's buckets
+  EXPECT_NEAR(line(plan_of(" --set dist.reduce_dtype=bf16", 4), "gradients"), 6 * P, 1e6);  // the buckets in bf16
   EXPECT_LT(line(zero2, "gradients"), 1.3 * P);       // 1/4 of 4 bytes each, two buckets and the embedding's .grad in flight
   EXPECT_NEAR(line(lora, "weights"), 2 * P, 0.03 * P);  // the frozen base in bf16, the adapters in fp32
   // Fully sharded over 8 workers: the embedding and head whole, 1/8 of the 32 blocks, two blocks gathered.

@@ -11,6 +11,7 @@
 
 #include "lofi/dist/shard_layout.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/train/config.h"
 #include "test_util.h"
 
 namespace lofi {
@@ -157,6 +158,42 @@ TEST(DistShard, ShardedNodesTrainLikeTheUnshardedNode) {
     }
   }
   EXPECT_EQ(last_metrics(dir + "/none2/node-00")["bytes_within_node"].get<int64_t>(), 6 * (ring(4 * params, 2, 2) + ring(8, 2, 2)));
+}
+
+// dist.reduce_dtype = "bf16": the buckets cross the node in bf16, half the bytes of fp32, and the
+// run stays near the fp32 one: AdamW moves an element by at most about lr a step, so two runs of 6
+// steps part by at most 12 lr; they do part (the gradients were rounded).
+TEST(DistShard, GradientsReducedInBf16SendHalfTheBytes) {
+  const std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  const std::string launch = "launch --workers 2 -- ";
+  auto fp32 = run_lofi(launch + train_cmd(data, dir + "/fp32", ""));
+  ASSERT_EQ(fp32.status, 0) << fp32.output;
+  int64_t params = 0;
+  const io::SafetensorsFile final_weights(dir + "/fp32/node-00/final.safetensors");
+  for (const auto& e : final_weights.entries()) params += static_cast<int64_t>((e.end - e.begin) / 4);
+  const auto reference = last_metrics(dir + "/fp32/node-00");
+  const double lr = train::Config{}.train.lr;
+  for (const std::string mode : {"none", "gradients", "full"}) {
+    SCOPED_TRACE(mode);
+    const std::string run = dir + "/bf16-" + mode;
+    auto r = run_lofi(launch + train_cmd(data, run, "--set dist.reduce_dtype=bf16 --set dist.shard=" + mode));
+    ASSERT_EQ(r.status, 0) << r.output;
+    const double diff = max_abs_diff(dir + "/fp32/node-00/final.safetensors", run + "/node-00/final.safetensors");
+    EXPECT_GT(diff, 0.0);
+    EXPECT_LT(diff, 12 * lr);
+    const auto m = last_metrics(run + "/node-00");
+    EXPECT_NEAR(m["loss"].get<double>(), reference["loss"].get<double>(), 0.01 * reference["loss"].get<double>());
+    const int64_t bytes = m["bytes_within_node"].get<int64_t>();
+    if (mode == "none") {
+      EXPECT_EQ(bytes, 6 * (ring(2 * params, 2, 2) + ring(8, 2, 2)));  // the fp32 node's: ring(4 P, 2, 2)
+    } else if (mode == "gradients") {
+      const int64_t padded = 4 * owned_elements(r.output) * 2;  // fp32 bytes of every bucket, padded
+      EXPECT_EQ(bytes, 6 * (ring(padded / 2, 2, 1) + ring(padded, 2, 1) + ring(8, 2, 2) + ring(4, 2, 2)));
+    }
+  }
+  auto flat = run_lofi(train_cmd(data, dir + "/flat", "--set dist.reduce_dtype=bf16 --set dist.overlap=false"));
+  EXPECT_NE(flat.status, 0);
+  EXPECT_NE(flat.output.find("dist.reduce_dtype = \"bf16\" reduces through the gradient buckets"), std::string::npos) << flat.output;
 }
 
 TEST(DistShard, ShardedCheckpointsResumeUnderAnotherSharding) {

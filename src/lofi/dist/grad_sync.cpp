@@ -52,15 +52,20 @@ struct GradientSync::AccumulatedHook : torch::autograd::PostAccumulateGradHook {
 };
 
 GradientSync::GradientSync(Comm& comm, const std::vector<torch::Tensor>& params, const std::vector<std::string>& names,
-                           bool overlap, double bucket_mb, ShardMode mode, bool world, const std::vector<int64_t>& units)
+                           const Options& options)
     : comm_(comm),
       params_(params),
       names_(names),
-      group_(world ? comm.world_group() : comm.node_group()),
-      group_size_(world ? comm.env().world_size : comm.topology().node_size),
-      world_(world),
-      overlap_(overlap && group_),
-      mode_(mode) {
+      group_(options.world ? comm.world_group() : comm.node_group()),
+      group_size_(options.world ? comm.env().world_size : comm.topology().node_size),
+      world_(options.world),
+      overlap_(options.overlap && group_),
+      mode_(options.mode),
+      reduce_dtype_(options.reduce_dtype) {
+  const std::vector<int64_t>& units = options.units;
+  const double bucket_mb = options.bucket_mb;
+  if (reduce_dtype_ != torch::kFloat && !options.overlap)
+    fail("internal: gradients are reduced in ", reduce_dtype_, " through the overlapped buckets only");
   if (mode_ != ShardMode::none && (!overlap_ || world_))
     fail("internal: dist.shard = \"", shard_mode_name(mode_), "\" needs a node of several workers and dist.overlap");
   if (!overlap_) return;
@@ -78,7 +83,8 @@ GradientSync::GradientSync(Comm& comm, const std::vector<torch::Tensor>& params,
   for (size_t b = 0; b < layout_.buckets.size(); ++b) {
     const BucketLayout& layout = layout_.buckets[b];
     buckets_.push_back(std::make_unique<Bucket>());
-    if (!holds_parts()) buckets_.back()->buffer = torch::zeros({layout.padded}, torch::TensorOptions().device(comm.device()));
+    if (!holds_parts())
+      buckets_.back()->buffer = torch::zeros({layout.padded}, torch::TensorOptions().device(comm.device()).dtype(reduce_dtype_));
     if (layout.unit < 0) continue;
     const size_t unit = static_cast<size_t>(layout.unit);
     if (unit >= block_bucket_.size()) block_bucket_.resize(unit + 1, SIZE_MAX);
@@ -129,7 +135,7 @@ void GradientSync::on_gradient(size_t k, const torch::Tensor& grad) {
   Bucket& bucket = *buckets_[b];
   torch::NoGradGuard no_grad;
   if (!bucket.buffer.defined())  // zeros: the padding past the last parameter stays 0
-    bucket.buffer = torch::zeros({layout_.buckets[b].padded}, torch::TensorOptions().device(buffer_device()));
+    bucket.buffer = torch::zeros({layout_.buckets[b].padded}, torch::TensorOptions().device(buffer_device()).dtype(reduce_dtype_));
   torch::Tensor slice = bucket_slice(bucket, k);
   slice.copy_(grad);
   if (holds_parts()) {
@@ -148,7 +154,7 @@ void GradientSync::launch_ready_buckets() {
   while (next_launch_ < buckets_.size() && buckets_[next_launch_]->ready == layout_.buckets[next_launch_].params.size()) {
     const size_t b = next_launch_++;
     Bucket& bucket = *buckets_[b];
-    const int64_t bytes = bucket.buffer.numel() * 4;
+    const int64_t bytes = bucket.buffer.numel() * bucket.buffer.element_size();
     if (holds_parts()) {
       bucket.part = torch::empty({layout_.part_numel(b)}, bucket.buffer.options());
       bucket.work = group_->_reduce_scatter_base(bucket.part, bucket.buffer);
@@ -171,7 +177,7 @@ void GradientSync::settle(size_t b) {
   if (!bucket.work) return;  // settled already
   comm_.wait(bucket.work, "gradient bucket reduce-scatter");
   torch::NoGradGuard no_grad;
-  torch::Tensor mean = bucket.part.to(comm_.device()).div_(static_cast<double>(group_size_));
+  torch::Tensor mean = bucket.part.to(comm_.device(), torch::kFloat).div_(static_cast<double>(group_size_));
   if (micros_ == 0) bucket.summed = mean;
   else bucket.summed.add_(mean);
   bucket.buffer.reset(), bucket.part.reset(), bucket.work.reset();

@@ -38,16 +38,26 @@ namespace lofi::dist {
 
 class GradientSync {
  public:
-  // OVERLAP false: one flat all-reduce after backward instead (the simple reference path; only
-  // with ShardMode::none). A node of one worker has nothing to shard: MODE must be none there.
-  // WORLD: over every worker of the job instead of the node's (a shared warm start,
-  // dist.warm_start_steps: all nodes as one data-parallel node; ShardMode::none only), its bytes
-  // counted as between nodes.
-  // UNITS (full only): each parameter's decoder block (-1: outside the blocks), every block's
-  // parameters consecutive.
+  struct Options {
+    // false: one flat all-reduce after backward instead (the simple reference path; only with
+    // ShardMode::none and fp32).
+    bool overlap = true;
+    double bucket_mb = 25;
+    // A node of one worker has nothing to shard: none there.
+    ShardMode mode = ShardMode::none;
+    // Over every worker of the job instead of the node's (a shared warm start,
+    // dist.warm_start_steps: all nodes as one data-parallel node; ShardMode::none only), its
+    // bytes counted as between nodes.
+    bool world = false;
+    // full only: each parameter's block (-1: outside the blocks), every block's parameters
+    // consecutive.
+    std::vector<int64_t> units;
+    // What the buckets are reduced in (dist.reduce_dtype): fp32, or bf16 (half the bytes; each
+    // micro-batch's gradients and their sums rounded to bf16); the averages come back in fp32.
+    torch::Dtype reduce_dtype = torch::kFloat;
+  };
   GradientSync(Comm& comm, const std::vector<torch::Tensor>& params, const std::vector<std::string>& names,
-               bool overlap, double bucket_mb, ShardMode mode = ShardMode::none, bool world = false,
-               const std::vector<int64_t>& units = {});
+               const Options& options);
   ~GradientSync();
 
   // Call before and after each micro-batch's backward; SYNC marks the last one of the step. After
@@ -122,6 +132,7 @@ class GradientSync {
   bool world_;
   bool overlap_;
   ShardMode mode_;
+  torch::Dtype reduce_dtype_;
   bool host_staged_ = false;  // sharded collectives on host copies (Gloo over CUDA tensors)
   bool syncing_ = false, step_done_ = false;
   int64_t micros_ = 0;  // micro-batches accumulated this step (gradients)

@@ -158,6 +158,8 @@ void validate(const Config& c) {
     need(c.dist.outer_optimizer != "nesterov", "dist.warm_start_steps with dist.outer_optimizer = \"nesterov\" is not built ",
          "yet (DiLoCo's outer step would count the shared start as the nodes' progress)");
   }
+  need(c.dist.reduce_dtype == "fp32" || c.dist.overlap, "dist.reduce_dtype = \"", c.dist.reduce_dtype, "\" reduces through the ",
+       "gradient buckets; dist.overlap = false (one fp32 all-reduce after backward) needs dist.reduce_dtype = \"fp32\"");
   need(c.dist.shard == "none" || c.dist.overlap, "dist.shard = \"", c.dist.shard, "\" runs its collectives bucket by bucket ",
        "during backward; dist.overlap = false (one all-reduce after backward) works with dist.shard = \"none\" only");
   if (c.dist.shard == "full") {

@@ -153,6 +153,7 @@ struct DistConfig {
   bool overlap = true;
   double bucket_mb = 25;
   std::string shard = "none";
+  std::string reduce_dtype = "fp32";
   int64_t warm_start_steps = 0;
   double timeout_s = 300;
   int64_t min_nodes = 0;
@@ -180,6 +181,9 @@ struct DistConfig {
                       "gradients, reduce-scattered: ZeRO-2), \"full\" (and each block's parameters,\n"
                       "gathered only while the block runs: ZeRO-3 / FSDP); nothing crosses nodes")
         .one_of({"none", "optimizer", "gradients", "full"}).free();
+    s(reduce_dtype, "reduce_dtype", "the dtype a node's gradients are averaged in: \"fp32\", or \"bf16\" (half the\n"
+                                    "bytes; each micro-batch's gradients and their sums rounded to bf16)")
+        .one_of({"fp32", "bf16"});
     s(timeout_s, "timeout_s", "rendezvous and collective timeout, seconds; must also cover a node leader's\n"
                               "periodic evaluation and checkpoint writes; a lo-fi node silent for this long is\n"
                               "counted as failed").above(0).free();

@@ -30,9 +30,10 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
   m.runtime = place.runtime_bytes;
   m.weights = 4 * P + static_cast<double>(f.frozen) * static_cast<double>(f.frozen_bytes);
   m.optimizer = mode == "none" ? 8 * P : 8 * std::ceil(P / G);
-  const double buckets = workers > 1 ? 4 * P : 0;  // none, optimizer: the all-reduce's buckets, kept
+  const double reduced = c.dist.reduce_dtype == "bf16" ? 2 : 4;  // bytes of a bucket's element
+  const double buckets = workers > 1 ? reduced * P : 0;  // none, optimizer: the all-reduce's buckets, kept
   const double block = static_cast<double>(f.block_trainable), in_blocks = block * static_cast<double>(f.blocks);
-  const double bucket_bytes = std::min(4 * P, c.dist.bucket_mb * 1024 * 1024);
+  const double bucket_bytes = reduced / 4 * std::min(4 * P, c.dist.bucket_mb * 1024 * 1024);  // bucket_mb counts fp32 elements
   m.copies = f.weight_copies;
   // A sharded node's checkpoint gathers the AdamW state (full: and the blocks' parameters) into
   // host memory on its leader: the same memory on a CPU.
@@ -54,7 +55,7 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
     // Its parts of the gradients; in backward, two buckets in flight (full: a block's each) and
     // one parameter's .grad.
     m.grads_between = 4 * std::ceil(P / G);
-    m.grads_peak = m.grads_between + 2 * std::max(bucket_bytes, mode == "full" ? 4 * block : 0.0) +
+    m.grads_peak = m.grads_between + 2 * std::max(bucket_bytes, mode == "full" ? reduced * block : 0.0) +
                    4 * static_cast<double>(f.largest_param);
   } else {
     m.grads_between = buckets;

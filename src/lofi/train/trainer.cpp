@@ -494,7 +494,12 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
     if (std::none_of(blocks.begin(), blocks.end(), [](int64_t b) { return b >= 0; }))
       fail("dist.shard = \"full\": this model has no decoder blocks to gather one at a time; use dist.shard = \"gradients\"");
   }
-  dist::GradientSync grad_sync(comm, params, names, config.dist.overlap, config.dist.bucket_mb, shard, /*world=*/false, blocks);
+  dist::GradientSync::Options sync_options;
+  sync_options.overlap = config.dist.overlap, sync_options.bucket_mb = config.dist.bucket_mb;
+  sync_options.reduce_dtype = config.dist.reduce_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat;
+  dist::GradientSync::Options node_options = sync_options;
+  node_options.mode = shard, node_options.units = blocks;
+  dist::GradientSync grad_sync(comm, params, names, node_options);
   if (shard != dist::ShardMode::none) {
     optimizer.shard(grad_sync.pieces(), grad_sync.piece_values());
     if (node_leader && topo.node == 0) {
@@ -534,8 +539,9 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   if (!topo.whole_job && node_leader) write_run_config(my_dir.config(), config, start, start_step, changes);
   std::unique_ptr<dist::GradientSync> warm_sync;
   if (config.dist.warm_start_steps > start_step) {
-    warm_sync = std::make_unique<dist::GradientSync>(comm, params, names, config.dist.overlap, config.dist.bucket_mb,
-                                                     dist::ShardMode::none, /*world=*/true);
+    dist::GradientSync::Options world_options = sync_options;
+    world_options.world = true;
+    warm_sync = std::make_unique<dist::GradientSync>(comm, params, names, world_options);
     if (env.rank == 0)
       std::printf("dist.warm_start_steps = %lld: the %lld nodes train as one data-parallel node of %lld workers until step %lld, "
                   "then split\n", static_cast<long long>(config.dist.warm_start_steps), static_cast<long long>(topo.nodes),
