@@ -133,6 +133,57 @@ TEST(Optimizer, FoundInfSkipsTheUpdate) {
   EXPECT_EQ(last.at("weight.step"), "2");
 }
 
+// train.param_dtype = "bf16": the weights are bf16 and the optimizer updates fp32 masters from
+// the gradients, so over 20 steps of lr 1e-4 (each below half a bf16 step at these magnitudes) the
+// masters follow an fp32 AdamW exactly and the weights follow them, where bf16 weights updated in
+// place never move. At the end the weights become the masters.
+TEST(Optimizer, Bf16WeightsFollowFp32MastersThatKeepSmallUpdates) {
+  torch::manual_seed(5);
+  torch::nn::Linear reference(torch::nn::LinearOptions(5, 3)), mine(torch::nn::LinearOptions(5, 3)),
+      plain(torch::nn::LinearOptions(5, 3));
+  {
+    torch::NoGradGuard no_grad;
+    // Values bf16 holds exactly, so the three start alike.
+    for (auto* p : {&reference->weight, &reference->bias}) p->copy_(p->to(torch::kBFloat16).to(torch::kFloat));
+    for (auto* layer : {&mine, &plain}) (*layer)->weight.copy_(reference->weight), (*layer)->bias.copy_(reference->bias);
+  }
+  plain->to(torch::kBFloat16);
+  train::TrainConfig c;
+  c.lr = 1e-4, c.weight_decay = 0.0;
+  train::Optimizer fp32(*reference, c), masters(*mine, c), bf16(*plain, c);
+  masters.compute_in(torch::kBFloat16);
+  EXPECT_EQ(mine->weight.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(masters.keeps_masters());
+  EXPECT_FALSE(fp32.keeps_masters());
+  EXPECT_EQ(masters.master_bytes(), 4 * (15 + 3));
+  const torch::Tensor start = mine->weight.detach().clone();
+  for (int step = 0; step < 20; ++step) {
+    for (auto* o : {&fp32, &masters, &bf16}) o->zero_grad();
+    const torch::Tensor gw = torch::randn({3, 5}).to(torch::kBFloat16), gb = torch::randn({3}).to(torch::kBFloat16);
+    reference->weight.mutable_grad() = gw.to(torch::kFloat), reference->bias.mutable_grad() = gb.to(torch::kFloat);
+    mine->weight.mutable_grad() = gw.clone(), mine->bias.mutable_grad() = gb.clone();
+    plain->weight.mutable_grad() = gw.clone(), plain->bias.mutable_grad() = gb.clone();
+    for (auto* o : {&fp32, &masters, &bf16}) o->step();
+  }
+  const io::NamedTensors m = masters.masters();
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].first, "weight");
+  EXPECT_EQ(m[0].second.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::equal(m[0].second, reference->weight));
+  EXPECT_TRUE(torch::equal(m[1].second, reference->bias));
+  EXPECT_TRUE(torch::equal(mine->weight, reference->weight.to(torch::kBFloat16)));
+  EXPECT_GT(mine->weight.ne(start).sum().item<int64_t>(), 0) << "the masters' small updates reached the weights";
+  EXPECT_TRUE(torch::equal(plain->weight, start)) << "bf16 weights updated in place round every step away";
+  // The gradients' norm of bf16 gradients is taken in fp32.
+  const torch::Tensor norm = train::grad_norm({mine->weight, mine->bias});
+  EXPECT_EQ(norm.scalar_type(), torch::kFloat);
+  EXPECT_NEAR(norm.item<double>(), train::grad_norm({reference->weight, reference->bias}).item<double>(), 1e-6);
+  masters.release_into_params();
+  EXPECT_EQ(mine->weight.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::equal(mine->weight, reference->weight));
+  EXPECT_EQ(masters.master_bytes(), 0);
+}
+
 // Clipping to a global norm, against LibTorch's own clip_grad_norm_: scaled when above, untouched below.
 TEST(Optimizer, ForeachClippingMatchesLibTorchClipGradNorm) {
   torch::manual_seed(3);

@@ -163,6 +163,18 @@ TEST(MemoryPlan, ShardingAndLoraShrinkWhatTheyShould) {
   EXPECT_NEAR(line(zero3, "weights"), 4 * outside + 4 * (32 * block / 8) + 2 * 4 * block, 1e6);
   EXPECT_NEAR(line(zero3, "AdamW state"), P, 1e6);
   EXPECT_LT(zero3.peak, plan_of(" --set dist.shard=gradients", 8).peak);
+  // train.param_dtype = "bf16": the weights and their .grad in bf16, fp32 masters beside them (1/G
+  // where the optimizer is sharded), no autocast copies.
+  const std::string bf16 = " --set train.precision=bf16 --set train.param_dtype=bf16";
+  const auto one16 = plan_of(bf16, 1, 141e9), zero2_16 = plan_of(bf16 + " --set dist.shard=gradients", 4),
+             zero3_16 = plan_of(bf16 + " --set dist.shard=full", 8);
+  EXPECT_NEAR(line(one16, "weights"), 2 * P + 4 * P, 1e6);
+  EXPECT_NEAR(line(one16, "gradients"), 2 * P, 1e6);
+  for (const auto& l : one16.lines) EXPECT_NE(l.what, "bf16 weight copies");
+  EXPECT_NEAR(line(zero2_16, "weights"), 2 * P + 4 * P / 4, 1e6);
+  EXPECT_NEAR(line(zero3_16, "weights"), 2 * outside + 2 * 2 * block + 4 * P / 8, 1e6);
+  EXPECT_LT(zero3_16.peak, zero3.peak);
+  EXPECT_LT(zero2_16.peak, zero2.peak);
   EXPECT_TRUE(plan_of(" --set dist.shard=full --set train.activation_checkpointing=1", 8, 141e9).fits());
   const auto tight = plan_of(" --set dist.shard=gradients", 8, 40e9);
   ASSERT_FALSE(tight.fits());

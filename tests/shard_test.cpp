@@ -196,6 +196,62 @@ TEST(DistShard, GradientsReducedInBf16SendHalfTheBytes) {
   EXPECT_NE(flat.output.find("dist.reduce_dtype = \"bf16\" reduces through the gradient buckets"), std::string::npos) << flat.output;
 }
 
+// train.param_dtype = "bf16" (under bf16 autocast): a worker computes in and gathers bf16 weights,
+// their fp32 masters live in the optimizer (its 1/G of them where the node shards it). Every mode
+// trains near the fp32-weight run, sends the bytes its bf16 gathers predict, and writes the fp32
+// masters to its checkpoints and final, so a run resumes exactly where it stopped.
+TEST(DistShard, Bf16WeightsKeepFp32MastersInEveryMode) {
+  const std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  const std::string launch = "launch --workers 2 -- ", autocast = "--set train.precision=bf16 ";
+  auto fp32 = run_lofi(launch + train_cmd(data, dir + "/fp32", autocast));
+  ASSERT_EQ(fp32.status, 0) << fp32.output;
+  int64_t P = 0;
+  const io::SafetensorsFile fp32_final(dir + "/fp32/node-00/final.safetensors");
+  for (const auto& e : fp32_final.entries()) P += static_cast<int64_t>((e.end - e.begin) / 4);
+  const auto reference = last_metrics(dir + "/fp32/node-00");
+  const BlockBytes blocks = block_bytes(dir + "/fp32/node-00/final.safetensors", 2);
+  const double lr = train::Config{}.train.lr;
+  for (const std::string mode : {"none", "optimizer", "gradients", "full"}) {
+    SCOPED_TRACE(mode);
+    const std::string run = dir + "/" + mode, flags = autocast + "--set train.param_dtype=bf16 --set train.ckpt_every=3 --set dist.shard=" + mode;
+    auto r = run_lofi(launch + train_cmd(data, run, flags));
+    ASSERT_EQ(r.status, 0) << r.output;
+    for (const std::string name : {"final.safetensors", "ckpt/step-000003.safetensors"}) {
+      const io::SafetensorsFile file(run + "/node-00/" + name);
+      for (const auto& e : file.entries()) EXPECT_EQ(e.dtype, "F32") << name << " " << e.name;
+    }
+    const double diff = max_abs_diff(dir + "/fp32/node-00/final.safetensors", run + "/node-00/final.safetensors");
+    EXPECT_GT(diff, 0.0);
+    EXPECT_LT(diff, 12 * lr);
+    const auto m = last_metrics(run + "/node-00");
+    EXPECT_NEAR(m["loss"].get<double>(), reference["loss"].get<double>(), 0.02 * reference["loss"].get<double>());
+    // Between steps: the bf16 weights (full: those outside the blocks, and its fp32 part of the
+    // blocks') and the fp32 masters of what this worker updates.
+    const int64_t owned = mode == "none" ? P : owned_elements(r.output), padded = 4 * owned * 2;
+    const int64_t block_part = blocks.padded / 2;  // bytes of its fp32 part of the blocks
+    EXPECT_EQ(m["parameter_bytes"].get<int64_t>(), mode == "full" ? 2 * (P - blocks.bytes / 4) + block_part + 4 * (owned - block_part / 4)
+                                                                  : 2 * P + 4 * owned);
+    // The updated weights are gathered in bf16 (full: and the blocks before their forward and
+    // backward); the gradients are reduced in fp32.
+    const int64_t per_step = mode == "none"        ? ring(4 * P, 2, 2) + ring(8, 2, 2)
+                             : mode == "optimizer" ? ring(padded, 2, 2) + ring(padded / 2, 2, 1) + ring(8, 2, 2)
+                             : mode == "gradients" ? ring(padded, 2, 1) + ring(padded / 2, 2, 1) + ring(8, 2, 2) + ring(4, 2, 2)
+                                                   : 2 * ring(blocks.padded / 2, 2, 1) + ring(padded, 2, 1) +
+                                                         ring((padded - blocks.padded) / 2, 2, 1) + ring(8, 2, 2) + ring(4, 2, 2);
+    // And the checkpoint of step 3 gathers the two moments and the masters, in fp32.
+    EXPECT_EQ(m["bytes_within_node"].get<int64_t>(), 6 * per_step + (mode == "none" ? 0 : 3 * ring(padded, 2, 1)));
+    if (mode != "none" && mode != "full") continue;
+    // Resumed from step 3, the run ends where it did.
+    std::filesystem::rename(run + "/node-00/final.safetensors", dir + "/" + mode + "-final.safetensors");
+    std::filesystem::remove(run + "/node-00/ckpt/step-000006.safetensors");
+    std::filesystem::remove(run + "/node-00/ckpt/step-000006.optim.safetensors");
+    auto resumed = run_lofi(launch + train_cmd(data, run, flags + " --resume"));
+    ASSERT_EQ(resumed.status, 0) << resumed.output;
+    EXPECT_NE(resumed.output.find("step 4/6"), std::string::npos) << resumed.output;
+    EXPECT_EQ(max_abs_diff(dir + "/" + mode + "-final.safetensors", run + "/node-00/final.safetensors"), 0.0);
+  }
+}
+
 TEST(DistShard, ShardedCheckpointsResumeUnderAnotherSharding) {
   const std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
   const std::string launch = "launch --workers 2 -- ", flags = "--set train.ckpt_every=3 ";
@@ -225,16 +281,22 @@ TEST(DistShard, OneWorkerSaysItDoesNothingAndBadSettingsAreOneLine) {
   auto one = run_lofi(train_cmd(data, dir + "/one", "--set dist.shard=optimizer"));
   ASSERT_EQ(one.status, 0) << one.output;
   EXPECT_NE(one.output.find("does nothing in a node of one worker"), std::string::npos) << one.output;
-  auto flat = run_lofi(train_cmd(data, dir + "/flat", "--set dist.shard=gradients --set dist.overlap=false"));
-  EXPECT_NE(flat.status, 0);
-  EXPECT_NE(flat.output.find("dist.overlap = false"), std::string::npos) << flat.output;
-  auto full = run_lofi(train_cmd(data, dir + "/full", "--set dist.shard=everything"));
-  EXPECT_NE(full.status, 0);
-  EXPECT_NE(full.output.find("dist.shard"), std::string::npos) << full.output;
-  auto lora = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/lora", "--set dist.shard=full --set lora.rank=4"));
-  EXPECT_NE(lora.status, 0);
-  EXPECT_NE(lora.output.find("dist.shard = \"full\" shards a full fine-tune"), std::string::npos) << lora.output;
-  EXPECT_FALSE(std::filesystem::exists(dir + "/lora/node-00")) << "refused before anything is written";
+  struct Refused {
+    std::string run, flags, says;
+  };
+  for (const Refused& bad : std::vector<Refused>{
+           {"flat", "--set dist.shard=gradients --set dist.overlap=false", "dist.overlap = false"},
+           {"full", "--set dist.shard=everything", "dist.shard"},
+           {"lora", "--set dist.shard=full --set lora.rank=4", "dist.shard = \"full\" shards a full fine-tune"},
+           {"bf16", "--set train.param_dtype=bf16", "set train.precision = \"bf16\" too"},
+           {"bf16-lora", "--set train.param_dtype=bf16 --set train.precision=bf16 --set lora.rank=4", "keeps its small adapters in fp32"},
+           {"bf16-sync", "--set train.param_dtype=bf16 --set train.precision=bf16 --set dist.nodes=2 --set dist.sync_every=2",
+            "the periodic sync averages the weights, not their fp32 masters"}}) {
+    auto r = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + "/" + bad.run, bad.flags));
+    EXPECT_NE(r.status, 0) << bad.run;
+    EXPECT_NE(r.output.find(bad.says), std::string::npos) << r.output;
+    EXPECT_FALSE(std::filesystem::exists(dir + "/" + bad.run + "/node-00")) << bad.run << ": refused before anything is written";
+  }
 }
 
 }  // namespace

@@ -49,6 +49,15 @@ TEST(DistVision, FullyShardedNodeTrainsLikeTheUnshardedNode) {
   const auto a = test::last_metrics(dir + "/none/node-00"), b = test::last_metrics(dir + "/full/node-00");
   EXPECT_NEAR(a["val_loss"].get<double>(), b["val_loss"].get<double>(), 1e-5);
   EXPECT_LT(b["parameter_bytes"].get<int64_t>(), a["parameter_bytes"].get<int64_t>());
+  // With bf16 weights (fp32 masters): near the fp32 run, AdamW's 6 steps apart at most, and the
+  // final in fp32.
+  auto bf16 = run_lofi("launch --workers 2 -- train " + vit_flags(images, dir + "/bf16") +
+                       " --set dist.shard=full --set train.precision=bf16 --set train.param_dtype=bf16");
+  ASSERT_EQ(bf16.status, 0) << bf16.output;
+  const double diff = test::max_abs_diff(dir + "/none/node-00/final.safetensors", dir + "/bf16/node-00/final.safetensors");
+  EXPECT_GT(diff, 0.0);
+  EXPECT_LT(diff, 12 * train::Config{}.train.lr);
+  EXPECT_NEAR(test::last_metrics(dir + "/bf16/node-00")["val_loss"].get<double>(), a["val_loss"].get<double>(), 0.05 * a["val_loss"].get<double>());
 }
 
 // LP-FT: the linear probe fits the new head alone, and every node fits the same one, so lo-fi's

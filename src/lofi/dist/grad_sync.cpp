@@ -14,10 +14,10 @@ struct GradientSync::Bucket {
   torch::Tensor summed;  // (padded / workers,) its mean, accumulated over the step's micro-batches (gradients)
   size_t ready = 0;
   c10::intrusive_ptr<c10d::Work> work;
-  // full, a block's bucket: its parameters packed (padded,), their storage freed between uses;
-  // this worker's part of them (padded / workers,) fp32, which the optimizer updates; the gather in
-  // flight.
-  torch::Tensor whole, master;
+  // full, a block's bucket: its parameters packed (padded,) in the compute dtype, their storage
+  // freed between uses; this worker's part of them (padded / workers,) fp32, which the optimizer
+  // updates, and its copy in the compute dtype while a gather sends it; the gather in flight.
+  torch::Tensor whole, master, sent;
   c10::intrusive_ptr<c10d::Work> gathering;
   bool is_whole = false;
 };
@@ -61,7 +61,8 @@ GradientSync::GradientSync(Comm& comm, const std::vector<torch::Tensor>& params,
       world_(options.world),
       overlap_(options.overlap && group_),
       mode_(options.mode),
-      reduce_dtype_(options.reduce_dtype) {
+      reduce_dtype_(options.reduce_dtype),
+      param_dtype_(options.param_dtype) {
   const std::vector<int64_t>& units = options.units;
   const double bucket_mb = options.bucket_mb;
   if (reduce_dtype_ != torch::kFloat && !options.overlap)
@@ -250,14 +251,17 @@ void GradientSync::gather_buckets(const std::vector<torch::Tensor>& piece_values
     torch::Tensor full;  // (padded,)
     c10::intrusive_ptr<c10d::Work> work;
   };
+  torch::Dtype dtype = torch::kFloat;
+  for (const auto& v : piece_values)
+    if (v.defined()) dtype = v.scalar_type();
   auto launch = [&](size_t b) {
-    const auto options = torch::TensorOptions().device(buffer_device());
+    const auto options = torch::TensorOptions().device(buffer_device()).dtype(dtype);
     torch::Tensor part = torch::zeros({layout_.part_numel(b)}, options);
     for (size_t i : of_bucket[b])
       part.narrow(0, pieces_[i].shard_offset, pieces_[i].numel()).copy_(piece_values[i].reshape({-1}));
     InFlight f{torch::empty({layout_.buckets[b].padded}, options), {}};
     f.work = group_->_allgather_base(f.full, part);
-    count(f.full.numel() * 4, /*ring_passes=*/1);
+    count(f.full.numel() * f.full.element_size(), /*ring_passes=*/1);
     return f;
   };
   // Two buckets in flight at most: the next one's gather runs while this one is written out.
@@ -291,15 +295,18 @@ void GradientSync::shard_params() {
   for (size_t b : block_bucket_) {
     Bucket& bucket = *buckets_[b];
     const BucketLayout& layout = layout_.buckets[b];
-    bucket.whole = torch::zeros({layout.padded}, bucket.master.options());  // zeros: the padding
+    torch::Tensor packed = torch::zeros({layout.padded}, bucket.master.options());  // fp32; zeros: the padding
     for (size_t i = 0; i < layout.params.size(); ++i) {
-      torch::Tensor& p = params_[layout.params[i]];
-      torch::Tensor view = bucket.whole.narrow(0, layout.offsets[i], p.numel());  // (numel,)
-      view.copy_(p.detach().reshape({-1}));
-      p.set_data(view.view(p.sizes()));  // the parameter's own storage goes
+      const torch::Tensor& p = params_[layout.params[i]];
+      packed.narrow(0, layout.offsets[i], p.numel()).copy_(p.detach().reshape({-1}));
     }
     const int64_t part = layout_.part_numel(b);
-    bucket.master.copy_(bucket.whole.narrow(0, layout_.rank * part, part));
+    bucket.master.copy_(packed.narrow(0, layout_.rank * part, part));  // before any rounding to the compute dtype
+    bucket.whole = packed.to(param_dtype_);
+    for (size_t i = 0; i < layout.params.size(); ++i) {
+      torch::Tensor& p = params_[layout.params[i]];
+      p.set_data(bucket.whole.narrow(0, layout.offsets[i], p.numel()).view(p.sizes()));  // the parameter's own storage goes
+    }
     free_storage(bucket.whole);
   }
   sharded_params_ = true;
@@ -314,19 +321,13 @@ std::vector<torch::Tensor> GradientSync::piece_values() const {
   return out;
 }
 
-std::vector<torch::Tensor> GradientSync::current_piece_values() const {
-  std::vector<torch::Tensor> out = piece_values();
-  for (size_t i = 0; i < pieces_.size(); ++i)
-    if (!out[i].defined()) out[i] = params_[pieces_[i].param].detach().view({-1}).narrow(0, pieces_[i].begin, pieces_[i].numel());
-  return out;
-}
-
 void GradientSync::prefetch(size_t b) {
   Bucket& bucket = *buckets_[b];
   if (bucket.is_whole || bucket.gathering) return;
   allocate_storage(bucket.whole);
-  bucket.gathering = group_->_allgather_base(bucket.whole, bucket.master);
-  count(bucket.whole.numel() * 4, /*ring_passes=*/1);
+  bucket.sent = bucket.master.to(param_dtype_);  // the master itself under fp32
+  bucket.gathering = group_->_allgather_base(bucket.whole, bucket.sent);
+  count(bucket.whole.numel() * bucket.whole.element_size(), /*ring_passes=*/1);
 }
 
 void GradientSync::make_whole(size_t b) {
@@ -334,14 +335,14 @@ void GradientSync::make_whole(size_t b) {
   if (bucket.is_whole) return;
   prefetch(b);
   comm_.wait(bucket.gathering, "all-gather of a decoder block's parameters");
-  bucket.gathering.reset();
+  bucket.gathering.reset(), bucket.sent.reset();
   bucket.is_whole = true;
 }
 
 void GradientSync::release(size_t b) {
   Bucket& bucket = *buckets_[b];
   if (bucket.gathering) comm_.wait(bucket.gathering, "all-gather of a decoder block's parameters");
-  bucket.gathering.reset();
+  bucket.gathering.reset(), bucket.sent.reset();
   if (bucket.whole.storage().nbytes() > 0) free_storage(bucket.whole);
   bucket.is_whole = false;
 }
@@ -366,13 +367,14 @@ torch::Tensor GradientSync::after_block(int64_t index, const torch::Tensor& out)
   return out;
 }
 
-void GradientSync::unshard() {
-  if (!sharded_params_) return;
-  for (size_t i = 0; i < block_bucket_.size(); ++i) {
-    if (i + 1 < block_bucket_.size()) prefetch(block_bucket_[i + 1]);
-    make_whole(block_bucket_[i]);
-  }
-  for (auto& bucket : buckets_) bucket->master.reset(), bucket->summed.reset();
+void GradientSync::unshard(const std::vector<torch::Tensor>& piece_values) {
+  std::vector<torch::Tensor> whole(params_.size());  // each parameter's values, in PIECE_VALUES' dtype
+  gather(piece_values, [&](size_t k, const torch::Tensor& flat) {
+    whole[k] = flat.to(comm_.device(), /*non_blocking=*/false, /*copy=*/true).view(params_[k].sizes());
+  });
+  torch::NoGradGuard no_grad;
+  for (size_t k = 0; k < params_.size(); ++k) params_[k].set_data(whole[k]);  // full: the block buffers' views go
+  for (auto& bucket : buckets_) bucket->master.reset(), bucket->summed.reset(), bucket->whole.reset();
   sharded_params_ = false;  // the hooks do nothing now
 }
 

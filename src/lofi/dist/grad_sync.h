@@ -55,6 +55,9 @@ class GradientSync {
     // What the buckets are reduced in (dist.reduce_dtype): fp32, or bf16 (half the bytes; each
     // micro-batch's gradients and their sums rounded to bf16); the averages come back in fp32.
     torch::Dtype reduce_dtype = torch::kFloat;
+    // full only: what a block's parameters are gathered and computed in (train.param_dtype); this
+    // worker's part of them stays fp32 (the master the optimizer updates).
+    torch::Dtype param_dtype = torch::kFloat;
   };
   GradientSync(Comm& comm, const std::vector<torch::Tensor>& params, const std::vector<std::string>& names,
                const Options& options);
@@ -75,12 +78,14 @@ class GradientSync {
   // views of .grad (optimizer) or of this worker's accumulated parts (gradients).
   const std::vector<Piece>& pieces() const { return pieces_; }
   std::vector<torch::Tensor> piece_grads() const;
-  // Every worker's PIECE_VALUES (one per piece, as pieces()) all-gathered bucket by bucket; SINK
-  // gets each parameter's full flat fp32 values, in packing order. Every worker must call it.
+  // Every worker's PIECE_VALUES (one per piece, as pieces(); all of one dtype) all-gathered bucket
+  // by bucket in their dtype; SINK gets each parameter's full flat values, in packing order. Every
+  // worker must call it.
   void gather(const std::vector<torch::Tensor>& piece_values,
               const std::function<void(size_t param, const torch::Tensor& flat)>& sink);
-  // After the update of this worker's pieces: every worker's updated pieces into every replica
-  // (full: the parameters outside the blocks; the blocks' are gathered when they run).
+  // After the update of this worker's pieces: every worker's updated pieces into every replica, in
+  // the parameters' dtype (full: the parameters outside the blocks; the blocks' are gathered when
+  // they run).
   void gather_params();
 
   // full: call once the weights are loaded. Keeps this worker's part of each block's parameters
@@ -90,18 +95,18 @@ class GradientSync {
   // full: what the optimizer updates for each piece: a view of this worker's part of a block's
   // bucket, or undefined (the parameter itself, outside the blocks).
   std::vector<torch::Tensor> piece_values() const;
-  // Whether the parameters are sharded (full, after shard_params()); and every piece's current
-  // values (its part of a block's bucket, or a view of its parameter), for gather().
+  // Whether the parameters are sharded (full, after shard_params()).
   bool shards_params() const { return sharded_params_; }
-  std::vector<torch::Tensor> current_piece_values() const;
   // full: block INDEX's hooks (model::BlockHooks): its parameters whole before its forward, the
   // next block's gather started; after, a hook on OUT's gradient that gathers them again (and the
   // block before) for the backward, and the block's buffer freed.
   void before_block(int64_t index);
   torch::Tensor after_block(int64_t index, const torch::Tensor& out);
-  // full: every block's parameters whole from now on, this worker's parts and gradients freed
-  // (every worker calls it; training is over: the optimizer has released its views of the parts).
-  void unshard();
+  // Training is over: every parameter whole from now on, gathered from every worker's
+  // PIECE_VALUES (the optimizer's masters or current values, one per piece) in their dtype, and
+  // this worker's parts and gradients freed (every worker calls it; the optimizer has released
+  // its state).
+  void unshard(const std::vector<torch::Tensor>& piece_values);
   // Bytes of parameters this worker holds between steps (full: its parts of the blocks' and the
   // whole parameters outside them).
   int64_t parameter_bytes() const;
@@ -133,6 +138,7 @@ class GradientSync {
   bool overlap_;
   ShardMode mode_;
   torch::Dtype reduce_dtype_;
+  torch::Dtype param_dtype_;
   bool host_staged_ = false;  // sharded collectives on host copies (Gloo over CUDA tensors)
   bool syncing_ = false, step_done_ = false;
   int64_t micros_ = 0;  // micro-batches accumulated this step (gradients)

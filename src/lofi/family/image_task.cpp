@@ -151,6 +151,7 @@ nlohmann::json ImageTask::validate(int64_t batch) {
   auto loader = data::make_eval_loader(*val_, augment_, loader_config(config_.images), batch, subset);
   eval::ClassificationMeter meter;
   torch::NoGradGuard no_grad;
+  dist::PrecisionGuard precision(device(), config_.train.precision);  // as the training forward runs (bf16 weights need it)
   const bool was_training = model_->is_training();
   model_->eval();
   while (auto b = loader->next()) meter.add(model_->forward(dist::to_device(b->images, device())), b->labels);

@@ -87,16 +87,21 @@ OptimizerState optimizer_state(const Optimizer& optimizer, dist::GradientSync& s
 
 io::NamedTensors gathered_weights(const torch::nn::Module& module, const Optimizer& optimizer, dist::GradientSync& sync,
                                   bool keep) {
-  if (!sync.shards_params()) return keep ? checkpoint_weights(module) : io::NamedTensors{};
-  const auto& params = optimizer.params();
-  std::map<std::string, torch::Tensor> gathered;  // parameter name -> its whole values, on the host
-  sync.gather(sync.current_piece_values(), [&](size_t k, const torch::Tensor& flat) {
-    if (keep) gathered[params[k].name] = flat.reshape(params[k].param.sizes()).to(torch::kCPU, false, true);
-  });
-  if (!keep) return {};
-  io::NamedTensors out = checkpoint_weights(module);  // the blocks' parameters are freed: not read
+  const bool gather = optimizer.sharded() && (sync.shards_params() || optimizer.keeps_masters());
+  if (!gather && !keep) return {};
+  std::map<std::string, torch::Tensor> exact;  // parameter name -> its master (or whole) values
+  if (gather) {
+    const auto& params = optimizer.params();
+    sync.gather(optimizer.piece_values(), [&](size_t k, const torch::Tensor& flat) {
+      if (keep) exact[params[k].name] = flat.reshape(params[k].param.sizes()).to(torch::kCPU, false, true);
+    });
+    if (!keep) return {};
+  } else if (optimizer.keeps_masters()) {
+    for (auto& [name, master] : optimizer.masters()) exact[name] = master;
+  }
+  io::NamedTensors out = checkpoint_weights(module);  // a fully sharded node's block parameters are freed: not read
   for (auto& [name, tensor] : out)
-    if (auto it = gathered.find(name); it != gathered.end()) tensor = std::move(it->second);
+    if (auto it = exact.find(name); it != exact.end()) tensor = std::move(it->second);
   return out;
 }
 

@@ -46,10 +46,11 @@ struct OptimizerState {
 // bucket by bucket (every worker of the node must call it), into host memory. Only where KEEP is
 // it returned.
 OptimizerState optimizer_state(const Optimizer& optimizer, dist::GradientSync& sync, bool keep);
-// The weights a checkpoint of MODULE holds (checkpoint_weights); where the node shards its
-// parameters (dist.shard = "full"), gathered bucket by bucket through SYNC into host memory, the
-// device never holding more than two buckets of them (every worker of the node must call it; only
-// where KEEP are they returned).
+// The weights a checkpoint of MODULE holds (checkpoint_weights), with the optimizer's fp32 masters
+// in place of bf16 parameters (train.param_dtype); where the node shards its parameters
+// (dist.shard = "full") or its masters, gathered bucket by bucket through SYNC into host memory,
+// the device never holding more than two buckets of them (every worker of the node must call it;
+// only where KEEP are they returned).
 io::NamedTensors gathered_weights(const torch::nn::Module& module, const Optimizer& optimizer, dist::GradientSync& sync,
                                   bool keep);
 

@@ -168,6 +168,14 @@ void validate(const Config& c) {
     need(c.dist.sync_every == 0, "dist.shard = \"full\" with dist.sync_every = ", c.dist.sync_every, " is not built yet (the ",
          "periodic sync averages whole weights): use dist.shard = \"gradients\"");
   }
+  if (c.train.param_dtype == "bf16") {
+    need(c.train.precision == "bf16", "train.param_dtype = \"bf16\" computes in bf16 under autocast (norms and softmax in fp32); ",
+         "set train.precision = \"bf16\" too");
+    need(!c.lora.enabled(), "train.param_dtype = \"bf16\" holds a full fine-tune's weights in bf16; a LoRA run (lora.rank = ",
+         c.lora.rank, ") keeps its small adapters in fp32 over a model.dtype base: leave train.param_dtype = \"fp32\"");
+    need(c.dist.sync_every == 0, "train.param_dtype = \"bf16\" with dist.sync_every = ", c.dist.sync_every,
+         " is not built yet (the periodic sync averages the weights, not their fp32 masters): use train.param_dtype = \"fp32\"");
+  }
   need(c.dist.min_nodes >= 0 && c.dist.min_nodes <= c.dist.nodes, "dist.min_nodes must be in [0, dist.nodes = ",
        c.dist.nodes, "], found ", c.dist.min_nodes);
   need(c.train.batch_size % c.dist.nodes == 0, "train.batch_size (", c.train.batch_size,

@@ -93,6 +93,7 @@ struct TrainConfig {
   int64_t threads = 0;
   std::string device = "auto";
   std::string precision = "fp32";
+  std::string param_dtype = "fp32";
   int64_t skip_nonfinite = 0;
   int64_t keep_checkpoints = 0;
   std::string head_init = "random";
@@ -130,6 +131,10 @@ struct TrainConfig {
                         "(every worker on GPU K: lo-fi nodes sharing a GPU)").free();
     s(precision, "precision", "\"fp32\" or \"bf16\" (autocast matmuls and attention to bf16; fp32 master weights,\n"
                               "optimizer state and checkpoints)").one_of({"fp32", "bf16"}).free();
+    s(param_dtype, "param_dtype", "what the trainable weights are held and gathered in between updates: \"fp32\", or\n"
+                                  "\"bf16\" (needs train.precision = \"bf16\"; fp32 master copies in the optimizer, sharded\n"
+                                  "with it under dist.shard; checkpoints and finals hold the fp32 masters)")
+        .one_of({"fp32", "bf16"}).free();
     s(skip_nonfinite, "skip_nonfinite", "a non-finite loss or gradient norm stops the node; up to N such steps are\n"
                                         "skipped first (no update) when N > 0").at_least(0).free();
     s(keep_checkpoints, "keep_checkpoints", "keep the newest K periodic checkpoints; 0: keep all").at_least(0).free();

@@ -28,23 +28,30 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
   const double P = static_cast<double>(f.trainable), G = static_cast<double>(workers);
   Moments m;
   m.runtime = place.runtime_bytes;
-  m.weights = 4 * P + static_cast<double>(f.frozen) * static_cast<double>(f.frozen_bytes);
+  // train.param_dtype = "bf16": the weights in bf16 (and their gradients), fp32 masters beside
+  // them (1/G where the node shards its optimizer); autocast casts nothing.
+  const bool low = c.train.param_dtype == "bf16";
+  const double w = low ? 2 : 4;  // bytes of a trainable weight and its .grad
+  const double frozen = static_cast<double>(f.frozen) * static_cast<double>(f.frozen_bytes);
+  const double masters = !low ? 0 : mode == "none" ? 4 * P : 4 * std::ceil(P / G);
+  m.weights = w * P + masters + frozen;
   m.optimizer = mode == "none" ? 8 * P : 8 * std::ceil(P / G);
   const double reduced = c.dist.reduce_dtype == "bf16" ? 2 : 4;  // bytes of a bucket's element
   const double buckets = workers > 1 ? reduced * P : 0;  // none, optimizer: the all-reduce's buckets, kept
   const double block = static_cast<double>(f.block_trainable), in_blocks = block * static_cast<double>(f.blocks);
   const double bucket_bytes = reduced / 4 * std::min(4 * P, c.dist.bucket_mb * 1024 * 1024);  // bucket_mb counts fp32 elements
-  m.copies = f.weight_copies;
+  m.copies = low ? 0 : f.weight_copies;
   // A sharded node's checkpoint gathers the AdamW state (full: and the blocks' parameters) into
   // host memory on its leader: the same memory on a CPU.
   const bool on_host = place.device.rfind("cuda", 0) != 0;
-  if (on_host && mode != "none") m.gathered = 8 * P + (mode == "full" ? 4 * P : 0);
+  if (on_host && mode != "none") m.gathered = 8 * P + (mode == "full" || low ? 4 * P : 0);
+  // After the last step (AdamW's state and the parts freed) the weights are whole fp32 again, for
+  // the final file and what runs after training: gathered beside the bf16 ones they replace.
+  if (mode == "full" || low) m.end = 4 * P + frozen + (low ? w * (P - (mode == "full" ? in_blocks : 0)) : 0);
   if (mode == "full") {
-    // The parameters outside the blocks whole, 1/G of the blocks', two blocks gathered; after the
-    // last step (AdamW's state and the parts freed) every block whole, for the final weights and
-    // what runs after training.
-    m.end = m.weights;
-    m.weights += -4 * in_blocks + 4 * std::ceil(in_blocks / G) + 2 * 4 * block;
+    // The parameters outside the blocks whole, 1/G of the blocks' (fp32: their masters), two
+    // blocks gathered in the compute dtype.
+    m.weights = w * (P - in_blocks) + 2 * w * block + frozen + (low ? masters : 4 * std::ceil(in_blocks / G));
     // bf16 casts are not cached (the trainer turns autocast's cache off): those autograd saves for
     // the backward of blocks that are not checkpointed stay, and the running ones'.
     const double every = static_cast<double>(c.train.activation_checkpointing), L = static_cast<double>(f.blocks);
@@ -56,10 +63,10 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
     // one parameter's .grad.
     m.grads_between = 4 * std::ceil(P / G);
     m.grads_peak = m.grads_between + 2 * std::max(bucket_bytes, mode == "full" ? reduced * block : 0.0) +
-                   4 * static_cast<double>(f.largest_param);
+                   w * static_cast<double>(f.largest_param);
   } else {
     m.grads_between = buckets;
-    m.grads_peak = buckets + 4 * P;  // and every .grad
+    m.grads_peak = buckets + w * P;  // and every .grad
   }
   m.activations = f.activations, m.block = f.block_activations, m.loss_head = f.loss_head;
   return m;
@@ -69,7 +76,7 @@ std::string layout_of(const Config& c, int64_t workers) {
   return cat(c.dist.nodes, c.dist.nodes == 1 ? " node" : " nodes", " x ", workers, workers == 1 ? " worker" : " workers",
              ", dist.shard = \"", c.dist.shard, "\", micro-batch ", micro_batch(c, workers), " x ", c.data.seq_len,
              c.train.activation_checkpointing > 0 ? cat(", activation checkpointing every ", c.train.activation_checkpointing) : "",
-             ", train.precision = ", c.train.precision);
+             ", train.precision = ", c.train.precision, c.train.param_dtype == "fp32" ? "" : ", train.param_dtype = " + c.train.param_dtype);
 }
 
 std::string count_text(double n) {  // 8.03 B, 41.9 M, 5120
@@ -103,13 +110,14 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
       {"weights", m.weights,
        f.frozen > 0 ? cat(count_text(static_cast<double>(f.trainable)), " trainable in fp32, ", count_text(static_cast<double>(f.frozen)),
                           " frozen at ", f.frozen_bytes, " bytes")
-                    : cat(count_text(static_cast<double>(f.trainable)), " parameters in fp32",
+                    : cat(count_text(static_cast<double>(f.trainable)), " parameters in ", config.train.param_dtype,
+                          config.train.param_dtype == "fp32" ? "" : cat(", fp32 masters", sharded),
                           full ? cat("; the blocks' 1/", place.node_workers, ", two blocks gathered") : "")},
       {"gradients", m.grads_peak,
        config.dist.shard != "none" && config.dist.shard != "optimizer" && place.node_workers > 1
            ? cat("its 1/", place.node_workers, " part, two buckets in flight")
-       : place.node_workers > 1                                   ? "fp32, and the all-reduce's buckets"
-                                                                  : "fp32"},
+       : place.node_workers > 1 ? cat(config.train.param_dtype, ", and the all-reduce's buckets")
+                                : config.train.param_dtype},
       {"AdamW state", m.optimizer, "two fp32 moments" + sharded},
       {"activations", m.activations, cat("micro-batch ", micro_batch(config, place.node_workers), " x ", config.data.seq_len,
                                          config.train.activation_checkpointing > 0 ? ", checkpointed" : "")},
@@ -130,6 +138,8 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
   if (config.train.activation_checkpointing == 0 && config.model.dropout <= 0) candidates.push_back({"train.activation_checkpointing=1"});
   if (micro_batch(config, place.node_workers) >= 2) candidates.push_back({cat("train.grad_accum=", 2 * config.train.grad_accum)});
   if (!config.lora.enabled()) candidates.push_back({"lora.rank=16", "model.dtype=bf16"});
+  if (!config.lora.enabled() && config.train.param_dtype == "fp32" && config.dist.sync_every == 0)
+    candidates.push_back({"train.param_dtype=bf16", "train.precision=bf16"});
   if (candidates.size() > 1) {
     std::vector<std::string> all;
     for (const auto& sets : candidates) all.insert(all.end(), sets.begin(), sets.end());

@@ -1,5 +1,6 @@
 #include "lofi/train/optimizer.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "lofi/error.h"
@@ -32,10 +33,42 @@ void Optimizer::shard(const std::vector<dist::Piece>& pieces, const std::vector<
 }
 
 torch::Tensor Optimizer::values(const Slot& slot) const {
-  if (slot.master.defined()) return slot.master;
+  return slot.master.defined() ? slot.master : param_view(slot);
+}
+
+torch::Tensor Optimizer::param_view(const Slot& slot) const {
   const torch::Tensor& p = params_[slot.param].param;
   if (slot.end < 0) return p;
   return p.detach().view({-1}).narrow(0, slot.begin, slot.end - slot.begin);  // (end - begin,)
+}
+
+void Optimizer::compute_in(torch::Dtype dtype) {
+  torch::NoGradGuard no_grad;
+  for (Slot& s : slots_) {
+    if (s.master.defined()) continue;  // a fully sharded block's part: fp32 in its bucket already
+    s.master = param_view(s).detach().to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true).contiguous();
+    s.writes_back = true;
+  }
+  for (auto& p : params_)
+    if (p.param.scalar_type() != dtype) p.param.set_data(p.param.detach().to(dtype));
+}
+
+bool Optimizer::keeps_masters() const {
+  return std::any_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.writes_back; });
+}
+
+io::NamedTensors Optimizer::masters() const {
+  if (sharded_) fail("internal: a sharded optimizer's masters are gathered from every worker (train/checkpoint.h)");
+  io::NamedTensors out;
+  for (const Slot& s : slots_)
+    if (s.writes_back) out.emplace_back(params_[s.param].name, s.master.view(params_[s.param].param.sizes()));
+  return out;
+}
+
+std::vector<torch::Tensor> Optimizer::piece_values() const {
+  std::vector<torch::Tensor> out;
+  for (const Slot& s : slots_) out.push_back(values(s).reshape({-1}));
+  return out;
 }
 
 namespace {
@@ -47,8 +80,14 @@ std::vector<torch::Tensor> defined_grads(const std::vector<torch::Tensor>& param
   return grads;
 }
 
+// Each gradient's L2 norm (N,); lower-precision gradients (train.param_dtype = "bf16") normed in fp32.
+torch::Tensor norms(const std::vector<torch::Tensor>& grads) {
+  const bool fp32 = grads.front().scalar_type() == torch::kFloat;
+  return torch::stack(torch::_foreach_norm(grads, 2, fp32 ? std::nullopt : std::optional(torch::kFloat)));
+}
+
 torch::Tensor total_norm(const std::vector<torch::Tensor>& grads) {
-  return torch::linalg_vector_norm(torch::stack(torch::_foreach_norm(grads, 2)), 2);  // ()
+  return torch::linalg_vector_norm(norms(grads), 2);  // ()
 }
 
 }  // namespace
@@ -81,7 +120,7 @@ torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& params, double ma
 torch::Tensor clip_sharded_grad_norm(const std::vector<torch::Tensor>& piece_grads, dist::Comm& comm, double max_norm) {
   torch::NoGradGuard no_grad;
   torch::Tensor squares = torch::zeros({1}, torch::TensorOptions().device(comm.device()));  // (1,) this worker's sum
-  if (!piece_grads.empty()) squares += torch::stack(torch::_foreach_norm(piece_grads, 2)).square().sum();
+  if (!piece_grads.empty()) squares += norms(piece_grads).square().sum();
   comm.node_mean({squares});
   torch::Tensor total = (squares * static_cast<double>(comm.topology().node_size)).sqrt().reshape({});  // ()
   std::vector<torch::Tensor> grads = piece_grads;
@@ -97,14 +136,36 @@ void Optimizer::step(const torch::Tensor& found_inf, const std::vector<torch::Te
   torch::NoGradGuard no_grad;
   if (sharded_ && piece_grads.size() != slots_.size())
     fail("internal: a sharded optimizer step got ", piece_grads.size(), " gradients for ", slots_.size(), " pieces");
+  const std::optional<torch::Tensor> skip = found_inf.defined() ? std::optional<torch::Tensor>(found_inf) : std::nullopt;
   // The kernel takes lists of one dtype and device: weight-decayed and plain groups apart.
   for (bool decay : {true, false}) {
     std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs, steps;
+    std::vector<const Slot*> written;  // whose masters go back to their parameters after the kernel
+    int64_t converted = 0;             // bytes of fp32 gradient copies made for this batch
+    // One kernel call over what is gathered so far. The kernel is elementwise, so splitting the
+    // list changes nothing but how many fp32 gradient copies (of bf16 gradients) live at once.
+    auto flush = [&] {
+      if (params.empty()) return;
+      torch::_foreach_add_(steps, 1);  // the kernel reads the step after this update's increment
+      at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr_, config_.beta1,
+                        config_.beta2, decay ? config_.weight_decay : 0.0, config_.eps, /*amsgrad=*/false,
+                        /*maximize=*/false, /*grad_scale=*/std::nullopt, skip);
+      // A skipped update leaves the step counts where they were, as PyTorch's _fused_adamw does.
+      if (skip) torch::_foreach_sub_(steps, std::vector<torch::Tensor>(steps.size(), found_inf));
+      for (const Slot* s : written) param_view(*s).copy_(s->master);  // rounded to the parameter's dtype
+      params.clear(), grads.clear(), exp_avgs.clear(), exp_avg_sqs.clear(), steps.clear(), written.clear();
+      converted = 0;
+    };
+    constexpr int64_t kConvertedBytes = 256ll << 20;
     for (size_t k = 0; k < slots_.size(); ++k) {
       Slot& s = slots_[k];
-      const torch::Tensor grad = sharded_ ? piece_grads[k] : params_[s.param].param.grad();
+      torch::Tensor grad = sharded_ ? piece_grads[k] : params_[s.param].param.grad();
       if (s.decay != decay || !grad.defined()) continue;
       const torch::Tensor p = values(s);
+      if (grad.scalar_type() != p.scalar_type()) {  // a bf16 parameter's gradient, for its fp32 master
+        grad = grad.to(p.scalar_type());
+        converted += static_cast<int64_t>(grad.nbytes());
+      }
       if (!s.step.defined()) {
         s.exp_avg = torch::zeros_like(p, torch::MemoryFormat::Preserve);
         s.exp_avg_sq = torch::zeros_like(p, torch::MemoryFormat::Preserve);
@@ -112,15 +173,10 @@ void Optimizer::step(const torch::Tensor& found_inf, const std::vector<torch::Te
       }
       params.push_back(p), grads.push_back(grad), exp_avgs.push_back(s.exp_avg);
       exp_avg_sqs.push_back(s.exp_avg_sq), steps.push_back(s.step);
+      if (s.writes_back) written.push_back(&s);
+      if (converted >= kConvertedBytes) flush();
     }
-    if (params.empty()) continue;
-    torch::_foreach_add_(steps, 1);  // the kernel reads the step after this update's increment
-    const std::optional<torch::Tensor> skip = found_inf.defined() ? std::optional<torch::Tensor>(found_inf) : std::nullopt;
-    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr_, config_.beta1,
-                      config_.beta2, decay ? config_.weight_decay : 0.0, config_.eps, /*amsgrad=*/false,
-                      /*maximize=*/false, /*grad_scale=*/std::nullopt, skip);
-    // A skipped update leaves the step counts where they were, as PyTorch's _fused_adamw does.
-    if (skip) torch::_foreach_sub_(steps, std::vector<torch::Tensor>(steps.size(), found_inf));
+    flush();
   }
 }
 
@@ -146,9 +202,10 @@ void Optimizer::load_state(const io::SafetensorsFile& file) {
       torch::Tensor t = file.load(name + part);
       if (t.sizes() != p.sizes())
         fail(file.path(), ": optimizer tensor '", name, part, "' has shape ", t.sizes(), ", expected ", p.sizes());
-      if (t.scalar_type() != p.scalar_type())
-        fail(file.path(), ": optimizer tensor '", name, part, "' is ", t.scalar_type(), ", expected ", p.scalar_type(),
-             " like its parameter");
+      const torch::ScalarType want = values(s).scalar_type();  // the master's, where the parameter has one
+      if (t.scalar_type() != want)
+        fail(file.path(), ": optimizer tensor '", name, part, "' is ", t.scalar_type(), ", expected ", want,
+             " like its parameter's master values");
       if (s.end >= 0) t = t.reshape({-1}).narrow(0, s.begin, s.end - s.begin);  // this worker's piece
       (std::string(part) == ".exp_avg" ? s.exp_avg : s.exp_avg_sq) = t.to(p.device()).contiguous();
     }
@@ -160,7 +217,7 @@ std::vector<torch::Tensor> Optimizer::piece_state(const std::string& which) cons
   std::vector<torch::Tensor> out;
   for (const Slot& s : slots_) {
     const torch::Tensor& t = which == "exp_avg" ? s.exp_avg : s.exp_avg_sq;
-    out.push_back(t.defined() ? t : torch::zeros({s.end - s.begin}, params_[s.param].param.options()));
+    out.push_back(t.defined() ? t : torch::zeros({s.end - s.begin}, values(s).options()));
   }
   return out;
 }
@@ -179,8 +236,22 @@ int64_t Optimizer::state_bytes() const {
   return bytes;
 }
 
+int64_t Optimizer::master_bytes() const {
+  int64_t bytes = 0;
+  for (const Slot& s : slots_)
+    if (s.writes_back) bytes += static_cast<int64_t>(s.master.nbytes());
+  return bytes;
+}
+
 void Optimizer::release() {
-  for (Slot& s : slots_) s.exp_avg.reset(), s.exp_avg_sq.reset(), s.step.reset(), s.master.reset();
+  for (Slot& s : slots_) s.exp_avg.reset(), s.exp_avg_sq.reset(), s.step.reset(), s.master.reset(), s.writes_back = false;
+}
+
+void Optimizer::release_into_params() {
+  if (sharded_) fail("internal: a sharded optimizer's masters are gathered into the parameters (dist/grad_sync.h)");
+  for (Slot& s : slots_)
+    if (s.writes_back) params_[s.param].param.set_data(s.master.view(params_[s.param].param.sizes()));
+  release();
 }
 
 }  // namespace lofi::train

@@ -1,7 +1,12 @@
 // AdamW with decoupled weight decay on matrices only (never on biases, norms or 1-d tensors), run
 // by LibTorch's fused kernel (at::_fused_adamw_, on CPU and CUDA: what torch.optim.AdamW(fused=True)
 // calls), and its state to and from named tensors so a checkpoint resumes exactly on any device.
-// The state lives on the parameters' device; master weights and moments stay fp32 under bf16.
+// The state lives on the parameters' device; master weights and moments stay fp32 under bf16
+// autocast. With train.param_dtype = "bf16" (compute_in) the parameters themselves are bf16 and
+// each keeps an fp32 master copy here (its piece only, when sharded): AdamW updates the master
+// from an fp32 copy of the gradient and writes it back to the bf16 parameter, so updates smaller
+// than bf16's resolution accumulate instead of rounding away (DeepSpeed's bf16 optimizer, FSDP's
+// MixedPrecisionPolicy(param_dtype=bf16) over fp32 sharded parameters).
 // Sharded (dist.shard, ZeRO), a worker updates only its pieces of the parameters
 // (dist/shard_layout.h) and keeps state for those alone; the kernel is elementwise, so a piece's
 // update is the one the whole parameter's would give it.
@@ -44,6 +49,18 @@ class Optimizer {
   // not in its parameter (dist.shard = "full": this worker's part of a block's bucket).
   void shard(const std::vector<dist::Piece>& pieces, const std::vector<torch::Tensor>& values = {});
   bool sharded() const { return sharded_; }
+  // From now on the trainable parameters compute in DTYPE (bf16): each piece without values of its
+  // own keeps an fp32 master copy of its current values, and every parameter not yet in DTYPE is
+  // cast to it (a fully sharded block's are already: dist/grad_sync.h). Call after shard() and
+  // load_state(), before the first step.
+  void compute_in(torch::Dtype dtype);
+  // Whether the optimizer keeps master copies that it writes back to lower-precision parameters.
+  bool keeps_masters() const;
+  // Unsharded with masters: each parameter's fp32 master (as "NAME", the parameter's shape), what
+  // a checkpoint holds of it.
+  io::NamedTensors masters() const;
+  // Every piece's current values (sharded): its master, or a flat view of its parameter's piece.
+  std::vector<torch::Tensor> piece_values() const;
 
   void set_lr(double lr) { lr_ = lr; }
   // One AdamW update of every parameter (or piece) that has a gradient: its .grad, or GRADS (one
@@ -67,19 +84,27 @@ class Optimizer {
   int64_t steps_taken() const;
   // Bytes of optimizer state this worker holds.
   int64_t state_bytes() const;
+  // Bytes of master copies this worker holds (compute_in; not those in a fully sharded block's bucket).
+  int64_t master_bytes() const;
   // Training is over: the state and the pieces' own values go (no step may follow).
   void release();
+  // Training is over, unsharded with masters: each parameter becomes its fp32 master (its
+  // lower-precision values go), and the state goes (no step may follow).
+  void release_into_params();
 
  private:
   struct Slot {
     size_t param = 0;
     int64_t begin = 0, end = -1;  // the piece's flat elements; end -1: the whole parameter
     torch::Tensor exp_avg, exp_avg_sq, step;  // like the piece; step: () fp32, as PyTorch's fused path
-    torch::Tensor master;  // the piece's values when they live outside the parameter (flat)
+    torch::Tensor master;  // the piece's values when they live outside the parameter (flat, or the parameter's shape)
+    bool writes_back = false;  // master is this optimizer's fp32 copy, written back to the parameter after each step
     bool decay = false;
   };
-  // The parameter elements SLOT updates: the parameter itself, or a flat view of its piece.
+  // The elements SLOT updates: its master, or the parameter itself, or a flat view of its piece.
   torch::Tensor values(const Slot& slot) const;
+  // The parameter's own elements for SLOT: the parameter, or a flat view of its piece.
+  torch::Tensor param_view(const Slot& slot) const;
   std::vector<NamedParam> params_;
   std::vector<Slot> slots_;  // one per parameter (or piece); undefined tensors until its first step
   bool sharded_ = false;

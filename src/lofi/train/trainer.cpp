@@ -379,7 +379,7 @@ void TrainingLoop::report(int64_t done, bool log_now, const std::map<std::string
     else m.peak_rss_bytes = peak_resident_bytes();
     m.optimizer_state_bytes = c_.optimizer.state_bytes();
     m.gradient_bytes = grad_sync_.gradient_bytes();
-    m.parameter_bytes = grad_sync_.parameter_bytes();
+    m.parameter_bytes = grad_sync_.parameter_bytes() + c_.optimizer.master_bytes();
     m.validation = validation_metrics;
     c_.metrics->write(m.to_json());
     std::string validation;  // the periodic evaluation's numbers, on the same line
@@ -497,8 +497,9 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   dist::GradientSync::Options sync_options;
   sync_options.overlap = config.dist.overlap, sync_options.bucket_mb = config.dist.bucket_mb;
   sync_options.reduce_dtype = config.dist.reduce_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat;
+  const torch::Dtype param_dtype = tc.param_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat;
   dist::GradientSync::Options node_options = sync_options;
-  node_options.mode = shard, node_options.units = blocks;
+  node_options.mode = shard, node_options.units = blocks, node_options.param_dtype = param_dtype;
   dist::GradientSync grad_sync(comm, params, names, node_options);
   if (shard != dist::ShardMode::none) {
     optimizer.shard(grad_sync.pieces(), grad_sync.piece_values());
@@ -524,6 +525,8 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
                                  optimizer, outer.get());
   // dist.shard = "full": from here on each decoder block's parameters are whole only while it runs.
   grad_sync.shard_params();
+  // train.param_dtype = "bf16": the weights compute in bf16 from here on, their fp32 masters in the optimizer.
+  if (param_dtype != torch::kFloat) optimizer.compute_in(param_dtype);
   struct BlockHooksOff {  // the hooks refer to grad_sync: they go before it does
     Task& task;
     ~BlockHooksOff() { task.set_block_hooks({}); }
@@ -568,9 +571,14 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
     TrainingLoop loop(StepContext{config, topo, batches, plan.device, *task, optimizer, outer.get(), comm, grad_sync, std::move(warm_sync), my_dir, start_step,
                                   config_toml, data_prints, metrics.get(), heartbeat.get()});
     loop.run(worker.summary);
-    if (grad_sync.shards_params()) {  // full: the whole weights, for the final file and what runs after training
+    // The whole fp32 weights (sharded parameters, or bf16 ones with their masters), for the final
+    // file and what runs after training.
+    if (optimizer.sharded() && (grad_sync.shards_params() || optimizer.keeps_masters())) {
+      const std::vector<torch::Tensor> values = optimizer.piece_values();
       optimizer.release();
-      grad_sync.unshard();
+      grad_sync.unshard(values);
+    } else if (optimizer.keeps_masters()) {
+      optimizer.release_into_params();
     }
     task->set_block_hooks({});
     if (node_leader) {
