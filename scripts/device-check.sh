@@ -27,10 +27,13 @@
 #         llama8b-lora  Llama-3-8B shape (32 layers, d 4096, 32 heads / 8 kv, ff 14336, vocab 128256),
 #                 random weights, rank-16 LoRA on every linear layer over a bf16 base: lofi's [lora]
 #                 against PEFT + transformers (hf-eager), tokens/s and peak memory
+#         llama3b-bf16  Llama-3.2-3B shape (28 layers, d 3072, 24 heads / 8 kv, ff 8192, vocab 128256),
+#                 random weights, a full fine-tune with train.param_dtype = "bf16" (fp32 masters)
+#                 and every block checkpointed: lofi alone, its peak beside the memory plan's
 #         demo    lofi demo --only language on the GPU (train.device "auto"): wall time, its table
 #       By default the tests; Llama's lofi, torch.compile, eager and transformers eager; the demo;
 #       the same four for OPT; then transformers compiled, Llama's and OPT's (the longest warm-ups);
-#       then the 8B LoRA shape, lofi and PEFT, when time is left.
+#       then the 8B LoRA shape, lofi and PEFT, and the 3B bf16 full fine-tune, when time is left.
 #       A check with less than half its budget left is not started and says SKIP. $OUT gets summary.txt (one table, printed last), device-check.log
 #       (every command's output), cuda-tests.log, bench.jsonl, lofi-*-metrics.jsonl, demo-results.md.
 #       The exit status is 0 whatever the checks found: the table says PASS / FAIL / SKIP, and a
@@ -901,8 +904,8 @@ prebuilt_tests() {
 
 # c. the benchmark shapes. N: parameters that do a matmul per token (the tied head counted once,
 # OPT's position embedding left out); attention: 12 L d T per token (PaLM's count, the full T x T).
-shape_of() {  # shape_of opt|llama|llama8b-lora: sets SL SH SKV SD SFF SV STHETA SLABEL SARCH SLORA
-  SKV='' STHETA='' SARCH=$1 SLORA=''
+shape_of() {  # shape_of opt|llama|llama8b-lora|llama3b-bf16: sets SL SH SKV SD SFF SV STHETA SLABEL SARCH SLORA SBF16
+  SKV='' STHETA='' SARCH=$1 SLORA='' SBF16=''
   if [ "$1" = llama ]; then SL=16 SH=32 SKV=8 SD=2048 SFF=8192 SV=128256 STHETA=500000 SLABEL="Llama-3.2-1B shape"
   elif [ "$1" = llama8b-lora ]; then
     # Llama-3-8B's shape (random weights), rank-16 adapters on every linear layer, the base frozen in
@@ -910,10 +913,16 @@ shape_of() {  # shape_of opt|llama|llama8b-lora: sets SL SH SKV SD SFF SV STHETA
     # FLOPs a token as for the others, though a frozen base skips the weight gradients (about 4 N).
     SL=32 SH=32 SKV=8 SD=4096 SFF=14336 SV=128256 STHETA=500000 SARCH=llama SLORA=16
     SLABEL="Llama-3-8B shape, LoRA r=16 all-linear, bf16 base"
+  elif [ "$1" = llama3b-bf16 ]; then
+    # Llama-3.2-3B's shape, a full fine-tune with bf16 weights and gradients, fp32 masters and
+    # AdamW state (train.param_dtype = "bf16"), every block checkpointed: what one GPU holds of a
+    # 3B full fine-tune, measured beside the memory plan's peak.
+    SL=28 SH=24 SKV=8 SD=3072 SFF=8192 SV=128256 STHETA=500000 SARCH=llama SBF16=1
+    SLABEL="Llama-3.2-3B shape, full fine-tune, bf16 weights + fp32 masters, checkpointed"
   else SL=12 SH=12 SD=768 SFF=3072 SV=50272 SLABEL="OPT-125M shape"; fi
   if [ -n "${BENCH_TINY:-}" ]; then SL=2 SH=4 SD=64 SFF=128 SV=512 SLABEL="$SLABEL (tiny: BENCH_TINY)"; [ -n "$SKV" ] && SKV=2; fi
 }
-n_params() {  # n_params opt|llama|llama8b-lora (after shape_of)
+n_params() {  # n_params opt|llama|llama8b-lora|llama3b-bf16 (after shape_of)
   if [ "$SARCH" = llama ]; then
     awk -v L="$SL" -v D="$SD" -v H="$SH" -v K="$SKV" -v F="$SFF" -v V="$SV" \
       'BEGIN { kv = D / H * K; printf "%.0f", V*D + L*(2*D*D + 2*D*kv + 3*D*F + 2*D) + D }'
@@ -966,6 +975,7 @@ bench_shape() {  # bench_shape opt|llama IMPL...
                                   --set model.tie_word_embeddings=true --set model.activation=silu)
   [ -n "$SLORA" ] && flags+=(--set "lora.rank=$SLORA" --set "lora.alpha=$(( 2 * SLORA ))" --set lora.target=all-linear
                              --set model.dtype=bf16)
+  [ -n "$SBF16" ] && flags+=(--set train.param_dtype=bf16 --set train.activation_checkpointing=1)
   shift
   for impl in "$@"; do
     if [ "$impl" = lofi ]; then
@@ -1112,9 +1122,9 @@ prebuilt() {
       case $c in
         tests) prebuilt_tests ;;
         llama | opt) read -ra impls <<< "$BENCH_IMPLS"; bench_shape "$c" "${impls[@]}" ;;
-        llama:* | opt:* | llama8b-lora:*) IFS=, read -ra impls <<< "${c#*:}"; bench_shape "${c%%:*}" "${impls[@]}" ;;
+        llama:* | opt:* | llama8b-lora:* | llama3b-bf16:*) IFS=, read -ra impls <<< "${c#*:}"; bench_shape "${c%%:*}" "${impls[@]}" ;;
         demo) prebuilt_demo ;;
-        *) say "unknown CHECKS entry $c (tests, llama, opt, llama8b-lora:IMPLS, demo)" ;;
+        *) say "unknown CHECKS entry $c (tests, llama, opt, llama8b-lora:IMPLS, llama3b-bf16:lofi, demo)" ;;
       esac
     done
   fi
@@ -1147,7 +1157,7 @@ BUILD=${BUILD_DIR:-build-gpu}
 if [ "$MODE" = prebuilt ]; then
   BENCH_STEPS=${BENCH_STEPS:-20} BENCH_WARMUP=${BENCH_WARMUP:-10}
   # CHECKS="" checks that lofi starts, nothing more.
-  CHECKS=${CHECKS-tests llama:lofi,torch-compile,torch-eager,hf-eager demo opt:lofi,torch-compile,torch-eager,hf-eager llama:hf-compile opt:hf-compile llama8b-lora:lofi,hf-eager}
+  CHECKS=${CHECKS-tests llama:lofi,torch-compile,torch-eager,hf-eager demo opt:lofi,torch-compile,torch-eager,hf-eager llama:hf-compile opt:hf-compile llama8b-lora:lofi,hf-eager llama3b-bf16:lofi}
   BENCH_IMPLS=${BENCH_IMPLS:-lofi torch-compile torch-eager hf-eager hf-compile}
   BENCH_DEVICE=${BENCH_DEVICE:-cuda} BENCH_PRECISION=${BENCH_PRECISION:-bf16}
   CUDA_TEST_S=${CUDA_TEST_S:-90} CUDA_TEST_SHARDS=${CUDA_TEST_SHARDS:-6} LOFI_S=${LOFI_S:-90} EAGER_S=${EAGER_S:-75} COMPILE_S=${COMPILE_S:-150}

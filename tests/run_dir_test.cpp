@@ -28,6 +28,7 @@ TEST(RunDir, SpellsTheLayout) {
   EXPECT_EQ(run.node(0).final_weights(), "/r/node-00/final.safetensors");
   EXPECT_EQ(run.node(0).checkpoint(500).weights, "/r/node-00/ckpt/step-000500.safetensors");
   EXPECT_EQ(run.node(0).checkpoint(500).optimizer, "/r/node-00/ckpt/step-000500.optim.safetensors");
+  EXPECT_EQ(run.node(0).checkpoint(500).optimizer_shard(2, 4), "/r/node-00/ckpt/step-000500.optim-00002-of-00004.safetensors");
   EXPECT_EQ(run.merged(), "/r/merged.safetensors");
   EXPECT_EQ(run.config(), "/r/config.toml");
 }

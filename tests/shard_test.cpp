@@ -5,12 +5,16 @@
 // sharding.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <regex>
 
 #include "lofi/dist/shard_layout.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/run/run_dir.h"
+#include "lofi/train/checkpoint.h"
 #include "lofi/train/config.h"
 #include "test_util.h"
 
@@ -238,8 +242,9 @@ TEST(DistShard, Bf16WeightsKeepFp32MastersInEveryMode) {
                              : mode == "gradients" ? ring(padded, 2, 1) + ring(padded / 2, 2, 1) + ring(8, 2, 2) + ring(4, 2, 2)
                                                    : 2 * ring(blocks.padded / 2, 2, 1) + ring(padded, 2, 1) +
                                                          ring((padded - blocks.padded) / 2, 2, 1) + ring(8, 2, 2) + ring(4, 2, 2);
-    // And the checkpoint of step 3 gathers the two moments and the masters, in fp32.
-    EXPECT_EQ(m["bytes_within_node"].get<int64_t>(), 6 * per_step + (mode == "none" ? 0 : 3 * ring(padded, 2, 1)));
+    // And the checkpoint of step 3 gathers the fp32 masters (each worker writes its own AdamW
+    // state; a flag says all did).
+    EXPECT_EQ(m["bytes_within_node"].get<int64_t>(), 6 * per_step + (mode == "none" ? 0 : ring(padded, 2, 1) + ring(4, 2, 2)));
     if (mode != "none" && mode != "full") continue;
     // Resumed from step 3, the run ends where it did.
     std::filesystem::rename(run + "/node-00/final.safetensors", dir + "/" + mode + "-final.safetensors");
@@ -252,28 +257,85 @@ TEST(DistShard, Bf16WeightsKeepFp32MastersInEveryMode) {
   }
 }
 
+// The largest difference between a sharded checkpoint's optimizer files (one per worker, each
+// holding its pieces, "NAME.range" in its metadata) and the whole state of an unsharded node's
+// file; every element must be held by exactly one worker's file, else the difference is infinite.
+double sharded_state_diff(const std::string& whole_path, const std::vector<std::string>& shards) {
+  const io::SafetensorsFile whole(whole_path);
+  std::map<std::string, int64_t> held;  // state tensor -> elements the shards hold
+  double diff = 0;
+  for (const auto& path : shards) {
+    const io::SafetensorsFile shard(path);
+    for (const auto& e : shard.entries()) {
+      const std::string param = e.name.substr(0, e.name.rfind('.'));
+      const std::string range = shard.metadata().at(param + ".range");
+      const int64_t begin = std::stoll(range.substr(0, range.find(','))), end = std::stoll(range.substr(range.find(',') + 1));
+      const torch::Tensor mine = shard.load(e.name), theirs = whole.load(e.name).reshape({-1}).narrow(0, begin, end - begin);
+      diff = std::max(diff, (mine - theirs).abs().max().item<double>());
+      held[e.name] += end - begin;
+    }
+  }
+  for (const auto& e : whole.entries())
+    if (held[e.name] != whole.load(e).numel()) return INFINITY;
+  return diff;
+}
+
+// A sharded node's checkpoint is one optimizer file per worker, each its own pieces' state, never
+// gathered; it resumes under another dist.shard and another worker count, each worker reading its
+// new pieces from the files that hold them. A missing worker's file makes the checkpoint unusable.
 TEST(DistShard, ShardedCheckpointsResumeUnderAnotherSharding) {
   const std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
-  const std::string launch = "launch --workers 2 -- ", flags = "--set train.ckpt_every=3 ";
-  auto whole = run_lofi(launch + train_cmd(data, dir + "/whole", flags));
+  const std::string flags = "--set train.ckpt_every=3 ";
+  auto launch = [](int64_t workers) { return "launch --workers " + std::to_string(workers) + " -- "; };
+  auto whole = run_lofi(launch(2) + train_cmd(data, dir + "/whole", flags));
   ASSERT_EQ(whole.status, 0) << whole.output;
-  for (const auto& [first, then] : {std::pair<std::string, std::string>{"gradients", "optimizer"}, {"full", "none"}, {"none", "full"}}) {
-    SCOPED_TRACE(first + ", resumed " + then);
-    const std::string run = dir + "/" + first + "-" + then;
-    auto part = run_lofi(launch + train_cmd(data, run, flags + "--set dist.shard=" + first));
+  const std::string ckpt = "/node-00/ckpt/step-000003";
+  struct Resume {
+    std::string first;
+    int64_t workers;
+    std::string then;
+    int64_t then_workers;
+  };
+  for (const Resume& r : std::vector<Resume>{{"gradients", 2, "optimizer", 2}, {"full", 2, "none", 2}, {"none", 2, "full", 2},
+                                             {"gradients", 4, "full", 2}}) {
+    SCOPED_TRACE(r.first + " on " + std::to_string(r.workers) + " workers, resumed " + r.then + " on " + std::to_string(r.then_workers));
+    const std::string run = dir + "/" + r.first + std::to_string(r.workers) + "-" + r.then + std::to_string(r.then_workers);
+    auto part = run_lofi(launch(r.workers) + train_cmd(data, run, flags + "--set dist.shard=" + r.first));
     ASSERT_EQ(part.status, 0) << part.output;
-    // The gathered optimizer state is the unsharded node's, tensor by tensor.
-    EXPECT_LE(max_abs_diff(dir + "/whole/node-00/ckpt/step-000003.optim.safetensors", run + "/node-00/ckpt/step-000003.optim.safetensors"), 1e-6);
-    EXPECT_LE(max_abs_diff(dir + "/whole/node-00/ckpt/step-000003.safetensors", run + "/node-00/ckpt/step-000003.safetensors"), 1e-6);
-    EXPECT_EQ(io::SafetensorsFile(run + "/node-00/ckpt/step-000003.optim.safetensors").metadata().at("model.decoder.embed_tokens.weight.step"), "3");
+    EXPECT_LE(max_abs_diff(dir + "/whole" + ckpt + ".safetensors", run + ckpt + ".safetensors"), 1e-6);
+    if (r.first == "none") {
+      EXPECT_LE(max_abs_diff(dir + "/whole" + ckpt + ".optim.safetensors", run + ckpt + ".optim.safetensors"), 1e-6);
+    } else {
+      // Each worker's own file, holding the unsharded node's state piece by piece; no whole file.
+      const run::Checkpoint paths = run::NodeDir(run + "/node-00").checkpoint(3);
+      std::vector<std::string> shards;
+      for (int64_t w = 0; w < r.workers; ++w) shards.push_back(paths.optimizer_shard(w, r.workers));
+      EXPECT_EQ(train::optimizer_files(paths), shards);
+      EXPECT_FALSE(std::filesystem::exists(paths.optimizer));
+      EXPECT_LE(sharded_state_diff(dir + "/whole" + ckpt + ".optim.safetensors", shards), 1e-6);
+      EXPECT_EQ(io::SafetensorsFile(shards.back()).metadata().at("model.decoder.embed_tokens.weight.step"), "3");
+    }
     std::filesystem::remove(run + "/node-00/final.safetensors");
-    std::filesystem::remove(run + "/node-00/ckpt/step-000006.safetensors");
-    std::filesystem::remove(run + "/node-00/ckpt/step-000006.optim.safetensors");
-    auto resumed = run_lofi(launch + train_cmd(data, run, flags + "--resume --set dist.shard=" + then));
+    for (const auto& entry : std::filesystem::directory_iterator(run + "/node-00/ckpt"))
+      if (entry.path().filename().string().rfind("step-000006", 0) == 0) std::filesystem::remove(entry.path());
+    auto resumed = run_lofi(launch(r.then_workers) + train_cmd(data, run, flags + "--resume --set dist.shard=" + r.then));
     ASSERT_EQ(resumed.status, 0) << resumed.output;
     EXPECT_NE(resumed.output.find("step 4/6"), std::string::npos) << resumed.output;
-    EXPECT_LE(max_abs_diff(dir + "/whole/node-00/final.safetensors", run + "/node-00/final.safetensors"), 1e-6);
+    EXPECT_LE(max_abs_diff(dir + "/whole/node-00/final.safetensors", run + "/node-00/final.safetensors"), r.workers == r.then_workers ? 1e-6 : 1e-5);
   }
+  // Pruned, an older checkpoint goes with every worker's file; a checkpoint missing a worker's
+  // file does not verify, and says which.
+  const std::string run = dir + "/missing", sets = "--set train.ckpt_every=3 --set train.keep_checkpoints=1 --set dist.shard=gradients";
+  ASSERT_EQ(run_lofi(launch(2) + train_cmd(data, run, sets)).status, 0);
+  std::vector<std::string> kept;
+  for (const auto& entry : std::filesystem::directory_iterator(run + "/node-00/ckpt")) kept.push_back(entry.path().filename());
+  std::sort(kept.begin(), kept.end());
+  EXPECT_EQ(kept, (std::vector<std::string>{"step-000006.optim-00000-of-00002.safetensors", "step-000006.optim-00001-of-00002.safetensors",
+                                            "step-000006.safetensors"}));
+  std::filesystem::remove(run::NodeDir(run + "/node-00").checkpoint(6).optimizer_shard(1, 2));
+  auto missing = run_lofi(launch(2) + train_cmd(data, run, sets + " --resume"));
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(missing.output.find("step-000006.optim-00001-of-00002.safetensors"), std::string::npos) << missing.output;
 }
 
 TEST(DistShard, OneWorkerSaysItDoesNothingAndBadSettingsAreOneLine) {

@@ -80,6 +80,13 @@ Checkpoint NodeDir::checkpoint(int64_t step) const {
   return {step, base + ".safetensors", base + ".optim.safetensors"};
 }
 
+std::string Checkpoint::optimizer_shard(int64_t rank, int64_t workers) const {
+  char part[48];
+  std::snprintf(part, sizeof(part), "-%05lld-of-%05lld.safetensors", static_cast<long long>(rank), static_cast<long long>(workers));
+  const std::string extension = ".safetensors";
+  return optimizer.substr(0, optimizer.size() - extension.size()) + part;
+}
+
 std::vector<Checkpoint> NodeDir::checkpoints() const {
   std::vector<Checkpoint> found;
   std::error_code ec;

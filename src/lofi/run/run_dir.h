@@ -19,11 +19,14 @@
 
 namespace lofi::run {
 
-// One checkpoint: the weights file (written last, so its existence means the pair is complete)
-// and the optimizer state beside it.
+// One checkpoint: the weights file (written last, so its existence means the checkpoint is
+// complete) and the optimizer state beside it: one file, or (a sharded node's) one per worker,
+// OPTIMIZER with "-0000r-of-0000G" before its extension; the weights file says which.
 struct Checkpoint {
   int64_t step = 0;
   std::string weights, optimizer;
+  // Worker RANK's file of the optimizer state of a node of WORKERS that shards it.
+  std::string optimizer_shard(int64_t rank, int64_t workers) const;
 };
 
 class NodeDir {

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <memory>
 
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
@@ -11,9 +13,40 @@
 
 namespace lofi::train {
 
+namespace {
+
+// The weights file's record of a sharded optimizer state: how many files (0: one whole file).
+constexpr const char* kOptimizerShardsKey = "lofi.optimizer_shards";
+
+int64_t optimizer_shards(const io::SafetensorsFile& weights) {
+  auto it = weights.metadata().find(kOptimizerShardsKey);
+  if (it == weights.metadata().end()) return 0;
+  try {
+    return std::stoll(it->second);
+  } catch (const std::exception&) {
+    fail(weights.path(), ": metadata ", kOptimizerShardsKey, " = \"", it->second, "\" is not a count of files");
+  }
+}
+
+std::vector<std::string> optimizer_files(const run::Checkpoint& paths, const io::SafetensorsFile& weights) {
+  const int64_t shards = optimizer_shards(weights);
+  if (shards == 0) return {paths.optimizer};
+  std::vector<std::string> files;
+  for (int64_t r = 0; r < shards; ++r) files.push_back(paths.optimizer_shard(r, shards));
+  return files;
+}
+
+}  // namespace
+
+std::vector<std::string> optimizer_files(const run::Checkpoint& paths) {
+  return optimizer_files(paths, io::SafetensorsFile(paths.weights));
+}
+
 void verify_checkpoint(const run::Checkpoint& paths) {
-  for (const auto& path : {paths.optimizer, paths.weights}) {
-    io::SafetensorsFile file(path);  // throws on a missing, truncated or malformed file
+  io::SafetensorsFile weights(paths.weights);  // throws on a missing, truncated or malformed file
+  weights.verify_data_checksum();
+  for (const auto& path : optimizer_files(paths, weights)) {
+    io::SafetensorsFile file(path);
     file.verify_data_checksum();
   }
 }
@@ -63,26 +96,34 @@ void prune_checkpoints(const run::NodeDir& node, int64_t keep) {
   for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) {
     std::error_code ec;
     std::filesystem::remove(all[i].weights, ec);  // the weights first: what remains is incomplete, never listed
-    std::filesystem::remove(all[i].optimizer, ec);
+    // The optimizer's file, or every worker's (of any worker count the step was saved with).
+    const std::string prefix = std::filesystem::path(all[i].optimizer).stem().string();  // "step-000500.optim"
+    for (const auto& entry : std::filesystem::directory_iterator(node.checkpoint_dir(), ec))
+      if (entry.path().filename().string().rfind(prefix, 0) == 0) std::filesystem::remove(entry.path(), ec);
   }
 }
 
-OptimizerState optimizer_state(const Optimizer& optimizer, dist::GradientSync& sync, bool keep) {
-  OptimizerState state;
-  if (!optimizer.sharded()) {
-    if (keep) state.tensors = optimizer.state(state.metadata);
-    return state;
+void save_optimizer_shard(const run::NodeDir& node, int64_t step, const Optimizer& optimizer, const OuterOptimizer* outer,
+                          dist::Comm& comm) {
+  const dist::Topology& topo = comm.topology();
+  const std::string path = node.checkpoint(step).optimizer_shard(topo.node_rank, topo.node_size);
+  std::string error;
+  try {
+    io::make_dirs(node.checkpoint_dir());
+    io::Metadata metadata{{"step", std::to_string(step)}};
+    io::NamedTensors state = optimizer.shard_state(metadata);
+    if (outer)
+      for (auto& t : outer->state()) state.push_back(std::move(t));
+    io::save_safetensors(path, state, metadata, /*checksum=*/true);
+  } catch (const std::exception& e) {
+    error = e.what();
   }
-  const auto& params = optimizer.params();
-  for (const std::string which : {"exp_avg", "exp_avg_sq"})
-    sync.gather(optimizer.piece_state(which), [&](size_t k, const torch::Tensor& flat) {
-      if (keep) state.tensors.emplace_back(params[k].name + "." + which, flat.reshape(params[k].param.sizes()).to(torch::kCPU, false, true));
-    });
-  if (!keep) return state;
-  // Every piece of a sharded node is updated at every step: one count for all.
-  const std::string steps = std::to_string(optimizer.steps_taken());
-  for (const auto& p : params) state.metadata[p.name + ".step"] = steps;
-  return state;
+  torch::Tensor written = torch::full({1}, error.empty() ? 1.0 : 0.0, torch::TensorOptions().device(comm.device()));
+  comm.node_mean({written});  // 1 when every worker's file is written
+  if (!error.empty()) fail("checkpoint of step ", step, ": worker ", topo.node_rank, " of node ", topo.node, " could not write ", path, ": ", error);
+  if (written.item<double>() < 1.0)
+    fail("checkpoint of step ", step, ": another worker of node ", topo.node, " could not write its optimizer shard (its error says why); ",
+         "the checkpoint is incomplete and is not used");
 }
 
 io::NamedTensors gathered_weights(const torch::nn::Module& module, const Optimizer& optimizer, dist::GradientSync& sync,
@@ -107,23 +148,105 @@ io::NamedTensors gathered_weights(const torch::nn::Module& module, const Optimiz
 
 void save_checkpoint(const run::NodeDir& node, int64_t step, const io::NamedTensors& weights,
                      OptimizerState optimizer, const std::string& config_toml, const std::string& data,
-                     const OuterOptimizer* outer) {
+                     const OuterOptimizer* outer, int64_t optimizer_shards) {
   io::make_dirs(node.checkpoint_dir());
   const run::Checkpoint paths = node.checkpoint(step);
-  io::Metadata optim_meta = std::move(optimizer.metadata);
-  optim_meta["step"] = std::to_string(step);
-  io::NamedTensors state = std::move(optimizer.tensors);
-  if (outer)
-    for (auto& t : outer->state()) state.push_back(std::move(t));
-  io::save_safetensors(paths.optimizer, state, optim_meta, /*checksum=*/true);
-  io::save_safetensors(paths.weights, weights,
-                       {{"step", std::to_string(step)}, {"lofi.config", config_toml}, {"lofi.data", data}}, /*checksum=*/true);
+  io::Metadata metadata{{"step", std::to_string(step)}, {"lofi.config", config_toml}, {"lofi.data", data}};
+  if (optimizer_shards > 0) {
+    metadata[kOptimizerShardsKey] = std::to_string(optimizer_shards);
+  } else {
+    io::Metadata optim_meta = std::move(optimizer.metadata);
+    optim_meta["step"] = std::to_string(step);
+    io::NamedTensors state = std::move(optimizer.tensors);
+    if (outer)
+      for (auto& t : outer->state()) state.push_back(std::move(t));
+    io::save_safetensors(paths.optimizer, state, optim_meta, /*checksum=*/true);
+  }
+  io::save_safetensors(paths.weights, weights, metadata, /*checksum=*/true);
 }
+
+namespace {
+
+// The optimizer state of a checkpoint whose node sharded it: each worker's file holds its pieces
+// ("NAME.range" in its metadata), and a piece of another layout is read from the files whose
+// pieces overlap it, so a run resumes under any worker count and dist.shard.
+class ShardedState {
+ public:
+  explicit ShardedState(const std::vector<std::string>& paths) {
+    for (const auto& path : paths) files_.push_back(std::make_unique<io::SafetensorsFile>(path));
+    for (size_t f = 0; f < files_.size(); ++f)
+      for (const auto& [key, value] : files_[f]->metadata()) {
+        const std::string suffix = ".range";
+        if (key.size() <= suffix.size() || key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+        const size_t comma = value.find(',');
+        if (comma == std::string::npos) fail(files_[f]->path(), ": metadata ", key, " = \"", value, "\" is not \"begin,end\"");
+        ranges_[key.substr(0, key.size() - suffix.size())].push_back({std::stoll(value.substr(0, comma)), std::stoll(value.substr(comma + 1)), f});
+      }
+    for (const auto& file : files_) source_ += (source_.empty() ? "" : ", ") + file->path();
+  }
+  const io::SafetensorsFile& first() const { return *files_.front(); }
+
+  StateReader reader() const {
+    StateReader r;
+    r.source = source_;
+    r.step = [this](const std::string& param) {
+      for (const auto& file : files_)
+        if (auto it = file->metadata().find(param + ".step"); it != file->metadata().end()) return std::stoll(it->second);
+      fail(source_, ": no optimizer state for parameter '", param, "'");
+    };
+    r.read = [this](const std::string& name, int64_t begin, int64_t end, at::IntArrayRef shape) { return read(name, begin, end, shape); };
+    return r;
+  }
+
+ private:
+  struct Range {
+    int64_t begin, end;
+    size_t file;
+  };
+  // Elements [BEGIN, END) of the flat NAME ("w.exp_avg"), from every file's piece of them.
+  torch::Tensor read(const std::string& name, int64_t begin, int64_t end, at::IntArrayRef shape) const {
+    const std::string param = name.substr(0, name.rfind('.'));
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    torch::Tensor out;
+    int64_t covered = 0;
+    auto it = ranges_.find(param);
+    for (const Range& piece : it == ranges_.end() ? std::vector<Range>{} : it->second) {
+      if (piece.end > numel)
+        fail(files_[piece.file]->path(), ": optimizer state of '", param, "' reaches element ", piece.end, "; the parameter has ",
+             numel, " (shape ", shape, "): a checkpoint of another model");
+      const int64_t lo = std::max(begin, piece.begin), hi = std::min(end, piece.end);
+      if (lo >= hi) continue;
+      const torch::Tensor t = files_[piece.file]->load(name);  // (piece.end - piece.begin,)
+      if (t.dim() != 1 || t.size(0) != piece.end - piece.begin)
+        fail(files_[piece.file]->path(), ": optimizer tensor '", name, "' has shape ", t.sizes(), ", expected [", piece.end - piece.begin, "]");
+      if (!out.defined()) out = torch::empty({end - begin}, t.options());
+      out.narrow(0, lo - begin, hi - lo).copy_(t.narrow(0, lo - piece.begin, hi - lo));
+      covered += hi - lo;  // the workers' pieces never overlap
+    }
+    if (covered != end - begin)
+      fail(source_, ": the optimizer shards hold ", covered, " of elements [", begin, ", ", end, ") of '", name,
+           "'; a shard is missing or belongs to another checkpoint");
+    return out;
+  }
+
+  std::vector<std::unique_ptr<io::SafetensorsFile>> files_;
+  std::map<std::string, std::vector<Range>> ranges_;  // parameter -> the pieces the files hold
+  std::string source_;
+};
+
+}  // namespace
 
 int64_t load_checkpoint(const run::Checkpoint& paths, torch::nn::Module& module, Optimizer& optimizer,
                         OuterOptimizer* outer) {
   io::SafetensorsFile weights(paths.weights);
   load_checkpoint_weights(module, weights);
+  if (optimizer_shards(weights) > 0) {
+    const ShardedState state(optimizer_files(paths, weights));
+    optimizer.load_state(state.reader());
+    if (outer) outer->load_state(state.first());  // the node leader's file holds it
+    return paths.step;
+  }
   io::SafetensorsFile optim(paths.optimizer);
   optimizer.load_state(optim);
   if (outer) outer->load_state(optim);

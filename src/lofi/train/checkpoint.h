@@ -36,16 +36,18 @@ void load_checkpoint_weights(torch::nn::Module& module, const io::SafetensorsFil
 // Keeps the newest KEEP checkpoints (0: all).
 void prune_checkpoints(const run::NodeDir& node, int64_t keep);
 
-// AdamW's whole state as a checkpoint holds it (whatever the node's sharding, so a run resumes
-// with any dist.shard and worker count).
+// AdamW's whole state as an unsharded node's checkpoint holds it (Optimizer::state()).
 struct OptimizerState {
   io::NamedTensors tensors;
   io::Metadata metadata;
 };
-// OPTIMIZER's state; a sharded one's pieces are all-gathered from the node's workers through SYNC,
-// bucket by bucket (every worker of the node must call it), into host memory. Only where KEEP is
-// it returned.
-OptimizerState optimizer_state(const Optimizer& optimizer, dist::GradientSync& sync, bool keep);
+// A node that shards its optimizer (dist.shard): every worker of it writes its own pieces' state
+// (Optimizer::shard_state(), and, on the node leader, OUTER's state) to its file of the checkpoint
+// of STEP (run::Checkpoint::optimizer_shard), atomically with its checksum, then the node's
+// workers agree through COMM that all of theirs are written: one that is not fails on every
+// worker, naming it. Nothing is gathered, so a checkpoint costs no worker more than its shard.
+void save_optimizer_shard(const run::NodeDir& node, int64_t step, const Optimizer& optimizer, const OuterOptimizer* outer,
+                          dist::Comm& comm);
 // The weights a checkpoint of MODULE holds (checkpoint_weights), with the optimizer's fp32 masters
 // in place of bf16 parameters (train.param_dtype); where the node shards its parameters
 // (dist.shard = "full") or its masters, gathered bucket by bucket through SYNC into host memory,
@@ -55,12 +57,18 @@ io::NamedTensors gathered_weights(const torch::nn::Module& module, const Optimiz
                                   bool keep);
 
 // WEIGHTS: checkpoint_weights' or gathered_weights'. CONFIG_TOML (the run's resolved config) and
-// DATA (its data's fingerprints, as JSON) go into the weights file's metadata; OUTER's state
-// (DiLoCo's, when the run has one) into the optimizer file beside AdamW's.
+// DATA (its data's fingerprints, as JSON) go into the weights file's metadata; OPTIMIZER and
+// OUTER's state (DiLoCo's, when the run has one) into the optimizer file beside them; or, where
+// OPTIMIZER_SHARDS > 0, the node's workers have saved theirs (save_optimizer_shard) and the
+// weights file, written last, records how many files they are.
 void save_checkpoint(const run::NodeDir& node, int64_t step, const io::NamedTensors& weights,
                      OptimizerState optimizer, const std::string& config_toml, const std::string& data,
-                     const OuterOptimizer* outer = nullptr);
-// Loads weights and optimizer state (and OUTER's, when given); returns the step to continue from.
+                     const OuterOptimizer* outer = nullptr, int64_t optimizer_shards = 0);
+// The optimizer state's files of the checkpoint PATHS: the one file, or every worker's.
+std::vector<std::string> optimizer_files(const run::Checkpoint& paths);
+// Loads weights and optimizer state (and OUTER's, when given), whatever dist.shard and worker
+// count wrote them: each worker reads its pieces' elements from whichever workers' files hold
+// them. Returns the step to continue from.
 int64_t load_checkpoint(const run::Checkpoint& paths, torch::nn::Module& module, Optimizer& optimizer,
                         OuterOptimizer* outer = nullptr);
 

@@ -41,10 +41,11 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
   const double block = static_cast<double>(f.block_trainable), in_blocks = block * static_cast<double>(f.blocks);
   const double bucket_bytes = reduced / 4 * std::min(4 * P, c.dist.bucket_mb * 1024 * 1024);  // bucket_mb counts fp32 elements
   m.copies = low ? 0 : f.weight_copies;
-  // A sharded node's checkpoint gathers the AdamW state (full: and the blocks' parameters) into
-  // host memory on its leader: the same memory on a CPU.
+  // A sharded node's checkpoint: each worker writes its own AdamW state, and where the node shards
+  // the parameters (full) or their masters (bf16 weights) they are gathered whole into host memory
+  // on its leader: the same memory on a CPU.
   const bool on_host = place.device.rfind("cuda", 0) != 0;
-  if (on_host && mode != "none") m.gathered = 8 * P + (mode == "full" || low ? 4 * P : 0);
+  if (on_host && mode != "none" && (mode == "full" || low)) m.gathered = 4 * P;
   // After the last step (AdamW's state and the parts freed) the weights are whole fp32 again, for
   // the final file and what runs after training: gathered beside the bf16 ones they replace.
   if (mode == "full" || low) m.end = 4 * P + frozen + (low ? w * (P - (mode == "full" ? in_blocks : 0)) : 0);
@@ -125,7 +126,7 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
   };
   if (m.copies > 0)
     plan.lines.push_back({"bf16 weight copies", m.copies, full ? "autocast's casts that backward keeps" : "autocast's casts, kept for the pass"});
-  if (m.gathered > 0) plan.lines.push_back({"checkpoint copies", m.gathered, "the node leader gathers the whole state to save it"});
+  if (m.gathered > 0) plan.lines.push_back({"checkpoint copies", m.gathered, "the node leader gathers the whole weights to save them"});
   if (m.end > 0 && m.training_end() >= std::max(m.forward_end(), m.backward_end()))
     plan.lines.push_back({"after training", m.end, "the weights whole again (AdamW's state freed)"});
   plan.lines.push_back({"runtime", m.runtime, place.device.rfind("cuda", 0) == 0 ? "CUDA context, cuBLAS workspaces" : "LibTorch, threads, allocator"});

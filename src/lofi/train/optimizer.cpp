@@ -193,24 +193,52 @@ io::NamedTensors Optimizer::state(io::Metadata& metadata) const {
   return out;
 }
 
-void Optimizer::load_state(const io::SafetensorsFile& file) {
+StateReader state_reader(const io::SafetensorsFile& file) {
+  StateReader reader;
+  reader.source = file.path();
+  reader.read = [&file](const std::string& name, int64_t begin, int64_t end, at::IntArrayRef shape) {
+    torch::Tensor t = file.load(name);
+    if (t.sizes() != shape) fail(file.path(), ": optimizer tensor '", name, "' has shape ", t.sizes(), ", expected ", shape);
+    return t.reshape({-1}).narrow(0, begin, end - begin);
+  };
+  reader.step = [&file](const std::string& param) {
+    auto step = file.metadata().find(param + ".step");
+    if (step == file.metadata().end()) fail(file.path(), ": no optimizer state for parameter '", param, "'");
+    return std::stoll(step->second);
+  };
+  return reader;
+}
+
+void Optimizer::load_state(const StateReader& reader) {
   for (Slot& s : slots_) {
     const auto& [name, p] = params_[s.param];
-    auto step = file.metadata().find(name + ".step");
-    if (step == file.metadata().end()) fail(file.path(), ": no optimizer state for parameter '", name, "'");
+    const int64_t step = reader.step(name);
+    const int64_t end = s.end < 0 ? p.numel() : s.end;
     for (const char* part : {".exp_avg", ".exp_avg_sq"}) {
-      torch::Tensor t = file.load(name + part);
-      if (t.sizes() != p.sizes())
-        fail(file.path(), ": optimizer tensor '", name, part, "' has shape ", t.sizes(), ", expected ", p.sizes());
+      torch::Tensor t = reader.read(name + part, s.begin, end, p.sizes());  // (end - begin,)
       const torch::ScalarType want = values(s).scalar_type();  // the master's, where the parameter has one
       if (t.scalar_type() != want)
-        fail(file.path(), ": optimizer tensor '", name, part, "' is ", t.scalar_type(), ", expected ", want,
-             " like its parameter's master values");
-      if (s.end >= 0) t = t.reshape({-1}).narrow(0, s.begin, s.end - s.begin);  // this worker's piece
+        fail(reader.source, ": optimizer tensor '", name, part, "' is ", t.scalar_type(), ", expected ", want, " like its parameter's master values");
+      if (s.end < 0) t = t.view(p.sizes());
       (std::string(part) == ".exp_avg" ? s.exp_avg : s.exp_avg_sq) = t.to(p.device()).contiguous();
     }
-    s.step = torch::full({}, static_cast<double>(std::stoll(step->second)), p.options().dtype(torch::kFloat32));
+    s.step = torch::full({}, static_cast<double>(step), p.options().dtype(torch::kFloat32));
   }
+}
+
+io::NamedTensors Optimizer::shard_state(io::Metadata& metadata) const {
+  if (!sharded_) fail("internal: an unsharded optimizer's state is saved whole (state())");
+  const std::vector<torch::Tensor> exp_avg = piece_state("exp_avg"), exp_avg_sq = piece_state("exp_avg_sq");
+  const std::string steps = std::to_string(steps_taken());  // every piece of a sharded node steps at every step
+  io::NamedTensors out;
+  for (size_t k = 0; k < slots_.size(); ++k) {
+    const std::string& name = params_[slots_[k].param].name;
+    out.emplace_back(name + ".exp_avg", exp_avg[k]);
+    out.emplace_back(name + ".exp_avg_sq", exp_avg_sq[k]);
+    metadata[name + ".range"] = std::to_string(slots_[k].begin) + "," + std::to_string(slots_[k].end);
+    metadata[name + ".step"] = steps;
+  }
+  return out;
 }
 
 std::vector<torch::Tensor> Optimizer::piece_state(const std::string& which) const {

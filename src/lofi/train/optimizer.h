@@ -13,6 +13,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -39,6 +40,19 @@ torch::Tensor grad_norm(const std::vector<torch::Tensor>& params);
 // PIECE_GRADS are this worker's; the squared norms are summed over the node through COMM (every
 // worker must call it), then the parts clipped to MAX_NORM when it is > 0. Returns the node's norm.
 torch::Tensor clip_sharded_grad_norm(const std::vector<torch::Tensor>& piece_grads, dist::Comm& comm, double max_norm);
+
+// Where Optimizer::load_state finds a checkpoint's AdamW state: one file of whole tensors
+// (Optimizer::state()'s), or the files of a node that shards it, one per worker
+// (train/checkpoint.h). READ gives the elements [begin, end) of the flat state tensor NAME
+// ("w.exp_avg") of a parameter of shape SHAPE; STEP the parameter's step count. Both throw naming
+// the file when the checkpoint lacks them or they do not fit.
+struct StateReader {
+  std::string source;  // the file or files, for errors
+  std::function<torch::Tensor(const std::string& name, int64_t begin, int64_t end, at::IntArrayRef shape)> read;
+  std::function<int64_t(const std::string& param)> step;
+};
+// The reader of one file of whole tensors.
+StateReader state_reader(const io::SafetensorsFile& file);
 
 class Optimizer {
  public:
@@ -73,10 +87,16 @@ class Optimizer {
   const std::vector<NamedParam>& params() const { return params_; }
 
   // State as "NAME.exp_avg" / "NAME.exp_avg_sq" tensors plus each parameter's step in metadata.
-  // Unsharded only: a sharded node gathers its workers' pieces (train/sharded_state.h).
+  // Unsharded only: a sharded node's workers each save their pieces (shard_state).
   io::NamedTensors state(io::Metadata& metadata) const;
-  // The whole state's file: each piece takes its part.
-  void load_state(const io::SafetensorsFile& file);
+  // Sharded: this worker's pieces' state as flat "NAME.exp_avg" / "NAME.exp_avg_sq" tensors, with
+  // "NAME.range" (the piece's first and past-the-end elements of the flat parameter, "b,e") and
+  // "NAME.step" in metadata: one worker's file of a sharded checkpoint.
+  io::NamedTensors shard_state(io::Metadata& metadata) const;
+  // The state READER finds: each parameter or piece takes its elements, whatever the sharding it
+  // was saved under.
+  void load_state(const StateReader& reader);
+  void load_state(const io::SafetensorsFile& file) { load_state(state_reader(file)); }
 
   // Sharded: each piece's "exp_avg" or "exp_avg_sq" (flat; zeros before the first step), and the
   // step count they share (every piece of a sharded node is updated at every step).

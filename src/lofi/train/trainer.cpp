@@ -396,12 +396,18 @@ void TrainingLoop::report(int64_t done, bool log_now, const std::map<std::string
   std::fflush(stdout);
 }
 
-// Every worker calls it at the same steps: a sharded node gathers its optimizer state first (and,
-// sharding its parameters, them).
+// Every worker calls it at the same steps: where the node shards its optimizer, each worker saves
+// its own pieces' state; where it shards its parameters (or their fp32 masters), the weights are
+// gathered for the node leader's weights file.
 void TrainingLoop::save(int64_t done) {
-  OptimizerState state = optimizer_state(c_.optimizer, grad_sync_, /*keep=*/leader_);
+  const bool sharded = c_.optimizer.sharded();
+  OptimizerState state;
+  if (sharded) save_optimizer_shard(c_.dir, done, c_.optimizer, leader_ ? c_.outer : nullptr, c_.comm);
+  else if (leader_) state.tensors = c_.optimizer.state(state.metadata);
   const io::NamedTensors weights = gathered_weights(c_.task.model(), c_.optimizer, grad_sync_, /*keep=*/leader_);
-  if (leader_) save_checkpoint(c_.dir, done, weights, std::move(state), c_.config_toml, c_.data_prints, c_.outer);
+  if (leader_)
+    save_checkpoint(c_.dir, done, weights, std::move(state), c_.config_toml, c_.data_prints, sharded ? nullptr : c_.outer,
+                    sharded ? c_.topo.node_size : 0);
 }
 
 void TrainingLoop::run(TrainSummary& summary) {
