@@ -6,7 +6,7 @@
 # worker's resident peak at the last training step (lofi: metrics.jsonl's peak_rss_bytes, before
 # the final checkpoint is gathered; FSDP2: ru_maxrss at the end of its timed loop, the largest
 # rank's); "held" is what a lofi worker keeps of parameters, gradients and AdamW state between
-# steps (metrics.jsonl). fp32 on both sides.
+# steps (metrics.jsonl). fp32 on both sides; then bf16 weights with fp32 masters on both sides.
 set -euo pipefail
 lofi=$1
 py=${LOFI_BENCH_PYTHON:-$(bash "$(dirname "$0")/../scripts/python-env.sh")/bin/python}
@@ -26,26 +26,45 @@ field() {  # field RUN KEY: KEY of the last metrics record of RUN's node 0
 echo
 echo "sharding inside a node: OPT-shaped, $L layers, d_model $D, vocabulary $V, global batch $B x $T, fp32, $cores cores"
 printf '%-9s %-10s %12s %10s %14s %12s %12s\n' "workers" "dist.shard" "tokens/s" "step ms" "peak (worker)" "held" "vs FSDP2"
+# fsdp G PRECISION PARAM_DTYPE: FSDP2 on G torchrun processes; sets ref_rate and ref_peak.
+fsdp() {
+  local threads=$(( cores / $1 > 0 ? cores / $1 : 1 )) json ref
+  json="{\"n_layer\":$L,\"n_head\":$H,\"d_model\":$D,\"d_ff\":$FF,\"vocab_size\":$V,\"seq_len\":$T,\"batch\":$B,\"steps\":$S,\"warmup\":$warm,\"threads\":$threads,\"device\":\"cpu\",\"precision\":\"$2\",\"param_dtype\":\"$3\",\"compile\":false,\"data\":\"$dir/tokens.bin\",\"fsdp\":true}"
+  ref=$(cd "$here" && OMP_NUM_THREADS=$threads $py -m torch.distributed.run --standalone --nproc-per-node "$1" train_torch.py "$json" 2> "$dir/fsdp-$1-$3.log" | tail -1)
+  ref_rate=$(echo "$ref" | $py -c "import json,sys; print(json.load(sys.stdin)['tokens_per_s'])")
+  ref_peak=$(echo "$ref" | $py -c "import json,sys; print(json.load(sys.stdin)['peak_rss_kb'] * 1024)")
+}
+# lofi_row G MODE LABEL [--set ...]: a lofi node of G workers, its row against the last fsdp call.
+lofi_row() {
+  local G=$1 mode=$2 label=$3 run rate peak held
+  shift 3
+  run="$dir/run-$G-$label"
+  rm -rf "$run"
+  "$lofi" launch --workers "$G" -- train $flags --set run.dir="$run" --set dist.shard=$mode "$@" > "$dir/lofi.log" 2>&1 ||
+    { echo "failed: lofi $G workers, $label (see $dir/lofi.log)" >&2; exit 1; }
+  rate=$($py "$here/metrics_rate.py" "$run" "$warm")
+  peak=$(field "$run" peak_rss_bytes)
+  held=$(( $(field "$run" parameter_bytes) + $(field "$run" gradient_bytes) + $(field "$run" optimizer_state_bytes) ))
+  awk -v g="$G" -v m="$label" -v r="$rate" -v p="$peak" -v h="$held" -v fr="$ref_rate" -v fp="$ref_peak" -v b="$B" -v t="$T" 'BEGIN {
+    printf "%-9d %-10s %12.0f %10.1f %11.0f MB %9.0f MB   speed %.2fx, memory %.2fx\n", g, m, r, 1000 * b * t / r, p / 1e6, h / 1e6, r / fr, fp / p }'
+}
+fsdp_row() {  # fsdp_row G LABEL
+  awk -v g="$1" -v l="$2" -v r="$ref_rate" -v p="$ref_peak" -v b="$B" -v t="$T" 'BEGIN {
+    printf "%-9d %-10s %12.0f %10.1f %11.0f MB\n", g, l, r, 1000 * b * t / r, p / 1e6 }'
+}
 for G in 1 2 4; do
   modes=(none)
   [ "$G" -gt 1 ] && modes=(none optimizer gradients full)
-  json="{\"n_layer\":$L,\"n_head\":$H,\"d_model\":$D,\"d_ff\":$FF,\"vocab_size\":$V,\"seq_len\":$T,\"batch\":$B,\"steps\":$S,\"warmup\":$warm,\"threads\":$(( cores / G > 0 ? cores / G : 1 )),\"device\":\"cpu\",\"precision\":\"fp32\",\"compile\":false,\"data\":\"$dir/tokens.bin\",\"fsdp\":true}"
-  ref=$(cd "$here" && OMP_NUM_THREADS=$(( cores / G > 0 ? cores / G : 1 )) $py -m torch.distributed.run --standalone --nproc-per-node "$G" train_torch.py "$json" 2> "$dir/fsdp-$G.log" | tail -1)
-  ref_rate=$(echo "$ref" | $py -c "import json,sys; print(json.load(sys.stdin)['tokens_per_s'])")
-  ref_peak=$(echo "$ref" | $py -c "import json,sys; print(json.load(sys.stdin)['peak_rss_kb'] * 1024)")
-  for mode in "${modes[@]}"; do
-    run="$dir/run-$G-$mode"
-    rm -rf "$run"
-    "$lofi" launch --workers "$G" -- train $flags --set run.dir="$run" --set dist.shard=$mode > "$dir/lofi.log" 2>&1 ||
-      { echo "failed: lofi $G workers, $mode (see $dir/lofi.log)" >&2; exit 1; }
-    rate=$($py "$here/metrics_rate.py" "$run" "$warm")
-    peak=$(field "$run" peak_rss_bytes)
-    held=$(( $(field "$run" parameter_bytes) + $(field "$run" gradient_bytes) + $(field "$run" optimizer_state_bytes) ))
-    awk -v g="$G" -v m="$mode" -v r="$rate" -v p="$peak" -v h="$held" -v fr="$ref_rate" -v fp="$ref_peak" -v b="$B" -v t="$T" 'BEGIN {
-      printf "%-9d %-10s %12.0f %10.1f %11.0f MB %9.0f MB   speed %.2fx, memory %.2fx\n", g, m, r, 1000 * b * t / r, p / 1e6, h / 1e6, r / fr, fp / p }'
-  done
-  awk -v g="$G" -v r="$ref_rate" -v p="$ref_peak" -v b="$B" -v t="$T" 'BEGIN {
-    printf "%-9d %-10s %12.0f %10.1f %11.0f MB\n", g, "FSDP2", r, 1000 * b * t / r, p / 1e6 }'
+  fsdp "$G" fp32 fp32
+  for mode in "${modes[@]}"; do lofi_row "$G" "$mode" "$mode"; done
+  fsdp_row "$G" FSDP2
+done
+# bf16 weights, fp32 masters sharded, bf16 autocast (train.param_dtype = "bf16") against FSDP2's
+# MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32), both fully sharded.
+for G in 2 4; do
+  fsdp "$G" bf16 bf16
+  lofi_row "$G" full full-bf16 --set train.precision=bf16 --set train.param_dtype=bf16
+  fsdp_row "$G" FSDP2-bf16
 done
 # glibc keeps freed buffers resident (its mmap threshold grows to the largest freed block), so a
 # worker's resident peak hides what sharding frees; with a fixed threshold large blocks are
@@ -59,6 +78,7 @@ for mode in none full; do
   awk -v m="$mode" -v r="$rate" -v p="$(field "$run" peak_rss_bytes)" -v b="$B" -v t="$T" 'BEGIN {
     printf "%-9d %-10s %12.0f %10.1f %11.0f MB   with MALLOC_MMAP_THRESHOLD_=1048576\n", 4, m, r, 1000 * b * t / r, p / 1e6 }'
 done
-echo "speed: lofi tokens/s over FSDP2's; memory: FSDP2's peak over lofi's (above 1: lofi holds less). FSDP2 shards every"
+echo "speed: lofi tokens/s over FSDP2's; memory: FSDP2's peak over lofi's (above 1: lofi holds less); full-bf16: bf16"
+echo "weights and fp32 masters (train.param_dtype = \"bf16\") against FSDP2's MixedPrecisionPolicy. FSDP2 shards every"
 echo "layer's and the root's parameters; lofi's \"full\" keeps the embedding and final norm whole, like FSDP2's"
 echo "root would between its forward and backward."

@@ -19,7 +19,8 @@ Arguments are one JSON object on argv[1]:
   tie_word_embeddings (default true); fsdp (bool: PyTorch's FSDP2, fully_shard on each decoder
   layer and then the root, as its docs shard a transformer; run under torchrun, each of the
   WORLD_SIZE processes on batch / WORLD_SIZE rows of the same global batch, Gloo on CPU and NCCL on
-  GPU; rank 0 prints the line, its peak memory the largest of the ranks').
+  GPU; rank 0 prints the line, its peak memory the largest of the ranks'); param_dtype ("fp32"
+  default, or "bf16": with fsdp, MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)).
 Prints one JSON line: tokens_per_s over the steps after WARMUP (timed between two
 torch.cuda.synchronize() calls), params (each tensor once: a tied head is the embedding),
 params_no_pos (without the position embedding, for MFU), peak_mem_bytes and peak_mem_gb
@@ -218,9 +219,15 @@ def main():
         B //= world
         torch.manual_seed(a.get("seed", 0) + rank)  # each rank its own rows
         model.to(device)
+        # param_dtype "bf16": FSDP2's mixed precision (bf16 compute weights gathered in bf16, fp32
+        # sharded parameters, gradients reduced in fp32), as lofi's train.param_dtype = "bf16".
+        mp = {}
+        if a.get("param_dtype", "fp32") == "bf16":
+            from torch.distributed.fsdp import MixedPrecisionPolicy
+            mp = {"mp_policy": MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)}
         for layer in model.layers:
-            fully_shard(layer)
-        fully_shard(model)
+            fully_shard(layer, **mp)
+        fully_shard(model, **mp)
     else:
         model.to(device)
 

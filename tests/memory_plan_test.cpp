@@ -71,7 +71,9 @@ TEST(CliMemoryPlan, PeakIsWithinFifteenPercentOfMeasured) {
         "--set model.arch=llama --set model.activation=silu --set model.n_layer=6 --set model.n_head=4 --set model.d_model=256"
         " --set model.d_ff=768 --set model.vocab_size=8192 --set train.activation_checkpointing=1",
         "--set model.arch=llama --set model.activation=silu --set model.n_layer=6 --set model.n_head=4 --set model.d_model=256"
-        " --set model.d_ff=768 --set model.vocab_size=8192 --set lora.rank=8 --set lora.target=all-linear"}) {
+        " --set model.d_ff=768 --set model.vocab_size=8192 --set lora.rank=8 --set lora.target=all-linear",
+        "--set model.arch=llama --set model.activation=silu --set model.n_layer=6 --set model.n_head=4 --set model.d_model=256"
+        " --set model.d_ff=768 --set model.vocab_size=8192 --set train.precision=bf16 --set train.param_dtype=bf16"}) {
     SCOPED_TRACE(shape);
     const std::string flags = base + " " + shape + " --set run.dir=" + dir + "/run" + std::to_string(k++);
     const train::Config config = train::load_config("", split_sets(flags));
@@ -85,12 +87,13 @@ TEST(CliMemoryPlan, PeakIsWithinFifteenPercentOfMeasured) {
   }
   // A node of two workers, fully sharded and not: the larger worker's peak (the launcher waits for
   // both, so its children's peak is theirs). Weights, gradients and AdamW state dominate here.
-  for (const std::string shard : {"none", "full"}) {
+  // With bf16 weights, their fp32 masters sharded.
+  for (const std::string shard : {"none", "full", "full --set train.precision=bf16 --set train.param_dtype=bf16"}) {
     SCOPED_TRACE(shard);
     const std::string flags = base + " --set model.arch=llama --set model.activation=silu --set model.n_layer=8 --set model.n_head=8"
                                      " --set model.d_model=512 --set model.d_ff=2048 --set model.vocab_size=8192 --set train.batch_size=4"
                                      " --set model.max_seq_len=64 --set data.seq_len=64 --set dist.shard=" + shard +
-                              " --set run.dir=" + dir + "/run-" + shard;
+                              " --set run.dir=" + dir + "/run-" + std::to_string(k++);
     const train::Config config = train::load_config("", split_sets(flags));
     const auto plan = family::memory_plan(config, 2, 2, 0);
     ASSERT_TRUE(plan.has_value());

@@ -14,9 +14,10 @@ struct Moments {
   double runtime = 0, weights = 0, optimizer = 0, grads_between = 0, grads_peak = 0, activations = 0, block = 0, loss_head = 0,
          copies = 0;
   double gathered = 0;  // a checkpoint's whole copies on the node leader, where they land in the same memory (CPU)
-  double end = 0;       // full: what a worker holds after the last step (the weights, whole)
+  double end = 0;       // full or bf16 weights: what a worker holds after the last step (the fp32 weights, whole)
+  double converted = 0; // bf16 weights: the step's fp32 copies of bf16 gradients (at most 256 MiB at once)
   double forward_end() const { return runtime + weights + optimizer + grads_between + activations + loss_head + copies; }
-  double backward_end() const { return runtime + weights + optimizer + grads_peak + block + copies; }
+  double backward_end() const { return runtime + weights + optimizer + grads_peak + block + copies + converted; }
   double checkpoint() const { return runtime + weights + optimizer + grads_between + gathered; }
   double training_end() const { return runtime + end; }
   double peak() const { return std::max({forward_end(), backward_end(), checkpoint(), training_end()}); }
@@ -69,6 +70,9 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
     m.grads_between = buckets;
     m.grads_peak = buckets + w * P;  // and every .grad
   }
+  // bf16 weights: AdamW takes fp32 copies of the bf16 gradients it updates from (the parts that
+  // ZeRO-2 and -3 reduce are fp32 already), 256 MiB at a time.
+  if (low && (mode == "none" || mode == "optimizer")) m.converted = std::min(m.optimizer / 2, 256.0 * 1024 * 1024);
   m.activations = f.activations, m.block = f.block_activations, m.loss_head = f.loss_head;
   return m;
 }
