@@ -181,7 +181,7 @@ void Optimizer::step(const torch::Tensor& found_inf, const std::vector<torch::Te
 }
 
 io::NamedTensors Optimizer::state(io::Metadata& metadata) const {
-  if (sharded_) fail("internal: a sharded optimizer's state is gathered from every worker (train/sharded_state.h)");
+  if (sharded_) fail("internal: a sharded optimizer's workers each save their pieces (shard_state)");
   io::NamedTensors out;
   for (size_t k = 0; k < params_.size(); ++k) {
     const Slot& s = slots_[k];
