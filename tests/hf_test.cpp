@@ -340,6 +340,54 @@ TEST(HfExport, CheckpointWithRunConfigCarriesTokenizer) {
   for (const auto& e : fs::directory_iterator(dir)) EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos);
 }
 
+// A full fine-tune's checkpoint is exported by streaming its tensors, without building the model:
+// the directory equals what the built model writes (the path a LoRA checkpoint still takes), the
+// automatic outputs shard as Hugging Face does past the shard size, and a file whose weights do not
+// count its config's model is refused before anything is written.
+TEST(HfExport, StreamedExportEqualsTheBuiltModelsAndShardsPastTheSize) {
+  const std::string dir = test::scratch_dir();
+  for (const char* fixture : {"opt-post", "gpt2"}) {
+    SCOPED_TRACE(fixture);
+    const std::string run = dir + "/" + fixture;
+    fs::create_directories(run);
+    train::Config config = train::load_config("", {"model.init=" + (kFixtures / "torch-ref" / fixture).string(), "data.seq_len=16"});
+    model::CausalLm lm = family::make_lm(config.model, 0);
+    io::save_safetensors(run + "/final.safetensors", model::module_weights(*lm), {{"lofi.config", train::to_toml(config)}});
+    family::export_checkpoint(run + "/final.safetensors", run + "/streamed", {});
+    model::HfExportOptions hf;
+    hf.source_dir = (kFixtures / "torch-ref" / fixture).string();
+    model::export_hf(*lm, run + "/built", hf);
+    io::SafetensorsSet streamed(run + "/streamed"), built(run + "/built");
+    ASSERT_EQ(streamed.tensors().size(), built.tensors().size());
+    for (const auto& t : built.tensors()) {
+      ASSERT_NE(streamed.find(t.entry->name), nullptr) << t.entry->name;
+      EXPECT_TRUE(torch::equal(streamed.find(t.entry->name)->file->load(*streamed.find(t.entry->name)->entry), t.file->load(*t.entry)))
+          << t.entry->name;
+    }
+    EXPECT_EQ(read_json(run + "/streamed/config.json"), read_json(run + "/built/config.json"));
+    // Past the shard size: Hugging Face's shards and index, the same tensors; within it, one file.
+    const int64_t bytes = static_cast<int64_t>(io::SafetensorsFile(run + "/final.safetensors").data_bytes());
+    family::write_hf_output(run + "/final.safetensors", run + "/sharded", bytes / 3);
+    EXPECT_TRUE(fs::exists(run + "/sharded/model.safetensors.index.json"));
+    EXPECT_FALSE(fs::exists(run + "/sharded/model.safetensors"));
+    io::SafetensorsSet sharded(run + "/sharded");
+    EXPECT_GE(sharded.files().size(), 3u);
+    for (const auto& t : built.tensors())
+      EXPECT_TRUE(torch::equal(sharded.find(t.entry->name)->file->load(*sharded.find(t.entry->name)->entry), t.file->load(*t.entry)));
+    family::write_hf_output(run + "/final.safetensors", run + "/single");
+    EXPECT_TRUE(fs::exists(run + "/single/model.safetensors"));
+    EXPECT_FALSE(fs::exists(run + "/single/model.safetensors.index.json"));
+    // A tensor short: refused, naming the counts, nothing written.
+    io::NamedTensors fewer = model::module_weights(*lm);
+    fewer.pop_back();
+    io::save_safetensors(run + "/fewer.safetensors", fewer, {{"lofi.config", train::to_toml(config)}});
+    const std::string e = test::error_of([&] { family::export_checkpoint(run + "/fewer.safetensors", run + "/fewer", {}); });
+    EXPECT_NE(e.find("fewer.safetensors holds"), std::string::npos) << e;
+    EXPECT_NE(e.find("give a checkpoint written with that config"), std::string::npos) << e;
+    EXPECT_FALSE(fs::exists(run + "/fewer"));
+  }
+}
+
 // A run from a Hugging Face directory: the config records the resolved model, the run hands its
 // result back as a directory transformers loads, and `lofi export` does the same for any checkpoint.
 TEST(CliHf, RunFromHfDirectoryWritesHfOutputs) {

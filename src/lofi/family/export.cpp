@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "lofi/error.h"
+#include "lofi/family/lm_footprint.h"
 #include "lofi/family/lm_model.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/merge/nonfinite.h"
@@ -31,14 +32,35 @@ std::vector<std::string> export_checkpoint(const std::string& in, const std::str
   hf.dtype = options.dtype;
   hf.shard_bytes = options.shard_bytes;
   if (model::is_hf_model_dir(source)) hf.source_dir = source;
-  model::CausalLm lm = make_lm(config.model, 0);
-  if (!options.allow_nonfinite) merge::refuse_nonfinite(model::module_weights(*lm), path, "--allow-nonfinite");
-  return model::export_hf(*lm, out_dir, hf);
+  if (config.lora.enabled()) {  // the adapters are folded into the base's layers: the model is built
+    model::CausalLm lm = make_lm(config.model, 0);
+    if (!options.allow_nonfinite) merge::refuse_nonfinite(model::module_weights(*lm), path, "--allow-nonfinite");
+    return model::export_hf(*lm, out_dir, hf);
+  }
+  // A full fine-tune's checkpoint holds every weight under its Hugging Face name: streamed tensor by
+  // tensor, no model built. Its weights must count what its config's model has (exact, as the
+  // memory plan counts them): a file of another model is refused before anything is written.
+  const io::SafetensorsFile weights(path);
+  int64_t held = 0;
+  for (const auto& e : weights.entries()) {
+    int64_t numel = 1;
+    for (int64_t d : e.shape) numel *= d;
+    held += numel;
+  }
+  const int64_t expected = lm_footprint(config, 1).trainable;
+  if (held != expected)
+    fail("export: ", path, " holds ", held, " weights, the model of its lofi.config (", lm_footprint(config, 1).shape, ") has ",
+         expected, "; give a checkpoint written with that config");
+  return model::export_hf(train::lm_config(config.model), weights, out_dir, hf, [&](const std::string& name, const torch::Tensor& t) {
+    if (!options.allow_nonfinite) merge::refuse_nonfinite(t, path, name, 0, "--allow-nonfinite");
+  });
 }
 
-void write_hf_output(const std::string& in, const std::string& out_dir) {
+void write_hf_output(const std::string& in, const std::string& out_dir, int64_t shard_bytes) {
   fs::remove_all(out_dir);
-  export_checkpoint(in, out_dir, {});
+  ExportOptions options;
+  if (static_cast<int64_t>(io::SafetensorsFile(in).data_bytes()) > shard_bytes) options.shard_bytes = shard_bytes;
+  export_checkpoint(in, out_dir, options);
 }
 
 }  // namespace lofi::family

@@ -16,11 +16,16 @@ struct ExportOptions {
 };
 
 // IN: a lofi .safetensors checkpoint, or a run directory (its merged.safetensors). OUT_DIR must
-// not exist. Returns the files written.
+// not exist. A full fine-tune's weights are streamed from the file tensor by tensor (no model is
+// built, one tensor in memory at a time); a LoRA checkpoint's adapters are folded into a built
+// model's layers. Returns the files written.
 std::vector<std::string> export_checkpoint(const std::string& in, const std::string& out_dir, const ExportOptions& options);
 
+// Hugging Face's own default shard size (save_pretrained's max_shard_size).
+constexpr int64_t kHfShardBytes = 5'000'000'000;
 // For runs whose model.init is a Hugging Face directory: rewrites OUT_DIR (removing an older
-// one) from the checkpoint IN, in F32.
-void write_hf_output(const std::string& in, const std::string& out_dir);
+// one) from the checkpoint IN, in F32, streamed tensor by tensor: one model.safetensors when the
+// weights fit SHARD_BYTES, else shards of at most that with model.safetensors.index.json.
+void write_hf_output(const std::string& in, const std::string& out_dir, int64_t shard_bytes = kHfShardBytes);
 
 }  // namespace lofi::family

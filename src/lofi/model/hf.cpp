@@ -106,31 +106,37 @@ const std::vector<std::string>& hf_tokenizer_files() {
   return files;
 }
 
-std::vector<std::string> export_hf(const CausalLmImpl& model, const std::string& out_dir, const HfExportOptions& options) {
+namespace {
+
+// The directory itself: the weights (LAYOUT's names and shapes, TENSOR(i) each one's values) as
+// model.safetensors or shards, config.json from CONFIG (over the source directory's keys) and the
+// source's tokenizer files.
+std::vector<std::string> write_hf_dir(const LmConfig& lm, const std::vector<std::pair<std::string, std::vector<int64_t>>>& names,
+                                      const std::function<torch::Tensor(size_t)>& tensor, const std::string& out_dir,
+                                      const HfExportOptions& options) {
   const std::string dtype = options.dtype.empty() ? "F32" : options.dtype;
   const std::string torch_dtype = torch_dtype_name(dtype);
   json base = json::object();
   if (!options.source_dir.empty() && is_hf_model_dir(options.source_dir))
     base = json::parse(io::read_text_file((fs::path(options.source_dir) / "config.json").string()), nullptr, false);
-  const nlohmann::ordered_json config = hf_config_json(model.config, torch_dtype, base);
-
-  // A model carrying LoRA adapters is written dense (each folded into its layer), as PEFT's merge_and_unload.
-  const io::NamedTensors weights = merged_lora_weights(model);
+  const nlohmann::ordered_json config = hf_config_json(lm, torch_dtype, base);
   const torch::Dtype out_dtype = io::dtype_from_safetensors(dtype, "--dtype");
   std::vector<io::TensorEntry> layout;
-  for (const auto& [name, t] : weights) {
+  for (const auto& [name, shape] : names) {
     io::TensorEntry e;
     e.name = name;
     e.dtype = dtype;
-    e.shape = t.sizes().vec();
-    e.end = static_cast<size_t>(t.numel()) * c10::elementSize(out_dtype);
+    e.shape = shape;
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    e.end = static_cast<size_t>(numel) * c10::elementSize(out_dtype);
     layout.push_back(std::move(e));
   }
   io::StagedDir staged(out_dir);
   // transformers refuses safetensors files whose metadata lacks format "pt".
   std::vector<std::string> written = io::write_safetensors_shards(
       staged.path(), layout, options.shard_bytes, {{"format", "pt"}},
-      [&](io::SafetensorsWriter& writer, size_t i) { writer.write(weights[i].second.to(out_dtype)); });
+      [&](io::SafetensorsWriter& writer, size_t i) { writer.write(tensor(i).to(out_dtype)); });
   io::write_file_atomic(staged.path() + "/config.json", config.dump(2) + "\n");
   written.push_back("config.json");
   if (!options.source_dir.empty())
@@ -143,6 +149,28 @@ std::vector<std::string> export_hf(const CausalLmImpl& model, const std::string&
   staged.commit();
   for (auto& name : written) name = staged.final_path() + "/" + name;
   return written;
+}
+
+}  // namespace
+
+std::vector<std::string> export_hf(const CausalLmImpl& model, const std::string& out_dir, const HfExportOptions& options) {
+  // A model carrying LoRA adapters is written dense (each folded into its layer), as PEFT's merge_and_unload.
+  const io::NamedTensors weights = merged_lora_weights(model);
+  std::vector<std::pair<std::string, std::vector<int64_t>>> names;
+  for (const auto& [name, t] : weights) names.emplace_back(name, t.sizes().vec());
+  return write_hf_dir(model.config, names, [&](size_t i) { return weights[i].second; }, out_dir, options);
+}
+
+std::vector<std::string> export_hf(const LmConfig& config, const io::SafetensorsFile& weights, const std::string& out_dir,
+                                   const HfExportOptions& options,
+                                   const std::function<void(const std::string&, const torch::Tensor&)>& check) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> names;
+  for (const auto& e : weights.entries()) names.emplace_back(e.name, e.shape);
+  return write_hf_dir(config, names, [&](size_t i) {
+    torch::Tensor t = weights.load(names[i].first);
+    if (check) check(names[i].first, t);
+    return t;
+  }, out_dir, options);
 }
 
 }  // namespace lofi::model

@@ -5,9 +5,11 @@
 // cannot honour are errors naming config.json, the key and the value.
 #pragma once
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "lofi/io/safetensors.h"
 #include "lofi/model/causal_lm.h"
 
 namespace lofi::model {
@@ -45,5 +47,12 @@ const std::vector<std::string>& hf_tokenizer_files();
 // Writes MODEL as a new Hugging Face directory OUT_DIR (config.json, model.safetensors or shards,
 // tokenizer files), built under a temporary name and renamed into place. Returns the files written.
 std::vector<std::string> export_hf(const CausalLmImpl& model, const std::string& out_dir, const HfExportOptions& options);
+// The same for the weights of a model of CONFIG already in a file (a checkpoint of a full fine-tune,
+// whose tensors carry the Hugging Face names), streamed tensor by tensor from WEIGHTS to the
+// output: no model is built and no more than one tensor is in memory at a time. CHECK (optional)
+// sees each tensor before it is written (and may throw: nothing is left behind).
+std::vector<std::string> export_hf(const LmConfig& config, const io::SafetensorsFile& weights, const std::string& out_dir,
+                                   const HfExportOptions& options,
+                                   const std::function<void(const std::string& name, const torch::Tensor&)>& check = {});
 
 }  // namespace lofi::model
