@@ -173,6 +173,7 @@ TEST(MemoryPlan, ShardingAndLoraShrinkWhatTheyShould) {
              zero3_16 = plan_of(bf16 + " --set dist.shard=full", 8);
   EXPECT_NEAR(line(one16, "weights"), 2 * P + 4 * P, 1e6);
   EXPECT_NEAR(line(one16, "gradients"), 2 * P, 1e6);
+  EXPECT_NEAR(line(one16, "gradient copies"), 256.0 * 1024 * 1024, 1);  // the step's fp32 copies, a batch at a time
   for (const auto& l : one16.lines) EXPECT_NE(l.what, "bf16 weight copies");
   EXPECT_NEAR(line(zero2_16, "weights"), 2 * P + 4 * P / 4, 1e6);
   EXPECT_NEAR(line(zero3_16, "weights"), 2 * outside + 2 * 2 * block + 4 * P / 8, 1e6);

@@ -315,12 +315,20 @@ TEST(DistShard, ShardedCheckpointsResumeUnderAnotherSharding) {
       EXPECT_LE(sharded_state_diff(dir + "/whole" + ckpt + ".optim.safetensors", shards), 1e-6);
       EXPECT_EQ(io::SafetensorsFile(shards.back()).metadata().at("model.decoder.embed_tokens.weight.step"), "3");
     }
+    // Without step 6's weights file its checkpoint is incomplete: the run resumes from step 3, and
+    // saving step 6 again leaves only the optimizer files the new weights file names.
     std::filesystem::remove(run + "/node-00/final.safetensors");
-    for (const auto& entry : std::filesystem::directory_iterator(run + "/node-00/ckpt"))
-      if (entry.path().filename().string().rfind("step-000006", 0) == 0) std::filesystem::remove(entry.path());
+    std::filesystem::remove(run + "/node-00/ckpt/step-000006.safetensors");
     auto resumed = run_lofi(launch(r.then_workers) + train_cmd(data, run, flags + "--resume --set dist.shard=" + r.then));
     ASSERT_EQ(resumed.status, 0) << resumed.output;
     EXPECT_NE(resumed.output.find("step 4/6"), std::string::npos) << resumed.output;
+    const run::Checkpoint step6 = run::NodeDir(run + "/node-00").checkpoint(6);
+    std::vector<std::string> step6_files, named{step6.weights};
+    for (const auto& f : train::optimizer_files(step6)) named.push_back(f);
+    for (const auto& entry : std::filesystem::directory_iterator(run + "/node-00/ckpt"))
+      if (entry.path().filename().string().rfind("step-000006", 0) == 0) step6_files.push_back(entry.path().string());
+    std::sort(step6_files.begin(), step6_files.end()), std::sort(named.begin(), named.end());
+    EXPECT_EQ(step6_files, named);
     EXPECT_LE(max_abs_diff(dir + "/whole/node-00/final.safetensors", run + "/node-00/final.safetensors"), r.workers == r.then_workers ? 1e-6 : 1e-5);
   }
   // Pruned, an older checkpoint goes with every worker's file; a checkpoint missing a worker's

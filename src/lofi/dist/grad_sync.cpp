@@ -312,7 +312,7 @@ void GradientSync::shard_params() {
   sharded_params_ = true;
 }
 
-std::vector<torch::Tensor> GradientSync::piece_values() const {
+std::vector<torch::Tensor> GradientSync::block_parts() const {
   std::vector<torch::Tensor> out;
   for (const Piece& piece : pieces_) {
     const Bucket& bucket = *buckets_[piece.bucket];

@@ -92,9 +92,9 @@ class GradientSync {
   // and frees the rest; from then on the parameters are views of their block's buffer, whole only
   // between before_block and the bucket's reduce-scatter (or after_block, without a backward).
   void shard_params();
-  // full: what the optimizer updates for each piece: a view of this worker's part of a block's
+  // full: where the optimizer updates each piece: a view of this worker's part of a block's
   // bucket, or undefined (the parameter itself, outside the blocks).
-  std::vector<torch::Tensor> piece_values() const;
+  std::vector<torch::Tensor> block_parts() const;
   // Whether the parameters are sharded (full, after shard_params()).
   bool shards_params() const { return sharded_params_; }
   // full: block INDEX's hooks (model::BlockHooks): its parameters whole before its forward, the

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include <c10/util/accumulate.h>
+
 #include "lofi/error.h"
 #include "lofi/family/lm_footprint.h"
 #include "lofi/family/lm_model.h"
@@ -42,15 +44,11 @@ std::vector<std::string> export_checkpoint(const std::string& in, const std::str
   // memory plan counts them): a file of another model is refused before anything is written.
   const io::SafetensorsFile weights(path);
   int64_t held = 0;
-  for (const auto& e : weights.entries()) {
-    int64_t numel = 1;
-    for (int64_t d : e.shape) numel *= d;
-    held += numel;
-  }
-  const int64_t expected = lm_footprint(config, 1).trainable;
-  if (held != expected)
-    fail("export: ", path, " holds ", held, " weights, the model of its lofi.config (", lm_footprint(config, 1).shape, ") has ",
-         expected, "; give a checkpoint written with that config");
+  for (const auto& e : weights.entries()) held += c10::multiply_integers(e.shape);
+  const train::ModelFootprint model = lm_footprint(config, 1);
+  if (held != model.trainable)
+    fail("export: ", path, " holds ", held, " weights, the model of its lofi.config (", model.shape, ") has ",
+         model.trainable, "; give a checkpoint written with that config");
   return model::export_hf(train::lm_config(config.model), weights, out_dir, hf, [&](const std::string& name, const torch::Tensor& t) {
     if (!options.allow_nonfinite) merge::refuse_nonfinite(t, path, name, 0, "--allow-nonfinite");
   });

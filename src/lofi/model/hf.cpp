@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <map>
 
+#include <c10/util/accumulate.h>
+
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors_set.h"
@@ -127,9 +129,7 @@ std::vector<std::string> write_hf_dir(const LmConfig& lm, const std::vector<std:
     e.name = name;
     e.dtype = dtype;
     e.shape = shape;
-    int64_t numel = 1;
-    for (int64_t d : shape) numel *= d;
-    e.end = static_cast<size_t>(numel) * c10::elementSize(out_dtype);
+    e.end = static_cast<size_t>(c10::multiply_integers(shape)) * c10::elementSize(out_dtype);
     layout.push_back(std::move(e));
   }
   io::StagedDir staged(out_dir);
@@ -167,7 +167,7 @@ std::vector<std::string> export_hf(const LmConfig& config, const io::Safetensors
   std::vector<std::pair<std::string, std::vector<int64_t>>> names;
   for (const auto& e : weights.entries()) names.emplace_back(e.name, e.shape);
   return write_hf_dir(config, names, [&](size_t i) {
-    torch::Tensor t = weights.load(names[i].first);
+    torch::Tensor t = weights.load(weights.entries()[i]);
     if (check) check(names[i].first, t);
     return t;
   }, out_dir, options);

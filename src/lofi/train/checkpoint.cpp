@@ -1,9 +1,12 @@
 #include "lofi/train/checkpoint.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
 #include <memory>
+
+#include <c10/util/accumulate.h>
 
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
@@ -18,14 +21,21 @@ namespace {
 // The weights file's record of a sharded optimizer state: how many files (0: one whole file).
 constexpr const char* kOptimizerShardsKey = "lofi.optimizer_shards";
 
+// FILE's metadata KEY as an integer; WHAT says what it should be, for the error.
+int64_t metadata_integer(const io::SafetensorsFile& file, const std::string& key, const std::string& value, const char* what) {
+  try {
+    size_t used = 0;
+    const int64_t n = std::stoll(value, &used);
+    if (used == value.size()) return n;
+  } catch (const std::exception&) {
+  }
+  fail(file.path(), ": metadata ", key, " = \"", value, "\" is not ", what, "; the file is damaged or not lofi's");
+}
+
 int64_t optimizer_shards(const io::SafetensorsFile& weights) {
   auto it = weights.metadata().find(kOptimizerShardsKey);
   if (it == weights.metadata().end()) return 0;
-  try {
-    return std::stoll(it->second);
-  } catch (const std::exception&) {
-    fail(weights.path(), ": metadata ", kOptimizerShardsKey, " = \"", it->second, "\" is not a count of files");
-  }
+  return metadata_integer(weights, kOptimizerShardsKey, it->second, "a count of files");
 }
 
 std::vector<std::string> optimizer_files(const run::Checkpoint& paths, const io::SafetensorsFile& weights) {
@@ -34,6 +44,19 @@ std::vector<std::string> optimizer_files(const run::Checkpoint& paths, const io:
   std::vector<std::string> files;
   for (int64_t r = 0; r < shards; ++r) files.push_back(paths.optimizer_shard(r, shards));
   return files;
+}
+
+// Removes the optimizer files of PATHS' step (the one file, and every worker's of any worker
+// count) but those in KEEP: a pruned checkpoint's, or those a step saved again no longer uses.
+void remove_optimizer_files(const run::NodeDir& node, const run::Checkpoint& paths, const std::vector<std::string>& keep = {}) {
+  const std::string prefix = std::filesystem::path(paths.optimizer).stem().string();  // "step-000500.optim"
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(node.checkpoint_dir(), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    if (std::none_of(keep.begin(), keep.end(), [&](const std::string& k) { return std::filesystem::path(k).filename() == name; }))
+      std::filesystem::remove(entry.path(), ec);
+  }
 }
 
 }  // namespace
@@ -96,10 +119,7 @@ void prune_checkpoints(const run::NodeDir& node, int64_t keep) {
   for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) {
     std::error_code ec;
     std::filesystem::remove(all[i].weights, ec);  // the weights first: what remains is incomplete, never listed
-    // The optimizer's file, or every worker's (of any worker count the step was saved with).
-    const std::string prefix = std::filesystem::path(all[i].optimizer).stem().string();  // "step-000500.optim"
-    for (const auto& entry : std::filesystem::directory_iterator(node.checkpoint_dir(), ec))
-      if (entry.path().filename().string().rfind(prefix, 0) == 0) std::filesystem::remove(entry.path(), ec);
+    remove_optimizer_files(node, all[i]);
   }
 }
 
@@ -126,9 +146,13 @@ void save_optimizer_shard(const run::NodeDir& node, int64_t step, const Optimize
          "the checkpoint is incomplete and is not used");
 }
 
+bool gathers_weights(const Optimizer& optimizer, const dist::GradientSync& sync) {
+  return optimizer.sharded() && (sync.shards_params() || optimizer.keeps_masters());
+}
+
 io::NamedTensors gathered_weights(const torch::nn::Module& module, const Optimizer& optimizer, dist::GradientSync& sync,
                                   bool keep) {
-  const bool gather = optimizer.sharded() && (sync.shards_params() || optimizer.keeps_masters());
+  const bool gather = gathers_weights(optimizer, sync);
   if (!gather && !keep) return {};
   std::map<std::string, torch::Tensor> exact;  // parameter name -> its master (or whole) values
   if (gather) {
@@ -163,6 +187,9 @@ void save_checkpoint(const run::NodeDir& node, int64_t step, const io::NamedTens
     io::save_safetensors(paths.optimizer, state, optim_meta, /*checksum=*/true);
   }
   io::save_safetensors(paths.weights, weights, metadata, /*checksum=*/true);
+  // The step saved before under another sharding or worker count (a resumed run) leaves files the
+  // weights file no longer names.
+  remove_optimizer_files(node, paths, optimizer_files(paths));
 }
 
 namespace {
@@ -179,8 +206,10 @@ class ShardedState {
         const std::string suffix = ".range";
         if (key.size() <= suffix.size() || key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
         const size_t comma = value.find(',');
-        if (comma == std::string::npos) fail(files_[f]->path(), ": metadata ", key, " = \"", value, "\" is not \"begin,end\"");
-        ranges_[key.substr(0, key.size() - suffix.size())].push_back({std::stoll(value.substr(0, comma)), std::stoll(value.substr(comma + 1)), f});
+        const char* what = "\"begin,end\" (two element counts)";
+        if (comma == std::string::npos) fail(files_[f]->path(), ": metadata ", key, " = \"", value, "\" is not ", what);
+        ranges_[key.substr(0, key.size() - suffix.size())].push_back(
+            {metadata_integer(*files_[f], key, value.substr(0, comma), what), metadata_integer(*files_[f], key, value.substr(comma + 1), what), f});
       }
     for (const auto& file : files_) source_ += (source_.empty() ? "" : ", ") + file->path();
   }
@@ -191,7 +220,8 @@ class ShardedState {
     r.source = source_;
     r.step = [this](const std::string& param) {
       for (const auto& file : files_)
-        if (auto it = file->metadata().find(param + ".step"); it != file->metadata().end()) return std::stoll(it->second);
+        if (auto it = file->metadata().find(param + ".step"); it != file->metadata().end())
+          return metadata_integer(*file, it->first, it->second, "a step count");
       fail(source_, ": no optimizer state for parameter '", param, "'");
     };
     r.read = [this](const std::string& name, int64_t begin, int64_t end, at::IntArrayRef shape) { return read(name, begin, end, shape); };
@@ -206,8 +236,7 @@ class ShardedState {
   // Elements [BEGIN, END) of the flat NAME ("w.exp_avg"), from every file's piece of them.
   torch::Tensor read(const std::string& name, int64_t begin, int64_t end, at::IntArrayRef shape) const {
     const std::string param = name.substr(0, name.rfind('.'));
-    int64_t numel = 1;
-    for (int64_t d : shape) numel *= d;
+    const int64_t numel = c10::multiply_integers(shape);
     torch::Tensor out;
     int64_t covered = 0;
     auto it = ranges_.find(param);

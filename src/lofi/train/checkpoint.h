@@ -48,6 +48,9 @@ struct OptimizerState {
 // worker, naming it. Nothing is gathered, so a checkpoint costs no worker more than its shard.
 void save_optimizer_shard(const run::NodeDir& node, int64_t step, const Optimizer& optimizer, const OuterOptimizer* outer,
                           dist::Comm& comm);
+// Whether a worker's whole weights must be gathered from the node's pieces: the node shards its
+// parameters (dist.shard = "full") or their fp32 masters (bf16 weights with a sharded optimizer).
+bool gathers_weights(const Optimizer& optimizer, const dist::GradientSync& sync);
 // The weights a checkpoint of MODULE holds (checkpoint_weights), with the optimizer's fp32 masters
 // in place of bf16 parameters (train.param_dtype); where the node shards its parameters
 // (dist.shard = "full") or its masters, gathered bucket by bucket through SYNC into host memory,

@@ -130,6 +130,7 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
   };
   if (m.copies > 0)
     plan.lines.push_back({"bf16 weight copies", m.copies, full ? "autocast's casts that backward keeps" : "autocast's casts, kept for the pass"});
+  if (m.converted > 0) plan.lines.push_back({"gradient copies", m.converted, "AdamW's fp32 copies of bf16 gradients, 256 MiB at a time"});
   if (m.gathered > 0) plan.lines.push_back({"checkpoint copies", m.gathered, "the node leader gathers the whole weights to save them"});
   if (m.end > 0 && m.training_end() >= std::max(m.forward_end(), m.backward_end()))
     plan.lines.push_back({"after training", m.end, "the weights whole again (AdamW's state freed)"});

@@ -508,7 +508,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   node_options.mode = shard, node_options.units = blocks, node_options.param_dtype = param_dtype;
   dist::GradientSync grad_sync(comm, params, names, node_options);
   if (shard != dist::ShardMode::none) {
-    optimizer.shard(grad_sync.pieces(), grad_sync.piece_values());
+    optimizer.shard(grad_sync.pieces(), grad_sync.block_parts());
     if (node_leader && topo.node == 0) {
       int64_t total = 0;
       for (const auto& p : params) total += p.numel();
@@ -579,7 +579,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
     loop.run(worker.summary);
     // The whole fp32 weights (sharded parameters, or bf16 ones with their masters), for the final
     // file and what runs after training.
-    if (optimizer.sharded() && (grad_sync.shards_params() || optimizer.keeps_masters())) {
+    if (gathers_weights(optimizer, grad_sync)) {
       const std::vector<torch::Tensor> values = optimizer.piece_values();
       optimizer.release();
       grad_sync.unshard(values);
