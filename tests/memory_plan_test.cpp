@@ -180,6 +180,17 @@ TEST(MemoryPlan, ShardingAndLoraShrinkWhatTheyShould) {
   EXPECT_LT(zero3_16.peak, zero3.peak);
   EXPECT_LT(zero2_16.peak, zero2.peak);
   EXPECT_TRUE(plan_of(" --set dist.shard=full --set train.activation_checkpointing=1", 8, 141e9).fits());
+  // After training no worker holds the weights whole (the final is written as the node gathers it);
+  // a lo-fi job's merging leader evaluates each final whole, in fp32, where the job has data.val.
+  const std::string checkpointed = " --set dist.shard=full --set train.activation_checkpointing=1";
+  for (const std::string& sets : {checkpointed, checkpointed + bf16, checkpointed + " --set dist.nodes=2",
+                                 checkpointed + " --set data.val=val.bin"})
+    for (const auto& l : plan_of(sets, 8).lines) EXPECT_NE(l.what, "after training") << sets;
+  for (const std::string& sets : {checkpointed, checkpointed + bf16}) {
+    const auto merging = plan_of(sets + " --set dist.nodes=2 --set data.val=val.bin", 8);
+    EXPECT_NEAR(line(merging, "after training"), 4 * P, 1e6) << sets;
+    EXPECT_NEAR(merging.peak, 4 * P + line(merging, "runtime"), 1e6) << sets;
+  }
   const auto tight = plan_of(" --set dist.shard=gradients", 8, 40e9);
   ASSERT_FALSE(tight.fits());
   bool full_offered = false;

@@ -340,6 +340,39 @@ TEST(Safetensors, NothingHalfWrittenOnFailure) {
   EXPECT_THROW(SafetensorsWriter(path, {{"a", "U8", {int64_t{1} << 40, int64_t{1} << 40}, 0, 0}}, {}), lofi::Error);
 }
 
+// A file written piece by piece with CHECKSUM carries its data's XXH3, taken as the bytes went
+// out and set in the header at the end; metadata that spells the key inside a value is left alone.
+TEST(Safetensors, WriterChecksumsWhatItStreams) {
+  const std::string path = test::scratch_dir() + "/streamed.safetensors";
+  const std::string tricky = std::string("{\"") + kDataChecksumKey + "\":\"0000000000000000\"}";
+  const torch::Tensor a = torch::randn({5, 3}), b = torch::arange(7, torch::kInt64);
+  {
+    SafetensorsWriter writer(path, {{"a", "F32", {5, 3}, 0, 0}, {"b", "I64", {7}, 0, 0}}, {{"note", tricky}}, /*checksum=*/true);
+    writer.write(a);
+    writer.write_bytes(b.data_ptr(), 3 * sizeof(int64_t));  // in two pieces
+    writer.write_bytes(b.data_ptr<int64_t>() + 3, 4 * sizeof(int64_t));
+    writer.commit();
+  }
+  SafetensorsFile file(path);
+  EXPECT_EQ(file.metadata().at("note"), tricky);
+  EXPECT_EQ(file.metadata().at(kDataChecksumKey), file.data_checksum());
+  EXPECT_NE(file.data_checksum(), std::string(16, '0'));
+  EXPECT_NO_THROW(file.verify_data_checksum());
+  EXPECT_TRUE(torch::equal(file.load("a"), a));
+  EXPECT_TRUE(torch::equal(file.load("b"), b));
+  // save_safetensors writes the same bytes.
+  const std::string whole = test::scratch_dir() + "/whole.safetensors";
+  save_safetensors(whole, {{"a", a}, {"b", b}}, {{"note", tricky}}, /*checksum=*/true);
+  EXPECT_EQ(SafetensorsFile(whole).checksum(), file.checksum());
+  // A damaged byte is caught.
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-1, std::ios::end);
+    f.put('\x7f');
+  }
+  EXPECT_THROW(SafetensorsFile(path).verify_data_checksum(), lofi::Error);
+}
+
 TEST(Safetensors, RejectsForeignAndMissingFiles) {
   std::string dir = test::scratch_dir();
   std::ofstream(dir + "/text.safetensors") << "hello, I am not a checkpoint";

@@ -9,9 +9,11 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <regex>
 
 #include "lofi/dist/shard_layout.h"
+#include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/run/run_dir.h"
 #include "lofi/train/checkpoint.h"
@@ -254,6 +256,41 @@ TEST(DistShard, Bf16WeightsKeepFp32MastersInEveryMode) {
     ASSERT_EQ(resumed.status, 0) << resumed.output;
     EXPECT_NE(resumed.output.find("step 4/6"), std::string::npos) << resumed.output;
     EXPECT_EQ(max_abs_diff(dir + "/" + mode + "-final.safetensors", run + "/node-00/final.safetensors"), 0.0);
+  }
+}
+
+// A lo-fi job of sharded nodes: each node's final is written as its workers gather it, bucket by
+// bucket (no worker holds the weights whole after training), and the merging leader loads the
+// finals it evaluates: the merge and its averaging check are the unsharded job's. With bf16
+// weights the finals hold the fp32 masters and the check evaluates them in fp32.
+TEST(DistShard, ShardedNodesMergeAndCheckTheAverageAsUnshardedNodesDo) {
+  const std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  const std::string job = "launch --workers 4 -- ", flags = "--set dist.nodes=2 --set data.val=" + data + " --set train.eval_batches=2 ";
+  auto check_of = [](const std::string& run) { return nlohmann::json::parse(io::read_text_file(run::RunDir(run).averaging_check())); };
+  auto none = run_lofi(job + train_cmd(data, dir + "/none", flags));
+  ASSERT_EQ(none.status, 0) << none.output;
+  const auto reference = check_of(dir + "/none");
+  for (const std::string extra : {"--set dist.shard=full", "--set dist.shard=full --set train.param_dtype=bf16 --set train.precision=bf16",
+                                  "--set dist.shard=gradients --set train.param_dtype=bf16 --set train.precision=bf16"}) {
+    SCOPED_TRACE(extra);
+    const std::string run = dir + "/" + std::to_string(std::hash<std::string>{}(extra));
+    auto r = run_lofi(job + train_cmd(data, run, flags + extra));
+    ASSERT_EQ(r.status, 0) << r.output;
+    const auto check = check_of(run);
+    ASSERT_EQ(check["nodes"].size(), 2u) << check.dump();
+    const bool bf16 = extra.find("bf16") != std::string::npos;
+    for (const std::string file : {"/node-00/final.safetensors", "/node-01/final.safetensors", "/merged.safetensors"}) {
+      const io::SafetensorsFile weights(run + file);
+      for (const auto& e : weights.entries()) EXPECT_EQ(e.dtype, "F32") << file << " " << e.name;
+      if (!bf16) {
+        EXPECT_LE(max_abs_diff(dir + "/none" + file, run + file), 1e-6) << file;
+      }
+    }
+    // The same weights give the same losses; bf16 weights end elsewhere, near them.
+    const double tolerance = bf16 ? 0.02 : 1e-5;
+    EXPECT_NEAR(check["average"].get<double>(), reference["average"].get<double>(), tolerance * reference["average"].get<double>());
+    for (const std::string node : {"0", "1"})
+      EXPECT_NEAR(check["nodes"][node].get<double>(), reference["nodes"][node].get<double>(), tolerance * reference["nodes"][node].get<double>());
   }
 }
 

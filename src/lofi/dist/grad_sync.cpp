@@ -277,6 +277,12 @@ void GradientSync::gather_buckets(const std::vector<torch::Tensor>& piece_values
   }
 }
 
+std::vector<size_t> GradientSync::packing_order() const {
+  std::vector<size_t> order;
+  for (const BucketLayout& bucket : layout_.buckets) order.insert(order.end(), bucket.params.begin(), bucket.params.end());
+  return order;
+}
+
 void GradientSync::gather_params() {
   std::vector<size_t> buckets;  // full: those outside the blocks
   for (size_t b = 0; b < buckets_.size(); ++b)
@@ -367,14 +373,14 @@ torch::Tensor GradientSync::after_block(int64_t index, const torch::Tensor& out)
   return out;
 }
 
-void GradientSync::unshard(const std::vector<torch::Tensor>& piece_values) {
-  std::vector<torch::Tensor> whole(params_.size());  // each parameter's values, in PIECE_VALUES' dtype
-  gather(piece_values, [&](size_t k, const torch::Tensor& flat) {
-    whole[k] = flat.to(comm_.device(), /*non_blocking=*/false, /*copy=*/true).view(params_[k].sizes());
-  });
+void GradientSync::finish() {
   torch::NoGradGuard no_grad;
-  for (size_t k = 0; k < params_.size(); ++k) params_[k].set_data(whole[k]);  // full: the block buffers' views go
-  for (auto& bucket : buckets_) bucket->master.reset(), bucket->summed.reset(), bucket->whole.reset();
+  for (auto& p : params_) {
+    p.mutable_grad().reset();
+    if (p.storage().nbytes() > 0) free_storage(p);  // full: a block's are views of a freed buffer already
+  }
+  for (auto& bucket : buckets_)
+    for (torch::Tensor* t : {&bucket->master, &bucket->summed, &bucket->whole, &bucket->buffer, &bucket->part}) t->reset();
   sharded_params_ = false;  // the hooks do nothing now
 }
 

@@ -79,10 +79,12 @@ class GradientSync {
   const std::vector<Piece>& pieces() const { return pieces_; }
   std::vector<torch::Tensor> piece_grads() const;
   // Every worker's PIECE_VALUES (one per piece, as pieces(); all of one dtype) all-gathered bucket
-  // by bucket in their dtype; SINK gets each parameter's full flat values, in packing order. Every
-  // worker must call it.
+  // by bucket in their dtype, two buckets in flight; SINK gets each parameter's full flat values,
+  // in packing_order(). Every worker must call it.
   void gather(const std::vector<torch::Tensor>& piece_values,
               const std::function<void(size_t param, const torch::Tensor& flat)>& sink);
+  // The parameters (indices of the constructor's PARAMS) in the order gather() hands them out.
+  std::vector<size_t> packing_order() const;
   // After the update of this worker's pieces: every worker's updated pieces into every replica, in
   // the parameters' dtype (full: the parameters outside the blocks; the blocks' are gathered when
   // they run).
@@ -102,11 +104,11 @@ class GradientSync {
   // block before) for the backward, and the block's buffer freed.
   void before_block(int64_t index);
   torch::Tensor after_block(int64_t index, const torch::Tensor& out);
-  // Training is over: every parameter whole from now on, gathered from every worker's
-  // PIECE_VALUES (the optimizer's masters or current values, one per piece) in their dtype, and
-  // this worker's parts and gradients freed (every worker calls it; the optimizer has released
-  // its state).
-  void unshard(const std::vector<torch::Tensor>& piece_values);
+  // Training is over (the optimizer has released its state; the final weights are gathered and
+  // written): this worker's parts, buffers and gradients are freed, and so is every parameter's
+  // storage (their shapes stay), given again only where a model is needed whole
+  // (model::materialize_parameters).
+  void finish();
   // Bytes of parameters this worker holds between steps (full: its parts of the blocks' and the
   // whole parameters outside them).
   int64_t parameter_bytes() const;

@@ -134,11 +134,21 @@ NamedTensors SafetensorsFile::load_all() const {
   return out;
 }
 
+struct SafetensorsWriter::Hash {
+  XXH3_state_t* state = XXH3_createState();
+  size_t digits_at = 0;  // file offset of the checksum's 16 hex digits
+  Hash() { XXH3_64bits_reset(state); }
+  ~Hash() { XXH3_freeState(state); }
+};
+
 SafetensorsWriter::SafetensorsWriter(const std::string& path, const std::vector<TensorEntry>& layout,
-                                     const Metadata& metadata)
+                                     const Metadata& metadata, bool checksum)
     : layout_(layout) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  Metadata meta = metadata;
+  const std::string placeholder(16, '0');
+  if (checksum) meta[kDataChecksumKey] = placeholder;
+  if (!meta.empty()) header["__metadata__"] = meta;
   std::set<std::string> names;
   size_t offset = 0;
   for (auto& e : layout_) {
@@ -156,11 +166,21 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, const std::vector<
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // 8-byte aligned data, as the reference pads it
+  if (checksum) {
+    hash_ = std::make_unique<Hash>();
+    // Quotes inside a JSON string are escaped, so only the key itself reads this way.
+    const std::string key = cat("\"", kDataChecksumKey, "\":\"");
+    const size_t at = text.find(key + placeholder + "\"");
+    if (at == std::string::npos) fail("internal: ", path, ": the header has no place for its checksum");
+    hash_->digits_at = 8 + at + key.size();
+  }
   uint64_t header_bytes = text.size();
   file_ = std::make_unique<AtomicFile>(path);
   file_->write(&header_bytes, 8);
   file_->write(text);
 }
+
+SafetensorsWriter::~SafetensorsWriter() = default;
 
 void SafetensorsWriter::write(const torch::Tensor& tensor) {
   if (next_ >= layout_.size()) fail("safetensors writer: more tensors than the layout holds");
@@ -180,6 +200,7 @@ void SafetensorsWriter::write_bytes(const void* data, size_t bytes) {
   if (written_ + bytes > e.end - e.begin)
     fail("safetensors writer: ", written_ + bytes, " bytes for tensor '", e.name, "' of ", e.end - e.begin);
   file_->write(data, bytes);
+  if (hash_) XXH3_64bits_update(hash_->state, data, bytes);
   written_ += bytes;
   if (written_ == e.end - e.begin) ++next_, written_ = 0;
 }
@@ -187,26 +208,18 @@ void SafetensorsWriter::write_bytes(const void* data, size_t bytes) {
 void SafetensorsWriter::commit() {
   while (next_ < layout_.size() && layout_[next_].end == layout_[next_].begin) ++next_;
   if (next_ != layout_.size()) fail("safetensors writer: ", layout_.size() - next_, " tensors were not written");
+  if (hash_) {
+    const std::string digits = hex64(XXH3_64bits_digest(hash_->state));
+    file_->write_at(hash_->digits_at, digits.data(), digits.size());
+  }
   file_->commit();
 }
 
 void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata, bool checksum) {
   std::vector<TensorEntry> layout;
-  std::vector<torch::Tensor> host;  // contiguous CPU copies, hashed and written
-  for (const auto& [name, t] : tensors) {
-    layout.push_back({name, dtype_to_safetensors(t.scalar_type()), t.sizes().vec(), 0, 0});
-    host.push_back(t.detach().to(torch::kCPU).contiguous());
-  }
-  Metadata meta = metadata;
-  if (checksum) {
-    XXH3_state_t* state = XXH3_createState();
-    XXH3_64bits_reset(state);
-    for (const auto& t : host) XXH3_64bits_update(state, t.data_ptr(), t.numel() * t.element_size());
-    meta[kDataChecksumKey] = hex64(XXH3_64bits_digest(state));
-    XXH3_freeState(state);
-  }
-  SafetensorsWriter writer(path, layout, meta);
-  for (const auto& t : host) writer.write(t);
+  for (const auto& [name, t] : tensors) layout.push_back({name, dtype_to_safetensors(t.scalar_type()), t.sizes().vec(), 0, 0});
+  SafetensorsWriter writer(path, layout, metadata, checksum);
+  for (const auto& [name, t] : tensors) writer.write(t);
   writer.commit();
 }
 

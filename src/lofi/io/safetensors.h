@@ -65,10 +65,14 @@ class SafetensorsFile {
 // Writes a file tensor by tensor: the header is fixed up front from each tensor's name, dtype
 // and shape (any dtype of the format), then write() takes the tensors in that order; the header is
 // padded with spaces to a multiple of 8 bytes, as the reference writes it. Nothing appears at PATH until
-// commit(); a writer destroyed before it leaves nothing behind.
+// commit(); a writer destroyed before it leaves nothing behind. CHECKSUM adds the data's XXH3 to the
+// metadata (kDataChecksumKey): hashed as the bytes go out, and set in the header at commit() (its
+// 16 hex digits hold a place there from the start), so a file too big to hold is checksummed in one pass.
 class SafetensorsWriter {
  public:
-  SafetensorsWriter(const std::string& path, const std::vector<TensorEntry>& layout, const Metadata& metadata);
+  SafetensorsWriter(const std::string& path, const std::vector<TensorEntry>& layout, const Metadata& metadata,
+                    bool checksum = false);
+  ~SafetensorsWriter();
   void write(const torch::Tensor& tensor);  // the next tensor of the layout
   // Raw little-endian bytes continuing the current tensor (a tensor may come in pieces).
   void write_bytes(const void* data, size_t bytes);
@@ -79,6 +83,8 @@ class SafetensorsWriter {
   size_t next_ = 0;         // tensor being written
   size_t written_ = 0;      // bytes of it written so far
   std::unique_ptr<AtomicFile> file_;
+  struct Hash;               // the data's XXH3 state, and where its digits go in the header
+  std::unique_ptr<Hash> hash_;
 };
 
 // The metadata key of a file's data checksum (SafetensorsFile::data_checksum()).

@@ -30,12 +30,6 @@ bool matches(const std::string& name, const std::string& pattern) {
   return name == pattern || ends_with(name, "." + pattern);
 }
 
-bool matches_any(const std::string& name, const std::vector<std::string>& patterns) {
-  for (const auto& p : patterns)
-    if (p == "all-linear" || matches(name, p)) return true;
-  return false;
-}
-
 std::string layer_list(const torch::nn::Module& module) {
   // The distinct last components, as users write targets: "q_proj, k_proj, ...".
   std::vector<std::string> seen;

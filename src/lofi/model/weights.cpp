@@ -47,4 +47,10 @@ void load_module_weights(torch::nn::Module& module, const io::SafetensorsFile& f
   });
 }
 
+void materialize_parameters(torch::nn::Module& module, torch::Device device, torch::Dtype dtype) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters())
+    if (p.numel() > 0 && p.storage().nbytes() == 0) p.set_data(torch::empty(p.sizes(), p.options().device(device).dtype(dtype)));
+}
+
 }  // namespace lofi::model

@@ -32,5 +32,9 @@ void load_named_tensors(torch::nn::Module& module, const io::NamedTensors& tenso
 // naming the tensor and the file.
 void load_module_weights(torch::nn::Module& module, const io::SafetensorsFile& file,
                          const std::vector<std::string>& ignored = {});
+// Every parameter of MODULE whose storage was freed (a sharded node's after training,
+// dist::GradientSync::finish) gets new, uninitialised DTYPE storage on DEVICE, its shape kept, for
+// weights about to be loaded into it.
+void materialize_parameters(torch::nn::Module& module, torch::Device device, torch::Dtype dtype);
 
 }  // namespace lofi::model

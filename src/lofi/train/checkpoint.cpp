@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 
 #include <c10/util/accumulate.h>
 
@@ -150,43 +151,88 @@ bool gathers_weights(const Optimizer& optimizer, const dist::GradientSync& sync)
   return optimizer.sharded() && (sync.shards_params() || optimizer.keeps_masters());
 }
 
-io::NamedTensors gathered_weights(const torch::nn::Module& module, const Optimizer& optimizer, dist::GradientSync& sync,
-                                  bool keep) {
-  const bool gather = gathers_weights(optimizer, sync);
-  if (!gather && !keep) return {};
-  std::map<std::string, torch::Tensor> exact;  // parameter name -> its master (or whole) values
-  if (gather) {
-    const auto& params = optimizer.params();
-    sync.gather(optimizer.piece_values(), [&](size_t k, const torch::Tensor& flat) {
-      if (keep) exact[params[k].name] = flat.reshape(params[k].param.sizes()).to(torch::kCPU, false, true);
-    });
-    if (!keep) return {};
-  } else if (optimizer.keeps_masters()) {
-    for (auto& [name, master] : optimizer.masters()) exact[name] = master;
+void NodeWeights::write(const std::string& path, const io::Metadata& metadata, bool checksum) const {
+  io::NamedTensors tensors = writes ? checkpoint_weights(module) : io::NamedTensors{};  // a fully sharded block's: shapes alone
+  if (!gathers_weights(optimizer, sync)) {
+    if (!writes) return;
+    std::map<std::string, torch::Tensor> masters;
+    if (optimizer.keeps_masters())
+      for (auto& [name, master] : optimizer.masters()) masters[name] = master;
+    for (auto& [name, tensor] : tensors)
+      if (auto it = masters.find(name); it != masters.end()) tensor = it->second;
+    io::save_safetensors(path, tensors, metadata, checksum);
+    return;
   }
-  io::NamedTensors out = checkpoint_weights(module);  // a fully sharded node's block parameters are freed: not read
-  for (auto& [name, tensor] : out)
-    if (auto it = exact.find(name); it != exact.end()) tensor = std::move(it->second);
-  return out;
+  const auto& params = optimizer.params();
+  const std::vector<torch::Tensor> values = optimizer.piece_values();  // the masters, or the fp32 parts
+  torch::Dtype dtype = torch::kFloat;
+  for (const auto& v : values)
+    if (v.defined()) dtype = v.scalar_type();
+  const std::vector<size_t> order = sync.packing_order();
+  std::unique_ptr<io::SafetensorsWriter> writer;
+  std::string error;  // the writer's: it still takes part in the gathers, then says it
+  if (writes) {
+    try {
+      std::set<std::string> gathered;
+      for (const auto& p : params) gathered.insert(p.name);
+      std::vector<io::TensorEntry> layout;
+      io::NamedTensors rest;
+      for (auto& [name, tensor] : tensors)
+        if (!gathered.count(name)) {
+          layout.push_back({name, io::dtype_to_safetensors(tensor.scalar_type()), tensor.sizes().vec(), 0, 0});
+          rest.emplace_back(name, tensor);
+        }
+      for (size_t k : order)
+        layout.push_back({params[k].name, io::dtype_to_safetensors(dtype), params[k].param.sizes().vec(), 0, 0});
+      writer = std::make_unique<io::SafetensorsWriter>(path, layout, metadata, checksum);
+      for (const auto& [name, tensor] : rest) writer->write(tensor);
+    } catch (const std::exception& e) {
+      error = e.what(), writer.reset();
+    }
+  }
+  size_t next = 0;
+  sync.gather(values, [&](size_t k, const torch::Tensor& flat) {
+    if (next >= order.size() || order[next++] != k) fail("internal: ", path, ": parameters gathered out of packing order");
+    if (!writer) return;
+    try {
+      writer->write(flat.view(params[k].param.sizes()));
+    } catch (const std::exception& e) {
+      error = e.what(), writer.reset();
+    }
+  });
+  if (writer) writer->commit();
+  if (!error.empty()) fail(error);
 }
 
-void save_checkpoint(const run::NodeDir& node, int64_t step, const io::NamedTensors& weights,
+void save_checkpoint(const run::NodeDir& node, int64_t step, const NodeWeights& weights,
                      OptimizerState optimizer, const std::string& config_toml, const std::string& data,
                      const OuterOptimizer* outer, int64_t optimizer_shards) {
-  io::make_dirs(node.checkpoint_dir());
   const run::Checkpoint paths = node.checkpoint(step);
-  io::Metadata metadata{{"step", std::to_string(step)}, {"lofi.config", config_toml}, {"lofi.data", data}};
-  if (optimizer_shards > 0) {
-    metadata[kOptimizerShardsKey] = std::to_string(optimizer_shards);
-  } else {
-    io::Metadata optim_meta = std::move(optimizer.metadata);
-    optim_meta["step"] = std::to_string(step);
-    io::NamedTensors state = std::move(optimizer.tensors);
-    if (outer)
-      for (auto& t : outer->state()) state.push_back(std::move(t));
-    io::save_safetensors(paths.optimizer, state, optim_meta, /*checksum=*/true);
+  io::Metadata metadata;
+  std::string error;  // the writer's: it still takes part in the node's gathers, then says it
+  if (weights.writes) {
+    try {
+      io::make_dirs(node.checkpoint_dir());
+      metadata = {{"step", std::to_string(step)}, {"lofi.config", config_toml}, {"lofi.data", data}};
+      if (optimizer_shards > 0) {
+        metadata[kOptimizerShardsKey] = std::to_string(optimizer_shards);
+      } else {
+        io::Metadata optim_meta = std::move(optimizer.metadata);
+        optim_meta["step"] = std::to_string(step);
+        io::NamedTensors state = std::move(optimizer.tensors);
+        if (outer)
+          for (auto& t : outer->state()) state.push_back(std::move(t));
+        io::save_safetensors(paths.optimizer, state, optim_meta, /*checksum=*/true);
+      }
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
   }
-  io::save_safetensors(paths.weights, weights, metadata, /*checksum=*/true);
+  NodeWeights w = weights;
+  w.writes = weights.writes && error.empty();
+  w.write(paths.weights, metadata, /*checksum=*/true);
+  if (!error.empty()) fail("checkpoint of step ", step, ": ", error);
+  if (!weights.writes) return;
   // The step saved before under another sharding or worker count (a resumed run) leaves files the
   // weights file no longer names.
   remove_optimizer_files(node, paths, optimizer_files(paths));

@@ -51,20 +51,29 @@ void save_optimizer_shard(const run::NodeDir& node, int64_t step, const Optimize
 // Whether a worker's whole weights must be gathered from the node's pieces: the node shards its
 // parameters (dist.shard = "full") or their fp32 masters (bf16 weights with a sharded optimizer).
 bool gathers_weights(const Optimizer& optimizer, const dist::GradientSync& sync);
-// The weights a checkpoint of MODULE holds (checkpoint_weights), with the optimizer's fp32 masters
-// in place of bf16 parameters (train.param_dtype); where the node shards its parameters
-// (dist.shard = "full") or its masters, gathered bucket by bucket through SYNC into host memory,
-// the device never holding more than two buckets of them (every worker of the node must call it;
-// only where KEEP are they returned).
-io::NamedTensors gathered_weights(const torch::nn::Module& module, const Optimizer& optimizer, dist::GradientSync& sync,
-                                  bool keep);
+// The weights a checkpoint and a node's final hold of a worker's MODULE: checkpoint_weights, with
+// the optimizer's fp32 masters in place of bf16 parameters (train.param_dtype). Where the node
+// shards its parameters or their masters (gathers_weights), the node's workers write them
+// together: they all-gather them bucket by bucket (GradientSync::gather, two buckets in flight)
+// and the writing worker writes each bucket's parameters to the file as they arrive, so no worker,
+// on the device or the host, ever holds them whole (the file lists the gathered parameters in
+// packing order, after the others). Elsewhere the writing worker alone writes them.
+struct NodeWeights {
+  const torch::nn::Module& module;
+  const Optimizer& optimizer;
+  dist::GradientSync& sync;
+  bool writes;  // this worker writes the file (the node's leader); the others take part in the gathers
+  // PATH with METADATA, atomically; CHECKSUM adds the data's XXH3 (io::kDataChecksumKey). Every
+  // worker of the node calls it.
+  void write(const std::string& path, const io::Metadata& metadata, bool checksum) const;
+};
 
-// WEIGHTS: checkpoint_weights' or gathered_weights'. CONFIG_TOML (the run's resolved config) and
-// DATA (its data's fingerprints, as JSON) go into the weights file's metadata; OPTIMIZER and
-// OUTER's state (DiLoCo's, when the run has one) into the optimizer file beside them; or, where
-// OPTIMIZER_SHARDS > 0, the node's workers have saved theirs (save_optimizer_shard) and the
-// weights file, written last, records how many files they are.
-void save_checkpoint(const run::NodeDir& node, int64_t step, const io::NamedTensors& weights,
+// Every worker of the node calls it; the weights' writer writes the files. CONFIG_TOML (the run's
+// resolved config) and DATA (its data's fingerprints, as JSON) go into the weights file's
+// metadata; OPTIMIZER and OUTER's state (DiLoCo's, when the run has one) into the optimizer file
+// beside them; or, where OPTIMIZER_SHARDS > 0, the node's workers have saved theirs
+// (save_optimizer_shard) and the weights file, written last, records how many files they are.
+void save_checkpoint(const run::NodeDir& node, int64_t step, const NodeWeights& weights,
                      OptimizerState optimizer, const std::string& config_toml, const std::string& data,
                      const OuterOptimizer* outer = nullptr, int64_t optimizer_shards = 0);
 // The optimizer state's files of the checkpoint PATHS: the one file, or every worker's.

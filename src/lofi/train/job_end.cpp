@@ -29,8 +29,10 @@ std::string node_list(const std::vector<int64_t>& nodes) {
 }
 
 // The merge of a whole lo-fi job's finished nodes, by node ME's leader.
-nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std::string& attempt, Task& task,
-                                    int64_t eval_batch) {
+nlohmann::json merge_finished_nodes(const Config& config, TrainedWorker& worker) {
+  const int64_t me = worker.topo.node;
+  const std::string& attempt = worker.attempt;
+  Task& task = *worker.task;
   const int64_t nodes = config.dist.nodes;
   const run::RunDir run(config.run.dir);
   using Clock = std::chrono::steady_clock;
@@ -130,9 +132,11 @@ nlohmann::json merge_finished_nodes(const Config& config, int64_t me, const std:
   std::vector<NodeFinal> finals;
   for (int64_t k : finished) finals.push_back({k, run.node(k).final_weights()});
   auto validate = [&](const std::string& weights) {  // the task's model is free now: its final is on disk
+    // A sharded node's trained weights are shapes alone after training: fp32 storage for the finals.
+    if (worker.weights_on_disk) model::materialize_parameters(task.model(), worker.device, torch::kFloat);
     if (adapters) model::load_lora_adapter(task.model(), io::read_lora_adapter(weights));  // its rank, r or N r
     else model::load_module_weights(task.model(), io::SafetensorsFile(weights));
-    return task.validate(eval_batch);
+    return task.validate(worker.eval_batch);
   };
   nlohmann::json check = check_averaging(finals, options.out, validate, config.train.eval_batches);
   if (!agreement.is_null()) check["agreement"] = agreement;
@@ -153,7 +157,7 @@ nlohmann::json finish_job(const Config& config, TrainedWorker& worker) {
     return nullptr;
   }
   // Nodes that never meet end apart: the merge reads the finals from disk.
-  return merge_finished_nodes(config, topo.node, worker.attempt, *worker.task, worker.eval_batch);
+  return merge_finished_nodes(config, worker);
 }
 
 }  // namespace lofi::train

@@ -13,8 +13,8 @@ namespace {
 struct Moments {
   double runtime = 0, weights = 0, optimizer = 0, grads_between = 0, grads_peak = 0, activations = 0, block = 0, loss_head = 0,
          copies = 0;
-  double gathered = 0;  // a checkpoint's whole copies on the node leader, where they land in the same memory (CPU)
-  double end = 0;       // full or bf16 weights: what a worker holds after the last step (the fp32 weights, whole)
+  double gathered = 0;  // a checkpoint's gathered buckets in flight (full or bf16 weights of a sharded node)
+  double end = 0;       // the same: what the merging leader evaluates after the last step (fp32 weights, whole)
   double converted = 0; // bf16 weights: the step's fp32 copies of bf16 gradients (at most 256 MiB at once)
   double forward_end() const { return runtime + weights + optimizer + grads_between + activations + loss_head + copies; }
   double backward_end() const { return runtime + weights + optimizer + grads_peak + block + copies + converted; }
@@ -43,13 +43,15 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
   const double bucket_bytes = reduced / 4 * std::min(4 * P, c.dist.bucket_mb * 1024 * 1024);  // bucket_mb counts fp32 elements
   m.copies = low ? 0 : f.weight_copies;
   // A sharded node's checkpoint: each worker writes its own AdamW state, and where the node shards
-  // the parameters (full) or their masters (bf16 weights) they are gathered whole into host memory
-  // on its leader: the same memory on a CPU.
-  const bool on_host = place.device.rfind("cuda", 0) != 0;
-  if (on_host && mode != "none" && (mode == "full" || low)) m.gathered = 4 * P;
-  // After the last step (AdamW's state and the parts freed) the weights are whole fp32 again, for
-  // the final file and what runs after training: gathered beside the bf16 ones they replace.
-  if (mode == "full" || low) m.end = 4 * P + frozen + (low ? w * (P - (mode == "full" ? in_blocks : 0)) : 0);
+  // the parameters (full) or their masters (bf16 weights) the workers all-gather them in fp32 bucket
+  // by bucket, two in flight, as the leader writes them (train::NodeWeights); the final the same way.
+  const bool gathers = mode != "none" && (mode == "full" || low);
+  const double largest_bucket = std::max({std::min(4 * P, c.dist.bucket_mb * 1024 * 1024), 4.0 * static_cast<double>(f.largest_param),
+                                          mode == "full" ? 4 * static_cast<double>(f.block_trainable) : 0.0});
+  if (gathers) m.gathered = 2 * largest_bucket;
+  // After the last step no worker holds the weights whole, but a lo-fi job's merging leader loads
+  // each node's final and the average, fp32, to evaluate them (the averaging check).
+  if (gathers && c.dist.nodes > 1 && !c.data.val.empty()) m.end = 4 * P + frozen;
   if (mode == "full") {
     // The parameters outside the blocks whole, 1/G of the blocks' (fp32: their masters), two
     // blocks gathered in the compute dtype.
@@ -64,8 +66,11 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
     // Its parts of the gradients; in backward, two buckets in flight (full: a block's each) and
     // one parameter's .grad.
     m.grads_between = 4 * std::ceil(P / G);
-    m.grads_peak = m.grads_between + 2 * std::max(bucket_bytes, mode == "full" ? reduced * block : 0.0) +
-                   w * static_cast<double>(f.largest_param);
+    const double in_flight = 2 * std::max(bucket_bytes, mode == "full" ? reduced * block : 0.0);
+    // Gloo (a CPU's collectives) reduce-scatters through an all-reduce of a copy of the bucket
+    // (ProcessGroupGloo::reduce_scatter_tensor_coalesced clones its input): one more per bucket.
+    const bool gloo = place.device.rfind("cuda", 0) != 0;
+    m.grads_peak = m.grads_between + (gloo ? 2 : 1) * in_flight + w * static_cast<double>(f.largest_param);
   } else {
     m.grads_between = buckets;
     m.grads_peak = buckets + w * P;  // and every .grad
@@ -120,7 +125,7 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
                           full ? cat("; the blocks' 1/", place.node_workers, ", two blocks gathered") : "")},
       {"gradients", m.grads_peak,
        config.dist.shard != "none" && config.dist.shard != "optimizer" && place.node_workers > 1
-           ? cat("its 1/", place.node_workers, " part, two buckets in flight")
+           ? cat("its 1/", place.node_workers, " part, two buckets in flight", place.device.rfind("cuda", 0) != 0 ? " (and Gloo's copies)" : "")
        : place.node_workers > 1 ? cat(config.train.param_dtype, ", and the all-reduce's buckets")
                                 : config.train.param_dtype},
       {"AdamW state", m.optimizer, "two fp32 moments" + sharded},
@@ -131,9 +136,10 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
   if (m.copies > 0)
     plan.lines.push_back({"bf16 weight copies", m.copies, full ? "autocast's casts that backward keeps" : "autocast's casts, kept for the pass"});
   if (m.converted > 0) plan.lines.push_back({"gradient copies", m.converted, "AdamW's fp32 copies of bf16 gradients, 256 MiB at a time"});
-  if (m.gathered > 0) plan.lines.push_back({"checkpoint copies", m.gathered, "the node leader gathers the whole weights to save them"});
+  if (m.gathered > 0 && m.checkpoint() >= std::max(m.forward_end(), m.backward_end()))
+    plan.lines.push_back({"checkpoint gathers", m.gathered, "two fp32 buckets of the weights in flight as the leader writes them"});
   if (m.end > 0 && m.training_end() >= std::max(m.forward_end(), m.backward_end()))
-    plan.lines.push_back({"after training", m.end, "the weights whole again (AdamW's state freed)"});
+    plan.lines.push_back({"after training", m.end, "the merging leader evaluates each node's final whole (the averaging check)"});
   plan.lines.push_back({"runtime", m.runtime, place.device.rfind("cuda", 0) == 0 ? "CUDA context, cuBLAS workspaces" : "LibTorch, threads, allocator"});
   plan.peak = m.peak();
   if (plan.fits()) return plan;

@@ -404,10 +404,8 @@ void TrainingLoop::save(int64_t done) {
   OptimizerState state;
   if (sharded) save_optimizer_shard(c_.dir, done, c_.optimizer, leader_ ? c_.outer : nullptr, c_.comm);
   else if (leader_) state.tensors = c_.optimizer.state(state.metadata);
-  const io::NamedTensors weights = gathered_weights(c_.task.model(), c_.optimizer, grad_sync_, /*keep=*/leader_);
-  if (leader_)
-    save_checkpoint(c_.dir, done, weights, std::move(state), c_.config_toml, c_.data_prints, sharded ? nullptr : c_.outer,
-                    sharded ? c_.topo.node_size : 0);
+  save_checkpoint(c_.dir, done, NodeWeights{c_.task.model(), c_.optimizer, grad_sync_, leader_}, std::move(state), c_.config_toml,
+                  c_.data_prints, sharded ? nullptr : c_.outer, sharded ? c_.topo.node_size : 0);
 }
 
 void TrainingLoop::run(TrainSummary& summary) {
@@ -577,24 +575,26 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
     TrainingLoop loop(StepContext{config, topo, batches, plan.device, *task, optimizer, outer.get(), comm, grad_sync, std::move(warm_sync), my_dir, start_step,
                                   config_toml, data_prints, metrics.get(), heartbeat.get()});
     loop.run(worker.summary);
-    // The whole fp32 weights (sharded parameters, or bf16 ones with their masters), for the final
-    // file and what runs after training.
-    if (gathers_weights(optimizer, grad_sync)) {
-      const std::vector<torch::Tensor> values = optimizer.piece_values();
-      optimizer.release();
-      grad_sync.unshard(values);
-    } else if (optimizer.keeps_masters()) {
-      optimizer.release_into_params();
-    }
+    // bf16 weights of an unsharded node: its fp32 masters from here on.
+    const bool gathered = gathers_weights(optimizer, grad_sync);
+    if (!gathered && optimizer.keeps_masters()) optimizer.release_into_params();
     task->set_block_hooks({});
+    io::Metadata meta;
     if (node_leader) {
-      io::Metadata meta = task->metadata();
+      meta = task->metadata();
       meta.insert({{"lofi.node", std::to_string(topo.node)}, {"lofi.nodes", std::to_string(topo.nodes)},
                    {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", config_toml}});
       if (!init_xxh3.empty()) meta["lofi.init_xxh3"] = init_xxh3;
-      io::save_safetensors(my_dir.final_weights(), checkpoint_weights(task->model()), meta);
-      heartbeat->done(tc.steps);
     }
+    NodeWeights{task->model(), optimizer, grad_sync, node_leader}.write(my_dir.final_weights(), meta, /*checksum=*/false);
+    if (gathered) {
+      // The node's final went to disk bucket by bucket: no worker holds its weights whole, and
+      // what needs them after training loads them from there (train/job_end.h).
+      optimizer.release();
+      grad_sync.finish();
+      worker.weights_on_disk = true;
+    }
+    if (node_leader) heartbeat->done(tc.steps);
   } catch (const std::exception& e) {
     if (heartbeat) heartbeat->failed(e.what());
     throw;
@@ -602,6 +602,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   worker.topo = topo;
   worker.attempt = comm.attempt();
   worker.eval_batch = batches.micro;
+  worker.device = plan.device;
   worker.task = std::move(task);
   worker.lock = std::move(lock);
   return worker;

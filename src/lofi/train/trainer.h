@@ -34,6 +34,10 @@ struct TrainedWorker {
   std::string attempt;         // this job start's id (dist::Comm::attempt())
   int64_t eval_batch = 0;      // the evaluation batch the task validates with
   std::unique_ptr<Task> task;  // its model holds the node's final, which is on disk
+  // The node gathered its final from the workers' pieces (train::gathers_weights): the model's
+  // trained parameters hold no storage (their shapes alone) until given it on DEVICE.
+  bool weights_on_disk = false;
+  torch::Device device = torch::kCPU;
   std::unique_ptr<run::NodeDirLock> lock;  // a node leader's, held to the end of the job
 };
 
