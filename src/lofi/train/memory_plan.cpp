@@ -179,7 +179,8 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
 std::string format_memory_plan(const MemoryPlan& plan) {
   std::string out = cat("memory plan: ", plan.shape, "\n  ", plan.layout, "\n  per worker:\n");
   for (const auto& line : plan.lines) out += row(line.what, line.bytes, line.note);
-  out += row("peak", plan.peak, "the largest of the moments: a forward pass's end (activations), a backward pass's (gradients), a checkpoint's");
+  out += row("peak", plan.peak, "the largest of the moments: a forward pass's end (activations), a backward pass's (gradients), a checkpoint's, "
+                                "the end of training");
   out += cat("  device: ", plan.device, plan.available > 0 ? cat(", ", format_bytes(plan.available), " per worker") : ", memory unknown",
              ": ", plan.fits() ? "fits" : "does NOT fit", "\n");
   for (const auto& knob : plan.knobs)

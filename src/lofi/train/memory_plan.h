@@ -7,9 +7,9 @@
 // The peak is the largest of the moments that bound a run: the end of the forward pass (every
 // saved activation and the loss head's buffers live) and the end of the backward pass (every
 // gradient written, one block's activations left); and, where they are larger, a checkpoint (a
-// node that shards its parameters or their masters gathers the whole weights on its leader; on a
-// CPU into the same memory) and the end of a run that sharded its parameters or held them in bf16
-// (the fp32 weights whole again). Each worker holds the weights (trainable in
+// node that shards its parameters or their masters gathers them two fp32 buckets at a time as its
+// leader writes them) and the end of a lo-fi job of such nodes with data.val (its merging leader
+// evaluates each node's final whole, in fp32). Each worker holds the weights (trainable in
 // fp32; a LoRA run's frozen base in model.dtype), AdamW's two fp32 moments for what it updates,
 // and the gradient buffers its dist.shard mode keeps (dist/grad_sync.h). Fully sharded (dist.shard =
 // "full"), a worker holds the parameters outside the blocks whole, its 1/G of the blocks' and two
