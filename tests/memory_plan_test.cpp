@@ -143,11 +143,11 @@ TEST(MemoryPlan, ShardingAndLoraShrinkWhatTheyShould) {
     ADD_FAILURE() << "no line " << what;
     return 0.0;
   };
-  auto plan_of = [&](const std::string& sets, int64_t workers, double available = 1e15) {
+  auto plan_of = [&](const std::string& sets, int64_t workers, double available = 1e15, const std::string& device = "cuda:0") {
     const train::Config config = train::load_config("", split_sets(std::string(kLlama8b) + sets));
     train::PlanPlace place;
     place.node_workers = workers;
-    place.device = "cuda:0";
+    place.device = device;
     place.available = available;
     return train::plan_memory(config, place, family::lm_footprint);
   };
@@ -191,6 +191,14 @@ TEST(MemoryPlan, ShardingAndLoraShrinkWhatTheyShould) {
     EXPECT_NEAR(line(merging, "after training"), 4 * P, 1e6) << sets;
     EXPECT_NEAR(merging.peak, 4 * P + line(merging, "runtime"), 1e6) << sets;
   }
+  // A checkpoint gathers two fp32 buckets at a time, the largest here the embedding's (one
+  // parameter); at sequence 512 that moment is the peak.
+  const double embedding = 128256.0 * 4096;
+  EXPECT_NEAR(line(plan_of(checkpointed + bf16 + " --set data.seq_len=512", 8), "checkpoint gathers"), 2 * 4 * embedding, 1e3);
+  // Gradients of a fully sharded node: its 1/8 part, two block buckets in flight and the largest
+  // parameter's .grad; on a CPU Gloo reduce-scatters a copy of each bucket in flight.
+  EXPECT_NEAR(line(zero3, "gradients"), 4 * P / 8 + 2 * 4 * block + 4 * embedding, 1e6);
+  EXPECT_NEAR(line(plan_of(" --set dist.shard=full", 8, 1e15, "cpu"), "gradients"), 4 * P / 8 + 4 * 4 * block + 4 * embedding, 1e6);
   const auto tight = plan_of(" --set dist.shard=gradients", 8, 40e9);
   ASSERT_FALSE(tight.fits());
   bool full_offered = false;
