@@ -191,6 +191,14 @@ TEST(MemoryPlan, ShardingAndLoraShrinkWhatTheyShould) {
     EXPECT_NEAR(line(merging, "after training"), 4 * P, 1e6) << sets;
     EXPECT_NEAR(merging.peak, 4 * P + line(merging, "runtime"), 1e6) << sets;
   }
+  // Every worker builds the whole model, in fp32, before it shards it: fully sharded and
+  // checkpointed over 8 workers, that moment is the peak.
+  for (const std::string& sets : {checkpointed, checkpointed + bf16}) {
+    const auto built = plan_of(sets, 8);
+    EXPECT_NEAR(line(built, "model built"), 4 * P, 1e6) << sets;
+    EXPECT_NEAR(built.peak, 4 * P + line(built, "runtime"), 1e6) << sets;
+  }
+  for (const auto& l : zero2.lines) EXPECT_NE(l.what, "model built");
   // A checkpoint gathers two fp32 buckets at a time, the largest here the embedding's (one
   // parameter); at sequence 512 that moment is the peak.
   const double embedding = 128256.0 * 4096;

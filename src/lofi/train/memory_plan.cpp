@@ -15,12 +15,14 @@ struct Moments {
          copies = 0;
   double gathered = 0;  // a checkpoint's gathered buckets in flight (full or bf16 weights of a sharded node)
   double end = 0;       // the same: what the merging leader evaluates after the last step (fp32 weights, whole)
+  double built = 0;     // the model as it is built and moved to the device, before sharding and bf16 weights
   double converted = 0; // bf16 weights: the step's fp32 copies of bf16 gradients (at most 256 MiB at once)
   double forward_end() const { return runtime + weights + optimizer + grads_between + activations + loss_head + copies; }
   double backward_end() const { return runtime + weights + optimizer + grads_peak + block + copies + converted; }
   double checkpoint() const { return runtime + weights + optimizer + grads_between + gathered; }
   double training_end() const { return runtime + end; }
-  double peak() const { return std::max({forward_end(), backward_end(), checkpoint(), training_end()}); }
+  double start() const { return runtime + built; }
+  double peak() const { return std::max({start(), forward_end(), backward_end(), checkpoint(), training_end()}); }
 };
 
 Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place) {
@@ -36,6 +38,9 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
   const double frozen = static_cast<double>(f.frozen) * static_cast<double>(f.frozen_bytes);
   const double masters = !low ? 0 : mode == "none" ? 4 * P : 4 * std::ceil(P / G);
   m.weights = w * P + masters + frozen;
+  // Every worker builds the whole model, its trainable weights in fp32, before it shards them (full)
+  // or rounds them to bf16.
+  m.built = 4 * P + frozen;
   m.optimizer = mode == "none" ? 8 * P : 8 * std::ceil(P / G);
   const double reduced = c.dist.reduce_dtype == "bf16" ? 2 : 4;  // bytes of a bucket's element
   const double buckets = workers > 1 ? reduced * P : 0;  // none, optimizer: the all-reduce's buckets, kept
@@ -138,6 +143,8 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
   if (m.converted > 0) plan.lines.push_back({"gradient copies", m.converted, "AdamW's fp32 copies of bf16 gradients, 256 MiB at a time"});
   if (m.gathered > 0 && m.checkpoint() >= std::max(m.forward_end(), m.backward_end()))
     plan.lines.push_back({"checkpoint gathers", m.gathered, "two fp32 buckets of the weights in flight as the leader writes them"});
+  if (m.start() >= std::max(m.forward_end(), m.backward_end()))
+    plan.lines.push_back({"model built", m.built, "the whole model, trainable weights in fp32, before it is sharded or rounded"});
   if (m.end > 0 && m.training_end() >= std::max(m.forward_end(), m.backward_end()))
     plan.lines.push_back({"after training", m.end, "the merging leader evaluates each node's final whole (the averaging check)"});
   plan.lines.push_back({"runtime", m.runtime, place.device.rfind("cuda", 0) == 0 ? "CUDA context, cuBLAS workspaces" : "LibTorch, threads, allocator"});
@@ -180,7 +187,7 @@ std::string format_memory_plan(const MemoryPlan& plan) {
   std::string out = cat("memory plan: ", plan.shape, "\n  ", plan.layout, "\n  per worker:\n");
   for (const auto& line : plan.lines) out += row(line.what, line.bytes, line.note);
   out += row("peak", plan.peak, "the largest of the moments: a forward pass's end (activations), a backward pass's (gradients), a checkpoint's, "
-                                "the end of training");
+                                "the start, the end of training");
   out += cat("  device: ", plan.device, plan.available > 0 ? cat(", ", format_bytes(plan.available), " per worker") : ", memory unknown",
              ": ", plan.fits() ? "fits" : "does NOT fit", "\n");
   for (const auto& knob : plan.knobs)

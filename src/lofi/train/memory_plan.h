@@ -4,7 +4,9 @@
 // gives it. A run that will not fit is refused before it starts, naming the knobs that make it fit
 // and what each would bring the peak to. `lofi plan` prints the same table.
 //
-// The peak is the largest of the moments that bound a run: the end of the forward pass (every
+// The peak is the largest of the moments that bound a run: the start (every worker builds the whole
+// model, its trainable weights in fp32, before it shards them or rounds them to bf16), the end of
+// the forward pass (every
 // saved activation and the loss head's buffers live) and the end of the backward pass (every
 // gradient written, one block's activations left); and, where they are larger, a checkpoint (a
 // node that shards its parameters or their masters gathers them two fp32 buckets at a time as its
