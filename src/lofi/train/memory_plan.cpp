@@ -38,14 +38,18 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
   const double frozen = static_cast<double>(f.frozen) * static_cast<double>(f.frozen_bytes);
   const double masters = !low ? 0 : mode == "none" ? 4 * P : 4 * std::ceil(P / G);
   m.weights = w * P + masters + frozen;
-  // Every worker builds the whole model, its trainable weights in fp32, before it shards them (full)
-  // or rounds them to bf16.
-  m.built = 4 * P + frozen;
   m.optimizer = mode == "none" ? 8 * P : 8 * std::ceil(P / G);
   const double reduced = c.dist.reduce_dtype == "bf16" ? 2 : 4;  // bytes of a bucket's element
   const double buckets = workers > 1 ? reduced * P : 0;  // none, optimizer: the all-reduce's buckets, kept
   const double block = static_cast<double>(f.block_trainable), in_blocks = block * static_cast<double>(f.blocks);
   const double bucket_bytes = reduced / 4 * std::min(4 * P, c.dist.bucket_mb * 1024 * 1024);  // bucket_mb counts fp32 elements
+  const bool on_host = place.device.rfind("cuda", 0) != 0;
+  // Every worker builds the whole model, its trainable weights in fp32, before it shards them or
+  // rounds them to bf16. A fully sharded start (but LP-FT's) builds it on the host and sends the
+  // device the parameters outside the blocks and its parts of the blocks', one block whole at a time.
+  m.built = 4 * P + frozen;
+  if (mode == "full" && c.train.head_init != "lp" && !on_host)
+    m.built = 4 * (P - in_blocks) + frozen + 4 * std::ceil(in_blocks / G) + 4 * block;
   m.copies = low ? 0 : f.weight_copies;
   // A sharded node's checkpoint: each worker writes its own AdamW state, and where the node shards
   // the parameters (full) or their masters (bf16 weights) the workers all-gather them in fp32 bucket
@@ -74,8 +78,7 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
     const double in_flight = 2 * std::max(bucket_bytes, mode == "full" ? reduced * block : 0.0);
     // Gloo (a CPU's collectives) reduce-scatters through an all-reduce of a copy of the bucket
     // (ProcessGroupGloo::reduce_scatter_tensor_coalesced clones its input): one more per bucket.
-    const bool gloo = place.device.rfind("cuda", 0) != 0;
-    m.grads_peak = m.grads_between + (gloo ? 2 : 1) * in_flight + w * static_cast<double>(f.largest_param);
+    m.grads_peak = m.grads_between + (on_host ? 2 : 1) * in_flight + w * static_cast<double>(f.largest_param);
   } else {
     m.grads_between = buckets;
     m.grads_peak = buckets + w * P;  // and every .grad

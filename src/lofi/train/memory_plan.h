@@ -5,7 +5,8 @@
 // and what each would bring the peak to. `lofi plan` prints the same table.
 //
 // The peak is the largest of the moments that bound a run: the start (every worker builds the whole
-// model, its trainable weights in fp32, before it shards them or rounds them to bf16), the end of
+// model, its trainable weights in fp32, before it shards them or rounds them to bf16; a fully
+// sharded GPU worker builds it on the host and sends the device its parts of the blocks), the end of
 // the forward pass (every
 // saved activation and the loss head's buffers live) and the end of the backward pass (every
 // gradient written, one block's activations left); and, where they are larger, a checkpoint (a

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <sstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -182,17 +183,30 @@ std::unique_ptr<run::NodeDirLock> claim_run_dir(const Config& config, const dist
   return lock;
 }
 
-// The task, on DEVICE. Every node starts from the same weights: the init depends on the seed alone.
+// The task, on DEVICE (or, where ON_HOST, left where it is built, for a sharded start: see
+// move_all_but). Every node starts from the same weights: the init depends on the seed alone.
 std::unique_ptr<Task> start_task(const Config& config, const dist::Topology& topo, const TaskFactory& make_task,
-                                 const StartOptions& start, const torch::Device& device) {
+                                 const StartOptions& start, const torch::Device& device, bool on_host) {
   std::unique_ptr<Task> task = make_task(config, topo, seed::init(static_cast<uint64_t>(config.train.seed)));
   // A pretrained start holding NaN or Inf would only surface as a "divergence" at step 1.
   if (!config.model.init.empty() && start.mode != run::StartMode::resume)
     merge::refuse_nonfinite_weights(model::module_weights(task->model()), "model.init " + config.model.init,
                                     "the weights of a diverged run cannot be fine-tuned; give another model.init");
-  task->model().to(device);
+  if (!on_host) task->model().to(device);
   task->set_device(device);
   return task;
+}
+
+// A fully sharded node's start: every parameter and buffer of MODULE but KEPT (the decoder blocks'
+// parameters) to DEVICE; the blocks' reach it as this worker's parts (GradientSync::shard_params),
+// one block whole at a time, so the device never holds the whole model.
+void move_all_but(torch::nn::Module& module, const std::vector<torch::Tensor>& kept, const torch::Device& device) {
+  torch::NoGradGuard no_grad;
+  std::set<const c10::TensorImpl*> keep;
+  for (const auto& t : kept) keep.insert(t.unsafeGetTensorImpl());
+  for (auto& p : module.parameters())
+    if (!keep.count(p.unsafeGetTensorImpl())) p.set_data(p.to(device));
+  for (auto& b : module.buffers()) b.set_data(b.to(device));
 }
 
 dist::CommOptions comm_options(const Config& config, const dist::DevicePlan& plan, const run::NodeDir& node) {
@@ -472,7 +486,10 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   const run::NodeDir my_dir = run_dir.node(topo.node);
   const bool node_leader = topo.node_rank == 0;
 
-  std::unique_ptr<Task> task = start_task(config, topo, make_task, start, plan.device);
+  // dist.shard = "full" (but LP-FT, which runs the whole model first): the model stays on the host
+  // where it is built, and its decoder blocks reach the device as this worker's parts.
+  const bool sharded_start = config.dist.shard == "full" && topo.node_size > 1 && tc.head_init != "lp";
+  std::unique_ptr<Task> task = start_task(config, topo, make_task, start, plan.device, sharded_start);
   dist::Comm comm(env, topo, comm_options(config, plan, my_dir));
   task->model().train();
   Optimizer optimizer(task->model(), tc);
@@ -497,6 +514,12 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
     blocks = task->blocks_of(params);
     if (std::none_of(blocks.begin(), blocks.end(), [](int64_t b) { return b >= 0; }))
       fail("dist.shard = \"full\": this model has no decoder blocks to gather one at a time; use dist.shard = \"gradients\"");
+  }
+  if (sharded_start) {
+    std::vector<torch::Tensor> in_blocks;
+    for (size_t k = 0; k < params.size(); ++k)
+      if (blocks.at(k) >= 0) in_blocks.push_back(params[k]);
+    move_all_but(task->model(), in_blocks, plan.device);
   }
   dist::GradientSync::Options sync_options;
   sync_options.overlap = config.dist.overlap, sync_options.bucket_mb = config.dist.bucket_mb;
