@@ -110,7 +110,7 @@ const std::vector<std::string>& hf_tokenizer_files() {
 
 namespace {
 
-// The directory itself: the weights (LAYOUT's names and shapes, TENSOR(i) each one's values) as
+// The directory itself: the weights (NAMES' names and shapes, TENSOR(i) each one's values) as
 // model.safetensors or shards, config.json from CONFIG (over the source directory's keys) and the
 // source's tokenizer files.
 std::vector<std::string> write_hf_dir(const LmConfig& lm, const std::vector<std::pair<std::string, std::vector<int64_t>>>& names,
@@ -168,6 +168,7 @@ std::vector<std::string> export_hf(const LmConfig& config, const io::Safetensors
   for (const auto& e : weights.entries()) names.emplace_back(e.name, e.shape);
   return write_hf_dir(config, names, [&](size_t i) {
     torch::Tensor t = weights.load(weights.entries()[i]);
+    weights.release(weights.entries()[i]);  // its mapped pages: copied out, not kept resident
     if (check) check(names[i].first, t);
     return t;
   }, out_dir, options);

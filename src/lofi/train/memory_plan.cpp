@@ -25,6 +25,9 @@ struct Moments {
   double peak() const { return std::max({start(), forward_end(), backward_end(), checkpoint(), training_end()}); }
 };
 
+// Whether PLACE's memory is a GPU's (else the host's, its collectives Gloo's).
+bool on_gpu(const PlanPlace& place) { return place.device.rfind("cuda", 0) == 0; }
+
 Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place) {
   const int64_t workers = place.node_workers;
   const std::string mode = workers > 1 ? c.dist.shard : "none";
@@ -42,8 +45,9 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
   const double reduced = c.dist.reduce_dtype == "bf16" ? 2 : 4;  // bytes of a bucket's element
   const double buckets = workers > 1 ? reduced * P : 0;  // none, optimizer: the all-reduce's buckets, kept
   const double block = static_cast<double>(f.block_trainable), in_blocks = block * static_cast<double>(f.blocks);
-  const double bucket_bytes = reduced / 4 * std::min(4 * P, c.dist.bucket_mb * 1024 * 1024);  // bucket_mb counts fp32 elements
-  const bool on_host = place.device.rfind("cuda", 0) != 0;
+  const double bucket_fp32 = std::min(4 * P, c.dist.bucket_mb * 1024 * 1024);  // bucket_mb counts fp32 elements
+  const double bucket_bytes = reduced / 4 * bucket_fp32;
+  const bool on_host = !on_gpu(place);
   // Every worker builds the whole model, its trainable weights in fp32, before it shards them or
   // rounds them to bf16. A fully sharded start (but LP-FT's) builds it on the host and sends the
   // device the parameters outside the blocks and its parts of the blocks', one block whole at a time.
@@ -55,8 +59,7 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
   // the parameters (full) or their masters (bf16 weights) the workers all-gather them in fp32 bucket
   // by bucket, two in flight, as the leader writes them (train::NodeWeights); the final the same way.
   const bool gathers = mode != "none" && (mode == "full" || low);
-  const double largest_bucket = std::max({std::min(4 * P, c.dist.bucket_mb * 1024 * 1024), 4.0 * static_cast<double>(f.largest_param),
-                                          mode == "full" ? 4 * static_cast<double>(f.block_trainable) : 0.0});
+  const double largest_bucket = std::max({bucket_fp32, 4.0 * static_cast<double>(f.largest_param), mode == "full" ? 4 * block : 0.0});
   if (gathers) m.gathered = 2 * largest_bucket;
   // After the last step no worker holds the weights whole, but a lo-fi job's merging leader loads
   // each node's final and the average, fp32, to evaluate them (the averaging check).
@@ -133,7 +136,7 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
                           full ? cat("; the blocks' 1/", place.node_workers, ", two blocks gathered") : "")},
       {"gradients", m.grads_peak,
        config.dist.shard != "none" && config.dist.shard != "optimizer" && place.node_workers > 1
-           ? cat("its 1/", place.node_workers, " part, two buckets in flight", place.device.rfind("cuda", 0) != 0 ? " (and Gloo's copies)" : "")
+           ? cat("its 1/", place.node_workers, " part, two buckets in flight", on_gpu(place) ? "" : " (and Gloo's copies)")
        : place.node_workers > 1 ? cat(config.train.param_dtype, ", and the all-reduce's buckets")
                                 : config.train.param_dtype},
       {"AdamW state", m.optimizer, "two fp32 moments" + sharded},
@@ -150,7 +153,7 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
     plan.lines.push_back({"model built", m.built, "the whole model, trainable weights in fp32, before it is sharded or rounded"});
   if (m.end > 0 && m.training_end() >= std::max(m.forward_end(), m.backward_end()))
     plan.lines.push_back({"after training", m.end, "the merging leader evaluates each node's final whole (the averaging check)"});
-  plan.lines.push_back({"runtime", m.runtime, place.device.rfind("cuda", 0) == 0 ? "CUDA context, cuBLAS workspaces" : "LibTorch, threads, allocator"});
+  plan.lines.push_back({"runtime", m.runtime, on_gpu(place) ? "CUDA context, cuBLAS workspaces" : "LibTorch, threads, allocator"});
   plan.peak = m.peak();
   if (plan.fits()) return plan;
 
