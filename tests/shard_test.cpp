@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "lofi/data/token_shards.h"
 #include "lofi/dist/shard_layout.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
@@ -404,6 +405,42 @@ TEST(DistShard, OneWorkerSaysItDoesNothingAndBadSettingsAreOneLine) {
     EXPECT_NE(r.output.find(bad.says), std::string::npos) << r.output;
     EXPECT_FALSE(std::filesystem::exists(dir + "/" + bad.run + "/node-00")) << bad.run << ": refused before anything is written";
   }
+}
+
+// A fully sharded node builds its decoder blocks in pieces: each worker makes a block's parameters
+// only as it packs them (model/deferred_weights.h). From a Hugging Face directory it trains to the
+// unsharded node's weights, and a model.init holding NaN in a block is refused by the tensor's name
+// as a whole start refuses it.
+TEST(DistShard, AStartBuiltInPiecesTrainsFromModelInitLikeTheUnshardedNode) {
+  const std::string dir = test::scratch_dir();
+  std::vector<uint32_t> ids;
+  for (uint32_t i = 0; i < 4000; ++i) ids.push_back((i * 7 + i / 13) % 64);
+  data::write_token_shard(dir + "/tokens.bin", ids);
+  const std::string init = (std::filesystem::path(LOFI_FIXTURES) / "hf" / "transformers" / "llama-gqa").string();
+  auto cmd = [&](const std::string& run, const std::string& source, const std::string& shard) {
+    return "launch --workers 2 -- train --set model.init=" + source + " --set data.train=" + dir + "/tokens.bin --set run.dir=" +
+           dir + "/" + run + " --set data.seq_len=16 --set train.batch_size=4 --set train.steps=3 --set train.warmup_steps=1"
+           " --set train.threads=1 --set dist.bucket_mb=0.01 --set dist.timeout_s=60 --set dist.shard=" + shard;
+  };
+  auto whole = run_lofi(cmd("none", init, "none"));
+  ASSERT_EQ(whole.status, 0) << whole.output;
+  auto pieces = run_lofi(cmd("full", init, "full"));
+  ASSERT_EQ(pieces.status, 0) << pieces.output;
+  EXPECT_NE(pieces.output.find("made one block at a time"), std::string::npos) << pieces.output;
+  EXPECT_LE(max_abs_diff(dir + "/none/node-00/final.safetensors", dir + "/full/node-00/final.safetensors"), 1e-6);
+
+  const std::string bad = dir + "/nan";
+  std::filesystem::create_directories(bad);
+  std::filesystem::copy_file(init + "/config.json", bad + "/config.json");
+  io::NamedTensors tensors = io::SafetensorsFile(init + "/model.safetensors").load_all();
+  for (auto& [name, t] : tensors)
+    if (name == "model.layers.1.mlp.down_proj.weight") t.view({-1})[5] = std::nan("");
+  io::save_safetensors(bad + "/model.safetensors", tensors);
+  auto refused = run_lofi(cmd("refused", bad, "full"));
+  EXPECT_NE(refused.status, 0);
+  EXPECT_NE(refused.output.find("model.layers.1.mlp.down_proj.weight"), std::string::npos) << refused.output;
+  EXPECT_NE(refused.output.find("cannot be fine-tuned"), std::string::npos) << refused.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/refused/node-00/final.safetensors"));
 }
 
 }  // namespace

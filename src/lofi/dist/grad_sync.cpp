@@ -295,7 +295,7 @@ void GradientSync::gather_params() {
   gather_buckets(values, buckets, [this](size_t k, const torch::Tensor& flat) { params_[k].detach().view({-1}).copy_(flat); });
 }
 
-void GradientSync::shard_params() {
+void GradientSync::shard_params(const std::function<void(const std::string& name, const torch::Tensor& param)>& fill) {
   if (mode_ != ShardMode::full) return;
   torch::NoGradGuard no_grad;
   for (size_t b : block_bucket_) {
@@ -304,6 +304,10 @@ void GradientSync::shard_params() {
     torch::Tensor packed = torch::zeros({layout.padded}, bucket.master.options());  // fp32; zeros: the padding
     for (size_t i = 0; i < layout.params.size(); ++i) {
       const torch::Tensor& p = params_[layout.params[i]];
+      if (p.is_meta()) {
+        if (!fill) fail("internal: ", names_[layout.params[i]], " has no value to shard");
+        fill(names_[layout.params[i]], p);
+      }
       packed.narrow(0, layout.offsets[i], p.numel()).copy_(p.detach().reshape({-1}));
     }
     const int64_t part = layout_.part_numel(b);

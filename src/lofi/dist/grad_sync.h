@@ -93,7 +93,9 @@ class GradientSync {
   // full: call once the weights are loaded. Keeps this worker's part of each block's parameters
   // and frees the rest; from then on the parameters are views of their block's buffer, whole only
   // between before_block and the bucket's reduce-scatter (or after_block, without a backward).
-  void shard_params();
+  // A parameter on the meta device (a start built in pieces) is first given its value by FILL,
+  // on the host, as its block is packed: one block whole at a time.
+  void shard_params(const std::function<void(const std::string& name, const torch::Tensor& param)>& fill = {});
   // full: where the optimizer updates each piece: a view of this worker's part of a block's
   // bucket, or undefined (the parameter itself, outside the blocks).
   std::vector<torch::Tensor> block_parts() const;

@@ -71,6 +71,7 @@ train::ModelFootprint lm_footprint(const train::Config& config, int64_t micro_ba
   f.trainable = counts.trainable, f.frozen = counts.frozen, f.largest_param = counts.largest;
   f.blocks = c.n_layer, f.block_trainable = counts.block_trainable;
   f.frozen_bytes = config.model.dtype == "bf16" ? 2 : 4;
+  f.builds_in_pieces = !spec;  // a full fine-tune (LmTaskBase defers its blocks under a sharded start)
 
   const double N = static_cast<double>(micro_batch * config.data.seq_len), T = static_cast<double>(config.data.seq_len);
   const double d = static_cast<double>(c.d_model), ff = static_cast<double>(c.d_ff), V = static_cast<double>(c.vocab_size);

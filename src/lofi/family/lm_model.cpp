@@ -31,9 +31,10 @@ class DefaultDtype {
 
 }  // namespace
 
-model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed) {
+model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed, model::DeferredWeights* deferred) {
   // A LoRA adapter (lofi's file or PEFT's directory): its base, then the adapter attached.
   if (!config.init.empty() && io::is_lora_adapter(config.init)) {
+    if (deferred) fail("internal: a LoRA adapter's base is not built in pieces");
     const io::LoraAdapter adapter = io::read_lora_adapter(config.init);
     train::ModelConfig base = config;
     base.init = adapter_base(adapter);
@@ -48,16 +49,20 @@ model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed) {
   // bf16 checkpoint is never widened to an fp32 copy on the way.
   std::optional<DefaultDtype> dtype;
   if (config.dtype == "bf16") dtype.emplace(torch::kBFloat16);
+  // Deferred: the layers' weights on the meta device; a random init keeps the draws its layers
+  // make as they are built, so the seed gives the same model either way.
+  std::optional<model::MetaParameters> meta;
+  if (deferred) meta.emplace(/*keep_draws=*/resolved.init.empty());
   model::CausalLm lm = model::make_causal_lm(train::lm_config(resolved));
+  meta.reset();
   // Every weight is loaded (a missing one is an error), so initialising them first would only
   // cost time.
   if (resolved.init.empty()) {
-    model::init_causal_lm_weights(*lm);
+    model::init_causal_lm_weights(*lm, deferred);
   } else if (model::is_hf_model_dir(resolved.init)) {
-    model::load_hf_weights(*lm, resolved.init);
+    model::load_hf_weights(*lm, resolved.init, deferred);
   } else {
-    io::SafetensorsFile init(resolved.init);
-    model::load_module_weights(*lm, init, model::tied_copies(*lm));
+    model::load_module_weights(*lm, std::make_shared<const io::SafetensorsFile>(resolved.init), model::tied_copies(*lm), deferred);
   }
   return lm;
 }

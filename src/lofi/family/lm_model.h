@@ -10,8 +10,11 @@
 namespace lofi::family {
 
 // A model of CONFIG.arch: MODEL.init's weights when set (a safetensors file, or a Hugging Face
-// directory whose config.json then gives the shape), else the usual init seeded by SEED.
-model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed);
+// directory whose config.json then gives the shape), else the usual init seeded by SEED. With
+// DEFERRED (a fully sharded start), the weights of lofi's own layers are made without memory and
+// left to it, each with the value it would have had (model/deferred_weights.h); not for a LoRA
+// adapter's base.
+model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed, model::DeferredWeights* deferred = nullptr);
 
 // The tokenizer directory of MODEL (a checkpoint, adapter or Hugging Face directory): GIVEN when
 // set; else the model's own directory; else the Hugging Face directory its run started from.

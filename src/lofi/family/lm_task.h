@@ -32,6 +32,7 @@ class LmTaskBase : public train::Task {
   nlohmann::json validate(int64_t batch) override;
   std::vector<int64_t> blocks_of(const std::vector<torch::Tensor>& params) const override;
   void set_block_hooks(model::BlockHooks hooks) override { model_->block_hooks = std::move(hooks); }
+  model::DeferredWeights* deferred_weights() override { return deferred_.get(); }
 
  protected:
   virtual bool has_val_data() const = 0;
@@ -40,6 +41,7 @@ class LmTaskBase : public train::Task {
   int64_t seq_len_, eval_batches_;
   std::string precision_;
   std::string init_;  // model.init
+  std::unique_ptr<model::DeferredWeights> deferred_;  // a fully sharded start's blocks, until the trainer fills them
   model::CausalLm model_;
   LoraRun lora_;
 

@@ -1,6 +1,7 @@
 #include "lofi/model/blocks.h"
 
 #include "lofi/error.h"
+#include "lofi/model/deferred_weights.h"
 
 namespace lofi::model {
 
@@ -75,7 +76,7 @@ torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor
 }
 
 RmsNormImpl::RmsNormImpl(int64_t width, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", torch::ones({width}));
+  weight = register_parameter("weight", torch::ones({width}, parameter_options()));
 }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {

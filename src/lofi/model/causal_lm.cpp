@@ -1,5 +1,7 @@
 #include "lofi/model/causal_lm.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <cstdio>
 #include <set>
 
@@ -63,9 +65,11 @@ CausalLm make_causal_lm(const LmConfig& config) {
   check_lm_config(config, "model");
   // Before a byte is allocated: a shape whose fp32 weights alone exceed this host's memory (a
   // damaged config.json, a typo in a size) is refused by its sizes, not found by the allocator.
+  // Built in pieces (model/deferred_weights.h), the host never holds them whole: the memory plan
+  // judges that run.
   const double bytes = 4 * config.parameter_bound();
   const int64_t available = io::available_memory_bytes();
-  if (available > 0 && bytes > static_cast<double>(available))
+  if (available > 0 && bytes > static_cast<double>(available) && !MetaParameters::active())
     fail("model: this shape has up to ", three_digits(config.parameter_bound()), " parameters, ", three_digits(bytes / 1e9),
          " GB in fp32, more than the ", three_digits(static_cast<double>(available) / 1e9), " GB this host has available (n_layer ",
          config.n_layer, ", d_model ", config.d_model, ", d_ff ", config.d_ff, ", vocab_size ", config.vocab_size,
@@ -73,7 +77,7 @@ CausalLm make_causal_lm(const LmConfig& config) {
   return lm_arch(config.arch).make(config);
 }
 
-void init_causal_lm_weights(CausalLmImpl& model) {
+void init_causal_lm_weights(CausalLmImpl& model, DeferredWeights* deferred) {
   torch::NoGradGuard no_grad;
   std::set<const void*> norm_weights, norm_biases;
   for (const auto& m : model.modules(/*include_self=*/false))
@@ -84,11 +88,26 @@ void init_causal_lm_weights(CausalLmImpl& model) {
       norm_weights.insert(rms->weight.unsafeGetTensorImpl());
     }
   // In parameter order, so one seed gives one model.
-  for (auto& p : model.parameters()) {
+  for (auto& item : model.named_parameters()) {
+    torch::Tensor& p = item.value();
     const void* impl = p.unsafeGetTensorImpl();
-    if (norm_weights.count(impl)) p.fill_(1.0);
-    else if (norm_biases.count(impl) || p.dim() == 1) p.zero_();
-    else p.normal_(0.0, 0.02);
+    const bool ones = norm_weights.count(impl) > 0, zeros = !ones && (norm_biases.count(impl) || p.dim() == 1);
+    if (!p.is_meta()) {
+      if (ones) p.fill_(1.0);
+      else if (zeros) p.zero_();
+      else p.normal_(0.0, 0.02);
+      continue;
+    }
+    if (!deferred) fail("internal: parameter '", item.key(), "' has no memory to initialise");
+    if (ones || zeros) {
+      deferred->defer(p, item.key(), [ones](const torch::Tensor& into) { into.fill_(ones ? 1.0 : 0.0); });
+      continue;
+    }
+    // The stream as it stands is what this parameter draws from; the default one moves on as if
+    // it had drawn (into scratch), so every parameter after it gets what an ordinary build gives.
+    at::Generator stream = at::detail::getDefaultCPUGenerator().clone();
+    torch::empty(p.sizes(), p.options().device(torch::kCPU)).normal_(0.0, 0.02);
+    deferred->defer(p, item.key(), [stream](const torch::Tensor& into) { into.normal_(0.0, 0.02, stream); });
   }
 }
 

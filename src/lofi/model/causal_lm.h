@@ -12,6 +12,7 @@
 
 #include "lofi/model/block_runner.h"
 #include "lofi/model/blocks.h"
+#include "lofi/model/deferred_weights.h"
 #include "lofi/model/lm_config.h"
 
 namespace lofi::model {
@@ -55,7 +56,9 @@ CausalLm make_causal_lm(const LmConfig& config);
 
 // The usual initialisation of these models: normal(0, 0.02) for linear, Conv1D and embedding
 // weights, zero biases, LayerNorm / RMSNorm scales at one. Draws from torch's global generator.
-void init_causal_lm_weights(CausalLmImpl& model);
+// A parameter on the meta device (model/deferred_weights.h) is left to DEFERRED, with the draws
+// it would have made: filled later, in any order, it holds what an ordinary build gives it.
+void init_causal_lm_weights(CausalLmImpl& model, DeferredWeights* deferred = nullptr);
 
 // Checks CONFIG (architecture, activation, divisibility, then the architecture's own checks);
 // throws naming SOURCE and the field.

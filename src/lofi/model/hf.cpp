@@ -72,13 +72,14 @@ nlohmann::ordered_json hf_config_json(const LmConfig& c, const std::string& torc
   return out;
 }
 
-void load_hf_weights(CausalLmImpl& model, const std::string& path) {
-  io::SafetensorsSet set(path);
+void load_hf_weights(CausalLmImpl& model, const std::string& path, DeferredWeights* deferred) {
+  auto kept = std::make_shared<const io::SafetensorsSet>(path);
+  const io::SafetensorsSet& set = *kept;
   const LmArch& arch = lm_arch(model.config.arch);
   const std::string prefix = arch.base_prefix();
   const bool tied = !model.lm_head;
   io::NamedTensors tensors;
-  std::map<std::string, std::string> stored_name;  // lofi's name -> the file's
+  auto stored_name = std::make_shared<std::map<std::string, std::string>>();  // lofi's name -> the file's
   torch::Tensor tied_copy;
   for (auto& [name, tensor] : set.views()) {
     if (arch.skipped_tensor(name)) continue;
@@ -89,17 +90,21 @@ void load_hf_weights(CausalLmImpl& model, const std::string& path) {
     // Hub files of the base model omit the LM-head model's prefix ("decoder.layers...", "h.0...").
     const std::string lofi_name = name == "lm_head.weight" || starts_with(name, prefix) ? name : prefix + name;
     tensors.emplace_back(lofi_name, tensor);
-    stored_name[lofi_name] = name;
+    (*stored_name)[lofi_name] = name;
   }
   // Streamed: each tensor's mapped pages go once copied, so the model and the file are never both
   // whole in memory (bench/hf_load_memory_bench.cpp measures the peak).
-  load_named_tensors(model, tensors, set.source(), {}, [&](const std::string& name) { set.release(stored_name.at(name)); });
+  // A deferred parameter's copy runs later: the release holds what it refers to.
+  load_named_tensors(model, tensors, set.source(), {},
+                     [files = kept.get(), stored_name](const std::string& name) { files->release(stored_name->at(name)); },
+                     deferred);
   if (tied_copy.defined()) {
     torch::Tensor embedding = model.token_embedding();
     if (tied_copy.sizes() != embedding.sizes() || !torch::equal(tied_copy.to(embedding.scalar_type()), embedding))
       fail(set.source(), ": lm_head.weight differs from the token embedding, but config.json ties them "
                          "(tie_word_embeddings = true); set it to false if the head is the model's own");
   }
+  if (deferred) deferred->keep(std::move(kept));
 }
 
 const std::vector<std::string>& hf_tokenizer_files() {

@@ -32,8 +32,9 @@ nlohmann::ordered_json hf_config_json(const LmConfig& config, const std::string&
 // without the architecture's base prefix, "model." / "transformer.") into MODEL. An untied head
 // loads lm_head.weight; a tied one checks that a stored lm_head.weight equals the token
 // embedding. Tensors the architecture skips (GPT-2's mask buffers) are skipped. Anything else
-// missing, extra or misshapen is an error naming the tensor.
-void load_hf_weights(CausalLmImpl& model, const std::string& path);
+// missing, extra or misshapen is an error naming the tensor. Parameters on the meta device are
+// left to DEFERRED (model/deferred_weights.h), which keeps the files open for them.
+void load_hf_weights(CausalLmImpl& model, const std::string& path, DeferredWeights* deferred = nullptr);
 
 struct HfExportOptions {
   std::string dtype;          // "F32", "F16", "BF16"; empty: F32

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "lofi/error.h"
+#include "lofi/model/deferred_weights.h"
 
 namespace lofi::model {
 
@@ -54,22 +55,29 @@ torch::Tensor AdaptableLinearImpl::lora_delta() const {
 }
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
-  weight = register_parameter("weight", torch::empty({out, in}));
-  if (with_bias) bias = register_parameter("bias", torch::zeros({out}));
-  // torch::nn::Linear's reset_parameters: Kaiming-uniform weight, uniform bias of 1/sqrt(in).
+  weight = register_parameter("weight", torch::empty({out, in}, parameter_options()));
+  if (with_bias) bias = register_parameter("bias", torch::zeros({out}, parameter_options()));
+  // torch::nn::Linear's reset_parameters: Kaiming-uniform weight, uniform bias of 1/sqrt(in). On
+  // the meta device, drawn into scratch tensors where the scope keeps the random stream's draws.
+  torch::Tensor w = weight, b = bias;
+  if (MetaParameters::active()) {
+    if (!MetaParameters::keeps_draws()) return;
+    w = torch::empty({out, in});
+    if (with_bias) b = torch::empty({out});
+  }
   torch::NoGradGuard no_grad;
-  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  torch::nn::init::kaiming_uniform_(w, std::sqrt(5.0));
   if (with_bias) {
     const double bound = in > 0 ? 1.0 / std::sqrt(static_cast<double>(in)) : 0.0;
-    torch::nn::init::uniform_(bias, -bound, bound);
+    torch::nn::init::uniform_(b, -bound, bound);
   }
 }
 
 torch::Tensor LinearImpl::base(const torch::Tensor& x) const { return torch::linear(x, weight, bias); }
 
 Conv1DImpl::Conv1DImpl(int64_t in, int64_t out) {
-  weight = register_parameter("weight", torch::empty({in, out}));
-  bias = register_parameter("bias", torch::zeros({out}));
+  weight = register_parameter("weight", torch::empty({in, out}, parameter_options()));
+  bias = register_parameter("bias", torch::zeros({out}, parameter_options()));
 }
 
 torch::Tensor Conv1DImpl::base(const torch::Tensor& x) const {

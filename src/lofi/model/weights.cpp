@@ -15,12 +15,14 @@ io::NamedTensors module_weights(const torch::nn::Module& module) {
 }
 
 void load_named_tensors(torch::nn::Module& module, const io::NamedTensors& tensors, const std::string& source,
-                        const std::vector<std::string>& ignored, const std::function<void(const std::string&)>& copied) {
-  copy_named_tensors(module_weights(module), tensors, source, ignored, copied);
+                        const std::vector<std::string>& ignored, const std::function<void(const std::string&)>& copied,
+                        DeferredWeights* deferred) {
+  copy_named_tensors(module_weights(module), tensors, source, ignored, copied, deferred);
 }
 
 void copy_named_tensors(const io::NamedTensors& targets, const io::NamedTensors& tensors, const std::string& source,
-                        const std::vector<std::string>& ignored, const std::function<void(const std::string&)>& copied) {
+                        const std::vector<std::string>& ignored, const std::function<void(const std::string&)>& copied,
+                        DeferredWeights* deferred) {
   torch::NoGradGuard no_grad;
   std::map<std::string, const torch::Tensor*> by_name;
   for (const auto& [name, t] : tensors) by_name[name] = &t;
@@ -29,8 +31,16 @@ void copy_named_tensors(const io::NamedTensors& targets, const io::NamedTensors&
     if (it == by_name.end()) fail(source, ": missing tensor '", name, "' (shape ", target.sizes(), ")");
     if (it->second->sizes() != target.sizes())
       fail(source, ": tensor '", name, "' has shape ", it->second->sizes(), ", the model expects ", target.sizes());
-    target.copy_(*it->second);
-    if (copied) copied(name);
+    if (target.is_meta()) {
+      if (!deferred) fail("internal: ", source, ": tensor '", name, "' has no memory to load into");
+      deferred->defer(target, name, [from = *it->second, copied, name = name](const torch::Tensor& into) {
+        into.copy_(from);
+        if (copied) copied(name);
+      });
+    } else {
+      target.copy_(*it->second);
+      if (copied) copied(name);
+    }
     by_name.erase(it);
   }
   for (const auto& [name, t] : by_name)
@@ -40,11 +50,20 @@ void copy_named_tensors(const io::NamedTensors& targets, const io::NamedTensors&
 
 void load_module_weights(torch::nn::Module& module, const io::SafetensorsFile& file,
                          const std::vector<std::string>& ignored) {
+  // FILE outlives this call, which defers nothing: a handle that does not own it.
+  load_module_weights(module, std::shared_ptr<const io::SafetensorsFile>(&file, [](const io::SafetensorsFile*) {}), ignored,
+                      nullptr);
+}
+
+void load_module_weights(torch::nn::Module& module, std::shared_ptr<const io::SafetensorsFile> file,
+                         const std::vector<std::string>& ignored, DeferredWeights* deferred) {
   io::NamedTensors views;
-  for (const auto& e : file.entries()) views.emplace_back(e.name, file.view(e));
-  load_named_tensors(module, views, file.path(), ignored, [&](const std::string& name) {
-    if (const io::TensorEntry* e = file.find(name)) file.release(*e);
-  });
+  for (const auto& e : file->entries()) views.emplace_back(e.name, file->view(e));
+  const io::SafetensorsFile* f = file.get();  // alive: DEFERRED keeps it
+  load_named_tensors(module, views, f->path(), ignored, [f](const std::string& name) {
+    if (const io::TensorEntry* e = f->find(name)) f->release(*e);
+  }, deferred);
+  if (deferred) deferred->keep(std::move(file));
 }
 
 void materialize_parameters(torch::nn::Module& module, torch::Device device, torch::Dtype dtype) {

@@ -4,9 +4,11 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "lofi/io/safetensors.h"
+#include "lofi/model/deferred_weights.h"
 
 namespace lofi::model {
 
@@ -15,23 +17,28 @@ io::NamedTensors module_weights(const torch::nn::Module& module);
 
 // Copies TENSORS into TARGETS (views of a module's own tensors, by name), converting dtype, checked
 // as load_module_weights below. What load_named_tensors does for every weight, and a LoRA run's
-// checkpoint for the trained ones alone.
+// checkpoint for the trained ones alone. A target on the meta device (a fully sharded start's)
+// is left to DEFERRED: its copy, and COPIED, run when it is filled, so TENSORS' memory (a mapped
+// file) must live until then (DeferredWeights::keep).
 void copy_named_tensors(const io::NamedTensors& targets, const io::NamedTensors& tensors, const std::string& source,
                         const std::vector<std::string>& ignored = {},
-                        const std::function<void(const std::string&)>& copied = {});
+                        const std::function<void(const std::string&)>& copied = {}, DeferredWeights* deferred = nullptr);
 
 // Copies every parameter of MODULE from TENSORS (SOURCE names them in errors), converting dtype;
 // checked as below. COPIED, when given, is called with each tensor's name once it has been copied
 // (a loader of mapped files lets its pages go there).
 void load_named_tensors(torch::nn::Module& module, const io::NamedTensors& tensors, const std::string& source,
                         const std::vector<std::string>& ignored = {},
-                        const std::function<void(const std::string&)>& copied = {});
+                        const std::function<void(const std::string&)>& copied = {}, DeferredWeights* deferred = nullptr);
 
 // Copies every parameter of MODULE from FILE, converting dtype. A missing tensor, an extra one
 // (other than IGNORED names such as a tied "lm_head.weight") or a shape mismatch is an error
-// naming the tensor and the file.
+// naming the tensor and the file. Parameters on the meta device are left to DEFERRED, which keeps
+// FILE open for them.
 void load_module_weights(torch::nn::Module& module, const io::SafetensorsFile& file,
                          const std::vector<std::string>& ignored = {});
+void load_module_weights(torch::nn::Module& module, std::shared_ptr<const io::SafetensorsFile> file,
+                         const std::vector<std::string>& ignored, DeferredWeights* deferred);
 // Every parameter of MODULE whose storage was freed (a sharded node's after training,
 // dist::GradientSync::finish) gets new, uninitialised DTYPE storage on DEVICE, its shape kept, for
 // weights about to be loaded into it.

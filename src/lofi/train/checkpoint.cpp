@@ -109,9 +109,10 @@ io::NamedTensors checkpoint_weights(const torch::nn::Module& module) {
   return model::has_frozen_weights(module) ? model::trainable_weights(module) : model::module_weights(module);
 }
 
-void load_checkpoint_weights(torch::nn::Module& module, const io::SafetensorsFile& file) {
-  if (model::has_frozen_weights(module)) model::load_trainable_weights(module, file);
-  else model::load_module_weights(module, file);
+void load_checkpoint_weights(torch::nn::Module& module, std::shared_ptr<const io::SafetensorsFile> file,
+                             model::DeferredWeights* deferred) {
+  if (model::has_frozen_weights(module)) model::load_trainable_weights(module, *file);
+  else model::load_module_weights(module, std::move(file), {}, deferred);
 }
 
 void prune_checkpoints(const run::NodeDir& node, int64_t keep) {
@@ -313,9 +314,10 @@ class ShardedState {
 }  // namespace
 
 int64_t load_checkpoint(const run::Checkpoint& paths, torch::nn::Module& module, Optimizer& optimizer,
-                        OuterOptimizer* outer) {
-  io::SafetensorsFile weights(paths.weights);
-  load_checkpoint_weights(module, weights);
+                        OuterOptimizer* outer, model::DeferredWeights* deferred) {
+  auto file = std::make_shared<const io::SafetensorsFile>(paths.weights);
+  const io::SafetensorsFile& weights = *file;
+  load_checkpoint_weights(module, file, deferred);
   if (optimizer_shards(weights) > 0) {
     const ShardedState state(optimizer_files(paths, weights));
     optimizer.load_state(state.reader());

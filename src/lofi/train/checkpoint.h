@@ -4,12 +4,14 @@
 // each file carries the checksum of its data, so a damaged one is told from a good one.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <torch/torch.h>
 #include "lofi/dist/grad_sync.h"
+#include "lofi/model/deferred_weights.h"
 #include "lofi/run/run_dir.h"
 #include "lofi/train/optimizer.h"
 #include "lofi/train/outer_optimizer.h"
@@ -31,7 +33,9 @@ std::string checkpoint_data(const run::Checkpoint& paths);
 // LoRA run's base), only those that train (the adapters and saved modules).
 io::NamedTensors checkpoint_weights(const torch::nn::Module& module);
 // The other way: FILE's tensors into MODULE, every weight or only the trained ones as above.
-void load_checkpoint_weights(torch::nn::Module& module, const io::SafetensorsFile& file);
+// Parameters on the meta device (a sharded start's) are left to DEFERRED, which keeps FILE.
+void load_checkpoint_weights(torch::nn::Module& module, std::shared_ptr<const io::SafetensorsFile> file,
+                             model::DeferredWeights* deferred = nullptr);
 
 // Keeps the newest KEEP checkpoints (0: all).
 void prune_checkpoints(const run::NodeDir& node, int64_t keep);
@@ -81,7 +85,8 @@ std::vector<std::string> optimizer_files(const run::Checkpoint& paths);
 // Loads weights and optimizer state (and OUTER's, when given), whatever dist.shard and worker
 // count wrote them: each worker reads its pieces' elements from whichever workers' files hold
 // them. Returns the step to continue from.
+// A fully sharded start's block parameters are left to DEFERRED, their values from the checkpoint.
 int64_t load_checkpoint(const run::Checkpoint& paths, torch::nn::Module& module, Optimizer& optimizer,
-                        OuterOptimizer* outer = nullptr);
+                        OuterOptimizer* outer = nullptr, model::DeferredWeights* deferred = nullptr);
 
 }  // namespace lofi::train

@@ -49,11 +49,14 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
   const double bucket_bytes = reduced / 4 * bucket_fp32;
   const bool on_host = !on_gpu(place);
   // Every worker builds the whole model, its trainable weights in fp32, before it shards them or
-  // rounds them to bf16. A fully sharded start (but LP-FT's) builds it on the host and sends the
-  // device the parameters outside the blocks and its parts of the blocks', one block whole at a time.
+  // rounds them to bf16. A fully sharded start (but LP-FT's) sends the device the parameters outside
+  // the blocks and its parts of the blocks': each block packed whole in fp32 (and in bf16, for bf16
+  // weights), one at a time. A model built in pieces has each block's parameters made on the host
+  // only as it is packed, so the host never holds the model whole either.
   m.built = 4 * P + frozen;
-  if (mode == "full" && c.train.head_init != "lp" && !on_host)
-    m.built = 4 * (P - in_blocks) + frozen + 4 * std::ceil(in_blocks / G) + 4 * block;
+  const bool sharded_start = mode == "full" && c.train.head_init != "lp";
+  if (sharded_start && (!on_host || f.builds_in_pieces))
+    m.built = 4 * (P - in_blocks) + frozen + 4 * std::ceil(in_blocks / G) + ((on_host ? 4 : 0) + 4 + (low ? 2 : 0)) * block;
   m.copies = low ? 0 : f.weight_copies;
   // A sharded node's checkpoint: each worker writes its own AdamW state, and where the node shards
   // the parameters (full) or their masters (bf16 weights) the workers all-gather them in fp32 bucket
@@ -150,7 +153,10 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
   if (m.gathered > 0 && m.checkpoint() >= std::max(m.forward_end(), m.backward_end()))
     plan.lines.push_back({"checkpoint gathers", m.gathered, "two fp32 buckets of the weights in flight as the leader writes them"});
   if (m.start() >= std::max(m.forward_end(), m.backward_end()))
-    plan.lines.push_back({"model built", m.built, "the whole model, trainable weights in fp32, before it is sharded or rounded"});
+    plan.lines.push_back({"model built", m.built,
+                          m.built < 4.0 * static_cast<double>(f.trainable)
+                              ? "the start: the parameters outside the blocks, its parts of the blocks', one block whole"
+                              : "the whole model, trainable weights in fp32, before it is sharded or rounded"});
   if (m.end > 0 && m.training_end() >= std::max(m.forward_end(), m.backward_end()))
     plan.lines.push_back({"after training", m.end, "the merging leader evaluates each node's final whole (the averaging check)"});
   plan.lines.push_back({"runtime", m.runtime, on_gpu(place) ? "CUDA context, cuBLAS workspaces" : "LibTorch, threads, allocator"});

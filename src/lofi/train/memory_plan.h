@@ -40,6 +40,7 @@ struct ModelFootprint {
   double block_activations = 0;   // bytes one block keeps (what a backward or a recompute holds at once)
   double loss_head = 0;           // bytes the loss head holds at the end of the forward pass
   double weight_copies = 0;       // bytes of compute-dtype copies of the weights (bf16 autocast's cache)
+  bool builds_in_pieces = false;  // a fully sharded start builds the blocks' parameters one block at a time (Task::deferred_weights)
 };
 
 struct MemoryPlan {

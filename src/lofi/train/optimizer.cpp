@@ -214,15 +214,18 @@ void Optimizer::load_state(const StateReader& reader) {
     const auto& [name, p] = params_[s.param];
     const int64_t step = reader.step(name);
     const int64_t end = s.end < 0 ? p.numel() : s.end;
+    // Where the update runs: the master (a fully sharded block's part, on the device while the
+    // parameter itself may have no memory yet) or the parameter.
+    const torch::TensorOptions at = values(s).options();
     for (const char* part : {".exp_avg", ".exp_avg_sq"}) {
       torch::Tensor t = reader.read(name + part, s.begin, end, p.sizes());  // (end - begin,)
       const torch::ScalarType want = values(s).scalar_type();  // the master's, where the parameter has one
       if (t.scalar_type() != want)
         fail(reader.source, ": optimizer tensor '", name, part, "' is ", t.scalar_type(), ", expected ", want, " like its parameter's master values");
       if (s.end < 0) t = t.view(p.sizes());
-      (std::string(part) == ".exp_avg" ? s.exp_avg : s.exp_avg_sq) = t.to(p.device()).contiguous();
+      (std::string(part) == ".exp_avg" ? s.exp_avg : s.exp_avg_sq) = t.to(at.device()).contiguous();
     }
-    s.step = torch::full({}, static_cast<double>(step), p.options().dtype(torch::kFloat32));
+    s.step = torch::full({}, static_cast<double>(step), at.dtype(torch::kFloat32));
   }
 }
 

@@ -15,4 +15,8 @@ std::vector<int64_t> Task::blocks_of(const std::vector<torch::Tensor>&) const { 
 
 void Task::set_block_hooks(model::BlockHooks) {}
 
+bool starts_sharded(const Config& config, const dist::Topology& topo) {
+  return config.dist.shard == "full" && topo.node_size > 1 && config.train.head_init != "lp";
+}
+
 }  // namespace lofi::train

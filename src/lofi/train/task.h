@@ -12,6 +12,7 @@
 #include "lofi/dist/comm.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/model/block_runner.h"
+#include "lofi/model/deferred_weights.h"
 #include "lofi/train/config.h"
 
 namespace lofi::train {
@@ -38,6 +39,10 @@ class Task {
   // blocks (then "full" is refused); and the hooks around each block's forward (unset: none).
   virtual std::vector<int64_t> blocks_of(const std::vector<torch::Tensor>& params) const;
   virtual void set_block_hooks(model::BlockHooks hooks);
+  // A fully sharded start (starts_sharded below): the parameters the task built without memory,
+  // each with its start value, for the trainer to fill one decoder block at a time; none where the
+  // task builds its model whole.
+  virtual model::DeferredWeights* deferred_weights() { return nullptr; }
   // Where the model lives: batches are copied there (pinned, non-blocking on CUDA).
   void set_device(const torch::Device& device) { device_ = device; }
   const torch::Device& device() const { return device_; }
@@ -55,6 +60,11 @@ class Task {
  private:
   torch::Device device_ = torch::kCPU;
 };
+
+// Whether a worker of TOPO starts fully sharded: dist.shard = "full" in a node of several workers,
+// but LP-FT (which runs the whole model first). The model's decoder blocks then reach the device
+// as this worker's parts, and a task that can builds them in pieces (deferred_weights).
+bool starts_sharded(const Config& config, const dist::Topology& topo);
 
 // Builds the task CONFIG describes, its model initialised from INIT_SEED (or model.init), sampling
 // for TOPO's node; the trainer then places it on the device. Model families provide one

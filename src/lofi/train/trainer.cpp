@@ -183,15 +183,34 @@ std::unique_ptr<run::NodeDirLock> claim_run_dir(const Config& config, const dist
   return lock;
 }
 
+// Whether the start's weights come from model.init, to be refused if not finite.
+bool checks_init(const Config& config, const StartOptions& start) {
+  return !config.model.init.empty() && start.mode != run::StartMode::resume;
+}
+const char* const kNonfiniteInit = "the weights of a diverged run cannot be fine-tuned; give another model.init";
+
+// A parameter of a sharded start that has no memory yet: on the host, its start value (checked
+// finite where it comes from model.init).
+void fill_deferred(model::DeferredWeights& deferred, const std::string& name, const torch::Tensor& param, const Config& config,
+                   const StartOptions& start) {
+  deferred.fill(name, param);
+  if (checks_init(config, start))
+    merge::refuse_nonfinite_weights({{name, param.detach()}}, "model.init " + config.model.init, kNonfiniteInit);
+}
+
 // The task, on DEVICE (or, where ON_HOST, left where it is built, for a sharded start: see
 // move_all_but). Every node starts from the same weights: the init depends on the seed alone.
 std::unique_ptr<Task> start_task(const Config& config, const dist::Topology& topo, const TaskFactory& make_task,
                                  const StartOptions& start, const torch::Device& device, bool on_host) {
   std::unique_ptr<Task> task = make_task(config, topo, seed::init(static_cast<uint64_t>(config.train.seed)));
-  // A pretrained start holding NaN or Inf would only surface as a "divergence" at step 1.
-  if (!config.model.init.empty() && start.mode != run::StartMode::resume)
-    merge::refuse_nonfinite_weights(model::module_weights(task->model()), "model.init " + config.model.init,
-                                    "the weights of a diverged run cannot be fine-tuned; give another model.init");
+  // A pretrained start holding NaN or Inf would only surface as a "divergence" at step 1 (the
+  // parameters a sharded start defers are checked as they are filled: fill_deferred).
+  if (checks_init(config, start)) {
+    io::NamedTensors made;
+    for (auto& [name, t] : model::module_weights(task->model()))
+      if (!t.is_meta()) made.emplace_back(name, t);
+    merge::refuse_nonfinite_weights(made, "model.init " + config.model.init, kNonfiniteInit);
+  }
   if (!on_host) task->model().to(device);
   task->set_device(device);
   return task;
@@ -488,8 +507,10 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
 
   // dist.shard = "full" (but LP-FT, which runs the whole model first): the model stays on the host
   // where it is built, and its decoder blocks reach the device as this worker's parts.
-  const bool sharded_start = config.dist.shard == "full" && topo.node_size > 1 && tc.head_init != "lp";
+  const bool sharded_start = starts_sharded(config, topo);
   std::unique_ptr<Task> task = start_task(config, topo, make_task, start, plan.device, sharded_start);
+  // Built in pieces: the decoder blocks' parameters have no memory until shard_params fills them.
+  model::DeferredWeights* deferred = task->deferred_weights();
   dist::Comm comm(env, topo, comm_options(config, plan, my_dir));
   task->model().train();
   Optimizer optimizer(task->model(), tc);
@@ -517,8 +538,14 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   }
   if (sharded_start) {
     std::vector<torch::Tensor> in_blocks;
+    std::set<const c10::TensorImpl*> in_a_block;
     for (size_t k = 0; k < params.size(); ++k)
-      if (blocks.at(k) >= 0) in_blocks.push_back(params[k]);
+      if (blocks.at(k) >= 0) in_blocks.push_back(params[k]), in_a_block.insert(params[k].unsafeGetTensorImpl());
+    // The parameters outside the blocks are held whole: given their values now.
+    if (deferred)
+      for (auto& item : task->model().named_parameters())
+        if (deferred->deferred(item.key()) && !in_a_block.count(item.value().unsafeGetTensorImpl()))
+          fill_deferred(*deferred, item.key(), item.value(), config, start);
     move_all_but(task->model(), in_blocks, plan.device);
   }
   dist::GradientSync::Options sync_options;
@@ -534,11 +561,12 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
       int64_t total = 0;
       for (const auto& p : params) total += p.numel();
       std::printf("dist.shard = \"%s\": each of a node's %lld workers updates %lld of the %lld trainable parameters and keeps "
-                  "their AdamW state%s\n", config.dist.shard.c_str(), static_cast<long long>(topo.node_size),
+                  "their AdamW state%s%s\n", config.dist.shard.c_str(), static_cast<long long>(topo.node_size),
                   static_cast<long long>(grad_sync.layout().owned_numel()), static_cast<long long>(total),
                   shard == dist::ShardMode::gradients ? " and gradients"
                   : shard == dist::ShardMode::full    ? ", gradients and part of each decoder block's parameters"
-                                                      : "");
+                                                      : "",
+                  deferred ? " (made one block at a time: no worker holds the whole model, from the start)" : "");
     }
   }
   // DiLoCo's outer optimizer, from the weights every node starts from (or its checkpointed state).
@@ -549,9 +577,15 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   std::vector<std::string> changes;
   if (start.mode == run::StartMode::resume)
     start_step = load_checkpoint(resume_point(config, my_dir, node_leader, comm, start.allow_changed, changes), task->model(),
-                                 optimizer, outer.get());
-  // dist.shard = "full": from here on each decoder block's parameters are whole only while it runs.
-  grad_sync.shard_params();
+                                 optimizer, outer.get(), deferred);
+  // dist.shard = "full": from here on each decoder block's parameters are whole only while it runs;
+  // built in pieces, each block is filled on the host as it is packed, one at a time.
+  if (deferred) {
+    grad_sync.shard_params([&](const std::string& name, const torch::Tensor& p) { fill_deferred(*deferred, name, p, config, start); });
+    deferred->done();
+  } else {
+    grad_sync.shard_params();
+  }
   // train.param_dtype = "bf16": the weights compute in bf16 from here on, their fp32 masters in the optimizer.
   if (param_dtype != torch::kFloat) optimizer.compute_in(param_dtype);
   struct BlockHooksOff {  // the hooks refer to grad_sync: they go before it does
