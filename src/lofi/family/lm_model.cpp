@@ -50,11 +50,11 @@ model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed, model::
   std::optional<DefaultDtype> dtype;
   if (config.dtype == "bf16") dtype.emplace(torch::kBFloat16);
   // Deferred: the layers' weights on the meta device; a random init keeps the draws its layers
-  // make as they are built, so the seed gives the same model either way.
+  // make as they are built, so the seed gives the same model either way (the scope lasts through
+  // the init, whose deferred draws use its scratch memory).
   std::optional<model::MetaParameters> meta;
   if (deferred) meta.emplace(/*keep_draws=*/resolved.init.empty());
   model::CausalLm lm = model::make_causal_lm(train::lm_config(resolved));
-  meta.reset();
   // Every weight is loaded (a missing one is an error), so initialising them first would only
   // cost time.
   if (resolved.init.empty()) {

@@ -1,5 +1,6 @@
 #include "lofi/model/deferred_weights.h"
 
+#include <c10/util/accumulate.h>
 #include <torch/csrc/autograd/variable.h>
 
 #include "lofi/error.h"
@@ -9,6 +10,7 @@ namespace {
 
 thread_local bool meta_active = false;
 thread_local bool meta_keeps_draws = false;
+thread_local torch::Tensor meta_scratch;  // (bytes,) uint8: the outermost scope's
 
 }  // namespace
 
@@ -20,6 +22,14 @@ MetaParameters::MetaParameters(bool keep_draws) : was_active_(meta_active), kept
 MetaParameters::~MetaParameters() {
   meta_active = was_active_;
   meta_keeps_draws = kept_draws_;
+  if (!meta_active) meta_scratch.reset();
+}
+
+torch::Tensor MetaParameters::scratch(at::IntArrayRef sizes, torch::Dtype dtype) {
+  if (!meta_active) fail("internal: scratch draws outside a MetaParameters scope");
+  const int64_t bytes = c10::multiply_integers(sizes) * static_cast<int64_t>(c10::elementSize(dtype));
+  if (!meta_scratch.defined() || meta_scratch.numel() < bytes) meta_scratch = torch::empty({bytes}, torch::kUInt8);
+  return meta_scratch.narrow(0, 0, bytes).view(dtype).view(sizes);  // (bytes,) -> (bytes / element,) -> SIZES, contiguous
 }
 
 bool MetaParameters::active() { return meta_active; }

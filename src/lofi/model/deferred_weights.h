@@ -29,6 +29,10 @@ class MetaParameters {
 
   static bool active();
   static bool keeps_draws();
+  // Host memory of SIZES and DTYPE for draws that only move the random stream on: one buffer per
+  // scope, reused, so a model's worth of such draws neither costs a model's memory nor leaves the
+  // allocator holding freed blocks (glibc's heap keeps them resident once its mmap threshold rose).
+  static torch::Tensor scratch(at::IntArrayRef sizes, torch::Dtype dtype);
 
  private:
   bool was_active_, kept_draws_;

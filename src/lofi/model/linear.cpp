@@ -62,8 +62,8 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
   torch::Tensor w = weight, b = bias;
   if (MetaParameters::active()) {
     if (!MetaParameters::keeps_draws()) return;
-    w = torch::empty({out, in});
-    if (with_bias) b = torch::empty({out});
+    w = MetaParameters::scratch({out, in}, weight.scalar_type());
+    if (with_bias) b = torch::empty({out});  // small
   }
   torch::NoGradGuard no_grad;
   torch::nn::init::kaiming_uniform_(w, std::sqrt(5.0));

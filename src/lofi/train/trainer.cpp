@@ -2,6 +2,7 @@
 
 #include <ATen/autocast_mode.h>
 
+#include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -583,6 +584,11 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   if (deferred) {
     grad_sync.shard_params([&](const std::string& name, const torch::Tensor& p) { fill_deferred(*deferred, name, p, config, start); });
     deferred->done();
+#if defined(__GLIBC__)
+    // Each block was filled, packed and let go on the host: glibc's heap would keep those freed
+    // blocks resident through training; they go back to the system.
+    malloc_trim(0);
+#endif
   } else {
     grad_sync.shard_params();
   }
