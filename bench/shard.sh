@@ -78,6 +78,33 @@ for mode in none full; do
   awk -v m="$mode" -v r="$rate" -v p="$(field "$run" peak_rss_bytes)" -v b="$B" -v t="$T" 'BEGIN {
     printf "%-9d %-10s %12.0f %10.1f %11.0f MB   with MALLOC_MMAP_THRESHOLD_=1048576\n", 4, m, r, 1000 * b * t / r, p / 1e6 }'
 done
+# The start of a fully sharded node, on a model of 109 M parameters (437 MB in fp32): the largest
+# worker's resident peak once the model is built, initialised and sharded, before step 1. lofi
+# builds the blocks in pieces (metrics.jsonl's start_peak_rss_bytes, node leader); FSDP2 builds the
+# whole model on each rank and then shards it (as above), or, as its docs do for models bigger than
+# one process, builds it on the meta device, shards it, and gives each rank's shards memory and values.
+SL=8 SD=1024 SFF=4096 ST=32 SB=4
+echo
+echo "the start of a fully sharded node: OPT-shaped, $SL layers, d_model $SD, d_ff $SFF, vocabulary $V, fp32"
+printf '%-9s %-26s %14s
+' "workers" "start" "peak (worker)"
+for G in 2 4; do
+  run="$dir/run-start-$G"
+  rm -rf "$run"
+  "$lofi" launch --workers "$G" -- train $flags --set model.n_layer=$SL --set model.d_model=$SD --set model.d_ff=$SFF \
+    --set model.max_seq_len=$ST --set data.seq_len=$ST --set train.batch_size=$SB --set train.steps=2 --set run.dir="$run" \
+    --set dist.shard=full > "$dir/lofi.log" 2>&1 || { echo "failed: lofi start, $G workers (see $dir/lofi.log)" >&2; exit 1; }
+  printf '%-9d %-26s %11.0f MB\n' "$G" "lofi, built in pieces" "$(field "$run" start_peak_rss_bytes | awk '{ print $1 / 1e6 }')"
+  for meta in false true; do
+    threads=$(( cores / G > 0 ? cores / G : 1 ))
+    json="{\"n_layer\":$SL,\"n_head\":$H,\"d_model\":$SD,\"d_ff\":$SFF,\"vocab_size\":$V,\"seq_len\":$ST,\"batch\":$SB,\"steps\":2,\"warmup\":1,\"threads\":$threads,\"device\":\"cpu\",\"precision\":\"fp32\",\"compile\":false,\"data\":\"$dir/tokens.bin\",\"fsdp\":true,\"meta_init\":$meta}"
+    ref=$(cd "$here" && OMP_NUM_THREADS=$threads $py -m torch.distributed.run --standalone --nproc-per-node "$G" train_torch.py "$json" 2> "$dir/fsdp-start-$G.log" | tail -1)
+    label="FSDP2, built whole"
+    [ "$meta" = true ] && label="FSDP2, meta-device init"
+    printf '%-9d %-26s %11.0f MB\n' "$G" "$label" "$(echo "$ref" | $py -c "import json,sys; print(json.load(sys.stdin)['start_peak_rss_kb'] * 1024 / 1e6)")"
+  done
+done
+echo
 echo "speed: lofi tokens/s over FSDP2's; memory: FSDP2's peak over lofi's (above 1: lofi holds less); full-bf16: bf16"
 echo "weights and fp32 masters (train.param_dtype = \"bf16\") against FSDP2's MixedPrecisionPolicy. FSDP2 shards every"
 echo "layer's and the root's parameters; lofi's \"full\" keeps the embedding and final norm whole, like FSDP2's"

@@ -20,7 +20,11 @@ Arguments are one JSON object on argv[1]:
   layer and then the root, as its docs shard a transformer; run under torchrun, each of the
   WORLD_SIZE processes on batch / WORLD_SIZE rows of the same global batch, Gloo on CPU and NCCL on
   GPU; rank 0 prints the line, its peak memory the largest of the ranks'); param_dtype ("fp32"
-  default, or "bf16": with fsdp, MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)).
+  default, or "bf16": with fsdp, MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32));
+  meta_init (bool, with fsdp, arch "opt": FSDP2's way for models bigger than one process's memory:
+  built on the meta device, sharded, given memory with to_empty and initialised shard by shard).
+The JSON line also holds start_peak_rss_kb: the process's resident peak once the model is built,
+sharded and initialised, before the first step (with fsdp, the largest rank's).
 Prints one JSON line: tokens_per_s over the steps after WARMUP (timed between two
 torch.cuda.synchronize() calls), params (each tensor once: a tied head is the embedding),
 params_no_pos (without the position embedding, for MFU), peak_mem_bytes and peak_mem_gb
@@ -35,6 +39,8 @@ CPU smoke tests (seconds):
       "device":"cpu","precision":"fp32"}'
 """
 import json
+import os
+import resource
 import sys
 
 import torch
@@ -177,9 +183,11 @@ class WithLoss(nn.Module):
 
 
 def opt_init_(model):
-    # lofi's (OPT's) initialisation, so both sides compute on the same kind of values.
+    # lofi's (OPT's) initialisation, so both sides compute on the same kind of values. A sharded
+    # parameter (FSDP2's DTensor) is initialised through its local shard.
     with torch.no_grad():
         for name, p in model.named_parameters():
+            p = p.to_local() if hasattr(p, "to_local") else p
             if "layer_norm" in name:
                 p.fill_(1.0 if name.endswith("weight") else 0.0)
             elif p.dim() == 1:
@@ -193,19 +201,24 @@ def main():
     device, B, T, bf16 = settings(a)
     max_T = a.get("max_seq_len", T)
     arch = a.get("arch", "opt")
-    if arch == "opt":
-        model = Decoder(a["n_layer"], a["d_model"], a["n_head"], a["d_ff"], a["vocab_size"], max_T)
-        opt_init_(model)
-    elif arch == "llama":
-        model = LlamaDecoder(a["n_layer"], a["d_model"], a["n_head"], a.get("n_kv_head", a["n_head"]), a["d_ff"],
-                             a["vocab_size"], max_T, float(a.get("rope_theta", 10000.0)), float(a.get("rms_norm_eps", 1e-5)),
-                             bool(a.get("tie_word_embeddings", True)))
-        llama_init_(model)
-    else:
-        sys.exit(f"arch must be \"opt\" or \"llama\", not {arch!r}")
+    fsdp = bool(a.get("fsdp", False))
+    meta_init = fsdp and bool(a.get("meta_init", False))
+    if meta_init and arch != "opt":
+        sys.exit("meta_init: the llama reference computes its rotary tables as it is built; use arch \"opt\"")
+    with torch.device("meta") if meta_init else torch.device("cpu"):
+        if arch == "opt":
+            model = Decoder(a["n_layer"], a["d_model"], a["n_head"], a["d_ff"], a["vocab_size"], max_T)
+        elif arch == "llama":
+            model = LlamaDecoder(a["n_layer"], a["d_model"], a["n_head"], a.get("n_kv_head", a["n_head"]), a["d_ff"],
+                                 a["vocab_size"], max_T, float(a.get("rope_theta", 10000.0)), float(a.get("rms_norm_eps", 1e-5)),
+                                 bool(a.get("tie_word_embeddings", True)))
+        else:
+            sys.exit(f"arch must be \"opt\" or \"llama\", not {arch!r}")
+    init_ = opt_init_ if arch == "opt" else llama_init_
+    if not meta_init:
+        init_(model)
     params = sum(p.numel() for p in model.parameters())  # parameters() yields the tied weight once
     params_no_pos = params - (model.embed_positions.weight.numel() if arch == "opt" else 0)
-    fsdp = bool(a.get("fsdp", False))
     if fsdp:
         import torch.distributed as dist
         from torch.distributed.fsdp import fully_shard
@@ -218,7 +231,8 @@ def main():
             sys.exit(f"batch {B} does not split into {world} processes")
         B //= world
         torch.manual_seed(a.get("seed", 0) + rank)  # each rank its own rows
-        model.to(device)
+        if not meta_init:
+            model.to(device)
         # param_dtype "bf16": FSDP2's mixed precision (bf16 compute weights gathered in bf16, fp32
         # sharded parameters, gradients reduced in fp32), as lofi's train.param_dtype = "bf16".
         mp = {}
@@ -228,8 +242,12 @@ def main():
         for layer in model.layers:
             fully_shard(layer, **mp)
         fully_shard(model, **mp)
+        if meta_init:  # each rank's shards get memory, then values
+            model.to_empty(device=device)
+            init_(model)
     else:
         model.to(device)
+    start_peak_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     opt = adamw(model, fused=not fsdp)  # the fused CPU kernel takes plain tensors, not FSDP2's DTensors
     step_fn = WithLoss(model)
@@ -250,16 +268,20 @@ def main():
     result = timed_run(a, device, B, T, train_step)
     if fsdp:  # the global batch's tokens; the largest rank's peak
         result["tokens_per_s"] *= world
-        peak = torch.tensor([result["peak_mem_bytes"], result["peak_rss_kb"]], dtype=torch.float64, device=device)
+        peak = torch.tensor([result["peak_mem_bytes"], result["peak_rss_kb"], start_peak_rss_kb], dtype=torch.float64, device=device)
         dist.all_reduce(peak, op=dist.ReduceOp.MAX)
-        result["peak_mem_bytes"], result["peak_rss_kb"] = int(peak[0]), int(peak[1])
+        result["peak_mem_bytes"], result["peak_rss_kb"], start_peak_rss_kb = int(peak[0]), int(peak[1]), int(peak[2])
         result["peak_mem_gb"] = round(result["peak_mem_bytes"] / 1e9, 3)
         result["fsdp_world"] = world
         dist.destroy_process_group()
-        if rank != 0:
-            return
-    print_result({**result, "arch": arch, "params": params, "params_no_pos": params_no_pos,
-                  "precision": "bf16" if bf16 else "fp32"})
+    if not fsdp or rank == 0:
+        print_result({**result, "arch": arch, "params": params, "params_no_pos": params_no_pos,
+                      "precision": "bf16" if bf16 else "fp32", "start_peak_rss_kb": start_peak_rss_kb, "meta_init": meta_init})
+    if meta_init:
+        # On CPU (Gloo), a process that built its FSDP2 model on the meta device aborts as the
+        # interpreter exits ("terminate called without an active exception"); the run is done.
+        sys.stdout.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

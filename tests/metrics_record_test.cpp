@@ -20,7 +20,7 @@ StepMetrics record(int64_t step, int64_t within, int64_t between, int64_t worker
 TEST(MetricsRecord, WhatIsWrittenReadsBack) {
   StepMetrics m = record(7, 1000, 24, 2, 1.5);
   m.skipped_nonfinite = 1;
-  m.peak_memory_bytes = 1 << 20;
+  m.peak_memory_bytes = 1 << 20, m.start_peak_memory_bytes = 1 << 19;
   m.validation = {{"val_loss", 2.25}, {"val_top1", 0.5}};
   const nlohmann::json j = m.to_json();
   EXPECT_EQ(j["bytes_sent"], 1024);  // what each worker sent, within the node and between nodes
@@ -28,6 +28,7 @@ TEST(MetricsRecord, WhatIsWrittenReadsBack) {
   const auto back = StepMetrics::from_json(j);
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(back->to_json(), j);
+  EXPECT_EQ(back->start_peak_memory_bytes, 1 << 19);
   // A diverged run logs NaN as null; a line without a step is not a record.
   nlohmann::json diverged = j;
   diverged["loss"] = nullptr;

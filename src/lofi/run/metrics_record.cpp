@@ -21,6 +21,8 @@ nlohmann::json StepMetrics::to_json() const {
   if (gradient_bytes) record["gradient_bytes"] = *gradient_bytes;
   if (parameter_bytes) record["parameter_bytes"] = *parameter_bytes;
   if (peak_rss_bytes) record["peak_rss_bytes"] = *peak_rss_bytes;
+  if (start_peak_memory_bytes) record["start_peak_memory_bytes"] = *start_peak_memory_bytes;
+  if (start_peak_rss_bytes) record["start_peak_rss_bytes"] = *start_peak_rss_bytes;
   for (const auto& [key, value] : validation) record[key] = value;
   return record;
 }
@@ -59,6 +61,8 @@ std::optional<StepMetrics> StepMetrics::from_json(const nlohmann::json& j) {
   if (j.contains("gradient_bytes")) m.gradient_bytes = integer_or(j, "gradient_bytes", 0);
   if (j.contains("parameter_bytes")) m.parameter_bytes = integer_or(j, "parameter_bytes", 0);
   if (j.contains("peak_rss_bytes")) m.peak_rss_bytes = integer_or(j, "peak_rss_bytes", 0);
+  if (j.contains("start_peak_memory_bytes")) m.start_peak_memory_bytes = integer_or(j, "start_peak_memory_bytes", 0);
+  if (j.contains("start_peak_rss_bytes")) m.start_peak_rss_bytes = integer_or(j, "start_peak_rss_bytes", 0);
   for (const auto& [key, value] : j.items())
     if (key.rfind("val_", 0) == 0) m.validation[key] = value.is_number() ? value.get<double>() : std::nan("");
   return m;

@@ -25,6 +25,8 @@ struct StepMetrics {
   int64_t diverged_at_step = 0;   // the step a run diverged at (written when > 0)
   std::optional<int64_t> peak_memory_bytes;  // on a GPU
   std::optional<int64_t> peak_rss_bytes;     // on a CPU: the worker's peak resident memory so far
+  // The same peaks when the worker's start ended (the model built, loaded, sharded; before step 1).
+  std::optional<int64_t> start_peak_memory_bytes, start_peak_rss_bytes;
   // What this worker holds of AdamW's state, the gradients and the trainable parameters between
   // steps (dist.shard splits them).
   std::optional<int64_t> optimizer_state_bytes, gradient_bytes, parameter_bytes;

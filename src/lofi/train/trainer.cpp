@@ -257,6 +257,7 @@ struct StepContext {
   std::string config_toml, data_prints;  // what checkpoints record
   MetricsLog* metrics = nullptr;          // the node leader's
   dist::NodeHeartbeat* heartbeat = nullptr;
+  int64_t start_peak = 0;  // this worker's memory peak when its start ended: the caching allocator's on a GPU, else resident
 };
 
 // One worker's steps: the training step, the reads of its device-side state every log_every
@@ -409,8 +410,8 @@ void TrainingLoop::report(int64_t done, bool log_now, const std::map<std::string
   const std::string& unit = c_.task.unit();
   if (log_now) {
     run::StepMetrics m = record(done, lr, seconds, rate);
-    if (c_.device.is_cuda()) m.peak_memory_bytes = dist::cuda_peak_allocated(c_.device.index());
-    else m.peak_rss_bytes = peak_resident_bytes();
+    if (c_.device.is_cuda()) m.peak_memory_bytes = dist::cuda_peak_allocated(c_.device.index()), m.start_peak_memory_bytes = c_.start_peak;
+    else m.peak_rss_bytes = peak_resident_bytes(), m.start_peak_rss_bytes = c_.start_peak;
     m.optimizer_state_bytes = c_.optimizer.state_bytes();
     m.gradient_bytes = grad_sync_.gradient_bytes();
     m.parameter_bytes = grad_sync_.parameter_bytes() + c_.optimizer.master_bytes();
@@ -635,8 +636,9 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   worker.summary.node = topo.node;
   worker.summary.steps = tc.steps;
   try {
+    const int64_t start_peak = plan.device.is_cuda() ? dist::cuda_peak_allocated(plan.device.index()) : peak_resident_bytes();
     TrainingLoop loop(StepContext{config, topo, batches, plan.device, *task, optimizer, outer.get(), comm, grad_sync, std::move(warm_sync), my_dir, start_step,
-                                  config_toml, data_prints, metrics.get(), heartbeat.get()});
+                                  config_toml, data_prints, metrics.get(), heartbeat.get(), start_peak});
     loop.run(worker.summary);
     // bf16 weights of an unsharded node: its fp32 masters from here on.
     const bool gathered = gathers_weights(optimizer, grad_sync);
