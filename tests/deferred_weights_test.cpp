@@ -116,5 +116,20 @@ TEST(DeferredWeights, ModelInitBuiltInPiecesEqualsTheOrdinaryLoad) {
   EXPECT_THROW(model::load_module_weights(*partial, io::SafetensorsFile(second)), std::exception);
 }
 
+// Built in pieces, the host still makes the parameters outside the blocks whole: a shape whose
+// embedding alone exceeds the host's memory is refused by its sizes, naming that part.
+TEST(DeferredWeights, AnEmbeddingBiggerThanTheHostIsRefusedBeforeItIsMade) {
+  train::ModelConfig c = model_of({"model.arch=llama", "model.activation=silu"});
+  c.vocab_size = 2000000000;
+  model::DeferredWeights deferred;
+  try {
+    family::make_lm(c, 0, &deferred);
+    ADD_FAILURE() << "a 2e9-word embedding was made";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("parameters outside its decoder blocks"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("vocab_size 2000000000"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace lofi

@@ -65,13 +65,15 @@ CausalLm make_causal_lm(const LmConfig& config) {
   check_lm_config(config, "model");
   // Before a byte is allocated: a shape whose fp32 weights alone exceed this host's memory (a
   // damaged config.json, a typo in a size) is refused by its sizes, not found by the allocator.
-  // Built in pieces (model/deferred_weights.h), the host never holds them whole: the memory plan
-  // judges that run.
-  const double bytes = 4 * config.parameter_bound();
+  // Built in pieces (model/deferred_weights.h), only the parameters outside the blocks are made
+  // whole at once (the memory plan judges the rest).
+  const bool pieces = MetaParameters::active();
+  const double count = pieces ? config.outside_blocks_bound() : config.parameter_bound(), bytes = 4 * count;
   const int64_t available = io::available_memory_bytes();
-  if (available > 0 && bytes > static_cast<double>(available) && !MetaParameters::active())
-    fail("model: this shape has up to ", three_digits(config.parameter_bound()), " parameters, ", three_digits(bytes / 1e9),
-         " GB in fp32, more than the ", three_digits(static_cast<double>(available) / 1e9), " GB this host has available (n_layer ",
+  if (available > 0 && bytes > static_cast<double>(available))
+    fail("model: this shape has up to ", three_digits(count), " parameters", pieces ? " outside its decoder blocks" : "", ", ",
+         three_digits(bytes / 1e9), " GB in fp32, more than the ", three_digits(static_cast<double>(available) / 1e9),
+         " GB this host has available (n_layer ",
          config.n_layer, ", d_model ", config.d_model, ", d_ff ", config.d_ff, ", vocab_size ", config.vocab_size,
          "); check those sizes");
   return lm_arch(config.arch).make(config);

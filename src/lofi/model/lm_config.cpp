@@ -5,11 +5,16 @@
 namespace lofi::model {
 
 double LmConfig::parameter_bound() const {
-  const double d = static_cast<double>(d_model), L = static_cast<double>(n_layer), V = static_cast<double>(vocab_size);
+  const double d = static_cast<double>(d_model), L = static_cast<double>(n_layer);
   const double attn = static_cast<double>(n_head) * static_cast<double>(head_dim > 0 ? head_dim : (n_head > 0 ? d_model / n_head : 0));
   const double per_layer = 4 * d * std::max(d, attn) + 3 * d * static_cast<double>(d_ff) + 4 * (d + static_cast<double>(d_ff));
+  return L * per_layer + outside_blocks_bound();
+}
+
+double LmConfig::outside_blocks_bound() const {
+  const double d = static_cast<double>(d_model), V = static_cast<double>(vocab_size);
   const double embed = static_cast<double>(word_embed_proj_dim > 0 ? word_embed_proj_dim : d_model);
-  return L * per_layer + 2 * V * std::max(d, embed) + static_cast<double>(max_seq_len + 2) * d + 2 * d * embed;
+  return 2 * V * std::max(d, embed) + static_cast<double>(max_seq_len + 2) * d + 2 * d * embed;
 }
 
 }  // namespace lofi::model

@@ -78,6 +78,9 @@ struct LmConfig {
   // would be: attention with its projections, a gated MLP, an untied head, learned positions),
   // never fewer than it has; in double, so absurd sizes do not overflow.
   double parameter_bound() const;
+  // The same bound for the parameters outside the decoder blocks (embeddings, positions, head,
+  // projections): what a model built in pieces makes whole at once (model/deferred_weights.h).
+  double outside_blocks_bound() const;
   int64_t head_width() const { return head_dim > 0 ? head_dim : d_model / n_head; }
 };
 
