@@ -392,9 +392,7 @@ TEST(HfExport, StreamedExportEqualsTheBuiltModelsAndShardsPastTheSize) {
 // result back as a directory transformers loads, and `lofi export` does the same for any checkpoint.
 TEST(CliHf, RunFromHfDirectoryWritesHfOutputs) {
   const std::string dir = test::scratch_dir();
-  std::vector<uint32_t> ids;
-  for (uint32_t i = 0; i < 4000; ++i) ids.push_back((i * 7 + i / 13) % 64);  // below the fixtures' vocab of 64
-  data::write_token_shard(dir + "/tokens.bin", ids);
+  test::write_fixture_tokens(dir);
   const std::string init = (kFixtures / "torch-ref" / "gpt2").string();
   auto r = test::run_lofi("train --quiet --set model.init=" + init + " --set data.train=" + dir + "/tokens.bin --set run.dir=" +
                           dir + "/run --set data.seq_len=16 --set train.batch_size=4 --set train.steps=2 --set train.threads=1");
@@ -478,9 +476,7 @@ class LofiRunFromHf : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LofiRunFromHf, WritesMergedHf) {
   const std::string dir = test::scratch_dir();
-  std::vector<uint32_t> ids;
-  for (uint32_t i = 0; i < 4000; ++i) ids.push_back((i * 7 + i / 13) % 64);
-  data::write_token_shard(dir + "/tokens.bin", ids);
+  test::write_fixture_tokens(dir);
   const std::string init = (kFixtures / "transformers" / GetParam()).string();
   auto r = test::run_lofi("launch --workers 2 -- train --quiet --set model.init=" + init + " --set data.train=" + dir +
                           "/tokens.bin --set run.dir=" + dir + "/run --set data.seq_len=16 --set train.batch_size=4"
@@ -511,9 +507,7 @@ class PretrainedBeside : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(PretrainedBeside, SoupInterpolateAndEnsembleTakeAHuggingFaceDirectory) {
   const std::string dir = test::scratch_dir();
-  std::vector<uint32_t> ids;
-  for (uint32_t i = 0; i < 4000; ++i) ids.push_back((i * 7 + i / 13) % 64);
-  data::write_token_shard(dir + "/tokens.bin", ids);
+  test::write_fixture_tokens(dir);
   const std::string init = (kFixtures / GetParam()).string(), data = " --data val=" + dir + "/tokens.bin";
   auto r = test::run_lofi("train --quiet --set model.init=" + init + " --set data.train=" + dir + "/tokens.bin --set run.dir=" +
                           dir + "/run --set data.seq_len=16 --set train.batch_size=4 --set train.steps=3 --set train.lr=0.01" +

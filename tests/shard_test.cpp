@@ -12,7 +12,6 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
-#include "lofi/data/token_shards.h"
 #include "lofi/dist/shard_layout.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
@@ -413,9 +412,7 @@ TEST(DistShard, OneWorkerSaysItDoesNothingAndBadSettingsAreOneLine) {
 // as a whole start refuses it.
 TEST(DistShard, AStartBuiltInPiecesTrainsFromModelInitLikeTheUnshardedNode) {
   const std::string dir = test::scratch_dir();
-  std::vector<uint32_t> ids;
-  for (uint32_t i = 0; i < 4000; ++i) ids.push_back((i * 7 + i / 13) % 64);
-  data::write_token_shard(dir + "/tokens.bin", ids);
+  test::write_fixture_tokens(dir);
   const std::string init = (std::filesystem::path(LOFI_FIXTURES) / "hf" / "transformers" / "llama-gqa").string();
   auto cmd = [&](const std::string& run, const std::string& source, const std::string& shard) {
     return "launch --workers 2 -- train --set model.init=" + source + " --set data.train=" + dir + "/tokens.bin --set run.dir=" +

@@ -104,6 +104,14 @@ std::string write_corpus(const std::string& dir, const std::string& name, int64_
   return path;
 }
 
+std::string write_fixture_tokens(const std::string& dir) {
+  std::vector<uint32_t> ids;
+  for (uint32_t i = 0; i < 4000; ++i) ids.push_back((i * 7 + i / 13) % 64);
+  const std::string path = dir + "/tokens.bin";
+  data::write_token_shard(path, ids);
+  return path;
+}
+
 std::string tiny_train_flags(const std::string& data, const std::string& run_dir) {
   return "--set data.train=" + data + " --set run.dir=" + run_dir +
          " --set model.n_layer=2 --set model.n_head=2 --set model.d_model=32 --set model.d_ff=64"

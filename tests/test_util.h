@@ -32,6 +32,9 @@ CommandResult run_shell(const std::string& command);
 CommandResult run_python(const std::string& script, const std::string& args);
 // Writes an llm.c shard of synthetic corpus NAME with about TOKENS tokens.
 std::string write_corpus(const std::string& dir, const std::string& name, int64_t tokens, uint64_t seed = 1);
+// Writes DIR/tokens.bin: 4000 token ids below 64, the vocabulary of the Hugging Face fixtures
+// (fixtures/hf); returns its path.
+std::string write_fixture_tokens(const std::string& dir);
 
 // A PNG decoded to 8-bit RGB by libpng; empty (width 0) when PATH is missing or unreadable.
 struct PngImage {

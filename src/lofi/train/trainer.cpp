@@ -220,12 +220,10 @@ std::unique_ptr<Task> start_task(const Config& config, const dist::Topology& top
 // A fully sharded node's start: every parameter and buffer of MODULE but KEPT (the decoder blocks'
 // parameters) to DEVICE; the blocks' reach it as this worker's parts (GradientSync::shard_params),
 // one block whole at a time, so the device never holds the whole model.
-void move_all_but(torch::nn::Module& module, const std::vector<torch::Tensor>& kept, const torch::Device& device) {
+void move_all_but(torch::nn::Module& module, const std::set<const c10::TensorImpl*>& kept, const torch::Device& device) {
   torch::NoGradGuard no_grad;
-  std::set<const c10::TensorImpl*> keep;
-  for (const auto& t : kept) keep.insert(t.unsafeGetTensorImpl());
   for (auto& p : module.parameters())
-    if (!keep.count(p.unsafeGetTensorImpl())) p.set_data(p.to(device));
+    if (!kept.count(p.unsafeGetTensorImpl())) p.set_data(p.to(device));
   for (auto& b : module.buffers()) b.set_data(b.to(device));
 }
 
@@ -539,14 +537,13 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
       fail("dist.shard = \"full\": this model has no decoder blocks to gather one at a time; use dist.shard = \"gradients\"");
   }
   if (sharded_start) {
-    std::vector<torch::Tensor> in_blocks;
-    std::set<const c10::TensorImpl*> in_a_block;
+    std::set<const c10::TensorImpl*> in_blocks;
     for (size_t k = 0; k < params.size(); ++k)
-      if (blocks.at(k) >= 0) in_blocks.push_back(params[k]), in_a_block.insert(params[k].unsafeGetTensorImpl());
+      if (blocks.at(k) >= 0) in_blocks.insert(params[k].unsafeGetTensorImpl());
     // The parameters outside the blocks are held whole: given their values now.
     if (deferred)
       for (auto& item : task->model().named_parameters())
-        if (deferred->deferred(item.key()) && !in_a_block.count(item.value().unsafeGetTensorImpl()))
+        if (deferred->deferred(item.key()) && !in_blocks.count(item.value().unsafeGetTensorImpl()))
           fill_deferred(*deferred, item.key(), item.value(), config, start);
     move_all_but(task->model(), in_blocks, plan.device);
   }
@@ -585,14 +582,14 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   if (deferred) {
     grad_sync.shard_params([&](const std::string& name, const torch::Tensor& p) { fill_deferred(*deferred, name, p, config, start); });
     deferred->done();
-#if defined(__GLIBC__)
-    // Each block was filled, packed and let go on the host: glibc's heap would keep those freed
-    // blocks resident through training; they go back to the system.
-    malloc_trim(0);
-#endif
   } else {
     grad_sync.shard_params();
   }
+#if defined(__GLIBC__)
+  // A sharded start let go of each block on the host once packed (filled first, where built in
+  // pieces): glibc's heap would keep those freed blocks resident through training.
+  if (sharded_start) malloc_trim(0);
+#endif
   // train.param_dtype = "bf16": the weights compute in bf16 from here on, their fp32 masters in the optimizer.
   if (param_dtype != torch::kFloat) optimizer.compute_in(param_dtype);
   struct BlockHooksOff {  // the hooks refer to grad_sync: they go before it does
