@@ -9,6 +9,7 @@
 
 #include "lofi/dist/device.h"
 #include "lofi/kernels/cross_entropy.h"
+#include "lofi/kernels/linear_relu.h"
 #include "lofi/kernels/rotary.h"
 #include "lofi/kernels/swiglu.h"
 #include "lofi/model/blocks.h"
@@ -279,12 +280,56 @@ void expect_swiglu_matches(const torch::Device& device) {
   EXPECT_NE(e.find("swiglu: gate and up must match"), std::string::npos) << e;
 }
 
+void expect_linear_relu_matches(const torch::Device& device) {
+  torch::manual_seed(8);
+  for (bool in_out : {false, true}) {  // Linear's (out, in) weight and GPT-2 Conv1D's (in, out)
+    for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+      const auto options = torch::TensorOptions(device).dtype(dtype);
+      const torch::Tensor x = torch::randn({2, 5, 12}, options);  // (B, T, in): 12 -> 9
+      const torch::Tensor w = in_out ? torch::randn({12, 9}, options) : torch::randn({9, 12}, options);
+      const torch::Tensor b = torch::randn({9}, options);
+      const std::string what = std::string("linear_relu ") + c10::toString(dtype) + (in_out ? " (in, out)" : " (out, in)");
+      expect_same_with_grads([&](auto& in) { return kernels::linear_relu(in[0], in[1], in[2], in_out); },
+                             [&](auto& in) { return kernels::linear_relu_reference(in[0], in[1], in[2], in_out); },
+                             {x, w, b}, what);
+      // About half the outputs cut by the ReLU, so its mask is what the comparison above held.
+      const torch::Tensor y = kernels::linear_relu(x, w, b, in_out);
+      EXPECT_GT(y.eq(0).sum().item<int64_t>(), 10) << what;
+      EXPECT_GT(y.gt(0).sum().item<int64_t>(), 10) << what;
+    }
+  }
+  // A frozen weight and bias (a LoRA base): only X's gradient, the same as the composite's.
+  const torch::Tensor w = torch::randn({9, 12}, device), b = torch::randn({9}, device);
+  torch::Tensor x = torch::randn({7, 12}, device).requires_grad_(true), xr = x.detach().clone().requires_grad_(true);
+  (kernels::linear_relu(x, w, b) * torch::arange(9, x.options())).sum().backward();
+  (kernels::linear_relu_reference(xr, w, b) * torch::arange(9, x.options())).sum().backward();
+  EXPECT_LE(max_diff(x.grad(), xr.grad()), 1e-5);
+  EXPECT_FALSE(w.grad().defined());
+  // Under bf16 autocast, fp32 leaves: the product in bf16 as linear's is, gradients in fp32.
+  {
+    dist::PrecisionGuard bf16(device, "bf16");
+    const torch::Tensor xa = torch::randn({3, 4, 12}, device);
+    expect_same_with_grads([&](auto& in) { return kernels::linear_relu(in[0], in[1], in[2]); },
+                           [&](auto& in) { return kernels::linear_relu_reference(in[0], in[1], in[2]); },
+                           {xa, w, b}, "linear_relu under bf16 autocast");
+    EXPECT_EQ(kernels::linear_relu(xa, w, b).scalar_type(), torch::kBFloat16);
+  }
+  const std::string e = test::error_of([&] { kernels::linear_relu(torch::randn({3, 11}, device), w, b); });
+  EXPECT_NE(e.find("linear_relu: expected x (..., 12) and bias (9)"), std::string::npos) << e;
+}
+
+TEST(FusedLinearRelu, EqualsTheComposite) { expect_linear_relu_matches(torch::kCPU); }
 TEST(FusedRotary, EqualsTheComposite) { expect_rotary_matches(torch::kCPU); }
 TEST(FusedSwiglu, EqualsTheComposite) { expect_swiglu_matches(torch::kCPU); }
 
 TEST(CudaKernels, FusedRotaryEqualsTheComposite) {
   if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
   expect_rotary_matches(torch::Device(torch::kCUDA, 0));
+}
+
+TEST(CudaKernels, FusedLinearReluEqualsTheComposite) {
+  if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  expect_linear_relu_matches(torch::Device(torch::kCUDA, 0));
 }
 
 TEST(CudaKernels, FusedSwigluEqualsTheCompositeAndHoldsLess) {

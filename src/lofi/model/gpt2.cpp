@@ -31,7 +31,7 @@ Gpt2MlpImpl::Gpt2MlpImpl(const LmConfig& c) : activation(c.activation), dropout(
 }
 
 torch::Tensor Gpt2MlpImpl::forward(const torch::Tensor& x) {
-  return maybe_dropout(c_proj(activate(c_fc(x), activation)), dropout, is_training());
+  return maybe_dropout(c_proj(c_fc->forward_activated(x, activation)), dropout, is_training());
 }
 
 Gpt2BlockImpl::Gpt2BlockImpl(const LmConfig& c) {

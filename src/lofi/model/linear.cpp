@@ -5,6 +5,8 @@
 #include <cmath>
 
 #include "lofi/error.h"
+#include "lofi/kernels/linear_relu.h"
+#include "lofi/model/blocks.h"
 #include "lofi/model/deferred_weights.h"
 
 namespace lofi::model {
@@ -30,6 +32,14 @@ torch::Tensor AdaptableLinearImpl::forward(const torch::Tensor& x) {
   h = lora_dropout > 0 && is_training() ? torch::dropout(h, lora_dropout, true) : h;
   torch::Tensor delta = lora_B(lora_A(h)) * lora_scaling;
   return y + delta.to(y.scalar_type());
+}
+
+torch::Tensor AdaptableLinearImpl::forward_activated(const torch::Tensor& x, const std::string& activation) {
+  // With an adapter its delta joins the product before the activation; a base in another dtype
+  // than X outside autocast takes forward's casts.
+  if (activation == "relu" && !has_lora() && bias.defined() && !needs_cast(x, weight))
+    return kernels::linear_relu(x, weight, bias, fan_in_fan_out());
+  return activate(forward(x), activation);
 }
 
 void AdaptableLinearImpl::attach_lora(int64_t rank, double scaling, double dropout) {

@@ -10,12 +10,16 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <string>
 
 namespace lofi::model {
 
 struct AdaptableLinearImpl : torch::nn::Module {
   // (..., in) -> (..., out): the base product, plus the adapter's when one is attached.
   torch::Tensor forward(const torch::Tensor& x);
+  // ACTIVATION (model/blocks.h's names) of forward(x). ReLU after a biased product without an
+  // adapter is one fused product (kernels/linear_relu.h); anything else is the two steps.
+  torch::Tensor forward_activated(const torch::Tensor& x, const std::string& activation);
 
   virtual int64_t in_features() const = 0;
   virtual int64_t out_features() const = 0;

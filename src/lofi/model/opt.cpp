@@ -38,7 +38,7 @@ torch::Tensor OptDecoderLayerImpl::forward(torch::Tensor x, const torch::Tensor&
   torch::Tensor h = self_attn(norm_before ? self_attn_layer_norm(x) : x, mask);
   x = x + maybe_dropout(h, dropout, is_training());
   if (!norm_before) x = self_attn_layer_norm(x);
-  h = activate(fc1(norm_before ? final_layer_norm(x) : x), activation);
+  h = fc1->forward_activated(norm_before ? final_layer_norm(x) : x, activation);
   x = x + maybe_dropout(fc2(h), dropout, is_training());
   return norm_before ? x : final_layer_norm(x);
 }
