@@ -389,5 +389,28 @@ TEST(DevicePlan, EveryMachineShapeGetsAPlanThatWorks) {
             std::string::npos);
 }
 
+// to_device copies on a side stream while the compute stream is still busy with earlier work. Each
+// batch is used on the compute stream after a long queued product and then dropped by the host at
+// once; were its device memory not marked as used by the compute stream, the next batch's copy
+// (on the side stream) could overwrite it before that use ran, and the sum would come out wrong.
+TEST(CudaDevice, BatchesCopiedAheadArriveWholeAndAreNotOverwrittenBeforeUse) {
+  if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  const torch::Device gpu(torch::kCUDA, 0);
+  const torch::Tensor big = torch::randn({4096, 4096}, gpu);
+  torch::Tensor total = torch::zeros({}, torch::TensorOptions(gpu).dtype(torch::kDouble));
+  const int64_t n = int64_t{1} << 20;
+  double want = 0;
+  for (int i = 0; i < 24; ++i) {
+    torch::Tensor busy = big.mm(big);  // queued work the copy need not wait behind
+    const torch::Tensor batch = dist::to_device(torch::full({n}, static_cast<double>(i), torch::kDouble), gpu);
+    total += batch.sum() + busy.sum() * 0;
+    want += static_cast<double>(i) * static_cast<double>(n);
+  }
+  EXPECT_EQ(total.item<double>(), want);
+  // A host tensor that is not pinned, and one of another dtype, arrive as they were.
+  const torch::Tensor ids = torch::arange(1000, torch::kLong);
+  EXPECT_TRUE(torch::equal(dist::to_device(ids, gpu).cpu(), ids));
+}
+
 }  // namespace
 }  // namespace lofi

@@ -4,10 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
 #include "lofi/io/atomic_file.h"
+#include "lofi/io/temporaries.h"
 #include "test_util.h"
 
 namespace lofi::run {
@@ -129,6 +132,31 @@ TEST(RunDir, FreshStartRefusesARunAndOverwriteRemovesIt) {
   EXPECT_TRUE(fs::exists(dir + "/retired/averaging-check.json"));
   EXPECT_EQ(fs::file_size(dir + "/retired/merged.safetensors"), 1u);  // this resume's ("x"), not the older one
   prepare_run_root(run, StartMode::resume);  // nothing left to retire: fine
+}
+
+// Temporaries NAME.tmp-PID of writers that died go; those of live writers (this process, pid 1),
+// other names' (when a name is given), and names that only look alike stay. Pid 4194304 is above
+// any Linux pid.
+TEST(RunDir, DeadWritersTemporariesGoAndNothingElse) {
+  const std::string dir = test::scratch_dir();
+  const std::string me = std::to_string(::getpid());
+  const std::vector<std::string> kept = {"a.tmp-" + me, "a.tmp-1", "a.tmp-99999999999999999999", "a.tmp-12x",
+                                         ".tmp-4194304", "a.tmp-", "a.safetensors"};
+  for (const auto& name : kept) touch(dir + "/" + name);
+  touch(dir + "/a.tmp-4194304");
+  touch(dir + "/b.tmp-4194304");
+  fs::create_directories(dir + "/c-hf.tmp-4194304/inner");  // a staged directory, with what is in it
+  touch(dir + "/c-hf.tmp-4194304/inner/x");
+  io::remove_dead_temporaries(dir, "a");
+  EXPECT_FALSE(fs::exists(dir + "/a.tmp-4194304"));
+  EXPECT_TRUE(fs::exists(dir + "/b.tmp-4194304")) << "another name's";
+  EXPECT_TRUE(fs::exists(dir + "/c-hf.tmp-4194304"));
+  io::remove_dead_temporaries(dir);
+  EXPECT_FALSE(fs::exists(dir + "/b.tmp-4194304"));
+  EXPECT_FALSE(fs::exists(dir + "/c-hf.tmp-4194304"));
+  for (const auto& name : kept) EXPECT_TRUE(fs::exists(dir + "/" + name)) << name;
+  io::remove_dead_writers_temporaries(dir + "/a.tmp-4194304");  // an output of that name: nothing of its own
+  for (const auto& name : kept) EXPECT_TRUE(fs::exists(dir + "/" + name)) << name;
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 
 #if LOFI_WITH_CUDA
 #include <ATen/cuda/CUDAContextLight.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <cuda_runtime_api.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -16,6 +18,29 @@
 namespace lofi::dist {
 
 #if LOFI_WITH_CUDA
+
+// The copy runs on a side stream, so it starts at once instead of behind the compute the host has
+// already queued (the host runs ahead of the GPU: nothing in a step waits for it); the compute
+// stream waits for it only where the caller's next kernel needs the data. The device memory is
+// marked used by the compute stream, so the caching allocator does not hand it out again before
+// that stream is done with it; the pinned host memory is kept by the host allocator until the
+// copy's stream has passed it.
+torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) {
+  if (!device.is_cuda()) return host.to(device);
+  const torch::Tensor pinned = host.is_pinned() ? host : host.pin_memory();
+  const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(device.index());
+  const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+  torch::Tensor out;
+  {
+    c10::cuda::CUDAStreamGuard on_side(side);
+    out = pinned.to(device, /*non_blocking=*/true);
+  }
+  at::cuda::CUDAEvent copied;
+  copied.record(side);
+  copied.block(compute);
+  if (out.storage().data_ptr().get() != nullptr) c10::cuda::CUDACachingAllocator::recordStream(out.storage().data_ptr(), compute);
+  return out;
+}
 
 int cuda_capability_major(int index) { return at::cuda::getDeviceProperties(static_cast<c10::DeviceIndex>(index))->major; }
 
@@ -58,6 +83,8 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d:
 }
 
 #else
+
+torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) { return host.to(device); }
 
 int cuda_capability_major(int) { return 0; }
 std::string cuda_runtime_version() { return ""; }

@@ -118,11 +118,6 @@ PrecisionGuard::~PrecisionGuard() {
   at::autocast::set_autocast_dtype(type_, was_dtype_);
 }
 
-torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) {
-  if (!device.is_cuda()) return host.to(device);
-  return (host.is_pinned() ? host : host.pin_memory()).to(device, /*non_blocking=*/true);
-}
-
 torch::Device module_device(const torch::nn::Module& module) {
   for (const auto& p : module.parameters()) return p.device();
   return torch::kCPU;

@@ -101,16 +101,15 @@ void stop_gracefully_on_signals() {
 
 int stop_requested() { return g_stop_signal.load(); }
 
-void remove_dead_writers_temporaries(const std::string& output) {
+void remove_dead_temporaries(const std::string& dir, const std::string& name) {
   namespace fs = std::filesystem;
-  const fs::path out(output);
-  const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
-  const std::string prefix = out.filename().string() + ".tmp-";
+  static const std::string kMark = ".tmp-";
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::string digits = name.substr(prefix.size());
+  for (const auto& entry : fs::directory_iterator(dir.empty() ? "." : dir, ec)) {
+    const std::string file = entry.path().filename().string();
+    const size_t mark = file.rfind(kMark);
+    if (mark == std::string::npos || mark == 0 || (!name.empty() && file.compare(0, mark, name) != 0)) continue;
+    const std::string digits = file.substr(mark + kMark.size());
     if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
     const long pid = std::stol(digits);
     if (pid == ::getpid() || process_alive(pid)) continue;
@@ -118,6 +117,11 @@ void remove_dead_writers_temporaries(const std::string& output) {
     fs::remove_all(entry.path(), removed);
     if (!removed) std::printf("removed %s, left by a writer that died (pid %ld)\n", entry.path().c_str(), pid);
   }
+}
+
+void remove_dead_writers_temporaries(const std::string& output) {
+  const std::filesystem::path out(output);
+  remove_dead_temporaries(out.parent_path().string(), out.filename().string());
 }
 
 }  // namespace lofi::io

@@ -20,8 +20,10 @@ void remove_temporaries_on_signals();
 void stop_gracefully_on_signals();
 int stop_requested();
 
-// Removes OUTPUT.tmp-PID beside OUTPUT for each PID that is no live process here (a writer
-// killed before it could clean up), saying so in one line each.
+// Removes each NAME.tmp-PID in DIR (with NAME given, that name's only) whose PID is no live
+// process here (a writer killed before it could clean up), saying so in one line each.
+void remove_dead_temporaries(const std::string& dir, const std::string& name = "");
+// The same for OUTPUT's own: OUTPUT.tmp-PID beside OUTPUT.
 void remove_dead_writers_temporaries(const std::string& output);
 
 }  // namespace lofi::io

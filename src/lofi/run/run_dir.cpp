@@ -16,6 +16,7 @@
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/process.h"
+#include "lofi/io/temporaries.h"
 
 namespace lofi::run {
 namespace fs = std::filesystem;
@@ -188,8 +189,8 @@ NodeDirLock::~NodeDirLock() {
 
 void prepare_node_dir(const NodeDir& node, StartMode mode) {
   const std::string& node_dir = node.path();
-  remove_litter(node_dir);
-  remove_litter(node.checkpoint_dir());
+  io::remove_dead_temporaries(node_dir);
+  io::remove_dead_temporaries(node.checkpoint_dir());
   std::vector<std::string> names;  // the files of a run, by name within the node directory
   for (const auto& path : {node.final_weights(), node.final_hf(), node.checkpoint_dir(), node.metrics(), node.status()})
     names.push_back(fs::path(path).filename().string());
@@ -203,26 +204,11 @@ void prepare_node_dir(const NodeDir& node, StartMode mode) {
 
 void prepare_run_root(const RunDir& run, StartMode mode) {
   io::make_dirs(run.path());
-  remove_litter(run.path());
+  io::remove_dead_temporaries(run.path());
   std::vector<std::string> names;
   for (const auto& path : {run.merged(), run.merged_hf(), run.averaging_check()}) names.push_back(fs::path(path).filename().string());
   settle(run.path(), names, mode);
   if (mode == StartMode::resume) retire(run.path(), names);
-}
-
-void remove_litter(const std::string& dir) {
-  static const std::regex temporary(".*\\.tmp-([0-9]+)");
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    std::smatch m;
-    const std::string name = entry.path().filename().string();
-    if (!std::regex_match(name, m, temporary)) continue;
-    const long pid = std::stol(m[1].str());
-    if (pid == ::getpid() || io::process_alive(pid)) continue;
-    std::error_code removed;
-    fs::remove_all(entry.path(), removed);
-    if (!removed) std::printf("removed %s, left by a writer that died (pid %ld)\n", entry.path().c_str(), pid);
-  }
 }
 
 }  // namespace lofi::run

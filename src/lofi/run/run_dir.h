@@ -103,8 +103,5 @@ void prepare_node_dir(const NodeDir& node, StartMode mode);
 // The same for RUN's own files (the merge, merged-hf, the averaging check; --resume moves them to
 // RUN/retired/), by rank 0 of a whole job.
 void prepare_run_root(const RunDir& run, StartMode mode);
-// Removes DIR/*.tmp-PID (files and staged directories) left by writers that died: PID is not a
-// live process here, and not this one.
-void remove_litter(const std::string& dir);
 
 }  // namespace lofi::run
