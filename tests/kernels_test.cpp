@@ -270,9 +270,14 @@ void expect_swiglu_matches(const torch::Device& device) {
       // Gates well into both tails of the sigmoid, and zero.
       torch::Tensor gate = torch::randn({4, 7, 33}, options) * 4, up = torch::randn({4, 7, 33}, options);
       gate.view({-1})[0] = 0;
+      const std::string what = std::string("swiglu ") + c10::toString(dtype) + " at offset " + std::to_string(offset);
       expect_same_with_grads([&](auto& in) { return kernels::swiglu(place(in[0]), place(in[1])); },
-                             [&](auto& in) { return kernels::swiglu_reference(place(in[0]), place(in[1])); }, {gate, up},
-                             std::string("swiglu ") + c10::toString(dtype) + " at offset " + std::to_string(offset));
+                             [&](auto& in) { return kernels::swiglu_reference(place(in[0]), place(in[1])); }, {gate, up}, what);
+      // On a CPU also the CUDA kernel's own arithmetic (fused_math.h), which the CPU path does not run.
+      if (!device.is_cuda())
+        expect_same_with_grads([&](auto& in) { return kernels::swiglu_kernel_arithmetic(place(in[0]), place(in[1])); },
+                               [&](auto& in) { return kernels::swiglu_reference(place(in[0]), place(in[1])); }, {gate, up},
+                               what + ", the kernel's arithmetic");
       EXPECT_EQ(place(gate).storage_offset(), offset);
     }
   }

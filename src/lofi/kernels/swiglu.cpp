@@ -74,17 +74,41 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
   }
 };
 
-}  // namespace
+// The CPU's: ATen's vectorised ops, keeping gate and up only (silu(gate) computed again in backward).
+struct SwigluAtenFunction : torch::autograd::Function<SwigluAtenFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& gate, const torch::Tensor& up) {
+    ctx->save_for_backward({gate, up});
+    return torch::silu(gate) * up;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &gate = saved[0], &up = saved[1];
+    const torch::Tensor dy = grad[0].to(gate.scalar_type());
+    torch::Tensor dgate, dup;
+    if (ctx->needs_input_grad(1)) dup = dy * torch::silu(gate);
+    if (ctx->needs_input_grad(0)) dgate = at::silu_backward(dy * up, gate);
+    return {dgate, dup};
+  }
+};
 
-torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up) {
+void check_inputs(const torch::Tensor& gate, const torch::Tensor& up) {
   if (gate.sizes() != up.sizes() || gate.scalar_type() != up.scalar_type() || gate.device() != up.device())
     fail("swiglu: gate and up must match in shape, dtype and device; found ", gate.sizes(), " ", gate.scalar_type(), " ",
          gate.device(), " and ", up.sizes(), " ", up.scalar_type(), " ", up.device());
-  if (gate.is_cuda() && !fused_cuda_built()) return swiglu_reference(gate, up);
-  // Half precision on the CPU: ATen's vectorised silu and product beat this scalar loop, which
-  // converts every element to fp32 and back (measured by bench/lora.sh on a bf16 base).
-  if (!gate.is_cuda() && gate.scalar_type() != torch::kFloat && gate.scalar_type() != torch::kDouble)
-    return swiglu_reference(gate, up);
+}
+
+}  // namespace
+
+torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up) {
+  check_inputs(gate, up);
+  if (!gate.is_cuda()) return SwigluAtenFunction::apply(gate, up);
+  if (!fused_cuda_built()) return swiglu_reference(gate, up);
+  return SwigluFunction::apply(gate, up);
+}
+
+torch::Tensor swiglu_kernel_arithmetic(const torch::Tensor& gate, const torch::Tensor& up) {
+  check_inputs(gate, up);
+  if (gate.is_cuda()) fail("swiglu_kernel_arithmetic: CPU tensors only; found ", gate.device());
   return SwigluFunction::apply(gate, up);
 }
 

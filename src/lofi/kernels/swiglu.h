@@ -1,8 +1,9 @@
-// SwiGLU, silu(gate) * up, the MLP of Llama, Qwen2 and Mistral, as one fused pass each way: on a
-// GPU lofi's CUDA kernel (kernels/cuda/fused.cu), on a CPU a parallel loop over the same arithmetic
-// (fused_math.h), computed in fp32 and returned in the inputs' dtype. The composite runs silu,
-// then the product, and keeps silu(gate) for the backward pass beside gate and up: one (tokens,
-// d_ff) tensor per layer more than this, which keeps only gate and up.
+// SwiGLU, silu(gate) * up, the MLP of Llama, Qwen2 and Mistral, keeping only gate and up for the
+// backward pass. The composite keeps silu(gate) beside them: one (tokens, d_ff) tensor per layer
+// more. On a GPU it is one fused pass each way, lofi's CUDA kernel (kernels/cuda/fused.cu),
+// computed in fp32 and returned in the inputs' dtype. On a CPU it runs ATen's vectorised silu,
+// product and silu_backward, computing silu(gate) again in the backward pass: a loop over the
+// kernel's scalar arithmetic was 10x slower there (bench/train.sh's Llama row, profiled).
 #pragma once
 #include <torch/torch.h>
 
@@ -10,6 +11,10 @@ namespace lofi::kernels {
 
 // GATE and UP: the same shape and dtype. Differentiable in both.
 torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up);
+
+// The CUDA kernel's arithmetic (fused_math.h) as a CPU loop, differentiable: what the CPU tests
+// hold the GPU's formulas to. CPU tensors only.
+torch::Tensor swiglu_kernel_arithmetic(const torch::Tensor& gate, const torch::Tensor& up);
 
 // The plain composite it replaces: the tests' reference.
 torch::Tensor swiglu_reference(const torch::Tensor& gate, const torch::Tensor& up);
