@@ -26,7 +26,7 @@ namespace lofi::dist {
 // that stream is done with it; the pinned host memory is kept by the host allocator until the
 // copy's stream has passed it.
 torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) {
-  if (!device.is_cuda()) return host.to(device);
+  if (!device.is_cuda() || !host.is_cpu()) return host.to(device);
   const torch::Tensor pinned = host.is_pinned() ? host : host.pin_memory();
   const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(device.index());
   const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
