@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "lofi/family/image_task.h"
 #include "lofi/family/lm_model.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/model/deferred_weights.h"
@@ -26,7 +27,7 @@ train::ModelConfig model_of(const std::vector<std::string>& sets) {
 }
 
 // The parameters DEFERRED holds, counted, then filled last to first.
-int64_t fill_in_reverse(model::CausalLmImpl& lm, model::DeferredWeights& deferred) {
+int64_t fill_in_reverse(torch::nn::Module& lm, model::DeferredWeights& deferred) {
   const auto params = lm.named_parameters();
   int64_t without_memory = 0;
   for (const auto& item : params) {
@@ -43,7 +44,7 @@ int64_t fill_in_reverse(model::CausalLmImpl& lm, model::DeferredWeights& deferre
   return without_memory;
 }
 
-void expect_same_weights(model::CausalLmImpl& a, model::CausalLmImpl& b) {
+void expect_same_weights(torch::nn::Module& a, torch::nn::Module& b) {
   const io::NamedTensors wa = model::module_weights(a), wb = model::module_weights(b);
   ASSERT_EQ(wa.size(), wb.size());
   for (size_t i = 0; i < wa.size(); ++i) {
@@ -72,8 +73,9 @@ TEST(DeferredWeights, ASeededModelBuiltInPiecesEqualsTheOrdinaryBuild) {
     // Every weight of the blocks is made without memory (LayerNorm's are torch's own, made whole).
     for (const auto& block : pieces->decoder_blocks()->children())
       for (const auto& item : block->named_parameters())
-        if (item.key().find("layer_norm") == std::string::npos && item.key().find("ln_") == std::string::npos)
+        if (item.key().find("layer_norm") == std::string::npos && item.key().find("ln_") == std::string::npos) {
           EXPECT_TRUE(item.value().is_meta()) << item.key();
+        }
     EXPECT_GT(fill_in_reverse(*pieces, deferred), 0);
     expect_same_weights(*whole, *pieces);
   }
@@ -114,6 +116,45 @@ TEST(DeferredWeights, ModelInitBuiltInPiecesEqualsTheOrdinaryLoad) {
     EXPECT_NE(std::string(e.what()).find("model.layers.0.self_attn.q_proj.weight"), std::string::npos) << e.what();
   }
   EXPECT_THROW(model::load_module_weights(*partial, io::SafetensorsFile(second)), std::exception);
+}
+
+// A ViT (the demo preset) built in pieces: seeded, and from a checkpoint whose head has other
+// classes, so the new head is drawn after the load, where the random stream must stand as an
+// ordinary build leaves it.
+TEST(DeferredWeights, AVitBuiltInPiecesEqualsTheOrdinaryBuild) {
+  train::ModelConfig c;  // the demo ViT
+  model::Vit whole = family::make_vit(c, 10, 7);
+  const torch::Tensor after_whole = torch::rand({4});
+  model::DeferredWeights deferred;
+  model::Vit pieces = family::make_vit(c, 10, 7, nullptr, nullptr, &deferred);
+  EXPECT_TRUE(torch::equal(torch::rand({4}), after_whole));
+  // The blocks' linear layers are made without memory (their LayerNorms, torch's own, whole).
+  int64_t linear = 0;
+  for (const auto& item : pieces->blocks->named_parameters())
+    if (item.key().find(".attn.") != std::string::npos || item.key().find(".mlp.") != std::string::npos) {
+      EXPECT_TRUE(item.value().is_meta()) << item.key();
+      ++linear;
+    }
+  EXPECT_GT(linear, 0);
+  EXPECT_EQ(fill_in_reverse(*pieces, deferred), linear);
+  expect_same_weights(*whole, *pieces);
+
+  const std::string path = test::scratch_dir() + "/pretrained.safetensors";
+  io::save_safetensors(path, model::module_weights(*family::make_vit(c, 5, 3)));
+  c.init = path;
+  bool new_head = false;
+  model::Vit loaded_whole = family::make_vit(c, 10, 7, nullptr, &new_head);
+  EXPECT_TRUE(new_head);
+  model::DeferredWeights from_file;
+  model::Vit loaded = family::make_vit(c, 10, 7, nullptr, nullptr, &from_file);
+  EXPECT_EQ(fill_in_reverse(*loaded, from_file), linear);
+  expect_same_weights(*loaded_whole, *loaded);
+  // The blocks hold the checkpoint's values, not the seeded init's.
+  for (const auto& [name, t] : io::SafetensorsFile(path).load_all())
+    if (name == "blocks.0.attn.qkv.weight") {
+      EXPECT_TRUE(torch::equal(loaded->named_parameters()[name], t));
+      EXPECT_FALSE(torch::equal(pieces->named_parameters()[name], t));
+    }
 }
 
 // Built in pieces, the host still makes the parameters outside the blocks whole: a shape whose

@@ -58,6 +58,18 @@ TEST(DistVision, FullyShardedNodeTrainsLikeTheUnshardedNode) {
   EXPECT_GT(diff, 0.0);
   EXPECT_LT(diff, 12 * train::Config{}.train.lr);
   EXPECT_NEAR(test::last_metrics(dir + "/bf16/node-00")["val_loss"].get<double>(), a["val_loss"].get<double>(), 0.05 * a["val_loss"].get<double>());
+  // From a pretrained ViT whose head has other classes (16 against 10): built in pieces, the
+  // blocks are read from the file as they are filled and the new head is drawn as an ordinary
+  // build draws it, so the node trains to the unsharded node's weights.
+  auto pre = run_lofi("train --set model.arch=vit --set model.preset=vit_test_patch8_32 --set data.train=" + images +
+                      "/pretrain-train --set run.dir=" + dir + "/pre --set train.steps=2 --set train.batch_size=8 --quiet");
+  ASSERT_EQ(pre.status, 0) << pre.output;
+  const std::string init = " --set model.init=" + dir + "/pre/node-00/final.safetensors";
+  auto whole_init = run_lofi("launch --workers 2 -- train " + vit_flags(images, dir + "/none-init") + init);
+  ASSERT_EQ(whole_init.status, 0) << whole_init.output;
+  auto full_init = run_lofi("launch --workers 2 -- train " + vit_flags(images, dir + "/full-init") + init + " --set dist.shard=full");
+  ASSERT_EQ(full_init.status, 0) << full_init.output;
+  EXPECT_LE(test::max_abs_diff(dir + "/none-init/node-00/final.safetensors", dir + "/full-init/node-00/final.safetensors"), 1e-6);
 }
 
 // LP-FT: the linear probe fits the new head alone, and every node fits the same one, so lo-fi's

@@ -27,9 +27,10 @@ model::VitConfig vit_config(const train::ModelConfig& config, int64_t num_classe
 }
 
 model::Vit make_vit(const train::ModelConfig& config, int64_t num_classes, uint64_t seed, std::vector<std::string>* notices,
-                    bool* head_reinitialised) {
+                    bool* head_reinitialised, model::DeferredWeights* deferred) {
   // A LoRA adapter: its base, then the adapter (and its saved modules, the head) attached.
   if (!config.init.empty() && io::is_lora_adapter(config.init)) {
+    if (deferred) fail("internal: a LoRA adapter's base is not built in pieces");
     const io::LoraAdapter adapter = io::read_lora_adapter(config.init);
     train::ModelConfig base = config;
     base.init = adapter_base(adapter);
@@ -38,11 +39,17 @@ model::Vit make_vit(const train::ModelConfig& config, int64_t num_classes, uint6
     return vit;
   }
   torch::manual_seed(seed);
-  model::Vit vit(vit_config(config, num_classes));
+  // Built in pieces, the draws are kept whatever model.init holds: a new head drawn after the
+  // checkpoint's load must get what an ordinary build gives it.
+  std::optional<model::MetaParameters> meta;
+  if (deferred) meta.emplace(/*keep_draws=*/true);
+  model::Vit vit(vit_config(config, num_classes), deferred);
   if (head_reinitialised) *head_reinitialised = false;
   if (!config.init.empty()) {
-    std::vector<std::string> adapted = model::load_vit_checkpoint(vit, io::SafetensorsFile(config.init), head_reinitialised);
+    auto file = std::make_shared<const io::SafetensorsFile>(config.init);
+    std::vector<std::string> adapted = model::load_vit_checkpoint(vit, *file, head_reinitialised, deferred);
     if (notices) *notices = adapted;
+    if (deferred) deferred->keep(std::move(file));
   }
   return vit;
 }
@@ -93,7 +100,10 @@ ImageTask::ImageTask(const train::Config& config, const dist::Topology& topo, ui
     val_ = std::make_unique<data::ImageFolder>(config.data.val, classes);
   }
   std::vector<std::string> notices;
-  model_ = make_vit(config.model, static_cast<int64_t>(classes.size()), init_seed, &notices, &head_is_new_);
+  // Fully sharded, a full fine-tune is built in pieces (an adapter's base is not sharded).
+  if (train::starts_sharded(config, topo) && !config.lora.enabled() && !io::is_lora_adapter(config.model.init))
+    deferred_ = std::make_unique<model::DeferredWeights>();
+  model_ = make_vit(config.model, static_cast<int64_t>(classes.size()), init_seed, &notices, &head_is_new_, deferred_.get());
   std::string lora_line;
   lora_ = attach_lora(*model_, config, /*record_checksum=*/topo.node_rank == 0, &lora_line);
   if (!lora_line.empty()) notices.push_back(lora_line);

@@ -17,8 +17,11 @@ namespace lofi::family {
 // when set (a timm checkpoint: the head is re-initialised when its classes differ, position
 // embeddings are resampled when the image size differs; NOTICES receives what was adapted, and
 // HEAD_REINITIALISED whether the head is new rather than model.init's).
+// DEFERRED (a fully sharded full fine-tune): the blocks' linear layers built in pieces, their
+// values (seeded init or model.init's tensors) left to it (model/deferred_weights.h).
 model::Vit make_vit(const train::ModelConfig& config, int64_t num_classes, uint64_t seed,
-                    std::vector<std::string>* notices = nullptr, bool* head_reinitialised = nullptr);
+                    std::vector<std::string>* notices = nullptr, bool* head_reinitialised = nullptr,
+                    model::DeferredWeights* deferred = nullptr);
 model::VitConfig vit_config(const train::ModelConfig& config, int64_t num_classes);
 // The augmentation of CONFIG.images for a model of IMAGE_SIZE pixels.
 data::AugmentConfig augment_config(const train::Config& config, int64_t image_size);
@@ -42,6 +45,7 @@ class ImageTask : public train::Task {
     return model::blocks_of(model_->blocks, params);
   }
   void set_block_hooks(model::BlockHooks hooks) override { model_->block_hooks = std::move(hooks); }
+  model::DeferredWeights* deferred_weights() override { return deferred_.get(); }
 
  private:
   void start_loader(int64_t first_step, int64_t node_batch);
@@ -51,6 +55,7 @@ class ImageTask : public train::Task {
   data::ImageFolder train_;
   std::unique_ptr<data::ImageFolder> val_;
   data::AugmentConfig augment_;
+  std::unique_ptr<model::DeferredWeights> deferred_;  // a fully sharded start's blocks, until the trainer fills them
   model::Vit model_{nullptr};
   LoraRun lora_;
   std::unique_ptr<data::ImageLoader> loader_;

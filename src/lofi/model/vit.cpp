@@ -24,6 +24,18 @@ void init_linear(torch::Tensor& weight, torch::Tensor& bias) {
 }
 void init_linear(nn::LinearImpl& linear) { init_linear(linear.weight, linear.bias); }
 
+// Built in pieces: LINEAR's weight (named NAME.weight) keeps the random stream as it stands for
+// the trainer's fill, and the default stream moves on as the ordinary init's draws move it (into
+// scratch memory), so everything drawn after gets what an ordinary build gives; the bias is zero.
+void defer_init_linear(AdaptableLinearImpl& linear, const std::string& name, DeferredWeights* deferred) {
+  if (!deferred) fail("internal: parameter '", name, ".weight' has no memory to initialise");
+  at::Generator stream = at::detail::getDefaultCPUGenerator().clone();
+  trunc_normal_(MetaParameters::scratch(linear.weight.sizes(), linear.weight.scalar_type()), 0.02);
+  deferred->defer(linear.weight, name + ".weight",
+                  [stream](const torch::Tensor& into) { trunc_normal_(into, 0.02, 0.0, -2.0, 2.0, stream); });
+  if (linear.bias.defined()) deferred->defer(linear.bias, name + ".bias", [](const torch::Tensor& into) { into.zero_(); });
+}
+
 // register_module the first time, replace_module after (reset_classifier on a built model).
 template <typename Holder>
 Holder set_module(torch::nn::Module& parent, const std::string& name, Holder module) {
@@ -141,11 +153,11 @@ torch::Tensor drop_path(const torch::Tensor& x, double p, bool training) {
   return x * mask;
 }
 
-void trunc_normal_(torch::Tensor t, double std, double mean, double a, double b) {
+void trunc_normal_(torch::Tensor t, double std, double mean, double a, double b, std::optional<at::Generator> generator) {
   torch::NoGradGuard no_grad;
   auto cdf = [](double x) { return (1.0 + std::erf(x / std::sqrt(2.0))) / 2.0; };
   const double lo = cdf((a - mean) / std), hi = cdf((b - mean) / std);
-  t.uniform_(2 * lo - 1, 2 * hi - 1).erfinv_().mul_(std * std::sqrt(2.0)).add_(mean).clamp_(a, b);
+  t.uniform_(2 * lo - 1, 2 * hi - 1, generator).erfinv_().mul_(std * std::sqrt(2.0)).add_(mean).clamp_(a, b);
 }
 
 LayerScaleImpl::LayerScaleImpl(int64_t dim, double init_values) {
@@ -219,7 +231,7 @@ torch::Tensor VitBlockImpl::forward(torch::Tensor x) {
   return x + h;
 }
 
-VitImpl::VitImpl(const VitConfig& c) : config(c) {
+VitImpl::VitImpl(const VitConfig& c, DeferredWeights* deferred) : config(c) {
   validate_vit_config(c);
   const int64_t C = c.embed_dim;
   patch_embed = register_module("patch_embed", PatchEmbed(c));
@@ -231,7 +243,7 @@ VitImpl::VitImpl(const VitConfig& c) : config(c) {
   if (c.global_pool == "avg") fc_norm = register_module("fc_norm", layer_norm(C));
   else norm = register_module("norm", layer_norm(C));
   reset_classifier();
-  init_weights();
+  init_weights(deferred);
 }
 
 void VitImpl::reset_classifier() {
@@ -243,15 +255,18 @@ void VitImpl::reset_classifier() {
   }
 }
 
-void VitImpl::init_weights() {
+void VitImpl::init_weights(DeferredWeights* deferred) {
   torch::NoGradGuard no_grad;
   trunc_normal_(pos_embed, 0.02);
   if (cls_token.defined()) cls_token.normal_(0.0, 1e-6);
   if (dist_token.defined()) trunc_normal_(dist_token, 0.02);
-  for (auto& module : modules(/*include_self=*/false)) {
+  for (const auto& item : named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
+    const std::shared_ptr<torch::nn::Module>& module = item.value();
     if (auto* linear = module->as<nn::Linear>()) init_linear(*linear);
-    else if (auto* block_linear = module->as<Linear>()) init_linear(block_linear->weight, block_linear->bias);
-    else if (auto* ls = module->as<LayerScale>()) ls->gamma.fill_(config.init_values);
+    else if (auto* block_linear = module->as<Linear>()) {
+      if (block_linear->weight.is_meta()) defer_init_linear(*block_linear, item.key(), deferred);
+      else init_linear(block_linear->weight, block_linear->bias);
+    } else if (auto* ls = module->as<LayerScale>()) ls->gamma.fill_(config.init_values);
     else if (auto* ln = module->as<nn::LayerNorm>()) ln->reset_parameters();
   }
 }

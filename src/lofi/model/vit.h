@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lofi/model/block_runner.h"
+#include "lofi/model/deferred_weights.h"
 #include "lofi/model/linear.h"
 
 namespace lofi::model {
@@ -59,7 +60,9 @@ std::vector<double> vit_drop_path_rates(const VitConfig& c);
 torch::Tensor drop_path(const torch::Tensor& x, double p, bool training);
 
 // timm's trunc_normal_: normal(MEAN, STD) truncated to [A, B] (absolute bounds), by inverse CDF.
-void trunc_normal_(torch::Tensor t, double std, double mean = 0.0, double a = -2.0, double b = 2.0);
+// From GENERATOR where given, else the default stream.
+void trunc_normal_(torch::Tensor t, double std, double mean = 0.0, double a = -2.0, double b = 2.0,
+                   std::optional<at::Generator> generator = std::nullopt);
 
 struct DropPathImpl : torch::nn::Module {
   explicit DropPathImpl(double p) : drop_prob(p) {}
@@ -116,7 +119,10 @@ struct VitBlockImpl : torch::nn::Module {
 TORCH_MODULE(VitBlock);
 
 struct VitImpl : torch::nn::Module {
-  explicit VitImpl(const VitConfig& c);  // validates C, initialises as timm
+  // Validates C, initialises as timm. Inside a MetaParameters scope (a fully sharded start built
+  // in pieces) the blocks' linear layers are made on the meta device and their init left to
+  // DEFERRED, each with the draws an ordinary build gives it.
+  explicit VitImpl(const VitConfig& c, DeferredWeights* deferred = nullptr);
   torch::Tensor forward(const torch::Tensor& images);  // (B, in_chans, H, W) float -> logits (B, num_classes)
   torch::Tensor forward_features(const torch::Tensor& images);  // -> normed tokens (B, T, C)
   torch::Tensor forward_head(const torch::Tensor& tokens);      // (B, T, C) -> logits (B, num_classes)
@@ -125,8 +131,8 @@ struct VitImpl : torch::nn::Module {
 
   // timm's init: pos_embed and dist_token trunc_normal(.02), cls_token normal(1e-6), Linear
   // weights trunc_normal(.02) with zero biases, LayerNorm ones/zeros, layer scale init_values;
-  // the patch convolution keeps PyTorch's default.
-  void init_weights();
+  // the patch convolution keeps PyTorch's default. Weights on the meta device go to DEFERRED.
+  void init_weights(DeferredWeights* deferred = nullptr);
   // A fresh head (and head_dist) for the configured classes, initialised as init_weights does.
   void reset_classifier();
 

@@ -75,7 +75,7 @@ torch::Tensor resample_abs_pos_embed(const torch::Tensor& posemb, std::array<int
 }
 
 std::vector<std::string> load_vit_checkpoint(Vit& model, const io::NamedTensors& tensors, const std::string& source,
-                                             bool* head_reinitialised) {
+                                             bool* head_reinitialised, DeferredWeights* deferred) {
   std::vector<std::string> notices;
   io::NamedTensors fitted = strip_common_prefix(tensors);
   const VitConfig& c = model->config;
@@ -104,14 +104,15 @@ std::vector<std::string> load_vit_checkpoint(Vit& model, const io::NamedTensors&
       if ((starts_with(name, "head.") || starts_with(name, "head_dist.")) && params.contains(name))
         t = params[name].detach();
   }
-  load_named_tensors(*model, fitted, source);
+  load_named_tensors(*model, fitted, source, {}, {}, deferred);
   return notices;
 }
 
-std::vector<std::string> load_vit_checkpoint(Vit& model, const io::SafetensorsFile& file, bool* head_reinitialised) {
+std::vector<std::string> load_vit_checkpoint(Vit& model, const io::SafetensorsFile& file, bool* head_reinitialised,
+                                             DeferredWeights* deferred) {
   io::NamedTensors views;
   for (const auto& e : file.entries()) views.emplace_back(e.name, file.view(e));
-  return load_vit_checkpoint(model, views, file.path(), head_reinitialised);
+  return load_vit_checkpoint(model, views, file.path(), head_reinitialised, deferred);
 }
 
 }  // namespace lofi::model

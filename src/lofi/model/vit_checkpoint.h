@@ -26,8 +26,11 @@ torch::Tensor resample_abs_pos_embed(const torch::Tensor& posemb, std::array<int
 //  - any other missing tensor, shape mismatch or tensor that is not a parameter is an error naming it.
 // Returns one-line notices of what was adapted (empty when the checkpoint fitted as is);
 // HEAD_REINITIALISED, when given, says whether the head was re-initialised rather than loaded.
+// Parameters on the meta device (a model built in pieces) are left to DEFERRED, reading the
+// tensors when filled: their memory (a mapped file) must live until then (DeferredWeights::keep).
 std::vector<std::string> load_vit_checkpoint(Vit& model, const io::NamedTensors& tensors, const std::string& source,
-                                             bool* head_reinitialised = nullptr);
-std::vector<std::string> load_vit_checkpoint(Vit& model, const io::SafetensorsFile& file, bool* head_reinitialised = nullptr);
+                                             bool* head_reinitialised = nullptr, DeferredWeights* deferred = nullptr);
+std::vector<std::string> load_vit_checkpoint(Vit& model, const io::SafetensorsFile& file, bool* head_reinitialised = nullptr,
+                                             DeferredWeights* deferred = nullptr);
 
 }  // namespace lofi::model

@@ -563,7 +563,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
                   "their AdamW state%s%s\n", config.dist.shard.c_str(), static_cast<long long>(topo.node_size),
                   static_cast<long long>(grad_sync.layout().owned_numel()), static_cast<long long>(total),
                   shard == dist::ShardMode::gradients ? " and gradients"
-                  : shard == dist::ShardMode::full    ? ", gradients and part of each decoder block's parameters"
+                  : shard == dist::ShardMode::full    ? ", gradients and part of each block's parameters"
                                                       : "",
                   deferred ? " (made one block at a time: no worker holds the whole model, from the start)" : "");
     }
