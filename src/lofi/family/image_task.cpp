@@ -8,6 +8,7 @@
 #include "lofi/data/sampler.h"
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
+#include "lofi/family/built_in_pieces.h"
 #include "lofi/eval/classification.h"
 #include "lofi/io/lora_adapter.h"
 #include "lofi/io/safetensors.h"
@@ -100,9 +101,7 @@ ImageTask::ImageTask(const train::Config& config, const dist::Topology& topo, ui
     val_ = std::make_unique<data::ImageFolder>(config.data.val, classes);
   }
   std::vector<std::string> notices;
-  // Fully sharded, a full fine-tune is built in pieces (an adapter's base is not sharded).
-  if (train::starts_sharded(config, topo) && !config.lora.enabled() && !io::is_lora_adapter(config.model.init))
-    deferred_ = std::make_unique<model::DeferredWeights>();
+  deferred_ = weights_built_in_pieces(config, topo);
   model_ = make_vit(config.model, static_cast<int64_t>(classes.size()), init_seed, &notices, &head_is_new_, deferred_.get());
   std::string lora_line;
   lora_ = attach_lora(*model_, config, /*record_checksum=*/topo.node_rank == 0, &lora_line);

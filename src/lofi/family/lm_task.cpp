@@ -8,6 +8,7 @@
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/eval/perplexity.h"
+#include "lofi/family/built_in_pieces.h"
 #include "lofi/family/export.h"
 #include "lofi/family/lm_model.h"
 #include "lofi/io/lora_adapter.h"
@@ -20,10 +21,7 @@ LmTaskBase::LmTaskBase(const train::Config& config, const dist::Topology& topo, 
       eval_batches_(config.train.eval_batches),
       precision_(config.train.precision),
       init_(config.model.init),
-      // Fully sharded, a full fine-tune is built in pieces (an adapter's base is not sharded).
-      deferred_(train::starts_sharded(config, topo) && !config.lora.enabled() && !io::is_lora_adapter(config.model.init)
-                    ? std::make_unique<model::DeferredWeights>()
-                    : nullptr),
+      deferred_(weights_built_in_pieces(config, topo)),
       model_(make_lm(config.model, init_seed, deferred_.get())) {
   // data.val serves the periodic evaluation (train.eval_every) and a lo-fi job's averaging check.
   if (config.train.eval_every > 0 && config.data.val.empty() && config.data.val_task.empty())
