@@ -105,11 +105,7 @@ void init_causal_lm_weights(CausalLmImpl& model, DeferredWeights* deferred) {
       deferred->defer(p, item.key(), [ones](const torch::Tensor& into) { into.fill_(ones ? 1.0 : 0.0); });
       continue;
     }
-    // The stream as it stands is what this parameter draws from; the default one moves on as if
-    // it had drawn (into scratch), so every parameter after it gets what an ordinary build gives.
-    at::Generator stream = at::detail::getDefaultCPUGenerator().clone();
-    MetaParameters::scratch(p.sizes(), p.scalar_type()).normal_(0.0, 0.02);
-    deferred->defer(p, item.key(), [stream](const torch::Tensor& into) { into.normal_(0.0, 0.02, stream); });
+    deferred->defer_draw(p, item.key(), [](const torch::Tensor& into, const at::Generator& stream) { into.normal_(0.0, 0.02, stream); });
   }
 }
 

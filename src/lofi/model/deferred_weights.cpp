@@ -1,5 +1,6 @@
 #include "lofi/model/deferred_weights.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/accumulate.h>
 #include <torch/csrc/autograd/variable.h>
 
@@ -42,6 +43,13 @@ torch::TensorOptions parameter_options() {
 void DeferredWeights::defer(const torch::Tensor& param, const std::string& name, Fill fill) {
   if (!param.is_meta()) fail("internal: parameter '", name, "' has memory already; only a meta parameter is deferred");
   entries_[name] = std::move(fill);
+}
+
+void DeferredWeights::defer_draw(const torch::Tensor& param, const std::string& name, Draw draw) {
+  const at::Generator& stream = at::detail::getDefaultCPUGenerator();
+  at::Generator kept = stream.clone();
+  draw(MetaParameters::scratch(param.sizes(), param.scalar_type()), stream);
+  defer(param, name, [kept, draw = std::move(draw)](const torch::Tensor& into) { draw(into, kept); });
 }
 
 void DeferredWeights::fill(const std::string& name, const torch::Tensor& param) {

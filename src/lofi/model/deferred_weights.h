@@ -50,6 +50,12 @@ class DeferredWeights {
   // Parameter NAME (PARAM, on the meta device) gets its value from FILL; a later call for the
   // same name replaces the earlier (a resumed run's checkpoint over model.init).
   void defer(const torch::Tensor& param, const std::string& name, Fill fill);
+  // Parameter NAME (PARAM, on the meta device) starts as a random draw, DRAW(into, stream): the
+  // default CPU stream as it stands is kept for the fill, and the default stream moves on as if
+  // PARAM had drawn (DRAW into scratch memory), so every draw after it gets what an ordinary build
+  // gives.
+  using Draw = std::function<void(const torch::Tensor& into, const at::Generator& stream)>;
+  void defer_draw(const torch::Tensor& param, const std::string& name, Draw draw);
   bool deferred(const std::string& name) const { return entries_.count(name) > 0; }
   // Gives PARAM (the module's own parameter NAME, not a detached alias) host memory of its dtype
   // and writes its value; it is deferred no more.

@@ -24,15 +24,12 @@ void init_linear(torch::Tensor& weight, torch::Tensor& bias) {
 }
 void init_linear(nn::LinearImpl& linear) { init_linear(linear.weight, linear.bias); }
 
-// Built in pieces: LINEAR's weight (named NAME.weight) keeps the random stream as it stands for
-// the trainer's fill, and the default stream moves on as the ordinary init's draws move it (into
-// scratch memory), so everything drawn after gets what an ordinary build gives; the bias is zero.
+// Built in pieces: LINEAR's weight (named NAME.weight) is the ordinary init's truncated-normal
+// draw, deferred (DeferredWeights::defer_draw); the bias is zero.
 void defer_init_linear(AdaptableLinearImpl& linear, const std::string& name, DeferredWeights* deferred) {
   if (!deferred) fail("internal: parameter '", name, ".weight' has no memory to initialise");
-  at::Generator stream = at::detail::getDefaultCPUGenerator().clone();
-  trunc_normal_(MetaParameters::scratch(linear.weight.sizes(), linear.weight.scalar_type()), 0.02);
-  deferred->defer(linear.weight, name + ".weight",
-                  [stream](const torch::Tensor& into) { trunc_normal_(into, 0.02, 0.0, -2.0, 2.0, stream); });
+  deferred->defer_draw(linear.weight, name + ".weight",
+                       [](const torch::Tensor& into, const at::Generator& stream) { trunc_normal_(into, 0.02, 0.0, -2.0, 2.0, stream); });
   if (linear.bias.defined()) deferred->defer(linear.bias, name + ".bias", [](const torch::Tensor& into) { into.zero_(); });
 }
 
