@@ -36,9 +36,9 @@ void add_merge_flags(CLI::App& cmd, merge::MergeOptions& opt, const std::string&
       ->required();
   cmd.add_option("--out,-o", opt.out, "output .safetensors (a new directory with --shard-size, or when the inputs are Hugging Face model directories)")->required();
   cmd.add_option("--dtype", opt.dtype, "output dtype: F32, F16, BF16 or F64 (default: as the inputs)");
-  cmd.add_option("--shard-size", opt.shard_bytes, "write Hugging Face shards of at most this many bytes");
-  cmd.add_option("--min-inputs", opt.min_inputs, "merge whichever inputs exist and verify, naming the others; fail under this many");
-  cmd.add_option("--threads", opt.threads, "threads (default: all cores)");
+  cmd.add_option("--shard-size", opt.shard_bytes, "write Hugging Face shards of at most this many bytes")->check(kNonNegative);
+  cmd.add_option("--min-inputs", opt.min_inputs, "merge whichever inputs exist and verify, naming the others; fail under this many")->check(kNonNegative);
+  cmd.add_option("--threads", opt.threads, "threads (default: all cores)")->check(kNonNegative);
   cmd.add_flag("--no-checksums{false}", opt.checksums, "skip the inputs' XXH3 checksums in the provenance (saves a read)");
   cmd.add_flag("--allow-nonfinite", opt.allow_nonfinite, verb + " inputs holding NaN or Inf (refused by default)");
   cmd.add_flag("--force", opt.force, verb + " inputs trained apart (another pretrained start, step count, node count or settings)");
@@ -69,6 +69,14 @@ bool AdapterMergeFlags::merge_if_adapters(const merge::MergeOptions& options) co
     std::printf("merged %zu adapters' dense changes (%s) into %s\n", r.used.size(), options.method.c_str(), options.out.c_str());
     return true;
   }
+  // Options the adapter average does not take are refused by name, never ignored.
+  auto refuse = [&](const char* flag, const char* why) {
+    fail(flag, ": ", why, "; leave it out, or merge the adapters' dense changes with another --method");
+  };
+  if (!options.weights.empty()) refuse("--weights", "LoRA adapters are averaged with equal weights (the lo-fi average)");
+  if (!options.dtype.empty()) refuse("--dtype", "a merged LoRA adapter is written in fp32, as its nodes trained it");
+  if (options.shard_bytes > 0) refuse("--shard-size", "a merged LoRA adapter is written unsharded");
+  if (options.min_inputs > 0) refuse("--min-inputs", "every adapter given is merged, or none");
   family::AdapterMerge how;
   how.mode = mode.front();
   how.force = options.force;
@@ -102,9 +110,9 @@ void EvalFlags::add_to(CLI::App& cmd) {
   cmd.add_option("--max-images", max_images, "classifiers: score this many images per set, an even share of every class (0: all)");
   cmd.add_option("--config,-c", config, "config giving the model's shape (default: the checkpoint's own)");
   cmd.add_option("--set", sets, "override a config key: section.key=value");
-  cmd.add_option("--seq-len", settings.seq_len, "window length (default: data.seq_len)");
+  cmd.add_option("--seq-len", settings.seq_len, "window length (default: data.seq_len)")->check(kNonNegative);
   cmd.add_option("--batch", settings.batch, "windows per forward pass")->check(kPositive);
-  cmd.add_option("--max-windows", settings.max_windows, "score at most this many windows per dataset (0: all)");
+  cmd.add_option("--max-windows", settings.max_windows, "score at most this many windows per dataset (0: all)")->check(kNonNegative);
   cmd.add_option("--json", json, "also write the results as JSON here");
 }
 

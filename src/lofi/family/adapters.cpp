@@ -7,6 +7,7 @@
 #include "lofi/family/image_task.h"
 #include "lofi/family/lm_model.h"
 #include "lofi/io/atomic_file.h"
+#include "lofi/io/earlier_output.h"
 #include "lofi/io/temporaries.h"
 #include "lofi/merge/inputs.h"
 #include "lofi/model/hf.h"
@@ -167,11 +168,10 @@ nlohmann::json merge_adapter_files(const std::vector<std::string>& inputs, const
     const train::ModelConfig base = base_model_config(adapters.front());
     model::CausalLm lm;
     const io::NamedTensors weights = folded_weights(result.adapter, base, &lm);
-    std::error_code ec;
     if (lm && !ends_with(out, ".safetensors")) {  // a language model: a Hugging Face directory
       model::HfExportOptions hf;
       if (model::is_hf_model_dir(base.init)) hf.source_dir = base.init;
-      fs::remove_all(out, ec);
+      io::remove_earlier_output(out, "config.json", "Hugging Face model directory");
       model::export_hf(*lm, out, hf);
     } else {  // a ViT (timm's names), or a .safetensors asked for: one file, as lofi's checkpoints
       io::save_safetensors(out, weights, folded_metadata(adapters.front()));

@@ -7,6 +7,7 @@
 #include "lofi/error.h"
 #include "lofi/family/lm_footprint.h"
 #include "lofi/family/lm_model.h"
+#include "lofi/io/earlier_output.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/merge/nonfinite.h"
 #include "lofi/model/hf.h"
@@ -55,7 +56,7 @@ std::vector<std::string> export_checkpoint(const std::string& in, const std::str
 }
 
 void write_hf_output(const std::string& in, const std::string& out_dir, int64_t shard_bytes) {
-  fs::remove_all(out_dir);
+  io::remove_earlier_output(out_dir, "config.json", "Hugging Face model directory");
   ExportOptions options;
   if (static_cast<int64_t>(io::SafetensorsFile(in).data_bytes()) > shard_bytes) options.shard_bytes = shard_bytes;
   export_checkpoint(in, out_dir, options);

@@ -13,7 +13,30 @@
 
 namespace lofi::io {
 
+namespace {
+
+// What a path that is not a regular file is, for the refusal: renaming over it would replace it.
+const char* kind_of(const std::filesystem::file_status& status) {
+  switch (status.type()) {
+    case std::filesystem::file_type::directory: return "a directory";
+    case std::filesystem::file_type::character: return "a character device";
+    case std::filesystem::file_type::block: return "a block device";
+    case std::filesystem::file_type::fifo: return "a FIFO";
+    case std::filesystem::file_type::socket: return "a socket";
+    default: return "not a regular file";
+  }
+}
+
+}  // namespace
+
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+  // The temporary is renamed over PATH: a device, FIFO or directory there (e.g. --out /dev/null)
+  // would be replaced by a regular file, so only a regular file (or a link to one) or nothing.
+  std::error_code ec;
+  const std::filesystem::file_status status = std::filesystem::status(path_, ec);
+  if (!ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+    fail(path_, ": exists and is ", kind_of(status), "; lofi writes a new file there by renaming, which would replace it: ",
+         "give the path of a regular file");
   remove_dead_writers_temporaries(path_);
   tmp_ = path_ + ".tmp-" + std::to_string(::getpid());
   // Registered before it exists: a signal the moment after it is created still removes it.

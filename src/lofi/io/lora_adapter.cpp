@@ -2,12 +2,16 @@
 
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 
 #include <xxhash.h>
 
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
+#include "lofi/io/earlier_output.h"
 #include "lofi/strings.h"
 
 namespace lofi::io {
@@ -93,6 +97,52 @@ LoraSpec LoraSpec::from_json(const nlohmann::json& j, const std::string& source)
 
 bool is_lora_factor(const std::string& name) { return ends_with(name, kLoraASuffix) || ends_with(name, kLoraBSuffix); }
 
+bool peft_name_matches(const std::string& name, const std::string& pattern) {
+  return name == pattern || ends_with(name, "." + pattern);
+}
+
+namespace {
+
+// A target_modules entry that is a name, not one of PEFT's regular expressions (a string such as
+// ".*(q|v)_proj", matched whole).
+bool plain_name(const std::string& target) {
+  return std::all_of(target.begin(), target.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-'; });
+}
+
+// The factors must be what the config says, as PEFT's loader holds them: every adapted layer an A
+// (r, in) and a B (out, r) with the config's r, on a layer target_modules names. An adapter whose
+// files disagree is refused by tensor, never applied at another scale or to other layers.
+void check_factors(const LoraAdapter& a) {
+  std::map<std::string, int> layers;  // layer -> 1 (A seen) | 2 (B seen)
+  const bool named_targets = !a.spec.target_modules.empty() && a.spec.target_modules != std::vector<std::string>{"all-linear"} &&
+                             std::all_of(a.spec.target_modules.begin(), a.spec.target_modules.end(), plain_name);
+  for (const auto& [name, t] : a.tensors) {
+    const bool is_a = ends_with(name, kLoraASuffix), is_b = ends_with(name, kLoraBSuffix);
+    if (!is_a && !is_b) continue;
+    const std::string layer = name.substr(0, name.size() - std::string(is_a ? kLoraASuffix : kLoraBSuffix).size());
+    if (t.dim() != 2) fail(a.source, ": tensor '", name, "' has shape ", t.sizes(), "; a LoRA factor is a matrix");
+    const int64_t rank = is_a ? t.size(0) : t.size(1);
+    if (rank != a.spec.r)
+      fail(a.source, ": tensor '", name, "' is of rank ", rank, " (shape ", t.sizes(), ") but its config says r = ", a.spec.r,
+           "; the adapter's config and weights disagree (PEFT refuses it too)");
+    if (named_targets && std::none_of(a.spec.target_modules.begin(), a.spec.target_modules.end(),
+                                      [&](const std::string& target) { return peft_name_matches(layer, target); })) {
+      std::string targets;
+      for (const auto& target : a.spec.target_modules) targets += (targets.empty() ? "" : ", ") + target;
+      fail(a.source, ": tensor '", name, "' adapts layer '", layer, "', which its config's target_modules (", targets,
+           ") does not name; the adapter's config and weights disagree");
+    }
+    layers[layer] |= is_a ? 1 : 2;
+  }
+  if (layers.empty()) fail(a.source, ": holds no LoRA factors (no tensor named *", kLoraASuffix, "): an empty adapter");
+  for (const auto& [layer, seen] : layers)
+    if (seen != 3)
+      fail(a.source, ": layer '", layer, "' has ", seen == 1 ? "lora_A" : "lora_B", " but no ", seen == 1 ? "lora_B" : "lora_A",
+           " (", layer, seen == 1 ? kLoraBSuffix : kLoraASuffix, " is missing)");
+}
+
+}  // namespace
+
 std::vector<std::string> adapted_layers(const LoraAdapter& adapter) {
   const size_t n = std::string(kLoraASuffix).size();
   std::vector<std::string> layers;
@@ -136,6 +186,7 @@ LoraAdapter read_lora_adapter(const std::string& path) {
         fail(weights, ": tensor '", e.name, "' lacks PEFT's prefix \"", kPeftPrefix, "\"");
       a.tensors.emplace_back(e.name.substr(std::string(kPeftPrefix).size()), file.load(e));
     }
+    check_factors(a);
     return a;
   }
   SafetensorsFile file(path);
@@ -151,12 +202,12 @@ LoraAdapter read_lora_adapter(const std::string& path) {
   a.spec = LoraSpec::from_json(j, path + " (metadata " + kLoraSpecKey + ")");
   a.metadata = file.metadata();
   a.tensors = file.load_all();
+  check_factors(a);
   return a;
 }
 
 void write_peft_adapter(const std::string& dir, const LoraAdapter& adapter) {
-  std::error_code ec;
-  fs::remove_all(dir, ec);
+  remove_earlier_output(dir, "adapter_config.json", "PEFT adapter directory");
   StagedDir staged(dir);
   NamedTensors prefixed;
   for (const auto& [name, t] : adapter.tensors) prefixed.emplace_back(kPeftPrefix + name, t);

@@ -54,6 +54,9 @@ struct LoraAdapter {
 
 // Whether NAME is an adapter factor's (lora_A or lora_B), not a saved module's.
 bool is_lora_factor(const std::string& name);
+// PEFT's rule for a name in target_modules or modules_to_save: the whole name, or its last
+// components ("self_attn.q_proj" and "q_proj" both match "model.layers.0.self_attn.q_proj").
+bool peft_name_matches(const std::string& name, const std::string& pattern);
 // The layers ADAPTER adapts ("model.layers.0.self_attn.q_proj"), in file order.
 std::vector<std::string> adapted_layers(const LoraAdapter& adapter);
 

@@ -24,12 +24,6 @@ io::LoraSpec LoraConfig::spec(const std::string& base) const {
 
 namespace {
 
-// PEFT's rule for a name in target_modules or modules_to_save: the whole name, or its last
-// components ("self_attn.q_proj" and "q_proj" both match "model.layers.0.self_attn.q_proj").
-bool matches(const std::string& name, const std::string& pattern) {
-  return name == pattern || ends_with(name, "." + pattern);
-}
-
 std::string layer_list(const torch::nn::Module& module) {
   // The distinct last components, as users write targets: "q_proj, k_proj, ...".
   std::vector<std::string> seen;
@@ -53,7 +47,7 @@ void unfreeze_saved_modules(torch::nn::Module& module, const std::vector<std::st
   for (const auto& m : names) {
     bool hit = false;
     for (const auto& item : module.named_modules("", /*include_self=*/false))
-      if (matches(item.key(), m)) {
+      if (io::peft_name_matches(item.key(), m)) {
         hit = true;
         for (auto& p : item.value()->parameters()) p.set_requires_grad(true);
       }
@@ -84,7 +78,7 @@ std::vector<std::string> apply_lora(torch::nn::Module& module, const io::LoraSpe
     if (!layer) continue;
     bool hit = false;
     for (const auto& t : spec.target_modules)
-      if (t == "all-linear" || matches(item.key(), t)) hit = true, used.insert(t);
+      if (t == "all-linear" || io::peft_name_matches(item.key(), t)) hit = true, used.insert(t);
     if (!hit) continue;
     layer->attach_lora(spec.r, spec.scaling(), spec.dropout);
     torch::NoGradGuard no_grad;
