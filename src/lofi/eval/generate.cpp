@@ -45,11 +45,21 @@ std::vector<int64_t> generate(model::CausalLmImpl& lm, const std::vector<int64_t
                               .unsqueeze(0)
                               .to(device);                                   // (1, T)
     torch::Tensor logits = lm.forward(input)[0][window - 1].to(torch::kCPU, torch::kFloat32);  // (V)
+    // The weights were checked finite; activations can still overflow, and an argmax over NaN
+    // would pick token 0 forever, silently.
+    if (!torch::isfinite(logits).all().item<bool>())
+      fail("generate: the model's logits for new token ", n + 1, " hold NaN or Inf although its weights are finite ",
+           "(its activations overflow: weights far too large?); nothing can be generated from it");
     int64_t next = 0;
     if (o.temperature == 0) {
       next = logits.argmax().item<int64_t>();
     } else {
-      logits = filter_logits(logits / o.temperature, o.top_k, o.top_p);
+      // In fp64: a small temperature would overflow fp32 logits divided by it.
+      logits = logits.to(torch::kFloat64) / o.temperature;
+      if (!torch::isfinite(logits).all().item<bool>())
+        fail("generate: --temperature ", o.temperature, " is too small: the logits divided by it overflow; ",
+             "give a larger one, or 0 for greedy decoding");
+      logits = filter_logits(logits, o.top_k, o.top_p);
       next = torch::multinomial(torch::softmax(logits, 0), 1, false, generator).item<int64_t>();
     }
     tokens.push_back(next);

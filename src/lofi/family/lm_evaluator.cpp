@@ -1,5 +1,7 @@
 #include "lofi/family/lm_evaluator.h"
 
+#include <cmath>
+
 #include "lofi/data/chat_template.h"
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
@@ -89,6 +91,19 @@ void refuse_nonfinite_model(const torch::nn::Module& model, const std::string& s
                                   "the weights of a diverged run; leave it out, or pass --allow-nonfinite to use it anyway");
 }
 
+// Finite weights can still overflow in the activations: a NaN or Inf loss is refused, naming the
+// model and the dataset, unless --allow-nonfinite asked for it, never printed as a result.
+static const LmScores& refuse_nonfinite_scores(const LmScores& scores, const std::vector<NamedPath>& names, const std::string& source,
+                                        const EvalSettings& settings) {
+  if (settings.allow_nonfinite) return scores;
+  for (size_t i = 0; i < scores.data.size() && i < names.size(); ++i)
+    if (!std::isfinite(scores.data[i].loss))
+      fail(source, ": its loss on ", names[i].name, " is ", scores.data[i].loss,
+           " although its weights are finite (its activations overflow: weights far too large?); ",
+           "pass --allow-nonfinite to report it anyway");
+  return scores;
+}
+
 LmScores LmEvaluator::score_file(const std::string& checkpoint) {
   if (io::is_lora_adapter(checkpoint)) {  // an adapter (lofi's or PEFT's): on its own base
     train::ModelConfig shape = config_.model;
@@ -96,12 +111,12 @@ LmScores LmEvaluator::score_file(const std::string& checkpoint) {
     model::CausalLm adapted = make_lm(shape, 0);
     adapted->to(device_);
     refuse_nonfinite_model(*adapted, checkpoint, settings_);
-    return score_model(*adapted);
+    return refuse_nonfinite_scores(score_model(*adapted), names_, checkpoint, settings_);
   }
   if (model::is_hf_model_dir(checkpoint)) model::load_hf_weights(*lm_, checkpoint);
   else model::load_module_weights(*lm_, io::SafetensorsFile(checkpoint), model::tied_copies(*lm_));
   refuse_nonfinite_model(*lm_, checkpoint, settings_);
-  return score_model(*lm_);
+  return refuse_nonfinite_scores(score_model(*lm_), names_, checkpoint, settings_);
 }
 
 LmScores LmEvaluator::score_ensemble(const std::vector<std::string>& checkpoints) {

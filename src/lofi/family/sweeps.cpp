@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "lofi/error.h"
@@ -12,6 +13,7 @@
 #include "lofi/io/temporaries.h"
 #include "lofi/merge/average.h"
 #include "lofi/merge/interpolate.h"
+#include "lofi/merge/nonfinite.h"
 #include "lofi/merge/soup.h"
 #include "lofi/model/hf.h"
 #include "lofi/train/config.h"
@@ -104,7 +106,15 @@ LineReport interpolate(const std::string& from, const std::string& to, int point
   const train::Config config = config_of(from, r);
   WeightsScorer scorer = make_weights_scorer(config, from, r.inputs);
   io::NamedTensors wa = load_weights(config, from), wb = load_weights(config, to);
+  for (const auto& [weights, path] : {std::pair{&wa, &from}, std::pair{&wb, &to}})
+    merge::refuse_nonfinite_weights(*weights, *path, "the weights of a diverged run: no line through them can be measured");
   const auto line = merge::evaluate_line(wa, wb, points, scorer);
+  // A non-finite loss would make the barrier (a maximum) meaningless, never 0.
+  for (const auto& p : line)
+    for (const auto& [metric, value] : p.metrics)
+      if (!std::isfinite(value))
+        fail("interpolate: ", metric, " at alpha ", eval::format_fixed(p.alpha, 2), " is ", value,
+             " with finite weights (their activations overflow), so no barrier can be measured between ", from, " and ", to);
   LineReport report;
   std::vector<std::string> columns{"alpha"};
   for (const auto& d : datasets) columns.push_back(d.name + " loss");

@@ -141,7 +141,15 @@ std::vector<std::string> write_hf_dir(const LmConfig& lm, const std::vector<std:
   // transformers refuses safetensors files whose metadata lacks format "pt".
   std::vector<std::string> written = io::write_safetensors_shards(
       staged.path(), layout, options.shard_bytes, {{"format", "pt"}},
-      [&](io::SafetensorsWriter& writer, size_t i) { writer.write(tensor(i).to(out_dtype)); });
+      [&](io::SafetensorsWriter& writer, size_t i) {
+        const torch::Tensor source = tensor(i), out = source.to(out_dtype);
+        // F16 holds at most 65504: finite weights past it would be written as Inf. Refused by
+        // tensor (the staged directory goes), as a merge's overflow is.
+        if (out_dtype == torch::kHalf && !torch::isfinite(out).all().item<bool>() && torch::isfinite(source).all().item<bool>())
+          fail("export: tensor '", layout[i].name, "' overflows --dtype F16 (its largest magnitude is ",
+               source.abs().max().item<double>(), ", F16's 65504); export in BF16 or F32. Nothing was written");
+        writer.write(out);
+      });
   io::write_file_atomic(staged.path() + "/config.json", config.dump(2) + "\n");
   written.push_back("config.json");
   if (!options.source_dir.empty())
