@@ -166,6 +166,10 @@ nlohmann::json ImageTask::validate(int64_t batch) {
   while (auto b = loader->next()) meter.add(model_->forward(dist::to_device(b->images, device())), b->labels);
   model_->train(was_training);
   const eval::ClassificationScore s = meter.score();
+  // Every image unreadable: a score of nothing is no score (its loss would read as a perfect 0).
+  if (s.count == 0)
+    fail("data.val ", config_.data.val, ": no image of it could be read (see the warnings above), so nothing was scored; ",
+         "fix or replace the images, or leave data.val out");
   return {{"val_loss", s.loss}, {"val_top1", s.top1}, {"val_top5", s.top5}};
 }
 

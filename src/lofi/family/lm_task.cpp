@@ -55,6 +55,9 @@ LmTaskBase::LmTaskBase(const train::Config& config, const dist::Topology& topo, 
       if (p > 0)
         fail("train.activation_checkpointing recomputes blocks in backward, which would draw other dropout masks; the model has ",
              "dropout ", p, " (model.dropout, attention_dropout, embedding_dropout): set them to 0, or checkpointing to 0");
+    if (config.lora.rank > 0 && config.lora.dropout > 0)
+      fail("train.activation_checkpointing recomputes blocks in backward, which would draw other dropout masks; lora.dropout is ",
+           config.lora.dropout, ": set it to 0, or checkpointing to 0");
     model_->checkpoint_every = config.train.activation_checkpointing;
   }
   std::string lora_line;

@@ -39,6 +39,7 @@ void check_lm_config(const LmConfig& c, const std::string& source) {
   };
   const LmArch& arch = lm_arch(c.arch, source + ".arch");
   need(c.n_layer >= 1, "n_layer must be >= 1, found ", c.n_layer);
+  need(c.d_model >= 1, "d_model must be >= 1, found ", c.d_model);
   need(c.n_head >= 1 && (c.head_dim > 0 || c.d_model % c.n_head == 0), "d_model (", c.d_model,
        ") must be divisible by n_head (", c.n_head, ")");
   need(c.d_ff >= 1 && c.vocab_size >= 2 && c.max_seq_len >= 1, "d_ff, vocab_size and max_seq_len must be positive");

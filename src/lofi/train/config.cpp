@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <toml++/toml.h>
 
@@ -223,11 +224,53 @@ std::string to_toml(const Config& config, bool help) {
   return settings_of(values).toml(help);
 }
 
+namespace {
+
+// The [model] keys of CONFIG as TOML value texts.
+std::map<std::string, std::string> model_values(const Config& config) {
+  std::map<std::string, std::string> out;
+  const toml::table table = toml::parse(to_toml(config));
+  if (const toml::table* model = table["model"].as_table())
+    for (const auto& [key, node] : *model) {
+      std::ostringstream text;
+      node.visit([&](const auto& value) { text << value; });
+      out[std::string(key.str())] = text.str();
+    }
+  return out;
+}
+
+// model.init a Hugging Face directory: its config.json gives the model (apply_hf_init). A model.*
+// key the user set to something else (in PATH or a --set) is honoured where it is a fine-tuning
+// choice (the dropouts) and refused by name where it is the pretrained model's shape, never
+// dropped silently.
+void reconcile_with_hf_init(Config& config, const std::string& path, const std::vector<std::string>& overrides) {
+  Config asked = config;  // the Hugging Face model, then what the user named on top of it
+  if (!path.empty()) apply_toml_file(asked, path);
+  for (const auto& o : overrides) apply_override(asked, o);
+  const auto pretrained = model_values(config), named = model_values(asked);
+  for (const auto& [key, value] : named) {
+    const auto it = pretrained.find(key);
+    if (it != pretrained.end() && it->second == value) continue;
+    if (key == "dropout" || key == "attention_dropout" || key == "embedding_dropout") {
+      apply_override(config, "model." + key + "=" + value);
+      continue;
+    }
+    fail("model.", key, " = ", value, " differs from what model.init's config.json gives (", it == pretrained.end() ? "nothing" : it->second,
+         "): a pretrained model's shape comes from ", config.model.init, "/config.json; leave model.", key,
+         " out (the dropouts may be set)");
+  }
+}
+
+}  // namespace
+
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   Config config;
   if (!path.empty()) apply_toml_file(config, path);
   for (const auto& o : overrides) apply_override(config, o);
-  apply_hf_init(config.model);
+  if (!config.model.init.empty() && model::is_hf_model_dir(config.model.init)) {
+    apply_hf_init(config.model);
+    reconcile_with_hf_init(config, path, overrides);
+  }
   validate(config);
   return config;
 }

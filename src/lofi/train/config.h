@@ -107,11 +107,11 @@ struct TrainConfig {
     s(lr, "lr", "peak learning rate").above(0);
     s(min_lr, "min_lr", "cosine floor").at_least(0);
     s(warmup_steps, "warmup_steps", "linear warmup from 0").at_least(0);
-    s(weight_decay, "weight_decay", "AdamW decoupled decay; never on biases or norms");
-    s(beta1, "beta1", "AdamW's first-moment decay");
-    s(beta2, "beta2", "AdamW's second-moment decay");
-    s(eps, "eps", "AdamW's denominator epsilon");
-    s(grad_clip, "grad_clip", "global-norm clipping; 0 disables");
+    s(weight_decay, "weight_decay", "AdamW decoupled decay; never on biases or norms").at_least(0);
+    s(beta1, "beta1", "AdamW's first-moment decay").in(0, 1);
+    s(beta2, "beta2", "AdamW's second-moment decay").in(0, 1);
+    s(eps, "eps", "AdamW's denominator epsilon").above(0);
+    s(grad_clip, "grad_clip", "global-norm clipping; 0 disables").at_least(0);
     s(seed, "seed", "every random stream derives from (seed, node, rank, step)");
     s(log_every, "log_every", "metrics line every N steps (and at the last)").at_least(1).free();
     s(tensorboard, "tensorboard", "also write the metrics as TensorBoard event files per node").free();

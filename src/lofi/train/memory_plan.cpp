@@ -166,20 +166,28 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
   // The knobs: each setting alone, then all of them together.
   std::vector<std::vector<std::string>> candidates;  // --set assignments
   if (place.node_workers > 1 && config.dist.shard != "gradients") candidates.push_back({"dist.shard=gradients"});
-  if (config.train.activation_checkpointing == 0 && config.model.dropout <= 0) candidates.push_back({"train.activation_checkpointing=1"});
+  // Checkpointing recomputes blocks, which dropout would make draw other masks: refused with any.
+  const auto resolved = [&](double p) { return p < 0 ? config.model.dropout : p; };
+  const bool can_checkpoint = config.model.dropout <= 0 && resolved(config.model.attention_dropout) <= 0 &&
+                              resolved(config.model.embedding_dropout) <= 0 &&
+                              !(config.lora.enabled() && config.lora.dropout > 0);
+  if (config.train.activation_checkpointing == 0 && can_checkpoint) candidates.push_back({"train.activation_checkpointing=1"});
   if (micro_batch(config, place.node_workers) >= 2) candidates.push_back({cat("train.grad_accum=", 2 * config.train.grad_accum)});
   if (!config.lora.enabled()) candidates.push_back({"lora.rank=16", "model.dtype=bf16"});
   if (!config.lora.enabled() && config.train.param_dtype == "fp32" && config.dist.sync_every == 0)
     candidates.push_back({"train.param_dtype=bf16", "train.precision=bf16"});
   if (candidates.size() > 1) {
     std::vector<std::string> all;
-    for (const auto& sets : candidates) all.insert(all.end(), sets.begin(), sets.end());
+    // LoRA keeps fp32 adapters over a model.dtype base: bf16 compute weights are the full fine-tune's knob.
+    const bool lora_knob = !config.lora.enabled();
+    for (const auto& sets : candidates)
+      if (!(lora_knob && sets.front() == "train.param_dtype=bf16")) all.insert(all.end(), sets.begin(), sets.end());
     candidates.push_back(all);
   }
   // Full sharding (a full fine-tune of a decoder), alone and with every block checkpointed.
   if (place.node_workers > 1 && config.dist.shard != "full" && f.blocks > 0 && !config.lora.enabled()) {
     candidates.push_back({"dist.shard=full"});
-    if (config.train.activation_checkpointing != 1 && config.model.dropout <= 0)
+    if (config.train.activation_checkpointing != 1 && can_checkpoint)
       candidates.push_back({"dist.shard=full", "train.activation_checkpointing=1"});
   }
   for (const auto& sets : candidates) {
@@ -188,6 +196,11 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
     for (const auto& s : sets) {
       apply_override(changed, s);
       text += (text.empty() ? "--set " : " --set ") + s;
+    }
+    try {  // a knob the config's own checks refuse (e.g. bf16 weights with LoRA) is no advice
+      validate(changed);
+    } catch (const Error&) {
+      continue;
     }
     plan.knobs.push_back({text, moments(changed, footprint_of(changed, micro_batch(changed, place.node_workers)), place).peak()});
   }

@@ -152,10 +152,8 @@ struct Batches {
 };
 
 Batches batches_of(const TrainConfig& tc, const dist::Topology& topo) {
+  check_node_batch(tc, topo.nodes, topo.node_size);
   const int64_t node_batch = tc.batch_size / topo.nodes;
-  if (node_batch % (topo.node_size * tc.grad_accum) != 0)
-    fail("config: the node batch (train.batch_size / dist.nodes = ", node_batch, ") must be divisible by ",
-         topo.node_size, " workers x train.grad_accum = ", tc.grad_accum);
   const int64_t rank_batch = node_batch / topo.node_size;
   return {node_batch, rank_batch, rank_batch / tc.grad_accum};
 }
@@ -173,6 +171,12 @@ std::unique_ptr<run::NodeDirLock> claim_run_dir(const Config& config, const dist
       fail("--resume: ", config.run.dir, " was trained with dist.nodes = ", *was, ", this start has dist.nodes = ",
            config.dist.nodes, "; a run resumes with its own node count (each node's data and checkpoints depend on it): ",
            "set dist.nodes = ", *was, ", or start another run.dir");
+  // A run does not go back: resuming past train.steps would write the later weights as an earlier
+  // step's. Refused before the previous attempt's finals are retired.
+  if (start.mode == run::StartMode::resume)
+    if (const auto latest = my_dir.latest_checkpoint(); latest && latest->step > config.train.steps)
+      fail("--resume: ", latest->weights, " is at step ", latest->step, ", past train.steps = ", config.train.steps,
+           "; a run resumes forward only: set train.steps >= ", latest->step, ", or start another run.dir");
   std::unique_ptr<run::NodeDirLock> lock;
   if (topo.node_rank == 0) {
     lock = std::make_unique<run::NodeDirLock>(my_dir);
@@ -235,6 +239,7 @@ dist::CommOptions comm_options(const Config& config, const dist::DevicePlan& pla
   o.node_backend = plan.node_backend;
   o.bind = config.dist.bind;
   o.node_dir = node.path();
+  o.settings = to_toml(config);
   return o;
 }
 
@@ -479,6 +484,12 @@ void TrainingLoop::run(TrainSummary& summary) {
     }
   }
   if (tty_) std::printf("\n");
+  // The last step's loss is of the weights the run ends with: a skipped (non-finite) last step
+  // means they give no usable loss, so they are no final to write or merge.
+  if (!std::isfinite(last_loss_))
+    fail("node ", c_.topo.node, " ended on a skipped step: the loss of step ", tc_.steps, " is ", number_text(last_loss_), " (",
+         health_.last().skipped, " non-finite steps skipped in all), so its weights are no usable final and none is written. ",
+         "Lower train.lr or raise train.warmup_steps, or resume from an earlier checkpoint with --resume");
   summary.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   summary.final_loss = last_loss_;
   summary.steps_run = tc_.steps - start_step;
@@ -489,6 +500,13 @@ void TrainingLoop::run(TrainSummary& summary) {
 }
 
 }  // namespace
+
+void check_node_batch(const TrainConfig& tc, int64_t nodes, int64_t node_workers) {
+  const int64_t node_batch = tc.batch_size / nodes;
+  if (node_batch % (node_workers * tc.grad_accum) != 0)
+    fail("config: the node batch (train.batch_size / dist.nodes = ", node_batch, ") must be divisible by ",
+         node_workers, " workers x train.grad_accum = ", tc.grad_accum);
+}
 
 TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, const TaskFactory& make_task,
                            const StartOptions& start) {

@@ -42,6 +42,10 @@ struct TrainedWorker {
 };
 
 // Trains this worker's part of the job with the task MAKE_TASK builds (a model family's).
+// The paper's same-data rule: the global batch over NODES nodes, each node's share split over its
+// NODE_WORKERS workers and train.grad_accum micro-batches; refused, naming the keys, where it does not divide.
+void check_node_batch(const TrainConfig& train, int64_t nodes, int64_t node_workers);
+
 TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, const TaskFactory& make_task,
                            const StartOptions& start = {});
 
