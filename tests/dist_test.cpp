@@ -1,7 +1,12 @@
 // Multi-process tests: real worker processes rendezvous over loopback through `lofi launch`
 // (torchrun's contract) or as separate jobs, and the files they write are compared.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -348,6 +353,73 @@ TEST(Dist, WorkersStartedByHandMeetAtRankZerosStore) {
     return;
   }
   FAIL() << "port taken three times in a row";
+}
+
+// Workers started with different settings are refused at the rendezvous, by key on the worker
+// that differs and by rank on rank 0, before any collective (where they would fail inside Gloo
+// or, for a learning rate or a seed, train apart silently).
+TEST(Dist, WorkersWithOtherSettingsAreRefusedByKey) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  for (int attempt = 0; attempt < 3; ++attempt) {  // a port taken between the probe and rank 0's bind: retry
+    int port = 0;
+    {
+      auto probe = dist::host_store("127.0.0.1", 0, 30, "test");
+      port = dist::store_port(probe);
+    }
+    const std::string env = " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) + " LOFI_THREADS=1";
+    std::string cmd = std::string(LOFI_BIN) + " " + train_cmd(data, dir + "/run", "--set train.lr=0.01") + " > " + dir + "/rank1.log 2>&1";
+    FILE* rank1 = ::popen(("RANK=1" + env + " " + cmd).c_str(), "r");
+    auto rank0 = run_lofi(train_cmd(data, dir + "/run"), "RANK=0" + env);
+    const int status1 = ::pclose(rank1);
+    if (rank0.output.find("Address already in use") != std::string::npos) continue;
+    std::ifstream log(dir + "/rank1.log");
+    const std::string rank1_output((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    EXPECT_NE(rank0.status, 0) << rank0.output;
+    EXPECT_NE(status1, 0) << rank1_output;
+    EXPECT_NE(rank1_output.find("rank 1's settings differ from rank 0's: train.lr = 0.01 here"), std::string::npos) << rank1_output;
+    EXPECT_NE(rank0.output.find("rendezvous: rank 1 run other settings than rank 0"), std::string::npos) << rank0.output;
+    EXPECT_FALSE(std::filesystem::exists(dir + "/run/node-00/final.safetensors"));
+    return;
+  }
+  FAIL() << "port taken three times in a row";
+}
+
+// A worker whose MASTER_PORT holds something that accepts connections but never answers as a
+// store (another service) ends with one line within 2 x dist.timeout_s + 10 s instead of waiting
+// for it forever; a signal during the rendezvous ends it at once.
+TEST(Dist, RendezvousWithASilentListenerOrASignalEnds) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  // A listener that never accepts: connections complete in its backlog and get no answer.
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 16), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string env = "RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(ntohs(addr.sin_port)) + " LOFI_THREADS=1";
+  auto t0 = std::chrono::steady_clock::now();
+  auto silent = run_lofi(train_cmd(data, dir + "/silent", "--set dist.timeout_s=2"), env);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ::close(listener);
+  EXPECT_NE(silent.status, 0) << silent.output;
+  EXPECT_NE(silent.output.find("rendezvous"), std::string::npos) << silent.output;
+  EXPECT_LT(waited, 40.0) << silent.output;
+  // Nothing listens at all: the worker would retry for dist.timeout_s = 120 s; SIGTERM after 2 s ends it.
+  int free_port = 0;
+  {
+    auto probe = dist::host_store("127.0.0.1", 0, 30, "test");
+    free_port = dist::store_port(probe);
+  }
+  t0 = std::chrono::steady_clock::now();
+  auto stopped = test::run_shell("RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port) +
+                                 " timeout -s TERM 2 " + LOFI_BIN + " " + train_cmd(data, dir + "/stopped", "--set dist.timeout_s=120") +
+                                 " 2>&1; echo status=$?");
+  const double stopping = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(stopped.output.find("stopped by signal 15 during the rendezvous"), std::string::npos) << stopped.output;
+  EXPECT_LT(stopping, 20.0) << stopped.output;
 }
 
 // The real torchrun of the project's PyTorch: its agent hosts the store (TORCHELASTIC_USE_AGENT_STORE)

@@ -18,6 +18,7 @@ struct CheckIn {
   double timeout_s = 300;    // dist.timeout_s: a node silent this long has failed
   int64_t pid = 0;
   std::string host;
+  std::string settings;  // the worker's resolved config (TOML): every worker of a job must run the same
 };
 
 std::string check_in_key(int rank);

@@ -3,6 +3,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 
@@ -11,6 +16,7 @@
 #include "lofi/dist/store.h"
 #include "lofi/error.h"
 #include "lofi/io/process.h"
+#include "lofi/io/temporaries.h"
 #include "lofi/text.h"
 
 namespace lofi::dist {
@@ -36,6 +42,81 @@ std::string join(const std::vector<std::string>& parts, const std::string& sep) 
 std::chrono::milliseconds to_ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
 }
+
+// TOML text as "section.key" -> "value" lines, for naming the settings two workers differ in.
+std::map<std::string, std::string> settings_lines(const std::string& toml) {
+  std::map<std::string, std::string> out;
+  std::string section, line;
+  std::istringstream in(toml);
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    if (line[0] == '[') {
+      section = line.substr(1, line.find(']') - 1);
+      continue;
+    }
+    const size_t eq = line.find(" = ");
+    if (eq == std::string::npos) continue;
+    out[(section.empty() ? "" : section + ".") + line.substr(0, eq)] = line.substr(eq + 3);
+  }
+  return out;
+}
+
+// "train.lr = 0.01 here, 0.0003 on rank 0; ..." for the keys whose values differ.
+std::string settings_difference(const std::string& mine, const std::string& theirs, int their_rank) {
+  const auto a = settings_lines(mine), b = settings_lines(theirs);
+  std::vector<std::string> parts;
+  for (const auto& [key, value] : a)
+    if (auto it = b.find(key); it == b.end() || it->second != value)
+      parts.push_back(cat(key, " = ", value, " here, ", it == b.end() ? std::string("unset") : it->second, " on rank ", their_rank));
+  for (const auto& [key, value] : b)
+    if (!a.count(key)) parts.push_back(cat(key, " unset here, ", value, " on rank ", their_rank));
+  return parts.empty() ? "their texts differ" : join(parts, "; ");
+}
+
+// A backstop for the rendezvous: c10d's own timeouts apply per step (joining the store, waiting
+// for check-ins, each group), and a store that accepts connections but never answers (another
+// service on MASTER_PORT) would hold a worker forever; a stop signal would wait for them too.
+// This ends the process with one line when the rendezvous outlasts 2 x dist.timeout_s + 10 s, or
+// at once on SIGINT / SIGTERM / SIGHUP (nothing has been written yet).
+class RendezvousWatchdog {
+ public:
+  RendezvousWatchdog(double timeout_s, int rank, std::string where)
+      : thread_([this, timeout_s, rank, where = std::move(where)] {
+          const auto deadline = std::chrono::steady_clock::now() + to_ms(2 * timeout_s + 10);
+          std::unique_lock<std::mutex> lock(mutex_);
+          while (!done_) {
+            if (const int signal = io::stop_requested()) {
+              std::fprintf(stderr, "lofi: stopped by signal %d during the rendezvous at %s (rank %d); nothing was written\n",
+                           signal, where.c_str(), rank);
+              std::fflush(stderr);
+              std::_Exit(128 + signal);
+            }
+            if (std::chrono::steady_clock::now() > deadline) {
+              std::fprintf(stderr,
+                           "lofi: error: the rendezvous at %s did not finish within 2 x dist.timeout_s + 10 s = %.0f s (rank %d): "
+                           "whatever listens at MASTER_ADDR:MASTER_PORT does not answer as a rendezvous store; check them\n",
+                           where.c_str(), 2 * timeout_s + 10, rank);
+              std::fflush(stderr);
+              std::_Exit(1);
+            }
+            wake_.wait_for(lock, std::chrono::milliseconds(100));
+          }
+        }) {}
+  ~RendezvousWatchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool done_ = false;
+  std::thread thread_;  // last: started once the members it uses exist
+};
 
 }  // namespace
 
@@ -64,6 +145,7 @@ Comm::Comm(const WorkerEnv& env, const Topology& topo, const CommOptions& option
   const double timeout_s = options.timeout_s;
   const std::string where = cat(env.master_addr, ":", env.master_port);
   const auto t0 = std::chrono::steady_clock::now();
+  RendezvousWatchdog watchdog(timeout_s, env.rank, where);
   // Rank 0 hosts the store unless the launcher does (lofi launch, torchrun's agent).
   if (env.rank == 0 && !env.agent_store) {
     store_ = host_store(options.bind.empty() ? env.master_addr : options.bind, env.master_port, timeout_s,
@@ -107,6 +189,7 @@ void Comm::check_in(const CommOptions& options) {
   me.timeout_s = options.timeout_s;
   me.pid = ::getpid();
   me.host = io::host_name();
+  me.settings = options.settings;
   std::vector<std::string> keys;
   for (int r = 0; r < env_.world_size; ++r) keys.push_back(check_in_key(r));
   const std::string where = cat(env_.master_addr, ":", env_.master_port);
@@ -131,6 +214,29 @@ void Comm::check_in(const CommOptions& options) {
          " never joined the store at ", where, "; rank ", env_.rank, " waited ", format_seconds(since(t0), 1),
          " (dist.timeout_s = ", timeout_s_, "); start every worker, or check WORLD_SIZE");
   }
+  // Two workers given one RANK: the later check-in replaced the earlier, which sees it.
+  if (const std::optional<CheckIn> mine = read_check_in(*store_, env_.rank); mine && (mine->pid != me.pid || mine->host != me.host))
+    fail("rendezvous: two workers have RANK ", env_.rank, " (this one, pid ", me.pid, " on ", me.host, ", and pid ", mine->pid,
+         " on ", mine->host, "); give each worker its own RANK below WORLD_SIZE");
+  // Every worker runs the same settings: each compares itself with rank 0 (naming the keys), and
+  // rank 0 with every worker (naming the ranks), so all of them stop here, before any collective.
+  if (options.settings.empty()) return;
+  const std::string remedy = "; start every worker of a job with the same config and --set flags";
+  if (env_.rank != 0) {
+    const std::optional<CheckIn> first = read_check_in(*store_, 0);
+    if (first && !first->settings.empty() && first->settings != options.settings)
+      fail("rendezvous: rank ", env_.rank, "'s settings differ from rank 0's: ",
+           settings_difference(options.settings, first->settings, 0), remedy);
+    return;
+  }
+  std::vector<std::string> differing;
+  for (int r = 1; r < env_.world_size; ++r)
+    if (const std::optional<CheckIn> other = read_check_in(*store_, r); other && other->settings != options.settings)
+      differing.push_back(std::to_string(r));
+  if (!differing.empty())
+    fail("rendezvous: rank", differing.size() > 1 ? "s " : " ", join(differing, ", "),
+         " run other settings than rank 0 (each names the keys): ", settings_difference(options.settings,
+         read_check_in(*store_, std::stoi(differing.front()))->settings, std::stoi(differing.front())), remedy);
 }
 
 std::string Comm::node_backend(const std::string& mine) {

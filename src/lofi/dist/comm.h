@@ -44,6 +44,10 @@ struct CommOptions {
   std::string node_backend = "gloo";
   std::string bind;                  // where a hosting rank 0 listens (dist.bind); empty: MASTER_ADDR
   std::string node_dir;              // this node's directory, told to the launcher with the node
+  // The worker's resolved settings (its config as TOML): compared at check-in, so workers started
+  // with different configs or --set flags are refused by key instead of training apart silently
+  // or failing inside a collective. Empty: not compared.
+  std::string settings;
 };
 
 class Comm {
