@@ -43,22 +43,39 @@ void open_inputs(const MergeOptions& opt, const std::vector<std::string>& inputs
     if (opt.min_inputs <= 0) fail(what, ": ", why);
     plan.skipped.push_back(path + ": " + why);
   };
+  std::vector<std::unique_ptr<io::SafetensorsSet>> opened(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
-    std::unique_ptr<io::SafetensorsSet> file;
     try {
-      file = std::make_unique<io::SafetensorsSet>(inputs[i]);
+      opened[i] = std::make_unique<io::SafetensorsSet>(inputs[i]);
     } catch (const lofi::Error& e) {
       reject(inputs[i], e.what());
-      continue;
     }
-    if (!plan.files.empty()) {
-      if (std::string why = layout_mismatch(plan.first(), *file); !why.empty()) {
+  }
+  // The layout every input must have: the first's, or with --min-inputs the one most inputs share,
+  // so that an odd file listed first does not make the good ones the ones left out.
+  size_t reference = inputs.size(), shared_by = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!opened[i]) continue;
+    if (opt.min_inputs <= 0) {
+      reference = i;
+      break;
+    }
+    size_t alike = 0;
+    for (size_t j = 0; j < inputs.size(); ++j) alike += opened[j] && layout_mismatch(*opened[i], *opened[j]).empty();
+    if (alike > shared_by) reference = i, shared_by = alike;
+  }
+  const io::SafetensorsSet* ref = reference < inputs.size() ? opened[reference].get() : nullptr;  // outlives the moves below
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!opened[i]) continue;
+    std::unique_ptr<io::SafetensorsSet>& file = opened[i];
+    if (i != reference) {
+      if (std::string why = layout_mismatch(*ref, *file); !why.empty()) {
         reject(inputs[i], why);
         continue;
       }
-      if (std::string why = provenance_mismatch(plan.first(), *file); !why.empty() && !opt.force)
+      if (std::string why = provenance_mismatch(*ref, *file); !why.empty() && !opt.force)
         fail(what, ": ", why, "; these were not trained alike. Pass --force to merge them anyway");
-      if (std::string why = settings_mismatch(plan.first(), *file, opt.config_changes); !why.empty() && !opt.force)
+      if (std::string why = settings_mismatch(*ref, *file, opt.config_changes); !why.empty() && !opt.force)
         fail(what, ": ", why, "; these were not trained alike. Pass --force to merge them anyway");
     }
     plan.files.push_back(std::move(file));
