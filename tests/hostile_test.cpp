@@ -27,7 +27,7 @@ struct HostileCase {
   std::vector<std::string> words;     // in the output (the error line when it fails); placeholders too
   std::vector<std::string> absent;    // paths that must not exist afterwards ({out}, {json}, {run})
   std::string setup = {};             // a shell command run first (must succeed), e.g. {lofi} train a run to resume
-  std::vector<std::string> not_words = {};  // must not be in the output
+  std::vector<std::string> not_words = {};  // must not be in the output; placeholders too
 };
 
 void PrintTo(const HostileCase& c, std::ostream* os) { *os << c.name; }
@@ -139,6 +139,46 @@ const std::vector<HostileCase>& cases() {
       {"average-other-dtype", "average {good} {f64} --out {out}", true, {"f64.safetensors", "final.safetensors"}, {"{out}"}},
       {"average-tensor-missing", "average {good} {fewer} --out {out}", true, {"fewer.safetensors", "final.safetensors"},
        {"{out}"}},
+      // Outputs: only a regular file is replaced by renaming, and only an earlier output directory
+      // is removed before one is written.
+      {"average-out-fifo", "average {good} {shifted} --out {here}/fifo", true, {"fifo", "is a FIFO", "regular file"}, {},
+       "mkfifo {here}/fifo"},
+      {"average-adapters-out-not-an-output", "average {run} --out {here}/keep", true,
+       {"keep", "holds no adapter_config.json", "not an earlier output"}, {},
+       "{lofi} launch --workers 2 -- train {tiny} --set model.init={good} --set lora.rank=2 --set dist.nodes=2 > /dev/null && "
+       "mkdir {here}/keep && echo mine > {here}/keep/notes.txt"},
+      // Options an adapter average does not take: refused by name, never ignored.
+      {"average-adapters-weights", "average {run} --weights 1,3 --out {out}", true, {"--weights", "equal weights"}, {"{out}"},
+       "{lofi} launch --workers 2 -- train {tiny} --set model.init={good} --set lora.rank=2 --set dist.nodes=2 > /dev/null"},
+      // A PEFT adapter whose config and weights disagree (as PEFT's own loader refuses it).
+      {"eval-peft-rank-disagrees", "eval --model {here}/peft --data d={data} --max-windows 2", true,
+       {"lora_A.weight' is of rank 2", "its config says r = 4"}, {},
+       "{lofi} train {tiny} --set model.init={good} --set lora.rank=2 > /dev/null && cp -r {run}/node-00/final-hf {here}/peft && "
+       "sed -E -i 's/\"r\": 2/\"r\": 4/' {here}/peft/adapter_config.json"},
+      {"eval-peft-targets-disagree", "eval --model {here}/peft --data d={data} --max-windows 2", true,
+       {"which its config's target_modules (q_proj) does not name"}, {},
+       "{lofi} train {tiny} --set model.init={good} --set lora.rank=2 > /dev/null && cp -r {run}/node-00/final-hf {here}/peft && "
+       "sed -E -i 's/\"target_modules\": \"all-linear\"/\"target_modules\": [\"q_proj\"]/' {here}/peft/adapter_config.json"},
+      // Finite weights whose activations overflow: no NaN result reported as a score.
+      {"eval-huge", "eval --model {huge} --data d={data} --max-windows 2 --json {json}", true,
+       {"huge.safetensors", "loss on d is", "although its weights are finite", "--allow-nonfinite"}, {"{json}"}},
+      {"generate-huge", "generate --model {huge} --prompt hi --tokenizer bytes", true, {"logits", "NaN or Inf", "weights are finite"}, {}},
+      {"export-f16-overflow", "export --format hf {huge} {here}/hf --dtype F16", true, {"overflows --dtype F16", "Nothing was written"},
+       {"{here}/hf"}},
+      {"interpolate-nan", "interpolate {good} {nan} --data d={data} --max-windows 2 --points 2", true, {"nan.safetensors", "holds NaN"}, {}},
+      {"interpolate-huge", "interpolate {good} {huge} --data d={data} --max-windows 2 --points 3", true,
+       {"interpolate: loss/d at alpha", "no barrier can be measured"}, {}},
+      {"generate-temperature-tiny", "generate --model {good} --prompt hi --tokenizer bytes --temperature 1e-310", true,
+       {"--temperature", "too small"}, {}},
+      // Training settings that would silently compute something else.
+      {"resume-past-steps", "train {tiny} --set train.steps=3 --resume --resume-changed", true,
+       {"is at step 6, past train.steps = 3", "resumes forward only"}, {"{run}/node-00/retired"}, "{lofi} train {tiny} > /dev/null"},
+      {"train-lora-dropout-checkpointing", "train {tiny} --set model.init={good} --set lora.rank=2 --set lora.dropout=0.1 "
+       "--set train.activation_checkpointing=1", true, {"lora.dropout is 0.1"}, {"{run}/node-00/final.safetensors"}},
+      {"train-beta1-one", "train {tiny} --set train.beta1=1", true, {"train.beta1"}, {"{run}/node-00/final.safetensors"}},
+      // --min-inputs leaves out the odd input, wherever it is listed.
+      {"average-min-inputs-odd-first", "average {wider} {good} {shifted} --min-inputs 2 --out {out}", false,
+       {"left out", "wider.safetensors", "averaged 2 checkpoints"}, {}, "", {"left out " + std::string("{good}")}},
       // Tensors stored in another order pair by name: accepted.
       {"average-reordered", "average {good} {reordered} --out {out}", false, {"averaged 2 checkpoints"}, {}},
       {"interpolate-reordered", "interpolate {good} {reordered} --points 3 --data d={data} --max-windows 2", false, {"alpha"}, {}},
@@ -189,7 +229,7 @@ TEST_P(CliHostile, EndsAsItShould) {
       {"{inf}", *dir_ + "/inf.safetensors"},                   {"{reordered}", *dir_ + "/reordered.safetensors"},
       {"{shifted}", *dir_ + "/shifted.safetensors"},           {"{data}", *data_},
       {"{wider}", *dir_ + "/wider.safetensors"},               {"{f64}", *dir_ + "/f64.safetensors"},
-      {"{fewer}", *dir_ + "/fewer.safetensors"},
+      {"{fewer}", *dir_ + "/fewer.safetensors"},              {"{huge}", *dir_ + "/huge.safetensors"},
       {"{out}", here + "/out.safetensors"},                    {"{json}", here + "/out.json"},
       {"{tiny}", test::tiny_train_flags(*data_, here + "/run")}, {"{run}", here + "/run"},
       {"{lofi}", LOFI_BIN},                                     {"{here}", here},
@@ -199,7 +239,10 @@ TEST_P(CliHostile, EndsAsItShould) {
     ASSERT_EQ(s.status, 0) << s.output;
   }
   const auto r = test::run_lofi(expand(c.command, values));
-  for (const auto& word : c.not_words) EXPECT_EQ(r.output.find(word), std::string::npos) << "\"" << word << "\" in: " << r.output;
+  for (const auto& w : c.not_words) {
+    const std::string word = expand(w, values);
+    EXPECT_EQ(r.output.find(word), std::string::npos) << "\"" << word << "\" in: " << r.output;
+  }
   // Where the words must be: a failure's one error line (lofi's, or the command line parser's,
   // which starts with the flag); a success's whole output.
   std::string said = r.output;
