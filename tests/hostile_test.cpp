@@ -176,6 +176,16 @@ const std::vector<HostileCase>& cases() {
       {"train-lora-dropout-checkpointing", "train {tiny} --set model.init={good} --set lora.rank=2 --set lora.dropout=0.1 "
        "--set train.activation_checkpointing=1", true, {"lora.dropout is 0.1"}, {"{run}/node-00/final.safetensors"}},
       {"train-beta1-one", "train {tiny} --set train.beta1=1", true, {"train.beta1"}, {"{run}/node-00/final.safetensors"}},
+      // A flag the method does not read: refused, not ignored (and not recorded in the provenance).
+      {"merge-slerp-lambda", "merge --method slerp {good} {shifted} --lambda 2 --out {out}", true,
+       {"--lambda", "--method slerp does not use it", "it uses --t"}, {"{out}"}},
+      {"merge-slerp-weights", "merge --method slerp {good} {shifted} --weights 5,-5 --out {out}", true,
+       {"--weights", "does not use weights"}, {"{out}"}},
+      // FP8 weights: no arithmetic for them here, said by file and tensor.
+      {"average-f8", "average {f8} {f8} --out {out}", true, {"f8.safetensors", "is F8_E4M3", "convert"}, {"{out}"}},
+      {"export-f8", "export --format hf {f8} {here}/hf", false, {}, {}},
+      {"average-dtype-f8", "average {good} {shifted} --dtype F8_E5M2 --out {out}", true, {"--dtype must be F64, F32, F16 or BF16"},
+       {"{out}"}},
       // --min-inputs leaves out the odd input, wherever it is listed.
       {"average-min-inputs-odd-first", "average {wider} {good} {shifted} --min-inputs 2 --out {out}", false,
        {"left out", "wider.safetensors", "averaged 2 checkpoints"}, {}, "", {"left out " + std::string("{good}")}},
@@ -230,6 +240,7 @@ TEST_P(CliHostile, EndsAsItShould) {
       {"{shifted}", *dir_ + "/shifted.safetensors"},           {"{data}", *data_},
       {"{wider}", *dir_ + "/wider.safetensors"},               {"{f64}", *dir_ + "/f64.safetensors"},
       {"{fewer}", *dir_ + "/fewer.safetensors"},              {"{huge}", *dir_ + "/huge.safetensors"},
+      {"{f8}", *dir_ + "/f8.safetensors"},
       {"{out}", here + "/out.safetensors"},                    {"{json}", here + "/out.json"},
       {"{tiny}", test::tiny_train_flags(*data_, here + "/run")}, {"{run}", here + "/run"},
       {"{lofi}", LOFI_BIN},                                     {"{here}", here},

@@ -1,8 +1,11 @@
 // lofi merge: the merge methods mergekit users know (methods/*.cpp), streamed tensor by tensor.
 #include <cstdio>
 
+#include <nlohmann/json.hpp>
+
 #include "../command.h"
 #include "../options.h"
+#include "lofi/error.h"
 #include "lofi/merge/engine.h"
 #include "lofi/merge/method.h"
 #include "lofi/train/config.h"
@@ -17,6 +20,7 @@ class Merge : public Command {
     return "Merge checkpoints with a method mergekit users know: lofi merge --method ties A B ... --base PRETRAINED --out OUT";
   }
   void add_options(CLI::App& cmd) override {
+    cmd_ = &cmd;
     add_merge_flags(cmd, options_, "merge");
     adapter_flags_.add_to(cmd);
     std::string method_help = "merge method:";
@@ -33,6 +37,7 @@ class Merge : public Command {
     cmd.add_option("--seed", options_.params.seed, "dare: seed of the drop masks")->capture_default_str();
   }
   int run() override {
+    refuse_unused_flags();
     if (adapter_flags_.merge_if_adapters(options_)) return 0;
     options_.config_changes = [](const std::string& a, const std::string& b) { return train::trajectory_changes(a, b, "merge"); };
     const merge::MergeResult r = merge::merge_checkpoints(options_);
@@ -42,6 +47,22 @@ class Merge : public Command {
   }
 
  private:
+  // A flag the method does not read is refused by name (it was ignored, and its value still went
+  // into the output's provenance).
+  void refuse_unused_flags() const {
+    const merge::Method& method = merge::find_method(options_.method);
+    const nlohmann::json used = method.describe(options_.params);
+    std::string uses;
+    for (const auto& [key, value] : used.items()) uses += (uses.empty() ? "" : ", ") + ("--" + key);
+    for (const char* key : {"lambda", "density", "t", "seed"})
+      if (cmd_->count(std::string("--") + key) > 0 && !used.contains(key))
+        fail("--", key, ": --method ", options_.method, " does not use it (", uses.empty() ? "it takes none of --lambda, --density, --t, --seed" : "it uses " + uses,
+             "); leave it out");
+    if (cmd_->count("--weights") > 0 && !method.uses_weights())
+      fail("--weights: --method ", options_.method, " does not use weights; leave them out");
+  }
+
+  CLI::App* cmd_ = nullptr;
   merge::MergeOptions options_;
   AdapterMergeFlags adapter_flags_;
 };

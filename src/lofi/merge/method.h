@@ -41,6 +41,7 @@ class Method {
   virtual bool needs_base() const { return false; }     // true: --base is required; false: refused
   virtual bool whole_tensors() const { return false; }  // each tensor at once (top-k, norms), not in chunks
   virtual bool normalises_weights() const { return false; }  // weights are shares (non-negative, sum > 0)
+  virtual bool uses_weights() const { return true; }         // false: --weights is refused, not ignored
   // Refuses an input count or parameters the method cannot honour, naming the flag.
   virtual void check(size_t /*inputs*/, const MethodParams& /*params*/) const {}
   // The merged values of PIECE: 1-D, float32 or float64, as long as PIECE's inputs. The result may
@@ -48,7 +49,8 @@ class Method {
   // tensors may be views of a caller's models: a method drops its handles to free memory early,
   // but never writes into them.
   virtual torch::Tensor merge(Piece piece, const MethodParams& params) const = 0;
-  // The parameters it used, for the output's provenance.
+  // The parameters it uses ("lambda", "density", "t", "seed"), for the output's provenance; a flag
+  // given for another is refused.
   virtual nlohmann::json describe(const MethodParams& /*params*/) const { return nlohmann::json::object(); }
   // One line for --help.
   virtual std::string summary() const = 0;

@@ -34,7 +34,9 @@ bool all_finite(const torch::Tensor& values) {
 
 }  // namespace
 
-std::optional<std::pair<int64_t, double>> first_nonfinite(const torch::Tensor& values) {
+std::optional<std::pair<int64_t, double>> first_nonfinite(const torch::Tensor& given) {
+  // PyTorch has no isfinite for FP8: such values are checked as fp32.
+  const torch::Tensor values = c10::isFloat8Type(given.scalar_type()) ? given.to(torch::kFloat) : given;
   if (!values.is_floating_point() || values.numel() == 0 || all_finite(values)) return std::nullopt;
   torch::Tensor finite = torch::isfinite(values).reshape({-1});
   if (finite.all().item<bool>()) return std::nullopt;

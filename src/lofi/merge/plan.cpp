@@ -49,7 +49,16 @@ void open_inputs(const MergeOptions& opt, const std::vector<std::string>& inputs
       opened[i] = std::make_unique<io::SafetensorsSet>(inputs[i]);
     } catch (const lofi::Error& e) {
       reject(inputs[i], e.what());
+      continue;
     }
+    // FP8 weights have no arithmetic here (PyTorch refuses their promotion and isfinite).
+    for (const auto& t : opened[i]->tensors())
+      if (c10::isFloat8Type(io::dtype_from_safetensors(t.entry->dtype, inputs[i]))) {
+        reject(inputs[i], cat(inputs[i], ": tensor '", t.entry->name, "' is ", t.entry->dtype,
+                              ": lofi merges F64, F32, F16 and BF16 weights; convert the file to one of them first"));
+        opened[i].reset();
+        break;
+      }
   }
   // The layout every input must have: the first's, or with --min-inputs the one most inputs share,
   // so that an odd file listed first does not make the good ones the ones left out.
@@ -95,7 +104,8 @@ std::vector<io::TensorEntry> output_layout(const io::SafetensorsSet& first, cons
   for (const auto& t : first.tensors()) layout.push_back(*t.entry);
   if (dtype.empty()) return layout;
   torch::Dtype out_dtype = io::dtype_from_safetensors(dtype, "--dtype");
-  if (!torch::isFloatingType(out_dtype)) fail("--dtype must be a float type (F64, F32, F16, BF16), found ", dtype);
+  if (!torch::isFloatingType(out_dtype) || c10::isFloat8Type(out_dtype))
+    fail("--dtype must be F64, F32, F16 or BF16, found ", dtype);
   for (auto& e : layout) {
     torch::Dtype in = io::dtype_from_safetensors(e.dtype, first.source());
     if (torch::isFloatingType(in)) {

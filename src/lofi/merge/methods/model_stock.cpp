@@ -16,6 +16,7 @@ class ModelStock : public Method {
  public:
   bool needs_base() const override { return true; }
   bool whole_tensors() const override { return true; }  // the cosines are over whole tensors
+  bool uses_weights() const override { return false; }
   std::string summary() const override {
     return "Model Stock: the inputs' mean moved toward the base by how far their differences from it agree "
            "(mean cosine); weights unused";

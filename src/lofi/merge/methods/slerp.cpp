@@ -12,6 +12,7 @@ namespace {
 class Slerp : public Method {
  public:
   bool whole_tensors() const override { return true; }  // the angle is the whole tensor's
+  bool uses_weights() const override { return false; }
   std::string summary() const override { return "spherical interpolation of two inputs, tensor by tensor, at --t"; }
   void check(size_t inputs, const MethodParams& p) const override {
     if (inputs != 2) fail("slerp interpolates two inputs, found ", inputs, "; give exactly two");
