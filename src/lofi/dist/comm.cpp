@@ -230,13 +230,15 @@ void Comm::check_in(const CommOptions& options) {
     return;
   }
   std::vector<std::string> differing;
+  std::string first_difference;  // the first such rank's keys
   for (int r = 1; r < env_.world_size; ++r)
-    if (const std::optional<CheckIn> other = read_check_in(*store_, r); other && other->settings != options.settings)
+    if (const std::optional<CheckIn> other = read_check_in(*store_, r); other && other->settings != options.settings) {
+      if (differing.empty()) first_difference = settings_difference(options.settings, other->settings, r);
       differing.push_back(std::to_string(r));
+    }
   if (!differing.empty())
     fail("rendezvous: rank", differing.size() > 1 ? "s " : " ", join(differing, ", "),
-         " run other settings than rank 0 (each names the keys): ", settings_difference(options.settings,
-         read_check_in(*store_, std::stoi(differing.front()))->settings, std::stoi(differing.front())), remedy);
+         " run other settings than rank 0 (each names the keys): ", first_difference, remedy);
 }
 
 std::string Comm::node_backend(const std::string& mine) {

@@ -178,10 +178,10 @@ MemoryPlan plan_memory(const Config& config, const PlanPlace& place, const Footp
     candidates.push_back({"train.param_dtype=bf16", "train.precision=bf16"});
   if (candidates.size() > 1) {
     std::vector<std::string> all;
-    // LoRA keeps fp32 adapters over a model.dtype base: bf16 compute weights are the full fine-tune's knob.
-    const bool lora_knob = !config.lora.enabled();
+    // LoRA (a knob whenever bf16 compute weights are) keeps fp32 adapters over a model.dtype base:
+    // bf16 compute weights are the full fine-tune's knob, left out of the combination.
     for (const auto& sets : candidates)
-      if (!(lora_knob && sets.front() == "train.param_dtype=bf16")) all.insert(all.end(), sets.begin(), sets.end());
+      if (sets.front() != "train.param_dtype=bf16") all.insert(all.end(), sets.begin(), sets.end());
     candidates.push_back(all);
   }
   // Full sharding (a full fine-tune of a decoder), alone and with every block checkpointed.
