@@ -194,6 +194,24 @@ const std::vector<HostileCase>& cases() {
       {"interpolate-reordered", "interpolate {good} {reordered} --points 3 --data d={data} --max-windows 2", false, {"alpha"}, {}},
       {"soup-reordered", "soup {good} {reordered} --data d={data} --max-windows 2", false, {"soup"}, {}},
       {"ensemble-reordered", "eval --ensemble {good} {reordered} --data d={data} --max-windows 2", false, {"ensemble"}, {}},
+      // Negative counts and seeds are refused by flag, not wrapped around.
+      {"merge-dare-seed-negative", "merge --method dare --base {good} {shifted} {shifted} --density 0.5 --seed -1 --out {out}", true,
+       {"--seed", ">= 0", "-1"}, {"{out}"}},
+      {"generate-seed-negative", "generate --model {good} --tokenizer bytes --prompt hi --seed -1", true, {"--seed", ">= 0"}, {}},
+      // Inputs of another model, or broken, are named by file.
+      {"interpolate-fewer", "interpolate {good} {fewer} --points 2 --data d={data} --max-windows 1", true,
+       {"interpolate", "{fewer}", "lacks tensor", "{good}"}, {}},
+      {"soup-wider", "soup {good} {wider} --data d={data} --max-windows 1 --out {out}", true, {"soup", "{wider}", "{good}"}, {"{out}"}},
+      {"average-config-not-toml", "average {good} {badconfig} --out {out}", true, {"{badconfig}", "lofi.config", "invalid TOML"},
+       {"{out}"}},
+      {"eval-hf-dir-without-config", "eval --model {here}/hf --data d={data}", true, {"{here}/hf", "without config.json"}, {},
+       "mkdir {here}/hf && cp {good} {here}/hf/model.safetensors"},
+      {"eval-peft-dir-without-config", "eval --model {here}/peft --data d={data}", true, {"{here}/peft", "without adapter_config.json"},
+       {}, "mkdir {here}/peft && cp {good} {here}/peft/adapter_model.safetensors"},
+      {"eval-task-tokenizer-bytes", "eval --model {good} --task t={here}/t.jsonl --tokenizer bytes", true,
+       {"--tokenizer bytes is for generate"}, {}, "echo '{\"context\": \"a\", \"choices\": [\"x\", \"y\"], \"answer\": 0}' > {here}/t.jsonl"},
+      {"export-shard-size-negative", "export --format hf {good} {here}/hf --shard-size -5", true, {"--shard-size", ">= 0"},
+       {"{here}/hf"}},
   };
   return all;
 }
@@ -240,7 +258,7 @@ TEST_P(CliHostile, EndsAsItShould) {
       {"{shifted}", *dir_ + "/shifted.safetensors"},           {"{data}", *data_},
       {"{wider}", *dir_ + "/wider.safetensors"},               {"{f64}", *dir_ + "/f64.safetensors"},
       {"{fewer}", *dir_ + "/fewer.safetensors"},              {"{huge}", *dir_ + "/huge.safetensors"},
-      {"{f8}", *dir_ + "/f8.safetensors"},
+      {"{f8}", *dir_ + "/f8.safetensors"},                    {"{badconfig}", *dir_ + "/badconfig.safetensors"},
       {"{out}", here + "/out.safetensors"},                    {"{json}", here + "/out.json"},
       {"{tiny}", test::tiny_train_flags(*data_, here + "/run")}, {"{run}", here + "/run"},
       {"{lofi}", LOFI_BIN},                                     {"{here}", here},

@@ -209,5 +209,22 @@ TEST(GenerateChat, SamplingIsSeededAndNarrowsToGreedy) {
   EXPECT_NE(generate_text(r), greedy);  // a system turn changes the prompt
 }
 
+TEST(GenerateChat, PiecesPrintedAsTheyComeAddUpToTheText) {
+  for (const bool chat : {true, false}) {
+    GenerateRequest r = chat_request();
+    r.chat = chat;
+    r.options.temperature = 1.5;  // sampled, so odd tokens (partial characters, specials) turn up
+    r.options.seed = 7;
+    const std::string whole = generate_text(r);
+    std::vector<std::string> pieces;
+    r.on_text = [&](const std::string& piece) { pieces.push_back(piece); };
+    EXPECT_EQ(generate_text(r), whole) << "chat " << chat;
+    std::string joined;
+    for (const std::string& piece : pieces) joined += piece;
+    EXPECT_EQ(joined, whole) << "chat " << chat;
+    EXPECT_GT(pieces.size(), 5u) << "chat " << chat << ": the text came in " << pieces.size() << " pieces";
+  }
+}
+
 }  // namespace
 }  // namespace lofi::family

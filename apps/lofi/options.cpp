@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <sstream>
 
 #include "lofi/eval/table.h"
 #include "lofi/io/atomic_file.h"
@@ -53,6 +54,13 @@ void AdapterMergeFlags::add_to(CLI::App& cmd) {
 }
 
 bool AdapterMergeFlags::merge_if_adapters(const merge::MergeOptions& options) const {
+  // "svd 4" given as one quoted word counts as two.
+  std::vector<std::string> mode;
+  for (const std::string& given : this->mode) {
+    std::istringstream words(given);
+    for (std::string word; words >> word;) mode.push_back(word);
+  }
+  if (mode.empty()) fail("--adapter-merge: empty; expected concat, dense, svd R or factors");
   const std::string& first = options.inputs.empty() ? std::string() : options.inputs.front();
   const std::vector<std::string> inputs = !first.empty() && io::is_lora_adapter(first) ? options.inputs : merge::expand_inputs(options.inputs);
   if (inputs.empty() || !io::is_lora_adapter(inputs.front())) {
@@ -107,7 +115,8 @@ void EvalFlags::add_to(CLI::App& cmd) {
   cmd.add_option("--tokenizer", settings.tokenizer, "--task: the tokenizer directory (default: the model's, or its run's pretrained directory)");
   cmd.add_option("--max-new-tokens", settings.max_new_tokens, "--task: a short answer's longest generation")->check(kPositive);
   cmd.add_option("--class-map", class_maps, "NAME=FILE: score image set NAME through a class map (subset or many-to-one; repeatable)");
-  cmd.add_option("--max-images", max_images, "classifiers: score this many images per set, an even share of every class (0: all)");
+  cmd.add_option("--max-images", max_images, "classifiers: score this many images per set, an even share of every class (0: all)")
+      ->check(kNonNegative);
   cmd.add_option("--config,-c", config, "config giving the model's shape (default: the checkpoint's own)");
   cmd.add_option("--set", sets, "override a config key: section.key=value");
   cmd.add_option("--seq-len", settings.seq_len, "window length (default: data.seq_len)")->check(kNonNegative);

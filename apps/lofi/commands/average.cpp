@@ -22,7 +22,8 @@ class Average : public Command {
   }
   int run() override {
     if (adapter_flags_.merge_if_adapters(options_)) return 0;
-    options_.config_changes = [](const std::string& a, const std::string& b) { return train::trajectory_changes(a, b, "average"); };
+    options_.config_changes = [](const std::string& a, const std::string& a_source, const std::string& b,
+                                  const std::string& b_source) { return train::trajectory_changes(a, a_source, b, b_source); };
     const merge::AverageResult r = merge::average_checkpoints(options_);
     for (const auto& s : r.skipped) std::fprintf(stderr, "lofi: warning: left out %s\n", s.c_str());
     std::printf("averaged %zu checkpoints into %s\n", r.used.size(), options_.out.c_str());

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "../command.h"
+#include "../options.h"
 #include "lofi/family/export.h"
 
 namespace lofi::cli {
@@ -19,7 +20,8 @@ class Export : public Command {
         ->required()->check(CLI::ExistingPath);
     cmd.add_option("out", out_, "new output directory")->required();
     cmd.add_option("--dtype", options_.dtype, "F32 (default), F16 or BF16");
-    cmd.add_option("--shard-size", options_.shard_bytes, "write shards of at most this many bytes + model.safetensors.index.json");
+    cmd.add_option("--shard-size", options_.shard_bytes, "write shards of at most this many bytes + model.safetensors.index.json")
+        ->check(kNonNegative);
     cmd.add_flag("--allow-nonfinite", options_.allow_nonfinite, "export weights holding NaN or Inf (refused by default)");
   }
   int run() override {

@@ -28,13 +28,16 @@ class Generate : public Command {
     cmd.add_option("--top-k", o.top_k, "sample among the K most likely tokens (0: all)")->check(kNonNegative);
     cmd.add_option("--top-p", o.top_p, "sample among the most likely tokens whose probabilities add up to P (1: all)")
         ->check(CLI::Range(0.0, 1.0));
-    cmd.add_option("--seed", o.seed, "sampling seed");
+    cmd.add_option("--seed", o.seed, "sampling seed")->check(kNonNegative);
     cmd.add_option("--set", request_.sets, "override a config key (e.g. train.device=cuda)");
     cmd.add_flag("--allow-nonfinite", request_.allow_nonfinite, "generate from weights holding NaN or Inf (refused by default)");
   }
   int run() override {
     if (!request_.system.empty() && !request_.chat) fail("generate: --system goes with --chat");
-    std::cout << family::generate_text(request_) << "\n";
+    // Printed as it is generated, so a long generation shows its progress.
+    request_.on_text = [](const std::string& piece) { std::cout << piece << std::flush; };
+    family::generate_text(request_);
+    std::cout << "\n";
     return 0;
   }
 

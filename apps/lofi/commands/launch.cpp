@@ -14,7 +14,7 @@ class Launch : public Command {
   }
   void add_options(CLI::App& cmd) override {
     cmd.add_option("--workers,-k", options_.workers, "number of worker processes")->check(kPositive);
-    cmd.add_option("--threads", options_.threads, "intra-op threads per worker (default: cores / workers)");
+    cmd.add_option("--threads", options_.threads, "intra-op threads per worker (default: cores / workers)")->check(kPositive);
     cmd.add_option("--master-port", options_.master_port, "rendezvous port on 127.0.0.1 (default: a free one)")
         ->check(CLI::Range(0, 65535));
     cmd.add_option("command", options_.args, "lofi subcommand and its arguments, after --")->required();

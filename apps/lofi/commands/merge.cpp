@@ -34,12 +34,13 @@ class Merge : public Command {
     cmd.add_option("--density", options_.params.density, "ties, dare: fraction of each difference kept, in (0, 1]")
         ->capture_default_str()->check(kFinite);
     cmd.add_option("--t", options_.params.t, "slerp: 0 gives the first input, 1 the second")->capture_default_str()->check(kFinite);
-    cmd.add_option("--seed", options_.params.seed, "dare: seed of the drop masks")->capture_default_str();
+    cmd.add_option("--seed", options_.params.seed, "dare: seed of the drop masks")->capture_default_str()->check(kNonNegative);
   }
   int run() override {
     refuse_unused_flags();
     if (adapter_flags_.merge_if_adapters(options_)) return 0;
-    options_.config_changes = [](const std::string& a, const std::string& b) { return train::trajectory_changes(a, b, "merge"); };
+    options_.config_changes = [](const std::string& a, const std::string& a_source, const std::string& b,
+                                  const std::string& b_source) { return train::trajectory_changes(a, a_source, b, b_source); };
     const merge::MergeResult r = merge::merge_checkpoints(options_);
     for (const auto& s : r.skipped) std::fprintf(stderr, "lofi: warning: left out %s\n", s.c_str());
     std::printf("merged %zu checkpoints (%s) into %s\n", r.used.size(), options_.method.c_str(), options_.out.c_str());

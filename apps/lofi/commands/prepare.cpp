@@ -25,7 +25,7 @@ class Prepare : public Command {
     cmd.add_option("--out,-o", options_.out, "output prefix: OUT.train.bin, and OUT.val.bin with --val-fraction")->required();
     cmd.add_option("--val-fraction", options_.val_fraction, "share of documents for validation, picked by a hash of (seed, document index)")
         ->check(CLI::Range(0.0, 0.999999));
-    cmd.add_option("--seed", options_.seed, "seed of the validation split");
+    cmd.add_option("--seed", options_.seed, "seed of the validation split")->check(kNonNegative);
     cmd.add_option("--shard-tokens", options_.shard_tokens,
                    "at most this many tokens per file: OUT.train-00000.bin, OUT.train-00001.bin, ... (0: one file per split)")
         ->check(kNonNegative);

@@ -39,7 +39,13 @@ std::vector<int64_t> generate(model::CausalLmImpl& lm, const std::vector<int64_t
   if (static_cast<int64_t>(prompt.size()) > lm.config.max_seq_len)
     std::fprintf(stderr, "generate: the prompt's %zu tokens are more than the model's %lld positions: it sees the last %lld\n",
                  prompt.size(), static_cast<long long>(lm.config.max_seq_len), static_cast<long long>(lm.config.max_seq_len));
+  bool said_sliding = static_cast<int64_t>(prompt.size()) >= lm.config.max_seq_len;
   for (int64_t n = 0; n < o.max_new_tokens; ++n) {
+    if (!said_sliding && static_cast<int64_t>(tokens.size()) >= lm.config.max_seq_len) {
+      std::fprintf(stderr, "\ngenerate: the text fills the model's %lld positions: each further token sees the last %lld\n",
+                   static_cast<long long>(lm.config.max_seq_len), static_cast<long long>(lm.config.max_seq_len));
+      said_sliding = true;
+    }
     const int64_t window = std::min<int64_t>(static_cast<int64_t>(tokens.size()), lm.config.max_seq_len);
     torch::Tensor input = torch::tensor(std::vector<int64_t>(tokens.end() - window, tokens.end()), torch::kInt64)
                               .unsqueeze(0)
@@ -63,6 +69,7 @@ std::vector<int64_t> generate(model::CausalLmImpl& lm, const std::vector<int64_t
       next = torch::multinomial(torch::softmax(logits, 0), 1, false, generator).item<int64_t>();
     }
     tokens.push_back(next);
+    if (o.on_token) o.on_token(tokens);
     if (std::find(o.stop_ids.begin(), o.stop_ids.end(), next) != o.stop_ids.end()) break;
   }
   return tokens;

@@ -3,6 +3,7 @@
 // last model.max_seq_len tokens), so users can see what fine-tuning did.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -17,6 +18,7 @@ struct GenerateOptions {
   double top_p = 1;                // < 1: sample among the most likely tokens whose probabilities add up to P
   uint64_t seed = 0;               // the sampling generator's seed
   std::vector<int64_t> stop_ids;   // end early after any of these (end-of-text, end-of-turn)
+  std::function<void(const std::vector<int64_t>&)> on_token;  // when set: called with all tokens after each new one
 };
 
 // transformers' sampling filters on LOGITS (V), already divided by the temperature: the TOP_K most

@@ -10,6 +10,7 @@
 #include "lofi/io/earlier_output.h"
 #include "lofi/io/temporaries.h"
 #include "lofi/merge/inputs.h"
+#include "lofi/merge/method.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/lora.h"
 #include "lofi/model/weights.h"
@@ -244,7 +245,8 @@ merge::MergeResult merge_folded_adapters(merge::MergeOptions options) {
   FoldedInputs folded(options.out);
   std::string base;
   options.inputs = folded.fold(options.inputs, base);
-  if (options.base.empty()) options.base = base;
+  // The adapters' own base, for methods that merge differences from one (slerp takes none).
+  if (options.base.empty() && merge::find_method(options.method).needs_base()) options.base = base;
   return merge::merge_checkpoints(options);
 }
 

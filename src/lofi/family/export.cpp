@@ -5,9 +5,12 @@
 #include <c10/util/accumulate.h>
 
 #include "lofi/error.h"
+#include "lofi/family/adapters.h"
+#include "lofi/family/family.h"
 #include "lofi/family/lm_footprint.h"
 #include "lofi/family/lm_model.h"
 #include "lofi/io/earlier_output.h"
+#include "lofi/io/lora_adapter.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/merge/nonfinite.h"
 #include "lofi/model/hf.h"
@@ -21,6 +24,19 @@ namespace fs = std::filesystem;
 std::vector<std::string> export_checkpoint(const std::string& in, const std::string& out_dir, const ExportOptions& options) {
   if (options.format != "hf") fail("export: --format must be \"hf\", found \"", options.format, "\"");
   std::string path = in;
+  if (fs::is_directory(in) && io::is_lora_adapter(in)) {  // PEFT's directory: folded into its base, as merge_and_unload
+    const train::Config config = train::config_for_model(in, "", {});
+    if (family_of(config.model.arch).kind() != Kind::language_model)
+      fail("export: ", in, " adapts an image classifier; fold it with lofi average ", in, " --adapter-merge dense --out FILE.safetensors");
+    model::HfExportOptions hf;
+    hf.dtype = options.dtype;
+    hf.shard_bytes = options.shard_bytes;
+    const std::string base = adapter_base(io::read_lora_adapter(in));
+    if (model::is_hf_model_dir(base)) hf.source_dir = base;
+    model::CausalLm lm = make_lm(config.model, 0);
+    if (!options.allow_nonfinite) merge::refuse_nonfinite(model::module_weights(*lm), in, "--allow-nonfinite");
+    return model::export_hf(*lm, out_dir, hf);
+  }
   if (fs::is_directory(in)) {
     const run::RunDir run(in);
     path = run.merged();

@@ -1,5 +1,6 @@
 #include "lofi/family/generate_text.h"
 
+#include <cstdio>
 #include <optional>
 
 #include "lofi/data/chat_template.h"
@@ -18,7 +19,7 @@ std::string generate_text(const GenerateRequest& r) {
   const train::Config config = train::config_for_model(r.model, "", r.sets);
   if (family_of(config.model.arch).kind() != Kind::language_model)
     fail("generate: ", r.model, " is an image classifier; generate needs a language model");
-  const std::string tokenizer_dir = find_tokenizer_dir_or_fail(r.model, r.tokenizer, "generate");
+  const std::string tokenizer_dir = find_tokenizer_dir_or_fail(r.model, r.tokenizer, "generate", /*bytes_too=*/true);
   const bool bytes = tokenizer_dir == "bytes";
   std::optional<data::Tokenizer> tokenizer;
   if (!bytes) tokenizer.emplace(data::Tokenizer::load(tokenizer_dir));
@@ -49,11 +50,34 @@ std::string generate_text(const GenerateRequest& r) {
   finite.allow_nonfinite = r.allow_nonfinite;
   refuse_nonfinite_model(*lm, r.model, finite);  // else NaN logits decode as token 0, NUL bytes
   lm->to(dist::resolve_device(config.train.device, 0, "train.device"));
-  std::vector<int64_t> out = eval::generate(*lm, ids, o);
-  if (r.chat) out.erase(out.begin(), out.begin() + static_cast<int64_t>(ids.size()));  // the reply alone
-  if (!bytes) return tokenizer->decode(std::vector<uint32_t>(out.begin(), out.end()), /*skip_special_tokens=*/true);
-  std::string text;
-  for (int64_t id : out) text += static_cast<char>(id);
+  // The reply alone with CHAT, else the prompt and its continuation, decoded.
+  const auto decode = [&](const std::vector<int64_t>& tokens) {
+    const auto first = tokens.begin() + (r.chat ? static_cast<int64_t>(ids.size()) : 0);
+    if (!bytes) return tokenizer->decode(std::vector<uint32_t>(first, tokens.end()), /*skip_special_tokens=*/true);
+    return std::string(first, tokens.end());  // each id is one byte
+  };
+  std::string said;  // what on_text has been given
+  const auto say = [&](const std::string& text, bool last) {
+    // Decoding all tokens again each time keeps a BPE merge across tokens right; a text that ends
+    // in U+FFFD, or that rewrote what was said, waits (it ends inside a character).
+    const bool partial = text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0;
+    if (text.compare(0, said.size(), said) != 0 || (partial && !last)) return;
+    r.on_text(text.substr(said.size()));
+    said = text;
+  };
+  if (r.on_text) {
+    say(decode(ids), false);
+    o.on_token = [&](const std::vector<int64_t>& tokens) { say(decode(tokens), false); };
+  }
+  const std::string text = decode(eval::generate(*lm, ids, o));
+  if (r.on_text) {
+    if (text.compare(0, said.size(), said) == 0) {
+      say(text, true);
+    } else {  // the tokenizer's clean-up rewrote a printed piece: give the whole text again
+      std::fprintf(stderr, "\ngenerate: the whole text, decoded at once, differs from the pieces above; it is:\n");
+      r.on_text(text);
+    }
+  }
   return text;
 }
 

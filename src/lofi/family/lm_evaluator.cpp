@@ -40,7 +40,7 @@ LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPat
     fail("--seq-len ", settings_.seq_len, " is longer than the model's ", config.model.max_seq_len, " positions");
   if (datasets.empty() && tasks.empty()) fail("no evaluation data given (--data NAME=PATH, or --task NAME=FILE)");
   if (!tasks.empty()) {
-    const std::string dir = find_tokenizer_dir_or_fail(tokenizer_model, settings.tokenizer, "--task");
+    const std::string dir = find_tokenizer_dir_or_fail(tokenizer_model, settings.tokenizer, "--task", /*bytes_too=*/false);
     tokenizer_ = std::make_unique<data::Tokenizer>(data::Tokenizer::load(dir));
     const std::string model_dir = find_tokenizer_dir(tokenizer_model, "");  // its generation_config.json
     const std::vector<int64_t> stops = data::stop_token_ids(*tokenizer_, model_dir.empty() ? dir : model_dir);
@@ -56,6 +56,9 @@ LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPat
       set.rows = std::make_unique<data::PackedChat>(*set.chat, settings_.seq_len, /*packing=*/false, config.data.overlong, d.path);
     } else {
       set.tokens = std::make_unique<data::TokenShards>(paths, config.model.vocab_size, config.data.format);
+      if (set.tokens->size() < settings_.seq_len + 1)
+        fail("--data ", d.name, "=", d.path, ": ", set.tokens->size(), " tokens, fewer than one window of ", settings_.seq_len + 1,
+             " (--seq-len ", settings_.seq_len, " + 1); give more data or a shorter --seq-len");
     }
     data_.push_back(std::move(set));
   }

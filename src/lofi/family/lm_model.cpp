@@ -76,11 +76,15 @@ std::string find_tokenizer_dir(const std::string& model, const std::string& give
   return {};
 }
 
-std::string find_tokenizer_dir_or_fail(const std::string& model, const std::string& given, const std::string& what) {
+std::string find_tokenizer_dir_or_fail(const std::string& model, const std::string& given, const std::string& what,
+                                       bool bytes_too) {
+  if (given == "bytes" && !bytes_too)
+    fail(what, ": --tokenizer bytes is for generate; this needs a Hugging Face tokenizer directory (tokenizer.json, ",
+         "or vocab.json + merges.txt)");
   const std::string dir = find_tokenizer_dir(model, given);
   if (dir.empty())
-    fail(what, ": no tokenizer for ", model, ": give --tokenizer DIR (a Hugging Face tokenizer directory), or ",
-         "--tokenizer bytes for a byte-level model such as the demo's");
+    fail(what, ": no tokenizer for ", model, ": give --tokenizer DIR (a Hugging Face tokenizer directory)",
+         bytes_too ? ", or --tokenizer bytes for a byte-level model such as the demo's" : "");
   return dir;
 }
 

@@ -18,9 +18,10 @@ model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed, model::
 
 // The tokenizer directory of MODEL (a checkpoint, adapter or Hugging Face directory): GIVEN when
 // set; else the model's own directory; else the Hugging Face directory its run started from.
-// Empty when there is none. WHAT (e.g. "generate") and FLAG name the command in the error of
-// find_tokenizer_dir_or_fail.
+// Empty when there is none. WHAT (e.g. "generate") names the command in the error of
+// find_tokenizer_dir_or_fail; BYTES_TOO: it also takes "bytes" (ids are bytes) and says so.
 std::string find_tokenizer_dir(const std::string& model, const std::string& given);
-std::string find_tokenizer_dir_or_fail(const std::string& model, const std::string& given, const std::string& what);
+std::string find_tokenizer_dir_or_fail(const std::string& model, const std::string& given, const std::string& what,
+                                       bool bytes_too);
 
 }  // namespace lofi::family

@@ -3,7 +3,10 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <map>
+#include <optional>
 
 #include "lofi/error.h"
 #include "lofi/family/adapters.h"
@@ -11,6 +14,7 @@
 #include "lofi/io/lora_adapter.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/io/temporaries.h"
+#include "lofi/merge/adapters.h"
 #include "lofi/merge/average.h"
 #include "lofi/merge/interpolate.h"
 #include "lofi/merge/nonfinite.h"
@@ -27,6 +31,25 @@ train::Config config_of(const std::string& path, const EvalRequest& request) {
 }
 
 }  // namespace
+
+// The weights of PATH, refused by name when they are not those of FIRST (its first's, the model
+// evaluated): another model's checkpoint would otherwise fail later, naming neither file.
+io::NamedTensors load_like(const train::Config& config, const std::string& path, const io::NamedTensors& first,
+                           const std::string& first_path, const std::string& what) {
+  io::NamedTensors weights = load_weights(config, path);
+  std::map<std::string, const torch::Tensor*> by_name;
+  for (const auto& [name, t] : weights) by_name[name] = &t;
+  for (const auto& [name, t] : first) {
+    auto it = by_name.find(name);
+    if (it == by_name.end())
+      fail(what, ": ", path, " lacks tensor '", name, "' of ", first_path, " (a checkpoint of another model?)");
+    if (it->second->sizes() != t.sizes())
+      fail(what, ": tensor '", name, "' is ", it->second->sizes(), " in ", path, " but ", t.sizes(), " in ", first_path);
+  }
+  if (weights.size() != first.size())
+    fail(what, ": ", path, " holds ", weights.size(), " tensors, ", first_path, " ", first.size(), " (a checkpoint of another model?)");
+  return weights;
+}
 
 eval::ResultsTable eval_table(const EvalRequest& r) {
   if (r.model.empty() && r.ensemble.empty()) fail("eval: give --model or --ensemble");
@@ -47,6 +70,16 @@ eval::ResultsTable eval_table(const EvalRequest& r) {
     // temporary file, scored, removed.
     for (const auto& path : r.ensemble) add(path, scorer->score_file(path));
     add("ensemble of " + std::to_string(r.ensemble.size()) + " (mean probabilities)", scorer->score_ensemble(r.ensemble));
+    // Adapters of different runs ensemble, but their weight average means nothing: that row is
+    // left out, and said why.
+    std::vector<io::LoraAdapter> adapters;
+    for (const auto& path : r.ensemble)
+      if (io::is_lora_adapter(path)) adapters.push_back(io::read_lora_adapter(path));
+    if (const std::string why = merge::adapter_mismatch(adapters); adapters.size() == r.ensemble.size() && !why.empty()) {
+      std::fprintf(stderr, "eval --ensemble: no weight-average row: %s (only adapters of one run's nodes average meaningfully)\n",
+                   why.c_str());
+      return table;
+    }
     const std::string merged = (std::filesystem::temp_directory_path() / ("lofi-eval-average-" + std::to_string(::getpid()) + ".safetensors")).string();
     io::register_temporary(merged, /*directory=*/false);
     struct Remove {
@@ -63,8 +96,12 @@ eval::ResultsTable eval_table(const EvalRequest& r) {
   }
   std::vector<io::NamedTensors> members;
   for (const auto& path : r.ensemble) {
+    if (io::is_lora_adapter(path))
+      fail("eval --ensemble: ", path, " is a LoRA adapter and ", r.ensemble.front(), " a full model; ensemble adapters with ",
+           "adapters (of one base), full models with full models");
     add(path, scorer->score_file(path));
-    members.push_back(load_weights(config, path));  // a Hugging Face directory too
+    members.push_back(members.empty() ? load_weights(config, path)  // a Hugging Face directory too
+                                      : load_like(config, path, members.front(), r.ensemble.front(), "eval --ensemble"));
   }
   std::vector<const io::NamedTensors*> ptrs;
   for (const auto& m : members) ptrs.push_back(&m);
@@ -82,7 +119,11 @@ SoupReport greedy_soup(const std::vector<std::string>& candidates, const EvalReq
   const std::string metric = "loss/" + r.inputs.data[0].name;
   merge::SoupResult soup = merge::greedy_soup(
       candidates, [&](const io::NamedTensors& w) { return scorer(w).at(metric); }, allow_nonfinite,
-      [&](const std::string& path) { return load_weights(config, path); });
+      [&, first = std::optional<io::NamedTensors>(), first_path = std::string()](const std::string& path) mutable {
+        if (first) return load_like(config, path, *first, first_path, "soup");
+        first_path = path;
+        return *(first = load_weights(config, path));
+      });
   SoupReport report;
   for (const auto& s : soup.steps)
     report.steps.add_row({s.candidate, eval::format_fixed(s.alone, 4), eval::format_fixed(s.with, 4), s.kept ? "yes" : "no"},
@@ -105,7 +146,7 @@ LineReport interpolate(const std::string& from, const std::string& to, int point
   const auto& datasets = r.inputs.data;
   const train::Config config = config_of(from, r);
   WeightsScorer scorer = make_weights_scorer(config, from, r.inputs);
-  io::NamedTensors wa = load_weights(config, from), wb = load_weights(config, to);
+  io::NamedTensors wa = load_weights(config, from), wb = load_like(config, to, wa, from, "interpolate");
   for (const auto& [weights, path] : {std::pair{&wa, &from}, std::pair{&wb, &to}})
     merge::refuse_nonfinite_weights(*weights, *path, "the weights of a diverged run: no line through them can be measured");
   const auto line = merge::evaluate_line(wa, wb, points, scorer);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "lofi/error.h"
 
@@ -19,7 +20,18 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail(path, ": not a regular file");
+    if (!S_ISDIR(st.st_mode)) fail(path, ": not a regular file");
+    // A model directory missing the file that says what it is.
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const bool hf_weights = fs::exists(fs::path(path) / "model.safetensors", ec) ||
+                            fs::exists(fs::path(path) / "model.safetensors.index.json", ec);
+    if (hf_weights && !fs::exists(fs::path(path) / "config.json", ec))
+      fail(path, ": a directory of Hugging Face weights without config.json; put the model's config.json beside them");
+    if (fs::exists(fs::path(path) / "adapter_model.safetensors", ec) && !fs::exists(fs::path(path) / "adapter_config.json", ec))
+      fail(path, ": a directory of a PEFT adapter's weights without adapter_config.json; put the adapter's config beside them");
+    fail(path, ": a directory, where a file was expected (a checkpoint .safetensors, a Hugging Face model directory with ",
+         "config.json, or a PEFT adapter directory with adapter_config.json)");
   }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {

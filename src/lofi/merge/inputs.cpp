@@ -49,7 +49,7 @@ std::string settings_mismatch(const io::SafetensorsSet& first, const io::Safeten
   if (!changes) return "";
   auto a = first.metadata().find("lofi.config"), b = other.metadata().find("lofi.config");
   if (a == first.metadata().end() || b == other.metadata().end()) return "";
-  const std::vector<std::string> differ = changes(a->second, b->second);
+  const std::vector<std::string> differ = changes(a->second, first.source(), b->second, other.source());
   if (differ.empty()) return "";
   std::string list;
   for (const auto& d : differ) list += (list.empty() ? "" : ", ") + d;

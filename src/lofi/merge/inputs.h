@@ -26,8 +26,10 @@ const std::vector<std::string>& model_dir_files();
 std::string layout_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other, bool same_dtypes = true);
 // OTHER was trained like FIRST as far as both say: the same pretrained start, steps and node count.
 std::string provenance_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other);
+// The settings that differ between two lofi.config texts, each given with the file it came from.
+using ConfigChanges =
+    std::function<std::vector<std::string>(const std::string&, const std::string&, const std::string&, const std::string&)>;
 // OTHER was trained with FIRST's settings (their lofi.config, compared by CHANGES; unset: not compared).
-using ConfigChanges = std::function<std::vector<std::string>(const std::string&, const std::string&)>;
 std::string settings_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other, const ConfigChanges& changes);
 // Model directories share their tokenizer files.
 std::string tokenizer_mismatch(const std::vector<std::string>& model_dirs);

@@ -199,11 +199,11 @@ std::vector<std::string> trajectory_changes(const Config& was, const Config& now
   return changes;
 }
 
-std::vector<std::string> trajectory_changes(const std::string& was_toml, const std::string& now_toml,
-                                            const std::string& source) {
+std::vector<std::string> trajectory_changes(const std::string& was_toml, const std::string& was_source, const std::string& now_toml,
+                                            const std::string& now_source) {
   Config was, now;
-  apply_toml_text(was, was_toml, source + " (lofi.config)");
-  apply_toml_text(now, now_toml, source + " (lofi.config)");
+  apply_toml_text(was, was_toml, was_source + " (lofi.config)");
+  apply_toml_text(now, now_toml, now_source + " (lofi.config)");
   return trajectory_changes(was, now);
 }
 

@@ -231,9 +231,10 @@ std::string config_reference();
 // where the run writes, how it logs, checkpoints and evaluates, and what it runs on are left out.
 std::vector<std::string> trajectory_changes(const Config& was, const Config& now);
 // The same between two resolved configs as TOML text (checkpoints' lofi.config), for merges:
-// what would make two models trained apart rather than nodes of one run. SOURCE names them.
-std::vector<std::string> trajectory_changes(const std::string& was_toml, const std::string& now_toml,
-                                            const std::string& source);
+// what would make two models trained apart rather than nodes of one run. The sources name the
+// files they came from, for a config that is not TOML.
+std::vector<std::string> trajectory_changes(const std::string& was_toml, const std::string& was_source, const std::string& now_toml,
+                                            const std::string& now_source);
 
 // The model's shape as the model library takes it (negative dropouts resolved).
 model::LmConfig lm_config(const ModelConfig& config);
