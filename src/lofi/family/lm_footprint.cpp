@@ -17,24 +17,36 @@ struct Counts {
   int64_t trainable = 0, frozen = 0, largest = 0;
   int64_t block_trainable = 0;  // one block's
   bool gated = false;  // the Llama class's gate_proj
+  bool learned_positions = false;  // a table of model.max_seq_len rows (OPT, GPT-2)
 };
 
-// The parameters of C's model (with SPEC's adapters when given) on a one-block, small-vocabulary
-// build, scaled to C's blocks and vocabulary.
+// The parameters of C's model (with SPEC's adapters when given) on a one-block build with a small
+// vocabulary and few positions, scaled to C's blocks, vocabulary and positions: the plan answers
+// before anything of the model's size is allocated, whatever model.max_seq_len or vocab_size say.
 Counts count_parameters(const model::LmConfig& c, const io::LoraSpec* spec) {
   model::LmConfig probe = c;
   probe.n_layer = 1;
-  // A vocabulary size no other dimension has, so its tensors are told apart by their shape.
-  probe.vocab_size = 3 + std::max({c.d_model, c.d_ff, c.word_embed_proj_dim, c.max_seq_len + 2, c.n_head * c.head_width(),
+  // A vocabulary size and a position count no other dimension has (every other one is at most
+  // 3 x the widest), so their tensors are told apart by their shape. OPT's table has 2 more rows.
+  const int64_t widest = std::max({c.d_model, c.d_ff, c.word_embed_proj_dim, c.n_head * c.head_width(),
                                    c.kv_heads() * c.head_width(), int64_t{2}});
+  probe.max_seq_len = 4 * widest + 1;
+  probe.vocab_size = 4 * widest + 7;
+  auto real = [&](int64_t size) -> double {  // a probe dimension at C's size
+    if (size == probe.vocab_size) return static_cast<double>(c.vocab_size);
+    if (size == probe.max_seq_len || size == probe.max_seq_len + 2) return static_cast<double>(c.max_seq_len + (size - probe.max_seq_len));
+    return static_cast<double>(size);
+  };
   model::CausalLm lm = model::make_causal_lm(probe);
   if (spec) model::apply_lora(*lm, *spec, /*seed=*/0);
   Counts counts;
   for (const auto& item : lm->named_parameters()) {
     const torch::Tensor& p = item.value();
-    double one = static_cast<double>(p.numel());  // this tensor at the real vocabulary
-    for (int64_t d = 0; d < p.dim(); ++d)
-      if (p.size(d) == probe.vocab_size) one = one / static_cast<double>(probe.vocab_size) * static_cast<double>(c.vocab_size);
+    double one = 1;  // this tensor's elements at the real vocabulary and positions
+    for (int64_t d = 0; d < p.dim(); ++d) {
+      one *= real(p.size(d));
+      counts.learned_positions |= p.size(d) == probe.max_seq_len || p.size(d) == probe.max_seq_len + 2;
+    }
     const bool in_block = item.key().find(".0.") != std::string::npos;  // the block's: one in each block
     const auto all = static_cast<int64_t>(in_block ? one * static_cast<double>(c.n_layer) : one);
     (p.requires_grad() ? counts.trainable : counts.frozen) += all;
@@ -67,13 +79,14 @@ train::ModelFootprint lm_footprint(const train::Config& config, int64_t micro_ba
 
   train::ModelFootprint f;
   f.shape = cat(c.arch, ", ", c.n_layer, " layers, d_model ", c.d_model, ", d_ff ", c.d_ff, ", vocabulary ", c.vocab_size,
-                spec ? cat(", LoRA rank ", spec->r) : "");
+                counts.learned_positions ? cat(", ", c.max_seq_len, " positions") : "", spec ? cat(", LoRA rank ", spec->r) : "");
   f.trainable = counts.trainable, f.frozen = counts.frozen, f.largest_param = counts.largest;
   f.blocks = c.n_layer, f.block_trainable = counts.block_trainable;
   f.frozen_bytes = config.model.dtype == "bf16" ? 2 : 4;
   f.builds_in_pieces = !spec;  // a full fine-tune (LmTaskBase defers its blocks under a sharded start)
 
-  const double N = static_cast<double>(micro_batch * config.data.seq_len), T = static_cast<double>(config.data.seq_len);
+  // In doubles: a product of huge sizes must not wrap around.
+  const double T = static_cast<double>(config.data.seq_len), N = static_cast<double>(micro_batch) * T;
   const double d = static_cast<double>(c.d_model), ff = static_cast<double>(c.d_ff), V = static_cast<double>(c.vocab_size);
   const double hd = static_cast<double>(c.head_width()), H = static_cast<double>(c.n_head), kv = static_cast<double>(c.kv_heads());
   const double e = config.train.precision == "bf16" ? 2 : 4;

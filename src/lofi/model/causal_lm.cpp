@@ -76,7 +76,7 @@ CausalLm make_causal_lm(const LmConfig& config) {
          three_digits(bytes / 1e9), " GB in fp32, more than the ", three_digits(static_cast<double>(available) / 1e9),
          " GB this host has available (n_layer ",
          config.n_layer, ", d_model ", config.d_model, ", d_ff ", config.d_ff, ", vocab_size ", config.vocab_size,
-         "); check those sizes");
+         ", max_seq_len ", config.max_seq_len, "); check those sizes");
   return lm_arch(config.arch).make(config);
 }
 
