@@ -420,6 +420,18 @@ TEST(Dist, RendezvousWithASilentListenerOrASignalEnds) {
   const double stopping = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_NE(stopped.output.find("stopped by signal 15 during the rendezvous"), std::string::npos) << stopped.output;
   EXPECT_LT(stopping, 20.0) << stopped.output;
+  // Nothing listens within dist.timeout_s: lofi's one line, without c10d's logs of each failed
+  // connection (stack traces, about 40 lines); a MASTER_ADDR that does not resolve is said so.
+  const std::string port = " MASTER_PORT=" + std::to_string(free_port) + " LOFI_THREADS=1";
+  auto absent = run_lofi(train_cmd(data, dir + "/absent", "--set dist.timeout_s=2"), "RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1" + port);
+  EXPECT_NE(absent.status, 0);
+  EXPECT_NE(absent.output.find("never came up"), std::string::npos) << absent.output;
+  EXPECT_EQ(absent.output.find("frame #"), std::string::npos) << absent.output;
+  EXPECT_EQ(absent.output.find("[c10d]"), std::string::npos) << absent.output;
+  auto unresolved =
+      run_lofi(train_cmd(data, dir + "/unresolved", "--set dist.timeout_s=2"), "RANK=1 WORLD_SIZE=2 MASTER_ADDR=no-such-host.invalid" + port);
+  EXPECT_NE(unresolved.status, 0);
+  EXPECT_NE(unresolved.output.find("MASTER_ADDR = \"no-such-host.invalid\" does not resolve"), std::string::npos) << unresolved.output;
 }
 
 // The real torchrun of the project's PyTorch: its agent hosts the store (TORCHELASTIC_USE_AGENT_STORE)

@@ -50,6 +50,17 @@ TEST(WorkerEnv, TorchrunsVariablesAndItsAgentStore) {
   EXPECT_NE(test::error_of([] { worker_env_from_environment(); }).find("TORCHELASTIC_USE_AGENT_STORE"), std::string::npos);
 }
 
+// Several workers without RANK would all be rank 0: refused by name, set but empty too.
+TEST(WorkerEnv, ARankIsNeededWhenTheWorldHasSeveral) {
+  const ClearedAfter cleared;
+  set_only({{"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}});
+  EXPECT_NE(test::error_of([] { worker_env_from_environment(); }).find("RANK is not set but WORLD_SIZE=2"), std::string::npos);
+  ::setenv("RANK", "", 1);
+  EXPECT_NE(test::error_of([] { worker_env_from_environment(); }).find("RANK is empty but WORLD_SIZE=2"), std::string::npos);
+  set_only({{"WORLD_SIZE", "1"}});  // one worker: rank 0 goes without saying
+  EXPECT_EQ(worker_env_from_environment().rank, 0);
+}
+
 TEST(WorkerEnv, SlurmsVariables) {
   const ClearedAfter cleared;
   set_only({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "1"}, {"SLURM_NTASKS_PER_NODE", "2"}});

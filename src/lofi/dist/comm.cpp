@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -10,6 +11,8 @@
 #include <thread>
 #include <cstdio>
 #include <cstdlib>
+
+#include <c10/util/Logging.h>
 
 #include "lofi/dist/check_in.h"
 #include "lofi/dist/process_groups.h"
@@ -21,6 +24,22 @@
 
 namespace lofi::dist {
 namespace {
+
+// c10d logs each failed connection and wait of a rendezvous with a stack trace (about 40 lines
+// before lofi's own message); within this scope only fatal ones are logged, unless the user asked
+// for its logs with TORCH_CPP_LOG_LEVEL. The level is restored after.
+class QuietC10dLogs {
+ public:
+  QuietC10dLogs() : was_(FLAGS_caffe2_log_level) {
+    if (!std::getenv("TORCH_CPP_LOG_LEVEL")) FLAGS_caffe2_log_level = 3;  // c10's FATAL
+  }
+  ~QuietC10dLogs() { FLAGS_caffe2_log_level = was_; }
+  QuietC10dLogs(const QuietC10dLogs&) = delete;
+  QuietC10dLogs& operator=(const QuietC10dLogs&) = delete;
+
+ private:
+  int was_;
+};
 
 // A ring all-reduce sends 2 (n - 1) / n of the buffer from every rank (PASSES 2); a reduce-scatter
 // or an all-gather half that (PASSES 1).
@@ -146,6 +165,7 @@ Comm::Comm(const WorkerEnv& env, const Topology& topo, const CommOptions& option
   const std::string where = cat(env.master_addr, ":", env.master_port);
   const auto t0 = std::chrono::steady_clock::now();
   RendezvousWatchdog watchdog(timeout_s, env.rank, where);
+  QuietC10dLogs quiet;  // its failures become lofi's one line below
   // Rank 0 hosts the store unless the launcher does (lofi launch, torchrun's agent).
   if (env.rank == 0 && !env.agent_store) {
     store_ = host_store(options.bind.empty() ? env.master_addr : options.bind, env.master_port, timeout_s,
@@ -153,6 +173,8 @@ Comm::Comm(const WorkerEnv& env, const Topology& topo, const CommOptions& option
   } else {
     try {
       store_ = join_store(env.master_addr, env.master_port, timeout_s);
+    } catch (const Error&) {
+      throw;  // said already (a MASTER_ADDR that does not resolve)
     } catch (const std::exception&) {
       fail("rendezvous: rank ", env.rank, " found no store at ", where, " after ", format_seconds(since(t0), 1),
            " (dist.timeout_s = ", timeout_s, "): ", env.agent_store ? "the launcher" : "rank 0",
@@ -277,7 +299,14 @@ void Comm::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& w
     work->wait(to_ms(timeout_s_));
   } catch (const std::exception& e) {
     std::string message = e.what();
-    fail(what, " failed (rank ", env_.rank, "): ", message.substr(0, message.find('\n')));
+    message = message.substr(0, message.find('\n'));
+    std::string lower = message;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const bool timed_out = lower.find("timed out") != std::string::npos || lower.find("timeout") != std::string::npos;
+    fail(what, " failed (rank ", env_.rank, "): ", message,
+         timed_out ? cat("; another worker did not take part within dist.timeout_s = ", timeout_s_,
+                         " s (it stopped, hung, or runs slower than that: raise dist.timeout_s if it is slow)")
+                   : "");
   }
 }
 

@@ -58,6 +58,10 @@ WorkerEnv worker_env_from_environment() {
   WorkerEnv env;
   if (get("RANK") || get("WORLD_SIZE")) {
     env.source = "torchrun";
+    // Each worker of several needs its own RANK: without one, two would both be rank 0.
+    if (!get("RANK") && get_int("WORLD_SIZE", 1, 1) > 1)
+      fail("environment variable RANK is ", std::getenv("RANK") ? "empty" : "not set", " but WORLD_SIZE=", get("WORLD_SIZE"),
+           ": give each worker its own RANK from 0 to WORLD_SIZE - 1 (as torchrun and lofi launch do)");
     env.rank = get_int("RANK", 0);
     env.world_size = get_int("WORLD_SIZE", 1, 1);
     env.local_rank = get_int("LOCAL_RANK", env.rank);

@@ -43,7 +43,9 @@ int listen_on(const std::string& bind, int port, const std::string& who) {
   }
   ::freeaddrinfo(found);
   fail(who, ": cannot listen on ", bind, ":", port, ": ", error ? std::strerror(error) : "no address to bind",
-       error == EADDRINUSE ? "; another job holds the port: choose another MASTER_PORT" : "");
+       error == EADDRINUSE ? cat("; another job holds the port: choose another ",
+                                 who.rfind("launch", 0) == 0 ? "--master-port (or leave it out for a free one)" : "MASTER_PORT")
+                           : "");
 }
 
 }  // namespace
@@ -69,6 +71,15 @@ c10::intrusive_ptr<c10d::Store> host_store(const std::string& bind, int port, do
 }
 
 c10::intrusive_ptr<c10d::Store> join_store(const std::string& addr, int port, double timeout_s) {
+  // A name that does not resolve is said as such, not waited on as a store that never came up.
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int rc = ::getaddrinfo(addr.c_str(), nullptr, &hints, &found); rc != 0 && rc != EAI_AGAIN)  // AGAIN: the store's wait retries
+    fail("rendezvous: MASTER_ADDR = \"", addr, "\" does not resolve (", ::gai_strerror(rc), "); give the host of rank 0 by a ",
+         "name this machine resolves, or by its address");
+  if (found) ::freeaddrinfo(found);
   c10d::TCPStoreOptions options;
   options.port = static_cast<uint16_t>(port);
   options.isServer = false;
