@@ -231,5 +231,30 @@ TEST(DistVision, UnreadableImagesAreSkippedOrFatal) {
   EXPECT_NE(fatal.output.find(bad), std::string::npos) << fatal.output;
 }
 
+// What a classifier cannot learn from, and [images] values out of range, are refused by folder
+// and key before the run starts.
+TEST(DistVision, OneClassAnEmptyClassAndBadImagesKeysAreRefused) {
+  const std::string dir = test::scratch_dir(), images = write_images(dir);
+  const std::string train = images + "/finetune-train", first = demo::synthetic_image_classes("finetune-train")[0];
+  std::filesystem::create_directories(dir + "/one");
+  std::filesystem::copy(train + "/" + first, dir + "/one/" + first);
+  auto one = run_lofi("train " + vit_flags(images, dir + "/r1") + " --set data.train=" + dir + "/one --set train.eval_every=0");
+  EXPECT_NE(one.status, 0);
+  EXPECT_NE(one.output.find("one class directory (" + first + ")"), std::string::npos) << one.output;
+  std::filesystem::create_directories(train + "/zzz-empty");
+  auto empty = run_lofi("train " + vit_flags(images, dir + "/r2"));
+  EXPECT_NE(empty.status, 0);
+  EXPECT_NE(empty.output.find("class directory \"zzz-empty\" holds no"), std::string::npos) << empty.output;
+  std::filesystem::remove(train + "/zzz-empty");
+  for (const auto& [set, key] : {std::pair{"images.scale_min=0", "images.scale_min must be > 0"},
+                                 std::pair{"images.hflip=5", "images.hflip must be <= 1"},
+                                 std::pair{"images.interpolation=nearest", "images.interpolation must be"}}) {
+    auto bad = run_lofi("train " + vit_flags(images, dir + "/r3") + " --set " + set);
+    EXPECT_NE(bad.status, 0);
+    EXPECT_NE(bad.output.find(key), std::string::npos) << bad.output;
+    EXPECT_FALSE(std::filesystem::exists(dir + "/r3")) << set << ": the run directory was made";
+  }
+}
+
 }  // namespace
 }  // namespace lofi

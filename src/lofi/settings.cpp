@@ -19,6 +19,7 @@ Setting::Setting(std::string key, SettingTarget target, std::string help)
 Setting& Setting::at_least(double min) { return min_ = min, *this; }
 Setting& Setting::above(double min) { return above_ = min, *this; }
 Setting& Setting::below(double max) { return below_ = max, *this; }
+Setting& Setting::at_most(double max) { return max_ = max, *this; }
 Setting& Setting::in(double lo, double hi_open) { return min_ = lo, below_ = hi_open, *this; }
 Setting& Setting::one_of(std::vector<std::string> choices) { return choices_ = std::move(choices), *this; }
 Setting& Setting::free() { return trajectory_ = false, *this; }
@@ -81,6 +82,7 @@ std::string Setting::violation() const {
   if (min_ && !below_ && v < *min_) return cat(key_, " must be >= ", bound_text(*min_), ", found ", found);
   if (above_ && !(v > *above_)) return cat(key_, " must be > ", bound_text(*above_), ", found ", found);
   if (below_ && !min_ && !(v < *below_)) return cat(key_, " must be < ", bound_text(*below_), ", found ", found);
+  if (max_ && !(v <= *max_)) return cat(key_, " must be <= ", bound_text(*max_), ", found ", found);
   return "";
 }
 

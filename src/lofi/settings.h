@@ -29,6 +29,7 @@ class Setting {
   Setting& at_least(double min);
   Setting& above(double min);                // > MIN
   Setting& below(double max);                // < MAX
+  Setting& at_most(double max);              // <= MAX
   Setting& in(double lo, double hi_open);    // [LO, HI)
   Setting& one_of(std::vector<std::string> choices);
   // Where files go, how the run reports, checkpoints and evaluates, what it runs on: a resumed run
@@ -55,7 +56,7 @@ class Setting {
  private:
   std::string key_, help_;
   SettingTarget target_;
-  std::optional<double> min_, above_, below_;
+  std::optional<double> min_, above_, below_, max_;
   std::vector<std::string> choices_;
   bool trajectory_ = true, applies_ = true;
 };

@@ -79,6 +79,18 @@ std::vector<std::string> classes_or_count(const train::ModelConfig& config, cons
   if (config.num_classes > 0 && config.num_classes != static_cast<int64_t>(folder.classes().size()))
     fail("config: model.num_classes = ", config.num_classes, " but ", folder.root(), " has ", folder.classes().size(),
          " classes");
+  // A classifier learns to tell classes apart: one class trains to a loss of 0 and learns
+  // nothing, and a class without images is a label it never sees (torchvision's ImageFolder
+  // refuses it too).
+  if (folder.classes().size() < 2)
+    fail("data.train = ", folder.root(), ": one class directory (", folder.classes().front(),
+         "); a classifier needs two or more (root/CLASS/IMAGE)");
+  std::vector<int64_t> images(folder.classes().size(), 0);
+  for (const auto& s : folder.samples()) ++images[static_cast<size_t>(s.label)];
+  for (size_t c = 0; c < images.size(); ++c)
+    if (images[c] == 0)
+      fail("data.train = ", folder.root(), ": class directory \"", folder.classes()[c], "\" holds no .jpg, .jpeg or .png ",
+           "image; add images or remove it");
   return folder.classes();
 }
 

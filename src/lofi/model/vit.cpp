@@ -6,6 +6,7 @@
 #include <map>
 
 #include "lofi/error.h"
+#include "lofi/io/process.h"
 
 namespace lofi::model {
 
@@ -231,6 +232,16 @@ torch::Tensor VitBlockImpl::forward(torch::Tensor x) {
 VitImpl::VitImpl(const VitConfig& c, DeferredWeights* deferred) : config(c) {
   validate_vit_config(c);
   const int64_t C = c.embed_dim;
+  // Before a byte is allocated, as make_causal_lm: a shape whose fp32 weights alone exceed this
+  // host's memory (image_size 100000 makes 6e8 patch positions) is refused by its sizes.
+  const double d = static_cast<double>(C), positions = static_cast<double>(c.pos_embed_len());
+  const double count = positions * d + static_cast<double>(c.depth) * (4 + 2 * c.mlp_ratio) * d * d +
+                       static_cast<double>(c.patch_size * c.patch_size * c.in_chans) * d + d * static_cast<double>(c.num_classes);
+  if (const int64_t available = io::available_memory_bytes(); available > 0 && 4 * count > static_cast<double>(available))
+    fail("vit: this shape has about ", count, " parameters, ", 4 * count / 1e9, " GB in fp32, more than the ",
+         static_cast<double>(available) / 1e9, " GB this host has available (image_size ", c.image_size, " / patch_size ", c.patch_size,
+         ": ", c.pos_embed_len(), " positions; embed_dim ", C, ", depth ", c.depth, ", num_classes ", c.num_classes,
+         "); check model.image_size and the others");
   patch_embed = register_module("patch_embed", PatchEmbed(c));
   if (c.class_token) cls_token = register_parameter("cls_token", torch::zeros({1, 1, C}));
   pos_embed = register_parameter("pos_embed", torch::zeros({1, c.pos_embed_len(), C}));
