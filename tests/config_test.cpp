@@ -60,6 +60,18 @@ TEST(Config, UnknownKeysAndWrongTypesAreErrors) {
   EXPECT_NE(test::error_of([&] { apply_override(c, "train.steps=1.5"); }).find("train.steps"), std::string::npos);
   EXPECT_NE(test::error_of([&] { apply_override(c, "train.steps"); }).find("section.key=value"), std::string::npos);
   EXPECT_NE(test::error_of([&] { apply_toml_text(c, "[train\n", "broken.toml"); }).find("broken.toml"), std::string::npos);
+  // A key without its section, or in capitals, points at the key; a list item that is no name is
+  // named; a number a double cannot hold says so.
+  EXPECT_NE(test::error_of([&] { apply_toml_text(c, "steps = 3\n", "cfg.toml"); }).find("did you mean 'train.steps'?"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { apply_override(c, "dropout=0.1"); }).find("did you mean 'model.dropout' or 'lora.dropout'?"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { apply_override(c, "TRAIN.STEPS=3"); }).find("did you mean 'train.steps'? (keys are lower case)"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { apply_toml_text(c, "[lora]\ntarget = [\"q_proj\", 5]\n", "cfg.toml"); })
+                .find("'lora.target': item 2 of the list is integer"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { apply_override(c, "train.lr=1e-400"); }).find("'1e-400' is out of range"), std::string::npos);
 }
 
 TEST(Config, ValidationNamesTheKey) {

@@ -1,6 +1,7 @@
 #include "lofi/settings.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -109,6 +110,20 @@ Setting& Settings::find(const std::string& key, const std::string& source) {
     }
     return row[b.size()];
   };
+  // A key in other letter case, or without its section ("steps" for train.steps).
+  auto lower = [](std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  };
+  for (const auto& s : list_)
+    if (lower(s.key()) == lower(key)) fail(source, ": unknown config key '", key, "'; did you mean '", s.key(), "'? (keys are lower case)");
+  if (key.find('.') == std::string::npos) {
+    std::string sections;
+    for (const auto& s : list_)
+      if (const size_t dot = s.key().find('.'); lower(s.key().substr(dot + 1)) == lower(key)) sections += (sections.empty() ? "'" : "' or '") + s.key();
+    if (!sections.empty())
+      fail(source, ": unknown config key '", key, "'; did you mean ", sections, "'? (keys are section.key, or key under [section] in TOML)");
+  }
   const Setting* nearest = nullptr;
   size_t best = 4;  // at most 3 edits
   for (const auto& s : list_)
@@ -121,7 +136,13 @@ Setting& Settings::find(const std::string& key, const std::string& source) {
 
 void Settings::assign(const std::string& key, const std::string& text) {
   Setting& s = find(key, "--set");
-  auto bad = [&] { fail("--set ", key, ": expects ", s.type_name(), ", found '", text, "'"); };
+  auto bad = [&] {
+    if (errno == ERANGE)
+      fail("--set ", key, ": '", text, "' is out of range for ", s.type_name(),
+           std::holds_alternative<double*>(s.target()) ? " (a double holds magnitudes from about 2.2e-308 to 1.8e308)"
+                                                        : " (a 64-bit integer)");
+    fail("--set ", key, ": expects ", s.type_name(), ", found '", text, "'");
+  };
   errno = 0;
   char* end = nullptr;
   if (auto* p = std::get_if<int64_t*>(&s.target())) {

@@ -49,6 +49,13 @@ void apply_node(Settings& settings, const toml::node& node, const std::string& k
   } else if (auto* b = std::get_if<bool*>(&f.target())) {
     if (auto v = node.value_exact<bool>()) **b = *v, ok = true;
   }
+  if (!ok && node.is_array() && std::holds_alternative<std::string*>(f.target())) {
+    const auto& list = *node.as_array();
+    if (list.empty()) fail(source, ": key '", key, "' is an empty list; give at least one name");
+    for (size_t i = 0; i < list.size(); ++i)
+      if (!list[i].is_string())
+        fail(source, ": key '", key, "': item ", i + 1, " of the list is ", list[i].type(), "; every item must be a string (a name)");
+  }
   if (!ok) fail(source, ": key '", key, "' expects ", f.type_name(), ", found ", node.type());
 }
 
