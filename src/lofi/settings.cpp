@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <sstream>
 
+#include <toml++/toml.h>
+
 #include "lofi/error.h"
 #include "lofi/text.h"
 
@@ -221,6 +223,26 @@ std::string shortest_double(double v) {
   }
   if (text.find_first_of(".e") == std::string::npos) text += ".0";  // stays a float in TOML
   return text;
+}
+
+std::map<std::string, std::string> toml_values(const std::string& text, const std::string& source) {
+  toml::table table;
+  try {
+    table = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    fail(source, ": invalid TOML: ", e.description());
+  }
+  std::map<std::string, std::string> out;
+  for (const auto& [section, node] : table) {
+    const toml::table* keys = node.as_table();
+    if (!keys) fail(source, ": expected [section] tables of keys, found '", section.str(), "' outside one");
+    for (const auto& [key, value] : *keys) {
+      std::ostringstream spelled;
+      value.visit([&](const auto& v) { spelled << v; });
+      out[std::string(section.str()) + "." + std::string(key.str())] = spelled.str();
+    }
+  }
+  return out;
 }
 
 }  // namespace lofi

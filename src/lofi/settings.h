@@ -12,6 +12,7 @@
 #pragma once
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <optional>
 #include <string>
 #include <variant>
@@ -97,5 +98,9 @@ class Settings {
 
 // The shortest text that reads back to V (6e-4 -> "0.0006"), with ".0" on whole numbers.
 std::string shortest_double(double v);
+
+// TOML TEXT (a config as Settings::toml writes it) as "section.key" -> its value as TOML spells
+// it, for naming the settings two configs differ in. Read by toml++; SOURCE names it in an error.
+std::map<std::string, std::string> toml_values(const std::string& text, const std::string& source);
 
 }  // namespace lofi

@@ -20,6 +20,7 @@
 #include "lofi/error.h"
 #include "lofi/io/process.h"
 #include "lofi/io/temporaries.h"
+#include "lofi/settings.h"
 #include "lofi/text.h"
 
 namespace lofi::dist {
@@ -62,27 +63,9 @@ std::chrono::milliseconds to_ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
 }
 
-// TOML text as "section.key" -> "value" lines, for naming the settings two workers differ in.
-std::map<std::string, std::string> settings_lines(const std::string& toml) {
-  std::map<std::string, std::string> out;
-  std::string section, line;
-  std::istringstream in(toml);
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    if (line[0] == '[') {
-      section = line.substr(1, line.find(']') - 1);
-      continue;
-    }
-    const size_t eq = line.find(" = ");
-    if (eq == std::string::npos) continue;
-    out[(section.empty() ? "" : section + ".") + line.substr(0, eq)] = line.substr(eq + 3);
-  }
-  return out;
-}
-
 // "train.lr = 0.01 here, 0.0003 on rank 0; ..." for the keys whose values differ.
 std::string settings_difference(const std::string& mine, const std::string& theirs, int their_rank) {
-  const auto a = settings_lines(mine), b = settings_lines(theirs);
+  const auto a = toml_values(mine, "this worker's settings"), b = toml_values(theirs, cat("rank ", their_rank, "'s settings"));
   std::vector<std::string> parts;
   for (const auto& [key, value] : a)
     if (auto it = b.find(key); it == b.end() || it->second != value)

@@ -236,13 +236,8 @@ namespace {
 // The [model] keys of CONFIG as TOML value texts.
 std::map<std::string, std::string> model_values(const Config& config) {
   std::map<std::string, std::string> out;
-  const toml::table table = toml::parse(to_toml(config));
-  if (const toml::table* model = table["model"].as_table())
-    for (const auto& [key, node] : *model) {
-      std::ostringstream text;
-      node.visit([&](const auto& value) { text << value; });
-      out[std::string(key.str())] = text.str();
-    }
+  for (const auto& [key, value] : toml_values(to_toml(config), "config"))
+    if (key.rfind("model.", 0) == 0) out[key.substr(6)] = value;
   return out;
 }
 
