@@ -130,6 +130,11 @@ TEST(DistFault, KilledWorkerCostsItsNodeOnly) {
   ASSERT_NE(status, -1) << "timed out: " << log;
   for (int k : {0, 1, 3}) EXPECT_EQ(last_metrics(run + "/node-0" + std::to_string(k))["step"], 1000) << k;
   EXPECT_FALSE(fs::exists(run + "/node-02/final.safetensors"));
+  // Its status said "training" when it died; the launcher, which saw it die, says so there.
+  const auto killed = dist::read_node_status(run + "/node-02");
+  ASSERT_TRUE(killed.has_value());
+  EXPECT_EQ(killed->state, "failed");
+  EXPECT_NE(killed->message.find("rank 2 was killed by signal 9"), std::string::npos) << killed->message;
   ASSERT_TRUE(fs::exists(run + "/merged.safetensors")) << log;
   io::SafetensorsFile merged(run + "/merged.safetensors");
   EXPECT_EQ(merged.metadata().at("lofi.merged_nodes"), "0, 1, 3");
@@ -284,6 +289,7 @@ TEST(DistFault, SigtermStopsEveryNodeAtACheckpoint) {
     const int64_t step = std::stoll(s->message.substr(at + 9));
     EXPECT_GT(step, 0);  // each node at its own next read after the signal (node 0 may be behind node 1)
     EXPECT_LT(step, 1000);
+    EXPECT_EQ(s->step, step) << s->message;  // the status's step is the step stopped at
     char name[40];
     std::snprintf(name, sizeof(name), "/ckpt/step-%06lld.safetensors", static_cast<long long>(step));
     EXPECT_TRUE(fs::exists(node + name)) << node + name << "\n" << log;

@@ -414,10 +414,24 @@ void Supervisor::on_signal(int sig) {
 
 void Supervisor::on_exit(size_t rank, int status) {
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  if (code == 0 || stopping_) return;
+  if (code == 0) return;
   const std::optional<CheckIn>& c = check_ins_.of(rank);
-  if (c && nodes_.failed(c->node)) return;  // a worker of a node already ended
   const std::string how = WIFEXITED(status) ? cat("exited with status ", code) : cat("was killed by signal ", WTERMSIG(status));
+  // A node leader that died without a word (SIGKILL, the OOM killer) left its status saying
+  // "training": the launcher, which saw it die, says so there.
+  if (c && leads_node(*c))
+    if (std::optional<NodeStatus> s = read_node_status(c->node_dir); s && s->state == "training" && s->pid == c->pid) {
+      s->state = "failed";
+      s->message = cat("rank ", rank, " ", how, " (said by lofi launch)");
+      s->updated = wall_seconds();
+      try {
+        write_node_status(c->node_dir, *s);
+      } catch (const std::exception&) {
+        // the status stays as it was; the launcher's own message says what happened
+      }
+    }
+  if (stopping_) return;
+  if (c && nodes_.failed(c->node)) return;  // a worker of a node already ended
   if (c && c->independent) {
     nodes_.end_node(*c, static_cast<int>(rank), how);
     return;

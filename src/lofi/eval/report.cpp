@@ -52,9 +52,16 @@ double number(const json& object, const std::string& key) {
   return it != object.end() && it->is_number() ? it->get<double>() : std::nan("");
 }
 
+// The report is drawn from whatever a run left, so a file it cannot read is left out of the page,
+// and said so on stderr, never dropped in silence.
+void say_left_out(const fs::path& path, const char* why) {
+  std::fprintf(stderr, "report: warning: left out %s: %s\n", path.string().c_str(), why);
+}
+
 json read_json(const fs::path& path) {
   if (!fs::exists(path)) return nullptr;
   json value = json::parse(std::ifstream(path), nullptr, false);
+  if (value.is_discarded()) say_left_out(path, "not JSON (a run stopped while writing it?)");
   return value.is_discarded() ? json(nullptr) : value;
 }
 
@@ -306,7 +313,10 @@ std::string interpolation_html(const fs::path& dir) {
                      "straight line between the ends (the barrier) means averaging A and B is not safe.</p>";
   for (const auto& f : files) {
     json line = json::parse(std::ifstream(f), nullptr, false);
-    if (!line.is_object() || !line.contains("points") || !line["points"].is_array()) continue;
+    if (!line.is_object() || !line.contains("points") || !line["points"].is_array()) {
+      say_left_out(f, "not an interpolation's JSON (an object with \"points\")");
+      continue;
+    }
     const std::string from = line.value("from", std::string("A")), to = line.value("to", std::string("B"));
     LineChart chart{"A = " + model_label(from, dir) + ",  B = " + model_label(to, dir), "alpha", "loss", {}, false};
     std::vector<std::string> metrics;

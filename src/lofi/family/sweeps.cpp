@@ -45,6 +45,8 @@ io::NamedTensors load_like(const train::Config& config, const std::string& path,
       fail(what, ": ", path, " lacks tensor '", name, "' of ", first_path, " (a checkpoint of another model?)");
     if (it->second->sizes() != t.sizes())
       fail(what, ": tensor '", name, "' is ", it->second->sizes(), " in ", path, " but ", t.sizes(), " in ", first_path);
+    if (it->second->is_floating_point() != t.is_floating_point())
+      fail(what, ": tensor '", name, "' is ", it->second->scalar_type(), " in ", path, " but ", t.scalar_type(), " in ", first_path);
   }
   if (weights.size() != first.size())
     fail(what, ": ", path, " holds ", weights.size(), " tensors, ", first_path, " ", first.size(), " (a checkpoint of another model?)");

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "lofi/error.h"
@@ -48,11 +49,23 @@ SafetensorsSet::SafetensorsSet(const std::string& path) {
   }
 
   nlohmann::json index;
+  // A key twice in one object (a tensor listed twice in weight_map) would keep the last silently:
+  // refused, as lofi's safetensors header parser refuses it.
+  std::vector<std::set<std::string>> keys_of_open_objects;
+  std::string twice;
   try {
-    index = nlohmann::json::parse(read_text_file(file));
+    index = nlohmann::json::parse(read_text_file(file), [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+      if (event == nlohmann::json::parse_event_t::object_start) keys_of_open_objects.emplace_back();
+      if (event == nlohmann::json::parse_event_t::object_end) keys_of_open_objects.pop_back();
+      if (event == nlohmann::json::parse_event_t::key && !keys_of_open_objects.back().insert(parsed.get<std::string>()).second &&
+          twice.empty())
+        twice = parsed.get<std::string>();
+      return true;
+    });
   } catch (const nlohmann::json::exception& e) {
     fail(file, ": not valid JSON (", e.what(), ")");
   }
+  if (!twice.empty()) fail(file, ": key \"", twice, "\" appears twice in one object; each tensor is listed once");
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
     fail(file, ": expected an object with a \"weight_map\" object of tensor -> shard file");
   // Shards in name order (model-00001-of-... first); each opened, and validated, once.

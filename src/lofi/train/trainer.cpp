@@ -390,6 +390,7 @@ void TrainingLoop::read(int64_t done) {
   last_loss_ = health_.read().loss;
   if (done == tc_.steps || stop_.item<float>() == 0) return;
   save(done);
+  if (c_.heartbeat) c_.heartbeat->beat(done);  // the failed status names the step stopped at
   const int sig = io::stop_requested();
   fail("node ", c_.topo.node, " stopped by ", sig ? cat("signal ", sig, " (", ::strsignal(sig), ")") : std::string("a signal to another of its workers"),
        " at step ", done, " of ", tc_.steps, "; its checkpoint of step ", done, " is saved: continue with --resume");
