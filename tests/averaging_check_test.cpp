@@ -35,6 +35,23 @@ TEST(AveragingCheck, LossLowerIsBetter) {
   EXPECT_NE(text.find("lower train.lr"), std::string::npos) << text;
 }
 
+// One finished node is its own average, and a tie is no harm: neither is called unsafe.
+TEST(AveragingCheck, OneNodeAndATieAreNoVerdictAgainstAveraging) {
+  auto one = check_averaging({{0, "n0"}}, "avg", scores({{"avg", {{"val_loss", 1.0}}}, {"n0", {{"val_loss", 1.0}}}}), 8);
+  EXPECT_TRUE(one["single_node"]);
+  std::string text = averaging_check_text(one);
+  EXPECT_NE(text.find("one node finished"), std::string::npos) << text;
+  EXPECT_EQ(text.find("not safe"), std::string::npos) << text;
+  auto tie = check_averaging({{0, "n0"}, {1, "n1"}}, "avg",
+                             scores({{"avg", {{"val_loss", 1.0}, {"val_acc", 0.75}}}, {"n0", {{"val_loss", 1.1}, {"val_acc", 0.75}}},
+                                     {"n1", {{"val_loss", 1.2}, {"val_acc", 0.5}}}}),
+                             8);
+  EXPECT_TRUE(tie["ties_best_node"]);
+  text = averaging_check_text(tie);
+  EXPECT_NE(text.find("the average ties the best node and beats the mean node"), std::string::npos) << text;
+  EXPECT_EQ(text.find("not safe"), std::string::npos) << text;
+}
+
 TEST(AveragingCheck, TopOneHigherIsBetter) {
   const std::vector<NodeFinal> finals{{0, "n0"}, {1, "n1"}, {2, "n2"}};
   auto c = check_averaging(finals, "avg",

@@ -190,7 +190,37 @@ TEST(Prepare, BadInputIsNamedByFileAndLine) {
   EXPECT_NE(error(dir).find("is a directory"), std::string::npos);
   auto tokerr = test::error_of([&] { prepare_tokens(options(dir + "/nothing", dir + "/out", {dir + "/utf8.jsonl"})); });
   EXPECT_NE(tokerr.find("nothing: not a tokenizer directory"), std::string::npos);
+  // JSON that is no JSON lines, or nothing at all, is named rather than tokenized as text.
+  std::ofstream(dir + "/array.json") << "[{\"text\": \"a\"}, {\"text\": \"b\"}]\n";
+  EXPECT_NE(error(dir + "/array.json").find("a JSON array"), std::string::npos) << error(dir + "/array.json");
+  std::ofstream(dir + "/other.json") << "{\"content\": \"a\"}\n";
+  EXPECT_NE(error(dir + "/other.json").find("other.json:1: expected an object with a string \"text\""), std::string::npos);
+  std::ofstream(dir + "/empty.jsonl") << "\n  \n";
+  EXPECT_NE(error(dir + "/empty.jsonl").find("no document in"), std::string::npos) << error(dir + "/empty.jsonl");
   for (const auto& e : fs::directory_iterator(dir)) EXPECT_EQ(e.path().string().find(dir + "/out"), std::string::npos) << e.path();
+}
+
+// A second prepare onto one prefix leaves none of the first's files beside its own (a val split, or
+// shards past its last), and a directory as --out holds train.bin, not a hidden .train.bin.
+TEST(Prepare, AnEarlierPreparesFilesOfThePrefixAreRemoved) {
+  const std::string dir = test::scratch_dir();
+  write_jsonl(dir + "/a.jsonl", generated_documents(60, 1));
+  write_jsonl(dir + "/b.jsonl", generated_documents(10, 2));
+  PrepareOptions first = options(kFixtures + "/gpt2", dir + "/web", {dir + "/a.jsonl"});
+  first.val_fraction = 0.2;
+  first.shard_tokens = 200;
+  const PrepareSummary a = prepare_tokens(first);
+  ASSERT_GT(a.train.files.size(), 2u);
+  ASSERT_FALSE(a.val.files.empty());
+  const PrepareSummary b = prepare_tokens(options(kFixtures + "/gpt2", dir + "/web", {dir + "/b.jsonl"}));
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind("web.", 0) == 0) left.push_back(e.path().filename().string());
+  EXPECT_EQ(left, std::vector<std::string>{"web.train.bin"});
+  EXPECT_EQ(b.removed.size(), a.train.files.size() + a.val.files.size());
+  fs::create_directories(dir + "/into");
+  const PrepareSummary c = prepare_tokens(options(kFixtures + "/gpt2", dir + "/into", {dir + "/b.jsonl"}));
+  EXPECT_EQ(c.train.files, std::vector<std::string>{dir + "/into/train.bin"});
 }
 
 TEST(CliPrepare, EndToEndThroughTheBinary) {

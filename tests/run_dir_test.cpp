@@ -121,8 +121,8 @@ TEST(RunDir, FreshStartRefusesARunAndOverwriteRemovesIt) {
   EXPECT_FALSE(fs::exists(node.checkpoint_dir()));
   touch(run.merged());
   EXPECT_NE(test::error_of([&] { prepare_run_root(run, StartMode::fresh); }).find("merged.safetensors"), std::string::npos);
-  // --resume: the merge and the averaging check of the attempt before move aside, replacing
-  // those an older resume moved.
+  // --resume: the merge and the averaging check of the attempt before move aside; those an older
+  // resume moved go one level down, kept.
   touch(run.averaging_check());
   fs::create_directories(dir + "/retired");
   std::ofstream(dir + "/retired/merged.safetensors") << "older";
@@ -131,6 +131,7 @@ TEST(RunDir, FreshStartRefusesARunAndOverwriteRemovesIt) {
   EXPECT_FALSE(fs::exists(run.averaging_check()));
   EXPECT_TRUE(fs::exists(dir + "/retired/averaging-check.json"));
   EXPECT_EQ(fs::file_size(dir + "/retired/merged.safetensors"), 1u);  // this resume's ("x"), not the older one
+  EXPECT_EQ(fs::file_size(dir + "/retired/older-1/merged.safetensors"), 5u);  // the older one ("older"), kept
   prepare_run_root(run, StartMode::resume);  // nothing left to retire: fine
 }
 

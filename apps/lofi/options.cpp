@@ -134,6 +134,10 @@ family::EvalRequest EvalFlags::request() const {
   r.inputs.data = family::parse_named_paths(data, "--data");
   r.inputs.class_maps = family::parse_named_paths(class_maps, "--class-map");
   r.inputs.tasks = family::parse_named_paths(tasks, "--task");
+  // Results are keyed by name, --data's and --task's alike: one would hide the other.
+  for (const auto& t : r.inputs.tasks)
+    for (const auto& d : r.inputs.data)
+      if (t.name == d.name) fail("--task ", t.name, " and --data ", d.name, " share a name; give each a name of its own");
   r.inputs.lm = settings;
   r.inputs.images.batch = settings.batch;
   r.inputs.images.max_images = max_images;

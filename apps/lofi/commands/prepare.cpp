@@ -52,6 +52,7 @@ class Prepare : public Command {
                   split->files.front().c_str(), more.c_str());
     }
     if (options_.val_fraction > 0 && s.val.files.empty()) std::fprintf(stderr, "lofi: warning: no document fell in the validation split\n");
+    for (const auto& f : s.removed) std::printf("removed %s (an earlier prepare's, not written by this one)\n", f.c_str());
     return 0;
   }
 
@@ -74,6 +75,7 @@ class Prepare : public Command {
                   static_cast<long long>(split->longest), split->file.c_str());
     }
     if (o.val_fraction > 0 && s.val.file.empty()) std::fprintf(stderr, "lofi: warning: no sample fell in the validation split\n");
+    for (const auto& f : s.removed) std::printf("removed %s (an earlier prepare's, not written by this one)\n", f.c_str());
     return 0;
   }
 

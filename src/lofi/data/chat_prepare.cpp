@@ -115,6 +115,9 @@ ChatSample tokenize_chat(const Tokenizer& tokenizer, const std::vector<ChatSegme
 
 ChatPrepareSummary prepare_chat(const ChatPrepareOptions& o) {
   if (o.inputs.empty()) fail("prepare --chat: no JSONL file given");
+  if (o.out.empty()) fail("prepare --chat: no output prefix given (--out)");
+  for (const auto& path : o.inputs)
+    if (std::filesystem::is_directory(path)) fail(path, ": is a directory, expected a chat JSONL file");
   const Tokenizer tokenizer = Tokenizer::load(o.tokenizer);
   std::vector<json> conversations;
   std::vector<std::string> where;
@@ -150,17 +153,27 @@ ChatPrepareSummary prepare_chat(const ChatPrepareOptions& o) {
     part.longest = std::max<int64_t>(part.longest, static_cast<int64_t>(s.ids.size()));
     split[val].push_back(std::move(s));
   }
+  if (summary.train.samples == 0)
+    fail("prepare --chat: no sample fell in the train split (--val-fraction ", o.val_fraction, " of ", summary.val.samples,
+         " samples); lower --val-fraction; nothing written");
   if (summary.train.trained == 0)
     fail("prepare --chat: no token of ", o.inputs.front(), " is a training target (no assistant turn); add assistant turns or use --train-on-prompt");
   // OUT is a prefix (OUT.train.chat), or a directory when it is one or ends in '/' (OUT/train.chat).
   const bool into_dir = !o.out.empty() && (o.out.back() == '/' || std::filesystem::is_directory(o.out));
   const std::string prefix = into_dir ? (std::filesystem::path(o.out) / "").string() : o.out + ".";
-  if (into_dir) std::filesystem::create_directories(o.out);
+  if (const auto parent = std::filesystem::path(prefix).parent_path(); !parent.empty()) std::filesystem::create_directories(parent);
+  // Both splits or neither: the val file's place is checked before the train file is written.
+  const std::string val_file = prefix + "val" + kChatExtension;
+  if (!split[1].empty() && std::filesystem::exists(val_file) && !std::filesystem::is_regular_file(val_file))
+    fail(val_file, ": exists and is not a regular file; move it away or give another --out; nothing written");
   summary.train.file = prefix + "train" + kChatExtension;
   write_chat_samples(summary.train.file, split[0]);
   if (!split[1].empty()) {
-    summary.val.file = prefix + "val" + kChatExtension;
+    summary.val.file = val_file;
     write_chat_samples(summary.val.file, split[1]);
+  } else if (std::filesystem::is_regular_file(val_file)) {  // an earlier prepare's val split, of other samples
+    std::filesystem::remove(val_file);
+    summary.removed.push_back(val_file);
   }
   return summary;
 }

@@ -35,6 +35,7 @@ struct ChatPrepareSummary {
     int64_t samples = 0, tokens = 0, trained = 0, longest = 0;
     std::string file;
   } train, val;
+  std::vector<std::string> removed;  // an earlier prepare's val file this one did not write
 };
 
 ChatPrepareSummary prepare_chat(const ChatPrepareOptions& options);

@@ -34,7 +34,7 @@ class FirstFit {
 }  // namespace
 
 PackedChat::PackedChat(const ChatSamples& samples, int64_t seq_len, bool packing, const std::string& overlong,
-                       const std::string& source)
+                       const std::string& source, const std::string& window)
     : samples_(samples), seq_len_(seq_len), packing_(packing), overlong_mode_(overlong) {
   if (overlong != "truncate" && overlong != "drop") fail("data.overlong must be \"truncate\" or \"drop\", found \"", overlong, "\"");
   const int64_t n = samples.size();
@@ -76,8 +76,8 @@ PackedChat::PackedChat(const ChatSamples& samples, int64_t seq_len, bool packing
     tokens_ += kept;
   }
   if (rows_.empty())
-    fail(source, ": no sample is left to train on (", n, " samples: ", overlong_, " longer than data.seq_len ", seq_len, ", ",
-         untrained_, " without a trained token within it)");
+    fail(source, ": no sample is left to ", window == "data.seq_len" ? "train on" : "score", " (", n, " samples: ", overlong_,
+         " longer than ", window, " ", seq_len, ", ", untrained_, " without a trained token within it)");
 }
 
 ChatBatch PackedChat::batch(const std::vector<int64_t>& rows) const {

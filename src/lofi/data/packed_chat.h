@@ -24,8 +24,10 @@ struct ChatBatch {
 
 class PackedChat {
  public:
-  // OVERLONG: "truncate" or "drop". SOURCE names the data in messages.
-  PackedChat(const ChatSamples& samples, int64_t seq_len, bool packing, const std::string& overlong, const std::string& source);
+  // OVERLONG: "truncate" or "drop". SOURCE names the data in messages, WINDOW the setting that
+  // gave SEQ_LEN ("data.seq_len" in training, "--seq-len" in eval).
+  PackedChat(const ChatSamples& samples, int64_t seq_len, bool packing, const std::string& overlong, const std::string& source,
+             const std::string& window = "data.seq_len");
 
   int64_t rows() const { return static_cast<int64_t>(rows_.size()); }
   int64_t targets(int64_t row) const { return row_targets_[static_cast<size_t>(row)]; }  // trained targets in ROW
@@ -33,6 +35,8 @@ class PackedChat {
   ChatBatch batch(const std::vector<int64_t>& rows) const;
   // e.g. "1200 samples packed into 301 rows of 512 tokens (94% filled); 3 longer than 512 truncated"
   std::string summary() const;
+  int64_t overlong() const { return overlong_; }    // samples longer than a row (truncated or dropped)
+  int64_t untrained() const { return untrained_; }  // samples left out: no trained token within a row
 
  private:
   const ChatSamples& samples_;

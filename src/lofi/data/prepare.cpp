@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -13,6 +14,8 @@
 #include <future>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
 #include <thread>
 
 #include "lofi/data/token_shards.h"
@@ -75,14 +78,20 @@ size_t safe_cut(const std::string& text, size_t from) {
   return std::string::npos;
 }
 
+// JSON lines by name (.jsonl, .ndjson, .json), or by a first non-blank line that is a JSON
+// object: read as JSON, a line without a string "text" is then named, never tokenized as text.
+// A JSON array (a whole-file JSON document) is refused: lofi reads one object per line.
 bool looks_like_jsonl(const std::string& path) {
   auto ext = std::filesystem::path(path).extension().string();
-  if (ext == ".jsonl" || ext == ".ndjson") return true;
   std::ifstream in(path);
   std::string line;
-  std::getline(in, line);
-  auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  return j.is_object() && j.contains("text") && j["text"].is_string();
+  while (std::getline(in, line) && line.find_first_not_of(" \t\r") == std::string::npos) {
+  }
+  const size_t first = line.find_first_not_of(" \t\r");
+  if (first != std::string::npos && line[first] == '[' && (ext == ".json" || nlohmann::json::accept(line)))
+    fail(path, ": a JSON array; lofi reads JSON lines, one {\"text\": ...} object per line (convert with jq -c '.[]')");
+  if (ext == ".jsonl" || ext == ".ndjson" || ext == ".json") return true;
+  return nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false).is_object();
 }
 
 uint64_t splitmix64(uint64_t x) {
@@ -120,14 +129,15 @@ BatchIds tokenize_batch(const Batch& batch, const Tokenizer& tok, uint32_t eot, 
 // One split's output: shards of at most LIMIT tokens (one file when LIMIT is 0), committed together.
 class SplitWriter {
  public:
-  SplitWriter(std::string out, std::string name, int width, int64_t limit)
-      : out_(std::move(out)), name_(std::move(name)), width_(width), limit_(limit) {}
+  // PREFIX: "data/web." (data/web.train.bin) or "data/" (data/train.bin).
+  SplitWriter(std::string prefix, std::string name, int width, int64_t limit)
+      : prefix_(std::move(prefix)), name_(std::move(name)), width_(width), limit_(limit) {}
   void append(const std::vector<uint32_t>& ids) {
     for (size_t done = 0; done < ids.size();) {
       if (files_.empty() || (limit_ > 0 && files_.back()->size() >= limit_)) {
         char suffix[32];
         std::snprintf(suffix, sizeof(suffix), "-%05zu", files_.size());
-        files_.push_back(std::make_unique<TokenShardWriter>(out_ + "." + name_ + (limit_ > 0 ? suffix : "") + ".bin", width_));
+        files_.push_back(std::make_unique<TokenShardWriter>(prefix_ + name_ + (limit_ > 0 ? suffix : "") + ".bin", width_));
       }
       size_t room = limit_ > 0 ? static_cast<size_t>(limit_ - files_.back()->size()) : ids.size() - done;
       size_t n = std::min(room, ids.size() - done);
@@ -142,11 +152,34 @@ class SplitWriter {
   }
 
  private:
-  std::string out_, name_;
+  std::string prefix_, name_;
   int width_;
   int64_t limit_;
   std::vector<std::unique_ptr<TokenShardWriter>> files_;
 };
+
+// Files an earlier prepare wrote with PREFIX that this one did not (a val split, shards past the
+// last, a single file beside shards): left beside the new ones, a glob or a data.val would mix
+// two corpora. Removed; their names returned.
+std::vector<std::string> remove_stale_outputs(const std::string& prefix, const std::vector<std::string>& train,
+                                              const std::vector<std::string>& val) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(prefix).parent_path().empty() ? fs::path(".") : fs::path(prefix).parent_path();
+  const std::regex ours(std::regex_replace(fs::path(prefix).filename().string(), std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
+                        R"((train|val)(-[0-9]{5})?\.bin)");
+  std::set<fs::path> written;
+  for (const auto* list : {&train, &val})
+    for (const auto& f : *list) written.insert(fs::path(f).filename());
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const fs::path name = e.path().filename();
+    if (!e.is_regular_file() || written.count(name) || !std::regex_match(name.string(), ours)) continue;
+    if (fs::remove(e.path(), ec)) removed.push_back(e.path().string());
+  }
+  std::sort(removed.begin(), removed.end());
+  return removed;
+}
 
 }  // namespace
 
@@ -171,14 +204,17 @@ PrepareSummary prepare_tokens(const PrepareOptions& o) {
   }
   Tokenizer tok = Tokenizer::load(o.tokenizer);
   const uint32_t eot = tok.end_of_text();
-  if (const auto parent = std::filesystem::path(o.out).parent_path(); !parent.empty()) {
+  // OUT is a prefix (OUT.train.bin), or a directory when it is one or ends in '/' (OUT/train.bin).
+  const bool into_dir = o.out.back() == '/' || std::filesystem::is_directory(o.out);
+  const std::string prefix = into_dir ? (std::filesystem::path(o.out) / "").string() : o.out + ".";
+  if (const auto parent = std::filesystem::path(prefix).parent_path(); !parent.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(parent, ec);  // --out data/web makes data/
     if (ec) fail(o.out, ": cannot create the directory ", parent.string(), ": ", ec.message());
   }
   summary.token_bytes = tok.vocab_size() <= 0x10000 ? 2 : 4;
-  SplitWriter writers[2] = {{o.out, "train", summary.token_bytes, o.shard_tokens},
-                            {o.out, "val", summary.token_bytes, o.shard_tokens}};
+  SplitWriter writers[2] = {{prefix, "train", summary.token_bytes, o.shard_tokens},
+                            {prefix, "val", summary.token_bytes, o.shard_tokens}};
   const size_t threads = o.threads > 0 ? static_cast<size_t>(o.threads) : std::max(1u, std::thread::hardware_concurrency());
   const auto start = std::chrono::steady_clock::now();
   const bool tty = ::isatty(STDERR_FILENO);
@@ -257,15 +293,26 @@ PrepareSummary prepare_tokens(const PrepareOptions& o) {
         }
       }
       size_t bytes = buf.size();
+      if (!continues && buf.empty()) {  // an empty file is no document (it would be the end-of-text token alone)
+        std::fprintf(stderr, "prepare: warning: %s is empty; left out\n", path.c_str());
+        continue;
+      }
       add({std::move(buf), doc++, 0, continues}, bytes);
     }
     if (in.bad()) fail(path, ": read error");
     submit(batch);
   }
   while (!pending.empty()) write_front();
+  if (summary.train.documents + summary.val.documents == 0)
+    fail("prepare: no document in ", o.inputs.size() == 1 ? o.inputs.front() : cat(o.inputs.size(), " inputs"),
+         " (empty, or blank lines only); nothing written");
+  if (summary.train.documents == 0)
+    fail("prepare: no document fell in the train split (--val-fraction ", o.val_fraction, " of ", summary.val.documents,
+         " documents); lower --val-fraction; nothing written");
 
   summary.train.files = writers[0].commit();
   summary.val.files = writers[1].commit();
+  summary.removed = remove_stale_outputs(prefix, summary.train.files, summary.val.files);
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   report(true);
   return summary;

@@ -31,6 +31,7 @@ struct PrepareSummary {
   int token_bytes = 2;  // 2: uint16 shards (llm.c version 1), 4: uint32 (version 2)
   int64_t input_bytes = 0;
   double seconds = 0;
+  std::vector<std::string> removed;  // an earlier prepare's files of this prefix that this one did not write
 };
 
 // Each document becomes the tokenizer's end-of-text token followed by its text's ids (llm.c's

@@ -420,7 +420,7 @@ std::string verdicts_html(const std::vector<Section>& sections) {
   for (const auto& s : sections)
     for (const auto& run : s.runs) {
       const json& c = run.averaging_check;
-      if (!c.is_object() || !c.contains("average") || !c.contains("best_node")) continue;
+      if (!c.is_object() || !c.contains("average") || !c.contains("best_node") || c.value("single_node", false)) continue;
       const bool top1 = c.value("metric", "") == "top-1";  // checks written before "label" and "scale"
       const double scale = c.value("scale", top1 ? 100.0 : 1.0);
       const std::string where = s.dir == sections[0].dir ? run.name : s.dir.filename().string() + "/" + run.name;

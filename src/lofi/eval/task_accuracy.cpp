@@ -102,6 +102,14 @@ TaskScorer::TaskScorer(TaskData task, const data::Tokenizer& tokenizer, std::vec
              " positions hold");
       requests.push_back(std::move(r));
     }
+    // A tokenizer of another model gives ids past this one's vocabulary: named here, not by the
+    // embedding's "index out of range" (a device-side assert on a GPU).
+    for (const Request& r : requests)
+      for (const auto* ids : {&r.context, &r.continuation})
+        for (int64_t id : *ids)
+          if (options_.vocab_size > 0 && id >= options_.vocab_size)
+            fail(item.where, ": token id ", id, " is outside the model's vocabulary of ", options_.vocab_size,
+                 ": the tokenizer is not this model's; give the model's own with --tokenizer");
     requests_.push_back(std::move(requests));
   }
 }

@@ -58,6 +58,7 @@ struct TaskScore {
 struct TaskOptions {
   int64_t batch = 16;           // sequences per forward pass
   int64_t max_new_tokens = 32;  // short answers
+  int64_t vocab_size = 0;       // > 0: every token id must be below it (the model's vocabulary)
 };
 
 // A task tokenized once, scored for any number of models.

@@ -103,6 +103,10 @@ std::vector<eval::ClassificationScore> ImageEvaluator::run(const Predict& predic
     } else {
       for_each_batch(*set, add);
     }
+    // Every image unreadable (skipped): a loss of 0 over none would rank best of all.
+    if (seen == 0)
+      fail(set->folder.root(), ": no readable image among its ", set->folder.size(), " files (each was skipped as unreadable); ",
+           "fix or remove them");
     out.push_back(meter.score());
   }
   return out;

@@ -1,6 +1,7 @@
 #include "lofi/family/lm_evaluator.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include "lofi/data/chat_template.h"
 #include "lofi/dist/device.h"
@@ -46,14 +47,22 @@ LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPat
     const std::vector<int64_t> stops = data::stop_token_ids(*tokenizer_, model_dir.empty() ? dir : model_dir);
     for (const auto& t : tasks)
       tasks_.emplace_back(eval::read_task(t.name, t.path), *tokenizer_, stops, config.model.max_seq_len,
-                          eval::TaskOptions{settings.batch, settings.max_new_tokens});
+                          eval::TaskOptions{settings.batch, settings.max_new_tokens, config.model.vocab_size});
   }
   for (const auto& d : datasets) {
     const std::vector<std::string> paths = data::split_paths(d.path);
     EvalSet set;
     if (!paths.empty() && data::is_chat_sample_file(paths.front())) {
       set.chat = std::make_unique<data::ChatSamples>(paths, config.model.vocab_size);
-      set.rows = std::make_unique<data::PackedChat>(*set.chat, settings_.seq_len, /*packing=*/false, config.data.overlong, d.path);
+      set.rows = std::make_unique<data::PackedChat>(*set.chat, settings_.seq_len, /*packing=*/false, config.data.overlong, d.path,
+                                                    "--seq-len");
+      // Samples cut to the window are scored on part of their tokens: said, never silently.
+      if (set.rows->overlong() > 0 || set.rows->untrained() > 0)
+        std::fprintf(stderr, "eval: --data %s: %s; the loss covers the scored tokens only%s\n", d.name.c_str(),
+                     set.rows->summary().c_str(),
+                     settings_.seq_len < config.model.max_seq_len
+                         ? cat(" (--seq-len up to the model's ", config.model.max_seq_len, " positions scores more)").c_str()
+                         : "");
     } else {
       set.tokens = std::make_unique<data::TokenShards>(paths, config.model.vocab_size, config.data.format);
       if (set.tokens->size() < settings_.seq_len + 1)

@@ -1,5 +1,6 @@
 #include "lofi/io/jsonl.h"
 
+#include <filesystem>
 #include <fstream>
 
 #include "lofi/error.h"
@@ -8,6 +9,8 @@ namespace lofi::io {
 
 void for_each_jsonl_line(const std::string& path, const std::string& what,
                          const std::function<void(const nlohmann::json& value, const std::string& where)>& f) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail(path, ": is a directory, expected a JSONL file (", what, " per line)");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, ": cannot open");
   std::string line;

@@ -61,13 +61,25 @@ void retire(const std::string& dir, const std::vector<std::string>& results) {
   fs::create_directories(retired, ec);
   if (ec) fail(retired.string(), ": cannot create: ", ec.message());
   std::string list;
+  fs::path older;  // what an earlier resume retired moves one level down, kept: retired/older-K
   for (const auto& f : found) {
-    fs::remove_all(retired / f, ec);
+    if (fs::exists(retired / f)) {
+      if (older.empty()) {
+        int k = 1;
+        while (fs::exists(retired / ("older-" + std::to_string(k)))) ++k;
+        older = retired / ("older-" + std::to_string(k));
+        fs::create_directories(older, ec);
+        if (ec) fail(older.string(), ": cannot create: ", ec.message());
+      }
+      fs::rename(retired / f, older / f, ec);
+      if (ec) fail((retired / f).string(), ": cannot move it to ", older.string(), ": ", ec.message());
+    }
     fs::rename(fs::path(dir) / f, retired / f, ec);
     if (ec) fail(dir, "/", f, ": cannot move it to ", retired.string(), ": ", ec.message());
     list += (list.empty() ? "" : ", ") + f;
   }
-  std::printf("--resume: moved the previous attempt's %s to %s (this attempt writes its own)\n", list.c_str(), retired.c_str());
+  std::printf("--resume: moved the previous attempt's %s to %s (this attempt writes its own)%s\n", list.c_str(), retired.c_str(),
+              older.empty() ? "" : cat("; what an earlier resume moved there is now in ", older.string()).c_str());
 }
 
 }  // namespace

@@ -48,6 +48,10 @@ nlohmann::json check_averaging(const std::vector<NodeFinal>& finals, const std::
   check["mean_node"] = mean;
   check["beats_every_node"] = better(a, best);
   check["beats_mean_node"] = better(a, mean);
+  // One node's average is that node, and an exact tie (a task of a few items) shows no harm: no
+  // verdict against averaging in either.
+  check["single_node"] = finals.size() == 1;
+  check["ties_best_node"] = a == best;
   check["margin_over_best"] = up ? a - best : best - a;  // > 0: the average is better
   check["margin_over_mean"] = up ? a - mean : mean - a;
   return check;
@@ -78,6 +82,11 @@ std::string averaging_check_text(const nlohmann::json& c) {
   if (c.value("beats_every_node", false))
     return text + "the average beats every node, by " + v("margin_over_best") + " over the best and " +
            v("margin_over_mean") + " over the mean node";
+  if (c.value("single_node", false)) return text + "one node finished, so the average is that node: nothing to compare";
+  if (c.value("ties_best_node", false))
+    return text + "the average ties the best node" +
+           (c.value("beats_mean_node", false) ? " and beats the mean node by " + v("margin_over_mean") : std::string()) +
+           " (no sign the nodes left their basin; a finer metric, such as data.val's loss, would tell them apart)";
   text += "the average does NOT beat every node";
   text += c.value("beats_mean_node", false) ? " (it beats the mean node by " + v("margin_over_mean") + ")"
                                             : ", nor the mean node";

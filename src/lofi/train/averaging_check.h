@@ -21,7 +21,8 @@ struct NodeFinal {
 // classifiers, val_acc for a language model with data.val_task). The verdict is judged on top-1,
 // else task accuracy, else loss:
 // {"metric", "label", "scale" (shown as scale x value), "higher_is_better", "average", "nodes": {"0": v, ...}, "best_node", "mean_node",
-//  "beats_every_node", "beats_mean_node", "margin_over_best", "margin_over_mean", "eval_batches",
+//  "beats_every_node", "beats_mean_node", "single_node" (one final: the average is it), "ties_best_node",
+//  "margin_over_best", "margin_over_mean", "eval_batches",
 //  "average_scores": the average's whole validation record}.
 nlohmann::json check_averaging(const std::vector<NodeFinal>& finals, const std::string& average,
                                const std::function<nlohmann::json(const std::string&)>& validate, int64_t eval_batches);

@@ -67,11 +67,21 @@ std::vector<std::string> optimizer_files(const run::Checkpoint& paths) {
 }
 
 void verify_checkpoint(const run::Checkpoint& paths) {
+  // Each file records the step it holds: one copied or restored under another step's name would
+  // resume with state of another step, silently.
+  auto same_step = [&](const io::SafetensorsFile& file) {
+    auto it = file.metadata().find("step");
+    if (it != file.metadata().end() && metadata_integer(file, "step", it->second, "a step") != paths.step)
+      fail(file.path(), ": holds the state of step ", it->second, " but is named for step ", paths.step,
+           " (copied or restored from another checkpoint?)");
+  };
   io::SafetensorsFile weights(paths.weights);  // throws on a missing, truncated or malformed file
   weights.verify_data_checksum();
+  same_step(weights);
   for (const auto& path : optimizer_files(paths, weights)) {
     io::SafetensorsFile file(path);
     file.verify_data_checksum();
+    same_step(file);
   }
 }
 

@@ -203,6 +203,11 @@ std::vector<std::string> trajectory_changes(const Config& was, const Config& now
     if (!x.changes_trajectory() || (!x.applies() && !y.applies())) continue;
     if (x.text() != y.text()) changes.push_back(x.key() + " = " + x.text() + " -> " + y.text());
   }
+  // A LoRA run's checkpoint holds the adapters only: its frozen base is read from model.init again,
+  // so another base changes what the adapters train on.
+  if ((was.lora.enabled() || now.lora.enabled()) && was.model.init != now.model.init)
+    changes.push_back("model.init = \"" + was.model.init + "\" -> \"" + now.model.init +
+                      "\" (a LoRA run's frozen base, read again on resume)");
   return changes;
 }
 

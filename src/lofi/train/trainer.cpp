@@ -372,7 +372,17 @@ void TrainingLoop::train_step(int64_t step, double lr) {
   if (c_.optimizer.sharded()) grad_sync_.gather_params();  // every worker's updated pieces, into every replica
   if (c_.config.dist.sync_every > 0 && (step + 1) % c_.config.dist.sync_every == 0) {
     c_.comm.world_mean(params_);                     // local SGD: continue from the nodes' mean
-    if (c_.outer) c_.outer->step(c_.optimizer.params());  // DiLoCo: an outer Nesterov step towards it
+    if (c_.outer) {
+      c_.outer->step(c_.optimizer.params());  // DiLoCo: an outer Nesterov step towards it
+      // Its weights are measured by no loss before the next steps (and by none at all after the
+      // run's last one): checked here, where the sync has just waited on the host anyway.
+      std::vector<torch::Tensor> finite;
+      for (const auto& p : c_.optimizer.params()) finite.push_back(torch::isfinite(p.param).all());
+      if (!torch::stack(finite).all().item<bool>())
+        fail("node ", c_.topo.node, ": DiLoCo's outer step at step ", step + 1, " made the weights non-finite (dist.outer_lr = ",
+             c_.config.dist.outer_lr, ", dist.outer_momentum = ", c_.config.dist.outer_momentum,
+             "); lower dist.outer_lr; no final is written");
+    }
   }
 }
 
@@ -404,8 +414,8 @@ void TrainingLoop::check_divergence(int64_t done, double lr, double seconds, dou
   fail("node ", c_.topo.node, " diverged at step ", r.diverged_at, ": loss ", number_text(r.diverged_loss),
        ", gradient norm ", number_text(r.diverged_norm),
        r.skipped > 0 ? cat(" (", r.skipped, " such steps skipped already)") : std::string(),
-       "; no final is written. Lower train.lr or raise train.warmup_steps, resume from a checkpoint with --resume, ",
-       "or let train.skip_nonfinite = N skip up to N such steps");
+       "; no final is written. Lower train.lr", c_.outer ? " (or dist.outer_lr, DiLoCo's outer step)" : "",
+       " or raise train.warmup_steps, resume from a checkpoint with --resume, or let train.skip_nonfinite = N skip up to N such steps");
 }
 
 void TrainingLoop::report(int64_t done, bool log_now, const std::map<std::string, double>& validation_metrics, double lr,
