@@ -173,6 +173,13 @@ const std::vector<HostileCase>& cases() {
       // Training settings that would silently compute something else.
       {"resume-past-steps", "train {tiny} --set train.steps=3 --resume --resume-changed", true,
        {"is at step 6, past train.steps = 3", "resumes forward only"}, {"{run}/node-00/retired"}, "{lofi} train {tiny} > /dev/null"},
+      {"resume-checkpoint-of-another-step", "train {tiny} --set train.ckpt_every=2 --resume", false,
+       {"step-000004.optim.safetensors: holds the state of step 2 but is named for step 4", "falling back", "step 2"}, {},
+       "{lofi} train {tiny} --set train.ckpt_every=2 > /dev/null && cp {run}/node-00/ckpt/step-000002.optim.safetensors "
+       "{run}/node-00/ckpt/step-000004.optim.safetensors && rm {run}/node-00/ckpt/step-000006*"},
+      {"diloco-outer-step-unusable", "launch --workers 2 -- train {tiny} --set dist.nodes=2 --set train.steps=2 --set dist.sync_every=2 "
+       "--set dist.outer_optimizer=nesterov --set dist.outer_lr=1e30", true,
+       {"DiLoCo's outer step at step 2 made the weights unusable", "dist.outer_lr"}, {"{run}/merged.safetensors"}},
       {"train-lora-dropout-checkpointing", "train {tiny} --set model.init={good} --set lora.rank=2 --set lora.dropout=0.1 "
        "--set train.activation_checkpointing=1", true, {"lora.dropout is 0.1"}, {"{run}/node-00/final.safetensors"}},
       {"train-beta1-one", "train {tiny} --set train.beta1=1", true, {"train.beta1"}, {"{run}/node-00/final.safetensors"}},
@@ -202,8 +209,10 @@ const std::vector<HostileCase>& cases() {
       {"interpolate-fewer", "interpolate {good} {fewer} --points 2 --data d={data} --max-windows 1", true,
        {"interpolate", "{fewer}", "lacks tensor", "{good}"}, {}},
       {"soup-wider", "soup {good} {wider} --data d={data} --max-windows 1 --out {out}", true, {"soup", "{wider}", "{good}"}, {"{out}"}},
-      {"eval-int8-weight", "eval --model {i8} --data d={data} --max-windows 1", true, {"{i8}", "Char", "quantized checkpoint"}, {}},
-      {"ensemble-int8-weight", "eval --ensemble {good} {i8} --data d={data} --max-windows 1", true, {"{i8}", "Char", "floating point"}, {}},
+      // An integer tensor loads into a float weight as PyTorch's copy_ converts it; members averaged
+      // in memory must agree in kind, as average's inputs must, named by file.
+      {"ensemble-int8-weight", "eval --ensemble {good} {i8} --data d={data} --max-windows 1", true, {"{i8}", "Char", "{good}", "Float"}, {}},
+      {"soup-int8-weight", "soup {good} {i8} --data d={data} --max-windows 1", true, {"soup", "{i8}", "Char"}, {}},
       {"eval-task-other-tokenizer", "eval --model {good} --task t={here}/t.jsonl --tokenizer {fixtures}/tokenizer/gpt2", true,
        {"t.jsonl:1: token id", "outside the model's vocabulary of 256", "not this model's"}, {},
        "echo '{\"context\": \"hello world\", \"choices\": [\" in the\", \" at\"], \"answer\": 0}' > {here}/t.jsonl"},

@@ -31,10 +31,6 @@ void copy_named_tensors(const io::NamedTensors& targets, const io::NamedTensors&
     if (it == by_name.end()) fail(source, ": missing tensor '", name, "' (shape ", target.sizes(), ")");
     if (it->second->sizes() != target.sizes())
       fail(source, ": tensor '", name, "' has shape ", it->second->sizes(), ", the model expects ", target.sizes());
-    // Integers copied into a float weight would load as numbers of another scale, silently.
-    if (target.is_floating_point() && !it->second->is_floating_point())
-      fail(source, ": tensor '", name, "' is ", it->second->scalar_type(), " where the model's weight is floating point (a ",
-           "quantized checkpoint?); lofi reads F32, F16, BF16 or F64 weights");
     if (target.is_meta()) {
       if (!deferred) fail("internal: ", source, ": tensor '", name, "' has no memory to load into");
       deferred->defer(target, name, [from = *it->second, copied, name = name](const torch::Tensor& into) {

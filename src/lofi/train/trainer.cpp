@@ -378,9 +378,17 @@ void TrainingLoop::train_step(int64_t step, double lr) {
       // run's last one): checked here, where the sync has just waited on the host anyway.
       std::vector<torch::Tensor> finite;
       for (const auto& p : c_.optimizer.params()) finite.push_back(torch::isfinite(p.param).all());
-      if (!torch::stack(finite).all().item<bool>())
-        fail("node ", c_.topo.node, ": DiLoCo's outer step at step ", step + 1, " made the weights non-finite (dist.outer_lr = ",
-             c_.config.dist.outer_lr, ", dist.outer_momentum = ", c_.config.dist.outer_momentum,
+      bool usable = torch::stack(finite).all().item<bool>();
+      // The run's last step: no later step's loss reads these weights, so this batch is read
+      // again through them (finite weights can still overflow in the activations).
+      if (usable && step + 1 == tc_.steps) {
+        torch::NoGradGuard no_grad;
+        dist::PrecisionGuard precision(c_.device, tc_.precision);
+        usable = torch::isfinite(c_.task.loss(c_.topo.node_rank * b.rank, b.micro)).all().item<bool>();
+      }
+      if (!usable)
+        fail("node ", c_.topo.node, ": DiLoCo's outer step at step ", step + 1, " made the weights unusable (non-finite weights ",
+             "or loss; dist.outer_lr = ", c_.config.dist.outer_lr, ", dist.outer_momentum = ", c_.config.dist.outer_momentum,
              "); lower dist.outer_lr; no final is written");
     }
   }
