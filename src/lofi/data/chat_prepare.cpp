@@ -116,8 +116,6 @@ ChatSample tokenize_chat(const Tokenizer& tokenizer, const std::vector<ChatSegme
 ChatPrepareSummary prepare_chat(const ChatPrepareOptions& o) {
   if (o.inputs.empty()) fail("prepare --chat: no JSONL file given");
   if (o.out.empty()) fail("prepare --chat: no output prefix given (--out)");
-  for (const auto& path : o.inputs)
-    if (std::filesystem::is_directory(path)) fail(path, ": is a directory, expected a chat JSONL file");
   const Tokenizer tokenizer = Tokenizer::load(o.tokenizer);
   std::vector<json> conversations;
   std::vector<std::string> where;

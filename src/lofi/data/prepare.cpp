@@ -165,8 +165,8 @@ std::vector<std::string> remove_stale_outputs(const std::string& prefix, const s
                                               const std::vector<std::string>& val) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::path(prefix).parent_path().empty() ? fs::path(".") : fs::path(prefix).parent_path();
-  const std::regex ours(std::regex_replace(fs::path(prefix).filename().string(), std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
-                        R"((train|val)(-[0-9]{5})?\.bin)");
+  const std::string stem = fs::path(prefix).filename().string();  // "web." or "" (a directory)
+  static const std::regex split_file(R"((train|val)(-[0-9]{5})?\.bin)");
   std::set<fs::path> written;
   for (const auto* list : {&train, &val})
     for (const auto& f : *list) written.insert(fs::path(f).filename());
@@ -174,7 +174,9 @@ std::vector<std::string> remove_stale_outputs(const std::string& prefix, const s
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const fs::path name = e.path().filename();
-    if (!e.is_regular_file() || written.count(name) || !std::regex_match(name.string(), ours)) continue;
+    const std::string text = name.string();
+    if (!e.is_regular_file() || written.count(name) || text.rfind(stem, 0) != 0 || !std::regex_match(text.substr(stem.size()), split_file))
+      continue;
     if (fs::remove(e.path(), ec)) removed.push_back(e.path().string());
   }
   std::sort(removed.begin(), removed.end());
