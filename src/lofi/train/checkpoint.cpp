@@ -85,21 +85,25 @@ void verify_checkpoint(const run::Checkpoint& paths) {
   }
 }
 
-std::optional<run::Checkpoint> newest_valid_checkpoint(const run::NodeDir& node, bool verbose) {
-  auto all = node.checkpoints();
+std::optional<run::Checkpoint> ResumeCandidates::newest(int64_t at_most) {
   std::string damaged;
-  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+  bool passed_over = false;
+  for (auto it = all_.rbegin(); it != all_.rend(); ++it) {
+    if (it->step > at_most) continue;
+    if (std::find(verified_.begin(), verified_.end(), it->step) != verified_.end()) return *it;
     try {
       verify_checkpoint(*it);
-      if (verbose && it != all.rbegin())
+      verified_.push_back(it->step);
+      if (verbose_ && passed_over)
         std::printf("resume: falling back to the newest checkpoint that verifies, step %lld\n", static_cast<long long>(it->step));
       return *it;
     } catch (const Error& e) {
-      if (verbose) std::printf("resume: checkpoint of step %lld is unusable: %s\n", static_cast<long long>(it->step), e.what());
+      if (verbose_) std::printf("resume: checkpoint of step %lld is unusable: %s\n", static_cast<long long>(it->step), e.what());
       damaged += std::string(damaged.empty() ? "" : "; ") + e.what();
+      passed_over = true;
     }
   }
-  if (!all.empty()) fail("--resume: no checkpoint in ", node.checkpoint_dir(), " verifies (", damaged, "); start over with --overwrite");
+  if (passed_over) fail("--resume: no checkpoint in ", node_.checkpoint_dir(), " verifies (", damaged, "); start over with --overwrite");
   return std::nullopt;
 }
 
@@ -125,10 +129,14 @@ void load_checkpoint_weights(torch::nn::Module& module, std::shared_ptr<const io
   else model::load_module_weights(module, std::move(file), {}, deferred);
 }
 
-void prune_checkpoints(const run::NodeDir& node, int64_t keep) {
+void prune_checkpoints(const run::NodeDir& node, int64_t keep, int64_t met) {
   if (keep <= 0) return;
   auto all = node.checkpoints();
+  int64_t common = -1;  // the newest before the last meeting
+  for (const auto& c : all)
+    if (c.step < met) common = c.step;
   for (size_t i = 0; i + static_cast<size_t>(keep) < all.size(); ++i) {
+    if (all[i].step == common) continue;
     std::error_code ec;
     std::filesystem::remove(all[i].weights, ec);  // the weights first: what remains is incomplete, never listed
     remove_optimizer_files(node, all[i]);

@@ -20,9 +20,21 @@ namespace lofi::train {
 
 // Throws naming the file when either file of PATHS is unreadable, truncated or damaged.
 void verify_checkpoint(const run::Checkpoint& paths);
-// The newest checkpoint that verifies; a damaged newer one is passed over, saying so when VERBOSE.
-// Throws when there are checkpoints but none verifies.
-std::optional<run::Checkpoint> newest_valid_checkpoint(const run::NodeDir& node, bool verbose);
+// A node's checkpoints as the places a --resume may continue from, each verified once.
+class ResumeCandidates {
+ public:
+  ResumeCandidates(run::NodeDir node, bool verbose) : node_(std::move(node)), all_(node_.checkpoints()), verbose_(verbose) {}
+  bool empty() const { return all_.empty(); }
+  // The newest that verifies at or below step AT_MOST; a damaged newer one is passed over, saying
+  // so when VERBOSE. nullopt when there is none there; throws when there are some but none verifies.
+  std::optional<run::Checkpoint> newest(int64_t at_most = INT64_MAX);
+
+ private:
+  run::NodeDir node_;
+  std::vector<run::Checkpoint> all_;  // oldest first
+  std::vector<int64_t> verified_;
+  bool verbose_;
+};
 // The config text the checkpoint was trained with ("lofi.config"; empty for older checkpoints).
 std::string checkpoint_config(const run::Checkpoint& paths);
 // The fingerprints of the data it was trained on ("lofi.data", data/fingerprint.h; empty for older
@@ -37,8 +49,11 @@ io::NamedTensors checkpoint_weights(const torch::nn::Module& module);
 void load_checkpoint_weights(torch::nn::Module& module, std::shared_ptr<const io::SafetensorsFile> file,
                              model::DeferredWeights* deferred = nullptr);
 
-// Keeps the newest KEEP checkpoints (0: all).
-void prune_checkpoints(const run::NodeDir& node, int64_t keep);
+// Keeps the newest KEEP checkpoints (0: all) and, where the nodes meet (dist.sync_every, a shared
+// warm start), the newest one before step MET, the last at which they all met: every node had
+// written that one before the meeting, so nodes that must restart from one step always hold one
+// in common, whichever of them died mid-save.
+void prune_checkpoints(const run::NodeDir& node, int64_t keep, int64_t met = 0);
 
 // AdamW's whole state as an unsharded node's checkpoint holds it (Optimizer::state()).
 struct OptimizerState {

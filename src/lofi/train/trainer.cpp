@@ -77,20 +77,63 @@ void write_run_config(const std::string& path, const Config& config, const Start
                                   history + "\n");
 }
 
-// --resume: the newest checkpoint that verifies (nodes that meet agree on one step), refused when
-// its config differs in a way that changes the trajectory unless ALLOW_CHANGED.
-run::Checkpoint resume_point(const Config& config, const run::NodeDir& node, bool verbose, dist::Comm& comm,
-                             bool allow_changed, std::vector<std::string>& changes) {
-  auto ckpt = newest_valid_checkpoint(node, verbose);
-  if (!ckpt) fail("--resume: no checkpoint in ", node.checkpoint_dir(), "; start without --resume (or with --overwrite)");
-  // Nodes that meet during training (sync_every, or a shared warm start not yet over) must restart
-  // from one step: the oldest.
-  if (config.dist.sync_every > 0 || config.dist.warm_start_steps > 0) {
-    const int64_t agreed = comm.agree_min("resume-step", ckpt->step);
-    if (config.dist.sync_every > 0 || agreed < config.dist.warm_start_steps) {
-      ckpt = node.checkpoint(agreed);
-      verify_checkpoint(*ckpt);
+// Whether the nodes meet after step DONE: they average weights every dist.sync_every steps, or
+// train as one node through a shared warm start.
+bool nodes_meet_after(const Config& config, int64_t done) {
+  return config.dist.sync_every > 0 || done < config.dist.warm_start_steps;
+}
+
+// The last step at or before DONE at which every node met (0: none): a sync of dist.sync_every,
+// or a step of the shared warm start. A node past it has every node's checkpoints before it
+// written (prune_checkpoints keeps one of them).
+int64_t last_meeting(const Config& config, int64_t done) {
+  int64_t met = std::min(done, config.dist.warm_start_steps);
+  if (config.dist.sync_every > 0) met = std::max(met, done / config.dist.sync_every * config.dist.sync_every);
+  return met;
+}
+
+// --resume: the newest checkpoint that verifies or, where the nodes meet after it, the newest step
+// of which every node holds one that does (nodes that meet restart from one step). nullopt: the
+// node has none (it died before its first), and it starts from step 0, as do nodes that meet and
+// hold no step in common. Refused when its config differs in a way that changes the trajectory
+// unless ALLOW_CHANGED.
+std::optional<run::Checkpoint> resume_point(const Config& config, const run::NodeDir& node, const dist::Topology& topo,
+                                            bool verbose, dist::Comm& comm, bool allow_changed,
+                                            std::vector<std::string>& changes) {
+  ResumeCandidates candidates(node, verbose);
+  std::optional<run::Checkpoint> ckpt;
+  std::string refused;  // why this node's checkpoints cannot be resumed, told to the others as step -1
+  auto newest = [&](int64_t at_most) {
+    try {
+      ckpt = candidates.newest(at_most);
+    } catch (const Error& e) {
+      if (!config.dist.sync_every && !config.dist.warm_start_steps) throw;
+      refused = e.what(), ckpt.reset();
     }
+    return refused.empty() ? (ckpt ? ckpt->step : 0) : -1;
+  };
+  int64_t mine = newest(INT64_MAX);
+  if (config.dist.sync_every > 0 || config.dist.warm_start_steps > 0) {
+    int64_t agreed = comm.agree_min("resume-step", mine);
+    // Each node proposes its newest good step at or below the last agreement, until all agree.
+    for (int round = 1; agreed >= 0 && nodes_meet_after(config, agreed); ++round) {
+      const int64_t next = comm.agree_min(cat("resume-step/", round), agreed == 0 ? 0 : newest(agreed));
+      if (next == agreed) break;
+      agreed = next;
+    }
+    if (!refused.empty()) fail(refused);
+    if (agreed < 0) fail("--resume: another node's checkpoints do not verify (its output says which); start over with --overwrite");
+    if (nodes_meet_after(config, agreed) && agreed != mine && verbose && topo.node_rank == 0)
+      std::printf("resume: node %lld continues from step %lld, the newest step every node holds (nodes that meet restart "
+                  "together)\n", static_cast<long long>(topo.node), static_cast<long long>(agreed));
+    if (nodes_meet_after(config, agreed) && agreed == 0) ckpt.reset();
+  }
+  if (!ckpt) {
+    if (verbose && topo.node_rank == 0)
+      std::printf("resume: node %lld starts from step 0: %s\n", static_cast<long long>(topo.node),
+                  candidates.empty() ? "it has no checkpoint (it stopped before its first)"
+                                     : "the nodes, which meet during training, hold no checkpoint of one step in common");
+    return std::nullopt;
   }
   if (const std::string text = checkpoint_config(*ckpt); !text.empty()) {
     Config was;
@@ -158,6 +201,12 @@ Batches batches_of(const TrainConfig& tc, const dist::Topology& topo) {
   return {node_batch, rank_batch, rank_batch / tc.grad_accum};
 }
 
+bool any_checkpoint(const run::RunDir& run) {
+  for (int64_t k : run.node_ids())
+    if (run.node(k).latest_checkpoint()) return true;
+  return false;
+}
+
 // The run directory belongs to this run, and a start says what it does with an older one; all
 // refused before the rendezvous, so a refusal stops the whole job. Returns the node leader's lock.
 std::unique_ptr<run::NodeDirLock> claim_run_dir(const Config& config, const dist::Topology& topo, int64_t rank,
@@ -177,12 +226,16 @@ std::unique_ptr<run::NodeDirLock> claim_run_dir(const Config& config, const dist
     if (const auto latest = my_dir.latest_checkpoint(); latest && latest->step > config.train.steps)
       fail("--resume: ", latest->weights, " is at step ", latest->step, ", past train.steps = ", config.train.steps,
            "; a run resumes forward only: set train.steps >= ", latest->step, ", or start another run.dir");
+  // A node that stopped before its first checkpoint starts again from step 0 (resume_point); a
+  // run.dir with nothing of an earlier start is likely another than meant.
+  if (start.mode == run::StartMode::resume && !my_dir.latest_checkpoint() && !std::filesystem::exists(my_dir.status()) &&
+      !std::filesystem::exists(my_dir.metrics()) && !any_checkpoint(run_dir))
+    fail("--resume: nothing to resume in ", config.run.dir, ": no node of it has a checkpoint or an earlier start; ",
+         "check run.dir, or start without --resume");
   std::unique_ptr<run::NodeDirLock> lock;
   if (topo.node_rank == 0) {
     lock = std::make_unique<run::NodeDirLock>(my_dir);
     run::prepare_node_dir(my_dir, start.mode);
-    if (start.mode == run::StartMode::resume && !my_dir.latest_checkpoint())
-      fail("--resume: no checkpoint in ", my_dir.checkpoint_dir(), "; start without --resume (or with --overwrite)");
   }
   if (topo.whole_job && rank == 0) run::prepare_run_root(run_dir, start.mode);
   return lock;
@@ -499,7 +552,7 @@ void TrainingLoop::run(TrainSummary& summary) {
     }
     if (ckpt_now) {
       save(done);
-      if (leader_) prune_checkpoints(c_.dir, tc_.keep_checkpoints);
+      if (leader_) prune_checkpoints(c_.dir, tc_.keep_checkpoints, last_meeting(c_.config, done));
     }
   }
   if (tty_) std::printf("\n");
@@ -515,7 +568,7 @@ void TrainingLoop::run(TrainSummary& summary) {
   summary.bytes_within_node = c_.comm.bytes_within_node();
   summary.bytes_between_nodes = c_.comm.bytes_between_nodes();
   save(tc_.steps);
-  if (leader_) prune_checkpoints(c_.dir, tc_.keep_checkpoints);
+  if (leader_) prune_checkpoints(c_.dir, tc_.keep_checkpoints, last_meeting(c_.config, tc_.steps));
 }
 
 }  // namespace
@@ -545,15 +598,23 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   // dist.shard = "full" (but LP-FT, which runs the whole model first): the model stays on the host
   // where it is built, and its decoder blocks reach the device as this worker's parts.
   const bool sharded_start = starts_sharded(config, topo);
-  std::unique_ptr<Task> task = start_task(config, topo, make_task, start, plan.device, sharded_start);
+  // A node resumed with no checkpoint starts from model.init, checked as at a fresh start.
+  StartOptions from = start;
+  if (start.mode == run::StartMode::resume && !my_dir.latest_checkpoint()) from.mode = run::StartMode::fresh;
+  std::unique_ptr<Task> task = start_task(config, topo, make_task, from, plan.device, sharded_start);
   // Built in pieces: the decoder blocks' parameters have no memory until shard_params fills them.
   model::DeferredWeights* deferred = task->deferred_weights();
   dist::Comm comm(env, topo, comm_options(config, plan, my_dir));
+  // --resume: where this node continues from (none: from step 0).
+  std::vector<std::string> changes;
+  const std::optional<run::Checkpoint> resume_from =
+      start.mode == run::StartMode::resume ? resume_point(config, my_dir, topo, node_leader, comm, start.allow_changed, changes)
+                                           : std::nullopt;
   task->model().train();
   Optimizer optimizer(task->model(), tc);
   // LP-FT: the new head fitted on frozen features before fine-tuning's first step, with the global
   // batch on every worker whatever the topology (a resumed run has its head in the checkpoint).
-  if (tc.head_init == "lp" && start.mode != run::StartMode::resume) {
+  if (tc.head_init == "lp" && !resume_from) {
     const std::string done = task->probe_head(tc.lp_steps, tc.lp_lr, tc.batch_size);
     if (node_leader && topo.node == 0) std::printf("%s\n", done.c_str());
   }
@@ -581,7 +642,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
     if (deferred)
       for (auto& item : task->model().named_parameters())
         if (deferred->deferred(item.key()) && !in_blocks.count(item.value().unsafeGetTensorImpl()))
-          fill_deferred(*deferred, item.key(), item.value(), config, start);
+          fill_deferred(*deferred, item.key(), item.value(), config, from);
     move_all_but(task->model(), in_blocks, plan.device);
   }
   dist::GradientSync::Options sync_options;
@@ -610,14 +671,12 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   if (config.dist.outer_optimizer == "nesterov")
     outer = std::make_unique<OuterOptimizer>(optimizer.params(), config.dist.outer_lr, config.dist.outer_momentum);
   int64_t start_step = 0;
-  std::vector<std::string> changes;
-  if (start.mode == run::StartMode::resume)
-    start_step = load_checkpoint(resume_point(config, my_dir, node_leader, comm, start.allow_changed, changes), task->model(),
-                                 optimizer, outer.get(), deferred);
+  if (resume_from)
+    start_step = load_checkpoint(*resume_from, task->model(), optimizer, outer.get(), deferred);
   // dist.shard = "full": from here on each decoder block's parameters are whole only while it runs;
   // built in pieces, each block is filled on the host as it is packed, one at a time.
   if (deferred) {
-    grad_sync.shard_params([&](const std::string& name, const torch::Tensor& p) { fill_deferred(*deferred, name, p, config, start); });
+    grad_sync.shard_params([&](const std::string& name, const torch::Tensor& p) { fill_deferred(*deferred, name, p, config, from); });
     deferred->done();
   } else {
     grad_sync.shard_params();
