@@ -540,5 +540,35 @@ TEST(DistFault, NonFiniteWeightsAreRefusedByMerges) {
   EXPECT_NE(soup.output.find(bad + ": tensor '"), std::string::npos) << soup.output;
 }
 
+// A node's final carries its data's checksum: a byte damaged since it was written (on a disk, in a
+// copy between machines) is named by the merges, and --min-inputs leaves that final out.
+TEST(DistFault, DamagedNodeFinalIsNamedByTheMerge) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  for (const std::string run : {"/run", "/lora"}) {
+    const std::string lora = run == "/lora" ? "--set lora.rank=2 --set lora.alpha=4" : "";
+    auto trained = run_lofi("launch --workers 2 -- " + train_cmd(data, dir + run, "--set dist.nodes=2 " + lora));
+    ASSERT_EQ(trained.status, 0) << trained.output;
+    const std::string damaged = dir + run + "/node-01/final.safetensors";
+    {
+      std::fstream f(damaged, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekg(-3, std::ios::end);
+      const char byte = static_cast<char>(f.get() ^ 0x10);
+      f.seekp(-3, std::ios::end);
+      f.put(byte);
+    }
+    auto avg = run_lofi("average " + dir + run + " --out " + dir + run + "/avg.safetensors");
+    EXPECT_NE(avg.status, 0) << run;
+    EXPECT_NE(avg.output.find(damaged + ": its data hashes to"), std::string::npos) << avg.output;
+    EXPECT_NE(avg.output.find("the file is damaged"), std::string::npos) << avg.output;
+    EXPECT_FALSE(fs::exists(dir + run + "/avg.safetensors"));
+    if (run == "/run") {  // full models: the final left out, the others averaged
+      auto rest = run_lofi("average " + dir + run + " --min-inputs 1 --out " + dir + run + "/avg.safetensors");
+      EXPECT_EQ(rest.status, 0) << rest.output;
+      EXPECT_NE(rest.output.find(damaged), std::string::npos) << rest.output;
+      EXPECT_EQ(max_abs_diff(dir + run + "/avg.safetensors", dir + run + "/node-00/final.safetensors"), 0.0);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lofi

@@ -190,6 +190,7 @@ LoraAdapter read_lora_adapter(const std::string& path) {
     return a;
   }
   SafetensorsFile file(path);
+  file.verify_data_checksum();  // a node's final, say, damaged since it was written
   auto it = file.metadata().find(kLoraSpecKey);
   if (it == file.metadata().end())
     fail(path, ": not a LoRA adapter (no \"", kLoraSpecKey, "\" in its metadata, and not a PEFT adapter directory)");
@@ -220,7 +221,6 @@ void write_peft_adapter(const std::string& dir, const LoraAdapter& adapter) {
 
 void write_lora_file(const std::string& path, const LoraAdapter& adapter) {
   Metadata meta = adapter.metadata;
-  meta.erase(kDataChecksumKey);
   meta[kLoraSpecKey] = adapter.spec.to_json().dump();
   save_safetensors(path, adapter.tensors, meta, /*checksum=*/true);
 }

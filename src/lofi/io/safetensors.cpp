@@ -146,6 +146,9 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, const std::vector<
     : layout_(layout) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   Metadata meta = metadata;
+  // The checksum is this writer's to give: one carried over from the file METADATA came from would
+  // call this one damaged.
+  meta.erase(kDataChecksumKey);
   const std::string placeholder(16, '0');
   if (checksum) meta[kDataChecksumKey] = placeholder;
   if (!meta.empty()) header["__metadata__"] = meta;

@@ -66,7 +66,7 @@ class SafetensorsFile {
 // and shape (any dtype of the format), then write() takes the tensors in that order; the header is
 // padded with spaces to a multiple of 8 bytes, as the reference writes it. Nothing appears at PATH until
 // commit(); a writer destroyed before it leaves nothing behind. CHECKSUM adds the data's XXH3 to the
-// metadata (kDataChecksumKey): hashed as the bytes go out, and set in the header at commit() (its
+// metadata (kDataChecksumKey; one given in METADATA is dropped either way): hashed as the bytes go out, and set in the header at commit() (its
 // 16 hex digits hold a place there from the start), so a file too big to hold is checksummed in one pass.
 class SafetensorsWriter {
  public:

@@ -119,6 +119,10 @@ std::string SafetensorsSet::checksum() const {
   return out;
 }
 
+void SafetensorsSet::verify_data_checksums() const {
+  for (const auto& f : files_) f->verify_data_checksum();
+}
+
 NamedTensors SafetensorsSet::views() const {
   NamedTensors out;
   for (const auto& t : tensors_) out.emplace_back(t.entry->name, t.file->view(*t.entry));

@@ -36,6 +36,8 @@ class SafetensorsSet {
   const Metadata& metadata() const { return files_[0]->metadata(); }
   // The files' XXH3-64 checksums (see SafetensorsFile::checksum), joined by "+" in file order.
   std::string checksum() const;
+  // SafetensorsFile::verify_data_checksum of every file: throws naming a damaged one.
+  void verify_data_checksums() const;
 
  private:
   void index_names();

@@ -41,12 +41,14 @@ void open_inputs(const MergeOptions& opt, const std::vector<std::string>& inputs
   const std::string& what = plan.what;
   auto reject = [&](const std::string& path, const std::string& why) {
     if (opt.min_inputs <= 0) fail(what, ": ", why);
-    plan.skipped.push_back(path + ": " + why);
+    plan.skipped.push_back(why.rfind(path + ":", 0) == 0 ? why : path + ": " + why);  // named once
   };
   std::vector<std::unique_ptr<io::SafetensorsSet>> opened(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
     try {
-      opened[i] = std::make_unique<io::SafetensorsSet>(inputs[i]);
+      auto set = std::make_unique<io::SafetensorsSet>(inputs[i]);
+      set->verify_data_checksums();  // a node's final, say, damaged since it was written
+      opened[i] = std::move(set);
     } catch (const lofi::Error& e) {
       reject(inputs[i], e.what());
       continue;

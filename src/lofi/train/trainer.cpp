@@ -744,7 +744,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
                    {"lofi.step", std::to_string(tc.steps)}, {"lofi.config", config_toml}});
       if (!init_xxh3.empty()) meta["lofi.init_xxh3"] = init_xxh3;
     }
-    NodeWeights{task->model(), optimizer, grad_sync, node_leader}.write(my_dir.final_weights(), meta, /*checksum=*/false);
+    NodeWeights{task->model(), optimizer, grad_sync, node_leader}.write(my_dir.final_weights(), meta, /*checksum=*/true);
     if (gathered) {
       // The node's final went to disk bucket by bucket: no worker holds its weights whole, and
       // what needs them after training loads them from there (train/job_end.h).
