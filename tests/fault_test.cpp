@@ -476,6 +476,44 @@ TEST(DistFault, ResumeWithChangedSettingsMustSaySo) {
   EXPECT_EQ(in_force.train.lr, 0.0006);  // the config is the one the run now trains with
 }
 
+// A full fine-tune resumed with model.init naming another file (moved, or replaced since): its
+// checkpoint records the start it was fine-tuned from, and the final keeps that one's checksum,
+// which is how merges tell fine-tunes of different starts apart.
+TEST(DistFault, ResumedRunKeepsTheChecksumOfItsStart) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  ASSERT_EQ(run_lofi(train_cmd(data, dir + "/pre")).status, 0);
+  ASSERT_EQ(run_lofi(train_cmd(data, dir + "/other", "--set train.seed=7")).status, 0);
+  const std::string start = dir + "/pre/node-00/final.safetensors", other = dir + "/other/node-00/final.safetensors";
+  const std::string flags = "--set train.ckpt_every=3 --set model.init=";
+  ASSERT_EQ(run_lofi(train_cmd(data, dir + "/run", flags + start)).status, 0);
+  const std::string recorded = io::SafetensorsFile(dir + "/run/node-00/final.safetensors").metadata().at("lofi.init_xxh3");
+  EXPECT_EQ(recorded, io::SafetensorsFile(start).checksum());
+  EXPECT_EQ(io::SafetensorsFile(dir + "/run/node-00/ckpt/step-000003.safetensors").metadata().at("lofi.init_xxh3"), recorded);
+  fs::remove(dir + "/run/node-00/ckpt/step-000006.safetensors");
+  auto resumed = run_lofi(train_cmd(data, dir + "/run", flags + other + " --resume"));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_EQ(io::SafetensorsFile(dir + "/run/node-00/final.safetensors").metadata().at("lofi.init_xxh3"), recorded);
+}
+
+// A checkpoint that records no settings (an older layout) resumes, saying that nothing was checked.
+TEST(DistFault, ResumeFromACheckpointWithoutSettingsSaysSo) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  const std::string flags = "--set train.ckpt_every=3";
+  ASSERT_EQ(run_lofi(train_cmd(data, dir + "/run", flags)).status, 0);
+  fs::remove(dir + "/run/node-00/ckpt/step-000006.safetensors");
+  const std::string ckpt = dir + "/run/node-00/ckpt/step-000003.safetensors";
+  {
+    io::SafetensorsFile file(ckpt);
+    io::Metadata meta = file.metadata();
+    meta.erase("lofi.config");
+    io::NamedTensors tensors = file.load_all();
+    io::save_safetensors(ckpt, tensors, meta, /*checksum=*/true);
+  }
+  auto resumed = run_lofi(train_cmd(data, dir + "/run", flags + " --resume"));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find(ckpt + " records no settings (an older checkpoint)"), std::string::npos) << resumed.output;
+}
+
 // Temporaries of killed writers go at the next start of the run; train.keep_checkpoints keeps the
 // newest K.
 TEST(DistFault, NoLitter) {

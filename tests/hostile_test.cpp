@@ -136,6 +136,9 @@ const std::vector<HostileCase>& cases() {
       {"average-truncated", "average {here}/w.safetensors {here}/w.safetensors --out {out}", true, {"past the data section"},
        {"{out}"}, "head -c $(( $(stat -c %s {good}) - 8 )) {good} > {here}/w.safetensors"},
       {"average-other-shape", "average {good} {wider} --out {out}", true, {"wider.safetensors", "final.safetensors"}, {"{out}"}},
+      // A file rewritten by another tool that copied lofi's metadata, data checksum included.
+      {"average-stale-checksum", "average {good} {edited} --out {out}", true,
+       {"{edited}", "lofi.data_xxh3", "damaged, or rewritten by a tool that kept lofi's metadata"}, {"{out}"}},
       {"average-other-dtype", "average {good} {f64} --out {out}", true, {"f64.safetensors", "final.safetensors"}, {"{out}"}},
       {"average-tensor-missing", "average {good} {fewer} --out {out}", true, {"fewer.safetensors", "final.safetensors"},
        {"{out}"}},
@@ -284,6 +287,7 @@ TEST_P(CliHostile, EndsAsItShould) {
       {"{fewer}", *dir_ + "/fewer.safetensors"},              {"{huge}", *dir_ + "/huge.safetensors"},
       {"{f8}", *dir_ + "/f8.safetensors"},                    {"{badconfig}", *dir_ + "/badconfig.safetensors"},
       {"{i8}", *dir_ + "/i8.safetensors"},                    {"{fixtures}", LOFI_FIXTURES},
+      {"{edited}", *dir_ + "/edited.safetensors"},
       {"{out}", here + "/out.safetensors"},                    {"{json}", here + "/out.json"},
       {"{tiny}", test::tiny_train_flags(*data_, here + "/run")}, {"{run}", here + "/run"},
       {"{lofi}", LOFI_BIN},                                     {"{here}", here},

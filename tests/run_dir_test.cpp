@@ -120,19 +120,43 @@ TEST(RunDir, FreshStartRefusesARunAndOverwriteRemovesIt) {
   EXPECT_FALSE(fs::exists(node.final_weights()));
   EXPECT_FALSE(fs::exists(node.checkpoint_dir()));
   touch(run.merged());
-  EXPECT_NE(test::error_of([&] { prepare_run_root(run, StartMode::fresh); }).find("merged.safetensors"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { prepare_run_root(run, StartMode::fresh, 1); }).find("merged.safetensors"), std::string::npos);
   // --resume: the merge and the averaging check of the attempt before move aside; those an older
   // resume moved go one level down, kept.
   touch(run.averaging_check());
   fs::create_directories(dir + "/retired");
   std::ofstream(dir + "/retired/merged.safetensors") << "older";
-  prepare_run_root(run, StartMode::resume);
+  prepare_run_root(run, StartMode::resume, 1);
   EXPECT_FALSE(fs::exists(run.merged()));
   EXPECT_FALSE(fs::exists(run.averaging_check()));
   EXPECT_TRUE(fs::exists(dir + "/retired/averaging-check.json"));
   EXPECT_EQ(fs::file_size(dir + "/retired/merged.safetensors"), 1u);  // this resume's ("x"), not the older one
   EXPECT_EQ(fs::file_size(dir + "/retired/older-1/merged.safetensors"), 5u);  // the older one ("older"), kept
-  prepare_run_root(run, StartMode::resume);  // nothing left to retire: fine
+  prepare_run_root(run, StartMode::resume, 1);  // nothing left to retire: fine
+}
+
+// A run with fewer nodes than the one before in its directory: the extra node directories would
+// pass for its nodes in `lofi average RUN`. A fresh start is refused, --overwrite removes them (not
+// one a train holds), --resume leaves them (a changed node count is refused before, by name).
+TEST(RunDir, NodesOfAPreviousRunPastTheNodeCountAreRefusedOrRemoved) {
+  const std::string dir = test::scratch_dir();
+  const RunDir run(dir);
+  for (int64_t k : {0, 1, 2, 3}) touch(run.node(k).final_weights());
+  fs::create_directories(run.node(4).path());  // holds no run: left alone
+  const std::string why = test::error_of([&] { prepare_run_root(run, StartMode::fresh, 2); });
+  EXPECT_NE(why.find(run.node(2).path() + " holds a node of a previous run, and this run has 2 nodes"), std::string::npos) << why;
+  EXPECT_NE(why.find("--overwrite"), std::string::npos) << why;
+  prepare_run_root(run, StartMode::resume, 2);
+  EXPECT_TRUE(fs::exists(run.node(3).final_weights()));
+  {
+    NodeDirLock held(run.node(3));
+    EXPECT_NE(test::error_of([&] { prepare_run_root(run, StartMode::overwrite, 2); }).find("is in use by another train"),
+              std::string::npos);
+  }
+  EXPECT_TRUE(fs::exists(run.node(3).final_weights()));
+  prepare_run_root(run, StartMode::overwrite, 2);
+  EXPECT_EQ(run.node_ids(), (std::vector<int64_t>{0, 1, 4}));
+  EXPECT_TRUE(fs::exists(run.node(1).final_weights()));  // this run's nodes are prepare_node_dir's
 }
 
 // Temporaries NAME.tmp-PID of writers that died go; those of live writers (this process, pid 1),

@@ -110,7 +110,8 @@ void SafetensorsFile::verify_data_checksum() const {
   const std::string actual = data_checksum();
   if (actual != it->second)
     fail(path(), ": its data hashes to ", actual, " but its header recorded ", it->second,
-         " (", kDataChecksumKey, "): the file is damaged");
+         " (", kDataChecksumKey, "): the file is damaged, or rewritten by a tool that kept lofi's metadata (if so, ",
+         "drop ", kDataChecksumKey, " from it)");
 }
 
 std::string SafetensorsFile::hash_range(size_t begin) const {

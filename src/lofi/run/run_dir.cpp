@@ -214,7 +214,25 @@ void prepare_node_dir(const NodeDir& node, StartMode mode) {
     retire(node_dir, {fs::path(node.final_weights()).filename().string(), fs::path(node.final_hf()).filename().string()});
 }
 
-void prepare_run_root(const RunDir& run, StartMode mode) {
+void prepare_run_root(const RunDir& run, StartMode mode, int64_t nodes) {
+  for (int64_t k : run.node_ids()) {
+    if (k < nodes || mode == StartMode::resume) continue;
+    const NodeDir node = run.node(k);
+    std::vector<std::string> names;
+    for (const auto& path : {node.final_weights(), node.final_hf(), node.checkpoint_dir(), node.metrics(), node.status()})
+      names.push_back(fs::path(path).filename().string());
+    if (run_files(node.path(), names).empty()) continue;
+    if (mode == StartMode::fresh)
+      fail(node.path(), " holds a node of a previous run, and this run has ", nodes, " node", nodes == 1 ? "" : "s",
+           " (dist.nodes): `lofi average ", run.path(), "` would take it for one of them; start over with --overwrite ",
+           "(removes it), or choose another run.dir");
+    { NodeDirLock in_use(node); }  // refused, naming its holder, while a train still writes there
+    std::printf("--overwrite: removing %s, a node of the previous run (this run has %lld)\n", node.path().c_str(),
+                static_cast<long long>(nodes));
+    std::error_code ec;
+    fs::remove_all(node.path(), ec);
+    if (ec) fail(node.path(), ": cannot remove: ", ec.message());
+  }
   io::make_dirs(run.path());
   io::remove_dead_temporaries(run.path());
   std::vector<std::string> names;

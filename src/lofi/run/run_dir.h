@@ -101,7 +101,9 @@ class NodeDirLock {
 // (and final-hf) to NODE/retired/; removes temporaries of killed writers.
 void prepare_node_dir(const NodeDir& node, StartMode mode);
 // The same for RUN's own files (the merge, merged-hf, the averaging check; --resume moves them to
-// RUN/retired/), by rank 0 of a whole job.
-void prepare_run_root(const RunDir& run, StartMode mode);
+// RUN/retired/), by rank 0 of a whole job of NODES nodes. Node directories past NODES hold a
+// previous run's nodes, which `lofi average RUN` would take for this run's: a fresh start is
+// refused, --overwrite removes them (each under its lock, so not one in use).
+void prepare_run_root(const RunDir& run, StartMode mode, int64_t nodes);
 
 }  // namespace lofi::run

@@ -107,15 +107,9 @@ std::optional<run::Checkpoint> ResumeCandidates::newest(int64_t at_most) {
   return std::nullopt;
 }
 
-std::string checkpoint_config(const run::Checkpoint& paths) {
+std::string checkpoint_record(const run::Checkpoint& paths, const std::string& key) {
   io::SafetensorsFile weights(paths.weights);
-  auto it = weights.metadata().find("lofi.config");
-  return it == weights.metadata().end() ? "" : it->second;
-}
-
-std::string checkpoint_data(const run::Checkpoint& paths) {
-  io::SafetensorsFile weights(paths.weights);
-  auto it = weights.metadata().find("lofi.data");
+  auto it = weights.metadata().find(key);
   return it == weights.metadata().end() ? "" : it->second;
 }
 
@@ -224,15 +218,16 @@ void NodeWeights::write(const std::string& path, const io::Metadata& metadata, b
 }
 
 void save_checkpoint(const run::NodeDir& node, int64_t step, const NodeWeights& weights,
-                     OptimizerState optimizer, const std::string& config_toml, const std::string& data,
-                     const OuterOptimizer* outer, int64_t optimizer_shards) {
+                     OptimizerState optimizer, const io::Metadata& records, const OuterOptimizer* outer,
+                     int64_t optimizer_shards) {
   const run::Checkpoint paths = node.checkpoint(step);
   io::Metadata metadata;
   std::string error;  // the writer's: it still takes part in the node's gathers, then says it
   if (weights.writes) {
     try {
       io::make_dirs(node.checkpoint_dir());
-      metadata = {{"step", std::to_string(step)}, {"lofi.config", config_toml}, {"lofi.data", data}};
+      metadata = records;
+      metadata["step"] = std::to_string(step);
       if (optimizer_shards > 0) {
         metadata[kOptimizerShardsKey] = std::to_string(optimizer_shards);
       } else {

@@ -35,11 +35,10 @@ class ResumeCandidates {
   std::vector<int64_t> verified_;
   bool verbose_;
 };
-// The config text the checkpoint was trained with ("lofi.config"; empty for older checkpoints).
-std::string checkpoint_config(const run::Checkpoint& paths);
-// The fingerprints of the data it was trained on ("lofi.data", data/fingerprint.h; empty for older
-// checkpoints).
-std::string checkpoint_data(const run::Checkpoint& paths);
+// What the checkpoint records of its run (save_checkpoint's RECORDS): KEY "lofi.config", the
+// config it was trained with; "lofi.data", its data's fingerprints (data/fingerprint.h);
+// "lofi.init_xxh3", its start's checksum. Empty where it records none (an older checkpoint).
+std::string checkpoint_record(const run::Checkpoint& paths, const std::string& key);
 
 // What a checkpoint and a node's final hold of MODULE: every weight, or, when some are frozen (a
 // LoRA run's base), only those that train (the adapters and saved modules).
@@ -87,14 +86,14 @@ struct NodeWeights {
   void write(const std::string& path, const io::Metadata& metadata, bool checksum) const;
 };
 
-// Every worker of the node calls it; the weights' writer writes the files. CONFIG_TOML (the run's
-// resolved config) and DATA (its data's fingerprints, as JSON) go into the weights file's
-// metadata; OPTIMIZER and OUTER's state (DiLoCo's, when the run has one) into the optimizer file
+// Every worker of the node calls it; the weights' writer writes the files. RECORDS (what the run
+// records of itself: "lofi.config", its resolved config; "lofi.data", its data's fingerprints as
+// JSON; "lofi.init_xxh3", its start's checksum) go into the weights file's metadata; OPTIMIZER and OUTER's state (DiLoCo's, when the run has one) into the optimizer file
 // beside them; or, where OPTIMIZER_SHARDS > 0, the node's workers have saved theirs
 // (save_optimizer_shard) and the weights file, written last, records how many files they are.
 void save_checkpoint(const run::NodeDir& node, int64_t step, const NodeWeights& weights,
-                     OptimizerState optimizer, const std::string& config_toml, const std::string& data,
-                     const OuterOptimizer* outer = nullptr, int64_t optimizer_shards = 0);
+                     OptimizerState optimizer, const io::Metadata& records, const OuterOptimizer* outer = nullptr,
+                     int64_t optimizer_shards = 0);
 // The optimizer state's files of the checkpoint PATHS: the one file, or every worker's.
 std::vector<std::string> optimizer_files(const run::Checkpoint& paths);
 // Loads weights and optimizer state (and OUTER's, when given), whatever dist.shard and worker

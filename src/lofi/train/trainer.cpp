@@ -135,13 +135,16 @@ std::optional<run::Checkpoint> resume_point(const Config& config, const run::Nod
                                      : "the nodes, which meet during training, hold no checkpoint of one step in common");
     return std::nullopt;
   }
-  if (const std::string text = checkpoint_config(*ckpt); !text.empty()) {
+  if (const std::string text = checkpoint_record(*ckpt, "lofi.config"); !text.empty()) {
     Config was;
     apply_toml_text(was, text, ckpt->weights + " (lofi.config)");
     changes = trajectory_changes(was, config);
+  } else if (verbose && topo.node_rank == 0) {
+    std::printf("resume: %s records no settings (an older checkpoint), so this start's cannot be checked against the ones "
+                "it was trained with\n", ckpt->weights.c_str());
   }
   // The data itself: the same paths may hold other tokens now.
-  if (const auto was = data::fingerprints_from_json(checkpoint_data(*ckpt)); !was.empty())
+  if (const auto was = data::fingerprints_from_json(checkpoint_record(*ckpt, "lofi.data")); !was.empty())
     for (const auto& file : data::changed_files(was, data::fingerprint_files(data::split_paths(config.data.train))))
       changes.push_back("data.train changed: " + file);
   if (!changes.empty() && !allow_changed) {
@@ -237,7 +240,7 @@ std::unique_ptr<run::NodeDirLock> claim_run_dir(const Config& config, const dist
     lock = std::make_unique<run::NodeDirLock>(my_dir);
     run::prepare_node_dir(my_dir, start.mode);
   }
-  if (topo.whole_job && rank == 0) run::prepare_run_root(run_dir, start.mode);
+  if (topo.whole_job && rank == 0) run::prepare_run_root(run_dir, start.mode, topo.nodes);
   return lock;
 }
 
@@ -310,7 +313,7 @@ struct StepContext {
   std::unique_ptr<dist::GradientSync> warm_sync;  // the job's, for a shared warm start's steps
   run::NodeDir dir;       // this node's
   int64_t start_step = 0;
-  std::string config_toml, data_prints;  // what checkpoints record
+  io::Metadata records;  // what checkpoints record of the run (save_checkpoint)
   MetricsLog* metrics = nullptr;          // the node leader's
   dist::NodeHeartbeat* heartbeat = nullptr;
   int64_t start_peak = 0;  // this worker's memory peak when its start ended: the caching allocator's on a GPU, else resident
@@ -514,8 +517,8 @@ void TrainingLoop::save(int64_t done) {
   OptimizerState state;
   if (sharded) save_optimizer_shard(c_.dir, done, c_.optimizer, leader_ ? c_.outer : nullptr, c_.comm);
   else if (leader_) state.tensors = c_.optimizer.state(state.metadata);
-  save_checkpoint(c_.dir, done, NodeWeights{c_.task.model(), c_.optimizer, grad_sync_, leader_}, std::move(state), c_.config_toml,
-                  c_.data_prints, sharded ? nullptr : c_.outer, sharded ? c_.topo.node_size : 0);
+  save_checkpoint(c_.dir, done, NodeWeights{c_.task.model(), c_.optimizer, grad_sync_, leader_}, std::move(state), c_.records,
+                  sharded ? nullptr : c_.outer, sharded ? c_.topo.node_size : 0);
 }
 
 void TrainingLoop::run(TrainSummary& summary) {
@@ -723,15 +726,21 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
     metrics = std::make_unique<MetricsLog>(my_dir, start_step, tc.tensorboard);
     heartbeat = std::make_unique<dist::NodeHeartbeat>(my_dir.path(), comm.attempt(), start_step, tc.steps);
   }
-  const std::string init_xxh3 = node_leader ? init_checksum(config.model.init) : "";
+  // The start the run was fine-tuned from: a resumed run's checkpoint says (model.init may name
+  // another file now, and hashing a large one again costs a read of it).
+  std::string init_xxh3;
+  if (node_leader) init_xxh3 = resume_from ? checkpoint_record(*resume_from, "lofi.init_xxh3") : "";
+  if (node_leader && init_xxh3.empty()) init_xxh3 = init_checksum(config.model.init);
   const std::string config_toml = to_toml(config);  // what the checkpoints and the final record
+  io::Metadata records{{"lofi.config", config_toml}, {"lofi.data", data_prints}};
+  if (!init_xxh3.empty()) records["lofi.init_xxh3"] = init_xxh3;
   TrainedWorker worker;
   worker.summary.node = topo.node;
   worker.summary.steps = tc.steps;
   try {
     const int64_t start_peak = plan.device.is_cuda() ? dist::cuda_peak_allocated(plan.device.index()) : peak_resident_bytes();
     TrainingLoop loop(StepContext{config, topo, batches, plan.device, *task, optimizer, outer.get(), comm, grad_sync, std::move(warm_sync), my_dir, start_step,
-                                  config_toml, data_prints, metrics.get(), heartbeat.get(), start_peak});
+                                  records, metrics.get(), heartbeat.get(), start_peak});
     loop.run(worker.summary);
     // bf16 weights of an unsharded node: its fp32 masters from here on.
     const bool gathered = gathers_weights(optimizer, grad_sync);
