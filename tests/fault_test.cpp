@@ -233,6 +233,26 @@ TEST(DistFault, MinNodesIsHeldWhenANodeDies) {
   EXPECT_NE(log.find("lofi average " + run + " --min-inputs 1"), std::string::npos) << log;
 }
 
+// After a shared warm start's split the nodes never meet again: a node killed then fails alone, and
+// the other trains to the end and is merged under dist.min_nodes = 1.
+TEST(DistFault, AfterTheWarmStartANodeFailsAlone) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000), run = dir + "/run";
+  Background job = start(std::string(LOFI_BIN) + " launch --workers 2 -- " +
+                             train_cmd(data, run, kLong + " --set dist.nodes=2 --set dist.min_nodes=1 --set dist.warm_start_steps=10"),
+                         dir + "/launch.log");
+  const int64_t pid = wait_for_step(run + "/node-01", 20, job);
+  ASSERT_GT(pid, 0) << read_log(job);
+  ::kill(static_cast<pid_t>(pid), SIGKILL);
+  const int status = finish(job, 300);
+  const std::string log = read_log(job);
+  EXPECT_NE(status, 0) << log;
+  ASSERT_NE(status, -1) << "timed out: " << log;
+  EXPECT_NE(log.find("stopping node 1's workers, the other nodes train on"), std::string::npos) << log;
+  EXPECT_EQ(last_metrics(run + "/node-00")["step"], 1000) << log;
+  ASSERT_TRUE(fs::exists(run + "/merged.safetensors")) << log;
+  EXPECT_EQ(io::SafetensorsFile(run + "/merged.safetensors").metadata().at("lofi.merged_nodes"), "0");
+}
+
 // A finished 2-node run resumed with more steps, one node killed: the first attempt's merge,
 // averaging check and finals are retired (moved to retired/), so no stale merge stays beside the
 // failure, and the recovery command the job prints averages this attempt's final alone.

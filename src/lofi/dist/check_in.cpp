@@ -4,7 +4,7 @@
 
 namespace lofi::dist {
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CheckIn, rank, node, nodes, node_size, independent, node_dir, timeout_s, pid, host, settings)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CheckIn, rank, node, nodes, node_size, apart_from_step, node_dir, timeout_s, pid, host, settings)
 
 std::string check_in_key(int rank) { return "lofi/check-in/rank-" + std::to_string(rank); }
 

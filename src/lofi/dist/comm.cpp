@@ -189,7 +189,7 @@ void Comm::check_in(const CommOptions& options) {
   me.node = topo_.node;
   me.nodes = topo_.nodes;
   me.node_size = topo_.node_size;
-  me.independent = topo_.whole_job && topo_.nodes > 1 && !options.world_group;
+  me.apart_from_step = topo_.whole_job && topo_.nodes > 1 ? options.apart_from_step : -1;
   me.node_dir = options.node_dir;
   me.timeout_s = options.timeout_s;
   me.pid = ::getpid();

@@ -38,6 +38,7 @@ Topology make_topology(const WorkerEnv& env, int64_t nodes, int64_t node_id);
 struct CommOptions {
   double timeout_s = 300;            // rendezvous and collectives (dist.timeout_s)
   bool world_group = false;          // nodes meet during training (dist.sync_every > 0, dist.warm_start_steps > 0)
+  int64_t apart_from_step = 0;       // the step from which they never meet again; -1: never (CheckIn)
   torch::Device device = torch::kCPU;  // where this worker's tensors live
   // The node group's backend: "nccl" (CUDA workers with a GPU each) or "gloo" (CPU, or CUDA
   // workers of one node sharing a GPU: Gloo stages their tensors in host memory). DevicePlan says.

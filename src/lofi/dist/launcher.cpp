@@ -304,8 +304,17 @@ std::string failure_summary(const std::vector<NodeFailure>& failures, std::files
   return out;
 }
 
-// The node-failure policy of a job whose nodes never meet (their check-ins say independent): a
-// node whose worker ended, or whose heartbeat stopped, fails alone. Its workers get SIGTERM, then
+// Whether C's node trains alone by now (CheckIn::apart_from_step): from the start, or past the
+// step its nodes last met, as its leader's status (this attempt's: the leader's pid) says.
+bool trains_apart(const CheckIn& c, CheckIns& check_ins) {
+  if (c.apart_from_step <= 0) return c.apart_from_step == 0;
+  const std::optional<CheckIn>& leader = check_ins.of(static_cast<size_t>(c.node * c.node_size));
+  const auto s = read_node_status(c.node_dir);
+  return leader && s && s->pid == leader->pid && s->step >= c.apart_from_step;
+}
+
+// The node-failure policy of nodes that no longer meet (trains_apart): a node whose worker ended,
+// or whose heartbeat stopped, fails alone. Its workers get SIGTERM, then
 // SIGKILL after a grace period; the other nodes train on, and their workers' later exits are theirs.
 class NodeFailures {
  public:
@@ -343,14 +352,14 @@ class NodeFailures {
   std::chrono::steady_clock::time_point last_watch_ = std::chrono::steady_clock::now();
 };
 
-// A node of an independent job whose heartbeat stopped (a hung worker) is ended like a dead one;
+// A node training apart whose heartbeat stopped (a hung worker) is ended like a dead one;
 // the statuses are read once a second.
 void NodeFailures::watch_heartbeats(std::chrono::steady_clock::time_point now) {
   if (now - last_watch_ <= std::chrono::seconds(1)) return;
   last_watch_ = now;
   for (size_t rank = 0; rank < workers_.size(); ++rank) {
     const std::optional<CheckIn>& c = workers_.running(rank) ? check_ins_.of(rank) : std::nullopt;
-    if (!c || !c->independent || failed(c->node) || !leads_node(*c)) continue;
+    if (!c || failed(c->node) || !leads_node(*c) || !trains_apart(*c, check_ins_)) continue;
     const auto s = read_node_status(c->node_dir);
     if (!s || s->state != "training" || s->updated < began_.wall_s || wall_seconds() - s->updated <= c->timeout_s)
       continue;
@@ -432,7 +441,7 @@ void Supervisor::on_exit(size_t rank, int status) {
     }
   if (stopping_) return;
   if (c && nodes_.failed(c->node)) return;  // a worker of a node already ended
-  if (c && c->independent) {
+  if (c && trains_apart(*c, check_ins_)) {
     nodes_.end_node(*c, static_cast<int>(rank), how);
     return;
   }

@@ -51,9 +51,9 @@ NodeHeartbeat::NodeHeartbeat(std::string node_dir, std::string attempt, int64_t 
   write("training", "");
 }
 
-void NodeHeartbeat::beat(int64_t step) {
+void NodeHeartbeat::beat(int64_t step, bool now) {
   status_.step = step;
-  if (wall_seconds() - last_write_ >= 1.0) write("training", "");
+  if (now || wall_seconds() - last_write_ >= 1.0) write("training", "");
 }
 
 void NodeHeartbeat::done(int64_t step) {

@@ -29,7 +29,9 @@ void write_node_status(const std::string& node_dir, const NodeStatus& status);
 class NodeHeartbeat {
  public:
   NodeHeartbeat(std::string node_dir, std::string attempt, int64_t step, int64_t steps);
-  void beat(int64_t step);  // writes at most once a second
+  // Writes at most once a second, but at once where NOW (a step the launcher must see, as the end
+  // of a shared warm start: CheckIn::apart_from_step).
+  void beat(int64_t step, bool now = false);
   void done(int64_t step);
   void failed(const std::string& message);
 

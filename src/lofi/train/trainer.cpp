@@ -291,6 +291,7 @@ dist::CommOptions comm_options(const Config& config, const dist::DevicePlan& pla
   dist::CommOptions o;
   o.timeout_s = config.dist.timeout_s;
   o.world_group = config.dist.sync_every > 0 || config.dist.warm_start_steps > 0;
+  o.apart_from_step = config.dist.sync_every > 0 ? -1 : config.dist.warm_start_steps;
   o.device = plan.device;
   o.node_backend = plan.node_backend;
   o.bind = config.dist.bind;
@@ -550,7 +551,9 @@ void TrainingLoop::run(TrainSummary& summary) {
     if (eval_now && (leader_ || grad_sync_.shards_params()))
       validation = c_.task.validate(c_.batches.micro).get<std::map<std::string, double>>();
     if (leader_) {
-      c_.heartbeat->beat(done);
+      // The split of a shared warm start is said at once: from there the launcher lets a failed
+      // node fail alone.
+      c_.heartbeat->beat(done, /*now=*/done == c_.config.dist.warm_start_steps);
       report(done, log_now, validation, lr, seconds, rate, eta);
     }
     if (ckpt_now) {
