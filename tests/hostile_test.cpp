@@ -221,6 +221,13 @@ const std::vector<HostileCase>& cases() {
        "echo '{\"context\": \"hello world\", \"choices\": [\" in the\", \" at\"], \"answer\": 0}' > {here}/t.jsonl"},
       {"eval-task-and-data-one-name", "eval --model {good} --data t={data} --task t={here}/t.jsonl --tokenizer {fixtures}/tokenizer/gpt2",
        true, {"--task t and --data t share a name"}, {}, "echo '{\"context\": \"a\", \"answer\": \"b\"}' > {here}/t.jsonl"},
+      // Flags and data of the other kind of model: named, never ignored.
+      {"eval-lm-image-folder", "eval --model {good} --data d={here}/im", true,
+       {"--data d={here}/im: a directory; a language model is scored on token files"}, {}, "mkdir -p {here}/im/square"},
+      {"eval-lm-max-images", "eval --model {good} --data d={data} --max-images 5 --json {json}", true,
+       {"--max-images applies to image classifiers; {good} is a language model"}, {"{json}"}},
+      {"eval-classifier-seq-len", "eval --model {fixtures}/../../assets/demo/vit_demo_shapes.safetensors --data t={here}/im --seq-len 8",
+       true, {"--seq-len applies to language models", "is an image classifier"}, {}, "mkdir -p {here}/im/square"},
       {"eval-images-none-readable", "eval --model {fixtures}/../../assets/demo/vit_demo_shapes.safetensors --data t={here}/im", true,
        {"{here}/im", "no readable image"}, {}, "mkdir -p {here}/im/square && cp {fixtures}/images/not_an_image.jpg {here}/im/square/"},
       {"average-config-not-toml", "average {good} {badconfig} --out {out}", true, {"{badconfig}", "lofi.config", "invalid TOML"},

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 #include "lofi/data/chat_template.h"
 #include "lofi/dist/device.h"
@@ -51,6 +52,10 @@ LmEvaluator::LmEvaluator(const train::Config& config, const std::vector<NamedPat
   }
   for (const auto& d : datasets) {
     const std::vector<std::string> paths = data::split_paths(d.path);
+    for (const auto& p : paths)
+      if (std::filesystem::is_directory(p))
+        fail("--data ", d.name, "=", p, ": a directory; a language model is scored on token files (`lofi prepare` writes ",
+             "them) or chat JSONL; image folders are for image classifiers");
     EvalSet set;
     if (!paths.empty() && data::is_chat_sample_file(paths.front())) {
       set.chat = std::make_unique<data::ChatSamples>(paths, config.model.vocab_size);

@@ -7,8 +7,23 @@
 
 namespace lofi::family {
 
+void refuse_other_kinds_flags(const ScorerInputs& inputs, const std::string& model, bool classifier) {
+  const EvalSettings lm_defaults;
+  const std::vector<std::pair<bool, const char*>> lm_flags = {
+      {inputs.lm.seq_len != lm_defaults.seq_len, "--seq-len"},
+      {inputs.lm.max_windows != lm_defaults.max_windows, "--max-windows"},
+      {!inputs.tasks.empty(), "--task"},
+      {inputs.lm.tokenizer != lm_defaults.tokenizer, "--tokenizer"},
+      {inputs.lm.max_new_tokens != lm_defaults.max_new_tokens, "--max-new-tokens"}};
+  const std::vector<std::pair<bool, const char*>> image_flags = {{inputs.images.max_images != ImageEvalSettings{}.max_images, "--max-images"},
+                                                                 {!inputs.class_maps.empty(), "--class-map"}};
+  for (const auto& [given, flag] : classifier ? lm_flags : image_flags)
+    if (given)
+      fail(flag, " applies to ", classifier ? "language models" : "image classifiers", "; ", model, " is ",
+           classifier ? "an image classifier (--max-images bounds its sets)" : "a language model (--max-windows bounds its sets)");
+}
+
 std::vector<ImageTestSet> image_test_sets(const ScorerInputs& inputs) {
-  if (!inputs.tasks.empty()) fail("--task scores language models; an image classifier is scored on --data image folders");
   std::vector<ImageTestSet> sets;
   for (const auto& d : inputs.data) sets.push_back({d.name, d.path, ""});
   for (const auto& m : inputs.class_maps) {

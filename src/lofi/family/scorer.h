@@ -64,6 +64,11 @@ class EvaluatorTable : public TableScorer {
   Format format_;
 };
 
+// Refuses, naming the flag, what INPUTS asks of the other kind of model than MODEL's (CLASSIFIER:
+// an image classifier, else a language model): --max-images and --class-map are a classifier's;
+// --seq-len, --max-windows, --task, --tokenizer and --max-new-tokens a language model's.
+void refuse_other_kinds_flags(const ScorerInputs& inputs, const std::string& model, bool classifier);
+
 // The test sets of INPUTS for a classifier, each with its class map; fails on a map naming no set.
 std::vector<ImageTestSet> image_test_sets(const ScorerInputs& inputs);
 

@@ -31,15 +31,15 @@ class CausalLmFamily : public Family {
   std::optional<train::ModelFootprint> footprint(const train::Config& config, int64_t micro_batch) const override {
     return lm_footprint(config, micro_batch);
   }
-  WeightsScorer make_scorer(const train::Config& config, const std::string&, const ScorerInputs& inputs) const override {
-    if (!inputs.class_maps.empty()) fail("--class-map applies to image classifiers; this is a language model");
+  WeightsScorer make_scorer(const train::Config& config, const std::string& reference, const ScorerInputs& inputs) const override {
+    refuse_other_kinds_flags(inputs, reference, /*classifier=*/false);
     if (!inputs.tasks.empty()) fail("--task is scored by `lofi eval`; soups and interpolations are judged by held-out loss (--data)");
     auto evaluator = std::make_shared<LmEvaluator>(config, inputs.data, inputs.lm);
     return [evaluator](const io::NamedTensors& w) { return evaluator->losses(w); };
   }
   std::unique_ptr<TableScorer> make_table_scorer(const train::Config& config, const std::string& reference,
                                                  const ScorerInputs& inputs) const override {
-    if (!inputs.class_maps.empty()) fail("eval: --class-map applies to image classifiers; ", reference, " is a language model");
+    refuse_other_kinds_flags(inputs, reference, /*classifier=*/false);
     auto evaluator = std::make_shared<LmEvaluator>(config, inputs.data, inputs.lm, inputs.tasks, reference);
     std::vector<std::string> columns;
     for (const auto& d : inputs.data) columns.push_back(d.name + " loss"), columns.push_back(d.name + " ppl");

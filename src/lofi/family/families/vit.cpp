@@ -19,12 +19,14 @@ class VitFamily : public Family {
   }
   WeightsScorer make_scorer(const train::Config& config, const std::string& reference,
                             const ScorerInputs& inputs) const override {
+    refuse_other_kinds_flags(inputs, reference, /*classifier=*/true);
     auto evaluator = std::make_shared<ImageEvaluator>(config, checkpoint_classes(reference), image_test_sets(inputs),
                                                       inputs.images);
     return [evaluator](const io::NamedTensors& w) { return evaluator->losses(w); };
   }
   std::unique_ptr<TableScorer> make_table_scorer(const train::Config& config, const std::string& reference,
                                                  const ScorerInputs& inputs) const override {
+    refuse_other_kinds_flags(inputs, reference, /*classifier=*/true);
     auto evaluator = std::make_shared<ImageEvaluator>(config, checkpoint_classes(reference), image_test_sets(inputs),
                                                       inputs.images);
     std::vector<std::string> columns;
