@@ -131,6 +131,13 @@ const std::vector<HostileCase>& cases() {
       {"train-init-not-safetensors", "train {tiny} --set model.init={here}/init.safetensors", true, {"init.safetensors"},
        {"{run}/node-00/final.safetensors"}, "echo 'not a checkpoint at all' > {here}/init.safetensors"},
       // Damaged and mismatched checkpoints (moved here from cli_test.cpp).
+      // What inspect reads besides one file: a sharded model (its index or its directory), a PEFT adapter.
+      {"inspect-sharded-index", "inspect {here}/hf/model.safetensors.index.json", false,
+       {"shards ({here}/hf/model.safetensors.index.json)", "model-00001-of-", "model.decoder.layers.1.fc2.weight"}, {},
+       "{lofi} export --format hf --shard-size 20000 {good} {here}/hf > /dev/null"},
+      {"inspect-model-dir", "inspect {here}/hf", false, {"shards (", "model.decoder.layers.1.fc2.weight", "bytes of data"}, {},
+       "{lofi} export --format hf --shard-size 20000 {good} {here}/hf > /dev/null"},
+      {"inspect-peft-dir", "inspect {fixtures}/lora/gpt2", false, {"a PEFT adapter", "lora_A.weight"}, {}},
       {"inspect-truncated", "inspect {here}/w.safetensors", true, {"w.safetensors"}, {},
        "head -c $(( $(stat -c %s {good}) - 8 )) {good} > {here}/w.safetensors"},
       {"average-truncated", "average {here}/w.safetensors {here}/w.safetensors --out {out}", true, {"past the data section"},

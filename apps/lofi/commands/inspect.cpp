@@ -12,7 +12,11 @@ class Inspect : public Command {
   std::string name() const override { return "inspect"; }
   std::string summary() const override { return "List a checkpoint's tensors, shapes, dtypes and metadata"; }
   void add_options(CLI::App& cmd) override {
-    cmd.add_option("file", path_, "safetensors file")->required()->check(CLI::ExistingFile);
+    cmd.add_option("path", path_,
+                   "a safetensors file, a sharded model's model.safetensors.index.json, or a Hugging Face model or PEFT "
+                   "adapter directory")
+        ->required()
+        ->check(CLI::ExistingPath);
   }
   int run() override {
     std::cout << eval::describe_safetensors(path_);

@@ -1,4 +1,5 @@
-// `lofi inspect`: a safetensors file's metadata (first line of each value) and its tensors as a table.
+// `lofi inspect`: a safetensors file's metadata (first line of each value) and its tensors as a table;
+// also of a sharded model (its index.json, or its directory) and of a PEFT adapter directory.
 #pragma once
 #include <string>
 
