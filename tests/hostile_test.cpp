@@ -138,6 +138,9 @@ const std::vector<HostileCase>& cases() {
       {"inspect-model-dir", "inspect {here}/hf", false, {"shards (", "model.decoder.layers.1.fc2.weight", "bytes of data"}, {},
        "{lofi} export --format hf --shard-size 20000 {good} {here}/hf > /dev/null"},
       {"inspect-peft-dir", "inspect {fixtures}/lora/gpt2", false, {"a PEFT adapter", "lora_A.weight"}, {}},
+      // plan opens model.init as train would: one that is no model is no plan that fits.
+      {"plan-init-missing", "plan {tiny} --set model.init={here}/none.safetensors", true, {"{here}/none.safetensors", "cannot open"}, {}},
+      {"plan-init-not-weights", "plan {tiny} --set model.init={data}", true, {"{data}", "not a safetensors file"}, {}},
       {"inspect-truncated", "inspect {here}/w.safetensors", true, {"w.safetensors"}, {},
        "head -c $(( $(stat -c %s {good}) - 8 )) {good} > {here}/w.safetensors"},
       {"average-truncated", "average {here}/w.safetensors {here}/w.safetensors --out {out}", true, {"past the data section"},

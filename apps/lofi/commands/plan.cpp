@@ -5,6 +5,8 @@
 #include "../options.h"
 #include "lofi/error.h"
 #include "lofi/family/family.h"
+#include "lofi/io/lora_adapter.h"
+#include "lofi/io/safetensors_set.h"
 #include "lofi/train/config.h"
 #include "lofi/train/trainer.h"
 
@@ -37,6 +39,11 @@ class Plan : public Command {
     if (node_workers < 1 || workers_ % (config.dist.node_id >= 0 ? 1 : config.dist.nodes) != 0)
       fail("lofi plan: --workers ", workers_, " does not split into dist.nodes = ", config.dist.nodes, " equal nodes");
     train::check_node_batch(config.train, config.dist.nodes, node_workers);  // the layout train refuses is no plan
+    // model.init opened as train first opens it (headers only): one that is no model is no plan.
+    if (!config.model.init.empty()) {
+      if (io::is_lora_adapter(config.model.init)) io::read_lora_adapter(config.model.init);
+      else io::SafetensorsSet init(config.model.init);
+    }
     const auto plan = family::memory_plan(config, node_workers, local_workers_ > 0 ? local_workers_ : workers_, 0);
     if (!plan) fail("lofi plan: model.arch = \"", config.model.arch, "\" has no memory model yet (language models have)");
     std::printf("%s", train::format_memory_plan(*plan).c_str());
