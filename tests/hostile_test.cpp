@@ -138,6 +138,8 @@ const std::vector<HostileCase>& cases() {
       {"inspect-model-dir", "inspect {here}/hf", false, {"shards (", "model.decoder.layers.1.fc2.weight", "bytes of data"}, {},
        "{lofi} export --format hf --shard-size 20000 {good} {here}/hf > /dev/null"},
       {"inspect-peft-dir", "inspect {fixtures}/lora/gpt2", false, {"a PEFT adapter", "lora_A.weight"}, {}},
+      {"train-shard-file-twice", "launch --workers 2 -- train {tiny} --set dist.nodes=2 --set dist.data_split=shard --set data.train={data},{data}",
+       true, {"data.train lists", "twice (items 1 and 2)", "dist.data_split = \"shard\""}, {"{run}"}},
       // plan opens model.init as train would: one that is no model is no plan that fits.
       {"plan-init-missing", "plan {tiny} --set model.init={here}/none.safetensors", true, {"{here}/none.safetensors", "cannot open"}, {}},
       {"plan-init-not-weights", "plan {tiny} --set model.init={data}", true, {"{data}", "not a safetensors file"}, {}},
