@@ -209,6 +209,8 @@ TEST(DistFault, DeadWorkerInsideANodeEndsThatNode) {
   const std::string last_line = log.substr(log.rfind("launch: "));
   EXPECT_NE(last_line.find("node 0 failed (rank 1 was killed by signal 9"), std::string::npos) << log;
   EXPECT_NE(last_line.find("no merge of the surviving nodes was written"), std::string::npos) << log;
+  // Its partner's collective failed with Gloo's words, told without Gloo's source location.
+  EXPECT_EQ(log.find("pair.cc"), std::string::npos) << log;
 }
 
 // dist.min_nodes set explicitly to every node: one dies, so no merge is written (not a merge of

@@ -83,5 +83,19 @@ TEST(DistGradSync, BucketsLaunchDuringBackwardAndHoldTheMean) {
   }
 }
 
+// A collective's error as users read it: Gloo's source location dropped, and what it means said.
+TEST(CollectiveErrors, SayWhatHappenedWithoutTheLibrarysSourceLocation) {
+  const std::string closed =
+      explain_collective_error("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:41237\n"
+                               "Exception raised from ...", 60);
+  EXPECT_EQ(closed, "Connection closed by peer [127.0.0.1]:41237; another worker of it ended (its own output, or the launcher's, "
+                    "says why)");
+  const std::string slow = explain_collective_error("[/pytorch/torch/csrc/distributed/c10d/ProcessGroupGloo.cpp:3140] Timed out "
+                                                    "waiting 60000ms for recv operation to complete", 60);
+  EXPECT_EQ(slow.rfind("Timed out waiting 60000ms", 0), 0u) << slow;
+  EXPECT_NE(slow.find("within dist.timeout_s = 60 s"), std::string::npos) << slow;
+  EXPECT_EQ(explain_collective_error("something else [a.cc:1] kept", 60), "something else [a.cc:1] kept");
+}
+
 }  // namespace
 }  // namespace lofi::dist

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <sstream>
 #include <thread>
 #include <cstdio>
@@ -281,16 +282,25 @@ void Comm::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& w
   try {
     work->wait(to_ms(timeout_s_));
   } catch (const std::exception& e) {
-    std::string message = e.what();
-    message = message.substr(0, message.find('\n'));
-    std::string lower = message;
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    const bool timed_out = lower.find("timed out") != std::string::npos || lower.find("timeout") != std::string::npos;
-    fail(what, " failed (rank ", env_.rank, "): ", message,
-         timed_out ? cat("; another worker did not take part within dist.timeout_s = ", timeout_s_,
-                         " s (it stopped, hung, or runs slower than that: raise dist.timeout_s if it is slow)")
-                   : "");
+    fail(what, " failed (rank ", env_.rank, "): ", explain_collective_error(e.what(), timeout_s_));
   }
+}
+
+std::string explain_collective_error(const std::string& error, double timeout_s) {
+  std::string message = error.substr(0, error.find('\n'));
+  // Gloo's and c10d's source locations ("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] ")
+  // say nothing to a user.
+  static const std::regex location(R"(^\s*\[[^\]\s]+\.(cc|cpp|hpp|h):[0-9]+\]\s*)");
+  message = std::regex_replace(message, location, "");
+  std::string lower = message;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto has = [&](const char* text) { return lower.find(text) != std::string::npos; };
+  if (has("timed out") || has("timeout"))
+    return cat(message, "; another worker did not take part within dist.timeout_s = ", timeout_s,
+               " s (it stopped, hung, or runs slower than that: raise dist.timeout_s if it is slow)");
+  if (has("closed by peer") || has("reset by peer") || has("broken pipe") || has("connection refused"))
+    return cat(message, "; another worker of it ended (its own output, or the launcher's, says why)");
+  return message;
 }
 
 void Comm::count_within_node(int64_t bytes, int64_t ring_passes) {

@@ -35,6 +35,11 @@ struct Topology {
 // split into equal nodes.
 Topology make_topology(const WorkerEnv& env, int64_t nodes, int64_t node_id);
 
+// A collective's ERROR (Gloo's, NCCL's) as a user reads it: its first line without the library's
+// source location, and what it means (a peer that ended, one that did not take part within
+// TIMEOUT_S = dist.timeout_s).
+std::string explain_collective_error(const std::string& error, double timeout_s);
+
 struct CommOptions {
   double timeout_s = 300;            // rendezvous and collectives (dist.timeout_s)
   bool world_group = false;          // nodes meet during training (dist.sync_every > 0, dist.warm_start_steps > 0)
@@ -88,7 +93,8 @@ class Comm {
   void count_between_nodes(int64_t bytes, int64_t ring_passes = 2);
   // The world-wide group (null unless CommOptions::world_group and the job is whole).
   c10::intrusive_ptr<c10d::Backend> world_group() const { return world_group_; }
-  // Waits for WORK within dist.timeout_s; a failure names WHAT and this rank.
+  // Waits for WORK within dist.timeout_s; a failure names WHAT and this rank, and says what it
+  // means (explain_collective_error).
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what);
 
   int64_t bytes_within_node() const { return bytes_within_node_; }
