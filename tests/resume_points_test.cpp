@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "test_util.h"
@@ -92,6 +93,30 @@ TEST(DistResume, SyncingNodesAgreeOnTheNewestStepAllHold) {
                                              });
   EXPECT_NE(resumed.output.find("node 0 continues from step 3"), std::string::npos) << resumed.output;
   EXPECT_NE(resumed.output.find("node 1 continues from step 3"), std::string::npos) << resumed.output;
+  // The checkpoints past it, of steps trained again, moved aside: in ckpt/ they would count among
+  // keep_checkpoints' newest.
+  EXPECT_NE(resumed.output.find("moved node-00's checkpoints after step 3 (step 4) to"), std::string::npos) << resumed.output;
+  EXPECT_TRUE(fs::exists(dir + "/part/node-00/retired/ckpt/step-000004.optim.safetensors"));
+  EXPECT_TRUE(fs::exists(dir + "/part/node-01/retired/ckpt/step-000005.safetensors"));
+}
+
+// A node whose only checkpoint at or below the agreed step is damaged: no step in common, so all
+// start over (not a refusal that leaves the job unresumable).
+TEST(DistResume, ADamagedCheckpointBelowTheAgreementMeansNoStepInCommon) {
+  const std::string dir = test::scratch_dir();
+  auto resumed = expect_resumed_finals_equal(dir, "--set dist.sync_every=3 --set train.ckpt_every=3",
+                                             [](const std::string& n0, const std::string& n1) {
+                                               std::fstream f(ckpt(n0, 3) + ".safetensors", std::ios::in | std::ios::out | std::ios::binary);
+                                               f.seekg(-5, std::ios::end);
+                                               const char byte = static_cast<char>(f.get() ^ 0x20);
+                                               f.seekp(-5, std::ios::end);
+                                               f.put(byte);
+                                               f.close();
+                                               remove_checkpoint(n1, 6);
+                                             });
+  EXPECT_NE(resumed.output.find("checkpoint of step 3 is unusable"), std::string::npos) << resumed.output;
+  EXPECT_NE(resumed.output.find("hold no checkpoint of one step in common"), std::string::npos) << resumed.output;
+  EXPECT_EQ(resumed.output.find("continues from step 0"), std::string::npos) << resumed.output;
 }
 
 // A shared warm start: the checkpoint before its last step stays, since a node that died before

@@ -17,10 +17,15 @@ void refuse_other_kinds_flags(const ScorerInputs& inputs, const std::string& mod
       {inputs.lm.max_new_tokens != lm_defaults.max_new_tokens, "--max-new-tokens"}};
   const std::vector<std::pair<bool, const char*>> image_flags = {{inputs.images.max_images != ImageEvalSettings{}.max_images, "--max-images"},
                                                                  {!inputs.class_maps.empty(), "--class-map"}};
-  for (const auto& [given, flag] : classifier ? lm_flags : image_flags)
-    if (given)
-      fail(flag, " applies to ", classifier ? "language models" : "image classifiers", "; ", model, " is ",
-           classifier ? "an image classifier (--max-images bounds its sets)" : "a language model (--max-windows bounds its sets)");
+  for (const auto& [given, flag] : classifier ? lm_flags : image_flags) {
+    if (!given) continue;
+    // A flag that bounds the scoring has its counterpart.
+    const std::string bound = std::string(flag) == "--max-windows" || std::string(flag) == "--max-images"
+                                  ? cat(" (", classifier ? "--max-images" : "--max-windows", " bounds its sets)")
+                                  : "";
+    fail(flag, " applies to ", classifier ? "language models" : "image classifiers", "; ", model, " is ",
+         classifier ? "an image classifier" : "a language model", bound);
+  }
 }
 
 std::vector<ImageTestSet> image_test_sets(const ScorerInputs& inputs) {

@@ -214,6 +214,35 @@ void prepare_node_dir(const NodeDir& node, StartMode mode) {
     retire(node_dir, {fs::path(node.final_weights()).filename().string(), fs::path(node.final_hf()).filename().string()});
 }
 
+void retire_checkpoints_after(const NodeDir& node, int64_t step) {
+  const fs::path retired = fs::path(node.path()) / "retired" / "ckpt";
+  std::vector<std::string> moved;
+  std::error_code ec;
+  for (const auto& c : node.checkpoints()) {
+    if (c.step <= step) continue;
+    if (moved.empty()) {
+      fs::remove_all(retired, ec);  // an earlier resume's
+      fs::create_directories(retired, ec);
+      if (ec) fail(retired.string(), ": cannot create: ", ec.message());
+    }
+    // Its weights file first: what is left of it in ckpt/ is incomplete, never listed.
+    const std::string stem = fs::path(c.weights).stem().string();  // "step-000006"
+    std::vector<fs::path> files{c.weights};
+    for (const auto& e : fs::directory_iterator(node.checkpoint_dir(), ec))
+      if (e.path() != fs::path(c.weights) && e.path().filename().string().rfind(stem + ".", 0) == 0) files.push_back(e.path());
+    for (const auto& f : files) {
+      fs::rename(f, retired / f.filename(), ec);
+      if (ec) fail(f.string(), ": cannot move it to ", retired.string(), ": ", ec.message());
+    }
+    moved.push_back(std::to_string(c.step));
+  }
+  if (moved.empty()) return;
+  std::string list;
+  for (const auto& s : moved) list += (list.empty() ? "" : ", ") + s;
+  std::printf("--resume: moved %s's checkpoints after step %lld (step %s) to %s: this attempt trains those steps again\n",
+              node.name().c_str(), static_cast<long long>(step), list.c_str(), retired.c_str());
+}
+
 void prepare_run_root(const RunDir& run, StartMode mode, int64_t nodes) {
   for (int64_t k : run.node_ids()) {
     if (k < nodes || mode == StartMode::resume) continue;

@@ -100,6 +100,12 @@ class NodeDirLock {
 // --overwrite removes that run's files (saying which); --resume moves the previous attempt's final
 // (and final-hf) to NODE/retired/; removes temporaries of killed writers.
 void prepare_node_dir(const NodeDir& node, StartMode mode);
+// --resume from an earlier step than NODE's newest checkpoint (nodes that meet agreed on an older
+// one, a damaged newer one, or a start over from step 0): the checkpoints after STEP, of a future
+// this attempt trains again, move to NODE/retired/ckpt/ (replacing what an earlier resume put
+// there), said in one line; left in ckpt/ they would count among train.keep_checkpoints' newest.
+void retire_checkpoints_after(const NodeDir& node, int64_t step);
+
 // The same for RUN's own files (the merge, merged-hf, the averaging check; --resume moves them to
 // RUN/retired/), by rank 0 of a whole job of NODES nodes. Node directories past NODES hold a
 // previous run's nodes, which `lofi average RUN` would take for this run's: a fresh start is

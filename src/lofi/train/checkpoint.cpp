@@ -103,7 +103,9 @@ std::optional<run::Checkpoint> ResumeCandidates::newest(int64_t at_most) {
       passed_over = true;
     }
   }
-  if (passed_over) fail("--resume: no checkpoint in ", node_.checkpoint_dir(), " verifies (", damaged, "); start over with --overwrite");
+  // Below a step (the nodes' agreement): none there is no step in common, not a node that cannot resume.
+  if (passed_over && at_most == INT64_MAX)
+    fail("--resume: no checkpoint in ", node_.checkpoint_dir(), " verifies (", damaged, "); start over with --overwrite");
   return std::nullopt;
 }
 

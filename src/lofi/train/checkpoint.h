@@ -26,7 +26,8 @@ class ResumeCandidates {
   ResumeCandidates(run::NodeDir node, bool verbose) : node_(std::move(node)), all_(node_.checkpoints()), verbose_(verbose) {}
   bool empty() const { return all_.empty(); }
   // The newest that verifies at or below step AT_MOST; a damaged newer one is passed over, saying
-  // so when VERBOSE. nullopt when there is none there; throws when there are some but none verifies.
+  // so when VERBOSE. nullopt when there is none there; throws when there are checkpoints but none
+  // verifies (AT_MOST unset: the node cannot resume at all).
   std::optional<run::Checkpoint> newest(int64_t at_most = INT64_MAX);
 
  private:

@@ -187,6 +187,11 @@ void validate(const Config& c) {
   }
   need(c.dist.min_nodes >= 0 && c.dist.min_nodes <= c.dist.nodes, "dist.min_nodes must be in [0, dist.nodes = ",
        c.dist.nodes, "], found ", c.dist.min_nodes);
+  need(c.train.batch_size % c.dist.nodes == 0, "train.batch_size (", c.train.batch_size,
+       ") must be divisible by dist.nodes (", c.dist.nodes, "): each node uses batch_size / nodes");
+}
+
+void check_training_data(const Config& c) {
   if (c.dist.data_split == "shard" && c.dist.nodes > 1) {
     // Nodes' slices of a file listed twice hold the same tokens: not the disjoint data shard promises.
     const std::vector<std::string> files = data::split_paths(c.data.train);
@@ -195,12 +200,11 @@ void validate(const Config& c) {
       std::error_code ec;
       const std::filesystem::path same = std::filesystem::weakly_canonical(files[i], ec);
       const auto [it, fresh] = seen.emplace(ec ? files[i] : same.string(), i);
-      need(fresh, "data.train lists ", files[i], " twice (items ", it->second + 1, " and ", i + 1, "): under dist.data_split = ",
-           "\"shard\" each node takes a disjoint slice of the tokens, and two slices would hold the same ones; list each file once");
+      if (!fresh)
+        fail("data.train lists ", files[i], " twice (items ", it->second + 1, " and ", i + 1, "): under dist.data_split = ",
+             "\"shard\" each node takes a disjoint slice of the tokens, and two slices would hold the same ones; list each file once");
     }
   }
-  need(c.train.batch_size % c.dist.nodes == 0, "train.batch_size (", c.train.batch_size,
-       ") must be divisible by dist.nodes (", c.dist.nodes, "): each node uses batch_size / nodes");
 }
 
 std::vector<std::string> trajectory_changes(const Config& was, const Config& now) {

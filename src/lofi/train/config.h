@@ -220,6 +220,10 @@ void apply_toml_text(Config& config, const std::string& text, const std::string&
 void apply_override(Config& config, const std::string& assignment);
 // Checks ranges and combinations; throws naming the key.
 void validate(const Config& config);
+// What only a run that trains needs of CONFIG's data (not a finished model's recorded config): no
+// file listed twice in data.train under dist.data_split = "shard", where two nodes' slices would
+// hold the same tokens.
+void check_training_data(const Config& config);
 // The resolved config as TOML text, loadable by apply_toml_text; floats as shortest_double().
 // With HELP, each key is preceded by its help as a comment.
 std::string to_toml(const Config& config, bool help = false);

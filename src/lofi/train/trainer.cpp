@@ -123,7 +123,7 @@ std::optional<run::Checkpoint> resume_point(const Config& config, const run::Nod
     }
     if (!refused.empty()) fail(refused);
     if (agreed < 0) fail("--resume: another node's checkpoints do not verify (its output says which); start over with --overwrite");
-    if (nodes_meet_after(config, agreed) && agreed != mine && verbose && topo.node_rank == 0)
+    if (nodes_meet_after(config, agreed) && agreed != mine && agreed > 0 && verbose && topo.node_rank == 0)
       std::printf("resume: node %lld continues from step %lld, the newest step every node holds (nodes that meet restart "
                   "together)\n", static_cast<long long>(topo.node), static_cast<long long>(agreed));
     if (nodes_meet_after(config, agreed) && agreed == 0) ckpt.reset();
@@ -550,16 +550,15 @@ void TrainingLoop::run(TrainSummary& summary) {
     std::map<std::string, double> validation;
     if (eval_now && (leader_ || grad_sync_.shards_params()))
       validation = c_.task.validate(c_.batches.micro).get<std::map<std::string, double>>();
-    if (leader_) {
-      // The split of a shared warm start is said at once: from there the launcher lets a failed
-      // node fail alone.
-      c_.heartbeat->beat(done, /*now=*/done == c_.config.dist.warm_start_steps);
-      report(done, log_now, validation, lr, seconds, rate, eta);
-    }
+    if (leader_) report(done, log_now, validation, lr, seconds, rate, eta);
     if (ckpt_now) {
       save(done);
       if (leader_) prune_checkpoints(c_.dir, tc_.keep_checkpoints, last_meeting(c_.config, done));
     }
+    // The status's step is one whose checkpoint, where it has one, is written. The split of a
+    // shared warm start is said at once: from there the launcher lets a failed node fail alone,
+    // and the node's checkpoint of the split is on disk.
+    if (leader_) c_.heartbeat->beat(done, /*now=*/done == c_.config.dist.warm_start_steps);
   }
   if (tty_) std::printf("\n");
   // The last step's loss is of the weights the run ends with: a skipped (non-finite) last step
@@ -589,6 +588,7 @@ void check_node_batch(const TrainConfig& tc, int64_t nodes, int64_t node_workers
 TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, const TaskFactory& make_task,
                            const StartOptions& start) {
   const auto& tc = config.train;
+  check_training_data(config);
   const dist::Topology topo = dist::make_topology(env, config.dist.nodes, config.dist.node_id);
   const Batches batches = batches_of(tc, topo);
   torch::set_num_threads(tc.threads > 0 ? static_cast<int>(tc.threads) : dist::default_threads(env));
@@ -616,6 +616,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   const std::optional<run::Checkpoint> resume_from =
       start.mode == run::StartMode::resume ? resume_point(config, my_dir, topo, node_leader, comm, start.allow_changed, changes)
                                            : std::nullopt;
+  if (start.mode == run::StartMode::resume && node_leader) run::retire_checkpoints_after(my_dir, resume_from ? resume_from->step : 0);
   task->model().train();
   Optimizer optimizer(task->model(), tc);
   // LP-FT: the new head fitted on frozen features before fine-tuning's first step, with the global
