@@ -407,20 +407,25 @@ TEST(Dist, RendezvousWithASilentListenerOrASignalEnds) {
   EXPECT_NE(silent.status, 0) << silent.output;
   EXPECT_NE(silent.output.find("rendezvous"), std::string::npos) << silent.output;
   EXPECT_LT(waited, 40.0) << silent.output;
-  // Nothing listens at all: the worker would retry for dist.timeout_s = 120 s; SIGTERM after 6 s ends it
-  // (6 s, not 2: a loaded machine can take 2 s to start a worker, before its signal handler is set).
+  // Nothing listens at all: the worker would retry for dist.timeout_s = 120 s; a SIGTERM ends it.
+  // The signal goes once the worker has made its node's lock (node 1's leader, just before the
+  // rendezvous): a loaded machine can take seconds to start a worker, before its handler is set.
   int free_port = 0;
   {
     auto probe = dist::host_store("127.0.0.1", 0, 30, "test");
     free_port = dist::store_port(probe);
   }
-  t0 = std::chrono::steady_clock::now();
-  auto stopped = test::run_shell("RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port) +
-                                 " timeout -s TERM 6 " + LOFI_BIN + " " + train_cmd(data, dir + "/stopped", "--set dist.timeout_s=120") +
-                                 " 2>&1; echo status=$?");
-  const double stopping = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string lock = dir + "/stopped/node-01/lock";
+  auto stopped = test::run_shell(
+      "RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port) + " " + LOFI_BIN + " " +
+      train_cmd(data, dir + "/stopped", "--set dist.timeout_s=120 --set dist.nodes=2") + " > " + dir + "/stopped.log 2>&1 & pid=$!; " +
+      "i=0; while [ ! -e " + lock + " ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; " +
+      "t=$(date +%s%N); kill -TERM $pid; wait $pid; s=$?; echo stop_ms=$(( ($(date +%s%N) - t) / 1000000 )) status=$s; cat " + dir +
+      "/stopped.log");
   EXPECT_NE(stopped.output.find("stopped by signal 15 during the rendezvous"), std::string::npos) << stopped.output;
-  EXPECT_LT(stopping, 20.0) << stopped.output;
+  const size_t at = stopped.output.find("stop_ms=");
+  ASSERT_NE(at, std::string::npos) << stopped.output;
+  EXPECT_LT(std::stoll(stopped.output.substr(at + 8)), 20000) << stopped.output;
   // Nothing listens within dist.timeout_s: lofi's one line, without c10d's logs of each failed
   // connection (stack traces, about 40 lines); a MASTER_ADDR that does not resolve is said so.
   const std::string port = " MASTER_PORT=" + std::to_string(free_port) + " LOFI_THREADS=1";
