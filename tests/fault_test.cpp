@@ -114,20 +114,38 @@ double diff_from_mean(const std::string& run, const std::vector<int>& nodes, con
 
 const std::string kLong = "--set train.steps=1000 --set train.warmup_steps=10";
 
+// How a background job ended: its exit status (-1: it timed out, or never got as far as it had to)
+// and its log.
+struct Ended {
+  int status = -1;
+  std::string log;
+};
+
+// `lofi launch --workers WORKERS` of the tiny training with EXTRA, node NODE's leader killed (-9)
+// once that node's metrics reach step 20; waits up to 300 s for the launcher to end.
+Ended kill_node_at_step_20(const std::string& dir, const std::string& data, const std::string& run, int workers,
+                           const std::string& extra, int node) {
+  Background job = start(std::string(LOFI_BIN) + " launch --workers " + std::to_string(workers) + " -- " +
+                             train_cmd(data, run, kLong + " " + extra),
+                         dir + "/launch.log");
+  const int64_t pid = wait_for_step(run + "/node-0" + std::to_string(node), 20, job);
+  if (pid <= 0) {
+    ::kill(job.pid, SIGKILL);
+    finish(job, 10);
+    return {-1, "node " + std::to_string(node) + " never reached step 20: " + read_log(job)};
+  }
+  ::kill(static_cast<pid_t>(pid), SIGKILL);
+  const int status = finish(job, 300);
+  return {status, (status == -1 ? "timed out: " : "") + read_log(job)};
+}
+
 // kill -9 of one worker of a 4-node lo-fi launch: the other three train to the end and merge, the
 // launcher names the failed node and exits non-zero.
 TEST(DistFault, KilledWorkerCostsItsNodeOnly) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000), run = dir + "/run";
-  Background job = start(std::string(LOFI_BIN) + " launch --workers 4 -- " +
-                             train_cmd(data, run, kLong + " --set dist.nodes=4 --set dist.min_nodes=3"),
-                         dir + "/launch.log");
-  const int64_t pid = wait_for_step(run + "/node-02", 20, job);
-  ASSERT_GT(pid, 0) << read_log(job);
-  ::kill(static_cast<pid_t>(pid), SIGKILL);
-  const int status = finish(job, 300);
-  const std::string log = read_log(job);
+  const auto [status, log] = kill_node_at_step_20(dir, data, run, 4, "--set dist.nodes=4 --set dist.min_nodes=3", 2);
+  ASSERT_NE(status, -1) << log;
   EXPECT_NE(status, 0) << log;
-  ASSERT_NE(status, -1) << "timed out: " << log;
   for (int k : {0, 1, 3}) EXPECT_EQ(last_metrics(run + "/node-0" + std::to_string(k))["step"], 1000) << k;
   EXPECT_FALSE(fs::exists(run + "/node-02/final.safetensors"));
   // Its status said "training" when it died; the launcher, which saw it die, says so there.
@@ -217,16 +235,9 @@ TEST(DistFault, DeadWorkerInsideANodeEndsThatNode) {
 // the lone survivor), the message names the setting, and the survivor's final stays.
 TEST(DistFault, MinNodesIsHeldWhenANodeDies) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000), run = dir + "/run";
-  Background job = start(std::string(LOFI_BIN) + " launch --workers 2 -- " +
-                             train_cmd(data, run, kLong + " --set dist.nodes=2 --set dist.min_nodes=2"),
-                         dir + "/launch.log");
-  const int64_t pid = wait_for_step(run + "/node-01", 20, job);
-  ASSERT_GT(pid, 0) << read_log(job);
-  ::kill(static_cast<pid_t>(pid), SIGKILL);
-  const int status = finish(job, 300);
-  const std::string log = read_log(job);
+  const auto [status, log] = kill_node_at_step_20(dir, data, run, 2, "--set dist.nodes=2 --set dist.min_nodes=2", 1);
+  ASSERT_NE(status, -1) << log;
   EXPECT_NE(status, 0) << log;
-  ASSERT_NE(status, -1) << "timed out: " << log;
   EXPECT_TRUE(fs::exists(run + "/node-00/final.safetensors")) << log;
   EXPECT_FALSE(fs::exists(run + "/node-01/final.safetensors"));
   EXPECT_FALSE(fs::exists(run + "/merged.safetensors")) << log;
@@ -239,16 +250,10 @@ TEST(DistFault, MinNodesIsHeldWhenANodeDies) {
 // the other trains to the end and is merged under dist.min_nodes = 1.
 TEST(DistFault, AfterTheWarmStartANodeFailsAlone) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000), run = dir + "/run";
-  Background job = start(std::string(LOFI_BIN) + " launch --workers 2 -- " +
-                             train_cmd(data, run, kLong + " --set dist.nodes=2 --set dist.min_nodes=1 --set dist.warm_start_steps=10"),
-                         dir + "/launch.log");
-  const int64_t pid = wait_for_step(run + "/node-01", 20, job);
-  ASSERT_GT(pid, 0) << read_log(job);
-  ::kill(static_cast<pid_t>(pid), SIGKILL);
-  const int status = finish(job, 300);
-  const std::string log = read_log(job);
+  const auto [status, log] =
+      kill_node_at_step_20(dir, data, run, 2, "--set dist.nodes=2 --set dist.min_nodes=1 --set dist.warm_start_steps=10", 1);
+  ASSERT_NE(status, -1) << log;
   EXPECT_NE(status, 0) << log;
-  ASSERT_NE(status, -1) << "timed out: " << log;
   EXPECT_NE(log.find("stopping node 1's workers, the other nodes train on"), std::string::npos) << log;
   EXPECT_EQ(last_metrics(run + "/node-00")["step"], 1000) << log;
   ASSERT_TRUE(fs::exists(run + "/merged.safetensors")) << log;
