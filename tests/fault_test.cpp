@@ -627,6 +627,16 @@ TEST(DistFault, DamagedNodeFinalIsNamedByTheMerge) {
     EXPECT_NE(avg.output.find("the file is damaged"), std::string::npos) << avg.output;
     EXPECT_FALSE(fs::exists(dir + run + "/avg.safetensors"));
     if (run == "/run") {  // full models: the final left out, the others averaged
+      // Read for evaluation, generation or further training, it is named too.
+      for (const std::string& command :
+           {"eval --model " + damaged + " --data d=" + data + " --max-windows 4",
+            "generate --model " + damaged + " --prompt abc --tokenizer bytes --max-new-tokens 2",
+            "soup " + dir + run + "/node-00/final.safetensors " + damaged + " --data d=" + data + " --max-windows 4",
+            train_cmd(data, dir + "/further", "--set model.init=" + damaged)}) {
+        auto r = run_lofi(command);
+        EXPECT_NE(r.status, 0) << command;
+        EXPECT_NE(r.output.find(damaged + ": its data hashes to"), std::string::npos) << command << "\n" << r.output;
+      }
       auto rest = run_lofi("average " + dir + run + " --min-inputs 1 --out " + dir + run + "/avg.safetensors");
       EXPECT_EQ(rest.status, 0) << rest.output;
       EXPECT_NE(rest.output.find(damaged), std::string::npos) << rest.output;

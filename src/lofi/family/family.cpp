@@ -32,7 +32,9 @@ const Family& family_of(const std::string& arch) {
 std::vector<std::string> known_archs() { return registry().archs(); }
 
 io::NamedTensors Family::load_weights(const train::Config&, const std::string& path) const {
-  return io::SafetensorsFile(path).load_all();
+  const io::SafetensorsFile file(path);
+  file.verify_data_checksum();
+  return file.load_all();
 }
 
 io::NamedTensors load_weights(const train::Config& config, const std::string& path) {

@@ -62,7 +62,9 @@ model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed, model::
   } else if (model::is_hf_model_dir(resolved.init)) {
     model::load_hf_weights(*lm, resolved.init, deferred);
   } else {
-    model::load_module_weights(*lm, std::make_shared<const io::SafetensorsFile>(resolved.init), model::tied_copies(*lm), deferred);
+    auto file = std::make_shared<const io::SafetensorsFile>(resolved.init);
+    file->verify_data_checksum();  // a lofi output (a merge, a node's final) damaged since it was written
+    model::load_module_weights(*lm, std::move(file), model::tied_copies(*lm), deferred);
   }
   return lm;
 }

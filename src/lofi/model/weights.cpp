@@ -50,6 +50,7 @@ void copy_named_tensors(const io::NamedTensors& targets, const io::NamedTensors&
 
 void load_module_weights(torch::nn::Module& module, const io::SafetensorsFile& file,
                          const std::vector<std::string>& ignored) {
+  file.verify_data_checksum();  // a lofi output (a node's final, a merge) damaged since it was written
   // FILE outlives this call, which defers nothing: a handle that does not own it.
   load_module_weights(module, std::shared_ptr<const io::SafetensorsFile>(&file, [](const io::SafetensorsFile*) {}), ignored,
                       nullptr);

@@ -34,7 +34,9 @@ void load_named_tensors(torch::nn::Module& module, const io::NamedTensors& tenso
 // Copies every parameter of MODULE from FILE, converting dtype. A missing tensor, an extra one
 // (other than IGNORED names such as a tied "lm_head.weight") or a shape mismatch is an error
 // naming the tensor and the file. Parameters on the meta device are left to DEFERRED, which keeps
-// FILE open for them.
+// FILE open for them. The first form also verifies FILE's data checksum where its header records
+// one (SafetensorsFile::verify_data_checksum); the second leaves that to its caller (a checkpoint's
+// is verified before resume picks it).
 void load_module_weights(torch::nn::Module& module, const io::SafetensorsFile& file,
                          const std::vector<std::string>& ignored = {});
 void load_module_weights(torch::nn::Module& module, std::shared_ptr<const io::SafetensorsFile> file,
