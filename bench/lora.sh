@@ -2,7 +2,10 @@
 # LoRA benchmark (part of `make bench`): a small Llama shape with rank-16 adapters on every linear
 # layer of its blocks, lofi against PEFT + transformers (bench/train_hf.py with lora_rank), the
 # frozen base in fp32 and in bf16, on the CPU: tokens/s after warm-up and peak resident memory,
-# measured side by side in this run, beside lofi's full fine-tune of the same model.
+# measured side by side in this run, beside lofi's full fine-tune of the same model. Each base runs
+# lofi and PEFT alternately BENCH_REPEATS times (default 3) and compares the medians: one run
+# varies by 10% from run to run on a shared machine, enough to flip a verdict. Peak memory is the
+# largest of the runs.
 set -euo pipefail
 lofi=$1
 py=${LOFI_BENCH_PYTHON:-$(bash "$(dirname "$0")/../scripts/python-env.sh")/bin/python}
@@ -31,14 +34,20 @@ hf_run() {  # hf_run BASE_DTYPE -> the JSON line
     \"precision\":\"fp32\",\"data\":\"$dir/tokens.bin\",\"lora_rank\":$R,\"lora_alpha\":$((2 * R)),\"base_dtype\":\"$1\"}" 2>/dev/null | tail -1
 }
 field() { $py -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+source "$here/stats.sh"
+repeats=${BENCH_REPEATS:-3}
 
 echo
-printf '%-46s %12s %12s %8s %10s %10s %8s\n' "LoRA r=$R all-linear, Llama $L x $D ($cores threads)" "lofi tok/s" "PEFT tok/s" "ratio" "lofi MB" "PEFT MB" "mem"
+printf '%-46s %12s %12s %8s %10s %10s %8s\n' "LoRA r=$R all-linear, Llama $L x $D ($cores threads, median of $repeats)" "lofi tok/s" "PEFT tok/s" "ratio" "lofi MB" "PEFT MB" "mem"
 for base in fp32 bf16; do
-  km=$(lofi_run "$dir/run-$base" --set lora.rank=$R --set lora.alpha=$((2 * R)) --set model.dtype=$base)
-  kr=$($py "$here/metrics_rate.py" "$dir/run-$base" $warm)
-  out=$(hf_run $base)
-  hr=$(field "$out" tokens_per_s) hm=$(field "$out" peak_rss_kb)
+  krs="" kms="" hrs="" hms=""
+  for ((i = 0; i < repeats; i++)); do
+    kms+=" $(lofi_run "$dir/run-$base" --set lora.rank=$R --set lora.alpha=$((2 * R)) --set model.dtype=$base)"
+    krs+=" $($py "$here/metrics_rate.py" "$dir/run-$base" $warm)"
+    out=$(hf_run $base)
+    hrs+=" $(field "$out" tokens_per_s)" hms+=" $(field "$out" peak_rss_kb)"
+  done
+  kr=$(median <<< "$krs") km=$(largest <<< "$kms") hr=$(median <<< "$hrs") hm=$(largest <<< "$hms")
   awk -v b="$base" -v kr="$kr" -v hr="$hr" -v km="$km" -v hm="$hm" 'BEGIN {
     printf "%-46s %12.0f %12.0f %7.2fx %10.0f %10.0f %7.2fx  (tokens/s >= PEFT: %s; memory <= PEFT: %s)\n",
       "  base " b, kr, hr, kr / hr, km / 1024, hm / 1024, hm / km, (kr >= hr ? "met" : "MISSED"), (km <= hm ? "met" : "MISSED") }'

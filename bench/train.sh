@@ -42,8 +42,7 @@ verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v >= t ? "met" : "MISSED") }
 # medians: one run of the demo size varies by 15% from run to run on a shared machine, enough to
 # flip a verdict. Peak memory is the largest of the runs.
 repeats=${BENCH_REPEATS:-3}
-median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-largest() { tr ' ' '\n' | sort -g | tail -1; }
+source "$here/stats.sh"
 echo
 printf '%-44s %14s %14s %8s %8s\n' "training (tokens/s, $cores threads, median of $repeats)" "lofi" "PyTorch" "ratio" "target"
 for s in "${sizes[@]}"; do

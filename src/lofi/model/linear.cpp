@@ -24,14 +24,22 @@ bool needs_cast(const torch::Tensor& x, const torch::Tensor& w) {
 torch::Tensor AdaptableLinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = needs_cast(x, weight) ? base(x.to(weight.scalar_type())).to(x.scalar_type()) : base(x);
   if (!has_lora()) return y;
-  // PEFT's order: dropout on the input, A, B, then the scaling; in the adapter's dtype.
+  // PEFT's order: dropout on the input, then A and B, in the adapter's dtype.
   const torch::Tensor& a = lora_A->weight;
   torch::Tensor h = x.scalar_type() == a.scalar_type() || at::autocast::is_autocast_enabled(x.device().type())
                         ? x
                         : x.to(a.scalar_type());
   h = lora_dropout > 0 && is_training() ? torch::dropout(h, lora_dropout, true) : h;
-  torch::Tensor delta = lora_B(lora_A(h)) * lora_scaling;
-  return y + delta.to(y.scalar_type());
+  // The scaling multiplies A's (..., r) output rather than B's (..., out): the same product up to
+  // rounding, over r instead of out numbers each way.
+  const torch::Tensor low = lora_A(h) * lora_scaling;  // (..., r)
+  const bool autocast = at::autocast::is_autocast_enabled(y.device().type());
+  if (!autocast && low.scalar_type() != y.scalar_type()) return y + lora_B(low).to(y.scalar_type());
+  // B's product added to the base's inside the matrix product (addmm, beta = 1): no (..., out)
+  // delta tensor and no separate pass to add it. Under autocast addmm runs in autocast's dtype, as
+  // B's linear and the sum did.
+  const int64_t r = low.size(-1);
+  return torch::addmm(y.reshape({-1, y.size(-1)}), low.reshape({-1, r}), lora_B->weight.t()).view(y.sizes());  // (N, out) -> (..., out)
 }
 
 torch::Tensor AdaptableLinearImpl::forward_activated(const torch::Tensor& x, const std::string& activation) {
