@@ -44,6 +44,54 @@ TEST(Attention, FusedKernelMatchesTheMaskedSoftmaxItReplaced) {
   }
 }
 
+// Grouped-query attention with packed rows' mask and with a sliding window, on DEVICE, against
+// explicit scores over key/value heads repeated as transformers' repeat_kv lays them out (query
+// head h reads key/value head h / (H / H_kv)); gradients too. On a GPU the heads are expanded
+// before the fused kernel (model/blocks.h), on a CPU they are not: both must give these numbers.
+void expect_grouped_attention_matches(const torch::Device& device) {
+  torch::manual_seed(11);
+  const int64_t B = 2, H = 6, Hkv = 2, T = 9, D = 8;
+  const auto f = torch::TensorOptions().device(device);
+  torch::Tensor q = torch::randn({B, H, T, D}, f).requires_grad_(true), k = torch::randn({B, Hkv, T, D}, f).requires_grad_(true);
+  torch::Tensor v = torch::randn({B, Hkv, T, D}, f).requires_grad_(true);
+  // Row 0 packs two sequences (positions 0-3, 4-8), row 1 one: causal within each.
+  torch::Tensor doc = torch::tensor({0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}, f.dtype(torch::kLong)).view({B, T});
+  torch::Tensor causal = torch::ones({T, T}, f.dtype(torch::kBool)).tril();                                    // (T, T)
+  torch::Tensor packed = (doc.unsqueeze(2) == doc.unsqueeze(1)).logical_and(causal).unsqueeze(1);           // (B, 1, T, T)
+  for (int64_t window : {int64_t{0}, int64_t{3}}) {
+    const double scale = 0.3;
+    torch::Tensor got = model::causal_attention_heads(q, k, v, scale, window, 0.0, false, packed);
+    // The reference: every query head against its key/value head, by index.
+    torch::Tensor head_of = torch::arange(H, f.dtype(torch::kLong)).div(H / Hkv, "floor");                           // (H)
+    torch::Tensor kr = k.index_select(1, head_of), vr = v.index_select(1, head_of);                          // (B, H, T, D)
+    torch::Tensor allowed = packed;
+    if (window > 0) {
+      torch::Tensor i = torch::arange(T, f.dtype(torch::kLong)).unsqueeze(1), j = torch::arange(T, f.dtype(torch::kLong)).unsqueeze(0);
+      allowed = allowed.logical_and(j > i - window);
+    }
+    torch::Tensor scores = torch::matmul(q, kr.transpose(-2, -1)) * scale;                                  // (B, H, T, T)
+    scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+    torch::Tensor want = torch::matmul(torch::softmax(scores, -1), vr);                                     // (B, H, T, D)
+    EXPECT_LE((got - want).abs().max().item<double>(), 1e-5) << "window " << window;
+    torch::Tensor up = torch::randn_like(want);
+    auto grads = [&](const torch::Tensor& out) {
+      return torch::autograd::grad({(out * up).sum()}, {q, k, v});
+    };
+    const auto g = grads(got), w = grads(want);
+    for (size_t n = 0; n < 3; ++n) EXPECT_LE((g[n] - w[n]).abs().max().item<double>(), 1e-5) << "window " << window << " input " << n;
+  }
+  // expand_kv_heads repeats each head for its group, in order.
+  torch::Tensor e = model::expand_kv_heads(k.detach(), H);
+  for (int64_t h = 0; h < H; ++h) EXPECT_TRUE(torch::equal(e.select(1, h), k.detach().select(1, h / (H / Hkv)))) << h;
+}
+
+TEST(Attention, GroupedHeadsWithAMaskMatchExplicitScores) { expect_grouped_attention_matches(torch::kCPU); }
+
+TEST(CudaDevice, GroupedHeadsWithAMaskMatchExplicitScores) {
+  if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  expect_grouped_attention_matches(torch::Device(torch::kCUDA, 0));
+}
+
 // Dropout acts on the attention probabilities, scaled by 1 / (1 - p) while training (so the mean
 // over draws is the undropped output) and not at all in eval mode.
 TEST(Attention, DropoutOnProbabilitiesIsUnbiasedAndOffInEval) {

@@ -6,6 +6,9 @@
 #include "lofi/error.h"
 
 #if LOFI_WITH_CUDA
+#include <map>
+#include <mutex>
+
 #include <ATen/cuda/CUDAContextLight.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -24,12 +27,23 @@ namespace lofi::dist {
 // stream waits for it only where the caller's next kernel needs the data. The device memory is
 // marked used by the compute stream, so the caching allocator does not hand it out again before
 // that stream is done with it; the pinned host memory is kept by the host allocator until the
-// copy's stream has passed it.
+// copy's stream has passed it. One side stream per device for every copy: the caching allocator
+// keeps a freed block for the stream it was made on, so copies spread over the pool's 32 streams
+// would each keep a batch's worth of device memory that the compute stream cannot reuse.
 torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) {
   if (!device.is_cuda() || !host.is_cpu()) return host.to(device);
   const torch::Tensor pinned = host.is_pinned() ? host : host.pin_memory();
   const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(device.index());
-  const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+  static std::mutex mutex;
+  static std::map<c10::DeviceIndex, c10::cuda::CUDAStream> side_streams;
+  c10::cuda::CUDAStream side = compute;
+  {
+    std::lock_guard<std::mutex> hold(mutex);
+    auto it = side_streams.find(device.index());
+    if (it == side_streams.end())
+      it = side_streams.emplace(device.index(), c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index())).first;
+    side = it->second;
+  }
   torch::Tensor out;
   {
     c10::cuda::CUDAStreamGuard on_side(side);
@@ -40,6 +54,10 @@ torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) 
   copied.block(compute);
   if (out.storage().data_ptr().get() != nullptr) c10::cuda::CUDACachingAllocator::recordStream(out.storage().data_ptr(), compute);
   return out;
+}
+
+void use_device(const torch::Device& device) {
+  if (device.is_cuda()) c10::cuda::set_device(device.index());
 }
 
 int cuda_capability_major(int index) { return at::cuda::getDeviceProperties(static_cast<c10::DeviceIndex>(index))->major; }
@@ -85,6 +103,8 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d:
 #else
 
 torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) { return host.to(device); }
+
+void use_device(const torch::Device&) {}
 
 int cuda_capability_major(int) { return 0; }
 std::string cuda_runtime_version() { return ""; }

@@ -69,6 +69,11 @@ class PrecisionGuard {
 // the work queued before it; the caller's next kernel on the stream waits for it).
 torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device);
 
+// Makes DEVICE (a GPU) this thread's current CUDA device, as a torchrun script's
+// torch.cuda.set_device(local_rank) does: what launches, allocations and NCCL take when they are
+// not told a device. A worker calls it once it knows its GPU; nothing on a CPU.
+void use_device(const torch::Device& device);
+
 // The device of MODULE's first parameter (CPU for a module without parameters): where its inputs go.
 torch::Device module_device(const torch::nn::Module& module);
 

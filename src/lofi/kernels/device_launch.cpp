@@ -3,6 +3,7 @@
 #include "lofi/error.h"
 
 #if LOFI_FUSED_CUDA
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
 
@@ -19,16 +20,15 @@ cuda::Dtype cuda_dtype(const torch::Tensor& t, const char* what) {
   }
 }
 
-void* cuda_stream(const torch::Tensor& t) {
+void launch_on(const torch::Tensor& t, const char* what, const std::function<const char*(void* stream)>& launch) {
 #if LOFI_FUSED_CUDA
-  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
+  const c10::cuda::CUDAGuard on_device(t.device());
+  if (const char* error = launch(c10::cuda::getCurrentCUDAStream(t.device().index()).stream()))
+    fail(what, ": the CUDA kernel failed to launch: ", error);
 #else
-  fail("kernels: lofi was built without its CUDA kernels (no nvcc at configure time); cannot run one on ", t.device());
+  (void)launch;
+  fail(what, ": lofi was built without its CUDA kernels (no nvcc at configure time); cannot run one on ", t.device());
 #endif
-}
-
-void check_launch(const char* error, const char* what) {
-  if (error) fail(what, ": the CUDA kernel failed to launch: ", error);
 }
 
 #if !LOFI_FUSED_CUDA

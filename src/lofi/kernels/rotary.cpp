@@ -17,9 +17,10 @@ torch::Tensor rotary_pass(torch::Tensor x, const torch::Tensor& cos, const torch
   cuda::RotaryShape s{x.size(0), x.size(1), x.size(2), x.size(3), {x.stride(0), x.stride(1), x.stride(2)},
                       {y.stride(0), y.stride(1), y.stride(2)}};
   if (x.is_cuda()) {
-    check_launch(cuda::rotary(cuda_dtype(x, "rotary"), x.data_ptr(), y.data_ptr(), s, cos.data_ptr<float>(),
-                              sin.data_ptr<float>(), backward, cuda_stream(x)),
-                 "rotary");
+    launch_on(x, "rotary", [&](void* stream) {
+      return cuda::rotary(cuda_dtype(x, "rotary"), x.data_ptr(), y.data_ptr(), s, cos.data_ptr<float>(), sin.data_ptr<float>(),
+                          backward, stream);
+    });
     return y;
   }
   const int64_t half = s.D / 2, rows = s.B * s.H * s.T;

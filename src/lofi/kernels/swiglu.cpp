@@ -15,9 +15,9 @@ torch::Tensor swiglu_forward(const torch::Tensor& gate, const torch::Tensor& up)
   torch::Tensor out = torch::empty_like(gate, torch::MemoryFormat::Contiguous);
   const int64_t n = gate.numel();
   if (gate.is_cuda()) {
-    check_launch(cuda::swiglu_forward(cuda_dtype(gate, "swiglu"), gate.data_ptr(), up.data_ptr(), out.data_ptr(), n,
-                                      cuda_stream(gate)),
-                 "swiglu");
+    launch_on(gate, "swiglu", [&](void* stream) {
+      return cuda::swiglu_forward(cuda_dtype(gate, "swiglu"), gate.data_ptr(), up.data_ptr(), out.data_ptr(), n, stream);
+    });
     return out;
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(torch::kBFloat16, torch::kHalf, gate.scalar_type(), "swiglu", [&] {
@@ -38,9 +38,10 @@ std::pair<torch::Tensor, torch::Tensor> swiglu_backward(const torch::Tensor& gra
   torch::Tensor dup = torch::empty_like(up, torch::MemoryFormat::Contiguous);
   const int64_t n = gate.numel();
   if (gate.is_cuda()) {
-    check_launch(cuda::swiglu_backward(cuda_dtype(gate, "swiglu"), grad.data_ptr(), gate.data_ptr(), up.data_ptr(),
-                                       dgate.data_ptr(), dup.data_ptr(), n, cuda_stream(gate)),
-                 "swiglu backward");
+    launch_on(gate, "swiglu backward", [&](void* stream) {
+      return cuda::swiglu_backward(cuda_dtype(gate, "swiglu"), grad.data_ptr(), gate.data_ptr(), up.data_ptr(), dgate.data_ptr(),
+                                   dup.data_ptr(), n, stream);
+    });
     return {dgate, dup};
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(torch::kBFloat16, torch::kHalf, gate.scalar_type(), "swiglu_backward", [&] {

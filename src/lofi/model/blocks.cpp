@@ -60,9 +60,22 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   return y.transpose(1, 2).contiguous().view({B, T, C});                  // (B, H, T, D) -> (B, T, C)
 }
 
-torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
-                                     int64_t window, double dropout, bool training, const torch::Tensor& mask) {
+torch::Tensor expand_kv_heads(const torch::Tensor& kv, int64_t heads) {
+  if (kv.size(1) == heads) return kv;
+  return kv.repeat_interleave(heads / kv.size(1), /*dim=*/1);  // (B, H_kv, T, D) -> (B, H, T, D)
+}
+
+torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor& k_in, const torch::Tensor& v_in,
+                                     double scale, int64_t window, double dropout, bool training, const torch::Tensor& mask) {
   const int64_t T = q.size(2);
+  const bool masked = mask.defined() || (window > 0 && window < T);
+  // CUDA's flash kernel takes grouped heads but no mask and no fp32; its memory-efficient kernel
+  // takes masks and fp32 but not grouped heads (PyTorch's sdp_utils): either would send grouped
+  // heads with a mask to the math fallback, (B, H, T, T) scores kept for backward. Expanded heads
+  // reach the memory-efficient kernel. The CPU's fused kernel takes all three as they are.
+  const bool expand = !q.is_cpu() && k_in.size(1) != q.size(1) && (masked || q.scalar_type() == torch::kFloat);
+  const torch::Tensor k = expand ? expand_kv_heads(k_in, q.size(1)) : k_in;
+  const torch::Tensor v = expand ? expand_kv_heads(v_in, q.size(1)) : v_in;
   const bool grouped = k.size(1) != q.size(1);
   const double p = training ? dropout : 0.0;
   if (window <= 0 || window >= T)

@@ -48,8 +48,15 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
 // H_kv (grouped-query attention: each key/value head serves H / H_kv query heads, consecutive, as
 // transformers' repeat_kv lays them out). WINDOW > 0: each position attends to the WINDOW
 // positions ending at itself (Mistral's sliding window). Scores scaled by SCALE. -> (B, H, T, D).
+// On a GPU, grouped heads with a mask (packed rows, a sliding window) or in fp32 are expanded to H
+// heads first (expand_kv_heads): no fused kernel there takes both, and the fallback would hold the
+// (B, H, T, T) scores.
 torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
                                      int64_t window, double dropout, bool training, const torch::Tensor& mask = {});
+
+// KV (B, H_kv, T, D) with each head repeated for the H / H_kv query heads it serves, consecutive,
+// as transformers' repeat_kv does: (B, H, T, D).
+torch::Tensor expand_kv_heads(const torch::Tensor& kv, int64_t heads);
 
 // Root-mean-square normalisation with a learned scale, computed in fp32 and scaled in the input's
 // dtype, as transformers' LlamaRMSNorm: weight * (x / sqrt(mean(x^2) + eps)).

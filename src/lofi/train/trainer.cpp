@@ -596,6 +596,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   const dist::DevicePlan plan = dist::plan_device(tc.device, env.local_rank, env.local_world_size, topo.node_rank,
                                                   topo.node_size, build.gpus, build.cuda_compiled, "train.device");
   dist::check_precision(tc.precision, plan.device, "train.precision");
+  dist::use_device(plan.device);
   std::unique_ptr<run::NodeDirLock> lock = claim_run_dir(config, topo, env.rank, start);
   const run::RunDir run_dir(config.run.dir);
   const run::NodeDir my_dir = run_dir.node(topo.node);
