@@ -228,8 +228,16 @@ void Comm::check_in(const CommOptions& options) {
   // rank 0 with every worker (naming the ranks), so all of them stop here, before any collective.
   if (options.settings.empty()) return;
   const std::string remedy = "; start every worker of a job with the same config and --set flags";
+  // Rank 0 stops on a difference too; where it hosts the store, it first waits for the differing
+  // ranks' marks that they have read its settings, so the store is not gone before they say theirs.
+  auto read_mark = [&](int64_t rank) { return cat("lofi/", attempt_, "/settings-read/", rank); };
   if (env_.rank != 0) {
     const std::optional<CheckIn> first = read_check_in(*store_, 0);
+    try {
+      store_->set(read_mark(env_.rank), to_bytes("1"));
+    } catch (const std::exception&) {
+      // the store is gone: rank 0 stopped, and says why
+    }
     if (first && !first->settings.empty() && first->settings != options.settings)
       fail("rendezvous: rank ", env_.rank, "'s settings differ from rank 0's: ",
            settings_difference(options.settings, first->settings, 0), remedy);
@@ -242,9 +250,17 @@ void Comm::check_in(const CommOptions& options) {
       if (differing.empty()) first_difference = settings_difference(options.settings, other->settings, r);
       differing.push_back(std::to_string(r));
     }
-  if (!differing.empty())
+  if (!differing.empty()) {
+    std::vector<std::string> marks;
+    for (const std::string& r : differing) marks.push_back(read_mark(std::stoll(r)));
+    try {
+      store_->wait(marks, to_ms(std::min(timeout_s_, 10.0)));
+    } catch (const std::exception&) {
+      // a rank that stopped before its mark: nothing more to wait for
+    }
     fail("rendezvous: rank", differing.size() > 1 ? "s " : " ", join(differing, ", "),
          " run other settings than rank 0 (each names the keys): ", first_difference, remedy);
+  }
 }
 
 std::string Comm::node_backend(const std::string& mine) {
@@ -280,7 +296,10 @@ void Comm::mean(c10d::Backend& group, int64_t group_size, const std::vector<torc
 
 void Comm::wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
   try {
-    work->wait(to_ms(timeout_s_));
+    // NCCL's work: the current stream waits for it, the host does not (a step never waits for the
+    // GPU); its group's watchdog ends the worker after dist.timeout_s, naming the collective.
+    if (is_nccl_work(*work)) work->wait();
+    else work->wait(to_ms(timeout_s_));
   } catch (const std::exception& e) {
     fail(what, " failed (rank ", env_.rank, "): ", explain_collective_error(e.what(), timeout_s_));
   }

@@ -100,6 +100,8 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d:
   return group;
 }
 
+bool is_nccl_work(const c10d::Work& work) { return dynamic_cast<const c10d::ProcessGroupNCCL::WorkNCCL*>(&work) != nullptr; }
+
 #else
 
 torch::Tensor to_device(const torch::Tensor& host, const torch::Device& device) { return host.to(device); }
@@ -119,6 +121,8 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d:
                                                   int, double, int) {
   fail("NCCL: this lofi was built against a LibTorch without CUDA; CUDA workers of one node cannot all-reduce");
 }
+
+bool is_nccl_work(const c10d::Work&) { return false; }
 
 #endif
 

@@ -18,4 +18,9 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_group(const c10::intrusive_ptr<c10d:
                                                   const std::string& prefix, int rank, int size, double timeout_s,
                                                   int device_index);
 
+// Whether WORK is an NCCL group's. Its wait with a timeout would hold the host until the GPU has
+// run the collective (ProcessGroupNCCL's WorkNCCL::wait busy-waits whenever given one); without
+// one it only makes the current stream wait, and the group's watchdog enforces TIMEOUT_S.
+bool is_nccl_work(const c10d::Work& work);
+
 }  // namespace lofi::dist
