@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "lofi/eval/perplexity.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/model/blocks.h"
 #include "lofi/model/opt.h"
@@ -178,6 +179,34 @@ TEST(CausalLm, LossFallsWhenOverfittingOneBatch) {
   }
   EXPECT_NEAR(first, std::log(50.0), 0.3);  // near-uniform at init
   EXPECT_LT(last, 0.3 * first);
+}
+
+// Evaluation's log-probabilities, made over chunks of tokens, equal the whole (B, T, V)
+// log-softmax's: of one model and of an ensemble (the log of the mean probability), for each
+// target and for the token after the last.
+TEST(CausalLm, ChunkedLogProbsEqualTheWholeLogSoftmax) {
+  torch::manual_seed(5);
+  std::vector<CausalLm> members;
+  for (const char* arch : {"llama", "llama"}) {
+    members.push_back(make_causal_lm(tiny(arch)));
+    init_causal_lm_weights(*members.back());
+    members.back()->eval();
+  }
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::randint(50, {3, 7}), y = torch::randint(50, {3, 7});  // (B, T)
+  auto whole = [](CausalLm& m, const torch::Tensor& x) { return torch::log_softmax(m->forward(x).to(torch::kFloat32), -1); };
+  const torch::Tensor one = whole(members[0], x);                                                                 // (B, T, V)
+  const torch::Tensor mix = torch::logsumexp(torch::stack({one, whole(members[1], x)}), 0) - std::log(2.0);     // (B, T, V)
+  for (int64_t chunk : {int64_t{1}, int64_t{4}, int64_t{0}}) {  // 21 tokens: uneven chunks, and the default
+    const eval::LogProbs a = eval::model_log_probs(*members[0], chunk), e = eval::ensemble_log_probs(members, chunk);
+    EXPECT_LE((a.of_targets(x, y) - one.gather(2, y.unsqueeze(2)).squeeze(2)).abs().max().item<double>(), 1e-6) << chunk;
+    EXPECT_LE((e.of_targets(x, y) - mix.gather(2, y.unsqueeze(2)).squeeze(2)).abs().max().item<double>(), 1e-6) << chunk;
+    EXPECT_LE((a.of_next(x) - one.select(1, 6)).abs().max().item<double>(), 1e-6);
+    EXPECT_LE((e.of_next(x) - mix.select(1, 6)).abs().max().item<double>(), 1e-6);
+  }
+  // An ignored target (-100) reads as token 0.
+  const torch::Tensor ignored = torch::full({3, 7}, -100, torch::kLong);
+  EXPECT_LE((eval::model_log_probs(*members[0], 4).of_targets(x, ignored) - one.select(2, 0)).abs().max().item<double>(), 1e-6);
 }
 
 TEST(Weights, RoundTripThroughSafetensors) {

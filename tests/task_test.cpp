@@ -51,7 +51,9 @@ TEST(TaskAccuracy, LogLikelihoodsEqualTransformersForAModelAndAnEnsemble) {
 
 // A stand-in model for scoring rules: every token equally likely, or a scripted generation.
 eval::LogProbs uniform_log_probs(int64_t vocab) {
-  return [vocab](const torch::Tensor& x) { return torch::full({x.size(0), x.size(1), vocab}, -std::log(static_cast<double>(vocab))); };
+  const double each = -std::log(static_cast<double>(vocab));
+  return {[each](const torch::Tensor& x, const torch::Tensor&) { return torch::full({x.size(0), x.size(1)}, each); },
+          [each, vocab](const torch::Tensor& x) { return torch::full({x.size(0), vocab}, each); }};
 }
 
 TEST(TaskAccuracy, AccNormDividesByCharactersAccBytesByBytes) {
@@ -81,9 +83,10 @@ TEST(TaskAccuracy, AnAnswerEndsAtALineBreakAfterText) {
   std::vector<int64_t> script;  // a model that says this, a token a step
   for (uint32_t id : tokenizer.encode("\n Rome.\nQuestion: and of France?", false)) script.push_back(id);
   const int64_t vocab = tokenizer.vocab_size();
-  eval::LogProbs scripted = [&](const torch::Tensor& x) {
-    torch::Tensor lp = torch::full({1, x.size(1), vocab}, -30.0);
-    lp[0][x.size(1) - 1][script.at(static_cast<size_t>(x.size(1) - context_tokens))] = 0.0;
+  eval::LogProbs scripted;  // generation reads the next token alone
+  scripted.of_next = [&](const torch::Tensor& x) {
+    torch::Tensor lp = torch::full({1, vocab}, -30.0);
+    lp[0][script.at(static_cast<size_t>(x.size(1) - context_tokens))] = 0.0;
     return lp;
   };
   io::write_file_atomic(dir + "/t.jsonl", nlohmann::json{{"context", context}, {"answer", "Rome."}}.dump() + "\n" +

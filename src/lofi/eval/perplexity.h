@@ -17,11 +17,20 @@ struct LmScore {
   int64_t tokens = 0;     // tokens scored
 };
 
-// Log-probabilities (B, T, V), fp32, of the next token given inputs (B, T): what every score here
-// reads, of one model or of an ensemble (the log of the members' mean probability).
-using LogProbs = std::function<torch::Tensor(const torch::Tensor&)>;
-LogProbs model_log_probs(model::CausalLmImpl& lm);
-LogProbs ensemble_log_probs(std::vector<model::CausalLm>& members);
+// What every score here reads, of one model or of an ensemble (the log of the members' mean
+// probability), fp32. The (B, T, V) log-probabilities are never whole: they are made over chunks
+// of tokens (about 64M numbers each), as the training loss is (at Llama 3's 128,256 words a batch
+// of 8 x 2048 tokens would otherwise take 8 GB for each copy).
+struct LogProbs {
+  // inputs (B, T), targets (B, T) -> (B, T): log p(target) after the inputs up to there; a negative
+  // target (an ignored one) reads as token 0, for the caller to leave out.
+  std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)> of_targets;
+  // inputs (B, T) -> (B, V): the log-probabilities of the token after each row's last.
+  std::function<torch::Tensor(const torch::Tensor&)> of_next;
+};
+// CHUNK_TOKENS: tokens per chunk (0: about 64M numbers' worth).
+LogProbs model_log_probs(model::CausalLmImpl& lm, int64_t chunk_tokens = 0);
+LogProbs ensemble_log_probs(std::vector<model::CausalLm>& members, int64_t chunk_tokens = 0);
 
 // Runs F with every model in eval mode (and no gradients), restoring their modes after.
 template <typename F>

@@ -154,8 +154,7 @@ TaskScore TaskScorer::score(const LogProbs& log_probs, const torch::Device& devi
         targets[static_cast<int64_t>(k)].narrow(0, length - m, m).copy_(torch::tensor(cont, torch::kLong));
         counted[static_cast<int64_t>(k)].narrow(0, length - m, m).fill_(true);
       }
-      const torch::Tensor lp = log_probs(dist::to_device(x, device));                                       // (B, T, V)
-      const torch::Tensor picked = lp.gather(2, dist::to_device(targets, device).unsqueeze(2)).squeeze(2);  // (B, T)
+      const torch::Tensor picked = log_probs.of_targets(dist::to_device(x, device), dist::to_device(targets, device));  // (B, T)
       const torch::Tensor sums = picked.where(dist::to_device(counted, device), 0.0).sum(1).to(torch::kCPU, torch::kDouble);  // (B)
       for (size_t k = 0; k < n; ++k) s.log_likelihoods[order[first + k].first][order[first + k].second] = sums[static_cast<int64_t>(k)].item<double>();
     }
@@ -187,7 +186,7 @@ TaskScore TaskScorer::score(const LogProbs& log_probs, const torch::Device& devi
       for (int64_t n = 0; n < options_.max_new_tokens; ++n) {
         const int64_t window = std::min<int64_t>(static_cast<int64_t>(tokens.size()), max_seq_len_);
         torch::Tensor x = torch::tensor(std::vector<int64_t>(tokens.end() - window, tokens.end()), torch::kLong).unsqueeze(0);  // (1, T)
-        const int64_t next = log_probs(dist::to_device(x, device))[0][window - 1].argmax().item<int64_t>();
+        const int64_t next = log_probs.of_next(dist::to_device(x, device))[0].argmax().item<int64_t>();
         if (std::find(stop_ids_.begin(), stop_ids_.end(), next) != stop_ids_.end()) break;
         tokens.push_back(next);
         generated.push_back(static_cast<uint32_t>(next));
