@@ -31,11 +31,12 @@
 #                 random weights, a full fine-tune with train.param_dtype = "bf16" (fp32 masters)
 #                 and every block checkpointed: lofi alone, its peak beside the memory plan's
 #         demo    lofi demo --only language on the GPU (train.device "auto"): wall time, its table
-#       By default the tests; Llama's lofi, torch.compile, eager and transformers eager; the demo;
-#       the same four for OPT; then transformers compiled, Llama's and OPT's (the longest warm-ups);
-#       then the 8B LoRA shape, lofi and PEFT, and the 3B bf16 full fine-tune, when time is left.
+#       By default what each open measurement needs first: the tests; Llama's lofi and torch.compile;
+#       the 8B LoRA shape, lofi and PEFT; OPT's lofi and torch.compile; the 3B bf16 full fine-tune;
+#       the demo; then the eager and transformers rows, when time is left.
 #       A check with less than half its budget left is not started and says SKIP. $OUT gets summary.txt (one table, printed last), device-check.log
-#       (every command's output), cuda-tests.log, bench.jsonl, lofi-*-metrics.jsonl, demo-results.md.
+#       (every command's output) and details.tar.gz: cuda-tests.log, bench.jsonl, lofi-*-metrics.jsonl,
+#       lofi-*-profile.txt, demo-results.md (a device run brings back at most 8 files).
 #       The exit status is 0 whatever the checks found: the table says PASS / FAIL / SKIP, and a
 #       FAIL shows its log's last lines, never a number.
 #   scripts/device-check.sh               the fallback: builds lofi on the GPU machine itself, then
@@ -62,8 +63,7 @@
 # whatever hangs.
 #   --prebuilt: CUDA_TEST_S=90 (in CUDA_TEST_SHARDS=6 processes), LOFI_S=90 (one lofi train),
 #     EAGER_S=75 and COMPILE_S=150 (one Python reference, compile warm-up included), DEMO_S=180,
-#     TOTAL_BUDGET_S=455 (it ends within 8 minutes); CHECKS="tests llama demo opt llama8b-lora:lofi,hf-eager"
-#     (the last: Llama-3-8B's shape with rank-16 LoRA on a bf16 base, lofi against PEFT, when time is left);
+#     TOTAL_BUDGET_S=455 (it ends within 8 minutes); CHECKS as above;
 #     BENCH_IMPLS="lofi torch-compile torch-eager hf-eager hf-compile"; BENCH_SEQ=2048,
 #     BENCH_BATCH=8, BENCH_STEPS=20, BENCH_WARMUP=10 (rates over steps 10-20; multiples of 5, lofi
 #     logs every 5), BENCH_DEVICE=cuda, BENCH_PRECISION=bf16, PEAK_FLOPS=989e12 (H200 dense bf16);
@@ -904,8 +904,8 @@ prebuilt_tests() {
 
 # c. the benchmark shapes. N: parameters that do a matmul per token (the tied head counted once,
 # OPT's position embedding left out); attention: 12 L d T per token (PaLM's count, the full T x T).
-shape_of() {  # shape_of opt|llama|llama8b-lora|llama3b-bf16: sets SL SH SKV SD SFF SV STHETA SLABEL SARCH SLORA SBF16
-  SKV='' STHETA='' SARCH=$1 SLORA='' SBF16=''
+shape_of() {  # shape_of opt|llama|llama8b-lora|llama3b-bf16: sets SL SH SKV SD SFF SV STHETA SLABEL SARCH SLORA SBF16 SB
+  SKV='' STHETA='' SARCH=$1 SLORA='' SBF16='' SB=$BENCH_BATCH
   if [ "$1" = llama ]; then SL=16 SH=32 SKV=8 SD=2048 SFF=8192 SV=128256 STHETA=500000 SLABEL="Llama-3.2-1B shape"
   elif [ "$1" = llama8b-lora ]; then
     # Llama-3-8B's shape (random weights), rank-16 adapters on every linear layer, the base frozen in
@@ -913,6 +913,13 @@ shape_of() {  # shape_of opt|llama|llama8b-lora|llama3b-bf16: sets SL SH SKV SD 
     # FLOPs a token as for the others, though a frozen base skips the weight gradients (about 4 N).
     SL=32 SH=32 SKV=8 SD=4096 SFF=14336 SV=128256 STHETA=500000 SARCH=llama SLORA=16
     SLABEL="Llama-3-8B shape, LoRA r=16 all-linear, bf16 base"
+    # lofi's plan puts batch 8 x 2048 at about 103 GB: on a GPU of less than 120 GiB (an H100) both
+    # sides run half the batch.
+    local mib
+    mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2> /dev/null | head -1)
+    if [[ $mib =~ ^[0-9]+$ ]] && (( mib < 120 * 1024 && BENCH_BATCH > 1 )); then
+      SB=$(( BENCH_BATCH / 2 )) SLABEL="$SLABEL, batch $SB (a GPU of $(( mib / 1024 )) GiB)"
+    fi
   elif [ "$1" = llama3b-bf16 ]; then
     # Llama-3.2-3B's shape, a full fine-tune with bf16 weights and gradients, fp32 masters and
     # AdamW state (train.param_dtype = "bf16"), every block checkpointed: what one GPU holds of a
@@ -954,7 +961,7 @@ time_for() {
 bench_shape() {  # bench_shape opt|llama IMPL...
   local shape=$1 tok rc n n_ref line tps peak src smi flags=() impl script compile limit args json plan_peak plan_flags f
   shape_of "$shape"
-  section "c. benchmark: $SLABEL, seq $BENCH_SEQ x batch $BENCH_BATCH, $BENCH_PRECISION on $BENCH_DEVICE"
+  section "c. benchmark: $SLABEL, seq $BENCH_SEQ x batch $SB, $BENCH_PRECISION on $BENCH_DEVICE"
   n=$(n_params "$shape")
   grep -q "^$shape"$'\t' "$SHAPES" ||
     printf '%s\t%s\t%s\t%s\n' "$shape" "$n" "$(( 12 * SL * SD * BENCH_SEQ ))" "$SLABEL" >> "$SHAPES"
@@ -964,7 +971,7 @@ bench_shape() {  # bench_shape opt|llama IMPL...
   fi
   flags=(--set "model.n_layer=$SL" --set "model.n_head=$SH" --set "model.d_model=$SD" --set "model.d_ff=$SFF"
          --set "model.vocab_size=$SV" --set "model.max_seq_len=$BENCH_SEQ" --set "data.seq_len=$BENCH_SEQ"
-         --set "train.batch_size=$BENCH_BATCH" --set "train.steps=$BENCH_STEPS" --set train.log_every=5
+         --set "train.batch_size=$SB" --set "train.steps=$BENCH_STEPS" --set train.log_every=5
          --set train.warmup_steps=5 --set "train.device=$BENCH_DEVICE" --set "train.precision=$BENCH_PRECISION"
          --set "data.train=$tok" --set train.ckpt_every=0 --set "run.dir=$WORK/$shape-lofi" --quiet)
   # Profiled steps (3 after a 3-step warm-up) end before the measured ones begin.
@@ -1014,7 +1021,7 @@ bench_shape() {  # bench_shape opt|llama IMPL...
     compile=false limit=$EAGER_S
     if [[ $impl == *-compile ]]; then compile=true limit=$COMPILE_S; fi
     args=$(printf '{"arch":"%s","n_layer":%d,"n_head":%d,"d_model":%d,"d_ff":%d,"vocab_size":%d,"max_seq_len":%d,"seq_len":%d,"batch":%d,"steps":%d,"warmup":%d,"compile":%s,"device":"%s","precision":"%s","data":"%s"%s}' \
-      "$SARCH" "$SL" "$SH" "$SD" "$SFF" "$SV" "$BENCH_SEQ" "$BENCH_SEQ" "$BENCH_BATCH" "$BENCH_STEPS" "$BENCH_WARMUP" \
+      "$SARCH" "$SL" "$SH" "$SD" "$SFF" "$SV" "$BENCH_SEQ" "$BENCH_SEQ" "$SB" "$BENCH_STEPS" "$BENCH_WARMUP" \
       "$compile" "$BENCH_DEVICE" "$BENCH_PRECISION" "$tok" \
       "$([ "$SARCH" = llama ] && echo ",\"n_kv_head\":$SKV,\"rope_theta\":$STHETA,\"tie_word_embeddings\":true")$([ -n "$SLORA" ] && echo ",\"lora_rank\":$SLORA,\"lora_alpha\":$(( 2 * SLORA )),\"base_dtype\":\"bf16\"")")
     begin_step "$limit"
@@ -1103,7 +1110,7 @@ prebuilt_summary() {
         for (k = 1; k <= ns; k++) for (i = 1; i <= NR; i++) if (sh[i] == order[k]) line(i)
       }' "$ROWS"
     echo
-    echo "$(grep -c $'\tPASS\t' "$ROWS") PASS, $(grep -c $'\tFAIL\t' "$ROWS") FAIL, $(grep -c $'\tSKIP\t' "$ROWS") SKIP in $total s (logs: device-check.log, cuda-tests.log, bench.jsonl)"
+    echo "$(grep -c $'\tPASS\t' "$ROWS") PASS, $(grep -c $'\tFAIL\t' "$ROWS") FAIL, $(grep -c $'\tSKIP\t' "$ROWS") SKIP in $total s (logs: device-check.log; cuda-tests.log, bench.jsonl and the rest in details.tar.gz)"
   } > "$SUMMARY"
   cat "$SUMMARY" >> "$LOG"
   # What comes back is at most 16 MB a file.
@@ -1129,6 +1136,21 @@ prebuilt() {
     done
   fi
   prebuilt_summary
+  prebuilt_bundle
+}
+
+# A device run brings back at most 8 files: summary.txt and device-check.log stay as they are, the
+# rest (cuda-tests.log, bench.jsonl, each shape's metrics and profile, the demo's results) goes into
+# details.tar.gz.
+prebuilt_bundle() {
+  local f rest=()
+  for f in "$OUT"/*; do
+    case ${f##*/} in summary.txt | device-check.log | details.tar.gz) ;; *) rest+=("${f##*/}") ;; esac
+  done
+  (( ${#rest[@]} == 0 )) && return
+  if tar -C "$OUT" -czf "$OUT/details.tar.gz" "${rest[@]}"; then
+    (cd "$OUT" && rm -rf "${rest[@]}")
+  fi
 }
 
 # ---- main -------------------------------------------------------------------------------------------
@@ -1157,7 +1179,7 @@ BUILD=${BUILD_DIR:-build-gpu}
 if [ "$MODE" = prebuilt ]; then
   BENCH_STEPS=${BENCH_STEPS:-20} BENCH_WARMUP=${BENCH_WARMUP:-10}
   # CHECKS="" checks that lofi starts, nothing more.
-  CHECKS=${CHECKS-tests llama:lofi,torch-compile,torch-eager,hf-eager demo opt:lofi,torch-compile,torch-eager,hf-eager llama:hf-compile opt:hf-compile llama8b-lora:lofi,hf-eager llama3b-bf16:lofi}
+  CHECKS=${CHECKS-tests llama:lofi,torch-compile llama8b-lora:lofi,hf-eager opt:lofi,torch-compile llama3b-bf16:lofi demo llama:torch-eager,hf-eager opt:torch-eager,hf-eager llama:hf-compile opt:hf-compile}
   BENCH_IMPLS=${BENCH_IMPLS:-lofi torch-compile torch-eager hf-eager hf-compile}
   BENCH_DEVICE=${BENCH_DEVICE:-cuda} BENCH_PRECISION=${BENCH_PRECISION:-bf16}
   CUDA_TEST_S=${CUDA_TEST_S:-90} CUDA_TEST_SHARDS=${CUDA_TEST_SHARDS:-6} LOFI_S=${LOFI_S:-90} EAGER_S=${EAGER_S:-75} COMPILE_S=${COMPILE_S:-150}

@@ -50,7 +50,8 @@ std::vector<int64_t> generate(model::CausalLmImpl& lm, const std::vector<int64_t
     torch::Tensor input = torch::tensor(std::vector<int64_t>(tokens.end() - window, tokens.end()), torch::kInt64)
                               .unsqueeze(0)
                               .to(device);                                   // (1, T)
-    torch::Tensor logits = lm.forward(input)[0][window - 1].to(torch::kCPU, torch::kFloat32);  // (V)
+    // The head on the last position alone: (1, T, E) -> (E) -> (V), never the (T, V) logits.
+    torch::Tensor logits = lm.head(lm.hidden(input)[0][window - 1]).to(torch::kCPU, torch::kFloat32);  // (V)
     // The weights were checked finite; activations can still overflow, and an argmax over NaN
     // would pick token 0 forever, silently.
     if (!torch::isfinite(logits).all().item<bool>())
