@@ -61,7 +61,8 @@
 # capped by what is left of its step's budget and of the whole TOTAL_BUDGET_S (470; 455 for
 # --prebuilt; 10 s kept for the summary), so the script ends within about TOTAL_BUDGET_S + 15 s
 # whatever hangs.
-#   --prebuilt: CUDA_TEST_S=90 (in CUDA_TEST_SHARDS=6 processes), LOFI_S=90 (one lofi train),
+#   --prebuilt: CUDA_TEST_S=90 (in CUDA_TEST_SHARDS=6 processes), LOFI_S=90 (one lofi train; LOFI_BIG_S=200
+#     for the 8B and 3B shapes),
 #     EAGER_S=75 and COMPILE_S=150 (one Python reference, compile warm-up included), DEMO_S=180,
 #     TOTAL_BUDGET_S=455 (it ends within 8 minutes); CHECKS as above;
 #     BENCH_IMPLS="lofi torch-compile torch-eager hf-eager hf-compile"; BENCH_SEQ=2048,
@@ -986,10 +987,14 @@ bench_shape() {  # bench_shape opt|llama IMPL...
   shift
   for impl in "$@"; do
     if [ "$impl" = lofi ]; then
-      begin_step "$LOFI_S"
-      time_for "$shape lofi" "$LOFI_S" "$shape" || continue
+      # The 8B and 3B shapes build billions of random weights on the host first, and the 3B run
+      # ends by writing its checkpoint (fp32 weights and AdamW state, about 50 GB): LOFI_BIG_S.
+      local lofi_s=$LOFI_S
+      [ -n "$SLORA$SBF16" ] && lofi_s=$LOFI_BIG_S
+      begin_step "$lofi_s"
+      time_for "$shape lofi" "$lofi_s" "$shape" || continue
       gpu_mem_sampler_start "$WORK/mem-$shape-lofi.txt"
-      bounded "$shape-lofi" "$LOFI_S" "${LOFI[@]}" train "${flags[@]}"
+      bounded "$shape-lofi" "$lofi_s" "${LOFI[@]}" train "${flags[@]}"
       rc=$?
       smi=$(gpu_mem_sampler_stop "$WORK/mem-$shape-lofi.txt")
       if (( rc == 0 )) && json=$("$PY" bench/metrics_rate.py "$WORK/$shape-lofi" "$BENCH_WARMUP" --json 2>> "$LOG"); then
@@ -1182,7 +1187,8 @@ if [ "$MODE" = prebuilt ]; then
   CHECKS=${CHECKS-tests llama:lofi,torch-compile llama8b-lora:lofi,hf-eager opt:lofi,torch-compile llama3b-bf16:lofi demo llama:torch-eager,hf-eager opt:torch-eager,hf-eager llama:hf-compile opt:hf-compile}
   BENCH_IMPLS=${BENCH_IMPLS:-lofi torch-compile torch-eager hf-eager hf-compile}
   BENCH_DEVICE=${BENCH_DEVICE:-cuda} BENCH_PRECISION=${BENCH_PRECISION:-bf16}
-  CUDA_TEST_S=${CUDA_TEST_S:-90} CUDA_TEST_SHARDS=${CUDA_TEST_SHARDS:-6} LOFI_S=${LOFI_S:-90} EAGER_S=${EAGER_S:-75} COMPILE_S=${COMPILE_S:-150}
+  CUDA_TEST_S=${CUDA_TEST_S:-90} CUDA_TEST_SHARDS=${CUDA_TEST_SHARDS:-6} LOFI_S=${LOFI_S:-90} LOFI_BIG_S=${LOFI_BIG_S:-200}
+  EAGER_S=${EAGER_S:-75} COMPILE_S=${COMPILE_S:-150}
   DEMO_S=${DEMO_S:-180}
   PEAK_FLOPS=${PEAK_FLOPS:-989e12}
   if [ ! -x "$PY" ]; then
