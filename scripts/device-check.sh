@@ -948,6 +948,29 @@ with open(sys.argv[1], "wb") as f:
 PYEOF
 }
 
+# init_dir_for SHAPE (after shape_of): a Hugging Face directory of random bf16 weights of the shape,
+# made once by transformers on $BENCH_DEVICE, its path on stdout. lofi's own random init draws on
+# the host, one number at a time (PyTorch's CPU normal_ is serial): minutes for the 8B shape, where
+# a fine-tune starts from a pretrained directory anyway, as this one.
+init_dir_for() {
+  local dir=$WORK/init-$1
+  if [ ! -f "$dir/config.json" ]; then
+    timeout "$(cap 240)" "$PY" - "$dir" "$SL" "$SH" "$SKV" "$SD" "$SFF" "$SV" "$STHETA" "$BENCH_SEQ" "$BENCH_DEVICE" >> "$LOG" 2>&1 << 'PYEOF' || return 1
+import sys, torch, transformers
+out, L, H, KV, D, FF, V, theta, T, dev = sys.argv[1:]
+cfg = transformers.LlamaConfig(vocab_size=int(V), hidden_size=int(D), intermediate_size=int(FF), num_hidden_layers=int(L),
+                               num_attention_heads=int(H), num_key_value_heads=int(KV), max_position_embeddings=int(T),
+                               rope_theta=float(theta), tie_word_embeddings=True)
+torch.set_default_dtype(torch.bfloat16)
+with torch.device(dev):
+    model = transformers.LlamaForCausalLM(cfg)
+model.save_pretrained(out)
+print(f"init: {sum(p.numel() for p in model.parameters())} bf16 weights written to {out}")
+PYEOF
+  fi
+  echo "$dir"
+}
+
 # time_for NAME BUDGET: true when at least half of BUDGET is left; else NAME's row says SKIP (a run
 # started with less would most likely time out and say FAIL for want of time, not of lofi).
 time_for() {
@@ -987,14 +1010,21 @@ bench_shape() {  # bench_shape opt|llama IMPL...
   shift
   for impl in "$@"; do
     if [ "$impl" = lofi ]; then
-      # The 8B and 3B shapes build billions of random weights on the host first, and the 3B run
-      # ends by writing its checkpoint (fp32 weights and AdamW state, about 50 GB): LOFI_BIG_S.
+      # The 8B and 3B shapes load billions of weights first (init_dir_for), and the 3B run ends by
+      # writing its checkpoint (fp32 weights and AdamW state, about 50 GB): LOFI_BIG_S.
       local lofi_s=$LOFI_S
       [ -n "$SLORA$SBF16" ] && lofi_s=$LOFI_BIG_S
       begin_step "$lofi_s"
       time_for "$shape lofi" "$lofi_s" "$shape" || continue
+      local init=() init_dir=''
+      if [ -n "$SLORA$SBF16" ]; then  # billions of weights: from a pretrained-style directory
+        if ! init_dir=$(init_dir_for "$shape"); then
+          row "$shape lofi" FAIL "$shape" "" "" "" "could not write random initial weights with transformers (device-check.log)"; continue
+        fi
+        init=(--set "model.init=$init_dir")
+      fi
       gpu_mem_sampler_start "$WORK/mem-$shape-lofi.txt"
-      bounded "$shape-lofi" "$lofi_s" "${LOFI[@]}" train "${flags[@]}"
+      bounded "$shape-lofi" "$lofi_s" "${LOFI[@]}" train "${flags[@]}" "${init[@]}"
       rc=$?
       smi=$(gpu_mem_sampler_stop "$WORK/mem-$shape-lofi.txt")
       if (( rc == 0 )) && json=$("$PY" bench/metrics_rate.py "$WORK/$shape-lofi" "$BENCH_WARMUP" --json 2>> "$LOG"); then
@@ -1010,12 +1040,15 @@ bench_shape() {  # bench_shape opt|llama IMPL...
         echo "{\"shape\": \"$shape\", \"impl\": \"lofi\", \"lofi_rate\": $json, \"nvidia_smi_peak_mib\": ${smi:-null}}" >> "$OUT/bench.jsonl"
         # The memory plan's peak for the same run (lofi plan), beside the measured one.
         plan_flags=()
-        for f in "${flags[@]}"; do [ "$f" = --quiet ] || plan_flags+=("$f"); done
+        for f in "${flags[@]}" "${init[@]}"; do [ "$f" = --quiet ] || plan_flags+=("$f"); done
         plan_peak=$("${LOFI[@]}" plan "${plan_flags[@]}" 2>> "$LOG" | awk '$1 == "peak" { print $2 " " $3 }')
         row "$shape lofi" PASS "$shape" "$tps" "$peak" "$src" "lofi train, rate over steps $BENCH_WARMUP-$BENCH_STEPS, memory plan's peak ${plan_peak:-?}$([ -z "$peak" ] && echo "; $src")"
       else
         row "$shape lofi" "$(verdict $rc)" "$shape" "" "" "" "$(why $rc)"; tail_of "$shape-lofi"
       fi
+      # The machine's disk is small: the random weights (16 GB for the 8B shape) and the run's
+      # final checkpoint (fp32 weights and AdamW state) go once measured.
+      [ -n "$init_dir" ] && rm -rf "$init_dir" "$WORK/$shape-lofi/node-00/ckpt"
       continue
     fi
     case $impl in
