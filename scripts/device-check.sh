@@ -67,7 +67,7 @@
 #     TOTAL_BUDGET_S=455 (it ends within 8 minutes); CHECKS as above;
 #     BENCH_IMPLS="lofi torch-compile torch-eager hf-eager hf-compile"; BENCH_SEQ=2048,
 #     BENCH_BATCH=8, BENCH_STEPS=20, BENCH_WARMUP=10 (rates over steps 10-20; multiples of 5, lofi
-#     logs every 5), BENCH_DEVICE=cuda, BENCH_PRECISION=bf16, PEAK_FLOPS=989e12 (H200 dense bf16);
+#     logs every 5), BENCH_DEVICE=cuda, BENCH_PRECISION=bf16, PEAK_FLOPS=989e12 (H100 / H200 SXM dense bf16);
 #     BENCH_PROFILE_STEPS=N profiles N of lofi's steps (train.profile_steps: before the measured
 #     ones) and prints each shape's table under the summary (lofi-SHAPE-profile.txt);
 #     BENCH_TINY=1 shrinks both shapes (with BENCH_DEVICE=cpu BENCH_PRECISION=fp32: a CPU smoke test).
@@ -602,7 +602,7 @@ N = V * D + L * (4 * (D * D + D) + (D * FF + FF) + (FF * D + D) + 4 * D) + 2 * D
 tps = {k: float(v) for k, v in rows.items() if v}
 mfu = {k: 6 * N * v / peak for k, v in tps.items()}
 print("OPT-125M shape: %d layers, d %d, d_ff %d, vocab %d; seq %d x batch %d; bf16" % (L, D, FF, V, T, B))
-print("N = %.2fM parameters without position embeddings; MFU = 6 N tokens/s / %.0f TFLOP/s (H200 dense bf16)" % (N / 1e6, peak / 1e12))
+print("N = %.2fM parameters without position embeddings; MFU = 6 N tokens/s / %.0f TFLOP/s (H100 / H200 SXM dense bf16)" % (N / 1e6, peak / 1e12))
 print("%-22s %12s %7s %9s %12s" % ("", "tokens/s", "MFU", "GPU mem", "lofi / this"))
 for k, label in (("lofi", "lofi train"), ("eager", "PyTorch eager"), ("compile", "torch.compile")):
     if k not in tps:
@@ -1111,7 +1111,7 @@ prebuilt_summary() {
     echo "lofi device check --prebuilt, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $total s; pack from $(info_value COMMIT 2> /dev/null)"
     echo "machine: ${MACHINE:-?}"
     echo "benchmark: seq $BENCH_SEQ x batch $BENCH_BATCH, $([ "$BENCH_PRECISION" = bf16 ] && echo "bf16 autocast" || echo "$BENCH_PRECISION"), fp32 master weights, fused AdamW, clip 1.0, on $BENCH_DEVICE;"
-    echo "  tokens/s over steps $BENCH_WARMUP-$BENCH_STEPS; MFU = 6 N tokens/s / $(awk -v p="$PEAK_FLOPS" 'BEGIN { print p / 1e12 }') TFLOP/s (H200 dense bf16 peak);"
+    echo "  tokens/s over steps $BENCH_WARMUP-$BENCH_STEPS; MFU = 6 N tokens/s / $(awk -v p="$PEAK_FLOPS" 'BEGIN { print p / 1e12 }') TFLOP/s (H100 / H200 SXM dense bf16 peak);"
     echo "  MFU+attn adds 12 L d T FLOPs per token (attention scores and values, PaLM's count) for every row alike;"
     echo "  peak mem = the CUDA caching allocator's peak allocated bytes (torch.cuda.max_memory_allocated; lofi's"
     echo "  metrics.jsonl peak_memory_bytes), GiB; '*' = nvidia-smi's used memory instead (lofi logged no peak),"
