@@ -230,11 +230,11 @@ void Comm::check_in(const CommOptions& options) {
   const std::string remedy = "; start every worker of a job with the same config and --set flags";
   // Rank 0 stops on a difference too; where it hosts the store, it first waits for the differing
   // ranks' marks that they have read its settings, so the store is not gone before they say theirs.
-  auto read_mark = [&](int64_t rank) { return cat("lofi/", attempt_, "/settings-read/", rank); };
+  auto read_mark = [&](const std::string& rank) { return cat("lofi/", attempt_, "/settings-read/", rank); };
   if (env_.rank != 0) {
     const std::optional<CheckIn> first = read_check_in(*store_, 0);
     try {
-      store_->set(read_mark(env_.rank), to_bytes("1"));
+      store_->set(read_mark(std::to_string(env_.rank)), to_bytes("1"));
     } catch (const std::exception&) {
       // the store is gone: rank 0 stopped, and says why
     }
@@ -252,7 +252,7 @@ void Comm::check_in(const CommOptions& options) {
     }
   if (!differing.empty()) {
     std::vector<std::string> marks;
-    for (const std::string& r : differing) marks.push_back(read_mark(std::stoll(r)));
+    for (const std::string& r : differing) marks.push_back(read_mark(r));
     try {
       store_->wait(marks, to_ms(std::min(timeout_s_, 10.0)));
     } catch (const std::exception&) {
