@@ -6,6 +6,7 @@
 #include "lofi/io/safetensors.h"
 #include "lofi/model/blocks.h"
 #include "lofi/model/opt.h"
+#include "lofi/model/seeded_init.h"
 #include "lofi/model/weights.h"
 #include "test_util.h"
 
@@ -41,7 +42,7 @@ TEST(CausalLm, ParameterNamesAreHuggingFaceOpt) {
 TEST(CausalLm, LogitShapes) {
   torch::manual_seed(0);
   CausalLm gpt = make_causal_lm(tiny());
-  init_causal_lm_weights(*gpt);
+  init_causal_lm_weights(*gpt, 0);
   torch::Tensor tokens = torch::randint(0, 50, {3, 7});
   EXPECT_EQ(gpt->forward(tokens).sizes(), torch::IntArrayRef({3, 7, 50}));
   EXPECT_THROW(gpt->forward(torch::randint(0, 50, {1, 13})), std::exception);  // longer than max_seq_len
@@ -50,7 +51,7 @@ TEST(CausalLm, LogitShapes) {
 TEST(CausalLm, TokensNeverSeeTheFuture) {
   torch::manual_seed(0);
   CausalLm gpt = make_causal_lm(tiny());
-  init_causal_lm_weights(*gpt);
+  init_causal_lm_weights(*gpt, 0);
   gpt->eval();
   torch::Tensor a = torch::randint(0, 50, {1, 10});
   torch::Tensor b = a.clone();
@@ -85,7 +86,7 @@ TEST(CausalLm, EveryLayoutIsCausalAndTrains) {
     SCOPED_TRACE(c.arch + (c.do_layer_norm_before ? "" : " post-LN"));
     torch::manual_seed(0);
     CausalLm lm = make_causal_lm(c);
-    init_causal_lm_weights(*lm);
+    init_causal_lm_weights(*lm, 0);
     lm->eval();
     torch::Tensor a = torch::randint(0, 50, {2, 12}), b = a.clone();
     b.index_put_({torch::indexing::Slice(), torch::indexing::Slice(8)}, torch::randint(0, 50, {2, 4}));
@@ -165,7 +166,7 @@ TEST(CausalLm, LlamaNamesAndShapesAreHuggingFaces) {
 TEST(CausalLm, LossFallsWhenOverfittingOneBatch) {
   torch::manual_seed(0);
   CausalLm gpt = make_causal_lm(tiny());
-  init_causal_lm_weights(*gpt);
+  init_causal_lm_weights(*gpt, 0);
   torch::Tensor window = torch::randint(0, 50, {4, 11});
   torch::Tensor x = window.narrow(1, 0, 10), y = window.narrow(1, 1, 10);
   torch::optim::AdamW opt(gpt->parameters(), torch::optim::AdamWOptions(3e-3));
@@ -189,7 +190,7 @@ TEST(CausalLm, ChunkedLogProbsEqualTheWholeLogSoftmax) {
   std::vector<CausalLm> members;
   for (const char* arch : {"llama", "llama"}) {
     members.push_back(make_causal_lm(tiny(arch)));
-    init_causal_lm_weights(*members.back());
+    init_causal_lm_weights(*members.back(), members.size());  // two members, two seeds
     members.back()->eval();
   }
   torch::NoGradGuard no_grad;
@@ -209,11 +210,52 @@ TEST(CausalLm, ChunkedLogProbsEqualTheWholeLogSoftmax) {
   EXPECT_LE((eval::model_log_probs(*members[0], 4).of_targets(x, ignored) - one.select(2, 0)).abs().max().item<double>(), 1e-6);
 }
 
+// The seeded normal draw is the same on one thread or several, over blocks of its own generators
+// (a tensor of 3.5 blocks), and is normal(mean, std) in fact.
+TEST(SeededInit, TheDrawIsTheSameWhateverTheThreadCount) {
+  const int threads = at::get_num_threads();
+  const int64_t n = 3 * kSeededInitBlock + kSeededInitBlock / 2;
+  torch::Tensor one = torch::empty({n}), two = torch::empty({n / 2, 2}), other = torch::empty({n});
+  at::set_num_threads(1);
+  seeded_normal_(one, 0.5, 0.02, 42);
+  at::set_num_threads(2);
+  seeded_normal_(two, 0.5, 0.02, 42);
+  seeded_normal_(other, 0.5, 0.02, 43);
+  at::set_num_threads(threads);
+  EXPECT_TRUE(torch::equal(one, two.view({-1})));
+  EXPECT_FALSE(torch::equal(one, other));
+  // Blocks differ from one another (each its own generator, not one seed repeated).
+  EXPECT_FALSE(torch::equal(one.narrow(0, 0, kSeededInitBlock), one.narrow(0, kSeededInitBlock, kSeededInitBlock)));
+  EXPECT_NEAR(one.mean().item<double>(), 0.5, 1e-4);
+  EXPECT_NEAR(one.std().item<double>(), 0.02, 1e-4);
+  torch::Tensor half = torch::empty({1000}, torch::kBFloat16);
+  seeded_normal_(half, 0.0, 1.0, 1);  // the parameter's own dtype
+  EXPECT_NEAR(half.to(torch::kFloat).std().item<double>(), 1.0, 0.1);
+}
+
+// Each parameter draws from its own stream, keyed by its name: a model with one more layer starts
+// its first layers, embedding and norms where the smaller model starts them; another seed differs.
+TEST(SeededInit, EachParameterHasItsOwnStream) {
+  LmConfig two = tiny("llama"), three = two;
+  three.n_layer = two.n_layer + 1;
+  CausalLm a = make_causal_lm(two), b = make_causal_lm(three), c = make_causal_lm(two);
+  init_causal_lm_weights(*a, 9);
+  init_causal_lm_weights(*b, 9);
+  init_causal_lm_weights(*c, 10);
+  const auto pa = a->named_parameters(), pb = b->named_parameters(), pc = c->named_parameters();
+  // Two weights of one shape draw apart.
+  EXPECT_FALSE(torch::equal(pa["model.layers.0.self_attn.q_proj.weight"], pa["model.layers.1.self_attn.q_proj.weight"]));
+  for (const auto& item : a->named_parameters()) {
+    EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
+    if (item.value().dim() >= 2) EXPECT_FALSE(torch::equal(item.value(), pc[item.key()])) << item.key();
+  }
+}
+
 TEST(Weights, RoundTripThroughSafetensors) {
   std::string path = test::scratch_dir() + "/w.safetensors";
   torch::manual_seed(1);
   CausalLm a = make_causal_lm(tiny()), b = make_causal_lm(tiny());
-  init_causal_lm_weights(*a);
+  init_causal_lm_weights(*a, 1);
   io::save_safetensors(path, module_weights(*a));
   io::SafetensorsFile file(path);
   load_module_weights(*b, file);

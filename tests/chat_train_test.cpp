@@ -30,7 +30,7 @@ TEST(ChatTrain, PackedRowGivesEachSampleWhatItGetsAlone) {
   for (const std::string arch : {"opt", "gpt2", "llama", "mistral"}) {
     torch::manual_seed(3);
     model::CausalLm lm = model::make_causal_lm(small_lm(arch));
-    model::init_causal_lm_weights(*lm);
+    model::init_causal_lm_weights(*lm, 3);
     lm->eval();
     torch::NoGradGuard no_grad;
     // Row 0: samples of 5, 9 and 4 tokens, then 2 of padding; row 1: 11 and 9 tokens.

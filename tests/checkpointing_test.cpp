@@ -40,7 +40,7 @@ TEST(ActivationCheckpointing, LossesAndGradientsEqualThePlainBackward) {
       for (bool frozen_embedding : {false, true}) {
         torch::manual_seed(5);
         CausalLm lm = make_causal_lm(block_lm(arch));
-        init_causal_lm_weights(*lm);
+        init_causal_lm_weights(*lm, 5);
         if (frozen_embedding) lm->token_embedding().requires_grad_(false);
         const torch::Tensor tokens = torch::randint(97, {2, 21}, torch::kLong);
         const Packing packing = packed ? pack_rows(segments) : Packing{};

@@ -64,12 +64,16 @@ TEST(DeferredWeights, ASeededModelBuiltInPiecesEqualsTheOrdinaryBuild) {
     train::ModelConfig c = model_of(bf16 ? std::vector<std::string>(sets.begin(), sets.end() - 1) : sets);
     if (bf16) c.dtype = "bf16";  // a base made in bf16 (a LoRA run's; built the same way)
     SCOPED_TRACE(c.arch + " " + c.dtype);
+    // Neither build draws from torch's default stream (each parameter has a stream of its own).
+    torch::manual_seed(11);
+    const torch::Tensor untouched = torch::rand({4});
+    torch::manual_seed(11);
     model::CausalLm whole = family::make_lm(c, 7);
-    const torch::Tensor after_whole = torch::rand({4});
+    EXPECT_TRUE(torch::equal(torch::rand({4}), untouched));
     model::DeferredWeights deferred;
+    torch::manual_seed(11);
     model::CausalLm pieces = family::make_lm(c, 7, &deferred);
-    // The random stream moved on as the ordinary build moved it.
-    EXPECT_TRUE(torch::equal(torch::rand({4}), after_whole));
+    EXPECT_TRUE(torch::equal(torch::rand({4}), untouched));
     // Every weight of the blocks is made without memory (LayerNorm's are torch's own, made whole).
     for (const auto& block : pieces->decoder_blocks()->children())
       for (const auto& item : block->named_parameters())
@@ -86,7 +90,11 @@ TEST(DeferredWeights, ModelInitBuiltInPiecesEqualsTheOrdinaryLoad) {
   // A Hugging Face directory (transformers wrote it; untied head, grouped-query attention).
   train::ModelConfig hf;
   hf.init = (kHf / "transformers" / "llama-gqa").string();
+  torch::manual_seed(11);
+  const torch::Tensor untouched = torch::rand({4});
+  torch::manual_seed(11);
   model::CausalLm whole = family::make_lm(hf, 0);
+  EXPECT_TRUE(torch::equal(torch::rand({4}), untouched));  // a load draws nothing it then overwrites
   model::DeferredWeights deferred;
   model::CausalLm pieces = family::make_lm(hf, 0, &deferred);
   EXPECT_GT(fill_in_reverse(*pieces, deferred), 0);

@@ -3,6 +3,7 @@
 // splitmix64 of a combined key), so a run is a pure function of its config: the same on every
 // machine, on resume, and on every worker that must agree. The streams:
 //   init           the model's initial weights: the same on every node (they start from one point)
+//   parameter      a causal LM's initial value of one parameter, from init and the parameter's name
 //   dropout        dropout and drop-path of one micro-batch: per node, rank, micro-batch and step
 //   window         the token windows of a step: per node (its own order of the same data)
 //   data_order     the image order of an epoch: per node
@@ -22,6 +23,11 @@ uint64_t mix_seed(uint64_t a, uint64_t b = 0, uint64_t c = 0, uint64_t d = 0);
 namespace seed {
 
 inline uint64_t init(uint64_t run_seed) { return mix_seed(run_seed); }
+
+// The start value of the parameter whose name hashes (XXH3-64) to NAME_HASH in a model seeded
+// INIT_SEED (init's value): one stream per tensor, so tensors are drawn in any order, each over
+// many threads (model/seeded_init.h), and a model built in pieces equals one built whole.
+inline uint64_t parameter(uint64_t init_seed, uint64_t name_hash) { return mix_seed(init_seed, name_hash, /*stream=*/5); }
 
 inline uint64_t dropout(uint64_t run_seed, int64_t node, int64_t micro_batch_index, int64_t step) {
   return mix_seed(run_seed, static_cast<uint64_t>(node), static_cast<uint64_t>(micro_batch_index), static_cast<uint64_t>(step));

@@ -44,21 +44,20 @@ model::CausalLm make_lm(const train::ModelConfig& config, uint64_t seed, model::
   }
   train::ModelConfig resolved = config;
   train::apply_hf_init(resolved);
-  torch::manual_seed(seed);
   // A bf16 base (model.dtype, a LoRA run's frozen weights) is made in bf16 and loaded into it: a
   // bf16 checkpoint is never widened to an fp32 copy on the way.
   std::optional<DefaultDtype> dtype;
   if (config.dtype == "bf16") dtype.emplace(torch::kBFloat16);
-  // Deferred: the layers' weights on the meta device; a random init keeps the draws its layers
-  // make as they are built, so the seed gives the same model either way (the scope lasts through
-  // the init, whose deferred draws use its scratch memory).
+  // The layers draw nothing as they are built: every weight is set next, by the seeded init (one
+  // stream per parameter) or the load (a missing weight is an error). Deferred: the layers' weights
+  // on the meta device, each filled later with what an ordinary build gives it.
   std::optional<model::MetaParameters> meta;
-  if (deferred) meta.emplace(/*keep_draws=*/resolved.init.empty());
+  std::optional<model::NoInitDraws> no_draws;
+  if (deferred) meta.emplace(/*keep_draws=*/false);
+  else no_draws.emplace();
   model::CausalLm lm = model::make_causal_lm(train::lm_config(resolved));
-  // Every weight is loaded (a missing one is an error), so initialising them first would only
-  // cost time.
   if (resolved.init.empty()) {
-    model::init_causal_lm_weights(*lm, deferred);
+    model::init_causal_lm_weights(*lm, seed, deferred);
   } else if (model::is_hf_model_dir(resolved.init)) {
     model::load_hf_weights(*lm, resolved.init, deferred);
   } else {

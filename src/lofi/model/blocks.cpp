@@ -9,6 +9,13 @@ torch::nn::LayerNorm lm_layer_norm(const LmConfig& c) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model}).eps(c.layer_norm_eps));
 }
 
+torch::nn::Embedding lm_embedding(int64_t rows, int64_t width) {
+  if (!init_draws_skipped()) return torch::nn::Embedding(rows, width);
+  // Given its weight, the module registers it as it is instead of drawing one (host memory, torch's
+  // default dtype, as its own).
+  return torch::nn::Embedding(torch::nn::EmbeddingOptions(rows, width)._weight(torch::empty({rows, width})));
+}
+
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
   return p > 0 && training ? torch::dropout(x, p, true) : x;
 }

@@ -15,6 +15,9 @@ namespace lofi::model {
 // Dropout only where it does something: the common fine-tuning setting is p = 0.
 // A LayerNorm over the residual width with the config's epsilon.
 torch::nn::LayerNorm lm_layer_norm(const LmConfig& c);
+// A decoder's embedding table (ROWS, WIDTH), torch's module: its own normal(0, 1) draw unless init
+// draws are skipped (deferred_weights.h), then made without one.
+torch::nn::Embedding lm_embedding(int64_t rows, int64_t width);
 
 torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training);
 

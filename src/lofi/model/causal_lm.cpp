@@ -1,6 +1,6 @@
 #include "lofi/model/causal_lm.h"
 
-#include <ATen/CPUGeneratorImpl.h>
+#include <xxhash.h>
 
 #include <cstdio>
 #include <set>
@@ -10,6 +10,8 @@
 #include "lofi/kernels/cross_entropy.h"
 #include "lofi/model/arch.h"
 #include "lofi/model/blocks.h"
+#include "lofi/model/seeded_init.h"
+#include "lofi/seed.h"
 
 namespace lofi::model {
 
@@ -23,9 +25,13 @@ torch::Tensor CausalLmImpl::head(const torch::Tensor& h) const {
   return torch::linear(h, head_weight());  // (B, T, E) -> (B, T, V)
 }
 
+OutputHeadImpl::OutputHeadImpl(int64_t in, int64_t out) {
+  weight = register_parameter("weight", torch::empty({out, in}, parameter_options()));
+}
+
 void CausalLmImpl::register_head(int64_t embedding_width) {
   if (config.tie_word_embeddings) return;
-  lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(embedding_width, config.vocab_size).bias(false)));
+  lm_head = register_module("lm_head", OutputHead(embedding_width, config.vocab_size));
 }
 
 std::vector<std::string> tied_copies(const CausalLmImpl& model) {
@@ -80,7 +86,7 @@ CausalLm make_causal_lm(const LmConfig& config) {
   return lm_arch(config.arch).make(config);
 }
 
-void init_causal_lm_weights(CausalLmImpl& model, DeferredWeights* deferred) {
+void init_causal_lm_weights(CausalLmImpl& model, uint64_t seed, DeferredWeights* deferred) {
   torch::NoGradGuard no_grad;
   std::set<const void*> norm_weights, norm_biases;
   for (const auto& m : model.modules(/*include_self=*/false))
@@ -90,23 +96,22 @@ void init_causal_lm_weights(CausalLmImpl& model, DeferredWeights* deferred) {
     } else if (auto* rms = m->as<RmsNorm>()) {
       norm_weights.insert(rms->weight.unsafeGetTensorImpl());
     }
-  // In parameter order, so one seed gives one model.
   for (auto& item : model.named_parameters()) {
     torch::Tensor& p = item.value();
     const void* impl = p.unsafeGetTensorImpl();
     const bool ones = norm_weights.count(impl) > 0, zeros = !ones && (norm_biases.count(impl) || p.dim() == 1);
-    if (!p.is_meta()) {
-      if (ones) p.fill_(1.0);
-      else if (zeros) p.zero_();
-      else p.normal_(0.0, 0.02);
-      continue;
+    const uint64_t stream = seed::parameter(seed, XXH3_64bits(item.key().data(), item.key().size()));
+    DeferredWeights::Fill value = [ones, zeros, stream](const torch::Tensor& into) {
+      if (ones) into.fill_(1.0);
+      else if (zeros) into.zero_();
+      else seeded_normal_(into, 0.0, 0.02, stream);
+    };
+    if (p.is_meta()) {
+      if (!deferred) fail("internal: parameter '", item.key(), "' has no memory to initialise");
+      deferred->defer(p, item.key(), std::move(value));
+    } else {
+      value(p);
     }
-    if (!deferred) fail("internal: parameter '", item.key(), "' has no memory to initialise");
-    if (ones || zeros) {
-      deferred->defer(p, item.key(), [ones](const torch::Tensor& into) { into.fill_(ones ? 1.0 : 0.0); });
-      continue;
-    }
-    deferred->defer_draw(p, item.key(), [](const torch::Tensor& into, const at::Generator& stream) { into.normal_(0.0, 0.02, stream); });
   }
 }
 

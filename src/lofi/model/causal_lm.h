@@ -17,6 +17,15 @@
 
 namespace lofi::model {
 
+// The untied output head: its (V, E) weight alone, "lm_head.weight" as transformers names it. Not an
+// adaptable Linear, so lora.target = "all-linear" leaves the output layer out, as PEFT does; and no
+// draw of its own: the model's init or a load sets it.
+struct OutputHeadImpl : torch::nn::Module {
+  OutputHeadImpl(int64_t in, int64_t out);
+  torch::Tensor weight;
+};
+TORCH_MODULE(OutputHead);
+
 struct CausalLmImpl : torch::nn::Module {
   explicit CausalLmImpl(const LmConfig& c) : config(c) {}
   // The final hidden states, before the output head: (B, T) int64 -> (B, T, E). PACKING: several
@@ -35,7 +44,7 @@ struct CausalLmImpl : torch::nn::Module {
   torch::Tensor head(const torch::Tensor& h) const;
 
   LmConfig config;
-  torch::nn::Linear lm_head{nullptr};  // (V, E) without bias; only when the head is untied
+  OutputHead lm_head{nullptr};  // (V, E); only when the head is untied
   // The decoder's repeated blocks, in order (a node that shards its parameters gathers one at a time).
   virtual torch::nn::ModuleList decoder_blocks() const = 0;
   // Activation checkpointing (checkpointing.h) of every K-th decoder block while training; 0: none.
@@ -55,10 +64,11 @@ using CausalLm = std::shared_ptr<CausalLmImpl>;
 CausalLm make_causal_lm(const LmConfig& config);
 
 // The usual initialisation of these models: normal(0, 0.02) for linear, Conv1D and embedding
-// weights, zero biases, LayerNorm / RMSNorm scales at one. Draws from torch's global generator.
-// A parameter on the meta device (model/deferred_weights.h) is left to DEFERRED, with the draws
-// it would have made: filled later, in any order, it holds what an ordinary build gives it.
-void init_causal_lm_weights(CausalLmImpl& model, DeferredWeights* deferred = nullptr);
+// weights, zero biases, LayerNorm / RMSNorm scales at one. Each weight draws from its own stream,
+// seed::parameter(SEED, its name's hash), over every core (seeded_init.h): one seed gives one model,
+// whatever the thread count or the order of the parameters. A parameter on the meta device
+// (model/deferred_weights.h) is left to DEFERRED with the same value, filled later in any order.
+void init_causal_lm_weights(CausalLmImpl& model, uint64_t seed, DeferredWeights* deferred = nullptr);
 
 // Checks CONFIG (architecture, activation, divisibility, then the architecture's own checks);
 // throws naming SOURCE and the field.

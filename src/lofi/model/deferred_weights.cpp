@@ -12,6 +12,7 @@ namespace {
 thread_local bool meta_active = false;
 thread_local bool meta_keeps_draws = false;
 thread_local torch::Tensor meta_scratch;  // (bytes,) uint8: the outermost scope's
+thread_local bool no_init_draws = false;
 
 }  // namespace
 
@@ -35,6 +36,11 @@ torch::Tensor MetaParameters::scratch(at::IntArrayRef sizes, torch::Dtype dtype)
 
 bool MetaParameters::active() { return meta_active; }
 bool MetaParameters::keeps_draws() { return meta_keeps_draws; }
+
+NoInitDraws::NoInitDraws() : was_active_(no_init_draws) { no_init_draws = true; }
+NoInitDraws::~NoInitDraws() { no_init_draws = was_active_; }
+
+bool init_draws_skipped() { return no_init_draws || (meta_active && !meta_keeps_draws); }
 
 torch::TensorOptions parameter_options() {
   return meta_active ? torch::TensorOptions().device(torch::kMeta) : torch::TensorOptions();

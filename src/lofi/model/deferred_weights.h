@@ -38,6 +38,25 @@ class MetaParameters {
   bool was_active_, kept_draws_;
 };
 
+// While one lives (on this thread), the layers lofi defines (Linear, lm_embedding, OutputHead) make
+// their parameters without drawing start values of their own: for a model whose every parameter is
+// set next, by its seeded init or a checkpoint's load. Draws that are only overwritten cost minutes
+// at 8B (PyTorch's CPU samplers run on one core).
+class NoInitDraws {
+ public:
+  NoInitDraws();
+  ~NoInitDraws();
+  NoInitDraws(const NoInitDraws&) = delete;
+  NoInitDraws& operator=(const NoInitDraws&) = delete;
+
+ private:
+  bool was_active_;
+};
+
+// Whether a layer made now skips its own init draws: inside NoInitDraws, or inside MetaParameters
+// without keep_draws.
+bool init_draws_skipped();
+
 // The options a layer makes a parameter with: the meta device inside a MetaParameters scope, else
 // the defaults (the host, torch's default dtype).
 torch::TensorOptions parameter_options();

@@ -47,8 +47,8 @@ torch::Tensor Gpt2BlockImpl::forward(torch::Tensor x, const torch::Tensor& mask)
 }
 
 Gpt2ModelImpl::Gpt2ModelImpl(const LmConfig& c) : dropout(c.embedding_dropout) {
-  wte = register_module("wte", nn::Embedding(c.vocab_size, c.d_model));
-  wpe = register_module("wpe", nn::Embedding(c.max_seq_len, c.d_model));
+  wte = register_module("wte", lm_embedding(c.vocab_size, c.d_model));
+  wpe = register_module("wpe", lm_embedding(c.max_seq_len, c.d_model));
   h = register_module("h", nn::ModuleList());
   for (int64_t i = 0; i < c.n_layer; ++i) h->push_back(Gpt2Block(c));
   ln_f = register_module("ln_f", lm_layer_norm(c));

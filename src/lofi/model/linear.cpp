@@ -76,10 +76,11 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
   weight = register_parameter("weight", torch::empty({out, in}, parameter_options()));
   if (with_bias) bias = register_parameter("bias", torch::zeros({out}, parameter_options()));
   // torch::nn::Linear's reset_parameters: Kaiming-uniform weight, uniform bias of 1/sqrt(in). On
-  // the meta device, drawn into scratch tensors where the scope keeps the random stream's draws.
+  // the meta device, drawn into scratch tensors where the scope keeps the random stream's draws;
+  // none at all where the model sets every weight next (NoInitDraws).
+  if (init_draws_skipped()) return;
   torch::Tensor w = weight, b = bias;
   if (MetaParameters::active()) {
-    if (!MetaParameters::keeps_draws()) return;
     w = MetaParameters::scratch({out, in}, weight.scalar_type());
     if (with_bias) b = torch::empty({out});  // small
   }

@@ -90,7 +90,7 @@ torch::Tensor LlamaDecoderLayerImpl::forward(torch::Tensor x, const torch::Tenso
 }
 
 LlamaModelImpl::LlamaModelImpl(const LmConfig& c) : inv_freq(rope_inv_freq(c)) {
-  embed_tokens = register_module("embed_tokens", nn::Embedding(c.vocab_size, c.d_model));
+  embed_tokens = register_module("embed_tokens", lm_embedding(c.vocab_size, c.d_model));
   layers = register_module("layers", nn::ModuleList());
   for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(LlamaDecoderLayer(c));
   norm = register_module("norm", RmsNorm(c.d_model, c.layer_norm_eps));

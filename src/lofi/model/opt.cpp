@@ -45,8 +45,8 @@ torch::Tensor OptDecoderLayerImpl::forward(torch::Tensor x, const torch::Tensor&
 
 OptDecoderImpl::OptDecoderImpl(const LmConfig& c) : dropout(c.embedding_dropout) {
   const int64_t E = c.word_embed_proj_dim > 0 ? c.word_embed_proj_dim : c.d_model;
-  embed_tokens = register_module("embed_tokens", nn::Embedding(c.vocab_size, E));
-  embed_positions = register_module("embed_positions", nn::Embedding(c.max_seq_len + kOptPositionOffset, c.d_model));
+  embed_tokens = register_module("embed_tokens", lm_embedding(c.vocab_size, E));
+  embed_positions = register_module("embed_positions", lm_embedding(c.max_seq_len + kOptPositionOffset, c.d_model));
   if (E != c.d_model) {
     project_out = register_module("project_out", Linear(c.d_model, E, false));
     project_in = register_module("project_in", Linear(E, c.d_model, false));
