@@ -3,6 +3,7 @@
 // where none is visible) the memory they exist to save.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <tuple>
@@ -42,6 +43,23 @@ auto chunked(int64_t chunk, int64_t group = 0) {
 auto reference = [](const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& t) {
   return kernels::linear_cross_entropy_reference(h, w, t);
 };
+
+// at::parallel_for in code built with the project's flags (the library's CPU loops: rotary, the
+// seeded init) runs on several threads: its OpenMP region is a header template, serial in code
+// compiled without -fopenmp.
+TEST(Parallel, ParallelForInLofisCodeUsesSeveralThreads) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  std::atomic<int> most{0};
+  at::parallel_for(0, 64, /*grain_size=*/1, [&](int64_t, int64_t) {
+    const int me = at::get_thread_num();
+    int seen = most.load();
+    while (me > seen && !most.compare_exchange_weak(seen, me)) {
+    }
+  });
+  at::set_num_threads(threads);
+  EXPECT_GE(most.load(), 1) << "at::parallel_for ran on one thread: is lofi compiled with -fopenmp?";
+}
 
 TEST(LinearCrossEntropy, EqualsTheFullLogitsInFp32) {
   torch::manual_seed(0);
