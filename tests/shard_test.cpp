@@ -259,6 +259,28 @@ TEST(DistShard, Bf16WeightsKeepFp32MastersInEveryMode) {
   }
 }
 
+// Two weight files compared: the largest difference but in the attention's key biases, and the
+// largest key-bias value of either. A key bias gets no gradient in exact arithmetic (the softmax
+// ignores a constant added to all of a query's scores), so it holds rounding noise, which AdamW
+// scales up as it normalises and which depends on the order of the sums: it is held to the size of
+// noise instead of to the other run's noise.
+struct KeyBiasSplit {
+  double others = 0, key_bias = 0;
+};
+KeyBiasSplit diff_but_key_biases(const std::string& a, const std::string& b) {
+  io::SafetensorsFile fa(a), fb(b);
+  EXPECT_EQ(fa.entries().size(), fb.entries().size());
+  KeyBiasSplit d;
+  for (const auto& e : fa.entries()) {
+    const torch::Tensor ta = fa.load(e), tb = fb.load(e.name);
+    if (e.name.size() > 11 && e.name.compare(e.name.size() - 11, 11, "k_proj.bias") == 0)
+      d.key_bias = std::max({d.key_bias, ta.abs().max().item<double>(), tb.abs().max().item<double>()});
+    else
+      d.others = std::max(d.others, (ta - tb).abs().max().item<double>());
+  }
+  return d;
+}
+
 // A lo-fi job of sharded nodes: each node's final is written as its workers gather it, bucket by
 // bucket (no worker holds the weights whole after training), and the merging leader loads the
 // finals it evaluates: the merge and its averaging check are the unsharded job's. With bf16
@@ -283,7 +305,9 @@ TEST(DistShard, ShardedNodesMergeAndCheckTheAverageAsUnshardedNodesDo) {
       const io::SafetensorsFile weights(run + file);
       for (const auto& e : weights.entries()) EXPECT_EQ(e.dtype, "F32") << file << " " << e.name;
       if (!bf16) {
-        EXPECT_LE(max_abs_diff(dir + "/none" + file, run + file), 1e-6) << file;
+        const KeyBiasSplit d = diff_but_key_biases(dir + "/none" + file, run + file);
+        EXPECT_LE(d.others, 1e-6) << file;
+        EXPECT_LE(d.key_bias, 1e-5) << file;
       }
     }
     // The same weights give the same losses; bf16 weights end elsewhere, near them.
