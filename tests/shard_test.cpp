@@ -15,6 +15,7 @@
 #include "lofi/dist/shard_layout.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/strings.h"
 #include "lofi/run/run_dir.h"
 #include "lofi/train/checkpoint.h"
 #include "lofi/train/config.h"
@@ -273,7 +274,7 @@ KeyBiasSplit diff_but_key_biases(const std::string& a, const std::string& b) {
   KeyBiasSplit d;
   for (const auto& e : fa.entries()) {
     const torch::Tensor ta = fa.load(e), tb = fb.load(e.name);
-    if (e.name.size() > 11 && e.name.compare(e.name.size() - 11, 11, "k_proj.bias") == 0)
+    if (ends_with(e.name, "k_proj.bias"))
       d.key_bias = std::max({d.key_bias, ta.abs().max().item<double>(), tb.abs().max().item<double>()});
     else
       d.others = std::max(d.others, (ta - tb).abs().max().item<double>());
