@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include "lofi/error.h"
+#include "lofi/kernels/cpu_avx2.h"
 #include "lofi/kernels/device_launch.h"
 #include "lofi/kernels/fused_math.h"
 
@@ -11,13 +12,22 @@ namespace {
 
 constexpr int64_t kGrain = 16384;  // elements per CPU task
 
-torch::Tensor swiglu_forward(const torch::Tensor& gate, const torch::Tensor& up) {
+// VECTORISED: on a CPU, fp32 through kernels/cpu_avx2.h's loop, else the kernels' scalar
+// arithmetic (fused_math.h) one element at a time.
+torch::Tensor swiglu_forward(const torch::Tensor& gate, const torch::Tensor& up, bool vectorised) {
   torch::Tensor out = torch::empty_like(gate, torch::MemoryFormat::Contiguous);
   const int64_t n = gate.numel();
   if (gate.is_cuda()) {
     launch_on(gate, "swiglu", [&](void* stream) {
       return cuda::swiglu_forward(cuda_dtype(gate, "swiglu"), gate.data_ptr(), up.data_ptr(), out.data_ptr(), n, stream);
     });
+    return out;
+  }
+  if (vectorised) {
+    const float* g = gate.const_data_ptr<float>();
+    const float* u = up.const_data_ptr<float>();
+    float* o = out.data_ptr<float>();
+    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) { avx2::swiglu_forward(g + begin, u + begin, o + begin, end - begin); });
     return out;
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(torch::kBFloat16, torch::kHalf, gate.scalar_type(), "swiglu", [&] {
@@ -33,7 +43,7 @@ torch::Tensor swiglu_forward(const torch::Tensor& gate, const torch::Tensor& up)
 }
 
 std::pair<torch::Tensor, torch::Tensor> swiglu_backward(const torch::Tensor& grad, const torch::Tensor& gate,
-                                                        const torch::Tensor& up) {
+                                                        const torch::Tensor& up, bool vectorised) {
   torch::Tensor dgate = torch::empty_like(gate, torch::MemoryFormat::Contiguous);
   torch::Tensor dup = torch::empty_like(up, torch::MemoryFormat::Contiguous);
   const int64_t n = gate.numel();
@@ -41,6 +51,17 @@ std::pair<torch::Tensor, torch::Tensor> swiglu_backward(const torch::Tensor& gra
     launch_on(gate, "swiglu backward", [&](void* stream) {
       return cuda::swiglu_backward(cuda_dtype(gate, "swiglu"), grad.data_ptr(), gate.data_ptr(), up.data_ptr(), dgate.data_ptr(),
                                    dup.data_ptr(), n, stream);
+    });
+    return {dgate, dup};
+  }
+  if (vectorised) {
+    const float* dy = grad.const_data_ptr<float>();
+    const float* g = gate.const_data_ptr<float>();
+    const float* u = up.const_data_ptr<float>();
+    float* dg = dgate.data_ptr<float>();
+    float* du = dup.data_ptr<float>();
+    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+      avx2::swiglu_backward(dy + begin, g + begin, u + begin, dg + begin, du + begin, end - begin);
     });
     return {dgate, dup};
   }
@@ -62,20 +83,25 @@ std::pair<torch::Tensor, torch::Tensor> swiglu_backward(const torch::Tensor& gra
   return {dgate, dup};
 }
 
+// Keeps gate and up only. VECTORISED as swiglu_forward's.
 struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& gate, const torch::Tensor& up) {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& gate, const torch::Tensor& up,
+                               bool vectorised) {
     const torch::Tensor g = gate.contiguous(), u = up.contiguous();
     ctx->save_for_backward({g, u});
-    return swiglu_forward(g, u);
+    ctx->saved_data["vectorised"] = vectorised;
+    return swiglu_forward(g, u, vectorised);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grad) {
     const auto saved = ctx->get_saved_variables();
-    auto [dgate, dup] = swiglu_backward(grad[0].to(saved[0].scalar_type()).contiguous(), saved[0], saved[1]);
-    return {dgate, dup};
+    auto [dgate, dup] = swiglu_backward(grad[0].to(saved[0].scalar_type()).contiguous(), saved[0], saved[1],
+                                        ctx->saved_data["vectorised"].toBool());
+    return {dgate, dup, torch::Tensor()};
   }
 };
 
-// The CPU's: ATen's vectorised ops, keeping gate and up only (silu(gate) computed again in backward).
+// The CPU's where the AVX2 loop does not run: ATen's vectorised ops, keeping gate and up only
+// (silu(gate) computed again in backward).
 struct SwigluAtenFunction : torch::autograd::Function<SwigluAtenFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& gate, const torch::Tensor& up) {
     ctx->save_for_backward({gate, up});
@@ -102,15 +128,18 @@ void check_inputs(const torch::Tensor& gate, const torch::Tensor& up) {
 
 torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up) {
   check_inputs(gate, up);
-  if (!gate.is_cuda()) return SwigluAtenFunction::apply(gate, up);
+  if (!gate.is_cuda()) {
+    if (gate.scalar_type() == torch::kFloat && avx2::avx2_available()) return SwigluFunction::apply(gate, up, true);
+    return SwigluAtenFunction::apply(gate, up);
+  }
   if (!fused_cuda_built()) return swiglu_reference(gate, up);
-  return SwigluFunction::apply(gate, up);
+  return SwigluFunction::apply(gate, up, false);
 }
 
 torch::Tensor swiglu_kernel_arithmetic(const torch::Tensor& gate, const torch::Tensor& up) {
   check_inputs(gate, up);
   if (gate.is_cuda()) fail("swiglu_kernel_arithmetic: CPU tensors only; found ", gate.device());
-  return SwigluFunction::apply(gate, up);
+  return SwigluFunction::apply(gate, up, false);
 }
 
 torch::Tensor swiglu_reference(const torch::Tensor& gate, const torch::Tensor& up) { return torch::silu(gate) * up; }

@@ -1,0 +1,23 @@
+// lofi's CPU loops built for AVX2 + FMA: fused elementwise passes that LibTorch has no single op
+// for, vectorised with ATen's own Vectorized<float> (eight floats a register, Sleef's exp), so a
+// pass costs what one of ATen's elementwise kernels costs. cpu_avx2.cpp alone is compiled with
+// -mavx2 -mfma (CMakeLists.txt); callers ask avx2_available() first and run ATen's composite where
+// it says no (another CPU family, or an x86 CPU without AVX2). Raw fp32 pointers over [0, n): the
+// callers split the range over threads.
+#pragma once
+
+#include <cstdint>
+
+namespace lofi::kernels::avx2 {
+
+// Whether this build has the AVX2 loops and this CPU runs them. Compiled without -mavx2.
+bool avx2_available();
+
+// OUT = silu(GATE) * UP.
+void swiglu_forward(const float* gate, const float* up, float* out, int64_t n);
+
+// Given the output's gradient DY: DGATE = DY * UP * s * (1 + g * (1 - s)), DUP = DY * silu(g),
+// s = sigmoid(g) computed again from GATE (nothing but gate and up is kept for backward).
+void swiglu_backward(const float* dy, const float* gate, const float* up, float* dgate, float* dup, int64_t n);
+
+}  // namespace lofi::kernels::avx2
