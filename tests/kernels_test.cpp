@@ -12,6 +12,7 @@
 #include "lofi/kernels/cross_entropy.h"
 #include "lofi/kernels/linear_relu.h"
 #include "lofi/kernels/rotary.h"
+#include "lofi/kernels/rms_norm.h"
 #include "lofi/kernels/swiglu.h"
 #include "lofi/model/blocks.h"
 #include "test_util.h"
@@ -157,29 +158,46 @@ TEST(LinearCrossEntropy, RefusesMismatchedShapes) {
                std::exception);
 }
 
-// RMSNorm through LibTorch's rms_norm (fused on CUDA) against transformers' composite, forward and
-// backward, on DEVICE.
+// RMSNorm as the models run it (kernels/rms_norm.h: lofi's fused loop on a CPU with AVX2,
+// LibTorch's rms_norm elsewhere) against transformers' composite, forward and backward, on DEVICE.
 void expect_rms_norm_matches(const torch::Device& device) {
   torch::manual_seed(5);
-  // A large epsilon, so leaving it out anywhere shows.
-  model::RmsNorm norm(64, 0.5);
-  norm->to(device);
-  {
-    torch::NoGradGuard no_grad;
-    norm->weight.uniform_(0.5, 1.5);
+  // Widths of whole registers and with a tail; 3 x 47 rows: more than one chunk of rows, the last
+  // one short.
+  for (int64_t width : {64, 67}) {
+    const std::string what = "width " + std::to_string(width);
+    // A large epsilon, so leaving it out anywhere shows.
+    model::RmsNorm norm(width, 0.5);
+    norm->to(device);
+    {
+      torch::NoGradGuard no_grad;
+      norm->weight.uniform_(0.5, 1.5);
+    }
+    torch::Tensor x0 = torch::randn({3, 47, width}, device) * 0.7;
+    torch::Tensor x = x0.clone().requires_grad_(true), xr = x0.clone().requires_grad_(true);
+    torch::Tensor up = torch::randn({3, 47, width}, device);
+    torch::Tensor y = norm(x);
+    (y * up).sum().backward();
+    const torch::Tensor gw = norm->weight.grad().clone();
+    norm->weight.mutable_grad().reset();
+    torch::Tensor yr = model::rms_norm_reference(xr, norm->weight, 0.5);
+    (yr * up).sum().backward();
+    EXPECT_LE(max_diff(y, yr), 1e-5) << what;
+    EXPECT_LE(max_diff(x.grad(), xr.grad()), 1e-5) << what;
+    EXPECT_LE(max_diff(gw, norm->weight.grad()), 1e-4 * gw.abs().max().item<double>()) << what;
+    // A frozen scale (a LoRA base): the input's gradient alone, the same.
+    norm->weight.requires_grad_(false);
+    torch::Tensor xf = x0.clone().requires_grad_(true);
+    (norm(xf) * up).sum().backward();
+    EXPECT_LE(max_diff(xf.grad(), xr.grad()), 1e-5) << what << ", frozen scale";
+    // A constant input (the first norm after a frozen embedding): the scale's gradient alone.
+    norm->weight.requires_grad_(true);
+    norm->weight.mutable_grad().reset();
+    (norm(x0) * up).sum().backward();
+    EXPECT_LE(max_diff(gw, norm->weight.grad()), 1e-4 * gw.abs().max().item<double>()) << what << ", constant input";
   }
-  torch::Tensor x0 = torch::randn({3, 17, 64}, device) * 0.7;
-  torch::Tensor x = x0.clone().requires_grad_(true), xr = x0.clone().requires_grad_(true);
-  torch::Tensor up = torch::randn({3, 17, 64}, device);
-  torch::Tensor y = norm(x);
-  (y * up).sum().backward();
-  const torch::Tensor gw = norm->weight.grad().clone();
-  norm->weight.mutable_grad().reset();
-  torch::Tensor yr = model::rms_norm_reference(xr, norm->weight, 0.5);
-  (yr * up).sum().backward();
-  EXPECT_LE(max_diff(y, yr), 1e-5);
-  EXPECT_LE(max_diff(x.grad(), xr.grad()), 1e-5);
-  EXPECT_LE(max_diff(gw, norm->weight.grad()), 1e-4 * gw.abs().max().item<double>());
+  const std::string e = test::error_of([&] { kernels::rms_norm(torch::randn({2, 3}, device), torch::ones({4}, device), 1e-6); });
+  EXPECT_NE(e.find("rms_norm: expected fp32 x (..., C) and weight (C)"), std::string::npos) << e;
 }
 
 TEST(FusedRmsNorm, EqualsTheComposite) { expect_rms_norm_matches(torch::kCPU); }

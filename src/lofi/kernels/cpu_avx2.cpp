@@ -3,6 +3,8 @@
 // run before avx2_available() (kernels/cpu_avx2_dispatch.cpp, built without those flags) said yes.
 #include <ATen/cpu/vec/vec.h>
 
+#include <cmath>
+
 #include "lofi/kernels/cpu_avx2.h"
 
 namespace lofi::kernels::avx2 {
@@ -21,6 +23,15 @@ void over_registers(int64_t n, F f) {
 // sigmoid(g) as ATen's silu kernel forms it: 1 / (1 + exp(-g)), saturating to 0 and 1 at the tails.
 Vec sigmoid(const Vec& g) { return Vec(1.0f) / (Vec(1.0f) + g.neg().exp()); }
 
+// The sum of V's lanes, in a fixed order.
+float lanes_sum(const Vec& v) {
+  float lanes[Vec::size()];
+  v.store(lanes);
+  float total = 0.0f;
+  for (float lane : lanes) total += lane;
+  return total;
+}
+
 }  // namespace
 
 void swiglu_forward(const float* gate, const float* up, float* out, int64_t n) {
@@ -37,6 +48,50 @@ void swiglu_backward(const float* dy, const float* gate, const float* up, float*
     (d * g * s).store(dup + i, count);
     (d * u * s * (Vec(1.0f) + g * (Vec(1.0f) - s))).store(dgate + i, count);
   });
+}
+
+void rms_norm_forward(const float* x, const float* weight, float* y, float* rstd, int64_t rows, int64_t width, float eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * width;
+    float* yr = y + r * width;
+    Vec squares(0.0f);
+    over_registers(width, [&](int64_t i, int64_t count) {
+      const Vec v = Vec::loadu(xr + i, count);  // a partial load fills the rest with zeros
+      squares = at::vec::fmadd(v, v, squares);
+    });
+    const float inv = 1.0f / std::sqrt(lanes_sum(squares) / static_cast<float>(width) + eps);
+    rstd[r] = inv;
+    over_registers(width, [&](int64_t i, int64_t count) {
+      (Vec::loadu(xr + i, count) * Vec(inv) * Vec::loadu(weight + i, count)).store(yr + i, count);
+    });
+  }
+}
+
+void rms_norm_backward(const float* dy, const float* x, const float* weight, const float* rstd, float* dx, float* dweight,
+                       int64_t rows, int64_t width) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* dyr = dy + r * width;
+    const float* xr = x + r * width;
+    const float inv = rstd[r];
+    if (dx != nullptr) {
+      Vec dot(0.0f);  // sum(g * x)
+      over_registers(width, [&](int64_t i, int64_t count) {
+        dot = at::vec::fmadd(Vec::loadu(dyr + i, count) * Vec::loadu(weight + i, count), Vec::loadu(xr + i, count), dot);
+      });
+      const Vec c(lanes_sum(dot) * inv * inv / static_cast<float>(width));
+      float* dxr = dx + r * width;
+      over_registers(width, [&](int64_t i, int64_t count) {
+        const Vec g = Vec::loadu(dyr + i, count) * Vec::loadu(weight + i, count);
+        ((g - Vec::loadu(xr + i, count) * c) * Vec(inv)).store(dxr + i, count);
+      });
+    }
+    if (dweight != nullptr) {
+      over_registers(width, [&](int64_t i, int64_t count) {
+        const Vec sum = Vec::loadu(dweight + i, count) + Vec::loadu(dyr + i, count) * Vec::loadu(xr + i, count) * Vec(inv);
+        sum.store(dweight + i, count);
+      });
+    }
+  }
 }
 
 }  // namespace lofi::kernels::avx2

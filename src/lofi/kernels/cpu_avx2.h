@@ -20,4 +20,14 @@ void swiglu_forward(const float* gate, const float* up, float* out, int64_t n);
 // s = sigmoid(g) computed again from GATE (nothing but gate and up is kept for backward).
 void swiglu_backward(const float* dy, const float* gate, const float* up, float* dgate, float* dup, int64_t n);
 
+// RMSNorm over ROWS rows of WIDTH contiguous floats: Y = X * rstd * WEIGHT with
+// rstd = 1 / sqrt(mean(X^2) + EPS) per row, written to RSTD (ROWS) for the backward pass.
+void rms_norm_forward(const float* x, const float* weight, float* y, float* rstd, int64_t rows, int64_t width, float eps);
+
+// Its gradients given DY, from X, WEIGHT and the forward's RSTD: with g = DY * WEIGHT,
+//   DX = rstd * (g - X * rstd^2 * mean(g * X)),  DWEIGHT += sum over the rows of DY * X * rstd.
+// DX or DWEIGHT may be null (not wanted). DWEIGHT (WIDTH) is added to, not overwritten.
+void rms_norm_backward(const float* dy, const float* x, const float* weight, const float* rstd, float* dx, float* dweight,
+                       int64_t rows, int64_t width);
+
 }  // namespace lofi::kernels::avx2

@@ -1,6 +1,7 @@
 #include "lofi/model/blocks.h"
 
 #include "lofi/error.h"
+#include "lofi/kernels/rms_norm.h"
 #include "lofi/model/deferred_weights.h"
 
 namespace lofi::model {
@@ -100,11 +101,10 @@ RmsNormImpl::RmsNormImpl(int64_t width, double eps_) : eps(eps_) {
 }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
-  // fp32 input (the residual stream, also under autocast): LibTorch's rms_norm, one fused kernel
-  // each way on CUDA, the same arithmetic as below. Other dtypes keep transformers' order (scale
-  // after casting back), which a fused kernel would round differently.
-  if (x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat)
-    return torch::rms_norm(x, {weight.size(0)}, weight, eps);
+  // fp32 input (the residual stream, also under autocast): one fused pass each way
+  // (kernels/rms_norm.h), the same arithmetic as below. Other dtypes keep transformers' order
+  // (scale after casting back), which a fused kernel would round differently.
+  if (x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat) return kernels::rms_norm(x, weight, eps);
   return rms_norm_reference(x, weight, eps);
 }
 

@@ -1,0 +1,16 @@
+// RMSNorm of fp32 inputs over the last dimension: weight * x / sqrt(mean(x^2) + eps), as
+// transformers' LlamaRMSNorm and LibTorch's rms_norm compute it. On a CPU with AVX2 it is one pass
+// over each row each way (kernels/cpu_avx2.h), keeping x and one number per row for the backward
+// pass: LibTorch's CPU rms_norm is a composite of 6 ops whose autograd replays 11 more, 3.4 ms a
+// call forward and backward at (1024, 512) on 2 threads, 17 calls in a step of bench/train.sh's
+// Llama row. Elsewhere (on a GPU, where LibTorch's rms_norm is one fused kernel each way, or a
+// CPU without AVX2) it is LibTorch's rms_norm.
+#pragma once
+#include <torch/torch.h>
+
+namespace lofi::kernels {
+
+// X (..., C) and WEIGHT (C), both fp32 on one device. Differentiable in both.
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+
+}  // namespace lofi::kernels
