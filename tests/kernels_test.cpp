@@ -10,6 +10,7 @@
 
 #include "lofi/dist/device.h"
 #include "lofi/kernels/cross_entropy.h"
+#include "lofi/kernels/fp32_products.h"
 #include "lofi/kernels/linear_relu.h"
 #include "lofi/kernels/rotary.h"
 #include "lofi/kernels/rms_norm.h"
@@ -271,23 +272,34 @@ void expect_same_with_grads(F fused, R ref, std::vector<torch::Tensor> inputs, c
 
 void expect_rotary_matches(const torch::Device& device) {
   torch::manual_seed(6);
-  const int64_t B = 2, H = 3, T = 5, D = 8;
-  // Angles whose two halves differ, so a kernel that read one half's cosine for the other shows.
-  const torch::Tensor angles = torch::randn({T, D}, device) * 3;
-  const torch::Tensor cos = angles.cos(), sin = angles.sin();
-  for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
-    // As attention makes them: (B, T, H, D) viewed as (B, H, T, D), not contiguous.
-    const torch::Tensor x = torch::randn({B, T, H, D}, torch::TensorOptions(device).dtype(dtype)).transpose(1, 2);
-    expect_same_with_grads([&](auto& in) { return kernels::rotary(in[0], cos, sin); },
-                           [&](auto& in) { return kernels::rotary_reference(in[0], cos, sin); }, {x},
-                           std::string("rotary ") + c10::toString(dtype));
-    const torch::Tensor y = kernels::rotary(x, cos, sin);
-    EXPECT_EQ(y.strides(), x.strides()) << "the output keeps the input's layout";
+  const int64_t B = 2, H = 3, T = 5;
+  // Head widths whose halves are shorter than a CPU vector register, and one and a half of them.
+  for (int64_t D : {8, 24}) {
+    const std::string width = " D=" + std::to_string(D);
+    // Angles whose two halves differ, so a kernel that read one half's cosine for the other shows.
+    const torch::Tensor angles = torch::randn({T, D}, device) * 3;
+    const torch::Tensor cos = angles.cos(), sin = angles.sin();
+    for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+      // As attention makes them: (B, T, H, D) viewed as (B, H, T, D), not contiguous.
+      const torch::Tensor x = torch::randn({B, T, H, D}, torch::TensorOptions(device).dtype(dtype)).transpose(1, 2);
+      expect_same_with_grads([&](auto& in) { return kernels::rotary(in[0], cos, sin); },
+                             [&](auto& in) { return kernels::rotary_reference(in[0], cos, sin); }, {x},
+                             std::string("rotary ") + c10::toString(dtype) + width);
+      // On a CPU also the CUDA kernel's own arithmetic (fused_math.h), which fp32 on AVX2 does not run.
+      if (!device.is_cuda())
+        expect_same_with_grads([&](auto& in) { return kernels::rotary_kernel_arithmetic(in[0], cos, sin); },
+                               [&](auto& in) { return kernels::rotary_reference(in[0], cos, sin); }, {x},
+                               std::string("rotary ") + c10::toString(dtype) + width + ", the kernel's arithmetic");
+      const torch::Tensor y = kernels::rotary(x, cos, sin);
+      EXPECT_EQ(y.strides(), x.strides()) << "the output keeps the input's layout";
+    }
+    // A contiguous (B, H, T, D) input.
+    const torch::Tensor xc = torch::randn({B, H, T, D}, device);
+    EXPECT_LE(max_diff(kernels::rotary(xc, cos, sin), kernels::rotary_reference(xc, cos, sin)), 1e-5) << width;
   }
-  // A contiguous (B, H, T, D) input, and a wrong shape refused by name.
-  const torch::Tensor xc = torch::randn({B, H, T, D}, device);
-  EXPECT_LE(max_diff(kernels::rotary(xc, cos, sin), kernels::rotary_reference(xc, cos, sin)), 1e-5);
-  const std::string e = test::error_of([&] { kernels::rotary(torch::randn({B, H, T, D + 1}, device), cos, sin); });
+  // A wrong shape refused by name.
+  const torch::Tensor angles = torch::randn({T, 8}, device);
+  const std::string e = test::error_of([&] { kernels::rotary(torch::randn({B, H, T, 9}, device), angles.cos(), angles.sin()); });
   EXPECT_NE(e.find("rotary: expected x (B, H, T, D) with D even"), std::string::npos) << e;
 }
 
@@ -357,6 +369,33 @@ void expect_linear_relu_matches(const torch::Device& device) {
   }
   const std::string e = test::error_of([&] { kernels::linear_relu(torch::randn({3, 11}, device), w, b); });
   EXPECT_NE(e.find("linear_relu: expected x (..., 12) and bias (9)"), std::string::npos) << e;
+}
+
+// A bf16 / fp16 linear layer with its products in fp32 against PyTorch's own product in that dtype
+// (which rounds its fp32 sums once too): outputs and gradients to one rounding in that dtype.
+TEST(Fp32Products, EqualTheLowPrecisionProduct) {
+  torch::manual_seed(9);
+  for (auto dtype : {torch::kBFloat16, torch::kHalf}) {
+    const auto options = torch::TensorOptions().dtype(dtype);
+    const torch::Tensor x = torch::randn({2, 5, 12}, options), w = torch::randn({9, 12}, options), b = torch::randn({9}, options);
+    const std::string what = std::string("fp32 products ") + c10::toString(dtype);
+    expect_same_with_grads([&](auto& in) { return kernels::linear_with_fp32_products(in[0], in[1], in[2]); },
+                           [&](auto& in) { return torch::linear(in[0], in[1], in[2]); }, {x, w, b}, what);
+    // No bias, and a weight stored (in, out) and viewed (out, in), as GPT-2's Conv1D passes it.
+    const torch::Tensor w_in_out = torch::randn({12, 9}, options);
+    expect_same_with_grads([&](auto& in) { return kernels::linear_with_fp32_products(in[0], in[1].t(), torch::Tensor()); },
+                           [&](auto& in) { return torch::linear(in[0], in[1].t()); }, {x, w_in_out}, what + ", no bias, (in, out)");
+    // A frozen weight (a LoRA base): the input's gradient alone.
+    torch::Tensor xg = x.clone().requires_grad_(true);
+    kernels::linear_with_fp32_products(xg, w, b).to(torch::kFloat).sum().backward();
+    EXPECT_TRUE(xg.grad().defined()) << what;
+    EXPECT_FALSE(w.grad().defined()) << what;
+  }
+  // Which weights take it: low precision on a CPU that lacks the fast products; never fp32.
+  EXPECT_FALSE(kernels::wants_fp32_products(torch::randn({3, 3})));
+  const std::string e = test::error_of(
+      [&] { kernels::linear_with_fp32_products(torch::randn({2, 4}), torch::randn({3, 5}), torch::Tensor()); });
+  EXPECT_NE(e.find("linear_with_fp32_products: expected x (..., in), weight (out, in)"), std::string::npos) << e;
 }
 
 TEST(FusedLinearRelu, EqualsTheComposite) { expect_linear_relu_matches(torch::kCPU); }

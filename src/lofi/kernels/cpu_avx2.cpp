@@ -94,4 +94,19 @@ void rms_norm_backward(const float* dy, const float* x, const float* weight, con
   }
 }
 
+void rotary_row(const float* x, float* y, const float* cos, const float* sin, int64_t half, bool backward) {
+  over_registers(half, [&](int64_t i, int64_t count) {
+    const Vec x1 = Vec::loadu(x + i, count), x2 = Vec::loadu(x + half + i, count);
+    const Vec c1 = Vec::loadu(cos + i, count), s1 = Vec::loadu(sin + i, count);
+    const Vec c2 = Vec::loadu(cos + half + i, count), s2 = Vec::loadu(sin + half + i, count);
+    if (!backward) {
+      (x1 * c1 - x2 * s1).store(y + i, count);
+      (x2 * c2 + x1 * s2).store(y + half + i, count);
+    } else {
+      (x1 * c1 + x2 * s2).store(y + i, count);
+      (x2 * c2 - x1 * s1).store(y + half + i, count);
+    }
+  });
+}
+
 }  // namespace lofi::kernels::avx2

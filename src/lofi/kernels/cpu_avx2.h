@@ -30,4 +30,9 @@ void rms_norm_forward(const float* x, const float* weight, float* y, float* rstd
 void rms_norm_backward(const float* dy, const float* x, const float* weight, const float* rstd, float* dx, float* dweight,
                        int64_t rows, int64_t width);
 
+// Rotary position embedding of one row of 2 * HALF floats, X's first half x1 and second half x2,
+// with the row's angles' cosines COS and sines SIN (2 * HALF each), as fused_math.h's rotary_pair:
+//   y1 = x1 * c1 - x2 * s1, y2 = x2 * c2 + x1 * s2; BACKWARD: y1 = x1 * c1 + x2 * s2, y2 = x2 * c2 - x1 * s1.
+void rotary_row(const float* x, float* y, const float* cos, const float* sin, int64_t half, bool backward);
+
 }  // namespace lofi::kernels::avx2

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "lofi/error.h"
+#include "lofi/kernels/fp32_products.h"
 
 namespace lofi::kernels {
 namespace {
@@ -50,6 +51,13 @@ Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const tor
   const int64_t N = h.size(0), V = weight.size(0);
   const c10::ScalarType dtype = matmul_dtype(h);
   const torch::Tensor w = weight.to(dtype);                                              // (V, E), cast once
+  // A bf16 or fp16 product on a CPU without fast ones in that dtype: in fp32 from the same values,
+  // rounded to the matmul's dtype as its own product would be (kernels/fp32_products.h).
+  const bool fp32_products = wants_fp32_products(w);
+  const torch::Tensor wp = fp32_products ? w.to(torch::kFloat) : w;                     // (V, E): the products' operand
+  auto product = [&](const torch::Tensor& a, const torch::Tensor& b) {
+    return fp32_products ? torch::mm(a.to(torch::kFloat), b.to(torch::kFloat)).to(dtype) : torch::mm(a, b);
+  };
   const torch::Tensor kept = targets.ne(kIgnoreIndex);                                   // (N)
   const torch::Tensor count = kept.sum().clamp_min(1).to(torch::kFloat);                 // () on the device: no sync
   const torch::Tensor safe_targets = torch::where(kept, targets, torch::zeros_like(targets));  // (N), ignored -> 0
@@ -69,7 +77,7 @@ Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const tor
       const torch::Tensor tc = safe_targets.narrow(0, first + start, n).unsqueeze(1);    // (n, 1)
       const torch::Tensor kc = kept.narrow(0, first + start, n).to(torch::kFloat);       // (n)
       // log-probabilities in fp32 from logits in the matmul's dtype (rounded there, as autocast's are)
-      torch::Tensor logp = torch::log_softmax(torch::mm(hg.narrow(0, start, n), w.t()), 1, torch::kFloat);  // (n, V)
+      torch::Tensor logp = torch::log_softmax(product(hg.narrow(0, start, n), wp.t()), 1, torch::kFloat);  // (n, V)
       // Ignored rows are left out (not multiplied by 0, which would carry a NaN of theirs along).
       total -= torch::where(kc > 0, logp.gather(1, tc).squeeze(1), 0.0).sum();
       if (!want_grad) continue;
@@ -82,8 +90,8 @@ Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const tor
     }
     if (!want_grad) continue;
     const torch::Tensor g = g_buffer.narrow(0, 0, m);                                    // (m, V)
-    if (want_grad_h) r.grad_h.narrow(0, first, m).copy_(torch::mm(g, w));                // (m, V) @ (V, E) -> (m, E)
-    if (want_grad_w) r.grad_w.add_(torch::mm(g.t(), hg));                                // (V, m) @ (m, E) -> (V, E)
+    if (want_grad_h) r.grad_h.narrow(0, first, m).copy_(product(g, wp));                // (m, V) @ (V, E) -> (m, E)
+    if (want_grad_w) r.grad_w.add_(product(g.t(), hg));                                // (V, m) @ (m, E) -> (V, E)
   }
   r.loss = total / count;
   return r;

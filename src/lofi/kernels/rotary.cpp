@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include "lofi/error.h"
+#include "lofi/kernels/cpu_avx2.h"
 #include "lofi/kernels/device_launch.h"
 #include "lofi/kernels/fused_math.h"
 
@@ -10,7 +11,9 @@ namespace lofi::kernels {
 namespace {
 
 // Y = rotary(X) (or its gradient map), Y allocated in X's layout. COS, SIN: (T, D) fp32 contiguous.
-torch::Tensor rotary_pass(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin, bool backward) {
+// VECTORISED: on a CPU, fp32 through kernels/cpu_avx2.h's loop, else fused_math.h's arithmetic one
+// pair at a time.
+torch::Tensor rotary_pass(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin, bool backward, bool vectorised) {
   if (x.stride(-1) != 1) x = x.contiguous();
   torch::Tensor y = torch::empty_like(x, torch::MemoryFormat::Preserve);
   if (y.stride(-1) != 1) y = torch::empty(x.sizes(), x.options());
@@ -26,10 +29,23 @@ torch::Tensor rotary_pass(torch::Tensor x, const torch::Tensor& cos, const torch
   const int64_t half = s.D / 2, rows = s.B * s.H * s.T;
   const float* c = cos.data_ptr<float>();
   const float* sn = sin.data_ptr<float>();
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(half, 1));
+  if (vectorised) {
+    const float* xp = x.const_data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t t = r % s.T, h = r / s.T % s.H, b = r / s.T / s.H;
+        avx2::rotary_row(xp + b * s.x_stride[0] + h * s.x_stride[1] + t * s.x_stride[2],
+                         yp + b * s.y_stride[0] + h * s.y_stride[1] + t * s.y_stride[2], c + t * s.D, sn + t * s.D, half, backward);
+      }
+    });
+    return y;
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(torch::kBFloat16, torch::kHalf, x.scalar_type(), "rotary", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.data_ptr<scalar_t>();
-    at::parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(half, 1)), [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const int64_t t = r % s.T, h = r / s.T % s.H, b = r / s.T / s.H;
         const scalar_t* xr = xp + b * s.x_stride[0] + h * s.x_stride[1] + t * s.x_stride[2];
@@ -51,27 +67,42 @@ torch::Tensor rotary_pass(torch::Tensor x, const torch::Tensor& cos, const torch
 
 struct RotaryFunction : torch::autograd::Function<RotaryFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
-                               const torch::Tensor& sin) {
+                               const torch::Tensor& sin, bool vectorised) {
     ctx->save_for_backward({cos, sin});
-    return rotary_pass(x, cos, sin, /*backward=*/false);
+    ctx->saved_data["vectorised"] = vectorised;
+    return rotary_pass(x, cos, sin, /*backward=*/false, vectorised);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grad) {
     const auto saved = ctx->get_saved_variables();
-    return {rotary_pass(grad[0], saved[0], saved[1], /*backward=*/true), torch::Tensor(), torch::Tensor()};
+    const bool vectorised = ctx->saved_data["vectorised"].toBool();
+    return {rotary_pass(grad[0], saved[0], saved[1], /*backward=*/true, vectorised), torch::Tensor(), torch::Tensor(),
+            torch::Tensor()};
   }
 };
 
-}  // namespace
-
-torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+void check_shapes(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
   if (x.dim() != 4 || x.size(3) % 2 != 0 || cos.sizes() != sin.sizes() || cos.dim() != 2 || cos.size(0) != x.size(2) ||
       cos.size(1) != x.size(3))
     fail("rotary: expected x (B, H, T, D) with D even and cos, sin (T, D); found x ", x.sizes(), ", cos ", cos.sizes(),
          ", sin ", sin.sizes());
   if (cos.requires_grad() || sin.requires_grad()) fail("rotary: the angles' cos and sin are constants; found them requiring a gradient");
+}
+
+torch::Tensor angles_for(const torch::Tensor& x, const torch::Tensor& t) { return t.to(x.device(), torch::kFloat).contiguous(); }
+
+}  // namespace
+
+torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  check_shapes(x, cos, sin);
   if (x.is_cuda() && !fused_cuda_built()) return rotary_reference(x, cos, sin);
-  auto angles = [&](const torch::Tensor& t) { return t.to(x.device(), torch::kFloat).contiguous(); };
-  return RotaryFunction::apply(x, angles(cos), angles(sin));
+  const bool vectorised = !x.is_cuda() && x.scalar_type() == torch::kFloat && avx2::avx2_available();
+  return RotaryFunction::apply(x, angles_for(x, cos), angles_for(x, sin), vectorised);
+}
+
+torch::Tensor rotary_kernel_arithmetic(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  check_shapes(x, cos, sin);
+  if (x.is_cuda()) fail("rotary_kernel_arithmetic: CPU tensors only; found ", x.device());
+  return RotaryFunction::apply(x, angles_for(x, cos), angles_for(x, sin), false);
 }
 
 torch::Tensor rotary_reference(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {

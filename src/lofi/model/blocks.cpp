@@ -1,6 +1,7 @@
 #include "lofi/model/blocks.h"
 
 #include "lofi/error.h"
+#include "lofi/kernels/fp32_products.h"
 #include "lofi/kernels/rms_norm.h"
 #include "lofi/model/deferred_weights.h"
 
@@ -52,6 +53,18 @@ namespace {
 std::optional<torch::Tensor> optional_mask(const torch::Tensor& mask) {
   return mask.defined() ? std::optional<torch::Tensor>(mask) : std::nullopt;
 }
+
+// LibTorch's scaled_dot_product_attention; bf16 or fp16 heads on a CPU without fast products in
+// that dtype (where the CPU kernel's products run ATen's reference loop) attend in fp32 from the
+// same values, the output rounded back once (kernels/fp32_products.h).
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& mask,
+                     double dropout, bool is_causal, double scale, bool grouped) {
+  if (!kernels::wants_fp32_products(q))
+    return torch::scaled_dot_product_attention(q, k, v, optional_mask(mask), dropout, is_causal, scale, grouped);
+  auto fp32 = [](const torch::Tensor& t) { return t.to(torch::kFloat); };
+  return torch::scaled_dot_product_attention(fp32(q), fp32(k), fp32(v), optional_mask(mask), dropout, is_causal, scale, grouped)
+      .to(q.scalar_type());
+}
 }  // namespace
 
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t n_head,
@@ -62,9 +75,8 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   };
   // LibTorch's fused kernel (flash / memory-efficient on GPU, the fused CPU kernel on CPU): a
   // causal mask, dropout on the attention probabilities, and no scaling of its own (scale 1).
-  torch::Tensor y = torch::scaled_dot_product_attention(heads(q), heads(k), heads(v), /*attn_mask=*/optional_mask(mask),
-                                                        /*dropout_p=*/training ? dropout : 0.0, /*is_causal=*/!mask.defined(),
-                                                        /*scale=*/1.0);  // (B, H, T, D)
+  torch::Tensor y = attend(heads(q), heads(k), heads(v), mask, /*dropout=*/training ? dropout : 0.0, /*is_causal=*/!mask.defined(),
+                           /*scale=*/1.0, /*grouped=*/false);  // (B, H, T, D)
   return y.transpose(1, 2).contiguous().view({B, T, C});                  // (B, H, T, D) -> (B, T, C)
 }
 
@@ -87,13 +99,13 @@ torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor
   const bool grouped = k.size(1) != q.size(1);
   const double p = training ? dropout : 0.0;
   if (window <= 0 || window >= T)
-    return torch::scaled_dot_product_attention(q, k, v, /*attn_mask=*/optional_mask(mask), p, /*is_causal=*/!mask.defined(), scale, grouped);
+    return attend(q, k, v, mask, p, /*is_causal=*/!mask.defined(), scale, grouped);
   // Query i sees keys j with i - window < j <= i.
   torch::Tensor i = torch::arange(T, q.options().dtype(torch::kLong)).unsqueeze(1);  // (T, 1)
   torch::Tensor j = torch::arange(T, q.options().dtype(torch::kLong)).unsqueeze(0);  // (1, T)
   torch::Tensor allowed = (j <= i).logical_and(j > i - window);                       // (T, T)
   if (mask.defined()) allowed = allowed.logical_and(mask);                            // (B, 1, T, T)
-  return torch::scaled_dot_product_attention(q, k, v, allowed, p, /*is_causal=*/false, scale, grouped);
+  return attend(q, k, v, allowed, p, /*is_causal=*/false, scale, grouped);
 }
 
 RmsNormImpl::RmsNormImpl(int64_t width, double eps_) : eps(eps_) {

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "lofi/error.h"
+#include "lofi/kernels/fp32_products.h"
 #include "lofi/kernels/linear_relu.h"
 #include "lofi/model/blocks.h"
 #include "lofi/model/deferred_weights.h"
@@ -19,10 +20,23 @@ bool needs_cast(const torch::Tensor& x, const torch::Tensor& w) {
   return x.scalar_type() != w.scalar_type() && !at::autocast::is_autocast_enabled(x.device().type());
 }
 
+// A bf16 or fp16 weight on a CPU without fast products in that dtype, outside autocast: the
+// products in fp32 from the same values (kernels/fp32_products.h).
+bool fp32_products(const torch::Tensor& x, const torch::Tensor& w) {
+  return kernels::wants_fp32_products(w) && !at::autocast::is_autocast_enabled(x.device().type());
+}
+
 }  // namespace
 
+torch::Tensor AdaptableLinearImpl::base_product(const torch::Tensor& x) const {
+  const bool cast = needs_cast(x, weight);
+  const torch::Tensor xw = cast ? x.to(weight.scalar_type()) : x;  // X in the weight's dtype
+  const torch::Tensor y = fp32_products(x, weight) ? kernels::linear_with_fp32_products(xw, weight_out_in(), bias) : base(xw);
+  return cast ? y.to(x.scalar_type()) : y;
+}
+
 torch::Tensor AdaptableLinearImpl::forward(const torch::Tensor& x) {
-  torch::Tensor y = needs_cast(x, weight) ? base(x.to(weight.scalar_type())).to(x.scalar_type()) : base(x);
+  torch::Tensor y = base_product(x);
   if (!has_lora()) return y;
   // PEFT's order: dropout on the input, then A and B, in the adapter's dtype.
   const torch::Tensor& a = lora_A->weight;
@@ -45,7 +59,7 @@ torch::Tensor AdaptableLinearImpl::forward(const torch::Tensor& x) {
 torch::Tensor AdaptableLinearImpl::forward_activated(const torch::Tensor& x, const std::string& activation) {
   // With an adapter its delta joins the product before the activation; a base in another dtype
   // than X outside autocast takes forward's casts.
-  if (activation == "relu" && !has_lora() && bias.defined() && !needs_cast(x, weight))
+  if (activation == "relu" && !has_lora() && bias.defined() && !needs_cast(x, weight) && !fp32_products(x, weight))
     return kernels::linear_relu(x, weight, bias, fan_in_fan_out());
   return activate(forward(x), activation);
 }

@@ -43,6 +43,11 @@ struct AdaptableLinearImpl : torch::nn::Module {
 
  protected:
   virtual torch::Tensor base(const torch::Tensor& x) const = 0;  // (..., in) -> (..., out)
+
+ private:
+  // base(X) with X cast to the weight's dtype and the result back to X's (outside autocast), the
+  // products in fp32 where the CPU lacks fast ones in the weight's dtype (kernels/fp32_products.h).
+  torch::Tensor base_product(const torch::Tensor& x) const;
 };
 
 struct LinearImpl : AdaptableLinearImpl {

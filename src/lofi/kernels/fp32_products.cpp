@@ -1,0 +1,64 @@
+#include "lofi/kernels/fp32_products.h"
+
+#include "lofi/error.h"
+
+namespace lofi::kernels {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// oneDNN's bf16 and fp16 products, which ATen takes where these are present (its
+// mkldnn_bf16_device_check); elsewhere on x86 its reference loop runs.
+bool cpu_has_fast_low_precision_products() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool fast =
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return fast;
+#else
+  return true;  // other processors: ATen's own choice
+#endif
+}
+
+torch::Tensor fp32(const torch::Tensor& t) { return t.to(torch::kFloat); }
+
+struct Fp32ProductsLinear : torch::autograd::Function<Fp32ProductsLinear> {
+  // BIAS: optional, as autograd takes an absent input.
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
+                               const std::optional<torch::Tensor>& bias) {
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["bias"] = bias.has_value();
+    const torch::Tensor b = bias ? fp32(*bias) : torch::Tensor();
+    return torch::linear(fp32(x), fp32(weight), b).to(x.scalar_type());  // (..., out), rounded once
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x = saved[0], &weight = saved[1];
+    const int64_t out = weight.size(0), in = weight.size(1);
+    const torch::Tensor g = fp32(grad[0]).reshape({-1, out});  // (N, out)
+    torch::Tensor dx, dw, db;
+    if (ctx->needs_input_grad(0)) dx = g.mm(fp32(weight)).view(x.sizes()).to(x.scalar_type());                  // (N, out) @ (out, in)
+    if (ctx->needs_input_grad(1)) dw = g.t().mm(fp32(x).reshape({-1, in})).to(weight.scalar_type());           // (out, N) @ (N, in)
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) db = g.sum(0).to(x.scalar_type());        // (out)
+    return {dx, dw, db};
+  }
+};
+
+}  // namespace
+
+bool wants_fp32_products(const torch::Tensor& weight) {
+  const c10::ScalarType t = weight.scalar_type();
+  return weight.is_cpu() && (t == torch::kBFloat16 || t == torch::kHalf) && !cpu_has_fast_low_precision_products();
+}
+
+torch::Tensor linear_with_fp32_products(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1) || (bias.defined() && bias.sizes() != weight.sizes().slice(0, 1)) ||
+      x.scalar_type() != weight.scalar_type() || (bias.defined() && bias.scalar_type() != weight.scalar_type()))
+    fail("linear_with_fp32_products: expected x (..., in), weight (out, in) and bias (out) of one dtype; found x ", x.sizes(), " ",
+         x.scalar_type(), ", weight ", weight.sizes(), " ", weight.scalar_type(),
+         bias.defined() ? cat(", bias ", bias.sizes(), " ", bias.scalar_type()) : std::string(", no bias"));
+  return Fp32ProductsLinear::apply(x, weight, bias.defined() ? std::optional<torch::Tensor>(bias) : std::nullopt);
+}
+
+}  // namespace lofi::kernels
