@@ -8,18 +8,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// oneDNN's bf16 and fp16 products, which ATen takes where these are present (its
-// mkldnn_bf16_device_check); elsewhere on x86 its reference loop runs.
-bool cpu_has_fast_low_precision_products() {
-#if defined(__x86_64__) || defined(__i386__)
-  static const bool fast =
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  return fast;
-#else
-  return true;  // other processors: ATen's own choice
-#endif
-}
-
 torch::Tensor fp32(const torch::Tensor& t) { return t.to(torch::kFloat); }
 
 struct Fp32ProductsLinear : torch::autograd::Function<Fp32ProductsLinear> {
@@ -46,6 +34,18 @@ struct Fp32ProductsLinear : torch::autograd::Function<Fp32ProductsLinear> {
 };
 
 }  // namespace
+
+// oneDNN's bf16 and fp16 products, which ATen takes where these are present (its
+// mkldnn_bf16_device_check); elsewhere on x86 its reference loop runs.
+bool cpu_has_fast_low_precision_products() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool fast =
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return fast;
+#else
+  return true;  // other processors: ATen's own choice
+#endif
+}
 
 bool wants_fp32_products(const torch::Tensor& weight) {
   const c10::ScalarType t = weight.scalar_type();

@@ -12,6 +12,10 @@
 
 namespace lofi::kernels {
 
+// Whether this CPU has what PyTorch's fast bf16 and fp16 products need (on x86, avx512bw, avx512vl
+// and avx512dq, as its oneDNN path asks; other processors: assumed so).
+bool cpu_has_fast_low_precision_products();
+
 // Whether a product over WEIGHT should go through linear_with_fp32_products: a bf16 or fp16 CPU
 // tensor where this CPU lacks the instructions PyTorch's fast product in that dtype needs.
 bool wants_fp32_products(const torch::Tensor& weight);
