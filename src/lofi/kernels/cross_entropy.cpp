@@ -72,12 +72,13 @@ Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const tor
   for (int64_t first = 0; first < N; first += span) {
     const int64_t m = std::min(span, N - first);
     const torch::Tensor hg = h.narrow(0, first, m).to(dtype);                           // (m, E)
+    const torch::Tensor hp = fp32_products ? hg.to(torch::kFloat) : hg;  // (m, E): the products' operand, cast once a group
     for (int64_t start = 0; start < m; start += step) {
       const int64_t n = std::min(step, m - start);
       const torch::Tensor tc = safe_targets.narrow(0, first + start, n).unsqueeze(1);    // (n, 1)
       const torch::Tensor kc = kept.narrow(0, first + start, n).to(torch::kFloat);       // (n)
       // log-probabilities in fp32 from logits in the matmul's dtype (rounded there, as autocast's are)
-      torch::Tensor logp = torch::log_softmax(product(hg.narrow(0, start, n), wp.t()), 1, torch::kFloat);  // (n, V)
+      torch::Tensor logp = torch::log_softmax(product(hp.narrow(0, start, n), wp.t()), 1, torch::kFloat);  // (n, V)
       // Ignored rows are left out (not multiplied by 0, which would carry a NaN of theirs along).
       total -= torch::where(kc > 0, logp.gather(1, tc).squeeze(1), 0.0).sum();
       if (!want_grad) continue;
@@ -91,7 +92,7 @@ Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const tor
     if (!want_grad) continue;
     const torch::Tensor g = g_buffer.narrow(0, 0, m);                                    // (m, V)
     if (want_grad_h) r.grad_h.narrow(0, first, m).copy_(product(g, wp));                // (m, V) @ (V, E) -> (m, E)
-    if (want_grad_w) r.grad_w.add_(product(g.t(), hg));                                // (V, m) @ (m, E) -> (V, E)
+    if (want_grad_w) r.grad_w.add_(product(g.t(), hp));                                // (V, m) @ (m, E) -> (V, E)
   }
   r.loss = total / count;
   return r;
