@@ -2,12 +2,17 @@
 
 #include <gtest/gtest.h>
 
+#include "lofi/dist/device.h"
 #include "lofi/eval/perplexity.h"
+#include "lofi/io/lora_adapter.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/kernels/fp32_products.h"
 #include "lofi/model/blocks.h"
+#include "lofi/model/lora.h"
 #include "lofi/model/opt.h"
 #include "lofi/model/seeded_init.h"
 #include "lofi/model/weights.h"
+#include "product_dtypes.h"
 #include "test_util.h"
 
 namespace lofi::model {
@@ -104,6 +109,42 @@ TEST(CausalLm, EveryLayoutIsCausalAndTrains) {
       (i == 0 ? first : last) = loss.item<double>();
     }
     EXPECT_LT(last, 0.5 * first);
+  }
+}
+
+// A training step of every layout under bf16 autocast, full and with LoRA adapters over a frozen
+// base: on a CPU without fast bf16 products (no AVX-512) none of its products runs in bf16 (each
+// would take ATen's reference loop, up to 110x slower than fp32's); with them, autocast's bf16
+// products run as torch.autocast runs them.
+TEST(CausalLm, Bf16AutocastTakesFp32ProductsOnlyWhereBf16IsSlow) {
+  std::vector<LmConfig> configs = variants();
+  configs.push_back(configs[3]);  // Llama again, with adapters
+  for (size_t i = 0; i < configs.size(); ++i) {
+    const bool with_lora = i + 1 == configs.size();
+    SCOPED_TRACE(configs[i].arch + (with_lora ? " LoRA" : ""));
+    torch::manual_seed(0);
+    CausalLm lm = make_causal_lm(configs[i]);
+    init_causal_lm_weights(*lm, 0);
+    if (with_lora) {
+      io::LoraSpec spec;
+      spec.r = 4;
+      spec.target_modules = {"all-linear"};
+      apply_lora(*lm, spec, 0);
+    }
+    const torch::Tensor tokens = torch::randint(0, 50, {2, 12});
+    test::Bf16Products seen;
+    torch::Tensor loss;
+    {
+      dist::PrecisionGuard bf16(torch::kCPU, "bf16");
+      loss = lm->loss(tokens.narrow(1, 0, 11), tokens.narrow(1, 1, 11));
+      ASSERT_EQ(lm->forward(tokens).scalar_type(), torch::kBFloat16);  // the head under autocast
+    }
+    loss.backward();
+    EXPECT_TRUE(std::isfinite(loss.item<double>()));
+    if (kernels::cpu_has_fast_low_precision_products())
+      EXPECT_FALSE(seen.names().empty());
+    else
+      EXPECT_TRUE(seen.names().empty()) << "bf16 products: " << c10::Join(", ", seen.names());
   }
 }
 

@@ -398,6 +398,33 @@ TEST(Fp32Products, EqualTheLowPrecisionProduct) {
   EXPECT_NE(e.find("linear_with_fp32_products: expected x (..., in), weight (out, in)"), std::string::npos) << e;
 }
 
+// Under bf16 autocast, fp32 leaves: kernels::linear, scaled_dot_product_attention and conv2d take
+// autocast's casts and dtype as PyTorch's own ops do (here, without AVX-512, through fp32
+// products; with it, as PyTorch's own), outputs and gradients to one bf16 rounding.
+TEST(Fp32Products, FollowBf16AutocastLikePyTorch) {
+  torch::manual_seed(10);
+  dist::PrecisionGuard bf16(torch::kCPU, "bf16");
+  const torch::Tensor x = torch::randn({2, 5, 12}), w = torch::randn({9, 12}), b = torch::randn({9});
+  expect_same_with_grads([&](auto& in) { return kernels::linear(in[0], in[1], in[2]); },
+                         [&](auto& in) { return torch::linear(in[0], in[1], in[2]); }, {x, w, b}, "linear");
+  expect_same_with_grads([&](auto& in) { return kernels::linear(in[0], in[1].t()); },
+                         [&](auto& in) { return torch::linear(in[0], in[1].t()); }, {x, torch::randn({12, 9})},
+                         "linear, no bias, (in, out)");
+  EXPECT_EQ(kernels::linear(x, w, b).scalar_type(), torch::kBFloat16);
+  const torch::Tensor q = torch::randn({2, 3, 7, 8}), k = torch::randn({2, 3, 7, 8}), v = torch::randn({2, 3, 7, 8});
+  for (bool causal : {false, true})
+    expect_same_with_grads(
+        [&](auto& in) { return kernels::scaled_dot_product_attention(in[0], in[1], in[2], std::nullopt, 0.0, causal, std::nullopt, false); },
+        [&](auto& in) { return torch::scaled_dot_product_attention(in[0], in[1], in[2], std::nullopt, 0.0, causal); }, {q, k, v},
+        causal ? "attention, causal" : "attention");
+  const torch::Tensor images = torch::randn({2, 3, 8, 8}), patches = torch::randn({6, 3, 4, 4}), pb = torch::randn({6});
+  expect_same_with_grads([&](auto& in) { return kernels::conv2d(in[0], in[1], in[2], {4, 4}); },
+                         [&](auto& in) { return torch::conv2d(in[0], in[1], in[2], {4, 4}); }, {images, patches, pb},
+                         "patch convolution");
+  // Whether they took the fp32 products is this CPU's capability.
+  EXPECT_EQ(kernels::autocast_wants_fp32_products(torch::kCPU), !kernels::cpu_has_fast_low_precision_products());
+}
+
 TEST(FusedLinearRelu, EqualsTheComposite) { expect_linear_relu_matches(torch::kCPU); }
 TEST(FusedRotary, EqualsTheComposite) { expect_rotary_matches(torch::kCPU); }
 TEST(FusedSwiglu, EqualsTheComposite) { expect_swiglu_matches(torch::kCPU); }

@@ -4,10 +4,13 @@
 
 #include <set>
 
+#include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/kernels/fp32_products.h"
 #include "lofi/model/vit_checkpoint.h"
 #include "lofi/model/weights.h"
+#include "product_dtypes.h"
 #include "test_util.h"
 
 namespace lofi::model {
@@ -206,6 +209,28 @@ TEST(VitModel, LossFallsWhenOverfittingOneBatch) {
   }
   EXPECT_NEAR(first, std::log(10.0), 0.2);  // near-uniform at init (head std .02)
   EXPECT_LT(last, 0.1 * first);
+}
+
+// A training step under bf16 autocast: on a CPU without fast bf16 products none of its products
+// (the patch convolution, the linear layers, attention, the head) runs in bf16; with them,
+// autocast's bf16 products run (tests/product_dtypes.h).
+TEST(VitModel, Bf16AutocastTakesFp32ProductsOnlyWhereBf16IsSlow) {
+  torch::manual_seed(0);
+  Vit vit(tiny());
+  const torch::Tensor images = torch::randn({2, 3, 32, 32}), labels = torch::randint(0, 10, {2});
+  test::Bf16Products seen;
+  torch::Tensor loss;
+  {
+    dist::PrecisionGuard bf16(torch::kCPU, "bf16");
+    loss = vit->loss(images, labels);
+  }
+  loss.backward();
+  EXPECT_TRUE(std::isfinite(loss.item<double>()));
+  EXPECT_TRUE(vit->named_parameters()["patch_embed.proj.weight"].grad().defined());
+  if (kernels::cpu_has_fast_low_precision_products())
+    EXPECT_FALSE(seen.names().empty());
+  else
+    EXPECT_TRUE(seen.names().empty()) << "bf16 products: " << c10::Join(", ", seen.names());
 }
 
 TEST(VitModel, BadConfigsAndPresetsAreNamed) {

@@ -54,6 +54,8 @@ Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const tor
   // A bf16 or fp16 product on a CPU without fast ones in that dtype: in fp32 from the same values,
   // rounded to the matmul's dtype as its own product would be (kernels/fp32_products.h).
   const bool fp32_products = wants_fp32_products(w);
+  std::optional<NoCpuAutocast> no_autocast;  // autocast would cast the fp32 operands back
+  if (fp32_products) no_autocast.emplace();
   const torch::Tensor wp = fp32_products ? w.to(torch::kFloat) : w;                     // (V, E): the products' operand
   auto product = [&](const torch::Tensor& a, const torch::Tensor& b) {
     return fp32_products ? torch::mm(a.to(torch::kFloat), b.to(torch::kFloat)).to(dtype) : torch::mm(a, b);

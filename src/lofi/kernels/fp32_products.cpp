@@ -1,5 +1,7 @@
 #include "lofi/kernels/fp32_products.h"
 
+#include <ATen/autocast_mode.h>
+
 #include "lofi/error.h"
 
 namespace lofi::kernels {
@@ -10,10 +12,13 @@ using torch::autograd::variable_list;
 
 torch::Tensor fp32(const torch::Tensor& t) { return t.to(torch::kFloat); }
 
+bool low_precision(c10::ScalarType t) { return t == torch::kBFloat16 || t == torch::kHalf; }
+
 struct Fp32ProductsLinear : torch::autograd::Function<Fp32ProductsLinear> {
   // BIAS: optional, as autograd takes an absent input.
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight,
                                const std::optional<torch::Tensor>& bias) {
+    NoCpuAutocast no_autocast;
     ctx->save_for_backward({x, weight});
     ctx->saved_data["bias"] = bias.has_value();
     const torch::Tensor b = bias ? fp32(*bias) : torch::Tensor();
@@ -21,6 +26,7 @@ struct Fp32ProductsLinear : torch::autograd::Function<Fp32ProductsLinear> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    NoCpuAutocast no_autocast;
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &x = saved[0], &weight = saved[1];
     const int64_t out = weight.size(0), in = weight.size(1);
@@ -48,8 +54,17 @@ bool cpu_has_fast_low_precision_products() {
 }
 
 bool wants_fp32_products(const torch::Tensor& weight) {
-  const c10::ScalarType t = weight.scalar_type();
-  return weight.is_cpu() && (t == torch::kBFloat16 || t == torch::kHalf) && !cpu_has_fast_low_precision_products();
+  return weight.is_cpu() && low_precision(weight.scalar_type()) && !cpu_has_fast_low_precision_products();
+}
+
+bool autocast_wants_fp32_products(c10::DeviceType device) {
+  return device == c10::DeviceType::CPU && at::autocast::is_autocast_enabled(device) &&
+         low_precision(at::autocast::get_autocast_dtype(device)) && !cpu_has_fast_low_precision_products();
+}
+
+bool linear_wants_fp32_products(const torch::Tensor& x, const torch::Tensor& weight) {
+  const c10::DeviceType device = x.device().type();
+  return at::autocast::is_autocast_enabled(device) ? autocast_wants_fp32_products(device) : wants_fp32_products(weight);
 }
 
 torch::Tensor linear_with_fp32_products(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
@@ -59,6 +74,40 @@ torch::Tensor linear_with_fp32_products(const torch::Tensor& x, const torch::Ten
          x.scalar_type(), ", weight ", weight.sizes(), " ", weight.scalar_type(),
          bias.defined() ? cat(", bias ", bias.sizes(), " ", bias.scalar_type()) : std::string(", no bias"));
   return Fp32ProductsLinear::apply(x, weight, bias.defined() ? std::optional<torch::Tensor>(bias) : std::nullopt);
+}
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (!linear_wants_fp32_products(x, weight)) return torch::linear(x, weight, bias);
+  const c10::DeviceType device = x.device().type();
+  if (!at::autocast::is_autocast_enabled(device)) return linear_with_fp32_products(x, weight, bias);
+  // autocast's casts for linear: every operand to its dtype, leaf weights through its cache
+  const c10::ScalarType dtype = at::autocast::get_autocast_dtype(device);
+  auto cast = [&](const torch::Tensor& t) { return at::autocast::cached_cast(dtype, t, device); };
+  return linear_with_fp32_products(cast(x), cast(weight), cast(bias));
+}
+
+torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                           const std::optional<torch::Tensor>& mask, double dropout, bool is_causal,
+                                           std::optional<double> scale, bool grouped) {
+  const c10::DeviceType device = q.device().type();
+  const bool autocast = at::autocast::is_autocast_enabled(device);
+  if (autocast ? !autocast_wants_fp32_products(device) : !wants_fp32_products(q))
+    return torch::scaled_dot_product_attention(q, k, v, mask, dropout, is_causal, scale, grouped);
+  // The heads rounded to the products' dtype (autocast's casts where it is on), then fp32.
+  const c10::ScalarType dtype = autocast ? at::autocast::get_autocast_dtype(device) : q.scalar_type();
+  auto operand = [&](const torch::Tensor& t) { return fp32(t.to(dtype)); };
+  NoCpuAutocast no_autocast;
+  return torch::scaled_dot_product_attention(operand(q), operand(k), operand(v), mask, dropout, is_causal, scale, grouped)
+      .to(dtype);
+}
+
+torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, torch::IntArrayRef stride) {
+  const c10::DeviceType device = x.device().type();
+  if (!autocast_wants_fp32_products(device)) return torch::conv2d(x, weight, bias, stride);
+  const c10::ScalarType dtype = at::autocast::get_autocast_dtype(device);
+  auto operand = [&](const torch::Tensor& t) { return t.defined() ? fp32(at::autocast::cached_cast(dtype, t, device)) : t; };
+  NoCpuAutocast no_autocast;
+  return torch::conv2d(operand(x), operand(weight), operand(bias), stride).to(dtype);
 }
 
 }  // namespace lofi::kernels

@@ -54,16 +54,11 @@ std::optional<torch::Tensor> optional_mask(const torch::Tensor& mask) {
   return mask.defined() ? std::optional<torch::Tensor>(mask) : std::nullopt;
 }
 
-// LibTorch's scaled_dot_product_attention; bf16 or fp16 heads on a CPU without fast products in
-// that dtype (where the CPU kernel's products run ATen's reference loop) attend in fp32 from the
-// same values, the output rounded back once (kernels/fp32_products.h).
+// LibTorch's scaled_dot_product_attention, in fp32 products where this CPU's are slow in the heads'
+// dtype (kernels/fp32_products.h).
 torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& mask,
                      double dropout, bool is_causal, double scale, bool grouped) {
-  if (!kernels::wants_fp32_products(q))
-    return torch::scaled_dot_product_attention(q, k, v, optional_mask(mask), dropout, is_causal, scale, grouped);
-  auto fp32 = [](const torch::Tensor& t) { return t.to(torch::kFloat); };
-  return torch::scaled_dot_product_attention(fp32(q), fp32(k), fp32(v), optional_mask(mask), dropout, is_causal, scale, grouped)
-      .to(q.scalar_type());
+  return kernels::scaled_dot_product_attention(q, k, v, optional_mask(mask), dropout, is_causal, scale, grouped);
 }
 }  // namespace
 

@@ -8,6 +8,7 @@
 #include "lofi/error.h"
 #include "lofi/io/process.h"
 #include "lofi/kernels/cross_entropy.h"
+#include "lofi/kernels/fp32_products.h"
 #include "lofi/model/arch.h"
 #include "lofi/model/blocks.h"
 #include "lofi/model/seeded_init.h"
@@ -22,7 +23,7 @@ torch::Tensor CausalLmImpl::loss(const torch::Tensor& tokens, const torch::Tenso
 }
 
 torch::Tensor CausalLmImpl::head(const torch::Tensor& h) const {
-  return torch::linear(h, head_weight());  // (B, T, E) -> (B, T, V)
+  return kernels::linear(h, head_weight());  // (B, T, E) -> (B, T, V), in fp32 products where this CPU's are slow
 }
 
 OutputHeadImpl::OutputHeadImpl(int64_t in, int64_t out) {

@@ -20,18 +20,12 @@ bool needs_cast(const torch::Tensor& x, const torch::Tensor& w) {
   return x.scalar_type() != w.scalar_type() && !at::autocast::is_autocast_enabled(x.device().type());
 }
 
-// A bf16 or fp16 weight on a CPU without fast products in that dtype, outside autocast: the
-// products in fp32 from the same values (kernels/fp32_products.h).
-bool fp32_products(const torch::Tensor& x, const torch::Tensor& w) {
-  return kernels::wants_fp32_products(w) && !at::autocast::is_autocast_enabled(x.device().type());
-}
-
 }  // namespace
 
 torch::Tensor AdaptableLinearImpl::base_product(const torch::Tensor& x) const {
   const bool cast = needs_cast(x, weight);
   const torch::Tensor xw = cast ? x.to(weight.scalar_type()) : x;  // X in the weight's dtype
-  const torch::Tensor y = fp32_products(x, weight) ? kernels::linear_with_fp32_products(xw, weight_out_in(), bias) : base(xw);
+  const torch::Tensor y = kernels::linear_wants_fp32_products(xw, weight) ? kernels::linear(xw, weight_out_in(), bias) : base(xw);
   return cast ? y.to(x.scalar_type()) : y;
 }
 
@@ -46,20 +40,24 @@ torch::Tensor AdaptableLinearImpl::forward(const torch::Tensor& x) {
   h = lora_dropout > 0 && is_training() ? torch::dropout(h, lora_dropout, true) : h;
   // The scaling multiplies A's (..., r) output rather than B's (..., out): the same product up to
   // rounding, over r instead of out numbers each way.
-  const torch::Tensor low = lora_A(h) * lora_scaling;  // (..., r)
+  const torch::Tensor low = kernels::linear(h, a) * lora_scaling;  // (..., r)
+  const torch::Tensor& b = lora_B->weight;
   const bool autocast = at::autocast::is_autocast_enabled(y.device().type());
-  if (!autocast && low.scalar_type() != y.scalar_type()) return y + lora_B(low).to(y.scalar_type());
+  if (!autocast && low.scalar_type() != y.scalar_type()) return y + kernels::linear(low, b).to(y.scalar_type());
+  // Under bf16 autocast on a CPU without fast bf16 products: B's product in fp32, added after.
+  if (kernels::autocast_wants_fp32_products(y.device().type())) return y + kernels::linear(low, b);
   // B's product added to the base's inside the matrix product (addmm, beta = 1): no (..., out)
   // delta tensor and no separate pass to add it. Under autocast addmm runs in autocast's dtype, as
   // B's linear and the sum did.
   const int64_t r = low.size(-1);
-  return torch::addmm(y.reshape({-1, y.size(-1)}), low.reshape({-1, r}), lora_B->weight.t()).view(y.sizes());  // (N, out) -> (..., out)
+  return torch::addmm(y.reshape({-1, y.size(-1)}), low.reshape({-1, r}), b.t()).view(y.sizes());  // (N, out) -> (..., out)
 }
 
 torch::Tensor AdaptableLinearImpl::forward_activated(const torch::Tensor& x, const std::string& activation) {
   // With an adapter its delta joins the product before the activation; a base in another dtype
   // than X outside autocast takes forward's casts.
-  if (activation == "relu" && !has_lora() && bias.defined() && !needs_cast(x, weight) && !fp32_products(x, weight))
+  if (activation == "relu" && !has_lora() && bias.defined() && !needs_cast(x, weight) &&
+      !kernels::linear_wants_fp32_products(x, weight))
     return kernels::linear_relu(x, weight, bias, fan_in_fan_out());
   return activate(forward(x), activation);
 }

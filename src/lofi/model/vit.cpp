@@ -7,6 +7,7 @@
 
 #include "lofi/error.h"
 #include "lofi/io/process.h"
+#include "lofi/kernels/fp32_products.h"
 
 namespace lofi::model {
 
@@ -172,7 +173,8 @@ torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& images) {
       images.size(3) != image_size)
     fail("ViT input: expected images (B, ", proj->options.in_channels(), ", ", image_size, ", ", image_size,
          "), found ", images.sizes());
-  torch::Tensor x = proj(images);       // (B, C, gh, gw)
+  // proj's convolution, in fp32 products where this CPU's are slow in autocast's dtype
+  torch::Tensor x = kernels::conv2d(images, proj->weight, proj->bias, proj->options.stride());  // (B, C, gh, gw)
   return x.flatten(2).transpose(1, 2);  // (B, C, gh*gw) -> (B, N, C)
 }
 
@@ -190,8 +192,10 @@ torch::Tensor VitAttentionImpl::forward(const torch::Tensor& x) {
   torch::Tensor qkv_heads = qkv(x).reshape({B, T, 3, num_heads, head_dim}).permute({2, 0, 3, 1, 4});  // (3, B, H, T, D)
   // LibTorch's fused attention, as timm's fused_attn path: softmax(q k^T / sqrt(D)) v, dropout on
   // the probabilities while training.
-  torch::Tensor y = torch::scaled_dot_product_attention(qkv_heads[0], qkv_heads[1], qkv_heads[2], /*attn_mask=*/{},
-                                                        /*dropout_p=*/is_training() ? attn_drop : 0.0);  // (B, H, T, D)
+  // (kernels/fp32_products.h: in fp32 products where this CPU's are slow in the heads' dtype)
+  torch::Tensor y = kernels::scaled_dot_product_attention(qkv_heads[0], qkv_heads[1], qkv_heads[2], /*mask=*/std::nullopt,
+                                                          /*dropout=*/is_training() ? attn_drop : 0.0, /*is_causal=*/false,
+                                                          /*scale=*/std::nullopt, /*grouped=*/false);  // (B, H, T, D)
   y = y.transpose(1, 2).reshape({B, T, C});  // (B, H, T, D) -> (B, T, C)
   return torch::dropout(proj(y), proj_drop, is_training());
 }
@@ -304,13 +308,15 @@ torch::Tensor VitImpl::forward_features(const torch::Tensor& images) {
 
 torch::Tensor VitImpl::forward_head(const torch::Tensor& tokens) {
   using torch::indexing::Slice;
+  // A head's product, in fp32 products where this CPU's are slow in autocast's dtype.
+  auto classify = [](const nn::Linear& h, const torch::Tensor& x) { return kernels::linear(x, h->weight, h->bias); };
   // DeiT without a teacher: the two heads' logits averaged (timm outside distilled_training).
-  if (config.distilled) return (head(tokens.select(1, 0)) + head_dist(tokens.select(1, 1))) / 2;
+  if (config.distilled) return (classify(head, tokens.select(1, 0)) + classify(head_dist, tokens.select(1, 1))) / 2;
   torch::Tensor pooled = config.global_pool == "token"
                              ? tokens.select(1, 0)                                                   // (B, C)
                              : tokens.index({Slice(), Slice(config.num_prefix_tokens())}).mean(1);  // (B, C)
   if (fc_norm) pooled = fc_norm(pooled);
-  return head(torch::dropout(pooled, config.drop_rate, is_training()));
+  return classify(head, torch::dropout(pooled, config.drop_rate, is_training()));
 }
 
 torch::Tensor VitImpl::forward(const torch::Tensor& images) { return forward_head(forward_features(images)); }

@@ -33,7 +33,6 @@
 #include "lofi/io/lora_adapter.h"
 #include "lofi/io/safetensors_set.h"
 #include "lofi/io/temporaries.h"
-#include "lofi/kernels/fp32_products.h"
 #include "lofi/merge/nonfinite.h"
 #include "lofi/model/weights.h"
 #include "lofi/run/run_dir.h"
@@ -597,10 +596,6 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   const dist::DevicePlan plan = dist::plan_device(tc.device, env.local_rank, env.local_world_size, topo.node_rank,
                                                   topo.node_size, build.gpus, build.cuda_compiled, "train.device");
   dist::check_precision(tc.precision, plan.device, "train.precision");
-  // bf16 autocast runs every product in bf16; on this CPU PyTorch's are slow (kernels/fp32_products.h).
-  if (env.rank == 0 && tc.precision == "bf16" && plan.device.is_cpu() && !kernels::cpu_has_fast_low_precision_products())
-    std::printf("train.precision = \"bf16\" on a CPU without AVX-512: PyTorch's bf16 matrix products run its reference loop "
-                "here (up to 110x slower than fp32's); \"fp32\" trains faster\n");
   dist::use_device(plan.device);
   std::unique_ptr<run::NodeDirLock> lock = claim_run_dir(config, topo, env.rank, start);
   const run::RunDir run_dir(config.run.dir);
