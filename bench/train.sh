@@ -63,6 +63,18 @@ for s in "${sizes[@]}"; do
   printf '%-44s %12.0f MB %11.0f MB %7sx %8s %s\n' "  peak resident memory, $name" "$((lm / 1024))" "$((tm / 1024))" "$m" ">= 1.00x" "$(verdict "$m" 1)"
 done
 
+# bf16 autocast (train.precision = "bf16") at the Llama size, one run each: on a CPU without
+# AVX-512 PyTorch's bf16 products run its reference loop (tens of seconds a step here), which lofi's
+# take in fp32 from the same bf16 values (kernels/fp32_products.h); with AVX-512 both run oneDNN's.
+read -r name arch L H KV D FF V T B S <<< "${sizes[2]}"
+"$lofi" train $(flags $L $H $D $FF $V $T $B $S "$dir/run-$name-bf16") $(arch_flags $arch $KV) --set train.threads=$cores \
+  --set train.precision=bf16 --overwrite > /dev/null
+lr=$(rate "$dir/run-$name-bf16")
+out=$($py "$here/train_torch.py" "{\"n_layer\":$L,\"n_head\":$H,\"d_model\":$D,\"d_ff\":$FF,\"vocab_size\":$V,\"seq_len\":$T,\"batch\":$B,\"steps\":3,\"warmup\":1,\"threads\":$cores,\"device\":\"cpu\",\"precision\":\"bf16\",\"compile\":false,\"data\":\"$dir/tokens-$V.bin\"$(arch_json $arch $KV)}")
+tr=$(echo "$out" | $py -c "import json,sys; print(json.load(sys.stdin)['tokens_per_s'])")
+r=$(ratio "$lr" "$tr")
+printf '%-44s %14.0f %14.0f %7sx %8s %s\n' "bf16 autocast step, $name (one run each)" "$lr" "$tr" "$r" ">= 1.00x" "$(verdict "$r" 1)"
+
 # Data-parallel scaling on loopback at the 25M size: 1 worker with all cores against 2 workers
 # with half each, the same global batch; overlapped buckets against all-reduce after backward.
 read -r name arch L H KV D FF V T B S <<< "${sizes[1]}"

@@ -10,6 +10,17 @@
 namespace lofi::kernels {
 namespace {
 
+// Runs ROW(x offset, y offset, t) for every (b, h, t) row of S in parallel, GRAIN rows a task.
+template <typename Row>
+void for_each_row(const cuda::RotaryShape& s, int64_t grain, const Row& row) {
+  at::parallel_for(0, s.B * s.H * s.T, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t t = r % s.T, h = r / s.T % s.H, b = r / s.T / s.H;  // r = (b * H + h) * T + t
+      row(b * s.x_stride[0] + h * s.x_stride[1] + t * s.x_stride[2], b * s.y_stride[0] + h * s.y_stride[1] + t * s.y_stride[2], t);
+    }
+  });
+}
+
 // Y = rotary(X) (or its gradient map), Y allocated in X's layout. COS, SIN: (T, D) fp32 contiguous.
 // VECTORISED: on a CPU, fp32 through kernels/cpu_avx2.h's loop, else fused_math.h's arithmetic one
 // pair at a time.
@@ -26,39 +37,32 @@ torch::Tensor rotary_pass(torch::Tensor x, const torch::Tensor& cos, const torch
     });
     return y;
   }
-  const int64_t half = s.D / 2, rows = s.B * s.H * s.T;
+  const int64_t half = s.D / 2;
   const float* c = cos.data_ptr<float>();
   const float* sn = sin.data_ptr<float>();
   const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(half, 1));
   if (vectorised) {
     const float* xp = x.const_data_ptr<float>();
     float* yp = y.data_ptr<float>();
-    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t t = r % s.T, h = r / s.T % s.H, b = r / s.T / s.H;
-        avx2::rotary_row(xp + b * s.x_stride[0] + h * s.x_stride[1] + t * s.x_stride[2],
-                         yp + b * s.y_stride[0] + h * s.y_stride[1] + t * s.y_stride[2], c + t * s.D, sn + t * s.D, half, backward);
-      }
+    for_each_row(s, grain, [&](int64_t xo, int64_t yo, int64_t t) {
+      avx2::rotary_row(xp + xo, yp + yo, c + t * s.D, sn + t * s.D, half, backward);
     });
     return y;
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(torch::kBFloat16, torch::kHalf, x.scalar_type(), "rotary", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.data_ptr<scalar_t>();
-    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t t = r % s.T, h = r / s.T % s.H, b = r / s.T / s.H;
-        const scalar_t* xr = xp + b * s.x_stride[0] + h * s.x_stride[1] + t * s.x_stride[2];
-        scalar_t* yr = yp + b * s.y_stride[0] + h * s.y_stride[1] + t * s.y_stride[2];
-        const float* cr = c + t * s.D;
-        const float* sr = sn + t * s.D;
-        for (int64_t d = 0; d < half; ++d) {
-          float y1, y2;
-          math::rotary_pair(static_cast<float>(xr[d]), static_cast<float>(xr[d + half]), cr[d], sr[d], cr[d + half],
-                            sr[d + half], backward, y1, y2);
-          yr[d] = static_cast<scalar_t>(y1);
-          yr[d + half] = static_cast<scalar_t>(y2);
-        }
+    for_each_row(s, grain, [&](int64_t xo, int64_t yo, int64_t t) {
+      const scalar_t* xr = xp + xo;
+      scalar_t* yr = yp + yo;
+      const float* cr = c + t * s.D;
+      const float* sr = sn + t * s.D;
+      for (int64_t d = 0; d < half; ++d) {
+        float y1, y2;
+        math::rotary_pair(static_cast<float>(xr[d]), static_cast<float>(xr[d + half]), cr[d], sr[d], cr[d + half],
+                          sr[d + half], backward, y1, y2);
+        yr[d] = static_cast<scalar_t>(y1);
+        yr[d + half] = static_cast<scalar_t>(y2);
       }
     });
   });
