@@ -15,6 +15,7 @@
 #include "lofi/kernels/rotary.h"
 #include "lofi/kernels/rms_norm.h"
 #include "lofi/kernels/swiglu.h"
+#include "lofi/kernels/upcast_linear.h"
 #include "lofi/model/blocks.h"
 #include "test_util.h"
 
@@ -423,6 +424,33 @@ TEST(Fp32Products, FollowBf16AutocastLikePyTorch) {
                          "patch convolution");
   // Whether they took the fp32 products is this CPU's capability.
   EXPECT_EQ(kernels::autocast_wants_fp32_products(torch::kCPU), !kernels::cpu_has_fast_low_precision_products());
+}
+
+// An fp32 adapter over a bf16 or fp16 input, keeping the input in its dtype: the same output and
+// gradients as autograd's linear(x.to(fp32), A), the input's gradient in its own dtype.
+TEST(UpcastLinear, EqualsLinearOfTheCastInput) {
+  torch::manual_seed(11);
+  for (auto dtype : {torch::kBFloat16, torch::kHalf}) {
+    const std::string what = std::string("upcast_linear ") + c10::toString(dtype);
+    const torch::Tensor x = torch::randn({2, 5, 12}).to(dtype), a = torch::randn({4, 12});
+    torch::Tensor x1 = x.clone().requires_grad_(true), a1 = a.clone().requires_grad_(true);
+    torch::Tensor x2 = x.clone().requires_grad_(true), a2 = a.clone().requires_grad_(true);
+    const torch::Tensor y1 = kernels::upcast_linear(x1, a1), y2 = torch::linear(x2.to(torch::kFloat), a2);
+    ASSERT_EQ(y1.scalar_type(), torch::kFloat) << what;
+    EXPECT_LE(max_diff(y1, y2), 1e-6) << what;
+    const torch::Tensor up = torch::randn(y1.sizes());
+    (y1 * up).sum().backward();
+    (y2 * up).sum().backward();
+    EXPECT_EQ(x1.grad().scalar_type(), dtype) << what;
+    EXPECT_LE(max_diff(x1.grad(), x2.grad()), 0.0) << what;  // the same fp32 sums, rounded once the same way
+    EXPECT_LE(max_diff(a1.grad(), a2.grad()), 1e-5) << what;
+  }
+  // An input that needs no gradient (a frozen embedding's output): A's gradient alone.
+  torch::Tensor a = torch::randn({4, 12}, torch::requires_grad());
+  kernels::upcast_linear(torch::randn({3, 12}).to(torch::kBFloat16), a).sum().backward();
+  EXPECT_TRUE(a.grad().defined());
+  const std::string e = test::error_of([&] { kernels::upcast_linear(torch::randn({3, 12}), torch::randn({4, 12})); });
+  EXPECT_NE(e.find("upcast_linear: expected x (..., in) in bf16 or fp16 and an fp32 weight"), std::string::npos) << e;
 }
 
 TEST(FusedLinearRelu, EqualsTheComposite) { expect_linear_relu_matches(torch::kCPU); }

@@ -25,6 +25,7 @@
 #include "lofi/model/weights.h"
 #include "lofi/run/run_dir.h"
 #include "lofi/train/config.h"
+#include "cpu_bytes.h"
 #include "test_util.h"
 
 namespace lofi {
@@ -157,6 +158,37 @@ TEST(Lora, ABf16BaseIsMadeInBf16) {
   for (const auto& item : bf16->named_parameters())
     EXPECT_EQ(item.value().scalar_type(), item.value().requires_grad() ? torch::kFloat : torch::kBFloat16) << item.key();
   EXPECT_TRUE(bf16->lm_head->weight.requires_grad());
+}
+
+// A LoRA layer over a bf16 base keeps no fp32 copy of its input for the backward pass (PEFT casts
+// the input to the adapter's dtype, and autograd would keep that copy, one per adapted layer):
+// what its forward leaves allocated beyond its output is less than such a copy
+// (kernels/upcast_linear.h). The gradients still reach A, B and the input.
+TEST(Lora, ABf16BaseKeepsNoFp32CopyOfItsInput) {
+  torch::manual_seed(12);
+  model::Linear layer(256, 256);
+  layer->to(torch::kBFloat16);
+  for (auto& p : layer->parameters()) p.requires_grad_(false);
+  layer->attach_lora(8, 2.0, 0.0);
+  {
+    torch::NoGradGuard no_grad;
+    layer->lora_A->weight.normal_();
+    layer->lora_B->weight.normal_();
+  }
+  layer->train();
+  const torch::Tensor x = torch::randn({4, 64, 256}).to(torch::kBFloat16).requires_grad_(true);
+  torch::Tensor y;
+  int64_t held = 0;
+  {
+    test::CpuBytes bytes;
+    y = layer->forward(x);
+    held = bytes.live() - static_cast<int64_t>(y.nbytes());
+  }
+  EXPECT_LT(held, x.numel() * 4) << "bytes kept for backward";
+  y.to(torch::kFloat).sum().backward();
+  EXPECT_TRUE(x.grad().defined());
+  EXPECT_TRUE(layer->lora_A->weight.grad().defined());
+  EXPECT_TRUE(layer->lora_B->weight.grad().defined());
 }
 
 // Every node starts from the same adapters: A from the run's LoRA stream (train.seed alone, no node

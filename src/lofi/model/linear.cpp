@@ -7,6 +7,7 @@
 #include "lofi/error.h"
 #include "lofi/kernels/fp32_products.h"
 #include "lofi/kernels/linear_relu.h"
+#include "lofi/kernels/upcast_linear.h"
 #include "lofi/model/blocks.h"
 #include "lofi/model/deferred_weights.h"
 
@@ -34,13 +35,16 @@ torch::Tensor AdaptableLinearImpl::forward(const torch::Tensor& x) {
   if (!has_lora()) return y;
   // PEFT's order: dropout on the input, then A and B, in the adapter's dtype.
   const torch::Tensor& a = lora_A->weight;
-  torch::Tensor h = x.scalar_type() == a.scalar_type() || at::autocast::is_autocast_enabled(x.device().type())
-                        ? x
-                        : x.to(a.scalar_type());
-  h = lora_dropout > 0 && is_training() ? torch::dropout(h, lora_dropout, true) : h;
+  const bool dropout = lora_dropout > 0 && is_training();
+  const bool upcast = x.scalar_type() != a.scalar_type() && !at::autocast::is_autocast_enabled(x.device().type());
+  // Without dropout, a bf16 stream reaches fp32 A through upcast_linear, which keeps the bf16 input
+  // (kernels/upcast_linear.h) rather than an fp32 copy of it per adapter.
+  const bool keep_low_precision_input = upcast && !dropout && a.scalar_type() == torch::kFloat;
+  torch::Tensor h = upcast && !keep_low_precision_input ? x.to(a.scalar_type()) : x;
+  h = dropout ? torch::dropout(h, lora_dropout, true) : h;
   // The scaling multiplies A's (..., r) output rather than B's (..., out): the same product up to
   // rounding, over r instead of out numbers each way.
-  const torch::Tensor low = kernels::linear(h, a) * lora_scaling;  // (..., r)
+  const torch::Tensor low = (keep_low_precision_input ? kernels::upcast_linear(h, a) : kernels::linear(h, a)) * lora_scaling;  // (..., r)
   const torch::Tensor& b = lora_B->weight;
   const bool autocast = at::autocast::is_autocast_enabled(y.device().type());
   if (!autocast && low.scalar_type() != y.scalar_type()) return y + kernels::linear(low, b).to(y.scalar_type());
