@@ -17,6 +17,7 @@
 #include "lofi/kernels/swiglu.h"
 #include "lofi/kernels/upcast_linear.h"
 #include "lofi/model/blocks.h"
+#include "cpu_bytes.h"
 #include "test_util.h"
 
 namespace lofi {
@@ -175,7 +176,8 @@ void expect_rms_norm_matches(const torch::Device& device) {
       torch::NoGradGuard no_grad;
       norm->weight.uniform_(0.5, 1.5);
     }
-    torch::Tensor x0 = torch::randn({3, 47, width}, device) * 0.7;
+    // Rows of different scales (rstd from about 0.25 to 2), so each power of rstd shows.
+    torch::Tensor x0 = torch::randn({3, 47, width}, device) * torch::rand({3, 47, 1}, device).mul(4).add(0.2);
     torch::Tensor x = x0.clone().requires_grad_(true), xr = x0.clone().requires_grad_(true);
     torch::Tensor up = torch::randn({3, 47, width}, device);
     torch::Tensor y = norm(x);
@@ -203,6 +205,66 @@ void expect_rms_norm_matches(const torch::Device& device) {
 }
 
 TEST(FusedRmsNorm, EqualsTheComposite) { expect_rms_norm_matches(torch::kCPU); }
+
+// RMSNorm of a bf16 or fp16 stream (kernels::rms_norm_low_precision) against transformers'
+// composite, outputs and gradients to one rounding in their dtypes, on DEVICE.
+void expect_low_precision_rms_norm_matches(const torch::Device& device) {
+  torch::manual_seed(13);
+  using T = std::pair<c10::ScalarType, c10::ScalarType>;  // x's dtype, the scale's
+  for (const auto& [xt, wt] : {T{torch::kBFloat16, torch::kBFloat16}, T{torch::kBFloat16, torch::kFloat}, T{torch::kHalf, torch::kHalf}}) {
+    const std::string what = std::string("x ") + c10::toString(xt) + ", scale " + c10::toString(wt);
+    // Rows of different scales (rstd from about 0.25 to 2), so each power of rstd shows.
+    const torch::Tensor scale = torch::rand({3, 47, 1}, device).mul(4).add(0.2);
+    const torch::Tensor x0 = (torch::randn({3, 47, 67}, device) * scale).to(xt), w0 = torch::rand({67}, device).add(0.5).to(wt);
+    torch::Tensor x = x0.clone().requires_grad_(true), xr = x0.clone().requires_grad_(true);
+    torch::Tensor w = w0.clone().requires_grad_(true), wr = w0.clone().requires_grad_(true);
+    const torch::Tensor y = kernels::rms_norm_low_precision(x, w, 0.5), yr = model::rms_norm_reference(xr, wr, 0.5);
+    ASSERT_EQ(y.scalar_type(), yr.scalar_type()) << what;
+    EXPECT_TRUE(torch::equal(y, yr)) << what;  // the same ops forward
+    const torch::Tensor up = torch::randn(y.sizes(), device);
+    (y.to(torch::kFloat) * up).sum().backward();
+    (yr.to(torch::kFloat) * up).sum().backward();
+    auto tol = [](const torch::Tensor& want) {  // one rounding in its dtype
+      return (want.scalar_type() == torch::kFloat ? 1e-5 : 1e-2) * want.abs().max().item<double>();
+    };
+    ASSERT_EQ(x.grad().scalar_type(), xt) << what;
+    ASSERT_EQ(w.grad().scalar_type(), wt) << what;
+    EXPECT_LE(max_diff(x.grad(), xr.grad()), tol(xr.grad())) << what << ": the input's gradient";
+    EXPECT_LE(max_diff(w.grad(), wr.grad()), tol(wr.grad())) << what << ": the scale's gradient";
+    // A frozen scale (a bf16 base): the input's gradient alone, the same.
+    torch::Tensor xf = x0.clone().requires_grad_(true);
+    (kernels::rms_norm_low_precision(xf, w0, 0.5).to(torch::kFloat) * up).sum().backward();
+    EXPECT_LE(max_diff(xf.grad(), xr.grad()), tol(xr.grad())) << what << ", frozen scale";
+  }
+  const std::string e = test::error_of([&] { kernels::rms_norm_low_precision(torch::randn({2, 4}, device), torch::ones({4}, device), 1e-6); });
+  EXPECT_NE(e.find("rms_norm_low_precision: expected bf16 or fp16 x (..., C)"), std::string::npos) << e;
+}
+
+TEST(LowPrecisionRmsNorm, EqualsTheComposite) { expect_low_precision_rms_norm_matches(torch::kCPU); }
+
+// What a bf16 norm's forward leaves for its backward beyond its output: one fp32 number a row, not
+// the fp32 copy of the input that autograd over the composite keeps (counted by tests/cpu_bytes.h).
+TEST(LowPrecisionRmsNorm, KeepsNoFp32CopyOfItsInput) {
+  model::RmsNorm norm(256, 1e-5);
+  norm->to(torch::kBFloat16);
+  const torch::Tensor x = torch::randn({4, 64, 256}).to(torch::kBFloat16).requires_grad_(true);
+  torch::Tensor y;
+  int64_t held = 0;
+  {
+    test::CpuBytes bytes;
+    y = norm(x);
+    held = bytes.live() - static_cast<int64_t>(y.nbytes());
+  }
+  EXPECT_LE(held, 4 * 64 * 4) << "bytes kept for backward";  // rstd: (4, 64, 1) fp32
+  y.to(torch::kFloat).sum().backward();
+  EXPECT_TRUE(x.grad().defined());
+  EXPECT_TRUE(norm->weight.grad().defined());
+}
+
+TEST(CudaKernels, LowPrecisionRmsNormEqualsTheComposite) {
+  if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  expect_low_precision_rms_norm_matches(torch::Device(torch::kCUDA, 0));
+}
 
 TEST(CudaKernels, FusedRmsNormEqualsTheComposite) {
   if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";

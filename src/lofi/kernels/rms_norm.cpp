@@ -65,7 +65,43 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
   }
 };
 
+struct LowPrecisionRmsNormFunction : torch::autograd::Function<LowPrecisionRmsNormFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+    const torch::Tensor h = x.to(torch::kFloat);                                          // (..., C)
+    const torch::Tensor rstd = torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);  // (..., 1)
+    ctx->save_for_backward({x, weight, rstd});
+    return weight * (h * rstd).to(x.scalar_type());
+  }
+
+  // Autograd's chain through the forward's ops, in their dtypes: y = w * n, n = z.to(x's dtype),
+  // z = h * rstd, rstd = rsqrt(mean(h^2) + eps), h = x.to(fp32).
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x = saved[0], &w = saved[1], &rstd = saved[2];
+    const torch::Tensor& g = grad[0];                                                    // (..., C)
+    const torch::Tensor h = x.to(torch::kFloat);                                         // (..., C)
+    torch::Tensor dw;
+    if (ctx->needs_input_grad(1)) dw = (g * (h * rstd).to(x.scalar_type())).sum_to_size(w.sizes()).to(w.scalar_type());  // (C)
+    if (!ctx->needs_input_grad(0)) return {torch::Tensor(), dw, torch::Tensor()};
+    const torch::Tensor dz = (g * w).to(x.scalar_type()).to(torch::kFloat);  // d n in n's dtype, then d z
+    const torch::Tensor d_rstd = (dz * h).sum(-1, /*keepdim=*/true);        // (..., 1)
+    const torch::Tensor d_mean = d_rstd * (-0.5) * rstd.pow(3);             // (..., 1)
+    const double width = static_cast<double>(h.size(-1));
+    const torch::Tensor dh = dz * rstd + d_mean / width * (2 * h);         // (..., C)
+    return {dh.to(x.scalar_type()), dw, torch::Tensor()};
+  }
+};
+
 }  // namespace
+
+torch::Tensor rms_norm_low_precision(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  const c10::ScalarType t = x.scalar_type();
+  if (weight.dim() != 1 || x.dim() < 1 || x.size(-1) != weight.size(0) || (t != torch::kBFloat16 && t != torch::kHalf) ||
+      !weight.is_floating_point() || x.device() != weight.device())
+    fail("rms_norm_low_precision: expected bf16 or fp16 x (..., C) and a floating weight (C) on one device; found x ",
+         x.sizes(), " ", t, " on ", x.device(), ", weight ", weight.sizes(), " ", weight.scalar_type(), " on ", weight.device());
+  return LowPrecisionRmsNormFunction::apply(x, weight, eps);
+}
 
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
   if (weight.dim() != 1 || x.dim() < 1 || x.size(-1) != weight.size(0) || x.scalar_type() != torch::kFloat ||

@@ -13,4 +13,12 @@ namespace lofi::kernels {
 // X (..., C) and WEIGHT (C), both fp32 on one device. Differentiable in both.
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 
+// X (..., C) in bf16 or fp16 (a bf16 base's stream, train.param_dtype = "bf16"), WEIGHT (C) of any
+// floating dtype, on any device: transformers' LlamaRMSNorm order, weight * (x32 * rstd).to(x's
+// dtype), in ATen's ops, the output in the two dtypes' promotion. For the backward pass it keeps X
+// and rstd, one fp32 number per row, where autograd over those ops keeps the fp32 copy of X
+// (4 bytes an element a norm: at Llama-3-8B's width, 65 norms, 16,384 tokens a step, 17 GB).
+// Its gradients are autograd's, from the same ops.
+torch::Tensor rms_norm_low_precision(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+
 }  // namespace lofi::kernels

@@ -109,9 +109,11 @@ RmsNormImpl::RmsNormImpl(int64_t width, double eps_) : eps(eps_) {
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
   // fp32 input (the residual stream, also under autocast): one fused pass each way
-  // (kernels/rms_norm.h), the same arithmetic as below. Other dtypes keep transformers' order
-  // (scale after casting back), which a fused kernel would round differently.
+  // (kernels/rms_norm.h), the same arithmetic as below. A bf16 or fp16 stream keeps transformers'
+  // order (scale after casting back), which a fused kernel would round differently, without
+  // autograd's fp32 copy of the input (kernels::rms_norm_low_precision).
   if (x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat) return kernels::rms_norm(x, weight, eps);
+  if (x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kHalf) return kernels::rms_norm_low_precision(x, weight, eps);
   return rms_norm_reference(x, weight, eps);
 }
 
