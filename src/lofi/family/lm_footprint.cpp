@@ -90,9 +90,12 @@ train::ModelFootprint lm_footprint(const train::Config& config, int64_t micro_ba
   const double d = static_cast<double>(c.d_model), ff = static_cast<double>(c.d_ff), V = static_cast<double>(c.vocab_size);
   const double hd = static_cast<double>(c.head_width()), H = static_cast<double>(c.n_head), kv = static_cast<double>(c.kv_heads());
   const double e = config.train.precision == "bf16" ? 2 : 4;
+  // The residual stream's bytes: the embedding's dtype (a bf16 base's, or bf16 weights between
+  // updates), which a norm keeps for its backward (kernels/rms_norm.h; LayerNorm likewise).
+  const double s = config.model.dtype == "bf16" || config.train.param_dtype == "bf16" ? 2 : 4;
   const bool relu = c.activation == "relu";
   const double B = static_cast<double>(micro_batch);
-  double block = 2 * (4 * N * d + e * N * d);                // two norms: fp32 input, matmul's saved output
+  double block = 2 * (s * N * d + e * N * d);                // two norms: their input, matmul's saved output
   block += e * N * hd * (H + 2 * kv) + e * N * H * hd;       // q, k, v, attention output
   block += 4 * B * H * T;                                    // its log-sum-exp
   if (!counts.gated) block += e * N * d;                     // OPT / GPT-2: the output's contiguous copy
@@ -104,7 +107,7 @@ train::ModelFootprint lm_footprint(const train::Config& config, int64_t micro_ba
   const int64_t every = config.train.activation_checkpointing;
   const double checkpointed = every > 0 ? std::ceil(static_cast<double>(c.n_layer) / static_cast<double>(every)) : 0;
   f.block_activations = block;
-  f.activations = (static_cast<double>(c.n_layer) - checkpointed) * block + checkpointed * 4 * N * d + 4 * N * d + e * N * d +
+  f.activations = (static_cast<double>(c.n_layer) - checkpointed) * block + checkpointed * s * N * d + s * N * d + e * N * d +
                   (c.embedding_dropout > 0 ? 4 * N * d : 0);  // final norm, embedding dropout's mask
   f.loss_head = 4 * N * d + 4 * V * d + 2 * std::min(4 * N * V, 256e6) + std::min(e * N * V, 512e6);
   f.weight_copies = config.train.precision == "bf16" ? 2 * static_cast<double>(f.trainable) : 0;
