@@ -31,10 +31,11 @@ struct UpcastLinear : torch::autograd::Function<UpcastLinear> {
 }  // namespace
 
 torch::Tensor upcast_linear(const torch::Tensor& x, const torch::Tensor& weight) {
+  const c10::ScalarType t = x.scalar_type();
   if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1) || weight.scalar_type() != torch::kFloat ||
-      x.scalar_type() == torch::kFloat || !x.is_floating_point())
+      (t != torch::kBFloat16 && t != torch::kHalf))
     fail("upcast_linear: expected x (..., in) in bf16 or fp16 and an fp32 weight (r, in); found x ", x.sizes(), " ",
-         x.scalar_type(), ", weight ", weight.sizes(), " ", weight.scalar_type());
+         t, ", weight ", weight.sizes(), " ", weight.scalar_type());
   return UpcastLinear::apply(x, weight);
 }
 

@@ -39,7 +39,8 @@ torch::Tensor AdaptableLinearImpl::forward(const torch::Tensor& x) {
   const bool upcast = x.scalar_type() != a.scalar_type() && !at::autocast::is_autocast_enabled(x.device().type());
   // Without dropout, a bf16 stream reaches fp32 A through upcast_linear, which keeps the bf16 input
   // (kernels/upcast_linear.h) rather than an fp32 copy of it per adapter.
-  const bool keep_low_precision_input = upcast && !dropout && a.scalar_type() == torch::kFloat;
+  const bool low_precision_x = x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kHalf;
+  const bool keep_low_precision_input = upcast && !dropout && low_precision_x && a.scalar_type() == torch::kFloat;
   torch::Tensor h = upcast && !keep_low_precision_input ? x.to(a.scalar_type()) : x;
   h = dropout ? torch::dropout(h, lora_dropout, true) : h;
   // The scaling multiplies A's (..., r) output rather than B's (..., out): the same product up to
