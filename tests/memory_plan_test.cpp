@@ -161,6 +161,10 @@ TEST(MemoryPlan, ShardingAndLoraShrinkWhatTheyShould) {
   EXPECT_NEAR(line(plan_of(" --set dist.reduce_dtype=bf16", 4), "gradients"), 6 * P, 1e6);  // the buckets in bf16
   EXPECT_LT(line(zero2, "gradients"), 1.3 * P);       // 1/4 of 4 bytes each, two buckets and the embedding's .grad in flight
   EXPECT_NEAR(line(lora, "weights"), 2 * P, 0.03 * P);  // the frozen base in bf16, the adapters in fp32
+  // A bf16 base's residual stream is bf16: each of the 65 norms (two a block and the final one)
+  // keeps its input in 2 bytes, not 4 (kernels/rms_norm.h), over 8 x 2048 tokens of width 4096.
+  const auto lora_fp32_base = plan_of(" --set lora.rank=16 --set train.precision=bf16", 1, 141e9);
+  EXPECT_NEAR(line(lora_fp32_base, "activations") - line(lora, "activations"), 65 * 2 * 8 * 2048 * 4096.0, 1e3);
   // Fully sharded over 8 workers: the embedding and head whole, 1/8 of the 32 blocks, two blocks gathered.
   const double block = 218112000.0, outside = P - 32 * block;  // one block's parameters; the embedding, head and final norm
   const auto zero3 = plan_of(" --set dist.shard=full", 8);
