@@ -8,10 +8,12 @@
 #include "lofi/io/safetensors.h"
 #include "lofi/kernels/fp32_products.h"
 #include "lofi/model/blocks.h"
+#include "lofi/model/llama.h"
 #include "lofi/model/lora.h"
 #include "lofi/model/opt.h"
 #include "lofi/model/seeded_init.h"
 #include "lofi/model/weights.h"
+#include "cpu_bytes.h"
 #include "product_dtypes.h"
 #include "test_util.h"
 
@@ -145,6 +147,46 @@ TEST(CausalLm, Bf16AutocastTakesFp32ProductsOnlyWhereBf16IsSlow) {
       EXPECT_FALSE(seen.names().empty());
     else
       EXPECT_TRUE(seen.names().empty()) << "bf16 products: " << c10::Join(", ", seen.names());
+  }
+}
+
+// What FORWARD(x) keeps besides its output under CPU bf16 autocast because X is fp32: the bytes it
+// leaves allocated for an fp32 X less those for the same X already in bf16 (each a leaf made
+// before counting).
+template <typename F>
+int64_t kept_for_an_fp32_input(F forward, const torch::Tensor& x) {
+  auto kept = [&](const torch::Tensor& input) {
+    dist::PrecisionGuard bf16(torch::kCPU, "bf16");
+    test::CpuBytes bytes;
+    const torch::Tensor y = forward(input);
+    return bytes.live() - static_cast<int64_t>(y.nbytes());
+  };
+  return kept(x.detach().requires_grad_(true)) - kept(x.to(torch::kBFloat16).detach().requires_grad_(true));
+}
+
+// Under bf16 autocast the projections of one fp32 input keep one bf16 copy of it between them
+// (kernels/autocast_input.h), not one each: Llama's q, k and v, its gate and up, OPT's q, k and v,
+// and with LoRA adapters each adapter's A as well.
+TEST(CausalLm, AutocastProjectionsKeepOneCopyOfTheirInput) {
+  const LmConfig llama = variants()[3], opt = tiny();
+  const int64_t T = 12;
+  const torch::Tensor cos = torch::ones({T, llama.head_width()}), sin = torch::zeros({T, llama.head_width()});
+  for (bool lora : {false, true}) {
+    SCOPED_TRACE(lora ? "LoRA" : "no adapters");
+    torch::manual_seed(0);
+    LlamaAttention attn(llama);
+    LlamaMlp mlp(llama);
+    OptAttention opt_attn(opt);
+    if (lora)
+      for (auto* layer : {attn->q_proj.get(), attn->k_proj.get(), attn->v_proj.get(), mlp->gate_proj.get(), mlp->up_proj.get(),
+                          opt_attn->q_proj.get(), opt_attn->k_proj.get(), opt_attn->v_proj.get()})
+        layer->attach_lora(2, 1.0, 0.0);
+    const torch::Tensor x = torch::randn({2, T, llama.d_model});
+    const int64_t copy = x.numel() * 2;
+    EXPECT_EQ(kept_for_an_fp32_input([&](const torch::Tensor& h) { return attn->forward(h, cos, sin, {}); }, x), copy) << "attention";
+    EXPECT_EQ(kept_for_an_fp32_input([&](const torch::Tensor& h) { return mlp->forward(h); }, x), copy) << "gated MLP";
+    const torch::Tensor xo = torch::randn({2, T, opt.d_model});
+    EXPECT_EQ(kept_for_an_fp32_input([&](const torch::Tensor& h) { return opt_attn->forward(h, {}); }, xo), xo.numel() * 2) << "OPT attention";
   }
 }
 

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "lofi/dist/device.h"
+#include "lofi/kernels/autocast_input.h"
 #include "lofi/kernels/cross_entropy.h"
 #include "lofi/kernels/fp32_products.h"
 #include "lofi/kernels/linear_relu.h"
@@ -486,6 +487,66 @@ TEST(Fp32Products, FollowBf16AutocastLikePyTorch) {
                          "patch convolution");
   // Whether they took the fp32 products is this CPU's capability.
   EXPECT_EQ(kernels::autocast_wants_fp32_products(torch::kCPU), !kernels::cpu_has_fast_low_precision_products());
+}
+
+// Outside autocast, or for an input autocast leaves (bf16 already, float64), the input itself;
+// under bf16 autocast an fp32 input's bf16 rounding.
+TEST(AutocastInput, CastsAnFp32InputOnlyUnderAutocast) {
+  const torch::Tensor x = torch::randn({3, 8});
+  EXPECT_TRUE(kernels::autocast_input(x).is_same(x));
+  dist::PrecisionGuard bf16(torch::kCPU, "bf16");
+  const torch::Tensor h = kernels::autocast_input(x);
+  EXPECT_EQ(h.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(h, x.to(torch::kBFloat16)));
+  const torch::Tensor b = x.to(torch::kBFloat16), d = x.to(torch::kDouble);
+  EXPECT_TRUE(kernels::autocast_input(b).is_same(b));
+  EXPECT_TRUE(kernels::autocast_input(d).is_same(d));
+}
+
+// Three products of one fp32 input under bf16 autocast (q, k and v of a norm's output), through one
+// cast against each casting its own: the same outputs and weight gradients to the bit (the same
+// bf16 values go in), the input's gradient to the rounding of its bf16 sum, and one bf16 copy of
+// the input kept for the backward pass where the three casts keep three.
+TEST(AutocastInput, ProductsShareOneCastAndOneCopy) {
+  torch::manual_seed(13);
+  const torch::Tensor x0 = torch::randn({64, 256});
+  std::vector<torch::Tensor> w0;
+  for (int i = 0; i < 3; ++i) w0.push_back(torch::randn({16, 256}) / 16);
+  struct Run {
+    std::vector<torch::Tensor> ys, dw;
+    torch::Tensor dx;
+    int64_t kept = 0;
+  };
+  auto run = [&](bool shared) {
+    Run r;
+    const torch::Tensor x = x0.clone().requires_grad_(true);
+    std::vector<torch::Tensor> w;
+    for (const auto& t : w0) w.push_back(t.clone().requires_grad_(true));
+    {
+      dist::PrecisionGuard bf16(torch::kCPU, "bf16");
+      test::CpuBytes bytes;
+      const torch::Tensor h = shared ? kernels::autocast_input(x) : x;
+      for (const auto& wi : w) r.ys.push_back(kernels::linear(h, wi));
+      r.kept = bytes.live();
+      for (const auto& y : r.ys) r.kept -= static_cast<int64_t>(y.nbytes());
+    }
+    torch::Tensor total = torch::zeros({}, torch::kFloat);
+    for (size_t i = 0; i < r.ys.size(); ++i) total = total + (r.ys[i].to(torch::kFloat) * static_cast<double>(i + 1)).sum();
+    total.backward();
+    r.dx = x.grad();
+    for (const auto& wi : w) r.dw.push_back(wi.grad());
+    return r;
+  };
+  const Run once = run(true), each = run(false);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(torch::equal(once.ys[i], each.ys[i])) << "output " << i;
+    EXPECT_TRUE(torch::equal(once.dw[i], each.dw[i])) << "weight gradient " << i;
+  }
+  EXPECT_EQ(once.dx.scalar_type(), torch::kFloat);
+  EXPECT_LE(max_diff(once.dx, each.dx), 1e-2 * each.dx.abs().max().item<double>());
+  // Kept besides the outputs: the weights' bf16 casts (autocast's cache) and the input's copies.
+  const int64_t copy = x0.numel() * 2;
+  EXPECT_EQ(each.kept - once.kept, 2 * copy);
 }
 
 // An fp32 adapter over a bf16 or fp16 input, keeping the input in its dtype: the same output and

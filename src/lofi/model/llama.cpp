@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "lofi/error.h"
+#include "lofi/kernels/autocast_input.h"
 #include "lofi/kernels/rotary.h"
 #include "lofi/model/block_runner.h"
 #include "lofi/kernels/swiglu.h"
@@ -50,8 +51,9 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c)
   o_proj = register_module("o_proj", linear(n_head * head_dim, c.d_model, c.attention_out_bias));
 }
 
-torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& input, const torch::Tensor& cos, const torch::Tensor& sin,
                                           const torch::Tensor& mask) {
+  const torch::Tensor x = kernels::autocast_input(input);  // one copy for q, k and v (kernels/autocast_input.h)
   const int64_t B = x.size(0), T = x.size(1);
   auto heads = [&](const torch::Tensor& t, int64_t h) {
     return t.view({B, T, h, head_dim}).transpose(1, 2);  // (B, T, h*D) -> (B, h, T, D)
@@ -70,7 +72,8 @@ LlamaMlpImpl::LlamaMlpImpl(const LmConfig& c) : activation(c.activation) {
   down_proj = register_module("down_proj", linear(c.d_ff, c.d_model));
 }
 
-torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& x) {
+torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& input) {
+  const torch::Tensor x = kernels::autocast_input(input);  // one copy for gate and up
   // SiLU, the gated MLP of Llama, Qwen2 and Mistral: one fused pass each way (kernels/swiglu.h).
   if (activation == "silu") return down_proj(kernels::swiglu(gate_proj(x), up_proj(x)));
   return down_proj(activate(gate_proj(x), activation) * up_proj(x));
