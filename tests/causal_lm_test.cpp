@@ -151,8 +151,8 @@ TEST(CausalLm, Bf16AutocastTakesFp32ProductsOnlyWhereBf16IsSlow) {
 }
 
 // What FORWARD(x) keeps besides its output under CPU bf16 autocast because X is fp32: the bytes it
-// leaves allocated for an fp32 X less those for the same X already in bf16 (each a leaf made
-// before counting).
+// leaves allocated for an fp32 X less those for the same X already in bf16, each made before
+// counting and, as a block's activations are, not a leaf (autocast caches the casts of leaves).
 template <typename F>
 int64_t kept_for_an_fp32_input(F forward, const torch::Tensor& x) {
   auto kept = [&](const torch::Tensor& input) {
@@ -161,11 +161,12 @@ int64_t kept_for_an_fp32_input(F forward, const torch::Tensor& x) {
     const torch::Tensor y = forward(input);
     return bytes.live() - static_cast<int64_t>(y.nbytes());
   };
-  return kept(x.detach().requires_grad_(true)) - kept(x.to(torch::kBFloat16).detach().requires_grad_(true));
+  auto activation = [](const torch::Tensor& t) { return t.detach().requires_grad_(true).clone(); };
+  return kept(activation(x)) - kept(activation(x.to(torch::kBFloat16)));
 }
 
 // Under bf16 autocast the projections of one fp32 input keep one bf16 copy of it between them
-// (kernels/autocast_input.h), not one each: Llama's q, k and v, its gate and up, OPT's q, k and v,
+// (kernels/autocast_operand.h), not one each: Llama's q, k and v, its gate and up, OPT's q, k and v,
 // and with LoRA adapters each adapter's A as well.
 TEST(CausalLm, AutocastProjectionsKeepOneCopyOfTheirInput) {
   const LmConfig llama = variants()[3], opt = tiny();

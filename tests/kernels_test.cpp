@@ -9,7 +9,7 @@
 #include <tuple>
 
 #include "lofi/dist/device.h"
-#include "lofi/kernels/autocast_input.h"
+#include "lofi/kernels/autocast_operand.h"
 #include "lofi/kernels/cross_entropy.h"
 #include "lofi/kernels/fp32_products.h"
 #include "lofi/kernels/linear_relu.h"
@@ -489,25 +489,28 @@ TEST(Fp32Products, FollowBf16AutocastLikePyTorch) {
   EXPECT_EQ(kernels::autocast_wants_fp32_products(torch::kCPU), !kernels::cpu_has_fast_low_precision_products());
 }
 
-// Outside autocast, or for an input autocast leaves (bf16 already, float64), the input itself;
-// under bf16 autocast an fp32 input's bf16 rounding.
-TEST(AutocastInput, CastsAnFp32InputOnlyUnderAutocast) {
+// Outside autocast, or for an operand autocast leaves (bf16 already, float64, none), the operand
+// itself; under bf16 autocast an fp32 one's bf16 rounding, a weight's from autocast's cache.
+TEST(AutocastOperand, CastsAnFp32OperandOnlyUnderAutocast) {
   const torch::Tensor x = torch::randn({3, 8});
-  EXPECT_TRUE(kernels::autocast_input(x).is_same(x));
+  EXPECT_TRUE(kernels::autocast_operand(x).is_same(x));
   dist::PrecisionGuard bf16(torch::kCPU, "bf16");
-  const torch::Tensor h = kernels::autocast_input(x);
+  const torch::Tensor h = kernels::autocast_operand(x);
   EXPECT_EQ(h.scalar_type(), torch::kBFloat16);
   EXPECT_TRUE(torch::equal(h, x.to(torch::kBFloat16)));
   const torch::Tensor b = x.to(torch::kBFloat16), d = x.to(torch::kDouble);
-  EXPECT_TRUE(kernels::autocast_input(b).is_same(b));
-  EXPECT_TRUE(kernels::autocast_input(d).is_same(d));
+  EXPECT_TRUE(kernels::autocast_operand(b).is_same(b));
+  EXPECT_TRUE(kernels::autocast_operand(d).is_same(d));
+  EXPECT_FALSE(kernels::autocast_operand(torch::Tensor()).defined());
+  const torch::Tensor w = torch::randn({4, 8}, torch::requires_grad());
+  EXPECT_TRUE(kernels::autocast_operand(w).is_same(kernels::autocast_operand(w)));
 }
 
 // Three products of one fp32 input under bf16 autocast (q, k and v of a norm's output), through one
 // cast against each casting its own: the same outputs and weight gradients to the bit (the same
 // bf16 values go in), the input's gradient to the rounding of its bf16 sum, and one bf16 copy of
 // the input kept for the backward pass where the three casts keep three.
-TEST(AutocastInput, ProductsShareOneCastAndOneCopy) {
+TEST(AutocastOperand, ProductsShareOneCastAndOneCopy) {
   torch::manual_seed(13);
   const torch::Tensor x0 = torch::randn({64, 256});
   std::vector<torch::Tensor> w0;
@@ -519,13 +522,14 @@ TEST(AutocastInput, ProductsShareOneCastAndOneCopy) {
   };
   auto run = [&](bool shared) {
     Run r;
-    const torch::Tensor x = x0.clone().requires_grad_(true);
+    const torch::Tensor leaf = x0.clone().requires_grad_(true);
+    const torch::Tensor x = leaf.clone();  // an activation: autocast caches the casts of leaves only
     std::vector<torch::Tensor> w;
     for (const auto& t : w0) w.push_back(t.clone().requires_grad_(true));
     {
       dist::PrecisionGuard bf16(torch::kCPU, "bf16");
       test::CpuBytes bytes;
-      const torch::Tensor h = shared ? kernels::autocast_input(x) : x;
+      const torch::Tensor h = shared ? kernels::autocast_operand(x) : x;
       for (const auto& wi : w) r.ys.push_back(kernels::linear(h, wi));
       r.kept = bytes.live();
       for (const auto& y : r.ys) r.kept -= static_cast<int64_t>(y.nbytes());
@@ -533,7 +537,7 @@ TEST(AutocastInput, ProductsShareOneCastAndOneCopy) {
     torch::Tensor total = torch::zeros({}, torch::kFloat);
     for (size_t i = 0; i < r.ys.size(); ++i) total = total + (r.ys[i].to(torch::kFloat) * static_cast<double>(i + 1)).sum();
     total.backward();
-    r.dx = x.grad();
+    r.dx = leaf.grad();
     for (const auto& wi : w) r.dw.push_back(wi.grad());
     return r;
   };

@@ -3,6 +3,7 @@
 #include <ATen/autocast_mode.h>
 
 #include "lofi/error.h"
+#include "lofi/kernels/autocast_operand.h"
 
 namespace lofi::kernels {
 namespace {
@@ -81,9 +82,7 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
   const c10::DeviceType device = x.device().type();
   if (!at::autocast::is_autocast_enabled(device)) return linear_with_fp32_products(x, weight, bias);
   // autocast's casts for linear: every operand to its dtype, leaf weights through its cache
-  const c10::ScalarType dtype = at::autocast::get_autocast_dtype(device);
-  auto cast = [&](const torch::Tensor& t) { return at::autocast::cached_cast(dtype, t, device); };
-  return linear_with_fp32_products(cast(x), cast(weight), cast(bias));
+  return linear_with_fp32_products(autocast_operand(x), autocast_operand(weight), autocast_operand(bias));
 }
 
 torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -105,7 +104,7 @@ torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, const 
   const c10::DeviceType device = x.device().type();
   if (!autocast_wants_fp32_products(device)) return torch::conv2d(x, weight, bias, stride);
   const c10::ScalarType dtype = at::autocast::get_autocast_dtype(device);
-  auto operand = [&](const torch::Tensor& t) { return t.defined() ? fp32(at::autocast::cached_cast(dtype, t, device)) : t; };
+  auto operand = [&](const torch::Tensor& t) { return t.defined() ? fp32(autocast_operand(t)) : t; };
   NoCpuAutocast no_autocast;
   return torch::conv2d(operand(x), operand(weight), operand(bias), stride).to(dtype);
 }

@@ -1,8 +1,7 @@
 #include "lofi/kernels/linear_relu.h"
 
-#include <ATen/autocast_mode.h>
-
 #include "lofi/error.h"
+#include "lofi/kernels/autocast_operand.h"
 
 namespace lofi::kernels {
 namespace {
@@ -45,14 +44,8 @@ torch::Tensor linear_relu(const torch::Tensor& x, const torch::Tensor& weight, c
   if (x.dim() < 1 || x.size(-1) != in || !bias.defined() || bias.dim() != 1 || bias.size(0) != out)
     fail("linear_relu: expected x (..., ", in, ") and bias (", out, ") for weight ", weight.sizes(), "; found x ", x.sizes(),
          " and bias ", bias.defined() ? c10::str(bias.sizes()) : std::string("none"));
-  torch::Tensor xc = x, w = weight, b = bias;
-  const c10::DeviceType type = x.device().type();
-  if (at::autocast::is_autocast_enabled(type)) {  // as autocast casts linear's operands (weights from its cache)
-    const c10::ScalarType dtype = at::autocast::get_autocast_dtype(type);
-    xc = at::autocast::cached_cast(dtype, x, type);
-    w = at::autocast::cached_cast(dtype, weight, type);
-    b = at::autocast::cached_cast(dtype, bias, type);
-  }
+  // as autocast casts linear's operands (weights from its cache) where it is on
+  const torch::Tensor xc = autocast_operand(x), w = autocast_operand(weight), b = autocast_operand(bias);
   if (xc.scalar_type() != w.scalar_type() || w.scalar_type() != b.scalar_type())
     fail("linear_relu: x, weight and bias must share a dtype; found ", xc.scalar_type(), ", ", w.scalar_type(), " and ",
          b.scalar_type());

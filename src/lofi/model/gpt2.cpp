@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "lofi/error.h"
-#include "lofi/kernels/autocast_input.h"
+#include "lofi/kernels/autocast_operand.h"
 #include "lofi/model/blocks.h"
 #include "lofi/model/block_runner.h"
 
@@ -18,7 +18,7 @@ Gpt2AttentionImpl::Gpt2AttentionImpl(const LmConfig& c)
 }
 
 torch::Tensor Gpt2AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
-  std::vector<torch::Tensor> qkv = c_attn(kernels::autocast_input(x)).split(d_model, /*dim=*/2);  // (B, T, 3C) -> 3 x (B, T, C)
+  std::vector<torch::Tensor> qkv = c_attn(kernels::autocast_operand(x)).split(d_model, /*dim=*/2);  // (B, T, 3C) -> 3 x (B, T, C)
   // GPT-2 divides the scores by sqrt(head_dim) (scale_attn_weights); scaling q first is the
   // same product.
   torch::Tensor q = qkv[0] * (1.0 / std::sqrt(static_cast<double>(d_model / n_head)));
@@ -32,7 +32,7 @@ Gpt2MlpImpl::Gpt2MlpImpl(const LmConfig& c) : activation(c.activation), dropout(
 }
 
 torch::Tensor Gpt2MlpImpl::forward(const torch::Tensor& x) {
-  return maybe_dropout(c_proj(c_fc->forward_activated(kernels::autocast_input(x), activation)), dropout, is_training());
+  return maybe_dropout(c_proj(c_fc->forward_activated(kernels::autocast_operand(x), activation)), dropout, is_training());
 }
 
 Gpt2BlockImpl::Gpt2BlockImpl(const LmConfig& c) {

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "lofi/error.h"
-#include "lofi/kernels/autocast_input.h"
+#include "lofi/kernels/autocast_operand.h"
 #include "lofi/kernels/rotary.h"
 #include "lofi/model/block_runner.h"
 #include "lofi/kernels/swiglu.h"
@@ -53,7 +53,7 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c)
 
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& input, const torch::Tensor& cos, const torch::Tensor& sin,
                                           const torch::Tensor& mask) {
-  const torch::Tensor x = kernels::autocast_input(input);  // one copy for q, k and v (kernels/autocast_input.h)
+  const torch::Tensor x = kernels::autocast_operand(input);  // one copy for q, k and v (kernels/autocast_operand.h)
   const int64_t B = x.size(0), T = x.size(1);
   auto heads = [&](const torch::Tensor& t, int64_t h) {
     return t.view({B, T, h, head_dim}).transpose(1, 2);  // (B, T, h*D) -> (B, h, T, D)
@@ -73,7 +73,7 @@ LlamaMlpImpl::LlamaMlpImpl(const LmConfig& c) : activation(c.activation) {
 }
 
 torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& input) {
-  const torch::Tensor x = kernels::autocast_input(input);  // one copy for gate and up
+  const torch::Tensor x = kernels::autocast_operand(input);  // one copy for gate and up
   // SiLU, the gated MLP of Llama, Qwen2 and Mistral: one fused pass each way (kernels/swiglu.h).
   if (activation == "silu") return down_proj(kernels::swiglu(gate_proj(x), up_proj(x)));
   return down_proj(activate(gate_proj(x), activation) * up_proj(x));

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "lofi/error.h"
-#include "lofi/kernels/autocast_input.h"
+#include "lofi/kernels/autocast_operand.h"
 #include "lofi/model/blocks.h"
 #include "lofi/model/block_runner.h"
 
@@ -20,7 +20,7 @@ OptAttentionImpl::OptAttentionImpl(const LmConfig& c)
 }
 
 torch::Tensor OptAttentionImpl::forward(const torch::Tensor& input, const torch::Tensor& mask) {
-  const torch::Tensor x = kernels::autocast_input(input);  // one copy for q, k and v (kernels/autocast_input.h)
+  const torch::Tensor x = kernels::autocast_operand(input);  // one copy for q, k and v (kernels/autocast_operand.h)
   // OPT scales the query projection, not the scores (same order as the reference).
   torch::Tensor q = q_proj(x) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
   return out_proj(causal_attention(q, k_proj(x), v_proj(x), n_head, dropout, is_training(), mask));
@@ -40,7 +40,7 @@ torch::Tensor OptDecoderLayerImpl::forward(torch::Tensor x, const torch::Tensor&
   torch::Tensor h = self_attn(norm_before ? self_attn_layer_norm(x) : x, mask);
   x = x + maybe_dropout(h, dropout, is_training());
   if (!norm_before) x = self_attn_layer_norm(x);
-  h = fc1->forward_activated(kernels::autocast_input(norm_before ? final_layer_norm(x) : x), activation);
+  h = fc1->forward_activated(kernels::autocast_operand(norm_before ? final_layer_norm(x) : x), activation);
   x = x + maybe_dropout(fc2(h), dropout, is_training());
   return norm_before ? x : final_layer_norm(x);
 }

@@ -7,7 +7,7 @@
 
 #include "lofi/error.h"
 #include "lofi/io/process.h"
-#include "lofi/kernels/autocast_input.h"
+#include "lofi/kernels/autocast_operand.h"
 #include "lofi/kernels/fp32_products.h"
 
 namespace lofi::model {
@@ -190,7 +190,7 @@ VitAttentionImpl::VitAttentionImpl(const VitConfig& c)
 
 torch::Tensor VitAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
-  torch::Tensor qkv_heads = qkv(kernels::autocast_input(x)).reshape({B, T, 3, num_heads, head_dim}).permute({2, 0, 3, 1, 4});  // (3, B, H, T, D)
+  torch::Tensor qkv_heads = qkv(kernels::autocast_operand(x)).reshape({B, T, 3, num_heads, head_dim}).permute({2, 0, 3, 1, 4});  // (3, B, H, T, D)
   // LibTorch's fused attention, as timm's fused_attn path: softmax(q k^T / sqrt(D)) v, dropout on
   // the probabilities while training.
   // (kernels/fp32_products.h: in fp32 products where this CPU's are slow in the heads' dtype)
@@ -208,7 +208,7 @@ VitMlpImpl::VitMlpImpl(const VitConfig& c) : drop(c.proj_drop_rate) {
 }
 
 torch::Tensor VitMlpImpl::forward(const torch::Tensor& x) {
-  torch::Tensor h = torch::dropout(torch::gelu(fc1(kernels::autocast_input(x))), drop, is_training());  // (B, T, hidden)
+  torch::Tensor h = torch::dropout(torch::gelu(fc1(kernels::autocast_operand(x))), drop, is_training());  // (B, T, hidden)
   return torch::dropout(fc2(h), drop, is_training());
 }
 
