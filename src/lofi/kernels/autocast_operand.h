@@ -2,7 +2,7 @@
 // convolutions, attention), for the ops lofi runs itself and for an input that several products
 // read. Under autocast every product casts its fp32 input itself and keeps its own copy for the
 // backward pass: the output of a norm feeding q, k and v is cast three times and kept three times
-// (twice more for each LoRA adapter on them), the three gradients cast back and summed in fp32 in
+// (once more for each LoRA adapter on them), the three gradients cast back and summed in fp32 in
 // the backward pass. On one H100 a Llama-3.2-1B-shaped step spent 9% of its time in casts and 6%
 // in such sums (these among others: the weights' casts, the residual stream's). Cast once before
 // them, the products find their input already in their dtype (autocast casts nothing then) and
