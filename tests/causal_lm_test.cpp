@@ -8,6 +8,7 @@
 #include "lofi/io/safetensors.h"
 #include "lofi/kernels/fp32_products.h"
 #include "lofi/model/blocks.h"
+#include "lofi/model/gpt2.h"
 #include "lofi/model/llama.h"
 #include "lofi/model/lora.h"
 #include "lofi/model/opt.h"
@@ -150,26 +151,12 @@ TEST(CausalLm, Bf16AutocastTakesFp32ProductsOnlyWhereBf16IsSlow) {
   }
 }
 
-// What FORWARD(x) keeps besides its output under CPU bf16 autocast because X is fp32: the bytes it
-// leaves allocated for an fp32 X less those for the same X already in bf16, each made before
-// counting and, as a block's activations are, not a leaf (autocast caches the casts of leaves).
-template <typename F>
-int64_t kept_for_an_fp32_input(F forward, const torch::Tensor& x) {
-  auto kept = [&](const torch::Tensor& input) {
-    dist::PrecisionGuard bf16(torch::kCPU, "bf16");
-    test::CpuBytes bytes;
-    const torch::Tensor y = forward(input);
-    return bytes.live() - static_cast<int64_t>(y.nbytes());
-  };
-  auto activation = [](const torch::Tensor& t) { return t.detach().requires_grad_(true).clone(); };
-  return kept(activation(x)) - kept(activation(x.to(torch::kBFloat16)));
-}
-
 // Under bf16 autocast the projections of one fp32 input keep one bf16 copy of it between them
 // (kernels/autocast_operand.h), not one each: Llama's q, k and v, its gate and up, OPT's q, k and v,
-// and with LoRA adapters each adapter's A as well.
+// and with LoRA adapters each adapter's A as well (GPT-2's c_attn and c_fc, one product each
+// without adapters, then share with their A).
 TEST(CausalLm, AutocastProjectionsKeepOneCopyOfTheirInput) {
-  const LmConfig llama = variants()[3], opt = tiny();
+  const LmConfig llama = variants()[3], opt = tiny(), gpt2 = variants()[1];
   const int64_t T = 12;
   const torch::Tensor cos = torch::ones({T, llama.head_width()}), sin = torch::zeros({T, llama.head_width()});
   for (bool lora : {false, true}) {
@@ -178,16 +165,23 @@ TEST(CausalLm, AutocastProjectionsKeepOneCopyOfTheirInput) {
     LlamaAttention attn(llama);
     LlamaMlp mlp(llama);
     OptAttention opt_attn(opt);
+    Gpt2Attention gpt2_attn(gpt2);
+    Gpt2Mlp gpt2_mlp(gpt2);
     if (lora)
-      for (auto* layer : {attn->q_proj.get(), attn->k_proj.get(), attn->v_proj.get(), mlp->gate_proj.get(), mlp->up_proj.get(),
-                          opt_attn->q_proj.get(), opt_attn->k_proj.get(), opt_attn->v_proj.get()})
+      for (AdaptableLinearImpl* layer :
+           std::initializer_list<AdaptableLinearImpl*>{attn->q_proj.get(), attn->k_proj.get(), attn->v_proj.get(), mlp->gate_proj.get(),
+                                                              mlp->up_proj.get(), opt_attn->q_proj.get(), opt_attn->k_proj.get(),
+                                                              opt_attn->v_proj.get(), gpt2_attn->c_attn.get(), gpt2_mlp->c_fc.get()})
         layer->attach_lora(2, 1.0, 0.0);
     const torch::Tensor x = torch::randn({2, T, llama.d_model});
     const int64_t copy = x.numel() * 2;
-    EXPECT_EQ(kept_for_an_fp32_input([&](const torch::Tensor& h) { return attn->forward(h, cos, sin, {}); }, x), copy) << "attention";
-    EXPECT_EQ(kept_for_an_fp32_input([&](const torch::Tensor& h) { return mlp->forward(h); }, x), copy) << "gated MLP";
+    EXPECT_EQ(test::kept_for_an_fp32_input([&](const torch::Tensor& h) { return attn->forward(h, cos, sin, {}); }, x), copy) << "attention";
+    EXPECT_EQ(test::kept_for_an_fp32_input([&](const torch::Tensor& h) { return mlp->forward(h); }, x), copy) << "gated MLP";
     const torch::Tensor xo = torch::randn({2, T, opt.d_model});
-    EXPECT_EQ(kept_for_an_fp32_input([&](const torch::Tensor& h) { return opt_attn->forward(h, {}); }, xo), xo.numel() * 2) << "OPT attention";
+    EXPECT_EQ(test::kept_for_an_fp32_input([&](const torch::Tensor& h) { return opt_attn->forward(h, {}); }, xo), xo.numel() * 2) << "OPT attention";
+    const torch::Tensor xg = torch::randn({2, T, gpt2.d_model});
+    EXPECT_EQ(test::kept_for_an_fp32_input([&](const torch::Tensor& h) { return gpt2_attn->forward(h, {}); }, xg), xg.numel() * 2) << "GPT-2 attention";
+    EXPECT_EQ(test::kept_for_an_fp32_input([&](const torch::Tensor& h) { return gpt2_mlp->forward(h); }, xg), xg.numel() * 2) << "GPT-2 MLP";
   }
 }
 

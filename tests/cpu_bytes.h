@@ -4,6 +4,8 @@
 #include <c10/core/CPUAllocator.h>
 #include <torch/torch.h>
 
+#include "lofi/dist/device.h"
+
 #include <atomic>
 #include <cstring>
 #include <memory>
@@ -45,5 +47,20 @@ class CpuBytes : public c10::Allocator {
   c10::Allocator* inner_;
   std::shared_ptr<std::atomic<int64_t>> live_ = std::make_shared<std::atomic<int64_t>>(0);
 };
+
+// What FORWARD(x) keeps besides its output under CPU bf16 autocast because X is fp32: the bytes it
+// leaves allocated for an fp32 X less those for the same X already in bf16, each made before
+// counting and, as a block's activations are, not a leaf (autocast caches the casts of leaves).
+template <typename F>
+int64_t kept_for_an_fp32_input(F forward, const torch::Tensor& x) {
+  auto kept = [&](const torch::Tensor& input) {
+    dist::PrecisionGuard bf16(torch::kCPU, "bf16");
+    CpuBytes bytes;
+    const torch::Tensor y = forward(input);
+    return bytes.live() - static_cast<int64_t>(y.nbytes());
+  };
+  auto activation = [](const torch::Tensor& t) { return t.detach().requires_grad_(true).clone(); };
+  return kept(activation(x)) - kept(activation(x.to(torch::kBFloat16)));
+}
 
 }  // namespace lofi::test

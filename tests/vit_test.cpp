@@ -10,6 +10,7 @@
 #include "lofi/kernels/fp32_products.h"
 #include "lofi/model/vit_checkpoint.h"
 #include "lofi/model/weights.h"
+#include "cpu_bytes.h"
 #include "product_dtypes.h"
 #include "test_util.h"
 
@@ -214,6 +215,20 @@ TEST(VitModel, LossFallsWhenOverfittingOneBatch) {
 // A training step under bf16 autocast: on a CPU without fast bf16 products none of its products
 // (the patch convolution, the linear layers, attention, the head) runs in bf16; with them,
 // autocast's bf16 products run (tests/product_dtypes.h).
+// Under bf16 autocast with LoRA adapters on qkv and fc1, each base product and its adapter's A
+// share one bf16 copy of their fp32 input (kernels/autocast_operand.h), not one each.
+TEST(VitModel, AutocastAdaptedProjectionsKeepOneCopyOfTheirInput) {
+  const VitConfig c = tiny();
+  torch::manual_seed(0);
+  VitAttention attn(c);
+  VitMlp mlp(c);
+  attn->qkv->attach_lora(2, 1.0, 0.0);
+  mlp->fc1->attach_lora(2, 1.0, 0.0);
+  const torch::Tensor x = torch::randn({2, 5, c.embed_dim});
+  EXPECT_EQ(test::kept_for_an_fp32_input([&](const torch::Tensor& h) { return attn->forward(h); }, x), x.numel() * 2) << "attention";
+  EXPECT_EQ(test::kept_for_an_fp32_input([&](const torch::Tensor& h) { return mlp->forward(h); }, x), x.numel() * 2) << "MLP";
+}
+
 TEST(VitModel, Bf16AutocastTakesFp32ProductsOnlyWhereBf16IsSlow) {
   torch::manual_seed(0);
   Vit vit(tiny());
