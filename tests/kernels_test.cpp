@@ -207,6 +207,64 @@ void expect_rms_norm_matches(const torch::Device& device) {
 
 TEST(FusedRmsNorm, EqualsTheComposite) { expect_rms_norm_matches(torch::kCPU); }
 
+// The residual add and the RMSNorm of its result fused (kernels::add_rms_norm: one pass each way on
+// a CPU with AVX2 and on a GPU) against the add and transformers' composite, forward and backward,
+// on DEVICE: with the sum and the norm each used or not (the backward adds the sum's own gradient
+// to the norm's, or passes either alone), a residual in fp32 and in bf16 (a block's output under
+// autocast), a trained and a frozen scale.
+void expect_add_rms_norm_matches(const torch::Device& device) {
+  torch::manual_seed(6);
+  for (int64_t width : {64, 67})
+    for (c10::ScalarType rt : {torch::kFloat, torch::kBFloat16})
+      for (bool frozen : {false, true}) {
+        // Rows of different scales (rstd from about 0.25 to 2), so each power of rstd shows; a large
+        // epsilon, so leaving it out shows.
+        const torch::Tensor x0 = torch::randn({3, 47, width}, device) * torch::rand({3, 47, 1}, device).mul(4).add(0.2);
+        const torch::Tensor r0 = torch::randn({3, 47, width}, device).to(rt), w0 = torch::rand({width}, device).add(0.5);
+        const torch::Tensor up_sum = torch::randn({3, 47, width}, device), up_norm = torch::randn({3, 47, width}, device);
+        for (const auto& [use_sum, use_norm] : {std::pair{true, true}, std::pair{false, true}, std::pair{true, false}}) {
+          const std::string what = "width " + std::to_string(width) + ", residual " + c10::toString(rt) +
+                                   (frozen ? ", frozen scale" : "") + (use_sum ? ", sum used" : "") + (use_norm ? ", norm used" : "");
+          struct Out {
+            torch::Tensor sum, norm, dx, dr, dw;
+          };
+          auto run = [&](bool fused) {
+            torch::Tensor x = x0.clone().requires_grad_(true), r = r0.clone().requires_grad_(true);
+            torch::Tensor w = w0.clone().requires_grad_(!frozen);
+            torch::Tensor sum, norm;
+            if (fused) {
+              std::tie(sum, norm) = kernels::add_rms_norm(x, r, w, 0.5);
+            } else {
+              sum = x + r;
+              norm = model::rms_norm_reference(sum, w, 0.5);
+            }
+            torch::Tensor loss = torch::zeros({}, device);
+            if (use_sum) loss = loss + (sum * up_sum).sum();
+            if (use_norm) loss = loss + (norm * up_norm).sum();
+            loss.backward();
+            return Out{sum.detach(), norm.detach(), x.grad(), r.grad(), w.grad()};
+          };
+          const Out got = run(true), want = run(false);
+          ASSERT_EQ(got.sum.scalar_type(), torch::kFloat) << what;
+          EXPECT_TRUE(torch::equal(got.sum, want.sum)) << what;  // the same fp32 add
+          EXPECT_LE(max_diff(got.norm, want.norm), 1e-5) << what;
+          EXPECT_LE(max_diff(got.dx, want.dx), 1e-5) << what << ": the stream's gradient";
+          ASSERT_EQ(got.dr.scalar_type(), rt) << what;
+          // The residual's: the same sum, rounded once more to bf16 where it is bf16.
+          EXPECT_LE(max_diff(got.dr, want.dr), rt == torch::kFloat ? 1e-5 : 1e-2 * want.dr.abs().max().item<double>())
+              << what << ": the residual's gradient";
+          ASSERT_EQ(got.dw.defined(), want.dw.defined()) << what << ": the scale's gradient";
+          if (want.dw.defined()) EXPECT_LE(max_diff(got.dw, want.dw), 1e-4 * want.dw.abs().max().item<double>()) << what;
+        }
+      }
+  const std::string e = test::error_of([&] {
+    kernels::add_rms_norm(torch::randn({2, 4}, device), torch::randn({2, 3}, device), torch::ones({4}, device), 1e-6);
+  });
+  EXPECT_NE(e.find("add_rms_norm: expected fp32 x (..., C), a residual of x's shape"), std::string::npos) << e;
+}
+
+TEST(FusedAddRmsNorm, EqualsTheComposite) { expect_add_rms_norm_matches(torch::kCPU); }
+
 // RMSNorm of a bf16 or fp16 stream (kernels::rms_norm_low_precision) against transformers'
 // composite, outputs and gradients to one rounding in their dtypes, on DEVICE.
 void expect_low_precision_rms_norm_matches(const torch::Device& device) {
@@ -270,6 +328,11 @@ TEST(CudaKernels, LowPrecisionRmsNormEqualsTheComposite) {
 TEST(CudaKernels, FusedRmsNormEqualsTheComposite) {
   if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
   expect_rms_norm_matches(torch::Device(torch::kCUDA, 0));
+}
+
+TEST(CudaKernels, FusedAddRmsNormEqualsTheComposite) {
+  if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  expect_add_rms_norm_matches(torch::Device(torch::kCUDA, 0));
 }
 
 // On a GPU: the same numbers, and a peak of allocated memory far below the full logits' (the

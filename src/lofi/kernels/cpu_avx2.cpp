@@ -50,15 +50,28 @@ void swiglu_backward(const float* dy, const float* gate, const float* up, float*
   });
 }
 
-void rms_norm_forward(const float* x, const float* weight, float* y, float* rstd, int64_t rows, int64_t width, float eps) {
+void rms_norm_forward(const float* x, const float* residual, const float* weight, float* sum, float* y, float* rstd,
+                      int64_t rows, int64_t width, float eps) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * width;
     float* yr = y + r * width;
     Vec squares(0.0f);
-    over_registers(width, [&](int64_t i, int64_t count) {
-      const Vec v = Vec::loadu(xr + i, count);  // a partial load fills the rest with zeros
-      squares = at::vec::fmadd(v, v, squares);
-    });
+    if (residual != nullptr) {
+      // The sum first (the norm's input), written as it is formed.
+      const float* rr = residual + r * width;
+      float* hr = sum + r * width;
+      over_registers(width, [&](int64_t i, int64_t count) {
+        const Vec v = Vec::loadu(xr + i, count) + Vec::loadu(rr + i, count);  // zeros past a partial load's end
+        v.store(hr + i, count);
+        squares = at::vec::fmadd(v, v, squares);
+      });
+      xr = hr;
+    } else {
+      over_registers(width, [&](int64_t i, int64_t count) {
+        const Vec v = Vec::loadu(xr + i, count);  // a partial load fills the rest with zeros
+        squares = at::vec::fmadd(v, v, squares);
+      });
+    }
     const float inv = 1.0f / std::sqrt(lanes_sum(squares) / static_cast<float>(width) + eps);
     rstd[r] = inv;
     over_registers(width, [&](int64_t i, int64_t count) {
@@ -67,8 +80,8 @@ void rms_norm_forward(const float* x, const float* weight, float* y, float* rstd
   }
 }
 
-void rms_norm_backward(const float* dy, const float* x, const float* weight, const float* rstd, float* dx, float* dweight,
-                       int64_t rows, int64_t width) {
+void rms_norm_backward(const float* dy, const float* dsum, const float* x, const float* weight, const float* rstd, float* dx,
+                       float* dweight, int64_t rows, int64_t width) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* dyr = dy + r * width;
     const float* xr = x + r * width;
@@ -80,9 +93,11 @@ void rms_norm_backward(const float* dy, const float* x, const float* weight, con
       });
       const Vec c(lanes_sum(dot) * inv * inv / static_cast<float>(width));
       float* dxr = dx + r * width;
+      const float* dsr = dsum != nullptr ? dsum + r * width : nullptr;
       over_registers(width, [&](int64_t i, int64_t count) {
         const Vec g = Vec::loadu(dyr + i, count) * Vec::loadu(weight + i, count);
-        ((g - Vec::loadu(xr + i, count) * c) * Vec(inv)).store(dxr + i, count);
+        const Vec d = (g - Vec::loadu(xr + i, count) * c) * Vec(inv);
+        (dsr != nullptr ? d + Vec::loadu(dsr + i, count) : d).store(dxr + i, count);
       });
     }
     if (dweight != nullptr) {

@@ -21,14 +21,19 @@ void swiglu_forward(const float* gate, const float* up, float* out, int64_t n);
 void swiglu_backward(const float* dy, const float* gate, const float* up, float* dgate, float* dup, int64_t n);
 
 // RMSNorm over ROWS rows of WIDTH contiguous floats: Y = X * rstd * WEIGHT with
-// rstd = 1 / sqrt(mean(X^2) + EPS) per row, written to RSTD (ROWS) for the backward pass.
-void rms_norm_forward(const float* x, const float* weight, float* y, float* rstd, int64_t rows, int64_t width, float eps);
+// rstd = 1 / sqrt(mean(X^2) + EPS) per row, written to RSTD (ROWS) for the backward pass. With a
+// RESIDUAL (else null), the norm is of X + RESIDUAL, written to SUM as it is formed (the residual
+// stream's next value): one pass over X and RESIDUAL instead of an add and a norm.
+void rms_norm_forward(const float* x, const float* residual, const float* weight, float* sum, float* y, float* rstd,
+                      int64_t rows, int64_t width, float eps);
 
-// Its gradients given DY, from X, WEIGHT and the forward's RSTD: with g = DY * WEIGHT,
-//   DX = rstd * (g - X * rstd^2 * mean(g * X)),  DWEIGHT += sum over the rows of DY * X * rstd.
-// DX or DWEIGHT may be null (not wanted). DWEIGHT (WIDTH) is added to, not overwritten.
-void rms_norm_backward(const float* dy, const float* x, const float* weight, const float* rstd, float* dx, float* dweight,
-                       int64_t rows, int64_t width);
+// Its gradients given DY, from the norm's input X, WEIGHT and the forward's RSTD: with g = DY * WEIGHT,
+//   DX = rstd * (g - X * rstd^2 * mean(g * X)) [+ DSUM],  DWEIGHT += sum over the rows of DY * X * rstd.
+// DSUM (the gradient of the residual sum's other uses, else null) is added in the same pass, where
+// autograd would add the two gradients of the sum in a pass of its own. DX or DWEIGHT may be null
+// (not wanted). DWEIGHT (WIDTH) is added to, not overwritten.
+void rms_norm_backward(const float* dy, const float* dsum, const float* x, const float* weight, const float* rstd, float* dx,
+                       float* dweight, int64_t rows, int64_t width);
 
 // Rotary position embedding of one row of 2 * HALF floats, X's first half x1 and second half x2,
 // with the row's angles' cosines COS and sines SIN (2 * HALF each), as fused_math.h's rotary_pair:

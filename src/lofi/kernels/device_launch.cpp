@@ -32,8 +32,9 @@ void launch_on(const torch::Tensor& t, const char* what, const std::function<con
 }
 
 #if !LOFI_FUSED_CUDA
-// Built without nvcc: the launchers exist so the library links; rotary() and swiglu() never call
-// them (they run LibTorch's composite on a GPU when fused_cuda_built() is false).
+// Built without nvcc: the launchers exist so the library links; rotary(), swiglu() and
+// add_rms_norm() never call them (they run LibTorch's composite on a GPU when fused_cuda_built()
+// is false).
 namespace cuda {
 namespace {
 const char* kNotBuilt = "lofi was built without its CUDA kernels (no nvcc at configure time)";
@@ -41,6 +42,14 @@ const char* kNotBuilt = "lofi was built without its CUDA kernels (no nvcc at con
 const char* rotary(Dtype, const void*, void*, const RotaryShape&, const float*, const float*, bool, void*) { return kNotBuilt; }
 const char* swiglu_forward(Dtype, const void*, const void*, void*, int64_t, void*) { return kNotBuilt; }
 const char* swiglu_backward(Dtype, const void*, const void*, const void*, void*, void*, int64_t, void*) { return kNotBuilt; }
+const char* add_rms_norm_forward(Dtype, const float*, const void*, const float*, float*, float*, float*, int64_t, int64_t, float,
+                                 void*) {
+  return kNotBuilt;
+}
+const char* rms_norm_backward(const float*, const float*, const float*, const float*, const float*, float*, float*, int, int64_t,
+                              int64_t, void*) {
+  return kNotBuilt;
+}
 }  // namespace cuda
 #endif
 

@@ -1,4 +1,4 @@
-// What the fused kernels (rotary.cpp, swiglu.cpp) need to launch their CUDA versions: whether
+// What the fused kernels (rotary.cpp, swiglu.cpp, rms_norm.cpp) need to launch their CUDA versions: whether
 // this build has them, the element type, and a launch on the right device and stream with one
 // clear error where it fails. Only device_launch.cpp includes CUDA's headers.
 #pragma once

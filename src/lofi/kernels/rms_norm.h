@@ -13,6 +13,16 @@ namespace lofi::kernels {
 // X (..., C) and WEIGHT (C), both fp32 on one device. Differentiable in both.
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 
+// {X + RESIDUAL, rms_norm(X + RESIDUAL, WEIGHT, EPS)}: a decoder block's residual add and the norm
+// that reads its result (Llama's post-attention norm), in one pass each way on a CPU with AVX2 and
+// on a GPU (lofi's CUDA kernel; LibTorch's fused rms_norm takes no residual), where the composite
+// writes the sum and reads it back forward, and backward adds the sum's two gradients in a pass of
+// its own. X (..., C) and WEIGHT (C) fp32, RESIDUAL of X's shape in fp32, bf16 or fp16 (a block's
+// output under autocast); the sum is fp32, the residual's gradient in its dtype. Differentiable in
+// all three. Elsewhere, the composite.
+std::pair<torch::Tensor, torch::Tensor> add_rms_norm(const torch::Tensor& x, const torch::Tensor& residual,
+                                                     const torch::Tensor& weight, double eps);
+
 // X (..., C) in bf16 or fp16 (a bf16 base's stream, train.param_dtype = "bf16"), WEIGHT (C) of any
 // floating dtype, on any device: transformers' LlamaRMSNorm order, weight * (x32 * rstd).to(x's
 // dtype), in ATen's ops, the output in the two dtypes' promotion. For the backward pass it keeps X

@@ -117,6 +117,12 @@ torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
   return rms_norm_reference(x, weight, eps);
 }
 
+std::pair<torch::Tensor, torch::Tensor> RmsNormImpl::forward_added(const torch::Tensor& x, const torch::Tensor& residual) {
+  if (x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat) return kernels::add_rms_norm(x, residual, weight, eps);
+  torch::Tensor sum = x + residual;
+  return {sum, forward(sum)};
+}
+
 torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
   torch::Tensor h = x.to(torch::kFloat);
   h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);

@@ -66,6 +66,9 @@ torch::Tensor expand_kv_heads(const torch::Tensor& kv, int64_t heads);
 struct RmsNormImpl : torch::nn::Module {
   RmsNormImpl(int64_t width, double eps);
   torch::Tensor forward(const torch::Tensor& x);  // (..., width) -> (..., width)
+  // {X + RESIDUAL, forward(X + RESIDUAL)}: a residual add and this norm of its result, fused for an
+  // fp32 stream and scale (kernels::add_rms_norm), else the add and then forward().
+  std::pair<torch::Tensor, torch::Tensor> forward_added(const torch::Tensor& x, const torch::Tensor& residual);
 
   torch::Tensor weight;  // (width)
   double eps;

@@ -88,8 +88,9 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LmConfig& c) {
 
 torch::Tensor LlamaDecoderLayerImpl::forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
                                              const torch::Tensor& mask) {
-  x = x + self_attn(input_layernorm(x), cos, sin, mask);
-  return x + mlp(post_attention_layernorm(x));
+  // The attention's residual add and the norm after it: one pass each way (kernels/rms_norm.h).
+  auto [h, normed] = post_attention_layernorm->forward_added(x, self_attn(input_layernorm(x), cos, sin, mask));
+  return h + mlp(normed);
 }
 
 LlamaModelImpl::LlamaModelImpl(const LmConfig& c) : inv_freq(rope_inv_freq(c)) {

@@ -1,7 +1,10 @@
-// lofi's fused elementwise CUDA kernels: rotary position embedding and SwiGLU, each one pass over
-// memory forward and one backward, where LibTorch's composite takes five to six kernels and
-// keeps intermediate tensors (LibTorch has no rotary or SwiGLU op). The arithmetic is
-// fused_math.h's, shared with the CPU loops the tests check against the composite.
+// lofi's fused CUDA kernels: rotary position embedding and SwiGLU, each one pass over memory
+// forward and one backward, where LibTorch's composite takes five to six kernels and keeps
+// intermediate tensors (LibTorch has no rotary or SwiGLU op); the arithmetic is fused_math.h's,
+// shared with the CPU loops the tests check against the composite. And RMSNorm with the residual
+// add before it (LibTorch's fused rms_norm takes no residual): the sum and the norm in one pass
+// forward, the norm's gradient and the sum's other gradient added in one pass backward, as
+// cpu_avx2.cpp's loops.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -95,6 +98,71 @@ __global__ void swiglu_backward_kernel(const T* grad, const T* gate, const T* up
   }
 }
 
+// RMSNorm: one block of kNormThreads a row (a grid-stride loop over rows), each thread taking
+// every kNormThreads-th element of it.
+constexpr int kNormThreads = 256;
+
+// The sum of V over the block (a whole number of warps): the same value in every thread, added in
+// a fixed order (each warp's lanes, then the warps in order). SHARED: 32 floats.
+__device__ float block_sum(float v, float* shared) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = v;
+  __syncthreads();
+  float total = 0.0f;
+  for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) total += shared[w];
+  __syncthreads();  // every thread has read SHARED before the next call writes it
+  return total;
+}
+
+template <typename R>
+__global__ void add_rms_norm_forward_kernel(const float* x, const R* residual, const float* weight, float* sum, float* y,
+                                            float* rstd, int64_t rows, int64_t width, float eps) {
+  __shared__ float shared[32];
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const float* xr = x + row * width;
+    const R* rr = residual + row * width;
+    float* hr = sum + row * width;
+    float* yr = y + row * width;
+    float squares = 0.0f;
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+      const float v = xr[i] + load(rr, i);
+      hr[i] = v;
+      squares += v * v;
+    }
+    const float inv = 1.0f / sqrtf(block_sum(squares, shared) / static_cast<float>(width) + eps);
+    if (threadIdx.x == 0) rstd[row] = inv;
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) yr[i] = hr[i] * inv * weight[i];  // hr[i]: this thread's own write
+  }
+}
+
+// With g = DY * WEIGHT: DX = rstd * (g - X * rstd^2 * mean(g * X)) + DSUM; this block's part of the
+// weight's gradient, the sum over its rows of DY * X * rstd, into PARTS (WIDTH).
+__global__ void rms_norm_backward_kernel(const float* dy, const float* dsum, const float* x, const float* weight,
+                                         const float* rstd, float* dx, float* dweight_parts, int64_t rows, int64_t width) {
+  __shared__ float shared[32];
+  float* part = dweight_parts != nullptr ? dweight_parts + blockIdx.x * width : nullptr;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const float* dyr = dy + row * width;
+    const float* xr = x + row * width;
+    const float inv = rstd[row];
+    if (dx != nullptr) {  // the same for every thread: block_sum's barriers are reached by all
+      float dot = 0.0f;
+      for (int64_t i = threadIdx.x; i < width; i += blockDim.x) dot += dyr[i] * weight[i] * xr[i];
+      const float c = block_sum(dot, shared) * inv * inv / static_cast<float>(width);
+      float* dxr = dx + row * width;
+      const float* dsr = dsum != nullptr ? dsum + row * width : nullptr;
+      for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+        const float d = (dyr[i] * weight[i] - xr[i] * c) * inv;
+        dxr[i] = dsr != nullptr ? d + dsr[i] : d;
+      }
+    }
+    if (part != nullptr)
+      for (int64_t i = threadIdx.x; i < width; i += blockDim.x) part[i] += dyr[i] * xr[i] * inv;  // each column one thread's
+  }
+}
+
+unsigned norm_blocks_for(int64_t rows) { return static_cast<unsigned>(rows < (1 << 16) ? rows : (1 << 16)); }
+
 // Whole 16-byte packs of N elements of T when every pointer is 16-byte aligned (tensors fresh
 // from the caching allocator are), else 0: every element then goes one at a time.
 template <typename T>
@@ -126,6 +194,24 @@ const char* with_type(Dtype dtype, F&& f) {
 }
 
 }  // namespace
+
+const char* add_rms_norm_forward(Dtype residual_dtype, const float* x, const void* residual, const float* weight, float* sum,
+                                 float* y, float* rstd, int64_t rows, int64_t width, float eps, void* stream) {
+  if (rows == 0 || width == 0) return nullptr;
+  return with_type(residual_dtype, [&](auto* type) {
+    using R = std::remove_pointer_t<decltype(type)>;
+    add_rms_norm_forward_kernel<R><<<norm_blocks_for(rows), kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+        x, static_cast<const R*>(residual), weight, sum, y, rstd, rows, width, eps);
+  });
+}
+
+const char* rms_norm_backward(const float* dy, const float* dsum, const float* x, const float* weight, const float* rstd,
+                              float* dx, float* dweight_parts, int blocks, int64_t rows, int64_t width, void* stream) {
+  if (rows == 0 || width == 0 || blocks < 1) return nullptr;
+  rms_norm_backward_kernel<<<static_cast<unsigned>(blocks), kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      dy, dsum, x, weight, rstd, dx, dweight_parts, rows, width);
+  return launched();
+}
 
 const char* rotary(Dtype dtype, const void* x, void* y, const RotaryShape& shape, const float* cos, const float* sin,
                    bool backward, void* stream) {
