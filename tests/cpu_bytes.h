@@ -1,7 +1,9 @@
-// Bytes held by CPU tensors, counted by wrapping c10's CPU allocator (every CPU tensor's storage
-// comes from it) while a CpuBytes is alive: tests of what a forward pass keeps for its backward.
+// Bytes held by CPU tensors, counted by an allocator set in place of c10's CPU allocator (every CPU
+// tensor's storage comes from it) while a CpuBytes is alive: tests of what a forward pass keeps
+// for its backward.
 #pragma once
 #include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
 #include <torch/torch.h>
 
 #include "lofi/dist/device.h"
@@ -9,6 +11,8 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 
 namespace lofi::test {
 
@@ -22,26 +26,48 @@ class CpuBytes : public c10::Allocator {
   // Bytes allocated while counting and not yet freed.
   int64_t live() const { return *live_; }
 
+  // Memory from c10's alloc_cpu, as the default CPU allocator's, freed by free_cpu through either
+  // allocator's deleter; the data pointer is also the context, as raw_allocate needs (oneDNN's ops
+  // on a CPU with AVX-512 take scratch memory that way, and free it through whichever allocator is
+  // set when they do).
   c10::DataPtr allocate(size_t n) override {
-    c10::DataPtr inner = inner_->allocate(n);
-    void* data = inner.get();
-    *live_ += static_cast<int64_t>(n);
-    // The count is shared, so a tensor freed after this counter still finds it.
-    auto* held = new Held{std::move(inner), static_cast<int64_t>(n), live_};
-    return {data, held, &release, c10::Device(c10::DeviceType::CPU)};
+    void* data = c10::alloc_cpu(n);
+    if (data != nullptr) {
+      const std::lock_guard<std::mutex> lock(table().mutex);
+      // The count is shared, so a tensor freed after this counter still finds it. An entry of the
+      // same address is one freed through the default allocator's deleter: replaced.
+      table().held[data] = Held{static_cast<int64_t>(n), live_};
+      *live_ += static_cast<int64_t>(n);
+    }
+    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
   void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
 
  private:
   struct Held {
-    c10::DataPtr inner;
     int64_t bytes;
     std::shared_ptr<std::atomic<int64_t>> live;
   };
-  static void release(void* p) {
-    auto* held = static_cast<Held*>(p);
-    *held->live -= held->bytes;
-    delete held;
+  struct Table {
+    std::mutex mutex;
+    std::unordered_map<void*, Held> held;  // by data pointer
+  };
+  static Table& table() {
+    static Table* t = new Table;  // never destroyed: tensors freed at exit still find it
+    return *t;
+  }
+  // Frees what this allocator counted, and what the default allocator made (not in the table).
+  static void release(void* data) {
+    {
+      const std::lock_guard<std::mutex> lock(table().mutex);
+      auto it = table().held.find(data);
+      if (it != table().held.end()) {
+        *it->second.live -= it->second.bytes;
+        table().held.erase(it);
+      }
+    }
+    c10::free_cpu(data);
   }
   static constexpr uint8_t kPriority = 200;  // above the default allocator's
   c10::Allocator* inner_;
