@@ -13,6 +13,8 @@
 #          transformers, fp32 and bf16 bases, tokens/s and peak memory (bench/lora.sh).
 #   chat:  prepare --chat against transformers' apply_chat_template with assistant masks, and
 #          packed against padded rows in training: trained tokens/s (bench/chat.sh).
+#   kernels: lofi's fused CPU ops against the same arithmetic in LibTorch's ops, forward and
+#          backward (bench/kernels_bench.cpp): the residual add and RMSNorm of a Llama block.
 #   hf load memory: a Hugging Face directory of 1.2B parameters (Llama 3.2 1B's shape, bf16, 2
 #          shards) loaded into the fp32 model: peak memory beside transformers' from_pretrained.
 # BENCH_DIR (default /tmp/lofi-bench) holds the generated checkpoints; BENCH_GB sets their size.
@@ -85,6 +87,9 @@ cmake --build "$build" --target lofi_load_bench > /dev/null
 "$build/lofi_load_bench" "$dir/opt-1.3b-f16.safetensors" F16
 
 bash "$here/hf_load_memory.sh" "$build" "$py" "$dir"
+
+cmake --build "$build" --target lofi_bench_kernels > /dev/null
+"$build/lofi_bench_kernels"
 
 bash "$here/train.sh" "$lofi"
 bash "$here/shard.sh" "$lofi"
