@@ -12,6 +12,7 @@
 #include "lofi/kernels/autocast_operand.h"
 #include "lofi/kernels/cross_entropy.h"
 #include "lofi/kernels/fp32_products.h"
+#include "lofi/kernels/layer_norm.h"
 #include "lofi/kernels/linear_relu.h"
 #include "lofi/kernels/rotary.h"
 #include "lofi/kernels/rms_norm.h"
@@ -38,6 +39,7 @@ Grads loss_and_grads(F loss_fn, const torch::Tensor& h0, const torch::Tensor& w0
   return {loss.detach(), h.grad(), w.grad()};
 }
 
+double largest(const torch::Tensor& t) { return t.abs().max().item<double>(); }
 double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a.to(torch::kFloat) - b.to(torch::kFloat)).abs().max().item<double>(); }
 
 auto chunked(int64_t chunk, int64_t group = 0) {
@@ -207,42 +209,45 @@ void expect_rms_norm_matches(const torch::Device& device) {
 
 TEST(FusedRmsNorm, EqualsTheComposite) { expect_rms_norm_matches(torch::kCPU); }
 
-// The residual add and the RMSNorm of its result fused (kernels::add_rms_norm: one pass each way on
-// a CPU with AVX2 and on a GPU) against the add and transformers' composite, forward and backward,
-// on DEVICE: with the sum and the norm each used or not (the backward adds the sum's own gradient
-// to the norm's, or passes either alone), a residual in fp32 and in bf16 (a block's output under
-// autocast), a trained and a frozen scale.
-void expect_add_rms_norm_matches(const torch::Device& device) {
+// A residual add and a norm of its result fused (FUSED(x, r, w, b) -> {sum, norm}: one pass each way
+// on a CPU with AVX2 and on a GPU) against the add and the plain norm (REFERENCE(sum, w, b)),
+// forward and backward, on DEVICE: with the sum and the norm each used or not (the backward adds
+// the sum's own gradient to the norm's, or passes either alone), a residual in fp32 and in bf16 (a
+// block's output under autocast), a trained and a frozen scale (and bias, where BIAS).
+template <typename Fused, typename Reference>
+void expect_add_norm_matches(const torch::Device& device, Fused fused_fn, Reference reference_fn, bool bias) {
   torch::manual_seed(6);
   for (int64_t width : {64, 67})
     for (c10::ScalarType rt : {torch::kFloat, torch::kBFloat16})
       for (bool frozen : {false, true}) {
-        // Rows of different scales (rstd from about 0.25 to 2), so each power of rstd shows; a large
-        // epsilon, so leaving it out shows.
-        const torch::Tensor x0 = torch::randn({3, 47, width}, device) * torch::rand({3, 47, 1}, device).mul(4).add(0.2);
+        // Rows of different scales and offsets (rstd from about 0.25 to 2), so each power of rstd
+        // and the mean show.
+        const torch::Tensor x0 = torch::randn({3, 47, width}, device) * torch::rand({3, 47, 1}, device).mul(4).add(0.2) +
+                                 torch::randn({3, 47, 1}, device);
         const torch::Tensor r0 = torch::randn({3, 47, width}, device).to(rt), w0 = torch::rand({width}, device).add(0.5);
+        const torch::Tensor b0 = bias ? torch::randn({width}, device) : torch::Tensor();
         const torch::Tensor up_sum = torch::randn({3, 47, width}, device), up_norm = torch::randn({3, 47, width}, device);
         for (const auto& [use_sum, use_norm] : {std::pair{true, true}, std::pair{false, true}, std::pair{true, false}}) {
           const std::string what = "width " + std::to_string(width) + ", residual " + c10::toString(rt) +
                                    (frozen ? ", frozen scale" : "") + (use_sum ? ", sum used" : "") + (use_norm ? ", norm used" : "");
           struct Out {
-            torch::Tensor sum, norm, dx, dr, dw;
+            torch::Tensor sum, norm, dx, dr, dw, db;
           };
           auto run = [&](bool fused) {
             torch::Tensor x = x0.clone().requires_grad_(true), r = r0.clone().requires_grad_(true);
-            torch::Tensor w = w0.clone().requires_grad_(!frozen);
+            torch::Tensor w = w0.clone().requires_grad_(!frozen), b = bias ? b0.clone().requires_grad_(!frozen) : b0;
             torch::Tensor sum, norm;
             if (fused) {
-              std::tie(sum, norm) = kernels::add_rms_norm(x, r, w, 0.5);
+              std::tie(sum, norm) = fused_fn(x, r, w, b);
             } else {
               sum = x + r;
-              norm = model::rms_norm_reference(sum, w, 0.5);
+              norm = reference_fn(sum, w, b);
             }
             torch::Tensor loss = torch::zeros({}, device);
             if (use_sum) loss = loss + (sum * up_sum).sum();
             if (use_norm) loss = loss + (norm * up_norm).sum();
             loss.backward();
-            return Out{sum.detach(), norm.detach(), x.grad(), r.grad(), w.grad()};
+            return Out{sum.detach(), norm.detach(), x.grad(), r.grad(), w.grad(), bias ? b.grad() : torch::Tensor()};
           };
           const Out got = run(true), want = run(false);
           ASSERT_EQ(got.sum.scalar_type(), torch::kFloat) << what;
@@ -251,19 +256,50 @@ void expect_add_rms_norm_matches(const torch::Device& device) {
           EXPECT_LE(max_diff(got.dx, want.dx), 1e-5) << what << ": the stream's gradient";
           ASSERT_EQ(got.dr.scalar_type(), rt) << what;
           // The residual's: the same sum, rounded once more to bf16 where it is bf16.
-          EXPECT_LE(max_diff(got.dr, want.dr), rt == torch::kFloat ? 1e-5 : 1e-2 * want.dr.abs().max().item<double>())
+          EXPECT_LE(max_diff(got.dr, want.dr), rt == torch::kFloat ? 1e-5 : 1e-2 * largest(want.dr))
               << what << ": the residual's gradient";
-          ASSERT_EQ(got.dw.defined(), want.dw.defined()) << what << ": the scale's gradient";
-          if (want.dw.defined()) EXPECT_LE(max_diff(got.dw, want.dw), 1e-4 * want.dw.abs().max().item<double>()) << what;
+          for (const auto& [g, wanted, name] : {std::tuple{got.dw, want.dw, "scale"}, std::tuple{got.db, want.db, "bias"}}) {
+            ASSERT_EQ(g.defined(), wanted.defined()) << what << ": the " << name << "'s gradient";
+            if (wanted.defined()) EXPECT_LE(max_diff(g, wanted), 1e-4 * largest(wanted)) << what << ", " << name;
+          }
         }
       }
+}
+
+// RMSNorm: kernels::add_rms_norm against the add and transformers' composite.
+void expect_add_rms_norm_matches(const torch::Device& device) {
+  expect_add_norm_matches(
+      device,
+      [](const torch::Tensor& x, const torch::Tensor& r, const torch::Tensor& w, const torch::Tensor&) {
+        return kernels::add_rms_norm(x, r, w, 0.5);  // a large epsilon, so leaving it out shows
+      },
+      [](const torch::Tensor& sum, const torch::Tensor& w, const torch::Tensor&) { return model::rms_norm_reference(sum, w, 0.5); },
+      /*bias=*/false);
   const std::string e = test::error_of([&] {
     kernels::add_rms_norm(torch::randn({2, 4}, device), torch::randn({2, 3}, device), torch::ones({4}, device), 1e-6);
   });
   EXPECT_NE(e.find("add_rms_norm: expected fp32 x (..., C), a residual of x's shape"), std::string::npos) << e;
 }
 
+// LayerNorm: kernels::add_layer_norm against the add and LibTorch's layer_norm.
+void expect_add_layer_norm_matches(const torch::Device& device) {
+  expect_add_norm_matches(
+      device,
+      [](const torch::Tensor& x, const torch::Tensor& r, const torch::Tensor& w, const torch::Tensor& b) {
+        return kernels::add_layer_norm(x, r, w, b, 0.5);
+      },
+      [](const torch::Tensor& sum, const torch::Tensor& w, const torch::Tensor& b) {
+        return torch::layer_norm(sum, {w.size(0)}, w, b, 0.5);
+      },
+      /*bias=*/true);
+  const std::string e = test::error_of([&] {
+    kernels::add_layer_norm(torch::randn({2, 4}, device), torch::randn({2, 4}, device), torch::ones({4}, device), torch::Tensor(), 1e-6);
+  });
+  EXPECT_NE(e.find("add_layer_norm: expected fp32 x (..., C), a residual of x's shape"), std::string::npos) << e;
+}
+
 TEST(FusedAddRmsNorm, EqualsTheComposite) { expect_add_rms_norm_matches(torch::kCPU); }
+TEST(FusedAddLayerNorm, EqualsTheComposite) { expect_add_layer_norm_matches(torch::kCPU); }
 
 // RMSNorm of a bf16 or fp16 stream (kernels::rms_norm_low_precision) against transformers'
 // composite, outputs and gradients to one rounding in their dtypes, on DEVICE.
@@ -333,6 +369,11 @@ TEST(CudaKernels, FusedRmsNormEqualsTheComposite) {
 TEST(CudaKernels, FusedAddRmsNormEqualsTheComposite) {
   if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
   expect_add_rms_norm_matches(torch::Device(torch::kCUDA, 0));
+}
+
+TEST(CudaKernels, FusedAddLayerNormEqualsTheComposite) {
+  if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  expect_add_layer_norm_matches(torch::Device(torch::kCUDA, 0));
 }
 
 // On a GPU: the same numbers, and a peak of allocated memory far below the full logits' (the

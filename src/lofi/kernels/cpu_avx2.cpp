@@ -109,6 +109,70 @@ void rms_norm_backward(const float* dy, const float* dsum, const float* x, const
   }
 }
 
+void add_layer_norm_forward(const float* x, const float* residual, const float* weight, const float* bias, float* sum, float* y,
+                            float* mean, float* rstd, int64_t rows, int64_t width, float eps) {
+  const float n = static_cast<float>(width);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * width;
+    const float* rr = residual + r * width;
+    float* hr = sum + r * width;
+    float* yr = y + r * width;
+    Vec total(0.0f);
+    over_registers(width, [&](int64_t i, int64_t count) {
+      const Vec v = Vec::loadu(xr + i, count) + Vec::loadu(rr + i, count);  // 0 + 0 past a partial load's end
+      v.store(hr + i, count);
+      total = total + v;
+    });
+    const float mu = lanes_sum(total) / n;
+    Vec squares(0.0f);  // of the centred sum: two passes, as exact as the data allow
+    over_registers(width, [&](int64_t i, int64_t count) {
+      const Vec d = Vec::set(Vec(0.0f), Vec::loadu(hr + i, count) - Vec(mu), count);  // the tail's lanes stay 0
+      squares = at::vec::fmadd(d, d, squares);
+    });
+    const float inv = 1.0f / std::sqrt(lanes_sum(squares) / n + eps);
+    mean[r] = mu;
+    rstd[r] = inv;
+    over_registers(width, [&](int64_t i, int64_t count) {
+      const Vec xhat = (Vec::loadu(hr + i, count) - Vec(mu)) * Vec(inv);
+      at::vec::fmadd(xhat, Vec::loadu(weight + i, count), Vec::loadu(bias + i, count)).store(yr + i, count);
+    });
+  }
+}
+
+void layer_norm_backward(const float* dy, const float* dsum, const float* x, const float* weight, const float* mean,
+                         const float* rstd, float* dx, float* dweight, float* dbias, int64_t rows, int64_t width) {
+  const float n = static_cast<float>(width);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* dyr = dy + r * width;
+    const float* xr = x + r * width;
+    const Vec mu(mean[r]), inv(rstd[r]);
+    if (dx != nullptr) {
+      Vec g_sum(0.0f), gx_sum(0.0f);  // sum(g), sum(g * xhat); past a partial load's end g is 0
+      over_registers(width, [&](int64_t i, int64_t count) {
+        const Vec g = Vec::loadu(dyr + i, count) * Vec::loadu(weight + i, count);
+        g_sum = g_sum + g;
+        gx_sum = at::vec::fmadd(g, (Vec::loadu(xr + i, count) - mu) * inv, gx_sum);
+      });
+      const Vec a(lanes_sum(g_sum) / n), b(lanes_sum(gx_sum) / n);
+      float* dxr = dx + r * width;
+      const float* dsr = dsum != nullptr ? dsum + r * width : nullptr;
+      over_registers(width, [&](int64_t i, int64_t count) {
+        const Vec g = Vec::loadu(dyr + i, count) * Vec::loadu(weight + i, count);
+        const Vec xhat = (Vec::loadu(xr + i, count) - mu) * inv;
+        const Vec d = (g - a - xhat * b) * inv;
+        (dsr != nullptr ? Vec::loadu(dsr + i, count) + d : d).store(dxr + i, count);
+      });
+    }
+    if (dweight != nullptr || dbias != nullptr) {
+      over_registers(width, [&](int64_t i, int64_t count) {
+        const Vec d = Vec::loadu(dyr + i, count);
+        if (dweight != nullptr) (Vec::loadu(dweight + i, count) + d * ((Vec::loadu(xr + i, count) - mu) * inv)).store(dweight + i, count);
+        if (dbias != nullptr) (Vec::loadu(dbias + i, count) + d).store(dbias + i, count);
+      });
+    }
+  }
+}
+
 void rotary_row(const float* x, float* y, const float* cos, const float* sin, int64_t half, bool backward) {
   over_registers(half, [&](int64_t i, int64_t count) {
     const Vec x1 = Vec::loadu(x + i, count), x2 = Vec::loadu(x + half + i, count);

@@ -35,6 +35,21 @@ void rms_norm_forward(const float* x, const float* residual, const float* weight
 void rms_norm_backward(const float* dy, const float* dsum, const float* x, const float* weight, const float* rstd, float* dx,
                        float* dweight, int64_t rows, int64_t width);
 
+// LayerNorm of X + RESIDUAL over ROWS rows of WIDTH contiguous floats, the sum written to SUM as it
+// is formed: Y = (h - mean) * rstd * WEIGHT + BIAS with rstd = 1 / sqrt(var + EPS) (the biased
+// variance, from the centred sum in a second pass), MEAN and RSTD (ROWS) kept for the backward pass.
+void add_layer_norm_forward(const float* x, const float* residual, const float* weight, const float* bias, float* sum, float* y,
+                            float* mean, float* rstd, int64_t rows, int64_t width, float eps);
+
+// Its gradients given DY, from the norm's input X (the sum), WEIGHT, MEAN and RSTD: with
+// xhat = (X - mean) * rstd and g = DY * WEIGHT,
+//   DX = rstd * (g - mean(g) - xhat * mean(g * xhat)) [+ DSUM],
+//   DWEIGHT += sum over the rows of DY * xhat,  DBIAS += sum over the rows of DY.
+// DSUM (the sum's other gradient, else null) is added in the same pass; DX, DWEIGHT or DBIAS may be
+// null (not wanted); DWEIGHT and DBIAS (WIDTH) are added to, not overwritten.
+void layer_norm_backward(const float* dy, const float* dsum, const float* x, const float* weight, const float* mean,
+                         const float* rstd, float* dx, float* dweight, float* dbias, int64_t rows, int64_t width);
+
 // Rotary position embedding of one row of 2 * HALF floats, X's first half x1 and second half x2,
 // with the row's angles' cosines COS and sines SIN (2 * HALF each), as fused_math.h's rotary_pair:
 //   y1 = x1 * c1 - x2 * s1, y2 = x2 * c2 + x1 * s2; BACKWARD: y1 = x1 * c1 + x2 * s2, y2 = x2 * c2 - x1 * s1.

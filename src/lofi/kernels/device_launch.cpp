@@ -32,9 +32,9 @@ void launch_on(const torch::Tensor& t, const char* what, const std::function<con
 }
 
 #if !LOFI_FUSED_CUDA
-// Built without nvcc: the launchers exist so the library links; rotary(), swiglu() and
-// add_rms_norm() never call them (they run LibTorch's composite on a GPU when fused_cuda_built()
-// is false).
+// Built without nvcc: the launchers exist so the library links; rotary(), swiglu(),
+// add_rms_norm() and add_layer_norm() never call them (they run LibTorch's composite on a GPU
+// when fused_cuda_built() is false).
 namespace cuda {
 namespace {
 const char* kNotBuilt = "lofi was built without its CUDA kernels (no nvcc at configure time)";
@@ -48,6 +48,14 @@ const char* add_rms_norm_forward(Dtype, const float*, const void*, const float*,
 }
 const char* rms_norm_backward(const float*, const float*, const float*, const float*, const float*, float*, float*, int, int64_t,
                               int64_t, void*) {
+  return kNotBuilt;
+}
+const char* add_layer_norm_forward(Dtype, const float*, const void*, const float*, const float*, float*, float*, float*, float*,
+                                   int64_t, int64_t, float, void*) {
+  return kNotBuilt;
+}
+const char* layer_norm_backward(const float*, const float*, const float*, const float*, const float*, const float*, float*, float*,
+                                float*, int, int64_t, int64_t, void*) {
   return kNotBuilt;
 }
 }  // namespace cuda

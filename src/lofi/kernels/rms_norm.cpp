@@ -5,15 +5,13 @@
 #include "lofi/error.h"
 #include "lofi/kernels/cpu_avx2.h"
 #include "lofi/kernels/device_launch.h"
+#include "lofi/kernels/row_partials.h"
 
 namespace lofi::kernels {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-constexpr int64_t kRowsPerChunk = 64;  // rows per CPU task; the weight's gradient is summed per chunk
-constexpr int kCudaBackwardBlocks = 512;  // the CUDA backward's grid: the weight's gradient is summed per block
 
 struct Normed {
   torch::Tensor sum, y, rstd;
@@ -53,10 +51,8 @@ std::pair<torch::Tensor, torch::Tensor> rows_backward(const torch::Tensor& dy, c
                                                       bool want_dw) {
   const int64_t width = w.size(0), rows = x.numel() / width;
   torch::Tensor dx = want_dx ? torch::empty_like(x) : torch::Tensor();
-  // The weight's gradient, one partial sum per chunk of rows (per block on a GPU), added up in
-  // order below: the same result whatever the thread count.
-  const int64_t chunks = x.is_cuda() ? std::min<int64_t>(rows, kCudaBackwardBlocks) : (rows + kRowsPerChunk - 1) / kRowsPerChunk;
-  torch::Tensor partial = want_dw ? torch::zeros({chunks, width}, x.options()) : torch::Tensor();  // (chunks, C)
+  const int64_t chunks = row_chunks(x, rows);
+  torch::Tensor partial = want_dw ? torch::zeros({chunks, width}, x.options()) : torch::Tensor();  // (chunks, C): the weight's gradient
   const float* dyp = dy.const_data_ptr<float>();
   const float* dsp = dsum.defined() ? dsum.const_data_ptr<float>() : nullptr;
   const float* xp = x.const_data_ptr<float>();
@@ -68,7 +64,7 @@ std::pair<torch::Tensor, torch::Tensor> rows_backward(const torch::Tensor& dy, c
     launch_on(x, "rms_norm backward", [&](void* stream) {
       return cuda::rms_norm_backward(dyp, dsp, xp, wp, rp, dxp, pp, static_cast<int>(chunks), rows, width, stream);
     });
-    return {dx, want_dw ? partial.sum(0) : torch::Tensor()};
+    return {dx, want_dw ? sum_of_partials(partial) : torch::Tensor()};
   }
   at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
@@ -77,14 +73,7 @@ std::pair<torch::Tensor, torch::Tensor> rows_backward(const torch::Tensor& dy, c
                               dxp ? dxp + begin * width : nullptr, pp ? pp + c * width : nullptr, n, width);
     }
   });
-  torch::Tensor dw;
-  if (want_dw) {
-    dw = partial[0].clone();  // (C)
-    float* d = dw.data_ptr<float>();
-    for (int64_t c = 1; c < chunks; ++c)
-      for (int64_t i = 0; i < width; ++i) d[i] += pp[c * width + i];
-  }
-  return {dx, dw};
+  return {dx, want_dw ? sum_of_partials(partial) : torch::Tensor()};
 }
 
 struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {

@@ -2,6 +2,7 @@
 
 #include "lofi/error.h"
 #include "lofi/kernels/fp32_products.h"
+#include "lofi/kernels/layer_norm.h"
 #include "lofi/kernels/rms_norm.h"
 #include "lofi/model/deferred_weights.h"
 
@@ -101,6 +102,16 @@ torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor
   torch::Tensor allowed = (j <= i).logical_and(j > i - window);                       // (T, T)
   if (mask.defined()) allowed = allowed.logical_and(mask);                            // (B, 1, T, T)
   return attend(q, k, v, allowed, p, /*is_causal=*/false, scale, grouped);
+}
+
+std::pair<torch::Tensor, torch::Tensor> add_layer_norm(const torch::Tensor& x, const torch::Tensor& residual,
+                                                       torch::nn::LayerNorm& norm) {
+  const torch::Tensor &w = norm->weight, &b = norm->bias;
+  if (x.scalar_type() == torch::kFloat && w.defined() && b.defined() && w.scalar_type() == torch::kFloat &&
+      b.scalar_type() == torch::kFloat && norm->options.normalized_shape().size() == 1)
+    return kernels::add_layer_norm(x, residual, w, b, norm->options.eps());
+  torch::Tensor sum = x + residual;
+  return {sum, norm(sum)};
 }
 
 RmsNormImpl::RmsNormImpl(int64_t width, double eps_) : eps(eps_) {

@@ -61,6 +61,11 @@ torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor
 // as transformers' repeat_kv does: (B, H, T, D).
 torch::Tensor expand_kv_heads(const torch::Tensor& kv, int64_t heads);
 
+// {X + RESIDUAL, NORM(X + RESIDUAL)}: a residual add and a LayerNorm of its result, fused for an fp32
+// stream and an fp32 scale and bias (kernels::add_layer_norm), else the add and then NORM.
+std::pair<torch::Tensor, torch::Tensor> add_layer_norm(const torch::Tensor& x, const torch::Tensor& residual,
+                                                       torch::nn::LayerNorm& norm);
+
 // Root-mean-square normalisation with a learned scale, computed in fp32 and scaled in the input's
 // dtype, as transformers' LlamaRMSNorm: weight * (x / sqrt(mean(x^2) + eps)).
 struct RmsNormImpl : torch::nn::Module {

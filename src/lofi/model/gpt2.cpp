@@ -43,8 +43,9 @@ Gpt2BlockImpl::Gpt2BlockImpl(const LmConfig& c) {
 }
 
 torch::Tensor Gpt2BlockImpl::forward(torch::Tensor x, const torch::Tensor& mask) {
-  x = x + attn(ln_1(x), mask);
-  return x + mlp(ln_2(x));
+  // The attention's residual add and the norm after it: one pass each way (kernels/layer_norm.h).
+  auto [h, normed] = add_layer_norm(x, attn(ln_1(x), mask), ln_2);
+  return h + mlp(normed);
 }
 
 Gpt2ModelImpl::Gpt2ModelImpl(const LmConfig& c) : dropout(c.embedding_dropout) {

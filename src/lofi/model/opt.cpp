@@ -37,12 +37,14 @@ OptDecoderLayerImpl::OptDecoderLayerImpl(const LmConfig& c)
 
 torch::Tensor OptDecoderLayerImpl::forward(torch::Tensor x, const torch::Tensor& mask) {
   // Pre-LayerNorm normalises each branch's input; post-LayerNorm (opt-350m) the sum after it.
+  // Each residual add and the norm after it are one pass each way (kernels/layer_norm.h): pre-LN
+  // goes on from the sum and feeds the norm to the MLP, post-LN goes on from the norm.
   torch::Tensor h = self_attn(norm_before ? self_attn_layer_norm(x) : x, mask);
-  x = x + maybe_dropout(h, dropout, is_training());
-  if (!norm_before) x = self_attn_layer_norm(x);
-  h = fc1->forward_activated(kernels::autocast_operand(norm_before ? final_layer_norm(x) : x), activation);
-  x = x + maybe_dropout(fc2(h), dropout, is_training());
-  return norm_before ? x : final_layer_norm(x);
+  auto [sum, normed] = add_layer_norm(x, maybe_dropout(h, dropout, is_training()), norm_before ? final_layer_norm : self_attn_layer_norm);
+  h = fc1->forward_activated(kernels::autocast_operand(normed), activation);
+  h = maybe_dropout(fc2(h), dropout, is_training());
+  if (norm_before) return sum + h;
+  return add_layer_norm(normed, h, final_layer_norm).second;
 }
 
 OptDecoderImpl::OptDecoderImpl(const LmConfig& c) : dropout(c.embedding_dropout) {

@@ -9,6 +9,7 @@
 #include "lofi/io/process.h"
 #include "lofi/kernels/autocast_operand.h"
 #include "lofi/kernels/fp32_products.h"
+#include "lofi/model/blocks.h"
 
 namespace lofi::model {
 
@@ -227,11 +228,12 @@ torch::Tensor VitBlockImpl::forward(torch::Tensor x) {
   torch::Tensor h = attn(norm1(x));
   if (ls1) h = ls1(h);
   if (drop_path1) h = drop_path1(h);
-  x = x + h;
-  h = mlp(norm2(x));
+  // The attention's residual add and the norm after it: one pass each way (kernels/layer_norm.h).
+  auto [sum, normed] = add_layer_norm(x, h, norm2);
+  h = mlp(normed);
   if (ls2) h = ls2(h);
   if (drop_path2) h = drop_path2(h);
-  return x + h;
+  return sum + h;
 }
 
 VitImpl::VitImpl(const VitConfig& c, DeferredWeights* deferred) : config(c) {

@@ -4,7 +4,7 @@
 // shared with the CPU loops the tests check against the composite. And RMSNorm with the residual
 // add before it (LibTorch's fused rms_norm takes no residual): the sum and the norm in one pass
 // forward, the norm's gradient and the sum's other gradient added in one pass backward, as
-// cpu_avx2.cpp's loops.
+// cpu_avx2.cpp's loops; and LayerNorm with the residual add the same way.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -114,21 +114,26 @@ __device__ float block_sum(float v, float* shared) {
   return total;
 }
 
+// Writes a row's sum XR + RR to HR, this thread's elements of it, and returns the sum of F over them.
+template <typename R, typename F>
+__device__ float add_row(const float* xr, const R* rr, float* hr, int64_t width, F f) {
+  float total = 0.0f;
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+    const float v = xr[i] + load(rr, i);
+    hr[i] = v;
+    total += f(v);
+  }
+  return total;
+}
+
 template <typename R>
 __global__ void add_rms_norm_forward_kernel(const float* x, const R* residual, const float* weight, float* sum, float* y,
                                             float* rstd, int64_t rows, int64_t width, float eps) {
   __shared__ float shared[32];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-    const float* xr = x + row * width;
-    const R* rr = residual + row * width;
     float* hr = sum + row * width;
     float* yr = y + row * width;
-    float squares = 0.0f;
-    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
-      const float v = xr[i] + load(rr, i);
-      hr[i] = v;
-      squares += v * v;
-    }
+    const float squares = add_row(x + row * width, residual + row * width, hr, width, [](float v) { return v * v; });
     const float inv = 1.0f / sqrtf(block_sum(squares, shared) / static_cast<float>(width) + eps);
     if (threadIdx.x == 0) rstd[row] = inv;
     for (int64_t i = threadIdx.x; i < width; i += blockDim.x) yr[i] = hr[i] * inv * weight[i];  // hr[i]: this thread's own write
@@ -158,6 +163,66 @@ __global__ void rms_norm_backward_kernel(const float* dy, const float* dsum, con
     }
     if (part != nullptr)
       for (int64_t i = threadIdx.x; i < width; i += blockDim.x) part[i] += dyr[i] * xr[i] * inv;  // each column one thread's
+  }
+}
+
+template <typename R>
+__global__ void add_layer_norm_forward_kernel(const float* x, const R* residual, const float* weight, const float* bias,
+                                              float* sum, float* y, float* mean, float* rstd, int64_t rows, int64_t width,
+                                              float eps) {
+  __shared__ float shared[32];
+  const float n = static_cast<float>(width);
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    float* hr = sum + row * width;
+    float* yr = y + row * width;
+    const float mu = block_sum(add_row(x + row * width, residual + row * width, hr, width, [](float v) { return v; }), shared) / n;
+    float squares = 0.0f;  // of the centred sum: two passes, as the CPU loop
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+      const float d = hr[i] - mu;  // this thread's own writes
+      squares += d * d;
+    }
+    const float inv = 1.0f / sqrtf(block_sum(squares, shared) / n + eps);
+    if (threadIdx.x == 0) {
+      mean[row] = mu;
+      rstd[row] = inv;
+    }
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) yr[i] = (hr[i] - mu) * inv * weight[i] + bias[i];
+  }
+}
+
+// With xhat = (X - mean) * rstd and g = DY * WEIGHT: DX = rstd * (g - mean(g) - xhat * mean(g * xhat))
+// + DSUM; this block's parts of the weight's and bias's gradients (sums over its rows of DY * xhat
+// and DY) into its rows of DWEIGHT_PARTS and DBIAS_PARTS.
+__global__ void layer_norm_backward_kernel(const float* dy, const float* dsum, const float* x, const float* weight,
+                                           const float* mean, const float* rstd, float* dx, float* dweight_parts,
+                                           float* dbias_parts, int64_t rows, int64_t width) {
+  __shared__ float shared[32];
+  const float n = static_cast<float>(width);
+  float* wpart = dweight_parts != nullptr ? dweight_parts + blockIdx.x * width : nullptr;
+  float* bpart = dbias_parts != nullptr ? dbias_parts + blockIdx.x * width : nullptr;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const float* dyr = dy + row * width;
+    const float* xr = x + row * width;
+    const float mu = mean[row], inv = rstd[row];
+    if (dx != nullptr) {  // the same for every thread: block_sum's barriers are reached by all
+      float g_sum = 0.0f, gx_sum = 0.0f;
+      for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+        const float g = dyr[i] * weight[i];
+        g_sum += g;
+        gx_sum += g * ((xr[i] - mu) * inv);
+      }
+      const float a = block_sum(g_sum, shared) / n, b = block_sum(gx_sum, shared) / n;
+      float* dxr = dx + row * width;
+      const float* dsr = dsum != nullptr ? dsum + row * width : nullptr;
+      for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+        const float d = (dyr[i] * weight[i] - a - (xr[i] - mu) * inv * b) * inv;
+        dxr[i] = dsr != nullptr ? d + dsr[i] : d;
+      }
+    }
+    for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {  // each column one thread's
+      if (wpart != nullptr) wpart[i] += dyr[i] * ((xr[i] - mu) * inv);
+      if (bpart != nullptr) bpart[i] += dyr[i];
+    }
   }
 }
 
@@ -210,6 +275,26 @@ const char* rms_norm_backward(const float* dy, const float* dsum, const float* x
   if (rows == 0 || width == 0 || blocks < 1) return nullptr;
   rms_norm_backward_kernel<<<static_cast<unsigned>(blocks), kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       dy, dsum, x, weight, rstd, dx, dweight_parts, rows, width);
+  return launched();
+}
+
+const char* add_layer_norm_forward(Dtype residual_dtype, const float* x, const void* residual, const float* weight,
+                                   const float* bias, float* sum, float* y, float* mean, float* rstd, int64_t rows, int64_t width,
+                                   float eps, void* stream) {
+  if (rows == 0 || width == 0) return nullptr;
+  return with_type(residual_dtype, [&](auto* type) {
+    using R = std::remove_pointer_t<decltype(type)>;
+    add_layer_norm_forward_kernel<R><<<norm_blocks_for(rows), kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+        x, static_cast<const R*>(residual), weight, bias, sum, y, mean, rstd, rows, width, eps);
+  });
+}
+
+const char* layer_norm_backward(const float* dy, const float* dsum, const float* x, const float* weight, const float* mean,
+                                const float* rstd, float* dx, float* dweight_parts, float* dbias_parts, int blocks, int64_t rows,
+                                int64_t width, void* stream) {
+  if (rows == 0 || width == 0 || blocks < 1) return nullptr;
+  layer_norm_backward_kernel<<<static_cast<unsigned>(blocks), kNormThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      dy, dsum, x, weight, mean, rstd, dx, dweight_parts, dbias_parts, rows, width);
   return launched();
 }
 

@@ -36,4 +36,17 @@ const char* add_rms_norm_forward(Dtype residual_dtype, const float* x, const voi
 const char* rms_norm_backward(const float* dy, const float* dsum, const float* x, const float* weight, const float* rstd,
                               float* dx, float* dweight_parts, int blocks, int64_t rows, int64_t width, void* stream);
 
+// LayerNorm of X + RESIDUAL, as cpu_avx2.h's add_layer_norm_forward (X, WEIGHT, BIAS, SUM, Y,
+// MEAN and RSTD fp32; RESIDUAL in RESIDUAL_DTYPE).
+const char* add_layer_norm_forward(Dtype residual_dtype, const float* x, const void* residual, const float* weight,
+                                   const float* bias, float* sum, float* y, float* mean, float* rstd, int64_t rows, int64_t width,
+                                   float eps, void* stream);
+
+// Its backward, as cpu_avx2.h's layer_norm_backward (all fp32): DX (null: not wanted) with DSUM
+// (null: none) added; the weight's and the bias's gradients as one partial sum per block of the
+// grid into DWEIGHT_PARTS and DBIAS_PARTS (BLOCKS x WIDTH each, zeroed; null: not wanted).
+const char* layer_norm_backward(const float* dy, const float* dsum, const float* x, const float* weight, const float* mean,
+                                const float* rstd, float* dx, float* dweight_parts, float* dbias_parts, int blocks, int64_t rows,
+                                int64_t width, void* stream);
+
 }  // namespace lofi::kernels::cuda
