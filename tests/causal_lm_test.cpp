@@ -6,6 +6,7 @@
 #include "lofi/eval/perplexity.h"
 #include "lofi/io/lora_adapter.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/kernels/cpu_avx2.h"
 #include "lofi/kernels/fp32_products.h"
 #include "lofi/model/blocks.h"
 #include "lofi/model/gpt2.h"
@@ -14,6 +15,7 @@
 #include "lofi/model/opt.h"
 #include "lofi/model/seeded_init.h"
 #include "lofi/model/weights.h"
+#include "autograd_nodes.h"
 #include "cpu_bytes.h"
 #include "product_dtypes.h"
 #include "test_util.h"
@@ -182,6 +184,22 @@ TEST(CausalLm, AutocastProjectionsKeepOneCopyOfTheirInput) {
     const torch::Tensor xg = torch::randn({2, T, gpt2.d_model});
     EXPECT_EQ(test::kept_for_an_fp32_input([&](const torch::Tensor& h) { return gpt2_attn->forward(h, {}); }, xg), xg.numel() * 2) << "GPT-2 attention";
     EXPECT_EQ(test::kept_for_an_fp32_input([&](const torch::Tensor& h) { return gpt2_mlp->forward(h); }, xg), xg.numel() * 2) << "GPT-2 MLP";
+  }
+}
+
+// Each block's attention residual add and the norm after it run as one fused op on a CPU with AVX2
+// (kernels/rms_norm.h, kernels/layer_norm.h): one a block, two in a post-LN OPT block (both of its
+// adds), none left to the composite, whose results are the same.
+TEST(CausalLm, BlocksTakeTheFusedAddAndNorm) {
+  if (!kernels::avx2::avx2_available()) GTEST_SKIP() << "the fused CPU loops need AVX2; this CPU runs the composite";
+  for (const LmConfig& c : variants()) {
+    SCOPED_TRACE(c.arch + (c.do_layer_norm_before ? "" : " post-LN"));
+    torch::manual_seed(0);
+    CausalLm lm = make_causal_lm(c);
+    const torch::Tensor logits = lm->forward(torch::randint(0, 50, {2, 12}));
+    const bool layer_norm = c.arch == "opt" || c.arch == "gpt2";
+    const int64_t per_block = c.arch == "opt" && !c.do_layer_norm_before ? 2 : 1;
+    EXPECT_EQ(test::graph_nodes_named(logits, layer_norm ? "AddLayerNormFunction" : "AddRmsNormFunction"), per_block * c.n_layer);
   }
 }
 

@@ -7,9 +7,11 @@
 #include "lofi/dist/device.h"
 #include "lofi/error.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/kernels/cpu_avx2.h"
 #include "lofi/kernels/fp32_products.h"
 #include "lofi/model/vit_checkpoint.h"
 #include "lofi/model/weights.h"
+#include "autograd_nodes.h"
 #include "cpu_bytes.h"
 #include "product_dtypes.h"
 #include "test_util.h"
@@ -246,6 +248,16 @@ TEST(VitModel, Bf16AutocastTakesFp32ProductsOnlyWhereBf16IsSlow) {
     EXPECT_FALSE(seen.names().empty());
   else
     EXPECT_TRUE(seen.names().empty()) << "bf16 products: " << c10::Join(", ", seen.names());
+}
+
+// Each block's attention residual add and norm2 run as one fused op on a CPU with AVX2
+// (kernels/layer_norm.h), none left to the composite, whose results are the same.
+TEST(VitModel, BlocksTakeTheFusedAddAndNorm) {
+  if (!kernels::avx2::avx2_available()) GTEST_SKIP() << "the fused CPU loops need AVX2; this CPU runs the composite";
+  torch::manual_seed(0);
+  Vit vit(tiny());
+  const torch::Tensor logits = vit->forward(torch::randn({2, 3, 32, 32}));
+  EXPECT_EQ(test::graph_nodes_named(logits, "AddLayerNormFunction"), tiny().depth);
 }
 
 TEST(VitModel, BadConfigsAndPresetsAreNamed) {
