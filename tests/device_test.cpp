@@ -152,6 +152,43 @@ TEST(Optimizer, FusedAdamWMatchesLibTorchAdamW) {
   EXPECT_EQ(meta.at("weight.step"), "6");
 }
 
+// train.cuda_graphs: an optimizer held for replayed steps zeroes its gradients in place (the same
+// tensors every step) and reads the learning rate from a tensor that set_lr fills, stepping as
+// the plain one does over changing rates. The tensor is fp32 (what the CUDA kernel reads), so
+// the rate is rounded to float: the weights agree to that rounding (~1e-8 of an update), not bit
+// for bit.
+TEST(Optimizer, HeldForGraphsStepsAsThePlainOneInTheSameTensors) {
+  torch::manual_seed(3);
+  torch::nn::Linear plain(torch::nn::LinearOptions(5, 3)), held(torch::nn::LinearOptions(5, 3));
+  {
+    torch::NoGradGuard no_grad;
+    held->weight.copy_(plain->weight), held->bias.copy_(plain->bias);
+  }
+  train::TrainConfig c;
+  c.lr = 1e-2, c.weight_decay = 0.1;
+  train::Optimizer a(*plain, c), b(*held, c);
+  b.hold_for_graphs();
+  const void* grad = nullptr;
+  for (int step = 0; step < 6; ++step) {
+    const double lr = 1e-2 * (1.0 + step) / 6;
+    const torch::Tensor x = torch::randn({4, 5});
+    a.set_lr(lr), b.set_lr(lr);
+    a.zero_grad(), b.zero_grad();
+    if (step > 0) {
+      EXPECT_FALSE(plain->weight.grad().defined());
+      ASSERT_TRUE(held->weight.grad().defined());
+      EXPECT_EQ(held->weight.grad().data_ptr(), grad) << "step " << step;
+      EXPECT_EQ(held->weight.grad().abs().max().item<float>(), 0.0f);
+    }
+    plain(x).pow(2).sum().backward();
+    held(x).pow(2).sum().backward();
+    if (step == 0) grad = held->weight.grad().data_ptr();
+    a.step(), b.step();
+  }
+  EXPECT_LE((plain->weight - held->weight).abs().max().item<double>(), 1e-7);
+  EXPECT_LE((plain->bias - held->bias).abs().max().item<double>(), 1e-7);
+}
+
 // found_inf = 1 skips the update on the device: weights, moments and step counts stay; 0 steps as
 // usual, and the next step is the second the counts know of.
 TEST(Optimizer, FoundInfSkipsTheUpdate) {

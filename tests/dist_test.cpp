@@ -205,6 +205,54 @@ TEST(CudaDist, GpuTrainsAndEvaluatesLikeCpu) {
   expect_close(cpu, cuda);
 }
 
+// Every logged step's loss of a run's node-00 (metrics.jsonl).
+std::vector<double> logged_losses(const std::string& run) {
+  std::ifstream in(run + "/node-00/metrics.jsonl");
+  std::vector<double> losses;
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json m = nlohmann::json::parse(line);
+    if (m.contains("loss")) losses.push_back(m["loss"].get<double>());
+  }
+  return losses;
+}
+
+// train.cuda_graphs: steps replayed from CUDA graphs land where eager steps do, with dropout (its
+// seed set before each replay), two micro-batches, clipping, a warm-up's changing learning rate
+// and bf16 autocast; and a graphed run resumes to the same weights.
+TEST(CudaDist, StepsReplayedFromCudaGraphsEqualEagerSteps) {
+  if (!has_gpu()) GTEST_SKIP() << "no CUDA GPU visible";
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  const std::string flags = "--set train.device=cuda --set model.dropout=0.1 --set train.grad_accum=2 --set train.precision=bf16 "
+                            "--set train.steps=8 --set train.warmup_steps=4 --set train.log_every=1";
+  auto eager = run_lofi(train_cmd(data, dir + "/eager", flags));
+  ASSERT_EQ(eager.status, 0) << eager.output;
+  auto graphed = run_lofi(train_cmd(data, dir + "/graphed", flags + " --set train.cuda_graphs=true"));
+  ASSERT_EQ(graphed.status, 0) << graphed.output;
+  EXPECT_NE(graphed.output.find("step 2 records the step's kernels as CUDA graphs"), std::string::npos) << graphed.output;
+  const std::vector<double> a = logged_losses(dir + "/eager"), b = logged_losses(dir + "/graphed");
+  ASSERT_EQ(a.size(), 8u);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5 * std::abs(a[i])) << "step " << i + 1;
+  EXPECT_LE(max_abs_diff(dir + "/eager/node-00/final.safetensors", dir + "/graphed/node-00/final.safetensors"), 1e-5);
+  expect_resume_equals_uninterrupted("--set train.device=cuda --set model.dropout=0.1 --set train.cuda_graphs=true", "", 1e-5);
+}
+
+// train.cuda_graphs where it cannot run: one line naming it and what to change, and no step run.
+TEST(CliDevice, CudaGraphsWhereTheyCannotRunAreRefusedByName) {
+  std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
+  auto expect_refused = [&](const std::string& command, const std::string& names) {
+    auto r = run_lofi(command);
+    EXPECT_NE(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find(names), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("step 1/"), std::string::npos) << r.output;
+    EXPECT_FALSE(std::filesystem::exists(dir + "/run/node-00/final.safetensors")) << command;
+  };
+  expect_refused(train_cmd(data, dir + "/run", "--set train.cuda_graphs=true --set train.device=cpu"),
+                 "train.cuda_graphs = true records the step's GPU kernels, but this worker computes on cpu: run on a GPU");
+  expect_refused("launch --workers 2 -- " + train_cmd(data, dir + "/run", "--set train.cuda_graphs=true --set train.device=cpu"),
+                 "train.cuda_graphs = true runs nodes of one worker, and node 0 has 2");
+}
+
 // Asking for what the machine lacks is one line naming the setting, and a non-zero exit.
 TEST(CliDevice, MissingCudaAndBadSettingsAreOneLine) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);

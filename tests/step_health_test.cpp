@@ -48,5 +48,22 @@ TEST(StepHealth, NoAllowanceDivergesAtTheFirstBadStep) {
   EXPECT_EQ(r.skipped, 0);
 }
 
+// What a step replayed from a CUDA graph needs (train.cuda_graphs): the step number comes from a
+// tensor set before the replay, and the state stays one tensor, updated in place.
+TEST(StepHealth, StepNumberSetBeforehandAndStateUpdatedInPlace) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  train::StepHealth health(torch::kCPU, /*allowed_skips=*/2);
+  const void* state = health.device_state().data_ptr();
+  health.set_step(6);
+  EXPECT_EQ(health.record(torch::full({1}, nan), torch::full({}, 1.0)).item<float>(), 1.0f);
+  health.set_step(7);
+  EXPECT_EQ(health.record(torch::full({1}, 2.0), torch::full({}, 1.0)).item<float>(), 0.0f);
+  EXPECT_EQ(health.device_state().data_ptr(), state);
+  const train::StepHealth::Reading r = health.read();
+  EXPECT_EQ(r.first_new_skip, 7);  // step 6, 1-based
+  EXPECT_EQ(r.loss, 2.0);
+  EXPECT_EQ(health.device_state().data_ptr(), state);
+}
+
 }  // namespace
 }  // namespace lofi

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lofi/demo/synthetic_images.h"
+#include "lofi/dist/device.h"
 #include "lofi/family/image_evaluator.h"
 #include "lofi/family/image_task.h"
 #include "lofi/train/trainer.h"
@@ -35,6 +36,42 @@ std::string vit_flags(const std::string& images, const std::string& run) {
          "/finetune-train --set data.val=" + images + "/finetune-val --set run.dir=" + run +
          " --set train.steps=6 --set train.batch_size=8 --set train.log_every=1 --set train.eval_every=3"
          " --set train.eval_batches=2 --set train.warmup_steps=1 --set images.loader_threads=2 --quiet";
+}
+
+// train.cuda_graphs on a ViT: steps replayed from CUDA graphs (stochastic depth drawn from the seed
+// set before each replay, mixed batches staged into the recorded tensors) land where eager ones do.
+TEST(CudaVision, StepsReplayedFromCudaGraphsEqualEagerSteps) {
+  if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  const std::string dir = test::scratch_dir(), images = write_images(dir);
+  const std::string flags = " --set train.device=cuda --set model.drop_path=0.1 --set train.grad_accum=2";
+  auto eager = run_lofi("train " + vit_flags(images, dir + "/eager") + flags);
+  ASSERT_EQ(eager.status, 0) << eager.output;
+  auto graphed = run_lofi("train " + vit_flags(images, dir + "/graphed") + flags + " --set train.cuda_graphs=true");
+  ASSERT_EQ(graphed.status, 0) << graphed.output;
+  EXPECT_LE(test::max_abs_diff(dir + "/eager/node-00/final.safetensors", dir + "/graphed/node-00/final.safetensors"), 1e-5);
+  EXPECT_NEAR(test::last_metrics(dir + "/eager/node-00")["loss"].get<double>(),
+              test::last_metrics(dir + "/graphed/node-00")["loss"].get<double>(), 1e-5);
+}
+
+// A micro-batch staged for a replay (copied into tensors kept at one address) has the loss of the
+// same micro-batch read in place.
+TEST(DistVision, StagedMicroBatchHasTheLossOfTheOneReadInPlace) {
+  const std::string dir = test::scratch_dir(), images = write_images(dir);
+  train::Config config;
+  train::apply_toml_text(config, "[model]\narch = \"vit\"\npreset = \"vit_test_patch8_32\"\n[data]\ntrain = \"" + images +
+                                     "/finetune-train\"\n[train]\nbatch_size = 8\n[images]\nloader_threads = 1\n", "test");
+  family::ImageTask task(config, dist::Topology{}, 1);
+  task.model().eval();  // no stochastic depth: the two forwards must see the same network
+  EXPECT_EQ(task.graph_refusal(), "");
+  for (int64_t step = 0; step < 2; ++step) {
+    task.begin_step(step, 8);
+    for (int64_t first : {0, 4}) {
+      torch::NoGradGuard no_grad;
+      const torch::Tensor in_place = task.loss(first, 4);
+      task.stage(first, 4);
+      EXPECT_TRUE(torch::allclose(task.staged_loss(), in_place, 0, 0)) << "step " << step << " first " << first;
+    }
+  }
 }
 
 // dist.shard = "full" on a ViT: its blocks gathered one at a time (with the periodic evaluation's

@@ -22,6 +22,10 @@ class ChatTask : public LmTaskBase {
   void begin_step(int64_t step, int64_t node_batch) override;
   // The micro-batch's share of the node batch's token mean (see above).
   torch::Tensor loss(int64_t first, int64_t count) override;
+  std::string graph_refusal() const override {
+    return "chat data's rows are packed anew for each batch, and each micro-batch's loss is weighed by its share of "
+           "the node batch's trained tokens, a number of the host";
+  }
 
  private:
   bool has_val_data() const override { return val_rows_ != nullptr; }

@@ -157,10 +157,30 @@ void ImageTask::begin_step(int64_t step, int64_t node_batch) {
   targets_ = dist::to_device(mixed.targets, device());
 }
 
-torch::Tensor ImageTask::loss(int64_t first, int64_t count) {
+int64_t ImageTask::offset_of(int64_t first, int64_t count) const {
   const int64_t offset = first - rank_first_;
   if (offset < 0 || offset + count > images_.size(0))
     fail("image task: micro-batch [", first, ", ", first + count, ") is not this worker's");
+  return offset;
+}
+
+void ImageTask::stage(int64_t first, int64_t count) {
+  const int64_t offset = offset_of(first, count);
+  const torch::Tensor images = images_.narrow(0, offset, count), targets = targets_.narrow(0, offset, count);
+  if (!staged_images_.defined() || !staged_images_.sizes().equals(images.sizes())) {
+    staged_images_ = torch::empty_like(images, torch::MemoryFormat::Contiguous);
+    staged_targets_ = torch::empty_like(targets, torch::MemoryFormat::Contiguous);
+  }
+  staged_images_.copy_(images);
+  staged_targets_.copy_(targets);
+}
+
+torch::Tensor ImageTask::staged_loss() {
+  return data::soft_target_cross_entropy(model_->forward(staged_images_), staged_targets_);  // logits: (B, classes)
+}
+
+torch::Tensor ImageTask::loss(int64_t first, int64_t count) {
+  const int64_t offset = offset_of(first, count);
   torch::Tensor logits = model_->forward(images_.narrow(0, offset, count));  // (B, classes)
   return data::soft_target_cross_entropy(logits, targets_.narrow(0, offset, count));
 }

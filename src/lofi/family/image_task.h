@@ -33,6 +33,9 @@ class ImageTask : public train::Task {
   torch::nn::Module& model() override { return *model_; }
   void begin_step(int64_t step, int64_t node_batch) override;
   torch::Tensor loss(int64_t first, int64_t count) override;
+  std::string graph_refusal() const override { return ""; }
+  void stage(int64_t first, int64_t count) override;
+  torch::Tensor staged_loss() override;
   int64_t units_per_sample() const override { return 1; }
   std::string unit() const override { return "images"; }
   bool has_validation() const override { return val_ != nullptr; }
@@ -64,6 +67,9 @@ class ImageTask : public train::Task {
   int64_t loader_step_ = -1;    // the step the loader hands out next
   torch::Tensor images_;        // (B, 3, S, S) this worker's part of the step's node batch, mixed
   torch::Tensor targets_;       // (B, classes) their mixed, smoothed targets
+  torch::Tensor staged_images_, staged_targets_;  // a micro-batch of them, copied where a replayed step reads it
+  // Where samples [FIRST, FIRST + COUNT) of the node batch start in images_ (refused when not this worker's).
+  int64_t offset_of(int64_t first, int64_t count) const;
 };
 
 }  // namespace lofi::family

@@ -104,12 +104,24 @@ LmTask::LmTask(const train::Config& config, const dist::Topology& topo, uint64_t
 void LmTask::begin_step(int64_t step, int64_t node_batch) { starts_ = sampler_.batch_starts(step, node_batch); }
 
 torch::Tensor LmTask::loss(int64_t first, int64_t count) {
+  stage(first, count);
+  return staged_loss();
+}
+
+void LmTask::stage(int64_t first, int64_t count) {
   const bool pin = device().is_cuda();
   torch::Tensor window = torch::empty({count, seq_len_ + 1}, torch::TensorOptions(torch::kLong).pinned_memory(pin));  // (B, T + 1)
   for (int64_t i = 0; i < count; ++i)
     tokens_.copy(starts_[static_cast<size_t>(first + i)], seq_len_ + 1, window[i].data_ptr<int64_t>());
   window = dist::to_device(window, device());
-  return model_->loss(window.narrow(1, 0, seq_len_), window.narrow(1, 1, seq_len_));  // inputs, targets: (B, T)
+  // Into the same tensor every time (a replayed step reads it there); the previous micro-batch's
+  // kernels, queued before on the same stream, have read it by then.
+  if (!window_.defined() || !window_.sizes().equals(window.sizes())) window_ = torch::empty_like(window);
+  window_.copy_(window);
+}
+
+torch::Tensor LmTask::staged_loss() {
+  return model_->loss(window_.narrow(1, 0, seq_len_), window_.narrow(1, 1, seq_len_));  // inputs, targets: (B, T)
 }
 
 double LmTask::val_loss(int64_t batch) {

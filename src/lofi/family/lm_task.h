@@ -57,6 +57,9 @@ class LmTask : public LmTaskBase {
 
   void begin_step(int64_t step, int64_t node_batch) override;
   torch::Tensor loss(int64_t first, int64_t count) override;
+  std::string graph_refusal() const override { return ""; }
+  void stage(int64_t first, int64_t count) override;
+  torch::Tensor staged_loss() override;
 
  private:
   bool has_val_data() const override { return val_ != nullptr; }
@@ -66,6 +69,7 @@ class LmTask : public LmTaskBase {
   std::unique_ptr<data::TokenShards> val_;
   data::WindowSampler sampler_;
   std::vector<int64_t> starts_;  // window starts of the current node batch
+  torch::Tensor window_;         // (B, T + 1) on the device: the staged micro-batch's tokens
 };
 
 }  // namespace lofi::family

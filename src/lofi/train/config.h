@@ -95,6 +95,7 @@ struct TrainConfig {
   std::string precision = "fp32";
   std::string param_dtype = "fp32";
   int64_t skip_nonfinite = 0;
+  bool cuda_graphs = false;
   int64_t keep_checkpoints = 0;
   std::string head_init = "random";
   int64_t lp_steps = 100;
@@ -137,6 +138,10 @@ struct TrainConfig {
         .one_of({"fp32", "bf16"}).free();
     s(skip_nonfinite, "skip_nonfinite", "a non-finite loss or gradient norm stops the node; up to N such steps are\n"
                                         "skipped first (no update) when N > 0").at_least(0).free();
+    s(cuda_graphs, "cuda_graphs", "GPU: record a step's kernels once as CUDA graphs (a micro-batch's forward and backward,\n"
+                                  "then clip and update) and replay them, one launch each instead of thousands; recorded at a\n"
+                                  "start's second step, the same arithmetic as without; nodes of one worker, batches of one\n"
+                                  "shape (not chat data)").free();
     s(keep_checkpoints, "keep_checkpoints", "keep the newest K periodic checkpoints; 0: keep all").at_least(0).free();
     s(head_init, "head_init", "a re-initialised classification head: \"random\" (timm's init) or \"lp\" (LP-FT: a\n"
                               "linear probe on frozen features first, the same on every node, then full fine-tuning)")

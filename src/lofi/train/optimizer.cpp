@@ -128,8 +128,26 @@ torch::Tensor clip_sharded_grad_norm(const std::vector<torch::Tensor>& piece_gra
   return total;
 }
 
+void Optimizer::set_lr(double lr) {
+  lr_ = lr;
+  if (lr_on_device_.defined()) lr_on_device_.fill_(lr);
+}
+
+void Optimizer::hold_for_graphs() {
+  if (params_.empty()) return;
+  holds_grads_ = true;
+  lr_on_device_ = torch::full({}, lr_, torch::TensorOptions(torch::kFloat32).device(params_.front().param.device()));
+}
+
 void Optimizer::zero_grad() {
-  for (auto& p : params_) p.param.mutable_grad().reset();
+  if (!holds_grads_) {
+    for (auto& p : params_) p.param.mutable_grad().reset();
+    return;
+  }
+  std::vector<torch::Tensor> grads;
+  for (auto& p : params_)
+    if (p.param.grad().defined()) grads.push_back(p.param.mutable_grad());
+  if (!grads.empty()) torch::_foreach_zero_(grads);
 }
 
 void Optimizer::step(const torch::Tensor& found_inf, const std::vector<torch::Tensor>& piece_grads) {
@@ -147,9 +165,13 @@ void Optimizer::step(const torch::Tensor& found_inf, const std::vector<torch::Te
     auto flush = [&] {
       if (params.empty()) return;
       torch::_foreach_add_(steps, 1);  // the kernel reads the step after this update's increment
-      at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr_, config_.beta1,
-                        config_.beta2, decay ? config_.weight_decay : 0.0, config_.eps, /*amsgrad=*/false,
-                        /*maximize=*/false, /*grad_scale=*/std::nullopt, skip);
+      const double wd = decay ? config_.weight_decay : 0.0;
+      if (lr_on_device_.defined())
+        at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr_on_device_, config_.beta1,
+                          config_.beta2, wd, config_.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt, skip);
+      else
+        at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr_, config_.beta1,
+                          config_.beta2, wd, config_.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt, skip);
       // A skipped update leaves the step counts where they were, as PyTorch's _fused_adamw does.
       if (skip) torch::_foreach_sub_(steps, std::vector<torch::Tensor>(steps.size(), found_inf));
       for (const Slot* s : written) param_view(*s).copy_(s->master);  // rounded to the parameter's dtype

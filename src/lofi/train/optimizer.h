@@ -76,13 +76,19 @@ class Optimizer {
   // Every piece's current values (sharded): its master, or a flat view of its parameter's piece.
   std::vector<torch::Tensor> piece_values() const;
 
-  void set_lr(double lr) { lr_ = lr; }
+  void set_lr(double lr);
+  // train.cuda_graphs: from now on what a step reads stays at one address, as a replay of a
+  // captured step needs: zero_grad() zeroes the gradients in place (they stay allocated between
+  // steps, one copy of the trainable parameters more outside backward), and the learning rate is
+  // an fp32 tensor on the parameters' device (what the kernel reads on a GPU), filled by set_lr().
+  void hold_for_graphs();
   // One AdamW update of every parameter (or piece) that has a gradient: its .grad, or GRADS (one
   // per piece, when sharded). FOUND_INF (a () fp32 tensor on the parameters' device, optional):
   // where it holds 1 the update is skipped on the device, state and step counts unchanged (as
   // torch.optim.AdamW(fused=True) under a GradScaler), with no host sync.
   void step(const torch::Tensor& found_inf = {}, const std::vector<torch::Tensor>& grads = {});
-  // Drops the gradients (as LibTorch's set_to_none), so the next backward writes fresh ones.
+  // Drops the gradients (as LibTorch's set_to_none), so the next backward writes fresh ones;
+  // after hold_for_graphs(), zeroes them in place.
   void zero_grad();
   const std::vector<NamedParam>& params() const { return params_; }
 
@@ -130,6 +136,8 @@ class Optimizer {
   bool sharded_ = false;
   TrainConfig config_;
   double lr_;
+  torch::Tensor lr_on_device_;  // () fp32 (hold_for_graphs), else undefined
+  bool holds_grads_ = false;
 };
 
 }  // namespace lofi::train

@@ -7,9 +7,14 @@ enum Slot : int64_t { kLoss, kNorm, kSkipped, kFirstNewSkip, kNewSkips, kDiverge
 }
 
 StepHealth::StepHealth(const torch::Device& device, int64_t allowed_skips)
-    : device_(device), allowed_(allowed_skips), state_(torch::zeros({kSlots}, torch::TensorOptions(torch::kDouble).device(device))) {}
+    : device_(device),
+      allowed_(allowed_skips),
+      state_(torch::zeros({kSlots}, torch::TensorOptions(torch::kDouble).device(device))),
+      at_(torch::zeros({}, state_.options())) {}
 
-torch::Tensor StepHealth::record(int64_t step, const torch::Tensor& loss, const torch::Tensor& norm) {
+void StepHealth::set_step(int64_t step) { at_.fill_(static_cast<double>(step + 1)); }
+
+torch::Tensor StepHealth::record(const torch::Tensor& loss, const torch::Tensor& norm) {
   torch::NoGradGuard no_grad;
   const torch::Tensor l = loss.detach().reshape({}).to(device_, torch::kDouble);
   const torch::Tensor n = norm.detach().reshape({}).to(device_, torch::kDouble);
@@ -18,11 +23,9 @@ torch::Tensor StepHealth::record(int64_t step, const torch::Tensor& loss, const 
   const torch::Tensor within = bad.logical_and(s[kSkipped] < static_cast<double>(allowed_));
   const torch::Tensor over = bad.logical_and(s[kSkipped] >= static_cast<double>(allowed_)).logical_and(s[kDivergedAt] == 0);
   const torch::Tensor w = within.to(torch::kDouble);
-  const double at = static_cast<double>(step + 1);
-  const torch::Tensor at_t = torch::full({}, at, s.options());
-  state_ = torch::stack({l, n, s[kSkipped] + w, torch::where(within.logical_and(s[kFirstNewSkip] == 0), at_t, s[kFirstNewSkip]),
-                         s[kNewSkips] + w, torch::where(over, at_t, s[kDivergedAt]), torch::where(over, l, s[kDivergedLoss]),
-                         torch::where(over, n, s[kDivergedNorm])});  // (8)
+  state_.copy_(torch::stack({l, n, s[kSkipped] + w, torch::where(within.logical_and(s[kFirstNewSkip] == 0), at_, s[kFirstNewSkip]),
+                             s[kNewSkips] + w, torch::where(over, at_, s[kDivergedAt]), torch::where(over, l, s[kDivergedLoss]),
+                             torch::where(over, n, s[kDivergedNorm])}));  // (8), read whole before written
   return bad.to(torch::kFloat);
 }
 

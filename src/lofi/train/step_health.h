@@ -21,19 +21,30 @@ class StepHealth {
   };
 
   StepHealth(const torch::Device& device, int64_t allowed_skips);
-  // Records step STEP (0-based) with the node's LOSS (one element) and gradient NORM (one
-  // element). Returns found_inf for the optimizer: a () fp32 tensor on the device, 1 when this
-  // step's update must be skipped.
-  torch::Tensor record(int64_t step, const torch::Tensor& loss, const torch::Tensor& norm);
+  // The step (0-based) the next record() is of: a fill of a tensor on the device, made before a
+  // captured step is replayed (train.cuda_graphs), since a replay sees no host numbers.
+  void set_step(int64_t step);
+  // Records the set step with the node's LOSS (one element) and gradient NORM (one element), in
+  // place on the device (what a replay of a captured step reads and writes). Returns found_inf for
+  // the optimizer: a () fp32 tensor on the device, 1 when this step's update must be skipped.
+  torch::Tensor record(const torch::Tensor& loss, const torch::Tensor& norm);
+  torch::Tensor record(int64_t step, const torch::Tensor& loss, const torch::Tensor& norm) {
+    set_step(step);
+    return record(loss, norm);
+  }
   // The state on the host (one device-to-host copy; waits for the queued steps).
   Reading read();
   const Reading& last() const { return last_; }
+  // The device-side state (8 fp64 values): one tensor for the whole run, which record() and read()
+  // update in place (a replayed step writes where its recording did).
+  const torch::Tensor& device_state() const { return state_; }
 
  private:
   torch::Device device_;
   int64_t allowed_;
   // (8) fp64: loss, norm, skipped, first_new_skip, new_skips, diverged_at, diverged_loss, diverged_norm
   torch::Tensor state_;
+  torch::Tensor at_;  // () fp64: the set step, 1-based
   Reading last_;
 };
 

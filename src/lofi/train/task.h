@@ -28,6 +28,14 @@ class Task {
   virtual void begin_step(int64_t step, int64_t node_batch) = 0;
   // Mean loss of samples [FIRST, FIRST + COUNT) of the current node batch (this worker's micro-batch).
   virtual torch::Tensor loss(int64_t first, int64_t count) = 0;
+  // train.cuda_graphs records a micro-batch's forward and backward once and replays it: the task
+  // copies each micro-batch into tensors it keeps (stage: samples [FIRST, FIRST + COUNT) of the
+  // current node batch, at the same addresses every time), and staged_loss() is their mean loss,
+  // what loss(FIRST, COUNT) gives. graph_refusal(): why this task's micro-batches cannot be
+  // replayed (they change shape, or their loss needs a number from the host); "" where they can.
+  virtual std::string graph_refusal() const;
+  virtual void stage(int64_t first, int64_t count);
+  virtual torch::Tensor staged_loss();
   // What the throughput counts: "tokens" per sequence for language models, 1 "images" per image.
   virtual int64_t units_per_sample() const = 0;
   virtual std::string unit() const = 0;

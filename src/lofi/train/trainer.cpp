@@ -41,6 +41,7 @@
 #include "lofi/train/metrics_log.h"
 #include "lofi/train/optimizer.h"
 #include "lofi/train/schedule.h"
+#include "lofi/train/step_graphs.h"
 #include "lofi/train/step_health.h"
 #include "lofi/train/step_profiler.h"
 #include "lofi/run/metrics_record.h"
@@ -330,6 +331,10 @@ class TrainingLoop {
 
  private:
   void train_step(int64_t step, double lr);
+  // One micro-batch's forward (TASK_LOSS) and backward, its loss added to loss_sum_.
+  void micro_pass(dist::GradientSync& sync, bool last, const std::function<torch::Tensor()>& task_loss);
+  // After the micro-batches: the gradient norm (clipped), the finite check, and AdamW's update.
+  void clip_and_update();
   void after_profiled_step(int64_t step);
   // A read of the device-side state: the loss, and a stop asked by a signal (checkpointed first).
   void read(int64_t done);
@@ -358,6 +363,8 @@ class TrainingLoop {
   torch::Tensor stop_;
   bool stop_marked_ = false;
   std::unique_ptr<StepProfiler> profiler_;
+  torch::Tensor loss_sum_;  // (1) the step's loss over its micro-batches
+  std::unique_ptr<StepGraphs> graphs_;  // train.cuda_graphs
   int64_t units_seen_ = 0;
   double last_loss_ = 0;
 };
@@ -371,8 +378,17 @@ TrainingLoop::TrainingLoop(StepContext c)
       schedule_{tc_.lr, tc_.min_lr, tc_.warmup_steps, tc_.steps},
       health_(c_.device, tc_.skip_nonfinite),
       stop_(torch::zeros({1}, torch::TensorOptions().device(c_.device))),
+      loss_sum_(torch::zeros({1}, torch::TensorOptions().device(c_.device))),
       units_seen_(c_.start_step * c_.batches.node * c_.task.units_per_sample()) {
   for (const auto& p : c_.optimizer.params()) params_.push_back(p.param);
+  if (tc_.cuda_graphs) {
+    c_.optimizer.hold_for_graphs();
+    graphs_ = std::make_unique<StepGraphs>(c_.device);
+    const int64_t first = std::max(c_.start_step, c_.config.dist.warm_start_steps);
+    if (leader_ && c_.topo.node == 0 && first + 1 < tc_.steps)
+      std::printf("train.cuda_graphs: step %lld warms up, step %lld records the step's kernels as CUDA graphs, the steps after "
+                  "replay them\n", static_cast<long long>(first + 1), static_cast<long long>(first + 2));
+  }
   // train.profile_steps: after 3 warm-up steps (allocator, cuBLAS heuristics, autotuning), on the
   // node leader of node 0 only, so one trace describes the job.
   const int64_t start_step = c_.start_step;
@@ -389,43 +405,38 @@ int64_t peak_resident_bytes() {
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;
 }
 
-// The training step: no host synchronisation (the loss and norm stay on the device).
+// The training step: no host synchronisation (the loss and norm stay on the device). With
+// train.cuda_graphs its GPU work is replayed from graphs (step_graphs.h): the host's numbers go to
+// the device first (lr, step, seed, batch), and the two pieces read them there.
 void TrainingLoop::train_step(int64_t step, double lr) {
   const Batches& b = c_.batches;
   // A shared warm start: every worker of the job as one data-parallel node, each node on its data.
   const bool warm = step < c_.config.dist.warm_start_steps;
   if (!warm) c_.warm_sync.reset();  // its buckets go
   dist::GradientSync& sync = warm ? *c_.warm_sync : grad_sync_;
+  StepGraphs* graphs = warm ? nullptr : graphs_.get();  // a warm start's steps all-reduce over the job: run as they are
   c_.optimizer.set_lr(lr);
   c_.optimizer.zero_grad();
   c_.task.begin_step(step, b.node);
-  torch::Tensor loss_sum = torch::zeros({1}, torch::TensorOptions().device(c_.device));
+  loss_sum_.zero_();
+  health_.set_step(step);
   for (int64_t micro = 0; micro < tc_.grad_accum; ++micro) {
     torch::manual_seed(seed::dropout(static_cast<uint64_t>(tc_.seed), c_.topo.node, c_.topo.node_rank * tc_.grad_accum + micro, step));
-    torch::Tensor loss;
-    {
-      dist::PrecisionGuard precision(c_.device, tc_.precision);  // bf16 forward, fp32 backward into fp32 weights
-      loss = c_.task.loss(c_.topo.node_rank * b.rank + micro * b.micro, b.micro) / static_cast<double>(tc_.grad_accum);
-    }
+    const int64_t first = c_.topo.node_rank * b.rank + micro * b.micro;
     const bool last = micro == tc_.grad_accum - 1;
-    sync.before_backward(last);
-    loss.backward();
-    sync.after_backward(last);  // gradients averaged inside this node only (or the job, warm)
-    loss_sum += loss.detach();
+    if (!graphs) {
+      micro_pass(sync, last, [&] { return c_.task.loss(first, b.micro); });
+      continue;
+    }
+    c_.task.stage(first, b.micro);
+    graphs->micro([&] { micro_pass(sync, last, [&] { return c_.task.staged_loss(); }); });
   }
   if (!stop_marked_ && io::stop_requested()) stop_.fill_(1.0), stop_marked_ = true;
   // The node's loss (and stop), so every worker of the node decides alike; while warm, the job's.
-  if (warm) c_.comm.world_mean({loss_sum, stop_});
-  else c_.comm.node_mean({loss_sum, stop_});
-  // ZeRO-2 and -3: each worker holds its part of the gradients; their norm is summed over the node.
-  const bool parts_only = grad_sync_.holds_parts();
-  const std::vector<torch::Tensor> piece_grads = c_.optimizer.sharded() ? grad_sync_.piece_grads() : std::vector<torch::Tensor>{};
-  const torch::Tensor norm = parts_only          ? clip_sharded_grad_norm(piece_grads, c_.comm, tc_.grad_clip)
-                             : tc_.grad_clip > 0 ? clip_grad_norm(params_, tc_.grad_clip)
-                                                 : grad_norm(params_);
-  // A non-finite loss or gradient norm skips this step's update on the device (AdamW's
-  // found_inf); the host learns of it at the next read.
-  c_.optimizer.step(health_.record(step, loss_sum, norm), piece_grads);
+  if (warm) c_.comm.world_mean({loss_sum_, stop_});
+  else c_.comm.node_mean({loss_sum_, stop_});
+  if (graphs) graphs->finish([&] { clip_and_update(); });
+  else clip_and_update();
   if (c_.optimizer.sharded()) grad_sync_.gather_params();  // every worker's updated pieces, into every replica
   if (c_.config.dist.sync_every > 0 && (step + 1) % c_.config.dist.sync_every == 0) {
     c_.comm.world_mean(params_);                     // local SGD: continue from the nodes' mean
@@ -449,6 +460,30 @@ void TrainingLoop::train_step(int64_t step, double lr) {
              "); lower dist.outer_lr; no final is written");
     }
   }
+}
+
+void TrainingLoop::micro_pass(dist::GradientSync& sync, bool last, const std::function<torch::Tensor()>& task_loss) {
+  torch::Tensor loss;
+  {
+    dist::PrecisionGuard precision(c_.device, tc_.precision);  // bf16 forward, fp32 backward into fp32 weights
+    loss = task_loss() / static_cast<double>(tc_.grad_accum);
+  }
+  sync.before_backward(last);
+  loss.backward();
+  sync.after_backward(last);  // gradients averaged inside this node only (or the job, warm)
+  loss_sum_ += loss.detach();
+}
+
+void TrainingLoop::clip_and_update() {
+  // ZeRO-2 and -3: each worker holds its part of the gradients; their norm is summed over the node.
+  const bool parts_only = grad_sync_.holds_parts();
+  const std::vector<torch::Tensor> piece_grads = c_.optimizer.sharded() ? grad_sync_.piece_grads() : std::vector<torch::Tensor>{};
+  const torch::Tensor norm = parts_only          ? clip_sharded_grad_norm(piece_grads, c_.comm, tc_.grad_clip)
+                             : tc_.grad_clip > 0 ? clip_grad_norm(params_, tc_.grad_clip)
+                                                 : grad_norm(params_);
+  // A non-finite loss or gradient norm skips this step's update on the device (AdamW's
+  // found_inf); the host learns of it at the next read.
+  c_.optimizer.step(health_.record(loss_sum_, norm), piece_grads);
 }
 
 void TrainingLoop::after_profiled_step(int64_t step) {
@@ -609,6 +644,7 @@ TrainedWorker run_training(const Config& config, const dist::WorkerEnv& env, con
   StartOptions from = start;
   if (start.mode == run::StartMode::resume && !my_dir.latest_checkpoint()) from.mode = run::StartMode::fresh;
   std::unique_ptr<Task> task = start_task(config, topo, make_task, from, plan.device, sharded_start);
+  if (const std::string refused = cuda_graphs_refusal(config, topo, plan.device, *task); !refused.empty()) fail(refused);
   // Built in pieces: the decoder blocks' parameters have no memory until shard_params fills them.
   model::DeferredWeights* deferred = task->deferred_weights();
   dist::Comm comm(env, topo, comm_options(config, plan, my_dir));

@@ -1,0 +1,45 @@
+// train.cuda_graphs: a training step replayed from CUDA graphs. The step's GPU work is two pieces,
+// each recorded once and then replayed: a micro-batch's forward and backward (replayed once per
+// micro-batch, after the task has staged it and the dropout seed is set), and the rest (gradient
+// norm and clipping, the finite check, AdamW). The first step of a start runs them eagerly on the
+// capture stream (a warm-up: gradients, optimizer state and cuBLAS's workspace are made there),
+// the second records and replays them, every later one replays. What a step reads from the host
+// (batch, learning rate, step number, seed) reaches the device before the replay, into tensors
+// the recording saw (Task::stage, Optimizer::hold_for_graphs, StepHealth::set_step).
+#pragma once
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "lofi/dist/comm.h"
+#include "lofi/dist/cuda_graph.h"
+#include "lofi/train/config.h"
+#include "lofi/train/task.h"
+
+namespace lofi::train {
+
+// Why a worker of TOPO on DEVICE cannot run TASK's steps from CUDA graphs under CONFIG: one line
+// naming train.cuda_graphs and what to change; "" where it can (or where train.cuda_graphs is off).
+std::string cuda_graphs_refusal(const Config& config, const dist::Topology& topo, const torch::Device& device, const Task& task);
+
+class StepGraphs {
+ public:
+  explicit StepGraphs(const torch::Device& device) : device_(device) {}
+  // One micro-batch's forward and backward (WORK), the task's micro-batch staged before.
+  void micro(const std::function<void()>& work) { run(micro_, work, nullptr); }
+  // The step's work after the micro-batches (WORK); then the step is over.
+  void finish(const std::function<void()>& work);
+  // Whether the step is replayed from here on (recorded by an earlier step).
+  bool replaying() const { return tail_ != nullptr; }
+
+ private:
+  void run(std::unique_ptr<dist::CapturedWork>& graph, const std::function<void()>& work, const dist::CapturedWork* share);
+
+  torch::Device device_;
+  int64_t steps_ = 0;
+  std::unique_ptr<dist::CapturedWork> micro_, tail_;
+};
+
+}  // namespace lofi::train
