@@ -20,7 +20,8 @@
 #                 rope_theta 500000)
 #         opt     OPT-125M shape (12 layers, 12 heads, d 768, ff 3072, vocab 50272)
 #                 each at seq 2048 x batch 8, bf16 autocast, fp32 master weights, fused AdamW, on one
-#                 token file, by BENCH_IMPLS or those named (llama:lofi,hf-eager): lofi (lofi train),
+#                 token file, by BENCH_IMPLS or those named (llama:lofi,hf-eager): lofi (lofi train;
+#                 lofi-graphs: with train.cuda_graphs),
 #                 torch-compile / torch-eager (the same model in plain PyTorch: bench/train_torch.py),
 #                 hf-compile / hf-eager (transformers' own model: bench/train_hf.py); tokens/s, MFU,
 #                 the CUDA caching allocator's peak, lofi / each
@@ -31,9 +32,10 @@
 #                 random weights, a full fine-tune with train.param_dtype = "bf16" (fp32 masters)
 #                 and every block checkpointed: lofi alone, its peak beside the memory plan's
 #         demo    lofi demo --only language on the GPU (train.device "auto"): wall time, its table
-#       By default what each open measurement needs first: the tests; Llama's lofi and torch.compile;
-#       the 8B LoRA shape, lofi and PEFT; OPT's lofi and torch.compile; the 3B bf16 full fine-tune;
-#       the demo; then the eager and transformers rows, when time is left.
+#       By default what each open measurement needs first: the tests; Llama's lofi and torch.compile,
+#       then lofi with CUDA graphs; the 8B LoRA shape, lofi and PEFT; OPT's lofi and torch.compile,
+#       then lofi with CUDA graphs; the 3B bf16 full fine-tune; the demo; then the eager and
+#       transformers rows, when time is left.
 #       A check with less than half its budget left is not started and says SKIP. $OUT gets summary.txt (one table, printed last), device-check.log
 #       (every command's output) and details.tar.gz: cuda-tests.log, bench.jsonl, lofi-*-metrics.jsonl,
 #       lofi-*-profile.txt, demo-results.md (a device run brings back at most 8 files).
@@ -1009,46 +1011,49 @@ bench_shape() {  # bench_shape opt|llama IMPL...
   [ -n "$SBF16" ] && flags+=(--set train.param_dtype=bf16 --set train.activation_checkpointing=1)
   shift
   for impl in "$@"; do
-    if [ "$impl" = lofi ]; then
+    if [ "$impl" = lofi ] || [ "$impl" = lofi-graphs ]; then
+      # lofi-graphs: the same run with train.cuda_graphs (the step replayed from CUDA graphs).
+      local run=$WORK/$shape-$impl extra=()
+      [ "$impl" = lofi-graphs ] && extra=(--set train.cuda_graphs=true --set "run.dir=$run")
       # The 8B and 3B shapes load billions of weights first (init_dir_for), and the 3B run ends by
       # writing its checkpoint (fp32 weights and AdamW state, about 50 GB): LOFI_BIG_S.
       local lofi_s=$LOFI_S
       [ -n "$SLORA$SBF16" ] && lofi_s=$LOFI_BIG_S
       begin_step "$lofi_s"
-      time_for "$shape lofi" "$lofi_s" "$shape" || continue
+      time_for "$shape $impl" "$lofi_s" "$shape" || continue
       local init=() init_dir=''
       if [ -n "$SLORA$SBF16" ]; then  # billions of weights: from a pretrained-style directory
         if ! init_dir=$(init_dir_for "$shape"); then
-          row "$shape lofi" FAIL "$shape" "" "" "" "could not write random initial weights with transformers (device-check.log)"; continue
+          row "$shape $impl" FAIL "$shape" "" "" "" "could not write random initial weights with transformers (device-check.log)"; continue
         fi
         init=(--set "model.init=$init_dir")
       fi
-      gpu_mem_sampler_start "$WORK/mem-$shape-lofi.txt"
-      bounded "$shape-lofi" "$lofi_s" "${LOFI[@]}" train "${flags[@]}" "${init[@]}"
+      gpu_mem_sampler_start "$WORK/mem-$shape-$impl.txt"
+      bounded "$shape-$impl" "$lofi_s" "${LOFI[@]}" train "${flags[@]}" "${extra[@]}" "${init[@]}"
       rc=$?
-      smi=$(gpu_mem_sampler_stop "$WORK/mem-$shape-lofi.txt")
-      if (( rc == 0 )) && json=$("$PY" bench/metrics_rate.py "$WORK/$shape-lofi" "$BENCH_WARMUP" --json 2>> "$LOG"); then
+      smi=$(gpu_mem_sampler_stop "$WORK/mem-$shape-$impl.txt")
+      if (( rc == 0 )) && json=$("$PY" bench/metrics_rate.py "$run" "$BENCH_WARMUP" --json 2>> "$LOG"); then
         read -r tps peak <<< "$(py 'import json, sys; d = json.loads(sys.argv[1]); print(d["rate"], d["peak_memory_bytes"] or "")' "$json")"
         src=allocator
         if [ -z "$peak" ] && [ -n "$smi" ]; then peak=$(( smi * 1048576 )) src=nvidia-smi; fi
         [ -z "$peak" ] && src="no peak: metrics.jsonl has no peak_memory_bytes and nvidia-smi sampled nothing"
-        cp "$WORK/$shape-lofi/node-00/metrics.jsonl" "$OUT/lofi-$shape-metrics.jsonl" 2> /dev/null
-        if [ -f "$WORK/$shape-lofi/node-00/profile/table.txt" ]; then
-          cp "$WORK/$shape-lofi/node-00/profile/table.txt" "$OUT/lofi-$shape-profile.txt"
-          { echo "[$shape lofi] $(head -c 3000 "$OUT/lofi-$shape-profile.txt")"; } >> "$PROFILES"
+        cp "$run/node-00/metrics.jsonl" "$OUT/$impl-$shape-metrics.jsonl" 2> /dev/null
+        if [ -f "$run/node-00/profile/table.txt" ]; then
+          cp "$run/node-00/profile/table.txt" "$OUT/$impl-$shape-profile.txt"
+          { echo "[$shape $impl] $(head -c 3000 "$OUT/$impl-$shape-profile.txt")"; } >> "$PROFILES"
         fi
-        echo "{\"shape\": \"$shape\", \"impl\": \"lofi\", \"lofi_rate\": $json, \"nvidia_smi_peak_mib\": ${smi:-null}}" >> "$OUT/bench.jsonl"
+        echo "{\"shape\": \"$shape\", \"impl\": \"$impl\", \"lofi_rate\": $json, \"nvidia_smi_peak_mib\": ${smi:-null}}" >> "$OUT/bench.jsonl"
         # The memory plan's peak for the same run (lofi plan), beside the measured one.
         plan_flags=()
-        for f in "${flags[@]}" "${init[@]}"; do [ "$f" = --quiet ] || plan_flags+=("$f"); done
+        for f in "${flags[@]}" "${extra[@]}" "${init[@]}"; do [ "$f" = --quiet ] || plan_flags+=("$f"); done
         plan_peak=$("${LOFI[@]}" plan "${plan_flags[@]}" 2>> "$LOG" | awk '$1 == "peak" { print $2 " " $3 }')
-        row "$shape lofi" PASS "$shape" "$tps" "$peak" "$src" "lofi train, rate over steps $BENCH_WARMUP-$BENCH_STEPS, memory plan's peak ${plan_peak:-?}$([ -z "$peak" ] && echo "; $src")"
+        row "$shape $impl" PASS "$shape" "$tps" "$peak" "$src" "lofi train$([ "$impl" = lofi-graphs ] && echo " with train.cuda_graphs"), rate over steps $BENCH_WARMUP-$BENCH_STEPS, memory plan's peak ${plan_peak:-?}$([ -z "$peak" ] && echo "; $src")"
       else
-        row "$shape lofi" "$(verdict $rc)" "$shape" "" "" "" "$(why $rc)"; tail_of "$shape-lofi"
+        row "$shape $impl" "$(verdict $rc)" "$shape" "" "" "" "$(why $rc)"; tail_of "$shape-$impl"
       fi
       # The machine's disk is small: the random weights (16 GB for the 8B shape) and the run's
       # final checkpoint (fp32 weights and AdamW state) go once measured.
-      [ -n "$init_dir" ] && rm -rf "$init_dir" "$WORK/$shape-lofi/node-00/ckpt"
+      [ -n "$init_dir" ] && rm -rf "$init_dir" "$run/node-00/ckpt"
       continue
     fi
     case $impl in
@@ -1217,7 +1222,7 @@ BUILD=${BUILD_DIR:-build-gpu}
 if [ "$MODE" = prebuilt ]; then
   BENCH_STEPS=${BENCH_STEPS:-20} BENCH_WARMUP=${BENCH_WARMUP:-10}
   # CHECKS="" checks that lofi starts, nothing more.
-  CHECKS=${CHECKS-tests llama:lofi,torch-compile llama8b-lora:lofi,hf-eager opt:lofi,torch-compile llama3b-bf16:lofi demo llama:torch-eager,hf-eager opt:torch-eager,hf-eager llama:hf-compile opt:hf-compile}
+  CHECKS=${CHECKS-tests llama:lofi,torch-compile llama:lofi-graphs llama8b-lora:lofi,hf-eager opt:lofi,torch-compile opt:lofi-graphs llama3b-bf16:lofi demo llama:torch-eager,hf-eager opt:torch-eager,hf-eager llama:hf-compile opt:hf-compile}
   BENCH_IMPLS=${BENCH_IMPLS:-lofi torch-compile torch-eager hf-eager hf-compile}
   BENCH_DEVICE=${BENCH_DEVICE:-cuda} BENCH_PRECISION=${BENCH_PRECISION:-bf16}
   CUDA_TEST_S=${CUDA_TEST_S:-90} CUDA_TEST_SHARDS=${CUDA_TEST_SHARDS:-6} LOFI_S=${LOFI_S:-90} LOFI_BIG_S=${LOFI_BIG_S:-200}
