@@ -64,6 +64,9 @@ TEST(CliMemoryPlan, PeakIsWithinFifteenPercentOfMeasured) {
        {"--set model.arch=opt --set model.n_layer=4 --set model.n_head=4 --set model.d_model=256 --set model.d_ff=1024",
         "--set model.arch=opt --set model.n_layer=4 --set model.n_head=4 --set model.d_model=256 --set model.d_ff=1024"
         " --set model.dropout=0.1",
+        // Two micro-batches: the second one's forward pass ends beside the first one's gradients.
+        "--set model.arch=opt --set model.n_layer=4 --set model.n_head=4 --set model.d_model=512 --set model.d_ff=2048"
+        " --set train.grad_accum=2",
         "--set model.arch=gpt2 --set model.activation=gelu --set model.n_layer=4 --set model.n_head=4 --set model.d_model=256"
         " --set model.d_ff=1024 --set train.batch_size=16",
         "--set model.arch=llama --set model.activation=silu --set model.n_layer=6 --set model.n_head=4 --set model.d_model=256"
@@ -161,6 +164,17 @@ TEST(MemoryPlan, ShardingAndLoraShrinkWhatTheyShould) {
   EXPECT_NEAR(line(plan_of(" --set dist.reduce_dtype=bf16", 4), "gradients"), 6 * P, 1e6);  // the buckets in bf16
   EXPECT_LT(line(zero2, "gradients"), 1.3 * P);       // 1/4 of 4 bytes each, two buckets and the embedding's .grad in flight
   EXPECT_NEAR(line(lora, "weights"), 2 * P, 0.03 * P);  // the frozen base in bf16, the adapters in fp32
+  // Gradients held between steps (train.cuda_graphs) or micro-batches (train.grad_accum): a
+  // forward pass ends beside them, which is this shape's peak.
+  // Against the same micro-batch without: the .grad of every weight (4 bytes each) on top.
+  for (const auto& [sets, without] : std::vector<std::pair<std::string, std::string>>{
+           {" --set train.cuda_graphs=true", ""}, {" --set train.grad_accum=2", " --set train.batch_size=4"}}) {
+    const auto held = plan_of(sets, 1, 141e9);
+    const double forward_end = line(held, "runtime") + line(held, "weights") + line(held, "AdamW state") +
+                               line(held, "gradients") + line(held, "activations") + line(held, "loss head");
+    EXPECT_NEAR(held.peak, forward_end, 1e6) << sets;
+    EXPECT_NEAR(held.peak - plan_of(without, 1, 141e9).peak, 4 * P, 1e6) << sets;
+  }
   // A bf16 base's residual stream is bf16: each of the 65 norms (two a block and the final one)
   // keeps its input in 2 bytes, not 4 (kernels/rms_norm.h), over 8 x 2048 tokens of width 4096.
   const auto lora_fp32_base = plan_of(" --set lora.rank=16 --set train.precision=bf16", 1, 141e9);

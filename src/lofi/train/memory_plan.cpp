@@ -86,7 +86,10 @@ Moments moments(const Config& c, const ModelFootprint& f, const PlanPlace& place
     // (ProcessGroupGloo::reduce_scatter_tensor_coalesced clones its input): one more per bucket.
     m.grads_peak = m.grads_between + (on_host ? 2 : 1) * in_flight + w * static_cast<double>(f.largest_param);
   } else {
-    m.grads_between = buckets;
+    // Every .grad stays from one micro-batch to the next (train.grad_accum > 1), and from one step
+    // to the next under train.cuda_graphs (zeroed in place): a forward pass then ends beside them.
+    const bool held = c.train.cuda_graphs || c.train.grad_accum > 1;
+    m.grads_between = buckets + (held ? w * P : 0);
     m.grads_peak = buckets + w * P;  // and every .grad
   }
   // bf16 weights: AdamW takes fp32 copies of the bf16 gradients it updates from (the parts that
