@@ -216,25 +216,41 @@ std::vector<double> logged_losses(const std::string& run) {
   return losses;
 }
 
-// train.cuda_graphs: steps replayed from CUDA graphs land where eager steps do, with dropout (its
-// seed set before each replay), two micro-batches, clipping, a warm-up's changing learning rate
-// and bf16 autocast; and a graphed run resumes to the same weights.
-TEST(CudaDist, StepsReplayedFromCudaGraphsEqualEagerSteps) {
-  if (!has_gpu()) GTEST_SKIP() << "no CUDA GPU visible";
+// A run with train.cuda_graphs (and ENV) against one without, both with FLAGS and dropout, two
+// micro-batches, clipping and a warm-up's changing learning rate: every logged loss and the final
+// weights agree to TOLERANCE; the graphed run's output holds SAID.
+void expect_graphed_equals_plain(const std::string& flags, const std::string& env, const std::string& said, double tolerance) {
   std::string dir = test::scratch_dir(), data = test::write_corpus(dir, "general", 20000);
-  const std::string flags = "--set train.device=cuda --set model.dropout=0.1 --set train.grad_accum=2 --set train.precision=bf16 "
-                            "--set train.steps=8 --set train.warmup_steps=4 --set train.log_every=1";
-  auto eager = run_lofi(train_cmd(data, dir + "/eager", flags));
-  ASSERT_EQ(eager.status, 0) << eager.output;
-  auto graphed = run_lofi(train_cmd(data, dir + "/graphed", flags + " --set train.cuda_graphs=true"));
+  const std::string all = flags + " --set model.dropout=0.1 --set train.grad_accum=2 --set train.steps=8 --set train.warmup_steps=4 "
+                                  "--set train.log_every=1";
+  auto plain = run_lofi(train_cmd(data, dir + "/plain", all));
+  ASSERT_EQ(plain.status, 0) << plain.output;
+  auto graphed = run_lofi(train_cmd(data, dir + "/graphed", all + " --set train.cuda_graphs=true"), env);
   ASSERT_EQ(graphed.status, 0) << graphed.output;
-  EXPECT_NE(graphed.output.find("step 2 records the step's kernels as CUDA graphs"), std::string::npos) << graphed.output;
-  const std::vector<double> a = logged_losses(dir + "/eager"), b = logged_losses(dir + "/graphed");
+  EXPECT_NE(graphed.output.find(said), std::string::npos) << graphed.output;
+  const std::vector<double> a = logged_losses(dir + "/plain"), b = logged_losses(dir + "/graphed");
   ASSERT_EQ(a.size(), 8u);
   ASSERT_EQ(b.size(), a.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5 * std::abs(a[i])) << "step " << i + 1;
-  EXPECT_LE(max_abs_diff(dir + "/eager/node-00/final.safetensors", dir + "/graphed/node-00/final.safetensors"), 1e-5);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], tolerance * std::abs(a[i])) << "step " << i + 1;
+  EXPECT_LE(max_abs_diff(dir + "/plain/node-00/final.safetensors", dir + "/graphed/node-00/final.safetensors"), tolerance);
+}
+
+// train.cuda_graphs: steps replayed from CUDA graphs land where eager steps do (dropout draws from
+// the seed set before each replay), under bf16 autocast too; and a graphed run resumes to the same weights.
+TEST(CudaDist, StepsReplayedFromCudaGraphsEqualEagerSteps) {
+  if (!has_gpu()) GTEST_SKIP() << "no CUDA GPU visible";
+  const std::string recorded = "step 2 records the step's kernels as CUDA graphs";
+  expect_graphed_equals_plain("--set train.device=cuda", "", recorded, 1e-5);
+  expect_graphed_equals_plain("--set train.device=cuda --set train.precision=bf16", "", recorded, 1e-5);
   expect_resume_equals_uninterrupted("--set train.device=cuda --set model.dropout=0.1 --set train.cuda_graphs=true", "", 1e-5);
+}
+
+// The step as it is staged for CUDA graphs, run with nothing recorded (LOFI_CUDA_GRAPHS_EAGER, so
+// on this CPU): micro-batches copied into the task's tensors, gradients zeroed in place, the
+// learning rate and the step number read from the device. It computes what the plain step does
+// (the learning rate read as fp32, so to 1e-6, not bit for bit).
+TEST(Dist, StepStagedForCudaGraphsEqualsThePlainStep) {
+  expect_graphed_equals_plain("--set train.device=cpu", "LOFI_CUDA_GRAPHS_EAGER=1", "nothing recorded", 1e-6);
 }
 
 // train.cuda_graphs where it cannot run: one line naming it and what to change, and no step run.

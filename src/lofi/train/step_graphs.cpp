@@ -1,9 +1,16 @@
 #include "lofi/train/step_graphs.h"
 
+#include <cstdlib>
+
 #include "lofi/error.h"
 #include "lofi/text.h"
 
 namespace lofi::train {
+
+bool cuda_graphs_eager() {
+  const char* v = std::getenv("LOFI_CUDA_GRAPHS_EAGER");
+  return v && *v && std::string(v) != "0";
+}
 
 std::string cuda_graphs_refusal(const Config& config, const dist::Topology& topo, const torch::Device& device, const Task& task) {
   if (!config.train.cuda_graphs) return "";
@@ -14,11 +21,13 @@ std::string cuda_graphs_refusal(const Config& config, const dist::Topology& topo
   if (topo.node_size > 1)
     return cat("train.cuda_graphs = true runs nodes of one worker, and node ", topo.node, " has ", topo.node_size,
                " (their gradient all-reduce is not recorded): run one worker per node (dist.nodes = the workers)", off);
-  if (!device.is_cuda())
+  if (!device.is_cuda() && !cuda_graphs_eager())
     return cat("train.cuda_graphs = true records the step's GPU kernels, but this worker computes on ", device.str(),
                ": run on a GPU (train.device = \"cuda\")", off);
   return "";
 }
+
+StepGraphs::StepGraphs(const torch::Device& device) : device_(device), eager_(cuda_graphs_eager()) {}
 
 void StepGraphs::finish(const std::function<void()>& work) {
   run(tail_, work, micro_.get());  // the tail's temporaries may reuse what backward freed
@@ -27,7 +36,7 @@ void StepGraphs::finish(const std::function<void()>& work) {
 
 void StepGraphs::run(std::unique_ptr<dist::CapturedWork>& graph, const std::function<void()>& work,
                      const dist::CapturedWork* share) {
-  if (steps_ == 0) return dist::run_on_capture_stream(device_, work);
+  if (steps_ == 0 || eager_) return dist::run_on_capture_stream(device_, work);
   if (!graph) {
     try {
       graph = std::make_unique<dist::CapturedWork>(device_, work, share);

@@ -6,6 +6,9 @@
 // the second records and replays them, every later one replays. What a step reads from the host
 // (batch, learning rate, step number, seed) reaches the device before the replay, into tensors
 // the recording saw (Task::stage, Optimizer::hold_for_graphs, StepHealth::set_step).
+// LOFI_CUDA_GRAPHS_EAGER=1 runs that staged step with nothing recorded, the pieces run as they
+// are at every step (on a CPU too): a debugging aid, where a difference from the recorded run is
+// the recording's, and how the tests check the staging on machines without a GPU.
 #pragma once
 #include <torch/torch.h>
 
@@ -20,13 +23,16 @@
 
 namespace lofi::train {
 
+// Whether LOFI_CUDA_GRAPHS_EAGER asks for the staged step without recordings.
+bool cuda_graphs_eager();
 // Why a worker of TOPO on DEVICE cannot run TASK's steps from CUDA graphs under CONFIG: one line
 // naming train.cuda_graphs and what to change; "" where it can (or where train.cuda_graphs is off).
+// With LOFI_CUDA_GRAPHS_EAGER any device can.
 std::string cuda_graphs_refusal(const Config& config, const dist::Topology& topo, const torch::Device& device, const Task& task);
 
 class StepGraphs {
  public:
-  explicit StepGraphs(const torch::Device& device) : device_(device) {}
+  explicit StepGraphs(const torch::Device& device);
   // One micro-batch's forward and backward (WORK), the task's micro-batch staged before.
   void micro(const std::function<void()>& work) { run(micro_, work, nullptr); }
   // The step's work after the micro-batches (WORK); then the step is over.
@@ -38,6 +44,7 @@ class StepGraphs {
   void run(std::unique_ptr<dist::CapturedWork>& graph, const std::function<void()>& work, const dist::CapturedWork* share);
 
   torch::Device device_;
+  bool eager_;  // LOFI_CUDA_GRAPHS_EAGER
   int64_t steps_ = 0;
   std::unique_ptr<dist::CapturedWork> micro_, tail_;
 };

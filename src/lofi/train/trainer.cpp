@@ -385,7 +385,10 @@ TrainingLoop::TrainingLoop(StepContext c)
     c_.optimizer.hold_for_graphs();
     graphs_ = std::make_unique<StepGraphs>(c_.device);
     const int64_t first = std::max(c_.start_step, c_.config.dist.warm_start_steps);
-    if (leader_ && c_.topo.node == 0 && first + 1 < tc_.steps)
+    if (leader_ && c_.topo.node == 0 && cuda_graphs_eager())
+      std::printf("train.cuda_graphs: LOFI_CUDA_GRAPHS_EAGER is set: the step is staged for CUDA graphs and runs as it is, "
+                  "nothing recorded\n");
+    else if (leader_ && c_.topo.node == 0 && first + 1 < tc_.steps)
       std::printf("train.cuda_graphs: step %lld warms up, step %lld records the step's kernels as CUDA graphs, the steps after "
                   "replay them\n", static_cast<long long>(first + 1), static_cast<long long>(first + 2));
   }
