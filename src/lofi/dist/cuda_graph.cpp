@@ -11,6 +11,8 @@
 
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -61,17 +63,25 @@ CapturedWork::CapturedWork(const c10::Device& device, const std::function<void()
     : impl_(std::make_unique<Impl>()) {
   if (!device.is_cuda()) fail("internal: a CUDA graph records work on a GPU, not on ", device.str());
   c10::cuda::CUDAGuard on_device(device.index());
+  // As torch.cuda.graph does: during a capture the caching allocator cannot give cached blocks
+  // back to retry a failed allocation, so what the warm-up left cached goes first.
+  c10::cuda::device_synchronize();
+  c10::cuda::CUDACachingAllocator::emptyCache();
   std::string failed;
   on_stream(capture_stream(device), [&] {
-    // Thread-local mode: the capture is refused what would wait on the GPU from this thread (or
-    // from autograd's, whose kernels go to this stream), while another thread (a process group's
-    // watchdog) may still query its own events.
-    impl_->graph.capture_begin(share ? share->impl_->graph.pool() : c10::MempoolId_t{0, 0}, cudaStreamCaptureModeThreadLocal);
+    bool begun = false;
     try {
+      // Thread-local mode: this thread is refused what would wait on the GPU while capturing;
+      // another thread (a process group's watchdog) may still query its own events. (Autograd's
+      // thread is not restricted by the mode, but a wait on the capture stream from it still
+      // invalidates the capture, which capture_end then reports.)
+      impl_->graph.capture_begin(share ? share->impl_->graph.pool() : c10::MempoolId_t{0, 0}, cudaStreamCaptureModeThreadLocal);
+      begun = true;
       work();
     } catch (const std::exception& e) {
       failed = first_line(e.what());
     }
+    if (!begun) return;
     try {
       impl_->graph.capture_end();  // ends the capture even where WORK failed, so the stream is usable again
     } catch (const std::exception& e) {

@@ -16,10 +16,12 @@ namespace lofi::dist {
 
 class CapturedWork {
  public:
-  // Records WORK on DEVICE's capture stream (the capture runs nothing: replay() does). Its tensors
+  // Records WORK on DEVICE's capture stream (the capture runs nothing: replay() does), after
+  // waiting for the GPU and emptying the caching allocator's cache (a capture cannot). Its tensors
   // come from the pool of SHARE (a graph captured before this one and replayed before it each
   // time), else from a pool of its own. Throws, saying what CUDA refused, where WORK cannot be
-  // captured (it waits for the GPU, or reads a value to the host).
+  // captured (it waits for the GPU, or reads a value to the host). After such a failure the
+  // allocator and the RNG may still be in capture mode: the caller stops; it never goes on eagerly.
   CapturedWork(const c10::Device& device, const std::function<void()>& work, const CapturedWork* share = nullptr);
   ~CapturedWork();
   CapturedWork(const CapturedWork&) = delete;

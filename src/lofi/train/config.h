@@ -140,7 +140,7 @@ struct TrainConfig {
                                         "skipped first (no update) when N > 0").at_least(0).free();
     s(cuda_graphs, "cuda_graphs", "GPU: record a step's kernels once as CUDA graphs (a micro-batch's forward and backward,\n"
                                   "then clip and update) and replay them, one launch each instead of thousands; recorded at a\n"
-                                  "start's second step, the same arithmetic as without; nodes of one worker, batches of one\n"
+                                  "start's second step, the same arithmetic as without (the learning rate read as fp32); nodes of one worker, batches of one\n"
                                   "shape (not chat data)").free();
     s(keep_checkpoints, "keep_checkpoints", "keep the newest K periodic checkpoints; 0: keep all").at_least(0).free();
     s(head_init, "head_init", "a re-initialised classification head: \"random\" (timm's init) or \"lp\" (LP-FT: a\n"

@@ -431,6 +431,8 @@ void TrainingLoop::train_step(int64_t step, double lr) {
       micro_pass(sync, last, [&] { return c_.task.loss(first, b.micro); });
       continue;
     }
+    // One recording serves every micro-batch, whatever LAST says: in a node of one worker (what
+    // cuda_graphs_refusal allows) the gradient sync does no device work either way.
     c_.task.stage(first, b.micro);
     graphs->micro([&] { micro_pass(sync, last, [&] { return c_.task.staged_loss(); }); });
   }
