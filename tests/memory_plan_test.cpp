@@ -220,7 +220,7 @@ TEST(MemoryPlan, ShardingAndLoraShrinkWhatTheyShould) {
     return f;
   };
   for (const std::string& sets : {checkpointed, checkpointed + bf16}) {
-    for (const std::string& device : {"cpu", "cuda:0"}) {
+    for (const std::string device : {"cpu", "cuda:0"}) {
       const auto pieces = plan_of(sets, 8, 1e15, device);
       for (const auto& l : pieces.lines) EXPECT_NE(l.what, "model built") << sets << " " << device;
       EXPECT_LT(pieces.peak, 30e9) << sets << " " << device;  // below the whole model's 32.1 GB

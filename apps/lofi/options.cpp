@@ -55,21 +55,21 @@ void AdapterMergeFlags::add_to(CLI::App& cmd) {
 
 bool AdapterMergeFlags::merge_if_adapters(const merge::MergeOptions& options) const {
   // "svd 4" given as one quoted word counts as two.
-  std::vector<std::string> mode;
+  std::vector<std::string> words_given;
   for (const std::string& given : this->mode) {
     std::istringstream words(given);
-    for (std::string word; words >> word;) mode.push_back(word);
+    for (std::string word; words >> word;) words_given.push_back(word);
   }
-  if (mode.empty()) fail("--adapter-merge: empty; expected concat, dense, svd R or factors");
+  if (words_given.empty()) fail("--adapter-merge: empty; expected concat, dense, svd R or factors");
   const std::string& first = options.inputs.empty() ? std::string() : options.inputs.front();
   const std::vector<std::string> inputs = !first.empty() && io::is_lora_adapter(first) ? options.inputs : merge::expand_inputs(options.inputs);
   if (inputs.empty() || !io::is_lora_adapter(inputs.front())) {
-    if (mode != std::vector<std::string>{"concat"})
+    if (words_given != std::vector<std::string>{"concat"})
       fail("--adapter-merge applies to LoRA adapters; ", inputs.empty() ? "no input" : inputs.front(), " is not one");
     return false;
   }
   if (options.method != "average") {
-    if (mode != std::vector<std::string>{"concat"})
+    if (words_given != std::vector<std::string>{"concat"})
       fail("--adapter-merge is how adapters are averaged; --method ", options.method, " merges their dense changes instead");
     merge::MergeOptions dense = options;
     dense.inputs = inputs;
@@ -86,17 +86,17 @@ bool AdapterMergeFlags::merge_if_adapters(const merge::MergeOptions& options) co
   if (options.shard_bytes > 0) refuse("--shard-size", "a merged LoRA adapter is written unsharded");
   if (options.min_inputs > 0) refuse("--min-inputs", "every adapter given is merged, or none");
   family::AdapterMerge how;
-  how.mode = mode.front();
+  how.mode = words_given.front();
   how.force = options.force;
   if (how.mode == "svd") {
-    if (mode.size() != 2) fail("--adapter-merge svd needs the rank: --adapter-merge svd R");
+    if (words_given.size() != 2) fail("--adapter-merge svd needs the rank: --adapter-merge svd R");
     try {
-      how.rank = std::stoll(mode[1]);
+      how.rank = std::stoll(words_given[1]);
     } catch (const std::exception&) {
-      fail("--adapter-merge svd R: R must be an integer, found \"", mode[1], "\"");
+      fail("--adapter-merge svd R: R must be an integer, found \"", words_given[1], "\"");
     }
     if (how.rank <= 0) fail("--adapter-merge svd R: R must be >= 1, found ", how.rank);
-  } else if (mode.size() != 1) {
+  } else if (words_given.size() != 1) {
     fail("--adapter-merge ", how.mode, " takes no rank (only svd does)");
   }
   if (how.mode != "concat" && how.mode != "dense" && how.mode != "svd" && how.mode != "factors")
