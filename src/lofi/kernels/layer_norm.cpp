@@ -5,6 +5,7 @@
 #include "lofi/error.h"
 #include "lofi/kernels/cpu_avx2.h"
 #include "lofi/kernels/device_launch.h"
+#include "lofi/kernels/fused_add_norm.h"
 #include "lofi/kernels/row_partials.h"
 
 namespace lofi::kernels {
@@ -19,8 +20,7 @@ struct AddLayerNormFunction : torch::autograd::Function<AddLayerNormFunction> {
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& x_in, const torch::Tensor& residual,
                                const torch::Tensor& weight, const torch::Tensor& bias, double eps) {
     const torch::Tensor x = x_in.contiguous(), w = weight.contiguous(), b = bias.contiguous();
-    // The CPU loop reads fp32; the CUDA kernel reads the residual in its own dtype.
-    const torch::Tensor r = x.is_cuda() ? residual.contiguous() : residual.to(torch::kFloat).contiguous();
+    const torch::Tensor r = residual_for_kernel(x, residual);
     const int64_t width = w.size(0), rows = x.numel() / width;
     torch::Tensor sum = torch::empty_like(x), y = torch::empty_like(x);
     torch::Tensor mean = torch::empty({rows}, x.options()), rstd = torch::empty({rows}, x.options());  // (rows) each
@@ -44,7 +44,6 @@ struct AddLayerNormFunction : torch::autograd::Function<AddLayerNormFunction> {
       });
     }
     ctx->save_for_backward({sum, w, mean, rstd});
-    ctx->saved_data["residual_dtype"] = static_cast<int64_t>(residual.scalar_type());
     ctx->set_materialize_grads(false);  // an unused output's gradient stays undefined: no zeros to read or add
     return {sum, y};
   }
@@ -92,9 +91,7 @@ struct AddLayerNormFunction : torch::autograd::Function<AddLayerNormFunction> {
       if (want_dw) dw = sum_of_partials(wpart);
       if (want_db) db = sum_of_partials(bpart);
     }
-    const auto residual_dtype = static_cast<c10::ScalarType>(ctx->saved_data["residual_dtype"].toInt());
-    torch::Tensor dr = dx.defined() && ctx->needs_input_grad(1) ? dx.to(residual_dtype) : torch::Tensor();
-    return {ctx->needs_input_grad(0) ? dx : torch::Tensor(), dr, dw, db, torch::Tensor()};
+    return {ctx->needs_input_grad(0) ? dx : torch::Tensor(), residual_grad(ctx, dx), dw, db, torch::Tensor()};
   }
 };
 
@@ -112,8 +109,7 @@ std::pair<torch::Tensor, torch::Tensor> add_layer_norm(const torch::Tensor& x, c
          "(C), on one device; found x ", x.sizes(), " ", x.scalar_type(), " on ", x.device(), ", residual ", residual.sizes(), " ",
          rt, ", weight ", weight.defined() ? weight.sizes() : torch::IntArrayRef{}, ", bias ",
          bias.defined() ? bias.sizes() : torch::IntArrayRef{});
-  const bool fused = x.numel() > 0 && ((x.is_cpu() && avx2::avx2_available()) || (x.is_cuda() && fused_cuda_built()));
-  if (!fused) {
+  if (!add_norm_fused_on(x)) {
     torch::Tensor sum = x + residual;
     return {sum, torch::layer_norm(sum, {weight.size(0)}, weight, bias, eps)};
   }

@@ -5,6 +5,7 @@
 #include "lofi/error.h"
 #include "lofi/kernels/cpu_avx2.h"
 #include "lofi/kernels/device_launch.h"
+#include "lofi/kernels/fused_add_norm.h"
 #include "lofi/kernels/row_partials.h"
 
 namespace lofi::kernels {
@@ -97,11 +98,9 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
 struct AddRmsNormFunction : torch::autograd::Function<AddRmsNormFunction> {
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& residual,
                                const torch::Tensor& weight, double eps) {
-    // The CPU loop reads fp32; the CUDA kernel reads the residual in its own dtype.
-    const torch::Tensor r = x.is_cuda() ? residual.contiguous() : residual.to(torch::kFloat).contiguous();
+    const torch::Tensor r = residual_for_kernel(x, residual);
     Normed out = rows_forward(x.contiguous(), r, weight.contiguous(), eps);
     ctx->save_for_backward({out.sum, weight.contiguous(), out.rstd});
-    ctx->saved_data["residual_dtype"] = static_cast<int64_t>(residual.scalar_type());
     ctx->set_materialize_grads(false);  // an unused output's gradient stays undefined: no zeros to read or add
     return {out.sum, out.y};
   }
@@ -116,9 +115,7 @@ struct AddRmsNormFunction : torch::autograd::Function<AddRmsNormFunction> {
     if (dy.defined())
       std::tie(dx, dw) = rows_backward(dy.to(torch::kFloat).contiguous(), dsum.defined() ? dsum.to(torch::kFloat).contiguous() : dsum,
                                        saved[0], saved[1], saved[2], want_dx, ctx->needs_input_grad(2));
-    const auto residual_dtype = static_cast<c10::ScalarType>(ctx->saved_data["residual_dtype"].toInt());
-    torch::Tensor dr = dx.defined() && ctx->needs_input_grad(1) ? dx.to(residual_dtype) : torch::Tensor();
-    return {ctx->needs_input_grad(0) ? dx : torch::Tensor(), dr, dw, torch::Tensor()};
+    return {ctx->needs_input_grad(0) ? dx : torch::Tensor(), residual_grad(ctx, dx), dw, torch::Tensor()};
   }
 };
 
@@ -179,8 +176,7 @@ std::pair<torch::Tensor, torch::Tensor> add_rms_norm(const torch::Tensor& x, con
     fail("add_rms_norm: expected fp32 x (..., C), a residual of x's shape in fp32, bf16 or fp16, and an fp32 weight (C), on one "
          "device; found x ", x.sizes(), " ", x.scalar_type(), " on ", x.device(), ", residual ", residual.sizes(), " ", rt, " on ",
          residual.device(), ", weight ", weight.sizes(), " ", weight.scalar_type(), " on ", weight.device());
-  const bool fused = x.numel() > 0 && ((x.is_cpu() && avx2::avx2_available()) || (x.is_cuda() && fused_cuda_built()));
-  if (!fused) {
+  if (!add_norm_fused_on(x)) {
     torch::Tensor sum = x + residual;
     return {sum, rms_norm(sum, weight, eps)};
   }
