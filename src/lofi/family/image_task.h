@@ -36,6 +36,7 @@ class ImageTask : public train::Task {
   std::string graph_refusal() const override { return ""; }
   void stage(int64_t first, int64_t count) override;
   torch::Tensor staged_loss() override;
+  std::vector<torch::Tensor> staged() const override { return {staged_images_, staged_targets_}; }
   int64_t units_per_sample() const override { return 1; }
   std::string unit() const override { return "images"; }
   bool has_validation() const override { return val_ != nullptr; }

@@ -60,6 +60,7 @@ class LmTask : public LmTaskBase {
   std::string graph_refusal() const override { return ""; }
   void stage(int64_t first, int64_t count) override;
   torch::Tensor staged_loss() override;
+  std::vector<torch::Tensor> staged() const override { return {window_}; }
 
  private:
   bool has_val_data() const override { return val_ != nullptr; }

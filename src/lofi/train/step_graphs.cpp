@@ -27,16 +27,27 @@ std::string cuda_graphs_refusal(const Config& config, const dist::Topology& topo
   return "";
 }
 
-StepGraphs::StepGraphs(const torch::Device& device) : device_(device), eager_(cuda_graphs_eager()) {}
+StepGraphs::StepGraphs(const torch::Device& device, Addresses addresses)
+    : device_(device), eager_(cuda_graphs_eager()), addresses_(std::move(addresses)) {}
 
 void StepGraphs::finish(const std::function<void()>& work) {
   run(tail_, work, micro_.get());  // the tail's temporaries may reuse what backward freed
   ++steps_;
 }
 
+void StepGraphs::check_addresses() const {
+  if (addresses_() != recorded_)
+    fail("internal: train.cuda_graphs: a tensor that the recorded step reads (the staged micro-batch, a gradient, the "
+         "step's loss or state) has moved since the step was recorded, so a replay would read freed memory; set "
+         "train.cuda_graphs = false");
+}
+
 void StepGraphs::run(std::unique_ptr<dist::CapturedWork>& graph, const std::function<void()>& work,
                      const dist::CapturedWork* share) {
-  if (steps_ == 0 || eager_) return dist::run_on_capture_stream(device_, work);
+  if (steps_ == 0) return dist::run_on_capture_stream(device_, work);  // the warm-up
+  if (recorded_.empty()) recorded_ = addresses_();  // at the first recording (the first micro-batch's)
+  check_addresses();
+  if (eager_) return dist::run_on_capture_stream(device_, work);
   if (!graph) {
     try {
       graph = std::make_unique<dist::CapturedWork>(device_, work, share);

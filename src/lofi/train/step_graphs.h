@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "lofi/dist/comm.h"
 #include "lofi/dist/cuda_graph.h"
@@ -32,19 +33,25 @@ std::string cuda_graphs_refusal(const Config& config, const dist::Topology& topo
 
 class StepGraphs {
  public:
-  explicit StepGraphs(const torch::Device& device);
+  // ADDRESSES: where the tensors that the pieces read and write between steps live (the staged
+  // micro-batch, the gradients, the step's loss and state). From the recording on, each replay
+  // checks that none has moved (with LOFI_CUDA_GRAPHS_EAGER too, from the step that would record).
+  using Addresses = std::function<std::vector<const void*>()>;
+  StepGraphs(const torch::Device& device, Addresses addresses);
   // One micro-batch's forward and backward (WORK), the task's micro-batch staged before.
   void micro(const std::function<void()>& work) { run(micro_, work, nullptr); }
   // The step's work after the micro-batches (WORK); then the step is over.
   void finish(const std::function<void()>& work);
-  // Whether the step is replayed from here on (recorded by an earlier step).
-  bool replaying() const { return tail_ != nullptr; }
 
  private:
   void run(std::unique_ptr<dist::CapturedWork>& graph, const std::function<void()>& work, const dist::CapturedWork* share);
+  // Fails where a tensor of ADDRESSES has moved since the recording.
+  void check_addresses() const;
 
   torch::Device device_;
   bool eager_;  // LOFI_CUDA_GRAPHS_EAGER
+  Addresses addresses_;
+  std::vector<const void*> recorded_;  // ADDRESSES at the recording
   int64_t steps_ = 0;
   std::unique_ptr<dist::CapturedWork> micro_, tail_;
 };

@@ -36,6 +36,8 @@ class Task {
   virtual std::string graph_refusal() const;
   virtual void stage(int64_t first, int64_t count);
   virtual torch::Tensor staged_loss();
+  // The tensors stage() copies into (checked to stay where a recording saw them); none before the first.
+  virtual std::vector<torch::Tensor> staged() const { return {}; }
   // What the throughput counts: "tokens" per sequence for language models, 1 "images" per image.
   virtual int64_t units_per_sample() const = 0;
   virtual std::string unit() const = 0;

@@ -383,7 +383,14 @@ TrainingLoop::TrainingLoop(StepContext c)
   for (const auto& p : c_.optimizer.params()) params_.push_back(p.param);
   if (tc_.cuda_graphs) {
     c_.optimizer.hold_for_graphs();
-    graphs_ = std::make_unique<StepGraphs>(c_.device);
+    graphs_ = std::make_unique<StepGraphs>(c_.device, [this] {
+      std::vector<const void*> at;
+      for (const auto& t : c_.task.staged()) at.push_back(t.defined() ? t.data_ptr() : nullptr);
+      for (const auto& p : params_) at.push_back(p.grad().defined() ? p.grad().data_ptr() : nullptr);
+      at.push_back(loss_sum_.data_ptr());
+      at.push_back(health_.device_state().data_ptr());
+      return at;
+    });
     const int64_t first = std::max(c_.start_step, c_.config.dist.warm_start_steps);
     if (leader_ && c_.topo.node == 0 && cuda_graphs_eager())
       std::printf("train.cuda_graphs: LOFI_CUDA_GRAPHS_EAGER is set: the step is staged for CUDA graphs and runs as it is, "
