@@ -114,15 +114,20 @@ TEST(Attention, DropoutOnProbabilitiesIsUnbiasedAndOffInEval) {
   }
 }
 
+// Two 5 -> 3 linear layers with the same weights (from SEED): one for lofi's optimizer, one for
+// what it is compared with.
+std::pair<torch::nn::Linear, torch::nn::Linear> twin_linears(uint64_t seed) {
+  torch::manual_seed(seed);
+  torch::nn::Linear a(torch::nn::LinearOptions(5, 3)), b(torch::nn::LinearOptions(5, 3));
+  torch::NoGradGuard no_grad;
+  b->weight.copy_(a->weight), b->bias.copy_(a->bias);
+  return {a, b};
+}
+
 // lofi's AdamW (the fused kernel, decay on matrices only) against LibTorch's torch::optim::AdamW
 // with the same two parameter groups, over steps with changing learning rates.
 TEST(Optimizer, FusedAdamWMatchesLibTorchAdamW) {
-  torch::manual_seed(2);
-  torch::nn::Linear mine(torch::nn::LinearOptions(5, 3)), theirs(torch::nn::LinearOptions(5, 3));
-  {
-    torch::NoGradGuard no_grad;
-    theirs->weight.copy_(mine->weight), theirs->bias.copy_(mine->bias);
-  }
+  auto [mine, theirs] = twin_linears(2);
   train::TrainConfig c;
   c.lr = 1e-2, c.weight_decay = 0.1, c.beta1 = 0.9, c.beta2 = 0.95, c.eps = 1e-8;
   train::Optimizer fused(*mine, c);
@@ -158,12 +163,7 @@ TEST(Optimizer, FusedAdamWMatchesLibTorchAdamW) {
 // the rate is rounded to float: the weights agree to that rounding (~1e-8 of an update), not bit
 // for bit.
 TEST(Optimizer, HeldForGraphsStepsAsThePlainOneInTheSameTensors) {
-  torch::manual_seed(3);
-  torch::nn::Linear plain(torch::nn::LinearOptions(5, 3)), held(torch::nn::LinearOptions(5, 3));
-  {
-    torch::NoGradGuard no_grad;
-    held->weight.copy_(plain->weight), held->bias.copy_(plain->bias);
-  }
+  auto [plain, held] = twin_linears(3);
   train::TrainConfig c;
   c.lr = 1e-2, c.weight_decay = 0.1;
   train::Optimizer a(*plain, c), b(*held, c);
