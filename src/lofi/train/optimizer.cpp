@@ -165,13 +165,14 @@ void Optimizer::step(const torch::Tensor& found_inf, const std::vector<torch::Te
     auto flush = [&] {
       if (params.empty()) return;
       torch::_foreach_add_(steps, 1);  // the kernel reads the step after this update's increment
-      const double wd = decay ? config_.weight_decay : 0.0;
-      if (lr_on_device_.defined())
-        at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr_on_device_, config_.beta1,
-                          config_.beta2, wd, config_.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt, skip);
-      else
-        at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr_, config_.beta1,
-                          config_.beta2, wd, config_.eps, /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt, skip);
+      // The learning rate as a number, or (hold_for_graphs) as the tensor a replay reads: two overloads.
+      auto adamw = [&](const auto& lr) {
+        at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, config_.beta1, config_.beta2,
+                          decay ? config_.weight_decay : 0.0, config_.eps, /*amsgrad=*/false, /*maximize=*/false,
+                          /*grad_scale=*/std::nullopt, skip);
+      };
+      if (lr_on_device_.defined()) adamw(lr_on_device_);
+      else adamw(lr_);
       // A skipped update leaves the step counts where they were, as PyTorch's _fused_adamw does.
       if (skip) torch::_foreach_sub_(steps, std::vector<torch::Tensor>(steps.size(), found_inf));
       for (const Slot* s : written) param_view(*s).copy_(s->master);  // rounded to the parameter's dtype
