@@ -74,7 +74,7 @@ TEST(Prepare, ShardsHoldTheTokenizersIds) {
   std::string dir = test::scratch_dir();
   auto docs = corpus_lines();
   write_jsonl(dir + "/corpus.jsonl", docs);
-  for (const char* variant : {"gpt2", "opt", "llama3", "qwen2"}) {
+  for (const char* variant : {"gpt2", "opt", "llama3", "qwen2", "llama2", "mistral"}) {
     Tokenizer tok = Tokenizer::load(kFixtures + "/" + variant);
     PrepareSummary s = prepare_tokens(options(kFixtures + "/" + variant, dir + "/" + variant, {dir + "/corpus.jsonl"}));
     ASSERT_EQ(s.train.files, std::vector<std::string>{dir + "/" + variant + ".train.bin"});
@@ -143,10 +143,14 @@ TEST(Prepare, LongPlainTextIsCutWithoutChangingIds) {
   ASSERT_GT(text.size(), 9u << 20);  // more than two 4 MB parts
   std::ofstream(dir + "/long.txt", std::ios::binary) << text;
   std::ofstream(dir + "/short.txt", std::ios::binary) << "one more document\n";
-  PrepareSummary s = prepare_tokens(options(kFixtures + "/gpt2", dir + "/out", {dir + "/long.txt", dir + "/short.txt"}));
-  EXPECT_EQ(s.train.documents, 2);
-  Tokenizer tok = Tokenizer::load(kFixtures + "/gpt2");
-  EXPECT_EQ(read_shards(s.train.files, tok.vocab_size()), expected_ids(tok, {text, "one more document\n"}));
+  // Byte-level BPE (its regex ends pieces at such line breaks) and SentencePiece's (a whole part one
+  // piece, whose vocabulary spells a line break alone).
+  for (const char* variant : {"gpt2", "llama2"}) {
+    PrepareSummary s = prepare_tokens(options(kFixtures + "/" + variant, dir + "/" + variant, {dir + "/long.txt", dir + "/short.txt"}));
+    EXPECT_EQ(s.train.documents, 2);
+    Tokenizer tok = Tokenizer::load(kFixtures + "/" + variant);
+    EXPECT_EQ(read_shards(s.train.files, tok.vocab_size()), expected_ids(tok, {text, "one more document\n"})) << variant;
+  }
 }
 
 // The GPT-2 fixture with every id moved up by 65536: no id fits uint16.

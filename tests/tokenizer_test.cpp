@@ -127,7 +127,7 @@ TEST(Tokenizer, BadDirectoriesAreNamed) {
   std::string eos = error(tokenizer_dir("eos", {{"tokenizer_config.json", R"({"add_bos_token": true, "bos_token": "<nope>"})"}}));
   EXPECT_NE(eos.find("'<nope>' is neither in vocab.json nor an added token"), std::string::npos) << eos;
   std::string json_dir = tokenizer_dir("wordpiece", {{"tokenizer.json", R"({"model": {"type": "WordPiece", "vocab": {}}})"}});
-  EXPECT_NE(error(json_dir).find("model.type = \"WordPiece\" is not supported: lofi reads byte-level BPE tokenizers"), std::string::npos);
+  EXPECT_NE(error(json_dir).find("model.type = \"WordPiece\" is not supported: lofi reads BPE tokenizers"), std::string::npos);
 }
 
 TEST(Tokenizer, ByteLevelTableRoundTrips) {
@@ -214,7 +214,7 @@ TEST(Tokenizer, RefusesANormalizerByName) {
   j["normalizer"] = {{"type", "NFKD"}};
   io::write_file_atomic(dir + "/tokenizer.json", j.dump());
   const std::string why = test::error_of([&] { Tokenizer::load(dir); });
-  EXPECT_NE(why.find("normalizer NFKD is not supported (lofi honours NFC, as Qwen2's tokenizers use, or none)"),
+  EXPECT_NE(why.find("normalizer NFKD is not supported (lofi honours NFC, as Qwen2's tokenizers use, and SentencePiece"),
             std::string::npos)
       << why;
 }
@@ -225,19 +225,100 @@ TEST(Tokenizer, RefusesANormalizerByName) {
 namespace lofi::data {
 namespace {
 
-TEST(Tokenizer, RefusesSentencePieceStyleByName) {
+TEST(Tokenizer, RefusesWhatItDoesNotReadByName) {
   const std::string dir = test::scratch_dir();
-  json j = json::parse(io::read_text_file(kFixtures + "/llama3/tokenizer.json"));
-  j["model"]["byte_fallback"] = true;  // Llama 2's, Mistral v0.1's
+  const json llama3 = json::parse(io::read_text_file(kFixtures + "/llama3/tokenizer.json"));
+  json j = llama3;
+  j["model"] = {{"type", "Unigram"}, {"vocab", json::array()}};  // T5's, and SentencePiece Unigram conversions'
   io::write_file_atomic(dir + "/tokenizer.json", j.dump());
   std::string why = test::error_of([&] { Tokenizer::load(dir); });
-  EXPECT_NE(why.find("tokenizer.json: model.byte_fallback = true is a SentencePiece-style BPE (Llama 2, Mistral v0.1)"),
-            std::string::npos)
-      << why;
-  j["model"] = {{"type", "Unigram"}, {"vocab", json::array()}};
+  EXPECT_NE(why.find("model.type = \"Unigram\" is not supported"), std::string::npos) << why;
+  // A byte-level model read through SentencePiece's decoder: ids that would decode to the wrong text.
+  j = llama3;
+  j["decoder"] = json::parse(io::read_text_file(kFixtures + "/llama2/tokenizer.json"))["decoder"];
   io::write_file_atomic(dir + "/tokenizer.json", j.dump());
   why = test::error_of([&] { Tokenizer::load(dir); });
-  EXPECT_NE(why.find("model.type = \"Unigram\" is not supported"), std::string::npos) << why;
+  EXPECT_NE(why.find("does not fit the model: expected ByteLevel"), std::string::npos) << why;
+  j = json::parse(io::read_text_file(kFixtures + "/mistral/tokenizer.json"));
+  j["model"]["dropout"] = 0.1;
+  io::write_file_atomic(dir + "/tokenizer.json", j.dump());
+  why = test::error_of([&] { Tokenizer::load(dir); });
+  EXPECT_NE(why.find("model.dropout = 0.1 is not supported"), std::string::npos) << why;
+  j = json::parse(io::read_text_file(kFixtures + "/mistral/tokenizer.json"));
+  j["pre_tokenizer"]["prepend_scheme"] = "sometimes";
+  io::write_file_atomic(dir + "/tokenizer.json", j.dump());
+  why = test::error_of([&] { Tokenizer::load(dir); });
+  EXPECT_NE(why.find("prepend_scheme 'sometimes' is not one of always, first, never"), std::string::npos) << why;
+  j = json::parse(io::read_text_file(kFixtures + "/llama2/tokenizer.json"));
+  j["normalizer"]["normalizers"][1]["pattern"] = {{"Regex", " +"}};
+  io::write_file_atomic(dir + "/tokenizer.json", j.dump());
+  why = test::error_of([&] { Tokenizer::load(dir); });
+  EXPECT_NE(why.find("normalizer Replace of a regex is not supported"), std::string::npos) << why;
+}
+
+// SentencePiece's BPE as transformers converts it (make_sentencepiece.py): Llama 2's layout (a
+// Prepend + Replace normalizer, which Hugging Face applies to every part between special tokens),
+// Mistral's (Metaspace, "▁" put first only at the start of the input) and Metaspace split at each
+// "▁" with the Metaspace decoder. Characters outside the vocabulary (emoji, most CJK) fall back
+// to <0xXX> byte tokens, which decode back to their UTF-8 (or U+FFFD where a run is cut short).
+const std::vector<std::string> kSentencePieceTexts = {
+    " leading space", "  two leading spaces", "trailing space ", "<s>after bos", "text<s>text</s> more</s>",
+    "<s> spaced</s>", "\xf0\x9f\xa6\x99 \xe2\x80\x94 \xd0\x96\xd0\xb8\xd0\xb2", "a\n\nb\n c\t\td", "",
+    "<s>[INST] What is 2+2? [/INST] 4</s>",
+};
+
+TEST(TokenizerGolden, SentencePieceBpeMatchesTokenizers) {
+  std::vector<std::string> extra = kHardTexts;
+  extra.insert(extra.end(), kSentencePieceTexts.begin(), kSentencePieceTexts.end());
+  for (const char* variant : {"llama2", "mistral", "metaspace-split"}) expect_matches_tokenizers(variant, extra);
+  const Tokenizer tok = Tokenizer::load(kFixtures + "/llama2");
+  EXPECT_EQ(tok.encode("hi").front(), *tok.token_id("<s>"));
+  EXPECT_EQ(tok.end_of_text(), *tok.token_id("</s>"));
+  EXPECT_TRUE(tok.line_breaks_end_pieces());  // Llama 2 spells a line break <0x0A>
+  EXPECT_EQ(tok.encode("\n", false), (std::vector<uint32_t>{*tok.token_id("\xe2\x96\x81"), *tok.token_id("<0x0A>")}));
+  // A vocabulary with a symbol that joins a line break to more: prepare may not cut there.
+  const std::string dir = test::scratch_dir();
+  json j = json::parse(io::read_text_file(kFixtures + "/llama2/tokenizer.json"));
+  j["model"]["vocab"]["\n\n"] = j["model"]["vocab"].size();
+  io::write_file_atomic(dir + "/tokenizer.json", j.dump());
+  EXPECT_FALSE(Tokenizer::load(dir).line_breaks_end_pieces());
+  // A rune outside the vocabulary: its four UTF-8 bytes, and a run cut short decodes to U+FFFD each.
+  const std::vector<uint32_t> crab = tok.encode("\xf0\x9f\xa6\x99", false);
+  ASSERT_EQ(crab.size(), 5u);  // "▁", then <0xF0> <0x9F> <0xA6> <0x99>
+  EXPECT_EQ(tok.decode({crab[1], crab[2], crab[3], crab[4]}), "\xf0\x9f\xa6\x99");
+  EXPECT_EQ(tok.decode({crab[1], crab[2]}), "\xef\xbf\xbd\xef\xbf\xbd");
+}
+
+// token_ends places each id in the text it came from (chat data's loss masks): the "▁" a prefix
+// scheme put before a part spans no byte of it.
+TEST(Tokenizer, TokenEndsSpellTheText) {
+  std::vector<std::string> texts = expected()["corpus"].get<std::vector<std::string>>();
+  texts.insert(texts.end(), kSentencePieceTexts.begin(), kSentencePieceTexts.end());
+  for (const char* variant : {"llama2", "mistral", "metaspace-split", "llama3", "opt"}) {
+    const Tokenizer tok = Tokenizer::load(kFixtures + "/" + variant);
+    for (const std::string& text : texts) {
+      const auto ids = tok.encode(text, false);
+      const std::vector<size_t> ends = tok.token_ends(text, ids);
+      ASSERT_EQ(ends.size(), ids.size());
+      EXPECT_EQ(ids.empty() ? 0 : ends.back(), text.size()) << variant << ": " << text;
+      // Every id's bytes are what it decodes to, up to the prefix space (byte fallback inside a
+      // character aside: only the run decodes).
+      for (size_t i = 0, at = 0; i < ids.size(); at = ends[i++]) {
+        const std::string piece = text.substr(at, ends[i] - at), decoded = tok.decode({ids[i]});
+        if (decoded.find("\xef\xbf\xbd") != std::string::npos || decoded.rfind("<0x", 0) == 0) continue;
+        EXPECT_TRUE(decoded == piece || " " + decoded == piece || decoded == " " + piece)
+            << variant << ": token " << i << " of '" << text << "' decodes to '" << decoded << "', spans '" << piece << "'";
+      }
+    }
+  }
+  const Tokenizer tok = Tokenizer::load(kFixtures + "/llama2");
+  const std::string chat = "<s>[INST] hi [/INST] ok</s>";
+  const auto ids = tok.encode(chat, false);
+  const std::vector<size_t> ends = tok.token_ends(chat, ids);
+  EXPECT_EQ(ends[0], 3u);                            // <s>
+  EXPECT_EQ(ends[ends.size() - 2], chat.size() - 4);  // "ok" ends where </s> begins
+  const std::string why = test::error_of([&] { tok.token_ends(chat + "x", ids); });
+  EXPECT_NE(why.find("the tokens do not spell the text (28 bytes became 27)"), std::string::npos) << why;
 }
 
 }  // namespace

@@ -1,7 +1,10 @@
-// Byte-level BPE: GPT-2's byte table, rank-ordered merging with a heap (so long pieces such as
-// whitespace runs stay O(n log n)), and a striped cache of whole pieces shared by threads.
+// BPE: GPT-2's byte table or characters with byte fallback, rank-ordered merging with a heap (so
+// long pieces such as whitespace runs, or a SentencePiece tokenizer's whole unsplit text, stay
+// O(n log n)), and a striped cache of whole pieces shared by threads.
 #include "lofi/data/bpe.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <mutex>
 #include <queue>
 
@@ -84,13 +87,23 @@ struct BytePairEncoder::Cache {
 
 BytePairEncoder::BytePairEncoder(std::unordered_map<std::string, uint32_t> vocab, const std::vector<BpeMerge>& merges,
                                  const std::function<std::string(size_t)>& where, std::optional<uint32_t> unk,
-                                 bool ignore_merges)
-    : vocab_(std::move(vocab)), unk_(unk), ignore_merges_(ignore_merges), cache_(std::make_unique<Cache>()) {
+                                 bool ignore_merges, bool characters, bool byte_fallback, bool fuse_unk)
+    : vocab_(std::move(vocab)),
+      unk_(unk),
+      ignore_merges_(ignore_merges),
+      characters_(characters),
+      fuse_unk_(fuse_unk),
+      cache_(std::make_unique<Cache>()) {
   for (const auto& [text, id] : vocab_) symbols_[id] = &text;
   const auto& table = byte_table();
   for (int b = 0; b < 256; ++b) {
     auto it = vocab_.find(table.to_text[b]);
     byte_ids_[b] = it == vocab_.end() ? -1 : static_cast<int64_t>(it->second);
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", b);  // tokenizers' spelling: upper-case hex
+    it = characters_ && byte_fallback ? vocab_.find(name) : vocab_.end();
+    fallback_ids_[b] = it == vocab_.end() ? -1 : static_cast<int64_t>(it->second);
+    if (it != vocab_.end()) fallback_bytes_[it->second] = static_cast<uint8_t>(b);
   }
   auto id_of = [&](const std::string& s, size_t i) {
     auto it = vocab_.find(s);
@@ -112,10 +125,15 @@ const std::string* BytePairEncoder::symbol(uint32_t id) const {
   return it == symbols_.end() ? nullptr : it->second;
 }
 
+int BytePairEncoder::fallback_byte(uint32_t id) const {
+  auto it = fallback_bytes_.find(id);
+  return it == fallback_bytes_.end() ? -1 : it->second;
+}
+
 void BytePairEncoder::encode(std::string_view piece, std::vector<uint32_t>& out) const {
   if (piece.empty()) return;
   if (ignore_merges_) {
-    auto it = vocab_.find(byte_level_encode(piece));
+    auto it = vocab_.find(characters_ ? std::string(piece) : byte_level_encode(piece));
     if (it != vocab_.end()) return out.push_back(it->second);
   }
   if (piece.size() > Cache::kMaxPieceBytes) return merge(piece, out);
@@ -134,6 +152,44 @@ void BytePairEncoder::encode(std::string_view piece, std::vector<uint32_t>& out)
   stripe.map.emplace(std::move(key), std::move(ids));
 }
 
+void BytePairEncoder::initial_symbols(std::string_view piece, std::vector<uint32_t>& ids) const {
+  if (!characters_) {
+    for (unsigned char b : piece) {
+      int64_t id = byte_ids_[b];
+      if (id < 0) {
+        if (!unk_) continue;  // a byte the vocabulary cannot spell: dropped, or unk in its place
+        id = *unk_;
+      }
+      ids.push_back(static_cast<uint32_t>(id));
+    }
+    return;
+  }
+  // As tokenizers' BPE::merge_word: a character in the vocabulary is its own symbol; else its bytes'
+  // <0xXX> tokens when the vocabulary has all of them; else unk. With fuse_unk a run of unknown
+  // characters is one unk, which only a character of the vocabulary ends (byte tokens go before it,
+  // as there).
+  bool unk_pending = false;
+  std::string character;
+  for (size_t i = 0; i < piece.size();) {
+    const size_t n = std::min(utf8_length(static_cast<unsigned char>(piece[i])), piece.size() - i);  // valid UTF-8 (tokenizer.h)
+    character.assign(piece.substr(i, n));
+    i += n;
+    if (auto it = vocab_.find(character); it != vocab_.end()) {
+      if (unk_pending) ids.push_back(*unk_), unk_pending = false;
+      ids.push_back(it->second);
+      continue;
+    }
+    if (std::all_of(character.begin(), character.end(), [&](char c) { return fallback_ids_[static_cast<unsigned char>(c)] >= 0; })) {
+      for (char c : character) ids.push_back(static_cast<uint32_t>(fallback_ids_[static_cast<unsigned char>(c)]));
+      continue;
+    }
+    if (!unk_) continue;  // dropped, as without an unk token there
+    if (unk_pending && !fuse_unk_) ids.push_back(*unk_);
+    unk_pending = true;
+  }
+  if (unk_pending) ids.push_back(*unk_);
+}
+
 void BytePairEncoder::merge(std::string_view piece, std::vector<uint32_t>& out) const {
   // Symbols as a doubly linked list over an array; merged-away symbols get dead = true.
   struct Symbol {
@@ -141,16 +197,14 @@ void BytePairEncoder::merge(std::string_view piece, std::vector<uint32_t>& out) 
     int prev, next;
     bool dead;
   };
+  thread_local std::vector<uint32_t> ids;
+  ids.clear();
+  initial_symbols(piece, ids);
   std::vector<Symbol> syms;
-  syms.reserve(piece.size());
-  for (unsigned char b : piece) {
-    int64_t id = byte_ids_[b];
-    if (id < 0) {
-      if (!unk_) continue;  // a byte the vocabulary cannot spell: dropped, or unk in its place
-      id = *unk_;
-    }
+  syms.reserve(ids.size());
+  for (uint32_t id : ids) {
     int n = static_cast<int>(syms.size());
-    syms.push_back({static_cast<uint32_t>(id), n - 1, n + 1, false});
+    syms.push_back({id, n - 1, n + 1, false});
   }
   if (syms.empty()) return;
   syms.back().next = -1;

@@ -64,25 +64,7 @@ json chat_messages(const json& sample, const std::string& where) {
   return messages;
 }
 
-namespace {
-
-// The bytes each id decodes to, looked up once per id (decoding every token anew costs more than
-// tokenizing).
-class TokenLengths {
- public:
-  explicit TokenLengths(const Tokenizer& tokenizer) : tokenizer_(tokenizer), lengths_(tokenizer.vocab_size(), -1) {}
-  size_t operator()(uint32_t id) {
-    if (lengths_.at(id) < 0) lengths_[id] = static_cast<int64_t>(tokenizer_.decode({id}).size());
-    return static_cast<size_t>(lengths_[id]);
-  }
-
- private:
-  const Tokenizer& tokenizer_;
-  std::vector<int64_t> lengths_;
-};
-
-ChatSample tokenize_chat(const Tokenizer& tokenizer, TokenLengths& lengths, const std::vector<ChatSegment>& segments,
-                         const std::string& where) {
+ChatSample tokenize_chat(const Tokenizer& tokenizer, const std::vector<ChatSegment>& segments, const std::string& where) {
   std::string text;
   std::vector<uint8_t> trained_byte;  // per byte of TEXT: inside a trained segment
   for (const auto& s : segments) {
@@ -91,27 +73,23 @@ ChatSample tokenize_chat(const Tokenizer& tokenizer, TokenLengths& lengths, cons
   }
   ChatSample sample;
   sample.ids = tokenizer.encode(text, /*add_special_tokens=*/false);
-  // Byte-level BPE: each id stands for fixed bytes, so the ids' lengths place them in TEXT.
-  size_t at = 0;
-  for (uint32_t id : sample.ids) {
-    const size_t length = lengths(id);
-    bool trained = false;
-    for (size_t b = at; b < std::min(at + length, text.size()); ++b) trained |= trained_byte[b] != 0;
-    sample.mask.push_back(trained);
-    at += length;
+  // Where each id ends in TEXT places it in a turn: trained when any of its bytes is.
+  std::vector<size_t> ends;
+  try {
+    ends = tokenizer.token_ends(text, sample.ids);
+  } catch (const Error& e) {
+    fail(where, ": the rendered text's tokens cannot be matched to turns: ", e.what());
   }
-  if (at != text.size())
-    fail(where, ": the tokenizer's normalizer changed the rendered text (", text.size(), " bytes became ", at,
-         "), so its tokens cannot be matched to turns; write the sample in NFC");
+  size_t at = 0;
+  for (size_t end : ends) {
+    bool trained = false;
+    for (size_t b = at; b < end; ++b) trained |= trained_byte[b] != 0;
+    sample.mask.push_back(trained);
+    at = end;
+  }
   return sample;
 }
 
-}  // namespace
-
-ChatSample tokenize_chat(const Tokenizer& tokenizer, const std::vector<ChatSegment>& segments, const std::string& where) {
-  TokenLengths lengths(tokenizer);
-  return tokenize_chat(tokenizer, lengths, segments, where);
-}
 
 ChatPrepareSummary prepare_chat(const ChatPrepareOptions& o) {
   if (o.inputs.empty()) fail("prepare --chat: no JSONL file given");
@@ -126,16 +104,15 @@ ChatPrepareSummary prepare_chat(const ChatPrepareOptions& o) {
     });
   if (conversations.empty()) fail("prepare --chat: no samples in ", o.inputs.front());
   const std::vector<ChatRender> renders = render_chats(o.tokenizer, conversations, o.train_on_prompt);
-  // Tokenized on every core, in contiguous slices (each thread with its own length table).
+  // Tokenized on every core, in contiguous slices.
   std::vector<ChatSample> tokenized(renders.size());
   const size_t cores = o.threads > 0 ? static_cast<size_t>(o.threads) : std::thread::hardware_concurrency();
   const size_t threads = std::max<size_t>(1, std::min<size_t>(cores, renders.size() / 256 + 1));
   std::vector<std::future<void>> work;
   for (size_t t = 0; t < threads; ++t)
     work.push_back(std::async(std::launch::async, [&, t] {
-      TokenLengths lengths(tokenizer);
       for (size_t i = renders.size() * t / threads; i < renders.size() * (t + 1) / threads; ++i)
-        if (renders[i].error.empty()) tokenized[i] = tokenize_chat(tokenizer, lengths, renders[i].segments, where[i]);
+        if (renders[i].error.empty()) tokenized[i] = tokenize_chat(tokenizer, renders[i].segments, where[i]);
     }));
   for (auto& w : work) w.get();  // rethrows a thread's error
   std::vector<ChatSample> split[2];

@@ -288,7 +288,7 @@ PrepareSummary prepare_tokens(const PrepareOptions& o) {
       while (in.read(block.data(), static_cast<std::streamsize>(block.size())) || in.gcount() > 0) {
         buf.append(block.data(), static_cast<size_t>(in.gcount()));
         size_t cut;
-        while (buf.size() > kChunkBytes && (cut = safe_cut(buf, kChunkBytes)) != std::string::npos) {
+        while (buf.size() > kChunkBytes && tok.line_breaks_end_pieces() && (cut = safe_cut(buf, kChunkBytes)) != std::string::npos) {
           add({buf.substr(0, cut), doc, 0, continues}, cut);
           buf.erase(0, cut);
           continues = true;

@@ -5,6 +5,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <nlohmann/json.hpp>
+
 #include "lofi/error.h"
 
 namespace lofi::data {
@@ -81,6 +83,41 @@ void RegexSplitter::split(std::string_view text, std::vector<std::string_view>& 
     }
   }
   if (emitted < text.size()) out.push_back(text.substr(emitted));
+}
+
+Metaspace Metaspace::from_json(const nlohmann::json& j, const std::string& where) {
+  Metaspace m;
+  if (!j.contains("replacement") || !j["replacement"].is_string() || j["replacement"].get<std::string>().empty())
+    fail(where, ": pre_tokenizer Metaspace: expected a string 'replacement'");
+  m.replacement = j["replacement"].get<std::string>();
+  const std::string scheme = j.value("prepend_scheme", j.value("add_prefix_space", true) ? "always" : "never");
+  if (scheme == "always") m.scheme = Scheme::kAlways;
+  else if (scheme == "first") m.scheme = Scheme::kFirst;
+  else if (scheme == "never") m.scheme = Scheme::kNever;
+  else fail(where, ": pre_tokenizer Metaspace: prepend_scheme '", scheme, "' is not one of always, first, never");
+  m.split = j.value("split", true);
+  return m;
+}
+
+bool Metaspace::prefixes(std::string_view text, bool at_start) const {
+  if (scheme == Scheme::kNever || (scheme == Scheme::kFirst && !at_start)) return false;
+  return !(text.substr(0, 1) == " " || text.substr(0, replacement.size()) == replacement);
+}
+
+void Metaspace::apply(std::string_view text, bool prefix, std::string& out, std::vector<std::string_view>& pieces) const {
+  out.clear();
+  if (prefix) out = replacement;
+  for (char c : text) {
+    if (c == ' ') out.append(replacement);
+    else out.push_back(c);
+  }
+  if (!split) return pieces.push_back(out), void();
+  size_t start = 0;
+  for (size_t at = out.find(replacement, 1); at != std::string::npos; at = out.find(replacement, at + 1)) {
+    pieces.push_back(std::string_view(out).substr(start, at - start));
+    start = at;
+  }
+  if (start < out.size()) pieces.push_back(std::string_view(out).substr(start));
 }
 
 }  // namespace lofi::data

@@ -1,6 +1,6 @@
 // Reading Hugging Face tokenizer directories and encoding as their tokenizers do. Hand-written
-// because no Debian package provides Hugging Face's tokenizers for C++; the byte-level BPE path is
-// small, and tests/tokenizer_test.cpp checks it id for id against Hugging Face's own implementation.
+// because no Debian package provides Hugging Face's tokenizers for C++; the BPE paths are small,
+// and tests/tokenizer_test.cpp checks them id for id against Hugging Face's own implementation.
 #include "lofi/data/tokenizer.h"
 
 #include <algorithm>
@@ -198,14 +198,13 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& dir) {
   const json& model = j["model"];
   std::string type = model.value("type", "BPE");
   if (type != "BPE")
-    fail(path, ": model.type = \"", type, "\" is not supported: lofi reads byte-level BPE tokenizers (GPT-2, OPT, Llama 3, ",
-         "Qwen2), not SentencePiece-style ones");
+    fail(path, ": model.type = \"", type, "\" is not supported: lofi reads BPE tokenizers, byte-level (GPT-2, OPT, Llama 3, ",
+         "Qwen2) or SentencePiece's BPE (Llama 2, Mistral), not Unigram or WordPiece ones");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
     if (model.contains(key) && !model[key].is_null() && model[key] != "")
       fail(path, ": model.", key, " = ", model[key].dump(), " is not supported (expected null or \"\")");
-  if (model.value("byte_fallback", false))
-    fail(path, ": model.byte_fallback = true is a SentencePiece-style BPE (Llama 2, Mistral v0.1), which lofi does not read; ",
-         "it reads byte-level BPE tokenizers (GPT-2, OPT, Llama 3, Qwen2)");
+  if (model.contains("dropout") && !model["dropout"].is_null())
+    fail(path, ": model.dropout = ", model["dropout"].dump(), " is not supported (BPE dropout samples merges; expected null)");
   if (!model.contains("vocab")) fail(path, ": model.vocab is missing");
   auto vocab = read_vocab(model["vocab"], path + ": model.vocab");
   if (!model.contains("merges") || !model["merges"].is_array()) fail(path, ": model.merges: expected an array");
@@ -232,19 +231,18 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& dir) {
       t.added_.push_back(added_from_json(a, a["id"].get<uint32_t>(), path));
     }
   }
-  if (j.contains("normalizer") && !j["normalizer"].is_null()) {
-    const std::string kind = j["normalizer"].is_object() ? j["normalizer"].value("type", "?") : "?";
-    if (kind != "NFC") fail(path, ": normalizer ", kind, " is not supported (lofi honours NFC, as Qwen2's tokenizers use, or none)");
-    t.nfc_ = true;
-  }
+  t.normalizer_ = Normalizer::from_json(j.value("normalizer", json()), path);
 
   // Pre-tokenizer: ByteLevel (GPT-2's pattern unless use_regex is false), optionally after a
-  // Split with its own pattern (the Llama 3 / GPT-4 layout).
+  // Split with its own pattern (the Llama 3 / GPT-4 layout); or, for SentencePiece's BPE, a
+  // Metaspace or none (a Prepend + Replace normalizer instead).
   std::string pattern;
   bool byte_level = false;
   auto pre = [&](const json& p) {
     std::string kind = p.value("type", "");
-    if (kind == "ByteLevel") {
+    if (kind == "Metaspace") {
+      t.metaspace_ = std::make_unique<Metaspace>(Metaspace::from_json(p, path));
+    } else if (kind == "ByteLevel") {
       byte_level = true;
       t.add_prefix_space_ = p.value("add_prefix_space", false);
       if (p.value("use_regex", true)) pattern = kGpt2Pattern;
@@ -252,7 +250,7 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& dir) {
                p.value("behavior", "") == "Isolated" && !p.value("invert", false)) {
       pattern = p["pattern"]["Regex"].get<std::string>();
     } else {
-      fail(path, ": pre_tokenizer ", p.dump().substr(0, 80), " is not supported (expected ByteLevel)");
+      fail(path, ": pre_tokenizer ", p.dump().substr(0, 80), " is not supported (expected ByteLevel, or Metaspace)");
     }
   };
   const json& pt = j.value("pre_tokenizer", json());
@@ -261,7 +259,13 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& dir) {
   } else if (pt.is_object()) {
     pre(pt);
   }
-  if (!byte_level) fail(path, ": pre_tokenizer is not ByteLevel; only byte-level BPE tokenizers are supported");
+  const bool characters = !byte_level;  // SentencePiece's BPE: characters, not GPT-2's byte symbols
+  if (byte_level && t.metaspace_) fail(path, ": pre_tokenizer has both ByteLevel and Metaspace; expected one of them");
+  if (characters && !t.metaspace_ && !t.normalizer_.prepends() && !model.value("byte_fallback", false))
+    fail(path, ": pre_tokenizer is neither ByteLevel nor Metaspace, and the model has no byte_fallback: lofi reads byte-level ",
+         "BPE (GPT-2, OPT, Llama 3, Qwen2) and SentencePiece's BPE (Llama 2, Mistral)");
+  if (t.metaspace_) t.space_symbol_ = t.metaspace_->replacement;
+  else if (characters) t.space_symbol_ = t.normalizer_.space_replacement();
 
   // Post-processor: the ids around the sequence "A" in a single-sequence template.
   std::function<void(const json&)> post = [&](const json& p) {
@@ -286,16 +290,18 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& dir) {
     }
   };
   post(j.value("post_processor", json()));
-  const json& decoder = j.value("decoder", json());
-  if (!decoder.is_null() && decoder.value("type", "") != "ByteLevel")
-    fail(path, ": decoder ", decoder.value("type", "?"), " is not supported (expected ByteLevel)");
+  t.decoder_ = TokenDecoder::from_json(j.value("decoder", json()), path);
+  if (characters == t.decoder_.byte_level())
+    fail(path, ": decoder ", j.value("decoder", json()).dump().substr(0, 80), " does not fit the model: expected ",
+         characters ? "SentencePiece's (Replace, ByteFallback, Fuse, Strip; or Metaspace)" : "ByteLevel");
 
   json config = read_json_if_present(dir + "/tokenizer_config.json");
   if (config.is_object() && config.contains("eos_token")) t.eos_token_ = token_content(config["eos_token"]);
   if (config.is_object() && config.contains("bos_token")) t.bos_token_ = token_content(config["bos_token"]);
 
   auto where = [&](size_t i) { return path + ": model.merges[" + std::to_string(i) + "]"; };
-  t.bpe_ = std::make_unique<BytePairEncoder>(std::move(vocab), merges, where, unk, model.value("ignore_merges", false));
+  t.bpe_ = std::make_unique<BytePairEncoder>(std::move(vocab), merges, where, unk, model.value("ignore_merges", false), characters,
+                                             model.value("byte_fallback", false), model.value("fuse_unk", false));
   if (!pattern.empty()) t.splitter_ = std::make_unique<RegexSplitter>(pattern);
   t.finish(path);
   return t;
@@ -311,6 +317,16 @@ void Tokenizer::finish(const std::string& source) {
   for (const auto& a : added_) first_byte_[static_cast<unsigned char>(a.content[0])] = true;
   for (uint32_t id : prefix_) decode({id});  // fails on ids nothing defines
   for (uint32_t id : suffix_) decode({id});
+  // SentencePiece's BPE runs over a whole part between added tokens: a line break ends its pieces
+  // when no symbol holds one beside other characters (Llama 2's and Mistral's spell it <0x0A>).
+  // Byte-level BPE: the pre-tokenizer's regex ends a piece there (prepare.cpp's safe_cut).
+  if (bpe_->characters())
+    for (const auto& [symbol, id] : bpe_->vocab())
+      if (symbol.size() > 1 && symbol.find('\n') != std::string::npos) line_breaks_end_pieces_ = false;
+  // What each id stands for in text, by length (token_ends); added tokens' marked.
+  text_lengths_.assign(vocab_size_, -1);
+  for (const auto& [symbol, id] : bpe_->vocab()) text_lengths_[id] = static_cast<int64_t>(token_text(id).size());
+  for (const auto& a : added_) text_lengths_[a.id] = -2 - static_cast<int64_t>(a.content.size());
 }
 
 std::optional<uint32_t> Tokenizer::token_id(const std::string& token) const {
@@ -339,27 +355,30 @@ uint32_t Tokenizer::end_of_text() const {
 std::vector<uint32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
   std::vector<uint32_t> ids;
   if (add_special_tokens) ids = prefix_;
-  encode_added(text, /*special_pass=*/true, ids);
+  encode_added(text, /*special_pass=*/true, ids, /*at_start=*/true, /*continues=*/false);
   if (add_special_tokens) ids.insert(ids.end(), suffix_.begin(), suffix_.end());
   return ids;
 }
 
 void Tokenizer::encode_ordinary(std::string_view text, std::vector<uint32_t>& out, bool continues) const {
-  if (nfc_) {
-    const std::string normalised = nfc(text);
-    return encode_added(normalised, /*special_pass=*/false, out, continues);
+  if (!normalizer_.empty()) {
+    const std::string normalised = normalizer_.apply(text, /*prepend=*/!continues);
+    return encode_added(normalised, /*special_pass=*/false, out, /*at_start=*/true, continues);
   }
-  encode_added(text, /*special_pass=*/false, out, continues);
+  encode_added(text, /*special_pass=*/false, out, /*at_start=*/true, continues);
 }
 
-void Tokenizer::encode_added(std::string_view text, bool special_pass, std::vector<uint32_t>& out, bool continues) const {
+void Tokenizer::encode_added(std::string_view text, bool special_pass, std::vector<uint32_t>& out, bool at_start,
+                             bool continues) const {
   auto plain = [&](std::string_view part) {
     if (part.empty()) return;
-    if (!special_pass) return encode_plain(part, out, continues && part.data() == text.data());
-    // Between special tokens: normalised, then the other added tokens are matched in it.
-    if (!nfc_) return encode_added(part, false, out, continues);
-    const std::string normalised = nfc(part);
-    encode_added(normalised, false, out, continues);
+    const bool first = part.data() == text.data();  // the part that starts TEXT
+    if (!special_pass) return encode_plain(part, out, at_start && first, continues && first);
+    // Between special tokens: normalised (a Prepend before each such part, as Hugging Face does),
+    // then the other added tokens are matched in it.
+    if (normalizer_.empty()) return encode_added(part, false, out, at_start && first, continues && first);
+    const std::string normalised = normalizer_.apply(part, /*prepend=*/!(continues && first));
+    encode_added(normalised, false, out, at_start && first, continues && first);
   };
   // Hugging Face matches special tokens first, then the other added tokens in what is left.
   bool any = std::any_of(added_.begin(), added_.end(), [&](const AddedToken& a) { return a.special == special_pass; });
@@ -389,33 +408,87 @@ void Tokenizer::encode_added(std::string_view text, bool special_pass, std::vect
   plain(text.substr(done));
 }
 
-void Tokenizer::encode_plain(std::string_view text, std::vector<uint32_t>& out, bool continues) const {
+bool Tokenizer::prefixes(std::string_view text, bool at_start) const {
+  if (text.empty()) return false;
+  if (metaspace_) return metaspace_->prefixes(text, at_start);
+  if (bpe_->characters()) return normalizer_.prepends();
+  return add_prefix_space_ && text[0] != ' ';
+}
+
+void Tokenizer::encode_plain(std::string_view text, std::vector<uint32_t>& out, bool at_start, bool continues) const {
+  thread_local std::vector<std::string_view> pieces;
+  pieces.clear();
+  if (bpe_->characters()) {  // no regex to refuse ill-formed UTF-8 on the way
+    if (const size_t bad = invalid_utf8_at(text); bad != std::string_view::npos)
+      fail("text is not valid UTF-8 at byte ", bad, " of a part of ", text.size(), " bytes");
+    if (!metaspace_) return bpe_->encode(text, out);
+    thread_local std::string spaced;
+    metaspace_->apply(text, !continues && metaspace_->prefixes(text, at_start), spaced, pieces);
+    for (auto piece : pieces) bpe_->encode(piece, out);
+    return;
+  }
   std::string prefixed;
-  if (add_prefix_space_ && !continues && text[0] != ' ') {
+  if (!continues && prefixes(text, at_start)) {
     prefixed = " " + std::string(text);
     text = prefixed;
   }
   if (!splitter_) return bpe_->encode(text, out);
-  thread_local std::vector<std::string_view> pieces;
-  pieces.clear();
   splitter_->split(text, pieces);
   for (auto piece : pieces) bpe_->encode(piece, out);
 }
 
 std::string Tokenizer::decode(const std::vector<uint32_t>& ids, bool skip_special_tokens) const {
-  // Like Hugging Face, every token (added ones too) goes through the byte-level decoder.
-  std::string text;
+  // Like Hugging Face, every token (added ones too) goes through the decoder.
+  std::vector<std::string> tokens;
+  tokens.reserve(ids.size());
   for (uint32_t id : ids) {
     auto a = std::find_if(added_.begin(), added_.end(), [&](const AddedToken& t) { return t.id == id; });
     if (a != added_.end()) {
-      if (!(skip_special_tokens && a->special)) text += a->content;
+      if (!(skip_special_tokens && a->special)) tokens.push_back(a->content);
       continue;
     }
     const std::string* symbol = bpe_->symbol(id);
     if (!symbol) fail(source_, ": id ", id, " is not in the vocabulary");
-    text += *symbol;
+    tokens.push_back(*symbol);
   }
-  return byte_level_decode(text);
+  return decoder_.decode(std::move(tokens));
+}
+
+std::string Tokenizer::token_text(uint32_t id) const {
+  auto a = std::find_if(added_.begin(), added_.end(), [&](const AddedToken& t) { return t.id == id; });
+  if (a != added_.end()) return a->content;
+  const std::string* symbol = bpe_->symbol(id);
+  if (!symbol) fail(source_, ": id ", id, " is not in the vocabulary");
+  if (!bpe_->characters()) return byte_level_decode(*symbol);
+  if (const int b = bpe_->fallback_byte(id); b >= 0) return std::string(1, static_cast<char>(b));
+  std::string text;
+  size_t done = 0;
+  for (size_t at = symbol->find(space_symbol_); !space_symbol_.empty() && at != std::string::npos; at = symbol->find(space_symbol_, done)) {
+    text.append(*symbol, done, at - done).push_back(' ');
+    done = at + space_symbol_.size();
+  }
+  return text.append(*symbol, done, std::string::npos);
+}
+
+std::vector<size_t> Tokenizer::token_ends(std::string_view text, const std::vector<uint32_t>& ids) const {
+  std::vector<size_t> ends;
+  ends.reserve(ids.size());
+  size_t at = 0;
+  bool prefix = prefixes(text, /*at_start=*/true);  // the next token begins with a prefix that TEXT lacks
+  for (uint32_t id : ids) {
+    const int64_t known = id < text_lengths_.size() ? text_lengths_[id] : -1;  // -2 - length: an added token
+    if (known == -1) fail(source_, ": id ", id, " is not in the vocabulary");
+    const bool added = known < -1;
+    size_t length = static_cast<size_t>(added ? -2 - known : known);
+    if (!added && prefix && length > 0) --length, prefix = false;  // the prefix: one space
+    at += length;
+    ends.push_back(at);
+    if (added) prefix = at <= text.size() && prefixes(text.substr(std::min(at, text.size())), /*at_start=*/false);
+  }
+  if (at != text.size())
+    fail(source_, ": the tokens do not spell the text (", text.size(), " bytes became ", at,
+         "): the tokenizer's normalizer changed it (write it in NFC), or an added token took in whitespace beside it");
+  return ends;
 }
 
 }  // namespace lofi::data

@@ -1,11 +1,14 @@
-// A byte-level BPE tokenizer read from a Hugging Face tokenizer directory: tokenizer.json (model
-// BPE, ByteLevel pre-tokenizer, optionally after a Split with the family's own regex: GPT-2, OPT,
-// Llama 3, Qwen2), or vocab.json + merges.txt with the optional tokenizer_config.json /
-// special_tokens_map.json / added_tokens.json beside them. Encodes as Hugging Face does: special
-// tokens first, then the normalizer (none, or NFC as Qwen2's) on what lies between them, then the
-// other added tokens, pre-tokenisation (pretokenize.h), BPE (bpe.h), and the post-processor's
-// tokens (OPT's </s>, Llama 3's <|begin_of_text|>); decodes ids back to text. SentencePiece-style
-// tokenizers (Unigram, or BPE with byte_fallback: Llama 2, Mistral v0.1) are refused by name.
+// A BPE tokenizer read from a Hugging Face tokenizer directory: tokenizer.json with model BPE,
+// either byte-level (a ByteLevel pre-tokenizer, optionally after a Split with the family's own
+// regex: GPT-2, OPT, Llama 3, Qwen2) or SentencePiece's BPE as transformers converts it (symbols
+// are characters with byte fallback, after a Prepend + Replace normalizer or a Metaspace
+// pre-tokenizer: Llama 2, Mistral, TinyLlama); or vocab.json + merges.txt with the optional
+// tokenizer_config.json / special_tokens_map.json / added_tokens.json beside them. Encodes as
+// Hugging Face does: special tokens first, then the normalizer (normalize.h) on what lies between
+// them, then the other added tokens, pre-tokenisation (pretokenize.h), BPE (bpe.h), and the
+// post-processor's tokens (OPT's </s>, Llama 3's <|begin_of_text|>, Llama 2's <s>); decodes ids
+// back to text through the file's decoder (token_decoder.h). Unigram models (T5, Gemma's
+// SentencePiece files before conversion) are refused by name.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -14,10 +17,14 @@
 #include <string_view>
 #include <vector>
 
+#include "lofi/data/normalize.h"
+#include "lofi/data/token_decoder.h"
+
 namespace lofi::data {
 
 class BytePairEncoder;
 class RegexSplitter;
+struct Metaspace;
 
 struct AddedToken {
   std::string content;  // e.g. "<|endoftext|>"
@@ -48,6 +55,14 @@ class Tokenizer {
   // Ids back to text; unknown ids are an error. Ids that end inside a UTF-8 character leave its
   // bytes as they are (Hugging Face writes U+FFFD there).
   std::string decode(const std::vector<uint32_t>& ids, bool skip_special_tokens = false) const;
+  // Where each of IDS ends in TEXT (byte offsets), IDS being encode(TEXT, false): what each token
+  // stands for there, less the space a prefix scheme put before a part (SentencePiece's "▁", a
+  // ByteLevel prefix space). Throws when they do not add up to TEXT (a normalizer that changed it:
+  // NFC composing characters, say).
+  std::vector<size_t> token_ends(std::string_view text, const std::vector<uint32_t>& ids) const;
+  // Whether a plain line break ends every BPE piece: a document cut just after one (where no
+  // whitespace is beside it) encodes as its parts do (data preparation's long documents).
+  bool line_breaks_end_pieces() const { return line_breaks_end_pieces_; }
 
   uint32_t vocab_size() const { return vocab_size_; }  // largest id + 1
   std::optional<uint32_t> token_id(const std::string& token) const;
@@ -62,18 +77,30 @@ class Tokenizer {
 
  private:
   Tokenizer();
-  // Encodes text that holds no added tokens: pre-tokenise, then BPE each piece.
-  void encode_plain(std::string_view text, std::vector<uint32_t>& out, bool continues = false) const;
+  // Encodes text that holds no added tokens: pre-tokenise, then BPE each piece. AT_START: TEXT
+  // begins the input; CONTINUES: it goes on from an earlier part (no prefix).
+  void encode_plain(std::string_view text, std::vector<uint32_t>& out, bool at_start, bool continues) const;
   // Splits TEXT on the added tokens with SPECIAL == SPECIAL_PASS; plain parts go to encode_plain,
-  // or, on the special pass, through the non-special pass first.
-  void encode_added(std::string_view text, bool special_pass, std::vector<uint32_t>& out, bool continues = false) const;
+  // or, on the special pass, through the normalizer and the non-special pass first. AT_START and
+  // CONTINUES: of TEXT's first part.
+  void encode_added(std::string_view text, bool special_pass, std::vector<uint32_t>& out, bool at_start, bool continues) const;
+  // Whether encoding the plain part that starts TEXT puts a prefix before it (AT_START: TEXT begins
+  // the input).
+  bool prefixes(std::string_view text, bool at_start) const;
+  // What token ID stands for in the text it came from (a SentencePiece "▁" as a space).
+  std::string token_text(uint32_t id) const;
   void finish(const std::string& source);  // derived tables and checks, once everything is read
 
   std::string source_;  // the file it came from, for messages
   std::unique_ptr<BytePairEncoder> bpe_;
   std::unique_ptr<RegexSplitter> splitter_;
-  bool add_prefix_space_ = false;
-  bool nfc_ = false;  // normalizer NFC (Qwen2)
+  std::unique_ptr<Metaspace> metaspace_;  // a Metaspace pre-tokenizer (SentencePiece conversions)
+  bool add_prefix_space_ = false;         // ByteLevel's
+  Normalizer normalizer_;                 // none, NFC (Qwen2), Prepend + Replace (Llama 2)
+  TokenDecoder decoder_;                  // ByteLevel unless the file names another
+  std::string space_symbol_ = " ";        // what a space becomes before BPE ("▁" in SentencePiece conversions)
+  bool line_breaks_end_pieces_ = true;
+  std::vector<int64_t> text_lengths_;  // per id: token_text's length; -2 - it for added tokens; -1: no such id
   std::vector<AddedToken> added_;
   std::vector<uint32_t> prefix_, suffix_;
   std::string eos_token_;  // as the directory names it; empty when it does not
