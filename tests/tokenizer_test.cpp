@@ -178,6 +178,7 @@ void expect_matches_tokenizers(const std::string& variant, const std::vector<std
     EXPECT_EQ(tok.encode(texts[i], false), want[i]["ids_without_special"].get<std::vector<uint32_t>>())
         << variant << " text " << i << ": " << texts[i];
     EXPECT_EQ(tok.decode(ids), want[i]["decoded"].get<std::string>()) << variant << " text " << i;
+    EXPECT_EQ(tok.decode(tok.encode(texts[i], false)), want[i]["decoded_without_special"].get<std::string>()) << variant << " text " << i;
   }
 }
 
