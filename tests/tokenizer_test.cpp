@@ -161,17 +161,22 @@ namespace {
 // family's regex, then ByteLevel; Llama 3's <|begin_of_text|> first; Qwen2's NFC normalizer), made
 // by make_llama3_qwen2.py: lofi's ids equal Hugging Face `tokenizers`' on the corpus and on text
 // that needs composing, long numbers and special tokens.
-void expect_matches_tokenizers(const std::string& variant, const std::vector<std::string>& extra) {
+// DIR_OF_VARIANT: the tokenizer's directory (default the fixture VARIANT); SCRATCH: the test's
+// scratch directory (default a new one).
+void expect_matches_tokenizers(const std::string& variant, const std::vector<std::string>& extra, std::string dir_of_variant = "",
+                               std::string scratch = "") {
+  if (dir_of_variant.empty()) dir_of_variant = kFixtures + "/" + variant;
+  if (scratch.empty()) scratch = test::scratch_dir();
   std::vector<std::string> texts = expected()["corpus"].get<std::vector<std::string>>();
   texts.insert(texts.end(), extra.begin(), extra.end());
-  const std::string dir = test::scratch_dir(), texts_path = dir + "/texts.json";
+  const std::string texts_path = scratch + "/texts.json";
   io::write_file_atomic(texts_path, json(texts).dump());
   const test::CommandResult reference =
-      test::run_python("tokenizer/encode_with_tokenizers.py", kFixtures + "/" + variant + " " + texts_path);
+      test::run_python("tokenizer/encode_with_tokenizers.py", dir_of_variant + " " + texts_path);
   ASSERT_EQ(reference.status, 0) << reference.output;
   const json want = json::parse(reference.output);
   ASSERT_EQ(want.size(), texts.size());
-  const Tokenizer tok = Tokenizer::load(kFixtures + "/" + variant);
+  const Tokenizer tok = Tokenizer::load(dir_of_variant);
   for (size_t i = 0; i < texts.size(); ++i) {
     const auto ids = tok.encode(texts[i]);
     EXPECT_EQ(ids, want[i]["ids"].get<std::vector<uint32_t>>()) << variant << " text " << i << ": " << texts[i];
@@ -265,13 +270,38 @@ TEST(Tokenizer, RefusesWhatItDoesNotReadByName) {
 const std::vector<std::string> kSentencePieceTexts = {
     " leading space", "  two leading spaces", "trailing space ", "<s>after bos", "text<s>text</s> more</s>",
     "<s> spaced</s>", "\xf0\x9f\xa6\x99 \xe2\x80\x94 \xd0\x96\xd0\xb8\xd0\xb2", "a\n\nb\n c\t\td", "",
-    "<s>[INST] What is 2+2? [/INST] 4</s>",
+    "<s>[INST] What is 2+2? [/INST] 4</s>", "a\xe2\x96\x81" "b \xe2\x96\x81\xe2\x96\x81 c",  // "▁" written in the text
+    "<|im_start|>user hi<|im_end|>\n<|im_start|>assistant", "ok </s><s>[INST]", "ok</s>",
 };
 
 TEST(TokenizerGolden, SentencePieceBpeMatchesTokenizers) {
   std::vector<std::string> extra = kHardTexts;
   extra.insert(extra.end(), kSentencePieceTexts.begin(), kSentencePieceTexts.end());
-  for (const char* variant : {"llama2", "mistral", "metaspace-split"}) expect_matches_tokenizers(variant, extra);
+  const std::string scratch = test::scratch_dir();
+  for (const char* variant : {"llama2", "mistral", "metaspace-split"}) expect_matches_tokenizers(variant, extra, "", scratch);
+  // Added tokens as Hugging Face splits on them: those with normalized: false in the raw text, the
+  // others in the normalised text as the normaliser writes them (some Llama 2 copies mark <s> and
+  // </s> normalized: true: "▁</s>" is matched, "ok</s>" is spelled out); ChatML's tokens added
+  // normalized (add_tokens' default).
+  for (const char* variant : {"llama2", "mistral"}) {
+    json j = json::parse(io::read_text_file(kFixtures + "/" + variant + "/tokenizer.json"));
+    for (auto& a : j["added_tokens"]) a["normalized"] = true;
+    const uint32_t next = static_cast<uint32_t>(j["model"]["vocab"].size());
+    j["added_tokens"].push_back({{"id", next}, {"content", "<|im_start|>"}, {"single_word", false}, {"lstrip", false},
+                                 {"rstrip", false}, {"normalized", true}, {"special", false}});
+    j["added_tokens"].push_back({{"id", next + 1}, {"content", "<|im_end|>"}, {"single_word", false}, {"lstrip", false},
+                                 {"rstrip", false}, {"normalized", false}, {"special", false}});
+    const std::string dir = scratch + "/" + variant;
+    fs::create_directories(dir);
+    io::write_file_atomic(dir + "/tokenizer.json", j.dump());
+    fs::copy_file(kFixtures + "/" + variant + "/tokenizer_config.json", dir + "/tokenizer_config.json");
+    expect_matches_tokenizers(std::string(variant) + " (normalized added tokens)", extra, dir, scratch);
+    const Tokenizer tok = Tokenizer::load(dir);
+    for (const std::string& text : extra) {
+      const auto ids = tok.encode(text, false);
+      EXPECT_EQ(ids.empty() ? 0 : tok.token_ends(text, ids).back(), text.size()) << variant << ": " << text;
+    }
+  }
   const Tokenizer tok = Tokenizer::load(kFixtures + "/llama2");
   EXPECT_EQ(tok.encode("hi").front(), *tok.token_id("<s>"));
   EXPECT_EQ(tok.end_of_text(), *tok.token_id("</s>"));
@@ -292,6 +322,14 @@ TEST(TokenizerGolden, SentencePieceBpeMatchesTokenizers) {
 
 // token_ends places each id in the text it came from (chat data's loss masks): the "▁" a prefix
 // scheme put before a part spans no byte of it.
+TEST(Tokenizer, AMergeListedTwiceTakesItsLastRank) {  // as tokenizers' HashMap of merges does
+  const BytePairEncoder bpe({{"a", 0}, {"b", 1}, {"c", 2}, {"ab", 3}, {"bc", 4}}, {{"a", "b"}, {"b", "c"}, {"a", "b"}},
+                            [](size_t i) { return std::to_string(i); });
+  std::vector<uint32_t> ids;
+  bpe.encode("abc", ids);
+  EXPECT_EQ(ids, (std::vector<uint32_t>{0, 4}));  // a, bc: (a, b) ranks third
+}
+
 TEST(Tokenizer, TokenEndsSpellTheText) {
   std::vector<std::string> texts = expected()["corpus"].get<std::vector<std::string>>();
   texts.insert(texts.end(), kSentencePieceTexts.begin(), kSentencePieceTexts.end());
@@ -305,7 +343,10 @@ TEST(Tokenizer, TokenEndsSpellTheText) {
       // Every id's bytes are what it decodes to, up to the prefix space (byte fallback inside a
       // character aside: only the run decodes).
       for (size_t i = 0, at = 0; i < ids.size(); at = ends[i++]) {
-        const std::string piece = text.substr(at, ends[i] - at), decoded = tok.decode({ids[i]});
+        std::string piece = text.substr(at, ends[i] - at);
+        for (size_t u = piece.find("\xe2\x96\x81"); u != std::string::npos; u = piece.find("\xe2\x96\x81"))
+          piece.replace(u, 3, " ");  // a "▁" written in the text decodes as a space
+        const std::string decoded = tok.decode({ids[i]});
         if (decoded.find("\xef\xbf\xbd") != std::string::npos || decoded.rfind("<0x", 0) == 0) continue;
         EXPECT_TRUE(decoded == piece || " " + decoded == piece || decoded == " " + piece)
             << variant << ": token " << i << " of '" << text << "' decodes to '" << decoded << "', spans '" << piece << "'";
@@ -319,7 +360,7 @@ TEST(Tokenizer, TokenEndsSpellTheText) {
   EXPECT_EQ(ends[0], 3u);                            // <s>
   EXPECT_EQ(ends[ends.size() - 2], chat.size() - 4);  // "ok" ends where </s> begins
   const std::string why = test::error_of([&] { tok.token_ends(chat + "x", ids); });
-  EXPECT_NE(why.find("the tokens do not spell the text (28 bytes became 27)"), std::string::npos) << why;
+  EXPECT_NE(why.find("the tokens do not spell the text (28 bytes, the tokens end at 27)"), std::string::npos) << why;
 }
 
 }  // namespace

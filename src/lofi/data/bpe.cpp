@@ -104,6 +104,10 @@ BytePairEncoder::BytePairEncoder(std::unordered_map<std::string, uint32_t> vocab
     it = characters_ && byte_fallback ? vocab_.find(name) : vocab_.end();
     fallback_ids_[b] = it == vocab_.end() ? -1 : static_cast<int64_t>(it->second);
     if (it != vocab_.end()) fallback_bytes_[it->second] = static_cast<uint8_t>(b);
+    if (b < 128) {
+      it = characters_ ? vocab_.find(std::string(1, static_cast<char>(b))) : vocab_.end();
+      ascii_ids_[b] = it == vocab_.end() ? -1 : static_cast<int64_t>(it->second);
+    }
   }
   auto id_of = [&](const std::string& s, size_t i) {
     auto it = vocab_.find(s);
@@ -113,8 +117,9 @@ BytePairEncoder::BytePairEncoder(std::unordered_map<std::string, uint32_t> vocab
   merges_.reserve(merges.size());
   for (size_t i = 0; i < merges.size(); ++i) {
     uint64_t key = (static_cast<uint64_t>(id_of(merges[i].left, i)) << 32) | id_of(merges[i].right, i);
-    // The first (lowest-ranked) occurrence of a pair wins, as in Hugging Face's loader.
-    merges_.emplace(key, std::make_pair(static_cast<uint32_t>(i), id_of(merges[i].left + merges[i].right, i)));
+    // The last (highest-ranked) occurrence of a pair wins, as in Hugging Face's loader (a HashMap
+    // collected in file order).
+    merges_.insert_or_assign(key, std::make_pair(static_cast<uint32_t>(i), id_of(merges[i].left + merges[i].right, i)));
   }
 }
 
@@ -171,7 +176,14 @@ void BytePairEncoder::initial_symbols(std::string_view piece, std::vector<uint32
   bool unk_pending = false;
   std::string character;
   for (size_t i = 0; i < piece.size();) {
-    const size_t n = std::min(utf8_length(static_cast<unsigned char>(piece[i])), piece.size() - i);  // valid UTF-8 (tokenizer.h)
+    const auto lead = static_cast<unsigned char>(piece[i]);
+    if (lead < 128 && ascii_ids_[lead] >= 0) {  // most text: no string to build and hash
+      if (unk_pending) ids.push_back(*unk_), unk_pending = false;
+      ids.push_back(static_cast<uint32_t>(ascii_ids_[lead]));
+      ++i;
+      continue;
+    }
+    const size_t n = std::min(utf8_length(lead), piece.size() - i);  // valid UTF-8 (tokenizer.h)
     character.assign(piece.substr(i, n));
     i += n;
     if (auto it = vocab_.find(character); it != vocab_.end()) {

@@ -64,6 +64,7 @@ class BytePairEncoder {
   std::unordered_map<uint64_t, std::pair<uint32_t, uint32_t>> merges_;  // (left id << 32 | right id) -> (rank, id)
   std::array<int64_t, 256> byte_ids_{};  // byte -> id of its symbol, -1 when the vocabulary lacks it
   std::array<int64_t, 256> fallback_ids_{};  // byte -> id of <0xXX>, -1 when absent (byte fallback)
+  std::array<int64_t, 128> ascii_ids_{};     // with CHARACTERS: an ASCII character -> its id, -1 when absent
   std::unordered_map<uint32_t, uint8_t> fallback_bytes_;  // id of <0xXX> -> the byte
   std::optional<uint32_t> unk_;
   bool ignore_merges_ = false, characters_ = false, fuse_unk_ = false;

@@ -70,6 +70,7 @@ AddedToken added_from_json(const json& j, uint32_t id, const std::string& where)
   t.lstrip = j.value("lstrip", false);
   t.rstrip = j.value("rstrip", false);
   t.single_word = j.value("single_word", false);
+  t.normalized = j.value("normalized", !t.special);  // tokenizers' AddedToken default
   return t;
 }
 
@@ -144,7 +145,7 @@ Tokenizer Tokenizer::from_vocab_merges(const std::string& dir) {
     for (const auto& [token, id] : added_json.items()) {
       if (!id.is_number_unsigned()) fail(dir, "/added_tokens.json: '", token, "' has id ", id.dump(), ", expected an integer");
       if (std::none_of(t.added_.begin(), t.added_.end(), [&](const AddedToken& a) { return a.content == token; }))
-        t.added_.push_back({token, id.get<uint32_t>(), false});
+        t.added_.push_back({token, id.get<uint32_t>(), false, false, false, false, /*normalized=*/true, ""});
     }
   // GPT2Tokenizer's defaults when nothing names the special tokens.
   json names = json::object();
@@ -311,10 +312,16 @@ void Tokenizer::finish(const std::string& source) {
   source_ = source;
   for (const auto& [text, id] : bpe_->vocab()) vocab_size_ = std::max(vocab_size_, id + 1);
   for (const auto& a : added_) vocab_size_ = std::max(vocab_size_, a.id + 1);
+  // A normalised token is matched as the normaliser writes it (Llama 2's "</s>" with normalized:
+  // true is "▁</s>" after its Prepend): Hugging Face's refresh_added_tokens.
+  for (auto& a : added_) a.matched = a.normalized && !normalizer_.empty() ? normalizer_.apply(a.content) : a.content;
   // Longest first, so that the first token matching at a position is the longest one there.
   std::stable_sort(added_.begin(), added_.end(),
-                   [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
-  for (const auto& a : added_) first_byte_[static_cast<unsigned char>(a.content[0])] = true;
+                   [](const AddedToken& a, const AddedToken& b) { return a.matched.size() > b.matched.size(); });
+  for (const auto& a : added_)
+    if (!a.matched.empty()) first_byte_[static_cast<unsigned char>(a.matched[0])] = true;
+  added_index_.assign(vocab_size_, -1);
+  for (size_t i = 0; i < added_.size(); ++i) added_index_[added_[i].id] = static_cast<int32_t>(i);
   for (uint32_t id : prefix_) decode({id});  // fails on ids nothing defines
   for (uint32_t id : suffix_) decode({id});
   // SentencePiece's BPE runs over a whole part between added tokens: a line break ends its pieces
@@ -323,10 +330,6 @@ void Tokenizer::finish(const std::string& source) {
   if (bpe_->characters())
     for (const auto& [symbol, id] : bpe_->vocab())
       if (symbol.size() > 1 && symbol.find('\n') != std::string::npos) line_breaks_end_pieces_ = false;
-  // What each id stands for in text, by length (token_ends); added tokens' marked.
-  text_lengths_.assign(vocab_size_, -1);
-  for (const auto& [symbol, id] : bpe_->vocab()) text_lengths_[id] = static_cast<int64_t>(token_text(id).size());
-  for (const auto& a : added_) text_lengths_[a.id] = -2 - static_cast<int64_t>(a.content.size());
 }
 
 std::optional<uint32_t> Tokenizer::token_id(const std::string& token) const {
@@ -355,47 +358,42 @@ uint32_t Tokenizer::end_of_text() const {
 std::vector<uint32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
   std::vector<uint32_t> ids;
   if (add_special_tokens) ids = prefix_;
-  encode_added(text, /*special_pass=*/true, ids, /*at_start=*/true, /*continues=*/false);
+  encode_added(text, /*normalized_pass=*/false, /*with_special=*/true, ids, /*at_start=*/true, /*continues=*/false);
   if (add_special_tokens) ids.insert(ids.end(), suffix_.begin(), suffix_.end());
   return ids;
 }
 
 void Tokenizer::encode_ordinary(std::string_view text, std::vector<uint32_t>& out, bool continues) const {
-  if (!normalizer_.empty()) {
-    const std::string normalised = normalizer_.apply(text, /*prepend=*/!continues);
-    return encode_added(normalised, /*special_pass=*/false, out, /*at_start=*/true, continues);
-  }
-  encode_added(text, /*special_pass=*/false, out, /*at_start=*/true, continues);
+  encode_added(text, /*normalized_pass=*/false, /*with_special=*/false, out, /*at_start=*/true, continues);
 }
 
-void Tokenizer::encode_added(std::string_view text, bool special_pass, std::vector<uint32_t>& out, bool at_start,
-                             bool continues) const {
+void Tokenizer::encode_added(std::string_view text, bool normalized_pass, bool with_special, std::vector<uint32_t>& out,
+                             bool at_start, bool continues) const {
   auto plain = [&](std::string_view part) {
     if (part.empty()) return;
     const bool first = part.data() == text.data();  // the part that starts TEXT
-    if (!special_pass) return encode_plain(part, out, at_start && first, continues && first);
-    // Between special tokens: normalised (a Prepend before each such part, as Hugging Face does),
-    // then the other added tokens are matched in it.
-    if (normalizer_.empty()) return encode_added(part, false, out, at_start && first, continues && first);
+    if (normalized_pass) return encode_plain(part, out, at_start && first, continues && first);
+    // Between raw-matched tokens: normalised (a Prepend before each such part, as Hugging Face
+    // does), then the normalised tokens are matched in it.
+    if (normalizer_.empty()) return encode_added(part, true, with_special, out, at_start && first, continues && first);
     const std::string normalised = normalizer_.apply(part, /*prepend=*/!(continues && first));
-    encode_added(normalised, false, out, at_start && first, continues && first);
+    encode_added(normalised, true, with_special, out, at_start && first, continues && first);
   };
-  // Hugging Face matches special tokens first, then the other added tokens in what is left.
-  bool any = std::any_of(added_.begin(), added_.end(), [&](const AddedToken& a) { return a.special == special_pass; });
-  if (!any) return plain(text);
+  auto takes_part = [&](const AddedToken& a) { return a.normalized == normalized_pass && (with_special || !a.special); };
+  if (std::none_of(added_.begin(), added_.end(), takes_part)) return plain(text);
   size_t done = 0;  // TEXT before this is handled
   for (size_t i = 0; i < text.size(); ++i) {
     if (!first_byte_[static_cast<unsigned char>(text[i])]) continue;
     const AddedToken* hit = nullptr;
     for (const auto& a : added_) {
-      if (a.special != special_pass || text.compare(i, a.content.size(), a.content) != 0) continue;
-      size_t end = i + a.content.size();
+      if (!takes_part(a) || text.compare(i, a.matched.size(), a.matched) != 0) continue;
+      size_t end = i + a.matched.size();
       if (a.single_word && ((i > 0 && is_word_byte(text[i - 1])) || (end < text.size() && is_word_byte(text[end])))) continue;
       hit = &a;
       break;
     }
     if (!hit) continue;
-    size_t start = i, end = i + hit->content.size();
+    size_t start = i, end = i + hit->matched.size();
     if (hit->lstrip)
       while (start > done && is_space(text[start - 1])) --start;
     if (hit->rstrip)
@@ -408,10 +406,10 @@ void Tokenizer::encode_added(std::string_view text, bool special_pass, std::vect
   plain(text.substr(done));
 }
 
-bool Tokenizer::prefixes(std::string_view text, bool at_start) const {
+bool Tokenizer::prefixes(std::string_view text, bool at_start, bool normalised_part) const {
   if (text.empty()) return false;
   if (metaspace_) return metaspace_->prefixes(text, at_start);
-  if (bpe_->characters()) return normalizer_.prepends();
+  if (bpe_->characters()) return normalizer_.prepends() && !normalised_part;
   return add_prefix_space_ && text[0] != ' ';
 }
 
@@ -442,9 +440,9 @@ std::string Tokenizer::decode(const std::vector<uint32_t>& ids, bool skip_specia
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (uint32_t id : ids) {
-    auto a = std::find_if(added_.begin(), added_.end(), [&](const AddedToken& t) { return t.id == id; });
-    if (a != added_.end()) {
-      if (!(skip_special_tokens && a->special)) tokens.push_back(a->content);
+    if (const AddedToken* a = added_token(id)) {
+      // A normalised one as it was matched (Hugging Face's id_to_token since tokenizers 0.23).
+      if (!(skip_special_tokens && a->special)) tokens.push_back(a->matched);
       continue;
     }
     const std::string* symbol = bpe_->symbol(id);
@@ -454,40 +452,61 @@ std::string Tokenizer::decode(const std::vector<uint32_t>& ids, bool skip_specia
   return decoder_.decode(std::move(tokens));
 }
 
-std::string Tokenizer::token_text(uint32_t id) const {
-  auto a = std::find_if(added_.begin(), added_.end(), [&](const AddedToken& t) { return t.id == id; });
-  if (a != added_.end()) return a->content;
-  const std::string* symbol = bpe_->symbol(id);
-  if (!symbol) fail(source_, ": id ", id, " is not in the vocabulary");
-  if (!bpe_->characters()) return byte_level_decode(*symbol);
-  if (const int b = bpe_->fallback_byte(id); b >= 0) return std::string(1, static_cast<char>(b));
-  std::string text;
-  size_t done = 0;
-  for (size_t at = symbol->find(space_symbol_); !space_symbol_.empty() && at != std::string::npos; at = symbol->find(space_symbol_, done)) {
-    text.append(*symbol, done, at - done).push_back(' ');
-    done = at + space_symbol_.size();
-  }
-  return text.append(*symbol, done, std::string::npos);
+const AddedToken* Tokenizer::added_token(uint32_t id) const {
+  return id < added_index_.size() && added_index_[id] >= 0 ? &added_[static_cast<size_t>(added_index_[id])] : nullptr;
 }
 
 std::vector<size_t> Tokenizer::token_ends(std::string_view text, const std::vector<uint32_t>& ids) const {
+  // Each id is matched against TEXT where the last one ended, byte for byte, except that a space
+  // symbol (SentencePiece's "▁") stands for a space or itself, and that the prefix encode gave the
+  // first token of a part ("▁", or ByteLevel's prefix space) stands for nothing.
   std::vector<size_t> ends;
   ends.reserve(ids.size());
   size_t at = 0;
-  bool prefix = prefixes(text, /*at_start=*/true);  // the next token begins with a prefix that TEXT lacks
+  const std::string& space = space_symbol_;
+  auto mismatch = [&](uint32_t id) {
+    fail(source_, ": the tokens do not spell the text: token ", id, " does not match it at byte ", at, " of ", text.size(),
+         " (the tokenizer's normalizer changed the text: write it in NFC; or an unk, or an added token that took in ",
+         "whitespace beside it)");
+  };
+  bool prefix = prefixes(text, /*at_start=*/true);  // the next part's first token starts with a prefix
   for (uint32_t id : ids) {
-    const int64_t known = id < text_lengths_.size() ? text_lengths_[id] : -1;  // -2 - length: an added token
-    if (known == -1) fail(source_, ": id ", id, " is not in the vocabulary");
-    const bool added = known < -1;
-    size_t length = static_cast<size_t>(added ? -2 - known : known);
-    if (!added && prefix && length > 0) --length, prefix = false;  // the prefix: one space
-    at += length;
+    const AddedToken* a = added_token(id);
+    const int fallback = a ? -1 : bpe_->fallback_byte(id);
+    if (fallback >= 0) {  // one byte of a character outside the vocabulary
+      if (at >= text.size() || static_cast<unsigned char>(text[at]) != fallback) mismatch(id);
+      ends.push_back(++at);
+      continue;
+    }
+    const std::string* symbol = a ? nullptr : bpe_->symbol(id);
+    if (!a && !symbol) fail(source_, ": id ", id, " is not in the vocabulary");
+    const bool characters = bpe_->characters() || (a && a->normalized);  // a "▁" may stand for a space
+    const std::string spelled = a ? a->matched : bpe_->characters() ? *symbol : byte_level_decode(*symbol);
+    size_t i = 0;
+    const std::string& lead = bpe_->characters() ? space : std::string(" ");
+    if (prefix && (!a || a->normalized) && spelled.compare(0, lead.size(), lead) == 0) {
+      i = lead.size();  // the prefix, "▁" or a space, stands for nothing (a normalised token matched with it: "▁</s>")
+      prefix = false;
+    } else if (prefix && !a) {
+      mismatch(id);
+    }
+    while (i < spelled.size()) {
+      if (characters && space != " " && spelled.compare(i, space.size(), space) == 0) {
+        if (at < text.size() && text[at] == ' ') ++at;
+        else if (text.compare(at, space.size(), space) == 0) at += space.size();
+        else mismatch(id);
+        i += space.size();
+      } else {
+        if (at >= text.size() || text[at] != spelled[i]) mismatch(id);
+        ++at, ++i;
+      }
+    }
     ends.push_back(at);
-    if (added) prefix = at <= text.size() && prefixes(text.substr(std::min(at, text.size())), /*at_start=*/false);
+    // After an added token a new part begins: the raw text's parts get the normaliser's Prepend
+    // and the pre-tokenizer's prefix, the normalised text's the pre-tokenizer's alone.
+    if (a) prefix = prefixes(text.substr(at), /*at_start=*/false, /*normalised_part=*/a->normalized);
   }
-  if (at != text.size())
-    fail(source_, ": the tokens do not spell the text (", text.size(), " bytes became ", at,
-         "): the tokenizer's normalizer changed it (write it in NFC), or an added token took in whitespace beside it");
+  if (at != text.size()) fail(source_, ": the tokens do not spell the text (", text.size(), " bytes, the tokens end at ", at, ")");
   return ends;
 }
 

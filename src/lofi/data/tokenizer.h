@@ -32,6 +32,10 @@ struct AddedToken {
   bool special = true;  // special tokens are skipped by decode(skip_special_tokens) and by encode_ordinary
   bool lstrip = false, rstrip = false;  // the match takes in (ASCII) whitespace on its left / right
   bool single_word = false;             // matches only where not inside a word
+  // Matched in the normalised text, as its normalised CONTENT (Hugging Face's normalized: true,
+  // its default for tokens that are not special), else in the raw text before normalisation.
+  bool normalized = false;
+  std::string matched;  // what is matched: CONTENT, or with NORMALIZED the normaliser's CONTENT
 };
 
 class Tokenizer {
@@ -55,10 +59,10 @@ class Tokenizer {
   // Ids back to text; unknown ids are an error. Ids that end inside a UTF-8 character leave its
   // bytes as they are (Hugging Face writes U+FFFD there).
   std::string decode(const std::vector<uint32_t>& ids, bool skip_special_tokens = false) const;
-  // Where each of IDS ends in TEXT (byte offsets), IDS being encode(TEXT, false): what each token
-  // stands for there, less the space a prefix scheme put before a part (SentencePiece's "▁", a
-  // ByteLevel prefix space). Throws when they do not add up to TEXT (a normalizer that changed it:
-  // NFC composing characters, say).
+  // Where each of IDS ends in TEXT (byte offsets), IDS being encode(TEXT, false): each token matched
+  // against TEXT in turn, a SentencePiece "▁" against a space or itself, and the prefix a part was
+  // given ("▁", ByteLevel's prefix space) against nothing. Throws when they do not spell TEXT (a
+  // normalizer that changed it: NFC composing characters, say; an unk).
   std::vector<size_t> token_ends(std::string_view text, const std::vector<uint32_t>& ids) const;
   // Whether a plain line break ends every BPE piece: a document cut just after one (where no
   // whitespace is beside it) encodes as its parts do (data preparation's long documents).
@@ -80,15 +84,16 @@ class Tokenizer {
   // Encodes text that holds no added tokens: pre-tokenise, then BPE each piece. AT_START: TEXT
   // begins the input; CONTINUES: it goes on from an earlier part (no prefix).
   void encode_plain(std::string_view text, std::vector<uint32_t>& out, bool at_start, bool continues) const;
-  // Splits TEXT on the added tokens with SPECIAL == SPECIAL_PASS; plain parts go to encode_plain,
-  // or, on the special pass, through the normalizer and the non-special pass first. AT_START and
+  // Splits TEXT on the added tokens with NORMALIZED == NORMALIZED_PASS (special ones only WITH_SPECIAL),
+  // as Hugging Face does: the raw text on those that are not normalised, then each part between
+  // them normalised and split on those that are; plain parts go to encode_plain. AT_START and
   // CONTINUES: of TEXT's first part.
-  void encode_added(std::string_view text, bool special_pass, std::vector<uint32_t>& out, bool at_start, bool continues) const;
-  // Whether encoding the plain part that starts TEXT puts a prefix before it (AT_START: TEXT begins
-  // the input).
-  bool prefixes(std::string_view text, bool at_start) const;
-  // What token ID stands for in the text it came from (a SentencePiece "▁" as a space).
-  std::string token_text(uint32_t id) const;
+  void encode_added(std::string_view text, bool normalized_pass, bool with_special, std::vector<uint32_t>& out, bool at_start,
+                    bool continues) const;
+  // Whether encoding the part that starts TEXT puts a prefix before it (AT_START: TEXT begins the
+  // input; NORMALISED_PART: a part after a normalised added token, which no Prepend reaches).
+  bool prefixes(std::string_view text, bool at_start, bool normalised_part = false) const;
+  const AddedToken* added_token(uint32_t id) const;  // nullptr when ID is none
   void finish(const std::string& source);  // derived tables and checks, once everything is read
 
   std::string source_;  // the file it came from, for messages
@@ -100,7 +105,7 @@ class Tokenizer {
   TokenDecoder decoder_;                  // ByteLevel unless the file names another
   std::string space_symbol_ = " ";        // what a space becomes before BPE ("▁" in SentencePiece conversions)
   bool line_breaks_end_pieces_ = true;
-  std::vector<int64_t> text_lengths_;  // per id: token_text's length; -2 - it for added tokens; -1: no such id
+  std::vector<int32_t> added_index_;  // per id: its index in added_, -1 when it is none
   std::vector<AddedToken> added_;
   std::vector<uint32_t> prefix_, suffix_;
   std::string eos_token_;  // as the directory names it; empty when it does not
