@@ -466,8 +466,7 @@ std::vector<size_t> Tokenizer::token_ends(std::string_view text, const std::vect
   const std::string& space = space_symbol_;
   auto mismatch = [&](uint32_t id) {
     fail(source_, ": the tokens do not spell the text: token ", id, " does not match it at byte ", at, " of ", text.size(),
-         " (the tokenizer's normalizer changed the text: write it in NFC; or an unk, or an added token that took in ",
-         "whitespace beside it)");
+         " (the tokenizer's normalizer changed the text: write it in NFC; or an unk)");
   };
   bool prefix = prefixes(text, /*at_start=*/true);  // the next part's first token starts with a prefix
   for (uint32_t id : ids) {
@@ -480,6 +479,8 @@ std::vector<size_t> Tokenizer::token_ends(std::string_view text, const std::vect
     }
     const std::string* symbol = a ? nullptr : bpe_->symbol(id);
     if (!a && !symbol) fail(source_, ": id ", id, " is not in the vocabulary");
+    if (a && a->lstrip)  // it took in the whitespace before it
+      while (at < text.size() && is_space(text[at]) && text.compare(at, a->matched.size(), a->matched) != 0) ++at;
     const bool characters = bpe_->characters() || (a && a->normalized);  // a "▁" may stand for a space
     const std::string spelled = a ? a->matched : bpe_->characters() ? *symbol : byte_level_decode(*symbol);
     size_t i = 0;
@@ -501,6 +502,8 @@ std::vector<size_t> Tokenizer::token_ends(std::string_view text, const std::vect
         ++at, ++i;
       }
     }
+    if (a && a->rstrip)  // and after it
+      while (at < text.size() && is_space(text[at])) ++at;
     ends.push_back(at);
     // After an added token a new part begins: the raw text's parts get the normaliser's Prepend
     // and the pre-tokenizer's prefix, the normalised text's the pre-tokenizer's alone.

@@ -61,8 +61,9 @@ class Tokenizer {
   std::string decode(const std::vector<uint32_t>& ids, bool skip_special_tokens = false) const;
   // Where each of IDS ends in TEXT (byte offsets), IDS being encode(TEXT, false): each token matched
   // against TEXT in turn, a SentencePiece "▁" against a space or itself, and the prefix a part was
-  // given ("▁", ByteLevel's prefix space) against nothing. Throws when they do not spell TEXT (a
-  // normalizer that changed it: NFC composing characters, say; an unk).
+  // given ("▁", ByteLevel's prefix space) against nothing; an added token with lstrip / rstrip takes
+  // in the whitespace it took in. Throws when they do not spell TEXT (a normalizer that changed
+  // it: NFC composing characters, say; an unk).
   std::vector<size_t> token_ends(std::string_view text, const std::vector<uint32_t>& ids) const;
   // Whether a plain line break ends every BPE piece: a document cut just after one (where no
   // whitespace is beside it) encodes as its parts do (data preparation's long documents).
