@@ -322,6 +322,24 @@ TEST(TokenizerGolden, SentencePieceBpeMatchesTokenizers) {
 
 // token_ends places each id in the text it came from (chat data's loss masks): the "▁" a prefix
 // scheme put before a part spans no byte of it.
+// Added tokens' single_word, lstrip and rstrip as Hugging Face reads them: Unicode's word characters
+// and whitespace, and a match inside a word passed over whole.
+TEST(TokenizerGolden, SingleWordAndStrippingMatchTokenizers) {
+  json j = json::parse(io::read_text_file(kFixtures + "/added/tokenizer.json"));
+  for (auto& a : j["added_tokens"])
+    if (a["content"] == "[NEW]") a["single_word"] = true;
+  const uint32_t next = static_cast<uint32_t>(j["model"]["vocab"].size());  // the added tokens are in the vocabulary
+  j["added_tokens"].push_back({{"id", next}, {"content", "[NEW]x"}, {"single_word", true}, {"lstrip", false},
+                               {"rstrip", false}, {"normalized", false}, {"special", false}});
+  const std::string scratch = test::scratch_dir(), dir = scratch + "/single-word";
+  fs::create_directories(dir);
+  io::write_file_atomic(dir + "/tokenizer.json", j.dump());
+  expect_matches_tokenizers("single-word", {"a [NEW] b", "a[NEW] b", "\xc3\xa9[NEW]", "\xe2\x80\x94[NEW]\xe2\x80\x94", "[NEW]x y",
+                                            "[NEW]xy [NEW]", "\xe4\xb8\xad[NEW]", "x\xe2\x80\x83\xe2\x80\x83<mask> z",
+                                            "a <mask>\xc2\xa0" "b", "[NEW]\xe3\x80\x80\xe3\x80\x80" "c", "_[NEW]", "1[NEW]"},
+                            dir, scratch);
+}
+
 TEST(Tokenizer, AMergeListedTwiceTakesItsLastRank) {  // as tokenizers' HashMap of merges does
   const BytePairEncoder bpe({{"a", 0}, {"b", 1}, {"c", 2}, {"ab", 3}, {"bc", 4}}, {{"a", "b"}, {"b", "c"}, {"a", "b"}},
                             [](size_t i) { return std::to_string(i); });

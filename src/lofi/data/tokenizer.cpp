@@ -4,9 +4,11 @@
 #include "lofi/data/tokenizer.h"
 
 #include <algorithm>
-#include <cctype>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+
+#include <unicode/uchar.h>
+#include <unicode/utf8.h>
 
 #include "lofi/data/bpe.h"
 #include "lofi/data/normalize.h"
@@ -74,10 +76,46 @@ AddedToken added_from_json(const json& j, uint32_t id, const std::string& where)
   return t;
 }
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
-bool is_word_byte(char c) {
-  auto u = static_cast<unsigned char>(c);
-  return u >= 0x80 || std::isalnum(u) || c == '_';
+// Unicode's White_Space (Rust's char::is_whitespace, which lstrip and rstrip use) and \w (the regex
+// crate's, which single_word uses: UTS #18's word characters), by ICU.
+bool is_whitespace(UChar32 c) { return c >= 0 && u_isUWhiteSpace(c); }
+bool is_word(UChar32 c) {
+  if (c < 0) return false;
+  if (u_hasBinaryProperty(c, UCHAR_ALPHABETIC) || u_hasBinaryProperty(c, UCHAR_JOIN_CONTROL)) return true;
+  const int8_t type = u_charType(c);
+  return type == U_NON_SPACING_MARK || type == U_ENCLOSING_MARK || type == U_COMBINING_SPACING_MARK ||
+         type == U_DECIMAL_DIGIT_NUMBER || type == U_CONNECTOR_PUNCTUATION;
+}
+// The code point of TEXT that ends at AT (AT > 0) and where it starts; the one that starts at AT
+// (AT < size) and where it ends. Ill-formed bytes give a negative code point.
+std::pair<UChar32, size_t> code_point_before(std::string_view text, size_t at) {
+  auto i = static_cast<int32_t>(at);
+  UChar32 c;
+  U8_PREV(reinterpret_cast<const uint8_t*>(text.data()), 0, i, c);
+  return {c, static_cast<size_t>(i)};
+}
+std::pair<UChar32, size_t> code_point_at(std::string_view text, size_t at) {
+  auto i = static_cast<int32_t>(at);
+  UChar32 c;
+  U8_NEXT(reinterpret_cast<const uint8_t*>(text.data()), i, static_cast<int32_t>(text.size()), c);
+  return {c, static_cast<size_t>(i)};
+}
+// Where whitespace before AT (back to LIMIT) begins; where whitespace from AT ends.
+size_t whitespace_start(std::string_view text, size_t at, size_t limit) {
+  while (at > limit) {
+    const auto [c, start] = code_point_before(text, at);
+    if (!is_whitespace(c) || start < limit) break;
+    at = start;
+  }
+  return at;
+}
+size_t whitespace_end(std::string_view text, size_t at) {
+  while (at < text.size()) {
+    const auto [c, end] = code_point_at(text, at);
+    if (!is_whitespace(c)) break;
+    at = end;
+  }
+  return at;
 }
 
 }  // namespace
@@ -387,17 +425,18 @@ void Tokenizer::encode_added(std::string_view text, bool normalized_pass, bool w
     const AddedToken* hit = nullptr;
     for (const auto& a : added_) {
       if (!takes_part(a) || text.compare(i, a.matched.size(), a.matched) != 0) continue;
-      size_t end = i + a.matched.size();
-      if (a.single_word && ((i > 0 && is_word_byte(text[i - 1])) || (end < text.size() && is_word_byte(text[end])))) continue;
-      hit = &a;
+      hit = &a;  // the longest at the leftmost place, as Hugging Face's leftmost-longest search finds
       break;
     }
     if (!hit) continue;
     size_t start = i, end = i + hit->matched.size();
-    if (hit->lstrip)
-      while (start > done && is_space(text[start - 1])) --start;
-    if (hit->rstrip)
-      while (end < text.size() && is_space(text[end])) ++end;
+    if (hit->single_word && ((start > 0 && is_word(code_point_before(text, start).first)) ||
+                             (end < text.size() && is_word(code_point_at(text, end).first)))) {
+      i = end - 1;  // inside a word: not taken, and the search goes on after it, as there
+      continue;
+    }
+    if (hit->lstrip) start = whitespace_start(text, start, done);
+    if (hit->rstrip) end = whitespace_end(text, end);
     plain(text.substr(done, start - done));
     out.push_back(hit->id);
     done = end;
@@ -480,7 +519,11 @@ std::vector<size_t> Tokenizer::token_ends(std::string_view text, const std::vect
     const std::string* symbol = a ? nullptr : bpe_->symbol(id);
     if (!a && !symbol) fail(source_, ": id ", id, " is not in the vocabulary");
     if (a && a->lstrip)  // it took in the whitespace before it
-      while (at < text.size() && is_space(text[at]) && text.compare(at, a->matched.size(), a->matched) != 0) ++at;
+      while (at < text.size() && text.compare(at, a->matched.size(), a->matched) != 0) {
+        const auto [c, next] = code_point_at(text, at);
+        if (!is_whitespace(c)) break;
+        at = next;
+      }
     const bool characters = bpe_->characters() || (a && a->normalized);  // a "▁" may stand for a space
     const std::string spelled = a ? a->matched : bpe_->characters() ? *symbol : byte_level_decode(*symbol);
     size_t i = 0;
@@ -502,8 +545,7 @@ std::vector<size_t> Tokenizer::token_ends(std::string_view text, const std::vect
         ++at, ++i;
       }
     }
-    if (a && a->rstrip)  // and after it
-      while (at < text.size() && is_space(text[at])) ++at;
+    if (a && a->rstrip) at = whitespace_end(text, at);  // and after it
     ends.push_back(at);
     // After an added token a new part begins: the raw text's parts get the normaliser's Prepend
     // and the pre-tokenizer's prefix, the normalised text's the pre-tokenizer's alone.
