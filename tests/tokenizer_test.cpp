@@ -126,6 +126,12 @@ TEST(Tokenizer, BadDirectoriesAreNamed) {
   EXPECT_NE(unknown.find("merges.txt:2: merge 'Ġ zzzz' needs 'zzzz'"), std::string::npos) << unknown;
   std::string eos = error(tokenizer_dir("eos", {{"tokenizer_config.json", R"({"add_bos_token": true, "bos_token": "<nope>"})"}}));
   EXPECT_NE(eos.find("'<nope>' is neither in vocab.json nor an added token"), std::string::npos) << eos;
+  const std::string spm = base + "/spm";
+  fs::create_directories(spm);
+  std::ofstream(spm + "/tokenizer.model") << "not read";
+  EXPECT_NE(error(spm).find("tokenizer.model (SentencePiece) without tokenizer.json; write the tokenizer.json that transformers"),
+            std::string::npos)
+      << error(spm);
   std::string json_dir = tokenizer_dir("wordpiece", {{"tokenizer.json", R"({"model": {"type": "WordPiece", "vocab": {}}})"}});
   EXPECT_NE(error(json_dir).find("model.type = \"WordPiece\" is not supported: lofi reads BPE tokenizers"), std::string::npos);
 }

@@ -129,6 +129,12 @@ Tokenizer Tokenizer::load(const std::string& dir) {
   if (!fs::is_directory(dir)) fail(dir, ": not a tokenizer directory (expected tokenizer.json or vocab.json + merges.txt)");
   if (fs::exists(dir + "/tokenizer.json")) return from_tokenizer_json(dir);
   if (fs::exists(dir + "/vocab.json") || fs::exists(dir + "/merges.txt")) return from_vocab_merges(dir);
+  // A SentencePiece model alone: transformers converts it on loading, each version its own way
+  // (4.x: Llama 2's Prepend + Replace; 5.x: Metaspace), so lofi reads the tokenizer.json it writes.
+  if (fs::exists(dir + "/tokenizer.model"))
+    fail(dir, ": tokenizer.model (SentencePiece) without tokenizer.json; write the tokenizer.json that transformers makes of it ",
+         "once: python3 -c \"from transformers import AutoTokenizer; AutoTokenizer.from_pretrained('", dir, "').save_pretrained('", dir,
+         "')\"");
   fail(dir, ": no tokenizer.json, and no vocab.json + merges.txt");
 }
 
@@ -208,7 +214,7 @@ Tokenizer Tokenizer::from_vocab_merges(const std::string& dir) {
     if (s.empty()) continue;
     uint32_t id = id_of(s, dir + "/tokenizer_config.json");
     auto it = std::find_if(t.added_.begin(), t.added_.end(), [&](const AddedToken& a) { return a.content == s; });
-    if (it == t.added_.end()) t.added_.push_back({s, id, true});
+    if (it == t.added_.end()) t.added_.push_back({s, id, true, false, false, false, /*normalized=*/false, ""});
     else it->special = true;
   }
   if (config.is_object()) {
