@@ -37,6 +37,17 @@ size_t invalid_utf8_at(std::string_view text) {
   return std::string_view::npos;
 }
 
+std::string replace_all(std::string_view text, std::string_view from, std::string_view to) {
+  std::string out;
+  out.reserve(text.size());
+  size_t done = 0;
+  for (size_t at = text.find(from); at != std::string_view::npos; at = text.find(from, done)) {
+    out.append(text.substr(done, at - done)).append(to);
+    done = at + from.size();
+  }
+  return out.append(text.substr(done));
+}
+
 Normalizer Normalizer::from_json(const nlohmann::json& j, const std::string& where) {
   Normalizer n;
   if (j.is_null()) return n;
@@ -85,14 +96,7 @@ std::string Normalizer::apply(std::string_view text, bool prepend) const {
     } else if (s.kind == Step::kPrepend) {
       if (prepend && !out.empty()) out.insert(0, s.to);
     } else {
-      std::string replaced;
-      replaced.reserve(out.size() + out.size() / 4);
-      size_t done = 0;
-      for (size_t at = out.find(s.from); at != std::string::npos; at = out.find(s.from, done)) {
-        replaced.append(out, done, at - done).append(s.to);
-        done = at + s.from.size();
-      }
-      out = replaced.append(out, done, std::string::npos);
+      out = replace_all(out, s.from, s.to);
     }
   }
   return out;

@@ -15,6 +15,9 @@ std::string nfc(std::string_view text);
 // The offset of the first byte of TEXT that is not well-formed UTF-8, or npos.
 size_t invalid_utf8_at(std::string_view text);
 
+// TEXT with every FROM (not empty) replaced by TO, left to right (Replace normalizers and decoders).
+std::string replace_all(std::string_view text, std::string_view from, std::string_view to);
+
 class Normalizer {
  public:
   Normalizer() = default;  // none

@@ -9,16 +9,6 @@
 namespace lofi::data {
 namespace {
 
-std::string replace_all(const std::string& text, const std::string& from, const std::string& to) {
-  std::string out;
-  size_t done = 0;
-  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, done)) {
-    out.append(text, done, at - done).append(to);
-    done = at + from.size();
-  }
-  return out.append(text, done, std::string::npos);
-}
-
 // The byte a token spelled <0xXX> (upper- or lower-case hex, as Rust's from_str_radix reads) stands for, or -1.
 int fallback_byte(const std::string& t) {
   if (t.size() != 6 || t.compare(0, 3, "<0x") != 0 || t[5] != '>') return -1;
