@@ -73,13 +73,15 @@ TEST(CausalLm, TokensNeverSeeTheFuture) {
 
 // The other layouts: GPT-2, OPT's post-LayerNorm variant with a narrower embedding, and the
 // Llama class: grouped-query attention with an untied head, Qwen2's q/k/v biases with
-// Llama 3.1 rope scaling, Mistral's sliding window shorter than the sequence.
+// Llama 3.1 rope scaling, Mistral's sliding window shorter than the sequence, Qwen3's norms of
+// each query and key head with a head_dim of its own.
 std::vector<LmConfig> variants() {
   LmConfig gpt2 = tiny("gpt2"), post = tiny(), llama = tiny("llama"), qwen2 = tiny("qwen2"), mistral = tiny("mistral");
+  LmConfig qwen3 = tiny("qwen3");
   gpt2.activation = "gelu";
   post.do_layer_norm_before = false;
   post.word_embed_proj_dim = 8;
-  for (LmConfig* c : {&llama, &qwen2, &mistral}) c->activation = "silu";
+  for (LmConfig* c : {&llama, &qwen2, &mistral, &qwen3}) c->activation = "silu";
   llama.n_kv_head = 1;
   llama.tie_word_embeddings = false;
   qwen2.attention_bias = true;
@@ -88,7 +90,11 @@ std::vector<LmConfig> variants() {
   qwen2.rope_original_max_positions = 8;
   mistral.sliding_window = 4;
   mistral.tie_word_embeddings = false;
-  return {tiny(), gpt2, post, llama, qwen2, mistral};
+  qwen3.qk_norm = true;
+  qwen3.n_head = 4;
+  qwen3.n_kv_head = 2;
+  qwen3.head_dim = 6;  // 4 x 6 = 24 != d_model
+  return {tiny(), gpt2, post, llama, qwen2, mistral, qwen3};
 }
 
 TEST(CausalLm, EveryLayoutIsCausalAndTrains) {
@@ -239,6 +245,17 @@ TEST(CausalLm, BadConfigIsNamed) {
   EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("n_head (4) must be a multiple of n_kv_head (3)"), std::string::npos);
   c = tiny("qwen2");
   EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("arch \"qwen2\" has biases on q/k/v_proj only"), std::string::npos);
+  // Query/key norms belong to Qwen3, and Qwen3 has them.
+  c = tiny("qwen3");
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("arch \"qwen3\" has RMSNorm on each query and key head: set qk_norm = true"),
+            std::string::npos);
+  c = tiny("llama");
+  c.qk_norm = true;
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("arch \"llama\" has no RMSNorm on each query and key head: set qk_norm = false"),
+            std::string::npos);
+  c = tiny();
+  c.qk_norm = true;
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("qk_norm = true does not apply to arch \"opt\""), std::string::npos);
 }
 
 // The Llama class names its parameters as transformers does, with the head its own when untied.
@@ -257,6 +274,11 @@ TEST(CausalLm, LlamaNamesAndShapesAreHuggingFaces) {
   EXPECT_NE(qwen2.find("model.layers.0.self_attn.v_proj.bias"), nullptr);
   EXPECT_EQ(qwen2.find("model.layers.0.self_attn.o_proj.bias"), nullptr);
   EXPECT_EQ(qwen2.find("lm_head.weight"), nullptr);  // tied
+  auto qwen3 = make_causal_lm(variants()[6])->named_parameters();
+  EXPECT_EQ(qwen3["model.layers.1.self_attn.q_norm.weight"].sizes(), torch::IntArrayRef({6}));  // one head's width
+  EXPECT_EQ(qwen3["model.layers.1.self_attn.k_norm.weight"].sizes(), torch::IntArrayRef({6}));
+  EXPECT_EQ(qwen3["model.layers.0.self_attn.q_proj.weight"].sizes(), torch::IntArrayRef({24, 16}));  // 4 heads of 6
+  EXPECT_EQ(qwen3.size(), 2u + 2 * 11u);  // tied head
 }
 
 TEST(CausalLm, LossFallsWhenOverfittingOneBatch) {

@@ -113,7 +113,8 @@ TEST_P(Transformers, LogitsAndExportMatch) {
                           "num_attention_heads", "do_layer_norm_before", "word_embed_proj_dim", "n_embd", "n_layer",
                           "n_head", "n_positions", "activation_function", "layer_norm_epsilon", "intermediate_size",
                           "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_parameters",
-                          "attention_bias", "mlp_bias", "sliding_window", "tie_word_embeddings", "max_position_embeddings"})
+                          "attention_bias", "mlp_bias", "sliding_window", "use_sliding_window", "tie_word_embeddings",
+                          "max_position_embeddings"})
     if (want.contains(key)) {
       EXPECT_EQ(got[key], want[key]) << key;
     }
@@ -124,9 +125,10 @@ TEST_P(Transformers, LogitsAndExportMatch) {
 }
 
 // Llama-class fixtures: make_llama_fixtures.py (GQA, llama3 / linear rope scaling, head_dim,
-// biases, tied and untied heads, a sliding window shorter than the sequence, a sharded set).
+// biases, tied and untied heads, a sliding window shorter than the sequence, a sharded set,
+// Qwen3's norms of each query and key head).
 INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "opt-350m-like", "gpt2", "llama-gqa",
-                                                             "llama-bias", "qwen2", "mistral-window"));
+                                                             "llama-bias", "qwen2", "mistral-window", "qwen3"));
 
 TEST(HfNames, HubPrefixesBuffersAndTiedHead) {
   const std::string dir = test::scratch_dir();
@@ -227,11 +229,14 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
     return test::error_of([&] { model::lm_config_from_hf(j, "x/config.json"); });
   };
   const json qwen2 = read_json(kFixtures / "transformers" / "qwen2" / "config.json");
+  const json qwen3 = read_json(kFixtures / "transformers" / "qwen3" / "config.json");
   for (const auto& [j, key, value] : std::vector<std::tuple<json, std::string, json>>{
            {v5, "hidden_act", "gelu_fast"},
            {v5, "partial_rotary_factor", 0.5},
            {v5, "pretraining_tp", 2},
-           {qwen2, "use_sliding_window", true}}) {
+           {qwen2, "use_sliding_window", true},
+           {qwen3, "use_sliding_window", true},
+           {qwen3, "layer_types", {"full_attention", "sliding_attention"}}}) {
     std::string e = error(j, key, value);
     EXPECT_NE(e.find("x/config.json: \"" + key + "\": " + value.dump() + " is not supported"), std::string::npos) << e;
   }
@@ -247,9 +252,17 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
             std::string::npos)
       << e;
   e = error(v5, "model_type", "gemma");
-  EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gpt2\", \"llama\", \"mistral\", \"opt\", \"qwen2\")"),
+  EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gpt2\", \"llama\", \"mistral\", \"opt\", \"qwen2\", \"qwen3\")"),
             std::string::npos)
       << e;
+  // Qwen3's head_dim: absent is transformers' default of 128, not hidden_size / heads; its
+  // query/key norms come with the model type.
+  json no_head_dim = qwen3;
+  no_head_dim.erase("head_dim");
+  EXPECT_EQ(model::lm_config_from_hf(no_head_dim, "q").head_width(), 128);
+  EXPECT_EQ(model::lm_config_from_hf(qwen3, "q").head_width(), 16);
+  EXPECT_TRUE(model::lm_config_from_hf(qwen3, "q").qk_norm);
+  EXPECT_FALSE(model::lm_config_from_hf(qwen2, "q").qk_norm);
   // Mistral's window: absent is transformers' default of 4096, null is none.
   json mistral = read_json(kFixtures / "transformers" / "mistral-window" / "config.json");
   EXPECT_EQ(model::lm_config_from_hf(mistral, "m").sliding_window, 6);

@@ -31,9 +31,12 @@ TEST(MemoryPlan, ParameterCountsEqualTheBuiltModels) {
                                   "--set model.arch=gpt2 --set model.n_layer=3 --set model.activation=gelu",
                                   "--set model.arch=llama --set model.n_layer=3 --set model.activation=silu --set model.n_kv_head=2",
                                   "--set model.arch=llama --set model.n_layer=3 --set model.activation=silu --set model.tie_word_embeddings=false",
-                                  "--set model.arch=qwen2 --set model.n_layer=2 --set model.activation=silu --set model.attention_bias=true --set model.attention_out_bias=false --set model.mlp_bias=false"}) {
+                                  "--set model.arch=qwen2 --set model.n_layer=2 --set model.activation=silu --set model.attention_bias=true --set model.attention_out_bias=false --set model.mlp_bias=false",
+                                  "--set model.arch=qwen3 --set model.n_layer=2 --set model.activation=silu --set model.qk_norm=true --set model.head_dim=16"}) {
     for (const std::string lora : {"", " --set lora.rank=4 --set lora.target=all-linear", " --set lora.rank=2 --set lora.target=q_proj,v_proj"}) {
-      if (lora.find("q_proj") != std::string::npos && shape.find("llama") == std::string::npos) continue;
+      if (lora.find("q_proj") != std::string::npos && shape.find("llama") == std::string::npos &&
+          shape.find("qwen3") == std::string::npos)
+        continue;
       SCOPED_TRACE(shape + lora);
       const train::Config config = train::load_config(
           "", split_sets(shape + lora + " --set model.n_head=4 --set model.d_model=32 --set model.d_ff=48 --set model.vocab_size=300"

@@ -97,6 +97,7 @@ train::ModelFootprint lm_footprint(const train::Config& config, int64_t micro_ba
   const double B = static_cast<double>(micro_batch);
   double block = 2 * (s * N * d + e * N * d);                // two norms: their input, matmul's saved output
   block += e * N * hd * (H + 2 * kv) + e * N * H * hd;       // q, k, v, attention output
+  if (c.qk_norm) block += e * N * hd * (H + kv);             // Qwen3: q and k before their norms
   block += 4 * B * H * T;                                    // its log-sum-exp
   if (!counts.gated) block += e * N * d;                     // OPT / GPT-2: the output's contiguous copy
   block += counts.gated ? 3 * e * N * ff : (relu ? 1 : 2) * e * N * ff;

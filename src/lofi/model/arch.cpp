@@ -30,7 +30,8 @@ const std::vector<std::string>& llama_class_keys() {
   static const std::vector<std::string> keys{"n_kv_head",          "head_dim",          "rope_theta",
                                              "rope_scaling",       "rope_factor",       "rope_low_freq_factor",
                                              "rope_high_freq_factor", "rope_original_max_positions", "attention_bias",
-                                             "attention_out_bias", "mlp_bias",          "sliding_window"};
+                                             "attention_out_bias", "mlp_bias",          "sliding_window",
+                                             "qk_norm"};
   return keys;
 }
 

@@ -49,17 +49,23 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c)
   k_proj = register_module("k_proj", linear(c.d_model, n_kv_head * head_dim, c.attention_bias));
   v_proj = register_module("v_proj", linear(c.d_model, n_kv_head * head_dim, c.attention_bias));
   o_proj = register_module("o_proj", linear(n_head * head_dim, c.d_model, c.attention_out_bias));
+  if (c.qk_norm) {
+    q_norm = register_module("q_norm", RmsNorm(head_dim, c.layer_norm_eps));
+    k_norm = register_module("k_norm", RmsNorm(head_dim, c.layer_norm_eps));
+  }
 }
 
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& input, const torch::Tensor& cos, const torch::Tensor& sin,
                                           const torch::Tensor& mask) {
   const torch::Tensor x = kernels::autocast_operand(input);  // one copy for q, k and v (kernels/autocast_operand.h)
   const int64_t B = x.size(0), T = x.size(1);
-  auto heads = [&](const torch::Tensor& t, int64_t h) {
-    return t.view({B, T, h, head_dim}).transpose(1, 2);  // (B, T, h*D) -> (B, h, T, D)
+  auto heads = [&](const torch::Tensor& t, int64_t h, RmsNorm norm = RmsNorm(nullptr)) {
+    torch::Tensor split = t.view({B, T, h, head_dim});  // (B, T, h*D) -> (B, T, h, D)
+    if (norm) split = norm(split);                        // each head normed over its D features (Qwen3)
+    return split.transpose(1, 2);                         // -> (B, h, T, D)
   };
-  torch::Tensor q = apply_rope(heads(q_proj(x), n_head), cos, sin);
-  torch::Tensor k = apply_rope(heads(k_proj(x), n_kv_head), cos, sin);
+  torch::Tensor q = apply_rope(heads(q_proj(x), n_head, q_norm), cos, sin);
+  torch::Tensor k = apply_rope(heads(k_proj(x), n_kv_head, k_norm), cos, sin);
   torch::Tensor y = causal_attention_heads(q, k, heads(v_proj(x), n_kv_head), 1.0 / std::sqrt(static_cast<double>(head_dim)),
                                            window, dropout, is_training(), mask);  // (B, H, T, D)
   return o_proj(y.transpose(1, 2).reshape({B, T, n_head * head_dim}));      // (B, H, T, D) -> (B, T, H*D) -> (B, T, C)

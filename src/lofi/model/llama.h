@@ -1,7 +1,8 @@
-// Llama-class decoders (LlamaForCausalLM, and Qwen2 and Mistral, which share its modules): no
+// Llama-class decoders (LlamaForCausalLM, and Qwen2, Qwen3 and Mistral, which share its modules): no
 // learned positions but rotary embeddings on queries and keys (Hugging Face's rotate-half
 // layout, rope_theta, linear or Llama 3.1 frequency scaling), grouped-query attention,
-// pre-RMSNorm blocks, a SwiGLU MLP, a final RMSNorm and a tied or separate lm_head. Submodule
+// pre-RMSNorm blocks (Qwen3: RMSNorm of each query and key head too), a SwiGLU MLP, a final
+// RMSNorm and a tied or separate lm_head. Submodule
 // names give Hugging Face's parameter names ("model.layers.0.self_attn.q_proj.weight", ...).
 #pragma once
 #include <torch/torch.h>
@@ -29,6 +30,7 @@ struct LlamaAttentionImpl : torch::nn::Module {
   int64_t n_head, n_kv_head, head_dim, window;
   double dropout;
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};  // (C, H*D), (C, Hkv*D) x 2, (H*D, C)
+  RmsNorm q_norm{nullptr}, k_norm{nullptr};  // (D) each, over every head before the rotation; only with qk_norm (Qwen3)
 };
 TORCH_MODULE(LlamaAttention);
 

@@ -27,7 +27,8 @@ void LlamaClassArch::read_hf(const HfKeys& keys, LmConfig& c) const {
     keys.unsupported("num_key_value_heads", "it must divide num_attention_heads = " + std::to_string(c.n_head) +
                                                 ": each key/value head serves the same number of query heads");
   if (c.n_kv_head == c.n_head) c.n_kv_head = 0;
-  c.head_dim = keys.size("head_dim", 0);
+  c.head_dim = keys.size("head_dim", default_head_dim());
+  c.qk_norm = qk_norm();
   if (c.n_head > 0 && c.head_dim * c.n_head == c.d_model) c.head_dim = 0;
   if (keys.has("partial_rotary_factor") && keys.number("partial_rotary_factor", 1.0) != 1.0)
     keys.unsupported("partial_rotary_factor", "lofi rotates the whole head");
@@ -51,6 +52,12 @@ void LlamaClassArch::read_hf(const HfKeys& keys, LmConfig& c) const {
   }
   if (rope.has("partial_rotary_factor") && rope.number("partial_rotary_factor", 1.0) != 1.0)
     rope.unsupported("partial_rotary_factor", "lofi rotates the whole head");
+  // transformers 5's attention kind per layer: lofi's is one for every layer (whole sequence, or
+  // Mistral's sliding_window in all of them).
+  if (keys.has("layer_types"))
+    for (const auto& kind : keys.json()["layer_types"])
+      if (kind != "full_attention")
+        keys.unsupported("layer_types", "lofi attends the same way in every layer; " + kind.dump() + " layers are not built");
   read_variant(keys, c);
 }
 
@@ -80,6 +87,12 @@ void LlamaClassArch::write_hf(const LmConfig& c, nlohmann::ordered_json& out) co
   write_variant(c, out);
 }
 
+void LlamaClassArch::check_all_attention_biases_or_none(const LmConfig& c, const std::string& source) {
+  if (c.attention_bias != c.attention_out_bias)
+    fail(source, ": arch \"", c.arch, "\" has biases on all attention projections or none (attention_bias); attention_bias = ",
+         c.attention_bias ? "true" : "false", " and attention_out_bias = ", c.attention_out_bias ? "true" : "false", " differ");
+}
+
 void LlamaClassArch::check(const LmConfig& c, const std::string& source) const {
   auto need = [&](bool ok, const auto&... why) {
     if (!ok) fail(source, ": ", why...);
@@ -95,6 +108,8 @@ void LlamaClassArch::check(const LmConfig& c, const std::string& source) const {
   need(c.rope_scaling != "llama3" || (c.rope_high_freq_factor > c.rope_low_freq_factor && c.rope_low_freq_factor > 0 &&
                                       c.rope_original_max_positions > 0),
        "rope_scaling = \"llama3\" needs 0 < rope_low_freq_factor < rope_high_freq_factor and rope_original_max_positions > 0");
+  need(c.qk_norm == qk_norm(), "arch \"", c.arch, "\" has ", qk_norm() ? "" : "no ",
+       "RMSNorm on each query and key head: set qk_norm = ", qk_norm() ? "true" : "false");
   check_variant(c, source);
 }
 

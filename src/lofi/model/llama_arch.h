@@ -1,8 +1,9 @@
-// What Llama, Qwen2 and Mistral share as architectures (archs/llama.cpp, qwen2.cpp, mistral.cpp):
-// the modules of llama.h, the config.json keys of transformers' LlamaConfig family, the rotary
-// settings in both of transformers' spellings (rope_theta + rope_scaling, as hub checkpoints
-// carry them, and rope_parameters, as transformers 5 writes them), and their checks. Each
-// architecture says what differs: its name, class, defaults, biases and sliding window.
+// What Llama, Qwen2, Qwen3 and Mistral share as architectures (archs/llama.cpp, qwen2.cpp,
+// qwen3.cpp, mistral.cpp): the modules of llama.h, the config.json keys of transformers'
+// LlamaConfig family, the rotary settings in both of transformers' spellings (rope_theta +
+// rope_scaling, as hub checkpoints carry them, and rope_parameters, as transformers 5 writes
+// them), and their checks. Each architecture says what differs: its name, class, defaults,
+// biases, sliding window and query/key norms.
 #pragma once
 #include "lofi/model/arch.h"
 
@@ -23,10 +24,16 @@ class LlamaClassArch : public LmArch {
   virtual int64_t default_d_ff() const = 0;
   virtual int64_t default_kv_heads() const = 0;  // 0: num_attention_heads
   virtual int64_t default_max_positions() const = 0;
+  virtual int64_t default_head_dim() const { return 0; }  // 0: hidden_size / num_attention_heads
+  // Whether every head's queries and keys pass an RMSNorm before the rotation (LmConfig::qk_norm):
+  // fixed by the architecture, so read from none of config.json's keys.
+  virtual bool qk_norm() const { return false; }
   // Biases and window beyond the shared keys: read, written, checked.
   virtual void read_variant(const HfKeys& keys, LmConfig& c) const = 0;
   virtual void write_variant(const LmConfig& c, nlohmann::ordered_json& out) const = 0;
   virtual void check_variant(const LmConfig& c, const std::string& source) const = 0;
+  // For architectures whose attention_bias puts a bias on all four projections or none.
+  static void check_all_attention_biases_or_none(const LmConfig& c, const std::string& source);
 };
 
 }  // namespace lofi::model

@@ -6,8 +6,10 @@ namespace lofi::model {
 
 double LmConfig::parameter_bound() const {
   const double d = static_cast<double>(d_model), L = static_cast<double>(n_layer);
-  const double attn = static_cast<double>(n_head) * static_cast<double>(head_dim > 0 ? head_dim : (n_head > 0 ? d_model / n_head : 0));
-  const double per_layer = 4 * d * std::max(d, attn) + 3 * d * static_cast<double>(d_ff) + 4 * (d + static_cast<double>(d_ff));
+  const double head = static_cast<double>(head_dim > 0 ? head_dim : (n_head > 0 ? d_model / n_head : 0));
+  const double attn = static_cast<double>(n_head) * head;
+  const double per_layer = 4 * d * std::max(d, attn) + 3 * d * static_cast<double>(d_ff) + 4 * (d + static_cast<double>(d_ff)) +
+                           (qk_norm ? 2 * head : 0);
   return L * per_layer + outside_blocks_bound();
 }
 

@@ -27,7 +27,7 @@ struct LmConfig {
   bool do_layer_norm_before = true;
   int64_t word_embed_proj_dim = 0;
   bool tie_word_embeddings = true;
-  // Llama-class decoders (llama, qwen2, mistral).
+  // Llama-class decoders (llama, qwen2, qwen3, mistral).
   int64_t n_kv_head = 0;
   int64_t head_dim = 0;
   double rope_theta = 10000.0;
@@ -40,10 +40,11 @@ struct LmConfig {
   bool attention_out_bias = false;
   bool mlp_bias = false;
   int64_t sliding_window = 0;
+  bool qk_norm = false;
 
   void declare(Settings& s) {
-    s(arch, "arch", "the architecture (model/archs/): \"opt\", \"gpt2\", \"llama\", \"qwen2\", \"mistral\"; or an\n"
-                    "image classifier (\"vit\"), which ignores the language-model shape keys");
+    s(arch, "arch", "the architecture (model/archs/): \"opt\", \"gpt2\", \"llama\", \"qwen2\", \"qwen3\", \"mistral\"; or\n"
+                    "an image classifier (\"vit\"), which ignores the language-model shape keys");
     s(n_layer, "n_layer", "decoder blocks, e.g. 12 for OPT-125M");
     s(n_head, "n_head", "attention heads, e.g. 12");
     s(d_model, "d_model", "residual width, e.g. 768");
@@ -71,6 +72,7 @@ struct LmConfig {
     s(attention_out_bias, "attention_out_bias", "a bias on the output projection (Llama's attention_bias sets both)");
     s(mlp_bias, "mlp_bias", "biases in the SwiGLU MLP");
     s(sliding_window, "sliding_window", "Mistral: each token attends to at most this many; 0: all before it");
+    s(qk_norm, "qk_norm", "an RMSNorm over each query and key head before the rotation (Qwen3: true)");
   }
 
   int64_t kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }

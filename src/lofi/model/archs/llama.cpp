@@ -1,7 +1,6 @@
 // Llama (LlamaForCausalLM, model_type "llama"; Llama 2/3.x, TinyLlama, SmolLM): modules in
 // model/llama.h, shared keys in model/llama_arch.h. attention_bias puts biases on all four
 // attention projections, mlp_bias on the MLP's three; no sliding window.
-#include "lofi/error.h"
 #include "lofi/model/llama_arch.h"
 
 namespace lofi::model {
@@ -26,9 +25,7 @@ class LlamaArch : public LlamaClassArch {
     out["mlp_bias"] = c.mlp_bias;
   }
   void check_variant(const LmConfig& c, const std::string& source) const override {
-    if (c.attention_bias != c.attention_out_bias)
-      fail(source, ": arch \"llama\" has biases on all attention projections or none (attention_bias); attention_bias = ",
-           c.attention_bias ? "true" : "false", " and attention_out_bias = ", c.attention_out_bias ? "true" : "false", " differ");
+    check_all_attention_biases_or_none(c, source);
     require_defaults(c, source, {"sliding_window"});
   }
 };
