@@ -1,7 +1,8 @@
 // Chat and instruction data: lofi prepare --chat renders with the model's chat template and flags
 // the assistant's tokens exactly as transformers' apply_chat_template (ids) and its assistant mask
 // (return_assistant_tokens_mask) do, on the Llama 3, Qwen2 (ChatML) and Mistral templates
-// (fixtures/chat/make_chat_fixtures.py); the sample file refuses damage; bad input is named.
+// (fixtures/chat/make_chat_fixtures.py), and on Qwen3's through --chat-template's training variant
+// (make_qwen3_fixtures.py); the sample file refuses damage; bad input is named.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -10,6 +11,7 @@
 
 #include "lofi/data/chat_prepare.h"
 #include "lofi/data/chat_samples.h"
+#include "lofi/data/tokenizer.h"
 #include "lofi/io/atomic_file.h"
 #include "test_util.h"
 
@@ -23,12 +25,14 @@ const std::string kChat = LOFI_FIXTURES "/chat";
 
 json expected() { return json::parse(io::read_text_file(kChat + "/expected.json")); }
 
-ChatSamples prepared(const std::string& family, const std::string& file, const std::string& out, bool train_on_prompt = false) {
+ChatSamples prepared(const std::string& family, const std::string& file, const std::string& out, bool train_on_prompt = false,
+                     const ChatTemplateChoice& choice = {}) {
   ChatPrepareOptions o;
   o.tokenizer = kChat + "/" + family;
   o.out = out;
-  o.inputs = {kChat + "/" + file};
+  o.inputs = {file.find('/') == std::string::npos ? kChat + "/" + file : file};
   o.train_on_prompt = train_on_prompt;
+  o.chat_template = choice;
   prepare_chat(o);
   return ChatSamples({out + ".train.chat"}, 1 << 20);
 }
@@ -54,6 +58,112 @@ TEST(ChatPrepare, IdsAndAssistantMasksEqualTransformers) {
       }
     }
   EXPECT_EQ(compared, 6 * 3 + 2);  // six samples under each template, the system prompt under two
+}
+
+// Sample S of GOT: its ids and loss flags.
+std::pair<std::vector<int64_t>, std::vector<int>> sample_of(const ChatSamples& got, int64_t s) {
+  std::vector<int64_t> ids(static_cast<size_t>(got.length(s)));
+  std::vector<uint8_t> mask(ids.size());
+  got.copy(s, ids.data(), mask.data());
+  return {ids, std::vector<int>(mask.begin(), mask.end())};
+}
+
+// Qwen3's published template drops earlier turns' reasoning, so a conversation's turns are not
+// continuations of each other: lofi refuses to guess its masks and names --chat-template. TRL's
+// training variant, given there, gives transformers' ids and assistant masks; single turns, which
+// both templates render alike, prepare with the published one too.
+TEST(ChatPrepare, Qwen3ThroughATrainingTemplateEqualsTransformers) {
+  const std::string dir = test::scratch_dir();
+  const json want = json::parse(io::read_text_file(kChat + "/expected_qwen3.json"));
+  ChatTemplateChoice training;
+  training.file = kChat + "/qwen3_training.jinja";
+  int compared = 0, single = 0;
+  for (const auto& [file, rows] : want.items()) {
+    const ChatSamples got = prepared("qwen3", file, dir + "/" + file, false, training);
+    ASSERT_EQ(got.size(), static_cast<int64_t>(rows.size())) << file;
+    std::string single_turns;  // the file's lines that the published template renders alike
+    std::ifstream lines(kChat + "/" + file);
+    std::string line;
+    for (int64_t s = 0; s < got.size() && std::getline(lines, line); ++s) {
+      const json& row = rows[static_cast<size_t>(s)];
+      const auto [ids, mask] = sample_of(got, s);
+      EXPECT_EQ(ids, row["ids"].get<std::vector<int64_t>>()) << file << " sample " << s;
+      EXPECT_EQ(mask, row["mask"].get<std::vector<int>>()) << file << " sample " << s;
+      ++compared;
+      if (row["published_ids"] == row["ids"]) single_turns += line + "\n";
+    }
+    if (!single_turns.empty()) {
+      io::write_file_atomic(dir + "/single.jsonl", single_turns);
+      const ChatSamples published = prepared("qwen3", dir + "/single.jsonl", dir + "/single");
+      for (int64_t s = 0, r = 0; s < published.size(); ++r) {
+        const json& row = rows[static_cast<size_t>(r)];
+        if (row["published_ids"] != row["ids"]) continue;
+        EXPECT_EQ(sample_of(published, s), std::make_pair(row["ids"].get<std::vector<int64_t>>(), row["mask"].get<std::vector<int>>()))
+            << file << " sample " << r << " under the published template";
+        ++s, ++single;
+      }
+    }
+  }
+  EXPECT_EQ(compared, 6 + 1 + 2);
+  EXPECT_EQ(single, 5 + 1);
+  for (const char* multi_turn : {"system.jsonl", "thinking.jsonl"}) {
+    const std::string e = test::error_of([&] { prepared("qwen3", multi_turn, dir + "/refused"); });
+    EXPECT_NE(e.find(std::string(multi_turn) + ":1: the chat template refused this sample: the chat template does not render turn"),
+              std::string::npos) << e;
+    EXPECT_NE(e.find("give --chat-template a training template that renders every turn once"), std::string::npos) << e;
+  }
+}
+
+// --chat-template-kwargs reaches the template as apply_chat_template's keyword arguments:
+// enable_thinking = false closes Qwen3's thinking block in the generation prompt, so that block
+// is prompt, not a training target.
+TEST(ChatPrepare, TemplateVariablesReachTheTemplate) {
+  const std::string dir = test::scratch_dir();
+  const json want = json::parse(io::read_text_file(kChat + "/expected_qwen3.json"));
+  // The published template (generate --chat's prompt), then the training one (prepare's masks).
+  ChatTemplateChoice plain, no_thinking;
+  no_thinking.kwargs = parse_chat_template_kwargs(R"({"enable_thinking": false})", "--chat-template-kwargs");
+  const json& row = want["thinking.jsonl"][0];
+  const std::string lines = io::read_text_file(kChat + "/thinking.jsonl");
+  json messages = json::parse(lines.substr(0, lines.find('\n')))["messages"];
+  messages.erase(messages.size() - 1);  // through the last user turn
+  auto prompt = [&](const ChatTemplateChoice& c) {
+    const std::vector<ChatRender> renders = render_chats(kChat + "/qwen3", {messages}, true, /*add_generation_prompt=*/true, c);
+    std::string text;
+    for (const auto& segment : renders.at(0).segments) text += segment.text;
+    return text;
+  };
+  EXPECT_EQ(prompt(plain), row["generation_prompt"].get<std::string>());
+  EXPECT_EQ(prompt(no_thinking), row["generation_prompt_no_thinking"].get<std::string>());
+  EXPECT_NE(prompt(plain), prompt(no_thinking));
+  plain.file = no_thinking.file = kChat + "/qwen3_training.jinja";
+  // A single turn: the same ids either way; without thinking, the empty block is not trained.
+  const Tokenizer tokenizer = Tokenizer::load(kChat + "/qwen3");
+  auto trained_text = [&](const ChatSamples& got) {
+    const auto [ids, mask] = sample_of(got, 0);
+    std::vector<uint32_t> trained;
+    for (size_t t = 0; t < ids.size(); ++t)
+      if (mask[t]) trained.push_back(static_cast<uint32_t>(ids[t]));
+    return tokenizer.decode(trained);
+  };
+  io::write_file_atomic(dir + "/one.jsonl", R"({"prompt": "Name a colour.", "completion": "Blue."})" "\n");
+  const ChatSamples thinking = prepared("qwen3", dir + "/one.jsonl", dir + "/a", false, plain);
+  const ChatSamples not_thinking = prepared("qwen3", dir + "/one.jsonl", dir + "/b", false, no_thinking);
+  EXPECT_EQ(sample_of(thinking, 0).first, sample_of(not_thinking, 0).first);
+  EXPECT_EQ(trained_text(thinking), "<think>\n\n</think>\n\nBlue.<|im_end|>\n");
+  EXPECT_EQ(trained_text(not_thinking), "Blue.<|im_end|>\n");
+  // Bad variables and files are named.
+  for (const auto& [text, says] : std::vector<std::pair<std::string, std::string>>{
+           {"[1]", "--chat-template-kwargs: expected a JSON object such as '{\"enable_thinking\": false}', found a JSON array"},
+           {"{enable_thinking: false}", "which is not JSON"},
+           {R"({"messages": []})", "--chat-template-kwargs: \"messages\" is set by lofi itself; leave it out"}}) {
+    const std::string e = test::error_of([&] { parse_chat_template_kwargs(text, "--chat-template-kwargs"); });
+    EXPECT_NE(e.find(says), std::string::npos) << e;
+  }
+  ChatTemplateChoice missing;
+  missing.file = dir + "/nothing.jinja";
+  const std::string e = test::error_of([&] { prepared("qwen3", dir + "/one.jsonl", dir + "/c", false, missing); });
+  EXPECT_NE(e.find("chat template " + dir + "/nothing.jinja: not a file"), std::string::npos) << e;
 }
 
 TEST(ChatPrepare, OutIsAPrefixOrADirectory) {

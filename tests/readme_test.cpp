@@ -3,8 +3,8 @@
 // keys below, each of which must exist), byte-level data where the demo writes its own (generated
 // here, not the fortunes) and a pretrained checkpoint, a
 // Hugging Face OPT made by transformers with an OPT-style tokenizer, a tiny instruction-tuned Llama
-// (the chat fixtures'), generated text and images, and
-// a ViT checkpoint. Lines that need a Slurm cluster, a second machine or a GPU are left out, each
+// (the chat fixtures'), a Qwen3 tokenizer with its template and TRL's training variant, generated
+// text and images, and a ViT checkpoint. Lines that need a Slurm cluster, a second machine or a GPU are left out, each
 // named with its reason; every other line must exit 0.
 #include <gtest/gtest.h>
 
@@ -107,6 +107,10 @@ TEST(CliReadme, ShellBlocksRunAsWritten) {
   // chat template; the instruction-tuning example with its config shrunk.
   fs::create_directories(sandbox + "/models");
   fs::copy(std::string(LOFI_FIXTURES) + "/chat/tiny-llama", sandbox + "/models/Llama-3.2-1B-Instruct", fs::copy_options::recursive);
+  // "A local copy of Qwen/Qwen3-8B": the chat fixtures' Qwen3 tokenizer and template; TRL's
+  // training variant of that template.
+  fs::copy(std::string(LOFI_FIXTURES) + "/chat/qwen3", sandbox + "/models/Qwen3-8B", fs::copy_options::recursive);
+  fs::copy_file(std::string(LOFI_FIXTURES) + "/chat/qwen3_training.jinja", sandbox + "/qwen3_training.jinja");
   fs::create_directories(sandbox + "/examples/wordnet-instruct");
   fs::copy_file(repo + "/examples/wordnet-instruct/make_wordnet_tasks.py", sandbox + "/examples/wordnet-instruct/make_wordnet_tasks.py");
   shrink(repo + "/examples/wordnet-instruct/lora.toml", sandbox + "/examples/wordnet-instruct/lora.toml",

@@ -53,6 +53,23 @@ void AdapterMergeFlags::add_to(CLI::App& cmd) {
       ->expected(1, 2)->capture_default_str();
 }
 
+void ChatTemplateFlags::add_to(CLI::App& cmd) {
+  cmd.add_option("--chat-template", file,
+                 "with --chat: a Jinja chat template file rendering instead of the tokenizer's own (e.g. a training\n"
+                 "template that renders every turn once, where the model's rewrites earlier turns)")
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--chat-template-kwargs", kwargs,
+                 "with --chat: a JSON object of variables for the template, as apply_chat_template's keyword\n"
+                 "arguments, e.g. '{\"enable_thinking\": false}'");
+}
+
+data::ChatTemplateChoice ChatTemplateFlags::choice() const {
+  data::ChatTemplateChoice c;
+  c.file = file;
+  if (!kwargs.empty()) c.kwargs = data::parse_chat_template_kwargs(kwargs, "--chat-template-kwargs");
+  return c;
+}
+
 bool AdapterMergeFlags::merge_if_adapters(const merge::MergeOptions& options) const {
   // "svd 4" given as one quoted word counts as two.
   std::vector<std::string> words_given;

@@ -1,10 +1,12 @@
-// Options several commands share: number checks, the merge engine's flags, the evaluation flags.
+// Options several commands share: number checks, the merge engine's flags, the evaluation flags,
+// the chat template's.
 #pragma once
 #include <CLI/CLI.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "lofi/data/chat_template.h"
 #include "lofi/family/sweeps.h"
 #include "lofi/merge/engine.h"
 
@@ -42,6 +44,16 @@ struct EvalFlags {
   family::EvalRequest request() const;
   // Writes TEXT to --json's file, if one was given.
   void write_json(const std::string& text) const;
+};
+
+// --chat-template and --chat-template-kwargs, for `prepare --chat` and `generate --chat`.
+struct ChatTemplateFlags {
+  std::string file, kwargs;
+
+  void add_to(CLI::App& cmd);
+  bool given() const { return !file.empty() || !kwargs.empty(); }
+  // The choice, --chat-template-kwargs parsed (refused by name when it is not a JSON object).
+  data::ChatTemplateChoice choice() const;
 };
 
 }  // namespace lofi::cli

@@ -21,6 +21,7 @@ class Generate : public Command {
                  "render the prompt as a user turn with the tokenizer's chat template and print the assistant's reply, "
                  "generated until an end-of-turn token");
     cmd.add_option("--system", request_.system, "with --chat: a system message before the user's");
+    chat_template_.add_to(cmd);
     cmd.add_option("--tokenizer", request_.tokenizer,
                    "Hugging Face tokenizer directory (default: the model's, or its run's pretrained directory); bytes: ids are bytes");
     cmd.add_option("--max-new-tokens", o.max_new_tokens, "tokens to add")->check(kNonNegative);
@@ -34,6 +35,8 @@ class Generate : public Command {
   }
   int run() override {
     if (!request_.system.empty() && !request_.chat) fail("generate: --system goes with --chat");
+    if (chat_template_.given() && !request_.chat) fail("generate: --chat-template and --chat-template-kwargs go with --chat");
+    request_.chat_template = chat_template_.choice();
     // Printed as it is generated, so a long generation shows its progress.
     request_.on_text = [](const std::string& piece) { std::cout << piece << std::flush; };
     family::generate_text(request_);
@@ -43,6 +46,7 @@ class Generate : public Command {
 
  private:
   family::GenerateRequest request_;
+  ChatTemplateFlags chat_template_;
 };
 
 }  // namespace

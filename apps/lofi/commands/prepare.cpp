@@ -37,9 +37,11 @@ class Prepare : public Command {
                  "writes OUT.train.chat (and OUT.val.chat; OUT/train.chat where OUT is a directory or ends in /) with a loss "
                  "flag per token");
     cmd.add_flag("--train-on-prompt", train_on_prompt_, "with --chat: every token is a training target, not only the assistant's");
+    chat_template_.add_to(cmd);
   }
   int run() override {
     if (train_on_prompt_ && !chat_) fail("prepare: --train-on-prompt goes with --chat");
+    if (chat_template_.given() && !chat_) fail("prepare: --chat-template and --chat-template-kwargs go with --chat");
     if (chat_ && options_.shard_tokens > 0) fail("prepare: --shard-tokens cuts token shards; --chat writes one sample file per split");
     if (chat_) return run_chat();
     options_.progress = !quiet_;
@@ -63,6 +65,7 @@ class Prepare : public Command {
     o.out = options_.out;
     o.inputs = options_.inputs;
     o.train_on_prompt = train_on_prompt_;
+    o.chat_template = chat_template_.choice();
     o.val_fraction = options_.val_fraction;
     o.seed = options_.seed;
     o.threads = options_.threads;
@@ -81,6 +84,7 @@ class Prepare : public Command {
 
   data::PrepareOptions options_;
   bool quiet_ = false, chat_ = false, train_on_prompt_ = false;
+  ChatTemplateFlags chat_template_;
 };
 
 }  // namespace

@@ -103,7 +103,8 @@ ChatPrepareSummary prepare_chat(const ChatPrepareOptions& o) {
       where.push_back(at);
     });
   if (conversations.empty()) fail("prepare --chat: no samples in ", o.inputs.front());
-  const std::vector<ChatRender> renders = render_chats(o.tokenizer, conversations, o.train_on_prompt);
+  const std::vector<ChatRender> renders =
+      render_chats(o.tokenizer, conversations, o.train_on_prompt, /*add_generation_prompt=*/false, o.chat_template);
   // Tokenized on every core, in contiguous slices.
   std::vector<ChatSample> tokenized(renders.size());
   const size_t cores = o.threads > 0 ? static_cast<size_t>(o.threads) : std::thread::hardware_concurrency();

@@ -4,7 +4,7 @@
 //   {"prompt": ..., "completion": ...}   strings (a user turn, then an assistant turn) or lists of messages
 //   {"instruction": "...", "input": "...", "output": "..."}   Alpaca: the user turn is the instruction,
 //                                                            then a blank line and the input when there is one
-// rendered with the tokenizer directory's chat template (chat_template.h), tokenized as
+// rendered with the tokenizer directory's chat template or another (chat_template.h), tokenized as
 // transformers' apply_chat_template(tokenize=True) does (the rendered text, special tokens matched,
 // nothing added), and flagged for the loss: the assistant turns' tokens, or all with TRAIN_ON_PROMPT.
 #pragma once
@@ -25,6 +25,7 @@ struct ChatPrepareOptions {
   std::string out;                   // output prefix (OUT.train.chat, OUT.val.chat), or a directory (OUT/train.chat)
   std::vector<std::string> inputs;   // JSONL files
   bool train_on_prompt = false;      // every token a target, not only the assistant's
+  ChatTemplateChoice chat_template;  // another template, variables for it
   double val_fraction = 0;
   uint64_t seed = 0;
   int threads = 0;                   // tokenizing threads; 0: all cores

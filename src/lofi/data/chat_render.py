@@ -4,7 +4,10 @@
 # and marks the assistant's characters: those between rendering the turns before an assistant
 # message with add_generation_prompt and rendering through that message. lofi runs it
 # (data/chat_template.cpp) with a Python that has jinja2 (PyTorch's wheel depends on it):
-#   python -c SCRIPT TOKENIZER_DIR IN.jsonl OUT.jsonl TRAIN_ON_PROMPT
+#   python -c SCRIPT TOKENIZER_DIR IN.jsonl OUT.jsonl TRAIN_ON_PROMPT TEMPLATE_FILE KWARGS_JSON
+# TEMPLATE_FILE (may be empty): a Jinja file rendering instead of the directory's template.
+# KWARGS_JSON: an object of variables passed to the template, over the special tokens' names (as
+# apply_chat_template's **kwargs, e.g. {"enable_thinking": false}).
 # Templates from model repositories are untrusted code: they run sandboxed, and jinja2 older than
 # 3.1.6 (known sandbox escapes) is refused, as transformers refuses it.
 # IN: {"line": N, "messages": [...], "add_generation_prompt": false} per line.
@@ -86,13 +89,13 @@ def token_text(value):
     return value
 
 
-def load(directory):
+def load(directory, template_file):
     config = {}
     config_path = os.path.join(directory, "tokenizer_config.json")
     if os.path.exists(config_path):
         with open(config_path, encoding="utf-8") as f:
             config = json.load(f)
-    jinja_path = os.path.join(directory, "chat_template.jinja")
+    jinja_path = template_file or os.path.join(directory, "chat_template.jinja")
     if os.path.exists(jinja_path):
         with open(jinja_path, encoding="utf-8") as f:
             source, where = f.read(), jinja_path
@@ -146,8 +149,9 @@ def segments(template, variables, messages, add_generation_prompt, train_on_prom
         through = render(messages[:k + 1], False)
         if not through.startswith(before) or not full.startswith(through):
             raise ValueError(f"the chat template does not render turn {k + 1} as a continuation of the turns before it "
-                             "(it rewrites earlier turns), so the assistant's tokens cannot be told apart; "
-                             "use --train-on-prompt to train on every token")
+                             "(it rewrites earlier turns, as Qwen3's drops their reasoning), so the assistant's tokens "
+                             "cannot be told apart; give --chat-template a training template that renders every turn "
+                             "once (e.g. TRL's qwen3_training.jinja), or use --train-on-prompt to train on every token")
         if len(through) > len(before):
             spans.append((len(before), len(through)))
     out, at = [], 0
@@ -163,8 +167,10 @@ def segments(template, variables, messages, add_generation_prompt, train_on_prom
 
 def main():
     directory, source, target, train_on_prompt = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+    template_file, kwargs = sys.argv[5], json.loads(sys.argv[6])
     try:
-        template, variables = load(directory)
+        template, variables = load(directory, template_file)
+        variables.update(kwargs)
     except (ValueError, OSError, json.JSONDecodeError) as e:
         sys.stderr.write(f"{e}\n")
         sys.exit(2)

@@ -69,9 +69,27 @@ std::vector<int64_t> stop_token_ids(const Tokenizer& tokenizer, const std::strin
   return ids;
 }
 
+nlohmann::json parse_chat_template_kwargs(const std::string& text, const std::string& option) {
+  nlohmann::json kwargs;
+  try {
+    kwargs = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception&) {
+    fail(option, ": expected a JSON object such as '{\"enable_thinking\": false}', found '", text, "', which is not JSON");
+  }
+  if (!kwargs.is_object())
+    fail(option, ": expected a JSON object such as '{\"enable_thinking\": false}', found a JSON ", kwargs.type_name());
+  for (const char* own : {"messages", "add_generation_prompt", "tools", "documents"})
+    if (kwargs.contains(own)) fail(option, ": \"", own, "\" is set by lofi itself; leave it out");
+  return kwargs;
+}
+
 std::vector<ChatRender> render_chats(const std::string& tokenizer_dir, const std::vector<nlohmann::json>& conversations,
-                                     bool train_on_prompt, bool add_generation_prompt) {
+                                     bool train_on_prompt, bool add_generation_prompt, const ChatTemplateChoice& choice) {
   if (!fs::is_directory(tokenizer_dir)) fail("tokenizer ", tokenizer_dir, ": not a directory (give a Hugging Face model or tokenizer directory)");
+  if (!choice.file.empty() && !fs::is_regular_file(choice.file))
+    fail("chat template ", choice.file, ": not a file (give a Jinja template, e.g. a model's chat_template.jinja)");
+  if (!choice.kwargs.is_object()) fail("internal: chat template variables must be a JSON object");
+  const std::string source = choice.file.empty() ? "chat template of " + tokenizer_dir : "chat template " + choice.file;
   // The exchange files live in a private temporary directory, removed whatever happens.
   std::string tmp_template = (fs::temp_directory_path() / "lofi-chat-XXXXXX").string();
   if (!::mkdtemp(tmp_template.data())) fail("cannot make a temporary directory under ", fs::temp_directory_path().string());
@@ -100,7 +118,8 @@ std::vector<ChatRender> render_chats(const std::string& tokenizer_dir, const std
   const std::string python = chat_python();
   // -I: isolated, so that a json.py or jinja2/ in the working directory or on PYTHONPATH cannot
   // stand in for the real modules.
-  std::vector<std::string> args{python, "-I", "-c", script, tokenizer_dir, in, out, train_on_prompt ? "1" : "0"};
+  std::vector<std::string> args{python, "-I", "-c", script, tokenizer_dir, in, out, train_on_prompt ? "1" : "0",
+                                choice.file, choice.kwargs.dump()};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -125,7 +144,7 @@ std::vector<ChatRender> render_chats(const std::string& tokenizer_dir, const std
     while (!why.empty() && (why.back() == '\n' || why.back() == '\r')) why.pop_back();
     if (const size_t last = why.rfind('\n'); last != std::string::npos && WIFEXITED(status) && WEXITSTATUS(status) != 2)
       why = why.substr(last + 1);  // a traceback: its last line
-    fail("chat template of ", tokenizer_dir, ": ", why.empty() ? cat(python, " failed (status ", status, ")") : why);
+    fail(source, ": ", why.empty() ? cat(python, " failed (status ", status, ")") : why);
   }
   std::vector<ChatRender> renders;
   std::ifstream f(out, std::ios::binary);
@@ -139,7 +158,7 @@ std::vector<ChatRender> render_chats(const std::string& tokenizer_dir, const std
     renders.push_back(std::move(r));
   }
   if (renders.size() != conversations.size())
-    fail("chat template of ", tokenizer_dir, ": the renderer answered ", renders.size(), " of ", conversations.size(), " samples");
+    fail(source, ": the renderer answered ", renders.size(), " of ", conversations.size(), " samples");
   return renders;
 }
 

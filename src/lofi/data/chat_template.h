@@ -24,13 +24,32 @@ struct ChatRender {
   std::string error;
 };
 
+// What renders beside the tokenizer directory's own template, as apply_chat_template's
+// chat_template and keyword arguments.
+struct ChatTemplateChoice {
+  // A Jinja file rendering instead of the directory's template: e.g. a training variant that
+  // renders every turn once (Qwen3's own drops earlier turns' reasoning, so a conversation's
+  // turns are not continuations of each other and its assistant tokens cannot be told apart).
+  std::string file;
+  // Variables for the template, e.g. {"enable_thinking": false}; they override the special
+  // tokens' names, as transformers passes them.
+  nlohmann::json kwargs = nlohmann::json::object();
+};
+
+// --chat-template-kwargs' TEXT as a JSON object of variables; throws naming OPTION, what it
+// found, and the names lofi sets itself (messages, add_generation_prompt, tools, documents).
+nlohmann::json parse_chat_template_kwargs(const std::string& text, const std::string& option);
+
 // Renders each of CONVERSATIONS (each a JSON array of messages: {"role", "content", ...}) with
-// TOKENIZER_DIR's chat template. TRAIN_ON_PROMPT: every segment trained; else the assistant
-// turns' text (through their end-of-turn tokens). ADD_GENERATION_PROMPT: ends with the opening
-// of an assistant turn (for generation). Throws when the template cannot be read or compiled
-// (naming the file and what the engine lacks); a sample the template refuses gets its own ERROR.
+// TOKENIZER_DIR's chat template, or CHOICE's. TRAIN_ON_PROMPT: every segment trained; else the
+// assistant turns' text (through their end-of-turn tokens): what rendering through the turn adds
+// to rendering the turns before it with the generation prompt. ADD_GENERATION_PROMPT: ends with
+// the opening of an assistant turn (for generation). Throws when the template cannot be read or
+// compiled (naming the file and what the engine lacks); a sample the template refuses gets its
+// own ERROR.
 std::vector<ChatRender> render_chats(const std::string& tokenizer_dir, const std::vector<nlohmann::json>& conversations,
-                                     bool train_on_prompt, bool add_generation_prompt = false);
+                                     bool train_on_prompt, bool add_generation_prompt = false,
+                                     const ChatTemplateChoice& choice = {});
 
 // The Python that renders (see above), for messages.
 std::string chat_python();

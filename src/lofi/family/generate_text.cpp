@@ -32,7 +32,7 @@ std::string generate_text(const GenerateRequest& r) {
     if (!r.system.empty()) messages.push_back({{"role", "system"}, {"content", r.system}});
     messages.push_back({{"role", "user"}, {"content", r.prompt}});
     const data::ChatRender render =
-        data::render_chats(tokenizer_dir, {messages}, /*train_on_prompt=*/true, /*add_generation_prompt=*/true).at(0);
+        data::render_chats(tokenizer_dir, {messages}, /*train_on_prompt=*/true, /*add_generation_prompt=*/true, r.chat_template).at(0);
     if (!render.error.empty()) fail("generate --chat: the chat template of ", tokenizer_dir, " refused the prompt: ", render.error);
     std::string text;
     for (const auto& s : render.segments) text += s.text;

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "lofi/data/chat_template.h"
 #include "lofi/eval/generate.h"
 
 namespace lofi::family {
@@ -18,6 +19,7 @@ struct GenerateRequest {
   bool allow_nonfinite = false;     // generate from weights holding NaN or Inf (refused by default)
   bool chat = false;                // PROMPT is a user turn: rendered with the chat template, the reply generated
   std::string system;               // chat: a system turn before it (when not empty)
+  data::ChatTemplateChoice chat_template;  // chat: another template, variables for it
   std::function<void(const std::string&)> on_text;  // when set: each piece of the text as it is generated
 };
 
