@@ -502,9 +502,10 @@ TEST_P(LofiRunFromHf, WritesMergedHf) {
   EXPECT_EQ(hf.status, 0) << hf.output;
 }
 
-// OPT (tied head) and Llama with grouped-query attention and an untied head (its lm_head.weight
-// trained, merged and handed back like every other tensor).
-INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa"));
+// OPT (tied head), Llama with grouped-query attention and an untied head (its lm_head.weight
+// trained, merged and handed back like every other tensor), Qwen3 (its query/key norms trained
+// and merged too).
+INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa", "qwen3"));
 
 }  // namespace
 }  // namespace lofi
