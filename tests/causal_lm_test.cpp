@@ -74,14 +74,25 @@ TEST(CausalLm, TokensNeverSeeTheFuture) {
 // The other layouts: GPT-2, OPT's post-LayerNorm variant with a narrower embedding, and the
 // Llama class: grouped-query attention with an untied head, Qwen2's q/k/v biases with
 // Llama 3.1 rope scaling, Mistral's sliding window shorter than the sequence, Qwen3's norms of
-// each query and key head with a head_dim of its own.
+// each query and key head with a head_dim of its own, Gemma 3's sandwiched blocks with a sliding
+// layer and a full one.
 std::vector<LmConfig> variants() {
   LmConfig gpt2 = tiny("gpt2"), post = tiny(), llama = tiny("llama"), qwen2 = tiny("qwen2"), mistral = tiny("mistral");
-  LmConfig qwen3 = tiny("qwen3");
+  LmConfig qwen3 = tiny("qwen3"), gemma3 = tiny("gemma3_text");
   gpt2.activation = "gelu";
   post.do_layer_norm_before = false;
   post.word_embed_proj_dim = 8;
   for (LmConfig* c : {&llama, &qwen2, &mistral, &qwen3}) c->activation = "silu";
+  gemma3.activation = "gelu";
+  gemma3.qk_norm = true;
+  gemma3.n_head = 4;
+  gemma3.n_kv_head = 2;
+  gemma3.head_dim = 6;
+  gemma3.query_pre_attn_scalar = 8;
+  gemma3.sliding_window = 4;
+  gemma3.sliding_window_pattern = 2;  // layer 1 attends over the whole sequence
+  gemma3.rope_theta = 1e6;
+  gemma3.rope_local_theta = 1e4;
   llama.n_kv_head = 1;
   llama.tie_word_embeddings = false;
   qwen2.attention_bias = true;
@@ -94,7 +105,7 @@ std::vector<LmConfig> variants() {
   qwen3.n_head = 4;
   qwen3.n_kv_head = 2;
   qwen3.head_dim = 6;  // 4 x 6 = 24 != d_model
-  return {tiny(), gpt2, post, llama, qwen2, mistral, qwen3};
+  return {tiny(), gpt2, post, llama, qwen2, mistral, qwen3, gemma3};
 }
 
 TEST(CausalLm, EveryLayoutIsCausalAndTrains) {
@@ -230,7 +241,7 @@ TEST(CausalLm, Gpt2AndOptVariantNamesAreHuggingFaces) {
 TEST(CausalLm, BadConfigIsNamed) {
   LmConfig c = tiny();
   c.arch = "bert";
-  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("\"bert\" is not an architecture lofi builds (it builds \"gpt2\", \"llama\""),
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("\"bert\" is not an architecture lofi builds (it builds \"gemma3_text\", \"gpt2\""),
             std::string::npos);
   c = tiny("gpt2");
   c.do_layer_norm_before = false;
@@ -279,6 +290,29 @@ TEST(CausalLm, LlamaNamesAndShapesAreHuggingFaces) {
   EXPECT_EQ(qwen3["model.layers.1.self_attn.k_norm.weight"].sizes(), torch::IntArrayRef({6}));
   EXPECT_EQ(qwen3["model.layers.0.self_attn.q_proj.weight"].sizes(), torch::IntArrayRef({24, 16}));  // 4 heads of 6
   EXPECT_EQ(qwen3.size(), 2u + 2 * 11u);  // tied head
+  auto gemma3 = make_causal_lm(variants()[7])->named_parameters();
+  for (const char* name : {"model.layers.0.pre_feedforward_layernorm.weight", "model.layers.1.post_feedforward_layernorm.weight",
+                           "model.layers.1.post_attention_layernorm.weight", "model.layers.0.self_attn.k_norm.weight"})
+    EXPECT_NE(gemma3.find(name), nullptr) << name;
+  EXPECT_EQ(gemma3.size(), 2u + 2 * 13u);  // tied head; four norms a block
+}
+
+// Gemma's norms scale by 1 + weight from a weight of 0; its embeddings are scaled by sqrt(d_model).
+TEST(CausalLm, GemmaNormsStartAtZeroAndScaleByOnePlusWeight) {
+  const LmConfig c = variants()[7];
+  CausalLm lm = make_causal_lm(c);
+  init_causal_lm_weights(*lm, 0);
+  auto params = lm->named_parameters();
+  EXPECT_TRUE(torch::equal(params["model.norm.weight"], torch::zeros({c.d_model})));
+  EXPECT_TRUE(torch::equal(params["model.layers.0.self_attn.q_norm.weight"], torch::zeros({6})));
+  RmsNorm gemma(8, 1e-6, /*unit_offset=*/true), llama(8, 1e-6);
+  torch::NoGradGuard no_grad;
+  gemma->weight.uniform_(-1, 1);
+  llama->weight.copy_(gemma->weight + 1);
+  const torch::Tensor x = torch::randn({3, 8});
+  EXPECT_TRUE(torch::allclose(gemma(x), llama(x), 1e-6, 1e-6));
+  EXPECT_TRUE(torch::allclose(gemma(x.to(torch::kBFloat16)).to(torch::kFloat),
+                              unit_offset_rms_norm_reference(x.to(torch::kBFloat16), gemma->weight, 1e-6).to(torch::kFloat), 0, 0));
 }
 
 TEST(CausalLm, LossFallsWhenOverfittingOneBatch) {

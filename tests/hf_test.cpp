@@ -114,7 +114,8 @@ TEST_P(Transformers, LogitsAndExportMatch) {
                           "n_head", "n_positions", "activation_function", "layer_norm_epsilon", "intermediate_size",
                           "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_parameters",
                           "attention_bias", "mlp_bias", "sliding_window", "use_sliding_window", "tie_word_embeddings",
-                          "max_position_embeddings"})
+                          "max_position_embeddings", "hidden_activation", "query_pre_attn_scalar",
+                          "final_logit_softcapping", "attn_logit_softcapping"})
     if (want.contains(key)) {
       EXPECT_EQ(got[key], want[key]) << key;
     }
@@ -126,9 +127,11 @@ TEST_P(Transformers, LogitsAndExportMatch) {
 
 // Llama-class fixtures: make_llama_fixtures.py (GQA, llama3 / linear rope scaling, head_dim,
 // biases, tied and untied heads, a sliding window shorter than the sequence, a sharded set,
-// Qwen3's norms of each query and key head).
+// Qwen3's norms of each query and key head, Gemma 3's sandwiched blocks with sliding and full
+// layers rotated apart).
 INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "opt-350m-like", "gpt2", "llama-gqa",
-                                                             "llama-bias", "qwen2", "mistral-window", "qwen3"));
+                                                             "llama-bias", "qwen2", "mistral-window", "qwen3",
+                                                             "gemma3"));
 
 TEST(HfNames, HubPrefixesBuffersAndTiedHead) {
   const std::string dir = test::scratch_dir();
@@ -230,13 +233,19 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
   };
   const json qwen2 = read_json(kFixtures / "transformers" / "qwen2" / "config.json");
   const json qwen3 = read_json(kFixtures / "transformers" / "qwen3" / "config.json");
+  const json gemma = read_json(kFixtures / "transformers" / "gemma3" / "config.json");
   for (const auto& [j, key, value] : std::vector<std::tuple<json, std::string, json>>{
            {v5, "hidden_act", "gelu_fast"},
            {v5, "partial_rotary_factor", 0.5},
            {v5, "pretraining_tp", 2},
            {qwen2, "use_sliding_window", true},
            {qwen3, "use_sliding_window", true},
-           {qwen3, "layer_types", {"full_attention", "sliding_attention"}}}) {
+           {qwen3, "layer_types", {"full_attention", "sliding_attention"}},
+           {gemma, "final_logit_softcapping", 30.0},
+           {gemma, "attn_logit_softcapping", 50.0},
+           {gemma, "use_bidirectional_attention", true},
+           {gemma, "layer_types", {"full_attention", "sliding_attention", "sliding_attention"}},
+           {gemma, "layer_types", {"sliding_attention", "full_attention"}}}) {
     std::string e = error(j, key, value);
     EXPECT_NE(e.find("x/config.json: \"" + key + "\": " + value.dump() + " is not supported"), std::string::npos) << e;
   }
@@ -252,7 +261,8 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
             std::string::npos)
       << e;
   e = error(v5, "model_type", "gemma");
-  EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gpt2\", \"llama\", \"mistral\", \"opt\", \"qwen2\", \"qwen3\")"),
+  EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gemma3_text\", \"gpt2\", \"llama\", \"mistral\", \"opt\", \"qwen2\", "
+                   "\"qwen3\")"),
             std::string::npos)
       << e;
   // Qwen3's head_dim: absent is transformers' default of 128, not hidden_size / heads; its
@@ -263,6 +273,29 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
   EXPECT_EQ(model::lm_config_from_hf(qwen3, "q").head_width(), 16);
   EXPECT_TRUE(model::lm_config_from_hf(qwen3, "q").qk_norm);
   EXPECT_FALSE(model::lm_config_from_hf(qwen2, "q").qk_norm);
+  // Gemma 3 as transformers 4.5x writes it (top-level rotary keys, a pattern instead of
+  // layer_types) reads as transformers 5's; its own export reads back the same either way.
+  const model::LmConfig g = model::lm_config_from_hf(gemma, "g");
+  EXPECT_EQ(g.sliding_window_pattern, 2);
+  EXPECT_EQ(g.layer_window(0), 6);
+  EXPECT_EQ(g.layer_window(1), 0);
+  EXPECT_EQ(g.rope_scaling, "linear");
+  EXPECT_EQ(g.rope_local_theta, 10000.0);
+  EXPECT_EQ(g.activation, "gelu");
+  json hub = gemma;
+  hub.erase("rope_parameters");
+  hub.erase("layer_types");
+  hub["rope_theta"] = 1e6;
+  hub["rope_local_base_freq"] = 10000.0;
+  hub["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
+  hub["sliding_window_pattern"] = 2;
+  const json gemma_written = json::parse(model::hf_config_json(g, "float32").dump());
+  for (const json& j : {hub, gemma_written}) {
+    train::Config cg, c;
+    static_cast<model::LmConfig&>(cg.model) = g;
+    static_cast<model::LmConfig&>(c.model) = model::lm_config_from_hf(j, "hub");
+    EXPECT_EQ(train::to_toml(c), train::to_toml(cg));
+  }
   // Mistral's window: absent is transformers' default of 4096, null is none.
   json mistral = read_json(kFixtures / "transformers" / "mistral-window" / "config.json");
   EXPECT_EQ(model::lm_config_from_hf(mistral, "m").sliding_window, 6);
@@ -504,8 +537,8 @@ TEST_P(LofiRunFromHf, WritesMergedHf) {
 
 // OPT (tied head), Llama with grouped-query attention and an untied head (its lm_head.weight
 // trained, merged and handed back like every other tensor), Qwen3 (its query/key norms trained
-// and merged too).
-INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa", "qwen3"));
+// and merged too), Gemma 3 (norms that start at 0, sliding and full layers).
+INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa", "qwen3", "gemma3"));
 
 }  // namespace
 }  // namespace lofi

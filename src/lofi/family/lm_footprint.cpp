@@ -17,6 +17,7 @@ struct Counts {
   int64_t trainable = 0, frozen = 0, largest = 0;
   int64_t block_trainable = 0;  // one block's
   bool gated = false;  // the Llama class's gate_proj
+  bool sandwiched = false;  // norms after the attention and the MLP too (Gemma 3)
   bool learned_positions = false;  // a table of model.max_seq_len rows (OPT, GPT-2)
 };
 
@@ -53,6 +54,7 @@ Counts count_parameters(const model::LmConfig& c, const io::LoraSpec* spec) {
     if (in_block && p.requires_grad()) counts.block_trainable += static_cast<int64_t>(one);
     if (p.requires_grad()) counts.largest = std::max(counts.largest, static_cast<int64_t>(one));
     counts.gated |= item.key().find("gate_proj") != std::string::npos;
+    counts.sandwiched |= item.key().find("post_feedforward_layernorm") != std::string::npos;
   }
   return counts;
 }
@@ -97,7 +99,8 @@ train::ModelFootprint lm_footprint(const train::Config& config, int64_t micro_ba
   const double B = static_cast<double>(micro_batch);
   double block = 2 * (s * N * d + e * N * d);                // two norms: their input, matmul's saved output
   block += e * N * hd * (H + 2 * kv) + e * N * H * hd;       // q, k, v, attention output
-  if (c.qk_norm) block += e * N * hd * (H + kv);             // Qwen3: q and k before their norms
+  if (c.qk_norm) block += e * N * hd * (H + kv);             // Qwen3, Gemma 3: q and k before their norms
+  if (counts.sandwiched) block += 2 * e * N * d;             // Gemma 3: the attention's and MLP's outputs, normed
   block += 4 * B * H * T;                                    // its log-sum-exp
   if (!counts.gated) block += e * N * d;                     // OPT / GPT-2: the output's contiguous copy
   block += counts.gated ? 3 * e * N * ff : (relu ? 1 : 2) * e * N * ff;

@@ -31,7 +31,13 @@ const std::vector<std::string>& llama_class_keys() {
                                              "rope_scaling",       "rope_factor",       "rope_low_freq_factor",
                                              "rope_high_freq_factor", "rope_original_max_positions", "attention_bias",
                                              "attention_out_bias", "mlp_bias",          "sliding_window",
-                                             "qk_norm"};
+                                             "qk_norm",            "query_pre_attn_scalar", "sliding_window_pattern",
+                                             "rope_local_theta"};
+  return keys;
+}
+
+const std::vector<std::string>& gemma_variant_keys() {
+  static const std::vector<std::string> keys{"query_pre_attn_scalar", "sliding_window_pattern", "rope_local_theta"};
   return keys;
 }
 

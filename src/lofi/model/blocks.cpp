@@ -114,11 +114,17 @@ std::pair<torch::Tensor, torch::Tensor> add_layer_norm(const torch::Tensor& x, c
   return {sum, norm(sum)};
 }
 
-RmsNormImpl::RmsNormImpl(int64_t width, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", torch::ones({width}, parameter_options()));
+RmsNormImpl::RmsNormImpl(int64_t width, double eps_, bool unit_offset_) : eps(eps_), unit_offset(unit_offset_) {
+  weight = register_parameter("weight", unit_offset ? torch::zeros({width}, parameter_options()) : torch::ones({width}, parameter_options()));
 }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
+  // Gemma: an fp32 input and scale take the fused pass with the scale 1 + weight (the same
+  // arithmetic); any other keeps Gemma's order.
+  if (unit_offset) {
+    if (x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat) return kernels::rms_norm(x, weight + 1, eps);
+    return unit_offset_rms_norm_reference(x, weight, eps);
+  }
   // fp32 input (the residual stream, also under autocast): one fused pass each way
   // (kernels/rms_norm.h), the same arithmetic as below. A bf16 or fp16 stream keeps transformers'
   // order (scale after casting back), which a fused kernel would round differently, without
@@ -129,15 +135,25 @@ torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
 }
 
 std::pair<torch::Tensor, torch::Tensor> RmsNormImpl::forward_added(const torch::Tensor& x, const torch::Tensor& residual) {
-  if (x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat) return kernels::add_rms_norm(x, residual, weight, eps);
+  const bool fused = x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat;
+  if (fused) return kernels::add_rms_norm(x, residual, unit_offset ? weight + 1 : weight, eps);
   torch::Tensor sum = x + residual;
   return {sum, forward(sum)};
 }
 
-torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+namespace {
+torch::Tensor normalized_in_fp32(const torch::Tensor& x, double eps) {
   torch::Tensor h = x.to(torch::kFloat);
-  h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
-  return weight * h.to(x.scalar_type());
+  return h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
+}
+}  // namespace
+
+torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  return weight * normalized_in_fp32(x, eps).to(x.scalar_type());
+}
+
+torch::Tensor unit_offset_rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  return (normalized_in_fp32(x, eps) * (1 + weight.to(torch::kFloat))).to(x.scalar_type());
 }
 
 }  // namespace lofi::model

@@ -69,7 +69,9 @@ std::pair<torch::Tensor, torch::Tensor> add_layer_norm(const torch::Tensor& x, c
 // Root-mean-square normalisation with a learned scale, computed in fp32 and scaled in the input's
 // dtype, as transformers' LlamaRMSNorm: weight * (x / sqrt(mean(x^2) + eps)).
 struct RmsNormImpl : torch::nn::Module {
-  RmsNormImpl(int64_t width, double eps);
+  // UNIT_OFFSET: scaled by 1 + weight, the weight starting at 0 (Gemma), computed as Gemma's norm is
+  // (the scale applied in fp32, then cast back); else by weight, starting at 1 (Llama).
+  RmsNormImpl(int64_t width, double eps, bool unit_offset = false);
   torch::Tensor forward(const torch::Tensor& x);  // (..., width) -> (..., width)
   // {X + RESIDUAL, forward(X + RESIDUAL)}: a residual add and this norm of its result, fused for an
   // fp32 stream and scale (kernels::add_rms_norm), else the add and then forward().
@@ -77,10 +79,13 @@ struct RmsNormImpl : torch::nn::Module {
 
   torch::Tensor weight;  // (width)
   double eps;
+  bool unit_offset;
 };
 TORCH_MODULE(RmsNorm);
 // transformers' LlamaRMSNorm as plain ops, for inputs that are not fp32 and as the tests' reference.
 torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+// transformers' Gemma3RMSNorm as plain ops: the norm of x in fp32, times 1 + weight in fp32, in x's dtype.
+torch::Tensor unit_offset_rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 
 
 }  // namespace lofi::model

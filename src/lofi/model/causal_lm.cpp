@@ -95,7 +95,7 @@ void init_causal_lm_weights(CausalLmImpl& model, uint64_t seed, DeferredWeights*
       if (ln->weight.defined()) norm_weights.insert(ln->weight.unsafeGetTensorImpl());
       if (ln->bias.defined()) norm_biases.insert(ln->bias.unsafeGetTensorImpl());
     } else if (auto* rms = m->as<RmsNorm>()) {
-      norm_weights.insert(rms->weight.unsafeGetTensorImpl());
+      if (!rms->unit_offset) norm_weights.insert(rms->weight.unsafeGetTensorImpl());  // Gemma's start at 0, as 1-D tensors do
     }
   for (auto& item : model.named_parameters()) {
     torch::Tensor& p = item.value();

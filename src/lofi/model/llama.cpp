@@ -41,8 +41,9 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
   return kernels::rotary(x, cos, sin);  // one fused pass each way (kernels/rotary.h), in x's dtype
 }
 
-LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c)
-    : n_head(c.n_head), n_kv_head(c.kv_heads()), head_dim(c.head_width()), window(c.sliding_window),
+LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c, int64_t layer, bool unit_offset_norms)
+    : n_head(c.n_head), n_kv_head(c.kv_heads()), head_dim(c.head_width()), window(c.layer_window(layer)),
+      scale(1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : static_cast<double>(c.head_width()))),
       dropout(c.attention_dropout) {
   auto linear = [](int64_t in, int64_t out, bool bias) { return Linear(in, out, bias); };
   q_proj = register_module("q_proj", linear(c.d_model, n_head * head_dim, c.attention_bias));
@@ -50,8 +51,8 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c)
   v_proj = register_module("v_proj", linear(c.d_model, n_kv_head * head_dim, c.attention_bias));
   o_proj = register_module("o_proj", linear(n_head * head_dim, c.d_model, c.attention_out_bias));
   if (c.qk_norm) {
-    q_norm = register_module("q_norm", RmsNorm(head_dim, c.layer_norm_eps));
-    k_norm = register_module("k_norm", RmsNorm(head_dim, c.layer_norm_eps));
+    q_norm = register_module("q_norm", RmsNorm(head_dim, c.layer_norm_eps, unit_offset_norms));
+    k_norm = register_module("k_norm", RmsNorm(head_dim, c.layer_norm_eps, unit_offset_norms));
   }
 }
 
@@ -66,8 +67,8 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& input, const torc
   };
   torch::Tensor q = apply_rope(heads(q_proj(x), n_head, q_norm), cos, sin);
   torch::Tensor k = apply_rope(heads(k_proj(x), n_kv_head, k_norm), cos, sin);
-  torch::Tensor y = causal_attention_heads(q, k, heads(v_proj(x), n_kv_head), 1.0 / std::sqrt(static_cast<double>(head_dim)),
-                                           window, dropout, is_training(), mask);  // (B, H, T, D)
+  torch::Tensor y = causal_attention_heads(q, k, heads(v_proj(x), n_kv_head), scale, window, dropout, is_training(),
+                                           mask);  // (B, H, T, D)
   return o_proj(y.transpose(1, 2).reshape({B, T, n_head * head_dim}));      // (B, H, T, D) -> (B, T, H*D) -> (B, T, C)
 }
 
@@ -85,8 +86,8 @@ torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& input) {
   return down_proj(activate(gate_proj(x), activation) * up_proj(x));
 }
 
-LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LmConfig& c) {
-  self_attn = register_module("self_attn", LlamaAttention(c));
+LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer) {
+  self_attn = register_module("self_attn", LlamaAttention(c, layer));
   mlp = register_module("mlp", LlamaMlp(c));
   input_layernorm = register_module("input_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
   post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
@@ -102,13 +103,12 @@ torch::Tensor LlamaDecoderLayerImpl::forward(torch::Tensor x, const torch::Tenso
 LlamaModelImpl::LlamaModelImpl(const LmConfig& c) : inv_freq(rope_inv_freq(c)) {
   embed_tokens = register_module("embed_tokens", lm_embedding(c.vocab_size, c.d_model));
   layers = register_module("layers", nn::ModuleList());
-  for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(LlamaDecoderLayer(c));
+  for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(LlamaDecoderLayer(c, i));
   norm = register_module("norm", RmsNorm(c.d_model, c.layer_norm_eps));
 }
 
-torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing& packing, const BlockRunner& run_block) {
-  const int64_t T = tokens.size(1);
-  torch::Tensor x = embed_tokens(tokens);  // (B, T, C)
+std::pair<torch::Tensor, torch::Tensor> rope_angles(torch::Tensor& inv_freq, const Packing& packing, const torch::Tensor& x) {
+  const int64_t T = x.size(1);
   // Angles in fp32 (an outer product as elementwise products, which autocast leaves in fp32),
   // then in the activations' dtype, as transformers computes them.
   torch::Tensor positions = packing.empty() ? torch::arange(T, torch::TensorOptions(torch::kFloat).device(x.device()))  // (T)
@@ -117,7 +117,13 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing
   if (inv_freq.device() != x.device()) inv_freq = inv_freq.to(x.device());
   torch::Tensor freqs = positions.unsqueeze(-1) * inv_freq;  // (T, D/2), or (B, 1, T, D/2) packed
   torch::Tensor angles = torch::cat({freqs, freqs}, -1);     // (T, D), or (B, 1, T, D)
-  const torch::Tensor cos = angles.cos().to(x.scalar_type()), sin = angles.sin().to(x.scalar_type());
+  return {angles.cos().to(x.scalar_type()), angles.sin().to(x.scalar_type())};
+}
+
+torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing& packing, const BlockRunner& run_block) {
+  torch::Tensor x = embed_tokens(tokens);  // (B, T, C)
+  const auto angles = rope_angles(inv_freq, packing, x);
+  const torch::Tensor cos = angles.first, sin = angles.second;
   for (size_t i = 0; i < layers->size(); ++i) {
     LlamaDecoderLayer layer = layers->ptr<LlamaDecoderLayerImpl>(i);
     x = run_block(static_cast<int64_t>(i), [layer, cos, sin, mask = packing.mask](const torch::Tensor& h) mutable { return layer->forward(h, cos, sin, mask); }, x);

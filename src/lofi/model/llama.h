@@ -21,14 +21,19 @@ torch::Tensor rope_inv_freq(const LmConfig& c);
 // (T, D) of INV_FREQ repeated over both halves; computed in fp32, returned in x's dtype.
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
 
+// cos and sin of INV_FREQ's angles at positions 0..T-1, (T, D), or at PACKING's positions,
+// (B, 1, T, D), in X's (B, T, C) dtype; INV_FREQ is moved to X's device once.
+std::pair<torch::Tensor, torch::Tensor> rope_angles(torch::Tensor& inv_freq, const Packing& packing, const torch::Tensor& x);
+
 struct LlamaAttentionImpl : torch::nn::Module {
-  explicit LlamaAttentionImpl(const LmConfig& c);
+  // Block LAYER's (its window: LmConfig::layer_window); UNIT_OFFSET_NORMS: Gemma's query/key norms.
+  explicit LlamaAttentionImpl(const LmConfig& c, int64_t layer = 0, bool unit_offset_norms = false);
   // X (B, T, C), COS and SIN (T, D) -> (B, T, C), causal.
   // COS and SIN (T, D), or (B, 1, T, D) for packed rows; MASK (B, 1, T, T) for packed rows.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, const torch::Tensor& mask = {});
 
   int64_t n_head, n_kv_head, head_dim, window;
-  double dropout;
+  double scale, dropout;  // scores times SCALE: 1 / sqrt(head_dim), or Gemma's query_pre_attn_scalar^-1/2
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};  // (C, H*D), (C, Hkv*D) x 2, (H*D, C)
   RmsNorm q_norm{nullptr}, k_norm{nullptr};  // (D) each, over every head before the rotation; only with qk_norm (Qwen3)
 };
@@ -44,7 +49,7 @@ struct LlamaMlpImpl : torch::nn::Module {
 TORCH_MODULE(LlamaMlp);
 
 struct LlamaDecoderLayerImpl : torch::nn::Module {
-  explicit LlamaDecoderLayerImpl(const LmConfig& c);
+  LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer);
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask = {});  // (B, T, C) -> (B, T, C)
 

@@ -19,26 +19,23 @@ std::vector<HfKey> LlamaClassArch::hf_keys() const {
           {"tie_word_embeddings", &LmConfig::tie_word_embeddings, false}};
 }
 
-void LlamaClassArch::read_hf(const HfKeys& keys, LmConfig& c) const {
-  c.activation = activation_from_hf(keys, "hidden_act", "silu");
+void read_llama_heads(const HfKeys& keys, LmConfig& c, int64_t default_kv_heads, int64_t default_head_dim) {
   c.dropout = c.embedding_dropout = 0.0;  // these models have no residual or embedding dropout
-  c.n_kv_head = keys.size("num_key_value_heads", default_kv_heads() > 0 ? default_kv_heads() : c.n_head);
+  c.n_kv_head = keys.size("num_key_value_heads", default_kv_heads > 0 ? default_kv_heads : c.n_head);
   if (c.n_kv_head <= 0 || c.n_head % c.n_kv_head != 0)
     keys.unsupported("num_key_value_heads", "it must divide num_attention_heads = " + std::to_string(c.n_head) +
                                                 ": each key/value head serves the same number of query heads");
   if (c.n_kv_head == c.n_head) c.n_kv_head = 0;
-  c.head_dim = keys.size("head_dim", default_head_dim());
-  c.qk_norm = qk_norm();
+  c.head_dim = keys.size("head_dim", default_head_dim);
   if (c.n_head > 0 && c.head_dim * c.n_head == c.d_model) c.head_dim = 0;
   if (keys.has("partial_rotary_factor") && keys.number("partial_rotary_factor", 1.0) != 1.0)
     keys.unsupported("partial_rotary_factor", "lofi rotates the whole head");
   if (keys.integer("pretraining_tp", 1) != 1)
     keys.unsupported("pretraining_tp", "lofi computes each projection whole; the model is the same with pretraining_tp = 1");
-  // Rotary settings: rope_scaling (hub checkpoints) wins over rope_parameters (transformers 5),
-  // as transformers reads them; rope_theta inside the object wins over the top-level key.
-  const std::string rope_key = keys.has("rope_scaling") ? "rope_scaling" : "rope_parameters";
-  const HfKeys rope = keys.nested(rope_key);
-  c.rope_theta = rope.number("rope_theta", keys.number("rope_theta", 10000.0));
+}
+
+void read_rope_object(const HfKeys& rope, double theta_fallback, LmConfig& c) {
+  c.rope_theta = rope.number("rope_theta", theta_fallback);
   c.rope_scaling = rope.string("rope_type", rope.string("type", "default"));
   if (c.rope_scaling == "linear") {
     c.rope_factor = rope.number("factor", 1.0);
@@ -52,6 +49,27 @@ void LlamaClassArch::read_hf(const HfKeys& keys, LmConfig& c) const {
   }
   if (rope.has("partial_rotary_factor") && rope.number("partial_rotary_factor", 1.0) != 1.0)
     rope.unsupported("partial_rotary_factor", "lofi rotates the whole head");
+}
+
+nlohmann::ordered_json rope_object(const LmConfig& c) {
+  nlohmann::ordered_json rope{{"rope_type", c.rope_scaling}, {"rope_theta", c.rope_theta}};
+  if (c.rope_scaling == "linear") rope["factor"] = c.rope_factor;
+  if (c.rope_scaling == "llama3") {
+    rope["factor"] = c.rope_factor;
+    rope["low_freq_factor"] = c.rope_low_freq_factor;
+    rope["high_freq_factor"] = c.rope_high_freq_factor;
+    rope["original_max_position_embeddings"] = c.rope_original_max_positions;
+  }
+  return rope;
+}
+
+void LlamaClassArch::read_hf(const HfKeys& keys, LmConfig& c) const {
+  c.activation = activation_from_hf(keys, "hidden_act", "silu");
+  read_llama_heads(keys, c, default_kv_heads(), default_head_dim());
+  c.qk_norm = qk_norm();
+  // Rotary settings: rope_scaling (hub checkpoints) wins over rope_parameters (transformers 5),
+  // as transformers reads them; rope_theta inside the object wins over the top-level key.
+  read_rope_object(keys.nested(keys.has("rope_scaling") ? "rope_scaling" : "rope_parameters"), keys.number("rope_theta", 10000.0), c);
   // transformers 5's attention kind per layer: lofi's is one for every layer (whole sequence, or
   // Mistral's sliding_window in all of them).
   if (keys.has("layer_types"))
@@ -65,14 +83,7 @@ void LlamaClassArch::write_hf(const LmConfig& c, nlohmann::ordered_json& out) co
   out["num_key_value_heads"] = c.kv_heads();
   out["head_dim"] = c.head_width();
   out["hidden_act"] = activation_to_hf(c.activation);
-  nlohmann::ordered_json rope{{"rope_type", c.rope_scaling}, {"rope_theta", c.rope_theta}};
-  if (c.rope_scaling == "linear") rope["factor"] = c.rope_factor;
-  if (c.rope_scaling == "llama3") {
-    rope["factor"] = c.rope_factor;
-    rope["low_freq_factor"] = c.rope_low_freq_factor;
-    rope["high_freq_factor"] = c.rope_high_freq_factor;
-    rope["original_max_position_embeddings"] = c.rope_original_max_positions;
-  }
+  const nlohmann::ordered_json rope = rope_object(c);
   // Both spellings, so transformers 4 (rope_theta, rope_scaling) and 5 (rope_parameters) read it.
   out["rope_parameters"] = rope;
   out["rope_theta"] = c.rope_theta;
@@ -93,7 +104,7 @@ void LlamaClassArch::check_all_attention_biases_or_none(const LmConfig& c, const
          c.attention_bias ? "true" : "false", " and attention_out_bias = ", c.attention_out_bias ? "true" : "false", " differ");
 }
 
-void LlamaClassArch::check(const LmConfig& c, const std::string& source) const {
+void check_llama_class(const LmConfig& c, const std::string& source) {
   auto need = [&](bool ok, const auto&... why) {
     if (!ok) fail(source, ": ", why...);
   };
@@ -108,8 +119,14 @@ void LlamaClassArch::check(const LmConfig& c, const std::string& source) const {
   need(c.rope_scaling != "llama3" || (c.rope_high_freq_factor > c.rope_low_freq_factor && c.rope_low_freq_factor > 0 &&
                                       c.rope_original_max_positions > 0),
        "rope_scaling = \"llama3\" needs 0 < rope_low_freq_factor < rope_high_freq_factor and rope_original_max_positions > 0");
-  need(c.qk_norm == qk_norm(), "arch \"", c.arch, "\" has ", qk_norm() ? "" : "no ",
-       "RMSNorm on each query and key head: set qk_norm = ", qk_norm() ? "true" : "false");
+}
+
+void LlamaClassArch::check(const LmConfig& c, const std::string& source) const {
+  check_llama_class(c, source);
+  require_defaults(c, source, gemma_variant_keys());
+  if (c.qk_norm != qk_norm())
+    fail(source, ": arch \"", c.arch, "\" has ", qk_norm() ? "" : "no ", "RMSNorm on each query and key head: set qk_norm = ",
+         qk_norm() ? "true" : "false");
   check_variant(c, source);
 }
 

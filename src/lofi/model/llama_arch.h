@@ -9,6 +9,19 @@
 
 namespace lofi::model {
 
+// The pieces of reading, writing and checking them that other architectures of this class
+// (archs/gemma3_text.cpp) share without being one of these.
+// num_key_value_heads (checked to divide the heads; 0 when equal) and head_dim (0 when it is
+// hidden_size / heads); pretraining_tp and partial rotation refused; no dropout.
+void read_llama_heads(const HfKeys& keys, LmConfig& c, int64_t default_kv_heads, int64_t default_head_dim);
+// A rotary object ({"rope_type": "llama3", "factor": 8.0, ...}; "type" too) into C's rope_*
+// settings; THETA_FALLBACK where it has no rope_theta.
+void read_rope_object(const HfKeys& rope, double theta_fallback, LmConfig& c);
+// C's rope_* settings as that object, with rope_theta.
+nlohmann::ordered_json rope_object(const LmConfig& c);
+// What every model of the class needs: no dropout, an even head width, rotary settings lofi builds.
+void check_llama_class(const LmConfig& c, const std::string& source);
+
 class LlamaClassArch : public LmArch {
  public:
   CausalLm make(const LmConfig& c) const override;

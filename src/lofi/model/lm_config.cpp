@@ -13,6 +13,10 @@ double LmConfig::parameter_bound() const {
   return L * per_layer + outside_blocks_bound();
 }
 
+int64_t LmConfig::layer_window(int64_t layer) const {
+  return sliding_window_pattern > 0 && (layer + 1) % sliding_window_pattern == 0 ? 0 : sliding_window;
+}
+
 double LmConfig::outside_blocks_bound() const {
   const double d = static_cast<double>(d_model), V = static_cast<double>(vocab_size);
   const double embed = static_cast<double>(word_embed_proj_dim > 0 ? word_embed_proj_dim : d_model);

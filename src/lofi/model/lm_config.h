@@ -41,10 +41,14 @@ struct LmConfig {
   bool mlp_bias = false;
   int64_t sliding_window = 0;
   bool qk_norm = false;
+  // Gemma 3 (gemma3_text).
+  double query_pre_attn_scalar = 0;
+  int64_t sliding_window_pattern = 0;
+  double rope_local_theta = 0;
 
   void declare(Settings& s) {
-    s(arch, "arch", "the architecture (model/archs/): \"opt\", \"gpt2\", \"llama\", \"qwen2\", \"qwen3\", \"mistral\"; or\n"
-                    "an image classifier (\"vit\"), which ignores the language-model shape keys");
+    s(arch, "arch", "the architecture (model/archs/): \"opt\", \"gpt2\", \"llama\", \"qwen2\", \"qwen3\", \"mistral\",\n"
+                    "\"gemma3_text\"; or an image classifier (\"vit\"), which ignores the language-model shape keys");
     s(n_layer, "n_layer", "decoder blocks, e.g. 12 for OPT-125M");
     s(n_head, "n_head", "attention heads, e.g. 12");
     s(d_model, "d_model", "residual width, e.g. 768");
@@ -72,7 +76,11 @@ struct LmConfig {
     s(attention_out_bias, "attention_out_bias", "a bias on the output projection (Llama's attention_bias sets both)");
     s(mlp_bias, "mlp_bias", "biases in the SwiGLU MLP");
     s(sliding_window, "sliding_window", "Mistral: each token attends to at most this many; 0: all before it");
-    s(qk_norm, "qk_norm", "an RMSNorm over each query and key head before the rotation (Qwen3: true)");
+    s(qk_norm, "qk_norm", "an RMSNorm over each query and key head before the rotation (Qwen3, Gemma 3: true)");
+    s(query_pre_attn_scalar, "query_pre_attn_scalar", "Gemma 3: attention scores scaled by this to the power -1/2; 0: head_dim");
+    s(sliding_window_pattern, "sliding_window_pattern",
+      "Gemma 3: every Nth layer attends over the whole sequence, the others over sliding_window; 0: every layer alike");
+    s(rope_local_theta, "rope_local_theta", "Gemma 3: rotary base of the sliding-window layers (unscaled); 0: rope_theta");
   }
 
   int64_t kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
@@ -84,6 +92,8 @@ struct LmConfig {
   // projections): what a model built in pieces makes whole at once (model/deferred_weights.h).
   double outside_blocks_bound() const;
   int64_t head_width() const { return head_dim > 0 ? head_dim : d_model / n_head; }
+  // How many tokens (itself included) block LAYER's attention sees; 0: all before it.
+  int64_t layer_window(int64_t layer) const;
 };
 
 // A field of LmConfig by member pointer, typed (the architectures' config.json tables use it).
