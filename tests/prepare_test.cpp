@@ -74,7 +74,7 @@ TEST(Prepare, ShardsHoldTheTokenizersIds) {
   std::string dir = test::scratch_dir();
   auto docs = corpus_lines();
   write_jsonl(dir + "/corpus.jsonl", docs);
-  for (const char* variant : {"gpt2", "opt", "llama3", "qwen2", "llama2", "mistral"}) {
+  for (const char* variant : {"gpt2", "opt", "llama3", "qwen2", "llama2", "mistral", "gemma"}) {
     Tokenizer tok = Tokenizer::load(kFixtures + "/" + variant);
     PrepareSummary s = prepare_tokens(options(kFixtures + "/" + variant, dir + "/" + variant, {dir + "/corpus.jsonl"}));
     ASSERT_EQ(s.train.files, std::vector<std::string>{dir + "/" + variant + ".train.bin"});

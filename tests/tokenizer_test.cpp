@@ -266,6 +266,19 @@ TEST(Tokenizer, RefusesWhatItDoesNotReadByName) {
   io::write_file_atomic(dir + "/tokenizer.json", j.dump());
   why = test::error_of([&] { Tokenizer::load(dir); });
   EXPECT_NE(why.find("normalizer Replace of a regex is not supported"), std::string::npos) << why;
+  // Gemma's Split on " " cuts nothing only after its normalizer has replaced every space.
+  j = json::parse(io::read_text_file(kFixtures + "/gemma/tokenizer.json"));
+  ASSERT_NO_THROW(Tokenizer::load(kFixtures + "/gemma"));
+  const json replace = j["normalizer"];
+  for (const json& normalizer : {json(), json{{"type", "Sequence"},
+                                              {"normalizers", {replace, {{"type", "Replace"}, {"pattern", {{"String", "\xe2\x96\x81"}}},
+                                                                          {"content", " "}}}}}}) {
+    j["normalizer"] = normalizer;  // none, or one that writes the spaces back
+    io::write_file_atomic(dir + "/tokenizer.json", j.dump());
+    why = test::error_of([&] { Tokenizer::load(dir); });
+    EXPECT_NE(why.find("is not supported (expected ByteLevel, Metaspace, or a Split on spaces the normalizer has replaced)"),
+              std::string::npos) << normalizer.dump() << ": " << why;
+  }
 }
 
 // SentencePiece's BPE as transformers converts it (make_sentencepiece.py): Llama 2's layout (a
@@ -278,13 +291,14 @@ const std::vector<std::string> kSentencePieceTexts = {
     "<s> spaced</s>", "\xf0\x9f\xa6\x99 \xe2\x80\x94 \xd0\x96\xd0\xb8\xd0\xb2", "a\n\nb\n c\t\td", "",
     "<s>[INST] What is 2+2? [/INST] 4</s>", "a\xe2\x96\x81" "b \xe2\x96\x81\xe2\x96\x81 c",  // "▁" written in the text
     "<|im_start|>user hi<|im_end|>\n<|im_start|>assistant", "ok </s><s>[INST]", "ok</s>",
+    "<bos><start_of_turn>user\nhi there<end_of_turn>\n<start_of_turn>model\n", "ok<eos> <pad>",
 };
 
 TEST(TokenizerGolden, SentencePieceBpeMatchesTokenizers) {
   std::vector<std::string> extra = kHardTexts;
   extra.insert(extra.end(), kSentencePieceTexts.begin(), kSentencePieceTexts.end());
   const std::string scratch = test::scratch_dir();
-  for (const char* variant : {"llama2", "mistral", "metaspace-split"}) expect_matches_tokenizers(variant, extra, "", scratch);
+  for (const char* variant : {"llama2", "mistral", "metaspace-split", "gemma"}) expect_matches_tokenizers(variant, extra, "", scratch);
   // Added tokens as Hugging Face splits on them: those with normalized: false in the raw text, the
   // others in the normalised text as the normaliser writes them (some Llama 2 copies mark <s> and
   // </s> normalized: true: "▁</s>" is matched, "ok</s>" is spelled out); ChatML's tokens added
@@ -358,7 +372,7 @@ TEST(Tokenizer, TokenEndsSpellTheText) {
   std::vector<std::string> texts = expected()["corpus"].get<std::vector<std::string>>();
   texts.insert(texts.end(), kSentencePieceTexts.begin(), kSentencePieceTexts.end());
   texts.push_back("a  <mask> b [NEW]   c <|endoftext|>d");  // lstrip and rstrip of the "added" fixture
-  for (const char* variant : {"llama2", "mistral", "metaspace-split", "llama3", "opt", "added"}) {
+  for (const char* variant : {"llama2", "mistral", "metaspace-split", "gemma", "llama3", "opt", "added"}) {
     const Tokenizer tok = Tokenizer::load(kFixtures + "/" + variant);
     for (const std::string& text : texts) {
       const auto ids = tok.encode(text, false);

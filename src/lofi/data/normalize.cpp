@@ -88,6 +88,15 @@ std::string Normalizer::space_replacement() const {
   return " ";
 }
 
+bool Normalizer::removes(std::string_view s) const {
+  bool removed = false;
+  for (const Step& step : steps_) {
+    if (step.kind == Step::kReplace && step.from == s) removed = true;
+    else if (step.kind != Step::kNfc && step.to.find(s) != std::string::npos) removed = false;
+  }
+  return removed && !s.empty() && std::string(s).find_first_not_of(' ') == std::string::npos;
+}
+
 std::string Normalizer::apply(std::string_view text, bool prepend) const {
   std::string out(text);
   for (const Step& s : steps_) {

@@ -28,6 +28,9 @@ class Normalizer {
   bool prepends() const;  // whether it has a Prepend step
   // What a space becomes: the content of a Replace of " " ("▁" in SentencePiece conversions), else " ".
   std::string space_replacement() const;
+  // Whether no normalised text holds S: a Replace step takes every S away and no later step writes
+  // one (NFC cannot make one of a space, the only S asked about).
+  bool removes(std::string_view s) const;
   // TEXT normalised, one step after another. PREPEND false leaves out Prepend steps (a text that
   // goes on from an earlier part). Hugging Face prepends to any non-empty text, as here.
   std::string apply(std::string_view text, bool prepend = true) const;

@@ -294,8 +294,12 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& dir) {
     } else if (kind == "Split" && p.contains("pattern") && p["pattern"].contains("Regex") &&
                p.value("behavior", "") == "Isolated" && !p.value("invert", false)) {
       pattern = p["pattern"]["Regex"].get<std::string>();
+    } else if (kind == "Split" && p.contains("pattern") && p["pattern"].contains("String") && p["pattern"]["String"].is_string() &&
+               !p.value("invert", false) && t.normalizer_.removes(p["pattern"]["String"].get<std::string>())) {
+      // Gemma's Split on " " after a normalizer that has replaced every " " with "▁": nothing to cut.
     } else {
-      fail(path, ": pre_tokenizer ", p.dump().substr(0, 80), " is not supported (expected ByteLevel, or Metaspace)");
+      fail(path, ": pre_tokenizer ", p.dump().substr(0, 80),
+           " is not supported (expected ByteLevel, Metaspace, or a Split on spaces the normalizer has replaced)");
     }
   };
   const json& pt = j.value("pre_tokenizer", json());
@@ -308,7 +312,7 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& dir) {
   if (byte_level && t.metaspace_) fail(path, ": pre_tokenizer has both ByteLevel and Metaspace; expected one of them");
   if (characters && !t.metaspace_ && !t.normalizer_.prepends() && !model.value("byte_fallback", false))
     fail(path, ": pre_tokenizer is neither ByteLevel nor Metaspace, and the model has no byte_fallback: lofi reads byte-level ",
-         "BPE (GPT-2, OPT, Llama 3, Qwen2) and SentencePiece's BPE (Llama 2, Mistral)");
+         "BPE (GPT-2, OPT, Llama 3, Qwen2) and SentencePiece's BPE (Llama 2, Mistral, Gemma)");
   if (t.metaspace_) t.space_symbol_ = t.metaspace_->replacement;
   else if (characters) t.space_symbol_ = t.normalizer_.space_replacement();
 
