@@ -2,7 +2,7 @@
 // the assistant's tokens exactly as transformers' apply_chat_template (ids) and its assistant mask
 // (return_assistant_tokens_mask) do, on the Llama 3, Qwen2 (ChatML) and Mistral templates
 // (fixtures/chat/make_chat_fixtures.py), and on Qwen3's through --chat-template's training variant
-// (make_qwen3_fixtures.py); the sample file refuses damage; bad input is named.
+// and Gemma 3's (make_trl_fixtures.py); the sample file refuses damage; bad input is named.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -112,6 +112,27 @@ TEST(ChatPrepare, Qwen3ThroughATrainingTemplateEqualsTransformers) {
               std::string::npos) << e;
     EXPECT_NE(e.find("give --chat-template a training template that renders every turn once"), std::string::npos) << e;
   }
+}
+
+// Gemma 3's published template renders every turn once: prepared as it is (its SentencePiece
+// tokenizer as GemmaConverter writes it), ids and masks equal transformers' with TRL's tagged
+// training variant, which renders the same text.
+TEST(ChatPrepare, Gemma3EqualsTransformers) {
+  const std::string dir = test::scratch_dir();
+  const json want = json::parse(io::read_text_file(kChat + "/expected_gemma3.json"));
+  int compared = 0;
+  for (const auto& [file, rows] : want.items()) {
+    const ChatSamples got = prepared("gemma3", file, dir + "/" + file);
+    ASSERT_EQ(got.size(), static_cast<int64_t>(rows.size())) << file;
+    for (int64_t s = 0; s < got.size(); ++s) {
+      const json& row = rows[static_cast<size_t>(s)];
+      ASSERT_EQ(row["published_ids"], row["ids"]) << file << " sample " << s;
+      EXPECT_EQ(sample_of(got, s), std::make_pair(row["ids"].get<std::vector<int64_t>>(), row["mask"].get<std::vector<int>>()))
+          << file << " sample " << s;
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 6 + 1 + 2);
 }
 
 // --chat-template-kwargs reaches the template as apply_chat_template's keyword arguments:
