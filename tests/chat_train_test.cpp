@@ -4,13 +4,17 @@
 // micro-batches and the workers, equal to an unpacked per-sample reference.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <random>
 
 #include "lofi/data/chat_samples.h"
 #include "lofi/data/packed_chat.h"
 #include "lofi/family/chat_task.h"
 #include "lofi/io/atomic_file.h"
+#include "lofi/family/lm_model.h"
 #include "lofi/model/causal_lm.h"
+#include "lofi/model/hf.h"
+#include "lofi/train/config.h"
 #include "test_util.h"
 
 namespace lofi::family {
@@ -188,6 +192,28 @@ TEST(CliChat, LofiLoraJobOnChatDataJudgedOnATask) {
   EXPECT_NEAR(rows[4]["datasets"]["chat"]["loss"].get<double>(), rows[0]["datasets"]["chat"]["loss"].get<double>(), 1e-5);
   EXPECT_EQ(rows[0]["datasets"]["chat"]["tokens"], 126);  // every trained token (no sample starts with one)
   EXPECT_TRUE(rows[3]["datasets"]["mc"].contains("acc_norm"));
+}
+
+// A Hugging Face directory lofi writes from a pretrained one (an export, merged-hf of a full
+// fine-tune) chats and stops as its source did: the chat template transformers keeps beside the
+// tokenizer (chat_template.jinja) and generation_config.json's stop tokens are carried over.
+TEST(CliChat, ExportedModelKeepsItsChatTemplate) {
+  const std::string dir = test::scratch_dir();
+  const std::string chat = LOFI_FIXTURES "/chat", model = chat + "/tiny-llama";
+  train::ModelConfig m;
+  m.init = model;
+  model::HfExportOptions options;
+  options.source_dir = model;
+  model::export_hf(*make_lm(m, 0), dir + "/hf", options);
+  for (const char* kept : {"chat_template.jinja", "generation_config.json", "tokenizer.json", "tokenizer_config.json"}) {
+    ASSERT_TRUE(std::filesystem::exists(dir + "/hf/" + kept)) << kept;
+    EXPECT_EQ(io::read_text_file(dir + "/hf/" + kept), io::read_text_file(model + "/" + kept)) << kept;
+  }
+  for (const auto& [from, out] : {std::pair{model, dir + "/a"}, std::pair{dir + "/hf", dir + "/b"}}) {
+    auto r = test::run_lofi("prepare --chat " + chat + "/conversations.jsonl -t " + from + " -o " + out);
+    ASSERT_EQ(r.status, 0) << r.output;
+  }
+  EXPECT_EQ(io::read_text_file(dir + "/b.train.chat"), io::read_text_file(dir + "/a.train.chat"));
 }
 
 }  // namespace

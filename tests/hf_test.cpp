@@ -133,6 +133,114 @@ INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "o
                                                              "llama-bias", "qwen2", "mistral-window", "qwen3",
                                                              "gemma3"));
 
+// Gemma 3 4B and larger are vision-language checkpoints (Gemma3ForConditionalGeneration): lofi
+// reads their language model (config.json's text_config; tensors "language_model.model.*" as the
+// hub's files name them, or "model.language_model.*" as transformers 5's modules do) and gives
+// transformers' logits for text; an export into that layout carries the vision tower, the
+// projector and the config's other keys through unchanged, and transformers loads it back.
+TEST(HfWrapped, Gemma3VisionLanguageCheckpoint) {
+  const fs::path fixture = kFixtures / "transformers" / "gemma3-vision";
+  const std::string dir = test::scratch_dir();
+  model::CausalLm lm = load(fixture.string());
+  EXPECT_EQ(lm->config.arch, "gemma3_text");
+  EXPECT_EQ(lm->config.sliding_window_pattern, 2);
+  const double error = logit_error(*lm, fixture);
+  std::cout << "gemma3-vision: lofi's max |logit diff| from transformers = " << error << "\n";
+  EXPECT_LE(error, 1e-4);
+
+  // transformers 5's module names.
+  const std::string renamed = dir + "/renamed";
+  fs::create_directories(renamed);
+  fs::copy_file(fixture / "config.json", fs::path(renamed) / "config.json");
+  io::NamedTensors tensors = io::SafetensorsFile((fixture / "model.safetensors").string()).load_all();
+  for (auto& [name, t] : tensors)
+    name = name.rfind("language_model.model.", 0) == 0 ? "model.language_model." + name.substr(21)
+           : name.rfind("language_model.", 0) == 0     ? name.substr(15)
+                                                        : "model." + name;
+  io::save_safetensors(renamed + "/model.safetensors", tensors);
+  model::CausalLm other = load(renamed);
+  EXPECT_EQ(logit_error(*other, fixture), error);
+
+  // Fine-tuned weights go back in the source's names, beside its other tensors.
+  {
+    torch::NoGradGuard no_grad;
+    lm->named_parameters()["model.norm.weight"].add_(0.5);
+  }
+  for (const std::string& source : {fixture.string(), renamed}) {
+    const std::string out = dir + "/export-" + fs::path(source).filename().string();
+    model::HfExportOptions options;
+    options.source_dir = source;
+    options.dtype = "BF16";
+    model::export_hf(*lm, out, options);
+    io::SafetensorsSet original(source), exported(out);
+    EXPECT_EQ(exported.tensors().size(), original.tensors().size());
+    for (const auto& t : original.tensors()) {
+      const std::string& name = t.entry->name;
+      const auto* e = exported.find(name);
+      ASSERT_NE(e, nullptr) << name;
+      EXPECT_EQ(e->entry->dtype, "BF16") << name;
+      const torch::Tensor got = e->file->load(*e->entry).to(torch::kFloat), was = t.file->load(*t.entry).to(torch::kBFloat16).to(torch::kFloat);
+      const bool norm = name == "language_model.model.norm.weight" || name == "model.language_model.norm.weight";
+      EXPECT_EQ(torch::equal(got, was), !norm) << name;
+    }
+    const json want = read_json(source + "/config.json"), got = read_json(out + "/config.json");
+    for (const char* key : {"model_type", "architectures", "vision_config", "mm_tokens_per_image", "image_token_index"})
+      EXPECT_EQ(got[key], want[key]) << key;
+    EXPECT_EQ(got["torch_dtype"], "bfloat16");
+    for (const char* key : {"model_type", "hidden_size", "num_hidden_layers", "layer_types", "rope_parameters", "sliding_window",
+                            "query_pre_attn_scalar", "head_dim"})
+      EXPECT_EQ(got["text_config"][key], want["text_config"][key]) << key;
+    EXPECT_FALSE(got["text_config"].contains("architectures"));
+    EXPECT_EQ(model::read_hf_config(out).d_model, lm->config.d_model);
+  }
+  // transformers loads the export and gives lofi's logits (the unchanged model's, exported in F32).
+  const std::string out = dir + "/export-f32";
+  model::HfExportOptions options;
+  options.source_dir = fixture.string();
+  model::export_hf(*load(fixture.string()), out, options);
+  test::CommandResult hf = test::run_python("hf/check_hf_export.py", out + " " + (fixture / "logits.safetensors").string());
+  std::cout << hf.output;
+  EXPECT_EQ(hf.status, 0) << hf.output;
+  EXPECT_NE(hf.output.find("Gemma3ForConditionalGeneration"), std::string::npos) << hf.output;
+
+  // A wrapper's config without the language model's, or with another model inside, is named.
+  auto refused = [&](const std::function<void(json&)>& edit) {
+    json j = read_json(fixture / "config.json");
+    edit(j);
+    try {
+      model::lm_config_from_hf(j, "x/config.json");
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(refused([](json& j) { j.erase("text_config"); })
+                .find("x/config.json: a \"gemma3\" model keeps its language model's config under \"text_config\", which is absent"),
+            std::string::npos);
+  EXPECT_NE(refused([](json& j) { j["text_config"]["model_type"] = "llama"; })
+                .find("\"text_config.model_type\": \"llama\" inside a \"gemma3\" model; lofi reads \"gemma3_text\" there"),
+            std::string::npos);
+  EXPECT_NE(refused([](json& j) { j["text_config"]["final_logit_softcapping"] = 30.0; }).find("\"text_config.final_logit_softcapping\""),
+            std::string::npos);
+  EXPECT_NE(refused([](json& j) { j["model_type"] = "paligemma"; })
+                .find("\"model_type\": \"paligemma\" is not supported (lofi reads \"gemma3_text\", \"gpt2\","),
+            std::string::npos);
+  EXPECT_NE(refused([](json& j) { j["model_type"] = "paligemma"; }).find("and the language model of \"gemma3\" (gemma3_text inside)"),
+            std::string::npos);
+  // Hub configs give only what differs from Gemma3TextConfig's defaults (Gemma 3 4B's, trimmed).
+  json hub = read_json(fixture / "config.json");
+  hub["text_config"] = {{"hidden_size", 2560}, {"intermediate_size", 10240}, {"model_type", "gemma3_text"}, {"num_hidden_layers", 34},
+                        {"rope_scaling", {{"factor", 8.0}, {"rope_type", "linear"}}}, {"sliding_window", 1024}};
+  const model::LmConfig four_b = model::lm_config_from_hf(hub, "gemma-3-4b/config.json");
+  EXPECT_EQ(four_b.vocab_size, 262208);
+  EXPECT_EQ(four_b.n_head, 8);
+  EXPECT_EQ(four_b.kv_heads(), 4);
+  EXPECT_EQ(four_b.head_width(), 256);
+  EXPECT_EQ(four_b.sliding_window_pattern, 6);
+  EXPECT_EQ(four_b.rope_factor, 8.0);
+  EXPECT_EQ(four_b.rope_local_theta, 10000.0);
+}
+
 TEST(HfNames, HubPrefixesBuffersAndTiedHead) {
   const std::string dir = test::scratch_dir();
   // GPT-2 as the hub stores it: no "transformer." prefix, mask buffers, the tied head written out.
@@ -537,8 +645,9 @@ TEST_P(LofiRunFromHf, WritesMergedHf) {
 
 // OPT (tied head), Llama with grouped-query attention and an untied head (its lm_head.weight
 // trained, merged and handed back like every other tensor), Qwen3 (its query/key norms trained
-// and merged too), Gemma 3 (norms that start at 0, sliding and full layers).
-INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa", "qwen3", "gemma3"));
+// and merged too), Gemma 3 (norms that start at 0, sliding and full layers) and Gemma 3 with its
+// vision tower (merged-hf is the vision-language model again).
+INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa", "qwen3", "gemma3", "gemma3-vision"));
 
 }  // namespace
 }  // namespace lofi

@@ -221,14 +221,22 @@ TEST(Lora, APeftDirectoryIsAModelForEvalAndGenerate) {
   EXPECT_LE((logits_of(*lm, ref.load("tokens")) - ref.load("logits")).abs().max().item<double>(), 1e-5);
 }
 
+// (gemma3-vision: a vision-language base, whose adapter PEFT names and targets inside its language
+// model, and whose dense merge is the vision-language model again.)
 TEST(Lora, PeftReadsLofisAdaptersAndMergesThemAsLofiDoes) {
-  for (const char* base : {"llama-gqa", "gpt2"}) {
+  for (const char* base : {"llama-gqa", "gpt2", "gemma3-vision"}) {
     SCOPED_TRACE(base);
     const std::string dir = test::scratch_dir() + "/" + base;
     model::CausalLm lm = load_base(base);
     const io::LoraAdapter adapter =
         random_adapter(*lm, spec_of(4, 8, {"all-linear"}, (kBases / base).string()), 11);
     io::write_peft_adapter(dir + "/adapter", adapter);
+    const io::LoraAdapter back = io::read_lora_adapter(dir + "/adapter");
+    ASSERT_EQ(back.tensors.size(), adapter.tensors.size());
+    for (size_t i = 0; i < back.tensors.size(); ++i) {
+      EXPECT_EQ(back.tensors[i].first, adapter.tensors[i].first);
+      EXPECT_TRUE(torch::equal(back.tensors[i].second, adapter.tensors[i].second)) << adapter.tensors[i].first;
+    }
     torch::Tensor tokens = torch::randint(0, 64, {2, 16}, torch::kLong);
     io::save_safetensors(dir + "/logits.safetensors", {{"tokens", tokens}, {"logits", logits_of(*lm, tokens)}});
     test::CommandResult read = test::run_python("lora/check_with_peft.py",

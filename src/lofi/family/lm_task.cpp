@@ -11,6 +11,7 @@
 #include "lofi/family/built_in_pieces.h"
 #include "lofi/family/export.h"
 #include "lofi/family/lm_model.h"
+#include "lofi/io/hf_dir_files.h"
 #include "lofi/io/lora_adapter.h"
 #include "lofi/model/hf.h"
 
@@ -30,7 +31,9 @@ LmTaskBase::LmTaskBase(const train::Config& config, const dist::Topology& topo, 
   // load is refused now, not found broken by whoever loads the fine-tuned model.
   if (model::is_hf_model_dir(init_)) {
     bool has_tokenizer = false;
-    for (const auto& f : model::hf_tokenizer_files()) has_tokenizer |= std::filesystem::exists(init_ + "/" + f);
+    // (A SentencePiece tokenizer.model alone is carried over as it is; lofi reads tokenizer.json.)
+    for (const auto& f : io::hf_tokenizer_files())
+      has_tokenizer |= f != "tokenizer.model" && std::filesystem::exists(init_ + "/" + f);
     if (has_tokenizer) {
       try {
         data::Tokenizer::load(init_);

@@ -12,6 +12,8 @@
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/earlier_output.h"
+#include "lofi/io/hf_wrapped_names.h"
+#include "lofi/io/safetensors_set.h"
 #include "lofi/strings.h"
 
 namespace lofi::io {
@@ -103,6 +105,19 @@ bool peft_name_matches(const std::string& name, const std::string& pattern) {
 
 namespace {
 
+// Whether BASE (an adapter's base_model_name_or_path) is a local vision-language checkpoint: its
+// weights name a language model inside (io/hf_wrapped_names.h).
+bool base_wraps_a_language_model(const std::string& base) {
+  std::error_code ec;
+  if (base.empty() || !fs::is_directory(base, ec)) return false;
+  if (!fs::exists(fs::path(base) / "model.safetensors", ec) && !fs::exists(fs::path(base) / "model.safetensors.index.json", ec))
+    return false;
+  const SafetensorsSet weights(base);
+  std::vector<std::string> names;
+  for (const auto& t : weights.tensors()) names.push_back(t.entry->name);
+  return wrapped_names(names) != WrappedNames::kNone;
+}
+
 // A target_modules entry that is a name, not one of PEFT's regular expressions (a string such as
 // ".*(q|v)_proj", matched whole).
 bool plain_name(const std::string& target) {
@@ -186,6 +201,19 @@ LoraAdapter read_lora_adapter(const std::string& path) {
         fail(weights, ": tensor '", e.name, "' lacks PEFT's prefix \"", kPeftPrefix, "\"");
       a.tensors.emplace_back(e.name.substr(std::string(kPeftPrefix).size()), file.load(e));
     }
+    // An adapter of a vision-language model's language model (io/hf_wrapped_names.h): its layers
+    // under the language model's own names, as lofi builds it.
+    std::vector<std::string> names;
+    for (const auto& [name, t] : a.tensors) names.push_back(name);
+    if (const WrappedNames spelling = wrapped_names(names); spelling != WrappedNames::kNone)
+      for (auto& [name, t] : a.tensors) {
+        std::string own = language_model_name(name, spelling);
+        if (own.empty())
+          fail(weights, ": tensor '", kPeftPrefix, name, "' adapts a module outside the language model (the vision tower's or ",
+               "the projector's); lofi runs, trains and merges the language model of a vision-language checkpoint only: train ",
+               "the adapter on the language model (PEFT's exclude_modules), or merge it into its base with merge_and_unload");
+        name = std::move(own);
+      }
     check_factors(a);
     return a;
   }
@@ -210,12 +238,19 @@ LoraAdapter read_lora_adapter(const std::string& path) {
 void write_peft_adapter(const std::string& dir, const LoraAdapter& adapter) {
   remove_earlier_output(dir, "adapter_config.json", "PEFT adapter directory");
   StagedDir staged(dir);
+  // On a vision-language base, the layers are named as PEFT names them there today (transformers
+  // 5's module names), and PEFT is kept off the vision tower and projector, whose modules
+  // target_modules' names would match too.
+  const bool wrapped = base_wraps_a_language_model(adapter.spec.base_model);
   NamedTensors prefixed;
-  for (const auto& [name, t] : adapter.tensors) prefixed.emplace_back(kPeftPrefix + name, t);
+  for (const auto& [name, t] : adapter.tensors)
+    prefixed.emplace_back(kPeftPrefix + (wrapped ? wrapped_name(name, WrappedNames::kModelLanguageModel) : name), t);
   Metadata meta{{"format", "pt"}};
   if (auto it = adapter.metadata.find(kLoraBaseChecksumKey); it != adapter.metadata.end()) meta.insert(*it);
   save_safetensors(staged.path() + "/adapter_model.safetensors", prefixed, meta);
-  write_file_atomic(staged.path() + "/adapter_config.json", adapter.spec.to_json().dump(2) + "\n");
+  nlohmann::ordered_json config = adapter.spec.to_json();
+  if (wrapped) config["exclude_modules"] = "(?!.*language_model\\.).*";  // matched whole: every module outside it
+  write_file_atomic(staged.path() + "/adapter_config.json", config.dump(2) + "\n");
   staged.commit();
 }
 

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lofi/error.h"
+#include "lofi/io/hf_dir_files.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/run/run_dir.h"
 
@@ -57,9 +58,11 @@ std::string settings_mismatch(const io::SafetensorsSet& first, const io::Safeten
 }
 
 const std::vector<std::string>& model_dir_files() {
-  static const std::vector<std::string> files = {"config.json", "generation_config.json", "tokenizer.json",
-                                                 "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
-                                                 "merges.txt", "added_tokens.json"};
+  static const std::vector<std::string> files = [] {
+    std::vector<std::string> all{"config.json"};
+    all.insert(all.end(), io::hf_companion_files().begin(), io::hf_companion_files().end());
+    return all;
+  }();
   return files;
 }
 

@@ -17,7 +17,7 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs);
 
 // A Hugging Face model directory: weights (one file or shards) beside a config.json.
 bool is_model_dir(const std::string& path);
-// What such a directory holds beside its weights: the model's config and its tokenizer.
+// What such a directory holds beside its weights: config.json and io::hf_companion_files().
 const std::vector<std::string>& model_dir_files();
 
 // Each returns what is wrong, or "".

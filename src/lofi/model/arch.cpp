@@ -55,6 +55,23 @@ bool is_lm_arch(const std::string& name) { return registry().find(name) != nullp
 
 std::vector<std::string> lm_arch_names() { return registry().names(); }
 
+std::optional<WrappedArch> lm_arch_wrapped_by(const std::string& model_type) {
+  for (const auto& name : registry().names()) {
+    const LmArch& arch = *registry().find(name);
+    for (const auto& w : arch.hf_wrappers())
+      if (w.model_type == model_type) return WrappedArch{&arch, w};
+  }
+  return std::nullopt;
+}
+
+std::string lm_wrapper_list() {
+  std::string list;
+  for (const auto& name : registry().names())
+    for (const auto& w : registry().find(name)->hf_wrappers())
+      list += (list.empty() ? "\"" : ", \"") + w.model_type + "\" (" + name + " inside)";
+  return list;
+}
+
 std::string lm_arch_list() { return registry().list(); }
 
 }  // namespace lofi::model

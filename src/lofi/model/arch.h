@@ -5,6 +5,7 @@
 // evaluates or exports it.
 #pragma once
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -14,6 +15,14 @@
 #include "lofi/registry.h"
 
 namespace lofi::model {
+
+// A vision-language model transformers builds around an architecture's language model:
+// config.json's model_type ("gemma3", the language model's config under its text_config) and
+// architectures entry ("Gemma3ForConditionalGeneration"). See model/hf_wrapped.h.
+struct HfWrapper {
+  std::string model_type;
+  std::string hf_class;
+};
 
 class LmArch {
  public:
@@ -40,6 +49,9 @@ class LmArch {
   virtual std::string base_prefix() const = 0;
   // Tensors some checkpoints carry that are not weights (GPT-2's causal-mask buffers).
   virtual bool skipped_tensor(const std::string&) const { return false; }
+  // The vision-language models around this one whose checkpoints lofi reads: it trains their
+  // language model and writes it back with the rest (vision tower, projector) as it was.
+  virtual std::vector<HfWrapper> hf_wrappers() const { return {}; }
 };
 
 using LmArchRegistry = Registry<LmArch>;
@@ -58,6 +70,15 @@ const std::vector<std::string>& gemma_variant_keys();
 const LmArch& lm_arch(const std::string& name, const std::string& source = "model.arch");
 // Whether an architecture is called NAME.
 bool is_lm_arch(const std::string& name);
+// The architecture with a wrapper (LmArch::hf_wrappers) whose model_type is MODEL_TYPE, and that
+// wrapper; nullopt when none has one.
+struct WrappedArch {
+  const LmArch* arch;
+  HfWrapper wrapper;
+};
+std::optional<WrappedArch> lm_arch_wrapped_by(const std::string& model_type);
+// Every wrapper's model_type with the architecture inside, for messages: "gemma3" (gemma3_text inside).
+std::string lm_wrapper_list();
 // Every architecture's name, sorted.
 std::vector<std::string> lm_arch_names();
 // The names as a list for messages: "gpt2", "llama", ...

@@ -7,9 +7,11 @@
 
 #include "lofi/error.h"
 #include "lofi/io/atomic_file.h"
+#include "lofi/io/hf_dir_files.h"
 #include "lofi/io/safetensors_set.h"
 #include "lofi/model/arch.h"
 #include "lofi/model/hf_keys.h"
+#include "lofi/model/hf_wrapped.h"
 #include "lofi/model/lora.h"
 #include "lofi/model/weights.h"
 #include "lofi/strings.h"
@@ -33,20 +35,41 @@ bool is_hf_model_dir(const std::string& path) {
   return fs::is_directory(path) && fs::exists(fs::path(path) / "config.json");
 }
 
-LmConfig lm_config_from_hf(const json& j, const std::string& source) {
-  if (!j.is_object()) fail(source, ": expected a JSON object");
-  HfKeys keys(j, source);
-  const std::string type = keys.string("model_type", "");
-  if (!is_lm_arch(type))
-    fail(source, ": \"model_type\": ", keys.has("model_type") ? j["model_type"].dump() : "(absent)",
-         " is not supported (lofi reads ", lm_arch_list(), ")");
+namespace {
+
+// The config KEYS describe; a wrapper's (a vision-language model's) is its text_config's.
+LmConfig config_from_keys(const HfKeys& keys, const std::string& type_fallback) {
+  const std::string type = keys.string("model_type", type_fallback);
+  if (!is_lm_arch(type)) {
+    const auto wrapped = lm_arch_wrapped_by(type);
+    if (!wrapped) {
+      const std::string wrappers = lm_wrapper_list();
+      fail(keys.source(), ": \"model_type\": ", keys.has("model_type") ? keys.json()["model_type"].dump() : "(absent)",
+           " is not supported (lofi reads ", lm_arch_list(), wrappers.empty() ? "" : "; and the language model of " + wrappers, ")");
+    }
+    if (!keys.has("text_config"))
+      fail(keys.source(), ": a \"", type, "\" model keeps its language model's config under \"text_config\", which is absent");
+    const std::string inner = wrapped->arch->name();
+    const HfKeys text = keys.nested("text_config");
+    if (text.string("model_type", inner) != inner)
+      fail(keys.source(), ": \"text_config.model_type\": \"", text.string("model_type", inner), "\" inside a \"", type,
+           "\" model; lofi reads \"", inner, "\" there");
+    return config_from_keys(text, inner);
+  }
   const LmArch& arch = lm_arch(type);
   LmConfig c;
   c.arch = type;
   read_hf_keys(arch.hf_keys(), keys, c);
   arch.read_hf(keys, c);
-  check_lm_config(c, source);
+  check_lm_config(c, keys.source());
   return c;
+}
+
+}  // namespace
+
+LmConfig lm_config_from_hf(const json& j, const std::string& source) {
+  if (!j.is_object()) fail(source, ": expected a JSON object");
+  return config_from_keys(HfKeys(j, source), "");
 }
 
 LmConfig read_hf_config(const std::string& dir) {
@@ -62,6 +85,14 @@ LmConfig read_hf_config(const std::string& dir) {
 
 nlohmann::ordered_json hf_config_json(const LmConfig& c, const std::string& torch_dtype, const json& base) {
   nlohmann::ordered_json out = base.is_object() ? nlohmann::ordered_json(base) : nlohmann::ordered_json::object();
+  if (wraps(base, c.arch)) {  // the language model's config inside the vision-language model's
+    nlohmann::ordered_json text = hf_config_json(c, torch_dtype, base.value("text_config", json::object()));
+    text.erase("architectures");  // the wrapper's own names the class
+    out["text_config"] = text;
+    out["torch_dtype"] = torch_dtype;
+    if (out.contains("dtype")) out["dtype"] = torch_dtype;
+    return out;
+  }
   const LmArch& arch = lm_arch(c.arch);
   out["architectures"] = {arch.hf_class()};
   out["model_type"] = arch.name();
@@ -81,8 +112,14 @@ void load_hf_weights(CausalLmImpl& model, const std::string& path, DeferredWeigh
   io::NamedTensors tensors;
   auto stored_name = std::make_shared<std::map<std::string, std::string>>();  // lofi's name -> the file's
   torch::Tensor tied_copy;
-  for (auto& [name, tensor] : set.views()) {
-    if (arch.skipped_tensor(name)) continue;
+  // A vision-language checkpoint's language model (model/hf_wrapped.h): its tensors under the
+  // names its own checkpoint would give them; the others are not the model's.
+  std::vector<std::string> names;
+  for (const auto& t : set.tensors()) names.push_back(t.entry->name);
+  const io::WrappedNames spelling = arch.hf_wrappers().empty() ? io::WrappedNames::kNone : io::wrapped_names(names);
+  for (auto& [stored, tensor] : set.views()) {
+    const std::string name = io::language_model_name(stored, spelling);
+    if (name.empty() || arch.skipped_tensor(name)) continue;
     if (name == "lm_head.weight" && tied) {
       tied_copy = tensor;
       continue;
@@ -90,7 +127,7 @@ void load_hf_weights(CausalLmImpl& model, const std::string& path, DeferredWeigh
     // Hub files of the base model omit the LM-head model's prefix ("decoder.layers...", "h.0...").
     const std::string lofi_name = name == "lm_head.weight" || starts_with(name, prefix) ? name : prefix + name;
     tensors.emplace_back(lofi_name, tensor);
-    (*stored_name)[lofi_name] = name;
+    (*stored_name)[lofi_name] = stored;
   }
   // Streamed: each tensor's mapped pages go once copied, so the model and the file are never both
   // whole in memory (bench/hf_load_memory_bench.cpp measures the peak).
@@ -107,19 +144,15 @@ void load_hf_weights(CausalLmImpl& model, const std::string& path, DeferredWeigh
   if (deferred) deferred->keep(std::move(kept));
 }
 
-const std::vector<std::string>& hf_tokenizer_files() {
-  static const std::vector<std::string> files{"vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
-                                              "special_tokens_map.json"};
-  return files;
-}
-
 namespace {
 
 // The directory itself: the weights (NAMES' names and shapes, TENSOR(i) each one's values) as
 // model.safetensors or shards, config.json from CONFIG (over the source directory's keys) and the
-// source's tokenizer files.
-std::vector<std::string> write_hf_dir(const LmConfig& lm, const std::vector<std::pair<std::string, std::vector<int64_t>>>& names,
-                                      const std::function<torch::Tensor(size_t)>& tensor, const std::string& out_dir,
+// source's companion files (tokenizer, chat template, generation settings). A source that is a
+// vision-language checkpoint gets the model back in its place (model/hf_wrapped.h): named as the
+// source names its language model, beside the source's other tensors, unchanged but for the dtype.
+std::vector<std::string> write_hf_dir(const LmConfig& lm, std::vector<std::pair<std::string, std::vector<int64_t>>> names,
+                                      std::function<torch::Tensor(size_t)> tensor, const std::string& out_dir,
                                       const HfExportOptions& options) {
   const std::string dtype = options.dtype.empty() ? "F32" : options.dtype;
   const std::string torch_dtype = torch_dtype_name(dtype);
@@ -127,14 +160,41 @@ std::vector<std::string> write_hf_dir(const LmConfig& lm, const std::vector<std:
   if (!options.source_dir.empty() && is_hf_model_dir(options.source_dir))
     base = json::parse(io::read_text_file((fs::path(options.source_dir) / "config.json").string()), nullptr, false);
   const nlohmann::ordered_json config = hf_config_json(lm, torch_dtype, base);
-  const torch::Dtype out_dtype = io::dtype_from_safetensors(dtype, "--dtype");
+  std::vector<std::string> kept_dtypes(names.size(), dtype);  // a carried tensor that is not floating point keeps its own
+  if (wraps(base, lm.arch)) {
+    auto source = std::make_shared<const io::SafetensorsSet>(options.source_dir);
+    std::vector<std::string> stored;
+    for (const auto& t : source->tensors()) stored.push_back(t.entry->name);
+    const io::WrappedNames spelling = io::wrapped_names(stored);
+    if (spelling == io::WrappedNames::kNone)
+      fail(source->source(), ": config.json describes a \"", base["model_type"].get<std::string>(),
+           "\" model, but no tensor is named \"language_model.*\" or \"model.language_model.*\": not the checkpoint it "
+           "describes");
+    const size_t own = names.size();
+    for (auto& [name, shape] : names) name = io::wrapped_name(name, spelling);
+    std::vector<const io::SafetensorsSet::Tensor*> carried;
+    for (const auto& t : source->tensors())
+      if (io::language_model_name(t.entry->name, spelling).empty()) {
+        carried.push_back(&t);
+        names.emplace_back(t.entry->name, t.entry->shape);
+        const bool weight = t.entry->dtype == "F32" || t.entry->dtype == "BF16" || t.entry->dtype == "F16" || t.entry->dtype == "F64";
+        kept_dtypes.push_back(weight ? dtype : t.entry->dtype);
+      }
+    tensor = [own_tensor = std::move(tensor), source, carried, own](size_t i) {
+      if (i < own) return own_tensor(i);
+      const io::SafetensorsSet::Tensor& t = *carried[i - own];
+      torch::Tensor value = t.file->load(*t.entry);
+      t.file->release(*t.entry);
+      return value;
+    };
+  }
   std::vector<io::TensorEntry> layout;
-  for (const auto& [name, shape] : names) {
+  for (size_t i = 0; i < names.size(); ++i) {
     io::TensorEntry e;
-    e.name = name;
-    e.dtype = dtype;
-    e.shape = shape;
-    e.end = static_cast<size_t>(c10::multiply_integers(shape)) * c10::elementSize(out_dtype);
+    e.name = names[i].first;
+    e.dtype = kept_dtypes[i];
+    e.shape = names[i].second;
+    e.end = static_cast<size_t>(c10::multiply_integers(e.shape)) * io::safetensors_dtype_size(e.dtype);
     layout.push_back(std::move(e));
   }
   io::StagedDir staged(out_dir);
@@ -142,10 +202,11 @@ std::vector<std::string> write_hf_dir(const LmConfig& lm, const std::vector<std:
   std::vector<std::string> written = io::write_safetensors_shards(
       staged.path(), layout, options.shard_bytes, {{"format", "pt"}},
       [&](io::SafetensorsWriter& writer, size_t i) {
-        const torch::Tensor source = tensor(i), out = source.to(out_dtype);
+        const torch::Tensor source = tensor(i), out = source.to(io::dtype_from_safetensors(layout[i].dtype, "--dtype"));
         // F16 holds at most 65504: finite weights past it would be written as Inf. Refused by
         // tensor (the staged directory goes), as a merge's overflow is.
-        if (out_dtype == torch::kHalf && !torch::isfinite(out).all().item<bool>() && torch::isfinite(source).all().item<bool>())
+        if (out.scalar_type() == torch::kHalf && source.scalar_type() != torch::kHalf &&
+            !torch::isfinite(out).all().item<bool>() && torch::isfinite(source).all().item<bool>())
           fail("export: tensor '", layout[i].name, "' overflows --dtype F16 (its largest magnitude is ",
                source.abs().max().item<double>(), ", F16's 65504); export in BF16 or F32. Nothing was written");
         writer.write(out);
@@ -153,7 +214,7 @@ std::vector<std::string> write_hf_dir(const LmConfig& lm, const std::vector<std:
   io::write_file_atomic(staged.path() + "/config.json", config.dump(2) + "\n");
   written.push_back("config.json");
   if (!options.source_dir.empty())
-    for (const auto& name : hf_tokenizer_files()) {
+    for (const auto& name : io::hf_companion_files()) {
       const fs::path from = fs::path(options.source_dir) / name;
       if (!fs::exists(from)) continue;
       io::write_file_atomic(staged.path() + "/" + name, io::read_text_file(from.string()));

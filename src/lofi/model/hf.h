@@ -40,10 +40,8 @@ struct HfExportOptions {
   std::string dtype;          // "F32", "F16", "BF16"; empty: F32
   int64_t shard_bytes = 0;    // > 0: shards of at most this size + model.safetensors.index.json
   std::string source_dir;     // the Hugging Face directory the model came from: its config.json
-                              // keys and tokenizer files are carried over; empty: none
+                              // keys and io::hf_companion_files() are carried over; empty: none
 };
-// Tokenizer files carried over from HfExportOptions::source_dir when present.
-const std::vector<std::string>& hf_tokenizer_files();
 
 // Writes MODEL as a new Hugging Face directory OUT_DIR (config.json, model.safetensors or shards,
 // tokenizer files), built under a temporary name and renamed into place. Returns the files written.

@@ -79,6 +79,13 @@ void LlamaClassArch::read_hf(const HfKeys& keys, LmConfig& c) const {
   read_variant(keys, c);
 }
 
+nlohmann::ordered_json rope_scaling_object(const LmConfig& c) {
+  if (c.rope_scaling == "default") return nullptr;
+  nlohmann::ordered_json scaling = rope_object(c);
+  scaling.erase("rope_theta");
+  return scaling;
+}
+
 void LlamaClassArch::write_hf(const LmConfig& c, nlohmann::ordered_json& out) const {
   out["num_key_value_heads"] = c.kv_heads();
   out["head_dim"] = c.head_width();
@@ -87,18 +94,12 @@ void LlamaClassArch::write_hf(const LmConfig& c, nlohmann::ordered_json& out) co
   // Both spellings, so transformers 4 (rope_theta, rope_scaling) and 5 (rope_parameters) read it.
   out["rope_parameters"] = rope;
   out["rope_theta"] = c.rope_theta;
-  if (c.rope_scaling == "default") {
-    out["rope_scaling"] = nullptr;
-  } else {
-    nlohmann::ordered_json scaling = rope;
-    scaling.erase("rope_theta");
-    out["rope_scaling"] = scaling;
-  }
+  out["rope_scaling"] = rope_scaling_object(c);
   out["pretraining_tp"] = 1;
   write_variant(c, out);
 }
 
-void LlamaClassArch::check_all_attention_biases_or_none(const LmConfig& c, const std::string& source) {
+void check_all_attention_biases_or_none(const LmConfig& c, const std::string& source) {
   if (c.attention_bias != c.attention_out_bias)
     fail(source, ": arch \"", c.arch, "\" has biases on all attention projections or none (attention_bias); attention_bias = ",
          c.attention_bias ? "true" : "false", " and attention_out_bias = ", c.attention_out_bias ? "true" : "false", " differ");

@@ -19,6 +19,11 @@ void read_llama_heads(const HfKeys& keys, LmConfig& c, int64_t default_kv_heads,
 void read_rope_object(const HfKeys& rope, double theta_fallback, LmConfig& c);
 // C's rope_* settings as that object, with rope_theta.
 nlohmann::ordered_json rope_object(const LmConfig& c);
+// The same as transformers 4's rope_scaling: without rope_theta (a key of its own there); null
+// when unscaled.
+nlohmann::ordered_json rope_scaling_object(const LmConfig& c);
+// For architectures whose attention_bias puts a bias on all four projections or none.
+void check_all_attention_biases_or_none(const LmConfig& c, const std::string& source);
 // What every model of the class needs: no dropout, an even head width, rotary settings lofi builds.
 void check_llama_class(const LmConfig& c, const std::string& source);
 
@@ -45,8 +50,6 @@ class LlamaClassArch : public LmArch {
   virtual void read_variant(const HfKeys& keys, LmConfig& c) const = 0;
   virtual void write_variant(const LmConfig& c, nlohmann::ordered_json& out) const = 0;
   virtual void check_variant(const LmConfig& c, const std::string& source) const = 0;
-  // For architectures whose attention_bias puts a bias on all four projections or none.
-  static void check_all_attention_biases_or_none(const LmConfig& c, const std::string& source);
 };
 
 }  // namespace lofi::model

@@ -18,6 +18,8 @@ class Gemma3TextArch : public LmArch {
   std::string hf_class() const override { return "Gemma3ForCausalLM"; }
   CausalLm make(const LmConfig& c) const override { return std::make_shared<Gemma3ForCausalLMImpl>(c); }
   std::string base_prefix() const override { return "model."; }
+  // Gemma 3 4B, 12B and 27B: this model inside, beside a SigLIP vision tower.
+  std::vector<HfWrapper> hf_wrappers() const override { return {{"gemma3", "Gemma3ForConditionalGeneration"}}; }
 
   std::vector<HfKey> hf_keys() const override {
     return {{"vocab_size", &LmConfig::vocab_size, 262208},
@@ -79,9 +81,7 @@ class Gemma3TextArch : public LmArch {
     out["rope_parameters"] = {{"full_attention", global}, {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", local}}}};
     out["rope_theta"] = c.rope_theta;
     out["rope_local_base_freq"] = local;
-    nlohmann::ordered_json scaling = global;
-    scaling.erase("rope_theta");
-    out["rope_scaling"] = c.rope_scaling == "default" ? nlohmann::ordered_json() : scaling;
+    out["rope_scaling"] = rope_scaling_object(c);
     out["final_logit_softcapping"] = nullptr;
     out["attn_logit_softcapping"] = nullptr;
     out["use_bidirectional_attention"] = false;
@@ -93,8 +93,7 @@ class Gemma3TextArch : public LmArch {
       if (!ok) fail(source, ": ", why...);
     };
     need(c.qk_norm, "arch \"gemma3_text\" has RMSNorm on each query and key head: set qk_norm = true");
-    need(c.attention_bias == c.attention_out_bias, "arch \"gemma3_text\" has biases on all attention projections or none "
-                                                   "(attention_bias): set attention_bias and attention_out_bias alike");
+    check_all_attention_biases_or_none(c, source);
     need(!c.mlp_bias, "arch \"gemma3_text\" has no MLP biases: set mlp_bias = false");
     need(c.query_pre_attn_scalar >= 0, "query_pre_attn_scalar must be >= 0 (0: head_dim), found ", c.query_pre_attn_scalar);
     need(c.sliding_window >= 0 && c.sliding_window_pattern >= 0, "sliding_window and sliding_window_pattern must be >= 0");
