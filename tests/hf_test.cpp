@@ -133,19 +133,26 @@ INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "o
                                                              "llama-bias", "qwen2", "mistral-window", "qwen3",
                                                              "gemma3"));
 
-// Gemma 3 4B and larger are vision-language checkpoints (Gemma3ForConditionalGeneration): lofi
-// reads their language model (config.json's text_config; tensors "language_model.model.*" as the
-// hub's files name them, or "model.language_model.*" as transformers 5's modules do) and gives
-// transformers' logits for text; an export into that layout carries the vision tower, the
-// projector and the config's other keys through unchanged, and transformers loads it back.
-TEST(HfWrapped, Gemma3VisionLanguageCheckpoint) {
-  const fs::path fixture = kFixtures / "transformers" / "gemma3-vision";
+// Vision-language checkpoints (Gemma 3 4B and larger: Gemma3ForConditionalGeneration; Mistral
+// Small 3.1 and 3.2: Mistral3ForConditionalGeneration): lofi reads their language model
+// (config.json's text_config; tensors "language_model.model.*" as the hub's files name them, or
+// "model.language_model.*" as transformers 5's modules do) and gives transformers' logits for
+// text; an export into that layout carries the vision tower, the projector and the config's other
+// keys through unchanged, and transformers loads it back as the class it was.
+struct WrappedFixture {
+  const char* name;
+  const char* arch;  // of the language model inside
+  const char* hf_class;
+};
+class HfWrapped : public ::testing::TestWithParam<WrappedFixture> {};
+
+TEST_P(HfWrapped, LanguageModelReadAndWrittenBackInPlace) {
+  const fs::path fixture = kFixtures / "transformers" / GetParam().name;
   const std::string dir = test::scratch_dir();
   model::CausalLm lm = load(fixture.string());
-  EXPECT_EQ(lm->config.arch, "gemma3_text");
-  EXPECT_EQ(lm->config.sliding_window_pattern, 2);
+  EXPECT_EQ(lm->config.arch, GetParam().arch);
   const double error = logit_error(*lm, fixture);
-  std::cout << "gemma3-vision: lofi's max |logit diff| from transformers = " << error << "\n";
+  std::cout << GetParam().name << ": lofi's max |logit diff| from transformers = " << error << "\n";
   EXPECT_LE(error, 1e-4);
 
   // transformers 5's module names.
@@ -155,7 +162,7 @@ TEST(HfWrapped, Gemma3VisionLanguageCheckpoint) {
   io::NamedTensors tensors = io::SafetensorsFile((fixture / "model.safetensors").string()).load_all();
   for (auto& [name, t] : tensors)
     name = name.rfind("language_model.model.", 0) == 0 ? "model.language_model." + name.substr(21)
-           : name.rfind("language_model.", 0) == 0     ? name.substr(15)
+           : name.rfind("language_model.", 0) == 0     ? name.substr(15)  // language_model.lm_head.weight
                                                         : "model." + name;
   io::save_safetensors(renamed + "/model.safetensors", tensors);
   model::CausalLm other = load(renamed);
@@ -179,17 +186,17 @@ TEST(HfWrapped, Gemma3VisionLanguageCheckpoint) {
       const auto* e = exported.find(name);
       ASSERT_NE(e, nullptr) << name;
       EXPECT_EQ(e->entry->dtype, "BF16") << name;
-      const torch::Tensor got = e->file->load(*e->entry).to(torch::kFloat), was = t.file->load(*t.entry).to(torch::kBFloat16).to(torch::kFloat);
+      const torch::Tensor got = e->file->load(*e->entry).to(torch::kFloat),
+                          was = t.file->load(*t.entry).to(torch::kBFloat16).to(torch::kFloat);
       const bool norm = name == "language_model.model.norm.weight" || name == "model.language_model.norm.weight";
       EXPECT_EQ(torch::equal(got, was), !norm) << name;
     }
     const json want = read_json(source + "/config.json"), got = read_json(out + "/config.json");
-    for (const char* key : {"model_type", "architectures", "vision_config", "mm_tokens_per_image", "image_token_index"})
-      EXPECT_EQ(got[key], want[key]) << key;
+    for (const auto& [key, value] : want.items())
+      if (key != "text_config" && key != "dtype" && key != "torch_dtype") EXPECT_EQ(got[key], value) << key;
     EXPECT_EQ(got["torch_dtype"], "bfloat16");
-    for (const char* key : {"model_type", "hidden_size", "num_hidden_layers", "layer_types", "rope_parameters", "sliding_window",
-                            "query_pre_attn_scalar", "head_dim"})
-      EXPECT_EQ(got["text_config"][key], want["text_config"][key]) << key;
+    for (const auto& [key, value] : want["text_config"].items())
+      if (key != "dtype" && key != "torch_dtype") EXPECT_EQ(got["text_config"][key], value) << key;
     EXPECT_FALSE(got["text_config"].contains("architectures"));
     EXPECT_EQ(model::read_hf_config(out).d_model, lm->config.d_model);
   }
@@ -201,11 +208,24 @@ TEST(HfWrapped, Gemma3VisionLanguageCheckpoint) {
   test::CommandResult hf = test::run_python("hf/check_hf_export.py", out + " " + (fixture / "logits.safetensors").string());
   std::cout << hf.output;
   EXPECT_EQ(hf.status, 0) << hf.output;
-  EXPECT_NE(hf.output.find("Gemma3ForConditionalGeneration"), std::string::npos) << hf.output;
+  EXPECT_NE(hf.output.find(GetParam().hf_class), std::string::npos) << hf.output;
+}
 
-  // A wrapper's config without the language model's, or with another model inside, is named.
-  auto refused = [&](const std::function<void(json&)>& edit) {
-    json j = read_json(fixture / "config.json");
+INSTANTIATE_TEST_SUITE_P(Hf, HfWrapped,
+                         ::testing::Values(WrappedFixture{"gemma3-vision", "gemma3_text", "Gemma3ForConditionalGeneration"},
+                                           WrappedFixture{"mistral3-vision", "mistral", "Mistral3ForConditionalGeneration"}),
+                         [](const auto& info) {
+                           std::string name = info.param.name;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+// A wrapper's config without the language model's, with another model inside, with settings lofi
+// cannot honour inside, or disagreeing with it about the head, is refused by key; the hub's
+// configs, which give only what differs from transformers' defaults, read as transformers reads them.
+TEST(HfWrappedConfig, HubConfigsReadAndBadOnesNamed) {
+  auto refused = [&](const char* fixture, const std::function<void(json&)>& edit) {
+    json j = read_json(kFixtures / "transformers" / fixture / "config.json");
     edit(j);
     try {
       model::lm_config_from_hf(j, "x/config.json");
@@ -214,23 +234,31 @@ TEST(HfWrapped, Gemma3VisionLanguageCheckpoint) {
     }
     return std::string("accepted");
   };
-  EXPECT_NE(refused([](json& j) { j.erase("text_config"); })
+  EXPECT_NE(refused("gemma3-vision", [](json& j) { j.erase("text_config"); })
                 .find("x/config.json: a \"gemma3\" model keeps its language model's config under \"text_config\", which is absent"),
             std::string::npos);
-  EXPECT_NE(refused([](json& j) { j["text_config"]["model_type"] = "llama"; })
+  EXPECT_NE(refused("gemma3-vision", [](json& j) { j["text_config"]["model_type"] = "llama"; })
                 .find("\"text_config.model_type\": \"llama\" inside a \"gemma3\" model; lofi reads \"gemma3_text\" there"),
             std::string::npos);
-  EXPECT_NE(refused([](json& j) { j["text_config"]["final_logit_softcapping"] = 30.0; }).find("\"text_config.final_logit_softcapping\""),
+  EXPECT_NE(refused("gemma3-vision", [](json& j) { j["text_config"]["final_logit_softcapping"] = 30.0; })
+                .find("\"text_config.final_logit_softcapping\""),
             std::string::npos);
-  EXPECT_NE(refused([](json& j) { j["model_type"] = "paligemma"; })
-                .find("\"model_type\": \"paligemma\" is not supported (lofi reads \"gemma3_text\", \"gpt2\","),
+  const std::string unknown = refused("gemma3-vision", [](json& j) { j["model_type"] = "paligemma"; });
+  EXPECT_NE(unknown.find("\"model_type\": \"paligemma\" is not supported (lofi reads \"gemma3_text\", \"gpt2\","), std::string::npos)
+      << unknown;
+  EXPECT_NE(unknown.find("and the language model of \"gemma3\" (gemma3_text inside), \"mistral3\" (mistral inside)"),
+            std::string::npos)
+      << unknown;
+  EXPECT_NE(refused("mistral3-vision", [](json& j) { j["tie_word_embeddings"] = true; })
+                .find("\"tie_word_embeddings\" is true but \"text_config.tie_word_embeddings\" is false"),
             std::string::npos);
-  EXPECT_NE(refused([](json& j) { j["model_type"] = "paligemma"; }).find("and the language model of \"gemma3\" (gemma3_text inside)"),
-            std::string::npos);
-  // Hub configs give only what differs from Gemma3TextConfig's defaults (Gemma 3 4B's, trimmed).
-  json hub = read_json(fixture / "config.json");
+  EXPECT_EQ(refused("mistral3-vision", [](json& j) { j["text_config"].erase("tie_word_embeddings"); }), "accepted");
+
+  // Gemma 3 4B's config.json as the hub has it (text_config trimmed to what differs).
+  json hub = read_json(kFixtures / "transformers" / "gemma3-vision" / "config.json");
   hub["text_config"] = {{"hidden_size", 2560}, {"intermediate_size", 10240}, {"model_type", "gemma3_text"}, {"num_hidden_layers", 34},
                         {"rope_scaling", {{"factor", 8.0}, {"rope_type", "linear"}}}, {"sliding_window", 1024}};
+  hub.erase("tie_word_embeddings");
   const model::LmConfig four_b = model::lm_config_from_hf(hub, "gemma-3-4b/config.json");
   EXPECT_EQ(four_b.vocab_size, 262208);
   EXPECT_EQ(four_b.n_head, 8);
@@ -239,6 +267,7 @@ TEST(HfWrapped, Gemma3VisionLanguageCheckpoint) {
   EXPECT_EQ(four_b.sliding_window_pattern, 6);
   EXPECT_EQ(four_b.rope_factor, 8.0);
   EXPECT_EQ(four_b.rope_local_theta, 10000.0);
+  EXPECT_TRUE(four_b.tie_word_embeddings);
 }
 
 TEST(HfNames, HubPrefixesBuffersAndTiedHead) {
@@ -370,7 +399,7 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
       << e;
   e = error(v5, "model_type", "gemma");
   EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gemma3_text\", \"gpt2\", \"llama\", \"mistral\", \"opt\", \"qwen2\", "
-                   "\"qwen3\")"),
+                   "\"qwen3\"; and the language model of \"gemma3\" (gemma3_text inside), \"mistral3\" (mistral inside))"),
             std::string::npos)
       << e;
   // Qwen3's head_dim: absent is transformers' default of 128, not hidden_size / heads; its
@@ -647,7 +676,8 @@ TEST_P(LofiRunFromHf, WritesMergedHf) {
 // trained, merged and handed back like every other tensor), Qwen3 (its query/key norms trained
 // and merged too), Gemma 3 (norms that start at 0, sliding and full layers) and Gemma 3 with its
 // vision tower (merged-hf is the vision-language model again).
-INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa", "qwen3", "gemma3", "gemma3-vision"));
+INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa", "qwen3", "gemma3", "gemma3-vision",
+                                                                       "mistral3-vision"));
 
 }  // namespace
 }  // namespace lofi

@@ -213,6 +213,36 @@ TEST(Lora, LoraInitIsTheRunsNotTheNodes) {
   EXPECT_GT(a.abs().max().item<double>(), 0.5 / std::sqrt(32.0));
 }
 
+// A PEFT adapter of a vision-language model's language model reads under the language model's own
+// names, in either of transformers' spellings; one that adapts the vision tower is refused by tensor.
+TEST(Lora, VisionLanguageAdaptersReadAsTheirLanguageModels) {
+  const std::string dir = test::scratch_dir();
+  const torch::Tensor a = torch::randn({2, 32}), b = torch::randn({64, 2});
+  auto write = [&](const std::string& name, const std::vector<std::string>& layers) {
+    io::NamedTensors tensors;
+    for (const auto& layer : layers) {
+      tensors.emplace_back("base_model.model." + layer + ".lora_A.weight", a);
+      tensors.emplace_back("base_model.model." + layer + ".lora_B.weight", b);
+    }
+    fs::create_directories(dir + "/" + name);
+    io::save_safetensors(dir + "/" + name + "/adapter_model.safetensors", tensors);
+    io::write_file_atomic(dir + "/" + name + "/adapter_config.json", R"({"peft_type": "LORA", "r": 2, "lora_alpha": 4,
+      "target_modules": ["q_proj"]})");
+    return dir + "/" + name;
+  };
+  for (const char* prefix : {"language_model.model.", "model.language_model."}) {
+    const io::LoraAdapter adapter = io::read_lora_adapter(write(prefix, {std::string(prefix) + "layers.1.self_attn.q_proj"}));
+    ASSERT_EQ(adapter.tensors.size(), 2u);
+    EXPECT_EQ(adapter.tensors[0].first, "model.layers.1.self_attn.q_proj.lora_A.weight") << prefix;
+  }
+  const std::string vision = write("vision", {"model.language_model.layers.0.self_attn.q_proj",
+                                               "model.vision_tower.encoder.layers.0.self_attn.q_proj"});
+  EXPECT_NE(test::error_of([&] { io::read_lora_adapter(vision); })
+                .find("tensor 'base_model.model.model.vision_tower.encoder.layers.0.self_attn.q_proj.lora_A.weight' adapts a "
+                      "module outside the language model"),
+            std::string::npos);
+}
+
 TEST(Lora, APeftDirectoryIsAModelForEvalAndGenerate) {
   const std::string dir = placed_fixture("llama-gqa");
   train::Config c = train::config_for_model(dir, "", {});  // the base's config.json gives the shape

@@ -54,7 +54,18 @@ LmConfig config_from_keys(const HfKeys& keys, const std::string& type_fallback) 
     if (text.string("model_type", inner) != inner)
       fail(keys.source(), ": \"text_config.model_type\": \"", text.string("model_type", inner), "\" inside a \"", type,
            "\" model; lofi reads \"", inner, "\" there");
-    return config_from_keys(text, inner);
+    LmConfig c = config_from_keys(text, inner);
+    // Whether the head is the embedding: transformers 4 reads text_config's key, 5 the wrapper's
+    // own. Where both are given they must agree; otherwise the one given.
+    if (keys.has("tie_word_embeddings")) {
+      const bool outer = keys.boolean("tie_word_embeddings", true);
+      if (text.has("tie_word_embeddings") && outer != c.tie_word_embeddings)
+        fail(keys.source(), ": \"tie_word_embeddings\" is ", outer ? "true" : "false", " but \"text_config.tie_word_embeddings\" is ",
+             c.tie_word_embeddings ? "true" : "false", "; transformers 4 reads the second and 5 the first, so the model differs "
+             "between them: set both to what the weights hold (an lm_head.weight of its own: false)");
+      c.tie_word_embeddings = outer;
+    }
+    return c;
   }
   const LmArch& arch = lm_arch(type);
   LmConfig c;

@@ -29,7 +29,8 @@ nlohmann::ordered_json hf_config_json(const LmConfig& config, const std::string&
                                       const nlohmann::json& base = nlohmann::json::object());
 
 // Copies the weights at PATH (a .safetensors file, an index.json or a directory; names with or
-// without the architecture's base prefix, "model." / "transformer.") into MODEL. An untied head
+// without the architecture's base prefix, "model." / "transformer."; or a vision-language
+// checkpoint's language model, model/hf_wrapped.h) into MODEL. An untied head
 // loads lm_head.weight; a tied one checks that a stored lm_head.weight equals the token
 // embedding. Tensors the architecture skips (GPT-2's mask buffers) are skipped. Anything else
 // missing, extra or misshapen is an error naming the tensor. Parameters on the meta device are
@@ -45,6 +46,8 @@ struct HfExportOptions {
 
 // Writes MODEL as a new Hugging Face directory OUT_DIR (config.json, model.safetensors or shards,
 // tokenizer files), built under a temporary name and renamed into place. Returns the files written.
+// When the source directory is a vision-language checkpoint around MODEL (model/hf_wrapped.h),
+// OUT_DIR is one too: MODEL under the source's names, the source's other tensors and config keys.
 std::vector<std::string> export_hf(const CausalLmImpl& model, const std::string& out_dir, const HfExportOptions& options);
 // The same for the weights of a model of CONFIG already in a file (a checkpoint of a full fine-tune,
 // whose tensors carry the Hugging Face names), streamed tensor by tensor from WEIGHTS to the

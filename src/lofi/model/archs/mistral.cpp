@@ -1,5 +1,6 @@
 // Mistral (MistralForCausalLM, model_type "mistral"): Llama's modules without biases, 8 key/value
-// heads by default, and a sliding attention window (sliding_window; null: none), honoured.
+// heads by default, and a sliding attention window (sliding_window; null: none), honoured. Also the
+// language model of Mistral3ForConditionalGeneration (model_type "mistral3").
 #include "lofi/error.h"
 #include "lofi/model/llama_arch.h"
 
@@ -10,6 +11,8 @@ class MistralArch : public LlamaClassArch {
  public:
   std::string name() const override { return "mistral"; }
   std::string hf_class() const override { return "MistralForCausalLM"; }
+  // Mistral Small 3.1 and 3.2: this model inside, beside a Pixtral vision tower.
+  std::vector<HfWrapper> hf_wrappers() const override { return {{"mistral3", "Mistral3ForConditionalGeneration"}}; }
 
  protected:
   int64_t default_vocab_size() const override { return 32000; }
