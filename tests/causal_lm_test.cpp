@@ -75,14 +75,14 @@ TEST(CausalLm, TokensNeverSeeTheFuture) {
 // Llama class: grouped-query attention with an untied head, Qwen2's q/k/v biases with
 // Llama 3.1 rope scaling, Mistral's sliding window shorter than the sequence, Qwen3's norms of
 // each query and key head with a head_dim of its own, Gemma 3's sandwiched blocks with a sliding
-// layer and a full one.
+// layer and a full one, Phi-3's fused projections.
 std::vector<LmConfig> variants() {
   LmConfig gpt2 = tiny("gpt2"), post = tiny(), llama = tiny("llama"), qwen2 = tiny("qwen2"), mistral = tiny("mistral");
-  LmConfig qwen3 = tiny("qwen3"), gemma3 = tiny("gemma3_text");
+  LmConfig qwen3 = tiny("qwen3"), gemma3 = tiny("gemma3_text"), phi3 = tiny("phi3");
   gpt2.activation = "gelu";
   post.do_layer_norm_before = false;
   post.word_embed_proj_dim = 8;
-  for (LmConfig* c : {&llama, &qwen2, &mistral, &qwen3}) c->activation = "silu";
+  for (LmConfig* c : {&llama, &qwen2, &mistral, &qwen3, &phi3}) c->activation = "silu";
   gemma3.activation = "gelu";
   gemma3.qk_norm = true;
   gemma3.n_head = 4;
@@ -105,7 +105,9 @@ std::vector<LmConfig> variants() {
   qwen3.n_head = 4;
   qwen3.n_kv_head = 2;
   qwen3.head_dim = 6;  // 4 x 6 = 24 != d_model
-  return {tiny(), gpt2, post, llama, qwen2, mistral, qwen3, gemma3};
+  phi3.n_kv_head = 1;  // fused q/k/v of unequal widths
+  phi3.sliding_window = 4;
+  return {tiny(), gpt2, post, llama, qwen2, mistral, qwen3, gemma3, phi3};
 }
 
 TEST(CausalLm, EveryLayoutIsCausalAndTrains) {

@@ -135,6 +135,27 @@ TEST(ChatPrepare, Gemma3EqualsTransformers) {
   EXPECT_EQ(compared, 6 + 1 + 2);
 }
 
+// A vision-language model's processor may hold the template (chat_template.json) where its
+// tokenizer has none: that is the one its users chat with, and it renders as the same text does.
+TEST(ChatPrepare, AProcessorsTemplateServesWhereTheTokenizerHasNone) {
+  const std::string dir = test::scratch_dir(), model = dir + "/model";
+  std::filesystem::create_directories(model);
+  for (const char* file : {"tokenizer.json", "tokenizer_config.json"})
+    std::filesystem::copy_file(kChat + "/gemma3/" + file, model + "/" + file);
+  io::write_file_atomic(model + "/chat_template.json",
+                        json{{"chat_template", io::read_text_file(kChat + "/gemma3/chat_template.jinja")}}.dump());
+  ChatPrepareOptions o;
+  o.tokenizer = model;
+  o.out = dir + "/processor";
+  o.inputs = {kChat + "/conversations.jsonl"};
+  prepare_chat(o);
+  prepared("gemma3", "conversations.jsonl", dir + "/tokenizer");
+  EXPECT_EQ(io::read_text_file(dir + "/processor.train.chat"), io::read_text_file(dir + "/tokenizer.train.chat"));
+  std::filesystem::remove(model + "/chat_template.json");
+  o.out = dir + "/none";
+  EXPECT_NE(test::error_of([&] { prepare_chat(o); }).find("no chat template (neither chat_template.jinja nor"), std::string::npos);
+}
+
 // --chat-template-kwargs reaches the template as apply_chat_template's keyword arguments:
 // enable_thinking = false closes Qwen3's thinking block in the generation prompt, so that block
 // is prompt, not a training target.

@@ -128,10 +128,10 @@ TEST_P(Transformers, LogitsAndExportMatch) {
 // Llama-class fixtures: make_llama_fixtures.py (GQA, llama3 / linear rope scaling, head_dim,
 // biases, tied and untied heads, a sliding window shorter than the sequence, a sharded set,
 // Qwen3's norms of each query and key head, Gemma 3's sandwiched blocks with sliding and full
-// layers rotated apart).
+// layers rotated apart, Phi-3's fused projections).
 INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "opt-350m-like", "gpt2", "llama-gqa",
                                                              "llama-bias", "qwen2", "mistral-window", "qwen3",
-                                                             "gemma3"));
+                                                             "gemma3", "phi3"));
 
 // Vision-language checkpoints (Gemma 3 4B and larger: Gemma3ForConditionalGeneration; Mistral
 // Small 3.1 and 3.2: Mistral3ForConditionalGeneration): lofi reads their language model
@@ -371,7 +371,10 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
   const json qwen2 = read_json(kFixtures / "transformers" / "qwen2" / "config.json");
   const json qwen3 = read_json(kFixtures / "transformers" / "qwen3" / "config.json");
   const json gemma = read_json(kFixtures / "transformers" / "gemma3" / "config.json");
+  const json phi3 = read_json(kFixtures / "transformers" / "phi3" / "config.json");
   for (const auto& [j, key, value] : std::vector<std::tuple<json, std::string, json>>{
+           {phi3, "resid_pdrop", 0.1},
+           {phi3, "embd_pdrop", 0.1},
            {v5, "hidden_act", "gelu_fast"},
            {v5, "partial_rotary_factor", 0.5},
            {v5, "pretraining_tp", 2},
@@ -391,6 +394,12 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
                    "\"linear\" and \"llama3\")"),
             std::string::npos)
       << e;
+  // Phi-3.5-mini's and Phi-4-mini's rotation: longrope, and only part of each head.
+  e = error(phi3, "rope_parameters", {{"rope_type", "longrope"}, {"rope_theta", 10000.0}, {"short_factor", {1.0}}});
+  EXPECT_NE(e.find("\"rope_parameters.rope_type\": \"longrope\" is not supported"), std::string::npos) << e;
+  e = error(phi3, "rope_parameters", {{"rope_type", "default"}, {"rope_theta", 10000.0}, {"partial_rotary_factor", 0.75}});
+  EXPECT_NE(e.find("\"rope_parameters.partial_rotary_factor\": 0.75 is not supported (lofi rotates the whole head)"), std::string::npos)
+      << e;
   e = error(v4, "rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}});
   EXPECT_NE(e.find("\"rope_scaling.type\": \"dynamic\" is not supported"), std::string::npos) << e;
   e = error(v5, "num_key_value_heads", 3);
@@ -398,7 +407,7 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
             std::string::npos)
       << e;
   e = error(v5, "model_type", "gemma");
-  EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gemma3_text\", \"gpt2\", \"llama\", \"mistral\", \"opt\", \"qwen2\", "
+  EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gemma3_text\", \"gpt2\", \"llama\", \"mistral\", \"opt\", \"phi3\", \"qwen2\", "
                    "\"qwen3\"; and the language model of \"gemma3\" (gemma3_text inside), \"mistral3\" (mistral inside))"),
             std::string::npos)
       << e;
@@ -677,7 +686,7 @@ TEST_P(LofiRunFromHf, WritesMergedHf) {
 // and merged too), Gemma 3 (norms that start at 0, sliding and full layers) and Gemma 3 with its
 // vision tower (merged-hf is the vision-language model again).
 INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa", "qwen3", "gemma3", "gemma3-vision",
-                                                                       "mistral3-vision"));
+                                                                       "mistral3-vision", "phi3"));
 
 }  // namespace
 }  // namespace lofi

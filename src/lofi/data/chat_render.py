@@ -104,9 +104,15 @@ def load(directory, template_file):
         if isinstance(source, list):  # named templates: the "default" one, as transformers picks
             named = {t.get("name"): t.get("template") for t in source}
             source = named.get("default")
+        processor_path = os.path.join(directory, "chat_template.json")
+        if not isinstance(source, str) and os.path.exists(processor_path):
+            # A vision-language model's processor keeps the template apart (what its users chat with).
+            with open(processor_path, encoding="utf-8") as f:
+                source, where = json.load(f).get("chat_template"), processor_path + ": chat_template"
         if not isinstance(source, str):
             raise ValueError(f"{directory}: no chat template (neither chat_template.jinja nor a chat_template "
-                             "string in tokenizer_config.json); give a tokenizer directory of an instruction-tuned model")
+                             "string in tokenizer_config.json or a processor's chat_template.json); give a tokenizer "
+                             "directory of an instruction-tuned model")
     variables = {}
     special_map = os.path.join(directory, "special_tokens_map.json")
     sources = [config]

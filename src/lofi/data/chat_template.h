@@ -1,5 +1,6 @@
-// Rendering conversations with a model's chat template (the Jinja `chat_template` of its
-// tokenizer_config.json, or its chat_template.jinja) exactly as transformers' apply_chat_template
+// Rendering conversations with a model's chat template (its chat_template.jinja, or the Jinja
+// `chat_template` of its tokenizer_config.json, or of a vision-language model's processor,
+// chat_template.json) exactly as transformers' apply_chat_template
 // does, and telling the assistant's text from the rest. No C++ Jinja engine is in Debian's
 // registry (the templates use Python's string methods, namespace(), loop controls and
 // raise_exception, which only jinja2 runs as transformers does), so rendering runs jinja2 in a

@@ -16,7 +16,7 @@ namespace {
 struct Counts {
   int64_t trainable = 0, frozen = 0, largest = 0;
   int64_t block_trainable = 0;  // one block's
-  bool gated = false;  // the Llama class's gate_proj
+  bool gated = false;  // the Llama class's gate_proj (gate_up_proj fused)
   bool sandwiched = false;  // norms after the attention and the MLP too (Gemma 3)
   bool learned_positions = false;  // a table of model.max_seq_len rows (OPT, GPT-2)
 };
@@ -53,7 +53,7 @@ Counts count_parameters(const model::LmConfig& c, const io::LoraSpec* spec) {
     (p.requires_grad() ? counts.trainable : counts.frozen) += all;
     if (in_block && p.requires_grad()) counts.block_trainable += static_cast<int64_t>(one);
     if (p.requires_grad()) counts.largest = std::max(counts.largest, static_cast<int64_t>(one));
-    counts.gated |= item.key().find("gate_proj") != std::string::npos;
+    counts.gated |= item.key().find("gate_proj") != std::string::npos || item.key().find("gate_up_proj") != std::string::npos;
     counts.sandwiched |= item.key().find("post_feedforward_layernorm") != std::string::npos;
   }
   return counts;

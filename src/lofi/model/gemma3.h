@@ -1,5 +1,5 @@
-// Gemma 3's text decoder (Gemma3ForCausalLM, model_type "gemma3_text": Gemma 3 270M and 1B; the
-// larger ones are published as image-text models, whose files lofi does not read). The Llama
+// Gemma 3's text decoder (Gemma3ForCausalLM, model_type "gemma3_text": Gemma 3 270M and 1B, and
+// the language model of the larger ones, published as image-text models: model/hf_wrapped.h). The Llama
 // class's attention (with its query/key norms) and gated MLP (GELU, tanh approximation) in blocks
 // of four RMSNorms: before and after the attention and before and after the MLP. Every norm scales
 // by 1 + weight (RmsNorm's unit_offset); the token embeddings are scaled by sqrt(d_model), rounded

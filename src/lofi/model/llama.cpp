@@ -41,14 +41,18 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
   return kernels::rotary(x, cos, sin);  // one fused pass each way (kernels/rotary.h), in x's dtype
 }
 
-LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c, int64_t layer, bool unit_offset_norms)
+LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c, int64_t layer, bool unit_offset_norms, Projections projections)
     : n_head(c.n_head), n_kv_head(c.kv_heads()), head_dim(c.head_width()), window(c.layer_window(layer)),
       scale(1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : static_cast<double>(c.head_width()))),
       dropout(c.attention_dropout) {
   auto linear = [](int64_t in, int64_t out, bool bias) { return Linear(in, out, bias); };
-  q_proj = register_module("q_proj", linear(c.d_model, n_head * head_dim, c.attention_bias));
-  k_proj = register_module("k_proj", linear(c.d_model, n_kv_head * head_dim, c.attention_bias));
-  v_proj = register_module("v_proj", linear(c.d_model, n_kv_head * head_dim, c.attention_bias));
+  if (projections == Projections::kFused) {
+    qkv_proj = register_module("qkv_proj", linear(c.d_model, (n_head + 2 * n_kv_head) * head_dim, c.attention_bias));
+  } else {
+    q_proj = register_module("q_proj", linear(c.d_model, n_head * head_dim, c.attention_bias));
+    k_proj = register_module("k_proj", linear(c.d_model, n_kv_head * head_dim, c.attention_bias));
+    v_proj = register_module("v_proj", linear(c.d_model, n_kv_head * head_dim, c.attention_bias));
+  }
   o_proj = register_module("o_proj", linear(n_head * head_dim, c.d_model, c.attention_out_bias));
   if (c.qk_norm) {
     q_norm = register_module("q_norm", RmsNorm(head_dim, c.layer_norm_eps, unit_offset_norms));
@@ -65,30 +69,46 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& input, const torc
     if (norm) split = norm(split);                        // each head normed over its D features (Qwen3)
     return split.transpose(1, 2);                         // -> (B, h, T, D)
   };
-  torch::Tensor q = apply_rope(heads(q_proj(x), n_head, q_norm), cos, sin);
-  torch::Tensor k = apply_rope(heads(k_proj(x), n_kv_head, k_norm), cos, sin);
-  torch::Tensor y = causal_attention_heads(q, k, heads(v_proj(x), n_kv_head), scale, window, dropout, is_training(),
+  std::vector<torch::Tensor> qkv;
+  if (qkv_proj)  // (B, T, (H + 2 Hkv) * D) -> views (B, T, H*D), (B, T, Hkv*D), (B, T, Hkv*D)
+    qkv = qkv_proj(x).split_with_sizes({n_head * head_dim, n_kv_head * head_dim, n_kv_head * head_dim}, -1);
+  else
+    qkv = {q_proj(x), k_proj(x), v_proj(x)};
+  torch::Tensor q = apply_rope(heads(qkv[0], n_head, q_norm), cos, sin);
+  torch::Tensor k = apply_rope(heads(qkv[1], n_kv_head, k_norm), cos, sin);
+  torch::Tensor y = causal_attention_heads(q, k, heads(qkv[2], n_kv_head), scale, window, dropout, is_training(),
                                            mask);  // (B, H, T, D)
   return o_proj(y.transpose(1, 2).reshape({B, T, n_head * head_dim}));      // (B, H, T, D) -> (B, T, H*D) -> (B, T, C)
 }
 
-LlamaMlpImpl::LlamaMlpImpl(const LmConfig& c) : activation(c.activation) {
+LlamaMlpImpl::LlamaMlpImpl(const LmConfig& c, Projections projections) : activation(c.activation) {
   auto linear = [&](int64_t in, int64_t out) { return Linear(in, out, c.mlp_bias); };
-  gate_proj = register_module("gate_proj", linear(c.d_model, c.d_ff));
-  up_proj = register_module("up_proj", linear(c.d_model, c.d_ff));
+  if (projections == Projections::kFused) {
+    gate_up_proj = register_module("gate_up_proj", linear(c.d_model, 2 * c.d_ff));
+  } else {
+    gate_proj = register_module("gate_proj", linear(c.d_model, c.d_ff));
+    up_proj = register_module("up_proj", linear(c.d_model, c.d_ff));
+  }
   down_proj = register_module("down_proj", linear(c.d_ff, c.d_model));
 }
 
 torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& input) {
   const torch::Tensor x = kernels::autocast_operand(input);  // one copy for gate and up
+  torch::Tensor gate, up;
+  if (gate_up_proj) {
+    auto halves = gate_up_proj(x).chunk(2, -1);  // (B, T, 2F) -> views (B, T, F) x 2
+    gate = halves[0], up = halves[1];
+  } else {
+    gate = gate_proj(x), up = up_proj(x);
+  }
   // SiLU, the gated MLP of Llama, Qwen2 and Mistral: one fused pass each way (kernels/swiglu.h).
-  if (activation == "silu") return down_proj(kernels::swiglu(gate_proj(x), up_proj(x)));
-  return down_proj(activate(gate_proj(x), activation) * up_proj(x));
+  if (activation == "silu") return down_proj(kernels::swiglu(gate, up));
+  return down_proj(activate(gate, activation) * up);
 }
 
-LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer) {
-  self_attn = register_module("self_attn", LlamaAttention(c, layer));
-  mlp = register_module("mlp", LlamaMlp(c));
+LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer, Projections projections) {
+  self_attn = register_module("self_attn", LlamaAttention(c, layer, /*unit_offset_norms=*/false, projections));
+  mlp = register_module("mlp", LlamaMlp(c, projections));
   input_layernorm = register_module("input_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
   post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
 }
@@ -100,10 +120,10 @@ torch::Tensor LlamaDecoderLayerImpl::forward(torch::Tensor x, const torch::Tenso
   return h + mlp(normed);
 }
 
-LlamaModelImpl::LlamaModelImpl(const LmConfig& c) : inv_freq(rope_inv_freq(c)) {
+LlamaModelImpl::LlamaModelImpl(const LmConfig& c, Projections projections) : inv_freq(rope_inv_freq(c)) {
   embed_tokens = register_module("embed_tokens", lm_embedding(c.vocab_size, c.d_model));
   layers = register_module("layers", nn::ModuleList());
-  for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(LlamaDecoderLayer(c, i));
+  for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(LlamaDecoderLayer(c, i, projections));
   norm = register_module("norm", RmsNorm(c.d_model, c.layer_norm_eps));
 }
 
@@ -131,8 +151,8 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing
   return norm(x);
 }
 
-LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LmConfig& c) : CausalLmImpl(c) {
-  model = register_module("model", LlamaModel(c));
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LmConfig& c, Projections projections) : CausalLmImpl(c) {
+  model = register_module("model", LlamaModel(c, projections));
   register_head(c.d_model);
 }
 

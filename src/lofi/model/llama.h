@@ -1,8 +1,8 @@
-// Llama-class decoders (LlamaForCausalLM, and Qwen2, Qwen3 and Mistral, which share its modules): no
+// Llama-class decoders (LlamaForCausalLM, and Qwen2, Qwen3, Mistral and Phi-3, which share its modules): no
 // learned positions but rotary embeddings on queries and keys (Hugging Face's rotate-half
 // layout, rope_theta, linear or Llama 3.1 frequency scaling), grouped-query attention,
 // pre-RMSNorm blocks (Qwen3: RMSNorm of each query and key head too), a SwiGLU MLP, a final
-// RMSNorm and a tied or separate lm_head. Submodule
+// RMSNorm and a tied or separate lm_head (Phi-3: q/k/v and gate/up fused). Submodule
 // names give Hugging Face's parameter names ("model.layers.0.self_attn.q_proj.weight", ...).
 #pragma once
 #include <torch/torch.h>
@@ -25,9 +25,14 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
 // (B, 1, T, D), in X's (B, T, C) dtype; INV_FREQ is moved to X's device once.
 std::pair<torch::Tensor, torch::Tensor> rope_angles(torch::Tensor& inv_freq, const Packing& packing, const torch::Tensor& x);
 
+// How a model of the class lays out its projections: separate q/k/v and gate/up layers (Llama's),
+// or one of each, fused (Phi-3's qkv_proj and gate_up_proj, whose outputs are those layers' side by side).
+enum class Projections { kSeparate, kFused };
+
 struct LlamaAttentionImpl : torch::nn::Module {
   // Block LAYER's (its window: LmConfig::layer_window); UNIT_OFFSET_NORMS: Gemma's query/key norms.
-  explicit LlamaAttentionImpl(const LmConfig& c, int64_t layer = 0, bool unit_offset_norms = false);
+  explicit LlamaAttentionImpl(const LmConfig& c, int64_t layer = 0, bool unit_offset_norms = false,
+                              Projections projections = Projections::kSeparate);
   // X (B, T, C), COS and SIN (T, D) -> (B, T, C), causal.
   // COS and SIN (T, D), or (B, 1, T, D) for packed rows; MASK (B, 1, T, T) for packed rows.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, const torch::Tensor& mask = {});
@@ -35,21 +40,23 @@ struct LlamaAttentionImpl : torch::nn::Module {
   int64_t n_head, n_kv_head, head_dim, window;
   double scale, dropout;  // scores times SCALE: 1 / sqrt(head_dim), or Gemma's query_pre_attn_scalar^-1/2
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};  // (C, H*D), (C, Hkv*D) x 2, (H*D, C)
+  Linear qkv_proj{nullptr};  // fused instead of q, k and v: (C, (H + 2 Hkv) * D)
   RmsNorm q_norm{nullptr}, k_norm{nullptr};  // (D) each, over every head before the rotation; only with qk_norm (Qwen3)
 };
 TORCH_MODULE(LlamaAttention);
 
 struct LlamaMlpImpl : torch::nn::Module {
-  explicit LlamaMlpImpl(const LmConfig& c);
+  explicit LlamaMlpImpl(const LmConfig& c, Projections projections = Projections::kSeparate);
   torch::Tensor forward(const torch::Tensor& x);  // down(act(gate(x)) * up(x)): (B, T, C) -> (B, T, C)
 
   std::string activation;
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};  // (C, F), (C, F), (F, C)
+  Linear gate_up_proj{nullptr};  // fused instead of gate and up: (C, 2F), gate's half first
 };
 TORCH_MODULE(LlamaMlp);
 
 struct LlamaDecoderLayerImpl : torch::nn::Module {
-  LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer);
+  LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer, Projections projections = Projections::kSeparate);
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask = {});  // (B, T, C) -> (B, T, C)
 
@@ -60,7 +67,7 @@ struct LlamaDecoderLayerImpl : torch::nn::Module {
 TORCH_MODULE(LlamaDecoderLayer);
 
 struct LlamaModelImpl : torch::nn::Module {
-  explicit LlamaModelImpl(const LmConfig& c);
+  explicit LlamaModelImpl(const LmConfig& c, Projections projections = Projections::kSeparate);
   // RUN_BLOCK runs each block: activation checkpointing, sharded parameters (block_runner.h).
   torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {},
                         const BlockRunner& run_block = {});  // (B, T) int64 -> hidden (B, T, C)
@@ -73,7 +80,7 @@ struct LlamaModelImpl : torch::nn::Module {
 TORCH_MODULE(LlamaModel);
 
 struct LlamaForCausalLMImpl : CausalLmImpl {
-  explicit LlamaForCausalLMImpl(const LmConfig& c);
+  explicit LlamaForCausalLMImpl(const LmConfig& c, Projections projections = Projections::kSeparate);
   torch::Tensor hidden(const torch::Tensor& tokens, const Packing& packing) override;  // (B, T) -> final hidden states (B, T, E)
   torch::nn::ModuleList decoder_blocks() const override { return model->layers; }
   torch::Tensor token_embedding() const override { return model->embed_tokens->weight; }

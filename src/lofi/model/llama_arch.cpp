@@ -79,6 +79,12 @@ void LlamaClassArch::read_hf(const HfKeys& keys, LmConfig& c) const {
   read_variant(keys, c);
 }
 
+void read_sliding_window(const HfKeys& keys, LmConfig& c, int64_t absent) {
+  const bool null_window = keys.json().contains("sliding_window") && keys.json()["sliding_window"].is_null();
+  c.sliding_window = null_window ? 0 : keys.integer("sliding_window", absent);
+  if (c.sliding_window < 0) keys.unsupported("sliding_window", "a window is a positive number of tokens, or null");
+}
+
 nlohmann::ordered_json rope_scaling_object(const LmConfig& c) {
   if (c.rope_scaling == "default") return nullptr;
   nlohmann::ordered_json scaling = rope_object(c);

@@ -22,6 +22,8 @@ nlohmann::ordered_json rope_object(const LmConfig& c);
 // The same as transformers 4's rope_scaling: without rope_theta (a key of its own there); null
 // when unscaled.
 nlohmann::ordered_json rope_scaling_object(const LmConfig& c);
+// sliding_window into C: a number of tokens; null: none; absent: ABSENT (0: none).
+void read_sliding_window(const HfKeys& keys, LmConfig& c, int64_t absent);
 // For architectures whose attention_bias puts a bias on all four projections or none.
 void check_all_attention_biases_or_none(const LmConfig& c, const std::string& source);
 // What every model of the class needs: no dropout, an even head width, rotary settings lofi builds.

@@ -43,9 +43,7 @@ class Gemma3TextArch : public LmArch {
     for (const char* cap : {"final_logit_softcapping", "attn_logit_softcapping"})
       if (keys.has(cap)) keys.unsupported(cap, "lofi does not soft-cap logits; Gemma 3's published models set null");
     keys.require_bool("use_bidirectional_attention", false, false, "lofi's language models attend causally");
-    // Null: no window (every layer attends over the whole sequence).
-    c.sliding_window = keys.json().contains("sliding_window") && keys.json()["sliding_window"].is_null()
-                           ? 0 : keys.size("sliding_window", 4096);
+    read_sliding_window(keys, c, /*absent=*/4096);  // null: every layer attends over the whole sequence
     // Rotation: transformers 5's rope_parameters per layer kind, else the hub's top-level keys.
     const HfKeys params = keys.nested("rope_parameters");
     if (params.has("full_attention") || params.has("sliding_attention")) {

@@ -20,10 +20,7 @@ class MistralArch : public LlamaClassArch {
   int64_t default_kv_heads() const override { return 8; }
   int64_t default_max_positions() const override { return 4096 * 32; }
   void read_variant(const HfKeys& keys, LmConfig& c) const override {
-    // Absent: transformers' default window of 4096; null: none.
-    const bool null_window = keys.json().contains("sliding_window") && keys.json()["sliding_window"].is_null();
-    c.sliding_window = null_window ? 0 : keys.integer("sliding_window", 4096);
-    if (c.sliding_window < 0) keys.unsupported("sliding_window", "a window is a positive number of tokens, or null");
+    read_sliding_window(keys, c, /*absent=*/4096);  // transformers' default window
   }
   void write_variant(const LmConfig& c, nlohmann::ordered_json& out) const override {
     out["sliding_window"] = c.sliding_window > 0 ? nlohmann::ordered_json(c.sliding_window) : nlohmann::ordered_json();
