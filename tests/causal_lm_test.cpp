@@ -75,14 +75,15 @@ TEST(CausalLm, TokensNeverSeeTheFuture) {
 // Llama class: grouped-query attention with an untied head, Qwen2's q/k/v biases with
 // Llama 3.1 rope scaling, Mistral's sliding window shorter than the sequence, Qwen3's norms of
 // each query and key head with a head_dim of its own, Gemma 3's sandwiched blocks with a sliding
-// layer and a full one, Phi-3's fused projections.
+// layer and a full one, Phi-3's fused projections, SmolLM3's layers without rotation.
 std::vector<LmConfig> variants() {
   LmConfig gpt2 = tiny("gpt2"), post = tiny(), llama = tiny("llama"), qwen2 = tiny("qwen2"), mistral = tiny("mistral");
-  LmConfig qwen3 = tiny("qwen3"), gemma3 = tiny("gemma3_text"), phi3 = tiny("phi3");
+  LmConfig qwen3 = tiny("qwen3"), gemma3 = tiny("gemma3_text"), phi3 = tiny("phi3"),
+           smollm3 = tiny("smollm3");
   gpt2.activation = "gelu";
   post.do_layer_norm_before = false;
   post.word_embed_proj_dim = 8;
-  for (LmConfig* c : {&llama, &qwen2, &mistral, &qwen3, &phi3}) c->activation = "silu";
+  for (LmConfig* c : {&llama, &qwen2, &mistral, &qwen3, &phi3, &smollm3}) c->activation = "silu";
   gemma3.activation = "gelu";
   gemma3.qk_norm = true;
   gemma3.n_head = 4;
@@ -107,7 +108,8 @@ std::vector<LmConfig> variants() {
   qwen3.head_dim = 6;  // 4 x 6 = 24 != d_model
   phi3.n_kv_head = 1;  // fused q/k/v of unequal widths
   phi3.sliding_window = 4;
-  return {tiny(), gpt2, post, llama, qwen2, mistral, qwen3, gemma3, phi3};
+  smollm3.no_rope_interval = 2;  // layer 1 attends without rotation
+  return {tiny(), gpt2, post, llama, qwen2, mistral, qwen3, gemma3, phi3, smollm3};
 }
 
 TEST(CausalLm, EveryLayoutIsCausalAndTrains) {

@@ -128,10 +128,10 @@ TEST_P(Transformers, LogitsAndExportMatch) {
 // Llama-class fixtures: make_llama_fixtures.py (GQA, llama3 / linear rope scaling, head_dim,
 // biases, tied and untied heads, a sliding window shorter than the sequence, a sharded set,
 // Qwen3's norms of each query and key head, Gemma 3's sandwiched blocks with sliding and full
-// layers rotated apart, Phi-3's fused projections).
+// layers rotated apart, Phi-3's fused projections, SmolLM3's layers without rotation).
 INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "opt-350m-like", "gpt2", "llama-gqa",
                                                              "llama-bias", "qwen2", "mistral-window", "qwen3",
-                                                             "gemma3", "phi3"));
+                                                             "gemma3", "phi3", "smollm3"));
 
 // Vision-language checkpoints (Gemma 3 4B and larger: Gemma3ForConditionalGeneration; Mistral
 // Small 3.1 and 3.2: Mistral3ForConditionalGeneration): lofi reads their language model
@@ -372,7 +372,10 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
   const json qwen3 = read_json(kFixtures / "transformers" / "qwen3" / "config.json");
   const json gemma = read_json(kFixtures / "transformers" / "gemma3" / "config.json");
   const json phi3 = read_json(kFixtures / "transformers" / "phi3" / "config.json");
+  const json smollm3 = read_json(kFixtures / "transformers" / "smollm3" / "config.json");
   for (const auto& [j, key, value] : std::vector<std::tuple<json, std::string, json>>{
+           {smollm3, "use_sliding_window", true},
+           {smollm3, "no_rope_layers", {1, 0, 0, 1}},
            {phi3, "resid_pdrop", 0.1},
            {phi3, "embd_pdrop", 0.1},
            {v5, "hidden_act", "gelu_fast"},
@@ -408,7 +411,7 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
       << e;
   e = error(v5, "model_type", "gemma");
   EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gemma3_text\", \"gpt2\", \"llama\", \"mistral\", \"opt\", \"phi3\", \"qwen2\", "
-                   "\"qwen3\"; and the language model of \"gemma3\" (gemma3_text inside), \"mistral3\" (mistral inside))"),
+                   "\"qwen3\", \"smollm3\"; and the language model of \"gemma3\" (gemma3_text inside), \"mistral3\" (mistral inside))"),
             std::string::npos)
       << e;
   // Qwen3's head_dim: absent is transformers' default of 128, not hidden_size / heads; its

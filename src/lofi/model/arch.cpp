@@ -32,7 +32,7 @@ const std::vector<std::string>& llama_class_keys() {
                                              "rope_high_freq_factor", "rope_original_max_positions", "attention_bias",
                                              "attention_out_bias", "mlp_bias",          "sliding_window",
                                              "qk_norm",            "query_pre_attn_scalar", "sliding_window_pattern",
-                                             "rope_local_theta"};
+                                             "rope_local_theta",   "no_rope_interval"};
   return keys;
 }
 

@@ -43,6 +43,7 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
 
 LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c, int64_t layer, bool unit_offset_norms, Projections projections)
     : n_head(c.n_head), n_kv_head(c.kv_heads()), head_dim(c.head_width()), window(c.layer_window(layer)),
+      rotates(c.layer_rotates(layer)),
       scale(1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : static_cast<double>(c.head_width()))),
       dropout(c.attention_dropout) {
   auto linear = [](int64_t in, int64_t out, bool bias) { return Linear(in, out, bias); };
@@ -74,8 +75,8 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& input, const torc
     qkv = qkv_proj(x).split_with_sizes({n_head * head_dim, n_kv_head * head_dim, n_kv_head * head_dim}, -1);
   else
     qkv = {q_proj(x), k_proj(x), v_proj(x)};
-  torch::Tensor q = apply_rope(heads(qkv[0], n_head, q_norm), cos, sin);
-  torch::Tensor k = apply_rope(heads(qkv[1], n_kv_head, k_norm), cos, sin);
+  torch::Tensor q = heads(qkv[0], n_head, q_norm), k = heads(qkv[1], n_kv_head, k_norm);
+  if (rotates) q = apply_rope(q, cos, sin), k = apply_rope(k, cos, sin);
   torch::Tensor y = causal_attention_heads(q, k, heads(qkv[2], n_kv_head), scale, window, dropout, is_training(),
                                            mask);  // (B, H, T, D)
   return o_proj(y.transpose(1, 2).reshape({B, T, n_head * head_dim}));      // (B, H, T, D) -> (B, T, H*D) -> (B, T, C)

@@ -38,6 +38,7 @@ struct LlamaAttentionImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, const torch::Tensor& mask = {});
 
   int64_t n_head, n_kv_head, head_dim, window;
+  bool rotates;  // false in SmolLM3's NoPE layers (LmConfig::layer_rotates)
   double scale, dropout;  // scores times SCALE: 1 / sqrt(head_dim), or Gemma's query_pre_attn_scalar^-1/2
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};  // (C, H*D), (C, Hkv*D) x 2, (H*D, C)
   Linear qkv_proj{nullptr};  // fused instead of q, k and v: (C, (H + 2 Hkv) * D)

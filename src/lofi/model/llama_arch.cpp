@@ -69,7 +69,8 @@ void LlamaClassArch::read_hf(const HfKeys& keys, LmConfig& c) const {
   c.qk_norm = qk_norm();
   // Rotary settings: rope_scaling (hub checkpoints) wins over rope_parameters (transformers 5),
   // as transformers reads them; rope_theta inside the object wins over the top-level key.
-  read_rope_object(keys.nested(keys.has("rope_scaling") ? "rope_scaling" : "rope_parameters"), keys.number("rope_theta", 10000.0), c);
+  read_rope_object(keys.nested(keys.has("rope_scaling") ? "rope_scaling" : "rope_parameters"),
+                   keys.number("rope_theta", default_rope_theta()), c);
   // transformers 5's attention kind per layer: lofi's is one for every layer (whole sequence, or
   // Mistral's sliding_window in all of them).
   if (keys.has("layer_types"))
@@ -131,6 +132,7 @@ void check_llama_class(const LmConfig& c, const std::string& source) {
 void LlamaClassArch::check(const LmConfig& c, const std::string& source) const {
   check_llama_class(c, source);
   require_defaults(c, source, gemma_variant_keys());
+  if (!nope_layers()) require_defaults(c, source, {"no_rope_interval"});
   if (c.qk_norm != qk_norm())
     fail(source, ": arch \"", c.arch, "\" has ", qk_norm() ? "" : "no ", "RMSNorm on each query and key head: set qk_norm = ",
          qk_norm() ? "true" : "false");

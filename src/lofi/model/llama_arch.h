@@ -45,6 +45,9 @@ class LlamaClassArch : public LmArch {
   virtual int64_t default_kv_heads() const = 0;  // 0: num_attention_heads
   virtual int64_t default_max_positions() const = 0;
   virtual int64_t default_head_dim() const { return 0; }  // 0: hidden_size / num_attention_heads
+  virtual double default_rope_theta() const { return 10000.0; }
+  // Whether some layers attend without rotary embeddings (LmConfig::no_rope_interval: SmolLM3).
+  virtual bool nope_layers() const { return false; }
   // Whether every head's queries and keys pass an RMSNorm before the rotation (LmConfig::qk_norm):
   // fixed by the architecture, so read from none of config.json's keys.
   virtual bool qk_norm() const { return false; }

@@ -17,6 +17,8 @@ int64_t LmConfig::layer_window(int64_t layer) const {
   return sliding_window_pattern > 0 && (layer + 1) % sliding_window_pattern == 0 ? 0 : sliding_window;
 }
 
+bool LmConfig::layer_rotates(int64_t layer) const { return no_rope_interval <= 0 || (layer + 1) % no_rope_interval != 0; }
+
 double LmConfig::outside_blocks_bound() const {
   const double d = static_cast<double>(d_model), V = static_cast<double>(vocab_size);
   const double embed = static_cast<double>(word_embed_proj_dim > 0 ? word_embed_proj_dim : d_model);

@@ -45,10 +45,12 @@ struct LmConfig {
   double query_pre_attn_scalar = 0;
   int64_t sliding_window_pattern = 0;
   double rope_local_theta = 0;
+  // SmolLM3 (smollm3).
+  int64_t no_rope_interval = 0;
 
   void declare(Settings& s) {
     s(arch, "arch", "the architecture (model/archs/): \"opt\", \"gpt2\", \"llama\", \"qwen2\", \"qwen3\", \"mistral\",\n"
-                    "\"phi3\", \"gemma3_text\"; or an image classifier (\"vit\"), which ignores the language-model shape keys");
+                    "\"phi3\", \"smollm3\", \"gemma3_text\"; or an image classifier (\"vit\"), which ignores the language-model shape keys");
     s(n_layer, "n_layer", "decoder blocks, e.g. 12 for OPT-125M");
     s(n_head, "n_head", "attention heads, e.g. 12");
     s(d_model, "d_model", "residual width, e.g. 768");
@@ -81,6 +83,8 @@ struct LmConfig {
     s(sliding_window_pattern, "sliding_window_pattern",
       "Gemma 3: every Nth layer attends over the whole sequence, the others over sliding_window; 0: every layer alike");
     s(rope_local_theta, "rope_local_theta", "Gemma 3: rotary base of the sliding-window layers (unscaled); 0: rope_theta");
+    s(no_rope_interval, "no_rope_interval",
+      "SmolLM3: every Nth layer attends without rotary embeddings (NoPE), the others with; 0: every layer rotates");
   }
 
   int64_t kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
@@ -94,6 +98,8 @@ struct LmConfig {
   int64_t head_width() const { return head_dim > 0 ? head_dim : d_model / n_head; }
   // How many tokens (itself included) block LAYER's attention sees; 0: all before it.
   int64_t layer_window(int64_t layer) const;
+  // Whether block LAYER rotates its queries and keys (all but SmolLM3's NoPE layers).
+  bool layer_rotates(int64_t layer) const;
 };
 
 // A field of LmConfig by member pointer, typed (the architectures' config.json tables use it).
