@@ -193,10 +193,14 @@ TEST_P(HfWrapped, LanguageModelReadAndWrittenBackInPlace) {
     }
     const json want = read_json(source + "/config.json"), got = read_json(out + "/config.json");
     for (const auto& [key, value] : want.items())
-      if (key != "text_config" && key != "dtype" && key != "torch_dtype") EXPECT_EQ(got[key], value) << key;
+      if (key != "text_config" && key != "dtype" && key != "torch_dtype") {
+        EXPECT_EQ(got[key], value) << key;
+      }
     EXPECT_EQ(got["torch_dtype"], "bfloat16");
     for (const auto& [key, value] : want["text_config"].items())
-      if (key != "dtype" && key != "torch_dtype") EXPECT_EQ(got["text_config"][key], value) << key;
+      if (key != "dtype" && key != "torch_dtype") {
+        EXPECT_EQ(got["text_config"][key], value) << key;
+      }
     EXPECT_FALSE(got["text_config"].contains("architectures"));
     EXPECT_EQ(model::read_hf_config(out).d_model, lm->config.d_model);
   }
@@ -214,8 +218,8 @@ TEST_P(HfWrapped, LanguageModelReadAndWrittenBackInPlace) {
 INSTANTIATE_TEST_SUITE_P(Hf, HfWrapped,
                          ::testing::Values(WrappedFixture{"gemma3-vision", "gemma3_text", "Gemma3ForConditionalGeneration"},
                                            WrappedFixture{"mistral3-vision", "mistral", "Mistral3ForConditionalGeneration"}),
-                         [](const auto& info) {
-                           std::string name = info.param.name;
+                         [](const auto& fixture) {
+                           std::string name = fixture.param.name;
                            std::replace(name.begin(), name.end(), '-', '_');
                            return name;
                          });
