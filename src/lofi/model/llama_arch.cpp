@@ -80,6 +80,26 @@ void LlamaClassArch::read_hf(const HfKeys& keys, LmConfig& c) const {
   read_variant(keys, c);
 }
 
+std::vector<HfKey> LlamaClassArch::hf_keys_with(const std::vector<std::pair<std::string, nlohmann::json>>& defaults) const {
+  std::vector<HfKey> keys = LlamaClassArch::hf_keys();
+  for (HfKey& key : keys)
+    for (const auto& [name, value] : defaults)
+      if (name == key.name) key.fallback = value;
+  return keys;
+}
+
+int64_t every_nth_layer(const HfKeys& keys, const std::string& key, const std::vector<bool>& flags, const std::string& what) {
+  int64_t first = -1;
+  for (size_t i = 0; i < flags.size() && first < 0; ++i)
+    if (flags[i]) first = static_cast<int64_t>(i);
+  if (first < 0) return 0;
+  const int64_t every = first + 1;
+  for (size_t i = 0; i < flags.size(); ++i)
+    if (flags[i] != ((static_cast<int64_t>(i) + 1) % every == 0))
+      keys.unsupported(key, "lofi builds " + what + " every Nth layer; these layers follow no such N");
+  return every;
+}
+
 void read_sliding_window(const HfKeys& keys, LmConfig& c, int64_t absent) {
   const bool null_window = keys.json().contains("sliding_window") && keys.json()["sliding_window"].is_null();
   c.sliding_window = null_window ? 0 : keys.integer("sliding_window", absent);

@@ -22,6 +22,10 @@ nlohmann::ordered_json rope_object(const LmConfig& c);
 // The same as transformers 4's rope_scaling: without rope_theta (a key of its own there); null
 // when unscaled.
 nlohmann::ordered_json rope_scaling_object(const LmConfig& c);
+// The N for which every Nth of FLAGS (one per layer, from config.json's KEY) is true and the
+// others false; 0 when none is. Refuses KEY by name, saying WHAT lofi builds, when they follow no
+// such N.
+int64_t every_nth_layer(const HfKeys& keys, const std::string& key, const std::vector<bool>& flags, const std::string& what);
 // sliding_window into C: a number of tokens; null: none; absent: ABSENT (0: none).
 void read_sliding_window(const HfKeys& keys, LmConfig& c, int64_t absent);
 // For architectures whose attention_bias puts a bias on all four projections or none.
@@ -51,6 +55,8 @@ class LlamaClassArch : public LmArch {
   // Whether every head's queries and keys pass an RMSNorm before the rotation (LmConfig::qk_norm):
   // fixed by the architecture, so read from none of config.json's keys.
   virtual bool qk_norm() const { return false; }
+  // hf_keys() with other defaults for some keys (this model type's, where they are not LlamaConfig's).
+  std::vector<HfKey> hf_keys_with(const std::vector<std::pair<std::string, nlohmann::json>>& defaults) const;
   // Biases and window beyond the shared keys: read, written, checked.
   virtual void read_variant(const HfKeys& keys, LmConfig& c) const = 0;
   virtual void write_variant(const LmConfig& c, nlohmann::ordered_json& out) const = 0;

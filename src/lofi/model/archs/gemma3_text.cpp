@@ -2,6 +2,7 @@
 // model/gemma3.h. config.json as transformers 4.5x writes it (rope_theta, rope_local_base_freq,
 // rope_scaling, sliding_window_pattern) and as transformers 5 does (rope_parameters per layer kind,
 // layer_types); both are written. Logit soft-capping and bidirectional attention are refused.
+#include <algorithm>
 #include <cmath>
 
 #include "lofi/error.h"
@@ -106,23 +107,17 @@ class Gemma3TextArch : public LmArch {
     const nlohmann::json& kinds = keys.json()["layer_types"];
     if (!kinds.is_array() || static_cast<int64_t>(kinds.size()) != c.n_layer)
       keys.unsupported("layer_types", "expected one kind per layer, " + std::to_string(c.n_layer) + " in all");
-    int64_t first_full = -1, full = 0;
-    for (size_t i = 0; i < kinds.size(); ++i) {
-      if (kinds[i] != "full_attention" && kinds[i] != "sliding_attention")
-        keys.unsupported("layer_types", "lofi builds \"full_attention\" and \"sliding_attention\" layers, not " + kinds[i].dump());
-      if (kinds[i] == "full_attention") {
-        full += 1;
-        if (first_full < 0) first_full = static_cast<int64_t>(i);
-      }
+    std::vector<bool> full;
+    for (const auto& kind : kinds) {
+      if (kind != "full_attention" && kind != "sliding_attention")
+        keys.unsupported("layer_types", "lofi builds \"full_attention\" and \"sliding_attention\" layers, not " + kind.dump());
+      full.push_back(kind == "full_attention");
     }
-    if (full == c.n_layer) c.sliding_window = 0;
-    if (full == 0 || full == c.n_layer) return 0;
-    const int64_t every = first_full + 1;
-    for (size_t i = 0; i < kinds.size(); ++i)
-      if ((kinds[i] == "full_attention") != ((static_cast<int64_t>(i) + 1) % every == 0))
-        keys.unsupported("layer_types", "lofi builds a full-attention layer every Nth, sliding-window layers between (Gemma 3's "
-                                        "pattern); these kinds follow no such N");
-    return every;
+    if (std::find(full.begin(), full.end(), false) == full.end()) {  // all full: no window
+      c.sliding_window = 0;
+      return 0;
+    }
+    return every_nth_layer(keys, "layer_types", full, "a full-attention layer (sliding-window layers between: Gemma 3's pattern)");
   }
 };
 

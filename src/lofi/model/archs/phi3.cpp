@@ -15,13 +15,8 @@ class Phi3Arch : public LlamaClassArch {
   std::string name() const override { return "phi3"; }
   std::string hf_class() const override { return "Phi3ForCausalLM"; }
   CausalLm make(const LmConfig& c) const override { return std::make_shared<LlamaForCausalLMImpl>(c, Projections::kFused); }
-  std::vector<HfKey> hf_keys() const override {
-    std::vector<HfKey> keys = LlamaClassArch::hf_keys();
-    for (HfKey& key : keys) {  // Phi3Config's defaults where they are not LlamaConfig's
-      if (std::string(key.name) == "hidden_size") key.fallback = 3072;
-      if (std::string(key.name) == "rms_norm_eps") key.fallback = 1e-5;
-    }
-    return keys;
+  std::vector<HfKey> hf_keys() const override {  // Phi3Config's defaults
+    return hf_keys_with({{"hidden_size", 3072}, {"rms_norm_eps", 1e-5}});
   }
 
  protected:

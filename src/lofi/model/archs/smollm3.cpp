@@ -16,16 +16,8 @@ class SmolLm3Arch : public LlamaClassArch {
  public:
   std::string name() const override { return "smollm3"; }
   std::string hf_class() const override { return "SmolLM3ForCausalLM"; }
-  std::vector<HfKey> hf_keys() const override {
-    std::vector<HfKey> keys = LlamaClassArch::hf_keys();
-    for (HfKey& key : keys) {  // SmolLM3Config's defaults where they are not LlamaConfig's
-      const std::string name = key.name;
-      if (name == "hidden_size") key.fallback = 2048;
-      if (name == "num_hidden_layers") key.fallback = 36;
-      if (name == "num_attention_heads") key.fallback = 16;
-      if (name == "tie_word_embeddings") key.fallback = true;
-    }
-    return keys;
+  std::vector<HfKey> hf_keys() const override {  // SmolLM3Config's defaults
+    return hf_keys_with({{"hidden_size", 2048}, {"num_hidden_layers", 36}, {"num_attention_heads", 16}, {"tie_word_embeddings", true}});
   }
 
  protected:
@@ -66,18 +58,12 @@ class SmolLm3Arch : public LlamaClassArch {
     const nlohmann::json& layers = keys.json()["no_rope_layers"];
     if (!layers.is_array() || static_cast<int64_t>(layers.size()) != c.n_layer)
       keys.unsupported("no_rope_layers", "expected one 0 or 1 per layer, " + std::to_string(c.n_layer) + " in all");
-    int64_t first_nope = -1;
-    for (size_t i = 0; i < layers.size(); ++i) {
-      if (layers[i] != 0 && layers[i] != 1) keys.unsupported("no_rope_layers", "expected 0 (no rotation) or 1 per layer");
-      if (layers[i] == 0 && first_nope < 0) first_nope = static_cast<int64_t>(i);
+    std::vector<bool> nope;
+    for (const auto& layer : layers) {
+      if (layer != 0 && layer != 1) keys.unsupported("no_rope_layers", "expected 0 (no rotation) or 1 per layer");
+      nope.push_back(layer == 0);
     }
-    if (first_nope < 0) return 0;
-    const int64_t every = first_nope + 1;
-    for (size_t i = 0; i < layers.size(); ++i)
-      if ((layers[i] == 0) != ((static_cast<int64_t>(i) + 1) % every == 0))
-        keys.unsupported("no_rope_layers", "lofi leaves rotary embeddings out of every Nth layer (SmolLM3's pattern); these "
-                                           "layers follow no such N");
-    return every;
+    return every_nth_layer(keys, "no_rope_layers", nope, "a layer without rotary embeddings (SmolLM3's pattern)");
   }
 };
 
