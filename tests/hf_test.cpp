@@ -128,10 +128,26 @@ TEST_P(Transformers, LogitsAndExportMatch) {
 // Llama-class fixtures: make_llama_fixtures.py (GQA, llama3 / linear rope scaling, head_dim,
 // biases, tied and untied heads, a sliding window shorter than the sequence, a sharded set,
 // Qwen3's norms of each query and key head, Gemma 3's sandwiched blocks with sliding and full
-// layers rotated apart, Phi-3's fused projections, SmolLM3's layers without rotation).
+// layers rotated apart, Phi-3's fused projections, SmolLM3's layers without rotation, Phi-4-mini's
+// partial rotation with longrope, Qwen3 with yarn).
 INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "opt-350m-like", "gpt2", "llama-gqa",
                                                              "llama-bias", "qwen2", "mistral-window", "qwen3",
-                                                             "gemma3", "phi3", "smollm3"));
+                                                             "gemma3", "phi3", "smollm3", "phi3-longrope", "qwen3-yarn"));
+
+// Longrope's short factors within the original context (8 tokens in the fixture), its long ones
+// past it (LogitsAndExportMatch's 16): both as transformers computes them, and they differ.
+TEST(HfLongContext, LongropeModelsMatchWithinAndPastTheOriginalContext) {
+  const fs::path dir = kFixtures / "transformers" / "phi3-longrope";
+  model::CausalLm lm = load(dir.string());
+  io::SafetensorsFile ref((dir / "logits.safetensors").string());
+  torch::NoGradGuard no_grad;
+  const torch::Tensor short_logits = lm->forward(ref.load("short_tokens"));
+  const double error = (short_logits - ref.load("short_logits")).abs().max().item<double>();
+  std::cout << "phi3-longrope, 8 tokens (short factors): max |logit diff| from transformers = " << error << "\n";
+  EXPECT_LE(error, 1e-4);
+  const torch::Tensor long_prefix = ref.load("logits").narrow(1, 0, 8);  // the same tokens, rotated by the long factors
+  EXPECT_GT((short_logits - long_prefix).abs().max().item<double>(), 1e-2);
+}
 
 // Vision-language checkpoints (Gemma 3 4B and larger: Gemma3ForConditionalGeneration; Mistral
 // Small 3.1 and 3.2: Mistral3ForConditionalGeneration): lofi reads their language model
@@ -396,19 +412,29 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
     std::string e = error(j, key, value);
     EXPECT_NE(e.find("x/config.json: \"" + key + "\": " + value.dump() + " is not supported"), std::string::npos) << e;
   }
-  std::string e = error(v5, "rope_parameters", {{"rope_type", "yarn"}, {"factor", 4.0}});
-  EXPECT_NE(e.find("x/config.json: \"rope_parameters.rope_type\": \"yarn\" is not supported (lofi has \"default\", "
-                   "\"linear\" and \"llama3\")"),
+  std::string e = error(v5, "rope_parameters", {{"rope_type", "proportional"}, {"factor", 4.0}});
+  EXPECT_NE(e.find("x/config.json: \"rope_parameters.rope_type\": \"proportional\" is not supported (lofi has \"default\", "
+                   "\"linear\", \"llama3\", \"yarn\", \"longrope\" and \"dynamic\")"),
             std::string::npos)
       << e;
-  // Phi-3.5-mini's and Phi-4-mini's rotation: longrope, and only part of each head.
-  e = error(phi3, "rope_parameters", {{"rope_type", "longrope"}, {"rope_theta", 10000.0}, {"short_factor", {1.0}}});
-  EXPECT_NE(e.find("\"rope_parameters.rope_type\": \"longrope\" is not supported"), std::string::npos) << e;
-  e = error(phi3, "rope_parameters", {{"rope_type", "default"}, {"rope_theta", 10000.0}, {"partial_rotary_factor", 0.75}});
-  EXPECT_NE(e.find("\"rope_parameters.partial_rotary_factor\": 0.75 is not supported (lofi rotates the whole head)"), std::string::npos)
+  // Phi-3.5-mini's and Phi-4-mini's rotation: longrope factors, one per rotated frequency, and
+  // only part of each head where the model's own code turns only part (Phi-3's, not Llama's).
+  e = error(phi3, "rope_parameters", {{"rope_type", "longrope"}, {"rope_theta", 10000.0}, {"short_factor", {1.0}}, {"long_factor", {1.0}}});
+  EXPECT_NE(e.find("x/config.json: \"rope_parameters.rope_type\": \"longrope\" is not supported (rope_short_factor has 1 number; "
+                   "longrope needs one per rotated frequency, 4"),
+            std::string::npos)
       << e;
-  e = error(v4, "rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}});
-  EXPECT_NE(e.find("\"rope_scaling.type\": \"dynamic\" is not supported"), std::string::npos) << e;
+  e = error(phi3, "rope_parameters", {{"rope_type", "longrope"}, {"rope_theta", 10000.0}, {"short_factor", {1.0, 1.0, 1.0, 1.0}}});
+  EXPECT_NE(e.find("x/config.json: \"rope_parameters.long_factor\": (default) is not supported (longrope needs a list of numbers"),
+            std::string::npos)
+      << e;
+  e = error(v5, "rope_parameters", {{"rope_type", "default"}, {"rope_theta", 10000.0}, {"partial_rotary_factor", 0.75}});
+  EXPECT_NE(e.find("\"rope_parameters.partial_rotary_factor\": 0.75 is not supported (\"llama\" rotates whole heads, as transformers' "
+                   "model of it does)"),
+            std::string::npos)
+      << e;
+  EXPECT_EQ(error(phi3, "rope_parameters", {{"rope_type", "default"}, {"rope_theta", 10000.0}, {"partial_rotary_factor", 0.75}}), "");
+  EXPECT_EQ(error(v4, "rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}}), "");
   e = error(v5, "num_key_value_heads", 3);
   EXPECT_NE(e.find("x/config.json: \"num_key_value_heads\": 3 is not supported (it must divide num_attention_heads = 4"),
             std::string::npos)

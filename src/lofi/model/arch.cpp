@@ -29,7 +29,10 @@ void require_defaults(const LmConfig& c, const std::string& source, const std::v
 const std::vector<std::string>& llama_class_keys() {
   static const std::vector<std::string> keys{"n_kv_head",          "head_dim",          "rope_theta",
                                              "rope_scaling",       "rope_factor",       "rope_low_freq_factor",
-                                             "rope_high_freq_factor", "rope_original_max_positions", "attention_bias",
+                                             "rope_high_freq_factor", "rope_original_max_positions", "rope_attention_factor",
+                                             "rope_beta_fast",     "rope_beta_slow",    "rope_mscale",
+                                             "rope_mscale_all_dim", "rope_truncate",    "rope_short_factor",
+                                             "rope_long_factor",   "partial_rotary_factor", "attention_bias",
                                              "attention_out_bias", "mlp_bias",          "sliding_window",
                                              "qk_norm",            "query_pre_attn_scalar", "sliding_window_pattern",
                                              "rope_local_theta",   "no_rope_interval"};

@@ -30,17 +30,17 @@ Gemma3TextModelImpl::Gemma3TextModelImpl(const LmConfig& c) : embed_scale(std::s
     global.push_back(c.layer_window(i) == 0);
   }
   norm = register_module("norm", RmsNorm(c.d_model, c.layer_norm_eps, /*unit_offset=*/true));
-  global_inv_freq = rope_inv_freq(c);
+  global_rotary = make_rotary(c);
   LmConfig local = c;  // the sliding layers' rotation: their own base, unscaled
   local.rope_theta = c.rope_local_theta > 0 ? c.rope_local_theta : c.rope_theta;
   local.rope_scaling = "default";
-  local_inv_freq = rope_inv_freq(local);
+  local_rotary = make_rotary(local);
 }
 
 torch::Tensor Gemma3TextModelImpl::forward(const torch::Tensor& tokens, const Packing& packing, const BlockRunner& run_block) {
   torch::Tensor x = embed_tokens(tokens);  // (B, T, C)
   x = x * torch::scalar_tensor(embed_scale, x.options());  // the scale in the weights' dtype, as transformers rounds it
-  const auto global_angles = rope_angles(global_inv_freq, packing, x), local_angles = rope_angles(local_inv_freq, packing, x);
+  const auto global_angles = rope_angles(global_rotary, packing, x), local_angles = rope_angles(local_rotary, packing, x);
   for (size_t i = 0; i < layers->size(); ++i) {
     Gemma3DecoderLayer layer = layers->ptr<Gemma3DecoderLayerImpl>(i);
     const auto& [cos, sin] = global[i] ? global_angles : local_angles;

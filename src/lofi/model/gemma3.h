@@ -36,7 +36,7 @@ struct Gemma3TextModelImpl : torch::nn::Module {
   RmsNorm norm{nullptr};
   double embed_scale;
   std::vector<bool> global;                       // per layer: attends over the whole sequence
-  torch::Tensor global_inv_freq, local_inv_freq;  // (D / 2) each, fp32; derived from the config
+  Rotary global_rotary, local_rotary;  // derived from the config, not weights
 };
 TORCH_MODULE(Gemma3TextModel);
 

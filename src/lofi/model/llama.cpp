@@ -4,42 +4,12 @@
 
 #include "lofi/error.h"
 #include "lofi/kernels/autocast_operand.h"
-#include "lofi/kernels/rotary.h"
 #include "lofi/model/block_runner.h"
 #include "lofi/kernels/swiglu.h"
 
 namespace lofi::model {
 
 namespace nn = torch::nn;
-
-torch::Tensor rope_inv_freq(const LmConfig& c) {
-  const int64_t D = c.head_width();
-  // 1 / theta^(2i / D), i = 0 .. D/2 - 1, in fp32 as transformers' default rope.
-  torch::Tensor inv_freq =
-      1.0 / torch::pow(c.rope_theta, torch::arange(0, D, 2, torch::kLong).to(torch::kFloat) / static_cast<double>(D));
-  if (c.rope_scaling == "default") return inv_freq;
-  if (c.rope_scaling == "linear") return inv_freq / c.rope_factor;
-  if (c.rope_scaling == "llama3") {
-    // Llama 3.1: long wavelengths slowed by FACTOR, short ones kept, the band between blended.
-    const double old_context = static_cast<double>(c.rope_original_max_positions);
-    const double low_freq_wavelen = old_context / c.rope_low_freq_factor;
-    const double high_freq_wavelen = old_context / c.rope_high_freq_factor;
-    torch::Tensor wavelen = 2 * M_PI / inv_freq;
-    torch::Tensor scaled = torch::where(wavelen > low_freq_wavelen, inv_freq / c.rope_factor, inv_freq);
-    torch::Tensor smooth = (old_context / wavelen - c.rope_low_freq_factor) / (c.rope_high_freq_factor - c.rope_low_freq_factor);
-    torch::Tensor smoothed = (1 - smooth) * scaled / c.rope_factor + smooth * scaled;
-    torch::Tensor medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
-    return torch::where(medium, smoothed, scaled);
-  }
-  fail("model.rope_scaling = \"", c.rope_scaling, "\" is not supported (lofi has \"default\", \"linear\" and \"llama3\")");
-}
-
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
-  // Packed rows have angles per row, (B, 1, T, D), which the fused kernel (one (T, D) table) does
-  // not take: the composite computes the same.
-  if (cos.dim() == 4) return kernels::rotary_reference(x, cos, sin);
-  return kernels::rotary(x, cos, sin);  // one fused pass each way (kernels/rotary.h), in x's dtype
-}
 
 LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c, int64_t layer, bool unit_offset_norms, Projections projections)
     : n_head(c.n_head), n_kv_head(c.kv_heads()), head_dim(c.head_width()), window(c.layer_window(layer)),
@@ -121,29 +91,16 @@ torch::Tensor LlamaDecoderLayerImpl::forward(torch::Tensor x, const torch::Tenso
   return h + mlp(normed);
 }
 
-LlamaModelImpl::LlamaModelImpl(const LmConfig& c, Projections projections) : inv_freq(rope_inv_freq(c)) {
+LlamaModelImpl::LlamaModelImpl(const LmConfig& c, Projections projections) : rotary(make_rotary(c)) {
   embed_tokens = register_module("embed_tokens", lm_embedding(c.vocab_size, c.d_model));
   layers = register_module("layers", nn::ModuleList());
   for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(LlamaDecoderLayer(c, i, projections));
   norm = register_module("norm", RmsNorm(c.d_model, c.layer_norm_eps));
 }
 
-std::pair<torch::Tensor, torch::Tensor> rope_angles(torch::Tensor& inv_freq, const Packing& packing, const torch::Tensor& x) {
-  const int64_t T = x.size(1);
-  // Angles in fp32 (an outer product as elementwise products, which autocast leaves in fp32),
-  // then in the activations' dtype, as transformers computes them.
-  torch::Tensor positions = packing.empty() ? torch::arange(T, torch::TensorOptions(torch::kFloat).device(x.device()))  // (T)
-                                            : packing.positions.to(torch::kFloat).unsqueeze(1);                         // (B, 1, T)
-  // Moved once per device, not per forward: a copy from host memory would wait for the GPU.
-  if (inv_freq.device() != x.device()) inv_freq = inv_freq.to(x.device());
-  torch::Tensor freqs = positions.unsqueeze(-1) * inv_freq;  // (T, D/2), or (B, 1, T, D/2) packed
-  torch::Tensor angles = torch::cat({freqs, freqs}, -1);     // (T, D), or (B, 1, T, D)
-  return {angles.cos().to(x.scalar_type()), angles.sin().to(x.scalar_type())};
-}
-
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing& packing, const BlockRunner& run_block) {
   torch::Tensor x = embed_tokens(tokens);  // (B, T, C)
-  const auto angles = rope_angles(inv_freq, packing, x);
+  const auto angles = rope_angles(rotary, packing, x);
   const torch::Tensor cos = angles.first, sin = angles.second;
   for (size_t i = 0; i < layers->size(); ++i) {
     LlamaDecoderLayer layer = layers->ptr<LlamaDecoderLayerImpl>(i);

@@ -1,6 +1,6 @@
 // Llama-class decoders (LlamaForCausalLM, and Qwen2, Qwen3, Mistral and Phi-3, which share its modules): no
 // learned positions but rotary embeddings on queries and keys (Hugging Face's rotate-half
-// layout, rope_theta, linear or Llama 3.1 frequency scaling), grouped-query attention,
+// layout, rope_theta and the scalings of rotary.h), grouped-query attention,
 // pre-RMSNorm blocks (Qwen3: RMSNorm of each query and key head too), a SwiGLU MLP, a final
 // RMSNorm and a tied or separate lm_head (Phi-3: q/k/v and gate/up fused). Submodule
 // names give Hugging Face's parameter names ("model.layers.0.self_attn.q_proj.weight", ...).
@@ -10,20 +10,9 @@
 #include "lofi/model/block_runner.h"
 #include "lofi/model/blocks.h"
 #include "lofi/model/causal_lm.h"
+#include "lofi/model/rotary.h"
 
 namespace lofi::model {
-
-// The rotary embedding's inverse frequencies (head_dim / 2), fp32, as transformers computes them
-// for C.rope_scaling ("default", "linear" or "llama3").
-torch::Tensor rope_inv_freq(const LmConfig& c);
-
-// X (B, H, T, D) rotated by positions 0..T-1: x * cos + rotate_half(x) * sin, with cos and sin
-// (T, D) of INV_FREQ repeated over both halves; computed in fp32, returned in x's dtype.
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
-
-// cos and sin of INV_FREQ's angles at positions 0..T-1, (T, D), or at PACKING's positions,
-// (B, 1, T, D), in X's (B, T, C) dtype; INV_FREQ is moved to X's device once.
-std::pair<torch::Tensor, torch::Tensor> rope_angles(torch::Tensor& inv_freq, const Packing& packing, const torch::Tensor& x);
 
 // How a model of the class lays out its projections: separate q/k/v and gate/up layers (Llama's),
 // or one of each, fused (Phi-3's qkv_proj and gate_up_proj, whose outputs are those layers' side by side).
@@ -76,7 +65,7 @@ struct LlamaModelImpl : torch::nn::Module {
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RmsNorm norm{nullptr};
-  torch::Tensor inv_freq;  // (D / 2), fp32; derived from the config, not a weight
+  Rotary rotary;  // derived from the config, not weights
 };
 TORCH_MODULE(LlamaModel);
 

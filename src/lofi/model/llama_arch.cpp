@@ -2,6 +2,7 @@
 
 #include "lofi/error.h"
 #include "lofi/model/llama.h"
+#include "lofi/model/rotary.h"
 
 namespace lofi::model {
 
@@ -28,38 +29,94 @@ void read_llama_heads(const HfKeys& keys, LmConfig& c, int64_t default_kv_heads,
   if (c.n_kv_head == c.n_head) c.n_kv_head = 0;
   c.head_dim = keys.size("head_dim", default_head_dim);
   if (c.n_head > 0 && c.head_dim * c.n_head == c.d_model) c.head_dim = 0;
-  if (keys.has("partial_rotary_factor") && keys.number("partial_rotary_factor", 1.0) != 1.0)
-    keys.unsupported("partial_rotary_factor", "lofi rotates the whole head");
   if (keys.integer("pretraining_tp", 1) != 1)
     keys.unsupported("pretraining_tp", "lofi computes each projection whole; the model is the same with pretraining_tp = 1");
 }
 
-void read_rope_object(const HfKeys& rope, double theta_fallback, LmConfig& c) {
+void read_rope_object(const HfKeys& keys, const HfKeys& rope, double theta_fallback, LmConfig& c, bool partial_rotation) {
   c.rope_theta = rope.number("rope_theta", theta_fallback);
-  c.rope_scaling = rope.string("rope_type", rope.string("type", "default"));
-  if (c.rope_scaling == "linear") {
+  const std::string type_key = rope.has("rope_type") ? "rope_type" : "type";
+  c.rope_scaling = rope.string(type_key, "default");
+  // transformers: a top-level original_max_position_embeddings (Phi-3's) wins over the object's;
+  // without either, max_position_embeddings.
+  auto original = [&] {
+    return keys.has("original_max_position_embeddings") ? keys.size("original_max_position_embeddings", 0)
+                                                        : rope.size("original_max_position_embeddings", c.max_seq_len);
+  };
+  // yarn's and longrope's factor: max_position_embeddings / the original context where none is given.
+  auto stretch = [&] {
+    return rope.has("factor") ? rope.number("factor", 1.0)
+                              : static_cast<double>(c.max_seq_len) / static_cast<double>(c.rope_original_max_positions);
+  };
+  auto factors = [&](const char* key) {
+    const nlohmann::json& list = rope.json().contains(key) ? rope.json()[key] : nlohmann::json();
+    std::vector<double> values;
+    for (const auto& v : list.is_array() ? list : nlohmann::json::array())
+      if (v.is_number()) values.push_back(v.get<double>());
+    if (!list.is_array() || values.size() != list.size() || values.empty())
+      rope.unsupported(key, "longrope needs a list of numbers here, one per rotated frequency");
+    return rope_factor_text(values);
+  };
+  if (c.rope_scaling == "linear" || c.rope_scaling == "dynamic") {
     c.rope_factor = rope.number("factor", 1.0);
   } else if (c.rope_scaling == "llama3") {
     c.rope_factor = rope.number("factor", 8.0);
     c.rope_low_freq_factor = rope.number("low_freq_factor", 1.0);
     c.rope_high_freq_factor = rope.number("high_freq_factor", 4.0);
-    c.rope_original_max_positions = rope.integer("original_max_position_embeddings", c.max_seq_len);
+    c.rope_original_max_positions = original();
+  } else if (c.rope_scaling == "yarn" || c.rope_scaling == "longrope") {
+    c.rope_original_max_positions = original();
+    c.rope_factor = stretch();
+    c.rope_attention_factor = rope.number("attention_factor", 0.0);
+    if (c.rope_scaling == "yarn") {
+      // transformers reads these with `or`: null and 0 take the default too.
+      c.rope_beta_fast = rope.number("beta_fast", 0.0) != 0 ? rope.number("beta_fast", 0.0) : 32.0;
+      c.rope_beta_slow = rope.number("beta_slow", 0.0) != 0 ? rope.number("beta_slow", 0.0) : 1.0;
+      c.rope_mscale = rope.number("mscale", 0.0);
+      c.rope_mscale_all_dim = rope.number("mscale_all_dim", 0.0);
+      c.rope_truncate = rope.boolean("truncate", true);
+    } else {
+      c.rope_short_factor = factors("short_factor");
+      c.rope_long_factor = factors("long_factor");
+    }
   } else if (c.rope_scaling != "default") {
-    rope.unsupported(rope.has("rope_type") ? "rope_type" : "type", "lofi has \"default\", \"linear\" and \"llama3\"");
+    rope.unsupported(type_key, "lofi has \"default\", \"linear\", \"llama3\", \"yarn\", \"longrope\" and \"dynamic\"");
   }
-  if (rope.has("partial_rotary_factor") && rope.number("partial_rotary_factor", 1.0) != 1.0)
-    rope.unsupported("partial_rotary_factor", "lofi rotates the whole head");
+  // transformers: the object's partial_rotary_factor, else the top-level key.
+  const HfKeys& partial_keys = rope.has("partial_rotary_factor") ? rope : keys;
+  c.partial_rotary_factor = partial_keys.number("partial_rotary_factor", 1.0);
+  if (c.partial_rotary_factor != 1.0 && !partial_rotation)
+    partial_keys.unsupported("partial_rotary_factor", "\"" + c.arch + "\" rotates whole heads, as transformers' model of it does");
+  if (std::string why = rotary_problem(c); !why.empty()) rope.unsupported(type_key, why);
 }
 
 nlohmann::ordered_json rope_object(const LmConfig& c) {
   nlohmann::ordered_json rope{{"rope_type", c.rope_scaling}, {"rope_theta", c.rope_theta}};
-  if (c.rope_scaling == "linear") rope["factor"] = c.rope_factor;
-  if (c.rope_scaling == "llama3") {
-    rope["factor"] = c.rope_factor;
+  const std::string& kind = c.rope_scaling;
+  if (kind == "linear" || kind == "llama3" || kind == "dynamic") rope["factor"] = c.rope_factor;
+  if (kind == "llama3") {
     rope["low_freq_factor"] = c.rope_low_freq_factor;
     rope["high_freq_factor"] = c.rope_high_freq_factor;
-    rope["original_max_position_embeddings"] = c.rope_original_max_positions;
   }
+  if (kind == "llama3" || kind == "yarn" || kind == "longrope") rope["original_max_position_embeddings"] = c.rope_original_max_positions;
+  if (kind == "yarn" || kind == "longrope") {
+    // The factor as given; left out where transformers derives the same (max_position_embeddings / original).
+    if (kind == "yarn" || c.rope_factor != static_cast<double>(c.max_seq_len) / static_cast<double>(c.rope_original_max_positions))
+      rope["factor"] = c.rope_factor;
+    if (c.rope_attention_factor > 0) rope["attention_factor"] = c.rope_attention_factor;
+  }
+  if (kind == "yarn") {
+    if (c.rope_beta_fast != 32) rope["beta_fast"] = c.rope_beta_fast;
+    if (c.rope_beta_slow != 1) rope["beta_slow"] = c.rope_beta_slow;
+    if (c.rope_mscale > 0) rope["mscale"] = c.rope_mscale;
+    if (c.rope_mscale_all_dim > 0) rope["mscale_all_dim"] = c.rope_mscale_all_dim;
+    if (!c.rope_truncate) rope["truncate"] = false;
+  }
+  if (kind == "longrope") {
+    rope["short_factor"] = rope_factor_list(c.rope_short_factor);
+    rope["long_factor"] = rope_factor_list(c.rope_long_factor);
+  }
+  if (c.partial_rotary_factor != 1.0) rope["partial_rotary_factor"] = c.partial_rotary_factor;
   return rope;
 }
 
@@ -69,8 +126,8 @@ void LlamaClassArch::read_hf(const HfKeys& keys, LmConfig& c) const {
   c.qk_norm = qk_norm();
   // Rotary settings: rope_scaling (hub checkpoints) wins over rope_parameters (transformers 5),
   // as transformers reads them; rope_theta inside the object wins over the top-level key.
-  read_rope_object(keys.nested(keys.has("rope_scaling") ? "rope_scaling" : "rope_parameters"),
-                   keys.number("rope_theta", default_rope_theta()), c);
+  read_rope_object(keys, keys.nested(keys.has("rope_scaling") ? "rope_scaling" : "rope_parameters"),
+                   keys.number("rope_theta", default_rope_theta()), c, partial_rotation());
   // transformers 5's attention kind per layer: lofi's is one for every layer (whole sequence, or
   // Mistral's sliding_window in all of them).
   if (keys.has("layer_types"))
@@ -139,20 +196,26 @@ void check_llama_class(const LmConfig& c, const std::string& source) {
   require_defaults(c, source, opt_variant_keys());
   need(c.dropout == 0 && c.embedding_dropout == 0, "arch \"", c.arch,
        "\" has no residual or embedding dropout; set dropout = 0 (attention_dropout applies)");
-  need(c.head_width() % 2 == 0, "head_dim (", c.head_width(), ") must be even: rotary embeddings turn pairs of features");
   need(c.rope_theta > 0, "rope_theta must be > 0, found ", c.rope_theta);
-  need(c.rope_scaling == "default" || c.rope_scaling == "linear" || c.rope_scaling == "llama3", "rope_scaling = \"",
-       c.rope_scaling, "\" is not supported (lofi has \"default\", \"linear\" and \"llama3\")");
   need(c.rope_factor > 0, "rope_factor must be > 0, found ", c.rope_factor);
   need(c.rope_scaling != "llama3" || (c.rope_high_freq_factor > c.rope_low_freq_factor && c.rope_low_freq_factor > 0 &&
                                       c.rope_original_max_positions > 0),
        "rope_scaling = \"llama3\" needs 0 < rope_low_freq_factor < rope_high_freq_factor and rope_original_max_positions > 0");
+  for (const char* kind : {"default", "linear", "llama3", "yarn", "longrope", "dynamic"})
+    if (c.rope_scaling == kind) {
+      const std::string why = rotary_problem(c);
+      need(why.empty(), why);
+      return;
+    }
+  fail(source, ": rope_scaling = \"", c.rope_scaling,
+       "\" is not supported (lofi has \"default\", \"linear\", \"llama3\", \"yarn\", \"longrope\" and \"dynamic\")");
 }
 
 void LlamaClassArch::check(const LmConfig& c, const std::string& source) const {
   check_llama_class(c, source);
   require_defaults(c, source, gemma_variant_keys());
   if (!nope_layers()) require_defaults(c, source, {"no_rope_interval"});
+  if (!partial_rotation()) require_defaults(c, source, {"partial_rotary_factor"});
   if (c.qk_norm != qk_norm())
     fail(source, ": arch \"", c.arch, "\" has ", qk_norm() ? "" : "no ", "RMSNorm on each query and key head: set qk_norm = ",
          qk_norm() ? "true" : "false");

@@ -12,11 +12,13 @@ namespace lofi::model {
 // The pieces of reading, writing and checking them that other architectures of this class
 // (archs/gemma3_text.cpp) share without being one of these.
 // num_key_value_heads (checked to divide the heads; 0 when equal) and head_dim (0 when it is
-// hidden_size / heads); pretraining_tp and partial rotation refused; no dropout.
+// hidden_size / heads); pretraining_tp refused; no dropout.
 void read_llama_heads(const HfKeys& keys, LmConfig& c, int64_t default_kv_heads, int64_t default_head_dim);
-// A rotary object ({"rope_type": "llama3", "factor": 8.0, ...}; "type" too) into C's rope_*
-// settings; THETA_FALLBACK where it has no rope_theta.
-void read_rope_object(const HfKeys& rope, double theta_fallback, LmConfig& c);
+// A rotary object ROPE of config.json KEYS ({"rope_type": "llama3", "factor": 8.0, ...}; "type" too)
+// into C's rope_* settings and partial_rotary_factor (refused unless PARTIAL_ROTATION), with the
+// top-level keys transformers prefers (original_max_position_embeddings) or falls back to
+// (partial_rotary_factor); THETA_FALLBACK where it has no rope_theta.
+void read_rope_object(const HfKeys& keys, const HfKeys& rope, double theta_fallback, LmConfig& c, bool partial_rotation = false);
 // C's rope_* settings as that object, with rope_theta.
 nlohmann::ordered_json rope_object(const LmConfig& c);
 // The same as transformers 4's rope_scaling: without rope_theta (a key of its own there); null
@@ -30,7 +32,7 @@ int64_t every_nth_layer(const HfKeys& keys, const std::string& key, const std::v
 void read_sliding_window(const HfKeys& keys, LmConfig& c, int64_t absent);
 // For architectures whose attention_bias puts a bias on all four projections or none.
 void check_all_attention_biases_or_none(const LmConfig& c, const std::string& source);
-// What every model of the class needs: no dropout, an even head width, rotary settings lofi builds.
+// What every model of the class needs: no dropout, rotary settings lofi builds (rotary.h).
 void check_llama_class(const LmConfig& c, const std::string& source);
 
 class LlamaClassArch : public LmArch {
@@ -52,6 +54,9 @@ class LlamaClassArch : public LmArch {
   virtual double default_rope_theta() const { return 10000.0; }
   // Whether some layers attend without rotary embeddings (LmConfig::no_rope_interval: SmolLM3).
   virtual bool nope_layers() const { return false; }
+  // Whether only the front of each head rotates where config.json says so (partial_rotary_factor:
+  // Phi-4-mini); transformers' other models of the class rotate whole heads.
+  virtual bool partial_rotation() const { return false; }
   // Whether every head's queries and keys pass an RMSNorm before the rotation (LmConfig::qk_norm):
   // fixed by the architecture, so read from none of config.json's keys.
   virtual bool qk_norm() const { return false; }

@@ -36,6 +36,15 @@ struct LmConfig {
   double rope_low_freq_factor = 1.0;
   double rope_high_freq_factor = 4.0;
   int64_t rope_original_max_positions = 8192;
+  double rope_attention_factor = 0;
+  double rope_beta_fast = 32;
+  double rope_beta_slow = 1;
+  double rope_mscale = 0;
+  double rope_mscale_all_dim = 0;
+  bool rope_truncate = true;
+  std::string rope_short_factor;
+  std::string rope_long_factor;
+  double partial_rotary_factor = 1.0;
   bool attention_bias = false;
   bool attention_out_bias = false;
   bool mlp_bias = false;
@@ -69,11 +78,25 @@ struct LmConfig {
     s(n_kv_head, "n_kv_head", "grouped-query attention's key/value heads (num_key_value_heads); 0: n_head");
     s(head_dim, "head_dim", "width of one head; 0: d_model / n_head");
     s(rope_theta, "rope_theta", "rotary embedding base");
-    s(rope_scaling, "rope_scaling", "\"default\" (none), \"linear\" or \"llama3\" (Llama 3.1's)");
-    s(rope_factor, "rope_factor", "linear / llama3: how much longer the context is than trained");
+    s(rope_scaling, "rope_scaling",
+      "\"default\" (none), \"linear\", \"llama3\" (Llama 3.1's), \"yarn\" (Qwen's long context, DeepSeek's),\n"
+      "\"longrope\" (Phi-3.5, Phi-4-mini) or \"dynamic\" (NTK; unscaled up to max_seq_len, as transformers computes it)");
+    s(rope_factor, "rope_factor", "linear / llama3 / yarn / longrope / dynamic: how much longer the context is than trained");
     s(rope_low_freq_factor, "rope_low_freq_factor", "llama3");
     s(rope_high_freq_factor, "rope_high_freq_factor", "llama3");
-    s(rope_original_max_positions, "rope_original_max_positions", "llama3: the pretraining context");
+    s(rope_original_max_positions, "rope_original_max_positions", "llama3 / yarn / longrope: the pretraining context");
+    s(rope_attention_factor, "rope_attention_factor",
+      "yarn / longrope: cos and sin scaled by this; 0: from rope_factor (and rope_mscale), as transformers derives it").at_least(0);
+    s(rope_beta_fast, "rope_beta_fast", "yarn: rotations above which frequencies are kept (extrapolated)").above(0);
+    s(rope_beta_slow, "rope_beta_slow", "yarn: rotations below which frequencies are divided by rope_factor").above(0);
+    s(rope_mscale, "rope_mscale", "yarn: with rope_mscale_all_dim, the attention factor's numerator (DeepSeek's); 0: none").at_least(0);
+    s(rope_mscale_all_dim, "rope_mscale_all_dim", "yarn: the attention factor's denominator (DeepSeek's); 0: none").at_least(0);
+    s(rope_truncate, "rope_truncate", "yarn: the correction range rounded outwards to whole dimensions (false: gpt-oss)");
+    s(rope_short_factor, "rope_short_factor",
+      "longrope: one divisor per rotated frequency (a list of numbers), for sequences up to rope_original_max_positions");
+    s(rope_long_factor, "rope_long_factor", "longrope: the same for longer sequences");
+    s(partial_rotary_factor, "partial_rotary_factor",
+      "the share of each head's features that rotates, from the front (Phi-4-mini: 0.75; phi3 only); 1: all").above(0).at_most(1);
     s(attention_bias, "attention_bias", "biases on the q/k/v projections (Qwen2: true)");
     s(attention_out_bias, "attention_out_bias", "a bias on the output projection (Llama's attention_bias sets both)");
     s(mlp_bias, "mlp_bias", "biases in the SwiGLU MLP");
@@ -96,6 +119,9 @@ struct LmConfig {
   // projections): what a model built in pieces makes whole at once (model/deferred_weights.h).
   double outside_blocks_bound() const;
   int64_t head_width() const { return head_dim > 0 ? head_dim : d_model / n_head; }
+  // Features of a head that rotate: head_width() * partial_rotary_factor, rounded down as
+  // transformers rounds it (int(head_dim * partial_rotary_factor)).
+  int64_t rotary_width() const { return static_cast<int64_t>(static_cast<double>(head_width()) * partial_rotary_factor); }
   // How many tokens (itself included) block LAYER's attention sees; 0: all before it.
   int64_t layer_window(int64_t layer) const;
   // Whether block LAYER rotates its queries and keys (all but SmolLM3's NoPE layers).

@@ -41,10 +41,15 @@ void apply_node(Settings& settings, const toml::node& node, const std::string& k
     if (auto v = node.value<double>(); v && (node.is_floating_point() || node.is_integer())) **d = *v, ok = true;
   } else if (auto* t = std::get_if<std::string*>(&f.target())) {
     if (auto v = node.value_exact<std::string>()) **t = *v, ok = true;
-    // A list of names (lora.target = ["q_proj", "v_proj"]) is kept as "q_proj,v_proj".
+    // A list of names (lora.target = ["q_proj", "v_proj"]) is kept as "q_proj,v_proj", a list of
+    // numbers (model.rope_short_factor = [1.0, 1.5]) as "1.0,1.5".
     if (const auto* list = node.as_array(); list && !list->empty() && list->is_homogeneous<std::string>()) {
       std::string joined;
       for (const auto& item : *list) joined += (joined.empty() ? "" : ",") + *item.value<std::string>();
+      **t = joined, ok = true;
+    } else if (list && !list->empty() && std::all_of(list->begin(), list->end(), [](const toml::node& item) { return item.is_number(); })) {
+      std::string joined;
+      for (const auto& item : *list) joined += (joined.empty() ? "" : ",") + shortest_double(*item.value<double>());
       **t = joined, ok = true;
     }
   } else if (auto* b = std::get_if<bool*>(&f.target())) {
@@ -55,7 +60,8 @@ void apply_node(Settings& settings, const toml::node& node, const std::string& k
     if (list.empty()) fail(source, ": key '", key, "' is an empty list; give at least one name");
     for (size_t i = 0; i < list.size(); ++i)
       if (!list[i].is_string())
-        fail(source, ": key '", key, "': item ", i + 1, " of the list is ", list[i].type(), "; every item must be a string (a name)");
+        fail(source, ": key '", key, "': item ", i + 1, " of the list is ", list[i].type(),
+             "; every item must be a string (a name), or every item a number");
   }
   if (!ok) fail(source, ": key '", key, "' expects ", f.type_name(), ", found ", node.type());
 }

@@ -48,13 +48,13 @@ class Gemma3TextArch : public LmArch {
     // Rotation: transformers 5's rope_parameters per layer kind, else the hub's top-level keys.
     const HfKeys params = keys.nested("rope_parameters");
     if (params.has("full_attention") || params.has("sliding_attention")) {
-      read_rope_object(params.nested("full_attention"), 1e6, c);
+      read_rope_object(keys, params.nested("full_attention"), 1e6, c);
       const HfKeys local = params.nested("sliding_attention");
       if (local.string("rope_type", "default") != "default")
         local.unsupported("rope_type", "lofi rotates the sliding-window layers unscaled, as Gemma 3's published models do");
       c.rope_local_theta = local.number("rope_theta", 10000.0);
     } else {
-      read_rope_object(keys.nested(keys.has("rope_scaling") ? "rope_scaling" : "rope_parameters"), keys.number("rope_theta", 1e6), c);
+      read_rope_object(keys, keys.nested(keys.has("rope_scaling") ? "rope_scaling" : "rope_parameters"), keys.number("rope_theta", 1e6), c);
       c.rope_local_theta = keys.number("rope_local_base_freq", 10000.0);
     }
     c.sliding_window_pattern = keys.has("layer_types") ? pattern_of(keys, c) : keys.size("sliding_window_pattern", 6);
@@ -88,7 +88,7 @@ class Gemma3TextArch : public LmArch {
 
   void check(const LmConfig& c, const std::string& source) const override {
     check_llama_class(c, source);
-    require_defaults(c, source, {"no_rope_interval"});
+    require_defaults(c, source, {"no_rope_interval", "partial_rotary_factor"});
     auto need = [&](bool ok, const auto&... why) {
       if (!ok) fail(source, ": ", why...);
     };
