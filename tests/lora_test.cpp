@@ -253,9 +253,10 @@ TEST(Lora, APeftDirectoryIsAModelForEvalAndGenerate) {
 }
 
 // (gemma3-vision: a vision-language base, whose adapter PEFT names and targets inside its language
-// model, and whose dense merge is the vision-language model again.)
+// model, and whose dense merge is the vision-language model again. qwen3-moe: a mixture of experts,
+// whose "all-linear" is the attention's layers in PEFT and in lofi.)
 TEST(Lora, PeftReadsLofisAdaptersAndMergesThemAsLofiDoes) {
-  for (const char* base : {"llama-gqa", "gpt2", "gemma3-vision"}) {
+  for (const char* base : {"llama-gqa", "gpt2", "gemma3-vision", "qwen3-moe"}) {
     SCOPED_TRACE(base);
     const std::string dir = test::scratch_dir() + "/" + base;
     model::CausalLm lm = load_base(base);

@@ -35,7 +35,11 @@ TEST(MemoryPlan, ParameterCountsEqualTheBuiltModels) {
                                   "--set model.arch=qwen3 --set model.n_layer=2 --set model.activation=silu --set model.qk_norm=true --set model.head_dim=16",
                                   "--set model.arch=gemma3_text --set model.n_layer=2 --set model.activation=gelu --set model.qk_norm=true --set model.sliding_window=8 --set model.sliding_window_pattern=2",
                                   "--set model.arch=phi3 --set model.n_layer=2 --set model.activation=silu --set model.n_kv_head=2",
-                                  "--set model.arch=smollm3 --set model.n_layer=2 --set model.activation=silu --set model.no_rope_interval=2"}) {
+                                  "--set model.arch=smollm3 --set model.n_layer=2 --set model.activation=silu --set model.no_rope_interval=2",
+                                  "--set model.arch=qwen3_moe --set model.n_layer=2 --set model.activation=silu --set model.qk_norm=true"
+                                  " --set model.num_experts=5 --set model.experts_per_token=2 --set model.moe_d_ff=16",
+                                  "--set model.arch=mixtral --set model.n_layer=2 --set model.activation=silu --set model.n_kv_head=2"
+                                  " --set model.num_experts=3 --set model.experts_per_token=2"}) {
     for (const std::string lora : {"", " --set lora.rank=4 --set lora.target=all-linear", " --set lora.rank=2 --set lora.target=q_proj,v_proj"}) {
       if (lora.find("q_proj") != std::string::npos && shape.find("llama") == std::string::npos &&
           shape.find("qwen3") == std::string::npos && shape.find("gemma3") == std::string::npos)

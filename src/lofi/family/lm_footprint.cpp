@@ -8,6 +8,7 @@
 #include "lofi/io/lora_adapter.h"
 #include "lofi/model/causal_lm.h"
 #include "lofi/model/lora.h"
+#include "lofi/strings.h"
 #include "lofi/text.h"
 
 namespace lofi::family {
@@ -33,6 +34,10 @@ Counts count_parameters(const model::LmConfig& c, const io::LoraSpec* spec) {
                                    c.kv_heads() * c.head_width(), int64_t{2}});
   probe.max_seq_len = 4 * widest + 1;
   probe.vocab_size = 4 * widest + 7;
+  // A mixture of experts: one expert built, counted num_experts times (with the router's rows), so
+  // the plan of a 128-expert model does not build 128 of them.
+  const bool experts = c.num_experts > 0;
+  if (experts) probe.num_experts = 1, probe.experts_per_token = 1;
   auto real = [&](int64_t size) -> double {  // a probe dimension at C's size
     if (size == probe.vocab_size) return static_cast<double>(c.vocab_size);
     if (size == probe.max_seq_len || size == probe.max_seq_len + 2) return static_cast<double>(c.max_seq_len + (size - probe.max_seq_len));
@@ -48,12 +53,15 @@ Counts count_parameters(const model::LmConfig& c, const io::LoraSpec* spec) {
       one *= real(p.size(d));
       counts.learned_positions |= p.size(d) == probe.max_seq_len || p.size(d) == probe.max_seq_len + 2;
     }
+    const double E = static_cast<double>(c.num_experts);
+    if (experts && ends_with(item.key(), ".gate.weight")) one *= E;  // the router: a row for each expert
+    const double copies = experts && item.key().find(".experts.0.") != std::string::npos ? E : 1;  // an expert's tensor
     const bool in_block = item.key().find(".0.") != std::string::npos;  // the block's: one in each block
-    const auto all = static_cast<int64_t>(in_block ? one * static_cast<double>(c.n_layer) : one);
+    const auto all = static_cast<int64_t>(one * copies * (in_block ? static_cast<double>(c.n_layer) : 1));
     (p.requires_grad() ? counts.trainable : counts.frozen) += all;
-    if (in_block && p.requires_grad()) counts.block_trainable += static_cast<int64_t>(one);
+    if (in_block && p.requires_grad()) counts.block_trainable += static_cast<int64_t>(one * copies);
     if (p.requires_grad()) counts.largest = std::max(counts.largest, static_cast<int64_t>(one));
-    counts.gated |= item.key().find("gate_proj") != std::string::npos || item.key().find("gate_up_proj") != std::string::npos;
+    counts.gated |= experts || item.key().find("gate_proj") != std::string::npos || item.key().find("gate_up_proj") != std::string::npos;
     counts.sandwiched |= item.key().find("post_feedforward_layernorm") != std::string::npos;
   }
   return counts;
@@ -103,7 +111,14 @@ train::ModelFootprint lm_footprint(const train::Config& config, int64_t micro_ba
   if (counts.sandwiched) block += 2 * e * N * d;             // Gemma 3: the attention's and MLP's outputs, normed
   block += 4 * B * H * T;                                    // its log-sum-exp
   if (!counts.gated) block += e * N * d;                     // OPT / GPT-2: the output's contiguous copy
-  block += counts.gated ? 3 * e * N * ff : (relu ? 1 : 2) * e * N * ff;
+  if (c.num_experts > 0) {
+    // A mixture of experts: each token through experts_per_token SwiGLU experts, their gathered
+    // inputs and weighted outputs kept, and the router's fp32 probabilities.
+    const double K = static_cast<double>(c.experts_per_token), E = static_cast<double>(c.num_experts);
+    block += 3 * e * K * N * static_cast<double>(c.expert_width()) + 2 * e * K * N * d + 4 * N * E;
+  } else {
+    block += counts.gated ? 3 * e * N * ff : (relu ? 1 : 2) * e * N * ff;
+  }
   // Attention dropout takes the unfused path: scores, probabilities and the dropped ones, fp32.
   if (c.attention_dropout > 0) block += 12 * B * H * T * T;
   // Dropout elsewhere keeps its scaled fp32 mask: OPT and GPT-2 after attention and after the MLP.

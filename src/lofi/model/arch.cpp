@@ -32,7 +32,9 @@ const std::vector<std::string>& llama_class_keys() {
                                              "rope_high_freq_factor", "rope_original_max_positions", "rope_attention_factor",
                                              "rope_beta_fast",     "rope_beta_slow",    "rope_mscale",
                                              "rope_mscale_all_dim", "rope_truncate",    "rope_short_factor",
-                                             "rope_long_factor",   "partial_rotary_factor", "attention_bias",
+                                             "rope_long_factor",   "partial_rotary_factor", "num_experts",
+                                             "experts_per_token",  "moe_d_ff",          "norm_topk_prob",
+                                             "attention_bias",
                                              "attention_out_bias", "mlp_bias",          "sliding_window",
                                              "qk_norm",            "query_pre_attn_scalar", "sliding_window_pattern",
                                              "rope_local_theta",   "no_rope_interval"};
@@ -41,6 +43,11 @@ const std::vector<std::string>& llama_class_keys() {
 
 const std::vector<std::string>& gemma_variant_keys() {
   static const std::vector<std::string> keys{"query_pre_attn_scalar", "sliding_window_pattern", "rope_local_theta"};
+  return keys;
+}
+
+const std::vector<std::string>& moe_keys() {
+  static const std::vector<std::string> keys{"num_experts", "experts_per_token", "moe_d_ff", "norm_topk_prob"};
   return keys;
 }
 

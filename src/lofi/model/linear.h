@@ -38,6 +38,9 @@ struct AdaptableLinearImpl : torch::nn::Module {
   torch::Tensor lora_delta() const;
 
   torch::Tensor weight, bias;
+  // false: no adapter is ever attached, and LoRA's targets do not see the layer (a mixture of
+  // experts' router and experts, model/moe.h).
+  bool adaptable = true;
   torch::nn::Linear lora_A{nullptr}, lora_B{nullptr};  // (r, in) and (out, r), no bias
   double lora_scaling = 0, lora_dropout = 0;
 

@@ -77,9 +77,12 @@ torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& input) {
   return down_proj(activate(gate, activation) * up);
 }
 
-LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer, Projections projections) {
+LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer, Projections projections, const MoeNames& moe) {
   self_attn = register_module("self_attn", LlamaAttention(c, layer, /*unit_offset_norms=*/false, projections));
-  mlp = register_module("mlp", LlamaMlp(c, projections));
+  if (c.num_experts > 0)
+    experts = register_module(moe.block, SparseMoe(c, moe));
+  else
+    mlp = register_module("mlp", LlamaMlp(c, projections));
   input_layernorm = register_module("input_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
   post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
 }
@@ -88,13 +91,13 @@ torch::Tensor LlamaDecoderLayerImpl::forward(torch::Tensor x, const torch::Tenso
                                              const torch::Tensor& mask) {
   // The attention's residual add and the norm after it: one pass each way (kernels/rms_norm.h).
   auto [h, normed] = post_attention_layernorm->forward_added(x, self_attn(input_layernorm(x), cos, sin, mask));
-  return h + mlp(normed);
+  return h + (experts ? experts(normed) : mlp(normed));
 }
 
-LlamaModelImpl::LlamaModelImpl(const LmConfig& c, Projections projections) : rotary(make_rotary(c)) {
+LlamaModelImpl::LlamaModelImpl(const LmConfig& c, Projections projections, const MoeNames& moe) : rotary(make_rotary(c)) {
   embed_tokens = register_module("embed_tokens", lm_embedding(c.vocab_size, c.d_model));
   layers = register_module("layers", nn::ModuleList());
-  for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(LlamaDecoderLayer(c, i, projections));
+  for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(LlamaDecoderLayer(c, i, projections, moe));
   norm = register_module("norm", RmsNorm(c.d_model, c.layer_norm_eps));
 }
 
@@ -109,8 +112,8 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing
   return norm(x);
 }
 
-LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LmConfig& c, Projections projections) : CausalLmImpl(c) {
-  model = register_module("model", LlamaModel(c, projections));
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LmConfig& c, Projections projections, const MoeNames& moe) : CausalLmImpl(c) {
+  model = register_module("model", LlamaModel(c, projections, moe));
   register_head(c.d_model);
 }
 

@@ -10,6 +10,7 @@
 #include "lofi/model/block_runner.h"
 #include "lofi/model/blocks.h"
 #include "lofi/model/causal_lm.h"
+#include "lofi/model/moe.h"
 #include "lofi/model/rotary.h"
 
 namespace lofi::model {
@@ -46,18 +47,21 @@ struct LlamaMlpImpl : torch::nn::Module {
 TORCH_MODULE(LlamaMlp);
 
 struct LlamaDecoderLayerImpl : torch::nn::Module {
-  LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer, Projections projections = Projections::kSeparate);
+  // A mixture of experts (moe.h) in place of the MLP where C.num_experts > 0, named by MOE.
+  LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer, Projections projections = Projections::kSeparate,
+                        const MoeNames& moe = {});
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask = {});  // (B, T, C) -> (B, T, C)
 
   LlamaAttention self_attn{nullptr};
   LlamaMlp mlp{nullptr};
+  SparseMoe experts{nullptr};  // instead of mlp
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
 };
 TORCH_MODULE(LlamaDecoderLayer);
 
 struct LlamaModelImpl : torch::nn::Module {
-  explicit LlamaModelImpl(const LmConfig& c, Projections projections = Projections::kSeparate);
+  explicit LlamaModelImpl(const LmConfig& c, Projections projections = Projections::kSeparate, const MoeNames& moe = {});
   // RUN_BLOCK runs each block: activation checkpointing, sharded parameters (block_runner.h).
   torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {},
                         const BlockRunner& run_block = {});  // (B, T) int64 -> hidden (B, T, C)
@@ -70,7 +74,7 @@ struct LlamaModelImpl : torch::nn::Module {
 TORCH_MODULE(LlamaModel);
 
 struct LlamaForCausalLMImpl : CausalLmImpl {
-  explicit LlamaForCausalLMImpl(const LmConfig& c, Projections projections = Projections::kSeparate);
+  explicit LlamaForCausalLMImpl(const LmConfig& c, Projections projections = Projections::kSeparate, const MoeNames& moe = {});
   torch::Tensor hidden(const torch::Tensor& tokens, const Packing& packing) override;  // (B, T) -> final hidden states (B, T, E)
   torch::nn::ModuleList decoder_blocks() const override { return model->layers; }
   torch::Tensor token_embedding() const override { return model->embed_tokens->weight; }

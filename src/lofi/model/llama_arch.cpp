@@ -183,6 +183,11 @@ void LlamaClassArch::write_hf(const LmConfig& c, nlohmann::ordered_json& out) co
   write_variant(c, out);
 }
 
+void LlamaClassArch::read_router_settings(const HfKeys& keys) {
+  keys.require_bool("output_router_logits", false, false,
+                    "lofi trains on the language-modelling loss alone, without the router's load-balancing loss");
+}
+
 void check_all_attention_biases_or_none(const LmConfig& c, const std::string& source) {
   if (c.attention_bias != c.attention_out_bias)
     fail(source, ": arch \"", c.arch, "\" has biases on all attention projections or none (attention_bias); attention_bias = ",
@@ -216,6 +221,14 @@ void LlamaClassArch::check(const LmConfig& c, const std::string& source) const {
   require_defaults(c, source, gemma_variant_keys());
   if (!nope_layers()) require_defaults(c, source, {"no_rope_interval"});
   if (!partial_rotation()) require_defaults(c, source, {"partial_rotary_factor"});
+  if (!mixture_of_experts()) {
+    require_defaults(c, source, moe_keys());
+  } else {
+    if (c.num_experts < 1 || c.experts_per_token > c.num_experts)
+      fail(source, ": arch \"", c.arch, "\" routes each token to experts_per_token (", c.experts_per_token, ") of num_experts (",
+           c.num_experts, "): it needs 1 <= experts_per_token <= num_experts");
+    if (c.activation != "silu") fail(source, ": arch \"", c.arch, "\"'s experts are SwiGLU MLPs: set activation = \"silu\"");
+  }
   if (c.qk_norm != qk_norm())
     fail(source, ": arch \"", c.arch, "\" has ", qk_norm() ? "" : "no ", "RMSNorm on each query and key head: set qk_norm = ",
          qk_norm() ? "true" : "false");

@@ -57,6 +57,11 @@ class LlamaClassArch : public LmArch {
   // Whether only the front of each head rotates where config.json says so (partial_rotary_factor:
   // Phi-4-mini); transformers' other models of the class rotate whole heads.
   virtual bool partial_rotation() const { return false; }
+  // Whether each block's MLP is a mixture of experts (LmConfig::num_experts, moe.h).
+  virtual bool mixture_of_experts() const { return false; }
+  // The router settings transformers trains with beyond the model: its load-balancing loss
+  // (output_router_logits) refused by name, as lofi trains on the language-modelling loss alone.
+  static void read_router_settings(const HfKeys& keys);
   // Whether every head's queries and keys pass an RMSNorm before the rotation (LmConfig::qk_norm):
   // fixed by the architecture, so read from none of config.json's keys.
   virtual bool qk_norm() const { return false; }

@@ -56,10 +56,15 @@ struct LmConfig {
   double rope_local_theta = 0;
   // SmolLM3 (smollm3).
   int64_t no_rope_interval = 0;
+  // Mixtures of experts (mixtral, qwen3_moe).
+  int64_t num_experts = 0;
+  int64_t experts_per_token = 2;
+  int64_t moe_d_ff = 0;
+  bool norm_topk_prob = true;
 
   void declare(Settings& s) {
     s(arch, "arch", "the architecture (model/archs/): \"opt\", \"gpt2\", \"llama\", \"qwen2\", \"qwen3\", \"mistral\",\n"
-                    "\"phi3\", \"smollm3\", \"gemma3_text\"; or an image classifier (\"vit\"), which ignores the language-model shape keys");
+                    "\"phi3\", \"smollm3\", \"gemma3_text\", \"mixtral\", \"qwen3_moe\"; or an image classifier (\"vit\"), which ignores the language-model shape keys");
     s(n_layer, "n_layer", "decoder blocks, e.g. 12 for OPT-125M");
     s(n_head, "n_head", "attention heads, e.g. 12");
     s(d_model, "d_model", "residual width, e.g. 768");
@@ -108,6 +113,11 @@ struct LmConfig {
     s(rope_local_theta, "rope_local_theta", "Gemma 3: rotary base of the sliding-window layers (unscaled); 0: rope_theta");
     s(no_rope_interval, "no_rope_interval",
       "SmolLM3: every Nth layer attends without rotary embeddings (NoPE), the others with; 0: every layer rotates");
+    s(num_experts, "num_experts",
+      "mixtral, qwen3_moe: experts in each block's MLP, each token routed to experts_per_token of them; 0: a dense MLP").at_least(0);
+    s(experts_per_token, "experts_per_token", "experts each token is routed to (num_experts_per_tok)").at_least(1);
+    s(moe_d_ff, "moe_d_ff", "each expert's hidden width (Qwen3-MoE's moe_intermediate_size); 0: d_ff").at_least(0);
+    s(norm_topk_prob, "norm_topk_prob", "the chosen experts' router probabilities rescaled to sum to 1 (Mixtral: always)");
   }
 
   int64_t kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
@@ -119,6 +129,7 @@ struct LmConfig {
   // projections): what a model built in pieces makes whole at once (model/deferred_weights.h).
   double outside_blocks_bound() const;
   int64_t head_width() const { return head_dim > 0 ? head_dim : d_model / n_head; }
+  int64_t expert_width() const { return moe_d_ff > 0 ? moe_d_ff : d_ff; }
   // Features of a head that rotate: head_width() * partial_rotary_factor, rounded down as
   // transformers rounds it (int(head_dim * partial_rotary_factor)).
   int64_t rotary_width() const { return static_cast<int64_t>(static_cast<double>(head_width()) * partial_rotary_factor); }

@@ -24,6 +24,12 @@ io::LoraSpec LoraConfig::spec(const std::string& base) const {
 
 namespace {
 
+// MODULE as a linear layer LoRA may adapt, or null.
+AdaptableLinearImpl* adaptable_layer(const std::shared_ptr<torch::nn::Module>& module) {
+  auto* layer = dynamic_cast<AdaptableLinearImpl*>(module.get());
+  return layer && layer->adaptable ? layer : nullptr;
+}
+
 std::string layer_list(const torch::nn::Module& module) {
   // The distinct last components, as users write targets: "q_proj, k_proj, ...".
   std::vector<std::string> seen;
@@ -39,7 +45,7 @@ std::string layer_list(const torch::nn::Module& module) {
 // The layer of MODULE called NAME, or null.
 AdaptableLinearImpl* layer_named(torch::nn::Module& module, const std::string& name) {
   for (const auto& item : module.named_modules(/*name_prefix=*/"", /*include_self=*/false))
-    if (item.key() == name) return dynamic_cast<AdaptableLinearImpl*>(item.value().get());
+    if (item.key() == name) return adaptable_layer(item.value());
   return nullptr;
 }
 
@@ -61,7 +67,7 @@ void unfreeze_saved_modules(torch::nn::Module& module, const std::vector<std::st
 std::vector<std::string> linear_layer_names(const torch::nn::Module& module) {
   std::vector<std::string> names;
   for (const auto& item : module.named_modules("", /*include_self=*/false))
-    if (dynamic_cast<AdaptableLinearImpl*>(item.value().get())) names.push_back(item.key());
+    if (adaptable_layer(item.value())) names.push_back(item.key());
   return names;
 }
 
@@ -74,7 +80,7 @@ std::vector<std::string> apply_lora(torch::nn::Module& module, const io::LoraSpe
   std::vector<std::string> adapted;
   std::set<std::string> used;
   for (const auto& item : module.named_modules("", /*include_self=*/false)) {
-    auto* layer = dynamic_cast<AdaptableLinearImpl*>(item.value().get());
+    auto* layer = adaptable_layer(item.value());
     if (!layer) continue;
     bool hit = false;
     for (const auto& t : spec.target_modules)

@@ -18,6 +18,9 @@ std::string cuda_graphs_refusal(const Config& config, const dist::Topology& topo
   if (const std::string why = task.graph_refusal(); !why.empty())
     return cat("train.cuda_graphs = true replays each micro-batch from one recording, and ", why,
                ": set train.cuda_graphs = false");
+  if (config.model.num_experts > 0)
+    return cat("train.cuda_graphs = true replays one recording of the step, and a mixture of experts (model.num_experts = ",
+               config.model.num_experts, ") reads on the host how many tokens each expert takes, every step", off);
   if (topo.node_size > 1)
     return cat("train.cuda_graphs = true runs nodes of one worker, and node ", topo.node, " has ", topo.node_size,
                " (their gradient all-reduce is not recorded): run one worker per node (dist.nodes = the workers)", off);

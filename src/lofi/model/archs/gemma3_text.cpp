@@ -89,6 +89,7 @@ class Gemma3TextArch : public LmArch {
   void check(const LmConfig& c, const std::string& source) const override {
     check_llama_class(c, source);
     require_defaults(c, source, {"no_rope_interval", "partial_rotary_factor"});
+    require_defaults(c, source, moe_keys());
     auto need = [&](bool ok, const auto&... why) {
       if (!ok) fail(source, ": ", why...);
     };

@@ -1,0 +1,62 @@
+#include "lofi/model/moe.h"
+
+#include "lofi/kernels/autocast_operand.h"
+#include "lofi/kernels/swiglu.h"
+
+namespace lofi::model {
+
+namespace {
+
+// A layer LoRA never adapts (moe.h: neither does PEFT there).
+Linear unadapted(int64_t in, int64_t out) {
+  Linear layer(in, out, /*with_bias=*/false);
+  layer->adaptable = false;
+  return layer;
+}
+
+}  // namespace
+
+ExpertMlpImpl::ExpertMlpImpl(int64_t d_model, int64_t d_ff, const MoeNames& names) {
+  gate = register_module(names.gate, unadapted(d_model, d_ff));
+  up = register_module(names.up, unadapted(d_model, d_ff));
+  down = register_module(names.down, unadapted(d_ff, d_model));
+}
+
+torch::Tensor ExpertMlpImpl::forward(const torch::Tensor& input) {
+  const torch::Tensor x = kernels::autocast_operand(input);  // one copy for gate and up
+  return down(kernels::swiglu(gate(x), up(x)));
+}
+
+SparseMoeImpl::SparseMoeImpl(const LmConfig& c, const MoeNames& names) : top_k(c.experts_per_token), normalise(c.norm_topk_prob) {
+  const int64_t width = c.moe_d_ff > 0 ? c.moe_d_ff : c.d_ff;
+  gate = register_module("gate", unadapted(c.d_model, c.num_experts));
+  experts = register_module("experts", torch::nn::ModuleList());
+  for (int64_t e = 0; e < c.num_experts; ++e) experts->push_back(ExpertMlp(c.d_model, width, names));
+}
+
+torch::Tensor SparseMoeImpl::forward(const torch::Tensor& input) {
+  const int64_t E = static_cast<int64_t>(experts->size()), C = input.size(-1);
+  const torch::Tensor x = input.reshape({-1, C});  // (B, T, C) -> (N, C)
+  const torch::Tensor logits = gate(x);            // (N, E)
+  auto [weights, chosen] = torch::softmax(logits, -1, torch::kFloat).topk(top_k, -1);  // (N, K) each
+  if (normalise) weights = weights / weights.sum(-1, /*keepdim=*/true);
+  weights = weights.to(logits.scalar_type());
+  // The (token, slot) pairs grouped by expert: one count per expert read on the host (one wait a
+  // layer, where transformers' loop waits once an expert), then each expert on its tokens.
+  const torch::Tensor flat = chosen.reshape({-1});                                  // (N K)
+  const torch::Tensor order = flat.argsort(/*stable=*/true);                        // (N K), by expert
+  const torch::Tensor tokens = order.div(top_k, "floor");                           // (N K)
+  const torch::Tensor scale = weights.reshape({-1}).index_select(0, order).unsqueeze(-1);  // (N K, 1)
+  const torch::Tensor counts = torch::bincount(flat, {}, E).cpu();
+  const int64_t* count = counts.data_ptr<int64_t>();
+  torch::Tensor out = torch::zeros_like(x);
+  for (int64_t e = 0, start = 0; e < E; start += count[e], ++e) {
+    if (count[e] == 0) continue;
+    const torch::Tensor mine = tokens.narrow(0, start, count[e]);  // (M)
+    const torch::Tensor y = experts->ptr<ExpertMlpImpl>(e)->forward(x.index_select(0, mine)) * scale.narrow(0, start, count[e]);
+    out.index_add_(0, mine, y.to(out.scalar_type()));  // (M, C) into (N, C)
+  }
+  return out.reshape(input.sizes());
+}
+
+}  // namespace lofi::model

@@ -1,0 +1,45 @@
+// A mixture-of-experts MLP (Mixtral, Qwen3-MoE): a router picks each token's experts_per_token
+// experts of num_experts, each a SwiGLU MLP; the token's output is their outputs weighted by the
+// router's softmax probabilities of them (rescaled to sum to 1 where norm_topk_prob; Mixtral
+// always). Computed as transformers computes it: the router's probabilities in fp32, each expert
+// on the tokens routed to it, in expert order. Parameters named as the checkpoints on the hub name
+// them ("mlp.gate.weight", "mlp.experts.3.gate_proj.weight"; Mixtral "block_sparse_moe" and w1,
+// w3, w2), which transformers 5 writes too (its modules hold the experts as 3-D tensors).
+// Neither the router nor the experts take a LoRA adapter: in transformers 5 they are bare
+// parameters, which PEFT's target_modules and "all-linear" do not reach either.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+
+#include "lofi/model/linear.h"
+#include "lofi/model/lm_config.h"
+
+namespace lofi::model {
+
+// How an architecture's checkpoints name a mixture-of-experts block's parts.
+struct MoeNames {
+  std::string block = "mlp";                                     // in each decoder layer (Mixtral: "block_sparse_moe")
+  std::string gate = "gate_proj", up = "up_proj", down = "down_proj";  // an expert's layers (Mixtral: w1, w3, w2)
+};
+
+struct ExpertMlpImpl : torch::nn::Module {
+  ExpertMlpImpl(int64_t d_model, int64_t d_ff, const MoeNames& names);
+  torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x)): (N, C) -> (N, C)
+
+  Linear gate{nullptr}, up{nullptr}, down{nullptr};  // (C, F), (C, F), (F, C), no biases
+};
+TORCH_MODULE(ExpertMlp);
+
+struct SparseMoeImpl : torch::nn::Module {
+  SparseMoeImpl(const LmConfig& c, const MoeNames& names);
+  torch::Tensor forward(const torch::Tensor& x);  // (B, T, C) -> (B, T, C)
+
+  int64_t top_k;
+  bool normalise;             // norm_topk_prob
+  Linear gate{nullptr};       // the router: (C, E), no bias
+  torch::nn::ModuleList experts{nullptr};
+};
+TORCH_MODULE(SparseMoe);
+
+}  // namespace lofi::model

@@ -1,0 +1,125 @@
+// model/moe.h: a mixture of experts against a token-by-token reference written from the
+// definition (each token's router softmax, its top experts, their outputs weighted), values and
+// gradients; the names the checkpoints use; LoRA leaves routers and experts alone, as PEFT does
+// on transformers 5's modules. Whole models against transformers: hf_test.cpp (qwen3-moe, mixtral).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "lofi/io/atomic_file.h"
+#include "lofi/io/lora_adapter.h"
+#include "lofi/model/causal_lm.h"
+#include "lofi/model/hf.h"
+#include "lofi/model/lora.h"
+#include "lofi/model/moe.h"
+#include "test_util.h"
+
+namespace lofi {
+namespace {
+
+namespace fs = std::filesystem;
+
+model::LmConfig moe_config(bool normalise) {
+  model::LmConfig c;
+  c.arch = "qwen3_moe";
+  c.d_model = 8, c.d_ff = 12, c.moe_d_ff = 6, c.num_experts = 5, c.experts_per_token = 2;
+  c.norm_topk_prob = normalise;
+  c.activation = "silu";
+  return c;
+}
+
+// down(silu(gate x) * up x) of expert E, from its weights.
+torch::Tensor expert_of(model::SparseMoeImpl& moe, int64_t e, const torch::Tensor& x) {
+  auto& expert = *moe.experts->ptr<model::ExpertMlpImpl>(e);
+  return (torch::silu(x.matmul(expert.gate->weight.t())) * x.matmul(expert.up->weight.t())).matmul(expert.down->weight.t());
+}
+
+TEST(Moe, EachTokenTakesItsChosenExpertsWeightedByTheRouter) {
+  for (const bool normalise : {true, false}) {
+    SCOPED_TRACE(normalise ? "norm_topk_prob" : "raw probabilities");
+    torch::manual_seed(3);
+    model::SparseMoe moe(moe_config(normalise), model::MoeNames{});
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : moe->parameters()) p.normal_(0, 0.5);
+    }
+    const torch::Tensor x = torch::randn({2, 7, 8}, torch::TensorOptions().requires_grad(true));
+    const torch::Tensor y = moe->forward(x);
+    ASSERT_EQ(y.sizes(), x.sizes());
+    // The reference, one token at a time.
+    std::vector<torch::Tensor> rows;
+    const torch::Tensor flat = x.reshape({14, 8});
+    for (int64_t n = 0; n < 14; ++n) {
+      const torch::Tensor token = flat[n].unsqueeze(0);                                  // (1, C)
+      const torch::Tensor probs = torch::softmax(token.matmul(moe->gate->weight.t()), -1)[0];  // (E)
+      auto [top, chosen] = probs.topk(2);
+      const torch::Tensor weights = normalise ? top / top.sum() : top;
+      torch::Tensor row = torch::zeros({1, 8});
+      for (int64_t k = 0; k < 2; ++k) {
+        row = row + weights[k] * expert_of(*moe, chosen[k].item<int64_t>(), token);
+      }
+      rows.push_back(row);
+    }
+    const torch::Tensor want = torch::cat(rows).reshape({2, 7, 8});
+    EXPECT_TRUE(torch::allclose(y, want, 1e-5, 1e-6)) << (y - want).abs().max().item<double>();
+    // Gradients: into the input, the router and an expert.
+    const torch::Tensor g = torch::randn_like(y);
+    auto& first = *moe->experts->ptr<model::ExpertMlpImpl>(0);
+    const auto got = torch::autograd::grad({y}, {x, moe->gate->weight, first.down->weight}, {g}, /*retain_graph=*/true);
+    const auto expected = torch::autograd::grad({want}, {x, moe->gate->weight, first.down->weight}, {g}, true, false, true);
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_TRUE(expected[i].defined());
+      EXPECT_TRUE(torch::allclose(got[i], expected[i], 1e-5, 1e-6)) << "gradient " << i << ": "
+                                                                      << (got[i] - expected[i]).abs().max().item<double>();
+    }
+  }
+}
+
+TEST(Moe, PartsAreNamedAsTheCheckpointsNameThem) {
+  model::SparseMoe qwen(moe_config(true), model::MoeNames{});
+  model::SparseMoe mixtral(moe_config(true), model::MoeNames{"block_sparse_moe", "w1", "w3", "w2"});
+  auto names = [](const torch::nn::Module& m) {
+    std::vector<std::string> out;
+    for (const auto& p : m.named_parameters()) out.push_back(p.key());
+    return out;
+  };
+  const auto q = names(*qwen), x = names(*mixtral);
+  ASSERT_EQ(q.size(), 1u + 5 * 3);
+  EXPECT_EQ(q[0], "gate.weight");
+  EXPECT_EQ(q[1], "experts.0.gate_proj.weight");
+  EXPECT_EQ(q[3], "experts.0.down_proj.weight");
+  EXPECT_EQ(x[1], "experts.0.w1.weight");
+  EXPECT_EQ(x[2], "experts.0.w3.weight");
+  EXPECT_EQ(x[3], "experts.0.w2.weight");
+  EXPECT_EQ(qwen->gate->weight.sizes(), (std::vector<int64_t>{5, 8}));
+  EXPECT_EQ(qwen->experts->ptr<model::ExpertMlpImpl>(4)->down->weight.sizes(), (std::vector<int64_t>{8, 6}));
+}
+
+model::CausalLm fixture_model(const char* name) {
+  const std::string dir = (fs::path(LOFI_FIXTURES) / "hf" / "transformers" / name).string();
+  model::CausalLm lm = model::make_causal_lm(model::read_hf_config(dir));
+  model::load_hf_weights(*lm, dir);
+  return lm;
+}
+
+TEST(Moe, LoraAdaptsTheAttentionAndNeitherRoutersNorExperts) {
+  model::CausalLm lm = fixture_model("qwen3-moe");
+  double params = 0;
+  for (const auto& p : lm->parameters()) params += static_cast<double>(p.numel());
+  EXPECT_GE(lm->config.parameter_bound(), params);  // what the memory checks count on
+  io::LoraSpec spec;
+  spec.r = 2, spec.alpha = 4, spec.target_modules = {"all-linear"};
+  const std::vector<std::string> adapted = model::apply_lora(*lm, spec, 1);
+  ASSERT_EQ(adapted.size(), 2u * 4);  // q, k, v and o of 2 blocks
+  for (const auto& name : adapted) EXPECT_NE(name.find(".self_attn."), std::string::npos) << name;
+  model::CausalLm again = fixture_model("mixtral");
+  spec.target_modules = {"q_proj", "w1"};
+  const std::string why = test::error_of([&] { model::apply_lora(*again, spec, 1); });
+  EXPECT_NE(why.find("lora.target \"w1\" matches no linear layer of this model; its linear layers are q_proj, k_proj, v_proj, o_proj"),
+            std::string::npos)
+      << why;
+}
+
+}  // namespace
+}  // namespace lofi
