@@ -116,7 +116,8 @@ TEST_P(Transformers, LogitsAndExportMatch) {
                           "attention_bias", "mlp_bias", "sliding_window", "use_sliding_window", "tie_word_embeddings",
                           "max_position_embeddings", "hidden_activation", "query_pre_attn_scalar",
                           "final_logit_softcapping", "attn_logit_softcapping", "num_experts", "num_local_experts",
-                          "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob", "decoder_sparse_step"})
+                          "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob", "decoder_sparse_step",
+                          "embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling"})
     if (want.contains(key)) {
       EXPECT_EQ(got[key], want[key]) << key;
     }
@@ -130,11 +131,12 @@ TEST_P(Transformers, LogitsAndExportMatch) {
 // biases, tied and untied heads, a sliding window shorter than the sequence, a sharded set,
 // Qwen3's norms of each query and key head, Gemma 3's sandwiched blocks with sliding and full
 // layers rotated apart, Phi-3's fused projections, SmolLM3's layers without rotation, Phi-4-mini's
-// partial rotation with longrope, Qwen3 with yarn, Qwen3-MoE's and Mixtral's experts).
+// partial rotation with longrope, Qwen3 with yarn, Qwen3-MoE's and Mixtral's experts, OLMo 2's
+// norms after each branch and over all heads, Granite's four scalings).
 INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "opt-350m-like", "gpt2", "llama-gqa",
                                                              "llama-bias", "qwen2", "mistral-window", "qwen3",
                                                              "gemma3", "phi3", "smollm3", "phi3-longrope", "qwen3-yarn",
-                                                             "qwen3-moe", "mixtral"));
+                                                             "qwen3-moe", "mixtral", "olmo2", "granite"));
 
 // Longrope's short factors within the original context (8 tokens in the fixture), its long ones
 // past it (LogitsAndExportMatch's 16): both as transformers computes them, and they differ.
@@ -442,8 +444,8 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
             std::string::npos)
       << e;
   e = error(v5, "model_type", "gemma");
-  EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gemma3_text\", \"gpt2\", \"llama\", \"mistral\", \"mixtral\", \"opt\", "
-                   "\"phi3\", \"qwen2\", \"qwen3\", \"qwen3_moe\", \"smollm3\"; and the language model of \"gemma3\" (gemma3_text inside), \"mistral3\" (mistral inside))"),
+  EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gemma3_text\", \"gpt2\", \"granite\", \"llama\", \"mistral\", "
+                   "\"mixtral\", \"olmo2\", \"opt\", \"phi3\", \"qwen2\", \"qwen3\", \"qwen3_moe\", \"smollm3\"; and the language model of \"gemma3\" (gemma3_text inside), \"mistral3\" (mistral inside))"),
             std::string::npos)
       << e;
   // Qwen3's head_dim: absent is transformers' default of 128, not hidden_size / heads; its
@@ -720,9 +722,9 @@ TEST_P(LofiRunFromHf, WritesMergedHf) {
 // trained, merged and handed back like every other tensor), Qwen3 (its query/key norms trained
 // and merged too), Gemma 3 (norms that start at 0, sliding and full layers) and Gemma 3 with its
 // vision tower (merged-hf is the vision-language model again), Qwen3-MoE (router and experts
-// averaged, and written per expert as its checkpoints are).
+// averaged, and written per expert as its checkpoints are), OLMo 2 and Granite.
 INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa", "qwen3", "gemma3", "gemma3-vision",
-                                                                       "mistral3-vision", "phi3", "qwen3-moe"));
+                                                                       "mistral3-vision", "phi3", "qwen3-moe", "olmo2", "granite"));
 
 }  // namespace
 }  // namespace lofi

@@ -39,7 +39,10 @@ TEST(MemoryPlan, ParameterCountsEqualTheBuiltModels) {
                                   "--set model.arch=qwen3_moe --set model.n_layer=2 --set model.activation=silu --set model.qk_norm=true"
                                   " --set model.num_experts=5 --set model.experts_per_token=2 --set model.moe_d_ff=16",
                                   "--set model.arch=mixtral --set model.n_layer=2 --set model.activation=silu --set model.n_kv_head=2"
-                                  " --set model.num_experts=3 --set model.experts_per_token=2"}) {
+                                  " --set model.num_experts=3 --set model.experts_per_token=2",
+                                  "--set model.arch=olmo2 --set model.n_layer=2 --set model.activation=silu --set model.qk_norm=true --set model.n_kv_head=2",
+                                  "--set model.arch=granite --set model.n_layer=2 --set model.activation=silu --set model.residual_multiplier=0.2"
+                                  " --set model.attention_multiplier=0.1 --set model.tie_word_embeddings=false"}) {
     for (const std::string lora : {"", " --set lora.rank=4 --set lora.target=all-linear", " --set lora.rank=2 --set lora.target=q_proj,v_proj"}) {
       if (lora.find("q_proj") != std::string::npos && shape.find("llama") == std::string::npos &&
           shape.find("qwen3") == std::string::npos && shape.find("gemma3") == std::string::npos)

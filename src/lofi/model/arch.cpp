@@ -34,7 +34,8 @@ const std::vector<std::string>& llama_class_keys() {
                                              "rope_mscale_all_dim", "rope_truncate",    "rope_short_factor",
                                              "rope_long_factor",   "partial_rotary_factor", "num_experts",
                                              "experts_per_token",  "moe_d_ff",          "norm_topk_prob",
-                                             "attention_bias",
+                                             "embedding_multiplier", "residual_multiplier", "attention_multiplier",
+                                             "logits_scaling",     "attention_bias",
                                              "attention_out_bias", "mlp_bias",          "sliding_window",
                                              "qk_norm",            "query_pre_attn_scalar", "sliding_window_pattern",
                                              "rope_local_theta",   "no_rope_interval"};
@@ -43,6 +44,11 @@ const std::vector<std::string>& llama_class_keys() {
 
 const std::vector<std::string>& gemma_variant_keys() {
   static const std::vector<std::string> keys{"query_pre_attn_scalar", "sliding_window_pattern", "rope_local_theta"};
+  return keys;
+}
+
+const std::vector<std::string>& granite_keys() {
+  static const std::vector<std::string> keys{"embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling"};
   return keys;
 }
 

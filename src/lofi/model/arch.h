@@ -65,6 +65,8 @@ const std::vector<std::string>& llama_class_keys();
 const std::vector<std::string>& opt_variant_keys();
 // The LmConfig keys only Gemma 3 reads (its attention scale, layer pattern, local rotary base).
 const std::vector<std::string>& gemma_variant_keys();
+// The LmConfig keys of Granite's scalings.
+const std::vector<std::string>& granite_keys();
 // The LmConfig keys of a mixture of experts (mixtral, qwen3_moe).
 const std::vector<std::string>& moe_keys();
 

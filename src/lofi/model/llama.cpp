@@ -11,11 +11,14 @@ namespace lofi::model {
 
 namespace nn = torch::nn;
 
-LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c, int64_t layer, bool unit_offset_norms, Projections projections)
+LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c, int64_t layer, bool unit_offset_norms, const LlamaLayout& layout)
     : n_head(c.n_head), n_kv_head(c.kv_heads()), head_dim(c.head_width()), window(c.layer_window(layer)),
       rotates(c.layer_rotates(layer)),
-      scale(1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : static_cast<double>(c.head_width()))),
-      dropout(c.attention_dropout) {
+      scale(c.attention_multiplier > 0
+                ? c.attention_multiplier
+                : 1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : static_cast<double>(c.head_width()))),
+      dropout(c.attention_dropout), norms_over_heads(layout.post_norms) {
+  const Projections projections = layout.projections;
   auto linear = [](int64_t in, int64_t out, bool bias) { return Linear(in, out, bias); };
   if (projections == Projections::kFused) {
     qkv_proj = register_module("qkv_proj", linear(c.d_model, (n_head + 2 * n_kv_head) * head_dim, c.attention_bias));
@@ -26,8 +29,9 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c, int64_t layer, bool un
   }
   o_proj = register_module("o_proj", linear(n_head * head_dim, c.d_model, c.attention_out_bias));
   if (c.qk_norm) {
-    q_norm = register_module("q_norm", RmsNorm(head_dim, c.layer_norm_eps, unit_offset_norms));
-    k_norm = register_module("k_norm", RmsNorm(head_dim, c.layer_norm_eps, unit_offset_norms));
+    const int64_t q_width = norms_over_heads ? n_head * head_dim : head_dim, k_width = norms_over_heads ? n_kv_head * head_dim : head_dim;
+    q_norm = register_module("q_norm", RmsNorm(q_width, c.layer_norm_eps, unit_offset_norms));
+    k_norm = register_module("k_norm", RmsNorm(k_width, c.layer_norm_eps, unit_offset_norms));
   }
 }
 
@@ -45,7 +49,11 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& input, const torc
     qkv = qkv_proj(x).split_with_sizes({n_head * head_dim, n_kv_head * head_dim, n_kv_head * head_dim}, -1);
   else
     qkv = {q_proj(x), k_proj(x), v_proj(x)};
-  torch::Tensor q = heads(qkv[0], n_head, q_norm), k = heads(qkv[1], n_kv_head, k_norm);
+  torch::Tensor q, k;
+  if (norms_over_heads)  // OLMo 2: each norm over the whole (B, T, H*D) projection, then the split
+    q = heads(q_norm(qkv[0]), n_head), k = heads(k_norm(qkv[1]), n_kv_head);
+  else
+    q = heads(qkv[0], n_head, q_norm), k = heads(qkv[1], n_kv_head, k_norm);
   if (rotates) q = apply_rope(q, cos, sin), k = apply_rope(k, cos, sin);
   torch::Tensor y = causal_attention_heads(q, k, heads(qkv[2], n_kv_head), scale, window, dropout, is_training(),
                                            mask);  // (B, H, T, D)
@@ -77,32 +85,45 @@ torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& input) {
   return down_proj(activate(gate, activation) * up);
 }
 
-LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer, Projections projections, const MoeNames& moe) {
-  self_attn = register_module("self_attn", LlamaAttention(c, layer, /*unit_offset_norms=*/false, projections));
+LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer, const LlamaLayout& layout)
+    : residual_multiplier(c.residual_multiplier) {
+  self_attn = register_module("self_attn", LlamaAttention(c, layer, /*unit_offset_norms=*/false, layout));
   if (c.num_experts > 0)
-    experts = register_module(moe.block, SparseMoe(c, moe));
+    experts = register_module(layout.moe.block, SparseMoe(c, layout.moe));
   else
-    mlp = register_module("mlp", LlamaMlp(c, projections));
-  input_layernorm = register_module("input_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
+    mlp = register_module("mlp", LlamaMlp(c, layout.projections));
+  if (!layout.post_norms) input_layernorm = register_module("input_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
   post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
+  if (layout.post_norms) post_feedforward_layernorm = register_module("post_feedforward_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
 }
 
 torch::Tensor LlamaDecoderLayerImpl::forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
                                              const torch::Tensor& mask) {
   // The attention's residual add and the norm after it: one pass each way (kernels/rms_norm.h).
+  auto ffn = [&](const torch::Tensor& in) { return experts ? experts(in) : mlp(in); };
+  if (post_feedforward_layernorm) {  // OLMo 2: each branch normed at its output, its input as it is
+    torch::Tensor h = x + post_attention_layernorm(self_attn(x, cos, sin, mask));
+    return h + post_feedforward_layernorm(ffn(h));
+  }
+  if (residual_multiplier != 1.0) {  // Granite: each branch scaled before its residual add
+    auto [h, normed] = post_attention_layernorm->forward_added(x, self_attn(input_layernorm(x), cos, sin, mask) * residual_multiplier);
+    return h + ffn(normed) * residual_multiplier;
+  }
   auto [h, normed] = post_attention_layernorm->forward_added(x, self_attn(input_layernorm(x), cos, sin, mask));
-  return h + (experts ? experts(normed) : mlp(normed));
+  return h + ffn(normed);
 }
 
-LlamaModelImpl::LlamaModelImpl(const LmConfig& c, Projections projections, const MoeNames& moe) : rotary(make_rotary(c)) {
+LlamaModelImpl::LlamaModelImpl(const LmConfig& c, const LlamaLayout& layout)
+    : rotary(make_rotary(c)), embedding_multiplier(c.embedding_multiplier) {
   embed_tokens = register_module("embed_tokens", lm_embedding(c.vocab_size, c.d_model));
   layers = register_module("layers", nn::ModuleList());
-  for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(LlamaDecoderLayer(c, i, projections, moe));
+  for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(LlamaDecoderLayer(c, i, layout));
   norm = register_module("norm", RmsNorm(c.d_model, c.layer_norm_eps));
 }
 
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing& packing, const BlockRunner& run_block) {
   torch::Tensor x = embed_tokens(tokens);  // (B, T, C)
+  if (embedding_multiplier != 1.0) x = x * embedding_multiplier;  // Granite
   const auto angles = rope_angles(rotary, packing, x);
   const torch::Tensor cos = angles.first, sin = angles.second;
   for (size_t i = 0; i < layers->size(); ++i) {
@@ -112,13 +133,15 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& tokens, const Packing
   return norm(x);
 }
 
-LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LmConfig& c, Projections projections, const MoeNames& moe) : CausalLmImpl(c) {
-  model = register_module("model", LlamaModel(c, projections, moe));
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LmConfig& c, const LlamaLayout& layout)
+    : CausalLmImpl(c), logits_scaling(c.logits_scaling) {
+  model = register_module("model", LlamaModel(c, layout));
   register_head(c.d_model);
 }
 
 torch::Tensor LlamaForCausalLMImpl::hidden(const torch::Tensor& tokens, const Packing& packing) {
-  return model->forward(tokens, packing, block_runner());
+  torch::Tensor h = model->forward(tokens, packing, block_runner());
+  return logits_scaling != 1.0 ? h / logits_scaling : h;  // Granite: the head's products divided, as its logits are
 }
 
 }  // namespace lofi::model

@@ -19,20 +19,31 @@ namespace lofi::model {
 // or one of each, fused (Phi-3's qkv_proj and gate_up_proj, whose outputs are those layers' side by side).
 enum class Projections { kSeparate, kFused };
 
+// What an architecture of the class arranges that LmConfig does not say (archs/*.cpp choose it).
+struct LlamaLayout {
+  Projections projections = Projections::kSeparate;
+  MoeNames moe;  // a mixture of experts' names, where LmConfig::num_experts > 0
+  // OLMo 2: a norm after the attention and one after the MLP, each before its residual add, and
+  // none before them; its query and key norms over all heads together (q_norm (H*D), k_norm
+  // (Hkv*D), before the split into heads), not over each head.
+  bool post_norms = false;
+};
+
 struct LlamaAttentionImpl : torch::nn::Module {
   // Block LAYER's (its window: LmConfig::layer_window); UNIT_OFFSET_NORMS: Gemma's query/key norms.
-  explicit LlamaAttentionImpl(const LmConfig& c, int64_t layer = 0, bool unit_offset_norms = false,
-                              Projections projections = Projections::kSeparate);
+  explicit LlamaAttentionImpl(const LmConfig& c, int64_t layer = 0, bool unit_offset_norms = false, const LlamaLayout& layout = {});
   // X (B, T, C), COS and SIN (T, D) -> (B, T, C), causal.
   // COS and SIN (T, D), or (B, 1, T, D) for packed rows; MASK (B, 1, T, T) for packed rows.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, const torch::Tensor& mask = {});
 
   int64_t n_head, n_kv_head, head_dim, window;
   bool rotates;  // false in SmolLM3's NoPE layers (LmConfig::layer_rotates)
-  double scale, dropout;  // scores times SCALE: 1 / sqrt(head_dim), or Gemma's query_pre_attn_scalar^-1/2
+  // Scores times SCALE: 1 / sqrt(head_dim), Gemma's query_pre_attn_scalar^-1/2 or Granite's attention_multiplier.
+  double scale, dropout;
+  bool norms_over_heads;  // q_norm and k_norm over all heads together (OLMo 2)
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};  // (C, H*D), (C, Hkv*D) x 2, (H*D, C)
   Linear qkv_proj{nullptr};  // fused instead of q, k and v: (C, (H + 2 Hkv) * D)
-  RmsNorm q_norm{nullptr}, k_norm{nullptr};  // (D) each, over every head before the rotation; only with qk_norm (Qwen3)
+  RmsNorm q_norm{nullptr}, k_norm{nullptr};  // (D) each, over every head before the rotation; only with qk_norm (Qwen3); OLMo 2: (H*D), (Hkv*D)
 };
 TORCH_MODULE(LlamaAttention);
 
@@ -47,9 +58,8 @@ struct LlamaMlpImpl : torch::nn::Module {
 TORCH_MODULE(LlamaMlp);
 
 struct LlamaDecoderLayerImpl : torch::nn::Module {
-  // A mixture of experts (moe.h) in place of the MLP where C.num_experts > 0, named by MOE.
-  LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer, Projections projections = Projections::kSeparate,
-                        const MoeNames& moe = {});
+  // A mixture of experts (moe.h) in place of the MLP where C.num_experts > 0.
+  LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer, const LlamaLayout& layout = {});
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask = {});  // (B, T, C) -> (B, T, C)
 
@@ -57,11 +67,13 @@ struct LlamaDecoderLayerImpl : torch::nn::Module {
   LlamaMlp mlp{nullptr};
   SparseMoe experts{nullptr};  // instead of mlp
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  RmsNorm post_feedforward_layernorm{nullptr};  // OLMo 2's (LlamaLayout::post_norms), which has no input_layernorm
+  double residual_multiplier;                   // Granite's
 };
 TORCH_MODULE(LlamaDecoderLayer);
 
 struct LlamaModelImpl : torch::nn::Module {
-  explicit LlamaModelImpl(const LmConfig& c, Projections projections = Projections::kSeparate, const MoeNames& moe = {});
+  explicit LlamaModelImpl(const LmConfig& c, const LlamaLayout& layout = {});
   // RUN_BLOCK runs each block: activation checkpointing, sharded parameters (block_runner.h).
   torch::Tensor forward(const torch::Tensor& tokens, const Packing& packing = {},
                         const BlockRunner& run_block = {});  // (B, T) int64 -> hidden (B, T, C)
@@ -70,16 +82,18 @@ struct LlamaModelImpl : torch::nn::Module {
   torch::nn::ModuleList layers{nullptr};
   RmsNorm norm{nullptr};
   Rotary rotary;  // derived from the config, not weights
+  double embedding_multiplier;  // Granite's
 };
 TORCH_MODULE(LlamaModel);
 
 struct LlamaForCausalLMImpl : CausalLmImpl {
-  explicit LlamaForCausalLMImpl(const LmConfig& c, Projections projections = Projections::kSeparate, const MoeNames& moe = {});
+  explicit LlamaForCausalLMImpl(const LmConfig& c, const LlamaLayout& layout = {});
   torch::Tensor hidden(const torch::Tensor& tokens, const Packing& packing) override;  // (B, T) -> final hidden states (B, T, E)
   torch::nn::ModuleList decoder_blocks() const override { return model->layers; }
   torch::Tensor token_embedding() const override { return model->embed_tokens->weight; }
 
   LlamaModel model{nullptr};
+  double logits_scaling;  // Granite's: the final hidden states divided by it, so the logits are
 };
 
 }  // namespace lofi::model

@@ -221,6 +221,7 @@ void LlamaClassArch::check(const LmConfig& c, const std::string& source) const {
   require_defaults(c, source, gemma_variant_keys());
   if (!nope_layers()) require_defaults(c, source, {"no_rope_interval"});
   if (!partial_rotation()) require_defaults(c, source, {"partial_rotary_factor"});
+  if (!multipliers()) require_defaults(c, source, granite_keys());
   if (!mixture_of_experts()) {
     require_defaults(c, source, moe_keys());
   } else {

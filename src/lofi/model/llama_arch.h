@@ -57,6 +57,8 @@ class LlamaClassArch : public LmArch {
   // Whether only the front of each head rotates where config.json says so (partial_rotary_factor:
   // Phi-4-mini); transformers' other models of the class rotate whole heads.
   virtual bool partial_rotation() const { return false; }
+  // Whether the model scales embeddings, residual branches, scores and logits (Granite's LmConfig keys).
+  virtual bool multipliers() const { return false; }
   // Whether each block's MLP is a mixture of experts (LmConfig::num_experts, moe.h).
   virtual bool mixture_of_experts() const { return false; }
   // The router settings transformers trains with beyond the model: its load-balancing loss

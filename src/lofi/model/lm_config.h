@@ -56,6 +56,11 @@ struct LmConfig {
   double rope_local_theta = 0;
   // SmolLM3 (smollm3).
   int64_t no_rope_interval = 0;
+  // Granite's scalings (granite).
+  double embedding_multiplier = 1.0;
+  double residual_multiplier = 1.0;
+  double attention_multiplier = 0;
+  double logits_scaling = 1.0;
   // Mixtures of experts (mixtral, qwen3_moe).
   int64_t num_experts = 0;
   int64_t experts_per_token = 2;
@@ -64,7 +69,7 @@ struct LmConfig {
 
   void declare(Settings& s) {
     s(arch, "arch", "the architecture (model/archs/): \"opt\", \"gpt2\", \"llama\", \"qwen2\", \"qwen3\", \"mistral\",\n"
-                    "\"phi3\", \"smollm3\", \"gemma3_text\", \"mixtral\", \"qwen3_moe\"; or an image classifier (\"vit\"), which ignores the language-model shape keys");
+                    "\"phi3\", \"smollm3\", \"gemma3_text\", \"mixtral\", \"qwen3_moe\", \"olmo2\", \"granite\"; or an image classifier (\"vit\"), which ignores the language-model shape keys");
     s(n_layer, "n_layer", "decoder blocks, e.g. 12 for OPT-125M");
     s(n_head, "n_head", "attention heads, e.g. 12");
     s(d_model, "d_model", "residual width, e.g. 768");
@@ -113,6 +118,10 @@ struct LmConfig {
     s(rope_local_theta, "rope_local_theta", "Gemma 3: rotary base of the sliding-window layers (unscaled); 0: rope_theta");
     s(no_rope_interval, "no_rope_interval",
       "SmolLM3: every Nth layer attends without rotary embeddings (NoPE), the others with; 0: every layer rotates");
+    s(embedding_multiplier, "embedding_multiplier", "Granite: token embeddings times this").above(0);
+    s(residual_multiplier, "residual_multiplier", "Granite: the attention's and the MLP's outputs times this before each residual add").above(0);
+    s(attention_multiplier, "attention_multiplier", "Granite: attention scores times this; 0: head_dim^-1/2 (or query_pre_attn_scalar's)").at_least(0);
+    s(logits_scaling, "logits_scaling", "Granite: logits divided by this").above(0);
     s(num_experts, "num_experts",
       "mixtral, qwen3_moe: experts in each block's MLP, each token routed to experts_per_token of them; 0: a dense MLP").at_least(0);
     s(experts_per_token, "experts_per_token", "experts each token is routed to (num_experts_per_tok)").at_least(1);

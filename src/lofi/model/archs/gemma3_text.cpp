@@ -90,6 +90,7 @@ class Gemma3TextArch : public LmArch {
     check_llama_class(c, source);
     require_defaults(c, source, {"no_rope_interval", "partial_rotary_factor"});
     require_defaults(c, source, moe_keys());
+    require_defaults(c, source, granite_keys());
     auto need = [&](bool ok, const auto&... why) {
       if (!ok) fail(source, ": ", why...);
     };

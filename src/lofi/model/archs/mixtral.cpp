@@ -15,7 +15,7 @@ class MixtralArch : public LlamaClassArch {
   std::string name() const override { return "mixtral"; }
   std::string hf_class() const override { return "MixtralForCausalLM"; }
   CausalLm make(const LmConfig& c) const override {
-    return std::make_shared<LlamaForCausalLMImpl>(c, Projections::kSeparate, MoeNames{"block_sparse_moe", "w1", "w3", "w2"});
+    return std::make_shared<LlamaForCausalLMImpl>(c, LlamaLayout{Projections::kSeparate, MoeNames{"block_sparse_moe", "w1", "w3", "w2"}});
   }
 
  protected:

@@ -15,7 +15,7 @@ class Phi3Arch : public LlamaClassArch {
  public:
   std::string name() const override { return "phi3"; }
   std::string hf_class() const override { return "Phi3ForCausalLM"; }
-  CausalLm make(const LmConfig& c) const override { return std::make_shared<LlamaForCausalLMImpl>(c, Projections::kFused); }
+  CausalLm make(const LmConfig& c) const override { return std::make_shared<LlamaForCausalLMImpl>(c, LlamaLayout{Projections::kFused}); }
   std::vector<HfKey> hf_keys() const override {  // Phi3Config's defaults
     return hf_keys_with({{"hidden_size", 3072}, {"rms_norm_eps", 1e-5}});
   }
