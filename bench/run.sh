@@ -11,6 +11,8 @@
 #          model: tokens/s, the largest worker's peak memory, what a worker holds (bench/shard.sh).
 #   lora:  a small Llama shape with rank-16 adapters on every linear layer: lofi against PEFT +
 #          transformers, fp32 and bf16 bases, tokens/s and peak memory (bench/lora.sh).
+#   moe:   a small Qwen3-MoE shape (8 experts, top-2), full fine-tuning: lofi against transformers'
+#          Qwen3MoeForCausalLM, tokens/s and peak memory (bench/moe.sh).
 #   chat:  prepare --chat against transformers' apply_chat_template with assistant masks, and
 #          packed against padded rows in training: trained tokens/s (bench/chat.sh).
 #   kernels: lofi's fused CPU ops against the same arithmetic in LibTorch's ops, forward and
@@ -94,5 +96,6 @@ cmake --build "$build" --target lofi_bench_kernels > /dev/null
 bash "$here/train.sh" "$lofi"
 bash "$here/shard.sh" "$lofi"
 bash "$here/lora.sh" "$lofi"
+bash "$here/moe.sh" "$lofi"
 bash "$here/chat.sh" "$lofi"
 bash "$here/tokenize.sh" "$lofi"
