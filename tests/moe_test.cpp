@@ -76,6 +76,29 @@ TEST(Moe, EachTokenTakesItsChosenExpertsWeightedByTheRouter) {
   }
 }
 
+// An expert no token reached still gets a gradient, of zeros: gradient sync all-reduces every
+// parameter of a node's workers every step, and an absent gradient would stop the run.
+TEST(Moe, AnExpertNoTokenReachedGetsAZeroGradient) {
+  torch::manual_seed(5);
+  model::SparseMoe moe(moe_config(true), model::MoeNames{});
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : moe->parameters()) p.normal_(0, 0.5);
+    moe->gate->weight[4].fill_(0);
+    moe->gate->weight[4][0] = -100;  // the router never picks expert 4 for inputs with x[0] > 0
+  }
+  const torch::Tensor x = torch::rand({2, 7, 8}) + 0.1;
+  moe->forward(x).sum().backward();
+  double reached = 0;
+  for (int64_t e = 0; e < 5; ++e)
+    for (const auto& p : moe->experts[e]->parameters()) {
+      ASSERT_TRUE(p.grad().defined()) << "expert " << e;
+      if (e == 4) EXPECT_EQ(p.grad().abs().sum().item<double>(), 0.0);
+      else reached += p.grad().abs().sum().item<double>();
+    }
+  EXPECT_GT(reached, 0.0);
+}
+
 TEST(Moe, PartsAreNamedAsTheCheckpointsNameThem) {
   model::SparseMoe qwen(moe_config(true), model::MoeNames{});
   model::SparseMoe mixtral(moe_config(true), model::MoeNames{"block_sparse_moe", "w1", "w3", "w2"});

@@ -50,8 +50,12 @@ torch::Tensor SparseMoeImpl::forward(const torch::Tensor& input) {
   const torch::Tensor counts = torch::bincount(flat, {}, E).cpu();
   const int64_t* count = counts.data_ptr<int64_t>();
   torch::Tensor out = torch::zeros_like(x);
+  // While gradients are taken, an expert no token reached runs on none: its gradient is then zeros,
+  // not absent, so a node's workers all-reduce the same parameters every step (transformers skips
+  // it, and PyTorch's AdamW then skips it too; lofi's moves it by its momentum and weight decay).
+  const bool every = torch::GradMode::is_enabled();
   for (int64_t e = 0, start = 0; e < E; start += count[e], ++e) {
-    if (count[e] == 0) continue;
+    if (count[e] == 0 && !every) continue;
     const torch::Tensor mine = tokens.narrow(0, start, count[e]);  // (M)
     const torch::Tensor y = experts->ptr<ExpertMlpImpl>(e)->forward(x.index_select(0, mine)) * scale.narrow(0, start, count[e]);
     out.index_add_(0, mine, y.to(out.scalar_type()));  // (M, C) into (N, C)
