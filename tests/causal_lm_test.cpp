@@ -75,7 +75,8 @@ TEST(CausalLm, TokensNeverSeeTheFuture) {
 // Llama class: grouped-query attention with an untied head, Qwen2's q/k/v biases with
 // Llama 3.1 rope scaling, Mistral's sliding window shorter than the sequence, Qwen3's norms of
 // each query and key head with a head_dim of its own, Gemma 3's sandwiched blocks with a sliding
-// layer and a full one, Phi-3's fused projections, SmolLM3's layers without rotation.
+// layer and a full one, Phi-3's fused projections, SmolLM3's layers without rotation, Gemma 2's
+// soft-capped scores and logits.
 std::vector<LmConfig> variants() {
   LmConfig gpt2 = tiny("gpt2"), post = tiny(), llama = tiny("llama"), qwen2 = tiny("qwen2"), mistral = tiny("mistral");
   LmConfig qwen3 = tiny("qwen3"), gemma3 = tiny("gemma3_text"), phi3 = tiny("phi3"),
@@ -109,7 +110,13 @@ std::vector<LmConfig> variants() {
   phi3.n_kv_head = 1;  // fused q/k/v of unequal widths
   phi3.sliding_window = 4;
   smollm3.no_rope_interval = 2;  // layer 1 attends without rotation
-  return {tiny(), gpt2, post, llama, qwen2, mistral, qwen3, gemma3, phi3, smollm3};
+  LmConfig gemma2 = gemma3;
+  gemma2.arch = "gemma2";
+  gemma2.qk_norm = false;
+  gemma2.rope_local_theta = 0;
+  gemma2.attn_logit_softcapping = 1.0;
+  gemma2.final_logit_softcapping = 5.0;
+  return {tiny(), gpt2, post, llama, qwen2, mistral, qwen3, gemma3, phi3, smollm3, gemma2};
 }
 
 TEST(CausalLm, EveryLayoutIsCausalAndTrains) {
@@ -245,7 +252,7 @@ TEST(CausalLm, Gpt2AndOptVariantNamesAreHuggingFaces) {
 TEST(CausalLm, BadConfigIsNamed) {
   LmConfig c = tiny();
   c.arch = "bert";
-  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("\"bert\" is not an architecture lofi builds (it builds \"gemma3_text\", \"gpt2\""),
+  EXPECT_NE(test::error_of([&] { make_causal_lm(c); }).find("\"bert\" is not an architecture lofi builds (it builds \"gemma2\", \"gemma3_text\", \"gpt2\""),
             std::string::npos);
   c = tiny("gpt2");
   c.do_layer_norm_before = false;

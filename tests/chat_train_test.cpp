@@ -27,11 +27,14 @@ model::LmConfig small_lm(const std::string& arch) {
   c.dropout = c.attention_dropout = c.embedding_dropout = 0;
   if (arch != "opt" && arch != "gpt2") c.activation = "silu", c.n_kv_head = 2, c.tie_word_embeddings = false;
   if (arch == "mistral") c.sliding_window = 3;
+  if (arch == "gemma2")  // soft-capped scores (the unfused path) with a window and a full layer
+    c.activation = "gelu", c.sliding_window = 3, c.sliding_window_pattern = 2, c.attn_logit_softcapping = 1.0,
+    c.final_logit_softcapping = 5.0;
   return c;
 }
 
 TEST(ChatTrain, PackedRowGivesEachSampleWhatItGetsAlone) {
-  for (const std::string arch : {"opt", "gpt2", "llama", "mistral"}) {
+  for (const std::string arch : {"opt", "gpt2", "llama", "mistral", "gemma2"}) {
     torch::manual_seed(3);
     model::CausalLm lm = model::make_causal_lm(small_lm(arch));
     model::init_causal_lm_weights(*lm, 3);

@@ -48,6 +48,8 @@ TEST(Attention, FusedKernelMatchesTheMaskedSoftmaxItReplaced) {
 // explicit scores over key/value heads repeated as transformers' repeat_kv lays them out (query
 // head h reads key/value head h / (H / H_kv)); gradients too. On a GPU the heads are expanded
 // before the fused kernel (model/blocks.h), on a CPU they are not: both must give these numbers.
+// With Gemma 2's soft cap the scores become cap * tanh(score / cap) before the mask, on the
+// unfused path: the same reference with the cap, which bends these scores (they reach past 2).
 void expect_grouped_attention_matches(const torch::Device& device) {
   torch::manual_seed(11);
   const int64_t B = 2, H = 6, Hkv = 2, T = 9, D = 8;
@@ -58,9 +60,10 @@ void expect_grouped_attention_matches(const torch::Device& device) {
   torch::Tensor doc = torch::tensor({0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}, f.dtype(torch::kLong)).view({B, T});
   torch::Tensor causal = torch::ones({T, T}, f.dtype(torch::kBool)).tril();                                    // (T, T)
   torch::Tensor packed = (doc.unsqueeze(2) == doc.unsqueeze(1)).logical_and(causal).unsqueeze(1);           // (B, 1, T, T)
-  for (int64_t window : {int64_t{0}, int64_t{3}}) {
+  for (auto [window, softcap] : {std::pair<int64_t, double>{0, 0.0}, {3, 0.0}, {0, 2.0}, {3, 2.0}}) {
+    SCOPED_TRACE("window " + std::to_string(window) + ", softcap " + std::to_string(softcap));
     const double scale = 0.3;
-    torch::Tensor got = model::causal_attention_heads(q, k, v, scale, window, 0.0, false, packed);
+    torch::Tensor got = model::causal_attention_heads(q, k, v, scale, window, 0.0, false, packed, softcap);
     // The reference: every query head against its key/value head, by index.
     torch::Tensor head_of = torch::arange(H, f.dtype(torch::kLong)).div(H / Hkv, "floor");                           // (H)
     torch::Tensor kr = k.index_select(1, head_of), vr = v.index_select(1, head_of);                          // (B, H, T, D)
@@ -70,6 +73,10 @@ void expect_grouped_attention_matches(const torch::Device& device) {
       allowed = allowed.logical_and(j > i - window);
     }
     torch::Tensor scores = torch::matmul(q, kr.transpose(-2, -1)) * scale;                                  // (B, H, T, T)
+    if (softcap > 0) {
+      EXPECT_GT(scores.abs().max().item<double>(), softcap);
+      scores = torch::tanh(scores / softcap) * softcap;
+    }
     scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
     torch::Tensor want = torch::matmul(torch::softmax(scores, -1), vr);                                     // (B, H, T, D)
     EXPECT_LE((got - want).abs().max().item<double>(), 1e-5) << "window " << window;

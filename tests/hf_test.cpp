@@ -16,6 +16,7 @@
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/io/safetensors_set.h"
+#include "lofi/model/gemma3.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/weights.h"
 #include "lofi/train/config.h"
@@ -136,7 +137,7 @@ TEST_P(Transformers, LogitsAndExportMatch) {
 INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "opt-350m-like", "gpt2", "llama-gqa",
                                                              "llama-bias", "qwen2", "mistral-window", "qwen3",
                                                              "gemma3", "phi3", "smollm3", "phi3-longrope", "qwen3-yarn",
-                                                             "qwen3-moe", "mixtral", "olmo2", "granite"));
+                                                             "qwen3-moe", "mixtral", "olmo2", "granite", "gemma2"));
 
 // Longrope's short factors within the original context (8 tokens in the fixture), its long ones
 // past it (LogitsAndExportMatch's 16): both as transformers computes them, and they differ.
@@ -151,6 +152,83 @@ TEST(HfLongContext, LongropeModelsMatchWithinAndPastTheOriginalContext) {
   EXPECT_LE(error, 1e-4);
   const torch::Tensor long_prefix = ref.load("logits").narrow(1, 0, 8);  // the same tokens, rotated by the long factors
   EXPECT_GT((short_logits - long_prefix).abs().max().item<double>(), 1e-2);
+}
+
+// Gemma 2's soft caps: with both off, lofi gives what transformers gives with both off (the
+// fixture's uncapped_logits); each cap alone moves the logits, so LogitsAndExportMatch's
+// agreement holds both. The fixture's caps (1.5 on scores, 2 on logits) bend its values.
+TEST(HfSoftcapping, EachCapMattersAndUncappedMatchesTransformers) {
+  const fs::path dir = kFixtures / "transformers" / "gemma2";
+  model::CausalLm lm = load(dir.string());
+  EXPECT_EQ(lm->config.attn_logit_softcapping, 1.5);
+  EXPECT_EQ(lm->config.final_logit_softcapping, 2.0);
+  io::SafetensorsFile ref((dir / "logits.safetensors").string());
+  torch::NoGradGuard no_grad;
+  const torch::Tensor tokens = ref.load("tokens"), capped = lm->forward(tokens);
+  EXPECT_LE((capped - ref.load("logits")).abs().max().item<double>(), 1e-4);
+  auto attention_cap = [&](double cap) {
+    for (const auto& layer : *lm->decoder_blocks()) layer->as<model::Gemma3DecoderLayer>()->self_attn->softcap = cap;
+  };
+  attention_cap(0);
+  const torch::Tensor no_score_cap = lm->forward(tokens);
+  lm->config.final_logit_softcapping = 0;
+  const torch::Tensor uncapped = lm->forward(tokens);
+  attention_cap(1.5);
+  const torch::Tensor no_logit_cap = lm->forward(tokens);
+  const double error = (uncapped - ref.load("uncapped_logits")).abs().max().item<double>();
+  std::cout << "gemma2, both caps off: max |logit diff| from transformers = " << error << "\n";
+  EXPECT_LE(error, 1e-4);
+  EXPECT_GT((no_score_cap - capped).abs().max().item<double>(), 1e-3);
+  EXPECT_GT((no_logit_cap - capped).abs().max().item<double>(), 1e-2);
+  // The loss through the chunked kernel is the cross-entropy of the capped logits.
+  lm->config.final_logit_softcapping = 2.0;
+  const torch::Tensor inputs = tokens.narrow(1, 0, 15), targets = tokens.narrow(1, 1, 15);
+  const torch::Tensor logits = lm->forward(inputs);
+  const torch::Tensor want = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}));
+  EXPECT_LE((lm->loss(inputs, targets) - want).abs().item<double>(), 1e-5);
+}
+
+// Gemma 2's config.json as the hub's checkpoints carry it (transformers 4.42: top-level
+// rope_theta, no layer_types, both caps): every other layer slides, the first among them.
+TEST(HfSoftcapping, HubGemma2ConfigReadsAsTransformersReadsIt) {
+  const json hub = json::parse(R"({"architectures": ["Gemma2ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+    "attn_logit_softcapping": 50.0, "bos_token_id": 2, "cache_implementation": "hybrid", "eos_token_id": 1,
+    "final_logit_softcapping": 30.0, "head_dim": 256, "hidden_act": "gelu_pytorch_tanh", "hidden_activation": "gelu_pytorch_tanh",
+    "hidden_size": 2304, "initializer_range": 0.02, "intermediate_size": 9216, "max_position_embeddings": 8192,
+    "model_type": "gemma2", "num_attention_heads": 8, "num_hidden_layers": 26, "num_key_value_heads": 4, "pad_token_id": 0,
+    "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "sliding_window": 4096,
+    "torch_dtype": "float32", "transformers_version": "4.42.4", "use_cache": true, "vocab_size": 256000})");
+  const model::LmConfig c = model::lm_config_from_hf(hub, "gemma-2-2b/config.json");
+  EXPECT_EQ(c.arch, "gemma2");
+  EXPECT_EQ(c.attn_logit_softcapping, 50.0);
+  EXPECT_EQ(c.final_logit_softcapping, 30.0);
+  EXPECT_EQ(c.query_pre_attn_scalar, 256.0);
+  EXPECT_EQ(c.head_width(), 256);
+  EXPECT_EQ(c.kv_heads(), 4);
+  EXPECT_FALSE(c.qk_norm);
+  EXPECT_EQ(c.activation, "gelu");
+  for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(c.layer_window(i), i % 2 == 0 ? 4096 : 0) << i;
+  // Written back, transformers 5's spelling reads the same; null caps are none.
+  json written = json::parse(model::hf_config_json(c, "bfloat16").dump());
+  EXPECT_EQ(written["layer_types"][0], "sliding_attention");
+  EXPECT_EQ(written["layer_types"][1], "full_attention");
+  const model::LmConfig again = model::lm_config_from_hf(written, "written");
+  train::Config a, b;
+  static_cast<model::LmConfig&>(a.model) = c;
+  static_cast<model::LmConfig&>(b.model) = again;
+  EXPECT_EQ(train::to_toml(a), train::to_toml(b));
+  written["final_logit_softcapping"] = nullptr;
+  EXPECT_EQ(model::lm_config_from_hf(written, "w").final_logit_softcapping, 0.0);
+  // Scaled rotation is refused by name (Gemma 2's layers all turn unscaled).
+  json scaled = hub;
+  scaled["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
+  const std::string e = test::error_of([&] { model::lm_config_from_hf(scaled, "x/config.json"); });
+  EXPECT_NE(e.find("x/config.json: \"rope_scaling.rope_type\": \"linear\" is not supported (lofi rotates Gemma 2's layers unscaled"),
+            std::string::npos)
+      << e;
+  // Soft caps belong to Gemma: another architecture's config refuses them by name.
+  const std::string other = test::error_of([] { train::load_config("", {"model.arch=llama", "model.final_logit_softcapping=30"}); });
+  EXPECT_NE(other.find("final_logit_softcapping"), std::string::npos) << other;
 }
 
 // Vision-language checkpoints (Gemma 3 4B and larger: Gemma3ForConditionalGeneration; Mistral
@@ -264,11 +342,11 @@ TEST(HfWrappedConfig, HubConfigsReadAndBadOnesNamed) {
   EXPECT_NE(refused("gemma3-vision", [](json& j) { j["text_config"]["model_type"] = "llama"; })
                 .find("\"text_config.model_type\": \"llama\" inside a \"gemma3\" model; lofi reads \"gemma3_text\" there"),
             std::string::npos);
-  EXPECT_NE(refused("gemma3-vision", [](json& j) { j["text_config"]["final_logit_softcapping"] = 30.0; })
-                .find("\"text_config.final_logit_softcapping\""),
+  EXPECT_NE(refused("gemma3-vision", [](json& j) { j["text_config"]["use_bidirectional_attention"] = true; })
+                .find("\"text_config.use_bidirectional_attention\""),
             std::string::npos);
   const std::string unknown = refused("gemma3-vision", [](json& j) { j["model_type"] = "paligemma"; });
-  EXPECT_NE(unknown.find("\"model_type\": \"paligemma\" is not supported (lofi reads \"gemma3_text\", \"gpt2\","), std::string::npos)
+  EXPECT_NE(unknown.find("\"model_type\": \"paligemma\" is not supported (lofi reads \"gemma2\", \"gemma3_text\", \"gpt2\","), std::string::npos)
       << unknown;
   EXPECT_NE(unknown.find("and the language model of \"gemma3\" (gemma3_text inside), \"mistral3\" (mistral inside)"),
             std::string::npos)
@@ -395,6 +473,7 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
   const json qwen2 = read_json(kFixtures / "transformers" / "qwen2" / "config.json");
   const json qwen3 = read_json(kFixtures / "transformers" / "qwen3" / "config.json");
   const json gemma = read_json(kFixtures / "transformers" / "gemma3" / "config.json");
+  const json gemma2 = read_json(kFixtures / "transformers" / "gemma2" / "config.json");
   const json phi3 = read_json(kFixtures / "transformers" / "phi3" / "config.json");
   const json smollm3 = read_json(kFixtures / "transformers" / "smollm3" / "config.json");
   for (const auto& [j, key, value] : std::vector<std::tuple<json, std::string, json>>{
@@ -408,8 +487,8 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
            {qwen2, "use_sliding_window", true},
            {qwen3, "use_sliding_window", true},
            {qwen3, "layer_types", {"full_attention", "sliding_attention"}},
-           {gemma, "final_logit_softcapping", 30.0},
-           {gemma, "attn_logit_softcapping", 50.0},
+           {gemma, "final_logit_softcapping", -1.0},
+           {gemma, "attn_logit_softcapping", 0.0},
            {gemma, "use_bidirectional_attention", true},
            {gemma, "layer_types", {"full_attention", "sliding_attention", "sliding_attention"}},
            {gemma, "layer_types", {"sliding_attention", "full_attention"}}}) {
@@ -444,7 +523,7 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
             std::string::npos)
       << e;
   e = error(v5, "model_type", "gemma");
-  EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gemma3_text\", \"gpt2\", \"granite\", \"llama\", \"mistral\", "
+  EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gemma2\", \"gemma3_text\", \"gpt2\", \"granite\", \"llama\", \"mistral\", "
                    "\"mixtral\", \"olmo2\", \"opt\", \"phi3\", \"qwen2\", \"qwen3\", \"qwen3_moe\", \"smollm3\"; and the language model of \"gemma3\" (gemma3_text inside), \"mistral3\" (mistral inside))"),
             std::string::npos)
       << e;
@@ -722,9 +801,11 @@ TEST_P(LofiRunFromHf, WritesMergedHf) {
 // trained, merged and handed back like every other tensor), Qwen3 (its query/key norms trained
 // and merged too), Gemma 3 (norms that start at 0, sliding and full layers) and Gemma 3 with its
 // vision tower (merged-hf is the vision-language model again), Qwen3-MoE (router and experts
-// averaged, and written per expert as its checkpoints are), OLMo 2 and Granite.
+// averaged, and written per expert as its checkpoints are), OLMo 2, Granite and Gemma 2 (trained
+// through its soft caps).
 INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa", "qwen3", "gemma3", "gemma3-vision",
-                                                                       "mistral3-vision", "phi3", "qwen3-moe", "olmo2", "granite"));
+                                                                       "mistral3-vision", "phi3", "qwen3-moe", "olmo2", "granite",
+                                                                       "gemma2"));
 
 }  // namespace
 }  // namespace lofi

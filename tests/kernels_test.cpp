@@ -90,6 +90,43 @@ TEST(LinearCrossEntropy, EqualsTheFullLogitsInFp32) {
   }
 }
 
+// Gemma 2's final soft cap: the loss of cap * tanh(logits / cap) and its gradients through the
+// cap, chunked as above, against the capped full logits; the cap bends these logits (they reach
+// past it), so the capped loss is not the plain one.
+void expect_softcapped_cross_entropy_matches(const torch::Device& device) {
+  torch::manual_seed(3);
+  const double cap = 2.0;
+  for (auto [N, E, V, chunk, group] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{12, 16, 50, 64, 0}, {13, 8, 97, 5, 5},
+                                       {40, 24, 300, 3, 9}, {40, 24, 300, 0, 0}}) {
+    torch::Tensor h = torch::randn({N, E}).to(device), w = (torch::randn({V, E}) * 0.5).to(device);
+    torch::Tensor targets = torch::randint(V, {N}, torch::kLong).to(device);
+    targets[N / 2] = kernels::kIgnoreIndex;
+    ASSERT_GT(largest(torch::linear(h, w)), cap);
+    auto capped_reference = [cap](const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& t) {
+      return kernels::linear_cross_entropy_reference(h, w, t, cap);
+    };
+    auto capped_chunks = [cap, chunk, group](const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& t) {
+      return kernels::linear_cross_entropy(h, w, t, chunk, group, cap);
+    };
+    const Grads want = loss_and_grads(capped_reference, h, w, targets, 0.5);
+    const Grads got = loss_and_grads(capped_chunks, h, w, targets, 0.5);
+    const std::string at = "N=" + std::to_string(N) + " chunk=" + std::to_string(chunk) + " group=" + std::to_string(group);
+    EXPECT_LE(max_diff(got.loss, want.loss), 1e-5) << at;
+    EXPECT_LE(max_diff(got.h, want.h), 1e-5) << at;
+    EXPECT_LE(max_diff(got.w, want.w), 1e-5) << at;
+    EXPECT_GT(max_diff(got.loss, kernels::linear_cross_entropy_reference(h, w, targets)), 1e-2) << at;
+  }
+  // The reference itself is the composite of PyTorch's ops.
+  torch::Tensor h = torch::randn({5, 4}).to(device), w = torch::randn({7, 4}).to(device);
+  torch::Tensor t = torch::randint(7, {5}, torch::kLong).to(device);
+  EXPECT_LE(max_diff(kernels::linear_cross_entropy_reference(h, w, t, cap),
+                     torch::nn::functional::cross_entropy(torch::tanh(torch::mm(h, w.t()) / cap) * cap, t)),
+            1e-6);
+  EXPECT_THROW(kernels::linear_cross_entropy(h, w, t, 0, 0, -1.0), std::exception);
+}
+
+TEST(LinearCrossEntropy, SoftCappedEqualsTheCappedFullLogitsInFp32) { expect_softcapped_cross_entropy_matches(torch::kCPU); }
+
 // Changing an ignored token's target changes nothing; changing a kept one does.
 TEST(LinearCrossEntropy, IgnoredTargetsAreLeftOut) {
   torch::manual_seed(1);
@@ -378,6 +415,11 @@ TEST(CudaKernels, FusedAddLayerNormEqualsTheComposite) {
 
 // On a GPU: the same numbers, and a peak of allocated memory far below the full logits' (the
 // reason the kernel exists).
+TEST(CudaKernels, SoftCappedCrossEntropyEqualsTheCappedFullLogits) {
+  if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  expect_softcapped_cross_entropy_matches(torch::Device(torch::kCUDA, 0));
+}
+
 TEST(CudaKernels, LinearCrossEntropyMatchesAndSavesMemory) {
   if (!dist::build_info().cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
   torch::manual_seed(4);

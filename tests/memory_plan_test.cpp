@@ -34,6 +34,8 @@ TEST(MemoryPlan, ParameterCountsEqualTheBuiltModels) {
                                   "--set model.arch=qwen2 --set model.n_layer=2 --set model.activation=silu --set model.attention_bias=true --set model.attention_out_bias=false --set model.mlp_bias=false",
                                   "--set model.arch=qwen3 --set model.n_layer=2 --set model.activation=silu --set model.qk_norm=true --set model.head_dim=16",
                                   "--set model.arch=gemma3_text --set model.n_layer=2 --set model.activation=gelu --set model.qk_norm=true --set model.sliding_window=8 --set model.sliding_window_pattern=2",
+                                  "--set model.arch=gemma2 --set model.n_layer=2 --set model.activation=gelu --set model.sliding_window=8 --set model.sliding_window_pattern=2"
+                                  " --set model.attn_logit_softcapping=50 --set model.final_logit_softcapping=30",
                                   "--set model.arch=phi3 --set model.n_layer=2 --set model.activation=silu --set model.n_kv_head=2",
                                   "--set model.arch=smollm3 --set model.n_layer=2 --set model.activation=silu --set model.no_rope_interval=2",
                                   "--set model.arch=qwen3_moe --set model.n_layer=2 --set model.activation=silu --set model.qk_norm=true"
@@ -89,7 +91,11 @@ TEST(CliMemoryPlan, PeakIsWithinFifteenPercentOfMeasured) {
         "--set model.arch=llama --set model.activation=silu --set model.n_layer=6 --set model.n_head=4 --set model.d_model=256"
         " --set model.d_ff=768 --set model.vocab_size=8192 --set lora.rank=8 --set lora.target=all-linear",
         "--set model.arch=llama --set model.activation=silu --set model.n_layer=6 --set model.n_head=4 --set model.d_model=256"
-        " --set model.d_ff=768 --set model.vocab_size=8192 --set train.precision=bf16 --set train.param_dtype=bf16"}) {
+        " --set model.d_ff=768 --set model.vocab_size=8192 --set train.precision=bf16 --set train.param_dtype=bf16",
+        // Gemma 2: soft-capped scores hold (B, H, T, T) a layer.
+        "--set model.arch=gemma2 --set model.activation=gelu --set model.n_layer=4 --set model.n_head=4 --set model.d_model=256"
+        " --set model.d_ff=768 --set model.vocab_size=8192 --set model.sliding_window=128 --set model.sliding_window_pattern=2"
+        " --set model.attn_logit_softcapping=50 --set model.final_logit_softcapping=30"}) {
     SCOPED_TRACE(shape);
     const std::string flags = base + " " + shape + " --set run.dir=" + dir + "/run" + std::to_string(k++);
     const train::Config config = train::load_config("", split_sets(flags));

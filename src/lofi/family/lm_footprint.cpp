@@ -18,7 +18,7 @@ struct Counts {
   int64_t trainable = 0, frozen = 0, largest = 0;
   int64_t block_trainable = 0;  // one block's
   bool gated = false;  // the Llama class's gate_proj (gate_up_proj fused)
-  bool sandwiched = false;  // norms after the attention and the MLP too (Gemma 3)
+  bool sandwiched = false;  // norms after the attention and the MLP too (Gemma 2 and 3)
   bool learned_positions = false;  // a table of model.max_seq_len rows (OPT, GPT-2)
 };
 
@@ -119,6 +119,10 @@ train::ModelFootprint lm_footprint(const train::Config& config, int64_t micro_ba
   } else {
     block += counts.gated ? 3 * e * N * ff : (relu ? 1 : 2) * e * N * ff;
   }
+  // Gemma 2's soft-capped scores take the unfused path (model/blocks.h), a layer's (B, H, T, T)
+  // kept: the tanh of the scores (for its gradient), the fp32 probabilities and their copy in the
+  // compute dtype (in fp32 the same tensor; the backward's score-sized gradients take its place).
+  if (c.attn_logit_softcapping > 0) block += (2 * e + 4) * B * H * T * T;
   // Attention dropout takes the unfused path: scores, probabilities and the dropped ones, fp32.
   if (c.attention_dropout > 0) block += 12 * B * H * T * T;
   // Dropout elsewhere keeps its scaled fp32 mask: OPT and GPT-2 after attention and after the MLP.

@@ -45,9 +45,9 @@ struct Result {
 };
 
 // One pass over the tokens: the loss, and when asked the gradients of the mean loss. Groups of
-// GROUP tokens, each in softmax chunks of CHUNK tokens.
+// GROUP tokens, each in softmax chunks of CHUNK tokens; logits soft-capped where SOFTCAP > 0.
 Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const torch::Tensor& targets, int64_t chunk,
-                  int64_t group, bool want_grad_h, bool want_grad_w) {
+                  int64_t group, double softcap, bool want_grad_h, bool want_grad_w) {
   const int64_t N = h.size(0), V = weight.size(0);
   const c10::ScalarType dtype = matmul_dtype(h);
   const torch::Tensor w = weight.to(dtype);                                              // (V, E), cast once
@@ -80,7 +80,13 @@ Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const tor
       const torch::Tensor tc = safe_targets.narrow(0, first + start, n).unsqueeze(1);    // (n, 1)
       const torch::Tensor kc = kept.narrow(0, first + start, n).to(torch::kFloat);       // (n)
       // log-probabilities in fp32 from logits in the matmul's dtype (rounded there, as autocast's are)
-      torch::Tensor logp = torch::log_softmax(product(hp.narrow(0, start, n), wp.t()), 1, torch::kFloat);  // (n, V)
+      torch::Tensor logits = product(hp.narrow(0, start, n), wp.t());                   // (n, V)
+      torch::Tensor capped;  // (n, V) fp32: tanh(logits / softcap), kept for its derivative
+      if (softcap > 0) {
+        capped = torch::tanh(logits.to(torch::kFloat) / softcap);
+        logits = capped * softcap;
+      }
+      torch::Tensor logp = torch::log_softmax(logits, 1, torch::kFloat);                // (n, V)
       // Ignored rows are left out (not multiplied by 0, which would carry a NaN of theirs along).
       total -= torch::where(kc > 0, logp.gather(1, tc).squeeze(1), 0.0).sum();
       if (!want_grad) continue;
@@ -88,6 +94,8 @@ Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const tor
       // built in place of the log-probabilities, scaled and cast in one pass.
       logp.exp_();
       logp.scatter_add_(1, tc, torch::full({n, 1}, -1.0, logp.options()));
+      // Through the cap: d (c tanh(z / c)) / dz = 1 - tanh(z / c)^2.
+      if (softcap > 0) logp.mul_(capped.square_().neg_().add_(1));
       torch::Tensor g = g_buffer.narrow(0, start, n);                                    // (n, V)
       torch::mul_out(g, logp, (kc / count).unsqueeze(1));
     }
@@ -102,8 +110,8 @@ Result run_chunks(const torch::Tensor& h, const torch::Tensor& weight, const tor
 
 struct LinearCrossEntropyFunction : torch::autograd::Function<LinearCrossEntropyFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& h, const torch::Tensor& weight,
-                               const torch::Tensor& targets, int64_t chunk, int64_t group) {
-    Result r = run_chunks(h, weight, targets, chunk, group, h.requires_grad(), weight.requires_grad());
+                               const torch::Tensor& targets, int64_t chunk, int64_t group, double softcap) {
+    Result r = run_chunks(h, weight, targets, chunk, group, softcap, h.requires_grad(), weight.requires_grad());
     ctx->save_for_backward({r.grad_h, r.grad_w});
     return r.loss;
   }
@@ -115,7 +123,7 @@ struct LinearCrossEntropyFunction : torch::autograd::Function<LinearCrossEntropy
     variable_list saved = ctx->get_saved_variables();
     const torch::Tensor& scale = grad_out[0];  // ()
     auto scaled = [&](torch::Tensor& g) { return g.defined() ? g.mul_(scale.to(g.scalar_type())) : torch::Tensor(); };
-    return {scaled(saved[0]), scaled(saved[1]), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {scaled(saved[0]), scaled(saved[1]), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -128,17 +136,20 @@ void check_shapes(const torch::Tensor& h, const torch::Tensor& weight, const tor
 }  // namespace
 
 torch::Tensor linear_cross_entropy(const torch::Tensor& h, const torch::Tensor& weight, const torch::Tensor& targets,
-                                   int64_t chunk, int64_t group) {
+                                   int64_t chunk, int64_t group, double softcap) {
   check_shapes(h, weight, targets);
+  if (!(softcap >= 0)) fail("linear_cross_entropy: softcap must be >= 0 (0: none), found ", softcap);
   const bool grads = torch::GradMode::is_enabled() && (h.requires_grad() || weight.requires_grad());
-  if (!grads) return run_chunks(h, weight, targets, chunk, group, false, false).loss;
-  return LinearCrossEntropyFunction::apply(h, weight, targets, chunk, group);
+  if (!grads) return run_chunks(h, weight, targets, chunk, group, softcap, false, false).loss;
+  return LinearCrossEntropyFunction::apply(h, weight, targets, chunk, group, softcap);
 }
 
 torch::Tensor linear_cross_entropy_reference(const torch::Tensor& h, const torch::Tensor& weight,
-                                             const torch::Tensor& targets) {
+                                             const torch::Tensor& targets, double softcap) {
   check_shapes(h, weight, targets);
-  return torch::nn::functional::cross_entropy(torch::linear(h, weight), targets,  // (N, V), (N)
+  torch::Tensor logits = torch::linear(h, weight);                         // (N, V)
+  if (softcap > 0) logits = torch::tanh(logits / softcap) * softcap;
+  return torch::nn::functional::cross_entropy(logits, targets,             // (N, V), (N)
                                               torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnoreIndex));
 }
 

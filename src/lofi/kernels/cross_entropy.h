@@ -21,11 +21,14 @@ constexpr int64_t kIgnoreIndex = -100;
 // number of chunks (0: their gradient logits near 512 MB in the matmul's dtype).
 // One difference from PyTorch: when every target is ignored the loss is 0 with zero gradients (PyTorch's mean
 // over no tokens is NaN, which would stop a run for a batch of prompts alone).
+// SOFTCAP > 0 (Gemma 2's final_logit_softcapping): the loss of the logits SOFTCAP * tanh(logit /
+// SOFTCAP), the cap taken in fp32 on the rounded logits (transformers takes it in their dtype).
 torch::Tensor linear_cross_entropy(const torch::Tensor& h, const torch::Tensor& weight, const torch::Tensor& targets,
-                                   int64_t chunk = 0, int64_t group = 0);
+                                   int64_t chunk = 0, int64_t group = 0, double softcap = 0);
 
-// The plain composite it replaces (the full logits, then cross_entropy): the tests' reference.
+// The plain composite it replaces (the full logits, soft-capped where SOFTCAP > 0, then
+// cross_entropy): the tests' reference.
 torch::Tensor linear_cross_entropy_reference(const torch::Tensor& h, const torch::Tensor& weight,
-                                             const torch::Tensor& targets);
+                                             const torch::Tensor& targets, double softcap = 0);
 
 }  // namespace lofi::kernels

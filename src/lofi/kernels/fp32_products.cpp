@@ -85,19 +85,24 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
   return linear_with_fp32_products(autocast_operand(x), autocast_operand(weight), autocast_operand(bias));
 }
 
-torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                           const std::optional<torch::Tensor>& mask, double dropout, bool is_causal,
-                                           std::optional<double> scale, bool grouped) {
+torch::Tensor attention_with_fp32_products(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                           const Attention& attend) {
   const c10::DeviceType device = q.device().type();
   const bool autocast = at::autocast::is_autocast_enabled(device);
-  if (autocast ? !autocast_wants_fp32_products(device) : !wants_fp32_products(q))
-    return torch::scaled_dot_product_attention(q, k, v, mask, dropout, is_causal, scale, grouped);
+  if (autocast ? !autocast_wants_fp32_products(device) : !wants_fp32_products(q)) return attend(q, k, v);
   // The heads rounded to the products' dtype (autocast's casts where it is on), then fp32.
   const c10::ScalarType dtype = autocast ? at::autocast::get_autocast_dtype(device) : q.scalar_type();
   auto operand = [&](const torch::Tensor& t) { return fp32(t.to(dtype)); };
   NoCpuAutocast no_autocast;
-  return torch::scaled_dot_product_attention(operand(q), operand(k), operand(v), mask, dropout, is_causal, scale, grouped)
-      .to(dtype);
+  return attend(operand(q), operand(k), operand(v)).to(dtype);
+}
+
+torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                           const std::optional<torch::Tensor>& mask, double dropout, bool is_causal,
+                                           std::optional<double> scale, bool grouped) {
+  return attention_with_fp32_products(q, k, v, [&](const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& c) {
+    return torch::scaled_dot_product_attention(a, b, c, mask, dropout, is_causal, scale, grouped);
+  });
 }
 
 torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, torch::IntArrayRef stride) {

@@ -13,6 +13,7 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/torch.h>
 
+#include <functional>
 #include <optional>
 
 namespace lofi::kernels {
@@ -48,9 +49,14 @@ torch::Tensor linear_with_fp32_products(const torch::Tensor& x, const torch::Ten
 // autocast X and WEIGHT share a dtype.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {});
 
-// torch::scaled_dot_product_attention as it runs here (under autocast: in its dtype), attending in
-// fp32 from the same values, the output rounded once, where the heads' dtype (autocast's, else
-// Q's) is bf16 or fp16 on a CPU without fast products in it.
+// ATTEND(Q, K, V) as it runs here (under autocast: in its dtype), in fp32 from the same values
+// with autocast set aside, the output rounded once, where the heads' dtype (autocast's, else Q's)
+// is bf16 or fp16 on a CPU without fast products in it.
+using Attention = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&)>;
+torch::Tensor attention_with_fp32_products(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                           const Attention& attend);
+
+// torch::scaled_dot_product_attention through attention_with_fp32_products.
 torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                            const std::optional<torch::Tensor>& mask, double dropout, bool is_causal,
                                            std::optional<double> scale, bool grouped);

@@ -38,12 +38,14 @@ const std::vector<std::string>& llama_class_keys() {
                                              "logits_scaling",     "attention_bias",
                                              "attention_out_bias", "mlp_bias",          "sliding_window",
                                              "qk_norm",            "query_pre_attn_scalar", "sliding_window_pattern",
-                                             "rope_local_theta",   "no_rope_interval"};
+                                             "rope_local_theta",   "attn_logit_softcapping", "final_logit_softcapping",
+                                             "no_rope_interval"};
   return keys;
 }
 
 const std::vector<std::string>& gemma_variant_keys() {
-  static const std::vector<std::string> keys{"query_pre_attn_scalar", "sliding_window_pattern", "rope_local_theta"};
+  static const std::vector<std::string> keys{"query_pre_attn_scalar", "sliding_window_pattern", "rope_local_theta",
+                                             "attn_logit_softcapping", "final_logit_softcapping"};
   return keys;
 }
 

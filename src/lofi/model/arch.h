@@ -63,7 +63,7 @@ void require_defaults(const LmConfig& c, const std::string& source, const std::v
 // window) and the ones only OPT reads: what the other architectures pass to require_defaults.
 const std::vector<std::string>& llama_class_keys();
 const std::vector<std::string>& opt_variant_keys();
-// The LmConfig keys only Gemma 3 reads (its attention scale, layer pattern, local rotary base).
+// The LmConfig keys only Gemma 2 and 3 read (the attention scale, layer pattern, local rotary base, soft-capping).
 const std::vector<std::string>& gemma_variant_keys();
 // The LmConfig keys of Granite's scalings.
 const std::vector<std::string>& granite_keys();

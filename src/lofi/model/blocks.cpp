@@ -1,5 +1,7 @@
 #include "lofi/model/blocks.h"
 
+#include <limits>
+
 #include "lofi/error.h"
 #include "lofi/kernels/fp32_products.h"
 #include "lofi/kernels/layer_norm.h"
@@ -81,9 +83,32 @@ torch::Tensor expand_kv_heads(const torch::Tensor& kv, int64_t heads) {
   return kv.repeat_interleave(heads / kv.size(1), /*dim=*/1);  // (B, H_kv, T, D) -> (B, H, T, D)
 }
 
+torch::Tensor softcapped_attention(const torch::Tensor& q_in, const torch::Tensor& k_in, const torch::Tensor& v_in,
+                                   const torch::Tensor& allowed, double scale, double cap, double p) {
+  const int64_t H = q_in.size(1);
+  return kernels::attention_with_fp32_products(q_in, k_in, v_in, [&](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+    torch::Tensor scores = torch::matmul(q, expand_kv_heads(k, H).transpose(2, 3)) * scale;  // (B, H, T, D) x (B, H, D, T) -> (B, H, T, T)
+    scores = torch::tanh(scores / cap) * cap;
+    scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
+    const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());  // (B, H, T, T)
+    return torch::matmul(maybe_dropout(probs, p, true), expand_kv_heads(v, H));                 // -> (B, H, T, D)
+  });
+}
+
 torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor& k_in, const torch::Tensor& v_in,
-                                     double scale, int64_t window, double dropout, bool training, const torch::Tensor& mask) {
+                                     double scale, int64_t window, double dropout, bool training, const torch::Tensor& mask,
+                                     double softcap) {
   const int64_t T = q.size(2);
+  // Which keys each query sees: j <= i, within the window i - window < j, within the packing mask.
+  auto allowed = [&] {
+    const torch::Tensor i = torch::arange(T, q.options().dtype(torch::kLong)).unsqueeze(1);  // (T, 1)
+    const torch::Tensor j = torch::arange(T, q.options().dtype(torch::kLong)).unsqueeze(0);  // (1, T)
+    torch::Tensor keys = j <= i;                                                             // (T, T)
+    if (window > 0) keys = keys.logical_and(j > i - window);
+    return mask.defined() ? keys.logical_and(mask) : keys;                                   // (B, 1, T, T)
+  };
+  const double p = training ? dropout : 0.0;
+  if (softcap > 0) return softcapped_attention(q, k_in, v_in, allowed(), scale, softcap, p);
   const bool masked = mask.defined() || (window > 0 && window < T);
   // CUDA's flash kernel takes grouped heads but no mask and no fp32; its memory-efficient kernel
   // takes masks and fp32 but not grouped heads (PyTorch's sdp_utils): either would send grouped
@@ -93,15 +118,9 @@ torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor
   const torch::Tensor k = expand ? expand_kv_heads(k_in, q.size(1)) : k_in;
   const torch::Tensor v = expand ? expand_kv_heads(v_in, q.size(1)) : v_in;
   const bool grouped = k.size(1) != q.size(1);
-  const double p = training ? dropout : 0.0;
   if (window <= 0 || window >= T)
     return attend(q, k, v, mask, p, /*is_causal=*/!mask.defined(), scale, grouped);
-  // Query i sees keys j with i - window < j <= i.
-  torch::Tensor i = torch::arange(T, q.options().dtype(torch::kLong)).unsqueeze(1);  // (T, 1)
-  torch::Tensor j = torch::arange(T, q.options().dtype(torch::kLong)).unsqueeze(0);  // (1, T)
-  torch::Tensor allowed = (j <= i).logical_and(j > i - window);                       // (T, T)
-  if (mask.defined()) allowed = allowed.logical_and(mask);                            // (B, 1, T, T)
-  return attend(q, k, v, allowed, p, /*is_causal=*/false, scale, grouped);
+  return attend(q, k, v, allowed(), p, /*is_causal=*/false, scale, grouped);
 }
 
 std::pair<torch::Tensor, torch::Tensor> add_layer_norm(const torch::Tensor& x, const torch::Tensor& residual,

@@ -53,9 +53,19 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
 // positions ending at itself (Mistral's sliding window). Scores scaled by SCALE. -> (B, H, T, D).
 // On a GPU, grouped heads with a mask (packed rows, a sliding window) or in fp32 are expanded to H
 // heads first (expand_kv_heads): no fused kernel there takes both, and the fallback would hold the
-// (B, H, T, T) scores.
+// (B, H, T, T) scores. SOFTCAP > 0 (Gemma 2): each scaled score becomes SOFTCAP * tanh(score /
+// SOFTCAP) before the mask; no fused kernel takes that, so those scores are held (softcapped_attention).
 torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
-                                     int64_t window, double dropout, bool training, const torch::Tensor& mask = {});
+                                     int64_t window, double dropout, bool training, const torch::Tensor& mask = {},
+                                     double softcap = 0);
+
+// Attention with soft-capped scores, as transformers' eager attention computes it for Gemma 2:
+// scores = CAP * tanh((Q K^T * SCALE) / CAP), the keys ALLOWED (T, T) or (B, 1, T, T) bool kept,
+// softmax in fp32, cast back to Q's dtype, dropout P, times V. Q (B, H, T, D), K and V
+// (B, H_kv, T, D) -> (B, H, T, D). LibTorch's scaled_dot_product_attention has no score function
+// (flash-attention's softcap is not exposed), so this holds the (B, H, T, T) scores for backward.
+torch::Tensor softcapped_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                   const torch::Tensor& allowed, double scale, double cap, double p);
 
 // KV (B, H_kv, T, D) with each head repeated for the H / H_kv query heads it serves, consecutive,
 // as transformers' repeat_kv does: (B, H, T, D).

@@ -19,11 +19,14 @@ namespace lofi::model {
 torch::Tensor CausalLmImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets, const Packing& packing) {
   const torch::Tensor h = hidden(tokens, packing);
   return kernels::linear_cross_entropy(h.reshape({-1, h.size(-1)}), head_weight(),  // (B*T, E), (V, E)
-                                       targets.reshape({-1}));                     // (B*T)
+                                       targets.reshape({-1}),                      // (B*T)
+                                       /*chunk=*/0, /*group=*/0, config.final_logit_softcapping);
 }
 
 torch::Tensor CausalLmImpl::head(const torch::Tensor& h) const {
-  return kernels::linear(h, head_weight());  // (B, T, E) -> (B, T, V), in fp32 products where this CPU's are slow
+  const torch::Tensor logits = kernels::linear(h, head_weight());  // (B, T, E) -> (B, T, V), in fp32 products where this CPU's are slow
+  const double cap = config.final_logit_softcapping;                // Gemma 2's, in the logits' dtype as transformers takes it
+  return cap > 0 ? torch::tanh(logits / cap) * cap : logits;
 }
 
 OutputHeadImpl::OutputHeadImpl(int64_t in, int64_t out) {

@@ -40,7 +40,8 @@ struct CausalLmImpl : torch::nn::Module {
   virtual torch::Tensor token_embedding() const = 0;
   // The output head's weight (V, E): lm_head's, or the token embedding when tied.
   torch::Tensor head_weight() const { return lm_head ? lm_head->weight : token_embedding(); }
-  // Next-token logits of the final hidden states H (B, T, E): (B, T, V).
+  // Next-token logits of the final hidden states H (B, T, E): (B, T, V); soft-capped where
+  // config.final_logit_softcapping (Gemma 2), in loss() too.
   torch::Tensor head(const torch::Tensor& h) const;
 
   LmConfig config;

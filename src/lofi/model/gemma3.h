@@ -6,6 +6,8 @@
 // to the weights' dtype as transformers rounds it; attention scores by query_pre_attn_scalar^-1/2.
 // Every sliding_window_pattern-th layer attends over the whole sequence with rope_theta's rotation
 // (and its scaling); the others over sliding_window tokens, rotated at rope_local_theta, unscaled.
+// Gemma 2 (archs/gemma2.cpp) builds the same modules: no query/key norms, one rotation for every
+// layer, and soft-capped scores and logits (LmConfig's attn_ and final_logit_softcapping).
 // Submodule names give Hugging Face's parameter names.
 #pragma once
 #include <torch/torch.h>

@@ -17,7 +17,7 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c, int64_t layer, bool un
       scale(c.attention_multiplier > 0
                 ? c.attention_multiplier
                 : 1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : static_cast<double>(c.head_width()))),
-      dropout(c.attention_dropout), norms_over_heads(layout.post_norms) {
+      dropout(c.attention_dropout), softcap(c.attn_logit_softcapping), norms_over_heads(layout.post_norms) {
   const Projections projections = layout.projections;
   auto linear = [](int64_t in, int64_t out, bool bias) { return Linear(in, out, bias); };
   if (projections == Projections::kFused) {
@@ -55,8 +55,8 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& input, const torc
   else
     q = heads(qkv[0], n_head, q_norm), k = heads(qkv[1], n_kv_head, k_norm);
   if (rotates) q = apply_rope(q, cos, sin), k = apply_rope(k, cos, sin);
-  torch::Tensor y = causal_attention_heads(q, k, heads(qkv[2], n_kv_head), scale, window, dropout, is_training(),
-                                           mask);  // (B, H, T, D)
+  torch::Tensor y = causal_attention_heads(q, k, heads(qkv[2], n_kv_head), scale, window, dropout, is_training(), mask,
+                                           softcap);  // (B, H, T, D)
   return o_proj(y.transpose(1, 2).reshape({B, T, n_head * head_dim}));      // (B, H, T, D) -> (B, T, H*D) -> (B, T, C)
 }
 

@@ -40,6 +40,7 @@ struct LlamaAttentionImpl : torch::nn::Module {
   bool rotates;  // false in SmolLM3's NoPE layers (LmConfig::layer_rotates)
   // Scores times SCALE: 1 / sqrt(head_dim), Gemma's query_pre_attn_scalar^-1/2 or Granite's attention_multiplier.
   double scale, dropout;
+  double softcap;  // Gemma 2's attn_logit_softcapping; 0: none
   bool norms_over_heads;  // q_norm and k_norm over all heads together (OLMo 2)
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};  // (C, H*D), (C, Hkv*D) x 2, (H*D, C)
   Linear qkv_proj{nullptr};  // fused instead of q, k and v: (C, (H + 2 Hkv) * D)

@@ -50,10 +50,13 @@ struct LmConfig {
   bool mlp_bias = false;
   int64_t sliding_window = 0;
   bool qk_norm = false;
-  // Gemma 3 (gemma3_text).
+  // Gemma 2 and 3 (gemma2, gemma3_text).
   double query_pre_attn_scalar = 0;
   int64_t sliding_window_pattern = 0;
   double rope_local_theta = 0;
+  // Gemma 2's soft-capping (gemma2; Gemma 3's config has the same keys): cap * tanh(x / cap); 0: none.
+  double attn_logit_softcapping = 0;
+  double final_logit_softcapping = 0;
   // SmolLM3 (smollm3).
   int64_t no_rope_interval = 0;
   // Granite's scalings (granite).
@@ -112,10 +115,14 @@ struct LmConfig {
     s(mlp_bias, "mlp_bias", "biases in the SwiGLU MLP");
     s(sliding_window, "sliding_window", "Mistral: each token attends to at most this many; 0: all before it");
     s(qk_norm, "qk_norm", "an RMSNorm over each query and key head before the rotation (Qwen3, Gemma 3: true)");
-    s(query_pre_attn_scalar, "query_pre_attn_scalar", "Gemma 3: attention scores scaled by this to the power -1/2; 0: head_dim");
+    s(query_pre_attn_scalar, "query_pre_attn_scalar", "Gemma 2 and 3: attention scores scaled by this to the power -1/2; 0: head_dim");
     s(sliding_window_pattern, "sliding_window_pattern",
-      "Gemma 3: every Nth layer attends over the whole sequence, the others over sliding_window; 0: every layer alike");
+      "Gemma 2 and 3: every Nth layer attends over the whole sequence, the others over sliding_window; 0: every layer alike");
     s(rope_local_theta, "rope_local_theta", "Gemma 3: rotary base of the sliding-window layers (unscaled); 0: rope_theta");
+    s(attn_logit_softcapping, "attn_logit_softcapping",
+      "Gemma 2: each attention score soft-capped as cap * tanh(score / cap) before the mask and softmax; 0: none").at_least(0);
+    s(final_logit_softcapping, "final_logit_softcapping", "Gemma 2: each logit soft-capped as cap * tanh(logit / cap); 0: none")
+        .at_least(0);
     s(no_rope_interval, "no_rope_interval",
       "SmolLM3: every Nth layer attends without rotary embeddings (NoPE), the others with; 0: every layer rotates");
     s(embedding_multiplier, "embedding_multiplier", "Granite: token embeddings times this").above(0);
