@@ -1,18 +1,23 @@
 // model/moe.h: a mixture of experts against a token-by-token reference written from the
 // definition (each token's router softmax, its top experts, their outputs weighted), values and
 // gradients; the names the checkpoints use; LoRA leaves routers and experts alone, as PEFT does
-// on transformers 5's modules. Whole models against transformers: hf_test.cpp (qwen3-moe, mixtral).
+// on transformers 5's modules; the routers' load-balancing loss and its gradients against
+// transformers'. Whole models against transformers: hf_test.cpp (qwen3-moe, mixtral).
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/lora_adapter.h"
+#include "lofi/io/safetensors.h"
 #include "lofi/model/causal_lm.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/lora.h"
 #include "lofi/model/moe.h"
+#include "lofi/train/config.h"
 #include "test_util.h"
 
 namespace lofi {
@@ -142,6 +147,75 @@ TEST(Moe, LoraAdaptsTheAttentionAndNeitherRoutersNorExperts) {
   EXPECT_NE(why.find("lora.target \"w1\" matches no linear layer of this model; its linear layers are q_proj, k_proj, v_proj, o_proj"),
             std::string::npos)
       << why;
+}
+
+// config.json's output_router_logits and router_aux_loss_coef, read and written under those names
+// (so transformers trains an export as lofi did); on a model without experts they are refused.
+TEST(Moe, RouterLossSettingsKeepTransformersNames) {
+  const fs::path dir = fs::path(LOFI_FIXTURES) / "hf" / "transformers";
+  for (const char* name : {"qwen3-moe", "mixtral"}) {
+    SCOPED_TRACE(name);
+    nlohmann::json j = nlohmann::json::parse(io::read_text_file((dir / name / "config.json").string()));
+    EXPECT_FALSE(model::lm_config_from_hf(j, "c").output_router_logits);
+    j["output_router_logits"] = true;
+    j["router_aux_loss_coef"] = 0.02;
+    const model::LmConfig c = model::lm_config_from_hf(j, "c");
+    EXPECT_TRUE(c.output_router_logits);
+    EXPECT_EQ(c.router_aux_loss_coef, 0.02);
+    const nlohmann::json written = nlohmann::json::parse(model::hf_config_json(c, "float32").dump());
+    EXPECT_EQ(written["output_router_logits"], true);
+    EXPECT_EQ(written["router_aux_loss_coef"], 0.02);
+    j["router_aux_loss_coef"] = -1.0;
+    EXPECT_NE(test::error_of([&] { model::lm_config_from_hf(j, "x/config.json"); }).find("\"router_aux_loss_coef\": -1.0 is not supported"),
+              std::string::npos);
+  }
+  const std::string e = test::error_of([] { train::load_config("", {"model.arch=llama", "model.output_router_logits=true"}); });
+  EXPECT_NE(e.find("output_router_logits"), std::string::npos) << e;
+}
+
+// The routers' load-balancing loss (output_router_logits) against transformers' on its own tiny
+// models (router-loss/, make_router_loss_fixtures.py): the loss, and the gradients of the routers,
+// of an attention weight and of the embedding; the same through checkpointed blocks, whose
+// routers get that gradient through the recomputation; and the loss does move the routers.
+TEST(Moe, LoadBalancingLossAndGradientsEqualTransformers) {
+  for (const char* name : {"qwen3-moe", "mixtral"}) {
+    SCOPED_TRACE(name);
+    io::SafetensorsFile ref((fs::path(LOFI_FIXTURES) / "hf" / "router-loss" / (std::string(name) + ".safetensors")).string());
+    model::CausalLm lm = fixture_model(name);
+    const std::string block = lm->config.arch == "mixtral" ? "block_sparse_moe" : "mlp";
+    lm->config.output_router_logits = true;
+    lm->config.router_aux_loss_coef = ref.load("coef").item<double>();
+    lm->train();
+    auto grads = [&](int64_t checkpoint_every) {
+      lm->zero_grad();
+      lm->checkpoint_every = checkpoint_every;
+      const torch::Tensor loss = lm->loss(ref.load("inputs"), ref.load("targets"));
+      loss.backward();
+      std::map<std::string, torch::Tensor> g{{"loss", loss.detach()}};
+      const auto params = lm->named_parameters();
+      for (int64_t l = 0; l < lm->config.n_layer; ++l)
+        g["router." + std::to_string(l)] = params["model.layers." + std::to_string(l) + "." + block + ".gate.weight"].grad().clone();
+      g["q_proj.0"] = params["model.layers.0.self_attn.q_proj.weight"].grad().clone();
+      g["embed"] = params["model.embed_tokens.weight"].grad().clone();
+      return g;
+    };
+    const auto plain = grads(0), checkpointed = grads(1);
+    std::cout << name << ": loss " << plain.at("loss").item<double>() << ", transformers' " << ref.load("loss").item<double>() << "\n";
+    for (const auto& [key, value] : plain) {
+      const torch::Tensor want = ref.load(key);
+      EXPECT_LE((value - want).abs().max().item<double>(), 1e-5 * std::max(1.0, want.abs().max().item<double>())) << key;
+      EXPECT_LE((checkpointed.at(key) - value).abs().max().item<double>(), 1e-6) << key << " checkpointed";
+    }
+    // Without the loss the routers' gradients are other: the test sees it.
+    lm->config.output_router_logits = false;
+    const auto lm_only = grads(0);
+    EXPECT_NEAR(lm_only.at("loss").item<double>(), ref.load("lm").item<double>(), 1e-5);
+    EXPECT_GT((lm_only.at("router.0") - ref.load("router.0")).abs().max().item<double>(), 1e-3);
+    // Evaluation (no gradients) scores the language model alone.
+    lm->config.output_router_logits = true;
+    torch::NoGradGuard no_grad;
+    EXPECT_NEAR(lm->loss(ref.load("inputs"), ref.load("targets")).item<double>(), ref.load("lm").item<double>(), 1e-5);
+  }
 }
 
 }  // namespace

@@ -11,16 +11,23 @@
 #include "lofi/kernels/fp32_products.h"
 #include "lofi/model/arch.h"
 #include "lofi/model/blocks.h"
+#include "lofi/model/router_stats.h"
 #include "lofi/model/seeded_init.h"
 #include "lofi/seed.h"
 
 namespace lofi::model {
 
 torch::Tensor CausalLmImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets, const Packing& packing) {
+  // A mixture of experts' load-balancing loss while training (router_stats.h): over every token
+  // routed, padding included (transformers counts those its attention mask keeps).
+  const bool balance = config.output_router_logits && config.num_experts > 0 && is_training() && torch::GradMode::is_enabled();
+  RouterStats routed;
+  RouterStatsScope scope(balance ? &routed : router_stats());
   const torch::Tensor h = hidden(tokens, packing);
-  return kernels::linear_cross_entropy(h.reshape({-1, h.size(-1)}), head_weight(),  // (B*T, E), (V, E)
-                                       targets.reshape({-1}),                      // (B*T)
-                                       /*chunk=*/0, /*group=*/0, config.final_logit_softcapping);
+  const torch::Tensor lm = kernels::linear_cross_entropy(h.reshape({-1, h.size(-1)}), head_weight(),  // (B*T, E), (V, E)
+                                                         targets.reshape({-1}),                      // (B*T)
+                                                         /*chunk=*/0, /*group=*/0, config.final_logit_softcapping);
+  return balance ? lm + config.router_aux_loss_coef * load_balancing_loss(routed) : lm;
 }
 
 torch::Tensor CausalLmImpl::head(const torch::Tensor& h) const {

@@ -183,9 +183,15 @@ void LlamaClassArch::write_hf(const LmConfig& c, nlohmann::ordered_json& out) co
   write_variant(c, out);
 }
 
-void LlamaClassArch::read_router_settings(const HfKeys& keys) {
-  keys.require_bool("output_router_logits", false, false,
-                    "lofi trains on the language-modelling loss alone, without the router's load-balancing loss");
+void LlamaClassArch::read_router_settings(const HfKeys& keys, LmConfig& c) {
+  c.output_router_logits = keys.boolean("output_router_logits", false);
+  c.router_aux_loss_coef = keys.number("router_aux_loss_coef", 0.001);
+  if (!(c.router_aux_loss_coef >= 0)) keys.unsupported("router_aux_loss_coef", "the load-balancing loss's weight is a number >= 0");
+}
+
+void LlamaClassArch::write_router_settings(const LmConfig& c, nlohmann::ordered_json& out) {
+  out["output_router_logits"] = c.output_router_logits;
+  out["router_aux_loss_coef"] = c.router_aux_loss_coef;
 }
 
 void check_all_attention_biases_or_none(const LmConfig& c, const std::string& source) {

@@ -61,9 +61,10 @@ class LlamaClassArch : public LmArch {
   virtual bool multipliers() const { return false; }
   // Whether each block's MLP is a mixture of experts (LmConfig::num_experts, moe.h).
   virtual bool mixture_of_experts() const { return false; }
-  // The router settings transformers trains with beyond the model: its load-balancing loss
-  // (output_router_logits) refused by name, as lofi trains on the language-modelling loss alone.
-  static void read_router_settings(const HfKeys& keys);
+  // The router settings transformers trains with beyond the model: whether its load-balancing loss
+  // is added (output_router_logits), and its weight (router_aux_loss_coef); read and written.
+  static void read_router_settings(const HfKeys& keys, LmConfig& c);
+  static void write_router_settings(const LmConfig& c, nlohmann::ordered_json& out);
   // Whether every head's queries and keys pass an RMSNorm before the rotation (LmConfig::qk_norm):
   // fixed by the architecture, so read from none of config.json's keys.
   virtual bool qk_norm() const { return false; }

@@ -69,6 +69,8 @@ struct LmConfig {
   int64_t experts_per_token = 2;
   int64_t moe_d_ff = 0;
   bool norm_topk_prob = true;
+  bool output_router_logits = false;
+  double router_aux_loss_coef = 0.001;
 
   void declare(Settings& s) {
     s(arch, "arch", "the architecture (model/archs/): \"opt\", \"gpt2\", \"llama\", \"qwen2\", \"qwen3\", \"mistral\",\n"
@@ -134,6 +136,10 @@ struct LmConfig {
     s(experts_per_token, "experts_per_token", "experts each token is routed to (num_experts_per_tok)").at_least(1);
     s(moe_d_ff, "moe_d_ff", "each expert's hidden width (Qwen3-MoE's moe_intermediate_size); 0: d_ff").at_least(0);
     s(norm_topk_prob, "norm_topk_prob", "the chosen experts' router probabilities rescaled to sum to 1 (Mixtral: always)");
+    s(output_router_logits, "output_router_logits",
+      "mixtral, qwen3_moe: training adds the routers' load-balancing loss (transformers' load_balancing_loss_func) "
+      "times router_aux_loss_coef to the language-modelling loss");
+    s(router_aux_loss_coef, "router_aux_loss_coef", "the load-balancing loss's weight, where output_router_logits").at_least(0);
   }
 
   int64_t kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }

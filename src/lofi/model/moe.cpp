@@ -2,6 +2,7 @@
 
 #include "lofi/kernels/autocast_operand.h"
 #include "lofi/kernels/swiglu.h"
+#include "lofi/model/router_stats.h"
 
 namespace lofi::model {
 
@@ -38,7 +39,8 @@ torch::Tensor SparseMoeImpl::forward(const torch::Tensor& input) {
   const int64_t E = static_cast<int64_t>(experts->size()), C = input.size(-1);
   const torch::Tensor x = input.reshape({-1, C});  // (B, T, C) -> (N, C)
   const torch::Tensor logits = gate(x);            // (N, E)
-  auto [weights, chosen] = torch::softmax(logits, -1, torch::kFloat).topk(top_k, -1);  // (N, K) each
+  const torch::Tensor probs = torch::softmax(logits, -1, torch::kFloat);  // (N, E)
+  auto [weights, chosen] = probs.topk(top_k, -1);  // (N, K) each
   if (normalise) weights = weights / weights.sum(-1, /*keepdim=*/true);
   weights = weights.to(logits.scalar_type());
   // The (token, slot) pairs grouped by expert: one count per expert read on the host (one wait a
@@ -47,7 +49,13 @@ torch::Tensor SparseMoeImpl::forward(const torch::Tensor& input) {
   const torch::Tensor order = flat.argsort(/*stable=*/true);                        // (N K), by expert
   const torch::Tensor tokens = order.div(top_k, "floor");                           // (N K)
   const torch::Tensor scale = weights.reshape({-1}).index_select(0, order).unsqueeze(-1);  // (N K, 1)
-  const torch::Tensor counts = torch::bincount(flat, {}, E).cpu();
+  const torch::Tensor routed = torch::bincount(flat, {}, E);                        // (E)
+  if (RouterStats* stats = router_stats()) {  // for the load-balancing loss
+    stats->probability_sums.push_back(probs.sum(0));
+    stats->choices.push_back(routed.to(torch::kFloat));
+    stats->tokens += x.size(0);
+  }
+  const torch::Tensor counts = routed.cpu();
   const int64_t* count = counts.data_ptr<int64_t>();
   torch::Tensor out = torch::zeros_like(x);
   // While gradients are taken, an expert no token reached runs on none: its gradient is then zeros,

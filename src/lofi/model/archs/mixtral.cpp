@@ -2,8 +2,8 @@
 // with a mixture of experts in every block (model/moe.h: num_local_experts, each token routed to
 // num_experts_per_tok, their router probabilities rescaled to sum to 1), named as its checkpoints
 // name it: block_sparse_moe.gate, block_sparse_moe.experts.N.w1 (gate), w3 (up), w2 (down).
-// Refused by name: the router's load-balancing loss (output_router_logits) and its training-time
-// jitter (router_jitter_noise above 0).
+// Refused by name: the router's training-time jitter (router_jitter_noise above 0).
+// output_router_logits adds the routers' load-balancing loss while training (model/router_stats.h).
 #include "lofi/model/llama.h"
 #include "lofi/model/llama_arch.h"
 
@@ -32,7 +32,7 @@ class MixtralArch : public LlamaClassArch {
     c.norm_topk_prob = true;
     if (keys.number("router_jitter_noise", 0.0) != 0.0)
       keys.unsupported("router_jitter_noise", "lofi routes each token by the router alone; Mixtral's published models set 0");
-    read_router_settings(keys);
+    read_router_settings(keys, c);
   }
   void write_variant(const LmConfig& c, nlohmann::ordered_json& out) const override {
     out["sliding_window"] = c.sliding_window > 0 ? nlohmann::ordered_json(c.sliding_window) : nlohmann::ordered_json();
@@ -40,7 +40,7 @@ class MixtralArch : public LlamaClassArch {
     out["num_local_experts"] = c.num_experts;
     out["num_experts_per_tok"] = c.experts_per_token;
     out["router_jitter_noise"] = 0.0;
-    out["output_router_logits"] = false;
+    write_router_settings(c, out);
   }
   void check_variant(const LmConfig& c, const std::string& source) const override {
     require_defaults(c, source, {"attention_bias", "attention_out_bias", "mlp_bias", "moe_d_ff"});

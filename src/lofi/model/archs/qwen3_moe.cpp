@@ -2,8 +2,8 @@
 // attention (an RMSNorm over each query and key head) with a mixture of experts in every block's
 // MLP (model/moe.h: num_experts, each token routed to num_experts_per_tok, experts of
 // moe_intermediate_size). Refused by name: dense blocks among the sparse ones (decoder_sparse_step
-// other than 1, mlp_only_layers), the router's load-balancing loss (output_router_logits: lofi
-// trains on the language-modelling loss alone), and Qwen3's sliding window.
+// other than 1, mlp_only_layers) and Qwen3's sliding window. output_router_logits adds the
+// routers' load-balancing loss while training (model/router_stats.h).
 #include "lofi/model/llama.h"
 #include "lofi/model/llama_arch.h"
 
@@ -39,7 +39,7 @@ class Qwen3MoeArch : public LlamaClassArch {
       keys.unsupported("decoder_sparse_step", "lofi builds a mixture of experts in every block");
     if (keys.has("mlp_only_layers") && !keys.json()["mlp_only_layers"].empty())
       keys.unsupported("mlp_only_layers", "lofi builds a mixture of experts in every block");
-    read_router_settings(keys);
+    read_router_settings(keys, c);
   }
   void write_variant(const LmConfig& c, nlohmann::ordered_json& out) const override {
     out["attention_bias"] = c.attention_bias;
@@ -52,7 +52,7 @@ class Qwen3MoeArch : public LlamaClassArch {
     out["norm_topk_prob"] = c.norm_topk_prob;
     out["decoder_sparse_step"] = 1;
     out["mlp_only_layers"] = nlohmann::ordered_json::array();
-    out["output_router_logits"] = false;
+    write_router_settings(c, out);
   }
   void check_variant(const LmConfig& c, const std::string& source) const override {
     check_all_attention_biases_or_none(c, source);
