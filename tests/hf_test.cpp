@@ -118,7 +118,8 @@ TEST_P(Transformers, LogitsAndExportMatch) {
                           "max_position_embeddings", "hidden_activation", "query_pre_attn_scalar",
                           "final_logit_softcapping", "attn_logit_softcapping", "num_experts", "num_local_experts",
                           "num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob", "decoder_sparse_step",
-                          "embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling"})
+                          "embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling",
+                          "shared_expert_intermediate_size", "qkv_bias", "output_router_logits", "router_aux_loss_coef"})
     if (want.contains(key)) {
       EXPECT_EQ(got[key], want[key]) << key;
     }
@@ -137,7 +138,8 @@ TEST_P(Transformers, LogitsAndExportMatch) {
 INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "opt-350m-like", "gpt2", "llama-gqa",
                                                              "llama-bias", "qwen2", "mistral-window", "qwen3",
                                                              "gemma3", "phi3", "smollm3", "phi3-longrope", "qwen3-yarn",
-                                                             "qwen3-moe", "mixtral", "olmo2", "granite", "gemma2"));
+                                                             "qwen3-moe", "mixtral", "olmo2", "granite", "gemma2",
+                                                             "qwen2-moe"));
 
 // Longrope's short factors within the original context (8 tokens in the fixture), its long ones
 // past it (LogitsAndExportMatch's 16): both as transformers computes them, and they differ.
@@ -524,7 +526,7 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
       << e;
   e = error(v5, "model_type", "gemma");
   EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gemma2\", \"gemma3_text\", \"gpt2\", \"granite\", \"llama\", \"mistral\", "
-                   "\"mixtral\", \"olmo2\", \"opt\", \"phi3\", \"qwen2\", \"qwen3\", \"qwen3_moe\", \"smollm3\"; and the language model of \"gemma3\" (gemma3_text inside), \"mistral3\" (mistral inside))"),
+                   "\"mixtral\", \"olmo2\", \"opt\", \"phi3\", \"qwen2\", \"qwen2_moe\", \"qwen3\", \"qwen3_moe\", \"smollm3\"; and the language model of \"gemma3\" (gemma3_text inside), \"mistral3\" (mistral inside))"),
             std::string::npos)
       << e;
   // Qwen3's head_dim: absent is transformers' default of 128, not hidden_size / heads; its
@@ -805,7 +807,7 @@ TEST_P(LofiRunFromHf, WritesMergedHf) {
 // through its soft caps).
 INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa", "qwen3", "gemma3", "gemma3-vision",
                                                                        "mistral3-vision", "phi3", "qwen3-moe", "olmo2", "granite",
-                                                                       "gemma2"));
+                                                                       "gemma2", "qwen2-moe"));
 
 }  // namespace
 }  // namespace lofi

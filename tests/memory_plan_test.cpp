@@ -40,6 +40,8 @@ TEST(MemoryPlan, ParameterCountsEqualTheBuiltModels) {
                                   "--set model.arch=smollm3 --set model.n_layer=2 --set model.activation=silu --set model.no_rope_interval=2",
                                   "--set model.arch=qwen3_moe --set model.n_layer=2 --set model.activation=silu --set model.qk_norm=true"
                                   " --set model.num_experts=5 --set model.experts_per_token=2 --set model.moe_d_ff=16",
+                                  "--set model.arch=qwen2_moe --set model.n_layer=2 --set model.activation=silu --set model.attention_bias=true"
+                                  " --set model.num_experts=4 --set model.experts_per_token=2 --set model.moe_d_ff=16 --set model.shared_expert_d_ff=24",
                                   "--set model.arch=mixtral --set model.n_layer=2 --set model.activation=silu --set model.n_kv_head=2"
                                   " --set model.num_experts=3 --set model.experts_per_token=2",
                                   "--set model.arch=olmo2 --set model.n_layer=2 --set model.activation=silu --set model.qk_norm=true --set model.n_kv_head=2",

@@ -141,6 +141,15 @@ TEST(Moe, LoraAdaptsTheAttentionAndNeitherRoutersNorExperts) {
   const std::vector<std::string> adapted = model::apply_lora(*lm, spec, 1);
   ASSERT_EQ(adapted.size(), 2u * 4);  // q, k, v and o of 2 blocks
   for (const auto& name : adapted) EXPECT_NE(name.find(".self_attn."), std::string::npos) << name;
+  // Qwen2-MoE's shared expert and its gate are linear layers in transformers 5 too: PEFT adapts them.
+  model::CausalLm shared = fixture_model("qwen2-moe");
+  params = 0;
+  for (const auto& p : shared->parameters()) params += static_cast<double>(p.numel());
+  EXPECT_GE(shared->config.parameter_bound(), params);
+  const std::vector<std::string> with_shared = model::apply_lora(*shared, spec, 1);
+  EXPECT_EQ(with_shared.size(), 2u * 8);  // q, k, v, o, the shared expert's three and its gate, of 2 blocks
+  for (const auto& name : with_shared)
+    EXPECT_TRUE(name.find(".self_attn.") != std::string::npos || name.find(".mlp.shared_expert") != std::string::npos) << name;
   model::CausalLm again = fixture_model("mixtral");
   spec.target_modules = {"q_proj", "w1"};
   const std::string why = test::error_of([&] { model::apply_lora(*again, spec, 1); });
@@ -153,7 +162,7 @@ TEST(Moe, LoraAdaptsTheAttentionAndNeitherRoutersNorExperts) {
 // (so transformers trains an export as lofi did); on a model without experts they are refused.
 TEST(Moe, RouterLossSettingsKeepTransformersNames) {
   const fs::path dir = fs::path(LOFI_FIXTURES) / "hf" / "transformers";
-  for (const char* name : {"qwen3-moe", "mixtral"}) {
+  for (const char* name : {"qwen3-moe", "mixtral", "qwen2-moe"}) {
     SCOPED_TRACE(name);
     nlohmann::json j = nlohmann::json::parse(io::read_text_file((dir / name / "config.json").string()));
     EXPECT_FALSE(model::lm_config_from_hf(j, "c").output_router_logits);
@@ -178,7 +187,7 @@ TEST(Moe, RouterLossSettingsKeepTransformersNames) {
 // of an attention weight and of the embedding; the same through checkpointed blocks, whose
 // routers get that gradient through the recomputation; and the loss does move the routers.
 TEST(Moe, LoadBalancingLossAndGradientsEqualTransformers) {
-  for (const char* name : {"qwen3-moe", "mixtral"}) {
+  for (const char* name : {"qwen3-moe", "mixtral", "qwen2-moe"}) {
     SCOPED_TRACE(name);
     io::SafetensorsFile ref((fs::path(LOFI_FIXTURES) / "hf" / "router-loss" / (std::string(name) + ".safetensors")).string());
     model::CausalLm lm = fixture_model(name);

@@ -116,6 +116,8 @@ train::ModelFootprint lm_footprint(const train::Config& config, int64_t micro_ba
     // inputs and weighted outputs kept, and the router's fp32 probabilities.
     const double K = static_cast<double>(c.experts_per_token), E = static_cast<double>(c.num_experts);
     block += 3 * e * K * N * static_cast<double>(c.expert_width()) + 2 * e * K * N * d + 4 * N * E;
+    // Qwen2-MoE's shared expert on every token, and its gated output.
+    if (c.shared_expert_d_ff > 0) block += 3 * e * N * static_cast<double>(c.shared_expert_d_ff) + 2 * e * N * d;
   } else {
     block += counts.gated ? 3 * e * N * ff : (relu ? 1 : 2) * e * N * ff;
   }

@@ -34,7 +34,7 @@ const std::vector<std::string>& llama_class_keys() {
                                              "rope_mscale_all_dim", "rope_truncate",    "rope_short_factor",
                                              "rope_long_factor",   "partial_rotary_factor", "num_experts",
                                              "experts_per_token",  "moe_d_ff",          "norm_topk_prob",
-                                             "output_router_logits", "router_aux_loss_coef",
+                                             "shared_expert_d_ff", "output_router_logits", "router_aux_loss_coef",
                                              "embedding_multiplier", "residual_multiplier", "attention_multiplier",
                                              "logits_scaling",     "attention_bias",
                                              "attention_out_bias", "mlp_bias",          "sliding_window",
@@ -57,7 +57,7 @@ const std::vector<std::string>& granite_keys() {
 
 const std::vector<std::string>& moe_keys() {
   static const std::vector<std::string> keys{"num_experts", "experts_per_token", "moe_d_ff", "norm_topk_prob",
-                                             "output_router_logits", "router_aux_loss_coef"};
+                                             "shared_expert_d_ff", "output_router_logits", "router_aux_loss_coef"};
   return keys;
 }
 

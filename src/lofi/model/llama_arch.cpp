@@ -194,6 +194,30 @@ void LlamaClassArch::write_router_settings(const LmConfig& c, nlohmann::ordered_
   out["router_aux_loss_coef"] = c.router_aux_loss_coef;
 }
 
+void LlamaClassArch::read_qwen_experts(const HfKeys& keys, LmConfig& c, int64_t default_experts, int64_t default_per_token,
+                                       int64_t default_width) {
+  // The hub's files say num_experts; transformers 5 writes num_local_experts.
+  c.num_experts = keys.size(keys.has("num_experts") ? "num_experts" : "num_local_experts", default_experts);
+  c.experts_per_token = keys.size("num_experts_per_tok", default_per_token);
+  c.moe_d_ff = keys.size("moe_intermediate_size", default_width);
+  c.norm_topk_prob = keys.boolean("norm_topk_prob", false);
+  if (keys.integer("decoder_sparse_step", 1) != 1) keys.unsupported("decoder_sparse_step", "lofi builds a mixture of experts in every block");
+  if (keys.has("mlp_only_layers") && !keys.json()["mlp_only_layers"].empty())
+    keys.unsupported("mlp_only_layers", "lofi builds a mixture of experts in every block");
+  read_router_settings(keys, c);
+}
+
+void LlamaClassArch::write_qwen_experts(const LmConfig& c, nlohmann::ordered_json& out) {
+  out["num_experts"] = c.num_experts;  // both spellings: transformers 4 reads one, 5 the other
+  out["num_local_experts"] = c.num_experts;
+  out["num_experts_per_tok"] = c.experts_per_token;
+  out["moe_intermediate_size"] = c.expert_width();
+  out["norm_topk_prob"] = c.norm_topk_prob;
+  out["decoder_sparse_step"] = 1;
+  out["mlp_only_layers"] = nlohmann::ordered_json::array();
+  write_router_settings(c, out);
+}
+
 void check_all_attention_biases_or_none(const LmConfig& c, const std::string& source) {
   if (c.attention_bias != c.attention_out_bias)
     fail(source, ": arch \"", c.arch, "\" has biases on all attention projections or none (attention_bias); attention_bias = ",

@@ -65,6 +65,13 @@ class LlamaClassArch : public LmArch {
   // is added (output_router_logits), and its weight (router_aux_loss_coef); read and written.
   static void read_router_settings(const HfKeys& keys, LmConfig& c);
   static void write_router_settings(const LmConfig& c, nlohmann::ordered_json& out);
+  // Qwen2-MoE's and Qwen3-MoE's expert keys, read and written: num_experts (transformers 5 writes
+  // num_local_experts too), num_experts_per_tok, moe_intermediate_size, norm_topk_prob and the
+  // router settings, with this model type's defaults; dense blocks among the sparse ones
+  // (decoder_sparse_step other than 1, mlp_only_layers) refused by name.
+  static void read_qwen_experts(const HfKeys& keys, LmConfig& c, int64_t default_experts, int64_t default_per_token,
+                                int64_t default_width);
+  static void write_qwen_experts(const LmConfig& c, nlohmann::ordered_json& out);
   // Whether every head's queries and keys pass an RMSNorm before the rotation (LmConfig::qk_norm):
   // fixed by the architecture, so read from none of config.json's keys.
   virtual bool qk_norm() const { return false; }

@@ -64,11 +64,12 @@ struct LmConfig {
   double residual_multiplier = 1.0;
   double attention_multiplier = 0;
   double logits_scaling = 1.0;
-  // Mixtures of experts (mixtral, qwen3_moe).
+  // Mixtures of experts (mixtral, qwen2_moe, qwen3_moe).
   int64_t num_experts = 0;
   int64_t experts_per_token = 2;
   int64_t moe_d_ff = 0;
   bool norm_topk_prob = true;
+  int64_t shared_expert_d_ff = 0;
   bool output_router_logits = false;
   double router_aux_loss_coef = 0.001;
 
@@ -132,12 +133,15 @@ struct LmConfig {
     s(attention_multiplier, "attention_multiplier", "Granite: attention scores times this; 0: head_dim^-1/2 (or query_pre_attn_scalar's)").at_least(0);
     s(logits_scaling, "logits_scaling", "Granite: logits divided by this").above(0);
     s(num_experts, "num_experts",
-      "mixtral, qwen3_moe: experts in each block's MLP, each token routed to experts_per_token of them; 0: a dense MLP").at_least(0);
+      "mixtral, qwen2_moe, qwen3_moe: experts in each block's MLP, each token routed to experts_per_token of them; 0: a dense MLP").at_least(0);
     s(experts_per_token, "experts_per_token", "experts each token is routed to (num_experts_per_tok)").at_least(1);
     s(moe_d_ff, "moe_d_ff", "each expert's hidden width (Qwen3-MoE's moe_intermediate_size); 0: d_ff").at_least(0);
     s(norm_topk_prob, "norm_topk_prob", "the chosen experts' router probabilities rescaled to sum to 1 (Mixtral: always)");
+    s(shared_expert_d_ff, "shared_expert_d_ff",
+      "qwen2_moe: the hidden width of an expert every token takes beside its routed ones, weighted by a sigmoid gate "
+      "(shared_expert_intermediate_size); 0: none").at_least(0);
     s(output_router_logits, "output_router_logits",
-      "mixtral, qwen3_moe: training adds the routers' load-balancing loss (transformers' load_balancing_loss_func) "
+      "mixtures of experts: training adds the routers' load-balancing loss (transformers' load_balancing_loss_func) "
       "times router_aux_loss_coef to the language-modelling loss");
     s(router_aux_loss_coef, "router_aux_loss_coef", "the load-balancing loss's weight, where output_router_logits").at_least(0);
   }

@@ -17,10 +17,11 @@ Linear unadapted(int64_t in, int64_t out) {
 
 }  // namespace
 
-ExpertMlpImpl::ExpertMlpImpl(int64_t d_model, int64_t d_ff, const MoeNames& names) {
-  gate = register_module(names.gate, unadapted(d_model, d_ff));
-  up = register_module(names.up, unadapted(d_model, d_ff));
-  down = register_module(names.down, unadapted(d_ff, d_model));
+ExpertMlpImpl::ExpertMlpImpl(int64_t d_model, int64_t d_ff, const MoeNames& names, bool adaptable) {
+  auto layer = [adaptable](int64_t in, int64_t out) { return adaptable ? Linear(in, out, /*with_bias=*/false) : unadapted(in, out); };
+  gate = register_module(names.gate, layer(d_model, d_ff));
+  up = register_module(names.up, layer(d_model, d_ff));
+  down = register_module(names.down, layer(d_ff, d_model));
 }
 
 torch::Tensor ExpertMlpImpl::forward(const torch::Tensor& input) {
@@ -33,6 +34,10 @@ SparseMoeImpl::SparseMoeImpl(const LmConfig& c, const MoeNames& names) : top_k(c
   gate = register_module("gate", unadapted(c.d_model, c.num_experts));
   experts = register_module("experts", torch::nn::ModuleList());
   for (int64_t e = 0; e < c.num_experts; ++e) experts->push_back(ExpertMlp(c.d_model, width, names));
+  if (c.shared_expert_d_ff > 0) {
+    shared_expert = register_module("shared_expert", ExpertMlp(c.d_model, c.shared_expert_d_ff, MoeNames{}, /*adaptable=*/true));
+    shared_expert_gate = register_module("shared_expert_gate", Linear(c.d_model, 1, /*with_bias=*/false));
+  }
 }
 
 torch::Tensor SparseMoeImpl::forward(const torch::Tensor& input) {
@@ -68,6 +73,7 @@ torch::Tensor SparseMoeImpl::forward(const torch::Tensor& input) {
     const torch::Tensor y = experts->ptr<ExpertMlpImpl>(e)->forward(x.index_select(0, mine)) * scale.narrow(0, start, count[e]);
     out.index_add_(0, mine, y.to(out.scalar_type()));  // (M, C) into (N, C)
   }
+  if (shared_expert) out = out + torch::sigmoid(shared_expert_gate(x)) * shared_expert->forward(x);  // (N, 1) * (N, C)
   return out.reshape(input.sizes());
 }
 

@@ -1,4 +1,4 @@
-// A mixture-of-experts MLP (Mixtral, Qwen3-MoE): a router picks each token's experts_per_token
+// A mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE): a router picks each token's experts_per_token
 // experts of num_experts, each a SwiGLU MLP; the token's output is their outputs weighted by the
 // router's softmax probabilities of them (rescaled to sum to 1 where norm_topk_prob; Mixtral
 // always). Computed as transformers computes it: the router's probabilities in fp32, each expert
@@ -6,7 +6,8 @@
 // them ("mlp.gate.weight", "mlp.experts.3.gate_proj.weight"; Mixtral "block_sparse_moe" and w1,
 // w3, w2), which transformers 5 writes too (its modules hold the experts as 3-D tensors).
 // Neither the router nor the experts take a LoRA adapter: in transformers 5 they are bare
-// parameters, which PEFT's target_modules and "all-linear" do not reach either.
+// parameters, which PEFT's target_modules and "all-linear" do not reach either. Qwen2-MoE's shared
+// expert and its gate are linear layers there, and take adapters here as in PEFT.
 #pragma once
 #include <torch/torch.h>
 
@@ -24,7 +25,8 @@ struct MoeNames {
 };
 
 struct ExpertMlpImpl : torch::nn::Module {
-  ExpertMlpImpl(int64_t d_model, int64_t d_ff, const MoeNames& names);
+  // ADAPTABLE: its layers take LoRA adapters (a shared expert's, plain linear layers in transformers 5).
+  ExpertMlpImpl(int64_t d_model, int64_t d_ff, const MoeNames& names, bool adaptable = false);
   torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x)): (N, C) -> (N, C)
 
   Linear gate{nullptr}, up{nullptr}, down{nullptr};  // (C, F), (C, F), (F, C), no biases
@@ -39,6 +41,10 @@ struct SparseMoeImpl : torch::nn::Module {
   bool normalise;             // norm_topk_prob
   Linear gate{nullptr};       // the router: (C, E), no bias
   torch::nn::ModuleList experts{nullptr};
+  // Qwen2-MoE (LmConfig::shared_expert_d_ff > 0): an expert every token takes, its output times
+  // sigmoid(shared_expert_gate(x)), added to the routed experts'.
+  ExpertMlp shared_expert{nullptr};   // (C, S), (C, S), (S, C)
+  Linear shared_expert_gate{nullptr};  // (C, 1), no bias
 };
 TORCH_MODULE(SparseMoe);
 

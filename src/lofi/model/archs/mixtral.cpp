@@ -43,7 +43,7 @@ class MixtralArch : public LlamaClassArch {
     write_router_settings(c, out);
   }
   void check_variant(const LmConfig& c, const std::string& source) const override {
-    require_defaults(c, source, {"attention_bias", "attention_out_bias", "mlp_bias", "moe_d_ff"});
+    require_defaults(c, source, {"attention_bias", "attention_out_bias", "mlp_bias", "moe_d_ff", "shared_expert_d_ff"});
     if (!c.norm_topk_prob) fail(source, ": arch \"mixtral\" rescales the chosen experts' probabilities: set norm_topk_prob = true");
   }
 };

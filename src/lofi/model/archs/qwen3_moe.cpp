@@ -30,33 +30,17 @@ class Qwen3MoeArch : public LlamaClassArch {
                       "lofi attends over the whole sequence in every layer; Qwen3's window covers only some layers");
     c.attention_bias = c.attention_out_bias = keys.boolean("attention_bias", false);
     c.mlp_bias = false;
-    // The hub's files say num_experts; transformers 5 writes num_local_experts.
-    c.num_experts = keys.size(keys.has("num_experts") ? "num_experts" : "num_local_experts", 128);
-    c.experts_per_token = keys.size("num_experts_per_tok", 8);
-    c.moe_d_ff = keys.size("moe_intermediate_size", 768);
-    c.norm_topk_prob = keys.boolean("norm_topk_prob", false);
-    if (keys.integer("decoder_sparse_step", 1) != 1)
-      keys.unsupported("decoder_sparse_step", "lofi builds a mixture of experts in every block");
-    if (keys.has("mlp_only_layers") && !keys.json()["mlp_only_layers"].empty())
-      keys.unsupported("mlp_only_layers", "lofi builds a mixture of experts in every block");
-    read_router_settings(keys, c);
+    read_qwen_experts(keys, c, /*default_experts=*/128, /*default_per_token=*/8, /*default_width=*/768);
   }
   void write_variant(const LmConfig& c, nlohmann::ordered_json& out) const override {
     out["attention_bias"] = c.attention_bias;
     out["use_sliding_window"] = false;
     out["sliding_window"] = nullptr;
-    out["num_experts"] = c.num_experts;  // both spellings: transformers 4 reads one, 5 the other
-    out["num_local_experts"] = c.num_experts;
-    out["num_experts_per_tok"] = c.experts_per_token;
-    out["moe_intermediate_size"] = c.moe_d_ff > 0 ? c.moe_d_ff : c.d_ff;
-    out["norm_topk_prob"] = c.norm_topk_prob;
-    out["decoder_sparse_step"] = 1;
-    out["mlp_only_layers"] = nlohmann::ordered_json::array();
-    write_router_settings(c, out);
+    write_qwen_experts(c, out);
   }
   void check_variant(const LmConfig& c, const std::string& source) const override {
     check_all_attention_biases_or_none(c, source);
-    require_defaults(c, source, {"mlp_bias", "sliding_window"});
+    require_defaults(c, source, {"mlp_bias", "sliding_window", "shared_expert_d_ff"});
   }
 };
 
