@@ -76,7 +76,7 @@ TEST(CausalLm, TokensNeverSeeTheFuture) {
 // Llama 3.1 rope scaling, Mistral's sliding window shorter than the sequence, Qwen3's norms of
 // each query and key head with a head_dim of its own, Gemma 3's sandwiched blocks with a sliding
 // layer and a full one, Phi-3's fused projections, SmolLM3's layers without rotation, Gemma 2's
-// soft-capped scores and logits.
+// soft-capped scores and logits, gpt-oss's sinks and clamped experts.
 std::vector<LmConfig> variants() {
   LmConfig gpt2 = tiny("gpt2"), post = tiny(), llama = tiny("llama"), qwen2 = tiny("qwen2"), mistral = tiny("mistral");
   LmConfig qwen3 = tiny("qwen3"), gemma3 = tiny("gemma3_text"), phi3 = tiny("phi3"),
@@ -116,7 +116,16 @@ std::vector<LmConfig> variants() {
   gemma2.rope_local_theta = 0;
   gemma2.attn_logit_softcapping = 1.0;
   gemma2.final_logit_softcapping = 5.0;
-  return {tiny(), gpt2, post, llama, qwen2, mistral, qwen3, gemma3, phi3, smollm3, gemma2};
+  LmConfig gpt_oss = tiny("gpt_oss");  // sinks, a sliding layer and a full one, clamped 3-D experts
+  gpt_oss.activation = "silu";
+  gpt_oss.attention_bias = gpt_oss.attention_out_bias = gpt_oss.attention_sinks = true;
+  gpt_oss.sliding_window = 4;
+  gpt_oss.sliding_window_pattern = 2;
+  gpt_oss.num_experts = 3;
+  gpt_oss.experts_per_token = 2;
+  gpt_oss.swiglu_limit = 7;
+  gpt_oss.tie_word_embeddings = false;
+  return {tiny(), gpt2, post, llama, qwen2, mistral, qwen3, gemma3, phi3, smollm3, gemma2, gpt_oss};
 }
 
 TEST(CausalLm, EveryLayoutIsCausalAndTrains) {

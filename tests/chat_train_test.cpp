@@ -30,11 +30,14 @@ model::LmConfig small_lm(const std::string& arch) {
   if (arch == "gemma2")  // soft-capped scores (the unfused path) with a window and a full layer
     c.activation = "gelu", c.sliding_window = 3, c.sliding_window_pattern = 2, c.attn_logit_softcapping = 1.0,
     c.final_logit_softcapping = 5.0;
+  if (arch == "gpt_oss")  // sinks (the unfused path) with a window and a full layer, experts
+    c.sliding_window = 3, c.sliding_window_pattern = 2, c.attention_sinks = true, c.attention_bias = c.attention_out_bias = true,
+    c.num_experts = 3, c.experts_per_token = 2, c.swiglu_limit = 7;
   return c;
 }
 
 TEST(ChatTrain, PackedRowGivesEachSampleWhatItGetsAlone) {
-  for (const std::string arch : {"opt", "gpt2", "llama", "mistral", "gemma2"}) {
+  for (const std::string arch : {"opt", "gpt2", "llama", "mistral", "gemma2", "gpt_oss"}) {
     torch::manual_seed(3);
     model::CausalLm lm = model::make_causal_lm(small_lm(arch));
     model::init_causal_lm_weights(*lm, 3);

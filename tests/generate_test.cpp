@@ -21,7 +21,7 @@ model::CausalLm load(const std::string& dir) {
 }
 
 TEST(Generate, GreedyEqualsTransformers) {
-  for (const char* name : {"opt-125m-like", "gpt2", "llama-gqa", "qwen2", "mistral-window", "qwen3", "gemma3", "phi3", "smollm3", "gemma2"}) {
+  for (const char* name : {"opt-125m-like", "gpt2", "llama-gqa", "qwen2", "mistral-window", "qwen3", "gemma3", "phi3", "smollm3", "gemma2", "gpt-oss"}) {
     const std::string dir = std::string(LOFI_FIXTURES) + "/hf/transformers/" + name;
     model::CausalLm lm = load(dir);
     const std::vector<int64_t> prompt{5, 17, 3, 42};

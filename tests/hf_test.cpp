@@ -121,6 +121,9 @@ TEST_P(Transformers, LogitsAndExportMatch) {
                           "embedding_multiplier", "residual_multiplier", "attention_multiplier", "logits_scaling",
                           "shared_expert_intermediate_size", "qkv_bias", "output_router_logits", "router_aux_loss_coef"})
     if (want.contains(key)) {
+      if (std::string(key) == "rope_parameters")  // yarn's betas written out where the source left transformers' defaults
+        for (const auto& [beta, fallback] : {std::pair<const char*, double>{"beta_fast", 32.0}, {"beta_slow", 1.0}})
+          if (!want[key].contains(beta) && got[key].contains(beta) && got[key][beta] == fallback) got[key].erase(beta);
       EXPECT_EQ(got[key], want[key]) << key;
     }
   // transformers itself reads the export back: from_pretrained gives the fixture's logits.
@@ -134,12 +137,13 @@ TEST_P(Transformers, LogitsAndExportMatch) {
 // Qwen3's norms of each query and key head, Gemma 3's sandwiched blocks with sliding and full
 // layers rotated apart, Phi-3's fused projections, SmolLM3's layers without rotation, Phi-4-mini's
 // partial rotation with longrope, Qwen3 with yarn, Qwen3-MoE's and Mixtral's experts, OLMo 2's
-// norms after each branch and over all heads, Granite's four scalings).
+// norms after each branch and over all heads, Granite's four scalings, Gemma 2's soft caps,
+// Qwen2-MoE's shared expert, gpt-oss's sinks and clamped 3-D experts).
 INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "opt-350m-like", "gpt2", "llama-gqa",
                                                              "llama-bias", "qwen2", "mistral-window", "qwen3",
                                                              "gemma3", "phi3", "smollm3", "phi3-longrope", "qwen3-yarn",
                                                              "qwen3-moe", "mixtral", "olmo2", "granite", "gemma2",
-                                                             "qwen2-moe"));
+                                                             "qwen2-moe", "gpt-oss"));
 
 // Longrope's short factors within the original context (8 tokens in the fixture), its long ones
 // past it (LogitsAndExportMatch's 16): both as transformers computes them, and they differ.
@@ -525,7 +529,7 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
             std::string::npos)
       << e;
   e = error(v5, "model_type", "gemma");
-  EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gemma2\", \"gemma3_text\", \"gpt2\", \"granite\", \"llama\", \"mistral\", "
+  EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gemma2\", \"gemma3_text\", \"gpt2\", \"gpt_oss\", \"granite\", \"llama\", \"mistral\", "
                    "\"mixtral\", \"olmo2\", \"opt\", \"phi3\", \"qwen2\", \"qwen2_moe\", \"qwen3\", \"qwen3_moe\", \"smollm3\"; and the language model of \"gemma3\" (gemma3_text inside), \"mistral3\" (mistral inside))"),
             std::string::npos)
       << e;
@@ -803,11 +807,11 @@ TEST_P(LofiRunFromHf, WritesMergedHf) {
 // trained, merged and handed back like every other tensor), Qwen3 (its query/key norms trained
 // and merged too), Gemma 3 (norms that start at 0, sliding and full layers) and Gemma 3 with its
 // vision tower (merged-hf is the vision-language model again), Qwen3-MoE (router and experts
-// averaged, and written per expert as its checkpoints are), OLMo 2, Granite and Gemma 2 (trained
-// through its soft caps).
+// averaged, and written per expert as its checkpoints are), OLMo 2, Granite, Gemma 2 (trained
+// through its soft caps), Qwen2-MoE and gpt-oss (its sinks and 3-D experts trained and averaged).
 INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa", "qwen3", "gemma3", "gemma3-vision",
                                                                        "mistral3-vision", "phi3", "qwen3-moe", "olmo2", "granite",
-                                                                       "gemma2", "qwen2-moe"));
+                                                                       "gemma2", "qwen2-moe", "gpt-oss"));
 
 }  // namespace
 }  // namespace lofi

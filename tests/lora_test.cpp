@@ -123,7 +123,7 @@ INSTANTIATE_TEST_SUITE_P(Lora, PeftFixture,
                                            std::make_pair("mistral", "mistral-window"), std::make_pair("qwen3", "qwen3"),
                                            std::make_pair("gemma3", "gemma3"), std::make_pair("phi3", "phi3"),
                                            std::make_pair("smollm3", "smollm3"), std::make_pair("gemma2", "gemma2"),
-                                           std::make_pair("qwen2-moe", "qwen2-moe")));
+                                           std::make_pair("qwen2-moe", "qwen2-moe"), std::make_pair("gpt-oss", "gpt-oss")));
 
 // timm's DeiT with a PEFT adapter on qkv and fc2 and a saved, changed head.
 TEST(Lora, LofiGivesPeftsLogitsOnTimmsVit) {

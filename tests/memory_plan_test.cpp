@@ -46,7 +46,11 @@ TEST(MemoryPlan, ParameterCountsEqualTheBuiltModels) {
                                   " --set model.num_experts=3 --set model.experts_per_token=2",
                                   "--set model.arch=olmo2 --set model.n_layer=2 --set model.activation=silu --set model.qk_norm=true --set model.n_kv_head=2",
                                   "--set model.arch=granite --set model.n_layer=2 --set model.activation=silu --set model.residual_multiplier=0.2"
-                                  " --set model.attention_multiplier=0.1 --set model.tie_word_embeddings=false"}) {
+                                  " --set model.attention_multiplier=0.1 --set model.tie_word_embeddings=false",
+                                  "--set model.arch=gpt_oss --set model.n_layer=2 --set model.activation=silu --set model.n_kv_head=2"
+                                  " --set model.attention_bias=true --set model.attention_out_bias=true --set model.attention_sinks=true"
+                                  " --set model.swiglu_limit=7 --set model.num_experts=4 --set model.experts_per_token=2"
+                                  " --set model.sliding_window=8 --set model.sliding_window_pattern=2"}) {
     for (const std::string lora : {"", " --set lora.rank=4 --set lora.target=all-linear", " --set lora.rank=2 --set lora.target=q_proj,v_proj"}) {
       if (lora.find("q_proj") != std::string::npos && shape.find("llama") == std::string::npos &&
           shape.find("qwen3") == std::string::npos && shape.find("gemma3") == std::string::npos)
@@ -97,7 +101,13 @@ TEST(CliMemoryPlan, PeakIsWithinFifteenPercentOfMeasured) {
         // Gemma 2: soft-capped scores hold (B, H, T, T) a layer.
         "--set model.arch=gemma2 --set model.activation=gelu --set model.n_layer=4 --set model.n_head=4 --set model.d_model=256"
         " --set model.d_ff=768 --set model.vocab_size=8192 --set model.sliding_window=128 --set model.sliding_window_pattern=2"
-        " --set model.attn_logit_softcapping=50 --set model.final_logit_softcapping=30"}) {
+        " --set model.attn_logit_softcapping=50 --set model.final_logit_softcapping=30",
+        // gpt-oss: attention sinks hold (B, H, T, T) a layer too; clamped experts with biases.
+        "--set model.arch=gpt_oss --set model.activation=silu --set model.n_layer=4 --set model.n_head=4 --set model.n_kv_head=2"
+        " --set model.d_model=256 --set model.d_ff=256 --set model.vocab_size=8192 --set model.sliding_window=128"
+        " --set model.sliding_window_pattern=2 --set model.attention_bias=true --set model.attention_out_bias=true"
+        " --set model.attention_sinks=true --set model.swiglu_limit=7 --set model.num_experts=4 --set model.experts_per_token=2"
+        " --set model.tie_word_embeddings=false"}) {
     SCOPED_TRACE(shape);
     const std::string flags = base + " " + shape + " --set run.dir=" + dir + "/run" + std::to_string(k++);
     const train::Config config = train::load_config("", split_sets(flags));

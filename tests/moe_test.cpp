@@ -162,7 +162,7 @@ TEST(Moe, LoraAdaptsTheAttentionAndNeitherRoutersNorExperts) {
 // (so transformers trains an export as lofi did); on a model without experts they are refused.
 TEST(Moe, RouterLossSettingsKeepTransformersNames) {
   const fs::path dir = fs::path(LOFI_FIXTURES) / "hf" / "transformers";
-  for (const char* name : {"qwen3-moe", "mixtral", "qwen2-moe"}) {
+  for (const char* name : {"qwen3-moe", "mixtral", "qwen2-moe", "gpt-oss"}) {
     SCOPED_TRACE(name);
     nlohmann::json j = nlohmann::json::parse(io::read_text_file((dir / name / "config.json").string()));
     EXPECT_FALSE(model::lm_config_from_hf(j, "c").output_router_logits);
@@ -187,11 +187,11 @@ TEST(Moe, RouterLossSettingsKeepTransformersNames) {
 // of an attention weight and of the embedding; the same through checkpointed blocks, whose
 // routers get that gradient through the recomputation; and the loss does move the routers.
 TEST(Moe, LoadBalancingLossAndGradientsEqualTransformers) {
-  for (const char* name : {"qwen3-moe", "mixtral", "qwen2-moe"}) {
+  for (const char* name : {"qwen3-moe", "mixtral", "qwen2-moe", "gpt-oss"}) {
     SCOPED_TRACE(name);
     io::SafetensorsFile ref((fs::path(LOFI_FIXTURES) / "hf" / "router-loss" / (std::string(name) + ".safetensors")).string());
     model::CausalLm lm = fixture_model(name);
-    const std::string block = lm->config.arch == "mixtral" ? "block_sparse_moe" : "mlp";
+    const std::string router = lm->config.arch == "mixtral" ? "block_sparse_moe.gate" : lm->config.arch == "gpt_oss" ? "mlp.router" : "mlp.gate";
     lm->config.output_router_logits = true;
     lm->config.router_aux_loss_coef = ref.load("coef").item<double>();
     lm->train();
@@ -203,9 +203,15 @@ TEST(Moe, LoadBalancingLossAndGradientsEqualTransformers) {
       std::map<std::string, torch::Tensor> g{{"loss", loss.detach()}};
       const auto params = lm->named_parameters();
       for (int64_t l = 0; l < lm->config.n_layer; ++l)
-        g["router." + std::to_string(l)] = params["model.layers." + std::to_string(l) + "." + block + ".gate.weight"].grad().clone();
+        g["router." + std::to_string(l)] = params["model.layers." + std::to_string(l) + "." + router + ".weight"].grad().clone();
       g["q_proj.0"] = params["model.layers.0.self_attn.q_proj.weight"].grad().clone();
       g["embed"] = params["model.embed_tokens.weight"].grad().clone();
+      if (lm->config.arch == "gpt_oss")  // its sinks, the router's bias and the 3-D experts (clamped, interleaved)
+        for (const auto& [key, param] : std::map<std::string, std::string>{{"sinks.0", "self_attn.sinks"},
+                                                                           {"router_bias.0", "mlp.router.bias"},
+                                                                           {"gate_up_proj.0", "mlp.experts.gate_up_proj"},
+                                                                           {"down_proj.0", "mlp.experts.down_proj"}})
+          g[key] = params["model.layers.0." + param].grad().clone();
       return g;
     };
     const auto plain = grads(0), checkpointed = grads(1);

@@ -54,13 +54,17 @@ Counts count_parameters(const model::LmConfig& c, const io::LoraSpec* spec) {
       counts.learned_positions |= p.size(d) == probe.max_seq_len || p.size(d) == probe.max_seq_len + 2;
     }
     const double E = static_cast<double>(c.num_experts);
-    if (experts && ends_with(item.key(), ".gate.weight")) one *= E;  // the router: a row for each expert
-    const double copies = experts && item.key().find(".experts.0.") != std::string::npos ? E : 1;  // an expert's tensor
+    // The router: a row (and gpt-oss: a bias) for each expert.
+    if (experts && (ends_with(item.key(), ".gate.weight") || item.key().find(".router.") != std::string::npos)) one *= E;
+    // An expert's tensor (experts.0.*), or gpt-oss's experts' 3-D ones (experts.gate_up_proj, ...): one expert's in the probe.
+    const double copies = experts && item.key().find(".experts.") != std::string::npos ? E : 1;
     const bool in_block = item.key().find(".0.") != std::string::npos;  // the block's: one in each block
     const auto all = static_cast<int64_t>(one * copies * (in_block ? static_cast<double>(c.n_layer) : 1));
     (p.requires_grad() ? counts.trainable : counts.frozen) += all;
     if (in_block && p.requires_grad()) counts.block_trainable += static_cast<int64_t>(one * copies);
-    if (p.requires_grad()) counts.largest = std::max(counts.largest, static_cast<int64_t>(one));
+    // gpt-oss's experts are one tensor for all of them; the others' one tensor each.
+    const bool stacked = copies > 1 && item.key().find(".experts.0.") == std::string::npos;
+    if (p.requires_grad()) counts.largest = std::max(counts.largest, static_cast<int64_t>(one * (stacked ? copies : 1)));
     counts.gated |= experts || item.key().find("gate_proj") != std::string::npos || item.key().find("gate_up_proj") != std::string::npos;
     counts.sandwiched |= item.key().find("post_feedforward_layernorm") != std::string::npos;
   }
@@ -115,16 +119,21 @@ train::ModelFootprint lm_footprint(const train::Config& config, int64_t micro_ba
     // A mixture of experts: each token through experts_per_token SwiGLU experts, their gathered
     // inputs and weighted outputs kept, and the router's fp32 probabilities.
     const double K = static_cast<double>(c.experts_per_token), E = static_cast<double>(c.num_experts);
-    block += 3 * e * K * N * static_cast<double>(c.expert_width()) + 2 * e * K * N * d + 4 * N * E;
+    // gpt-oss's clamped experts (model/gpt_oss_moe.h) keep 7 widths a row: gate and up side by side,
+    // the clamped gate, its sigmoid, the gated product, up + 1, and their product.
+    const double widths = c.swiglu_limit > 0 ? 7 : 3;
+    block += widths * e * K * N * static_cast<double>(c.expert_width()) + 2 * e * K * N * d + 4 * N * E;
     // Qwen2-MoE's shared expert on every token, and its gated output.
     if (c.shared_expert_d_ff > 0) block += 3 * e * N * static_cast<double>(c.shared_expert_d_ff) + 2 * e * N * d;
   } else {
     block += counts.gated ? 3 * e * N * ff : (relu ? 1 : 2) * e * N * ff;
   }
-  // Gemma 2's soft-capped scores take the unfused path (model/blocks.h), a layer's (B, H, T, T)
-  // kept: the tanh of the scores (for its gradient), the fp32 probabilities and their copy in the
-  // compute dtype (in fp32 the same tensor; the backward's score-sized gradients take its place).
-  if (c.attn_logit_softcapping > 0) block += (2 * e + 4) * B * H * T * T;
+  // Gemma 2's soft-capped scores and gpt-oss's sinks take the unfused path (model/blocks.h), a
+  // layer's (B, H, T, T) kept: the fp32 probabilities and their copy in the compute dtype (in fp32
+  // the same tensor; the backward's score-sized gradients take its place), and with a cap the tanh
+  // of the scores (for its gradient).
+  const bool capped = c.attn_logit_softcapping > 0;
+  if (capped || c.attention_sinks) block += ((capped ? 2 * e : e) + 4) * B * H * T * T;
   // Attention dropout takes the unfused path: scores, probabilities and the dropped ones, fp32.
   if (c.attention_dropout > 0) block += 12 * B * H * T * T;
   // Dropout elsewhere keeps its scaled fp32 mask: OPT and GPT-2 after attention and after the MLP.

@@ -40,7 +40,8 @@ const std::vector<std::string>& llama_class_keys() {
                                              "attention_out_bias", "mlp_bias",          "sliding_window",
                                              "qk_norm",            "query_pre_attn_scalar", "sliding_window_pattern",
                                              "rope_local_theta",   "attn_logit_softcapping", "final_logit_softcapping",
-                                             "no_rope_interval"};
+                                             "no_rope_interval",   "attention_sinks",   "swiglu_limit",
+                                             "swiglu_alpha"};
   return keys;
 }
 
@@ -58,6 +59,11 @@ const std::vector<std::string>& granite_keys() {
 const std::vector<std::string>& moe_keys() {
   static const std::vector<std::string> keys{"num_experts", "experts_per_token", "moe_d_ff", "norm_topk_prob",
                                              "shared_expert_d_ff", "output_router_logits", "router_aux_loss_coef"};
+  return keys;
+}
+
+const std::vector<std::string>& gpt_oss_keys() {
+  static const std::vector<std::string> keys{"attention_sinks", "swiglu_limit", "swiglu_alpha"};
   return keys;
 }
 

@@ -67,8 +67,10 @@ const std::vector<std::string>& opt_variant_keys();
 const std::vector<std::string>& gemma_variant_keys();
 // The LmConfig keys of Granite's scalings.
 const std::vector<std::string>& granite_keys();
-// The LmConfig keys of a mixture of experts (mixtral, qwen3_moe).
+// The LmConfig keys of a mixture of experts (mixtral, qwen2_moe, qwen3_moe, gpt_oss).
 const std::vector<std::string>& moe_keys();
+// The LmConfig keys of gpt-oss's attention sinks and clamped experts.
+const std::vector<std::string>& gpt_oss_keys();
 
 // The architecture called NAME; fails naming SOURCE, the value and the known ones.
 const LmArch& lm_arch(const std::string& name, const std::string& source = "model.arch");

@@ -83,21 +83,26 @@ torch::Tensor expand_kv_heads(const torch::Tensor& kv, int64_t heads) {
   return kv.repeat_interleave(heads / kv.size(1), /*dim=*/1);  // (B, H_kv, T, D) -> (B, H, T, D)
 }
 
-torch::Tensor softcapped_attention(const torch::Tensor& q_in, const torch::Tensor& k_in, const torch::Tensor& v_in,
-                                   const torch::Tensor& allowed, double scale, double cap, double p) {
+torch::Tensor eager_attention(const torch::Tensor& q_in, const torch::Tensor& k_in, const torch::Tensor& v_in,
+                              const torch::Tensor& allowed, double scale, double cap, const torch::Tensor& sinks, double p) {
   const int64_t H = q_in.size(1);
   return kernels::attention_with_fp32_products(q_in, k_in, v_in, [&](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
     torch::Tensor scores = torch::matmul(q, expand_kv_heads(k, H).transpose(2, 3)) * scale;  // (B, H, T, D) x (B, H, D, T) -> (B, H, T, T)
-    scores = torch::tanh(scores / cap) * cap;
+    if (cap > 0) scores = torch::tanh(scores / cap) * cap;
     scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
-    const torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type());  // (B, H, T, T)
-    return torch::matmul(maybe_dropout(probs, p, true), expand_kv_heads(v, H));                 // -> (B, H, T, D)
+    if (sinks.defined()) {  // (H) -> (B, H, T, 1) beside the scores: (B, H, T, T + 1)
+      const torch::Tensor column = sinks.to(scores.scalar_type()).view({1, H, 1, 1}).expand({scores.size(0), H, scores.size(2), 1});
+      scores = torch::cat({scores, column}, -1);
+    }
+    torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat);                   // (B, H, T, T [+ 1])
+    if (sinks.defined()) probs = probs.narrow(-1, 0, probs.size(-1) - 1);              // the sink's share dropped: (B, H, T, T)
+    return torch::matmul(maybe_dropout(probs.to(q.scalar_type()), p, true), expand_kv_heads(v, H));  // -> (B, H, T, D)
   });
 }
 
 torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor& k_in, const torch::Tensor& v_in,
                                      double scale, int64_t window, double dropout, bool training, const torch::Tensor& mask,
-                                     double softcap) {
+                                     double softcap, const torch::Tensor& sinks) {
   const int64_t T = q.size(2);
   // Which keys each query sees: j <= i, within the window i - window < j, within the packing mask.
   auto allowed = [&] {
@@ -108,7 +113,7 @@ torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor
     return mask.defined() ? keys.logical_and(mask) : keys;                                   // (B, 1, T, T)
   };
   const double p = training ? dropout : 0.0;
-  if (softcap > 0) return softcapped_attention(q, k_in, v_in, allowed(), scale, softcap, p);
+  if (softcap > 0 || sinks.defined()) return eager_attention(q, k_in, v_in, allowed(), scale, softcap, sinks, p);
   const bool masked = mask.defined() || (window > 0 && window < T);
   // CUDA's flash kernel takes grouped heads but no mask and no fp32; its memory-efficient kernel
   // takes masks and fp32 but not grouped heads (PyTorch's sdp_utils): either would send grouped

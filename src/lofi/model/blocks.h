@@ -54,18 +54,21 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
 // On a GPU, grouped heads with a mask (packed rows, a sliding window) or in fp32 are expanded to H
 // heads first (expand_kv_heads): no fused kernel there takes both, and the fallback would hold the
 // (B, H, T, T) scores. SOFTCAP > 0 (Gemma 2): each scaled score becomes SOFTCAP * tanh(score /
-// SOFTCAP) before the mask; no fused kernel takes that, so those scores are held (softcapped_attention).
+// SOFTCAP) before the mask; SINKS (H) defined (gpt-oss): each head's sink logit joins every
+// query's softmax. No fused kernel takes either, so those scores are held (eager_attention).
 torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
                                      int64_t window, double dropout, bool training, const torch::Tensor& mask = {},
-                                     double softcap = 0);
+                                     double softcap = 0, const torch::Tensor& sinks = {});
 
-// Attention with soft-capped scores, as transformers' eager attention computes it for Gemma 2:
-// scores = CAP * tanh((Q K^T * SCALE) / CAP), the keys ALLOWED (T, T) or (B, 1, T, T) bool kept,
-// softmax in fp32, cast back to Q's dtype, dropout P, times V. Q (B, H, T, D), K and V
+// Attention on explicit scores, as transformers' eager attention computes it for Gemma 2 and gpt-oss:
+// scores = Q K^T * SCALE, soft-capped to CAP * tanh(scores / CAP) where CAP > 0, the keys ALLOWED
+// (T, T) or (B, 1, T, T) bool kept, each head's logit of SINKS (H) appended as one more column
+// where defined (it takes its share of the softmax and attends to nothing: the column is dropped
+// after), softmax in fp32, cast back to Q's dtype, dropout P, times V. Q (B, H, T, D), K and V
 // (B, H_kv, T, D) -> (B, H, T, D). LibTorch's scaled_dot_product_attention has no score function
-// (flash-attention's softcap is not exposed), so this holds the (B, H, T, T) scores for backward.
-torch::Tensor softcapped_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                   const torch::Tensor& allowed, double scale, double cap, double p);
+// or sink (flash-attention's softcap is not exposed), so this holds the (B, H, T, T) scores for backward.
+torch::Tensor eager_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& allowed,
+                              double scale, double cap, const torch::Tensor& sinks, double p);
 
 // KV (B, H_kv, T, D) with each head repeated for the H / H_kv query heads it serves, consecutive,
 // as transformers' repeat_kv does: (B, H, T, D).

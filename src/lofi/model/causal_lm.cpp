@@ -14,6 +14,7 @@
 #include "lofi/model/router_stats.h"
 #include "lofi/model/seeded_init.h"
 #include "lofi/seed.h"
+#include "lofi/strings.h"
 
 namespace lofi::model {
 
@@ -110,7 +111,9 @@ void init_causal_lm_weights(CausalLmImpl& model, uint64_t seed, DeferredWeights*
   for (auto& item : model.named_parameters()) {
     torch::Tensor& p = item.value();
     const void* impl = p.unsafeGetTensorImpl();
-    const bool ones = norm_weights.count(impl) > 0, zeros = !ones && (norm_biases.count(impl) || p.dim() == 1);
+    // Biases, 1-D tensors (gpt-oss's sinks too) and gpt-oss's experts' 2-D biases start at zero, as transformers starts them.
+    const bool ones = norm_weights.count(impl) > 0,
+               zeros = !ones && (norm_biases.count(impl) || p.dim() == 1 || ends_with(item.key(), "_bias"));
     const uint64_t stream = seed::parameter(seed, XXH3_64bits(item.key().data(), item.key().size()));
     DeferredWeights::Fill value = [ones, zeros, stream](const torch::Tensor& into) {
       if (ones) into.fill_(1.0);

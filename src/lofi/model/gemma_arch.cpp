@@ -9,25 +9,6 @@
 namespace lofi::model {
 namespace {
 
-// layer_types as sliding_window_pattern: every Nth layer "full_attention", the others
-// "sliding_attention"; 0 when all are one kind (all full: no window).
-int64_t pattern_of_layer_types(const HfKeys& keys, LmConfig& c) {
-  const nlohmann::json& kinds = keys.json()["layer_types"];
-  if (!kinds.is_array() || static_cast<int64_t>(kinds.size()) != c.n_layer)
-    keys.unsupported("layer_types", "expected one kind per layer, " + std::to_string(c.n_layer) + " in all");
-  std::vector<bool> full;
-  for (const auto& kind : kinds) {
-    if (kind != "full_attention" && kind != "sliding_attention")
-      keys.unsupported("layer_types", "lofi builds \"full_attention\" and \"sliding_attention\" layers, not " + kind.dump());
-    full.push_back(kind == "full_attention");
-  }
-  if (std::find(full.begin(), full.end(), false) == full.end()) {  // all full: no window
-    c.sliding_window = 0;
-    return 0;
-  }
-  return every_nth_layer(keys, "layer_types", full, "a full-attention layer (sliding-window layers between: Gemma's pattern)");
-}
-
 // A soft-capping key: a positive number; null: none (0); absent: ABSENT.
 double read_softcap(const HfKeys& keys, const std::string& key, double absent) {
   if (keys.json().contains(key) && keys.json()[key].is_null()) return 0;
@@ -55,7 +36,7 @@ void read_gemma_keys(const HfKeys& keys, LmConfig& c, double query_pre_attn_scal
   c.final_logit_softcapping = read_softcap(keys, "final_logit_softcapping", softcap_logits);
   keys.require_bool("use_bidirectional_attention", false, false, "lofi's language models attend causally");
   read_sliding_window(keys, c, /*absent=*/4096);  // null: every layer attends over the whole sequence
-  c.sliding_window_pattern = keys.has("layer_types") ? pattern_of_layer_types(keys, c) : keys.size("sliding_window_pattern", default_pattern);
+  c.sliding_window_pattern = keys.has("layer_types") ? layer_types_pattern(keys, c) : keys.size("sliding_window_pattern", default_pattern);
 }
 
 void write_gemma_keys(const LmConfig& c, nlohmann::ordered_json& out) {
@@ -80,6 +61,7 @@ void check_gemma(const LmConfig& c, const std::string& source, bool qk_norm) {
   require_defaults(c, source, {"no_rope_interval", "partial_rotary_factor"});
   require_defaults(c, source, moe_keys());
   require_defaults(c, source, granite_keys());
+  require_defaults(c, source, gpt_oss_keys());
   auto need = [&](bool ok, const auto&... why) {
     if (!ok) fail(source, ": ", why...);
   };

@@ -80,6 +80,18 @@ LmConfig config_from_keys(const HfKeys& keys, const std::string& type_fallback) 
 
 LmConfig lm_config_from_hf(const json& j, const std::string& source) {
   if (!j.is_object()) fail(source, ": expected a JSON object");
+  // Quantized weights (gpt-oss's published MXFP4 experts, GPTQ, AWQ, bitsandbytes files) are not
+  // what lofi fine-tunes: it trains and merges bf16 / fp16 / fp32 tensors.
+  if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
+    const json& q = j["quantization_config"];
+    const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
+                                   ? q["quant_method"].get<std::string>() : "unknown";
+    fail(source, ": quantization_config (quant_method \"", method, "\"): lofi reads unquantized bf16, fp16 or fp32 weights; ",
+         "save a dequantized copy first (transformers: ",
+         method == "mxfp4" ? "from_pretrained(..., quantization_config=Mxfp4Config(dequantize=True), dtype=torch.bfloat16)"
+                           : "model.dequantize()",
+         ", then save_pretrained)");
+  }
   return config_from_keys(HfKeys(j, source), "");
 }
 

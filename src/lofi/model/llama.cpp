@@ -33,6 +33,7 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c, int64_t layer, bool un
     q_norm = register_module("q_norm", RmsNorm(q_width, c.layer_norm_eps, unit_offset_norms));
     k_norm = register_module("k_norm", RmsNorm(k_width, c.layer_norm_eps, unit_offset_norms));
   }
+  if (c.attention_sinks) sinks = register_parameter("sinks", torch::zeros({n_head}));
 }
 
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& input, const torch::Tensor& cos, const torch::Tensor& sin,
@@ -56,7 +57,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& input, const torc
     q = heads(qkv[0], n_head, q_norm), k = heads(qkv[1], n_kv_head, k_norm);
   if (rotates) q = apply_rope(q, cos, sin), k = apply_rope(k, cos, sin);
   torch::Tensor y = causal_attention_heads(q, k, heads(qkv[2], n_kv_head), scale, window, dropout, is_training(), mask,
-                                           softcap);  // (B, H, T, D)
+                                           softcap, sinks);  // (B, H, T, D)
   return o_proj(y.transpose(1, 2).reshape({B, T, n_head * head_dim}));      // (B, H, T, D) -> (B, T, H*D) -> (B, T, C)
 }
 
@@ -88,10 +89,12 @@ torch::Tensor LlamaMlpImpl::forward(const torch::Tensor& input) {
 LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer, const LlamaLayout& layout)
     : residual_multiplier(c.residual_multiplier) {
   self_attn = register_module("self_attn", LlamaAttention(c, layer, /*unit_offset_norms=*/false, layout));
-  if (c.num_experts > 0)
-    experts = register_module(layout.moe.block, SparseMoe(c, layout.moe));
-  else
+  if (c.num_experts > 0) {
+    experts = layout.make_moe ? layout.make_moe(c) : torch::nn::AnyModule(SparseMoe(c, layout.moe));
+    register_module(layout.moe.block, experts.ptr());
+  } else {
     mlp = register_module("mlp", LlamaMlp(c, layout.projections));
+  }
   if (!layout.post_norms) input_layernorm = register_module("input_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
   post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
   if (layout.post_norms) post_feedforward_layernorm = register_module("post_feedforward_layernorm", RmsNorm(c.d_model, c.layer_norm_eps));
@@ -100,7 +103,7 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LmConfig& c, int64_t layer, c
 torch::Tensor LlamaDecoderLayerImpl::forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
                                              const torch::Tensor& mask) {
   // The attention's residual add and the norm after it: one pass each way (kernels/rms_norm.h).
-  auto ffn = [&](const torch::Tensor& in) { return experts ? experts(in) : mlp(in); };
+  auto ffn = [&](const torch::Tensor& in) { return mlp ? mlp(in) : experts.forward<torch::Tensor>(in); };
   if (post_feedforward_layernorm) {  // OLMo 2: each branch normed at its output, its input as it is
     torch::Tensor h = x + post_attention_layernorm(self_attn(x, cos, sin, mask));
     return h + post_feedforward_layernorm(ffn(h));

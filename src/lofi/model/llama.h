@@ -27,6 +27,9 @@ struct LlamaLayout {
   // none before them; its query and key norms over all heads together (q_norm (H*D), k_norm
   // (Hkv*D), before the split into heads), not over each head.
   bool post_norms = false;
+  // An architecture's own mixture of experts (gpt-oss's, model/gpt_oss_moe.h), registered as
+  // moe.block; empty: SparseMoe.
+  MoeFactory make_moe;
 };
 
 struct LlamaAttentionImpl : torch::nn::Module {
@@ -41,6 +44,7 @@ struct LlamaAttentionImpl : torch::nn::Module {
   // Scores times SCALE: 1 / sqrt(head_dim), Gemma's query_pre_attn_scalar^-1/2 or Granite's attention_multiplier.
   double scale, dropout;
   double softcap;  // Gemma 2's attn_logit_softcapping; 0: none
+  torch::Tensor sinks;  // gpt-oss's (LmConfig::attention_sinks): a logit per head, (H)
   bool norms_over_heads;  // q_norm and k_norm over all heads together (OLMo 2)
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};  // (C, H*D), (C, Hkv*D) x 2, (H*D, C)
   Linear qkv_proj{nullptr};  // fused instead of q, k and v: (C, (H + 2 Hkv) * D)
@@ -66,7 +70,7 @@ struct LlamaDecoderLayerImpl : torch::nn::Module {
 
   LlamaAttention self_attn{nullptr};
   LlamaMlp mlp{nullptr};
-  SparseMoe experts{nullptr};  // instead of mlp
+  torch::nn::AnyModule experts;  // instead of mlp: SparseMoe, or LlamaLayout::make_moe's
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   RmsNorm post_feedforward_layernorm{nullptr};  // OLMo 2's (LlamaLayout::post_norms), which has no input_layernorm
   double residual_multiplier;                   // Granite's

@@ -1,5 +1,7 @@
 #include "lofi/model/llama_arch.h"
 
+#include <algorithm>
+
 #include "lofi/error.h"
 #include "lofi/model/llama.h"
 #include "lofi/model/rotary.h"
@@ -106,8 +108,8 @@ nlohmann::ordered_json rope_object(const LmConfig& c) {
     if (c.rope_attention_factor > 0) rope["attention_factor"] = c.rope_attention_factor;
   }
   if (kind == "yarn") {
-    if (c.rope_beta_fast != 32) rope["beta_fast"] = c.rope_beta_fast;
-    if (c.rope_beta_slow != 1) rope["beta_slow"] = c.rope_beta_slow;
+    rope["beta_fast"] = c.rope_beta_fast;  // explicit, as gpt-oss's and DeepSeek's files write them
+    rope["beta_slow"] = c.rope_beta_slow;
     if (c.rope_mscale > 0) rope["mscale"] = c.rope_mscale;
     if (c.rope_mscale_all_dim > 0) rope["mscale_all_dim"] = c.rope_mscale_all_dim;
     if (!c.rope_truncate) rope["truncate"] = false;
@@ -128,9 +130,11 @@ void LlamaClassArch::read_hf(const HfKeys& keys, LmConfig& c) const {
   // as transformers reads them; rope_theta inside the object wins over the top-level key.
   read_rope_object(keys, keys.nested(keys.has("rope_scaling") ? "rope_scaling" : "rope_parameters"),
                    keys.number("rope_theta", default_rope_theta()), c, partial_rotation());
-  // transformers 5's attention kind per layer: lofi's is one for every layer (whole sequence, or
-  // Mistral's sliding_window in all of them).
-  if (keys.has("layer_types"))
+  // transformers 5's attention kind per layer: one for every layer (whole sequence, or Mistral's
+  // sliding_window in all of them) unless the architecture alternates (gpt-oss).
+  if (sliding_layers())
+    c.sliding_window_pattern = keys.has("layer_types") ? layer_types_pattern(keys, c) : 0;
+  else if (keys.has("layer_types"))
     for (const auto& kind : keys.json()["layer_types"])
       if (kind != "full_attention")
         keys.unsupported("layer_types", "lofi attends the same way in every layer; " + kind.dump() + " layers are not built");
@@ -143,6 +147,23 @@ std::vector<HfKey> LlamaClassArch::hf_keys_with(const std::vector<std::pair<std:
     for (const auto& [name, value] : defaults)
       if (name == key.name) key.fallback = value;
   return keys;
+}
+
+int64_t layer_types_pattern(const HfKeys& keys, LmConfig& c) {
+  const nlohmann::json& kinds = keys.json()["layer_types"];
+  if (!kinds.is_array() || static_cast<int64_t>(kinds.size()) != c.n_layer)
+    keys.unsupported("layer_types", "expected one kind per layer, " + std::to_string(c.n_layer) + " in all");
+  std::vector<bool> full;
+  for (const auto& kind : kinds) {
+    if (kind != "full_attention" && kind != "sliding_attention")
+      keys.unsupported("layer_types", "lofi builds \"full_attention\" and \"sliding_attention\" layers, not " + kind.dump());
+    full.push_back(kind == "full_attention");
+  }
+  if (std::find(full.begin(), full.end(), false) == full.end()) {  // all full: no window
+    c.sliding_window = 0;
+    return 0;
+  }
+  return every_nth_layer(keys, "layer_types", full, "a full-attention layer (sliding-window layers between)");
 }
 
 int64_t every_nth_layer(const HfKeys& keys, const std::string& key, const std::vector<bool>& flags, const std::string& what) {
@@ -248,7 +269,15 @@ void check_llama_class(const LmConfig& c, const std::string& source) {
 
 void LlamaClassArch::check(const LmConfig& c, const std::string& source) const {
   check_llama_class(c, source);
-  require_defaults(c, source, gemma_variant_keys());
+  const std::vector<std::string> own = variant_keys();
+  auto others = [&own](const std::vector<std::string>& keys) {  // KEYS but this architecture's own
+    std::vector<std::string> left;
+    for (const std::string& key : keys)
+      if (std::find(own.begin(), own.end(), key) == own.end()) left.push_back(key);
+    return left;
+  };
+  require_defaults(c, source, others(gemma_variant_keys()));
+  require_defaults(c, source, others(gpt_oss_keys()));
   if (!nope_layers()) require_defaults(c, source, {"no_rope_interval"});
   if (!partial_rotation()) require_defaults(c, source, {"partial_rotary_factor"});
   if (!multipliers()) require_defaults(c, source, granite_keys());

@@ -28,6 +28,10 @@ nlohmann::ordered_json rope_scaling_object(const LmConfig& c);
 // others false; 0 when none is. Refuses KEY by name, saying WHAT lofi builds, when they follow no
 // such N.
 int64_t every_nth_layer(const HfKeys& keys, const std::string& key, const std::vector<bool>& flags, const std::string& what);
+// config.json's layer_types as LmConfig::sliding_window_pattern: every Nth layer "full_attention",
+// the others "sliding_attention"; 0 when all are one kind (all full: sliding_window set to 0 too).
+// Refuses other kinds and layers that follow no such N by name.
+int64_t layer_types_pattern(const HfKeys& keys, LmConfig& c);
 // sliding_window into C: a number of tokens; null: none; absent: ABSENT (0: none).
 void read_sliding_window(const HfKeys& keys, LmConfig& c, int64_t absent);
 // For architectures whose attention_bias puts a bias on all four projections or none.
@@ -61,6 +65,12 @@ class LlamaClassArch : public LmArch {
   virtual bool multipliers() const { return false; }
   // Whether each block's MLP is a mixture of experts (LmConfig::num_experts, moe.h).
   virtual bool mixture_of_experts() const { return false; }
+  // Whether layers alternate between sliding_window and the whole sequence as config.json's
+  // layer_types says (LmConfig::sliding_window_pattern); else every layer must be "full_attention".
+  virtual bool sliding_layers() const { return false; }
+  // LmConfig keys of the other architectures' lists (arch.h) that this one reads and checks itself
+  // (check_variant): check() does not hold them at their defaults.
+  virtual std::vector<std::string> variant_keys() const { return {}; }
   // The router settings transformers trains with beyond the model: whether its load-balancing loss
   // is added (output_router_logits), and its weight (router_aux_loss_coef); read and written.
   static void read_router_settings(const HfKeys& keys, LmConfig& c);

@@ -9,9 +9,10 @@ double LmConfig::parameter_bound() const {
   const double head = static_cast<double>(head_dim > 0 ? head_dim : (n_head > 0 ? d_model / n_head : 0));
   const double attn = static_cast<double>(n_head) * head;
   const double experts = static_cast<double>(num_experts) * (3 * d * static_cast<double>(expert_width()) + d) +  // and the router
-                         3 * d * static_cast<double>(shared_expert_d_ff) + d;                               // the shared one, its gate
+                         3 * d * static_cast<double>(shared_expert_d_ff) + d +                              // the shared one, its gate
+                         static_cast<double>(num_experts) * (2 * static_cast<double>(expert_width()) + d + 1);  // gpt-oss's biases
   const double per_layer = 4 * d * std::max(d, attn) + 3 * d * static_cast<double>(d_ff) + 4 * (d + static_cast<double>(d_ff)) +
-                           (qk_norm ? 2 * head : 0) + experts;
+                           (qk_norm ? 2 * head : 0) + static_cast<double>(n_head) + experts;  // and gpt-oss's sinks
   return L * per_layer + outside_blocks_bound();
 }
 

@@ -72,10 +72,14 @@ struct LmConfig {
   int64_t shared_expert_d_ff = 0;
   bool output_router_logits = false;
   double router_aux_loss_coef = 0.001;
+  // gpt-oss (gpt_oss): a learned sink logit per attention head; clamped experts with biases.
+  bool attention_sinks = false;
+  double swiglu_limit = 0;
+  double swiglu_alpha = 1.702;
 
   void declare(Settings& s) {
     s(arch, "arch", "the architecture (model/archs/): \"opt\", \"gpt2\", \"llama\", \"qwen2\", \"qwen3\", \"mistral\",\n"
-                    "\"phi3\", \"smollm3\", \"gemma3_text\", \"mixtral\", \"qwen3_moe\", \"olmo2\", \"granite\"; or an image classifier (\"vit\"), which ignores the language-model shape keys");
+                    "\"phi3\", \"smollm3\", \"gemma2\", \"gemma3_text\", \"mixtral\", \"qwen2_moe\", \"qwen3_moe\", \"gpt_oss\", \"olmo2\", \"granite\"; or an image classifier (\"vit\"), which ignores the language-model shape keys");
     s(n_layer, "n_layer", "decoder blocks, e.g. 12 for OPT-125M");
     s(n_head, "n_head", "attention heads, e.g. 12");
     s(d_model, "d_model", "residual width, e.g. 768");
@@ -133,7 +137,7 @@ struct LmConfig {
     s(attention_multiplier, "attention_multiplier", "Granite: attention scores times this; 0: head_dim^-1/2 (or query_pre_attn_scalar's)").at_least(0);
     s(logits_scaling, "logits_scaling", "Granite: logits divided by this").above(0);
     s(num_experts, "num_experts",
-      "mixtral, qwen2_moe, qwen3_moe: experts in each block's MLP, each token routed to experts_per_token of them; 0: a dense MLP").at_least(0);
+      "mixtral, qwen2_moe, qwen3_moe, gpt_oss: experts in each block's MLP, each token routed to experts_per_token of them; 0: a dense MLP").at_least(0);
     s(experts_per_token, "experts_per_token", "experts each token is routed to (num_experts_per_tok)").at_least(1);
     s(moe_d_ff, "moe_d_ff", "each expert's hidden width (Qwen3-MoE's moe_intermediate_size); 0: d_ff").at_least(0);
     s(norm_topk_prob, "norm_topk_prob", "the chosen experts' router probabilities rescaled to sum to 1 (Mixtral: always)");
@@ -144,6 +148,12 @@ struct LmConfig {
       "mixtures of experts: training adds the routers' load-balancing loss (transformers' load_balancing_loss_func) "
       "times router_aux_loss_coef to the language-modelling loss");
     s(router_aux_loss_coef, "router_aux_loss_coef", "the load-balancing loss's weight, where output_router_logits").at_least(0);
+    s(attention_sinks, "attention_sinks",
+      "gpt-oss: each head has a learned logit (self_attn.sinks) that joins every query's softmax and attends to nothing");
+    s(swiglu_limit, "swiglu_limit",
+      "gpt-oss: each expert's gate clamped to at most this and its up projection to [-limit, limit]; 0: no experts of that kind")
+        .at_least(0);
+    s(swiglu_alpha, "swiglu_alpha", "gpt-oss: an expert's activation is gate * sigmoid(alpha * gate) * (up + 1)").above(0);
   }
 
   int64_t kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }

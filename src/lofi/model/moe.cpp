@@ -40,14 +40,9 @@ SparseMoeImpl::SparseMoeImpl(const LmConfig& c, const MoeNames& names) : top_k(c
   }
 }
 
-torch::Tensor SparseMoeImpl::forward(const torch::Tensor& input) {
-  const int64_t E = static_cast<int64_t>(experts->size()), C = input.size(-1);
-  const torch::Tensor x = input.reshape({-1, C});  // (B, T, C) -> (N, C)
-  const torch::Tensor logits = gate(x);            // (N, E)
-  const torch::Tensor probs = torch::softmax(logits, -1, torch::kFloat);  // (N, E)
-  auto [weights, chosen] = probs.topk(top_k, -1);  // (N, K) each
-  if (normalise) weights = weights / weights.sum(-1, /*keepdim=*/true);
-  weights = weights.to(logits.scalar_type());
+torch::Tensor dispatch_to_experts(const torch::Tensor& x, const torch::Tensor& chosen, const torch::Tensor& weights,
+                                  const torch::Tensor& probs, const std::function<torch::Tensor(int64_t, const torch::Tensor&)>& expert) {
+  const int64_t E = probs.size(-1), top_k = chosen.size(-1);
   // The (token, slot) pairs grouped by expert: one count per expert read on the host (one wait a
   // layer, where transformers' loop waits once an expert), then each expert on its tokens.
   const torch::Tensor flat = chosen.reshape({-1});                                  // (N K)
@@ -70,9 +65,22 @@ torch::Tensor SparseMoeImpl::forward(const torch::Tensor& input) {
   for (int64_t e = 0, start = 0; e < E; start += count[e], ++e) {
     if (count[e] == 0 && !every) continue;
     const torch::Tensor mine = tokens.narrow(0, start, count[e]);  // (M)
-    const torch::Tensor y = experts->ptr<ExpertMlpImpl>(e)->forward(x.index_select(0, mine)) * scale.narrow(0, start, count[e]);
+    const torch::Tensor y = expert(e, x.index_select(0, mine)) * scale.narrow(0, start, count[e]);
     out.index_add_(0, mine, y.to(out.scalar_type()));  // (M, C) into (N, C)
   }
+  return out;
+}
+
+torch::Tensor SparseMoeImpl::forward(const torch::Tensor& input) {
+  const int64_t C = input.size(-1);
+  const torch::Tensor x = input.reshape({-1, C});  // (B, T, C) -> (N, C)
+  const torch::Tensor logits = gate(x);            // (N, E)
+  const torch::Tensor probs = torch::softmax(logits, -1, torch::kFloat);  // (N, E)
+  auto [weights, chosen] = probs.topk(top_k, -1);  // (N, K) each
+  if (normalise) weights = weights / weights.sum(-1, /*keepdim=*/true);
+  torch::Tensor out = dispatch_to_experts(x, chosen, weights.to(logits.scalar_type()), probs, [&](int64_t e, const torch::Tensor& rows) {
+    return experts->ptr<ExpertMlpImpl>(e)->forward(rows);
+  });
   if (shared_expert) out = out + torch::sigmoid(shared_expert_gate(x)) * shared_expert->forward(x);  // (N, 1) * (N, C)
   return out.reshape(input.sizes());
 }

@@ -11,6 +11,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 
 #include "lofi/model/linear.h"
@@ -24,6 +25,10 @@ struct MoeNames {
   std::string gate = "gate_proj", up = "up_proj", down = "down_proj";  // an expert's layers (Mixtral: w1, w3, w2)
 };
 
+// Builds a block's mixture of experts where SparseMoe's layout is not the architecture's: a module
+// with forward((B, T, C)) -> (B, T, C) that records into router_stats() as SparseMoe does.
+using MoeFactory = std::function<torch::nn::AnyModule(const LmConfig&)>;
+
 struct ExpertMlpImpl : torch::nn::Module {
   // ADAPTABLE: its layers take LoRA adapters (a shared expert's, plain linear layers in transformers 5).
   ExpertMlpImpl(int64_t d_model, int64_t d_ff, const MoeNames& names, bool adaptable = false);
@@ -32,6 +37,14 @@ struct ExpertMlpImpl : torch::nn::Module {
   Linear gate{nullptr}, up{nullptr}, down{nullptr};  // (C, F), (C, F), (F, C), no biases
 };
 TORCH_MODULE(ExpertMlp);
+
+// The routed experts' output (N, C) for tokens X (N, C): each token's rows through the experts
+// CHOSEN (N, K) for it, times its WEIGHTS (N, K), summed; EXPERT(e, rows (M, C)) -> (M, C) runs
+// expert e on the rows routed to it, grouped by expert (one count per expert read on the host),
+// in expert order as transformers runs them. PROBS (N, E) fp32, the router's softmax over every
+// expert, goes to router_stats() for the load-balancing loss.
+torch::Tensor dispatch_to_experts(const torch::Tensor& x, const torch::Tensor& chosen, const torch::Tensor& weights,
+                                  const torch::Tensor& probs, const std::function<torch::Tensor(int64_t, const torch::Tensor&)>& expert);
 
 struct SparseMoeImpl : torch::nn::Module {
   SparseMoeImpl(const LmConfig& c, const MoeNames& names);

@@ -1,0 +1,146 @@
+// gpt-oss (archs/gpt_oss.cpp, model/gpt_oss_moe.h): what the whole-model golden tests cannot tell
+// apart. hf_test.cpp holds lofi's logits and export to transformers' on the fixture
+// (make_llama_fixtures.py's gpt-oss), lora_test.cpp a PEFT adapter on it, moe_test.cpp the
+// load-balancing loss and the gradients of the sinks, router and experts. Here: each of gpt-oss's
+// own parts moves the logits (so those tests see each), the published config.json reads as
+// transformers reads it with the published parameter count, and the quantized file is refused.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "lofi/family/lm_footprint.h"
+#include "lofi/family/lm_model.h"
+#include "lofi/io/safetensors.h"
+#include "lofi/model/gpt_oss_moe.h"
+#include "lofi/model/hf.h"
+#include "lofi/model/llama.h"
+#include "lofi/train/config.h"
+#include "test_util.h"
+
+namespace lofi {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+const fs::path kFixture = fs::path(LOFI_FIXTURES) / "hf" / "transformers" / "gpt-oss";
+
+model::CausalLm fixture() {
+  train::ModelConfig c;
+  c.init = kFixture.string();
+  model::CausalLm lm = family::make_lm(c, 0);
+  lm->eval();
+  return lm;
+}
+
+// The fixture's sinks, clamp and window each change its logits: with the sinks at -infinity (no
+// sink), the clamp lifted, or every layer over the whole sequence, lofi's logits leave
+// transformers' by more than 1e-3, where with all three they agree to 1e-4.
+TEST(GptOss, SinksClampAndWindowEachMatter) {
+  model::CausalLm lm = fixture();
+  EXPECT_EQ(lm->config.swiglu_limit, 0.5);
+  EXPECT_EQ(lm->config.sliding_window, 6);
+  EXPECT_EQ(lm->config.layer_window(0), 6);
+  EXPECT_EQ(lm->config.layer_window(1), 0);
+  io::SafetensorsFile ref((kFixture / "logits.safetensors").string());
+  torch::NoGradGuard no_grad;
+  const torch::Tensor tokens = ref.load("tokens"), want = ref.load("logits");
+  const double agree = (lm->forward(tokens) - want).abs().max().item<double>();
+  std::cout << "gpt-oss: max |logit diff| from transformers = " << agree << "\n";
+  EXPECT_LE(agree, 1e-4);
+  auto layer = [&](int64_t i) { return lm->decoder_blocks()->ptr<model::LlamaDecoderLayerImpl>(i); };
+  auto moved = [&] { return (lm->forward(tokens) - want).abs().max().item<double>(); };
+  std::vector<torch::Tensor> sinks;
+  for (int64_t i = 0; i < 2; ++i) sinks.push_back(layer(i)->self_attn->sinks.clone()), layer(i)->self_attn->sinks.fill_(-1e30);
+  EXPECT_GT(moved(), 1e-3) << "without sinks";
+  for (int64_t i = 0; i < 2; ++i) layer(i)->self_attn->sinks.copy_(sinks[i]);
+  for (int64_t i = 0; i < 2; ++i) layer(i)->experts.get<model::GptOssMoeImpl>().experts->limit = 1e9;
+  EXPECT_GT(moved(), 1e-3) << "unclamped";
+  for (int64_t i = 0; i < 2; ++i) layer(i)->experts.get<model::GptOssMoeImpl>().experts->limit = 0.5;
+  layer(0)->self_attn->window = 0;
+  EXPECT_GT(moved(), 1e-3) << "no window";
+  layer(0)->self_attn->window = 6;
+  EXPECT_LE(moved(), 1e-4);
+}
+
+// openai/gpt-oss-20b's config.json (transformers 4.55): its experts in MXFP4 are refused with what
+// to do; dequantized (the same file without quantization_config, as save_pretrained writes it after
+// Mxfp4Config(dequantize=True)) it reads as transformers reads it, and the plan counts the model
+// card's 20.91B parameters.
+TEST(GptOss, PublishedConfigReadsAsTransformersReadsIt) {
+  json hub = json::parse(R"({"architectures": ["GptOssForCausalLM"], "attention_bias": true, "attention_dropout": 0.0,
+    "eos_token_id": 200002, "experts_per_token": 4, "head_dim": 64, "hidden_act": "silu", "hidden_size": 2880,
+    "initial_context_length": 4096, "initializer_range": 0.02, "intermediate_size": 2880, "max_position_embeddings": 131072,
+    "model_type": "gpt_oss", "num_attention_heads": 64, "num_experts_per_tok": 4, "num_hidden_layers": 24,
+    "num_key_value_heads": 8, "num_local_experts": 32, "output_router_logits": false, "pad_token_id": 199999,
+    "quantization_config": {"modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
+      "model.embed_tokens", "lm_head"], "quant_method": "mxfp4"},
+    "rms_norm_eps": 1e-05, "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0,
+      "original_max_position_embeddings": 4096, "rope_type": "yarn", "truncate": false},
+    "rope_theta": 150000, "router_aux_loss_coef": 0.9, "sliding_window": 128, "swiglu_limit": 7.0,
+    "tie_word_embeddings": false, "transformers_version": "4.55.0.dev0", "use_cache": true, "vocab_size": 201088})");
+  json kinds = json::array();
+  for (int i = 0; i < 24; ++i) kinds.push_back(i % 2 == 0 ? "sliding_attention" : "full_attention");
+  hub["layer_types"] = kinds;
+  const std::string e = test::error_of([&] { model::lm_config_from_hf(hub, "gpt-oss-20b/config.json"); });
+  EXPECT_NE(e.find("gpt-oss-20b/config.json: quantization_config (quant_method \"mxfp4\"): lofi reads unquantized"), std::string::npos) << e;
+  EXPECT_NE(e.find("Mxfp4Config(dequantize=True)"), std::string::npos) << e;
+  hub.erase("quantization_config");
+  const model::LmConfig c = model::lm_config_from_hf(hub, "gpt-oss-20b/config.json");
+  EXPECT_EQ(c.arch, "gpt_oss");
+  EXPECT_EQ(c.n_layer, 24);
+  EXPECT_EQ(c.d_model, 2880);
+  EXPECT_EQ(c.d_ff, 2880);
+  EXPECT_EQ(c.head_width(), 64);
+  EXPECT_EQ(c.kv_heads(), 8);
+  EXPECT_EQ(c.num_experts, 32);
+  EXPECT_EQ(c.experts_per_token, 4);
+  EXPECT_TRUE(c.attention_sinks);
+  EXPECT_TRUE(c.attention_bias && c.attention_out_bias);
+  EXPECT_EQ(c.swiglu_limit, 7.0);
+  EXPECT_EQ(c.swiglu_alpha, 1.702);
+  EXPECT_EQ(c.sliding_window, 128);
+  EXPECT_EQ(c.layer_window(0), 128);
+  EXPECT_EQ(c.layer_window(1), 0);
+  EXPECT_EQ(c.rope_scaling, "yarn");
+  EXPECT_EQ(c.rope_factor, 32.0);
+  EXPECT_FALSE(c.rope_truncate);
+  EXPECT_EQ(c.rope_original_max_positions, 4096);
+  EXPECT_EQ(c.router_aux_loss_coef, 0.9);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  // Written back, transformers' keys come out as they went in.
+  const json written = json::parse(model::hf_config_json(c, "bfloat16").dump());
+  for (const char* key : {"num_local_experts", "num_experts_per_tok", "swiglu_limit", "sliding_window", "layer_types",
+                          "router_aux_loss_coef", "attention_bias", "head_dim"})
+    EXPECT_EQ(written[key], hub[key]) << key;
+  EXPECT_EQ(model::lm_config_from_hf(written, "written").swiglu_limit, 7.0);
+  // The model card: 20.91B parameters in all.
+  train::Config config;
+  static_cast<model::LmConfig&>(config.model) = c;
+  config.data.seq_len = 128;
+  const train::ModelFootprint f = family::lm_footprint(config, 1);
+  const double total = static_cast<double>(f.trainable + f.frozen);
+  std::cout << "gpt-oss-20b: " << total / 1e9 << "B parameters\n";
+  EXPECT_NEAR(total / 20.91e9, 1.0, 0.002);
+  // Layer kinds that follow no every-Nth pattern are refused by name.
+  hub["layer_types"][2] = "full_attention";
+  const std::string pattern = test::error_of([&] { model::lm_config_from_hf(hub, "x/config.json"); });
+  EXPECT_NE(pattern.find("\"layer_types\""), std::string::npos) << pattern;
+}
+
+// A model built from scratch starts as transformers starts one: the experts' biases and the sinks at
+// zero, the experts' weights drawn.
+TEST(GptOss, FreshWeightsStartAsTransformersStartThem) {
+  model::CausalLm lm = fixture();
+  model::init_causal_lm_weights(*lm, 7);
+  const auto params = lm->named_parameters();
+  for (const char* zero : {"model.layers.0.mlp.experts.gate_up_proj_bias", "model.layers.0.mlp.experts.down_proj_bias",
+                           "model.layers.0.self_attn.sinks", "model.layers.0.mlp.router.bias"})
+    EXPECT_EQ(params[zero].abs().max().item<double>(), 0.0) << zero;
+  EXPECT_NEAR(params["model.layers.0.mlp.experts.gate_up_proj"].std().item<double>(), 0.02, 0.005);
+}
+
+}  // namespace
+}  // namespace lofi
