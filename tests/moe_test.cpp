@@ -226,8 +226,19 @@ TEST(Moe, LoadBalancingLossAndGradientsEqualTransformers) {
     const auto lm_only = grads(0);
     EXPECT_NEAR(lm_only.at("loss").item<double>(), ref.load("lm").item<double>(), 1e-5);
     EXPECT_GT((lm_only.at("router.0") - ref.load("router.0")).abs().max().item<double>(), 1e-3);
-    // Evaluation (no gradients) scores the language model alone.
+    // Padding left out (transformers' attention mask; lofi's chat batches pass their non-padding
+    // tokens): the loss with the fixture's mask equals transformers' aux_kept, through checkpointed
+    // blocks too, and differs from the loss over every token.
     lm->config.output_router_logits = true;
+    const torch::Tensor kept = ref.load("kept").to(torch::kBool);
+    const double want_kept = ref.load("lm").item<double>() + ref.load("coef").item<double>() * ref.load("aux_kept").item<double>();
+    for (int64_t every : {0, 1}) {
+      lm->checkpoint_every = every;
+      EXPECT_NEAR(lm->loss(ref.load("inputs"), ref.load("targets"), {}, kept).item<double>(), want_kept, 1e-5) << every;
+    }
+    lm->checkpoint_every = 0;
+    EXPECT_GT(std::abs(ref.load("aux_kept").item<double>() - ref.load("aux").item<double>()), 1e-3);
+    // Evaluation (no gradients) scores the language model alone.
     torch::NoGradGuard no_grad;
     EXPECT_NEAR(lm->loss(ref.load("inputs"), ref.load("targets")).item<double>(), ref.load("lm").item<double>(), 1e-5);
   }

@@ -43,8 +43,10 @@ std::pair<torch::Tensor, int64_t> ChatTask::rows_loss(const data::PackedChat& ch
   const torch::Tensor tokens = dist::to_device(b.tokens, device()), targets = dist::to_device(b.targets, device());
   // A row of one sample (unpacked) needs no mask: padding follows it, and causal attention keeps
   // the sample from seeing it.
-  const model::Packing packing = chat.packed() ? model::pack_rows(dist::to_device(b.segments, device())) : model::Packing{};
-  return {model_->loss(tokens, targets, packing), b.targets_kept};
+  const torch::Tensor segments = dist::to_device(b.segments, device());
+  const model::Packing packing = chat.packed() ? model::pack_rows(segments) : model::Packing{};
+  // Padding (segment -1) routed through a mixture of experts is left out of its load-balancing loss.
+  return {model_->loss(tokens, targets, packing, segments.ge(0)), b.targets_kept};
 }
 
 torch::Tensor ChatTask::loss(int64_t first, int64_t count) {

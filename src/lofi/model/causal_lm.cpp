@@ -18,11 +18,13 @@
 
 namespace lofi::model {
 
-torch::Tensor CausalLmImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets, const Packing& packing) {
-  // A mixture of experts' load-balancing loss while training (router_stats.h): over every token
-  // routed, padding included (transformers counts those its attention mask keeps).
+torch::Tensor CausalLmImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets, const Packing& packing,
+                                 const torch::Tensor& kept) {
+  // A mixture of experts' load-balancing loss while training (router_stats.h): over the tokens
+  // KEPT (all where undefined), as transformers counts those its attention mask keeps.
   const bool balance = config.output_router_logits && config.num_experts > 0 && is_training() && torch::GradMode::is_enabled();
   RouterStats routed;
+  if (kept.defined()) routed.counted = kept.reshape({-1}).to(torch::kFloat);  // (B, T) -> (B*T)
   RouterStatsScope scope(balance ? &routed : router_stats());
   const torch::Tensor h = hidden(tokens, packing);
   const torch::Tensor lm = kernels::linear_cross_entropy(h.reshape({-1, h.size(-1)}), head_weight(),  // (B*T, E), (V, E)

@@ -34,8 +34,10 @@ struct CausalLmImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& tokens) { return head(hidden(tokens)); }  // (B, T) -> logits (B, T, V)
   // Mean next-token cross-entropy of TARGETS (B, T) given TOKENS (B, T), through the chunked
   // kernel (kernels/cross_entropy.h): the (B, T, V) logits are never held whole. Targets of -100
-  // are left out.
-  torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets, const Packing& packing = {});
+  // are left out. KEPT (B, T) bool: the tokens that are not padding, which alone a mixture of
+  // experts' load-balancing loss counts (transformers' attention mask); undefined: all.
+  torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets, const Packing& packing = {},
+                     const torch::Tensor& kept = {});
   // The token embedding: (V, E). The output head when config.tie_word_embeddings.
   virtual torch::Tensor token_embedding() const = 0;
   // The output head's weight (V, E): lm_head's, or the token embedding when tied.

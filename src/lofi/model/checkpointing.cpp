@@ -19,6 +19,7 @@ struct Recompute : torch::CustomClassHolder {
   c10::ScalarType autocast_dtype = c10::ScalarType::BFloat16;
   bool records = false;  // a RouterStats scope was open in forward: the recomputation opens one too
   RouterStats routed;    // the forward's records (its probability sums without gradients)
+  torch::Tensor counted;  // the rows the outer scope counts (RouterStats::counted), for both passes
 };
 
 // Sets autocast for DEVICE as the forward had it, and back as it was.
@@ -64,6 +65,7 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     const auto recompute = c10::static_intrusive_pointer_cast<Recompute>(ctx->saved_data["recompute"].toCapsule());
     torch::Tensor x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
     RouterStats routed;
+    routed.counted = recompute->counted;
     variable_list outputs, grads;
     {
       torch::AutoGradMode grad(true);
@@ -92,6 +94,7 @@ torch::Tensor checkpointed(std::function<torch::Tensor(const torch::Tensor&)> bl
   static const torch::Tensor anchor = torch::zeros({}, torch::requires_grad());
   RouterStats* outer = router_stats();
   recompute->records = outer != nullptr;
+  if (outer) recompute->counted = recompute->routed.counted = outer->counted;
   const variable_list out = CheckpointFunction::apply(x, anchor, recompute);
   if (outer) {  // the block's records, its probability sums as this function's outputs
     for (size_t i = 1; i < out.size(); ++i) outer->probability_sums.push_back(out[i]);

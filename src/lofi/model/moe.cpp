@@ -50,9 +50,11 @@ torch::Tensor dispatch_to_experts(const torch::Tensor& x, const torch::Tensor& c
   const torch::Tensor tokens = order.div(top_k, "floor");                           // (N K)
   const torch::Tensor scale = weights.reshape({-1}).index_select(0, order).unsqueeze(-1);  // (N K, 1)
   const torch::Tensor routed = torch::bincount(flat, {}, E);                        // (E)
-  if (RouterStats* stats = router_stats()) {  // for the load-balancing loss
-    stats->probability_sums.push_back(probs.sum(0));
-    stats->choices.push_back(routed.to(torch::kFloat));
+  if (RouterStats* stats = router_stats()) {  // for the load-balancing loss, over the rows it counts
+    const torch::Tensor& counted = stats->counted;  // (N) or undefined
+    stats->probability_sums.push_back(counted.defined() ? (probs * counted.unsqueeze(-1)).sum(0) : probs.sum(0));
+    stats->choices.push_back(counted.defined() ? torch::bincount(flat, counted.repeat_interleave(top_k), E).to(torch::kFloat)
+                                               : routed.to(torch::kFloat));
     stats->tokens += x.size(0);
   }
   const torch::Tensor counts = routed.cpu();

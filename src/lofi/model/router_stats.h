@@ -18,6 +18,9 @@ struct RouterStats {
   std::vector<torch::Tensor> probability_sums;  // per layer (E) fp32: sum over tokens of the router's softmax; differentiable
   std::vector<torch::Tensor> choices;           // per layer (E) fp32: (token, slot) pairs routed to each expert
   int64_t tokens = 0;                           // rows routed, all layers together
+  // (N) fp32, 1 for each routed row the loss counts and 0 for padding (transformers' attention
+  // mask); undefined: every row. Set by whoever opens the scope, before the forward pass.
+  torch::Tensor counted;
 };
 
 // While alive, the mixtures of experts of this thread's forward passes record into STATS.
@@ -35,7 +38,8 @@ class RouterStatsScope {
 // The scope's RouterStats, or null outside one.
 RouterStats* router_stats();
 
-// The load-balancing loss of STATS (a 0-dim fp32 tensor), differentiable in the routers.
+// The load-balancing loss of STATS (a 0-dim fp32 tensor), differentiable in the routers; over the
+// rows STATS.counted keeps where it is defined.
 torch::Tensor load_balancing_loss(const RouterStats& stats);
 
 }  // namespace lofi::model
