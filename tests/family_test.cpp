@@ -11,10 +11,10 @@ namespace {
 
 TEST(Family, EachArchHasOneFamily) {
   // Every architecture of model/archs/ is a causal LM, registered by adding its file there.
-  EXPECT_EQ(known_archs(), (std::vector<std::string>{"gemma2", "gemma3_text", "gpt2", "gpt_oss", "granite", "llama", "mistral", "mixtral", "olmo2", "opt",
+  EXPECT_EQ(known_archs(), (std::vector<std::string>{"gemma2", "gemma3_text", "gpt2", "gpt_oss", "granite", "llama", "mistral", "mixtral", "olmo2", "olmoe", "opt",
                                                      "phi3", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "smollm3", "vit"}));
   EXPECT_EQ(family_of("opt").name(), "causal-lm");
-  for (const char* arch : {"gemma2", "gemma3_text", "gpt2", "gpt_oss", "granite", "llama", "mistral", "mixtral", "olmo2", "phi3", "qwen2", "qwen3",
+  for (const char* arch : {"gemma2", "gemma3_text", "gpt2", "gpt_oss", "granite", "llama", "mistral", "mixtral", "olmo2", "olmoe", "phi3", "qwen2", "qwen3",
                            "qwen2_moe", "qwen3_moe", "smollm3"}) EXPECT_EQ(&family_of(arch), &family_of("opt")) << arch;
   EXPECT_EQ(family_of("gpt2").kind(), Kind::language_model);
   EXPECT_EQ(family_of("vit").kind(), Kind::image_classifier);
@@ -23,7 +23,7 @@ TEST(Family, EachArchHasOneFamily) {
 TEST(Family, UnknownArchIsNamedWithTheKnownOnes) {
   const std::string why = test::error_of([] { family_of("llama-x"); });
   EXPECT_EQ(why, "model.arch = \"llama-x\": no model family builds it; lofi builds \"gemma2\", \"gemma3_text\", \"gpt2\", \"gpt_oss\", \"granite\", \"llama\", \"mistral\", \"mixtral\", "
-                 "\"olmo2\", \"opt\", \"phi3\", \"qwen2\", \"qwen2_moe\", \"qwen3\", \"qwen3_moe\", \"smollm3\", \"vit\"");
+                 "\"olmo2\", \"olmoe\", \"opt\", \"phi3\", \"qwen2\", \"qwen2_moe\", \"qwen3\", \"qwen3_moe\", \"smollm3\", \"vit\"");
 }
 
 class Stub : public Family {

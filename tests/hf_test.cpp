@@ -138,12 +138,13 @@ TEST_P(Transformers, LogitsAndExportMatch) {
 // layers rotated apart, Phi-3's fused projections, SmolLM3's layers without rotation, Phi-4-mini's
 // partial rotation with longrope, Qwen3 with yarn, Qwen3-MoE's and Mixtral's experts, OLMo 2's
 // norms after each branch and over all heads, Granite's four scalings, Gemma 2's soft caps,
-// Qwen2-MoE's shared expert, gpt-oss's sinks and clamped 3-D experts).
+// Qwen2-MoE's shared expert, gpt-oss's sinks and clamped 3-D experts, OLMoE's norms over all heads
+// with pre-norm blocks and experts).
 INSTANTIATE_TEST_SUITE_P(Hf, Transformers, ::testing::Values("opt-125m-like", "opt-350m-like", "gpt2", "llama-gqa",
                                                              "llama-bias", "qwen2", "mistral-window", "qwen3",
                                                              "gemma3", "phi3", "smollm3", "phi3-longrope", "qwen3-yarn",
                                                              "qwen3-moe", "mixtral", "olmo2", "granite", "gemma2",
-                                                             "qwen2-moe", "gpt-oss"));
+                                                             "qwen2-moe", "gpt-oss", "olmoe"));
 
 // Longrope's short factors within the original context (8 tokens in the fixture), its long ones
 // past it (LogitsAndExportMatch's 16): both as transformers computes them, and they differ.
@@ -530,7 +531,7 @@ TEST(HfConfig, LlamaRopeSpellingsAndRefusals) {
       << e;
   e = error(v5, "model_type", "gemma");
   EXPECT_NE(e.find("\"model_type\": \"gemma\" is not supported (lofi reads \"gemma2\", \"gemma3_text\", \"gpt2\", \"gpt_oss\", \"granite\", \"llama\", \"mistral\", "
-                   "\"mixtral\", \"olmo2\", \"opt\", \"phi3\", \"qwen2\", \"qwen2_moe\", \"qwen3\", \"qwen3_moe\", \"smollm3\"; and the language model of \"gemma3\" (gemma3_text inside), \"mistral3\" (mistral inside))"),
+                   "\"mixtral\", \"olmo2\", \"olmoe\", \"opt\", \"phi3\", \"qwen2\", \"qwen2_moe\", \"qwen3\", \"qwen3_moe\", \"smollm3\"; and the language model of \"gemma3\" (gemma3_text inside), \"mistral3\" (mistral inside))"),
             std::string::npos)
       << e;
   // Qwen3's head_dim: absent is transformers' default of 128, not hidden_size / heads; its
@@ -811,7 +812,7 @@ TEST_P(LofiRunFromHf, WritesMergedHf) {
 // through its soft caps), Qwen2-MoE and gpt-oss (its sinks and 3-D experts trained and averaged).
 INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa", "qwen3", "gemma3", "gemma3-vision",
                                                                        "mistral3-vision", "phi3", "qwen3-moe", "olmo2", "granite",
-                                                                       "gemma2", "qwen2-moe", "gpt-oss"));
+                                                                       "gemma2", "qwen2-moe", "gpt-oss", "olmoe"));
 
 }  // namespace
 }  // namespace lofi

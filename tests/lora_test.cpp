@@ -123,7 +123,8 @@ INSTANTIATE_TEST_SUITE_P(Lora, PeftFixture,
                                            std::make_pair("mistral", "mistral-window"), std::make_pair("qwen3", "qwen3"),
                                            std::make_pair("gemma3", "gemma3"), std::make_pair("phi3", "phi3"),
                                            std::make_pair("smollm3", "smollm3"), std::make_pair("gemma2", "gemma2"),
-                                           std::make_pair("qwen2-moe", "qwen2-moe"), std::make_pair("gpt-oss", "gpt-oss")));
+                                           std::make_pair("qwen2-moe", "qwen2-moe"), std::make_pair("gpt-oss", "gpt-oss"),
+                                           std::make_pair("olmoe", "olmoe")));
 
 // timm's DeiT with a PEFT adapter on qkv and fc2 and a saved, changed head.
 TEST(Lora, LofiGivesPeftsLogitsOnTimmsVit) {
@@ -467,7 +468,9 @@ TEST(Lora, BadAdaptersAndSettingsAreRefusedByName) {
   EXPECT_NE(test::error_of([&] { train::Config c; c.lora.rank = 4; c.dist.sync_every = 5; train::validate(c); }).find("sync_every"),
             std::string::npos);
   for (const auto& [key, value, says] : std::vector<std::tuple<std::string, json, std::string>>{
-           {"use_dora", true, "DoRA"}, {"peft_type", "LOHA", "LoHa"}, {"rank_pattern", json{{"q_proj", 2}}, "rank_pattern"}}) {
+           {"use_dora", true, "DoRA"}, {"peft_type", "LOHA", "LoHa"}, {"rank_pattern", json{{"q_proj", 2}}, "rank_pattern"},
+           // LoRA on bare parameters (gpt-oss's experts); an empty list (PEFT's on OLMoE: lora/olmoe) is read as none.
+           {"target_parameters", json::array({"mlp.experts.gate_up_proj"}), "target_parameters = [\"mlp.experts.gate_up_proj\"]"}}) {
     const std::string dir = placed_fixture("llama-gqa");
     json config = json::parse(io::read_text_file(dir + "/adapter_config.json"));
     config[key] = value;

@@ -47,6 +47,8 @@ TEST(MemoryPlan, ParameterCountsEqualTheBuiltModels) {
                                   "--set model.arch=olmo2 --set model.n_layer=2 --set model.activation=silu --set model.qk_norm=true --set model.n_kv_head=2",
                                   "--set model.arch=granite --set model.n_layer=2 --set model.activation=silu --set model.residual_multiplier=0.2"
                                   " --set model.attention_multiplier=0.1 --set model.tie_word_embeddings=false",
+                                  "--set model.arch=olmoe --set model.n_layer=2 --set model.activation=silu --set model.qk_norm=true --set model.n_kv_head=2"
+                                  " --set model.num_experts=4 --set model.experts_per_token=2 --set model.norm_topk_prob=false",
                                   "--set model.arch=gpt_oss --set model.n_layer=2 --set model.activation=silu --set model.n_kv_head=2"
                                   " --set model.attention_bias=true --set model.attention_out_bias=true --set model.attention_sinks=true"
                                   " --set model.swiglu_limit=7 --set model.num_experts=4 --set model.experts_per_token=2"

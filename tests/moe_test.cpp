@@ -10,6 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "lofi/family/lm_footprint.h"
 #include "lofi/io/atomic_file.h"
 #include "lofi/io/lora_adapter.h"
 #include "lofi/io/safetensors.h"
@@ -162,7 +163,7 @@ TEST(Moe, LoraAdaptsTheAttentionAndNeitherRoutersNorExperts) {
 // (so transformers trains an export as lofi did); on a model without experts they are refused.
 TEST(Moe, RouterLossSettingsKeepTransformersNames) {
   const fs::path dir = fs::path(LOFI_FIXTURES) / "hf" / "transformers";
-  for (const char* name : {"qwen3-moe", "mixtral", "qwen2-moe", "gpt-oss"}) {
+  for (const char* name : {"qwen3-moe", "mixtral", "qwen2-moe", "gpt-oss", "olmoe"}) {
     SCOPED_TRACE(name);
     nlohmann::json j = nlohmann::json::parse(io::read_text_file((dir / name / "config.json").string()));
     EXPECT_FALSE(model::lm_config_from_hf(j, "c").output_router_logits);
@@ -182,12 +183,42 @@ TEST(Moe, RouterLossSettingsKeepTransformersNames) {
   EXPECT_NE(e.find("output_router_logits"), std::string::npos) << e;
 }
 
+// allenai/OLMoE-1B-7B-0924's config.json (transformers 4.43) reads as transformers reads it, and
+// the plan counts the model card's 6.9B parameters; clip_qkv is refused by name.
+TEST(Moe, PublishedOlmoeConfigReadsAsTransformersReadsIt) {
+  nlohmann::json hub = nlohmann::json::parse(R"({"architectures": ["OlmoeForCausalLM"], "attention_bias": false,
+    "attention_dropout": 0.0, "clip_qkv": null, "eos_token_id": 50279, "hidden_act": "silu", "hidden_size": 2048,
+    "initializer_range": 0.02, "intermediate_size": 1024, "max_position_embeddings": 4096, "model_type": "olmoe",
+    "norm_topk_prob": false, "num_attention_heads": 16, "num_experts": 64, "num_experts_per_tok": 8, "num_hidden_layers": 16,
+    "num_key_value_heads": 16, "output_router_logits": false, "pad_token_id": 1, "rms_norm_eps": 1e-05, "rope_scaling": null,
+    "rope_theta": 10000.0, "router_aux_loss_coef": 0.01, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+    "transformers_version": "4.43.0.dev0", "use_cache": true, "vocab_size": 50304})");
+  const model::LmConfig c = model::lm_config_from_hf(hub, "OLMoE-1B-7B-0924/config.json");
+  EXPECT_EQ(c.arch, "olmoe");
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_EQ(c.num_experts, 64);
+  EXPECT_EQ(c.experts_per_token, 8);
+  EXPECT_EQ(c.expert_width(), 1024);
+  EXPECT_FALSE(c.norm_topk_prob);
+  EXPECT_EQ(c.router_aux_loss_coef, 0.01);
+  train::Config config;
+  static_cast<model::LmConfig&>(config.model) = c;
+  config.data.seq_len = 128;
+  const train::ModelFootprint f = family::lm_footprint(config, 1);
+  const double total = static_cast<double>(f.trainable + f.frozen);
+  std::cout << "OLMoE-1B-7B: " << total / 1e9 << "B parameters\n";
+  EXPECT_NEAR(total / 6.9e9, 1.0, 0.01);
+  hub["clip_qkv"] = 8.0;
+  const std::string e = test::error_of([&] { model::lm_config_from_hf(hub, "x/config.json"); });
+  EXPECT_NE(e.find("x/config.json: \"clip_qkv\": 8.0 is not supported"), std::string::npos) << e;
+}
+
 // The routers' load-balancing loss (output_router_logits) against transformers' on its own tiny
 // models (router-loss/, make_router_loss_fixtures.py): the loss, and the gradients of the routers,
 // of an attention weight and of the embedding; the same through checkpointed blocks, whose
 // routers get that gradient through the recomputation; and the loss does move the routers.
 TEST(Moe, LoadBalancingLossAndGradientsEqualTransformers) {
-  for (const char* name : {"qwen3-moe", "mixtral", "qwen2-moe", "gpt-oss"}) {
+  for (const char* name : {"qwen3-moe", "mixtral", "qwen2-moe", "gpt-oss", "olmoe"}) {
     SCOPED_TRACE(name);
     io::SafetensorsFile ref((fs::path(LOFI_FIXTURES) / "hf" / "router-loss" / (std::string(name) + ".safetensors")).string());
     model::CausalLm lm = fixture_model(name);
@@ -232,10 +263,17 @@ TEST(Moe, LoadBalancingLossAndGradientsEqualTransformers) {
     lm->config.output_router_logits = true;
     const torch::Tensor kept = ref.load("kept").to(torch::kBool);
     const double want_kept = ref.load("lm").item<double>() + ref.load("coef").item<double>() * ref.load("aux_kept").item<double>();
+    std::vector<torch::Tensor> router_grads;  // layer 0's router, plain and checkpointed: the recomputation leaves padding out too
     for (int64_t every : {0, 1}) {
+      lm->zero_grad();
       lm->checkpoint_every = every;
-      EXPECT_NEAR(lm->loss(ref.load("inputs"), ref.load("targets"), {}, kept).item<double>(), want_kept, 1e-5) << every;
+      const torch::Tensor loss = lm->loss(ref.load("inputs"), ref.load("targets"), {}, kept);
+      EXPECT_NEAR(loss.item<double>(), want_kept, 1e-5) << every;
+      loss.backward();
+      router_grads.push_back(lm->named_parameters()["model.layers.0." + router + ".weight"].grad().clone());
     }
+    EXPECT_LE((router_grads[1] - router_grads[0]).abs().max().item<double>(), 1e-6);
+    EXPECT_GT((router_grads[0] - ref.load("router.0")).abs().max().item<double>(), 1e-6);  // padding did change them
     lm->checkpoint_every = 0;
     EXPECT_GT(std::abs(ref.load("aux_kept").item<double>() - ref.load("aux").item<double>()), 1e-3);
     // Evaluation (no gradients) scores the language model alone.

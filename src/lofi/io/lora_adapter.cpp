@@ -77,7 +77,8 @@ LoraSpec LoraSpec::from_json(const nlohmann::json& j, const std::string& source)
       fail(source, ": ", key, " is set: per-module ranks or alphas are not supported; lofi needs one r and lora_alpha for every module");
   for (const char* key : {"layers_to_transform", "use_qalora", "lora_bias", "layer_replication", "trainable_token_indices",
                           "target_parameters", "use_bdlora"})
-    if (j.contains(key) && !j[key].is_null() && j[key] != false)
+    // Unset: absent, null, false, or an empty list (PEFT writes target_parameters = [] for some models).
+    if (j.contains(key) && !j[key].is_null() && j[key] != false && !(j[key].is_array() && j[key].empty()))
       fail(source, ": ", key, " = ", j[key].dump(), " is not supported by lofi's LoRA");
   if (const std::string bias = value_or<std::string>(j, "bias", "none", source, "a string"); bias != "none")
     fail(source, ": bias = \"", bias, "\" is not supported: lofi's adapters train no biases (bias = \"none\")");

@@ -17,7 +17,7 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c, int64_t layer, bool un
       scale(c.attention_multiplier > 0
                 ? c.attention_multiplier
                 : 1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : static_cast<double>(c.head_width()))),
-      dropout(c.attention_dropout), softcap(c.attn_logit_softcapping), norms_over_heads(layout.post_norms) {
+      dropout(c.attention_dropout), softcap(c.attn_logit_softcapping), norms_over_heads(layout.norms_over_heads) {
   const Projections projections = layout.projections;
   auto linear = [](int64_t in, int64_t out, bool bias) { return Linear(in, out, bias); };
   if (projections == Projections::kFused) {
@@ -51,7 +51,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& input, const torc
   else
     qkv = {q_proj(x), k_proj(x), v_proj(x)};
   torch::Tensor q, k;
-  if (norms_over_heads)  // OLMo 2: each norm over the whole (B, T, H*D) projection, then the split
+  if (norms_over_heads)  // OLMo 2, OLMoE: each norm over the whole (B, T, H*D) projection, then the split
     q = heads(q_norm(qkv[0]), n_head), k = heads(k_norm(qkv[1]), n_kv_head);
   else
     q = heads(qkv[0], n_head, q_norm), k = heads(qkv[1], n_kv_head, k_norm);

@@ -24,9 +24,11 @@ struct LlamaLayout {
   Projections projections = Projections::kSeparate;
   MoeNames moe;  // a mixture of experts' names, where LmConfig::num_experts > 0
   // OLMo 2: a norm after the attention and one after the MLP, each before its residual add, and
-  // none before them; its query and key norms over all heads together (q_norm (H*D), k_norm
-  // (Hkv*D), before the split into heads), not over each head.
+  // none before them.
   bool post_norms = false;
+  // OLMo 2 and OLMoE: the query and key norms over all heads together (q_norm (H*D), k_norm
+  // (Hkv*D), before the split into heads), not over each head.
+  bool norms_over_heads = false;
   // An architecture's own mixture of experts (gpt-oss's, model/gpt_oss_moe.h), registered as
   // moe.block; empty: SparseMoe.
   MoeFactory make_moe;
@@ -45,7 +47,7 @@ struct LlamaAttentionImpl : torch::nn::Module {
   double scale, dropout;
   double softcap;  // Gemma 2's attn_logit_softcapping; 0: none
   torch::Tensor sinks;  // gpt-oss's (LmConfig::attention_sinks): a logit per head, (H)
-  bool norms_over_heads;  // q_norm and k_norm over all heads together (OLMo 2)
+  bool norms_over_heads;  // q_norm and k_norm over all heads together (OLMo 2, OLMoE)
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};  // (C, H*D), (C, Hkv*D) x 2, (H*D, C)
   Linear qkv_proj{nullptr};  // fused instead of q, k and v: (C, (H + 2 Hkv) * D)
   RmsNorm q_norm{nullptr}, k_norm{nullptr};  // (D) each, over every head before the rotation; only with qk_norm (Qwen3); OLMo 2: (H*D), (Hkv*D)

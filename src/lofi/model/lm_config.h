@@ -79,7 +79,7 @@ struct LmConfig {
 
   void declare(Settings& s) {
     s(arch, "arch", "the architecture (model/archs/): \"opt\", \"gpt2\", \"llama\", \"qwen2\", \"qwen3\", \"mistral\",\n"
-                    "\"phi3\", \"smollm3\", \"gemma2\", \"gemma3_text\", \"mixtral\", \"qwen2_moe\", \"qwen3_moe\", \"gpt_oss\", \"olmo2\", \"granite\"; or an image classifier (\"vit\"), which ignores the language-model shape keys");
+                    "\"phi3\", \"smollm3\", \"gemma2\", \"gemma3_text\", \"mixtral\", \"qwen2_moe\", \"qwen3_moe\", \"gpt_oss\", \"olmo2\", \"olmoe\", \"granite\"; or an image classifier (\"vit\"), which ignores the language-model shape keys");
     s(n_layer, "n_layer", "decoder blocks, e.g. 12 for OPT-125M");
     s(n_head, "n_head", "attention heads, e.g. 12");
     s(d_model, "d_model", "residual width, e.g. 768");

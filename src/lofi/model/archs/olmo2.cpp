@@ -2,7 +2,7 @@
 // the norms moved after the attention and the MLP (post_attention_layernorm and
 // post_feedforward_layernorm, each before its residual add; no input_layernorm) and an RMSNorm over
 // all query heads together and one over all key heads before the rotation (llama.h's
-// LlamaLayout::post_norms). attention_bias puts biases on all four attention projections.
+// LlamaLayout::post_norms and norms_over_heads). attention_bias puts biases on all four attention projections.
 #include "lofi/model/llama.h"
 #include "lofi/model/llama_arch.h"
 
@@ -14,7 +14,9 @@ class Olmo2Arch : public LlamaClassArch {
   std::string name() const override { return "olmo2"; }
   std::string hf_class() const override { return "Olmo2ForCausalLM"; }
   CausalLm make(const LmConfig& c) const override {
-    return std::make_shared<LlamaForCausalLMImpl>(c, LlamaLayout{Projections::kSeparate, MoeNames{}, /*post_norms=*/true});
+    LlamaLayout layout;
+    layout.post_norms = layout.norms_over_heads = true;
+    return std::make_shared<LlamaForCausalLMImpl>(c, layout);
   }
   std::vector<HfKey> hf_keys() const override {  // Olmo2Config's defaults
     return hf_keys_with({{"intermediate_size", 11008}, {"rms_norm_eps", 1e-5}});
