@@ -1,7 +1,7 @@
-// A mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE): a router picks each token's experts_per_token
-// experts of num_experts, each a SwiGLU MLP; the token's output is their outputs weighted by the
-// router's softmax probabilities of them (rescaled to sum to 1 where norm_topk_prob; Mixtral
-// always). Computed as transformers computes it: the router's probabilities in fp32, each expert
+// A mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE; gpt-oss's is gpt_oss_moe.h): a
+// router picks each token's experts_per_token experts of num_experts, each a SwiGLU MLP; the
+// token's output is their outputs weighted by the router's softmax probabilities of them
+// (rescaled to sum to 1 where norm_topk_prob; Mixtral always). Computed as transformers computes it: the router's probabilities in fp32, each expert
 // on the tokens routed to it, in expert order. Parameters named as the checkpoints on the hub name
 // them ("mlp.gate.weight", "mlp.experts.3.gate_proj.weight"; Mixtral "block_sparse_moe" and w1,
 // w3, w2), which transformers 5 writes too (its modules hold the experts as 3-D tensors).

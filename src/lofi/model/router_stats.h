@@ -3,8 +3,8 @@
 // layer's routing together: with f_e the share of the (token, slot) choices that went to expert e
 // and P_e the mean router probability of e, both over all layers' tokens,
 //   loss = num_experts * sum_e f_e * P_e.
-// Each SparseMoe records its layer's two sums (moe.h) into the RouterStats of the scope that
-// collects them (CausalLmImpl::loss while training); a checkpointed block (checkpointing.h) hands
+// Each mixture of experts records its layer's two sums (moe.h's dispatch_to_experts) into the
+// RouterStats of the scope that collects them (CausalLmImpl::loss while training); a checkpointed block (checkpointing.h) hands
 // its layer's probability sum on as an output of its own, so the gradient reaches the router
 // through the recomputation too. No host synchronisation.
 #pragma once
