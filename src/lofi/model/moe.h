@@ -1,13 +1,13 @@
-// A mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE; gpt-oss's is gpt_oss_moe.h): a
-// router picks each token's experts_per_token experts of num_experts, each a SwiGLU MLP; the
-// token's output is their outputs weighted by the router's softmax probabilities of them
-// (rescaled to sum to 1 where norm_topk_prob; Mixtral always). Computed as transformers computes it: the router's probabilities in fp32, each expert
-// on the tokens routed to it, in expert order. Parameters named as the checkpoints on the hub name
-// them ("mlp.gate.weight", "mlp.experts.3.gate_proj.weight"; Mixtral "block_sparse_moe" and w1,
-// w3, w2), which transformers 5 writes too (its modules hold the experts as 3-D tensors).
-// Neither the router nor the experts take a LoRA adapter: in transformers 5 they are bare
-// parameters, which PEFT's target_modules and "all-linear" do not reach either. Qwen2-MoE's shared
-// expert and its gate are linear layers there, and take adapters here as in PEFT.
+// A mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE; gpt-oss's is gpt_oss_moe.h): a router picks
+// each token's experts_per_token experts of num_experts, each a SwiGLU MLP; the token's output is their
+// outputs weighted by the router's softmax probabilities of them (rescaled to sum to 1 where norm_topk_prob;
+// Mixtral always). Computed as transformers computes it: the router's probabilities in fp32, each expert on
+// the tokens routed to it, in expert order. Parameters named as the checkpoints on the hub name them
+// ("mlp.gate.weight", "mlp.experts.3.gate_proj.weight"; Mixtral "block_sparse_moe" and w1, w3, w2), which
+// transformers 5 writes too (its modules hold the experts as 3-D tensors). Neither the router nor the experts
+// take a LoRA adapter: in transformers 5 they are bare parameters, which PEFT's target_modules and
+// "all-linear" do not reach either. Qwen2-MoE's shared expert and its gate are linear layers there, and take
+// adapters here as in PEFT.
 #pragma once
 #include <torch/torch.h>
 
