@@ -124,6 +124,12 @@ TEST(GptOss, PublishedConfigReadsAsTransformersReadsIt) {
   const double total = static_cast<double>(f.trainable + f.frozen);
   std::cout << "gpt-oss-20b: " << total / 1e9 << "B parameters\n";
   EXPECT_NEAR(total / 20.91e9, 1.0, 0.002);
+  // All layers full: no window anywhere.
+  json full = hub;
+  for (auto& kind : full["layer_types"]) kind = "full_attention";
+  const model::LmConfig all_full = model::lm_config_from_hf(full, "full/config.json");
+  EXPECT_EQ(all_full.layer_window(0), 0);
+  EXPECT_EQ(all_full.layer_window(1), 0);
   // Layer kinds that follow no every-Nth pattern are refused by name.
   hub["layer_types"][2] = "full_attention";
   const std::string pattern = test::error_of([&] { model::lm_config_from_hf(hub, "x/config.json"); });

@@ -131,14 +131,14 @@ void LlamaClassArch::read_hf(const HfKeys& keys, LmConfig& c) const {
   read_rope_object(keys, keys.nested(keys.has("rope_scaling") ? "rope_scaling" : "rope_parameters"),
                    keys.number("rope_theta", default_rope_theta()), c, partial_rotation());
   // transformers 5's attention kind per layer: one for every layer (whole sequence, or Mistral's
-  // sliding_window in all of them) unless the architecture alternates (gpt-oss).
-  if (sliding_layers())
-    c.sliding_window_pattern = keys.has("layer_types") ? layer_types_pattern(keys, c) : 0;
-  else if (keys.has("layer_types"))
+  // sliding_window in all of them) unless the architecture alternates (gpt-oss: read after its
+  // window, which all-full layer_types set to none).
+  if (!sliding_layers() && keys.has("layer_types"))
     for (const auto& kind : keys.json()["layer_types"])
       if (kind != "full_attention")
         keys.unsupported("layer_types", "lofi attends the same way in every layer; " + kind.dump() + " layers are not built");
   read_variant(keys, c);
+  if (sliding_layers() && keys.has("layer_types")) c.sliding_window_pattern = layer_types_pattern(keys, c);
 }
 
 std::vector<HfKey> LlamaClassArch::hf_keys_with(const std::vector<std::pair<std::string, nlohmann::json>>& defaults) const {

@@ -41,7 +41,7 @@ class GptOssArch : public LlamaClassArch {
   }
   void read_variant(const HfKeys& keys, LmConfig& c) const override {
     read_sliding_window(keys, c, /*absent=*/128);
-    if (!keys.has("layer_types")) c.sliding_window_pattern = 2;  // GptOssConfig's: sliding, full, sliding, ...
+    c.sliding_window_pattern = 2;  // GptOssConfig's without layer_types: sliding, full, sliding, ...
     c.attention_bias = c.attention_out_bias = keys.boolean("attention_bias", true);
     c.mlp_bias = false;
     c.attention_sinks = true;
