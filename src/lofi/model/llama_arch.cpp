@@ -108,8 +108,8 @@ nlohmann::ordered_json rope_object(const LmConfig& c) {
     if (c.rope_attention_factor > 0) rope["attention_factor"] = c.rope_attention_factor;
   }
   if (kind == "yarn") {
-    rope["beta_fast"] = c.rope_beta_fast;  // explicit, as gpt-oss's and DeepSeek's files write them
-    rope["beta_slow"] = c.rope_beta_slow;
+    if (c.rope_beta_fast != 32) rope["beta_fast"] = c.rope_beta_fast;
+    if (c.rope_beta_slow != 1) rope["beta_slow"] = c.rope_beta_slow;
     if (c.rope_mscale > 0) rope["mscale"] = c.rope_mscale;
     if (c.rope_mscale_all_dim > 0) rope["mscale_all_dim"] = c.rope_mscale_all_dim;
     if (!c.rope_truncate) rope["truncate"] = false;
