@@ -1,8 +1,9 @@
-// Peak memory of loading a Hugging Face checkpoint of 1.2B parameters (Llama 3.2 1B's shape, bf16,
-// two shards) into lofi's fp32 model, as `lofi train --set model.init=DIR` and `lofi eval --model
-// DIR` load it: bench/run.sh runs `make` once, then `load` under /usr/bin/time beside
-// transformers' from_pretrained of the same directory (hf_load_transformers.py), and prints the
-// peaks against the checkpoint's size and the model's. Part of `make bench`, never CI.
+// Peak memory of loading a Hugging Face checkpoint into lofi's fp32 model, as `lofi train --set
+// model.init=DIR` and `lofi eval --model DIR` load it: bench/hf_load_memory.sh runs `make` once (1.2B
+// parameters, Llama 3.2 1B's shape, bf16, two shards), then `load` of it and of a gpt-oss directory
+// with MXFP4 experts (bench/make_mxfp4_gpt_oss.py) under /usr/bin/time beside transformers'
+// from_pretrained of the same directories (hf_load_transformers.py), and prints the peaks against
+// the checkpoint's size and the model's. Part of `make bench`, never CI.
 // usage: lofi_bench_hf_load make DIR | load DIR
 #include <sys/resource.h>
 

@@ -11,14 +11,15 @@
 #          model: tokens/s, the largest worker's peak memory, what a worker holds (bench/shard.sh).
 #   lora:  a small Llama shape with rank-16 adapters on every linear layer: lofi against PEFT +
 #          transformers, fp32 and bf16 bases, tokens/s and peak memory (bench/lora.sh).
-#   moe:   a small Qwen3-MoE shape (8 experts, top-2), full fine-tuning: lofi against transformers'
-#          Qwen3MoeForCausalLM, tokens/s and peak memory (bench/moe.sh).
+#   moe:   small Qwen3-MoE and gpt-oss shapes (8 experts, top-2), full fine-tuning: lofi against transformers'
+#          Qwen3MoeForCausalLM and GptOssForCausalLM, tokens/s and peak memory (bench/moe.sh).
 #   chat:  prepare --chat against transformers' apply_chat_template with assistant masks, and
 #          packed against padded rows in training: trained tokens/s (bench/chat.sh).
 #   kernels: lofi's fused CPU ops against the same arithmetic in LibTorch's ops, forward and
 #          backward (bench/kernels_bench.cpp): the residual add and RMSNorm of a Llama block.
 #   hf load memory: a Hugging Face directory of 1.2B parameters (Llama 3.2 1B's shape, bf16, 2
-#          shards) loaded into the fp32 model: peak memory beside transformers' from_pretrained.
+#          shards), and a gpt-oss one of 1.83B with MXFP4 experts, loaded into the fp32 model: time
+#          and peak memory beside transformers' from_pretrained (bench/hf_load_memory.sh).
 # BENCH_DIR (default /tmp/lofi-bench) holds the generated checkpoints; BENCH_GB sets their size.
 set -euo pipefail
 build=${1:-build}

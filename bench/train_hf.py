@@ -1,17 +1,20 @@
 """Hugging Face reference for the GPU benchmark (scripts/device-check.sh --prebuilt): transformers'
-own OPTForCausalLM, LlamaForCausalLM or Qwen3MoeForCausalLM, built from a config of the benchmark's shape and trained the
-way a user of transformers would: fp32 master weights, bf16 autocast, SDPA attention, the loss from
+own OPTForCausalLM, LlamaForCausalLM, Qwen3MoeForCausalLM or GptOssForCausalLM, built from a config of the benchmark's shape and trained the
+way a user of transformers would: fp32 master weights, bf16 autocast, SDPA attention (eager for
+gpt-oss, whose sinks transformers computes only there and in hub kernels), the loss from
 `labels` (transformers shifts them inside the model), fused AdamW with decay / no-decay groups,
 global-norm clipping at 1.0; eager or under torch.compile. No dropout (OPT's default 0.1 is set to
 0), so it computes what lofi and bench/train_torch.py compute.
 
 Arguments are one JSON object on argv[1], as bench/train_torch.py takes them:
-  arch ("opt", "llama" or "qwen3_moe"), n_layer, n_head, d_model, d_ff, vocab_size, seq_len, batch, steps, warmup
+  arch ("opt", "llama", "qwen3_moe" or "gpt_oss"), n_layer, n_head, d_model, d_ff, vocab_size, seq_len, batch, steps, warmup
   optional: compile (bool), compile_mode, device ("cuda" default), precision ("bf16" default, or
   "fp32"), max_seq_len (default seq_len), data (an llm.c token shard, uint16 or uint32; without it
   batches are drawn on the device), threads (CPU), seed; for llama also n_kv_head (default n_head),
   rope_theta (default 10000), rms_norm_eps (default 1e-5), tie_word_embeddings (default true); for
   qwen3_moe also num_experts, experts_per_token and moe_d_ff (the top-k probabilities renormalised);
+  for gpt_oss num_experts, experts_per_token, head_dim and sliding_window (every other layer; d_ff is
+  the experts' width);
   LoRA through PEFT: lora_rank (0: full fine-tuning), lora_alpha (default 2 x rank), lora_target
   (default "all-linear"), base_dtype ("fp32" default, or "bf16": the frozen base's dtype; PEFT keeps
   the adapters in fp32).
@@ -61,9 +64,20 @@ def build(a, max_T):
             rms_norm_eps=float(a.get("rms_norm_eps", 1e-5)), tie_word_embeddings=bool(a.get("tie_word_embeddings", False)),
             attention_dropout=0.0)
         cls = transformers.Qwen3MoeForCausalLM
+    elif arch == "gpt_oss":
+        cfg = transformers.GptOssConfig(
+            vocab_size=a["vocab_size"], hidden_size=a["d_model"], intermediate_size=a["d_ff"],
+            num_local_experts=a["num_experts"], num_experts_per_tok=a["experts_per_token"],
+            num_hidden_layers=a["n_layer"], num_attention_heads=a["n_head"],
+            num_key_value_heads=a.get("n_kv_head", a["n_head"]), head_dim=a["head_dim"],
+            sliding_window=a["sliding_window"], max_position_embeddings=max_T,
+            rope_parameters={"rope_type": "default", "rope_theta": float(a.get("rope_theta", 10000.0))},
+            rms_norm_eps=float(a.get("rms_norm_eps", 1e-5)), tie_word_embeddings=bool(a.get("tie_word_embeddings", False)),
+            attention_dropout=0.0)
+        cls = transformers.GptOssForCausalLM
     else:
-        sys.exit(f"arch must be \"opt\", \"llama\" or \"qwen3_moe\", not {arch!r}")
-    cfg._attn_implementation = "sdpa"
+        sys.exit(f"arch must be \"opt\", \"llama\", \"qwen3_moe\" or \"gpt_oss\", not {arch!r}")
+    cfg._attn_implementation = "eager" if arch == "gpt_oss" else "sdpa"
     model = cls(cfg)
     # What the model really got (newer transformers keep rope_theta in rope_parameters).
     rope = getattr(cfg, "rope_parameters", None) or {}

@@ -59,7 +59,11 @@ void expect_same_weights(torch::nn::Module& a, torch::nn::Module& b) {
 TEST(DeferredWeights, ASeededModelBuiltInPiecesEqualsTheOrdinaryBuild) {
   for (const std::vector<std::string>& sets :
        {std::vector<std::string>{"model.arch=llama", "model.activation=silu"}, {"model.arch=opt"},
-        {"model.arch=gpt2", "model.activation=gelu"}, {"model.arch=llama", "model.activation=silu", "bf16"}}) {
+        {"model.arch=gpt2", "model.activation=gelu"}, {"model.arch=llama", "model.activation=silu", "bf16"},
+        // gpt-oss: its experts' 3-D weights and biases and the attention's sinks, made without memory too
+        {"model.arch=gpt_oss", "model.activation=silu", "model.attention_sinks=true", "model.swiglu_limit=7",
+         "model.norm_topk_prob=true", "model.num_experts=4", "model.experts_per_token=2", "model.attention_bias=true",
+         "model.attention_out_bias=true", "model.sliding_window=4", "model.sliding_window_pattern=2"}}) {
     const bool bf16 = sets.back() == "bf16";
     train::ModelConfig c = model_of(bf16 ? std::vector<std::string>(sets.begin(), sets.end() - 1) : sets);
     if (bf16) c.dtype = "bf16";  // a base made in bf16 (a LoRA run's; built the same way)

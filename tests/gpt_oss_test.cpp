@@ -3,16 +3,22 @@
 // (make_llama_fixtures.py's gpt-oss), lora_test.cpp a PEFT adapter on it, moe_test.cpp the
 // load-balancing loss and the gradients of the sinks, router and experts. Here: each of gpt-oss's
 // own parts moves the logits (so those tests see each), the published config.json reads as
-// transformers reads it with the published parameter count, and the quantized file is refused.
+// transformers reads it with the published parameter count, and the published MXFP4 experts read
+// as transformers dequantizes them.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "lofi/family/export.h"
 #include "lofi/family/lm_footprint.h"
 #include "lofi/family/lm_model.h"
+#include "lofi/io/atomic_file.h"
 #include "lofi/io/safetensors.h"
+#include "lofi/io/safetensors_set.h"
+#include "lofi/merge/engine.h"
 #include "lofi/model/gpt_oss_moe.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/llama.h"
@@ -26,6 +32,9 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 const fs::path kFixture = fs::path(LOFI_FIXTURES) / "hf" / "transformers" / "gpt-oss";
+const fs::path kMxfp4Fixture = fs::path(LOFI_FIXTURES) / "hf" / "transformers" / "gpt-oss-mxfp4";
+
+json read_json(const fs::path& path) { return json::parse(io::read_text_file(path.string())); }
 
 model::CausalLm fixture() {
   train::ModelConfig c;
@@ -65,10 +74,9 @@ TEST(GptOss, SinksClampAndWindowEachMatter) {
   EXPECT_LE(moved(), 1e-4);
 }
 
-// openai/gpt-oss-20b's config.json (transformers 4.55): its experts in MXFP4 are refused with what
-// to do; dequantized (the same file without quantization_config, as save_pretrained writes it after
-// Mxfp4Config(dequantize=True)) it reads as transformers reads it, and the plan counts the model
-// card's 20.91B parameters.
+// openai/gpt-oss-20b's config.json (transformers 4.55), its experts in MXFP4 (read dequantized,
+// below): it reads as transformers reads it, and the plan counts the model card's 20.91B
+// parameters. Other quantizations, and MXFP4 where transformers has none, are refused by name.
 TEST(GptOss, PublishedConfigReadsAsTransformersReadsIt) {
   json hub = json::parse(R"({"architectures": ["GptOssForCausalLM"], "attention_bias": true, "attention_dropout": 0.0,
     "eos_token_id": 200002, "experts_per_token": 4, "head_dim": 64, "hidden_act": "silu", "hidden_size": 2880,
@@ -84,11 +92,21 @@ TEST(GptOss, PublishedConfigReadsAsTransformersReadsIt) {
   json kinds = json::array();
   for (int i = 0; i < 24; ++i) kinds.push_back(i % 2 == 0 ? "sliding_attention" : "full_attention");
   hub["layer_types"] = kinds;
-  const std::string e = test::error_of([&] { model::lm_config_from_hf(hub, "gpt-oss-20b/config.json"); });
-  EXPECT_NE(e.find("gpt-oss-20b/config.json: quantization_config (quant_method \"mxfp4\"): lofi reads unquantized"), std::string::npos) << e;
-  EXPECT_NE(e.find("Mxfp4Config(dequantize=True)"), std::string::npos) << e;
-  hub.erase("quantization_config");
+  json gptq = hub;
+  gptq["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}};
+  const std::string e = test::error_of([&] { model::lm_config_from_hf(gptq, "gpt-oss-20b/config.json"); });
+  EXPECT_NE(e.find("gpt-oss-20b/config.json: quantization_config (quant_method \"gptq\"): lofi reads unquantized"), std::string::npos) << e;
+  EXPECT_NE(e.find("model.dequantize()"), std::string::npos) << e;
+  json mxfp4_llama = json::parse(R"({"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "vocab_size": 64, "quantization_config": {"quant_method": "mxfp4"}})");
+  const std::string llama = test::error_of([&] { model::lm_config_from_hf(mxfp4_llama, "llama/config.json"); });
+  EXPECT_NE(llama.find("llama/config.json: quantization_config (quant_method \"mxfp4\") on a \"llama\" model"), std::string::npos)
+      << llama;
   const model::LmConfig c = model::lm_config_from_hf(hub, "gpt-oss-20b/config.json");
+  json dequantized = hub;
+  dequantized.erase("quantization_config");  // as save_pretrained writes it after Mxfp4Config(dequantize=True)
+  EXPECT_EQ(model::hf_config_json(model::lm_config_from_hf(dequantized, "x"), "bfloat16").dump(),
+            model::hf_config_json(c, "bfloat16").dump());
   EXPECT_EQ(c.arch, "gpt_oss");
   EXPECT_EQ(c.n_layer, 24);
   EXPECT_EQ(c.d_model, 2880);
@@ -110,8 +128,10 @@ TEST(GptOss, PublishedConfigReadsAsTransformersReadsIt) {
   EXPECT_EQ(c.rope_original_max_positions, 4096);
   EXPECT_EQ(c.router_aux_loss_coef, 0.9);
   EXPECT_FALSE(c.tie_word_embeddings);
-  // Written back, transformers' keys come out as they went in.
-  const json written = json::parse(model::hf_config_json(c, "bfloat16").dump());
+  // Written back, transformers' keys come out as they went in, and the weights written are not
+  // quantized: no quantization_config.
+  const json written = json::parse(model::hf_config_json(c, "bfloat16", hub).dump());
+  EXPECT_FALSE(written.contains("quantization_config"));
   for (const char* key : {"num_local_experts", "num_experts_per_tok", "swiglu_limit", "sliding_window", "layer_types",
                           "router_aux_loss_coef", "attention_bias", "head_dim"})
     EXPECT_EQ(written[key], hub[key]) << key;
@@ -146,6 +166,104 @@ TEST(GptOss, FreshWeightsStartAsTransformersStartThem) {
                            "model.layers.0.self_attn.sinks", "model.layers.0.mlp.router.bias"})
     EXPECT_EQ(params[zero].abs().max().item<double>(), 0.0) << zero;
   EXPECT_NEAR(params["model.layers.0.mlp.experts.gate_up_proj"].std().item<double>(), 0.02, 0.005);
+}
+
+// gpt-oss as published, its experts' weights in MXFP4 (make_llama_fixtures.py's gpt-oss-mxfp4:
+// random 4-bit blocks and scales, two blocks a row). lofi reads them as transformers dequantizes them
+// (Mxfp4Config(dequantize=True)): the same numbers exactly, so the same logits; built in pieces (a
+// fully sharded start's deferred fills) too. `lofi export` of the directory writes them dequantized:
+// no quantization_config, and transformers reads that back to the same logits.
+TEST(GptOss, PublishedMxfp4ExpertsReadAsTransformersDequantizesThem) {
+  io::SafetensorsFile ref((kMxfp4Fixture / "logits.safetensors").string());
+  const torch::Tensor gate_up = ref.load("gate_up_proj.0"), down = ref.load("down_proj.0");
+  train::ModelConfig c;
+  c.init = kMxfp4Fixture.string();
+  model::CausalLm lm = family::make_lm(c, 0);
+  lm->eval();
+  auto params = lm->named_parameters();
+  EXPECT_TRUE(torch::equal(params["model.layers.0.mlp.experts.gate_up_proj"], gate_up));
+  EXPECT_TRUE(torch::equal(params["model.layers.0.mlp.experts.down_proj"], down));
+  torch::NoGradGuard no_grad;
+  const double error = (lm->forward(ref.load("tokens")) - ref.load("logits")).abs().max().item<double>();
+  std::cout << "gpt-oss MXFP4: max |logit diff| from transformers = " << error << "\n";
+  EXPECT_LE(error, 1e-4);
+  model::DeferredWeights deferred;
+  model::CausalLm pieces = family::make_lm(c, 0, &deferred);
+  EXPECT_TRUE(deferred.deferred("model.layers.0.mlp.experts.gate_up_proj"));
+  for (const auto& item : pieces->named_parameters())
+    if (deferred.deferred(item.key())) deferred.fill(item.key(), item.value());
+  deferred.done();
+  EXPECT_TRUE(torch::equal(pieces->named_parameters()["model.layers.0.mlp.experts.gate_up_proj"], gate_up));
+  EXPECT_TRUE(torch::equal(pieces->named_parameters()["model.layers.1.mlp.experts.down_proj"],
+                           params["model.layers.1.mlp.experts.down_proj"]));
+
+  for (const char* dtype : {"F32", "BF16"}) {  // every MXFP4 number is a bf16 number
+    const std::string out = test::scratch_dir() + "/dequantized-" + dtype;
+    family::ExportOptions options;
+    options.dtype = dtype;
+    family::export_checkpoint(kMxfp4Fixture.string(), out, options);
+    EXPECT_FALSE(read_json(fs::path(out) / "config.json").contains("quantization_config")) << dtype;
+    EXPECT_EQ(read_json(fs::path(out) / "config.json")["swiglu_limit"], read_json(kMxfp4Fixture / "config.json")["swiglu_limit"]);
+    const io::SafetensorsSet exported(out);
+    EXPECT_EQ(exported.find("model.layers.0.mlp.experts.gate_up_proj_blocks"), nullptr) << dtype;
+    const auto* written = exported.find("model.layers.0.mlp.experts.gate_up_proj");
+    ASSERT_NE(written, nullptr) << dtype;
+    EXPECT_TRUE(torch::equal(written->file->load(*written->entry).to(torch::kFloat), gate_up)) << dtype;
+    if (std::string(dtype) == "F32") {
+      test::CommandResult hf = test::run_python("hf/check_hf_export.py", out + " " + (kMxfp4Fixture / "logits.safetensors").string());
+      std::cout << hf.output;
+      EXPECT_EQ(hf.status, 0) << hf.output;
+    }
+  }
+}
+
+// A checkpoint whose MXFP4 pair is broken is refused before anything is loaded, naming the tensor:
+// half a pair, blocks and scales that do not fit each other, blocks that are not bytes. Merges
+// refuse an MXFP4 directory (as input or base), naming the export that dequantizes it.
+TEST(GptOss, BrokenMxfp4WeightsAreRefusedByName) {
+  const io::NamedTensors stored = io::SafetensorsFile((kMxfp4Fixture / "model.safetensors").string()).load_all();
+  auto copy_with = [&](const std::string& name, const std::function<void(io::NamedTensors&)>& edit) {
+    const std::string dir = test::scratch_dir() + "/" + name;
+    fs::create_directories(dir);
+    fs::copy_file(kMxfp4Fixture / "config.json", fs::path(dir) / "config.json");
+    io::NamedTensors tensors = stored;
+    edit(tensors);
+    io::save_safetensors(dir + "/model.safetensors", tensors);
+    return dir;
+  };
+  auto load_error = [](const std::string& dir) {
+    train::ModelConfig c;
+    c.init = dir;
+    return test::error_of([&] { family::make_lm(c, 0); });
+  };
+  const std::string scales = "model.layers.1.mlp.experts.down_proj_scales";
+  const std::string half = load_error(copy_with("half", [&](io::NamedTensors& t) {
+    t.erase(std::remove_if(t.begin(), t.end(), [&](const auto& e) { return e.first == scales; }), t.end());
+  }));
+  EXPECT_NE(half.find("is half of an MXFP4 weight, but '" + scales + "' is absent"), std::string::npos) << half;
+  const std::string shapes = load_error(copy_with("shapes", [&](io::NamedTensors& t) {
+    for (auto& [name, tensor] : t)
+      if (name == scales) tensor = torch::cat({tensor, tensor}, -1);  // two scales a row, one block
+  }));
+  EXPECT_NE(shapes.find("MXFP4 weight 'model.layers.1.mlp.experts.down_proj': model.layers.1.mlp.experts.down_proj_blocks "
+                        "has shape [4, 64, 1, 16] and model.layers.1.mlp.experts.down_proj_scales [4, 64, 2]"),
+            std::string::npos)
+      << shapes;
+  const std::string dtype = load_error(copy_with("dtype", [&](io::NamedTensors& t) {
+    for (auto& [name, tensor] : t)
+      if (name == scales) tensor = tensor.to(torch::kFloat);
+  }));
+  EXPECT_NE(dtype.find("must be uint8 (U8), found Byte and Float"), std::string::npos) << dtype;
+
+  merge::MergeOptions options;
+  options.inputs = {kFixture.string()};
+  options.method = "task-arithmetic";
+  options.base = kMxfp4Fixture.string();
+  options.out = test::scratch_dir() + "/merged.safetensors";
+  const std::string merge = test::error_of([&] { merge::merge_checkpoints(options); });
+  EXPECT_NE(merge.find("is an MXFP4-quantized weight"), std::string::npos) << merge;
+  EXPECT_NE(merge.find("lofi export --format hf --dtype BF16 " + kMxfp4Fixture.string()), std::string::npos) << merge;
+  EXPECT_FALSE(fs::exists(options.out));
 }
 
 }  // namespace

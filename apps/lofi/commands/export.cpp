@@ -16,7 +16,9 @@ class Export : public Command {
   }
   void add_options(CLI::App& cmd) override {
     cmd.add_option("--format", options_.format, "output format: hf (config.json + model.safetensors)")->required();
-    cmd.add_option("in", in_, "lofi checkpoint (.safetensors with lofi.config metadata) or run directory (its merged.safetensors)")
+    cmd.add_option("in", in_, "lofi checkpoint (.safetensors with lofi.config metadata), run directory (its merged.safetensors), "
+                              "PEFT adapter directory (folded into its base), or Hugging Face model directory (rewritten in "
+                              "--dtype; gpt-oss's MXFP4 experts dequantized)")
         ->required()->check(CLI::ExistingPath);
     cmd.add_option("out", out_, "new output directory")->required();
     cmd.add_option("--dtype", options_.dtype, "F32 (default), F16 or BF16");

@@ -37,6 +37,18 @@ std::vector<std::string> export_checkpoint(const std::string& in, const std::str
     if (!options.allow_nonfinite) merge::refuse_nonfinite(model::module_weights(*lm), in, "--allow-nonfinite");
     return model::export_hf(*lm, out_dir, hf);
   }
+  if (model::is_hf_model_dir(in)) {  // a Hugging Face directory rewritten: another dtype, gpt-oss's MXFP4 experts dequantized
+    train::ModelConfig m;
+    m.init = in;
+    if (options.dtype == "BF16") m.dtype = "bf16";  // built in bf16: no fp32 copy of the model on the way
+    model::HfExportOptions hf;
+    hf.dtype = options.dtype;
+    hf.shard_bytes = options.shard_bytes;
+    hf.source_dir = in;
+    model::CausalLm lm = make_lm(m, 0);
+    if (!options.allow_nonfinite) merge::refuse_nonfinite(model::module_weights(*lm), in, "--allow-nonfinite");
+    return model::export_hf(*lm, out_dir, hf);
+  }
   if (fs::is_directory(in)) {
     const run::RunDir run(in);
     path = run.merged();

@@ -7,6 +7,7 @@
 #include "lofi/io/hf_dir_files.h"
 #include "lofi/io/safetensors.h"
 #include "lofi/run/run_dir.h"
+#include "lofi/strings.h"
 
 namespace lofi::merge {
 namespace fs = std::filesystem;
@@ -18,6 +19,21 @@ bool is_weights_dir(const fs::path& dir) {
 }
 
 }  // namespace
+
+std::string unmergeable_tensors(const io::SafetensorsSet& set, const std::string& path) {
+  for (const auto& t : set.tensors()) {
+    const io::TensorEntry& e = *t.entry;
+    // FP8 weights have no arithmetic here (PyTorch refuses their promotion and isfinite).
+    if (c10::isFloat8Type(io::dtype_from_safetensors(e.dtype, path)))
+      return cat(path, ": tensor '", e.name, "' is ", e.dtype,
+                 ": lofi merges F64, F32, F16 and BF16 weights; convert the file to one of them first");
+    const std::string suffix = "_blocks";
+    if (e.dtype == "U8" && ends_with(e.name, suffix) && set.find(e.name.substr(0, e.name.size() - suffix.size()) + "_scales"))
+      return cat(path, ": tensor '", e.name, "' is an MXFP4-quantized weight: lofi merges F64, F32, F16 and BF16 weights; ",
+                 "write a dequantized copy first (lofi export --format hf --dtype BF16 ", path, " OUT_DIR) and merge that");
+  }
+  return "";
+}
 
 std::string layout_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other, bool same_dtypes) {
   for (const auto& t : first.tensors()) {

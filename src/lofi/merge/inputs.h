@@ -21,6 +21,9 @@ bool is_model_dir(const std::string& path);
 const std::vector<std::string>& model_dir_files();
 
 // Each returns what is wrong, or "".
+// SET (read from PATH) holds weights a merge can do arithmetic on: not FP8, not MXFP4-quantized
+// (gpt-oss's published experts, X_blocks and X_scales), which are refused with what to do.
+std::string unmergeable_tensors(const io::SafetensorsSet& set, const std::string& path);
 // OTHER holds exactly FIRST's tensors (names, shapes and, with SAME_DTYPES, dtypes; float tensors
 // may otherwise differ in precision, as a half-precision pretrained model and fp32 fine-tunes do).
 std::string layout_mismatch(const io::SafetensorsSet& first, const io::SafetensorsSet& other, bool same_dtypes = true);

@@ -53,14 +53,10 @@ void open_inputs(const MergeOptions& opt, const std::vector<std::string>& inputs
       reject(inputs[i], e.what());
       continue;
     }
-    // FP8 weights have no arithmetic here (PyTorch refuses their promotion and isfinite).
-    for (const auto& t : opened[i]->tensors())
-      if (c10::isFloat8Type(io::dtype_from_safetensors(t.entry->dtype, inputs[i]))) {
-        reject(inputs[i], cat(inputs[i], ": tensor '", t.entry->name, "' is ", t.entry->dtype,
-                              ": lofi merges F64, F32, F16 and BF16 weights; convert the file to one of them first"));
-        opened[i].reset();
-        break;
-      }
+    if (std::string why = unmergeable_tensors(*opened[i], inputs[i]); !why.empty()) {
+      reject(inputs[i], why);
+      opened[i].reset();
+    }
   }
   // The layout every input must have: the first's, or with --min-inputs the one most inputs share,
   // so that an odd file listed first does not make the good ones the ones left out.
@@ -139,6 +135,7 @@ MergePlan plan_merge(const MergeOptions& opt) {
   plan.method->check(plan.files.size(), opt.params);
   if (!opt.base.empty()) {
     plan.base = std::make_unique<io::SafetensorsSet>(opt.base);
+    if (std::string why = unmergeable_tensors(*plan.base, opt.base); !why.empty()) fail(plan.what, ": --base ", why);
     if (std::string why = layout_mismatch(plan.first(), *plan.base, /*same_dtypes=*/false); !why.empty())
       fail(plan.what, ": --base ", opt.base, " is not the inputs' model: ", why);
   }

@@ -1,16 +1,20 @@
 #include "lofi/model/gpt_oss_moe.h"
 
 #include "lofi/kernels/fp32_products.h"
+#include "lofi/model/deferred_weights.h"
 #include "lofi/model/moe.h"
 
 namespace lofi::model {
 
 GptOssExpertsImpl::GptOssExpertsImpl(const LmConfig& c) : limit(c.swiglu_limit), alpha(c.swiglu_alpha) {
   const int64_t E = c.num_experts, C = c.d_model, F = c.expert_width();
-  gate_up_proj = register_parameter("gate_up_proj", torch::zeros({E, C, 2 * F}));
-  gate_up_proj_bias = register_parameter("gate_up_proj_bias", torch::zeros({E, 2 * F}));
-  down_proj = register_parameter("down_proj", torch::zeros({E, F, C}));
-  down_proj_bias = register_parameter("down_proj_bias", torch::zeros({E, C}));
+  // On the meta device in a fully sharded start (model/deferred_weights.h), as lofi's Linear
+  // layers: the experts are most of the model, and no worker should hold them whole.
+  const torch::TensorOptions options = parameter_options();
+  gate_up_proj = register_parameter("gate_up_proj", torch::zeros({E, C, 2 * F}, options));
+  gate_up_proj_bias = register_parameter("gate_up_proj_bias", torch::zeros({E, 2 * F}, options));
+  down_proj = register_parameter("down_proj", torch::zeros({E, F, C}, options));
+  down_proj_bias = register_parameter("down_proj_bias", torch::zeros({E, C}, options));
 }
 
 std::vector<std::vector<torch::Tensor>> GptOssExpertsImpl::expert_weights() const {

@@ -13,6 +13,7 @@
 #include "lofi/model/hf_keys.h"
 #include "lofi/model/hf_wrapped.h"
 #include "lofi/model/lora.h"
+#include "lofi/model/mxfp4.h"
 #include "lofi/model/weights.h"
 #include "lofi/strings.h"
 
@@ -80,19 +81,23 @@ LmConfig config_from_keys(const HfKeys& keys, const std::string& type_fallback) 
 
 LmConfig lm_config_from_hf(const json& j, const std::string& source) {
   if (!j.is_object()) fail(source, ": expected a JSON object");
-  // Quantized weights (gpt-oss's published MXFP4 experts, GPTQ, AWQ, bitsandbytes files) are not
-  // what lofi fine-tunes: it trains and merges bf16 / fp16 / fp32 tensors.
+  // Quantized weights are not what lofi fine-tunes: it trains and merges bf16 / fp16 / fp32
+  // tensors. gpt-oss's published MXFP4 experts are read dequantized (model/mxfp4.h), exactly;
+  // others (GPTQ, AWQ, bitsandbytes) would be approximations, and are refused.
+  std::string quantized;
   if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
     const json& q = j["quantization_config"];
-    const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
-                                   ? q["quant_method"].get<std::string>() : "unknown";
-    fail(source, ": quantization_config (quant_method \"", method, "\"): lofi reads unquantized bf16, fp16 or fp32 weights; ",
-         "save a dequantized copy first (transformers: ",
-         method == "mxfp4" ? "from_pretrained(..., quantization_config=Mxfp4Config(dequantize=True), dtype=torch.bfloat16)"
-                           : "model.dequantize()",
-         ", then save_pretrained)");
+    quantized = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
+                    ? q["quant_method"].get<std::string>() : "unknown";
+    if (quantized != "mxfp4")
+      fail(source, ": quantization_config (quant_method \"", quantized, "\"): lofi reads unquantized bf16, fp16 or fp32 weights ",
+           "(and gpt-oss's MXFP4); save a dequantized copy first (transformers: model.dequantize(), then save_pretrained)");
   }
-  return config_from_keys(HfKeys(j, source), "");
+  LmConfig c = config_from_keys(HfKeys(j, source), "");
+  if (!quantized.empty() && c.arch != "gpt_oss")
+    fail(source, ": quantization_config (quant_method \"mxfp4\") on a \"", c.arch, "\" model: lofi reads MXFP4 weights ",
+         "where transformers does, in gpt-oss's experts; save a dequantized copy first");
+  return c;
 }
 
 LmConfig read_hf_config(const std::string& dir) {
@@ -123,6 +128,7 @@ nlohmann::ordered_json hf_config_json(const LmConfig& c, const std::string& torc
   arch.write_hf(c, out);
   out["torch_dtype"] = torch_dtype;  // transformers 4's name
   if (out.contains("dtype")) out["dtype"] = torch_dtype;  // transformers 5's, when the source had it
+  out.erase("quantization_config");  // a source's MXFP4: what lofi writes is never quantized
   return out;
 }
 
@@ -133,31 +139,50 @@ void load_hf_weights(CausalLmImpl& model, const std::string& path, DeferredWeigh
   const std::string prefix = arch.base_prefix();
   const bool tied = !model.lm_head;
   io::NamedTensors tensors;
-  auto stored_name = std::make_shared<std::map<std::string, std::string>>();  // lofi's name -> the file's
+  auto stored_name = std::make_shared<std::map<std::string, std::vector<std::string>>>();  // lofi's name -> the file's
   torch::Tensor tied_copy;
   // A vision-language checkpoint's language model (model/hf_wrapped.h): its tensors under the
   // names its own checkpoint would give them; the others are not the model's.
   std::vector<std::string> names;
   for (const auto& t : set.tensors()) names.push_back(t.entry->name);
   const io::WrappedNames spelling = arch.hf_wrappers().empty() ? io::WrappedNames::kNone : io::wrapped_names(names);
-  for (auto& [stored, tensor] : set.views()) {
+  auto lofi_name = [&](const std::string& name) {
+    // Hub files of the base model omit the LM-head model's prefix ("decoder.layers...", "h.0...").
+    return name == "lm_head.weight" || starts_with(name, prefix) ? name : prefix + name;
+  };
+  const io::NamedTensors views = set.views();
+  std::map<std::string, torch::Tensor> stored_views(views.begin(), views.end());
+  MadeTensors made;  // MXFP4 weights (gpt-oss's published experts): dequantized one at a time as copied
+  for (const auto& [stored, tensor] : views) {
     const std::string name = io::language_model_name(stored, spelling);
     if (name.empty() || arch.skipped_tensor(name)) continue;
     if (name == "lm_head.weight" && tied) {
       tied_copy = tensor;
       continue;
     }
-    // Hub files of the base model omit the LM-head model's prefix ("decoder.layers...", "h.0...").
-    const std::string lofi_name = name == "lm_head.weight" || starts_with(name, prefix) ? name : prefix + name;
-    tensors.emplace_back(lofi_name, tensor);
-    (*stored_name)[lofi_name] = stored;
+    if (const auto weight = mxfp4_weight_name(stored); weight && tensor.scalar_type() == torch::kByte) {
+      const std::string blocks = mxfp4_blocks_name(*weight), scales = mxfp4_scales_name(*weight);
+      if (!stored_views.count(blocks) || !stored_views.count(scales))
+        fail(set.source(), ": tensor '", stored, "' is half of an MXFP4 weight, but '",
+             stored_views.count(blocks) ? scales : blocks, "' is absent; the checkpoint is incomplete");
+      if (stored != blocks) continue;  // the pair is made once, from its blocks
+      const std::string target = lofi_name(io::language_model_name(*weight, spelling));
+      made[target] = {mxfp4_weight_shape(tensor, stored_views.at(scales), target),
+                      [b = tensor, s = stored_views.at(scales), target] { return mxfp4_dequantize(b, s, torch::kBFloat16, target); }};
+      (*stored_name)[target] = {blocks, scales};
+      continue;
+    }
+    tensors.emplace_back(lofi_name(name), tensor);
+    (*stored_name)[lofi_name(name)] = {stored};
   }
   // Streamed: each tensor's mapped pages go once copied, so the model and the file are never both
   // whole in memory (bench/hf_load_memory_bench.cpp measures the peak).
   // A deferred parameter's copy runs later: the release holds what it refers to.
   load_named_tensors(model, tensors, set.source(), {},
-                     [files = kept.get(), stored_name](const std::string& name) { files->release(stored_name->at(name)); },
-                     deferred);
+                     [files = kept.get(), stored_name](const std::string& name) {
+                       for (const auto& stored : stored_name->at(name)) files->release(stored);
+                     },
+                     deferred, made);
   if (tied_copy.defined()) {
     torch::Tensor embedding = model.token_embedding();
     if (tied_copy.sizes() != embedding.sizes() || !torch::equal(tied_copy.to(embedding.scalar_type()), embedding))

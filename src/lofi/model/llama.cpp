@@ -5,6 +5,7 @@
 #include "lofi/error.h"
 #include "lofi/kernels/autocast_operand.h"
 #include "lofi/model/block_runner.h"
+#include "lofi/model/deferred_weights.h"
 #include "lofi/kernels/swiglu.h"
 
 namespace lofi::model {
@@ -33,7 +34,7 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LmConfig& c, int64_t layer, bool un
     q_norm = register_module("q_norm", RmsNorm(q_width, c.layer_norm_eps, unit_offset_norms));
     k_norm = register_module("k_norm", RmsNorm(k_width, c.layer_norm_eps, unit_offset_norms));
   }
-  if (c.attention_sinks) sinks = register_parameter("sinks", torch::zeros({n_head}));
+  if (c.attention_sinks) sinks = register_parameter("sinks", torch::zeros({n_head}, parameter_options()));
 }
 
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& input, const torch::Tensor& cos, const torch::Tensor& sin,

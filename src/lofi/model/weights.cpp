@@ -16,36 +16,52 @@ io::NamedTensors module_weights(const torch::nn::Module& module) {
 
 void load_named_tensors(torch::nn::Module& module, const io::NamedTensors& tensors, const std::string& source,
                         const std::vector<std::string>& ignored, const std::function<void(const std::string&)>& copied,
-                        DeferredWeights* deferred) {
-  copy_named_tensors(module_weights(module), tensors, source, ignored, copied, deferred);
+                        DeferredWeights* deferred, const MadeTensors& made) {
+  copy_named_tensors(module_weights(module), tensors, source, ignored, copied, deferred, made);
 }
 
 void copy_named_tensors(const io::NamedTensors& targets, const io::NamedTensors& tensors, const std::string& source,
                         const std::vector<std::string>& ignored, const std::function<void(const std::string&)>& copied,
-                        DeferredWeights* deferred) {
+                        DeferredWeights* deferred, const MadeTensors& made) {
   torch::NoGradGuard no_grad;
   std::map<std::string, const torch::Tensor*> by_name;
   for (const auto& [name, t] : tensors) by_name[name] = &t;
+  std::map<std::string, const MadeTensor*> to_make;
+  for (const auto& [name, m] : made) to_make[name] = &m;
   for (auto [name, target] : targets) {
-    auto it = by_name.find(name);
-    if (it == by_name.end()) fail(source, ": missing tensor '", name, "' (shape ", target.sizes(), ")");
-    if (it->second->sizes() != target.sizes())
-      fail(source, ": tensor '", name, "' has shape ", it->second->sizes(), ", the model expects ", target.sizes());
+    // Where the value comes from: a stored tensor as it is, or one made now.
+    std::function<torch::Tensor()> value;
+    std::vector<int64_t> shape;
+    if (auto it = by_name.find(name); it != by_name.end()) {
+      shape = it->second->sizes().vec();
+      value = [stored = *it->second] { return stored; };  // a handle: a deferred fill outlives TENSORS
+      by_name.erase(it);
+    } else if (auto m = to_make.find(name); m != to_make.end()) {
+      shape = m->second->shape;
+      value = m->second->make;
+      to_make.erase(m);
+    } else {
+      fail(source, ": missing tensor '", name, "' (shape ", target.sizes(), ")");
+    }
+    if (shape != target.sizes())
+      fail(source, ": tensor '", name, "' has shape ", at::IntArrayRef(shape), ", the model expects ", target.sizes());
     if (target.is_meta()) {
       if (!deferred) fail("internal: ", source, ": tensor '", name, "' has no memory to load into");
-      deferred->defer(target, name, [from = *it->second, copied, name = name](const torch::Tensor& into) {
-        into.copy_(from);
+      deferred->defer(target, name, [value, copied, name = name](const torch::Tensor& into) {
+        into.copy_(value());
         if (copied) copied(name);
       });
     } else {
-      target.copy_(*it->second);
+      target.copy_(value());
       if (copied) copied(name);
     }
-    by_name.erase(it);
   }
-  for (const auto& [name, t] : by_name)
+  auto refuse_extra = [&](const std::string& name) {
     if (std::find(ignored.begin(), ignored.end(), name) == ignored.end())
       fail(source, ": unexpected tensor '", name, "' (not a parameter of this model; wrong architecture or size?)");
+  };
+  for (const auto& [name, t] : by_name) refuse_extra(name);
+  for (const auto& [name, m] : to_make) refuse_extra(name);
 }
 
 void load_module_weights(torch::nn::Module& module, const io::SafetensorsFile& file,

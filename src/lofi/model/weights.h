@@ -4,13 +4,24 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "lofi/io/safetensors.h"
 #include "lofi/model/deferred_weights.h"
 
 namespace lofi::model {
+
+// A weight a checkpoint stores in another form (MXFP4 blocks and their scales, model/mxfp4.h),
+// made when it is copied: its SHAPE, and MAKE, which builds its value (host memory, a floating
+// dtype). Made one at a time, so a model's worth of converted weights is never whole in memory.
+struct MadeTensor {
+  std::vector<int64_t> shape;
+  std::function<torch::Tensor()> make;
+};
+using MadeTensors = std::map<std::string, MadeTensor>;  // by the parameter's name
 
 // Parameters then buffers, by name, detached (shares storage with the module).
 io::NamedTensors module_weights(const torch::nn::Module& module);
@@ -19,17 +30,20 @@ io::NamedTensors module_weights(const torch::nn::Module& module);
 // as load_module_weights below. What load_named_tensors does for every weight, and a LoRA run's
 // checkpoint for the trained ones alone. A target on the meta device (a fully sharded start's)
 // is left to DEFERRED: its copy, and COPIED, run when it is filled, so TENSORS' memory (a mapped
-// file) must live until then (DeferredWeights::keep).
+// file) must live until then (DeferredWeights::keep). MADE: targets whose values are made as they
+// are copied instead of taken from TENSORS.
 void copy_named_tensors(const io::NamedTensors& targets, const io::NamedTensors& tensors, const std::string& source,
                         const std::vector<std::string>& ignored = {},
-                        const std::function<void(const std::string&)>& copied = {}, DeferredWeights* deferred = nullptr);
+                        const std::function<void(const std::string&)>& copied = {}, DeferredWeights* deferred = nullptr,
+                        const MadeTensors& made = {});
 
 // Copies every parameter of MODULE from TENSORS (SOURCE names them in errors), converting dtype;
 // checked as below. COPIED, when given, is called with each tensor's name once it has been copied
-// (a loader of mapped files lets its pages go there).
+// (a loader of mapped files lets its pages go there). MADE as copy_named_tensors'.
 void load_named_tensors(torch::nn::Module& module, const io::NamedTensors& tensors, const std::string& source,
                         const std::vector<std::string>& ignored = {},
-                        const std::function<void(const std::string&)>& copied = {}, DeferredWeights* deferred = nullptr);
+                        const std::function<void(const std::string&)>& copied = {}, DeferredWeights* deferred = nullptr,
+                        const MadeTensors& made = {});
 
 // Copies every parameter of MODULE from FILE, converting dtype. A missing tensor, an extra one
 // (other than IGNORED names such as a tied "lm_head.weight") or a shape mismatch is an error

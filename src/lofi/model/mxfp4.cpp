@@ -1,0 +1,71 @@
+#include "lofi/model/mxfp4.h"
+
+#include <algorithm>
+
+#include "lofi/error.h"
+#include "lofi/strings.h"
+
+namespace lofi::model {
+namespace {
+
+constexpr int64_t kBlockBytes = 16;  // 32 four-bit numbers
+constexpr int kScaleBias = 127;      // E8M0: the scale byte S stands for 2^(S - 127)
+// Blocks decoded at once: their int32 nibble indices and fp32 values stay under 200 MB whatever
+// the weight's size (a gpt-oss-120b expert tensor is 128 x 5760 x 2880 numbers).
+constexpr int64_t kBlocksPerSlice = 1 << 18;
+
+const char* kBlocksSuffix = "_blocks";
+const char* kScalesSuffix = "_scales";
+
+}  // namespace
+
+std::vector<int64_t> mxfp4_weight_shape(const torch::Tensor& blocks, const torch::Tensor& scales, const std::string& name) {
+  if (blocks.scalar_type() != torch::kByte || scales.scalar_type() != torch::kByte)
+    fail("MXFP4 weight '", name, "': ", mxfp4_blocks_name(name), " and ", mxfp4_scales_name(name), " must be uint8 (U8), found ",
+         blocks.scalar_type(), " and ", scales.scalar_type());
+  if (blocks.dim() < 3 || blocks.size(-1) != kBlockBytes || blocks.sizes().slice(0, blocks.dim() - 1) != scales.sizes())
+    fail("MXFP4 weight '", name, "': ", mxfp4_blocks_name(name), " has shape ", blocks.sizes(), " and ", mxfp4_scales_name(name),
+         " ", scales.sizes(), "; expected (..., rows, blocks, 16) and (..., rows, blocks)");
+  std::vector<int64_t> shape = scales.sizes().vec();  // (..., rows, blocks)
+  shape.back() = shape.back() * 2 * kBlockBytes;       // (..., rows, cols)
+  std::swap(shape[shape.size() - 2], shape.back());    // (..., cols, rows)
+  return shape;
+}
+
+torch::Tensor mxfp4_dequantize(const torch::Tensor& blocks, const torch::Tensor& scales, torch::Dtype dtype,
+                               const std::string& name) {
+  const std::vector<int64_t> shape = mxfp4_weight_shape(blocks, scales, name);
+  // E2M1 by its four bits (sign, two exponent bits, one mantissa bit), as transformers' FP4_VALUES.
+  const torch::Tensor lut = torch::tensor({0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,  //
+                                           -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f});
+  const int64_t groups = blocks.numel() / kBlockBytes;  // blocks of every row
+  const torch::Tensor packed = blocks.reshape({groups, kBlockBytes});  // (groups, 16)
+  const torch::Tensor exponents = scales.reshape({groups, 1});         // (groups, 1)
+  torch::Tensor values = torch::empty({groups, 2 * kBlockBytes}, torch::TensorOptions().dtype(dtype));  // (groups, 32)
+  for (int64_t g0 = 0; g0 < groups; g0 += kBlocksPerSlice) {
+    const int64_t g1 = std::min(groups, g0 + kBlocksPerSlice);
+    const torch::Tensor bytes = packed.slice(0, g0, g1).to(torch::kInt);  // (g, 16)
+    const torch::Tensor low = torch::bitwise_and(bytes, 0x0F), high = torch::bitwise_right_shift(bytes, 4);
+    // (g, 16, 2) -> (g, 32): each byte's low nibble, then its high one.
+    const torch::Tensor nibbles = torch::stack({low, high}, -1).reshape({g1 - g0, 2 * kBlockBytes});
+    const torch::Tensor decoded = lut.index_select(0, nibbles.flatten()).view({g1 - g0, 2 * kBlockBytes});
+    const torch::Tensor powers = torch::exp2(exponents.slice(0, g0, g1).to(torch::kFloat) - kScaleBias);  // (g, 1), exact
+    values.slice(0, g0, g1).copy_(decoded * powers);  // exact: a power of two times a number of two significant bits
+  }
+  // (groups, 32) -> (..., rows, cols) -> (..., cols, rows): gpt-oss's parameters are (experts,
+  // in, out), the blocks run along each output row's inputs.
+  std::vector<int64_t> rows_shape = shape;
+  std::swap(rows_shape[rows_shape.size() - 2], rows_shape.back());
+  return values.view(rows_shape).transpose(-2, -1).contiguous();
+}
+
+std::optional<std::string> mxfp4_weight_name(const std::string& stored) {
+  for (const char* suffix : {kBlocksSuffix, kScalesSuffix})
+    if (ends_with(stored, suffix)) return stored.substr(0, stored.size() - std::string(suffix).size());
+  return std::nullopt;
+}
+
+std::string mxfp4_blocks_name(const std::string& weight) { return weight + kBlocksSuffix; }
+std::string mxfp4_scales_name(const std::string& weight) { return weight + kScalesSuffix; }
+
+}  // namespace lofi::model
