@@ -35,28 +35,29 @@ std::vector<int64_t> mxfp4_weight_shape(const torch::Tensor& blocks, const torch
 torch::Tensor mxfp4_dequantize(const torch::Tensor& blocks, const torch::Tensor& scales, torch::Dtype dtype,
                                const std::string& name) {
   const std::vector<int64_t> shape = mxfp4_weight_shape(blocks, scales, name);
-  // E2M1 by its four bits (sign, two exponent bits, one mantissa bit), as transformers' FP4_VALUES.
+  // E2M1 by its four bits (sign, two exponent bits, one mantissa bit), as transformers' FP4_VALUES,
+  // and each byte's two numbers, low nibble first: (256, 2), so a byte is decoded by one lookup.
   const torch::Tensor lut = torch::tensor({0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,  //
                                            -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f});
+  const torch::Tensor pairs = torch::stack({lut.repeat({16}), lut.repeat_interleave(16)}, 1);  // [b] = (lut[b % 16], lut[b / 16])
   const int64_t groups = blocks.numel() / kBlockBytes;  // blocks of every row
-  const torch::Tensor packed = blocks.reshape({groups, kBlockBytes});  // (groups, 16)
+  const torch::Tensor packed = blocks.reshape({groups * kBlockBytes});  // (groups * 16)
   const torch::Tensor exponents = scales.reshape({groups, 1});         // (groups, 1)
   torch::Tensor values = torch::empty({groups, 2 * kBlockBytes}, torch::TensorOptions().dtype(dtype));  // (groups, 32)
   for (int64_t g0 = 0; g0 < groups; g0 += kBlocksPerSlice) {
     const int64_t g1 = std::min(groups, g0 + kBlocksPerSlice);
-    const torch::Tensor bytes = packed.slice(0, g0, g1).to(torch::kInt);  // (g, 16)
-    const torch::Tensor low = torch::bitwise_and(bytes, 0x0F), high = torch::bitwise_right_shift(bytes, 4);
-    // (g, 16, 2) -> (g, 32): each byte's low nibble, then its high one.
-    const torch::Tensor nibbles = torch::stack({low, high}, -1).reshape({g1 - g0, 2 * kBlockBytes});
-    const torch::Tensor decoded = lut.index_select(0, nibbles.flatten()).view({g1 - g0, 2 * kBlockBytes});
+    const torch::Tensor bytes = packed.slice(0, g0 * kBlockBytes, g1 * kBlockBytes).to(torch::kInt);  // (g * 16)
+    // (g * 16, 2) -> (g, 32): each byte's low nibble's number, then its high one's.
+    const torch::Tensor decoded = pairs.index_select(0, bytes).view({g1 - g0, 2 * kBlockBytes});
     const torch::Tensor powers = torch::exp2(exponents.slice(0, g0, g1).to(torch::kFloat) - kScaleBias);  // (g, 1), exact
-    values.slice(0, g0, g1).copy_(decoded * powers);  // exact: a power of two times a number of two significant bits
+    values.slice(0, g0, g1).copy_(decoded.mul_(powers));  // exact: a power of two times a number of two significant bits
   }
   // (groups, 32) -> (..., rows, cols) -> (..., cols, rows): gpt-oss's parameters are (experts,
-  // in, out), the blocks run along each output row's inputs.
+  // in, out), the blocks run along each output row's inputs. A view: the copy into the parameter
+  // transposes, so no second weight-sized tensor is made.
   std::vector<int64_t> rows_shape = shape;
   std::swap(rows_shape[rows_shape.size() - 2], rows_shape.back());
-  return values.view(rows_shape).transpose(-2, -1).contiguous();
+  return values.view(rows_shape).transpose(-2, -1);
 }
 
 std::optional<std::string> mxfp4_weight_name(const std::string& stored) {

@@ -16,8 +16,9 @@ namespace lofi::model {
 
 // The weight BLOCKS and SCALES hold, in DTYPE, as transformers reads it into gpt-oss
 // (integrations/mxfp4.py, convert_moe_packed_tensors): the (..., rows, blocks * 32) values with the
-// last two dimensions swapped, (..., blocks * 32, rows), contiguous. Decoded a slice of rows at a
-// time, so the working memory beyond the output is bounded. NAME (the weight's) goes into errors.
+// last two dimensions swapped, (..., blocks * 32, rows), as a transposed view (copy_ it where it
+// goes). Decoded a slice of blocks at a time, so the working memory beyond the output is bounded.
+// NAME (the weight's) goes into errors.
 torch::Tensor mxfp4_dequantize(const torch::Tensor& blocks, const torch::Tensor& scales, torch::Dtype dtype,
                                const std::string& name);
 
