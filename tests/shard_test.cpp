@@ -432,24 +432,31 @@ TEST(DistShard, OneWorkerSaysItDoesNothingAndBadSettingsAreOneLine) {
 }
 
 // A fully sharded node builds its decoder blocks in pieces: each worker makes a block's parameters
-// only as it packs them (model/deferred_weights.h). From a Hugging Face directory it trains to the
-// unsharded node's weights, and a model.init holding NaN in a block is refused by the tensor's name
-// as a whole start refuses it.
+// only as it packs them (model/deferred_weights.h). From a Hugging Face directory (Llama's, and
+// gpt-oss's with its experts in MXFP4) it trains to the unsharded node's weights, and a model.init
+// holding NaN in a block is refused by the tensor's name as a whole start refuses it.
 TEST(DistShard, AStartBuiltInPiecesTrainsFromModelInitLikeTheUnshardedNode) {
   const std::string dir = test::scratch_dir();
   test::write_fixture_tokens(dir);
-  const std::string init = (std::filesystem::path(LOFI_FIXTURES) / "hf" / "transformers" / "llama-gqa").string();
+  const std::filesystem::path fixtures = std::filesystem::path(LOFI_FIXTURES) / "hf" / "transformers";
+  const std::string init = (fixtures / "llama-gqa").string();
   auto cmd = [&](const std::string& run, const std::string& source, const std::string& shard) {
     return "launch --workers 2 -- train --set model.init=" + source + " --set data.train=" + dir + "/tokens.bin --set run.dir=" +
            dir + "/" + run + " --set data.seq_len=16 --set train.batch_size=4 --set train.steps=3 --set train.warmup_steps=1"
            " --set train.threads=1 --set dist.bucket_mb=0.01 --set dist.timeout_s=60 --set dist.shard=" + shard;
   };
-  auto whole = run_lofi(cmd("none", init, "none"));
-  ASSERT_EQ(whole.status, 0) << whole.output;
-  auto pieces = run_lofi(cmd("full", init, "full"));
-  ASSERT_EQ(pieces.status, 0) << pieces.output;
-  EXPECT_NE(pieces.output.find("made one block at a time"), std::string::npos) << pieces.output;
-  EXPECT_LE(max_abs_diff(dir + "/none/node-00/final.safetensors", dir + "/full/node-00/final.safetensors"), 1e-6);
+  // Llama's Linear layers; gpt-oss's 3-D experts, read from MXFP4 blocks as each block is made.
+  for (const std::string source : {init, (fixtures / "gpt-oss-mxfp4").string()}) {
+    SCOPED_TRACE(source);
+    const std::string name = std::filesystem::path(source).filename().string();
+    auto whole = run_lofi(cmd(name + "-none", source, "none"));
+    ASSERT_EQ(whole.status, 0) << whole.output;
+    auto pieces = run_lofi(cmd(name + "-full", source, "full"));
+    ASSERT_EQ(pieces.status, 0) << pieces.output;
+    EXPECT_NE(pieces.output.find("made one block at a time"), std::string::npos) << pieces.output;
+    EXPECT_LE(max_abs_diff(dir + "/" + name + "-none/node-00/final.safetensors", dir + "/" + name + "-full/node-00/final.safetensors"),
+              1e-6);
+  }
 
   const std::string bad = dir + "/nan";
   std::filesystem::create_directories(bad);
