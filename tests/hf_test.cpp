@@ -800,6 +800,7 @@ TEST_P(LofiRunFromHf, WritesMergedHf) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_FALSE(fs::exists(dir + "/run/node-00/final-hf"));  // a merging job hands back the merge
   EXPECT_EQ(read_json(dir + "/run/merged-hf/config.json")["model_type"], read_json(init + "/config.json")["model_type"]);
+  EXPECT_FALSE(read_json(dir + "/run/merged-hf/config.json").contains("quantization_config"));  // written dequantized
   test::CommandResult hf = test::run_python("hf/check_same_weights.py", dir + "/run/merged-hf " + dir + "/run/merged.safetensors");
   std::cout << hf.output;
   EXPECT_EQ(hf.status, 0) << hf.output;
@@ -810,10 +811,11 @@ TEST_P(LofiRunFromHf, WritesMergedHf) {
 // and merged too), Gemma 3 (norms that start at 0, sliding and full layers) and Gemma 3 with its
 // vision tower (merged-hf is the vision-language model again), Qwen3-MoE (router and experts
 // averaged, and written per expert as its checkpoints are), OLMo 2, Granite, Gemma 2 (trained
-// through its soft caps), Qwen2-MoE and gpt-oss (its sinks and 3-D experts trained and averaged).
+// through its soft caps), Qwen2-MoE and gpt-oss (its sinks and 3-D experts trained and averaged;
+// and from its experts in MXFP4, as published, to a dequantized merged-hf).
 INSTANTIATE_TEST_SUITE_P(CliHf, LofiRunFromHf, ::testing::Values("opt-125m-like", "llama-gqa", "qwen3", "gemma3", "gemma3-vision",
                                                                        "mistral3-vision", "phi3", "qwen3-moe", "olmo2", "granite",
-                                                                       "gemma2", "qwen2-moe", "gpt-oss", "olmoe"));
+                                                                       "gemma2", "qwen2-moe", "gpt-oss", "olmoe", "gpt-oss-mxfp4"));
 
 }  // namespace
 }  // namespace lofi
