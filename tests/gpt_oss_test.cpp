@@ -22,6 +22,7 @@
 #include "lofi/model/gpt_oss_moe.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/llama.h"
+#include "lofi/model/mxfp4.h"
 #include "lofi/train/config.h"
 #include "test_util.h"
 
@@ -217,9 +218,28 @@ TEST(GptOss, PublishedMxfp4ExpertsReadAsTransformersDequantizesThem) {
   }
 }
 
+// Every scale byte, 0 to 255 (2^-127, a subnormal, to 2^128, past fp32's range), under random
+// blocks: lofi decodes what transformers decodes, in fp32 and in bf16, overflow and all.
+TEST(GptOss, Mxfp4DecodesEveryScaleAsTransformersDoes) {
+  io::SafetensorsFile ref((kMxfp4Fixture / "logits.safetensors").string());
+  const torch::Tensor blocks = ref.load("sweep_blocks"), scales = ref.load("sweep_scales");
+  ASSERT_EQ(scales.min().item<int64_t>(), 0);
+  ASSERT_EQ(scales.max().item<int64_t>(), 255);
+  for (const auto& [dtype, key] : {std::pair<torch::Dtype, const char*>{torch::kFloat, "sweep_values"},
+                                   {torch::kBFloat16, "sweep_values_bf16"}}) {
+    const torch::Tensor want = ref.load(key), got = model::mxfp4_dequantize(blocks, scales, dtype, "sweep", "w");
+    ASSERT_EQ(got.sizes(), want.sizes()) << key;
+    ASSERT_EQ(got.scalar_type(), want.scalar_type()) << key;
+    // Equal numbers, infinities and NaNs where transformers has them.
+    EXPECT_TRUE(torch::isclose(got, want, /*rtol=*/0, /*atol=*/0, /*equal_nan=*/true).all().item<bool>()) << key;
+    EXPECT_TRUE(torch::equal(torch::signbit(got), torch::signbit(want))) << key;  // -0 stays -0
+    EXPECT_TRUE(torch::isfinite(want).any().item<bool>() && !torch::isfinite(want).all().item<bool>()) << key;
+  }
+}
+
 // A checkpoint whose MXFP4 pair is broken is refused before anything is loaded, naming the tensor:
-// half a pair, blocks and scales that do not fit each other, blocks that are not bytes. Merges
-// refuse an MXFP4 directory (as input or base), naming the export that dequantizes it.
+// half a pair, blocks and scales that do not fit each other, blocks or scales that are not bytes.
+// Merges refuse an MXFP4 model (as --base or an input), naming the export that dequantizes it.
 TEST(GptOss, BrokenMxfp4WeightsAreRefusedByName) {
   const io::NamedTensors stored = io::SafetensorsFile((kMxfp4Fixture / "model.safetensors").string()).load_all();
   auto copy_with = [&](const std::string& name, const std::function<void(io::NamedTensors&)>& edit) {
@@ -249,11 +269,16 @@ TEST(GptOss, BrokenMxfp4WeightsAreRefusedByName) {
                         "has shape [4, 64, 1, 16] and model.layers.1.mlp.experts.down_proj_scales [4, 64, 2]"),
             std::string::npos)
       << shapes;
-  const std::string dtype = load_error(copy_with("dtype", [&](io::NamedTensors& t) {
-    for (auto& [name, tensor] : t)
-      if (name == scales) tensor = tensor.to(torch::kFloat);
-  }));
-  EXPECT_NE(dtype.find("must be uint8 (U8), found Byte and Float"), std::string::npos) << dtype;
+  for (const std::string& which : {scales, std::string("model.layers.1.mlp.experts.down_proj_blocks")}) {
+    const std::string dtype = load_error(copy_with("dtype", [&](io::NamedTensors& t) {
+      for (auto& [name, tensor] : t)
+        if (name == which) tensor = tensor.to(torch::kFloat);
+    }));
+    EXPECT_NE(dtype.find("model.safetensors: MXFP4 weight 'model.layers.1.mlp.experts.down_proj': "), std::string::npos) << dtype;
+    EXPECT_NE(dtype.find(which == scales ? "must be uint8 (U8), found Byte and Float" : "must be uint8 (U8), found Float and Byte"),
+              std::string::npos)
+        << dtype;
+  }
 
   merge::MergeOptions options;
   options.inputs = {kFixture.string()};
@@ -263,6 +288,14 @@ TEST(GptOss, BrokenMxfp4WeightsAreRefusedByName) {
   const std::string merge = test::error_of([&] { merge::merge_checkpoints(options); });
   EXPECT_NE(merge.find("is an MXFP4-quantized weight"), std::string::npos) << merge;
   EXPECT_NE(merge.find("lofi export --format hf --dtype BF16 " + kMxfp4Fixture.string()), std::string::npos) << merge;
+  EXPECT_FALSE(fs::exists(options.out));
+  // As an input too, named by its file: the export takes the directory.
+  options.method = "average";
+  options.base.clear();
+  options.inputs = {(kMxfp4Fixture / "model.safetensors").string(), (kMxfp4Fixture / "model.safetensors").string()};
+  const std::string input = test::error_of([&] { merge::merge_checkpoints(options); });
+  EXPECT_NE(input.find((kMxfp4Fixture / "model.safetensors").string() + ": tensor '"), std::string::npos) << input;
+  EXPECT_NE(input.find("lofi export --format hf --dtype BF16 " + kMxfp4Fixture.string() + " OUT_DIR"), std::string::npos) << input;
   EXPECT_FALSE(fs::exists(options.out));
 }
 

@@ -27,10 +27,13 @@ std::string unmergeable_tensors(const io::SafetensorsSet& set, const std::string
     if (c10::isFloat8Type(io::dtype_from_safetensors(e.dtype, path)))
       return cat(path, ": tensor '", e.name, "' is ", e.dtype,
                  ": lofi merges F64, F32, F16 and BF16 weights; convert the file to one of them first");
-    const std::string suffix = "_blocks";
-    if (e.dtype == "U8" && ends_with(e.name, suffix) && set.find(e.name.substr(0, e.name.size() - suffix.size()) + "_scales"))
+    // Half of an MXFP4 pair is enough to tell (one shard of a sharded checkpoint may hold the other).
+    if (e.dtype == "U8" && (ends_with(e.name, "_blocks") || ends_with(e.name, "_scales"))) {
+      const std::string dir = fs::is_directory(path) ? path : fs::path(path).parent_path().string();  // the model's directory
       return cat(path, ": tensor '", e.name, "' is an MXFP4-quantized weight: lofi merges F64, F32, F16 and BF16 weights; ",
-                 "write a dequantized copy first (lofi export --format hf --dtype BF16 ", path, " OUT_DIR) and merge that");
+                 "write a dequantized copy of the model first (lofi export --format hf --dtype BF16 ", dir.empty() ? "." : dir,
+                 " OUT_DIR) and merge that");
+    }
   }
   return "";
 }

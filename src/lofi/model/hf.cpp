@@ -160,15 +160,23 @@ void load_hf_weights(CausalLmImpl& model, const std::string& path, DeferredWeigh
       tied_copy = tensor;
       continue;
     }
-    if (const auto weight = mxfp4_weight_name(stored); weight && tensor.scalar_type() == torch::kByte) {
+    // An MXFP4 pair: X_blocks and X_scales, either of them bytes (mxfp4_weight_shape checks both).
+    const auto weight = mxfp4_weight_name(stored);
+    auto byte_tensor = [&](const std::string& n) {
+      auto it = stored_views.find(n);
+      return it != stored_views.end() && it->second.scalar_type() == torch::kByte;
+    };
+    if (weight && (byte_tensor(mxfp4_blocks_name(*weight)) || byte_tensor(mxfp4_scales_name(*weight)))) {
       const std::string blocks = mxfp4_blocks_name(*weight), scales = mxfp4_scales_name(*weight);
       if (!stored_views.count(blocks) || !stored_views.count(scales))
         fail(set.source(), ": tensor '", stored, "' is half of an MXFP4 weight, but '",
-             stored_views.count(blocks) ? scales : blocks, "' is absent; the checkpoint is incomplete");
+             stored_views.count(blocks) ? scales : blocks, "' is absent; the checkpoint is incomplete: download it again");
       if (stored != blocks) continue;  // the pair is made once, from its blocks
       const std::string target = lofi_name(io::language_model_name(*weight, spelling));
-      made[target] = {mxfp4_weight_shape(tensor, stored_views.at(scales), target),
-                      [b = tensor, s = stored_views.at(scales), target] { return mxfp4_dequantize(b, s, torch::kBFloat16, target); }};
+      made[target] = {mxfp4_weight_shape(tensor, stored_views.at(scales), set.source(), target),
+                      [b = tensor, s = stored_views.at(scales), source = set.source(), target] {
+                        return mxfp4_dequantize(b, s, torch::kBFloat16, source, target);
+                      }};
       (*stored_name)[target] = {blocks, scales};
       continue;
     }

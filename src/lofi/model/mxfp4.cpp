@@ -19,13 +19,15 @@ const char* kScalesSuffix = "_scales";
 
 }  // namespace
 
-std::vector<int64_t> mxfp4_weight_shape(const torch::Tensor& blocks, const torch::Tensor& scales, const std::string& name) {
+std::vector<int64_t> mxfp4_weight_shape(const torch::Tensor& blocks, const torch::Tensor& scales, const std::string& source,
+                                        const std::string& name) {
+  const char* what_to_do = "; the checkpoint is damaged or not in MXFP4 as gpt-oss publishes it: download it again";
   if (blocks.scalar_type() != torch::kByte || scales.scalar_type() != torch::kByte)
-    fail("MXFP4 weight '", name, "': ", mxfp4_blocks_name(name), " and ", mxfp4_scales_name(name), " must be uint8 (U8), found ",
-         blocks.scalar_type(), " and ", scales.scalar_type());
+    fail(source, ": MXFP4 weight '", name, "': ", mxfp4_blocks_name(name), " and ", mxfp4_scales_name(name),
+         " must be uint8 (U8), found ", blocks.scalar_type(), " and ", scales.scalar_type(), what_to_do);
   if (blocks.dim() < 3 || blocks.size(-1) != kBlockBytes || blocks.sizes().slice(0, blocks.dim() - 1) != scales.sizes())
-    fail("MXFP4 weight '", name, "': ", mxfp4_blocks_name(name), " has shape ", blocks.sizes(), " and ", mxfp4_scales_name(name),
-         " ", scales.sizes(), "; expected (..., rows, blocks, 16) and (..., rows, blocks)");
+    fail(source, ": MXFP4 weight '", name, "': ", mxfp4_blocks_name(name), " has shape ", blocks.sizes(), " and ",
+         mxfp4_scales_name(name), " ", scales.sizes(), "; expected (..., rows, blocks, 16) and (..., rows, blocks)", what_to_do);
   std::vector<int64_t> shape = scales.sizes().vec();  // (..., rows, blocks)
   shape.back() = shape.back() * 2 * kBlockBytes;       // (..., rows, cols)
   std::swap(shape[shape.size() - 2], shape.back());    // (..., cols, rows)
@@ -33,8 +35,8 @@ std::vector<int64_t> mxfp4_weight_shape(const torch::Tensor& blocks, const torch
 }
 
 torch::Tensor mxfp4_dequantize(const torch::Tensor& blocks, const torch::Tensor& scales, torch::Dtype dtype,
-                               const std::string& name) {
-  const std::vector<int64_t> shape = mxfp4_weight_shape(blocks, scales, name);
+                               const std::string& source, const std::string& name) {
+  const std::vector<int64_t> shape = mxfp4_weight_shape(blocks, scales, source, name);
   // E2M1 by its four bits (sign, two exponent bits, one mantissa bit), as transformers' FP4_VALUES,
   // and each byte's two numbers, low nibble first: (256, 2), so a byte is decoded by one lookup.
   const torch::Tensor lut = torch::tensor({0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,  //
@@ -49,8 +51,10 @@ torch::Tensor mxfp4_dequantize(const torch::Tensor& blocks, const torch::Tensor&
     const torch::Tensor bytes = packed.slice(0, g0 * kBlockBytes, g1 * kBlockBytes).to(torch::kInt);  // (g * 16)
     // (g * 16, 2) -> (g, 32): each byte's low nibble's number, then its high one's.
     const torch::Tensor decoded = pairs.index_select(0, bytes).view({g1 - g0, 2 * kBlockBytes});
-    const torch::Tensor powers = torch::exp2(exponents.slice(0, g0, g1).to(torch::kFloat) - kScaleBias);  // (g, 1), exact
-    values.slice(0, g0, g1).copy_(decoded.mul_(powers));  // exact: a power of two times a number of two significant bits
+    // 2^(S - 127) as 2 * 2^(S - 128): finite for every byte (2^128 is not a float), so S = 255
+    // gives what transformers' ldexp gives (0.5 * 2^128 = 2^127; larger numbers overflow as there).
+    const torch::Tensor powers = torch::exp2(exponents.slice(0, g0, g1).to(torch::kFloat) - (kScaleBias + 1));  // (g, 1), exact
+    values.slice(0, g0, g1).copy_(decoded.mul_(2).mul_(powers));  // exact: powers of two times numbers of two significant bits
   }
   // (groups, 32) -> (..., rows, cols) -> (..., cols, rows): gpt-oss's parameters are (experts,
   // in, out), the blocks run along each output row's inputs. A view: the copy into the parameter

@@ -18,13 +18,14 @@ namespace lofi::model {
 // (integrations/mxfp4.py, convert_moe_packed_tensors): the (..., rows, blocks * 32) values with the
 // last two dimensions swapped, (..., blocks * 32, rows), as a transposed view (copy_ it where it
 // goes). Decoded a slice of blocks at a time, so the working memory beyond the output is bounded.
-// NAME (the weight's) goes into errors.
+// SOURCE (the checkpoint) and NAME (the weight's) go into errors.
 torch::Tensor mxfp4_dequantize(const torch::Tensor& blocks, const torch::Tensor& scales, torch::Dtype dtype,
-                               const std::string& name);
+                               const std::string& source, const std::string& name);
 
 // The shape mxfp4_dequantize gives for BLOCKS and SCALES; a pair that is not MXFP4 (not uint8, or
-// shapes that do not fit each other) is an error naming weight NAME's two tensors.
-std::vector<int64_t> mxfp4_weight_shape(const torch::Tensor& blocks, const torch::Tensor& scales, const std::string& name);
+// shapes that do not fit each other) is an error naming SOURCE and weight NAME's two tensors.
+std::vector<int64_t> mxfp4_weight_shape(const torch::Tensor& blocks, const torch::Tensor& scales, const std::string& source,
+                                        const std::string& name);
 
 // For a stored tensor name "X_blocks" or "X_scales", the weight's "X"; else none.
 std::optional<std::string> mxfp4_weight_name(const std::string& stored);
