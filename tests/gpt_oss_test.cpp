@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -19,11 +20,13 @@
 #include "lofi/io/safetensors.h"
 #include "lofi/io/safetensors_set.h"
 #include "lofi/merge/engine.h"
+#include "lofi/model/blocks.h"
 #include "lofi/model/gpt_oss_moe.h"
 #include "lofi/model/hf.h"
 #include "lofi/model/llama.h"
 #include "lofi/model/mxfp4.h"
 #include "lofi/train/config.h"
+#include "cpu_bytes.h"
 #include "test_util.h"
 
 namespace lofi {
@@ -167,6 +170,57 @@ TEST(GptOss, FreshWeightsStartAsTransformersStartThem) {
                            "model.layers.0.self_attn.sinks", "model.layers.0.mlp.router.bias"})
     EXPECT_EQ(params[zero].abs().max().item<double>(), 0.0) << zero;
   EXPECT_NEAR(params["model.layers.0.mlp.experts.gate_up_proj"].std().item<double>(), 0.02, 0.005);
+}
+
+// Sinks through the fused kernel (one more key, model/blocks.cpp) equal the eager scores with the
+// sink column (transformers' way): outputs and the gradients of q, k, v and the sinks within 1e-5
+// in fp32, over grouped heads, a window shorter than the sequence, packed rows, and dropout off. And
+// the fused way keeps less for its backward: not the (B, H, T, T) probabilities.
+TEST(GptOss, SinksThroughTheFusedKernelEqualTheEagerScores) {
+  torch::manual_seed(3);
+  const int64_t B = 2, H = 4, Hkv = 2, T = 24, D = 8;
+  const double scale = 1 / std::sqrt(static_cast<double>(D));
+  const torch::Tensor segments = torch::cat({torch::zeros({1, T}, torch::kLong),
+                                             torch::cat({torch::zeros({1, 10}, torch::kLong), torch::ones({1, T - 10}, torch::kLong)}, 1)});
+  const torch::Tensor packed = model::pack_rows(segments).mask;  // (B, 1, T, T)
+  for (const auto& [window, mask] : {std::pair<int64_t, torch::Tensor>{0, {}}, {6, {}}, {0, packed}, {6, packed}}) {
+    SCOPED_TRACE("window " + std::to_string(window) + (mask.defined() ? ", packed" : ""));
+    auto leaf = [](const torch::Tensor& t) { return t.detach().clone().requires_grad_(true); };
+    const torch::Tensor q0 = torch::randn({B, H, T, D}), k0 = torch::randn({B, Hkv, T, D}), v0 = torch::randn({B, Hkv, T, D});
+    const torch::Tensor s0 = torch::randn({H}) * 2, up = torch::randn({B, H, T, D});
+    std::vector<torch::Tensor> outs, grads;
+    for (bool fused : {true, false}) {
+      const torch::Tensor q = leaf(q0), k = leaf(k0), v = leaf(v0), sinks = leaf(s0);
+      torch::Tensor y;
+      if (fused) {
+        y = model::causal_attention_heads(q, k, v, scale, window, 0.0, true, mask, 0.0, sinks);
+      } else {
+        const torch::Tensor i = torch::arange(T).unsqueeze(1), j = torch::arange(T).unsqueeze(0);
+        torch::Tensor allowed = (j <= i).logical_and(window > 0 ? j > i - window : torch::ones({T, T}, torch::kBool));
+        if (mask.defined()) allowed = allowed.logical_and(mask);
+        y = model::eager_attention(q, k, v, allowed, scale, 0.0, sinks, 0.0);
+      }
+      (y * up).sum().backward();
+      outs.push_back(y.detach());
+      for (const auto& t : {q, k, v, sinks}) grads.push_back(t.grad());
+    }
+    EXPECT_LE((outs[0] - outs[1]).abs().max().item<double>(), 1e-5);
+    for (size_t g = 0; g < 4; ++g) EXPECT_LE((grads[g] - grads[g + 4]).abs().max().item<double>(), 1e-5) << "gradient " << g;
+    EXPECT_GT(grads[3].abs().max().item<double>(), 1e-3);  // the sinks do get a gradient
+  }
+  // Kept for backward at T = 256: the eager way holds (B, H, T, T) fp32 probabilities (2 MB here).
+  const int64_t L = 256;
+  const torch::Tensor q = torch::randn({B, H, L, D}, torch::requires_grad()), k = torch::randn({B, Hkv, L, D}, torch::requires_grad());
+  const torch::Tensor v = torch::randn({B, Hkv, L, D}, torch::requires_grad()), sinks = torch::randn({H}, torch::requires_grad());
+  int64_t kept[2];
+  for (bool fused : {true, false}) {
+    test::CpuBytes bytes;
+    const torch::Tensor y = fused ? model::causal_attention_heads(q, k, v, scale, 0, 0.0, true, {}, 0.0, sinks)
+                                  : model::eager_attention(q, k, v, torch::ones({L, L}, torch::kBool).tril(), scale, 0.0, sinks, 0.0);
+    kept[fused ? 0 : 1] = bytes.live();
+  }
+  std::cout << "sink attention keeps " << kept[0] << " bytes fused, " << kept[1] << " eager\n";
+  EXPECT_LT(kept[0] * 4, kept[1]);
 }
 
 // gpt-oss as published, its experts' weights in MXFP4 (make_llama_fixtures.py's gpt-oss-mxfp4:

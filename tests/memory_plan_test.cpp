@@ -104,7 +104,7 @@ TEST(CliMemoryPlan, PeakIsWithinFifteenPercentOfMeasured) {
         "--set model.arch=gemma2 --set model.activation=gelu --set model.n_layer=4 --set model.n_head=4 --set model.d_model=256"
         " --set model.d_ff=768 --set model.vocab_size=8192 --set model.sliding_window=128 --set model.sliding_window_pattern=2"
         " --set model.attn_logit_softcapping=50 --set model.final_logit_softcapping=30",
-        // gpt-oss: attention sinks hold (B, H, T, T) a layer too; clamped experts with biases.
+        // gpt-oss: attention sinks as one more key of the fused kernel; clamped experts with biases.
         "--set model.arch=gpt_oss --set model.activation=silu --set model.n_layer=4 --set model.n_head=16 --set model.n_kv_head=4"
         " --set model.d_model=256 --set model.d_ff=256 --set model.vocab_size=8192 --set model.sliding_window=128"
         " --set model.sliding_window_pattern=2 --set model.attention_bias=true --set model.attention_out_bias=true"

@@ -128,12 +128,14 @@ train::ModelFootprint lm_footprint(const train::Config& config, int64_t micro_ba
   } else {
     block += counts.gated ? 3 * e * N * ff : (relu ? 1 : 2) * e * N * ff;
   }
-  // Gemma 2's soft-capped scores and gpt-oss's sinks take the unfused path (model/blocks.h), a
-  // layer's (B, H, T, T) kept: the fp32 probabilities and their copy in the compute dtype (in fp32
-  // the same tensor; the backward's score-sized gradients take its place), and with a cap the tanh
-  // of the scores (for its gradient).
+  // Gemma 2's soft-capped scores take the unfused path (model/blocks.h), a layer's (B, H, T, T)
+  // kept: the fp32 probabilities, their copy in the compute dtype (in fp32 the same tensor; the
+  // backward's score-sized gradients take its place), and the tanh of the scores (for its gradient).
   const bool capped = c.attn_logit_softcapping > 0;
-  if (capped || c.attention_sinks) block += ((capped ? 2 * e : e) + 4) * B * H * T * T;
+  if (capped) block += (2 * e + 4) * B * H * T * T;
+  // gpt-oss's sinks go through the fused kernel as one more key (model/blocks.cpp): the kernel keeps
+  // its own copies of q, k, v and the output, each a row and up to 8 features wider.
+  else if (c.attention_sinks) block += e * N * (hd + 8) * (2 * H + 2 * kv);
   // Attention dropout takes the unfused path: scores, probabilities and the dropped ones, fp32.
   if (c.attention_dropout > 0) block += 12 * B * H * T * T;
   // Dropout elsewhere keeps its scaled fp32 mask: OPT and GPT-2 after attention and after the MLP.

@@ -100,32 +100,80 @@ torch::Tensor eager_attention(const torch::Tensor& q_in, const torch::Tensor& k_
   });
 }
 
-torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor& k_in, const torch::Tensor& v_in,
+namespace {
+
+struct SinkKeyed {
+  torch::Tensor q, k, v, keys;  // (B, H, T + 1, D'), (B, H_kv, T + 1, D') twice, allowed keys or none
+};
+
+// A sink logit per head (gpt-oss) through the fused kernels, which take no sink: the sink becomes
+// one more key in front that every query sees, with a value of zeros, so it takes its share of each
+// softmax and adds nothing. Its score must be the head's logit s_h whatever the query: one more
+// feature carries it, s_h / SCALE in every query of head h, 1 in the sink key, 0 in the real keys
+// (so Q'K'^T * SCALE is QK^T * SCALE for the real keys and s_h for the sink; the sinks' gradient
+// comes back through that feature). A query row of zeros in front keeps the causal mask square:
+// query i + 1 sees the sink and keys 0..i. The caller drops that row and the extra features.
+// CUDA's kernels want head dims in multiples of 8: there the feature comes with 7 zeros.
+SinkKeyed with_sink_key(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& keys,
+                        const torch::Tensor& sinks, double scale) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1);
+  const int64_t extra = q.is_cpu() ? 1 : 8, width = std::max(D, v.size(3)) + extra;
+  auto features = [&](const torch::Tensor& t, const torch::Tensor& last) {  // (b, h, t, d) -> (b, h, t, width)
+    const int64_t pad = width - t.size(3) - (last.defined() ? 1 : 0);
+    std::vector<torch::Tensor> parts{t};
+    if (last.defined()) parts.push_back(last);
+    parts.push_back(torch::zeros({t.size(0), t.size(1), t.size(2), pad}, t.options()));
+    return torch::cat(parts, -1);
+  };
+  auto in_front = [](const torch::Tensor& row, const torch::Tensor& t) { return torch::cat({row, t}, 2); };  // T -> T + 1
+  const torch::Tensor logit = (sinks / scale).to(q.scalar_type()).view({1, H, 1, 1}).expand({B, H, T, 1});  // (B, H, T, 1)
+  torch::Tensor sink_key = torch::zeros({B, Hkv, 1, width}, k.options());
+  sink_key.narrow(-1, D, 1).fill_(1);
+  SinkKeyed out;
+  out.q = in_front(torch::zeros({B, H, 1, width}, q.options()), features(q, logit));  // (B, H, T + 1, width)
+  out.k = in_front(sink_key, features(k, torch::zeros({B, Hkv, T, 1}, k.options())));  // (B, H_kv, T + 1, width)
+  out.v = in_front(torch::zeros({B, Hkv, 1, width}, v.options()), features(v, {}));    // (B, H_kv, T + 1, width)
+  if (keys.defined()) {  // the sink's column, and the front query's row, allowed: (..., T + 1, T + 1)
+    const torch::Tensor columns = torch::cat({torch::ones_like(keys.narrow(-1, 0, 1)), keys}, -1);
+    out.keys = torch::cat({torch::ones_like(columns.narrow(-2, 0, 1)), columns}, -2);
+  }
+  return out;
+}
+
+}  // namespace
+
+torch::Tensor causal_attention_heads(const torch::Tensor& q_in, const torch::Tensor& k_in, const torch::Tensor& v_in,
                                      double scale, int64_t window, double dropout, bool training, const torch::Tensor& mask,
                                      double softcap, const torch::Tensor& sinks) {
-  const int64_t T = q.size(2);
+  const int64_t T = q_in.size(2);
   // Which keys each query sees: j <= i, within the window i - window < j, within the packing mask.
   auto allowed = [&] {
-    const torch::Tensor i = torch::arange(T, q.options().dtype(torch::kLong)).unsqueeze(1);  // (T, 1)
-    const torch::Tensor j = torch::arange(T, q.options().dtype(torch::kLong)).unsqueeze(0);  // (1, T)
-    torch::Tensor keys = j <= i;                                                             // (T, T)
+    const torch::Tensor i = torch::arange(T, q_in.options().dtype(torch::kLong)).unsqueeze(1);  // (T, 1)
+    const torch::Tensor j = torch::arange(T, q_in.options().dtype(torch::kLong)).unsqueeze(0);  // (1, T)
+    torch::Tensor keys = j <= i;                                                                // (T, T)
     if (window > 0) keys = keys.logical_and(j > i - window);
-    return mask.defined() ? keys.logical_and(mask) : keys;                                   // (B, 1, T, T)
+    return mask.defined() ? keys.logical_and(mask) : keys;                                      // (B, 1, T, T)
   };
   const double p = training ? dropout : 0.0;
-  if (softcap > 0 || sinks.defined()) return eager_attention(q, k_in, v_in, allowed(), scale, softcap, sinks, p);
-  const bool masked = mask.defined() || (window > 0 && window < T);
+  if (softcap > 0) return eager_attention(q_in, k_in, v_in, allowed(), scale, softcap, sinks, p);
+  // The keys allowed, where causality alone does not say it: the window's, or the packing mask
+  // (which holds causality).
+  torch::Tensor keys = window > 0 && window < T ? allowed() : mask;
+  torch::Tensor q = q_in, k_shared = k_in, v_shared = v_in;
+  if (sinks.defined()) {
+    SinkKeyed keyed = with_sink_key(q_in, k_in, v_in, keys, sinks, scale);
+    q = keyed.q, k_shared = keyed.k, v_shared = keyed.v, keys = keyed.keys;
+  }
   // CUDA's flash kernel takes grouped heads but no mask and no fp32; its memory-efficient kernel
   // takes masks and fp32 but not grouped heads (PyTorch's sdp_utils): either would send grouped
   // heads with a mask to the math fallback, (B, H, T, T) scores kept for backward. Expanded heads
   // reach the memory-efficient kernel. The CPU's fused kernel takes all three as they are.
-  const bool expand = !q.is_cpu() && k_in.size(1) != q.size(1) && (masked || q.scalar_type() == torch::kFloat);
-  const torch::Tensor k = expand ? expand_kv_heads(k_in, q.size(1)) : k_in;
-  const torch::Tensor v = expand ? expand_kv_heads(v_in, q.size(1)) : v_in;
-  const bool grouped = k.size(1) != q.size(1);
-  if (window <= 0 || window >= T)
-    return attend(q, k, v, mask, p, /*is_causal=*/!mask.defined(), scale, grouped);
-  return attend(q, k, v, allowed(), p, /*is_causal=*/false, scale, grouped);
+  const bool expand = !q.is_cpu() && k_shared.size(1) != q.size(1) && (keys.defined() || q.scalar_type() == torch::kFloat);
+  const torch::Tensor k = expand ? expand_kv_heads(k_shared, q.size(1)) : k_shared;
+  const torch::Tensor v = expand ? expand_kv_heads(v_shared, q.size(1)) : v_shared;
+  const torch::Tensor y = attend(q, k, v, keys, p, /*is_causal=*/!keys.defined(), scale, /*grouped=*/k.size(1) != q.size(1));
+  if (!sinks.defined()) return y;
+  return y.narrow(2, 1, T).narrow(-1, 0, v_in.size(3));  // (B, H, T + 1, width) -> (B, H, T, D)
 }
 
 std::pair<torch::Tensor, torch::Tensor> add_layer_norm(const torch::Tensor& x, const torch::Tensor& residual,

@@ -54,13 +54,15 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
 // On a GPU, grouped heads with a mask (packed rows, a sliding window) or in fp32 are expanded to H
 // heads first (expand_kv_heads): no fused kernel there takes both, and the fallback would hold the
 // (B, H, T, T) scores. SOFTCAP > 0 (Gemma 2): each scaled score becomes SOFTCAP * tanh(score /
-// SOFTCAP) before the mask; SINKS (H) defined (gpt-oss): each head's sink logit joins every
-// query's softmax. No fused kernel takes either, so those scores are held (eager_attention).
+// SOFTCAP) before the mask; no fused kernel takes that, so those scores are held (eager_attention).
+// SINKS (H) defined (gpt-oss): each head's sink logit joins every query's softmax, through the
+// fused kernel as one more key that every query sees, with a value of zeros (model/blocks.cpp).
 torch::Tensor causal_attention_heads(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
                                      int64_t window, double dropout, bool training, const torch::Tensor& mask = {},
                                      double softcap = 0, const torch::Tensor& sinks = {});
 
-// Attention on explicit scores, as transformers' eager attention computes it for Gemma 2 and gpt-oss:
+// Attention on explicit scores, as transformers' eager attention computes it for Gemma 2 and gpt-oss
+// (causal_attention_heads takes it for soft caps; for sinks alone it is the reference of the fused way):
 // scores = Q K^T * SCALE, soft-capped to CAP * tanh(scores / CAP) where CAP > 0, the keys ALLOWED
 // (T, T) or (B, 1, T, T) bool kept, each head's logit of SINKS (H) appended as one more column
 // where defined (it takes its share of the softmax and attends to nothing: the column is dropped
